@@ -1,0 +1,312 @@
+//! Derived settings: every rule of the form "X is Y in these modes", computed once, here.
+//!
+//! Each function is pure and has a table of tests below, one row per mode where the mode
+//! matters. The rules are the appliance's (see the networking white paper, sections 4-6 and 10).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::model::{Config, Dhcp, Lan, Network, Protocol, SecurityMode, Service, WanAddressing};
+use crate::values::Ipv4Net;
+
+/// The addresses a DHCP client is handed, computed from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpOptions {
+    pub netmask: Ipv4Addr,
+    /// Option 3; `None` when there is nothing to hand out (lan-only without a gateway).
+    pub router: Option<Ipv4Addr>,
+    /// Option 6.
+    pub dns: Vec<Ipv4Addr>,
+    /// Option 15.
+    pub domain: String,
+    /// Option 42.
+    pub ntp: Ipv4Addr,
+}
+
+/// The dynamic pool: `first..=last` minus `excluded`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+    pub excluded: Vec<Ipv4Addr>,
+}
+
+impl Pool {
+    /// Number of addresses that can be handed out.
+    pub fn size(&self) -> u64 {
+        let span = u64::from(u32::from(self.last)) - u64::from(u32::from(self.first)) + 1;
+        let inside = self
+            .excluded
+            .iter()
+            .filter(|a| (self.first..=self.last).contains(*a))
+            .count() as u64;
+        span.saturating_sub(inside)
+    }
+}
+
+/// The default range: host numbers 1 to 100 of the LAN subnet (clamped to the subnet).
+pub fn default_dhcp_range(lan: Ipv4Net) -> (Ipv4Addr, Ipv4Addr) {
+    let (first_host, last_host) = lan.host_range();
+    let network = u32::from(lan.network());
+    let first = Ipv4Addr::from(network + 1).max(first_host);
+    let last = Ipv4Addr::from(network.saturating_add(100)).min(last_host);
+    (first, last)
+}
+
+/// The pool handed out: the configured range (or the default), skipping our own LAN address,
+/// the configured exclusions and every reserved address.
+pub fn dhcp_pool(lan: &Lan, dhcp: &Dhcp) -> Pool {
+    let (first, last) = dhcp.range.unwrap_or_else(|| default_dhcp_range(lan.net));
+    let mut excluded: Vec<Ipv4Addr> = std::iter::once(lan.net.address)
+        .chain(dhcp.exclude.iter().copied())
+        .chain(dhcp.reservations.iter().map(|r| r.address))
+        .filter(|a| (first..=last).contains(a))
+        .collect();
+    excluded.sort();
+    excluded.dedup();
+    Pool {
+        first,
+        last,
+        excluded,
+    }
+}
+
+/// What DHCP clients are told, per security mode.
+pub fn dhcp_options(config: &Config) -> DhcpOptions {
+    let lan = &config.network.lan;
+    let ours = lan.net.address;
+    let (router, dns) = match config.security.mode {
+        // lan-only: officebox is just a LAN host; clients use the LAN's own router and the
+        // configured primary DNS server.
+        SecurityMode::LanOnly => (
+            lan.gateway,
+            match config.dns.primary {
+                Some(IpAddr::V4(ip)) => vec![ip],
+                _ => vec![],
+            },
+        ),
+        // Every other mode: officebox is the router and the resolver.
+        SecurityMode::Router | SecurityMode::FirewallNat | SecurityMode::FirewallNatDmz => {
+            (Some(ours), vec![ours])
+        }
+    };
+    DhcpOptions {
+        netmask: lan.net.netmask(),
+        router,
+        dns,
+        domain: config.network.domain.clone(),
+        ntp: ours,
+    }
+}
+
+/// NAT is on exactly in the firewall modes (the firewall turns it on).
+pub fn nat_enabled(mode: SecurityMode) -> bool {
+    matches!(
+        mode,
+        SecurityMode::FirewallNat | SecurityMode::FirewallNatDmz
+    )
+}
+
+/// The stateful firewall between LAN and WAN is on in the firewall modes.
+pub fn firewall_enabled(mode: SecurityMode) -> bool {
+    nat_enabled(mode)
+}
+
+/// IP forwarding between the interfaces: everything but lan-only.
+pub fn forwarding_enabled(mode: SecurityMode) -> bool {
+    mode != SecurityMode::LanOnly
+}
+
+/// Whether officebox's own WAN address is firewalled (stealth: unlisted ports drop).
+pub fn wan_address_firewalled(mode: SecurityMode) -> bool {
+    mode == SecurityMode::FirewallNatDmz
+}
+
+/// Whether the WAN interface is used at all.
+pub fn wan_in_use(mode: SecurityMode) -> bool {
+    mode != SecurityMode::LanOnly
+}
+
+/// The WAN address known from the config alone (a DHCP-leased one is known at run time).
+pub fn static_wan_address(network: &Network) -> Option<Ipv4Addr> {
+    match network.wan.addressing {
+        WanAddressing::Static { net, .. } => Some(net.address),
+        WanAddressing::Dhcp { .. } => None,
+    }
+}
+
+/// Which addresses a built-in name points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinTarget {
+    Wan,
+    Lan,
+    Both,
+}
+
+/// The appliance's built-in names (white paper, section 10).
+pub const BUILTIN_NAMES: [(&str, BuiltinTarget); 7] = [
+    ("www", BuiltinTarget::Wan),
+    ("wan", BuiltinTarget::Wan),
+    ("corp", BuiltinTarget::Lan),
+    ("admin", BuiltinTarget::Lan),
+    ("lan", BuiltinTarget::Lan),
+    ("smtp", BuiltinTarget::Both),
+    ("pop", BuiltinTarget::Both),
+];
+
+/// One name of the zone that officebox makes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltinName {
+    /// Fully qualified, without trailing dot.
+    pub name: String,
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+/// The built-in names with their addresses, given the current WAN address (`None` in
+/// lan-only mode or before the WAN DHCP client has a lease). Without a WAN address, the
+/// names meant for the WAN side fall back to the LAN address so the www site stays
+/// reachable from the office, except `wan` itself, which then has no address. The box's
+/// own host name is the zone's name server and points at both sides, like `smtp`.
+pub fn builtin_names(network: &Network, wan: Option<Ipv4Addr>) -> Vec<BuiltinName> {
+    let lan = network.lan.net.address;
+    let mut out = Vec::new();
+    let own = (network.hostname.as_str(), BuiltinTarget::Both);
+    for (label, target) in BUILTIN_NAMES.into_iter().chain(std::iter::once(own)) {
+        let addresses = match (target, wan) {
+            (BuiltinTarget::Lan, _) => vec![lan],
+            (BuiltinTarget::Wan, Some(w)) => vec![w],
+            (BuiltinTarget::Wan, None) if label == "wan" => continue,
+            (BuiltinTarget::Wan, None) => vec![lan],
+            (BuiltinTarget::Both, Some(w)) => vec![w, lan],
+            (BuiltinTarget::Both, None) => vec![lan],
+        };
+        if out
+            .iter()
+            .any(|b: &BuiltinName| b.name == fqdn(label, network))
+        {
+            continue;
+        }
+        out.push(BuiltinName {
+            name: fqdn(label, network),
+            addresses,
+        });
+    }
+    out
+}
+
+fn fqdn(label: &str, network: &Network) -> String {
+    format!("{label}.{}", network.domain)
+}
+
+/// The zone's MX: ourselves, through the `smtp` name that maps to both interfaces.
+pub fn zone_mx(network: &Network) -> (u16, String) {
+    (10, fqdn("smtp", network))
+}
+
+/// The zone's name server: the box itself.
+pub fn zone_ns(network: &Network) -> String {
+    fqdn(&network.hostname, network)
+}
+
+/// Where a client's address puts it, for every policy that depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientZone {
+    Loopback,
+    Lan,
+    Wan,
+}
+
+/// Classifies a client by its source address.
+pub fn client_zone(network: &Network, ip: IpAddr) -> ClientZone {
+    let ip = match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    };
+    match ip {
+        ip if ip.is_loopback() => ClientZone::Loopback,
+        IpAddr::V4(v4) if network.lan.net.contains(v4) => ClientZone::Lan,
+        _ => ClientZone::Wan,
+    }
+}
+
+/// Recursion (forwarding to the upstream servers) only for LAN and loopback clients:
+/// officebox is never an open resolver.
+pub fn recursion_allowed(zone: ClientZone) -> bool {
+    zone != ClientZone::Wan
+}
+
+/// Relaying to other domains without authentication.
+pub fn relay_allowed(config: &Config, zone: ClientZone) -> bool {
+    zone != ClientZone::Wan || config.mail.relay_from_wan
+}
+
+/// One port officebox listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub service: Service,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// Every port of every enabled service.
+pub fn listeners(config: &Config) -> Vec<Listener> {
+    use Protocol::{Tcp, Udp};
+    let mut out = Vec::new();
+    let mut add = |enabled: bool, service: Service, protocols: &[Protocol], port: u16| {
+        if enabled {
+            for &protocol in protocols {
+                out.push(Listener {
+                    service,
+                    protocol,
+                    port,
+                });
+            }
+        }
+    };
+    let (dns, mail, phone, web) = (&config.dns, &config.mail, &config.phone, &config.web);
+    add(dns.enabled, Service::Dns, &[Udp, Tcp], dns.port);
+    add(config.dhcp.enabled, Service::Dhcp, &[Udp], 67);
+    add(mail.enabled, Service::Smtp, &[Tcp], mail.smtp_port);
+    add(
+        mail.enabled,
+        Service::Submission,
+        &[Tcp],
+        mail.submission_port,
+    );
+    add(mail.enabled, Service::Smtps, &[Tcp], mail.smtps_port);
+    add(mail.enabled, Service::Pop3, &[Tcp], mail.pop3_port);
+    add(mail.enabled, Service::Pop3s, &[Tcp], mail.pop3s_port);
+    add(phone.enabled, Service::Sip, &[Udp, Tcp], phone.sip_port);
+    add(web.enabled, Service::Www, &[Tcp], web.site_port);
+    add(web.enabled, Service::Admin, &[Tcp], web.admin_port);
+    add(config.ntp.enabled, Service::Ntp, &[Udp], config.ntp.port);
+    out
+}
+
+/// The ports of officebox's own services open on the WAN side, per mode: none in lan-only
+/// (the WAN is unused); in router and firewall-nat mode the public services listed in
+/// `wan_services`; in DMZ mode exactly those too, and everything else is dropped silently.
+pub fn wan_open_ports(config: &Config) -> Vec<Listener> {
+    if !wan_in_use(config.security.mode) {
+        return Vec::new();
+    }
+    listeners(config)
+        .into_iter()
+        .filter(|l| config.security.wan_services.contains(&l.service))
+        .collect()
+}
+
+/// The addresses a service binds: the `listen` override when set, else any address
+/// (the firewall decides who reaches what), except the admin pages, which bind the LAN
+/// address only.
+pub fn bind_addresses(config: &Config, service: Service) -> Vec<IpAddr> {
+    if !config.network.listen.is_empty() {
+        return config.network.listen.clone();
+    }
+    match service {
+        Service::Admin => vec![IpAddr::V4(config.network.lan.net.address)],
+        _ => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+    }
+}

@@ -1,0 +1,387 @@
+//! The validated config: what the services read. Every value here has passed validation;
+//! services never see a half-valid config.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::values::{Ipv4Net, Mac};
+
+/// The whole config of one officebox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where durable state lives (SQLite database, mailboxes, certificates).
+    pub data_dir: PathBuf,
+    pub network: Network,
+    pub security: Security,
+    pub dns: Dns,
+    pub dhcp: Dhcp,
+    pub mail: Mail,
+    pub users: Vec<User>,
+    pub phone: Phone,
+    pub web: Web,
+    pub ntp: Ntp,
+}
+
+/// `[network]`: names and addresses of the box.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// The box's own host name (one label), e.g. `officebox`.
+    pub hostname: String,
+    /// The company domain, lowercase, without trailing dot.
+    pub domain: String,
+    /// Whether officebox configures the host's interfaces and firewall.
+    pub manage: bool,
+    /// Bind every service to these addresses instead of the interface addresses
+    /// (the demo uses 127.0.0.1). Empty: services bind as the mode requires.
+    pub listen: Vec<IpAddr>,
+    pub wan: Wan,
+    pub lan: Lan,
+}
+
+/// `[network.wan]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wan {
+    /// Interface name, needed when `manage` is on.
+    pub interface: Option<String>,
+    pub addressing: WanAddressing,
+}
+
+/// How the WAN interface gets its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WanAddressing {
+    /// Entered by the admin, as given by the ISP.
+    Static { net: Ipv4Net, gateway: Ipv4Addr },
+    /// Leased from the ISP's DHCP server by officebox's DHCP client.
+    Dhcp { release_on_shutdown: bool },
+}
+
+/// `[network.lan]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lan {
+    pub interface: Option<String>,
+    /// Our LAN address and subnet.
+    pub net: Ipv4Net,
+    /// The LAN's router when officebox is not it (lan-only mode).
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// The four security modes of the appliance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecurityMode {
+    LanOnly,
+    Router,
+    FirewallNat,
+    FirewallNatDmz,
+}
+
+impl SecurityMode {
+    pub const ALL: [SecurityMode; 4] = [
+        SecurityMode::LanOnly,
+        SecurityMode::Router,
+        SecurityMode::FirewallNat,
+        SecurityMode::FirewallNatDmz,
+    ];
+
+    /// The name used in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityMode::LanOnly => "lan-only",
+            SecurityMode::Router => "router",
+            SecurityMode::FirewallNat => "firewall-nat",
+            SecurityMode::FirewallNatDmz => "firewall-nat-dmz",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+}
+
+/// `[security]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    pub mode: SecurityMode,
+    pub forwards: Vec<Forward>,
+    /// officebox's own services reachable from the WAN in the firewall modes.
+    pub wan_services: Vec<Service>,
+}
+
+/// Transport protocol of a forward or service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// One port forward: WAN port -> LAN host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub name: Option<String>,
+    pub protocols: Vec<Protocol>,
+    pub wan_port: u16,
+    pub host: Ipv4Addr,
+    pub port: u16,
+}
+
+/// officebox's own network services, as named in `wan_services` and in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    Dns,
+    Dhcp,
+    Smtp,
+    Submission,
+    Smtps,
+    Pop3,
+    Pop3s,
+    Sip,
+    Www,
+    Admin,
+    Ntp,
+}
+
+impl Service {
+    pub const ALL: [Service; 11] = [
+        Service::Dns,
+        Service::Dhcp,
+        Service::Smtp,
+        Service::Submission,
+        Service::Smtps,
+        Service::Pop3,
+        Service::Pop3s,
+        Service::Sip,
+        Service::Www,
+        Service::Admin,
+        Service::Ntp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Dns => "dns",
+            Service::Dhcp => "dhcp",
+            Service::Smtp => "smtp",
+            Service::Submission => "submission",
+            Service::Smtps => "smtps",
+            Service::Pop3 => "pop3",
+            Service::Pop3s => "pop3s",
+            Service::Sip => "sip",
+            Service::Www => "www",
+            Service::Admin => "admin",
+            Service::Ntp => "ntp",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// Services that may be opened to the WAN. The admin pages and DHCP never are.
+    pub fn may_face_wan(self) -> bool {
+        !matches!(self, Service::Admin | Service::Dhcp)
+    }
+}
+
+/// `[dns]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    pub enabled: bool,
+    pub port: u16,
+    pub primary: Option<IpAddr>,
+    pub secondary: Option<IpAddr>,
+    /// Forward names we don't know to the upstream servers; when off, answer them as
+    /// authoritatively non-existent.
+    pub use_upstream: bool,
+    /// Secondary name servers allowed to transfer the zone (and sent NOTIFY).
+    pub secondaries: Vec<IpAddr>,
+    /// TTL of the zone's own records.
+    pub ttl: u32,
+    /// Upper bound of cached answers.
+    pub cache_size: usize,
+    pub records: Vec<Record>,
+}
+
+/// A static DNS record from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Fully qualified, lowercase, without the trailing dot.
+    pub name: String,
+    pub ttl: u32,
+    pub data: RecordData,
+}
+
+/// Data of a static record, already parsed from its presentation form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordData {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Cname(String),
+    Mx {
+        preference: u16,
+        exchange: String,
+    },
+    Txt(String),
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
+    Ptr(String),
+}
+
+impl RecordData {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RecordData::A(_) => "A",
+            RecordData::Aaaa(_) => "AAAA",
+            RecordData::Cname(_) => "CNAME",
+            RecordData::Mx { .. } => "MX",
+            RecordData::Txt(_) => "TXT",
+            RecordData::Srv { .. } => "SRV",
+            RecordData::Ptr(_) => "PTR",
+        }
+    }
+}
+
+/// `[dhcp]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dhcp {
+    pub enabled: bool,
+    /// The range as configured; `None` means the appliance default (see `derive`).
+    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub lease_time: Duration,
+    /// Addresses inside the range used by static hosts, never handed out.
+    pub exclude: Vec<Ipv4Addr>,
+    /// Ping an address before offering it.
+    pub ping_check: bool,
+    pub reservations: Vec<Reservation>,
+}
+
+/// A fixed address for one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub mac: Mac,
+    pub address: Ipv4Addr,
+    pub hostname: Option<String>,
+}
+
+/// `[mail]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub enabled: bool,
+    pub smtp_port: u16,
+    pub submission_port: u16,
+    pub smtps_port: u16,
+    pub pop3_port: u16,
+    pub pop3s_port: u16,
+    /// Relay to other domains for WAN clients that did not authenticate. Off: no open relay.
+    pub relay_from_wan: bool,
+    pub max_message_size: u64,
+    pub aliases: Vec<Alias>,
+    /// The admin's shared ISP mailbox, sorted out to the users.
+    pub catch_all: Option<Pop3Account>,
+    pub queue: Queue,
+}
+
+/// Outbound queue timing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    pub first_retry: Duration,
+    pub max_retry_interval: Duration,
+    pub delay_notice_after: Duration,
+    pub give_up_after: Duration,
+}
+
+/// An alias: a name that delivers to local users and/or external addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub name: String,
+    pub members: Vec<AliasMember>,
+}
+
+/// One target of an alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasMember {
+    /// A local user's mailbox, or another alias (expanded recursively).
+    Local(String),
+    /// An address elsewhere; the message is relayed there.
+    External(String),
+}
+
+/// One person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub login: String,
+    pub name: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    pub extension: Option<String>,
+    /// argon2 PHC string of the voicemail PIN.
+    pub voicemail_pin_hash: Option<String>,
+    /// May log in to the admin pages; receives catch-all mail that matches nobody.
+    pub admin: bool,
+    pub pop3: Vec<Pop3Account>,
+}
+
+/// How to talk TLS to a POP3 server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pop3Tls {
+    /// Plain text (only sensible inside a trusted network).
+    None,
+    /// STLS on the plain port.
+    Starttls,
+    /// TLS from the first byte (port 995).
+    Implicit,
+}
+
+/// An external POP3 mailbox fetched into a local one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pop3Account {
+    pub server: String,
+    pub port: u16,
+    pub tls: Pop3Tls,
+    pub login: String,
+    /// Needed in clear to log in to the ISP; the config file is kept 0600.
+    pub password: String,
+    pub poll_interval: Duration,
+    pub keep_on_server: bool,
+}
+
+/// `[phone]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone {
+    pub enabled: bool,
+    pub sip_port: u16,
+    pub voicemail_extension: String,
+    pub no_answer_timeout: Duration,
+    pub max_message_length: Duration,
+    pub rtp_ports: (u16, u16),
+}
+
+/// `[web]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Web {
+    pub enabled: bool,
+    /// The admin pages (LAN only).
+    pub admin_port: u16,
+    /// The public www site and the corp intranet, by Host name.
+    pub site_port: u16,
+    pub https: bool,
+    pub session_timeout: Duration,
+}
+
+/// `[ntp]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ntp {
+    pub enabled: bool,
+    pub port: u16,
+}

@@ -1,0 +1,41 @@
+//! officebox's durable state: the SQLite state database and the Maildir mailstore.
+//!
+//! Service crates keep everything that must survive a restart here, and meet each
+//! other here (DHCP writes [`Lease`]s that DNS reads; voicemail delivers into the
+//! same [`Maildir`] that POP3 serves). This crate has no tasks and no sockets; its
+//! calls block on disk I/O, so async callers run them on a blocking thread.
+//!
+//! # Invariants: what is on disk when a function returns
+//!
+//! The project promises that `kill -9` at any moment loses nothing acknowledged and
+//! leaves no half-written message or lease. Concretely:
+//!
+//! - [`Db::open`] returns only once the schema is at [`known_schema_version`]. Each
+//!   migration commits together with its `PRAGMA user_version` bump, so a crash
+//!   mid-upgrade leaves the previous version, and the next open resumes. A database
+//!   from a newer officebox is refused ([`StoreError::TooNew`]), never touched.
+//! - Every `Db` write method ([`Db::meta_set`], [`Db::upsert_lease`]) is one
+//!   transaction, committed with `synchronous=FULL` in WAL mode: when it returns
+//!   `Ok`, the change survives a crash or power loss; when it fails, nothing of it
+//!   is visible.
+//! - [`Maildir::deliver`] returns `Ok` only after the message has been written to
+//!   `tmp/`, fsynced, renamed into `new/` and `new/` itself fsynced. A file in `new/`
+//!   or `cur/` is therefore always a complete message; a crash leaves at most debris
+//!   in `tmp/` (removed by [`Maildir::clean_tmp`]). On error, nothing is left behind.
+//! - [`Maildir::delete`] and [`Maildir::mark_seen`] fsync the directories they change
+//!   before returning, so a removal or a move is durable once acknowledged.
+//! - Message names never contain `/`, nor `:` or `,` before the info part; the size
+//!   is in the name (`,S=<bytes>`), so a listing needs no `stat`.
+//!
+//! Library code never panics on anything read from disk: odd rows are
+//! [`StoreError::Corrupt`], odd file names are skipped or [`StoreError::InvalidName`].
+
+mod db;
+mod error;
+mod file;
+mod maildir;
+
+pub use db::{Db, Lease, LeaseState, MIGRATIONS, Migration, known_schema_version};
+pub use error::StoreError;
+pub use file::write_atomic;
+pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER};

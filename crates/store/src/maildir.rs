@@ -1,0 +1,558 @@
+//! A Maildir (<https://cr.yp.to/proto/maildir.html>): the mailstore shared by mail
+//! delivery, POP3 and voicemail.
+//!
+//! Delivery writes `tmp/<unique>`, fsyncs it, renames it to `new/<unique>,S=<size>`
+//! and fsyncs `new/`. A rename is atomic, so a reader (or a crash) sees in `new/`
+//! either nothing or the whole message; a crash can only leave debris in `tmp/`,
+//! which [`Maildir::clean_tmp`] removes later.
+
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::StoreError;
+use crate::file::{sync_dir, write_synced};
+
+/// The age after which the maildir spec says a file in `tmp/` is debris.
+pub const TMP_STALE_AFTER: Duration = Duration::from_secs(36 * 60 * 60);
+
+/// Process-wide part of unique names: two deliveries in one process never share it.
+static DELIVERY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A Maildir on disk: `root/{tmp,new,cur}`.
+#[derive(Debug, Clone)]
+pub struct Maildir {
+    root: PathBuf,
+}
+
+/// The file name a delivered message got in `new/`, e.g.
+/// `1764312000.M123456P42Q7.box,S=5120`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageName(String);
+
+impl MessageName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for MessageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which folder a message is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Folder {
+    /// `new/`: delivered, not yet seen by a reader.
+    New,
+    /// `cur/`: seen by a reader; the name carries flags after `:2,`.
+    Cur,
+}
+
+impl Folder {
+    fn dir_name(self) -> &'static str {
+        match self {
+            Folder::New => "new",
+            Folder::Cur => "cur",
+        }
+    }
+}
+
+/// A message found by [`Maildir::list`]. Only this crate makes entries, so an entry
+/// always names a plain file inside its folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    name: String,
+    folder: Folder,
+    size: u64,
+    flags: String,
+}
+
+impl Entry {
+    /// The file name inside its folder, info part included.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The folder the file was in when listed.
+    pub fn folder(&self) -> Folder {
+        self.folder
+    }
+
+    /// The size in bytes (from `,S=` when the name has it, else from the file).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The flags after `:2,` (empty for messages in `new/`), in ASCII order.
+    pub fn flags(&self) -> &str {
+        &self.flags
+    }
+
+    /// The name without the info part: stable when the message moves from `new/` to
+    /// `cur/` or its flags change, so usable as a POP3 UIDL.
+    pub fn unique(&self) -> &str {
+        base_name(&self.name)
+    }
+}
+
+impl Maildir {
+    /// Opens the maildir at `root`, creating `root`, `tmp/`, `new/` and `cur/`
+    /// (mode 0700) if missing. When this returns, the directories exist on disk.
+    pub fn open(root: &Path) -> Result<Maildir, StoreError> {
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        let mut created = false;
+        for sub in ["tmp", "new", "cur"] {
+            let dir = root.join(sub);
+            if !dir.is_dir() {
+                builder
+                    .create(&dir)
+                    .map_err(|e| StoreError::io("create directory", &dir, e))?;
+                created = true;
+            }
+        }
+        if created {
+            sync_dir(root)?;
+            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(Maildir {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Delivers `message` into `new/`. When this returns `Ok`, the message and its
+    /// directory entry are on disk. On error nothing is left in `new/` (best effort
+    /// if even unlinking fails) and the temporary file is removed.
+    pub fn deliver(&self, message: &[u8]) -> Result<MessageName, StoreError> {
+        let unique = unique_name();
+        let tmp = self.root.join("tmp").join(&unique);
+        if let Err(e) = write_synced(&tmp, message, 0o600) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let name = format!("{unique},S={}", message.len());
+        let new_dir = self.root.join("new");
+        let dest = new_dir.join(&name);
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::io("move into new/", &dest, e));
+        }
+        if let Err(e) = sync_dir(&new_dir) {
+            // The caller will not acknowledge the message, so do not keep it either
+            // (the sender retrying would otherwise produce a duplicate).
+            let _ = fs::remove_file(&dest);
+            let _ = sync_dir(&new_dir);
+            return Err(e);
+        }
+        tracing::debug!(maildir = %self.root.display(), %name, "delivered");
+        Ok(MessageName(name))
+    }
+
+    /// Every message in `new/` and `cur/`, ordered by folder (new first) then name.
+    /// Dot files and anything that is not a regular file are skipped.
+    pub fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = Vec::new();
+        for folder in [Folder::New, Folder::Cur] {
+            let dir = self.root.join(folder.dir_name());
+            let read = fs::read_dir(&dir).map_err(|e| StoreError::io("list", &dir, e))?;
+            let mut batch = Vec::new();
+            for item in read {
+                let item = item.map_err(|e| StoreError::io("list", &dir, e))?;
+                let Ok(name) = item.file_name().into_string() else {
+                    continue; // Not a name we ever write.
+                };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let size = match size_from_name(&name) {
+                    Some(size) => size,
+                    None => match item.metadata() {
+                        Ok(meta) if meta.is_file() => meta.len(),
+                        Ok(_) => continue,
+                        // Moved or deleted by another reader since read_dir.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(StoreError::io("stat", item.path(), e)),
+                    },
+                };
+                let flags = match folder {
+                    Folder::New => String::new(),
+                    Folder::Cur => flags_of(&name).to_owned(),
+                };
+                batch.push(Entry {
+                    name,
+                    folder,
+                    size,
+                    flags,
+                });
+            }
+            batch.sort_by(|a, b| a.name.cmp(&b.name));
+            entries.append(&mut batch);
+        }
+        Ok(entries)
+    }
+
+    /// The whole message.
+    pub fn read(&self, entry: &Entry) -> Result<Vec<u8>, StoreError> {
+        let path = self.path_of(entry)?;
+        fs::read(&path).map_err(|e| StoreError::io("read", path, e))
+    }
+
+    /// Removes the message. When this returns `Ok`, the removal is on disk.
+    /// Removing a message that is already gone is not an error.
+    pub fn delete(&self, entry: &Entry) -> Result<(), StoreError> {
+        let path = self.path_of(entry)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("delete", path, e)),
+        }
+        sync_dir(&self.root.join(entry.folder.dir_name()))
+    }
+
+    /// Marks the message seen: moves it from `new/` to `cur/` with `:2,S`, or adds
+    /// `S` to the flags of a message in `cur/`. Returns the entry as it now is; the
+    /// move is on disk when this returns.
+    pub fn mark_seen(&self, entry: &Entry) -> Result<Entry, StoreError> {
+        let from = self.path_of(entry)?;
+        if entry.folder == Folder::Cur && entry.flags.contains('S') {
+            return Ok(entry.clone());
+        }
+        let mut flags: Vec<char> = entry.flags.chars().chain(['S']).collect();
+        flags.sort_unstable();
+        flags.dedup();
+        let flags: String = flags.into_iter().collect();
+        let name = format!("{}:2,{flags}", base_name(&entry.name));
+        let cur = self.root.join("cur");
+        let to = cur.join(&name);
+        fs::rename(&from, &to).map_err(|e| StoreError::io("move into cur/", &to, e))?;
+        sync_dir(&cur)?;
+        if entry.folder == Folder::New {
+            sync_dir(&self.root.join("new"))?;
+        }
+        Ok(Entry {
+            name,
+            folder: Folder::Cur,
+            size: entry.size,
+            flags,
+        })
+    }
+
+    /// Removes files in `tmp/` last modified more than `older_than` ago (the spec
+    /// suggests [`TMP_STALE_AFTER`]). Returns how many were removed.
+    pub fn clean_tmp(&self, older_than: Duration) -> Result<usize, StoreError> {
+        let dir = self.root.join("tmp");
+        let now = SystemTime::now();
+        let mut removed = 0;
+        let read = fs::read_dir(&dir).map_err(|e| StoreError::io("list", &dir, e))?;
+        for item in read {
+            let item = item.map_err(|e| StoreError::io("list", &dir, e))?;
+            let meta = match item.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("stat", item.path(), e)),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or(Duration::ZERO);
+            if age < older_than {
+                continue;
+            }
+            match fs::remove_file(item.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("delete", item.path(), e)),
+            }
+        }
+        if removed > 0 {
+            sync_dir(&dir)?;
+            tracing::info!(maildir = %self.root.display(), removed, "removed stale tmp files");
+        }
+        Ok(removed)
+    }
+
+    fn path_of(&self, entry: &Entry) -> Result<PathBuf, StoreError> {
+        let name = &entry.name;
+        if name.is_empty() || name.starts_with('.') || name.contains('/') || name.contains('\0') {
+            return Err(StoreError::InvalidName {
+                root: self.root.clone(),
+                name: name.clone(),
+            });
+        }
+        Ok(self.root.join(entry.folder.dir_name()).join(name))
+    }
+}
+
+/// `{secs}.M{micros}P{pid}Q{counter}.{host}`: never contains '/', ':' or ','.
+fn unique_name() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let q = DELIVERY_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        q,
+        hostname()
+    )
+}
+
+fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        escape_host(raw.trim())
+    })
+}
+
+/// The spec's escaping ('/' as `\057`, ':' as `\072`), extended to every byte that is
+/// not a letter, digit, '-', '.' or '_' (so also ',' which starts `,S=`, and '\').
+fn escape_host(raw: &str) -> String {
+    if raw.is_empty() {
+        return "localhost".to_owned();
+    }
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\{b:03o}"));
+        }
+    }
+    out
+}
+
+/// The name without its info part (`:2,...`).
+fn base_name(name: &str) -> &str {
+    name.split_once(':').map_or(name, |(base, _)| base)
+}
+
+/// The flags of a `cur/` name (`...:2,FLAGS`), empty when there is no info part.
+fn flags_of(name: &str) -> &str {
+    name.split_once(":2,").map_or("", |(_, flags)| flags)
+}
+
+/// The `S=` field of the name (`unique,S=123,W=130:2,S`), if any.
+fn size_from_name(name: &str) -> Option<u64> {
+    base_name(name)
+        .split(',')
+        .skip(1)
+        .find_map(|field| field.strip_prefix("S="))
+        .and_then(|s| s.parse().ok())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tmp_count(md: &Maildir) -> usize {
+        fs::read_dir(md.root().join("tmp")).unwrap().count()
+    }
+
+    #[test]
+    fn open_creates_dirs_0700_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("users/alice/Maildir");
+        let md = Maildir::open(&root).unwrap();
+        for sub in ["tmp", "new", "cur"] {
+            let meta = fs::metadata(root.join(sub)).unwrap();
+            assert!(meta.is_dir());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{sub}");
+        }
+        md.deliver(b"hello").unwrap();
+        let again = Maildir::open(&root).unwrap();
+        assert_eq!(again.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deliver_list_read_delete_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        let bodies: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+            (0..70_000u32).map(|i| (i % 251) as u8).collect(),
+        ];
+        let mut names = Vec::new();
+        for body in &bodies {
+            let name = md.deliver(body).unwrap();
+            assert!(
+                name.as_str().ends_with(&format!(",S={}", body.len())),
+                "{name}"
+            );
+            assert!(md.root().join("new").join(name.as_str()).is_file());
+            names.push(name);
+        }
+        assert_eq!(tmp_count(&md), 0, "tmp/ must be empty after deliveries");
+
+        let entries = md.list().unwrap();
+        assert_eq!(entries.len(), bodies.len());
+        for entry in &entries {
+            assert_eq!(entry.folder(), Folder::New);
+            assert_eq!(entry.flags(), "");
+            let i = names
+                .iter()
+                .position(|n| n.as_str() == entry.name())
+                .unwrap();
+            assert_eq!(entry.size(), bodies[i].len() as u64);
+            let meta = fs::metadata(md.root().join("new").join(entry.name())).unwrap();
+            assert_eq!(meta.len(), entry.size());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            assert_eq!(md.read(entry).unwrap(), bodies[i]);
+        }
+        for entry in &entries {
+            md.delete(entry).unwrap();
+            md.delete(entry).unwrap(); // already gone: still fine
+        }
+        assert!(md.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn names_unique_across_1000_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        let mut seen = HashSet::new();
+        for i in 0..1000u32 {
+            let name = md.deliver(&i.to_be_bytes()).unwrap();
+            let unique = base_name(name.as_str()).split(',').next().unwrap();
+            assert!(!unique.contains('/') && !unique.contains(':'), "{name}");
+            assert!(seen.insert(name), "duplicate name");
+        }
+        assert_eq!(md.list().unwrap().len(), 1000);
+        assert_eq!(tmp_count(&md), 0);
+    }
+
+    #[test]
+    fn mark_seen_moves_to_cur_and_keeps_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        md.deliver(b"0123456789").unwrap();
+        let entry = md.list().unwrap().remove(0);
+        let seen = md.mark_seen(&entry).unwrap();
+        assert_eq!(seen.folder(), Folder::Cur);
+        assert_eq!(seen.flags(), "S");
+        assert_eq!(seen.unique(), entry.unique());
+        assert_eq!(seen.name(), format!("{}:2,S", entry.name()));
+        assert_eq!(md.mark_seen(&seen).unwrap(), seen);
+
+        let listed = md.list().unwrap();
+        assert_eq!(listed, vec![seen.clone()]);
+        assert_eq!(md.read(&seen).unwrap(), b"0123456789");
+        assert!(
+            fs::read_dir(md.root().join("new"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        md.delete(&seen).unwrap();
+        assert!(md.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn mark_seen_keeps_other_flags_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        fs::write(md.root().join("cur/123.foreign.host:2,RT"), b"abc").unwrap();
+        let entry = md.list().unwrap().remove(0);
+        assert_eq!(entry.size(), 3, "size from metadata when no S=");
+        assert_eq!(entry.flags(), "RT");
+        let seen = md.mark_seen(&entry).unwrap();
+        assert_eq!(seen.name(), "123.foreign.host:2,RST");
+        assert_eq!(md.list().unwrap(), vec![seen]);
+    }
+
+    #[test]
+    fn list_skips_dot_files_and_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        fs::write(md.root().join("new/.hidden"), b"x").unwrap();
+        fs::create_dir(md.root().join("cur/subdir")).unwrap();
+        md.deliver(b"x").unwrap();
+        assert_eq!(md.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn forged_entry_cannot_escape() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        for name in ["../../etc/passwd", "", ".", ".."] {
+            let entry = Entry {
+                name: name.to_owned(),
+                folder: Folder::New,
+                size: 0,
+                flags: String::new(),
+            };
+            assert!(matches!(
+                md.read(&entry),
+                Err(StoreError::InvalidName { .. })
+            ));
+            assert!(matches!(
+                md.delete(&entry),
+                Err(StoreError::InvalidName { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn clean_tmp_removes_only_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        fs::write(md.root().join("tmp/debris"), b"half a message").unwrap();
+        assert_eq!(md.clean_tmp(TMP_STALE_AFTER).unwrap(), 0);
+        assert_eq!(tmp_count(&md), 1);
+        assert_eq!(md.clean_tmp(Duration::ZERO).unwrap(), 1);
+        assert_eq!(tmp_count(&md), 0);
+    }
+
+    #[test]
+    fn failed_delivery_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        // new/ replaced by a file: the rename fails after tmp was written.
+        fs::remove_dir(md.root().join("new")).unwrap();
+        fs::write(md.root().join("new"), b"").unwrap();
+        assert!(md.deliver(b"lost").is_err());
+        assert_eq!(tmp_count(&md), 0);
+    }
+
+    #[test]
+    fn host_escaping() {
+        assert_eq!(escape_host(""), "localhost");
+        assert_eq!(escape_host("box.example-1"), "box.example-1");
+        assert_eq!(escape_host("a/b:c,d\\e"), "a\\057b\\072c\\054d\\134e");
+    }
+
+    #[test]
+    fn size_parsing() {
+        assert_eq!(size_from_name("1.M2P3Q4.h,S=120"), Some(120));
+        assert_eq!(size_from_name("1.M2P3Q4.h,S=120,W=124:2,S"), Some(120));
+        assert_eq!(size_from_name("1.M2P3Q4.h:2,S"), None);
+        assert_eq!(size_from_name("1.M2P3Q4.h,S=x"), None);
+        assert_eq!(flags_of("1.h,S=1:2,FS"), "FS");
+        assert_eq!(flags_of("1.h,S=1"), "");
+    }
+}

@@ -1,0 +1,69 @@
+//! Test harness for officebox end-to-end tests: network namespaces, veth pairs and
+//! peer processes that are always torn down, whether the test passes or panics.
+//!
+//! End-to-end tests run the real `officebox` binary against real peer programs
+//! (dnsmasq, dhclient, postfix, sipp, ...). Each test builds its own little network
+//! out of [`Netns`] namespaces joined by [`Veth`] pairs, starts programs inside them
+//! as [`Peer`]s, and waits for them with [`Peer::wait_for_log`] or [`wait_for_tcp`].
+//!
+//! Rules the harness keeps, and tests should keep too:
+//!
+//! - Everything is named uniquely (`obx-{tag}-{pid}-{n}` namespaces, `ox…a`/`ox…b`
+//!   interfaces) and removed in `Drop`, which also runs while a failing test unwinds.
+//! - Traffic goes only to loopback or to addresses inside namespaces the test created.
+//!   Put both ends of a veth pair in namespaces; [`Endpoint::host`] exists but changes
+//!   the host's interface list, so avoid it.
+//! - Missing preconditions fail loudly: call [`require_root`] and [`require_program`]
+//!   first. A skipped test checks nothing.
+//! - Only processes the harness spawned are signalled: a [`Peer`]'s own process group,
+//!   and processes inside a [`Netns`] the test created.
+//!
+//! Declare namespaces first, then links, then peers: locals drop in reverse order, so
+//! peers stop before their network disappears.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use officebox_testkit::{require_program, require_root, Endpoint, Netns, Peer, Veth};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! require_root();
+//! require_program("ping", "iputils-ping");
+//! let lan = Netns::new("lan")?;
+//! let pc = Netns::new("pc")?;
+//! let _wire = Veth::new(
+//!     Endpoint::netns(&lan).addr("10.231.7.1/30"),
+//!     Endpoint::netns(&pc).addr("10.231.7.2/30"),
+//! )?;
+//! pc.run("ping", ["-c", "1", "-W", "2", "10.231.7.1"])?;
+//!
+//! let mut cmd = lan.command("sh");
+//! cmd.args(["-c", "echo ready; exec sleep 1000"]);
+//! let server = Peer::spawn("server", cmd)?;
+//! server.wait_for_log("ready", Duration::from_secs(5))?;
+//! let status = server.stop(Duration::from_secs(2))?;
+//! assert!(!status.success()); // it was ended by SIGTERM
+//! # Ok(())
+//! # }
+//! ```
+
+mod cmd;
+mod netns;
+mod peer;
+mod require;
+mod veth;
+mod wait;
+
+pub use netns::Netns;
+pub use peer::Peer;
+pub use require::{require_program, require_root};
+pub use tempfile::TempDir;
+pub use veth::{Endpoint, Veth};
+pub use wait::{free_tcp_port, free_udp_port, wait_for_tcp, wait_until};
+
+/// A fresh private directory for one test's files, removed when the returned
+/// [`TempDir`] drops. Its name starts with `obx-{tag}-`.
+pub fn scratch_dir(tag: &str) -> std::io::Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("obx-{}-", cmd::sanitize(tag)))
+        .tempdir()
+}

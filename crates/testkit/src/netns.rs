@@ -1,0 +1,130 @@
+//! Network namespaces that delete themselves.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::cmd::{ip, next_id, run_checked, sanitize, send_signal};
+
+/// Longest namespace name we make (the brief is "under 32 characters").
+const MAX_NAME: usize = 31;
+
+/// A network namespace created for one test, named `obx-{tag}-{pid}-{n}`, with `lo`
+/// up. Dropping it kills every process still inside it and deletes it, which also
+/// removes the interfaces in it.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+fn netns_name(tag: &str, pid: u32, n: u32) -> String {
+    let suffix = format!("-{pid}-{n}");
+    let room = MAX_NAME.saturating_sub("obx-".len() + suffix.len());
+    let tag: String = sanitize(tag).chars().take(room).collect();
+    format!("obx-{tag}{suffix}")
+}
+
+impl Netns {
+    /// Creates a uniquely named namespace and brings its loopback up.
+    pub fn new(tag: &str) -> io::Result<Netns> {
+        let pid = std::process::id();
+        let mut name = netns_name(tag, pid, next_id());
+        // A namespace left behind by a killed earlier run with our pid: never touch
+        // it, just pick another name.
+        while Path::new("/run/netns").join(&name).exists() {
+            name = netns_name(tag, pid, next_id());
+        }
+        run_checked(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = Netns { name };
+        run_checked(ip(Some(&ns.name)).args(["link", "set", "lo", "up"]))?;
+        Ok(ns)
+    }
+
+    /// The namespace's name, as `ip netns` knows it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command that runs `program` inside the namespace
+    /// (`ip netns exec NAME program`); add arguments with `.arg`/`.args`.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec"]).arg(&self.name).arg(program);
+        cmd
+    }
+
+    /// Runs `program args...` inside the namespace to completion. A non-zero exit is
+    /// an error naming the program, its arguments, the exit status and its stderr.
+    pub fn run<I, S>(&self, program: &str, args: I) -> io::Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run_checked(self.command(program).args(args))
+    }
+
+    /// Pids of the processes inside the namespace (`ip netns pids NAME`).
+    pub fn pids(&self) -> io::Result<Vec<u32>> {
+        let out = run_checked(Command::new("ip").args(["netns", "pids", &self.name]))?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect())
+    }
+
+    fn kill_all(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = match self.pids() {
+                Ok(pids) => pids,
+                Err(e) => {
+                    eprintln!("testkit: listing processes in {}: {e}", self.name);
+                    return;
+                }
+            };
+            if pids.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                eprintln!("testkit: processes {pids:?} in {} would not die", self.name);
+                return;
+            }
+            for pid in pids {
+                // It may have exited meanwhile; that is fine.
+                let _ = send_signal("KILL", &pid.to_string());
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.kill_all();
+        if let Err(e) = run_checked(
+            Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .stdout(Stdio::null()),
+        ) {
+            eprintln!("testkit: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_short_and_keep_pid_and_counter() {
+        let name = netns_name("a-very-long-tag-that-goes-on-and-on", 4_194_304, 123_456);
+        assert!(name.len() <= MAX_NAME, "{name}");
+        assert!(name.starts_with("obx-a-very"), "{name}");
+        assert!(name.ends_with("-4194304-123456"), "{name}");
+        assert_eq!(netns_name("dns", 42, 0), "obx-dns-42-0");
+        assert_eq!(netns_name("a b/c", 1, 2), "obx-a_b_c-1-2");
+    }
+}
