@@ -1,1 +1,92 @@
-fn main() {}
+//! `officebox`: the command line, the supervisor, signals and reload.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod check;
+mod init;
+mod passwords;
+mod supervisor;
+mod users;
+
+/// The small-office server: router, DHCP, DNS, mail and phones in one program.
+#[derive(Debug, Parser)]
+#[command(name = "officebox", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every enabled service until SIGINT/SIGTERM; SIGHUP reloads the config.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print the settings derived from it.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write a complete, commented default config with a random admin password.
+    Init {
+        /// Where to write it (refuses to overwrite).
+        #[arg(long, short, default_value = "officebox.toml")]
+        config: PathBuf,
+        /// The company's domain.
+        #[arg(long, default_value = "example.com")]
+        domain: String,
+    },
+    /// Add, change or remove users in the config file (comments and layout are kept).
+    User {
+        #[arg(long, short, global = true, default_value = "officebox.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: users::UserAction,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Run { config } => supervisor::run(&config),
+        Command::Check { config } => check::check(&config),
+        Command::Init { config, domain } => init::init(&config, &domain),
+        Command::User { config, action } => users::user(&config, action),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("officebox: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Readable logs on stderr by default (RUST_LOG filters, default info); JSON with a flag.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

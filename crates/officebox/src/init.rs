@@ -1,0 +1,29 @@
+//! `officebox init`: a complete, commented default config with a random admin password.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use crate::passwords;
+
+pub fn init(path: &Path, domain: &str) -> Result<ExitCode> {
+    if path.exists() {
+        bail!("{} already exists; not overwriting it", path.display());
+    }
+    let domain = officebox_config::values::parse_domain(domain)
+        .map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
+    let password = passwords::generate();
+    let text = officebox_config::template::default_config(&domain, &passwords::hash(&password)?);
+    // The template must always be a valid config: check before writing.
+    officebox_config::parse(&path.display().to_string(), &text)
+        .map_err(|d| anyhow::anyhow!("internal error: the default config is invalid:\n{d}"))?;
+    officebox_store::write_atomic(path, text.as_bytes(), 0o600)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}", path.display());
+    println!("admin login: admin");
+    println!(
+        "admin password: {password}   (shown once; change it with `officebox user passwd admin`)"
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,231 @@
+//! The supervisor: starts one task per enabled service, publishes config snapshots to them,
+//! reloads on SIGHUP and stops everything on SIGINT/SIGTERM within a deadline.
+//!
+//! Only this module touches signals. Services take a `watch::Receiver<Arc<Config>>` and a
+//! cancellation token; they apply each published config themselves and return when the
+//! token is cancelled.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use officebox_config::{Config, LoadError};
+use officebox_store::Db;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// How long services get to stop after SIGINT/SIGTERM.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
+
+type ServiceFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+/// A service the supervisor can run.
+struct ServiceSpec {
+    name: &'static str,
+    enabled: fn(&Config) -> bool,
+    start: fn(watch::Receiver<Arc<Config>>, CancellationToken) -> ServiceFuture,
+}
+
+/// Every service built into this officebox.
+const SERVICES: &[ServiceSpec] = &[ServiceSpec {
+    name: "ntp",
+    enabled: |c| c.ntp.enabled,
+    start: |config, stop| {
+        Box::pin(async move { Ok(officebox_net::ntp::serve(config, stop).await?) })
+    },
+}];
+
+/// Services the config can enable that later issues build; said once at start so nobody
+/// wonders why a port is closed.
+const NOT_YET_BUILT: &[(&str, fn(&Config) -> bool)] = &[
+    ("dns", |c| c.dns.enabled),
+    ("dhcp", |c| c.dhcp.enabled),
+    ("mail", |c| c.mail.enabled),
+    ("phone", |c| c.phone.enabled),
+    ("web", |c| c.web.enabled),
+];
+
+pub fn run(path: &Path) -> Result<ExitCode> {
+    let config = match officebox_config::load(path) {
+        Ok(c) => c,
+        Err(LoadError::Invalid(diags)) => {
+            eprintln!("{diags}");
+            anyhow::bail!(
+                "{} has {} problem(s); nothing was started",
+                path.display(),
+                diags.0.len()
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(supervise(path, config))
+}
+
+struct Running {
+    stop: CancellationToken,
+}
+
+async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let db_path = config.data_dir.join("state.db");
+    let db = tokio::task::spawn_blocking(move || Db::open(&db_path)).await??;
+    info!(
+        message = "officebox starting",
+        config = %path.display(),
+        data_dir = %config.data_dir.display(),
+        schema = db.schema_version()?,
+        mode = config.security.mode.name(),
+    );
+    for (name, enabled) in NOT_YET_BUILT {
+        if enabled(&config) {
+            warn!(
+                "{name}: enabled in the config, but this officebox does not have that service yet"
+            );
+        }
+    }
+
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+
+    let (tx, rx) = watch::channel(Arc::new(config));
+    let shutdown = CancellationToken::new();
+    let mut tasks: JoinSet<(&'static str, Result<()>)> = JoinSet::new();
+    let mut running: Vec<(&'static str, Running)> = Vec::new();
+    start_enabled(&tx.borrow(), &rx, &shutdown, &mut tasks, &mut running);
+    info!(
+        message = "officebox running",
+        services = %running.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    );
+
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(path, &tx, &rx, &shutdown, &mut tasks, &mut running).await,
+            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+            Some(done) = tasks.join_next() => match done {
+                Ok((name, Ok(()))) => {
+                    running.retain(|(n, _)| *n != name);
+                }
+                Ok((name, Err(e))) => {
+                    error!(message = "service failed; stopping officebox", service = name, error = %format!("{e:#}"));
+                    failed = true;
+                    break;
+                }
+                Err(e) => {
+                    error!(message = "service task panicked; stopping officebox", error = %e);
+                    failed = true;
+                    break;
+                }
+            },
+        }
+    }
+
+    shutdown.cancel();
+    let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                warn!(message = "service stopped with an error", service = name, error = %format!("{e:#}"));
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!("some services did not stop in time; leaving them");
+        tasks.abort_all();
+    }
+    drop(db);
+    info!("officebox stopped");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn start_enabled(
+    config: &Config,
+    rx: &watch::Receiver<Arc<Config>>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<(&'static str, Result<()>)>,
+    running: &mut Vec<(&'static str, Running)>,
+) {
+    for spec in SERVICES {
+        if !(spec.enabled)(config) || running.iter().any(|(n, _)| *n == spec.name) {
+            continue;
+        }
+        let stop = shutdown.child_token();
+        let fut = (spec.start)(rx.clone(), stop.clone());
+        let name = spec.name;
+        tasks.spawn(async move { (name, fut.await) });
+        running.push((name, Running { stop }));
+        info!(message = "service started", service = name);
+    }
+}
+
+/// Reads the file again; an invalid file changes nothing. Services see the new snapshot
+/// through the watch channel; services switched on or off are started or stopped here.
+async fn reload(
+    path: &Path,
+    tx: &watch::Sender<Arc<Config>>,
+    rx: &watch::Receiver<Arc<Config>>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<(&'static str, Result<()>)>,
+    running: &mut Vec<(&'static str, Running)>,
+) {
+    info!(message = "SIGHUP: reloading", config = %path.display());
+    let path_buf = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || officebox_config::load(&path_buf)).await;
+    let new = match loaded {
+        Ok(Ok(c)) => c,
+        Ok(Err(LoadError::Invalid(diags))) => {
+            error!(
+                message = "reload refused: the new config is invalid; keeping the running one",
+                problems = diags.0.len()
+            );
+            for d in &diags.0 {
+                error!("{d}");
+            }
+            return;
+        }
+        Ok(Err(e)) => {
+            error!(message = "reload refused; keeping the running config", error = %e);
+            return;
+        }
+        Err(e) => {
+            error!(message = "reload failed", error = %e);
+            return;
+        }
+    };
+    if new.data_dir != tx.borrow().data_dir {
+        warn!("data_dir changed; it takes effect at the next start");
+    }
+    // Stop services that are now disabled, publish, then start newly enabled ones.
+    running.retain(|(name, r)| {
+        let keep = SERVICES
+            .iter()
+            .any(|s| s.name == *name && (s.enabled)(&new));
+        if !keep {
+            info!(message = "service disabled by reload", service = *name);
+            r.stop.cancel();
+        }
+        keep
+    });
+    tx.send_replace(Arc::new(new));
+    start_enabled(&tx.borrow(), rx, shutdown, tasks, running);
+    info!("reload applied");
+}
