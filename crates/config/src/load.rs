@@ -57,7 +57,11 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
             return Err(sink.finish());
         }
     };
-    let config = Loader { sink: &mut sink }.config(Section::root(doc.as_table()));
+    let config = Loader {
+        sink: &mut sink,
+        saw_admin: false,
+    }
+    .config(Section::root(doc.as_table()));
     if sink.is_empty() {
         Ok(config)
     } else {
@@ -72,6 +76,8 @@ const DURATION_HELP: &str =
 
 struct Loader<'s, 'a> {
     sink: &'s mut Sink<'a>,
+    /// Some `[[users]]` entry says admin = true (even one with other problems).
+    saw_admin: bool,
 }
 
 /// Reads an optional value with a default.
@@ -145,7 +151,7 @@ impl Loader<'_, '_> {
         let ntp = self.ntp(sec_ntp, &mut ports);
         root.finish(self.sink);
 
-        if web.enabled && !users.iter().any(|u| u.value.admin) {
+        if web.enabled && !self.saw_admin {
             self.sink.error(
                 &(0..0),
                 "users",
@@ -202,11 +208,9 @@ impl Loader<'_, '_> {
                 "set the company's domain, e.g. domain = \"example.com\"",
             );
         }
-        let manage = or!(
-            sec.bool(self.sink, "manage")
-                .map(|value| Spanned { value, span: 0..0 }),
-            true
-        );
+        // Absent: the appliance manages its interfaces. Invalid: reported, and treated as
+        // off so no check piles onto it.
+        let manage = sec.bool(self.sink, "manage").unwrap_or(!sec.has("manage"));
         let listen = sec
             .parsed_list(self.sink, "listen", IP_HELP, parse_ip)
             .unwrap_or_default();
@@ -341,11 +345,7 @@ impl Loader<'_, '_> {
             parse_netmask,
         );
         let gateway = self.ipv4(&mut sec, "gateway");
-        let release = or!(
-            sec.bool(self.sink, "release_on_shutdown")
-                .map(|value| Spanned { value, span: 0..0 }),
-            false
-        );
+        let release = sec.bool(self.sink, "release_on_shutdown").unwrap_or(false);
         let path = sec.path.clone();
         let mut out = WanRead {
             value: Wan {
@@ -644,11 +644,7 @@ impl Loader<'_, '_> {
                 span: 0..0,
             };
         };
-        dns.enabled = or!(
-            sec.bool(self.sink, "enabled")
-                .map(|value| Spanned { value, span: 0..0 }),
-            true
-        );
+        dns.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
         let port = sec.port(self.sink, "port");
         dns.port = port.as_ref().map_or(53, |p| p.value);
         if dns.enabled {
@@ -673,11 +669,7 @@ impl Loader<'_, '_> {
         dns.secondary = sec
             .parsed(self.sink, "secondary", IP_HELP, parse_ip)
             .map(|p| p.value);
-        dns.use_upstream = or!(
-            sec.bool(self.sink, "use_upstream")
-                .map(|value| Spanned { value, span: 0..0 }),
-            true
-        );
+        dns.use_upstream = sec.bool(self.sink, "use_upstream").unwrap_or(true);
         if dns.enabled && dns.use_upstream && primary.is_none() && !sec.has("primary") {
             self.sink.error(
                 &sec.key_span("use_upstream"),
@@ -823,21 +815,13 @@ impl Loader<'_, '_> {
                 span: 0..0,
             };
         };
-        dhcp.enabled = or!(
-            sec.bool(self.sink, "enabled")
-                .map(|value| Spanned { value, span: 0..0 }),
-            true
-        );
+        dhcp.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
         let range = sec.parsed_list(self.sink, "range", IPV4_HELP, parse_ipv4);
         dhcp.lease_time = self.duration(&mut sec, "lease_time", "1d", Duration::from_secs(120));
         let exclude = sec
             .parsed_list(self.sink, "exclude", IPV4_HELP, parse_ipv4)
             .unwrap_or_default();
-        dhcp.ping_check = or!(
-            sec.bool(self.sink, "ping_check")
-                .map(|value| Spanned { value, span: 0..0 }),
-            false
-        );
+        dhcp.ping_check = sec.bool(self.sink, "ping_check").unwrap_or(false);
         let reservation_secs = sec.tables(self.sink, "reservations");
         let range_path = sec.path_of("range");
         let range_span = sec.key_span("range");
@@ -1019,6 +1003,7 @@ impl Loader<'_, '_> {
                 parse_argon2,
             );
             let admin = u.bool(self.sink, "admin").unwrap_or(false);
+            self.saw_admin |= admin;
             let pop3 = u
                 .tables(self.sink, "pop3")
                 .into_iter()
