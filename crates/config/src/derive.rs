@@ -310,3 +310,287 @@ pub fn bind_addresses(config: &Config, service: Service) -> Vec<IpAddr> {
         _ => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Reservation;
+    use crate::values::Mac;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+
+    /// A config in `mode` with the given extra settings, through the real parser.
+    fn config(mode: SecurityMode, extra: &str) -> Config {
+        let text = format!(
+            r#"
+[network]
+hostname = "box"
+domain = "example.com"
+manage = false
+[network.wan]
+mode = "static"
+address = "203.0.113.10"
+netmask = "255.255.255.0"
+gateway = "203.0.113.1"
+[network.lan]
+address = "192.168.1.1"
+netmask = "255.255.255.0"
+gateway = "192.168.1.254"
+[security]
+mode = "{}"
+[dns]
+primary = "192.0.2.53"
+[[users]]
+login = "admin"
+password = "{HASH}"
+admin = true
+{extra}
+"#,
+            mode.name()
+        );
+        match crate::parse("test.toml", &text) {
+            Ok(c) => c,
+            Err(d) => panic!("test config invalid:\n{d}"),
+        }
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn dhcp_options_per_mode() {
+        // mode, router option, dns option: the white paper's rules (section 5).
+        let table = [
+            (SecurityMode::LanOnly, Some("192.168.1.254"), "192.0.2.53"),
+            (SecurityMode::Router, Some("192.168.1.1"), "192.168.1.1"),
+            (
+                SecurityMode::FirewallNat,
+                Some("192.168.1.1"),
+                "192.168.1.1",
+            ),
+            (
+                SecurityMode::FirewallNatDmz,
+                Some("192.168.1.1"),
+                "192.168.1.1",
+            ),
+        ];
+        for (mode, router, dns) in table {
+            let c = config(mode, "");
+            let o = dhcp_options(&c);
+            assert_eq!(o.router, router.map(ip), "{mode:?} router");
+            assert_eq!(o.dns, vec![ip(dns)], "{mode:?} dns");
+            // The same in every mode: netmask from the LAN, domain, our own time server.
+            assert_eq!(o.netmask, ip("255.255.255.0"), "{mode:?}");
+            assert_eq!(o.domain, "example.com", "{mode:?}");
+            assert_eq!(o.ntp, ip("192.168.1.1"), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn lan_only_without_gateway_or_ipv4_dns_hands_out_none() {
+        let text = format!(
+            "[network]\ndomain = \"example.com\"\nmanage = false\n[security]\nmode = \"lan-only\"\n\
+             [dns]\nprimary = \"2001:db8::53\"\n[[users]]\nlogin = \"a\"\npassword = \"{HASH}\"\nadmin = true\n"
+        );
+        let c = crate::parse("t.toml", &text).unwrap();
+        let o = dhcp_options(&c);
+        assert_eq!(o.router, None);
+        assert!(o.dns.is_empty());
+    }
+
+    #[test]
+    fn mode_switches() {
+        // mode, forwarding, NAT, firewall, stealth WAN, WAN in use
+        let table = [
+            (SecurityMode::LanOnly, false, false, false, false, false),
+            (SecurityMode::Router, true, false, false, false, true),
+            (SecurityMode::FirewallNat, true, true, true, false, true),
+            (SecurityMode::FirewallNatDmz, true, true, true, true, true),
+        ];
+        for (mode, fwd, nat, fw, stealth, wan) in table {
+            assert_eq!(forwarding_enabled(mode), fwd, "{mode:?} forwarding");
+            assert_eq!(nat_enabled(mode), nat, "{mode:?} nat");
+            assert_eq!(firewall_enabled(mode), fw, "{mode:?} firewall");
+            assert_eq!(wan_address_firewalled(mode), stealth, "{mode:?} stealth");
+            assert_eq!(wan_in_use(mode), wan, "{mode:?} wan");
+        }
+    }
+
+    #[test]
+    fn default_pool() {
+        // LAN address/prefix -> first, last, excluded
+        let table: [(&str, u8, &str, &str, &[&str]); 6] = [
+            (
+                "192.168.1.1",
+                24,
+                "192.168.1.1",
+                "192.168.1.100",
+                &["192.168.1.1"],
+            ),
+            (
+                "192.168.1.50",
+                24,
+                "192.168.1.1",
+                "192.168.1.100",
+                &["192.168.1.50"],
+            ),
+            ("192.168.1.200", 24, "192.168.1.1", "192.168.1.100", &[]),
+            ("10.0.0.1", 28, "10.0.0.1", "10.0.0.14", &["10.0.0.1"]),
+            ("172.16.5.1", 16, "172.16.0.1", "172.16.0.100", &[]),
+            (
+                "192.168.1.129",
+                25,
+                "192.168.1.129",
+                "192.168.1.228",
+                &["192.168.1.129"],
+            ),
+        ];
+        for (addr, prefix, first, last, excluded) in table {
+            let lan = Lan {
+                interface: None,
+                net: Ipv4Net {
+                    address: ip(addr),
+                    prefix,
+                },
+                gateway: None,
+            };
+            let dhcp = Dhcp {
+                enabled: true,
+                range: None,
+                lease_time: std::time::Duration::from_secs(3600),
+                exclude: vec![],
+                ping_check: false,
+                reservations: vec![],
+            };
+            let pool = dhcp_pool(&lan, &dhcp);
+            let want: Vec<Ipv4Addr> = excluded.iter().map(|a| ip(a)).collect();
+            assert_eq!(
+                (pool.first, pool.last, pool.excluded),
+                (ip(first), ip(last), want),
+                "{addr}/{prefix}"
+            );
+        }
+    }
+
+    #[test]
+    fn pool_skips_exclusions_and_reservations() {
+        let mut c = config(
+            SecurityMode::FirewallNat,
+            "[dhcp]\nrange = [\"192.168.1.1\", \"192.168.1.10\"]\nexclude = [\"192.168.1.5\"]\n",
+        );
+        c.dhcp.reservations.push(Reservation {
+            mac: Mac([2, 0, 0, 0, 0, 1]),
+            address: ip("192.168.1.7"),
+            hostname: None,
+        });
+        let pool = dhcp_pool(&c.network.lan, &c.dhcp);
+        assert_eq!(
+            pool.excluded,
+            vec![ip("192.168.1.1"), ip("192.168.1.5"), ip("192.168.1.7")]
+        );
+        assert_eq!(pool.size(), 7);
+    }
+
+    #[test]
+    fn builtin_names_with_and_without_a_wan_address() {
+        let c = config(SecurityMode::FirewallNat, "");
+        let wan = Some(ip("203.0.113.10"));
+        let show = |names: Vec<BuiltinName>| -> Vec<String> {
+            names
+                .into_iter()
+                .map(|b| {
+                    let a: Vec<String> = b.addresses.iter().map(ToString::to_string).collect();
+                    format!("{} {}", b.name, a.join(" "))
+                })
+                .collect()
+        };
+        assert_eq!(
+            show(builtin_names(&c.network, wan)),
+            [
+                "www.example.com 203.0.113.10",
+                "wan.example.com 203.0.113.10",
+                "corp.example.com 192.168.1.1",
+                "admin.example.com 192.168.1.1",
+                "lan.example.com 192.168.1.1",
+                "smtp.example.com 203.0.113.10 192.168.1.1",
+                "pop.example.com 203.0.113.10 192.168.1.1",
+                "box.example.com 203.0.113.10 192.168.1.1",
+            ]
+        );
+        // lan-only, or no lease yet: www falls back to the LAN, wan has no address.
+        assert_eq!(
+            show(builtin_names(&c.network, None)),
+            [
+                "www.example.com 192.168.1.1",
+                "corp.example.com 192.168.1.1",
+                "admin.example.com 192.168.1.1",
+                "lan.example.com 192.168.1.1",
+                "smtp.example.com 192.168.1.1",
+                "pop.example.com 192.168.1.1",
+                "box.example.com 192.168.1.1",
+            ]
+        );
+        assert_eq!(zone_mx(&c.network), (10, "smtp.example.com".to_string()));
+        assert_eq!(zone_ns(&c.network), "box.example.com");
+        assert_eq!(static_wan_address(&c.network), wan);
+    }
+
+    #[test]
+    fn who_may_recurse_and_relay() {
+        let c = config(SecurityMode::FirewallNat, "");
+        // address, zone, recursion, relay without auth
+        let table = [
+            ("127.0.0.1", ClientZone::Loopback, true, true),
+            ("::1", ClientZone::Loopback, true, true),
+            ("192.168.1.77", ClientZone::Lan, true, true),
+            ("::ffff:192.168.1.77", ClientZone::Lan, true, true),
+            ("203.0.113.99", ClientZone::Wan, false, false),
+            ("2001:db8::1", ClientZone::Wan, false, false),
+        ];
+        for (addr, zone, recurse, relay) in table {
+            let z = client_zone(&c.network, addr.parse().unwrap());
+            assert_eq!(z, zone, "{addr}");
+            assert_eq!(recursion_allowed(z), recurse, "{addr}");
+            assert_eq!(relay_allowed(&c, z), relay, "{addr}");
+        }
+        let open = config(SecurityMode::FirewallNat, "[mail]\nrelay_from_wan = true\n");
+        assert!(relay_allowed(&open, ClientZone::Wan));
+    }
+
+    #[test]
+    fn wan_ports_per_mode() {
+        for mode in SecurityMode::ALL {
+            let c = config(mode, "");
+            let open: Vec<(&str, u16)> = wan_open_ports(&c)
+                .iter()
+                .map(|l| (l.service.name(), l.port))
+                .collect();
+            let want: &[(&str, u16)] = if mode == SecurityMode::LanOnly {
+                &[]
+            } else {
+                &[("smtp", 25), ("www", 80)]
+            };
+            assert_eq!(open, want, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn binds() {
+        let c = config(SecurityMode::FirewallNat, "");
+        assert_eq!(
+            bind_addresses(&c, Service::Admin),
+            vec![IpAddr::V4(ip("192.168.1.1"))]
+        );
+        assert_eq!(
+            bind_addresses(&c, Service::Smtp),
+            vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+        );
+        let mut demo = c.clone();
+        demo.network.listen = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        assert_eq!(
+            bind_addresses(&demo, Service::Admin),
+            vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
+        );
+    }
+}

@@ -158,8 +158,8 @@ mod tests {
         let text = "a = 1\nbé = 2\n";
         assert_eq!(line_column(text, 0), (1, 1));
         assert_eq!(line_column(text, 6), (2, 1));
-        // 'é' is two bytes but one column.
-        assert_eq!(line_column(text, 9), (2, 4));
+        // 'é' is two bytes but one column: the space after it (byte 9) is column 3.
+        assert_eq!(line_column(text, 9), (2, 3));
     }
 
     #[test]

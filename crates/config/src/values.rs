@@ -271,13 +271,19 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (text, secs) in [("90s", 90), ("5m", 300), ("1h30m", 5400), ("1d", 86_400)] {
+        // text, seconds, how it is written back
+        for (text, secs, shown) in [
+            ("90s", 90, "1m30s"),
+            ("5m", 300, "5m"),
+            ("1h30m", 5400, "1h30m"),
+            ("1d", 86_400, "1d"),
+        ] {
             assert_eq!(
                 parse_duration(text),
                 Ok(Duration::from_secs(secs)),
                 "{text}"
             );
-            assert_eq!(format_duration(Duration::from_secs(secs)), text);
+            assert_eq!(format_duration(Duration::from_secs(secs)), shown);
         }
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("12").is_err());
