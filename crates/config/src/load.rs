@@ -224,15 +224,15 @@ impl Loader<'_, '_> {
         let wan = self.wan(wan_sec, manage);
 
         // The two sides of a router must be different networks.
-        if let (Some(lan_net), Some((wan_net, span))) = (lan_net, &wan.static_net) {
-            if lan_net.overlaps(*wan_net) {
-                self.sink.error(
+        if let (Some(lan_net), Some((wan_net, span))) = (lan_net, &wan.static_net)
+            && lan_net.overlaps(*wan_net)
+        {
+            self.sink.error(
                     span,
                     "network.wan.address",
                     format!("the WAN subnet {wan_net} overlaps the LAN subnet {lan_net}"),
                     "the LAN and WAN must be different networks; change the LAN address (e.g. 192.168.1.1) or check the ISP's settings",
                 );
-            }
         }
         if manage && lan.interface.is_none() {
             self.sink.error(
@@ -287,29 +287,31 @@ impl Loader<'_, '_> {
             prefix: or!(prefix, 24),
         };
         let mut valid = address_ok && prefix_ok;
-        if let Some(a) = &address {
-            if valid && !net.is_host(a.value) {
-                self.sink.error(
-                    &a.span,
-                    sec.path_of("address"),
-                    format!("{} is the network or broadcast address of {net}", a.value),
-                    format!(
-                        "use a host address of {net}, e.g. \"{}\"",
-                        net.host_range().0
-                    ),
-                );
-                valid = false;
-            }
+        if let Some(a) = &address
+            && valid
+            && !net.is_host(a.value)
+        {
+            self.sink.error(
+                &a.span,
+                sec.path_of("address"),
+                format!("{} is the network or broadcast address of {net}", a.value),
+                format!(
+                    "use a host address of {net}, e.g. \"{}\"",
+                    net.host_range().0
+                ),
+            );
+            valid = false;
         }
-        if let Some(g) = &gateway {
-            if valid && (!net.is_host(g.value) || g.value == net.address) {
-                self.sink.error(
+        if let Some(g) = &gateway
+            && valid
+            && (!net.is_host(g.value) || g.value == net.address)
+        {
+            self.sink.error(
                     &g.span,
                     sec.path_of("gateway"),
                     format!("the gateway {} is not another host of the LAN subnet {net}", g.value),
                     "the LAN gateway (used in lan-only mode) must be a router on the LAN, not officebox itself",
                 );
-            }
         }
         sec.finish(self.sink);
         (
@@ -524,25 +526,25 @@ impl Loader<'_, '_> {
             );
         }
         let (wan_port, host) = (wan_port?, host?);
-        if let Some(lan) = lan {
-            if !lan.is_host(host.value) || host.value == lan.address {
-                let why = if host.value == lan.address {
-                    "is officebox's own LAN address".to_string()
-                } else {
-                    format!("is outside the LAN {lan}")
-                };
-                self.sink.error(
-                    &host.span,
-                    f.path_of("host"),
-                    format!("forward target {} {why}", host.value),
-                    format!(
-                        "forwards go to a device on the LAN: an address from {} to {}",
-                        lan.host_range().0,
-                        lan.host_range().1
-                    ),
-                );
-                return None;
-            }
+        if let Some(lan) = lan
+            && (!lan.is_host(host.value) || host.value == lan.address)
+        {
+            let why = if host.value == lan.address {
+                "is officebox's own LAN address".to_string()
+            } else {
+                format!("is outside the LAN {lan}")
+            };
+            self.sink.error(
+                &host.span,
+                f.path_of("host"),
+                format!("forward target {} {why}", host.value),
+                format!(
+                    "forwards go to a device on the LAN: an address from {} to {}",
+                    lan.host_range().0,
+                    lan.host_range().1
+                ),
+            );
+            return None;
         }
         Some(Spanned {
             span: wan_port.span.clone(),
@@ -929,16 +931,16 @@ impl Loader<'_, '_> {
             ) {
                 continue;
             }
-            if let Some(lan) = lan {
-                if address.value == lan.address {
-                    self.sink.error(
-                        &address.span,
-                        format!("{path}.address"),
-                        format!("{} is officebox's own LAN address", address.value),
-                        "reserve another address",
-                    );
-                    continue;
-                }
+            if let Some(lan) = lan
+                && address.value == lan.address
+            {
+                self.sink.error(
+                    &address.span,
+                    format!("{path}.address"),
+                    format!("{} is officebox's own LAN address", address.value),
+                    "reserve another address",
+                );
+                continue;
             }
             if let Some(j) = macs.insert(mac.value, i) {
                 self.sink.error(

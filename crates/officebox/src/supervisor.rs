@@ -29,7 +29,7 @@ type ServiceFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// A service the supervisor can run.
 struct ServiceSpec {
     name: &'static str,
-    enabled: fn(&Config) -> bool,
+    enabled: Enabled,
     start: fn(watch::Receiver<Arc<Config>>, CancellationToken) -> ServiceFuture,
 }
 
@@ -44,7 +44,10 @@ const SERVICES: &[ServiceSpec] = &[ServiceSpec {
 
 /// Services the config can enable that later issues build; said once at start so nobody
 /// wonders why a port is closed.
-const NOT_YET_BUILT: &[(&str, fn(&Config) -> bool)] = &[
+/// Whether a config enables a service.
+type Enabled = fn(&Config) -> bool;
+
+const NOT_YET_BUILT: &[(&str, Enabled)] = &[
     ("dns", |c| c.dns.enabled),
     ("dhcp", |c| c.dhcp.enabled),
     ("mail", |c| c.mail.enabled),

@@ -3,6 +3,8 @@
 //! `broken/NAME.err`. After an intended change of wording, regenerate the expectations with
 //! `UPDATE_EXPECT=1 cargo test -p officebox --test check` and review the diff.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

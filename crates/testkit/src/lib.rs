@@ -48,12 +48,14 @@
 
 mod cmd;
 mod netns;
+mod officebox;
 mod peer;
 mod require;
 mod veth;
 mod wait;
 
 pub use netns::Netns;
+pub use officebox::{DEMO_CONFIG, Officebox, READY_TIMEOUT, TestConfig};
 pub use peer::Peer;
 pub use require::{require_program, require_root};
 pub use tempfile::TempDir;

@@ -1,0 +1,200 @@
+//! Running the real `officebox` binary in a test: a private directory with its config and
+//! state, the process as a [`Peer`], and reloads that wait for officebox's verdict.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use toml_edit::{DocumentMut, Item, Value};
+
+use crate::{Peer, TempDir, free_tcp_port, free_udp_port, scratch_dir, wait_until};
+
+/// The demo config shipped in `examples/demo.toml`.
+pub const DEMO_CONFIG: &str = include_str!("../../../examples/demo.toml");
+
+/// How long officebox may take to start or to reload.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A config to start officebox with: the demo's, edited.
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    doc: DocumentMut,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self::demo()
+    }
+}
+
+impl TestConfig {
+    /// The demo config, unchanged (fixed ports: use [`TestConfig::free_ports`] in tests).
+    pub fn demo() -> Self {
+        let doc = DEMO_CONFIG
+            .parse::<DocumentMut>()
+            .unwrap_or_else(|e| panic!("examples/demo.toml is not TOML: {e}"));
+        TestConfig { doc }
+    }
+
+    /// Sets a dotted path (`"ntp.port"`, `"dns.use_upstream"`) to `value`, creating tables
+    /// on the way.
+    pub fn set(mut self, path: &str, value: impl Into<Value>) -> Self {
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let Some(last) = parts.pop() else { return self };
+        let mut table = self.doc.as_table_mut();
+        for part in parts {
+            let item = table
+                .entry(part)
+                .or_insert_with(|| Item::Table(toml_edit::Table::new()));
+            table = item
+                .as_table_mut()
+                .unwrap_or_else(|| panic!("{path}: {part} is not a table"));
+        }
+        table.insert(last, Item::Value(value.into()));
+        self
+    }
+
+    /// Moves every listening port to a free one, so tests can run side by side.
+    pub fn free_ports(self) -> Self {
+        let tcp = || i64::from(free_tcp_port().unwrap_or_else(|e| panic!("no free tcp port: {e}")));
+        let udp = || i64::from(free_udp_port().unwrap_or_else(|e| panic!("no free udp port: {e}")));
+        self.set("dns.port", udp())
+            .set("mail.smtp_port", tcp())
+            .set("mail.submission_port", tcp())
+            .set("mail.smtps_port", tcp())
+            .set("mail.pop3_port", tcp())
+            .set("mail.pop3s_port", tcp())
+            .set("phone.sip_port", udp())
+            .set("web.admin_port", tcp())
+            .set("web.site_port", tcp())
+            .set("ntp.port", udp())
+    }
+
+    /// An integer setting (panics if absent: tests ask for what they set).
+    pub fn int(&self, path: &str) -> i64 {
+        let mut item = self.doc.as_item();
+        for part in path.split('.') {
+            item = &item[part];
+        }
+        item.as_integer()
+            .unwrap_or_else(|| panic!("{path} is not an integer in the test config"))
+    }
+
+    /// The config text.
+    pub fn text(&self) -> String {
+        self.doc.to_string()
+    }
+}
+
+/// A running officebox with its own directory (config file and `demo-data/` state).
+#[derive(Debug)]
+pub struct Officebox {
+    peer: Peer,
+    config_path: PathBuf,
+    // Last: the directory goes after the process is stopped.
+    dir: TempDir,
+}
+
+impl Officebox {
+    /// Writes `config` into a fresh directory and starts `bin run --config` there; returns
+    /// once officebox logs that it runs.
+    pub fn start(bin: &Path, config: &str) -> io::Result<Officebox> {
+        let dir = scratch_dir("officebox")?;
+        Self::start_in(bin, config, dir)
+    }
+
+    /// Like [`Officebox::start`], in a directory the caller made (for restarts on the
+    /// same state).
+    pub fn start_in(bin: &Path, config: &str, dir: TempDir) -> io::Result<Officebox> {
+        let config_path = dir.path().join("officebox.toml");
+        std::fs::write(&config_path, config)?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info");
+        let peer = Peer::spawn_in("officebox", cmd, dir.path())?;
+        peer.wait_for_log("officebox running", READY_TIMEOUT)?;
+        Ok(Officebox {
+            peer,
+            config_path,
+            dir,
+        })
+    }
+
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn log(&self) -> String {
+        self.peer.log()
+    }
+
+    /// Replaces the config file (officebox reads it at the next reload).
+    pub fn write_config(&self, text: &str) -> io::Result<()> {
+        std::fs::write(&self.config_path, text)
+    }
+
+    /// Sends SIGHUP and waits for officebox to apply or refuse the file. Returns `true`
+    /// when it was applied.
+    pub fn reload(&self) -> io::Result<bool> {
+        let count = |needle: &str| self.log().matches(needle).count();
+        let (applied, refused) = (count("reload applied"), count("reload refused"));
+        self.peer.signal("HUP")?;
+        let done = wait_until(READY_TIMEOUT, || {
+            count("reload applied") > applied || count("reload refused") > refused
+        });
+        if !done {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "officebox did not finish a reload; log:\n{}",
+                    self.peer.log_tail(30)
+                ),
+            ));
+        }
+        Ok(count("reload applied") > applied)
+    }
+
+    /// Stops officebox with `signal` and returns its exit status, or fails if it takes
+    /// longer than `deadline`.
+    pub fn stop_with(
+        self,
+        signal: &str,
+        deadline: Duration,
+    ) -> io::Result<(std::process::ExitStatus, String, TempDir)> {
+        self.peer.signal(signal)?;
+        let mut status = None;
+        let exited = wait_until(deadline, || {
+            status = self.peer.try_wait().ok().flatten();
+            status.is_some()
+        });
+        let log = self.peer.log();
+        match status {
+            Some(s) if exited => Ok((s, log, self.dir)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "officebox did not exit within {deadline:?} of SIG{signal}; log:\n{}",
+                    self.peer.log_tail(30)
+                ),
+            )),
+        }
+    }
+
+    /// SIGKILLs officebox and hands back its directory, for a restart on the same state.
+    pub fn kill9(self) -> io::Result<TempDir> {
+        self.peer.kill9()?;
+        Ok(self.dir)
+    }
+}
