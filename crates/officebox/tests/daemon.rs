@@ -211,3 +211,38 @@ fn a_port_in_use_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn json_logs_with_a_flag() {
+    let config = TestConfig::demo().free_ports();
+    let dir = officebox_testkit::scratch_dir("json").expect("dir");
+    let path = dir.path().join("officebox.toml");
+    std::fs::write(&path, config.text()).expect("write");
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["--log-format", "json", "run", "--config"])
+        .arg(&path)
+        .current_dir(dir.path());
+    let peer = officebox_testkit::Peer::spawn_in("officebox", cmd, dir.path()).expect("starts");
+    peer.wait_for_log("officebox running", officebox_testkit::READY_TIMEOUT)
+        .expect("runs");
+    peer.signal("INT").expect("signal");
+    assert!(officebox_testkit::wait_until(
+        Duration::from_secs(5),
+        || peer.log().contains("officebox stopped")
+    ));
+    let log = peer.log();
+    for line in log.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON object: {line}"
+        );
+        assert!(
+            line.contains("\"level\":") && line.contains("\"fields\":{"),
+            "{line}"
+        );
+    }
+    assert!(
+        log.contains("\"message\":\"service started\",\"service\":\"ntp\""),
+        "{log}"
+    );
+}
