@@ -250,39 +250,51 @@ pub struct Listener {
     pub port: u16,
 }
 
+/// Whether the config runs `service`.
+pub fn service_enabled(config: &Config, service: Service) -> bool {
+    match service {
+        Service::Dns => config.dns.enabled,
+        Service::Dhcp => config.dhcp.enabled,
+        Service::Smtp | Service::Submission | Service::Smtps | Service::Pop3 | Service::Pop3s => {
+            config.mail.enabled
+        }
+        Service::Sip => config.phone.enabled,
+        Service::Www | Service::Admin => config.web.enabled,
+        Service::Ntp => config.ntp.enabled,
+    }
+}
+
+/// The port `service` listens on.
+pub fn service_port(config: &Config, service: Service) -> u16 {
+    let mail = &config.mail;
+    match service {
+        Service::Dns => config.dns.port,
+        Service::Dhcp => 67,
+        Service::Smtp => mail.smtp_port,
+        Service::Submission => mail.submission_port,
+        Service::Smtps => mail.smtps_port,
+        Service::Pop3 => mail.pop3_port,
+        Service::Pop3s => mail.pop3s_port,
+        Service::Sip => config.phone.sip_port,
+        Service::Www => config.web.site_port,
+        Service::Admin => config.web.admin_port,
+        Service::Ntp => config.ntp.port,
+    }
+}
+
 /// Every port of every enabled service.
 pub fn listeners(config: &Config) -> Vec<Listener> {
-    use Protocol::{Tcp, Udp};
-    let mut out = Vec::new();
-    let mut add = |enabled: bool, service: Service, protocols: &[Protocol], port: u16| {
-        if enabled {
-            for &protocol in protocols {
-                out.push(Listener {
-                    service,
-                    protocol,
-                    port,
-                });
-            }
-        }
-    };
-    let (dns, mail, phone, web) = (&config.dns, &config.mail, &config.phone, &config.web);
-    add(dns.enabled, Service::Dns, &[Udp, Tcp], dns.port);
-    add(config.dhcp.enabled, Service::Dhcp, &[Udp], 67);
-    add(mail.enabled, Service::Smtp, &[Tcp], mail.smtp_port);
-    add(
-        mail.enabled,
-        Service::Submission,
-        &[Tcp],
-        mail.submission_port,
-    );
-    add(mail.enabled, Service::Smtps, &[Tcp], mail.smtps_port);
-    add(mail.enabled, Service::Pop3, &[Tcp], mail.pop3_port);
-    add(mail.enabled, Service::Pop3s, &[Tcp], mail.pop3s_port);
-    add(phone.enabled, Service::Sip, &[Udp, Tcp], phone.sip_port);
-    add(web.enabled, Service::Www, &[Tcp], web.site_port);
-    add(web.enabled, Service::Admin, &[Tcp], web.admin_port);
-    add(config.ntp.enabled, Service::Ntp, &[Udp], config.ntp.port);
-    out
+    Service::ALL
+        .into_iter()
+        .filter(|&s| service_enabled(config, s))
+        .flat_map(|service| {
+            service.protocols().iter().map(move |&protocol| Listener {
+                service,
+                protocol,
+                port: service_port(config, service),
+            })
+        })
+        .collect()
 }
 
 /// The ports of officebox's own services open on the WAN side, per mode: none in lan-only

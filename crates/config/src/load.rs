@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::derive::{BUILTIN_NAMES, default_dhcp_range};
+use crate::derive::{BUILTIN_NAMES, default_dhcp_range, service_enabled};
 use crate::diag::{Diagnostics, Sink};
 use crate::model::*;
 use crate::read::{Section, Spanned, parse_spanned};
@@ -60,6 +60,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
     let config = Loader {
         sink: &mut sink,
         saw_admin: false,
+        ports: Vec::new(),
     }
     .config(Section::root(doc.as_table()));
     if sink.is_empty() {
@@ -78,6 +79,8 @@ struct Loader<'s, 'a> {
     sink: &'s mut Sink<'a>,
     /// Some `[[users]]` entry says admin = true (even one with other problems).
     saw_admin: bool,
+    /// Every service port, where it was set.
+    ports: Vec<PortSetting>,
 }
 
 /// Reads an optional value with a default.
@@ -119,7 +122,6 @@ impl Loader<'_, '_> {
             root.string(self.sink, "data_dir"),
             "/var/lib/officebox".into()
         );
-        let mut ports = Vec::new();
 
         let network = match root.table(self.sink, "network") {
             Some(sec) => self.network(sec),
@@ -136,19 +138,19 @@ impl Loader<'_, '_> {
         let sec_security = root.table(self.sink, "security");
         let security = self.security(sec_security, lan);
         let sec_dns = root.table(self.sink, "dns");
-        let dns = self.dns(sec_dns, network.as_ref(), &mut ports);
+        let dns = self.dns(sec_dns, network.as_ref());
         let sec_dhcp = root.table(self.sink, "dhcp");
         let dhcp = self.dhcp(sec_dhcp, lan);
         let users_secs = root.tables(self.sink, "users");
         let users = self.users(users_secs);
         let sec_mail = root.table(self.sink, "mail");
-        let mail = self.mail(sec_mail, network.as_ref(), &users, &mut ports);
+        let mail = self.mail(sec_mail, network.as_ref(), &users);
         let sec_phone = root.table(self.sink, "phone");
-        let phone = self.phone(sec_phone, &users, &mut ports);
+        let phone = self.phone(sec_phone, &users);
         let sec_web = root.table(self.sink, "web");
-        let web = self.web(sec_web, &mut ports);
+        let web = self.web(sec_web);
         let sec_ntp = root.table(self.sink, "ntp");
-        let ntp = self.ntp(sec_ntp, &mut ports);
+        let ntp = self.ntp(sec_ntp);
         root.finish(self.sink);
 
         if web.enabled && !self.saw_admin {
@@ -159,13 +161,16 @@ impl Loader<'_, '_> {
                 "mark one [[users]] entry with admin = true (officebox init creates one)",
             );
         }
-        self.check_ports(&ports, dhcp.value.enabled);
-        if let Some((net, sec_forwards)) = network.as_ref().zip(Some(&security.forwards)) {
-            self.check_forwards(net, sec_forwards, &ports, &security.wan_services);
-        }
+        self.ports.push(PortSetting {
+            service: Service::Dhcp,
+            port: 67,
+            span: 0..0,
+            path: "dhcp".into(),
+        });
+        self.check_forwards(&security.forwards, &security.wan_services);
 
         let network = network.map(|n| n.value).unwrap_or_else(placeholder_network);
-        Config {
+        let config = Config {
             data_dir: PathBuf::from(data_dir),
             network,
             security: Security {
@@ -180,7 +185,9 @@ impl Loader<'_, '_> {
             phone,
             web,
             ntp,
-        }
+        };
+        self.check_ports(|s| service_enabled(&config, s));
+        config
     }
 
     // ---------------------------------------------------------------- [network]
@@ -560,13 +567,7 @@ impl Loader<'_, '_> {
         })
     }
 
-    fn check_forwards(
-        &mut self,
-        _network: &NetworkRead,
-        forwards: &[Spanned<Forward>],
-        ports: &[PortUse],
-        wan_services: &[Spanned<Service>],
-    ) {
+    fn check_forwards(&mut self, forwards: &[Spanned<Forward>], wan_services: &[Spanned<Service>]) {
         let mut seen: HashMap<(Protocol, u16), usize> = HashMap::new();
         for (i, f) in forwards.iter().enumerate() {
             for &proto in &f.value.protocols {
@@ -582,9 +583,9 @@ impl Loader<'_, '_> {
                         "each WAN port can go to one LAN device only",
                     );
                 }
-                let clash = ports.iter().find(|p| {
-                    p.protocol == proto
-                        && p.port == f.value.wan_port
+                let clash = self.ports.iter().find(|p| {
+                    p.port == f.value.wan_port
+                        && p.service.protocols().contains(&proto)
                         && wan_services.iter().any(|s| s.value == p.service)
                 });
                 if let Some(p) = clash {
@@ -609,12 +610,7 @@ impl Loader<'_, '_> {
 
     // ---------------------------------------------------------------- [dns]
 
-    fn dns(
-        &mut self,
-        sec: Option<Section>,
-        network: Option<&NetworkRead>,
-        ports: &mut Vec<PortUse>,
-    ) -> Spanned<Dns> {
+    fn dns(&mut self, sec: Option<Section>, network: Option<&NetworkRead>) -> Spanned<Dns> {
         let mut dns = Dns {
             enabled: true,
             port: 53,
@@ -626,46 +622,15 @@ impl Loader<'_, '_> {
             cache_size: 10_000,
             records: Vec::new(),
         };
+        let mut sec = sec;
+        dns.port = self.port_setting(sec.as_mut(), "dns", "port", 53, Service::Dns);
         let Some(mut sec) = sec else {
-            ports.push(PortUse::new(
-                Service::Dns,
-                Protocol::Udp,
-                53,
-                0..0,
-                "dns.port",
-            ));
-            ports.push(PortUse::new(
-                Service::Dns,
-                Protocol::Tcp,
-                53,
-                0..0,
-                "dns.port",
-            ));
             return Spanned {
                 value: dns,
                 span: 0..0,
             };
         };
         dns.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
-        let port = sec.port(self.sink, "port");
-        dns.port = port.as_ref().map_or(53, |p| p.value);
-        if dns.enabled {
-            let span = port.map(|p| p.span).unwrap_or_else(|| sec.span.clone());
-            ports.push(PortUse::new(
-                Service::Dns,
-                Protocol::Udp,
-                dns.port,
-                span.clone(),
-                "dns.port",
-            ));
-            ports.push(PortUse::new(
-                Service::Dns,
-                Protocol::Tcp,
-                dns.port,
-                span,
-                "dns.port",
-            ));
-        }
         let primary = sec.parsed(self.sink, "primary", IP_HELP, parse_ip);
         dns.primary = primary.as_ref().map(|p| p.value);
         dns.secondary = sec
@@ -1146,7 +1111,6 @@ impl Loader<'_, '_> {
         sec: Option<Section>,
         network: Option<&NetworkRead>,
         users: &[Spanned<User>],
-        ports: &mut Vec<PortUse>,
     ) -> Mail {
         let mut mail = Mail {
             enabled: true,
@@ -1167,45 +1131,23 @@ impl Loader<'_, '_> {
             },
         };
         let mut sec_opt = sec;
-        let mut port_of = |this: &mut Self,
-                           sec: &mut Option<Section>,
-                           key: &'static str,
-                           default: u16,
-                           service: Service,
-                           enabled: bool|
-         -> u16 {
-            let (port, span, path) = match sec {
-                Some(s) => {
-                    let p = s.port(this.sink, key);
-                    let span = p
-                        .as_ref()
-                        .map(|p| p.span.clone())
-                        .unwrap_or_else(|| s.span.clone());
-                    (p.map_or(default, |p| p.value), span, s.path_of(key))
-                }
-                None => (default, 0..0, format!("mail.{key}")),
-            };
-            if enabled {
-                ports.push(PortUse::new(service, Protocol::Tcp, port, span, path));
-            }
-            port
-        };
         if let Some(s) = sec_opt.as_mut() {
             mail.enabled = s.bool(self.sink, "enabled").unwrap_or(true);
         }
-        let on = mail.enabled;
-        mail.smtp_port = port_of(self, &mut sec_opt, "smtp_port", 25, Service::Smtp, on);
-        mail.submission_port = port_of(
-            self,
-            &mut sec_opt,
-            "submission_port",
-            587,
-            Service::Submission,
-            on,
-        );
-        mail.smtps_port = port_of(self, &mut sec_opt, "smtps_port", 465, Service::Smtps, on);
-        mail.pop3_port = port_of(self, &mut sec_opt, "pop3_port", 110, Service::Pop3, on);
-        mail.pop3s_port = port_of(self, &mut sec_opt, "pop3s_port", 995, Service::Pop3s, on);
+        for (key, default, service, field) in [
+            ("smtp_port", 25, Service::Smtp, &mut mail.smtp_port),
+            (
+                "submission_port",
+                587,
+                Service::Submission,
+                &mut mail.submission_port,
+            ),
+            ("smtps_port", 465, Service::Smtps, &mut mail.smtps_port),
+            ("pop3_port", 110, Service::Pop3, &mut mail.pop3_port),
+            ("pop3s_port", 995, Service::Pop3s, &mut mail.pop3s_port),
+        ] {
+            *field = self.port_setting(sec_opt.as_mut(), "mail", key, default, service);
+        }
         let Some(mut sec) = sec_opt else { return mail };
         mail.relay_from_wan = sec.bool(self.sink, "relay_from_wan").unwrap_or(false);
         if let Some(size) = sec.parsed(
@@ -1367,12 +1309,7 @@ impl Loader<'_, '_> {
 
     // ---------------------------------------------------------------- [phone], [web], [ntp]
 
-    fn phone(
-        &mut self,
-        sec: Option<Section>,
-        users: &[Spanned<User>],
-        ports: &mut Vec<PortUse>,
-    ) -> Phone {
+    fn phone(&mut self, sec: Option<Section>, users: &[Spanned<User>]) -> Phone {
         let mut phone = Phone {
             enabled: true,
             sip_port: 5060,
@@ -1381,13 +1318,10 @@ impl Loader<'_, '_> {
             max_message_length: Duration::from_secs(180),
             rtp_ports: (10_000, 10_999),
         };
-        let mut span = 0..0;
+        let mut sec = sec;
+        phone.sip_port = self.port_setting(sec.as_mut(), "phone", "sip_port", 5060, Service::Sip);
         if let Some(mut sec) = sec {
             phone.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
-            if let Some(p) = sec.port(self.sink, "sip_port") {
-                phone.sip_port = p.value;
-                span = p.span;
-            }
             if let Some(v) = sec.parsed(
                 self.sink,
                 "voicemail_extension",
@@ -1451,26 +1385,10 @@ impl Loader<'_, '_> {
             }
             sec.finish(self.sink);
         }
-        if phone.enabled {
-            ports.push(PortUse::new(
-                Service::Sip,
-                Protocol::Udp,
-                phone.sip_port,
-                span.clone(),
-                "phone.sip_port",
-            ));
-            ports.push(PortUse::new(
-                Service::Sip,
-                Protocol::Tcp,
-                phone.sip_port,
-                span,
-                "phone.sip_port",
-            ));
-        }
         phone
     }
 
-    fn web(&mut self, sec: Option<Section>, ports: &mut Vec<PortUse>) -> Web {
+    fn web(&mut self, sec: Option<Section>) -> Web {
         let mut web = Web {
             enabled: true,
             admin_port: 8080,
@@ -1478,95 +1396,83 @@ impl Loader<'_, '_> {
             https: false,
             session_timeout: Duration::from_secs(1800),
         };
-        let (mut admin_span, mut site_span) = (0..0, 0..0);
+        let mut sec = sec;
+        web.admin_port = self.port_setting(sec.as_mut(), "web", "admin_port", 8080, Service::Admin);
+        web.site_port = self.port_setting(sec.as_mut(), "web", "site_port", 80, Service::Www);
         if let Some(mut sec) = sec {
             web.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
-            if let Some(p) = sec.port(self.sink, "admin_port") {
-                web.admin_port = p.value;
-                admin_span = p.span;
-            }
-            if let Some(p) = sec.port(self.sink, "site_port") {
-                web.site_port = p.value;
-                site_span = p.span;
-            }
             web.https = sec.bool(self.sink, "https").unwrap_or(false);
             web.session_timeout =
                 self.duration(&mut sec, "session_timeout", "30m", Duration::from_secs(60));
             sec.finish(self.sink);
         }
-        if web.enabled {
-            ports.push(PortUse::new(
-                Service::Admin,
-                Protocol::Tcp,
-                web.admin_port,
-                admin_span,
-                "web.admin_port",
-            ));
-            ports.push(PortUse::new(
-                Service::Www,
-                Protocol::Tcp,
-                web.site_port,
-                site_span,
-                "web.site_port",
-            ));
-        }
         web
     }
 
-    fn ntp(&mut self, sec: Option<Section>, ports: &mut Vec<PortUse>) -> Ntp {
+    fn ntp(&mut self, sec: Option<Section>) -> Ntp {
+        let mut sec = sec;
+        let port = self.port_setting(sec.as_mut(), "ntp", "port", 123, Service::Ntp);
         let mut ntp = Ntp {
             enabled: true,
-            port: 123,
+            port,
         };
-        let mut span = 0..0;
         if let Some(mut sec) = sec {
             ntp.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
-            if let Some(p) = sec.port(self.sink, "port") {
-                ntp.port = p.value;
-                span = p.span;
-            }
             sec.finish(self.sink);
-        }
-        if ntp.enabled {
-            ports.push(PortUse::new(
-                Service::Ntp,
-                Protocol::Udp,
-                ntp.port,
-                span,
-                "ntp.port",
-            ));
         }
         ntp
     }
 
-    /// Two enabled services cannot listen on one port.
-    fn check_ports(&mut self, ports: &[PortUse], dhcp_enabled: bool) {
-        let mut all: Vec<PortUse> = ports.to_vec();
-        if dhcp_enabled {
-            all.push(PortUse::new(Service::Dhcp, Protocol::Udp, 67, 0..0, "dhcp"));
-        }
-        for (i, p) in all.iter().enumerate() {
-            if let Some(q) = all[..i]
-                .iter()
-                .find(|q| q.protocol == p.protocol && q.port == p.port && q.service != p.service)
-            {
-                let (later, earlier) = if p.span.start >= q.span.start {
-                    (p, q)
-                } else {
-                    (q, p)
-                };
-                self.sink.error(
-                    &later.span,
-                    later.path.clone(),
-                    format!(
-                        "{} port {} is already used by {} ({})",
-                        p.protocol.name(),
-                        p.port,
-                        earlier.service.name(),
-                        earlier.path
-                    ),
-                    "give each service its own port",
-                );
+    /// Reads one service's port (or takes its default) and remembers where it was set,
+    /// for the port-collision check.
+    fn port_setting(
+        &mut self,
+        sec: Option<&mut Section>,
+        section: &str,
+        key: &'static str,
+        default: u16,
+        service: Service,
+    ) -> u16 {
+        let (port, span) = match sec {
+            Some(s) => match s.port(self.sink, key) {
+                Some(p) => (p.value, p.span),
+                None => (default, s.span.clone()),
+            },
+            None => (default, 0..0),
+        };
+        self.ports.push(PortSetting {
+            service,
+            port,
+            span,
+            path: format!("{section}.{key}"),
+        });
+        port
+    }
+
+    /// Two enabled services cannot listen on one port and protocol.
+    fn check_ports(&mut self, enabled: impl Fn(Service) -> bool) {
+        let mut seen: Vec<(Protocol, &PortSetting)> = Vec::new();
+        for p in self.ports.iter().filter(|p| enabled(p.service)) {
+            for &protocol in p.service.protocols() {
+                let clash = seen.iter().find(|(proto, q)| {
+                    *proto == protocol && q.port == p.port && q.service != p.service
+                });
+                if let Some((_, q)) = clash {
+                    self.sink.error(
+                        &p.span,
+                        p.path.clone(),
+                        format!(
+                            "{} port {} is already used by {} ({})",
+                            protocol.name(),
+                            p.port,
+                            q.service.name(),
+                            q.path
+                        ),
+                        "give each service its own port",
+                    );
+                    break;
+                }
+                seen.push((protocol, p));
             }
         }
     }
@@ -1591,31 +1497,13 @@ struct SecurityRead {
     wan_services: Vec<Spanned<Service>>,
 }
 
+/// Where a service's port was set.
 #[derive(Debug, Clone)]
-struct PortUse {
+struct PortSetting {
     service: Service,
-    protocol: Protocol,
     port: u16,
     span: Range<usize>,
     path: String,
-}
-
-impl PortUse {
-    fn new(
-        service: Service,
-        protocol: Protocol,
-        port: u16,
-        span: Range<usize>,
-        path: impl Into<String>,
-    ) -> Self {
-        PortUse {
-            service,
-            protocol,
-            port,
-            span,
-            path: path.into(),
-        }
-    }
 }
 
 fn placeholder_network() -> Network {

@@ -184,6 +184,15 @@ impl Service {
         Self::ALL.into_iter().find(|m| m.name() == s)
     }
 
+    /// The transport protocols the service listens on.
+    pub fn protocols(self) -> &'static [Protocol] {
+        match self {
+            Service::Dns | Service::Sip => &[Protocol::Udp, Protocol::Tcp],
+            Service::Dhcp | Service::Ntp => &[Protocol::Udp],
+            _ => &[Protocol::Tcp],
+        }
+    }
+
     /// Services that may be opened to the WAN. The admin pages and DHCP never are.
     pub fn may_face_wan(self) -> bool {
         !matches!(self, Service::Admin | Service::Dhcp)
