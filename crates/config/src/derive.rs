@@ -79,7 +79,7 @@ pub fn dhcp_options(config: &Config) -> DhcpOptions {
         // configured primary DNS server.
         SecurityMode::LanOnly => (
             lan.gateway,
-            match config.dns.primary {
+            match config.dns.primary.map(|p| p.ip()) {
                 Some(IpAddr::V4(ip)) => vec![ip],
                 _ => vec![],
             },

@@ -71,7 +71,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
 }
 
 const IPV4_HELP: &str = "write four numbers from 0 to 255 separated by dots, e.g. \"192.168.1.1\"";
-const IP_HELP: &str = "write an IPv4 or IPv6 address, e.g. \"192.0.2.53\"";
+/// Help for DNS server addresses.
+const IP_HELP: &str =
+    "write an IP address, optionally with a port, e.g. \"192.0.2.53\" or \"192.0.2.53:5353\"";
 const DURATION_HELP: &str =
     "write a number and a unit (s, m, h, d), e.g. \"30s\", \"5m\", \"12h\", \"1d\"";
 
@@ -219,7 +221,12 @@ impl Loader<'_, '_> {
         // off so no check piles onto it.
         let manage = sec.bool(self.sink, "manage").unwrap_or(!sec.has("manage"));
         let listen = sec
-            .parsed_list(self.sink, "listen", IP_HELP, parse_ip)
+            .parsed_list(
+                self.sink,
+                "listen",
+                "write an IP address, e.g. \"127.0.0.1\"",
+                parse_ip,
+            )
             .unwrap_or_default();
 
         let wan_sec = sec.table(self.sink, "wan");
@@ -631,10 +638,10 @@ impl Loader<'_, '_> {
             };
         };
         dns.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
-        let primary = sec.parsed(self.sink, "primary", IP_HELP, parse_ip);
+        let primary = sec.parsed(self.sink, "primary", IP_HELP, parse_dns_server);
         dns.primary = primary.as_ref().map(|p| p.value);
         dns.secondary = sec
-            .parsed(self.sink, "secondary", IP_HELP, parse_ip)
+            .parsed(self.sink, "secondary", IP_HELP, parse_dns_server)
             .map(|p| p.value);
         dns.use_upstream = sec.bool(self.sink, "use_upstream").unwrap_or(true);
         if dns.enabled && dns.use_upstream && primary.is_none() && !sec.has("primary") {
@@ -646,7 +653,7 @@ impl Loader<'_, '_> {
             );
         }
         dns.secondaries = sec
-            .parsed_list(self.sink, "secondaries", IP_HELP, parse_ip)
+            .parsed_list(self.sink, "secondaries", IP_HELP, parse_dns_server)
             .unwrap_or_default()
             .into_iter()
             .map(|s| s.value)

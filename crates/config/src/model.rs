@@ -1,7 +1,7 @@
 //! The validated config: what the services read. Every value here has passed validation;
 //! services never see a half-valid config.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -204,13 +204,14 @@ impl Service {
 pub struct Dns {
     pub enabled: bool,
     pub port: u16,
-    pub primary: Option<IpAddr>,
-    pub secondary: Option<IpAddr>,
+    /// Upstream servers (port 53 unless written `IP:PORT`).
+    pub primary: Option<SocketAddr>,
+    pub secondary: Option<SocketAddr>,
     /// Forward names we don't know to the upstream servers; when off, answer them as
     /// authoritatively non-existent.
     pub use_upstream: bool,
     /// Secondary name servers allowed to transfer the zone (and sent NOTIFY).
-    pub secondaries: Vec<IpAddr>,
+    pub secondaries: Vec<SocketAddr>,
     /// TTL of the zone's own records.
     pub ttl: u32,
     /// Upper bound of cached answers.

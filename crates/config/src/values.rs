@@ -91,6 +91,17 @@ pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
         .map_err(|_| format!("`{s}` is not an IP address"))
 }
 
+/// Parses a DNS server: `192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53` or
+/// `[2001:db8::53]:5353`; the port defaults to 53.
+pub fn parse_dns_server(s: &str) -> Result<std::net::SocketAddr, String> {
+    let text = s.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(std::net::SocketAddr::new(ip, 53));
+    }
+    text.parse()
+        .map_err(|_| format!("`{s}` is not an IP address (optionally with :port)"))
+}
+
 /// Parses a dotted netmask into a prefix length; the ones must be contiguous.
 pub fn parse_netmask(s: &str) -> Result<u8, String> {
     let mask: Ipv4Addr = s

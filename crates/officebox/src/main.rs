@@ -49,12 +49,26 @@ enum Command {
         #[arg(long, default_value = "example.com")]
         domain: String,
     },
+    /// The DNS zone as served: every name, its records and where it came from.
+    Dns {
+        #[command(subcommand)]
+        action: DnsAction,
+    },
     /// Add, change or remove users in the config file (comments and layout are kept).
     User {
         #[arg(long, short, global = true, default_value = "officebox.toml")]
         config: PathBuf,
         #[command(subcommand)]
         action: users::UserAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DnsAction {
+    /// List the zone: built-in, static and DHCP names.
+    Names {
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -66,6 +80,9 @@ fn main() -> ExitCode {
         Command::Check { config } => check::check(&config),
         Command::Init { config, domain } => init::init(&config, &domain),
         Command::User { config, action } => users::user(&config, action),
+        Command::Dns {
+            action: DnsAction::Names { config },
+        } => dns_names(&config),
     };
     match result {
         Ok(code) => code,
@@ -74,6 +91,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let (serial, entries) = officebox_dns::names(&config)?;
+    println!("; zone {} serial {serial}", config.network.domain);
+    println!(
+        "{:<40} {:<6} {:>6}  {:<11} value",
+        "name", "type", "ttl", "source"
+    );
+    for e in entries {
+        println!(
+            "{:<40} {:<6} {:>6}  {:<11} {}",
+            e.name,
+            e.rtype,
+            e.ttl,
+            e.source.name(),
+            e.value
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Readable logs on stderr by default (RUST_LOG filters, default info); JSON with a flag.

@@ -34,13 +34,22 @@ struct ServiceSpec {
 }
 
 /// Every service built into this officebox.
-const SERVICES: &[ServiceSpec] = &[ServiceSpec {
-    name: "ntp",
-    enabled: |c| c.ntp.enabled,
-    start: |config, stop| {
-        Box::pin(async move { Ok(officebox_net::ntp::serve(config, stop).await?) })
+const SERVICES: &[ServiceSpec] = &[
+    ServiceSpec {
+        name: "dns",
+        enabled: |c| c.dns.enabled,
+        start: |config, stop| {
+            Box::pin(async move { Ok(officebox_dns::serve(config, stop).await?) })
+        },
     },
-}];
+    ServiceSpec {
+        name: "ntp",
+        enabled: |c| c.ntp.enabled,
+        start: |config, stop| {
+            Box::pin(async move { Ok(officebox_net::ntp::serve(config, stop).await?) })
+        },
+    },
+];
 
 /// Services the config can enable that later issues build; said once at start so nobody
 /// wonders why a port is closed.
@@ -48,7 +57,6 @@ const SERVICES: &[ServiceSpec] = &[ServiceSpec {
 type Enabled = fn(&Config) -> bool;
 
 const NOT_YET_BUILT: &[(&str, Enabled)] = &[
-    ("dns", |c| c.dns.enabled),
     ("dhcp", |c| c.dhcp.enabled),
     ("mail", |c| c.mail.enabled),
     ("phone", |c| c.phone.enabled),

@@ -263,6 +263,14 @@ impl Db {
             .map_err(|e| self.err("write meta", e))
     }
 
+    /// A number that changes whenever another connection (another service, another
+    /// process) commits a change to the database: a cheap way to notice new leases.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(|e| self.err("read data_version", e))
+    }
+
     /// Inserts the lease, or replaces the row for the same address.
     /// Committed (and on disk) when this returns.
     pub fn upsert_lease(&self, lease: &Lease) -> Result<(), StoreError> {

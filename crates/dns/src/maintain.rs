@@ -1,0 +1,372 @@
+//! The DNS service's life: listeners bound where the config says, and a maintenance loop
+//! that rebuilds the zone when the config, the DHCP leases or the WAN address change, keeps
+//! the serial growing (persisted in the state database) and NOTIFYs the secondaries.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use officebox_config::Config;
+use officebox_config::derive::{bind_addresses, static_wan_address};
+use officebox_config::model::Service;
+use officebox_store::{Db, Lease};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::answer::{self, View};
+use crate::forward::Forwarder;
+use crate::wire::{self, AA, Builder, CLASS_IN, Header, OPCODE_NOTIFY, Rcode, Request, rtype};
+use crate::zone::{Entry, Zone};
+
+/// How often the lease table is checked for changes.
+const LEASE_POLL: Duration = Duration::from_secs(1);
+
+/// The state every listener reads: swapped whole on every change.
+#[derive(Debug)]
+pub struct Shared {
+    view: RwLock<Arc<View>>,
+    forwarder: Arc<Forwarder>,
+}
+
+impl Shared {
+    pub fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub fn forwarder(&self) -> Arc<Forwarder> {
+        Arc::clone(&self.forwarder)
+    }
+
+    fn set_view(&self, view: View) {
+        *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What the zone is built from, besides the config.
+struct Inputs {
+    leases: Vec<Lease>,
+    wan: Option<Ipv4Addr>,
+}
+
+impl Inputs {
+    /// When the first of the published leases runs out.
+    fn next_expiry(&self) -> Option<i64> {
+        self.leases.iter().map(|l| l.expires_at).min()
+    }
+}
+
+/// The state database, touched only from blocking threads.
+struct State {
+    db: Mutex<Db>,
+}
+
+impl State {
+    fn open(path: &Path) -> io::Result<State> {
+        let db = Db::open(path).map_err(|e| io::Error::other(format!("dns: {e}")))?;
+        Ok(State { db: Mutex::new(db) })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<T, officebox_store::StoreError>,
+    ) -> io::Result<T> {
+        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&db).map_err(|e| io::Error::other(format!("dns: {e}")))
+    }
+
+    fn inputs(&self, config: &Config) -> io::Result<(Inputs, i64)> {
+        self.with(|db| {
+            let version = db.data_version()?;
+            let leases = db.active_named_leases(now_unix())?;
+            // A WAN address leased by the WAN DHCP client is kept in the state database.
+            let wan = static_wan_address(&config.network).or_else(|| {
+                db.meta_get("wan.address")
+                    .ok()
+                    .flatten()
+                    .and_then(|a| a.parse().ok())
+            });
+            Ok((Inputs { leases, wan }, version))
+        })
+    }
+
+    /// The serial for a zone with `fingerprint`: unchanged when the content is, otherwise
+    /// larger than any before (and at least the current time, the usual convention).
+    fn serial_for(&self, fingerprint: u64) -> io::Result<u32> {
+        self.with(|db| {
+            let stored: Option<u32> = db.meta_get("dns.serial")?.and_then(|s| s.parse().ok());
+            let stored_fp = db.meta_get("dns.fingerprint")?;
+            if let (Some(serial), Some(fp)) = (stored, stored_fp)
+                && fp == fingerprint.to_string()
+            {
+                return Ok(serial);
+            }
+            let now = u32::try_from(now_unix()).unwrap_or(u32::MAX);
+            let serial = stored.map_or(now, |s| s.wrapping_add(1).max(now));
+            db.meta_set("dns.serial", &serial.to_string())?;
+            db.meta_set("dns.fingerprint", &fingerprint.to_string())?;
+            Ok(serial)
+        })
+    }
+}
+
+/// Builds the zone with the right serial.
+fn build(
+    state: &State,
+    config: &Config,
+    inputs: &Inputs,
+    previous: Option<&Zone>,
+) -> io::Result<Zone> {
+    let draft = Zone::build(config, inputs.wan, &inputs.leases, 0, previous);
+    let serial = state.serial_for(draft.fingerprint())?;
+    Ok(Zone::build(
+        config,
+        inputs.wan,
+        &inputs.leases,
+        serial,
+        previous,
+    ))
+}
+
+fn view(config: &Config, zone: Zone) -> View {
+    View {
+        zone,
+        network: config.network.clone(),
+        use_upstream: config.dns.use_upstream,
+        secondaries: config.dns.secondaries.iter().map(SocketAddr::ip).collect(),
+    }
+}
+
+fn upstreams(config: &Config) -> Vec<SocketAddr> {
+    if !config.dns.use_upstream {
+        return Vec::new();
+    }
+    config
+        .dns
+        .primary
+        .into_iter()
+        .chain(config.dns.secondary)
+        .collect()
+}
+
+fn endpoints(config: &Config) -> Vec<SocketAddr> {
+    bind_addresses(config, Service::Dns)
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, config.dns.port))
+        .collect()
+}
+
+fn db_path(config: &Config) -> PathBuf {
+    config.data_dir.join("state.db")
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// Runs the DNS service until `shutdown` is cancelled.
+pub async fn serve(
+    mut config_rx: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let mut config = Arc::clone(&config_rx.borrow_and_update());
+    let path = db_path(&config);
+    let state = Arc::new(blocking(move || State::open(&path)).await?);
+    let (inputs, mut version) = {
+        let (s, c) = (Arc::clone(&state), Arc::clone(&config));
+        blocking(move || s.inputs(&c)).await?
+    };
+    let mut next_expiry = inputs.next_expiry();
+    let zone = {
+        let (s, c) = (Arc::clone(&state), Arc::clone(&config));
+        blocking(move || build(&s, &c, &inputs, None)).await?
+    };
+    info!(message = "dns: zone ready", zone = %config.network.domain, serial = zone.serial, records = zone.entries().len());
+    let forwarder = Arc::new(Forwarder::new(config.dns.cache_size));
+    forwarder.set_upstreams(&upstreams(&config));
+    let shared = Arc::new(Shared {
+        view: RwLock::new(Arc::new(view(&config, zone))),
+        forwarder,
+    });
+
+    let rt = tokio::runtime::Handle::current();
+    loop {
+        let addrs = endpoints(&config);
+        let udp = crate::udp::UdpListeners::start(&addrs, &shared, &rt)?;
+        let tcp_stop = shutdown.child_token();
+        for l in crate::tcp::bind(&addrs).await? {
+            tokio::spawn(crate::tcp::serve(l, Arc::clone(&shared), tcp_stop.clone()));
+        }
+        for addr in &addrs {
+            info!(message = "dns: serving", %addr);
+        }
+        let mut poll = tokio::time::interval(LEASE_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let rebind = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break false,
+                changed = config_rx.changed() => {
+                    if changed.is_err() {
+                        break false;
+                    }
+                    config = Arc::clone(&config_rx.borrow_and_update());
+                    shared.forwarder.set_upstreams(&upstreams(&config));
+                    match refresh(&state, &shared, &config).await {
+                        Ok(t) => next_expiry = t,
+                        Err(error) => warn!(message = "dns: zone not rebuilt", %error),
+                    }
+                    if endpoints(&config) != addrs {
+                        info!("dns: listening addresses changed, rebinding");
+                        break true;
+                    }
+                }
+                _ = poll.tick() => {
+                    // New, renewed or released leases change the database; expired ones
+                    // change the zone without a write, at their expiry time.
+                    let s = Arc::clone(&state);
+                    match blocking(move || s.with(|db| db.data_version())).await {
+                        Ok(v) if v != version || next_expiry.is_some_and(|t| now_unix() >= t) => {
+                            version = v;
+                            match refresh(&state, &shared, &config).await {
+                                Ok(t) => next_expiry = t,
+                                Err(error) => warn!(message = "dns: zone not rebuilt", %error),
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(error) => warn!(message = "dns: cannot read the state database", %error),
+                    }
+                }
+            }
+        };
+        tcp_stop.cancel();
+        // The UDP threads stop on a blocking thread, so the runtime keeps running meanwhile.
+        let _ = tokio::task::spawn_blocking(move || drop(udp)).await;
+        if !rebind {
+            return Ok(());
+        }
+    }
+}
+
+/// Rebuilds the zone; on a new serial, tells the secondaries. Returns when the next DHCP
+/// name expires.
+async fn refresh(
+    state: &Arc<State>,
+    shared: &Arc<Shared>,
+    config: &Arc<Config>,
+) -> io::Result<Option<i64>> {
+    let previous = shared.view();
+    let old_serial = previous.zone.serial;
+    let (s, c) = (Arc::clone(state), Arc::clone(config));
+    let (zone, next_expiry) = blocking(move || {
+        let (inputs, _) = s.inputs(&c)?;
+        Ok((
+            build(&s, &c, &inputs, Some(&previous.zone))?,
+            inputs.next_expiry(),
+        ))
+    })
+    .await?;
+    let new_serial = zone.serial;
+    let apexes = zone.apexes_wire();
+    shared.set_view(view(config, zone));
+    if new_serial != old_serial {
+        info!(message = "dns: zone changed", serial = new_serial);
+        for &secondary in &config.dns.secondaries {
+            for apex in &apexes {
+                tokio::spawn(notify(secondary, apex.clone()));
+            }
+        }
+    }
+    Ok(next_expiry)
+}
+
+/// Sends a NOTIFY (RFC 1996) for the zone at `apex` to `secondary`, retrying a few times
+/// until it answers.
+async fn notify(secondary: SocketAddr, apex: Vec<u8>) {
+    let id: u16 = rand::random();
+    let mut b = Builder::with_question(&apex, rtype::SOA, CLASS_IN);
+    Header {
+        id,
+        flags: AA | (u16::from(OPCODE_NOTIFY) << 11),
+        qdcount: 1,
+        ancount: 0,
+        nscount: 0,
+        arcount: 0,
+    }
+    .write(&mut b.buf);
+    let local: SocketAddr = if secondary.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let Ok(socket) = UdpSocket::bind(local).await else {
+        return;
+    };
+    if socket.connect(secondary).await.is_err() {
+        return;
+    }
+    let mut buf = [0u8; 512];
+    for attempt in 0..5u32 {
+        if socket.send(&b.buf).await.is_err() {
+            return;
+        }
+        let wait = Duration::from_secs(1 << attempt.min(3));
+        if let Ok(Ok(len)) = tokio::time::timeout(wait, socket.recv(&mut buf)).await
+            && Header::parse(&buf[..len]).is_ok_and(|h| h.id == id && h.flags & wire::QR != 0)
+        {
+            debug!(message = "dns: secondary acknowledged NOTIFY", %secondary, zone = %wire::to_text(&apex));
+            return;
+        }
+    }
+    warn!(message = "dns: secondary did not acknowledge NOTIFY", %secondary, zone = %wire::to_text(&apex));
+}
+
+/// The answers to a zone transfer request: the records, or REFUSED for a client that is not
+/// one of the configured secondaries.
+pub(crate) fn transfer(view: &View, req: &Request, packet: &[u8], client: IpAddr) -> Vec<Vec<u8>> {
+    let allowed = view.secondaries.contains(&client);
+    let parts = if allowed && req.qtype == rtype::AXFR {
+        view.zone.transfer(req.qname.as_bytes())
+    } else {
+        None
+    };
+    match parts {
+        Some(parts) => parts
+            .iter()
+            .map(|a| answer::transfer_part(req, packet, a))
+            .collect(),
+        None => {
+            info!(message = "dns: zone transfer refused", %client, zone = %wire::to_text(req.qname.as_bytes()));
+            vec![answer::refusal(
+                req,
+                packet,
+                if allowed {
+                    Rcode::NotImp
+                } else {
+                    Rcode::Refused
+                },
+            )]
+        }
+    }
+}
+
+/// The zone as served, for `officebox dns names`: built from the config file and the state
+/// database (without a running officebox).
+pub fn names(config: &Config) -> io::Result<(u32, Vec<Entry>)> {
+    let state = State::open(&db_path(config))?;
+    let (inputs, _) = state.inputs(config)?;
+    let zone = build(&state, config, &inputs, None)?;
+    Ok((zone.serial, zone.entries().to_vec()))
+}
