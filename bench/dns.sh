@@ -13,6 +13,7 @@
 #   bench/dns.sh                     # 20 s per dnsperf run, builds officebox (release)
 #   DURATION=5 bench/dns.sh          # quicker
 #   SKIP_OFFICEBOX=1 bench/dns.sh    # peers only, no cargo build
+#   PEERS=0 bench/dns.sh             # officebox only (while tuning; ratios need the peers)
 # Nothing leaves 127.0.0.0/8: no server reads /etc/resolv.conf or uses root hints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -214,6 +215,7 @@ EOF
 fi
 
 # ------------------------------------------------------------------ dnsmasq
+if [ "${PEERS:-1}" = 1 ]; then
 
 echo "dnsmasq: $dm_addr:$dm_port"
 port_free "$dm_addr" "$dm_port" || { echo "$dm_addr:$dm_port is in use" >&2; exit 1; }
@@ -265,6 +267,8 @@ ub_pid=$!
 pids+=("$ub_pid")
 bench unbound "$ub_addr" "$ub_port" "$ub_pid" "$work/unbound.log" || { echo "unbound failed" >&2; exit 1; }
 stop "$ub_pid"
+
+fi # PEERS
 
 # ------------------------------------------------------------------ report
 

@@ -3,13 +3,13 @@
 //! and TCP and is what the fuzz target drives.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use officebox_config::Network;
 use officebox_config::derive::{ClientZone, client_zone, recursion_allowed};
 
 use crate::cache::Cached;
+use crate::forward::ForwardError;
 use crate::wire::{
     self, AA, CD, CLASS_CH, CLASS_IN, HEADER_LEN, Header, OPCODE_QUERY, QR, RA, RD, Rcode, Request,
     TC, WireError, rtype,
@@ -176,8 +176,19 @@ pub fn handle(view: &View, packet: &[u8], client: IpAddr, transport: Transport) 
 pub fn forwarded(
     req: &Request,
     packet: &[u8],
-    answer: Option<&Arc<Cached>>,
+    answer: Result<&Cached, &ForwardError>,
     transport: Transport,
+) -> Vec<u8> {
+    forwarded_at(req, packet, answer.ok(), transport, Instant::now())
+}
+
+/// [`forwarded`], with the clock already read.
+pub fn forwarded_at(
+    req: &Request,
+    packet: &[u8],
+    answer: Option<&Cached>,
+    transport: Transport,
+    now: Instant,
 ) -> Vec<u8> {
     let Some(c) = answer else {
         return reply(req, packet, Rcode::ServFail, RA, &[0; 3], &[], transport);
@@ -188,7 +199,7 @@ pub fn forwarded(
         Rcode::NoError
     };
     let mut out = start(req, packet, rcode, RA, &c.counts, c.body.len());
-    c.write_body(&mut out, Instant::now());
+    c.write_body(&mut out, now);
     finish(req, packet, out, rcode, transport)
 }
 

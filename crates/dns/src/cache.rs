@@ -5,11 +5,13 @@
 //! in it are absolute offsets, and stay right because the client's question has the same
 //! length as the one we asked (the same name, maybe in other letter case).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use foldhash::fast::RandomState;
 
 use crate::wire::{self, Header, RecordRef, rtype};
 
@@ -136,7 +138,7 @@ fn negative_ttl(p: &[u8], authority: &[RecordRef]) -> u32 {
 }
 
 struct Shard {
-    map: HashMap<Key, Arc<Cached>>,
+    map: HashMap<Key, Arc<Cached>, RandomState>,
     /// Insertion order, for evicting the oldest when full.
     order: VecDeque<Key>,
 }
@@ -144,13 +146,17 @@ struct Shard {
 /// A bounded cache, in shards so lookups from several threads rarely wait on each other.
 pub struct Cache {
     shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    capacity: usize,
+    /// Entries in all shards.
+    count: AtomicUsize,
+    /// Seeded per process: which shard a name lands in is not predictable from outside.
+    hasher: RandomState,
 }
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("capacity", &(self.per_shard * self.shards.len()))
+            .field("capacity", &self.capacity)
             .finish()
     }
 }
@@ -163,25 +169,49 @@ impl Cache {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
-                    map: HashMap::new(),
+                    map: HashMap::default(),
                     order: VecDeque::new(),
                 })
             })
             .collect();
         Cache {
             shards,
-            per_shard: capacity.div_ceil(SHARDS),
+            capacity,
+            count: AtomicUsize::new(0),
+            hasher: RandomState::default(),
         }
     }
 
     fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     /// A live entry for the question, if any.
     pub fn get(&self, name: &[u8], qtype: u16, qclass: u16, now: Instant) -> Option<Arc<Cached>> {
+        self.with_entry(name, qtype, qclass, now, Arc::clone)
+    }
+
+    /// Calls `f` on the live entry for the question, if any, under the shard's lock: no
+    /// reference count is touched on the hot path for cached answers.
+    pub fn with<T>(
+        &self,
+        name: &[u8],
+        qtype: u16,
+        qclass: u16,
+        now: Instant,
+        f: impl FnOnce(&Cached) -> T,
+    ) -> Option<T> {
+        self.with_entry(name, qtype, qclass, now, |c| f(c))
+    }
+
+    fn with_entry<T>(
+        &self,
+        name: &[u8],
+        qtype: u16,
+        qclass: u16,
+        now: Instant,
+        f: impl FnOnce(&Arc<Cached>) -> T,
+    ) -> Option<T> {
         // The key on the stack: no allocation on the hot path.
         let mut buf = [0u8; wire::MAX_NAME + 4];
         let len = name.len();
@@ -194,31 +224,32 @@ impl Cache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let entry = shard.map.get(key)?;
-        entry.remaining(now).map(|_| Arc::clone(entry))
+        entry.remaining(now).map(|_| f(entry))
     }
 
-    /// Keeps `entry` (if its TTL allows), evicting the oldest entries when full.
+    /// Keeps `entry` (if its TTL allows). When the cache is full, the shard taking the new
+    /// entry gives up its oldest one, so the total stays at the capacity however names
+    /// fall into shards.
     pub fn insert(&self, key: Key, entry: Arc<Cached>) {
-        if entry.ttl == 0 || self.per_shard == 0 {
+        if entry.ttl == 0 || self.capacity == 0 {
             return;
         }
         let mut shard = self
             .shard(&key)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if shard.map.insert(key.clone(), entry).is_none() {
-            shard.order.push_back(key);
+        if shard.map.insert(key.clone(), entry).is_some() {
+            return;
         }
-        while shard.map.len() > self.per_shard {
-            let Some(old) = shard.order.pop_front() else {
+        shard.order.push_back(key);
+        if self.count.fetch_add(1, Ordering::Relaxed) < self.capacity {
+            return;
+        }
+        while let Some(old) = shard.order.pop_front() {
+            if shard.map.remove(&old).is_some() {
+                self.count.fetch_sub(1, Ordering::Relaxed);
                 break;
-            };
-            shard.map.remove(&old);
-        }
-        // Keys replaced in place leave stale order entries; keep the queue bounded.
-        if shard.order.len() > 2 * self.per_shard.max(1) {
-            let Shard { map, order } = &mut *shard;
-            order.retain(|k| map.contains_key(k));
+            }
         }
     }
 
@@ -238,6 +269,7 @@ impl Cache {
     pub fn clear(&self) {
         for s in self.shards.iter() {
             let mut s = s.lock().unwrap_or_else(PoisonError::into_inner);
+            self.count.fetch_sub(s.map.len(), Ordering::Relaxed);
             s.map.clear();
             s.order.clear();
         }

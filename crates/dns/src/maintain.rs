@@ -5,6 +5,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +30,9 @@ const LEASE_POLL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Shared {
     view: RwLock<Arc<View>>,
+    /// Bumped on every swap, so a listener thread can keep its own copy of the view and
+    /// check with one read-only load whether it is still current.
+    generation: AtomicU64,
     forwarder: Arc<Forwarder>,
 }
 
@@ -37,12 +41,17 @@ impl Shared {
         Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    pub fn forwarder(&self) -> Arc<Forwarder> {
-        Arc::clone(&self.forwarder)
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn forwarder(&self) -> &Arc<Forwarder> {
+        &self.forwarder
     }
 
     fn set_view(&self, view: View) {
         *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -199,6 +208,7 @@ pub async fn serve(
     forwarder.set_upstreams(&upstreams(&config));
     let shared = Arc::new(Shared {
         view: RwLock::new(Arc::new(view(&config, zone))),
+        generation: AtomicU64::new(0),
         forwarder,
     });
 

@@ -87,7 +87,7 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) ->
                 vec![answer::forwarded(
                     &req,
                     &packet,
-                    outcome.as_ref().ok(),
+                    outcome.as_deref(),
                     Transport::Tcp,
                 )]
             }

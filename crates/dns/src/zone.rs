@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use foldhash::fast::RandomState;
+
 use officebox_config::derive::{builtin_names, zone_mx, zone_ns};
 use officebox_config::{Config, RecordData, reverse_zone};
 use officebox_store::Lease;
@@ -99,9 +101,10 @@ struct Apex {
 pub struct Zone {
     pub serial: u32,
     apexes: Vec<Apex>,
-    answers: HashMap<(Box<[u8]>, u16), Answer>,
+    /// Keyed by the name in lowercase wire form followed by the type (big-endian).
+    answers: HashMap<Box<[u8]>, Answer, RandomState>,
     /// Names with data or with names below them (empty non-terminals answer NODATA).
-    existing: HashSet<Box<[u8]>>,
+    existing: HashSet<Box<[u8]>, RandomState>,
     entries: Vec<Entry>,
     /// DHCP host name -> address, to keep the first holder of a name on rebuilds.
     dhcp_holders: HashMap<String, Ipv4Addr>,
@@ -364,8 +367,8 @@ impl Zone {
         let mut zone = Zone {
             serial,
             apexes,
-            answers: HashMap::new(),
-            existing: HashSet::new(),
+            answers: HashMap::default(),
+            existing: HashSet::default(),
             entries: z.entries,
             dhcp_holders: holders,
             nodes: BTreeMap::new(),
@@ -474,14 +477,12 @@ impl Zone {
             let cname = node.sets.iter().find(|s| s.rtype == rtype::CNAME);
             for set in &node.sets {
                 let answer = encode_answer(name, set.rtype, &[set], nodes);
-                self.answers
-                    .insert((name.as_slice().into(), set.rtype), answer);
+                self.answers.insert(answer_key(name, set.rtype), answer);
             }
             if let Some(first) = node.sets.first() {
                 // RFC 8482: answer ANY with one RRset.
                 let answer = encode_answer(name, rtype::ANY, &[first], nodes);
-                self.answers
-                    .insert((name.as_slice().into(), rtype::ANY), answer);
+                self.answers.insert(answer_key(name, rtype::ANY), answer);
             }
             if let Some(cname) = cname {
                 // Any other type at an alias: the CNAME, then the target's data if ours.
@@ -496,7 +497,7 @@ impl Zone {
                     rtype::SOA,
                 ] {
                     let answer = encode_cname_chain(name, qtype, cname, nodes);
-                    self.answers.insert((name.as_slice().into(), qtype), answer);
+                    self.answers.insert(answer_key(name, qtype), answer);
                 }
             }
         }
@@ -512,7 +513,12 @@ impl Zone {
         else {
             return Lookup::NotOurs;
         };
-        if let Some(a) = self.answers.get(&(qname.into(), qtype)) {
+        // The key on the stack: no allocation on the hot path.
+        let mut key = [0u8; wire::MAX_NAME + 2];
+        let len = qname.len().min(wire::MAX_NAME);
+        key[..len].copy_from_slice(&qname[..len]);
+        key[len..len + 2].copy_from_slice(&qtype.to_be_bytes());
+        if let Some(a) = self.answers.get(&key[..len + 2]) {
             return Lookup::Found(a);
         }
         if self.existing.contains(qname) {
@@ -538,6 +544,13 @@ impl Zone {
     pub fn apex_names(&self) -> Vec<String> {
         self.apexes.iter().map(|a| wire::to_text(&a.name)).collect()
     }
+}
+
+fn answer_key(name: &[u8], qtype: u16) -> Box<[u8]> {
+    let mut k = Vec::with_capacity(name.len() + 2);
+    k.extend_from_slice(name);
+    k.extend_from_slice(&qtype.to_be_bytes());
+    k.into()
 }
 
 /// Encodes an answer for `sets` at `name`, with in-zone addresses of MX/SRV/NS targets as
