@@ -33,6 +33,9 @@ pub enum ForwardError {
 /// The result handed to everyone who asked the same question.
 pub type Outcome = Result<Arc<Cached>, ForwardError>;
 
+/// Everyone waiting for one upstream question.
+type Waiters = Vec<oneshot::Sender<Outcome>>;
+
 #[derive(Debug, Clone)]
 struct Upstream {
     addr: SocketAddr,
@@ -45,7 +48,7 @@ struct Upstream {
 pub struct Forwarder {
     cache: Cache,
     upstreams: Mutex<Vec<Upstream>>,
-    inflight: Mutex<HashMap<Box<[u8]>, Vec<oneshot::Sender<Outcome>>>>,
+    inflight: Mutex<HashMap<Box<[u8]>, Waiters>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

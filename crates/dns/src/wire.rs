@@ -238,16 +238,20 @@ pub fn parse_request(p: &[u8]) -> Result<Request, WireError> {
         return Err(WireError::QuestionCount);
     }
     // NOTIFY (RFC 1996) may carry the new SOA in the answer section.
-    if header.nscount != 0 || (header.ancount != 0 && header.opcode() != OPCODE_NOTIFY) {
+    if header.ancount != 0 && header.opcode() != OPCODE_NOTIFY {
         return Err(WireError::UnexpectedRecords);
     }
     let mut qname = NameBuf::default();
     let after_name = read_plain_name(p, HEADER_LEN, &mut qname)?;
     let qtype = u16_at(p, after_name)?;
     let qclass = u16_at(p, after_name + 2)?;
+    // IXFR (RFC 1995 section 3) carries the client's SOA in the authority section.
+    if header.nscount != 0 && qtype != rtype::IXFR {
+        return Err(WireError::UnexpectedRecords);
+    }
     let question = HEADER_LEN..after_name + 4;
     let mut at = question.end;
-    for _ in 0..header.ancount {
+    for _ in 0..u32::from(header.ancount) + u32::from(header.nscount) {
         at = skip_record(p, at)?;
     }
     let mut edns = None;
@@ -521,10 +525,10 @@ impl Builder {
                 self.u16(0xC000 | off);
                 return;
             }
-            if let Ok(off) = u16::try_from(self.buf.len()) {
-                if off < 0x3FFF {
-                    self.names.push((suffix.to_vec(), off));
-                }
+            if let Ok(off) = u16::try_from(self.buf.len())
+                && off < 0x3FFF
+            {
+                self.names.push((suffix.to_vec(), off));
             }
             let len = usize::from(name[at]);
             self.buf.extend_from_slice(&name[at..at + 1 + len]);

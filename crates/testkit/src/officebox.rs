@@ -55,6 +55,15 @@ impl TestConfig {
         self
     }
 
+    /// Appends TOML text (for `[[...]]` entries that [`TestConfig::set`] cannot add).
+    pub fn append(self, toml: &str) -> Self {
+        let text = format!("{}\n{toml}\n", self.doc);
+        let doc = text
+            .parse::<DocumentMut>()
+            .unwrap_or_else(|e| panic!("appended text makes the test config invalid TOML: {e}"));
+        TestConfig { doc }
+    }
+
     /// Moves every listening port to a free one, so tests can run side by side.
     pub fn free_ports(self) -> Self {
         let tcp = || i64::from(free_tcp_port().unwrap_or_else(|e| panic!("no free tcp port: {e}")));
@@ -107,9 +116,19 @@ impl Officebox {
     /// Like [`Officebox::start`], in a directory the caller made (for restarts on the
     /// same state).
     pub fn start_in(bin: &Path, config: &str, dir: TempDir) -> io::Result<Officebox> {
+        Self::launch(Command::new(bin), config, dir)
+    }
+
+    /// Like [`Officebox::start`], inside the network namespace `ns` (for tests that need
+    /// LAN and WAN clients with their own addresses).
+    pub fn start_in_netns(bin: &Path, config: &str, ns: &crate::Netns) -> io::Result<Officebox> {
+        let dir = scratch_dir("officebox")?;
+        Self::launch(ns.command(bin), config, dir)
+    }
+
+    fn launch(mut cmd: Command, config: &str, dir: TempDir) -> io::Result<Officebox> {
         let config_path = dir.path().join("officebox.toml");
         std::fs::write(&config_path, config)?;
-        let mut cmd = Command::new(bin);
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)
