@@ -344,10 +344,12 @@ async fn notify(secondary: SocketAddr, apex: Vec<u8>) {
 }
 
 /// The answers to a zone transfer request: the records, or REFUSED for a client that is not
-/// one of the configured secondaries.
+/// one of the configured secondaries. IXFR is answered with the whole zone in AXFR form,
+/// which RFC 1995 (section 4) allows a server without incremental transfers; secondaries
+/// (BIND, Knot, NSD) ask IXFR first on every refresh once they hold the zone.
 pub(crate) fn transfer(view: &View, req: &Request, packet: &[u8], client: IpAddr) -> Vec<Vec<u8>> {
     let allowed = view.secondaries.contains(&client);
-    let parts = if allowed && req.qtype == rtype::AXFR {
+    let parts = if allowed && matches!(req.qtype, rtype::AXFR | rtype::IXFR) {
         view.zone.transfer(req.qname.as_bytes())
     } else {
         None

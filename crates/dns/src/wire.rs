@@ -703,6 +703,44 @@ mod tests {
     }
 
     #[test]
+    fn only_ixfr_may_carry_an_authority_section() {
+        let with_soa = |qtype: u16| {
+            let zone = to_wire("example.com");
+            let mut b = Builder::with_question(&zone, qtype, CLASS_IN);
+            b.record(
+                &zone,
+                rtype::SOA,
+                60,
+                &RData::Soa {
+                    mname: to_wire("ns.example.com"),
+                    rname: to_wire("h.example.com"),
+                    serial: 7,
+                    refresh: 1,
+                    retry: 1,
+                    expire: 1,
+                    minimum: 1,
+                },
+            );
+            Header {
+                id: 1,
+                flags: 0,
+                qdcount: 1,
+                ancount: 0,
+                nscount: 1,
+                arcount: 0,
+            }
+            .write(&mut b.buf);
+            b.buf
+        };
+        let ixfr = parse_request(&with_soa(rtype::IXFR)).unwrap();
+        assert_eq!(ixfr.qtype, rtype::IXFR);
+        assert_eq!(
+            parse_request(&with_soa(rtype::A)).unwrap_err(),
+            WireError::UnexpectedRecords
+        );
+    }
+
+    #[test]
     fn names_compress_and_read_back() {
         let mut b = Builder::with_question(&to_wire("www.example.com"), rtype::MX, CLASS_IN);
         b.record(
