@@ -153,7 +153,8 @@ port_free "$up_addr" "$up_port" || {
     echo "$up_addr:$up_port is in use (ss -lnup); the upstream needs it" >&2; exit 1; }
 dnsmasq --no-daemon --log-facility=- --port="$up_port" --listen-address="$up_addr" \
     --bind-interfaces --no-resolv --no-hosts --addn-hosts="$work/fwd.hosts" \
-    --local=/fwd.test/ --local-ttl=3600 --cache-size=0 >"$work/upstream.log" 2>&1 &
+    --local=/fwd.test/ --local-ttl=3600 --cache-size=0 --address=/many.test/10.200.0.1 \
+    >"$work/upstream.log" 2>&1 &
 up_pid=$!
 pids+=("$up_pid")
 wait_answer "$up_addr" "$up_port" name1.fwd.test 10.100.0.1 "$up_pid" "$work/upstream.log"
@@ -184,6 +185,7 @@ listen = ["$obx_addr"]
 port = $obx_port
 use_upstream = true
 primary = "$up_addr"
+cache_size = 100000
 
 [dhcp]
 enabled = false
@@ -210,6 +212,14 @@ EOF
     if ! bench officebox "$obx_addr" "$obx_port" "$obx_pid" "$work/officebox.log"; then
         echo "officebox: did not start or answer, marked n/a" >&2
         na officebox
+    else
+        # (c) memory with 100,000 cached names: one pass over 100,000 new names.
+        awk 'BEGIN { for (i = 1; i <= 100000; i++) printf "n%d.many.test A\n", i }' >"$work/many.queries"
+        dnsperf -s "$obx_addr" -p "$obx_port" -d "$work/many.queries" -n 1 -c 4 -Q 20000 \
+            >"$work/many.dnsperf" 2>&1 || true
+        many_done=$(awk '/Queries completed:/ { print $3 }' "$work/many.dnsperf")
+        cached_rss=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$obx_pid/status")
+        echo "  officebox RSS after caching ${many_done:-?} more names: ${cached_rss} MB"
     fi
     stop "$obx_pid"
 fi
@@ -304,6 +314,7 @@ printf '  CPU/query vs dnsmasq %5s   %9s\n' \
     "$(ratio "$(field officebox local 5)" "$(field dnsmasq local 5)")" \
     "$(ratio "$(field officebox forwarded 5)" "$(field dnsmasq forwarded 5)")"
 echo "bar: officebox qps >= 1.25x dnsmasq on local and forwarded, CPU/query <= dnsmasq, 0 lost"
+echo "officebox RSS with 100,000 more cached names: ${cached_rss:-n/a} MB (bar: < 64 MB)"
 
 verdict() { # LABEL A B AWK-CONDITION-ON-a-AND-b
     local v

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
 mod init;
+mod memory;
 mod passwords;
 mod supervisor;
 mod users;

@@ -117,6 +117,7 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
     let mut tasks: JoinSet<(&'static str, Result<()>)> = JoinSet::new();
     let mut running: Vec<(&'static str, Running)> = Vec::new();
     start_enabled(&tx.borrow(), &rx, &shutdown, &mut tasks, &mut running);
+    settle_memory();
     info!(
         message = "officebox running",
         services = %running.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
@@ -166,6 +167,15 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Once services have built their state (a few seconds after a start or reload), gives the
+/// memory freed meanwhile back to the system.
+fn settle_memory() {
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
+    });
 }
 
 fn start_enabled(
@@ -238,5 +248,6 @@ async fn reload(
     });
     tx.send_replace(Arc::new(new));
     start_enabled(&tx.borrow(), rx, shutdown, tasks, running);
+    settle_memory();
     info!("reload applied");
 }

@@ -557,8 +557,16 @@ fn toml_edit_array(items: &[&str]) -> toml_edit::Value {
     toml_edit::Value::Array(items.iter().copied().collect())
 }
 
-fn lease(address: [u8; 4], host: &str, expires_in: i64, state: officebox_store::LeaseState) -> officebox_store::Lease {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+fn lease(
+    address: [u8; 4],
+    host: &str,
+    expires_in: i64,
+    state: officebox_store::LeaseState,
+) -> officebox_store::Lease {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     officebox_store::Lease {
         address: Ipv4Addr::from(address),
         client_id: vec![1, 2, 3, address[3]],
@@ -579,38 +587,108 @@ fn dhcp_names_appear_never_shadow_and_go_with_their_lease() {
     let ob = start(&c);
     let db = Db::open(&ob.dir().join("demo-data/state.db")).unwrap();
     let resolves = |name: &str, want: &[&str]| {
-        wait_until(Duration::from_secs(5), || short(&p, name, "A", false) == want)
+        wait_until(Duration::from_secs(5), || {
+            short(&p, name, "A", false) == want
+        })
     };
 
     // A client that sent "Laptop 7" as its name: published as laptop-7, with its PTR.
-    db.upsert_lease(&lease([192, 168, 1, 57], "Laptop 7", 3600, LeaseState::Bound)).unwrap();
-    assert!(resolves("laptop-7.office.test", &["192.168.1.57"]), "{}", ob.log());
-    assert_eq!(short(&p, "57.1.168.192.in-addr.arpa", "PTR", false), ["laptop-7.office.test."]);
+    db.upsert_lease(&lease(
+        [192, 168, 1, 57],
+        "Laptop 7",
+        3600,
+        LeaseState::Bound,
+    ))
+    .unwrap();
+    assert!(
+        resolves("laptop-7.office.test", &["192.168.1.57"]),
+        "{}",
+        ob.log()
+    );
+    assert_eq!(
+        short(&p, "57.1.168.192.in-addr.arpa", "PTR", false),
+        ["laptop-7.office.test."]
+    );
 
     // A client asking for a built-in or static name does not get it.
-    db.upsert_lease(&lease([192, 168, 1, 58], "www", 3600, LeaseState::Bound)).unwrap();
-    db.upsert_lease(&lease([192, 168, 1, 59], "printer", 3600, LeaseState::Bound)).unwrap();
+    db.upsert_lease(&lease([192, 168, 1, 58], "www", 3600, LeaseState::Bound))
+        .unwrap();
+    db.upsert_lease(&lease(
+        [192, 168, 1, 59],
+        "printer",
+        3600,
+        LeaseState::Bound,
+    ))
+    .unwrap();
     // Two clients wanting one name: the first keeps it.
-    db.upsert_lease(&lease([192, 168, 1, 60], "laptop-7", 3600, LeaseState::Bound)).unwrap();
-    db.upsert_lease(&lease([192, 168, 1, 61], "desk", 3, LeaseState::Bound)).unwrap();
+    db.upsert_lease(&lease(
+        [192, 168, 1, 60],
+        "laptop-7",
+        3600,
+        LeaseState::Bound,
+    ))
+    .unwrap();
+    db.upsert_lease(&lease([192, 168, 1, 61], "desk", 3, LeaseState::Bound))
+        .unwrap();
     assert!(resolves("desk.office.test", &["192.168.1.61"]));
     assert_eq!(short(&p, "www.office.test", "A", false), ["203.0.113.10"]);
-    assert_eq!(short(&p, "printer.office.test", "A", false), ["192.168.1.20"]);
-    assert_eq!(short(&p, "laptop-7.office.test", "A", false), ["192.168.1.57"]);
+    assert_eq!(
+        short(&p, "printer.office.test", "A", false),
+        ["192.168.1.20"]
+    );
+    assert_eq!(
+        short(&p, "laptop-7.office.test", "A", false),
+        ["192.168.1.57"]
+    );
 
     // `officebox dns names` shows where each name came from.
-    let out = Command::new(bin()).args(["dns", "names", "--config"]).arg(ob.config_path()).current_dir(ob.dir()).output().unwrap();
+    let out = Command::new(bin())
+        .args(["dns", "names", "--config"])
+        .arg(ob.config_path())
+        .current_dir(ob.dir())
+        .output()
+        .unwrap();
     let names = String::from_utf8_lossy(&out.stdout);
-    let line = |needle: &str| names.lines().any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ").contains(needle));
-    assert!(line("laptop-7.office.test A 300 dhcp 192.168.1.57"), "{names}");
-    assert!(line("www.office.test A 3600 built-in 203.0.113.10"), "{names}");
-    assert!(line("printer.office.test A 3600 static 192.168.1.20"), "{names}");
+    let line = |needle: &str| {
+        names.lines().any(|l| {
+            l.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .contains(needle)
+        })
+    };
+    assert!(
+        line("laptop-7.office.test A 300 dhcp 192.168.1.57"),
+        "{names}"
+    );
+    assert!(
+        line("www.office.test A 3600 built-in 203.0.113.10"),
+        "{names}"
+    );
+    assert!(
+        line("printer.office.test A 3600 static 192.168.1.20"),
+        "{names}"
+    );
 
     // Released: gone. Expired (desk's lease ran for 3 s): gone, without any write.
-    db.upsert_lease(&lease([192, 168, 1, 57], "laptop-7", 3600, LeaseState::Released)).unwrap();
-    assert!(resolves("desk.office.test", &[]), "an expired lease's name is removed\n{}", ob.log());
+    db.upsert_lease(&lease(
+        [192, 168, 1, 57],
+        "laptop-7",
+        3600,
+        LeaseState::Released,
+    ))
+    .unwrap();
+    assert!(
+        resolves("desk.office.test", &[]),
+        "an expired lease's name is removed\n{}",
+        ob.log()
+    );
     // laptop-7 now belongs to the other client that asked for it.
-    assert!(resolves("laptop-7.office.test", &["192.168.1.60"]), "{}", ob.log());
+    assert!(
+        resolves("laptop-7.office.test", &["192.168.1.60"]),
+        "{}",
+        ob.log()
+    );
     let nx = dig(&p, &["desk.office.test", "A"]);
     assert!(nx.contains("status: NXDOMAIN"), "{nx}");
 }
