@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         action: DnsAction,
     },
+    /// The DHCP lease table.
+    Dhcp {
+        #[command(subcommand)]
+        action: DhcpAction,
+    },
     /// Add, change or remove users in the config file (comments and layout are kept).
     User {
         #[arg(long, short, global = true, default_value = "officebox.toml")]
@@ -73,6 +78,15 @@ enum DnsAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum DhcpAction {
+    /// Every lease: address, MAC, host name, expiry, reserved or dynamic.
+    Leases {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -84,6 +98,9 @@ fn main() -> ExitCode {
         Command::Dns {
             action: DnsAction::Names { config },
         } => dns_names(&config),
+        Command::Dhcp {
+            action: DhcpAction::Leases { config },
+        } => dhcp_leases(&config),
     };
     match result {
         Ok(code) => code,
@@ -110,6 +127,40 @@ fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             e.ttl,
             e.source.name(),
             e.value
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dhcp_leases(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let leases = officebox_dhcp::leases(&config)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    println!(
+        "{:<15} {:<17} {:<20} {:<10} {:<9} expires",
+        "address", "mac", "hostname", "state", "kind"
+    );
+    for l in leases {
+        let left = l.expires_at - now;
+        let expires = if left > 0 {
+            format!(
+                "in {}",
+                officebox_config::values::format_duration(std::time::Duration::from_secs(
+                    left as u64
+                ))
+            )
+        } else {
+            "expired".into()
+        };
+        println!(
+            "{:<15} {:<17} {:<20} {:<10} {:<9} {expires}",
+            l.address,
+            l.mac,
+            l.hostname.as_deref().unwrap_or("-"),
+            l.state.as_str(),
+            if l.reserved { "reserved" } else { "dynamic" },
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -43,6 +43,13 @@ const SERVICES: &[ServiceSpec] = &[
         },
     },
     ServiceSpec {
+        name: "dhcp",
+        enabled: |c| c.dhcp.enabled,
+        start: |config, stop| {
+            Box::pin(async move { Ok(officebox_dhcp::serve(config, stop).await?) })
+        },
+    },
+    ServiceSpec {
         name: "ntp",
         enabled: |c| c.ntp.enabled,
         start: |config, stop| {
@@ -57,7 +64,6 @@ const SERVICES: &[ServiceSpec] = &[
 type Enabled = fn(&Config) -> bool;
 
 const NOT_YET_BUILT: &[(&str, Enabled)] = &[
-    ("dhcp", |c| c.dhcp.enabled),
     ("mail", |c| c.mail.enabled),
     ("phone", |c| c.phone.enabled),
     ("web", |c| c.web.enabled),

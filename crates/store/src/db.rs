@@ -274,20 +274,34 @@ impl Db {
     /// Inserts the lease, or replaces the row for the same address.
     /// Committed (and on disk) when this returns.
     pub fn upsert_lease(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO leases
-                    (address, client_id, mac, hostname, expires_at, state, reserved, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (address) DO UPDATE SET
-                    client_id = excluded.client_id,
-                    mac = excluded.mac,
-                    hostname = excluded.hostname,
-                    expires_at = excluded.expires_at,
-                    state = excluded.state,
-                    reserved = excluded.reserved,
-                    updated_at = excluded.updated_at",
-                params![
+        self.upsert_leases(std::slice::from_ref(lease))
+    }
+
+    /// Writes several leases in one transaction, so one fsync makes all of them durable
+    /// (the DHCP server groups the leases of concurrent clients this way). All or none are
+    /// on disk when this returns.
+    pub fn upsert_leases(&self, leases: &[Lease]) -> Result<(), StoreError> {
+        let write_err = |e| self.err("write lease", e);
+        let tx = self.conn.unchecked_transaction().map_err(write_err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO leases
+                        (address, client_id, mac, hostname, expires_at, state, reserved, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (address) DO UPDATE SET
+                        client_id = excluded.client_id,
+                        mac = excluded.mac,
+                        hostname = excluded.hostname,
+                        expires_at = excluded.expires_at,
+                        state = excluded.state,
+                        reserved = excluded.reserved,
+                        updated_at = excluded.updated_at",
+                )
+                .map_err(write_err)?;
+            let now = unix_now();
+            for lease in leases {
+                stmt.execute(params![
                     lease.address.to_string(),
                     lease.client_id,
                     lease.mac,
@@ -295,11 +309,12 @@ impl Db {
                     lease.expires_at,
                     lease.state.as_str(),
                     lease.reserved,
-                    unix_now(),
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.err("write lease", e))
+                    now,
+                ])
+                .map_err(write_err)?;
+            }
+        }
+        tx.commit().map_err(write_err)
     }
 
     /// Every lease row, ordered by address.

@@ -1,0 +1,393 @@
+//! officebox's DHCP: the LAN's DHCPv4 server (RFC 2131/2132).
+//!
+//! - [`pool`]: who holds which address; pure and in memory, rebuilt from the state
+//!   database at start.
+//! - [`handler`]: one message in, one decision out: the reply, where it goes, and the
+//!   binding to make durable first.
+//! - [`serve`]: the service. Messages are taken from the socket in batches; the bindings a
+//!   batch creates are written to SQLite in one transaction (one fsync for all), and only
+//!   then are its replies sent. So every ACK a client sees is on disk, and durability costs
+//!   one fsync per batch, not per client.
+//!
+//! Before serving, the server asks the LAN whether another DHCP server answers; if one
+//! does, it refuses to serve (one DHCP server per LAN, as the appliance's manual insists).
+
+pub mod handler;
+pub mod pool;
+mod raw;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable};
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt,
+};
+use officebox_config::Config;
+use officebox_config::derive::{dhcp_options, dhcp_pool};
+use officebox_config::values::Mac;
+use officebox_store::{Db, Lease, LeaseState};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use handler::{Decision, Dest, Settings};
+use pool::{Binding, ClientKey, Pool, State};
+
+pub const SERVER_PORT: u16 = 67;
+pub const CLIENT_PORT: u16 = 68;
+/// Messages handled per batch (and per fsync at most).
+const BATCH: usize = 256;
+/// How long to listen for another server's offer before serving.
+const DETECT_FOR: Duration = Duration::from_secs(2);
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What the server needs from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Setup {
+    settings: Settings,
+    interface: Option<String>,
+    first: Ipv4Addr,
+    last: Ipv4Addr,
+    excluded: Vec<Ipv4Addr>,
+    reservations: Vec<(Mac, Ipv4Addr, Option<String>)>,
+    db: PathBuf,
+}
+
+fn setup(config: &Config) -> Option<Setup> {
+    if !config.dhcp.enabled {
+        return None;
+    }
+    let lan = &config.network.lan;
+    let pool = dhcp_pool(lan, &config.dhcp);
+    Some(Setup {
+        settings: Settings {
+            server_id: lan.net.address,
+            subnet: lan.net,
+            options: dhcp_options(config),
+            lease_secs: u32::try_from(config.dhcp.lease_time.as_secs()).unwrap_or(u32::MAX),
+        },
+        interface: lan.interface.clone(),
+        first: pool.first,
+        last: pool.last,
+        excluded: pool.excluded,
+        reservations: config
+            .dhcp
+            .reservations
+            .iter()
+            .map(|r| (r.mac, r.address, r.hostname.clone()))
+            .collect(),
+        db: config.data_dir.join("state.db"),
+    })
+}
+
+fn to_lease(b: &Binding) -> Lease {
+    Lease {
+        address: b.address,
+        client_id: b.client.0.clone(),
+        mac: b.mac.to_string(),
+        hostname: b.hostname.clone(),
+        expires_at: b.until,
+        state: match b.state {
+            State::Offered => LeaseState::Offered,
+            State::Bound => LeaseState::Bound,
+            State::Released => LeaseState::Released,
+            State::Declined => LeaseState::Declined,
+        },
+        reserved: b.reserved,
+    }
+}
+
+fn from_lease(l: &Lease) -> Option<Binding> {
+    let mac = officebox_config::values::parse_mac(&l.mac).ok()?;
+    let state = match l.state {
+        LeaseState::Bound => State::Bound,
+        LeaseState::Released => State::Released,
+        LeaseState::Declined => State::Declined,
+        LeaseState::Offered => return None,
+    };
+    Some(Binding {
+        address: l.address,
+        client: ClientKey(l.client_id.clone()),
+        mac,
+        hostname: l.hostname.clone(),
+        until: l.expires_at,
+        state,
+        reserved: l.reserved,
+    })
+}
+
+/// A UDP socket on `port`, bound to the LAN interface when one is named, allowed to
+/// broadcast.
+fn udp_socket(port: u16, interface: Option<&str>) -> io::Result<std::net::UdpSocket> {
+    let fd: OwnedFd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::Broadcast, &true)?;
+    if let Some(ifname) = interface {
+        setsockopt(
+            &fd,
+            sockopt::BindToDevice,
+            &std::ffi::OsString::from(ifname),
+        )
+        .map_err(|e| io::Error::other(format!("dhcp: cannot use interface {ifname}: {e}")))?;
+    }
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+    )
+    .map_err(|e| io::Error::other(format!("dhcp: cannot listen on udp port {port}: {e}")))?;
+    let socket = std::net::UdpSocket::from(fd);
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Asks the LAN for offers from a DHCP server that is not us.
+async fn other_server(interface: Option<&str>, us: Ipv4Addr) -> io::Result<Option<Ipv4Addr>> {
+    let socket = UdpSocket::from_std(udp_socket(CLIENT_PORT, interface)?)?;
+    let xid: u32 = rand::random();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&rand::random::<[u8; 6]>());
+    mac[0] = (mac[0] | 0x02) & 0xFE; // locally administered, unicast
+    let mut probe = Message::default();
+    probe
+        .set_opcode(Opcode::BootRequest)
+        .set_htype(HType::Eth)
+        .set_xid(xid)
+        .set_chaddr(&mac)
+        .set_flags(Flags::default().set_broadcast());
+    probe
+        .opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    let bytes = probe.to_vec().map_err(io::Error::other)?;
+    socket
+        .send_to(&bytes, (Ipv4Addr::BROADCAST, SERVER_PORT))
+        .await?;
+    let deadline = tokio::time::Instant::now() + DETECT_FOR;
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let Ok(r) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await else {
+            return Ok(None);
+        };
+        let (len, _) = r?;
+        let Ok(m) = Message::decode(&mut Decoder::new(&buf[..len])) else {
+            continue;
+        };
+        if m.xid() != xid || m.opts().msg_type() != Some(MessageType::Offer) {
+            continue;
+        }
+        let id = match m.opts().get(OptionCode::ServerIdentifier) {
+            Some(DhcpOption::ServerIdentifier(ip)) => *ip,
+            _ => Ipv4Addr::UNSPECIFIED,
+        };
+        if id != us {
+            return Ok(Some(id));
+        }
+    }
+}
+
+/// Runs the DHCP server until `shutdown` is cancelled; restarts itself when the config
+/// changes what it serves.
+pub async fn serve(
+    mut config_rx: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    loop {
+        let config = Arc::clone(&config_rx.borrow_and_update());
+        let Some(setup) = setup(&config) else {
+            return Ok(());
+        };
+        let stop = shutdown.child_token();
+        let run = run(setup.clone(), stop.clone());
+        tokio::pin!(run);
+        let restart = loop {
+            tokio::select! {
+                r = &mut run => { r?; return Ok(()); }
+                changed = config_rx.changed() => {
+                    if changed.is_err() {
+                        break false;
+                    }
+                    let new = setup_of(&config_rx);
+                    if new.as_ref() != Some(&setup) {
+                        info!("dhcp: settings changed, restarting the server");
+                        break true;
+                    }
+                }
+            }
+        };
+        stop.cancel();
+        let _ = run.await;
+        if !restart {
+            return Ok(());
+        }
+    }
+}
+
+fn setup_of(rx: &watch::Receiver<Arc<Config>>) -> Option<Setup> {
+    setup(&rx.borrow())
+}
+
+async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
+    let us = setup.settings.server_id;
+    match other_server(setup.interface.as_deref(), us).await {
+        Ok(Some(other)) => {
+            error!(
+                message = "dhcp: ANOTHER DHCP SERVER ANSWERS ON THIS LAN; officebox will not serve DHCP (one DHCP server per LAN). Turn the other one off, or set [dhcp] enabled = false, then reload.",
+                other_server = %other
+            );
+            stop.cancelled().await;
+            return Ok(());
+        }
+        Ok(None) => {}
+        Err(error) => {
+            warn!(message = "dhcp: could not check the LAN for another DHCP server", %error)
+        }
+    }
+
+    let db_path = setup.db.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|e| io::Error::other(format!("dhcp: {e}")))?;
+    let db = Arc::new(Mutex::new(db));
+    let mut pool = Pool::new(
+        setup.first,
+        setup.last,
+        &setup.excluded,
+        setup.reservations.clone(),
+    );
+    {
+        let db = Arc::clone(&db);
+        let leases = tokio::task::spawn_blocking(move || {
+            db.lock().unwrap_or_else(PoisonError::into_inner).leases()
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|e| io::Error::other(format!("dhcp: {e}")))?;
+        let mut restored = 0;
+        for b in leases.iter().filter_map(from_lease) {
+            pool.restore(b);
+            restored += 1;
+        }
+        info!(message = "dhcp: leases restored", count = restored);
+    }
+
+    let socket = UdpSocket::from_std(udp_socket(SERVER_PORT, setup.interface.as_deref())?)?;
+    let raw = match setup.interface.as_deref().map(raw::RawSender::open) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(error)) => {
+            warn!(message = "dhcp: cannot reply to hardware addresses; broadcasting instead", %error);
+            None
+        }
+        None => None,
+    };
+    info!(message = "dhcp: serving", interface = setup.interface.as_deref().unwrap_or("(any)"), first = %setup.first, last = %setup.last);
+
+    let mut buf = vec![0u8; 1500];
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            r = socket.readable() => r?,
+        }
+        // A batch: everything waiting now.
+        let now = now_unix();
+        let mut replies: Vec<(Message, Dest)> = Vec::new();
+        let mut durable: Vec<Lease> = Vec::new();
+        for _ in 0..BATCH {
+            let (len, from) = match socket.try_recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => {
+                    debug!(message = "dhcp: receive failed", %error);
+                    break;
+                }
+            };
+            let msg = match Message::decode(&mut Decoder::new(&buf[..len])) {
+                Ok(m) => m,
+                Err(error) => {
+                    debug!(message = "dhcp: malformed message dropped", %from, %error);
+                    continue;
+                }
+            };
+            match handler::handle(&mut pool, &setup.settings, &msg, now) {
+                Decision::Reply {
+                    reply,
+                    dest,
+                    persist,
+                } => {
+                    durable.extend(persist.as_ref().map(to_lease));
+                    replies.push((*reply, dest));
+                }
+                Decision::Record(b) => durable.push(to_lease(&b)),
+                Decision::Ignore(why) => debug!(message = "dhcp: message ignored", %from, why),
+            }
+        }
+        if !durable.is_empty() {
+            let db = Arc::clone(&db);
+            let written = tokio::task::spawn_blocking(move || {
+                db.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .upsert_leases(&durable)
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    error!(message = "dhcp: leases not written; no ACK is sent for them", error = %e);
+                    replies.retain(|(m, _)| m.opts().msg_type() != Some(MessageType::Ack));
+                }
+                Err(e) => {
+                    error!(message = "dhcp: lease writer failed", error = %e);
+                    replies.clear();
+                }
+            }
+        }
+        for (reply, dest) in replies {
+            if let Err(error) = send(&socket, raw.as_ref(), us, &reply, dest).await {
+                debug!(message = "dhcp: reply not sent", ?dest, %error);
+            }
+        }
+    }
+}
+
+async fn send(
+    socket: &UdpSocket,
+    raw: Option<&raw::RawSender>,
+    us: Ipv4Addr,
+    reply: &Message,
+    dest: Dest,
+) -> io::Result<()> {
+    let bytes = reply.to_vec().map_err(io::Error::other)?;
+    let to: SocketAddr = match dest {
+        Dest::Broadcast => (Ipv4Addr::BROADCAST, CLIENT_PORT).into(),
+        Dest::Client(ip) => (ip, CLIENT_PORT).into(),
+        Dest::Relay(ip) => (ip, SERVER_PORT).into(),
+        Dest::Hardware { mac, ip } => match raw {
+            Some(raw) => return raw.send((us, SERVER_PORT), (ip, CLIENT_PORT), mac, &bytes),
+            None => (Ipv4Addr::BROADCAST, CLIENT_PORT).into(),
+        },
+    };
+    socket.send_to(&bytes, to).await.map(drop)
+}
+
+/// The lease table as `officebox dhcp leases` prints it.
+pub fn leases(config: &Config) -> io::Result<Vec<Lease>> {
+    let db =
+        Db::open(&config.data_dir.join("state.db")).map_err(|e| io::Error::other(e.to_string()))?;
+    db.leases().map_err(|e| io::Error::other(e.to_string()))
+}
