@@ -55,6 +55,8 @@ pub enum Unusable {
     Malformed(#[from] wire::WireError),
     #[error("the upstream OPT record is not the last record")]
     OptNotLast,
+    #[error("the upstream OPT record is not in the additional section")]
+    OptNotAdditional,
 }
 
 impl Cached {
@@ -67,6 +69,9 @@ impl Cached {
         let opt_at = records.iter().position(|r| r.rtype == rtype::OPT);
         let (kept, end) = match opt_at {
             Some(i) if i + 1 != records.len() => return Err(Unusable::OptNotLast),
+            // An OPT counted as an answer or authority record would leave the counts (and
+            // the sections sliced by them below) one record short.
+            Some(i) if i < answers + authority => return Err(Unusable::OptNotAdditional),
             Some(i) => (&records[..i], records[i].start),
             None => (&records[..], p.len()),
         };
