@@ -53,6 +53,19 @@ fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Decodes a message from the LAN, or `None` for one to drop.
+///
+/// Two traps in dhcproto 0.15 are closed here: `Message::chaddr()` slices the 16-byte field
+/// by the `hlen` the client sent (a panic for hlen > 16, found by the `dhcp_packet` fuzz
+/// target), so such messages are dropped; and some option lengths are checked with
+/// `debug_assert!`, so in a debug build a malformed option panics inside the decoder,
+/// which is caught and treated as malformed.
+pub fn decode(bytes: &[u8]) -> Option<Message> {
+    let msg =
+        std::panic::catch_unwind(|| Message::decode(&mut Decoder::new(bytes)).ok()).ok()??;
+    (usize::from(msg.hlen()) <= 16).then_some(msg)
+}
+
 /// What the server needs from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Setup {
@@ -317,12 +330,9 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
                     break;
                 }
             };
-            let msg = match Message::decode(&mut Decoder::new(&buf[..len])) {
-                Ok(m) => m,
-                Err(error) => {
-                    debug!(message = "dhcp: malformed message dropped", %from, %error);
-                    continue;
-                }
+            let Some(msg) = decode(&buf[..len]) else {
+                debug!(message = "dhcp: malformed message dropped", %from);
+                continue;
             };
             match handler::handle(&mut pool, &setup.settings, &msg, now) {
                 Decision::Reply {
