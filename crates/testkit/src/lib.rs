@@ -18,6 +18,10 @@
 //! - Only processes the harness spawned are signalled: a [`Peer`]'s own process group,
 //!   and processes inside a [`Netns`] the test created.
 //!
+//! DHCP tests run real clients with [`DhcpClient`] (dhclient, udhcpc, dhcpcd, each with
+//! private files and a hook script that records what it was given) and can use dnsmasq
+//! as a reference server with [`dnsmasq_dhcp_server`].
+//!
 //! Declare namespaces first, then links, then peers: locals drop in reverse order, so
 //! peers stop before their network disappears.
 //!
@@ -47,6 +51,7 @@
 //! ```
 
 mod cmd;
+mod dhcp_client;
 mod netns;
 mod officebox;
 mod peer;
@@ -54,6 +59,10 @@ mod require;
 mod veth;
 mod wait;
 
+pub use dhcp_client::{
+    ClientEvent, ClientKind, ClientLease, DhcpClient, DnsmasqDhcp, DnsmasqLease, DnsmasqOptions,
+    dnsmasq_dhcp_server,
+};
 pub use netns::Netns;
 pub use officebox::{DEMO_CONFIG, Officebox, READY_TIMEOUT, TestConfig};
 pub use peer::Peer;
