@@ -118,7 +118,7 @@ pub fn handle(pool: &mut Pool, s: &Settings, msg: &Message, now: i64) -> Decisio
             if server_id_of(msg).is_some_and(|id| id != s.server_id) {
                 return Decision::Ignore("release for another server");
             }
-            match pool.release(&client, msg.ciaddr(), now) {
+            match pool.release(&client, mac, msg.ciaddr(), now) {
                 Some(b) => Decision::Record(b.clone()),
                 None => Decision::Ignore("release of an address the client does not hold"),
             }
@@ -127,7 +127,7 @@ pub fn handle(pool: &mut Pool, s: &Settings, msg: &Message, now: i64) -> Decisio
             let Some(addr) = requested_ip(msg) else {
                 return Decision::Ignore("decline without the declined address");
             };
-            match pool.decline(&client, addr, now) {
+            match pool.decline(&client, mac, addr, now) {
                 Some(b) => {
                     tracing::warn!(message = "dhcp: a client found its address in use; quarantined", address = %addr, %mac);
                     Decision::Record(b.clone())

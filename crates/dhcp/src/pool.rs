@@ -288,9 +288,17 @@ impl Pool {
     }
 
     /// The client gives its address back (DHCPRELEASE). Returns the binding to persist.
-    pub fn release(&mut self, client: &ClientKey, addr: Ipv4Addr, now: i64) -> Option<&Binding> {
+    /// The client is recognised by its identifier or its hardware address: some clients
+    /// (dhclient) send a client identifier in the release that they did not send before.
+    pub fn release(
+        &mut self,
+        client: &ClientKey,
+        mac: Mac,
+        addr: Ipv4Addr,
+        now: i64,
+    ) -> Option<&Binding> {
         let b = self.by_addr.get_mut(&u32::from(addr))?;
-        if b.client != *client || b.state != State::Bound {
+        if (b.client != *client && b.mac != mac) || b.state != State::Bound {
             return None;
         }
         b.state = State::Released;
@@ -299,9 +307,15 @@ impl Pool {
     }
 
     /// The client found `addr` in use (DHCPDECLINE): keep it out for a while.
-    pub fn decline(&mut self, client: &ClientKey, addr: Ipv4Addr, now: i64) -> Option<&Binding> {
+    pub fn decline(
+        &mut self,
+        client: &ClientKey,
+        mac: Mac,
+        addr: Ipv4Addr,
+        now: i64,
+    ) -> Option<&Binding> {
         let b = self.by_addr.get_mut(&u32::from(addr))?;
-        if b.client != *client {
+        if b.client != *client && b.mac != mac {
             return None;
         }
         b.state = State::Declined;
@@ -363,7 +377,7 @@ mod tests {
         // Renewal, and after expiry, and after release: the same address again.
         assert_eq!(p.choose(&c, m, None, 100).unwrap(), a);
         assert_eq!(p.choose(&c, m, None, 10_000).unwrap(), a);
-        p.release(&c, a, 200).unwrap();
+        p.release(&c, m, a, 200).unwrap();
         assert_eq!(p.choose(&c, m, None, 300).unwrap(), a);
     }
 
@@ -427,7 +441,7 @@ mod tests {
         let (c, m) = client(1);
         let a = p.choose(&c, m, None, 0).unwrap();
         p.bind(&c, m, a, None, 3600, 0).unwrap();
-        p.decline(&c, a, 10).unwrap();
+        p.decline(&c, m, a, 10).unwrap();
         let next = p.choose(&c, m, None, 20).unwrap();
         assert_ne!(next, a, "the declined address is not offered again");
         let (c2, m2) = client(2);

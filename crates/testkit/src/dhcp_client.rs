@@ -204,7 +204,8 @@ impl ClientLease {
 }
 
 /// Parses the events file the hook script appends to: `=== NAME`, then `KEY=VALUE`
-/// lines, then `=== end`. A line without `=` continues the previous value.
+/// lines, then `=== end`. A line without `=` continues the previous value. The last block
+/// counts only once its `=== end` is there: before that, the script is still writing it.
 fn parse_events(text: &str) -> Vec<ClientEvent> {
     let mut events = Vec::new();
     let mut current: Option<ClientEvent> = None;
@@ -238,7 +239,8 @@ fn parse_events(text: &str) -> Vec<ClientEvent> {
             }
         }
     }
-    events.extend(current);
+    // `current` is a block without its `=== end`: not complete yet.
+    drop(current);
     events
 }
 
@@ -845,12 +847,19 @@ mod tests {
     #[test]
     fn events_file_parses_blocks_and_continuations() {
         let text = "=== PREINIT\ninterface=ox1b\nreason=PREINIT\n=== end\n\
-                    === bound\nip=10.0.0.5\nmulti=a\nb\n=== end\n=== cut\nx=1\n";
+                    === bound\nip=10.0.0.5\nmulti=a\nb\n=== end\n=== cut\nx=1\n=== next\n";
         let ev = parse_events(text);
-        assert_eq!(ev.len(), 3);
+        assert_eq!(
+            ev.len(),
+            3,
+            "the block still being written is not an event yet"
+        );
         assert_eq!(ev[0].name, "PREINIT");
         assert_eq!(ev[1].vars["multi"], "a\nb");
-        assert_eq!(ev[2].name, "cut");
+        assert_eq!(
+            ev[2].name, "cut",
+            "a block cut short by the next one still counts"
+        );
         assert_eq!(ev[2].vars["x"], "1");
     }
 

@@ -126,6 +126,17 @@ impl Officebox {
         Self::launch(ns.command(bin), config, dir)
     }
 
+    /// Like [`Officebox::start_in_netns`], in a directory the caller made (a restart on the
+    /// same state, e.g. after [`Officebox::kill9`]).
+    pub fn restart_in_netns(
+        bin: &Path,
+        config: &str,
+        ns: &crate::Netns,
+        dir: TempDir,
+    ) -> io::Result<Officebox> {
+        Self::launch(ns.command(bin), config, dir)
+    }
+
     fn launch(mut cmd: Command, config: &str, dir: TempDir) -> io::Result<Officebox> {
         let config_path = dir.path().join("officebox.toml");
         std::fs::write(&config_path, config)?;
@@ -133,7 +144,10 @@ impl Officebox {
             .arg("--config")
             .arg(&config_path)
             .current_dir(dir.path())
-            .env("RUST_LOG", "info");
+            .env(
+                "RUST_LOG",
+                std::env::var("OFFICEBOX_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            );
         let peer = Peer::spawn_in("officebox", cmd, dir.path())?;
         peer.wait_for_log("officebox running", READY_TIMEOUT)?;
         Ok(Officebox {

@@ -1,0 +1,322 @@
+//! DHCP end to end: real clients (dhclient, udhcpc, dhcpcd) lease addresses from officebox
+//! over a veth pair between two network namespaces, in each security mode; names reach the
+//! DNS; leases survive kill -9; perfdhcp never sees one address given twice; and a second
+//! DHCP server on the LAN makes officebox stand back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use officebox_testkit::{
+    ClientKind, DhcpClient, Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig, Veth,
+    dnsmasq_dhcp_server, require_program, require_root, wait_until,
+};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_officebox"))
+}
+
+const LEASE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A LAN: officebox's namespace and a PC's, joined by a veth pair (192.168.1.1 on the box
+/// side; these addresses exist only inside the two namespaces).
+struct Lan {
+    // Fields drop in order: the link before the namespaces.
+    link: Veth,
+    pc: Netns,
+    boxns: Netns,
+}
+
+impl Lan {
+    fn new(tag: &str) -> Lan {
+        require_root();
+        let boxns = Netns::new(&format!("{tag}b")).unwrap();
+        let pc = Netns::new(&format!("{tag}p")).unwrap();
+        let link = Veth::new(
+            Endpoint::netns(&boxns).addr("192.168.1.1/24"),
+            Endpoint::netns(&pc),
+        )
+        .unwrap();
+        Lan { link, pc, boxns }
+    }
+
+    fn box_iface(&self) -> &str {
+        self.link.name_a()
+    }
+
+    fn pc_iface(&self) -> &str {
+        self.link.name_b()
+    }
+
+    fn config(&self, mode: &str) -> TestConfig {
+        TestConfig::demo()
+            .set(
+                "network.listen",
+                toml_edit::Value::Array(toml_edit::Array::new()),
+            )
+            .set("network.lan.interface", self.box_iface())
+            .set("network.lan.gateway", "192.168.1.254")
+            .set("security.mode", mode)
+            .set("dhcp.enabled", true)
+            .set("dhcp.lease_time", "1h")
+            .set("dns.port", 53)
+            .set("dns.use_upstream", true)
+            .set("dns.primary", "192.0.2.53")
+            .set("ntp.enabled", false)
+    }
+
+    fn start(&self, config: &TestConfig) -> Officebox {
+        let ob = Officebox::start_in_netns(bin(), &config.text(), &self.boxns)
+            .expect("officebox starts");
+        ob.peer()
+            .wait_for_log("dhcp: serving", READY_TIMEOUT)
+            .expect("dhcp serves");
+        ob
+    }
+
+    /// Asks officebox's DNS from inside its own namespace (the PC may have no address).
+    fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
+        let out = self
+            .boxns
+            .command("dig")
+            .args(["@127.0.0.1", name, rtype, "+short", "+time=2", "+tries=1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn every_client_gets_the_options_of_every_security_mode() {
+    for kind in ClientKind::ALL {
+        kind.require();
+    }
+    let lan = Lan::new("dhm");
+    // mode, router, dns: the white paper's rules (crates/config/src/derive.rs).
+    let table = [
+        ("lan-only", "192.168.1.254", "192.0.2.53"),
+        ("router", "192.168.1.1", "192.168.1.1"),
+        ("firewall-nat", "192.168.1.1", "192.168.1.1"),
+        ("firewall-nat-dmz", "192.168.1.1", "192.168.1.1"),
+    ];
+    for (mode, router, dns) in table {
+        let ob = lan.start(&lan.config(mode));
+        for kind in ClientKind::ALL {
+            let mut client =
+                DhcpClient::lease(kind, &lan.pc, lan.pc_iface(), Some("desk"), LEASE_TIMEOUT)
+                    .unwrap_or_else(|e| {
+                        panic!("{kind:?} in {mode}: {e}\nofficebox:\n{}", ob.log())
+                    });
+            let l = client.current().unwrap().clone();
+            let what = format!("{kind:?} in {mode}");
+            assert!(
+                (ip("192.168.1.2")..=ip("192.168.1.100")).contains(&l.address),
+                "{what}: {}",
+                l.address
+            );
+            assert_eq!(l.netmask, Some(ip("255.255.255.0")), "{what}");
+            assert_eq!(l.routers, vec![ip(router)], "{what}");
+            assert_eq!(l.dns_servers, vec![ip(dns)], "{what}");
+            assert_eq!(l.domain.as_deref(), Some("office.test"), "{what}");
+            assert_eq!(l.ntp_servers, vec![ip("192.168.1.1")], "{what}");
+            assert_eq!(l.lease_time, Some(Duration::from_secs(3600)), "{what}");
+            assert_eq!(l.server_id, Some(ip("192.168.1.1")), "{what}");
+            client
+                .release(LEASE_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{what}: release: {e}"));
+        }
+        drop(ob);
+    }
+}
+
+#[test]
+fn a_named_laptop_resolves_until_it_releases_and_leases_survive_kill_9() {
+    ClientKind::Udhcpc.require();
+    ClientKind::Dhclient.require();
+    require_program("dig", "bind9-dnsutils");
+    let lan = Lan::new("dhn");
+    let config = lan.config("firewall-nat");
+    let ob = lan.start(&config);
+
+    let mut laptop = DhcpClient::lease(
+        ClientKind::Dhclient,
+        &lan.pc,
+        lan.pc_iface(),
+        Some("laptop-7"),
+        LEASE_TIMEOUT,
+    )
+    .unwrap();
+    let addr = laptop.current().unwrap().address;
+    let a = addr.to_string();
+    assert!(
+        wait_until(Duration::from_secs(5), || lan
+            .dig("laptop-7.office.test", "A")
+            == [a.clone()]),
+        "{}",
+        ob.log()
+    );
+    let [o1, o2, o3, o4] = addr.octets();
+    assert_eq!(
+        lan.dig(&format!("{o4}.{o3}.{o2}.{o1}.in-addr.arpa"), "PTR"),
+        ["laptop-7.office.test."]
+    );
+    laptop.release(LEASE_TIMEOUT).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || lan
+            .dig("laptop-7.office.test", "A")
+            .is_empty()),
+        "the name goes with the release\n{}",
+        ob.log()
+    );
+
+    // A second client takes a lease; officebox dies by SIGKILL right after the ACK.
+    let mut phone = DhcpClient::lease(
+        ClientKind::Udhcpc,
+        &lan.pc,
+        lan.pc_iface(),
+        Some("phone-1"),
+        LEASE_TIMEOUT,
+    )
+    .unwrap();
+    let held = phone.current().unwrap().address;
+    let dir = ob.kill9().unwrap();
+    let ob = Officebox::restart_in_netns(bin(), &config.text(), &lan.boxns, dir).unwrap();
+    ob.peer()
+        .wait_for_log("dhcp: serving", READY_TIMEOUT)
+        .unwrap();
+    assert!(
+        !ob.log().contains("dhcp: leases restored count=0"),
+        "the leases are back:\n{}",
+        ob.log()
+    );
+    // The renewal after the restart gets the same address.
+    let renewed = phone
+        .renew(LEASE_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    assert_eq!(renewed.address, held);
+    // And `officebox dhcp leases` lists it.
+    let out = std::process::Command::new(bin())
+        .args(["dhcp", "leases", "--config"])
+        .arg(ob.config_path())
+        .current_dir(ob.dir())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().any(|l| l.starts_with(&held.to_string())
+            && l.contains("phone-1")
+            && l.contains("bound")),
+        "{table}"
+    );
+    if held != addr {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&addr.to_string()) && l.contains("released")),
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn under_perfdhcp_no_address_goes_to_two_clients() {
+    require_program("perfdhcp", "kea-admin");
+    let lan = Lan::new("dhp");
+    let config = lan.config("firewall-nat").set(
+        "dhcp.range",
+        toml_edit::Value::Array(["192.168.1.2", "192.168.1.250"].into_iter().collect()),
+    );
+    let ob = lan.start(&config);
+    // perfdhcp acts as a relay from its own address on the PC side (outside the range).
+    lan.pc
+        .run(
+            "ip",
+            ["addr", "add", "192.168.1.251/24", "dev", lan.pc_iface()],
+        )
+        .unwrap();
+    let out = lan
+        .pc
+        .command("perfdhcp")
+        .args([
+            "-4",
+            "-l",
+            lan.pc_iface(),
+            "-R",
+            "200",
+            "-r",
+            "400",
+            "-p",
+            "3",
+            "192.168.1.1",
+        ])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("Rate:"),
+        "perfdhcp ran:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = officebox_store::Db::open(&ob.dir().join("demo-data/state.db")).unwrap();
+    let leases = db.leases().unwrap();
+    assert!(
+        leases.len() >= 50,
+        "perfdhcp's clients got leases: {}\n{report}",
+        leases.len()
+    );
+    // One row per address by construction; no client holds two bound addresses either.
+    let mut clients: Vec<&[u8]> = leases
+        .iter()
+        .filter(|l| l.state == officebox_store::LeaseState::Bound)
+        .map(|l| l.client_id.as_slice())
+        .collect();
+    let total = clients.len();
+    clients.sort();
+    clients.dedup();
+    assert_eq!(clients.len(), total, "a client holds two addresses");
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.address != ip("192.168.1.1") && l.address != ip("192.168.1.251"))
+    );
+}
+
+#[test]
+fn a_second_dhcp_server_on_the_lan_makes_officebox_stand_back() {
+    require_program("dnsmasq", "dnsmasq-base");
+    let lan = Lan::new("dhr");
+    // Another server on the LAN, reachable from the box side.
+    lan.pc
+        .run(
+            "ip",
+            ["addr", "add", "192.168.1.254/24", "dev", lan.pc_iface()],
+        )
+        .unwrap();
+    let _rogue = dnsmasq_dhcp_server(
+        &lan.pc,
+        lan.pc_iface(),
+        ip("192.168.1.150"),
+        ip("192.168.1.160"),
+    )
+    .unwrap();
+    let ob =
+        Officebox::start_in_netns(bin(), &lan.config("firewall-nat").text(), &lan.boxns).unwrap();
+    ob.peer()
+        .wait_for_log("ANOTHER DHCP SERVER ANSWERS ON THIS LAN", READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        ob.log().contains("other_server=192.168.1.254"),
+        "{}",
+        ob.log()
+    );
+    assert!(!ob.log().contains("dhcp: serving"));
+}
