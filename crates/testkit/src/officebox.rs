@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml_edit::{DocumentMut, Item, Value};
 
-use crate::{Peer, TempDir, free_tcp_port, free_udp_port, scratch_dir, wait_until};
+use crate::{Peer, TempDir, scratch_dir, wait_until};
 
 /// The demo config shipped in `examples/demo.toml`.
 pub const DEMO_CONFIG: &str = include_str!("../../../examples/demo.toml");
@@ -66,18 +66,37 @@ impl TestConfig {
 
     /// Moves every listening port to a free one, so tests can run side by side.
     pub fn free_ports(self) -> Self {
-        let tcp = || i64::from(free_tcp_port().unwrap_or_else(|e| panic!("no free tcp port: {e}")));
-        let udp = || i64::from(free_udp_port().unwrap_or_else(|e| panic!("no free udp port: {e}")));
-        self.set("dns.port", udp())
-            .set("mail.smtp_port", tcp())
-            .set("mail.submission_port", tcp())
-            .set("mail.smtps_port", tcp())
-            .set("mail.pop3_port", tcp())
-            .set("mail.pop3s_port", tcp())
-            .set("phone.sip_port", udp())
-            .set("web.admin_port", tcp())
-            .set("web.site_port", tcp())
-            .set("ntp.port", udp())
+        // Every socket stays open until all ports are chosen, so no port comes twice (DNS
+        // and SIP need the same number free for both UDP and TCP).
+        let mut held: Vec<(std::net::UdpSocket, std::net::TcpListener)> = Vec::new();
+        let mut next = || -> i64 {
+            loop {
+                let udp = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                    .unwrap_or_else(|e| panic!("no free port: {e}"));
+                let port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
+                if let Ok(tcp) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+                {
+                    held.push((udp, tcp));
+                    return i64::from(port);
+                }
+            }
+        };
+        let mut c = self;
+        for key in [
+            "dns.port",
+            "mail.smtp_port",
+            "mail.submission_port",
+            "mail.smtps_port",
+            "mail.pop3_port",
+            "mail.pop3s_port",
+            "phone.sip_port",
+            "web.admin_port",
+            "web.site_port",
+            "ntp.port",
+        ] {
+            c = c.set(key, next());
+        }
+        c
     }
 
     /// An integer setting (panics if absent: tests ask for what they set).
