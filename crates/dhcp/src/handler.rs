@@ -41,6 +41,14 @@ pub enum Decision {
         dest: Dest,
         persist: Option<Binding>,
     },
+    /// A DHCPOFFER. `fresh`: the address is new to this client, so with the ping check on
+    /// it is probed before the offer goes out.
+    Offer {
+        reply: Box<Message>,
+        dest: Dest,
+        address: Ipv4Addr,
+        fresh: bool,
+    },
     /// Nothing to send; make `persist` durable (RELEASE, DECLINE).
     Record(Binding),
     /// Not for us, or not answerable: the reason, for the debug log.
@@ -170,14 +178,21 @@ fn discover(
             return Decision::Ignore("pool exhausted");
         }
     };
+    let known = pool
+        .of_client(client)
+        .is_some_and(|b| b.address == addr && (b.state == State::Bound || b.reserved));
+    let reserved = pool
+        .binding(addr)
+        .is_some_and(|b| b.reserved && b.client == *client);
     pool.offer(client, mac, addr, now);
     let mut reply = base_reply(s, msg, MessageType::Offer);
     reply.set_yiaddr(addr);
     add_options(&mut reply, s, Some(s.lease_secs));
-    Decision::Reply {
+    Decision::Offer {
         reply: Box::new(reply),
         dest: destination(msg, addr, false),
-        persist: None,
+        address: addr,
+        fresh: !known && !reserved,
     }
 }
 
@@ -364,6 +379,7 @@ mod tests {
                 dest,
                 persist,
             } => (*reply, dest, persist),
+            Decision::Offer { reply, dest, .. } => (*reply, dest, None),
             other => panic!("expected a reply, got {other:?}"),
         }
     }

@@ -14,6 +14,7 @@
 
 pub mod handler;
 pub mod pool;
+mod probe;
 mod raw;
 
 use std::io;
@@ -75,6 +76,7 @@ struct Setup {
     last: Ipv4Addr,
     excluded: Vec<Ipv4Addr>,
     reservations: Vec<(Mac, Ipv4Addr, Option<String>)>,
+    ping_check: bool,
     db: PathBuf,
 }
 
@@ -101,6 +103,7 @@ fn setup(config: &Config) -> Option<Setup> {
             .iter()
             .map(|r| (r.mac, r.address, r.hostname.clone()))
             .collect(),
+        ping_check: config.dhcp.ping_check,
         db: config.data_dir.join("state.db"),
     })
 }
@@ -311,11 +314,50 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
     };
     info!(message = "dhcp: serving", interface = setup.interface.as_deref().unwrap_or("(any)"), first = %setup.first, last = %setup.last);
 
+    let mut prober = match setup.ping_check {
+        true => match probe::Prober::open(setup.interface.as_deref()) {
+            Ok(p) => Some(p),
+            Err(error) => {
+                warn!(message = "dhcp: ping check unavailable; offering without it", %error);
+                None
+            }
+        },
+        false => None,
+    };
+    // Offers waiting for their ping check: (address, offer, where to, when it goes out).
+    let mut probing: Vec<(Ipv4Addr, Message, Dest, tokio::time::Instant)> = Vec::new();
     let mut buf = vec![0u8; 1500];
     loop {
+        let due = probing.iter().map(|p| p.3).min();
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
             r = socket.readable() => r?,
+            answered = async {
+                match &prober {
+                    Some(p) => p.answered().await,
+                    None => std::future::pending().await,
+                }
+            }, if prober.is_some() => {
+                if let Ok(addr) = answered
+                    && probing.iter().any(|p| p.0 == addr)
+                {
+                    warn!(message = "dhcp: an address answered a ping; a device uses it without a lease, so it is kept out of the pool", address = %addr);
+                    pool.mark_in_use(addr, now_unix());
+                    probing.retain(|p| p.0 != addr);
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                let now = tokio::time::Instant::now();
+                let (ready, waiting): (Vec<_>, Vec<_>) = probing.drain(..).partition(|p| p.3 <= now);
+                probing = waiting;
+                for (_, offer, dest, _) in ready {
+                    if let Err(error) = send(&socket, raw.as_ref(), us, &offer, dest).await {
+                        debug!(message = "dhcp: offer not sent", ?dest, %error);
+                    }
+                }
+                continue;
+            }
         }
         // A batch: everything waiting now.
         let now = now_unix();
@@ -343,6 +385,28 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
                     durable.extend(persist.as_ref().map(to_lease));
                     replies.push((*reply, dest));
                 }
+                Decision::Offer {
+                    reply,
+                    dest,
+                    address,
+                    fresh,
+                } => match prober.as_mut() {
+                    Some(p) if fresh => {
+                        // A client repeating its DISCOVER while the check runs waits for it.
+                        if !probing.iter().any(|q| q.0 == address) {
+                            if let Err(error) = p.ping(address) {
+                                debug!(message = "dhcp: ping not sent", %address, %error);
+                            }
+                            probing.push((
+                                address,
+                                *reply,
+                                dest,
+                                tokio::time::Instant::now() + probe::PROBE_WAIT,
+                            ));
+                        }
+                    }
+                    _ => replies.push((*reply, dest)),
+                },
                 Decision::Record(b) => durable.push(to_lease(&b)),
                 Decision::Ignore(why) => debug!(message = "dhcp: message ignored", %from, why),
             }

@@ -324,6 +324,20 @@ impl Pool {
         Some(b)
     }
 
+    /// Something answered a ping to `addr` (a device configured by hand): keep the address
+    /// out of the pool for a while, whoever was offered it.
+    pub fn mark_in_use(&mut self, addr: Ipv4Addr, now: i64) {
+        self.put(Binding {
+            address: addr,
+            client: ClientKey(b"in use (answered a ping)".to_vec()),
+            mac: Mac([0; 6]),
+            hostname: None,
+            until: now + DECLINE_QUARANTINE,
+            state: State::Declined,
+            reserved: false,
+        });
+    }
+
     /// A client gave up the offer (it chose another server).
     pub fn forget_offer(&mut self, client: &ClientKey) {
         if let Some(addr) = self.by_client.get(client).copied()

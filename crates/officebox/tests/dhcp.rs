@@ -320,3 +320,38 @@ fn a_second_dhcp_server_on_the_lan_makes_officebox_stand_back() {
     );
     assert!(!ob.log().contains("dhcp: serving"));
 }
+
+#[test]
+fn the_ping_check_passes_over_an_address_a_device_already_uses() {
+    ClientKind::Udhcpc.require();
+    let lan = Lan::new("dhk");
+    // A device set up by hand with the pool's first free address (the PC's own interface
+    // carries it, so it answers pings from the box).
+    lan.pc
+        .run(
+            "ip",
+            ["addr", "add", "192.168.1.2/24", "dev", lan.pc_iface()],
+        )
+        .unwrap();
+    let ob = lan.start(&lan.config("firewall-nat").set("dhcp.ping_check", true));
+    let mut client = DhcpClient::lease(
+        ClientKind::Udhcpc,
+        &lan.pc,
+        lan.pc_iface(),
+        None,
+        LEASE_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let got = client.current().unwrap().address;
+    assert_ne!(
+        got,
+        ip("192.168.1.2"),
+        "the address in use is not handed out"
+    );
+    assert!(
+        ob.log().contains("an address answered a ping") && ob.log().contains("address=192.168.1.2"),
+        "{}",
+        ob.log()
+    );
+    client.release(LEASE_TIMEOUT).unwrap();
+}
