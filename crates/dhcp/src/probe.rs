@@ -14,6 +14,8 @@ use nix::sys::socket::{
 };
 use tokio::io::unix::AsyncFd;
 
+use crate::raw::checksum;
+
 /// How long an echo may take before the address counts as free.
 pub const PROBE_WAIT: Duration = Duration::from_millis(500);
 
@@ -25,21 +27,6 @@ pub struct Prober {
     seq: u16,
 }
 
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for w in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An ICMP echo request (type 8) with `ident` and `seq`.
 pub fn echo_request(ident: u16, seq: u16) -> [u8; 16] {
     let mut p = [0u8; 16];
@@ -47,7 +34,7 @@ pub fn echo_request(ident: u16, seq: u16) -> [u8; 16] {
     p[4..6].copy_from_slice(&ident.to_be_bytes());
     p[6..8].copy_from_slice(&seq.to_be_bytes());
     p[8..16].copy_from_slice(b"officebx");
-    let c = checksum(&p);
+    let c = checksum(&[&p]);
     p[2..4].copy_from_slice(&c.to_be_bytes());
     p
 }
@@ -129,7 +116,11 @@ mod tests {
     #[test]
     fn echo_packets() {
         let req = echo_request(0x1234, 7);
-        assert_eq!(checksum(&req), 0, "a packet with its checksum sums to zero");
+        assert_eq!(
+            checksum(&[&req]),
+            0,
+            "a packet with its checksum sums to zero"
+        );
         // An echo reply as a raw socket sees it: IPv4 header, then ICMP type 0.
         let mut reply = vec![
             0x45, 0, 0, 36, 0, 0, 0, 0, 64, 1, 0, 0, 192, 168, 1, 2, 192, 168, 1, 1,

@@ -91,8 +91,8 @@ fn libc_sockaddr_ll() -> libc::sockaddr_ll {
     }
 }
 
-/// One's-complement sum of 16-bit words (RFC 1071).
-fn checksum(parts: &[&[u8]]) -> u16 {
+/// The Internet checksum: one's-complement sum of 16-bit words (RFC 1071) over `parts`.
+pub(crate) fn checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     for part in parts {
         let mut chunks = part.chunks_exact(2);
