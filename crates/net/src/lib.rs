@@ -4,4 +4,5 @@
 //! Services in this crate take a `watch::Receiver<Arc<Config>>` and a cancellation token,
 //! apply each new config as it is published, and return when the token is cancelled.
 
+pub mod firewall;
 pub mod ntp;

@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         action: DnsAction,
     },
+    /// The network side: the firewall ruleset officebox renders for the config.
+    Net {
+        #[command(subcommand)]
+        action: NetAction,
+    },
     /// The DHCP lease table.
     Dhcp {
         #[command(subcommand)]
@@ -73,6 +78,15 @@ enum Command {
 enum DnsAction {
     /// List the zone: built-in, static and DHCP names.
     Names {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NetAction {
+    /// Print the security mode, IP forwarding and the nftables ruleset for the config.
+    Show {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -101,6 +115,9 @@ fn main() -> ExitCode {
         Command::Dhcp {
             action: DhcpAction::Leases { config },
         } => dhcp_leases(&config),
+        Command::Net {
+            action: NetAction::Show { config },
+        } => net_show(&config),
     };
     match result {
         Ok(code) => code,
@@ -128,6 +145,27 @@ fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             e.source.name(),
             e.value
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn net_show(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let mode = config.security.mode;
+    println!("# security mode: {}", mode.name());
+    println!(
+        "# ip forwarding: {}",
+        if officebox_net::firewall::ip_forward(mode) {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    match officebox_net::firewall::render(&config) {
+        Ok(text) => print!("{text}"),
+        // A config that does not manage the host (the demo) may not name interfaces.
+        Err(e) if !config.network.manage => println!("# no ruleset: {e}"),
+        Err(e) => return Err(e.into()),
     }
     Ok(ExitCode::SUCCESS)
 }

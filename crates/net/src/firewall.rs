@@ -1,0 +1,241 @@
+//! The nftables ruleset for each security mode, rendered from the config as readable text.
+//!
+//! officebox owns one table, `inet officebox`, and nothing else on the host. The text is
+//! applied in one `nft -f` transaction that first deletes the table and then declares it
+//! again, so a mode switch is atomic: the old rules hold until the new ones do.
+//!
+//! - lan-only: an empty table (no forwarding, NAT or filtering; officebox is a LAN host).
+//! - router: an empty table; the kernel routes between LAN and WAN.
+//! - firewall-nat: stateful. LAN -> WAN is allowed and masqueraded; WAN -> LAN only through
+//!   the configured forwards (DNAT, with hairpin for LAN PCs using the public address);
+//!   officebox's own WAN services are reachable, everything else on the WAN is rejected.
+//! - firewall-nat-dmz: the same, but officebox's own WAN address answers only the listed
+//!   services and silently drops the rest (stealth), with SYN and ICMP rate limits and
+//!   invalid packets dropped.
+
+use std::fmt::Write as _;
+
+use officebox_config::derive::{nat_enabled, wan_address_firewalled, wan_open_ports};
+use officebox_config::{Config, Protocol, SecurityMode};
+
+/// The name of officebox's table.
+pub const TABLE: &str = "officebox";
+
+/// Why a ruleset cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("network.{0}.interface is not set; the firewall needs to know which port is which")]
+    NoInterface(&'static str),
+}
+
+/// Whether IPv4 forwarding is on in `mode`.
+pub fn ip_forward(mode: SecurityMode) -> bool {
+    officebox_config::derive::forwarding_enabled(mode)
+}
+
+fn protos(list: &[Protocol]) -> Vec<&'static str> {
+    list.iter().map(|p| p.name()).collect()
+}
+
+/// Renders the whole ruleset for `config` (the text given to `nft -f`).
+pub fn render(config: &Config) -> Result<String, RenderError> {
+    let mode = config.security.mode;
+    let mut o = String::new();
+    let _ = writeln!(o, "# officebox firewall: security mode {}", mode.name());
+    let _ = writeln!(
+        o,
+        "# Generated from the config; officebox replaces this table as a whole."
+    );
+    // Declare, then delete, then declare again: works whether or not the table exists.
+    let _ = writeln!(o, "table inet {TABLE}");
+    let _ = writeln!(o, "delete table inet {TABLE}");
+    if !nat_enabled(mode) {
+        let _ = writeln!(o, "table inet {TABLE} {{");
+        let _ = writeln!(o, "}}");
+        return Ok(o);
+    }
+    let wan = config
+        .network
+        .wan
+        .interface
+        .as_deref()
+        .ok_or(RenderError::NoInterface("wan"))?;
+    let lan = config
+        .network
+        .lan
+        .interface
+        .as_deref()
+        .ok_or(RenderError::NoInterface("lan"))?;
+    let lan_net = config.network.lan.net;
+    let lan_addr = lan_net.address;
+    let dmz = wan_address_firewalled(mode);
+
+    let _ = writeln!(o, "table inet {TABLE} {{");
+
+    // ---------------------------------------------------------------- input
+    let _ = writeln!(o, "    chain input {{");
+    let _ = writeln!(
+        o,
+        "        type filter hook input priority filter; policy accept;"
+    );
+    let _ = writeln!(o, "        iifname \"lo\" accept");
+    let _ = writeln!(o, "        iifname \"{lan}\" accept");
+    let _ = writeln!(o, "        iifname != \"{wan}\" accept");
+    if dmz {
+        let _ = writeln!(o, "        ct state invalid drop");
+    }
+    let _ = writeln!(o, "        ct state established,related accept");
+    let _ = writeln!(
+        o,
+        "        udp sport 67 udp dport 68 accept comment \"the WAN DHCP client\""
+    );
+    let mut tcp_ports: Vec<u16> = Vec::new();
+    let mut udp_ports: Vec<u16> = Vec::new();
+    for l in wan_open_ports(config) {
+        match l.protocol {
+            Protocol::Tcp => tcp_ports.push(l.port),
+            Protocol::Udp => udp_ports.push(l.port),
+        }
+    }
+    tcp_ports.sort_unstable();
+    tcp_ports.dedup();
+    udp_ports.sort_unstable();
+    udp_ports.dedup();
+    let set = |ports: &[u16]| -> String {
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        if list.len() == 1 {
+            list[0].clone()
+        } else {
+            format!("{{ {} }}", list.join(", "))
+        }
+    };
+    if dmz {
+        if !tcp_ports.is_empty() {
+            let _ = writeln!(
+                o,
+                "        tcp flags & (syn | ack) == syn limit rate over 50/second burst 100 packets drop comment \"SYN flood\""
+            );
+        }
+        let _ = writeln!(
+            o,
+            "        icmp type echo-request limit rate 5/second burst 10 packets accept"
+        );
+        let _ = writeln!(o, "        icmp type echo-request drop");
+        let _ = writeln!(
+            o,
+            "        icmp type {{ destination-unreachable, time-exceeded, parameter-problem }} accept"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "        icmp type {{ echo-request, destination-unreachable, time-exceeded, parameter-problem }} accept"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "        icmpv6 type {{ destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert }} accept"
+    );
+    if !tcp_ports.is_empty() {
+        let _ = writeln!(
+            o,
+            "        tcp dport {} accept comment \"officebox services on the WAN\"",
+            set(&tcp_ports)
+        );
+    }
+    if !udp_ports.is_empty() {
+        let _ = writeln!(
+            o,
+            "        udp dport {} accept comment \"officebox services on the WAN\"",
+            set(&udp_ports)
+        );
+    }
+    if dmz {
+        let _ = writeln!(
+            o,
+            "        drop comment \"stealth: everything else is silently dropped\""
+        );
+    } else {
+        let _ = writeln!(o, "        meta l4proto tcp reject with tcp reset");
+        let _ = writeln!(o, "        reject");
+    }
+    let _ = writeln!(o, "    }}");
+
+    // ---------------------------------------------------------------- forward
+    let _ = writeln!(o, "    chain forward {{");
+    let _ = writeln!(
+        o,
+        "        type filter hook forward priority filter; policy drop;"
+    );
+    if dmz {
+        let _ = writeln!(o, "        ct state invalid drop");
+    }
+    let _ = writeln!(o, "        ct state established,related accept");
+    let _ = writeln!(
+        o,
+        "        iifname \"{lan}\" oifname \"{wan}\" accept comment \"the office reaches the Internet\""
+    );
+    let _ = writeln!(
+        o,
+        "        iifname \"{lan}\" oifname \"{lan}\" accept comment \"hairpin\""
+    );
+    let _ = writeln!(o, "        ct status dnat accept comment \"port forwards\"");
+    let _ = writeln!(o, "    }}");
+
+    // ---------------------------------------------------------------- nat
+    let _ = writeln!(o, "    chain prerouting {{");
+    let _ = writeln!(
+        o,
+        "        type nat hook prerouting priority dstnat; policy accept;"
+    );
+    for f in &config.security.forwards {
+        let label = f
+            .name
+            .as_deref()
+            .map(|n| format!(" comment \"{}\"", n.replace('"', "'")))
+            .unwrap_or_default();
+        for p in protos(&f.protocols) {
+            let _ = writeln!(
+                o,
+                "        iifname \"{wan}\" fib daddr type local {p} dport {} dnat ip to {}:{}{label}",
+                f.wan_port, f.host, f.port
+            );
+            // Hairpin: a LAN PC using the public address reaches the LAN device too.
+            let _ = writeln!(
+                o,
+                "        iifname \"{lan}\" fib daddr type local ip daddr != {lan_addr} {p} dport {} dnat ip to {}:{}{label}",
+                f.wan_port, f.host, f.port
+            );
+        }
+    }
+    let _ = writeln!(o, "    }}");
+    let _ = writeln!(o, "    chain postrouting {{");
+    let _ = writeln!(
+        o,
+        "        type nat hook postrouting priority srcnat; policy accept;"
+    );
+    let _ = writeln!(o, "        oifname \"{wan}\" masquerade");
+    let _ = writeln!(
+        o,
+        "        iifname \"{lan}\" oifname \"{lan}\" ip saddr {lan_net} ct status dnat masquerade comment \"hairpin replies come back through officebox\""
+    );
+    let _ = writeln!(o, "    }}");
+    let _ = writeln!(o, "}}");
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_without_firewall_render_an_empty_table() {
+        let c = officebox_config::parse(
+            "t.toml",
+            "[network]\ndomain = \"example.com\"\nmanage = false\n[security]\nmode = \"router\"\n[dns]\nuse_upstream = false\n[web]\nenabled = false\n",
+        )
+        .unwrap();
+        let text = render(&c).unwrap();
+        assert!(text.ends_with("table inet officebox {\n}\n"), "{text}");
+        assert!(ip_forward(SecurityMode::Router) && !ip_forward(SecurityMode::LanOnly));
+    }
+}
