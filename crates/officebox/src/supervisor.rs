@@ -36,6 +36,13 @@ struct ServiceSpec {
 /// Every service built into this officebox.
 const SERVICES: &[ServiceSpec] = &[
     ServiceSpec {
+        name: "net",
+        enabled: |c| c.network.manage,
+        start: |config, stop| {
+            Box::pin(async move { Ok(officebox_net::manage::serve(config, stop).await?) })
+        },
+    },
+    ServiceSpec {
         name: "dns",
         enabled: |c| c.dns.enabled,
         start: |config, stop| {
