@@ -12,6 +12,7 @@
 //! Before serving, the server asks the LAN whether another DHCP server answers; if one
 //! does, it refuses to serve (one DHCP server per LAN, as the appliance's manual insists).
 
+pub mod client;
 pub mod handler;
 pub mod pool;
 mod probe;
@@ -146,7 +147,7 @@ fn from_lease(l: &Lease) -> Option<Binding> {
 
 /// A UDP socket on `port`, bound to the LAN interface when one is named, allowed to
 /// broadcast.
-fn udp_socket(port: u16, interface: Option<&str>) -> io::Result<std::net::UdpSocket> {
+pub(crate) fn udp_socket(port: u16, interface: Option<&str>) -> io::Result<std::net::UdpSocket> {
     let fd: OwnedFd = socket(
         AddressFamily::Inet,
         SockType::Datagram,
@@ -464,4 +465,62 @@ pub fn leases(config: &Config) -> io::Result<Vec<Lease>> {
     let db =
         Db::open(&config.data_dir.join("state.db")).map_err(|e| io::Error::other(e.to_string()))?;
     db.leases().map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// What the WAN client runs with, when the config has one.
+fn wan_client(config: &Config) -> Option<client::WanClient> {
+    let net = &config.network;
+    let dhcp = match net.wan.addressing {
+        officebox_config::WanAddressing::Dhcp {
+            release_on_shutdown,
+        } => release_on_shutdown,
+        officebox_config::WanAddressing::Static { .. } => return None,
+    };
+    if !net.manage || !officebox_config::derive::wan_in_use(config.security.mode) {
+        return None;
+    }
+    Some(client::WanClient {
+        interface: net.wan.interface.clone()?,
+        hostname: net.hostname.clone(),
+        release_on_shutdown: dhcp,
+        db: config.data_dir.join("state.db"),
+    })
+}
+
+/// Whether the config runs the WAN DHCP client.
+pub fn wan_client_enabled(config: &Config) -> bool {
+    wan_client(config).is_some()
+}
+
+/// Runs the WAN DHCP client until `shutdown`; restarts it when the config changes it.
+pub async fn serve_wan(
+    mut config_rx: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    loop {
+        let Some(wan) = wan_client(&config_rx.borrow_and_update()) else {
+            return Ok(());
+        };
+        let stop = shutdown.child_token();
+        let run = client::run(wan.clone(), stop.clone());
+        tokio::pin!(run);
+        let restart = loop {
+            tokio::select! {
+                r = &mut run => { r?; return Ok(()); }
+                changed = config_rx.changed() => {
+                    if changed.is_err() {
+                        break false;
+                    }
+                    if wan_client(&config_rx.borrow()) != Some(wan.clone()) {
+                        break true;
+                    }
+                }
+            }
+        };
+        stop.cancel();
+        let _ = run.await;
+        if !restart {
+            return Ok(());
+        }
+    }
 }

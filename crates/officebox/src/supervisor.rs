@@ -50,6 +50,13 @@ const SERVICES: &[ServiceSpec] = &[
         },
     },
     ServiceSpec {
+        name: "wan-dhcp",
+        enabled: officebox_dhcp::wan_client_enabled,
+        start: |config, stop| {
+            Box::pin(async move { Ok(officebox_dhcp::serve_wan(config, stop).await?) })
+        },
+    },
+    ServiceSpec {
         name: "dhcp",
         enabled: |c| c.dhcp.enabled,
         start: |config, stop| {

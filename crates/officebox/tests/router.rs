@@ -339,3 +339,122 @@ fn dmz_mode_shows_a_port_scan_only_the_listed_services() {
         );
     }
 }
+
+#[test]
+fn the_wan_address_comes_from_the_isps_dhcp_server_renews_and_is_released() {
+    require_program("dnsmasq", "dnsmasq-base");
+    let net = Net::new("rwd");
+    let dir = scratch_dir("router").unwrap();
+    let web = tcp_server(&net.isp, dir.path(), "internet", 8080);
+    // The ISP's DHCP server; it also offers DNS servers and a domain, which officebox must
+    // not take.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut isp_dhcp = net.isp.command("dnsmasq");
+    isp_dhcp.args([
+        "--no-daemon",
+        "--log-facility=-",
+        "--log-dhcp",
+        "--port=0",
+        &format!("--interface={}", net.wan.name_b()),
+        "--bind-interfaces",
+        "--no-ping",
+        "--dhcp-authoritative",
+        "--dhcp-range=198.51.100.100,198.51.100.150,2m",
+        &format!(
+            "--dhcp-leasefile={}",
+            dir.path().join("isp.leases").display()
+        ),
+        "--dhcp-option=option:router,198.51.100.1",
+        "--dhcp-option=option:dns-server,198.51.100.53",
+        "--dhcp-option=option:domain-name,isp.example",
+        "--dhcp-option=option:T1,15",
+        "--dhcp-option=option:T2,90",
+    ]);
+    let isp = Peer::spawn_in("isp-dhcp", isp_dhcp, dir.path()).unwrap();
+    isp.wait_for_log("DHCP, IP range", Duration::from_secs(5))
+        .unwrap();
+
+    let config = net
+        .config("firewall-nat")
+        .set("network.wan.mode", "dhcp")
+        .remove("network.wan.address")
+        .remove("network.wan.netmask")
+        .remove("network.wan.gateway")
+        .set("network.wan.release_on_shutdown", true);
+    let ob = start(&net, &config);
+    ob.peer()
+        .wait_for_log("wan dhcp: bound", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // The leased address and the ISP's router are on the box.
+    let addrs = String::from_utf8_lossy(
+        &net.boxns
+            .run("ip", ["-4", "addr", "show", "dev", net.wan.name_a()])
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    let leased = addrs
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no WAN address:\n{addrs}\n{}", ob.log()))
+        .to_string();
+    assert!(leased.starts_with("198.51.100.1"), "{leased}");
+    let routes =
+        String::from_utf8_lossy(&net.boxns.run("ip", ["-4", "route"]).unwrap().stdout).into_owned();
+    assert!(routes.contains("default via 198.51.100.1"), "{routes}");
+    // The office reaches the Internet through it, translated to the leased address.
+    assert_eq!(
+        connect(&net.pc, WAN_ISP, 8080).as_deref(),
+        Some("hello from internet")
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || web
+            .log()
+            .contains(&format!("peer {leased}"))),
+        "{}",
+        web.log()
+    );
+    // The built-in WAN names follow the leased address.
+    let www = || {
+        let out = net
+            .boxns
+            .command("dig")
+            .args([
+                "@127.0.0.1",
+                "www.office.test",
+                "+short",
+                "+time=2",
+                "+tries=1",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || www() == leased),
+        "www: {}",
+        www()
+    );
+    // It renews at T1 (15 s here), by unicast to the server.
+    ob.peer()
+        .wait_for_log("wan dhcp: renewed", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", isp.log()));
+    assert!(!ob.log().contains("isp.example") && !ob.log().contains("198.51.100.53"));
+
+    // On shutdown it gives the address back, as configured.
+    let (status, log, _dir) = ob.stop_with("TERM", Duration::from_secs(5)).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("wan dhcp: released"), "{log}");
+    assert!(
+        wait_until(Duration::from_secs(3), || isp.log().contains("DHCPRELEASE")),
+        "{}",
+        isp.log()
+    );
+}

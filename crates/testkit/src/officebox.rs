@@ -55,6 +55,21 @@ impl TestConfig {
         self
     }
 
+    /// Removes a dotted path's setting (absent tables are fine).
+    pub fn remove(mut self, path: &str) -> Self {
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let Some(last) = parts.pop() else { return self };
+        let mut table = self.doc.as_table_mut();
+        for part in parts {
+            match table.get_mut(part).and_then(Item::as_table_mut) {
+                Some(t) => table = t,
+                None => return self,
+            }
+        }
+        table.remove(last);
+        self
+    }
+
     /// Appends TOML text (for `[[...]]` entries that [`TestConfig::set`] cannot add).
     pub fn append(self, toml: &str) -> Self {
         let text = format!("{}\n{toml}\n", self.doc);
