@@ -458,3 +458,70 @@ fn the_wan_address_comes_from_the_isps_dhcp_server_renews_and_is_released() {
         isp.log()
     );
 }
+
+#[test]
+fn a_lan_pc_gets_its_settings_resolves_through_officebox_and_sets_its_clock() {
+    officebox_testkit::ClientKind::Dhclient.require();
+    require_program("ntpdate", "ntpsec-ntpdate");
+    require_program("dig", "bind9-dnsutils");
+    let net = Net::new("rpc");
+    let config = net
+        .config("firewall-nat")
+        .set("dhcp.enabled", true)
+        .set("ntp.enabled", true)
+        .set("ntp.port", 123);
+    let ob = start(&net, &config);
+    ob.peer()
+        .wait_for_log("dhcp: serving", READY_TIMEOUT)
+        .unwrap();
+    let client = officebox_testkit::DhcpClient::lease(
+        officebox_testkit::ClientKind::Dhclient,
+        &net.pc,
+        net.lan.name_b(),
+        Some("desk-3"),
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let lease = client.current().unwrap().clone();
+    assert_eq!(
+        lease.routers,
+        vec!["192.168.1.1".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert_eq!(
+        lease.dns_servers, lease.routers,
+        "officebox is the router and the resolver"
+    );
+    assert_eq!(lease.ntp_servers, lease.routers, "and the time server");
+    // Names through officebox: its own, and the PC's own name from its lease.
+    let dig = |name: &str| {
+        let out = net
+            .pc
+            .command("dig")
+            .args(["@192.168.1.1", name, "+short", "+time=2", "+tries=1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(dig("corp.office.test"), "192.168.1.1");
+    assert!(wait_until(Duration::from_secs(5), || dig(
+        "desk-3.office.test"
+    ) == lease
+        .address
+        .to_string()));
+    // The clock, asked from officebox (query only: the clock is not namespaced).
+    let out = net
+        .pc
+        .command("ntpdate")
+        .args(["-q", "192.168.1.1"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("192.168.1.1"),
+        "ntpdate:\n{text}"
+    );
+}
