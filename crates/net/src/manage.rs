@@ -140,6 +140,11 @@ async fn nft(args: &[&str], ruleset: &str) -> io::Result<()> {
     }
 }
 
+/// Where the last applied ruleset is kept, for `officebox net apply --dry-run`.
+fn applied_path(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("firewall.nft")
+}
+
 /// Applies the whole network setup of `config`.
 pub async fn apply(config: &Config) -> io::Result<()> {
     let ruleset = firewall::render(config).map_err(io::Error::other)?;
@@ -148,6 +153,11 @@ pub async fn apply(config: &Config) -> io::Result<()> {
     interfaces(config).await?;
     nft(&["-f", "-"], &ruleset).await?;
     forwarding(firewall::ip_forward(config.security.mode))?;
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir)
+        .and_then(|()| std::fs::write(applied_path(config), &ruleset))
+    {
+        tracing::warn!(message = "net: the applied ruleset was not kept for dry runs", error = %e);
+    }
     info!(
         message = "net: applied",
         mode = config.security.mode.name(),
@@ -183,4 +193,102 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// What [`apply`] would change, in words: forwarding, interface addresses, and the ruleset
+/// lines added and removed since the last apply.
+pub async fn dry_run(config: &Config) -> io::Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let wanted = firewall::ip_forward(config.security.mode);
+    let current = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .ok()
+        .map(|s| s.trim() == "1");
+    let on = |b: bool| if b { "on" } else { "off" };
+    match current {
+        Some(c) if c == wanted => {
+            let _ = writeln!(out, "forwarding: {} (unchanged)", on(c));
+        }
+        Some(c) => {
+            let _ = writeln!(out, "forwarding: {} -> {}", on(c), on(wanted));
+        }
+        None => {
+            let _ = writeln!(out, "forwarding: -> {}", on(wanted));
+        }
+    }
+    let mut wanted_addrs: Vec<(String, Ipv4Addr, u8)> = Vec::new();
+    if let Some(name) = &config.network.lan.interface {
+        wanted_addrs.push((
+            name.clone(),
+            config.network.lan.net.address,
+            config.network.lan.net.prefix,
+        ));
+    }
+    if let (Some(name), WanAddressing::Static { net, .. }) = (
+        &config.network.wan.interface,
+        &config.network.wan.addressing,
+    ) {
+        wanted_addrs.push((name.clone(), net.address, net.prefix));
+    }
+    let (connection, handle, _) = rtnetlink::new_connection()?;
+    let task = tokio::spawn(connection);
+    for (name, addr, prefix) in wanted_addrs {
+        let present = match link_index(&handle, &name).await {
+            Ok(index) => {
+                let mut addrs = handle
+                    .address()
+                    .get()
+                    .set_link_index_filter(index)
+                    .execute();
+                let mut found = false;
+                while let Ok(Some(a)) = addrs.try_next().await {
+                    found |= a.header.prefix_len == prefix
+                        && a.attributes.iter().any(|at| matches!(at, rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) if *ip == addr));
+                }
+                Some(found)
+            }
+            Err(_) => None,
+        };
+        let _ = match present {
+            Some(true) => writeln!(out, "{name}: {addr}/{prefix} (unchanged)"),
+            Some(false) => writeln!(out, "{name}: add {addr}/{prefix}"),
+            None => writeln!(out, "{name}: no such interface (apply would fail)"),
+        };
+    }
+    task.abort();
+    let new = firewall::render(config).map_err(io::Error::other)?;
+    let rules = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    match std::fs::read_to_string(applied_path(config)) {
+        Ok(old) => {
+            let (old, new) = (rules(&old), rules(&new));
+            let removed: Vec<&String> = old.iter().filter(|l| !new.contains(l)).collect();
+            let added: Vec<&String> = new.iter().filter(|l| !old.contains(l)).collect();
+            if removed.is_empty() && added.is_empty() {
+                let _ = writeln!(out, "firewall: unchanged");
+            } else {
+                let _ = writeln!(out, "firewall: table inet {} replaced:", firewall::TABLE);
+                for l in removed {
+                    let _ = writeln!(out, "- {l}");
+                }
+                for l in added {
+                    let _ = writeln!(out, "+ {l}");
+                }
+            }
+        }
+        Err(_) => {
+            let _ = writeln!(
+                out,
+                "firewall: table inet {} created ({} lines; never applied here before)",
+                firewall::TABLE,
+                rules(&new).len()
+            );
+        }
+    }
+    Ok(out)
 }

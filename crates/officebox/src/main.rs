@@ -90,6 +90,14 @@ enum NetAction {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Set up interfaces, forwarding and the firewall now (a running officebox does this
+    /// itself); with --dry-run, only say what would change.
+    Apply {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +126,9 @@ fn main() -> ExitCode {
         Command::Net {
             action: NetAction::Show { config },
         } => net_show(&config),
+        Command::Net {
+            action: NetAction::Apply { config, dry_run },
+        } => net_apply(&config, dry_run),
     };
     match result {
         Ok(code) => code,
@@ -168,6 +179,22 @@ fn net_show(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn net_apply(path: &std::path::Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        if dry_run {
+            print!("{}", officebox_net::manage::dry_run(&config).await?);
+        } else {
+            officebox_net::manage::apply(&config).await?;
+            println!("applied: security mode {}", config.security.mode.name());
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn dhcp_leases(path: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -525,3 +525,54 @@ fn a_lan_pc_gets_its_settings_resolves_through_officebox_and_sets_its_clock() {
         "ntpdate:\n{text}"
     );
 }
+
+#[test]
+fn net_apply_dry_run_says_what_would_change() {
+    let net = Net::new("rdr");
+    let config = net.config("firewall-nat");
+    let ob = start(&net, &config);
+    let dry = |c: &TestConfig| {
+        let path = ob.dir().join("other.toml");
+        std::fs::write(&path, c.text()).unwrap();
+        let out = net
+            .boxns
+            .command(bin())
+            .args(["net", "apply", "--dry-run", "--config"])
+            .arg(&path)
+            .current_dir(ob.dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let same = dry(&config);
+    assert!(
+        same.contains("forwarding: on (unchanged)") && same.contains("firewall: unchanged"),
+        "{same}"
+    );
+    assert!(same.contains("192.168.1.1/24 (unchanged)"), "{same}");
+    let to_lan_only = dry(&net.config("lan-only"));
+    assert!(
+        to_lan_only.contains("forwarding: on -> off"),
+        "{to_lan_only}"
+    );
+    assert!(
+        to_lan_only
+            .lines()
+            .any(|l| l.starts_with("- ") && l.contains("masquerade")),
+        "{to_lan_only}"
+    );
+    // A dry run changes nothing.
+    let tables = String::from_utf8_lossy(
+        &net.boxns
+            .run("nft", ["list", "table", "inet", "officebox"])
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(tables.contains("masquerade"));
+}
