@@ -288,6 +288,26 @@ async fn unconfigure(interface: &str, lease: &WanLease) -> io::Result<()> {
     result
 }
 
+/// Whether the interface has a carrier (a cable, a peer).
+fn carrier(interface: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{interface}/carrier"))
+        .is_ok_and(|s| s.trim() == "1")
+}
+
+/// Returns once the link has gone down and come back up (checked every second).
+async fn link_flapped(interface: &str) {
+    let mut went_down = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        match (went_down, carrier(interface)) {
+            (false, false) => went_down = true,
+            (true, true) => return,
+            _ => {}
+        }
+    }
+}
+
 fn record(db: &std::path::Path, address: Option<Ipv4Addr>) {
     let written = officebox_store::Db::open(db).and_then(|db| {
         db.meta_set(
@@ -347,6 +367,12 @@ pub async fn run(client: WanClient, stop: CancellationToken) -> io::Result<()> {
                     return Ok(());
                 }
                 () = sleep_until(when) => {}
+                () = link_flapped(&client.interface) => {
+                    // Plugged into another network, maybe: ask again from the start.
+                    info!(message = "wan dhcp: the WAN link went down and came back; asking for a lease again", interface = %client.interface);
+                    let _ = unconfigure(&client.interface, &lease).await;
+                    continue 'lease;
+                }
             }
             if Instant::now() >= end {
                 warn!(message = "wan dhcp: the lease expired; starting over", address = %lease.address);

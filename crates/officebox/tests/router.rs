@@ -448,6 +448,30 @@ fn the_wan_address_comes_from_the_isps_dhcp_server_renews_and_is_released() {
         .unwrap_or_else(|e| panic!("{e}\n{}", isp.log()));
     assert!(!ob.log().contains("isp.example") && !ob.log().contains("198.51.100.53"));
 
+    // The cable is pulled and put back: officebox asks for a lease again.
+    net.isp
+        .run("ip", ["link", "set", net.wan.name_b(), "down"])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    net.isp
+        .run("ip", ["link", "set", net.wan.name_b(), "up"])
+        .unwrap();
+    ob.peer()
+        .wait_for_log(
+            "the WAN link went down and came back",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_until(Duration::from_secs(20), || ob
+            .log()
+            .matches("wan dhcp: bound")
+            .count()
+            >= 2),
+        "{}",
+        ob.log()
+    );
+
     // On shutdown it gives the address back, as configured.
     let (status, log, _dir) = ob.stop_with("TERM", Duration::from_secs(5)).unwrap();
     assert!(status.success(), "{log}");
