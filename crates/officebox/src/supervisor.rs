@@ -64,6 +64,13 @@ const SERVICES: &[ServiceSpec] = &[
         },
     },
     ServiceSpec {
+        name: "mail",
+        enabled: |c| c.mail.enabled,
+        start: |config, stop| {
+            Box::pin(async move { Ok(officebox_mail::serve(config, stop).await?) })
+        },
+    },
+    ServiceSpec {
         name: "ntp",
         enabled: |c| c.ntp.enabled,
         start: |config, stop| {
@@ -77,11 +84,8 @@ const SERVICES: &[ServiceSpec] = &[
 /// Whether a config enables a service.
 type Enabled = fn(&Config) -> bool;
 
-const NOT_YET_BUILT: &[(&str, Enabled)] = &[
-    ("mail", |c| c.mail.enabled),
-    ("phone", |c| c.phone.enabled),
-    ("web", |c| c.web.enabled),
-];
+const NOT_YET_BUILT: &[(&str, Enabled)] =
+    &[("phone", |c| c.phone.enabled), ("web", |c| c.web.enabled)];
 
 pub fn run(path: &Path) -> Result<ExitCode> {
     let config = match officebox_config::load(path) {

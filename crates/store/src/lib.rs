@@ -35,7 +35,7 @@ mod error;
 mod file;
 mod maildir;
 
-pub use db::{Db, Lease, LeaseState, MIGRATIONS, Migration, known_schema_version};
+pub use db::{Db, Lease, LeaseState, MIGRATIONS, Migration, Queued, known_schema_version};
 pub use error::StoreError;
 pub use file::write_atomic;
 pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER};

@@ -1,0 +1,196 @@
+//! Where a recipient's mail goes: local mailboxes (through aliases, recursively) and
+//! addresses elsewhere; and whether a client may relay. Pure over the config.
+
+use std::collections::BTreeSet;
+
+use officebox_config::derive::{ClientZone, relay_allowed};
+use officebox_config::{AliasMember, Config};
+
+/// What one recipient address means here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Ours: these users' mailboxes, and these addresses elsewhere (alias members).
+    Local {
+        mailboxes: BTreeSet<String>,
+        forward: BTreeSet<String>,
+    },
+    /// Another domain's address: relaying.
+    Foreign(String),
+    /// Our domain, but no such user or alias.
+    Unknown,
+}
+
+/// Splits `local@domain`, refusing the forms that open relays hide behind: quoted local
+/// parts, source routes, `%` and `!` (RFC 5321 section 3.6, 3.9).
+pub fn split(address: &str) -> Option<(String, String)> {
+    let (local, domain) = address.rsplit_once('@')?;
+    if local.is_empty() || domain.is_empty() || local.starts_with('@') {
+        return None;
+    }
+    if local.contains(['"', '%', '!', ':', '@', ' ', '\\'])
+        || domain.contains([':', '@', ' ', '!', '%'])
+    {
+        return None;
+    }
+    Some((
+        local.to_ascii_lowercase(),
+        domain.trim_end_matches('.').to_ascii_lowercase(),
+    ))
+}
+
+/// Whether `domain` is ours (the company domain or the box's own name).
+pub fn is_our_domain(config: &Config, domain: &str) -> bool {
+    let ours = &config.network.domain;
+    domain == ours || domain == format!("{}.{ours}", config.network.hostname)
+}
+
+/// Resolves one recipient.
+pub fn resolve(config: &Config, address: &str) -> Destination {
+    let Some((local, domain)) = split(address) else {
+        // Something we will not interpret: a foreign address as far as policy goes, which
+        // the relay check refuses for anyone not allowed to relay.
+        return Destination::Foreign(address.to_string());
+    };
+    if !is_our_domain(config, &domain) {
+        return Destination::Foreign(format!("{local}@{domain}"));
+    }
+    let mut mailboxes = BTreeSet::new();
+    let mut forward = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    expand(config, &local, &mut mailboxes, &mut forward, &mut seen);
+    if mailboxes.is_empty() && forward.is_empty() {
+        Destination::Unknown
+    } else {
+        Destination::Local { mailboxes, forward }
+    }
+}
+
+fn is_user(config: &Config, name: &str) -> bool {
+    config.users.iter().any(|u| u.login == name)
+}
+
+fn expand(
+    config: &Config,
+    name: &str,
+    mailboxes: &mut BTreeSet<String>,
+    forward: &mut BTreeSet<String>,
+    seen: &mut BTreeSet<String>,
+) {
+    if !seen.insert(name.to_string()) {
+        return; // loops are refused by the config; this guards anyway
+    }
+    match config.mail.aliases.iter().find(|a| a.name == name) {
+        Some(alias) => {
+            for m in &alias.members {
+                match m {
+                    // An alias naming itself keeps the copy in that user's own mailbox.
+                    AliasMember::Local(l) if l == name => {
+                        if is_user(config, l) {
+                            mailboxes.insert(l.clone());
+                        }
+                    }
+                    AliasMember::Local(l) => expand(config, l, mailboxes, forward, seen),
+                    AliasMember::External(addr) => {
+                        forward.insert(addr.clone());
+                    }
+                }
+            }
+        }
+        None if is_user(config, name) => {
+            mailboxes.insert(name.to_string());
+        }
+        // postmaster must always work (RFC 5321 section 4.5.1): the admins get it.
+        None if name == "postmaster" => {
+            mailboxes.extend(
+                config
+                    .users
+                    .iter()
+                    .filter(|u| u.admin)
+                    .map(|u| u.login.clone()),
+            );
+        }
+        None => {}
+    }
+}
+
+/// Whether a client in `zone` (authenticated or not) may send to other domains.
+pub fn may_relay(config: &Config, zone: ClientZone, authenticated: bool) -> bool {
+    authenticated || relay_allowed(config, zone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+
+    fn config() -> Config {
+        let text = format!(
+            "[network]\ndomain = \"office.test\"\nmanage = false\n[dns]\nuse_upstream = false\n\
+             [mail.aliases]\nsales = [\"alice\", \"team\"]\nteam = [\"bob\", \"carol@elsewhere.example\"]\nbob = [\"bob\", \"bob@primary.example\"]\n\
+             [[users]]\nlogin = \"admin\"\npassword = \"{HASH}\"\nadmin = true\n\
+             [[users]]\nlogin = \"alice\"\npassword = \"{HASH}\"\n\
+             [[users]]\nlogin = \"bob\"\npassword = \"{HASH}\"\n"
+        );
+        officebox_config::parse("t.toml", &text).unwrap()
+    }
+
+    fn local(m: &[&str], f: &[&str]) -> Destination {
+        Destination::Local {
+            mailboxes: m.iter().map(|s| s.to_string()).collect(),
+            forward: f.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn recipients() {
+        let c = config();
+        assert_eq!(resolve(&c, "Alice@Office.Test"), local(&["alice"], &[]));
+        assert_eq!(
+            resolve(&c, "bob@office.test"),
+            local(&["bob"], &["bob@primary.example"]),
+            "keep a copy and forward"
+        );
+        assert_eq!(
+            resolve(&c, "sales@office.test"),
+            local(
+                &["alice", "bob"],
+                &["bob@primary.example", "carol@elsewhere.example"]
+            )
+        );
+        assert_eq!(
+            resolve(&c, "postmaster@office.test"),
+            local(&["admin"], &[])
+        );
+        assert_eq!(
+            resolve(&c, "alice@officebox.office.test"),
+            local(&["alice"], &[])
+        );
+        assert_eq!(resolve(&c, "nobody@office.test"), Destination::Unknown);
+        assert_eq!(
+            resolve(&c, "x@example.net"),
+            Destination::Foreign("x@example.net".into())
+        );
+    }
+
+    #[test]
+    fn relay_tricks_are_not_local() {
+        let c = config();
+        for trick in [
+            "user%ext.example@office.test",
+            "ext.example!user@office.test",
+            "\"user@ext\"@office.test",
+            "@office.test:user@ext.example",
+        ] {
+            assert!(
+                matches!(resolve(&c, trick), Destination::Foreign(_)),
+                "{trick}"
+            );
+        }
+        assert!(!may_relay(&c, ClientZone::Wan, false));
+        assert!(may_relay(&c, ClientZone::Wan, true));
+        assert!(
+            may_relay(&c, ClientZone::Lan, false) && may_relay(&c, ClientZone::Loopback, false)
+        );
+    }
+}

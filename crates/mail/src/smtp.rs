@@ -1,0 +1,423 @@
+//! The SMTP server side (RFC 5321): one task per connection, commands parsed with
+//! smtp-proto, pipelining (RFC 2920), SIZE (RFC 1870), 8BITMIME, ENHANCEDSTATUSCODES.
+//!
+//! A message is answered `250` only once every local copy is in its Maildir and every
+//! external recipient is on the outbound queue, all fsynced. Until STARTTLS and AUTH land,
+//! relaying is for the LAN and loopback only (and the WAN when `relay_from_wan` is on).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use officebox_config::Config;
+use officebox_config::derive::client_zone;
+use smtp_proto::{Error as ParseError, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::deliver::{Delivery, Store};
+use crate::route::{Destination, may_relay, resolve};
+
+/// RFC 5321 4.5.3.1.4: a command line is at most 512 octets; we allow a little more.
+const MAX_COMMAND: usize = 2048;
+/// RFC 5321 4.5.3.1.8: at least 100 recipients must be accepted.
+const MAX_RECIPIENTS: usize = 100;
+/// RFC 5321 4.5.3.2: the server should wait 5 minutes for a command; idle clients that
+/// hold a connection (slowloris) are cut off earlier.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+const DATA_TIMEOUT: Duration = Duration::from_secs(300);
+/// Errors before a client is disconnected.
+const MAX_ERRORS: u32 = 20;
+
+struct Session<'a> {
+    config: &'a Config,
+    store: &'a Arc<Store>,
+    peer: SocketAddr,
+    helo: Option<String>,
+    from: Option<String>,
+    to: Vec<(String, Destination)>,
+    errors: u32,
+}
+
+/// A buffered connection that reads lines with a bound on their length.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    /// The next line including its LF, or `Ok(None)` at end of stream. A line longer than
+    /// `max` is an error of kind InvalidData.
+    async fn line(&mut self, max: usize, wait: Duration) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let rest = self.buf.split_off(pos + 1);
+                return Ok(Some(std::mem::replace(&mut self.buf, rest)));
+            }
+            if self.buf.len() > max {
+                self.buf.clear();
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+            }
+            // Nothing complete left: answers for pipelined commands go out now.
+            self.flush().await?;
+            let mut chunk = [0u8; 8192];
+            let n = tokio::time::timeout(wait, self.stream.read(&mut chunk))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client idle"))??;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn say(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The message body after DATA: dot-unstuffed, up to the CRLF "." CRLF that ends it.
+/// A bare LF is not a line end (SMTP smuggling); a message carrying one is refused.
+enum Body {
+    Ok(Vec<u8>),
+    TooBig,
+    BareLf,
+}
+
+async fn read_body(conn: &mut Conn, limit: u64) -> io::Result<Option<Body>> {
+    let mut body = Vec::new();
+    let mut too_big = false;
+    let mut bare_lf = false;
+    loop {
+        let Some(line) = conn.line(1 << 20, DATA_TIMEOUT).await? else {
+            return Ok(None);
+        };
+        let crlf = line.ends_with(b"\r\n");
+        if !crlf {
+            bare_lf = true;
+        }
+        if line == b".\r\n" {
+            break;
+        }
+        let content = line.strip_prefix(b".").unwrap_or(&line);
+        if (body.len() + content.len()) as u64 > limit {
+            too_big = true;
+            body.clear();
+        }
+        if !too_big {
+            body.extend_from_slice(content);
+        }
+    }
+    Ok(Some(if too_big {
+        Body::TooBig
+    } else if bare_lf {
+        Body::BareLf
+    } else {
+        Body::Ok(body)
+    }))
+}
+
+/// Serves one SMTP connection.
+pub async fn session(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    store: Arc<Store>,
+) -> io::Result<()> {
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        out: Vec::new(),
+    };
+    let host = format!("{}.{}", config.network.hostname, config.network.domain);
+    conn.say(&format!("220 {host} ESMTP officebox"));
+    let mut s = Session {
+        config: &config,
+        store: &store,
+        peer,
+        helo: None,
+        from: None,
+        to: Vec::new(),
+        errors: 0,
+    };
+    loop {
+        if s.errors >= MAX_ERRORS {
+            conn.say("421 4.7.0 Too many errors, closing");
+            break;
+        }
+        let line = match conn.line(MAX_COMMAND, COMMAND_TIMEOUT).await {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                s.errors += 1;
+                conn.say("500 5.5.2 Line too long");
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                conn.say("421 4.4.2 Idle too long, closing");
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if line.contains(&0) {
+            s.errors += 1;
+            conn.say("500 5.5.2 NUL in command");
+            continue;
+        }
+        let request = Request::parse(&mut line.iter());
+        match request {
+            Ok(Request::Ehlo { host: client }) => {
+                s.helo = Some(client.to_string());
+                s.reset();
+                let size = config.mail.max_message_size;
+                conn.say(&format!("250-{host} greets {client}"));
+                conn.say("250-PIPELINING");
+                conn.say(&format!("250-SIZE {size}"));
+                conn.say("250-8BITMIME");
+                conn.say("250 ENHANCEDSTATUSCODES");
+            }
+            Ok(Request::Helo { host: client }) => {
+                s.helo = Some(client.to_string());
+                s.reset();
+                conn.say(&format!("250 {host}"));
+            }
+            Ok(Request::Mail { from }) => {
+                if s.helo.is_none() {
+                    s.errors += 1;
+                    conn.say("503 5.5.1 Say EHLO first");
+                } else if s.from.is_some() {
+                    s.errors += 1;
+                    conn.say("503 5.5.1 Sender already given");
+                } else if from.size as u64 > config.mail.max_message_size {
+                    conn.say("552 5.3.4 Message too big for this server");
+                } else {
+                    s.from = Some(from.address.to_string());
+                    conn.say("250 2.1.0 Ok");
+                }
+            }
+            Ok(Request::Rcpt { to }) => {
+                let reply = s.recipient(&to.address);
+                conn.say(&reply);
+            }
+            Ok(Request::Data) => {
+                if s.from.is_none() || s.to.is_empty() {
+                    s.errors += 1;
+                    conn.say(if s.from.is_none() {
+                        "503 5.5.1 Need MAIL first"
+                    } else {
+                        "554 5.5.1 No valid recipients"
+                    });
+                    continue;
+                }
+                conn.say("354 End data with <CR><LF>.<CR><LF>");
+                conn.flush().await?;
+                let Some(body) = read_body(&mut conn, config.mail.max_message_size).await? else {
+                    break;
+                };
+                let reply = match body {
+                    Body::TooBig => "552 5.3.4 Message too big for this server".to_string(),
+                    Body::BareLf => {
+                        "550 5.6.11 Bare LF is not allowed; lines end with CRLF".to_string()
+                    }
+                    Body::Ok(body) => s.accept(&host, body).await,
+                };
+                s.reset();
+                conn.say(&reply);
+            }
+            Ok(Request::Rset) => {
+                s.reset();
+                conn.say("250 2.0.0 Ok");
+            }
+            Ok(Request::Noop { .. }) => conn.say("250 2.0.0 Ok"),
+            Ok(Request::Quit) => {
+                conn.say("221 2.0.0 Bye");
+                break;
+            }
+            Ok(Request::Vrfy { .. } | Request::Expn { .. }) => {
+                conn.say("252 2.5.2 Cannot verify; send some mail and see")
+            }
+            Ok(Request::StartTls | Request::Auth { .. }) => {
+                s.errors += 1;
+                conn.say("502 5.5.1 Not offered here yet");
+            }
+            Ok(_) => {
+                s.errors += 1;
+                conn.say("502 5.5.1 Command not implemented");
+            }
+            Err(ParseError::UnknownCommand) => {
+                s.errors += 1;
+                conn.say("500 5.5.2 Unknown command");
+            }
+            Err(ParseError::InvalidSenderAddress) => {
+                s.errors += 1;
+                conn.say("501 5.1.7 Bad sender address syntax");
+            }
+            Err(ParseError::InvalidRecipientAddress) => {
+                s.errors += 1;
+                conn.say("501 5.1.3 Bad recipient address syntax");
+            }
+            Err(ParseError::UnsupportedParameter { param }) => {
+                s.errors += 1;
+                conn.say(&format!(
+                    "555 5.5.4 Unsupported parameter {}",
+                    param
+                        .chars()
+                        .filter(char::is_ascii_graphic)
+                        .take(40)
+                        .collect::<String>()
+                ));
+            }
+            Err(_) => {
+                s.errors += 1;
+                conn.say("501 5.5.4 Syntax error");
+            }
+        }
+    }
+    conn.flush().await?;
+    Ok(())
+}
+
+impl Session<'_> {
+    fn reset(&mut self) {
+        self.from = None;
+        self.to.clear();
+    }
+
+    fn recipient(&mut self, address: &str) -> String {
+        if self.from.is_none() {
+            self.errors += 1;
+            return "503 5.5.1 Need MAIL first".into();
+        }
+        if self.to.len() >= MAX_RECIPIENTS {
+            return "452 4.5.3 Too many recipients".into();
+        }
+        let dest = resolve(self.config, address);
+        match &dest {
+            Destination::Unknown => {
+                self.errors += 1;
+                return "550 5.1.1 No such user here".into();
+            }
+            Destination::Foreign(_) => {
+                let zone = client_zone(&self.config.network, self.peer.ip());
+                if !may_relay(self.config, zone, false) {
+                    self.errors += 1;
+                    info!(message = "smtp: relay refused", client = %self.peer, recipient = address);
+                    return "554 5.7.1 Relay access denied".into();
+                }
+            }
+            Destination::Local { .. } => {}
+        }
+        self.to.push((address.to_string(), dest));
+        "250 2.1.5 Ok".into()
+    }
+
+    /// Stores the message everywhere it goes; the reply says whether all of it is safe.
+    async fn accept(&self, host: &str, body: Vec<u8>) -> String {
+        let from = self.from.clone().unwrap_or_default();
+        let stamp = httpdate(SystemTime::now());
+        let received = format!(
+            "Received: from {} ({})\r\n\tby {host} (officebox) with ESMTP;\r\n\t{stamp}\r\n",
+            self.helo
+                .as_deref()
+                .unwrap_or("unknown")
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(100)
+                .collect::<String>(),
+            self.peer.ip(),
+        );
+        let mut message = Vec::with_capacity(received.len() + body.len());
+        message.extend_from_slice(received.as_bytes());
+        message.extend_from_slice(&body);
+        let mut delivery = Delivery {
+            mailboxes: Default::default(),
+            external: Default::default(),
+        };
+        for (address, dest) in &self.to {
+            match dest {
+                Destination::Local { mailboxes, forward } => {
+                    delivery.mailboxes.extend(mailboxes.iter().cloned());
+                    delivery.external.extend(forward.iter().cloned());
+                }
+                Destination::Foreign(a) => {
+                    delivery.external.insert(a.clone());
+                }
+                Destination::Unknown => {
+                    debug!(message = "smtp: unknown recipient kept out", address)
+                }
+            }
+        }
+        let store = Arc::clone(self.store);
+        let result = tokio::task::spawn_blocking(move || {
+            store.deliver(&from, &message, &delivery, now_unix())
+        })
+        .await;
+        match result {
+            Ok(Ok(id)) => format!("250 2.0.0 Ok: {id}"),
+            Ok(Err(error)) => {
+                warn!(message = "smtp: message not stored; the sender will retry", %error);
+                "451 4.3.0 Cannot store the message now; try again later".into()
+            }
+            Err(error) => {
+                warn!(message = "smtp: delivery task failed", %error);
+                "451 4.3.0 Cannot store the message now; try again later".into()
+            }
+        }
+    }
+}
+
+/// An RFC 5322 date in UTC, e.g. `Sat, 28 Nov 2026 08:30:00 +0000`.
+pub fn httpdate(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let weekday = DAYS[(days % 7) as usize];
+    let month_name = MONTHS[usize::try_from(month - 1).unwrap_or(0).min(11)];
+    format!("{weekday}, {day:02} {month_name} {year} {h:02}:{m:02}:{s:02} +0000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(httpdate(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            httpdate(UNIX_EPOCH + Duration::from_secs(1_795_854_600)),
+            "Sat, 28 Nov 2026 08:30:00 +0000"
+        );
+    }
+}

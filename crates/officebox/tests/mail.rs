@@ -1,0 +1,301 @@
+//! SMTP in, end to end: swaks and raw protocol sessions against the real binary; local
+//! delivery through aliases into Maildirs, relaying queued for LAN clients, the open-relay
+//! probes refused from the WAN (in network namespaces), and hostile input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use officebox_testkit::{
+    Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig, Veth, require_program, require_root,
+};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_officebox"))
+}
+
+fn start(c: &TestConfig) -> Officebox {
+    let ob = Officebox::start(bin(), &c.text()).expect("starts");
+    ob.peer()
+        .wait_for_log("smtp: serving", READY_TIMEOUT)
+        .expect("smtp listens");
+    ob
+}
+
+fn mailbox(ob: &Officebox, login: &str) -> Vec<String> {
+    let dir: PathBuf = ob.dir().join("demo-data/mail").join(login).join("new");
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn swaks(port: i64, args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{port}"), "--timeout", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A raw SMTP session: sends `script` in one write (pipelining), returns every reply line.
+fn raw(port: i64, script: &str, replies: usize) -> Vec<String> {
+    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port as u16)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut lines = Vec::new();
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).unwrap();
+    (&stream).write_all(script.as_bytes()).unwrap();
+    while lines.len() < replies {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let done = line.as_bytes().get(3) == Some(&b' ');
+        let text = line.trim_end().to_string();
+        if done {
+            lines.push(text);
+        }
+    }
+    lines
+}
+
+#[test]
+fn mail_for_aliases_and_users_lands_in_their_maildirs_with_a_received_header() {
+    require_program("swaks", "swaks");
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("mail.smtp_port");
+    let ob = start(&c);
+    let (ok, log) = swaks(
+        port,
+        &[
+            "--from",
+            "someone@example.net",
+            "--to",
+            "sales@office.test",
+            "--header",
+            "Subject: quarterly",
+            "--body",
+            "numbers attached",
+        ],
+    );
+    assert!(ok, "{log}");
+    assert!(log.contains("250 2.0.0 Ok"), "{log}");
+    for login in ["alice", "bob"] {
+        let msgs = mailbox(&ob, login);
+        assert_eq!(msgs.len(), 1, "{login}: {msgs:?}");
+        assert!(msgs[0].starts_with("Received: from "), "{}", msgs[0]);
+        assert!(msgs[0].contains("by officebox.office.test (officebox) with ESMTP;"));
+        assert!(msgs[0].contains("Subject: quarterly") && msgs[0].contains("numbers attached"));
+    }
+    // postmaster reaches the admin; unknown users are refused.
+    assert!(
+        swaks(
+            port,
+            &["--from", "x@example.net", "--to", "postmaster@office.test"]
+        )
+        .0
+    );
+    assert_eq!(mailbox(&ob, "admin").len(), 1);
+    let (ok, log) = swaks(
+        port,
+        &["--from", "x@example.net", "--to", "nobody@office.test"],
+    );
+    assert!(!ok && log.contains("550 5.1.1"), "{log}");
+}
+
+#[test]
+fn lan_clients_relay_and_the_message_waits_on_the_queue() {
+    require_program("swaks", "swaks");
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("mail.smtp_port");
+    let ob = start(&c);
+    let (ok, log) = swaks(
+        port,
+        &[
+            "--from",
+            "alice@office.test",
+            "--to",
+            "friend@example.net",
+            "--body",
+            "lunch?",
+        ],
+    );
+    assert!(ok && log.contains("queued as"), "{log}");
+    let db = officebox_store::Db::open(&ob.dir().join("demo-data/state.db")).unwrap();
+    let queue = db.queue().unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].sender, "alice@office.test");
+    assert_eq!(queue[0].recipients[0].0, "friend@example.net");
+    assert!(
+        std::fs::read_to_string(ob.dir().join(&queue[0].path))
+            .unwrap()
+            .contains("lunch?"),
+        "the message file is on disk"
+    );
+}
+
+#[test]
+fn open_relay_probes_from_the_wan_are_all_refused() {
+    require_root();
+    require_program("swaks", "swaks");
+    let boxns = Netns::new("smtpb").unwrap();
+    let wan = Netns::new("smtpw").unwrap();
+    let _link = Veth::new(
+        Endpoint::netns(&boxns).addr("198.51.100.1/24"),
+        Endpoint::netns(&wan).addr("198.51.100.7/24"),
+    )
+    .unwrap();
+    let c = TestConfig::demo()
+        .set(
+            "network.listen",
+            toml_edit::Value::Array(toml_edit::Array::new()),
+        )
+        .set("mail.smtp_port", 25)
+        .set("dns.enabled", false)
+        .set("ntp.enabled", false);
+    let ob = Officebox::start_in_netns(bin(), &c.text(), &boxns).unwrap();
+    ob.peer()
+        .wait_for_log("smtp: serving", READY_TIMEOUT)
+        .unwrap();
+    let probe = |from: &str, to: &str| -> String {
+        let out = wan
+            .command("swaks")
+            .args([
+                "--server",
+                "198.51.100.1:25",
+                "--timeout",
+                "10",
+                "--from",
+                from,
+                "--to",
+                to,
+            ])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    for (from, to) in [
+        ("spammer@example.net", "victim@example.org"),
+        ("alice@office.test", "victim@example.org"),
+        ("<>", "victim@example.org"),
+        ("spammer@example.net", "\"victim@example.org\"@office.test"),
+        ("spammer@example.net", "victim%example.org@office.test"),
+        ("spammer@example.net", "example.org!victim@office.test"),
+        ("spammer@example.net", "@office.test:victim@example.org"),
+    ] {
+        let log = probe(from, to);
+        assert!(
+            log.contains("554 5.7.1") || log.contains(" 501 "),
+            "relay probe {from} -> {to} was not refused:\n{log}"
+        );
+        assert!(!log.contains("250 2.0.0 Ok"), "{log}");
+    }
+    // Mail for the office is still accepted from the Internet.
+    let log = probe("friend@example.org", "alice@office.test");
+    assert!(log.contains("250 2.0.0 Ok"), "{log}");
+    assert!(
+        officebox_store::Db::open(&ob.dir().join("demo-data/state.db"))
+            .unwrap()
+            .queue()
+            .unwrap()
+            .is_empty(),
+        "nothing was queued for relaying"
+    );
+}
+
+#[test]
+fn pipelining_limits_and_hostile_input() {
+    let c = TestConfig::demo()
+        .free_ports()
+        .set("mail.max_message_size", "10K");
+    let port = c.int("mail.smtp_port");
+    let ob = start(&c);
+    // Everything in one write (RFC 2920).
+    let replies = raw(
+        port,
+        "EHLO client\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<alice@office.test>\r\nRCPT TO:<bob@office.test>\r\nDATA\r\n",
+        5,
+    );
+    assert_eq!(replies.len(), 5, "{replies:?}");
+    assert!(
+        replies[0].starts_with("250 ")
+            && replies[1].starts_with("250 2.1.0")
+            && replies[4].starts_with("354"),
+        "{replies:?}"
+    );
+    // Declared too big; then too big in fact.
+    let r = raw(
+        port,
+        "EHLO c\r\nMAIL FROM:<a@example.net> SIZE=999999\r\nQUIT\r\n",
+        3,
+    );
+    assert!(r[1].starts_with("552 5.3.4"), "{r:?}");
+    let big = format!(
+        "EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<alice@office.test>\r\nDATA\r\n{}\r\n.\r\n",
+        "x".repeat(20_000)
+    );
+    let r = raw(port, &big, 5);
+    assert!(r[4].starts_with("552 5.3.4"), "{r:?}");
+    // A bare LF inside the message is refused (SMTP smuggling), and does not end the data.
+    let r = raw(
+        port,
+        "EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<alice@office.test>\r\nDATA\r\nSubject: x\n.\nMAIL FROM:<evil@example.net>\r\n.\r\n",
+        5,
+    );
+    assert!(r[4].starts_with("550 5.6.11"), "{r:?}");
+    // More than 100 recipients: the rest wait for another message.
+    let mut script = String::from("EHLO c\r\nMAIL FROM:<a@example.net>\r\n");
+    for _ in 0..101 {
+        script.push_str("RCPT TO:<alice@office.test>\r\n");
+    }
+    let r = raw(port, &script, 103);
+    assert!(r[101].starts_with("250"), "{}", r[101]);
+    assert!(r[102].starts_with("452 4.5.3"), "{}", r[102]);
+    // An over-long line, NUL, nonsense, commands out of order: answered, never a crash.
+    let r = raw(
+        port,
+        &format!(
+            "{}\r\nEHLO\0x\r\nFOO\r\nRCPT TO:<alice@office.test>\r\nDATA\r\nQUIT\r\n",
+            "A".repeat(5000)
+        ),
+        6,
+    );
+    assert!(
+        r[0].starts_with("500")
+            && r[1].starts_with("500")
+            && r[2].starts_with("500")
+            && r[3].starts_with("503")
+            && r[4].starts_with("503")
+            && r[5].starts_with("221"),
+        "{r:?}"
+    );
+    assert!(ob.peer().try_wait().unwrap().is_none());
+    assert!(
+        mailbox(&ob, "alice").is_empty(),
+        "none of that was delivered"
+    );
+}
