@@ -33,7 +33,8 @@ pub struct Pool {
 impl Pool {
     /// Number of addresses that can be handed out.
     pub fn size(&self) -> u64 {
-        let span = u64::from(u32::from(self.last)) - u64::from(u32::from(self.first)) + 1;
+        let span =
+            (u64::from(u32::from(self.last)) + 1).saturating_sub(u64::from(u32::from(self.first)));
         let inside = self
             .excluded
             .iter()

@@ -797,6 +797,17 @@ impl Loader<'_, '_> {
             .unwrap_or_default();
         dhcp.ping_check = sec.bool(self.sink, "ping_check").unwrap_or(false);
         let reservation_secs = sec.tables(self.sink, "reservations");
+        if dhcp.enabled
+            && let Some(lan) = lan
+            && lan.prefix > 30
+        {
+            self.sink.error(
+                &sec.key_span("enabled"),
+                sec.path_of("enabled"),
+                format!("the LAN {lan} has no room for DHCP clients"),
+                "use a LAN netmask of 255.255.255.252 (/30) or wider, or set enabled = false",
+            );
+        }
         let range_path = sec.path_of("range");
         let range_span = sec.key_span("range");
         sec.finish(self.sink);

@@ -337,7 +337,14 @@ pub async fn run(client: WanClient, stop: CancellationToken) -> io::Result<()> {
         let Some(mut lease) = exchange.obtain(&stop).await else {
             return Ok(());
         };
-        configure(&client.interface, &lease).await?;
+        if let Err(error) = configure(&client.interface, &lease).await {
+            // A passing netlink failure must not take officebox down: try again shortly.
+            warn!(message = "wan dhcp: cannot configure the WAN address; trying again", %error);
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_secs(5)) => continue 'lease,
+            }
+        }
         let db = client.db.clone();
         let _ = tokio::task::spawn_blocking(move || record(&db, Some(lease.address))).await;
         info!(message = "wan dhcp: bound", address = %lease.address, prefix = lease.prefix, router = ?lease.router, lease_secs = lease.lease.as_secs());
@@ -381,16 +388,27 @@ pub async fn run(client: WanClient, stop: CancellationToken) -> io::Result<()> {
             }
             match exchange.extend(&lease, rebinding).await {
                 Ok(Some(renewed)) => {
-                    if renewed.address != lease.address {
+                    if (renewed.address, renewed.prefix, renewed.router)
+                        != (lease.address, lease.prefix, lease.router)
+                    {
                         let _ = unconfigure(&client.interface, &lease).await;
-                        configure(&client.interface, &renewed).await?;
+                        if let Err(error) = configure(&client.interface, &renewed).await {
+                            warn!(message = "wan dhcp: cannot apply the renewed lease; starting over", %error);
+                            continue 'lease;
+                        }
                     }
                     lease = renewed;
                     start = Instant::now();
                     info!(message = "wan dhcp: renewed", address = %lease.address, rebinding, lease_secs = lease.lease.as_secs());
                 }
                 Ok(None) => {
-                    let retry = (Instant::now() + Duration::from_secs(5)).min(end);
+                    // RFC 2131 4.4.5: half the time left to T2 (or to the end), at least a
+                    // minute, then ask again.
+                    let now = Instant::now();
+                    let target = if now < t2 { t2 } else { end };
+                    let retry = (now
+                        + (target.saturating_duration_since(now) / 2).max(Duration::from_secs(60)))
+                    .min(end);
                     tokio::select! {
                         () = stop.cancelled() => {}
                         () = sleep_until(retry) => {}

@@ -118,6 +118,10 @@ pub fn handle(pool: &mut Pool, s: &Settings, msg: &Message, now: i64) -> Decisio
     let Some(mac) = mac_of(msg) else {
         return Decision::Ignore("no Ethernet hardware address");
     };
+    // Relayed messages come from other networks; this pool is only the LAN's.
+    if !msg.giaddr().is_unspecified() && !s.subnet.contains(msg.giaddr()) {
+        return Decision::Ignore("relayed from another network");
+    }
     let client = client_key(msg);
     match kind {
         MessageType::Discover => discover(pool, s, msg, &client, mac, now),
@@ -222,6 +226,14 @@ fn request(
     if !s.subnet.is_host(addr) {
         return nak(s, msg, "the address is not on this network");
     }
+    // A client that holds a live lease on another address asks for one it may not have
+    // (RFC 2131 4.3.2: the requested address is incorrect): it starts over.
+    if pool
+        .of_client(client)
+        .is_some_and(|b| b.state == State::Bound && b.until > now && b.address != addr)
+    {
+        return nak(s, msg, "the client holds another address");
+    }
     let hostname = hostname_of(msg).or_else(|| {
         pool.of_client(client)
             .filter(|b| b.address == addr)
@@ -250,6 +262,10 @@ fn request(
 fn nak(s: &Settings, msg: &Message, why: &str) -> Decision {
     let mut reply = base_reply(s, msg, MessageType::Nak);
     reply.set_yiaddr(Ipv4Addr::UNSPECIFIED);
+    // RFC 2131 4.3.2: a NAK through a relay asks it to broadcast to the client.
+    if !msg.giaddr().is_unspecified() {
+        reply.set_flags(Flags::default().set_broadcast());
+    }
     reply
         .opts_mut()
         .insert(DhcpOption::Message(why.to_string()));

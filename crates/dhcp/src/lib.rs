@@ -202,7 +202,7 @@ async fn other_server(interface: Option<&str>, us: Ipv4Addr) -> io::Result<Optio
             return Ok(None);
         };
         let (len, _) = r?;
-        let Ok(m) = Message::decode(&mut Decoder::new(&buf[..len])) else {
+        let Some(m) = decode(&buf[..len]) else {
             continue;
         };
         if m.xid() != xid || m.opts().msg_type() != Some(MessageType::Offer) {

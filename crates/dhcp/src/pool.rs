@@ -188,7 +188,10 @@ impl Pool {
     }
 
     fn free_address(&self, client: &ClientKey, mac: Mac, now: i64) -> Option<u32> {
-        let size = u64::from(self.last - self.first) + 1;
+        let Some(span) = self.last.checked_sub(self.first) else {
+            return None; // an empty range
+        };
+        let size = u64::from(span) + 1;
         // Never-used addresses first, from the cursor on.
         let mut addr = self.cursor.clamp(self.first, self.last);
         for _ in 0..size {
@@ -222,8 +225,10 @@ impl Pool {
         {
             old.state = State::Released;
         }
+        // The address's previous holder no longer has it, unless it has moved on already.
         if let Some(old) = self.by_addr.get(&addr)
             && old.client != b.client
+            && self.by_client.get(&old.client) == Some(&addr)
         {
             self.by_client.remove(&old.client);
         }

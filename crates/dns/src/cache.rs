@@ -187,8 +187,12 @@ impl Cache {
         }
     }
 
+    fn shard_index(&self, key: &[u8]) -> usize {
+        (self.hasher.hash_one(key) as usize) % SHARDS
+    }
+
     fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+        &self.shards[self.shard_index(key)]
     }
 
     /// A live entry for the question, if any.
@@ -239,23 +243,43 @@ impl Cache {
         if entry.ttl == 0 || self.capacity == 0 {
             return;
         }
-        let mut shard = self
-            .shard(&key)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if shard.map.insert(key.clone(), entry).is_some() {
-            return;
-        }
-        shard.order.push_back(key);
-        if self.count.fetch_add(1, Ordering::Relaxed) < self.capacity {
-            return;
-        }
-        while let Some(old) = shard.order.pop_front() {
-            if shard.map.remove(&old).is_some() {
+        let home = self.shard_index(&key);
+        {
+            let mut shard = self.shards[home]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if shard.map.insert(key.clone(), entry).is_some() {
+                return;
+            }
+            shard.order.push_back(key);
+            if self.count.fetch_add(1, Ordering::Relaxed) < self.capacity {
+                return;
+            }
+            // Full: this shard gives up its oldest entry, unless the new one is all it has.
+            if shard.map.len() > 1 && Self::evict_oldest(&mut shard) {
                 self.count.fetch_sub(1, Ordering::Relaxed);
-                break;
+                return;
             }
         }
+        // Then the next shard that has something to give.
+        for i in 1..SHARDS {
+            let mut shard = self.shards[(home + i) % SHARDS]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if Self::evict_oldest(&mut shard) {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    fn evict_oldest(shard: &mut Shard) -> bool {
+        while let Some(old) = shard.order.pop_front() {
+            if shard.map.remove(&old).is_some() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Number of entries (for status and tests).

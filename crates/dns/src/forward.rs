@@ -191,16 +191,16 @@ impl Forwarder {
                             self.mark(addr, true);
                             return Ok(Arc::new(c));
                         }
+                        // A bad answer about one name says nothing about the server's
+                        // health: ask the next one, without passing this one over.
                         Err(e) => {
                             debug!(message = "dns: unusable upstream answer", %addr, error = %e);
-                            self.mark(addr, false);
                         }
                     }
                 }
                 Ok(response) => {
                     let rcode = Header::parse(&response).map(|h| h.rcode()).unwrap_or(2);
                     debug!(message = "dns: upstream refused or failed", %addr, rcode);
-                    self.mark(addr, false);
                 }
                 Err(e) => {
                     debug!(message = "dns: upstream did not answer", %addr, error = %e);

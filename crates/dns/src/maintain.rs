@@ -23,6 +23,10 @@ use crate::forward::Forwarder;
 use crate::wire::{self, AA, Builder, CLASS_IN, Header, OPCODE_NOTIFY, Rcode, Request, rtype};
 use crate::zone::{Entry, Zone};
 
+/// Questions that may wait for an upstream answer at once (UDP; TCP is bounded by its
+/// connection limit).
+const UPSTREAM_SLOTS: usize = 512;
+
 /// How often the lease table is checked for changes.
 const LEASE_POLL: Duration = Duration::from_secs(1);
 
@@ -34,6 +38,8 @@ pub struct Shared {
     /// check with one read-only load whether it is still current.
     generation: AtomicU64,
     forwarder: Arc<Forwarder>,
+    /// Bounds the questions waiting for an upstream answer.
+    upstream_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -47,6 +53,10 @@ impl Shared {
 
     pub fn forwarder(&self) -> &Arc<Forwarder> {
         &self.forwarder
+    }
+
+    pub fn upstream_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.upstream_slots
     }
 
     fn set_view(&self, view: View) {
@@ -210,6 +220,7 @@ pub async fn serve(
         view: RwLock::new(Arc::new(view(&config, zone))),
         generation: AtomicU64::new(0),
         forwarder,
+        upstream_slots: Arc::new(tokio::sync::Semaphore::new(UPSTREAM_SLOTS)),
     });
 
     let rt = tokio::runtime::Handle::current();
@@ -365,7 +376,7 @@ pub(crate) fn transfer(view: &View, req: &Request, packet: &[u8], client: IpAddr
                 req,
                 packet,
                 if allowed {
-                    Rcode::NotImp
+                    Rcode::NotAuth
                 } else {
                     Rcode::Refused
                 },

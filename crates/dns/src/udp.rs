@@ -151,6 +151,21 @@ fn serve(
                     match hit {
                         Some(reply) => reply,
                         None => {
+                            // Questions waiting upstream are bounded: beyond that, SERVFAIL
+                            // at once rather than unbounded tasks and sockets.
+                            let Ok(permit) =
+                                Arc::clone(shared.upstream_slots()).try_acquire_owned()
+                            else {
+                                replies.push(answer::forwarded_at(
+                                    &req,
+                                    packet,
+                                    None,
+                                    Transport::Udp,
+                                    now,
+                                ));
+                                to.push(Some(SockaddrStorage::from(client)));
+                                continue;
+                            };
                             let (packet, socket, forwarder) =
                                 (packet.to_vec(), Arc::clone(socket), Arc::clone(forwarder));
                             rt.spawn(async move {
@@ -164,6 +179,7 @@ fn serve(
                                     Transport::Udp,
                                 );
                                 send(&socket, &reply, client);
+                                drop(permit);
                             });
                             continue;
                         }
@@ -195,8 +211,13 @@ fn serve(
     }
 }
 
+/// Sends one reply without ever blocking: with a full send buffer the reply is dropped
+/// and the client asks again.
 fn send(socket: &UdpSocket, reply: &[u8], client: SocketAddr) {
-    if let Err(error) = socket.send_to(reply, client) {
+    let to = SockaddrStorage::from(client);
+    if let Err(error) =
+        nix::sys::socket::sendto(socket.as_raw_fd(), reply, &to, MsgFlags::MSG_DONTWAIT)
+    {
         tracing::debug!(message = "dns: reply not sent", %client, %error);
     }
 }

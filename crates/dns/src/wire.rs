@@ -395,7 +395,8 @@ pub fn records(p: &[u8]) -> Result<(Header, usize, Vec<RecordRef>), WireError> {
     }
     let question_end = at;
     let total = usize::from(h.ancount) + usize::from(h.nscount) + usize::from(h.arcount);
-    let mut out = Vec::with_capacity(total);
+    // The counts come from the wire: never reserve more than the bytes can hold.
+    let mut out = Vec::with_capacity(total.min(p.len() / 11));
     for _ in 0..total {
         let name_end = skip_name(p, at)?;
         let rdlen = usize::from(u16_at(p, name_end + 8)?);

@@ -418,16 +418,29 @@ impl Zone {
             }
         }
         records.push((&apex.name, soa, first));
+        // Messages of about 16 KiB (a record's data is at most 64 KiB, TXT here far less).
         let mut out = Vec::new();
-        for chunk in records.chunks(200) {
-            let mut b = Builder::with_question(&apex.name, rtype::AXFR, CLASS_IN);
-            let start = b.buf.len();
-            for (name, set, rd) in chunk {
-                b.record(name, set.rtype, set.ttl, rd);
+        let mut b = Builder::with_question(&apex.name, rtype::AXFR, CLASS_IN);
+        let mut start = b.buf.len();
+        let mut count = 0u16;
+        for (name, set, rd) in &records {
+            b.record(name, set.rtype, set.ttl, rd);
+            count += 1;
+            if b.buf.len() > 16 * 1024 || count == u16::MAX {
+                out.push(Answer {
+                    rcode: wire::Rcode::NoError,
+                    counts: [count, 0, 0],
+                    body: b.buf[start..].into(),
+                });
+                b = Builder::with_question(&apex.name, rtype::AXFR, CLASS_IN);
+                start = b.buf.len();
+                count = 0;
             }
+        }
+        if count > 0 {
             out.push(Answer {
                 rcode: wire::Rcode::NoError,
-                counts: [chunk.len() as u16, 0, 0],
+                counts: [count, 0, 0],
                 body: b.buf[start..].into(),
             });
         }

@@ -5,7 +5,9 @@
 //! again, so a mode switch is atomic: the old rules hold until the new ones do.
 //!
 //! - lan-only: an empty table (no forwarding, NAT or filtering; officebox is a LAN host).
-//! - router: an empty table; the kernel routes between LAN and WAN.
+//! - router: the kernel routes between LAN and WAN unfiltered, without NAT; only officebox's
+//!   own WAN side is guarded (the services in `wan_services` answer, others are rejected),
+//!   so the admin pages never face the WAN.
 //! - firewall-nat: stateful. LAN -> WAN is allowed and masqueraded; WAN -> LAN only through
 //!   the configured forwards (DNAT, with hairpin for LAN PCs using the public address);
 //!   officebox's own WAN services are reachable, everything else on the WAN is rejected.
@@ -49,7 +51,7 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
     // Declare, then delete, then declare again: works whether or not the table exists.
     let _ = writeln!(o, "table inet {TABLE}");
     let _ = writeln!(o, "delete table inet {TABLE}");
-    if !nat_enabled(mode) {
+    if mode == SecurityMode::LanOnly {
         let _ = writeln!(o, "table inet {TABLE} {{");
         let _ = writeln!(o, "}}");
         return Ok(o);
@@ -160,6 +162,12 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
     }
     let _ = writeln!(o, "    }}");
 
+    if !nat_enabled(mode) {
+        // Router: officebox's own WAN side is guarded; routed traffic is not.
+        let _ = writeln!(o, "}}");
+        return Ok(o);
+    }
+
     // ---------------------------------------------------------------- forward
     let _ = writeln!(o, "    chain forward {{");
     let _ = writeln!(
@@ -228,10 +236,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn modes_without_firewall_render_an_empty_table() {
+    fn lan_only_renders_an_empty_table() {
         let c = officebox_config::parse(
             "t.toml",
-            "[network]\ndomain = \"example.com\"\nmanage = false\n[security]\nmode = \"router\"\n[dns]\nuse_upstream = false\n[web]\nenabled = false\n",
+            "[network]\ndomain = \"example.com\"\nmanage = false\n[security]\nmode = \"lan-only\"\n[dns]\nuse_upstream = false\n[web]\nenabled = false\n",
         )
         .unwrap();
         let text = render(&c).unwrap();

@@ -148,11 +148,19 @@ fn applied_path(config: &Config) -> std::path::PathBuf {
 /// Applies the whole network setup of `config`.
 pub async fn apply(config: &Config) -> io::Result<()> {
     let ruleset = firewall::render(config).map_err(io::Error::other)?;
+    let forward = firewall::ip_forward(config.security.mode);
     // Check first: a ruleset the kernel would refuse changes nothing at all.
     nft(&["-c", "-f", "-"], &ruleset).await?;
-    interfaces(config).await?;
+    // Closing goes first and opening last: forwarding off before the rules loosen, the
+    // rules in place before the WAN address comes up, forwarding on at the end.
+    if !forward {
+        forwarding(false)?;
+    }
     nft(&["-f", "-"], &ruleset).await?;
-    forwarding(firewall::ip_forward(config.security.mode))?;
+    interfaces(config).await?;
+    if forward {
+        forwarding(true)?;
+    }
     if let Err(e) = std::fs::create_dir_all(&config.data_dir)
         .and_then(|()| std::fs::write(applied_path(config), &ruleset))
     {

@@ -108,10 +108,21 @@ fn the_rules_say_what_each_mode_promises() {
             && dmz.contains("limit rate")
             && dmz.contains("ct state invalid drop")
     );
-    for mode in ["lan-only", "router"] {
-        let text = ruleset(mode);
-        assert!(!text.contains("chain"), "{mode}: no firewall, no NAT");
-    }
+    assert!(
+        !ruleset("lan-only").contains("chain"),
+        "lan-only: no firewall, no NAT"
+    );
+    let router = ruleset("router");
+    assert!(
+        !router.contains("chain forward")
+            && !router.contains("masquerade")
+            && !router.contains("dnat"),
+        "router: routing unfiltered, no NAT\n{router}"
+    );
+    assert!(
+        router.contains("tcp dport { 25, 53, 80, 995 } accept") && router.contains("reject"),
+        "router: officebox's own WAN side is guarded\n{router}"
+    );
 }
 
 #[test]

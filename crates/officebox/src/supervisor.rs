@@ -105,11 +105,20 @@ pub fn run(path: &Path) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(supervise(path, config))
+    let result = runtime.block_on(supervise(path, config));
+    // Blocking tasks (a stuck disk write) must not hold the process past the deadline.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
-struct Running {
+/// One started service task.
+struct Instance {
+    name: &'static str,
+    id: tokio::task::Id,
     stop: CancellationToken,
+    /// Disabled by a reload; a new instance of the same service starts only once this one
+    /// has ended (two DHCP servers must never overlap).
+    stopping: bool,
 }
 
 async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
@@ -139,12 +148,12 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
     let (tx, rx) = watch::channel(Arc::new(config));
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, Result<()>)> = JoinSet::new();
-    let mut running: Vec<(&'static str, Running)> = Vec::new();
+    let mut running: Vec<Instance> = Vec::new();
     start_enabled(&tx.borrow(), &rx, &shutdown, &mut tasks, &mut running);
     settle_memory();
     info!(
         message = "officebox running",
-        services = %running.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        services = %running.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
     );
 
     let mut failed = false;
@@ -153,11 +162,13 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
             _ = hup.recv() => reload(path, &tx, &rx, &shutdown, &mut tasks, &mut running).await,
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
-            Some(done) = tasks.join_next() => match done {
-                Ok((name, Ok(()))) => {
-                    running.retain(|(n, _)| *n != name);
+            Some(done) = tasks.join_next_with_id() => match done {
+                Ok((id, (_, Ok(())))) => {
+                    running.retain(|i| i.id != id);
+                    // A service disabled and enabled again starts once its old instance is gone.
+                    start_enabled(&tx.borrow(), &rx, &shutdown, &mut tasks, &mut running);
                 }
-                Ok((name, Err(e))) => {
+                Ok((_, (name, Err(e)))) => {
                     error!(message = "service failed; stopping officebox", service = name, error = %format!("{e:#}"));
                     failed = true;
                     break;
@@ -207,17 +218,22 @@ fn start_enabled(
     rx: &watch::Receiver<Arc<Config>>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<(&'static str, Result<()>)>,
-    running: &mut Vec<(&'static str, Running)>,
+    running: &mut Vec<Instance>,
 ) {
     for spec in SERVICES {
-        if !(spec.enabled)(config) || running.iter().any(|(n, _)| *n == spec.name) {
+        if !(spec.enabled)(config) || running.iter().any(|i| i.name == spec.name) {
             continue;
         }
         let stop = shutdown.child_token();
         let fut = (spec.start)(rx.clone(), stop.clone());
         let name = spec.name;
-        tasks.spawn(async move { (name, fut.await) });
-        running.push((name, Running { stop }));
+        let id = tasks.spawn(async move { (name, fut.await) }).id();
+        running.push(Instance {
+            name,
+            id,
+            stop,
+            stopping: false,
+        });
         info!(message = "service started", service = name);
     }
 }
@@ -230,7 +246,7 @@ async fn reload(
     rx: &watch::Receiver<Arc<Config>>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<(&'static str, Result<()>)>,
-    running: &mut Vec<(&'static str, Running)>,
+    running: &mut Vec<Instance>,
 ) {
     info!(message = "SIGHUP: reloading", config = %path.display());
     let path_buf = path.to_path_buf();
@@ -256,20 +272,23 @@ async fn reload(
             return;
         }
     };
+    let mut new = new;
     if new.data_dir != tx.borrow().data_dir {
+        // The services keep the state they opened: a new data_dir waits for a restart.
         warn!("data_dir changed; it takes effect at the next start");
+        new.data_dir = tx.borrow().data_dir.clone();
     }
     // Stop services that are now disabled, publish, then start newly enabled ones.
-    running.retain(|(name, r)| {
-        let keep = SERVICES
+    for i in running.iter_mut().filter(|i| !i.stopping) {
+        let enabled = SERVICES
             .iter()
-            .any(|s| s.name == *name && (s.enabled)(&new));
-        if !keep {
-            info!(message = "service disabled by reload", service = *name);
-            r.stop.cancel();
+            .any(|s| s.name == i.name && (s.enabled)(&new));
+        if !enabled {
+            info!(message = "service disabled by reload", service = i.name);
+            i.stop.cancel();
+            i.stopping = true;
         }
-        keep
-    });
+    }
     tx.send_replace(Arc::new(new));
     start_enabled(&tx.borrow(), rx, shutdown, tasks, running);
     settle_memory();
