@@ -1,9 +1,11 @@
 //! DNS over TCP (RFC 7766): length-prefixed messages, several per connection (pipelined;
 //! answered in order), idle connections closed, a bound on open connections.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +20,8 @@ use crate::maintain::Shared;
 /// Idle time after which a connection is closed (RFC 7766 section 6.2.3 suggests seconds).
 const IDLE: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 256;
+/// Connections one client address may hold at once.
+const PER_CLIENT: usize = 16;
 
 pub(crate) async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
@@ -32,6 +36,7 @@ pub(crate) async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => return,
@@ -48,7 +53,21 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
             debug!(message = "dns: too many tcp connections; closing one", %peer);
             continue;
         };
-        let (shared, stop) = (Arc::clone(&shared), stop.clone());
+        // One client cannot hold every slot (RFC 7766 section 6.2.3).
+        let ip = peer.ip();
+        let mine = {
+            let mut per = lock(&per_client);
+            let n = per.entry(ip).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if mine > PER_CLIENT {
+            release(&per_client, ip);
+            debug!(message = "dns: too many tcp connections from one client", %peer);
+            continue;
+        }
+        let (shared, stop, per_client) =
+            (Arc::clone(&shared), stop.clone(), Arc::clone(&per_client));
         tokio::spawn(async move {
             tokio::select! {
                 () = stop.cancelled() => {}
@@ -58,8 +77,23 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
                     }
                 }
             }
+            release(&per_client, ip);
             drop(permit);
         });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn release(per_client: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) {
+    let mut per = lock(per_client);
+    if let Some(n) = per.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            per.remove(&ip);
+        }
     }
 }
 
