@@ -9,6 +9,7 @@
 pub mod deliver;
 pub mod route;
 pub mod smtp;
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,10 +27,24 @@ use tracing::{debug, info, warn};
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_SESSIONS: usize = 200;
 
-fn endpoints(config: &Config) -> Vec<SocketAddr> {
-    bind_addresses(config, Service::Smtp)
+fn endpoints(config: &Config) -> Vec<(SocketAddr, smtp::Port)> {
+    let m = &config.mail;
+    let ports = [
+        (Service::Smtp, m.smtp_port, smtp::Port::Smtp),
+        (
+            Service::Submission,
+            m.submission_port,
+            smtp::Port::Submission,
+        ),
+        (Service::Smtps, m.smtps_port, smtp::Port::Smtps),
+    ];
+    ports
         .into_iter()
-        .map(|ip| SocketAddr::new(ip, config.mail.smtp_port))
+        .flat_map(|(service, port, kind)| {
+            bind_addresses(config, service)
+                .into_iter()
+                .map(move |ip| (SocketAddr::new(ip, port), kind))
+        })
         .collect()
 }
 
@@ -46,26 +61,40 @@ pub async fn serve(
             .map_err(io::Error::other)?
             .map_err(|e| io::Error::other(format!("mail: {e}")))?,
     );
+    let tls = match tls::acceptor(&config) {
+        Ok(a) => Some(a),
+        Err(error) => {
+            warn!(message = "mail: no TLS (STARTTLS is not offered and the smtps port is not served)", %error);
+            None
+        }
+    };
+    let shared = Arc::new(smtp::Shared {
+        tls,
+        limiter: tls::AuthLimiter::default(),
+    });
     let slots = Arc::new(Semaphore::new(MAX_SESSIONS));
     loop {
         let addrs = endpoints(&config_rx.borrow());
         let mut listeners = Vec::new();
-        for addr in &addrs {
+        for (addr, kind) in &addrs {
+            if *kind == smtp::Port::Smtps && shared.tls.is_none() {
+                continue;
+            }
             let l = TcpListener::bind(addr).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("smtp: cannot listen on tcp {addr}: {e}"))
             })?;
-            info!(message = "smtp: serving", %addr);
-            listeners.push(l);
+            info!(message = "smtp: serving", %addr, port = ?kind);
+            listeners.push((l, *kind));
         }
         let stop = shutdown.child_token();
-        for l in listeners {
-            tokio::spawn(accept(
-                l,
-                config_rx.clone(),
-                Arc::clone(&store),
-                Arc::clone(&slots),
-                stop.clone(),
-            ));
+        for (l, kind) in listeners {
+            let ctx = Ctx {
+                store: Arc::clone(&store),
+                shared: Arc::clone(&shared),
+                slots: Arc::clone(&slots),
+                kind,
+            };
+            tokio::spawn(accept(l, config_rx.clone(), ctx, stop.clone()));
         }
         let rebind = loop {
             tokio::select! {
@@ -87,11 +116,18 @@ pub async fn serve(
     }
 }
 
+/// What a listener hands each session.
+struct Ctx {
+    store: Arc<deliver::Store>,
+    shared: Arc<smtp::Shared>,
+    slots: Arc<Semaphore>,
+    kind: smtp::Port,
+}
+
 async fn accept(
     listener: TcpListener,
     config_rx: watch::Receiver<Arc<Config>>,
-    store: Arc<deliver::Store>,
-    slots: Arc<Semaphore>,
+    ctx: Ctx,
     stop: CancellationToken,
 ) {
     loop {
@@ -106,16 +142,21 @@ async fn accept(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+        let Ok(permit) = Arc::clone(&ctx.slots).acquire_owned().await else {
             return;
         };
         // Each session keeps the config it started with.
         let config = Arc::clone(&config_rx.borrow());
-        let (store, stop) = (Arc::clone(&store), stop.clone());
+        let (store, shared, kind, stop) = (
+            Arc::clone(&ctx.store),
+            Arc::clone(&ctx.shared),
+            ctx.kind,
+            stop.clone(),
+        );
         tokio::spawn(async move {
             tokio::select! {
                 () = stop.cancelled() => {}
-                r = smtp::session(stream, peer, config, store) => {
+                r = smtp::session(stream, peer, config, store, shared, kind) => {
                     if let Err(error) = r {
                         debug!(message = "smtp: session ended", %peer, %error);
                     }

@@ -2,8 +2,11 @@
 //! smtp-proto, pipelining (RFC 2920), SIZE (RFC 1870), 8BITMIME, ENHANCEDSTATUSCODES.
 //!
 //! A message is answered `250` only once every local copy is in its Maildir and every
-//! external recipient is on the outbound queue, all fsynced. Until STARTTLS and AUTH land,
-//! relaying is for the LAN and loopback only (and the WAN when `relay_from_wan` is on).
+//! external recipient is on the outbound queue, all fsynced. STARTTLS (RFC 3207) on port
+//! 25 and submission; implicit TLS on the smtps port (RFC 8314); AUTH PLAIN and LOGIN
+//! (RFC 4954) only over TLS, with failed logins rate-limited per client. Relaying is for
+//! the LAN, loopback and authenticated users (and the WAN when `relay_from_wan` is on);
+//! the submission ports require AUTH.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,13 +15,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use officebox_config::Config;
 use officebox_config::derive::client_zone;
-use smtp_proto::{Error as ParseError, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, Request};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::deliver::{Delivery, Store};
 use crate::route::{Destination, may_relay, resolve};
+use crate::tls::{AuthLimiter, authenticate, base64_decode};
 
 /// RFC 5321 4.5.3.1.4: a command line is at most 512 octets; we allow a little more.
 const MAX_COMMAND: usize = 2048;
@@ -31,6 +36,35 @@ const DATA_TIMEOUT: Duration = Duration::from_secs(300);
 /// Errors before a client is disconnected.
 const MAX_ERRORS: u32 = 20;
 
+/// Which of the three SMTP ports a connection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// 25: mail from anywhere, STARTTLS offered.
+    Smtp,
+    /// 587: users sending, AUTH required, STARTTLS offered.
+    Submission,
+    /// 465: users sending over TLS from the first byte, AUTH required.
+    Smtps,
+}
+
+/// What every session shares.
+pub struct Shared {
+    pub tls: Option<TlsAcceptor>,
+    pub limiter: AuthLimiter,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Any byte stream: TCP, then TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 struct Session<'a> {
     config: &'a Config,
     store: &'a Arc<Store>,
@@ -39,11 +73,13 @@ struct Session<'a> {
     from: Option<String>,
     to: Vec<(String, Destination)>,
     errors: u32,
+    tls: bool,
+    user: Option<String>,
 }
 
 /// A buffered connection that reads lines with a bound on their length.
 struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     buf: Vec<u8>,
     out: Vec<u8>,
 }
@@ -141,13 +177,24 @@ pub async fn session(
     peer: SocketAddr,
     config: Arc<Config>,
     store: Arc<Store>,
+    shared: Arc<Shared>,
+    port: Port,
 ) -> io::Result<()> {
+    let host = format!("{}.{}", config.network.hostname, config.network.domain);
     let mut conn = Conn {
-        stream,
+        stream: Box::new(stream),
         buf: Vec::new(),
         out: Vec::new(),
     };
-    let host = format!("{}.{}", config.network.hostname, config.network.domain);
+    let mut tls = false;
+    if port == Port::Smtps {
+        let Some(acceptor) = &shared.tls else {
+            return Ok(());
+        };
+        let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
+        conn.stream = handshake(acceptor, plain).await?;
+        tls = true;
+    }
     conn.say(&format!("220 {host} ESMTP officebox"));
     let mut s = Session {
         config: &config,
@@ -157,6 +204,8 @@ pub async fn session(
         from: None,
         to: Vec::new(),
         errors: 0,
+        tls,
+        user: None,
     };
     loop {
         if s.errors >= MAX_ERRORS {
@@ -192,6 +241,12 @@ pub async fn session(
                 conn.say("250-PIPELINING");
                 conn.say(&format!("250-SIZE {size}"));
                 conn.say("250-8BITMIME");
+                if !s.tls && shared.tls.is_some() {
+                    conn.say("250-STARTTLS");
+                }
+                if s.tls {
+                    conn.say("250-AUTH PLAIN LOGIN");
+                }
                 conn.say("250 ENHANCEDSTATUSCODES");
             }
             Ok(Request::Helo { host: client }) => {
@@ -206,6 +261,9 @@ pub async fn session(
                 } else if s.from.is_some() {
                     s.errors += 1;
                     conn.say("503 5.5.1 Sender already given");
+                } else if port != Port::Smtp && s.user.is_none() {
+                    s.errors += 1;
+                    conn.say("530 5.7.0 Authentication required");
                 } else if from.size as u64 > config.mail.max_message_size {
                     conn.say("552 5.3.4 Message too big for this server");
                 } else {
@@ -254,9 +312,40 @@ pub async fn session(
             Ok(Request::Vrfy { .. } | Request::Expn { .. }) => {
                 conn.say("252 2.5.2 Cannot verify; send some mail and see")
             }
-            Ok(Request::StartTls | Request::Auth { .. }) => {
-                s.errors += 1;
-                conn.say("502 5.5.1 Not offered here yet");
+            Ok(Request::StartTls) => {
+                let Some(acceptor) = shared.tls.as_ref().filter(|_| !s.tls) else {
+                    s.errors += 1;
+                    conn.say(if s.tls {
+                        "503 5.5.1 TLS already active"
+                    } else {
+                        "454 4.7.0 TLS not available"
+                    });
+                    continue;
+                };
+                conn.say("220 2.0.0 Ready to start TLS");
+                conn.flush().await?;
+                if !conn.buf.is_empty() {
+                    // RFC 3207 section 5: plaintext pipelined after STARTTLS would be taken
+                    // as if it came over TLS (a command injection). Refuse the connection.
+                    warn!(message = "smtp: data pipelined after STARTTLS; closing", client = %peer);
+                    return Ok(());
+                }
+                let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
+                conn.stream = handshake(acceptor, plain).await?;
+                // Everything said before TLS is forgotten (RFC 3207 section 4.2).
+                s.helo = None;
+                s.user = None;
+                s.reset();
+                s.tls = true;
+            }
+            Ok(Request::Auth {
+                mechanism,
+                initial_response,
+            }) => {
+                let reply = s
+                    .auth(&mut conn, &shared, mechanism, &initial_response)
+                    .await?;
+                conn.say(&reply);
             }
             Ok(_) => {
                 s.errors += 1;
@@ -295,7 +384,108 @@ pub async fn session(
     Ok(())
 }
 
+/// Completes a TLS handshake (bounded in time).
+async fn handshake(acceptor: &TlsAcceptor, stream: Box<dyn Io>) -> io::Result<Box<dyn Io>> {
+    let tls = tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    Ok(Box::new(tls))
+}
+
 impl Session<'_> {
+    /// AUTH PLAIN and LOGIN (RFC 4954, RFC 4616), over TLS only.
+    async fn auth(
+        &mut self,
+        conn: &mut Conn,
+        shared: &Shared,
+        mechanism: u64,
+        initial: &str,
+    ) -> io::Result<String> {
+        if !self.tls {
+            self.errors += 1;
+            return Ok(
+                "538 5.7.11 Encryption required for requested authentication mechanism".into(),
+            );
+        }
+        if self.user.is_some() {
+            self.errors += 1;
+            return Ok("503 5.5.1 Already authenticated".into());
+        }
+        if !shared.limiter.allowed(self.peer.ip()) {
+            return Ok("454 4.7.0 Too many failed logins; try again later".into());
+        }
+        let ask = async |conn: &mut Conn, prompt: &str| -> io::Result<Option<String>> {
+            conn.say(&format!("334 {prompt}"));
+            let Some(line) = conn.line(MAX_COMMAND, COMMAND_TIMEOUT).await? else {
+                return Ok(None);
+            };
+            let text = String::from_utf8_lossy(&line).trim().to_string();
+            Ok((text != "*").then_some(text))
+        };
+        let (user, password) = match mechanism {
+            AUTH_PLAIN => {
+                let response = if initial.is_empty() {
+                    match ask(conn, "").await? {
+                        Some(r) => r,
+                        None => return Ok("501 5.7.0 Authentication cancelled".into()),
+                    }
+                } else {
+                    initial.to_string()
+                };
+                let Some(decoded) = base64_decode(&response) else {
+                    return Ok("501 5.5.2 Bad base64".into());
+                };
+                let mut parts = decoded
+                    .split(|&b| b == 0)
+                    .map(|p| String::from_utf8_lossy(p).into_owned());
+                let (_authz, user, password) = (parts.next(), parts.next(), parts.next());
+                match (user, password) {
+                    (Some(u), Some(p)) => (u, p),
+                    _ => return Ok("501 5.5.2 Malformed PLAIN response".into()),
+                }
+            }
+            AUTH_LOGIN => {
+                let user = if initial.is_empty() {
+                    match ask(conn, "VXNlcm5hbWU6").await? {
+                        Some(u) => u,
+                        None => return Ok("501 5.7.0 Authentication cancelled".into()),
+                    }
+                } else {
+                    initial.to_string()
+                };
+                let Some(password) = ask(conn, "UGFzc3dvcmQ6").await? else {
+                    return Ok("501 5.7.0 Authentication cancelled".into());
+                };
+                let decode =
+                    |t: &str| base64_decode(t).map(|b| String::from_utf8_lossy(&b).into_owned());
+                match (decode(&user), decode(&password)) {
+                    (Some(u), Some(p)) => (u, p),
+                    _ => return Ok("501 5.5.2 Bad base64".into()),
+                }
+            }
+            _ => return Ok("504 5.5.4 Unrecognized authentication mechanism".into()),
+        };
+        let config = self.config.clone();
+        let ok = tokio::task::spawn_blocking(move || authenticate(&config, &user, &password))
+            .await
+            .ok()
+            .flatten();
+        match ok {
+            Some(login) => {
+                info!(message = "smtp: authenticated", client = %self.peer, user = %login);
+                self.user = Some(login);
+                Ok("235 2.7.0 Authentication successful".into())
+            }
+            None => {
+                shared.limiter.failed(self.peer.ip());
+                warn!(message = "smtp: authentication failed", client = %self.peer);
+                // A pause before the answer slows password guessing further.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok("535 5.7.8 Authentication credentials invalid".into())
+            }
+        }
+    }
+
     fn reset(&mut self) {
         self.from = None;
         self.to.clear();
@@ -317,7 +507,7 @@ impl Session<'_> {
             }
             Destination::Foreign(_) => {
                 let zone = client_zone(&self.config.network, self.peer.ip());
-                if !may_relay(self.config, zone, false) {
+                if !may_relay(self.config, zone, self.user.is_some()) {
                     self.errors += 1;
                     info!(message = "smtp: relay refused", client = %self.peer, recipient = address);
                     return "554 5.7.1 Relay access denied".into();

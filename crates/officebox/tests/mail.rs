@@ -299,3 +299,135 @@ fn pipelining_limits_and_hostile_input() {
         "none of that was delivered"
     );
 }
+
+#[test]
+fn starttls_implicit_tls_and_auth_over_tls_only() {
+    require_program("swaks", "swaks");
+    let c = TestConfig::demo().free_ports();
+    let (smtp, submission, smtps) = (
+        c.int("mail.smtp_port"),
+        c.int("mail.submission_port"),
+        c.int("mail.smtps_port"),
+    );
+    let ob = start(&c);
+    // STARTTLS, then AUTH PLAIN: an authenticated user relays.
+    let (ok, log) = swaks(
+        smtp,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "demo-alice",
+            "--from",
+            "alice@office.test",
+            "--to",
+            "friend@example.net",
+        ],
+    );
+    assert!(
+        ok && log.contains("235 2.7.0") && log.contains("queued as"),
+        "{log}"
+    );
+    // Implicit TLS on the smtps port, AUTH LOGIN with the full address.
+    let (ok, log) = swaks(
+        smtps,
+        &[
+            "--tlsc",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "bob@office.test",
+            "--auth-password",
+            "demo-bob",
+            "--from",
+            "bob@office.test",
+            "--to",
+            "alice@office.test",
+        ],
+    );
+    assert!(ok && log.contains("235 2.7.0"), "{log}");
+    assert_eq!(mailbox(&ob, "alice").len(), 1);
+    // No AUTH without TLS (RFC 4954 section 4): AUTH is not even offered in clear.
+    let r = raw(
+        smtp,
+        "EHLO c\r\nAUTH PLAIN AGFsaWNlAGRlbW8tYWxpY2U=\r\nQUIT\r\n",
+        3,
+    );
+    assert!(
+        r[0].starts_with("250 ") && r[1].starts_with("538 5.7.11"),
+        "{r:?}"
+    );
+    // Submission requires AUTH.
+    let r = raw(
+        submission,
+        "EHLO c\r\nMAIL FROM:<bob@office.test>\r\nQUIT\r\n",
+        3,
+    );
+    assert!(r[1].starts_with("530 5.7.0"), "{r:?}");
+    // Plaintext pipelined after STARTTLS is not carried into the TLS session: the
+    // connection is closed after the 220.
+    let r = raw(
+        smtp,
+        "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@example.net>\r\n",
+        3,
+    );
+    assert!(r.len() == 2 && r[1].starts_with("220 2.0.0"), "{r:?}");
+    assert!(ob.log().contains("data pipelined after STARTTLS; closing"));
+}
+
+#[test]
+fn failed_logins_are_slowed_and_then_refused() {
+    require_program("swaks", "swaks");
+    let c = TestConfig::demo().free_ports();
+    let smtp = c.int("mail.smtp_port");
+    let _ob = start(&c);
+    let attempt = || {
+        swaks(
+            smtp,
+            &[
+                "--tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "alice",
+                "--auth-password",
+                "wrong",
+                "--from",
+                "alice@office.test",
+                "--to",
+                "bob@office.test",
+                "--quit-after",
+                "AUTH",
+            ],
+        )
+        .1
+    };
+    for i in 0..5 {
+        let log = attempt();
+        assert!(log.contains("535 5.7.8"), "attempt {i}: {log}");
+    }
+    let log = attempt();
+    assert!(
+        log.contains("454 4.7.0"),
+        "the sixth failure in a row is refused outright:\n{log}"
+    );
+    // Even the right password waits now.
+    let (_, log) = swaks(
+        smtp,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "demo-alice",
+            "--quit-after",
+            "AUTH",
+        ],
+    );
+    assert!(log.contains("454 4.7.0"), "{log}");
+}

@@ -1,0 +1,198 @@
+//! TLS for SMTP (and, with the mailbox issue, POP3): the box's certificate, made on first
+//! boot (rcgen, self-signed for the box's names) and kept in `data_dir/tls/`, and user
+//! authentication against the users' argon2 hashes.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::PasswordHash;
+use argon2::{Argon2, PasswordVerifier};
+use officebox_config::Config;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+
+/// The server's TLS acceptor from `data_dir/tls/{cert,key}.pem`, made first if missing.
+pub fn acceptor(config: &Config) -> io::Result<TlsAcceptor> {
+    let dir = config.data_dir.join("tls");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !cert_path.exists() || !key_path.exists() {
+        make_certificate(config, &dir)?;
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .map_err(|e| io::Error::other(format!("{}: {e}", cert_path.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io::Error::other(format!("{}: {e}", cert_path.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| io::Error::other(format!("{}: {e}", key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(io::Error::other)?;
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+fn make_certificate(config: &Config, dir: &Path) -> io::Result<()> {
+    let n = &config.network;
+    let names: Vec<String> = [
+        n.hostname.as_str(),
+        "smtp",
+        "pop",
+        "mail",
+        "www",
+        "corp",
+        "admin",
+    ]
+    .iter()
+    .map(|h| format!("{h}.{}", n.domain))
+    .chain(std::iter::once(n.domain.clone()))
+    .collect();
+    let cert = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
+    std::fs::create_dir_all(dir)?;
+    officebox_store::write_atomic(
+        &dir.join("key.pem"),
+        cert.signing_key.serialize_pem().as_bytes(),
+        0o600,
+    )
+    .map_err(io::Error::other)?;
+    officebox_store::write_atomic(&dir.join("cert.pem"), cert.cert.pem().as_bytes(), 0o644)
+        .map_err(io::Error::other)?;
+    info!(message = "tls: made a self-signed certificate for this box", dir = %dir.display());
+    Ok(())
+}
+
+/// Checks a login (`alice` or `alice@domain`) and password; returns the login.
+pub fn authenticate(config: &Config, user: &str, password: &str) -> Option<String> {
+    let login = user.split_once('@').map_or(user, |(l, d)| {
+        if d.eq_ignore_ascii_case(&config.network.domain) {
+            l
+        } else {
+            ""
+        }
+    });
+    let login = login.to_ascii_lowercase();
+    let u = config.users.iter().find(|u| u.login == login)?;
+    let hash = PasswordHash::new(&u.password_hash).ok()?;
+    Argon2::default()
+        .verify_password(password.as_bytes(), &hash)
+        .ok()
+        .map(|()| login)
+}
+
+/// Failed logins per client address: after [`FAILURES`] in [`WINDOW`], that address is
+/// refused until the window passes.
+#[derive(Debug, Default)]
+pub struct AuthLimiter {
+    failures: Mutex<Vec<(IpAddr, Instant, u32)>>,
+}
+
+const FAILURES: u32 = 5;
+const WINDOW: Duration = Duration::from_secs(600);
+
+impl AuthLimiter {
+    /// Whether `ip` may try again now.
+    pub fn allowed(&self, ip: IpAddr) -> bool {
+        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        f.retain(|(_, since, _)| since.elapsed() < WINDOW);
+        f.iter()
+            .find(|(a, _, _)| *a == ip)
+            .is_none_or(|(_, _, n)| *n < FAILURES)
+    }
+
+    pub fn failed(&self, ip: IpAddr) {
+        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        match f.iter_mut().find(|(a, _, _)| *a == ip) {
+            Some(e) => e.2 += 1,
+            None => {
+                // Bounded: the oldest entries go first when many addresses fail at once.
+                if f.len() >= 10_000 {
+                    f.remove(0);
+                }
+                f.push((ip, Instant::now(), 1));
+            }
+        }
+    }
+}
+
+/// Decodes base64 (RFC 4648, with padding) as SASL uses it.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in text.trim().bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Encodes base64 (for the `334` prompts).
+pub fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_roundtrip() {
+        for s in ["", "a", "ab", "abc", "\0alice\0secret", "Username:"] {
+            assert_eq!(
+                base64_decode(&base64_encode(s.as_bytes())).unwrap(),
+                s.as_bytes()
+            );
+        }
+        assert_eq!(base64_encode(b"Username:"), "VXNlcm5hbWU6");
+        assert!(base64_decode("not base64!").is_none());
+    }
+
+    #[test]
+    fn limiter() {
+        let l = AuthLimiter::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..FAILURES {
+            assert!(l.allowed(ip));
+            l.failed(ip);
+        }
+        assert!(!l.allowed(ip));
+        assert!(l.allowed("192.0.2.2".parse().unwrap()));
+    }
+}
