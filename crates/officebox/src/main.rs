@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         action: NetAction,
     },
+    /// The mail queue.
+    Mail {
+        #[command(subcommand)]
+        action: MailAction,
+    },
     /// The DHCP lease table.
     Dhcp {
         #[command(subcommand)]
@@ -101,6 +106,15 @@ enum NetAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum MailAction {
+    /// Messages waiting to go to other domains, with each recipient's state.
+    Queue {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DhcpAction {
     /// Every lease: address, MAC, host name, expiry, reserved or dynamic.
     Leases {
@@ -126,6 +140,9 @@ fn main() -> ExitCode {
         Command::Net {
             action: NetAction::Show { config },
         } => net_show(&config),
+        Command::Mail {
+            action: MailAction::Queue { config },
+        } => mail_queue(&config),
         Command::Net {
             action: NetAction::Apply { config, dry_run },
         } => net_apply(&config, dry_run),
@@ -156,6 +173,26 @@ fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             e.source.name(),
             e.value
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mail_queue(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let db = officebox_store::Db::open(&config.data_dir.join("state.db"))?;
+    let queue = db.queue()?;
+    if queue.is_empty() {
+        println!("the queue is empty");
+    }
+    for m in queue {
+        println!(
+            "#{} from <{}>, {} bytes, received {}",
+            m.id, m.sender, m.size, m.received_at
+        );
+        for (rcpt, state, attempts, error) in m.recipients {
+            let error = error.map(|e| format!(" ({e})")).unwrap_or_default();
+            println!("    {rcpt}: {state}, {attempts} attempt(s){error}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

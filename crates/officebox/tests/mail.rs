@@ -152,6 +152,18 @@ fn lan_clients_relay_and_the_message_waits_on_the_queue() {
             .contains("lunch?"),
         "the message file is on disk"
     );
+    let out = Command::new(bin())
+        .args(["mail", "queue", "--config"])
+        .arg(ob.config_path())
+        .current_dir(ob.dir())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("from <alice@office.test>")
+            && listing.contains("friend@example.net: pending, 0 attempt(s)"),
+        "{listing}"
+    );
 }
 
 #[test]
