@@ -151,7 +151,8 @@ struct Shard {
 /// A bounded cache, in shards so lookups from several threads rarely wait on each other.
 pub struct Cache {
     shards: Box<[Mutex<Shard>]>,
-    capacity: usize,
+    /// Changed by a reload (`dns.cache_size`); a smaller size takes effect as entries come.
+    capacity: AtomicUsize,
     /// Entries in all shards.
     count: AtomicUsize,
     /// Seeded per process: which shard a name lands in is not predictable from outside.
@@ -161,7 +162,7 @@ pub struct Cache {
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.capacity.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -181,7 +182,7 @@ impl Cache {
             .collect();
         Cache {
             shards,
-            capacity,
+            capacity: AtomicUsize::new(capacity),
             count: AtomicUsize::new(0),
             hasher: RandomState::default(),
         }
@@ -240,7 +241,8 @@ impl Cache {
     /// entry gives up its oldest one, so the total stays at the capacity however names
     /// fall into shards.
     pub fn insert(&self, key: Key, entry: Arc<Cached>) {
-        if entry.ttl == 0 || self.capacity == 0 {
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        if entry.ttl == 0 || capacity == 0 {
             return;
         }
         let home = self.shard_index(&key);
@@ -252,7 +254,7 @@ impl Cache {
                 return;
             }
             shard.order.push_back(key);
-            if self.count.fetch_add(1, Ordering::Relaxed) < self.capacity {
+            if self.count.fetch_add(1, Ordering::Relaxed) < capacity {
                 return;
             }
             // Full: this shard gives up its oldest entry, unless the new one is all it has.
@@ -280,6 +282,11 @@ impl Cache {
             }
         }
         false
+    }
+
+    /// Sets the number of answers kept (a reload of `dns.cache_size`).
+    pub fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity, Ordering::Relaxed);
     }
 
     /// Number of entries (for status and tests).

@@ -245,6 +245,7 @@ pub async fn serve(
                     }
                     config = Arc::clone(&config_rx.borrow_and_update());
                     shared.forwarder.set_upstreams(&upstreams(&config));
+                    shared.forwarder.cache().set_capacity(config.dns.cache_size);
                     match refresh(&state, &shared, &config).await {
                         Ok(t) => next_expiry = t,
                         Err(error) => warn!(message = "dns: zone not rebuilt", %error),
