@@ -5,8 +5,11 @@
 //!   may relay; pure over the config.
 //! - [`smtp`]: the SMTP server, one task per connection.
 //! - [`deliver`]: storing an accepted message durably before it is acknowledged.
+//! - [`pop3`]: the POP3 server over the same Maildirs.
+//! - [`tls`]: the box's certificate and password checks, shared by SMTP and POP3.
 
 pub mod deliver;
+pub mod pop3;
 pub mod route;
 pub mod smtp;
 pub mod tls;
@@ -27,16 +30,34 @@ use tracing::{debug, info, warn};
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_SESSIONS: usize = 200;
 
-fn endpoints(config: &Config) -> Vec<(SocketAddr, smtp::Port)> {
+/// What a listening socket serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Smtp(smtp::Port),
+    Pop3(pop3::Port),
+}
+
+impl Kind {
+    fn needs_tls_first(self) -> bool {
+        matches!(
+            self,
+            Kind::Smtp(smtp::Port::Smtps) | Kind::Pop3(pop3::Port::Pop3s)
+        )
+    }
+}
+
+fn endpoints(config: &Config) -> Vec<(SocketAddr, Kind)> {
     let m = &config.mail;
     let ports = [
-        (Service::Smtp, m.smtp_port, smtp::Port::Smtp),
+        (Service::Smtp, m.smtp_port, Kind::Smtp(smtp::Port::Smtp)),
         (
             Service::Submission,
             m.submission_port,
-            smtp::Port::Submission,
+            Kind::Smtp(smtp::Port::Submission),
         ),
-        (Service::Smtps, m.smtps_port, smtp::Port::Smtps),
+        (Service::Smtps, m.smtps_port, Kind::Smtp(smtp::Port::Smtps)),
+        (Service::Pop3, m.pop3_port, Kind::Pop3(pop3::Port::Pop3)),
+        (Service::Pop3s, m.pop3s_port, Kind::Pop3(pop3::Port::Pop3s)),
     ];
     ports
         .into_iter()
@@ -48,7 +69,15 @@ fn endpoints(config: &Config) -> Vec<(SocketAddr, smtp::Port)> {
         .collect()
 }
 
-/// Runs the SMTP server until `shutdown`; rebinds when a reload moves it.
+/// What every session shares.
+struct Ctx {
+    store: Arc<deliver::Store>,
+    shared: Arc<smtp::Shared>,
+    locks: Arc<pop3::Locks>,
+    slots: Arc<Semaphore>,
+}
+
+/// Runs the SMTP and POP3 servers until `shutdown`; rebinds when a reload moves them.
 pub async fn serve(
     mut config_rx: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
@@ -64,37 +93,44 @@ pub async fn serve(
     let tls = match tls::acceptor(&config) {
         Ok(a) => Some(a),
         Err(error) => {
-            warn!(message = "mail: no TLS (STARTTLS is not offered and the smtps port is not served)", %error);
+            warn!(message = "mail: no TLS (STARTTLS/STLS are not offered, the TLS ports are not served)", %error);
             None
         }
     };
-    let shared = Arc::new(smtp::Shared {
-        tls,
-        limiter: tls::AuthLimiter::default(),
+    let ctx = Arc::new(Ctx {
+        store,
+        shared: Arc::new(smtp::Shared {
+            tls,
+            limiter: tls::AuthLimiter::default(),
+        }),
+        locks: Arc::default(),
+        slots: Arc::new(Semaphore::new(MAX_SESSIONS)),
     });
-    let slots = Arc::new(Semaphore::new(MAX_SESSIONS));
     loop {
         let addrs = endpoints(&config_rx.borrow());
         let mut listeners = Vec::new();
         for (addr, kind) in &addrs {
-            if *kind == smtp::Port::Smtps && shared.tls.is_none() {
+            if kind.needs_tls_first() && ctx.shared.tls.is_none() {
                 continue;
             }
             let l = TcpListener::bind(addr).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("smtp: cannot listen on tcp {addr}: {e}"))
+                io::Error::new(e.kind(), format!("mail: cannot listen on tcp {addr}: {e}"))
             })?;
-            info!(message = "smtp: serving", %addr, port = ?kind);
+            match kind {
+                Kind::Smtp(port) => info!(message = "smtp: serving", %addr, ?port),
+                Kind::Pop3(port) => info!(message = "pop3: serving", %addr, ?port),
+            }
             listeners.push((l, *kind));
         }
         let stop = shutdown.child_token();
         for (l, kind) in listeners {
-            let ctx = Ctx {
-                store: Arc::clone(&store),
-                shared: Arc::clone(&shared),
-                slots: Arc::clone(&slots),
+            tokio::spawn(accept(
+                l,
                 kind,
-            };
-            tokio::spawn(accept(l, config_rx.clone(), ctx, stop.clone()));
+                config_rx.clone(),
+                Arc::clone(&ctx),
+                stop.clone(),
+            ));
         }
         let rebind = loop {
             tokio::select! {
@@ -116,18 +152,11 @@ pub async fn serve(
     }
 }
 
-/// What a listener hands each session.
-struct Ctx {
-    store: Arc<deliver::Store>,
-    shared: Arc<smtp::Shared>,
-    slots: Arc<Semaphore>,
-    kind: smtp::Port,
-}
-
 async fn accept(
     listener: TcpListener,
+    kind: Kind,
     config_rx: watch::Receiver<Arc<Config>>,
-    ctx: Ctx,
+    ctx: Arc<Ctx>,
     stop: CancellationToken,
 ) {
     loop {
@@ -136,7 +165,7 @@ async fn accept(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(error) => {
-                    warn!(message = "smtp: accept failed", %error);
+                    warn!(message = "mail: accept failed", %error);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -147,18 +176,39 @@ async fn accept(
         };
         // Each session keeps the config it started with.
         let config = Arc::clone(&config_rx.borrow());
-        let (store, shared, kind, stop) = (
-            Arc::clone(&ctx.store),
-            Arc::clone(&ctx.shared),
-            ctx.kind,
-            stop.clone(),
-        );
+        let (ctx, stop) = (Arc::clone(&ctx), stop.clone());
         tokio::spawn(async move {
+            let session = async {
+                match kind {
+                    Kind::Smtp(port) => {
+                        smtp::session(
+                            stream,
+                            peer,
+                            config,
+                            Arc::clone(&ctx.store),
+                            Arc::clone(&ctx.shared),
+                            port,
+                        )
+                        .await
+                    }
+                    Kind::Pop3(port) => {
+                        pop3::session(
+                            stream,
+                            peer,
+                            config,
+                            Arc::clone(&ctx.shared),
+                            Arc::clone(&ctx.locks),
+                            port,
+                        )
+                        .await
+                    }
+                }
+            };
             tokio::select! {
                 () = stop.cancelled() => {}
-                r = smtp::session(stream, peer, config, store, shared, kind) => {
+                r = session => {
                     if let Err(error) = r {
-                        debug!(message = "smtp: session ended", %peer, %error);
+                        debug!(message = "mail: session ended", %peer, %error);
                     }
                 }
             }

@@ -1,0 +1,452 @@
+//! The POP3 server (RFC 1939, CAPA RFC 2449, STLS RFC 2595, AUTH PLAIN RFC 5034) over the
+//! users' Maildirs, the same ones SMTP and voicemail deliver into.
+//!
+//! A mailbox is listed once at login from file names (sizes are in the names, so a large
+//! mailbox opens without reading its messages); UIDLs are the Maildir unique names, stable
+//! forever; DELE takes effect at QUIT; one session per mailbox at a time ([IN-USE]);
+//! passwords in clear are refused from the WAN unless the session is TLS; failed logins
+//! are limited per client like SMTP's.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use officebox_config::Config;
+use officebox_config::derive::{ClientZone, client_zone};
+use officebox_store::{Entry, Maildir};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use crate::deliver::mailbox_path;
+use crate::smtp::Shared;
+use crate::tls::{authenticate, base64_decode};
+
+const MAX_LINE: usize = 1024;
+/// RFC 1939 section 3: at least 10 minutes of inactivity before closing.
+const IDLE: Duration = Duration::from_secs(600);
+
+/// Which port a connection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// 110: STLS offered.
+    Pop3,
+    /// 995: TLS from the first byte.
+    Pop3s,
+}
+
+/// Mailboxes open in a session right now.
+#[derive(Debug, Default)]
+pub struct Locks {
+    open: Mutex<HashSet<String>>,
+}
+
+impl Locks {
+    fn take(&self, login: &str) -> bool {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(login.to_string())
+    }
+
+    fn release(&self, login: &str) {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(login);
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+struct Conn {
+    stream: Box<dyn Io>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    async fn line(&mut self) -> io::Result<Option<String>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let rest = self.buf.split_off(pos + 1);
+                let line = std::mem::replace(&mut self.buf, rest);
+                return Ok(Some(
+                    String::from_utf8_lossy(&line)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                ));
+            }
+            if self.buf.len() > MAX_LINE {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
+            }
+            self.flush().await?;
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(IDLE, self.stream.read(&mut chunk))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client idle"))??;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn say(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// A multi-line body, byte-stuffed (RFC 1939 section 3), ended by ".".
+    fn body(&mut self, data: &[u8]) {
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            if line.first() == Some(&b'.') {
+                self.out.push(b'.');
+            }
+            self.out.extend_from_slice(line);
+        }
+        if !data.is_empty() && !data.ends_with(b"\n") {
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.out.extend_from_slice(b".\r\n");
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Holds a mailbox's lock; released when the session ends in any way (QUIT, a dropped
+/// connection, shutdown).
+struct Held {
+    locks: Arc<Locks>,
+    login: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.locks.release(&self.login);
+    }
+}
+
+/// The messages of a session, as listed at login.
+struct Mailbox {
+    _held: Held,
+    maildir: Maildir,
+    entries: Vec<Entry>,
+    deleted: Vec<bool>,
+}
+
+impl Mailbox {
+    /// The message numbered `n` (1-based) if it exists and is not deleted.
+    fn get(&self, arg: Option<&str>) -> Result<usize, &'static str> {
+        let n: usize = arg
+            .and_then(|a| a.parse().ok())
+            .ok_or("-ERR a message number is needed")?;
+        match n.checked_sub(1) {
+            Some(i) if i < self.entries.len() && !self.deleted[i] => Ok(i),
+            _ => Err("-ERR no such message"),
+        }
+    }
+}
+
+/// Serves one POP3 connection.
+pub async fn session(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    locks: Arc<Locks>,
+    port: Port,
+) -> io::Result<()> {
+    let mut conn = Conn {
+        stream: Box::new(stream),
+        buf: Vec::new(),
+        out: Vec::new(),
+    };
+    let mut tls = false;
+    if port == Port::Pop3s {
+        let Some(acceptor) = &shared.tls else {
+            return Ok(());
+        };
+        let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
+        conn.stream = Box::new(
+            tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain))
+                .await
+                .map_err(|_| io::Error::other("TLS handshake timed out"))??,
+        );
+        tls = true;
+    }
+    conn.say("+OK officebox POP3 ready");
+    let mut user: Option<String> = None;
+    let mut mailbox: Option<Mailbox> = None;
+    let result = async {
+        loop {
+            let Some(line) = conn.line().await? else { return Ok(()) };
+            let mut words = line.splitn(3, ' ');
+            let command = words.next().unwrap_or_default().to_ascii_uppercase();
+            let (a1, a2) = (words.next(), words.next());
+            match (command.as_str(), &mut mailbox) {
+                ("CAPA", _) => {
+                    conn.say("+OK capabilities");
+                    for c in ["TOP", "UIDL", "USER", "SASL PLAIN", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE", "EXPIRE NEVER", "IMPLEMENTATION officebox"] {
+                        conn.say(c);
+                    }
+                    if !tls && shared.tls.is_some() && mailbox.is_none() {
+                        conn.say("STLS");
+                    }
+                    conn.say(".");
+                }
+                ("NOOP", Some(_)) => conn.say("+OK"),
+                ("QUIT", None) => {
+                    conn.say("+OK bye");
+                    return Ok(());
+                }
+                ("QUIT", Some(mb)) => {
+                    // DELE takes effect now, and only now (RFC 1939 section 6).
+                    let mut failed = false;
+                    for (e, _) in mb.entries.iter().zip(&mb.deleted).filter(|(_, d)| **d) {
+                        failed |= mb.maildir.delete(e).is_err();
+                    }
+                    conn.say(if failed { "-ERR [SYS/TEMP] some messages were not deleted" } else { "+OK bye" });
+                    return Ok(());
+                }
+                ("STLS", None) if !tls => {
+                    let Some(acceptor) = shared.tls.clone() else {
+                        conn.say("-ERR TLS is not available");
+                        continue;
+                    };
+                    conn.say("+OK begin TLS");
+                    conn.flush().await?;
+                    if !conn.buf.is_empty() {
+                        // Plaintext pipelined behind STLS would ride into the TLS session.
+                        warn!(message = "pop3: data pipelined after STLS; closing", client = %peer);
+                        return Ok(());
+                    }
+                    let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
+                    conn.stream = Box::new(tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await.map_err(|_| io::Error::other("TLS handshake timed out"))??);
+                    tls = true;
+                    user = None;
+                }
+                ("USER", None) => match a1 {
+                    Some(name) if plaintext_ok(&config, peer, tls) => {
+                        user = Some(name.to_string());
+                        conn.say("+OK");
+                    }
+                    Some(_) => conn.say("-ERR [AUTH] passwords in clear are refused from the Internet; use TLS (STLS or port 995)"),
+                    None => conn.say("-ERR a user name is needed"),
+                },
+                ("PASS", None) => {
+                    let Some(name) = user.take() else {
+                        conn.say("-ERR USER first");
+                        continue;
+                    };
+                    let password = line.get(5..).unwrap_or_default().to_string();
+                    match login(&config, &shared, &locks, peer, &name, &password).await {
+                        Ok(mb) => {
+                            conn.say(&format!("+OK {} messages", mb.entries.len()));
+                            mailbox = Some(mb);
+                        }
+                        Err(reply) => conn.say(reply),
+                    }
+                }
+                ("AUTH", None) => {
+                    if !a1.is_some_and(|m| m.eq_ignore_ascii_case("PLAIN")) {
+                        conn.say("-ERR only PLAIN is supported");
+                        continue;
+                    }
+                    if !plaintext_ok(&config, peer, tls) {
+                        conn.say("-ERR [AUTH] passwords in clear are refused from the Internet; use TLS (STLS or port 995)");
+                        continue;
+                    }
+                    let response = match a2 {
+                        Some(r) => r.to_string(),
+                        None => {
+                            conn.say("+ ");
+                            match conn.line().await? {
+                                Some(r) => r,
+                                None => return Ok(()),
+                            }
+                        }
+                    };
+                    let decoded = base64_decode(&response).unwrap_or_default();
+                    let mut parts = decoded.split(|&b| b == 0).map(|p| String::from_utf8_lossy(p).into_owned());
+                    let (_, name, password) = (parts.next(), parts.next(), parts.next());
+                    let (Some(name), Some(password)) = (name, password) else {
+                        conn.say("-ERR malformed PLAIN response");
+                        continue;
+                    };
+                    match login(&config, &shared, &locks, peer, &name, &password).await {
+                        Ok(mb) => {
+                            conn.say(&format!("+OK {} messages", mb.entries.len()));
+                            mailbox = Some(mb);
+                        }
+                        Err(reply) => conn.say(reply),
+                    }
+                }
+                ("STAT", Some(mb)) => {
+                    let (n, size) = mb.entries.iter().zip(&mb.deleted).filter(|(_, d)| !**d).fold((0, 0), |(n, s), (e, _)| (n + 1, s + e.size()));
+                    conn.say(&format!("+OK {n} {size}"));
+                }
+                ("LIST" | "UIDL", Some(mb)) => {
+                    let uidl = command == "UIDL";
+                    let show = |i: usize, e: &Entry| if uidl { format!("{} {}", i + 1, e.unique()) } else { format!("{} {}", i + 1, e.size()) };
+                    if a1.is_some() {
+                        match mb.get(a1) {
+                            Ok(i) => conn.say(&format!("+OK {}", show(i, &mb.entries[i]))),
+                            Err(e) => conn.say(e),
+                        }
+                    } else {
+                        conn.say("+OK");
+                        let lines: Vec<String> = mb.entries.iter().enumerate().filter(|(i, _)| !mb.deleted[*i]).map(|(i, e)| show(i, e)).collect();
+                        for l in lines {
+                            conn.say(&l);
+                        }
+                        conn.say(".");
+                    }
+                }
+                ("RETR" | "TOP", Some(mb)) => {
+                    let i = match mb.get(a1) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            conn.say(e);
+                            continue;
+                        }
+                    };
+                    let lines: Option<usize> = if command == "TOP" {
+                        match a2.and_then(|n| n.parse().ok()) {
+                            Some(n) => Some(n),
+                            None => {
+                                conn.say("-ERR TOP needs a line count");
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    match mb.maildir.read(&mb.entries[i]) {
+                        Ok(data) => {
+                            let data = match lines {
+                                Some(n) => top(&data, n),
+                                None => data,
+                            };
+                            conn.say(&format!("+OK {} octets", data.len()));
+                            conn.body(&data);
+                        }
+                        // Deleted meanwhile (by the phone menu, say).
+                        Err(_) => conn.say("-ERR [SYS/TEMP] the message is gone"),
+                    }
+                }
+                ("DELE", Some(mb)) => match mb.get(a1) {
+                    Ok(i) => {
+                        mb.deleted[i] = true;
+                        conn.say("+OK marked for deletion");
+                    }
+                    Err(e) => conn.say(e),
+                },
+                ("RSET", Some(mb)) => {
+                    mb.deleted.iter_mut().for_each(|d| *d = false);
+                    conn.say("+OK");
+                }
+                _ => conn.say("-ERR command not valid here"),
+            }
+        }
+    }
+    .await;
+    drop(mailbox);
+    conn.flush().await?;
+    result
+}
+
+/// RFC 2595 section 3 and the appliance's own rule: clear-text logins only from the LAN
+/// or loopback, or inside TLS.
+fn plaintext_ok(config: &Config, peer: SocketAddr, tls: bool) -> bool {
+    tls || client_zone(&config.network, peer.ip()) != ClientZone::Wan
+}
+
+async fn login(
+    config: &Arc<Config>,
+    shared: &Shared,
+    locks: &Arc<Locks>,
+    peer: SocketAddr,
+    name: &str,
+    password: &str,
+) -> Result<Mailbox, &'static str> {
+    if !shared.limiter.allowed(peer.ip()) {
+        return Err("-ERR [AUTH] too many failed logins; try again later");
+    }
+    let (config, name_owned, password) =
+        (Arc::clone(config), name.to_string(), password.to_string());
+    let checked = tokio::task::spawn_blocking(move || {
+        authenticate(&config, &name_owned, &password).map(|l| (l, config))
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some((login, config)) = checked else {
+        shared.limiter.failed(peer.ip());
+        warn!(message = "pop3: login failed", client = %peer);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return Err("-ERR [AUTH] invalid user name or password");
+    };
+    if !locks.take(&login) {
+        return Err("-ERR [IN-USE] the mailbox is open in another session");
+    }
+    let held = Held {
+        locks: Arc::clone(locks),
+        login: login.clone(),
+    };
+    let path = mailbox_path(&config.data_dir, &login);
+    let listed = tokio::task::spawn_blocking(move || {
+        Maildir::open(&path).and_then(|m| m.list().map(|e| (m, e)))
+    })
+    .await;
+    match listed {
+        Ok(Ok((maildir, mut entries))) => {
+            entries.sort_by(|a, b| a.unique().cmp(b.unique()));
+            info!(message = "pop3: mailbox opened", user = %login, messages = entries.len());
+            let deleted = vec![false; entries.len()];
+            Ok(Mailbox {
+                _held: held,
+                maildir,
+                entries,
+                deleted,
+            })
+        }
+        _ => Err("-ERR [SYS/TEMP] the mailbox cannot be opened"),
+    }
+}
+
+/// The headers and the first `n` lines of the body (RFC 1939 TOP).
+fn top(data: &[u8], n: usize) -> Vec<u8> {
+    let split = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(data.len());
+    let mut out = data[..split].to_vec();
+    for line in data[split..].split_inclusive(|&b| b == b'\n').take(n) {
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_takes_headers_and_lines() {
+        let m = b"Subject: x\r\nFrom: y\r\n\r\none\r\ntwo\r\nthree\r\n";
+        assert_eq!(top(m, 0), b"Subject: x\r\nFrom: y\r\n\r\n");
+        assert_eq!(top(m, 2), b"Subject: x\r\nFrom: y\r\n\r\none\r\ntwo\r\n");
+        assert_eq!(top(m, 99), m);
+    }
+}
