@@ -113,10 +113,17 @@ fn starts_reloads_refuses_a_broken_reload_and_stops_on_sigint() {
     ob.write_config(&moved.clone().set("ntp.enabled", false).text())
         .expect("write");
     assert!(ob.reload().expect("reload"));
-    assert!(ntp_time(ntp2).is_none(), "disabled by reload");
+    // The service stops right after the reload is applied.
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(3), || ntp_time(ntp2).is_none()),
+        "disabled by reload"
+    );
     ob.write_config(&moved.text()).expect("write");
     assert!(ob.reload().expect("reload"));
-    assert!(ntp_time(ntp2).is_some(), "enabled again by reload");
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(3), || ntp_time(ntp2).is_some()),
+        "enabled again by reload"
+    );
 
     let (status, log, _dir) = ob
         .stop_with("INT", Duration::from_secs(5))
