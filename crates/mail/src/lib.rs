@@ -8,6 +8,7 @@
 //! - [`pop3`]: the POP3 server over the same Maildirs.
 //! - [`tls`]: the box's certificate and password checks, shared by SMTP and POP3.
 
+mod conn;
 pub mod deliver;
 pub mod pop3;
 pub mod route;

@@ -16,10 +16,10 @@ use std::time::Duration;
 use officebox_config::Config;
 use officebox_config::derive::{ClientZone, client_zone};
 use officebox_store::{Entry, Maildir};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+use crate::conn::Conn;
 use crate::deliver::mailbox_path;
 use crate::smtp::Shared;
 use crate::tls::{authenticate, base64_decode};
@@ -59,68 +59,27 @@ impl Locks {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-struct Conn {
-    stream: Box<dyn Io>,
-    buf: Vec<u8>,
-    out: Vec<u8>,
+/// The next command line, without its line end.
+async fn next_line(conn: &mut Conn) -> io::Result<Option<String>> {
+    Ok(conn.line(MAX_LINE, IDLE).await?.map(|l| {
+        String::from_utf8_lossy(&l)
+            .trim_end_matches(['\r', '\n'])
+            .to_string()
+    }))
 }
 
-impl Conn {
-    async fn line(&mut self) -> io::Result<Option<String>> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let rest = self.buf.split_off(pos + 1);
-                let line = std::mem::replace(&mut self.buf, rest);
-                return Ok(Some(
-                    String::from_utf8_lossy(&line)
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string(),
-                ));
-            }
-            if self.buf.len() > MAX_LINE {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
-            }
-            self.flush().await?;
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(IDLE, self.stream.read(&mut chunk))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client idle"))??;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+/// A multi-line body, byte-stuffed (RFC 1939 section 3), ended by ".".
+fn body(conn: &mut Conn, data: &[u8]) {
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        if line.first() == Some(&b'.') {
+            conn.raw(b".");
         }
+        conn.raw(line);
     }
-
-    fn say(&mut self, text: &str) {
-        self.out.extend_from_slice(text.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+    if !data.is_empty() && !data.ends_with(b"\n") {
+        conn.raw(b"\r\n");
     }
-
-    /// A multi-line body, byte-stuffed (RFC 1939 section 3), ended by ".".
-    fn body(&mut self, data: &[u8]) {
-        for line in data.split_inclusive(|&b| b == b'\n') {
-            if line.first() == Some(&b'.') {
-                self.out.push(b'.');
-            }
-            self.out.extend_from_slice(line);
-        }
-        if !data.is_empty() && !data.ends_with(b"\n") {
-            self.out.extend_from_slice(b"\r\n");
-        }
-        self.out.extend_from_slice(b".\r\n");
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
-        }
-        Ok(())
-    }
+    conn.raw(b".\r\n");
 }
 
 /// Holds a mailbox's lock; released when the session ends in any way (QUIT, a dropped
@@ -166,22 +125,13 @@ pub async fn session(
     locks: Arc<Locks>,
     port: Port,
 ) -> io::Result<()> {
-    let mut conn = Conn {
-        stream: Box::new(stream),
-        buf: Vec::new(),
-        out: Vec::new(),
-    };
+    let mut conn = Conn::new(stream);
     let mut tls = false;
     if port == Port::Pop3s {
         let Some(acceptor) = &shared.tls else {
             return Ok(());
         };
-        let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
-        conn.stream = Box::new(
-            tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain))
-                .await
-                .map_err(|_| io::Error::other("TLS handshake timed out"))??,
-        );
+        conn.start_tls(acceptor).await?;
         tls = true;
     }
     conn.say("+OK officebox POP3 ready");
@@ -189,7 +139,7 @@ pub async fn session(
     let mut mailbox: Option<Mailbox> = None;
     let result = async {
         loop {
-            let Some(line) = conn.line().await? else { return Ok(()) };
+            let Some(line) = next_line(&mut conn).await? else { return Ok(()) };
             let mut words = line.splitn(3, ' ');
             let command = words.next().unwrap_or_default().to_ascii_uppercase();
             let (a1, a2) = (words.next(), words.next());
@@ -230,8 +180,7 @@ pub async fn session(
                         warn!(message = "pop3: data pipelined after STLS; closing", client = %peer);
                         return Ok(());
                     }
-                    let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
-                    conn.stream = Box::new(tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await.map_err(|_| io::Error::other("TLS handshake timed out"))??);
+                    conn.start_tls(&acceptor).await?;
                     tls = true;
                     user = None;
                 }
@@ -270,7 +219,7 @@ pub async fn session(
                         Some(r) => r.to_string(),
                         None => {
                             conn.say("+ ");
-                            match conn.line().await? {
+                            match next_line(&mut conn).await? {
                                 Some(r) => r,
                                 None => return Ok(()),
                             }
@@ -338,7 +287,7 @@ pub async fn session(
                                 None => data,
                             };
                             conn.say(&format!("+OK {} octets", data.len()));
-                            conn.body(&data);
+                            body(&mut conn, &data);
                         }
                         // Deleted meanwhile (by the phone menu, say).
                         Err(_) => conn.say("-ERR [SYS/TEMP] the message is gone"),

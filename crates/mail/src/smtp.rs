@@ -16,11 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use officebox_config::Config;
 use officebox_config::derive::client_zone;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, Request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::conn::Conn;
 use crate::deliver::{Delivery, Store};
 use crate::route::{Destination, may_relay, resolve};
 use crate::tls::{AuthLimiter, authenticate, base64_decode};
@@ -61,10 +61,6 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Any byte stream: TCP, then TLS over it.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 struct Session<'a> {
     config: &'a Config,
     store: &'a Arc<Store>,
@@ -75,53 +71,6 @@ struct Session<'a> {
     errors: u32,
     tls: bool,
     user: Option<String>,
-}
-
-/// A buffered connection that reads lines with a bound on their length.
-struct Conn {
-    stream: Box<dyn Io>,
-    buf: Vec<u8>,
-    out: Vec<u8>,
-}
-
-impl Conn {
-    /// The next line including its LF, or `Ok(None)` at end of stream. A line longer than
-    /// `max` is an error of kind InvalidData.
-    async fn line(&mut self, max: usize, wait: Duration) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let rest = self.buf.split_off(pos + 1);
-                return Ok(Some(std::mem::replace(&mut self.buf, rest)));
-            }
-            if self.buf.len() > max {
-                self.buf.clear();
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
-            }
-            // Nothing complete left: answers for pipelined commands go out now.
-            self.flush().await?;
-            let mut chunk = [0u8; 8192];
-            let n = tokio::time::timeout(wait, self.stream.read(&mut chunk))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client idle"))??;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    fn say(&mut self, text: &str) {
-        self.out.extend_from_slice(text.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
-        }
-        Ok(())
-    }
 }
 
 fn now_unix() -> i64 {
@@ -181,18 +130,13 @@ pub async fn session(
     port: Port,
 ) -> io::Result<()> {
     let host = format!("{}.{}", config.network.hostname, config.network.domain);
-    let mut conn = Conn {
-        stream: Box::new(stream),
-        buf: Vec::new(),
-        out: Vec::new(),
-    };
+    let mut conn = Conn::new(stream);
     let mut tls = false;
     if port == Port::Smtps {
         let Some(acceptor) = &shared.tls else {
             return Ok(());
         };
-        let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
-        conn.stream = handshake(acceptor, plain).await?;
+        conn.start_tls(acceptor).await?;
         tls = true;
     }
     conn.say(&format!("220 {host} ESMTP officebox"));
@@ -330,8 +274,7 @@ pub async fn session(
                     warn!(message = "smtp: data pipelined after STARTTLS; closing", client = %peer);
                     return Ok(());
                 }
-                let plain = std::mem::replace(&mut conn.stream, Box::new(tokio::io::empty()));
-                conn.stream = handshake(acceptor, plain).await?;
+                conn.start_tls(acceptor).await?;
                 // Everything said before TLS is forgotten (RFC 3207 section 4.2).
                 s.helo = None;
                 s.user = None;
@@ -382,14 +325,6 @@ pub async fn session(
     }
     conn.flush().await?;
     Ok(())
-}
-
-/// Completes a TLS handshake (bounded in time).
-async fn handshake(acceptor: &TlsAcceptor, stream: Box<dyn Io>) -> io::Result<Box<dyn Io>> {
-    let tls = tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    Ok(Box::new(tls))
 }
 
 impl Session<'_> {
