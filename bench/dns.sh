@@ -32,21 +32,9 @@ for tool in dnsmasq unbound dnsperf dig ss awk; do
     command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done
 
-work="$(mktemp -d /tmp/obx-bench-dns-XXXXXX)"
+source bench/lib.sh
+bench_start dns
 chmod 755 "$work"                       # dnsmasq drops root and rereads its hosts files
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ data
 
@@ -62,13 +50,6 @@ chmod 644 "$work"/*.hosts
 host1_ip="$(awk 'NR == 1 { print $1 }' "$work/local.hosts")"
 
 # ------------------------------------------------------------------ helpers
-
-port_free() { # ADDR PORT: nothing listens there (UDP or TCP), nor on the wildcard
-    ! ss -Hlnut | awk -v a="$1" -v p="$2" '
-        { n = split($5, f, ":"); port = f[n]; host = substr($5, 1, length($5) - length(port) - 1) }
-        port == p && (host == a || host == "0.0.0.0" || host == "*" || host == "[::]") { found = 1 }
-        END { exit !found }'
-}
 
 # wait_answer ADDR PORT NAME EXPECTED PID LOG: up to 10 s for the server to answer
 wait_answer() {
@@ -86,7 +67,6 @@ wait_answer() {
     return 1
 }
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 stop() { # PID: stop one server we started
@@ -99,10 +79,10 @@ results=()   # "server test qps lost us_per_query rss_mb"
 # measure NAME TEST ADDR PORT QUERYFILE PID
 measure() {
     local before after out qps lost done_q us rcodes up_before up_after
-    before="$(cpu_ticks "$6")" up_before="$(cpu_ticks "$up_pid")"
+    before="$(ticks "$6")" up_before="$(ticks "$up_pid")"
     out="$(dnsperf -s "$3" -p "$4" -d "$5" -l "$duration" -c 4 -Q 1000000 2>&1)" || {
         echo "$out" >&2; echo "dnsperf failed against $1" >&2; return 1; }
-    after="$(cpu_ticks "$6")" up_after="$(cpu_ticks "$up_pid")"
+    after="$(ticks "$6")" up_after="$(ticks "$up_pid")"
     qps="$(awk '/Queries per second:/ { printf "%.0f", $4 }' <<<"$out")"
     lost="$(awk '/Queries lost:/ { print $3 }' <<<"$out")"
     done_q="$(awk '/Queries completed:/ { print $3 }' <<<"$out")"
@@ -300,7 +280,6 @@ field() { # SERVER TEST COLUMN (3 = qps, 4 = lost, 5 = CPU us/query)
     done
     echo n/a
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
 echo
 echo "officebox / peer:       local   forwarded"

@@ -55,13 +55,13 @@ case "$dc_version" in
        [ "${PEERS:-1}" = 0 ] || exit 1 ;;
 esac
 
-work="$(mktemp -d /tmp/obx-bench-pop3-XXXXXX)"
+source bench/lib.sh
+bench_start pop3
 chmod 755 "$work"                       # dovecot serves as nobody below it
-pids=()
 dc_conf="$work/dovecot/dovecot.conf"
 dc_master=""                            # pid of our dovecot instance's master, once started
-cleanup() {
-    local p i
+bench_extra_cleanup() {
+    local i
     if [ -n "$dc_master" ]; then
         dovecot -c "$dc_conf" stop >/dev/null 2>&1 || true
         for i in $(seq 100); do
@@ -70,55 +70,15 @@ cleanup() {
         done
         kill -KILL "$dc_master" 2>/dev/null || true
     fi
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ helpers
 
-port_free() { # ADDR PORT: nothing listens there on TCP, nor on the wildcard
-    ! ss -Hltn | awk -v a="$1" -v p="$2" '
-        { n = split($4, f, ":"); port = f[n]; host = substr($4, 1, length($4) - length(port) - 1) }
-        port == p && (host == a || host == "0.0.0.0" || host == "*" || host == "[::]") { found = 1 }
-        END { exit !found }'
-}
 
-# wait_listen PORT PID LOG: up to 10 s for PID (still alive) to listen on ADDR:PORT
-wait_listen() {
-    local i
-    for i in $(seq 100); do
-        if ! kill -0 "$2" 2>/dev/null; then
-            echo "server (pid $2) exited; its log:" >&2; cat "$3" >&2; return 1
-        fi
-        port_free "$addr" "$1" || return 0
-        sleep 0.1
-    done
-    echo "nothing listens on $addr:$1 after 10 s; server log:" >&2; tail -n 50 "$3" >&2
-    return 1
-}
-
-# ticks PID...: utime+stime+cutime+cstime (fields 14-17) of each PID, summed; a PID
-# that just exited counts 0 (its time moves into its parent's cutime/cstime).
-ticks() {
-    local p t=0 v
-    for p in "$@"; do
-        v="$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat" 2>/dev/null)" || v=0
-        t=$((t + ${v:-0}))
-    done
-    echo "$t"
-}
 obx_ticks() { ticks "$obx_pid"; }
 # shellcheck disable=SC2046
 dc_ticks() { ticks "$dc_master" $(pgrep -P "$dc_master" || true); }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
 # The client: `gen DIR N SECS WSIZE` writes a Maildir and prints "count bytes";
 # `retr|stat HOST PORT USER PASS` runs one session and prints
