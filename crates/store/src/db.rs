@@ -79,20 +79,35 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX queue_due ON queue_recipients (state, next_attempt_at);
     ",
     },
+    Migration {
+        version: 3,
+        name: "delivery status notifications and the POP3 fetcher",
+        sql: "
+        ALTER TABLE queue_messages ADD COLUMN envid TEXT;
+        ALTER TABLE queue_messages ADD COLUMN ret TEXT;
+        ALTER TABLE queue_recipients ADD COLUMN notify INTEGER;
+        ALTER TABLE queue_recipients ADD COLUMN orcpt TEXT;
+        ALTER TABLE queue_recipients ADD COLUMN delay_notified INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE queue_recipients ADD COLUMN reported INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE queue_recipients ADD COLUMN remote TEXT;
+        CREATE TABLE fetch_seen (
+            account    TEXT NOT NULL,
+            uid        TEXT NOT NULL,
+            fetched_at INTEGER NOT NULL,
+            PRIMARY KEY (account, uid)
+        ) WITHOUT ROWID;
+        CREATE TABLE fetch_status (
+            account         TEXT PRIMARY KEY,
+            last_attempt_at INTEGER,
+            last_success_at INTEGER,
+            last_error      TEXT,
+            failures        INTEGER NOT NULL DEFAULT 0,
+            fetched         INTEGER NOT NULL DEFAULT 0,
+            next_poll_at    INTEGER NOT NULL DEFAULT 0
+        );
+    ",
+    },
 ];
-
-/// A message waiting in the outbound queue, with its pending recipients.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Queued {
-    pub id: i64,
-    pub sender: String,
-    /// The message file (written and fsynced before the row).
-    pub path: std::path::PathBuf,
-    pub size: u64,
-    pub received_at: i64,
-    /// (recipient, state, attempts, last error)
-    pub recipients: Vec<(String, String, i64, Option<String>)>,
-}
 
 /// The schema version this binary creates and understands.
 pub fn known_schema_version() -> u32 {
@@ -166,7 +181,7 @@ pub struct Lease {
 /// An open state database.
 #[derive(Debug)]
 pub struct Db {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
 }
 
@@ -355,81 +370,6 @@ impl Db {
         tx.commit().map_err(write_err)
     }
 
-    /// Puts a message on the outbound queue: one row for the message (whose file at
-    /// `path` is already on disk) and one per recipient, in one transaction. Durable when
-    /// this returns.
-    pub fn enqueue(
-        &self,
-        sender: &str,
-        path: &Path,
-        size: u64,
-        recipients: &[String],
-        now: i64,
-    ) -> Result<i64, StoreError> {
-        let write_err = |e| self.err("queue a message", e);
-        let tx = self.conn.unchecked_transaction().map_err(write_err)?;
-        tx.execute(
-            "INSERT INTO queue_messages (sender, path, size, received_at) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                sender,
-                path.to_string_lossy(),
-                i64::try_from(size).unwrap_or(i64::MAX),
-                now
-            ],
-        )
-        .map_err(write_err)?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut stmt = tx
-                .prepare_cached("INSERT OR IGNORE INTO queue_recipients (message_id, recipient, state, next_attempt_at) VALUES (?1, ?2, 'pending', ?3)")
-                .map_err(write_err)?;
-            for r in recipients {
-                stmt.execute(params![id, r, now]).map_err(write_err)?;
-            }
-        }
-        tx.commit().map_err(write_err)?;
-        Ok(id)
-    }
-
-    /// The queue, oldest first.
-    pub fn queue(&self) -> Result<Vec<Queued>, StoreError> {
-        let read_err = |e| self.err("read the queue", e);
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, sender, path, size, received_at FROM queue_messages ORDER BY id")
-            .map_err(read_err)?;
-        let messages = stmt
-            .query_map([], |row| {
-                Ok(Queued {
-                    id: row.get(0)?,
-                    sender: row.get(1)?,
-                    path: std::path::PathBuf::from(row.get::<_, String>(2)?),
-                    size: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
-                    received_at: row.get(4)?,
-                    recipients: Vec::new(),
-                })
-            })
-            .map_err(read_err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(read_err)?;
-        let mut rstmt = self
-            .conn
-            .prepare("SELECT recipient, state, attempts, last_error FROM queue_recipients WHERE message_id = ?1 ORDER BY recipient")
-            .map_err(read_err)?;
-        let mut out = Vec::with_capacity(messages.len());
-        for mut m in messages {
-            m.recipients = rstmt
-                .query_map([m.id], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })
-                .map_err(read_err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(read_err)?;
-            out.push(m);
-        }
-        Ok(out)
-    }
-
     /// Every lease row, ordered by address.
     pub fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         let mut leases = self.query_leases("SELECT {} FROM leases", [])?;
@@ -497,7 +437,7 @@ impl Db {
         Ok(leases)
     }
 
-    fn err(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn err(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
         sqlite_err(op, &self.path, source)
     }
 }

@@ -32,10 +32,17 @@
 
 mod db;
 mod error;
+mod fetch;
 mod file;
 mod maildir;
+mod queue;
 
-pub use db::{Db, Lease, LeaseState, MIGRATIONS, Migration, Queued, known_schema_version};
+pub use db::{Db, Lease, LeaseState, MIGRATIONS, Migration, known_schema_version};
 pub use error::StoreError;
+pub use fetch::FetchStatus;
 pub use file::write_atomic;
 pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER};
+pub use queue::{
+    Job, NewMessage, NewRecipient, Notice, Outcome, Queued, QueuedRecipient, RecipientState, Ret,
+    notify, wants,
+};

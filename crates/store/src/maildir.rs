@@ -139,7 +139,46 @@ impl Maildir {
     /// directory entry are on disk. On error nothing is left in `new/` (best effort
     /// if even unlinking fails) and the temporary file is removed.
     pub fn deliver(&self, message: &[u8]) -> Result<MessageName, StoreError> {
-        let unique = unique_name();
+        self.deliver_as(unique_name(), message)
+    }
+
+    /// Delivers like [`Maildir::deliver`], with `tag` (ASCII letters and digits) in the
+    /// name, so that a caller that may deliver the same message twice (a fetch that was
+    /// cut short before it could record what it took) can see with [`Maildir::tags`]
+    /// that it already did.
+    pub fn deliver_tagged(&self, message: &[u8], tag: &str) -> Result<MessageName, StoreError> {
+        if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(StoreError::InvalidName {
+                root: self.root.clone(),
+                name: format!("delivery tag {tag:?}"),
+            });
+        }
+        let base = unique_name();
+        let unique = match base.split_once('.').and_then(|(secs, rest)| {
+            rest.split_once('.')
+                .map(|(mid, host)| format!("{secs}.{mid}T{tag}.{host}"))
+        }) {
+            Some(u) => u,
+            None => base,
+        };
+        self.deliver_as(unique, message)
+    }
+
+    /// The tags of the messages delivered with [`Maildir::deliver_tagged`] that are still
+    /// here (in `new/` or `cur/`).
+    pub fn tags(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        Ok(self
+            .list()?
+            .iter()
+            .filter_map(|e| {
+                let mid = e.unique().split('.').nth(1)?;
+                let (_, tag) = mid.split_once('T')?;
+                Some(tag.to_string())
+            })
+            .collect())
+    }
+
+    fn deliver_as(&self, unique: String, message: &[u8]) -> Result<MessageName, StoreError> {
         let tmp = self.root.join("tmp").join(&unique);
         if let Err(e) = write_synced(&tmp, message, 0o600) {
             let _ = fs::remove_file(&tmp);
@@ -429,6 +468,25 @@ mod tests {
             md.delete(entry).unwrap(); // already gone: still fine
         }
         assert!(md.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn tagged_deliveries_are_found_again_by_their_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        md.deliver(b"plain\r\n").unwrap();
+        let name = md.deliver_tagged(b"fetched\r\n", "abc123").unwrap();
+        assert!(md.tags().unwrap().contains("abc123"));
+        assert_eq!(md.tags().unwrap().len(), 1);
+        let entry = md
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name() == name.as_str())
+            .unwrap();
+        md.mark_seen(&entry).unwrap();
+        assert!(md.tags().unwrap().contains("abc123"), "still found in cur/");
+        assert!(md.deliver_tagged(b"x", "a/b").is_err());
     }
 
     #[test]
