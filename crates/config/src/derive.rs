@@ -3,7 +3,7 @@
 //! Each function is pure and has a table of tests below, one row per mode where the mode
 //! matters. The rules are the appliance's (see the networking white paper, sections 4-6 and 10).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::model::{Config, Dhcp, Lan, Network, Protocol, SecurityMode, Service, WanAddressing};
 use crate::values::Ipv4Net;
@@ -241,6 +241,39 @@ pub fn recursion_allowed(zone: ClientZone) -> bool {
 /// Relaying to other domains without authentication.
 pub fn relay_allowed(config: &Config, zone: ClientZone) -> bool {
     zone != ClientZone::Wan || config.mail.relay_from_wan
+}
+
+/// The DNS servers the mail queue asks for other domains' mail hosts: `mail.resolvers`
+/// when set; else the box's own DNS service (which caches, and forwards to the
+/// upstream servers); else the upstream servers themselves. Empty when there is none, and
+/// mail for other domains then waits in the queue.
+pub fn mail_resolvers(config: &Config) -> Vec<SocketAddr> {
+    if !config.mail.resolvers.is_empty() {
+        return config.mail.resolvers.clone();
+    }
+    if config.dns.enabled {
+        return bind_addresses(config, Service::Dns)
+            .into_iter()
+            .map(|ip| {
+                let ip = match ip {
+                    IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    other => other,
+                };
+                SocketAddr::new(ip, config.dns.port)
+            })
+            .take(1)
+            .collect();
+    }
+    if config.dns.use_upstream {
+        return config
+            .dns
+            .primary
+            .into_iter()
+            .chain(config.dns.secondary)
+            .collect();
+    }
+    Vec::new()
 }
 
 /// One port officebox listens on.

@@ -1097,6 +1097,10 @@ impl Loader<'_, '_> {
         let password = p.string(self.sink, "password");
         let poll_interval = self.duration(&mut p, "poll_interval", "5m", Duration::from_secs(60));
         let keep_on_server = p.bool(self.sink, "keep_on_server").unwrap_or(false);
+        let verify_certificate = p.bool(self.sink, "verify_certificate").unwrap_or(true);
+        let ca_file = p
+            .string(self.sink, "ca_file")
+            .map(|s| std::path::PathBuf::from(s.value));
         for (key, v) in [
             ("server", server.is_some()),
             ("login", login.is_some()),
@@ -1119,6 +1123,8 @@ impl Loader<'_, '_> {
             password: password?.value,
             poll_interval,
             keep_on_server,
+            verify_certificate,
+            ca_file,
         })
     }
 
@@ -1147,6 +1153,7 @@ impl Loader<'_, '_> {
                 delay_notice_after: Duration::from_secs(4 * 3600),
                 give_up_after: Duration::from_secs(5 * 86_400),
             },
+            resolvers: Vec::new(),
         };
         let mut sec_opt = sec;
         if let Some(s) = sec_opt.as_mut() {
@@ -1176,6 +1183,12 @@ impl Loader<'_, '_> {
         ) {
             mail.max_message_size = size.value;
         }
+        mail.resolvers = sec
+            .parsed_list(self.sink, "resolvers", IP_HELP, parse_dns_server)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
         if let Some(mut q) = sec.table(self.sink, "queue") {
             mail.queue.first_retry =
                 self.duration(&mut q, "first_retry", "5m", Duration::from_secs(1));

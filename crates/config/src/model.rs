@@ -300,6 +300,9 @@ pub struct Mail {
     /// The admin's shared ISP mailbox, sorted out to the users.
     pub catch_all: Option<Pop3Account>,
     pub queue: Queue,
+    /// DNS servers for finding other domains' mail hosts; empty: see
+    /// [`crate::derive::mail_resolvers`].
+    pub resolvers: Vec<std::net::SocketAddr>,
 }
 
 /// Outbound queue timing.
@@ -364,6 +367,11 @@ pub struct Pop3Account {
     pub password: String,
     pub poll_interval: Duration,
     pub keep_on_server: bool,
+    /// Check the server's certificate (against the system's roots and `ca_file`).
+    /// Turning it off sends the password to whoever answers.
+    pub verify_certificate: bool,
+    /// Extra trusted roots (PEM), e.g. for an ISP with a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[phone]`.

@@ -6,8 +6,9 @@
 use std::io;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Any byte stream: TCP, then TLS over it.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -80,6 +81,20 @@ impl Conn {
     pub(crate) async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
         let plain = std::mem::replace(&mut self.stream, Box::new(tokio::io::empty()));
         let tls = tokio::time::timeout(HANDSHAKE, acceptor.accept(plain))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        self.stream = Box::new(tls);
+        Ok(())
+    }
+
+    /// Continues over TLS as the client (STARTTLS to another server, STLS to the ISP).
+    pub(crate) async fn start_tls_client(
+        &mut self,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+    ) -> io::Result<()> {
+        let plain = std::mem::replace(&mut self.stream, Box::new(tokio::io::empty()));
+        let tls = tokio::time::timeout(HANDSHAKE, connector.connect(name, plain))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         self.stream = Box::new(tls);

@@ -8,13 +8,34 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use officebox_store::{Db, Maildir, StoreError};
+use officebox_store::{Db, Maildir, NewMessage, NewRecipient, Ret, StoreError};
+use tokio::sync::Notify;
 
 /// Where one message goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
     pub mailboxes: BTreeSet<String>,
-    pub external: BTreeSet<String>,
+    /// Addresses elsewhere, each once.
+    pub external: Vec<NewRecipient>,
+}
+
+impl Delivery {
+    /// Adds an address elsewhere unless it is already there.
+    pub fn forward(&mut self, recipient: NewRecipient) {
+        if !self.external.iter().any(|r| r.address == recipient.address) {
+            self.external.push(recipient);
+        }
+    }
+}
+
+/// The envelope of a message as the queue needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// The reverse path; empty for the null sender.
+    pub from: String,
+    /// RFC 3461 ENVID and RET.
+    pub envid: Option<String>,
+    pub ret: Option<Ret>,
 }
 
 /// The mail store: mailboxes and the queue under `data_dir`.
@@ -22,6 +43,8 @@ pub struct Delivery {
 pub struct Store {
     data_dir: PathBuf,
     db: Mutex<Db>,
+    /// Rung when something is queued, so the queue runner starts on it at once.
+    pub queued: Notify,
 }
 
 static QUEUE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -31,6 +54,7 @@ impl Store {
         Ok(Store {
             data_dir: data_dir.to_path_buf(),
             db: Mutex::new(Db::open(&data_dir.join("state.db"))?),
+            queued: Notify::new(),
         })
     }
 
@@ -39,10 +63,35 @@ impl Store {
         mailbox_path(&self.data_dir, login)
     }
 
+    /// Where queued message files live.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.data_dir.join("queue")
+    }
+
+    /// Runs `f` with the state database (a blocking call).
+    pub fn with_db<R>(&self, f: impl FnOnce(&Db) -> R) -> R {
+        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&db)
+    }
+
+    /// Writes `message` as a new queue file (fsynced); the caller queues its rows.
+    pub fn write_queue_file(&self, message: &[u8], now: i64) -> Result<PathBuf, StoreError> {
+        let dir = self.queue_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Io {
+            op: "create directory",
+            path: dir.clone(),
+            source: e,
+        })?;
+        let n = QUEUE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{now}.{}.{n}.eml", std::process::id()));
+        officebox_store::write_atomic(&path, message, 0o600)?;
+        Ok(path)
+    }
+
     /// Stores `message` for `delivery`; returns an identifier for the `250` reply.
     pub fn deliver(
         &self,
-        from: &str,
+        envelope: &Envelope,
         message: &[u8],
         delivery: &Delivery,
         now: i64,
@@ -53,18 +102,21 @@ impl Store {
             id.get_or_insert_with(|| name.to_string());
         }
         if !delivery.external.is_empty() {
-            let dir = self.data_dir.join("queue");
-            std::fs::create_dir_all(&dir).map_err(|e| StoreError::Io {
-                op: "create directory",
-                path: dir.clone(),
-                source: e,
+            let path = self.write_queue_file(message, now)?;
+            let qid = self.with_db(|db| {
+                db.enqueue(
+                    &NewMessage {
+                        sender: &envelope.from,
+                        path: &path,
+                        size: message.len() as u64,
+                        envid: envelope.envid.as_deref(),
+                        ret: envelope.ret,
+                        recipients: &delivery.external,
+                    },
+                    now,
+                )
             })?;
-            let n = QUEUE_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!("{now}.{}.{n}.eml", std::process::id()));
-            officebox_store::write_atomic(&path, message, 0o600)?;
-            let recipients: Vec<String> = delivery.external.iter().cloned().collect();
-            let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-            let qid = db.enqueue(from, &path, message.len() as u64, &recipients, now)?;
+            self.queued.notify_one();
             id.get_or_insert_with(|| format!("queued as {qid}"));
         }
         Ok(id.unwrap_or_default())

@@ -6,11 +6,20 @@
 //! - [`smtp`]: the SMTP server, one task per connection.
 //! - [`deliver`]: storing an accepted message durably before it is acknowledged.
 //! - [`pop3`]: the POP3 server over the same Maildirs.
-//! - [`tls`]: the box's certificate and password checks, shared by SMTP and POP3.
+//! - [`tls`]: the box's certificate and password checks, shared by SMTP and POP3; TLS as
+//!   a client.
+//! - [`queue`]: the runner that sends queued mail to other domains, with [`client`] (the
+//!   SMTP client), [`resolve`] (MX lookups) and [`report`] (bounces and other notices).
+//! - [`fetch`]: the POP3 fetcher that brings mail from ISP mailboxes into local ones.
 
+pub mod client;
 mod conn;
 pub mod deliver;
+pub mod fetch;
 pub mod pop3;
+pub mod queue;
+pub mod report;
+pub mod resolve;
 pub mod route;
 pub mod smtp;
 pub mod tls;
@@ -98,6 +107,20 @@ pub async fn serve(
             None
         }
     };
+    // The queue runner and the fetcher live exactly as long as this instance: they are
+    // stopped and awaited however the listeners end, so two of them never work on the
+    // same message.
+    let runner_stop = shutdown.child_token();
+    let runner = tokio::spawn(queue::run(
+        config_rx.clone(),
+        Arc::clone(&store),
+        runner_stop.clone(),
+    ));
+    let fetcher = tokio::spawn(fetch::run(
+        config_rx.clone(),
+        Arc::clone(&store),
+        runner_stop.clone(),
+    ));
     let ctx = Arc::new(Ctx {
         store,
         shared: Arc::new(smtp::Shared {
@@ -107,6 +130,19 @@ pub async fn serve(
         locks: Arc::default(),
         slots: Arc::new(Semaphore::new(MAX_SESSIONS)),
     });
+    let result = listen(config_rx, &ctx, &shutdown).await;
+    runner_stop.cancel();
+    let _ = tokio::join!(runner, fetcher);
+    result
+}
+
+/// Binds the SMTP and POP3 ports and serves them until `shutdown`; rebinds when a reload
+/// moves them.
+async fn listen(
+    mut config_rx: watch::Receiver<Arc<Config>>,
+    ctx: &Arc<Ctx>,
+    shutdown: &CancellationToken,
+) -> io::Result<()> {
     loop {
         let addrs = endpoints(&config_rx.borrow());
         let mut listeners = Vec::new();
@@ -129,7 +165,7 @@ pub async fn serve(
                 l,
                 kind,
                 config_rx.clone(),
-                Arc::clone(&ctx),
+                Arc::clone(ctx),
                 stop.clone(),
             ));
         }

@@ -15,13 +15,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use officebox_config::Config;
 use officebox_config::derive::client_zone;
-use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, Request};
+use officebox_store::{NewRecipient, Ret};
+use smtp_proto::{
+    AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_RET_FULL, MAIL_RET_HDRS, RCPT_NOTIFY_DELAY,
+    RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, Request,
+};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::conn::Conn;
-use crate::deliver::{Delivery, Store};
+use crate::deliver::{Delivery, Envelope, Store};
 use crate::route::{Destination, may_relay, resolve};
 use crate::tls::{AuthLimiter, authenticate, base64_decode};
 
@@ -66,11 +70,43 @@ struct Session<'a> {
     store: &'a Arc<Store>,
     peer: SocketAddr,
     helo: Option<String>,
-    from: Option<String>,
-    to: Vec<(String, Destination)>,
+    from: Option<Envelope>,
+    to: Vec<Rcpt>,
     errors: u32,
     tls: bool,
     user: Option<String>,
+}
+
+/// One accepted recipient with its RFC 3461 parameters.
+struct Rcpt {
+    address: String,
+    dest: Destination,
+    notify: Option<u8>,
+    orcpt: Option<String>,
+}
+
+/// RFC 3461 NOTIFY bits as the queue stores them.
+fn notify_bits(flags: u64) -> Option<u8> {
+    let mut n = 0;
+    for (flag, bit) in [
+        (RCPT_NOTIFY_SUCCESS, officebox_store::notify::SUCCESS),
+        (RCPT_NOTIFY_FAILURE, officebox_store::notify::FAILURE),
+        (RCPT_NOTIFY_DELAY, officebox_store::notify::DELAY),
+        (RCPT_NOTIFY_NEVER, officebox_store::notify::NEVER),
+    ] {
+        if flags & flag != 0 {
+            n |= bit;
+        }
+    }
+    (n != 0).then_some(n)
+}
+
+/// A DSN parameter value kept only if it is short printable ASCII (it is echoed into
+/// notices and to the next server).
+fn dsn_text(value: Option<&str>) -> Option<String> {
+    value
+        .filter(|v| v.len() <= 500 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
 }
 
 fn now_unix() -> i64 {
@@ -185,6 +221,7 @@ pub async fn session(
                 conn.say("250-PIPELINING");
                 conn.say(&format!("250-SIZE {size}"));
                 conn.say("250-8BITMIME");
+                conn.say("250-DSN");
                 if !s.tls && shared.tls.is_some() {
                     conn.say("250-STARTTLS");
                 }
@@ -211,12 +248,22 @@ pub async fn session(
                 } else if from.size as u64 > config.mail.max_message_size {
                     conn.say("552 5.3.4 Message too big for this server");
                 } else {
-                    s.from = Some(from.address.to_string());
+                    s.from = Some(Envelope {
+                        from: from.address.to_string(),
+                        envid: dsn_text(from.env_id.as_deref()),
+                        ret: if from.flags & MAIL_RET_FULL != 0 {
+                            Some(Ret::Full)
+                        } else if from.flags & MAIL_RET_HDRS != 0 {
+                            Some(Ret::Headers)
+                        } else {
+                            None
+                        },
+                    });
                     conn.say("250 2.1.0 Ok");
                 }
             }
             Ok(Request::Rcpt { to }) => {
-                let reply = s.recipient(&to.address);
+                let reply = s.recipient(&to.address, to.flags, to.orcpt.as_deref());
                 conn.say(&reply);
             }
             Ok(Request::Data) => {
@@ -426,7 +473,7 @@ impl Session<'_> {
         self.to.clear();
     }
 
-    fn recipient(&mut self, address: &str) -> String {
+    fn recipient(&mut self, address: &str, flags: u64, orcpt: Option<&str>) -> String {
         if self.from.is_none() {
             self.errors += 1;
             return "503 5.5.1 Need MAIL first".into();
@@ -450,13 +497,18 @@ impl Session<'_> {
             }
             Destination::Local { .. } => {}
         }
-        self.to.push((address.to_string(), dest));
+        self.to.push(Rcpt {
+            address: address.to_string(),
+            dest,
+            notify: notify_bits(flags),
+            orcpt: dsn_text(orcpt),
+        });
         "250 2.1.5 Ok".into()
     }
 
     /// Stores the message everywhere it goes; the reply says whether all of it is safe.
     async fn accept(&self, host: &str, body: Vec<u8>) -> String {
-        let from = self.from.clone().unwrap_or_default();
+        let envelope = self.from.clone().unwrap_or_default();
         let stamp = httpdate(SystemTime::now());
         let received = format!(
             "Received: from {} ({})\r\n\tby {host} (officebox) with ESMTP;\r\n\t{stamp}\r\n",
@@ -472,27 +524,39 @@ impl Session<'_> {
         let mut message = Vec::with_capacity(received.len() + body.len());
         message.extend_from_slice(received.as_bytes());
         message.extend_from_slice(&body);
-        let mut delivery = Delivery {
-            mailboxes: Default::default(),
-            external: Default::default(),
-        };
-        for (address, dest) in &self.to {
-            match dest {
+        let mut delivery = Delivery::default();
+        for rcpt in &self.to {
+            match &rcpt.dest {
                 Destination::Local { mailboxes, forward } => {
                     delivery.mailboxes.extend(mailboxes.iter().cloned());
-                    delivery.external.extend(forward.iter().cloned());
+                    for f in forward {
+                        // Expanded from an alias: the original recipient is the alias.
+                        delivery.forward(NewRecipient {
+                            address: f.clone(),
+                            notify: rcpt.notify,
+                            orcpt: rcpt
+                                .orcpt
+                                .clone()
+                                .or_else(|| Some(format!("rfc822;{}", rcpt.address))),
+                        });
+                    }
                 }
-                Destination::Foreign(a) => {
-                    delivery.external.insert(a.clone());
-                }
+                Destination::Foreign(a) => delivery.forward(NewRecipient {
+                    address: a.clone(),
+                    notify: rcpt.notify,
+                    orcpt: rcpt.orcpt.clone(),
+                }),
                 Destination::Unknown => {
-                    debug!(message = "smtp: unknown recipient kept out", address)
+                    debug!(
+                        message = "smtp: unknown recipient kept out",
+                        address = rcpt.address
+                    )
                 }
             }
         }
         let store = Arc::clone(self.store);
         let result = tokio::task::spawn_blocking(move || {
-            store.deliver(&from, &message, &delivery, now_unix())
+            store.deliver(&envelope, &message, &delivery, now_unix())
         })
         .await;
         match result {

@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::PasswordHash;
 use argon2::{Argon2, PasswordVerifier};
 use officebox_config::Config;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::TlsAcceptor;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::info;
 
 /// The server's TLS acceptor from `data_dir/tls/{cert,key}.pem`, made first if missing.
@@ -37,6 +40,105 @@ pub fn acceptor(config: &Config) -> io::Result<TlsAcceptor> {
         .with_single_cert(certs, key)
         .map_err(io::Error::other)?;
     Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Where Debian keeps the trusted roots (package ca-certificates).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// TLS to other mail servers over STARTTLS: encrypted whenever they offer it, whatever
+/// their certificate says (opportunistic TLS, RFC 7435; most servers on port 25 have
+/// certificates no one could check, and refusing them would only mean sending in clear).
+pub fn opportunistic_connector() -> io::Result<TlsConnector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// TLS that checks the server's certificate against the system's roots plus `extra_ca`
+/// (a PEM file), for logging in to an ISP's mailbox: a password is sent.
+pub fn verifying_connector(extra_ca: Option<&Path>) -> io::Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut files: Vec<&Path> = Vec::new();
+    if Path::new(SYSTEM_ROOTS).exists() {
+        files.push(Path::new(SYSTEM_ROOTS));
+    }
+    files.extend(extra_ca);
+    for file in files {
+        let certs = CertificateDer::pem_file_iter(file)
+            .map_err(|e| io::Error::other(format!("{}: {e}", file.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| io::Error::other(format!("{}: {e}", file.display())))?;
+            // One odd certificate in the system bundle must not stop the rest.
+            let _ = roots.add(cert);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The name to present and check in a TLS handshake with `host`.
+pub fn server_name(host: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(host.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))
+}
+
+/// Accepts any certificate, still checking the handshake signatures.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn make_certificate(config: &Config, dir: &Path) -> io::Result<()> {

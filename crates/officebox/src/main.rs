@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
 mod init;
+mod mail_cli;
 mod memory;
 mod passwords;
 mod supervisor;
@@ -112,6 +113,30 @@ enum MailAction {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Tries every waiting message again now (the running server starts within a second).
+    Flush {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The POP3 fetcher: `status` of each external mailbox, or fetch `now`.
+    Fetch {
+        #[command(subcommand)]
+        action: FetchAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FetchAction {
+    /// Each external mailbox: last poll, last error, messages fetched.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Polls every external mailbox now (the running server starts within a second).
+    Now {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,9 +165,16 @@ fn main() -> ExitCode {
         Command::Net {
             action: NetAction::Show { config },
         } => net_show(&config),
-        Command::Mail {
-            action: MailAction::Queue { config },
-        } => mail_queue(&config),
+        Command::Mail { action } => match action {
+            MailAction::Queue { config } => mail_cli::queue(&config),
+            MailAction::Flush { config } => mail_cli::flush(&config),
+            MailAction::Fetch {
+                action: FetchAction::Status { config },
+            } => mail_cli::fetch_status(&config),
+            MailAction::Fetch {
+                action: FetchAction::Now { config },
+            } => mail_cli::fetch_now(&config),
+        },
         Command::Net {
             action: NetAction::Apply { config, dry_run },
         } => net_apply(&config, dry_run),
@@ -173,26 +205,6 @@ fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             e.source.name(),
             e.value
         );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn mail_queue(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = officebox_config::load(path)?;
-    let db = officebox_store::Db::open(&config.data_dir.join("state.db"))?;
-    let queue = db.queue()?;
-    if queue.is_empty() {
-        println!("the queue is empty");
-    }
-    for m in queue {
-        println!(
-            "#{} from <{}>, {} bytes, received {}",
-            m.id, m.sender, m.size, m.received_at
-        );
-        for (rcpt, state, attempts, error) in m.recipients {
-            let error = error.map(|e| format!(" ({e})")).unwrap_or_default();
-            println!("    {rcpt}: {state}, {attempts} attempt(s){error}");
-        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,748 @@
+//! The POP3 fetcher: brings the mail waiting in external mailboxes (a user's own at the
+//! ISP, or the office's one shared ISP mailbox) into the local ones.
+//!
+//! Each account is polled on its schedule (or at once after `officebox mail fetch now`).
+//! A message is delivered, fsynced, and only then recorded as fetched (by its UIDL, or a
+//! hash of its headers when the server has no UIDL) and, if the account does not keep
+//! mail on the server, deleted there. A poll cut short (`kill -9`, a lost connection)
+//! between the delivery and the record would fetch the message again; the delivery's name
+//! carries a tag made of the account and the UID, so the second delivery sees the first
+//! and is skipped. Nothing is lost and nothing arrives twice.
+//!
+//! The shared mailbox (`[mail.catch_all]`) is sorted by each message's envelope recipients
+//! as the ISP recorded them (Delivered-To, X-Original-To, X-Envelope-To, `for` in
+//! Received), then To and Cc, through the aliases; what matches nobody goes to the admin.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use officebox_config::derive::mail_resolvers;
+use officebox_config::{Config, Pop3Account, Pop3Tls};
+use officebox_store::{FetchStatus, Maildir, NewRecipient, StoreError};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::conn::Conn;
+use crate::deliver::{Delivery, Envelope, Store};
+use crate::resolve::Resolver;
+use crate::route::{Destination, resolve};
+use crate::smtp::httpdate;
+use crate::tls::{opportunistic_connector, server_name, verifying_connector};
+
+/// Accounts polled at once.
+const MAX_POLLS: usize = 4;
+/// How often the runner looks at the schedule (and so how soon it sees `fetch now`).
+const TICK: Duration = Duration::from_secs(1);
+/// Timeouts for the server.
+const CONNECT: Duration = Duration::from_secs(30);
+const RESPONSE: Duration = Duration::from_secs(120);
+/// A status line longer than this is not POP3.
+const MAX_LINE: usize = 8192;
+/// A message longer than this is left on the server (and reported).
+const MAX_MESSAGE: usize = 64 << 20;
+/// The longest wait between polls after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Whose mailbox an account feeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    User(String),
+    /// The shared ISP mailbox, sorted out to everybody.
+    CatchAll,
+}
+
+/// One external mailbox to fetch.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Stable name in the state database and in `mail fetch status`.
+    pub key: String,
+    pub owner: Owner,
+    pub pop3: Pop3Account,
+}
+
+impl Account {
+    /// Where this account's mail goes, in words.
+    pub fn describe_target(&self) -> String {
+        match &self.owner {
+            Owner::User(login) => format!("{login}'s mailbox"),
+            Owner::CatchAll => "everybody (catch-all; unmatched mail to the admin)".into(),
+        }
+    }
+}
+
+/// Every external mailbox in the config.
+pub fn accounts(config: &Config) -> Vec<Account> {
+    let name = |a: &Pop3Account| format!("{}@{}:{}", a.login, a.server, a.port);
+    let mut out: Vec<Account> = config
+        .users
+        .iter()
+        .flat_map(|u| {
+            u.pop3.iter().map(|a| Account {
+                key: format!("{}:{}", u.login, name(a)),
+                owner: Owner::User(u.login.clone()),
+                pop3: a.clone(),
+            })
+        })
+        .collect();
+    if let Some(a) = &config.mail.catch_all {
+        out.push(Account {
+            key: format!("catch-all:{}", name(a)),
+            owner: Owner::CatchAll,
+            pop3: a.clone(),
+        });
+    }
+    out
+}
+
+/// Why a poll failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot connect to {0}")]
+    Connect(String),
+    #[error("TLS with {server}: {error}")]
+    Tls { server: String, error: String },
+    #[error("{server} refused the login: {reply}")]
+    Login { server: String, reply: String },
+    #[error("{server}: {what}")]
+    Protocol { server: String, what: String },
+    #[error("{server}: {error}")]
+    Io { server: String, error: io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Runs the fetcher until `shutdown`.
+pub async fn run(
+    mut config_rx: watch::Receiver<Arc<Config>>,
+    store: Arc<Store>,
+    shutdown: CancellationToken,
+) {
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let slots = Arc::new(Semaphore::new(MAX_POLLS));
+    let mut tasks = JoinSet::new();
+    loop {
+        let config = Arc::clone(&config_rx.borrow_and_update());
+        let now = now_unix();
+        for account in accounts(&config) {
+            if busy
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&account.key)
+            {
+                continue;
+            }
+            let key = account.key.clone();
+            let s = Arc::clone(&store);
+            let status =
+                tokio::task::spawn_blocking(move || s.with_db(|db| db.fetch_status(&key))).await;
+            let status = match status {
+                Ok(Ok(s)) => s,
+                _ => continue,
+            };
+            if status.next_poll_at > now {
+                continue;
+            }
+            busy.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(account.key.clone());
+            let (config, store, busy, slots) = (
+                Arc::clone(&config),
+                Arc::clone(&store),
+                Arc::clone(&busy),
+                Arc::clone(&slots),
+            );
+            tasks.spawn(async move {
+                if let Ok(_permit) = slots.acquire_owned().await {
+                    poll_and_record(&config, &store, &account, status).await;
+                }
+                busy.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&account.key);
+            });
+        }
+        while tasks.try_join_next().is_some() {}
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = config_rx.changed() => {}
+            () = tokio::time::sleep(TICK) => {}
+        }
+    }
+    // A poll cut off here is safe: see the module documentation.
+    tasks.shutdown().await;
+}
+
+async fn poll_and_record(
+    config: &Config,
+    store: &Arc<Store>,
+    account: &Account,
+    mut status: FetchStatus,
+) {
+    let started = now_unix();
+    let result = poll(config, store, account).await;
+    let now = now_unix();
+    status.account = account.key.clone();
+    status.last_attempt_at = Some(started);
+    let interval = account.pop3.poll_interval;
+    match result {
+        Ok(n) => {
+            if n > 0 {
+                info!(message = "fetch: messages fetched", account = %account.key, count = n);
+            }
+            status.last_success_at = Some(now);
+            status.last_error = None;
+            status.failures = 0;
+            status.fetched += i64::try_from(n).unwrap_or(0);
+            status.next_poll_at = now + i64::try_from(interval.as_secs()).unwrap_or(300);
+        }
+        Err((n, error)) => {
+            warn!(message = "fetch: poll failed", account = %account.key, %error);
+            status.last_error = Some(error.to_string());
+            status.failures += 1;
+            status.fetched += i64::try_from(n).unwrap_or(0);
+            // Back off: the interval, doubled per failure in a row, up to an hour (or
+            // the interval itself when that is longer).
+            let shift = u32::try_from(status.failures.clamp(1, 8) - 1).unwrap_or(0);
+            let wait = interval
+                .saturating_mul(1 << shift)
+                .min(MAX_BACKOFF.max(interval));
+            status.next_poll_at = now + i64::try_from(wait.as_secs()).unwrap_or(3600);
+        }
+    }
+    let s = Arc::clone(store);
+    let _ = tokio::task::spawn_blocking(move || s.with_db(|db| db.set_fetch_status(&status))).await;
+}
+
+/// A POP3 client connection.
+struct Pop {
+    conn: Conn,
+    server: String,
+}
+
+impl Pop {
+    fn io(&self, error: io::Error) -> FetchError {
+        FetchError::Io {
+            server: self.server.clone(),
+            error,
+        }
+    }
+
+    fn protocol(&self, what: impl Into<String>) -> FetchError {
+        FetchError::Protocol {
+            server: self.server.clone(),
+            what: what.into(),
+        }
+    }
+
+    /// One status line: `Ok(text)` for +OK, `Err(text)` for -ERR.
+    async fn status(&mut self) -> Result<Result<String, String>, FetchError> {
+        let line = match self.conn.line(MAX_LINE, RESPONSE).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return Err(self.protocol("connection closed")),
+            Err(e) => return Err(self.io(e)),
+        };
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        if let Some(rest) = text.strip_prefix("+OK") {
+            Ok(Ok(rest.trim().to_string()))
+        } else if let Some(rest) = text.strip_prefix("-ERR") {
+            Ok(Err(rest.trim().to_string()))
+        } else {
+            Err(self.protocol(format!("not POP3: {text:.80}")))
+        }
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Result<String, String>, FetchError> {
+        self.conn.say(line);
+        if let Err(e) = self.conn.flush().await {
+            return Err(self.io(e));
+        }
+        self.status().await
+    }
+
+    /// A command that must succeed.
+    async fn expect(&mut self, line: &str, what: &str) -> Result<String, FetchError> {
+        match self.command(line).await? {
+            Ok(t) => Ok(t),
+            Err(t) => Err(self.protocol(format!("{what}: -ERR {t}"))),
+        }
+    }
+
+    /// The body of a multi-line response, dot-unstuffed, CRLF line ends.
+    async fn multiline(&mut self, max: usize) -> Result<Vec<u8>, FetchError> {
+        let mut out = Vec::new();
+        loop {
+            let line = match self.conn.line(MAX_LINE.max(1 << 20), RESPONSE).await {
+                Ok(Some(l)) => l,
+                Ok(None) => return Err(self.protocol("connection closed in a listing")),
+                Err(e) => return Err(self.io(e)),
+            };
+            let content = line.strip_suffix(b"\n").unwrap_or(&line);
+            let content = content.strip_suffix(b"\r").unwrap_or(content);
+            if content == b"." {
+                return Ok(out);
+            }
+            let content = content.strip_prefix(b".").unwrap_or(content);
+            if out.len() + content.len() + 2 > max {
+                return Err(self.protocol("message too large"));
+            }
+            out.extend_from_slice(content);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Connects, logs in and returns the session.
+async fn connect(config: &Config, a: &Pop3Account) -> Result<Pop, FetchError> {
+    let resolver = Resolver::new(mail_resolvers(config));
+    let addrs = resolver
+        .addresses(&a.server)
+        .await
+        .map_err(|e| FetchError::Connect(format!("{}: {e}", a.server)))?;
+    let mut last = format!("{}: no address", a.server);
+    let mut stream = None;
+    for ip in addrs {
+        let addr = SocketAddr::new(ip, a.port);
+        match tokio::time::timeout(CONNECT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                stream = Some(s);
+                break;
+            }
+            Ok(Err(e)) => last = format!("{addr}: {e}"),
+            Err(_) => last = format!("{addr}: timed out"),
+        }
+    }
+    let stream = stream.ok_or(FetchError::Connect(last))?;
+    let server = format!("{}:{}", a.server, a.port);
+    let mut pop = Pop {
+        conn: Conn::new(stream),
+        server: server.clone(),
+    };
+    let tls_error = |error: io::Error| FetchError::Tls {
+        server: server.clone(),
+        error: error.to_string(),
+    };
+    let connector = if a.tls == Pop3Tls::None {
+        None
+    } else if a.verify_certificate {
+        Some(verifying_connector(a.ca_file.as_deref()).map_err(tls_error)?)
+    } else {
+        Some(opportunistic_connector().map_err(tls_error)?)
+    };
+    let name = server_name(&a.server).map_err(tls_error)?;
+    if a.tls == Pop3Tls::Implicit
+        && let Some(c) = &connector
+    {
+        pop.conn
+            .start_tls_client(c, name.clone())
+            .await
+            .map_err(tls_error)?;
+    }
+    if let Err(t) = pop.status().await? {
+        return Err(pop.protocol(format!("greeting: -ERR {t}")));
+    }
+    if a.tls == Pop3Tls::Starttls
+        && let Some(c) = &connector
+    {
+        // No falling back to plain text: the password would go in clear.
+        pop.expect("STLS", "STLS").await?;
+        pop.conn
+            .start_tls_client(c, name)
+            .await
+            .map_err(tls_error)?;
+    }
+    let login_failed = |reply: String| FetchError::Login {
+        server: server.clone(),
+        reply,
+    };
+    if let Err(t) = pop.command(&format!("USER {}", a.login)).await? {
+        return Err(login_failed(t));
+    }
+    if let Err(t) = pop.command(&format!("PASS {}", a.password)).await? {
+        return Err(login_failed(t));
+    }
+    Ok(pop)
+}
+
+/// The server's messages as (number, UID): UIDL, or a hash of each message's headers
+/// when the server has no UIDL.
+async fn listing(pop: &mut Pop) -> Result<Vec<(u32, String)>, FetchError> {
+    if pop.command("UIDL").await?.is_ok() {
+        let body = pop.multiline(usize::MAX).await?;
+        let mut out = Vec::new();
+        for line in String::from_utf8_lossy(&body).lines() {
+            let mut w = line.split_ascii_whitespace();
+            if let (Some(n), Some(uid)) = (w.next().and_then(|n| n.parse().ok()), w.next()) {
+                out.push((n, format!("u:{uid}")));
+            }
+        }
+        return Ok(out);
+    }
+    pop.expect("LIST", "LIST").await?;
+    let body = pop.multiline(usize::MAX).await?;
+    let numbers: Vec<u32> = String::from_utf8_lossy(&body)
+        .lines()
+        .filter_map(|l| l.split_ascii_whitespace().next()?.parse().ok())
+        .collect();
+    let mut out = Vec::with_capacity(numbers.len());
+    for n in numbers {
+        pop.expect(&format!("TOP {n} 0"), "TOP").await?;
+        let headers = pop.multiline(MAX_MESSAGE).await?;
+        out.push((n, format!("h:{}", hex(&digest(&headers)))));
+    }
+    Ok(out)
+}
+
+fn digest(data: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The delivery tag for a message of an account: the same on every attempt.
+fn tag(key: &str, uid: &str) -> String {
+    let mut input = key.as_bytes().to_vec();
+    input.push(0);
+    input.extend_from_slice(uid.as_bytes());
+    hex(&digest(&input)[..10])
+}
+
+/// One poll. `Ok(n)`: n messages fetched. On error, how many were fetched before it.
+async fn poll(
+    config: &Config,
+    store: &Arc<Store>,
+    account: &Account,
+) -> Result<usize, (usize, FetchError)> {
+    let mut fetched = 0;
+    let r = poll_inner(config, store, account, &mut fetched).await;
+    r.map(|()| fetched).map_err(|e| (fetched, e))
+}
+
+async fn poll_inner(
+    config: &Config,
+    store: &Arc<Store>,
+    account: &Account,
+    fetched: &mut usize,
+) -> Result<(), FetchError> {
+    let a = &account.pop3;
+    let mut pop = connect(config, a).await?;
+    let list = listing(&mut pop).await?;
+    let key = account.key.clone();
+    let present: HashSet<String> = list.iter().map(|(_, u)| u.clone()).collect();
+    let seen = {
+        let (s, key) = (Arc::clone(store), key.clone());
+        tokio::task::spawn_blocking(move || {
+            s.with_db(|db| {
+                db.forget_fetched_except(&key, &present)?;
+                db.fetched_uids(&key)
+            })
+        })
+        .await
+        .map_err(|e| pop.io(io::Error::other(e)))??
+    };
+    let host = format!("{}.{}", config.network.hostname, config.network.domain);
+    // Tags already in each target mailbox, read once per poll.
+    let mut tags: HashMap<String, HashSet<String>> = HashMap::new();
+    // (Message-ID, login) delivered in this poll: a message the shared mailbox holds
+    // twice (once per envelope recipient) reaches each person once.
+    let mut delivered_ids: HashSet<(String, String)> = HashSet::new();
+    for (n, uid) in &list {
+        if seen.contains(uid) {
+            if !a.keep_on_server {
+                // Taken before, not deleted then (a poll cut short): delete now.
+                pop.expect(&format!("DELE {n}"), "DELE").await?;
+            }
+            continue;
+        }
+        pop.expect(&format!("RETR {n}"), "RETR").await?;
+        let message = pop.multiline(MAX_MESSAGE).await?;
+        let headers = parse_headers(&message);
+        let (mailboxes, external) = match &account.owner {
+            Owner::User(login) => ([login.clone()].into(), BTreeSet::new()),
+            Owner::CatchAll => route_shared(config, &headers),
+        };
+        let message_id = header(&headers, "message-id").map(|m| m.trim().to_string());
+        let t = tag(&key, uid);
+        let mut stamped = format!(
+            "Received: from {} by {host} (officebox) with POP3;\r\n\t{}\r\n",
+            a.server,
+            httpdate(SystemTime::now())
+        )
+        .into_bytes();
+        stamped.extend_from_slice(&message);
+        let owners: Vec<String> = mailboxes
+            .into_iter()
+            .filter(|login| {
+                message_id
+                    .as_ref()
+                    .is_none_or(|id| delivered_ids.insert((id.clone(), login.clone())))
+            })
+            .collect();
+        let store2 = Arc::clone(store);
+        // (login, tags known in its mailbox, whether they still need reading)
+        let known: Vec<(String, HashSet<String>, bool)> = owners
+            .iter()
+            .map(|l| match tags.remove(l) {
+                Some(set) => (l.clone(), set, false),
+                None => (l.clone(), HashSet::new(), true),
+            })
+            .collect();
+        let (key2, uid2, t2) = (key.clone(), uid.clone(), t.clone());
+        let sender = header(&headers, "return-path")
+            .map(|r| {
+                r.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let result = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut known = known;
+            for (login, set, unread) in &mut known {
+                let maildir = Maildir::open(&store2.mailbox(login))?;
+                if *unread {
+                    *set = maildir.tags()?;
+                }
+                if set.insert(t2.clone()) {
+                    maildir.deliver_tagged(&stamped, &t2)?;
+                }
+            }
+            if !external.is_empty() {
+                let delivery = Delivery {
+                    mailboxes: BTreeSet::new(),
+                    external: external.into_iter().map(NewRecipient::plain).collect(),
+                };
+                let envelope = Envelope {
+                    from: sender,
+                    ..Envelope::default()
+                };
+                store2.deliver(&envelope, &stamped, &delivery, now_unix())?;
+            }
+            store2.with_db(|db| db.mark_fetched(&key2, &[uid2.as_str()], now_unix()))?;
+            Ok(known)
+        })
+        .await
+        .map_err(|e| pop.io(io::Error::other(e)))??;
+        for (login, set, _) in result {
+            tags.insert(login, set);
+        }
+        *fetched += 1;
+        if !a.keep_on_server {
+            pop.expect(&format!("DELE {n}"), "DELE").await?;
+        }
+    }
+    // QUIT makes the deletions happen (RFC 1939 section 6).
+    pop.expect("QUIT", "QUIT").await?;
+    Ok(())
+}
+
+/// Header fields, unfolded, names lowercase, in order.
+fn parse_headers(message: &[u8]) -> Vec<(String, String)> {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    let text = String::from_utf8_lossy(&message[..end]);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = out.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    out
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The addresses in an address-list header value: `<...>` where given, else the bare
+/// words with an `@`; quoted display names and comments are ignored.
+fn addresses(value: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let (mut quoted, mut depth, mut escaped) = (false, 0u32, false);
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted || depth > 0 => escaped = true,
+            '"' if depth == 0 => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if quoted || depth > 0 => {}
+            c => plain.push(c),
+        }
+    }
+    let mut out = Vec::new();
+    for part in plain.split([',', ';']) {
+        let addr = match (part.find('<'), part.rfind('>')) {
+            (Some(a), Some(b)) if a < b => &part[a + 1..b],
+            _ => part,
+        };
+        let addr = addr.trim();
+        if addr.contains('@') && !addr.contains(char::is_whitespace) {
+            out.push(addr.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// The `for <address>` clause of a Received field.
+fn received_for(value: &str) -> Option<String> {
+    let lower = value.to_ascii_lowercase();
+    let at = lower.find(" for ")?;
+    let rest = value[at + 5..].trim_start();
+    let word = rest
+        .split([';', ' ', '\t'])
+        .next()?
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    word.contains('@').then(|| word.to_ascii_lowercase())
+}
+
+/// Where a message from the shared mailbox goes: local mailboxes and addresses
+/// elsewhere (alias members). The envelope recipients the ISP recorded decide; without
+/// them, To and Cc; without any local match, the admin.
+pub fn route_shared(
+    config: &Config,
+    headers: &[(String, String)],
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let local_targets = |addresses: &[String]| {
+        let mut mailboxes = BTreeSet::new();
+        let mut forward = BTreeSet::new();
+        for a in addresses {
+            if let Destination::Local {
+                mailboxes: m,
+                forward: f,
+            } = resolve(config, a)
+            {
+                mailboxes.extend(m);
+                forward.extend(f);
+            }
+        }
+        (mailboxes, forward)
+    };
+    let envelope: Vec<String> = headers
+        .iter()
+        .filter_map(|(n, v)| match n.as_str() {
+            "delivered-to" | "x-original-to" | "x-envelope-to" => Some(addresses(v)),
+            "received" => received_for(v).map(|a| vec![a]),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let (m, f) = local_targets(&envelope);
+    if !m.is_empty() || !f.is_empty() {
+        return (m, f);
+    }
+    let visible: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| n == "to" || n == "cc")
+        .flat_map(|(_, v)| addresses(v))
+        .collect();
+    let (m, f) = local_targets(&visible);
+    if !m.is_empty() || !f.is_empty() {
+        return (m, f);
+    }
+    let admin = config
+        .users
+        .iter()
+        .find(|u| u.admin)
+        .map(|u| u.login.clone());
+    (admin.into_iter().collect(), BTreeSet::new())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn demo() -> Config {
+        let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.toml");
+        let mut c = officebox_config::load(std::path::Path::new(demo)).unwrap();
+        c.mail.aliases.push(officebox_config::Alias {
+            name: "sales".into(),
+            members: vec![
+                officebox_config::AliasMember::Local("alice".into()),
+                officebox_config::AliasMember::Local("bob".into()),
+            ],
+        });
+        c
+    }
+
+    fn route(message: &str) -> Vec<String> {
+        let h = parse_headers(message.replace('\n', "\r\n").as_bytes());
+        route_shared(&demo(), &h).0.into_iter().collect()
+    }
+
+    #[test]
+    fn address_lists_skip_display_names_and_comments() {
+        assert_eq!(
+            addresses(r#""Smith, John (x@y)" <John@Office.test>, bob@office.test (Bob, <z@z>)"#),
+            vec!["john@office.test", "bob@office.test"]
+        );
+        assert_eq!(addresses("undisclosed-recipients:;"), Vec::<String>::new());
+        assert_eq!(
+            received_for("from a by b with ESMTP id 1\r\n for <Bob@office.test>; Sat, 1 Jan"),
+            Some("bob@office.test".into())
+        );
+    }
+
+    #[test]
+    fn shared_mailbox_sorting() {
+        assert_eq!(
+            route("Delivered-To: alice@office.test\nTo: bob@office.test\n\nx"),
+            vec!["alice"],
+            "the envelope wins over To"
+        );
+        assert_eq!(
+            route("To: Sales <sales@office.test>\n\nx"),
+            vec!["alice", "bob"]
+        );
+        assert_eq!(
+            route(
+                "Received: from x\n\tby mx.isp (Postfix) with ESMTP id 9\n\tfor <bob@office.test>; Sat\nTo: list@lists.example\n\nx"
+            ),
+            vec!["bob"]
+        );
+        assert_eq!(
+            route("To: someone@elsewhere.example\nCc: nobody@office.test\n\nx"),
+            vec!["admin"]
+        );
+        assert_eq!(
+            route("X-Original-To: office@isp.example\nCc: bob@office.test\n\nx"),
+            vec!["bob"],
+            "an envelope address that is not ours falls through to To/Cc"
+        );
+    }
+
+    #[test]
+    fn tags_are_stable_and_differ_per_account_and_uid() {
+        assert_eq!(tag("a", "u:1"), tag("a", "u:1"));
+        assert_ne!(tag("a", "u:1"), tag("b", "u:1"));
+        assert_ne!(tag("a", "u:1"), tag("a", "u:2"));
+        assert_eq!(tag("a", "u:1").len(), 20);
+    }
+}

@@ -1,0 +1,312 @@
+//! Delivery status notifications (RFC 3464): the bounce a sender gets when a message
+//! cannot be delivered, the notice that it is delayed, and (when asked with NOTIFY=SUCCESS)
+//! that it was delivered. A `multipart/report` with a human part, the machine-readable
+//! `message/delivery-status` part, and the original's headers (or the whole original when
+//! the sender asked with RET=FULL).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use officebox_store::{Job, Ret};
+
+use crate::smtp::httpdate;
+
+/// Which notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Failed,
+    Delayed,
+    Delivered,
+}
+
+/// What a notice says about one recipient.
+#[derive(Debug, Clone)]
+pub struct Line<'a> {
+    pub job: &'a Job,
+    pub kind: Kind,
+}
+
+/// The parts a notice is built from.
+#[derive(Debug)]
+pub struct Report<'a> {
+    /// Our host name, e.g. `box.example.com`.
+    pub host: &'a str,
+    /// The notice is addressed to this (the original sender).
+    pub to: &'a str,
+    pub lines: &'a [Line<'a>],
+    /// The original message (None when its file is gone).
+    pub original: Option<&'a [u8]>,
+    pub now: SystemTime,
+    /// When the queue gives up (for delay notices).
+    pub give_up_at: i64,
+}
+
+fn unix_time(t: i64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0))
+}
+
+/// The enhanced status code (RFC 3463) in an error text like `4.4.1 ...` or
+/// `mx said: 550 5.1.1 ...`, or a default for the kind.
+fn status_of(error: Option<&str>, kind: Kind) -> String {
+    let found = error.and_then(|e| {
+        e.split(|c: char| c.is_ascii_whitespace() || c == ':')
+            .find(|w| {
+                let parts: Vec<&str> = w.split('.').collect();
+                parts.len() == 3
+                    && matches!(parts[0], "2" | "4" | "5")
+                    && parts[1..].iter().all(|p| {
+                        !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())
+                    })
+            })
+            .map(str::to_string)
+    });
+    match (kind, found) {
+        (Kind::Delivered, _) => "2.0.0".into(),
+        (Kind::Failed, Some(s)) if s.starts_with('5') => s,
+        (Kind::Failed, Some(s)) => format!("5{}", &s[1..]),
+        (Kind::Failed, None) => "5.0.0".into(),
+        (Kind::Delayed, Some(s)) if s.starts_with('4') => s,
+        (Kind::Delayed, _) => "4.0.0".into(),
+    }
+}
+
+/// The SMTP reply in an error text (`mx said: 550 ...` -> `550 ...`), for Diagnostic-Code.
+fn smtp_reply(error: &str) -> Option<&str> {
+    error
+        .split_once(" said: ")
+        .map(|(_, r)| r)
+        .filter(|r| r.len() > 3 && r.as_bytes()[..3].iter().all(u8::is_ascii_digit))
+}
+
+/// One header-safe line: no CR, LF or other controls, bounded.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(900)
+        .collect()
+}
+
+/// The original's header block (up to the first empty line).
+fn headers_of(message: &[u8]) -> &[u8] {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    &message[..end]
+}
+
+/// Builds the notice, CRLF line ends throughout.
+pub fn build(r: &Report<'_>) -> Vec<u8> {
+    let kind = r.lines.first().map_or(Kind::Failed, |l| l.kind);
+    let stamp = r.now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let boundary = format!("=_officebox_{stamp:x}");
+    let subject = match kind {
+        Kind::Failed => "Undelivered Mail Returned to Sender",
+        Kind::Delayed => "Delayed Mail (still being retried)",
+        Kind::Delivered => "Successful Mail Delivery Report",
+    };
+    let mut m = String::new();
+    let mut h = |name: &str, value: &str| {
+        m.push_str(&format!("{name}: {}\r\n", clean(value)));
+    };
+    h(
+        "From",
+        &format!("Mail Delivery System <MAILER-DAEMON@{}>", r.host),
+    );
+    h("To", &format!("<{}>", r.to));
+    h("Subject", subject);
+    h("Date", &httpdate(r.now));
+    h("Message-ID", &format!("<{stamp:x}.dsn@{}>", r.host));
+    h("Auto-Submitted", "auto-replied");
+    h("MIME-Version", "1.0");
+    h(
+        "Content-Type",
+        &format!("multipart/report; report-type=delivery-status; boundary=\"{boundary}\""),
+    );
+    m.push_str("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
+
+    // The human part.
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    ));
+    m.push_str(&format!("This is the mail system at {}.\r\n\r\n", r.host));
+    m.push_str(match kind {
+        Kind::Failed => {
+            "Your message could not be delivered to one or more recipients. It is attached\r\nbelow. The mail system said:\r\n\r\n"
+        }
+        Kind::Delayed => {
+            "Your message has not been delivered yet to the recipients below. The mail\r\nsystem keeps trying; you need not send it again. The last error was:\r\n\r\n"
+        }
+        Kind::Delivered => {
+            "Your message was delivered to the recipients below, as you asked to be told.\r\n\r\n"
+        }
+    });
+    for line in r.lines {
+        let j = line.job;
+        match &j.last_error {
+            Some(e) if line.kind != Kind::Delivered => {
+                m.push_str(&format!("<{}>: {}\r\n", j.recipient, clean(e)));
+            }
+            _ => m.push_str(&format!("<{}>\r\n", j.recipient)),
+        }
+    }
+    if kind == Kind::Delayed {
+        m.push_str(&format!(
+            "\r\nIt will keep trying until {}.\r\n",
+            httpdate(unix_time(r.give_up_at))
+        ));
+    }
+
+    // The machine part.
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+    ));
+    m.push_str(&format!("Reporting-MTA: dns; {}\r\n", r.host));
+    if let Some(envid) = r.lines.first().and_then(|l| l.job.envid.as_deref()) {
+        m.push_str(&format!("Original-Envelope-Id: {}\r\n", clean(envid)));
+    }
+    if let Some(l) = r.lines.first() {
+        m.push_str(&format!(
+            "Arrival-Date: {}\r\n",
+            httpdate(unix_time(l.job.received_at))
+        ));
+    }
+    for line in r.lines {
+        let j = line.job;
+        m.push_str("\r\n");
+        if let Some(o) = &j.orcpt {
+            m.push_str(&format!("Original-Recipient: {}\r\n", clean(o)));
+        }
+        m.push_str(&format!("Final-Recipient: rfc822; {}\r\n", j.recipient));
+        let action = match line.kind {
+            Kind::Failed => "failed",
+            Kind::Delayed => "delayed",
+            Kind::Delivered => "delivered",
+        };
+        m.push_str(&format!("Action: {action}\r\n"));
+        m.push_str(&format!(
+            "Status: {}\r\n",
+            status_of(j.last_error.as_deref(), line.kind)
+        ));
+        let remote = j.remote.as_deref().or_else(|| {
+            j.last_error
+                .as_deref()
+                .and_then(|e| e.split_once(" said: ").map(|(host, _)| host))
+        });
+        if let Some(remote) = remote {
+            let host = remote.split_whitespace().next().unwrap_or(remote);
+            m.push_str(&format!("Remote-MTA: dns; {}\r\n", clean(host)));
+        }
+        if line.kind != Kind::Delivered
+            && let Some(reply) = j.last_error.as_deref().and_then(smtp_reply)
+        {
+            m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", clean(reply)));
+        }
+        if line.kind == Kind::Delayed {
+            m.push_str(&format!(
+                "Will-Retry-Until: {}\r\n",
+                httpdate(unix_time(r.give_up_at))
+            ));
+        }
+    }
+
+    // The original.
+    let full = r.lines.first().and_then(|l| l.job.ret) == Some(Ret::Full);
+    let mut out = m.into_bytes();
+    if let Some(original) = r.original {
+        let (ctype, body) = if full && kind == Kind::Failed {
+            ("message/rfc822", original)
+        } else {
+            ("text/rfc822-headers", headers_of(original))
+        };
+        out.extend_from_slice(
+            format!("\r\n--{boundary}\r\nContent-Type: {ctype}\r\n\r\n").as_bytes(),
+        );
+        out.extend_from_slice(body);
+        if !body.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::PathBuf;
+
+    use officebox_store::RecipientState;
+
+    use super::*;
+
+    fn job(recipient: &str, error: Option<&str>) -> Job {
+        Job {
+            message_id: 1,
+            sender: "alice@office.test".into(),
+            path: PathBuf::from("/q/1"),
+            size: 10,
+            received_at: 1_764_000_000,
+            envid: Some("QQ314159".into()),
+            ret: None,
+            recipient: recipient.into(),
+            notify: None,
+            orcpt: Some("rfc822;sales@office.test".into()),
+            state: RecipientState::Failed,
+            attempts: 1,
+            last_error: error.map(str::to_string),
+            remote: None,
+        }
+    }
+
+    #[test]
+    fn a_bounce_is_a_multipart_report_with_the_original_headers() {
+        let j = job(
+            "nobody@far.test",
+            Some("mx.far.test [127.0.0.2] said: 550 5.1.1 <nobody@far.test>: User unknown"),
+        );
+        let lines = [Line {
+            job: &j,
+            kind: Kind::Failed,
+        }];
+        let original = b"Subject: hello\r\nFrom: alice@office.test\r\n\r\nsecret body\r\n";
+        let out = build(&Report {
+            host: "box.office.test",
+            to: "alice@office.test",
+            lines: &lines,
+            original: Some(original),
+            now: SystemTime::now(),
+            give_up_at: 0,
+        });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status"));
+        assert!(text.contains("Auto-Submitted: auto-replied"));
+        assert!(text.contains("Original-Envelope-Id: QQ314159"));
+        assert!(text.contains("Original-Recipient: rfc822;sales@office.test"));
+        assert!(text.contains("Final-Recipient: rfc822; nobody@far.test"));
+        assert!(text.contains("Action: failed"));
+        assert!(text.contains("Status: 5.1.1"));
+        assert!(text.contains("Remote-MTA: dns; mx.far.test"));
+        assert!(text.contains("Diagnostic-Code: smtp; 550 5.1.1 <nobody@far.test>: User unknown"));
+        assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n"));
+        assert!(!text.contains("secret body"), "RET=HDRS by default");
+        assert!(!text.contains("\n\n") && !text.replace("\r\n", "").contains('\n'));
+    }
+
+    #[test]
+    fn status_codes_follow_the_kind() {
+        assert_eq!(
+            status_of(Some("4.4.1 connection refused"), Kind::Failed),
+            "5.4.1"
+        );
+        assert_eq!(
+            status_of(Some("4.4.1 connection refused"), Kind::Delayed),
+            "4.4.1"
+        );
+        assert_eq!(status_of(Some("no code here"), Kind::Delayed), "4.0.0");
+        assert_eq!(status_of(None, Kind::Delivered), "2.0.0");
+        assert_eq!(
+            status_of(Some("x said: 552 5.3.4 too big"), Kind::Failed),
+            "5.3.4"
+        );
+    }
+}
