@@ -22,6 +22,11 @@
 //! private files and a hook script that records what it was given) and can use dnsmasq
 //! as a reference server with [`dnsmasq_dhcp_server`].
 //!
+//! Outbound mail tests deliver to the far side: [`FarPostfix`] (a private postfix instance
+//! with STARTTLS that accepts mail for some domains into a Maildir per domain, and can
+//! be stopped and started to test retries) found through [`TestDns`] (dnsmasq answering
+//! only the MX and address records it was given).
+//!
 //! Declare namespaces first, then links, then peers: locals drop in reverse order, so
 //! peers stop before their network disappears.
 //!
@@ -52,6 +57,8 @@
 
 mod cmd;
 mod dhcp_client;
+mod far_mail;
+mod isp_pop3;
 mod netns;
 mod officebox;
 mod peer;
@@ -63,6 +70,8 @@ pub use dhcp_client::{
     ClientEvent, ClientKind, ClientLease, DhcpClient, DnsmasqDhcp, DnsmasqLease, DnsmasqOptions,
     dnsmasq_dhcp_server,
 };
+pub use far_mail::{DnsRecord, FarPostfix, REJECT_LOCAL_PART, TEMPFAIL_LOCAL_PART, TestDns};
+pub use isp_pop3::{IspDovecot, PopMode, PopTls, delivered, fetchmail_once, mpop_once};
 pub use netns::Netns;
 pub use officebox::{DEMO_CONFIG, Officebox, READY_TIMEOUT, TestConfig};
 pub use peer::Peer;
