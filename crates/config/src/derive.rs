@@ -244,12 +244,17 @@ pub fn relay_allowed(config: &Config, zone: ClientZone) -> bool {
 }
 
 /// The DNS servers the mail queue asks for other domains' mail hosts: `mail.resolvers`
-/// when set; else the box's own DNS service (which caches, and forwards to the
-/// upstream servers); else the upstream servers themselves. Empty when there is none, and
-/// mail for other domains then waits in the queue.
+/// when set; else, when the box looks names up upstream at all, its own DNS service
+/// (which caches, and forwards to the upstream servers), or the upstream servers
+/// themselves when the DNS service is off. Empty when there is none: the box's DNS
+/// answers only local names then, and mail for other domains waits in the queue rather
+/// than bouncing for want of a lookup.
 pub fn mail_resolvers(config: &Config) -> Vec<SocketAddr> {
     if !config.mail.resolvers.is_empty() {
         return config.mail.resolvers.clone();
+    }
+    if !config.dns.use_upstream {
+        return Vec::new();
     }
     if config.dns.enabled {
         return bind_addresses(config, Service::Dns)
@@ -265,15 +270,12 @@ pub fn mail_resolvers(config: &Config) -> Vec<SocketAddr> {
             .take(1)
             .collect();
     }
-    if config.dns.use_upstream {
-        return config
-            .dns
-            .primary
-            .into_iter()
-            .chain(config.dns.secondary)
-            .collect();
-    }
-    Vec::new()
+    config
+        .dns
+        .primary
+        .into_iter()
+        .chain(config.dns.secondary)
+        .collect()
 }
 
 /// One port officebox listens on.
@@ -402,6 +404,25 @@ admin = true
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn mail_asks_its_own_dns_unless_told_otherwise() {
+        let c = config(SecurityMode::FirewallNat, "");
+        assert_eq!(mail_resolvers(&c), vec!["127.0.0.1:53".parse().unwrap()]);
+        let mut c = config(SecurityMode::FirewallNat, "");
+        c.dns.enabled = false;
+        assert_eq!(mail_resolvers(&c), vec!["192.0.2.53:53".parse().unwrap()]);
+        c.dns.use_upstream = false;
+        assert!(mail_resolvers(&c).is_empty(), "no lookups: mail waits");
+        let c = config(
+            SecurityMode::FirewallNat,
+            "[mail]\nresolvers = [\"198.51.100.1:5353\"]",
+        );
+        assert_eq!(
+            mail_resolvers(&c),
+            vec!["198.51.100.1:5353".parse().unwrap()]
+        );
     }
 
     #[test]

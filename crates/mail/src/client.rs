@@ -49,8 +49,12 @@ pub struct Recipient {
 /// What became of one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Taken by `remote`; its reply.
-    Delivered { remote: String, reply: String },
+    /// Taken by `remote`; its reply; whether the DSN parameters went along.
+    Delivered {
+        remote: String,
+        reply: String,
+        dsn: bool,
+    },
     /// Try again later.
     Temporary(String),
     /// Refused for good.
@@ -391,6 +395,7 @@ async fn transaction(
         Ok(r) if r.class() == 2 => Verdict::Delivered {
             remote: remote.to_string(),
             reply: r.to_string(),
+            dsn: ext.dsn,
         },
         Ok(r) if r.class() == 5 => Verdict::Permanent(format!("{remote} said: {r}")),
         Ok(r) => Verdict::Temporary(format!("{remote} said: {r}")),

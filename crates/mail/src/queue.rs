@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use officebox_config::Config;
 use officebox_config::derive::mail_resolvers;
-use officebox_store::{Job, Maildir, NewMessage, NewRecipient, Notice, Outcome, RecipientState};
+use officebox_store::{
+    Job, Maildir, NewMessage, NewRecipient, Notice, Outcome, RecipientState, StoreError,
+};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
@@ -25,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::client::{Client, Outgoing, Recipient, Verdict};
-use crate::deliver::Store;
+use crate::deliver::{self, Envelope, Store};
 use crate::report::{self, Kind, Line, Report};
 use crate::resolve::Resolver;
 use crate::route::{Destination, resolve};
@@ -191,7 +193,7 @@ impl Runner {
                     in_flight.insert((message_id, j.recipient.clone()));
                 }
             }
-            let task = Delivery {
+            let task = Attempt {
                 store: Arc::clone(&self.store),
                 in_flight: Arc::clone(&self.in_flight),
                 slots: Arc::clone(&self.slots),
@@ -218,13 +220,13 @@ impl Runner {
             by_message.entry(j.message_id).or_default().push(j);
         }
         for (message_id, jobs) in by_message {
-            for kind in [Kind::Failed, Kind::Delivered, Kind::Delayed] {
+            for kind in [Kind::Failed, Kind::Relayed, Kind::Delayed] {
                 let mine: Vec<&Job> = jobs
                     .iter()
                     .filter(|j| {
                         kind == match j.state {
                             RecipientState::Failed => Kind::Failed,
-                            RecipientState::Delivered => Kind::Delivered,
+                            RecipientState::Delivered => Kind::Relayed,
                             RecipientState::Pending => Kind::Delayed,
                         }
                     })
@@ -292,7 +294,7 @@ impl Runner {
 }
 
 /// One delivery: one message to the recipients of one domain.
-struct Delivery {
+struct Attempt {
     store: Arc<Store>,
     in_flight: Arc<Mutex<HashSet<(i64, String)>>>,
     slots: Arc<Semaphore>,
@@ -303,7 +305,7 @@ struct Delivery {
     jobs: Vec<Job>,
 }
 
-impl Delivery {
+impl Attempt {
     async fn run(self) {
         let message_id = self.jobs[0].message_id;
         let outcomes = match Arc::clone(&self.slots).acquire_owned().await {
@@ -383,9 +385,12 @@ impl Delivery {
             .zip(verdicts)
             .map(|(j, v)| {
                 let outcome = match v {
-                    Verdict::Delivered { remote, reply } => {
+                    Verdict::Delivered { remote, reply, dsn } => {
                         info!(message = "smtp out: delivered", id = j.message_id, to = %j.recipient, %remote, %reply);
-                        Outcome::Delivered { remote }
+                        Outcome::Delivered {
+                            remote,
+                            dsn_passed_on: dsn,
+                        }
                     }
                     Verdict::Temporary(error) => {
                         let at = next_attempt(&self.config, j.attempts, j.received_at, now);
@@ -437,28 +442,10 @@ fn send_notice(
         return record(None);
     }
     let original = std::fs::read(&jobs[0].path).ok();
-    let host = format!("{}.{}", config.network.hostname, config.network.domain);
-    let lines: Vec<Line<'_>> = jobs.iter().map(|job| Line { job, kind }).collect();
-    let notice = report::build(&Report {
-        host: &host,
-        to: sender,
-        lines: &lines,
-        original: original.as_deref(),
-        now: SystemTime::now(),
-        give_up_at: jobs[0]
-            .received_at
-            .saturating_add(secs(config.mail.queue.give_up_after)),
-    });
-    let (mailboxes, external): (Vec<String>, Vec<String>) = match resolve(config, sender) {
-        Destination::Local { mailboxes, forward } => (
-            mailboxes.into_iter().collect(),
-            forward.into_iter().collect(),
-        ),
-        Destination::Foreign(a) => (Vec::new(), vec![a]),
-        Destination::Unknown => {
-            warn!(message = "smtp out: the sender of a failed message is no one here; no notice", id = message_id, %sender);
-            return record(None);
-        }
+    let notice = compose(config, kind, jobs, original.as_deref());
+    let Some((mailboxes, external)) = notice_route(config, sender) else {
+        warn!(message = "smtp out: the sender is no one here; no notice", id = message_id, %sender);
+        return record(None);
     };
     for login in &mailboxes {
         Maildir::open(&store.mailbox(login))
@@ -481,6 +468,81 @@ fn send_notice(
         ret: None,
         recipients: &rcpts,
     }))
+}
+
+/// The notice itself.
+fn compose(config: &Config, kind: Kind, jobs: &[Job], original: Option<&[u8]>) -> Vec<u8> {
+    let host = format!("{}.{}", config.network.hostname, config.network.domain);
+    let lines: Vec<Line<'_>> = jobs.iter().map(|job| Line { job, kind }).collect();
+    report::build(&Report {
+        host: &host,
+        to: &jobs[0].sender,
+        lines: &lines,
+        original,
+        now: SystemTime::now(),
+        give_up_at: jobs[0]
+            .received_at
+            .saturating_add(secs(config.mail.queue.give_up_after)),
+    })
+}
+
+/// Where a notice to `sender` goes: (local mailboxes, addresses elsewhere); `None` for
+/// an address of ours that is no one.
+fn notice_route(config: &Config, sender: &str) -> Option<(Vec<String>, Vec<String>)> {
+    match resolve(config, sender) {
+        Destination::Local { mailboxes, forward } => Some((
+            mailboxes.into_iter().collect(),
+            forward.into_iter().collect(),
+        )),
+        Destination::Foreign(a) => Some((Vec::new(), vec![a])),
+        Destination::Unknown => None,
+    }
+}
+
+/// The success notice (RFC 3461 NOTIFY=SUCCESS) for recipients whose mailboxes are
+/// here: sent when the message is stored, as the final delivering server must.
+/// `recipients`: (address, ORCPT).
+pub fn local_success_notice(
+    config: &Config,
+    store: &Store,
+    envelope: &Envelope,
+    recipients: &[(String, Option<String>)],
+    message: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    if envelope.from.is_empty() || recipients.is_empty() {
+        return Ok(());
+    }
+    let host = format!("{}.{}", config.network.hostname, config.network.domain);
+    let jobs: Vec<Job> = recipients
+        .iter()
+        .map(|(address, orcpt)| Job {
+            message_id: 0,
+            sender: envelope.from.clone(),
+            path: PathBuf::new(),
+            size: message.len() as u64,
+            received_at: now,
+            envid: envelope.envid.clone(),
+            ret: envelope.ret,
+            recipient: address.clone(),
+            notify: None,
+            orcpt: orcpt.clone(),
+            state: RecipientState::Delivered,
+            attempts: 0,
+            last_error: None,
+            remote: Some(host.clone()),
+        })
+        .collect();
+    let notice = compose(config, Kind::Delivered, &jobs, Some(message));
+    let Some((mailboxes, external)) = notice_route(config, &envelope.from) else {
+        return Ok(());
+    };
+    let delivery = deliver::Delivery {
+        mailboxes: mailboxes.into_iter().collect(),
+        external: external.into_iter().map(NewRecipient::plain).collect(),
+    };
+    store.deliver(&Envelope::default(), &notice, &delivery, now)?;
+    Ok(())
 }
 
 #[cfg(test)]

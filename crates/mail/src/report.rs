@@ -15,7 +15,10 @@ use crate::smtp::httpdate;
 pub enum Kind {
     Failed,
     Delayed,
+    /// Delivered into a mailbox here.
     Delivered,
+    /// Handed to a server that does not speak DSN, which will not report further.
+    Relayed,
 }
 
 /// What a notice says about one recipient.
@@ -60,7 +63,7 @@ fn status_of(error: Option<&str>, kind: Kind) -> String {
             .map(str::to_string)
     });
     match (kind, found) {
-        (Kind::Delivered, _) => "2.0.0".into(),
+        (Kind::Delivered | Kind::Relayed, _) => "2.0.0".into(),
         (Kind::Failed, Some(s)) if s.starts_with('5') => s,
         (Kind::Failed, Some(s)) => format!("5{}", &s[1..]),
         (Kind::Failed, None) => "5.0.0".into(),
@@ -102,7 +105,7 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     let subject = match kind {
         Kind::Failed => "Undelivered Mail Returned to Sender",
         Kind::Delayed => "Delayed Mail (still being retried)",
-        Kind::Delivered => "Successful Mail Delivery Report",
+        Kind::Delivered | Kind::Relayed => "Successful Mail Delivery Report",
     };
     let mut m = String::new();
     let mut h = |name: &str, value: &str| {
@@ -139,11 +142,14 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
         Kind::Delivered => {
             "Your message was delivered to the recipients below, as you asked to be told.\r\n\r\n"
         }
+        Kind::Relayed => {
+            "Your message was handed on to the recipients' mail servers below, as you asked\r\nto be told. They do not report delivery, so this is the last notice you get.\r\n\r\n"
+        }
     });
     for line in r.lines {
         let j = line.job;
         match &j.last_error {
-            Some(e) if line.kind != Kind::Delivered => {
+            Some(e) if matches!(line.kind, Kind::Failed | Kind::Delayed) => {
                 m.push_str(&format!("<{}>: {}\r\n", j.recipient, clean(e)));
             }
             _ => m.push_str(&format!("<{}>\r\n", j.recipient)),
@@ -181,6 +187,7 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
             Kind::Failed => "failed",
             Kind::Delayed => "delayed",
             Kind::Delivered => "delivered",
+            Kind::Relayed => "relayed",
         };
         m.push_str(&format!("Action: {action}\r\n"));
         m.push_str(&format!(
@@ -196,7 +203,7 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
             let host = remote.split_whitespace().next().unwrap_or(remote);
             m.push_str(&format!("Remote-MTA: dns; {}\r\n", clean(host)));
         }
-        if line.kind != Kind::Delivered
+        if matches!(line.kind, Kind::Failed | Kind::Delayed)
             && let Some(reply) = j.last_error.as_deref().and_then(smtp_reply)
         {
             m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", clean(reply)));

@@ -554,9 +554,29 @@ impl Session<'_> {
                 }
             }
         }
+        // Local recipients that asked to hear of their delivery (RFC 3461).
+        let success: Vec<(String, Option<String>)> = self
+            .to
+            .iter()
+            .filter(|r| {
+                matches!(r.dest, Destination::Local { ref mailboxes, .. } if !mailboxes.is_empty())
+                    && r.notify.is_some_and(|n| {
+                        officebox_store::wants(Some(n), officebox_store::notify::SUCCESS)
+                    })
+            })
+            .map(|r| (r.address.clone(), r.orcpt.clone()))
+            .collect();
         let store = Arc::clone(self.store);
+        let config = self.config.clone();
         let result = tokio::task::spawn_blocking(move || {
-            store.deliver(&envelope, &message, &delivery, now_unix())
+            let now = now_unix();
+            let id = store.deliver(&envelope, &message, &delivery, now)?;
+            if let Err(error) = crate::queue::local_success_notice(
+                &config, &store, &envelope, &success, &message, now,
+            ) {
+                warn!(message = "smtp: could not send a success notice", %error);
+            }
+            Ok::<_, officebox_store::StoreError>(id)
         })
         .await;
         match result {

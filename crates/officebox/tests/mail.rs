@@ -443,3 +443,86 @@ fn failed_logins_are_slowed_and_then_refused() {
     );
     assert!(log.contains("454 4.7.0"), "{log}");
 }
+
+#[test]
+fn kill_9_during_a_load_of_1000_messages_loses_none_that_got_a_250() {
+    require_program("python3", "python3");
+    // Nothing resolves other domains here: queued mail stays queued.
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("mail.smtp_port");
+    let ob = start(&c);
+    let acks = ob.dir().join("acked.txt");
+    // Four connections send 250 messages each, alternately to a local user and to
+    // another domain (queued), and write down every Message-ID that got its 250.
+    let script = format!(
+        r#"
+import smtplib, threading, sys
+out = open({acks:?}, "a", buffering=1)
+lock = threading.Lock()
+def run(t):
+    try:
+        s = smtplib.SMTP("127.0.0.1", {port}, timeout=10)
+        for i in range(250):
+            mid = "<load-%d-%d@test>" % (t, i)
+            to = "alice@office.test" if i % 2 == 0 else "friend@example.net"
+            msg = "Message-ID: %s\r\nSubject: load\r\n\r\n%s\r\n" % (mid, "x" * 2000)
+            s.sendmail("sender@office.test", [to], msg)
+            with lock:
+                out.write(mid + " " + to + "\n")
+    except Exception as e:
+        pass
+ts = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+"#
+    );
+    let mut client = Command::new("python3")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    let count = || {
+        std::fs::read_to_string(&acks)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(60), || count() >= 300),
+        "the load got going: {}",
+        count()
+    );
+    let dir = ob.kill9().unwrap();
+    client.wait().unwrap();
+    let acked = std::fs::read_to_string(&acks).unwrap();
+    let acked: Vec<(&str, &str)> = acked.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert!(
+        acked.len() >= 300 && acked.len() < 1000,
+        "killed mid-load: {}",
+        acked.len()
+    );
+
+    let data = dir.path().join("demo-data");
+    let mut stored = String::new();
+    for sub in ["new", "cur"] {
+        if let Ok(d) = std::fs::read_dir(data.join("mail/alice").join(sub)) {
+            for e in d.flatten() {
+                stored.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    let db = officebox_store::Db::open(&data.join("state.db")).unwrap();
+    let mut queued = String::new();
+    for m in db.queue().unwrap() {
+        queued.push_str(
+            &std::fs::read_to_string(data.join("..").join(&m.path))
+                .unwrap_or_else(|_| std::fs::read_to_string(&m.path).unwrap_or_default()),
+        );
+    }
+    for (mid, to) in &acked {
+        let place = if *to == "alice@office.test" {
+            &stored
+        } else {
+            &queued
+        };
+        assert!(place.contains(mid), "{mid} for {to} got a 250 and was lost");
+    }
+}

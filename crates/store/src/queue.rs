@@ -133,8 +133,9 @@ pub struct Job {
 /// The result of one delivery attempt for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The far side (named) took it.
-    Delivered { remote: String },
+    /// The far side (named) took it. `dsn_passed_on`: it speaks DSN and was given the
+    /// sender's NOTIFY, so success is reported from there, not by us (RFC 3461 5.2.2).
+    Delivered { remote: String, dsn_passed_on: bool },
     /// Try again at `at` (unix seconds).
     Retry { at: i64, error: String },
     /// Refused for good, or the queue gave up.
@@ -238,20 +239,25 @@ impl Db {
                     "UPDATE queue_recipients SET state = ?3, attempts = attempts + 1,
                          next_attempt_at = ?4, last_error = ?5, remote = ?6,
                          reported = CASE
-                             WHEN ?3 = 'delivered' AND notify IS NOT NULL AND notify & 9 = 1 THEN 0
+                             WHEN ?3 = 'delivered' AND NOT ?7 AND notify IS NOT NULL AND notify & 9 = 1 THEN 0
                              WHEN ?3 = 'failed' AND (notify IS NULL OR notify & 10 = 2) THEN 0
                              ELSE 1 END
                      WHERE message_id = ?1 AND recipient = ?2 AND state = 'pending'",
                 )
                 .map_err(write_err)?;
             for (recipient, outcome) in outcomes {
-                let (state, at, error, remote) = match outcome {
-                    Outcome::Delivered { remote } => ("delivered", now, None, Some(remote)),
-                    Outcome::Retry { at, error } => ("pending", *at, Some(error), None),
-                    Outcome::Failed { error } => ("failed", now, Some(error), None),
+                let (state, at, error, remote, passed_on) = match outcome {
+                    Outcome::Delivered {
+                        remote,
+                        dsn_passed_on,
+                    } => ("delivered", now, None, Some(remote), *dsn_passed_on),
+                    Outcome::Retry { at, error } => ("pending", *at, Some(error), None, false),
+                    Outcome::Failed { error } => ("failed", now, Some(error), None, false),
                 };
-                stmt.execute(params![message_id, recipient, state, at, error, remote])
-                    .map_err(write_err)?;
+                stmt.execute(params![
+                    message_id, recipient, state, at, error, remote, passed_on
+                ])
+                .map_err(write_err)?;
             }
         }
         tx.commit().map_err(write_err)
@@ -485,6 +491,7 @@ mod tests {
                     "b@y".into(),
                     Outcome::Delivered {
                         remote: "mx.y".into(),
+                        dsn_passed_on: false,
                     },
                 ),
                 (
@@ -511,6 +518,7 @@ mod tests {
                 "c@y".into(),
                 Outcome::Delivered {
                     remote: "mx.y".into(),
+                    dsn_passed_on: false,
                 },
             )],
             1003,
@@ -588,6 +596,7 @@ mod tests {
                 "s@y".into(),
                 Outcome::Delivered {
                     remote: "mx".into(),
+                    dsn_passed_on: false,
                 },
             )],
             9001,

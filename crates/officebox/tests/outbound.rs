@@ -1,0 +1,377 @@
+//! Outbound mail end to end. In a test namespace, dnsmasq (TestDns, 127.0.0.3) serves
+//! `far.test MX 10 mx.far.test` and `mx.far.test A 127.0.0.2`, where a private postfix
+//! (FarPostfix) plays the other domain's mail server on port 25. officebox runs in the same
+//! namespace and finds it the way it would on the Internet: its own DNS service forwards
+//! to the test DNS, the queue asks its own DNS for the MX.
+//!
+//! Also: kill -9 in the middle of 1,000 incoming messages loses none that got a 250.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use officebox_testkit::{
+    DnsRecord, FarPostfix, Netns, Officebox, READY_TIMEOUT, REJECT_LOCAL_PART, TestConfig, TestDns,
+    require_program, require_root, wait_until,
+};
+
+const FAR: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const DELIVERY: Duration = Duration::from_secs(30);
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_officebox"))
+}
+
+/// The far side: DNS and postfix in `ns`, and officebox's config pointing its DNS there.
+struct World {
+    // Dropped in reverse order: officebox, postfix, DNS, then the namespace.
+    ns: Netns,
+    _dns: TestDns,
+    far: FarPostfix,
+    config: TestConfig,
+}
+
+fn world(tag: &str) -> World {
+    require_root();
+    require_program("postfix", "postfix");
+    require_program("dnsmasq", "dnsmasq-base");
+    require_program("swaks", "swaks");
+    require_program("python3", "python3");
+    let ns = Netns::new(tag).unwrap();
+    let dns = TestDns::start(
+        &ns,
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 53),
+        &[
+            DnsRecord::mx("far.test", 10, "mx.far.test"),
+            DnsRecord::a("mx.far.test", FAR),
+        ],
+    )
+    .unwrap();
+    let far = FarPostfix::start(&ns, FAR, &["far.test"]).unwrap();
+    let config = TestConfig::demo()
+        .free_ports()
+        .set("dns.use_upstream", true)
+        .set("dns.primary", "127.0.0.3:53")
+        .append("[mail.queue]\nfirst_retry = \"1s\"\nmax_retry_interval = \"2s\"\n");
+    World {
+        ns,
+        _dns: dns,
+        far,
+        config,
+    }
+}
+
+fn start(w: &World) -> Officebox {
+    let ob = Officebox::start_in_netns(bin(), &w.config.text(), &w.ns).unwrap();
+    ob.peer()
+        .wait_for_log("smtp: serving", READY_TIMEOUT)
+        .unwrap();
+    ob
+}
+
+/// Sends with Python's smtplib inside the namespace: (from, [to], message, mail and
+/// rcpt options). Returns the per-recipient refusals smtplib reports.
+fn send(w: &World, from: &str, to: &[&str], message: &str, mail_opts: &[&str], rcpt_opts: &[&str]) {
+    let port = w.config.int("mail.smtp_port");
+    let script = format!(
+        "import smtplib, sys\n\
+         s = smtplib.SMTP('127.0.0.1', {port})\n\
+         r = s.sendmail({from:?}, {to:?}, {message:?}.encode('utf-8'), mail_options={mail_opts:?}, rcpt_options={rcpt_opts:?})\n\
+         s.quit()\n\
+         print(r)\n"
+    );
+    let out =
+        w.ns.command("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "smtplib: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn officebox(ob: &Officebox, args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(ob.config_path())
+        .current_dir(ob.dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn queue_empty(ob: &Officebox) -> bool {
+    officebox(ob, &["mail", "queue"]).contains("the queue is empty")
+}
+
+fn local_mail(ob: &Officebox, login: &str) -> Vec<String> {
+    let dir = ob.dir().join("demo-data/mail").join(login).join("new");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text(m: &[u8]) -> String {
+    String::from_utf8_lossy(m).into_owned()
+}
+
+#[test]
+fn mail_for_another_domain_reaches_its_mx_over_starttls_intact_and_once() {
+    let w = world("out-tls");
+    let ob = start(&w);
+    let message = "From: Alice <alice@office.test>\r\nTo: bob@far.test, carol@far.test\r\n\
+                   Subject: quarterly numbers\r\n\r\nHere they are.\r\n.a line with a dot\r\n\
+                   caf\u{e9} au lait\r\n";
+    send(
+        &w,
+        "alice@office.test",
+        &["bob@far.test", "carol@far.test"],
+        message,
+        &[],
+        &[],
+    );
+    for rcpt in ["bob@far.test", "carol@far.test"] {
+        let got = w
+            .far
+            .wait_for_messages(rcpt, 1, DELIVERY)
+            .unwrap_or_else(|e| {
+                panic!("{e}\n{}\n{}", ob.log(), officebox(&ob, &["mail", "queue"]))
+            });
+        let m = text(&got[0]);
+        assert!(m.contains("Return-Path: <alice@office.test>"), "{m}");
+        assert!(m.contains("using TLS"), "STARTTLS to the far side: {m}");
+        assert!(
+            m.contains("by officebox.office.test (officebox) with ESMTP"),
+            "{m}"
+        );
+        assert!(
+            m.contains("\nHere they are.\n.a line with a dot\ncaf\u{e9} au lait\n")
+                || m.contains("\r\nHere they are.\r\n.a line with a dot\r\ncaf\u{e9} au lait\r\n"),
+            "the body arrives intact: {m:?}"
+        );
+    }
+    assert!(
+        wait_until(DELIVERY, || queue_empty(&ob)),
+        "{}",
+        officebox(&ob, &["mail", "queue"])
+    );
+    assert!(ob.log().contains("smtp out: delivered"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(w.far.messages("bob@far.test").len(), 1, "exactly once");
+    // One connection carried both recipients.
+    assert_eq!(
+        w.far
+            .log()
+            .matches("TLS connection established from")
+            .count(),
+        1,
+        "{}",
+        w.far.log()
+    );
+}
+
+#[test]
+fn a_stopped_far_side_is_retried_and_a_restart_or_kill_9_sends_nothing_twice() {
+    let mut w = world("out-retry");
+    w.far.stop().unwrap();
+    let ob = start(&w);
+    for i in 0..20 {
+        send(
+            &w,
+            "alice@office.test",
+            &["bob@far.test"],
+            &format!("Subject: waiting {i}\r\n\r\nmessage {i}\r\n"),
+            &[],
+            &[],
+        );
+    }
+    assert!(
+        wait_until(DELIVERY, || officebox(&ob, &["mail", "queue"])
+            .contains("Connection refused")),
+        "{}",
+        officebox(&ob, &["mail", "queue"])
+    );
+    // killed while everything waits; the far side comes back; the restart resumes.
+    let dir = ob.kill9().unwrap();
+    w.far.start_again().unwrap();
+    let ob = Officebox::restart_in_netns(bin(), &w.config.text(), &w.ns, dir).unwrap();
+    officebox(&ob, &["mail", "flush"]);
+    let got = w
+        .far
+        .wait_for_messages("bob@far.test", 20, DELIVERY)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", ob.log(), officebox(&ob, &["mail", "queue"])));
+    assert!(wait_until(DELIVERY, || queue_empty(&ob)));
+    // Restarted again (cleanly this time) with an empty queue: nothing more is sent.
+    let (_, _, dir) = ob.stop_with("TERM", Duration::from_secs(10)).unwrap();
+    let ob = Officebox::restart_in_netns(bin(), &w.config.text(), &w.ns, dir).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let mut subjects: Vec<String> = w
+        .far
+        .messages("bob@far.test")
+        .iter()
+        .filter_map(|m| {
+            text(m)
+                .lines()
+                .find(|l| l.starts_with("Subject:"))
+                .map(str::to_string)
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(
+        (got.len(), subjects.len()),
+        (20, 20),
+        "each message exactly once"
+    );
+    assert_eq!(w.far.messages("bob@far.test").len(), 20);
+    drop(ob);
+}
+
+#[test]
+fn refusals_bounce_to_the_sender_with_a_delivery_status_report_and_never_to_the_null_sender() {
+    let w = world("out-bounce");
+    let ob = start(&w);
+    let reject = format!("{REJECT_LOCAL_PART}@far.test");
+    send(
+        &w,
+        "alice@office.test",
+        &[&reject, "bob@far.test"],
+        "Subject: to two\r\nMessage-ID: <two@office.test>\r\n\r\nsecret body\r\n",
+        &["RET=HDRS", "ENVID=QQ314159"],
+        &["NOTIFY=FAILURE,DELAY"],
+    );
+    w.far
+        .wait_for_messages("bob@far.test", 1, DELIVERY)
+        .unwrap();
+    assert!(
+        wait_until(DELIVERY, || !local_mail(&ob, "alice").is_empty()),
+        "{}",
+        ob.log()
+    );
+    let bounce = &local_mail(&ob, "alice")[0];
+    for want in [
+        "From: Mail Delivery System <MAILER-DAEMON@officebox.office.test>",
+        "Auto-Submitted: auto-replied",
+        "Content-Type: multipart/report; report-type=delivery-status",
+        "Content-Type: message/delivery-status",
+        "Original-Envelope-Id: QQ314159",
+        &format!("Final-Recipient: rfc822; {reject}"),
+        "Action: failed",
+        "Status: 5.1.1",
+        "Remote-MTA: dns; mx.far.test",
+        "Diagnostic-Code: smtp; 550 5.1.1",
+        "Content-Type: text/rfc822-headers",
+        "Subject: to two",
+    ] {
+        assert!(bounce.contains(want), "missing {want:?} in\n{bounce}");
+    }
+    assert!(!bounce.contains("secret body"), "RET=HDRS: headers only");
+    assert!(!bounce.contains("Final-Recipient: rfc822; bob@far.test"));
+    assert!(wait_until(DELIVERY, || queue_empty(&ob)));
+
+    // A bounce (null sender) that fails makes no bounce of its own; NOTIFY=NEVER none.
+    send(
+        &w,
+        "",
+        &[&reject],
+        "Subject: a notice\r\n\r\nx\r\n",
+        &[],
+        &[],
+    );
+    send(
+        &w,
+        "bob@office.test",
+        &[&reject],
+        "Subject: never tell\r\n\r\nx\r\n",
+        &[],
+        &["NOTIFY=NEVER"],
+    );
+    assert!(
+        wait_until(DELIVERY, || queue_empty(&ob)),
+        "{}",
+        officebox(&ob, &["mail", "queue"])
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(local_mail(&ob, "alice").len(), 1);
+    assert!(local_mail(&ob, "bob").is_empty());
+    assert!(local_mail(&ob, "admin").is_empty());
+
+    // NOTIFY=SUCCESS: a mailbox here reports delivery itself; a server that speaks DSN
+    // (postfix) is given the request and reports from there, so no notice from us.
+    send(
+        &w,
+        "bob@office.test",
+        &["admin@office.test", "carol@far.test"],
+        "Subject: did it arrive\r\n\r\nx\r\n",
+        &["ENVID=ASK1"],
+        &["NOTIFY=SUCCESS,FAILURE"],
+    );
+    w.far
+        .wait_for_messages("carol@far.test", 1, DELIVERY)
+        .unwrap();
+    assert!(wait_until(DELIVERY, || queue_empty(&ob)));
+    std::thread::sleep(Duration::from_secs(2));
+    let notices = local_mail(&ob, "bob");
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    for want in [
+        "Subject: Successful Mail Delivery Report",
+        "Final-Recipient: rfc822; admin@office.test",
+        "Action: delivered",
+        "Status: 2.0.0",
+        "Original-Envelope-Id: ASK1",
+    ] {
+        assert!(
+            notices[0].contains(want),
+            "missing {want:?} in\n{}",
+            notices[0]
+        );
+    }
+    // postfix got NOTIFY=SUCCESS and answered it with its own notice (which has nowhere
+    // to go in this test world).
+    assert!(
+        wait_until(DELIVERY, || w
+            .far
+            .log()
+            .contains("sender delivery status notification")),
+        "{}",
+        w.far.log_tail(20)
+    );
+}
+
+#[test]
+fn a_domain_that_does_not_exist_bounces_at_once() {
+    let w = world("out-nx");
+    let ob = start(&w);
+    send(
+        &w,
+        "alice@office.test",
+        &["x@no-such-domain.test"],
+        "Subject: lost\r\n\r\nx\r\n",
+        &[],
+        &[],
+    );
+    assert!(
+        wait_until(DELIVERY, || !local_mail(&ob, "alice").is_empty()),
+        "{}\n{}",
+        ob.log(),
+        officebox(&ob, &["mail", "queue"])
+    );
+    let bounce = &local_mail(&ob, "alice")[0];
+    assert!(bounce.contains("Status: 5.1.2"), "{bounce}");
+    assert!(bounce.contains("no such domain"), "{bounce}");
+}
