@@ -106,7 +106,11 @@ pop3_port = 110
 pop3s_port = 995
 relay_from_wan = false          # never turn on unless you know why: it makes an open relay
 max_message_size = "25M"
+# DNS servers for finding other domains' mail servers. Unset: this box's own DNS
+# (which asks [dns] primary/secondary), or nothing when use_upstream is off.
+# resolvers = ["192.0.2.53"]
 
+# Mail for other domains waits here until their servers take it.
 [mail.queue]
 first_retry = "5m"
 max_retry_interval = "1h"
@@ -127,6 +131,8 @@ postmaster = ["admin"]
 # password = "..."
 # poll_interval = "5m"
 # keep_on_server = false
+# verify_certificate = true     # check the ISP's certificate; the password goes there
+# ca_file = "/etc/officebox/isp-ca.pem"   # an ISP with its own CA
 
 # ---------------------------------------------------------------- Users
 # Add users with `officebox user add LOGIN`; it stores hashes, never passwords.
@@ -135,6 +141,11 @@ login = "admin"
 name = "Administrator"
 password = "{admin_hash}"
 admin = true
+# A user's own mailbox at the ISP, fetched into theirs (settings as for the catch-all):
+# [[users.pop3]]
+# server = "pop.isp.example"
+# login = "admin.office"
+# password = "..."
 
 # ---------------------------------------------------------------- Phones
 [phone]

@@ -432,3 +432,69 @@ fn fetchmail_and_mpop_read_officebox_over_plain_stls_and_tls_without_duplicates(
     );
     assert_eq!(delivered(mp.path()).unwrap().len(), 3);
 }
+
+/// A POP3 server without UIDL (some old ISP servers): Python, plain text, three
+/// messages kept between sessions; it logs each command to its stdout.
+const NO_UIDL_SERVER: &str = r#"
+import socketserver, sys
+msgs = [("Subject: old %d\r\nMessage-ID: <old%d@isp>\r\n\r\nbody %d\r\n" % (i, i, i)).encode() for i in range(3)]
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(b"+OK old server\r\n")
+        for raw in self.rfile:
+            cmd = raw.decode().strip().split(" ")
+            print(cmd[0], flush=True)
+            w = cmd[0].upper()
+            if w in ("USER", "PASS", "NOOP", "DELE"): self.wfile.write(b"+OK\r\n")
+            elif w == "QUIT": self.wfile.write(b"+OK bye\r\n"); return
+            elif w == "LIST":
+                self.wfile.write(b"+OK\r\n" + b"".join(b"%d %d\r\n" % (i + 1, len(m)) for i, m in enumerate(msgs)) + b".\r\n")
+            elif w in ("RETR", "TOP"):
+                m = msgs[int(cmd[1]) - 1]
+                if w == "TOP": m = m.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+                self.wfile.write(b"+OK\r\n" + m + b".\r\n")
+            else: self.wfile.write(b"-ERR unknown command\r\n")
+class S(socketserver.ThreadingTCPServer): allow_reuse_address = True
+srv = S(("127.0.0.1", 0), H)
+print("port", srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+#[test]
+fn a_server_without_uidl_is_tracked_by_a_hash_of_each_message() {
+    require_program("python3", "python3");
+    let mut cmd = Command::new("python3");
+    cmd.args(["-u", "-c", NO_UIDL_SERVER]);
+    let server = officebox_testkit::Peer::spawn("no-uidl-pop3", cmd).unwrap();
+    server
+        .wait_for_log("port ", Duration::from_secs(10))
+        .unwrap();
+    let port: u16 = server
+        .log()
+        .lines()
+        .find_map(|l| l.strip_prefix("port ")?.trim().parse().ok())
+        .unwrap();
+    let c = TestConfig::demo().free_ports().append(&format!(
+        "[[users.pop3]]\nserver = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         login = \"bob\"\npassword = \"pw\"\nkeep_on_server = true\n"
+    ));
+    let ob = start(&c);
+    assert!(wait_until(Duration::from_secs(15), || mailbox(
+        ob.dir(),
+        "bob"
+    )
+    .len()
+        == 3));
+    let quits = || server.log().matches("QUIT").count();
+    for _ in 0..2 {
+        let before = quits();
+        officebox(&ob, &["mail", "fetch", "now"]);
+        assert!(wait_until(Duration::from_secs(10), || quits() > before));
+    }
+    assert_eq!(subjects(ob.dir(), "bob"), ["old 0", "old 1", "old 2"]);
+    assert!(
+        server.log().contains("TOP"),
+        "headers hashed: {}",
+        server.log()
+    );
+}

@@ -375,3 +375,29 @@ fn a_domain_that_does_not_exist_bounces_at_once() {
     assert!(bounce.contains("Status: 5.1.2"), "{bounce}");
     assert!(bounce.contains("no such domain"), "{bounce}");
 }
+
+#[test]
+fn an_alias_that_names_itself_keeps_the_local_copy_and_forwards_one() {
+    let mut w = world("out-alias");
+    let members: toml_edit::Array = ["bob", "bob@far.test"].into_iter().collect();
+    w.config = w.config.clone().set("mail.aliases.bob", members);
+    let ob = start(&w);
+    // From the Internet (well, from outside: anyone may write to a local alias).
+    send(
+        &w,
+        "friend@elsewhere.test",
+        &["bob@office.test"],
+        "Subject: for bob twice\r\n\r\nhello\r\n",
+        &[],
+        &[],
+    );
+    let far = w
+        .far
+        .wait_for_messages("bob@far.test", 1, DELIVERY)
+        .unwrap();
+    assert!(text(&far[0]).contains("Subject: for bob twice"));
+    assert!(text(&far[0]).contains("Return-Path: <friend@elsewhere.test>"));
+    let here = local_mail(&ob, "bob");
+    assert_eq!(here.len(), 1);
+    assert!(here[0].contains("Subject: for bob twice"));
+}
