@@ -476,6 +476,10 @@ async fn poll_inner(
             Owner::User(login) => ([login.clone()].into(), BTreeSet::new()),
             Owner::CatchAll => route_shared(config, &headers),
         };
+        if mailboxes.is_empty() && external.is_empty() {
+            // Cannot happen with a valid config (it has an admin); never drop mail anyway.
+            return Err(pop.protocol("a fetched message matches no one and there is no admin"));
+        }
         let message_id = header(&headers, "message-id").map(|m| m.trim().to_string());
         let t = tag(&key, uid);
         let mut stamped = format!(

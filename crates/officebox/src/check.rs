@@ -145,6 +145,32 @@ pub fn summary(c: &Config) -> String {
             "no"
         }
     );
+    let resolvers: Vec<String> = derive::mail_resolvers(c)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let _ = writeln!(
+        o,
+        "          other domains' mail servers found through: {}",
+        if resolvers.is_empty() {
+            "nothing (no upstream DNS): mail for other domains waits in the queue".to_string()
+        } else {
+            resolvers.join(", ")
+        }
+    );
+    let fetched = c.users.iter().map(|u| u.pop3.len()).sum::<usize>()
+        + usize::from(c.mail.catch_all.is_some());
+    if fetched > 0 {
+        let _ = writeln!(
+            o,
+            "          {fetched} ISP mailbox(es) fetched{}",
+            if c.mail.catch_all.is_some() {
+                ", one of them the catch-all"
+            } else {
+                ""
+            }
+        );
+    }
     let _ = writeln!(
         o,
         "users     {}",
