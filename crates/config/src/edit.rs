@@ -98,6 +98,26 @@ fn set_field(text: &str, login: &str, key: &str, new: &str) -> Result<String, Ed
     Ok(doc.to_string())
 }
 
+/// Replaces a user's phone digest hashes (`sip_ha1_md5`, `sip_ha1_sha256`).
+pub fn set_sip_secret(
+    text: &str,
+    login: &str,
+    md5: &str,
+    sha256: &str,
+) -> Result<String, EditError> {
+    let text = set_field(text, login, "sip_ha1_md5", md5)?;
+    set_field(&text, login, "sip_ha1_sha256", sha256)
+}
+
+/// The `network.domain` of a config text (the realm of the phone hashes), if it has one.
+pub fn domain(text: &str) -> Option<String> {
+    let doc = document(text).ok()?;
+    doc.get("network")?
+        .get("domain")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// Removes a user's `[[users]]` entry.
 pub fn remove_user(text: &str, login: &str) -> Result<String, EditError> {
     let mut doc = document(text)?;

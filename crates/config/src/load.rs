@@ -987,6 +987,10 @@ impl Loader<'_, '_> {
                 "set it with `officebox user passwd LOGIN --pin`, which stores an argon2 hash",
                 parse_argon2,
             );
+            let sip_help = "set it with `officebox user passwd LOGIN`, which stores the phone \
+                            password's digest hashes";
+            let sip_ha1_md5 = u.parsed(self.sink, "sip_ha1_md5", sip_help, |s| hex_of(s, 32));
+            let sip_ha1_sha256 = u.parsed(self.sink, "sip_ha1_sha256", sip_help, |s| hex_of(s, 64));
             let admin = u.bool(self.sink, "admin").unwrap_or(false);
             self.saw_admin |= admin;
             let pop3 = u
@@ -1032,6 +1036,8 @@ impl Loader<'_, '_> {
                     password_hash: password.map(|p| p.value).unwrap_or_default(),
                     extension: extension.map(|e| e.value),
                     voicemail_pin_hash: pin.map(|p| p.value),
+                    sip_ha1_md5: sip_ha1_md5.map(|h| h.value),
+                    sip_ha1_sha256: sip_ha1_sha256.map(|h| h.value),
                     admin,
                     pop3,
                 },
@@ -1711,6 +1717,15 @@ fn find_cycle(graph: &HashMap<&str, Vec<&str>>, start: &str) -> Option<Vec<Strin
     let (&node, _) = graph.get_key_value(start)?;
     let mut path = vec![node];
     walk(graph, node, start, &mut path).then(|| path.into_iter().map(String::from).collect())
+}
+
+/// `n` lowercase hex digits (a digest hash).
+fn hex_of(s: &str, n: usize) -> Result<String, String> {
+    if s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!("expected {n} hex digits"))
+    }
 }
 
 #[cfg(test)]

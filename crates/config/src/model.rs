@@ -340,6 +340,10 @@ pub struct User {
     pub extension: Option<String>,
     /// argon2 PHC string of the voicemail PIN.
     pub voicemail_pin_hash: Option<String>,
+    /// The phone's digest secret, HA1 = H(login:domain:password) with MD5 and SHA-256
+    /// (RFC 3261 section 22, RFC 8760): what SIP authentication needs, and no password.
+    pub sip_ha1_md5: Option<String>,
+    pub sip_ha1_sha256: Option<String>,
     /// May log in to the admin pages; receives catch-all mail that matches nobody.
     pub admin: bool,
     pub pop3: Vec<Pop3Account>,

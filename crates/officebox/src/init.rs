@@ -15,6 +15,7 @@ pub fn init(path: &Path, domain: &str) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
     let password = passwords::generate();
     let text = officebox_config::template::default_config(&domain, &passwords::hash(&password)?);
+    let text = crate::users::with_sip_secret(&text, "admin", &password)?;
     // The template must always be a valid config: check before writing.
     officebox_config::parse(&path.display().to_string(), &text)
         .map_err(|d| anyhow::anyhow!("internal error: the default config is invalid:\n{d}"))?;

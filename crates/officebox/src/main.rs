@@ -61,10 +61,15 @@ enum Command {
         #[command(subcommand)]
         action: NetAction,
     },
-    /// The mail queue.
+    /// The mail queue and the POP3 fetcher.
     Mail {
         #[command(subcommand)]
         action: MailAction,
+    },
+    /// The phone system.
+    Phone {
+        #[command(subcommand)]
+        action: PhoneAction,
     },
     /// The DHCP lease table.
     Dhcp {
@@ -126,6 +131,15 @@ enum MailAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum PhoneAction {
+    /// Registered phones: user, extension, contact, where from, expiry, phone model.
+    Registrations {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum FetchAction {
     /// Each external mailbox: last poll, last error, messages fetched.
     Status {
@@ -165,6 +179,9 @@ fn main() -> ExitCode {
         Command::Net {
             action: NetAction::Show { config },
         } => net_show(&config),
+        Command::Phone {
+            action: PhoneAction::Registrations { config },
+        } => phone_registrations(&config),
         Command::Mail { action } => match action {
             MailAction::Queue { config } => mail_cli::queue(&config),
             MailAction::Flush { config } => mail_cli::flush(&config),
@@ -204,6 +221,41 @@ fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             e.ttl,
             e.source.name(),
             e.value
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn phone_registrations(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let db = officebox_store::Db::open(&config.data_dir.join("state.db"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let bindings = db.bindings(now)?;
+    if bindings.is_empty() {
+        println!("no phone is registered");
+    }
+    for b in bindings {
+        let ext = config
+            .users
+            .iter()
+            .find(|u| u.login == b.login)
+            .and_then(|u| u.extension.clone())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12} {:<6} {} from {} ({}), expires in {}s{}",
+            b.login,
+            ext,
+            b.contact,
+            b.source,
+            b.transport,
+            b.expires_at - now,
+            if b.user_agent.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", b.user_agent)
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

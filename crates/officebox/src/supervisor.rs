@@ -71,6 +71,13 @@ const SERVICES: &[ServiceSpec] = &[
         },
     },
     ServiceSpec {
+        name: "phone",
+        enabled: |c| c.phone.enabled,
+        start: |config, stop| {
+            Box::pin(async move { Ok(officebox_voice::serve(config, stop).await?) })
+        },
+    },
+    ServiceSpec {
         name: "ntp",
         enabled: |c| c.ntp.enabled,
         start: |config, stop| {
@@ -84,8 +91,7 @@ const SERVICES: &[ServiceSpec] = &[
 /// Whether a config enables a service.
 type Enabled = fn(&Config) -> bool;
 
-const NOT_YET_BUILT: &[(&str, Enabled)] =
-    &[("phone", |c| c.phone.enabled), ("web", |c| c.web.enabled)];
+const NOT_YET_BUILT: &[(&str, Enabled)] = &[("web", |c| c.web.enabled)];
 
 pub fn run(path: &Path) -> Result<ExitCode> {
     let config = match officebox_config::load(path) {

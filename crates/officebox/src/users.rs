@@ -10,6 +10,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use officebox_config::edit::{self, NewUser};
 
+use officebox_voice::digest::{Algorithm, ha1};
+
 use crate::passwords;
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +92,7 @@ pub fn user(path: &Path, action: UserAction) -> Result<ExitCode> {
                     admin,
                 },
             )?;
+            let new = with_sip_secret(&new, &login, &password)?;
             save(path, &new)?;
             println!("added user {login}");
             if shown {
@@ -116,7 +119,8 @@ pub fn user(path: &Path, action: UserAction) -> Result<ExitCode> {
             let new = if pin {
                 edit::set_pin(&text, &login, &hash)?
             } else {
-                edit::set_password(&text, &login, &hash)?
+                let new = edit::set_password(&text, &login, &hash)?;
+                with_sip_secret(&new, &login, &secret)?
             };
             save(path, &new)?;
             let what = if pin { "voicemail PIN" } else { "password" };
@@ -132,6 +136,17 @@ pub fn user(path: &Path, action: UserAction) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stores the phone's digest hashes for `password` (realm: the config's domain), so
+/// phones can register with the same password; the password itself is not stored.
+pub fn with_sip_secret(text: &str, login: &str, password: &str) -> Result<String> {
+    let Some(realm) = edit::domain(text) else {
+        return Ok(text.to_string());
+    };
+    let md5 = ha1(Algorithm::Md5, login, &realm, password);
+    let sha256 = ha1(Algorithm::Sha256, login, &realm, password);
+    Ok(edit::set_sip_secret(text, login, &md5, &sha256)?)
 }
 
 /// The secret from stdin, or a generated one (then the caller shows it).

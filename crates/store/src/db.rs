@@ -107,6 +107,23 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 4,
+        name: "phone registrations",
+        sql: "
+        CREATE TABLE sip_bindings (
+            login      TEXT NOT NULL,
+            contact    TEXT NOT NULL,
+            expires_at INTEGER NOT NULL,
+            call_id    TEXT NOT NULL,
+            cseq       INTEGER NOT NULL,
+            source     TEXT NOT NULL,
+            transport  TEXT NOT NULL,
+            user_agent TEXT NOT NULL,
+            PRIMARY KEY (login, contact)
+        );
+    ",
+    },
 ];
 
 /// The schema version this binary creates and understands.

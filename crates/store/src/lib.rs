@@ -35,6 +35,7 @@ mod error;
 mod fetch;
 mod file;
 mod maildir;
+mod phone;
 mod queue;
 
 pub use db::{Db, Lease, LeaseState, MIGRATIONS, Migration, known_schema_version};
@@ -42,6 +43,7 @@ pub use error::StoreError;
 pub use fetch::FetchStatus;
 pub use file::write_atomic;
 pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER};
+pub use phone::SipBinding;
 pub use queue::{
     Job, NewMessage, NewRecipient, Notice, Outcome, Queued, QueuedRecipient, RecipientState, Ret,
     notify, wants,

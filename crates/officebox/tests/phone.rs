@@ -1,0 +1,198 @@
+//! The phone system end to end, so far the registrar: sipp registers the demo's phones
+//! with digest authentication over UDP and TCP and unregisters them, wrong passwords are
+//! refused and a guessing flood is cut off, OPTIONS is answered, sipsak's registration
+//! shows in `officebox phone registrations` and survives a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use officebox_testkit::{Officebox, READY_TIMEOUT, TestConfig, free_udp_port, require_program};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_officebox"))
+}
+
+fn scenarios() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../voice/tests/sipp")
+}
+
+fn start(c: &TestConfig) -> Officebox {
+    let ob = Officebox::start(bin(), &c.text()).expect("starts");
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .expect("phone starts");
+    ob
+}
+
+/// Runs a sipp scenario against officebox's SIP port; (success, output).
+fn sipp(
+    port: i64,
+    scenario: &str,
+    inf: Option<&str>,
+    transport: &str,
+    count: u32,
+) -> (bool, String) {
+    let dir = scenarios();
+    let errors = officebox_testkit::scratch_dir("sipp").unwrap();
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(&dir)
+        .args(["-sf", scenario, "-key", "domain", "office.test"])
+        .args(["-auth_uri", "office.test", "-i", "127.0.0.1"])
+        .args(["-p", &free_udp_port().unwrap().to_string()])
+        .args(["-t", transport, "-m", &count.to_string(), "-nostdin"])
+        .args([
+            "-recv_timeout",
+            "5s",
+            "-timeout",
+            "30s",
+            "-trace_err",
+            "-error_file",
+        ])
+        .arg(errors.path().join("errors.txt"))
+        .arg(format!("127.0.0.1:{port}"));
+    if let Some(inf) = inf {
+        cmd.args(["-inf", inf]);
+    }
+    let out: Output = cmd.output().unwrap();
+    let log = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(errors.path().join("errors.txt")).unwrap_or_default()
+    );
+    (out.status.success(), log)
+}
+
+fn registrations(ob: &Officebox) -> String {
+    let out = Command::new(bin())
+        .args(["phone", "registrations", "--config"])
+        .arg(ob.config_path())
+        .current_dir(ob.dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn phones_register_with_digest_over_udp_and_tcp_and_wrong_passwords_are_refused() {
+    require_program("sipp", "sip-tester");
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("phone.sip_port");
+    let ob = start(&c);
+    for transport in ["u1", "t1"] {
+        let (ok, log) = sipp(port, "register_digest.xml", Some("users.csv"), transport, 2);
+        assert!(ok, "register over {transport}:\n{log}\n{}", ob.log());
+        let (ok, log) = sipp(
+            port,
+            "register_wrong_password.xml",
+            Some("users_wrong_password.csv"),
+            transport,
+            2,
+        );
+        assert!(ok, "wrong passwords over {transport}:\n{log}");
+    }
+    let (ok, log) = sipp(port, "options.xml", None, "u1", 1);
+    assert!(ok, "{log}");
+    assert!(
+        registrations(&ob).contains("no phone is registered"),
+        "all unregistered"
+    );
+    assert!(ob.log().contains("registration with a wrong password"));
+}
+
+#[test]
+fn a_registration_is_listed_and_kept_across_a_restart() {
+    require_program("sipsak", "sipsak");
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("phone.sip_port");
+    let ob = start(&c);
+    let local = free_udp_port().unwrap();
+    let out = Command::new("sipsak")
+        .args(["-U", "-i", "-s", &format!("sip:102@127.0.0.1:{port}")])
+        .args(["-u", "bob", "-a", "demo-bob", "-x", "600"])
+        .args(["-l", &local.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Registrations reach the state database in batches (every 200 ms).
+    let _ = officebox_testkit::wait_until(Duration::from_secs(5), || {
+        !registrations(&ob).contains("no phone is registered")
+    });
+    let list = registrations(&ob);
+    assert!(
+        list.contains(&format!("bob          102    sip:102@127.0.0.1:{local}"))
+            && list.contains("(udp)")
+            && list.contains("sipsak"),
+        "{list}"
+    );
+    let text = c.text();
+    let (_, _, dir) = ob.stop_with("TERM", Duration::from_secs(10)).unwrap();
+    let ob = Officebox::start_in(bin(), &text, dir).unwrap();
+    assert!(registrations(&ob).contains("sip:102@127.0.0.1"));
+}
+
+#[test]
+fn a_password_guessing_flood_is_ignored_after_twenty_failures() {
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("phone.sip_port");
+    let ob = start(&c);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let mut buf = [0u8; 4096];
+    let mut register = |n: u32, auth: &str| -> Option<String> {
+        let msg = format!(
+            "REGISTER sip:office.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKflood{n}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:101@office.test>\r\nFrom: <sip:101@office.test>;tag=f{n}\r\n\
+             Call-ID: flood-{n}\r\nCSeq: {n} REGISTER\r\nContact: <sip:101@127.0.0.1:9>\r\n{auth}Content-Length: 0\r\n\r\n",
+            sock.local_addr().unwrap().port()
+        );
+        sock.send_to(msg.as_bytes(), &target).unwrap();
+        let n = sock.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let challenge = register(0, "").unwrap();
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let guess = |i: u32| {
+        format!(
+            "Authorization: Digest username=\"alice\", realm=\"office.test\", nonce=\"{nonce}\", \
+             uri=\"sip:office.test\", response=\"{:032x}\", algorithm=MD5\r\n",
+            i
+        )
+    };
+    for i in 1..=20 {
+        let r = register(i, &guess(i)).unwrap_or_else(|| panic!("guess {i} unanswered"));
+        assert!(r.starts_with("SIP/2.0 401"), "{r}");
+    }
+    assert!(
+        register(21, &guess(21)).is_none(),
+        "the 21st guess is ignored"
+    );
+    assert!(
+        register(22, "").is_none(),
+        "so is everything else from there"
+    );
+    assert!(ob.log().contains("too many failed logins"));
+}

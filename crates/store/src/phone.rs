@@ -1,0 +1,113 @@
+//! Phone registrations as the registrar last saw them: for `officebox phone
+//! registrations`, and so a restart does not forget where the phones are. Written in
+//! batches by the registrar (registrations are soft state: a phone refreshes its own).
+
+use rusqlite::params;
+
+use crate::db::Db;
+use crate::error::StoreError;
+
+/// One registered contact of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipBinding {
+    pub login: String,
+    pub contact: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub call_id: String,
+    pub cseq: i64,
+    /// `ip:port` the phone registered from.
+    pub source: String,
+    pub transport: String,
+    pub user_agent: String,
+}
+
+impl Db {
+    /// Replaces the bindings of each login in `changes` (one transaction).
+    pub fn save_bindings(&self, changes: &[(String, Vec<SipBinding>)]) -> Result<(), StoreError> {
+        let write_err = |e| self.err("save phone registrations", e);
+        let tx = self.conn.unchecked_transaction().map_err(write_err)?;
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM sip_bindings WHERE login = ?1")
+                .map_err(write_err)?;
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO sip_bindings
+                     (login, contact, expires_at, call_id, cseq, source, transport, user_agent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(write_err)?;
+            for (login, bindings) in changes {
+                del.execute([login]).map_err(write_err)?;
+                for b in bindings {
+                    ins.execute(params![
+                        login,
+                        b.contact,
+                        b.expires_at,
+                        b.call_id,
+                        b.cseq,
+                        b.source,
+                        b.transport,
+                        b.user_agent
+                    ])
+                    .map_err(write_err)?;
+                }
+            }
+        }
+        tx.commit().map_err(write_err)
+    }
+
+    /// The bindings that have not expired at `now`, by login and contact.
+    pub fn bindings(&self, now: i64) -> Result<Vec<SipBinding>, StoreError> {
+        let read_err = |e| self.err("read phone registrations", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT login, contact, expires_at, call_id, cseq, source, transport, user_agent
+                 FROM sip_bindings WHERE expires_at > ?1 ORDER BY login, contact",
+            )
+            .map_err(read_err)?;
+        stmt.query_map([now], |row| {
+            Ok(SipBinding {
+                login: row.get(0)?,
+                contact: row.get(1)?,
+                expires_at: row.get(2)?,
+                call_id: row.get(3)?,
+                cseq: row.get(4)?,
+                source: row.get(5)?,
+                transport: row.get(6)?,
+                user_agent: row.get(7)?,
+            })
+        })
+        .map_err(read_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_are_replaced_per_login_and_expire() {
+        let db = Db::open_in_memory().unwrap();
+        let b = |contact: &str, expires_at| SipBinding {
+            login: "alice".into(),
+            contact: contact.into(),
+            expires_at,
+            call_id: "c".into(),
+            cseq: 1,
+            source: "10.0.0.5:5060".into(),
+            transport: "udp".into(),
+            user_agent: "phone".into(),
+        };
+        db.save_bindings(&[("alice".into(), vec![b("sip:a", 100), b("sip:b", 50)])])
+            .unwrap();
+        assert_eq!(db.bindings(60).unwrap().len(), 1);
+        db.save_bindings(&[("alice".into(), vec![])]).unwrap();
+        assert!(db.bindings(0).unwrap().is_empty());
+    }
+}

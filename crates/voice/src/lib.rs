@@ -1,0 +1,16 @@
+//! officebox's phone system. This first part is the SIP registrar: phones register with
+//! digest authentication (MD5 or SHA-256, against per-user hashes; no password is
+//! stored), over UDP or TCP, and OPTIONS pings are answered. Calls, the media relay and
+//! voicemail come next (issue 8).
+//!
+//! - [`sip`]: parsing and building SIP messages, never trusting the bytes.
+//! - [`digest`]: challenges and their answers.
+//! - [`registrar`]: where each user's phones are.
+//! - [`server`]: the UDP and TCP listeners, retransmissions, NAT-friendly replies.
+
+pub mod digest;
+pub mod registrar;
+pub mod server;
+pub mod sip;
+
+pub use server::serve;

@@ -1,0 +1,589 @@
+//! The SIP server: UDP and TCP on the SIP port, each request parsed, answered, and
+//! retransmissions answered from a cache (RFC 3261 section 17.2: a server transaction
+//! replays its last response).
+//!
+//! Responses go back where the request came from, with `received` and `rport` added to
+//! the top Via (RFC 3581), so phones behind NAT hear them. Sources that keep failing
+//! authentication (a password-guessing flood) are ignored for a while.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use officebox_config::Config;
+use officebox_config::derive::bind_addresses;
+use officebox_config::model::Service;
+use officebox_store::{Db, SipBinding};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::digest::{Algorithm, Authenticator, Verdict, parse_credentials};
+use crate::registrar::{Binding, Outcome, Registrar, owner_of};
+use crate::sip::{self, Message, ParseError, StartLine, param, split_list, uri_of};
+
+/// What the server answers OPTIONS with and allows.
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, INFO, SUBSCRIBE, NOTIFY, UPDATE";
+/// How long a response is kept for retransmitted requests (64 * T1).
+const REPLAY_FOR: Duration = Duration::from_secs(32);
+const MAX_REPLAY: usize = 50_000;
+/// Failed authentications per source before it is ignored, and for how long.
+const MAX_FAILURES: u32 = 20;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const BLOCK_FOR: Duration = Duration::from_secs(300);
+/// Registrations are written to the state database this often.
+const SAVE_EVERY: Duration = Duration::from_millis(200);
+/// TCP connections at once, and how long one may sit idle.
+const MAX_TCP: usize = 1000;
+const TCP_IDLE: Duration = Duration::from_secs(600);
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Responses by (branch and method, source), for retransmitted requests.
+type Replay = HashMap<(String, SocketAddr), (Instant, Vec<u8>)>;
+
+/// What the whole server shares.
+struct State {
+    registrar: Mutex<Registrar>,
+    auth: Authenticator,
+    replay: Mutex<Replay>,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    tcp: tokio::sync::Semaphore,
+}
+
+impl State {
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        f.get(&ip)
+            .is_some_and(|(since, n)| *n >= MAX_FAILURES && since.elapsed() < BLOCK_FOR)
+    }
+
+    fn failed(&self, ip: IpAddr) {
+        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if f.len() > 10_000 {
+            f.retain(|_, (since, _)| since.elapsed() < BLOCK_FOR);
+        }
+        let e = f.entry(ip).or_insert((Instant::now(), 0));
+        if e.1 < MAX_FAILURES && e.0.elapsed() > FAILURE_WINDOW {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+        if e.1 == MAX_FAILURES {
+            warn!(message = "phone: too many failed logins; ignoring this source for a while", source = %ip);
+            e.0 = Instant::now();
+        }
+    }
+}
+
+/// Runs the SIP server until `shutdown`.
+pub async fn serve(
+    config_rx: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let config = Arc::clone(&config_rx.borrow());
+    let db_path = config.data_dir.join("state.db");
+    let (db, restored) =
+        tokio::task::spawn_blocking(move || -> Result<_, officebox_store::StoreError> {
+            let db = Db::open(&db_path)?;
+            let restored = db.bindings(i64::try_from(now_unix()).unwrap_or(i64::MAX))?;
+            Ok((db, restored))
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|e| io::Error::other(format!("phone: {e}")))?;
+    let mut registrar = Registrar::default();
+    for b in restored {
+        if let Ok(source) = b.source.parse() {
+            registrar.restore(
+                &b.login,
+                Binding {
+                    contact: b.contact,
+                    expires_at: u64::try_from(b.expires_at).unwrap_or(0),
+                    call_id: b.call_id,
+                    cseq: u32::try_from(b.cseq).unwrap_or(0),
+                    source,
+                    transport: if b.transport == "tcp" { "tcp" } else { "udp" },
+                    user_agent: b.user_agent,
+                },
+            );
+        }
+    }
+    let state = Arc::new(State {
+        registrar: Mutex::new(registrar),
+        auth: Authenticator::new(&config.network.domain),
+        replay: Mutex::default(),
+        failures: Mutex::default(),
+        tcp: tokio::sync::Semaphore::new(MAX_TCP),
+    });
+    let port = config.phone.sip_port;
+    let mut tasks = tokio::task::JoinSet::new();
+    for ip in bind_addresses(&config, Service::Sip) {
+        let addr = SocketAddr::new(ip, port);
+        let udp = UdpSocket::bind(addr).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("phone: cannot listen on udp {addr}: {e}"))
+        })?;
+        let tcp = TcpListener::bind(addr).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("phone: cannot listen on tcp {addr}: {e}"))
+        })?;
+        info!(message = "phone: serving", %addr);
+        tasks.spawn(udp_loop(
+            Arc::new(udp),
+            config_rx.clone(),
+            Arc::clone(&state),
+        ));
+        tasks.spawn(tcp_loop(tcp, config_rx.clone(), Arc::clone(&state)));
+    }
+    let db = Arc::new(Mutex::new(db));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(SAVE_EVERY) => save(&state, &db).await,
+        }
+    }
+    save(&state, &db).await;
+    tasks.shutdown().await;
+    Ok(())
+}
+
+/// Writes the registrations that changed.
+async fn save(state: &Arc<State>, db: &Arc<Mutex<Db>>) {
+    let dirty = state
+        .registrar
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take_dirty();
+    if dirty.is_empty() {
+        return;
+    }
+    let rows: Vec<(String, Vec<SipBinding>)> = dirty
+        .into_iter()
+        .map(|(login, bindings)| {
+            let rows = bindings
+                .into_iter()
+                .map(|b| SipBinding {
+                    login: login.clone(),
+                    contact: b.contact,
+                    expires_at: i64::try_from(b.expires_at).unwrap_or(i64::MAX),
+                    call_id: b.call_id,
+                    cseq: i64::from(b.cseq),
+                    source: b.source.to_string(),
+                    transport: b.transport.to_string(),
+                    user_agent: b.user_agent,
+                })
+                .collect();
+            (login, rows)
+        })
+        .collect();
+    let db = Arc::clone(db);
+    let r = tokio::task::spawn_blocking(move || {
+        db.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .save_bindings(&rows)
+    })
+    .await;
+    if !matches!(r, Ok(Ok(()))) {
+        warn!(message = "phone: could not save registrations (phones re-register anyway)");
+    }
+}
+
+async fn udp_loop(
+    socket: Arc<UdpSocket>,
+    config_rx: watch::Receiver<Arc<Config>>,
+    state: Arc<State>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, source) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(error) => {
+                debug!(message = "phone: udp receive failed", %error);
+                continue;
+            }
+        };
+        let config = Arc::clone(&config_rx.borrow());
+        if let Some(reply) = datagram(&config, &state, &buf[..n], source, "udp")
+            && let Err(error) = socket.send_to(&reply, source).await
+        {
+            debug!(message = "phone: udp send failed", %source, %error);
+        }
+    }
+}
+
+async fn tcp_loop(
+    listener: TcpListener,
+    config_rx: watch::Receiver<Arc<Config>>,
+    state: Arc<State>,
+) {
+    loop {
+        let Ok((stream, source)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (config_rx, state) = (config_rx.clone(), Arc::clone(&state));
+        tokio::spawn(async move {
+            let Ok(_permit) = state.tcp.try_acquire() else {
+                return;
+            };
+            if let Err(error) = tcp_session(stream, source, config_rx, &state).await {
+                debug!(message = "phone: tcp session ended", %source, %error);
+            }
+        });
+    }
+}
+
+async fn tcp_session(
+    mut stream: TcpStream,
+    source: SocketAddr,
+    config_rx: watch::Receiver<Arc<Config>>,
+    state: &State,
+) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        loop {
+            match sip::frame_len(&buf) {
+                Ok(Some(len)) => {
+                    let message: Vec<u8> = buf.drain(..len).collect();
+                    let config = Arc::clone(&config_rx.borrow());
+                    if let Some(reply) = datagram(&config, state, &message, source, "tcp") {
+                        stream.write_all(&reply).await?;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The stream cannot be framed any more: say so once and close.
+                    if let Some(reply) = bad_request(&buf, &e) {
+                        stream.write_all(&reply).await?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let n = tokio::time::timeout(TCP_IDLE, stream.read(&mut chunk))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Handles one message; the bytes to send back, if any.
+fn datagram(
+    config: &Config,
+    state: &State,
+    bytes: &[u8],
+    source: SocketAddr,
+    transport: &'static str,
+) -> Option<Vec<u8>> {
+    if bytes.iter().all(|&b| b == b'\r' || b == b'\n') {
+        return None; // keep-alive
+    }
+    if state.blocked(source.ip()) {
+        return None;
+    }
+    let msg = match Message::parse(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            debug!(message = "phone: unparsable message", %source, error = %e);
+            return bad_request(bytes, &e);
+        }
+    };
+    let StartLine::Request { method, .. } = &msg.start else {
+        return None; // responses: no client transactions yet
+    };
+    if method == "ACK" {
+        return None;
+    }
+    let branch = msg.top_via().and_then(|v| param(v, "branch")).unwrap_or("");
+    let key = (format!("{branch}|{method}"), source);
+    if !branch.is_empty()
+        && let Some((at, reply)) = state
+            .replay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        && at.elapsed() < REPLAY_FOR
+    {
+        return Some(reply.clone());
+    }
+    let mut reply = request(config, state, &msg, source, transport)?;
+    fix_via(&mut reply, source);
+    let bytes = reply.to_bytes();
+    if !branch.is_empty() {
+        let mut replay = state.replay.lock().unwrap_or_else(PoisonError::into_inner);
+        if replay.len() >= MAX_REPLAY {
+            replay.retain(|_, (at, _)| at.elapsed() < REPLAY_FOR);
+            if replay.len() >= MAX_REPLAY {
+                replay.clear();
+            }
+        }
+        replay.insert(key, (Instant::now(), bytes.clone()));
+    }
+    Some(bytes)
+}
+
+fn request(
+    config: &Config,
+    state: &State,
+    msg: &Message,
+    source: SocketAddr,
+    transport: &'static str,
+) -> Option<Message> {
+    let tag = to_tag(msg);
+    let method = msg.method().unwrap_or("");
+    let mut reply = match method {
+        "REGISTER" => register(config, state, msg, source, transport, &tag),
+        "OPTIONS" => {
+            let mut r = msg.response(200, "OK", &tag);
+            r.push("Allow", ALLOW);
+            r.push("Accept", "application/sdp");
+            r
+        }
+        _ => msg.response(501, "Not Implemented", &tag),
+    };
+    reply.push("Server", "officebox");
+    Some(reply)
+}
+
+/// A To tag that is the same for retransmissions of one request.
+fn to_tag(msg: &Message) -> String {
+    let seed = format!(
+        "{}|{}",
+        msg.call_id(),
+        msg.header("from")
+            .and_then(|f| param(f, "tag"))
+            .unwrap_or("")
+    );
+    Algorithm::Md5.hex(&seed)[..12].to_string()
+}
+
+fn register(
+    config: &Config,
+    state: &State,
+    msg: &Message,
+    source: SocketAddr,
+    transport: &'static str,
+    tag: &str,
+) -> Message {
+    let to = uri_of(msg.header("to").unwrap_or("")).unwrap_or("");
+    let Some(owner) = owner_of(config, to) else {
+        return msg.response(404, "Not Found", tag);
+    };
+    let challenge = |stale: bool| {
+        let mut r = msg.response(401, "Unauthorized", tag);
+        for c in state.auth.challenges(stale) {
+            r.push("WWW-Authenticate", c);
+        }
+        r
+    };
+    let Some(creds) = msg
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "authorization")
+        .filter_map(|(_, v)| parse_credentials(v))
+        .find(|c| c.realm == state.auth.realm)
+    else {
+        return challenge(false);
+    };
+    let user = config.users.iter().find(|u| u.login == creds.username);
+    let verdict = match user {
+        Some(u) => state.auth.verify(&creds, "REGISTER", |alg| match alg {
+            Algorithm::Md5 => u.sip_ha1_md5.clone(),
+            Algorithm::Sha256 => u.sip_ha1_sha256.clone(),
+        }),
+        None => Verdict::Wrong,
+    };
+    match verdict {
+        Verdict::Ok => {}
+        Verdict::Stale => return challenge(true),
+        Verdict::Wrong => {
+            state.failed(source.ip());
+            info!(message = "phone: registration with a wrong password", user = %creds.username, %source);
+            return challenge(false);
+        }
+    }
+    if creds.username != owner {
+        return msg.response(403, "Forbidden (not your extension)", tag);
+    }
+    let outcome = state
+        .registrar
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .register(&owner, msg, source, transport, now_unix());
+    match outcome {
+        Outcome::Ok(bindings) => {
+            let mut r = msg.response(200, "OK", tag);
+            let now = now_unix();
+            for b in bindings {
+                r.push(
+                    "Contact",
+                    format!(
+                        "<{}>;expires={}",
+                        b.contact,
+                        b.expires_at.saturating_sub(now)
+                    ),
+                );
+            }
+            r.push("Date", httpdate(SystemTime::now()));
+            debug!(message = "phone: registered", user = %owner, %source);
+            r
+        }
+        Outcome::TooBrief(min) => {
+            let mut r = msg.response(423, "Interval Too Brief", tag);
+            r.push("Min-Expires", min.to_string());
+            r
+        }
+        Outcome::Refused(code, reason) => msg.response(code, reason, tag),
+    }
+}
+
+/// Adds `received` (and fills in `rport`) on the top Via of a response (RFC 3581).
+fn fix_via(reply: &mut Message, source: SocketAddr) {
+    let Some((_, value)) = reply.headers.iter_mut().find(|(n, _)| n == "via") else {
+        return;
+    };
+    let parts = split_list(value);
+    let Some(top) = parts.first() else { return };
+    let mut new_top = String::new();
+    let mut has_received = false;
+    for (i, p) in top.split(';').enumerate() {
+        if i > 0 {
+            new_top.push(';');
+        }
+        let key = p.split('=').next().unwrap_or("").trim();
+        if key.eq_ignore_ascii_case("rport") {
+            new_top.push_str(&format!("rport={}", source.port()));
+        } else {
+            has_received |= key.eq_ignore_ascii_case("received");
+            new_top.push_str(p);
+        }
+    }
+    if !has_received {
+        new_top.push_str(&format!(";received={}", source.ip()));
+    }
+    let rest: Vec<&str> = parts[1..].to_vec();
+    *value = std::iter::once(new_top.as_str())
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join(", ");
+}
+
+/// A best-effort `400` for a request that did not parse: its Via, From, To, Call-ID and
+/// CSeq lines as they were, so the phone can match it. `None` for responses and for bytes
+/// without a Via.
+fn bad_request(bytes: &[u8], error: &ParseError) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(sip::MAX_MESSAGE)]);
+    let text = text.trim_start_matches(['\r', '\n']);
+    if text.starts_with("SIP/") || text.is_empty() {
+        return None;
+    }
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let mut lines = Vec::new();
+    for line in head.lines().skip(1) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "via" | "v" | "from" | "f" | "to" | "t" | "call-id" | "i" | "cseq"
+        ) && !line.contains(['\r', '\0'])
+        {
+            lines.push(line.trim_end());
+        }
+    }
+    if !lines.iter().any(|l| {
+        let n = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        n == "via" || n == "v"
+    }) {
+        return None;
+    }
+    let (code, reason) = error.status();
+    let mut out = format!("SIP/2.0 {code} {reason} ({error})\r\n");
+    for l in lines {
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str("Server: officebox\r\nContent-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
+/// An RFC 1123 date for the Date header.
+fn httpdate(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mon = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mon <= 2);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let mn = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(mon - 1) as usize];
+    format!("{wd}, {d:02} {mn} {y} {h:02}:{m:02}:{s:02} GMT")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_gets_received_and_rport() {
+        let req = Message::parse(
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKa;rport, SIP/2.0/UDP p;branch=z9hG4bKb\r\n\
+              To: <sip:x@y>\r\nFrom: <sip:a@b>;tag=1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        )
+        .unwrap();
+        let mut r = req.response(200, "OK", "t");
+        fix_via(&mut r, "192.0.2.7:40000".parse().unwrap());
+        let via = r.header("via").unwrap();
+        assert_eq!(
+            via,
+            "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKa;rport=40000;received=192.0.2.7, SIP/2.0/UDP p;branch=z9hG4bKb"
+        );
+    }
+
+    #[test]
+    fn unparsable_requests_get_a_400_that_the_phone_can_match() {
+        let bad = b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:x@y>\r\nFrom: <sip:a@b>;tag=1\r\nCall-ID: c\r\nCSeq: 1 BYE\r\n\r\n";
+        let e = Message::parse(bad).unwrap_err();
+        let r = String::from_utf8(bad_request(bad, &e).unwrap()).unwrap();
+        assert!(r.starts_with("SIP/2.0 400 Bad Request"), "{r}");
+        assert!(r.contains("Call-ID: c\r\n") && r.contains("CSeq: 1 BYE\r\n"));
+        assert!(bad_request(b"SIP/2.0 200 OK\r\n\r\n", &e).is_none());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(
+            httpdate(UNIX_EPOCH + Duration::from_secs(1_795_857_926)),
+            "Sat, 28 Nov 2026 09:25:26 GMT"
+        );
+    }
+}
