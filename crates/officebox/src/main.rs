@@ -137,6 +137,11 @@ enum PhoneAction {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Calls in progress: who calls whom, ringing or talking, for how long.
+    Calls {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +187,9 @@ fn main() -> ExitCode {
         Command::Phone {
             action: PhoneAction::Registrations { config },
         } => phone_registrations(&config),
+        Command::Phone {
+            action: PhoneAction::Calls { config },
+        } => phone_calls(&config),
         Command::Mail { action } => match action {
             MailAction::Queue { config } => mail_cli::queue(&config),
             MailAction::Flush { config } => mail_cli::flush(&config),
@@ -221,6 +229,29 @@ fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             e.ttl,
             e.source.name(),
             e.value
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn phone_calls(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let db = officebox_store::Db::open(&config.data_dir.join("state.db"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let calls = db.calls()?;
+    if calls.is_empty() {
+        println!("no call in progress");
+    }
+    for c in calls {
+        let since = c.answered_at.unwrap_or(c.started_at);
+        println!(
+            "{} -> {}: {} for {}s",
+            c.caller,
+            c.callee,
+            c.state,
+            (now - since).max(0)
         );
     }
     Ok(ExitCode::SUCCESS)

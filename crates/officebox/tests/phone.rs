@@ -196,3 +196,149 @@ fn a_password_guessing_flood_is_ignored_after_twenty_failures() {
     );
     assert!(ob.log().contains("too many failed logins"));
 }
+
+/// A sipp run in the background (a phone waiting for calls).
+fn sipp_peer(name: &str, args: &[&str]) -> officebox_testkit::Peer {
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(scenarios()).args(args);
+    officebox_testkit::Peer::spawn(name, cmd).unwrap()
+}
+
+fn calls(ob: &Officebox) -> String {
+    let out = Command::new(bin())
+        .args(["phone", "calls", "--config"])
+        .arg(ob.config_path())
+        .current_dir(ob.dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_extension_calls_another_through_the_box_and_hangs_up() {
+    require_program("sipp", "sip-tester");
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("phone.sip_port");
+    let ob = start(&c);
+    let target = format!("127.0.0.1:{port}");
+    // bob's phone: a sipp that answers, registered by another sipp.
+    let bob_port = free_udp_port().unwrap().to_string();
+    let uas = sipp_peer(
+        "bob-phone",
+        &[
+            "-sf",
+            "uas_answer.xml",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &bob_port,
+            "-m",
+            "1",
+            "-nostdin",
+            "-mp",
+            &free_udp_port().unwrap().to_string(),
+        ],
+    );
+    let reg = Command::new("sipp")
+        .current_dir(scenarios())
+        .args([
+            "-sf",
+            "register_contact.xml",
+            "-inf",
+            "callee.csv",
+            "-key",
+            "domain",
+            "office.test",
+        ])
+        .args([
+            "-key",
+            "contact_port",
+            &bob_port,
+            "-auth_uri",
+            "office.test",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args([
+            "-p",
+            &free_udp_port().unwrap().to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+            &target,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        reg.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reg.stdout)
+    );
+    // alice calls 102, talks two seconds, hangs up.
+    let caller = std::thread::spawn({
+        let target = target.clone();
+        move || {
+            let errors = officebox_testkit::scratch_dir("sipp-uac").unwrap();
+            let out = Command::new("sipp")
+                .current_dir(scenarios())
+                .args([
+                    "-sf",
+                    "uac_call.xml",
+                    "-inf",
+                    "caller.csv",
+                    "-key",
+                    "domain",
+                    "office.test",
+                ])
+                .args([
+                    "-key",
+                    "callee",
+                    "102",
+                    "-auth_uri",
+                    "office.test",
+                    "-i",
+                    "127.0.0.1",
+                ])
+                .args([
+                    "-p",
+                    &free_udp_port().unwrap().to_string(),
+                    "-m",
+                    "1",
+                    "-nostdin",
+                ])
+                .args(["-mp", &free_udp_port().unwrap().to_string()])
+                .args(["-trace_err", "-error_file"])
+                .arg(errors.path().join("e.txt"))
+                .arg(&target)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                std::fs::read_to_string(errors.path().join("e.txt")).unwrap_or_default(),
+            )
+        }
+    });
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(5), || calls(&ob).contains("talking")),
+        "{}\n{}\nbob's phone:\n{}",
+        calls(&ob),
+        ob.log(),
+        uas.log()
+    );
+    assert!(calls(&ob).contains("101 -> 102"), "{}", calls(&ob));
+    let (ok, errors) = caller.join().unwrap();
+    assert!(ok, "the caller: {errors}\n{}", ob.log());
+    uas.wait_for_log("Successful call", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("bob's phone: {e}\n{}", uas.log()));
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(5), || calls(&ob).contains("no call")),
+        "{}",
+        calls(&ob)
+    );
+    assert!(ob.log().contains("phone: call answered") && ob.log().contains("phone: call ended"));
+}

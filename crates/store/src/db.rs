@@ -124,6 +124,20 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 5,
+        name: "live calls",
+        sql: "
+        CREATE TABLE sip_calls (
+            id          INTEGER PRIMARY KEY,
+            caller      TEXT NOT NULL,
+            callee      TEXT NOT NULL,
+            state       TEXT NOT NULL,
+            started_at  INTEGER NOT NULL,
+            answered_at INTEGER
+        );
+    ",
+    },
 ];
 
 /// The schema version this binary creates and understands.

@@ -43,7 +43,7 @@ pub use error::StoreError;
 pub use fetch::FetchStatus;
 pub use file::write_atomic;
 pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER};
-pub use phone::SipBinding;
+pub use phone::{SipBinding, SipCall};
 pub use queue::{
     Job, NewMessage, NewRecipient, Notice, Outcome, Queued, QueuedRecipient, RecipientState, Ret,
     notify, wants,

@@ -22,7 +22,68 @@ pub struct SipBinding {
     pub user_agent: String,
 }
 
+/// A call in progress, as the phone server last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipCall {
+    pub id: i64,
+    pub caller: String,
+    pub callee: String,
+    /// ringing, talking, ending.
+    pub state: String,
+    pub started_at: i64,
+    pub answered_at: Option<i64>,
+}
+
 impl Db {
+    /// Replaces the list of live calls (one transaction).
+    pub fn save_calls(&self, calls: &[SipCall]) -> Result<(), StoreError> {
+        let write_err = |e| self.err("save live calls", e);
+        let tx = self.conn.unchecked_transaction().map_err(write_err)?;
+        tx.execute("DELETE FROM sip_calls", []).map_err(write_err)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO sip_calls (id, caller, callee, state, started_at, answered_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(write_err)?;
+            for c in calls {
+                ins.execute(params![
+                    c.id,
+                    c.caller,
+                    c.callee,
+                    c.state,
+                    c.started_at,
+                    c.answered_at
+                ])
+                .map_err(write_err)?;
+            }
+        }
+        tx.commit().map_err(write_err)
+    }
+
+    /// The live calls, oldest first.
+    pub fn calls(&self) -> Result<Vec<SipCall>, StoreError> {
+        let read_err = |e| self.err("read live calls", e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, caller, callee, state, started_at, answered_at FROM sip_calls ORDER BY started_at, id")
+            .map_err(read_err)?;
+        stmt.query_map([], |row| {
+            Ok(SipCall {
+                id: row.get(0)?,
+                caller: row.get(1)?,
+                callee: row.get(2)?,
+                state: row.get(3)?,
+                started_at: row.get(4)?,
+                answered_at: row.get(5)?,
+            })
+        })
+        .map_err(read_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err)
+    }
+
     /// Replaces the bindings of each login in `changes` (one transaction).
     pub fn save_bindings(&self, changes: &[(String, Vec<SipBinding>)]) -> Result<(), StoreError> {
         let write_err = |e| self.err("save phone registrations", e);

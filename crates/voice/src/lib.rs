@@ -8,8 +8,11 @@
 //! - [`registrar`]: where each user's phones are.
 //! - [`server`]: the UDP and TCP listeners, retransmissions, NAT-friendly replies.
 
+pub mod call;
 pub mod digest;
 pub mod registrar;
+pub mod rtp;
+pub mod sdp;
 pub mod server;
 pub mod sip;
 

@@ -15,16 +15,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use officebox_config::Config;
 use officebox_config::derive::bind_addresses;
 use officebox_config::model::Service;
-use officebox_store::{Db, SipBinding};
+use officebox_store::{Db, SipBinding, SipCall};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::call::{self, Incoming, Parties, Setup, Status, Wire};
 use crate::digest::{Algorithm, Authenticator, Verdict, parse_credentials};
 use crate::registrar::{Binding, Outcome, Registrar, owner_of};
-use crate::sip::{self, Message, ParseError, StartLine, param, split_list, uri_of};
+use crate::rtp::Ports;
+use crate::sip::{self, Message, ParseError, StartLine, param, split_list, uri_of, uri_user};
 
 /// What the server answers OPTIONS with and allows.
 const ALLOW: &str =
@@ -51,6 +53,42 @@ fn now_unix() -> u64 {
 /// Responses by (branch and method, source), for retransmitted requests.
 type Replay = HashMap<(String, SocketAddr), (Instant, Vec<u8>)>;
 
+/// How calls and the server send: the first UDP socket, and the TCP connections phones
+/// keep open (by their address).
+struct ServerWire {
+    udp: Arc<UdpSocket>,
+    local: SocketAddr,
+    tcp: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
+}
+
+impl Wire for ServerWire {
+    fn send(&self, bytes: Vec<u8>, to: SocketAddr, transport: &'static str) {
+        if transport == "tcp" {
+            let tcp = self.tcp.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(w) = tcp.get(&to) {
+                let _ = w.send(bytes);
+                return;
+            }
+        }
+        // Non-blocking: a full socket buffer drops it, and retransmission covers that.
+        if let Err(error) = self.udp.try_send_to(&bytes, to) {
+            debug!(message = "phone: send failed", %to, %error);
+        }
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+/// Calls by Call-ID (both legs), and their status for `officebox phone calls`.
+#[derive(Default)]
+struct Calls {
+    routes: HashMap<String, mpsc::Sender<Incoming>>,
+    status: HashMap<u64, watch::Receiver<Status>>,
+    next_id: u64,
+}
+
 /// What the whole server shares.
 struct State {
     registrar: Mutex<Registrar>,
@@ -58,6 +96,9 @@ struct State {
     replay: Mutex<Replay>,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     tcp: tokio::sync::Semaphore,
+    wire: Arc<ServerWire>,
+    ports: Arc<Ports>,
+    calls: Arc<Mutex<Calls>>,
 }
 
 impl State {
@@ -117,15 +158,8 @@ pub async fn serve(
             );
         }
     }
-    let state = Arc::new(State {
-        registrar: Mutex::new(registrar),
-        auth: Authenticator::new(&config.network.domain),
-        replay: Mutex::default(),
-        failures: Mutex::default(),
-        tcp: tokio::sync::Semaphore::new(MAX_TCP),
-    });
     let port = config.phone.sip_port;
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut sockets = Vec::new();
     for ip in bind_addresses(&config, Service::Sip) {
         let addr = SocketAddr::new(ip, port);
         let udp = UdpSocket::bind(addr).await.map_err(|e| {
@@ -134,22 +168,53 @@ pub async fn serve(
         let tcp = TcpListener::bind(addr).await.map_err(|e| {
             io::Error::new(e.kind(), format!("phone: cannot listen on tcp {addr}: {e}"))
         })?;
+        sockets.push((Arc::new(udp), tcp, addr));
+    }
+    let Some((first, _, first_addr)) = sockets.first() else {
+        return Err(io::Error::other("phone: no address to listen on"));
+    };
+    // Our address as phones see it: the listening one, or the LAN address for 0.0.0.0.
+    let local = if first_addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(config.network.lan.net.address), port)
+    } else {
+        *first_addr
+    };
+    let state = Arc::new(State {
+        registrar: Mutex::new(registrar),
+        auth: Authenticator::new(&config.network.domain),
+        replay: Mutex::default(),
+        failures: Mutex::default(),
+        tcp: tokio::sync::Semaphore::new(MAX_TCP),
+        wire: Arc::new(ServerWire {
+            udp: Arc::clone(first),
+            local,
+            tcp: Mutex::default(),
+        }),
+        ports: Ports::new(config.phone.rtp_ports),
+        calls: Arc::default(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for (udp, tcp, addr) in sockets {
         info!(message = "phone: serving", %addr);
-        tasks.spawn(udp_loop(
-            Arc::new(udp),
-            config_rx.clone(),
-            Arc::clone(&state),
-        ));
+        tasks.spawn(udp_loop(udp, config_rx.clone(), Arc::clone(&state)));
         tasks.spawn(tcp_loop(tcp, config_rx.clone(), Arc::clone(&state)));
     }
     let db = Arc::new(Mutex::new(db));
+    let mut last_calls = Vec::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(SAVE_EVERY) => save(&state, &db).await,
+            () = tokio::time::sleep(SAVE_EVERY) => {
+                save(&state, &db).await;
+                save_calls(&state, &db, &mut last_calls).await;
+            }
         }
     }
     save(&state, &db).await;
+    let _ = db
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .save_calls(&[]);
     tasks.shutdown().await;
     Ok(())
 }
@@ -192,6 +257,43 @@ async fn save(state: &Arc<State>, db: &Arc<Mutex<Db>>) {
     .await;
     if !matches!(r, Ok(Ok(()))) {
         warn!(message = "phone: could not save registrations (phones re-register anyway)");
+    }
+}
+
+/// Writes the list of live calls when it changed.
+async fn save_calls(state: &Arc<State>, db: &Arc<Mutex<Db>>, last: &mut Vec<SipCall>) {
+    let now: Vec<SipCall> = {
+        let calls = state.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v: Vec<SipCall> = calls
+            .status
+            .iter()
+            .map(|(id, rx)| {
+                let s = rx.borrow();
+                SipCall {
+                    id: i64::try_from(*id).unwrap_or(0),
+                    caller: s.caller.clone(),
+                    callee: s.callee.clone(),
+                    state: s.state.to_string(),
+                    started_at: i64::try_from(s.started_at).unwrap_or(0),
+                    answered_at: s.answered_at.and_then(|t| i64::try_from(t).ok()),
+                }
+            })
+            .collect();
+        v.sort_by_key(|c| c.id);
+        v
+    };
+    if now == *last {
+        return;
+    }
+    let (db, rows) = (Arc::clone(db), now.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        db.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .save_calls(&rows)
+    })
+    .await;
+    if matches!(r, Ok(Ok(()))) {
+        *last = now;
     }
 }
 
@@ -241,41 +343,69 @@ async fn tcp_loop(
 }
 
 async fn tcp_session(
-    mut stream: TcpStream,
+    stream: TcpStream,
     source: SocketAddr,
     config_rx: watch::Receiver<Arc<Config>>,
     state: &State,
 ) -> io::Result<()> {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        loop {
-            match sip::frame_len(&buf) {
-                Ok(Some(len)) => {
-                    let message: Vec<u8> = buf.drain(..len).collect();
-                    let config = Arc::clone(&config_rx.borrow());
-                    if let Some(reply) = datagram(&config, state, &message, source, "tcp") {
-                        stream.write_all(&reply).await?;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    // The stream cannot be framed any more: say so once and close.
-                    if let Some(reply) = bad_request(&buf, &e) {
-                        stream.write_all(&reply).await?;
-                    }
-                    return Ok(());
-                }
+    let (mut reader, mut writer) = stream.into_split();
+    // Everything for this phone goes through one writer: replies, and requests from calls.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    state
+        .wire
+        .tcp
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(source, tx.clone());
+    let write = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
             }
         }
-        let n = tokio::time::timeout(TCP_IDLE, stream.read(&mut chunk))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??;
-        if n == 0 {
-            return Ok(());
+    });
+    let result = async {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            loop {
+                match sip::frame_len(&buf) {
+                    Ok(Some(len)) => {
+                        let message: Vec<u8> = buf.drain(..len).collect();
+                        let config = Arc::clone(&config_rx.borrow());
+                        if let Some(reply) = datagram(&config, state, &message, source, "tcp") {
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // The stream cannot be framed any more: say so once and close.
+                        if let Some(reply) = bad_request(&buf, &e) {
+                            let _ = tx.send(reply);
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+            let n = tokio::time::timeout(TCP_IDLE, reader.read(&mut chunk))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
+    .await;
+    state
+        .wire
+        .tcp
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&source);
+    drop(tx);
+    let _ = write.await;
+    result
 }
 
 /// Handles one message; the bytes to send back, if any.
@@ -299,8 +429,24 @@ fn datagram(
             return bad_request(bytes, &e);
         }
     };
+    // Everything of a call's two legs goes to that call.
+    let route = state
+        .calls
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .routes
+        .get(msg.call_id())
+        .cloned();
+    if let Some(tx) = route {
+        let _ = tx.try_send(Incoming {
+            msg,
+            source,
+            transport,
+        });
+        return None;
+    }
     let StartLine::Request { method, .. } = &msg.start else {
-        return None; // responses: no client transactions yet
+        return None; // a response to nothing we still wait for
     };
     if method == "ACK" {
         return None;
@@ -350,6 +496,13 @@ fn request(
             r.push("Accept", "application/sdp");
             r
         }
+        "INVITE" if msg.header("to").and_then(|t| param(t, "tag")).is_some() => {
+            msg.response(481, "Call/Transaction Does Not Exist", &tag)
+        }
+        "INVITE" => invite(config, state, msg, source, transport, &tag)?,
+        "BYE" | "CANCEL" | "PRACK" | "UPDATE" | "INFO" => {
+            msg.response(481, "Call/Transaction Does Not Exist", &tag)
+        }
         _ => msg.response(501, "Not Implemented", &tag),
     };
     reply.push("Server", "officebox");
@@ -366,6 +519,128 @@ fn to_tag(msg: &Message) -> String {
             .unwrap_or("")
     );
     Algorithm::Md5.hex(&seed)[..12].to_string()
+}
+
+/// A new call: the caller proves who they are (407 challenge), the callee must exist and
+/// have a phone registered; then a call task takes over (`None`: it answers).
+fn invite(
+    config: &Config,
+    state: &State,
+    msg: &Message,
+    source: SocketAddr,
+    transport: &'static str,
+    tag: &str,
+) -> Option<Message> {
+    let challenge = |stale: bool| {
+        let mut r = msg.response(407, "Proxy Authentication Required", tag);
+        for c in state.auth.challenges(stale) {
+            r.push("Proxy-Authenticate", c);
+        }
+        r
+    };
+    let Some(creds) = msg
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "proxy-authorization")
+        .filter_map(|(_, v)| parse_credentials(v))
+        .find(|c| c.realm == state.auth.realm)
+    else {
+        return Some(challenge(false));
+    };
+    let user = config.users.iter().find(|u| u.login == creds.username);
+    let verdict = match user {
+        Some(u) => state.auth.verify(&creds, "INVITE", |alg| match alg {
+            Algorithm::Md5 => u.sip_ha1_md5.clone(),
+            Algorithm::Sha256 => u.sip_ha1_sha256.clone(),
+        }),
+        None => Verdict::Wrong,
+    };
+    let caller = match (verdict, user) {
+        (Verdict::Ok, Some(u)) => u,
+        (Verdict::Stale, _) => return Some(challenge(true)),
+        _ => {
+            state.failed(source.ip());
+            info!(message = "phone: call with a wrong password", user = %creds.username, %source);
+            return Some(challenge(false));
+        }
+    };
+    let StartLine::Request { uri, .. } = &msg.start else {
+        return None;
+    };
+    let Some(dialled) = uri_user(uri) else {
+        return Some(msg.response(404, "Not Found", tag));
+    };
+    let Some(callee) = config
+        .users
+        .iter()
+        .find(|u| u.extension.as_deref() == Some(dialled.as_str()) || u.login == dialled)
+    else {
+        return Some(msg.response(404, "Not Found", tag));
+    };
+    let bindings = state
+        .registrar
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contacts(&callee.login, now_unix());
+    if bindings.is_empty() {
+        return Some(msg.response(480, "Temporarily Unavailable", tag));
+    }
+    let parties = Parties {
+        caller_login: caller.login.clone(),
+        caller_ext: caller
+            .extension
+            .clone()
+            .unwrap_or_else(|| caller.login.clone()),
+        caller_name: caller.name.clone(),
+        callee_login: callee.login.clone(),
+        callee_ext: callee
+            .extension
+            .clone()
+            .unwrap_or_else(|| callee.login.clone()),
+        domain: config.network.domain.clone(),
+    };
+    let (status_tx, status_rx) = watch::channel(Status {
+        caller: parties.caller_ext.clone(),
+        callee: parties.callee_ext.clone(),
+        state: "ringing",
+        started_at: now_unix(),
+        answered_at: None,
+    });
+    let b_call_id = format!("{}@officebox", call::token());
+    let a_call_id = msg.call_id().to_string();
+    let (tx, rx) = mpsc::channel(64);
+    let id = {
+        let mut calls = state.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.routes.insert(a_call_id.clone(), tx.clone());
+        calls.routes.insert(b_call_id.clone(), tx);
+        calls.next_id += 1;
+        let id = calls.next_id;
+        calls.status.insert(id, status_rx);
+        id
+    };
+    let setup = Setup {
+        wire: Arc::clone(&state.wire) as Arc<dyn Wire>,
+        ports: Arc::clone(&state.ports),
+        parties,
+        bindings,
+        no_answer: config.phone.no_answer_timeout,
+        b_call_id: b_call_id.clone(),
+        status: status_tx,
+    };
+    let incoming = Incoming {
+        msg: msg.clone(),
+        source,
+        transport,
+    };
+    let calls = Arc::clone(&state.calls);
+    tokio::spawn(async move {
+        call::run(setup, incoming, rx).await;
+        let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.routes.remove(&a_call_id);
+        calls.routes.remove(&b_call_id);
+        calls.status.remove(&id);
+    });
+    None
 }
 
 fn register(

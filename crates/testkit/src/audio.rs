@@ -1,0 +1,725 @@
+//! Audio for phone tests: WAV files in the phone format (8 kHz, mono, 16-bit PCM), test
+//! signals (tone sequences, silence, speech from espeak-ng), and checks of what a phone
+//! recorded: [`similarity`] (does the recording contain the reference?) and [`is_silent`].
+//!
+//! WAV files are read and written here in Rust (RIFF, PCM 16-bit; other channel counts are
+//! mixed down on reading); sox and espeak-ng are only needed by [`speak_wav`] and
+//! [`to_phone_wav`].
+//!
+//! ```no_run
+//! use officebox_testkit::audio;
+//! # fn main() -> std::io::Result<()> {
+//! # let dir = officebox_testkit::scratch_dir("audio")?;
+//! let reference = dir.path().join("tones.wav");
+//! audio::make_tone_wav(&reference, 3.0)?;
+//! // ... a phone plays `reference` and another records `heard.wav` ...
+//! # let heard = reference.clone();
+//! let score = audio::similarity(&reference, &heard)?;
+//! assert!(score > 0.8, "similarity {score:.3}");
+//! # Ok(())
+//! # }
+//! ```
+
+use std::f64::consts::PI;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::Command;
+
+use crate::cmd::run_checked;
+
+/// The sample rate of the phone format (G.711's).
+pub const PHONE_RATE: u32 = 8000;
+/// [`is_silent`]'s threshold: RMS below this fraction of full scale (about -50 dBFS).
+/// G.711 silence decodes to 0 (μ-law) or ±8 (A-law, -72 dBFS).
+pub const SILENCE_RMS: f64 = 0.003;
+/// A clean `PATH` for sox and espeak-ng.
+const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// Windows of the recording quieter than this (RMS, fraction of full scale, -60 dBFS)
+/// count as silence and match nothing.
+const WINDOW_FLOOR_RMS: f64 = 0.001;
+/// [`similarity`] matches the reference in pieces of this many seconds ...
+const CHUNK_SECONDS: f64 = 0.5;
+/// ... each of which may sit this many seconds off the best overall alignment (a jitter
+/// buffer dropping or inserting a packet shifts the rest of the recording by 20 ms).
+const SLIP_SECONDS: f64 = 0.1;
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Mono 16-bit audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wav {
+    /// Samples per second.
+    pub rate: u32,
+    pub samples: Vec<i16>,
+}
+
+impl Wav {
+    /// Length in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.samples.len() as f64 / f64::from(self.rate.max(1))
+    }
+
+    /// RMS as a fraction of full scale (0.0 = digital silence, 1.0 = full-scale square).
+    pub fn rms(&self) -> f64 {
+        if self.samples.is_empty() {
+            return 0.0;
+        }
+        let sum: f64 = self.samples.iter().map(|&s| f64::from(s).powi(2)).sum();
+        (sum / self.samples.len() as f64).sqrt() / 32768.0
+    }
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Parses a RIFF/WAVE file holding 16-bit PCM (format 1, or WAVE_FORMAT_EXTENSIBLE with
+/// the PCM subformat); several channels are averaged into one. A `data` chunk whose size
+/// is 0, 0xFFFFFFFF or beyond the end of the file (a file still being written, whose
+/// header is not final yet) runs to the end of the file.
+pub fn parse_wav(bytes: &[u8]) -> io::Result<Wav> {
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return Err(invalid("not a RIFF/WAVE file".to_owned()));
+    }
+    let mut fmt: Option<(u16, u32)> = None;
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = le32(bytes, at + 4) as usize;
+        let body = at + 8;
+        match id {
+            b"fmt " => {
+                if size < 16 || body + 16 > bytes.len() {
+                    return Err(invalid(format!("fmt chunk too short ({size} bytes)")));
+                }
+                let mut tag = le16(bytes, body);
+                let channels = le16(bytes, body + 2);
+                let rate = le32(bytes, body + 4);
+                let bits = le16(bytes, body + 14);
+                if tag == 0xFFFE && size >= 40 && body + 26 <= bytes.len() {
+                    // WAVE_FORMAT_EXTENSIBLE: the subformat GUID starts with the tag.
+                    tag = le16(bytes, body + 24);
+                }
+                if tag != 1 || bits != 16 {
+                    return Err(invalid(format!(
+                        "only 16-bit PCM WAV is supported (format tag {tag}, {bits} bits); \
+                         convert with audio::to_phone_wav"
+                    )));
+                }
+                if channels == 0 || rate == 0 {
+                    return Err(invalid(format!(
+                        "bad fmt chunk: {channels} channels, {rate} Hz"
+                    )));
+                }
+                fmt = Some((channels, rate));
+            }
+            b"data" => {
+                let (channels, rate) =
+                    fmt.ok_or_else(|| invalid("data chunk before fmt chunk".to_owned()))?;
+                let rest = bytes.len() - body;
+                let len = if size == 0 || size == 0xFFFF_FFFF || size > rest {
+                    rest
+                } else {
+                    size
+                };
+                let frame = 2 * usize::from(channels);
+                let data = &bytes[body..body + len - len % frame];
+                let samples = data
+                    .chunks_exact(frame)
+                    .map(|f| {
+                        let sum: i32 = f
+                            .chunks_exact(2)
+                            .map(|s| i32::from(i16::from_le_bytes([s[0], s[1]])))
+                            .sum();
+                        // The mean of i16 values fits an i16.
+                        (sum / i32::from(channels)) as i16
+                    })
+                    .collect();
+                return Ok(Wav { rate, samples });
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even size.
+        at = body.saturating_add(size).saturating_add(size & 1);
+    }
+    Err(invalid("no data chunk".to_owned()))
+}
+
+/// Reads a 16-bit PCM WAV file (see [`parse_wav`]); errors name the file.
+pub fn read_wav(path: &Path) -> io::Result<Wav> {
+    let bytes = fs::read(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))?;
+    parse_wav(&bytes).map_err(|e| invalid(format!("{}: {e}", path.display())))
+}
+
+/// The bytes of a mono 16-bit PCM WAV file.
+pub fn wav_bytes(rate: u32, samples: &[i16]) -> Vec<u8> {
+    let data_len = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX - 36);
+    let mut out = Vec::with_capacity(44 + samples.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes()); // bytes per second
+    out.extend_from_slice(&2u16.to_le_bytes()); // block align
+    out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// Writes a mono 16-bit PCM WAV file.
+pub fn write_wav(path: &Path, rate: u32, samples: &[i16]) -> io::Result<()> {
+    fs::write(path, wav_bytes(rate, samples))
+        .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+}
+
+fn check_seconds(seconds: f64) -> io::Result<usize> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("audio length must be between 0 and 3600 seconds, not {seconds}"),
+        ));
+    }
+    Ok((seconds * f64::from(PHONE_RATE)).round() as usize)
+}
+
+/// Tones played one after another, each `(frequency in Hz, seconds)`, at half full scale
+/// with 5 ms fades (no clicks), as an 8 kHz phone-format WAV file.
+pub fn make_tones_wav(path: &Path, tones: &[(f64, f64)]) -> io::Result<()> {
+    let rate = f64::from(PHONE_RATE);
+    let mut samples = Vec::new();
+    for &(freq, seconds) in tones {
+        let n = check_seconds(seconds)?;
+        if !(freq.is_finite() && freq > 0.0 && freq < rate / 2.0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("tone frequency must be between 0 and 4000 Hz, not {freq}"),
+            ));
+        }
+        let fade = (0.005 * rate).max(1.0);
+        for i in 0..n {
+            let edge = (i.min(n - 1 - i) as f64 / fade).min(1.0);
+            let v = 0.5 * edge * (2.0 * PI * freq * i as f64 / rate).sin();
+            samples.push((v * 32767.0).round() as i16);
+        }
+    }
+    write_wav(path, PHONE_RATE, &samples)
+}
+
+/// Frequencies of [`make_tone_wav`]'s sequence; no two neighbours alike, so the sequence
+/// lines up with a recording of itself at one lag only.
+const TONE_STEPS: [f64; 8] = [440.0, 660.0, 550.0, 880.0, 330.0, 990.0, 770.0, 1210.0];
+/// Length of each tone in [`make_tone_wav`].
+const TONE_STEP_SECONDS: f64 = 0.25;
+
+/// A `seconds`-long sequence of quarter-second tones at a few frequencies between 330
+/// and 1210 Hz (see [`make_tones_wav`]), as an 8 kHz phone-format WAV file. Unlike one
+/// steady tone it matches a recording of itself at a single lag.
+pub fn make_tone_wav(path: &Path, seconds: f64) -> io::Result<()> {
+    let total = check_seconds(seconds)?;
+    let step = (TONE_STEP_SECONDS * f64::from(PHONE_RATE)) as usize;
+    let mut tones = Vec::new();
+    let mut done = 0;
+    let mut i = 0;
+    while done < total {
+        let n = step.min(total - done);
+        tones.push((
+            TONE_STEPS[i % TONE_STEPS.len()],
+            n as f64 / f64::from(PHONE_RATE),
+        ));
+        done += n;
+        i += 1;
+    }
+    make_tones_wav(path, &tones)
+}
+
+/// `seconds` of digital silence as an 8 kHz phone-format WAV file.
+pub fn make_silence_wav(path: &Path, seconds: f64) -> io::Result<()> {
+    write_wav(path, PHONE_RATE, &vec![0; check_seconds(seconds)?])
+}
+
+/// Converts any audio file sox reads into the phone format (8 kHz, mono, 16-bit signed
+/// PCM WAV). Needs sox.
+pub fn to_phone_wav(input: &Path, output: &Path) -> io::Result<()> {
+    let rate = PHONE_RATE.to_string();
+    run_checked(
+        Command::new("sox")
+            .arg(input)
+            .args(["-r", &rate, "-c", "1", "-b", "16", "-e", "signed-integer"])
+            .arg(output)
+            .env_clear()
+            .env("PATH", PATH),
+    )
+    .map(drop)
+}
+
+/// `text` spoken by espeak-ng (its default English voice), normalised to -3 dBFS and
+/// converted with sox into the phone format. Needs espeak-ng and sox.
+pub fn speak_wav(path: &Path, text: &str) -> io::Result<()> {
+    if text.trim().is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "speak_wav: nothing to say",
+        ));
+    }
+    let dir = tempfile::Builder::new().prefix("obx-speak-").tempdir()?;
+    let text_file = dir.path().join("text.txt");
+    let raw = dir.path().join("espeak.wav");
+    fs::write(&text_file, text)?;
+    // The text comes from a file, so it can never be taken for an option.
+    run_checked(
+        Command::new("espeak-ng")
+            .arg("-w")
+            .arg(&raw)
+            .arg("-f")
+            .arg(&text_file)
+            .env_clear()
+            .env("PATH", PATH),
+    )?;
+    let rate = PHONE_RATE.to_string();
+    run_checked(
+        Command::new("sox")
+            .arg(&raw)
+            .args(["-r", &rate, "-c", "1", "-b", "16", "-e", "signed-integer"])
+            .arg(path)
+            .args(["norm", "-3"])
+            .env_clear()
+            .env("PATH", PATH),
+    )
+    .map(drop)
+}
+
+/// RMS of a WAV file as a fraction of full scale.
+pub fn rms(path: &Path) -> io::Result<f64> {
+    Ok(read_wav(path)?.rms())
+}
+
+/// Whether a WAV file is silent: RMS below [`SILENCE_RMS`] (about -50 dBFS). An empty
+/// file is silent.
+pub fn is_silent(path: &Path) -> io::Result<bool> {
+    Ok(rms(path)? < SILENCE_RMS)
+}
+
+/// How a recording compares with a reference; see [`compare`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudioMatch {
+    /// The score [`similarity`] returns, 0.0 to 1.0.
+    pub score: f64,
+    /// Normalised cross-correlation of the whole reference at its best lag, 0.0 to 1.0
+    /// (as high as `score` unless the recording slipped somewhere).
+    pub whole: f64,
+    /// Where the reference starts in the recording, in seconds (negative: its beginning
+    /// is missing).
+    pub lag_seconds: f64,
+    /// RMS of the recording, fraction of full scale.
+    pub recorded_rms: f64,
+}
+
+/// How well `recorded` reproduces `reference`, from 0.0 (not at all) to 1.0 (a possibly
+/// delayed, scaled copy); see [`compare`]. Both must have the same sample rate.
+///
+/// A G.711 round trip of a clean signal scores about 0.99; unrelated speech or silence
+/// scores below about 0.2.
+pub fn similarity(reference: &Path, recorded: &Path) -> io::Result<f64> {
+    Ok(compare(reference, recorded)?.score)
+}
+
+/// Compares a recording with the reference it should contain.
+///
+/// First the whole reference is slid along the recording (normalised cross-correlation,
+/// by FFT, at every lag): at each lag the dot product is divided by the norms of the
+/// reference and of the stretch of recording it covers, so silence or other sound before
+/// and after the reference costs nothing, but a missing part does. Then, around the best
+/// lag, each half second of the reference finds its own best lag within ±0.1 s, so a
+/// recording that slipped (a jitter buffer dropping or adding a packet) still matches;
+/// the score is the mean of those pieces' correlations weighted by their energy (quiet
+/// pieces of the reference count little, silent ones not at all). Correlation magnitudes
+/// are used, so an inverted copy matches too. Stretches of recording quieter than
+/// -60 dBFS match nothing.
+///
+/// Fails if the sample rates differ or the reference is silent.
+pub fn compare(reference: &Path, recorded: &Path) -> io::Result<AudioMatch> {
+    let r = read_wav(reference)?;
+    let x = read_wav(recorded)?;
+    if r.rate != x.rate {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {} Hz but {} is {} Hz; convert with audio::to_phone_wav",
+                reference.display(),
+                r.rate,
+                recorded.display(),
+                x.rate
+            ),
+        ));
+    }
+    compare_samples(r.rate, &r.samples, &x.samples).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "comparing {} with {}: {e}",
+                reference.display(),
+                recorded.display()
+            ),
+        )
+    })
+}
+
+fn centred(samples: &[i16]) -> Vec<f64> {
+    let mean = samples.iter().map(|&s| f64::from(s)).sum::<f64>() / samples.len().max(1) as f64;
+    samples.iter().map(|&s| f64::from(s) - mean).collect()
+}
+
+/// Prefix sums of squares: `p[j] - p[i]` is the energy of `x[i..j]`.
+fn energy_prefix(x: &[f64]) -> Vec<f64> {
+    let mut p = Vec::with_capacity(x.len() + 1);
+    let mut sum = 0.0;
+    p.push(0.0);
+    for v in x {
+        sum += v * v;
+        p.push(sum);
+    }
+    p
+}
+
+/// Energy of `x[start..start+len]` with everything outside `x` counting as zero, and
+/// how many samples of that range lie inside `x`.
+fn window_energy(prefix: &[f64], start: i64, len: usize) -> (f64, usize) {
+    let n = prefix.len() as i64 - 1;
+    let a = start.clamp(0, n);
+    let b = (start + len as i64).clamp(0, n);
+    ((prefix[b as usize] - prefix[a as usize]).max(0.0), (b - a) as usize)
+}
+
+/// Normalised correlation of `piece` (energy `piece_energy`) against the recording at
+/// `lag` (where `piece[0]` falls), given the raw dot product.
+fn ncc(dot: f64, piece_energy: f64, prefix: &[f64], lag: i64, len: usize) -> f64 {
+    let (energy, covered) = window_energy(prefix, lag, len);
+    let floor = (WINDOW_FLOOR_RMS * 32768.0).powi(2) * covered as f64;
+    if covered == 0 || energy <= floor || piece_energy <= 0.0 {
+        return 0.0;
+    }
+    (dot.abs() / (piece_energy * energy).sqrt()).min(1.0)
+}
+
+/// Best normalised correlation of `piece` against `x` for lags (positions of
+/// `piece[0]` in `x`) within `lo..=hi`; returns (score, lag).
+fn best_lag(piece: &[f64], x: &[f64], prefix: &[f64], lo: i64, hi: i64) -> (f64, i64) {
+    let piece_energy: f64 = piece.iter().map(|v| v * v).sum();
+    // Only the part of `x` that the lags can reach.
+    let from = lo.clamp(0, x.len() as i64) as usize;
+    let to = (hi + piece.len() as i64).clamp(0, x.len() as i64) as usize;
+    let mut best = (0.0, lo.max(-(piece.len() as i64) + 1));
+    if from >= to {
+        return best;
+    }
+    let dots = cross_correlate(piece, &x[from..to]);
+    // dots[k] is the dot product at lag (k - (piece.len() - 1)) within x[from..to].
+    for (k, &dot) in dots.iter().enumerate() {
+        let lag = k as i64 - (piece.len() as i64 - 1) + from as i64;
+        if lag < lo || lag > hi {
+            continue;
+        }
+        let score = ncc(dot, piece_energy, prefix, lag, piece.len());
+        if score > best.0 {
+            best = (score, lag);
+        }
+    }
+    best
+}
+
+fn compare_samples(rate: u32, reference: &[i16], recorded: &[i16]) -> io::Result<AudioMatch> {
+    let r = centred(reference);
+    let x = centred(recorded);
+    let ref_energy: f64 = r.iter().map(|v| v * v).sum();
+    let ref_floor = (WINDOW_FLOOR_RMS * 32768.0).powi(2) * r.len() as f64;
+    if r.is_empty() || ref_energy <= ref_floor {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the reference is silent; nothing to look for",
+        ));
+    }
+    let recorded_rms = Wav {
+        rate,
+        samples: recorded.to_vec(),
+    }
+    .rms();
+    let none = AudioMatch {
+        score: 0.0,
+        whole: 0.0,
+        lag_seconds: 0.0,
+        recorded_rms,
+    };
+    if x.is_empty() {
+        return Ok(none);
+    }
+    let prefix = energy_prefix(&x);
+    let n = r.len() as i64;
+    let (whole, lag) = best_lag(&r, &x, &prefix, -(n - 1), x.len() as i64 - 1);
+    if whole <= 0.0 {
+        return Ok(none);
+    }
+
+    let chunk = ((CHUNK_SECONDS * f64::from(rate)) as usize).max(1);
+    let slip = (SLIP_SECONDS * f64::from(rate)) as i64;
+    let pieces: Vec<(usize, f64)> = (0..r.len())
+        .step_by(chunk)
+        .map(|start| {
+            let end = (start + chunk).min(r.len());
+            (start, r[start..end].iter().map(|v| v * v).sum())
+        })
+        .collect();
+    let loudest = pieces.iter().map(|p| p.1).fold(0.0, f64::max);
+    let (mut weighted, mut weights) = (0.0, 0.0);
+    for &(start, energy) in &pieces {
+        // Pieces much quieter than the loudest say little (and silent ones nothing).
+        if energy < loudest * 1e-3 {
+            continue;
+        }
+        let piece = &r[start..(start + chunk).min(r.len())];
+        let at = lag + start as i64;
+        let (score, _) = best_lag(piece, &x, &prefix, at - slip, at + slip);
+        weighted += energy * score;
+        weights += energy;
+    }
+    let score = if weights > 0.0 {
+        weighted / weights
+    } else {
+        whole
+    };
+    Ok(AudioMatch {
+        score,
+        whole,
+        lag_seconds: lag as f64 / f64::from(rate),
+        recorded_rms,
+    })
+}
+
+/// Full linear cross-correlation: `out[k] = Σ a[i]·b[i + k - (a.len() - 1)]`, for
+/// `k` in `0..a.len() + b.len() - 1`, by FFT.
+fn cross_correlate(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let len = a.len() + b.len() - 1;
+    let size = len.next_power_of_two();
+    // Correlation is convolution with `a` reversed.
+    let mut fa: Vec<(f64, f64)> = vec![(0.0, 0.0); size];
+    let mut fb: Vec<(f64, f64)> = vec![(0.0, 0.0); size];
+    for (i, &v) in a.iter().rev().enumerate() {
+        fa[i].0 = v;
+    }
+    for (i, &v) in b.iter().enumerate() {
+        fb[i].0 = v;
+    }
+    fft(&mut fa, false);
+    fft(&mut fb, false);
+    for (p, q) in fa.iter_mut().zip(&fb) {
+        *p = (p.0 * q.0 - p.1 * q.1, p.0 * q.1 + p.1 * q.0);
+    }
+    fft(&mut fa, true);
+    fa.truncate(len);
+    fa.into_iter().map(|(re, _)| re / size as f64).collect()
+}
+
+/// In-place iterative radix-2 FFT (unscaled; `inverse` flips the sign of the exponent).
+/// `data.len()` must be a power of two.
+fn fft(data: &mut [(f64, f64)], inverse: bool) {
+    let n = data.len();
+    if n < 2 {
+        return;
+    }
+    // Bit-reversal permutation.
+    let mut j = 0;
+    for i in 1..n {
+        let mut bit = n >> 1;
+        while j & bit != 0 {
+            j ^= bit;
+            bit >>= 1;
+        }
+        j |= bit;
+        if i < j {
+            data.swap(i, j);
+        }
+    }
+    let sign = if inverse { 1.0 } else { -1.0 };
+    let mut len = 2;
+    while len <= n {
+        let angle = sign * 2.0 * PI / len as f64;
+        let half = len / 2;
+        // Twiddles for this stage, computed directly (no accumulated rounding).
+        let twiddles: Vec<(f64, f64)> = (0..half)
+            .map(|k| ((angle * k as f64).cos(), (angle * k as f64).sin()))
+            .collect();
+        for start in (0..n).step_by(len) {
+            for (k, &(wr, wi)) in twiddles.iter().enumerate() {
+                let (ur, ui) = data[start + k];
+                let (vr, vi) = data[start + k + half];
+                let (tr, ti) = (vr * wr - vi * wi, vr * wi + vi * wr);
+                data[start + k] = (ur + tr, ui + ti);
+                data[start + k + half] = (ur - tr, ui - ti);
+            }
+        }
+        len <<= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// G.711 μ-law round trip of one sample (encode then decode), as a phone call does.
+    fn ulaw(s: i16) -> i16 {
+        const BIAS: i32 = 0x84;
+        let mut v = i32::from(s);
+        let sign = if v < 0 { 0x80 } else { 0 };
+        v = v.abs().min(32635) + BIAS;
+        let mut exp = 7;
+        while exp > 0 && v & (0x80 << exp) == 0 {
+            exp -= 1;
+        }
+        let mant = (v >> (exp + 3)) & 0x0F;
+        let byte = !(sign | (exp << 4) | mant) & 0xFF;
+        // Decode.
+        let b = !byte & 0xFF;
+        let (e, m) = ((b >> 4) & 7, b & 0x0F);
+        let mag = (((m << 3) + BIAS) << e) - BIAS;
+        (if b & 0x80 != 0 { -mag } else { mag }) as i16
+    }
+
+    fn tones(seconds: f64) -> Vec<i16> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.wav");
+        make_tone_wav(&p, seconds).unwrap();
+        read_wav(&p).unwrap().samples
+    }
+
+    /// Deterministic noise (xorshift), scaled to `amp`.
+    fn noise(n: usize, amp: f64, seed: u64) -> Vec<i16> {
+        let mut s = seed.max(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s % 65536) as f64 / 32768.0 - 1.0) * amp
+            })
+            .map(|v| (v * 32767.0) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn fft_cross_correlation_matches_direct_sum() {
+        let a = [1.0, -2.0, 3.0];
+        let b = [0.5, 4.0, -1.0, 2.0, 0.0];
+        let got = cross_correlate(&a, &b);
+        assert_eq!(got.len(), a.len() + b.len() - 1);
+        for (k, g) in got.iter().enumerate() {
+            let lag = k as i64 - (a.len() as i64 - 1);
+            let want: f64 = (0..a.len() as i64)
+                .filter(|i| (0..b.len() as i64).contains(&(i + lag)))
+                .map(|i| a[i as usize] * b[(i + lag) as usize])
+                .sum();
+            assert!((g - want).abs() < 1e-9, "k={k}: {g} vs {want}");
+        }
+    }
+
+    #[test]
+    fn ulaw_helper_is_close() {
+        for s in [0i16, 1, -1, 100, -100, 1000, 8000, -8000, 32000, -32768] {
+            let d = ulaw(s);
+            let err = (i32::from(s) - i32::from(d)).abs();
+            assert!(err <= (i32::from(s).abs() / 16).max(8), "{s} -> {d}");
+        }
+    }
+
+    #[test]
+    fn wav_round_trip_and_lenient_header() {
+        let samples = [0i16, 1, -1, 32767, -32768, 1234];
+        let bytes = wav_bytes(8000, &samples);
+        assert_eq!(bytes.len(), 44 + 12);
+        let wav = parse_wav(&bytes).unwrap();
+        assert_eq!(wav.rate, 8000);
+        assert_eq!(wav.samples, samples);
+        // A header not yet finalised (data size 0) reads to the end of the file.
+        let mut open = bytes.clone();
+        open[40..44].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(parse_wav(&open).unwrap().samples, samples);
+        // Stereo is mixed down; unknown chunks are skipped.
+        let mut st = b"RIFF\0\0\0\0WAVELIST\x03\0\0\0abc\0fmt \x10\0\0\0".to_vec();
+        st.extend_from_slice(&[1, 0, 2, 0]);
+        st.extend_from_slice(&16000u32.to_le_bytes());
+        st.extend_from_slice(&64000u32.to_le_bytes());
+        st.extend_from_slice(&[4, 0, 16, 0]);
+        st.extend_from_slice(b"data\x08\0\0\0");
+        for s in [100i16, 300, -10, -30] {
+            st.extend_from_slice(&s.to_le_bytes());
+        }
+        let wav = parse_wav(&st).unwrap();
+        assert_eq!((wav.rate, wav.samples), (16000, vec![200, -20]));
+        assert!(parse_wav(b"RIFF....WAVE").is_err());
+        assert!(parse_wav(b"not a wav file at all").is_err());
+    }
+
+    #[test]
+    fn delayed_ulaw_copy_matches() {
+        let r = tones(3.0);
+        let mut x = vec![0i16; 1234];
+        x.extend(r.iter().map(|&s| ulaw(s)));
+        x.extend(vec![0i16; 4000]);
+        let m = compare_samples(8000, &r, &x).unwrap();
+        assert!(m.score > 0.98, "{m:?}");
+        assert!(m.whole > 0.98, "{m:?}");
+        assert!((m.lag_seconds - 1234.0 / 8000.0).abs() < 1e-9, "{m:?}");
+    }
+
+    #[test]
+    fn slipped_and_truncated_copies_still_match() {
+        let r = tones(4.0);
+        // 20 ms lost in the middle, the first 100 ms missing, quieter.
+        let mut x: Vec<i16> = r[800..16000].iter().map(|&s| s / 3).collect();
+        x.extend(r[16160..].iter().map(|&s| s / 3));
+        let m = compare_samples(8000, &r, &x).unwrap();
+        assert!(m.score > 0.9, "{m:?}");
+        assert!(m.whole < m.score, "{m:?}");
+        assert!(m.lag_seconds < 0.0, "{m:?}");
+    }
+
+    #[test]
+    fn unrelated_audio_and_silence_do_not_match() {
+        let r = tones(3.0);
+        let other = noise(24000, 0.3, 7);
+        let m = compare_samples(8000, &r, &other).unwrap();
+        assert!(m.score < 0.2, "{m:?}");
+        let silent = vec![0i16; 24000];
+        assert_eq!(compare_samples(8000, &r, &silent).unwrap().score, 0.0);
+        // A-law silence decodes to a small constant.
+        assert_eq!(compare_samples(8000, &r, &[8i16; 24000]).unwrap().score, 0.0);
+        assert_eq!(compare_samples(8000, &r, &[]).unwrap().score, 0.0);
+        assert!(compare_samples(8000, &silent, &r).is_err());
+    }
+
+    #[test]
+    fn tone_file_has_the_asked_length_and_level() {
+        let r = tones(2.1);
+        assert_eq!(r.len(), 16800);
+        let wav = Wav {
+            rate: 8000,
+            samples: r,
+        };
+        assert!((wav.rms() - 0.5 / 2f64.sqrt()).abs() < 0.01, "{}", wav.rms());
+        assert!(check_seconds(0.0).is_err());
+        assert!(check_seconds(f64::NAN).is_err());
+    }
+}

@@ -1,0 +1,1045 @@
+//! Calls between extensions: a back-to-back user agent (B2BUA). The caller's INVITE ends
+//! here (leg A); officebox places its own INVITE to each phone of the callee (leg B, one
+//! fork per registered phone), and joins the legs when one answers: the other forks are
+//! cancelled, and audio flows through the media relay ([`crate::rtp`]) because both
+//! sides' SDP is rewritten to point at the box. CANCEL, BYE from either side, re-INVITE
+//! (hold and resume) in either direction, busy (486), no answer within
+//! `no_answer_timeout` (480), unreachable phones (408).
+//!
+//! One task per call owns all of its state; the server hands it every message with its
+//! Call-ID (leg A's or leg B's). Over UDP the task does the transaction layer's work
+//! (RFC 3261 section 17): INVITEs and BYEs are retransmitted until answered, final
+//! responses to the caller's INVITE until ACKed, each with timer doubling from 500 ms
+//! to 4 s and a 32 s limit.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::registrar::Binding;
+use crate::rtp::{self, Peers, Ports};
+use crate::sdp;
+use crate::sip::{Message, StartLine, param, uri_of};
+
+/// Retransmission timers (RFC 3261 section 17.1.1.1).
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+const TIMEOUT: Duration = Duration::from_secs(32);
+/// Phones of the callee rung at once.
+const MAX_FORKS: usize = 5;
+
+/// A message for a call, with where it came from.
+#[derive(Debug)]
+pub struct Incoming {
+    pub msg: Message,
+    pub source: SocketAddr,
+    pub transport: &'static str,
+}
+
+/// How a call sends SIP: the server's sockets.
+pub trait Wire: Send + Sync {
+    fn send(&self, bytes: Vec<u8>, to: SocketAddr, transport: &'static str);
+    /// Our SIP address, for Via, Contact and SDP.
+    fn local(&self) -> SocketAddr;
+}
+
+/// What a call reports to the server's list of live calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub caller: String,
+    pub callee: String,
+    pub state: &'static str,
+    pub started_at: u64,
+    pub answered_at: Option<u64>,
+}
+
+/// Who is calling whom.
+#[derive(Debug, Clone)]
+pub struct Parties {
+    pub caller_login: String,
+    pub caller_ext: String,
+    pub caller_name: String,
+    pub callee_login: String,
+    pub callee_ext: String,
+    pub domain: String,
+}
+
+/// Everything a call needs from the server.
+pub struct Setup {
+    pub wire: Arc<dyn Wire>,
+    pub ports: Arc<Ports>,
+    pub parties: Parties,
+    pub bindings: Vec<Binding>,
+    pub no_answer: Duration,
+    /// The Call-ID of leg B, already routed to this call's inbox.
+    pub b_call_id: String,
+    pub status: watch::Sender<Status>,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("parties", &self.parties)
+            .field("b_call_id", &self.b_call_id)
+            .finish()
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub fn token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn branch() -> String {
+    format!("z9hG4bK{}", token())
+}
+
+/// A message sent again until answered (UDP only).
+#[derive(Debug)]
+struct Retransmit {
+    /// What answers it: a branch (requests) or "a-final" (our final response to leg A).
+    key: String,
+    bytes: Vec<u8>,
+    to: SocketAddr,
+    next: Instant,
+    interval: Duration,
+    until: Instant,
+    /// INVITE and final responses double up to T2 as well; the difference is only in
+    /// what stops them.
+    invite: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForkState {
+    Calling,
+    Ringing,
+    Answered,
+    Failed(u16),
+    Cancelled,
+}
+
+#[derive(Debug)]
+struct Fork {
+    branch: String,
+    /// Request-URI: the phone's Contact.
+    uri: String,
+    /// Where it is reached (its REGISTER's source).
+    dest: SocketAddr,
+    transport: &'static str,
+    state: ForkState,
+    to_tag: Option<String>,
+    /// The Contact of its 2xx: where in-dialog requests go.
+    remote_uri: Option<String>,
+}
+
+/// Where the call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ringing,
+    Answered,
+    /// Final response sent or BYEs out: waiting for ACK or BYE answers, then done.
+    Ending,
+}
+
+/// A re-INVITE carried across: which side sent it, and its request.
+#[derive(Debug)]
+struct ReInvite {
+    from_a: bool,
+    request: Message,
+    /// The branch of our INVITE to the other side.
+    our_branch: String,
+}
+
+struct Call {
+    setup: Setup,
+    inbox: mpsc::Receiver<Incoming>,
+    a_invite: Message,
+    a_source: SocketAddr,
+    a_transport: &'static str,
+    a_tag: String,
+    a_branch: String,
+    /// Our CSeq in leg A (for requests we send the caller).
+    a_cseq: u32,
+    /// The last response to leg A's INVITE (sent again for a retransmitted INVITE).
+    a_last: Option<Vec<u8>>,
+    /// Whether the caller has heard ringing.
+    rang: bool,
+    b_from_tag: String,
+    b_cseq: u32,
+    forks: Vec<Fork>,
+    winner: Option<usize>,
+    retransmits: Vec<Retransmit>,
+    phase: Phase,
+    ring_until: Instant,
+    peers: watch::Sender<Peers>,
+    ports: (u16, u16),
+    ip: IpAddr,
+    reinvite: Option<ReInvite>,
+    done: bool,
+}
+
+/// Runs one call from the caller's (authenticated) INVITE to its end.
+pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>) {
+    let ip = setup.wire.local().ip();
+    let a_branch = invite
+        .msg
+        .top_via()
+        .and_then(|v| param(v, "branch"))
+        .unwrap_or("")
+        .to_string();
+    let (lease_a, lease_b) = match (setup.ports.take(ip), setup.ports.take(ip)) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => {
+            let r = invite
+                .msg
+                .response(503, "Service Unavailable (no RTP ports)", &token());
+            setup
+                .wire
+                .send(r.to_bytes(), invite.source, invite.transport);
+            return;
+        }
+    };
+    let a_media = sdp::audio(&invite.msg.body).map(|m| m.addr);
+    let (peers, peers_rx) = watch::channel(Peers {
+        a: a_media,
+        b: None,
+    });
+    let relay_stop = CancellationToken::new();
+    let ports = (lease_a.port, lease_b.port);
+    let relay = tokio::spawn(rtp::relay(lease_a, lease_b, peers_rx, relay_stop.clone()));
+    let mut call = Call {
+        ring_until: Instant::now() + setup.no_answer,
+        setup,
+        inbox,
+        a_source: invite.source,
+        a_transport: invite.transport,
+        a_invite: invite.msg,
+        a_tag: token(),
+        a_branch,
+        a_cseq: 1,
+        a_last: None,
+        rang: false,
+        b_from_tag: token(),
+        b_cseq: 1,
+        forks: Vec::new(),
+        winner: None,
+        retransmits: Vec::new(),
+        phase: Phase::Ringing,
+        peers,
+        ports,
+        ip,
+        reinvite: None,
+        done: false,
+    };
+    call.start();
+    while !call.done {
+        let next = call.next_timer();
+        tokio::select! {
+            m = call.inbox.recv() => match m {
+                Some(m) => call.handle(m),
+                None => break,
+            },
+            () = tokio::time::sleep_until(next.into()) => call.timers(),
+        }
+    }
+    relay_stop.cancel();
+    if let Ok((ab, ba)) = relay.await {
+        debug!(message = "phone: call media", a_to_b = ab, b_to_a = ba);
+    }
+    info!(
+        message = "phone: call ended",
+        caller = %call.setup.parties.caller_ext,
+        callee = %call.setup.parties.callee_ext
+    );
+}
+
+impl Call {
+    fn status(&self, state: &'static str) {
+        self.setup.status.send_modify(|s| {
+            s.state = state;
+            if state == "talking" && s.answered_at.is_none() {
+                s.answered_at = Some(now_unix());
+            }
+        });
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.setup.wire.local()
+    }
+
+    fn send_a(&mut self, bytes: Vec<u8>) {
+        self.setup.wire.send(bytes, self.a_source, self.a_transport);
+    }
+
+    /// Answers leg A's INVITE; final answers are retransmitted until the ACK.
+    fn respond_a(&mut self, mut r: Message) {
+        let code = match r.start {
+            StartLine::Response { code, .. } => code,
+            StartLine::Request { .. } => return,
+        };
+        if code > 100 {
+            r.push(
+                "Contact",
+                format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.local()),
+            );
+        }
+        r.push("Server", "officebox");
+        let bytes = r.to_bytes();
+        self.a_last = Some(bytes.clone());
+        if code >= 200 && self.a_transport == "udp" {
+            self.retransmits.retain(|r| r.key != "a-final");
+            self.retransmits.push(Retransmit {
+                key: "a-final".into(),
+                bytes: bytes.clone(),
+                to: self.a_source,
+                next: Instant::now() + T1,
+                interval: T1,
+                until: Instant::now() + TIMEOUT,
+                invite: true,
+            });
+        }
+        self.send_a(bytes);
+    }
+
+    fn start(&mut self) {
+        let trying = self.a_invite.response(100, "Trying", "");
+        self.send_a(trying.to_bytes());
+        let bindings: Vec<Binding> = self
+            .setup
+            .bindings
+            .iter()
+            .take(MAX_FORKS)
+            .cloned()
+            .collect();
+        let offer = sdp::rewrite(&self.a_invite.body, self.ip, self.ports.1);
+        for b in bindings {
+            let fork = Fork {
+                branch: branch(),
+                uri: b.contact.clone(),
+                dest: reach(&b),
+                transport: b.transport,
+                state: ForkState::Calling,
+                to_tag: None,
+                remote_uri: None,
+            };
+            let req = self.b_request("INVITE", &fork.uri, 1, &fork.branch, None, Some(&offer));
+            self.send_b(&fork, req.to_bytes(), true);
+            self.forks.push(fork);
+        }
+        self.status("ringing");
+        info!(
+            message = "phone: calling",
+            caller = %self.setup.parties.caller_ext,
+            callee = %self.setup.parties.callee_ext,
+            phones = self.forks.len()
+        );
+    }
+
+    fn send_b(&mut self, fork_dest: &Fork, bytes: Vec<u8>, invite: bool) {
+        if fork_dest.transport == "udp" {
+            self.retransmits.push(Retransmit {
+                key: branch_of_bytes(&bytes).unwrap_or_default(),
+                bytes: bytes.clone(),
+                to: fork_dest.dest,
+                next: Instant::now() + T1,
+                interval: T1,
+                until: Instant::now() + TIMEOUT,
+                invite,
+            });
+        }
+        self.setup
+            .wire
+            .send(bytes, fork_dest.dest, fork_dest.transport);
+    }
+
+    /// A request in leg B's dialog (or its initial INVITE).
+    fn b_request(
+        &self,
+        method: &str,
+        uri: &str,
+        cseq: u32,
+        branch: &str,
+        to_tag: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Message {
+        let p = &self.setup.parties;
+        let mut m = Message {
+            start: StartLine::Request {
+                method: method.to_string(),
+                uri: uri.to_string(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        m.push(
+            "Via",
+            format!("SIP/2.0/UDP {};branch={branch};rport", self.local()),
+        );
+        m.push("Max-Forwards", "70");
+        m.push(
+            "From",
+            format!(
+                "\"{}\" <sip:{}@{}>;tag={}",
+                p.caller_name.replace('"', ""),
+                p.caller_ext,
+                p.domain,
+                self.b_from_tag
+            ),
+        );
+        let to = format!("<sip:{}@{}>", p.callee_ext, p.domain);
+        m.push(
+            "To",
+            match to_tag {
+                Some(t) => format!("{to};tag={t}"),
+                None => to,
+            },
+        );
+        m.push("Call-ID", self.setup.b_call_id.clone());
+        m.push("CSeq", format!("{cseq} {method}"));
+        if method == "INVITE" {
+            m.push(
+                "Contact",
+                format!("<sip:{}@{}>", p.caller_ext, self.local()),
+            );
+            m.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
+        }
+        m.push("User-Agent", "officebox");
+        if let Some(b) = body {
+            m.push("Content-Type", "application/sdp");
+            m.body = b.to_vec();
+        }
+        m
+    }
+
+    /// A request in leg A's dialog (we are its UAS).
+    fn a_request(&mut self, method: &str, body: Option<&[u8]>) -> Message {
+        let uri = self
+            .a_invite
+            .header("contact")
+            .and_then(uri_of)
+            .or_else(|| self.a_invite.header("from").and_then(uri_of))
+            .unwrap_or("sip:invalid")
+            .to_string();
+        let mut m = Message {
+            start: StartLine::Request {
+                method: method.to_string(),
+                uri,
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        self.a_cseq += 1;
+        m.push(
+            "Via",
+            format!("SIP/2.0/UDP {};branch={};rport", self.local(), branch()),
+        );
+        m.push("Max-Forwards", "70");
+        let to_value = self.a_invite.header("to").unwrap_or("").to_string();
+        let from = if param(&to_value, "tag").is_some() {
+            to_value
+        } else {
+            format!("{to_value};tag={}", self.a_tag)
+        };
+        m.push("From", from);
+        m.push("To", self.a_invite.header("from").unwrap_or("").to_string());
+        m.push("Call-ID", self.a_invite.call_id().to_string());
+        m.push("CSeq", format!("{} {method}", self.a_cseq));
+        if method == "INVITE" {
+            m.push(
+                "Contact",
+                format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.local()),
+            );
+        }
+        if let Some(b) = body {
+            m.push("Content-Type", "application/sdp");
+            m.body = b.to_vec();
+        }
+        m
+    }
+
+    fn handle(&mut self, m: Incoming) {
+        let from_a = m.msg.call_id() == self.a_invite.call_id();
+        match (&m.msg.start, from_a) {
+            (StartLine::Request { .. }, true) => self.request_from_a(m),
+            (StartLine::Request { .. }, false) => self.request_from_b(m),
+            (StartLine::Response { code, .. }, true) => self.response_from_a(*code, &m.msg),
+            (StartLine::Response { code, .. }, false) => self.response_from_b(*code, m),
+        }
+    }
+
+    fn request_from_a(&mut self, m: Incoming) {
+        let method = m.msg.method().unwrap_or("").to_string();
+        let branch = m
+            .msg
+            .top_via()
+            .and_then(|v| param(v, "branch"))
+            .unwrap_or("")
+            .to_string();
+        match method.as_str() {
+            "INVITE" if branch == self.a_branch => {
+                // The caller did not hear us: the last answer again.
+                if let Some(b) = self.a_last.clone() {
+                    self.send_a(b);
+                }
+            }
+            "ACK" => {
+                self.retransmits.retain(|r| r.key != "a-final");
+                if self.phase == Phase::Ending && self.winner.is_none() {
+                    self.done = true;
+                }
+            }
+            "CANCEL" => {
+                let ok = m.msg.response(200, "OK", &self.a_tag);
+                self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
+                if self.phase == Phase::Ringing && branch == self.a_branch {
+                    self.cancel_forks(None);
+                    self.fail_a(487, "Request Terminated");
+                }
+            }
+            "BYE" => {
+                let ok = m.msg.response(200, "OK", &self.a_tag);
+                self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
+                self.retransmits.retain(|r| r.key != "a-final");
+                self.bye_b();
+                self.phase = Phase::Ending;
+                self.status("ending");
+            }
+            "INVITE" if self.is_pending_reinvite(&branch) => {}
+            "INVITE" => self.forward_reinvite(m.msg, true),
+            _ => {
+                // INFO, UPDATE, OPTIONS, PRACK, NOTIFY in the dialog: acknowledged here.
+                let ok = m.msg.response(200, "OK", &self.a_tag);
+                self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
+            }
+        }
+    }
+
+    fn request_from_b(&mut self, m: Incoming) {
+        let method = m.msg.method().unwrap_or("").to_string();
+        let tag = self
+            .winner
+            .and_then(|w| self.forks[w].to_tag.clone())
+            .unwrap_or_default();
+        match method.as_str() {
+            "ACK" => {}
+            "BYE" => {
+                let ok = m.msg.response(200, "OK", &tag);
+                self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
+                if self.phase == Phase::Answered {
+                    let bye = self.a_request("BYE", None);
+                    let bytes = bye.to_bytes();
+                    self.send_to_a_reliably(bytes, false);
+                    self.phase = Phase::Ending;
+                    self.status("ending");
+                }
+            }
+            "INVITE"
+                if self.is_pending_reinvite(
+                    m.msg
+                        .top_via()
+                        .and_then(|v| param(v, "branch"))
+                        .unwrap_or(""),
+                ) => {}
+            "INVITE" if self.phase == Phase::Answered => self.forward_reinvite(m.msg, false),
+            _ => {
+                let ok = m.msg.response(200, "OK", &tag);
+                self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
+            }
+        }
+    }
+
+    /// A retransmission of the re-INVITE being carried across (answered when the other
+    /// side answers).
+    fn is_pending_reinvite(&self, branch: &str) -> bool {
+        self.reinvite
+            .as_ref()
+            .is_some_and(|re| re.request.top_via().and_then(|v| param(v, "branch")) == Some(branch))
+    }
+
+    fn send_to_a_reliably(&mut self, bytes: Vec<u8>, invite: bool) {
+        if self.a_transport == "udp" {
+            self.retransmits.push(Retransmit {
+                key: branch_of_bytes(&bytes).unwrap_or_default(),
+                bytes: bytes.clone(),
+                to: self.a_source,
+                next: Instant::now() + T1,
+                interval: T1,
+                until: Instant::now() + TIMEOUT,
+                invite,
+            });
+        }
+        self.send_a(bytes);
+    }
+
+    /// A re-INVITE from one side (hold, resume, a new codec): the same offer, pointed at
+    /// the box, to the other side; its answer comes back the same way.
+    fn forward_reinvite(&mut self, req: Message, from_a: bool) {
+        let Some(w) = self.winner else {
+            let r = req.response(491, "Request Pending", &self.a_tag);
+            self.send_a(r.to_bytes());
+            return;
+        };
+        if self.reinvite.is_some() {
+            let r = req.response(491, "Request Pending", &self.a_tag);
+            let (to, t) = if from_a {
+                (self.a_source, self.a_transport)
+            } else {
+                (self.forks[w].dest, self.forks[w].transport)
+            };
+            self.setup.wire.send(r.to_bytes(), to, t);
+            return;
+        }
+        let media = sdp::audio(&req.body).map(|m| m.addr);
+        let our_branch = branch();
+        if from_a {
+            let trying = req.response(100, "Trying", "");
+            self.send_a(trying.to_bytes());
+            if media.is_some() {
+                self.peers.send_modify(|p| p.a = media);
+            }
+            let offer = sdp::rewrite(&req.body, self.ip, self.ports.1);
+            self.b_cseq += 1;
+            let fork = &self.forks[w];
+            let uri = fork.remote_uri.clone().unwrap_or_else(|| fork.uri.clone());
+            let to_tag = fork.to_tag.clone();
+            let r = self.b_request(
+                "INVITE",
+                &uri,
+                self.b_cseq,
+                &our_branch,
+                to_tag.as_deref(),
+                (!req.body.is_empty()).then_some(offer.as_slice()),
+            );
+            let dest = Fork {
+                branch: our_branch.clone(),
+                uri,
+                dest: self.forks[w].dest,
+                transport: self.forks[w].transport,
+                state: ForkState::Calling,
+                to_tag: None,
+                remote_uri: None,
+            };
+            self.send_b(&dest, r.to_bytes(), true);
+        } else {
+            let trying = req.response(100, "Trying", "");
+            self.setup.wire.send(
+                trying.to_bytes(),
+                self.forks[w].dest,
+                self.forks[w].transport,
+            );
+            if media.is_some() {
+                self.peers.send_modify(|p| p.b = media);
+            }
+            let offer = sdp::rewrite(&req.body, self.ip, self.ports.0);
+            let mut r =
+                self.a_request("INVITE", (!req.body.is_empty()).then_some(offer.as_slice()));
+            // Our own branch, remembered to match the answer.
+            if let Some((_, v)) = r.headers.iter_mut().find(|(n, _)| n == "via") {
+                *v = format!("SIP/2.0/UDP {};branch={our_branch};rport", self.local());
+            }
+            self.send_to_a_reliably(r.to_bytes(), true);
+        }
+        self.reinvite = Some(ReInvite {
+            from_a,
+            request: req,
+            our_branch,
+        });
+    }
+
+    /// A response from the caller's phone: to our BYE or to a re-INVITE we sent it.
+    fn response_from_a(&mut self, code: u16, msg: &Message) {
+        let branch = msg
+            .top_via()
+            .and_then(|v| param(v, "branch"))
+            .unwrap_or("")
+            .to_string();
+        if code >= 200 || msg.cseq().is_some_and(|(_, m)| m == "INVITE") {
+            self.retransmits.retain(|r| r.key != branch);
+        }
+        let is_invite = msg.cseq().is_some_and(|(_, m)| m == "INVITE");
+        if is_invite {
+            if code >= 200 {
+                // ACK the caller's answer to our re-INVITE.
+                let mut ack = self.a_request("ACK", None);
+                if let Some((_, v)) = ack.headers.iter_mut().find(|(n, _)| n == "cseq") {
+                    *v = format!("{} ACK", self.a_cseq - 1);
+                }
+                self.a_cseq -= 1;
+                self.send_a(ack.to_bytes());
+                self.answer_reinvite(code, msg, true);
+            }
+            return;
+        }
+        if code >= 200 && self.phase == Phase::Ending && self.winner_done() {
+            self.done = true;
+        }
+    }
+
+    /// The callee's phone answered our re-INVITE (or the caller's, `answered_by_a`): pass
+    /// the answer back to whoever asked.
+    fn answer_reinvite(&mut self, code: u16, msg: &Message, answered_by_a: bool) {
+        let Some(re) = self.reinvite.take() else {
+            return;
+        };
+        if re.from_a == answered_by_a {
+            self.reinvite = Some(re);
+            return;
+        }
+        let media = sdp::audio(&msg.body).map(|m| m.addr);
+        let (port, tag) = if re.from_a {
+            if code < 300 && media.is_some() {
+                self.peers.send_modify(|p| p.b = media);
+            }
+            (self.ports.0, self.a_tag.clone())
+        } else {
+            if code < 300 && media.is_some() {
+                self.peers.send_modify(|p| p.a = media);
+            }
+            let tag = self
+                .winner
+                .and_then(|w| self.forks[w].to_tag.clone())
+                .unwrap_or_default();
+            (self.ports.1, tag)
+        };
+        let reason = if code < 300 { "OK" } else { "Request Failed" };
+        let mut r = re.request.response(code.max(200), reason, &tag);
+        r.push(
+            "Contact",
+            format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.local()),
+        );
+        if !msg.body.is_empty() {
+            r.push("Content-Type", "application/sdp");
+            r.body = sdp::rewrite(&msg.body, self.ip, port);
+        }
+        let bytes = r.to_bytes();
+        if re.from_a {
+            self.send_a(bytes);
+        } else if let Some(w) = self.winner {
+            let (dest, t) = (self.forks[w].dest, self.forks[w].transport);
+            self.setup.wire.send(bytes, dest, t);
+        }
+    }
+
+    fn winner_done(&self) -> bool {
+        !self
+            .retransmits
+            .iter()
+            .any(|r| !r.invite && r.key.starts_with("z9hG4bK"))
+    }
+
+    fn response_from_b(&mut self, code: u16, m: Incoming) {
+        let msg = &m.msg;
+        let branch = msg
+            .top_via()
+            .and_then(|v| param(v, "branch"))
+            .unwrap_or("")
+            .to_string();
+        let method = msg.cseq().map(|(_, m)| m).unwrap_or_default();
+        // Any response ends the retransmission of an INVITE; a final one of the rest.
+        if method == "INVITE" || code >= 200 {
+            self.retransmits.retain(|r| r.key != branch);
+        }
+        if method == "BYE" {
+            if self.phase == Phase::Ending && code >= 200 {
+                self.done = true;
+            }
+            return;
+        }
+        if method != "INVITE" {
+            return;
+        }
+        if let Some(re) = &self.reinvite
+            && re.our_branch == branch
+        {
+            if code >= 200 {
+                let w = self.winner.unwrap_or(0);
+                let to_tag = self.forks[w].to_tag.clone();
+                let uri = self.forks[w]
+                    .remote_uri
+                    .clone()
+                    .unwrap_or_else(|| self.forks[w].uri.clone());
+                let ack = self.b_request(
+                    "ACK",
+                    &uri,
+                    self.b_cseq,
+                    &self::branch(),
+                    to_tag.as_deref(),
+                    None,
+                );
+                self.setup.wire.send(ack.to_bytes(), m.source, m.transport);
+                let msg = m.msg;
+                self.answer_reinvite(code, &msg, false);
+            }
+            return;
+        }
+        let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
+            return;
+        };
+        let to_tag = msg
+            .header("to")
+            .and_then(|t| param(t, "tag"))
+            .map(str::to_string);
+        match code {
+            100 => {}
+            101..=199 => {
+                if self.forks[i].state == ForkState::Calling {
+                    self.forks[i].state = ForkState::Ringing;
+                }
+                if self.phase == Phase::Ringing && !self.rang {
+                    self.rang = true;
+                    let mut r = self.a_invite.response(180, "Ringing", &self.a_tag);
+                    if code == 183 && !msg.body.is_empty() {
+                        if let Some(media) = sdp::audio(&msg.body) {
+                            self.peers.send_modify(|p| p.b = Some(media.addr));
+                        }
+                        r = self.a_invite.response(183, "Session Progress", &self.a_tag);
+                        r.push("Content-Type", "application/sdp");
+                        r.body = sdp::rewrite(&msg.body, self.ip, self.ports.0);
+                    }
+                    // Not retransmitted (RFC 3261 13.3.1.1); sent again only when the
+                    // caller's INVITE is.
+                    self.respond_a(r);
+                }
+            }
+            200..=299 => {
+                let remote_uri = msg.header("contact").and_then(uri_of).map(str::to_string);
+                let uri = remote_uri
+                    .clone()
+                    .unwrap_or_else(|| self.forks[i].uri.clone());
+                let ack = self.b_request("ACK", &uri, 1, &self::branch(), to_tag.as_deref(), None);
+                self.setup.wire.send(ack.to_bytes(), m.source, m.transport);
+                if self.winner.is_some_and(|w| w != i) || self.phase != Phase::Ringing {
+                    if self.winner != Some(i) {
+                        // A second phone answered too late: hang it up.
+                        let bye = self.b_request(
+                            "BYE",
+                            &uri,
+                            2,
+                            &self::branch(),
+                            to_tag.as_deref(),
+                            None,
+                        );
+                        self.setup.wire.send(bye.to_bytes(), m.source, m.transport);
+                    }
+                    return;
+                }
+                self.forks[i].state = ForkState::Answered;
+                self.forks[i].to_tag = to_tag;
+                self.forks[i].remote_uri = remote_uri;
+                self.forks[i].dest = m.source;
+                self.winner = Some(i);
+                self.cancel_forks(Some(i));
+                if let Some(media) = sdp::audio(&msg.body) {
+                    self.peers.send_modify(|p| p.b = Some(media.addr));
+                }
+                let mut r = self.a_invite.response(200, "OK", &self.a_tag);
+                r.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
+                if !msg.body.is_empty() {
+                    r.push("Content-Type", "application/sdp");
+                    r.body = sdp::rewrite(&msg.body, self.ip, self.ports.0);
+                }
+                self.phase = Phase::Answered;
+                self.respond_a(r);
+                self.status("talking");
+                info!(
+                    message = "phone: call answered",
+                    caller = %self.setup.parties.caller_ext,
+                    callee = %self.setup.parties.callee_ext
+                );
+            }
+            _ => {
+                // A final refusal: ACK it (same branch, RFC 3261 17.1.1.3).
+                let f = &self.forks[i];
+                let mut ack = self.b_request("ACK", &f.uri, 1, &f.branch, to_tag.as_deref(), None);
+                ack.headers.retain(|(n, _)| n != "contact" && n != "allow");
+                self.setup.wire.send(ack.to_bytes(), m.source, m.transport);
+                if matches!(self.forks[i].state, ForkState::Calling | ForkState::Ringing) {
+                    self.forks[i].state = ForkState::Failed(code);
+                }
+                self.all_failed();
+            }
+        }
+    }
+
+    /// When every fork has failed: the caller hears the best reason.
+    fn all_failed(&mut self) {
+        if self.phase != Phase::Ringing
+            || self.forks.iter().any(|f| {
+                matches!(
+                    f.state,
+                    ForkState::Calling | ForkState::Ringing | ForkState::Answered
+                )
+            })
+        {
+            return;
+        }
+        let codes: Vec<u16> = self
+            .forks
+            .iter()
+            .filter_map(|f| match f.state {
+                ForkState::Failed(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let (code, reason) = if codes.iter().any(|&c| c == 486 || c == 600) {
+            (486, "Busy Here")
+        } else if codes.contains(&603) {
+            (603, "Decline")
+        } else {
+            (480, "Temporarily Unavailable")
+        };
+        self.fail_a(code, reason);
+    }
+
+    fn fail_a(&mut self, code: u16, reason: &str) {
+        let r = self.a_invite.response(code, reason, &self.a_tag);
+        self.phase = Phase::Ending;
+        self.respond_a(r);
+        self.status("ending");
+        info!(
+            message = "phone: call not answered",
+            caller = %self.setup.parties.caller_ext,
+            callee = %self.setup.parties.callee_ext,
+            code
+        );
+        if self.a_transport != "udp" {
+            self.done = true;
+        }
+    }
+
+    /// CANCELs every ringing fork but `keep`.
+    fn cancel_forks(&mut self, keep: Option<usize>) {
+        for i in 0..self.forks.len() {
+            if Some(i) == keep
+                || !matches!(self.forks[i].state, ForkState::Calling | ForkState::Ringing)
+            {
+                continue;
+            }
+            self.forks[i].state = ForkState::Cancelled;
+            let f = &self.forks[i];
+            let mut c = self.b_request("CANCEL", &f.uri, 1, &f.branch, None, None);
+            c.headers.retain(|(n, _)| n != "contact" && n != "allow");
+            let bytes = c.to_bytes();
+            let fork = Fork {
+                branch: f.branch.clone(),
+                uri: f.uri.clone(),
+                dest: f.dest,
+                transport: f.transport,
+                state: ForkState::Cancelled,
+                to_tag: None,
+                remote_uri: None,
+            };
+            // The INVITE is no longer sent again; the CANCEL is, until answered (it has
+            // the INVITE's branch, so the INVITE's 487 or the CANCEL's 200 both stop it).
+            self.retransmits.retain(|r| r.key != fork.branch);
+            self.send_b(&fork, bytes, false);
+        }
+    }
+
+    fn bye_b(&mut self) {
+        let Some(w) = self.winner else {
+            self.cancel_forks(None);
+            return;
+        };
+        self.b_cseq += 1;
+        let f = &self.forks[w];
+        let uri = f.remote_uri.clone().unwrap_or_else(|| f.uri.clone());
+        let bye = self.b_request(
+            "BYE",
+            &uri,
+            self.b_cseq,
+            &branch(),
+            f.to_tag.as_deref(),
+            None,
+        );
+        let fork = Fork {
+            branch: String::new(),
+            uri,
+            dest: f.dest,
+            transport: f.transport,
+            state: ForkState::Answered,
+            to_tag: None,
+            remote_uri: None,
+        };
+        self.send_b(&fork, bye.to_bytes(), false);
+    }
+
+    fn next_timer(&self) -> Instant {
+        let mut next = Instant::now() + Duration::from_secs(1);
+        for r in &self.retransmits {
+            next = next.min(r.next).min(r.until);
+        }
+        if self.phase == Phase::Ringing {
+            next = next.min(self.ring_until);
+        }
+        next
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for r in &mut self.retransmits {
+            if r.until <= now {
+                expired.push(r.key.clone());
+            } else if r.next <= now {
+                self.setup.wire.send(r.bytes.clone(), r.to, "udp");
+                r.interval = (r.interval * 2).min(T2);
+                r.next = now + r.interval;
+            }
+        }
+        self.retransmits.retain(|r| r.until > now);
+        for key in expired {
+            if key == "a-final" {
+                // Never ACKed: the caller is gone.
+                if self.phase == Phase::Answered {
+                    self.bye_b();
+                }
+                self.phase = Phase::Ending;
+                self.done = self.winner.is_none() || self.retransmits.is_empty();
+            } else if let Some(i) = self.forks.iter().position(|f| f.branch == key)
+                && matches!(self.forks[i].state, ForkState::Calling | ForkState::Ringing)
+            {
+                self.forks[i].state = ForkState::Failed(408);
+                self.all_failed();
+            }
+        }
+        if self.phase == Phase::Ringing && now >= self.ring_until {
+            self.cancel_forks(None);
+            self.fail_a(480, "Temporarily Unavailable (no answer)");
+        }
+        if self.phase == Phase::Ending && self.retransmits.is_empty() {
+            self.done = true;
+        }
+    }
+}
+
+/// Where a registered phone is reached: the address in its Contact when that is the
+/// host it registered from (it said which port it listens on), else the address its
+/// REGISTER came from (it is behind NAT, and only that address gets through).
+pub fn reach(b: &Binding) -> SocketAddr {
+    let contact = crate::sip::uri_host(&b.contact).and_then(|h| {
+        h.parse::<SocketAddr>()
+            .ok()
+            .or_else(|| h.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 5060)))
+    });
+    match contact {
+        Some(c) if c.ip() == b.source.ip() => c,
+        _ => b.source,
+    }
+}
+
+/// The branch of the top Via of a message we built.
+fn branch_of_bytes(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let via = text.lines().find(|l| l.starts_with("Via:"))?;
+    param(via.trim_start_matches("Via:").trim(), "branch").map(str::to_string)
+}

@@ -1,0 +1,148 @@
+//! Just enough SDP (RFC 4566) for a media relay: where a side wants its audio sent, and
+//! the same description rewritten so that audio flows through the box instead.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// The audio destination an offer or answer names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Media {
+    /// Address and port of `m=audio`; the address is unspecified (0.0.0.0) for the old
+    /// style of hold (RFC 3264 section 8.4).
+    pub addr: SocketAddr,
+}
+
+/// The session's audio address: `c=` (session or the audio media's) and `m=audio` port.
+pub fn audio(body: &[u8]) -> Option<Media> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut session_c: Option<IpAddr> = None;
+    let mut media_c: Option<IpAddr> = None;
+    let mut port: Option<u16> = None;
+    let mut in_audio = false;
+    let mut seen_audio = false;
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(m) = line.strip_prefix("m=") {
+            if seen_audio {
+                in_audio = false;
+                continue;
+            }
+            let mut w = m.split(' ');
+            in_audio = w.next() == Some("audio");
+            if in_audio {
+                seen_audio = true;
+                port = w.next().and_then(|p| p.split('/').next()?.parse().ok());
+            }
+        } else if let Some(c) = line.strip_prefix("c=") {
+            let ip = c
+                .split(' ')
+                .nth(2)
+                .and_then(|a| a.split('/').next()?.parse().ok());
+            if in_audio {
+                media_c = ip;
+            } else if !seen_audio {
+                session_c = ip;
+            }
+        }
+    }
+    let ip = media_c.or(session_c)?;
+    Some(Media {
+        addr: SocketAddr::new(ip, port?),
+    })
+}
+
+/// The description with its audio pointed at `ip:port`: every `c=` line and the `o=`
+/// address become `ip` (unless the side is holding with 0.0.0.0), the first `m=audio`
+/// port becomes `port`. Other lines are kept as they are.
+pub fn rewrite(body: &[u8], ip: IpAddr, port: u16) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return body.to_vec();
+    };
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut audio_done = false;
+    for line in text.split_inclusive('\n') {
+        let (content, end) = match line.strip_suffix("\r\n") {
+            Some(c) => (c, "\r\n"),
+            None => match line.strip_suffix('\n') {
+                Some(c) => (c, "\n"),
+                None => (line, ""),
+            },
+        };
+        if let Some(c) = content.strip_prefix("c=") {
+            let holding = c
+                .split(' ')
+                .nth(2)
+                .is_some_and(|a| a.starts_with("0.0.0.0"));
+            if holding {
+                out.push_str(content);
+            } else {
+                out.push_str(&format!("c=IN {family} {ip}"));
+            }
+        } else if let Some(o) = content.strip_prefix("o=") {
+            let mut parts: Vec<&str> = o.split(' ').collect();
+            let ip_text = ip.to_string();
+            if parts.len() == 6 {
+                parts[4] = family;
+                parts[5] = &ip_text;
+                out.push_str(&format!("o={}", parts.join(" ")));
+            } else {
+                out.push_str(content);
+            }
+        } else if let Some(m) = content.strip_prefix("m=audio ")
+            && !audio_done
+        {
+            audio_done = true;
+            let rest = m.split_once(' ').map_or("", |(_, r)| r);
+            out.push_str(&format!("m=audio {port} {rest}"));
+        } else {
+            out.push_str(content);
+        }
+        out.push_str(end);
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=alice 2890844526 2890844526 IN IP4 10.0.0.5\r\ns=-\r\n\
+        c=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\
+        a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+
+    #[test]
+    fn the_audio_address_is_read_and_rewritten() {
+        let m = audio(OFFER.as_bytes()).unwrap();
+        assert_eq!(m.addr, "10.0.0.5:49170".parse().unwrap());
+        let out = rewrite(OFFER.as_bytes(), "192.168.1.1".parse().unwrap(), 10002);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("c=IN IP4 192.168.1.1\r\n"));
+        assert!(text.contains("o=alice 2890844526 2890844526 IN IP4 192.168.1.1\r\n"));
+        assert!(text.contains("m=audio 10002 RTP/AVP 0 8 101\r\n"));
+        assert!(text.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+        assert_eq!(
+            audio(text.as_bytes()).unwrap().addr,
+            "192.168.1.1:10002".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn old_style_hold_keeps_its_zero_address_and_media_level_c_wins() {
+        let hold = OFFER.replace("c=IN IP4 10.0.0.5", "c=IN IP4 0.0.0.0");
+        let text = String::from_utf8(rewrite(
+            hold.as_bytes(),
+            "192.168.1.1".parse().unwrap(),
+            10002,
+        ))
+        .unwrap();
+        assert!(text.contains("c=IN IP4 0.0.0.0\r\n"));
+        let media_c = OFFER.replace("a=sendrecv\r\n", "c=IN IP4 10.0.0.9\r\n");
+        assert_eq!(
+            audio(media_c.as_bytes()).unwrap().addr.ip().to_string(),
+            "10.0.0.9"
+        );
+        assert!(audio(b"v=0\r\n").is_none());
+        assert!(audio(&[0xff, 0xfe]).is_none());
+    }
+}
