@@ -342,3 +342,155 @@ fn an_extension_calls_another_through_the_box_and_hangs_up() {
     );
     assert!(ob.log().contains("phone: call answered") && ob.log().contains("phone: call ended"));
 }
+
+/// bob's phone (a sipp running `scenario` on `bob_port`), registered for extension 102.
+fn bobs_phone(target: &str, scenario: &str, bob_port: &str) -> officebox_testkit::Peer {
+    let uas = sipp_peer(
+        "bob-phone",
+        &[
+            "-sf",
+            scenario,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            bob_port,
+            "-m",
+            "1",
+            "-nostdin",
+        ],
+    );
+    let reg = Command::new("sipp")
+        .current_dir(scenarios())
+        .args([
+            "-sf",
+            "register_contact.xml",
+            "-inf",
+            "callee.csv",
+            "-key",
+            "domain",
+            "office.test",
+        ])
+        .args([
+            "-key",
+            "contact_port",
+            bob_port,
+            "-auth_uri",
+            "office.test",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args([
+            "-p",
+            &free_udp_port().unwrap().to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+            target,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        reg.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reg.stdout)
+    );
+    uas
+}
+
+/// alice's phone calls `callee` with `scenario`; (success, sipp's errors).
+fn alice_calls(target: &str, scenario: &str, callee: &str) -> (bool, String) {
+    let errors = officebox_testkit::scratch_dir("sipp-uac").unwrap();
+    let out = Command::new("sipp")
+        .current_dir(scenarios())
+        .args([
+            "-sf",
+            scenario,
+            "-inf",
+            "caller.csv",
+            "-key",
+            "domain",
+            "office.test",
+        ])
+        .args([
+            "-key",
+            "callee",
+            callee,
+            "-auth_uri",
+            "office.test",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args([
+            "-p",
+            &free_udp_port().unwrap().to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+        ])
+        .args(["-recv_timeout", "20s", "-trace_err", "-error_file"])
+        .arg(errors.path().join("e.txt"))
+        .arg(target)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        std::fs::read_to_string(errors.path().join("e.txt")).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn busy_cancelled_unanswered_unknown_and_unregistered_calls_end_cleanly() {
+    require_program("sipp", "sip-tester");
+    let c = TestConfig::demo()
+        .free_ports()
+        .set("phone.no_answer_timeout", "5s");
+    let port = c.int("phone.sip_port");
+    let ob = start(&c);
+    let target = format!("127.0.0.1:{port}");
+    let expect = |code: u16| {
+        let needle = format!("code={code}");
+        assert!(
+            officebox_testkit::wait_until(Duration::from_secs(5), || ob.log().contains(&needle)),
+            "no {needle} in\n{}",
+            ob.log()
+        );
+    };
+
+    // Nobody registered for 102 yet; 109 is nobody's extension.
+    let (ok, errors) = alice_calls(&target, "uac_expect.xml", "102");
+    assert!(ok, "{errors}");
+    let (ok, errors) = alice_calls(&target, "uac_expect.xml", "109");
+    assert!(ok, "{errors}");
+
+    // Busy. (bob's phone always listens on one port, so each new one replaces the last.)
+    let bob_port = free_udp_port().unwrap().to_string();
+    let bob = bobs_phone(&target, "uas_busy.xml", &bob_port);
+    let (ok, errors) = alice_calls(&target, "uac_expect.xml", "102");
+    assert!(ok, "{errors}\n{}", ob.log());
+    expect(486);
+    bob.wait_for_log("Successful call", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(bob);
+
+    // alice hangs up while bob's phone rings: bob's phone hears the CANCEL.
+    let bob = bobs_phone(&target, "uas_ring.xml", &bob_port);
+    let (ok, errors) = alice_calls(&target, "uac_cancel.xml", "102");
+    assert!(ok, "{errors}\n{}", ob.log());
+    expect(487);
+    bob.wait_for_log("Successful call", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(bob);
+
+    // Nobody picks up within no_answer_timeout (5 s): 480 for alice, CANCEL for bob.
+    let bob = bobs_phone(&target, "uas_ring.xml", &bob_port);
+    let (ok, errors) = alice_calls(&target, "uac_expect.xml", "102");
+    assert!(ok, "{errors}\n{}", ob.log());
+    assert!(ob.log().contains("code=480"));
+    bob.wait_for_log("Successful call", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(5), || calls(&ob).contains("no call")),
+        "{}",
+        calls(&ob)
+    );
+}

@@ -113,9 +113,6 @@ struct Retransmit {
     next: Instant,
     interval: Duration,
     until: Instant,
-    /// INVITE and final responses double up to T2 as well; the difference is only in
-    /// what stops them.
-    invite: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +247,7 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
             },
             () = tokio::time::sleep_until(next.into()) => call.timers(),
         }
+        call.check_done();
     }
     relay_stop.cancel();
     if let Ok((ab, ba)) = relay.await {
@@ -304,7 +302,6 @@ impl Call {
                 next: Instant::now() + T1,
                 interval: T1,
                 until: Instant::now() + TIMEOUT,
-                invite: true,
             });
         }
         self.send_a(bytes);
@@ -332,7 +329,7 @@ impl Call {
                 remote_uri: None,
             };
             let req = self.b_request("INVITE", &fork.uri, 1, &fork.branch, None, Some(&offer));
-            self.send_b(&fork, req.to_bytes(), true);
+            self.send_b(&fork, req.to_bytes());
             self.forks.push(fork);
         }
         self.status("ringing");
@@ -344,7 +341,7 @@ impl Call {
         );
     }
 
-    fn send_b(&mut self, fork_dest: &Fork, bytes: Vec<u8>, invite: bool) {
+    fn send_b(&mut self, fork_dest: &Fork, bytes: Vec<u8>) {
         if fork_dest.transport == "udp" {
             self.retransmits.push(Retransmit {
                 key: branch_of_bytes(&bytes).unwrap_or_default(),
@@ -353,7 +350,6 @@ impl Call {
                 next: Instant::now() + T1,
                 interval: T1,
                 until: Instant::now() + TIMEOUT,
-                invite,
             });
         }
         self.setup
@@ -493,9 +489,6 @@ impl Call {
             }
             "ACK" => {
                 self.retransmits.retain(|r| r.key != "a-final");
-                if self.phase == Phase::Ending && self.winner.is_none() {
-                    self.done = true;
-                }
             }
             "CANCEL" => {
                 let ok = m.msg.response(200, "OK", &self.a_tag);
@@ -537,7 +530,7 @@ impl Call {
                 if self.phase == Phase::Answered {
                     let bye = self.a_request("BYE", None);
                     let bytes = bye.to_bytes();
-                    self.send_to_a_reliably(bytes, false);
+                    self.send_to_a_reliably(bytes);
                     self.phase = Phase::Ending;
                     self.status("ending");
                 }
@@ -565,7 +558,7 @@ impl Call {
             .is_some_and(|re| re.request.top_via().and_then(|v| param(v, "branch")) == Some(branch))
     }
 
-    fn send_to_a_reliably(&mut self, bytes: Vec<u8>, invite: bool) {
+    fn send_to_a_reliably(&mut self, bytes: Vec<u8>) {
         if self.a_transport == "udp" {
             self.retransmits.push(Retransmit {
                 key: branch_of_bytes(&bytes).unwrap_or_default(),
@@ -574,7 +567,6 @@ impl Call {
                 next: Instant::now() + T1,
                 interval: T1,
                 until: Instant::now() + TIMEOUT,
-                invite,
             });
         }
         self.send_a(bytes);
@@ -628,7 +620,7 @@ impl Call {
                 to_tag: None,
                 remote_uri: None,
             };
-            self.send_b(&dest, r.to_bytes(), true);
+            self.send_b(&dest, r.to_bytes());
         } else {
             let trying = req.response(100, "Trying", "");
             self.setup.wire.send(
@@ -646,7 +638,7 @@ impl Call {
             if let Some((_, v)) = r.headers.iter_mut().find(|(n, _)| n == "via") {
                 *v = format!("SIP/2.0/UDP {};branch={our_branch};rport", self.local());
             }
-            self.send_to_a_reliably(r.to_bytes(), true);
+            self.send_to_a_reliably(r.to_bytes());
         }
         self.reinvite = Some(ReInvite {
             from_a,
@@ -666,21 +658,15 @@ impl Call {
             self.retransmits.retain(|r| r.key != branch);
         }
         let is_invite = msg.cseq().is_some_and(|(_, m)| m == "INVITE");
-        if is_invite {
-            if code >= 200 {
-                // ACK the caller's answer to our re-INVITE.
-                let mut ack = self.a_request("ACK", None);
-                if let Some((_, v)) = ack.headers.iter_mut().find(|(n, _)| n == "cseq") {
-                    *v = format!("{} ACK", self.a_cseq - 1);
-                }
-                self.a_cseq -= 1;
-                self.send_a(ack.to_bytes());
-                self.answer_reinvite(code, msg, true);
+        if is_invite && code >= 200 {
+            // ACK the caller's answer to our re-INVITE.
+            let mut ack = self.a_request("ACK", None);
+            if let Some((_, v)) = ack.headers.iter_mut().find(|(n, _)| n == "cseq") {
+                *v = format!("{} ACK", self.a_cseq - 1);
             }
-            return;
-        }
-        if code >= 200 && self.phase == Phase::Ending && self.winner_done() {
-            self.done = true;
+            self.a_cseq -= 1;
+            self.send_a(ack.to_bytes());
+            self.answer_reinvite(code, msg, true);
         }
     }
 
@@ -729,13 +715,6 @@ impl Call {
         }
     }
 
-    fn winner_done(&self) -> bool {
-        !self
-            .retransmits
-            .iter()
-            .any(|r| !r.invite && r.key.starts_with("z9hG4bK"))
-    }
-
     fn response_from_b(&mut self, code: u16, m: Incoming) {
         let msg = &m.msg;
         let branch = msg
@@ -749,9 +728,6 @@ impl Call {
             self.retransmits.retain(|r| r.key != branch);
         }
         if method == "BYE" {
-            if self.phase == Phase::Ending && code >= 200 {
-                self.done = true;
-            }
             return;
         }
         if method != "INVITE" {
@@ -862,7 +838,10 @@ impl Call {
                 let mut ack = self.b_request("ACK", &f.uri, 1, &f.branch, to_tag.as_deref(), None);
                 ack.headers.retain(|(n, _)| n != "contact" && n != "allow");
                 self.setup.wire.send(ack.to_bytes(), m.source, m.transport);
-                if matches!(self.forks[i].state, ForkState::Calling | ForkState::Ringing) {
+                if matches!(
+                    self.forks[i].state,
+                    ForkState::Calling | ForkState::Ringing | ForkState::Cancelled
+                ) {
                     self.forks[i].state = ForkState::Failed(code);
                 }
                 self.all_failed();
@@ -911,9 +890,6 @@ impl Call {
             callee = %self.setup.parties.callee_ext,
             code
         );
-        if self.a_transport != "udp" {
-            self.done = true;
-        }
     }
 
     /// CANCELs every ringing fork but `keep`.
@@ -941,7 +917,7 @@ impl Call {
             // The INVITE is no longer sent again; the CANCEL is, until answered (it has
             // the INVITE's branch, so the INVITE's 487 or the CANCEL's 200 both stop it).
             self.retransmits.retain(|r| r.key != fork.branch);
-            self.send_b(&fork, bytes, false);
+            self.send_b(&fork, bytes);
         }
     }
 
@@ -970,7 +946,25 @@ impl Call {
             to_tag: None,
             remote_uri: None,
         };
-        self.send_b(&fork, bye.to_bytes(), false);
+        self.send_b(&fork, bye.to_bytes());
+    }
+
+    /// A call is over when it is ending and nothing is outstanding: the caller has ACKed
+    /// our final answer, every phone rung has answered its INVITE or CANCEL (or timed
+    /// out), and every BYE has its answer (or timed out).
+    fn check_done(&mut self) {
+        if self.phase != Phase::Ending {
+            return;
+        }
+        let forks_pending = self.forks.iter().any(|f| {
+            matches!(
+                f.state,
+                ForkState::Calling | ForkState::Ringing | ForkState::Cancelled
+            )
+        });
+        if !forks_pending && self.retransmits.is_empty() {
+            self.done = true;
+        }
     }
 
     fn next_timer(&self) -> Instant {
@@ -1004,9 +998,11 @@ impl Call {
                     self.bye_b();
                 }
                 self.phase = Phase::Ending;
-                self.done = self.winner.is_none() || self.retransmits.is_empty();
             } else if let Some(i) = self.forks.iter().position(|f| f.branch == key)
-                && matches!(self.forks[i].state, ForkState::Calling | ForkState::Ringing)
+                && matches!(
+                    self.forks[i].state,
+                    ForkState::Calling | ForkState::Ringing | ForkState::Cancelled
+                )
             {
                 self.forks[i].state = ForkState::Failed(408);
                 self.all_failed();
@@ -1015,9 +1011,6 @@ impl Call {
         if self.phase == Phase::Ringing && now >= self.ring_until {
             self.cancel_forks(None);
             self.fail_a(480, "Temporarily Unavailable (no answer)");
-        }
-        if self.phase == Phase::Ending && self.retransmits.is_empty() {
-            self.done = true;
         }
     }
 }

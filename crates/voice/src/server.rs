@@ -488,6 +488,22 @@ fn request(
 ) -> Option<Message> {
     let tag = to_tag(msg);
     let method = msg.method().unwrap_or("");
+    // RFC 3261 8.2.2: the Request-URI's scheme, then extensions the phone insists on.
+    if let StartLine::Request { uri, .. } = &msg.start {
+        let scheme = uri.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
+            let mut r = msg.response(416, "Unsupported URI Scheme", &tag);
+            r.push("Server", "officebox");
+            return Some(r);
+        }
+    }
+    let required: Vec<&str> = msg.values("require").collect();
+    if !required.is_empty() && method != "CANCEL" {
+        let mut r = msg.response(420, "Bad Extension", &tag);
+        r.push("Unsupported", required.join(", "));
+        r.push("Server", "officebox");
+        return Some(r);
+    }
     let mut reply = match method {
         "REGISTER" => register(config, state, msg, source, transport, &tag),
         "OPTIONS" => {
