@@ -123,7 +123,4 @@ impl Store {
     }
 }
 
-/// `data_dir/mail/<login>`: one Maildir per user, shared with POP3 and voicemail.
-pub fn mailbox_path(data_dir: &Path, login: &str) -> PathBuf {
-    data_dir.join("mail").join(login)
-}
+pub use officebox_store::mailbox_path;

@@ -439,7 +439,7 @@ fn alice_calls(target: &str, scenario: &str, callee: &str) -> (bool, String) {
 }
 
 #[test]
-fn busy_cancelled_unanswered_unknown_and_unregistered_calls_end_cleanly() {
+fn busy_cancelled_unanswered_and_unknown_calls_end_cleanly() {
     require_program("sipp", "sip-tester");
     let c = TestConfig::demo()
         .free_ports()
@@ -447,27 +447,19 @@ fn busy_cancelled_unanswered_unknown_and_unregistered_calls_end_cleanly() {
     let port = c.int("phone.sip_port");
     let ob = start(&c);
     let target = format!("127.0.0.1:{port}");
-    let expect = |code: u16| {
-        let needle = format!("code={code}");
-        assert!(
-            officebox_testkit::wait_until(Duration::from_secs(5), || ob.log().contains(&needle)),
-            "no {needle} in\n{}",
-            ob.log()
-        );
-    };
+    let voicemails = || ob.log().matches("phone: voicemail answers").count();
 
-    // Nobody registered for 102 yet; 109 is nobody's extension.
-    let (ok, errors) = alice_calls(&target, "uac_expect.xml", "102");
-    assert!(ok, "{errors}");
+    // 109 is nobody's extension.
     let (ok, errors) = alice_calls(&target, "uac_expect.xml", "109");
     assert!(ok, "{errors}");
 
-    // Busy. (bob's phone always listens on one port, so each new one replaces the last.)
+    // Busy: voicemail takes the call. (bob's phone always listens on one port, so each
+    // new one replaces the last.)
     let bob_port = free_udp_port().unwrap().to_string();
     let bob = bobs_phone(&target, "uas_busy.xml", &bob_port);
-    let (ok, errors) = alice_calls(&target, "uac_expect.xml", "102");
+    let (ok, errors) = alice_calls(&target, "uac_voicemail_hangup.xml", "102");
     assert!(ok, "{errors}\n{}", ob.log());
-    expect(486);
+    assert_eq!(voicemails(), 1, "{}", ob.log());
     bob.wait_for_log("Successful call", Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}"));
     drop(bob);
@@ -476,16 +468,17 @@ fn busy_cancelled_unanswered_unknown_and_unregistered_calls_end_cleanly() {
     let bob = bobs_phone(&target, "uas_ring.xml", &bob_port);
     let (ok, errors) = alice_calls(&target, "uac_cancel.xml", "102");
     assert!(ok, "{errors}\n{}", ob.log());
-    expect(487);
+    assert!(ob.log().contains("code=487"), "{}", ob.log());
     bob.wait_for_log("Successful call", Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}"));
     drop(bob);
 
-    // Nobody picks up within no_answer_timeout (5 s): 480 for alice, CANCEL for bob.
+    // Nobody picks up within no_answer_timeout (5 s): bob's phone is cancelled and
+    // voicemail answers.
     let bob = bobs_phone(&target, "uas_ring.xml", &bob_port);
-    let (ok, errors) = alice_calls(&target, "uac_expect.xml", "102");
+    let (ok, errors) = alice_calls(&target, "uac_voicemail_hangup.xml", "102");
     assert!(ok, "{errors}\n{}", ob.log());
-    assert!(ob.log().contains("code=480"));
+    assert_eq!(voicemails(), 2, "{}", ob.log());
     bob.wait_for_log("Successful call", Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -493,4 +486,5 @@ fn busy_cancelled_unanswered_unknown_and_unregistered_calls_end_cleanly() {
         "{}",
         calls(&ob)
     );
+    assert_eq!(ob.log().matches("phone: voicemail delivered").count(), 2);
 }

@@ -138,6 +138,20 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 6,
+        name: "voicemail index",
+        sql: "
+        CREATE TABLE voicemail (
+            login       TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            caller      TEXT NOT NULL,
+            duration_ms INTEGER NOT NULL,
+            received_at INTEGER NOT NULL,
+            PRIMARY KEY (login, name)
+        ) WITHOUT ROWID;
+    ",
+    },
 ];
 
 /// The schema version this binary creates and understands.

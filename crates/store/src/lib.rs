@@ -42,8 +42,8 @@ pub use db::{Db, Lease, LeaseState, MIGRATIONS, Migration, known_schema_version}
 pub use error::StoreError;
 pub use fetch::FetchStatus;
 pub use file::write_atomic;
-pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER};
-pub use phone::{SipBinding, SipCall};
+pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER, mailbox_path};
+pub use phone::{SipBinding, SipCall, Voicemail};
 pub use queue::{
     Job, NewMessage, NewRecipient, Notice, Outcome, Queued, QueuedRecipient, RecipientState, Ret,
     notify, wants,

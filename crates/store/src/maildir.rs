@@ -23,6 +23,12 @@ pub const TMP_STALE_AFTER: Duration = Duration::from_secs(36 * 60 * 60);
 /// Process-wide part of unique names: two deliveries in one process never share it.
 static DELIVERY_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// `data_dir/mail/<login>`: the Maildir of a user, shared by mail delivery, POP3 and
+/// voicemail.
+pub fn mailbox_path(data_dir: &Path, login: &str) -> PathBuf {
+    data_dir.join("mail").join(login)
+}
+
 /// A Maildir on disk: `root/{tmp,new,cur}`.
 #[derive(Debug, Clone)]
 pub struct Maildir {

@@ -34,7 +34,66 @@ pub struct SipCall {
     pub answered_at: Option<i64>,
 }
 
+/// One voicemail in the index (its message is `name` in the user's Maildir).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voicemail {
+    pub login: String,
+    /// The Maildir unique name (without flags), as `Entry::unique` gives it.
+    pub name: String,
+    /// e.g. `Alice Example (101)`.
+    pub caller: String,
+    pub duration_ms: i64,
+    pub received_at: i64,
+}
+
 impl Db {
+    /// Adds a voicemail to the index (its message is already in the Maildir).
+    pub fn add_voicemail(&self, v: &Voicemail) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO voicemail (login, name, caller, duration_ms, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![v.login, v.name, v.caller, v.duration_ms, v.received_at],
+            )
+            .map(drop)
+            .map_err(|e| self.err("index a voicemail", e))
+    }
+
+    /// The voicemails of `login`, newest first.
+    pub fn voicemails(&self, login: &str) -> Result<Vec<Voicemail>, StoreError> {
+        let read_err = |e| self.err("read the voicemail index", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT login, name, caller, duration_ms, received_at FROM voicemail
+                 WHERE login = ?1 ORDER BY received_at DESC, name DESC",
+            )
+            .map_err(read_err)?;
+        stmt.query_map([login], |row| {
+            Ok(Voicemail {
+                login: row.get(0)?,
+                name: row.get(1)?,
+                caller: row.get(2)?,
+                duration_ms: row.get(3)?,
+                received_at: row.get(4)?,
+            })
+        })
+        .map_err(read_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err)
+    }
+
+    /// Drops a voicemail from the index (deleted by phone or by POP3).
+    pub fn remove_voicemail(&self, login: &str, name: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM voicemail WHERE login = ?1 AND name = ?2",
+                params![login, name],
+            )
+            .map(drop)
+            .map_err(|e| self.err("remove a voicemail", e))
+    }
+
     /// Replaces the list of live calls (one transaction).
     pub fn save_calls(&self, calls: &[SipCall]) -> Result<(), StoreError> {
         let write_err = |e| self.err("save live calls", e);

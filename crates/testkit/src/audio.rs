@@ -44,6 +44,12 @@ const CHUNK_SECONDS: f64 = 0.5;
 /// buffer dropping or inserting a packet shifts the rest of the recording by 20 ms).
 const SLIP_SECONDS: f64 = 0.1;
 
+/// Other alignments of the whole reference than the best are tried only if they score
+/// at least this (see `candidate_lags`).
+const RUNNER_UP_MIN: f64 = 0.25;
+/// A candidate alignment scoring this well is taken without looking at the others.
+const GOOD_ENOUGH: f64 = 0.9;
+
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -220,29 +226,40 @@ pub fn make_tones_wav(path: &Path, tones: &[(f64, f64)]) -> io::Result<()> {
     write_wav(path, PHONE_RATE, &samples)
 }
 
-/// Frequencies of [`make_tone_wav`]'s sequence; no two neighbours alike, so the sequence
-/// lines up with a recording of itself at one lag only.
-const TONE_STEPS: [f64; 8] = [440.0, 660.0, 550.0, 880.0, 330.0, 990.0, 770.0, 1210.0];
+/// Frequencies [`make_tone_wav`] picks from.
+const TONE_STEPS: [f64; 12] = [
+    330.0, 440.0, 550.0, 660.0, 770.0, 880.0, 990.0, 1100.0, 1210.0, 1320.0, 1430.0, 1540.0,
+];
 /// Length of each tone in [`make_tone_wav`].
 const TONE_STEP_SECONDS: f64 = 0.25;
 
-/// A `seconds`-long sequence of quarter-second tones at a few frequencies between 330
-/// and 1210 Hz (see [`make_tones_wav`]), as an 8 kHz phone-format WAV file. Unlike one
-/// steady tone it matches a recording of itself at a single lag.
+/// A `seconds`-long sequence of quarter-second tones between 330 and 1540 Hz (see
+/// [`make_tones_wav`]), as an 8 kHz phone-format WAV file. The frequencies follow a fixed
+/// pseudo-random order without repeats of one period, so unlike a steady tone (or a
+/// repeating melody) the file lines up with a recording of itself at one lag only. The
+/// same length always gives the same file.
 pub fn make_tone_wav(path: &Path, seconds: f64) -> io::Result<()> {
     let total = check_seconds(seconds)?;
     let step = (TONE_STEP_SECONDS * f64::from(PHONE_RATE)) as usize;
     let mut tones = Vec::new();
     let mut done = 0;
-    let mut i = 0;
+    let mut previous = usize::MAX;
+    let mut k: u64 = 0;
     while done < total {
         let n = step.min(total - done);
-        tones.push((
-            TONE_STEPS[i % TONE_STEPS.len()],
-            n as f64 / f64::from(PHONE_RATE),
-        ));
+        // splitmix64 of the step number picks the frequency; never the same twice in a row.
+        k += 1;
+        let mut x = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        let mut i = (x % TONE_STEPS.len() as u64) as usize;
+        if i == previous {
+            i = (i + 1) % TONE_STEPS.len();
+        }
+        previous = i;
+        tones.push((TONE_STEPS[i], n as f64 / f64::from(PHONE_RATE)));
         done += n;
-        i += 1;
     }
     make_tones_wav(path, &tones)
 }
@@ -402,7 +419,10 @@ fn window_energy(prefix: &[f64], start: i64, len: usize) -> (f64, usize) {
     let n = prefix.len() as i64 - 1;
     let a = start.clamp(0, n);
     let b = (start + len as i64).clamp(0, n);
-    ((prefix[b as usize] - prefix[a as usize]).max(0.0), (b - a) as usize)
+    (
+        (prefix[b as usize] - prefix[a as usize]).max(0.0),
+        (b - a) as usize,
+    )
 }
 
 /// Normalised correlation of `piece` (energy `piece_energy`) against the recording at
@@ -416,30 +436,55 @@ fn ncc(dot: f64, piece_energy: f64, prefix: &[f64], lag: i64, len: usize) -> f64
     (dot.abs() / (piece_energy * energy).sqrt()).min(1.0)
 }
 
-/// Best normalised correlation of `piece` against `x` for lags (positions of
-/// `piece[0]` in `x`) within `lo..=hi`; returns (score, lag).
-fn best_lag(piece: &[f64], x: &[f64], prefix: &[f64], lo: i64, hi: i64) -> (f64, i64) {
+/// Normalised correlation of `piece` against `x` at every lag (position of `piece[0]`
+/// in `x`) within `lo..=hi` where the two overlap: (lag, score) pairs, in lag order.
+fn ncc_lags(piece: &[f64], x: &[f64], prefix: &[f64], lo: i64, hi: i64) -> Vec<(i64, f64)> {
     let piece_energy: f64 = piece.iter().map(|v| v * v).sum();
     // Only the part of `x` that the lags can reach.
     let from = lo.clamp(0, x.len() as i64) as usize;
     let to = (hi + piece.len() as i64).clamp(0, x.len() as i64) as usize;
-    let mut best = (0.0, lo.max(-(piece.len() as i64) + 1));
     if from >= to {
-        return best;
+        return Vec::new();
     }
     let dots = cross_correlate(piece, &x[from..to]);
     // dots[k] is the dot product at lag (k - (piece.len() - 1)) within x[from..to].
-    for (k, &dot) in dots.iter().enumerate() {
-        let lag = k as i64 - (piece.len() as i64 - 1) + from as i64;
-        if lag < lo || lag > hi {
-            continue;
+    dots.iter()
+        .enumerate()
+        .map(|(k, &dot)| (k as i64 - (piece.len() as i64 - 1) + from as i64, dot))
+        .filter(|&(lag, _)| lag >= lo && lag <= hi)
+        .map(|(lag, dot)| (lag, ncc(dot, piece_energy, prefix, lag, piece.len())))
+        .collect()
+}
+
+/// Best normalised correlation of `piece` against `x` for lags within `lo..=hi`.
+fn best_score(piece: &[f64], x: &[f64], prefix: &[f64], lo: i64, hi: i64) -> f64 {
+    ncc_lags(piece, x, prefix, lo, hi)
+        .into_iter()
+        .map(|(_, score)| score)
+        .fold(0.0, f64::max)
+}
+
+/// Up to `n` lags with the highest scores, each the best within `spacing` of itself;
+/// after the best, only lags scoring at least half as well and at least
+/// [`RUNNER_UP_MIN`]: the alignments worth a closer look. (Unrelated audio correlates
+/// weakly everywhere; trying more of its alignments would only raise its score.)
+fn candidate_lags(scores: &[(i64, f64)], n: usize, spacing: i64) -> Vec<(i64, f64)> {
+    let mut sorted: Vec<(i64, f64)> = scores.iter().copied().filter(|s| s.1 > 0.0).collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut picked: Vec<(i64, f64)> = Vec::new();
+    for (lag, score) in sorted {
+        if picked.len() == n
+            || picked
+                .first()
+                .is_some_and(|best| score < (best.1 / 2.0).max(RUNNER_UP_MIN))
+        {
+            break;
         }
-        let score = ncc(dot, piece_energy, prefix, lag, piece.len());
-        if score > best.0 {
-            best = (score, lag);
+        if picked.iter().all(|p| (p.0 - lag).abs() > spacing) {
+            picked.push((lag, score));
         }
     }
-    best
+    picked
 }
 
 fn compare_samples(rate: u32, reference: &[i16], recorded: &[i16]) -> io::Result<AudioMatch> {
@@ -469,13 +514,15 @@ fn compare_samples(rate: u32, reference: &[i16], recorded: &[i16]) -> io::Result
     }
     let prefix = energy_prefix(&x);
     let n = r.len() as i64;
-    let (whole, lag) = best_lag(&r, &x, &prefix, -(n - 1), x.len() as i64 - 1);
-    if whole <= 0.0 {
-        return Ok(none);
-    }
-
     let chunk = ((CHUNK_SECONDS * f64::from(rate)) as usize).max(1);
     let slip = (SLIP_SECONDS * f64::from(rate)) as i64;
+    let scores = ncc_lags(&r, &x, &prefix, -(n - 1), x.len() as i64 - 1);
+    // The best alignment of the whole, and a few runners-up: when the recording slipped
+    // or lost a part, the right alignment need not be the best for the whole.
+    let candidates = candidate_lags(&scores, 4, slip);
+    let Some(&(_, whole)) = candidates.first() else {
+        return Ok(none);
+    };
     let pieces: Vec<(usize, f64)> = (0..r.len())
         .step_by(chunk)
         .map(|start| {
@@ -484,29 +531,37 @@ fn compare_samples(rate: u32, reference: &[i16], recorded: &[i16]) -> io::Result
         })
         .collect();
     let loudest = pieces.iter().map(|p| p.1).fold(0.0, f64::max);
-    let (mut weighted, mut weights) = (0.0, 0.0);
-    for &(start, energy) in &pieces {
-        // Pieces much quieter than the loudest say little (and silent ones nothing).
-        if energy < loudest * 1e-3 {
-            continue;
+    let mut best = none;
+    for &(lag, _) in &candidates {
+        let (mut weighted, mut weights) = (0.0, 0.0);
+        for &(start, energy) in &pieces {
+            // Pieces much quieter than the loudest say little (and silent ones nothing).
+            if energy < loudest * 1e-3 {
+                continue;
+            }
+            let piece = &r[start..(start + chunk).min(r.len())];
+            let at = lag + start as i64;
+            weighted += energy * best_score(piece, &x, &prefix, at - slip, at + slip);
+            weights += energy;
         }
-        let piece = &r[start..(start + chunk).min(r.len())];
-        let at = lag + start as i64;
-        let (score, _) = best_lag(piece, &x, &prefix, at - slip, at + slip);
-        weighted += energy * score;
-        weights += energy;
+        let score = if weights > 0.0 {
+            weighted / weights
+        } else {
+            whole
+        };
+        if score > best.score {
+            best = AudioMatch {
+                score,
+                whole,
+                lag_seconds: lag as f64 / f64::from(rate),
+                recorded_rms,
+            };
+        }
+        if best.score >= GOOD_ENOUGH {
+            break;
+        }
     }
-    let score = if weights > 0.0 {
-        weighted / weights
-    } else {
-        whole
-    };
-    Ok(AudioMatch {
-        score,
-        whole,
-        lag_seconds: lag as f64 / f64::from(rate),
-        recorded_rms,
-    })
+    Ok(best)
 }
 
 /// Full linear cross-correlation: `out[k] = Σ a[i]·b[i + k - (a.len() - 1)]`, for
@@ -705,7 +760,10 @@ mod tests {
         let silent = vec![0i16; 24000];
         assert_eq!(compare_samples(8000, &r, &silent).unwrap().score, 0.0);
         // A-law silence decodes to a small constant.
-        assert_eq!(compare_samples(8000, &r, &[8i16; 24000]).unwrap().score, 0.0);
+        assert_eq!(
+            compare_samples(8000, &r, &[8i16; 24000]).unwrap().score,
+            0.0
+        );
         assert_eq!(compare_samples(8000, &r, &[]).unwrap().score, 0.0);
         assert!(compare_samples(8000, &silent, &r).is_err());
     }
@@ -718,7 +776,11 @@ mod tests {
             rate: 8000,
             samples: r,
         };
-        assert!((wav.rms() - 0.5 / 2f64.sqrt()).abs() < 0.01, "{}", wav.rms());
+        assert!(
+            (wav.rms() - 0.5 / 2f64.sqrt()).abs() < 0.01,
+            "{}",
+            wav.rms()
+        );
         assert!(check_seconds(0.0).is_err());
         assert!(check_seconds(f64::NAN).is_err());
     }

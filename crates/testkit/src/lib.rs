@@ -55,6 +55,8 @@
 //! # }
 //! ```
 
+pub mod audio;
+mod baresip;
 mod cmd;
 mod dhcp_client;
 mod far_mail;
@@ -66,6 +68,9 @@ mod require;
 mod veth;
 mod wait;
 
+pub use baresip::{
+    AudioStats, Baresip, BaresipAccount, BaresipEvent, Codec, Recording, SipTransport,
+};
 pub use dhcp_client::{
     ClientEvent, ClientKind, ClientLease, DhcpClient, DnsmasqDhcp, DnsmasqLease, DnsmasqOptions,
     dnsmasq_dhcp_server,

@@ -20,10 +20,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::media::{self, Endpoint, Socket};
 use crate::registrar::Binding;
 use crate::rtp::{self, Peers, Ports};
 use crate::sdp;
 use crate::sip::{Message, StartLine, param, uri_of};
+use crate::voicemail;
 
 /// Retransmission timers (RFC 3261 section 17.1.1.1).
 const T1: Duration = Duration::from_millis(500);
@@ -78,6 +80,26 @@ pub struct Setup {
     /// The Call-ID of leg B, already routed to this call's inbox.
     pub b_call_id: String,
     pub status: watch::Sender<Status>,
+    /// Where unanswered calls leave their message.
+    pub voicemail: Option<VoicemailSetup>,
+}
+
+/// What voicemail needs to know about the callee.
+#[derive(Debug, Clone)]
+pub struct VoicemailSetup {
+    pub data_dir: std::path::PathBuf,
+    pub envelope: voicemail::Envelope,
+    pub max: Duration,
+}
+
+/// A voicemail being left.
+#[derive(Debug)]
+struct Recording {
+    hangup: CancellationToken,
+    digits: mpsc::UnboundedSender<char>,
+    task: tokio::task::JoinHandle<voicemail::Deposit>,
+    /// The caller's BYE, answered once the message is on disk.
+    bye: Option<Incoming>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -143,6 +165,8 @@ struct Fork {
 enum Phase {
     Ringing,
     Answered,
+    /// The box answered: voicemail is playing or recording.
+    Voicemail,
     /// Final response sent or BYEs out: waiting for ACK or BYE answers, then done.
     Ending,
 }
@@ -182,6 +206,11 @@ struct Call {
     ip: IpAddr,
     reinvite: Option<ReInvite>,
     done: bool,
+    relay: Option<tokio::task::JoinHandle<rtp::Stopped>>,
+    relay_stop: CancellationToken,
+    /// Set when the call should go to voicemail (done in the async part of the loop).
+    to_voicemail: bool,
+    recording: Option<Recording>,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -236,22 +265,47 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         ip,
         reinvite: None,
         done: false,
+        relay: Some(relay),
+        relay_stop: relay_stop.clone(),
+        to_voicemail: false,
+        recording: None,
     };
     call.start();
     while !call.done {
+        if std::mem::take(&mut call.to_voicemail) {
+            call.enter_voicemail().await;
+            continue;
+        }
         let next = call.next_timer();
+        let recording = async {
+            match call.recording.as_mut() {
+                Some(r) => Some((&mut r.task).await),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             m = call.inbox.recv() => match m {
                 Some(m) => call.handle(m),
                 None => break,
             },
             () = tokio::time::sleep_until(next.into()) => call.timers(),
+            Some(done) = recording => call.recorded(done).await,
         }
         call.check_done();
     }
     relay_stop.cancel();
-    if let Ok((ab, ba)) = relay.await {
-        debug!(message = "phone: call media", a_to_b = ab, b_to_a = ba);
+    if let Some(relay) = call.relay.take()
+        && let Ok(stopped) = relay.await
+    {
+        debug!(
+            message = "phone: call media",
+            a_to_b = stopped.a_to_b,
+            b_to_a = stopped.b_to_a
+        );
+    }
+    if let Some(r) = call.recording.take() {
+        r.hangup.cancel();
+        let _ = r.task.await;
     }
     info!(
         message = "phone: call ended",
@@ -333,6 +387,9 @@ impl Call {
             self.forks.push(fork);
         }
         self.status("ringing");
+        if self.forks.is_empty() {
+            self.voicemail_or_fail(480, "Temporarily Unavailable");
+        }
         info!(
             message = "phone: calling",
             caller = %self.setup.parties.caller_ext,
@@ -497,6 +554,23 @@ impl Call {
                     self.cancel_forks(None);
                     self.fail_a(487, "Request Terminated");
                 }
+            }
+            "BYE" if self.recording.is_some() => {
+                // Answered once the message is on disk.
+                self.retransmits.retain(|r| r.key != "a-final");
+                if let Some(rec) = self.recording.as_mut() {
+                    rec.hangup.cancel();
+                    rec.bye = Some(m);
+                }
+            }
+            "INFO" if self.recording.is_some() => {
+                if let Some(d) = info_digit(&m.msg)
+                    && let Some(rec) = &self.recording
+                {
+                    let _ = rec.digits.send(d);
+                }
+                let ok = m.msg.response(200, "OK", &self.a_tag);
+                self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
             }
             "BYE" => {
                 let ok = m.msg.response(200, "OK", &self.a_tag);
@@ -876,7 +950,128 @@ impl Call {
         } else {
             (480, "Temporarily Unavailable")
         };
-        self.fail_a(code, reason);
+        if code == 603 {
+            self.fail_a(code, reason);
+        } else {
+            self.voicemail_or_fail(code, reason);
+        }
+    }
+
+    /// Busy, no answer, no phone: voicemail takes the call when there is one.
+    fn voicemail_or_fail(&mut self, code: u16, reason: &str) {
+        if self.setup.voicemail.is_some() && self.phase == Phase::Ringing {
+            self.to_voicemail = true;
+            self.phase = Phase::Voicemail;
+        } else {
+            self.fail_a(code, reason);
+        }
+    }
+
+    /// The box answers the caller itself and records a message.
+    async fn enter_voicemail(&mut self) {
+        let Some(vm) = self.setup.voicemail.clone() else {
+            return;
+        };
+        self.relay_stop.cancel();
+        let Some(relay) = self.relay.take() else {
+            return;
+        };
+        let Ok(stopped) = relay.await else {
+            self.phase = Phase::Ringing;
+            self.fail_a(500, "Server Internal Error");
+            return;
+        };
+        let Some(n) = media::negotiate(&self.a_invite.body) else {
+            self.phase = Phase::Ringing;
+            self.fail_a(488, "Not Acceptable Here");
+            return;
+        };
+        let answer = media::answer(self.ip, stopped.a.port, &n);
+        let mut r = self.a_invite.response(200, "OK", &self.a_tag);
+        r.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO");
+        r.push("Content-Type", "application/sdp");
+        r.body = answer;
+        self.respond_a(r);
+        self.status("voicemail");
+        info!(
+            message = "phone: voicemail answers",
+            caller = %self.setup.parties.caller_ext,
+            callee = %self.setup.parties.callee_ext
+        );
+        drop(stopped.b);
+        let (digits, digits_rx) = mpsc::unbounded_channel();
+        let ep = Endpoint::new(Socket::Leased(stopped.a), n, digits_rx);
+        let greeting = voicemail::greeting(
+            &vm.data_dir,
+            &self.setup.parties.callee_login,
+            &self.setup.parties.callee_ext,
+        );
+        let hangup = CancellationToken::new();
+        let task = tokio::spawn(voicemail::record(ep, greeting, vm.max, hangup.clone()));
+        self.recording = Some(Recording {
+            hangup,
+            digits,
+            task,
+            bye: None,
+        });
+    }
+
+    /// The recording is over: deliver it, then release the caller (answer their BYE, or
+    /// say goodbye and send ours).
+    async fn recorded(&mut self, deposit: Result<voicemail::Deposit, tokio::task::JoinError>) {
+        let Some(rec) = self.recording.take() else {
+            return;
+        };
+        let Some(vm) = self.setup.voicemail.clone() else {
+            return;
+        };
+        let Ok(mut deposit) = deposit else {
+            self.phase = Phase::Ending;
+            return;
+        };
+        let long_enough = deposit.samples.len() >= voicemail::MIN_LENGTH.as_millis() as usize * 8;
+        let mut saved = false;
+        if long_enough {
+            let samples = std::mem::take(&mut deposit.samples);
+            let env = vm.envelope.clone();
+            let dir = vm.data_dir.clone();
+            let length = voicemail::duration_text(samples.len());
+            match tokio::task::spawn_blocking(move || voicemail::deliver(&dir, &env, &samples))
+                .await
+            {
+                Ok(Ok(name)) => {
+                    saved = true;
+                    info!(
+                        message = "phone: voicemail delivered",
+                        to = %vm.envelope.callee_login,
+                        from = %self.setup.parties.caller_ext,
+                        %length,
+                        %name
+                    );
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(message = "phone: voicemail not delivered", %error)
+                }
+                Err(error) => tracing::warn!(message = "phone: voicemail not delivered", %error),
+            }
+        }
+        if let Some(bye) = rec.bye {
+            let ok = bye.msg.response(200, "OK", &self.a_tag);
+            self.setup
+                .wire
+                .send(ok.to_bytes(), bye.source, bye.transport);
+        } else if deposit.caller_present {
+            let last = if saved {
+                voicemail::prompts::MESSAGE_SAVED
+            } else {
+                voicemail::prompts::MESSAGE_TOO_SHORT
+            };
+            deposit.endpoint.play(&voicemail::prompt(last), false).await;
+            let bye = self.a_request("BYE", None);
+            self.send_to_a_reliably(bye.to_bytes());
+        }
+        self.phase = Phase::Ending;
+        self.status("ending");
     }
 
     fn fail_a(&mut self, code: u16, reason: &str) {
@@ -1010,9 +1205,23 @@ impl Call {
         }
         if self.phase == Phase::Ringing && now >= self.ring_until {
             self.cancel_forks(None);
-            self.fail_a(480, "Temporarily Unavailable (no answer)");
+            self.voicemail_or_fail(480, "Temporarily Unavailable (no answer)");
         }
     }
+}
+
+/// The digit of a SIP INFO (application/dtmf-relay `Signal=5`, or application/dtmf `5`).
+fn info_digit(m: &Message) -> Option<char> {
+    let text = std::str::from_utf8(&m.body).ok()?;
+    let value = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then_some(v)
+        })
+        .unwrap_or(text);
+    let c = value.trim().chars().next()?;
+    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(c)
 }
 
 /// Where a registered phone is reached: the address in its Contact when that is the

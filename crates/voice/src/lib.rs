@@ -10,10 +10,12 @@
 
 pub mod call;
 pub mod digest;
+pub mod media;
 pub mod registrar;
 pub mod rtp;
 pub mod sdp;
 pub mod server;
 pub mod sip;
+pub mod voicemail;
 
 pub use server::serve;

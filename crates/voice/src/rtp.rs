@@ -94,14 +94,24 @@ pub struct Peers {
     pub b: Option<SocketAddr>,
 }
 
+/// What a relay hands back when stopped: its ports (voicemail answers on the caller's)
+/// and the packets it carried each way.
+#[derive(Debug)]
+pub struct Stopped {
+    pub a: Lease,
+    pub b: Lease,
+    pub a_to_b: u64,
+    pub b_to_a: u64,
+}
+
 /// Copies packets between `a` (the port the caller sends to) and `b` (the callee's) until
-/// `stop`. Packet counts are returned (a->b, b->a).
+/// `stop`.
 pub async fn relay(
     a: Lease,
     b: Lease,
     mut peers: watch::Receiver<Peers>,
     stop: CancellationToken,
-) -> (u64, u64) {
+) -> Stopped {
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
     let (mut latched_a, mut latched_b): (Option<SocketAddr>, Option<SocketAddr>) = (None, None);
@@ -148,7 +158,12 @@ pub async fn relay(
             }
         }
     }
-    (a_to_b, b_to_a)
+    Stopped {
+        a,
+        b,
+        a_to_b,
+        b_to_a,
+    }
 }
 
 /// Whether a packet from `from` belongs to this side; the first one latches it. Before
@@ -210,10 +225,10 @@ mod tests {
         let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         stranger.send_to(b"evil", ("127.0.0.1", pa)).await.unwrap();
         stop.cancel();
-        let (ab, ba) = task.await.unwrap();
+        let stopped = task.await.unwrap();
         // b's first packet went where a's SDP said (nothing had come from a yet).
-        assert_eq!((ab, ba), (1, 2));
-        drop(tx);
+        assert_eq!((stopped.a_to_b, stopped.b_to_a), (1, 2));
+        drop((tx, stopped));
         assert!(ports.used.lock().unwrap().is_empty(), "ports given back");
     }
 }

@@ -22,11 +22,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::call::{self, Incoming, Parties, Setup, Status, Wire};
+use crate::call::{self, Incoming, Parties, Setup, Status, VoicemailSetup, Wire};
 use crate::digest::{Algorithm, Authenticator, Verdict, parse_credentials};
 use crate::registrar::{Binding, Outcome, Registrar, owner_of};
 use crate::rtp::Ports;
 use crate::sip::{self, Message, ParseError, StartLine, param, split_list, uri_of, uri_user};
+use crate::voicemail;
 
 /// What the server answers OPTIONS with and allows.
 const ALLOW: &str =
@@ -598,9 +599,7 @@ fn invite(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .contacts(&callee.login, now_unix());
-    if bindings.is_empty() {
-        return Some(msg.response(480, "Temporarily Unavailable", tag));
-    }
+    // No phone registered: the call goes straight to voicemail.
     let parties = Parties {
         caller_login: caller.login.clone(),
         caller_ext: caller
@@ -642,6 +641,22 @@ fn invite(
         no_answer: config.phone.no_answer_timeout,
         b_call_id: b_call_id.clone(),
         status: status_tx,
+        voicemail: Some(VoicemailSetup {
+            data_dir: config.data_dir.clone(),
+            envelope: voicemail::Envelope {
+                caller_name: caller.name.clone(),
+                caller_ext: caller
+                    .extension
+                    .clone()
+                    .unwrap_or_else(|| caller.login.clone()),
+                caller_address: format!("{}@{}", caller.login, config.network.domain),
+                callee_login: callee.login.clone(),
+                callee_name: callee.name.clone(),
+                callee_address: format!("{}@{}", callee.login, config.network.domain),
+                host: format!("{}.{}", config.network.hostname, config.network.domain),
+            },
+            max: config.phone.max_message_length,
+        }),
     };
     let incoming = Incoming {
         msg: msg.clone(),
@@ -819,6 +834,15 @@ fn bad_request(bytes: &[u8], error: &ParseError) -> Option<Vec<u8>> {
 
 /// An RFC 1123 date for the Date header.
 fn httpdate(t: SystemTime) -> String {
+    format!("{} GMT", date_parts(t))
+}
+
+/// An RFC 5322 date for mail (`Sat, 28 Nov 2026 10:00:00 +0000`).
+pub fn rfc5322_date(t: SystemTime) -> String {
+    format!("{} +0000", date_parts(t))
+}
+
+fn date_parts(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
@@ -836,7 +860,7 @@ fn httpdate(t: SystemTime) -> String {
     let mn = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ][(mon - 1) as usize];
-    format!("{wd}, {d:02} {mn} {y} {h:02}:{m:02}:{s:02} GMT")
+    format!("{wd}, {d:02} {mn} {y} {h:02}:{m:02}:{s:02}")
 }
 
 #[cfg(test)]

@@ -1,0 +1,217 @@
+//! Voicemail end to end: alice (sipp) calls bob, who has no phone registered; the box
+//! answers, # skips the greeting, sipp plays 7 s of speech (its g711a.pcap) and hangs up
+//! or presses # again. bob's mailbox then holds the message; Python's poplib fetches it
+//! and its WAV attachment is the audio that was played, sample for sample within G.711's
+//! quantisation (the reference decoded by sox).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use officebox_testkit::{Officebox, READY_TIMEOUT, TestConfig, free_udp_port, require_program};
+
+const SPEECH: &str = "/usr/share/sip-tester/g711a.pcap";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_officebox"))
+}
+
+fn scenarios() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../voice/tests/sipp")
+}
+
+/// The RTP payloads of a pcap (Ethernet, IPv4, UDP, RTP without extensions).
+fn pcap_payloads(path: &str) -> Vec<u8> {
+    let d = std::fs::read(path).unwrap();
+    let mut at = 24;
+    let mut out = Vec::new();
+    while at + 16 <= d.len() {
+        let incl = u32::from_le_bytes(d[at + 8..at + 12].try_into().unwrap()) as usize;
+        let pkt = &d[at + 16..at + 16 + incl];
+        at += 16 + incl;
+        let ip = &pkt[14..];
+        let udp = &ip[usize::from(ip[0] & 15) * 4..];
+        out.extend_from_slice(&udp[8 + 12..]);
+    }
+    out
+}
+
+/// 16-bit samples of a WAV file's data chunk.
+fn wav_samples(bytes: &[u8]) -> Vec<i16> {
+    let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
+    bytes[at..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// The speech of the pcap as sox decodes A-law.
+fn reference() -> Vec<i16> {
+    let dir = officebox_testkit::scratch_dir("vm-ref").unwrap();
+    let al = dir.path().join("speech.al");
+    let wav = dir.path().join("speech.wav");
+    std::fs::write(&al, pcap_payloads(SPEECH)).unwrap();
+    let ok = Command::new("sox")
+        .args(["-t", "al", "-r", "8000", "-c", "1"])
+        .arg(&al)
+        .args(["-b", "16", "-e", "signed-integer"])
+        .arg(&wav)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    wav_samples(&std::fs::read(&wav).unwrap())
+}
+
+fn call(port: i64, scenario: &str) -> (bool, String) {
+    let errors = officebox_testkit::scratch_dir("sipp-vm").unwrap();
+    let out = Command::new("sipp")
+        .current_dir(scenarios())
+        .args([
+            "-sf",
+            scenario,
+            "-inf",
+            "caller.csv",
+            "-key",
+            "domain",
+            "office.test",
+        ])
+        .args([
+            "-key",
+            "callee",
+            "102",
+            "-auth_uri",
+            "office.test",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args(["-p", &free_udp_port().unwrap().to_string()])
+        .args(["-mp", &free_udp_port().unwrap().to_string()])
+        .args([
+            "-m",
+            "1",
+            "-nostdin",
+            "-recv_timeout",
+            "30s",
+            "-trace_err",
+            "-error_file",
+        ])
+        .arg(errors.path().join("e.txt"))
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        std::fs::read_to_string(errors.path().join("e.txt")).unwrap_or_default(),
+    )
+}
+
+/// bob's messages through POP3 (Python's poplib): (subject, WAV attachment) each.
+fn fetch_voicemails(pop3_port: i64) -> Vec<(String, Vec<u8>)> {
+    let dir = officebox_testkit::scratch_dir("vm-pop").unwrap();
+    let script = format!(
+        r#"
+import poplib, email, sys, os
+p = poplib.POP3("127.0.0.1", {pop3_port})
+p.user("bob"); p.pass_("demo-bob")
+n, _ = p.stat()
+for i in range(1, n + 1):
+    m = email.message_from_bytes(b"\r\n".join(p.retr(i)[1]))
+    for part in m.walk():
+        if part.get_content_type() == "audio/wav":
+            open(os.path.join({dir:?}, "%d.wav" % i), "wb").write(part.get_payload(decode=True))
+            open(os.path.join({dir:?}, "%d.subject" % i), "w").write(m["Subject"])
+p.quit()
+"#,
+        dir = dir.path().display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = Vec::new();
+    for i in 1..=10 {
+        let wav = dir.path().join(format!("{i}.wav"));
+        if let Ok(bytes) = std::fs::read(&wav) {
+            let subject = std::fs::read_to_string(dir.path().join(format!("{i}.subject"))).unwrap();
+            got.push((subject, bytes));
+        }
+    }
+    got
+}
+
+/// How well `recorded` reproduces `reference`: the share of the reference found, in
+/// order, at the best alignment, with every sample within G.711's error.
+fn coverage(reference: &[i16], recorded: &[i16]) -> f64 {
+    let window = 800.min(reference.len());
+    // Find where the reference's first loud stretch appears in the recording.
+    let start = reference
+        .iter()
+        .position(|s| s.unsigned_abs() > 500)
+        .unwrap_or(0);
+    let probe = &reference[start..start + window];
+    let Some(offset) = (0..recorded.len().saturating_sub(window)).find(|&o| {
+        recorded[o..o + window].iter().zip(probe).all(|(a, b)| {
+            (i32::from(*a) - i32::from(*b)).abs() <= 8 + i32::from(b.unsigned_abs()) / 16
+        })
+    }) else {
+        return 0.0;
+    };
+    let aligned = &recorded[offset..];
+    let matching = aligned
+        .iter()
+        .zip(&reference[start..])
+        .take_while(|(a, b)| {
+            (i32::from(**a) - i32::from(**b)).abs() <= 8 + i32::from(b.unsigned_abs()) / 16
+        })
+        .count();
+    matching as f64 / (reference.len() - start) as f64
+}
+
+#[test]
+fn an_unanswered_call_leaves_a_voicemail_that_pop3_delivers_with_the_audio() {
+    require_program("sipp", "sip-tester");
+    require_program("sox", "sox");
+    require_program("python3", "python3");
+    let c = TestConfig::demo().free_ports();
+    let (sip, pop) = (c.int("phone.sip_port"), c.int("mail.pop3_port"));
+    let ob = Officebox::start(bin(), &c.text()).unwrap();
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+
+    let (ok, errors) = call(sip, "uac_voicemail_hangup.xml");
+    assert!(ok, "hang-up call: {errors}\n{}", ob.log());
+    let (ok, errors) = call(sip, "uac_voicemail_pound.xml");
+    assert!(ok, "# call: {errors}\n{}", ob.log());
+    assert_eq!(
+        ob.log().matches("phone: voicemail delivered").count(),
+        2,
+        "{}",
+        ob.log()
+    );
+
+    let reference = reference();
+    let messages = fetch_voicemails(pop);
+    assert_eq!(messages.len(), 2);
+    for (subject, wav) in &messages {
+        assert!(
+            subject.starts_with("Voicemail from Alice Example (101) (0:0"),
+            "{subject}"
+        );
+        let samples = wav_samples(wav);
+        let covered = coverage(&reference, &samples);
+        assert!(
+            covered > 0.98,
+            "the recording holds {:.1}% of the speech ({} samples recorded, {} played)",
+            covered * 100.0,
+            samples.len(),
+            reference.len()
+        );
+    }
+}

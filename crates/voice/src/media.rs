@@ -1,0 +1,566 @@
+//! The box's own end of a call, for voicemail and its menu: G.711 (ITU-T G.711 mu-law and
+//! A-law) to and from 16-bit samples, WAV files, and an RTP endpoint that plays samples
+//! in 20 ms packets, records what arrives, and hears DTMF as RFC 4733 telephone-events
+//! (SIP INFO digits come from the call task through the same channel).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// Samples per 20 ms packet at 8 kHz.
+pub const FRAME: usize = 160;
+pub const RATE: u32 = 8000;
+
+/// Which G.711 law a call uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Law {
+    /// Payload type 0.
+    Mu,
+    /// Payload type 8.
+    A,
+}
+
+impl Law {
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Law::Mu => 0,
+            Law::A => 8,
+        }
+    }
+
+    pub fn encode(self, s: i16) -> u8 {
+        match self {
+            Law::Mu => mu_encode(s),
+            Law::A => a_encode(s),
+        }
+    }
+
+    pub fn decode(self, b: u8) -> i16 {
+        match self {
+            Law::Mu => mu_decode(b),
+            Law::A => a_decode(b),
+        }
+    }
+}
+
+// The classic G.711 conversions (as in Sun's reference g711.c): mu-law on 14-bit and
+// A-law on 13-bit magnitudes, eight segments of sixteen steps each.
+
+const MU_SEG_END: [i32; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF];
+const A_SEG_END: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
+
+fn segment(value: i32, ends: &[i32; 8]) -> usize {
+    ends.iter().position(|&e| value <= e).unwrap_or(8)
+}
+
+fn mu_encode(sample: i16) -> u8 {
+    let mut v = i32::from(sample) >> 2;
+    let mask: u8 = if v < 0 {
+        v = -v;
+        0x7F
+    } else {
+        0xFF
+    };
+    v = v.min(8159) + (0x84 >> 2);
+    let seg = segment(v, &MU_SEG_END);
+    if seg >= 8 {
+        return 0x7F ^ mask;
+    }
+    let u = ((seg as i32) << 4) | ((v >> (seg + 1)) & 0x0F);
+    (u as u8) ^ mask
+}
+
+fn mu_decode(b: u8) -> i16 {
+    let u = !b;
+    let mut t = (i32::from(u & 0x0F) << 3) + 0x84;
+    t <<= (u & 0x70) >> 4;
+    (if u & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
+}
+
+fn a_encode(sample: i16) -> u8 {
+    let mut v = i32::from(sample) >> 3;
+    let mask: u8 = if v >= 0 {
+        0xD5
+    } else {
+        v = -v - 1;
+        0x55
+    };
+    let seg = segment(v, &A_SEG_END);
+    if seg >= 8 {
+        return 0x7F ^ mask;
+    }
+    let mut a = (seg as i32) << 4;
+    a |= if seg < 2 {
+        (v >> 1) & 0x0F
+    } else {
+        (v >> seg) & 0x0F
+    };
+    (a as u8) ^ mask
+}
+
+fn a_decode(b: u8) -> i16 {
+    let a = b ^ 0x55;
+    let mut t = i32::from(a & 0x0F) << 4;
+    match (a & 0x70) >> 4 {
+        0 => t += 8,
+        1 => t += 0x108,
+        seg => {
+            t += 0x108;
+            t <<= seg - 1;
+        }
+    }
+    (if a & 0x80 != 0 { t } else { -t }) as i16
+}
+
+/// A WAV file's samples (16-bit PCM, 8 kHz mono; other rates or channels refused).
+pub fn read_wav(bytes: &[u8]) -> io::Result<Vec<i16>> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("WAV: {what}"));
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return Err(bad("not RIFF/WAVE"));
+    }
+    let mut at = 12;
+    let mut format_ok = false;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
+            as usize;
+        let body = bytes
+            .get(at + 8..(at + 8).saturating_add(len).min(bytes.len()))
+            .ok_or_else(|| bad("truncated"))?;
+        match id {
+            b"fmt " => {
+                if body.len() < 16 {
+                    return Err(bad("short fmt chunk"));
+                }
+                let format = u16::from_le_bytes([body[0], body[1]]);
+                let channels = u16::from_le_bytes([body[2], body[3]]);
+                let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+                let bits = u16::from_le_bytes([body[14], body[15]]);
+                if format != 1 || channels != 1 || rate != RATE || bits != 16 {
+                    return Err(bad("not 16-bit PCM, 8 kHz, mono"));
+                }
+                format_ok = true;
+            }
+            b"data" => {
+                if !format_ok {
+                    return Err(bad("data before fmt"));
+                }
+                return Ok(body
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect());
+            }
+            _ => {}
+        }
+        at += 8 + len + (len & 1);
+    }
+    Err(bad("no data chunk"))
+}
+
+/// A 16-bit PCM, 8 kHz, mono WAV file of `samples` (plays in any mail client).
+pub fn write_wav(samples: &[i16]) -> Vec<u8> {
+    let data_len = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX - 36);
+    let mut out = Vec::with_capacity(44 + samples.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&RATE.to_le_bytes());
+    out.extend_from_slice(&(RATE * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// What the far end negotiated: its audio address, the law, and the telephone-event
+/// payload type if it offered one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub remote: Option<SocketAddr>,
+    pub law: Law,
+    pub events: Option<u8>,
+}
+
+/// Picks G.711 (mu-law first) and telephone-event from an SDP offer.
+pub fn negotiate(offer: &[u8]) -> Option<Negotiated> {
+    let text = std::str::from_utf8(offer).ok()?;
+    let m = text.lines().find(|l| l.starts_with("m=audio "))?;
+    let pts: Vec<u8> = m
+        .split(' ')
+        .skip(3)
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    let law = if pts.contains(&0) {
+        Law::Mu
+    } else if pts.contains(&8) {
+        Law::A
+    } else {
+        return None;
+    };
+    let events = text.lines().find_map(|l| {
+        let rest = l.strip_prefix("a=rtpmap:")?;
+        let (pt, name) = rest.split_once(' ')?;
+        name.to_ascii_lowercase()
+            .starts_with("telephone-event/8000")
+            .then(|| pt.trim().parse().ok())
+            .flatten()
+    });
+    Some(Negotiated {
+        remote: crate::sdp::audio(offer).map(|m| m.addr),
+        law,
+        events,
+    })
+}
+
+/// Our SDP answer: G.711 in `law`, telephone-event when the offer had it.
+pub fn answer(ip: std::net::IpAddr, port: u16, n: &Negotiated) -> Vec<u8> {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let pt = n.law.payload_type();
+    let name = match n.law {
+        Law::Mu => "PCMU",
+        Law::A => "PCMA",
+    };
+    let session = rand::random::<u32>();
+    let mut s = format!(
+        "v=0\r\no=officebox {session} {session} IN {family} {ip}\r\ns=officebox\r\n\
+         c=IN {family} {ip}\r\nt=0 0\r\n"
+    );
+    match n.events {
+        Some(ev) => s.push_str(&format!(
+            "m=audio {port} RTP/AVP {pt} {ev}\r\na=rtpmap:{pt} {name}/8000\r\n\
+             a=rtpmap:{ev} telephone-event/8000\r\na=fmtp:{ev} 0-15\r\n"
+        )),
+        None => s.push_str(&format!(
+            "m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\n"
+        )),
+    }
+    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    s.into_bytes()
+}
+
+/// The socket an endpoint uses: one of the relay's ports (given back when the endpoint
+/// is dropped), or any socket (tests).
+#[derive(Debug)]
+pub enum Socket {
+    Leased(crate::rtp::Lease),
+    Plain(UdpSocket),
+}
+
+impl Socket {
+    fn get(&self) -> &UdpSocket {
+        match self {
+            Socket::Leased(l) => &l.socket,
+            Socket::Plain(s) => s,
+        }
+    }
+}
+
+/// An RTP endpoint on one of the relay's ports.
+#[derive(Debug)]
+pub struct Endpoint {
+    socket: Socket,
+    n: Negotiated,
+    /// Latched to the source of the far end's first packet.
+    remote: Option<SocketAddr>,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    /// Digits from SIP INFO (the call task) arrive here.
+    info_digits: mpsc::UnboundedReceiver<char>,
+    /// The telephone-event in progress (its timestamp), and the last one that ended:
+    /// one digit per key press, whatever the retransmissions.
+    event: Option<u32>,
+    ended: Option<u32>,
+}
+
+/// Why playing or recording stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Played or recorded to the end (or the length limit).
+    Done,
+    Digit(char),
+}
+
+impl Endpoint {
+    pub fn new(
+        socket: Socket,
+        n: Negotiated,
+        info_digits: mpsc::UnboundedReceiver<char>,
+    ) -> Endpoint {
+        Endpoint {
+            socket,
+            remote: n.remote,
+            n,
+            seq: rand::random(),
+            ts: rand::random(),
+            ssrc: rand::random(),
+            info_digits,
+            event: None,
+            ended: None,
+        }
+    }
+
+    /// Plays `samples`; with `interruptible`, a digit stops it and is returned.
+    /// Incoming audio is discarded meanwhile.
+    pub async fn play(&mut self, samples: &[i16], interruptible: bool) -> Stop {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut buf = vec![0u8; 2048];
+        let mut frames = samples.chunks(FRAME);
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let Some(frame) = frames.next() else { return Stop::Done };
+                    self.send_frame(frame, first).await;
+                    first = false;
+                }
+                r = self.socket.get().recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r
+                        && let Some(d) = self.packet(&buf[..n], from, &mut Vec::new())
+                        && interruptible
+                    {
+                        return Stop::Digit(d);
+                    }
+                }
+                d = self.info_digits.recv() => {
+                    if let Some(d) = d && interruptible {
+                        return Stop::Digit(d);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records until a digit of `stop_on`, `max` of audio, or `silence_limit` without
+    /// any packet (the far end went away). The digit (if any) is returned.
+    pub async fn record(&mut self, max: Duration, stop_on: &[char], out: &mut Vec<i16>) -> Stop {
+        let deadline = Instant::now() + max;
+        let max_samples = usize::try_from(max.as_millis()).unwrap_or(usize::MAX) * 8;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Stop::Done,
+                r = self.socket.get().recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r
+                        && let Some(d) = self.packet(&buf[..n], from, out)
+                        && stop_on.contains(&d)
+                    {
+                        return Stop::Digit(d);
+                    }
+                    if out.len() >= max_samples {
+                        out.truncate(max_samples);
+                        return Stop::Done;
+                    }
+                }
+                d = self.info_digits.recv() => {
+                    if let Some(d) = d && stop_on.contains(&d) {
+                        return Stop::Digit(d);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for one digit (or `timeout`).
+    pub async fn digit(&mut self, timeout: Duration) -> Option<char> {
+        let mut ignore = Vec::new();
+        match self.record(timeout, &DIGITS, &mut ignore).await {
+            Stop::Digit(d) => Some(d),
+            Stop::Done => None,
+        }
+    }
+
+    async fn send_frame(&mut self, frame: &[i16], marker: bool) {
+        let Some(to) = self.remote else { return };
+        let mut p = Vec::with_capacity(12 + FRAME);
+        p.push(0x80);
+        p.push(self.n.law.payload_type() | if marker { 0x80 } else { 0 });
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&self.ts.to_be_bytes());
+        p.extend_from_slice(&self.ssrc.to_be_bytes());
+        p.extend(frame.iter().map(|&s| self.n.law.encode(s)));
+        // A short last frame is padded with silence.
+        p.extend(std::iter::repeat_n(
+            self.n.law.encode(0),
+            FRAME - frame.len(),
+        ));
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(FRAME as u32);
+        let _ = self.socket.get().send_to(&p, to).await;
+    }
+
+    /// One packet in: audio appended to `out`, or a digit when a telephone-event starts.
+    fn packet(&mut self, p: &[u8], from: SocketAddr, out: &mut Vec<i16>) -> Option<char> {
+        if p.len() < 12 || p[0] >> 6 != 2 {
+            return None;
+        }
+        // Latch to the far end's real address (symmetric RTP).
+        match self.remote {
+            Some(r) if r == from => {}
+            _ if self.latched_from_elsewhere(from) => return None,
+            _ => self.remote = Some(from),
+        }
+        let cc = usize::from(p[0] & 0x0F);
+        let mut start = 12 + 4 * cc;
+        if p[0] & 0x10 != 0 {
+            let len = usize::from(u16::from_be_bytes([*p.get(start + 2)?, *p.get(start + 3)?]));
+            start += 4 + 4 * len;
+        }
+        let mut end = p.len();
+        if p[0] & 0x20 != 0 {
+            end = end.checked_sub(usize::from(*p.last()?))?;
+        }
+        let payload = p.get(start..end)?;
+        let pt = p[1] & 0x7F;
+        if Some(pt) == self.n.events {
+            let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+            let end = payload.get(1).is_some_and(|b| b & 0x80 != 0);
+            let digit = DIGITS.get(usize::from(*payload.first()?)).copied();
+            if end {
+                // The end of the press in progress, or of one whose start was lost.
+                let new = self.event != Some(ts) && self.ended != Some(ts);
+                self.event = None;
+                self.ended = Some(ts);
+                return if new { digit } else { None };
+            }
+            if self.event == Some(ts) {
+                return None;
+            }
+            // A new press (a phone may reuse a timestamp for the next press of a key).
+            self.event = Some(ts);
+            return digit;
+        }
+        if pt == self.n.law.payload_type() {
+            out.extend(payload.iter().map(|&b| self.n.law.decode(b)));
+        }
+        None
+    }
+
+    fn latched_from_elsewhere(&self, from: SocketAddr) -> bool {
+        // Before any packet, only the signalled host may latch (NAT may change the port).
+        match self.n.remote {
+            Some(sig) if self.remote == Some(sig) => {
+                sig.ip() != from.ip() && !(sig.ip().is_loopback() && from.ip().is_loopback())
+            }
+            _ => self.remote.is_some(),
+        }
+    }
+}
+
+/// RFC 4733 event codes 0-15.
+const DIGITS: [char; 16] = [
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D',
+];
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn g711_round_trips_within_its_quantisation() {
+        for law in [Law::Mu, Law::A] {
+            for s in [
+                -32768i16, -20000, -1000, -100, -1, 0, 1, 50, 100, 1000, 8000, 32767,
+            ] {
+                let back = law.decode(law.encode(s));
+                let err = (i32::from(back) - i32::from(s)).abs();
+                let allowed = (i32::from(s).abs() / 16).max(16);
+                assert!(err <= allowed, "{law:?} {s} -> {back}");
+            }
+            // Every code decodes to a value that encodes back to the same code.
+            for b in 0..=255u8 {
+                let s = law.decode(b);
+                let again = law.encode(s);
+                assert_eq!(law.decode(again), s, "{law:?} code {b:#x}");
+            }
+        }
+        assert_eq!(Law::Mu.encode(0), 0xFF);
+        assert_eq!(Law::A.encode(0), 0xD5);
+    }
+
+    #[test]
+    fn wav_round_trip_and_refusals() {
+        let samples: Vec<i16> = (0..800).map(|i| (i * 37 % 2000 - 1000) as i16).collect();
+        let wav = write_wav(&samples);
+        assert_eq!(wav.len(), 44 + 1600);
+        assert_eq!(read_wav(&wav).unwrap(), samples);
+        let mut stereo = wav.clone();
+        stereo[22] = 2;
+        assert!(read_wav(&stereo).is_err());
+        assert!(read_wav(b"RIFF\0\0\0\0WAVE").is_err());
+        assert!(read_wav(&wav[..30]).is_err());
+    }
+
+    #[test]
+    fn an_offer_negotiates_the_law_and_events() {
+        let offer = b"v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let n = negotiate(offer).unwrap();
+        assert_eq!((n.law, n.events), (Law::Mu, Some(101)));
+        assert_eq!(n.remote, Some("10.0.0.5:4000".parse().unwrap()));
+        let a = String::from_utf8(answer("192.168.1.1".parse().unwrap(), 20000, &n)).unwrap();
+        assert!(a.contains("m=audio 20000 RTP/AVP 0 101\r\n"));
+        assert!(
+            negotiate(b"v=0\r\nm=audio 4000 RTP/AVP 9\r\n").is_none(),
+            "G.722 only"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_plays_records_and_hears_rfc_4733_digits() {
+        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ours_addr = ours.local_addr().unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let n = Negotiated {
+            remote: Some(phone.local_addr().unwrap()),
+            law: Law::A,
+            events: Some(101),
+        };
+        let (_tx, rx) = mpsc::unbounded_channel();
+        let mut ep = Endpoint::new(Socket::Plain(ours), n, rx);
+        // Play two frames; the phone receives two RTP packets of PCMA.
+        let tone: Vec<i16> = (0..320).map(|i| ((i % 40) * 500 - 10000) as i16).collect();
+        assert_eq!(ep.play(&tone, false).await, Stop::Done);
+        let mut buf = [0u8; 512];
+        let (n1, _) = phone.recv_from(&mut buf).await.unwrap();
+        assert_eq!((n1, buf[1] & 0x7F), (12 + FRAME, 8));
+        // The phone speaks a frame, then presses # (three packets of one event).
+        let rtp = |pt: u8, ts: u32, payload: &[u8]| {
+            let mut p = vec![0x80, pt, 0, 1];
+            p.extend_from_slice(&ts.to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 9]);
+            p.extend_from_slice(payload);
+            p
+        };
+        phone
+            .send_to(&rtp(8, 100, &[0xD5; FRAME]), ours_addr)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            phone
+                .send_to(&rtp(101, 260, &[11, 0x0A, 0, 160]), ours_addr)
+                .await
+                .unwrap();
+        }
+        let mut rec = Vec::new();
+        let stop = ep.record(Duration::from_secs(5), &['#'], &mut rec).await;
+        assert_eq!(stop, Stop::Digit('#'));
+        assert_eq!(rec.len(), FRAME);
+        assert!(
+            ep.digit(Duration::from_millis(100)).await.is_none(),
+            "one digit per event"
+        );
+    }
+}

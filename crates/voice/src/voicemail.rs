@@ -1,0 +1,314 @@
+//! Voicemail: when nobody answers, the box answers, plays the callee's greeting (their
+//! own recording, or a spoken default) and a tone, records until the caller presses #,
+//! hangs up or reaches `max_message_length`, and delivers the recording into the callee's
+//! mailbox as an email with a WAV attachment, the same Maildir POP3 serves. The message
+//! is fsynced there (and indexed for the phone menu) before the caller is released.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use officebox_store::{Db, Maildir, Voicemail, mailbox_path};
+use tokio_util::sync::CancellationToken;
+
+use crate::media::{Endpoint, RATE, Stop, read_wav, write_wav};
+
+/// Recordings shorter than this are not kept (a hang-up at the tone).
+pub const MIN_LENGTH: Duration = Duration::from_secs(1);
+
+/// The spoken prompts, built into the binary (assets/prompts, made by
+/// scripts/make-prompts).
+pub mod prompts {
+    pub const GREETING_DEFAULT: &[u8] =
+        include_bytes!("../../../assets/prompts/greeting-default.wav");
+    pub const GREETING_EXT_PREFIX: &[u8] =
+        include_bytes!("../../../assets/prompts/greeting-ext-prefix.wav");
+    pub const GREETING_EXT_SUFFIX: &[u8] =
+        include_bytes!("../../../assets/prompts/greeting-ext-suffix.wav");
+    pub const BEEP: &[u8] = include_bytes!("../../../assets/prompts/beep.wav");
+    pub const MESSAGE_SAVED: &[u8] = include_bytes!("../../../assets/prompts/message-saved.wav");
+    pub const MESSAGE_TOO_SHORT: &[u8] =
+        include_bytes!("../../../assets/prompts/message-too-short.wav");
+    pub const DIGITS: [&[u8]; 10] = [
+        include_bytes!("../../../assets/prompts/digit-0.wav"),
+        include_bytes!("../../../assets/prompts/digit-1.wav"),
+        include_bytes!("../../../assets/prompts/digit-2.wav"),
+        include_bytes!("../../../assets/prompts/digit-3.wav"),
+        include_bytes!("../../../assets/prompts/digit-4.wav"),
+        include_bytes!("../../../assets/prompts/digit-5.wav"),
+        include_bytes!("../../../assets/prompts/digit-6.wav"),
+        include_bytes!("../../../assets/prompts/digit-7.wav"),
+        include_bytes!("../../../assets/prompts/digit-8.wav"),
+        include_bytes!("../../../assets/prompts/digit-9.wav"),
+    ];
+}
+
+/// A prompt's samples (an unreadable one is silence rather than a failed call).
+pub fn prompt(wav: &[u8]) -> Vec<i16> {
+    read_wav(wav).unwrap_or_default()
+}
+
+/// Where a user's recorded greeting lives.
+pub fn greeting_path(data_dir: &Path, login: &str) -> PathBuf {
+    data_dir.join("voicemail").join(login).join("greeting.wav")
+}
+
+/// The greeting for `login`: their own recording, or "the person at extension N is not
+/// available, please leave a message...".
+pub fn greeting(data_dir: &Path, login: &str, extension: &str) -> Vec<i16> {
+    if let Ok(own) = std::fs::read(greeting_path(data_dir, login))
+        && let Ok(samples) = read_wav(&own)
+        && !samples.is_empty()
+    {
+        return samples;
+    }
+    if extension.is_empty() || !extension.bytes().all(|b| b.is_ascii_digit()) {
+        return prompt(prompts::GREETING_DEFAULT);
+    }
+    let mut out = prompt(prompts::GREETING_EXT_PREFIX);
+    for d in extension.bytes() {
+        out.extend(prompt(prompts::DIGITS[usize::from(d - b'0')]));
+    }
+    out.extend(prompt(prompts::GREETING_EXT_SUFFIX));
+    out
+}
+
+/// What the deposit came to.
+#[derive(Debug)]
+pub struct Deposit {
+    /// The recording (empty if the caller hung up during the greeting).
+    pub samples: Vec<i16>,
+    /// The caller is still on the line (ended with # or the length limit).
+    pub caller_present: bool,
+    /// The endpoint, for a last prompt.
+    pub endpoint: Endpoint,
+}
+
+/// Plays the greeting and the tone, then records. `hangup` is cancelled when the caller
+/// sends BYE; what was recorded until then is kept.
+pub async fn record(
+    mut ep: Endpoint,
+    greeting: Vec<i16>,
+    max: Duration,
+    hangup: CancellationToken,
+) -> Deposit {
+    // # during the greeting skips it (a caller who knows the drill).
+    let played = tokio::select! {
+        () = hangup.cancelled() => None,
+        s = ep.play(&greeting, true) => Some(s),
+    };
+    if played.is_none() {
+        return Deposit {
+            samples: Vec::new(),
+            caller_present: false,
+            endpoint: ep,
+        };
+    }
+    let beep = prompt(prompts::BEEP);
+    let beeped = tokio::select! {
+        () = hangup.cancelled() => false,
+        _ = ep.play(&beep, false) => true,
+    };
+    let mut samples = Vec::new();
+    if !beeped {
+        return Deposit {
+            samples,
+            caller_present: false,
+            endpoint: ep,
+        };
+    }
+    let present = {
+        let rec = ep.record(max, &['#'], &mut samples);
+        tokio::pin!(rec);
+        tokio::select! {
+            () = hangup.cancelled() => false,
+            stop = &mut rec => matches!(stop, Stop::Done | Stop::Digit(_)),
+        }
+    };
+    Deposit {
+        samples,
+        caller_present: present,
+        endpoint: ep,
+    }
+}
+
+/// Who left the message, and for whom.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub caller_name: String,
+    pub caller_ext: String,
+    pub caller_address: String,
+    pub callee_login: String,
+    pub callee_name: String,
+    pub callee_address: String,
+    pub host: String,
+}
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '<' && *c != '>')
+        .take(100)
+        .collect()
+}
+
+/// `m:ss`.
+pub fn duration_text(samples: usize) -> String {
+    let secs = samples / RATE as usize;
+    format!("{}:{:02}", secs / 60, secs % 60)
+}
+
+/// The email: a short text part and the recording as a WAV attachment.
+pub fn email(env: &Envelope, samples: &[i16], now: SystemTime) -> Vec<u8> {
+    let stamp = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let boundary = format!("=_officebox_vm_{stamp:x}");
+    let length = duration_text(samples.len());
+    let who = format!("{} ({})", clean(&env.caller_name), clean(&env.caller_ext));
+    let date = crate::server::rfc5322_date(now);
+    let file = format!(
+        "voicemail-{}-{}.wav",
+        now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        clean(&env.caller_ext)
+    );
+    let mut m = String::new();
+    m.push_str(&format!(
+        "From: \"{who}\" <{}>\r\n",
+        clean(&env.caller_address)
+    ));
+    m.push_str(&format!(
+        "To: \"{}\" <{}>\r\n",
+        clean(&env.callee_name),
+        clean(&env.callee_address)
+    ));
+    m.push_str(&format!("Subject: Voicemail from {who} ({length})\r\n"));
+    m.push_str(&format!("Date: {date}\r\n"));
+    m.push_str(&format!("Message-ID: <vm.{stamp:x}@{}>\r\n", env.host));
+    m.push_str(&format!(
+        "X-Officebox-Voicemail: caller={}; length={length}\r\n",
+        clean(&env.caller_ext)
+    ));
+    m.push_str("MIME-Version: 1.0\r\n");
+    m.push_str(&format!(
+        "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n"
+    ));
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         {who} left you a voicemail of {length} on {date}.\r\n\
+         The recording is attached; it plays in any mail program, and from your phone\r\n\
+         at the voicemail extension.\r\n\r\n"
+    ));
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: audio/wav; name=\"{file}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"{file}\"\r\n\r\n"
+    ));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(write_wav(samples));
+    for line in encoded.as_bytes().chunks(76) {
+        m.push_str(std::str::from_utf8(line).unwrap_or(""));
+        m.push_str("\r\n");
+    }
+    m.push_str(&format!("--{boundary}--\r\n"));
+    m.into_bytes()
+}
+
+/// Delivers the message into the callee's Maildir (fsynced) and indexes it. Blocking.
+pub fn deliver(data_dir: &Path, env: &Envelope, samples: &[i16]) -> io::Result<String> {
+    let now = SystemTime::now();
+    let message = email(env, samples, now);
+    let maildir =
+        Maildir::open(&mailbox_path(data_dir, &env.callee_login)).map_err(io::Error::other)?;
+    let name = maildir.deliver(&message).map_err(io::Error::other)?;
+    let unique = name
+        .as_str()
+        .split(',')
+        .next()
+        .unwrap_or(name.as_str())
+        .to_string();
+    // The index is a convenience for the menu: the Maildir is the truth (a message
+    // deleted by POP3 is gone whatever the index says).
+    let db = Db::open(&data_dir.join("state.db")).map_err(io::Error::other)?;
+    db.add_voicemail(&Voicemail {
+        login: env.callee_login.clone(),
+        name: unique.clone(),
+        caller: format!("{} ({})", env.caller_name, env.caller_ext),
+        duration_ms: i64::try_from(samples.len() / 8).unwrap_or(i64::MAX),
+        received_at: i64::try_from(now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+            .unwrap_or(0),
+    })
+    .map_err(io::Error::other)?;
+    Ok(unique)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_prompt_is_readable_8_khz_audio() {
+        for p in [
+            prompts::GREETING_DEFAULT,
+            prompts::GREETING_EXT_PREFIX,
+            prompts::GREETING_EXT_SUFFIX,
+            prompts::BEEP,
+            prompts::MESSAGE_SAVED,
+            prompts::MESSAGE_TOO_SHORT,
+        ]
+        .into_iter()
+        .chain(prompts::DIGITS)
+        {
+            let s = read_wav(p).unwrap();
+            assert!(s.len() > 1000, "a prompt of {} samples", s.len());
+        }
+    }
+
+    #[test]
+    fn the_email_carries_the_recording_as_a_wav_attachment() {
+        let env = Envelope {
+            caller_name: "Alice Example".into(),
+            caller_ext: "101".into(),
+            caller_address: "alice@office.test".into(),
+            callee_login: "bob".into(),
+            callee_name: "Bob Example".into(),
+            callee_address: "bob@office.test".into(),
+            host: "officebox.office.test".into(),
+        };
+        let samples: Vec<i16> = (0..8000 * 12).map(|i| (i % 100) as i16).collect();
+        let m = String::from_utf8(email(&env, &samples, SystemTime::now())).unwrap();
+        assert!(m.contains("From: \"Alice Example (101)\" <alice@office.test>\r\n"));
+        assert!(m.contains("Subject: Voicemail from Alice Example (101) (0:12)\r\n"));
+        assert!(m.contains("Content-Type: audio/wav; name=\"voicemail-"));
+        let body = m
+            .split("Content-Transfer-Encoding: base64\r\n")
+            .nth(1)
+            .unwrap();
+        let b64: String = body
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .take_while(|l| !l.starts_with("--"))
+            .collect();
+        let wav = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(read_wav(&wav).unwrap(), samples);
+        assert!(m.lines().all(|l| l.len() <= 998));
+    }
+
+    #[test]
+    fn the_default_greeting_says_the_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = greeting(dir.path(), "bob", "102");
+        let expected = prompt(prompts::GREETING_EXT_PREFIX).len()
+            + prompt(prompts::DIGITS[1]).len()
+            + prompt(prompts::DIGITS[0]).len()
+            + prompt(prompts::DIGITS[2]).len()
+            + prompt(prompts::GREETING_EXT_SUFFIX).len();
+        assert_eq!(g.len(), expected);
+        let own = greeting_path(dir.path(), "bob");
+        std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+        std::fs::write(&own, write_wav(&[1, 2, 3])).unwrap();
+        assert_eq!(greeting(dir.path(), "bob", "102"), vec![1, 2, 3]);
+    }
+}
