@@ -215,3 +215,75 @@ fn an_unanswered_call_leaves_a_voicemail_that_pop3_delivers_with_the_audio() {
         );
     }
 }
+
+#[test]
+fn the_menu_takes_the_pin_plays_deletes_and_saves_and_pop3_sees_the_same_mailbox() {
+    require_program("sipp", "sip-tester");
+    require_program("python3", "python3");
+    let c = TestConfig::demo().free_ports();
+    let (sip, pop) = (c.int("phone.sip_port"), c.int("mail.pop3_port"));
+    let ob = Officebox::start(bin(), &c.text()).unwrap();
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+    for _ in 0..2 {
+        let (ok, errors) = call(sip, "uac_voicemail_hangup.xml");
+        assert!(ok, "{errors}\n{}", ob.log());
+    }
+    assert_eq!(fetch_voicemails(pop).len(), 2);
+
+    // bob dials *97: PIN, 1, delete the newest, save the other, leave.
+    let errors = officebox_testkit::scratch_dir("sipp-menu").unwrap();
+    let out = Command::new("sipp")
+        .current_dir(scenarios())
+        .args([
+            "-sf",
+            "uac_menu.xml",
+            "-inf",
+            "callee.csv",
+            "-key",
+            "domain",
+            "office.test",
+        ])
+        .args([
+            "-key",
+            "callee",
+            "*97",
+            "-auth_uri",
+            "office.test",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args(["-p", &free_udp_port().unwrap().to_string()])
+        .args(["-mp", &free_udp_port().unwrap().to_string()])
+        .args(["-m", "1", "-nostdin", "-trace_err", "-error_file"])
+        .arg(errors.path().join("e.txt"))
+        .arg(format!("127.0.0.1:{sip}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        std::fs::read_to_string(errors.path().join("e.txt")).unwrap_or_default(),
+        ob.log()
+    );
+    // One message left, seen (saved), in POP3 too.
+    let maildir = ob.dir().join("demo-data/mail/bob");
+    let count = |sub: &str| {
+        std::fs::read_dir(maildir.join(sub))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!((count("new"), count("cur")), (0, 1), "{}", ob.log());
+    let cur = std::fs::read_dir(maildir.join("cur"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(
+        cur.file_name().to_string_lossy().ends_with(":2,S"),
+        "{:?}",
+        cur.file_name()
+    );
+    assert_eq!(fetch_voicemails(pop).len(), 1);
+}

@@ -25,7 +25,7 @@ use crate::registrar::Binding;
 use crate::rtp::{self, Peers, Ports};
 use crate::sdp;
 use crate::sip::{Message, StartLine, param, uri_of};
-use crate::voicemail;
+use crate::{menu, voicemail};
 
 /// Retransmission timers (RFC 3261 section 17.1.1.1).
 const T1: Duration = Duration::from_millis(500);
@@ -82,6 +82,16 @@ pub struct Setup {
     pub status: watch::Sender<Status>,
     /// Where unanswered calls leave their message.
     pub voicemail: Option<VoicemailSetup>,
+    /// A call to the voicemail extension: the box answers with the menu.
+    pub menu: Option<menu::MenuSetup>,
+}
+
+/// What the box's own side of a call came to.
+#[derive(Debug)]
+enum MediaJob {
+    Deposit(voicemail::Deposit),
+    /// The menu ended; whether the caller was still there.
+    Menu(bool),
 }
 
 /// What voicemail needs to know about the callee.
@@ -97,7 +107,7 @@ pub struct VoicemailSetup {
 struct Recording {
     hangup: CancellationToken,
     digits: mpsc::UnboundedSender<char>,
-    task: tokio::task::JoinHandle<voicemail::Deposit>,
+    task: tokio::task::JoinHandle<MediaJob>,
     /// The caller's BYE, answered once the message is on disk.
     bye: Option<Incoming>,
 }
@@ -959,7 +969,8 @@ impl Call {
 
     /// Busy, no answer, no phone: voicemail takes the call when there is one.
     fn voicemail_or_fail(&mut self, code: u16, reason: &str) {
-        if self.setup.voicemail.is_some() && self.phase == Phase::Ringing {
+        let answers = self.setup.voicemail.is_some() || self.setup.menu.is_some();
+        if answers && self.phase == Phase::Ringing {
             self.to_voicemail = true;
             self.phase = Phase::Voicemail;
         } else {
@@ -969,9 +980,6 @@ impl Call {
 
     /// The box answers the caller itself and records a message.
     async fn enter_voicemail(&mut self) {
-        let Some(vm) = self.setup.voicemail.clone() else {
-            return;
-        };
         self.relay_stop.cancel();
         let Some(relay) = self.relay.take() else {
             return;
@@ -1001,13 +1009,23 @@ impl Call {
         drop(stopped.b);
         let (digits, digits_rx) = mpsc::unbounded_channel();
         let ep = Endpoint::new(Socket::Leased(stopped.a), n, digits_rx);
-        let greeting = voicemail::greeting(
-            &vm.data_dir,
-            &self.setup.parties.callee_login,
-            &self.setup.parties.callee_ext,
-        );
         let hangup = CancellationToken::new();
-        let task = tokio::spawn(voicemail::record(ep, greeting, vm.max, hangup.clone()));
+        let task = if let Some(m) = self.setup.menu.clone() {
+            let hangup = hangup.clone();
+            tokio::spawn(async move { MediaJob::Menu(menu::run(ep, m, hangup).await) })
+        } else if let Some(vm) = self.setup.voicemail.clone() {
+            let greeting = voicemail::greeting(
+                &vm.data_dir,
+                &self.setup.parties.callee_login,
+                &self.setup.parties.callee_ext,
+            );
+            let hangup = hangup.clone();
+            tokio::spawn(async move {
+                MediaJob::Deposit(voicemail::record(ep, greeting, vm.max, hangup).await)
+            })
+        } else {
+            return;
+        };
         self.recording = Some(Recording {
             hangup,
             digits,
@@ -1018,15 +1036,22 @@ impl Call {
 
     /// The recording is over: deliver it, then release the caller (answer their BYE, or
     /// say goodbye and send ours).
-    async fn recorded(&mut self, deposit: Result<voicemail::Deposit, tokio::task::JoinError>) {
+    async fn recorded(&mut self, job: Result<MediaJob, tokio::task::JoinError>) {
         let Some(rec) = self.recording.take() else {
             return;
         };
-        let Some(vm) = self.setup.voicemail.clone() else {
-            return;
+        let mut deposit = match job {
+            Ok(MediaJob::Deposit(d)) => d,
+            Ok(MediaJob::Menu(present)) => {
+                self.release(rec.bye, present);
+                return;
+            }
+            Err(_) => {
+                self.release(rec.bye, false);
+                return;
+            }
         };
-        let Ok(mut deposit) = deposit else {
-            self.phase = Phase::Ending;
+        let Some(vm) = self.setup.voicemail.clone() else {
             return;
         };
         let long_enough = deposit.samples.len() >= voicemail::MIN_LENGTH.as_millis() as usize * 8;
@@ -1067,6 +1092,21 @@ impl Call {
                 voicemail::prompts::MESSAGE_TOO_SHORT
             };
             deposit.endpoint.play(&voicemail::prompt(last), false).await;
+            let bye = self.a_request("BYE", None);
+            self.send_to_a_reliably(bye.to_bytes());
+        }
+        self.phase = Phase::Ending;
+        self.status("ending");
+    }
+
+    /// The box's side is done: answer the caller's BYE, or send ours.
+    fn release(&mut self, bye: Option<Incoming>, caller_present: bool) {
+        if let Some(bye) = bye {
+            let ok = bye.msg.response(200, "OK", &self.a_tag);
+            self.setup
+                .wire
+                .send(ok.to_bytes(), bye.source, bye.transport);
+        } else if caller_present {
             let bye = self.a_request("BYE", None);
             self.send_to_a_reliably(bye.to_bytes());
         }

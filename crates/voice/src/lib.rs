@@ -11,6 +11,7 @@
 pub mod call;
 pub mod digest;
 pub mod media;
+pub mod menu;
 pub mod registrar;
 pub mod rtp;
 pub mod sdp;

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::call::{self, Incoming, Parties, Setup, Status, VoicemailSetup, Wire};
 use crate::digest::{Algorithm, Authenticator, Verdict, parse_credentials};
+use crate::menu::MenuSetup;
 use crate::registrar::{Binding, Outcome, Registrar, owner_of};
 use crate::rtp::Ports;
 use crate::sip::{self, Message, ParseError, StartLine, param, split_list, uri_of, uri_user};
@@ -550,7 +551,7 @@ fn invite(
 ) -> Option<Message> {
     let challenge = |stale: bool| {
         let mut r = msg.response(407, "Proxy Authentication Required", tag);
-        for c in state.auth.challenges(stale) {
+        for c in challenges(state, msg, stale) {
             r.push("Proxy-Authenticate", c);
         }
         r
@@ -587,18 +588,28 @@ fn invite(
     let Some(dialled) = uri_user(uri) else {
         return Some(msg.response(404, "Not Found", tag));
     };
-    let Some(callee) = config
-        .users
-        .iter()
-        .find(|u| u.extension.as_deref() == Some(dialled.as_str()) || u.login == dialled)
-    else {
+    // The voicemail extension: the caller's own mailbox, through the menu.
+    let menu_call = dialled == config.phone.voicemail_extension;
+    let callee = if menu_call {
+        Some(caller)
+    } else {
+        config
+            .users
+            .iter()
+            .find(|u| u.extension.as_deref() == Some(dialled.as_str()) || u.login == dialled)
+    };
+    let Some(callee) = callee else {
         return Some(msg.response(404, "Not Found", tag));
     };
-    let bindings = state
-        .registrar
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .contacts(&callee.login, now_unix());
+    let bindings = if menu_call {
+        Vec::new()
+    } else {
+        state
+            .registrar
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contacts(&callee.login, now_unix())
+    };
     // No phone registered: the call goes straight to voicemail.
     let parties = Parties {
         caller_login: caller.login.clone(),
@@ -641,7 +652,12 @@ fn invite(
         no_answer: config.phone.no_answer_timeout,
         b_call_id: b_call_id.clone(),
         status: status_tx,
-        voicemail: Some(VoicemailSetup {
+        menu: menu_call.then(|| MenuSetup {
+            data_dir: config.data_dir.clone(),
+            login: caller.login.clone(),
+            pin_hash: caller.voicemail_pin_hash.clone(),
+        }),
+        voicemail: (!menu_call).then(|| VoicemailSetup {
             data_dir: config.data_dir.clone(),
             envelope: voicemail::Envelope {
                 caller_name: caller.name.clone(),
@@ -688,7 +704,7 @@ fn register(
     };
     let challenge = |stale: bool| {
         let mut r = msg.response(401, "Unauthorized", tag);
-        for c in state.auth.challenges(stale) {
+        for c in challenges(state, msg, stale) {
             r.push("WWW-Authenticate", c);
         }
         r
@@ -751,6 +767,39 @@ fn register(
             r
         }
         Outcome::Refused(code, reason) => msg.response(code, reason, tag),
+    }
+}
+
+/// The challenge values for `msg`'s sender: MD5 and SHA-256, or MD5 alone for phones
+/// that cannot cope with the SHA-256 one.
+///
+/// RFC 8760 section 2.4 says a phone MUST ignore a challenge whose algorithm it does not
+/// support. libre before 3.12 (baresip before 3.12, e.g. Debian 12's baresip 1.0.0)
+/// instead fails the whole authentication with ENOSYS as soon as one header names
+/// anything but MD5 ("reg: ...: Register: Function not implemented"): such a phone could
+/// never register or call. It says who it is in User-Agent (`baresip v1.0.0 (...)`).
+fn challenges(state: &State, msg: &Message, stale: bool) -> Vec<String> {
+    let all = state.auth.challenges(stale);
+    if !md5_only(msg.header("user-agent").unwrap_or("")) {
+        return all;
+    }
+    all.into_iter()
+        .filter(|c| c.contains(&format!("algorithm={}", Algorithm::Md5.name())))
+        .collect()
+}
+
+/// Whether a phone with this User-Agent knows only MD5 and refuses challenges that
+/// offer anything else too: baresip (libre) before 3.12.
+fn md5_only(user_agent: &str) -> bool {
+    let Some(version) = user_agent.trim().strip_prefix("baresip v") else {
+        return false;
+    };
+    let mut numbers = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) < (3, 12),
+        _ => true,
     }
 }
 
@@ -892,6 +941,26 @@ mod tests {
         assert!(r.starts_with("SIP/2.0 400 Bad Request"), "{r}");
         assert!(r.contains("Call-ID: c\r\n") && r.contains("CSeq: 1 BYE\r\n"));
         assert!(bad_request(b"SIP/2.0 200 OK\r\n\r\n", &e).is_none());
+    }
+
+    #[test]
+    fn old_baresip_is_challenged_with_md5_alone() {
+        for old in [
+            "baresip v1.0.0 (x86_64/linux)",
+            "baresip v3.11.0 (x86_64/Linux)",
+            "baresip vsomething",
+        ] {
+            assert!(md5_only(old), "{old}");
+        }
+        for other in [
+            "baresip v3.12.0 (x86_64/Linux)",
+            "baresip v4.1.0 (aarch64/Linux)",
+            "sipsak 0.9.8",
+            "Linphone/5.2",
+            "",
+        ] {
+            assert!(!md5_only(other), "{other}");
+        }
     }
 
     #[test]

@@ -218,12 +218,8 @@ pub fn deliver(data_dir: &Path, env: &Envelope, samples: &[i16]) -> io::Result<S
     let maildir =
         Maildir::open(&mailbox_path(data_dir, &env.callee_login)).map_err(io::Error::other)?;
     let name = maildir.deliver(&message).map_err(io::Error::other)?;
-    let unique = name
-        .as_str()
-        .split(',')
-        .next()
-        .unwrap_or(name.as_str())
-        .to_string();
+    // In new/ the name has no flags yet: it is what `Entry::unique` gives later.
+    let unique = name.as_str().to_string();
     // The index is a convenience for the menu: the Maildir is the truth (a message
     // deleted by POP3 is gone whatever the index says).
     let db = Db::open(&data_dir.join("state.db")).map_err(io::Error::other)?;

@@ -1,0 +1,359 @@
+//! The voicemail menu, at the voicemail extension (`*97`): the PIN, how many new and saved
+//! messages there are, each played newest first with replay (1), delete (7), save (9)
+//! and next (#), and recording one's greeting (3). Every prompt can be interrupted by a
+//! key, which counts as the answer.
+//!
+//! The mailbox is the Maildir that POP3 reads: a voicemail is a message there that the
+//! voicemail index knows. Deleting here deletes the message; a message deleted by POP3
+//! is no longer offered (its index row is dropped when the menu sees it gone). "New"
+//! means not yet seen (Maildir `new/`, or no S flag); saving marks it seen.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argon2::password_hash::PasswordHash;
+use argon2::{Argon2, PasswordVerifier};
+use base64::Engine as _;
+use officebox_store::{Db, Entry, Folder, Maildir, mailbox_path};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::media::{Endpoint, Stop, read_wav};
+use crate::voicemail::{self, prompt};
+
+/// Waiting for a key after a prompt.
+const KEY_WAIT: Duration = Duration::from_secs(8);
+/// PIN tries per call.
+const PIN_TRIES: usize = 3;
+/// The longest greeting.
+const MAX_GREETING: Duration = Duration::from_secs(60);
+
+macro_rules! wav {
+    ($name:literal) => {
+        include_bytes!(concat!("../../../assets/prompts/", $name, ".wav"))
+    };
+}
+
+/// Whose menu it is.
+#[derive(Debug, Clone)]
+pub struct MenuSetup {
+    pub data_dir: PathBuf,
+    pub login: String,
+    /// argon2 hash of the voicemail PIN; without one the menu cannot be opened.
+    pub pin_hash: Option<String>,
+}
+
+/// One voicemail in the mailbox.
+#[derive(Debug, Clone)]
+struct Message {
+    entry: Entry,
+    caller_ext: String,
+}
+
+/// Runs the menu until the caller leaves (`false`: hung up) or it says goodbye (`true`).
+pub async fn run(mut ep: Endpoint, m: MenuSetup, hangup: CancellationToken) -> bool {
+    tokio::select! {
+        () = hangup.cancelled() => false,
+        () = session(&mut ep, &m) => true,
+    }
+}
+
+async fn session(ep: &mut Endpoint, m: &MenuSetup) -> () {
+    if !pin(ep, m).await {
+        say(ep, &[wav!("goodbye")]).await;
+        return;
+    }
+    loop {
+        let (new, saved) = match messages(m).await {
+            Some(x) => x,
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut intro: Vec<&[u8]> = vec![wav!("you-have")];
+        count(
+            &mut intro,
+            new.len(),
+            wav!("new-message"),
+            wav!("new-messages"),
+        );
+        intro.push(wav!("and"));
+        count(
+            &mut intro,
+            saved.len(),
+            wav!("saved-message"),
+            wav!("saved-messages"),
+        );
+        intro.push(wav!("menu-main"));
+        let key = match say(ep, &intro).await {
+            Some(k) => Some(k),
+            None => ep.digit(KEY_WAIT).await,
+        };
+        info!(message = "phone: voicemail menu", user = %m.login, new = new.len(), saved = saved.len(), ?key);
+        match key {
+            Some('1') => {
+                let all: Vec<Message> = new.into_iter().chain(saved).collect();
+                if play_messages(ep, m, all).await.is_none() {
+                    return;
+                }
+            }
+            Some('3') => record_greeting(ep, m).await,
+            Some('*') | None => {
+                say(ep, &[wav!("goodbye")]).await;
+                return;
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Plays the pieces one after another; a key interrupts and is returned.
+async fn say(ep: &mut Endpoint, pieces: &[&[u8]]) -> Option<char> {
+    for p in pieces {
+        if let Stop::Digit(d) = ep.play(&prompt(p), true).await {
+            return Some(d);
+        }
+    }
+    None
+}
+
+/// "no new messages", "one new message", "12 new messages", "134 ..." (digit by digit).
+fn count<'a>(out: &mut Vec<&'a [u8]>, n: usize, one: &'a [u8], many: &'a [u8]) {
+    const NUMBERS: [&[u8]; 11] = [
+        wav!("number-10"),
+        wav!("number-11"),
+        wav!("number-12"),
+        wav!("number-13"),
+        wav!("number-14"),
+        wav!("number-15"),
+        wav!("number-16"),
+        wav!("number-17"),
+        wav!("number-18"),
+        wav!("number-19"),
+        wav!("number-20"),
+    ];
+    match n {
+        0 => out.push(wav!("no")),
+        1..=9 => out.push(voicemail::prompts::DIGITS[n]),
+        10..=20 => out.push(NUMBERS[n - 10]),
+        _ => out.extend(
+            n.to_string()
+                .bytes()
+                .map(|b| voicemail::prompts::DIGITS[usize::from(b - b'0')]),
+        ),
+    }
+    out.push(if n == 1 { one } else { many });
+}
+
+/// Asks for the PIN (digits then #) up to three times.
+async fn pin(ep: &mut Endpoint, m: &MenuSetup) -> bool {
+    let Some(hash) = m.pin_hash.clone() else {
+        return false;
+    };
+    for _ in 0..PIN_TRIES {
+        let mut entered = String::new();
+        if let Some(d) = say(ep, &[wav!("enter-pin")]).await {
+            entered.push(d);
+        }
+        while entered.len() <= 12 && !entered.ends_with('#') {
+            match ep.digit(KEY_WAIT).await {
+                Some(d) => entered.push(d),
+                None => break,
+            }
+        }
+        let entered = entered.trim_end_matches('#').to_string();
+        let hash = hash.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|h| {
+                Argon2::default()
+                    .verify_password(entered.as_bytes(), &h)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            info!(message = "phone: voicemail menu opened", user = %m.login);
+            return true;
+        }
+        info!(message = "phone: voicemail menu: wrong PIN", user = %m.login);
+        say(ep, &[wav!("wrong-pin")]).await;
+    }
+    false
+}
+
+/// The user's voicemails, new and saved, each newest first; index rows of messages no
+/// longer in the Maildir (deleted by POP3) are dropped.
+async fn messages(m: &MenuSetup) -> Option<(Vec<Message>, Vec<Message>)> {
+    let m = m.clone();
+    tokio::task::spawn_blocking(move || {
+        let maildir = Maildir::open(&mailbox_path(&m.data_dir, &m.login)).ok()?;
+        let entries = maildir.list().ok()?;
+        let db = Db::open(&m.data_dir.join("state.db")).ok()?;
+        let mut new = Vec::new();
+        let mut saved = Vec::new();
+        for v in db.voicemails(&m.login).ok()? {
+            let Some(entry) = entries.iter().find(|e| e.unique() == v.name) else {
+                let _ = db.remove_voicemail(&m.login, &v.name);
+                continue;
+            };
+            let caller_ext = v
+                .caller
+                .rsplit_once('(')
+                .map(|(_, e)| e.trim_end_matches(')').to_string())
+                .unwrap_or_default();
+            let msg = Message {
+                entry: entry.clone(),
+                caller_ext,
+            };
+            if entry.folder() == Folder::New || !entry.flags().contains('S') {
+                new.push(msg);
+            } else {
+                saved.push(msg);
+            }
+        }
+        Some((new, saved))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The recording inside a voicemail email (its audio/wav part).
+fn recording_of(message: &[u8]) -> Option<Vec<i16>> {
+    let text = std::str::from_utf8(message).ok()?;
+    let part = text.split("Content-Type: audio/wav").nth(1)?;
+    let body = part.split("\r\n\r\n").nth(1)?;
+    let b64: String = body
+        .lines()
+        .take_while(|l| !l.starts_with("--"))
+        .map(str::trim)
+        .collect();
+    let wav = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    read_wav(&wav).ok()
+}
+
+/// Plays each message with its options. `None` when the caller is gone (never here: a
+/// hang-up ends the whole menu from outside), `Some(())` back to the main menu.
+async fn play_messages(ep: &mut Endpoint, m: &MenuSetup, all: Vec<Message>) -> Option<()> {
+    for msg in all {
+        let maildir = Maildir::open(&mailbox_path(&m.data_dir, &m.login)).ok()?;
+        let entry = msg.entry.clone();
+        let read = {
+            let (maildir, entry) = (maildir.clone(), entry.clone());
+            tokio::task::spawn_blocking(move || maildir.read(&entry))
+                .await
+                .ok()?
+        };
+        let Ok(bytes) = read else {
+            continue; // gone meanwhile (POP3)
+        };
+        let audio = recording_of(&bytes).unwrap_or_default();
+        loop {
+            let mut intro: Vec<&[u8]> = vec![wav!("message-from"), wav!("extension")];
+            for b in msg.caller_ext.bytes().filter(u8::is_ascii_digit) {
+                intro.push(voicemail::prompts::DIGITS[usize::from(b - b'0')]);
+            }
+            let mut key = say(ep, &intro).await;
+            if key.is_none()
+                && let Stop::Digit(d) = ep.play(&audio, true).await
+            {
+                key = Some(d);
+            }
+            if key.is_none() {
+                key = match say(ep, &[wav!("menu-message")]).await {
+                    Some(k) => Some(k),
+                    None => ep.digit(KEY_WAIT).await,
+                };
+            }
+            info!(message = "phone: voicemail message", user = %m.login, message = %entry.unique(), ?key);
+            match key {
+                Some('1') => continue,
+                Some('7') => {
+                    let (maildir, entry) = (maildir.clone(), entry.clone());
+                    let (dir, login, name) = (
+                        m.data_dir.clone(),
+                        m.login.clone(),
+                        entry.unique().to_string(),
+                    );
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _ = maildir.delete(&entry);
+                        if let Ok(db) = Db::open(&dir.join("state.db")) {
+                            let _ = db.remove_voicemail(&login, &name);
+                        }
+                    })
+                    .await;
+                    say(ep, &[wav!("deleted")]).await;
+                    break;
+                }
+                Some('9') => {
+                    let (maildir, entry) = (maildir.clone(), entry.clone());
+                    let _ = tokio::task::spawn_blocking(move || maildir.mark_seen(&entry)).await;
+                    say(ep, &[wav!("saved")]).await;
+                    break;
+                }
+                Some('*') => return Some(()),
+                _ => break, // '#' or no answer: the next message
+            }
+        }
+    }
+    say(ep, &[wav!("no-more-messages")]).await;
+    Some(())
+}
+
+/// Records a new greeting (after the tone, until #).
+async fn record_greeting(ep: &mut Endpoint, m: &MenuSetup) {
+    say(ep, &[wav!("record-greeting")]).await;
+    ep.play(&prompt(voicemail::prompts::BEEP), false).await;
+    let mut samples = Vec::new();
+    ep.record(MAX_GREETING, &['#'], &mut samples).await;
+    if samples.len() < voicemail::MIN_LENGTH.as_millis() as usize * 8 {
+        return;
+    }
+    let path = voicemail::greeting_path(&m.data_dir, &m.login);
+    let written = tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        officebox_store::write_atomic(&path, &crate::media::write_wav(&samples), 0o600)
+            .map_err(std::io::Error::other)
+    })
+    .await;
+    if matches!(written, Ok(Ok(()))) {
+        say(ep, &[wav!("greeting-recorded")]).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_spoken_with_the_right_words() {
+        let mut v = Vec::new();
+        count(&mut v, 0, b"one", b"many");
+        assert_eq!(v, vec![wav!("no") as &[u8], b"many"]);
+        let mut v = Vec::new();
+        count(&mut v, 1, b"one", b"many");
+        assert_eq!(v.last().copied(), Some(&b"one"[..]));
+        let mut v = Vec::new();
+        count(&mut v, 134, b"one", b"many");
+        assert_eq!(v.len(), 4);
+    }
+
+    #[test]
+    fn the_recording_is_found_in_a_voicemail_email() {
+        let env = voicemail::Envelope {
+            caller_name: "A".into(),
+            caller_ext: "101".into(),
+            caller_address: "a@x".into(),
+            callee_login: "b".into(),
+            callee_name: "B".into(),
+            callee_address: "b@x".into(),
+            host: "h".into(),
+        };
+        let samples: Vec<i16> = (0..1600).map(|i| i as i16).collect();
+        let mail = voicemail::email(&env, &samples, std::time::SystemTime::now());
+        assert_eq!(recording_of(&mail).unwrap(), samples);
+        assert!(recording_of(b"Subject: hi\r\n\r\nno audio").is_none());
+    }
+}
