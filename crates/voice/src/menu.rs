@@ -58,16 +58,13 @@ pub async fn run(mut ep: Endpoint, m: MenuSetup, hangup: CancellationToken) -> b
     }
 }
 
-async fn session(ep: &mut Endpoint, m: &MenuSetup) -> () {
+async fn session(ep: &mut Endpoint, m: &MenuSetup) {
     if !pin(ep, m).await {
         say(ep, &[wav!("goodbye")]).await;
         return;
     }
     loop {
-        let (new, saved) = match messages(m).await {
-            Some(x) => x,
-            None => (Vec::new(), Vec::new()),
-        };
+        let (new, saved) = messages(m).await.unwrap_or_default();
         let mut intro: Vec<&[u8]> = vec![wav!("you-have")];
         count(
             &mut intro,
