@@ -101,6 +101,9 @@ struct Mailbox {
     maildir: Maildir,
     entries: Vec<Entry>,
     deleted: Vec<bool>,
+    /// Retrieved whole (RETR) in this session: marked seen at QUIT, so the phone's
+    /// message-waiting lamp goes out once a voicemail has been read by mail.
+    read: Vec<bool>,
 }
 
 impl Mailbox {
@@ -162,9 +165,16 @@ pub async fn session(
                 ("QUIT", Some(mb)) => {
                     // DELE takes effect now, and only now (RFC 1939 section 6).
                     let mut failed = false;
-                    for (e, _) in mb.entries.iter().zip(&mb.deleted).filter(|(_, d)| **d) {
-                        failed |= mb.maildir.delete(e).is_err();
+                    let mut seen = Vec::new();
+                    for (i, e) in mb.entries.iter().enumerate() {
+                        if mb.deleted[i] {
+                            failed |= mb.maildir.delete(e).is_err();
+                        } else if mb.read[i] && !e.flags().contains('S') {
+                            seen.push(e.clone());
+                        }
                     }
+                    // Best effort: a message not marked seen is only still "new".
+                    let _ = mb.maildir.mark_seen_all(&seen);
                     conn.say(if failed { "-ERR [SYS/TEMP] some messages were not deleted" } else { "+OK bye" });
                     return Ok(());
                 }
@@ -284,7 +294,10 @@ pub async fn session(
                         Ok(data) => {
                             let data = match lines {
                                 Some(n) => top(&data, n),
-                                None => data,
+                                None => {
+                                    mb.read[i] = true;
+                                    data
+                                }
                             };
                             conn.say(&format!("+OK {} octets", data.len()));
                             body(&mut conn, &data);
@@ -362,11 +375,13 @@ async fn login(
             entries.sort_by(|a, b| a.unique().cmp(b.unique()));
             info!(message = "pop3: mailbox opened", user = %login, messages = entries.len());
             let deleted = vec![false; entries.len()];
+            let read = vec![false; entries.len()];
             Ok(Mailbox {
                 _held: held,
                 maildir,
                 entries,
                 deleted,
+                read,
             })
         }
         _ => Err("-ERR [SYS/TEMP] the mailbox cannot be opened"),

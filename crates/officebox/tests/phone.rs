@@ -106,7 +106,7 @@ fn phones_register_with_digest_over_udp_and_tcp_and_wrong_passwords_are_refused(
         registrations(&ob).contains("no phone is registered"),
         "all unregistered"
     );
-    assert!(ob.log().contains("registration with a wrong password"));
+    assert!(ob.log().contains("phone: wrong password method=REGISTER"));
 }
 
 #[test]

@@ -119,10 +119,17 @@ fn poplib_reads_sizes_uidls_and_deletes_at_quit() {
         [uidls[0].as_str(), uidls[2].as_str()],
         "UIDLs are stable"
     );
-    let files = std::fs::read_dir(ob.dir().join("demo-data/mail/alice/new"))
-        .unwrap()
-        .count();
-    assert_eq!(files, 2, "the deleted message is gone from the Maildir");
+    let count = |sub: &str| {
+        std::fs::read_dir(ob.dir().join("demo-data/mail/alice").join(sub))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(
+        count("new") + count("cur"),
+        2,
+        "the deleted message is gone from the Maildir"
+    );
+    assert!(count("cur") >= 1, "what was read is marked seen (moved to cur/)");
 }
 
 #[test]

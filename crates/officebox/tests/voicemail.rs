@@ -287,3 +287,59 @@ fn the_menu_takes_the_pin_plays_deletes_and_saves_and_pop3_sees_the_same_mailbox
     );
     assert_eq!(fetch_voicemails(pop).len(), 1);
 }
+
+#[test]
+fn the_message_waiting_lamp_follows_a_voicemail_from_arrival_to_deletion_by_pop3() {
+    require_program("sipp", "sip-tester");
+    require_program("python3", "python3");
+    let c = TestConfig::demo().free_ports();
+    let (sip, pop) = (c.int("phone.sip_port"), c.int("mail.pop3_port"));
+    let ob = Officebox::start(bin(), &c.text()).unwrap();
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+    // bob's phone subscribes and expects: nothing waiting, one waiting, nothing again.
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(scenarios())
+        .args([
+            "-sf",
+            "subscribe_mwi.xml",
+            "-inf",
+            "callee.csv",
+            "-key",
+            "domain",
+            "office.test",
+        ])
+        .args(["-auth_uri", "office.test", "-i", "127.0.0.1"])
+        .args(["-p", &free_udp_port().unwrap().to_string()])
+        .args([
+            "-m",
+            "1",
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            "/dev/stderr",
+        ])
+        .arg(format!("127.0.0.1:{sip}"));
+    let lamp = officebox_testkit::Peer::spawn("bob-lamp", cmd).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (ok, errors) = call(sip, "uac_voicemail_hangup.xml");
+    assert!(ok, "{errors}\n{}", ob.log());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // bob reads it by mail and deletes it.
+    let script = format!(
+        "import poplib\np = poplib.POP3('127.0.0.1', {pop})\np.user('bob'); p.pass_('demo-bob')\n\
+         p.retr(1); p.dele(1); p.quit()\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lamp.wait_for_log("Successful call", std::time::Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+}

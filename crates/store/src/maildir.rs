@@ -273,6 +273,33 @@ impl Maildir {
     /// `S` to the flags of a message in `cur/`. Returns the entry as it now is; the
     /// move is on disk when this returns.
     pub fn mark_seen(&self, entry: &Entry) -> Result<Entry, StoreError> {
+        let seen = self.move_seen(entry)?;
+        sync_dir(&self.root.join("cur"))?;
+        if entry.folder == Folder::New {
+            sync_dir(&self.root.join("new"))?;
+        }
+        Ok(seen)
+    }
+
+    /// Marks several messages seen, with one fsync of `new/` and `cur/` at the end (a
+    /// POP3 session's QUIT after reading thousands). Returns how many were moved; one
+    /// that cannot be moved (gone meanwhile) is skipped.
+    pub fn mark_seen_all(&self, entries: &[Entry]) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        for e in entries {
+            if self.move_seen(e).is_ok() {
+                moved += 1;
+            }
+        }
+        if moved > 0 {
+            sync_dir(&self.root.join("cur"))?;
+            sync_dir(&self.root.join("new"))?;
+        }
+        Ok(moved)
+    }
+
+    /// The rename to `cur/` with the S flag, without fsync.
+    fn move_seen(&self, entry: &Entry) -> Result<Entry, StoreError> {
         let from = self.path_of(entry)?;
         if entry.folder == Folder::Cur && entry.flags.contains('S') {
             return Ok(entry.clone());
@@ -282,13 +309,8 @@ impl Maildir {
         flags.dedup();
         let flags: String = flags.into_iter().collect();
         let name = format!("{}:2,{flags}", base_name(&entry.name));
-        let cur = self.root.join("cur");
-        let to = cur.join(&name);
+        let to = self.root.join("cur").join(&name);
         fs::rename(&from, &to).map_err(|e| StoreError::io("move into cur/", &to, e))?;
-        sync_dir(&cur)?;
-        if entry.folder == Folder::New {
-            sync_dir(&self.root.join("new"))?;
-        }
         Ok(Entry {
             name,
             folder: Folder::Cur,

@@ -12,6 +12,7 @@ pub mod call;
 pub mod digest;
 pub mod media;
 pub mod menu;
+pub mod mwi;
 pub mod registrar;
 pub mod rtp;
 pub mod sdp;

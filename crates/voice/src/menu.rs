@@ -14,7 +14,7 @@ use std::time::Duration;
 use argon2::password_hash::PasswordHash;
 use argon2::{Argon2, PasswordVerifier};
 use base64::Engine as _;
-use officebox_store::{Db, Entry, Folder, Maildir, mailbox_path};
+use officebox_store::{Db, Entry, Maildir, mailbox_path};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -177,41 +177,25 @@ async fn pin(ep: &mut Endpoint, m: &MenuSetup) -> bool {
     false
 }
 
-/// The user's voicemails, new and saved, each newest first; index rows of messages no
-/// longer in the Maildir (deleted by POP3) are dropped.
+/// The user's voicemails, new and saved, each newest first.
 async fn messages(m: &MenuSetup) -> Option<(Vec<Message>, Vec<Message>)> {
-    let m = m.clone();
-    tokio::task::spawn_blocking(move || {
-        let maildir = Maildir::open(&mailbox_path(&m.data_dir, &m.login)).ok()?;
-        let entries = maildir.list().ok()?;
-        let db = Db::open(&m.data_dir.join("state.db")).ok()?;
-        let mut new = Vec::new();
-        let mut saved = Vec::new();
-        for v in db.voicemails(&m.login).ok()? {
-            let Some(entry) = entries.iter().find(|e| e.unique() == v.name) else {
-                let _ = db.remove_voicemail(&m.login, &v.name);
-                continue;
-            };
-            let caller_ext = v
-                .caller
-                .rsplit_once('(')
-                .map(|(_, e)| e.trim_end_matches(')').to_string())
-                .unwrap_or_default();
-            let msg = Message {
-                entry: entry.clone(),
-                caller_ext,
-            };
-            if entry.folder() == Folder::New || !entry.flags().contains('S') {
-                new.push(msg);
-            } else {
-                saved.push(msg);
-            }
-        }
-        Some((new, saved))
+    let (dir, login) = (m.data_dir.clone(), m.login.clone());
+    let (new, saved) = tokio::task::spawn_blocking(move || {
+        let db = Db::open(&dir.join("state.db")).map_err(std::io::Error::other)?;
+        voicemail::mailbox(&db, &dir, &login)
     })
     .await
-    .ok()
-    .flatten()
+    .ok()?
+    .ok()?;
+    let convert = |list: Vec<voicemail::Stored>| {
+        list.into_iter()
+            .map(|v| Message {
+                caller_ext: v.caller_ext(),
+                entry: v.entry,
+            })
+            .collect()
+    };
+    Some((convert(new), convert(saved)))
 }
 
 /// The recording inside a voicemail email (its audio/wav part).

@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::call::{self, Incoming, Parties, Setup, Status, VoicemailSetup, Wire};
 use crate::digest::{Algorithm, Authenticator, Verdict, parse_credentials};
 use crate::menu::MenuSetup;
+use crate::mwi::{self, Subscription, Subscriptions};
 use crate::registrar::{Binding, Outcome, Registrar, owner_of};
 use crate::rtp::Ports;
 use crate::sip::{self, Message, ParseError, StartLine, param, split_list, uri_of, uri_user};
@@ -101,6 +102,7 @@ struct State {
     wire: Arc<ServerWire>,
     ports: Arc<Ports>,
     calls: Arc<Mutex<Calls>>,
+    mwi: Mutex<Subscriptions>,
 }
 
 impl State {
@@ -194,6 +196,7 @@ pub async fn serve(
         }),
         ports: Ports::new(config.phone.rtp_ports),
         calls: Arc::default(),
+        mwi: Mutex::default(),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for (udp, tcp, addr) in sockets {
@@ -203,12 +206,17 @@ pub async fn serve(
     }
     let db = Arc::new(Mutex::new(db));
     let mut last_calls = Vec::new();
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(SAVE_EVERY) => {
                 save(&state, &db).await;
                 save_calls(&state, &db, &mut last_calls).await;
+                ticks += 1;
+                if ticks.is_multiple_of(5) {
+                    tick_mwi(&state, &db, &config.data_dir).await;
+                }
             }
         }
     }
@@ -448,7 +456,17 @@ fn datagram(
         return None;
     }
     let StartLine::Request { method, .. } = &msg.start else {
-        return None; // a response to nothing we still wait for
+        // A response to one of our NOTIFYs, or to nothing we still wait for.
+        if let (StartLine::Response { code, .. }, Some((cseq, m))) = (&msg.start, msg.cseq())
+            && m == "NOTIFY"
+        {
+            state
+                .mwi
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .answered(msg.call_id(), cseq, *code);
+        }
+        return None;
     };
     if method == "ACK" {
         return None;
@@ -518,6 +536,7 @@ fn request(
             msg.response(481, "Call/Transaction Does Not Exist", &tag)
         }
         "INVITE" => invite(config, state, msg, source, transport, &tag)?,
+        "SUBSCRIBE" => subscribe(config, state, msg, source, transport, &tag),
         "BYE" | "CANCEL" | "PRACK" | "UPDATE" | "INFO" => {
             msg.response(481, "Call/Transaction Does Not Exist", &tag)
         }
@@ -549,38 +568,9 @@ fn invite(
     transport: &'static str,
     tag: &str,
 ) -> Option<Message> {
-    let challenge = |stale: bool| {
-        let mut r = msg.response(407, "Proxy Authentication Required", tag);
-        for c in challenges(state, msg, stale) {
-            r.push("Proxy-Authenticate", c);
-        }
-        r
-    };
-    let Some(creds) = msg
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "proxy-authorization")
-        .filter_map(|(_, v)| parse_credentials(v))
-        .find(|c| c.realm == state.auth.realm)
-    else {
-        return Some(challenge(false));
-    };
-    let user = config.users.iter().find(|u| u.login == creds.username);
-    let verdict = match user {
-        Some(u) => state.auth.verify(&creds, "INVITE", |alg| match alg {
-            Algorithm::Md5 => u.sip_ha1_md5.clone(),
-            Algorithm::Sha256 => u.sip_ha1_sha256.clone(),
-        }),
-        None => Verdict::Wrong,
-    };
-    let caller = match (verdict, user) {
-        (Verdict::Ok, Some(u)) => u,
-        (Verdict::Stale, _) => return Some(challenge(true)),
-        _ => {
-            state.failed(source.ip());
-            info!(message = "phone: call with a wrong password", user = %creds.username, %source);
-            return Some(challenge(false));
-        }
+    let caller = match authenticate(config, state, msg, source, true, tag) {
+        Ok(u) => u,
+        Err(challenge) => return Some(challenge),
     };
     let StartLine::Request { uri, .. } = &msg.start else {
         return None;
@@ -690,6 +680,198 @@ fn invite(
     None
 }
 
+/// SUBSCRIBE to `message-summary` (RFC 3842): a phone's own user's mailbox only. The
+/// first NOTIFY goes out at the next tick (within a second).
+fn subscribe(
+    config: &Config,
+    state: &State,
+    msg: &Message,
+    source: SocketAddr,
+    transport: &'static str,
+    tag: &str,
+) -> Message {
+    let event = msg.header("event").unwrap_or("");
+    if !event
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("message-summary")
+    {
+        let mut r = msg.response(489, "Bad Event", tag);
+        r.push("Allow-Events", "message-summary");
+        return r;
+    }
+    let StartLine::Request { uri, .. } = &msg.start else {
+        return msg.response(400, "Bad Request", tag);
+    };
+    let Some(owner) = owner_of(config, uri)
+        .or_else(|| owner_of(config, uri_of(msg.header("to").unwrap_or("")).unwrap_or("")))
+    else {
+        return msg.response(404, "Not Found", tag);
+    };
+    let user = match authenticate(config, state, msg, source, false, tag) {
+        Ok(u) => u,
+        Err(challenge) => return challenge,
+    };
+    if user.login != owner {
+        return msg.response(403, "Forbidden (not your mailbox)", tag);
+    }
+    let expires = msg
+        .header("expires")
+        .and_then(|e| e.trim().parse::<u64>().ok())
+        .unwrap_or(mwi::DEFAULT_EXPIRES);
+    let expires = if expires == 0 {
+        0
+    } else {
+        expires.clamp(mwi::MIN_EXPIRES, mwi::DEFAULT_EXPIRES)
+    };
+    let call_id = msg.call_id().to_string();
+    let mut subs = state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
+    let ours = subs.by_call.get(&call_id).map(|s| s.our_to.clone());
+    let to_value = msg.header("to").unwrap_or("").to_string();
+    let our_to = ours.unwrap_or_else(|| {
+        if param(&to_value, "tag").is_some() {
+            to_value.clone()
+        } else {
+            format!("{to_value};tag={tag}")
+        }
+    });
+    let ext = user.extension.clone().unwrap_or_else(|| user.login.clone());
+    let sub = Subscription {
+        login: user.login.clone(),
+        account: format!("sip:{ext}@{}", config.network.domain),
+        target: msg
+            .header("contact")
+            .and_then(uri_of)
+            .unwrap_or(uri)
+            .to_string(),
+        dest: source,
+        transport,
+        their_from: msg.header("from").unwrap_or("").to_string(),
+        our_to,
+        call_id: call_id.clone(),
+        cseq: subs.by_call.get(&call_id).map_or(0, |s| s.cseq),
+        expires_at: now_unix() + expires,
+        // Told again at once: a (re-)SUBSCRIBE is answered with a NOTIFY (RFC 6665 4.2.1).
+        told: None,
+        pending: None,
+    };
+    subs.by_call.insert(call_id, sub);
+    let mut r = msg.response(200, "OK", tag);
+    r.push("Expires", expires.to_string());
+    r.push("Contact", format!("<sip:mwi@{}>", state.wire.local));
+    r
+}
+
+/// Tells each subscribed phone its mailbox's counts when they change, sends unanswered
+/// NOTIFYs again, and ends expired subscriptions.
+async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: &std::path::Path) {
+    let now = now_unix();
+    let logins: Vec<String> = {
+        let subs = state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut l: Vec<String> = subs.by_call.values().map(|s| s.login.clone()).collect();
+        l.sort();
+        l.dedup();
+        l
+    };
+    if logins.is_empty() {
+        return;
+    }
+    let (db2, dir) = (Arc::clone(db), data_dir.to_path_buf());
+    let counts: HashMap<String, (usize, usize)> = tokio::task::spawn_blocking(move || {
+        let db = db2.lock().unwrap_or_else(PoisonError::into_inner);
+        logins
+            .into_iter()
+            .filter_map(|l| {
+                let (new, saved) = voicemail::mailbox(&db, &dir, &l).ok()?;
+                Some((l, (new.len(), saved.len())))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    let local = state.wire.local;
+    let mut out = Vec::new();
+    {
+        let mut subs = state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
+        subs.by_call.retain(|_, s| {
+            if s.expires_at <= now {
+                out.push((s.notify(local, None, now), s.dest, s.transport));
+                return false;
+            }
+            if let Some(&c) = counts.get(&s.login)
+                && s.told != Some(c)
+            {
+                out.push((s.notify(local, Some(c), now), s.dest, s.transport));
+            } else if let Some(again) = s.resend() {
+                out.push((again, s.dest, s.transport));
+            }
+            true
+        });
+    }
+    for (bytes, dest, transport) in out {
+        state.wire.send(bytes, dest, transport);
+    }
+}
+
+/// Digest authentication of a request (RFC 3261 section 22): `Ok` with the user, or the
+/// challenge to answer with (401 from the registrar, 407 for calls: `proxy`). Wrong
+/// answers count towards the source's flood limit.
+fn authenticate<'c>(
+    config: &'c Config,
+    state: &State,
+    msg: &Message,
+    source: SocketAddr,
+    proxy: bool,
+    tag: &str,
+) -> Result<&'c officebox_config::User, Message> {
+    let (code, reason, ask, answer) = if proxy {
+        (
+            407,
+            "Proxy Authentication Required",
+            "Proxy-Authenticate",
+            "proxy-authorization",
+        )
+    } else {
+        (401, "Unauthorized", "WWW-Authenticate", "authorization")
+    };
+    let challenge = |stale: bool| {
+        let mut r = msg.response(code, reason, tag);
+        for c in challenges(state, msg, stale) {
+            r.push(ask, c);
+        }
+        r
+    };
+    let Some(creds) = msg
+        .headers
+        .iter()
+        .filter(|(n, _)| n == answer)
+        .filter_map(|(_, v)| parse_credentials(v))
+        .find(|c| c.realm == state.auth.realm)
+    else {
+        return Err(challenge(false));
+    };
+    let method = msg.method().unwrap_or("");
+    let user = config.users.iter().find(|u| u.login == creds.username);
+    let verdict = match user {
+        Some(u) => state.auth.verify(&creds, method, |alg| match alg {
+            Algorithm::Md5 => u.sip_ha1_md5.clone(),
+            Algorithm::Sha256 => u.sip_ha1_sha256.clone(),
+        }),
+        None => Verdict::Wrong,
+    };
+    match (verdict, user) {
+        (Verdict::Ok, Some(u)) => Ok(u),
+        (Verdict::Stale, _) => Err(challenge(true)),
+        _ => {
+            state.failed(source.ip());
+            info!(message = "phone: wrong password", %method, user = %creds.username, %source);
+            Err(challenge(false))
+        }
+    }
+}
+
 fn register(
     config: &Config,
     state: &State,
@@ -702,40 +884,11 @@ fn register(
     let Some(owner) = owner_of(config, to) else {
         return msg.response(404, "Not Found", tag);
     };
-    let challenge = |stale: bool| {
-        let mut r = msg.response(401, "Unauthorized", tag);
-        for c in challenges(state, msg, stale) {
-            r.push("WWW-Authenticate", c);
-        }
-        r
+    let user = match authenticate(config, state, msg, source, false, tag) {
+        Ok(u) => u,
+        Err(challenge) => return challenge,
     };
-    let Some(creds) = msg
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "authorization")
-        .filter_map(|(_, v)| parse_credentials(v))
-        .find(|c| c.realm == state.auth.realm)
-    else {
-        return challenge(false);
-    };
-    let user = config.users.iter().find(|u| u.login == creds.username);
-    let verdict = match user {
-        Some(u) => state.auth.verify(&creds, "REGISTER", |alg| match alg {
-            Algorithm::Md5 => u.sip_ha1_md5.clone(),
-            Algorithm::Sha256 => u.sip_ha1_sha256.clone(),
-        }),
-        None => Verdict::Wrong,
-    };
-    match verdict {
-        Verdict::Ok => {}
-        Verdict::Stale => return challenge(true),
-        Verdict::Wrong => {
-            state.failed(source.ip());
-            info!(message = "phone: registration with a wrong password", user = %creds.username, %source);
-            return challenge(false);
-        }
-    }
-    if creds.username != owner {
+    if user.login != owner {
         return msg.response(403, "Forbidden (not your extension)", tag);
     }
     let outcome = state

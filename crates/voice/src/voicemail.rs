@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use officebox_store::{Db, Maildir, Voicemail, mailbox_path};
+use officebox_store::{Db, Entry, Folder, Maildir, Voicemail, mailbox_path};
 use tokio_util::sync::CancellationToken;
 
 use crate::media::{Endpoint, RATE, Stop, read_wav, write_wav};
@@ -233,6 +233,50 @@ pub fn deliver(data_dir: &Path, env: &Envelope, samples: &[i16]) -> io::Result<S
     })
     .map_err(io::Error::other)?;
     Ok(unique)
+}
+
+/// A voicemail as it is now in the mailbox.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub entry: Entry,
+    pub index: Voicemail,
+}
+
+impl Stored {
+    /// The caller's extension, from `Name (101)`.
+    pub fn caller_ext(&self) -> String {
+        self.index
+            .caller
+            .rsplit_once('(')
+            .map(|(_, e)| e.trim_end_matches(')').to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// The voicemails in `login`'s mailbox, new (not yet seen) and saved, each newest first.
+/// The Maildir decides: index rows whose message is gone (deleted by POP3) are dropped.
+/// Blocking.
+pub fn mailbox(db: &Db, data_dir: &Path, login: &str) -> io::Result<(Vec<Stored>, Vec<Stored>)> {
+    let maildir = Maildir::open(&mailbox_path(data_dir, login)).map_err(io::Error::other)?;
+    let entries = maildir.list().map_err(io::Error::other)?;
+    let mut new = Vec::new();
+    let mut saved = Vec::new();
+    for v in db.voicemails(login).map_err(io::Error::other)? {
+        let Some(entry) = entries.iter().find(|e| e.unique() == v.name) else {
+            let _ = db.remove_voicemail(login, &v.name);
+            continue;
+        };
+        let stored = Stored {
+            entry: entry.clone(),
+            index: v,
+        };
+        if entry.folder() == Folder::New || !entry.flags().contains('S') {
+            new.push(stored);
+        } else {
+            saved.push(stored);
+        }
+    }
+    Ok((new, saved))
 }
 
 #[cfg(test)]

@@ -1,0 +1,621 @@
+//! The phone system with real phones: baresip 1.0.0 instances (crates/testkit's
+//! `Baresip`) register with officebox's registrar using their login and password (digest,
+//! realm office.test, address of record = the extension) and call each other through the
+//! B2BUA and its RTP relay; what one phone plays, the other records, and the recording is
+//! compared with what was played.
+//!
+//! - alice (101) and bob (102) register and are listed by `officebox phone registrations`;
+//!   101 calls 102, bob answers at once, each plays a different spoken sentence, both
+//!   recordings hold the other side's sentence; `officebox phone calls` shows the call
+//!   talking while it is up and none after alice hangs up.
+//! - Hold and resume through the B2BUA, both ways: alice holds and resumes (her re-INVITE
+//!   is carried to bob), then bob does (his re-INVITE is carried to alice); audio flows
+//!   again after each resume; bob hangs up and alice sees the call closed.
+//! - Voicemail with a real phone: carol (103) has no phone; alice calls her, the box
+//!   answers, alice presses # (RFC 4733 telephone-event) to skip the greeting, speaks and
+//!   hangs up; Python's poplib fetches carol's message and its WAV attachment holds the
+//!   sentence.
+//!
+//! The tests run one at a time (audio timing on a loaded two-core machine), and every
+//! failure quotes officebox's log; the phones' logs and events are printed by the harness
+//! when a test panics.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use officebox_testkit::{
+    AudioStats, Baresip, BaresipAccount, DEMO_CONFIG, Officebox, READY_TIMEOUT, TestConfig, audio,
+    require_program, scratch_dir,
+};
+
+/// How long a phone may take to register, to see a call established or closed.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `officebox phone ...` may take to show a change (state is saved every 200 ms).
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest call a phone makes here (its microphone file is padded to this).
+const MAX_CALL: Duration = Duration::from_secs(60);
+/// Similarity a recording must reach (a G.711 round trip through the relay scores about
+/// 0.99; unrelated speech or silence below 0.3).
+const SIMILAR: f64 = 0.8;
+/// Similarity a recording must stay below to count as "not that sentence".
+const DIFFERENT: f64 = 0.4;
+
+/// One test at a time: each sends real-time audio through two phones and officebox.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_officebox"))
+}
+
+fn require_peers() {
+    require_program("baresip", "baresip");
+    require_program("sox", "sox");
+    require_program("espeak-ng", "espeak-ng");
+    require_program("python3", "python3");
+}
+
+/// A running officebox and where its phones talk to it.
+struct Office {
+    ob: Officebox,
+    sip: SocketAddr,
+    pop3: u16,
+}
+
+impl Office {
+    fn start(c: &TestConfig) -> Office {
+        let ob = Officebox::start(bin(), &c.text()).expect("officebox starts");
+        ob.peer()
+            .wait_for_log("phone: serving", READY_TIMEOUT)
+            .expect("the phone server starts");
+        let port = u16::try_from(c.int("phone.sip_port")).unwrap();
+        Office {
+            ob,
+            sip: SocketAddr::from(([127, 0, 0, 1], port)),
+            pop3: u16::try_from(c.int("mail.pop3_port")).unwrap(),
+        }
+    }
+
+    /// A phone account for extension `ext`, logging in as `login`.
+    fn account(&self, ext: &str, login: &str, password: &str) -> BaresipAccount {
+        BaresipAccount::new(ext, self.sip)
+            .domain("office.test")
+            .auth(login, password)
+            .max_call(MAX_CALL)
+    }
+
+    /// Panics with `what`, the error and officebox's log.
+    fn fail(&self, what: &str, error: impl Display) -> ! {
+        panic!(
+            "{what}: {error}\n--- officebox log ({}) ---\n{}",
+            self.ob.peer().log_path().display(),
+            self.ob.log()
+        )
+    }
+
+    /// `officebox phone SUBCOMMAND --config ...`'s output.
+    fn phone_cli(&self, subcommand: &str) -> String {
+        let out = Command::new(bin())
+            .args(["phone", subcommand, "--config"])
+            .arg(self.ob.config_path())
+            .current_dir(self.ob.dir())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            self.fail(
+                &format!("`officebox phone {subcommand}` failed"),
+                String::from_utf8_lossy(&out.stderr),
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls `officebox phone SUBCOMMAND` (every 200 ms) until its output satisfies
+    /// `ok`; fails with the last output.
+    fn wait_listing(&self, subcommand: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LIST_TIMEOUT;
+        loop {
+            let out = self.phone_cli(subcommand);
+            if ok(&out) {
+                return out;
+            }
+            if Instant::now() >= deadline {
+                self.fail(
+                    &format!(
+                        "`officebox phone {subcommand}` did not show {what} within {LIST_TIMEOUT:?}"
+                    ),
+                    format!("it shows:\n{out}"),
+                );
+            }
+            sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_registered(&self, phone: &Baresip) {
+        if let Err(e) = phone.wait_registered(EVENT_TIMEOUT) {
+            self.fail(&format!("{} did not register", phone.name()), e);
+        }
+    }
+
+    fn wait_event(
+        &self,
+        phone: &Baresip,
+        mark: usize,
+        kind: &str,
+    ) -> officebox_testkit::BaresipEvent {
+        phone
+            .wait_for_event_after(mark, kind, EVENT_TIMEOUT)
+            .unwrap_or_else(|e| self.fail(&format!("{}: no {kind}", phone.name()), e))
+    }
+
+    fn stats(&self, phone: &Baresip) -> AudioStats {
+        phone
+            .audio_stats()
+            .unwrap_or_else(|e| self.fail(&format!("{}: audio_stats", phone.name()), e))
+    }
+
+    /// Waits until `phone`'s audio stream has `direction` (after a re-INVITE).
+    fn wait_direction(&self, phone: &Baresip, direction: &str) -> AudioStats {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let s = self.stats(phone);
+            if s.direction == direction {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                self.fail(
+                    &format!("{}'s audio did not become {direction}", phone.name()),
+                    format!("{s:?}; its log:\n{}", phone.log_tail(60)),
+                );
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// `seconds` of silence, then `speech`, then `tail` seconds of silence, as a new file.
+fn padded(speech: &Path, out: &Path, lead: f64, tail: f64) {
+    let wav = audio::read_wav(speech).unwrap();
+    let silence = |s: f64| vec![0i16; (s * f64::from(wav.rate)) as usize];
+    let mut samples = silence(lead);
+    samples.extend_from_slice(&wav.samples);
+    samples.extend(silence(tail));
+    audio::write_wav(out, wav.rate, &samples).unwrap();
+}
+
+fn seconds(path: &Path) -> f64 {
+    audio::read_wav(path).unwrap().seconds()
+}
+
+#[test]
+fn phones_register_and_talk_both_ways_through_the_relay() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-talk").unwrap();
+    let bob_says = dir.path().join("bob-says.wav");
+    audio::speak_wav(
+        &bob_says,
+        "Hello Alice, this is Bob speaking through the office box. The quick brown fox jumps over the lazy dog.",
+    )
+    .unwrap();
+    let alice_says = dir.path().join("alice-says.wav");
+    audio::speak_wav(
+        &alice_says,
+        "Seven green bottles hanging on the wall, and Alice is calling Bob on extension one oh two.",
+    )
+    .unwrap();
+    // Half a second of silence first: a phone's first packets may be lost while the
+    // other side is still setting up its audio.
+    let (bob_plays, alice_plays) = (dir.path().join("bob.wav"), dir.path().join("alice.wav"));
+    padded(&bob_says, &bob_plays, 0.5, 0.0);
+    padded(&alice_says, &alice_plays, 0.5, 0.0);
+
+    let c = TestConfig::demo().free_ports();
+    let office = Office::start(&c);
+    let alice = Baresip::start(
+        "alice",
+        &office
+            .account("101", "alice", "demo-alice")
+            .play(&alice_plays),
+    )
+    .unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office
+            .account("102", "bob", "demo-bob")
+            .auto_answer(true)
+            .play(&bob_plays),
+    )
+    .unwrap();
+    office.wait_registered(&alice);
+    office.wait_registered(&bob);
+    assert_eq!(alice.aor(), "sip:101@office.test");
+    let list = office.wait_listing("registrations", "both phones", |l| {
+        l.lines()
+            .any(|l| l.starts_with("alice") && l.contains(" 101 "))
+            && l.lines()
+                .any(|l| l.starts_with("bob") && l.contains(" 102 "))
+    });
+    for (login, phone) in [("alice", &alice), ("bob", &bob)] {
+        let line = list.lines().find(|l| l.starts_with(login)).unwrap();
+        assert!(
+            line.contains(&format!("from {} (udp)", phone.sip_addr())) && line.contains("baresip"),
+            "{login}'s registration: {line}\n{list}"
+        );
+    }
+
+    alice.dial("102").unwrap();
+    let established = office.wait_event(&alice, 0, "CALL_ESTABLISHED");
+    assert_eq!(established.direction, "outgoing");
+    let incoming = office.wait_event(&bob, 0, "CALL_ESTABLISHED");
+    assert_eq!(incoming.direction, "incoming");
+    // bob's phone sees the call come from 101 at the office's domain.
+    assert!(
+        incoming.peer_uri.starts_with("sip:101@office.test"),
+        "{incoming:?}"
+    );
+    let calls = office.wait_listing("calls", "101 -> 102 talking", |l| {
+        l.contains("101 -> 102: talking")
+    });
+    assert_eq!(calls.lines().count(), 1, "{calls}");
+
+    // Both sentences play out (plus a margin for the jitter buffers), then alice hangs up.
+    let longest = seconds(&bob_plays).max(seconds(&alice_plays));
+    let until = established.received + Duration::from_secs_f64(longest + 1.0);
+    sleep(until.saturating_duration_since(Instant::now()));
+    assert!(
+        office.phone_cli("calls").contains("101 -> 102: talking"),
+        "the call ended early:\n{}",
+        office.ob.log()
+    );
+    let mark = alice.mark();
+    alice.hangup().unwrap();
+    let closed = office.wait_event(&alice, mark, "CALL_CLOSED");
+    assert_eq!(closed.param, "Connection reset by user", "{closed:?}");
+    let bob_closed = office.wait_event(&bob, 0, "CALL_CLOSED");
+    assert_eq!(
+        bob_closed.param, "Connection reset by peer",
+        "{bob_closed:?}"
+    );
+    office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+
+    let alice_heard = alice.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let bob_heard = bob.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let to_alice = audio::compare(&bob_says, &alice_heard).unwrap();
+    let to_bob = audio::compare(&alice_says, &bob_heard).unwrap();
+    // Cross-checks: neither phone hears its own voice, and the sentences differ.
+    let alice_echo = audio::similarity(&alice_says, &alice_heard).unwrap();
+    let bob_echo = audio::similarity(&bob_says, &bob_heard).unwrap();
+    let sentences = audio::similarity(&bob_says, &alice_says).unwrap();
+    eprintln!(
+        "bob -> alice: similarity {:.4} (whole {:.4}, lag {:.3} s, rms {:.3}); \
+         alice -> bob: {:.4} (whole {:.4}, lag {:.3} s, rms {:.3}); \
+         own voice heard back: alice {alice_echo:.4}, bob {bob_echo:.4}; \
+         the two sentences {sentences:.4}",
+        to_alice.score,
+        to_alice.whole,
+        to_alice.lag_seconds,
+        to_alice.recorded_rms,
+        to_bob.score,
+        to_bob.whole,
+        to_bob.lag_seconds,
+        to_bob.recorded_rms,
+    );
+    for (who, heard, m) in [
+        ("alice", &alice_heard, to_alice),
+        ("bob", &bob_heard, to_bob),
+    ] {
+        assert!(
+            !audio::is_silent(heard).unwrap(),
+            "{who} heard silence ({}):\n{}",
+            heard.display(),
+            office.ob.log()
+        );
+        assert!(
+            m.score > SIMILAR,
+            "{who} did not hear the other's sentence: {m:?} ({})",
+            heard.display()
+        );
+    }
+    assert!(alice_echo < DIFFERENT && bob_echo < DIFFERENT && sentences < DIFFERENT);
+    let log = office.ob.log();
+    assert!(
+        log.contains("phone: call answered") && log.contains("phone: call ended"),
+        "{log}"
+    );
+}
+
+#[test]
+fn hold_and_resume_both_ways_through_the_b2bua_then_the_callee_hangs_up() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-hold").unwrap();
+    let tones = dir.path().join("tones.wav");
+    audio::make_tone_wav(&tones, 30.0).unwrap();
+
+    let c = TestConfig::demo().free_ports();
+    let office = Office::start(&c);
+    let alice = Baresip::start("alice", &office.account("101", "alice", "demo-alice")).unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office
+            .account("102", "bob", "demo-bob")
+            .auto_answer(true)
+            .play(&tones),
+    )
+    .unwrap();
+    office.wait_registered(&alice);
+    office.wait_registered(&bob);
+
+    alice.dial("102").unwrap();
+    office.wait_event(&alice, 0, "CALL_ESTABLISHED");
+    office.wait_event(&bob, 0, "CALL_ESTABLISHED");
+    office.wait_listing("calls", "101 -> 102 talking", |l| {
+        l.contains("101 -> 102: talking")
+    });
+    sleep(Duration::from_millis(1500));
+    let talking = office.stats(&alice);
+    assert_eq!(talking.direction, "sendrecv", "{talking:?}");
+    assert!(talking.received > 40, "alice hears nothing: {talking:?}");
+
+    // Each side holds and resumes in turn; after each resume audio flows both ways.
+    for (who, holder, other) in [("alice", &alice, &bob), ("bob", &bob, &alice)] {
+        let mark = other.mark();
+        holder.hold().unwrap();
+        other
+            .wait_for(mark, "a re-INVITE offer", EVENT_TIMEOUT, |e| {
+                e.kind == "CALL_REMOTE_SDP" && e.param == "offer"
+            })
+            .unwrap_or_else(|e| {
+                office.fail(&format!("{who}'s hold did not reach the other phone"), e)
+            });
+        office.wait_direction(holder, "sendonly");
+        office.wait_direction(other, "recvonly");
+        sleep(Duration::from_millis(300));
+        let held = (office.stats(holder), office.stats(other));
+        sleep(Duration::from_millis(1000));
+        let still = (office.stats(holder), office.stats(other));
+        // baresip 1.0.0 sends nothing unless sendrecv: the line is quiet both ways.
+        assert!(
+            still.0.received <= held.0.received + 3 && still.1.received <= held.1.received + 3,
+            "audio flows while {who} holds: {held:?} then {still:?}"
+        );
+        assert!(
+            office.phone_cli("calls").contains("101 -> 102: talking"),
+            "the call is not up while {who} holds:\n{}",
+            office.ob.log()
+        );
+
+        let mark = other.mark();
+        holder.resume().unwrap();
+        other
+            .wait_for(mark, "a re-INVITE offer", EVENT_TIMEOUT, |e| {
+                e.kind == "CALL_REMOTE_SDP" && e.param == "offer"
+            })
+            .unwrap_or_else(|e| {
+                office.fail(&format!("{who}'s resume did not reach the other phone"), e)
+            });
+        office.wait_direction(holder, "sendrecv");
+        office.wait_direction(other, "sendrecv");
+        sleep(Duration::from_millis(1500));
+        let resumed = (office.stats(holder), office.stats(other));
+        eprintln!(
+            "{who} held and resumed: holder {:?} -> {:?} -> {:?}; other {:?} -> {:?} -> {:?}",
+            held.0, still.0, resumed.0, held.1, still.1, resumed.1
+        );
+        for (side, before, after) in [
+            ("holder", &still.0, &resumed.0),
+            ("other", &still.1, &resumed.1),
+        ] {
+            assert!(
+                after.received >= before.received + 40 && after.sent >= before.sent + 40,
+                "no audio after {who} resumed ({side}): {before:?} then {after:?}\n{}",
+                office.ob.log()
+            );
+        }
+    }
+    let log = office.ob.log();
+    assert!(!log.contains("ERROR"), "{log}");
+
+    let mark = alice.mark();
+    bob.hangup().unwrap();
+    let closed = office.wait_event(&alice, mark, "CALL_CLOSED");
+    assert_eq!(closed.param, "Connection reset by peer", "{closed:?}");
+    let bob_closed = office.wait_event(&bob, 0, "CALL_CLOSED");
+    assert_eq!(
+        bob_closed.param, "Connection reset by user",
+        "{bob_closed:?}"
+    );
+    office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+    assert!(office.ob.log().contains("phone: call ended"));
+    // Until the first hold alice heard bob's tones.
+    let heard = alice.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let mut start = audio::read_wav(&tones).unwrap();
+    start.samples.truncate(8000);
+    let tones_start = dir.path().join("tones-start.wav");
+    audio::write_wav(&tones_start, start.rate, &start.samples).unwrap();
+    let m = audio::compare(&tones_start, &heard).unwrap();
+    eprintln!(
+        "tones until the hold: alice heard {:.2} s, similarity {:.4} (lag {:.3} s)",
+        seconds(&heard),
+        m.score,
+        m.lag_seconds
+    );
+    assert!(m.score > SIMILAR, "{m:?}");
+}
+
+/// bob's `password` line in the demo config (an argon2 hash of demo-bob).
+fn bobs_password_line() -> &'static str {
+    let block = DEMO_CONFIG
+        .split("[[users]]")
+        .find(|b| b.contains("login = \"bob\""))
+        .expect("bob in the demo config");
+    block
+        .lines()
+        .find(|l| l.starts_with("password = "))
+        .expect("bob's password")
+}
+
+/// `login`'s messages through POP3 (Python's poplib): (subject, WAV attachment file) each.
+fn fetch_voicemails(
+    pop3: u16,
+    login: &str,
+    password: &str,
+    dir: &Path,
+) -> Vec<(String, std::path::PathBuf)> {
+    let script = format!(
+        r#"
+import poplib, email, os, sys
+p = poplib.POP3("127.0.0.1", {pop3}, timeout=30)
+p.user({login:?}); p.pass_({password:?})
+n, _ = p.stat()
+for i in range(1, n + 1):
+    m = email.message_from_bytes(b"\r\n".join(p.retr(i)[1]))
+    for part in m.walk():
+        if part.get_content_type() == "audio/wav":
+            open(os.path.join({dir:?}, "%d.wav" % i), "wb").write(part.get_payload(decode=True))
+            open(os.path.join({dir:?}, "%d.subject" % i), "w").write(m["Subject"])
+p.quit()
+print(n)
+"#,
+        dir = dir.display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "poplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let count: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (1..=count)
+        .filter_map(|i| {
+            let wav = dir.join(format!("{i}.wav"));
+            let subject = std::fs::read_to_string(dir.join(format!("{i}.subject"))).ok()?;
+            Some((subject, wav))
+        })
+        .collect()
+}
+
+#[test]
+fn a_real_phone_leaves_a_voicemail_that_pop3_delivers_with_the_audio() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-vm").unwrap();
+    let message = dir.path().join("message.wav");
+    audio::speak_wav(
+        &message,
+        "Hi Carol, this is Alice. Please call me back about the printer on the second floor.",
+    )
+    .unwrap();
+    // alice presses # as soon as the box answers, which skips the greeting; the box
+    // then beeps (0.4 s) and records. Three seconds of silence cover that with a wide
+    // margin; a second of silence after the sentence lets its last packets arrive before
+    // baresip hangs up at the end of the file.
+    let plays = dir.path().join("alice.wav");
+    padded(&message, &plays, 3.0, 1.0);
+
+    let c = TestConfig::demo().free_ports().append(&format!(
+        "[[users]]\nlogin = \"carol\"\nname = \"Carol Example\"\n{}\nextension = 103\n",
+        bobs_password_line()
+    ));
+    let office = Office::start(&c);
+    let alice = Baresip::start(
+        "alice",
+        &office
+            .account("101", "alice", "demo-alice")
+            .play(&plays)
+            .hang_up_after_playing(true),
+    )
+    .unwrap();
+    office.wait_registered(&alice);
+
+    alice.dial("103").unwrap();
+    let established = office.wait_event(&alice, 0, "CALL_ESTABLISHED");
+    alice
+        .command("sndcode", Some("#"))
+        .unwrap_or_else(|e| office.fail("alice could not press #", e));
+    office.wait_listing("calls", "101 -> 103 at voicemail", |l| {
+        l.contains("101 -> 103: voicemail")
+    });
+    // The phone hangs up when its file ends.
+    let closed = alice
+        .wait_for_event(
+            "CALL_CLOSED",
+            EVENT_TIMEOUT + Duration::from_secs_f64(seconds(&plays)),
+        )
+        .unwrap_or_else(|e| office.fail("alice's call did not end", e));
+    assert_eq!(closed.param, "end of file", "{closed:?}");
+    let lasted = closed.received - established.received;
+    if let Err(e) = office
+        .ob
+        .peer()
+        .wait_for_log("phone: voicemail delivered", EVENT_TIMEOUT)
+    {
+        let sent = alice.log().contains("send DTMF digit");
+        office.fail(
+            &format!(
+                "no voicemail was delivered (did alice's # reach the box? her log {} sending it)",
+                if sent { "shows" } else { "does not show" }
+            ),
+            e,
+        );
+    }
+    office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+
+    let pop = scratch_dir("baresip-vm-pop").unwrap();
+    let messages = fetch_voicemails(office.pop3, "carol", "demo-bob", pop.path());
+    assert_eq!(
+        messages.len(),
+        1,
+        "carol's mailbox: {messages:?}\n{}",
+        office.ob.log()
+    );
+    let (subject, wav) = &messages[0];
+    assert!(
+        subject.starts_with("Voicemail from Alice Example (101) (0:0"),
+        "{subject}"
+    );
+    let m = audio::compare(&message, wav).unwrap();
+    eprintln!(
+        "voicemail: call {:.2} s, message {:.2} s ({subject}), speech {:.2} s: similarity {:.4} \
+         (whole {:.4}, lag {:.3} s, rms {:.3})",
+        lasted.as_secs_f64(),
+        seconds(wav),
+        seconds(&message),
+        m.score,
+        m.whole,
+        m.lag_seconds,
+        m.recorded_rms
+    );
+    assert!(!audio::is_silent(wav).unwrap(), "the message is silent");
+    assert!(
+        m.score > SIMILAR,
+        "the message does not hold the sentence: {m:?}"
+    );
+    // The recording began after the beep, in the silence before the sentence: the whole
+    // sentence is there and little else (the greeting was skipped).
+    assert!(
+        m.lag_seconds > 0.5 && m.lag_seconds < 3.0,
+        "the sentence starts {:.2} s into the message",
+        m.lag_seconds
+    );
+    // And alice heard the box: the start of the greeting, then the beep.
+    let heard = alice.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    assert!(
+        !audio::is_silent(&heard).unwrap(),
+        "alice heard nothing from the box"
+    );
+}
