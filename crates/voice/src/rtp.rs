@@ -194,7 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn packets_cross_and_sides_latch_to_their_real_source() {
-        let ports = Ports::new((21000, 21100));
+        let ports = Ports::new((47000, 47998));
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let (a, b) = (ports.take(ip).unwrap(), ports.take(ip).unwrap());
         assert_ne!(a.port, b.port);
