@@ -488,3 +488,18 @@ fn busy_cancelled_unanswered_and_unknown_calls_end_cleanly() {
     );
     assert_eq!(ob.log().matches("phone: voicemail delivered").count(), 2);
 }
+
+#[test]
+fn a_key_sent_by_sip_info_reaches_the_other_phone() {
+    require_program("sipp", "sip-tester");
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("phone.sip_port");
+    let ob = start(&c);
+    let target = format!("127.0.0.1:{port}");
+    let bob_port = free_udp_port().unwrap().to_string();
+    let bob = bobs_phone(&target, "uas_answer_info.xml", &bob_port);
+    let (ok, errors) = alice_calls(&target, "uac_call_info.xml", "102");
+    assert!(ok, "{errors}\n{}", ob.log());
+    bob.wait_for_log("Successful call", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+}

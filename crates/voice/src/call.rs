@@ -582,6 +582,13 @@ impl Call {
                 let ok = m.msg.response(200, "OK", &self.a_tag);
                 self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
             }
+            "INFO" if self.phase == Phase::Answered => {
+                // DTMF by SIP INFO goes on to the other phone (RFC 4733 events go with
+                // the audio through the relay by themselves).
+                let ok = m.msg.response(200, "OK", &self.a_tag);
+                self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
+                self.forward_info_to_b(&m.msg);
+            }
             "BYE" => {
                 let ok = m.msg.response(200, "OK", &self.a_tag);
                 self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
@@ -627,11 +634,45 @@ impl Call {
                         .unwrap_or(""),
                 ) => {}
             "INVITE" if self.phase == Phase::Answered => self.forward_reinvite(m.msg, false),
+            "INFO" if self.phase == Phase::Answered => {
+                let ok = m.msg.response(200, "OK", &tag);
+                self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
+                let mut info = self.a_request("INFO", None);
+                copy_body(&m.msg, &mut info);
+                self.send_to_a_reliably(info.to_bytes());
+            }
             _ => {
                 let ok = m.msg.response(200, "OK", &tag);
                 self.setup.wire.send(ok.to_bytes(), m.source, m.transport);
             }
         }
+    }
+
+    /// An INFO from the caller, carried to the answering phone.
+    fn forward_info_to_b(&mut self, from_a: &Message) {
+        let Some(w) = self.winner else { return };
+        self.b_cseq += 1;
+        let f = &self.forks[w];
+        let uri = f.remote_uri.clone().unwrap_or_else(|| f.uri.clone());
+        let mut info = self.b_request(
+            "INFO",
+            &uri,
+            self.b_cseq,
+            &branch(),
+            f.to_tag.as_deref(),
+            None,
+        );
+        copy_body(from_a, &mut info);
+        let fork = Fork {
+            branch: String::new(),
+            uri,
+            dest: f.dest,
+            transport: f.transport,
+            state: ForkState::Answered,
+            to_tag: None,
+            remote_uri: None,
+        };
+        self.send_b(&fork, info.to_bytes());
     }
 
     /// A retransmission of the re-INVITE being carried across (answered when the other
@@ -1248,6 +1289,14 @@ impl Call {
             self.voicemail_or_fail(480, "Temporarily Unavailable (no answer)");
         }
     }
+}
+
+/// Gives `to` the body (and its type) of `from`.
+fn copy_body(from: &Message, to: &mut Message) {
+    if let Some(ct) = from.header("content-type") {
+        to.push("Content-Type", ct.to_string());
+    }
+    to.body = from.body.clone();
 }
 
 /// The digit of a SIP INFO (application/dtmf-relay `Signal=5`, or application/dtmf `5`).
