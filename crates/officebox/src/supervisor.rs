@@ -78,6 +78,13 @@ const SERVICES: &[ServiceSpec] = &[
         },
     },
     ServiceSpec {
+        name: "web",
+        enabled: |c| c.web.enabled,
+        start: |config, stop| {
+            Box::pin(async move { Ok(officebox_web::serve(config, stop).await?) })
+        },
+    },
+    ServiceSpec {
         name: "ntp",
         enabled: |c| c.ntp.enabled,
         start: |config, stop| {
@@ -91,9 +98,13 @@ const SERVICES: &[ServiceSpec] = &[
 /// Whether a config enables a service.
 type Enabled = fn(&Config) -> bool;
 
-const NOT_YET_BUILT: &[(&str, Enabled)] = &[("web", |c| c.web.enabled)];
+const NOT_YET_BUILT: &[(&str, Enabled)] = &[("www and corp sites", |c| c.web.enabled)];
 
 pub fn run(path: &Path) -> Result<ExitCode> {
+    // The admin pages edit this file (an absolute path: the process may change directory).
+    officebox_web::set_config_path(
+        &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    );
     let config = match officebox_config::load(path) {
         Ok(c) => c,
         Err(LoadError::Invalid(diags)) => {

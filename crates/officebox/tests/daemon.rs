@@ -52,12 +52,12 @@ fn starts_reloads_refuses_a_broken_reload_and_stops_on_sigint() {
     let log = ob.log();
     for line in [
         "service started service=\"ntp\"",
-        "officebox running services=dns, mail, phone, ntp",
+        "officebox running services=dns, mail, phone, web, ntp",
         "ntp: serving addr=127.0.0.1:",
     ] {
         assert!(log.contains(line), "log lacks {line:?}:\n{log}");
     }
-    let warning = "web: enabled in the config, but this officebox does not have that service yet";
+    let warning = "www and corp sites: enabled in the config, but this officebox does not have that service yet";
     assert!(log.contains(warning), "log lacks {warning:?}");
     let t = ntp_time(ntp).expect("the time server answers");
     assert!(t.abs_diff(now()) <= 2);

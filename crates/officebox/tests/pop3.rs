@@ -129,7 +129,10 @@ fn poplib_reads_sizes_uidls_and_deletes_at_quit() {
         2,
         "the deleted message is gone from the Maildir"
     );
-    assert!(count("cur") >= 1, "what was read is marked seen (moved to cur/)");
+    assert!(
+        count("cur") >= 1,
+        "what was read is marked seen (moved to cur/)"
+    );
 }
 
 #[test]

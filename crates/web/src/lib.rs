@@ -1,0 +1,771 @@
+//! officebox's admin pages: every setting on a page an office manager understands, saved
+//! only when the whole config is valid (errors beside their fields), written atomically
+//! with the last 20 versions kept, and risky changes (addresses, the security mode)
+//! applied with confirm-or-revert.
+//!
+//! - [`html`]: escaping, the page frame, accessible fields.
+//! - [`settings`]: the settings pages as data (config paths, labels, help).
+//! - [`session`]: logins, sessions, CSRF tokens, the failed-login limit.
+//! - [`history`]: config versions, diffs and rollback.
+//!
+//! Served over HTTP/1.1 (hyper) on the LAN only (`web.admin_port`); requests from the WAN
+//! side are refused even if they arrive. Every response carries security headers; every
+//! form that changes something carries the session's CSRF token.
+
+pub mod history;
+pub mod html;
+pub mod session;
+pub mod settings;
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, LOCATION, SET_COOKIE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use officebox_config::derive::{ClientZone, bind_addresses, client_zone};
+use officebox_config::model::Service;
+use officebox_config::{Config, Diagnostic};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::html::{Field, Kind, escape};
+use crate::session::{Login, Sessions};
+use crate::settings::{FieldKind, PageDef};
+
+/// The config file officebox runs from (set by the binary before services start).
+static CONFIG_PATH: OnceLock<PathBuf> = OnceLock::new();
+
+/// Tells the web service which file to edit.
+pub fn set_config_path(path: &Path) {
+    let _ = CONFIG_PATH.set(path.to_path_buf());
+}
+
+/// The largest form accepted.
+const MAX_BODY: usize = 64 * 1024;
+/// How long a risky change waits for "keep".
+const CONFIRM_WITHIN: Duration = Duration::from_secs(90);
+
+type Body = Full<Bytes>;
+
+/// A change waiting for confirmation.
+#[derive(Debug, Clone)]
+struct Pending {
+    previous: String,
+    deadline: Instant,
+    what: String,
+}
+
+/// What every request shares.
+struct App {
+    config: watch::Receiver<Arc<Config>>,
+    sessions: Sessions,
+    pending: Mutex<Option<Pending>>,
+    started: Instant,
+    confirm_within: Duration,
+}
+
+/// Runs the admin site until `shutdown`.
+pub async fn serve(
+    config_rx: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let config = Arc::clone(&config_rx.borrow());
+    let confirm_within = std::env::var("OFFICEBOX_CONFIRM_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(CONFIRM_WITHIN, Duration::from_secs);
+    let app = Arc::new(App {
+        config: config_rx.clone(),
+        sessions: Sessions::new(config.web.session_timeout),
+        pending: Mutex::new(None),
+        started: Instant::now(),
+        confirm_within,
+    });
+    let mut listeners = Vec::new();
+    for ip in bind_addresses(&config, Service::Admin) {
+        let addr = SocketAddr::new(ip, config.web.admin_port);
+        let l = TcpListener::bind(addr).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("web: cannot listen on tcp {addr}: {e}"))
+        })?;
+        info!(message = "web: serving the admin pages", %addr);
+        listeners.push(l);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in listeners {
+        tasks.spawn(accept(l, Arc::clone(&app)));
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => revert_if_unconfirmed(&app).await,
+        }
+    }
+    tasks.shutdown().await;
+    Ok(())
+}
+
+async fn accept(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let app = Arc::clone(&app);
+                async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(20))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(error) = conn.await {
+                debug!(message = "web: connection ended", %peer, %error);
+            }
+        });
+    }
+}
+
+/// A response with the security headers every page carries.
+fn respond(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    for (k, v) in [
+        ("content-type", "text/html; charset=utf-8"),
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("cache-control", "no-store"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    r
+}
+
+fn redirect(to: &str) -> Response<Body> {
+    let mut r = respond(StatusCode::SEE_OTHER, String::new());
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+/// `application/x-www-form-urlencoded` pairs.
+pub fn form(body: &[u8]) -> Vec<(String, String)> {
+    let decode = |s: &str| -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    match u8::from_str_radix(
+                        std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
+                        Ok(v) => {
+                            out.push(v);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The last value of `name` in a form (a checkbox sends a hidden "false" first).
+fn value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl App {
+    fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.borrow())
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let config = self.config();
+        // The admin pages are for the LAN; a request from the WAN side is refused even if
+        // it got here.
+        if client_zone(&config.network, peer.ip()) == ClientZone::Wan {
+            return respond(
+                StatusCode::FORBIDDEN,
+                html::page(
+                    "Forbidden",
+                    "",
+                    None,
+                    None,
+                    "<p>The admin pages answer only on the office network.</p>",
+                ),
+            );
+        }
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let cookie = req
+            .headers()
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| {
+                c.trim()
+                    .strip_prefix("officebox_session=")
+                    .map(str::to_string)
+            });
+        let body = if method == Method::POST {
+            match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return respond(StatusCode::PAYLOAD_TOO_LARGE, "form too large".into());
+                }
+            }
+        } else {
+            Bytes::new()
+        };
+        let pairs = form(&body);
+        if path == "/login" {
+            return self.login(&method, &pairs, peer, &config).await;
+        }
+        let Some(session) = cookie.as_deref().and_then(|t| self.sessions.get(t)) else {
+            return redirect("/login");
+        };
+        if method == Method::POST && value(&pairs, "csrf") != Some(session.csrf.as_str()) {
+            warn!(message = "web: a form without the right CSRF token was refused", %peer, %path);
+            return respond(
+                StatusCode::FORBIDDEN,
+                html::page(
+                    "Forbidden",
+                    "",
+                    None,
+                    None,
+                    "<p>This form has expired; go back, reload the page and try again.</p>",
+                ),
+            );
+        }
+        let me = (session.user.as_str(), session.csrf.as_str());
+        let flash = query
+            .strip_prefix("saved=")
+            .map(|_| ("Saved and applied.", true))
+            .or_else(|| {
+                query
+                    .strip_prefix("reverted=")
+                    .map(|_| ("The previous settings are back.", true))
+            });
+        match (method.clone(), path.as_str()) {
+            (Method::POST, "/logout") => {
+                if let Some(t) = cookie {
+                    self.sessions.end(&t);
+                }
+                let mut r = redirect("/login");
+                r.headers_mut().insert(
+                    SET_COOKIE,
+                    HeaderValue::from_static(
+                        "officebox_session=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict",
+                    ),
+                );
+                r
+            }
+            (Method::GET, "/") => respond(StatusCode::OK, self.home(&config, me, flash).await),
+            (Method::GET, "/confirm") => respond(StatusCode::OK, self.confirm_page(me)),
+            (Method::POST, "/confirm") => {
+                let kept = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(p) = kept {
+                    info!(message = "web: change kept", what = %p.what, user = %me.0);
+                }
+                redirect("/?saved=1")
+            }
+            (Method::GET, "/history") => respond(StatusCode::OK, history::list_page(&config, me)),
+            (Method::GET, p) if p.starts_with("/history/") => {
+                match history::show_page(&config, me, &p["/history/".len()..]) {
+                    Some(body) => respond(StatusCode::OK, body),
+                    None => respond(
+                        StatusCode::NOT_FOUND,
+                        html::page("Not found", "", Some(me), None, ""),
+                    ),
+                }
+            }
+            (Method::POST, p) if p.starts_with("/history/") && p.ends_with("/rollback") => {
+                let n = &p["/history/".len()..p.len() - "/rollback".len()];
+                match history::version_text(&config, n) {
+                    Some(text) => match self.save(&config, &text, "rollback", true).await {
+                        Ok(()) => redirect("/confirm"),
+                        Err(e) => respond(
+                            StatusCode::OK,
+                            html::page(
+                                "Config History",
+                                "/history",
+                                Some(me),
+                                Some((&e, false)),
+                                "",
+                            ),
+                        ),
+                    },
+                    None => respond(
+                        StatusCode::NOT_FOUND,
+                        html::page("Not found", "", Some(me), None, ""),
+                    ),
+                }
+            }
+            (m, p) => match settings::page(p) {
+                Some(page) if m == Method::GET => respond(
+                    StatusCode::OK,
+                    self.settings_page(page, me, None, &[], flash),
+                ),
+                Some(page) if m == Method::POST => self.save_settings(page, me, &pairs).await,
+                _ => respond(
+                    StatusCode::NOT_FOUND,
+                    html::page(
+                        "Not found",
+                        "",
+                        Some(me),
+                        None,
+                        "<p>There is no such page.</p>",
+                    ),
+                ),
+            },
+        }
+    }
+
+    async fn login(
+        &self,
+        method: &Method,
+        pairs: &[(String, String)],
+        peer: SocketAddr,
+        config: &Config,
+    ) -> Response<Body> {
+        let form = |error: Option<&str>| {
+            html::page(
+                "Log in",
+                "",
+                None,
+                error.map(|e| (e, false)),
+                "<form method=\"post\" action=\"/login\">\
+                 <div class=\"field\"><label for=\"user\">User</label>\
+                 <input type=\"text\" id=\"user\" name=\"user\" autocomplete=\"username\"></div>\
+                 <div class=\"field\"><label for=\"password\">Password</label>\
+                 <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\"></div>\
+                 <button type=\"submit\">Log in</button></form>",
+            )
+        };
+        if *method != Method::POST {
+            return respond(StatusCode::OK, form(None));
+        }
+        let user = value(pairs, "user")
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let password = value(pairs, "password").unwrap_or("").to_string();
+        match self
+            .sessions
+            .login(config, &user, &password, peer.ip())
+            .await
+        {
+            Login::Ok { token } => {
+                info!(message = "web: logged in", %user, %peer);
+                let mut r = redirect("/");
+                let cookie = format!(
+                    "officebox_session={token}; Path=/; HttpOnly; SameSite=Strict{}",
+                    if config.web.https { "; Secure" } else { "" }
+                );
+                if let Ok(v) = HeaderValue::from_str(&cookie) {
+                    r.headers_mut().insert(SET_COOKIE, v);
+                }
+                r
+            }
+            Login::Wrong => {
+                warn!(message = "web: failed login", %user, %peer);
+                respond(
+                    StatusCode::UNAUTHORIZED,
+                    form(Some("Wrong user or password.")),
+                )
+            }
+            Login::Limited => respond(
+                StatusCode::TOO_MANY_REQUESTS,
+                form(Some(
+                    "Too many failed logins from this computer; wait ten minutes.",
+                )),
+            ),
+        }
+    }
+
+    async fn home(&self, config: &Config, me: (&str, &str), flash: Option<(&str, bool)>) -> String {
+        let data_dir = config.data_dir.clone();
+        let facts = tokio::task::spawn_blocking(move || {
+            let db = officebox_store::Db::open(&data_dir.join("state.db")).ok()?;
+            let wan = db.meta_get("wan.address").ok().flatten();
+            let queue = db.queue().map(|q| q.len()).unwrap_or(0);
+            let phones = db.bindings(now_unix()).map(|b| b.len()).unwrap_or(0);
+            Some((wan, queue, phones))
+        })
+        .await
+        .ok()
+        .flatten();
+        let (wan, queue, phones) = facts.unwrap_or((None, 0, 0));
+        let wan_how = match config.network.wan.addressing {
+            officebox_config::WanAddressing::Dhcp { .. } => "leased from the ISP by DHCP",
+            officebox_config::WanAddressing::Static { .. } => {
+                "static, as entered in Network Settings"
+            }
+        };
+        let up = self.started.elapsed().as_secs();
+        let services = [
+            ("DNS", config.dns.enabled),
+            ("DHCP", config.dhcp.enabled),
+            ("Mail", config.mail.enabled),
+            ("Phones", config.phone.enabled),
+            ("Time (NTP)", config.ntp.enabled),
+        ];
+        let mut rows = String::new();
+        for (name, on) in services {
+            rows.push_str(&format!(
+                "<tr><td>{name}</td><td>{}</td></tr>",
+                if on { "running" } else { "off" }
+            ));
+        }
+        let body = format!(
+            "<h2>Services</h2><table>{rows}</table>\
+             <h2>Internet</h2><p>WAN address: <strong>{}</strong> ({wan_how}).</p>\
+             <h2>Status</h2><table>\
+             <tr><td>Up for</td><td>{}h {:02}m</td></tr>\
+             <tr><td>Mail waiting to go out</td><td>{queue}</td></tr>\
+             <tr><td>Phones registered</td><td>{phones}</td></tr></table>",
+            escape(&wan.unwrap_or_else(|| "not known yet".into())),
+            up / 3600,
+            up % 3600 / 60
+        );
+        html::page("Home", "/", Some(me), flash, &body)
+    }
+
+    /// A settings page; `submitted` and `diags` re-show a refused form.
+    fn settings_page(
+        &self,
+        page: &PageDef,
+        me: (&str, &str),
+        submitted: Option<&[(String, String)]>,
+        diags: &[Diagnostic],
+        flash: Option<(&str, bool)>,
+    ) -> String {
+        let text = config_text().unwrap_or_default();
+        let doc: toml_edit::DocumentMut = text.parse().unwrap_or_default();
+        let mut body = format!(
+            "<p>{}</p><form method=\"post\" action=\"{}\" id=\"settings\" novalidate>\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            escape(page.intro),
+            page.path,
+            escape(me.1)
+        );
+        for fd in page.fields {
+            let current = match submitted {
+                Some(pairs) => value(pairs, fd.key).unwrap_or("").to_string(),
+                None => settings::read(&doc, fd),
+            };
+            let errors = settings::errors_for(diags, fd);
+            let error = (!errors.is_empty()).then(|| {
+                errors
+                    .iter()
+                    .map(|d| {
+                        if d.help.is_empty() {
+                            d.message.clone()
+                        } else {
+                            format!("{} ({})", d.message, d.help)
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            let kind = match fd.kind {
+                FieldKind::Bool => Kind::Check,
+                FieldKind::Select(o) => Kind::Select(o),
+                _ => Kind::Text,
+            };
+            body.push_str(
+                &Field {
+                    name: fd.key,
+                    label: fd.label,
+                    help: fd.help,
+                    value: &current,
+                    error: error.as_deref(),
+                    kind,
+                }
+                .render(),
+            );
+        }
+        // Problems elsewhere in the file (a setting this page does not show).
+        let elsewhere: Vec<&Diagnostic> = diags
+            .iter()
+            .filter(|d| {
+                page.fields
+                    .iter()
+                    .all(|f| settings::errors_for(std::slice::from_ref(d), f).is_empty())
+            })
+            .collect();
+        if !elsewhere.is_empty() {
+            body.push_str(
+                "<div class=\"error\" role=\"alert\"><p>Other problems in the config:</p><ul>",
+            );
+            for d in elsewhere {
+                body.push_str(&format!(
+                    "<li>{}: {}</li>",
+                    escape(&d.path),
+                    escape(&d.message)
+                ));
+            }
+            body.push_str("</ul></div>");
+        }
+        if page.risky {
+            body.push_str(&format!(
+                "<p class=\"help\">These settings can cut this computer off the box: after saving, you have {} seconds to confirm, or the previous settings come back by themselves.</p>",
+                self.confirm_within.as_secs()
+            ));
+        }
+        body.push_str("<button type=\"submit\">Save</button></form>");
+        html::page(page.title, page.path, Some(me), flash, &body)
+    }
+
+    async fn save_settings(
+        &self,
+        page: &'static PageDef,
+        me: (&str, &str),
+        pairs: &[(String, String)],
+    ) -> Response<Body> {
+        let Some(text) = config_text() else {
+            return respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                html::page(
+                    page.title,
+                    page.path,
+                    Some(me),
+                    Some(("The config file cannot be read.", false)),
+                    "",
+                ),
+            );
+        };
+        let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
+            return respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                html::page(
+                    page.title,
+                    page.path,
+                    Some(me),
+                    Some(("The config file is not valid TOML.", false)),
+                    "",
+                ),
+            );
+        };
+        for fd in page.fields {
+            if let Some(v) = value(pairs, fd.key) {
+                settings::write(&mut doc, fd, v);
+            }
+        }
+        let new = doc.to_string();
+        let path = config_path_display();
+        if let Err(d) = officebox_config::parse(&path, &new) {
+            info!(
+                message = "web: settings refused",
+                page = page.path,
+                problems = d.0.len()
+            );
+            return respond(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                self.settings_page(
+                    page,
+                    me,
+                    Some(pairs),
+                    &d.0,
+                    Some(("Nothing was saved: see the problems below.", false)),
+                ),
+            );
+        }
+        if new == text {
+            return redirect(&format!("{}?saved=1", page.path));
+        }
+        let config = self.config();
+        match self.save(&config, &new, page.title, page.risky).await {
+            Ok(()) if page.risky => redirect("/confirm"),
+            Ok(()) => redirect(&format!("{}?saved=1", page.path)),
+            Err(e) => respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                self.settings_page(page, me, Some(pairs), &[], Some((&e, false))),
+            ),
+        }
+    }
+
+    /// Writes `new` as the config (atomically, the old one kept in the history), and has
+    /// officebox reload it. `risky`: the previous text comes back unless confirmed.
+    async fn save(
+        &self,
+        config: &Config,
+        new: &str,
+        what: &str,
+        risky: bool,
+    ) -> Result<(), String> {
+        let Some(path) = CONFIG_PATH.get().cloned() else {
+            return Err("officebox did not say which file it runs from".into());
+        };
+        let previous = config_text().unwrap_or_default();
+        let keep = previous.clone();
+        let (dir, new_text) = (config.data_dir.clone(), new.to_string());
+        let write_path = path.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            history::record(&dir, &previous, &new_text)?;
+            officebox_store::write_atomic(&write_path, new_text.as_bytes(), 0o600)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        r?;
+        if risky {
+            *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(Pending {
+                previous: keep,
+                deadline: Instant::now() + self.confirm_within,
+                what: what.to_string(),
+            });
+        }
+        info!(message = "web: config saved", %what, file = %path.display());
+        reload();
+        Ok(())
+    }
+
+    fn confirm_page(&self, me: (&str, &str)) -> String {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(p) = pending else {
+            return html::page(
+                "Confirm",
+                "",
+                Some(me),
+                None,
+                "<p>Nothing is waiting for confirmation.</p><p><a href=\"/\">Home</a></p>",
+            );
+        };
+        let left = p
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs();
+        let body = format!(
+            "<p>The new {} settings are applied. If you can read this page, the box still \
+             answers you: keep them. Otherwise they are undone in <strong id=\"countdown\">{left}</strong> seconds.</p>\
+             <form method=\"post\" action=\"/confirm\" id=\"confirm\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\">Keep these settings</button></form>",
+            escape(&p.what),
+            escape(me.1)
+        );
+        html::page("Keep these settings?", "", Some(me), None, &body)
+    }
+}
+
+/// Undoes a risky change nobody confirmed in time.
+async fn revert_if_unconfirmed(app: &App) {
+    let expired = {
+        let mut pending = app.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        match pending.as_ref() {
+            Some(p) if Instant::now() >= p.deadline => pending.take(),
+            _ => None,
+        }
+    };
+    let Some(p) = expired else { return };
+    let config = app.config();
+    warn!(message = "web: the change was not confirmed in time; putting the previous settings back", what = %p.what);
+    let Some(path) = CONFIG_PATH.get().cloned() else {
+        return;
+    };
+    let (dir, previous) = (config.data_dir.clone(), p.previous.clone());
+    let current = config_text().unwrap_or_default();
+    let r = tokio::task::spawn_blocking(move || {
+        history::record(&dir, &current, &previous)?;
+        officebox_store::write_atomic(&path, previous.as_bytes(), 0o600).map_err(|e| e.to_string())
+    })
+    .await;
+    if matches!(r, Ok(Ok(()))) {
+        reload();
+    } else {
+        warn!(message = "web: could not put the previous settings back");
+    }
+}
+
+fn config_text() -> Option<String> {
+    std::fs::read_to_string(CONFIG_PATH.get()?).ok()
+}
+
+fn config_path_display() -> String {
+    CONFIG_PATH
+        .get()
+        .map_or_else(|| "officebox.toml".into(), |p| p.display().to_string())
+}
+
+/// Asks officebox to reload its config (the supervisor handles SIGHUP).
+fn reload() {
+    if let Err(error) =
+        nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGHUP)
+    {
+        warn!(message = "web: could not ask for a reload", %error);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_plus_percent_and_odd_input() {
+        let f = form(b"a=1+2&b=%3Cx%3E&c=%zz&d&e=%4");
+        assert_eq!(f[0], ("a".into(), "1 2".into()));
+        assert_eq!(f[1], ("b".into(), "<x>".into()));
+        assert_eq!(f[2], ("c".into(), "%zz".into()));
+        assert_eq!(f[3], ("d".into(), String::new()));
+        assert_eq!(f[4], ("e".into(), "%4".into()));
+        assert_eq!(value(&form(b"x=false&x=true"), "x"), Some("true"));
+    }
+}

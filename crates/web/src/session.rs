@@ -1,0 +1,149 @@
+//! Who is logged in: sessions in memory (a random token in an HttpOnly, SameSite=Strict
+//! cookie; an idle session ends after `web.session_timeout`), each with its CSRF token
+//! for forms. Only users marked `admin` may log in, with their argon2 password; after
+//! five failures from one address in ten minutes that address is refused, and every
+//! failure costs a second.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::PasswordHash;
+use argon2::{Argon2, PasswordVerifier};
+use officebox_config::Config;
+
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(600);
+/// Sessions at once (the oldest goes first beyond this).
+const MAX_SESSIONS: usize = 100;
+
+/// One logged-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: String,
+    pub csrf: String,
+    last_seen: Instant,
+}
+
+/// What a login attempt came to.
+#[derive(Debug)]
+pub enum Login {
+    Ok {
+        token: String,
+    },
+    Wrong,
+    /// Too many failures from this address.
+    Limited,
+}
+
+/// Every session, and the failed-login counts.
+#[derive(Debug)]
+pub struct Sessions {
+    timeout: Duration,
+    map: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// 128 random bits, hex.
+fn token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Sessions {
+    pub fn new(timeout: Duration) -> Sessions {
+        Sessions {
+            timeout,
+            map: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The live session of `token` (its idle clock restarts).
+    pub fn get(&self, token: &str) -> Option<Session> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = map.get_mut(token)?;
+        if s.last_seen.elapsed() > self.timeout {
+            map.remove(token);
+            return None;
+        }
+        s.last_seen = Instant::now();
+        Some(s.clone())
+    }
+
+    pub fn end(&self, token: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token);
+    }
+
+    fn limited(&self, ip: IpAddr) -> bool {
+        let f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        f.get(&ip)
+            .is_some_and(|(since, n)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+    }
+
+    fn failed(&self, ip: IpAddr) {
+        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if f.len() > 10_000 {
+            f.retain(|_, (since, _)| since.elapsed() < FAILURE_WINDOW);
+        }
+        let e = f.entry(ip).or_insert((Instant::now(), 0));
+        if e.0.elapsed() > FAILURE_WINDOW {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+    }
+
+    /// Checks an admin's password (off the async threads) and opens a session.
+    pub async fn login(&self, config: &Config, user: &str, password: &str, ip: IpAddr) -> Login {
+        if self.limited(ip) {
+            return Login::Limited;
+        }
+        let hash = config
+            .users
+            .iter()
+            .find(|u| u.login == user && u.admin)
+            .map(|u| u.password_hash.clone());
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || {
+            hash.is_some_and(|h| {
+                PasswordHash::new(&h).is_ok_and(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+            })
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            self.failed(ip);
+            // A pause before the answer slows guessing further.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Login::Wrong;
+        }
+        let t = token();
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, s| s.last_seen.elapsed() <= self.timeout);
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(
+            t.clone(),
+            Session {
+                user: user.to_string(),
+                csrf: token(),
+                last_seen: Instant::now(),
+            },
+        );
+        Login::Ok { token: t }
+    }
+}

@@ -1,0 +1,411 @@
+//! Settings pages as data: each page lists the config settings it edits (by their dotted
+//! path in the file), and the same code reads them out of the file, writes a submitted
+//! form back into it (with toml_edit, so comments and layout stay), and validates the
+//! result with the config crate, whose errors carry the same paths: each error lands
+//! beside its field.
+
+use officebox_config::Diagnostic;
+use toml_edit::{Array, DocumentMut, Item, Table, Value};
+
+/// How a setting is edited.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldKind {
+    /// A string (empty: the setting is removed, so its default applies).
+    Text,
+    /// A whole number (anything else is written as text, and validation says why).
+    Int,
+    Bool,
+    Select(&'static [(&'static str, &'static str)]),
+    /// Comma-separated strings, stored as an array.
+    List,
+}
+
+/// One setting on a page.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldDef {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub help: &'static str,
+    pub kind: FieldKind,
+}
+
+/// A settings page.
+#[derive(Debug, Clone, Copy)]
+pub struct PageDef {
+    pub path: &'static str,
+    pub title: &'static str,
+    pub intro: &'static str,
+    pub fields: &'static [FieldDef],
+    /// A change here can cut the admin off: it applies with confirm-or-revert.
+    pub risky: bool,
+}
+
+const fn f(
+    key: &'static str,
+    label: &'static str,
+    help: &'static str,
+    kind: FieldKind,
+) -> FieldDef {
+    FieldDef {
+        key,
+        label,
+        help,
+        kind,
+    }
+}
+
+const WAN_MODES: &[(&str, &str)] = &[
+    ("dhcp", "DHCP: the ISP leases the address"),
+    ("static", "Static: the address below, from the ISP"),
+];
+
+const SECURITY_MODES: &[(&str, &str)] = &[
+    (
+        "lan-only",
+        "LAN only: officebox is an ordinary computer on the office network; no routing",
+    ),
+    (
+        "router",
+        "Router: plain routing between the office and the Internet; no NAT, no firewall",
+    ),
+    (
+        "firewall-nat",
+        "Firewall/NAT: the office shares one Internet address; nobody outside can reach in",
+    ),
+    (
+        "firewall-nat-dmz",
+        "Firewall/NAT with DMZ: as Firewall/NAT, and officebox answers from the Internet only for the services below",
+    ),
+];
+
+/// Every settings page.
+pub const PAGES: &[PageDef] = &[
+    PageDef {
+        path: "/network",
+        title: "Network Settings",
+        intro: "The box's name and addresses on the Internet side (WAN) and the office side (LAN), and where it looks up Internet names.",
+        risky: true,
+        fields: &[
+            f(
+                "network.hostname",
+                "Host name",
+                "This box's own name, one word, e.g. officebox.",
+                FieldKind::Text,
+            ),
+            f(
+                "network.domain",
+                "Domain",
+                "Your company's domain, e.g. example.com.",
+                FieldKind::Text,
+            ),
+            f(
+                "network.wan.mode",
+                "WAN address",
+                "How the Internet side gets its address.",
+                FieldKind::Select(WAN_MODES),
+            ),
+            f(
+                "network.wan.address",
+                "WAN address (static)",
+                "Only for a static WAN address: the address your ISP gave you.",
+                FieldKind::Text,
+            ),
+            f(
+                "network.wan.netmask",
+                "WAN netmask (static)",
+                "Only for a static WAN address, e.g. 255.255.255.0.",
+                FieldKind::Text,
+            ),
+            f(
+                "network.wan.gateway",
+                "WAN gateway (static)",
+                "Only for a static WAN address: your ISP's router.",
+                FieldKind::Text,
+            ),
+            f(
+                "network.lan.address",
+                "LAN address",
+                "This box's address on the office network, e.g. 192.168.1.1.",
+                FieldKind::Text,
+            ),
+            f(
+                "network.lan.netmask",
+                "LAN netmask",
+                "The office network's size, e.g. 255.255.255.0.",
+                FieldKind::Text,
+            ),
+            f(
+                "dns.primary",
+                "Primary DNS server",
+                "Your ISP's DNS server, for Internet names.",
+                FieldKind::Text,
+            ),
+            f(
+                "dns.secondary",
+                "Secondary DNS server",
+                "Optional: a second one; leave it empty rather than guess.",
+                FieldKind::Text,
+            ),
+            f(
+                "dns.use_upstream",
+                "Look up Internet names",
+                "Off: the box answers only its own names (a stand-alone office).",
+                FieldKind::Bool,
+            ),
+        ],
+    },
+    PageDef {
+        path: "/security",
+        title: "Security Settings",
+        intro: "How the box connects the office to the Internet, and what it lets in.",
+        risky: true,
+        fields: &[
+            f(
+                "security.mode",
+                "Security mode",
+                "Each mode in one sentence; Firewall/NAT is right for most offices.",
+                FieldKind::Select(SECURITY_MODES),
+            ),
+            f(
+                "security.wan_services",
+                "Services visible from the Internet",
+                "In DMZ mode, comma-separated: dns, smtp, submission, smtps, pop3, pop3s, sip, www, ntp.",
+                FieldKind::List,
+            ),
+        ],
+    },
+    PageDef {
+        path: "/dhcp",
+        title: "Servers - DHCP",
+        intro: "Hands out addresses on the office network. Only one DHCP server per network!",
+        risky: false,
+        fields: &[
+            f(
+                "dhcp.enabled",
+                "DHCP server on",
+                "Turn it off if another device already does this.",
+                FieldKind::Bool,
+            ),
+            f(
+                "dhcp.range",
+                "Address range",
+                "First and last address to hand out, e.g. 192.168.1.100, 192.168.1.199. Empty: the default.",
+                FieldKind::List,
+            ),
+            f(
+                "dhcp.lease_time",
+                "Lease time",
+                "How long an address is lent, e.g. 1d or 12h.",
+                FieldKind::Text,
+            ),
+            f(
+                "dhcp.exclude",
+                "Excluded addresses",
+                "Addresses in the range used by fixed devices, comma-separated.",
+                FieldKind::List,
+            ),
+            f(
+                "dhcp.ping_check",
+                "Ping before lending",
+                "Check that nobody answers at an address before handing it out.",
+                FieldKind::Bool,
+            ),
+        ],
+    },
+    PageDef {
+        path: "/dns",
+        title: "DNS Server",
+        intro: "Answers the office's questions about names: its own, the DHCP clients', and (when on) Internet names.",
+        risky: false,
+        fields: &[
+            f(
+                "dns.enabled",
+                "DNS server on",
+                "The office's name server.",
+                FieldKind::Bool,
+            ),
+            f(
+                "dns.ttl",
+                "Time to live (seconds)",
+                "How long others may remember the box's own answers.",
+                FieldKind::Int,
+            ),
+            f(
+                "dns.cache_size",
+                "Cache size",
+                "How many Internet answers to remember.",
+                FieldKind::Int,
+            ),
+        ],
+    },
+];
+
+/// The page at `path`.
+pub fn page(path: &str) -> Option<&'static PageDef> {
+    PAGES.iter().find(|p| p.path == path)
+}
+
+fn table_for<'d>(doc: &'d DocumentMut, key: &'d str) -> Option<(&'d Table, &'d str)> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop()?;
+    let mut t = doc.as_table();
+    for p in parts {
+        t = t.get(p)?.as_table()?;
+    }
+    Some((t, last))
+}
+
+/// A setting's current value as the form shows it ("" when absent).
+pub fn read(doc: &DocumentMut, field: &FieldDef) -> String {
+    let Some((t, last)) = table_for(doc, field.key) else {
+        return String::new();
+    };
+    let Some(v) = t.get(last).and_then(Item::as_value) else {
+        return String::new();
+    };
+    display(v)
+}
+
+fn display(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.value().clone(),
+        Value::Integer(i) => i.value().to_string(),
+        Value::Boolean(b) => b.value().to_string(),
+        Value::Float(x) => x.value().to_string(),
+        Value::Array(a) => a.iter().map(display).collect::<Vec<_>>().join(", "),
+        other => other.to_string().trim().to_string(),
+    }
+}
+
+/// Writes one submitted value into the document (keeping the comment after it).
+pub fn write(doc: &mut DocumentMut, field: &FieldDef, submitted: &str) {
+    let mut parts: Vec<&str> = field.key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut t = doc.as_table_mut();
+    for p in parts {
+        let item = t.entry(p).or_insert_with(|| {
+            let mut nt = Table::new();
+            nt.set_implicit(false);
+            Item::Table(nt)
+        });
+        let Some(next) = item.as_table_mut() else {
+            return;
+        };
+        t = next;
+    }
+    let submitted = submitted.trim();
+    let new: Option<Value> = match field.kind {
+        FieldKind::Text | FieldKind::Select(_) => {
+            (!submitted.is_empty()).then(|| Value::from(submitted))
+        }
+        FieldKind::Int => (!submitted.is_empty()).then(|| match submitted.parse::<i64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => Value::from(submitted),
+        }),
+        FieldKind::Bool => Some(Value::from(submitted == "true")),
+        FieldKind::List => {
+            let items: Vec<&str> = submitted
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            if items.is_empty() && field.key == "dhcp.range" {
+                None
+            } else {
+                let mut a = Array::new();
+                for i in items {
+                    a.push(i);
+                }
+                Some(Value::Array(a))
+            }
+        }
+    };
+    match new {
+        None => {
+            t.remove(last);
+        }
+        Some(mut v) => {
+            if let Some(old) = t.get(last).and_then(Item::as_value) {
+                *v.decor_mut() = old.decor().clone();
+            }
+            t.insert(last, Item::Value(v));
+        }
+    }
+}
+
+/// The errors of a validation that belong to `field` (its path, or an element of it).
+pub fn errors_for<'a>(diags: &'a [Diagnostic], field: &FieldDef) -> Vec<&'a Diagnostic> {
+    diags
+        .iter()
+        .filter(|d| {
+            d.path == field.key
+                || d.path.starts_with(&format!("{}[", field.key))
+                || d.path.starts_with(&format!("{}.", field.key))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "[network]\nhostname = \"box\" # the name\n[dhcp]\nenabled = true\n";
+
+    #[test]
+    fn values_are_read_written_and_comments_kept() {
+        let mut doc: DocumentMut = TEXT.parse().unwrap();
+        let host = &page("/network").unwrap().fields[0];
+        assert_eq!(read(&doc, host), "box");
+        write(&mut doc, host, "office");
+        let range = page("/dhcp")
+            .unwrap()
+            .fields
+            .iter()
+            .find(|f| f.key == "dhcp.range")
+            .unwrap();
+        write(&mut doc, range, "10.0.0.10, 10.0.0.20");
+        let dns = page("/dns")
+            .unwrap()
+            .fields
+            .iter()
+            .find(|f| f.key == "dns.ttl")
+            .unwrap();
+        write(&mut doc, dns, "60");
+        let text = doc.to_string();
+        assert!(text.contains("hostname = \"office\" # the name"), "{text}");
+        assert!(
+            text.contains("range = [\"10.0.0.10\", \"10.0.0.20\"]"),
+            "{text}"
+        );
+        assert!(text.contains("[dns]\nttl = 60"), "{text}");
+        assert_eq!(read(&doc, range), "10.0.0.10, 10.0.0.20");
+        // Emptying an optional setting removes it.
+        write(&mut doc, range, "");
+        assert!(!doc.to_string().contains("range"));
+    }
+
+    #[test]
+    fn errors_are_matched_to_their_field() {
+        let d = |path: &str| Diagnostic {
+            file: "f".into(),
+            line: 1,
+            column: 1,
+            path: path.into(),
+            message: "m".into(),
+            help: String::new(),
+        };
+        let diags = vec![
+            d("dhcp.range[1]"),
+            d("dhcp.range_size"),
+            d("network.lan.address"),
+        ];
+        let range = page("/dhcp")
+            .unwrap()
+            .fields
+            .iter()
+            .find(|f| f.key == "dhcp.range")
+            .unwrap();
+        assert_eq!(errors_for(&diags, range).len(), 1);
+    }
+}
