@@ -1432,6 +1432,7 @@ impl Loader<'_, '_> {
             site_port: 80,
             https: false,
             session_timeout: Duration::from_secs(1800),
+            confirm_timeout: Duration::from_secs(90),
         };
         let mut sec = sec;
         web.admin_port = self.port_setting(sec.as_mut(), "web", "admin_port", 8080, Service::Admin);
@@ -1441,6 +1442,8 @@ impl Loader<'_, '_> {
             web.https = sec.bool(self.sink, "https").unwrap_or(false);
             web.session_timeout =
                 self.duration(&mut sec, "session_timeout", "30m", Duration::from_secs(60));
+            web.confirm_timeout =
+                self.duration(&mut sec, "confirm_timeout", "90s", Duration::from_secs(5));
             sec.finish(self.sink);
         }
         web

@@ -399,6 +399,9 @@ pub struct Web {
     pub site_port: u16,
     pub https: bool,
     pub session_timeout: Duration,
+    /// How long a risky change (addresses, the security mode) waits for "keep" before
+    /// the previous settings come back.
+    pub confirm_timeout: Duration,
 }
 
 /// `[ntp]`.

@@ -163,6 +163,7 @@ admin_port = 8080               # the admin pages, LAN only
 site_port = 80                  # the www site and the corp intranet
 https = false
 session_timeout = "30m"
+confirm_timeout = "90s"          # after changing addresses or the security mode: keep, or undo
 
 # ---------------------------------------------------------------- Time
 [ntp]

@@ -53,8 +53,6 @@ pub fn set_config_path(path: &Path) {
 
 /// The largest form accepted.
 const MAX_BODY: usize = 64 * 1024;
-/// How long a risky change waits for "keep".
-const CONFIRM_WITHIN: Duration = Duration::from_secs(90);
 
 type Body = Full<Bytes>;
 
@@ -81,10 +79,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let config = Arc::clone(&config_rx.borrow());
-    let confirm_within = std::env::var("OFFICEBOX_CONFIRM_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(CONFIRM_WITHIN, Duration::from_secs);
+    let confirm_within = config.web.confirm_timeout;
     let app = Arc::new(App {
         config: config_rx.clone(),
         sessions: Sessions::new(config.web.session_timeout),
