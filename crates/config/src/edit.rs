@@ -118,6 +118,64 @@ pub fn domain(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Sets (or with `None` removes) a plain setting of a user: `name`, `extension` (written
+/// as a number when it is one), `admin` ("true"/"false").
+pub fn set_user_setting(
+    text: &str,
+    login: &str,
+    key: &str,
+    new: Option<&str>,
+) -> Result<String, EditError> {
+    let mut doc = document(text)?;
+    let table = find(&mut doc, login)?;
+    match new.map(str::trim).filter(|v| !v.is_empty()) {
+        None => {
+            table.remove(key);
+        }
+        Some(v) => {
+            let item = match (key, v) {
+                ("admin", "true") => value(true),
+                ("admin", _) => value(false),
+                ("extension", v) if !v.starts_with('0') && v.parse::<i64>().is_ok() => {
+                    value(v.parse::<i64>().unwrap_or_default())
+                }
+                (_, v) => value(v),
+            };
+            table.insert(key, item);
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// Sets the members of alias `name` in `[mail.aliases]` (creating the table), or removes
+/// the alias when `members` is empty.
+pub fn set_alias(text: &str, name: &str, members: &[String]) -> Result<String, EditError> {
+    let mut doc = document(text)?;
+    let mail = doc
+        .as_table_mut()
+        .entry("mail")
+        .or_insert_with(|| Item::Table(Table::new()));
+    let Some(mail) = mail.as_table_mut() else {
+        return Err(EditError::Syntax("`mail` is not a table".into()));
+    };
+    let aliases = mail
+        .entry("aliases")
+        .or_insert_with(|| Item::Table(Table::new()));
+    let Some(aliases) = aliases.as_table_mut() else {
+        return Err(EditError::Syntax("`mail.aliases` is not a table".into()));
+    };
+    if members.is_empty() {
+        aliases.remove(name);
+    } else {
+        let mut a = toml_edit::Array::new();
+        for m in members {
+            a.push(m.as_str());
+        }
+        aliases.insert(name, Item::Value(toml_edit::Value::Array(a)));
+    }
+    Ok(doc.to_string())
+}
+
 /// Removes a user's `[[users]]` entry.
 pub fn remove_user(text: &str, login: &str) -> Result<String, EditError> {
     let mut doc = document(text)?;

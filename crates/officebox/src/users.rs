@@ -10,8 +10,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use officebox_config::edit::{self, NewUser};
 
-use officebox_voice::digest::{Algorithm, ha1};
-
 use crate::passwords;
 
 #[derive(Debug, Subcommand)]
@@ -141,12 +139,7 @@ pub fn user(path: &Path, action: UserAction) -> Result<ExitCode> {
 /// Stores the phone's digest hashes for `password` (realm: the config's domain), so
 /// phones can register with the same password; the password itself is not stored.
 pub fn with_sip_secret(text: &str, login: &str, password: &str) -> Result<String> {
-    let Some(realm) = edit::domain(text) else {
-        return Ok(text.to_string());
-    };
-    let md5 = ha1(Algorithm::Md5, login, &realm, password);
-    let sha256 = ha1(Algorithm::Sha256, login, &realm, password);
-    Ok(edit::set_sip_secret(text, login, &md5, &sha256)?)
+    Ok(officebox_secrets::with_sip_secret(text, login, password)?)
 }
 
 /// The secret from stdin, or a generated one (then the caller shows it).

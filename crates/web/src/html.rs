@@ -27,6 +27,8 @@ pub const MENU: &[(&str, &str)] = &[
     ("/security", "Security Settings"),
     ("/dhcp", "Servers - DHCP"),
     ("/dns", "DNS Server"),
+    ("/aliases", "Message Aliases"),
+    ("/users", "Users"),
     ("/history", "Config History"),
 ];
 

@@ -14,6 +14,7 @@
 
 pub mod history;
 pub mod html;
+pub mod people;
 pub mod session;
 pub mod settings;
 
@@ -40,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::html::{Field, Kind, escape};
+use crate::people::Change;
 use crate::session::{Login, Sessions};
 use crate::settings::{FieldKind, PageDef};
 
@@ -347,6 +349,66 @@ impl App {
                         html::page("Not found", "", Some(me), None, ""),
                     ),
                 }
+            }
+            (Method::GET, "/users") => respond(
+                StatusCode::OK,
+                self.users(&config, me, &[], None, flash).await,
+            ),
+            (Method::POST, "/users") => {
+                let change = Change::AddUser {
+                    login: value(&pairs, "login")
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase(),
+                    name: value(&pairs, "name").unwrap_or("").to_string(),
+                    extension: value(&pairs, "extension").unwrap_or("").to_string(),
+                    password: value(&pairs, "password").unwrap_or("").to_string(),
+                    admin: value(&pairs, "admin") == Some("true"),
+                };
+                self.change(me, change, "/users").await
+            }
+            (Method::GET, "/aliases") => respond(
+                StatusCode::OK,
+                people::aliases_page(&config, me, &[], None, flash),
+            ),
+            (Method::POST, "/aliases") => {
+                let change = Change::SetAlias {
+                    name: value(&pairs, "alias")
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase(),
+                    members: value(&pairs, "members")
+                        .unwrap_or("")
+                        .split(',')
+                        .map(|m| m.trim().to_ascii_lowercase())
+                        .filter(|m| !m.is_empty())
+                        .collect(),
+                };
+                self.change(me, change, "/aliases").await
+            }
+            (Method::POST, p) if p.starts_with("/users/") && p.ends_with("/delete") => {
+                let login = p["/users/".len()..p.len() - "/delete".len()].to_string();
+                self.change(me, Change::DeleteUser(login), "/users").await
+            }
+            (Method::GET, p) if p.starts_with("/users/") => {
+                match people::user_page(&config, me, &p["/users/".len()..], None, &[]) {
+                    Some(b) => respond(StatusCode::OK, b),
+                    None => respond(
+                        StatusCode::NOT_FOUND,
+                        html::page("Not found", "", Some(me), None, ""),
+                    ),
+                }
+            }
+            (Method::POST, p) if p.starts_with("/users/") => {
+                let change = Change::EditUser {
+                    login: p["/users/".len()..].to_string(),
+                    name: value(&pairs, "name").unwrap_or("").to_string(),
+                    extension: value(&pairs, "extension").unwrap_or("").to_string(),
+                    admin: value(&pairs, "admin") == Some("true"),
+                    password: value(&pairs, "password").unwrap_or("").to_string(),
+                    pin: value(&pairs, "pin").unwrap_or("").to_string(),
+                };
+                self.change(me, change, "/users").await
             }
             (m, p) => match settings::page(p) {
                 Some(page) if m == Method::GET => respond(
@@ -666,6 +728,80 @@ impl App {
         info!(message = "web: config saved", %what, file = %path.display());
         reload();
         Ok(())
+    }
+
+    async fn users(
+        &self,
+        config: &Config,
+        me: (&str, &str),
+        diags: &[Diagnostic],
+        error: Option<&str>,
+        flash: Option<(&str, bool)>,
+    ) -> String {
+        let data_dir = config.data_dir.clone();
+        let fetch = tokio::task::spawn_blocking(move || {
+            officebox_store::Db::open(&data_dir.join("state.db"))
+                .and_then(|db| db.fetch_statuses())
+                .map(|v| {
+                    v.into_iter()
+                        .map(|s| (s.account, s.last_error, s.fetched))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        people::users_page(config, me, &fetch, diags, error, flash)
+    }
+
+    /// A change from a list page: applied to the config text, validated whole, saved.
+    async fn change(&self, me: (&str, &str), change: Change, back: &'static str) -> Response<Body> {
+        let config = self.config();
+        let Some(text) = config_text() else {
+            return respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the config file cannot be read".into(),
+            );
+        };
+        let applied = tokio::task::spawn_blocking({
+            let text = text.clone();
+            move || people::apply(&text, &change)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let refuse = |diags: &[Diagnostic], error: Option<&str>| -> String {
+            match back {
+                "/aliases" => people::aliases_page(
+                    &config,
+                    me,
+                    diags,
+                    error,
+                    Some(("Nothing was saved.", false)),
+                ),
+                _ => people::users_page(
+                    &config,
+                    me,
+                    &[],
+                    diags,
+                    error,
+                    Some(("Nothing was saved.", false)),
+                ),
+            }
+        };
+        let new = match applied {
+            Ok(n) => n,
+            Err(e) => return respond(StatusCode::UNPROCESSABLE_ENTITY, refuse(&[], Some(&e))),
+        };
+        if let Err(d) = officebox_config::parse(&config_path_display(), &new) {
+            return respond(StatusCode::UNPROCESSABLE_ENTITY, refuse(&d.0, None));
+        }
+        match self
+            .save(&config, &new, back.trim_start_matches('/'), false)
+            .await
+        {
+            Ok(()) => redirect(&format!("{back}?saved=1")),
+            Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, refuse(&[], Some(&e))),
+        }
     }
 
     fn confirm_page(&self, me: (&str, &str)) -> String {

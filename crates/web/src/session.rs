@@ -9,8 +9,6 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::PasswordHash;
-use argon2::{Argon2, PasswordVerifier};
 use officebox_config::Config;
 
 const MAX_FAILURES: u32 = 5;
@@ -109,13 +107,7 @@ impl Sessions {
             .map(|u| u.password_hash.clone());
         let password = password.to_string();
         let ok = tokio::task::spawn_blocking(move || {
-            hash.is_some_and(|h| {
-                PasswordHash::new(&h).is_ok_and(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-            })
+            hash.is_some_and(|h| officebox_secrets::verify(&h, &password))
         })
         .await
         .unwrap_or(false);
