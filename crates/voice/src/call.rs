@@ -372,8 +372,10 @@ impl Call {
     }
 
     fn start(&mut self) {
-        let trying = self.a_invite.response(100, "Trying", "");
-        self.send_a(trying.to_bytes());
+        let trying = self.a_invite.response(100, "Trying", "").to_bytes();
+        // Sent again if the caller retransmits its INVITE before anything else happens.
+        self.a_last = Some(trying.clone());
+        self.send_a(trying);
         let bindings: Vec<Binding> = self
             .setup
             .bindings

@@ -90,6 +90,9 @@ struct Calls {
     routes: HashMap<String, mpsc::Sender<Incoming>>,
     status: HashMap<u64, watch::Receiver<Status>>,
     next_id: u64,
+    /// Calls that ended in the last 32 s, by Call-ID: a retransmitted BYE (our 200 was
+    /// lost) is answered 200 again, not 481 (RFC 3261 section 17.2.2).
+    ended: HashMap<String, Instant>,
 }
 
 /// What the whole server shares.
@@ -537,6 +540,17 @@ fn request(
         }
         "INVITE" => invite(config, state, msg, source, transport, &tag)?,
         "SUBSCRIBE" => subscribe(config, state, msg, source, transport, &tag),
+        "BYE"
+            if state
+                .calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .ended
+                .get(msg.call_id())
+                .is_some_and(|at| at.elapsed() < REPLAY_FOR) =>
+        {
+            msg.response(200, "OK", &tag)
+        }
         "BYE" | "CANCEL" | "PRACK" | "UPDATE" | "INFO" => {
             msg.response(481, "Call/Transaction Does Not Exist", &tag)
         }
@@ -676,6 +690,9 @@ fn invite(
         calls.routes.remove(&a_call_id);
         calls.routes.remove(&b_call_id);
         calls.status.remove(&id);
+        calls.ended.retain(|_, at| at.elapsed() < REPLAY_FOR);
+        calls.ended.insert(a_call_id, Instant::now());
+        calls.ended.insert(b_call_id, Instant::now());
     });
     None
 }
