@@ -27,6 +27,10 @@
 //! be stopped and started to test retries) found through [`TestDns`] (dnsmasq answering
 //! only the MX and address records it was given).
 //!
+//! Browser tests of the admin pages run Python scripts that drive headless Chromium
+//! (`crates/officebox/tests/web/browser.py`) with [`run_browser_script`], and keep
+//! their screenshots in [`screenshots_dir`] (under `target/`, not in git).
+//!
 //! Declare namespaces first, then links, then peers: locals drop in reverse order, so
 //! peers stop before their network disappears.
 //!
@@ -57,6 +61,7 @@
 
 pub mod audio;
 mod baresip;
+mod browser;
 mod cmd;
 mod dhcp_client;
 mod far_mail;
@@ -70,6 +75,10 @@ mod wait;
 
 pub use baresip::{
     AudioStats, Baresip, BaresipAccount, BaresipEvent, Codec, Recording, SipTransport,
+};
+pub use browser::{
+    BROWSER_SCRIPT_TIMEOUT, PYTHON, describe_output, require_browser, run_browser_script,
+    run_browser_script_with_timeout, screenshots_dir, web_tests_dir,
 };
 pub use dhcp_client::{
     ClientEvent, ClientKind, ClientLease, DhcpClient, DnsmasqDhcp, DnsmasqLease, DnsmasqOptions,

@@ -69,7 +69,7 @@ impl Inner {
 }
 
 /// Whether our unreaped child `pid` has exited (is a zombie), without reaping it.
-fn exited_unreaped(pid: u32) -> bool {
+pub(crate) fn exited_unreaped(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name, which is in parentheses.
         Ok(stat) => stat
