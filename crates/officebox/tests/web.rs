@@ -41,13 +41,20 @@ fn run(script: &str, url: &str, shots: &Path, extra: &[&str], ob: &Officebox) {
     );
 }
 
-fn preconditions() {
+/// One browser at a time: three headless Chromiums on a two-core machine make each
+/// other's waits time out.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn preconditions() -> std::sync::MutexGuard<'static, ()> {
     officebox_testkit::require_browser();
+    ONE_BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[test]
 fn the_admin_pages_change_settings_safely_in_a_real_browser() {
-    preconditions();
+    let _one = preconditions();
     let c = TestConfig::demo()
         .free_ports()
         .set("web.confirm_timeout", "5s");
@@ -69,7 +76,7 @@ fn the_admin_pages_change_settings_safely_in_a_real_browser() {
 
 #[test]
 fn the_admin_pages_add_a_user_that_the_command_line_sees() {
-    preconditions();
+    let _one = preconditions();
     let c = TestConfig::demo().free_ports();
     let url = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
     let ob = start(&c);
@@ -89,7 +96,7 @@ fn the_admin_pages_add_a_user_that_the_command_line_sees() {
 
 #[test]
 fn five_wrong_passwords_and_the_admin_pages_slow_down_and_refuse() {
-    preconditions();
+    let _one = preconditions();
     let c = TestConfig::demo().free_ports();
     let url = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
     let ob = start(&c);

@@ -29,6 +29,8 @@ pub const MENU: &[(&str, &str)] = &[
     ("/dns", "DNS Server"),
     ("/aliases", "Message Aliases"),
     ("/users", "Users"),
+    ("/mail", "Mail"),
+    ("/phones", "Phones"),
     ("/history", "Config History"),
 ];
 

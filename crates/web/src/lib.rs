@@ -410,11 +410,49 @@ impl App {
                 };
                 self.change(me, change, "/users").await
             }
+            (Method::POST, "/mail/flush") => {
+                let dir = config.data_dir.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    officebox_store::Db::open(&dir.join("state.db"))
+                        .and_then(|db| db.flush_queue(now_unix()))
+                })
+                .await;
+                info!(message = "web: mail queue flushed", user = %me.0);
+                redirect("/mail?saved=1")
+            }
+            (Method::POST, p) if p.starts_with("/mail/queue/") && p.ends_with("/delete") => {
+                let id: i64 = p["/mail/queue/".len()..p.len() - "/delete".len()]
+                    .parse()
+                    .unwrap_or(-1);
+                let dir = config.data_dir.clone();
+                let _ = tokio::task::spawn_blocking(
+                    move || -> Result<(), officebox_store::StoreError> {
+                        let db = officebox_store::Db::open(&dir.join("state.db"))?;
+                        if let Some(m) = db.queue()?.into_iter().find(|m| m.id == id) {
+                            // The queue's paths are as officebox wrote them (from its own
+                            // working directory, which is ours).
+                            let _ = std::fs::remove_file(&m.path);
+                            db.remove_message(id)?;
+                        }
+                        Ok(())
+                    },
+                )
+                .await;
+                info!(message = "web: queued message deleted", id, user = %me.0);
+                redirect("/mail?saved=1")
+            }
             (m, p) => match settings::page(p) {
-                Some(page) if m == Method::GET => respond(
-                    StatusCode::OK,
-                    self.settings_page(page, me, None, &[], flash),
-                ),
+                Some(page) if m == Method::GET => {
+                    let extra = live_state(&config, page.path, me.1).await;
+                    let html = self.settings_page(page, me, None, &[], flash);
+                    // The live state goes between the page's intro and its settings form.
+                    let form = format!(
+                        "<form method=\"post\" action=\"{}\" id=\"settings\"",
+                        page.path
+                    );
+                    let html = html.replacen(&form, &format!("{extra}{form}"), 1);
+                    respond(StatusCode::OK, html)
+                }
                 Some(page) if m == Method::POST => self.save_settings(page, me, &pairs).await,
                 _ => respond(
                     StatusCode::NOT_FOUND,
@@ -661,6 +699,7 @@ impl App {
                 settings::write(&mut doc, fd, v);
             }
         }
+        settings::prune_empty_tables(&mut doc, page);
         let new = doc.to_string();
         let path = config_path_display();
         if let Err(d) = officebox_config::parse(&path, &new) {
@@ -834,6 +873,101 @@ impl App {
         );
         html::page("Keep these settings?", "", Some(me), None, &body)
     }
+}
+
+/// The live part of the Mail and Phones pages (the queue; registrations and calls).
+async fn live_state(config: &Config, path: &str, csrf: &str) -> String {
+    let (dir, path, csrf) = (config.data_dir.clone(), path.to_string(), csrf.to_string());
+    tokio::task::spawn_blocking(move || -> Option<String> {
+        let db = officebox_store::Db::open(&dir.join("state.db")).ok()?;
+        let now = now_unix();
+        let mut out = String::new();
+        match path.as_str() {
+            "/mail" => {
+                let queue = db.queue().ok()?;
+                out.push_str("<h2>Waiting to go out</h2>");
+                if queue.is_empty() {
+                    out.push_str("<p>Nothing: every message has gone.</p>");
+                } else {
+                    out.push_str("<table><tr><th>#</th><th>From</th><th>To</th><th></th></tr>");
+                    for m in &queue {
+                        let to: Vec<String> = m
+                            .recipients
+                            .iter()
+                            .map(|r| {
+                                format!(
+                                    "{} ({}, {} tries{})",
+                                    r.address,
+                                    r.state.as_str(),
+                                    r.attempts,
+                                    r.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                                )
+                            })
+                            .collect();
+                        out.push_str(&format!(
+                            "<tr><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/mail/queue/{}/delete\">\
+                             <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Delete</button></form></td></tr>",
+                            m.id,
+                            escape(if m.sender.is_empty() { "(a delivery notice)" } else { &m.sender }),
+                            escape(&to.join("; ")),
+                            m.id,
+                            escape(&csrf)
+                        ));
+                    }
+                    out.push_str(&format!(
+                        "</table><form method=\"post\" action=\"/mail/flush\" id=\"flush\">\
+                         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Retry now</button></form>",
+                        escape(&csrf)
+                    ));
+                }
+            }
+            "/phones" => {
+                out.push_str("<h2>Registered phones</h2>");
+                let regs = db.bindings(now).ok()?;
+                if regs.is_empty() {
+                    out.push_str("<p>No phone is registered.</p>");
+                } else {
+                    out.push_str("<table><tr><th>User</th><th>Phone</th><th>From</th><th>Expires in</th></tr>");
+                    for b in regs {
+                        out.push_str(&format!(
+                            "<tr><td>{}</td><td>{}</td><td>{} ({})</td><td>{}s</td></tr>",
+                            escape(&b.login),
+                            escape(&b.user_agent),
+                            escape(&b.source),
+                            escape(&b.transport),
+                            b.expires_at - now
+                        ));
+                    }
+                    out.push_str("</table>");
+                }
+                out.push_str("<h2>Calls now</h2>");
+                let calls = db.calls().ok()?;
+                if calls.is_empty() {
+                    out.push_str("<p>No call in progress.</p>");
+                } else {
+                    out.push_str("<table><tr><th>From</th><th>To</th><th>State</th></tr>");
+                    for c in calls {
+                        out.push_str(&format!(
+                            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                            escape(&c.caller),
+                            escape(&c.callee),
+                            escape(&c.state)
+                        ));
+                    }
+                    out.push_str("</table>");
+                }
+            }
+            _ => {}
+        }
+        if !out.is_empty() {
+            out.push_str("<h2>Settings</h2>");
+        }
+        Some(out)
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }
 
 /// Undoes a risky change nobody confirmed in time.

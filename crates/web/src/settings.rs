@@ -78,6 +78,12 @@ const SECURITY_MODES: &[(&str, &str)] = &[
     ),
 ];
 
+const POP3_TLS: &[(&str, &str)] = &[
+    ("implicit", "TLS from the start (port 995)"),
+    ("starttls", "STLS on the plain port (110)"),
+    ("none", "None (only inside a trusted network)"),
+];
+
 /// Every settings page.
 pub const PAGES: &[PageDef] = &[
     PageDef {
@@ -213,6 +219,100 @@ pub const PAGES: &[PageDef] = &[
         ],
     },
     PageDef {
+        path: "/mail",
+        title: "Mail",
+        intro: "Mail waiting to go to other domains, and the office's shared mailbox at the ISP (the catch-all), fetched and sorted out to everybody.",
+        risky: false,
+        fields: &[
+            f(
+                "mail.max_message_size",
+                "Largest message",
+                "e.g. 25M.",
+                FieldKind::Text,
+            ),
+            f(
+                "mail.relay_from_wan",
+                "Relay for the Internet",
+                "Never turn this on unless you know why: it makes an open relay.",
+                FieldKind::Bool,
+            ),
+            f(
+                "mail.catch_all.server",
+                "Catch-all: ISP's POP3 server",
+                "e.g. pop.isp.example; empty: no catch-all.",
+                FieldKind::Text,
+            ),
+            f(
+                "mail.catch_all.port",
+                "Catch-all: port",
+                "Empty: 995 with TLS, 110 otherwise.",
+                FieldKind::Int,
+            ),
+            f(
+                "mail.catch_all.tls",
+                "Catch-all: encryption",
+                "How to protect the password on the way.",
+                FieldKind::Select(POP3_TLS),
+            ),
+            f(
+                "mail.catch_all.login",
+                "Catch-all: login",
+                "The shared mailbox's login at the ISP.",
+                FieldKind::Text,
+            ),
+            f(
+                "mail.catch_all.password",
+                "Catch-all: password",
+                "Kept in the config file (readable by root only): the ISP needs it in clear.",
+                FieldKind::Text,
+            ),
+            f(
+                "mail.catch_all.poll_interval",
+                "Catch-all: poll every",
+                "e.g. 5m.",
+                FieldKind::Text,
+            ),
+            f(
+                "mail.catch_all.keep_on_server",
+                "Catch-all: keep mail at the ISP",
+                "Off: fetched mail is deleted there once it is safe here.",
+                FieldKind::Bool,
+            ),
+        ],
+    },
+    PageDef {
+        path: "/phones",
+        title: "Phones",
+        intro: "The registered phones, the calls in progress, and how voicemail answers.",
+        risky: false,
+        fields: &[
+            f(
+                "phone.enabled",
+                "Phone system on",
+                "The office's phones register here.",
+                FieldKind::Bool,
+            ),
+            f(
+                "phone.voicemail_extension",
+                "Voicemail extension",
+                "Dial it to hear your messages, e.g. *97.",
+                FieldKind::Text,
+            ),
+            f(
+                "phone.no_answer_timeout",
+                "Voicemail after",
+                "How long a phone rings before voicemail answers, e.g. 20s.",
+                FieldKind::Text,
+            ),
+            f(
+                "phone.max_message_length",
+                "Longest message",
+                "e.g. 3m.",
+                FieldKind::Text,
+            ),
+        ],
+    },
+    PageDef {
         path: "/dns",
         title: "DNS Server",
         intro: "Answers the office's questions about names: its own, the DHCP clients', and (when on) Internet names.",
@@ -329,6 +429,43 @@ pub fn write(doc: &mut DocumentMut, field: &FieldDef, submitted: &str) {
                 *v.decor_mut() = old.decor().clone();
             }
             t.insert(last, Item::Value(v));
+        }
+    }
+}
+
+/// Removes the tables the page's fields live in that were left empty (so an unused
+/// catch-all, say, is not an empty `[mail.catch_all]` that validation refuses).
+pub fn prune_empty_tables(doc: &mut DocumentMut, page: &PageDef) {
+    fn table_at<'a>(t: &'a mut Table, path: &[&str]) -> Option<&'a mut Table> {
+        match path.split_first() {
+            None => Some(t),
+            Some((first, rest)) => table_at(t.get_mut(first)?.as_table_mut()?, rest),
+        }
+    }
+    for fd in page.fields {
+        let parts: Vec<&str> = fd.key.split('.').collect();
+        if parts.len() < 3 {
+            continue;
+        }
+        let (parent, name) = (&parts[..parts.len() - 2], parts[parts.len() - 2]);
+        let prefix = format!("{}.", parts[..parts.len() - 1].join("."));
+        let Some(t) = table_at(doc.as_table_mut(), parent) else {
+            continue;
+        };
+        let Some(table) = t.get(name).and_then(Item::as_table) else {
+            continue;
+        };
+        // A table whose text settings are all left empty is not in use (a catch-all
+        // without a server): its switches and choices alone would not make it valid.
+        let text_keys: Vec<&str> = page
+            .fields
+            .iter()
+            .filter(|f| matches!(f.kind, FieldKind::Text | FieldKind::Int))
+            .filter_map(|f| f.key.strip_prefix(&prefix))
+            .collect();
+        let unused = !text_keys.is_empty() && text_keys.iter().all(|k| !table.contains_key(k));
+        if table.is_empty() || unused {
+            t.remove(name);
         }
     }
 }

@@ -105,7 +105,13 @@ with Browser(args.url, args.shots) as b:
     b.expect(mode() == "firewall-nat", "the original mode is back: %r" % mode())
     b.expect("carol" not in config_text(), "and carol is gone again")
 
-    # A phone-sized screen still works.
+    # The live pages.
+    b.get("/mail")
+    b.expect("Waiting to go out" in b.text(), "the mail queue is shown")
+    b.screenshot("mail")
+    b.get("/phones")
+    b.expect("Registered phones" in b.text() and "Calls now" in b.text(), "phones and calls")
+    b.screenshot("phones")
     b.get("/network")
     b.screenshot("network")
 print("ok")
