@@ -184,9 +184,7 @@ fn open_relay_probes_from_the_wan_are_all_refused() {
         )
         .set("mail.smtp_port", 25)
         .set("dns.enabled", false)
-        .set("ntp.enabled", false)
-        // The admin pages bind the LAN address, which this namespace does not have.
-        .set("web.enabled", false);
+        .set("ntp.enabled", false);
     let ob = Officebox::start_in_netns(bin(), &c.text(), &boxns).unwrap();
     ob.peer()
         .wait_for_log("smtp: serving", READY_TIMEOUT)

@@ -185,9 +185,7 @@ fn clear_text_passwords_are_refused_from_the_wan_but_not_over_tls() {
         )
         .set("mail.pop3_port", 110)
         .set("dns.enabled", false)
-        .set("ntp.enabled", false)
-        // The admin pages bind the LAN address, which this namespace does not have.
-        .set("web.enabled", false);
+        .set("ntp.enabled", false);
     let ob = Officebox::start_in_netns(bin(), &c.text(), &boxns).unwrap();
     ob.peer()
         .wait_for_log("pop3: serving", READY_TIMEOUT)

@@ -92,7 +92,7 @@ pub async fn serve(
     let mut listeners = Vec::new();
     for ip in bind_addresses(&config, Service::Admin) {
         let addr = SocketAddr::new(ip, config.web.admin_port);
-        let l = TcpListener::bind(addr).await.map_err(|e| {
+        let l = listen(addr).map_err(|e| {
             io::Error::new(e.kind(), format!("web: cannot listen on tcp {addr}: {e}"))
         })?;
         info!(message = "web: serving the admin pages", %addr);
@@ -111,6 +111,24 @@ pub async fn serve(
     }
     tasks.shutdown().await;
     Ok(())
+}
+
+/// A listener on `addr`, which may be the LAN address before the network service has put
+/// it on the interface (they start together): it is bound anyway (IP_FREEBIND), and
+/// connections arrive once the address exists.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if !addr.ip().is_unspecified() {
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpFreebind, &true)
+            .map_err(io::Error::from)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(128)
 }
 
 async fn accept(listener: TcpListener, app: Arc<App>) {
@@ -765,7 +783,12 @@ impl App {
             });
         }
         info!(message = "web: config saved", %what, file = %path.display());
+        // Wait for the reload to reach the services (and this page's next render), so
+        // what the browser sees next is the new config.
+        let mut rx = self.config.clone();
+        rx.borrow_and_update();
         reload();
+        let _ = tokio::time::timeout(Duration::from_secs(3), rx.changed()).await;
         Ok(())
     }
 

@@ -670,8 +670,12 @@ class Browser:
                     old.tag_name
                 except StaleElementReferenceException:
                     return "loaded"
-                if form is not None and d.execute_script(_REFUSED_JS, form):
-                    return "refused"
+                try:
+                    if form is not None and d.execute_script(_REFUSED_JS, form):
+                        return "refused"
+                except StaleElementReferenceException:
+                    # The page went away between the two checks: it moved on.
+                    return "loaded"
                 return False
 
             try:
