@@ -109,10 +109,19 @@ pub async fn run(
     tasks.shutdown().await;
 }
 
+/// (message, recipient) pairs being delivered now, and those finished since the current
+/// pass began. A pass reads the due rows, then skips both sets: a delivery that finishes
+/// between the read and the check is in the second set, so its (stale) row is not sent
+/// again.
+#[derive(Debug, Default)]
+struct InFlight {
+    now: HashSet<(i64, String)>,
+    finished: HashSet<(i64, String)>,
+}
+
 struct Runner {
     store: Arc<Store>,
-    /// (message, recipient) pairs being delivered now.
-    in_flight: Arc<Mutex<HashSet<(i64, String)>>>,
+    in_flight: Arc<Mutex<InFlight>>,
     slots: Arc<Semaphore>,
     done: Arc<Notify>,
 }
@@ -137,6 +146,11 @@ impl Runner {
         tasks: &mut JoinSet<()>,
     ) -> io::Result<()> {
         let now = now_unix();
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finished
+            .clear();
         let due = self.db(move |s| s.with_db(|db| db.due(now, BATCH))).await?;
         let mut groups: BTreeMap<(i64, String), Vec<Job>> = BTreeMap::new();
         {
@@ -145,7 +159,8 @@ impl Runner {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for job in due {
-                if in_flight.contains(&(job.message_id, job.recipient.clone())) {
+                let key = (job.message_id, job.recipient.clone());
+                if in_flight.now.contains(&key) || in_flight.finished.contains(&key) {
                     continue;
                 }
                 let domain = job
@@ -190,7 +205,7 @@ impl Runner {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 for j in &jobs {
-                    in_flight.insert((message_id, j.recipient.clone()));
+                    in_flight.now.insert((message_id, j.recipient.clone()));
                 }
             }
             let task = Attempt {
@@ -296,7 +311,7 @@ impl Runner {
 /// One delivery: one message to the recipients of one domain.
 struct Attempt {
     store: Arc<Store>,
-    in_flight: Arc<Mutex<HashSet<(i64, String)>>>,
+    in_flight: Arc<Mutex<InFlight>>,
     slots: Arc<Semaphore>,
     done: Arc<Notify>,
     client: Client,
@@ -333,7 +348,9 @@ impl Attempt {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for j in &self.jobs {
-                in_flight.remove(&(message_id, j.recipient.clone()));
+                let key = (message_id, j.recipient.clone());
+                in_flight.now.remove(&key);
+                in_flight.finished.insert(key);
             }
         }
         self.done.notify_one();
