@@ -19,7 +19,7 @@ pub mod forward;
 mod maintain;
 mod tcp;
 mod udp;
-pub mod wire;
+pub use officebox_dnswire as wire;
 pub mod zone;
 
 pub use maintain::{names, serve};

@@ -271,7 +271,7 @@ impl Pop {
     }
 
     /// A command that must succeed.
-    async fn expect(&mut self, line: &str, what: &str) -> Result<String, FetchError> {
+    async fn require(&mut self, line: &str, what: &str) -> Result<String, FetchError> {
         match self.command(line).await? {
             Ok(t) => Ok(t),
             Err(t) => Err(self.protocol(format!("{what}: -ERR {t}"))),
@@ -355,7 +355,7 @@ async fn connect(config: &Config, a: &Pop3Account) -> Result<Pop, FetchError> {
         && let Some(c) = &connector
     {
         // No falling back to plain text: the password would go in clear.
-        pop.expect("STLS", "STLS").await?;
+        pop.require("STLS", "STLS").await?;
         pop.conn
             .start_tls_client(c, name)
             .await
@@ -388,7 +388,7 @@ async fn listing(pop: &mut Pop) -> Result<Vec<(u32, String)>, FetchError> {
         }
         return Ok(out);
     }
-    pop.expect("LIST", "LIST").await?;
+    pop.require("LIST", "LIST").await?;
     let body = pop.multiline(usize::MAX).await?;
     let numbers: Vec<u32> = String::from_utf8_lossy(&body)
         .lines()
@@ -396,7 +396,7 @@ async fn listing(pop: &mut Pop) -> Result<Vec<(u32, String)>, FetchError> {
         .collect();
     let mut out = Vec::with_capacity(numbers.len());
     for n in numbers {
-        pop.expect(&format!("TOP {n} 0"), "TOP").await?;
+        pop.require(&format!("TOP {n} 0"), "TOP").await?;
         let headers = pop.multiline(MAX_MESSAGE).await?;
         out.push((n, format!("h:{}", hex(&digest(&headers)))));
     }
@@ -465,11 +465,11 @@ async fn poll_inner(
         if seen.contains(uid) {
             if !a.keep_on_server {
                 // Taken before, not deleted then (a poll cut short): delete now.
-                pop.expect(&format!("DELE {n}"), "DELE").await?;
+                pop.require(&format!("DELE {n}"), "DELE").await?;
             }
             continue;
         }
-        pop.expect(&format!("RETR {n}"), "RETR").await?;
+        pop.require(&format!("RETR {n}"), "RETR").await?;
         let message = pop.multiline(MAX_MESSAGE).await?;
         let headers = parse_headers(&message);
         let (mailboxes, external) = match &account.owner {
@@ -547,11 +547,11 @@ async fn poll_inner(
         }
         *fetched += 1;
         if !a.keep_on_server {
-            pop.expect(&format!("DELE {n}"), "DELE").await?;
+            pop.require(&format!("DELE {n}"), "DELE").await?;
         }
     }
     // QUIT makes the deletions happen (RFC 1939 section 6).
-    pop.expect("QUIT", "QUIT").await?;
+    pop.require("QUIT", "QUIT").await?;
     Ok(())
 }
 

@@ -2,14 +2,14 @@
 //! preference, or the domain itself when it has none, then their addresses. A small stub
 //! resolver over UDP (TCP when the answer is truncated) that asks the servers it is given
 //! (the box's own DNS by default, so answers are cached and tests can point it at theirs),
-//! parsing with the DNS crate's wire code.
+//! parsing with officebox's DNS wire code (officebox-dnswire).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use officebox_dns::wire::{
-    self, CLASS_IN, HEADER_LEN, Header, QR, RD, Rcode, TC, WireError, read_name, rtype,
+use officebox_dnswire::{
+    self as wire, CLASS_IN, HEADER_LEN, Header, QR, RD, Rcode, TC, WireError, read_name, rtype,
 };
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -255,7 +255,7 @@ fn parse(packet: &[u8], name: &str, qtype: u16) -> Result<Option<Answer>, WireEr
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use officebox_dns::wire::{Builder, RData};
+    use officebox_dnswire::{Builder, RData};
 
     fn response(qname: &str, qtype: u16, rcode: u16, records: &[(&str, u16, RData)]) -> Vec<u8> {
         let mut b = Builder::with_question(&wire::to_wire(qname), qtype, CLASS_IN);

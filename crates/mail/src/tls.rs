@@ -8,8 +8,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::PasswordHash;
-use argon2::{Argon2, PasswordVerifier};
 use officebox_config::Config;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -181,11 +179,7 @@ pub fn authenticate(config: &Config, user: &str, password: &str) -> Option<Strin
     });
     let login = login.to_ascii_lowercase();
     let u = config.users.iter().find(|u| u.login == login)?;
-    let hash = PasswordHash::new(&u.password_hash).ok()?;
-    Argon2::default()
-        .verify_password(password.as_bytes(), &hash)
-        .ok()
-        .map(|()| login)
+    officebox_secrets::verify(&u.password_hash, password).then_some(login)
 }
 
 /// Failed logins per client address: after [`FAILURES`] in [`WINDOW`], that address is

@@ -6,18 +6,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use officebox_testkit::{Officebox, READY_TIMEOUT, TestConfig, free_udp_port, require_program};
 
+mod common;
+use common::{bobs_phone, scenarios, sipp_call};
+
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
-}
-
-fn scenarios() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../voice/tests/sipp")
 }
 
 fn start(c: &TestConfig) -> Officebox {
@@ -197,13 +196,6 @@ fn a_password_guessing_flood_is_ignored_after_twenty_failures() {
     assert!(ob.log().contains("too many failed logins"));
 }
 
-/// A sipp run in the background (a phone waiting for calls).
-fn sipp_peer(name: &str, args: &[&str]) -> officebox_testkit::Peer {
-    let mut cmd = Command::new("sipp");
-    cmd.current_dir(scenarios()).args(args);
-    officebox_testkit::Peer::spawn(name, cmd).unwrap()
-}
-
 fn calls(ob: &Officebox) -> String {
     let out = Command::new(bin())
         .args(["phone", "calls", "--config"])
@@ -228,100 +220,11 @@ fn an_extension_calls_another_through_the_box_and_hangs_up() {
     let target = format!("127.0.0.1:{port}");
     // bob's phone: a sipp that answers, registered by another sipp.
     let bob_port = free_udp_port().unwrap().to_string();
-    let uas = sipp_peer(
-        "bob-phone",
-        &[
-            "-sf",
-            "uas_answer.xml",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &bob_port,
-            "-m",
-            "1",
-            "-nostdin",
-            "-mp",
-            &free_udp_port().unwrap().to_string(),
-        ],
-    );
-    let reg = Command::new("sipp")
-        .current_dir(scenarios())
-        .args([
-            "-sf",
-            "register_contact.xml",
-            "-inf",
-            "callee.csv",
-            "-key",
-            "domain",
-            "office.test",
-        ])
-        .args([
-            "-key",
-            "contact_port",
-            &bob_port,
-            "-auth_uri",
-            "office.test",
-            "-i",
-            "127.0.0.1",
-        ])
-        .args([
-            "-p",
-            &free_udp_port().unwrap().to_string(),
-            "-m",
-            "1",
-            "-nostdin",
-            &target,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        reg.status.success(),
-        "{}",
-        String::from_utf8_lossy(&reg.stdout)
-    );
+    let uas = bobs_phone(&target, "uas_answer.xml", &bob_port);
     // alice calls 102, talks two seconds, hangs up.
     let caller = std::thread::spawn({
         let target = target.clone();
-        move || {
-            let errors = officebox_testkit::scratch_dir("sipp-uac").unwrap();
-            let out = Command::new("sipp")
-                .current_dir(scenarios())
-                .args([
-                    "-sf",
-                    "uac_call.xml",
-                    "-inf",
-                    "caller.csv",
-                    "-key",
-                    "domain",
-                    "office.test",
-                ])
-                .args([
-                    "-key",
-                    "callee",
-                    "102",
-                    "-auth_uri",
-                    "office.test",
-                    "-i",
-                    "127.0.0.1",
-                ])
-                .args([
-                    "-p",
-                    &free_udp_port().unwrap().to_string(),
-                    "-m",
-                    "1",
-                    "-nostdin",
-                ])
-                .args(["-mp", &free_udp_port().unwrap().to_string()])
-                .args(["-trace_err", "-error_file"])
-                .arg(errors.path().join("e.txt"))
-                .arg(&target)
-                .output()
-                .unwrap();
-            (
-                out.status.success(),
-                std::fs::read_to_string(errors.path().join("e.txt")).unwrap_or_default(),
-            )
-        }
+        move || sipp_call(&target, "uac_call.xml", "caller.csv", "102")
     });
     assert!(
         officebox_testkit::wait_until(Duration::from_secs(5), || calls(&ob).contains("talking")),
@@ -343,101 +246,6 @@ fn an_extension_calls_another_through_the_box_and_hangs_up() {
     assert!(ob.log().contains("phone: call answered") && ob.log().contains("phone: call ended"));
 }
 
-/// bob's phone (a sipp running `scenario` on `bob_port`), registered for extension 102.
-fn bobs_phone(target: &str, scenario: &str, bob_port: &str) -> officebox_testkit::Peer {
-    let uas = sipp_peer(
-        "bob-phone",
-        &[
-            "-sf",
-            scenario,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            bob_port,
-            "-m",
-            "1",
-            "-nostdin",
-        ],
-    );
-    let reg = Command::new("sipp")
-        .current_dir(scenarios())
-        .args([
-            "-sf",
-            "register_contact.xml",
-            "-inf",
-            "callee.csv",
-            "-key",
-            "domain",
-            "office.test",
-        ])
-        .args([
-            "-key",
-            "contact_port",
-            bob_port,
-            "-auth_uri",
-            "office.test",
-            "-i",
-            "127.0.0.1",
-        ])
-        .args([
-            "-p",
-            &free_udp_port().unwrap().to_string(),
-            "-m",
-            "1",
-            "-nostdin",
-            target,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        reg.status.success(),
-        "{}",
-        String::from_utf8_lossy(&reg.stdout)
-    );
-    uas
-}
-
-/// alice's phone calls `callee` with `scenario`; (success, sipp's errors).
-fn alice_calls(target: &str, scenario: &str, callee: &str) -> (bool, String) {
-    let errors = officebox_testkit::scratch_dir("sipp-uac").unwrap();
-    let out = Command::new("sipp")
-        .current_dir(scenarios())
-        .args([
-            "-sf",
-            scenario,
-            "-inf",
-            "caller.csv",
-            "-key",
-            "domain",
-            "office.test",
-        ])
-        .args([
-            "-key",
-            "callee",
-            callee,
-            "-auth_uri",
-            "office.test",
-            "-i",
-            "127.0.0.1",
-        ])
-        .args([
-            "-p",
-            &free_udp_port().unwrap().to_string(),
-            "-m",
-            "1",
-            "-nostdin",
-        ])
-        .args(["-recv_timeout", "20s", "-trace_err", "-error_file"])
-        .arg(errors.path().join("e.txt"))
-        .arg(target)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        std::fs::read_to_string(errors.path().join("e.txt")).unwrap_or_default(),
-    )
-}
-
 #[test]
 fn busy_cancelled_unanswered_and_unknown_calls_end_cleanly() {
     require_program("sipp", "sip-tester");
@@ -450,14 +258,14 @@ fn busy_cancelled_unanswered_and_unknown_calls_end_cleanly() {
     let voicemails = || ob.log().matches("phone: voicemail answers").count();
 
     // 109 is nobody's extension.
-    let (ok, errors) = alice_calls(&target, "uac_expect.xml", "109");
+    let (ok, errors) = sipp_call(&target, "uac_expect.xml", "caller.csv", "109");
     assert!(ok, "{errors}");
 
     // Busy: voicemail takes the call. (bob's phone always listens on one port, so each
     // new one replaces the last.)
     let bob_port = free_udp_port().unwrap().to_string();
     let bob = bobs_phone(&target, "uas_busy.xml", &bob_port);
-    let (ok, errors) = alice_calls(&target, "uac_voicemail_hangup.xml", "102");
+    let (ok, errors) = sipp_call(&target, "uac_voicemail_hangup.xml", "caller.csv", "102");
     assert!(ok, "{errors}\n{}", ob.log());
     assert_eq!(voicemails(), 1, "{}", ob.log());
     bob.wait_for_log("Successful call", Duration::from_secs(10))
@@ -466,7 +274,7 @@ fn busy_cancelled_unanswered_and_unknown_calls_end_cleanly() {
 
     // alice hangs up while bob's phone rings: bob's phone hears the CANCEL.
     let bob = bobs_phone(&target, "uas_ring.xml", &bob_port);
-    let (ok, errors) = alice_calls(&target, "uac_cancel.xml", "102");
+    let (ok, errors) = sipp_call(&target, "uac_cancel.xml", "caller.csv", "102");
     assert!(ok, "{errors}\n{}", ob.log());
     assert!(ob.log().contains("code=487"), "{}", ob.log());
     bob.wait_for_log("Successful call", Duration::from_secs(10))
@@ -476,7 +284,7 @@ fn busy_cancelled_unanswered_and_unknown_calls_end_cleanly() {
     // Nobody picks up within no_answer_timeout (5 s): bob's phone is cancelled and
     // voicemail answers.
     let bob = bobs_phone(&target, "uas_ring.xml", &bob_port);
-    let (ok, errors) = alice_calls(&target, "uac_voicemail_hangup.xml", "102");
+    let (ok, errors) = sipp_call(&target, "uac_voicemail_hangup.xml", "caller.csv", "102");
     assert!(ok, "{errors}\n{}", ob.log());
     assert_eq!(voicemails(), 2, "{}", ob.log());
     bob.wait_for_log("Successful call", Duration::from_secs(10))
@@ -498,7 +306,7 @@ fn a_key_sent_by_sip_info_reaches_the_other_phone() {
     let target = format!("127.0.0.1:{port}");
     let bob_port = free_udp_port().unwrap().to_string();
     let bob = bobs_phone(&target, "uas_answer_info.xml", &bob_port);
-    let (ok, errors) = alice_calls(&target, "uac_call_info.xml", "102");
+    let (ok, errors) = sipp_call(&target, "uac_call_info.xml", "caller.csv", "102");
     assert!(ok, "{errors}\n{}", ob.log());
     bob.wait_for_log("Successful call", Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));

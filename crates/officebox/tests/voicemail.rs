@@ -6,19 +6,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use officebox_testkit::{Officebox, READY_TIMEOUT, TestConfig, free_udp_port, require_program};
+
+mod common;
+use common::{scenarios, sipp_call};
 
 const SPEECH: &str = "/usr/share/sip-tester/g711a.pcap";
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
-}
-
-fn scenarios() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../voice/tests/sipp")
 }
 
 /// The RTP payloads of a pcap (Ethernet, IPv4, UDP, RTP without extensions).
@@ -61,49 +60,6 @@ fn reference() -> Vec<i16> {
         .unwrap();
     assert!(ok.success());
     wav_samples(&std::fs::read(&wav).unwrap())
-}
-
-fn call(port: i64, scenario: &str) -> (bool, String) {
-    let errors = officebox_testkit::scratch_dir("sipp-vm").unwrap();
-    let out = Command::new("sipp")
-        .current_dir(scenarios())
-        .args([
-            "-sf",
-            scenario,
-            "-inf",
-            "caller.csv",
-            "-key",
-            "domain",
-            "office.test",
-        ])
-        .args([
-            "-key",
-            "callee",
-            "102",
-            "-auth_uri",
-            "office.test",
-            "-i",
-            "127.0.0.1",
-        ])
-        .args(["-p", &free_udp_port().unwrap().to_string()])
-        .args(["-mp", &free_udp_port().unwrap().to_string()])
-        .args([
-            "-m",
-            "1",
-            "-nostdin",
-            "-recv_timeout",
-            "30s",
-            "-trace_err",
-            "-error_file",
-        ])
-        .arg(errors.path().join("e.txt"))
-        .arg(format!("127.0.0.1:{port}"))
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        std::fs::read_to_string(errors.path().join("e.txt")).unwrap_or_default(),
-    )
 }
 
 /// bob's messages through POP3 (Python's poplib): (subject, WAV attachment) each.
@@ -185,9 +141,19 @@ fn an_unanswered_call_leaves_a_voicemail_that_pop3_delivers_with_the_audio() {
         .wait_for_log("phone: serving", READY_TIMEOUT)
         .unwrap();
 
-    let (ok, errors) = call(sip, "uac_voicemail_hangup.xml");
+    let (ok, errors) = sipp_call(
+        &format!("127.0.0.1:{sip}"),
+        "uac_voicemail_hangup.xml",
+        "caller.csv",
+        "102",
+    );
     assert!(ok, "hang-up call: {errors}\n{}", ob.log());
-    let (ok, errors) = call(sip, "uac_voicemail_pound.xml");
+    let (ok, errors) = sipp_call(
+        &format!("127.0.0.1:{sip}"),
+        "uac_voicemail_pound.xml",
+        "caller.csv",
+        "102",
+    );
     assert!(ok, "# call: {errors}\n{}", ob.log());
     assert_eq!(
         ob.log().matches("phone: voicemail delivered").count(),
@@ -227,46 +193,24 @@ fn the_menu_takes_the_pin_plays_deletes_and_saves_and_pop3_sees_the_same_mailbox
         .wait_for_log("phone: serving", READY_TIMEOUT)
         .unwrap();
     for _ in 0..2 {
-        let (ok, errors) = call(sip, "uac_voicemail_hangup.xml");
+        let (ok, errors) = sipp_call(
+            &format!("127.0.0.1:{sip}"),
+            "uac_voicemail_hangup.xml",
+            "caller.csv",
+            "102",
+        );
         assert!(ok, "{errors}\n{}", ob.log());
     }
     assert_eq!(fetch_voicemails(pop).len(), 2);
 
     // bob dials *97: PIN, 1, delete the newest, save the other, leave.
-    let errors = officebox_testkit::scratch_dir("sipp-menu").unwrap();
-    let out = Command::new("sipp")
-        .current_dir(scenarios())
-        .args([
-            "-sf",
-            "uac_menu.xml",
-            "-inf",
-            "callee.csv",
-            "-key",
-            "domain",
-            "office.test",
-        ])
-        .args([
-            "-key",
-            "callee",
-            "*97",
-            "-auth_uri",
-            "office.test",
-            "-i",
-            "127.0.0.1",
-        ])
-        .args(["-p", &free_udp_port().unwrap().to_string()])
-        .args(["-mp", &free_udp_port().unwrap().to_string()])
-        .args(["-m", "1", "-nostdin", "-trace_err", "-error_file"])
-        .arg(errors.path().join("e.txt"))
-        .arg(format!("127.0.0.1:{sip}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        std::fs::read_to_string(errors.path().join("e.txt")).unwrap_or_default(),
-        ob.log()
+    let (ok, errors) = sipp_call(
+        &format!("127.0.0.1:{sip}"),
+        "uac_menu.xml",
+        "callee.csv",
+        "*97",
     );
+    assert!(ok, "{errors}\n{}", ob.log());
     // One message left, seen (saved), in POP3 too.
     let maildir = ob.dir().join("demo-data/mail/bob");
     let count = |sub: &str| {
@@ -323,7 +267,12 @@ fn the_message_waiting_lamp_follows_a_voicemail_from_arrival_to_deletion_by_pop3
         .arg(format!("127.0.0.1:{sip}"));
     let lamp = officebox_testkit::Peer::spawn("bob-lamp", cmd).unwrap();
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let (ok, errors) = call(sip, "uac_voicemail_hangup.xml");
+    let (ok, errors) = sipp_call(
+        &format!("127.0.0.1:{sip}"),
+        "uac_voicemail_hangup.xml",
+        "caller.csv",
+        "102",
+    );
     assert!(ok, "{errors}\n{}", ob.log());
     std::thread::sleep(std::time::Duration::from_secs(3));
     // bob reads it by mail and deletes it.

@@ -11,8 +11,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use argon2::password_hash::PasswordHash;
-use argon2::{Argon2, PasswordVerifier};
 use base64::Engine as _;
 use officebox_store::{Db, Entry, Maildir, mailbox_path};
 use tokio_util::sync::CancellationToken;
@@ -158,15 +156,9 @@ async fn pin(ep: &mut Endpoint, m: &MenuSetup) -> bool {
         }
         let entered = entered.trim_end_matches('#').to_string();
         let hash = hash.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|h| {
-                Argon2::default()
-                    .verify_password(entered.as_bytes(), &h)
-                    .is_ok()
-            })
-        })
-        .await
-        .unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || officebox_secrets::verify(&hash, &entered))
+            .await
+            .unwrap_or(false);
         if ok {
             info!(message = "phone: voicemail menu opened", user = %m.login);
             return true;
