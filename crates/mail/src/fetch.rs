@@ -32,8 +32,8 @@ use crate::conn::Conn;
 use crate::deliver::{Delivery, Envelope, Store};
 use crate::resolve::Resolver;
 use crate::route::{Destination, resolve};
-use crate::smtp::httpdate;
 use crate::tls::{opportunistic_connector, server_name, verifying_connector};
+use officebox_store::date::rfc5322_date;
 
 /// Accounts polled at once.
 const MAX_POLLS: usize = 4;
@@ -485,7 +485,7 @@ async fn poll_inner(
         let mut stamped = format!(
             "Received: from {} by {host} (officebox) with POP3;\r\n\t{}\r\n",
             a.server,
-            httpdate(SystemTime::now())
+            rfc5322_date(SystemTime::now())
         )
         .into_bytes();
         stamped.extend_from_slice(&message);

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use officebox_store::{Job, Ret};
 
-use crate::smtp::httpdate;
+use officebox_store::date::rfc5322_date;
 
 /// Which notice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +117,7 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     );
     h("To", &format!("<{}>", r.to));
     h("Subject", subject);
-    h("Date", &httpdate(r.now));
+    h("Date", &rfc5322_date(r.now));
     h("Message-ID", &format!("<{stamp:x}.dsn@{}>", r.host));
     h("Auto-Submitted", "auto-replied");
     h("MIME-Version", "1.0");
@@ -158,7 +158,7 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     if kind == Kind::Delayed {
         m.push_str(&format!(
             "\r\nIt will keep trying until {}.\r\n",
-            httpdate(unix_time(r.give_up_at))
+            rfc5322_date(unix_time(r.give_up_at))
         ));
     }
 
@@ -173,7 +173,7 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     if let Some(l) = r.lines.first() {
         m.push_str(&format!(
             "Arrival-Date: {}\r\n",
-            httpdate(unix_time(l.job.received_at))
+            rfc5322_date(unix_time(l.job.received_at))
         ));
     }
     for line in r.lines {
@@ -211,7 +211,7 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
         if line.kind == Kind::Delayed {
             m.push_str(&format!(
                 "Will-Retry-Until: {}\r\n",
-                httpdate(unix_time(r.give_up_at))
+                rfc5322_date(unix_time(r.give_up_at))
             ));
         }
     }

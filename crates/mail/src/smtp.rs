@@ -509,7 +509,7 @@ impl Session<'_> {
     /// Stores the message everywhere it goes; the reply says whether all of it is safe.
     async fn accept(&self, host: &str, body: Vec<u8>) -> String {
         let envelope = self.from.clone().unwrap_or_default();
-        let stamp = httpdate(SystemTime::now());
+        let stamp = officebox_store::date::rfc5322_date(SystemTime::now());
         let received = format!(
             "Received: from {} ({})\r\n\tby {host} (officebox) with ESMTP;\r\n\t{stamp}\r\n",
             self.helo
@@ -590,43 +590,5 @@ impl Session<'_> {
                 "451 4.3.0 Cannot store the message now; try again later".into()
             }
         }
-    }
-}
-
-/// An RFC 5322 date in UTC, e.g. `Sat, 28 Nov 2026 08:30:00 +0000`.
-pub fn httpdate(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    let weekday = DAYS[(days % 7) as usize];
-    let month_name = MONTHS[usize::try_from(month - 1).unwrap_or(0).min(11)];
-    format!("{weekday}, {day:02} {month_name} {year} {h:02}:{m:02}:{s:02} +0000")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(httpdate(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            httpdate(UNIX_EPOCH + Duration::from_secs(1_795_854_600)),
-            "Sat, 28 Nov 2026 08:30:00 +0000"
-        );
     }
 }

@@ -1,6 +1,6 @@
-//! TLS for SMTP (and, with the mailbox issue, POP3): the box's certificate, made on first
-//! boot (rcgen, self-signed for the box's names) and kept in `data_dir/tls/`, and user
-//! authentication against the users' argon2 hashes.
+//! TLS for SMTP and POP3: the box's certificate (made and kept by officebox-secrets), the
+//! client side towards other servers, and user authentication against the users' argon2
+//! hashes.
 
 use std::io;
 use std::net::IpAddr;
@@ -12,32 +12,13 @@ use officebox_config::Config;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tracing::info;
 
-/// The server's TLS acceptor from `data_dir/tls/{cert,key}.pem`, made first if missing.
+/// The server's TLS acceptor: the box's certificate (see `officebox_secrets::tls`).
 pub fn acceptor(config: &Config) -> io::Result<TlsAcceptor> {
-    let dir = config.data_dir.join("tls");
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    if !cert_path.exists() || !key_path.exists() {
-        make_certificate(config, &dir)?;
-    }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|e| io::Error::other(format!("{}: {e}", cert_path.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| io::Error::other(format!("{}: {e}", cert_path.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| io::Error::other(format!("{}: {e}", key_path.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(io::Error::other)?;
-    Ok(TlsAcceptor::from(Arc::new(server)))
+    officebox_secrets::tls::acceptor(config)
 }
 
 /// Where Debian keeps the trusted roots (package ca-certificates).
@@ -137,35 +118,6 @@ impl ServerCertVerifier for AnyCertificate {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
-}
-
-fn make_certificate(config: &Config, dir: &Path) -> io::Result<()> {
-    let n = &config.network;
-    let names: Vec<String> = [
-        n.hostname.as_str(),
-        "smtp",
-        "pop",
-        "mail",
-        "www",
-        "corp",
-        "admin",
-    ]
-    .iter()
-    .map(|h| format!("{h}.{}", n.domain))
-    .chain(std::iter::once(n.domain.clone()))
-    .collect();
-    let cert = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
-    std::fs::create_dir_all(dir)?;
-    officebox_store::write_atomic(
-        &dir.join("key.pem"),
-        cert.signing_key.serialize_pem().as_bytes(),
-        0o600,
-    )
-    .map_err(io::Error::other)?;
-    officebox_store::write_atomic(&dir.join("cert.pem"), cert.cert.pem().as_bytes(), 0o644)
-        .map_err(io::Error::other)?;
-    info!(message = "tls: made a self-signed certificate for this box", dir = %dir.display());
-    Ok(())
 }
 
 /// Checks a login (`alice` or `alice@domain`) and password; returns the login.

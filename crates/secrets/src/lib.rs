@@ -3,6 +3,8 @@
 //! when the password is set. The command line and the admin pages set passwords the same
 //! way through [`set_password`].
 
+pub mod tls;
+
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};

@@ -30,6 +30,7 @@
 //! Library code never panics on anything read from disk: odd rows are
 //! [`StoreError::Corrupt`], odd file names are skipped or [`StoreError::InvalidName`].
 
+pub mod date;
 mod db;
 mod error;
 mod fetch;

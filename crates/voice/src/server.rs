@@ -927,7 +927,7 @@ fn register(
                     ),
                 );
             }
-            r.push("Date", httpdate(SystemTime::now()));
+            r.push("Date", officebox_store::date::http_date(SystemTime::now()));
             debug!(message = "phone: registered", user = %owner, %source);
             r
         }
@@ -1051,37 +1051,6 @@ fn bad_request(bytes: &[u8], error: &ParseError) -> Option<Vec<u8>> {
     Some(out.into_bytes())
 }
 
-/// An RFC 1123 date for the Date header.
-fn httpdate(t: SystemTime) -> String {
-    format!("{} GMT", date_parts(t))
-}
-
-/// An RFC 5322 date for mail (`Sat, 28 Nov 2026 10:00:00 +0000`).
-pub fn rfc5322_date(t: SystemTime) -> String {
-    format!("{} +0000", date_parts(t))
-}
-
-fn date_parts(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mon = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mon <= 2);
-    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    let mn = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][(mon - 1) as usize];
-    format!("{wd}, {d:02} {mn} {y} {h:02}:{m:02}:{s:02}")
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1136,7 +1105,7 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(
-            httpdate(UNIX_EPOCH + Duration::from_secs(1_795_857_926)),
+            officebox_store::date::http_date(UNIX_EPOCH + Duration::from_secs(1_795_857_926)),
             "Sat, 28 Nov 2026 09:25:26 GMT"
         );
     }

@@ -164,7 +164,7 @@ pub fn email(env: &Envelope, samples: &[i16], now: SystemTime) -> Vec<u8> {
     let boundary = format!("=_officebox_vm_{stamp:x}");
     let length = duration_text(samples.len());
     let who = format!("{} ({})", clean(&env.caller_name), clean(&env.caller_ext));
-    let date = crate::server::rfc5322_date(now);
+    let date = officebox_store::date::rfc5322_date(now);
     let file = format!(
         "voicemail-{}-{}.wav",
         now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),

@@ -1,0 +1,56 @@
+//! Dates as the protocols write them, in UTC: RFC 5322 for mail (`Sat, 28 Nov 2026
+//! 08:30:00 +0000`) and RFC 9110's IMF-fixdate for HTTP and SIP (`... 08:30:00 GMT`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// An RFC 5322 date for mail headers.
+pub fn rfc5322_date(t: SystemTime) -> String {
+    format!("{} +0000", date_parts(t))
+}
+
+/// An HTTP (and SIP) date.
+pub fn http_date(t: SystemTime) -> String {
+    format!("{} GMT", date_parts(t))
+}
+
+fn date_parts(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let weekday = DAYS[usize::try_from(days % 7).unwrap_or(0)];
+    let month_name = MONTHS[usize::try_from(month - 1).unwrap_or(0).min(11)];
+    format!("{weekday}, {day:02} {month_name} {year} {h:02}:{m:02}:{s:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(UNIX_EPOCH + Duration::from_secs(1_795_854_600)),
+            "Sat, 28 Nov 2026 08:30:00 +0000"
+        );
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+    }
+}
