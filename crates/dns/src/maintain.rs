@@ -84,6 +84,9 @@ impl Inputs {
     }
 }
 
+/// Where the zone as served is kept for the admin pages.
+pub const SERVED_KEY: &str = "dns.served";
+
 /// The state database, touched only from blocking threads.
 struct State {
     db: Mutex<Db>,
@@ -118,6 +121,29 @@ impl State {
         })
     }
 
+    /// Keeps the zone's records in the state database (meta `dns.served`, one record per
+    /// line: source, name, TTL, type, value, tab-separated) for the admin pages, which
+    /// show the zone as it is served.
+    fn publish(&self, zone: &Zone) -> io::Result<()> {
+        let mut listing = String::new();
+        for e in zone.entries() {
+            listing.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                e.source.name(),
+                e.name,
+                e.ttl,
+                e.rtype,
+                e.value.replace(['\t', '\n'], " ")
+            ));
+        }
+        self.with(|db| {
+            if db.meta_get(SERVED_KEY)?.as_deref() != Some(listing.as_str()) {
+                db.meta_set(SERVED_KEY, &listing)?;
+            }
+            Ok(())
+        })
+    }
+
     /// The serial for a zone with `fingerprint`: unchanged when the content is, otherwise
     /// larger than any before (and at least the current time, the usual convention).
     fn serial_for(&self, fingerprint: u64) -> io::Result<u32> {
@@ -147,13 +173,9 @@ fn build(
 ) -> io::Result<Zone> {
     let draft = Zone::build(config, inputs.wan, &inputs.leases, 0, previous);
     let serial = state.serial_for(draft.fingerprint())?;
-    Ok(Zone::build(
-        config,
-        inputs.wan,
-        &inputs.leases,
-        serial,
-        previous,
-    ))
+    let zone = Zone::build(config, inputs.wan, &inputs.leases, serial, previous);
+    state.publish(&zone)?;
+    Ok(zone)
 }
 
 fn view(config: &Config, zone: Zone) -> View {

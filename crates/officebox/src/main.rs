@@ -364,16 +364,69 @@ fn dhcp_leases(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Readable logs on stderr by default (RUST_LOG filters, default info); JSON with a flag.
+/// Warnings and errors are also kept for the admin Home page.
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(RecentProblems);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
+    }
+}
+
+/// Hands warnings and errors to the admin pages' list of recent problems.
+struct RecentProblems;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RecentProblems {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "ERROR",
+            tracing::Level::WARN => "WARN",
+            _ => return,
+        };
+        let mut text = Fields(String::new());
+        event.record(&mut text);
+        officebox_web::recent::push(level, text.0);
+    }
+}
+
+/// An event's message, then its other fields as `name=value`.
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        if field.name() == "message" {
+            let rest = std::mem::take(&mut self.0);
+            let _ = write!(self.0, "{value:?}");
+            // A message given as a field arrives quoted.
+            if self.0.starts_with('"') && self.0.ends_with('"') && self.0.len() >= 2 {
+                self.0 = self.0[1..self.0.len() - 1].to_string();
+            }
+            self.0.push_str(&rest);
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = format!("{value}{}", self.0);
+        } else {
+            self.0.push_str(&format!(" {}={value}", field.name()));
+        }
     }
 }

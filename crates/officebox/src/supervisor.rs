@@ -26,6 +26,9 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
 
 type ServiceFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
+/// Whether a config enables a service.
+type Enabled = fn(&Config) -> bool;
+
 /// A service the supervisor can run.
 struct ServiceSpec {
     name: &'static str,
@@ -93,13 +96,6 @@ const SERVICES: &[ServiceSpec] = &[
     },
 ];
 
-/// Services the config can enable that later issues build; said once at start so nobody
-/// wonders why a port is closed.
-/// Whether a config enables a service.
-type Enabled = fn(&Config) -> bool;
-
-const NOT_YET_BUILT: &[(&str, Enabled)] = &[("www and corp sites", |c| c.web.enabled)];
-
 pub fn run(path: &Path) -> Result<ExitCode> {
     // The admin pages edit this file (an absolute path: the process may change directory).
     officebox_web::set_config_path(
@@ -150,14 +146,6 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
         schema = db.schema_version()?,
         mode = config.security.mode.name(),
     );
-    for (name, enabled) in NOT_YET_BUILT {
-        if enabled(&config) {
-            warn!(
-                "{name}: enabled in the config, but this officebox does not have that service yet"
-            );
-        }
-    }
-
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;

@@ -31,8 +31,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use officebox_testkit::{
-    AudioStats, Baresip, BaresipAccount, DEMO_CONFIG, Officebox, READY_TIMEOUT, TestConfig, audio,
-    require_program, scratch_dir,
+    AudioStats, Baresip, BaresipAccount, DEMO_CONFIG, Officebox, READY_TIMEOUT, SipTransport,
+    TestConfig, audio, require_program, scratch_dir,
 };
 
 /// How long a phone may take to register, to see a call established or closed.
@@ -332,6 +332,74 @@ fn phones_register_and_talk_both_ways_through_the_relay() {
     assert!(
         log.contains("phone: call answered") && log.contains("phone: call ended"),
         "{log}"
+    );
+}
+
+#[test]
+fn phones_on_tcp_register_call_and_talk_over_their_own_connections() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-tcp").unwrap();
+    let bob_says = dir.path().join("bob-says.wav");
+    audio::speak_wav(
+        &bob_says,
+        "This call goes over TCP from end to end, and the voice still arrives.",
+    )
+    .unwrap();
+    let bob_plays = dir.path().join("bob.wav");
+    padded(&bob_says, &bob_plays, 0.5, 0.0);
+
+    let c = TestConfig::demo().free_ports();
+    let office = Office::start(&c);
+    let alice = Baresip::start(
+        "alice",
+        &office
+            .account("101", "alice", "demo-alice")
+            .transport(SipTransport::Tcp),
+    )
+    .unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office
+            .account("102", "bob", "demo-bob")
+            .transport(SipTransport::Tcp)
+            .auto_answer(true)
+            .play(&bob_plays),
+    )
+    .unwrap();
+    office.wait_registered(&alice);
+    office.wait_registered(&bob);
+    let list = office.wait_listing("registrations", "both phones over tcp", |l| {
+        l.lines()
+            .filter(|l| l.starts_with("alice") || l.starts_with("bob"))
+            .filter(|l| l.contains("(tcp)"))
+            .count()
+            == 2
+    });
+    assert!(list.contains("baresip"), "{list}");
+
+    // The INVITE reaches bob over the connection his phone registered on: the box has
+    // no other way to reach a TCP phone.
+    alice.dial("102").unwrap();
+    let established = office.wait_event(&alice, 0, "CALL_ESTABLISHED");
+    office.wait_event(&bob, 0, "CALL_ESTABLISHED");
+    let until = established.received + Duration::from_secs_f64(seconds(&bob_plays) + 1.0);
+    sleep(until.saturating_duration_since(Instant::now()));
+    // This time the callee hangs up.
+    let mark = bob.mark();
+    bob.hangup().unwrap();
+    office.wait_event(&bob, mark, "CALL_CLOSED");
+    let closed = office.wait_event(&alice, 0, "CALL_CLOSED");
+    assert_eq!(closed.param, "Connection reset by peer", "{closed:?}");
+    office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+
+    let heard = alice.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let m = audio::compare(&bob_says, &heard).unwrap();
+    eprintln!("bob -> alice over tcp: {m:?}");
+    assert!(
+        m.score > SIMILAR,
+        "alice did not hear bob: {m:?}\n{}",
+        office.ob.log()
     );
 }
 

@@ -292,3 +292,84 @@ fn the_message_waiting_lamp_follows_a_voicemail_from_arrival_to_deletion_by_pop3
     lamp.wait_for_log("Successful call", std::time::Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
 }
+
+#[test]
+fn a_voicemail_deleted_by_pop3_is_gone_from_the_phone_menu() {
+    require_program("sipp", "sip-tester");
+    require_program("python3", "python3");
+    let c = TestConfig::demo().free_ports();
+    let (sip, pop) = (c.int("phone.sip_port"), c.int("mail.pop3_port"));
+    let ob = Officebox::start(bin(), &c.text()).unwrap();
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+    let target = format!("127.0.0.1:{sip}");
+    for _ in 0..2 {
+        let (ok, errors) = sipp_call(&target, "uac_voicemail_hangup.xml", "caller.csv", "102");
+        assert!(ok, "{errors}\n{}", ob.log());
+    }
+    let menu = |expect: &str| {
+        let (ok, errors) = sipp_call(&target, "uac_menu_leave.xml", "callee.csv", "*97");
+        assert!(ok, "{errors}\n{}", ob.log());
+        assert!(
+            ob.log()
+                .contains(&format!("phone: voicemail menu user=bob {expect}")),
+            "the menu says {expect}:\n{}",
+            ob.log()
+        );
+    };
+    menu("new=2 saved=0");
+    // bob deletes the first in his mail program (without reading the other).
+    let script = format!(
+        "import poplib\np = poplib.POP3('127.0.0.1', {pop})\np.user('bob'); p.pass_('demo-bob')\n\
+         p.dele(1); p.quit()\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    menu("new=1 saved=0");
+}
+
+#[test]
+fn bob_records_his_greeting_from_the_phone_menu() {
+    require_program("sipp", "sip-tester");
+    require_program("sox", "sox");
+    let c = TestConfig::demo().free_ports();
+    let sip = c.int("phone.sip_port");
+    let ob = Officebox::start(bin(), &c.text()).unwrap();
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+    let greeting = ob.dir().join("demo-data/voicemail/bob/greeting.wav");
+    assert!(!greeting.exists());
+    let (ok, errors) = sipp_call(
+        &format!("127.0.0.1:{sip}"),
+        "uac_menu_greeting.xml",
+        "callee.csv",
+        "*97",
+    );
+    assert!(ok, "{errors}\n{}", ob.log());
+    let samples = wav_samples(&std::fs::read(&greeting).unwrap());
+    let covered = coverage(&reference(), &samples);
+    assert!(
+        covered > 0.98,
+        "the greeting holds {:.1}% of the speech ({} samples)",
+        covered * 100.0,
+        samples.len()
+    );
+    // The new greeting is what answers the next caller: the call still ends in a message.
+    let (ok, errors) = sipp_call(
+        &format!("127.0.0.1:{sip}"),
+        "uac_voicemail_pound.xml",
+        "caller.csv",
+        "102",
+    );
+    assert!(ok, "{errors}\n{}", ob.log());
+    assert!(ob.log().contains("phone: voicemail delivered"), "{}", ob.log());
+}

@@ -5,8 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use officebox_testkit::{Officebox, READY_TIMEOUT, TestConfig};
+use officebox_testkit::{
+    ClientKind, DhcpClient, Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig, Veth,
+    require_program, require_root,
+};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
@@ -101,4 +105,259 @@ fn five_wrong_passwords_and_the_admin_pages_slow_down_and_refuse() {
     let url = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
     let ob = start(&c);
     run("login_limit.py", &url, &shots("login-limit"), &[], &ob);
+}
+
+/// The office: officebox's namespace and a PC's, joined by a veth pair (192.168.1.1 on
+/// the box's side; the addresses exist only inside the two namespaces).
+struct Office {
+    // Fields drop in order: the link before the namespaces.
+    link: Veth,
+    pc: Netns,
+    boxns: Netns,
+}
+
+impl Office {
+    fn new(tag: &str) -> Office {
+        require_root();
+        let boxns = Netns::new(&format!("{tag}b")).unwrap();
+        let pc = Netns::new(&format!("{tag}p")).unwrap();
+        let link = Veth::new(
+            Endpoint::netns(&boxns).addr("192.168.1.1/24"),
+            Endpoint::netns(&pc),
+        )
+        .unwrap();
+        Office { link, pc, boxns }
+    }
+
+    fn curl(&self, args: &[&str]) -> String {
+        let out = self
+            .pc
+            .command("curl")
+            .args(["-s", "--max-time", "5", "--noproxy", "*"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn dig(&self, name: &str) -> Vec<String> {
+        let out = self
+            .pc
+            .command("dig")
+            .args(["@192.168.1.1", name, "A", "+short", "+time=2", "+tries=1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[test]
+fn from_a_pc_on_the_lan_the_list_pages_work_on_a_phone_screen() {
+    let _one = preconditions();
+    ClientKind::Dhclient.require();
+    require_program("dig", "bind9-dnsutils");
+    let office = Office::new("wbl");
+    let c = TestConfig::demo()
+        .set(
+            "network.listen",
+            toml_edit::Value::Array(toml_edit::Array::new()),
+        )
+        .set("network.lan.interface", office.link.name_a())
+        .set("dhcp.enabled", true)
+        .set("dhcp.lease_time", "1h")
+        .set("dns.port", 53)
+        .set("ntp.enabled", false)
+        .set("phone.enabled", false);
+    let ob = Officebox::start_in_netns(bin(), &c.text(), &office.boxns).unwrap();
+    ob.peer()
+        .wait_for_log("web: serving the admin pages", READY_TIMEOUT)
+        .unwrap();
+    ob.peer()
+        .wait_for_log("dhcp: serving", READY_TIMEOUT)
+        .unwrap();
+    let laptop = DhcpClient::lease(
+        ClientKind::Dhclient,
+        &office.pc,
+        office.link.name_b(),
+        Some("laptop-7"),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let lease = laptop.current().unwrap().clone();
+    // The PC's MAC (sysfs inside the PC's namespace).
+    let out = office
+        .pc
+        .command("cat")
+        .arg(format!("/sys/class/net/{}/address", office.link.name_b()))
+        .output()
+        .unwrap();
+    let mac = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let config = ob.config_path().display().to_string();
+    let address = lease.address.to_string();
+    let out = officebox_testkit::run_browser_script_in(
+        &office.pc,
+        &scripts().join("office_lan.py"),
+        &format!("http://192.168.1.1:{}", c.int("web.admin_port")),
+        &shots("office-lan"),
+        &[
+            "--config",
+            &config,
+            "--laptop-mac",
+            &mac,
+            "--laptop-address",
+            &address,
+        ],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nofficebox:\n{}",
+        officebox_testkit::describe_output(&out),
+        ob.log()
+    );
+
+    // What the pages saved is what the services do.
+    let text = std::fs::read_to_string(ob.config_path()).unwrap();
+    assert!(text.contains("[[dhcp.reservations]]"), "{text}");
+    assert!(text.contains(&format!("mac = \"{mac}\"")), "{text}");
+    assert!(text.contains("[[security.forwards]]"), "{text}");
+    assert!(text.contains("server = \"192.168.1.77\""), "{text}");
+    assert!(text.contains("admin_port = 18081"), "{text}");
+    assert!(
+        ob.log()
+            .contains("web: serving the admin pages addr=192.168.1.1:18081"),
+        "{}",
+        ob.log()
+    );
+    assert_eq!(office.dig("nas.office.test"), ["192.168.1.30"]);
+    assert_eq!(office.dig("laptop-7.office.test"), [address]);
+
+    // The www site and the intranet, by name, from the office.
+    let site = format!("192.168.1.1:{}", c.int("web.site_port"));
+    let www = office.curl(&["-H", "Host: www.office.test", &format!("http://{site}/")]);
+    assert!(www.contains("public web site"), "{www}");
+    let corp = office.curl(&["-H", "Host: corp.office.test", &format!("http://{site}/")]);
+    assert!(corp.contains("office.test intranet"), "{corp}");
+    drop(laptop);
+}
+
+#[test]
+fn the_sites_serve_files_by_host_name_with_caching_and_the_admin_pages_speak_https() {
+    require_program("curl", "curl");
+    let c = TestConfig::demo().free_ports().set("web.https", true);
+    let ob = start(&c);
+    let data = ob.dir().join("demo-data");
+    let site = format!("http://127.0.0.1:{}", c.int("web.site_port"));
+    let curl = |args: &[&str]| -> String {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", "--noproxy", "*"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // Files of each site, and a directory without index.html listed.
+    std::fs::create_dir_all(data.join("corp/handbook")).unwrap();
+    std::fs::write(data.join("corp/handbook/holidays.txt"), "24 Dec to 1 Jan\n").unwrap();
+    std::fs::write(data.join("corp/handbook/.draft"), "secret\n").unwrap();
+    std::fs::write(data.join("www/logo.svg"), "<svg/>").unwrap();
+    let corp = |path: &str| {
+        curl(&[
+            "-i",
+            "-H",
+            "Host: corp.office.test",
+            &format!("{site}{path}"),
+        ])
+    };
+    let holidays = corp("/handbook/holidays.txt");
+    assert!(
+        holidays.starts_with("HTTP/1.1 200") && holidays.ends_with("24 Dec to 1 Jan\n"),
+        "{holidays}"
+    );
+    assert!(holidays.contains("content-type: text/plain"), "{holidays}");
+    let listing = corp("/handbook/");
+    assert!(
+        listing.contains("holidays.txt") && !listing.contains(".draft"),
+        "{listing}"
+    );
+    assert!(corp("/handbook").starts_with("HTTP/1.1 301"));
+    assert!(corp("/handbook/.draft").starts_with("HTTP/1.1 404"));
+    assert!(corp("/../officebox.toml").starts_with("HTTP/1.1 404"));
+    assert!(corp("/handbook/%2e%2e/%2e%2e/officebox.toml").starts_with("HTTP/1.1 404"));
+    // The www site does not see the intranet's files.
+    let www = |extra: &[&str], path: &str| {
+        let mut args = vec!["-i", "-H", "Host: www.office.test"];
+        args.extend_from_slice(extra);
+        let url = format!("{site}{path}");
+        args.push(&url);
+        curl(&args)
+    };
+    assert!(www(&[], "/handbook/holidays.txt").starts_with("HTTP/1.1 404"));
+    let logo = www(&[], "/logo.svg");
+    assert!(logo.contains("content-type: image/svg+xml"), "{logo}");
+    assert!(
+        logo.contains("cache-control: public, max-age=3600"),
+        "{logo}"
+    );
+    // Caching: the ETag and the date bring a 304 without the body.
+    let etag = logo
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let again = www(&["-H", &format!("If-None-Match: {etag}")], "/logo.svg");
+    assert!(again.starts_with("HTTP/1.1 304"), "{again}");
+    let head = www(&["-I"], "/logo.svg");
+    assert!(head.contains("content-length: 6"), "{head}");
+    let post = www(&["-X", "POST"], "/");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    // admin.<domain> on the site port goes to the admin pages.
+    let admin = curl(&["-i", "-H", "Host: admin.office.test", &format!("{site}/")]);
+    assert!(
+        admin.contains(&format!(
+            "location: https://admin.office.test:{}/",
+            c.int("web.admin_port")
+        )),
+        "{admin}"
+    );
+
+    // The admin pages over HTTPS with the box's own certificate; the cookies are Secure.
+    let admin_url = format!("https://127.0.0.1:{}/login", c.int("web.admin_port"));
+    let login = curl(&["-i", "-k", &admin_url]);
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    assert!(
+        login
+            .lines()
+            .any(|l| l.starts_with("set-cookie: officebox_login=") && l.contains("; Secure")),
+        "{login}"
+    );
+    let cert = ob.dir().join("demo-data/tls/cert.pem");
+    let verified = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        cert.to_str().unwrap(),
+        "--resolve",
+        &format!("admin.office.test:{}:127.0.0.1", c.int("web.admin_port")),
+        &format!(
+            "https://admin.office.test:{}/login",
+            c.int("web.admin_port")
+        ),
+    ]);
+    assert_eq!(verified, "200", "the certificate names admin.office.test");
+    let plain = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://127.0.0.1:{}/login", c.int("web.admin_port")),
+    ]);
+    assert_ne!(plain, "200", "no plain HTTP once HTTPS is on");
 }

@@ -109,6 +109,24 @@ pub fn run_browser_script_with_timeout(
     run_script(cmd, timeout, TERM_GRACE)
 }
 
+/// [`run_browser_script`] inside network namespace `ns` (a browser on the office's LAN).
+pub fn run_browser_script_in(
+    ns: &crate::Netns,
+    script: &Path,
+    base_url: &str,
+    shots: &Path,
+    extra_args: &[&str],
+) -> io::Result<Output> {
+    let mut cmd = ns.command(PYTHON);
+    cmd.arg(script)
+        .arg("--url")
+        .arg(base_url)
+        .arg("--shots")
+        .arg(shots)
+        .args(extra_args);
+    run_script(cmd, BROWSER_SCRIPT_TIMEOUT, TERM_GRACE)
+}
+
 /// Runs `cmd` (a Python script) with the browser library on its path, as above.
 fn run_script(mut cmd: Command, timeout: Duration, grace: Duration) -> io::Result<Output> {
     let mut path = OsString::from(web_tests_dir());

@@ -78,7 +78,7 @@ pub use baresip::{
 };
 pub use browser::{
     BROWSER_SCRIPT_TIMEOUT, PYTHON, describe_output, require_browser, run_browser_script,
-    run_browser_script_with_timeout, screenshots_dir, web_tests_dir,
+    run_browser_script_in, run_browser_script_with_timeout, screenshots_dir, web_tests_dir,
 };
 pub use dhcp_client::{
     ClientEvent, ClientKind, ClientLease, DhcpClient, DnsmasqDhcp, DnsmasqLease, DnsmasqOptions,

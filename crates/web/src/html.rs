@@ -31,11 +31,12 @@ pub const MENU: &[(&str, &str)] = &[
     ("/users", "Users"),
     ("/mail", "Mail"),
     ("/phones", "Phones"),
+    ("/system", "Web and Time"),
     ("/history", "Config History"),
 ];
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#f6f7f9}\
-header{background:#234;color:#fff;padding:.6em 1em}header a{color:#fff}\
+const STYLE: &str = "*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#f6f7f9}\
+header{background:#234;color:#fff;padding:.6em 1em;display:flex;flex-wrap:wrap;align-items:center;gap:.5em}header form{margin-left:auto}header a{color:#fff}\
 nav{display:flex;flex-wrap:wrap;gap:.3em;padding:.5em 1em;background:#e3e7ee}\
 nav a{padding:.3em .6em;border-radius:4px;text-decoration:none;color:#234}\
 nav a[aria-current=page]{background:#234;color:#fff}\
@@ -48,7 +49,9 @@ input[type=text],input[type=password],select{width:100%;max-width:24em;padding:.
 .flash.bad{background:#fbe9e9;border-color:#d99}\
 table{border-collapse:collapse}td,th{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:left}\
 pre{background:#fff;border:1px solid #ddd;padding:.6em;overflow:auto}\
-button{font-size:1em;padding:.4em 1em}";
+button{font-size:1em;padding:.4em 1em}\
+.wide{overflow-x:auto;max-width:100%}section{margin-top:2em}\
+@media (max-width:40em){main{margin:.5em auto;padding:0 .5em}td,th{padding:.2em .3em}}";
 
 /// A whole page: `title`, the menu (when logged in), an optional flash, the body.
 pub fn page(
@@ -116,6 +119,8 @@ pub struct Field<'a> {
     pub label: &'a str,
     pub help: &'a str,
     pub value: &'a str,
+    /// Shown greyed in an empty text field: what applies when it is left empty.
+    pub placeholder: &'a str,
     pub error: Option<&'a str>,
     pub kind: Kind<'a>,
 }
@@ -149,8 +154,13 @@ impl Field<'_> {
         let name = escape(self.name);
         let control = match &self.kind {
             Kind::Text => format!(
-                "<input type=\"text\" id=\"{id}\" name=\"{name}\" value=\"{}\"{aria}>",
-                escape(self.value)
+                "<input type=\"text\" id=\"{id}\" name=\"{name}\" value=\"{}\"{}{aria}>",
+                escape(self.value),
+                if self.placeholder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" placeholder=\"{}\"", escape(self.placeholder))
+                }
             ),
             Kind::Check => format!(
                 "<input type=\"hidden\" name=\"{name}\" value=\"false\">\
@@ -200,6 +210,7 @@ mod tests {
             label: "Host name",
             help: "one label",
             value: "\"><script>",
+            placeholder: "",
             error: Some("bad <name>"),
             kind: Kind::Text,
         };

@@ -14,9 +14,12 @@
 
 pub mod history;
 pub mod html;
+pub mod lists;
 pub mod people;
+pub mod recent;
 pub mod session;
 pub mod settings;
+pub mod site;
 
 use std::convert::Infallible;
 use std::io;
@@ -38,7 +41,7 @@ use officebox_config::{Config, Diagnostic};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::html::{Field, Kind, escape};
 use crate::people::Change;
@@ -72,7 +75,6 @@ struct App {
     sessions: Sessions,
     pending: Mutex<Option<Pending>>,
     started: Instant,
-    confirm_within: Duration,
 }
 
 /// Runs the admin site until `shutdown`.
@@ -81,36 +83,96 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let config = Arc::clone(&config_rx.borrow());
-    let confirm_within = config.web.confirm_timeout;
     let app = Arc::new(App {
         config: config_rx.clone(),
         sessions: Sessions::new(config.web.session_timeout),
         pending: Mutex::new(None),
         started: Instant::now(),
-        confirm_within,
     });
+    let mut rx = config_rx.clone();
+    let mut first = true;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let config = Arc::clone(&rx.borrow_and_update());
+        let bound = binding(&config);
+        let mut tasks = match bind(&app, &config_rx, &config).await {
+            Ok(t) => t,
+            Err(e) if first => return Err(e),
+            // A change moved the pages somewhere they cannot be: until the next change
+            // (a risky change comes back by itself) nothing listens.
+            Err(error) => {
+                error!(message = "web: cannot listen where the config says", %error);
+                tokio::task::JoinSet::new()
+            }
+        };
+        first = false;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    tasks.shutdown().await;
+                    return Ok(());
+                }
+                _ = tick.tick() => revert_if_unconfirmed(&app).await,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        tasks.shutdown().await;
+                        return Ok(());
+                    }
+                    let c = Arc::clone(&rx.borrow_and_update());
+                    app.sessions.set_timeout(c.web.session_timeout);
+                    if binding(&c) != bound {
+                        info!(message = "web: the ports or HTTPS changed; listening anew");
+                        break;
+                    }
+                }
+            }
+        }
+        tasks.shutdown().await;
+    }
+}
+
+/// What the listeners depend on; a change rebinds them.
+fn binding(c: &Config) -> (Vec<std::net::IpAddr>, u16, bool, Vec<std::net::IpAddr>, u16) {
+    (
+        bind_addresses(c, Service::Admin),
+        c.web.admin_port,
+        c.web.https,
+        bind_addresses(c, Service::Www),
+        c.web.site_port,
+    )
+}
+
+/// The admin pages' listeners (over TLS with `web.https`) and the sites'.
+async fn bind(
+    app: &Arc<App>,
+    config_rx: &watch::Receiver<Arc<Config>>,
+    config: &Arc<Config>,
+) -> io::Result<tokio::task::JoinSet<()>> {
+    let tls = if config.web.https {
+        let c = Arc::clone(config);
+        Some(
+            tokio::task::spawn_blocking(move || officebox_secrets::tls::acceptor(&c))
+                .await
+                .map_err(io::Error::other)??,
+        )
+    } else {
+        None
+    };
     let mut listeners = Vec::new();
-    for ip in bind_addresses(&config, Service::Admin) {
+    for ip in bind_addresses(config, Service::Admin) {
         let addr = SocketAddr::new(ip, config.web.admin_port);
         let l = listen(addr).map_err(|e| {
             io::Error::new(e.kind(), format!("web: cannot listen on tcp {addr}: {e}"))
         })?;
-        info!(message = "web: serving the admin pages", %addr);
+        info!(message = "web: serving the admin pages", %addr, https = tls.is_some());
         listeners.push(l);
     }
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
-        tasks.spawn(accept(l, Arc::clone(&app)));
+        tasks.spawn(accept(l, Arc::clone(app), tls.clone()));
     }
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = tick.tick() => revert_if_unconfirmed(&app).await,
-        }
-    }
-    tasks.shutdown().await;
-    Ok(())
+    site::start(config_rx, &mut tasks).await?;
+    Ok(tasks)
 }
 
 /// A listener on `addr`, which may be the LAN address before the network service has put
@@ -131,26 +193,44 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(128)
 }
 
-async fn accept(listener: TcpListener, app: Arc<App>) {
+async fn accept(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let app = Arc::clone(&app);
+        let (app, tls) = (Arc::clone(&app), tls.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let app = Arc::clone(&app);
-                async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(20))
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(error) = conn.await {
-                debug!(message = "web: connection ended", %peer, %error);
+            match tls {
+                None => serve_connection(stream, app, peer).await,
+                Some(tls) => {
+                    match tokio::time::timeout(Duration::from_secs(20), tls.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, peer).await,
+                        Ok(Err(error)) => {
+                            debug!(message = "web: TLS handshake failed", %peer, %error);
+                        }
+                        Err(_) => debug!(message = "web: TLS handshake timed out", %peer),
+                    }
+                }
             }
         });
+    }
+}
+
+async fn serve_connection<S>(stream: S, app: Arc<App>, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(20))
+        .serve_connection(TokioIo::new(stream), svc);
+    if let Err(error) = conn.await {
+        debug!(message = "web: connection ended", %peer, %error);
     }
 }
 
@@ -229,6 +309,15 @@ fn value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The value of cookie `name` among the request's `name=value` pairs.
+fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+    cookies.iter().find_map(|c| {
+        c.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(str::to_string)
+    })
+}
+
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -257,19 +346,23 @@ impl App {
             );
         }
         let method = req.method().clone();
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
-        let cookie = req
+        let req_cookies: Vec<String> = req
             .headers()
             .get_all("cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
-            .find_map(|c| {
-                c.trim()
-                    .strip_prefix("officebox_session=")
-                    .map(str::to_string)
-            });
+            .map(|c| c.trim().to_string())
+            .collect();
+        let cookie = cookie_value(&req_cookies, "officebox_session");
         let body = if method == Method::POST {
             match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
@@ -282,12 +375,17 @@ impl App {
         };
         let pairs = form(&body);
         if path == "/login" {
-            return self.login(&method, &pairs, peer, &config).await;
+            let login_cookie = cookie_value(&req_cookies, "officebox_login");
+            return self
+                .login(&method, &pairs, peer, &config, login_cookie.as_deref())
+                .await;
         }
         let Some(session) = cookie.as_deref().and_then(|t| self.sessions.get(t)) else {
             return redirect("/login");
         };
-        if method == Method::POST && value(&pairs, "csrf") != Some(session.csrf.as_str()) {
+        if method == Method::POST
+            && !session::same(value(&pairs, "csrf").unwrap_or(""), &session.csrf)
+        {
             warn!(message = "web: a form without the right CSRF token was refused", %peer, %path);
             return respond(
                 StatusCode::FORBIDDEN,
@@ -309,6 +407,13 @@ impl App {
                     .strip_prefix("reverted=")
                     .map(|_| ("The previous settings are back.", true))
             });
+        if method == Method::POST
+            && let Some((def, owner, op)) = list_route(&path)
+        {
+            return self
+                .list_change(&config, me, def, owner.as_deref(), op, &pairs)
+                .await;
+        }
         match (method.clone(), path.as_str()) {
             (Method::POST, "/logout") => {
                 if let Some(t) = cookie {
@@ -409,7 +514,7 @@ impl App {
                 self.change(me, Change::DeleteUser(login), "/users").await
             }
             (Method::GET, p) if p.starts_with("/users/") => {
-                match people::user_page(&config, me, &p["/users/".len()..], None, &[]) {
+                match self.user_page(&config, me, &p["/users/".len()..], flash, None) {
                     Some(b) => respond(StatusCode::OK, b),
                     None => respond(
                         StatusCode::NOT_FOUND,
@@ -460,18 +565,14 @@ impl App {
                 redirect("/mail?saved=1")
             }
             (m, p) => match settings::page(p) {
-                Some(page) if m == Method::GET => {
-                    let extra = live_state(&config, page.path, me.1).await;
-                    let html = self.settings_page(page, me, None, &[], flash);
-                    // The live state goes between the page's intro and its settings form.
-                    let form = format!(
-                        "<form method=\"post\" action=\"{}\" id=\"settings\"",
-                        page.path
-                    );
-                    let html = html.replacen(&form, &format!("{extra}{form}"), 1);
-                    respond(StatusCode::OK, html)
+                Some(page) if m == Method::GET => respond(
+                    StatusCode::OK,
+                    self.settings_page(&config, page, me, None, &[], flash, None)
+                        .await,
+                ),
+                Some(page) if m == Method::POST => {
+                    self.save_settings(page, me, &pairs, &host).await
                 }
-                Some(page) if m == Method::POST => self.save_settings(page, me, &pairs).await,
                 _ => respond(
                     StatusCode::NOT_FOUND,
                     html::page(
@@ -486,29 +587,61 @@ impl App {
         }
     }
 
+    /// The login form carries a token that must match a cookie set with it (so another
+    /// site cannot post a login in the admin's browser).
     async fn login(
         &self,
         method: &Method,
         pairs: &[(String, String)],
         peer: SocketAddr,
         config: &Config,
+        login_cookie: Option<&str>,
     ) -> Response<Body> {
-        let form = |error: Option<&str>| {
-            html::page(
-                "Log in",
-                "",
-                None,
-                error.map(|e| (e, false)),
-                "<form method=\"post\" action=\"/login\">\
-                 <div class=\"field\"><label for=\"user\">User</label>\
-                 <input type=\"text\" id=\"user\" name=\"user\" autocomplete=\"username\"></div>\
-                 <div class=\"field\"><label for=\"password\">Password</label>\
-                 <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\"></div>\
-                 <button type=\"submit\">Log in</button></form>",
-            )
+        let secure = if config.web.https { "; Secure" } else { "" };
+        // A page that loads twice (or a second request, like the favicon's) keeps the
+        // token the form already carries.
+        let token = login_cookie
+            .filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map_or_else(session::new_token, str::to_string);
+        let form = |status: StatusCode, error: Option<&str>| {
+            let mut r = respond(
+                status,
+                html::page(
+                    "Log in",
+                    "",
+                    None,
+                    error.map(|e| (e, false)),
+                    &format!(
+                        "<form method=\"post\" action=\"/login\">\
+                         <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+                         <div class=\"field\"><label for=\"user\">User</label>\
+                         <input type=\"text\" id=\"user\" name=\"user\" autocomplete=\"username\"></div>\
+                         <div class=\"field\"><label for=\"password\">Password</label>\
+                         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\"></div>\
+                         <button type=\"submit\">Log in</button></form>"
+                    ),
+                ),
+            );
+            let cookie =
+                format!("officebox_login={token}; Path=/login; HttpOnly; SameSite=Strict{secure}");
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(SET_COOKIE, v);
+            }
+            r
         };
         if *method != Method::POST {
-            return respond(StatusCode::OK, form(None));
+            return form(StatusCode::OK, None);
+        }
+        let token_ok = matches!(
+            (login_cookie, value(pairs, "csrf")),
+            (Some(c), Some(f)) if !c.is_empty() && session::same(c, f)
+        );
+        if !token_ok {
+            warn!(message = "web: a login without the form's token was refused", %peer);
+            return form(
+                StatusCode::FORBIDDEN,
+                Some("This form had expired; please log in again."),
+            );
         }
         let user = value(pairs, "user")
             .unwrap_or("")
@@ -534,16 +667,11 @@ impl App {
             }
             Login::Wrong => {
                 warn!(message = "web: failed login", %user, %peer);
-                respond(
-                    StatusCode::UNAUTHORIZED,
-                    form(Some("Wrong user or password.")),
-                )
+                form(StatusCode::UNAUTHORIZED, Some("Wrong user or password."))
             }
-            Login::Limited => respond(
+            Login::Limited => form(
                 StatusCode::TOO_MANY_REQUESTS,
-                form(Some(
-                    "Too many failed logins from this computer; wait ten minutes.",
-                )),
+                Some("Too many failed logins from this computer; wait ten minutes."),
             ),
         }
     }
@@ -588,36 +716,47 @@ impl App {
              <h2>Status</h2><table>\
              <tr><td>Up for</td><td>{}h {:02}m</td></tr>\
              <tr><td>Mail waiting to go out</td><td>{queue}</td></tr>\
-             <tr><td>Phones registered</td><td>{phones}</td></tr></table>",
+             <tr><td>Phones registered</td><td>{phones}</td></tr></table>\
+             <h2>Recent problems</h2>{}",
             escape(&wan.unwrap_or_else(|| "not known yet".into())),
             up / 3600,
-            up % 3600 / 60
+            up % 3600 / 60,
+            problems_table()
         );
         html::page("Home", "/", Some(me), flash, &body)
     }
 
-    /// A settings page; `submitted` and `diags` re-show a refused form.
-    fn settings_page(
+    /// A settings page: its live state (the queue, the leases, ...), its settings, then
+    /// its lists. `submitted` and `diags` re-show a refused form; `failed` a refused row.
+    #[allow(clippy::too_many_arguments)]
+    async fn settings_page(
         &self,
+        config: &Config,
         page: &PageDef,
         me: (&str, &str),
         submitted: Option<&[(String, String)]>,
         diags: &[Diagnostic],
         flash: Option<(&str, bool)>,
+        failed: Option<&ListFailure<'_>>,
     ) -> String {
         let text = config_text().unwrap_or_default();
         let doc: toml_edit::DocumentMut = text.parse().unwrap_or_default();
+        let live = live_state(config, page.path, me.1).await;
         let mut body = format!(
-            "<p>{}</p><form method=\"post\" action=\"{}\" id=\"settings\" novalidate>\
+            "<p>{}</p>{live}<form method=\"post\" action=\"{}\" id=\"settings\" novalidate>\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">",
             escape(page.intro),
             page.path,
             escape(me.1)
         );
         for fd in page.fields {
+            let in_file = settings::read(&doc, fd);
+            let default = settings::effective(config, fd.key).unwrap_or_default();
             let current = match submitted {
                 Some(pairs) => value(pairs, fd.key).unwrap_or("").to_string(),
-                None => settings::read(&doc, fd),
+                // A switch left out of the file shows what officebox does.
+                None if in_file.is_empty() && matches!(fd.kind, FieldKind::Bool) => default.clone(),
+                None => in_file,
             };
             let errors = settings::errors_for(diags, fd);
             let error = (!errors.is_empty()).then(|| {
@@ -644,6 +783,14 @@ impl App {
                     label: fd.label,
                     help: fd.help,
                     value: &current,
+                    placeholder: if matches!(
+                        fd.kind,
+                        FieldKind::Text | FieldKind::Int | FieldKind::List
+                    ) {
+                        &default
+                    } else {
+                        ""
+                    },
                     error: error.as_deref(),
                     kind,
                 }
@@ -675,10 +822,11 @@ impl App {
         if page.risky {
             body.push_str(&format!(
                 "<p class=\"help\">These settings can cut this computer off the box: after saving, you have {} seconds to confirm, or the previous settings come back by themselves.</p>",
-                self.confirm_within.as_secs()
+                self.config().web.confirm_timeout.as_secs()
             ));
         }
         body.push_str("<button type=\"submit\">Save</button></form>");
+        body.push_str(&lists_html(&doc, page.path, None, me.1, failed));
         html::page(page.title, page.path, Some(me), flash, &body)
     }
 
@@ -687,6 +835,7 @@ impl App {
         page: &'static PageDef,
         me: (&str, &str),
         pairs: &[(String, String)],
+        host: &str,
     ) -> Response<Body> {
         let Some(text) = config_text() else {
             return respond(
@@ -729,12 +878,15 @@ impl App {
             return respond(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 self.settings_page(
+                    &self.config(),
                     page,
                     me,
                     Some(pairs),
                     &d.0,
                     Some(("Nothing was saved: see the problems below.", false)),
-                ),
+                    None,
+                )
+                .await,
             );
         }
         if new == text {
@@ -742,11 +894,34 @@ impl App {
         }
         let config = self.config();
         match self.save(&config, &new, page.title, page.risky).await {
-            Ok(()) if page.risky => redirect("/confirm"),
+            Ok(()) if page.risky => {
+                let to = confirm_location(&config, &self.config(), host);
+                if to.starts_with('/') {
+                    return redirect(&to);
+                }
+                // A form may not redirect to another origin (CSP form-action): a link does.
+                respond(
+                    StatusCode::OK,
+                    html::page(
+                        "The admin pages have moved",
+                        "",
+                        Some(me),
+                        None,
+                        &format!(
+                            "<p>They answer at their new address now. Go there and keep the \
+                             change within {secs} seconds, or the previous settings come back by \
+                             themselves.</p><p><a href=\"{to}\" id=\"moved\">Continue at {to}</a></p>",
+                            to = escape(&to),
+                            secs = self.config().web.confirm_timeout.as_secs()
+                        ),
+                    ),
+                )
+            }
             Ok(()) => redirect(&format!("{}?saved=1", page.path)),
             Err(e) => respond(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                self.settings_page(page, me, Some(pairs), &[], Some((&e, false))),
+                self.settings_page(&config, page, me, Some(pairs), &[], Some((&e, false)), None)
+                    .await,
             ),
         }
     }
@@ -778,7 +953,7 @@ impl App {
         if risky {
             *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(Pending {
                 previous: keep,
-                deadline: Instant::now() + self.confirm_within,
+                deadline: Instant::now() + config.web.confirm_timeout,
                 what: what.to_string(),
             });
         }
@@ -863,6 +1038,124 @@ impl App {
         {
             Ok(()) => redirect(&format!("{back}?saved=1")),
             Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, refuse(&[], Some(&e))),
+        }
+    }
+
+    /// One user's page, with their external mailboxes.
+    fn user_page(
+        &self,
+        config: &Config,
+        me: (&str, &str),
+        login: &str,
+        flash: Option<(&str, bool)>,
+        failed: Option<&ListFailure<'_>>,
+    ) -> Option<String> {
+        let doc: toml_edit::DocumentMut = config_text().unwrap_or_default().parse().ok()?;
+        let extra = lists_html(&doc, "/users", Some(login), me.1, failed);
+        people::user_page(config, me, login, flash, &extra)
+    }
+
+    /// Adds or removes a row of a list; validated whole, saved, and (for a risky list)
+    /// applied with confirm-or-revert.
+    async fn list_change(
+        &self,
+        config: &Config,
+        me: (&str, &str),
+        def: &'static lists::ListDef,
+        owner: Option<&str>,
+        op: ListOp,
+        pairs: &[(String, String)],
+    ) -> Response<Body> {
+        let back = owner.map_or_else(|| def.page.to_string(), |o| format!("/users/{o}"));
+        let row = lists::unprefixed(def, pairs);
+        let failure_page = async |status: StatusCode, failure: ListFailure<'_>, flash: &str| {
+            let html = match owner {
+                Some(o) => self.user_page(config, me, o, Some((flash, false)), Some(&failure)),
+                None => match settings::page(def.page) {
+                    Some(page) => Some(
+                        self.settings_page(
+                            config,
+                            page,
+                            me,
+                            None,
+                            &[],
+                            Some((flash, false)),
+                            Some(&failure),
+                        )
+                        .await,
+                    ),
+                    None => None,
+                },
+            };
+            match html {
+                Some(h) => respond(status, h),
+                None => respond(
+                    StatusCode::NOT_FOUND,
+                    html::page("Not found", "", Some(me), None, ""),
+                ),
+            }
+        };
+        let Some(text) = config_text() else {
+            return respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the config file cannot be read".into(),
+            );
+        };
+        let changed = match op {
+            ListOp::Add => lists::add(&text, def, owner, &row).map(|(t, i)| (t, Some(i))),
+            ListOp::Delete(n) => lists::remove(&text, def, owner, n).map(|t| (t, None)),
+        };
+        let (new, index) = match changed {
+            Ok(c) => c,
+            Err(e) => {
+                let failure = ListFailure {
+                    def,
+                    pairs: &row,
+                    diags: &[],
+                    path: String::new(),
+                };
+                return failure_page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    failure,
+                    &format!("Nothing was saved: {e}."),
+                )
+                .await;
+            }
+        };
+        if let Err(d) = officebox_config::parse(&config_path_display(), &new) {
+            info!(
+                message = "web: list change refused",
+                list = def.id,
+                problems = d.0.len()
+            );
+            let path = index
+                .and_then(|i| lists::row_path(&new, def, owner, i))
+                .unwrap_or_default();
+            let failure = ListFailure {
+                def,
+                pairs: &row,
+                diags: &d.0,
+                path,
+            };
+            return failure_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                failure,
+                "Nothing was saved: see the problems below.",
+            )
+            .await;
+        }
+        match self.save(config, &new, def.heading, def.risky).await {
+            Ok(()) if def.risky => redirect("/confirm"),
+            Ok(()) => redirect(&format!("{back}?saved=1")),
+            Err(e) => {
+                let failure = ListFailure {
+                    def,
+                    pairs: &row,
+                    diags: &[],
+                    path: String::new(),
+                };
+                failure_page(StatusCode::INTERNAL_SERVER_ERROR, failure, &e).await
+            }
         }
     }
 
@@ -980,6 +1273,14 @@ async fn live_state(config: &Config, path: &str, csrf: &str) -> String {
                     out.push_str("</table>");
                 }
             }
+            "/dhcp" => out.push_str(&lease_table(&db.leases().ok()?, now, &csrf)),
+            "/dns" => {
+                let served = db
+                    .meta_get("dns.served")
+                    .ok()?
+                    .unwrap_or_default();
+                out.push_str(&zone_table(&served));
+            }
             _ => {}
         }
         if !out.is_empty() {
@@ -991,6 +1292,202 @@ async fn live_state(config: &Config, path: &str, csrf: &str) -> String {
     .ok()
     .flatten()
     .unwrap_or_default()
+}
+
+/// Where to confirm a risky change: here, or where the admin pages moved to (another port,
+/// or HTTPS switched on or off), on the host name the browser used.
+fn confirm_location(before: &Config, after: &Config, host: &str) -> String {
+    let (old, new) = (&before.web, &after.web);
+    if old.admin_port == new.admin_port && old.https == new.https {
+        return "/confirm".into();
+    }
+    let name = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let scheme = if new.https { "https" } else { "http" };
+    format!("{scheme}://{name}:{}/confirm", new.admin_port)
+}
+
+/// A list row that was refused: what was submitted, and why (errors under `path`, the
+/// row's path as validation names it).
+pub(crate) struct ListFailure<'a> {
+    def: &'static lists::ListDef,
+    pairs: &'a [(String, String)],
+    diags: &'a [Diagnostic],
+    path: String,
+}
+
+/// What a list form asks for.
+#[derive(Debug, Clone, Copy)]
+enum ListOp {
+    Add,
+    Delete(usize),
+}
+
+/// `/list/{id}/add`, `/list/{id}/{n}/delete`, and for a user's own lists
+/// `/users/{login}/{id}/add` and `/users/{login}/{id}/{n}/delete`.
+fn list_route(path: &str) -> Option<(&'static lists::ListDef, Option<String>, ListOp)> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (id, owner, op) = match parts.as_slice() {
+        ["list", id, "add"] => (*id, None, ListOp::Add),
+        ["list", id, n, "delete"] => (*id, None, ListOp::Delete(n.parse().ok()?)),
+        ["users", login, id, "add"] => (*id, Some(*login), ListOp::Add),
+        ["users", login, id, n, "delete"] => (*id, Some(*login), ListOp::Delete(n.parse().ok()?)),
+        _ => return None,
+    };
+    let def = lists::list(id)?;
+    (def.per_user == owner.is_some()).then(|| (def, owner.map(str::to_string), op))
+}
+
+/// The lists of a page (or of one user's page), each with its add form.
+fn lists_html(
+    doc: &toml_edit::DocumentMut,
+    page: &str,
+    owner: Option<&str>,
+    csrf: &str,
+    failed: Option<&ListFailure<'_>>,
+) -> String {
+    lists::on_page(page)
+        .filter(|def| def.per_user == owner.is_some())
+        .map(|def| {
+            let f = failed
+                .filter(|f| f.def.id == def.id)
+                .map(|f| lists::Refused {
+                    pairs: f.pairs,
+                    diags: f.diags,
+                    path: &f.path,
+                });
+            lists::render(doc, def, owner, csrf, f)
+        })
+        .collect()
+}
+
+/// The last warnings and errors, newest first.
+fn problems_table() -> String {
+    let problems = recent::problems();
+    if problems.is_empty() {
+        return "<p id=\"problems\">None since officebox started.</p>".into();
+    }
+    let mut out = String::from(
+        "<div class=\"wide\"><table id=\"problems\"><tr><th>When (UTC)</th><th></th><th>What</th></tr>",
+    );
+    for p in problems {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&officebox_store::date::http_date(p.at)),
+            if p.level == "ERROR" {
+                "error"
+            } else {
+                "warning"
+            },
+            escape(&p.text)
+        ));
+    }
+    out.push_str("</table></div>");
+    out
+}
+
+/// The DHCP leases, live, each with a button that turns it into a reservation.
+fn lease_table(leases: &[officebox_store::Lease], now: i64, csrf: &str) -> String {
+    let mut out = String::from("<h2 id=\"leases\">Addresses lent now</h2>");
+    let live: Vec<&officebox_store::Lease> = leases
+        .iter()
+        .filter(|l| {
+            l.state == officebox_store::LeaseState::Bound && (l.reserved || l.expires_at > now)
+        })
+        .collect();
+    if live.is_empty() {
+        out.push_str("<p>No device holds an address.</p>");
+        return out;
+    }
+    out.push_str(
+        "<div class=\"wide\"><table id=\"lease-table\"><tr><th>Address</th><th>Device</th>\
+         <th>Name</th><th>Until</th><th></th></tr>",
+    );
+    for l in live {
+        let host = l.hostname.as_deref().map(host_label).unwrap_or_default();
+        let until = if l.reserved {
+            "reserved".to_string()
+        } else {
+            let left = l.expires_at - now;
+            format!("{}h {:02}m", left / 3600, left % 3600 / 60)
+        };
+        let action = if l.reserved {
+            String::new()
+        } else {
+            format!(
+                "<form method=\"post\" action=\"/list/reservations/add\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"reservations.mac\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"reservations.address\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"reservations.hostname\" value=\"{}\">\
+                 <button type=\"submit\">Make this a reservation</button></form>",
+                escape(csrf),
+                escape(&l.mac),
+                l.address,
+                escape(&host)
+            )
+        };
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{until}</td><td>{action}</td></tr>",
+            l.address,
+            escape(&l.mac),
+            escape(l.hostname.as_deref().unwrap_or("")),
+        ));
+    }
+    out.push_str("</table></div>");
+    out
+}
+
+/// A DHCP client's host name as a DNS label (`Laptop 7` -> `laptop-7`).
+fn host_label(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').chars().take(63).collect()
+}
+
+/// The zone as the DNS server serves it (it keeps a listing in the state database).
+fn zone_table(served: &str) -> String {
+    let mut out = String::from("<h2 id=\"zone\">Names served now</h2>");
+    if served.is_empty() {
+        out.push_str("<p>The DNS server has not published its names yet (is it on?).</p>");
+        return out;
+    }
+    out.push_str(
+        "<div class=\"wide\"><table id=\"zone-table\"><tr><th>Name</th><th>Type</th>\
+         <th>Value</th><th>From</th></tr>",
+    );
+    for line in served.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [source, name, _ttl, rtype, value] = f.as_slice() else {
+            continue;
+        };
+        let from = match *source {
+            "zone" => "the zone itself",
+            "built-in" => "built-in",
+            "static" => "static record",
+            "reservation" => "DHCP reservation",
+            "dhcp" => "DHCP client",
+            other => other,
+        };
+        out.push_str(&format!(
+            "<tr class=\"from-{}\"><td>{}</td><td>{}</td><td>{}</td><td>{from}</td></tr>",
+            escape(&source.replace(' ', "-")),
+            escape(name),
+            escape(rtype),
+            escape(value)
+        ));
+    }
+    out.push_str("</table></div>");
+    out
 }
 
 /// Undoes a risky change nobody confirmed in time.

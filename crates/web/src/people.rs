@@ -244,12 +244,12 @@ pub fn user_page(
     config: &Config,
     me: (&str, &str),
     login: &str,
-    error: Option<&str>,
-    diags: &[Diagnostic],
+    flash: Option<(&str, bool)>,
+    extra: &str,
 ) -> Option<String> {
     let u = config.users.iter().find(|u| u.login == login)?;
     let csrf = hidden_csrf(me.1);
-    let mut body = problems(diags, error);
+    let mut body = String::new();
     body.push_str(&format!(
         "<form method=\"post\" action=\"/users/{0}\" id=\"edit-user\">{csrf}",
         escape(login)
@@ -279,8 +279,8 @@ pub fn user_page(
     body.push_str(&format!(
         "<div class=\"field\"><input type=\"checkbox\" id=\"admin\" name=\"admin\" value=\"true\"{}>\
          <label for=\"admin\" style=\"display:inline\">May log in to these pages</label></div>\
-         <button type=\"submit\">Save</button></form>\
-         <form method=\"post\" action=\"/users/{}/delete\" id=\"delete-user\">{csrf}\
+         <button type=\"submit\">Save</button></form>{extra}\
+         <h2>Delete</h2><form method=\"post\" action=\"/users/{}/delete\" id=\"delete-user\">{csrf}\
          <button type=\"submit\">Delete this user</button></form>",
         if u.admin { " checked" } else { "" },
         escape(login)
@@ -289,7 +289,7 @@ pub fn user_page(
         &format!("User {login}"),
         "/users",
         Some(me),
-        None,
+        flash,
         &body,
     ))
 }

@@ -38,7 +38,7 @@ pub enum Login {
 /// Every session, and the failed-login counts.
 #[derive(Debug)]
 pub struct Sessions {
-    timeout: Duration,
+    timeout: Mutex<Duration>,
     map: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
@@ -49,10 +49,33 @@ fn token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A fresh random token (the login form's).
+pub fn new_token() -> String {
+    token()
+}
+
+/// Whether two tokens are equal, in time that does not depend on where they differ.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 impl Sessions {
+    /// Follows `web.session_timeout` when the config changes.
+    pub fn set_timeout(&self, timeout: Duration) {
+        *self.timeout.lock().unwrap_or_else(PoisonError::into_inner) = timeout;
+    }
+
+    fn timeout(&self) -> Duration {
+        *self.timeout.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn new(timeout: Duration) -> Sessions {
         Sessions {
-            timeout,
+            timeout: Mutex::new(timeout),
             map: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -62,7 +85,7 @@ impl Sessions {
     pub fn get(&self, token: &str) -> Option<Session> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         let s = map.get_mut(token)?;
-        if s.last_seen.elapsed() > self.timeout {
+        if s.last_seen.elapsed() > self.timeout() {
             map.remove(token);
             return None;
         }
@@ -119,7 +142,8 @@ impl Sessions {
         }
         let t = token();
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, s| s.last_seen.elapsed() <= self.timeout);
+        let timeout = self.timeout();
+        map.retain(|_, s| s.last_seen.elapsed() <= timeout);
         if map.len() >= MAX_SESSIONS
             && let Some(oldest) = map
                 .iter()

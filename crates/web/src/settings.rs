@@ -158,6 +158,18 @@ pub const PAGES: &[PageDef] = &[
                 "Off: the box answers only its own names (a stand-alone office).",
                 FieldKind::Bool,
             ),
+            f(
+                "network.wan.interface",
+                "WAN port (interface)",
+                "The network port facing the ISP's modem, e.g. eth0.",
+                FieldKind::Text,
+            ),
+            f(
+                "network.lan.interface",
+                "LAN port (interface)",
+                "The network port facing the office switch, e.g. eth1.",
+                FieldKind::Text,
+            ),
         ],
     },
     PageDef {
@@ -278,6 +290,79 @@ pub const PAGES: &[PageDef] = &[
                 "Off: fetched mail is deleted there once it is safe here.",
                 FieldKind::Bool,
             ),
+            f(
+                "mail.catch_all.verify_certificate",
+                "Catch-all: check the server's certificate",
+                "Leave on: the password goes to that server.",
+                FieldKind::Bool,
+            ),
+            f(
+                "mail.catch_all.ca_file",
+                "Catch-all: the ISP's own CA",
+                "Only for an ISP whose certificate is signed by its own authority: the file on the box.",
+                FieldKind::Text,
+            ),
+            f(
+                "mail.enabled",
+                "Mail server on",
+                "SMTP, POP3 and the fetcher.",
+                FieldKind::Bool,
+            ),
+            f(
+                "mail.smtp_port",
+                "SMTP port",
+                "25: mail from other servers.",
+                FieldKind::Int,
+            ),
+            f(
+                "mail.submission_port",
+                "Submission port",
+                "587: mail from the office's mail programs.",
+                FieldKind::Int,
+            ),
+            f(
+                "mail.smtps_port",
+                "SMTPS port",
+                "465: submission over TLS.",
+                FieldKind::Int,
+            ),
+            f("mail.pop3_port", "POP3 port", "110.", FieldKind::Int),
+            f(
+                "mail.pop3s_port",
+                "POP3S port",
+                "995: POP3 over TLS.",
+                FieldKind::Int,
+            ),
+            f(
+                "mail.resolvers",
+                "DNS for other domains' mail servers",
+                "Empty: this box's own DNS. Comma-separated addresses.",
+                FieldKind::List,
+            ),
+            f(
+                "mail.queue.first_retry",
+                "First retry after",
+                "When a server elsewhere does not take a message, e.g. 5m.",
+                FieldKind::Text,
+            ),
+            f(
+                "mail.queue.max_retry_interval",
+                "Retry at least every",
+                "The wait doubles up to this, e.g. 1h.",
+                FieldKind::Text,
+            ),
+            f(
+                "mail.queue.delay_notice_after",
+                "Tell the sender of a delay after",
+                "e.g. 4h.",
+                FieldKind::Text,
+            ),
+            f(
+                "mail.queue.give_up_after",
+                "Give up and return the message after",
+                "e.g. 5d.",
+                FieldKind::Text,
+            ),
         ],
     },
     PageDef {
@@ -310,6 +395,18 @@ pub const PAGES: &[PageDef] = &[
                 "e.g. 3m.",
                 FieldKind::Text,
             ),
+            f(
+                "phone.sip_port",
+                "SIP port",
+                "5060, where the phones register.",
+                FieldKind::Int,
+            ),
+            f(
+                "phone.rtp_ports",
+                "Ports for voice",
+                "A range for the calls' audio, e.g. 10000-10999 (two per call).",
+                FieldKind::Text,
+            ),
         ],
     },
     PageDef {
@@ -336,6 +433,63 @@ pub const PAGES: &[PageDef] = &[
                 "How many Internet answers to remember.",
                 FieldKind::Int,
             ),
+            f(
+                "dns.port",
+                "Port",
+                "53 for a real office; another only for testing.",
+                FieldKind::Int,
+            ),
+            f(
+                "dns.secondaries",
+                "Secondary name servers",
+                "Servers allowed to copy the zone (AXFR) and told of changes, comma-separated, e.g. 192.0.2.53.",
+                FieldKind::List,
+            ),
+        ],
+    },
+    PageDef {
+        path: "/system",
+        title: "Web and Time",
+        intro: "These admin pages, the www and corp sites, and the office's time server.",
+        risky: true,
+        fields: &[
+            f(
+                "web.admin_port",
+                "Admin pages port",
+                "Where these pages answer (office only), e.g. 8080.",
+                FieldKind::Int,
+            ),
+            f(
+                "web.https",
+                "Admin pages over HTTPS",
+                "With the box's own certificate; your browser will ask you to trust it once.",
+                FieldKind::Bool,
+            ),
+            f(
+                "web.session_timeout",
+                "Log out after",
+                "Idle time before a login ends, e.g. 30m.",
+                FieldKind::Text,
+            ),
+            f(
+                "web.confirm_timeout",
+                "Time to confirm a risky change",
+                "e.g. 90s.",
+                FieldKind::Text,
+            ),
+            f(
+                "web.site_port",
+                "www and corp sites port",
+                "80 for a real office.",
+                FieldKind::Int,
+            ),
+            f(
+                "ntp.enabled",
+                "Time server on",
+                "The office's computers and phones set their clocks from the box.",
+                FieldKind::Bool,
+            ),
+            f("ntp.port", "Time server port", "123.", FieldKind::Int),
         ],
     },
 ];
@@ -366,7 +520,7 @@ pub fn read(doc: &DocumentMut, field: &FieldDef) -> String {
     display(v)
 }
 
-fn display(v: &Value) -> String {
+pub fn display(v: &Value) -> String {
     match v {
         Value::String(s) => s.value().clone(),
         Value::Integer(i) => i.value().to_string(),
@@ -374,6 +528,72 @@ fn display(v: &Value) -> String {
         Value::Float(x) => x.value().to_string(),
         Value::Array(a) => a.iter().map(display).collect::<Vec<_>>().join(", "),
         other => other.to_string().trim().to_string(),
+    }
+}
+
+/// What officebox uses for a setting the file leaves out (the loader's default, from the
+/// running config): a switch shows its real state, a text field its default as a hint.
+pub fn effective(config: &officebox_config::Config, key: &str) -> Option<String> {
+    use officebox_config::values::format_duration;
+    let b = |v: bool| Some(v.to_string());
+    match key {
+        "dns.enabled" => b(config.dns.enabled),
+        "dns.use_upstream" => b(config.dns.use_upstream),
+        "dns.ttl" => Some(config.dns.ttl.to_string()),
+        "dns.cache_size" => Some(config.dns.cache_size.to_string()),
+        "dhcp.enabled" => b(config.dhcp.enabled),
+        "dhcp.ping_check" => b(config.dhcp.ping_check),
+        "dhcp.lease_time" => Some(format_duration(config.dhcp.lease_time)),
+        "dhcp.range" => {
+            let pool = officebox_config::derive::dhcp_pool(&config.network.lan, &config.dhcp);
+            Some(format!("{}, {}", pool.first, pool.last))
+        }
+        "mail.relay_from_wan" => b(config.mail.relay_from_wan),
+        "mail.max_message_size" => Some(config.mail.max_message_size.to_string()),
+        "mail.catch_all.keep_on_server" => b(config
+            .mail
+            .catch_all
+            .as_ref()
+            .is_some_and(|c| c.keep_on_server)),
+        "phone.enabled" => b(config.phone.enabled),
+        "phone.voicemail_extension" => Some(config.phone.voicemail_extension.clone()),
+        "phone.no_answer_timeout" => Some(format_duration(config.phone.no_answer_timeout)),
+        "phone.max_message_length" => Some(format_duration(config.phone.max_message_length)),
+        "network.wan.interface" => config.network.wan.interface.clone(),
+        "network.lan.interface" => config.network.lan.interface.clone(),
+        "dns.port" => Some(config.dns.port.to_string()),
+        "mail.enabled" => b(config.mail.enabled),
+        "mail.smtp_port" => Some(config.mail.smtp_port.to_string()),
+        "mail.submission_port" => Some(config.mail.submission_port.to_string()),
+        "mail.smtps_port" => Some(config.mail.smtps_port.to_string()),
+        "mail.pop3_port" => Some(config.mail.pop3_port.to_string()),
+        "mail.pop3s_port" => Some(config.mail.pop3s_port.to_string()),
+        "mail.catch_all.verify_certificate" => b(config
+            .mail
+            .catch_all
+            .as_ref()
+            .is_none_or(|c| c.verify_certificate)),
+        "mail.queue.first_retry" => Some(format_duration(config.mail.queue.first_retry)),
+        "mail.queue.max_retry_interval" => {
+            Some(format_duration(config.mail.queue.max_retry_interval))
+        }
+        "mail.queue.delay_notice_after" => {
+            Some(format_duration(config.mail.queue.delay_notice_after))
+        }
+        "mail.queue.give_up_after" => Some(format_duration(config.mail.queue.give_up_after)),
+        "phone.sip_port" => Some(config.phone.sip_port.to_string()),
+        "phone.rtp_ports" => Some(format!(
+            "{}-{}",
+            config.phone.rtp_ports.0, config.phone.rtp_ports.1
+        )),
+        "web.admin_port" => Some(config.web.admin_port.to_string()),
+        "web.site_port" => Some(config.web.site_port.to_string()),
+        "web.https" => b(config.web.https),
+        "web.session_timeout" => Some(format_duration(config.web.session_timeout)),
+        "web.confirm_timeout" => Some(format_duration(config.web.confirm_timeout)),
+        "ntp.enabled" => b(config.ntp.enabled),
+        "ntp.port" => Some(config.ntp.port.to_string()),
+        _ => None,
     }
 }
 

@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 from selenium import webdriver
 from selenium.common.exceptions import (
@@ -99,7 +99,6 @@ _CHROMIUM_ARGS = [
     "--no-first-run",
     "--no-default-browser-check",
     "--no-proxy-server",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-domain-reliability",
@@ -254,6 +253,14 @@ class Browser:
         options.binary_location = CHROMIUM
         for arg in _CHROMIUM_ARGS:
             options.add_argument(arg)
+        # Only loopback and the site under test resolve (even an IP literal is refused
+        # unless excluded here).
+        host = urlsplit(self.base_url).hostname
+        allowed = ["localhost", "127.0.0.1", "[::1]"]
+        if host and host not in ("localhost", "127.0.0.1", "::1"):
+            allowed.append(f"[{host}]" if ":" in host else host)
+        options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND, "
+                             + ", ".join(f"EXCLUDE {h}" for h in allowed))
         options.add_argument(f"--user-data-dir={os.path.join(self._tmp, 'profile')}")
         options.add_argument(f"--window-size={self.size[0]},{self.size[1]}")
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

@@ -1,0 +1,708 @@
+//! The lists inside pages: port forwards, DHCP reservations, DNS records and each user's
+//! external mailboxes. Each is an array of tables in the config file (`[[dhcp.reservations]]`
+//! and the like); a row is added or removed by editing the file's text with toml_edit (the
+//! rest of the file, comments included, stays as it was), and the result is validated as
+//! a whole before it is saved, like every page. Errors in a new row land beside its fields.
+
+use std::fmt::Write as _;
+
+use officebox_config::Diagnostic;
+use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value};
+
+use crate::html::{Field, Kind, escape};
+use crate::settings::{FieldDef, FieldKind};
+
+/// One list: where it lives in the file and what a row holds.
+#[derive(Debug, Clone, Copy)]
+pub struct ListDef {
+    /// Its name in URLs: `/list/{id}/add`, `/list/{id}/{n}/delete`.
+    pub id: &'static str,
+    /// The page it is shown on.
+    pub page: &'static str,
+    /// The array's dotted path (for a per-user list, the key inside the user's table).
+    pub array: &'static str,
+    /// A list that belongs to one user (`[[users.pop3]]`).
+    pub per_user: bool,
+    pub heading: &'static str,
+    pub intro: &'static str,
+    /// The row's settings, keyed relative to the row.
+    pub fields: &'static [FieldDef],
+    pub add_label: &'static str,
+    /// A change can cut the admin off: confirm-or-revert.
+    pub risky: bool,
+}
+
+const fn f(
+    key: &'static str,
+    label: &'static str,
+    help: &'static str,
+    kind: FieldKind,
+) -> FieldDef {
+    FieldDef {
+        key,
+        label,
+        help,
+        kind,
+    }
+}
+
+const PROTOCOLS: &[(&str, &str)] = &[("tcp", "TCP"), ("udp", "UDP"), ("both", "TCP and UDP")];
+
+const RECORD_TYPES: &[(&str, &str)] = &[
+    ("A", "A (an IPv4 address)"),
+    ("AAAA", "AAAA (an IPv6 address)"),
+    ("CNAME", "CNAME (another name for a name)"),
+    ("MX", "MX (a mail server: preference and name)"),
+    ("TXT", "TXT (text, e.g. SPF)"),
+    ("SRV", "SRV (a service: priority weight port target)"),
+    ("PTR", "PTR (the name of an address)"),
+];
+
+const POP3_TLS: &[(&str, &str)] = &[
+    ("implicit", "TLS from the start (port 995)"),
+    ("starttls", "STLS on the plain port (110)"),
+    ("none", "None (only inside a trusted network)"),
+];
+
+/// Every list.
+pub const LISTS: &[ListDef] = &[
+    ListDef {
+        id: "forwards",
+        page: "/security",
+        array: "security.forwards",
+        per_user: false,
+        heading: "Port forwards",
+        intro: "Publish a device of the office on the Internet: what arrives at a port of the box's WAN address goes to that device. Only in the Firewall/NAT modes.",
+        fields: &[
+            f(
+                "name",
+                "Name",
+                "What it is, e.g. office camera.",
+                FieldKind::Text,
+            ),
+            f(
+                "protocol",
+                "Protocol",
+                "Most services use TCP.",
+                FieldKind::Select(PROTOCOLS),
+            ),
+            f(
+                "wan_port",
+                "Port on the WAN address",
+                "e.g. 8022.",
+                FieldKind::Int,
+            ),
+            f(
+                "host",
+                "Office device",
+                "Its LAN address, e.g. 192.168.1.20 (give it a DHCP reservation).",
+                FieldKind::Text,
+            ),
+            f(
+                "port",
+                "Port on the device",
+                "Empty: the same as on the WAN address.",
+                FieldKind::Int,
+            ),
+        ],
+        add_label: "Add forward",
+        risky: true,
+    },
+    ListDef {
+        id: "reservations",
+        page: "/dhcp",
+        array: "dhcp.reservations",
+        per_user: false,
+        heading: "Reservations",
+        intro: "A device that always gets the same address (a printer, a camera). With a host name, the DNS server knows it by that name.",
+        fields: &[
+            f(
+                "mac",
+                "Hardware (MAC) address",
+                "e.g. 52:54:00:12:34:56.",
+                FieldKind::Text,
+            ),
+            f(
+                "address",
+                "Address",
+                "On the LAN, e.g. 192.168.1.20.",
+                FieldKind::Text,
+            ),
+            f(
+                "hostname",
+                "Host name",
+                "Optional, one word, e.g. printer.",
+                FieldKind::Text,
+            ),
+        ],
+        add_label: "Add reservation",
+        risky: false,
+    },
+    ListDef {
+        id: "records",
+        page: "/dns",
+        array: "dns.records",
+        per_user: false,
+        heading: "Static records",
+        intro: "Extra names in your domain, beside the built-in ones and the DHCP clients'.",
+        fields: &[
+            f(
+                "name",
+                "Name",
+                "e.g. printer (inside your domain), @ for the domain itself.",
+                FieldKind::Text,
+            ),
+            f(
+                "type",
+                "Type",
+                "What the name holds.",
+                FieldKind::Select(RECORD_TYPES),
+            ),
+            f(
+                "value",
+                "Value",
+                "e.g. 192.168.1.20 for A; 10 mail.example.com for MX.",
+                FieldKind::Text,
+            ),
+        ],
+        add_label: "Add record",
+        risky: false,
+    },
+    ListDef {
+        id: "pop3",
+        page: "/users",
+        array: "pop3",
+        per_user: true,
+        heading: "External mailboxes",
+        intro: "Mailboxes at the ISP or elsewhere whose mail is fetched into this user's mailbox.",
+        fields: &[
+            f(
+                "server",
+                "POP3 server",
+                "e.g. pop.isp.example.",
+                FieldKind::Text,
+            ),
+            f(
+                "tls",
+                "Encryption",
+                "How to protect the password on the way.",
+                FieldKind::Select(POP3_TLS),
+            ),
+            f(
+                "port",
+                "Port",
+                "Empty: 995 with TLS from the start, 110 otherwise.",
+                FieldKind::Int,
+            ),
+            f(
+                "login",
+                "Login",
+                "The login at that server.",
+                FieldKind::Text,
+            ),
+            f(
+                "password",
+                "Password",
+                "Kept in the config file (readable by root only): the server needs it in clear.",
+                FieldKind::Text,
+            ),
+            f("poll_interval", "Fetch every", "e.g. 5m.", FieldKind::Text),
+            f(
+                "keep_on_server",
+                "Keep mail there",
+                "Off: fetched mail is deleted there once it is safe here.",
+                FieldKind::Bool,
+            ),
+        ],
+        add_label: "Add mailbox",
+        risky: false,
+    },
+];
+
+/// The list called `id`.
+pub fn list(id: &str) -> Option<&'static ListDef> {
+    LISTS.iter().find(|l| l.id == id)
+}
+
+/// The lists shown on `page`.
+pub fn on_page(page: &str) -> impl Iterator<Item = &'static ListDef> + '_ {
+    LISTS.iter().filter(move |l| l.page == page)
+}
+
+/// A row of the file, whichever way it is written (`[[a.b]]` or `b = [{...}]`).
+fn row_value(item: &Item, index: usize, key: &str) -> String {
+    let v = if let Some(aot) = item.as_array_of_tables() {
+        aot.get(index)
+            .and_then(|t| t.get(key))
+            .and_then(Item::as_value)
+    } else {
+        item.as_array()
+            .and_then(|a| a.get(index))
+            .and_then(Value::as_inline_table)
+            .and_then(|t| t.get(key))
+    };
+    v.map(crate::settings::display).unwrap_or_default()
+}
+
+fn row_count(item: &Item) -> usize {
+    item.as_array_of_tables()
+        .map(ArrayOfTables::len)
+        .or_else(|| item.as_array().map(toml_edit::Array::len))
+        .unwrap_or(0)
+}
+
+/// The index of user `login` among `[[users]]`.
+fn user_index(doc: &DocumentMut, login: &str) -> Option<usize> {
+    doc.get("users")?
+        .as_array_of_tables()?
+        .iter()
+        .position(|t| t.get("login").and_then(Item::as_str) == Some(login))
+}
+
+/// The list's path as validation names it (`dhcp.reservations`, `users[2].pop3`).
+fn array_path(doc: &DocumentMut, def: &ListDef, owner: Option<&str>) -> Option<String> {
+    if def.per_user {
+        Some(format!("users[{}].{}", user_index(doc, owner?)?, def.array))
+    } else {
+        Some(def.array.to_string())
+    }
+}
+
+/// The table that holds the list (created on the way when `create`).
+fn parent_mut<'d>(
+    doc: &'d mut DocumentMut,
+    def: &ListDef,
+    owner: Option<&str>,
+) -> Option<(&'d mut Table, &'static str)> {
+    if def.per_user {
+        let i = user_index(doc, owner?)?;
+        let users = doc.get_mut("users")?.as_array_of_tables_mut()?;
+        return Some((users.get_mut(i)?, def.array));
+    }
+    let (parents, last) = def.array.rsplit_once('.')?;
+    let mut t = doc.as_table_mut();
+    for p in parents.split('.') {
+        let item = t.entry(p).or_insert_with(|| {
+            let mut nt = Table::new();
+            nt.set_implicit(false);
+            Item::Table(nt)
+        });
+        t = item.as_table_mut()?;
+    }
+    Some((t, last))
+}
+
+fn parent<'d>(
+    doc: &'d DocumentMut,
+    def: &ListDef,
+    owner: Option<&str>,
+) -> Option<&'d dyn toml_edit::TableLike> {
+    if def.per_user {
+        let i = user_index(doc, owner?)?;
+        return doc
+            .get("users")?
+            .as_array_of_tables()?
+            .get(i)
+            .map(|t| t as _);
+    }
+    let (parents, _) = def.array.rsplit_once('.')?;
+    let mut t: &dyn toml_edit::TableLike = doc.as_table();
+    for p in parents.split('.') {
+        t = t.get(p)?.as_table_like()?;
+    }
+    Some(t)
+}
+
+fn last_key(def: &ListDef) -> &'static str {
+    def.array.rsplit_once('.').map_or(def.array, |(_, k)| k)
+}
+
+/// The rows as the form shows them: one value per field.
+pub fn rows(doc: &DocumentMut, def: &ListDef, owner: Option<&str>) -> Vec<Vec<String>> {
+    let Some(item) = parent(doc, def, owner).and_then(|t| t.get(last_key(def))) else {
+        return Vec::new();
+    };
+    (0..row_count(item))
+        .map(|i| {
+            def.fields
+                .iter()
+                .map(|fd| row_value(item, i, fd.key))
+                .collect()
+        })
+        .collect()
+}
+
+/// A submitted value as TOML (None: left out, so its default applies).
+fn to_value(kind: FieldKind, submitted: &str) -> Option<Value> {
+    let s = submitted.trim();
+    match kind {
+        FieldKind::Bool => Some(Value::from(s == "true")),
+        _ if s.is_empty() => None,
+        FieldKind::Int => Some(
+            s.parse::<i64>()
+                .map_or_else(|_| Value::from(s), Value::from),
+        ),
+        FieldKind::List => {
+            let mut a = toml_edit::Array::new();
+            for i in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                a.push(i);
+            }
+            Some(Value::Array(a))
+        }
+        FieldKind::Text | FieldKind::Select(_) => Some(Value::from(s)),
+    }
+}
+
+/// Why a list change could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("the config file is not valid TOML")]
+    NotToml,
+    #[error("there is no user `{0}`")]
+    NoUser(String),
+    #[error("there is no entry {0} in this list (it may have been removed meanwhile)")]
+    NoRow(usize),
+    #[error("this list is written in a way the admin pages cannot change; edit the file")]
+    Odd,
+}
+
+/// The config text with a row added from `pairs` (field keys as names), and the index the
+/// new row has (for matching validation errors to its fields).
+pub fn add(
+    text: &str,
+    def: &ListDef,
+    owner: Option<&str>,
+    pairs: &[(String, String)],
+) -> Result<(String, usize), ListError> {
+    let mut doc: DocumentMut = text.parse().map_err(|_| ListError::NotToml)?;
+    let (table, key) = parent_mut(&mut doc, def, owner)
+        .ok_or_else(|| ListError::NoUser(owner.unwrap_or_default().to_string()))?;
+    let values: Vec<(&str, Value)> = def
+        .fields
+        .iter()
+        .filter_map(|fd| {
+            let v = crate::value(pairs, fd.key).unwrap_or("");
+            to_value(fd.kind, v).map(|v| (fd.key, v))
+        })
+        .collect();
+    let item = table
+        .entry(key)
+        .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()));
+    let index = if let Some(aot) = item.as_array_of_tables_mut() {
+        let mut t = Table::new();
+        for (k, v) in values {
+            t.insert(k, Item::Value(v));
+        }
+        aot.push(t);
+        aot.len() - 1
+    } else if let Some(a) = item.as_array_mut() {
+        let mut t = InlineTable::new();
+        for (k, v) in values {
+            t.insert(k, v);
+        }
+        a.push(Value::InlineTable(t));
+        a.len() - 1
+    } else {
+        return Err(ListError::Odd);
+    };
+    Ok((doc.to_string(), index))
+}
+
+/// The config text without row `index`.
+pub fn remove(
+    text: &str,
+    def: &ListDef,
+    owner: Option<&str>,
+    index: usize,
+) -> Result<String, ListError> {
+    let mut doc: DocumentMut = text.parse().map_err(|_| ListError::NotToml)?;
+    let (table, key) = parent_mut(&mut doc, def, owner)
+        .ok_or_else(|| ListError::NoUser(owner.unwrap_or_default().to_string()))?;
+    let item = table.get_mut(key).ok_or(ListError::NoRow(index))?;
+    let left = if let Some(aot) = item.as_array_of_tables_mut() {
+        if index >= aot.len() {
+            return Err(ListError::NoRow(index));
+        }
+        aot.remove(index);
+        aot.len()
+    } else if let Some(a) = item.as_array_mut() {
+        if index >= a.len() {
+            return Err(ListError::NoRow(index));
+        }
+        a.remove(index);
+        a.len()
+    } else {
+        return Err(ListError::Odd);
+    };
+    if left == 0 {
+        table.remove(key);
+    }
+    Ok(doc.to_string())
+}
+
+/// Where a list's forms post to.
+pub fn action(def: &ListDef, owner: Option<&str>, rest: &str) -> String {
+    match owner {
+        Some(o) => format!("/users/{}/{}/{rest}", escape(o), def.id),
+        None => format!("/list/{}/{rest}", def.id),
+    }
+}
+
+/// A row that was refused: what was submitted, and the validation errors, which name the
+/// row by `path` (`dhcp.reservations[2]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a> {
+    pub pairs: &'a [(String, String)],
+    pub diags: &'a [Diagnostic],
+    pub path: &'a str,
+}
+
+/// A list as HTML: its rows with a Delete button each, then the form that adds one.
+/// `failed`: the rejected row (its submitted values and validation errors, the errors
+/// keyed as the config names them, under `new_path`).
+pub fn render(
+    doc: &DocumentMut,
+    def: &ListDef,
+    owner: Option<&str>,
+    csrf: &str,
+    failed: Option<Refused<'_>>,
+) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<section id=\"list-{0}\"><h2>{1}</h2><p>{2}</p>",
+        def.id,
+        escape(def.heading),
+        escape(def.intro)
+    );
+    let rows = rows(doc, def, owner);
+    if rows.is_empty() {
+        out.push_str("<p>None yet.</p>");
+    } else {
+        out.push_str("<div class=\"wide\"><table><tr>");
+        for fd in def.fields {
+            let _ = write!(out, "<th>{}</th>", escape(fd.label));
+        }
+        out.push_str("<th></th></tr>");
+        for (i, row) in rows.iter().enumerate() {
+            out.push_str("<tr>");
+            for (fd, v) in def.fields.iter().zip(row) {
+                let shown = if fd.key == "password" && !v.is_empty() {
+                    "(set)"
+                } else {
+                    v
+                };
+                let _ = write!(out, "<td>{}</td>", escape(shown));
+            }
+            let _ = write!(
+                out,
+                "<td><form method=\"post\" action=\"{}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <button type=\"submit\">Delete</button></form></td></tr>",
+                action(def, owner, &format!("{i}/delete")),
+                escape(csrf)
+            );
+        }
+        out.push_str("</table></div>");
+    }
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"{}\" id=\"add-{}\" novalidate>\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        action(def, owner, "add"),
+        def.id,
+        escape(csrf)
+    );
+    if let Some(Refused {
+        diags,
+        path: new_path,
+        ..
+    }) = failed
+    {
+        // Problems the new row caused elsewhere (a port forwarded twice, say).
+        let other: Vec<&Diagnostic> = diags
+            .iter()
+            .filter(|d| !d.path.starts_with(&format!("{new_path}.")))
+            .collect();
+        if !other.is_empty() {
+            out.push_str("<div class=\"error\" role=\"alert\"><ul>");
+            for d in other {
+                let _ = write!(
+                    out,
+                    "<li>{}: {}{}</li>",
+                    escape(&d.path),
+                    escape(&d.message),
+                    if d.help.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", escape(&d.help))
+                    }
+                );
+            }
+            out.push_str("</ul></div>");
+        }
+    }
+    for fd in def.fields {
+        let name = format!("{}.{}", def.id, fd.key);
+        let (value, error) = match failed {
+            Some(Refused {
+                pairs,
+                diags,
+                path: new_path,
+            }) => {
+                let path = format!("{new_path}.{}", fd.key);
+                let errors: Vec<String> = diags
+                    .iter()
+                    .filter(|d| d.path == path || d.path.starts_with(&format!("{path}[")))
+                    .map(|d| {
+                        if d.help.is_empty() {
+                            d.message.clone()
+                        } else {
+                            format!("{} ({})", d.message, d.help)
+                        }
+                    })
+                    .collect();
+                (
+                    crate::value(pairs, fd.key).unwrap_or("").to_string(),
+                    (!errors.is_empty()).then(|| errors.join("; ")),
+                )
+            }
+            None => (String::new(), None),
+        };
+        let kind = match fd.kind {
+            FieldKind::Bool => Kind::Check,
+            FieldKind::Select(o) => Kind::Select(o),
+            _ => Kind::Text,
+        };
+        out.push_str(
+            &Field {
+                name: &name,
+                label: fd.label,
+                help: fd.help,
+                value: &value,
+                placeholder: "",
+                error: error.as_deref(),
+                kind,
+            }
+            .render(),
+        );
+    }
+    let _ = write!(
+        out,
+        "<button type=\"submit\">{}</button></form></section>",
+        escape(def.add_label)
+    );
+    out
+}
+
+/// The form's pairs with the list's prefix (`forwards.host`) taken off the names.
+pub fn unprefixed(def: &ListDef, pairs: &[(String, String)]) -> Vec<(String, String)> {
+    let prefix = format!("{}.", def.id);
+    pairs
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+        .collect()
+}
+
+/// The path validation gives row `index` of the list.
+pub fn row_path(text: &str, def: &ListDef, owner: Option<&str>, index: usize) -> Option<String> {
+    let doc: DocumentMut = text.parse().ok()?;
+    Some(format!("{}[{index}]", array_path(&doc, def, owner)?))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    const TEXT: &str = "[security]\nmode = \"firewall-nat\" # the usual\n\n[dhcp]\nenabled = true\n\n\
+        [[users]]\nlogin = \"admin\"\n\n[[users]]\nlogin = \"bob\"\n\n[[users.pop3]]\nserver = \"a\"\n\n\
+        [[users]]\nlogin = \"carol\"\n";
+
+    #[test]
+    fn rows_are_added_and_removed_keeping_the_rest() {
+        let fw = list("forwards").unwrap();
+        let (text, i) = add(
+            TEXT,
+            fw,
+            None,
+            &pairs(&[("wan_port", "8022"), ("host", "192.168.1.20"), ("port", "")]),
+        )
+        .unwrap();
+        assert_eq!(i, 0);
+        assert!(
+            text.contains("mode = \"firewall-nat\" # the usual"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[[security.forwards]]\nwan_port = 8022\nhost = \"192.168.1.20\""),
+            "{text}"
+        );
+        let doc: DocumentMut = text.parse().unwrap();
+        assert_eq!(rows(&doc, fw, None)[0][2], "8022");
+        assert_eq!(
+            row_path(&text, fw, None, 0).unwrap(),
+            "security.forwards[0]"
+        );
+        let back = remove(&text, fw, None, 0).unwrap();
+        assert!(!back.contains("forwards"), "{back}");
+        assert!(matches!(
+            remove(&back, fw, None, 0),
+            Err(ListError::NoRow(0))
+        ));
+    }
+
+    #[test]
+    fn a_users_mailbox_goes_to_that_user() {
+        let pop = list("pop3").unwrap();
+        let (text, i) = add(
+            TEXT,
+            pop,
+            Some("carol"),
+            &pairs(&[("server", "pop.isp.example"), ("keep_on_server", "true")]),
+        )
+        .unwrap();
+        assert_eq!(i, 0);
+        let doc: DocumentMut = text.parse().unwrap();
+        let users = doc["users"].as_array_of_tables().unwrap();
+        assert_eq!(
+            users.get(2).unwrap()["pop3"]
+                .as_array_of_tables()
+                .unwrap()
+                .get(0)
+                .unwrap()["server"]
+                .as_str(),
+            Some("pop.isp.example")
+        );
+        assert_eq!(rows(&doc, pop, Some("bob"))[0][0], "a");
+        assert_eq!(
+            row_path(&text, pop, Some("carol"), 0).unwrap(),
+            "users[2].pop3[0]"
+        );
+        assert!(add(TEXT, pop, Some("nobody"), &[]).is_err());
+    }
+
+    #[test]
+    fn inline_arrays_are_kept_inline() {
+        let text =
+            "[dhcp]\nreservations = [{ mac = \"52:54:00:00:00:01\", address = \"10.0.0.5\" }]\n";
+        let res = list("reservations").unwrap();
+        let (t, i) = add(
+            text,
+            res,
+            None,
+            &pairs(&[("mac", "52:54:00:00:00:02"), ("address", "10.0.0.6")]),
+        )
+        .unwrap();
+        assert_eq!(i, 1);
+        assert!(t.contains("address = \"10.0.0.6\" }]"), "{t}");
+        let t = remove(&t, res, None, 0).unwrap();
+        assert!(!t.contains("10.0.0.5") && t.contains("10.0.0.6"), "{t}");
+    }
+}
