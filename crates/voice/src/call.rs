@@ -84,6 +84,42 @@ pub struct Setup {
     pub voicemail: Option<VoicemailSetup>,
     /// A call to the voicemail extension: the box answers with the menu.
     pub menu: Option<menu::MenuSetup>,
+    /// Counts this call among those still ringing until it is answered or ends.
+    pub ringing: Ringing,
+}
+
+/// One call among those still ringing (or setting up): the server refuses new calls
+/// while too many are (overload), so they are counted from the INVITE until the call
+/// is answered, goes to voicemail, or ends.
+#[derive(Debug)]
+pub struct Ringing {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Ringing {
+    /// Counts one more ringing call in `count`.
+    pub fn start(count: &Arc<std::sync::atomic::AtomicUsize>) -> Ringing {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ringing {
+            count: Arc::clone(count),
+            done: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The call no longer rings (once; dropping does it too).
+    pub fn stop(&self) {
+        if !self.done.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.count
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Ringing {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// What the box's own side of a call came to.
@@ -326,6 +362,9 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
 
 impl Call {
     fn status(&self, state: &'static str) {
+        if state != "ringing" {
+            self.setup.ringing.stop();
+        }
         self.setup.status.send_modify(|s| {
             s.state = state;
             if state == "talking" && s.answered_at.is_none() {

@@ -6,7 +6,7 @@
 //! the top Via (RFC 3581), so phones behind NAT hear them. Sources that keep failing
 //! authentication (a password-guessing flood) are ignored for a while.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -45,6 +45,9 @@ const BLOCK_FOR: Duration = Duration::from_secs(300);
 const SAVE_EVERY: Duration = Duration::from_millis(200);
 /// TCP connections at once, and how long one may sit idle.
 const MAX_TCP: usize = 1000;
+/// Calls ringing at once beyond which new ones get 503 (the box is overloaded: no small
+/// office has this many phones ringing).
+const MAX_RINGING: usize = 200;
 const TCP_IDLE: Duration = Duration::from_secs(600);
 
 fn now_unix() -> u64 {
@@ -93,6 +96,30 @@ struct Calls {
     /// Calls that ended in the last 32 s, by Call-ID: a retransmitted BYE (our 200 was
     /// lost) is answered 200 again, not 481 (RFC 3261 section 17.2.2).
     ended: HashMap<String, Instant>,
+    /// The same Call-IDs oldest first, so forgetting them costs nothing per call (at
+    /// thousands of calls a second, scanning the whole map each time did).
+    ended_order: VecDeque<(Instant, String)>,
+}
+
+impl Calls {
+    /// Remembers that the call with these Call-IDs ended now; forgets those older than
+    /// `REPLAY_FOR`.
+    fn ended(&mut self, call_ids: [String; 2]) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.ended_order.front()
+            && now.duration_since(*at) >= REPLAY_FOR
+        {
+            if let Some((at, id)) = self.ended_order.pop_front()
+                && self.ended.get(&id) == Some(&at)
+            {
+                self.ended.remove(&id);
+            }
+        }
+        for id in call_ids {
+            self.ended.insert(id.clone(), now);
+            self.ended_order.push_back((now, id));
+        }
+    }
 }
 
 /// What the whole server shares.
@@ -106,6 +133,8 @@ struct State {
     ports: Arc<Ports>,
     calls: Arc<Mutex<Calls>>,
     mwi: Mutex<Subscriptions>,
+    /// Calls ringing or setting up now (see [`MAX_RINGING`]).
+    ringing: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl State {
@@ -172,6 +201,7 @@ pub async fn serve(
         let udp = UdpSocket::bind(addr).await.map_err(|e| {
             io::Error::new(e.kind(), format!("phone: cannot listen on udp {addr}: {e}"))
         })?;
+        big_receive_buffer(&udp);
         let tcp = TcpListener::bind(addr).await.map_err(|e| {
             io::Error::new(e.kind(), format!("phone: cannot listen on tcp {addr}: {e}"))
         })?;
@@ -200,6 +230,7 @@ pub async fn serve(
         ports: Ports::new(config.phone.rtp_ports),
         calls: Arc::default(),
         mwi: Mutex::default(),
+        ringing: Arc::default(),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for (udp, tcp, addr) in sockets {
@@ -230,6 +261,22 @@ pub async fn serve(
         .save_calls(&[]);
     tasks.shutdown().await;
     Ok(())
+}
+
+/// The receive buffer a SIP socket asks for: at 10,000 requests a second the kernel's
+/// default (about 200 KB, 400 requests) is 40 ms of traffic, and a moment without CPU
+/// (the phones' own software shares it on a small box) would drop requests that then
+/// come back as retransmissions, adding to the load.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+fn big_receive_buffer(socket: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    // As root the limit (net.core.rmem_max) does not apply; otherwise it caps the size.
+    let r = setsockopt(socket, sockopt::RcvBufForce, &RECEIVE_BUFFER)
+        .or_else(|_| setsockopt(socket, sockopt::RcvBuf, &RECEIVE_BUFFER));
+    if let Err(error) = r {
+        debug!(message = "phone: could not enlarge the receive buffer", %error);
+    }
 }
 
 /// Writes the registrations that changed.
@@ -605,6 +652,14 @@ fn invite(
     let Some(callee) = callee else {
         return Some(msg.response(404, "Not Found", tag));
     };
+    // Overload: more calls setting up at once than a small office has phones means the
+    // box is behind. New calls are turned away at once (cheap) so the ones under way
+    // finish, instead of every call timing out in a storm of retransmissions.
+    if state.ringing.load(std::sync::atomic::Ordering::Relaxed) >= MAX_RINGING {
+        let mut busy = msg.response(503, "Service Unavailable", tag);
+        busy.push("Retry-After", "5");
+        return Some(busy);
+    }
     let bindings = if menu_call {
         Vec::new()
     } else {
@@ -656,6 +711,7 @@ fn invite(
         no_answer: config.phone.no_answer_timeout,
         b_call_id: b_call_id.clone(),
         status: status_tx,
+        ringing: call::Ringing::start(&state.ringing),
         menu: menu_call.then(|| MenuSetup {
             data_dir: config.data_dir.clone(),
             login: caller.login.clone(),
@@ -690,9 +746,7 @@ fn invite(
         calls.routes.remove(&a_call_id);
         calls.routes.remove(&b_call_id);
         calls.status.remove(&id);
-        calls.ended.retain(|_, at| at.elapsed() < REPLAY_FOR);
-        calls.ended.insert(a_call_id, Instant::now());
-        calls.ended.insert(b_call_id, Instant::now());
+        calls.ended([a_call_id, b_call_id]);
     });
     None
 }
