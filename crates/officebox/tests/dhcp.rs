@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use officebox_testkit::{
-    ClientKind, DhcpClient, Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig, Veth,
-    dnsmasq_dhcp_server, require_program, require_root, wait_until,
+    ClientKind, DhcpClient, OfficeLan, Officebox, READY_TIMEOUT, TestConfig, dnsmasq_dhcp_server,
+    require_program, require_root, wait_until,
 };
 
 fn bin() -> &'static Path {
@@ -22,32 +22,19 @@ const LEASE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A LAN: officebox's namespace and a PC's, joined by a veth pair (192.168.1.1 on the box
 /// side; these addresses exist only inside the two namespaces).
-struct Lan {
-    // Fields drop in order: the link before the namespaces.
-    link: Veth,
-    pc: Netns,
-    boxns: Netns,
+struct Lan(OfficeLan);
+
+impl std::ops::Deref for Lan {
+    type Target = OfficeLan;
+    fn deref(&self) -> &OfficeLan {
+        &self.0
+    }
 }
 
 impl Lan {
     fn new(tag: &str) -> Lan {
         require_root();
-        let boxns = Netns::new(&format!("{tag}b")).unwrap();
-        let pc = Netns::new(&format!("{tag}p")).unwrap();
-        let link = Veth::new(
-            Endpoint::netns(&boxns).addr("192.168.1.1/24"),
-            Endpoint::netns(&pc),
-        )
-        .unwrap();
-        Lan { link, pc, boxns }
-    }
-
-    fn box_iface(&self) -> &str {
-        self.link.name_a()
-    }
-
-    fn pc_iface(&self) -> &str {
-        self.link.name_b()
+        Lan(OfficeLan::new(tag, "192.168.1.1/24").unwrap())
     }
 
     fn config(&self, mode: &str) -> TestConfig {

@@ -20,6 +20,28 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
 }
 
+/// Runs a Python program (poplib as bob's mail program); it must succeed.
+fn python(script: &str) {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// officebox with `c`, once its phone service answers.
+fn start(c: &TestConfig) -> Officebox {
+    let ob = Officebox::start(bin(), &c.text()).unwrap();
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+    ob
+}
+
 /// The RTP payloads of a pcap (Ethernet, IPv4, UDP, RTP without extensions).
 fn pcap_payloads(path: &str) -> Vec<u8> {
     let d = std::fs::read(path).unwrap();
@@ -81,15 +103,7 @@ p.quit()
 "#,
         dir = dir.path().display().to_string()
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(&script);
     let mut got = Vec::new();
     for i in 1..=10 {
         let wav = dir.path().join(format!("{i}.wav"));
@@ -136,10 +150,7 @@ fn an_unanswered_call_leaves_a_voicemail_that_pop3_delivers_with_the_audio() {
     require_program("python3", "python3");
     let c = TestConfig::demo().free_ports();
     let (sip, pop) = (c.int("phone.sip_port"), c.int("mail.pop3_port"));
-    let ob = Officebox::start(bin(), &c.text()).unwrap();
-    ob.peer()
-        .wait_for_log("phone: serving", READY_TIMEOUT)
-        .unwrap();
+    let ob = start(&c);
 
     let (ok, errors) = sipp_call(
         &format!("127.0.0.1:{sip}"),
@@ -188,10 +199,7 @@ fn the_menu_takes_the_pin_plays_deletes_and_saves_and_pop3_sees_the_same_mailbox
     require_program("python3", "python3");
     let c = TestConfig::demo().free_ports();
     let (sip, pop) = (c.int("phone.sip_port"), c.int("mail.pop3_port"));
-    let ob = Officebox::start(bin(), &c.text()).unwrap();
-    ob.peer()
-        .wait_for_log("phone: serving", READY_TIMEOUT)
-        .unwrap();
+    let ob = start(&c);
     for _ in 0..2 {
         let (ok, errors) = sipp_call(
             &format!("127.0.0.1:{sip}"),
@@ -238,10 +246,7 @@ fn the_message_waiting_lamp_follows_a_voicemail_from_arrival_to_deletion_by_pop3
     require_program("python3", "python3");
     let c = TestConfig::demo().free_ports();
     let (sip, pop) = (c.int("phone.sip_port"), c.int("mail.pop3_port"));
-    let ob = Officebox::start(bin(), &c.text()).unwrap();
-    ob.peer()
-        .wait_for_log("phone: serving", READY_TIMEOUT)
-        .unwrap();
+    let ob = start(&c);
     // bob's phone subscribes and expects: nothing waiting, one waiting, nothing again.
     let mut cmd = Command::new("sipp");
     cmd.current_dir(scenarios())
@@ -280,15 +285,7 @@ fn the_message_waiting_lamp_follows_a_voicemail_from_arrival_to_deletion_by_pop3
         "import poplib\np = poplib.POP3('127.0.0.1', {pop})\np.user('bob'); p.pass_('demo-bob')\n\
          p.retr(1); p.dele(1); p.quit()\n"
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(&script);
     lamp.wait_for_log("Successful call", std::time::Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
 }
@@ -299,10 +296,7 @@ fn a_voicemail_deleted_by_pop3_is_gone_from_the_phone_menu() {
     require_program("python3", "python3");
     let c = TestConfig::demo().free_ports();
     let (sip, pop) = (c.int("phone.sip_port"), c.int("mail.pop3_port"));
-    let ob = Officebox::start(bin(), &c.text()).unwrap();
-    ob.peer()
-        .wait_for_log("phone: serving", READY_TIMEOUT)
-        .unwrap();
+    let ob = start(&c);
     let target = format!("127.0.0.1:{sip}");
     for _ in 0..2 {
         let (ok, errors) = sipp_call(&target, "uac_voicemail_hangup.xml", "caller.csv", "102");
@@ -324,15 +318,7 @@ fn a_voicemail_deleted_by_pop3_is_gone_from_the_phone_menu() {
         "import poplib\np = poplib.POP3('127.0.0.1', {pop})\np.user('bob'); p.pass_('demo-bob')\n\
          p.dele(1); p.quit()\n"
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(&script);
     menu("new=1 saved=0");
 }
 
@@ -342,10 +328,7 @@ fn bob_records_his_greeting_from_the_phone_menu() {
     require_program("sox", "sox");
     let c = TestConfig::demo().free_ports();
     let sip = c.int("phone.sip_port");
-    let ob = Officebox::start(bin(), &c.text()).unwrap();
-    ob.peer()
-        .wait_for_log("phone: serving", READY_TIMEOUT)
-        .unwrap();
+    let ob = start(&c);
     let greeting = ob.dir().join("demo-data/voicemail/bob/greeting.wav");
     assert!(!greeting.exists());
     let (ok, errors) = sipp_call(
@@ -371,5 +354,9 @@ fn bob_records_his_greeting_from_the_phone_menu() {
         "102",
     );
     assert!(ok, "{errors}\n{}", ob.log());
-    assert!(ob.log().contains("phone: voicemail delivered"), "{}", ob.log());
+    assert!(
+        ob.log().contains("phone: voicemail delivered"),
+        "{}",
+        ob.log()
+    );
 }

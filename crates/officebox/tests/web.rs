@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use officebox_testkit::{
-    ClientKind, DhcpClient, Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig, Veth,
-    require_program, require_root,
+    ClientKind, DhcpClient, OfficeLan, Officebox, READY_TIMEOUT, TestConfig, require_program,
+    require_root,
 };
 
 fn bin() -> &'static Path {
@@ -107,51 +107,30 @@ fn five_wrong_passwords_and_the_admin_pages_slow_down_and_refuse() {
     run("login_limit.py", &url, &shots("login-limit"), &[], &ob);
 }
 
-/// The office: officebox's namespace and a PC's, joined by a veth pair (192.168.1.1 on
-/// the box's side; the addresses exist only inside the two namespaces).
-struct Office {
-    // Fields drop in order: the link before the namespaces.
-    link: Veth,
-    pc: Netns,
-    boxns: Netns,
+/// `curl` on the office's PC.
+fn curl(office: &OfficeLan, args: &[&str]) -> String {
+    let out = office
+        .pc
+        .command("curl")
+        .args(["-s", "--max-time", "5", "--noproxy", "*"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-impl Office {
-    fn new(tag: &str) -> Office {
-        require_root();
-        let boxns = Netns::new(&format!("{tag}b")).unwrap();
-        let pc = Netns::new(&format!("{tag}p")).unwrap();
-        let link = Veth::new(
-            Endpoint::netns(&boxns).addr("192.168.1.1/24"),
-            Endpoint::netns(&pc),
-        )
+/// `dig` on the office's PC, asking the box.
+fn dig(office: &OfficeLan, name: &str) -> Vec<String> {
+    let out = office
+        .pc
+        .command("dig")
+        .args(["@192.168.1.1", name, "A", "+short", "+time=2", "+tries=1"])
+        .output()
         .unwrap();
-        Office { link, pc, boxns }
-    }
-
-    fn curl(&self, args: &[&str]) -> String {
-        let out = self
-            .pc
-            .command("curl")
-            .args(["-s", "--max-time", "5", "--noproxy", "*"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn dig(&self, name: &str) -> Vec<String> {
-        let out = self
-            .pc
-            .command("dig")
-            .args(["@192.168.1.1", name, "A", "+short", "+time=2", "+tries=1"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -159,13 +138,14 @@ fn from_a_pc_on_the_lan_the_list_pages_work_on_a_phone_screen() {
     let _one = preconditions();
     ClientKind::Dhclient.require();
     require_program("dig", "bind9-dnsutils");
-    let office = Office::new("wbl");
+    require_root();
+    let office = OfficeLan::new("wbl", "192.168.1.1/24").unwrap();
     let c = TestConfig::demo()
         .set(
             "network.listen",
             toml_edit::Value::Array(toml_edit::Array::new()),
         )
-        .set("network.lan.interface", office.link.name_a())
+        .set("network.lan.interface", office.box_iface())
         .set("dhcp.enabled", true)
         .set("dhcp.lease_time", "1h")
         .set("dns.port", 53)
@@ -181,7 +161,7 @@ fn from_a_pc_on_the_lan_the_list_pages_work_on_a_phone_screen() {
     let laptop = DhcpClient::lease(
         ClientKind::Dhclient,
         &office.pc,
-        office.link.name_b(),
+        office.pc_iface(),
         Some("laptop-7"),
         Duration::from_secs(20),
     )
@@ -191,7 +171,7 @@ fn from_a_pc_on_the_lan_the_list_pages_work_on_a_phone_screen() {
     let out = office
         .pc
         .command("cat")
-        .arg(format!("/sys/class/net/{}/address", office.link.name_b()))
+        .arg(format!("/sys/class/net/{}/address", office.pc_iface()))
         .output()
         .unwrap();
     let mac = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -232,14 +212,20 @@ fn from_a_pc_on_the_lan_the_list_pages_work_on_a_phone_screen() {
         "{}",
         ob.log()
     );
-    assert_eq!(office.dig("nas.office.test"), ["192.168.1.30"]);
-    assert_eq!(office.dig("laptop-7.office.test"), [address]);
+    assert_eq!(dig(&office, "nas.office.test"), ["192.168.1.30"]);
+    assert_eq!(dig(&office, "laptop-7.office.test"), [address]);
 
     // The www site and the intranet, by name, from the office.
     let site = format!("192.168.1.1:{}", c.int("web.site_port"));
-    let www = office.curl(&["-H", "Host: www.office.test", &format!("http://{site}/")]);
+    let www = curl(
+        &office,
+        &["-H", "Host: www.office.test", &format!("http://{site}/")],
+    );
     assert!(www.contains("public web site"), "{www}");
-    let corp = office.curl(&["-H", "Host: corp.office.test", &format!("http://{site}/")]);
+    let corp = curl(
+        &office,
+        &["-H", "Host: corp.office.test", &format!("http://{site}/")],
+    );
     assert!(corp.contains("office.test intranet"), "{corp}");
     drop(laptop);
 }

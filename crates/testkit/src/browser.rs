@@ -99,13 +99,7 @@ pub fn run_browser_script_with_timeout(
     extra_args: &[&str],
     timeout: Duration,
 ) -> io::Result<Output> {
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(script)
-        .arg("--url")
-        .arg(base_url)
-        .arg("--shots")
-        .arg(shots)
-        .args(extra_args);
+    let cmd = script_command(Command::new(PYTHON), script, base_url, shots, extra_args);
     run_script(cmd, timeout, TERM_GRACE)
 }
 
@@ -117,14 +111,25 @@ pub fn run_browser_script_in(
     shots: &Path,
     extra_args: &[&str],
 ) -> io::Result<Output> {
-    let mut cmd = ns.command(PYTHON);
+    let cmd = script_command(ns.command(PYTHON), script, base_url, shots, extra_args);
+    run_script(cmd, BROWSER_SCRIPT_TIMEOUT, TERM_GRACE)
+}
+
+/// `python3 SCRIPT --url BASE --shots DIR EXTRA...` on `cmd` (python3, possibly wrapped).
+fn script_command(
+    mut cmd: Command,
+    script: &Path,
+    base_url: &str,
+    shots: &Path,
+    extra_args: &[&str],
+) -> Command {
     cmd.arg(script)
         .arg("--url")
         .arg(base_url)
         .arg("--shots")
         .arg(shots)
         .args(extra_args);
-    run_script(cmd, BROWSER_SCRIPT_TIMEOUT, TERM_GRACE)
+    cmd
 }
 
 /// Runs `cmd` (a Python script) with the browser library on its path, as above.

@@ -145,3 +145,34 @@ mod tests {
         );
     }
 }
+
+/// An office network in two namespaces: the box's and a PC's, joined by a veth pair whose
+/// box end has `box_cidr` (the addresses exist only inside the two namespaces). Removed on
+/// drop, the link before the namespaces.
+#[derive(Debug)]
+pub struct OfficeLan {
+    // Fields drop in order: the link before the namespaces.
+    pub link: Veth,
+    pub pc: Netns,
+    pub boxns: Netns,
+}
+
+impl OfficeLan {
+    /// Namespaces `{tag}b` and `{tag}p` (made unique by [`Netns::new`]).
+    pub fn new(tag: &str, box_cidr: &str) -> io::Result<OfficeLan> {
+        let boxns = Netns::new(&format!("{tag}b"))?;
+        let pc = Netns::new(&format!("{tag}p"))?;
+        let link = Veth::new(Endpoint::netns(&boxns).addr(box_cidr), Endpoint::netns(&pc))?;
+        Ok(OfficeLan { link, pc, boxns })
+    }
+
+    /// The box's end of the link.
+    pub fn box_iface(&self) -> &str {
+        self.link.name_a()
+    }
+
+    /// The PC's end of the link.
+    pub fn pc_iface(&self) -> &str {
+        self.link.name_b()
+    }
+}

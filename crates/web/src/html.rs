@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use officebox_config::Diagnostic;
+
 /// Text made safe for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -104,6 +106,35 @@ pub fn page(
     }
     out.push_str(body);
     out.push_str("</main></body></html>");
+    out
+}
+
+/// The errors for one field, for beside it: each message with its help, joined
+/// (`None` when there are none).
+pub fn field_errors<'a>(diags: impl IntoIterator<Item = &'a Diagnostic>) -> Option<String> {
+    let texts: Vec<String> = diags
+        .into_iter()
+        .map(|d| {
+            if d.help.is_empty() {
+                d.message.clone()
+            } else {
+                format!("{} ({})", d.message, d.help)
+            }
+        })
+        .collect();
+    (!texts.is_empty()).then(|| texts.join("; "))
+}
+
+/// Problems as list items: `path: message (help)`, escaped.
+pub fn problem_items<'a>(diags: impl IntoIterator<Item = &'a Diagnostic>) -> String {
+    let mut out = String::new();
+    for d in diags {
+        let _ = write!(out, "<li>{}: {}", escape(&d.path), escape(&d.message));
+        if !d.help.is_empty() {
+            let _ = write!(out, " ({})", escape(&d.help));
+        }
+        out.push_str("</li>");
+    }
     out
 }
 

@@ -758,20 +758,7 @@ impl App {
                 None if in_file.is_empty() && matches!(fd.kind, FieldKind::Bool) => default.clone(),
                 None => in_file,
             };
-            let errors = settings::errors_for(diags, fd);
-            let error = (!errors.is_empty()).then(|| {
-                errors
-                    .iter()
-                    .map(|d| {
-                        if d.help.is_empty() {
-                            d.message.clone()
-                        } else {
-                            format!("{} ({})", d.message, d.help)
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            });
+            let error = html::field_errors(settings::errors_for(diags, fd));
             let kind = match fd.kind {
                 FieldKind::Bool => Kind::Check,
                 FieldKind::Select(o) => Kind::Select(o),
@@ -807,17 +794,10 @@ impl App {
             })
             .collect();
         if !elsewhere.is_empty() {
-            body.push_str(
-                "<div class=\"error\" role=\"alert\"><p>Other problems in the config:</p><ul>",
-            );
-            for d in elsewhere {
-                body.push_str(&format!(
-                    "<li>{}: {}</li>",
-                    escape(&d.path),
-                    escape(&d.message)
-                ));
-            }
-            body.push_str("</ul></div>");
+            body.push_str(&format!(
+                "<div class=\"error\" role=\"alert\"><p>Other problems in the config:</p><ul>{}</ul></div>",
+                html::problem_items(elsewhere)
+            ));
         }
         if page.risky {
             body.push_str(&format!(
@@ -1068,33 +1048,41 @@ impl App {
     ) -> Response<Body> {
         let back = owner.map_or_else(|| def.page.to_string(), |o| format!("/users/{o}"));
         let row = lists::unprefixed(def, pairs);
-        let failure_page = async |status: StatusCode, failure: ListFailure<'_>, flash: &str| {
-            let html = match owner {
-                Some(o) => self.user_page(config, me, o, Some((flash, false)), Some(&failure)),
-                None => match settings::page(def.page) {
-                    Some(page) => Some(
-                        self.settings_page(
-                            config,
-                            page,
-                            me,
-                            None,
-                            &[],
-                            Some((flash, false)),
-                            Some(&failure),
-                        )
-                        .await,
+        // The page again, with the row as it was submitted and why it was refused.
+        let failure_page =
+            async |status: StatusCode, diags: &[Diagnostic], path: String, flash: &str| {
+                let failure = ListFailure {
+                    def,
+                    pairs: &row,
+                    diags,
+                    path,
+                };
+                let html = match owner {
+                    Some(o) => self.user_page(config, me, o, Some((flash, false)), Some(&failure)),
+                    None => match settings::page(def.page) {
+                        Some(page) => Some(
+                            self.settings_page(
+                                config,
+                                page,
+                                me,
+                                None,
+                                &[],
+                                Some((flash, false)),
+                                Some(&failure),
+                            )
+                            .await,
+                        ),
+                        None => None,
+                    },
+                };
+                match html {
+                    Some(h) => respond(status, h),
+                    None => respond(
+                        StatusCode::NOT_FOUND,
+                        html::page("Not found", "", Some(me), None, ""),
                     ),
-                    None => None,
-                },
+                }
             };
-            match html {
-                Some(h) => respond(status, h),
-                None => respond(
-                    StatusCode::NOT_FOUND,
-                    html::page("Not found", "", Some(me), None, ""),
-                ),
-            }
-        };
         let Some(text) = config_text() else {
             return respond(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -1108,15 +1096,10 @@ impl App {
         let (new, index) = match changed {
             Ok(c) => c,
             Err(e) => {
-                let failure = ListFailure {
-                    def,
-                    pairs: &row,
-                    diags: &[],
-                    path: String::new(),
-                };
                 return failure_page(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    failure,
+                    &[],
+                    String::new(),
                     &format!("Nothing was saved: {e}."),
                 )
                 .await;
@@ -1131,15 +1114,10 @@ impl App {
             let path = index
                 .and_then(|i| lists::row_path(&new, def, owner, i))
                 .unwrap_or_default();
-            let failure = ListFailure {
-                def,
-                pairs: &row,
-                diags: &d.0,
-                path,
-            };
             return failure_page(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                failure,
+                &d.0,
+                path,
                 "Nothing was saved: see the problems below.",
             )
             .await;
@@ -1147,15 +1125,7 @@ impl App {
         match self.save(config, &new, def.heading, def.risky).await {
             Ok(()) if def.risky => redirect("/confirm"),
             Ok(()) => redirect(&format!("{back}?saved=1")),
-            Err(e) => {
-                let failure = ListFailure {
-                    def,
-                    pairs: &row,
-                    diags: &[],
-                    path: String::new(),
-                };
-                failure_page(StatusCode::INTERNAL_SERVER_ERROR, failure, &e).await
-            }
+            Err(e) => failure_page(StatusCode::INTERNAL_SERVER_ERROR, &[], String::new(), &e).await,
         }
     }
 

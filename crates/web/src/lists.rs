@@ -10,7 +10,7 @@ use officebox_config::Diagnostic;
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value};
 
 use crate::html::{Field, Kind, escape};
-use crate::settings::{FieldDef, FieldKind};
+use crate::settings::{FieldDef, FieldKind, POP3_TLS, f};
 
 /// One list: where it lives in the file and what a row holds.
 #[derive(Debug, Clone, Copy)]
@@ -30,19 +30,17 @@ pub struct ListDef {
     pub add_label: &'static str,
     /// A change can cut the admin off: confirm-or-revert.
     pub risky: bool,
+    /// What a row's setting is when the file leaves it out (shown so, and the add form
+    /// starts from it), where that is not empty.
+    pub defaults: &'static [(&'static str, &'static str)],
 }
 
-const fn f(
-    key: &'static str,
-    label: &'static str,
-    help: &'static str,
-    kind: FieldKind,
-) -> FieldDef {
-    FieldDef {
-        key,
-        label,
-        help,
-        kind,
+impl ListDef {
+    fn default_of(&self, key: &str) -> &'static str {
+        self.defaults
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or("", |(_, v)| v)
     }
 }
 
@@ -56,12 +54,6 @@ const RECORD_TYPES: &[(&str, &str)] = &[
     ("TXT", "TXT (text, e.g. SPF)"),
     ("SRV", "SRV (a service: priority weight port target)"),
     ("PTR", "PTR (the name of an address)"),
-];
-
-const POP3_TLS: &[(&str, &str)] = &[
-    ("implicit", "TLS from the start (port 995)"),
-    ("starttls", "STLS on the plain port (110)"),
-    ("none", "None (only inside a trusted network)"),
 ];
 
 /// Every list.
@@ -107,6 +99,7 @@ pub const LISTS: &[ListDef] = &[
         ],
         add_label: "Add forward",
         risky: true,
+        defaults: &[("protocol", "tcp")],
     },
     ListDef {
         id: "reservations",
@@ -137,6 +130,7 @@ pub const LISTS: &[ListDef] = &[
         ],
         add_label: "Add reservation",
         risky: false,
+        defaults: &[],
     },
     ListDef {
         id: "records",
@@ -167,6 +161,7 @@ pub const LISTS: &[ListDef] = &[
         ],
         add_label: "Add record",
         risky: false,
+        defaults: &[],
     },
     ListDef {
         id: "pop3",
@@ -213,9 +208,26 @@ pub const LISTS: &[ListDef] = &[
                 "Off: fetched mail is deleted there once it is safe here.",
                 FieldKind::Bool,
             ),
+            f(
+                "verify_certificate",
+                "Check its certificate",
+                "Leave on: the password goes to that server.",
+                FieldKind::Bool,
+            ),
+            f(
+                "ca_file",
+                "Its own CA",
+                "Only for a server whose certificate is signed by its own authority: the file on the box.",
+                FieldKind::Text,
+            ),
         ],
         add_label: "Add mailbox",
         risky: false,
+        defaults: &[
+            ("tls", "implicit"),
+            ("keep_on_server", "false"),
+            ("verify_certificate", "true"),
+        ],
     },
 ];
 
@@ -326,7 +338,14 @@ pub fn rows(doc: &DocumentMut, def: &ListDef, owner: Option<&str>) -> Vec<Vec<St
         .map(|i| {
             def.fields
                 .iter()
-                .map(|fd| row_value(item, i, fd.key))
+                .map(|fd| {
+                    let v = row_value(item, i, fd.key);
+                    if v.is_empty() {
+                        def.default_of(fd.key).to_string()
+                    } else {
+                        v
+                    }
+                })
                 .collect()
         })
         .collect()
@@ -525,21 +544,11 @@ pub fn render(
             .filter(|d| !d.path.starts_with(&format!("{new_path}.")))
             .collect();
         if !other.is_empty() {
-            out.push_str("<div class=\"error\" role=\"alert\"><ul>");
-            for d in other {
-                let _ = write!(
-                    out,
-                    "<li>{}: {}{}</li>",
-                    escape(&d.path),
-                    escape(&d.message),
-                    if d.help.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", escape(&d.help))
-                    }
-                );
-            }
-            out.push_str("</ul></div>");
+            let _ = write!(
+                out,
+                "<div class=\"error\" role=\"alert\"><ul>{}</ul></div>",
+                crate::html::problem_items(other)
+            );
         }
     }
     for fd in def.fields {
@@ -551,23 +560,17 @@ pub fn render(
                 path: new_path,
             }) => {
                 let path = format!("{new_path}.{}", fd.key);
-                let errors: Vec<String> = diags
-                    .iter()
-                    .filter(|d| d.path == path || d.path.starts_with(&format!("{path}[")))
-                    .map(|d| {
-                        if d.help.is_empty() {
-                            d.message.clone()
-                        } else {
-                            format!("{} ({})", d.message, d.help)
-                        }
-                    })
-                    .collect();
+                let errors = crate::html::field_errors(
+                    diags
+                        .iter()
+                        .filter(|d| d.path == path || d.path.starts_with(&format!("{path}["))),
+                );
                 (
                     crate::value(pairs, fd.key).unwrap_or("").to_string(),
-                    (!errors.is_empty()).then(|| errors.join("; ")),
+                    errors,
                 )
             }
-            None => (String::new(), None),
+            None => (def.default_of(fd.key).to_string(), None),
         };
         let kind = match fd.kind {
             FieldKind::Bool => Kind::Check,

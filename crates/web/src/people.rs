@@ -138,20 +138,7 @@ fn problems(diags: &[Diagnostic], error: Option<&str>) -> String {
         out.push_str(&format!("<p>{}</p>", escape(e)));
     }
     if !diags.is_empty() {
-        out.push_str("<ul>");
-        for d in diags {
-            out.push_str(&format!(
-                "<li>{}: {}{}</li>",
-                escape(&d.path),
-                escape(&d.message),
-                if d.help.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", escape(&d.help))
-                }
-            ));
-        }
-        out.push_str("</ul>");
+        out.push_str(&format!("<ul>{}</ul>", html::problem_items(diags)));
     }
     out.push_str("</div>");
     out

@@ -40,7 +40,8 @@ pub struct PageDef {
     pub risky: bool,
 }
 
-const fn f(
+/// One setting (for the tables of pages and lists).
+pub(crate) const fn f(
     key: &'static str,
     label: &'static str,
     help: &'static str,
@@ -78,7 +79,8 @@ const SECURITY_MODES: &[(&str, &str)] = &[
     ),
 ];
 
-const POP3_TLS: &[(&str, &str)] = &[
+/// How a POP3 client protects the password (the catch-all's and the users' mailboxes).
+pub(crate) const POP3_TLS: &[(&str, &str)] = &[
     ("implicit", "TLS from the start (port 995)"),
     ("starttls", "STLS on the plain port (110)"),
     ("none", "None (only inside a trusted network)"),
@@ -163,6 +165,12 @@ pub const PAGES: &[PageDef] = &[
                 "WAN port (interface)",
                 "The network port facing the ISP's modem, e.g. eth0.",
                 FieldKind::Text,
+            ),
+            f(
+                "network.wan.release_on_shutdown",
+                "Give the WAN address back when stopping",
+                "Only with DHCP from the ISP: release the lease when officebox stops.",
+                FieldKind::Bool,
             ),
             f(
                 "network.lan.interface",
@@ -560,6 +568,12 @@ pub fn effective(config: &officebox_config::Config, key: &str) -> Option<String>
         "phone.no_answer_timeout" => Some(format_duration(config.phone.no_answer_timeout)),
         "phone.max_message_length" => Some(format_duration(config.phone.max_message_length)),
         "network.wan.interface" => config.network.wan.interface.clone(),
+        "network.wan.release_on_shutdown" => b(matches!(
+            config.network.wan.addressing,
+            officebox_config::WanAddressing::Dhcp {
+                release_on_shutdown: true
+            }
+        )),
         "network.lan.interface" => config.network.lan.interface.clone(),
         "dns.port" => Some(config.dns.port.to_string()),
         "mail.enabled" => b(config.mail.enabled),

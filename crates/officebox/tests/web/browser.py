@@ -673,16 +673,19 @@ class Browser:
         action()
         if navigate:
             def moved_on_or_refused(d):
+                # The old page going away (between or during these checks) is the
+                # answer; Chromium says so as a stale element or, mid-navigation, as a
+                # node that "does not belong to the document".
                 try:
                     old.tag_name
-                except StaleElementReferenceException:
-                    return "loaded"
-                try:
                     if form is not None and d.execute_script(_REFUSED_JS, form):
                         return "refused"
                 except StaleElementReferenceException:
-                    # The page went away between the two checks: it moved on.
                     return "loaded"
+                except WebDriverException as e:
+                    if "does not belong to the document" in str(e):
+                        return "loaded"
+                    raise
                 return False
 
             try:
