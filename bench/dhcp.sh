@@ -16,6 +16,8 @@
 #   SKIP_OFFICEBOX=1 bench/dhcp.sh       # peers only, no cargo build
 #   OFFICEBOX_BIN=path bench/dhcp.sh     # use this officebox binary, no cargo build
 #   CLIENTS="1 1000" RATES="1000 2000" bench/dhcp.sh
+#   SERVER_CPU=25 bench/dhcp.sh          # every server held to 25% of one core (cgroup),
+#                                        # so the server, not perfdhcp, is the limit
 # CLIENTS is perfdhcp's -R: 1 (perfdhcp's default: one MAC, one lease renewed over and
 # over) and 1000 (a populated lease table). perfdhcp acts as a relay: it sends from
 # 10.231.200.2:67 with giaddr 10.231.200.2, and the server answers there.
@@ -44,6 +46,8 @@ for tool in ip perfdhcp dnsmasq kea-dhcp4 awk; do
     }
 done
 
+# shellcheck source=bench/lib.sh
+source bench/lib.sh             # cpu_cap_start, cap_cmd (its bench_start is not used)
 work="$(mktemp -d /tmp/obx-bench-dhcp-XXXXXX)"
 chmod 755 "$work"               # dnsmasq drops root but keeps its lease file open
 ns_srv="obx-bdhcp-s-$$" ns_cli="obx-bdhcp-c-$$"
@@ -66,10 +70,14 @@ cleanup() {
     if [ "$made_run_kea" = 1 ]; then
         rmdir /run/kea 2>/dev/null || true
     fi
+    if [ -n "$cap_dir" ]; then
+        rmdir "$cap_dir" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+cpu_cap_start
 
 # ------------------------------------------------------------------ network
 
@@ -105,7 +113,7 @@ start_dnsmasq() {
     srv_log="$rundir/dnsmasq.log"
     : >"$rundir/dnsmasq.leases"
     # --dhcp-lease-max: the default (1000) would refuse clients beyond it.
-    ip netns exec "$ns_srv" dnsmasq --keep-in-foreground --log-facility=- \
+    "${cap_cmd[@]}" ip netns exec "$ns_srv" dnsmasq --keep-in-foreground --log-facility=- \
         --conf-file=/dev/null --pid-file= --port=0 --interface="$if_srv" --bind-interfaces \
         --no-ping --dhcp-authoritative --dhcp-range="$pool_first,$pool_last,1h" \
         --dhcp-leasefile="$rundir/dnsmasq.leases" --dhcp-lease-max=100000 \
@@ -132,7 +140,7 @@ start_kea() {
                    "output_options": [ { "output": "stdout" } ] } ]
 } }
 EOF
-    ip netns exec "$ns_srv" env KEA_PIDFILE_DIR="$rundir" KEA_LOCKFILE_DIR="$rundir" \
+    "${cap_cmd[@]}" ip netns exec "$ns_srv" env KEA_PIDFILE_DIR="$rundir" KEA_LOCKFILE_DIR="$rundir" \
         kea-dhcp4 -c "$rundir/kea.json" >"$srv_log" 2>&1 &
     srv_pid=$!
 }
@@ -182,7 +190,7 @@ enabled = false
 [ntp]
 enabled = false
 EOF
-    (cd "$rundir" && exec ip netns exec "$ns_srv" "$obx_bin" run --config officebox.toml) \
+    (cd "$rundir" && exec "${cap_cmd[@]}" ip netns exec "$ns_srv" "$obx_bin" run --config officebox.toml) \
         >"$srv_log" 2>&1 &
     srv_pid=$!
 }

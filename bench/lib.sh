@@ -8,6 +8,17 @@
 #   wait_listen PORT PID LOG  up to 10 s for PID (still alive) to listen on $addr:PORT
 #   ticks PID...              CPU clock ticks (utime+stime+cutime+cstime) of the PIDs
 #   ratio A B                 A / B to two places, or n/a
+#   cpu_cap_start             with SERVER_CPU=P set, a cgroup that gives what runs in it
+#                             P% of one core (cgroup v1 cpu controller or v2 cpu.max);
+#                             removed on exit. Without SERVER_CPU: nothing.
+#   "${cap_cmd[@]}" CMD ARGS...  runs CMD inside that cgroup (its children and threads
+#                             too; a prefix that execs, so $! is still CMD's pid), or
+#                             just CMD when there is no cap
+#
+# Why a cap: on this two-core machine the load generators (sipp, perfdhcp) top out near
+# what the servers do, so an uncapped run measures the generator. With every server held
+# to the same fraction of a core, the server is the bottleneck again and the ratio says
+# which does more with the same CPU.
 
 bench_start() {
     work="$(mktemp -d "/tmp/obx-bench-$1-XXXXXX")"
@@ -27,8 +38,38 @@ bench_cleanup() {
     for p in "${pids[@]}"; do
         wait "$p" 2>/dev/null || true
     done
+    if [ -n "${cap_dir:-}" ]; then
+        rmdir "$cap_dir" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
+
+cap_dir=""
+cap_cmd=()
+cpu_cap_start() {
+    local pct="${SERVER_CPU:-}"
+    [ -n "$pct" ] || return 0
+    case "$pct" in ''|*[!0-9]*) echo "SERVER_CPU: a whole percentage of one core, e.g. 25" >&2; exit 2 ;; esac
+    local name
+    name="obx-bench-$$"
+    if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+        cap_dir="/sys/fs/cgroup/cpu/$name"
+        mkdir "$cap_dir"
+        echo 100000 >"$cap_dir/cpu.cfs_period_us"
+        echo $((pct * 1000)) >"$cap_dir/cpu.cfs_quota_us"
+    elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+        cap_dir="/sys/fs/cgroup/$name"
+        mkdir "$cap_dir"
+        echo "$((pct * 1000)) 100000" >"$cap_dir/cpu.max"
+    else
+        echo "SERVER_CPU needs a cgroup cpu controller (v1 or v2); none is mounted" >&2
+        exit 2
+    fi
+    # shellcheck disable=SC2016  # $1 and $@ belong to the inner shell
+    cap_cmd=(sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cap_dir")
+    echo "servers capped at $pct% of one core (cgroup $cap_dir)"
+}
+
 
 port_free() {
     ! ss -Hlnut | awk -v a="$1" -v p="$2" '

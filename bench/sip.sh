@@ -53,6 +53,8 @@
 #   CALL_RATES="500 1000" bench/sip.sh # the call rates to try, upward
 #   CONCURRENT="100 500" bench/sip.sh  # the numbers of concurrent calls to try, upward
 #   RAMP=100 STEADY=10 bench/sip.sh    # calls placed per second; seconds all talk at once
+#   SERVER_CPU=25 bench/sip.sh         # both servers held to 25% of one core (cgroup), so
+#                                      # the server, not sipp, is the limit
 # Needs sipp (Debian package sip-tester), kamailio (package kamailio; its install
 # enables a system kamailio on 5060 at boot: scripts/test disables it, elsewhere run
 # `systemctl disable --now kamailio`) and, for part 2, python3. kamailio runs as a
@@ -111,6 +113,7 @@ done
 
 source bench/lib.sh
 bench_start sip
+cpu_cap_start
 
 # The domain (and so the digest realm) of the demo: [network] domain in demo.toml.
 domain="$(awk '/^\[/ { s = $0 } s == "[network]" && $1 == "domain" { gsub(/"/, "", $3); print $3; exit }' \
@@ -1045,7 +1048,7 @@ obx_start() {
         port_free "$addr" "$p" || { echo "$addr:$p is in use (ss -lnut)" >&2; exit 1; }
     done
     obx_log="$dir/officebox.log"
-    (cd "$dir" && exec "$obx_bin" run --config officebox.toml) >"$obx_log" 2>&1 &
+    (cd "$dir" && exec "${cap_cmd[@]}" "$obx_bin" run --config officebox.toml) >"$obx_log" 2>&1 &
     obx_pid=$!
     pids+=("$obx_pid")
     wait_listen "${obx_sip:?no [phone] sip_port in the config}" "$obx_pid" "$obx_log"
@@ -1233,7 +1236,7 @@ fi
 # transactions of a few thousand calls a second (tm keeps each one 5 s after it ends;
 # the default 64 MB runs out).
 kam_start() {
-    kamailio -f "$work/kam/kamailio.cfg" -P "$work/kam/kamailio.pid" -Y "$work/kam/run" \
+    "${cap_cmd[@]}" kamailio -f "$work/kam/kamailio.cfg" -P "$work/kam/kamailio.pid" -Y "$work/kam/run" \
         -w "$work/kam" -DD -E -m 512 >>"$work/kam/kamailio.log" 2>&1 &
     kam_pid=$!
     pids+=("$kam_pid")

@@ -311,3 +311,61 @@ fn a_key_sent_by_sip_info_reaches_the_other_phone() {
     bob.wait_for_log("Successful call", Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
 }
+
+#[test]
+fn after_a_stall_the_box_drops_what_waited_too_long_and_answers_the_retransmission() {
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("phone.sip_port");
+    let ob = start(&c);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let options = format!(
+        "OPTIONS sip:office.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bKstall\r\n\
+         Max-Forwards: 70\r\nTo: <sip:office.test>\r\nFrom: <sip:101@office.test>;tag=s1\r\n\
+         Call-ID: stall-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        sock.local_addr().unwrap().port()
+    );
+    // officebox stops for 1.2 s (SIGSTOP: as if the machine had no CPU for it) while the
+    // phone sends its request and retransmits it every 500 ms, as RFC 3261 says.
+    ob.peer().signal("STOP").unwrap();
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    let mut answers = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < Duration::from_secs(4) && answers.is_empty() {
+        if start.elapsed() >= Duration::from_millis(500 * sent) {
+            sock.send_to(options.as_bytes(), &target).unwrap();
+            sent += 1;
+        }
+        if sent == 3 && start.elapsed() >= Duration::from_millis(1200) {
+            ob.peer().signal("CONT").unwrap();
+        }
+        if let Ok(n) = sock.recv(&mut buf) {
+            answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let _ = ob.peer().signal("CONT");
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(n) = sock.recv(&mut buf) {
+        answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    // The two copies that waited over 400 ms were dropped unread; the fresh one (and any
+    // later copy, on a slow machine) is answered.
+    assert!(
+        !answers.is_empty() && answers.len() + 2 <= sent as usize,
+        "{sent} sent, answers: {answers:?}\n{}",
+        ob.log()
+    );
+    assert!(
+        answers.iter().all(|a| a.starts_with("SIP/2.0 200")),
+        "{answers:?}"
+    );
+    assert!(
+        ob.log()
+            .contains("phone: overloaded; dropping requests that waited too long"),
+        "{}",
+        ob.log()
+    );
+}

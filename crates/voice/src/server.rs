@@ -202,6 +202,12 @@ pub async fn serve(
             io::Error::new(e.kind(), format!("phone: cannot listen on udp {addr}: {e}"))
         })?;
         big_receive_buffer(&udp);
+        // Each datagram's arrival time, to drop what waited too long (see `STALE`).
+        if let Err(error) =
+            nix::sys::socket::setsockopt(&udp, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+        {
+            debug!(message = "phone: no receive timestamps", %error);
+        }
         let tcp = TcpListener::bind(addr).await.map_err(|e| {
             io::Error::new(e.kind(), format!("phone: cannot listen on tcp {addr}: {e}"))
         })?;
@@ -363,14 +369,18 @@ async fn udp_loop(
     state: Arc<State>,
 ) {
     let mut buf = vec![0u8; 65_536];
+    let mut shed = Shedding::default();
     loop {
-        let (n, source) = match socket.recv_from(&mut buf).await {
+        let (n, source, queued) = match receive(&socket, &mut buf).await {
             Ok(x) => x,
             Err(error) => {
                 debug!(message = "phone: udp receive failed", %error);
                 continue;
             }
         };
+        if shed.stale(queued) {
+            continue;
+        }
         let config = Arc::clone(&config_rx.borrow());
         if let Some(reply) = datagram(&config, &state, &buf[..n], source, "udp")
             && let Err(error) = socket.send_to(&reply, source).await
@@ -378,6 +388,81 @@ async fn udp_loop(
             debug!(message = "phone: udp send failed", %source, %error);
         }
     }
+}
+
+/// A datagram that waited longer than this in the socket is dropped unread: its sender
+/// has retransmitted it already (T1 is 500 ms), or will, and answering the stale copy
+/// first would only keep the box behind (overload, RFC 7339's concern).
+const STALE: Duration = Duration::from_millis(400);
+
+/// Counts the datagrams dropped as stale, and says so at most once a minute.
+#[derive(Default)]
+struct Shedding {
+    dropped: u64,
+    since: Option<Instant>,
+}
+
+impl Shedding {
+    /// Whether a datagram that waited `queued` is dropped.
+    fn stale(&mut self, queued: Option<Duration>) -> bool {
+        if queued.is_none_or(|q| q <= STALE) {
+            return false;
+        }
+        self.dropped += 1;
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= Duration::from_secs(60) || self.dropped == 1 {
+            warn!(
+                message = "phone: overloaded; dropping requests that waited too long (their senders retransmit)",
+                dropped = self.dropped,
+                waited_over_ms = STALE.as_millis()
+            );
+            self.since = Some(Instant::now());
+        }
+        true
+    }
+}
+
+/// One datagram into `buf`: its length, sender and how long it waited in the socket
+/// (from the kernel's receive timestamp; `None` when there is none).
+async fn receive(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<Duration>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let (n, from, stamp) = socket
+        .async_io(tokio::io::Interest::READABLE, || {
+            let mut iov = [std::io::IoSliceMut::new(buf)];
+            let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+            let msg =
+                recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+                    .map_err(io::Error::from)?;
+            let stamp = msg.cmsgs().ok().and_then(|mut c| {
+                c.find_map(|m| match m {
+                    ControlMessageOwned::ScmTimestampns(t) => Some(Duration::from(t)),
+                    _ => None,
+                })
+            });
+            let from = msg.address.and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                    })
+            });
+            Ok((msg.bytes, from, stamp))
+        })
+        .await?;
+    let from = from.ok_or_else(|| io::Error::other("a datagram without a sender"))?;
+    let queued = stamp.and_then(|at| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .checked_sub(at)
+    });
+    Ok((n, from, queued))
 }
 
 async fn tcp_loop(
