@@ -390,10 +390,12 @@ async fn udp_loop(
     }
 }
 
-/// A datagram that waited longer than this in the socket is dropped unread: its sender
-/// has retransmitted it already (T1 is 500 ms), or will, and answering the stale copy
-/// first would only keep the box behind (overload, RFC 7339's concern).
-const STALE: Duration = Duration::from_millis(400);
+/// A datagram that waited longer than this in the socket is dropped unread. By then its
+/// sender has retransmitted it at least once (T1 is 500 ms), so a copy is queued behind
+/// it, and a box this far behind only falls further behind answering stale copies first.
+/// Shorter waits are answered: in a box that is only just keeping up, the original's
+/// answer beats the retransmission.
+const STALE: Duration = Duration::from_secs(1);
 
 /// Counts the datagrams dropped as stale, and says so at most once a minute.
 #[derive(Default)]
