@@ -8,6 +8,10 @@
 #   wait_listen PORT PID LOG  up to 10 s for PID (still alive) to listen on $addr:PORT
 #   ticks PID...              CPU clock ticks (utime+stime+cutime+cstime) of the PIDs
 #   ratio A B                 A / B to two places, or n/a
+#   field SERVER COLUMN [ARRAY]  column COLUMN (1-based) of the row of $results (or of
+#                             the named array) whose first word is SERVER, or n/a
+#   officebox_binary          sets obx_src: "" with SKIP_OFFICEBOX=1, $OFFICEBOX_BIN when
+#                             set, else a fresh release build ("" if it fails)
 #   cpu_cap_start             with SERVER_CPU=P set, a cgroup that gives what runs in it
 #                             P% of one core (cgroup v1 cpu controller or v2 cpu.max);
 #                             removed on exit. Without SERVER_CPU: nothing.
@@ -102,3 +106,29 @@ ticks() {
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+field() {
+    local r cols
+    local -n rows="${3:-results}"
+    for r in "${rows[@]}"; do
+        read -r -a cols <<<"$r"
+        if [ "${cols[0]}" = "$1" ]; then
+            echo "${cols[$(($2 - 1))]}"
+            return
+        fi
+    done
+    echo n/a
+}
+
+officebox_binary() {
+    obx_src=""
+    if [ "${SKIP_OFFICEBOX:-0}" = 1 ]; then
+        echo "officebox: skipped (SKIP_OFFICEBOX=1)"
+    elif [ -n "${OFFICEBOX_BIN:-}" ]; then
+        obx_src="$OFFICEBOX_BIN"
+    elif cargo build --release --locked -p officebox; then
+        obx_src="$PWD/target/release/officebox"
+    else
+        echo "officebox: build failed, marked n/a" >&2
+    fi
+}

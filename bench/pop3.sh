@@ -34,7 +34,6 @@ cd "$(dirname "$0")/.."
 
 messages="${MESSAGES:-10000}"
 big="${BIG:-50000}"
-skip_officebox="${SKIP_OFFICEBOX:-0}"
 wsize="${WSIZE:-0}"
 domain="bench.test"
 addr=127.0.0.1
@@ -207,16 +206,7 @@ na() { results+=("$1 n/a n/a n/a n/a n/a n/a n/a n/a"); }
 
 # ------------------------------------------------------------------ officebox
 
-obx_src=""
-if [ "$skip_officebox" = 1 ]; then
-    echo "officebox: skipped (SKIP_OFFICEBOX=1)"
-elif [ -n "${OFFICEBOX_BIN:-}" ]; then
-    obx_src="$OFFICEBOX_BIN"
-elif cargo build --release --locked -p officebox; then
-    obx_src="$PWD/target/release/officebox"
-else
-    echo "officebox: build failed, marked n/a" >&2
-fi
+officebox_binary
 if [ -z "$obx_src" ]; then
     na officebox
 else
@@ -362,17 +352,6 @@ for r in "${results[@]}"; do
 done
 echo "(srv ms/msg: server CPU per message in RETR 2; cli CPU s: poplib's CPU in RETR 2)"
 
-field() { # SERVER COLUMN (2/3 = RETR1/2 msg/s, 7/8 = STAT1/2 s)
-    local r cols
-    for r in "${results[@]}"; do
-        read -r -a cols <<<"$r"
-        if [ "${cols[0]}" = "$1" ]; then
-            echo "${cols[$(($2 - 1))]}"
-            return
-        fi
-    done
-    echo n/a
-}
 
 echo
 echo "officebox / dovecot (msg/s: higher is better; seconds: lower is better):"

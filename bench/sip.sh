@@ -66,7 +66,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration="${DURATION:-5}"
-skip_officebox="${SKIP_OFFICEBOX:-0}"
 rates="${RATES:-2000 4000 6000 7000 8000 9000 10000 11000 12000 13000 14000 16000 20000 24000}"
 call_rates="${CALL_RATES:-500 1000 1500 2000 2500 3000 3500 4000 4500 5000 6000 8000}"
 concurrent="${CONCURRENT:-100 200 500 800 1000 1200 1500 2000}"
@@ -1011,16 +1010,7 @@ done
 
 # ------------------------------------------------------------------ officebox
 
-obx_src=""
-if [ "$skip_officebox" = 1 ]; then
-    echo "officebox: skipped (SKIP_OFFICEBOX=1)"
-elif [ -n "${OFFICEBOX_BIN:-}" ]; then
-    obx_src="$OFFICEBOX_BIN"
-elif cargo build --release --locked -p officebox; then
-    obx_src="$PWD/target/release/officebox"
-else
-    echo "officebox: build failed, marked n/a" >&2
-fi
+officebox_binary
 
 # obx_start DIR: officebox from $work/DIR with an empty data dir (sets obx_pid, obx_log)
 obx_start() {
@@ -1265,18 +1255,6 @@ fi # PEERS
 
 # ------------------------------------------------------------------ report
 
-field() { # SERVER COLUMN [ARRAY NAME]: a column (2 = per second, 3 = at -r, 4 = CPU us)
-    local r cols
-    local -n rows="${3:-results}"
-    for r in "${rows[@]}"; do
-        read -r -a cols <<<"$r"
-        if [ "${cols[0]}" = "$1" ]; then
-            echo "${cols[$(($2 - 1))]}"
-            return
-        fi
-    done
-    echo n/a
-}
 
 bar() { # A B: PASS when A >= B
     awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a") print "n/a"; else print (a >= b) ? "PASS" : "FAIL" }'

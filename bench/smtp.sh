@@ -285,17 +285,6 @@ for r in "${results[@]}"; do
     printf '%-10s %10s %10s %10s %8s %12s\n' $r
 done
 
-field() { # SERVER COLUMN (2 = accepted/s, 3 = delivered/s, 6 = CPU ms/msg)
-    local r cols
-    for r in "${results[@]}"; do
-        read -r -a cols <<<"$r"
-        if [ "${cols[0]}" = "$1" ]; then
-            echo "${cols[$(($2 - 1))]}"
-            return
-        fi
-    done
-    echo n/a
-}
 
 echo
 echo "officebox / postfix:"

@@ -183,6 +183,21 @@ struct Retransmit {
     until: Instant,
 }
 
+impl Retransmit {
+    /// `bytes` to `to`, first again after T1, doubling, for up to the transaction timeout.
+    fn new(key: String, bytes: &[u8], to: SocketAddr) -> Retransmit {
+        let now = Instant::now();
+        Retransmit {
+            key,
+            bytes: bytes.to_vec(),
+            to,
+            next: now + T1,
+            interval: T1,
+            until: now + TIMEOUT,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ForkState {
     Calling,
@@ -398,14 +413,8 @@ impl Call {
         self.a_last = Some(bytes.clone());
         if code >= 200 && self.a_transport == "udp" {
             self.retransmits.retain(|r| r.key != "a-final");
-            self.retransmits.push(Retransmit {
-                key: "a-final".into(),
-                bytes: bytes.clone(),
-                to: self.a_source,
-                next: Instant::now() + T1,
-                interval: T1,
-                until: Instant::now() + TIMEOUT,
-            });
+            self.retransmits
+                .push(Retransmit::new("a-final".into(), &bytes, self.a_source));
         }
         self.send_a(bytes);
     }
@@ -451,14 +460,11 @@ impl Call {
 
     fn send_b(&mut self, fork_dest: &Fork, bytes: Vec<u8>) {
         if fork_dest.transport == "udp" {
-            self.retransmits.push(Retransmit {
-                key: branch_of_bytes(&bytes).unwrap_or_default(),
-                bytes: bytes.clone(),
-                to: fork_dest.dest,
-                next: Instant::now() + T1,
-                interval: T1,
-                until: Instant::now() + TIMEOUT,
-            });
+            self.retransmits.push(Retransmit::new(
+                branch_of_bytes(&bytes).unwrap_or_default(),
+                &bytes,
+                fork_dest.dest,
+            ));
         }
         self.setup
             .wire
@@ -726,14 +732,11 @@ impl Call {
 
     fn send_to_a_reliably(&mut self, bytes: Vec<u8>) {
         if self.a_transport == "udp" {
-            self.retransmits.push(Retransmit {
-                key: branch_of_bytes(&bytes).unwrap_or_default(),
-                bytes: bytes.clone(),
-                to: self.a_source,
-                next: Instant::now() + T1,
-                interval: T1,
-                until: Instant::now() + TIMEOUT,
-            });
+            self.retransmits.push(Retransmit::new(
+                branch_of_bytes(&bytes).unwrap_or_default(),
+                &bytes,
+                self.a_source,
+            ));
         }
         self.send_a(bytes);
     }

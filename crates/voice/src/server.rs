@@ -863,18 +863,12 @@ fn subscribe(
     let StartLine::Request { uri, .. } = &msg.start else {
         return msg.response(400, "Bad Request", tag);
     };
-    let Some(owner) = owner_of(config, uri)
-        .or_else(|| owner_of(config, uri_of(msg.header("to").unwrap_or("")).unwrap_or("")))
-    else {
-        return msg.response(404, "Not Found", tag);
-    };
-    let user = match authenticate(config, state, msg, source, false, tag) {
+    let owner = owner_of(config, uri)
+        .or_else(|| owner_of(config, uri_of(msg.header("to").unwrap_or("")).unwrap_or("")));
+    let user = match authenticate_owner(config, state, msg, source, tag, owner, "mailbox") {
         Ok(u) => u,
-        Err(challenge) => return challenge,
+        Err(refusal) => return refusal,
     };
-    if user.login != owner {
-        return msg.response(403, "Forbidden (not your mailbox)", tag);
-    }
     let expires = msg
         .header("expires")
         .and_then(|e| e.trim().parse::<u64>().ok())
@@ -973,6 +967,27 @@ async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: &std::path:
     }
 }
 
+/// A request about one user's own resource (their registration, their mailbox): 404
+/// when `owner` is nobody, the digest challenge, or 403 when someone else answers it.
+fn authenticate_owner<'c>(
+    config: &'c Config,
+    state: &State,
+    msg: &Message,
+    source: SocketAddr,
+    tag: &str,
+    owner: Option<String>,
+    what: &str,
+) -> Result<&'c officebox_config::User, Message> {
+    let Some(owner) = owner else {
+        return Err(msg.response(404, "Not Found", tag));
+    };
+    let user = authenticate(config, state, msg, source, false, tag)?;
+    if user.login != owner {
+        return Err(msg.response(403, &format!("Forbidden (not your {what})"), tag));
+    }
+    Ok(user)
+}
+
 /// Digest authentication of a request (RFC 3261 section 22): `Ok` with the user, or the
 /// challenge to answer with (401 from the registrar, 407 for calls: `proxy`). Wrong
 /// answers count towards the source's flood limit.
@@ -1039,21 +1054,24 @@ fn register(
     tag: &str,
 ) -> Message {
     let to = uri_of(msg.header("to").unwrap_or("")).unwrap_or("");
-    let Some(owner) = owner_of(config, to) else {
-        return msg.response(404, "Not Found", tag);
-    };
-    let user = match authenticate(config, state, msg, source, false, tag) {
+    let user = match authenticate_owner(
+        config,
+        state,
+        msg,
+        source,
+        tag,
+        owner_of(config, to),
+        "extension",
+    ) {
         Ok(u) => u,
-        Err(challenge) => return challenge,
+        Err(refusal) => return refusal,
     };
-    if user.login != owner {
-        return msg.response(403, "Forbidden (not your extension)", tag);
-    }
+    let owner = &user.login;
     let outcome = state
         .registrar
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .register(&owner, msg, source, transport, now_unix());
+        .register(owner, msg, source, transport, now_unix());
     match outcome {
         Outcome::Ok(bindings) => {
             let mut r = msg.response(200, "OK", tag);
