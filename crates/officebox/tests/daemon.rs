@@ -76,6 +76,13 @@ fn starts_reloads_refuses_a_broken_reload_and_stops_on_sigint() {
         "a valid config is applied:\n{}",
         ob.log()
     );
+    // The NTP service moves itself once the new config reaches it, just after the reload.
+    ob.peer()
+        .wait_for_log(
+            &format!("ntp: serving addr=127.0.0.1:{ntp2}"),
+            Duration::from_secs(5),
+        )
+        .expect("the time server moves");
     assert!(
         ntp_time(ntp2).is_some(),
         "answers on the new port after reload"
