@@ -145,15 +145,22 @@ pub async fn run(
             }
             let key = account.key.clone();
             let s = Arc::clone(&store);
-            let status =
-                tokio::task::spawn_blocking(move || s.with_db(|db| db.fetch_status(&key))).await;
-            let status = match status {
-                Ok(Ok(s)) => s,
-                _ => continue,
-            };
-            if status.next_poll_at > now {
+            // Read the schedule and, when the account is due, claim it in one go, so
+            // that a `fetch now` made from here on is kept for the next poll.
+            let due = tokio::task::spawn_blocking(move || {
+                s.with_db(|db| {
+                    let status = db.fetch_status(&key)?;
+                    if status.next_poll_at > now {
+                        return Ok::<_, StoreError>(None);
+                    }
+                    db.claim_fetch(&key)?;
+                    Ok(Some(status))
+                })
+            })
+            .await;
+            let Ok(Ok(Some(status))) = due else {
                 continue;
-            }
+            };
             busy.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(account.key.clone());
@@ -221,7 +228,7 @@ async fn poll_and_record(
         }
     }
     let s = Arc::clone(store);
-    let _ = tokio::task::spawn_blocking(move || s.with_db(|db| db.set_fetch_status(&status))).await;
+    let _ = tokio::task::spawn_blocking(move || s.with_db(|db| db.record_fetch(&status))).await;
 }
 
 /// A POP3 client connection.

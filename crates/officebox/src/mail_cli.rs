@@ -109,9 +109,7 @@ pub fn fetch_now(path: &Path) -> anyhow::Result<ExitCode> {
     let (config, db) = open(path)?;
     let accounts = officebox_mail::fetch::accounts(&config);
     for a in &accounts {
-        let mut s = db.fetch_status(&a.key)?;
-        s.next_poll_at = 0;
-        db.set_fetch_status(&s)?;
+        db.request_fetch(&a.key)?;
     }
     println!("{} mailbox(es) will be polled now", accounts.len());
     Ok(ExitCode::SUCCESS)

@@ -116,8 +116,35 @@ impl Db {
             .map_err(read_err)
     }
 
-    /// Stores `status` (replacing the account's previous record).
-    pub fn set_fetch_status(&self, status: &FetchStatus) -> Result<(), StoreError> {
+    /// Marks `account` as being polled, just before the poll starts. A request for a
+    /// poll made from now on (`request_fetch`) is then told apart from the one this poll
+    /// answers, and survives the poll's record (`record_fetch`).
+    pub fn claim_fetch(&self, account: &str) -> Result<(), StoreError> {
+        self.set_next_poll(account, POLLING)
+            .map_err(|e| self.err("claim a fetch", e))
+    }
+
+    /// Asks for `account` to be polled at once (`officebox mail fetch now`). Only the
+    /// schedule is touched, so a poll recording its outcome meanwhile loses nothing.
+    pub fn request_fetch(&self, account: &str) -> Result<(), StoreError> {
+        self.set_next_poll(account, 0)
+            .map_err(|e| self.err("schedule a fetch", e))
+    }
+
+    fn set_next_poll(&self, account: &str, at: i64) -> rusqlite::Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO fetch_status (account, next_poll_at) VALUES (?1, ?2)
+                 ON CONFLICT (account) DO UPDATE SET next_poll_at = excluded.next_poll_at",
+                params![account, at],
+            )
+            .map(drop)
+    }
+
+    /// Records a poll's outcome (replacing the account's previous record). If a poll was
+    /// asked for while this one ran, the account stays due now rather than waiting for
+    /// `status.next_poll_at`.
+    pub fn record_fetch(&self, status: &FetchStatus) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO fetch_status (account, last_attempt_at, last_success_at, last_error, failures, fetched, next_poll_at)
@@ -125,7 +152,8 @@ impl Db {
                  ON CONFLICT (account) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,
                      last_success_at = excluded.last_success_at, last_error = excluded.last_error,
                      failures = excluded.failures, fetched = excluded.fetched,
-                     next_poll_at = excluded.next_poll_at",
+                     next_poll_at = CASE WHEN fetch_status.next_poll_at = 0 THEN 0
+                                         ELSE excluded.next_poll_at END",
                 params![
                     status.account,
                     status.last_attempt_at,
@@ -139,14 +167,11 @@ impl Db {
             .map(drop)
             .map_err(|e| self.err("write fetch status", e))
     }
-
-    /// Makes every account due now (`officebox mail fetch now`); returns how many.
-    pub fn fetch_all_now(&self) -> Result<usize, StoreError> {
-        self.conn
-            .execute("UPDATE fetch_status SET next_poll_at = 0", [])
-            .map_err(|e| self.err("schedule a fetch", e))
-    }
 }
+
+/// `next_poll_at` of an account whose poll is under way. It is in the past, so a poll
+/// cut short (`kill -9`) is taken up again at the next start.
+const POLLING: i64 = -1;
 
 fn status_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FetchStatus> {
     Ok(FetchStatus {
@@ -180,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn status_round_trips_and_fetch_now_makes_all_due() {
+    fn status_round_trips_and_a_request_during_a_poll_outlives_its_record() {
         let db = Db::open_in_memory().unwrap();
         assert_eq!(db.fetch_status("x").unwrap().failures, 0);
         let s = FetchStatus {
@@ -192,9 +217,33 @@ mod tests {
             fetched: 7,
             next_poll_at: 500,
         };
-        db.set_fetch_status(&s).unwrap();
+        db.record_fetch(&s).unwrap();
         assert_eq!(db.fetch_status("x").unwrap(), s);
-        assert_eq!(db.fetch_all_now().unwrap(), 1);
+
+        // Asked for before the poll starts: the poll answers it.
+        db.request_fetch("x").unwrap();
         assert_eq!(db.fetch_statuses().unwrap()[0].next_poll_at, 0);
+        db.claim_fetch("x").unwrap();
+        db.record_fetch(&FetchStatus {
+            fetched: 8,
+            ..s.clone()
+        })
+        .unwrap();
+        assert_eq!(db.fetch_status("x").unwrap().next_poll_at, 500);
+
+        // Asked for while the poll runs: still due when it is recorded.
+        db.claim_fetch("x").unwrap();
+        db.request_fetch("x").unwrap();
+        db.record_fetch(&FetchStatus {
+            fetched: 9,
+            ..s.clone()
+        })
+        .unwrap();
+        let after = db.fetch_status("x").unwrap();
+        assert_eq!((after.next_poll_at, after.fetched), (0, 9));
+
+        // An account never polled can be asked for.
+        db.request_fetch("y").unwrap();
+        assert_eq!(db.fetch_status("y").unwrap().next_poll_at, 0);
     }
 }
