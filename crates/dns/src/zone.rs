@@ -332,7 +332,14 @@ impl Zone {
         for (host, claims) in by_name {
             let name = format!("{host}.{domain}");
             if z.has_name(&name) {
-                tracing::info!(message = "dns: DHCP client's name is taken; not published", name, address = %claims[0].address);
+                // Quietly when the name is the client's own reservation.
+                let own = config.dhcp.reservations.iter().any(|r| {
+                    r.hostname.as_deref().and_then(sanitize_hostname).as_deref() == Some(&host)
+                        && claims.iter().all(|l| l.address == r.address)
+                });
+                if !own {
+                    tracing::info!(message = "dns: DHCP client's name is taken; not published", name, address = %claims[0].address);
+                }
                 continue;
             }
             let previous_holder = previous.and_then(|p| p.dhcp_holders.get(&host)).copied();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use officebox_testkit::{
     ClientKind, DhcpClient, OfficeLan, Officebox, READY_TIMEOUT, TestConfig, require_program,
-    require_root,
+    require_root, wait_until,
 };
 
 fn bin() -> &'static Path {
@@ -133,6 +133,34 @@ fn dig(office: &OfficeLan, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// A second device on the office LAN: a macvlan `iface` (a MAC of its own) on the PC's
+/// side, leasing an address as `hostname`.
+fn join_the_lan(office: &OfficeLan, iface: &str, hostname: &str) -> std::io::Result<DhcpClient> {
+    let ip = |args: &[&str]| match office.pc.command("ip").args(args).status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(std::io::Error::other(format!("ip {args:?}: {s}"))),
+        Err(e) => Err(e),
+    };
+    ip(&[
+        "link",
+        "add",
+        "link",
+        office.pc_iface(),
+        "name",
+        iface,
+        "type",
+        "macvlan",
+    ])?;
+    ip(&["link", "set", iface, "up"])?;
+    DhcpClient::lease(
+        ClientKind::Dhclient,
+        &office.pc,
+        iface,
+        Some(hostname),
+        Duration::from_secs(20),
+    )
+}
+
 #[test]
 fn from_a_pc_on_the_lan_the_list_pages_work_on_a_phone_screen() {
     let _one = preconditions();
@@ -177,21 +205,35 @@ fn from_a_pc_on_the_lan_the_list_pages_work_on_a_phone_screen() {
     let mac = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let config = ob.config_path().display().to_string();
     let address = lease.address.to_string();
-    let out = officebox_testkit::run_browser_script_in(
-        &office.pc,
-        &scripts().join("office_lan.py"),
-        &format!("http://192.168.1.1:{}", c.int("web.admin_port")),
-        &shots("office-lan"),
-        &[
-            "--config",
-            &config,
-            "--laptop-mac",
-            &mac,
-            "--laptop-address",
-            &address,
-        ],
-    )
-    .unwrap();
+    let scratch = officebox_testkit::scratch_dir("web-join").unwrap();
+    let join_file = scratch.path().join("join");
+    let (out, phone) = std::thread::scope(|s| {
+        let browser = s.spawn(|| {
+            officebox_testkit::run_browser_script_in(
+                &office.pc,
+                &scripts().join("office_lan.py"),
+                &format!("http://192.168.1.1:{}", c.int("web.admin_port")),
+                &shots("office-lan"),
+                &[
+                    "--config",
+                    &config,
+                    "--laptop-mac",
+                    &mac,
+                    "--laptop-address",
+                    &address,
+                    "--join-file",
+                    &join_file.display().to_string(),
+                ],
+            )
+        });
+        // Once the lease table is open in the browser, a second device (a macvlan on
+        // the PC's side of the LAN, with a MAC of its own) asks for an address.
+        let asked = wait_until(Duration::from_secs(300), || {
+            join_file.exists() || browser.is_finished()
+        }) && join_file.exists();
+        let phone = asked.then(|| join_the_lan(&office, "phone9", "phone-9"));
+        (browser.join().unwrap().unwrap(), phone)
+    });
     assert!(
         out.status.success(),
         "{}\nofficebox:\n{}",
@@ -227,6 +269,13 @@ fn from_a_pc_on_the_lan_the_list_pages_work_on_a_phone_screen() {
         &["-H", "Host: corp.office.test", &format!("http://{site}/")],
     );
     assert!(corp.contains("office.test intranet"), "{corp}");
+    let phone = phone.expect("the script asked for the second device");
+    assert!(
+        phone.is_ok(),
+        "the second device got a lease: {:?}",
+        phone.err()
+    );
+    drop(phone);
     drop(laptop);
 }
 
@@ -346,4 +395,22 @@ fn the_sites_serve_files_by_host_name_with_caching_and_the_admin_pages_speak_htt
         &format!("http://127.0.0.1:{}/login", c.int("web.admin_port")),
     ]);
     assert_ne!(plain, "200", "no plain HTTP once HTTPS is on");
+
+    // The pages' script is public; the live tables it fetches are not.
+    let admin = format!("https://127.0.0.1:{}", c.int("web.admin_port"));
+    let script = curl(&["-i", "-k", &format!("{admin}/officebox.js")]);
+    assert!(script.starts_with("HTTP/1.1 200"), "{script}");
+    assert!(
+        script.contains("content-type: text/javascript") && script.contains("data-live"),
+        "{script}"
+    );
+    assert!(
+        login.contains("script-src 'self'; connect-src 'self'"),
+        "the policy lets the pages run their own script and no other: {login}"
+    );
+    let live = curl(&["-i", "-k", &format!("{admin}/live/dhcp")]);
+    assert!(
+        live.starts_with("HTTP/1.1 303") && live.contains("location: /login"),
+        "{live}"
+    );
 }

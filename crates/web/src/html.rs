@@ -55,6 +55,9 @@ button{font-size:1em;padding:.4em 1em}\
 .wide{overflow-x:auto;max-width:100%}section{margin-top:2em}\
 @media (max-width:40em){main{margin:.5em auto;padding:0 .5em}td,th{padding:.2em .3em}}";
 
+/// Where the pages' script is served (crates/web/src/admin.js).
+pub const SCRIPT_PATH: &str = "/officebox.js";
+
 /// A whole page: `title`, the menu (when logged in), an optional flash, the body.
 pub fn page(
     title: &str,
@@ -105,7 +108,11 @@ pub fn page(
         );
     }
     out.push_str(body);
-    out.push_str("</main></body></html>");
+    out.push_str("</main>");
+    if logged_in.is_some() {
+        let _ = write!(out, "<script src=\"{SCRIPT_PATH}\" defer></script>");
+    }
+    out.push_str("</body></html>");
     out
 }
 

@@ -243,7 +243,7 @@ fn respond(status: StatusCode, body: String) -> Response<Body> {
         ("content-type", "text/html; charset=utf-8"),
         (
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
@@ -374,6 +374,9 @@ impl App {
             Bytes::new()
         };
         let pairs = form(&body);
+        if method == Method::GET && path == html::SCRIPT_PATH {
+            return script();
+        }
         if path == "/login" {
             let login_cookie = cookie_value(&req_cookies, "officebox_login");
             return self
@@ -436,10 +439,21 @@ impl App {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .take();
-                if let Some(p) = kept {
-                    info!(message = "web: change kept", what = %p.what, user = %me.0);
+                match kept {
+                    Some(p) => {
+                        info!(message = "web: change kept", what = %p.what, user = %me.0);
+                        redirect("/?saved=1")
+                    }
+                    // Too late (or kept already, from another page).
+                    None => respond(StatusCode::OK, self.confirm_page(me)),
                 }
-                redirect("/?saved=1")
+            }
+            (Method::GET, p) if p.starts_with("/live/") => {
+                let page = &p["/live".len()..];
+                match live_state(&config, page, me.1).await {
+                    Some(fragment) => respond(StatusCode::OK, fragment),
+                    None => respond(StatusCode::NOT_FOUND, String::new()),
+                }
             }
             (Method::GET, "/history") => respond(StatusCode::OK, history::list_page(&config, me)),
             (Method::GET, p) if p.starts_with("/history/") => {
@@ -741,7 +755,13 @@ impl App {
     ) -> String {
         let text = config_text().unwrap_or_default();
         let doc: toml_edit::DocumentMut = text.parse().unwrap_or_default();
-        let live = live_state(config, page.path, me.1).await;
+        let live = match live_state(config, page.path, me.1).await {
+            Some(live) => format!(
+                "<div id=\"live\" data-live=\"/live{}\">{live}</div><h2>Settings</h2>",
+                page.path
+            ),
+            None => String::new(),
+        };
         let mut body = format!(
             "<p>{}</p>{live}<form method=\"post\" action=\"{}\" id=\"settings\" novalidate>\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">",
@@ -1141,7 +1161,10 @@ impl App {
                 "",
                 Some(me),
                 None,
-                "<p>Nothing is waiting for confirmation.</p><p><a href=\"/\">Home</a></p>",
+                "<p>Nothing is waiting for confirmation: the change was kept already, or the \
+                 time ran out and the previous settings are back. \
+                 <a href=\"/history\">Config History</a> shows every version.</p>\
+                 <p><a href=\"/\">Home</a></p>",
             );
         };
         let left = p
@@ -1149,7 +1172,7 @@ impl App {
             .saturating_duration_since(Instant::now())
             .as_secs();
         let body = format!(
-            "<p>The new {} settings are applied. If you can read this page, the box still \
+            "<p id=\"confirm-note\">The new {} settings are applied. If you can read this page, the box still \
              answers you: keep them. Otherwise they are undone in <strong id=\"countdown\">{left}</strong> seconds.</p>\
              <form method=\"post\" action=\"/confirm\" id=\"confirm\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
@@ -1161,9 +1184,21 @@ impl App {
     }
 }
 
-/// The live part of the Mail and Phones pages (the queue; registrations and calls).
-async fn live_state(config: &Config, path: &str, csrf: &str) -> String {
+/// The live part of the Mail, Phones, DHCP and DNS pages (the queue; registrations and
+/// calls; the leases; the zone as served), also served alone at `/live/<page>` for the
+/// pages' script to refresh. `None` for a page without one.
+async fn live_state(config: &Config, path: &str, csrf: &str) -> Option<String> {
+    if !matches!(path, "/mail" | "/phones" | "/dhcp" | "/dns") {
+        return None;
+    }
     let (dir, path, csrf) = (config.data_dir.clone(), path.to_string(), csrf.to_string());
+    // Reserved in the config, though the lease may predate the reservation.
+    let reserved: Vec<String> = config
+        .dhcp
+        .reservations
+        .iter()
+        .map(|r| r.mac.to_string())
+        .collect();
     tokio::task::spawn_blocking(move || -> Option<String> {
         let db = officebox_store::Db::open(&dir.join("state.db")).ok()?;
         let now = now_unix();
@@ -1243,7 +1278,13 @@ async fn live_state(config: &Config, path: &str, csrf: &str) -> String {
                     out.push_str("</table>");
                 }
             }
-            "/dhcp" => out.push_str(&lease_table(&db.leases().ok()?, now, &csrf)),
+            "/dhcp" => {
+                let mut leases = db.leases().ok()?;
+                for l in &mut leases {
+                    l.reserved |= reserved.iter().any(|m| m.eq_ignore_ascii_case(&l.mac));
+                }
+                out.push_str(&lease_table(&leases, now, &csrf));
+            }
             "/dns" => {
                 let served = db
                     .meta_get("dns.served")
@@ -1253,15 +1294,24 @@ async fn live_state(config: &Config, path: &str, csrf: &str) -> String {
             }
             _ => {}
         }
-        if !out.is_empty() {
-            out.push_str("<h2>Settings</h2>");
-        }
         Some(out)
     })
     .await
     .ok()
     .flatten()
-    .unwrap_or_default()
+    .or_else(|| Some("<p>The live state cannot be read just now.</p>".into()))
+}
+
+/// The pages' script (see admin.js): public, like a stylesheet would be.
+fn script() -> Response<Body> {
+    let mut r = respond(StatusCode::OK, include_str!("admin.js").to_string());
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert("cache-control", HeaderValue::from_static("max-age=300"));
+    r
 }
 
 /// Where to confirm a risky change: here, or where the admin pages moved to (another port,

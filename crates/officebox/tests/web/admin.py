@@ -1,8 +1,8 @@
 """The admin pages in a real browser (headless Chromium): log in, a DHCP range outside
 the LAN refused beside its field with the file unchanged, a user with an extension
 added, an alias added, the security mode switched and kept, switched again and not
-confirmed (the old mode comes back by itself), a rollback to an earlier version, and
-every page screenshotted. The Rust test (tests/web.rs) checks the command line's view
+confirmed (the old mode comes back by itself; the open page counts down and says so),
+a rollback to an earlier version, and every page screenshotted. The Rust test (tests/web.rs) checks the command line's view
 of the same changes afterwards."""
 
 import re
@@ -84,10 +84,20 @@ with Browser(args.url, args.shots) as b:
     b.submit("Save")
     b.wait_for_text("Keep these settings")
     b.expect(mode() == "firewall-nat-dmz", "applied at once")
+    b.console_errors()  # the refused DHCP range's 422 is behind us
+    first = int(b.find("#countdown").text)
+    time.sleep(2.2)
+    b.expect(int(b.find("#countdown").text) < first, "the countdown runs on the page")
     deadline = time.time() + args.confirm_seconds + 10
     while mode() != "router" and time.time() < deadline:
         time.sleep(0.5)
     b.expect(mode() == "router", "the old mode is back: %r" % mode())
+    # The page, left open, says so itself and no longer offers to keep the change.
+    b.wait_for_text("The time ran out")
+    b.expect(not b.find("#confirm").is_displayed(), "the keep button is gone")
+    b.screenshot("confirm-timed-out")
+    errors = [e for e in b.console_errors() if "favicon" not in e]
+    b.expect(errors == [], "no script errors or CSP refusals: %r" % errors)
 
     # Roll back to an earlier version: the one before the first security change.
     b.get("/history")

@@ -3,7 +3,9 @@ lease made a reservation from the live lease table, a port forward refused besid
 field (a device outside the LAN) then added and kept, a DNS record added and then seen
 in the zone as served (with the laptop's name beside it, marked by where it comes
 from), an external mailbox added to a user, and the admin pages moved to another port
-(confirmed there). No page is wider than the phone's screen.
+(confirmed there). No page is wider than the phone's screen. Last, with the lease table
+open, a second device joins the LAN (the Rust test starts its DHCP client when this
+script asks) and its row appears in the table by itself, without a reload.
 The Rust test (tests/web.rs) checks the file and the DNS answers afterwards."""
 
 import time
@@ -14,6 +16,8 @@ p = script_args("the office network pages")
 p.add_argument("--config", required=True, help="the config file officebox runs from")
 p.add_argument("--laptop-mac", required=True)
 p.add_argument("--laptop-address", required=True)
+p.add_argument("--join-file", required=True,
+               help="written when the test should bring the second device (phone-9) in")
 args = p.parse_args()
 
 
@@ -133,4 +137,27 @@ with Browser(args.url, args.shots, size=PHONE) as b:
     b.submit("confirm")
     b.wait_for_text("Saved and applied.")
     b.expect(":18081/" in b.url, "still logged in on the new port")
+
+    # The lease table is live: a device that joins now shows up in it.
+    b.get(args.url.rsplit(":", 1)[0] + ":18081/dhcp")
+    b.console_errors()  # the refused forms' 422s are behind us
+    b.expect("phone-9" not in b.find("#live").text, "the second device is not here yet")
+    b.driver.execute_script("window.officeboxStayed = true")
+    with open(args.join_file, "w", encoding="utf-8") as f:
+        f.write("join now\n")
+    deadline = time.monotonic() + 40
+    while "phone-9" not in b.find("#live").text:
+        b.expect(time.monotonic() < deadline,
+                 "the new lease appears by itself: %r" % b.find("#live").text)
+        time.sleep(0.5)
+    laptop = [r.text for r in b.find_all("#lease-table tr") if args.laptop_address in r.text]
+    b.expect(len(laptop) == 1 and "reserved" in laptop[0]
+             and "Make this a reservation" not in laptop[0],
+             "the laptop is still there, shown as reserved: %r" % laptop)
+    b.expect(b.driver.execute_script("return window.officeboxStayed === true"),
+             "the page was not reloaded")
+    errors = [e for e in b.console_errors() if "favicon" not in e]
+    b.expect(errors == [], "no script errors or CSP refusals: %r" % errors)
+    fits(b, "Servers - DHCP with two leases")
+    b.screenshot("dhcp-live-phone")
 print("ok")
