@@ -7,7 +7,9 @@
 //! - [`serve`]: the service. Messages are taken from the socket in batches; the bindings a
 //!   batch creates are written to SQLite in one transaction (one fsync for all), and only
 //!   then are its replies sent. So every ACK a client sees is on disk, and durability costs
-//!   one fsync per batch, not per client.
+//!   one fsync per batch, not per client. A batch with leases to write waits a few
+//!   milliseconds for more messages first (group commit), so that under load the batches
+//!   grow.
 //!
 //! Before serving, the server asks the LAN whether another DHCP server answers; if one
 //! does, it refuses to serve (one DHCP server per LAN, as the appliance's manual insists).
@@ -46,6 +48,12 @@ pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
 /// Messages handled per batch (and per fsync at most).
 const BATCH: usize = 256;
+/// How long a batch with leases to write waits for more before the fsync: under load
+/// this is what makes batches grow (at 25% of a core, 4 ms doubled the exchanges per
+/// second against none, and beat 1 and 2 ms); a lone client's ACK is 4 ms later.
+const LINGER: Duration = Duration::from_millis(4);
+/// The receive buffer the server asks for.
+const RECEIVE_BUFFER: usize = 1 << 20;
 /// How long to listen for another server's offer before serving.
 const DETECT_FOR: Duration = Duration::from_secs(2);
 
@@ -156,6 +164,14 @@ pub(crate) fn udp_socket(port: u16, interface: Option<&str>) -> io::Result<std::
     )?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     setsockopt(&fd, sockopt::Broadcast, &true)?;
+    // Room for the messages that arrive while a batch's leases are committed (the
+    // kernel's default, about 200 KB, is some 150 DHCP messages).
+    if setsockopt(&fd, sockopt::RcvBufForce, &RECEIVE_BUFFER)
+        .or_else(|_| setsockopt(&fd, sockopt::RcvBuf, &RECEIVE_BUFFER))
+        .is_err()
+    {
+        debug!(message = "dhcp: could not enlarge the receive buffer");
+    }
     if let Some(ifname) = interface {
         setsockopt(
             &fd,
@@ -364,53 +380,64 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
         let now = now_unix();
         let mut replies: Vec<(Message, Dest)> = Vec::new();
         let mut durable: Vec<Lease> = Vec::new();
-        for _ in 0..BATCH {
-            let (len, from) = match socket.try_recv_from(&mut buf) {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(error) => {
-                    debug!(message = "dhcp: receive failed", %error);
-                    break;
-                }
-            };
-            let Some(msg) = decode(&buf[..len]) else {
-                debug!(message = "dhcp: malformed message dropped", %from);
-                continue;
-            };
-            match handler::handle(&mut pool, &setup.settings, &msg, now) {
-                Decision::Reply {
-                    reply,
-                    dest,
-                    persist,
-                } => {
-                    durable.extend(persist.as_ref().map(to_lease));
-                    replies.push((*reply, dest));
-                }
-                Decision::Offer {
-                    reply,
-                    dest,
-                    address,
-                    fresh,
-                } => match prober.as_mut() {
-                    Some(p) if fresh => {
-                        // A client repeating its DISCOVER while the check runs waits for it.
-                        if !probing.iter().any(|q| q.0 == address) {
-                            if let Err(error) = p.ping(address) {
-                                debug!(message = "dhcp: ping not sent", %address, %error);
-                            }
-                            probing.push((
-                                address,
-                                *reply,
-                                dest,
-                                tokio::time::Instant::now() + probe::PROBE_WAIT,
-                            ));
-                        }
+        let (mut handled, mut lingered) = (0, false);
+        loop {
+            while handled < BATCH {
+                let (len, from) = match socket.try_recv_from(&mut buf) {
+                    Ok(x) => x,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) => {
+                        debug!(message = "dhcp: receive failed", %error);
+                        break;
                     }
-                    _ => replies.push((*reply, dest)),
-                },
-                Decision::Record(b) => durable.push(to_lease(&b)),
-                Decision::Ignore(why) => debug!(message = "dhcp: message ignored", %from, why),
+                };
+                handled += 1;
+                let Some(msg) = decode(&buf[..len]) else {
+                    debug!(message = "dhcp: malformed message dropped", %from);
+                    continue;
+                };
+                match handler::handle(&mut pool, &setup.settings, &msg, now) {
+                    Decision::Reply {
+                        reply,
+                        dest,
+                        persist,
+                    } => {
+                        durable.extend(persist.as_ref().map(to_lease));
+                        replies.push((*reply, dest));
+                    }
+                    Decision::Offer {
+                        reply,
+                        dest,
+                        address,
+                        fresh,
+                    } => match prober.as_mut() {
+                        Some(p) if fresh => {
+                            // A client repeating its DISCOVER while the check runs waits for it.
+                            if !probing.iter().any(|q| q.0 == address) {
+                                if let Err(error) = p.ping(address) {
+                                    debug!(message = "dhcp: ping not sent", %address, %error);
+                                }
+                                probing.push((
+                                    address,
+                                    *reply,
+                                    dest,
+                                    tokio::time::Instant::now() + probe::PROBE_WAIT,
+                                ));
+                            }
+                        }
+                        _ => replies.push((*reply, dest)),
+                    },
+                    Decision::Record(b) => durable.push(to_lease(&b)),
+                    Decision::Ignore(why) => debug!(message = "dhcp: message ignored", %from, why),
+                }
             }
+            // Group commit: a batch with leases to write waits a moment for more
+            // messages, so that under load one fsync covers many clients' ACKs.
+            if lingered || handled >= BATCH || durable.is_empty() {
+                break;
+            }
+            lingered = true;
+            tokio::time::sleep(LINGER).await;
         }
         if !durable.is_empty() {
             let db = Arc::clone(&db);
