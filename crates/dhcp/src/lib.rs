@@ -6,10 +6,10 @@
 //!   binding to make durable first.
 //! - [`serve`]: the service. Messages are taken from the socket in batches; the bindings a
 //!   batch creates are written to SQLite in one transaction (one fsync for all), and only
-//!   then are its replies sent. So every ACK a client sees is on disk, and durability costs
-//!   one fsync per batch, not per client. A batch with leases to write waits a few
-//!   milliseconds for more messages first (group commit), so that under load the batches
-//!   grow.
+//!   then are their ACKs sent (offers and NAKs go at once). So every ACK a client sees is
+//!   on disk, and durability costs one fsync per batch, not per client. A small batch with
+//!   leases to write waits a few milliseconds for more messages first (group commit), so
+//!   that under load the batches grow.
 //!
 //! Before serving, the server asks the LAN whether another DHCP server answers; if one
 //! does, it refuses to serve (one DHCP server per LAN, as the appliance's manual insists).
@@ -48,10 +48,12 @@ pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
 /// Messages handled per batch (and per fsync at most).
 const BATCH: usize = 256;
-/// How long a batch with leases to write waits for more before the fsync: under load
-/// this is what makes batches grow (at 25% of a core, 4 ms doubled the exchanges per
-/// second against none, and beat 1 and 2 ms); a lone client's ACK is 4 ms later.
+/// How long a batch of fewer than `LINGER_BELOW` messages with leases to write waits
+/// for more before the fsync. Under load this is what makes batches grow (at 25% of a
+/// core, 4 ms doubled the exchanges per second against none, and beat 1 and 2 ms); a
+/// lone client's ACK is 4 ms later.
 const LINGER: Duration = Duration::from_millis(4);
+const LINGER_BELOW: usize = 32;
 /// The receive buffer the server asks for.
 const RECEIVE_BUFFER: usize = 1 << 20;
 /// How long to listen for another server's offer before serving.
@@ -376,9 +378,12 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
                 continue;
             }
         }
-        // A batch: everything waiting now.
+        // A batch: everything waiting now. Replies that promise nothing durable (offers,
+        // NAKs) go out as they are made; the ACKs of new or extended leases wait for
+        // the batch's commit.
         let now = now_unix();
-        let mut replies: Vec<(Message, Dest)> = Vec::new();
+        let mut at_once: Vec<(Message, Dest)> = Vec::new();
+        let mut after_commit: Vec<(Message, Dest)> = Vec::new();
         let mut durable: Vec<Lease> = Vec::new();
         let (mut handled, mut lingered) = (0, false);
         loop {
@@ -400,11 +405,16 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
                     Decision::Reply {
                         reply,
                         dest,
-                        persist,
+                        persist: Some(binding),
                     } => {
-                        durable.extend(persist.as_ref().map(to_lease));
-                        replies.push((*reply, dest));
+                        durable.push(to_lease(&binding));
+                        after_commit.push((*reply, dest));
                     }
+                    Decision::Reply {
+                        reply,
+                        dest,
+                        persist: None,
+                    } => at_once.push((*reply, dest)),
                     Decision::Offer {
                         reply,
                         dest,
@@ -425,15 +435,17 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
                                 ));
                             }
                         }
-                        _ => replies.push((*reply, dest)),
+                        _ => at_once.push((*reply, dest)),
                     },
                     Decision::Record(b) => durable.push(to_lease(&b)),
                     Decision::Ignore(why) => debug!(message = "dhcp: message ignored", %from, why),
                 }
             }
-            // Group commit: a batch with leases to write waits a moment for more
-            // messages, so that under load one fsync covers many clients' ACKs.
-            if lingered || handled >= BATCH || durable.is_empty() {
+            send_all(&socket, raw.as_ref(), us, at_once.drain(..)).await;
+            // Group commit: a small batch with leases to write waits a moment for more
+            // messages, so that one fsync covers more clients. A big batch (the commits
+            // are what holds the server up) needs no wait to share its fsync.
+            if lingered || handled >= LINGER_BELOW || durable.is_empty() {
                 break;
             }
             lingered = true;
@@ -451,18 +463,27 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     error!(message = "dhcp: leases not written; no ACK is sent for them", error = %e);
-                    replies.retain(|(m, _)| m.opts().msg_type() != Some(MessageType::Ack));
+                    after_commit.clear();
                 }
                 Err(e) => {
-                    error!(message = "dhcp: lease writer failed", error = %e);
-                    replies.clear();
+                    error!(message = "dhcp: lease writer failed; no ACK is sent", error = %e);
+                    after_commit.clear();
                 }
             }
         }
-        for (reply, dest) in replies {
-            if let Err(error) = send(&socket, raw.as_ref(), us, &reply, dest).await {
-                debug!(message = "dhcp: reply not sent", ?dest, %error);
-            }
+        send_all(&socket, raw.as_ref(), us, after_commit.drain(..)).await;
+    }
+}
+
+async fn send_all(
+    socket: &UdpSocket,
+    raw: Option<&raw::RawSender>,
+    us: Ipv4Addr,
+    replies: impl Iterator<Item = (Message, Dest)>,
+) {
+    for (reply, dest) in replies {
+        if let Err(error) = send(socket, raw, us, &reply, dest).await {
+            debug!(message = "dhcp: reply not sent", ?dest, %error);
         }
     }
 }
