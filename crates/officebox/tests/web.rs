@@ -61,7 +61,7 @@ fn the_admin_pages_change_settings_safely_in_a_real_browser() {
     let _one = preconditions();
     let c = TestConfig::demo()
         .free_ports()
-        .set("web.confirm_timeout", "5s");
+        .set("web.confirm_timeout", "8s");
     let url = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
     let ob = start(&c);
     let config = ob.config_path().display().to_string();
@@ -69,7 +69,7 @@ fn the_admin_pages_change_settings_safely_in_a_real_browser() {
         "admin.py",
         &url,
         &shots("admin"),
-        &["--config", &config, "--confirm-seconds", "5"],
+        &["--config", &config, "--confirm-seconds", "8"],
         &ob,
     );
     assert!(
@@ -141,6 +141,17 @@ fn join_the_lan(office: &OfficeLan, iface: &str, hostname: &str) -> std::io::Res
         Ok(s) => Err(std::io::Error::other(format!("ip {args:?}: {s}"))),
         Err(e) => Err(e),
     };
+    // Each interface answers ARP only for its own address (no ARP flux between the two
+    // interfaces on one subnet), inside the PC's namespace only.
+    let arp = office
+        .pc
+        .command("sysctl")
+        .args(["-q", "-w", "net.ipv4.conf.all.arp_ignore=1"])
+        .args(["net.ipv4.conf.all.arp_announce=2"])
+        .status()?;
+    if !arp.success() {
+        return Err(std::io::Error::other(format!("sysctl: {arp}")));
+    }
     ip(&[
         "link",
         "add",

@@ -52,11 +52,11 @@
       clearInterval(timer);
       var heading = document.querySelector("h1");
       if (heading) {
-        heading.textContent = "The change was undone";
+        heading.textContent = "The change is being undone";
       }
       var note = document.getElementById("confirm-note");
       if (note) {
-        note.textContent = "The time ran out: officebox has put the previous settings back. ";
+        note.textContent = "The time ran out: officebox is putting the previous settings back. ";
         var history = document.createElement("a");
         history.href = "/history";
         history.textContent = "Config History shows every version.";

@@ -383,7 +383,17 @@ impl App {
                 .login(&method, &pairs, peer, &config, login_cookie.as_deref())
                 .await;
         }
-        let Some(session) = cookie.as_deref().and_then(|t| self.sessions.get(t)) else {
+        // The live tables' refresh is the page's doing, not the user's: it does not
+        // keep an idle session alive.
+        let by_page = method == Method::GET && path.starts_with("/live/");
+        let session = cookie.as_deref().and_then(|t| {
+            if by_page {
+                self.sessions.peek(t)
+            } else {
+                self.sessions.get(t)
+            }
+        });
+        let Some(session) = session else {
             return redirect("/login");
         };
         if method == Method::POST
@@ -434,11 +444,14 @@ impl App {
             (Method::GET, "/") => respond(StatusCode::OK, self.home(&config, me, flash).await),
             (Method::GET, "/confirm") => respond(StatusCode::OK, self.confirm_page(me)),
             (Method::POST, "/confirm") => {
-                let kept = self
-                    .pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
+                // Kept only before the deadline; after it the revert has the change.
+                let kept = {
+                    let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                    match pending.as_ref() {
+                        Some(p) if Instant::now() < p.deadline => pending.take(),
+                        _ => None,
+                    }
+                };
                 match kept {
                     Some(p) => {
                         info!(message = "web: change kept", what = %p.what, user = %me.0);
@@ -1167,10 +1180,12 @@ impl App {
                  <p><a href=\"/\">Home</a></p>",
             );
         };
+        // Rounded up: the page must not say the time is up before it is.
         let left = p
             .deadline
             .saturating_duration_since(Instant::now())
-            .as_secs();
+            .as_millis()
+            .div_ceil(1000);
         let body = format!(
             "<p id=\"confirm-note\">The new {} settings are applied. If you can read this page, the box still \
              answers you: keep them. Otherwise they are undone in <strong id=\"countdown\">{left}</strong> seconds.</p>\
@@ -1193,11 +1208,11 @@ async fn live_state(config: &Config, path: &str, csrf: &str) -> Option<String> {
     }
     let (dir, path, csrf) = (config.data_dir.clone(), path.to_string(), csrf.to_string());
     // Reserved in the config, though the lease may predate the reservation.
-    let reserved: Vec<String> = config
+    let reserved: Vec<(String, std::net::Ipv4Addr)> = config
         .dhcp
         .reservations
         .iter()
-        .map(|r| r.mac.to_string())
+        .map(|r| (r.mac.to_string(), r.address))
         .collect();
     tokio::task::spawn_blocking(move || -> Option<String> {
         let db = officebox_store::Db::open(&dir.join("state.db")).ok()?;
@@ -1281,7 +1296,9 @@ async fn live_state(config: &Config, path: &str, csrf: &str) -> Option<String> {
             "/dhcp" => {
                 let mut leases = db.leases().ok()?;
                 for l in &mut leases {
-                    l.reserved |= reserved.iter().any(|m| m.eq_ignore_ascii_case(&l.mac));
+                    l.reserved |= reserved
+                        .iter()
+                        .any(|(mac, address)| mac.eq_ignore_ascii_case(&l.mac) && *address == l.address);
                 }
                 out.push_str(&lease_table(&leases, now, &csrf));
             }
@@ -1499,11 +1516,12 @@ fn zone_table(served: &str) -> String {
             other => other,
         };
         out.push_str(&format!(
-            "<tr class=\"from-{}\"><td>{}</td><td>{}</td><td>{}</td><td>{from}</td></tr>",
+            "<tr class=\"from-{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&source.replace(' ', "-")),
             escape(name),
             escape(rtype),
-            escape(value)
+            escape(value),
+            escape(from)
         ));
     }
     out.push_str("</table></div>");

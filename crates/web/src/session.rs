@@ -83,13 +83,25 @@ impl Sessions {
 
     /// The live session of `token` (its idle clock restarts).
     pub fn get(&self, token: &str) -> Option<Session> {
+        self.lookup(token, true)
+    }
+
+    /// The live session of `token`, leaving its idle clock alone: for what a page asks
+    /// by itself (the live tables), which is not the user doing anything.
+    pub fn peek(&self, token: &str) -> Option<Session> {
+        self.lookup(token, false)
+    }
+
+    fn lookup(&self, token: &str, touch: bool) -> Option<Session> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         let s = map.get_mut(token)?;
         if s.last_seen.elapsed() > self.timeout() {
             map.remove(token);
             return None;
         }
-        s.last_seen = Instant::now();
+        if touch {
+            s.last_seen = Instant::now();
+        }
         Some(s.clone())
     }
 
@@ -161,5 +173,41 @@ impl Sessions {
             },
         );
         Login::Ok { token: t }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn open(s: &Sessions, token: &str) {
+        s.map.lock().unwrap().insert(
+            token.into(),
+            Session {
+                user: "admin".into(),
+                csrf: "c".into(),
+                last_seen: Instant::now(),
+            },
+        );
+    }
+
+    #[test]
+    fn a_page_refreshing_itself_does_not_keep_an_idle_session_alive() {
+        let s = Sessions::new(Duration::from_secs(1));
+        open(&s, "idle");
+        open(&s, "busy");
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(s.peek("idle").is_some(), "still within the timeout");
+        assert!(
+            s.get("busy").is_some(),
+            "the user clicked: the clock restarts"
+        );
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(
+            s.peek("idle").is_none(),
+            "idle past the timeout, peeks or not"
+        );
+        assert!(s.peek("busy").is_some(), "600 ms since the click");
     }
 }

@@ -8,6 +8,8 @@ of the same changes afterwards."""
 import re
 import time
 
+from selenium.webdriver.common.by import By
+
 from browser import Browser, script_args
 
 p = script_args("the admin pages")
@@ -86,14 +88,15 @@ with Browser(args.url, args.shots) as b:
     b.expect(mode() == "firewall-nat-dmz", "applied at once")
     b.console_errors()  # the refused DHCP range's 422 is behind us
     first = int(b.find("#countdown").text)
-    time.sleep(2.2)
-    b.expect(int(b.find("#countdown").text) < first, "the countdown runs on the page")
+    b.expect(first > 1, "seconds are left to confirm: %d" % first)
+    b.wait_for(lambda d: int(d.find_element(By.ID, "countdown").text) < first,
+               "the countdown runs on the page", timeout=3)
     deadline = time.time() + args.confirm_seconds + 10
     while mode() != "router" and time.time() < deadline:
         time.sleep(0.5)
     b.expect(mode() == "router", "the old mode is back: %r" % mode())
     # The page, left open, says so itself and no longer offers to keep the change.
-    b.wait_for_text("The time ran out")
+    b.wait_for_text("The time ran out")  # said by the page itself
     b.expect(not b.find("#confirm").is_displayed(), "the keep button is gone")
     b.screenshot("confirm-timed-out")
     errors = [e for e in b.console_errors() if "favicon" not in e]

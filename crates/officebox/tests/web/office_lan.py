@@ -150,7 +150,8 @@ with Browser(args.url, args.shots, size=PHONE) as b:
         b.expect(time.monotonic() < deadline,
                  "the new lease appears by itself: %r" % b.find("#live").text)
         time.sleep(0.5)
-    laptop = [r.text for r in b.find_all("#lease-table tr") if args.laptop_address in r.text]
+    laptop = [r.text for r in b.find_all("#lease-table tr")
+              if r.text.split(" ")[0] == args.laptop_address]
     b.expect(len(laptop) == 1 and "reserved" in laptop[0]
              and "Make this a reservation" not in laptop[0],
              "the laptop is still there, shown as reserved: %r" % laptop)
