@@ -14,7 +14,7 @@
 #   bench/dhcp.sh                        # 10 s per run; builds officebox (release) first
 #   DURATION=3 bench/dhcp.sh             # quicker
 #   SKIP_OFFICEBOX=1 bench/dhcp.sh       # peers only, no cargo build
-#   SKIP_PEERS=1 bench/dhcp.sh           # officebox only (no ratios)
+#   PEERS=0 bench/dhcp.sh                # officebox only (no ratios)
 #   OFFICEBOX_BIN=path bench/dhcp.sh     # use this officebox binary, no cargo build
 #   CLIENTS="1 1000" RATES="1000 2000" bench/dhcp.sh
 #   SERVER_CPU=25 bench/dhcp.sh          # every server held to 25% of one core (cgroup),
@@ -344,8 +344,8 @@ fi
 
 # ------------------------------------------------------------------ peers
 
-if [ "${SKIP_PEERS:-0}" = 1 ]; then
-    echo "dnsmasq, kea: skipped (SKIP_PEERS=1)"
+if [ "${PEERS:-1}" = 0 ]; then
+    echo "dnsmasq, kea: skipped (PEERS=0)"
     na dnsmasq
     na kea
 else
