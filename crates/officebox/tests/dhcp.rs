@@ -65,16 +65,7 @@ impl Lan {
 
     /// Asks officebox's DNS from inside its own namespace (the PC may have no address).
     fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
-        let out = self
-            .boxns
-            .command("dig")
-            .args(["@127.0.0.1", name, rtype, "+short", "+time=2", "+tries=1"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.boxns.dig("127.0.0.1", name, rtype).unwrap()
     }
 }
 

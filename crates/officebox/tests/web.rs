@@ -121,16 +121,7 @@ fn curl(office: &OfficeLan, args: &[&str]) -> String {
 
 /// `dig` on the office's PC, asking the box.
 fn dig(office: &OfficeLan, name: &str) -> Vec<String> {
-    let out = office
-        .pc
-        .command("dig")
-        .args(["@192.168.1.1", name, "A", "+short", "+time=2", "+tries=1"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    office.pc.dig("192.168.1.1", name, "A").unwrap()
 }
 
 /// A second device on the office LAN: a macvlan `iface` (a MAC of its own) on the PC's

@@ -66,6 +66,20 @@ impl Netns {
         run_checked(self.command(program).args(args))
     }
 
+    /// `dig @server name rtype +short` from inside the namespace: the answer's records,
+    /// one per line (none when nothing answered).
+    pub fn dig(&self, server: &str, name: &str, rtype: &str) -> io::Result<Vec<String>> {
+        let at = format!("@{server}");
+        let out = self
+            .command("dig")
+            .args([at.as_str(), name, rtype, "+short", "+time=2", "+tries=1"])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
     /// Pids of the processes inside the namespace (`ip netns pids NAME`).
     pub fn pids(&self) -> io::Result<Vec<u32>> {
         let out = run_checked(Command::new("ip").args(["netns", "pids", &self.name]))?;

@@ -221,16 +221,38 @@ async fn serve_connection<S>(stream: S, app: Arc<App>, peer: SocketAddr)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| {
+    serve_http1(stream, peer, "web: connection ended", move |req| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
+        async move { app.handle(req, peer).await }
+    })
+    .await;
+}
+
+/// Serves one HTTP/1.1 connection (admin pages or sites) with `handle`, under the same
+/// rules for both: a request's headers must arrive within 20 s.
+pub(crate) async fn serve_http1<S, F, Fut, B>(
+    stream: S,
+    peer: SocketAddr,
+    ended: &'static str,
+    handle: F,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let svc = service_fn(move |req| {
+        let response = handle(req);
+        async move { Ok::<_, Infallible>(response.await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(20))
         .serve_connection(TokioIo::new(stream), svc);
     if let Err(error) = conn.await {
-        debug!(message = "web: connection ended", %peer, %error);
+        debug!(message = ended, %peer, %error);
     }
 }
 

@@ -8,7 +8,6 @@
 //! Names starting with a dot are never served, nor anything outside the site's directory
 //! (`..`, or a symbolic link that leads out).
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -21,15 +20,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use hyper::header::HeaderValue;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use officebox_config::Config;
 use officebox_config::derive::{ClientZone, client_zone};
 use officebox_config::model::Service;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::html::escape;
 
@@ -189,19 +186,15 @@ async fn accept(listener: TcpListener, config: watch::Receiver<Arc<Config>>) {
             continue;
         };
         let config = config.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+        tokio::spawn(crate::serve_http1(
+            stream,
+            peer,
+            "web: site connection ended",
+            move |req| {
                 let c = Arc::clone(&config.borrow());
-                async move { Ok::<_, Infallible>(handle(&c, &req, peer).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(20))
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(error) = conn.await {
-                debug!(message = "web: site connection ended", %peer, %error);
-            }
-        });
+                async move { handle(&c, &req, peer).await }
+            },
+        ));
     }
 }
 
