@@ -18,8 +18,8 @@ pub struct DhcpOptions {
     pub dns: Vec<Ipv4Addr>,
     /// Option 15.
     pub domain: String,
-    /// Option 42.
-    pub ntp: Ipv4Addr,
+    /// Option 42; `None` when the box's time server is off.
+    pub ntp: Option<Ipv4Addr>,
 }
 
 /// The dynamic pool: `first..=last` minus `excluded`.
@@ -71,31 +71,43 @@ pub fn dhcp_pool(lan: &Lan, dhcp: &Dhcp) -> Pool {
     }
 }
 
-/// What DHCP clients are told, per security mode.
+/// What DHCP clients are told, per security mode. The box names itself as DNS server and
+/// time server only where it serves them; with its DNS off, clients are given the
+/// upstream servers instead (so they still resolve names), and with NTP off, no time
+/// server.
 pub fn dhcp_options(config: &Config) -> DhcpOptions {
     let lan = &config.network.lan;
     let ours = lan.net.address;
+    let upstream: Vec<Ipv4Addr> = config
+        .dns
+        .primary
+        .into_iter()
+        .chain(config.dns.secondary)
+        .filter_map(|p| match p.ip() {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
     let (router, dns) = match config.security.mode {
         // lan-only: officebox is just a LAN host; clients use the LAN's own router and the
         // configured primary DNS server.
-        SecurityMode::LanOnly => (
-            lan.gateway,
-            match config.dns.primary.map(|p| p.ip()) {
-                Some(IpAddr::V4(ip)) => vec![ip],
-                _ => vec![],
+        SecurityMode::LanOnly => (lan.gateway, upstream.into_iter().take(1).collect()),
+        // Every other mode: officebox is the router and the resolver.
+        SecurityMode::Router | SecurityMode::FirewallNat | SecurityMode::FirewallNatDmz => (
+            Some(ours),
+            if config.dns.enabled {
+                vec![ours]
+            } else {
+                upstream
             },
         ),
-        // Every other mode: officebox is the router and the resolver.
-        SecurityMode::Router | SecurityMode::FirewallNat | SecurityMode::FirewallNatDmz => {
-            (Some(ours), vec![ours])
-        }
     };
     DhcpOptions {
         netmask: lan.net.netmask(),
         router,
         dns,
         domain: config.network.domain.clone(),
-        ntp: ours,
+        ntp: config.ntp.enabled.then_some(ours),
     }
 }
 
@@ -133,6 +145,56 @@ pub fn static_wan_address(network: &Network) -> Option<Ipv4Addr> {
         WanAddressing::Static { net, .. } => Some(net.address),
         WanAddressing::Dhcp { .. } => None,
     }
+}
+
+/// The box's WAN address in use: none in lan-only mode (the WAN is not used), the
+/// configured one when static, else the one the WAN DHCP client last `leased`.
+pub fn wan_address(config: &Config, leased: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+    if !wan_in_use(config.security.mode) {
+        return None;
+    }
+    static_wan_address(&config.network).or(leased)
+}
+
+/// Names a DHCP client may not claim in the company zone, besides the built-in ones
+/// (which it cannot claim either): names that other machines look up for a special
+/// purpose and would trust whoever holds them (proxy auto-discovery, IPv6 transition,
+/// this machine, mail clients finding their settings).
+pub const RESERVED_CLIENT_NAMES: [&str; 7] = [
+    "localhost",
+    "wpad",
+    "isatap",
+    "autoconfig",
+    "autodiscover",
+    "imap",
+    "mail",
+];
+
+/// Settings that are valid but probably not what the office wants, each said in words
+/// with what to do instead (`officebox check` prints them, `officebox run` logs them).
+pub fn advice(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let dns_hosted = config.dns.enabled && config.security.wan_services.contains(&Service::Dns);
+    if dns_hosted
+        && wan_in_use(config.security.mode)
+        && matches!(config.network.wan.addressing, WanAddressing::Dhcp { .. })
+    {
+        out.push(format!(
+            "security.wan_services: the box answers for {} on the Internet (dns), but its WAN address is leased by DHCP and may change; the domain's name server records point at an address, so hosting the domain's DNS needs a static WAN address (network.wan.mode = \"static\"), or take dns out of wan_services and host the zone elsewhere",
+            config.network.domain
+        ));
+    }
+    if config.mail.relay_from_wan {
+        out.push(
+            "mail.relay_from_wan: anyone on the Internet may send mail through this box to anywhere (an open relay); turn it off unless you know why it must be on".to_string(),
+        );
+    }
+    out
+}
+
+/// Whether a DHCP client may publish `host` (one label, lowercase) in the zone.
+pub fn client_name_allowed(host: &str) -> bool {
+    !RESERVED_CLIENT_NAMES.contains(&host)
 }
 
 /// Which addresses a built-in name points at.
@@ -278,6 +340,15 @@ pub fn mail_resolvers(config: &Config) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Why [`mail_resolvers`] is empty, in words for the mail queue's status.
+pub fn no_mail_resolvers_reason(config: &Config) -> &'static str {
+    if config.dns.enabled {
+        "no DNS lookups for other domains: the box's DNS answers only the company zone (dns.use_upstream = false); turn dns.use_upstream on, or set mail.resolvers"
+    } else {
+        "no DNS server to look up mail hosts: the box's DNS is off and dns.use_upstream = false; turn dns.use_upstream on, or set mail.resolvers"
+    }
+}
+
 /// One port officebox listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
@@ -346,15 +417,17 @@ pub fn wan_open_ports(config: &Config) -> Vec<Listener> {
         .collect()
 }
 
-/// The addresses a service binds: the `listen` override when set, else any address
-/// (the firewall decides who reaches what), except the admin pages, which bind the LAN
-/// address only.
+/// The addresses a service binds: the `listen` override when set; the admin pages the
+/// LAN address only; in lan-only mode (no WAN) the LAN address and loopback; else any
+/// address (the firewall decides who reaches what).
 pub fn bind_addresses(config: &Config, service: Service) -> Vec<IpAddr> {
     if !config.network.listen.is_empty() {
         return config.network.listen.clone();
     }
+    let lan = IpAddr::V4(config.network.lan.net.address);
     match service {
-        Service::Admin => vec![IpAddr::V4(config.network.lan.net.address)],
+        Service::Admin => vec![lan],
+        _ if !wan_in_use(config.security.mode) => vec![lan, IpAddr::V4(Ipv4Addr::LOCALHOST)],
         _ => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
     }
 }
@@ -450,8 +523,37 @@ admin = true
             // The same in every mode: netmask from the LAN, domain, our own time server.
             assert_eq!(o.netmask, ip("255.255.255.0"), "{mode:?}");
             assert_eq!(o.domain, "example.com", "{mode:?}");
-            assert_eq!(o.ntp, ip("192.168.1.1"), "{mode:?}");
+            assert_eq!(o.ntp, Some(ip("192.168.1.1")), "{mode:?}");
         }
+    }
+
+    #[test]
+    fn advice_on_hosting_dns_with_a_leased_address() {
+        let c = config(SecurityMode::FirewallNat, "");
+        assert!(advice(&c).is_empty(), "{:?}", advice(&c));
+        let mut leased = config(SecurityMode::FirewallNat, "");
+        leased.security.wan_services = vec![Service::Dns, Service::Smtp];
+        leased.network.wan.addressing = WanAddressing::Dhcp {
+            release_on_shutdown: false,
+        };
+        let said = advice(&leased);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("static WAN address"), "{}", said[0]);
+        let mut lan_only = leased.clone();
+        lan_only.security.mode = SecurityMode::LanOnly;
+        assert!(advice(&lan_only).is_empty(), "no WAN, no advice");
+    }
+
+    #[test]
+    fn dhcp_names_the_box_only_for_services_it_runs() {
+        let mut c = config(SecurityMode::FirewallNat, "");
+        c.dns.enabled = false;
+        c.ntp.enabled = false;
+        let o = dhcp_options(&c);
+        assert_eq!(o.dns, vec![ip("192.0.2.53")], "the upstream server instead");
+        assert_eq!(o.ntp, None);
+        c.dns.primary = None;
+        assert!(dhcp_options(&c).dns.is_empty());
     }
 
     #[test]
@@ -528,6 +630,7 @@ admin = true
                 lease_time: std::time::Duration::from_secs(3600),
                 exclude: vec![],
                 ping_check: false,
+                server_check: std::time::Duration::from_secs(60),
                 reservations: vec![],
             };
             let pool = dhcp_pool(&lan, &dhcp);
@@ -652,6 +755,15 @@ admin = true
         assert_eq!(
             bind_addresses(&c, Service::Smtp),
             vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+        );
+        let lan_only = config(SecurityMode::LanOnly, "");
+        assert_eq!(
+            bind_addresses(&lan_only, Service::Smtp),
+            vec![
+                IpAddr::V4(ip("192.168.1.1")),
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            ],
+            "lan-only: nothing listens on a WAN address"
         );
         let mut demo = c.clone();
         demo.network.listen = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];

@@ -781,6 +781,7 @@ impl Loader<'_, '_> {
             lease_time: Duration::from_secs(86_400),
             exclude: Vec::new(),
             ping_check: false,
+            server_check: Duration::from_secs(60),
             reservations: Vec::new(),
         };
         let Some(mut sec) = sec else {
@@ -796,6 +797,7 @@ impl Loader<'_, '_> {
             .parsed_list(self.sink, "exclude", IPV4_HELP, parse_ipv4)
             .unwrap_or_default();
         dhcp.ping_check = sec.bool(self.sink, "ping_check").unwrap_or(false);
+        dhcp.server_check = self.duration(&mut sec, "server_check", "1m", Duration::from_secs(1));
         let reservation_secs = sec.tables(self.sink, "reservations");
         if dhcp.enabled
             && let Some(lan) = lan

@@ -273,6 +273,9 @@ pub struct Dhcp {
     pub exclude: Vec<Ipv4Addr>,
     /// Ping an address before offering it.
     pub ping_check: bool,
+    /// How often the LAN is asked whether another DHCP server answers (officebox does
+    /// not serve while one does).
+    pub server_check: Duration,
     pub reservations: Vec<Reservation>,
 }
 

@@ -89,6 +89,7 @@ enabled = true                  # only one DHCP server per LAN!
 lease_time = "1d"
 exclude = []                    # addresses in the range used by fixed devices
 ping_check = false              # ping an address before handing it out
+server_check = "1m"             # how often to look for another DHCP server (none may serve beside officebox)
 
 # A fixed address for one device (repeat for each):
 # [[dhcp.reservations]]

@@ -340,7 +340,9 @@ fn add_options(reply: &mut Message, s: &Settings, lease: Option<u32>) {
         opts.insert(DhcpOption::DomainNameServer(o.dns.clone()));
     }
     opts.insert(DhcpOption::DomainName(o.domain.clone()));
-    opts.insert(DhcpOption::NtpServers(vec![o.ntp]));
+    if let Some(ntp) = o.ntp {
+        opts.insert(DhcpOption::NtpServers(vec![ntp]));
+    }
 }
 
 #[cfg(test)]
@@ -360,7 +362,7 @@ mod tests {
                 router: Some("192.168.1.1".parse().unwrap()),
                 dns: vec!["192.168.1.1".parse().unwrap()],
                 domain: "office.test".into(),
-                ntp: "192.168.1.1".parse().unwrap(),
+                ntp: Some("192.168.1.1".parse().unwrap()),
             },
             lease_secs: 3600,
         }

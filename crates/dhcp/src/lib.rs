@@ -88,6 +88,7 @@ struct Setup {
     excluded: Vec<Ipv4Addr>,
     reservations: Vec<(Mac, Ipv4Addr, Option<String>)>,
     ping_check: bool,
+    server_check: Duration,
     db: PathBuf,
 }
 
@@ -115,6 +116,7 @@ fn setup(config: &Config) -> Option<Setup> {
             .map(|r| (r.mac, r.address, r.hostname.clone()))
             .collect(),
         ping_check: config.dhcp.ping_check,
+        server_check: config.dhcp.server_check,
         db: config.data_dir.join("state.db"),
     })
 }
@@ -192,13 +194,22 @@ pub(crate) fn udp_socket(port: u16, interface: Option<&str>) -> io::Result<std::
     Ok(socket)
 }
 
+/// The hardware address the server's own probes use: made up once (locally
+/// administered, unicast), and ignored by the server itself.
+fn probe_mac() -> [u8; 6] {
+    let mut mac = rand::random::<[u8; 6]>();
+    mac[0] = (mac[0] | 0x02) & 0xFE;
+    mac
+}
+
 /// Asks the LAN for offers from a DHCP server that is not us.
-async fn other_server(interface: Option<&str>, us: Ipv4Addr) -> io::Result<Option<Ipv4Addr>> {
+async fn other_server(
+    interface: Option<&str>,
+    us: Ipv4Addr,
+    mac: [u8; 6],
+) -> io::Result<Option<Ipv4Addr>> {
     let socket = UdpSocket::from_std(udp_socket(CLIENT_PORT, interface)?)?;
     let xid: u32 = rand::random();
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(&rand::random::<[u8; 6]>());
-    mac[0] = (mac[0] | 0x02) & 0xFE; // locally administered, unicast
     let mut probe = Message::default();
     probe
         .set_opcode(Opcode::BootRequest)
@@ -277,23 +288,125 @@ fn setup_of(rx: &watch::Receiver<Arc<Config>>) -> Option<Setup> {
     setup(&rx.borrow())
 }
 
-async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
+/// How long the server waits at start for the LAN address to be on the interface (the
+/// network service puts it there as officebox starts).
+const ADDRESS_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether `address` is on `interface` now.
+fn has_address(interface: &str, address: Ipv4Addr) -> bool {
+    nix::ifaddrs::getifaddrs().is_ok_and(|mut all| {
+        all.any(|a| {
+            a.interface_name == interface
+                && a.address
+                    .as_ref()
+                    .and_then(|s| s.as_sockaddr_in())
+                    .is_some_and(|sin| sin.ip() == address)
+        })
+    })
+}
+
+/// Waits (up to [`ADDRESS_WAIT`]) until the LAN address is on the interface: a probe sent
+/// before cannot leave ("Network is unreachable") and would find nobody.
+async fn address_up(setup: &Setup, stop: &CancellationToken) {
+    let Some(interface) = setup.interface.as_deref() else {
+        return;
+    };
     let us = setup.settings.server_id;
-    match other_server(setup.interface.as_deref(), us).await {
-        Ok(Some(other)) => {
-            error!(
-                message = "dhcp: ANOTHER DHCP SERVER ANSWERS ON THIS LAN; officebox will not serve DHCP (one DHCP server per LAN). Turn the other one off, or set [dhcp] enabled = false, then reload.",
-                other_server = %other
-            );
-            stop.cancelled().await;
-            return Ok(());
+    let deadline = tokio::time::Instant::now() + ADDRESS_WAIT;
+    let mut said = false;
+    while !has_address(interface, us) && tokio::time::Instant::now() < deadline {
+        if !said {
+            info!(message = "dhcp: waiting for the LAN address before serving", %interface, address = %us);
+            said = true;
         }
-        Ok(None) => {}
-        Err(error) => {
-            warn!(message = "dhcp: could not check the LAN for another DHCP server", %error)
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+}
 
+/// Asks the LAN whether another DHCP server answers, every `setup.server_check`, until
+/// none does (`true`) or `stop` (`false`).
+async fn until_alone(setup: &Setup, mac: [u8; 6], stop: &CancellationToken) -> bool {
+    let us = setup.settings.server_id;
+    let mut told: Option<Ipv4Addr> = None;
+    loop {
+        match other_server(setup.interface.as_deref(), us, mac).await {
+            Ok(Some(other)) => {
+                if told != Some(other) {
+                    error!(
+                        message = "dhcp: ANOTHER DHCP SERVER ANSWERS ON THIS LAN; officebox will not serve DHCP while it does (one DHCP server per LAN). Turn the other one off, or set [dhcp] enabled = false.",
+                        other_server = %other
+                    );
+                    told = Some(other);
+                }
+            }
+            Ok(None) => {
+                if told.is_some() {
+                    info!("dhcp: the other DHCP server is gone; serving");
+                }
+                return true;
+            }
+            Err(error) => {
+                warn!(message = "dhcp: could not check the LAN for another DHCP server", %error);
+                return true;
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(setup.server_check) => {}
+        }
+    }
+}
+
+/// Why serving ended.
+enum Ended {
+    Stopped,
+    /// Another DHCP server answered a later check.
+    OtherServer(Ipv4Addr),
+}
+
+async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
+    let mac = probe_mac();
+    address_up(&setup, &stop).await;
+    loop {
+        if !until_alone(&setup, mac, &stop).await {
+            return Ok(());
+        }
+        match serve_lan(&setup, mac, &stop).await? {
+            Ended::Stopped => return Ok(()),
+            Ended::OtherServer(other) => error!(
+                message = "dhcp: ANOTHER DHCP SERVER NOW ANSWERS ON THIS LAN; officebox stops serving DHCP while it does",
+                other_server = %other
+            ),
+        }
+    }
+}
+
+/// Serves the LAN until `stop`, or until a check (every `setup.server_check`) finds
+/// another DHCP server.
+async fn serve_lan(setup: &Setup, mac: [u8; 6], stop: &CancellationToken) -> io::Result<Ended> {
+    let us = setup.settings.server_id;
+    // The periodic check runs beside the server and says when it finds another.
+    let (found_tx, mut found) = tokio::sync::mpsc::channel::<Ipv4Addr>(1);
+    let checker_stop = stop.child_token();
+    let _checker = checker_stop.clone().drop_guard();
+    {
+        let (interface, every, stop) = (setup.interface.clone(), setup.server_check, checker_stop);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                if let Ok(Some(other)) = other_server(interface.as_deref(), us, mac).await {
+                    let _ = found_tx.send(other).await;
+                    return;
+                }
+            }
+        });
+    }
     let db_path = setup.db.clone();
     let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
         .await
@@ -349,7 +462,8 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
     loop {
         let due = probing.iter().map(|p| p.3).min();
         tokio::select! {
-            () = stop.cancelled() => return Ok(()),
+            () = stop.cancelled() => return Ok(Ended::Stopped),
+            Some(other) = found.recv() => return Ok(Ended::OtherServer(other)),
             r = socket.readable() => r?,
             answered = async {
                 match &prober {
@@ -401,6 +515,9 @@ async fn run(setup: Setup, stop: CancellationToken) -> io::Result<()> {
                     debug!(message = "dhcp: malformed message dropped", %from);
                     continue;
                 };
+                if msg.chaddr().get(..6) == Some(&mac[..]) {
+                    continue; // our own probe for other servers
+                }
                 match handler::handle(&mut pool, &setup.settings, &msg, now) {
                     Decision::Reply {
                         reply,

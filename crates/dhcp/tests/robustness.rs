@@ -27,7 +27,7 @@ fn settings() -> Settings {
             router: Some(ip("192.168.1.1")),
             dns: vec![ip("192.168.1.1")],
             domain: "office.test".into(),
-            ntp: ip("192.168.1.1"),
+            ntp: Some(ip("192.168.1.1")),
         },
         lease_secs: 3600,
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use officebox_config::Config;
-use officebox_config::derive::{bind_addresses, static_wan_address};
+use officebox_config::derive::{bind_addresses, wan_address};
 use officebox_config::model::Service;
 use officebox_store::{Db, Lease};
 use tokio::net::UdpSocket;
@@ -111,12 +111,12 @@ impl State {
             let version = db.data_version()?;
             let leases = db.active_named_leases(now_unix())?;
             // A WAN address leased by the WAN DHCP client is kept in the state database.
-            let wan = static_wan_address(&config.network).or_else(|| {
-                db.meta_get("wan.address")
-                    .ok()
-                    .flatten()
-                    .and_then(|a| a.parse().ok())
-            });
+            let leased = db
+                .meta_get("wan.address")
+                .ok()
+                .flatten()
+                .and_then(|a| a.parse().ok());
+            let wan = wan_address(config, leased);
             Ok((Inputs { leases, wan }, version))
         })
     }
@@ -248,10 +248,11 @@ pub async fn serve(
     let rt = tokio::runtime::Handle::current();
     loop {
         let addrs = endpoints(&config);
-        let udp = crate::udp::UdpListeners::start(&addrs, &shared, &rt)?;
+        let udp = crate::udp::UdpListeners::start(&addrs, &shared, &rt).await?;
         let tcp_stop = shutdown.child_token();
+        let mut tcp = tokio::task::JoinSet::new();
         for l in crate::tcp::bind(&addrs).await? {
-            tokio::spawn(crate::tcp::serve(l, Arc::clone(&shared), tcp_stop.clone()));
+            tcp.spawn(crate::tcp::serve(l, Arc::clone(&shared), tcp_stop.clone()));
         }
         for addr in &addrs {
             info!(message = "dns: serving", %addr);
@@ -296,7 +297,9 @@ pub async fn serve(
             }
         };
         tcp_stop.cancel();
-        // The UDP threads stop on a blocking thread, so the runtime keeps running meanwhile.
+        // Everything bound is closed before binding anew. The UDP threads stop on a
+        // blocking thread, so the runtime keeps running meanwhile.
+        while tcp.join_next().await.is_some() {}
         let _ = tokio::task::spawn_blocking(move || drop(udp)).await;
         if !rebind {
             return Ok(());

@@ -1,18 +1,18 @@
 //! DNS over TCP (RFC 7766): length-prefixed messages, several per connection (pipelined;
 //! answered in order), idle connections closed, a bound on open connections.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+
+use officebox_sockets::ConnLimits;
+use officebox_sockets::tcp::Accepted;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::answer::{self, Action, Transport};
 use crate::maintain::Shared;
@@ -26,7 +26,7 @@ const PER_CLIENT: usize = 16;
 pub(crate) async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for addr in addrs {
-        let l = TcpListener::bind(addr).await.map_err(|e| {
+        let l = officebox_sockets::tcp::listen(*addr).await.map_err(|e| {
             io::Error::new(e.kind(), format!("dns: cannot listen on tcp {addr}: {e}"))
         })?;
         out.push(l);
@@ -35,39 +35,20 @@ pub(crate) async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
 }
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    // One client cannot hold every slot (RFC 7766 section 6.2.3).
+    let limits = ConnLimits::new(PER_CLIENT, MAX_CONNECTIONS);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, slot) = tokio::select! {
             () = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(error) => {
-                    warn!(message = "dns: tcp accept failed", %error);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+            a = officebox_sockets::tcp::accept(&listener, &limits) => match a {
+                Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
+                Accepted::Refused(_, peer, why) => {
+                    debug!(message = "dns: tcp connection refused", %peer, reason = %why);
                     continue;
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            debug!(message = "dns: too many tcp connections; closing one", %peer);
-            continue;
-        };
-        // One client cannot hold every slot (RFC 7766 section 6.2.3).
-        let ip = peer.ip();
-        let mine = {
-            let mut per = lock(&per_client);
-            let n = per.entry(ip).or_insert(0);
-            *n += 1;
-            *n
-        };
-        if mine > PER_CLIENT {
-            release(&per_client, ip);
-            debug!(message = "dns: too many tcp connections from one client", %peer);
-            continue;
-        }
-        let (shared, stop, per_client) =
-            (Arc::clone(&shared), stop.clone(), Arc::clone(&per_client));
+        let (shared, stop) = (Arc::clone(&shared), stop.clone());
         tokio::spawn(async move {
             tokio::select! {
                 () = stop.cancelled() => {}
@@ -77,23 +58,8 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
                     }
                 }
             }
-            release(&per_client, ip);
-            drop(permit);
+            drop(slot);
         });
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn release(per_client: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) {
-    let mut per = lock(per_client);
-    if let Some(n) = per.get_mut(&ip) {
-        *n -= 1;
-        if *n == 0 {
-            per.remove(&ip);
-        }
     }
 }
 

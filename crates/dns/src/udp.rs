@@ -3,7 +3,7 @@
 
 use std::io;
 use std::io::{IoSlice, IoSliceMut};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,17 +32,24 @@ pub(crate) struct UdpListeners {
 }
 
 impl UdpListeners {
-    pub(crate) fn start(
+    pub(crate) async fn start(
         addrs: &[SocketAddr],
         shared: &Arc<Shared>,
         rt: &tokio::runtime::Handle,
     ) -> io::Result<UdpListeners> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
+        // Built up as the sockets are bound, so that a failure part way stops (on drop)
+        // the threads already started.
+        let mut listeners = UdpListeners {
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        };
         for addr in addrs {
-            let socket = UdpSocket::bind(addr).map_err(|e| {
+            // Each query's destination comes with it, so its answer goes out from the
+            // address the client asked (officebox_sockets::udp).
+            let socket = officebox_sockets::udp::bind(*addr).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("dns: cannot listen on udp {addr}: {e}"))
             })?;
+            socket.set_nonblocking(false)?;
             socket.set_read_timeout(Some(POLL))?;
             let socket = Arc::new(socket);
             for i in 0..THREADS {
@@ -50,15 +57,15 @@ impl UdpListeners {
                     Arc::clone(&socket),
                     Arc::clone(shared),
                     rt.clone(),
-                    Arc::clone(&stop),
+                    Arc::clone(&listeners.stop),
                 );
                 let t = std::thread::Builder::new()
                     .name(format!("dns-udp-{i}"))
                     .spawn(move || serve(&socket, &shared, &rt, &stop))?;
-                threads.push(t);
+                listeners.threads.push(t);
             }
         }
-        Ok(UdpListeners { stop, threads })
+        Ok(listeners)
     }
 }
 
@@ -78,11 +85,101 @@ const MAX_QUERY: usize = 2048;
 
 /// The client address of a received datagram.
 fn client_addr(addr: Option<SockaddrStorage>) -> Option<SocketAddr> {
-    let addr = addr?;
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Some(SocketAddr::from(*v4));
+    officebox_sockets::udp::socket_addr(&addr?)
+}
+
+/// Replies of a batch, each with its client and the source it goes out from.
+#[derive(Default)]
+struct Replies {
+    bytes: Vec<Vec<u8>>,
+    to: Vec<Option<SockaddrStorage>>,
+    from: Vec<Option<IpAddr>>,
+}
+
+impl Replies {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.to.clear();
+        self.from.clear();
     }
-    addr.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
+
+    fn push(&mut self, reply: Vec<u8>, client: SocketAddr, from: Option<IpAddr>) {
+        self.bytes.push(reply);
+        self.to.push(Some(SockaddrStorage::from(client)));
+        self.from.push(from);
+    }
+}
+
+/// Headers for `sendmmsg`: replies that name their source need room for exactly that
+/// one control message; replies that do not, no room at all (the kernel reads every byte
+/// of the room it is given as control messages).
+struct Headers {
+    with_source: MultiHeaders<SockaddrStorage>,
+    plain: MultiHeaders<SockaddrStorage>,
+}
+
+impl Headers {
+    fn new() -> Headers {
+        Headers {
+            with_source: MultiHeaders::preallocate(
+                BATCH,
+                Some(nix::cmsg_space!(libc::in6_pktinfo)),
+            ),
+            plain: MultiHeaders::preallocate(BATCH, None),
+        }
+    }
+}
+
+/// Sends a batch: one `sendmmsg` per source address (a batch almost always has one).
+fn send_batch(socket: &UdpSocket, tx: &mut Headers, replies: &Replies) {
+    let fd = socket.as_raw_fd();
+    let mut sources: Vec<Option<IpAddr>> = replies.from.clone();
+    sources.sort_unstable();
+    sources.dedup();
+    for source in sources {
+        let picked: Vec<usize> = (0..replies.bytes.len())
+            .filter(|&i| replies.from[i] == source)
+            .collect();
+        let slices: Vec<[IoSlice<'_>; 1]> = picked
+            .iter()
+            .map(|&i| [IoSlice::new(&replies.bytes[i])])
+            .collect();
+        let to: Vec<Option<SockaddrStorage>> = picked.iter().map(|&i| replies.to[i]).collect();
+        let first = to
+            .first()
+            .copied()
+            .flatten()
+            .as_ref()
+            .and_then(officebox_sockets::udp::socket_addr);
+        let pktinfo = first.and_then(|c| officebox_sockets::udp::Source::new(source, c));
+        let sent = match &pktinfo {
+            Some(p) => sendmmsg(
+                fd,
+                &mut tx.with_source,
+                slices.iter(),
+                &to,
+                [p.cmsg()],
+                MsgFlags::empty(),
+            )
+            .map(Iterator::count),
+            None => sendmmsg(fd, &mut tx.plain, slices.iter(), &to, [], MsgFlags::empty())
+                .map(Iterator::count),
+        };
+        let done = match sent {
+            Ok(n) => n,
+            Err(error) => {
+                tracing::debug!(message = "dns: replies not sent together", %error);
+                0
+            }
+        };
+        // A partial send (a full socket buffer), or a source that went away: the rest one
+        // by one.
+        for &i in picked.iter().skip(done) {
+            if let Some(client) = client_addr(replies.to[i]) {
+                send(socket, &replies.bytes[i], client, replies.from[i]);
+            }
+        }
+    }
 }
 
 fn serve(
@@ -93,11 +190,13 @@ fn serve(
 ) {
     let fd = socket.as_raw_fd();
     let mut bufs = vec![[0u8; MAX_QUERY]; BATCH];
-    let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut tx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut received: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
-    let mut replies: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-    let mut to: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
+    let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(
+        BATCH,
+        Some(officebox_sockets::udp::cmsg_buffer()),
+    );
+    let mut tx = Headers::new();
+    let mut received: Vec<(usize, SocketAddr, Option<IpAddr>)> = Vec::with_capacity(BATCH);
+    let mut replies = Replies::default();
     // This thread's copy of the view, refreshed when the generation moves: no shared
     // reference count is touched per query.
     let mut generation = shared.generation();
@@ -116,7 +215,10 @@ fn serve(
                 Ok(msgs) => {
                     for m in msgs {
                         if let Some(client) = client_addr(m.address) {
-                            received.push((m.bytes, client));
+                            let to = officebox_sockets::udp::destination(
+                                m.cmsgs().into_iter().flatten(),
+                            );
+                            received.push((m.bytes, client, to));
                         }
                     }
                 }
@@ -133,9 +235,8 @@ fn serve(
             view = shared.view();
         }
         replies.clear();
-        to.clear();
         let now = Instant::now();
-        for (buf, &(len, client)) in bufs.iter().zip(&received) {
+        for (buf, &(len, client, asked)) in bufs.iter().zip(&received) {
             let packet = &buf[..len.min(MAX_QUERY)];
             let reply = match answer::handle(&view, packet, client.ip(), Transport::Udp) {
                 Action::Reply(reply) => reply,
@@ -156,14 +257,11 @@ fn serve(
                             let Ok(permit) =
                                 Arc::clone(shared.upstream_slots()).try_acquire_owned()
                             else {
-                                replies.push(answer::forwarded_at(
-                                    &req,
-                                    packet,
-                                    None,
-                                    Transport::Udp,
-                                    now,
-                                ));
-                                to.push(Some(SockaddrStorage::from(client)));
+                                replies.push(
+                                    answer::forwarded_at(&req, packet, None, Transport::Udp, now),
+                                    client,
+                                    asked,
+                                );
                                 continue;
                             };
                             let (packet, socket, forwarder) =
@@ -178,7 +276,7 @@ fn serve(
                                     outcome.as_deref(),
                                     Transport::Udp,
                                 );
-                                send(&socket, &reply, client);
+                                send(&socket, &reply, client, asked);
                                 drop(permit);
                             });
                             continue;
@@ -187,37 +285,19 @@ fn serve(
                 }
                 Action::Transfer(_) | Action::Drop => continue,
             };
-            replies.push(reply);
-            to.push(Some(SockaddrStorage::from(client)));
+            replies.push(reply, client, asked);
         }
-        if replies.is_empty() {
+        if replies.bytes.is_empty() {
             continue;
         }
-        let slices: Vec<[IoSlice<'_>; 1]> = replies.iter().map(|r| [IoSlice::new(r)]).collect();
-        let sent =
-            sendmmsg(fd, &mut tx, slices.iter(), &to, [], MsgFlags::empty()).map(Iterator::count);
-        match sent {
-            // A partial send (a full socket buffer): the rest one by one.
-            Ok(n) if n < replies.len() => {
-                for (reply, addr) in replies.iter().zip(&to).skip(n) {
-                    if let Some(client) = client_addr(*addr) {
-                        send(socket, reply, client);
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(error) => tracing::debug!(message = "dns: replies not sent", %error),
-        }
+        send_batch(socket, &mut tx, &replies);
     }
 }
 
 /// Sends one reply without ever blocking: with a full send buffer the reply is dropped
 /// and the client asks again.
-fn send(socket: &UdpSocket, reply: &[u8], client: SocketAddr) {
-    let to = SockaddrStorage::from(client);
-    if let Err(error) =
-        nix::sys::socket::sendto(socket.as_raw_fd(), reply, &to, MsgFlags::MSG_DONTWAIT)
-    {
+fn send(socket: &UdpSocket, reply: &[u8], client: SocketAddr, from: Option<IpAddr>) {
+    if let Err(error) = officebox_sockets::udp::send(socket.as_raw_fd(), reply, client, from) {
         tracing::debug!(message = "dns: reply not sent", %client, %error);
     }
 }

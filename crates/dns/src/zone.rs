@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use foldhash::fast::RandomState;
 
-use officebox_config::derive::{builtin_names, zone_mx, zone_ns};
+use officebox_config::derive::{builtin_names, client_name_allowed, zone_mx, zone_ns};
 use officebox_config::{Config, RecordData, reverse_zone};
 use officebox_store::Lease;
 
@@ -304,6 +304,21 @@ impl Zone {
         for r in &config.dns.records {
             z.add(&r.name, r.ttl, &r.data, Source::Static);
         }
+        // A static name on the LAN answers the reverse question too, unless the admin
+        // wrote that PTR record (or the address is the box's own).
+        for r in &config.dns.records {
+            if let RecordData::A(ip) = r.data
+                && net.lan.net.contains(ip)
+                && !z.has_name(&ptr_name(ip))
+            {
+                z.add(
+                    &ptr_name(ip),
+                    r.ttl,
+                    &RecordData::Ptr(r.name.clone()),
+                    Source::Static,
+                );
+            }
+        }
 
         for r in &config.dhcp.reservations {
             let Some(host) = &r.hostname else { continue };
@@ -312,12 +327,14 @@ impl Zone {
                 continue;
             }
             z.add(&name, ttl, &RecordData::A(r.address), Source::Reservation);
-            z.add(
-                &ptr_name(r.address),
-                ttl,
-                &RecordData::Ptr(name),
-                Source::Reservation,
-            );
+            if !z.has_name(&ptr_name(r.address)) {
+                z.add(
+                    &ptr_name(r.address),
+                    ttl,
+                    &RecordData::Ptr(name),
+                    Source::Reservation,
+                );
+            }
         }
 
         // DHCP names: never over a built-in, static or reserved name; between two clients
@@ -331,6 +348,10 @@ impl Zone {
         }
         for (host, claims) in by_name {
             let name = format!("{host}.{domain}");
+            if !client_name_allowed(&host) {
+                tracing::info!(message = "dns: a DHCP client asked for a reserved name; not published", name, address = %claims[0].address);
+                continue;
+            }
             if z.has_name(&name) {
                 // Quietly when the name is the client's own reservation.
                 let own = config.dhcp.reservations.iter().any(|r| {
@@ -356,7 +377,7 @@ impl Zone {
                 &RecordData::A(winner.address),
                 Source::Dhcp,
             );
-            if net.lan.net.contains(winner.address) {
+            if net.lan.net.contains(winner.address) && !z.has_name(&ptr_name(winner.address)) {
                 z.add(
                     &ptr_name(winner.address),
                     DHCP_TTL,

@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use officebox_config::derive::mail_resolvers;
 use officebox_config::{Config, Pop3Account, Pop3Tls};
 use officebox_store::{FetchStatus, Maildir, NewRecipient, StoreError};
 use tokio::net::TcpStream;
@@ -311,7 +310,7 @@ impl Pop {
 
 /// Connects, logs in and returns the session.
 async fn connect(config: &Config, a: &Pop3Account) -> Result<Pop, FetchError> {
-    let resolver = Resolver::new(mail_resolvers(config));
+    let resolver = Resolver::for_config(config);
     let addrs = resolver
         .addresses(&a.server)
         .await

@@ -32,12 +32,17 @@ use std::time::Duration;
 use officebox_config::Config;
 use officebox_config::derive::bind_addresses;
 use officebox_config::model::Service;
+use officebox_sockets::tcp::Accepted;
+use officebox_sockets::{ConnLimits, Refused};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Connections served at once; more wait in the kernel's backlog.
+/// Connections served at once (SMTP, submission and POP3 together), and from one client
+/// address on each port ([`officebox_sockets::limits::PER_ADDRESS`]). Beyond either, a
+/// connection is told to come back later and closed.
 const MAX_SESSIONS: usize = 200;
 
 /// What a listening socket serves.
@@ -84,7 +89,8 @@ struct Ctx {
     store: Arc<deliver::Store>,
     shared: Arc<smtp::Shared>,
     locks: Arc<pop3::Locks>,
-    slots: Arc<Semaphore>,
+    /// The mail sessions in all; each port counts its clients' addresses by itself.
+    limits: Arc<ConnLimits>,
 }
 
 /// Runs the SMTP and POP3 servers until `shutdown`; rebinds when a reload moves them.
@@ -125,10 +131,10 @@ pub async fn serve(
         store,
         shared: Arc::new(smtp::Shared {
             tls,
-            limiter: tls::AuthLimiter::default(),
+            limiter: officebox_secrets::login::Limiter::new(officebox_secrets::login::LOGIN),
         }),
         locks: Arc::default(),
-        slots: Arc::new(Semaphore::new(MAX_SESSIONS)),
+        limits: ConnLimits::new(officebox_sockets::limits::PER_ADDRESS, MAX_SESSIONS),
     });
     let result = listen(config_rx, &ctx, &shutdown).await;
     runner_stop.cancel();
@@ -150,7 +156,7 @@ async fn listen(
             if kind.needs_tls_first() && ctx.shared.tls.is_none() {
                 continue;
             }
-            let l = TcpListener::bind(addr).await.map_err(|e| {
+            let l = officebox_sockets::tcp::listen(*addr).await.map_err(|e| {
                 io::Error::new(e.kind(), format!("mail: cannot listen on tcp {addr}: {e}"))
             })?;
             match kind {
@@ -160,9 +166,12 @@ async fn listen(
             listeners.push((l, *kind));
         }
         let stop = shutdown.child_token();
+        let mut acceptors = tokio::task::JoinSet::new();
         for (l, kind) in listeners {
-            tokio::spawn(accept(
+            let limits = ctx.limits.sharing_total();
+            acceptors.spawn(accept(
                 l,
+                limits,
                 kind,
                 config_rx.clone(),
                 Arc::clone(ctx),
@@ -183,33 +192,53 @@ async fn listen(
             }
         };
         stop.cancel();
+        // The old listeners are closed before the new ones bind (0.0.0.0 cannot be bound
+        // while the LAN address's listener on the same port is open, nor the reverse).
+        while acceptors.join_next().await.is_some() {}
         if !rebind {
             return Ok(());
         }
     }
 }
 
+/// Tells a client there is no room for it now (in the protocol's words, where the port
+/// speaks plain text first) and closes the connection.
+fn refuse(mut stream: tokio::net::TcpStream, kind: Kind, why: Refused, peer: SocketAddr) {
+    debug!(message = "mail: connection refused", %peer, reason = %why);
+    let line: &[u8] = match (kind, why) {
+        (Kind::Smtp(smtp::Port::Smtps) | Kind::Pop3(pop3::Port::Pop3s), _) => b"",
+        (Kind::Smtp(_), Refused::PerAddress) => {
+            b"421 4.7.0 Too many connections from your address; try again later\r\n"
+        }
+        (Kind::Smtp(_), Refused::Full) => b"421 4.3.2 Too busy; try again later\r\n",
+        (Kind::Pop3(_), Refused::PerAddress) => {
+            b"-ERR [SYS/TEMP] too many connections from your address; try again later\r\n"
+        }
+        (Kind::Pop3(_), Refused::Full) => b"-ERR [SYS/TEMP] too busy; try again later\r\n",
+    };
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(line)).await;
+    });
+}
+
 async fn accept(
     listener: TcpListener,
+    limits: Arc<ConnLimits>,
     kind: Kind,
     config_rx: watch::Receiver<Arc<Config>>,
     ctx: Arc<Ctx>,
     stop: CancellationToken,
 ) {
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, permit) = tokio::select! {
             () = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(error) => {
-                    warn!(message = "mail: accept failed", %error);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+            a = officebox_sockets::tcp::accept(&listener, &limits) => match a {
+                Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
+                Accepted::Refused(stream, peer, why) => {
+                    refuse(stream, kind, why, peer);
                     continue;
                 }
             },
-        };
-        let Ok(permit) = Arc::clone(&ctx.slots).acquire_owned().await else {
-            return;
         };
         // Each session keeps the config it started with.
         let config = Arc::clone(&config_rx.borrow());

@@ -22,11 +22,13 @@ use tracing::{info, warn};
 use crate::conn::Conn;
 use crate::deliver::mailbox_path;
 use crate::smtp::Shared;
-use crate::tls::{authenticate, base64_decode};
+use crate::tls::{Auth, authenticate, base64_decode};
 
 const MAX_LINE: usize = 1024;
 /// RFC 1939 section 3: at least 10 minutes of inactivity before closing.
 const IDLE: Duration = Duration::from_secs(600);
+/// Before a login, a client waits this long at most (it holds a connection slot).
+const LOGIN_IDLE: Duration = Duration::from_secs(30);
 
 /// Which port a connection came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,14 +43,35 @@ pub enum Port {
 #[derive(Debug, Default)]
 pub struct Locks {
     open: Mutex<HashSet<String>>,
+    /// Woken whenever a mailbox is closed.
+    released: tokio::sync::Notify,
 }
 
+/// How long a login waits for another session of the same mailbox to end (a phone's mail
+/// app and a PC's checking at once, or a burst of logins) before it is refused IN-USE.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
 impl Locks {
-    fn take(&self, login: &str) -> bool {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(login.to_string())
+    /// Takes `login`'s mailbox, waiting up to [`LOCK_WAIT`] for a session that has it.
+    async fn take(&self, login: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before trying, so a release in between is not missed.
+            released.as_mut().enable();
+            if self
+                .open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(login.to_string())
+            {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return false;
+            }
+        }
     }
 
     fn release(&self, login: &str) {
@@ -56,12 +79,13 @@ impl Locks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(login);
+        self.released.notify_waiters();
     }
 }
 
 /// The next command line, without its line end.
-async fn next_line(conn: &mut Conn) -> io::Result<Option<String>> {
-    Ok(conn.line(MAX_LINE, IDLE).await?.map(|l| {
+async fn next_line(conn: &mut Conn, idle: Duration) -> io::Result<Option<String>> {
+    Ok(conn.line(MAX_LINE, idle).await?.map(|l| {
         String::from_utf8_lossy(&l)
             .trim_end_matches(['\r', '\n'])
             .to_string()
@@ -142,7 +166,8 @@ pub async fn session(
     let mut mailbox: Option<Mailbox> = None;
     let result = async {
         loop {
-            let Some(line) = next_line(&mut conn).await? else { return Ok(()) };
+            let idle = if mailbox.is_some() { IDLE } else { LOGIN_IDLE };
+            let Some(line) = next_line(&mut conn, idle).await? else { return Ok(()) };
             let mut words = line.splitn(3, ' ');
             let command = words.next().unwrap_or_default().to_ascii_uppercase();
             let (a1, a2) = (words.next(), words.next());
@@ -229,7 +254,7 @@ pub async fn session(
                         Some(r) => r.to_string(),
                         None => {
                             conn.say("+ ");
-                            match next_line(&mut conn).await? {
+                            match next_line(&mut conn, LOGIN_IDLE).await? {
                                 Some(r) => r,
                                 None => return Ok(()),
                             }
@@ -341,24 +366,27 @@ async fn login(
     name: &str,
     password: &str,
 ) -> Result<Mailbox, &'static str> {
-    if !shared.limiter.allowed(peer.ip()) {
+    // The attempt counts from now, when its password is here (see officebox_secrets::login).
+    let Ok(attempt) = shared.limiter.begin(peer.ip()).await else {
         return Err("-ERR [AUTH] too many failed logins; try again later");
-    }
-    let (config, name_owned, password) =
-        (Arc::clone(config), name.to_string(), password.to_string());
-    let checked = tokio::task::spawn_blocking(move || {
-        authenticate(&config, &name_owned, &password).map(|l| (l, config))
-    })
-    .await
-    .ok()
-    .flatten();
-    let Some((login, config)) = checked else {
-        shared.limiter.failed(peer.ip());
-        warn!(message = "pop3: login failed", client = %peer);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        return Err("-ERR [AUTH] invalid user name or password");
     };
-    if !locks.take(&login) {
+    let login = match authenticate(config, name, password).await {
+        Auth::Ok(login) => {
+            attempt.succeeded();
+            login
+        }
+        Auth::Busy => {
+            attempt.withdrawn();
+            return Err("-ERR [SYS/TEMP] too busy to check passwords now; try again later");
+        }
+        Auth::Wrong => {
+            attempt.failed();
+            warn!(message = "pop3: login failed", client = %peer);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Err("-ERR [AUTH] invalid user name or password");
+        }
+    };
+    if !locks.take(&login).await {
         return Err("-ERR [IN-USE] the mailbox is open in another session");
     }
     let held = Held {

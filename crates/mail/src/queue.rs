@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use officebox_config::Config;
-use officebox_config::derive::mail_resolvers;
 use officebox_store::{
     Job, Maildir, NewMessage, NewRecipient, Notice, Outcome, RecipientState, StoreError,
 };
@@ -175,7 +174,7 @@ impl Runner {
             }
         }
         let client = Client {
-            resolver: Resolver::new(mail_resolvers(config)),
+            resolver: Resolver::for_config(config),
             helo: format!("{}.{}", config.network.hostname, config.network.domain),
             tls: tls.cloned(),
             port: 25,

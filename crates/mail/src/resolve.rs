@@ -56,11 +56,25 @@ struct Answer {
 #[derive(Debug, Clone)]
 pub struct Resolver {
     servers: Vec<SocketAddr>,
+    /// What to say when there are no servers.
+    none: &'static str,
 }
 
 impl Resolver {
     pub fn new(servers: Vec<SocketAddr>) -> Resolver {
-        Resolver { servers }
+        Resolver {
+            servers,
+            none: "no DNS server to look up mail hosts",
+        }
+    }
+
+    /// The resolver the config gives mail (`derive::mail_resolvers`), saying why there is
+    /// none when there is none.
+    pub fn for_config(config: &officebox_config::Config) -> Resolver {
+        Resolver {
+            servers: officebox_config::derive::mail_resolvers(config),
+            none: officebox_config::derive::no_mail_resolvers_reason(config),
+        }
     }
 
     /// The mail hosts of `domain`, best first (equal preferences shuffled, RFC 5321
@@ -112,9 +126,7 @@ impl Resolver {
 
     async fn query(&self, name: &str, qtype: u16) -> Result<Answer, LookupError> {
         if self.servers.is_empty() {
-            return Err(LookupError::Temporary(
-                "no DNS server to look up mail hosts (enable [dns] or set mail.resolvers)".into(),
-            ));
+            return Err(LookupError::Temporary(self.none.into()));
         }
         let mut last = String::new();
         for _ in 0..ROUNDS {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use officebox_config::Config;
-use officebox_config::derive::client_zone;
+use officebox_config::derive::{ClientZone, client_zone};
 use officebox_store::{NewRecipient, Ret};
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_RET_FULL, MAIL_RET_HDRS, RCPT_NOTIFY_DELAY,
@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use crate::conn::Conn;
 use crate::deliver::{Delivery, Envelope, Store};
 use crate::route::{Destination, may_relay, resolve};
-use crate::tls::{AuthLimiter, authenticate, base64_decode};
+use crate::tls::{Auth, authenticate, base64_decode};
 
 /// RFC 5321 4.5.3.1.4: a command line is at most 512 octets; we allow a little more.
 const MAX_COMMAND: usize = 2048;
@@ -36,6 +36,9 @@ const MAX_RECIPIENTS: usize = 100;
 /// RFC 5321 4.5.3.2: the server should wait 5 minutes for a command; idle clients that
 /// hold a connection (slowloris) are cut off earlier.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Until a client has said EHLO/HELO or authenticated, it waits this long at most: an
+/// address holding connections open without a word cannot keep others out for long.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(30);
 const DATA_TIMEOUT: Duration = Duration::from_secs(300);
 /// Errors before a client is disconnected.
 const MAX_ERRORS: u32 = 20;
@@ -54,7 +57,8 @@ pub enum Port {
 /// What every session shares.
 pub struct Shared {
     pub tls: Option<TlsAcceptor>,
-    pub limiter: AuthLimiter,
+    /// Failed logins per address, SMTP AUTH and POP3 together.
+    pub limiter: Arc<officebox_secrets::login::Limiter>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -192,7 +196,12 @@ pub async fn session(
             conn.say("421 4.7.0 Too many errors, closing");
             break;
         }
-        let line = match conn.line(MAX_COMMAND, COMMAND_TIMEOUT).await {
+        let wait = if s.helo.is_some() || s.user.is_some() {
+            COMMAND_TIMEOUT
+        } else {
+            GREETING_TIMEOUT
+        };
+        let line = match conn.line(MAX_COMMAND, wait).await {
             Ok(Some(l)) => l,
             Ok(None) => break,
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -251,9 +260,12 @@ pub async fn session(
                     s.from = Some(Envelope {
                         from: from.address.to_string(),
                         envid: dsn_text(from.env_id.as_deref()),
-                        ret: if from.flags & MAIL_RET_FULL != 0 {
+                        // The whole message goes back in a notice only to a sender we
+                        // know: a stranger naming someone else as MAIL FROM would have
+                        // the box mail them a copy (backscatter).
+                        ret: if from.flags & MAIL_RET_FULL != 0 && s.trusted() {
                             Some(Ret::Full)
-                        } else if from.flags & MAIL_RET_HDRS != 0 {
+                        } else if from.flags & (MAIL_RET_FULL | MAIL_RET_HDRS) != 0 {
                             Some(Ret::Headers)
                         } else {
                             None
@@ -393,7 +405,7 @@ impl Session<'_> {
             self.errors += 1;
             return Ok("503 5.5.1 Already authenticated".into());
         }
-        if !shared.limiter.allowed(self.peer.ip()) {
+        if shared.limiter.locked(self.peer.ip()) {
             return Ok("454 4.7.0 Too many failed logins; try again later".into());
         }
         let ask = async |conn: &mut Conn, prompt: &str| -> io::Result<Option<String>> {
@@ -447,25 +459,36 @@ impl Session<'_> {
             }
             _ => return Ok("504 5.5.4 Unrecognized authentication mechanism".into()),
         };
-        let config = self.config.clone();
-        let ok = tokio::task::spawn_blocking(move || authenticate(&config, &user, &password))
-            .await
-            .ok()
-            .flatten();
-        match ok {
-            Some(login) => {
+        // The attempt counts from now, when its password is here: whatever was checked
+        // when AUTH began, guesses sent in parallel are limited as if sent in turn.
+        let Ok(attempt) = shared.limiter.begin(self.peer.ip()).await else {
+            return Ok("454 4.7.0 Too many failed logins; try again later".into());
+        };
+        match authenticate(self.config, &user, &password).await {
+            Auth::Ok(login) => {
+                attempt.succeeded();
                 info!(message = "smtp: authenticated", client = %self.peer, user = %login);
                 self.user = Some(login);
                 Ok("235 2.7.0 Authentication successful".into())
             }
-            None => {
-                shared.limiter.failed(self.peer.ip());
+            Auth::Busy => {
+                attempt.withdrawn();
+                Ok("454 4.3.0 Too busy to check passwords now; try again later".into())
+            }
+            Auth::Wrong => {
+                attempt.failed();
                 warn!(message = "smtp: authentication failed", client = %self.peer);
                 // A pause before the answer slows password guessing further.
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 Ok("535 5.7.8 Authentication credentials invalid".into())
             }
         }
+    }
+
+    /// Whether the sender is one of ours (authenticated, or on the LAN or this machine),
+    /// whose delivery notices may go where its MAIL FROM says.
+    fn trusted(&self) -> bool {
+        self.user.is_some() || client_zone(&self.config.network, self.peer.ip()) != ClientZone::Wan
     }
 
     fn reset(&mut self) {
@@ -497,10 +520,20 @@ impl Session<'_> {
             }
             Destination::Local { .. } => {}
         }
+        let mut notify = notify_bits(flags);
+        if !self.trusted() {
+            // A success notice goes to the MAIL FROM address, which a stranger names at
+            // will: only failures are reported to it (a sender that asked for success
+            // notices alone hears nothing).
+            notify = notify.map(|n| match n & !officebox_store::notify::SUCCESS {
+                0 => officebox_store::notify::NEVER,
+                rest => rest,
+            });
+        }
         self.to.push(Rcpt {
             address: address.to_string(),
             dest,
-            notify: notify_bits(flags),
+            notify,
             orcpt: dsn_text(orcpt),
         });
         "250 2.1.5 Ok".into()

@@ -3,12 +3,11 @@
 //! hashes.
 
 use std::io;
-use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use officebox_config::Config;
+use officebox_secrets::login::Checked;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -120,8 +119,19 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// Checks a login (`alice` or `alice@domain`) and password; returns the login.
-pub fn authenticate(config: &Config, user: &str, password: &str) -> Option<String> {
+/// What a login came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// The password is right: the login, lowercased.
+    Ok(String),
+    Wrong,
+    /// The password checks are all busy; nothing was decided.
+    Busy,
+}
+
+/// Checks a login (`alice` or `alice@domain`) and password, in turn with the other
+/// password checks. A user that does not exist takes as long as a wrong password.
+pub async fn authenticate(config: &Config, user: &str, password: &str) -> Auth {
     let login = user.split_once('@').map_or(user, |(l, d)| {
         if d.eq_ignore_ascii_case(&config.network.domain) {
             l
@@ -130,42 +140,15 @@ pub fn authenticate(config: &Config, user: &str, password: &str) -> Option<Strin
         }
     });
     let login = login.to_ascii_lowercase();
-    let u = config.users.iter().find(|u| u.login == login)?;
-    officebox_secrets::verify(&u.password_hash, password).then_some(login)
-}
-
-/// Failed logins per client address: after [`FAILURES`] in [`WINDOW`], that address is
-/// refused until the window passes.
-#[derive(Debug, Default)]
-pub struct AuthLimiter {
-    failures: Mutex<Vec<(IpAddr, Instant, u32)>>,
-}
-
-const FAILURES: u32 = 5;
-const WINDOW: Duration = Duration::from_secs(600);
-
-impl AuthLimiter {
-    /// Whether `ip` may try again now.
-    pub fn allowed(&self, ip: IpAddr) -> bool {
-        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        f.retain(|(_, since, _)| since.elapsed() < WINDOW);
-        f.iter()
-            .find(|(a, _, _)| *a == ip)
-            .is_none_or(|(_, _, n)| *n < FAILURES)
-    }
-
-    pub fn failed(&self, ip: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        match f.iter_mut().find(|(a, _, _)| *a == ip) {
-            Some(e) => e.2 += 1,
-            None => {
-                // Bounded: the oldest entries go first when many addresses fail at once.
-                if f.len() >= 10_000 {
-                    f.remove(0);
-                }
-                f.push((ip, Instant::now(), 1));
-            }
-        }
+    let hash = config
+        .users
+        .iter()
+        .find(|u| u.login == login)
+        .map(|u| u.password_hash.clone());
+    match officebox_secrets::login::check(hash, password.to_string()).await {
+        Checked::Right => Auth::Ok(login),
+        Checked::Wrong => Auth::Wrong,
+        Checked::Busy => Auth::Busy,
     }
 }
 
@@ -230,17 +213,5 @@ mod tests {
         }
         assert_eq!(base64_encode(b"Username:"), "VXNlcm5hbWU6");
         assert!(base64_decode("not base64!").is_none());
-    }
-
-    #[test]
-    fn limiter() {
-        let l = AuthLimiter::default();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for _ in 0..FAILURES {
-            assert!(l.allowed(ip));
-            l.failed(ip);
-        }
-        assert!(!l.allowed(ip));
-        assert!(l.allowed("192.0.2.2".parse().unwrap()));
     }
 }

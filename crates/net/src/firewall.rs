@@ -4,7 +4,8 @@
 //! applied in one `nft -f` transaction that first deletes the table and then declares it
 //! again, so a mode switch is atomic: the old rules hold until the new ones do.
 //!
-//! - lan-only: an empty table (no forwarding, NAT or filtering; officebox is a LAN host).
+//! - lan-only: officebox is a LAN host. No forwarding and no NAT; the WAN interface (when
+//!   one is named) is down without an address, and whatever still arrives on it is dropped.
 //! - router: the kernel routes between LAN and WAN unfiltered, without NAT; only officebox's
 //!   own WAN side is guarded (the services in `wan_services` answer, others are rejected),
 //!   so the admin pages never face the WAN.
@@ -12,8 +13,17 @@
 //!   the configured forwards (DNAT, with hairpin for LAN PCs using the public address);
 //!   officebox's own WAN services are reachable, everything else on the WAN is rejected.
 //! - firewall-nat-dmz: the same, but officebox's own WAN address answers only the listed
-//!   services and silently drops the rest (stealth), with SYN and ICMP rate limits and
-//!   invalid packets dropped.
+//!   services and silently drops the rest (stealth), with ICMP rate limits and invalid
+//!   packets dropped.
+//!
+//! In every mode but lan-only, two guards stand on the WAN side:
+//! - anti-spoofing, before connection tracking and NAT see a packet: one arriving on the
+//!   WAN from a LAN address, one of the box's own, a martian (0/8, 127/8, 169.254/16,
+//!   multicast, 240/4) or any address the WAN is not the way back to (reverse path), is
+//!   dropped and counted (`nft list counter inet officebox spoofed`). The services classify
+//!   clients by source address, so a forged LAN source must never reach them;
+//! - SYN limits per source address (a dynamic set, not one global limit): one flooder
+//!   is held back without slowing anyone else.
 
 use std::fmt::Write as _;
 
@@ -29,6 +39,11 @@ pub enum RenderError {
     #[error("network.{0}.interface is not set; the firewall needs to know which port is which")]
     NoInterface(&'static str),
 }
+
+/// New connections per second one source may open to the box's own WAN services (after
+/// a burst of twice that); more are dropped. No mail server, phone or browser comes near.
+const SYN_RATE: u32 = 50;
+const SYN_BURST: u32 = 100;
 
 /// Whether IPv4 forwarding is on in `mode`.
 pub fn ip_forward(mode: SecurityMode) -> bool {
@@ -53,6 +68,24 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
     let _ = writeln!(o, "delete table inet {TABLE}");
     if mode == SecurityMode::LanOnly {
         let _ = writeln!(o, "table inet {TABLE} {{");
+        if let Some(wan) = config.network.wan.interface.as_deref() {
+            let _ = writeln!(o, "    chain input {{");
+            let _ = writeln!(
+                o,
+                "        type filter hook input priority filter; policy accept;"
+            );
+            let _ = writeln!(
+                o,
+                "        iifname \"{wan}\" drop comment \"lan-only: the WAN is not used\""
+            );
+            let _ = writeln!(o, "    }}");
+        }
+        let _ = writeln!(o, "    chain forward {{");
+        let _ = writeln!(
+            o,
+            "        type filter hook forward priority filter; policy drop;"
+        );
+        let _ = writeln!(o, "    }}");
         let _ = writeln!(o, "}}");
         return Ok(o);
     }
@@ -73,6 +106,59 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
     let dmz = wan_address_firewalled(mode);
 
     let _ = writeln!(o, "table inet {TABLE} {{");
+    let _ = writeln!(o, "    counter spoofed {{");
+    let _ = writeln!(
+        o,
+        "        comment \"packets on the WAN with a source that cannot come from there\""
+    );
+    let _ = writeln!(o, "    }}");
+    let _ = writeln!(o, "    counter syn_flood {{");
+    let _ = writeln!(
+        o,
+        "        comment \"new connections dropped: one source over its rate\""
+    );
+    let _ = writeln!(o, "    }}");
+    let _ = writeln!(o, "    set syn_v4 {{");
+    let _ = writeln!(
+        o,
+        "        type ipv4_addr; size 65536; flags dynamic,timeout; timeout 1m;"
+    );
+    let _ = writeln!(o, "    }}");
+    let _ = writeln!(o, "    set syn_v6 {{");
+    let _ = writeln!(
+        o,
+        "        type ipv6_addr; size 65536; flags dynamic,timeout; timeout 1m;"
+    );
+    let _ = writeln!(o, "    }}");
+
+    // ------------------------------------------------------------- antispoof
+    let _ = writeln!(o, "    chain antispoof {{");
+    let _ = writeln!(
+        o,
+        "        type filter hook prerouting priority raw; policy accept;"
+    );
+    let _ = writeln!(o, "        iifname != \"{wan}\" accept");
+    let _ = writeln!(
+        o,
+        "        ip saddr {{ {lan_net}, 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 240.0.0.0/4 }} counter name \"spoofed\" drop"
+    );
+    let _ = writeln!(
+        o,
+        "        ip6 saddr {{ ::1, ::ffff:0.0.0.0/96, ff00::/8 }} counter name \"spoofed\" drop"
+    );
+    let _ = writeln!(
+        o,
+        "        fib saddr type {{ local, broadcast, multicast }} counter name \"spoofed\" drop comment \"the box's own addresses\""
+    );
+    let _ = writeln!(
+        o,
+        "        udp sport 67 udp dport 68 accept comment \"the ISP's DHCP server, before there is a route back\""
+    );
+    let _ = writeln!(
+        o,
+        "        meta nfproto ipv4 fib saddr . iif oif missing counter name \"spoofed\" drop comment \"reverse path\""
+    );
+    let _ = writeln!(o, "    }}");
 
     // ---------------------------------------------------------------- input
     let _ = writeln!(o, "    chain input {{");
@@ -111,13 +197,18 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
             format!("{{ {} }}", list.join(", "))
         }
     };
+    if !tcp_ports.is_empty() {
+        // Per source: an IPv6 client by its /64, as one site has a whole /64.
+        let _ = writeln!(
+            o,
+            "        tcp flags & (syn | ack) == syn update @syn_v4 {{ ip saddr limit rate over {SYN_RATE}/second burst {SYN_BURST} packets }} counter name \"syn_flood\" drop comment \"SYN flood from one address\""
+        );
+        let _ = writeln!(
+            o,
+            "        tcp flags & (syn | ack) == syn update @syn_v6 {{ ip6 saddr & ffff:ffff:ffff:ffff:: limit rate over {SYN_RATE}/second burst {SYN_BURST} packets }} counter name \"syn_flood\" drop comment \"SYN flood from one /64\""
+        );
+    }
     if dmz {
-        if !tcp_ports.is_empty() {
-            let _ = writeln!(
-                o,
-                "        tcp flags & (syn | ack) == syn limit rate over 50/second burst 100 packets drop comment \"SYN flood\""
-            );
-        }
         let _ = writeln!(
             o,
             "        icmp type echo-request limit rate 5/second burst 10 packets accept"
@@ -243,7 +334,14 @@ mod tests {
         )
         .unwrap();
         let text = render(&c).unwrap();
-        assert!(text.ends_with("table inet officebox {\n}\n"), "{text}");
+        assert!(
+            !text.contains("chain input"),
+            "no WAN named, nothing to drop:\n{text}"
+        );
+        assert!(
+            text.contains("policy drop"),
+            "nothing is forwarded:\n{text}"
+        );
         assert!(ip_forward(SecurityMode::Router) && !ip_forward(SecurityMode::LanOnly));
     }
 }

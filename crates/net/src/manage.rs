@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
+use officebox_config::values::Ipv4Net;
 use officebox_config::{Config, WanAddressing};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 use tokio::io::AsyncWriteExt;
@@ -35,71 +36,235 @@ async fn link_index(handle: &Handle, name: &str) -> io::Result<u32> {
     }
 }
 
-/// Brings `name` up with `address/prefix` (replacing nothing else on it).
-async fn address(handle: &Handle, name: &str, address: Ipv4Addr, prefix: u8) -> io::Result<()> {
+/// The interfaces and routes a config asks for: the state a fresh start in its mode
+/// gives. Every apply, at start or on a reload from any other mode, converges on it, so
+/// a mode switch ends exactly where a fresh start would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The LAN interface and its address.
+    pub lan: Option<(String, Ipv4Net)>,
+    pub wan: WanPlan,
+    pub default_route: DefaultRoute,
+}
+
+/// What the WAN interface carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WanPlan {
+    /// No WAN interface named.
+    None,
+    /// lan-only: the WAN is not used. The interface is down and has no IPv4 address, so
+    /// nothing of the box answers there, whatever listens on 0.0.0.0.
+    Unused(String),
+    /// Up with exactly this address (others officebox finds there are removed).
+    Static { interface: String, net: Ipv4Net },
+    /// Up; the WAN DHCP client puts its leased address there.
+    Dhcp(String),
+}
+
+/// Where the box's own default route points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultRoute {
+    /// Through this gateway (the ISP's, or the LAN's own router in lan-only mode); other
+    /// default routes are removed.
+    Via(Ipv4Addr),
+    /// The WAN DHCP client sets it; a default route left on the LAN side is removed.
+    Dhcp,
+    /// None through officebox's interfaces (lan-only without a LAN gateway).
+    None,
+}
+
+/// The plan for `config`.
+pub fn plan(config: &Config) -> Plan {
+    let lan = &config.network.lan;
+    let wan = &config.network.wan;
+    let lan_plan = lan.interface.clone().map(|name| (name, lan.net));
+    if !firewall::ip_forward(config.security.mode) {
+        // lan-only: officebox is a LAN host whose router is the LAN gateway.
+        return Plan {
+            lan: lan_plan,
+            wan: wan.interface.clone().map_or(WanPlan::None, WanPlan::Unused),
+            default_route: lan.gateway.map_or(DefaultRoute::None, DefaultRoute::Via),
+        };
+    }
+    let (wan_plan, default_route) = match (&wan.interface, &wan.addressing) {
+        (Some(name), WanAddressing::Static { net, gateway }) => (
+            WanPlan::Static {
+                interface: name.clone(),
+                net: *net,
+            },
+            DefaultRoute::Via(*gateway),
+        ),
+        (Some(name), WanAddressing::Dhcp { .. }) => {
+            (WanPlan::Dhcp(name.clone()), DefaultRoute::Dhcp)
+        }
+        (None, WanAddressing::Static { gateway, .. }) => {
+            (WanPlan::None, DefaultRoute::Via(*gateway))
+        }
+        (None, WanAddressing::Dhcp { .. }) => (WanPlan::None, DefaultRoute::Dhcp),
+    };
+    Plan {
+        lan: lan_plan,
+        wan: wan_plan,
+        default_route,
+    }
+}
+
+async fn link(handle: &Handle, name: &str, up: bool) -> io::Result<u32> {
     let index = link_index(handle, name).await?;
+    let change = LinkUnspec::new_with_index(index);
+    let change = if up { change.up() } else { change.down() };
     handle
         .link()
-        .set(LinkUnspec::new_with_index(index).up().build())
+        .set(change.build())
         .execute()
         .await
         .map_err(nl)?;
-    handle
+    Ok(index)
+}
+
+/// The IPv4 addresses on interface `index`, as netlink messages (for deleting).
+async fn ipv4_addresses(
+    handle: &Handle,
+    index: u32,
+) -> io::Result<
+    Vec<(
+        Ipv4Addr,
+        u8,
+        rtnetlink::packet_route::address::AddressMessage,
+    )>,
+> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let mut out = Vec::new();
+    let mut addrs = handle
         .address()
-        .add(index, IpAddr::V4(address), prefix)
-        .replace()
-        .execute()
-        .await
-        .map_err(nl)
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    while let Some(a) = addrs.try_next().await.map_err(nl)? {
+        let ip = a.attributes.iter().find_map(|at| match at {
+            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+            _ => None,
+        });
+        if let Some(ip) = ip {
+            out.push((ip, a.header.prefix_len, a));
+        }
+    }
+    Ok(out)
 }
 
-/// The default route through the ISP's gateway.
-async fn default_route(handle: &Handle, gateway: Ipv4Addr) -> io::Result<()> {
-    let route = RouteMessageBuilder::<Ipv4Addr>::new()
-        .gateway(gateway)
-        .build();
-    handle
+/// Puts exactly the addresses `keep` (none for `None`) of IPv4 on interface `index`:
+/// `keep` is added (or refreshed), every other IPv4 address is removed.
+async fn only_address(handle: &Handle, index: u32, keep: Option<Ipv4Net>) -> io::Result<()> {
+    if let Some(net) = keep {
+        handle
+            .address()
+            .add(index, IpAddr::V4(net.address), net.prefix)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl)?;
+    }
+    for (ip, prefix, msg) in ipv4_addresses(handle, index).await? {
+        if keep.is_some_and(|k| k.address == ip && k.prefix == prefix) {
+            continue;
+        }
+        info!(message = "net: removing an address from the WAN interface", address = %ip, prefix);
+        handle.address().del(msg).execute().await.map_err(nl)?;
+    }
+    Ok(())
+}
+
+/// The main table's IPv4 default routes: (gateway, output interface, message).
+async fn default_routes(
+    handle: &Handle,
+) -> io::Result<
+    Vec<(
+        Option<Ipv4Addr>,
+        Option<u32>,
+        rtnetlink::packet_route::route::RouteMessage,
+    )>,
+> {
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
+    let mut out = Vec::new();
+    let mut routes = handle
         .route()
-        .add(route)
-        .replace()
-        .execute()
-        .await
-        .map_err(nl)
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(r) = routes.try_next().await.map_err(nl)? {
+        if r.header.destination_prefix_length != 0 || r.header.table != RouteHeader::RT_TABLE_MAIN {
+            continue;
+        }
+        let gateway = r.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+            _ => None,
+        });
+        let oif = r.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        out.push((gateway, oif, r));
+    }
+    Ok(out)
 }
 
-async fn interfaces(config: &Config) -> io::Result<()> {
+async fn interfaces(plan: &Plan) -> io::Result<()> {
     let (connection, handle, _) = rtnetlink::new_connection()?;
     let task = tokio::spawn(connection);
     let result = async {
-        let lan = &config.network.lan;
-        if let Some(name) = &lan.interface {
-            address(&handle, name, lan.net.address, lan.net.prefix).await?;
+        let mut lan_index = None;
+        if let Some((name, net)) = &plan.lan {
+            let index = link(&handle, name, true).await?;
+            handle
+                .address()
+                .add(index, IpAddr::V4(net.address), net.prefix)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl)?;
+            lan_index = Some(index);
         }
-        let wan = &config.network.wan;
-        match (&wan.interface, &wan.addressing) {
-            (Some(name), WanAddressing::Static { net, gateway })
-                if firewall::ip_forward(config.security.mode) =>
-            {
-                address(&handle, name, net.address, net.prefix).await?;
-                default_route(&handle, *gateway).await?;
-            }
-            (Some(name), _) => {
-                // DHCP: the WAN client sets the address; lan-only: the WAN is unused.
+        let mut wan_index = None;
+        match &plan.wan {
+            WanPlan::None => {}
+            WanPlan::Unused(name) => {
                 let index = link_index(&handle, name).await?;
-                handle
-                    .link()
-                    .set(LinkUnspec::new_with_index(index).up().build())
-                    .execute()
-                    .await
-                    .map_err(nl)?;
+                only_address(&handle, index, None).await?;
+                link(&handle, name, false).await?;
+                wan_index = Some(index);
             }
-            (None, _) => {}
+            WanPlan::Static { interface, net } => {
+                let index = link(&handle, interface, true).await?;
+                only_address(&handle, index, Some(*net)).await?;
+                wan_index = Some(index);
+            }
+            WanPlan::Dhcp(name) => {
+                wan_index = Some(link(&handle, name, true).await?);
+            }
         }
-        if !firewall::ip_forward(config.security.mode)
-            && let Some(gateway) = lan.gateway
-        {
-            // lan-only: officebox is a LAN host whose router is the LAN gateway.
-            default_route(&handle, gateway).await?;
+        if let DefaultRoute::Via(gateway) = plan.default_route {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gateway)
+                .build();
+            handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl)?;
+        }
+        // Default routes another mode left behind: through another gateway, or on the
+        // LAN side when the WAN DHCP client is to set it.
+        for (gateway, oif, route) in default_routes(&handle).await? {
+            let stale = match plan.default_route {
+                DefaultRoute::Via(wanted) => gateway != Some(wanted),
+                DefaultRoute::Dhcp => oif.is_some() && oif == lan_index,
+                DefaultRoute::None => oif.is_some() && (oif == lan_index || oif == wan_index),
+            };
+            if stale {
+                info!(message = "net: removing a default route", gateway = ?gateway);
+                handle.route().del(route).execute().await.map_err(nl)?;
+            }
         }
         Ok::<_, io::Error>(())
     }
@@ -157,7 +322,7 @@ pub async fn apply(config: &Config) -> io::Result<()> {
         forwarding(false)?;
     }
     nft(&["-f", "-"], &ruleset).await?;
-    interfaces(config).await?;
+    interfaces(&plan(config)).await?;
     if forward {
         forwarding(true)?;
     }

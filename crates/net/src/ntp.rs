@@ -99,9 +99,12 @@ pub async fn serve(
         let wanted = endpoints(&config.borrow_and_update());
         let mut sockets = Vec::new();
         for addr in &wanted {
-            let socket = UdpSocket::bind(addr).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("ntp: cannot listen on udp {addr}: {e}"))
-            })?;
+            let socket = officebox_sockets::udp::bind(*addr)
+                .await
+                .and_then(UdpSocket::from_std)
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("ntp: cannot listen on udp {addr}: {e}"))
+                })?;
             info!(message = "ntp: serving", %addr);
             sockets.push(Arc::new(socket));
         }
@@ -135,11 +138,14 @@ pub async fn serve(
 }
 
 async fn serve_socket(socket: Arc<UdpSocket>, stop: CancellationToken) {
+    use officebox_sockets::udp;
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
     let mut buf = [0u8; 1024];
     loop {
-        let (len, peer) = tokio::select! {
+        let got = tokio::select! {
             () = stop.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
+            r = socket.async_io(tokio::io::Interest::READABLE, || udp::recv(fd, &mut buf)) => match r {
                 Ok(x) => x,
                 Err(error) => {
                     warn!(message = "ntp: receive failed", %error);
@@ -148,9 +154,11 @@ async fn serve_socket(socket: Arc<UdpSocket>, stop: CancellationToken) {
             },
         };
         let received = SystemTime::now();
-        match answer(&buf[..len], received) {
+        let peer = got.from;
+        match answer(&buf[..got.len], received) {
             Ok(reply) => {
-                if let Err(error) = socket.send_to(&reply, peer).await {
+                // From the address the client asked, whichever of the box's it was.
+                if let Err(error) = udp::send(fd, &reply, peer, got.to) {
                     debug!(message = "ntp: reply not sent", %peer, %error);
                 }
             }

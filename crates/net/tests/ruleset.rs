@@ -108,10 +108,29 @@ fn the_rules_say_what_each_mode_promises() {
             && dmz.contains("limit rate")
             && dmz.contains("ct state invalid drop")
     );
+    let lan_only = ruleset("lan-only");
     assert!(
-        !ruleset("lan-only").contains("chain"),
-        "lan-only: no firewall, no NAT"
+        !lan_only.contains("masquerade") && !lan_only.contains("dnat"),
+        "lan-only: no NAT\n{lan_only}"
     );
+    assert!(
+        lan_only.contains("iifname \"wan0\" drop") && lan_only.contains("policy drop"),
+        "lan-only: the WAN is not used, nothing is forwarded\n{lan_only}"
+    );
+    for mode in ["router", "firewall-nat", "firewall-nat-dmz"] {
+        let text = ruleset(mode);
+        assert!(
+            text.contains("hook prerouting priority raw")
+                && text.contains("ip saddr { 192.168.1.0/24, 0.0.0.0/8")
+                && text.contains("fib saddr . iif oif missing counter name \"spoofed\" drop"),
+            "{mode}: forged sources are dropped on the WAN before anything else\n{text}"
+        );
+        assert!(
+            text.contains("update @syn_v4 { ip saddr limit rate over")
+                && !text.contains("syn limit rate"),
+            "{mode}: SYN limits per source, none global\n{text}"
+        );
+    }
     let router = ruleset("router");
     assert!(
         !router.contains("chain forward")

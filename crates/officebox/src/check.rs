@@ -13,6 +13,9 @@ pub fn check(path: &Path) -> Result<ExitCode> {
     match officebox_config::load(path) {
         Ok(config) => {
             print!("{}", summary(&config));
+            for advice in derive::advice(&config) {
+                eprintln!("{}: warning: {advice}", path.display());
+            }
             println!("{}: ok", path.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -104,7 +107,7 @@ pub fn summary(c: &Config) -> String {
                 dns.join(" ")
             },
             opts.domain,
-            opts.ntp
+            opts.ntp.map_or("(none)".to_string(), |t| t.to_string())
         );
     } else {
         let _ = writeln!(o, "dhcp      off");

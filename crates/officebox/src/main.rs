@@ -168,6 +168,7 @@ enum DhcpAction {
 }
 
 fn main() -> ExitCode {
+    memory::configure_malloc();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {

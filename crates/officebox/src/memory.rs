@@ -14,3 +14,22 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Allocations at least this big get their own mapping, returned to the system the moment
+/// they are freed.
+const OWN_MAPPING_FROM: libc::c_int = 1 << 20;
+
+/// Sets malloc up for officebox's few large, short-lived allocations, before any thread
+/// starts. A password check (argon2id) needs one 19 MiB block for some 20 ms. glibc would
+/// serve a large block from a fresh mapping, but after the first is freed it raises that
+/// threshold (to 32 MiB at most) and serves later ones from its per-thread arenas, where
+/// freed memory stays: a burst of logins then left the process at hundreds of megabytes
+/// for good. A fixed threshold keeps every such block in its own mapping.
+pub fn configure_malloc() {
+    // SAFETY: mallopt only sets malloc's tuning parameters; it is called before any other
+    // thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_MAPPING_FROM);
+    }
+}

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use officebox_testkit::{
-    ClientKind, DhcpClient, OfficeLan, Officebox, READY_TIMEOUT, TestConfig, dnsmasq_dhcp_server,
-    require_program, require_root, wait_until,
+    ClientKind, DhcpClient, Endpoint, OfficeLan, Officebox, READY_TIMEOUT, TestConfig, Veth,
+    dnsmasq_dhcp_server, require_program, require_root, wait_until,
 };
 
 fn bin() -> &'static Path {
@@ -51,7 +51,9 @@ impl Lan {
             .set("dns.port", 53)
             .set("dns.use_upstream", true)
             .set("dns.primary", "192.0.2.53")
-            .set("ntp.enabled", false)
+            // The box names itself as time server only when it serves the time.
+            .set("ntp.enabled", true)
+            .set("ntp.port", 123)
     }
 
     fn start(&self, config: &TestConfig) -> Officebox {
@@ -332,4 +334,121 @@ fn the_ping_check_passes_over_an_address_a_device_already_uses() {
         ob.log()
     );
     client.release(LEASE_TIMEOUT).unwrap();
+}
+
+#[test]
+fn with_manage_on_another_server_is_found_once_the_address_is_up_and_kept_watch_for() {
+    require_program("dnsmasq", "dnsmasq-base");
+    ClientKind::Udhcpc.require();
+    let lan = Lan::new("dhw");
+    // officebox puts the LAN address on the interface itself, as it starts.
+    lan.boxns
+        .run("ip", ["addr", "flush", "dev", lan.box_iface()])
+        .unwrap();
+    lan.pc
+        .run(
+            "ip",
+            ["addr", "add", "192.168.1.254/24", "dev", lan.pc_iface()],
+        )
+        .unwrap();
+    let rogue = dnsmasq_dhcp_server(
+        &lan.pc,
+        lan.pc_iface(),
+        ip("192.168.1.150"),
+        ip("192.168.1.160"),
+    )
+    .unwrap();
+    // A WAN port too (unused in lan-only mode, which this office runs in).
+    let wan = Veth::new(Endpoint::netns(&lan.boxns), Endpoint::netns(&lan.pc)).unwrap();
+    let config = lan
+        .config("lan-only")
+        .set("network.manage", true)
+        .set("network.wan.interface", wan.name_a())
+        .set("dhcp.server_check", "1s");
+    let ob = Officebox::start_in_netns(bin(), &config.text(), &lan.boxns).unwrap();
+    ob.peer()
+        .wait_for_log("ANOTHER DHCP SERVER ANSWERS ON THIS LAN", READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    assert!(!ob.log().contains("dhcp: serving"), "{}", ob.log());
+    assert!(!ob.log().contains("could not check"), "{}", ob.log());
+
+    // The other server goes: officebox serves at its next check.
+    drop(rogue);
+    ob.peer()
+        .wait_for_log("dhcp: serving", READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let mut client = DhcpClient::lease(
+        ClientKind::Udhcpc,
+        &lan.pc,
+        lan.pc_iface(),
+        None,
+        LEASE_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    assert_eq!(client.current().unwrap().server_id, Some(ip("192.168.1.1")));
+    client.release(LEASE_TIMEOUT).unwrap();
+
+    // And when one appears while officebox serves, officebox stands back again.
+    let _rogue = dnsmasq_dhcp_server(
+        &lan.pc,
+        lan.pc_iface(),
+        ip("192.168.1.150"),
+        ip("192.168.1.160"),
+    )
+    .unwrap();
+    ob.peer()
+        .wait_for_log("ANOTHER DHCP SERVER NOW ANSWERS", READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+}
+
+#[test]
+fn a_client_cannot_claim_a_name_other_machines_trust() {
+    ClientKind::Udhcpc.require();
+    require_program("dig", "bind9-dnsutils");
+    let lan = Lan::new("dhs");
+    let ob = lan.start(&lan.config("firewall-nat"));
+    for name in [
+        "wpad",
+        "isatap",
+        "localhost",
+        "autodiscover",
+        "www",
+        "officebox",
+    ] {
+        let mut client = DhcpClient::lease(
+            ClientKind::Udhcpc,
+            &lan.pc,
+            lan.pc_iface(),
+            Some(name),
+            LEASE_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}\n{}", ob.log()));
+        let leased = client.current().unwrap().address.to_string();
+        // Give the zone its second to notice the lease.
+        std::thread::sleep(Duration::from_millis(1500));
+        let answer = lan.dig(&format!("{name}.office.test"), "A");
+        assert!(
+            !answer.contains(&leased),
+            "{name}.office.test points at the client {leased}: {answer:?}\n{}",
+            ob.log()
+        );
+        client.release(LEASE_TIMEOUT).unwrap();
+    }
+    // An ordinary name is published as before.
+    let client = DhcpClient::lease(
+        ClientKind::Udhcpc,
+        &lan.pc,
+        lan.pc_iface(),
+        Some("desk-9"),
+        LEASE_TIMEOUT,
+    )
+    .unwrap();
+    let leased = client.current().unwrap().address.to_string();
+    assert!(
+        wait_until(Duration::from_secs(5), || lan
+            .dig("desk-9.office.test", "A")
+            == [leased.clone()]),
+        "{}",
+        ob.log()
+    );
 }

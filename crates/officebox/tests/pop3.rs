@@ -147,11 +147,15 @@ fn stls_port_995_in_use_and_bad_passwords() {
             "p = poplib.POP3('127.0.0.1', {pop}); caps = p.capa(); assert 'STLS' in caps and 'UIDL' in caps, caps\n\
              p.stls(context=ctx); assert 'STLS' not in p.capa()\n\
              p.user('bob'); p.pass_('demo-bob'); print('stls ok', p.stat()[0])\n\
+             import threading, time\n\
              q = poplib.POP3_SSL('127.0.0.1', {pops}, context=ctx)\n\
              q.user('bob')\n\
-             try:\n    q.pass_('demo-bob'); print('no lock')\n\
-             except poplib.error_proto as e:\n    print('second', e)\n\
-             p.quit()\n\
+             got = []\n\
+             def second():\n    got.append(q.pass_('demo-bob'))\n\
+             t = threading.Thread(target=second); t.start(); time.sleep(1.5)\n\
+             print('second waits' if t.is_alive() else 'second did not wait', got)\n\
+             p.quit(); t.join(5); print('second after the first quit', got)\n\
+             q.quit()\n\
              q = poplib.POP3_SSL('127.0.0.1', {pops}, context=ctx); q.user('bob'); q.pass_('demo-bob'); print('995 ok'); q.quit()\n\
              r = poplib.POP3('127.0.0.1', {pop}); r.user('bob')\n\
              try:\n    r.pass_('wrong')\n\
@@ -160,8 +164,8 @@ fn stls_port_995_in_use_and_bad_passwords() {
     );
     assert!(out.contains("stls ok 0"), "{out}");
     assert!(
-        out.contains("second b'-ERR [IN-USE]"),
-        "one session per mailbox:\n{out}"
+        out.contains("second waits []") && out.contains("second after the first quit [b'+OK"),
+        "one session per mailbox; a second waits for the first to end:\n{out}"
     );
     assert!(out.contains("995 ok"), "{out}");
     assert!(out.contains("bad b'-ERR [AUTH]"), "{out}");

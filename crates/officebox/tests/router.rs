@@ -9,73 +9,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use officebox_testkit::{
-    Endpoint, Netns, Officebox, Peer, READY_TIMEOUT, TestConfig, Veth, require_program,
-    require_root, scratch_dir, wait_until,
+    Netns, Office, Officebox, Peer, READY_TIMEOUT, TestConfig, require_program, scratch_dir,
+    wait_until,
 };
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
 }
 
-struct Net {
-    // Links drop before namespaces.
-    lan: Veth,
-    wan: Veth,
-    pc: Netns,
-    boxns: Netns,
-    isp: Netns,
-}
+/// The office (pc, box, isp) of testkit.
+type Net = Office;
 
-const WAN_BOX: &str = "198.51.100.2";
-const WAN_ISP: &str = "198.51.100.1";
-const PC: &str = "192.168.1.50";
-
-impl Net {
-    fn new(tag: &str) -> Net {
-        require_root();
-        let pc = Netns::new(&format!("{tag}pc")).unwrap();
-        let boxns = Netns::new(&format!("{tag}bx")).unwrap();
-        let isp = Netns::new(&format!("{tag}is")).unwrap();
-        // The box side of each link gets its address from officebox itself.
-        let lan = Veth::new(
-            Endpoint::netns(&boxns),
-            Endpoint::netns(&pc).addr(&format!("{PC}/24")),
-        )
-        .unwrap();
-        let wan = Veth::new(
-            Endpoint::netns(&boxns),
-            Endpoint::netns(&isp).addr(&format!("{WAN_ISP}/24")),
-        )
-        .unwrap();
-        pc.run("ip", ["route", "add", "default", "via", "192.168.1.1"])
-            .unwrap();
-        Net {
-            lan,
-            wan,
-            pc,
-            boxns,
-            isp,
-        }
-    }
-
-    fn config(&self, mode: &str) -> TestConfig {
-        TestConfig::demo()
-            .set("network.manage", true)
-            .set("network.listen", toml_edit::Value::Array(toml_edit::Array::new()))
-            .set("network.lan.interface", self.lan.name_a())
-            .set("network.lan.gateway", "192.168.1.254")
-            .set("network.wan.interface", self.wan.name_a())
-            .set("network.wan.address", WAN_BOX)
-            .set("network.wan.gateway", WAN_ISP)
-            .set("security.mode", mode)
-            .set("security.wan_services", toml_edit::Value::Array(["dns", "smtp"].into_iter().collect()))
-            .set("mail.smtp_port", 25)
-            .set("dns.port", 53)
-            .set("ntp.enabled", false)
-            .set("web.enabled", false)
-            .append("[[security.forwards]]\nname = \"ssh to the pc\"\nprotocol = \"tcp\"\nwan_port = 8022\nhost = \"192.168.1.50\"\nport = 2222\n")
-    }
-}
+const WAN_BOX: &str = Office::WAN_BOX;
+const WAN_ISP: &str = Office::WAN_ISP;
+const PC: &str = Office::PC;
 
 /// A TCP server printing each client's address, in `ns` on `port`.
 fn tcp_server(ns: &Netns, dir: &Path, name: &str, port: u16) -> Peer {
@@ -102,6 +49,16 @@ fn connect(ns: &Netns, addr: &str, port: u16) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Whether a TCP connection from `ns` to `addr:port` is accepted within two seconds.
+fn tcp_open(ns: &Netns, addr: &str, port: u16) -> bool {
+    let script =
+        format!("import socket\nsocket.create_connection(('{addr}', {port}), timeout=2).close()\n");
+    ns.command("python3")
+        .args(["-c", &script])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn start(net: &Net, config: &TestConfig) -> Officebox {
     let ob =
         Officebox::start_in_netns(bin(), &config.text(), &net.boxns).expect("officebox starts");
@@ -115,7 +72,7 @@ fn start(net: &Net, config: &TestConfig) -> Officebox {
 fn firewall_nat_masquerades_refuses_inbound_forwards_and_hairpins() {
     require_program("python3", "python3");
     require_program("nft", "nftables");
-    let net = Net::new("rfn");
+    let net = Office::new("rfn").unwrap();
     let dir = scratch_dir("router").unwrap();
     // A small HTTP server standing for the Internet; it logs each client's address.
     std::fs::write(dir.path().join("index.html"), "the internet\n").unwrap();
@@ -223,7 +180,7 @@ fn firewall_nat_masquerades_refuses_inbound_forwards_and_hairpins() {
 #[test]
 fn router_mode_routes_without_translation_and_lan_only_forwards_nothing() {
     require_program("python3", "python3");
-    let net = Net::new("rrt");
+    let net = Office::new("rrt").unwrap();
     let dir = scratch_dir("router").unwrap();
     let web = tcp_server(&net.isp, dir.path(), "internet", 8080);
     let _pc = tcp_server(&net.pc, dir.path(), "pc", 2222);
@@ -277,7 +234,7 @@ fn router_mode_routes_without_translation_and_lan_only_forwards_nothing() {
 #[test]
 fn switching_modes_keeps_established_lan_connections() {
     require_program("python3", "python3");
-    let net = Net::new("rsw");
+    let net = Office::new("rsw").unwrap();
     let dir = scratch_dir("router").unwrap();
     // A server on the Internet that keeps the connection open and answers each line.
     let script = "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 7000))\ns.listen(4)\nprint('listening', flush=True)\nc,a=s.accept()\nf=c.makefile('rwb')\nfor line in f:\n    f.write(b'echo '+line); f.flush()\n";
@@ -319,7 +276,7 @@ fn switching_modes_keeps_established_lan_connections() {
 #[test]
 fn dmz_mode_shows_a_port_scan_only_the_listed_services() {
     require_program("nmap", "nmap");
-    let net = Net::new("rdz");
+    let net = Office::new("rdz").unwrap();
     let dir = scratch_dir("router").unwrap();
     let _pc = tcp_server(&net.pc, dir.path(), "pc", 2222);
     let ob = start(&net, &net.config("firewall-nat-dmz"));
@@ -371,7 +328,7 @@ fn dmz_mode_shows_a_port_scan_only_the_listed_services() {
 #[test]
 fn the_wan_address_comes_from_the_isps_dhcp_server_renews_and_is_released() {
     require_program("dnsmasq", "dnsmasq-base");
-    let net = Net::new("rwd");
+    let net = Office::new("rwd").unwrap();
     let dir = scratch_dir("router").unwrap();
     let web = tcp_server(&net.isp, dir.path(), "internet", 8080);
     // The ISP's DHCP server; it also offers DNS servers and a domain, which officebox must
@@ -516,7 +473,7 @@ fn a_lan_pc_gets_its_settings_resolves_through_officebox_and_sets_its_clock() {
     officebox_testkit::ClientKind::Dhclient.require();
     require_program("ntpdate", "ntpsec-ntpdate");
     require_program("dig", "bind9-dnsutils");
-    let net = Net::new("rpc");
+    let net = Office::new("rpc").unwrap();
     let config = net
         .config("firewall-nat")
         .set("dhcp.enabled", true)
@@ -580,7 +537,7 @@ fn a_lan_pc_gets_its_settings_resolves_through_officebox_and_sets_its_clock() {
 
 #[test]
 fn net_apply_dry_run_says_what_would_change() {
-    let net = Net::new("rdr");
+    let net = Office::new("rdr").unwrap();
     let config = net.config("firewall-nat");
     let ob = start(&net, &config);
     let dry = |c: &TestConfig| {
@@ -627,4 +584,214 @@ fn net_apply_dry_run_says_what_would_change() {
     )
     .into_owned();
     assert!(tables.contains("masquerade"));
+}
+
+/// What the box's network side is: addresses, links, routes, forwarding, the ruleset (with
+/// counters and dynamic set members left out) and the listening sockets, with the
+/// interfaces named LAN and WAN, so that two boxes can be compared.
+fn network_state(net: &Net) -> String {
+    let run = |program: &str, args: &[&str]| {
+        let out = net.boxns.run(program, args.iter().copied()).unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .replace(net.lan.name_a(), "LAN")
+            .replace(net.wan.name_a(), "WAN")
+    };
+    let mut out = Vec::new();
+    for line in run("ip", &["-4", "-o", "addr", "show"]).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(dev), Some(pos)) = (words.get(1), words.iter().position(|w| *w == "inet"))
+            && *dev != "lo"
+        {
+            out.push(format!("address {dev} {}", words[pos + 1]));
+        }
+    }
+    for dev in ["LAN", "WAN"] {
+        let name = if dev == "LAN" {
+            net.lan.name_a()
+        } else {
+            net.wan.name_a()
+        };
+        let link = run("ip", &["-o", "link", "show", "dev", name]);
+        let flags = link
+            .split(['<', '>'])
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let up = flags.split(',').any(|f| f == "UP");
+        out.push(format!("link {dev} {}", if up { "up" } else { "down" }));
+    }
+    for line in run("ip", &["-4", "route", "show", "table", "main"]).lines() {
+        out.push(format!("route {line}"));
+    }
+    out.push(format!(
+        "forwarding {}",
+        run("cat", &["/proc/sys/net/ipv4/ip_forward"]).trim()
+    ));
+    let mut in_elements = false;
+    for line in run("nft", &["list", "table", "inet", "officebox"]).lines() {
+        let line = line.trim();
+        if line.starts_with("elements = {") {
+            in_elements = !line.ends_with('}');
+            continue;
+        }
+        if in_elements {
+            in_elements = !line.ends_with('}');
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut kept = Vec::new();
+        let mut i = 0;
+        while i < words.len() {
+            if (words[i] == "packets" || words[i] == "bytes") && i + 1 < words.len() {
+                i += 2;
+                continue;
+            }
+            kept.push(words[i]);
+            i += 1;
+        }
+        out.push(format!("nft {}", kept.join(" ")));
+    }
+    for line in run("ss", &["-H", "-l", "-n", "-t", "-u"]).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(proto), Some(local)) = (words.first(), words.get(4)) {
+            out.push(format!("listen {proto} {local}"));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out.join("\n")
+}
+
+/// The lines of `a` missing from `b` and the other way round.
+fn state_diff(want: &str, got: &str) -> String {
+    let w: Vec<&str> = want.lines().collect();
+    let g: Vec<&str> = got.lines().collect();
+    let mut out = String::new();
+    for l in &w {
+        if !g.contains(l) {
+            out.push_str(&format!("- {l}\n"));
+        }
+    }
+    for l in &g {
+        if !w.contains(l) {
+            out.push_str(&format!("+ {l}\n"));
+        }
+    }
+    out
+}
+
+/// The box's state once everything has started: unchanged for a second.
+fn settled_state(net: &Net) -> String {
+    let mut last = network_state(net);
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        std::thread::sleep(Duration::from_millis(700));
+        let now = network_state(net);
+        if now == last || std::time::Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+fn mode_config(net: &Net, mode: &str) -> TestConfig {
+    net.config(mode).set(
+        "security.wan_services",
+        toml_edit::Value::Array(["smtp", "pop3", "sip"].into_iter().collect()),
+    )
+}
+
+fn start_settled(net: &Net, config: &TestConfig) -> Officebox {
+    let ob = start(net, config);
+    for service in [
+        "dns: serving",
+        "smtp: serving",
+        "pop3: serving",
+        "phone: serving",
+    ] {
+        ob.peer()
+            .wait_for_log(service, READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
+    ob
+}
+
+#[test]
+fn every_mode_switch_by_reload_ends_as_a_fresh_start_in_that_mode() {
+    require_program("nft", "nftables");
+    require_program("ss", "iproute2");
+    const MODES: [&str; 4] = ["lan-only", "router", "firewall-nat", "firewall-nat-dmz"];
+    // What a fresh start in each mode gives, each in namespaces of its own.
+    let mut fresh = std::collections::HashMap::new();
+    for (i, mode) in MODES.iter().enumerate().skip(1) {
+        let net = Office::new(&format!("rm{i}")).unwrap();
+        let ob = start_settled(&net, &mode_config(&net, mode));
+        fresh.insert(*mode, settled_state(&net));
+        drop(ob);
+    }
+    // One box through every ordered pair of modes (an Euler circuit of the 12 switches),
+    // starting fresh in lan-only.
+    let net = Office::new("rm0").unwrap();
+    let ob = start_settled(&net, &mode_config(&net, "lan-only"));
+    fresh.insert("lan-only", settled_state(&net));
+    let lan_only = &fresh["lan-only"];
+    assert!(
+        lan_only.contains("link WAN down") && !lan_only.contains("address WAN"),
+        "lan-only: the WAN is down and has no address\n{lan_only}"
+    );
+    assert!(
+        !lan_only.contains("0.0.0.0:") && lan_only.contains("listen tcp 192.168.1.1:10110"),
+        "lan-only: services listen on the LAN (and loopback) only\n{lan_only}"
+    );
+    let circuit = [
+        "router",
+        "lan-only",
+        "firewall-nat",
+        "lan-only",
+        "firewall-nat-dmz",
+        "router",
+        "firewall-nat",
+        "router",
+        "firewall-nat-dmz",
+        "firewall-nat",
+        "firewall-nat-dmz",
+        "lan-only",
+    ];
+    let mut from = "lan-only";
+    for to in circuit {
+        let applied = ob.log().matches("net: applied").count();
+        ob.write_config(&mode_config(&net, to).text()).unwrap();
+        assert!(
+            ob.reload().unwrap(),
+            "{from} -> {to}: reload refused\n{}",
+            ob.log()
+        );
+        assert!(
+            wait_until(READY_TIMEOUT, || ob.log().matches("net: applied").count()
+                > applied),
+            "{from} -> {to}: not applied\n{}",
+            ob.log()
+        );
+        let want = &fresh[to];
+        let mut got = network_state(&net);
+        let same = wait_until(Duration::from_secs(10), || {
+            got = network_state(&net);
+            got == *want
+        });
+        assert!(
+            same,
+            "{from} -> {to} by reload differs from a fresh start in {to}:\n{}",
+            state_diff(want, &got)
+        );
+        if to == "lan-only" {
+            // From the Internet, nothing of the box answers any more.
+            for port in [25, 10110, 10587, 10465, 10995, 15060] {
+                assert!(
+                    !tcp_open(&net.isp, WAN_BOX, port),
+                    "{from} -> lan-only: port {port} answers on the WAN"
+                );
+            }
+        }
+        from = to;
+    }
 }

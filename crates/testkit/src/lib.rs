@@ -91,7 +91,7 @@ pub use officebox::{DEMO_CONFIG, Officebox, READY_TIMEOUT, TestConfig};
 pub use peer::Peer;
 pub use require::{require_program, require_root};
 pub use tempfile::TempDir;
-pub use veth::{Endpoint, OfficeLan, Veth};
+pub use veth::{Endpoint, Office, OfficeLan, Veth};
 pub use wait::{free_tcp_port, free_udp_port, wait_for_tcp, wait_until};
 
 /// A fresh private directory for one test's files, removed when the returned

@@ -176,3 +176,76 @@ impl OfficeLan {
         self.link.name_b()
     }
 }
+
+/// The office and the Internet in three namespaces joined by two veth pairs: a LAN PC
+/// (`pc`, 192.168.1.50/24, its router 192.168.1.1), the box (`boxns`, whose ends have no
+/// address: officebox with `network.manage = true` configures them) and the ISP (`isp`,
+/// 198.51.100.1/24 on the WAN link; the box's WAN address is 198.51.100.2). Removed on
+/// drop, the links before the namespaces.
+#[derive(Debug)]
+pub struct Office {
+    // Fields drop in order: the links before the namespaces.
+    pub lan: Veth,
+    pub wan: Veth,
+    pub pc: Netns,
+    pub boxns: Netns,
+    pub isp: Netns,
+}
+
+impl Office {
+    pub const WAN_BOX: &'static str = "198.51.100.2";
+    pub const WAN_ISP: &'static str = "198.51.100.1";
+    pub const PC: &'static str = "192.168.1.50";
+
+    /// Namespaces `{tag}pc`, `{tag}bx` and `{tag}is` (made unique by [`Netns::new`]).
+    pub fn new(tag: &str) -> io::Result<Office> {
+        crate::require_root();
+        let pc = Netns::new(&format!("{tag}pc"))?;
+        let boxns = Netns::new(&format!("{tag}bx"))?;
+        let isp = Netns::new(&format!("{tag}is"))?;
+        let lan = Veth::new(
+            Endpoint::netns(&boxns),
+            Endpoint::netns(&pc).addr(&format!("{}/24", Self::PC)),
+        )?;
+        let wan = Veth::new(
+            Endpoint::netns(&boxns),
+            Endpoint::netns(&isp).addr(&format!("{}/24", Self::WAN_ISP)),
+        )?;
+        let routed = pc.run("ip", ["route", "add", "default", "via", "192.168.1.1"])?;
+        if !routed.status.success() {
+            return Err(io::Error::other("cannot give the PC its default route"));
+        }
+        Ok(Office {
+            lan,
+            wan,
+            pc,
+            boxns,
+            isp,
+        })
+    }
+
+    /// The demo config for this office in `mode`: officebox manages both interfaces
+    /// (static WAN address), listens on every address, SMTP on 25 and DNS on 53 (the
+    /// services the WAN may reach: dns and smtp), a port forward of WAN port 8022 to
+    /// the PC's 2222; NTP and the admin pages off.
+    pub fn config(&self, mode: &str) -> crate::TestConfig {
+        crate::TestConfig::demo()
+            .set("network.manage", true)
+            .set("network.listen", toml_edit::Value::Array(toml_edit::Array::new()))
+            .set("network.lan.interface", self.lan.name_a())
+            .set("network.lan.gateway", "192.168.1.254")
+            .set("network.wan.interface", self.wan.name_a())
+            .set("network.wan.address", Self::WAN_BOX)
+            .set("network.wan.gateway", Self::WAN_ISP)
+            .set("security.mode", mode)
+            .set(
+                "security.wan_services",
+                toml_edit::Value::Array(["dns", "smtp"].into_iter().collect()),
+            )
+            .set("mail.smtp_port", 25)
+            .set("dns.port", 53)
+            .set("ntp.enabled", false)
+            .set("web.enabled", false)
+            .append("[[security.forwards]]\nname = \"ssh to the pc\"\nprotocol = \"tcp\"\nwan_port = 8022\nhost = \"192.168.1.50\"\nport = 2222\n")
+    }
+}

@@ -155,11 +155,8 @@ async fn pin(ep: &mut Endpoint, m: &MenuSetup) -> bool {
             }
         }
         let entered = entered.trim_end_matches('#').to_string();
-        let hash = hash.clone();
-        let ok = tokio::task::spawn_blocking(move || officebox_secrets::verify(&hash, &entered))
-            .await
-            .unwrap_or(false);
-        if ok {
+        let checked = officebox_secrets::login::check(Some(hash.clone()), entered).await;
+        if checked == officebox_secrets::login::Checked::Right {
             info!(message = "phone: voicemail menu opened", user = %m.login);
             return true;
         }

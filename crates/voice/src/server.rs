@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use officebox_config::Config;
 use officebox_config::derive::bind_addresses;
 use officebox_config::model::Service;
+use officebox_secrets::login::Limiter;
+use officebox_sockets::ConnLimits;
 use officebox_store::{Db, SipBinding, SipCall};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -37,10 +39,6 @@ const ALLOW: &str =
 /// How long a response is kept for retransmitted requests (64 * T1).
 const REPLAY_FOR: Duration = Duration::from_secs(32);
 const MAX_REPLAY: usize = 50_000;
-/// Failed authentications per source before it is ignored, and for how long.
-const MAX_FAILURES: u32 = 20;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-const BLOCK_FOR: Duration = Duration::from_secs(300);
 /// Registrations are written to the state database this often.
 const SAVE_EVERY: Duration = Duration::from_millis(200);
 /// TCP connections at once, and how long one may sit idle.
@@ -49,6 +47,8 @@ const MAX_TCP: usize = 1000;
 /// office has this many phones ringing).
 const MAX_RINGING: usize = 200;
 const TCP_IDLE: Duration = Duration::from_secs(600);
+/// A TCP connection that has not yet carried a whole SIP message is closed after this.
+const TCP_SILENT_IDLE: Duration = Duration::from_secs(30);
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -65,6 +65,32 @@ struct ServerWire {
     udp: Arc<UdpSocket>,
     local: SocketAddr,
     tcp: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
+    /// Phones that spoke to another of the box's addresses than `local` (a LAN phone
+    /// using the WAN address, say): what is sent to them goes out from that address.
+    asked: Mutex<HashMap<SocketAddr, IpAddr>>,
+}
+
+/// Peers remembered in [`ServerWire::asked`] at most.
+const MAX_ASKED: usize = 10_000;
+
+impl ServerWire {
+    /// Notes which of the box's addresses `peer` sent its last datagram to.
+    fn learn(&self, peer: SocketAddr, to: Option<IpAddr>) {
+        let other = to.filter(|ip| *ip != self.local.ip() && !ip.is_unspecified());
+        let mut asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        match other {
+            Some(ip) => {
+                if asked.len() >= MAX_ASKED && !asked.contains_key(&peer) {
+                    asked.clear();
+                }
+                asked.insert(peer, ip);
+            }
+            None if !asked.is_empty() => {
+                asked.remove(&peer);
+            }
+            None => {}
+        }
+    }
 }
 
 impl Wire for ServerWire {
@@ -77,7 +103,14 @@ impl Wire for ServerWire {
             }
         }
         // Non-blocking: a full socket buffer drops it, and retransmission covers that.
-        if let Err(error) = self.udp.try_send_to(&bytes, to) {
+        let from = self
+            .asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&to)
+            .copied();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.udp);
+        if let Err(error) = officebox_sockets::udp::send(fd, &bytes, to, from) {
             debug!(message = "phone: send failed", %to, %error);
         }
     }
@@ -127,8 +160,11 @@ struct State {
     registrar: Mutex<Registrar>,
     auth: Authenticator,
     replay: Mutex<Replay>,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-    tcp: tokio::sync::Semaphore,
+    /// Failed digests per source (`officebox_secrets::login::PHONE`): past the limit,
+    /// that source is ignored for a while.
+    limiter: Arc<Limiter>,
+    /// TCP connections per source address and in all.
+    tcp: Arc<ConnLimits>,
     wire: Arc<ServerWire>,
     ports: Arc<Ports>,
     calls: Arc<Mutex<Calls>>,
@@ -137,31 +173,16 @@ struct State {
     ringing: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl State {
-    fn blocked(&self, ip: IpAddr) -> bool {
-        let f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        f.get(&ip)
-            .is_some_and(|(since, n)| *n >= MAX_FAILURES && since.elapsed() < BLOCK_FOR)
-    }
-
-    fn failed(&self, ip: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if f.len() > 10_000 {
-            f.retain(|_, (since, _)| since.elapsed() < BLOCK_FOR);
-        }
-        let e = f.entry(ip).or_insert((Instant::now(), 0));
-        if e.1 < MAX_FAILURES && e.0.elapsed() > FAILURE_WINDOW {
-            *e = (Instant::now(), 0);
-        }
-        e.1 += 1;
-        if e.1 == MAX_FAILURES {
-            warn!(message = "phone: too many failed logins; ignoring this source for a while", source = %ip);
-            e.0 = Instant::now();
-        }
-    }
+/// Where the SIP server listens for a config.
+fn endpoints(config: &Config) -> Vec<SocketAddr> {
+    bind_addresses(config, Service::Sip)
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, config.phone.sip_port))
+        .collect()
 }
 
-/// Runs the SIP server until `shutdown`.
+/// Runs the SIP server until `shutdown`, or until a reload moves it (then it returns, and
+/// the supervisor starts it again).
 pub async fn serve(
     config_rx: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
@@ -194,13 +215,14 @@ pub async fn serve(
             );
         }
     }
-    let port = config.phone.sip_port;
     let mut sockets = Vec::new();
-    for ip in bind_addresses(&config, Service::Sip) {
-        let addr = SocketAddr::new(ip, port);
-        let udp = UdpSocket::bind(addr).await.map_err(|e| {
-            io::Error::new(e.kind(), format!("phone: cannot listen on udp {addr}: {e}"))
-        })?;
+    for addr in endpoints(&config) {
+        let udp = officebox_sockets::udp::bind(addr)
+            .await
+            .and_then(UdpSocket::from_std)
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("phone: cannot listen on udp {addr}: {e}"))
+            })?;
         big_receive_buffer(&udp);
         // Each datagram's arrival time, to drop what waited too long (see `STALE`).
         if let Err(error) =
@@ -208,7 +230,7 @@ pub async fn serve(
         {
             debug!(message = "phone: no receive timestamps", %error);
         }
-        let tcp = TcpListener::bind(addr).await.map_err(|e| {
+        let tcp = officebox_sockets::tcp::listen(addr).await.map_err(|e| {
             io::Error::new(e.kind(), format!("phone: cannot listen on tcp {addr}: {e}"))
         })?;
         sockets.push((Arc::new(udp), tcp, addr));
@@ -218,7 +240,10 @@ pub async fn serve(
     };
     // Our address as phones see it: the listening one, or the LAN address for 0.0.0.0.
     let local = if first_addr.ip().is_unspecified() {
-        SocketAddr::new(IpAddr::V4(config.network.lan.net.address), port)
+        SocketAddr::new(
+            IpAddr::V4(config.network.lan.net.address),
+            config.phone.sip_port,
+        )
     } else {
         *first_addr
     };
@@ -226,12 +251,13 @@ pub async fn serve(
         registrar: Mutex::new(registrar),
         auth: Authenticator::new(&config.network.domain),
         replay: Mutex::default(),
-        failures: Mutex::default(),
-        tcp: tokio::sync::Semaphore::new(MAX_TCP),
+        limiter: Limiter::new(officebox_secrets::login::PHONE),
+        tcp: ConnLimits::new(officebox_sockets::limits::PER_ADDRESS, MAX_TCP),
         wire: Arc::new(ServerWire {
             udp: Arc::clone(first),
             local,
             tcp: Mutex::default(),
+            asked: Mutex::default(),
         }),
         ports: Ports::new(config.phone.rtp_ports),
         calls: Arc::default(),
@@ -247,9 +273,22 @@ pub async fn serve(
     let db = Arc::new(Mutex::new(db));
     let mut last_calls = Vec::new();
     let mut ticks = 0u64;
+    let bound = endpoints(&config);
+    let mut changes = config_rx.clone();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                if endpoints(&changes.borrow_and_update()) != bound {
+                    // Ending here has the supervisor start the service again, bound anew;
+                    // registrations are saved below and loaded again.
+                    info!("phone: listening addresses changed; restarting the phone service");
+                    break;
+                }
+            }
             () = tokio::time::sleep(SAVE_EVERY) => {
                 save(&state, &db).await;
                 save_calls(&state, &db, &mut last_calls).await;
@@ -371,7 +410,7 @@ async fn udp_loop(
     let mut buf = vec![0u8; 65_536];
     let mut shed = Shedding::default();
     loop {
-        let (n, source, queued) = match receive(&socket, &mut buf).await {
+        let (n, source, to, queued) = match receive(&socket, &mut buf).await {
             Ok(x) => x,
             Err(error) => {
                 debug!(message = "phone: udp receive failed", %error);
@@ -381,9 +420,17 @@ async fn udp_loop(
         if shed.stale(queued) {
             continue;
         }
+        state.wire.learn(source, to);
         let config = Arc::clone(&config_rx.borrow());
+        // From the address the phone asked, without blocking (a full socket buffer drops
+        // the answer, and the phone's retransmission asks again).
         if let Some(reply) = datagram(&config, &state, &buf[..n], source, "udp")
-            && let Err(error) = socket.send_to(&reply, source).await
+            && let Err(error) = officebox_sockets::udp::send(
+                std::os::fd::AsRawFd::as_raw_fd(&*socket),
+                &reply,
+                source,
+                to,
+            )
         {
             debug!(message = "phone: udp send failed", %source, %error);
         }
@@ -424,47 +471,27 @@ impl Shedding {
     }
 }
 
-/// One datagram into `buf`: its length, sender and how long it waited in the socket
-/// (from the kernel's receive timestamp; `None` when there is none).
+/// One datagram into `buf`: its length, sender, the address it was sent to (the source
+/// of the answer) and how long it waited in the socket (from the kernel's receive
+/// timestamp; `None` when there is none).
 async fn receive(
     socket: &UdpSocket,
     buf: &mut [u8],
-) -> io::Result<(usize, SocketAddr, Option<Duration>)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+) -> io::Result<(usize, SocketAddr, Option<IpAddr>, Option<Duration>)> {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
-    let (n, from, stamp) = socket
+    let got = socket
         .async_io(tokio::io::Interest::READABLE, || {
-            let mut iov = [std::io::IoSliceMut::new(buf)];
-            let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-            let msg =
-                recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
-                    .map_err(io::Error::from)?;
-            let stamp = msg.cmsgs().ok().and_then(|mut c| {
-                c.find_map(|m| match m {
-                    ControlMessageOwned::ScmTimestampns(t) => Some(Duration::from(t)),
-                    _ => None,
-                })
-            });
-            let from = msg.address.and_then(|a| {
-                a.as_sockaddr_in()
-                    .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
-                    .or_else(|| {
-                        a.as_sockaddr_in6()
-                            .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
-                    })
-            });
-            Ok((msg.bytes, from, stamp))
+            officebox_sockets::udp::recv(fd, buf)
         })
         .await?;
-    let from = from.ok_or_else(|| io::Error::other("a datagram without a sender"))?;
-    let queued = stamp.and_then(|at| {
+    let queued = got.stamp.and_then(|at| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()?
             .checked_sub(at)
     });
-    Ok((n, from, queued))
+    Ok((got.len, got.from, got.to, queued))
 }
 
 async fn tcp_loop(
@@ -473,15 +500,19 @@ async fn tcp_loop(
     state: Arc<State>,
 ) {
     loop {
-        let Ok((stream, source)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
+        let (stream, source, slot) =
+            match officebox_sockets::tcp::accept(&listener, &state.tcp).await {
+                officebox_sockets::tcp::Accepted::Admitted(stream, source, slot) => {
+                    (stream, source, slot)
+                }
+                officebox_sockets::tcp::Accepted::Refused(_, source, why) => {
+                    debug!(message = "phone: tcp connection refused", %source, reason = %why);
+                    continue;
+                }
+            };
         let (config_rx, state) = (config_rx.clone(), Arc::clone(&state));
         tokio::spawn(async move {
-            let Ok(_permit) = state.tcp.try_acquire() else {
-                return;
-            };
+            let _slot = slot;
             if let Err(error) = tcp_session(stream, source, config_rx, &state).await {
                 debug!(message = "phone: tcp session ended", %source, %error);
             }
@@ -514,11 +545,13 @@ async fn tcp_session(
     let result = async {
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; 16 * 1024];
+        let mut spoke = false;
         loop {
             loop {
                 match sip::frame_len(&buf) {
                     Ok(Some(len)) => {
                         let message: Vec<u8> = buf.drain(..len).collect();
+                        spoke |= !message.iter().all(|&b| b == b'\r' || b == b'\n');
                         let config = Arc::clone(&config_rx.borrow());
                         if let Some(reply) = datagram(&config, state, &message, source, "tcp") {
                             let _ = tx.send(reply);
@@ -534,7 +567,8 @@ async fn tcp_session(
                     }
                 }
             }
-            let n = tokio::time::timeout(TCP_IDLE, reader.read(&mut chunk))
+            let idle = if spoke { TCP_IDLE } else { TCP_SILENT_IDLE };
+            let n = tokio::time::timeout(idle, reader.read(&mut chunk))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??;
             if n == 0 {
@@ -566,7 +600,7 @@ fn datagram(
     if bytes.iter().all(|&b| b == b'\r' || b == b'\n') {
         return None; // keep-alive
     }
-    if state.blocked(source.ip()) {
+    if state.limiter.locked(source.ip()) {
         return None;
     }
     let msg = match Message::parse(bytes) {
@@ -967,8 +1001,9 @@ async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: &std::path:
     }
 }
 
-/// A request about one user's own resource (their registration, their mailbox): 404
-/// when `owner` is nobody, the digest challenge, or 403 when someone else answers it.
+/// A request about one user's own resource (their registration, their mailbox): the
+/// digest challenge first, whoever `owner` is, so a stranger learns nothing about which
+/// extensions exist; then 404 when `owner` is nobody, or 403 when someone else answered.
 fn authenticate_owner<'c>(
     config: &'c Config,
     state: &State,
@@ -978,14 +1013,12 @@ fn authenticate_owner<'c>(
     owner: Option<String>,
     what: &str,
 ) -> Result<&'c officebox_config::User, Message> {
-    let Some(owner) = owner else {
-        return Err(msg.response(404, "Not Found", tag));
-    };
     let user = authenticate(config, state, msg, source, false, tag)?;
-    if user.login != owner {
-        return Err(msg.response(403, &format!("Forbidden (not your {what})"), tag));
+    match owner {
+        Some(owner) if owner == user.login => Ok(user),
+        Some(_) => Err(msg.response(403, &format!("Forbidden (not your {what})"), tag)),
+        None => Err(msg.response(404, "Not Found", tag)),
     }
-    Ok(user)
 }
 
 /// Digest authentication of a request (RFC 3261 section 22): `Ok` with the user, or the
@@ -1026,24 +1059,39 @@ fn authenticate<'c>(
         return Err(challenge(false));
     };
     let method = msg.method().unwrap_or("");
-    let user = config.users.iter().find(|u| u.login == creds.username);
-    let verdict = match user {
-        Some(u) => state.auth.verify(&creds, method, |alg| match alg {
-            Algorithm::Md5 => u.sip_ha1_md5.clone(),
-            Algorithm::Sha256 => u.sip_ha1_sha256.clone(),
-        }),
-        None => Verdict::Wrong,
+    let Ok(attempt) = state.limiter.begin_now(source.ip()) else {
+        return Err(challenge(false));
     };
+    let user = config.users.iter().find(|u| u.login == creds.username);
+    // A user that does not exist is checked against a made-up secret: the same work and
+    // the same answer as a wrong password.
+    let verdict = state.auth.verify(&creds, method, |alg| match (user, alg) {
+        (Some(u), Algorithm::Md5) => u.sip_ha1_md5.clone(),
+        (Some(u), Algorithm::Sha256) => u.sip_ha1_sha256.clone(),
+        (None, Algorithm::Md5) => Some(NOBODY_MD5.to_string()),
+        (None, Algorithm::Sha256) => Some(NOBODY_SHA256.to_string()),
+    });
     match (verdict, user) {
-        (Verdict::Ok, Some(u)) => Ok(u),
-        (Verdict::Stale, _) => Err(challenge(true)),
+        (Verdict::Ok, Some(u)) => {
+            attempt.succeeded();
+            Ok(u)
+        }
+        (Verdict::Stale, _) => {
+            attempt.withdrawn();
+            Err(challenge(true))
+        }
         _ => {
-            state.failed(source.ip());
+            attempt.failed();
             info!(message = "phone: wrong password", %method, user = %creds.username, %source);
             Err(challenge(false))
         }
     }
 }
+
+/// The digest secrets a user that does not exist is checked against (no password hashes
+/// to them: they are not hex digests of anything).
+const NOBODY_MD5: &str = "00000000000000000000000000000000";
+const NOBODY_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn register(
     config: &Config,

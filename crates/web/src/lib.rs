@@ -38,6 +38,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use officebox_config::derive::{ClientZone, bind_addresses, client_zone};
 use officebox_config::model::Service;
 use officebox_config::{Config, Diagnostic};
+use officebox_sockets::ConnLimits;
+use officebox_sockets::tcp::Accepted;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -161,7 +163,7 @@ async fn bind(
     let mut listeners = Vec::new();
     for ip in bind_addresses(config, Service::Admin) {
         let addr = SocketAddr::new(ip, config.web.admin_port);
-        let l = listen(addr).map_err(|e| {
+        let l = listen(addr).await.map_err(|e| {
             io::Error::new(e.kind(), format!("web: cannot listen on tcp {addr}: {e}"))
         })?;
         info!(message = "web: serving the admin pages", %addr, https = tls.is_some());
@@ -176,31 +178,28 @@ async fn bind(
 }
 
 /// A listener on `addr`, which may be the LAN address before the network service has put
-/// it on the interface (they start together): it is bound anyway (IP_FREEBIND), and
-/// connections arrive once the address exists.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    if !addr.ip().is_unspecified() {
-        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpFreebind, &true)
-            .map_err(io::Error::from)?;
-    }
-    socket.bind(addr)?;
-    socket.listen(128)
+/// it on the interface (they start together): see `officebox_sockets::tcp::listen`.
+async fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    officebox_sockets::tcp::listen(addr).await
 }
 
+/// Connections the admin pages and the sites each serve at once (and from one address,
+/// `officebox_sockets::limits::PER_ADDRESS`).
+pub(crate) const MAX_CONNECTIONS: usize = 256;
+
 async fn accept(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let limits = ConnLimits::new(officebox_sockets::limits::PER_ADDRESS, MAX_CONNECTIONS);
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+        let (stream, peer, slot) = match officebox_sockets::tcp::accept(&listener, &limits).await {
+            Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
+            Accepted::Refused(_, peer, why) => {
+                debug!(message = "web: connection refused", %peer, reason = %why);
+                continue;
+            }
         };
         let (app, tls) = (Arc::clone(&app), tls.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
                 None => serve_connection(stream, app, peer).await,
                 Some(tls) => {
@@ -722,6 +721,10 @@ impl App {
                 StatusCode::TOO_MANY_REQUESTS,
                 Some("Too many failed logins from this computer; wait ten minutes."),
             ),
+            Login::Busy => form(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("The box is busy checking other logins; try again in a moment."),
+            ),
         }
     }
 
@@ -737,8 +740,13 @@ impl App {
         .await
         .ok()
         .flatten();
-        let (wan, queue, phones) = facts.unwrap_or((None, 0, 0));
+        let (leased, queue, phones) = facts.unwrap_or((None, 0, 0));
+        let leased = leased.and_then(|a| a.parse().ok());
+        let wan = officebox_config::derive::wan_address(config, leased).map(|a| a.to_string());
         let wan_how = match config.network.wan.addressing {
+            _ if !officebox_config::derive::wan_in_use(config.security.mode) => {
+                "lan-only mode: the WAN is not used"
+            }
             officebox_config::WanAddressing::Dhcp { .. } => "leased from the ISP by DHCP",
             officebox_config::WanAddressing::Static { .. } => {
                 "static, as entered in Network Settings"
@@ -767,7 +775,7 @@ impl App {
              <tr><td>Mail waiting to go out</td><td>{queue}</td></tr>\
              <tr><td>Phones registered</td><td>{phones}</td></tr></table>\
              <h2>Recent problems</h2>{}",
-            escape(&wan.unwrap_or_else(|| "not known yet".into())),
+            escape(&wan.unwrap_or_else(|| "none yet".into())),
             up / 3600,
             up % 3600 / 60,
             problems_table()

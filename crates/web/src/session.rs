@@ -1,18 +1,18 @@
 //! Who is logged in: sessions in memory (a random token in an HttpOnly, SameSite=Strict
 //! cookie; an idle session ends after `web.session_timeout`), each with its CSRF token
 //! for forms. Only users marked `admin` may log in, with their argon2 password; after
-//! five failures from one address in ten minutes that address is refused, and every
-//! failure costs a second.
+//! five failures from one address in ten minutes that address is refused
+//! (`officebox_secrets::login`: counted as each password arrives, so parallel guesses
+//! count too), and every failure costs a second.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use officebox_config::Config;
+use officebox_secrets::login::{Checked, LOGIN, Limiter};
 
-const MAX_FAILURES: u32 = 5;
-const FAILURE_WINDOW: Duration = Duration::from_secs(600);
 /// Sessions at once (the oldest goes first beyond this).
 const MAX_SESSIONS: usize = 100;
 
@@ -33,6 +33,8 @@ pub enum Login {
     Wrong,
     /// Too many failures from this address.
     Limited,
+    /// Too many password checks waiting; nothing was decided.
+    Busy,
 }
 
 /// Every session, and the failed-login counts.
@@ -40,7 +42,7 @@ pub enum Login {
 pub struct Sessions {
     timeout: Mutex<Duration>,
     map: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    limiter: Arc<Limiter>,
 }
 
 /// 128 random bits, hex.
@@ -77,7 +79,7 @@ impl Sessions {
         Sessions {
             timeout: Mutex::new(timeout),
             map: Mutex::default(),
-            failures: Mutex::default(),
+            limiter: Limiter::new(LOGIN),
         }
     }
 
@@ -112,45 +114,30 @@ impl Sessions {
             .remove(token);
     }
 
-    fn limited(&self, ip: IpAddr) -> bool {
-        let f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        f.get(&ip)
-            .is_some_and(|(since, n)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
-    }
-
-    fn failed(&self, ip: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if f.len() > 10_000 {
-            f.retain(|_, (since, _)| since.elapsed() < FAILURE_WINDOW);
-        }
-        let e = f.entry(ip).or_insert((Instant::now(), 0));
-        if e.0.elapsed() > FAILURE_WINDOW {
-            *e = (Instant::now(), 0);
-        }
-        e.1 += 1;
-    }
-
-    /// Checks an admin's password (off the async threads) and opens a session.
+    /// Checks an admin's password (in turn with other password checks, off the async
+    /// threads) and opens a session.
     pub async fn login(&self, config: &Config, user: &str, password: &str, ip: IpAddr) -> Login {
-        if self.limited(ip) {
+        let Ok(attempt) = self.limiter.begin(ip).await else {
             return Login::Limited;
-        }
+        };
+        // A login that is not an admin costs the same check as a wrong password.
         let hash = config
             .users
             .iter()
             .find(|u| u.login == user && u.admin)
             .map(|u| u.password_hash.clone());
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || {
-            hash.is_some_and(|h| officebox_secrets::verify(&h, &password))
-        })
-        .await
-        .unwrap_or(false);
-        if !ok {
-            self.failed(ip);
-            // A pause before the answer slows guessing further.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            return Login::Wrong;
+        match officebox_secrets::login::check(hash, password.to_string()).await {
+            Checked::Right => attempt.succeeded(),
+            Checked::Busy => {
+                attempt.withdrawn();
+                return Login::Busy;
+            }
+            Checked::Wrong => {
+                attempt.failed();
+                // A pause before the answer slows guessing further.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return Login::Wrong;
+            }
         }
         let t = token();
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
@@ -170,7 +170,7 @@ pub async fn start(
     }
     for ip in officebox_config::derive::bind_addresses(&config, Service::Www) {
         let addr = SocketAddr::new(ip, config.web.site_port);
-        let l = crate::listen(addr).map_err(|e| {
+        let l = crate::listen(addr).await.map_err(|e| {
             io::Error::new(e.kind(), format!("web: cannot listen on tcp {addr}: {e}"))
         })?;
         info!(message = "web: serving the www and corp sites", %addr);
@@ -180,21 +180,27 @@ pub async fn start(
 }
 
 async fn accept(listener: TcpListener, config: watch::Receiver<Arc<Config>>) {
+    let limits = officebox_sockets::ConnLimits::new(
+        officebox_sockets::limits::PER_ADDRESS,
+        crate::MAX_CONNECTIONS,
+    );
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+        let (stream, peer, slot) = match officebox_sockets::tcp::accept(&listener, &limits).await {
+            officebox_sockets::tcp::Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
+            officebox_sockets::tcp::Accepted::Refused(_, peer, why) => {
+                tracing::debug!(message = "web: site connection refused", %peer, reason = %why);
+                continue;
+            }
         };
         let config = config.clone();
-        tokio::spawn(crate::serve_http1(
-            stream,
-            peer,
-            "web: site connection ended",
-            move |req| {
+        tokio::spawn(async move {
+            let _slot = slot;
+            crate::serve_http1(stream, peer, "web: site connection ended", move |req| {
                 let c = Arc::clone(&config.borrow());
                 async move { handle(&c, &req, peer).await }
-            },
-        ));
+            })
+            .await;
+        });
     }
 }
 

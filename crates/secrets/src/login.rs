@@ -1,0 +1,410 @@
+//! Password checks for every service that logs people in (SMTP AUTH, POP3, the admin
+//! pages, the voicemail menu, the phones' digests), under the same two rules:
+//!
+//! - **Failures are limited however the guesses are timed.** An attempt counts from the
+//!   moment its password arrives ([`Limiter::begin`]), not from when its answer is
+//!   known: while earlier attempts from the same address are still being checked, a new
+//!   one may start only if they could all fail without reaching the limit; otherwise it
+//!   waits for them. Thirty guesses sent at once are thirty attempts one after another
+//!   for the limit, and right passwords still get through, a few at a time.
+//! - **The work a stranger can cause is bounded.** An argon2id check needs 19 MiB; at
+//!   most [`CHECKS_AT_ONCE`] run at a time, and a check that cannot start within
+//!   [`QUEUE_DEADLINE`] is answered "busy" rather than queued forever. A user that does
+//!   not exist costs the same check as a wrong password (against a hash made once), so
+//!   the time of the answer does not say which logins exist.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use officebox_sockets::limits::Client;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+
+/// How many failures, in what window, lock an address out for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub failures: usize,
+    pub window: Duration,
+    pub lockout: Duration,
+}
+
+/// Mail and the admin pages: five failures in ten minutes, and that address waits ten
+/// minutes.
+pub const LOGIN: Policy = Policy {
+    failures: 5,
+    window: Duration::from_secs(600),
+    lockout: Duration::from_secs(600),
+};
+
+/// Phones: a misconfigured phone retries on its own, so twenty failures in a minute, and
+/// that address is ignored for five minutes.
+pub const PHONE: Policy = Policy {
+    failures: 20,
+    window: Duration::from_secs(60),
+    lockout: Duration::from_secs(300),
+};
+
+/// Addresses remembered at most; beyond this the entries with no failures and nothing in
+/// flight are forgotten first, then the oldest.
+const MAX_ADDRESSES: usize = 10_000;
+
+/// How long an attempt waits for earlier ones from its address before it is refused.
+const WAIT_FOR_EARLIER: Duration = Duration::from_secs(20);
+
+/// Why an attempt may not go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The address has failed too often; it may try again after the lockout.
+    Locked,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// Failures inside the window, oldest first.
+    failures: VecDeque<Instant>,
+    locked_until: Option<Instant>,
+    /// Attempts started and not yet decided.
+    in_flight: usize,
+}
+
+impl Entry {
+    fn forget_old(&mut self, policy: &Policy, now: Instant) {
+        if self.locked_until.is_some_and(|t| now >= t) {
+            self.locked_until = None;
+            self.failures.clear();
+        }
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= policy.window)
+        {
+            self.failures.pop_front();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.failures.is_empty() && self.locked_until.is_none() && self.in_flight == 0
+    }
+}
+
+/// Failed logins per client address, for one kind of login.
+#[derive(Debug)]
+pub struct Limiter {
+    policy: Policy,
+    entries: Mutex<HashMap<Client, Entry>>,
+    /// Woken whenever an attempt is decided.
+    decided: Notify,
+}
+
+/// An attempt under way: tell the limiter how it went with [`Attempt::succeeded`] or
+/// [`Attempt::failed`]. One dropped undecided (the client went away mid-check) counts as
+/// a failure.
+#[derive(Debug)]
+#[must_use = "an attempt counts as failed unless it is decided"]
+pub struct Attempt {
+    limiter: Arc<Limiter>,
+    client: Client,
+    decided: bool,
+}
+
+impl Attempt {
+    pub fn succeeded(mut self) {
+        self.decide(false);
+    }
+
+    pub fn failed(mut self) {
+        self.decide(true);
+    }
+
+    /// Nothing was decided (the check could not run): counts neither way.
+    pub fn withdrawn(mut self) {
+        self.decide(false);
+    }
+
+    fn decide(&mut self, failed: bool) {
+        if self.decided {
+            return;
+        }
+        self.decided = true;
+        self.limiter.finish(self.client, failed);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.decide(true);
+    }
+}
+
+impl Limiter {
+    #[must_use]
+    pub fn new(policy: Policy) -> Arc<Limiter> {
+        Arc::new(Limiter {
+            policy,
+            entries: Mutex::default(),
+            decided: Notify::new(),
+        })
+    }
+
+    /// Whether `ip` is locked out now (for refusing early, before a password is asked
+    /// for; the decision that counts is [`Limiter::begin`]'s).
+    pub fn locked(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.get_mut(&Client::of(ip)).is_some_and(|e| {
+            e.forget_old(&self.policy, now);
+            e.locked_until.is_some()
+        })
+    }
+
+    /// Starts an attempt from `ip` whose password has just arrived. Refused when the
+    /// address is locked out; waits while the attempts already under way could, by
+    /// failing, reach the limit.
+    pub async fn begin(self: &Arc<Self>, ip: IpAddr) -> Result<Attempt, Refusal> {
+        let deadline = Instant::now() + WAIT_FOR_EARLIER;
+        loop {
+            let decided = self.decided.notified();
+            tokio::pin!(decided);
+            // Registered before looking, so a decision made meanwhile is not missed.
+            decided.as_mut().enable();
+            match self.try_begin(ip) {
+                Ok(attempt) => return Ok(attempt),
+                Err(Wait::Refused(r)) => return Err(r),
+                Err(Wait::ForEarlier) => {
+                    if tokio::time::timeout_at(deadline, decided).await.is_err() {
+                        return Err(Refusal::Locked);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Limiter::begin`] for a caller that cannot wait (the SIP server decides each
+    /// request at once): an attempt that would have to wait is refused.
+    pub fn begin_now(self: &Arc<Self>, ip: IpAddr) -> Result<Attempt, Refusal> {
+        self.try_begin(ip).map_err(|w| match w {
+            Wait::Refused(r) => r,
+            Wait::ForEarlier => Refusal::Locked,
+        })
+    }
+
+    fn try_begin(self: &Arc<Self>, ip: IpAddr) -> Result<Attempt, Wait> {
+        let client = Client::of(ip);
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_ADDRESSES && !entries.contains_key(&client) {
+            entries.retain(|_, e| {
+                e.forget_old(&self.policy, now);
+                !e.idle()
+            });
+            if entries.len() >= MAX_ADDRESSES
+                && let Some(oldest) = entries
+                    .iter()
+                    .filter(|(_, e)| e.in_flight == 0)
+                    .min_by_key(|(_, e)| e.failures.back().copied())
+                    .map(|(c, _)| *c)
+            {
+                entries.remove(&oldest);
+            }
+        }
+        let e = entries.entry(client).or_default();
+        e.forget_old(&self.policy, now);
+        if e.locked_until.is_some() {
+            return Err(Wait::Refused(Refusal::Locked));
+        }
+        if e.failures.len() + e.in_flight >= self.policy.failures {
+            return Err(Wait::ForEarlier);
+        }
+        e.in_flight += 1;
+        Ok(Attempt {
+            limiter: Arc::clone(self),
+            client,
+            decided: false,
+        })
+    }
+
+    fn finish(&self, client: Client, failed: bool) {
+        let now = Instant::now();
+        {
+            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let e = entries.entry(client).or_default();
+            e.in_flight = e.in_flight.saturating_sub(1);
+            if failed {
+                e.forget_old(&self.policy, now);
+                e.failures.push_back(now);
+                if e.failures.len() >= self.policy.failures {
+                    e.locked_until = Some(now + self.policy.lockout);
+                    tracing::warn!(
+                        message = "too many failed logins; this address is refused for a while",
+                        client = ?client,
+                        minutes = self.policy.lockout.as_secs() / 60
+                    );
+                }
+            } else if e.idle() {
+                entries.remove(&client);
+            }
+        }
+        self.decided.notify_waiters();
+    }
+}
+
+enum Wait {
+    Refused(Refusal),
+    ForEarlier,
+}
+
+/// Password checks (argon2id) running at once. Two use the machine's two cores; each
+/// needs 19 MiB while it runs, so a burst of logins costs at most this many times that.
+pub const CHECKS_AT_ONCE: usize = 2;
+
+/// How long a check may wait for its turn before it is answered "busy".
+pub const QUEUE_DEADLINE: Duration = Duration::from_secs(15);
+
+fn checks() -> &'static Semaphore {
+    static CHECKS: Semaphore = Semaphore::const_new(CHECKS_AT_ONCE);
+    &CHECKS
+}
+
+/// What a password check came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    Right,
+    Wrong,
+    /// Too many checks were waiting; nothing was decided.
+    Busy,
+}
+
+/// A hash with the same cost as the stored ones, for users that do not exist.
+fn decoy() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| crate::hash("officebox: no such user").unwrap_or_default())
+}
+
+/// Checks `secret` against `hash` in turn with the other checks, off the async threads.
+/// With no hash (no such user), the same work is done against a decoy and the answer is
+/// [`Checked::Wrong`].
+pub async fn check(hash: Option<String>, secret: String) -> Checked {
+    let Ok(Ok(_permit)) = tokio::time::timeout(QUEUE_DEADLINE, checks().acquire()).await else {
+        return Checked::Busy;
+    };
+    let known = hash.is_some();
+    let right = tokio::task::spawn_blocking(move || {
+        let hash = hash.unwrap_or_else(|| decoy().to_string());
+        crate::verify(&hash, &secret)
+    })
+    .await
+    .unwrap_or(false);
+    if right && known {
+        Checked::Right
+    } else {
+        Checked::Wrong
+    }
+}
+
+/// Whether the decoy hash is made (it is made on first use; services make it at start so
+/// that the first unknown user's answer takes no longer than the next one's).
+pub fn prepare() {
+    let _ = decoy();
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    const SMALL: Policy = Policy {
+        failures: 3,
+        window: Duration::from_secs(60),
+        lockout: Duration::from_secs(120),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn guesses_in_parallel_are_limited_as_if_sent_one_after_another() {
+        let l = Limiter::new(SMALL);
+        let a = ip("192.0.2.1");
+        // Three checks under way: a fourth may not start until they are decided.
+        let first: Vec<Attempt> = vec![
+            l.begin(a).await.unwrap(),
+            l.begin(a).await.unwrap(),
+            l.begin(a).await.unwrap(),
+        ];
+        let l2 = Arc::clone(&l);
+        let fourth = tokio::spawn(async move { l2.begin(a).await.map(Attempt::failed) });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!fourth.is_finished(), "waits for the three under way");
+        for attempt in first {
+            attempt.failed();
+        }
+        assert_eq!(fourth.await.unwrap(), Err(Refusal::Locked));
+        assert!(l.locked(a));
+        // Another address is not affected.
+        l.begin(ip("192.0.2.2")).await.unwrap().succeeded();
+        // The lockout ends.
+        tokio::time::sleep(SMALL.lockout).await;
+        assert!(!l.locked(a));
+        l.begin(a).await.unwrap().succeeded();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn right_passwords_at_once_all_get_through() {
+        let l = Limiter::new(SMALL);
+        let a = ip("192.0.2.1");
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let l = Arc::clone(&l);
+            tasks.push(tokio::spawn(async move {
+                let attempt = l.begin(a).await?;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                attempt.succeeded();
+                Ok::<_, Refusal>(())
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Ok(()));
+        }
+        assert!(!l.locked(a));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_abandoned_mid_check_counts_as_failed() {
+        let l = Limiter::new(SMALL);
+        let a = ip("192.0.2.1");
+        for _ in 0..SMALL.failures {
+            drop(l.begin(a).await.unwrap());
+        }
+        assert!(l.locked(a));
+        assert_eq!(l.begin_now(a).unwrap_err(), Refusal::Locked);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_older_than_the_window_are_forgotten() {
+        let l = Limiter::new(SMALL);
+        let a = ip("192.0.2.1");
+        for _ in 0..SMALL.failures - 1 {
+            l.begin(a).await.unwrap().failed();
+        }
+        tokio::time::sleep(SMALL.window).await;
+        for _ in 0..SMALL.failures - 1 {
+            l.begin(a).await.unwrap().failed();
+        }
+        assert!(!l.locked(a));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_costs_a_check_and_is_wrong() {
+        let h = crate::hash("right").unwrap();
+        assert_eq!(check(Some(h.clone()), "right".into()).await, Checked::Right);
+        assert_eq!(check(Some(h), "wrong".into()).await, Checked::Wrong);
+        assert_eq!(
+            check(None, "officebox: no such user".into()).await,
+            Checked::Wrong,
+            "even the decoy's own password opens nothing"
+        );
+    }
+}
