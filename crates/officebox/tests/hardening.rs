@@ -463,3 +463,38 @@ fn a_stranger_cannot_tell_which_extensions_and_logins_exist() {
         "a wrong password for a real user takes {median:.1} ms longer than for no such user"
     );
 }
+
+#[test]
+fn the_boxs_certificate_is_named_after_it_and_valid_for_about_a_year() {
+    require_program("openssl", "openssl");
+    let _shared = MACHINE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (ob, c) = start();
+    let shown = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{} </dev/null 2>/dev/null | openssl x509 -noout -subject -startdate -enddate -dateopt iso_8601",
+            c.int("mail.smtps_port")
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        text.contains("CN = officebox.office.test") && text.contains("O = officebox"),
+        "{text}\n{}",
+        ob.log()
+    );
+    let year = |key: &str| -> i32 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|d| d.get(..4))
+            .and_then(|y| y.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+    };
+    let (from, until) = (year("notBefore="), year("notAfter="));
+    assert!(
+        (2026..2100).contains(&from) && (until - from) <= 2,
+        "valid from {from} until {until}: {text}"
+    );
+}

