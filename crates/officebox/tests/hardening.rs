@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use officebox_testkit::{Officebox, READY_TIMEOUT, TestConfig, require_program};
+use officebox_testkit::{Officebox, PYTHON, READY_TIMEOUT, TestConfig, require_program};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
@@ -83,7 +83,7 @@ impl Said {
 
 /// Runs clients.py with `args`; what it said.
 fn clients(args: &[&str]) -> Said {
-    let out = Command::new(officebox_testkit::PYTHON)
+    let out = Command::new(PYTHON)
         .arg(clients_py())
         .args(args)
         .output()
@@ -268,7 +268,7 @@ fn bursts_of_right_logins_are_all_served_and_the_memory_comes_back() {
 /// clients.py hold: N idle connections from `source`, kept open while the returned child
 /// lives; and how many the box kept.
 fn hold(port: &str, source: &str, count: usize) -> (std::process::Child, u64) {
-    let mut child = Command::new(officebox_testkit::PYTHON)
+    let mut child = Command::new(PYTHON)
         .arg(clients_py())
         .args(["hold", "--port", port, "--source", source, "--count"])
         .arg(count.to_string())
