@@ -184,6 +184,17 @@ pub fn advice(config: &Config) -> Vec<String> {
             config.network.domain
         ));
     }
+    for u in &config.users {
+        if let Some(ext) = &u.extension
+            && u.sip_ha1_md5.is_some()
+            && u.ext_secret(ext).is_none()
+        {
+            out.push(format!(
+                "users[{}]: a phone can log in as {} but not yet as extension {ext}: that needs the password set again since the extension was given (`officebox user passwd {}`, or the Users page)",
+                u.login, u.login, u.login
+            ));
+        }
+    }
     if config.mail.relay_from_wan {
         out.push(
             "mail.relay_from_wan: anyone on the Internet may send mail through this box to anywhere (an open relay); turn it off unless you know why it must be on".to_string(),

@@ -109,6 +109,16 @@ pub fn set_sip_secret(
     set_field(&text, login, "sip_ha1_sha256", sha256)
 }
 
+/// A user's extension in a config text, if they have one (a number or a string there).
+pub fn user_extension(text: &str, login: &str) -> Option<String> {
+    let mut doc = document(text).ok()?;
+    let table = find(&mut doc, login).ok()?;
+    let item = table.get("extension")?;
+    item.as_integer()
+        .map(|n| n.to_string())
+        .or_else(|| item.as_str().map(str::to_string))
+}
+
 /// The `network.domain` of a config text (the realm of the phone hashes), if it has one.
 pub fn domain(text: &str) -> Option<String> {
     let doc = document(text).ok()?;

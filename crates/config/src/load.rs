@@ -993,6 +993,7 @@ impl Loader<'_, '_> {
                             password's digest hashes";
             let sip_ha1_md5 = u.parsed(self.sink, "sip_ha1_md5", sip_help, |s| hex_of(s, 32));
             let sip_ha1_sha256 = u.parsed(self.sink, "sip_ha1_sha256", sip_help, |s| hex_of(s, 64));
+            let sip_ext_secret = u.parsed(self.sink, "sip_ext_secret", sip_help, parse_ext_secret);
             let admin = u.bool(self.sink, "admin").unwrap_or(false);
             self.saw_admin |= admin;
             let pop3 = u
@@ -1040,6 +1041,7 @@ impl Loader<'_, '_> {
                     voicemail_pin_hash: pin.map(|p| p.value),
                     sip_ha1_md5: sip_ha1_md5.map(|h| h.value),
                     sip_ha1_sha256: sip_ha1_sha256.map(|h| h.value),
+                    sip_ext_secret: sip_ext_secret.map(|h| h.value),
                     admin,
                     pop3,
                 },
@@ -1725,6 +1727,23 @@ fn find_cycle(graph: &HashMap<&str, Vec<&str>>, start: &str) -> Option<Vec<Strin
 }
 
 /// `n` lowercase hex digits (a digest hash).
+/// `EXTENSION:MD5:SHA256` (see [`crate::model::ExtSecret`]).
+fn parse_ext_secret(s: &str) -> Result<crate::model::ExtSecret, String> {
+    let mut parts = s.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(ext), Some(md5), Some(sha256), None)
+            if !ext.is_empty() && ext.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(crate::model::ExtSecret {
+                extension: ext.to_string(),
+                md5: hex_of(md5, 32)?,
+                sha256: hex_of(sha256, 64)?,
+            })
+        }
+        _ => Err("expected EXTENSION:MD5:SHA256 (digits, 32 and 64 hex digits)".into()),
+    }
+}
+
 fn hex_of(s: &str, n: usize) -> Result<String, String> {
     if s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())

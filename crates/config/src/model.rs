@@ -347,9 +347,38 @@ pub struct User {
     /// (RFC 3261 section 22, RFC 8760): what SIP authentication needs, and no password.
     pub sip_ha1_md5: Option<String>,
     pub sip_ha1_sha256: Option<String>,
+    /// The same secrets for the extension as the digest user name (most phones are set
+    /// up with the extension as their user), made when the password was set.
+    pub sip_ext_secret: Option<ExtSecret>,
     /// May log in to the admin pages; receives catch-all mail that matches nobody.
     pub admin: bool,
     pub pop3: Vec<Pop3Account>,
+}
+
+/// A phone secret for the extension as user name: HA1 = H(extension:domain:password), in
+/// the file as `"EXTENSION:MD5:SHA256"`. It names its extension, so that one made before
+/// the extension changed is known to be stale (and ignored) rather than silently wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtSecret {
+    pub extension: String,
+    pub md5: String,
+    pub sha256: String,
+}
+
+impl ExtSecret {
+    /// Its text in the config file.
+    pub fn text(&self) -> String {
+        format!("{}:{}:{}", self.extension, self.md5, self.sha256)
+    }
+}
+
+impl User {
+    /// The secrets for `ext` as the digest user name, when they were made for it.
+    pub fn ext_secret(&self, ext: &str) -> Option<&ExtSecret> {
+        self.sip_ext_secret
+            .as_ref()
+            .filter(|s| s.extension == ext && self.extension.as_deref() == Some(ext))
+    }
 }
 
 /// How to talk TLS to a POP3 server.

@@ -370,3 +370,33 @@ fn after_a_stall_the_box_drops_what_waited_too_long_and_answers_the_retransmissi
         ob.log()
     );
 }
+
+#[test]
+fn a_phone_may_use_its_extension_as_the_user_name() {
+    require_program("sipsak", "sipsak");
+    let c = TestConfig::demo().free_ports();
+    let port = c.int("phone.sip_port");
+    let ob = start(&c);
+    let register = |user: &str, password: &str| {
+        let local = free_udp_port().unwrap();
+        Command::new("sipsak")
+            .args(["-U", "-i", "-s", &format!("sip:101@127.0.0.1:{port}")])
+            .args(["-u", user, "-a", password, "-x", "600"])
+            .args(["-l", &local.to_string()])
+            .output()
+            .unwrap()
+    };
+    for user in ["101", "alice"] {
+        let out = register(user, "demo-alice");
+        assert!(
+            out.status.success(),
+            "{user}: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            ob.log()
+        );
+    }
+    assert!(!register("101", "not-alices").status.success());
+    // Another user's extension is not a way in.
+    assert!(!register("102", "demo-alice").status.success());
+}

@@ -70,13 +70,30 @@ pub fn set_password(text: &str, login: &str, password: &str) -> Result<String, S
     with_sip_secret(&text, login, password)
 }
 
-/// The config text with `login`'s phone secrets for `password` (realm: the domain).
+/// The config text with `login`'s phone secrets for `password` (realm: the domain): for
+/// the login as digest user name, and for the user's extension as well, since most phones
+/// are set up with the extension as their user.
 pub fn with_sip_secret(text: &str, login: &str, password: &str) -> Result<String, SecretError> {
     let Some(realm) = edit::domain(text) else {
         return Ok(text.to_string());
     };
     let (md5, sha256) = sip_ha1(login, &realm, password);
-    Ok(edit::set_sip_secret(text, login, &md5, &sha256)?)
+    let text = edit::set_sip_secret(text, login, &md5, &sha256)?;
+    let ext_secret = edit::user_extension(&text, login).map(|extension| {
+        let (md5, sha256) = sip_ha1(&extension, &realm, password);
+        officebox_config::ExtSecret {
+            extension,
+            md5,
+            sha256,
+        }
+        .text()
+    });
+    Ok(edit::set_user_setting(
+        &text,
+        login,
+        "sip_ext_secret",
+        ext_secret.as_deref(),
+    )?)
 }
 
 #[cfg(test)]
@@ -100,6 +117,24 @@ mod tests {
         assert_eq!(
             sha,
             "da6641ae589c47bd376ac90b759b5b1a36d3a264e2e5d8cc5587f0349719d2e6"
+        );
+    }
+
+    #[test]
+    fn the_phone_secret_is_made_for_the_extension_too() {
+        let text =
+            "[network]\ndomain = \"office.test\"\n[[users]]\nlogin = \"alice\"\nextension = 101\n";
+        let text = with_sip_secret(text, "alice", "demo-alice").unwrap();
+        let (md5, sha) = sip_ha1("101", "office.test", "demo-alice");
+        assert!(
+            text.contains(&format!("sip_ext_secret = \"101:{md5}:{sha}\"")),
+            "{text}"
+        );
+        let none = "[network]\ndomain = \"office.test\"\n[[users]]\nlogin = \"bob\"\n";
+        assert!(
+            !with_sip_secret(none, "bob", "pw")
+                .unwrap()
+                .contains("sip_ext_secret")
         );
     }
 

@@ -1062,14 +1062,31 @@ fn authenticate<'c>(
     let Ok(attempt) = state.limiter.begin_now(source.ip()) else {
         return Err(challenge(false));
     };
-    let user = config.users.iter().find(|u| u.login == creds.username);
-    // A user that does not exist is checked against a made-up secret: the same work and
-    // the same answer as a wrong password.
-    let verdict = state.auth.verify(&creds, method, |alg| match (user, alg) {
-        (Some(u), Algorithm::Md5) => u.sip_ha1_md5.clone(),
-        (Some(u), Algorithm::Sha256) => u.sip_ha1_sha256.clone(),
-        (None, Algorithm::Md5) => Some(NOBODY_MD5.to_string()),
-        (None, Algorithm::Sha256) => Some(NOBODY_SHA256.to_string()),
+    // The digest user name is the login, or the extension (most phones are set up so),
+    // each with the secrets made for it. A user that does not exist is checked against a
+    // made-up secret: the same work and the same answer as a wrong password.
+    let (user, ha1): (Option<&officebox_config::User>, [Option<String>; 2]) =
+        match config.users.iter().find(|u| u.login == creds.username) {
+            Some(u) => (Some(u), [u.sip_ha1_md5.clone(), u.sip_ha1_sha256.clone()]),
+            None => match config
+                .users
+                .iter()
+                .find_map(|u| u.ext_secret(&creds.username).map(|s| (u, s)))
+            {
+                Some((u, s)) => (Some(u), [Some(s.md5.clone()), Some(s.sha256.clone())]),
+                None => (
+                    None,
+                    [
+                        Some(NOBODY_MD5.to_string()),
+                        Some(NOBODY_SHA256.to_string()),
+                    ],
+                ),
+            },
+        };
+    let [md5, sha256] = ha1;
+    let verdict = state.auth.verify(&creds, method, |alg| match alg {
+        Algorithm::Md5 => md5.clone(),
+        Algorithm::Sha256 => sha256.clone(),
     });
     match (verdict, user) {
         (Verdict::Ok, Some(u)) => {
