@@ -132,3 +132,106 @@ officebox_binary() {
         echo "officebox: build failed, marked n/a" >&2
     fi
 }
+
+# The config of an officebox that runs mail only, on $addr with the ports $obx_smtp,
+# $obx_submission, $obx_smtps, $obx_pop3 and $obx_pop3s: `officebox_mail_config DATA_DIR
+# DOMAIN` prints it without users (append [[users]] tables).
+officebox_mail_config() {
+    cat <<EOF2
+data_dir = "$1"
+
+[network]
+hostname = "officebox"
+domain = "$2"
+manage = false
+listen = ["${addr:?}"]
+
+[dns]
+enabled = false
+
+[dhcp]
+enabled = false
+
+[mail]
+smtp_port = ${obx_smtp:?}
+submission_port = ${obx_submission:?}
+smtps_port = ${obx_smtps:?}
+pop3_port = ${obx_pop3:?}
+pop3s_port = ${obx_pop3s:?}
+
+[phone]
+enabled = false
+
+[web]
+enabled = false
+
+[ntp]
+enabled = false
+
+EOF2
+}
+
+# A private dovecot 2.3 instance serving POP3 (clear text, as loopback allows) on
+# $addr:PORT: `dovecot_pop3_start DIR PORT NAME` with DIR/passwd already written
+# (passwd-file lines, each password with its scheme: `u:{PLAIN}pw`, `u:{ARGON2ID}$argon2id$...`)
+# and the mailboxes in DIR/mail/USER; its config, state, log (DIR/dovecot.log) and runtime
+# files stay in DIR; it serves as nobody. Sets dc_conf and dc_master (the master's pid);
+# `dovecot_pop3_stop` ends it (call it from bench_extra_cleanup too). Defaults except
+# paths, the listener and clear-text logins; the pop3s listener is off.
+dc_conf="" dc_master=""
+dovecot_pop3_start() {
+    local dir="$1" port="$2" name="$3" uid gid
+    uid="$(id -u nobody)" gid="$(id -g nobody)"
+    mkdir -p "$dir/run" "$dir/state" "$dir/mail" "$dir/home"
+    chown -R "$uid:$gid" "$dir/mail" "$dir/home"
+    dc_conf="$dir/dovecot.conf"
+    cat >"$dc_conf" <<EOF2
+protocols = pop3
+listen = ${addr:?}
+base_dir = $dir/run
+state_dir = $dir/state
+instance_name = obx-bench-$name
+log_path = $dir/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:$dir/mail/%u
+passdb {
+  driver = passwd-file
+  args = $dir/passwd
+}
+userdb {
+  driver = static
+  args = uid=$uid gid=$gid home=$dir/home/%u
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = $port
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+EOF2
+    if ! dovecot -c "$dc_conf"; then
+        echo "dovecot: start failed; its log:" >&2
+        cat "$dir/dovecot.log" >&2 2>/dev/null || true
+        return 1
+    fi
+    for _ in $(seq 50); do
+        [ -s "$dir/run/master.pid" ] && break
+        sleep 0.1
+    done
+    dc_master="$(tr -d ' \n' <"$dir/run/master.pid")"
+}
+
+dovecot_pop3_stop() {
+    [ -n "$dc_master" ] || return 0
+    dovecot -c "$dc_conf" stop >/dev/null 2>&1 || true
+    for _ in $(seq 100); do
+        kill -0 "$dc_master" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$dc_master" 2>/dev/null || true
+    dc_master=""
+}

@@ -40,19 +40,7 @@ done
 source bench/lib.sh
 bench_start logins
 chmod 755 "$work"
-dc_conf="$work/dovecot/dovecot.conf"
-dc_master=""
-bench_extra_cleanup() {
-    local i
-    if [ -n "$dc_master" ]; then
-        dovecot -c "$dc_conf" stop >/dev/null 2>&1 || true
-        for i in $(seq 100); do
-            kill -0 "$dc_master" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$dc_master" 2>/dev/null || true
-    fi
-}
+bench_extra_cleanup() { dovecot_pop3_stop; }
 
 # RSS in MB of PID and all its descendants.
 tree_rss() {
@@ -153,38 +141,7 @@ if [ -n "$obx_src" ]; then
     cp "$obx_src" "$work/officebox"
     mkdir -p "$work/obx/data"
     {
-        cat <<EOF
-data_dir = "$work/obx/data"
-
-[network]
-hostname = "officebox"
-domain = "bench.test"
-manage = false
-listen = ["$addr"]
-
-[dns]
-enabled = false
-
-[dhcp]
-enabled = false
-
-[mail]
-smtp_port = $obx_smtp
-submission_port = $obx_submission
-smtps_port = $obx_smtps
-pop3_port = $obx_pop3
-pop3s_port = $obx_pop3s
-
-[phone]
-enabled = false
-
-[web]
-enabled = false
-
-[ntp]
-enabled = false
-
-EOF
+        officebox_mail_config "$work/obx/data" bench.test
         users_toml
     } >"$work/obx/officebox.toml"
     (cd "$work/obx" && exec "$work/officebox" run --config officebox.toml) >"$work/obx/officebox.log" 2>&1 &
@@ -221,47 +178,12 @@ if [ "${PEERS:-1}" = 1 ]; then
     command -v dovecot >/dev/null || { echo "missing: dovecot (apt-get install dovecot-pop3d)" >&2; exit 1; }
     port_free "$addr" "$dc_port" || { echo "$addr:$dc_port is in use (ss -ltn)" >&2; exit 1; }
     dc="$work/dovecot"
-    nobody_uid="$(id -u nobody)" nobody_gid="$(id -g nobody)"
-    mkdir -p "$dc/run" "$dc/state" "$dc/mail" "$dc/home"
+    mkdir -p "$dc"
     for i in $(seq "$users"); do
         printf 'u%d:{ARGON2ID}%s\n' "$i" "$hash"
         mkdir -p "$dc/mail/u$i/new" "$dc/mail/u$i/cur" "$dc/mail/u$i/tmp" "$dc/home/u$i"
     done >"$dc/passwd"
-    chown -R "$nobody_uid:$nobody_gid" "$dc/mail" "$dc/home"
-    cat >"$dc_conf" <<EOF
-protocols = pop3
-listen = $addr
-base_dir = $dc/run
-state_dir = $dc/state
-instance_name = obx-bench-logins
-log_path = $dc/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:$dc/mail/%u
-passdb {
-  driver = passwd-file
-  args = $dc/passwd
-}
-userdb {
-  driver = static
-  args = uid=$nobody_uid gid=$nobody_gid home=$dc/home/%u
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = $dc_port
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-EOF
-    dovecot -c "$dc_conf" || { echo "dovecot: start failed" >&2; cat "$dc/dovecot.log" >&2 || true; exit 1; }
-    for _ in $(seq 50); do
-        [ -s "$dc/run/master.pid" ] && break
-        sleep 0.1
-    done
-    dc_master="$(tr -d ' \n' <"$dc/run/master.pid")"
+    dovecot_pop3_start "$dc" "$dc_port" logins || exit 1
     if wait_listen "$dc_port" "$dc_master" "$dc/dovecot.log"; then
         sleep 1
         echo "dovecot $(dovecot --version | awk '{ print $1 }'): $addr:$dc_port (idle RSS $(tree_rss "$dc_master") MB)"

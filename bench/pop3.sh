@@ -57,19 +57,7 @@ esac
 source bench/lib.sh
 bench_start pop3
 chmod 755 "$work"                       # dovecot serves as nobody below it
-dc_conf="$work/dovecot/dovecot.conf"
-dc_master=""                            # pid of our dovecot instance's master, once started
-bench_extra_cleanup() {
-    local i
-    if [ -n "$dc_master" ]; then
-        dovecot -c "$dc_conf" stop >/dev/null 2>&1 || true
-        for i in $(seq 100); do
-            kill -0 "$dc_master" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$dc_master" 2>/dev/null || true
-    fi
-}
+bench_extra_cleanup() { dovecot_pop3_stop; }
 
 # ------------------------------------------------------------------ helpers
 
@@ -219,45 +207,10 @@ else
     cp -a "$work/src/bench" "$work/src/big" "$work/obx/data/mail/"
     # alice's demo hash from examples/demo.toml: the password is demo-alice.
     hash='$argon2id$v=19$m=19456,t=2,p=1$XgLlIWdWSUYtz6222unzYg$QtQCJ/eiW4Q5Mk4ZRA8plwlUwfIhHpQRK2EdaLXEcyM'
-    cat >"$work/obx/officebox.toml" <<EOF
-data_dir = "$work/obx/data"
-
-[network]
-hostname = "officebox"
-domain = "$domain"
-manage = false
-listen = ["$addr"]
-
-[dns]
-enabled = false
-
-[dhcp]
-enabled = false
-
-[mail]
-smtp_port = $obx_smtp
-submission_port = $obx_submission
-smtps_port = $obx_smtps
-pop3_port = $obx_pop3
-pop3s_port = $obx_pop3s
-
-[phone]
-enabled = false
-
-[web]
-enabled = false
-
-[ntp]
-enabled = false
-
-[[users]]
-login = "bench"
-password = "$hash"
-
-[[users]]
-login = "big"
-password = "$hash"
-EOF
+    {
+        officebox_mail_config "$work/obx/data" "$domain"
+        printf '[[users]]\nlogin = "%s"\npassword = "%s"\n\n' bench "$hash" big "$hash"
+    } >"$work/obx/officebox.toml"
     echo "officebox: $obx_src on $addr:$obx_pop3"
     (cd "$work/obx" && exec "$work/officebox" run --config officebox.toml) >"$work/obx/officebox.log" 2>&1 &
     obx_pid=$!
@@ -278,51 +231,11 @@ if [ "${PEERS:-1}" = 1 ]; then
 
 port_free "$addr" "$dc_port" || { echo "$addr:$dc_port is in use (ss -ltn)" >&2; exit 1; }
 dc="$work/dovecot"
-nobody_uid="$(id -u nobody)" nobody_gid="$(id -g nobody)"
-mkdir -p "$dc/run" "$dc/state" "$dc/mail" "$dc/home/bench" "$dc/home/big"
+mkdir -p "$dc/mail" "$dc/home/bench" "$dc/home/big"
 cp -a "$work/src/bench" "$work/src/big" "$dc/mail/"
-chown -R "$nobody_uid:$nobody_gid" "$dc/mail" "$dc/home"
 printf 'bench:{PLAIN}%s\nbig:{PLAIN}%s\n' "$password" "$password" >"$dc/passwd"
-# Defaults except paths, the listener and clear-text logins; the pop3s listener (995 by
-# default) is off. Indexes live in each Maildir (the default).
-cat >"$dc_conf" <<EOF
-protocols = pop3
-listen = $addr
-base_dir = $dc/run
-state_dir = $dc/state
-instance_name = obx-bench-pop3
-log_path = $dc/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:$dc/mail/%u
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN $dc/passwd
-}
-userdb {
-  driver = static
-  args = uid=$nobody_uid gid=$nobody_gid home=$dc/home/%u
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = $dc_port
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-EOF
-if ! dovecot -c "$dc_conf"; then
-    echo "dovecot: start failed; its log:" >&2
-    cat "$dc/dovecot.log" >&2 2>/dev/null || true
-    exit 1
-fi
-for _ in $(seq 50); do
-    [ -s "$dc/run/master.pid" ] && break
-    sleep 0.1
-done
-dc_master="$(tr -d ' \n' <"$dc/run/master.pid")"
+# Indexes live in each Maildir (dovecot's default).
+dovecot_pop3_start "$dc" "$dc_port" pop3 || exit 1
 echo "dovecot $dc_version: $addr:$dc_port (private instance, master pid $dc_master)"
 if wait_listen "$dc_port" "$dc_master" "$dc/dovecot.log"; then
     bench dovecot "$dc_port" dc_ticks
@@ -330,12 +243,7 @@ else
     echo "dovecot: did not listen, marked n/a" >&2
     na dovecot
 fi
-dovecot -c "$dc_conf" stop >/dev/null 2>&1 || true
-for _ in $(seq 100); do
-    kill -0 "$dc_master" 2>/dev/null || break
-    sleep 0.1
-done
-kill -0 "$dc_master" 2>/dev/null || dc_master=""
+dovecot_pop3_stop
 grep -E '(Warning|Error|Fatal|Panic): ' "$dc/dovecot.log" | grep -v 'Killed with signal 15' | sed 's/^/  dovecot log: /' | head -5 >&2 || true
 
 fi # PEERS

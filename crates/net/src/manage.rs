@@ -152,17 +152,22 @@ async fn ipv4_addresses(
     Ok(out)
 }
 
+/// Adds (or refreshes) `net`'s address on interface `index`, leaving others there.
+async fn put_address(handle: &Handle, index: u32, net: Ipv4Net) -> io::Result<()> {
+    handle
+        .address()
+        .add(index, IpAddr::V4(net.address), net.prefix)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl)
+}
+
 /// Puts exactly the addresses `keep` (none for `None`) of IPv4 on interface `index`:
 /// `keep` is added (or refreshed), every other IPv4 address is removed.
 async fn only_address(handle: &Handle, index: u32, keep: Option<Ipv4Net>) -> io::Result<()> {
     if let Some(net) = keep {
-        handle
-            .address()
-            .add(index, IpAddr::V4(net.address), net.prefix)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl)?;
+        put_address(handle, index, net).await?;
     }
     for (ip, prefix, msg) in ipv4_addresses(handle, index).await? {
         if keep.is_some_and(|k| k.address == ip && k.prefix == prefix) {
@@ -214,13 +219,7 @@ async fn interfaces(plan: &Plan) -> io::Result<()> {
         let mut lan_index = None;
         if let Some((name, net)) = &plan.lan {
             let index = link(&handle, name, true).await?;
-            handle
-                .address()
-                .add(index, IpAddr::V4(net.address), net.prefix)
-                .replace()
-                .execute()
-                .await
-                .map_err(nl)?;
+            put_address(&handle, index, *net).await?;
             lan_index = Some(index);
         }
         let mut wan_index = None;

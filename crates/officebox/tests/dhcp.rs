@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use officebox_testkit::{
-    ClientKind, DhcpClient, Endpoint, OfficeLan, Officebox, READY_TIMEOUT, TestConfig, Veth,
-    dnsmasq_dhcp_server, require_program, require_root, wait_until,
+    ClientKind, DhcpClient, DnsmasqDhcp, Endpoint, OfficeLan, Officebox, READY_TIMEOUT, TestConfig,
+    Veth, dnsmasq_dhcp_server, require_program, require_root, wait_until,
 };
 
 fn bin() -> &'static Path {
@@ -63,6 +63,18 @@ impl Lan {
             .wait_for_log("dhcp: serving", READY_TIMEOUT)
             .expect("dhcp serves");
         ob
+    }
+
+    /// Another DHCP server on the LAN: dnsmasq on the PC's side (which needs an address
+    /// there, 192.168.1.254), handing out 192.168.1.150-160.
+    fn another_server(&self) -> DnsmasqDhcp {
+        dnsmasq_dhcp_server(
+            &self.pc,
+            self.pc_iface(),
+            ip("192.168.1.150"),
+            ip("192.168.1.160"),
+        )
+        .unwrap()
     }
 
     /// Asks officebox's DNS from inside its own namespace (the PC may have no address).
@@ -281,13 +293,7 @@ fn a_second_dhcp_server_on_the_lan_makes_officebox_stand_back() {
             ["addr", "add", "192.168.1.254/24", "dev", lan.pc_iface()],
         )
         .unwrap();
-    let _rogue = dnsmasq_dhcp_server(
-        &lan.pc,
-        lan.pc_iface(),
-        ip("192.168.1.150"),
-        ip("192.168.1.160"),
-    )
-    .unwrap();
+    let _rogue = lan.another_server();
     let ob =
         Officebox::start_in_netns(bin(), &lan.config("firewall-nat").text(), &lan.boxns).unwrap();
     ob.peer()
@@ -351,13 +357,7 @@ fn with_manage_on_another_server_is_found_once_the_address_is_up_and_kept_watch_
             ["addr", "add", "192.168.1.254/24", "dev", lan.pc_iface()],
         )
         .unwrap();
-    let rogue = dnsmasq_dhcp_server(
-        &lan.pc,
-        lan.pc_iface(),
-        ip("192.168.1.150"),
-        ip("192.168.1.160"),
-    )
-    .unwrap();
+    let rogue = lan.another_server();
     // A WAN port too (unused in lan-only mode, which this office runs in).
     let wan = Veth::new(Endpoint::netns(&lan.boxns), Endpoint::netns(&lan.pc)).unwrap();
     let config = lan
@@ -389,13 +389,7 @@ fn with_manage_on_another_server_is_found_once_the_address_is_up_and_kept_watch_
     client.release(LEASE_TIMEOUT).unwrap();
 
     // And when one appears while officebox serves, officebox stands back again.
-    let _rogue = dnsmasq_dhcp_server(
-        &lan.pc,
-        lan.pc_iface(),
-        ip("192.168.1.150"),
-        ip("192.168.1.160"),
-    )
-    .unwrap();
+    let _rogue = lan.another_server();
     ob.peer()
         .wait_for_log("ANOTHER DHCP SERVER NOW ANSWERS", READY_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));

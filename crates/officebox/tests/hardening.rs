@@ -132,17 +132,18 @@ fn thirty_guesses_at_once_are_limited_as_if_sent_one_after_another() {
             "demo-admin",
         ),
     ];
-    let runs: Vec<_> = cases
-        .iter()
-        .map(|&(proto, key, source, user, right)| {
-            let port = port(&c, key);
-            std::thread::spawn(move || {
-                let r = clients(&[
+    let ports: Vec<String> = cases.iter().map(|case| port(&c, case.1)).collect();
+    let said = at_once(
+        cases
+            .iter()
+            .zip(&ports)
+            .map(|(&(proto, _, source, user, right), port)| {
+                strings(&[
                     "guesses",
                     "--proto",
                     proto,
                     "--port",
-                    &port,
+                    port,
                     "--source",
                     source,
                     "--count",
@@ -153,13 +154,11 @@ fn thirty_guesses_at_once_are_limited_as_if_sent_one_after_another() {
                     "guess",
                     "--right",
                     right,
-                ]);
-                (proto, r)
+                ])
             })
-        })
-        .collect();
-    for run in runs {
-        let (proto, r) = run.join().unwrap();
+            .collect(),
+    );
+    for (&(proto, ..), r) in cases.iter().zip(said) {
         assert!(
             r.count("wrong") <= 5 && r.count("wrong") + r.count("limited") == 30,
             "{proto}: 30 guesses at once: at most 5 may be checked, the rest refused: {r:?}\n{}",
@@ -200,6 +199,24 @@ fn thirty_guesses_at_once_are_limited_as_if_sent_one_after_another() {
     );
 }
 
+/// Runs clients.py with each of `runs` at once (each in a thread); what each said, in order.
+fn at_once(runs: Vec<Vec<String>>) -> Vec<Said> {
+    let threads: Vec<_> = runs
+        .into_iter()
+        .map(|args| {
+            std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                clients(&args)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_string()).collect()
+}
+
 /// officebox's resident memory, in MiB.
 fn rss_mib(ob: &Officebox) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", ob.peer().pid())).unwrap();
@@ -220,17 +237,17 @@ fn bursts_of_right_logins_are_all_served_and_the_memory_comes_back() {
     let idle = rss_mib(&ob);
     for round in 0..3 {
         // 32 POP3 and 32 SMTP AUTH logins with the right password, all at once.
-        let burst: Vec<_> = [("pop3", "mail.pop3s_port"), ("smtp", "mail.smtps_port")]
-            .into_iter()
-            .map(|(proto, key)| {
-                let port = port(&c, key);
-                std::thread::spawn(move || {
-                    let r = clients(&[
+        let protos = [("pop3", "mail.pop3s_port"), ("smtp", "mail.smtps_port")];
+        let said = at_once(
+            protos
+                .iter()
+                .map(|&(proto, key)| {
+                    strings(&[
                         "guesses",
                         "--proto",
                         proto,
                         "--port",
-                        &port,
+                        &port(&c, key),
                         "--source",
                         "127.0.0.6",
                         "--count",
@@ -239,13 +256,11 @@ fn bursts_of_right_logins_are_all_served_and_the_memory_comes_back() {
                         "alice",
                         "--password",
                         "demo-alice",
-                    ]);
-                    (proto, r)
+                    ])
                 })
-            })
-            .collect();
-        for b in burst {
-            let (proto, r) = b.join().unwrap();
+                .collect(),
+        );
+        for (&(proto, _), r) in protos.iter().zip(said) {
             assert_eq!(
                 r.count("right"),
                 32,

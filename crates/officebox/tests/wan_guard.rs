@@ -29,6 +29,14 @@ fn start(office: &Office, config: &TestConfig, ready: &[&str]) -> Officebox {
     ob
 }
 
+/// Adds (`add`) or removes (`del`) an address on the ISP's end of the WAN link.
+fn isp_address(office: &Office, verb: &str, cidr: &str) {
+    office
+        .isp
+        .run("ip", ["addr", verb, cidr, "dev", office.wan.name_b()])
+        .unwrap();
+}
+
 /// The packets the ruleset dropped as forged.
 fn spoofed(office: &Office) -> u64 {
     let out = office
@@ -131,19 +139,7 @@ fn packets_with_forged_lan_sources_from_the_wan_are_dropped_and_counted() {
 
     // Someone on the Internet forges the PC's address as source: no recursion for them,
     // not even an answer, and the box counts what it dropped.
-    office
-        .isp
-        .run(
-            "ip",
-            [
-                "addr",
-                "add",
-                &format!("{}/32", Office::PC),
-                "dev",
-                office.wan.name_b(),
-            ],
-        )
-        .unwrap();
+    isp_address(&office, "add", &format!("{}/32", Office::PC));
     let forged = office
         .isp
         .command("dig")
@@ -185,19 +181,7 @@ fn packets_with_forged_lan_sources_from_the_wan_are_dropped_and_counted() {
         "25",
     ]));
     std::thread::sleep(Duration::from_millis(500));
-    office
-        .isp
-        .run(
-            "ip",
-            [
-                "addr",
-                "del",
-                &format!("{}/32", Office::PC),
-                "dev",
-                office.wan.name_b(),
-            ],
-        )
-        .unwrap();
+    isp_address(&office, "del", &format!("{}/32", Office::PC));
     // sipsak exits 0 once the registration is answered 200.
     run_ok(office.pc.command("sipsak").args([
         "-U",
@@ -229,19 +213,7 @@ fn one_syn_flooder_does_not_starve_everyone_else() {
     );
     // The flooder has an address of its own on the Internet side.
     let flooder = "198.51.100.3";
-    office
-        .isp
-        .run(
-            "ip",
-            [
-                "addr",
-                "add",
-                &format!("{flooder}/24"),
-                "dev",
-                office.wan.name_b(),
-            ],
-        )
-        .unwrap();
+    isp_address(&office, "add", &format!("{flooder}/24"));
     let dir = scratch_dir("synflood").unwrap();
     let mut flood = office.isp.command("nping");
     flood
