@@ -142,10 +142,11 @@ async fn serve_socket(socket: Arc<UdpSocket>, stop: CancellationToken) {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
     let mut buf = [0u8; 1024];
+    let mut cmsg = udp::cmsg_buffer();
     loop {
         let got = tokio::select! {
             () = stop.cancelled() => return,
-            r = socket.async_io(tokio::io::Interest::READABLE, || udp::recv(fd, &mut buf)) => match r {
+            r = socket.async_io(tokio::io::Interest::READABLE, || udp::recv(fd, &mut buf, &mut cmsg)) => match r {
                 Ok(x) => x,
                 Err(error) => {
                     warn!(message = "ntp: receive failed", %error);

@@ -89,12 +89,12 @@ pub fn destination(cmsgs: impl IntoIterator<Item = ControlMessageOwned>) -> Opti
     })
 }
 
-/// Takes one datagram without blocking (`WouldBlock` when there is none).
-pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
+/// Takes one datagram without blocking (`WouldBlock` when there is none); `cmsg` is room
+/// for its control messages ([`cmsg_buffer`]), kept by the caller from one to the next.
+#[allow(clippy::ptr_arg)] // nix's recvmsg takes the Vec itself
+pub fn recv(fd: RawFd, buf: &mut [u8], cmsg: &mut Vec<u8>) -> io::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut cmsg = cmsg_buffer();
-    let msg =
-        sock::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)?;
+    let msg = sock::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::MSG_DONTWAIT)?;
     let from = msg
         .address
         .as_ref()
@@ -208,8 +208,9 @@ mod tests {
             let asked: Ipv4Addr = asked.parse().unwrap();
             client.send_to(b"ping", (asked, port)).unwrap();
             let mut buf = [0u8; 16];
+            let mut cmsg = cmsg_buffer();
             let got = loop {
-                match recv(server.as_raw_fd(), &mut buf) {
+                match recv(server.as_raw_fd(), &mut buf, &mut cmsg) {
                     Ok(r) => break r,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5));

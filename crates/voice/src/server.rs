@@ -408,9 +408,10 @@ async fn udp_loop(
     state: Arc<State>,
 ) {
     let mut buf = vec![0u8; 65_536];
+    let mut cmsg = officebox_sockets::udp::cmsg_buffer();
     let mut shed = Shedding::default();
     loop {
-        let (n, source, to, queued) = match receive(&socket, &mut buf).await {
+        let (n, source, to, queued) = match receive(&socket, &mut buf, &mut cmsg).await {
             Ok(x) => x,
             Err(error) => {
                 debug!(message = "phone: udp receive failed", %error);
@@ -477,12 +478,13 @@ impl Shedding {
 async fn receive(
     socket: &UdpSocket,
     buf: &mut [u8],
+    cmsg: &mut Vec<u8>,
 ) -> io::Result<(usize, SocketAddr, Option<IpAddr>, Option<Duration>)> {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
     let got = socket
         .async_io(tokio::io::Interest::READABLE, || {
-            officebox_sockets::udp::recv(fd, buf)
+            officebox_sockets::udp::recv(fd, buf, cmsg)
         })
         .await?;
     let queued = got.stamp.and_then(|at| {
