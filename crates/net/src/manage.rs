@@ -252,14 +252,17 @@ async fn interfaces(plan: &Plan) -> io::Result<()> {
                 .await
                 .map_err(nl)?;
         }
-        // Default routes another mode left behind: through another gateway, or on the
-        // LAN side when the WAN DHCP client is to set it.
+        // Default routes another mode left behind on officebox's own interfaces (others
+        // are not officebox's to touch): through another gateway, or on the LAN side when
+        // the WAN DHCP client is to set it.
+        let ours = |oif: Option<u32>| oif.is_some() && (oif == lan_index || oif == wan_index);
         for (gateway, oif, route) in default_routes(&handle).await? {
-            let stale = match plan.default_route {
-                DefaultRoute::Via(wanted) => gateway != Some(wanted),
-                DefaultRoute::Dhcp => oif.is_some() && oif == lan_index,
-                DefaultRoute::None => oif.is_some() && (oif == lan_index || oif == wan_index),
-            };
+            let stale = ours(oif)
+                && match plan.default_route {
+                    DefaultRoute::Via(wanted) => gateway != Some(wanted),
+                    DefaultRoute::Dhcp => oif == lan_index,
+                    DefaultRoute::None => true,
+                };
             if stale {
                 info!(message = "net: removing a default route", gateway = ?gateway);
                 handle.route().del(route).execute().await.map_err(nl)?;

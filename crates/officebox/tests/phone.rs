@@ -115,10 +115,12 @@ fn a_registration_is_listed_and_kept_across_a_restart() {
     let port = c.int("phone.sip_port");
     let ob = start(&c);
     let local = free_udp_port().unwrap();
+    // -H: the phone's own address in its Contact (sipsak would otherwise take its host
+    // name's, 127.0.1.1 on a fresh Debian machine).
     let out = Command::new("sipsak")
         .args(["-U", "-i", "-s", &format!("sip:102@127.0.0.1:{port}")])
         .args(["-u", "bob", "-a", "demo-bob", "-x", "600"])
-        .args(["-l", &local.to_string()])
+        .args(["-l", &local.to_string(), "-H", "127.0.0.1"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -382,7 +384,7 @@ fn a_phone_may_use_its_extension_as_the_user_name() {
         Command::new("sipsak")
             .args(["-U", "-i", "-s", &format!("sip:101@127.0.0.1:{port}")])
             .args(["-u", user, "-a", password, "-x", "600"])
-            .args(["-l", &local.to_string()])
+            .args(["-l", &local.to_string(), "-H", "127.0.0.1"])
             .output()
             .unwrap()
     };
