@@ -199,3 +199,36 @@ fn init_writes_a_valid_commented_config_and_refuses_to_overwrite() {
     assert!(!again.status.success());
     assert_eq!(std::fs::read_to_string(&path).expect("still there"), text);
 }
+
+#[test]
+fn valid_but_doubtful_settings_get_advice() {
+    // Hosting the domain's DNS on a WAN address the ISP leases by DHCP (white paper,
+    // section 6: a static address is needed), and an open relay.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("officebox.toml");
+    let demo = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml"),
+    )
+    .expect("the demo config");
+    let text = demo
+        .replace(
+            "mode = \"static\"\naddress = \"203.0.113.10\"\nnetmask = \"255.255.255.0\"\ngateway = \"203.0.113.1\"",
+            "mode = \"dhcp\"",
+        )
+        .replace("wan_services = [\"smtp\", \"www\"]", "wan_services = [\"smtp\", \"www\", \"dns\"]")
+        .replace("[mail]\n", "[mail]\nrelay_from_wan = true\n");
+    assert_ne!(text, demo);
+    std::fs::write(&path, text).expect("written");
+    let out = officebox()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("officebox runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "still valid: {stderr}");
+    assert!(
+        stderr.contains("warning: security.wan_services:") && stderr.contains("static WAN address"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("warning: mail.relay_from_wan:"), "{stderr}");
+}

@@ -118,6 +118,12 @@ fn authoritative_answers_for_every_record_type_over_udp_and_tcp() {
         ("office.test", "NS", &["officebox.office.test."]),
         ("office.test", "TXT", &["\"v=spf1 mx -all\""]),
         ("printer.office.test", "A", &["192.168.1.20"]),
+        // A static name on the LAN answers the reverse question too.
+        (
+            "20.1.168.192.in-addr.arpa",
+            "PTR",
+            &["printer.office.test."],
+        ),
         ("ipv6host.office.test", "AAAA", &["2001:db8::10"]),
         (
             "www2.office.test",
