@@ -63,6 +63,14 @@ const MAX_BODY: usize = 64 * 1024;
 
 type Body = Full<Bytes>;
 
+/// The non-empty part of `path` between `prefix` and `suffix`, if it has both: the
+/// resource a route like `/users/{login}/delete` names (`/users/delete` names none).
+fn between<'p>(path: &'p str, prefix: &str, suffix: &str) -> Option<&'p str> {
+    path.strip_prefix(prefix)?
+        .strip_suffix(suffix)
+        .filter(|middle| !middle.is_empty())
+}
+
 /// A change waiting for confirmation.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -499,8 +507,8 @@ impl App {
                     ),
                 }
             }
-            (Method::POST, p) if p.starts_with("/history/") && p.ends_with("/rollback") => {
-                let n = &p["/history/".len()..p.len() - "/rollback".len()];
+            (Method::POST, p) if between(p, "/history/", "/rollback").is_some() => {
+                let n = between(p, "/history/", "/rollback").unwrap_or_default();
                 match history::version_text(&config, n) {
                     Some(text) => match self.save(&config, &text, "rollback", true).await {
                         Ok(()) => redirect("/confirm"),
@@ -557,8 +565,10 @@ impl App {
                 };
                 self.change(me, change, "/aliases").await
             }
-            (Method::POST, p) if p.starts_with("/users/") && p.ends_with("/delete") => {
-                let login = p["/users/".len()..p.len() - "/delete".len()].to_string();
+            (Method::POST, p) if between(p, "/users/", "/delete").is_some() => {
+                let login = between(p, "/users/", "/delete")
+                    .unwrap_or_default()
+                    .to_string();
                 self.change(me, Change::DeleteUser(login), "/users").await
             }
             (Method::GET, p) if p.starts_with("/users/") => {
@@ -570,7 +580,10 @@ impl App {
                     ),
                 }
             }
-            (Method::POST, p) if p.starts_with("/users/") => {
+            (Method::POST, p)
+                if p.strip_prefix("/users/")
+                    .is_some_and(|login| config.users.iter().any(|u| u.login == login)) =>
+            {
                 let change = Change::EditUser {
                     login: p["/users/".len()..].to_string(),
                     name: value(&pairs, "name").unwrap_or("").to_string(),
@@ -591,9 +604,9 @@ impl App {
                 info!(message = "web: mail queue flushed", user = %me.0);
                 redirect("/mail?saved=1")
             }
-            (Method::POST, p) if p.starts_with("/mail/queue/") && p.ends_with("/delete") => {
-                let id: i64 = p["/mail/queue/".len()..p.len() - "/delete".len()]
-                    .parse()
+            (Method::POST, p) if between(p, "/mail/queue/", "/delete").is_some() => {
+                let id: i64 = between(p, "/mail/queue/", "/delete")
+                    .and_then(|n| n.parse().ok())
                     .unwrap_or(-1);
                 let dir = config.data_dir.clone();
                 let _ = tokio::task::spawn_blocking(
@@ -1620,5 +1633,24 @@ mod tests {
         assert_eq!(f[3], ("d".into(), String::new()));
         assert_eq!(f[4], ("e".into(), "%4".into()));
         assert_eq!(value(&form(b"x=false&x=true"), "x"), Some("true"));
+    }
+
+    #[test]
+    fn a_route_names_its_resource_between_prefix_and_suffix() {
+        assert_eq!(
+            between("/users/alice/delete", "/users/", "/delete"),
+            Some("alice")
+        );
+        // Shorter than prefix and suffix together: no resource, no slicing past the end.
+        assert_eq!(between("/users/delete", "/users/", "/delete"), None);
+        assert_eq!(between("/history/rollback", "/history/", "/rollback"), None);
+        assert_eq!(
+            between("/mail/queue/delete", "/mail/queue/", "/delete"),
+            None
+        );
+        assert_eq!(
+            between("/mail/queue//delete", "/mail/queue/", "/delete"),
+            None
+        );
     }
 }
