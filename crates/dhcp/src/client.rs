@@ -309,12 +309,7 @@ async fn link_flapped(interface: &str) {
 }
 
 fn record(db: &std::path::Path, address: Option<Ipv4Addr>) {
-    let written = officebox_store::Db::open(db).and_then(|db| {
-        db.meta_set(
-            "wan.address",
-            &address.map(|a| a.to_string()).unwrap_or_default(),
-        )
-    });
+    let written = officebox_store::Db::open(db).and_then(|db| db.set_wan_address(address));
     if let Err(error) = written {
         warn!(message = "wan dhcp: the WAN address is not recorded", %error);
     }

@@ -25,7 +25,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
@@ -59,11 +59,7 @@ const RECEIVE_BUFFER: usize = 1 << 20;
 /// How long to listen for another server's offer before serving.
 const DETECT_FOR: Duration = Duration::from_secs(2);
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use officebox_store::unix_now as now_unix;
 
 /// Decodes a message from the LAN, or `None` for one to drop.
 ///
@@ -117,7 +113,7 @@ fn setup(config: &Config) -> Option<Setup> {
             .collect(),
         ping_check: config.dhcp.ping_check,
         server_check: config.dhcp.server_check,
-        db: config.data_dir.join("state.db"),
+        db: officebox_store::state_db(&config.data_dir),
     })
 }
 
@@ -627,8 +623,8 @@ async fn send(
 
 /// The lease table as `officebox dhcp leases` prints it.
 pub fn leases(config: &Config) -> io::Result<Vec<Lease>> {
-    let db =
-        Db::open(&config.data_dir.join("state.db")).map_err(|e| io::Error::other(e.to_string()))?;
+    let db = Db::open(&officebox_store::state_db(&config.data_dir))
+        .map_err(|e| io::Error::other(e.to_string()))?;
     db.leases().map_err(|e| io::Error::other(e.to_string()))
 }
 
@@ -648,7 +644,7 @@ fn wan_client(config: &Config) -> Option<client::WanClient> {
         interface: net.wan.interface.clone()?,
         hostname: net.hostname.clone(),
         release_on_shutdown: dhcp,
-        db: config.data_dir.join("state.db"),
+        db: officebox_store::state_db(&config.data_dir),
     })
 }
 

@@ -7,12 +7,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use officebox_config::Config;
 use officebox_config::derive::{bind_addresses, wan_address};
 use officebox_config::model::Service;
-use officebox_store::{Db, Lease};
+use officebox_store::{Db, Lease, ServedRecord};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -65,11 +65,7 @@ impl Shared {
     }
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use officebox_store::unix_now as now_unix;
 
 /// What the zone is built from, besides the config.
 struct Inputs {
@@ -83,9 +79,6 @@ impl Inputs {
         self.leases.iter().map(|l| l.expires_at).min()
     }
 }
-
-/// Where the zone as served is kept for the admin pages.
-pub const SERVED_KEY: &str = "dns.served";
 
 /// The state database, touched only from blocking threads.
 struct State {
@@ -111,37 +104,26 @@ impl State {
             let version = db.data_version()?;
             let leases = db.active_named_leases(now_unix())?;
             // A WAN address leased by the WAN DHCP client is kept in the state database.
-            let leased = db
-                .meta_get("wan.address")
-                .ok()
-                .flatten()
-                .and_then(|a| a.parse().ok());
-            let wan = wan_address(config, leased);
+            let wan = wan_address(config, db.wan_address().ok().flatten());
             Ok((Inputs { leases, wan }, version))
         })
     }
 
-    /// Keeps the zone's records in the state database (meta `dns.served`, one record per
-    /// line: source, name, TTL, type, value, tab-separated) for the admin pages, which
-    /// show the zone as it is served.
+    /// Keeps the zone's records in the state database (`Db::set_served_zone`) for the
+    /// admin pages, which show the zone as it is served.
     fn publish(&self, zone: &Zone) -> io::Result<()> {
-        let mut listing = String::new();
-        for e in zone.entries() {
-            listing.push_str(&format!(
-                "{}\t{}\t{}\t{}\t{}\n",
-                e.source.name(),
-                e.name,
-                e.ttl,
-                e.rtype,
-                e.value.replace(['\t', '\n'], " ")
-            ));
-        }
-        self.with(|db| {
-            if db.meta_get(SERVED_KEY)?.as_deref() != Some(listing.as_str()) {
-                db.meta_set(SERVED_KEY, &listing)?;
-            }
-            Ok(())
-        })
+        let records: Vec<ServedRecord> = zone
+            .entries()
+            .iter()
+            .map(|e| ServedRecord {
+                source: e.source.name().to_string(),
+                name: e.name.clone(),
+                ttl: e.ttl,
+                rtype: e.rtype.to_string(),
+                value: e.value.clone(),
+            })
+            .collect();
+        self.with(|db| db.set_served_zone(&records).map(drop))
     }
 
     /// The serial for a zone with `fingerprint`: unchanged when the content is, otherwise
@@ -207,7 +189,7 @@ fn endpoints(config: &Config) -> Vec<SocketAddr> {
 }
 
 fn db_path(config: &Config) -> PathBuf {
-    config.data_dir.join("state.db")
+    officebox_store::state_db(&config.data_dir)
 }
 
 async fn blocking<T: Send + 'static>(

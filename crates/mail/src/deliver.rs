@@ -53,7 +53,7 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         Ok(Store {
             data_dir: data_dir.to_path_buf(),
-            db: Mutex::new(Db::open(&data_dir.join("state.db"))?),
+            db: Mutex::new(Db::open(&officebox_store::state_db(data_dir))?),
             queued: Notify::new(),
         })
     }

@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use officebox_config::{Config, Pop3Account, Pop3Tls};
 use officebox_store::{FetchStatus, Maildir, NewRecipient, StoreError};
@@ -116,11 +116,7 @@ pub enum FetchError {
     Store(#[from] StoreError),
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+use officebox_store::unix_now as now_unix;
 
 /// Runs the fetcher until `shutdown`.
 pub async fn run(

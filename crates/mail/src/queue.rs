@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use officebox_config::Config;
 use officebox_store::{
@@ -42,11 +42,7 @@ const POLL: Duration = Duration::from_secs(1);
 /// client heard `250`, and are removed.
 const ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+use officebox_store::unix_now as now_unix;
 
 /// When to try again after `attempts` failed ones: `first_retry`, doubling up to
 /// `max_retry_interval`, and never past the moment the queue gives up.

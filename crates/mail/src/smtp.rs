@@ -11,7 +11,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use officebox_config::Config;
 use officebox_config::derive::{ClientZone, client_zone};
@@ -113,11 +113,7 @@ fn dsn_text(value: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use officebox_store::unix_now as now_unix;
 
 /// The message body after DATA: dot-unstuffed, up to the CRLF "." CRLF that ends it.
 /// A bare LF is not a line end (SMTP smuggling); a message carrying one is refused.

@@ -9,7 +9,7 @@ use officebox_store::Db;
 
 fn open(path: &Path) -> anyhow::Result<(officebox_config::Config, Db)> {
     let config = officebox_config::load(path)?;
-    let db = Db::open(&config.data_dir.join("state.db"))?;
+    let db = Db::open(&officebox_store::state_db(&config.data_dir))?;
     Ok((config, db))
 }
 

@@ -237,7 +237,7 @@ fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn phone_calls(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = officebox_config::load(path)?;
-    let db = officebox_store::Db::open(&config.data_dir.join("state.db"))?;
+    let db = officebox_store::Db::open(&officebox_store::state_db(&config.data_dir))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -260,7 +260,7 @@ fn phone_calls(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn phone_registrations(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = officebox_config::load(path)?;
-    let db = officebox_store::Db::open(&config.data_dir.join("state.db"))?;
+    let db = officebox_store::Db::open(&officebox_store::state_db(&config.data_dir))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));

@@ -137,7 +137,7 @@ struct Instance {
 async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let db_path = config.data_dir.join("state.db");
+    let db_path = officebox_store::state_db(&config.data_dir);
     let db = tokio::task::spawn_blocking(move || Db::open(&db_path)).await??;
     info!(
         message = "officebox starting",

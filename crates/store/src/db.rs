@@ -152,7 +152,41 @@ pub const MIGRATIONS: &[Migration] = &[
         ) WITHOUT ROWID;
     ",
     },
+    Migration {
+        version: 7,
+        name: "the DNS zone as served, as rows",
+        sql: "
+        CREATE TABLE dns_served (
+            seq    INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            name   TEXT NOT NULL,
+            ttl    INTEGER NOT NULL,
+            rtype  TEXT NOT NULL,
+            value  TEXT NOT NULL
+        );
+        DELETE FROM meta WHERE key = 'dns.served';
+    ",
+    },
 ];
+
+/// The state database of `data_dir`: every service opens this one file.
+pub fn state_db(data_dir: &Path) -> PathBuf {
+    data_dir.join("state.db")
+}
+
+/// One record of the zone as the DNS service serves it, for the pages that show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedRecord {
+    /// Where it comes from: `zone`, `built-in`, `static`, `reservation` or `dhcp`.
+    pub source: String,
+    pub name: String,
+    pub ttl: u32,
+    pub rtype: String,
+    pub value: String,
+}
+
+/// The meta key of the WAN address the WAN DHCP client holds.
+const WAN_ADDRESS: &str = "wan.address";
 
 /// The schema version this binary creates and understands.
 pub fn known_schema_version() -> u32 {
@@ -361,6 +395,67 @@ impl Db {
             .map_err(|e| self.err("write meta", e))
     }
 
+    /// The WAN address the WAN DHCP client last recorded (`None` when it holds none).
+    pub fn wan_address(&self) -> Result<Option<Ipv4Addr>, StoreError> {
+        Ok(self.meta_get(WAN_ADDRESS)?.and_then(|a| a.parse().ok()))
+    }
+
+    /// Records the WAN address the WAN DHCP client holds (`None`: none).
+    pub fn set_wan_address(&self, address: Option<Ipv4Addr>) -> Result<(), StoreError> {
+        self.meta_set(
+            WAN_ADDRESS,
+            &address.map(|a| a.to_string()).unwrap_or_default(),
+        )
+    }
+
+    /// The zone as the DNS service last published it, in its order.
+    pub fn served_zone(&self) -> Result<Vec<ServedRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT source, name, ttl, rtype, value FROM dns_served ORDER BY seq")
+            .map_err(|e| self.err("read the served zone", e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(ServedRecord {
+                    source: row.get(0)?,
+                    name: row.get(1)?,
+                    ttl: row.get(2)?,
+                    rtype: row.get(3)?,
+                    value: row.get(4)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err("read the served zone", e))?;
+        Ok(rows)
+    }
+
+    /// Publishes the zone as served, replacing the previous one in one transaction;
+    /// nothing is written when it is unchanged. Whether it changed.
+    pub fn set_served_zone(&self, records: &[ServedRecord]) -> Result<bool, StoreError> {
+        if self.served_zone()? == records {
+            return Ok(false);
+        }
+        let write_err = |e| self.err("publish the served zone", e);
+        let tx = self.conn.unchecked_transaction().map_err(write_err)?;
+        tx.execute("DELETE FROM dns_served", [])
+            .map_err(write_err)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO dns_served (source, name, ttl, rtype, value)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(write_err)?;
+            for r in records {
+                insert
+                    .execute(params![r.source, r.name, r.ttl, r.rtype, r.value])
+                    .map_err(write_err)?;
+            }
+        }
+        tx.commit().map_err(write_err)?;
+        Ok(true)
+    }
+
     /// A number that changes whenever another connection (another service, another
     /// process) commits a change to the database: a cheap way to notice new leases.
     pub fn data_version(&self) -> Result<i64, StoreError> {
@@ -495,10 +590,53 @@ fn sqlite_err(op: &'static str, path: &Path, source: rusqlite::Error) -> StoreEr
     }
 }
 
-fn unix_now() -> i64 {
+/// Now, in Unix seconds: the time every table of the state database is written in.
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod meeting_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_wan_address_and_the_served_zone_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&state_db(dir.path())).unwrap();
+        assert_eq!(db.wan_address().unwrap(), None);
+        db.set_wan_address(Some("198.51.100.2".parse().unwrap()))
+            .unwrap();
+        assert_eq!(
+            db.wan_address().unwrap(),
+            Some("198.51.100.2".parse().unwrap())
+        );
+        db.set_wan_address(None).unwrap();
+        assert_eq!(db.wan_address().unwrap(), None);
+
+        let record = |name: &str| ServedRecord {
+            source: "dhcp".into(),
+            name: name.into(),
+            ttl: 300,
+            rtype: "A".into(),
+            value: "192.168.1.7\twith a tab".into(),
+        };
+        let zone = vec![record("b.office.test"), record("a.office.test")];
+        assert!(db.set_served_zone(&zone).unwrap());
+        assert!(
+            !db.set_served_zone(&zone).unwrap(),
+            "unchanged: nothing written"
+        );
+        assert_eq!(
+            db.served_zone().unwrap(),
+            zone,
+            "rows in order, values whole"
+        );
+        assert!(db.set_served_zone(&zone[..1]).unwrap());
+        assert_eq!(db.served_zone().unwrap(), zone[..1]);
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,10 @@ mod maildir;
 mod phone;
 mod queue;
 
-pub use db::{Db, Lease, LeaseState, MIGRATIONS, Migration, known_schema_version};
+pub use db::{
+    Db, Lease, LeaseState, MIGRATIONS, Migration, ServedRecord, known_schema_version, state_db,
+    unix_now,
+};
 pub use error::StoreError;
 pub use fetch::FetchStatus;
 pub use file::write_atomic;

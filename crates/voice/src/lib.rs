@@ -21,3 +21,8 @@ pub mod sip;
 pub mod voicemail;
 
 pub use server::serve;
+
+/// Now, in Unix seconds (registrations and calls count in unsigned seconds).
+pub(crate) fn now_unix() -> u64 {
+    u64::try_from(officebox_store::unix_now()).unwrap_or(0)
+}

@@ -170,7 +170,7 @@ async fn pin(ep: &mut Endpoint, m: &MenuSetup) -> bool {
 async fn messages(m: &MenuSetup) -> Option<(Vec<Message>, Vec<Message>)> {
     let (dir, login) = (m.data_dir.clone(), m.login.clone());
     let (new, saved) = tokio::task::spawn_blocking(move || {
-        let db = Db::open(&dir.join("state.db")).map_err(std::io::Error::other)?;
+        let db = Db::open(&officebox_store::state_db(&dir)).map_err(std::io::Error::other)?;
         voicemail::mailbox(&db, &dir, &login)
     })
     .await
@@ -246,7 +246,7 @@ async fn play_messages(ep: &mut Endpoint, m: &MenuSetup, all: Vec<Message>) -> O
                     );
                     let _ = tokio::task::spawn_blocking(move || {
                         let _ = maildir.delete(&entry);
-                        if let Ok(db) = Db::open(&dir.join("state.db")) {
+                        if let Ok(db) = Db::open(&officebox_store::state_db(&dir)) {
                             let _ = db.remove_voicemail(&login, &name);
                         }
                     })

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use officebox_config::Config;
 use officebox_config::derive::bind_addresses;
@@ -50,11 +50,7 @@ const TCP_IDLE: Duration = Duration::from_secs(600);
 /// A TCP connection that has not yet carried a whole SIP message is closed after this.
 const TCP_SILENT_IDLE: Duration = Duration::from_secs(30);
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::now_unix;
 
 /// Responses by (branch and method, source), for retransmitted requests.
 type Replay = HashMap<(String, SocketAddr), (Instant, Vec<u8>)>;
@@ -188,7 +184,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let config = Arc::clone(&config_rx.borrow());
-    let db_path = config.data_dir.join("state.db");
+    let db_path = officebox_store::state_db(&config.data_dir);
     let (db, restored) =
         tokio::task::spawn_blocking(move || -> Result<_, officebox_store::StoreError> {
             let db = Db::open(&db_path)?;
@@ -1331,7 +1327,9 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(
-            officebox_store::date::http_date(UNIX_EPOCH + Duration::from_secs(1_795_857_926)),
+            officebox_store::date::http_date(
+                std::time::UNIX_EPOCH + Duration::from_secs(1_795_857_926)
+            ),
             "Sat, 28 Nov 2026 09:25:26 GMT"
         );
     }

@@ -222,7 +222,7 @@ pub fn deliver(data_dir: &Path, env: &Envelope, samples: &[i16]) -> io::Result<S
     let unique = name.as_str().to_string();
     // The index is a convenience for the menu: the Maildir is the truth (a message
     // deleted by POP3 is gone whatever the index says).
-    let db = Db::open(&data_dir.join("state.db")).map_err(io::Error::other)?;
+    let db = Db::open(&officebox_store::state_db(data_dir)).map_err(io::Error::other)?;
     db.add_voicemail(&Voicemail {
         login: env.callee_login.clone(),
         name: unique.clone(),

@@ -26,7 +26,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -347,11 +347,7 @@ fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
     })
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+use officebox_store::unix_now as now_unix;
 
 impl App {
     fn config(&self) -> Arc<Config> {
@@ -597,7 +593,7 @@ impl App {
             (Method::POST, "/mail/flush") => {
                 let dir = config.data_dir.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    officebox_store::Db::open(&dir.join("state.db"))
+                    officebox_store::Db::open(&officebox_store::state_db(&dir))
                         .and_then(|db| db.flush_queue(now_unix()))
                 })
                 .await;
@@ -611,7 +607,7 @@ impl App {
                 let dir = config.data_dir.clone();
                 let _ = tokio::task::spawn_blocking(
                     move || -> Result<(), officebox_store::StoreError> {
-                        let db = officebox_store::Db::open(&dir.join("state.db"))?;
+                        let db = officebox_store::Db::open(&officebox_store::state_db(&dir))?;
                         if let Some(m) = db.queue()?.into_iter().find(|m| m.id == id) {
                             // The queue's paths are as officebox wrote them (from its own
                             // working directory, which is ours).
@@ -744,8 +740,8 @@ impl App {
     async fn home(&self, config: &Config, me: (&str, &str), flash: Option<(&str, bool)>) -> String {
         let data_dir = config.data_dir.clone();
         let facts = tokio::task::spawn_blocking(move || {
-            let db = officebox_store::Db::open(&data_dir.join("state.db")).ok()?;
-            let wan = db.meta_get("wan.address").ok().flatten();
+            let db = officebox_store::Db::open(&officebox_store::state_db(&data_dir)).ok()?;
+            let wan = db.wan_address().ok().flatten();
             let queue = db.queue().map(|q| q.len()).unwrap_or(0);
             let phones = db.bindings(now_unix()).map(|b| b.len()).unwrap_or(0);
             Some((wan, queue, phones))
@@ -754,7 +750,6 @@ impl App {
         .ok()
         .flatten();
         let (leased, queue, phones) = facts.unwrap_or((None, 0, 0));
-        let leased = leased.and_then(|a| a.parse().ok());
         let wan = officebox_config::derive::wan_address(config, leased).map(|a| a.to_string());
         let wan_how = match config.network.wan.addressing {
             _ if !officebox_config::derive::wan_in_use(config.security.mode) => {
@@ -1033,7 +1028,7 @@ impl App {
     ) -> String {
         let data_dir = config.data_dir.clone();
         let fetch = tokio::task::spawn_blocking(move || {
-            officebox_store::Db::open(&data_dir.join("state.db"))
+            officebox_store::Db::open(&officebox_store::state_db(&data_dir))
                 .and_then(|db| db.fetch_statuses())
                 .map(|v| {
                     v.into_iter()
@@ -1258,7 +1253,7 @@ async fn live_state(config: &Config, path: &str, csrf: &str) -> Option<String> {
         .map(|r| (r.mac.to_string(), r.address))
         .collect();
     tokio::task::spawn_blocking(move || -> Option<String> {
-        let db = officebox_store::Db::open(&dir.join("state.db")).ok()?;
+        let db = officebox_store::Db::open(&officebox_store::state_db(&dir)).ok()?;
         let now = now_unix();
         let mut out = String::new();
         match path.as_str() {
@@ -1346,11 +1341,7 @@ async fn live_state(config: &Config, path: &str, csrf: &str) -> Option<String> {
                 out.push_str(&lease_table(&leases, now, &csrf));
             }
             "/dns" => {
-                let served = db
-                    .meta_get("dns.served")
-                    .ok()?
-                    .unwrap_or_default();
-                out.push_str(&zone_table(&served));
+                out.push_str(&zone_table(&db.served_zone().ok()?));
             }
             _ => {}
         }
@@ -1535,7 +1526,7 @@ fn host_label(name: &str) -> String {
 }
 
 /// The zone as the DNS server serves it (it keeps a listing in the state database).
-fn zone_table(served: &str) -> String {
+fn zone_table(served: &[officebox_store::ServedRecord]) -> String {
     let mut out = String::from("<h2 id=\"zone\">Names served now</h2>");
     if served.is_empty() {
         out.push_str("<p>The DNS server has not published its names yet (is it on?).</p>");
@@ -1545,12 +1536,9 @@ fn zone_table(served: &str) -> String {
         "<div class=\"wide\"><table id=\"zone-table\"><tr><th>Name</th><th>Type</th>\
          <th>Value</th><th>From</th></tr>",
     );
-    for line in served.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [source, name, _ttl, rtype, value] = f.as_slice() else {
-            continue;
-        };
-        let from = match *source {
+    for r in served {
+        let (source, name, rtype, value) = (&r.source, &r.name, &r.rtype, &r.value);
+        let from = match source.as_str() {
             "zone" => "the zone itself",
             "built-in" => "built-in",
             "static" => "static record",
