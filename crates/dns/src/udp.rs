@@ -132,52 +132,69 @@ impl Headers {
 
 /// Sends a batch: one `sendmmsg` per source address (a batch almost always has one).
 fn send_batch(socket: &UdpSocket, tx: &mut Headers, replies: &Replies) {
-    let fd = socket.as_raw_fd();
+    let Some(&first) = replies.from.first() else {
+        return;
+    };
+    let all = 0..replies.bytes.len();
+    if replies.from.iter().all(|f| *f == first) {
+        send_group(socket, tx, replies, first, all);
+        return;
+    }
     let mut sources: Vec<Option<IpAddr>> = replies.from.clone();
     sources.sort_unstable();
     sources.dedup();
     for source in sources {
-        let picked: Vec<usize> = (0..replies.bytes.len())
-            .filter(|&i| replies.from[i] == source)
-            .collect();
-        let slices: Vec<[IoSlice<'_>; 1]> = picked
-            .iter()
-            .map(|&i| [IoSlice::new(&replies.bytes[i])])
-            .collect();
-        let to: Vec<Option<SockaddrStorage>> = picked.iter().map(|&i| replies.to[i]).collect();
-        let first = to
-            .first()
-            .copied()
-            .flatten()
-            .as_ref()
-            .and_then(officebox_sockets::udp::socket_addr);
-        let pktinfo = first.and_then(|c| officebox_sockets::udp::Source::new(source, c));
-        let sent = match &pktinfo {
-            Some(p) => sendmmsg(
-                fd,
-                &mut tx.with_source,
-                slices.iter(),
-                &to,
-                [p.cmsg()],
-                MsgFlags::empty(),
-            )
+        let group = all.clone().filter(|&i| replies.from[i] == source);
+        send_group(socket, tx, replies, source, group);
+    }
+}
+
+/// Sends the replies at `indices`, all from `source`, with one `sendmmsg`.
+fn send_group(
+    socket: &UdpSocket,
+    tx: &mut Headers,
+    replies: &Replies,
+    source: Option<IpAddr>,
+    indices: impl Iterator<Item = usize> + Clone,
+) {
+    let fd = socket.as_raw_fd();
+    let slices: Vec<[IoSlice<'_>; 1]> = indices
+        .clone()
+        .map(|i| [IoSlice::new(&replies.bytes[i])])
+        .collect();
+    let to: Vec<Option<SockaddrStorage>> = indices.clone().map(|i| replies.to[i]).collect();
+    let first = to
+        .first()
+        .copied()
+        .flatten()
+        .as_ref()
+        .and_then(officebox_sockets::udp::socket_addr);
+    let pktinfo = first.and_then(|c| officebox_sockets::udp::Source::new(source, c));
+    let sent = match &pktinfo {
+        Some(p) => sendmmsg(
+            fd,
+            &mut tx.with_source,
+            slices.iter(),
+            &to,
+            [p.cmsg()],
+            MsgFlags::empty(),
+        )
+        .map(Iterator::count),
+        None => sendmmsg(fd, &mut tx.plain, slices.iter(), &to, [], MsgFlags::empty())
             .map(Iterator::count),
-            None => sendmmsg(fd, &mut tx.plain, slices.iter(), &to, [], MsgFlags::empty())
-                .map(Iterator::count),
-        };
-        let done = match sent {
-            Ok(n) => n,
-            Err(error) => {
-                tracing::debug!(message = "dns: replies not sent together", %error);
-                0
-            }
-        };
-        // A partial send (a full socket buffer), or a source that went away: the rest one
-        // by one.
-        for &i in picked.iter().skip(done) {
-            if let Some(client) = client_addr(replies.to[i]) {
-                send(socket, &replies.bytes[i], client, replies.from[i]);
-            }
+    };
+    let done = match sent {
+        Ok(n) => n,
+        Err(error) => {
+            tracing::debug!(message = "dns: replies not sent together", %error);
+            0
+        }
+    };
+    // A partial send (a full socket buffer), or a source that went away: the rest one by
+    // one.
+    for i in indices.skip(done) {
+        if let Some(client) = client_addr(replies.to[i]) {
+            send(socket, &replies.bytes[i], client, replies.from[i]);
         }
     }
 }

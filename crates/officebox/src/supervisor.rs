@@ -153,14 +153,16 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
     for advice in officebox_config::derive::advice(&config) {
         warn!(message = "config", %advice);
     }
-    // The decoy hash for logins that do not exist is made now, so that the first such
-    // login takes no longer to refuse than the next (officebox_secrets::login).
-    let decoy = tokio::task::spawn_blocking(officebox_secrets::login::prepare);
+    // The decoy hash for logins that do not exist is made now, beside the start, so that
+    // the first such login takes no longer to refuse than the next
+    // (officebox_secrets::login; a check that comes first waits for it).
+    drop(tokio::task::spawn_blocking(
+        officebox_secrets::login::prepare,
+    ));
     let (tx, rx) = watch::channel(Arc::new(config));
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<(&'static str, Result<()>)> = JoinSet::new();
     let mut running: Vec<Instance> = Vec::new();
-    let _ = decoy.await;
     start_enabled(&tx.borrow(), &rx, &shutdown, &mut tasks, &mut running);
     settle_memory();
     info!(

@@ -260,15 +260,7 @@ fn a_stranger_cannot_have_the_box_mail_someone_else_a_notice() {
     require_program(PYTHON, "python3");
     let office = Office::new("wbs").unwrap();
     let ob = start(&office, &office.config("firewall-nat"), &["smtp: serving"]);
-    let queue = || {
-        let out = Command::new(bin())
-            .args(["mail", "queue", "--config"])
-            .arg(ob.config_path())
-            .current_dir(ob.dir())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let queue = || ob.cli(bin(), &["mail", "queue"]).unwrap();
     // From the Internet, naming a victim as sender and asking for a success notice with
     // the whole message: delivered, and nothing goes to the victim.
     send_with_dsn(

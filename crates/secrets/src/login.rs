@@ -195,18 +195,25 @@ impl Limiter {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= MAX_ADDRESSES && !entries.contains_key(&client) {
+            // Full: what has expired goes, and if that is not an eighth of the table
+            // (many addresses failing at once), those whose last failure is oldest go too,
+            // so that the next arrivals do not each scan the table again.
             entries.retain(|_, e| {
                 e.forget_old(&self.policy, now);
                 !e.idle()
             });
-            if entries.len() >= MAX_ADDRESSES
-                && let Some(oldest) = entries
+            let keep = MAX_ADDRESSES - MAX_ADDRESSES / 8;
+            if entries.len() > keep {
+                let mut by_age: Vec<(Option<Instant>, Client)> = entries
                     .iter()
                     .filter(|(_, e)| e.in_flight == 0)
-                    .min_by_key(|(_, e)| e.failures.back().copied())
-                    .map(|(c, _)| *c)
-            {
-                entries.remove(&oldest);
+                    .map(|(c, e)| (e.failures.back().copied(), *c))
+                    .collect();
+                by_age.sort_unstable_by_key(|(last, _)| *last);
+                let excess = entries.len() - keep;
+                for (_, c) in by_age.into_iter().take(excess) {
+                    entries.remove(&c);
+                }
             }
         }
         let e = entries.entry(client).or_default();
@@ -394,6 +401,24 @@ mod tests {
             l.begin(a).await.unwrap().failed();
         }
         assert!(!l.locked(a));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_forgets_the_oldest_and_keeps_limiting() {
+        let l = Limiter::new(SMALL);
+        // More failing addresses than the table holds (forged sources, say).
+        for i in 0..MAX_ADDRESSES + 100 {
+            let n = u32::try_from(i).unwrap();
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            l.begin_now(a).unwrap().failed();
+        }
+        assert!(l.entries.lock().unwrap().len() <= MAX_ADDRESSES);
+        // An address at the limit is still held to it.
+        let a = ip("192.0.2.1");
+        for _ in 0..SMALL.failures {
+            l.begin_now(a).unwrap().failed();
+        }
+        assert_eq!(l.begin_now(a).unwrap_err(), Refusal::Locked);
     }
 
     #[tokio::test]

@@ -207,6 +207,18 @@ impl Officebox {
         self.peer.log()
     }
 
+    /// Runs `bin ARGS --config FILE` (a command of the officebox binary `bin`, such as
+    /// `mail queue`) on this instance's config, in its directory; its standard output.
+    pub fn cli(&self, bin: &Path, args: &[&str]) -> io::Result<String> {
+        let out = Command::new(bin)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .current_dir(self.dir.path())
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Replaces the config file (officebox reads it at the next reload).
     pub fn write_config(&self, text: &str) -> io::Result<()> {
         std::fs::write(&self.config_path, text)
