@@ -4,6 +4,8 @@
 //!   file, line and column, the setting's path, what is wrong and what would be right.
 //! - [`derive`] computes the settings the appliance derives from others (DHCP options per
 //!   security mode, built-in DNS names, which ports face the WAN): one place per rule.
+//! - [`schema`] names every setting once: path, kind, default, label and help; the
+//!   loader, the template and the admin pages all read it.
 //! - [`template`] writes the commented default file, and [`edit`] changes users in a file
 //!   while keeping its comments and layout.
 //!
@@ -15,6 +17,7 @@ pub mod edit;
 mod load;
 pub mod model;
 mod read;
+pub mod schema;
 pub mod template;
 pub mod values;
 

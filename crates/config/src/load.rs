@@ -17,6 +17,7 @@ use crate::derive::{BUILTIN_NAMES, default_dhcp_range, service_enabled};
 use crate::diag::{Diagnostics, Sink};
 use crate::model::*;
 use crate::read::{Section, Spanned, parse_spanned};
+use crate::schema::{self, Setting};
 use crate::values::*;
 
 /// Why a config file could not be loaded.
@@ -93,16 +94,11 @@ macro_rules! or {
 }
 
 impl Loader<'_, '_> {
-    fn duration(
-        &mut self,
-        sec: &mut Section,
-        key: &'static str,
-        default: &str,
-        min: Duration,
-    ) -> Duration {
-        let fallback = parse_duration(default).unwrap_or_default();
+    /// A duration setting, or its default; shorter than its minimum is an error.
+    fn duration(&mut self, sec: &mut Section, setting: &Setting) -> Duration {
+        let (key, min) = (setting.key(), setting.min_duration());
         let Some(d) = sec.parsed(self.sink, key, DURATION_HELP, parse_duration) else {
-            return fallback;
+            return setting.duration();
         };
         if d.value < min {
             self.sink.error(
@@ -121,8 +117,8 @@ impl Loader<'_, '_> {
 
     fn config(&mut self, mut root: Section) -> Config {
         let data_dir = or!(
-            root.string(self.sink, "data_dir"),
-            "/var/lib/officebox".into()
+            root.string(self.sink, schema::DATA_DIR.key()),
+            schema::DATA_DIR.text().into()
         );
 
         let network = match root.table(self.sink, "network") {
@@ -203,7 +199,7 @@ impl Loader<'_, '_> {
                 parse_label,
             )
             .map(|s| s.value)
-            .unwrap_or_else(|| "officebox".into());
+            .unwrap_or_else(|| schema::HOSTNAME.text().into());
         let domain = sec.parsed(
             self.sink,
             "domain",
@@ -219,7 +215,9 @@ impl Loader<'_, '_> {
         }
         // Absent: the appliance manages its interfaces. Invalid: reported, and treated as
         // off so no check piles onto it.
-        let manage = sec.bool(self.sink, "manage").unwrap_or(!sec.has("manage"));
+        let manage = sec
+            .bool(self.sink, schema::MANAGE.key())
+            .unwrap_or(!sec.has("manage") && schema::MANAGE.bool());
         let listen = sec
             .parsed_list(
                 self.sink,
@@ -343,7 +341,7 @@ impl Loader<'_, '_> {
             value: Wan {
                 interface: None,
                 addressing: WanAddressing::Dhcp {
-                    release_on_shutdown: false,
+                    release_on_shutdown: schema::WAN_RELEASE.bool(),
                 },
             },
             static_net: None,
@@ -361,7 +359,7 @@ impl Loader<'_, '_> {
             parse_netmask,
         );
         let gateway = self.ipv4(&mut sec, "gateway");
-        let release = sec.bool(self.sink, "release_on_shutdown").unwrap_or(false);
+        let release = sec.flag(self.sink, &schema::WAN_RELEASE);
         let path = sec.path.clone();
         let mut out = WanRead {
             value: Wan {
@@ -619,31 +617,31 @@ impl Loader<'_, '_> {
 
     fn dns(&mut self, sec: Option<Section>, network: Option<&NetworkRead>) -> Spanned<Dns> {
         let mut dns = Dns {
-            enabled: true,
-            port: 53,
+            enabled: schema::DNS_ENABLED.bool(),
+            port: schema::DNS_PORT.port(),
             primary: None,
             secondary: None,
-            use_upstream: true,
+            use_upstream: schema::DNS_USE_UPSTREAM.bool(),
             secondaries: Vec::new(),
-            ttl: 3600,
-            cache_size: 10_000,
+            ttl: u32::try_from(schema::DNS_TTL.int()).unwrap_or(u32::MAX),
+            cache_size: usize::try_from(schema::DNS_CACHE_SIZE.int()).unwrap_or(0),
             records: Vec::new(),
         };
         let mut sec = sec;
-        dns.port = self.port_setting(sec.as_mut(), "dns", "port", 53, Service::Dns);
+        dns.port = self.port_setting(sec.as_mut(), &schema::DNS_PORT, Service::Dns);
         let Some(mut sec) = sec else {
             return Spanned {
                 value: dns,
                 span: 0..0,
             };
         };
-        dns.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
+        dns.enabled = sec.flag(self.sink, &schema::DNS_ENABLED);
         let primary = sec.parsed(self.sink, "primary", IP_HELP, parse_dns_server);
         dns.primary = primary.as_ref().map(|p| p.value);
         dns.secondary = sec
             .parsed(self.sink, "secondary", IP_HELP, parse_dns_server)
             .map(|p| p.value);
-        dns.use_upstream = sec.bool(self.sink, "use_upstream").unwrap_or(true);
+        dns.use_upstream = sec.flag(self.sink, &schema::DNS_USE_UPSTREAM);
         if dns.enabled && dns.use_upstream && primary.is_none() && !sec.has("primary") {
             self.sink.error(
                 &sec.key_span("use_upstream"),
@@ -658,11 +656,13 @@ impl Loader<'_, '_> {
             .into_iter()
             .map(|s| s.value)
             .collect();
-        if let Some(t) = sec.int(self.sink, "ttl", 1..=604_800) {
-            dns.ttl = u32::try_from(t.value).unwrap_or(3600);
+        let ttl = &schema::DNS_TTL;
+        if let Some(t) = sec.int(self.sink, ttl.key(), ttl.range()) {
+            dns.ttl = u32::try_from(t.value).unwrap_or(dns.ttl);
         }
-        if let Some(c) = sec.int(self.sink, "cache_size", 0..=10_000_000) {
-            dns.cache_size = usize::try_from(c.value).unwrap_or(10_000);
+        let cache = &schema::DNS_CACHE_SIZE;
+        if let Some(c) = sec.int(self.sink, cache.key(), cache.range()) {
+            dns.cache_size = usize::try_from(c.value).unwrap_or(dns.cache_size);
         }
         let records = sec.tables(self.sink, "records");
         sec.finish(self.sink);
@@ -776,12 +776,12 @@ impl Loader<'_, '_> {
 
     fn dhcp(&mut self, sec: Option<Section>, lan: Option<Ipv4Net>) -> Spanned<Dhcp> {
         let mut dhcp = Dhcp {
-            enabled: true,
+            enabled: schema::DHCP_ENABLED.bool(),
             range: None,
-            lease_time: Duration::from_secs(86_400),
+            lease_time: schema::DHCP_LEASE_TIME.duration(),
             exclude: Vec::new(),
-            ping_check: false,
-            server_check: Duration::from_secs(60),
+            ping_check: schema::DHCP_PING_CHECK.bool(),
+            server_check: schema::DHCP_SERVER_CHECK.duration(),
             reservations: Vec::new(),
         };
         let Some(mut sec) = sec else {
@@ -790,14 +790,14 @@ impl Loader<'_, '_> {
                 span: 0..0,
             };
         };
-        dhcp.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
+        dhcp.enabled = sec.flag(self.sink, &schema::DHCP_ENABLED);
         let range = sec.parsed_list(self.sink, "range", IPV4_HELP, parse_ipv4);
-        dhcp.lease_time = self.duration(&mut sec, "lease_time", "1d", Duration::from_secs(120));
+        dhcp.lease_time = self.duration(&mut sec, &schema::DHCP_LEASE_TIME);
         let exclude = sec
             .parsed_list(self.sink, "exclude", IPV4_HELP, parse_ipv4)
             .unwrap_or_default();
-        dhcp.ping_check = sec.bool(self.sink, "ping_check").unwrap_or(false);
-        dhcp.server_check = self.duration(&mut sec, "server_check", "1m", Duration::from_secs(1));
+        dhcp.ping_check = sec.flag(self.sink, &schema::DHCP_PING_CHECK);
+        dhcp.server_check = self.duration(&mut sec, &schema::DHCP_SERVER_CHECK);
         let reservation_secs = sec.tables(self.sink, "reservations");
         if dhcp.enabled
             && let Some(lan) = lan
@@ -994,7 +994,7 @@ impl Loader<'_, '_> {
             let sip_ha1_md5 = u.parsed(self.sink, "sip_ha1_md5", sip_help, |s| hex_of(s, 32));
             let sip_ha1_sha256 = u.parsed(self.sink, "sip_ha1_sha256", sip_help, |s| hex_of(s, 64));
             let sip_ext_secret = u.parsed(self.sink, "sip_ext_secret", sip_help, parse_ext_secret);
-            let admin = u.bool(self.sink, "admin").unwrap_or(false);
+            let admin = u.flag(self.sink, &schema::USER_ADMIN);
             self.saw_admin |= admin;
             let pop3 = u
                 .tables(self.sink, "pop3")
@@ -1105,9 +1105,9 @@ impl Loader<'_, '_> {
             });
         let login = p.string(self.sink, "login");
         let password = p.string(self.sink, "password");
-        let poll_interval = self.duration(&mut p, "poll_interval", "5m", Duration::from_secs(60));
-        let keep_on_server = p.bool(self.sink, "keep_on_server").unwrap_or(false);
-        let verify_certificate = p.bool(self.sink, "verify_certificate").unwrap_or(true);
+        let poll_interval = self.duration(&mut p, &schema::POP3_POLL_INTERVAL);
+        let keep_on_server = p.flag(self.sink, &schema::POP3_KEEP_ON_SERVER);
+        let verify_certificate = p.flag(self.sink, &schema::POP3_VERIFY_CERTIFICATE);
         let ca_file = p
             .string(self.sink, "ca_file")
             .map(|s| std::path::PathBuf::from(s.value));
@@ -1147,44 +1147,43 @@ impl Loader<'_, '_> {
         users: &[Spanned<User>],
     ) -> Mail {
         let mut mail = Mail {
-            enabled: true,
-            smtp_port: 25,
-            submission_port: 587,
-            smtps_port: 465,
-            pop3_port: 110,
-            pop3s_port: 995,
-            relay_from_wan: false,
-            max_message_size: 25 << 20,
+            enabled: schema::MAIL_ENABLED.bool(),
+            smtp_port: schema::SMTP_PORT.port(),
+            submission_port: schema::SUBMISSION_PORT.port(),
+            smtps_port: schema::SMTPS_PORT.port(),
+            pop3_port: schema::POP3_PORT.port(),
+            pop3s_port: schema::POP3S_PORT.port(),
+            relay_from_wan: schema::RELAY_FROM_WAN.bool(),
+            max_message_size: schema::MAX_MESSAGE_SIZE.bytes(),
             aliases: Vec::new(),
             catch_all: None,
             queue: Queue {
-                first_retry: Duration::from_secs(300),
-                max_retry_interval: Duration::from_secs(3600),
-                delay_notice_after: Duration::from_secs(4 * 3600),
-                give_up_after: Duration::from_secs(5 * 86_400),
+                first_retry: schema::FIRST_RETRY.duration(),
+                max_retry_interval: schema::MAX_RETRY_INTERVAL.duration(),
+                delay_notice_after: schema::DELAY_NOTICE_AFTER.duration(),
+                give_up_after: schema::GIVE_UP_AFTER.duration(),
             },
             resolvers: Vec::new(),
         };
         let mut sec_opt = sec;
         if let Some(s) = sec_opt.as_mut() {
-            mail.enabled = s.bool(self.sink, "enabled").unwrap_or(true);
+            mail.enabled = s.flag(self.sink, &schema::MAIL_ENABLED);
         }
-        for (key, default, service, field) in [
-            ("smtp_port", 25, Service::Smtp, &mut mail.smtp_port),
+        for (setting, service, field) in [
+            (&schema::SMTP_PORT, Service::Smtp, &mut mail.smtp_port),
             (
-                "submission_port",
-                587,
+                &schema::SUBMISSION_PORT,
                 Service::Submission,
                 &mut mail.submission_port,
             ),
-            ("smtps_port", 465, Service::Smtps, &mut mail.smtps_port),
-            ("pop3_port", 110, Service::Pop3, &mut mail.pop3_port),
-            ("pop3s_port", 995, Service::Pop3s, &mut mail.pop3s_port),
+            (&schema::SMTPS_PORT, Service::Smtps, &mut mail.smtps_port),
+            (&schema::POP3_PORT, Service::Pop3, &mut mail.pop3_port),
+            (&schema::POP3S_PORT, Service::Pop3s, &mut mail.pop3s_port),
         ] {
-            *field = self.port_setting(sec_opt.as_mut(), "mail", key, default, service);
+            *field = self.port_setting(sec_opt.as_mut(), setting, service);
         }
         let Some(mut sec) = sec_opt else { return mail };
-        mail.relay_from_wan = sec.bool(self.sink, "relay_from_wan").unwrap_or(false);
+        mail.relay_from_wan = sec.flag(self.sink, &schema::RELAY_FROM_WAN);
         if let Some(size) = sec.parsed(
             self.sink,
             "max_message_size",
@@ -1200,14 +1199,10 @@ impl Loader<'_, '_> {
             .map(|s| s.value)
             .collect();
         if let Some(mut q) = sec.table(self.sink, "queue") {
-            mail.queue.first_retry =
-                self.duration(&mut q, "first_retry", "5m", Duration::from_secs(1));
-            mail.queue.max_retry_interval =
-                self.duration(&mut q, "max_retry_interval", "1h", Duration::from_secs(1));
-            mail.queue.delay_notice_after =
-                self.duration(&mut q, "delay_notice_after", "4h", Duration::from_secs(60));
-            mail.queue.give_up_after =
-                self.duration(&mut q, "give_up_after", "5d", Duration::from_secs(60));
+            mail.queue.first_retry = self.duration(&mut q, &schema::FIRST_RETRY);
+            mail.queue.max_retry_interval = self.duration(&mut q, &schema::MAX_RETRY_INTERVAL);
+            mail.queue.delay_notice_after = self.duration(&mut q, &schema::DELAY_NOTICE_AFTER);
+            mail.queue.give_up_after = self.duration(&mut q, &schema::GIVE_UP_AFTER);
             q.finish(self.sink);
         }
         if let Some(c) = sec.table(self.sink, "catch_all") {
@@ -1352,17 +1347,17 @@ impl Loader<'_, '_> {
 
     fn phone(&mut self, sec: Option<Section>, users: &[Spanned<User>]) -> Phone {
         let mut phone = Phone {
-            enabled: true,
-            sip_port: 5060,
-            voicemail_extension: "*97".into(),
-            no_answer_timeout: Duration::from_secs(20),
-            max_message_length: Duration::from_secs(180),
+            enabled: schema::PHONE_ENABLED.bool(),
+            sip_port: schema::SIP_PORT.port(),
+            voicemail_extension: schema::VOICEMAIL_EXTENSION.text().into(),
+            no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
+            max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
         };
         let mut sec = sec;
-        phone.sip_port = self.port_setting(sec.as_mut(), "phone", "sip_port", 5060, Service::Sip);
+        phone.sip_port = self.port_setting(sec.as_mut(), &schema::SIP_PORT, Service::Sip);
         if let Some(mut sec) = sec {
-            phone.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
+            phone.enabled = sec.flag(self.sink, &schema::PHONE_ENABLED);
             if let Some(v) = sec.parsed(
                 self.sink,
                 "voicemail_extension",
@@ -1392,14 +1387,8 @@ impl Loader<'_, '_> {
                 }
                 phone.voicemail_extension = v.value;
             }
-            phone.no_answer_timeout =
-                self.duration(&mut sec, "no_answer_timeout", "20s", Duration::from_secs(5));
-            phone.max_message_length = self.duration(
-                &mut sec,
-                "max_message_length",
-                "3m",
-                Duration::from_secs(10),
-            );
+            phone.no_answer_timeout = self.duration(&mut sec, &schema::NO_ANSWER_TIMEOUT);
+            phone.max_message_length = self.duration(&mut sec, &schema::MAX_MESSAGE_LENGTH);
             if let Some(r) = sec.parsed(
                 self.sink,
                 "rtp_ports",
@@ -1431,23 +1420,21 @@ impl Loader<'_, '_> {
 
     fn web(&mut self, sec: Option<Section>) -> Web {
         let mut web = Web {
-            enabled: true,
-            admin_port: 8080,
-            site_port: 80,
-            https: false,
-            session_timeout: Duration::from_secs(1800),
-            confirm_timeout: Duration::from_secs(90),
+            enabled: schema::WEB_ENABLED.bool(),
+            admin_port: schema::ADMIN_PORT.port(),
+            site_port: schema::SITE_PORT.port(),
+            https: schema::HTTPS.bool(),
+            session_timeout: schema::SESSION_TIMEOUT.duration(),
+            confirm_timeout: schema::CONFIRM_TIMEOUT.duration(),
         };
         let mut sec = sec;
-        web.admin_port = self.port_setting(sec.as_mut(), "web", "admin_port", 8080, Service::Admin);
-        web.site_port = self.port_setting(sec.as_mut(), "web", "site_port", 80, Service::Www);
+        web.admin_port = self.port_setting(sec.as_mut(), &schema::ADMIN_PORT, Service::Admin);
+        web.site_port = self.port_setting(sec.as_mut(), &schema::SITE_PORT, Service::Www);
         if let Some(mut sec) = sec {
-            web.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
-            web.https = sec.bool(self.sink, "https").unwrap_or(false);
-            web.session_timeout =
-                self.duration(&mut sec, "session_timeout", "30m", Duration::from_secs(60));
-            web.confirm_timeout =
-                self.duration(&mut sec, "confirm_timeout", "90s", Duration::from_secs(5));
+            web.enabled = sec.flag(self.sink, &schema::WEB_ENABLED);
+            web.https = sec.flag(self.sink, &schema::HTTPS);
+            web.session_timeout = self.duration(&mut sec, &schema::SESSION_TIMEOUT);
+            web.confirm_timeout = self.duration(&mut sec, &schema::CONFIRM_TIMEOUT);
             sec.finish(self.sink);
         }
         web
@@ -1455,13 +1442,13 @@ impl Loader<'_, '_> {
 
     fn ntp(&mut self, sec: Option<Section>) -> Ntp {
         let mut sec = sec;
-        let port = self.port_setting(sec.as_mut(), "ntp", "port", 123, Service::Ntp);
+        let port = self.port_setting(sec.as_mut(), &schema::NTP_PORT, Service::Ntp);
         let mut ntp = Ntp {
-            enabled: true,
+            enabled: schema::NTP_ENABLED.bool(),
             port,
         };
         if let Some(mut sec) = sec {
-            ntp.enabled = sec.bool(self.sink, "enabled").unwrap_or(true);
+            ntp.enabled = sec.flag(self.sink, &schema::NTP_ENABLED);
             sec.finish(self.sink);
         }
         ntp
@@ -1472,13 +1459,12 @@ impl Loader<'_, '_> {
     fn port_setting(
         &mut self,
         sec: Option<&mut Section>,
-        section: &str,
-        key: &'static str,
-        default: u16,
+        setting: &Setting,
         service: Service,
     ) -> u16 {
+        let default = setting.port();
         let (port, span) = match sec {
-            Some(s) => match s.port(self.sink, key) {
+            Some(s) => match s.port(self.sink, setting.key()) {
                 Some(p) => (p.value, p.span),
                 None => (default, s.span.clone()),
             },
@@ -1488,7 +1474,7 @@ impl Loader<'_, '_> {
             service,
             port,
             span,
-            path: format!("{section}.{key}"),
+            path: setting.path.into(),
         });
         port
     }
@@ -1782,6 +1768,67 @@ mod tests {
         assert_eq!(c.network.domain, "acme.example");
         assert_eq!(c.security.mode, SecurityMode::FirewallNat);
         assert!(!c.mail.relay_from_wan);
+    }
+
+    /// The schema is the one place defaults are written: writing any setting's default
+    /// into a file loads the same config as leaving it out.
+    #[test]
+    fn every_schema_default_is_the_loaders_default() {
+        let file = |table: &str, line: &str| {
+            let catch_all = "server = \"pop.isp.example\"\nlogin = \"o\"\npassword = \"p\"";
+            let (top, mut tables) = (
+                if table.is_empty() { line } else { "" },
+                vec![
+                    (
+                        "network",
+                        "domain = \"example.com\"\nmanage = false".to_string(),
+                    ),
+                    ("network.wan", "mode = \"dhcp\"".to_string()),
+                    ("dns", "use_upstream = false".to_string()),
+                    ("mail.catch_all", catch_all.to_string()),
+                ],
+            );
+            match tables.iter_mut().find(|(t, _)| *t == table) {
+                Some((_, body)) => {
+                    body.push('\n');
+                    body.push_str(line);
+                }
+                None if !table.is_empty() => tables.push((table, line.to_string())),
+                None => {}
+            }
+            let mut text = format!("{top}\n");
+            for (t, body) in tables {
+                text.push_str(&format!("[{t}]\n{body}\n"));
+            }
+            text.push_str(&format!(
+                "[[users]]\nlogin = \"admin\"\npassword = \"{HASH}\"\nadmin = true\n"
+            ));
+            match parse("t.toml", &text) {
+                Ok(c) => c,
+                Err(d) => panic!("{d}\n{text}"),
+            }
+        };
+        let without = file("", "");
+        let mut checked = 0;
+        for s in crate::schema::SETTINGS {
+            let Some(value) = s.default_toml() else {
+                continue;
+            };
+            // Entries of lists, and the two the base file itself sets, are not plain tables.
+            if s.path.contains("[]") || ["network.manage", "dns.use_upstream"].contains(&s.path) {
+                continue;
+            }
+            let with = file(s.table(), &format!("{} = {value}", s.key()));
+            assert_eq!(
+                with, without,
+                "{} = {value} is not what leaving it out gives",
+                s.path
+            );
+            checked += 1;
+        }
+        assert!(checked > 40, "only {checked} settings were checked");
+        // And the two the base sets: their defaults are on.
+        assert!(crate::schema::MANAGE.bool() && crate::schema::DNS_USE_UPSTREAM.bool());
     }
 
     #[test]

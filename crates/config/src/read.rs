@@ -173,6 +173,11 @@ impl<'d> Section<'d> {
         }
     }
 
+    /// A true/false setting, or its default from the schema.
+    pub(crate) fn flag(&mut self, sink: &mut Sink, setting: &crate::schema::Setting) -> bool {
+        self.bool(sink, setting.key()).unwrap_or(setting.bool())
+    }
+
     /// An integer within `range`.
     pub(crate) fn int(
         &mut self,

@@ -1,15 +1,75 @@
 //! The commented default config that `officebox init` writes.
 //!
-//! Every setting appears with its default and a sentence in the office manager's words,
-//! in the order of the appliance's admin pages. The text is a template, not a serializer
-//! output, so its comments are written for people.
+//! The text is a template, not a serializer output, so its section banners and examples
+//! are written for people; every setting with a default is a `{path}` placeholder that
+//! [`schema`](crate::schema) fills in with the setting's default and help, so the file
+//! cannot disagree with the loader or the admin pages. `{path=value}` writes another
+//! value than the default, where a new box wants one (and says so).
+
+use crate::schema;
 
 /// The default config for a new box. `admin_hash` is the argon2 hash of the admin's
 /// password (the caller generates and shows the password).
 pub fn default_config(domain: &str, admin_hash: &str) -> String {
-    TEMPLATE
-        .replace("{domain}", domain)
-        .replace("{admin_hash}", admin_hash)
+    // The domain goes in first, so its line is laid out with it.
+    render(&TEMPLATE.replace("{domain}", domain)).replace("{admin_hash}", admin_hash)
+}
+
+/// Where an inline comment starts, and the longest line that keeps one.
+const COMMENT_COLUMN: usize = 32;
+const LINE: usize = 100;
+
+/// Fills each `{path}` / `{path=value}` placeholder with `key = value` and the setting's
+/// help; other braces (`{domain}`) are left for the caller.
+fn render(template: &str) -> String {
+    let mut out = String::with_capacity(template.len() * 2);
+    for line in template.lines() {
+        match placeholder(line) {
+            Some((setting, value)) => {
+                let assignment = format!("{} = {value}", setting.key());
+                let inline = format!("{assignment:<COMMENT_COLUMN$}# {}", setting.help);
+                if inline.len() <= LINE {
+                    out.push_str(&inline);
+                } else {
+                    for comment in wrap(setting.help, LINE - 2) {
+                        out.push_str("# ");
+                        out.push_str(&comment);
+                        out.push('\n');
+                    }
+                    out.push_str(&assignment);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The setting a line names (`{path}` alone on it) and the value to write.
+fn placeholder(line: &str) -> Option<(&'static schema::Setting, String)> {
+    let inner = line.strip_prefix('{')?.strip_suffix('}')?;
+    let (path, value) = match inner.split_once('=') {
+        Some((path, value)) => (path, Some(value.to_string())),
+        None => (inner, None),
+    };
+    let setting = schema::get(path)?;
+    Some((setting, value.or_else(|| setting.default_toml())?))
+}
+
+/// Splits `text` into lines of at most `width` characters, at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(last) if last.len() + 1 + word.len() <= width => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
 }
 
 const TEMPLATE: &str = r#"# officebox configuration.
@@ -19,29 +79,28 @@ const TEMPLATE: &str = r#"# officebox configuration.
 # and apply it to a running officebox with `kill -HUP <pid>` (or from the admin pages).
 # Durations are written like "30s", "5m", "12h", "1d"; sizes like "25M".
 
-# Where officebox keeps its state: leases, the mail queue, mailboxes, certificates.
-data_dir = "/var/lib/officebox"
+{data_dir}
 
 # ---------------------------------------------------------------- Network Settings
 [network]
-hostname = "officebox"          # this box's own name
-domain = "{domain}"              # your company's domain
-manage = true                   # officebox configures the interfaces, routes and firewall
+{network.hostname}
+{network.domain="{domain}"}
+{network.manage}
 # listen = ["127.0.0.1"]        # bind every service to these addresses only (testing)
 
 [network.wan]                   # the port facing your ISP's modem
-interface = "eth0"
+{network.wan.interface="eth0"}
 mode = "dhcp"                   # "dhcp": leased from the ISP; "static": entered below
 # mode = "static"
 # address = "203.0.113.10"      # from your ISP
 # netmask = "255.255.255.0"
 # gateway = "203.0.113.1"
-release_on_shutdown = false     # (dhcp) give the address back when officebox stops
+{network.wan.release_on_shutdown}
 
 [network.lan]                   # the port facing the office switch
-interface = "eth1"
-address = "192.168.1.1"
-netmask = "255.255.255.0"
+{network.lan.interface="eth1"}
+{network.lan.address="192.168.1.1"}
+{network.lan.netmask="255.255.255.0"}
 # gateway = "192.168.1.254"     # only in lan-only mode: the office's other router
 
 # ---------------------------------------------------------------- Security Settings
@@ -51,10 +110,8 @@ netmask = "255.255.255.0"
 # firewall-nat:     the office shares one Internet address; nobody outside can reach in.
 # firewall-nat-dmz: the same, and officebox's own WAN address answers only the services
 #                   listed in wan_services (all other ports are invisible).
-mode = "firewall-nat"
-# officebox's own services reachable from the Internet:
-# dns, smtp, submission, smtps, pop3, pop3s, sip, www, ntp.
-wan_services = ["smtp", "www"]
+{security.mode}
+{security.wan_services}
 
 # Publish a LAN device on the Internet (repeat the block for each):
 # [[security.forwards]]
@@ -66,15 +123,15 @@ wan_services = ["smtp", "www"]
 
 # ---------------------------------------------------------------- DNS Server
 [dns]
-enabled = true
-port = 53
+{dns.enabled}
+{dns.port}
 # primary = "192.0.2.53"        # your ISP's DNS server
 # secondary = "192.0.2.54"      # optional; leave it out rather than guess
-use_upstream = false            # true: look up Internet names at primary/secondary.
-                                # false: stand-alone; unknown names do not exist.
-secondaries = []                # name servers allowed to copy the zone (AXFR)
-ttl = 3600                      # seconds, for officebox's own records
-cache_size = 10000
+# A new box starts stand-alone: set primary, then use_upstream = true.
+{dns.use_upstream=false}
+{dns.secondaries}
+{dns.ttl}
+{dns.cache_size}
 
 # Extra names in your domain (types: A, AAAA, CNAME, MX, TXT, SRV, PTR):
 # [[dns.records]]
@@ -84,12 +141,12 @@ cache_size = 10000
 
 # ---------------------------------------------------------------- Servers - DHCP
 [dhcp]
-enabled = true                  # only one DHCP server per LAN!
+{dhcp.enabled}
 # range = ["192.168.1.1", "192.168.1.100"]   # default: .1 to .100, skipping officebox
-lease_time = "1d"
-exclude = []                    # addresses in the range used by fixed devices
-ping_check = false              # ping an address before handing it out
-server_check = "1m"             # how often to look for another DHCP server (none may serve beside officebox)
+{dhcp.lease_time}
+{dhcp.exclude}
+{dhcp.ping_check}
+{dhcp.server_check}
 
 # A fixed address for one device (repeat for each):
 # [[dhcp.reservations]]
@@ -99,24 +156,24 @@ server_check = "1m"             # how often to look for another DHCP server (non
 
 # ---------------------------------------------------------------- Mail
 [mail]
-enabled = true
-smtp_port = 25
-submission_port = 587
-smtps_port = 465
-pop3_port = 110
-pop3s_port = 995
-relay_from_wan = false          # never turn on unless you know why: it makes an open relay
-max_message_size = "25M"
+{mail.enabled}
+{mail.smtp_port}
+{mail.submission_port}
+{mail.smtps_port}
+{mail.pop3_port}
+{mail.pop3s_port}
+{mail.relay_from_wan}
+{mail.max_message_size}
 # DNS servers for finding other domains' mail servers. Unset: this box's own DNS
 # (which asks [dns] primary/secondary), or nothing when use_upstream is off.
 # resolvers = ["192.0.2.53"]
 
 # Mail for other domains waits here until their servers take it.
 [mail.queue]
-first_retry = "5m"
-max_retry_interval = "1h"
-delay_notice_after = "4h"
-give_up_after = "5d"
+{mail.queue.first_retry}
+{mail.queue.max_retry_interval}
+{mail.queue.delay_notice_after}
+{mail.queue.give_up_after}
 
 # Message Aliases: a name that delivers to users and/or addresses elsewhere.
 # Naming the user itself keeps a copy here and forwards one:
@@ -141,7 +198,7 @@ postmaster = ["admin"]
 login = "admin"
 name = "Administrator"
 password = "{admin_hash}"
-admin = true
+{users[].admin=true}
 # A user's own mailbox at the ISP, fetched into theirs (settings as for the catch-all):
 # [[users.pop3]]
 # server = "pop.isp.example"
@@ -150,24 +207,80 @@ admin = true
 
 # ---------------------------------------------------------------- Phones
 [phone]
-enabled = true
-sip_port = 5060
-voicemail_extension = "*97"
-no_answer_timeout = "20s"
-max_message_length = "3m"
-rtp_ports = "10000-10999"
+{phone.enabled}
+{phone.sip_port}
+{phone.voicemail_extension}
+{phone.no_answer_timeout}
+{phone.max_message_length}
+{phone.rtp_ports}
 
 # ---------------------------------------------------------------- Web
 [web]
-enabled = true
-admin_port = 8080               # the admin pages, LAN only
-site_port = 80                  # the www site and the corp intranet
-https = false
-session_timeout = "30m"
-confirm_timeout = "90s"          # after changing addresses or the security mode: keep, or undo
+{web.enabled}
+{web.admin_port}
+{web.site_port}
+{web.https}
+{web.session_timeout}
+{web.confirm_timeout}
 
 # ---------------------------------------------------------------- Time
 [ntp]
-enabled = true                  # the LAN's time server
-port = 123
+{ntp.enabled}
+{ntp.port}
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_names_a_setting_and_every_default_is_written() {
+        let text = default_config("example.com", "HASH");
+        assert!(
+            text.lines().all(|l| !l.starts_with('{')),
+            "a placeholder was left: {text}"
+        );
+        for line in TEMPLATE.lines() {
+            if line.starts_with('{') && !line.starts_with("{domain") && !line.starts_with("{admin")
+            {
+                assert!(
+                    placeholder(line).is_some(),
+                    "{line} names no setting with a value"
+                );
+            }
+        }
+        // Each setting of a plain table that has a default is in the file, once.
+        for s in schema::SETTINGS {
+            if s.default_toml().is_none()
+                || s.path.contains("[]")
+                || s.path.starts_with("mail.catch_all")
+            {
+                continue;
+            }
+            let wanted = format!("{{{}", s.path);
+            assert_eq!(
+                TEMPLATE.matches(&wanted).count(),
+                1,
+                "{} is not in the template once",
+                s.path
+            );
+        }
+        assert!(text.contains("lease_time = \"1d\""));
+        assert!(text.contains("# How long an address is lent"));
+    }
+
+    #[test]
+    fn long_help_goes_above_its_setting() {
+        let text = render("{dns.use_upstream=false}\n");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.last(), Some(&"use_upstream = false"));
+        assert!(
+            lines
+                .iter()
+                .rev()
+                .skip(1)
+                .all(|l| l.starts_with("# ") && l.len() <= LINE)
+        );
+        assert_eq!(wrap("a bb ccc", 4), vec!["a bb", "ccc"]);
+    }
+}

@@ -181,20 +181,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-/// Formats a duration the way the config writes it.
+/// Formats a duration the way the config writes it: in the largest unit that divides it
+/// exactly ("1d", "4h", "30m", "90s").
 pub fn format_duration(d: Duration) -> String {
-    let mut secs = d.as_secs();
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    out
+    let secs = d.as_secs();
+    let (unit, size) = [("d", 86_400), ("h", 3600), ("m", 60)]
+        .into_iter()
+        .find(|&(_, size)| secs >= size && secs.is_multiple_of(size))
+        .unwrap_or(("s", 1));
+    format!("{}{unit}", secs / size)
+}
+
+/// Formats a size the way the config writes it: in the largest unit that divides it
+/// exactly ("25M", "512K", "1000").
+pub fn format_size(bytes: u64) -> String {
+    let (unit, size) = [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)]
+        .into_iter()
+        .find(|&(_, size)| bytes >= size && bytes.is_multiple_of(size))
+        .unwrap_or(("", 1));
+    format!("{}{unit}", bytes / size)
 }
 
 /// Parses sizes like `25M`, `512K`, `1G`, `1000` (bytes).
@@ -284,9 +289,10 @@ mod tests {
     fn durations() {
         // text, seconds, how it is written back
         for (text, secs, shown) in [
-            ("90s", 90, "1m30s"),
+            ("90s", 90, "90s"),
             ("5m", 300, "5m"),
-            ("1h30m", 5400, "1h30m"),
+            ("1h30m", 5400, "90m"),
+            ("1d1s", 86_401, "86401s"),
             ("1d", 86_400, "1d"),
         ] {
             assert_eq!(

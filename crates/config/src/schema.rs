@@ -1,0 +1,985 @@
+//! Every setting of the config file, written once: its dotted path, what kind of value
+//! it holds, its default, and the label and help text an office manager reads.
+//!
+//! Three things are driven by this table, so they cannot disagree:
+//! - the loader (`load.rs`) takes each setting's default and limits from here;
+//! - the commented config that `officebox init` writes (`template.rs`) prints each
+//!   setting with its default and help from here;
+//! - the admin pages (the `web` crate) label and explain each field from here.
+//!
+//! Settings inside repeated entries (`[[dhcp.reservations]]`, `[[users.pop3]]`, …) are
+//! named with `[]` for the entry, e.g. `dhcp.reservations[].mac`; the settings of a POP3
+//! account are those of the catch-all (`mail.catch_all.*`), which every account shares.
+
+use std::time::Duration;
+
+/// What kind of value a setting holds: how it is read, written and edited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string.
+    Text,
+    /// true or false.
+    Bool,
+    /// A whole number from `min` to `max`.
+    Int { min: i64, max: i64 },
+    /// A duration written like "30s", "5m", "12h", "1d"; at least `min_secs`.
+    Duration { min_secs: u64 },
+    /// A size written like "25M".
+    Size,
+    /// One of these values, each with the sentence that explains it.
+    Select(&'static [(&'static str, &'static str)]),
+    /// A list of strings.
+    List,
+}
+
+/// A TCP/UDP port.
+const PORT: Kind = Kind::Int { min: 1, max: 65535 };
+
+/// A setting's value when the file leaves it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Default {
+    /// No default: the setting is optional, or required (the loader says which).
+    None,
+    Bool(bool),
+    Int(i64),
+    /// A duration, in seconds.
+    Secs(u64),
+    /// A size, in bytes.
+    Bytes(u64),
+    Text(&'static str),
+    List(&'static [&'static str]),
+}
+
+/// One setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// Its dotted path in the file, e.g. `dhcp.lease_time`.
+    pub path: &'static str,
+    pub kind: Kind,
+    pub default: Default,
+    /// A few words naming it on the admin pages.
+    pub label: &'static str,
+    /// A sentence saying what it does, for the admin pages and the config's comments.
+    pub help: &'static str,
+}
+
+impl Setting {
+    /// Its key inside its table (the last part of the path).
+    pub fn key(&self) -> &'static str {
+        let path = self.path;
+        path.rsplit('.').next().unwrap_or(path)
+    }
+
+    /// Its table's path (everything before the key; empty at the top level).
+    pub fn table(&self) -> &'static str {
+        let path = self.path;
+        path.rsplit_once('.').map_or("", |(table, _)| table)
+    }
+
+    /// The default of a `Bool` setting (false for any other).
+    pub const fn bool(&self) -> bool {
+        matches!(self.default, Default::Bool(true))
+    }
+
+    /// The default of an `Int` setting (0 for any other).
+    pub const fn int(&self) -> i64 {
+        match self.default {
+            Default::Int(n) => n,
+            _ => 0,
+        }
+    }
+
+    /// The default of a port setting.
+    pub const fn port(&self) -> u16 {
+        match self.default {
+            Default::Int(n) if n > 0 && n <= 65535 => n as u16,
+            _ => 0,
+        }
+    }
+
+    /// The default of a `Duration` setting (zero for any other).
+    pub const fn duration(&self) -> Duration {
+        match self.default {
+            Default::Secs(s) => Duration::from_secs(s),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The shortest value a `Duration` setting accepts.
+    pub const fn min_duration(&self) -> Duration {
+        match self.kind {
+            Kind::Duration { min_secs } => Duration::from_secs(min_secs),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The range an `Int` setting accepts.
+    pub const fn range(&self) -> std::ops::RangeInclusive<i64> {
+        match self.kind {
+            Kind::Int { min, max } => min..=max,
+            _ => 0..=0,
+        }
+    }
+
+    /// The default of a `Size` setting, in bytes (0 for any other).
+    pub const fn bytes(&self) -> u64 {
+        match self.default {
+            Default::Bytes(b) => b,
+            _ => 0,
+        }
+    }
+
+    /// The default of a `Text` or `Select` setting ("" for any other).
+    pub const fn text(&self) -> &'static str {
+        match self.default {
+            Default::Text(t) => t,
+            _ => "",
+        }
+    }
+
+    /// The default of a `List` setting (empty for any other).
+    pub const fn list(&self) -> &'static [&'static str] {
+        match self.default {
+            Default::List(l) => l,
+            _ => &[],
+        }
+    }
+
+    /// The default as it is written in the file (`true`, `53`, `"1d"`, `["smtp"]`), or
+    /// `None` when the setting has none.
+    pub fn default_toml(&self) -> Option<String> {
+        let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        Some(match self.default {
+            Default::None => return None,
+            Default::Bool(b) => b.to_string(),
+            Default::Int(n) => n.to_string(),
+            Default::Secs(s) => quoted(&crate::values::format_duration(Duration::from_secs(s))),
+            Default::Bytes(b) => quoted(&crate::values::format_size(b)),
+            Default::Text(t) => quoted(t),
+            Default::List(l) => {
+                let items: Vec<String> = l.iter().map(|s| quoted(s)).collect();
+                format!("[{}]", items.join(", "))
+            }
+        })
+    }
+
+    /// The default as the admin pages show it in an empty field's placeholder.
+    pub fn default_display(&self) -> Option<String> {
+        Some(match self.default {
+            Default::None => return None,
+            Default::Bool(b) => if b { "on" } else { "off" }.to_string(),
+            Default::Int(n) => n.to_string(),
+            Default::Secs(s) => crate::values::format_duration(Duration::from_secs(s)),
+            Default::Bytes(b) => crate::values::format_size(b),
+            Default::Text(t) => t.to_string(),
+            Default::List(l) => l.join(", "),
+        })
+    }
+}
+
+/// The setting at `path`, if there is one.
+pub fn get(path: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().copied().find(|s| s.path == path)
+}
+
+const fn s(
+    path: &'static str,
+    kind: Kind,
+    default: Default,
+    label: &'static str,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        path,
+        kind,
+        default,
+        label,
+        help,
+    }
+}
+
+// ---------------------------------------------------------------- choices
+
+/// How the WAN side gets its address.
+pub const WAN_MODES: &[(&str, &str)] = &[
+    ("dhcp", "DHCP: the ISP leases the address"),
+    ("static", "Static: the address below, from the ISP"),
+];
+
+/// The four security modes of the appliance.
+pub const SECURITY_MODES: &[(&str, &str)] = &[
+    (
+        "lan-only",
+        "LAN only: officebox is an ordinary computer on the office network; no routing",
+    ),
+    (
+        "router",
+        "Router: plain routing between the office and the Internet; no NAT, no firewall",
+    ),
+    (
+        "firewall-nat",
+        "Firewall/NAT: the office shares one Internet address; nobody outside can reach in",
+    ),
+    (
+        "firewall-nat-dmz",
+        "Firewall/NAT with DMZ: as Firewall/NAT, and officebox answers from the Internet only for the services below",
+    ),
+];
+
+/// How a POP3 client protects the password.
+pub const POP3_TLS: &[(&str, &str)] = &[
+    ("implicit", "TLS from the start (port 995)"),
+    ("starttls", "STLS on the plain port (110)"),
+    ("none", "None (only inside a trusted network)"),
+];
+
+/// The protocols of a port forward.
+pub const PROTOCOLS: &[(&str, &str)] = &[("tcp", "TCP"), ("udp", "UDP"), ("both", "TCP and UDP")];
+
+/// The record types an office can add to its zone.
+pub const RECORD_TYPES: &[(&str, &str)] = &[
+    ("A", "A (an IPv4 address)"),
+    ("AAAA", "AAAA (an IPv6 address)"),
+    ("CNAME", "CNAME (another name for a name)"),
+    ("MX", "MX (a mail server: preference and name)"),
+    ("TXT", "TXT (text, e.g. SPF)"),
+    ("SRV", "SRV (a service: priority weight port target)"),
+    ("PTR", "PTR (the name of an address)"),
+];
+
+// ---------------------------------------------------------------- top level
+
+pub const DATA_DIR: Setting = s(
+    "data_dir",
+    Kind::Text,
+    Default::Text("/var/lib/officebox"),
+    "State directory",
+    "Where officebox keeps its state: leases, the mail queue, mailboxes, certificates.",
+);
+
+// ---------------------------------------------------------------- [network]
+
+pub const HOSTNAME: Setting = s(
+    "network.hostname",
+    Kind::Text,
+    Default::Text("officebox"),
+    "Host name",
+    "This box's own name, one word, e.g. officebox.",
+);
+pub const DOMAIN: Setting = s(
+    "network.domain",
+    Kind::Text,
+    Default::None,
+    "Domain",
+    "Your company's domain, e.g. example.com.",
+);
+pub const MANAGE: Setting = s(
+    "network.manage",
+    Kind::Bool,
+    Default::Bool(true),
+    "Manage the network",
+    "officebox configures the interfaces, routes and firewall.",
+);
+pub const LISTEN: Setting = s(
+    "network.listen",
+    Kind::List,
+    Default::None,
+    "Listen only on",
+    "Bind every service to these addresses only (for testing).",
+);
+pub const WAN_INTERFACE: Setting = s(
+    "network.wan.interface",
+    Kind::Text,
+    Default::None,
+    "WAN port (interface)",
+    "The network port facing the ISP's modem, e.g. eth0.",
+);
+pub const WAN_MODE: Setting = s(
+    "network.wan.mode",
+    Kind::Select(WAN_MODES),
+    Default::None,
+    "WAN address",
+    "How the Internet side gets its address.",
+);
+pub const WAN_ADDRESS: Setting = s(
+    "network.wan.address",
+    Kind::Text,
+    Default::None,
+    "WAN address (static)",
+    "Only for a static WAN address: the address your ISP gave you.",
+);
+pub const WAN_NETMASK: Setting = s(
+    "network.wan.netmask",
+    Kind::Text,
+    Default::None,
+    "WAN netmask (static)",
+    "Only for a static WAN address, e.g. 255.255.255.0.",
+);
+pub const WAN_GATEWAY: Setting = s(
+    "network.wan.gateway",
+    Kind::Text,
+    Default::None,
+    "WAN gateway (static)",
+    "Only for a static WAN address: your ISP's router.",
+);
+pub const WAN_RELEASE: Setting = s(
+    "network.wan.release_on_shutdown",
+    Kind::Bool,
+    Default::Bool(false),
+    "Give the WAN address back when stopping",
+    "Only with DHCP from the ISP: release the lease when officebox stops.",
+);
+pub const LAN_INTERFACE: Setting = s(
+    "network.lan.interface",
+    Kind::Text,
+    Default::None,
+    "LAN port (interface)",
+    "The network port facing the office switch, e.g. eth1.",
+);
+pub const LAN_ADDRESS: Setting = s(
+    "network.lan.address",
+    Kind::Text,
+    Default::None,
+    "LAN address",
+    "This box's address on the office network, e.g. 192.168.1.1.",
+);
+pub const LAN_NETMASK: Setting = s(
+    "network.lan.netmask",
+    Kind::Text,
+    Default::None,
+    "LAN netmask",
+    "The office network's size, e.g. 255.255.255.0.",
+);
+pub const LAN_GATEWAY: Setting = s(
+    "network.lan.gateway",
+    Kind::Text,
+    Default::None,
+    "LAN gateway (lan-only)",
+    "Only in lan-only mode: the office's other router.",
+);
+
+// ---------------------------------------------------------------- [security]
+
+pub const SECURITY_MODE: Setting = s(
+    "security.mode",
+    Kind::Select(SECURITY_MODES),
+    Default::Text("firewall-nat"),
+    "Security mode",
+    "Each mode in one sentence; Firewall/NAT is right for most offices.",
+);
+pub const WAN_SERVICES: Setting = s(
+    "security.wan_services",
+    Kind::List,
+    Default::List(&["smtp", "www"]),
+    "Services visible from the Internet",
+    "In DMZ mode, comma-separated: dns, smtp, submission, smtps, pop3, pop3s, sip, www, ntp.",
+);
+pub const FORWARD_NAME: Setting = s(
+    "security.forwards[].name",
+    Kind::Text,
+    Default::None,
+    "Name",
+    "What it is, e.g. office camera.",
+);
+pub const FORWARD_PROTOCOL: Setting = s(
+    "security.forwards[].protocol",
+    Kind::Select(PROTOCOLS),
+    Default::Text("tcp"),
+    "Protocol",
+    "Most services use TCP.",
+);
+pub const FORWARD_WAN_PORT: Setting = s(
+    "security.forwards[].wan_port",
+    PORT,
+    Default::None,
+    "Port on the WAN address",
+    "The port callers from the Internet use, e.g. 8022.",
+);
+pub const FORWARD_HOST: Setting = s(
+    "security.forwards[].host",
+    Kind::Text,
+    Default::None,
+    "Office device",
+    "Its LAN address, e.g. 192.168.1.20 (give it a DHCP reservation).",
+);
+pub const FORWARD_PORT: Setting = s(
+    "security.forwards[].port",
+    PORT,
+    Default::None,
+    "Port on the device",
+    "Empty: the same as on the WAN address.",
+);
+
+// ---------------------------------------------------------------- [dns]
+
+pub const DNS_ENABLED: Setting = s(
+    "dns.enabled",
+    Kind::Bool,
+    Default::Bool(true),
+    "DNS server on",
+    "The office's name server.",
+);
+pub const DNS_PORT: Setting = s(
+    "dns.port",
+    PORT,
+    Default::Int(53),
+    "Port",
+    "53 for a real office; another only for testing.",
+);
+pub const DNS_PRIMARY: Setting = s(
+    "dns.primary",
+    Kind::Text,
+    Default::None,
+    "Primary DNS server",
+    "Your ISP's DNS server, for Internet names.",
+);
+pub const DNS_SECONDARY: Setting = s(
+    "dns.secondary",
+    Kind::Text,
+    Default::None,
+    "Secondary DNS server",
+    "Optional: a second one; leave it empty rather than guess.",
+);
+pub const DNS_USE_UPSTREAM: Setting = s(
+    "dns.use_upstream",
+    Kind::Bool,
+    Default::Bool(true),
+    "Look up Internet names",
+    "Off: the box answers only its own names (a stand-alone office); on: it asks the primary and secondary servers.",
+);
+pub const DNS_SECONDARIES: Setting = s(
+    "dns.secondaries",
+    Kind::List,
+    Default::List(&[]),
+    "Secondary name servers",
+    "Servers allowed to copy the zone (AXFR) and told of changes, comma-separated, e.g. 192.0.2.53.",
+);
+pub const DNS_TTL: Setting = s(
+    "dns.ttl",
+    Kind::Int {
+        min: 1,
+        max: 604_800,
+    },
+    Default::Int(3600),
+    "Time to live (seconds)",
+    "How long others may remember the box's own answers.",
+);
+pub const DNS_CACHE_SIZE: Setting = s(
+    "dns.cache_size",
+    Kind::Int {
+        min: 0,
+        max: 10_000_000,
+    },
+    Default::Int(10_000),
+    "Cache size",
+    "How many Internet answers to remember.",
+);
+pub const RECORD_NAME: Setting = s(
+    "dns.records[].name",
+    Kind::Text,
+    Default::None,
+    "Name",
+    "e.g. printer (inside your domain), @ for the domain itself.",
+);
+pub const RECORD_TYPE: Setting = s(
+    "dns.records[].type",
+    Kind::Select(RECORD_TYPES),
+    Default::None,
+    "Type",
+    "What the name holds.",
+);
+pub const RECORD_VALUE: Setting = s(
+    "dns.records[].value",
+    Kind::Text,
+    Default::None,
+    "Value",
+    "e.g. 192.168.1.20 for A; 10 mail.example.com for MX.",
+);
+
+// ---------------------------------------------------------------- [dhcp]
+
+pub const DHCP_ENABLED: Setting = s(
+    "dhcp.enabled",
+    Kind::Bool,
+    Default::Bool(true),
+    "DHCP server on",
+    "Only one DHCP server per LAN: turn it off if another device already does this.",
+);
+pub const DHCP_RANGE: Setting = s(
+    "dhcp.range",
+    Kind::List,
+    Default::None,
+    "Address range",
+    "First and last address to hand out, e.g. 192.168.1.100, 192.168.1.199. Empty: .1 to .100, skipping officebox.",
+);
+pub const DHCP_LEASE_TIME: Setting = s(
+    "dhcp.lease_time",
+    Kind::Duration { min_secs: 120 },
+    Default::Secs(86_400),
+    "Lease time",
+    "How long an address is lent, e.g. 1d or 12h.",
+);
+pub const DHCP_EXCLUDE: Setting = s(
+    "dhcp.exclude",
+    Kind::List,
+    Default::List(&[]),
+    "Excluded addresses",
+    "Addresses in the range used by fixed devices, comma-separated.",
+);
+pub const DHCP_PING_CHECK: Setting = s(
+    "dhcp.ping_check",
+    Kind::Bool,
+    Default::Bool(false),
+    "Ping before lending",
+    "Check that nobody answers at an address before handing it out.",
+);
+pub const DHCP_SERVER_CHECK: Setting = s(
+    "dhcp.server_check",
+    Kind::Duration { min_secs: 1 },
+    Default::Secs(60),
+    "Look for other DHCP servers every",
+    "officebox stands back while another DHCP server answers on the LAN.",
+);
+pub const RESERVATION_MAC: Setting = s(
+    "dhcp.reservations[].mac",
+    Kind::Text,
+    Default::None,
+    "Hardware (MAC) address",
+    "e.g. 52:54:00:12:34:56.",
+);
+pub const RESERVATION_ADDRESS: Setting = s(
+    "dhcp.reservations[].address",
+    Kind::Text,
+    Default::None,
+    "Address",
+    "On the LAN, e.g. 192.168.1.20.",
+);
+pub const RESERVATION_HOSTNAME: Setting = s(
+    "dhcp.reservations[].hostname",
+    Kind::Text,
+    Default::None,
+    "Host name",
+    "Optional, one word, e.g. printer.",
+);
+
+// ---------------------------------------------------------------- [mail]
+
+pub const MAIL_ENABLED: Setting = s(
+    "mail.enabled",
+    Kind::Bool,
+    Default::Bool(true),
+    "Mail server on",
+    "SMTP, POP3 and the fetcher.",
+);
+pub const SMTP_PORT: Setting = s(
+    "mail.smtp_port",
+    PORT,
+    Default::Int(25),
+    "SMTP port",
+    "25: mail from other servers.",
+);
+pub const SUBMISSION_PORT: Setting = s(
+    "mail.submission_port",
+    PORT,
+    Default::Int(587),
+    "Submission port",
+    "587: mail from the office's mail programs.",
+);
+pub const SMTPS_PORT: Setting = s(
+    "mail.smtps_port",
+    PORT,
+    Default::Int(465),
+    "SMTPS port",
+    "465: submission over TLS.",
+);
+pub const POP3_PORT: Setting = s(
+    "mail.pop3_port",
+    PORT,
+    Default::Int(110),
+    "POP3 port",
+    "110: POP3 for the office's mail programs (STLS before the password).",
+);
+pub const POP3S_PORT: Setting = s(
+    "mail.pop3s_port",
+    PORT,
+    Default::Int(995),
+    "POP3S port",
+    "995: POP3 over TLS.",
+);
+pub const RELAY_FROM_WAN: Setting = s(
+    "mail.relay_from_wan",
+    Kind::Bool,
+    Default::Bool(false),
+    "Relay for the Internet",
+    "Never turn this on unless you know why: it makes an open relay.",
+);
+pub const MAX_MESSAGE_SIZE: Setting = s(
+    "mail.max_message_size",
+    Kind::Size,
+    Default::Bytes(25 << 20),
+    "Largest message",
+    "The largest message the box accepts, e.g. 25M.",
+);
+pub const MAIL_RESOLVERS: Setting = s(
+    "mail.resolvers",
+    Kind::List,
+    Default::None,
+    "DNS for other domains' mail servers",
+    "Empty: this box's own DNS (which asks the primary and secondary servers). Comma-separated addresses.",
+);
+pub const FIRST_RETRY: Setting = s(
+    "mail.queue.first_retry",
+    Kind::Duration { min_secs: 1 },
+    Default::Secs(300),
+    "First retry after",
+    "When a server elsewhere does not take a message, e.g. 5m.",
+);
+pub const MAX_RETRY_INTERVAL: Setting = s(
+    "mail.queue.max_retry_interval",
+    Kind::Duration { min_secs: 1 },
+    Default::Secs(3600),
+    "Retry at least every",
+    "The wait doubles up to this, e.g. 1h.",
+);
+pub const DELAY_NOTICE_AFTER: Setting = s(
+    "mail.queue.delay_notice_after",
+    Kind::Duration { min_secs: 60 },
+    Default::Secs(4 * 3600),
+    "Tell the sender of a delay after",
+    "A message still waiting this long gets its sender a delay notice, e.g. 4h.",
+);
+pub const GIVE_UP_AFTER: Setting = s(
+    "mail.queue.give_up_after",
+    Kind::Duration { min_secs: 60 },
+    Default::Secs(5 * 86_400),
+    "Give up and return the message after",
+    "A message still undelivered after this goes back to its sender, e.g. 5d.",
+);
+
+// A POP3 account at the ISP: the catch-all's settings, shared by every user's account.
+
+pub const POP3_SERVER: Setting = s(
+    "mail.catch_all.server",
+    Kind::Text,
+    Default::None,
+    "POP3 server",
+    "e.g. pop.isp.example.",
+);
+pub const POP3_ACCOUNT_PORT: Setting = s(
+    "mail.catch_all.port",
+    PORT,
+    Default::None,
+    "Port",
+    "Empty: 995 with TLS from the start, 110 otherwise.",
+);
+pub const POP3_ACCOUNT_TLS: Setting = s(
+    "mail.catch_all.tls",
+    Kind::Select(POP3_TLS),
+    Default::Text("implicit"),
+    "Encryption",
+    "How to protect the password on the way.",
+);
+pub const POP3_LOGIN: Setting = s(
+    "mail.catch_all.login",
+    Kind::Text,
+    Default::None,
+    "Login",
+    "The login at that server.",
+);
+pub const POP3_PASSWORD: Setting = s(
+    "mail.catch_all.password",
+    Kind::Text,
+    Default::None,
+    "Password",
+    "Kept in the config file (readable by root only): the server needs it in clear.",
+);
+pub const POP3_POLL_INTERVAL: Setting = s(
+    "mail.catch_all.poll_interval",
+    Kind::Duration { min_secs: 60 },
+    Default::Secs(300),
+    "Fetch every",
+    "How often to fetch mail from that server, e.g. 5m.",
+);
+pub const POP3_KEEP_ON_SERVER: Setting = s(
+    "mail.catch_all.keep_on_server",
+    Kind::Bool,
+    Default::Bool(false),
+    "Keep mail there",
+    "Off: fetched mail is deleted there once it is safe here.",
+);
+pub const POP3_VERIFY_CERTIFICATE: Setting = s(
+    "mail.catch_all.verify_certificate",
+    Kind::Bool,
+    Default::Bool(true),
+    "Check its certificate",
+    "Leave on: the password goes to that server.",
+);
+pub const POP3_CA_FILE: Setting = s(
+    "mail.catch_all.ca_file",
+    Kind::Text,
+    Default::None,
+    "Its own CA",
+    "Only for a server whose certificate is signed by its own authority: the file on the box.",
+);
+
+// ---------------------------------------------------------------- [[users]]
+
+pub const USER_ADMIN: Setting = s(
+    "users[].admin",
+    Kind::Bool,
+    Default::Bool(false),
+    "Administrator",
+    "May log in to the admin pages.",
+);
+
+// ---------------------------------------------------------------- [phone]
+
+pub const PHONE_ENABLED: Setting = s(
+    "phone.enabled",
+    Kind::Bool,
+    Default::Bool(true),
+    "Phone system on",
+    "The office's phones register here.",
+);
+pub const SIP_PORT: Setting = s(
+    "phone.sip_port",
+    PORT,
+    Default::Int(5060),
+    "SIP port",
+    "5060, where the phones register.",
+);
+pub const VOICEMAIL_EXTENSION: Setting = s(
+    "phone.voicemail_extension",
+    Kind::Text,
+    Default::Text("*97"),
+    "Voicemail extension",
+    "Dial it to hear your messages, e.g. *97.",
+);
+pub const NO_ANSWER_TIMEOUT: Setting = s(
+    "phone.no_answer_timeout",
+    Kind::Duration { min_secs: 5 },
+    Default::Secs(20),
+    "Voicemail after",
+    "How long a phone rings before voicemail answers, e.g. 20s.",
+);
+pub const MAX_MESSAGE_LENGTH: Setting = s(
+    "phone.max_message_length",
+    Kind::Duration { min_secs: 10 },
+    Default::Secs(180),
+    "Longest message",
+    "The longest voicemail message a caller may leave, e.g. 3m.",
+);
+pub const RTP_PORTS: Setting = s(
+    "phone.rtp_ports",
+    Kind::Text,
+    Default::Text("10000-10999"),
+    "Ports for voice",
+    "A range for the calls' audio, e.g. 10000-10999 (two per call).",
+);
+
+// ---------------------------------------------------------------- [web]
+
+pub const WEB_ENABLED: Setting = s(
+    "web.enabled",
+    Kind::Bool,
+    Default::Bool(true),
+    "Web server on",
+    "The admin pages and the www and corp sites.",
+);
+pub const ADMIN_PORT: Setting = s(
+    "web.admin_port",
+    PORT,
+    Default::Int(8080),
+    "Admin pages port",
+    "Where these pages answer (office only), e.g. 8080.",
+);
+pub const SITE_PORT: Setting = s(
+    "web.site_port",
+    PORT,
+    Default::Int(80),
+    "www and corp sites port",
+    "80 for a real office.",
+);
+pub const HTTPS: Setting = s(
+    "web.https",
+    Kind::Bool,
+    Default::Bool(false),
+    "Admin pages over HTTPS",
+    "With the box's own certificate; your browser will ask you to trust it once.",
+);
+pub const SESSION_TIMEOUT: Setting = s(
+    "web.session_timeout",
+    Kind::Duration { min_secs: 60 },
+    Default::Secs(1800),
+    "Log out after",
+    "Idle time before a login ends, e.g. 30m.",
+);
+pub const CONFIRM_TIMEOUT: Setting = s(
+    "web.confirm_timeout",
+    Kind::Duration { min_secs: 5 },
+    Default::Secs(90),
+    "Time to confirm a risky change",
+    "After changing addresses or the security mode: keep it, or it is undone after this, e.g. 90s.",
+);
+
+// ---------------------------------------------------------------- [ntp]
+
+pub const NTP_ENABLED: Setting = s(
+    "ntp.enabled",
+    Kind::Bool,
+    Default::Bool(true),
+    "Time server on",
+    "The office's computers and phones set their clocks from the box.",
+);
+pub const NTP_PORT: Setting = s(
+    "ntp.port",
+    PORT,
+    Default::Int(123),
+    "Time server port",
+    "123 for a real office; another only for testing.",
+);
+
+/// Every setting, in the order of the appliance's admin pages.
+pub const SETTINGS: &[&Setting] = &[
+    &DATA_DIR,
+    &HOSTNAME,
+    &DOMAIN,
+    &MANAGE,
+    &LISTEN,
+    &WAN_INTERFACE,
+    &WAN_MODE,
+    &WAN_ADDRESS,
+    &WAN_NETMASK,
+    &WAN_GATEWAY,
+    &WAN_RELEASE,
+    &LAN_INTERFACE,
+    &LAN_ADDRESS,
+    &LAN_NETMASK,
+    &LAN_GATEWAY,
+    &SECURITY_MODE,
+    &WAN_SERVICES,
+    &FORWARD_NAME,
+    &FORWARD_PROTOCOL,
+    &FORWARD_WAN_PORT,
+    &FORWARD_HOST,
+    &FORWARD_PORT,
+    &DNS_ENABLED,
+    &DNS_PORT,
+    &DNS_PRIMARY,
+    &DNS_SECONDARY,
+    &DNS_USE_UPSTREAM,
+    &DNS_SECONDARIES,
+    &DNS_TTL,
+    &DNS_CACHE_SIZE,
+    &RECORD_NAME,
+    &RECORD_TYPE,
+    &RECORD_VALUE,
+    &DHCP_ENABLED,
+    &DHCP_RANGE,
+    &DHCP_LEASE_TIME,
+    &DHCP_EXCLUDE,
+    &DHCP_PING_CHECK,
+    &DHCP_SERVER_CHECK,
+    &RESERVATION_MAC,
+    &RESERVATION_ADDRESS,
+    &RESERVATION_HOSTNAME,
+    &MAIL_ENABLED,
+    &SMTP_PORT,
+    &SUBMISSION_PORT,
+    &SMTPS_PORT,
+    &POP3_PORT,
+    &POP3S_PORT,
+    &RELAY_FROM_WAN,
+    &MAX_MESSAGE_SIZE,
+    &MAIL_RESOLVERS,
+    &FIRST_RETRY,
+    &MAX_RETRY_INTERVAL,
+    &DELAY_NOTICE_AFTER,
+    &GIVE_UP_AFTER,
+    &POP3_SERVER,
+    &POP3_ACCOUNT_PORT,
+    &POP3_ACCOUNT_TLS,
+    &POP3_LOGIN,
+    &POP3_PASSWORD,
+    &POP3_POLL_INTERVAL,
+    &POP3_KEEP_ON_SERVER,
+    &POP3_VERIFY_CERTIFICATE,
+    &POP3_CA_FILE,
+    &USER_ADMIN,
+    &PHONE_ENABLED,
+    &SIP_PORT,
+    &VOICEMAIL_EXTENSION,
+    &NO_ANSWER_TIMEOUT,
+    &MAX_MESSAGE_LENGTH,
+    &RTP_PORTS,
+    &WEB_ENABLED,
+    &ADMIN_PORT,
+    &SITE_PORT,
+    &HTTPS,
+    &SESSION_TIMEOUT,
+    &CONFIRM_TIMEOUT,
+    &NTP_ENABLED,
+    &NTP_PORT,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_unique_and_found() {
+        for (i, a) in SETTINGS.iter().enumerate() {
+            assert!(
+                SETTINGS.iter().skip(i + 1).all(|b| b.path != a.path),
+                "{} twice",
+                a.path
+            );
+            assert_eq!(get(a.path), Some(*a));
+        }
+        assert_eq!(get("dhcp.no_such_thing"), None);
+        assert_eq!(DHCP_LEASE_TIME.key(), "lease_time");
+        assert_eq!(DHCP_LEASE_TIME.table(), "dhcp");
+        assert_eq!(DATA_DIR.table(), "");
+    }
+
+    #[test]
+    fn every_default_fits_its_kind() {
+        for s in SETTINGS {
+            let fits = match (s.kind, s.default) {
+                (_, Default::None) => true,
+                (Kind::Bool, Default::Bool(_)) => true,
+                (Kind::Int { min, max }, Default::Int(n)) => (min..=max).contains(&n),
+                (Kind::Duration { min_secs }, Default::Secs(d)) => d >= min_secs,
+                (Kind::Size, Default::Bytes(_)) => true,
+                (Kind::Text, Default::Text(_)) => true,
+                (Kind::Select(choices), Default::Text(t)) => choices.iter().any(|(c, _)| *c == t),
+                (Kind::List, Default::List(_)) => true,
+                _ => false,
+            };
+            assert!(
+                fits,
+                "{}: default {:?} is not a {:?}",
+                s.path, s.default, s.kind
+            );
+            assert!(
+                !s.label.is_empty() && !s.help.is_empty(),
+                "{} needs words",
+                s.path
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_are_written_as_the_file_writes_them() {
+        assert_eq!(DHCP_LEASE_TIME.default_toml().as_deref(), Some("\"1d\""));
+        assert_eq!(MAX_MESSAGE_SIZE.default_toml().as_deref(), Some("\"25M\""));
+        assert_eq!(
+            WAN_SERVICES.default_toml().as_deref(),
+            Some("[\"smtp\", \"www\"]")
+        );
+        assert_eq!(DNS_PORT.default_toml().as_deref(), Some("53"));
+        assert_eq!(DOMAIN.default_toml(), None);
+        assert_eq!(CONFIRM_TIMEOUT.default_display().as_deref(), Some("90s"));
+        assert_eq!(DNS_PORT.port(), 53);
+    }
+}
