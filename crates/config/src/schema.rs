@@ -2,7 +2,7 @@
 //! it holds, its default, and the label and help text an office manager reads.
 //!
 //! Three things are driven by this table, so they cannot disagree:
-//! - the loader (`load.rs`) takes each setting's default and limits from here;
+//! - the loader (`load`) takes each setting's default and limits from here;
 //! - the commented config that `officebox init` writes (`template.rs`) prints each
 //!   setting with its default and help from here;
 //! - the admin pages (the `web` crate) label and explain each field from here.

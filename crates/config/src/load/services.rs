@@ -1,0 +1,114 @@
+//! `[phone]`, `[web]` and `[ntp]`.
+
+use super::*;
+
+impl Loader<'_, '_> {
+    pub(super) fn phone(&mut self, sec: Option<Section>, users: &[Spanned<User>]) -> Phone {
+        let mut phone = Phone {
+            enabled: schema::PHONE_ENABLED.bool(),
+            sip_port: schema::SIP_PORT.port(),
+            voicemail_extension: schema::VOICEMAIL_EXTENSION.text().into(),
+            no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
+            max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
+            rtp_ports: (10_000, 10_999),
+        };
+        let mut sec = sec;
+        phone.sip_port = self.port_setting(sec.as_mut(), &schema::SIP_PORT, Service::Sip);
+        if let Some(mut sec) = sec {
+            phone.enabled = sec.flag(self.sink, &schema::PHONE_ENABLED);
+            if let Some(v) = sec.parsed(
+                self.sink,
+                "voicemail_extension",
+                "digits, optionally starting with * or #, e.g. \"*97\"",
+                |s| {
+                    let body = s.trim_start_matches(['*', '#']);
+                    if !body.is_empty()
+                        && body.len() <= 6
+                        && body.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        Ok(s.to_string())
+                    } else {
+                        Err(format!("`{s}` is not something a phone can dial"))
+                    }
+                },
+            ) {
+                if let Some(u) = users
+                    .iter()
+                    .find(|u| u.value.extension.as_deref() == Some(v.value.as_str()))
+                {
+                    self.sink.error(
+                        &v.span,
+                        "phone.voicemail_extension",
+                        format!("{} is {}'s extension", v.value, u.value.login),
+                        "pick a voicemail extension no user has, e.g. \"*97\"",
+                    );
+                }
+                phone.voicemail_extension = v.value;
+            }
+            phone.no_answer_timeout = self.duration(&mut sec, &schema::NO_ANSWER_TIMEOUT);
+            phone.max_message_length = self.duration(&mut sec, &schema::MAX_MESSAGE_LENGTH);
+            if let Some(r) = sec.parsed(
+                self.sink,
+                "rtp_ports",
+                "write \"FIRST-LAST\" with at least 4 ports, e.g. \"10000-10999\"",
+                |s| {
+                    let (a, b) = s
+                        .split_once('-')
+                        .ok_or_else(|| format!("`{s}` is not a port range"))?;
+                    let (a, b): (u16, u16) = (
+                        a.trim()
+                            .parse()
+                            .map_err(|_| format!("`{a}` is not a port"))?,
+                        b.trim()
+                            .parse()
+                            .map_err(|_| format!("`{b}` is not a port"))?,
+                    );
+                    if a < 1024 || b < a.saturating_add(3) {
+                        return Err(format!("`{s}` is not a usable range of unprivileged ports"));
+                    }
+                    Ok((a, b))
+                },
+            ) {
+                phone.rtp_ports = r.value;
+            }
+            sec.finish(self.sink);
+        }
+        phone
+    }
+
+    pub(super) fn web(&mut self, sec: Option<Section>) -> Web {
+        let mut web = Web {
+            enabled: schema::WEB_ENABLED.bool(),
+            admin_port: schema::ADMIN_PORT.port(),
+            site_port: schema::SITE_PORT.port(),
+            https: schema::HTTPS.bool(),
+            session_timeout: schema::SESSION_TIMEOUT.duration(),
+            confirm_timeout: schema::CONFIRM_TIMEOUT.duration(),
+        };
+        let mut sec = sec;
+        web.admin_port = self.port_setting(sec.as_mut(), &schema::ADMIN_PORT, Service::Admin);
+        web.site_port = self.port_setting(sec.as_mut(), &schema::SITE_PORT, Service::Www);
+        if let Some(mut sec) = sec {
+            web.enabled = sec.flag(self.sink, &schema::WEB_ENABLED);
+            web.https = sec.flag(self.sink, &schema::HTTPS);
+            web.session_timeout = self.duration(&mut sec, &schema::SESSION_TIMEOUT);
+            web.confirm_timeout = self.duration(&mut sec, &schema::CONFIRM_TIMEOUT);
+            sec.finish(self.sink);
+        }
+        web
+    }
+
+    pub(super) fn ntp(&mut self, sec: Option<Section>) -> Ntp {
+        let mut sec = sec;
+        let port = self.port_setting(sec.as_mut(), &schema::NTP_PORT, Service::Ntp);
+        let mut ntp = Ntp {
+            enabled: schema::NTP_ENABLED.bool(),
+            port,
+        };
+        if let Some(mut sec) = sec {
+            ntp.enabled = sec.flag(self.sink, &schema::NTP_ENABLED);
+            sec.finish(self.sink);
+        }
+        ntp
+    }
+}

@@ -1,0 +1,216 @@
+use super::*;
+
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+
+fn parse_ok(extra: &str) -> Config {
+    let text = format!(
+        "[network]\ndomain = \"example.com\"\nmanage = false\n[dns]\nuse_upstream = false\n{extra}\n\
+         [[users]]\nlogin = \"admin\"\npassword = \"{HASH}\"\nadmin = true\n\
+         [[users]]\nlogin = \"bob\"\npassword = \"{HASH}\"\nextension = \"102\"\n"
+    );
+    match parse("t.toml", &text) {
+        Ok(c) => c,
+        Err(d) => panic!("{d}"),
+    }
+}
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    let demo = include_str!("../../../../examples/demo.toml");
+    let c = parse("demo.toml", demo).unwrap();
+    assert_eq!(c.users.len(), 3);
+    assert!(!c.network.manage);
+    assert!(!c.dns.use_upstream, "the demo never forwards anywhere");
+    let t = crate::template::default_config("acme.example", HASH);
+    let c = parse("init.toml", &t).unwrap();
+    assert_eq!(c.network.domain, "acme.example");
+    assert_eq!(c.security.mode, SecurityMode::FirewallNat);
+    assert!(!c.mail.relay_from_wan);
+}
+
+/// The schema is the one place defaults are written: writing any setting's default
+/// into a file loads the same config as leaving it out.
+#[test]
+fn every_schema_default_is_the_loaders_default() {
+    let file = |table: &str, line: &str| {
+        let catch_all = "server = \"pop.isp.example\"\nlogin = \"o\"\npassword = \"p\"";
+        let (top, mut tables) = (
+            if table.is_empty() { line } else { "" },
+            vec![
+                (
+                    "network",
+                    "domain = \"example.com\"\nmanage = false".to_string(),
+                ),
+                ("network.wan", "mode = \"dhcp\"".to_string()),
+                ("dns", "use_upstream = false".to_string()),
+                ("mail.catch_all", catch_all.to_string()),
+            ],
+        );
+        match tables.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, body)) => {
+                body.push('\n');
+                body.push_str(line);
+            }
+            None if !table.is_empty() => tables.push((table, line.to_string())),
+            None => {}
+        }
+        let mut text = format!("{top}\n");
+        for (t, body) in tables {
+            text.push_str(&format!("[{t}]\n{body}\n"));
+        }
+        text.push_str(&format!(
+            "[[users]]\nlogin = \"admin\"\npassword = \"{HASH}\"\nadmin = true\n"
+        ));
+        match parse("t.toml", &text) {
+            Ok(c) => c,
+            Err(d) => panic!("{d}\n{text}"),
+        }
+    };
+    let without = file("", "");
+    let mut checked = 0;
+    for s in crate::schema::SETTINGS {
+        let Some(value) = s.default_toml() else {
+            continue;
+        };
+        // Entries of lists, and the two the base file itself sets, are not plain tables.
+        if s.path.contains("[]") || ["network.manage", "dns.use_upstream"].contains(&s.path) {
+            continue;
+        }
+        let with = file(s.table(), &format!("{} = {value}", s.key()));
+        assert_eq!(
+            with, without,
+            "{} = {value} is not what leaving it out gives",
+            s.path
+        );
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} settings were checked");
+    // And the two the base sets: their defaults are on.
+    assert!(crate::schema::MANAGE.bool() && crate::schema::DNS_USE_UPSTREAM.bool());
+}
+
+#[test]
+fn defaults_are_the_appliance_defaults() {
+    let c = parse_ok("");
+    assert_eq!(c.network.lan.net.to_string(), "192.168.1.0/24");
+    assert_eq!(c.network.lan.net.address, Ipv4Addr::new(192, 168, 1, 1));
+    assert_eq!(c.security.mode, SecurityMode::FirewallNat);
+    assert_eq!(c.security.wan_services, vec![Service::Smtp, Service::Www]);
+    assert_eq!(c.dhcp.range, None);
+    assert_eq!(c.dhcp.lease_time, Duration::from_secs(86_400));
+    assert_eq!(
+        (c.mail.smtp_port, c.mail.pop3_port, c.web.admin_port),
+        (25, 110, 8080)
+    );
+    assert_eq!(c.phone.voicemail_extension, "*97");
+    assert_eq!(c.phone.no_answer_timeout, Duration::from_secs(20));
+    assert_eq!(c.mail.queue.give_up_after, Duration::from_secs(5 * 86_400));
+    assert_eq!(c.users[1].extension.as_deref(), Some("102"));
+    assert_eq!(c.users[1].name, "bob", "the name defaults to the login");
+}
+
+#[test]
+fn aliases_keep_a_copy_and_forward() {
+    let c = parse_ok(
+        "[mail.aliases]\nbob = [\"bob\", \"Bob@Elsewhere.Example\"]\nsales = [\"bob\", \"admin@example.com\"]\nall = [\"sales\", \"bob\"]\n",
+    );
+    let find = |n: &str| {
+        c.mail
+            .aliases
+            .iter()
+            .find(|a| a.name == n)
+            .unwrap()
+            .members
+            .clone()
+    };
+    assert_eq!(
+        find("bob"),
+        vec![
+            AliasMember::Local("bob".into()),
+            AliasMember::External("bob@elsewhere.example".into())
+        ]
+    );
+    assert_eq!(
+        find("sales"),
+        vec![
+            AliasMember::Local("bob".into()),
+            AliasMember::Local("admin".into())
+        ]
+    );
+    assert_eq!(
+        find("all"),
+        vec![
+            AliasMember::Local("sales".into()),
+            AliasMember::Local("bob".into())
+        ]
+    );
+}
+
+#[test]
+fn records_resolve_names_and_values() {
+    let c = parse_ok(
+        r#"[[dns.records]]
+name = "printer"
+type = "A"
+value = "192.168.1.20"
+[[dns.records]]
+name = "@"
+type = "MX"
+value = "20 backup.example.net."
+ttl = 60
+[[dns.records]]
+name = "_sip._udp"
+type = "SRV"
+value = "10 5 5060 officebox"
+[[dns.records]]
+name = "20.1.168.192.in-addr.arpa."
+type = "PTR"
+value = "printer"
+[[dns.records]]
+name = "files"
+type = "CNAME"
+value = "printer"
+"#,
+    );
+    let r = &c.dns.records;
+    assert_eq!(r[0].name, "printer.example.com");
+    assert_eq!(r[0].data, RecordData::A(Ipv4Addr::new(192, 168, 1, 20)));
+    assert_eq!(r[1].name, "example.com");
+    assert_eq!(r[1].ttl, 60);
+    assert_eq!(
+        r[1].data,
+        RecordData::Mx {
+            preference: 20,
+            exchange: "backup.example.net".into()
+        }
+    );
+    assert_eq!(
+        r[2].data,
+        RecordData::Srv {
+            priority: 10,
+            weight: 5,
+            port: 5060,
+            target: "officebox.example.com".into()
+        }
+    );
+    assert_eq!(r[3].name, "20.1.168.192.in-addr.arpa");
+    assert_eq!(r[4].data, RecordData::Cname("printer.example.com".into()));
+    assert_eq!(r[4].ttl, 3600);
+}
+
+#[test]
+fn reverse_zones() {
+    let net = |a: [u8; 4], prefix| Ipv4Net {
+        address: Ipv4Addr::from(a),
+        prefix,
+    };
+    assert_eq!(
+        reverse_zone(net([192, 168, 1, 1], 24)),
+        "1.168.192.in-addr.arpa"
+    );
+    assert_eq!(
+        reverse_zone(net([172, 16, 0, 1], 16)),
+        "16.172.in-addr.arpa"
+    );
+    assert_eq!(reverse_zone(net([10, 0, 0, 1], 28)), "0.0.10.in-addr.arpa");
+}
