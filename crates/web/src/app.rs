@@ -61,8 +61,8 @@ impl App {
     }
 }
 
-/// The web service's one handle on the state database: opened on first use, then kept
-/// and shared by every request (SQLite calls block, so they run on a blocking thread, one
+/// The web service's one handle on the state database: opened when the service starts
+/// (or, if that failed, at the next use), then kept and shared by every request (SQLite calls block, so they run on a blocking thread, one
 /// at a time).
 #[derive(Debug, Clone)]
 pub(crate) struct Store {

@@ -58,6 +58,8 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let app: Shared = Arc::new(App::new(config_rx.clone(), context));
+    // The state database is opened once, now, and shared by every request after.
+    let _ = app.store.with(|_| Ok(())).await;
     let mut rx = config_rx.clone();
     let mut first = true;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
