@@ -1,12 +1,13 @@
 //! The supervisor: starts one task per enabled service, publishes config snapshots to them,
-//! reloads on SIGHUP and stops everything on SIGINT/SIGTERM within a deadline.
+//! reloads on SIGHUP (or when the admin pages ask, through a channel that answers whether
+//! the new config was applied) and stops everything on SIGINT/SIGTERM within a deadline.
 //!
 //! Only this module touches signals. Services take a `watch::Receiver<Arc<Config>>` and a
 //! cancellation token; they apply each published config themselves and return when the
 //! token is cancelled.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use officebox_config::{Config, LoadError};
 use officebox_store::Db;
+use officebox_web::{ReloadRequest, Reloaded, WebContext};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -29,11 +31,19 @@ type ServiceFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// Whether a config enables a service.
 type Enabled = fn(&Config) -> bool;
 
+/// What a starting service is handed.
+struct Handles {
+    config: watch::Receiver<Arc<Config>>,
+    stop: CancellationToken,
+    /// The config file and the reload channel, for the admin pages.
+    web: WebContext,
+}
+
 /// A service the supervisor can run.
 struct ServiceSpec {
     name: &'static str,
     enabled: Enabled,
-    start: fn(watch::Receiver<Arc<Config>>, CancellationToken) -> ServiceFuture,
+    start: fn(Handles) -> ServiceFuture,
 }
 
 /// Every service built into this officebox.
@@ -41,66 +51,50 @@ const SERVICES: &[ServiceSpec] = &[
     ServiceSpec {
         name: "net",
         enabled: |c| c.network.manage,
-        start: |config, stop| {
-            Box::pin(async move { Ok(officebox_net::manage::serve(config, stop).await?) })
+        start: |h| {
+            Box::pin(async move { Ok(officebox_net::manage::serve(h.config, h.stop).await?) })
         },
     },
     ServiceSpec {
         name: "dns",
         enabled: |c| c.dns.enabled,
-        start: |config, stop| {
-            Box::pin(async move { Ok(officebox_dns::serve(config, stop).await?) })
-        },
+        start: |h| Box::pin(async move { Ok(officebox_dns::serve(h.config, h.stop).await?) }),
     },
     ServiceSpec {
         name: "wan-dhcp",
         enabled: officebox_dhcp::wan_client_enabled,
-        start: |config, stop| {
-            Box::pin(async move { Ok(officebox_dhcp::serve_wan(config, stop).await?) })
-        },
+        start: |h| Box::pin(async move { Ok(officebox_dhcp::serve_wan(h.config, h.stop).await?) }),
     },
     ServiceSpec {
         name: "dhcp",
         enabled: |c| c.dhcp.enabled,
-        start: |config, stop| {
-            Box::pin(async move { Ok(officebox_dhcp::serve(config, stop).await?) })
-        },
+        start: |h| Box::pin(async move { Ok(officebox_dhcp::serve(h.config, h.stop).await?) }),
     },
     ServiceSpec {
         name: "mail",
         enabled: |c| c.mail.enabled,
-        start: |config, stop| {
-            Box::pin(async move { Ok(officebox_mail::serve(config, stop).await?) })
-        },
+        start: |h| Box::pin(async move { Ok(officebox_mail::serve(h.config, h.stop).await?) }),
     },
     ServiceSpec {
         name: "phone",
         enabled: |c| c.phone.enabled,
-        start: |config, stop| {
-            Box::pin(async move { Ok(officebox_voice::serve(config, stop).await?) })
-        },
+        start: |h| Box::pin(async move { Ok(officebox_voice::serve(h.config, h.stop).await?) }),
     },
     ServiceSpec {
         name: "web",
         enabled: |c| c.web.enabled,
-        start: |config, stop| {
-            Box::pin(async move { Ok(officebox_web::serve(config, stop).await?) })
+        start: |h| {
+            Box::pin(async move { Ok(officebox_web::serve(h.config, h.web, h.stop).await?) })
         },
     },
     ServiceSpec {
         name: "ntp",
         enabled: |c| c.ntp.enabled,
-        start: |config, stop| {
-            Box::pin(async move { Ok(officebox_net::ntp::serve(config, stop).await?) })
-        },
+        start: |h| Box::pin(async move { Ok(officebox_net::ntp::serve(h.config, h.stop).await?) }),
     },
 ];
 
 pub fn run(path: &Path) -> Result<ExitCode> {
-    // The admin pages edit this file (an absolute path: the process may change directory).
-    officebox_web::set_config_path(
-        &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
-    );
     let config = match officebox_config::load(path) {
         Ok(c) => c,
         Err(LoadError::Invalid(diags)) => {
@@ -161,26 +155,49 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
     ));
     let (tx, rx) = watch::channel(Arc::new(config));
     let shutdown = CancellationToken::new();
+    // The admin pages edit this file (an absolute path: the process may change directory)
+    // and ask for a reload through `reloads`, which answers whether it was applied.
+    let (reload_tx, mut reloads) = mpsc::channel::<ReloadRequest>(4);
+    let web = WebContext {
+        config_path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        reload: reload_tx,
+    };
     let mut tasks: JoinSet<(&'static str, Result<()>)> = JoinSet::new();
     let mut running: Vec<Instance> = Vec::new();
-    start_enabled(&tx.borrow(), &rx, &shutdown, &mut tasks, &mut running);
+    let mut s = Started {
+        rx: &rx,
+        shutdown: &shutdown,
+        web: &web,
+        tasks: &mut tasks,
+        running: &mut running,
+    };
+    s.start_enabled(&tx.borrow());
     settle_memory();
     info!(
         message = "officebox running",
-        services = %running.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
+        services = %s.running.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
     );
 
     let mut failed = false;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, &tx, &rx, &shutdown, &mut tasks, &mut running).await,
+            _ = hup.recv() => {
+                info!(message = "SIGHUP: reloading", config = %path.display());
+                s.reload(path, &tx).await;
+            }
+            Some(answer) = reloads.recv() => {
+                info!(message = "the admin pages ask for a reload", config = %path.display());
+                let outcome = s.reload(path, &tx).await;
+                // The page may have given up waiting; the reload stands either way.
+                let _ = answer.send(outcome);
+            }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
-            Some(done) = tasks.join_next_with_id() => match done {
+            Some(done) = s.tasks.join_next_with_id() => match done {
                 Ok((id, (_, Ok(())))) => {
-                    running.retain(|i| i.id != id);
+                    s.running.retain(|i| i.id != id);
                     // A service disabled and enabled again starts once its old instance is gone.
-                    start_enabled(&tx.borrow(), &rx, &shutdown, &mut tasks, &mut running);
+                    s.start_enabled(&tx.borrow());
                 }
                 Ok((_, (name, Err(e)))) => {
                     error!(message = "service failed; stopping officebox", service = name, error = %format!("{e:#}"));
@@ -227,84 +244,86 @@ fn settle_memory() {
     });
 }
 
-fn start_enabled(
-    config: &Config,
-    rx: &watch::Receiver<Arc<Config>>,
-    shutdown: &CancellationToken,
-    tasks: &mut JoinSet<(&'static str, Result<()>)>,
-    running: &mut Vec<Instance>,
-) {
-    for spec in SERVICES {
-        if !(spec.enabled)(config) || running.iter().any(|i| i.name == spec.name) {
-            continue;
-        }
-        let stop = shutdown.child_token();
-        let fut = (spec.start)(rx.clone(), stop.clone());
-        let name = spec.name;
-        let id = tasks.spawn(async move { (name, fut.await) }).id();
-        running.push(Instance {
-            name,
-            id,
-            stop,
-            stopping: false,
-        });
-        info!(message = "service started", service = name);
-    }
+/// What starting and stopping services needs, borrowed from `supervise`.
+struct Started<'a> {
+    rx: &'a watch::Receiver<Arc<Config>>,
+    shutdown: &'a CancellationToken,
+    web: &'a WebContext,
+    tasks: &'a mut JoinSet<(&'static str, Result<()>)>,
+    running: &'a mut Vec<Instance>,
 }
 
-/// Reads the file again; an invalid file changes nothing. Services see the new snapshot
-/// through the watch channel; services switched on or off are started or stopped here.
-async fn reload(
-    path: &Path,
-    tx: &watch::Sender<Arc<Config>>,
-    rx: &watch::Receiver<Arc<Config>>,
-    shutdown: &CancellationToken,
-    tasks: &mut JoinSet<(&'static str, Result<()>)>,
-    running: &mut Vec<Instance>,
-) {
-    info!(message = "SIGHUP: reloading", config = %path.display());
-    let path_buf = path.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || officebox_config::load(&path_buf)).await;
-    let new = match loaded {
-        Ok(Ok(c)) => c,
-        Ok(Err(LoadError::Invalid(diags))) => {
-            error!(
-                message = "reload refused: the new config is invalid; keeping the running one",
-                problems = diags.0.len()
-            );
-            for d in &diags.0 {
-                error!("{d}");
+impl Started<'_> {
+    fn start_enabled(&mut self, config: &Config) {
+        for spec in SERVICES {
+            if !(spec.enabled)(config) || self.running.iter().any(|i| i.name == spec.name) {
+                continue;
             }
-            return;
-        }
-        Ok(Err(e)) => {
-            error!(message = "reload refused; keeping the running config", error = %e);
-            return;
-        }
-        Err(e) => {
-            error!(message = "reload failed", error = %e);
-            return;
-        }
-    };
-    let mut new = new;
-    if new.data_dir != tx.borrow().data_dir {
-        // The services keep the state they opened: a new data_dir waits for a restart.
-        warn!("data_dir changed; it takes effect at the next start");
-        new.data_dir = tx.borrow().data_dir.clone();
-    }
-    // Stop services that are now disabled, publish, then start newly enabled ones.
-    for i in running.iter_mut().filter(|i| !i.stopping) {
-        let enabled = SERVICES
-            .iter()
-            .any(|s| s.name == i.name && (s.enabled)(&new));
-        if !enabled {
-            info!(message = "service disabled by reload", service = i.name);
-            i.stop.cancel();
-            i.stopping = true;
+            let stop = self.shutdown.child_token();
+            let fut = (spec.start)(Handles {
+                config: self.rx.clone(),
+                stop: stop.clone(),
+                web: self.web.clone(),
+            });
+            let name = spec.name;
+            let id = self.tasks.spawn(async move { (name, fut.await) }).id();
+            self.running.push(Instance {
+                name,
+                id,
+                stop,
+                stopping: false,
+            });
+            info!(message = "service started", service = name);
         }
     }
-    tx.send_replace(Arc::new(new));
-    start_enabled(&tx.borrow(), rx, shutdown, tasks, running);
-    settle_memory();
-    info!("reload applied");
+
+    /// Reads the file again; an invalid file changes nothing (and the answer says why).
+    /// Services see the new snapshot through the watch channel; services switched on or
+    /// off are started or stopped here. SIGHUP and the admin pages both come here.
+    async fn reload(&mut self, path: &Path, tx: &watch::Sender<Arc<Config>>) -> Reloaded {
+        let path_buf: PathBuf = path.to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || officebox_config::load(&path_buf)).await;
+        let mut new = match loaded {
+            Ok(Ok(c)) => c,
+            Ok(Err(LoadError::Invalid(diags))) => {
+                error!(
+                    message = "reload refused: the new config is invalid; keeping the running one",
+                    problems = diags.0.len()
+                );
+                for d in &diags.0 {
+                    error!("{d}");
+                }
+                return Reloaded::Refused(diags.to_string());
+            }
+            Ok(Err(e)) => {
+                error!(message = "reload refused; keeping the running config", error = %e);
+                return Reloaded::Refused(e.to_string());
+            }
+            Err(e) => {
+                error!(message = "reload failed", error = %e);
+                return Reloaded::Refused(format!("the reload failed: {e}"));
+            }
+        };
+        if new.data_dir != tx.borrow().data_dir {
+            // The services keep the state they opened: a new data_dir waits for a restart.
+            warn!("data_dir changed; it takes effect at the next start");
+            new.data_dir = tx.borrow().data_dir.clone();
+        }
+        // Stop services that are now disabled, publish, then start newly enabled ones.
+        for i in self.running.iter_mut().filter(|i| !i.stopping) {
+            let enabled = SERVICES
+                .iter()
+                .any(|s| s.name == i.name && (s.enabled)(&new));
+            if !enabled {
+                info!(message = "service disabled by reload", service = i.name);
+                i.stop.cancel();
+                i.stopping = true;
+            }
+        }
+        tx.send_replace(Arc::new(new));
+        self.start_enabled(&tx.borrow());
+        settle_memory();
+        info!("reload applied");
+        Reloaded::Applied
+    }
 }

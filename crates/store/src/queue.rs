@@ -362,6 +362,39 @@ impl Db {
             .map_err(|e| self.err("flush the queue", e))
     }
 
+    /// Deletes a queued message as an admin asks (`officebox mail`, the Mail page): its
+    /// rows, then its file. Whatever its recipients' states, nothing more is sent or
+    /// reported for it. `Ok(false)` when there is no such message. A crash between the
+    /// two leaves only the file, which the mail service's sweep of orphans removes.
+    pub fn delete_queued(&self, id: i64) -> Result<bool, StoreError> {
+        let path: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT path FROM queue_messages WHERE id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err("read the queue", e))?;
+        let Some(path) = path else {
+            return Ok(false);
+        };
+        self.conn
+            .execute("DELETE FROM queue_messages WHERE id = ?1", [id])
+            .map_err(|e| self.err("delete a queued message", e))?;
+        // The paths are as the mail service wrote them, from officebox's own working
+        // directory. A file already gone is no error.
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(source) => Err(StoreError::Io {
+                op: "delete a queued message's file",
+                path: PathBuf::from(path),
+                source,
+            }),
+        }
+    }
+
     /// The queue, oldest first.
     pub fn queue(&self) -> Result<Vec<Queued>, StoreError> {
         let read_err = |e| self.err("read the queue", e);
@@ -606,6 +639,38 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].state, RecipientState::Delivered);
         assert_eq!(due[0].remote.as_deref(), Some("mx"));
+    }
+
+    #[test]
+    fn an_admin_deletes_a_queued_message_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("1.eml");
+        std::fs::write(&file, "Subject: x\r\n\r\nx\r\n").unwrap();
+        let db = Db::open_in_memory().unwrap();
+        let id = db
+            .enqueue(
+                &NewMessage {
+                    sender: "a@x",
+                    path: &file,
+                    size: 10,
+                    envid: None,
+                    ret: None,
+                    recipients: &[NewRecipient::plain("b@y")],
+                },
+                1000,
+            )
+            .unwrap();
+        assert!(db.delete_queued(id).unwrap());
+        assert!(db.queue().unwrap().is_empty());
+        assert!(
+            db.due(2000, 10).unwrap().is_empty(),
+            "its recipients went with it"
+        );
+        assert!(!file.exists());
+        assert!(
+            !db.delete_queued(id).unwrap(),
+            "a second delete finds nothing"
+        );
     }
 
     #[test]

@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use maud::{Markup, html};
 use officebox_config::Config;
 
-use crate::html::{self, escape};
+use crate::html;
 
 /// Versions kept.
 pub const KEEP: usize = 20;
@@ -82,83 +83,114 @@ pub fn diff<'a>(old: &'a str, new: &'a str) -> Vec<(char, &'a str)> {
             .chain(b.iter().map(|l| ('+', *l)))
             .collect();
     }
-    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
+    // lcs[i * w + j]: the length of the longest common subsequence of a[i..] and b[j..].
+    let w = b.len() + 1;
+    let mut lcs = vec![0u32; (a.len() + 1) * w];
+    let at = |lcs: &[u32], i: usize, j: usize| lcs.get(i * w + j).copied().unwrap_or(0);
+    for (i, x) in a.iter().enumerate().rev() {
+        for (j, y) in b.iter().enumerate().rev() {
+            let v = if x == y {
+                at(&lcs, i + 1, j + 1) + 1
             } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
+                at(&lcs, i + 1, j).max(at(&lcs, i, j + 1))
             };
+            if let Some(cell) = lcs.get_mut(i * w + j) {
+                *cell = v;
+            }
         }
     }
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out.push((' ', a[i]));
-            i += 1;
-            j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(('+', b[j]));
-            j += 1;
-        } else {
-            out.push(('-', a[i]));
-            i += 1;
+    loop {
+        match (a.get(i), b.get(j)) {
+            (None, None) => break,
+            (Some(x), Some(y)) if x == y => {
+                out.push((' ', *x));
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) => {
+                if at(&lcs, i, j + 1) >= at(&lcs, i + 1, j) {
+                    out.push(('+', *y));
+                    j += 1;
+                } else {
+                    out.push(('-', *x));
+                    i += 1;
+                }
+            }
+            (None, Some(y)) => {
+                out.push(('+', *y));
+                j += 1;
+            }
+            (Some(x), None) => {
+                out.push(('-', *x));
+                i += 1;
+            }
         }
     }
     out
 }
 
-pub fn list_page(config: &Config, me: (&str, &str)) -> String {
-    let mut body = String::from(
-        "<p>Each save keeps the settings as they were. Open a version to see how it differs from today's, and to go back to it.</p><table><tr><th>Version</th><th>Saved</th></tr>",
-    );
+/// The history page: every version kept, newest first.
+pub fn list_page(config: &Config, me: (&str, &str)) -> Markup {
     let list = versions(&config.data_dir);
-    if list.is_empty() {
-        body.push_str("<tr><td colspan=\"2\">No saves yet.</td></tr>");
-    }
-    for (n, p) in list.iter().rev() {
-        let when = std::fs::metadata(p)
+    let when = |p: &Path| {
+        std::fs::metadata(p)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or_else(String::new, |d| format!("{}s since 1970", d.as_secs()));
-        body.push_str(&format!(
-            "<tr><td><a href=\"/history/{n}\">Version {n}</a></td><td>{}</td></tr>",
-            escape(&when)
-        ));
-    }
-    body.push_str("</table>");
-    html::page("Config History", "/history", Some(me), None, &body)
+            .map_or_else(String::new, |d| format!("{}s since 1970", d.as_secs()))
+    };
+    let body = html! {
+        p { "Each save keeps the settings as they were. Open a version to see how it differs from today's, and to go back to it." }
+        table {
+            tr { th { "Version" } th { "Saved" } }
+            @if list.is_empty() {
+                tr { td colspan="2" { "No saves yet." } }
+            }
+            @for (n, p) in list.iter().rev() {
+                tr {
+                    td { a href={ "/history/" (n) } { "Version " (n) } }
+                    td { (when(p)) }
+                }
+            }
+        }
+    };
+    html::page("Config History", "/history", Some(me), None, body)
 }
 
-pub fn show_page(config: &Config, me: (&str, &str), n: &str) -> Option<String> {
+/// Version `n` against `current` (the file as it is), with the button that goes back to
+/// it; `None` for no such version.
+pub fn show_page(config: &Config, me: (&str, &str), n: &str, current: &str) -> Option<Markup> {
     let old = version_text(config, n)?;
-    let current = crate::config_text().unwrap_or_default();
-    let mut body = format!(
-        "<p>What changes if you go back to version {0} (<code>-</code> today's lines that go, <code>+</code> the lines that come back):</p><pre>",
-        escape(n)
-    );
-    let changes = diff(&current, &old);
-    if changes.iter().all(|(c, _)| *c == ' ') {
-        body.push_str("(no difference)\n");
-    }
+    let changes = diff(current, &old);
+    let same = changes.iter().all(|(c, _)| *c == ' ');
+    let mut lines = String::new();
     for (c, line) in changes.into_iter().filter(|(c, _)| *c != ' ') {
-        body.push_str(&format!("{c} {}\n", escape(line)));
+        lines.push(c);
+        lines.push(' ');
+        lines.push_str(line);
+        lines.push('\n');
     }
-    body.push_str(&format!(
-        "</pre><form method=\"post\" action=\"/history/{0}/rollback\" id=\"rollback\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{1}\">\
-         <button type=\"submit\">Go back to version {0}</button></form>",
-        escape(n),
-        escape(me.1)
-    ));
+    let body = html! {
+        p {
+            "What changes if you go back to version " (n) " (" code { "-" }
+            " today's lines that go, " code { "+" } " the lines that come back):"
+        }
+        pre {
+            @if same { "(no difference)\n" }
+            (lines)
+        }
+        form method="post" action={ "/history/" (n) "/rollback" } id="rollback" {
+            (html::csrf_field(me.1))
+            button type="submit" { "Go back to version " (n) }
+        }
+    };
     Some(html::page(
         "Config History",
         "/history",
         Some(me),
         None,
-        &body,
+        body,
     ))
 }
 

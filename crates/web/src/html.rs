@@ -1,26 +1,10 @@
-//! Server-rendered HTML: escaping, the page frame with the menu as the appliance's manual
-//! names it, and accessible form fields (a label for each, errors tied to their field by
-//! `aria-describedby`). No JavaScript is needed for anything.
+//! Server-rendered HTML (maud templates, which escape what they are given): the page
+//! frame with the menu as the appliance's manual names it, and accessible form fields (a
+//! label for each, errors tied to their field by `aria-describedby`). No JavaScript is
+//! needed for anything.
 
-use std::fmt::Write as _;
-
+use maud::{Markup, PreEscaped, Render, html};
 use officebox_config::Diagnostic;
-
-/// Text made safe for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The menu: (path, title).
 pub const MENU: &[(&str, &str)] = &[
@@ -64,56 +48,53 @@ pub fn page(
     current: &str,
     logged_in: Option<(&str, &str)>,
     flash: Option<(&str, bool)>,
-    body: &str,
-) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} - officebox</title><style>{STYLE}</style></head><body>\
-         <header><strong>officebox</strong>",
-        escape(title)
-    );
-    if let Some((user, csrf)) = logged_in {
-        let _ = write!(
-            out,
-            " &middot; {} <form method=\"post\" action=\"/logout\" style=\"display:inline\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button type=\"submit\">Log out</button></form>",
-            escape(user),
-            escape(csrf)
-        );
-    }
-    out.push_str("</header>");
-    if logged_in.is_some() {
-        out.push_str("<nav aria-label=\"Pages\">");
-        for (path, name) in MENU {
-            let current_attr = if *path == current {
-                " aria-current=\"page\""
-            } else {
-                ""
-            };
-            let _ = write!(out, "<a href=\"{path}\"{current_attr}>{}</a>", escape(name));
+    body: Markup,
+) -> Markup {
+    html! {
+        (PreEscaped("<!doctype html>"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " - officebox" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    strong { "officebox" }
+                    @if let Some((user, csrf)) = logged_in {
+                        (PreEscaped(" &middot; ")) (user) " "
+                        form method="post" action="/logout" style="display:inline" {
+                            (csrf_field(csrf))
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                @if logged_in.is_some() {
+                    nav aria-label="Pages" {
+                        @for (path, name) in MENU {
+                            a href=(path) aria-current=[(*path == current).then_some("page")] { (name) }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    @if let Some((text, ok)) = flash {
+                        p.flash.bad[!ok] role="alert" { (text) }
+                    }
+                    (body)
+                }
+                @if logged_in.is_some() {
+                    script src=(SCRIPT_PATH) defer {}
+                }
+            }
         }
-        out.push_str("</nav>");
     }
-    let _ = write!(out, "<main><h1>{}</h1>", escape(title));
-    if let Some((text, ok)) = flash {
-        let _ = write!(
-            out,
-            "<p class=\"flash{}\" role=\"alert\">{}</p>",
-            if ok { "" } else { " bad" },
-            escape(text)
-        );
-    }
-    out.push_str(body);
-    out.push_str("</main>");
-    if logged_in.is_some() {
-        let _ = write!(out, "<script src=\"{SCRIPT_PATH}\" defer></script>");
-    }
-    out.push_str("</body></html>");
-    out
+}
+
+/// The hidden field that carries the session's CSRF token in every form.
+pub fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(csrf); }
 }
 
 /// The errors for one field, for beside it: each message with its help, joined
@@ -132,17 +113,16 @@ pub fn field_errors<'a>(diags: impl IntoIterator<Item = &'a Diagnostic>) -> Opti
     (!texts.is_empty()).then(|| texts.join("; "))
 }
 
-/// Problems as list items: `path: message (help)`, escaped.
-pub fn problem_items<'a>(diags: impl IntoIterator<Item = &'a Diagnostic>) -> String {
-    let mut out = String::new();
-    for d in diags {
-        let _ = write!(out, "<li>{}: {}", escape(&d.path), escape(&d.message));
-        if !d.help.is_empty() {
-            let _ = write!(out, " ({})", escape(&d.help));
+/// Problems as list items: `path: message (help)`.
+pub fn problem_items<'a>(diags: impl IntoIterator<Item = &'a Diagnostic>) -> Markup {
+    html! {
+        @for d in diags {
+            li {
+                (d.path) ": " (d.message)
+                @if !d.help.is_empty() { " (" (d.help) ")" }
+            }
         }
-        out.push_str("</li>");
     }
-    out
 }
 
 /// The id of a field's error element.
@@ -171,65 +151,46 @@ pub enum Kind<'a> {
     Select(&'a [(&'a str, &'a str)]),
 }
 
-impl Field<'_> {
-    pub fn render(&self) -> String {
+impl Render for Field<'_> {
+    fn render(&self) -> Markup {
         let id = self.name.replace(['.', '[', ']'], "-");
         let err_id = error_id(self.name);
         let help_id = format!("{id}-help");
-        let mut described = vec![help_id.clone()];
-        if self.error.is_some() {
-            described.insert(0, err_id.clone());
-        }
-        let aria = format!(
-            " aria-describedby=\"{}\"{}",
-            described.join(" "),
-            if self.error.is_some() {
-                " aria-invalid=\"true\""
-            } else {
-                ""
-            }
-        );
-        let name = escape(self.name);
-        let control = match &self.kind {
-            Kind::Text => format!(
-                "<input type=\"text\" id=\"{id}\" name=\"{name}\" value=\"{}\"{}{aria}>",
-                escape(self.value),
-                if self.placeholder.is_empty() {
-                    String::new()
-                } else {
-                    format!(" placeholder=\"{}\"", escape(self.placeholder))
-                }
-            ),
-            Kind::Check => format!(
-                "<input type=\"hidden\" name=\"{name}\" value=\"false\">\
-                 <input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"true\"{}{aria}>",
-                if self.value == "true" { " checked" } else { "" }
-            ),
-            Kind::Select(options) => {
-                let mut s = format!("<select id=\"{id}\" name=\"{name}\"{aria}>");
-                for (v, text) in *options {
-                    let _ = write!(
-                        s,
-                        "<option value=\"{}\"{}>{}</option>",
-                        escape(v),
-                        if *v == self.value { " selected" } else { "" },
-                        escape(text)
-                    );
-                }
-                s.push_str("</select>");
-                s
-            }
+        let described = match self.error {
+            Some(_) => format!("{err_id} {help_id}"),
+            None => help_id.clone(),
         };
-        let error = self
-            .error
-            .map(|e| format!("<p class=\"error\" id=\"{err_id}\">{}</p>", escape(e)))
-            .unwrap_or_default();
-        format!(
-            "<div class=\"field\"><label for=\"{id}\">{}</label>{control}{error}\
-             <p class=\"help\" id=\"{help_id}\">{}</p></div>",
-            escape(self.label),
-            escape(self.help)
-        )
+        let invalid = self.error.is_some().then_some("true");
+        let name = self.name;
+        html! {
+            div.field {
+                label for=(id) { (self.label) }
+                @match &self.kind {
+                    Kind::Text => {
+                        input type="text" id=(id) name=(name) value=(self.value)
+                            placeholder=[(!self.placeholder.is_empty()).then_some(self.placeholder)]
+                            aria-describedby=(described) aria-invalid=[invalid];
+                    }
+                    Kind::Check => {
+                        input type="hidden" name=(name) value="false";
+                        input type="checkbox" id=(id) name=(name) value="true"
+                            checked[self.value == "true"]
+                            aria-describedby=(described) aria-invalid=[invalid];
+                    }
+                    Kind::Select(options) => {
+                        select id=(id) name=(name) aria-describedby=(described) aria-invalid=[invalid] {
+                            @for (v, text) in *options {
+                                option value=(v) selected[*v == self.value] { (text) }
+                            }
+                        }
+                    }
+                }
+                @if let Some(e) = self.error {
+                    p.error id=(err_id) { (e) }
+                }
+                p.help id=(help_id) { (self.help) }
+            }
+        }
     }
 }
 
@@ -239,10 +200,29 @@ mod tests {
 
     #[test]
     fn everything_from_the_user_is_escaped() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        let p = page(
+            "<title>",
+            "/",
+            Some(("<b>me</b>", "\"><x")),
+            Some(("<i>note</i>", false)),
+            html! { p { "&" } },
+        )
+        .into_string();
+        assert!(
+            p.contains("<title>&lt;title&gt; - officebox</title>"),
+            "{p}"
         );
+        assert!(p.contains(" &middot; &lt;b&gt;me&lt;/b&gt; "), "{p}");
+        assert!(p.contains("name=\"csrf\" value=\"&quot;&gt;&lt;x\""), "{p}");
+        assert!(
+            p.contains("<p class=\"flash bad\" role=\"alert\">&lt;i&gt;note&lt;/i&gt;</p>"),
+            "{p}"
+        );
+        assert!(
+            p.contains("<a href=\"/\" aria-current=\"page\">Home</a>"),
+            "{p}"
+        );
+        assert!(p.contains("<p>&amp;</p>"), "{p}");
         let f = Field {
             name: "network.hostname",
             label: "Host name",
@@ -252,7 +232,7 @@ mod tests {
             error: Some("bad <name>"),
             kind: Kind::Text,
         };
-        let html = f.render();
+        let html = f.render().into_string();
         assert!(!html.contains("<script>"));
         assert!(html.contains("aria-describedby=\"network-hostname-error network-hostname-help\""));
         assert!(html.contains("id=\"network-hostname-error\">bad &lt;name&gt;</p>"));

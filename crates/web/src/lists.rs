@@ -4,12 +4,11 @@
 //! rest of the file, comments included, stays as it was), and the result is validated as
 //! a whole before it is saved, like every page. Errors in a new row land beside its fields.
 
-use std::fmt::Write as _;
-
+use maud::{Markup, Render, html};
 use officebox_config::Diagnostic;
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value};
 
-use crate::html::{Field, Kind, escape};
+use crate::html::{Field, Kind, csrf_field, field_errors, problem_items};
 use crate::settings::{FieldDef, FieldKind, POP3_TLS, f};
 
 /// One list: where it lives in the file and what a row holds.
@@ -400,7 +399,7 @@ pub fn add(
         .fields
         .iter()
         .filter_map(|fd| {
-            let v = crate::value(pairs, fd.key).unwrap_or("");
+            let v = crate::forms::value(pairs, fd.key).unwrap_or("");
             to_value(fd.kind, v).map(|v| (fd.key, v))
         })
         .collect();
@@ -462,7 +461,7 @@ pub fn remove(
 /// Where a list's forms post to.
 pub fn action(def: &ListDef, owner: Option<&str>, rest: &str) -> String {
     match owner {
-        Some(o) => format!("/users/{}/{}/{rest}", escape(o), def.id),
+        Some(o) => format!("/users/{o}/{}/{rest}", def.id),
         None => format!("/list/{}/{rest}", def.id),
     }
 }
@@ -485,117 +484,96 @@ pub fn render(
     owner: Option<&str>,
     csrf: &str,
     failed: Option<Refused<'_>>,
-) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<section id=\"list-{0}\"><h2>{1}</h2><p>{2}</p>",
-        def.id,
-        escape(def.heading),
-        escape(def.intro)
-    );
+) -> Markup {
     let rows = rows(doc, def, owner);
-    if rows.is_empty() {
-        out.push_str("<p>None yet.</p>");
-    } else {
-        out.push_str("<div class=\"wide\"><table><tr>");
-        for fd in def.fields {
-            let _ = write!(out, "<th>{}</th>", escape(fd.label));
-        }
-        out.push_str("<th></th></tr>");
-        for (i, row) in rows.iter().enumerate() {
-            out.push_str("<tr>");
-            for (fd, v) in def.fields.iter().zip(row) {
-                let shown = if fd.key == "password" && !v.is_empty() {
-                    "(set)"
-                } else {
-                    v
-                };
-                let _ = write!(out, "<td>{}</td>", escape(shown));
+    // Problems the new row caused elsewhere (a port forwarded twice, say).
+    let other: Vec<&Diagnostic> = failed
+        .map(|f| {
+            let mine = format!("{}.", f.path);
+            f.diags
+                .iter()
+                .filter(|d| !d.path.starts_with(&mine))
+                .collect()
+        })
+        .unwrap_or_default();
+    html! {
+        section id={ "list-" (def.id) } {
+            h2 { (def.heading) }
+            p { (def.intro) }
+            @if rows.is_empty() {
+                p { "None yet." }
+            } @else {
+                div.wide {
+                    table {
+                        tr {
+                            @for fd in def.fields { th { (fd.label) } }
+                            th {}
+                        }
+                        @for (i, row) in rows.iter().enumerate() {
+                            tr {
+                                @for (fd, v) in def.fields.iter().zip(row) {
+                                    td { (if fd.key == "password" && !v.is_empty() { "(set)" } else { v }) }
+                                }
+                                td {
+                                    form method="post" action=(action(def, owner, &format!("{i}/delete"))) {
+                                        (csrf_field(csrf))
+                                        button type="submit" { "Delete" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            let _ = write!(
-                out,
-                "<td><form method=\"post\" action=\"{}\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                 <button type=\"submit\">Delete</button></form></td></tr>",
-                action(def, owner, &format!("{i}/delete")),
-                escape(csrf)
+            form method="post" action=(action(def, owner, "add")) id={ "add-" (def.id) } novalidate {
+                (csrf_field(csrf))
+                @if !other.is_empty() {
+                    div.error role="alert" { ul { (problem_items(other)) } }
+                }
+                @for fd in def.fields {
+                    (field(def, fd, failed))
+                }
+                button type="submit" { (def.add_label) }
+            }
+        }
+    }
+}
+
+/// The add form's field for `fd`: empty (or the list's default), or as it was submitted
+/// with its errors.
+fn field(def: &ListDef, fd: &FieldDef, failed: Option<Refused<'_>>) -> Markup {
+    let name = format!("{}.{}", def.id, fd.key);
+    let (value, error) = match failed {
+        Some(Refused { pairs, diags, path }) => {
+            let path = format!("{path}.{}", fd.key);
+            let nested = format!("{path}[");
+            let errors = field_errors(
+                diags
+                    .iter()
+                    .filter(|d| d.path == path || d.path.starts_with(&nested)),
             );
+            (
+                crate::forms::value(pairs, fd.key).unwrap_or("").to_string(),
+                errors,
+            )
         }
-        out.push_str("</table></div>");
+        None => (def.default_of(fd.key).to_string(), None),
+    };
+    let kind = match fd.kind {
+        FieldKind::Bool => Kind::Check,
+        FieldKind::Select(o) => Kind::Select(o),
+        _ => Kind::Text,
+    };
+    Field {
+        name: &name,
+        label: fd.label,
+        help: fd.help,
+        value: &value,
+        placeholder: "",
+        error: error.as_deref(),
+        kind,
     }
-    let _ = write!(
-        out,
-        "<form method=\"post\" action=\"{}\" id=\"add-{}\" novalidate>\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        action(def, owner, "add"),
-        def.id,
-        escape(csrf)
-    );
-    if let Some(Refused {
-        diags,
-        path: new_path,
-        ..
-    }) = failed
-    {
-        // Problems the new row caused elsewhere (a port forwarded twice, say).
-        let other: Vec<&Diagnostic> = diags
-            .iter()
-            .filter(|d| !d.path.starts_with(&format!("{new_path}.")))
-            .collect();
-        if !other.is_empty() {
-            let _ = write!(
-                out,
-                "<div class=\"error\" role=\"alert\"><ul>{}</ul></div>",
-                crate::html::problem_items(other)
-            );
-        }
-    }
-    for fd in def.fields {
-        let name = format!("{}.{}", def.id, fd.key);
-        let (value, error) = match failed {
-            Some(Refused {
-                pairs,
-                diags,
-                path: new_path,
-            }) => {
-                let path = format!("{new_path}.{}", fd.key);
-                let errors = crate::html::field_errors(
-                    diags
-                        .iter()
-                        .filter(|d| d.path == path || d.path.starts_with(&format!("{path}["))),
-                );
-                (
-                    crate::value(pairs, fd.key).unwrap_or("").to_string(),
-                    errors,
-                )
-            }
-            None => (def.default_of(fd.key).to_string(), None),
-        };
-        let kind = match fd.kind {
-            FieldKind::Bool => Kind::Check,
-            FieldKind::Select(o) => Kind::Select(o),
-            _ => Kind::Text,
-        };
-        out.push_str(
-            &Field {
-                name: &name,
-                label: fd.label,
-                help: fd.help,
-                value: &value,
-                placeholder: "",
-                error: error.as_deref(),
-                kind,
-            }
-            .render(),
-        );
-    }
-    let _ = write!(
-        out,
-        "<button type=\"submit\">{}</button></form></section>",
-        escape(def.add_label)
-    );
-    out
+    .render()
 }
 
 /// The form's pairs with the list's prefix (`forwards.host`) taken off the names.

@@ -5,7 +5,9 @@
 use officebox_config::edit::{self, NewUser};
 use officebox_config::{AliasMember, Config, Diagnostic};
 
-use crate::html::{self, escape};
+use maud::{Markup, html};
+
+use crate::html;
 
 /// What a list form asked for.
 #[derive(Debug)]
@@ -109,39 +111,38 @@ pub fn apply(text: &str, change: &Change) -> Result<String, String> {
     }
 }
 
-fn hidden_csrf(csrf: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        escape(csrf)
-    )
-}
-
-fn input(name: &str, label: &str, value: &str, kind: &str, help: &str) -> String {
+/// A labelled input with its help below.
+fn input(name: &str, label: &str, value: &str, kind: &str, help: &str) -> Markup {
     let id = name.replace('.', "-");
-    format!(
-        "<div class=\"field\"><label for=\"{id}\">{}</label>\
-         <input type=\"{kind}\" id=\"{id}\" name=\"{name}\" value=\"{}\" aria-describedby=\"{id}-help\">\
-         <p class=\"help\" id=\"{id}-help\">{}</p></div>",
-        escape(label),
-        escape(value),
-        escape(help)
-    )
+    html! {
+        div.field {
+            label for=(id) { (label) }
+            input type=(kind) id=(id) name=(name) value=(value) aria-describedby={ (id) "-help" };
+            p.help id={ (id) "-help" } { (help) }
+        }
+    }
 }
 
-fn problems(diags: &[Diagnostic], error: Option<&str>) -> String {
-    let mut out = String::new();
-    if error.is_none() && diags.is_empty() {
-        return out;
+/// Why a change was refused, above the form.
+fn problems(diags: &[Diagnostic], error: Option<&str>) -> Markup {
+    html! {
+        @if error.is_some() || !diags.is_empty() {
+            div.error role="alert" id="form-error" {
+                @if let Some(e) = error { p { (e) } }
+                @if !diags.is_empty() { ul { (html::problem_items(diags)) } }
+            }
+        }
     }
-    out.push_str("<div class=\"error\" role=\"alert\" id=\"form-error\">");
-    if let Some(e) = error {
-        out.push_str(&format!("<p>{}</p>", escape(e)));
+}
+
+/// The admin checkbox of the user forms.
+fn admin_box(checked: bool) -> Markup {
+    html! {
+        div.field {
+            input type="checkbox" id="admin" name="admin" value="true" checked[checked];
+            label for="admin" style="display:inline" { "May log in to these pages" }
+        }
     }
-    if !diags.is_empty() {
-        out.push_str(&format!("<ul>{}</ul>", html::problem_items(diags)));
-    }
-    out.push_str("</div>");
-    out
 }
 
 /// The Users page. `fetch`: per account key, (last error, messages fetched).
@@ -152,132 +153,84 @@ pub fn users_page(
     diags: &[Diagnostic],
     error: Option<&str>,
     flash: Option<(&str, bool)>,
-) -> String {
-    let csrf = hidden_csrf(me.1);
-    let mut body = String::from(
-        "<p>Everyone who has mail, a phone, or logs in here. Passwords and PINs are stored only as hashes.</p>",
-    );
-    body.push_str(&problems(diags, error));
-    body.push_str("<table><tr><th>Login</th><th>Name</th><th>Extension</th><th>Admin</th><th>External mailboxes</th></tr>");
-    for u in &config.users {
-        let mut accounts = String::new();
-        for a in &u.pop3 {
-            let key = format!("{}:{}@{}:{}", u.login, a.login, a.server, a.port);
-            let status = fetch.iter().find(|(k, _, _)| *k == key).map_or(
-                "not polled yet".to_string(),
-                |(_, err, n)| match err {
-                    Some(e) => format!("last error: {e}"),
-                    None => format!("ok, {n} fetched"),
-                },
-            );
-            accounts.push_str(&format!(
-                "{}@{} ({})<br>",
-                escape(&a.login),
-                escape(&a.server),
-                escape(&status)
-            ));
+) -> Markup {
+    let status = |key: &str| {
+        fetch.iter().find(|(k, _, _)| k == key).map_or(
+            "not polled yet".to_string(),
+            |(_, err, n)| match err {
+                Some(e) => format!("last error: {e}"),
+                None => format!("ok, {n} fetched"),
+            },
+        )
+    };
+    let body = html! {
+        p { "Everyone who has mail, a phone, or logs in here. Passwords and PINs are stored only as hashes." }
+        (problems(diags, error))
+        table {
+            tr { th { "Login" } th { "Name" } th { "Extension" } th { "Admin" } th { "External mailboxes" } }
+            @for u in &config.users {
+                tr {
+                    td { a href={ "/users/" (u.login) } { (u.login) } }
+                    td { (u.name) }
+                    td { (u.extension.as_deref().unwrap_or("")) }
+                    td { (if u.admin { "yes" } else { "" }) }
+                    td {
+                        @if u.pop3.is_empty() { "-" }
+                        @for a in &u.pop3 {
+                            (a.login) "@" (a.server) " ("
+                            (status(&format!("{}:{}@{}:{}", u.login, a.login, a.server, a.port)))
+                            ")" br;
+                        }
+                    }
+                }
+            }
         }
-        body.push_str(&format!(
-            "<tr><td><a href=\"/users/{0}\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td></tr>",
-            escape(&u.login),
-            escape(&u.name),
-            escape(u.extension.as_deref().unwrap_or("")),
-            if u.admin { "yes" } else { "" },
-            if accounts.is_empty() { "-".into() } else { accounts }
-        ));
-    }
-    body.push_str(
-        "</table><h2>Add a user</h2><form method=\"post\" action=\"/users\" id=\"add-user\">",
-    );
-    body.push_str(&csrf);
-    body.push_str(&input(
-        "login",
-        "Login",
-        "",
-        "text",
-        "Lowercase letters, digits, '.', '-' or '_'; also the mailbox name.",
-    ));
-    body.push_str(&input(
-        "name",
-        "Name",
-        "",
-        "text",
-        "As people see it in mail and on phones.",
-    ));
-    body.push_str(&input(
-        "extension",
-        "Extension",
-        "",
-        "text",
-        "2 to 6 digits, e.g. 103; empty for no phone.",
-    ));
-    body.push_str(&input(
-        "password",
-        "Password",
-        "",
-        "password",
-        "At least 8 characters; for mail, phones and (admins) these pages.",
-    ));
-    body.push_str(
-        "<div class=\"field\"><input type=\"checkbox\" id=\"admin\" name=\"admin\" value=\"true\">\
-         <label for=\"admin\" style=\"display:inline\">May log in to these pages</label></div>\
-         <button type=\"submit\">Add user</button></form>",
-    );
-    html::page("Users", "/users", Some(me), flash, &body)
+        h2 { "Add a user" }
+        form method="post" action="/users" id="add-user" {
+            (html::csrf_field(me.1))
+            (input("login", "Login", "", "text", "Lowercase letters, digits, '.', '-' or '_'; also the mailbox name."))
+            (input("name", "Name", "", "text", "As people see it in mail and on phones."))
+            (input("extension", "Extension", "", "text", "2 to 6 digits, e.g. 103; empty for no phone."))
+            (input("password", "Password", "", "password", "At least 8 characters; for mail, phones and (admins) these pages."))
+            (admin_box(false))
+            button type="submit" { "Add user" }
+        }
+    };
+    html::page("Users", "/users", Some(me), flash, body)
 }
 
-/// One user's page: edit or delete.
+/// One user's page: edit or delete. `extra`: their own lists.
 pub fn user_page(
     config: &Config,
     me: (&str, &str),
     login: &str,
     flash: Option<(&str, bool)>,
-    extra: &str,
-) -> Option<String> {
+    extra: Markup,
+) -> Option<Markup> {
     let u = config.users.iter().find(|u| u.login == login)?;
-    let csrf = hidden_csrf(me.1);
-    let mut body = String::new();
-    body.push_str(&format!(
-        "<form method=\"post\" action=\"/users/{0}\" id=\"edit-user\">{csrf}",
-        escape(login)
-    ));
-    body.push_str(&input("name", "Name", &u.name, "text", ""));
-    body.push_str(&input(
-        "extension",
-        "Extension",
-        u.extension.as_deref().unwrap_or(""),
-        "text",
-        "Empty: no phone.",
-    ));
-    body.push_str(&input(
-        "password",
-        "New password",
-        "",
-        "password",
-        "Leave empty to keep the password.",
-    ));
-    body.push_str(&input(
-        "pin",
-        "New voicemail PIN",
-        "",
-        "password",
-        "4 to 10 digits; leave empty to keep it.",
-    ));
-    body.push_str(&format!(
-        "<div class=\"field\"><input type=\"checkbox\" id=\"admin\" name=\"admin\" value=\"true\"{}>\
-         <label for=\"admin\" style=\"display:inline\">May log in to these pages</label></div>\
-         <button type=\"submit\">Save</button></form>{extra}\
-         <h2>Delete</h2><form method=\"post\" action=\"/users/{}/delete\" id=\"delete-user\">{csrf}\
-         <button type=\"submit\">Delete this user</button></form>",
-        if u.admin { " checked" } else { "" },
-        escape(login)
-    ));
+    let body = html! {
+        form method="post" action={ "/users/" (login) } id="edit-user" {
+            (html::csrf_field(me.1))
+            (input("name", "Name", &u.name, "text", ""))
+            (input("extension", "Extension", u.extension.as_deref().unwrap_or(""), "text", "Empty: no phone."))
+            (input("password", "New password", "", "password", "Leave empty to keep the password."))
+            (input("pin", "New voicemail PIN", "", "password", "4 to 10 digits; leave empty to keep it."))
+            (admin_box(u.admin))
+            button type="submit" { "Save" }
+        }
+        (extra)
+        h2 { "Delete" }
+        form method="post" action={ "/users/" (login) "/delete" } id="delete-user" {
+            (html::csrf_field(me.1))
+            button type="submit" { "Delete this user" }
+        }
+    };
     Some(html::page(
         &format!("User {login}"),
         "/users",
         Some(me),
         flash,
-        &body,
+        body,
     ))
 }
 
@@ -288,46 +241,52 @@ pub fn aliases_page(
     diags: &[Diagnostic],
     error: Option<&str>,
     flash: Option<(&str, bool)>,
-) -> String {
-    let csrf = hidden_csrf(me.1);
-    let mut body = String::from(
-        "<p>An alias is a name that delivers to users and/or addresses elsewhere. \
-         To keep a copy here and forward one, name the user itself: <code>bob</code> \
-         with members <code>bob, bob@home.example</code>.</p>",
-    );
-    body.push_str(&problems(diags, error));
-    body.push_str("<table><tr><th>Alias</th><th>Members</th></tr>");
-    for a in &config.mail.aliases {
-        let members: Vec<String> = a
-            .members
-            .iter()
-            .map(|m| match m {
-                AliasMember::Local(l) | AliasMember::External(l) => l.clone(),
-            })
-            .collect();
-        body.push_str(&format!(
-            "<tr><td>{}@{}</td><td>{}</td></tr>",
-            escape(&a.name),
-            escape(&config.network.domain),
-            escape(&members.join(", "))
-        ));
+) -> Markup {
+    let body = html! {
+        p {
+            "An alias is a name that delivers to users and/or addresses elsewhere. \
+             To keep a copy here and forward one, name the user itself: " code { "bob" }
+            " with members " code { "bob, bob@home.example" } "."
+        }
+        (problems(diags, error))
+        table {
+            tr { th { "Alias" } th { "Members" } }
+            @for a in &config.mail.aliases {
+                @let members: Vec<&str> = a.members.iter().map(|m| match m {
+                    AliasMember::Local(l) | AliasMember::External(l) => l.as_str(),
+                }).collect();
+                tr {
+                    td { (a.name) "@" (config.network.domain) }
+                    td { (members.join(", ")) }
+                }
+            }
+        }
+        h2 { "Add or change an alias" }
+        form method="post" action="/aliases" id="alias" {
+            (html::csrf_field(me.1))
+            (input("alias", "Alias", "", "text", "The name before the @, e.g. sales."))
+            (input("members", "Members", "", "text", "Users and addresses, comma-separated; empty removes the alias."))
+            button type="submit" { "Save alias" }
+        }
+    };
+    html::page("Message Aliases", "/aliases", Some(me), flash, body)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_name_and_mailbox_are_shown_as_text() {
+        let text = include_str!("../../../examples/demo.toml");
+        let mut c = officebox_config::parse("demo.toml", text).unwrap();
+        c.users[0].name = "<b>Evil</b> & co".into();
+        let page =
+            users_page(&c, ("admin", "t\"k"), &[], &[], Some("<i>no</i>"), None).into_string();
+        assert!(page.contains("&lt;b&gt;Evil&lt;/b&gt; &amp; co"), "{page}");
+        assert!(page.contains("<p>&lt;i&gt;no&lt;/i&gt;</p>"), "{page}");
+        assert!(!page.contains("<b>Evil"), "{page}");
+        assert!(page.contains("name=\"csrf\" value=\"t&quot;k\""), "{page}");
     }
-    body.push_str("</table><h2>Add or change an alias</h2><form method=\"post\" action=\"/aliases\" id=\"alias\">");
-    body.push_str(&csrf);
-    body.push_str(&input(
-        "alias",
-        "Alias",
-        "",
-        "text",
-        "The name before the @, e.g. sales.",
-    ));
-    body.push_str(&input(
-        "members",
-        "Members",
-        "",
-        "text",
-        "Users and addresses, comma-separated; empty removes the alias.",
-    ));
-    body.push_str("<button type=\"submit\">Save alias</button></form>");
-    html::page("Message Aliases", "/aliases", Some(me), flash, &body)
 }

@@ -677,12 +677,18 @@ pub fn prune_empty_tables(doc: &mut DocumentMut, page: &PageDef) {
         }
     }
     for fd in page.fields {
+        // `mail.catch_all.server`: the table `catch_all` in `mail`.
         let parts: Vec<&str> = fd.key.split('.').collect();
-        if parts.len() < 3 {
+        let Some((_, table_path)) = parts.split_last() else {
+            continue;
+        };
+        let Some((&name, parent)) = table_path.split_last() else {
+            continue;
+        };
+        if parent.is_empty() {
             continue;
         }
-        let (parent, name) = (&parts[..parts.len() - 2], parts[parts.len() - 2]);
-        let prefix = format!("{}.", parts[..parts.len() - 1].join("."));
+        let prefix = format!("{}.", table_path.join("."));
         let Some(t) = table_at(doc.as_table_mut(), parent) else {
             continue;
         };

@@ -17,18 +17,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::UNIX_EPOCH;
 
+use axum::Router;
+use axum::extract::State;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use officebox_config::Config;
 use officebox_config::derive::{ClientZone, client_zone};
-use officebox_config::model::Service;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::html::escape;
+use crate::listen::Peer;
+use maud::{PreEscaped, html};
 
 /// Files up to this size are read at once; larger ones are streamed in chunks.
 const WHOLE: u64 = 256 * 1024;
@@ -132,16 +133,25 @@ fn starter_page(site: Site, config: &Config, dir: &Path) -> String {
             "the company's public web site",
         ),
     };
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{0}</title></head><body><h1>{0}</h1>\
-         <p>This is {1}. Put its files in <code>{2}</code> on the box; this page is \
-         <code>index.html</code> there.</p></body></html>\n",
-        escape(&title),
-        what,
-        escape(&dir.display().to_string())
-    )
+    let dir = dir.display().to_string();
+    let page = html! {
+        (PreEscaped("<!doctype html>"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+            }
+            body {
+                h1 { (title) }
+                p {
+                    "This is " (what) ". Put its files in " code { (dir) }
+                    " on the box; this page is " code { "index.html" } " there."
+                }
+            }
+        }
+    };
+    page.into_string() + "\n"
 }
 
 /// Makes each site's directory with a starter page the first time.
@@ -156,61 +166,41 @@ fn prepare(config: &Config) -> io::Result<()> {
     Ok(())
 }
 
-/// Listens for the www and corp sites; the connections are served by tasks in `tasks`.
-pub async fn start(
-    config_rx: &watch::Receiver<Arc<Config>>,
-    tasks: &mut tokio::task::JoinSet<()>,
-) -> io::Result<()> {
-    let config = Arc::clone(&config_rx.borrow());
-    {
-        let c = Arc::clone(&config);
-        tokio::task::spawn_blocking(move || prepare(&c))
-            .await
-            .map_err(io::Error::other)??;
-    }
-    for ip in officebox_config::derive::bind_addresses(&config, Service::Www) {
-        let addr = SocketAddr::new(ip, config.web.site_port);
-        let l = crate::listen(addr).await.map_err(|e| {
-            io::Error::new(e.kind(), format!("web: cannot listen on tcp {addr}: {e}"))
-        })?;
-        info!(message = "web: serving the www and corp sites", %addr);
-        tasks.spawn(accept(l, config_rx.clone()));
-    }
-    Ok(())
+/// [`prepare`], off the async threads.
+pub(crate) async fn prepare_dirs(config: &Arc<Config>) -> io::Result<()> {
+    let c = Arc::clone(config);
+    tokio::task::spawn_blocking(move || prepare(&c))
+        .await
+        .map_err(io::Error::other)?
 }
 
-async fn accept(listener: TcpListener, config: watch::Receiver<Arc<Config>>) {
-    let limits = officebox_sockets::ConnLimits::new(
-        officebox_sockets::limits::PER_ADDRESS,
-        crate::MAX_CONNECTIONS,
-    );
-    loop {
-        let (stream, peer, slot) = match officebox_sockets::tcp::accept(&listener, &limits).await {
-            officebox_sockets::tcp::Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
-            officebox_sockets::tcp::Accepted::Refused(_, peer, why) => {
-                tracing::debug!(message = "web: site connection refused", %peer, reason = %why);
-                continue;
-            }
-        };
-        let config = config.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            crate::serve_http1(stream, peer, "web: site connection ended", move |req| {
-                let c = Arc::clone(&config.borrow());
-                async move { handle(&c, &req, peer).await }
-            })
-            .await;
-        });
-    }
+/// The sites' router: every request, whatever its path and method, goes to [`handle`].
+pub(crate) fn router(config: watch::Receiver<Arc<Config>>) -> Router {
+    Router::new().fallback(answer).with_state(config)
+}
+
+async fn answer(
+    State(config): State<watch::Receiver<Arc<Config>>>,
+    Peer(peer): Peer,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let c = Arc::clone(&config.borrow());
+    // A site reads no request body.
+    let req = Request::from_parts(req.into_parts().0, ());
+    handle(&c, &req, peer).await.map(axum::body::Body::new)
 }
 
 fn simple(status: StatusCode, text: &str) -> Response<SiteBody> {
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title></head>\
-         <body><h1>{0}</h1><p>{1}</p></body></html>\n",
-        status,
-        escape(text)
-    );
+    let status_text = status.to_string();
+    let body = html! {
+        (PreEscaped("<!doctype html>"))
+        html lang="en" {
+            head { meta charset="utf-8"; title { (status_text) } }
+            body { h1 { (status_text) } p { (text) } }
+        }
+    }
+    .into_string()
+        + "\n";
     let mut r = with_body(Bytes::from(body), "text/html; charset=utf-8");
     *r.status_mut() = status;
     r.headers_mut()
@@ -329,17 +319,16 @@ impl Conditions {
 
 /// `%xx` decoded; `None` for bad escapes, invalid UTF-8 or a NUL.
 fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&c, after)) = rest.split_first() {
+        rest = after;
+        if c == b'%' {
+            let (hex, after) = rest.split_at_checked(2)?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            rest = after;
         } else {
-            out.push(b[i]);
-            i += 1;
+            out.push(c);
         }
     }
     let s = String::from_utf8(out).ok()?;
@@ -541,30 +530,33 @@ fn listing(dir: &Path, shown_as: &str) -> Response<SiteBody> {
         .unwrap_or_default();
     entries.sort();
     let title = format!("Index of {shown_as}");
-    let mut body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{0}</title></head><body><h1>{0}</h1><ul>",
-        escape(&title)
-    );
-    if shown_as != "/" {
-        body.push_str("<li><a href=\"../\">../</a></li>");
+    let body = html! {
+        (PreEscaped("<!doctype html>"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+            }
+            body {
+                h1 { (title) }
+                ul {
+                    @if shown_as != "/" {
+                        li { a href="../" { "../" } }
+                    }
+                    @for (is_file, name, len) in &entries {
+                        @let slash = if *is_file { "" } else { "/" };
+                        li {
+                            a href={ (percent_encode(name)) (slash) } { (name) (slash) }
+                            @if *is_file { " (" (len) " bytes)" }
+                        }
+                    }
+                }
+            }
+        }
     }
-    for (is_file, name, len) in entries {
-        let slash = if is_file { "" } else { "/" };
-        let size = if is_file {
-            format!(" ({len} bytes)")
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            body,
-            "<li><a href=\"{}{slash}\">{}{slash}</a>{size}</li>",
-            percent_encode(&name),
-            escape(&name)
-        );
-    }
-    body.push_str("</ul></body></html>\n");
+    .into_string()
+        + "\n";
     let mut r = with_body(Bytes::from(body), "text/html; charset=utf-8");
     r.headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-cache"));

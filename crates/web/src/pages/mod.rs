@@ -1,0 +1,10 @@
+//! One module per page (or group of pages sharing a form): each has the handlers its
+//! routes name in [`crate::routes::admin`].
+
+pub(crate) mod history;
+pub(crate) mod home;
+pub(crate) mod lists;
+pub(crate) mod login;
+pub(crate) mod mail;
+pub(crate) mod settings;
+pub(crate) mod users;

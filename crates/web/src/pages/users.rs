@@ -1,0 +1,229 @@
+//! The Users pages (`/users`, `/users/{login}`, `/users/{login}/delete`) and Message
+//! Aliases (`/aliases`). Each change is an edit of the config text
+//! ([`crate::people::apply`]), validated whole before it is saved.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use officebox_config::{Config, Diagnostic};
+use serde::Deserialize;
+
+use crate::app::{App, Shared};
+use crate::forms::{Form, checked};
+use crate::pages::lists::{ListFailure, lists_html};
+use crate::people::{self, Change};
+use crate::routes::{Flash, Me, not_found_page, page, redirect};
+
+/// The form that adds a user.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct NewUser {
+    login: String,
+    name: String,
+    extension: String,
+    password: String,
+    admin: String,
+}
+
+/// The form that edits a user.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct EditUser {
+    name: String,
+    extension: String,
+    password: String,
+    pin: String,
+    admin: String,
+}
+
+/// The form that sets an alias.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Alias {
+    alias: String,
+    members: String,
+}
+
+/// `GET /users`.
+pub(crate) async fn list(State(app): State<Shared>, me: Me, Flash(flash): Flash) -> Response {
+    let config = app.config();
+    page(
+        StatusCode::OK,
+        users_page(&app, &config, &me, &[], None, flash).await,
+    )
+}
+
+/// The Users page, with each external mailbox's last fetch.
+async fn users_page(
+    app: &App,
+    config: &Config,
+    me: &Me,
+    diags: &[Diagnostic],
+    error: Option<&str>,
+    flash: Option<(&str, bool)>,
+) -> Markup {
+    let fetch = app
+        .store
+        .with(|db| {
+            Ok(db
+                .fetch_statuses()?
+                .into_iter()
+                .map(|s| (s.account, s.last_error, s.fetched))
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap_or_default();
+    people::users_page(config, me.pair(), &fetch, diags, error, flash)
+}
+
+/// `POST /users`: adds a user.
+pub(crate) async fn add(State(app): State<Shared>, me: Me, Form(f): Form<NewUser>) -> Response {
+    let change = Change::AddUser {
+        login: f.login.trim().to_ascii_lowercase(),
+        name: f.name,
+        extension: f.extension,
+        password: f.password,
+        admin: checked(&f.admin),
+    };
+    apply(&app, &me, change, Back::Users).await
+}
+
+/// `GET /users/{login}`.
+pub(crate) async fn show(
+    State(app): State<Shared>,
+    me: Me,
+    Path(login): Path<String>,
+    Flash(flash): Flash,
+) -> Response {
+    let config = app.config();
+    match user_page(&app, &config, &me, &login, flash, None) {
+        Some(b) => page(StatusCode::OK, b),
+        None => page(
+            StatusCode::NOT_FOUND,
+            crate::html::page("Not found", "", Some(me.pair()), None, html! {}),
+        ),
+    }
+}
+
+/// One user's page, with their own lists (`failed`: a refused row of one).
+pub(crate) fn user_page(
+    app: &App,
+    config: &Config,
+    me: &Me,
+    login: &str,
+    flash: Option<(&str, bool)>,
+    failed: Option<&ListFailure<'_>>,
+) -> Option<Markup> {
+    let doc: toml_edit::DocumentMut = app.config_text().unwrap_or_default().parse().ok()?;
+    let extra = lists_html(&doc, "/users", Some(login), &me.csrf, failed);
+    people::user_page(config, me.pair(), login, flash, extra)
+}
+
+/// `POST /users/{login}`: edits a user (404 for no such user).
+pub(crate) async fn edit(
+    State(app): State<Shared>,
+    me: Me,
+    Path(login): Path<String>,
+    Form(f): Form<EditUser>,
+) -> Response {
+    if !app.config().users.iter().any(|u| u.login == login) {
+        return not_found_page(&me);
+    }
+    let change = Change::EditUser {
+        login,
+        name: f.name,
+        extension: f.extension,
+        admin: checked(&f.admin),
+        password: f.password,
+        pin: f.pin,
+    };
+    apply(&app, &me, change, Back::Users).await
+}
+
+/// `POST /users/{login}/delete`.
+pub(crate) async fn delete(
+    State(app): State<Shared>,
+    me: Me,
+    Path(login): Path<String>,
+) -> Response {
+    apply(&app, &me, Change::DeleteUser(login), Back::Users).await
+}
+
+/// `GET /aliases`.
+pub(crate) async fn aliases(State(app): State<Shared>, me: Me, Flash(flash): Flash) -> Response {
+    let config = app.config();
+    page(
+        StatusCode::OK,
+        people::aliases_page(&config, me.pair(), &[], None, flash),
+    )
+}
+
+/// `POST /aliases`: adds, changes or (with no members) removes an alias.
+pub(crate) async fn set_alias(State(app): State<Shared>, me: Me, Form(f): Form<Alias>) -> Response {
+    let change = Change::SetAlias {
+        name: f.alias.trim().to_ascii_lowercase(),
+        members: f
+            .members
+            .split(',')
+            .map(|m| m.trim().to_ascii_lowercase())
+            .filter(|m| !m.is_empty())
+            .collect(),
+    };
+    apply(&app, &me, change, Back::Aliases).await
+}
+
+/// The page a change returns to.
+#[derive(Debug, Clone, Copy)]
+enum Back {
+    Users,
+    Aliases,
+}
+
+impl Back {
+    fn path(self) -> &'static str {
+        match self {
+            Back::Users => "/users",
+            Back::Aliases => "/aliases",
+        }
+    }
+}
+
+/// A change from the Users or Aliases page: applied to the config text, validated
+/// whole, saved; refused, the page comes back saying why.
+async fn apply(app: &App, me: &Me, change: Change, back: Back) -> Response {
+    let config = app.config();
+    let Some(text) = app.config_text() else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the config file cannot be read",
+        )
+            .into_response();
+    };
+    let applied = tokio::task::spawn_blocking({
+        let text = text.clone();
+        move || people::apply(&text, &change)
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let refuse = async |status: StatusCode, diags: &[Diagnostic], error: Option<&str>| {
+        let note = Some(("Nothing was saved.", false));
+        let body = match back {
+            Back::Aliases => people::aliases_page(&config, me.pair(), diags, error, note),
+            Back::Users => people::users_page(&config, me.pair(), &[], diags, error, note),
+        };
+        page(status, body)
+    };
+    let new = match applied {
+        Ok(n) => n,
+        Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, &[], Some(&e)).await,
+    };
+    if let Err(d) = officebox_config::parse(&app.config_name(), &new) {
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, &d.0, None).await;
+    }
+    let what = back.path().trim_start_matches('/');
+    match app.save(&config, &new, what, false).await {
+        Ok(()) => redirect(&format!("{}?saved=1", back.path())),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &[], Some(&e)).await,
+    }
+}

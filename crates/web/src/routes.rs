@@ -1,0 +1,520 @@
+//! Every URL of the admin pages, in one table ([`admin`]), and the checks each request
+//! passes before its page: the office network only, a form of at most 64 KiB, and (for
+//! every page but the login and the script) a session whose CSRF token a POST carries.
+//! Every response gets the security headers.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::{Markup, html};
+use officebox_config::derive::{ClientZone, client_zone};
+use tracing::warn;
+
+use crate::app::Shared;
+use crate::forms::Pairs;
+use crate::listen::Peer;
+use crate::pages::{history, home, lists, login, mail, settings, users};
+use crate::{confirm, forms, live, session};
+
+/// The admin pages' router: the table of every route.
+pub(crate) fn admin(app: Shared) -> Router {
+    let mut pages = Router::new()
+        .route("/", get(home::show))
+        .route("/logout", post(login::logout))
+        .route("/confirm", get(confirm::show).post(confirm::keep))
+        .route("/live/{page}", get(live::fragment))
+        .route("/history", get(history::list))
+        .route("/history/{n}", get(history::show))
+        .route("/history/{n}/rollback", post(history::rollback))
+        .route("/users", get(users::list).post(users::add))
+        .route("/users/{login}", get(users::show).post(users::edit))
+        .route("/users/{login}/delete", post(users::delete))
+        .route("/aliases", get(users::aliases).post(users::set_alias))
+        .route("/mail/flush", post(mail::flush))
+        .route("/mail/queue/{id}/delete", post(mail::delete))
+        .route("/list/{list}/add", post(lists::add))
+        .route("/list/{list}/{n}/delete", post(lists::delete))
+        .route("/users/{login}/{list}/add", post(lists::add_own))
+        .route("/users/{login}/{list}/{n}/delete", post(lists::delete_own));
+    // The settings pages, from their table (crate::settings::PAGES).
+    for page in crate::settings::PAGES {
+        pages = pages.route(
+            page.path,
+            get(move |s: State<Shared>, me: Me, f: Flash| settings::show(s, me, f, page)).post(
+                move |s: State<Shared>, me: Me, p: Pairs, h: HeaderMap| {
+                    settings::save(s, me, p, h, page)
+                },
+            ),
+        );
+    }
+    pages
+        // An unknown page, or a page asked with a method it does not answer, is not found
+        // (a short path like `/history/rollback` included: never a crash).
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(from_fn_with_state(app.clone(), require_session))
+        .route(crate::html::SCRIPT_PATH, get(script))
+        .route("/login", get(login::show).post(login::submit))
+        .layer(from_fn(forms::read))
+        .layer(from_fn_with_state(app.clone(), office_only))
+        .layer(from_fn(security_headers))
+        .with_state(app)
+}
+
+/// Who is logged in (put in the request by [`require_session`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Me {
+    pub user: String,
+    pub csrf: String,
+    /// The session cookie's token.
+    pub token: String,
+}
+
+impl Me {
+    /// (user, CSRF token), as the page frame takes them.
+    pub fn pair(&self) -> (&str, &str) {
+        (&self.user, &self.csrf)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Me {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Me>()
+            .cloned()
+            .ok_or_else(|| redirect("/login"))
+    }
+}
+
+/// The note a page shows after a redirect (`?saved=1`, `?reverted=1`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Flash(pub Option<(&'static str, bool)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Flash {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let note = form_urlencoded::parse(query.as_bytes()).find_map(|(k, _)| match &*k {
+            "saved" => Some(("Saved and applied.", true)),
+            "reverted" => Some(("The previous settings are back.", true)),
+            _ => None,
+        });
+        Ok(Flash(note))
+    }
+}
+
+/// The request's peer, where the connection put it (none in a test that did not).
+fn peer(req: &Request) -> Option<std::net::SocketAddr> {
+    req.extensions().get::<Peer>().map(|p| p.0)
+}
+
+/// The admin pages are for the LAN: a request from the WAN side is refused even if it
+/// got here.
+async fn office_only(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    let office =
+        peer(&req).is_some_and(|p| client_zone(&app.config().network, p.ip()) != ClientZone::Wan);
+    if !office {
+        return page(
+            StatusCode::FORBIDDEN,
+            crate::html::page(
+                "Forbidden",
+                "",
+                None,
+                None,
+                html! { p { "The admin pages answer only on the office network." } },
+            ),
+        );
+    }
+    next.run(req).await
+}
+
+/// The value of cookie `name` among the request's cookies.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::to_string)
+        })
+}
+
+/// A session, and for a POST its CSRF token, or no page: the login page instead, or 403.
+async fn require_session(
+    State(app): State<Shared>,
+    pairs: Pairs,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    // The live tables' refresh is the page's doing, not the user's: it does not keep an
+    // idle session alive.
+    let by_page = req.method() == Method::GET && req.uri().path().starts_with("/live/");
+    let token = cookie(req.headers(), "officebox_session");
+    let session = token.as_deref().and_then(|t| {
+        if by_page {
+            app.sessions.peek(t)
+        } else {
+            app.sessions.get(t)
+        }
+    });
+    let (Some(session), Some(token)) = (session, token) else {
+        return redirect("/login");
+    };
+    if req.method() == Method::POST
+        && !session::same(pairs.get("csrf").unwrap_or(""), &session.csrf)
+    {
+        let path = req.uri().path().to_string();
+        let from = peer(&req).map(|p| p.to_string()).unwrap_or_default();
+        warn!(message = "web: a form without the right CSRF token was refused", peer = %from, %path);
+        return page(
+            StatusCode::FORBIDDEN,
+            crate::html::page(
+                "Forbidden",
+                "",
+                None,
+                None,
+                html! { p { "This form has expired; go back, reload the page and try again." } },
+            ),
+        );
+    }
+    req.extensions_mut().insert(Me {
+        user: session.user,
+        csrf: session.csrf,
+        token,
+    });
+    next.run(req).await
+}
+
+/// Where there is no such page (or not for this method).
+async fn not_found(me: Me) -> Response {
+    not_found_page(&me)
+}
+
+/// 404: there is no such page.
+pub(crate) fn not_found_page(me: &Me) -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        crate::html::page(
+            "Not found",
+            "",
+            Some(me.pair()),
+            None,
+            html! { p { "There is no such page." } },
+        ),
+    )
+}
+
+/// The security headers every response of the admin pages carries.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    for (k, v) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    h.entry("cache-control")
+        .or_insert(HeaderValue::from_static("no-store"));
+    h.entry(CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+/// A page with `status`.
+pub(crate) fn page(status: StatusCode, body: Markup) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, "text/html; charset=utf-8")],
+        body.into_string(),
+    )
+        .into_response()
+}
+
+/// 303 See Other to `to`.
+pub(crate) fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+/// The pages' script (see admin.js): public, like a stylesheet would be.
+async fn script() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("admin.js"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tokio::sync::{mpsc, watch};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{Reloaded, WebContext};
+
+    /// The admin pages over the demo config in a temporary directory, with a supervisor
+    /// stand-in that answers every reload with `answer`.
+    struct Pages {
+        router: Router,
+        file: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+        session: Option<String>,
+        csrf: String,
+    }
+
+    const LAN: &str = "192.168.1.50:40000";
+
+    impl Pages {
+        fn new(answer: Reloaded) -> Pages {
+            let dir = tempfile::tempdir().unwrap();
+            let text = include_str!("../../../examples/demo.toml");
+            let file = dir.path().join("officebox.toml");
+            std::fs::write(&file, text).unwrap();
+            let mut config = officebox_config::parse("demo.toml", text).unwrap();
+            config.data_dir = dir.path().join("data");
+            std::fs::create_dir_all(&config.data_dir).unwrap();
+            let (_tx, rx) = watch::channel(Arc::new(config));
+            let (reload, mut asked) = mpsc::channel::<crate::ReloadRequest>(4);
+            tokio::spawn(async move {
+                let _keep = _tx;
+                while let Some(a) = asked.recv().await {
+                    let _ = a.send(answer.clone());
+                }
+            });
+            let context = WebContext {
+                config_path: file.clone(),
+                reload,
+            };
+            let app = Arc::new(crate::app::App::new(rx, context));
+            Pages {
+                router: admin(app),
+                file,
+                _dir: dir,
+                session: None,
+                csrf: String::new(),
+            }
+        }
+
+        /// A request from `peer`, with the session cookie once logged in.
+        async fn send(
+            &self,
+            method: &str,
+            path: &str,
+            form: &str,
+            peer: &str,
+            cookie: Option<&str>,
+        ) -> (StatusCode, HeaderMap, String) {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/x-www-form-urlencoded");
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            } else if let Some(s) = &self.session {
+                req = req.header("cookie", format!("officebox_session={s}"));
+            }
+            let mut req = req.body(Body::from(form.to_string())).unwrap();
+            req.extensions_mut()
+                .insert(Peer(peer.parse::<SocketAddr>().unwrap()));
+            let r = self.router.clone().oneshot(req).await.unwrap();
+            let (parts, body) = r.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (
+                parts.status,
+                parts.headers,
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+
+        async fn get(&self, path: &str) -> (StatusCode, HeaderMap, String) {
+            self.send("GET", path, "", LAN, None).await
+        }
+
+        async fn post(&self, path: &str, form: &str) -> (StatusCode, HeaderMap, String) {
+            self.send("POST", path, form, LAN, None).await
+        }
+
+        /// Logs in as the demo admin.
+        async fn log_in(&mut self) {
+            let (_, h, _) = self.get("/login").await;
+            let cookie = h["set-cookie"].to_str().unwrap().to_string();
+            let token = cookie
+                .strip_prefix("officebox_login=")
+                .and_then(|c| c.split(';').next())
+                .unwrap()
+                .to_string();
+            let (status, h, _) = self
+                .send(
+                    "POST",
+                    "/login",
+                    &format!("csrf={token}&user=Admin&password=demo-admin"),
+                    LAN,
+                    Some(&format!("officebox_login={token}")),
+                )
+                .await;
+            assert_eq!(status, StatusCode::SEE_OTHER);
+            let set = h["set-cookie"].to_str().unwrap();
+            let session = set
+                .strip_prefix("officebox_session=")
+                .and_then(|c| c.split(';').next())
+                .unwrap();
+            self.session = Some(session.to_string());
+            let (_, _, page) = self.get("/users").await;
+            self.csrf = page
+                .split("name=\"csrf\" value=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap()
+                .to_string();
+        }
+    }
+
+    #[tokio::test]
+    async fn before_logging_in_only_the_login_page_and_the_script_answer() {
+        let p = Pages::new(Reloaded::Applied);
+        for path in ["/", "/users", "/network", "/live/dhcp", "/no/such/page"] {
+            let (status, h, _) = p.get(path).await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(h["location"], "/login", "{path}");
+        }
+        let (status, h, body) = p.get("/officebox.js").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            h["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript")
+        );
+        assert!(body.contains("data-live"));
+        let (status, h, body) = p.get("/login").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert!(body.contains("name=\"csrf\" value=\""));
+        // From the WAN side nothing answers, the login page included.
+        let (status, _, _) = p.send("GET", "/login", "", "198.51.100.7:4000", None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn the_route_table_answers_every_page_and_404_for_paths_without_a_resource() {
+        let mut p = Pages::new(Reloaded::Applied);
+        p.log_in().await;
+        for path in [
+            "/",
+            "/users",
+            "/users/alice",
+            "/aliases",
+            "/history",
+            "/confirm",
+            "/network",
+            "/security",
+            "/dhcp",
+            "/dns",
+            "/mail",
+            "/phones",
+            "/system",
+            "/live/dhcp",
+        ] {
+            let (status, h, _) = p.get(path).await;
+            assert_eq!(status, StatusCode::OK, "GET {path}");
+            assert_eq!(h["cache-control"], "no-store", "{path}");
+        }
+        for path in [
+            "/users/nobody",
+            "/history/7",
+            "/live/network",
+            "/nothing",
+            "/users/",
+        ] {
+            assert_eq!(p.get(path).await.0, StatusCode::NOT_FOUND, "GET {path}");
+        }
+        let csrf = format!("csrf={}", p.csrf);
+        for path in [
+            "/history/rollback",
+            "/users/delete",
+            "/mail/queue/delete",
+            "/users/nobody",
+            "/history/1",
+            "/list/nosuch/add",
+            "/list/reservations/x/delete",
+            "/list/pop3/add",
+            "/users/alice/reservations/add",
+        ] {
+            let (status, _, body) = p.post(path, &csrf).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "POST {path}: {body}");
+        }
+        // A form without the session's token is refused before its page sees it.
+        let (status, _, _) = p.post("/aliases", "alias=x&members=alice").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // Deleting a message that is not queued deletes nothing, as before.
+        let (status, h, _) = p.post("/mail/queue/42/delete", &csrf).await;
+        assert_eq!(
+            (status, &h["location"]),
+            (
+                StatusCode::SEE_OTHER,
+                &HeaderValue::from_static("/mail?saved=1")
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_saved_change_is_applied_and_a_refused_reload_is_shown_and_undone() {
+        let mut p = Pages::new(Reloaded::Applied);
+        p.log_in().await;
+        let form = format!("csrf={}&alias=team&members=alice%2C+bob", p.csrf);
+        let (status, h, _) = p.post("/aliases", &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(h["location"], "/aliases?saved=1");
+        let text = std::fs::read_to_string(&p.file).unwrap();
+        assert!(text.contains("team"), "{text}");
+
+        let mut p = Pages::new(Reloaded::Refused("it is Sunday".into()));
+        p.log_in().await;
+        let before = std::fs::read_to_string(&p.file).unwrap();
+        let form = format!("csrf={}&alias=team&members=alice", p.csrf);
+        let (status, _, body) = p.post("/aliases", &form).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            body.contains("officebox refused the new settings (it is Sunday)"),
+            "{body}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&p.file).unwrap(),
+            before,
+            "the file says what runs"
+        );
+    }
+}
