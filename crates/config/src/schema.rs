@@ -65,9 +65,18 @@ pub struct Setting {
 
 impl Setting {
     /// Its key inside its table (the last part of the path).
-    pub fn key(&self) -> &'static str {
-        let path = self.path;
-        path.rsplit('.').next().unwrap_or(path)
+    pub const fn key(&self) -> &'static str {
+        // A const fn, so the admin pages' tables can name fields by their setting.
+        let bytes = self.path.as_bytes();
+        let mut start = bytes.len();
+        while start > 0 && bytes[start - 1] != b'.' {
+            start -= 1;
+        }
+        let (_, key) = bytes.split_at(start);
+        match std::str::from_utf8(key) {
+            Ok(key) => key,
+            Err(_) => self.path,
+        }
     }
 
     /// Its table's path (everything before the key; empty at the top level).
@@ -163,11 +172,12 @@ impl Setting {
         })
     }
 
-    /// The default as the admin pages show it in an empty field's placeholder.
+    /// The default as the admin pages show it: a switch's state (`true`/`false`), or a
+    /// text field's hint.
     pub fn default_display(&self) -> Option<String> {
         Some(match self.default {
             Default::None => return None,
-            Default::Bool(b) => if b { "on" } else { "off" }.to_string(),
+            Default::Bool(b) => b.to_string(),
             Default::Int(n) => n.to_string(),
             Default::Secs(s) => crate::values::format_duration(Duration::from_secs(s)),
             Default::Bytes(b) => crate::values::format_size(b),
@@ -938,6 +948,8 @@ mod tests {
         }
         assert_eq!(get("dhcp.no_such_thing"), None);
         assert_eq!(DHCP_LEASE_TIME.key(), "lease_time");
+        assert_eq!(DATA_DIR.key(), "data_dir");
+        assert_eq!(RESERVATION_MAC.key(), "mac");
         assert_eq!(DHCP_LEASE_TIME.table(), "dhcp");
         assert_eq!(DATA_DIR.table(), "");
     }

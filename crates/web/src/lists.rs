@@ -9,7 +9,9 @@ use officebox_config::Diagnostic;
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value};
 
 use crate::html::{Field, Kind, csrf_field, field_errors, problem_items};
-use crate::settings::{FieldDef, FieldKind, POP3_TLS, f};
+use officebox_config::schema;
+
+use crate::settings::{FieldDef, FieldKind, entry};
 
 /// One list: where it lives in the file and what a row holds.
 #[derive(Debug, Clone, Copy)]
@@ -29,31 +31,7 @@ pub struct ListDef {
     pub add_label: &'static str,
     /// A change can cut the admin off: confirm-or-revert.
     pub risky: bool,
-    /// What a row's setting is when the file leaves it out (shown so, and the add form
-    /// starts from it), where that is not empty.
-    pub defaults: &'static [(&'static str, &'static str)],
 }
-
-impl ListDef {
-    fn default_of(&self, key: &str) -> &'static str {
-        self.defaults
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map_or("", |(_, v)| v)
-    }
-}
-
-const PROTOCOLS: &[(&str, &str)] = &[("tcp", "TCP"), ("udp", "UDP"), ("both", "TCP and UDP")];
-
-const RECORD_TYPES: &[(&str, &str)] = &[
-    ("A", "A (an IPv4 address)"),
-    ("AAAA", "AAAA (an IPv6 address)"),
-    ("CNAME", "CNAME (another name for a name)"),
-    ("MX", "MX (a mail server: preference and name)"),
-    ("TXT", "TXT (text, e.g. SPF)"),
-    ("SRV", "SRV (a service: priority weight port target)"),
-    ("PTR", "PTR (the name of an address)"),
-];
 
 /// Every list.
 pub const LISTS: &[ListDef] = &[
@@ -65,40 +43,14 @@ pub const LISTS: &[ListDef] = &[
         heading: "Port forwards",
         intro: "Publish a device of the office on the Internet: what arrives at a port of the box's WAN address goes to that device. Only in the Firewall/NAT modes.",
         fields: &[
-            f(
-                "name",
-                "Name",
-                "What it is, e.g. office camera.",
-                FieldKind::Text,
-            ),
-            f(
-                "protocol",
-                "Protocol",
-                "Most services use TCP.",
-                FieldKind::Select(PROTOCOLS),
-            ),
-            f(
-                "wan_port",
-                "Port on the WAN address",
-                "e.g. 8022.",
-                FieldKind::Int,
-            ),
-            f(
-                "host",
-                "Office device",
-                "Its LAN address, e.g. 192.168.1.20 (give it a DHCP reservation).",
-                FieldKind::Text,
-            ),
-            f(
-                "port",
-                "Port on the device",
-                "Empty: the same as on the WAN address.",
-                FieldKind::Int,
-            ),
+            entry(&schema::FORWARD_NAME),
+            entry(&schema::FORWARD_PROTOCOL),
+            entry(&schema::FORWARD_WAN_PORT),
+            entry(&schema::FORWARD_HOST),
+            entry(&schema::FORWARD_PORT),
         ],
         add_label: "Add forward",
         risky: true,
-        defaults: &[("protocol", "tcp")],
     },
     ListDef {
         id: "reservations",
@@ -108,28 +60,12 @@ pub const LISTS: &[ListDef] = &[
         heading: "Reservations",
         intro: "A device that always gets the same address (a printer, a camera). With a host name, the DNS server knows it by that name.",
         fields: &[
-            f(
-                "mac",
-                "Hardware (MAC) address",
-                "e.g. 52:54:00:12:34:56.",
-                FieldKind::Text,
-            ),
-            f(
-                "address",
-                "Address",
-                "On the LAN, e.g. 192.168.1.20.",
-                FieldKind::Text,
-            ),
-            f(
-                "hostname",
-                "Host name",
-                "Optional, one word, e.g. printer.",
-                FieldKind::Text,
-            ),
+            entry(&schema::RESERVATION_MAC),
+            entry(&schema::RESERVATION_ADDRESS),
+            entry(&schema::RESERVATION_HOSTNAME),
         ],
         add_label: "Add reservation",
         risky: false,
-        defaults: &[],
     },
     ListDef {
         id: "records",
@@ -139,28 +75,12 @@ pub const LISTS: &[ListDef] = &[
         heading: "Static records",
         intro: "Extra names in your domain, beside the built-in ones and the DHCP clients'.",
         fields: &[
-            f(
-                "name",
-                "Name",
-                "e.g. printer (inside your domain), @ for the domain itself.",
-                FieldKind::Text,
-            ),
-            f(
-                "type",
-                "Type",
-                "What the name holds.",
-                FieldKind::Select(RECORD_TYPES),
-            ),
-            f(
-                "value",
-                "Value",
-                "e.g. 192.168.1.20 for A; 10 mail.example.com for MX.",
-                FieldKind::Text,
-            ),
+            entry(&schema::RECORD_NAME),
+            entry(&schema::RECORD_TYPE),
+            entry(&schema::RECORD_VALUE),
         ],
         add_label: "Add record",
         risky: false,
-        defaults: &[],
     },
     ListDef {
         id: "pop3",
@@ -170,63 +90,18 @@ pub const LISTS: &[ListDef] = &[
         heading: "External mailboxes",
         intro: "Mailboxes at the ISP or elsewhere whose mail is fetched into this user's mailbox.",
         fields: &[
-            f(
-                "server",
-                "POP3 server",
-                "e.g. pop.isp.example.",
-                FieldKind::Text,
-            ),
-            f(
-                "tls",
-                "Encryption",
-                "How to protect the password on the way.",
-                FieldKind::Select(POP3_TLS),
-            ),
-            f(
-                "port",
-                "Port",
-                "Empty: 995 with TLS from the start, 110 otherwise.",
-                FieldKind::Int,
-            ),
-            f(
-                "login",
-                "Login",
-                "The login at that server.",
-                FieldKind::Text,
-            ),
-            f(
-                "password",
-                "Password",
-                "Kept in the config file (readable by root only): the server needs it in clear.",
-                FieldKind::Text,
-            ),
-            f("poll_interval", "Fetch every", "e.g. 5m.", FieldKind::Text),
-            f(
-                "keep_on_server",
-                "Keep mail there",
-                "Off: fetched mail is deleted there once it is safe here.",
-                FieldKind::Bool,
-            ),
-            f(
-                "verify_certificate",
-                "Check its certificate",
-                "Leave on: the password goes to that server.",
-                FieldKind::Bool,
-            ),
-            f(
-                "ca_file",
-                "Its own CA",
-                "Only for a server whose certificate is signed by its own authority: the file on the box.",
-                FieldKind::Text,
-            ),
+            entry(&schema::POP3_SERVER),
+            entry(&schema::POP3_ACCOUNT_TLS),
+            entry(&schema::POP3_ACCOUNT_PORT),
+            entry(&schema::POP3_LOGIN),
+            entry(&schema::POP3_PASSWORD),
+            entry(&schema::POP3_POLL_INTERVAL),
+            entry(&schema::POP3_KEEP_ON_SERVER),
+            entry(&schema::POP3_VERIFY_CERTIFICATE),
+            entry(&schema::POP3_CA_FILE),
         ],
         add_label: "Add mailbox",
         risky: false,
-        defaults: &[
-            ("tls", "implicit"),
-            ("keep_on_server", "false"),
-            ("verify_certificate", "true"),
-        ],
     },
 ];
 
@@ -340,7 +215,7 @@ pub fn rows(doc: &DocumentMut, def: &ListDef, owner: Option<&str>) -> Vec<Vec<St
                 .map(|fd| {
                     let v = row_value(item, i, fd.key);
                     if v.is_empty() {
-                        def.default_of(fd.key).to_string()
+                        crate::settings::default_text(fd.default).unwrap_or_default()
                     } else {
                         v
                     }
@@ -557,7 +432,10 @@ fn field(def: &ListDef, fd: &FieldDef, failed: Option<Refused<'_>>) -> Markup {
                 errors,
             )
         }
-        None => (def.default_of(fd.key).to_string(), None),
+        None => (
+            crate::settings::default_text(fd.default).unwrap_or_default(),
+            None,
+        ),
     };
     let kind = match fd.kind {
         FieldKind::Bool => Kind::Check,

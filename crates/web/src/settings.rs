@@ -5,6 +5,7 @@
 //! beside its field.
 
 use officebox_config::Diagnostic;
+use officebox_config::schema::{self, Kind, Setting};
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
 /// How a setting is edited.
@@ -27,6 +28,8 @@ pub struct FieldDef {
     pub label: &'static str,
     pub help: &'static str,
     pub kind: FieldKind,
+    /// What applies when the file leaves it out.
+    pub default: schema::Default,
 }
 
 /// A settings page.
@@ -40,51 +43,44 @@ pub struct PageDef {
     pub risky: bool,
 }
 
-/// One setting (for the tables of pages and lists).
-pub(crate) const fn f(
-    key: &'static str,
-    label: &'static str,
-    help: &'static str,
-    kind: FieldKind,
-) -> FieldDef {
+/// A page's field for a setting: key, label, help and kind all from the config schema.
+pub(crate) const fn field(setting: &'static Setting) -> FieldDef {
     FieldDef {
-        key,
-        label,
-        help,
-        kind,
+        key: setting.path,
+        label: setting.label,
+        help: setting.help,
+        kind: kind_of(setting.kind),
+        default: setting.default,
     }
 }
 
-const WAN_MODES: &[(&str, &str)] = &[
-    ("dhcp", "DHCP: the ISP leases the address"),
-    ("static", "Static: the address below, from the ISP"),
-];
+/// The same, under another label where a page shows it among look-alikes ("Catch-all:
+/// port" beside the mail server's own ports).
+pub(crate) const fn field_labelled(setting: &'static Setting, label: &'static str) -> FieldDef {
+    FieldDef {
+        label,
+        ..field(setting)
+    }
+}
 
-const SECURITY_MODES: &[(&str, &str)] = &[
-    (
-        "lan-only",
-        "LAN only: officebox is an ordinary computer on the office network; no routing",
-    ),
-    (
-        "router",
-        "Router: plain routing between the office and the Internet; no NAT, no firewall",
-    ),
-    (
-        "firewall-nat",
-        "Firewall/NAT: the office shares one Internet address; nobody outside can reach in",
-    ),
-    (
-        "firewall-nat-dmz",
-        "Firewall/NAT with DMZ: as Firewall/NAT, and officebox answers from the Internet only for the services below",
-    ),
-];
+/// A list row's field (keyed inside the row).
+pub(crate) const fn entry(setting: &'static Setting) -> FieldDef {
+    FieldDef {
+        key: setting.key(),
+        ..field(setting)
+    }
+}
 
-/// How a POP3 client protects the password (the catch-all's and the users' mailboxes).
-pub(crate) const POP3_TLS: &[(&str, &str)] = &[
-    ("implicit", "TLS from the start (port 995)"),
-    ("starttls", "STLS on the plain port (110)"),
-    ("none", "None (only inside a trusted network)"),
-];
+/// How the page edits a kind of setting: durations and sizes are text the loader checks.
+const fn kind_of(kind: Kind) -> FieldKind {
+    match kind {
+        Kind::Text | Kind::Duration { .. } | Kind::Size => FieldKind::Text,
+        Kind::Int { .. } => FieldKind::Int,
+        Kind::Bool => FieldKind::Bool,
+        Kind::Select(choices) => FieldKind::Select(choices),
+        Kind::List => FieldKind::List,
+    }
+}
 
 /// Every settings page.
 pub const PAGES: &[PageDef] = &[
@@ -94,90 +90,20 @@ pub const PAGES: &[PageDef] = &[
         intro: "The box's name and addresses on the Internet side (WAN) and the office side (LAN), and where it looks up Internet names.",
         risky: true,
         fields: &[
-            f(
-                "network.hostname",
-                "Host name",
-                "This box's own name, one word, e.g. officebox.",
-                FieldKind::Text,
-            ),
-            f(
-                "network.domain",
-                "Domain",
-                "Your company's domain, e.g. example.com.",
-                FieldKind::Text,
-            ),
-            f(
-                "network.wan.mode",
-                "WAN address",
-                "How the Internet side gets its address.",
-                FieldKind::Select(WAN_MODES),
-            ),
-            f(
-                "network.wan.address",
-                "WAN address (static)",
-                "Only for a static WAN address: the address your ISP gave you.",
-                FieldKind::Text,
-            ),
-            f(
-                "network.wan.netmask",
-                "WAN netmask (static)",
-                "Only for a static WAN address, e.g. 255.255.255.0.",
-                FieldKind::Text,
-            ),
-            f(
-                "network.wan.gateway",
-                "WAN gateway (static)",
-                "Only for a static WAN address: your ISP's router.",
-                FieldKind::Text,
-            ),
-            f(
-                "network.lan.address",
-                "LAN address",
-                "This box's address on the office network, e.g. 192.168.1.1.",
-                FieldKind::Text,
-            ),
-            f(
-                "network.lan.netmask",
-                "LAN netmask",
-                "The office network's size, e.g. 255.255.255.0.",
-                FieldKind::Text,
-            ),
-            f(
-                "dns.primary",
-                "Primary DNS server",
-                "Your ISP's DNS server, for Internet names.",
-                FieldKind::Text,
-            ),
-            f(
-                "dns.secondary",
-                "Secondary DNS server",
-                "Optional: a second one; leave it empty rather than guess.",
-                FieldKind::Text,
-            ),
-            f(
-                "dns.use_upstream",
-                "Look up Internet names",
-                "Off: the box answers only its own names (a stand-alone office).",
-                FieldKind::Bool,
-            ),
-            f(
-                "network.wan.interface",
-                "WAN port (interface)",
-                "The network port facing the ISP's modem, e.g. eth0.",
-                FieldKind::Text,
-            ),
-            f(
-                "network.wan.release_on_shutdown",
-                "Give the WAN address back when stopping",
-                "Only with DHCP from the ISP: release the lease when officebox stops.",
-                FieldKind::Bool,
-            ),
-            f(
-                "network.lan.interface",
-                "LAN port (interface)",
-                "The network port facing the office switch, e.g. eth1.",
-                FieldKind::Text,
-            ),
+            field(&schema::HOSTNAME),
+            field(&schema::DOMAIN),
+            field(&schema::WAN_MODE),
+            field(&schema::WAN_ADDRESS),
+            field(&schema::WAN_NETMASK),
+            field(&schema::WAN_GATEWAY),
+            field(&schema::LAN_ADDRESS),
+            field(&schema::LAN_NETMASK),
+            field(&schema::DNS_PRIMARY),
+            field(&schema::DNS_SECONDARY),
+            field(&schema::DNS_USE_UPSTREAM),
+            field(&schema::WAN_INTERFACE),
+            field(&schema::WAN_RELEASE),
+            field(&schema::LAN_INTERFACE),
         ],
     },
     PageDef {
@@ -185,20 +111,7 @@ pub const PAGES: &[PageDef] = &[
         title: "Security Settings",
         intro: "How the box connects the office to the Internet, and what it lets in.",
         risky: true,
-        fields: &[
-            f(
-                "security.mode",
-                "Security mode",
-                "Each mode in one sentence; Firewall/NAT is right for most offices.",
-                FieldKind::Select(SECURITY_MODES),
-            ),
-            f(
-                "security.wan_services",
-                "Services visible from the Internet",
-                "In DMZ mode, comma-separated: dns, smtp, submission, smtps, pop3, pop3s, sip, www, ntp.",
-                FieldKind::List,
-            ),
-        ],
+        fields: &[field(&schema::SECURITY_MODE), field(&schema::WAN_SERVICES)],
     },
     PageDef {
         path: "/dhcp",
@@ -206,36 +119,11 @@ pub const PAGES: &[PageDef] = &[
         intro: "Hands out addresses on the office network. Only one DHCP server per network!",
         risky: false,
         fields: &[
-            f(
-                "dhcp.enabled",
-                "DHCP server on",
-                "Turn it off if another device already does this.",
-                FieldKind::Bool,
-            ),
-            f(
-                "dhcp.range",
-                "Address range",
-                "First and last address to hand out, e.g. 192.168.1.100, 192.168.1.199. Empty: the default.",
-                FieldKind::List,
-            ),
-            f(
-                "dhcp.lease_time",
-                "Lease time",
-                "How long an address is lent, e.g. 1d or 12h.",
-                FieldKind::Text,
-            ),
-            f(
-                "dhcp.exclude",
-                "Excluded addresses",
-                "Addresses in the range used by fixed devices, comma-separated.",
-                FieldKind::List,
-            ),
-            f(
-                "dhcp.ping_check",
-                "Ping before lending",
-                "Check that nobody answers at an address before handing it out.",
-                FieldKind::Bool,
-            ),
+            field(&schema::DHCP_ENABLED),
+            field(&schema::DHCP_RANGE),
+            field(&schema::DHCP_LEASE_TIME),
+            field(&schema::DHCP_EXCLUDE),
+            field(&schema::DHCP_PING_CHECK),
         ],
     },
     PageDef {
@@ -244,133 +132,34 @@ pub const PAGES: &[PageDef] = &[
         intro: "Mail waiting to go to other domains, and the office's shared mailbox at the ISP (the catch-all), fetched and sorted out to everybody.",
         risky: false,
         fields: &[
-            f(
-                "mail.max_message_size",
-                "Largest message",
-                "e.g. 25M.",
-                FieldKind::Text,
-            ),
-            f(
-                "mail.relay_from_wan",
-                "Relay for the Internet",
-                "Never turn this on unless you know why: it makes an open relay.",
-                FieldKind::Bool,
-            ),
-            f(
-                "mail.catch_all.server",
-                "Catch-all: ISP's POP3 server",
-                "e.g. pop.isp.example; empty: no catch-all.",
-                FieldKind::Text,
-            ),
-            f(
-                "mail.catch_all.port",
-                "Catch-all: port",
-                "Empty: 995 with TLS, 110 otherwise.",
-                FieldKind::Int,
-            ),
-            f(
-                "mail.catch_all.tls",
-                "Catch-all: encryption",
-                "How to protect the password on the way.",
-                FieldKind::Select(POP3_TLS),
-            ),
-            f(
-                "mail.catch_all.login",
-                "Catch-all: login",
-                "The shared mailbox's login at the ISP.",
-                FieldKind::Text,
-            ),
-            f(
-                "mail.catch_all.password",
-                "Catch-all: password",
-                "Kept in the config file (readable by root only): the ISP needs it in clear.",
-                FieldKind::Text,
-            ),
-            f(
-                "mail.catch_all.poll_interval",
-                "Catch-all: poll every",
-                "e.g. 5m.",
-                FieldKind::Text,
-            ),
-            f(
-                "mail.catch_all.keep_on_server",
+            field(&schema::MAX_MESSAGE_SIZE),
+            field(&schema::RELAY_FROM_WAN),
+            field_labelled(&schema::POP3_SERVER, "Catch-all: ISP's POP3 server"),
+            field_labelled(&schema::POP3_ACCOUNT_PORT, "Catch-all: port"),
+            field_labelled(&schema::POP3_ACCOUNT_TLS, "Catch-all: encryption"),
+            field_labelled(&schema::POP3_LOGIN, "Catch-all: login"),
+            field_labelled(&schema::POP3_PASSWORD, "Catch-all: password"),
+            field_labelled(&schema::POP3_POLL_INTERVAL, "Catch-all: poll every"),
+            field_labelled(
+                &schema::POP3_KEEP_ON_SERVER,
                 "Catch-all: keep mail at the ISP",
-                "Off: fetched mail is deleted there once it is safe here.",
-                FieldKind::Bool,
             ),
-            f(
-                "mail.catch_all.verify_certificate",
+            field_labelled(
+                &schema::POP3_VERIFY_CERTIFICATE,
                 "Catch-all: check the server's certificate",
-                "Leave on: the password goes to that server.",
-                FieldKind::Bool,
             ),
-            f(
-                "mail.catch_all.ca_file",
-                "Catch-all: the ISP's own CA",
-                "Only for an ISP whose certificate is signed by its own authority: the file on the box.",
-                FieldKind::Text,
-            ),
-            f(
-                "mail.enabled",
-                "Mail server on",
-                "SMTP, POP3 and the fetcher.",
-                FieldKind::Bool,
-            ),
-            f(
-                "mail.smtp_port",
-                "SMTP port",
-                "25: mail from other servers.",
-                FieldKind::Int,
-            ),
-            f(
-                "mail.submission_port",
-                "Submission port",
-                "587: mail from the office's mail programs.",
-                FieldKind::Int,
-            ),
-            f(
-                "mail.smtps_port",
-                "SMTPS port",
-                "465: submission over TLS.",
-                FieldKind::Int,
-            ),
-            f("mail.pop3_port", "POP3 port", "110.", FieldKind::Int),
-            f(
-                "mail.pop3s_port",
-                "POP3S port",
-                "995: POP3 over TLS.",
-                FieldKind::Int,
-            ),
-            f(
-                "mail.resolvers",
-                "DNS for other domains' mail servers",
-                "Empty: this box's own DNS. Comma-separated addresses.",
-                FieldKind::List,
-            ),
-            f(
-                "mail.queue.first_retry",
-                "First retry after",
-                "When a server elsewhere does not take a message, e.g. 5m.",
-                FieldKind::Text,
-            ),
-            f(
-                "mail.queue.max_retry_interval",
-                "Retry at least every",
-                "The wait doubles up to this, e.g. 1h.",
-                FieldKind::Text,
-            ),
-            f(
-                "mail.queue.delay_notice_after",
-                "Tell the sender of a delay after",
-                "e.g. 4h.",
-                FieldKind::Text,
-            ),
-            f(
-                "mail.queue.give_up_after",
-                "Give up and return the message after",
-                "e.g. 5d.",
-                FieldKind::Text,
-            ),
+            field_labelled(&schema::POP3_CA_FILE, "Catch-all: the ISP's own CA"),
+            field(&schema::MAIL_ENABLED),
+            field(&schema::SMTP_PORT),
+            field(&schema::SUBMISSION_PORT),
+            field(&schema::SMTPS_PORT),
+            field(&schema::POP3_PORT),
+            field(&schema::POP3S_PORT),
+            field(&schema::MAIL_RESOLVERS),
+            field(&schema::FIRST_RETRY),
+            field(&schema::MAX_RETRY_INTERVAL),
+            field(&schema::DELAY_NOTICE_AFTER),
+            field(&schema::GIVE_UP_AFTER),
         ],
     },
     PageDef {
@@ -379,42 +168,12 @@ pub const PAGES: &[PageDef] = &[
         intro: "The registered phones, the calls in progress, and how voicemail answers.",
         risky: false,
         fields: &[
-            f(
-                "phone.enabled",
-                "Phone system on",
-                "The office's phones register here.",
-                FieldKind::Bool,
-            ),
-            f(
-                "phone.voicemail_extension",
-                "Voicemail extension",
-                "Dial it to hear your messages, e.g. *97.",
-                FieldKind::Text,
-            ),
-            f(
-                "phone.no_answer_timeout",
-                "Voicemail after",
-                "How long a phone rings before voicemail answers, e.g. 20s.",
-                FieldKind::Text,
-            ),
-            f(
-                "phone.max_message_length",
-                "Longest message",
-                "e.g. 3m.",
-                FieldKind::Text,
-            ),
-            f(
-                "phone.sip_port",
-                "SIP port",
-                "5060, where the phones register.",
-                FieldKind::Int,
-            ),
-            f(
-                "phone.rtp_ports",
-                "Ports for voice",
-                "A range for the calls' audio, e.g. 10000-10999 (two per call).",
-                FieldKind::Text,
-            ),
+            field(&schema::PHONE_ENABLED),
+            field(&schema::VOICEMAIL_EXTENSION),
+            field(&schema::NO_ANSWER_TIMEOUT),
+            field(&schema::MAX_MESSAGE_LENGTH),
+            field(&schema::SIP_PORT),
+            field(&schema::RTP_PORTS),
         ],
     },
     PageDef {
@@ -423,36 +182,11 @@ pub const PAGES: &[PageDef] = &[
         intro: "Answers the office's questions about names: its own, the DHCP clients', and (when on) Internet names.",
         risky: false,
         fields: &[
-            f(
-                "dns.enabled",
-                "DNS server on",
-                "The office's name server.",
-                FieldKind::Bool,
-            ),
-            f(
-                "dns.ttl",
-                "Time to live (seconds)",
-                "How long others may remember the box's own answers.",
-                FieldKind::Int,
-            ),
-            f(
-                "dns.cache_size",
-                "Cache size",
-                "How many Internet answers to remember.",
-                FieldKind::Int,
-            ),
-            f(
-                "dns.port",
-                "Port",
-                "53 for a real office; another only for testing.",
-                FieldKind::Int,
-            ),
-            f(
-                "dns.secondaries",
-                "Secondary name servers",
-                "Servers allowed to copy the zone (AXFR) and told of changes, comma-separated, e.g. 192.0.2.53.",
-                FieldKind::List,
-            ),
+            field(&schema::DNS_ENABLED),
+            field(&schema::DNS_TTL),
+            field(&schema::DNS_CACHE_SIZE),
+            field(&schema::DNS_PORT),
+            field(&schema::DNS_SECONDARIES),
         ],
     },
     PageDef {
@@ -461,43 +195,13 @@ pub const PAGES: &[PageDef] = &[
         intro: "These admin pages, the www and corp sites, and the office's time server.",
         risky: true,
         fields: &[
-            f(
-                "web.admin_port",
-                "Admin pages port",
-                "Where these pages answer (office only), e.g. 8080.",
-                FieldKind::Int,
-            ),
-            f(
-                "web.https",
-                "Admin pages over HTTPS",
-                "With the box's own certificate; your browser will ask you to trust it once.",
-                FieldKind::Bool,
-            ),
-            f(
-                "web.session_timeout",
-                "Log out after",
-                "Idle time before a login ends, e.g. 30m.",
-                FieldKind::Text,
-            ),
-            f(
-                "web.confirm_timeout",
-                "Time to confirm a risky change",
-                "e.g. 90s.",
-                FieldKind::Text,
-            ),
-            f(
-                "web.site_port",
-                "www and corp sites port",
-                "80 for a real office.",
-                FieldKind::Int,
-            ),
-            f(
-                "ntp.enabled",
-                "Time server on",
-                "The office's computers and phones set their clocks from the box.",
-                FieldKind::Bool,
-            ),
-            f("ntp.port", "Time server port", "123.", FieldKind::Int),
+            field(&schema::ADMIN_PORT),
+            field(&schema::HTTPS),
+            field(&schema::SESSION_TIMEOUT),
+            field(&schema::CONFIRM_TIMEOUT),
+            field(&schema::SITE_PORT),
+            field(&schema::NTP_ENABLED),
+            field(&schema::NTP_PORT),
         ],
     },
 ];
@@ -539,76 +243,29 @@ pub fn display(v: &Value) -> String {
     }
 }
 
-/// What officebox uses for a setting the file leaves out (the loader's default, from the
-/// running config): a switch shows its real state, a text field its default as a hint.
-pub fn effective(config: &officebox_config::Config, key: &str) -> Option<String> {
-    use officebox_config::values::format_duration;
-    let b = |v: bool| Some(v.to_string());
-    match key {
-        "dns.enabled" => b(config.dns.enabled),
-        "dns.use_upstream" => b(config.dns.use_upstream),
-        "dns.ttl" => Some(config.dns.ttl.to_string()),
-        "dns.cache_size" => Some(config.dns.cache_size.to_string()),
-        "dhcp.enabled" => b(config.dhcp.enabled),
-        "dhcp.ping_check" => b(config.dhcp.ping_check),
-        "dhcp.lease_time" => Some(format_duration(config.dhcp.lease_time)),
-        "dhcp.range" => {
-            let pool = officebox_config::derive::dhcp_pool(&config.network.lan, &config.dhcp);
-            Some(format!("{}, {}", pool.first, pool.last))
-        }
-        "mail.relay_from_wan" => b(config.mail.relay_from_wan),
-        "mail.max_message_size" => Some(config.mail.max_message_size.to_string()),
-        "mail.catch_all.keep_on_server" => b(config
-            .mail
-            .catch_all
-            .as_ref()
-            .is_some_and(|c| c.keep_on_server)),
-        "phone.enabled" => b(config.phone.enabled),
-        "phone.voicemail_extension" => Some(config.phone.voicemail_extension.clone()),
-        "phone.no_answer_timeout" => Some(format_duration(config.phone.no_answer_timeout)),
-        "phone.max_message_length" => Some(format_duration(config.phone.max_message_length)),
-        "network.wan.interface" => config.network.wan.interface.clone(),
-        "network.wan.release_on_shutdown" => b(matches!(
-            config.network.wan.addressing,
-            officebox_config::WanAddressing::Dhcp {
-                release_on_shutdown: true
-            }
-        )),
-        "network.lan.interface" => config.network.lan.interface.clone(),
-        "dns.port" => Some(config.dns.port.to_string()),
-        "mail.enabled" => b(config.mail.enabled),
-        "mail.smtp_port" => Some(config.mail.smtp_port.to_string()),
-        "mail.submission_port" => Some(config.mail.submission_port.to_string()),
-        "mail.smtps_port" => Some(config.mail.smtps_port.to_string()),
-        "mail.pop3_port" => Some(config.mail.pop3_port.to_string()),
-        "mail.pop3s_port" => Some(config.mail.pop3s_port.to_string()),
-        "mail.catch_all.verify_certificate" => b(config
-            .mail
-            .catch_all
-            .as_ref()
-            .is_none_or(|c| c.verify_certificate)),
-        "mail.queue.first_retry" => Some(format_duration(config.mail.queue.first_retry)),
-        "mail.queue.max_retry_interval" => {
-            Some(format_duration(config.mail.queue.max_retry_interval))
-        }
-        "mail.queue.delay_notice_after" => {
-            Some(format_duration(config.mail.queue.delay_notice_after))
-        }
-        "mail.queue.give_up_after" => Some(format_duration(config.mail.queue.give_up_after)),
-        "phone.sip_port" => Some(config.phone.sip_port.to_string()),
-        "phone.rtp_ports" => Some(format!(
-            "{}-{}",
-            config.phone.rtp_ports.0, config.phone.rtp_ports.1
-        )),
-        "web.admin_port" => Some(config.web.admin_port.to_string()),
-        "web.site_port" => Some(config.web.site_port.to_string()),
-        "web.https" => b(config.web.https),
-        "web.session_timeout" => Some(format_duration(config.web.session_timeout)),
-        "web.confirm_timeout" => Some(format_duration(config.web.confirm_timeout)),
-        "ntp.enabled" => b(config.ntp.enabled),
-        "ntp.port" => Some(config.ntp.port.to_string()),
-        _ => None,
+/// What officebox uses for a setting the file leaves out: the schema's default, or for
+/// the DHCP range, the pool derived from the LAN. A switch shows its real state, a text
+/// field its default as a hint.
+pub fn effective(config: &officebox_config::Config, field: &FieldDef) -> Option<String> {
+    if field.key == schema::DHCP_RANGE.path {
+        let pool = officebox_config::derive::dhcp_pool(&config.network.lan, &config.dhcp);
+        return Some(format!("{}, {}", pool.first, pool.last));
     }
+    default_text(field.default)
+}
+
+/// A default as a page shows it.
+pub(crate) fn default_text(default: schema::Default) -> Option<String> {
+    use officebox_config::values::{format_duration, format_size};
+    Some(match default {
+        schema::Default::None => return None,
+        schema::Default::Bool(b) => b.to_string(),
+        schema::Default::Int(n) => n.to_string(),
+        schema::Default::Secs(s) => format_duration(std::time::Duration::from_secs(s)),
+        schema::Default::Bytes(b) => format_size(b),
+        schema::Default::Text(t) => t.to_string(),
+        schema::Default::List(l) => l.join(", "),
+    })
 }
 
 /// Writes one submitted value into the document (keeping the comment after it).
@@ -728,6 +385,23 @@ mod tests {
     use super::*;
 
     const TEXT: &str = "[network]\nhostname = \"box\" # the name\n[dhcp]\nenabled = true\n";
+
+    #[test]
+    fn every_field_is_a_setting_of_the_schema_with_its_words_and_default() {
+        for page in PAGES {
+            for fd in page.fields {
+                let Some(setting) = schema::get(fd.key) else {
+                    panic!("{} on {} is not in the schema", fd.key, page.path)
+                };
+                assert_eq!((fd.help, fd.default), (setting.help, setting.default));
+            }
+        }
+        let lease = PAGES
+            .iter()
+            .flat_map(|p| p.fields)
+            .find(|f| f.key == "dhcp.lease_time");
+        assert_eq!(lease.and_then(|f| default_text(f.default)).as_deref(), Some("1d"));
+    }
 
     #[test]
     fn values_are_read_written_and_comments_kept() {

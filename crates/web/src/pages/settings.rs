@@ -97,7 +97,7 @@ fn field(
     diags: &[Diagnostic],
 ) -> Markup {
     let in_file = settings::read(doc, fd);
-    let default = settings::effective(config, fd.key).unwrap_or_default();
+    let default = settings::effective(config, fd).unwrap_or_default();
     let current = match submitted {
         Some(pairs) => value(pairs, fd.key).unwrap_or("").to_string(),
         None if in_file.is_empty() && matches!(fd.kind, FieldKind::Bool) => default.clone(),
