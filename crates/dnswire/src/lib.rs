@@ -3,6 +3,11 @@
 //! followed by a pre-encoded body, so answering a known name is a lookup and a copy.
 //!
 //! Every reader checks bounds and returns [`WireError`]; nothing here panics on input.
+//!
+//! [`exchange`] asks a server one question (UDP, then TCP when truncated), with the
+//! checks against forged answers, for the DNS forwarder and the mail resolver alike.
+
+pub mod exchange;
 
 use std::ops::Range;
 

@@ -4,17 +4,12 @@
 //! (the box's own DNS by default, so answers are cached and tests can point it at theirs),
 //! parsing with officebox's DNS wire code (officebox-dnswire).
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use officebox_dnswire::{
-    self as wire, CLASS_IN, HEADER_LEN, Header, QR, RD, Rcode, TC, WireError, read_name, rtype,
-};
-use rand::Rng;
+use officebox_dnswire::exchange::{Ask, ExchangeError, Question};
+use officebox_dnswire::{self as wire, CLASS_IN, Rcode, WireError, read_name, rtype};
 use rand::seq::SliceRandom;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
 
 /// How long one server gets to answer one query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -145,67 +140,25 @@ impl Resolver {
     }
 }
 
-fn query_packet(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut b = wire::Builder::with_question(&wire::to_wire(name), qtype, CLASS_IN);
-    Header {
-        id,
-        flags: RD,
-        qdcount: 1,
-        ancount: 0,
-        nscount: 0,
-        arcount: 0,
-    }
-    .write(&mut b.buf);
-    b.buf
-}
+/// How the mail resolver asks: a plain question (no EDNS, lowercase), each way given
+/// [`QUERY_TIMEOUT`].
+const ASK: Ask = Ask {
+    udp_timeout: QUERY_TIMEOUT,
+    tcp_timeout: QUERY_TIMEOUT,
+    edns: false,
+    mixed_case: false,
+};
 
-/// One query to one server: UDP from a random port with a random ID, then TCP when the
-/// answer is truncated.
-async fn exchange(server: SocketAddr, name: &str, qtype: u16) -> io::Result<Vec<u8>> {
-    let id: u16 = rand::rng().random();
-    let query = query_packet(id, name, qtype);
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+/// One query to one server (see `officebox_dnswire::exchange` for the checks on its
+/// answer).
+async fn exchange(server: SocketAddr, name: &str, qtype: u16) -> Result<Vec<u8>, ExchangeError> {
+    let name = wire::to_wire(name);
+    let question = Question {
+        name: &name,
+        qtype,
+        qclass: CLASS_IN,
     };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(server).await?;
-    socket.send(&query).await?;
-    let mut buf = vec![0u8; 4096];
-    let answer = tokio::time::timeout(QUERY_TIMEOUT, async {
-        loop {
-            let n = socket.recv(&mut buf).await?;
-            let packet = &buf[..n];
-            // Only the answer to this question, from this server (connected), counts.
-            if matches!(Header::parse(packet), Ok(h) if h.id == id && h.flags & QR != 0)
-                && packet.get(HEADER_LEN..query.len()) == query.get(HEADER_LEN..)
-            {
-                return Ok::<_, io::Error>(packet.to_vec());
-            }
-        }
-    })
-    .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))??;
-    if matches!(Header::parse(&answer), Ok(h) if h.flags & TC != 0) {
-        return tokio::time::timeout(QUERY_TIMEOUT, exchange_tcp(server, &query))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer over TCP"))?;
-    }
-    Ok(answer)
-}
-
-async fn exchange_tcp(server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(server).await?;
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(query);
-    stream.write_all(&framed).await?;
-    let len = stream.read_u16().await?;
-    let mut answer = vec![0u8; usize::from(len)];
-    stream.read_exact(&mut answer).await?;
-    if Header::parse(&answer).map(|h| h.id) != Header::parse(query).map(|h| h.id) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "wrong ID"));
-    }
-    Ok(answer)
+    wire::exchange::exchange(server, &question, &ASK).await
 }
 
 /// The records of `qtype` for `name` in `packet`, following CNAMEs inside it. `None`
@@ -267,7 +220,7 @@ fn parse(packet: &[u8], name: &str, qtype: u16) -> Result<Option<Answer>, WireEr
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use officebox_dnswire::{Builder, RData};
+    use officebox_dnswire::{Builder, Header, QR, RD, RData};
 
     fn response(qname: &str, qtype: u16, rcode: u16, records: &[(&str, u16, RData)]) -> Vec<u8> {
         let mut b = Builder::with_question(&wire::to_wire(qname), qtype, CLASS_IN);
