@@ -128,7 +128,7 @@ impl Exchange {
             .await
             .ok()?
             .ok()?;
-            let Some(m) = decode(&buf[..len]) else {
+            let Some(m) = buf.get(..len).and_then(decode) else {
                 continue;
             };
             if m.opcode() == Opcode::BootReply

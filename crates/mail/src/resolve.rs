@@ -82,7 +82,9 @@ impl Resolver {
         if answer.mx.is_empty() {
             return Ok(vec![domain.to_string()]);
         }
-        if answer.mx.len() == 1 && answer.mx[0].1.is_empty() {
+        if let [(_, host)] = answer.mx.as_slice()
+            && host.is_empty()
+        {
             return Err(LookupError::NullMx(domain.to_string()));
         }
         let mut mx: Vec<(u16, String)> = answer
@@ -175,7 +177,9 @@ fn parse(packet: &[u8], name: &str, qtype: u16) -> Result<Option<Answer>, WireEr
     if rcode != Rcode::NoError as u8 {
         return Ok(None);
     }
-    let answers = &records[..usize::from(header.ancount).min(records.len())];
+    let answers = records
+        .get(..usize::from(header.ancount))
+        .unwrap_or(&records);
     let mut owner = wire::to_wire(name);
     let mut out = Answer::default();
     for _ in 0..MAX_CHAIN {
@@ -184,13 +188,13 @@ fn parse(packet: &[u8], name: &str, qtype: u16) -> Result<Option<Answer>, WireEr
             if r.class != CLASS_IN || read_name(packet, r.start)?.0 != owner {
                 continue;
             }
-            let rdata = &packet[r.rdata.clone()];
+            let rdata = packet.get(r.rdata.clone()).ok_or(WireError::Truncated)?;
             match r.rtype {
                 rtype::CNAME if qtype != rtype::CNAME => {
                     next = Some(read_name(packet, r.rdata.start)?.0);
                 }
                 t if t == qtype && t == rtype::MX && rdata.len() >= 3 => {
-                    let pref = u16::from_be_bytes([rdata[0], rdata[1]]);
+                    let pref = wire::u16_at(rdata, 0)?;
                     let host = wire::to_text(&read_name(packet, r.rdata.start + 2)?.0);
                     out.mx
                         .push((pref, if host == "." { String::new() } else { host }));
