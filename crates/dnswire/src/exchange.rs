@@ -294,34 +294,50 @@ mod tests {
         *answer.last().unwrap()
     }
 
+    /// Answers the first datagram truncated (A 192.0.2.1), then the same query over TCP
+    /// (A 192.0.2.2), through `tamper`. Returns whether the TCP query was the UDP one.
+    async fn truncate_then_answer_over_tcp(
+        udp: UdpSocket,
+        tcp: TcpListener,
+        tamper: fn(&mut Vec<u8>),
+    ) -> bool {
+        let mut buf = [0u8; 512];
+        let (n, from) = udp.recv_from(&mut buf).await.unwrap();
+        udp.send_to(&reply(&buf[..n], TC, 1), from).await.unwrap();
+        let (mut s, _) = tcp.accept().await.unwrap();
+        let len = s.read_u16().await.unwrap();
+        let mut q = vec![0u8; usize::from(len)];
+        s.read_exact(&mut q).await.unwrap();
+        let mut r = reply(&q, 0, 2);
+        tamper(&mut r);
+        s.write_all(&u16::try_from(r.len()).unwrap().to_be_bytes())
+            .await
+            .unwrap();
+        s.write_all(&r).await.unwrap();
+        q == buf[..n]
+    }
+
+    fn question(name: &[u8]) -> Question<'_> {
+        Question {
+            name,
+            qtype: rtype::A,
+            qclass: CLASS_IN,
+        }
+    }
+
     #[tokio::test]
     async fn a_truncated_answer_is_asked_again_over_tcp() {
         let (udp, tcp) = responder().await;
         let server = udp.local_addr().unwrap();
         let name = to_wire("big.example.test");
-        tokio::spawn(async move {
-            let mut buf = [0u8; 512];
-            let (n, from) = udp.recv_from(&mut buf).await.unwrap();
-            udp.send_to(&reply(&buf[..n], TC, 1), from).await.unwrap();
-            let (mut s, _) = tcp.accept().await.unwrap();
-            let len = s.read_u16().await.unwrap();
-            let mut q = vec![0u8; usize::from(len)];
-            s.read_exact(&mut q).await.unwrap();
-            assert_eq!(q, buf[..n], "the same query, ID and case included");
-            let r = reply(&q, 0, 2);
-            s.write_all(&u16::try_from(r.len()).unwrap().to_be_bytes())
-                .await
-                .unwrap();
-            s.write_all(&r).await.unwrap();
-        });
-        let question = Question {
-            name: &name,
-            qtype: rtype::A,
-            qclass: CLASS_IN,
-        };
-        let answer = exchange(server, &question, &ask()).await.unwrap();
+        let far = tokio::spawn(truncate_then_answer_over_tcp(udp, tcp, |_| {}));
+        let answer = exchange(server, &question(&name), &ask()).await.unwrap();
         assert_eq!(last_octet(&answer), 2, "the answer came over TCP");
         assert_eq!(Header::parse(&answer).unwrap().flags & TC, 0);
+        assert!(
+            far.await.unwrap(),
+            "the same query over TCP, ID and case included"
+        );
     }
 
     #[tokio::test]
@@ -341,12 +357,7 @@ mod tests {
             udp.send_to(&wrong_name, from).await.unwrap();
             udp.send_to(&reply(q, 0, 3), from).await.unwrap();
         });
-        let question = Question {
-            name: &name,
-            qtype: rtype::A,
-            qclass: CLASS_IN,
-        };
-        let answer = exchange(server, &question, &ask()).await.unwrap();
+        let answer = exchange(server, &question(&name), &ask()).await.unwrap();
         assert_eq!(last_octet(&answer), 3, "only the matching answer counts");
     }
 
@@ -355,17 +366,12 @@ mod tests {
         let (udp, _tcp) = responder().await;
         let server = udp.local_addr().unwrap();
         let name = to_wire("quiet.example.test");
-        let question = Question {
-            name: &name,
-            qtype: rtype::A,
-            qclass: CLASS_IN,
-        };
         let how = Ask {
             udp_timeout: Duration::from_millis(200),
             ..ask()
         };
         let started = std::time::Instant::now();
-        let error = exchange(server, &question, &how).await.unwrap_err();
+        let error = exchange(server, &question(&name), &how).await.unwrap_err();
         assert!(matches!(error, ExchangeError::Timeout("UDP")), "{error}");
         assert!(started.elapsed() >= Duration::from_millis(200));
         drop(udp);
@@ -376,27 +382,10 @@ mod tests {
         let (udp, tcp) = responder().await;
         let server = udp.local_addr().unwrap();
         let name = to_wire("big.example.test");
-        tokio::spawn(async move {
-            let mut buf = [0u8; 512];
-            let (n, from) = udp.recv_from(&mut buf).await.unwrap();
-            udp.send_to(&reply(&buf[..n], TC, 1), from).await.unwrap();
-            let (mut s, _) = tcp.accept().await.unwrap();
-            let len = s.read_u16().await.unwrap();
-            let mut q = vec![0u8; usize::from(len)];
-            s.read_exact(&mut q).await.unwrap();
-            let mut r = reply(&q, 0, 2);
-            r[0] ^= 0xFF;
-            s.write_all(&u16::try_from(r.len()).unwrap().to_be_bytes())
-                .await
-                .unwrap();
-            s.write_all(&r).await.unwrap();
-        });
-        let question = Question {
-            name: &name,
-            qtype: rtype::A,
-            qclass: CLASS_IN,
-        };
-        let error = exchange(server, &question, &ask()).await.unwrap_err();
+        tokio::spawn(truncate_then_answer_over_tcp(udp, tcp, |r| r[0] ^= 0xFF));
+        let error = exchange(server, &question(&name), &ask())
+            .await
+            .unwrap_err();
         assert!(matches!(error, ExchangeError::Mismatch), "{error}");
     }
 }
