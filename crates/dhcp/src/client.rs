@@ -10,14 +10,13 @@
 //! ordinary UDP socket on port 68 bound to the WAN interface receives.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use dhcproto::Encodable;
 use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
-use futures_util::TryStreamExt;
-use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use officebox_net::netlink::Netlink;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -129,7 +128,7 @@ impl Exchange {
             .await
             .ok()?
             .ok()?;
-            let Some(m) = decode(&buf[..len]) else {
+            let Some(m) = buf.get(..len).and_then(decode) else {
                 continue;
             };
             if m.opcode() == Opcode::BootReply
@@ -219,73 +218,27 @@ impl Exchange {
     }
 }
 
-async fn netlink() -> io::Result<(Handle, tokio::task::JoinHandle<()>)> {
-    let (connection, handle, _) = rtnetlink::new_connection()?;
-    Ok((handle, tokio::spawn(connection)))
-}
-
-async fn link_index(handle: &Handle, name: &str) -> io::Result<u32> {
-    let mut links = handle.link().get().match_name(name.to_string()).execute();
-    match links.try_next().await {
-        Ok(Some(link)) => Ok(link.header.index),
-        _ => Err(io::Error::other(format!("no interface {name}"))),
-    }
-}
-
 /// Puts the leased address and the default route on the WAN interface.
 async fn configure(interface: &str, lease: &WanLease) -> io::Result<()> {
-    let (handle, task) = netlink().await?;
-    let result = async {
-        let index = link_index(&handle, interface).await?;
-        handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await
-            .map_err(io::Error::other)?;
-        handle
-            .address()
-            .add(index, IpAddr::V4(lease.address), lease.prefix)
-            .replace()
-            .execute()
-            .await
-            .map_err(io::Error::other)?;
-        if let Some(router) = lease.router {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(router)
-                .build();
-            handle
-                .route()
-                .add(route)
-                .replace()
-                .execute()
-                .await
-                .map_err(io::Error::other)?;
-        }
-        Ok(())
+    let nl = Netlink::open()?;
+    let index = nl.set_link(interface, true).await?;
+    nl.put_address(index, lease.address, lease.prefix).await?;
+    if let Some(router) = lease.router {
+        nl.put_default_route(router).await?;
     }
-    .await;
-    task.abort();
-    result
+    Ok(())
 }
 
 /// Takes the address off the WAN interface (lease lost or released).
 async fn unconfigure(interface: &str, lease: &WanLease) -> io::Result<()> {
-    let (handle, task) = netlink().await?;
-    let result = async {
-        let index = link_index(&handle, interface).await?;
-        let mut addrs = handle.address().get().set_link_index_filter(index).execute();
-        while let Ok(Some(a)) = addrs.try_next().await {
-            let ours = a.attributes.iter().any(|attr| matches!(attr, rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) if *ip == lease.address));
-            if ours {
-                handle.address().del(a).execute().await.map_err(io::Error::other)?;
-            }
+    let nl = Netlink::open()?;
+    let index = nl.link_index(interface).await?;
+    for (ip, _, address) in nl.ipv4_addresses(index).await? {
+        if ip == lease.address {
+            nl.delete_address(address).await?;
         }
-        Ok(())
     }
-    .await;
-    task.abort();
-    result
+    Ok(())
 }
 
 /// Whether the interface has a carrier (a cable, a peer).

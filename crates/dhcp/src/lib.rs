@@ -14,6 +14,8 @@
 //! Before serving, the server asks the LAN whether another DHCP server answers; if one
 //! does, it refuses to serve (one DHCP server per LAN, as the appliance's manual insists).
 
+#![cfg_attr(not(test), warn(clippy::string_slice, clippy::indexing_slicing))]
+
 pub mod client;
 pub mod handler;
 pub mod pool;
@@ -227,7 +229,7 @@ async fn other_server(
             return Ok(None);
         };
         let (len, _) = r?;
-        let Some(m) = decode(&buf[..len]) else {
+        let Some(m) = buf.get(..len).and_then(decode) else {
             continue;
         };
         if m.xid() != xid || m.opts().msg_type() != Some(MessageType::Offer) {
@@ -507,7 +509,7 @@ async fn serve_lan(setup: &Setup, mac: [u8; 6], stop: &CancellationToken) -> io:
                     }
                 };
                 handled += 1;
-                let Some(msg) = decode(&buf[..len]) else {
+                let Some(msg) = buf.get(..len).and_then(decode) else {
                     debug!(message = "dhcp: malformed message dropped", %from);
                     continue;
                 };

@@ -4,6 +4,7 @@
 //! declined) through the state database before it answers, and rebuilds the pool from the
 //! database at start. Offers are not persisted: a lost offer costs the client a retry.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
@@ -239,8 +240,13 @@ impl Pool {
                 addr + 1
             };
         }
-        self.by_addr.insert(addr, b);
-        &self.by_addr[&addr]
+        match self.by_addr.entry(addr) {
+            Entry::Occupied(mut held) => {
+                held.insert(b);
+                held.into_mut()
+            }
+            Entry::Vacant(free) => free.insert(b),
+        }
     }
 
     /// Holds `addr` for `client` while it decides (DHCPOFFER).

@@ -95,11 +95,11 @@ fn libc_sockaddr_ll() -> libc::sockaddr_ll {
 pub(crate) fn checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     for part in parts {
-        let mut chunks = part.chunks_exact(2);
-        for w in &mut chunks {
-            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        let (words, rest) = part.as_chunks::<2>();
+        for w in words {
+            sum += u32::from(u16::from_be_bytes(*w));
         }
-        if let [last] = chunks.remainder() {
+        if let [last] = rest {
             sum += u32::from(*last) << 8;
         }
     }

@@ -266,9 +266,7 @@ fn finish(
     // Too big: header and question with TC, so the client asks again over TCP.
     let mut t = start(req, packet, rcode, TC, &[0; 3], 0);
     if let Ok(mut h) = Header::parse(&t) {
-        h.flags |= out
-            .get(2..4)
-            .map_or(0, |f| u16::from_be_bytes([f[0], f[1]]) & (AA | RA));
+        h.flags |= wire::u16_at(&out, 2).map_or(0, |f| f & (AA | RA));
         h.write(&mut t);
     }
     if req.edns.is_some() {

@@ -72,22 +72,30 @@ impl Cached {
             // An OPT counted as an answer or authority record would leave the counts (and
             // the sections sliced by them below) one record short.
             Some(i) if i < answers + authority => return Err(Unusable::OptNotAdditional),
-            Some(i) => (&records[..i], records[i].start),
-            None => (&records[..], p.len()),
+            // The OPT record is the last one (checked above): kept are the others.
+            Some(_) => match records.split_last() {
+                Some((opt, others)) => (others, opt.start),
+                None => (records.as_slice(), p.len()),
+            },
+            None => (records.as_slice(), p.len()),
         };
-        let body: Box<[u8]> = p[question_end..end].into();
+        let body: Box<[u8]> = p
+            .get(question_end..end)
+            .ok_or(wire::WireError::Truncated)?
+            .into();
         let ttl_offsets = kept
             .iter()
             .map(|r| (r.ttl_offset() - question_end) as u32)
             .collect();
         let ttl = match (rcode, answers) {
-            (0, n) if n > 0 => kept[..n]
+            (0, n) if n > 0 => kept
                 .iter()
+                .take(n)
                 .map(|r| r.ttl)
                 .min()
                 .unwrap_or(0)
                 .min(MAX_TTL),
-            (0 | 3, _) => negative_ttl(p, &kept[answers..answers + authority]),
+            (0 | 3, _) => negative_ttl(p, kept.iter().skip(answers).take(authority)),
             _ => 0,
         };
         Ok(Cached {
@@ -120,8 +128,9 @@ impl Cached {
             u32::try_from(now.saturating_duration_since(self.stored).as_secs()).unwrap_or(u32::MAX);
         for &off in self.ttl_offsets.iter() {
             let at = base + off as usize;
-            if let Some(field) = out.get_mut(at..at + 4) {
-                let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+            if let Ok(ttl) = wire::u32_at(out, at)
+                && let Some(field) = out.get_mut(at..at + 4)
+            {
                 field.copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
             }
         }
@@ -129,14 +138,12 @@ impl Cached {
 }
 
 /// RFC 2308 section 5: the negative TTL is the SOA's TTL capped by its MINIMUM field.
-fn negative_ttl(p: &[u8], authority: &[RecordRef]) -> u32 {
+fn negative_ttl<'a>(p: &[u8], mut authority: impl Iterator<Item = &'a RecordRef>) -> u32 {
     authority
-        .iter()
         .find(|r| r.rtype == rtype::SOA)
         .and_then(|soa| {
             let rd = p.get(soa.rdata.clone())?;
-            let minimum = rd.get(rd.len().checked_sub(4)?..)?;
-            let minimum = u32::from_be_bytes([minimum[0], minimum[1], minimum[2], minimum[3]]);
+            let minimum = wire::u32_at(rd, rd.len().checked_sub(4)?).ok()?;
             Some(soa.ttl.min(minimum).min(MAX_NEGATIVE_TTL))
         })
         .unwrap_or(0)
@@ -192,8 +199,17 @@ impl Cache {
         (self.hasher.hash_one(key) as usize) % SHARDS
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
-        &self.shards[self.shard_index(key)]
+    /// Every shard once, starting with the one at `first` and wrapping around.
+    fn shards_from(&self, first: usize) -> impl Iterator<Item = &Mutex<Shard>> {
+        self.shards
+            .iter()
+            .cycle()
+            .skip(first)
+            .take(self.shards.len())
+    }
+
+    fn shard(&self, key: &[u8]) -> Option<&Mutex<Shard>> {
+        self.shards.get(self.shard_index(key))
     }
 
     /// A live entry for the question, if any.
@@ -224,13 +240,13 @@ impl Cache {
     ) -> Option<T> {
         // The key on the stack: no allocation on the hot path.
         let mut buf = [0u8; wire::MAX_NAME + 4];
-        let len = name.len();
-        buf.get_mut(..len)?.copy_from_slice(name);
-        buf[len..len + 2].copy_from_slice(&qtype.to_be_bytes());
-        buf[len + 2..len + 4].copy_from_slice(&qclass.to_be_bytes());
-        let key = &buf[..len + 4];
+        let (name_part, rest) = buf.split_at_mut_checked(name.len())?;
+        name_part.copy_from_slice(name);
+        let ([t0, t1], [c0, c1]) = (qtype.to_be_bytes(), qclass.to_be_bytes());
+        rest.get_mut(..4)?.copy_from_slice(&[t0, t1, c0, c1]);
+        let key = buf.get(..name.len() + 4)?;
         let shard = self
-            .shard(key)
+            .shard(key)?
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let entry = shard.map.get(key)?;
@@ -245,11 +261,9 @@ impl Cache {
         if entry.ttl == 0 || capacity == 0 {
             return;
         }
-        let home = self.shard_index(&key);
-        {
-            let mut shard = self.shards[home]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+        let mut ring = self.shards_from(self.shard_index(&key));
+        if let Some(home) = ring.next() {
+            let mut shard = home.lock().unwrap_or_else(PoisonError::into_inner);
             if shard.map.insert(key.clone(), entry).is_some() {
                 return;
             }
@@ -264,10 +278,8 @@ impl Cache {
             }
         }
         // Then the next shard that has something to give.
-        for i in 1..SHARDS {
-            let mut shard = self.shards[(home + i) % SHARDS]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+        for next in ring {
+            let mut shard = next.lock().unwrap_or_else(PoisonError::into_inner);
             if Self::evict_oldest(&mut shard) {
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 return;

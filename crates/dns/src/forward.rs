@@ -1,20 +1,19 @@
 //! The LAN resolver's way out: forwards questions to the configured upstream servers, with
 //! failover, a cache, one upstream query for many identical questions, and the RFC 5452
 //! defences (random IDs and source ports, 0x20 letter case, answers checked against the
-//! question).
+//! question), which `officebox_dnswire::exchange` applies to every question asked.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::cache::{Cache, Cached, UPSTREAM_TIMEOUT, key};
-use crate::wire::{self, Builder, Header, RD, TC};
+use crate::wire::Header;
+use crate::wire::exchange::{Ask, ExchangeError, Question, exchange};
 
 /// How long an upstream that failed is passed over before clients try it again.
 const DOWN_FOR: Duration = Duration::from_secs(30);
@@ -217,147 +216,26 @@ fn usable(response: &[u8]) -> bool {
     Header::parse(response).is_ok_and(|h| matches!(h.rcode(), 0 | 3))
 }
 
-/// The question with its letters' case randomized (0x20, draft-vixie-dnsext-dns0x20).
-fn mixed_case(name: &[u8]) -> Vec<u8> {
-    let mut out = name.to_vec();
-    let mut bits: u64 = rand::random();
-    let mut at = 0;
-    while let Some(&len) = out.get(at) {
-        let len = usize::from(len);
-        if len == 0 {
-            break;
-        }
-        for b in out.iter_mut().skip(at + 1).take(len) {
-            if b.is_ascii_alphabetic() {
-                if bits & 1 == 1 {
-                    b.make_ascii_uppercase();
-                }
-                bits = bits.rotate_right(1);
-            }
-        }
-        at += 1 + len;
-    }
-    out
-}
+/// How the forwarder asks: with EDNS and 0x20 mixed case, UDP answers within
+/// [`UPSTREAM_TIMEOUT`], a TCP retry within twice that.
+const ASK: Ask = Ask {
+    udp_timeout: UPSTREAM_TIMEOUT,
+    tcp_timeout: UPSTREAM_TIMEOUT.saturating_mul(2),
+    edns: true,
+    mixed_case: true,
+};
 
-fn build_query(id: u16, name: &[u8], qtype: u16, qclass: u16) -> Vec<u8> {
-    let mut b = Builder::with_question(name, qtype, qclass);
-    b.buf.extend_from_slice(&wire::opt_record(0));
-    Header {
-        id,
-        flags: RD,
-        qdcount: 1,
-        ancount: 0,
-        nscount: 0,
-        arcount: 1,
-    }
-    .write(&mut b.buf);
-    b.buf
-}
-
-/// Whether `response` answers `query`: same ID, a response, and the very same question,
-/// letter case included.
-fn matches(query: &[u8], response: &[u8]) -> bool {
-    let (Ok(q), Ok(r)) = (Header::parse(query), Header::parse(response)) else {
-        return false;
+/// Asks one upstream server (see [`exchange`] for the checks on its answer).
+async fn query(
+    addr: SocketAddr,
+    name: &[u8],
+    qtype: u16,
+    qclass: u16,
+) -> Result<Vec<u8>, ExchangeError> {
+    let question = Question {
+        name,
+        qtype,
+        qclass,
     };
-    if r.id != q.id || r.flags & wire::QR == 0 || r.qdcount != 1 {
-        return false;
-    }
-    let Ok(qend) = wire::skip_name(query, wire::HEADER_LEN).map(|e| e + 4) else {
-        return false;
-    };
-    response.get(wire::HEADER_LEN..qend) == query.get(wire::HEADER_LEN..qend)
-}
-
-/// Asks one upstream server, over UDP from a fresh random port, then over TCP if the answer
-/// was truncated.
-async fn query(addr: SocketAddr, name: &[u8], qtype: u16, qclass: u16) -> std::io::Result<Vec<u8>> {
-    let timeout =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out"));
-    let id: u16 = rand::random();
-    let q = build_query(id, &mixed_case(name), qtype, qclass);
-    let local: SocketAddr = match addr {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local).await?;
-    // Connected: the kernel drops datagrams from any other address or port.
-    socket.connect(addr).await?;
-    socket.send(&q).await?;
-    let deadline = tokio::time::Instant::now() + UPSTREAM_TIMEOUT;
-    let mut buf = vec![0u8; 4096];
-    let response = loop {
-        let len = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
-            .await
-            .map_err(|_| timeout("udp query"))??;
-        let r = &buf[..len];
-        if matches(&q, r) {
-            break r.to_vec();
-        }
-        debug!(message = "dns: dropped an upstream datagram that does not match the question", %addr);
-    };
-    let truncated = Header::parse(&response).is_ok_and(|h| h.flags & TC != 0);
-    if !truncated {
-        return Ok(response);
-    }
-    let tcp = async {
-        let mut s = TcpStream::connect(addr).await?;
-        let len = u16::try_from(q.len()).unwrap_or(u16::MAX);
-        let mut framed = len.to_be_bytes().to_vec();
-        framed.extend_from_slice(&q);
-        s.write_all(&framed).await?;
-        let len = s.read_u16().await?;
-        let mut r = vec![0u8; usize::from(len)];
-        s.read_exact(&mut r).await?;
-        Ok::<_, std::io::Error>(r)
-    };
-    let r = tokio::time::timeout(UPSTREAM_TIMEOUT * 2, tcp)
-        .await
-        .map_err(|_| timeout("tcp query"))??;
-    if matches(&q, &r) {
-        Ok(r)
-    } else {
-        Err(std::io::Error::other(
-            "tcp answer does not match the question",
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::{rtype, to_wire};
-
-    #[test]
-    fn mixed_case_keeps_the_name() {
-        let name = to_wire("www.example-long-name.com");
-        for _ in 0..20 {
-            let m = mixed_case(&name);
-            assert_eq!(m.len(), name.len());
-            assert_eq!(m.to_ascii_lowercase(), name);
-        }
-        let varied = (0..20)
-            .map(|_| mixed_case(&name))
-            .collect::<std::collections::HashSet<_>>();
-        assert!(varied.len() > 1, "case is randomized");
-    }
-
-    #[test]
-    fn answers_must_match_id_and_exact_question() {
-        let q = build_query(42, &mixed_case(&to_wire("www.example.com")), rtype::A, 1);
-        let mut r = q.clone();
-        r[2] |= 0x80;
-        assert!(matches(&q, &r));
-        let mut wrong_id = r.clone();
-        wrong_id[1] ^= 1;
-        assert!(!matches(&q, &wrong_id));
-        let mut wrong_case = r.clone();
-        wrong_case[13] ^= 0x20;
-        assert!(
-            !matches(&q, &wrong_case),
-            "0x20: the letter case must come back unchanged"
-        );
-        assert!(!matches(&q, &q), "a query is not a response");
-    }
+    exchange(addr, &question, &ASK).await
 }

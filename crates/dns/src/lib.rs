@@ -13,6 +13,8 @@
 //! FORMERR or drops); WAN clients never get recursion; the zone's serial only grows, also
 //! across restarts (it is kept in the state database).
 
+#![cfg_attr(not(test), warn(clippy::string_slice, clippy::indexing_slicing))]
+
 pub mod answer;
 pub mod cache;
 pub mod forward;

@@ -353,7 +353,8 @@ async fn notify(secondary: SocketAddr, apex: Vec<u8>) {
         }
         let wait = Duration::from_secs(1 << attempt.min(3));
         if let Ok(Ok(len)) = tokio::time::timeout(wait, socket.recv(&mut buf)).await
-            && Header::parse(&buf[..len]).is_ok_and(|h| h.id == id && h.flags & wire::QR != 0)
+            && let Some(answer) = buf.get(..len)
+            && Header::parse(answer).is_ok_and(|h| h.id == id && h.flags & wire::QR != 0)
         {
             debug!(message = "dns: secondary acknowledged NOTIFY", %secondary, zone = %wire::to_text(&apex));
             return;

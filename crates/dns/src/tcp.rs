@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use officebox_sockets::ConnLimits;
-use officebox_sockets::tcp::Accepted;
+use officebox_sockets::{ConnLimits, Refused};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,30 +36,14 @@ pub(crate) async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     // One client cannot hold every slot (RFC 7766 section 6.2.3).
     let limits = ConnLimits::new(PER_CLIENT, MAX_CONNECTIONS);
-    loop {
-        let (stream, peer, slot) = tokio::select! {
-            () = stop.cancelled() => return,
-            a = officebox_sockets::tcp::accept(&listener, &limits) => match a {
-                Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
-                Accepted::Refused(_, peer, why) => {
-                    debug!(message = "dns: tcp connection refused", %peer, reason = %why);
-                    continue;
-                }
-            },
-        };
-        let (shared, stop) = (Arc::clone(&shared), stop.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                r = connection(stream, peer, &shared) => {
-                    if let Err(error) = r {
-                        debug!(message = "dns: tcp connection ended", %peer, %error);
-                    }
-                }
-            }
-            drop(slot);
-        });
-    }
+    let refused = |_: TcpStream, peer: SocketAddr, why: Refused| {
+        debug!(message = "dns: tcp connection refused", %peer, reason = %why);
+    };
+    let session = move |stream: TcpStream, peer: SocketAddr| {
+        let shared = Arc::clone(&shared);
+        async move { connection(stream, peer, &shared).await }
+    };
+    officebox_sockets::tcp::serve(listener, limits, stop, "dns: tcp", refused, session).await;
 }
 
 async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) -> io::Result<()> {

@@ -144,7 +144,9 @@ fn send_batch(socket: &UdpSocket, tx: &mut Headers, replies: &Replies) {
     sources.sort_unstable();
     sources.dedup();
     for source in sources {
-        let group = all.clone().filter(|&i| replies.from[i] == source);
+        let group = all
+            .clone()
+            .filter(|&i| replies.from.get(i) == Some(&source));
         send_group(socket, tx, replies, source, group);
     }
 }
@@ -155,14 +157,14 @@ fn send_group(
     tx: &mut Headers,
     replies: &Replies,
     source: Option<IpAddr>,
-    indices: impl Iterator<Item = usize> + Clone,
+    indices: impl Iterator<Item = usize>,
 ) {
     let fd = socket.as_raw_fd();
-    let slices: Vec<[IoSlice<'_>; 1]> = indices
-        .clone()
-        .map(|i| [IoSlice::new(&replies.bytes[i])])
+    let group: Vec<(&[u8], Option<SockaddrStorage>)> = indices
+        .filter_map(|i| Some((replies.bytes.get(i)?.as_slice(), *replies.to.get(i)?)))
         .collect();
-    let to: Vec<Option<SockaddrStorage>> = indices.clone().map(|i| replies.to[i]).collect();
+    let slices: Vec<[IoSlice<'_>; 1]> = group.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+    let to: Vec<Option<SockaddrStorage>> = group.iter().map(|&(_, to)| to).collect();
     let first = to
         .first()
         .copied()
@@ -192,9 +194,9 @@ fn send_group(
     };
     // A partial send (a full socket buffer), or a source that went away: the rest one by
     // one.
-    for i in indices.skip(done) {
-        if let Some(client) = client_addr(replies.to[i]) {
-            send(socket, &replies.bytes[i], client, replies.from[i]);
+    for &(bytes, to) in group.iter().skip(done) {
+        if let Some(client) = client_addr(to) {
+            send(socket, bytes, client, source);
         }
     }
 }
@@ -254,7 +256,9 @@ fn serve(
         replies.clear();
         let now = Instant::now();
         for (buf, &(len, client, asked)) in bufs.iter().zip(&received) {
-            let packet = &buf[..len.min(MAX_QUERY)];
+            let Some(packet) = buf.get(..len.min(MAX_QUERY)) else {
+                continue;
+            };
             let reply = match answer::handle(&view, packet, client.ip(), Transport::Udp) {
                 Action::Reply(reply) => reply,
                 Action::Forward(req) => {

@@ -347,9 +347,12 @@ impl Zone {
             }
         }
         for (host, claims) in by_name {
+            let Some(first) = claims.first() else {
+                continue;
+            };
             let name = format!("{host}.{domain}");
             if !client_name_allowed(&host) {
-                tracing::info!(message = "dns: a DHCP client asked for a reserved name; not published", name, address = %claims[0].address);
+                tracing::info!(message = "dns: a DHCP client asked for a reserved name; not published", name, address = %first.address);
                 continue;
             }
             if z.has_name(&name) {
@@ -359,7 +362,7 @@ impl Zone {
                         && claims.iter().all(|l| l.address == r.address)
                 });
                 if !own {
-                    tracing::info!(message = "dns: DHCP client's name is taken; not published", name, address = %claims[0].address);
+                    tracing::info!(message = "dns: DHCP client's name is taken; not published", name, address = %first.address);
                 }
                 continue;
             }
@@ -367,7 +370,7 @@ impl Zone {
             let winner = claims
                 .iter()
                 .find(|l| Some(l.address) == previous_holder)
-                .unwrap_or(&claims[0]);
+                .unwrap_or(first);
             for loser in claims.iter().filter(|l| l.address != winner.address) {
                 tracing::info!(message = "dns: two DHCP clients want one name; the first keeps it", name, kept = %winner.address, refused = %loser.address);
             }
@@ -458,7 +461,7 @@ impl Zone {
                 out.push(Answer {
                     rcode: wire::Rcode::NoError,
                     counts: [count, 0, 0],
-                    body: b.buf[start..].into(),
+                    body: b.buf.get(start..).unwrap_or_default().into(),
                 });
                 b = Builder::with_question(&apex.name, rtype::AXFR, CLASS_IN);
                 start = b.buf.len();
@@ -469,7 +472,7 @@ impl Zone {
             out.push(Answer {
                 rcode: wire::Rcode::NoError,
                 counts: [count, 0, 0],
-                body: b.buf[start..].into(),
+                body: b.buf.get(start..).unwrap_or_default().into(),
             });
         }
         Some(out)
@@ -506,13 +509,16 @@ impl Zone {
                 .iter()
                 .find(|a| wire::is_subdomain(name, &a.name))
             {
-                let mut at = 0;
-                while name.len() - at >= apex.name.len() {
-                    self.existing.insert(name[at..].into());
-                    if name.len() - at == apex.name.len() {
+                let mut rest = name.as_slice();
+                while rest.len() >= apex.name.len() {
+                    self.existing.insert(rest.into());
+                    if rest.len() == apex.name.len() {
                         break;
                     }
-                    at += 1 + usize::from(name[at]);
+                    let Some(up) = wire::parent(rest) else {
+                        break;
+                    };
+                    rest = up;
                 }
             }
             let cname = node.sets.iter().find(|s| s.rtype == rtype::CNAME);
@@ -555,11 +561,15 @@ impl Zone {
             return Lookup::NotOurs;
         };
         // The key on the stack: no allocation on the hot path.
+        let name = qname.get(..wire::MAX_NAME).unwrap_or(qname);
         let mut key = [0u8; wire::MAX_NAME + 2];
-        let len = qname.len().min(wire::MAX_NAME);
-        key[..len].copy_from_slice(&qname[..len]);
-        key[len..len + 2].copy_from_slice(&qtype.to_be_bytes());
-        if let Some(a) = self.answers.get(&key[..len + 2]) {
+        for (k, b) in key.iter_mut().zip(name.iter().chain(&qtype.to_be_bytes())) {
+            *k = *b;
+        }
+        if let Some(a) = key
+            .get(..name.len() + 2)
+            .and_then(|key| self.answers.get(key))
+        {
             return Lookup::Found(a);
         }
         if self.existing.contains(qname) {
@@ -634,7 +644,7 @@ fn encode_answer(
     Answer {
         rcode: wire::Rcode::NoError,
         counts: [an, 0, ar],
-        body: b.buf[body_start..].into(),
+        body: b.buf.get(body_start..).unwrap_or_default().into(),
     }
 }
 
@@ -681,6 +691,6 @@ fn encode_cname_chain(
     Answer {
         rcode: wire::Rcode::NoError,
         counts: [an, 0, 0],
-        body: b.buf[body_start..].into(),
+        body: b.buf.get(body_start..).unwrap_or_default().into(),
     }
 }

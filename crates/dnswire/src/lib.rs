@@ -3,6 +3,13 @@
 //! followed by a pre-encoded body, so answering a known name is a lookup and a copy.
 //!
 //! Every reader checks bounds and returns [`WireError`]; nothing here panics on input.
+//!
+//! [`exchange`] asks a server one question (UDP, then TCP when truncated), with the
+//! checks against forged answers, for the DNS forwarder and the mail resolver alike.
+
+#![cfg_attr(not(test), warn(clippy::string_slice, clippy::indexing_slicing))]
+
+pub mod exchange;
 
 use std::ops::Range;
 
@@ -81,18 +88,21 @@ pub enum WireError {
     NotAQuery,
 }
 
-fn u16_at(p: &[u8], at: usize) -> Result<u16, WireError> {
-    match p.get(at..at + 2) {
-        Some(b) => Ok(u16::from_be_bytes([b[0], b[1]])),
-        None => Err(WireError::Truncated),
-    }
+/// The `N` bytes at `at`, or [`WireError::Truncated`] where the message ends before.
+fn bytes_at<const N: usize>(p: &[u8], at: usize) -> Result<[u8; N], WireError> {
+    p.get(at..at.saturating_add(N))
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .ok_or(WireError::Truncated)
 }
 
-fn u32_at(p: &[u8], at: usize) -> Result<u32, WireError> {
-    match p.get(at..at + 4) {
-        Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-        None => Err(WireError::Truncated),
-    }
+/// The big-endian `u16` at `at`.
+pub fn u16_at(p: &[u8], at: usize) -> Result<u16, WireError> {
+    bytes_at(p, at).map(u16::from_be_bytes)
+}
+
+/// The big-endian `u32` at `at`.
+pub fn u32_at(p: &[u8], at: usize) -> Result<u32, WireError> {
+    bytes_at(p, at).map(u32::from_be_bytes)
 }
 
 /// The fixed header.
@@ -129,16 +139,23 @@ impl Header {
         (self.flags & 0xF) as u8
     }
 
+    /// Writes the header over the first [`HEADER_LEN`] bytes of `out` (nothing when
+    /// `out` is shorter).
     pub fn write(&self, out: &mut [u8]) {
-        if out.len() < HEADER_LEN {
+        let Some(head) = out.get_mut(..HEADER_LEN) else {
             return;
+        };
+        let fields = [
+            self.id,
+            self.flags,
+            self.qdcount,
+            self.ancount,
+            self.nscount,
+            self.arcount,
+        ];
+        for (slot, field) in head.chunks_exact_mut(2).zip(fields) {
+            slot.copy_from_slice(&field.to_be_bytes());
         }
-        out[0..2].copy_from_slice(&self.id.to_be_bytes());
-        out[2..4].copy_from_slice(&self.flags.to_be_bytes());
-        out[4..6].copy_from_slice(&self.qdcount.to_be_bytes());
-        out[6..8].copy_from_slice(&self.ancount.to_be_bytes());
-        out[8..10].copy_from_slice(&self.nscount.to_be_bytes());
-        out[10..12].copy_from_slice(&self.arcount.to_be_bytes());
     }
 }
 
@@ -153,12 +170,13 @@ fn read_plain_name(p: &[u8], mut at: usize, key: &mut NameBuf) -> Result<usize, 
         }
         let end = at + 1 + len;
         let label = p.get(at..end).ok_or(WireError::Truncated)?;
-        if key.len + label.len() > MAX_NAME {
-            return Err(WireError::NameTooLong);
-        }
-        key.bytes[key.len] = label[0];
-        for (i, b) in label[1..].iter().enumerate() {
-            key.bytes[key.len + 1 + i] = b.to_ascii_lowercase();
+        let dest = key
+            .bytes
+            .get_mut(key.len..key.len + label.len())
+            .ok_or(WireError::NameTooLong)?;
+        // The length byte as it is (below 64, so no letter), the label's letters lowercased.
+        for (d, b) in dest.iter_mut().zip(label) {
+            *d = b.to_ascii_lowercase();
         }
         key.len += label.len();
         at = end;
@@ -192,7 +210,7 @@ impl std::fmt::Debug for NameBuf {
 
 impl NameBuf {
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        self.bytes.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -337,8 +355,8 @@ pub fn read_name(p: &[u8], at: usize) -> Result<(Vec<u8>, usize), WireError> {
                 if out.len() + label.len() > MAX_NAME {
                     return Err(WireError::NameTooLong);
                 }
-                out.push(label[0]);
-                out.extend(label[1..].iter().map(u8::to_ascii_lowercase));
+                // The length byte is below 64, so lowercasing leaves it as it is.
+                out.extend(label.iter().map(u8::to_ascii_lowercase));
                 pos += 1 + len;
                 if len == 0 {
                     return Ok((out, end.unwrap_or(pos)));
@@ -428,7 +446,8 @@ pub fn to_wire(name: &str) -> Vec<u8> {
         .split('.')
         .filter(|l| !l.is_empty())
     {
-        let label = &label.as_bytes()[..label.len().min(63)];
+        let label = label.as_bytes();
+        let label = label.get(..63).unwrap_or(label);
         out.push(label.len() as u8);
         out.extend(label.iter().map(u8::to_ascii_lowercase));
     }
@@ -460,17 +479,27 @@ pub fn to_text(wire: &[u8]) -> String {
     if out.is_empty() { ".".into() } else { out }
 }
 
+/// Wire name `name` without its first label (`b.example` for `a.b.example`); `None` for
+/// the root or a name cut short.
+pub fn parent(name: &[u8]) -> Option<&[u8]> {
+    let (&len, tail) = name.split_first()?;
+    if len == 0 {
+        return None;
+    }
+    tail.get(usize::from(len)..)
+}
+
 /// Whether wire name `name` is `zone` or below it.
 pub fn is_subdomain(name: &[u8], zone: &[u8]) -> bool {
-    if name.len() < zone.len() {
-        return false;
+    // Walk name's labels until the remainder is no longer than zone; it must then be zone.
+    let mut rest = name;
+    while rest.len() > zone.len() {
+        let Some(up) = parent(rest) else {
+            return false;
+        };
+        rest = up;
     }
-    // Walk name's labels until the remainder has zone's length; it must then be zone.
-    let mut at = 0;
-    while name.len() - at > zone.len() {
-        at += 1 + usize::from(name[at]);
-    }
-    name.len() - at == zone.len() && &name[at..] == zone
+    rest == zone
 }
 
 /// Builds messages, with name compression unless made with [`Builder::plain`].
@@ -519,9 +548,10 @@ impl Builder {
             self.buf.extend_from_slice(name);
             return;
         }
-        let mut at = 0;
-        while at < name.len() && name[at] != 0 {
-            let suffix = &name[at..];
+        let mut suffix = name;
+        while let Some(&len) = suffix.first()
+            && len != 0
+        {
             if let Some((_, off)) = self.names.iter().find(|(n, _)| n == suffix) {
                 self.u16(0xC000 | off);
                 return;
@@ -531,9 +561,11 @@ impl Builder {
             {
                 self.names.push((suffix.to_vec(), off));
             }
-            let len = usize::from(name[at]);
-            self.buf.extend_from_slice(&name[at..at + 1 + len]);
-            at += 1 + len;
+            let Some((label, rest)) = suffix.split_at_checked(1 + usize::from(len)) else {
+                break;
+            };
+            self.buf.extend_from_slice(label);
+            suffix = rest;
         }
         self.buf.push(0);
     }
@@ -582,7 +614,9 @@ impl Builder {
             }
         }
         let len = (self.buf.len() - len_at - 2) as u16;
-        self.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+        if let Some(slot) = self.buf.get_mut(len_at..len_at + 2) {
+            slot.copy_from_slice(&len.to_be_bytes());
+        }
     }
 }
 
@@ -772,6 +806,34 @@ mod tests {
         assert!(!is_subdomain(&to_wire("badexample.com"), &zone));
         assert!(!is_subdomain(&to_wire("com"), &zone));
         assert!(is_subdomain(&to_wire("anything"), &to_wire(".")));
+    }
+
+    #[test]
+    fn malformed_names_give_answers_not_panics() {
+        assert_eq!(
+            parent(&to_wire("a.example")),
+            Some(to_wire("example").as_slice())
+        );
+        assert_eq!(parent(&[0]), None);
+        // A label longer than what follows it.
+        let cut = [5u8, b'a', b'b'];
+        assert_eq!(parent(&cut), None);
+        assert!(!is_subdomain(
+            &[9, b'x', 3, b'c', b'o', b'm', 0],
+            &to_wire("com")
+        ));
+        let mut b = Builder::plain();
+        b.compress = true;
+        b.name(&cut);
+        assert_eq!(b.buf, [0], "a cut label is not copied");
+        let mut short = [0u8; 4];
+        Header::parse(&[0; 12]).unwrap().write(&mut short);
+        assert_eq!(
+            short, [0; 4],
+            "no header is written into too small a buffer"
+        );
+        assert_eq!(u16_at(&[1, 2], 1), Err(WireError::Truncated));
+        assert_eq!(u32_at(&[0, 0, 1, 2], 0), Ok(258));
     }
 
     #[test]

@@ -32,7 +32,6 @@ use std::time::Duration;
 use officebox_config::Config;
 use officebox_config::derive::bind_addresses;
 use officebox_config::model::Service;
-use officebox_sockets::tcp::Accepted;
 use officebox_sockets::{ConnLimits, Refused};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -178,19 +177,13 @@ async fn listen(
                 stop.clone(),
             ));
         }
-        let rebind = loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break false,
-                changed = config_rx.changed() => {
-                    if changed.is_err() {
-                        break false;
-                    }
-                    if endpoints(&config_rx.borrow()) != addrs {
-                        break true;
-                    }
-                }
-            }
-        };
+        let rebind = officebox_sockets::wait_for_new_endpoints(
+            &mut config_rx,
+            shutdown,
+            &addrs,
+            |c: &Arc<Config>| endpoints(c),
+        )
+        .await;
         stop.cancel();
         // The old listeners are closed before the new ones bind (0.0.0.0 cannot be bound
         // while the LAN address's listener on the same port is open, nor the reverse).
@@ -229,56 +222,37 @@ async fn accept(
     ctx: Arc<Ctx>,
     stop: CancellationToken,
 ) {
-    loop {
-        let (stream, peer, permit) = tokio::select! {
-            () = stop.cancelled() => return,
-            a = officebox_sockets::tcp::accept(&listener, &limits) => match a {
-                Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
-                Accepted::Refused(stream, peer, why) => {
-                    refuse(stream, kind, why, peer);
-                    continue;
-                }
-            },
-        };
+    let refused = move |stream, peer, why| refuse(stream, kind, why, peer);
+    let session = move |stream, peer| {
         // Each session keeps the config it started with.
         let config = Arc::clone(&config_rx.borrow());
-        let (ctx, stop) = (Arc::clone(&ctx), stop.clone());
-        tokio::spawn(async move {
-            let session = async {
-                match kind {
-                    Kind::Smtp(port) => {
-                        smtp::session(
-                            stream,
-                            peer,
-                            config,
-                            Arc::clone(&ctx.store),
-                            Arc::clone(&ctx.shared),
-                            port,
-                        )
-                        .await
-                    }
-                    Kind::Pop3(port) => {
-                        pop3::session(
-                            stream,
-                            peer,
-                            config,
-                            Arc::clone(&ctx.shared),
-                            Arc::clone(&ctx.locks),
-                            port,
-                        )
-                        .await
-                    }
+        let ctx = Arc::clone(&ctx);
+        async move {
+            match kind {
+                Kind::Smtp(port) => {
+                    smtp::session(
+                        stream,
+                        peer,
+                        config,
+                        Arc::clone(&ctx.store),
+                        Arc::clone(&ctx.shared),
+                        port,
+                    )
+                    .await
                 }
-            };
-            tokio::select! {
-                () = stop.cancelled() => {}
-                r = session => {
-                    if let Err(error) = r {
-                        debug!(message = "mail: session ended", %peer, %error);
-                    }
+                Kind::Pop3(port) => {
+                    pop3::session(
+                        stream,
+                        peer,
+                        config,
+                        Arc::clone(&ctx.shared),
+                        Arc::clone(&ctx.locks),
+                        port,
+                    )
+                    .await
                 }
             }
-            drop(permit);
-        });
-    }
+        }
+    };
+    officebox_sockets::tcp::serve(listener, limits, stop, "mail", refused, session).await;
 }

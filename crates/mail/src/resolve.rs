@@ -4,17 +4,12 @@
 //! (the box's own DNS by default, so answers are cached and tests can point it at theirs),
 //! parsing with officebox's DNS wire code (officebox-dnswire).
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use officebox_dnswire::{
-    self as wire, CLASS_IN, HEADER_LEN, Header, QR, RD, Rcode, TC, WireError, read_name, rtype,
-};
-use rand::Rng;
+use officebox_dnswire::exchange::{Ask, ExchangeError, Question};
+use officebox_dnswire::{self as wire, CLASS_IN, Rcode, WireError, read_name, rtype};
 use rand::seq::SliceRandom;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
 
 /// How long one server gets to answer one query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -87,7 +82,9 @@ impl Resolver {
         if answer.mx.is_empty() {
             return Ok(vec![domain.to_string()]);
         }
-        if answer.mx.len() == 1 && answer.mx[0].1.is_empty() {
+        if let [(_, host)] = answer.mx.as_slice()
+            && host.is_empty()
+        {
             return Err(LookupError::NullMx(domain.to_string()));
         }
         let mut mx: Vec<(u16, String)> = answer
@@ -145,67 +142,25 @@ impl Resolver {
     }
 }
 
-fn query_packet(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut b = wire::Builder::with_question(&wire::to_wire(name), qtype, CLASS_IN);
-    Header {
-        id,
-        flags: RD,
-        qdcount: 1,
-        ancount: 0,
-        nscount: 0,
-        arcount: 0,
-    }
-    .write(&mut b.buf);
-    b.buf
-}
+/// How the mail resolver asks: a plain question (no EDNS, lowercase), each way given
+/// [`QUERY_TIMEOUT`].
+const ASK: Ask = Ask {
+    udp_timeout: QUERY_TIMEOUT,
+    tcp_timeout: QUERY_TIMEOUT,
+    edns: false,
+    mixed_case: false,
+};
 
-/// One query to one server: UDP from a random port with a random ID, then TCP when the
-/// answer is truncated.
-async fn exchange(server: SocketAddr, name: &str, qtype: u16) -> io::Result<Vec<u8>> {
-    let id: u16 = rand::rng().random();
-    let query = query_packet(id, name, qtype);
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+/// One query to one server (see `officebox_dnswire::exchange` for the checks on its
+/// answer).
+async fn exchange(server: SocketAddr, name: &str, qtype: u16) -> Result<Vec<u8>, ExchangeError> {
+    let name = wire::to_wire(name);
+    let question = Question {
+        name: &name,
+        qtype,
+        qclass: CLASS_IN,
     };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(server).await?;
-    socket.send(&query).await?;
-    let mut buf = vec![0u8; 4096];
-    let answer = tokio::time::timeout(QUERY_TIMEOUT, async {
-        loop {
-            let n = socket.recv(&mut buf).await?;
-            let packet = &buf[..n];
-            // Only the answer to this question, from this server (connected), counts.
-            if matches!(Header::parse(packet), Ok(h) if h.id == id && h.flags & QR != 0)
-                && packet.get(HEADER_LEN..query.len()) == query.get(HEADER_LEN..)
-            {
-                return Ok::<_, io::Error>(packet.to_vec());
-            }
-        }
-    })
-    .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))??;
-    if matches!(Header::parse(&answer), Ok(h) if h.flags & TC != 0) {
-        return tokio::time::timeout(QUERY_TIMEOUT, exchange_tcp(server, &query))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer over TCP"))?;
-    }
-    Ok(answer)
-}
-
-async fn exchange_tcp(server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(server).await?;
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(query);
-    stream.write_all(&framed).await?;
-    let len = stream.read_u16().await?;
-    let mut answer = vec![0u8; usize::from(len)];
-    stream.read_exact(&mut answer).await?;
-    if Header::parse(&answer).map(|h| h.id) != Header::parse(query).map(|h| h.id) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "wrong ID"));
-    }
-    Ok(answer)
+    wire::exchange::exchange(server, &question, &ASK).await
 }
 
 /// The records of `qtype` for `name` in `packet`, following CNAMEs inside it. `None`
@@ -222,7 +177,9 @@ fn parse(packet: &[u8], name: &str, qtype: u16) -> Result<Option<Answer>, WireEr
     if rcode != Rcode::NoError as u8 {
         return Ok(None);
     }
-    let answers = &records[..usize::from(header.ancount).min(records.len())];
+    let answers = records
+        .get(..usize::from(header.ancount))
+        .unwrap_or(&records);
     let mut owner = wire::to_wire(name);
     let mut out = Answer::default();
     for _ in 0..MAX_CHAIN {
@@ -231,13 +188,13 @@ fn parse(packet: &[u8], name: &str, qtype: u16) -> Result<Option<Answer>, WireEr
             if r.class != CLASS_IN || read_name(packet, r.start)?.0 != owner {
                 continue;
             }
-            let rdata = &packet[r.rdata.clone()];
+            let rdata = packet.get(r.rdata.clone()).ok_or(WireError::Truncated)?;
             match r.rtype {
                 rtype::CNAME if qtype != rtype::CNAME => {
                     next = Some(read_name(packet, r.rdata.start)?.0);
                 }
                 t if t == qtype && t == rtype::MX && rdata.len() >= 3 => {
-                    let pref = u16::from_be_bytes([rdata[0], rdata[1]]);
+                    let pref = wire::u16_at(rdata, 0)?;
                     let host = wire::to_text(&read_name(packet, r.rdata.start + 2)?.0);
                     out.mx
                         .push((pref, if host == "." { String::new() } else { host }));
@@ -267,7 +224,7 @@ fn parse(packet: &[u8], name: &str, qtype: u16) -> Result<Option<Answer>, WireEr
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use officebox_dnswire::{Builder, RData};
+    use officebox_dnswire::{Builder, Header, QR, RD, RData};
 
     fn response(qname: &str, qtype: u16, rcode: u16, records: &[(&str, u16, RData)]) -> Vec<u8> {
         let mut b = Builder::with_question(&wire::to_wire(qname), qtype, CLASS_IN);

@@ -8,33 +8,19 @@
 //! On shutdown the setup stays: the office keeps its network while officebox restarts.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use futures_util::TryStreamExt;
 use officebox_config::values::Ipv4Net;
 use officebox_config::{Config, WanAddressing};
-use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::firewall;
-
-fn nl(e: rtnetlink::Error) -> io::Error {
-    io::Error::other(format!("netlink: {e}"))
-}
-
-async fn link_index(handle: &Handle, name: &str) -> io::Result<u32> {
-    let mut links = handle.link().get().match_name(name.to_string()).execute();
-    match links.try_next().await {
-        Ok(Some(link)) => Ok(link.header.index),
-        Ok(None) => Err(io::Error::other(format!("no interface {name}"))),
-        Err(e) => Err(io::Error::other(format!("interface {name}: {e}"))),
-    }
-}
+use crate::netlink::Netlink;
 
 /// The interfaces and routes a config asks for: the state a fresh start in its mode
 /// gives. Every apply, at start or on a reload from any other mode, converges on it, so
@@ -109,170 +95,68 @@ pub fn plan(config: &Config) -> Plan {
     }
 }
 
-async fn link(handle: &Handle, name: &str, up: bool) -> io::Result<u32> {
-    let index = link_index(handle, name).await?;
-    let change = LinkUnspec::new_with_index(index);
-    let change = if up { change.up() } else { change.down() };
-    handle
-        .link()
-        .set(change.build())
-        .execute()
-        .await
-        .map_err(nl)?;
-    Ok(index)
-}
-
-/// The IPv4 addresses on interface `index`, as netlink messages (for deleting).
-async fn ipv4_addresses(
-    handle: &Handle,
-    index: u32,
-) -> io::Result<
-    Vec<(
-        Ipv4Addr,
-        u8,
-        rtnetlink::packet_route::address::AddressMessage,
-    )>,
-> {
-    use rtnetlink::packet_route::address::AddressAttribute;
-    let mut out = Vec::new();
-    let mut addrs = handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute();
-    while let Some(a) = addrs.try_next().await.map_err(nl)? {
-        let ip = a.attributes.iter().find_map(|at| match at {
-            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-            _ => None,
-        });
-        if let Some(ip) = ip {
-            out.push((ip, a.header.prefix_len, a));
-        }
-    }
-    Ok(out)
-}
-
-/// Adds (or refreshes) `net`'s address on interface `index`, leaving others there.
-async fn put_address(handle: &Handle, index: u32, net: Ipv4Net) -> io::Result<()> {
-    handle
-        .address()
-        .add(index, IpAddr::V4(net.address), net.prefix)
-        .replace()
-        .execute()
-        .await
-        .map_err(nl)
-}
-
 /// Puts exactly the addresses `keep` (none for `None`) of IPv4 on interface `index`:
 /// `keep` is added (or refreshed), every other IPv4 address is removed.
-async fn only_address(handle: &Handle, index: u32, keep: Option<Ipv4Net>) -> io::Result<()> {
+async fn only_address(nl: &Netlink, index: u32, keep: Option<Ipv4Net>) -> io::Result<()> {
     if let Some(net) = keep {
-        put_address(handle, index, net).await?;
+        nl.put_address(index, net.address, net.prefix).await?;
     }
-    for (ip, prefix, msg) in ipv4_addresses(handle, index).await? {
+    for (ip, prefix, msg) in nl.ipv4_addresses(index).await? {
         if keep.is_some_and(|k| k.address == ip && k.prefix == prefix) {
             continue;
         }
         info!(message = "net: removing an address from the WAN interface", address = %ip, prefix);
-        handle.address().del(msg).execute().await.map_err(nl)?;
+        nl.delete_address(msg).await?;
     }
     Ok(())
 }
 
-/// The main table's IPv4 default routes: (gateway, output interface, message).
-async fn default_routes(
-    handle: &Handle,
-) -> io::Result<
-    Vec<(
-        Option<Ipv4Addr>,
-        Option<u32>,
-        rtnetlink::packet_route::route::RouteMessage,
-    )>,
-> {
-    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
-    let mut out = Vec::new();
-    let mut routes = handle
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
-    while let Some(r) = routes.try_next().await.map_err(nl)? {
-        if r.header.destination_prefix_length != 0 || r.header.table != RouteHeader::RT_TABLE_MAIN {
-            continue;
-        }
-        let gateway = r.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
-            _ => None,
-        });
-        let oif = r.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
-        out.push((gateway, oif, r));
-    }
-    Ok(out)
-}
-
 async fn interfaces(plan: &Plan) -> io::Result<()> {
-    let (connection, handle, _) = rtnetlink::new_connection()?;
-    let task = tokio::spawn(connection);
-    let result = async {
-        let mut lan_index = None;
-        if let Some((name, net)) = &plan.lan {
-            let index = link(&handle, name, true).await?;
-            put_address(&handle, index, *net).await?;
-            lan_index = Some(index);
-        }
-        let mut wan_index = None;
-        match &plan.wan {
-            WanPlan::None => {}
-            WanPlan::Unused(name) => {
-                let index = link_index(&handle, name).await?;
-                only_address(&handle, index, None).await?;
-                link(&handle, name, false).await?;
-                wan_index = Some(index);
-            }
-            WanPlan::Static { interface, net } => {
-                let index = link(&handle, interface, true).await?;
-                only_address(&handle, index, Some(*net)).await?;
-                wan_index = Some(index);
-            }
-            WanPlan::Dhcp(name) => {
-                wan_index = Some(link(&handle, name, true).await?);
-            }
-        }
-        if let DefaultRoute::Via(gateway) = plan.default_route {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gateway)
-                .build();
-            handle
-                .route()
-                .add(route)
-                .replace()
-                .execute()
-                .await
-                .map_err(nl)?;
-        }
-        // Default routes another mode left behind on officebox's own interfaces (others
-        // are not officebox's to touch): through another gateway, or on the LAN side when
-        // the WAN DHCP client is to set it.
-        let ours = |oif: Option<u32>| oif.is_some() && (oif == lan_index || oif == wan_index);
-        for (gateway, oif, route) in default_routes(&handle).await? {
-            let stale = ours(oif)
-                && match plan.default_route {
-                    DefaultRoute::Via(wanted) => gateway != Some(wanted),
-                    DefaultRoute::Dhcp => oif == lan_index,
-                    DefaultRoute::None => true,
-                };
-            if stale {
-                info!(message = "net: removing a default route", gateway = ?gateway);
-                handle.route().del(route).execute().await.map_err(nl)?;
-            }
-        }
-        Ok::<_, io::Error>(())
+    let nl = Netlink::open()?;
+    let mut lan_index = None;
+    if let Some((name, net)) = &plan.lan {
+        let index = nl.set_link(name, true).await?;
+        nl.put_address(index, net.address, net.prefix).await?;
+        lan_index = Some(index);
     }
-    .await;
-    task.abort();
-    result
+    let mut wan_index = None;
+    match &plan.wan {
+        WanPlan::None => {}
+        WanPlan::Unused(name) => {
+            let index = nl.link_index(name).await?;
+            only_address(&nl, index, None).await?;
+            nl.set_link(name, false).await?;
+            wan_index = Some(index);
+        }
+        WanPlan::Static { interface, net } => {
+            let index = nl.set_link(interface, true).await?;
+            only_address(&nl, index, Some(*net)).await?;
+            wan_index = Some(index);
+        }
+        WanPlan::Dhcp(name) => {
+            wan_index = Some(nl.set_link(name, true).await?);
+        }
+    }
+    if let DefaultRoute::Via(gateway) = plan.default_route {
+        nl.put_default_route(gateway).await?;
+    }
+    // Default routes another mode left behind on officebox's own interfaces (others
+    // are not officebox's to touch): through another gateway, or on the LAN side when
+    // the WAN DHCP client is to set it.
+    let ours = |oif: Option<u32>| oif.is_some() && (oif == lan_index || oif == wan_index);
+    for (gateway, oif, route) in nl.default_routes().await? {
+        let stale = ours(oif)
+            && match plan.default_route {
+                DefaultRoute::Via(wanted) => gateway != Some(wanted),
+                DefaultRoute::Dhcp => oif == lan_index,
+                DefaultRoute::None => true,
+            };
+        if stale {
+            info!(message = "net: removing a default route", gateway = ?gateway);
+            nl.delete_route(route).await?;
+        }
+    }
+    Ok(())
 }
 
 /// IPv4 forwarding on or off (this network namespace's sysctl).
@@ -405,23 +289,16 @@ pub async fn dry_run(config: &Config) -> io::Result<String> {
     ) {
         wanted_addrs.push((name.clone(), net.address, net.prefix));
     }
-    let (connection, handle, _) = rtnetlink::new_connection()?;
-    let task = tokio::spawn(connection);
+    let nl = Netlink::open()?;
     for (name, addr, prefix) in wanted_addrs {
-        let present = match link_index(&handle, &name).await {
-            Ok(index) => {
-                let mut addrs = handle
-                    .address()
-                    .get()
-                    .set_link_index_filter(index)
-                    .execute();
-                let mut found = false;
-                while let Ok(Some(a)) = addrs.try_next().await {
-                    found |= a.header.prefix_len == prefix
-                        && a.attributes.iter().any(|at| matches!(at, rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) if *ip == addr));
-                }
-                Some(found)
-            }
+        let present = match nl.link_index(&name).await {
+            Ok(index) => Some(
+                nl.ipv4_addresses(index)
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|(ip, p, _)| *ip == addr && *p == prefix),
+            ),
             Err(_) => None,
         };
         let _ = match present {
@@ -430,7 +307,7 @@ pub async fn dry_run(config: &Config) -> io::Result<String> {
             None => writeln!(out, "{name}: no such interface (apply would fail)"),
         };
     }
-    task.abort();
+    drop(nl);
     let new = firewall::render(config).map_err(io::Error::other)?;
     let rules = |text: &str| -> Vec<String> {
         text.lines()

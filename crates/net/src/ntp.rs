@@ -113,25 +113,21 @@ pub async fn serve(
         for socket in sockets {
             handles.push(tokio::spawn(serve_socket(socket, tasks.clone())));
         }
-        let stop = loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break true,
-                changed = config.changed() => {
-                    if changed.is_err() {
-                        break true;
-                    }
-                    if endpoints(&config.borrow()) != wanted {
-                        info!("ntp: listening addresses changed, rebinding");
-                        break false;
-                    }
-                }
-            }
-        };
+        let rebind = officebox_sockets::wait_for_new_endpoints(
+            &mut config,
+            &shutdown,
+            &wanted,
+            |c: &Arc<Config>| endpoints(c),
+        )
+        .await;
+        if rebind {
+            info!("ntp: listening addresses changed, rebinding");
+        }
         tasks.cancel();
         for h in handles {
             let _ = h.await;
         }
-        if stop {
+        if !rebind {
             return Ok(());
         }
     }

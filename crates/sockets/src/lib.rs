@@ -10,6 +10,10 @@
 //!   interface).
 //! - [`limits`]: connections per client address and in all, so that one address cannot
 //!   take every slot of a service.
+//!
+//! And the loops they all run: [`tcp::serve`] (accept, pause after a failed accept, one
+//! task per connection) and [`wait_for_new_endpoints`] (serve until a reload moves the
+//! listening addresses).
 
 pub mod limits;
 pub mod tcp;
@@ -19,6 +23,9 @@ pub use limits::{ConnLimits, Refused, Slot};
 
 use std::io;
 use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// How long a bind to a port that is in use is retried.
 const IN_USE_FOR: Duration = Duration::from_secs(2);
@@ -40,5 +47,67 @@ pub async fn retry_in_use<T>(mut bind: impl FnMut() -> io::Result<T>) -> io::Res
             }
             other => return other,
         }
+    }
+}
+
+/// What a service that follows its config waits for between binds: returns `true` once
+/// the addresses `endpoints` makes of a new config differ from `current` (bind anew), or
+/// `false` once `shutdown` is cancelled or the config's sender is gone (stop).
+pub async fn wait_for_new_endpoints<C, E: PartialEq>(
+    config: &mut watch::Receiver<C>,
+    shutdown: &CancellationToken,
+    current: &E,
+    endpoints: impl Fn(&C) -> E,
+) -> bool {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            changed = config.changed() => {
+                if changed.is_err() {
+                    return false;
+                }
+                if endpoints(&config.borrow()) != *current {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn new_endpoints_mean_rebind_and_shutdown_means_stop() {
+        // The config is (port, other setting); the endpoints are the port.
+        let (tx, mut rx) = watch::channel((53u16, 1u32));
+        let shutdown = CancellationToken::new();
+        let port = |c: &(u16, u32)| c.0;
+        let waiting = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                let moved = wait_for_new_endpoints(&mut rx, &shutdown, &53, port).await;
+                (moved, rx)
+            }
+        });
+        tx.send_replace((53, 2));
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "another setting changed: keep serving"
+        );
+        tx.send_replace((5353, 2));
+        let (moved, mut rx) = waiting.await.unwrap();
+        assert!(moved, "the port moved: bind anew");
+
+        shutdown.cancel();
+        assert!(!wait_for_new_endpoints(&mut rx, &shutdown, &5353, port).await);
+        let live = CancellationToken::new();
+        drop(tx);
+        assert!(
+            !wait_for_new_endpoints(&mut rx, &live, &5353, port).await,
+            "the config's sender is gone: stop"
+        );
     }
 }

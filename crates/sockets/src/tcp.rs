@@ -1,11 +1,13 @@
 //! TCP listeners, bound the same way by every service.
 
+use std::fmt::Display;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use crate::limits::{ConnLimits, Refused, Slot};
 
@@ -63,3 +65,107 @@ pub async fn accept(listener: &TcpListener, limits: &Arc<ConnLimits>) -> Accepte
 
 /// The pause after a failed accept.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// The accept loop every TCP service runs: takes the connections `listener` admits under
+/// `limits` (pausing after a failed accept, see [`accept`]) until `stop` is cancelled, and
+/// runs `session` for each in a task of its own that holds the connection's slot and ends
+/// when `stop` is cancelled. A connection over the limits goes to `refused`, which may say
+/// so in the protocol. `service` names the service in the log line of a session that ended
+/// with an error ("dns: tcp", "mail").
+pub async fn serve<S, F, E>(
+    listener: TcpListener,
+    limits: Arc<ConnLimits>,
+    stop: CancellationToken,
+    service: &'static str,
+    mut refused: impl FnMut(TcpStream, SocketAddr, Refused),
+    mut session: S,
+) where
+    S: FnMut(TcpStream, SocketAddr) -> F,
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: Display,
+{
+    loop {
+        let (stream, peer, slot) = tokio::select! {
+            () = stop.cancelled() => return,
+            a = accept(&listener, &limits) => match a {
+                Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
+                Accepted::Refused(stream, peer, why) => {
+                    refused(stream, peer, why);
+                    continue;
+                }
+            },
+        };
+        let run = session(stream, peer);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                r = run => {
+                    if let Err(error) = r {
+                        tracing::debug!(%peer, %error, "{service}: connection ended");
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+
+    #[tokio::test]
+    async fn serve_runs_sessions_refuses_over_the_limit_and_stops() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnLimits::new(1, 8);
+        let stop = CancellationToken::new();
+        let (refusals, mut refused_rx) = mpsc::unbounded_channel();
+        let refused = move |_: TcpStream, _: SocketAddr, why: Refused| {
+            let _ = refusals.send(why);
+        };
+        // Each session says hello, then waits for the client to close.
+        let session = |mut stream: TcpStream, _: SocketAddr| async move {
+            stream.write_all(b"hi").await?;
+            let mut rest = Vec::new();
+            stream.read_to_end(&mut rest).await.map(|_| ())
+        };
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::clone(&limits),
+            stop.clone(),
+            "test",
+            refused,
+            session,
+        ));
+
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let mut hello = [0u8; 2];
+        first.read_exact(&mut hello).await.unwrap();
+        assert_eq!(&hello, b"hi");
+        assert_eq!(limits.open(), 1, "the session holds its slot");
+
+        let _second = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(refused_rx.recv().await, Some(Refused::PerAddress));
+
+        stop.cancel();
+        server.await.unwrap();
+        // The session's task ended with the stop: the connection closes, the slot frees.
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), first.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
+        for _ in 0..100 {
+            if limits.open() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(limits.open(), 0);
+    }
+}
