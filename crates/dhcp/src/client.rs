@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use dhcproto::Encodable;
 use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
-use officebox_net::netlink::Netlink;
+use officebox_sockets::netlink::Netlink;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;

@@ -1,12 +1,11 @@
 //! officebox's network side: the firewall ruleset per security mode ([`firewall`]), the
 //! host's interfaces, routes, forwarding and ruleset when officebox manages them
-//! ([`manage`], through the netlink operations in [`netlink`], which the WAN DHCP client
-//! uses too), and the LAN's time server ([`ntp`]).
+//! ([`manage`], through the netlink operations in `officebox_sockets::netlink`, which
+//! the WAN DHCP client uses too), and the LAN's time server ([`ntp`]).
 //!
 //! Services in this crate take a `watch::Receiver<Arc<Config>>` and a cancellation token,
 //! apply each new config as it is published, and return when the token is cancelled.
 
 pub mod firewall;
 pub mod manage;
-pub mod netlink;
 pub mod ntp;

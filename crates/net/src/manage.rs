@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::firewall;
-use crate::netlink::Netlink;
+use officebox_sockets::netlink::Netlink;
 
 /// The interfaces and routes a config asks for: the state a fresh start in its mode
 /// gives. Every apply, at start or on a reload from any other mode, converges on it, so

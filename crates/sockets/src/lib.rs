@@ -16,6 +16,7 @@
 //! listening addresses).
 
 pub mod limits;
+pub mod netlink;
 pub mod tcp;
 pub mod udp;
 

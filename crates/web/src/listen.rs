@@ -16,7 +16,6 @@ use officebox_config::Config;
 use officebox_config::derive::bind_addresses;
 use officebox_config::model::Service;
 use officebox_sockets::ConnLimits;
-use officebox_sockets::tcp::Accepted;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -66,7 +65,7 @@ pub(crate) async fn serve(
     loop {
         let config = Arc::clone(&rx.borrow_and_update());
         let bound = binding(&config);
-        let mut tasks = match bind(&app, &config_rx, &config).await {
+        let mut tasks = match bind(&app, &config_rx, &config, &shutdown).await {
             Ok(t) => t,
             Err(e) if first => return Err(e),
             // A change moved the pages somewhere they cannot be: until the next change
@@ -118,6 +117,7 @@ async fn bind(
     app: &Shared,
     config_rx: &watch::Receiver<Arc<Config>>,
     config: &Arc<Config>,
+    stop: &CancellationToken,
 ) -> io::Result<JoinSet<()>> {
     // The sites' directories first, so that they exist once the pages say they serve.
     crate::site::prepare_dirs(config).await?;
@@ -141,14 +141,26 @@ async fn bind(
     let admin = crate::routes::admin(Arc::clone(app));
     let mut tasks = JoinSet::new();
     for l in listeners {
-        tasks.spawn(accept(l, admin.clone(), tls.clone(), "web: connection"));
+        tasks.spawn(accept(
+            l,
+            admin.clone(),
+            tls.clone(),
+            "web: connection",
+            stop.clone(),
+        ));
     }
     let site = crate::site::router(config_rx.clone());
     for ip in bind_addresses(config, Service::Www) {
         let addr = SocketAddr::new(ip, config.web.site_port);
         let l = listen(addr).await?;
         info!(message = "web: serving the www and corp sites", %addr);
-        tasks.spawn(accept(l, site.clone(), None, "web: site connection"));
+        tasks.spawn(accept(
+            l,
+            site.clone(),
+            None,
+            "web: site connection",
+            stop.clone(),
+        ));
     }
     Ok(tasks)
 }
@@ -161,39 +173,46 @@ async fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
         .map_err(|e| io::Error::new(e.kind(), format!("web: cannot listen on tcp {addr}: {e}")))
 }
 
-/// Accepts connections within the limits and serves each with `router` (after a TLS
-/// handshake of at most 20 s, with `tls`). `what` names them in the debug log.
+/// Accepts connections within the limits (the accept loop every TCP service shares) and
+/// serves each with `router` (after a TLS handshake of at most 20 s, with `tls`) until
+/// `stop`. `what` names them in the debug log.
 async fn accept(
     listener: TcpListener,
     router: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     what: &'static str,
+    stop: CancellationToken,
 ) {
     let limits = ConnLimits::new(officebox_sockets::limits::PER_ADDRESS, MAX_CONNECTIONS);
-    loop {
-        let (stream, peer, slot) = match officebox_sockets::tcp::accept(&listener, &limits).await {
-            Accepted::Admitted(stream, peer, slot) => (stream, peer, slot),
-            Accepted::Refused(_, peer, why) => {
-                debug!(message = "web: connection refused", what, %peer, reason = %why);
-                continue;
-            }
-        };
+    let refused =
+        |_, peer, why| debug!(message = "web: connection refused", what, %peer, reason = %why);
+    let session = move |stream, peer| {
         let (router, tls) = (router.clone(), tls.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            match tls {
-                None => serve_http1(stream, peer, what, router).await,
-                Some(tls) => {
-                    match tokio::time::timeout(Duration::from_secs(20), tls.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_http1(stream, peer, what, router).await,
-                        Ok(Err(error)) => {
-                            debug!(message = "web: TLS handshake failed", %peer, %error);
-                        }
-                        Err(_) => debug!(message = "web: TLS handshake timed out", %peer),
-                    }
-                }
+        async move {
+            connection(stream, peer, what, router, tls).await;
+            Ok::<(), Infallible>(())
+        }
+    };
+    officebox_sockets::tcp::serve(listener, limits, stop, "web", refused, session).await;
+}
+
+/// One admitted connection: the TLS handshake first, when the admin pages use HTTPS.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    what: &'static str,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    match tls {
+        None => serve_http1(stream, peer, what, router).await,
+        Some(tls) => {
+            match tokio::time::timeout(Duration::from_secs(20), tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_http1(stream, peer, what, router).await,
+                Ok(Err(error)) => debug!(message = "web: TLS handshake failed", %peer, %error),
+                Err(_) => debug!(message = "web: TLS handshake timed out", %peer),
             }
-        });
+        }
     }
 }
 

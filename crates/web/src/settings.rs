@@ -400,7 +400,10 @@ mod tests {
             .iter()
             .flat_map(|p| p.fields)
             .find(|f| f.key == "dhcp.lease_time");
-        assert_eq!(lease.and_then(|f| default_text(f.default)).as_deref(), Some("1d"));
+        assert_eq!(
+            lease.and_then(|f| default_text(f.default)).as_deref(),
+            Some("1d")
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The netlink operations officebox uses on the host's interfaces, addresses and routes,
-//! written once for the network setup ([`crate::manage`]) and the WAN DHCP client
-//! (officebox-dhcp).
+//! written once for the network setup (officebox-net's `manage`) and the WAN DHCP client
+//! (officebox-dhcp). It lives here, below the services, because two services use it.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
