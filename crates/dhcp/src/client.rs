@@ -261,10 +261,30 @@ async fn link_flapped(interface: &str) {
     }
 }
 
-fn record(db: &std::path::Path, address: Option<Ipv4Addr>) {
-    let written = officebox_store::Db::open(db).and_then(|db| db.set_wan_address(address));
-    if let Err(error) = written {
-        warn!(message = "wan dhcp: the WAN address is not recorded", %error);
+/// The client's one handle on the state database, where it records the WAN address for
+/// the services that name it (DNS, the admin pages).
+type Store = std::sync::Arc<std::sync::Mutex<officebox_store::Db>>;
+
+async fn open_store(path: &std::path::Path) -> io::Result<Store> {
+    let path = path.to_path_buf();
+    let db = tokio::task::spawn_blocking(move || officebox_store::Db::open(&path))
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|e| io::Error::other(format!("wan dhcp: {e}")))?;
+    Ok(std::sync::Arc::new(std::sync::Mutex::new(db)))
+}
+
+async fn record(db: &Store, address: Option<Ipv4Addr>) {
+    let db = std::sync::Arc::clone(db);
+    let written = tokio::task::spawn_blocking(move || match db.lock() {
+        Ok(db) => db.set_wan_address(address).map_err(|e| e.to_string()),
+        Err(_) => Err("the database handle was poisoned".to_string()),
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn!(message = "wan dhcp: the WAN address is not recorded", %error),
+        Err(error) => warn!(message = "wan dhcp: the WAN address is not recorded", %error),
     }
 }
 
@@ -281,6 +301,7 @@ pub async fn run(client: WanClient, stop: CancellationToken) -> io::Result<()> {
         mac: interface_mac(&client.interface)?,
         hostname: client.hostname.clone(),
     };
+    let db = open_store(&client.db).await?;
     'lease: loop {
         let Some(mut lease) = exchange.obtain(&stop).await else {
             return Ok(());
@@ -293,8 +314,7 @@ pub async fn run(client: WanClient, stop: CancellationToken) -> io::Result<()> {
                 () = tokio::time::sleep(Duration::from_secs(5)) => continue 'lease,
             }
         }
-        let db = client.db.clone();
-        let _ = tokio::task::spawn_blocking(move || record(&db, Some(lease.address))).await;
+        record(&db, Some(lease.address)).await;
         info!(message = "wan dhcp: bound", address = %lease.address, prefix = lease.prefix, router = ?lease.router, lease_secs = lease.lease.as_secs());
         let mut start = Instant::now();
         loop {
@@ -315,8 +335,7 @@ pub async fn run(client: WanClient, stop: CancellationToken) -> io::Result<()> {
                         release.opts_mut().insert(DhcpOption::ServerIdentifier(lease.server));
                         let _ = exchange.send(&release, (lease.server, SERVER_PORT).into()).await;
                         let _ = unconfigure(&client.interface, &lease).await;
-                        let db = client.db.clone();
-                        let _ = tokio::task::spawn_blocking(move || record(&db, None)).await;
+                        record(&db, None).await;
                         info!(message = "wan dhcp: released", address = %lease.address);
                     }
                     return Ok(());
