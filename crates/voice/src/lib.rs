@@ -19,6 +19,7 @@ pub mod sdp;
 pub mod server;
 pub mod sip;
 pub mod voicemail;
+pub mod wav;
 
 pub use server::serve;
 

@@ -16,8 +16,9 @@ use officebox_store::{Db, Entry, Maildir, mailbox_path};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::media::{Endpoint, Stop, read_wav};
+use crate::media::{Endpoint, Stop};
 use crate::voicemail::{self, prompt};
+use crate::wav::read_wav;
 
 /// Waiting for a key after a prompt.
 const KEY_WAIT: Duration = Duration::from_secs(8);
@@ -283,7 +284,7 @@ async fn record_greeting(ep: &mut Endpoint, m: &MenuSetup) {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        officebox_store::write_atomic(&path, &crate::media::write_wav(&samples), 0o600)
+        officebox_store::write_atomic(&path, &crate::wav::write_wav(&samples), 0o600)
             .map_err(std::io::Error::other)
     })
     .await;

@@ -12,7 +12,8 @@ use base64::Engine as _;
 use officebox_store::{Db, Entry, Folder, Maildir, Voicemail, mailbox_path};
 use tokio_util::sync::CancellationToken;
 
-use crate::media::{Endpoint, RATE, Stop, read_wav, write_wav};
+use crate::media::{Endpoint, RATE, Stop};
+use crate::wav::{read_wav, write_wav};
 
 /// Recordings shorter than this are not kept (a hang-up at the tone).
 pub const MIN_LENGTH: Duration = Duration::from_secs(1);
