@@ -260,7 +260,7 @@ impl Endpoint {
                 }
                 r = self.socket.get().recv_from(&mut buf) => {
                     if let Ok((n, from)) = r
-                        && let Some(d) = self.packet(&buf[..n], from, &mut Vec::new())
+                        && let Some(d) = self.packet(buf.get(..n).unwrap_or_default(), from, &mut Vec::new())
                         && interruptible
                     {
                         return Stop::Digit(d);
@@ -286,7 +286,7 @@ impl Endpoint {
                 () = tokio::time::sleep_until(deadline) => return Stop::Done,
                 r = self.socket.get().recv_from(&mut buf) => {
                     if let Ok((n, from)) = r
-                        && let Some(d) = self.packet(&buf[..n], from, out)
+                        && let Some(d) = self.packet(buf.get(..n).unwrap_or_default(), from, out)
                         && stop_on.contains(&d)
                     {
                         return Stop::Digit(d);
@@ -335,7 +335,11 @@ impl Endpoint {
 
     /// One packet in: audio appended to `out`, or a digit when a telephone-event starts.
     fn packet(&mut self, p: &[u8], from: SocketAddr, out: &mut Vec<i16>) -> Option<char> {
-        if p.len() < 12 || p[0] >> 6 != 2 {
+        // The fixed header: version 2, flags, payload type, and the timestamp.
+        let [first, second, _, _, t0, t1, t2, t3, ..] = *p else {
+            return None;
+        };
+        if p.len() < 12 || first >> 6 != 2 {
             return None;
         }
         // Latch to the far end's real address (symmetric RTP).
@@ -344,20 +348,20 @@ impl Endpoint {
             _ if self.latched_from_elsewhere(from) => return None,
             _ => self.remote = Some(from),
         }
-        let cc = usize::from(p[0] & 0x0F);
+        let cc = usize::from(first & 0x0F);
         let mut start = 12 + 4 * cc;
-        if p[0] & 0x10 != 0 {
+        if first & 0x10 != 0 {
             let len = usize::from(u16::from_be_bytes([*p.get(start + 2)?, *p.get(start + 3)?]));
             start += 4 + 4 * len;
         }
         let mut end = p.len();
-        if p[0] & 0x20 != 0 {
+        if first & 0x20 != 0 {
             end = end.checked_sub(usize::from(*p.last()?))?;
         }
         let payload = p.get(start..end)?;
-        let pt = p[1] & 0x7F;
+        let pt = second & 0x7F;
         if Some(pt) == self.n.events {
-            let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+            let ts = u32::from_be_bytes([t0, t1, t2, t3]);
             let end = payload.get(1).is_some_and(|b| b & 0x80 != 0);
             let digit = DIGITS.get(usize::from(*payload.first()?)).copied();
             if end {

@@ -160,16 +160,18 @@ impl Registrar {
         }
         for (uri, expires) in wanted {
             let existing = list.iter().position(|b| same_contact(&b.contact, &uri));
-            if let Some(i) = existing {
+            if let Some(i) = existing
+                && let Some(old) = list.get_mut(i)
+            {
                 // A replayed or reordered REGISTER must not undo a newer one.
-                if list[i].call_id == call_id && list[i].cseq > cseq {
+                if old.call_id == call_id && old.cseq > cseq {
                     continue;
                 }
                 if expires == 0 {
                     list.remove(i);
                     continue;
                 }
-                list[i] = Binding {
+                *old = Binding {
                     contact: uri,
                     expires_at: now + expires,
                     call_id: call_id.clone(),

@@ -421,14 +421,18 @@ async fn udp_loop(
         let config = Arc::clone(&config_rx.borrow());
         // From the address the phone asked, without blocking (a full socket buffer drops
         // the answer, and the phone's retransmission asks again).
-        if let Some(reply) = datagram(&config, &state, &buf[..n], source, "udp")
-            && let Err(error) = officebox_sockets::udp::send(
-                std::os::fd::AsRawFd::as_raw_fd(&*socket),
-                &reply,
-                source,
-                to,
-            )
-        {
+        if let Some(reply) = datagram(
+            &config,
+            &state,
+            buf.get(..n).unwrap_or_default(),
+            source,
+            "udp",
+        ) && let Err(error) = officebox_sockets::udp::send(
+            std::os::fd::AsRawFd::as_raw_fd(&*socket),
+            &reply,
+            source,
+            to,
+        ) {
             debug!(message = "phone: udp send failed", %source, %error);
         }
     }
@@ -572,7 +576,7 @@ async fn tcp_session(
             if n == 0 {
                 return Ok(());
             }
-            buf.extend_from_slice(&chunk[..n]);
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
     }
     .await;
@@ -735,7 +739,7 @@ fn to_tag(msg: &Message) -> String {
             .and_then(|f| param(f, "tag"))
             .unwrap_or("")
     );
-    Algorithm::Md5.hex(&seed)[..12].to_string()
+    Algorithm::Md5.hex(&seed).chars().take(12).collect()
 }
 
 /// A new call: the caller proves who they are (407 challenge), the callee must exist and
@@ -1201,7 +1205,9 @@ fn fix_via(reply: &mut Message, source: SocketAddr) {
         return;
     };
     let parts = split_list(value);
-    let Some(top) = parts.first() else { return };
+    let Some((top, rest)) = parts.split_first() else {
+        return;
+    };
     let mut new_top = String::new();
     let mut has_received = false;
     for (i, p) in top.split(';').enumerate() {
@@ -1219,9 +1225,8 @@ fn fix_via(reply: &mut Message, source: SocketAddr) {
     if !has_received {
         new_top.push_str(&format!(";received={}", source.ip()));
     }
-    let rest: Vec<&str> = parts[1..].to_vec();
     *value = std::iter::once(new_top.as_str())
-        .chain(rest)
+        .chain(rest.iter().copied())
         .collect::<Vec<_>>()
         .join(", ");
 }
@@ -1230,7 +1235,7 @@ fn fix_via(reply: &mut Message, source: SocketAddr) {
 /// CSeq lines as they were, so the phone can match it. `None` for responses and for bytes
 /// without a Via.
 fn bad_request(bytes: &[u8], error: &ParseError) -> Option<Vec<u8>> {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(sip::MAX_MESSAGE)]);
+    let text = String::from_utf8_lossy(bytes.get(..sip::MAX_MESSAGE).unwrap_or(bytes));
     let text = text.trim_start_matches(['\r', '\n']);
     if text.starts_with("SIP/") || text.is_empty() {
         return None;

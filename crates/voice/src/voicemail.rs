@@ -69,7 +69,9 @@ pub fn greeting(data_dir: &Path, login: &str, extension: &str) -> Vec<i16> {
     }
     let mut out = prompt(prompts::GREETING_EXT_PREFIX);
     for d in extension.bytes() {
-        out.extend(prompt(prompts::DIGITS[usize::from(d - b'0')]));
+        if let Some(digit) = prompts::DIGITS.get(usize::from(d - b'0')) {
+            out.extend(prompt(digit));
+        }
     }
     out.extend(prompt(prompts::GREETING_EXT_SUFFIX));
     out
