@@ -51,10 +51,110 @@ impl ParseError {
     }
 }
 
+/// A request's method (RFC 3261 section 7.1 and the extensions the box meets). Methods
+/// are case-sensitive: `invite` is some other method, kept as [`Method::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    Invite,
+    Ack,
+    Cancel,
+    Bye,
+    Options,
+    Register,
+    Prack,
+    Info,
+    Subscribe,
+    Notify,
+    Update,
+    /// Any other token (MESSAGE, REFER, PUBLISH, ...).
+    Other(String),
+}
+
+impl Method {
+    /// The method named by `token`.
+    pub fn parse(token: &str) -> Method {
+        match token {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "CANCEL" => Method::Cancel,
+            "BYE" => Method::Bye,
+            "OPTIONS" => Method::Options,
+            "REGISTER" => Method::Register,
+            "PRACK" => Method::Prack,
+            "INFO" => Method::Info,
+            "SUBSCRIBE" => Method::Subscribe,
+            "NOTIFY" => Method::Notify,
+            "UPDATE" => Method::Update,
+            other => Method::Other(other.to_string()),
+        }
+    }
+
+    /// The method as written on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Cancel => "CANCEL",
+            Method::Bye => "BYE",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Prack => "PRACK",
+            Method::Info => "INFO",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Update => "UPDATE",
+            Method::Other(token) => token,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a message travels: the box listens on UDP and TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// As stored in the state database (`udp`, `tcp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+
+    /// The transport stored as `text`: TCP for `tcp`, else UDP.
+    pub fn from_stored(text: &str) -> Transport {
+        if text == "tcp" {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        }
+    }
+
+    /// Whether the sender retransmits (RFC 3261 section 17: only over unreliable UDP).
+    pub fn is_unreliable(self) -> bool {
+        self == Transport::Udp
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The first line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartLine {
-    Request { method: String, uri: String },
+    Request { method: Method, uri: String },
     Response { code: u16, reason: String },
 }
 
@@ -258,7 +358,7 @@ impl Message {
             })
     }
 
-    pub fn method(&self) -> Option<&str> {
+    pub fn method(&self) -> Option<&Method> {
         match &self.start {
             StartLine::Request { method, .. } => Some(method),
             StartLine::Response { .. } => None,
@@ -266,12 +366,20 @@ impl Message {
     }
 
     /// CSeq: (number, method).
-    pub fn cseq(&self) -> Option<(u32, String)> {
+    pub fn cseq(&self) -> Option<(u32, Method)> {
         let v = self.header("cseq")?;
         let mut w = v.split_ascii_whitespace();
         let n = w.next()?.parse().ok()?;
         let m = w.next()?;
-        (w.next().is_none() && is_token(m)).then(|| (n, m.to_string()))
+        (w.next().is_none() && is_token(m)).then(|| (n, Method::parse(m)))
+    }
+
+    /// The branch parameter of the top Via (`""` when there is none): what names the
+    /// transaction (RFC 3261 section 17.2.3).
+    pub fn branch(&self) -> &str {
+        self.top_via()
+            .and_then(|v| param(v, "branch"))
+            .unwrap_or("")
     }
 
     pub fn call_id(&self) -> &str {
@@ -422,7 +530,7 @@ fn parse_start(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::Version(version.to_string()));
     }
     Ok(StartLine::Request {
-        method: method.to_string(),
+        method: Method::parse(method),
         uri: uri.to_string(),
     })
 }
@@ -553,9 +661,9 @@ mod tests {
     #[test]
     fn a_register_with_compact_headers_and_a_contact_list() {
         let m = Message::parse(REGISTER.as_bytes()).unwrap();
-        assert_eq!(m.method(), Some("REGISTER"));
+        assert_eq!(m.method(), Some(&Method::Register));
         assert_eq!(m.call_id(), "843817637684230@998sdasdh09");
-        assert_eq!(m.cseq(), Some((1826, "REGISTER".into())));
+        assert_eq!(m.cseq(), Some((1826, Method::Register)));
         let contacts: Vec<&str> = m.values("contact").collect();
         assert_eq!(contacts.len(), 2);
         assert_eq!(param(contacts[0], "expires"), Some("600"));
