@@ -26,6 +26,9 @@ pub(super) enum ForkState {
     Failed(u16),
     /// We sent CANCEL and wait for its answer (or the INVITE's 487).
     Cancelled,
+    /// It answered after another phone won or the caller gave up, and was hung up:
+    /// its INVITE is answered, nothing more is awaited from it.
+    HungUp,
 }
 
 /// One phone rung.
@@ -359,6 +362,9 @@ impl Call {
                 // A second phone answered too late: hang it up.
                 let bye = self.b_request(Method::Bye, &uri, 2, &branch(), to_tag.as_deref(), None);
                 self.send(bye.to_bytes(), from);
+                if let Some(f) = self.forks.get_mut(i) {
+                    f.state = ForkState::HungUp;
+                }
             }
             return;
         }
