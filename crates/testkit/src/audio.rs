@@ -2,9 +2,9 @@
 //! signals (tone sequences, silence, speech from espeak-ng), and checks of what a phone
 //! recorded: [`similarity`] (does the recording contain the reference?) and [`is_silent`].
 //!
-//! WAV files are read and written here in Rust (RIFF, PCM 16-bit; other channel counts are
-//! mixed down on reading); sox and espeak-ng are only needed by [`speak_wav`] and
-//! [`to_phone_wav`].
+//! WAV files are read and written by the box's own code ([`officebox_voice::wav`]: RIFF,
+//! PCM 16-bit; other channel counts are mixed down on reading); sox and espeak-ng are
+//! only needed by [`speak_wav`] and [`to_phone_wav`].
 //!
 //! ```no_run
 //! use officebox_testkit::audio;
@@ -25,6 +25,8 @@ use std::fs;
 use std::io;
 use std::path::Path;
 use std::process::Command;
+
+use officebox_voice::wav;
 
 use crate::cmd::run_checked;
 
@@ -78,84 +80,21 @@ impl Wav {
     }
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 /// Parses a RIFF/WAVE file holding 16-bit PCM (format 1, or WAVE_FORMAT_EXTENSIBLE with
-/// the PCM subformat); several channels are averaged into one. A `data` chunk whose size
-/// is 0, 0xFFFFFFFF or beyond the end of the file (a file still being written, whose
-/// header is not final yet) runs to the end of the file.
+/// the PCM subformat) with the box's own reader, [`officebox_voice::wav::parse`]: several
+/// channels are averaged into one, and a `data` chunk whose size is 0, 0xFFFFFFFF or
+/// beyond the end of the file (a file still being written) runs to the end of the file.
 pub fn parse_wav(bytes: &[u8]) -> io::Result<Wav> {
-    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err(invalid("not a RIFF/WAVE file".to_owned()));
-    }
-    let mut fmt: Option<(u16, u32)> = None;
-    let mut at = 12;
-    while at + 8 <= bytes.len() {
-        let id = &bytes[at..at + 4];
-        let size = le32(bytes, at + 4) as usize;
-        let body = at + 8;
-        match id {
-            b"fmt " => {
-                if size < 16 || body + 16 > bytes.len() {
-                    return Err(invalid(format!("fmt chunk too short ({size} bytes)")));
-                }
-                let mut tag = le16(bytes, body);
-                let channels = le16(bytes, body + 2);
-                let rate = le32(bytes, body + 4);
-                let bits = le16(bytes, body + 14);
-                if tag == 0xFFFE && size >= 40 && body + 26 <= bytes.len() {
-                    // WAVE_FORMAT_EXTENSIBLE: the subformat GUID starts with the tag.
-                    tag = le16(bytes, body + 24);
-                }
-                if tag != 1 || bits != 16 {
-                    return Err(invalid(format!(
-                        "only 16-bit PCM WAV is supported (format tag {tag}, {bits} bits); \
-                         convert with audio::to_phone_wav"
-                    )));
-                }
-                if channels == 0 || rate == 0 {
-                    return Err(invalid(format!(
-                        "bad fmt chunk: {channels} channels, {rate} Hz"
-                    )));
-                }
-                fmt = Some((channels, rate));
-            }
-            b"data" => {
-                let (channels, rate) =
-                    fmt.ok_or_else(|| invalid("data chunk before fmt chunk".to_owned()))?;
-                let rest = bytes.len() - body;
-                let len = if size == 0 || size == 0xFFFF_FFFF || size > rest {
-                    rest
-                } else {
-                    size
-                };
-                let frame = 2 * usize::from(channels);
-                let data = &bytes[body..body + len - len % frame];
-                let samples = data
-                    .chunks_exact(frame)
-                    .map(|f| {
-                        let sum: i32 = f
-                            .chunks_exact(2)
-                            .map(|s| i32::from(i16::from_le_bytes([s[0], s[1]])))
-                            .sum();
-                        // The mean of i16 values fits an i16.
-                        (sum / i32::from(channels)) as i16
-                    })
-                    .collect();
-                return Ok(Wav { rate, samples });
-            }
-            _ => {}
+    match wav::parse(bytes) {
+        Ok(w) => Ok(Wav {
+            rate: w.rate,
+            samples: w.samples,
+        }),
+        Err(e @ wav::WavError::NotPcm16 { .. }) => {
+            Err(invalid(format!("{e}; convert with audio::to_phone_wav")))
         }
-        // Chunks are padded to an even size.
-        at = body.saturating_add(size).saturating_add(size & 1);
+        Err(e) => Err(invalid(e.to_string())),
     }
-    Err(invalid("no data chunk".to_owned()))
 }
 
 /// Reads a 16-bit PCM WAV file (see [`parse_wav`]); errors name the file.
@@ -165,26 +104,10 @@ pub fn read_wav(path: &Path) -> io::Result<Wav> {
     parse_wav(&bytes).map_err(|e| invalid(format!("{}: {e}", path.display())))
 }
 
-/// The bytes of a mono 16-bit PCM WAV file.
+/// The bytes of a mono 16-bit PCM WAV file (the box's own writer,
+/// [`officebox_voice::wav::to_bytes`]).
 pub fn wav_bytes(rate: u32, samples: &[i16]) -> Vec<u8> {
-    let data_len = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX - 36);
-    let mut out = Vec::with_capacity(44 + samples.len() * 2);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes()); // bytes per second
-    out.extend_from_slice(&2u16.to_le_bytes()); // block align
-    out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out
+    wav::to_bytes(rate, samples)
 }
 
 /// Writes a mono 16-bit PCM WAV file.

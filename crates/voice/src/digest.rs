@@ -119,11 +119,19 @@ fn params(s: &str) -> Vec<(String, String)> {
                     _ => {}
                 }
             }
-            let Some(end) = end else { break };
-            (q[..end].replace("\\\"", "\""), &q[end + 1..])
+            // The closing quote is one byte: what follows it starts right after.
+            let Some((value, next)) = end.and_then(|e| q.split_at_checked(e)) else {
+                break;
+            };
+            (
+                value.replace("\\\"", "\""),
+                next.strip_prefix('"').unwrap_or(next),
+            )
         } else {
-            let end = after.find(',').unwrap_or(after.len());
-            (after[..end].trim().to_string(), &after[end..])
+            let (value, next) = after
+                .split_once(',')
+                .map_or((after, ""), |(v, _)| after.split_at(v.len()));
+            (value.trim().to_string(), next)
         };
         out.push((k, val));
         rest = next.trim_start().trim_start_matches(',').trim_start();
@@ -165,8 +173,10 @@ impl Authenticator {
 
     fn nonce_at(&self, t: u64) -> String {
         let tag = hmac::sign(&self.key, t.to_string().as_bytes());
-        let mac: String = tag.as_ref()[..16]
+        let mac: String = tag
+            .as_ref()
             .iter()
+            .take(16)
             .map(|b| format!("{b:02x}"))
             .collect();
         format!("{t:x}.{mac}")

@@ -1,12 +1,20 @@
-//! officebox's phone system. This first part is the SIP registrar: phones register with
-//! digest authentication (MD5 or SHA-256, against per-user hashes; no password is
-//! stored), over UDP or TCP, and OPTIONS pings are answered. Calls, the media relay and
-//! voicemail come next (issue 8).
+//! officebox's phone system: a SIP registrar and back-to-back user agent for the
+//! office's extensions. Phones register with digest authentication (MD5 or SHA-256,
+//! against per-user hashes; no password is stored), over UDP or TCP; calls between
+//! extensions go through the box, audio through its media relay; unanswered calls go to
+//! voicemail, delivered by email, and the voicemail extension reads the mailbox out.
 //!
 //! - [`sip`]: parsing and building SIP messages, never trusting the bytes.
 //! - [`digest`]: challenges and their answers.
 //! - [`registrar`]: where each user's phones are.
 //! - [`server`]: the UDP and TCP listeners, retransmissions, NAT-friendly replies.
+//! - [`call`]: one call, from the caller's INVITE to the last BYE.
+//! - [`sdp`] and [`rtp`]: the calls' SDP rewritten to the box, and the media relay.
+//! - [`media`], [`voicemail`], [`menu`]: the box's own end of a call.
+//! - [`mwi`]: message-waiting indication (NOTIFY to subscribed phones).
+//! - [`wav`]: the WAV reader and writer.
+
+#![cfg_attr(not(test), warn(clippy::string_slice, clippy::indexing_slicing))]
 
 pub mod call;
 pub mod digest;
@@ -19,6 +27,7 @@ pub mod sdp;
 pub mod server;
 pub mod sip;
 pub mod voicemail;
+pub mod wav;
 
 pub use server::serve;
 

@@ -1,9 +1,8 @@
 //! The box's own end of a call, for voicemail and its menu: G.711 (ITU-T G.711 mu-law and
-//! A-law) to and from 16-bit samples, WAV files, and an RTP endpoint that plays samples
+//! A-law) to and from 16-bit samples, and an RTP endpoint that plays samples
 //! in 20 ms packets, records what arrives, and hears DTMF as RFC 4733 telephone-events
 //! (SIP INFO digits come from the call task through the same channel).
 
-use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -114,73 +113,6 @@ fn a_decode(b: u8) -> i16 {
         }
     }
     (if a & 0x80 != 0 { t } else { -t }) as i16
-}
-
-/// A WAV file's samples (16-bit PCM, 8 kHz mono; other rates or channels refused).
-pub fn read_wav(bytes: &[u8]) -> io::Result<Vec<i16>> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("WAV: {what}"));
-    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err(bad("not RIFF/WAVE"));
-    }
-    let mut at = 12;
-    let mut format_ok = false;
-    while at + 8 <= bytes.len() {
-        let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
-            as usize;
-        let body = bytes
-            .get(at + 8..(at + 8).saturating_add(len).min(bytes.len()))
-            .ok_or_else(|| bad("truncated"))?;
-        match id {
-            b"fmt " => {
-                if body.len() < 16 {
-                    return Err(bad("short fmt chunk"));
-                }
-                let format = u16::from_le_bytes([body[0], body[1]]);
-                let channels = u16::from_le_bytes([body[2], body[3]]);
-                let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
-                let bits = u16::from_le_bytes([body[14], body[15]]);
-                if format != 1 || channels != 1 || rate != RATE || bits != 16 {
-                    return Err(bad("not 16-bit PCM, 8 kHz, mono"));
-                }
-                format_ok = true;
-            }
-            b"data" => {
-                if !format_ok {
-                    return Err(bad("data before fmt"));
-                }
-                return Ok(body
-                    .chunks_exact(2)
-                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                    .collect());
-            }
-            _ => {}
-        }
-        at += 8 + len + (len & 1);
-    }
-    Err(bad("no data chunk"))
-}
-
-/// A 16-bit PCM, 8 kHz, mono WAV file of `samples` (plays in any mail client).
-pub fn write_wav(samples: &[i16]) -> Vec<u8> {
-    let data_len = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX - 36);
-    let mut out = Vec::with_capacity(44 + samples.len() * 2);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&RATE.to_le_bytes());
-    out.extend_from_slice(&(RATE * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out
 }
 
 /// What the far end negotiated: its audio address, the law, and the telephone-event
@@ -328,7 +260,7 @@ impl Endpoint {
                 }
                 r = self.socket.get().recv_from(&mut buf) => {
                     if let Ok((n, from)) = r
-                        && let Some(d) = self.packet(&buf[..n], from, &mut Vec::new())
+                        && let Some(d) = self.packet(buf.get(..n).unwrap_or_default(), from, &mut Vec::new())
                         && interruptible
                     {
                         return Stop::Digit(d);
@@ -354,7 +286,7 @@ impl Endpoint {
                 () = tokio::time::sleep_until(deadline) => return Stop::Done,
                 r = self.socket.get().recv_from(&mut buf) => {
                     if let Ok((n, from)) = r
-                        && let Some(d) = self.packet(&buf[..n], from, out)
+                        && let Some(d) = self.packet(buf.get(..n).unwrap_or_default(), from, out)
                         && stop_on.contains(&d)
                     {
                         return Stop::Digit(d);
@@ -403,7 +335,11 @@ impl Endpoint {
 
     /// One packet in: audio appended to `out`, or a digit when a telephone-event starts.
     fn packet(&mut self, p: &[u8], from: SocketAddr, out: &mut Vec<i16>) -> Option<char> {
-        if p.len() < 12 || p[0] >> 6 != 2 {
+        // The fixed header: version 2, flags, payload type, and the timestamp.
+        let [first, second, _, _, t0, t1, t2, t3, ..] = *p else {
+            return None;
+        };
+        if p.len() < 12 || first >> 6 != 2 {
             return None;
         }
         // Latch to the far end's real address (symmetric RTP).
@@ -412,20 +348,20 @@ impl Endpoint {
             _ if self.latched_from_elsewhere(from) => return None,
             _ => self.remote = Some(from),
         }
-        let cc = usize::from(p[0] & 0x0F);
+        let cc = usize::from(first & 0x0F);
         let mut start = 12 + 4 * cc;
-        if p[0] & 0x10 != 0 {
+        if first & 0x10 != 0 {
             let len = usize::from(u16::from_be_bytes([*p.get(start + 2)?, *p.get(start + 3)?]));
             start += 4 + 4 * len;
         }
         let mut end = p.len();
-        if p[0] & 0x20 != 0 {
+        if first & 0x20 != 0 {
             end = end.checked_sub(usize::from(*p.last()?))?;
         }
         let payload = p.get(start..end)?;
-        let pt = p[1] & 0x7F;
+        let pt = second & 0x7F;
         if Some(pt) == self.n.events {
-            let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+            let ts = u32::from_be_bytes([t0, t1, t2, t3]);
             let end = payload.get(1).is_some_and(|b| b & 0x80 != 0);
             let digit = DIGITS.get(usize::from(*payload.first()?)).copied();
             if end {
@@ -489,19 +425,6 @@ mod tests {
         }
         assert_eq!(Law::Mu.encode(0), 0xFF);
         assert_eq!(Law::A.encode(0), 0xD5);
-    }
-
-    #[test]
-    fn wav_round_trip_and_refusals() {
-        let samples: Vec<i16> = (0..800).map(|i| (i * 37 % 2000 - 1000) as i16).collect();
-        let wav = write_wav(&samples);
-        assert_eq!(wav.len(), 44 + 1600);
-        assert_eq!(read_wav(&wav).unwrap(), samples);
-        let mut stereo = wav.clone();
-        stereo[22] = 2;
-        assert!(read_wav(&stereo).is_err());
-        assert!(read_wav(b"RIFF\0\0\0\0WAVE").is_err());
-        assert!(read_wav(&wav[..30]).is_err());
     }
 
     #[test]

@@ -16,8 +16,9 @@ use officebox_store::{Db, Entry, Maildir, mailbox_path};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::media::{Endpoint, Stop, read_wav};
+use crate::media::{Endpoint, Stop};
 use crate::voicemail::{self, prompt};
+use crate::wav::read_wav;
 
 /// Waiting for a key after a prompt.
 const KEY_WAIT: Duration = Duration::from_secs(8);
@@ -127,12 +128,12 @@ fn count<'a>(out: &mut Vec<&'a [u8]>, n: usize, one: &'a [u8], many: &'a [u8]) {
     ];
     match n {
         0 => out.push(wav!("no")),
-        1..=9 => out.push(voicemail::prompts::DIGITS[n]),
-        10..=20 => out.push(NUMBERS[n - 10]),
+        1..=9 => out.extend(voicemail::prompts::DIGITS.get(n).copied()),
+        10..=20 => out.extend(n.checked_sub(10).and_then(|i| NUMBERS.get(i)).copied()),
         _ => out.extend(
             n.to_string()
                 .bytes()
-                .map(|b| voicemail::prompts::DIGITS[usize::from(b - b'0')]),
+                .filter_map(|b| voicemail::prompts::DIGITS.get(usize::from(b.wrapping_sub(b'0')))),
         ),
     }
     out.push(if n == 1 { one } else { many });
@@ -220,7 +221,7 @@ async fn play_messages(ep: &mut Endpoint, m: &MenuSetup, all: Vec<Message>) -> O
         loop {
             let mut intro: Vec<&[u8]> = vec![wav!("message-from"), wav!("extension")];
             for b in msg.caller_ext.bytes().filter(u8::is_ascii_digit) {
-                intro.push(voicemail::prompts::DIGITS[usize::from(b - b'0')]);
+                intro.extend(voicemail::prompts::DIGITS.get(usize::from(b - b'0')));
             }
             let mut key = say(ep, &intro).await;
             if key.is_none()
@@ -283,7 +284,7 @@ async fn record_greeting(ep: &mut Endpoint, m: &MenuSetup) {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        officebox_store::write_atomic(&path, &crate::media::write_wav(&samples), 0o600)
+        officebox_store::write_atomic(&path, &crate::wav::write_wav(&samples), 0o600)
             .map_err(std::io::Error::other)
     })
     .await;

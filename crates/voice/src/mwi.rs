@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::sip::{Message, StartLine};
+use crate::sip::{Message, Method, StartLine, Transport};
 
 /// Subscription lifetimes.
 pub const DEFAULT_EXPIRES: u64 = 3600;
@@ -26,7 +26,7 @@ pub struct Subscription {
     /// Where NOTIFYs go: the subscriber's Contact, reached at `dest`.
     pub target: String,
     pub dest: SocketAddr,
-    pub transport: &'static str,
+    pub transport: Transport,
     /// Their From (with their tag) and our To (with ours).
     pub their_from: String,
     pub our_to: String,
@@ -59,7 +59,7 @@ impl Subscription {
         self.cseq += 1;
         let mut m = Message {
             start: StartLine::Request {
-                method: "NOTIFY".into(),
+                method: Method::Notify,
                 uri: self.target.clone(),
             },
             headers: Vec::new(),
@@ -145,7 +145,7 @@ mod tests {
             account: "sip:102@office.test".into(),
             target: "sip:102@10.0.0.6:5060".into(),
             dest: "10.0.0.6:5060".parse().unwrap(),
-            transport: "udp",
+            transport: Transport::Udp,
             their_from: "<sip:102@office.test>;tag=abc".into(),
             our_to: "<sip:102@office.test>;tag=xyz".into(),
             call_id: "sub-1".into(),
@@ -156,7 +156,7 @@ mod tests {
         };
         let bytes = s.notify("192.168.1.1:5060".parse().unwrap(), Some((2, 1)), 1000);
         let m = Message::parse(&bytes).unwrap();
-        assert_eq!(m.method(), Some("NOTIFY"));
+        assert_eq!(m.method(), Some(&Method::Notify));
         assert_eq!(m.header("to"), Some("<sip:102@office.test>;tag=abc"));
         assert_eq!(m.header("subscription-state"), Some("active;expires=3600"));
         let body = String::from_utf8(m.body).unwrap();

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use officebox_config::Config;
 
-use crate::sip::{self, Message, param, uri_of, uri_user};
+use crate::sip::{self, Message, Transport, param, uri_of, uri_user};
 
 pub const MIN_EXPIRES: u64 = 60;
 pub const MAX_EXPIRES: u64 = 7200;
@@ -32,7 +32,7 @@ pub struct Binding {
     pub cseq: u32,
     /// Where its REGISTER came from (behind NAT: where to send its calls).
     pub source: SocketAddr,
-    pub transport: &'static str,
+    pub transport: Transport,
     pub user_agent: String,
 }
 
@@ -117,7 +117,7 @@ impl Registrar {
         login: &str,
         req: &Message,
         source: SocketAddr,
-        transport: &'static str,
+        transport: Transport,
         now: u64,
     ) -> Outcome {
         let header_expires = req
@@ -160,16 +160,18 @@ impl Registrar {
         }
         for (uri, expires) in wanted {
             let existing = list.iter().position(|b| same_contact(&b.contact, &uri));
-            if let Some(i) = existing {
+            if let Some(i) = existing
+                && let Some(old) = list.get_mut(i)
+            {
                 // A replayed or reordered REGISTER must not undo a newer one.
-                if list[i].call_id == call_id && list[i].cseq > cseq {
+                if old.call_id == call_id && old.cseq > cseq {
                     continue;
                 }
                 if expires == 0 {
                     list.remove(i);
                     continue;
                 }
-                list[i] = Binding {
+                *old = Binding {
                     contact: uri,
                     expires_at: now + expires,
                     call_id: call_id.clone(),
@@ -241,7 +243,7 @@ mod tests {
             "alice",
             &register("<sip:101@10.0.0.5>", None, 1),
             src(),
-            "udp",
+            Transport::Udp,
             1000,
         ) else {
             panic!()
@@ -253,7 +255,7 @@ mod tests {
             "alice",
             &register("<sip:101@10.0.0.6>;expires=120", None, 2),
             src(),
-            "udp",
+            Transport::Udp,
             1000,
         );
         assert_eq!(r.contacts("alice", 1001).len(), 2);
@@ -267,7 +269,7 @@ mod tests {
             "alice",
             &register("<sip:101@10.0.0.5>", Some(999_999), 3),
             src(),
-            "udp",
+            Transport::Udp,
             1000,
         );
         assert_eq!(r.contacts("alice", 1000)[0].expires_at, 1000 + MAX_EXPIRES);
@@ -275,7 +277,7 @@ mod tests {
             "alice",
             &register("<sip:101@10.0.0.5>", Some(0), 4),
             src(),
-            "udp",
+            Transport::Udp,
             1000,
         );
         assert_eq!(r.contacts("alice", 1000).len(), 1);
@@ -291,7 +293,7 @@ mod tests {
                 "alice",
                 &register("<sip:101@10.0.0.5>", Some(30), 1),
                 src(),
-                "udp",
+                Transport::Udp,
                 0
             ),
             Outcome::TooBrief(MIN_EXPIRES)
@@ -300,7 +302,7 @@ mod tests {
             "alice",
             &register("<sip:101@10.0.0.5>", None, 5),
             src(),
-            "udp",
+            Transport::Udp,
             0,
         );
         // An older CSeq in the same Call-ID does not undo it.
@@ -308,16 +310,22 @@ mod tests {
             "alice",
             &register("<sip:101@10.0.0.5>", Some(0), 4),
             src(),
-            "udp",
+            Transport::Udp,
             0,
         );
         assert_eq!(r.contacts("alice", 1).len(), 1);
         assert!(matches!(
-            r.register("alice", &register("*", None, 6), src(), "udp", 0),
+            r.register("alice", &register("*", None, 6), src(), Transport::Udp, 0),
             Outcome::Refused(400, _)
         ));
         assert_eq!(
-            r.register("alice", &register("*", Some(0), 7), src(), "udp", 0),
+            r.register(
+                "alice",
+                &register("*", Some(0), 7),
+                src(),
+                Transport::Udp,
+                0
+            ),
             Outcome::Ok(Vec::new())
         );
         assert!(r.contacts("alice", 1).is_empty());

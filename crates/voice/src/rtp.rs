@@ -140,7 +140,7 @@ pub async fn relay(
                     continue;
                 }
                 if let Some(to) = latched_b.or(current.b).filter(|t| !t.ip().is_unspecified())
-                    && b.socket.send_to(&buf_a[..n], to).await.is_ok()
+                    && b.socket.send_to(buf_a.get(..n).unwrap_or_default(), to).await.is_ok()
                 {
                     a_to_b += 1;
                 }
@@ -151,7 +151,7 @@ pub async fn relay(
                     continue;
                 }
                 if let Some(to) = latched_a.or(current.a).filter(|t| !t.ip().is_unspecified())
-                    && a.socket.send_to(&buf_b[..n], to).await.is_ok()
+                    && a.socket.send_to(buf_b.get(..n).unwrap_or_default(), to).await.is_ok()
                 {
                     b_to_a += 1;
                 }

@@ -79,12 +79,9 @@ pub fn rewrite(body: &[u8], ip: IpAddr, port: u16) -> Vec<u8> {
                 out.push_str(&format!("c=IN {family} {ip}"));
             }
         } else if let Some(o) = content.strip_prefix("o=") {
-            let mut parts: Vec<&str> = o.split(' ').collect();
-            let ip_text = ip.to_string();
-            if parts.len() == 6 {
-                parts[4] = family;
-                parts[5] = &ip_text;
-                out.push_str(&format!("o={}", parts.join(" ")));
+            let parts: Vec<&str> = o.split(' ').collect();
+            if let [user, session, version, net, _, _] = parts.as_slice() {
+                out.push_str(&format!("o={user} {session} {version} {net} {family} {ip}"));
             } else {
                 out.push_str(content);
             }

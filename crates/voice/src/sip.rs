@@ -51,10 +51,110 @@ impl ParseError {
     }
 }
 
+/// A request's method (RFC 3261 section 7.1 and the extensions the box meets). Methods
+/// are case-sensitive: `invite` is some other method, kept as [`Method::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    Invite,
+    Ack,
+    Cancel,
+    Bye,
+    Options,
+    Register,
+    Prack,
+    Info,
+    Subscribe,
+    Notify,
+    Update,
+    /// Any other token (MESSAGE, REFER, PUBLISH, ...).
+    Other(String),
+}
+
+impl Method {
+    /// The method named by `token`.
+    pub fn parse(token: &str) -> Method {
+        match token {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "CANCEL" => Method::Cancel,
+            "BYE" => Method::Bye,
+            "OPTIONS" => Method::Options,
+            "REGISTER" => Method::Register,
+            "PRACK" => Method::Prack,
+            "INFO" => Method::Info,
+            "SUBSCRIBE" => Method::Subscribe,
+            "NOTIFY" => Method::Notify,
+            "UPDATE" => Method::Update,
+            other => Method::Other(other.to_string()),
+        }
+    }
+
+    /// The method as written on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Cancel => "CANCEL",
+            Method::Bye => "BYE",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Prack => "PRACK",
+            Method::Info => "INFO",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Update => "UPDATE",
+            Method::Other(token) => token,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a message travels: the box listens on UDP and TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// As stored in the state database (`udp`, `tcp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+
+    /// The transport stored as `text`: TCP for `tcp`, else UDP.
+    pub fn from_stored(text: &str) -> Transport {
+        if text == "tcp" {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        }
+    }
+
+    /// Whether the sender retransmits (RFC 3261 section 17: only over unreliable UDP).
+    pub fn is_unreliable(self) -> bool {
+        self == Transport::Udp
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The first line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartLine {
-    Request { method: String, uri: String },
+    Request { method: Method, uri: String },
     Response { code: u16, reason: String },
 }
 
@@ -130,13 +230,14 @@ pub fn split_list(value: &str) -> Vec<&str> {
             '<' if !quoted => angle = true,
             '>' if !quoted => angle = false,
             ',' if !quoted && !angle => {
-                out.push(value[start..i].trim());
+                // `start` follows a one-byte comma: always a character boundary.
+                out.push(value.get(start..i).unwrap_or_default().trim());
                 start = i + 1;
             }
             _ => {}
         }
     }
-    out.push(value[start..].trim());
+    out.push(value.get(start..).unwrap_or_default().trim());
     out.retain(|v| !v.is_empty());
     out
 }
@@ -154,7 +255,7 @@ impl Message {
             .iter()
             .position(|&b| b != b'\r' && b != b'\n')
             .ok_or(ParseError::Empty)?;
-        let bytes = &bytes[start..];
+        let bytes = bytes.get(start..).ok_or(ParseError::Empty)?;
         let (head, body) = split_head(bytes).ok_or(ParseError::HeaderLine)?;
         let head = std::str::from_utf8(head).map_err(|_| ParseError::HeaderLine)?;
         let mut lines = logical_lines(head);
@@ -180,11 +281,8 @@ impl Message {
         let body = match m.header("content-length") {
             Some(v) => {
                 let len: usize = v.trim().parse().map_err(|_| ParseError::ContentLength)?;
-                if len > body.len() {
-                    return Err(ParseError::Truncated);
-                }
                 // Extra bytes after the body in a datagram are ignored (RFC 3261 18.3).
-                &body[..len]
+                body.get(..len).ok_or(ParseError::Truncated)?
             }
             None => body,
         };
@@ -260,7 +358,7 @@ impl Message {
             })
     }
 
-    pub fn method(&self) -> Option<&str> {
+    pub fn method(&self) -> Option<&Method> {
         match &self.start {
             StartLine::Request { method, .. } => Some(method),
             StartLine::Response { .. } => None,
@@ -268,12 +366,20 @@ impl Message {
     }
 
     /// CSeq: (number, method).
-    pub fn cseq(&self) -> Option<(u32, String)> {
+    pub fn cseq(&self) -> Option<(u32, Method)> {
         let v = self.header("cseq")?;
         let mut w = v.split_ascii_whitespace();
         let n = w.next()?.parse().ok()?;
         let m = w.next()?;
-        (w.next().is_none() && is_token(m)).then(|| (n, m.to_string()))
+        (w.next().is_none() && is_token(m)).then(|| (n, Method::parse(m)))
+    }
+
+    /// The branch parameter of the top Via (`""` when there is none): what names the
+    /// transaction (RFC 3261 section 17.2.3).
+    pub fn branch(&self) -> &str {
+        self.top_via()
+            .and_then(|v| param(v, "branch"))
+            .unwrap_or("")
     }
 
     pub fn call_id(&self) -> &str {
@@ -364,18 +470,15 @@ fn canonical(name: &str) -> String {
 
 /// Splits at the blank line ending the headers (CRLFCRLF, or bare LFs).
 fn split_head(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\n' {
-            // "\n\n" or "\n\r\n" ends the head.
-            if bytes.get(i + 1) == Some(&b'\n') {
-                return Some((&bytes[..i], &bytes[i + 2..]));
-            }
-            if bytes.get(i + 1) == Some(&b'\r') && bytes.get(i + 2) == Some(&b'\n') {
-                return Some((&bytes[..i], &bytes[i + 3..]));
-            }
+    for (i, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+        let (head, rest) = bytes.split_at_checked(i)?;
+        // "\n\n" or "\n\r\n" ends the head.
+        if let Some(body) = rest
+            .strip_prefix(b"\n\n")
+            .or_else(|| rest.strip_prefix(b"\n\r\n"))
+        {
+            return Some((head, body));
         }
-        i += 1;
     }
     // No blank line: a message without body and without the final CRLF is malformed,
     // but a datagram cut at the end of its headers is common enough to accept.
@@ -427,7 +530,7 @@ fn parse_start(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::Version(version.to_string()));
     }
     Ok(StartLine::Request {
-        method: method.to_string(),
+        method: Method::parse(method),
         uri: uri.to_string(),
     })
 }
@@ -435,8 +538,8 @@ fn parse_start(line: &str) -> Result<StartLine, ParseError> {
 /// A parameter of a header value (`;name=value` after the URI or the `>`), unquoted;
 /// `Some("")` for a parameter without value.
 pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    let params = match value.rfind('>') {
-        Some(i) => &value[i + 1..],
+    let params = match value.rsplit_once('>') {
+        Some((_, after)) => after,
         None => value.split_once(';').map_or("", |(_, p)| p),
     };
     params.split(';').find_map(|p| {
@@ -450,9 +553,8 @@ pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
 /// The URI of a name-addr or addr-spec (`"Alice" <sip:101@box>;tag=1` -> `sip:101@box`).
 pub fn uri_of(value: &str) -> Option<&str> {
     let v = value.trim();
-    if let Some(start) = v.find('<') {
-        let end = v[start..].find('>')? + start;
-        let uri = v[start + 1..end].trim();
+    if let Some((_, after)) = v.split_once('<') {
+        let uri = after.split_once('>')?.0.trim();
         return (!uri.is_empty() && uri.contains(':')).then_some(uri);
     }
     // An addr-spec: its parameters belong to the header, not the URI.
@@ -463,7 +565,7 @@ pub fn uri_of(value: &str) -> Option<&str> {
 /// The display name of a name-addr, unquoted.
 pub fn display_name(value: &str) -> Option<String> {
     let v = value.trim();
-    let before = &v[..v.find('<')?];
+    let before = v.split_once('<')?.0;
     let name = before.trim().trim_matches('"').trim();
     (!name.is_empty()).then(|| name.replace("\\\"", "\""))
 }
@@ -489,8 +591,8 @@ fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
+    while let Some(&c) = b.get(i) {
+        if c == b'%'
             && let Some(h) = b.get(i + 1..i + 3)
             && let Ok(v) = u8::from_str_radix(std::str::from_utf8(h).unwrap_or("zz"), 16)
         {
@@ -498,7 +600,7 @@ fn unescape(s: &str) -> String {
             i += 3;
             continue;
         }
-        out.push(b[i]);
+        out.push(c);
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
@@ -512,14 +614,15 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
-    let rest = &buf[skip..];
+    let rest = buf.get(skip..).unwrap_or_default();
     let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
         if rest.len() > MAX_MESSAGE {
             return Err(ParseError::TooLarge);
         }
         return Ok(None);
     };
-    let head = std::str::from_utf8(&rest[..end]).map_err(|_| ParseError::HeaderLine)?;
+    let head = rest.get(..end).unwrap_or_default();
+    let head = std::str::from_utf8(head).map_err(|_| ParseError::HeaderLine)?;
     let mut len = None;
     for line in logical_lines(head).skip(1) {
         if let Some((n, v)) = line.split_once(':')
@@ -558,9 +661,9 @@ mod tests {
     #[test]
     fn a_register_with_compact_headers_and_a_contact_list() {
         let m = Message::parse(REGISTER.as_bytes()).unwrap();
-        assert_eq!(m.method(), Some("REGISTER"));
+        assert_eq!(m.method(), Some(&Method::Register));
         assert_eq!(m.call_id(), "843817637684230@998sdasdh09");
-        assert_eq!(m.cseq(), Some((1826, "REGISTER".into())));
+        assert_eq!(m.cseq(), Some((1826, Method::Register)));
         let contacts: Vec<&str> = m.values("contact").collect();
         assert_eq!(contacts.len(), 2);
         assert_eq!(param(contacts[0], "expires"), Some("600"));

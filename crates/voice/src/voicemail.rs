@@ -12,7 +12,8 @@ use base64::Engine as _;
 use officebox_store::{Db, Entry, Folder, Maildir, Voicemail, mailbox_path};
 use tokio_util::sync::CancellationToken;
 
-use crate::media::{Endpoint, RATE, Stop, read_wav, write_wav};
+use crate::media::{Endpoint, RATE, Stop};
+use crate::wav::{read_wav, write_wav};
 
 /// Recordings shorter than this are not kept (a hang-up at the tone).
 pub const MIN_LENGTH: Duration = Duration::from_secs(1);
@@ -68,7 +69,9 @@ pub fn greeting(data_dir: &Path, login: &str, extension: &str) -> Vec<i16> {
     }
     let mut out = prompt(prompts::GREETING_EXT_PREFIX);
     for d in extension.bytes() {
-        out.extend(prompt(prompts::DIGITS[usize::from(d - b'0')]));
+        if let Some(digit) = prompts::DIGITS.get(usize::from(d - b'0')) {
+            out.extend(prompt(digit));
+        }
     }
     out.extend(prompt(prompts::GREETING_EXT_SUFFIX));
     out

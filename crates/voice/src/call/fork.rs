@@ -1,0 +1,441 @@
+//! Leg B: the box's own INVITE to each registered phone of the callee (a fork each, all
+//! with leg B's one Call-ID and From tag), their answers (ringing, the first 200 wins and
+//! the others are cancelled, refusals), and requests from the answering phone.
+
+use tracing::info;
+
+use super::timers::{Key, Retransmit};
+use super::{Call, Incoming, Peer, State, branch, copy_body, reach};
+use crate::registrar::Binding;
+use crate::sdp;
+use crate::sip::{Message, Method, StartLine, param, uri_of};
+
+/// Phones of the callee rung at once.
+const MAX_FORKS: usize = 5;
+
+/// Where one fork's INVITE is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ForkState {
+    /// Sent, nothing heard but 100.
+    Calling,
+    /// 180 or 183.
+    Ringing,
+    /// It answered (200) and won the call: at most one fork ever is.
+    Answered,
+    /// It refused (or timed out, 408).
+    Failed(u16),
+    /// We sent CANCEL and wait for its answer (or the INVITE's 487).
+    Cancelled,
+    /// It answered after another phone won or the caller gave up, and was hung up:
+    /// its INVITE is answered, nothing more is awaited from it.
+    HungUp,
+}
+
+/// One phone rung.
+#[derive(Debug)]
+pub(super) struct Fork {
+    /// Our INVITE's branch: what its responses (and our CANCEL) carry.
+    pub(super) branch: String,
+    /// Request-URI: the phone's Contact.
+    pub(super) uri: String,
+    /// Where it is reached (see [`reach`]); once it answers, where its 200 came from.
+    pub(super) peer: Peer,
+    pub(super) state: ForkState,
+    pub(super) to_tag: Option<String>,
+    /// The Contact of its 2xx: where in-dialog requests go.
+    pub(super) remote_uri: Option<String>,
+}
+
+impl Fork {
+    /// Whether it still owes an answer to our INVITE or CANCEL.
+    pub(super) fn is_pending(&self) -> bool {
+        matches!(
+            self.state,
+            ForkState::Calling | ForkState::Ringing | ForkState::Cancelled
+        )
+    }
+
+    /// Whether it still rings (or may yet answer).
+    fn is_live(&self) -> bool {
+        matches!(
+            self.state,
+            ForkState::Calling | ForkState::Ringing | ForkState::Answered
+        )
+    }
+
+    /// Where requests in its dialog go: its 2xx's Contact, else the URI we rang.
+    pub(super) fn dialog_uri(&self) -> String {
+        self.remote_uri.clone().unwrap_or_else(|| self.uri.clone())
+    }
+}
+
+impl Call {
+    /// The fork that answered, if one did.
+    pub(super) fn winner(&self) -> Option<&Fork> {
+        self.forks.iter().find(|f| f.state == ForkState::Answered)
+    }
+
+    /// The caller hears 100 Trying, and each of the callee's phones (up to
+    /// [`MAX_FORKS`]) gets our INVITE, the caller's offer pointed at the relay.
+    pub(super) fn start(&mut self) {
+        let trying = self.a.invite.response(100, "Trying", "").to_bytes();
+        // Sent again if the caller retransmits its INVITE before anything else happens.
+        self.a.last = Some(trying.clone());
+        self.send_a(trying);
+        let bindings: Vec<Binding> = self
+            .setup
+            .bindings
+            .iter()
+            .take(MAX_FORKS)
+            .cloned()
+            .collect();
+        let offer = sdp::rewrite(&self.a.invite.body, self.media.ip, self.media.port_b);
+        for b in bindings {
+            let fork = Fork {
+                branch: branch(),
+                uri: b.contact.clone(),
+                peer: Peer {
+                    addr: reach(&b),
+                    transport: b.transport,
+                },
+                state: ForkState::Calling,
+                to_tag: None,
+                remote_uri: None,
+            };
+            let req = self.b_request(
+                Method::Invite,
+                &fork.uri,
+                1,
+                &fork.branch,
+                None,
+                Some(&offer),
+            );
+            self.send_b(fork.peer, req.to_bytes());
+            self.forks.push(fork);
+        }
+        self.status("ringing");
+        if self.forks.is_empty() {
+            self.voicemail_or_fail(480, "Temporarily Unavailable");
+        }
+        info!(
+            message = "phone: calling",
+            caller = %self.setup.parties.caller_ext,
+            callee = %self.setup.parties.callee_ext,
+            phones = self.forks.len()
+        );
+    }
+
+    /// Sends a request in leg B to `to`, again until answered over UDP (it is matched
+    /// by the branch of its Via).
+    pub(super) fn send_b(&mut self, to: Peer, bytes: Vec<u8>) {
+        if to.transport.is_unreliable() {
+            self.retransmits
+                .push(Retransmit::for_request(&bytes, to.addr));
+        }
+        self.send(bytes, to);
+    }
+
+    /// A request in leg B's dialog (or its initial INVITE).
+    pub(super) fn b_request(
+        &self,
+        method: Method,
+        uri: &str,
+        cseq: u32,
+        branch: &str,
+        to_tag: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Message {
+        let p = &self.setup.parties;
+        let mut m = Message {
+            start: StartLine::Request {
+                method: method.clone(),
+                uri: uri.to_string(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        m.push(
+            "Via",
+            format!("SIP/2.0/UDP {};branch={branch};rport", self.local()),
+        );
+        m.push("Max-Forwards", "70");
+        m.push(
+            "From",
+            format!(
+                "\"{}\" <sip:{}@{}>;tag={}",
+                p.caller_name.replace('"', ""),
+                p.caller_ext,
+                p.domain,
+                self.b_from_tag
+            ),
+        );
+        let to = format!("<sip:{}@{}>", p.callee_ext, p.domain);
+        m.push(
+            "To",
+            match to_tag {
+                Some(t) => format!("{to};tag={t}"),
+                None => to,
+            },
+        );
+        m.push("Call-ID", self.setup.b_call_id.clone());
+        m.push("CSeq", format!("{cseq} {method}"));
+        if method == Method::Invite {
+            m.push(
+                "Contact",
+                format!("<sip:{}@{}>", p.caller_ext, self.local()),
+            );
+            m.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
+        }
+        m.push("User-Agent", "officebox");
+        if let Some(b) = body {
+            m.push("Content-Type", "application/sdp");
+            m.body = b.to_vec();
+        }
+        m
+    }
+
+    /// A new request in the answering phone's dialog (BYE, INFO), sent reliably; `None`
+    /// when no phone answered.
+    fn send_in_b_dialog(&mut self, method: Method, body_from: Option<&Message>) -> Option<()> {
+        let w = self.winner()?;
+        let (uri, to_tag, peer) = (w.dialog_uri(), w.to_tag.clone(), w.peer);
+        self.b_cseq += 1;
+        let mut req = self.b_request(
+            method,
+            &uri,
+            self.b_cseq,
+            &branch(),
+            to_tag.as_deref(),
+            None,
+        );
+        if let Some(from) = body_from {
+            copy_body(from, &mut req);
+        }
+        self.send_b(peer, req.to_bytes());
+        Some(())
+    }
+
+    /// A request from a phone of leg B: BYE, a re-INVITE, INFO, or anything else.
+    pub(super) fn request_from_b(&mut self, m: Incoming) {
+        let Some(method) = m.msg.method().cloned() else {
+            return;
+        };
+        let tag = self.b_tag();
+        match method {
+            Method::Ack => {}
+            Method::Bye => {
+                self.reply(&m, 200, "OK", &tag);
+                if matches!(self.state, State::Talking) {
+                    let bye = self.a_request(Method::Bye, None);
+                    self.send_to_a_reliably(bye.to_bytes());
+                    self.ending();
+                }
+            }
+            Method::Invite if self.is_pending_reinvite(m.msg.branch()) => {}
+            Method::Invite if matches!(self.state, State::Talking) => {
+                self.forward_reinvite(m.msg, false);
+            }
+            Method::Info if matches!(self.state, State::Talking) => {
+                self.reply(&m, 200, "OK", &tag);
+                let mut info = self.a_request(Method::Info, None);
+                copy_body(&m.msg, &mut info);
+                self.send_to_a_reliably(info.to_bytes());
+            }
+            _ => self.reply(&m, 200, "OK", &tag),
+        }
+    }
+
+    /// An INFO from the caller, carried to the answering phone.
+    pub(super) fn forward_info_to_b(&mut self, from_a: &Message) {
+        let _ = self.send_in_b_dialog(Method::Info, Some(from_a));
+    }
+
+    /// Hangs up leg B: BYE to the phone that answered, else CANCEL to those ringing.
+    pub(super) fn bye_b(&mut self) {
+        if self.send_in_b_dialog(Method::Bye, None).is_none() {
+            self.cancel_forks(None);
+        }
+    }
+
+    /// CANCELs every ringing fork but `keep`.
+    pub(super) fn cancel_forks(&mut self, keep: Option<usize>) {
+        for i in 0..self.forks.len() {
+            let Some(f) = self.forks.get_mut(i) else {
+                continue;
+            };
+            if Some(i) == keep || !matches!(f.state, ForkState::Calling | ForkState::Ringing) {
+                continue;
+            }
+            f.state = ForkState::Cancelled;
+            let (uri, fork_branch, peer) = (f.uri.clone(), f.branch.clone(), f.peer);
+            let mut c = self.b_request(Method::Cancel, &uri, 1, &fork_branch, None, None);
+            c.headers.retain(|(n, _)| n != "contact" && n != "allow");
+            // The INVITE is no longer sent again; the CANCEL is, until answered (it has
+            // the INVITE's branch, so the INVITE's 487 or the CANCEL's 200 both stop it).
+            self.stop_retransmitting(&Key::Branch(fork_branch));
+            self.send_b(peer, c.to_bytes());
+        }
+    }
+
+    /// A response from a phone of leg B: to a fork's INVITE (or CANCEL), to a BYE or
+    /// INFO, or to a re-INVITE we carried across.
+    pub(super) fn response_from_b(&mut self, code: u16, m: Incoming) {
+        let branch = m.msg.branch().to_string();
+        let method = m.msg.cseq().map(|(_, m)| m);
+        let is_invite = method == Some(Method::Invite);
+        // Any response ends the retransmission of an INVITE; a final one of the rest.
+        if is_invite || code >= 200 {
+            self.stop_retransmitting(&Key::Branch(branch.clone()));
+        }
+        if !is_invite {
+            return;
+        }
+        if self
+            .reinvite
+            .as_ref()
+            .is_some_and(|re| re.our_branch == branch)
+        {
+            if code >= 200 {
+                self.reinvite_answered_by_b(code, m);
+            }
+            return;
+        }
+        let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
+            return;
+        };
+        match code {
+            100 => {}
+            101..=199 => self.fork_rings(i, code, &m.msg),
+            200..=299 => self.fork_answers(i, m),
+            _ => self.fork_refuses(i, code, m),
+        }
+    }
+
+    /// A fork rings: the caller hears it, once (183 with early media when it has some).
+    fn fork_rings(&mut self, i: usize, code: u16, msg: &Message) {
+        if let Some(f) = self.forks.get_mut(i)
+            && f.state == ForkState::Calling
+        {
+            f.state = ForkState::Ringing;
+        }
+        if !matches!(self.state, State::Ringing { rang: false }) {
+            return;
+        }
+        self.state = State::Ringing { rang: true };
+        let mut r = self.a.invite.response(180, "Ringing", &self.a.tag);
+        if code == 183 && !msg.body.is_empty() {
+            if let Some(media) = sdp::audio(&msg.body) {
+                self.media.peers.send_modify(|p| p.b = Some(media.addr));
+            }
+            r = self.a.invite.response(183, "Session Progress", &self.a.tag);
+            r.push("Content-Type", "application/sdp");
+            r.body = sdp::rewrite(&msg.body, self.media.ip, self.media.port_a);
+        }
+        // Not retransmitted (RFC 3261 13.3.1.1); sent again only when the caller's
+        // INVITE is.
+        self.respond_a(r);
+    }
+
+    /// A fork answers: ACKed; the first while ringing wins (the others are cancelled
+    /// and the caller gets 200), a later one is hung up at once.
+    fn fork_answers(&mut self, i: usize, m: Incoming) {
+        let msg = &m.msg;
+        let from = Peer {
+            addr: m.source,
+            transport: m.transport,
+        };
+        let to_tag = msg
+            .header("to")
+            .and_then(|t| param(t, "tag"))
+            .map(str::to_string);
+        let remote_uri = msg.header("contact").and_then(uri_of).map(str::to_string);
+        let Some(fork) = self.forks.get(i) else {
+            return;
+        };
+        let uri = remote_uri.clone().unwrap_or_else(|| fork.uri.clone());
+        let won_already = fork.state == ForkState::Answered;
+        let ack = self.b_request(Method::Ack, &uri, 1, &branch(), to_tag.as_deref(), None);
+        self.send(ack.to_bytes(), from);
+        let someone_else = self.winner().is_some() && !won_already;
+        if someone_else || !self.state.is_ringing() {
+            if !won_already {
+                // A second phone answered too late: hang it up.
+                let bye = self.b_request(Method::Bye, &uri, 2, &branch(), to_tag.as_deref(), None);
+                self.send(bye.to_bytes(), from);
+                if let Some(f) = self.forks.get_mut(i) {
+                    f.state = ForkState::HungUp;
+                }
+            }
+            return;
+        }
+        if let Some(f) = self.forks.get_mut(i) {
+            f.state = ForkState::Answered;
+            f.to_tag = to_tag;
+            f.remote_uri = remote_uri;
+            f.peer.addr = from.addr;
+        }
+        self.cancel_forks(Some(i));
+        if let Some(media) = sdp::audio(&msg.body) {
+            self.media.peers.send_modify(|p| p.b = Some(media.addr));
+        }
+        let mut r = self.a.invite.response(200, "OK", &self.a.tag);
+        r.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
+        if !msg.body.is_empty() {
+            r.push("Content-Type", "application/sdp");
+            r.body = sdp::rewrite(&msg.body, self.media.ip, self.media.port_a);
+        }
+        self.state = State::Talking;
+        self.respond_a(r);
+        self.status("talking");
+        info!(
+            message = "phone: call answered",
+            caller = %self.setup.parties.caller_ext,
+            callee = %self.setup.parties.callee_ext
+        );
+    }
+
+    /// A fork refuses (a final answer of 300 or more): ACKed (same branch, RFC 3261
+    /// 17.1.1.3); when it was the last, the caller hears why.
+    fn fork_refuses(&mut self, i: usize, code: u16, m: Incoming) {
+        let to_tag = m
+            .msg
+            .header("to")
+            .and_then(|t| param(t, "tag"))
+            .map(str::to_string);
+        let Some(f) = self.forks.get(i) else {
+            return;
+        };
+        let mut ack = self.b_request(Method::Ack, &f.uri, 1, &f.branch, to_tag.as_deref(), None);
+        ack.headers.retain(|(n, _)| n != "contact" && n != "allow");
+        self.setup.wire.send(ack.to_bytes(), m.source, m.transport);
+        if let Some(f) = self.forks.get_mut(i)
+            && f.is_pending()
+        {
+            f.state = ForkState::Failed(code);
+        }
+        self.all_failed();
+    }
+
+    /// When every fork has failed: the caller hears the best reason (busy over
+    /// declined over unavailable); voicemail takes busy and unavailable calls.
+    pub(super) fn all_failed(&mut self) {
+        if !self.state.is_ringing() || self.forks.iter().any(Fork::is_live) {
+            return;
+        }
+        let codes: Vec<u16> = self
+            .forks
+            .iter()
+            .filter_map(|f| match f.state {
+                ForkState::Failed(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if codes.iter().any(|&c| c == 486 || c == 600) {
+            self.voicemail_or_fail(486, "Busy Here");
+        } else if codes.contains(&603) {
+            self.fail_a(603, "Decline");
+        } else {
+            self.voicemail_or_fail(480, "Temporarily Unavailable");
+        }
+    }
+}

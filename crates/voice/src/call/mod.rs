@@ -1,0 +1,400 @@
+//! Calls between extensions: a back-to-back user agent (B2BUA). The caller's INVITE ends
+//! here (leg A); officebox places its own INVITE to each phone of the callee (leg B, one
+//! fork per registered phone), and joins the legs when one answers: the other forks are
+//! cancelled, and audio flows through the media relay ([`crate::rtp`]) because both
+//! sides' SDP is rewritten to point at the box. CANCEL, BYE from either side, re-INVITE
+//! (hold and resume) in either direction, busy (486), no answer within
+//! `no_answer_timeout` (480), unreachable phones (408).
+//!
+//! One task per call owns all of its state (the [`Call`] struct below: start there); the
+//! server hands it every message with its Call-ID (leg A's or leg B's). Over UDP the task
+//! does the transaction layer's work (RFC 3261 section 17): INVITEs and BYEs are
+//! retransmitted until answered, final responses to the caller's INVITE until ACKed,
+//! each with timer doubling from 500 ms to 4 s and a 32 s limit.
+//!
+//! - [`leg`]: leg A, the caller's dialog (the box is its called party).
+//! - [`fork`]: leg B, the box's INVITE to each of the callee's phones.
+//! - [`reinvite`]: re-INVITEs carried from one leg to the other.
+//! - [`timers`]: retransmissions, transaction timeouts, and no answer.
+//! - [`handoff`]: the box answering instead (voicemail, or the voicemail menu).
+
+mod fork;
+mod handoff;
+mod leg;
+mod reinvite;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::menu;
+use crate::now_unix;
+use crate::registrar::Binding;
+use crate::rtp::{self, Peers, Ports};
+use crate::sdp;
+use crate::sip::{Message, StartLine, Transport};
+
+use fork::Fork;
+use handoff::Recording;
+pub use handoff::VoicemailSetup;
+use leg::CallerLeg;
+use reinvite::ReInvite;
+use timers::Retransmit;
+
+/// A message for a call, with where it came from.
+#[derive(Debug)]
+pub struct Incoming {
+    pub msg: Message,
+    pub source: SocketAddr,
+    pub transport: Transport,
+}
+
+/// How a call sends SIP: the server's sockets (a fake one in the tests).
+pub trait Wire: Send + Sync {
+    fn send(&self, bytes: Vec<u8>, to: SocketAddr, transport: Transport);
+    /// Our SIP address, for Via, Contact and SDP.
+    fn local(&self) -> SocketAddr;
+}
+
+/// What a call reports to the server's list of live calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub caller: String,
+    pub callee: String,
+    pub state: &'static str,
+    pub started_at: u64,
+    pub answered_at: Option<u64>,
+}
+
+/// Who is calling whom.
+#[derive(Debug, Clone)]
+pub struct Parties {
+    pub caller_login: String,
+    pub caller_ext: String,
+    pub caller_name: String,
+    pub callee_login: String,
+    pub callee_ext: String,
+    pub domain: String,
+}
+
+/// Everything a call needs from the server.
+pub struct Setup {
+    pub wire: Arc<dyn Wire>,
+    pub ports: Arc<Ports>,
+    pub parties: Parties,
+    pub bindings: Vec<Binding>,
+    pub no_answer: Duration,
+    /// The Call-ID of leg B, already routed to this call's inbox.
+    pub b_call_id: String,
+    pub status: watch::Sender<Status>,
+    /// Where unanswered calls leave their message.
+    pub voicemail: Option<VoicemailSetup>,
+    /// A call to the voicemail extension: the box answers with the menu.
+    pub menu: Option<menu::MenuSetup>,
+    /// Counts this call among those still ringing until it is answered or ends.
+    pub ringing: Ringing,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("parties", &self.parties)
+            .field("b_call_id", &self.b_call_id)
+            .finish()
+    }
+}
+
+/// One call among those still ringing (or setting up): the server refuses new calls
+/// while too many are (overload), so they are counted from the INVITE until the call
+/// is answered, goes to voicemail, or ends.
+#[derive(Debug)]
+pub struct Ringing {
+    count: Arc<AtomicUsize>,
+    done: AtomicBool,
+}
+
+impl Ringing {
+    /// Counts one more ringing call in `count`.
+    pub fn start(count: &Arc<AtomicUsize>) -> Ringing {
+        count.fetch_add(1, Ordering::Relaxed);
+        Ringing {
+            count: Arc::clone(count),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    /// The call no longer rings (once; dropping does it too).
+    pub fn stop(&self) {
+        if !self.done.swap(true, Ordering::Relaxed) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Ringing {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A random token for tags and Call-IDs.
+pub fn token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A new branch for a request we send (RFC 3261's magic cookie first).
+fn branch() -> String {
+    format!("z9hG4bK{}", token())
+}
+
+/// Where a message goes: an address, and the transport it is reached by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Peer {
+    addr: SocketAddr,
+    transport: Transport,
+}
+
+/// Where the call is. Which phone answered is the fork in [`fork::ForkState::Answered`]
+/// (at most one ever is); a re-INVITE in flight is [`Call::reinvite`].
+#[derive(Debug)]
+enum State {
+    /// The callee's phones ring. `rang`: the caller has heard ringing (180 or 183).
+    Ringing { rang: bool },
+    /// Nobody answered and the box answers instead (voicemail or the menu): done at the
+    /// loop's next turn, which waits for the relay to give back the caller's port.
+    ToVoicemail,
+    /// A phone answered: the legs are joined.
+    Talking,
+    /// The box answered the caller: a message is being recorded, or the menu plays.
+    Voicemail(Recording),
+    /// Final response sent or BYEs out: waiting for the ACK and the answers, then over.
+    Ending,
+}
+
+impl State {
+    fn is_ringing(&self) -> bool {
+        matches!(self, State::Ringing { .. })
+    }
+}
+
+/// The call's audio: the relay's two ports on the box and where each side is.
+#[derive(Debug)]
+struct Media {
+    /// The box's address, in rewritten SDP.
+    ip: IpAddr,
+    /// The relay's port for leg A (the caller sends there), and for leg B.
+    port_a: u16,
+    port_b: u16,
+    /// Where each side's audio goes (from its SDP).
+    peers: watch::Sender<Peers>,
+    relay: Option<tokio::task::JoinHandle<rtp::Stopped>>,
+    relay_stop: CancellationToken,
+}
+
+/// One call: everything the call task knows.
+struct Call {
+    setup: Setup,
+    inbox: mpsc::Receiver<Incoming>,
+    /// Where the call is.
+    state: State,
+    /// Leg A: the caller's INVITE, its dialog, and our answers to it ([`leg`]).
+    a: CallerLeg,
+    /// Leg B: our From tag and CSeq, shared by every fork ([`fork`]).
+    b_from_tag: String,
+    b_cseq: u32,
+    /// One per phone rung ([`fork`]).
+    forks: Vec<Fork>,
+    /// The re-INVITE being carried from one leg to the other ([`reinvite`]).
+    reinvite: Option<ReInvite>,
+    /// Messages sent again until answered, over UDP ([`timers`]).
+    retransmits: Vec<Retransmit>,
+    /// When an unanswered call stops ringing.
+    ring_until: Instant,
+    media: Media,
+}
+
+/// Runs one call from the caller's (authenticated) INVITE to its end.
+pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>) {
+    let Some(mut call) = Call::new(setup, invite, inbox) else {
+        return;
+    };
+    call.start();
+    loop {
+        if matches!(call.state, State::ToVoicemail) {
+            call.enter_voicemail().await;
+            continue;
+        }
+        let next = call.next_timer();
+        let recording = async {
+            match &mut call.state {
+                State::Voicemail(r) => Some((&mut r.task).await),
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            m = call.inbox.recv() => match m {
+                Some(m) => call.handle(m),
+                None => break,
+            },
+            () = tokio::time::sleep_until(next) => call.timers(),
+            Some(done) = recording => call.recorded(done).await,
+        }
+        if call.is_over() {
+            break;
+        }
+    }
+    call.media.relay_stop.cancel();
+    if let Some(relay) = call.media.relay.take()
+        && let Ok(stopped) = relay.await
+    {
+        debug!(
+            message = "phone: call media",
+            a_to_b = stopped.a_to_b,
+            b_to_a = stopped.b_to_a
+        );
+    }
+    if let State::Voicemail(r) = std::mem::replace(&mut call.state, State::Ending) {
+        r.hangup.cancel();
+        let _ = r.task.await;
+    }
+    info!(
+        message = "phone: call ended",
+        caller = %call.setup.parties.caller_ext,
+        callee = %call.setup.parties.callee_ext
+    );
+}
+
+impl Call {
+    /// A call for the caller's INVITE, with the relay's ports leased and the relay
+    /// running; `None` (the caller told 503) when no ports are left.
+    fn new(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>) -> Option<Call> {
+        let ip = setup.wire.local().ip();
+        let (lease_a, lease_b) = match (setup.ports.take(ip), setup.ports.take(ip)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => {
+                let r = invite
+                    .msg
+                    .response(503, "Service Unavailable (no RTP ports)", &token());
+                setup
+                    .wire
+                    .send(r.to_bytes(), invite.source, invite.transport);
+                return None;
+            }
+        };
+        let a_media = sdp::audio(&invite.msg.body).map(|m| m.addr);
+        let (peers, peers_rx) = watch::channel(Peers {
+            a: a_media,
+            b: None,
+        });
+        let relay_stop = CancellationToken::new();
+        let (port_a, port_b) = (lease_a.port, lease_b.port);
+        let relay = tokio::spawn(rtp::relay(lease_a, lease_b, peers_rx, relay_stop.clone()));
+        Some(Call {
+            ring_until: Instant::now() + setup.no_answer,
+            setup,
+            inbox,
+            state: State::Ringing { rang: false },
+            a: CallerLeg::new(invite),
+            b_from_tag: token(),
+            b_cseq: 1,
+            forks: Vec::new(),
+            reinvite: None,
+            retransmits: Vec::new(),
+            media: Media {
+                ip,
+                port_a,
+                port_b,
+                peers,
+                relay: Some(relay),
+                relay_stop,
+            },
+        })
+    }
+
+    /// Tells the server's list of live calls where the call is.
+    fn status(&self, state: &'static str) {
+        if state != "ringing" {
+            self.setup.ringing.stop();
+        }
+        self.setup.status.send_modify(|s| {
+            s.state = state;
+            if state == "talking" && s.answered_at.is_none() {
+                s.answered_at = Some(now_unix());
+            }
+        });
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.setup.wire.local()
+    }
+
+    /// Sends `bytes` once, to `to`.
+    fn send(&self, bytes: Vec<u8>, to: Peer) {
+        self.setup.wire.send(bytes, to.addr, to.transport);
+    }
+
+    /// Answers a request (in either leg) where it came from.
+    fn reply(&self, m: &Incoming, code: u16, reason: &str, tag: &str) {
+        let r = m.msg.response(code, reason, tag);
+        self.setup.wire.send(r.to_bytes(), m.source, m.transport);
+    }
+
+    /// Every message of the call, from either leg.
+    fn handle(&mut self, m: Incoming) {
+        let from_a = m.msg.call_id() == self.a.invite.call_id();
+        match (&m.msg.start, from_a) {
+            (StartLine::Request { .. }, true) => self.request_from_a(m),
+            (StartLine::Request { .. }, false) => self.request_from_b(m),
+            (StartLine::Response { code, .. }, true) => self.response_from_a(*code, &m.msg),
+            (StartLine::Response { code, .. }, false) => self.response_from_b(*code, m),
+        }
+    }
+
+    /// A call is over when it is ending and nothing is outstanding: the caller has ACKed
+    /// our final answer, every phone rung has answered its INVITE or CANCEL (or timed
+    /// out), and every BYE has its answer (or timed out).
+    fn is_over(&self) -> bool {
+        matches!(self.state, State::Ending)
+            && !self.forks.iter().any(Fork::is_pending)
+            && self.retransmits.is_empty()
+    }
+
+    /// The call moves to [`State::Ending`], and the list of calls says so.
+    fn ending(&mut self) {
+        self.state = State::Ending;
+        self.status("ending");
+    }
+}
+
+/// Gives `to` the body (and its type) of `from`.
+fn copy_body(from: &Message, to: &mut Message) {
+    if let Some(ct) = from.header("content-type") {
+        to.push("Content-Type", ct.to_string());
+    }
+    to.body = from.body.clone();
+}
+
+/// Where a registered phone is reached: the address in its Contact when that is the
+/// host it registered from (it said which port it listens on), else the address its
+/// REGISTER came from (it is behind NAT, and only that address gets through).
+pub fn reach(b: &Binding) -> SocketAddr {
+    let contact = crate::sip::uri_host(&b.contact).and_then(|h| {
+        h.parse::<SocketAddr>()
+            .ok()
+            .or_else(|| h.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 5060)))
+    });
+    match contact {
+        Some(c) if c.ip() == b.source.ip() => c,
+        _ => b.source,
+    }
+}

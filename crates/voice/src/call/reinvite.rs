@@ -1,0 +1,149 @@
+//! Re-INVITEs (hold, resume, a new codec) from either side of an answered call: the
+//! same offer, pointed at the box, goes to the other side; its answer comes back the
+//! same way. One at a time: another meanwhile is told 491 Request Pending.
+
+use super::{Call, Incoming, Peer, branch};
+use crate::sdp;
+use crate::sip::{Message, Method, param};
+
+/// A re-INVITE carried across: which side sent it, and its request.
+#[derive(Debug)]
+pub(super) struct ReInvite {
+    pub(super) from_a: bool,
+    pub(super) request: Message,
+    /// The branch of our INVITE to the other side.
+    pub(super) our_branch: String,
+}
+
+impl Call {
+    /// A retransmission of the re-INVITE being carried across (answered when the other
+    /// side answers).
+    pub(super) fn is_pending_reinvite(&self, branch: &str) -> bool {
+        self.reinvite
+            .as_ref()
+            .is_some_and(|re| re.request.top_via().and_then(|v| param(v, "branch")) == Some(branch))
+    }
+
+    /// A re-INVITE from one side: the same offer, pointed at the box, to the other side.
+    pub(super) fn forward_reinvite(&mut self, req: Message, from_a: bool) {
+        let Some((w_uri, w_tag, w_peer)) = self
+            .winner()
+            .map(|w| (w.dialog_uri(), w.to_tag.clone(), w.peer))
+        else {
+            let r = req.response(491, "Request Pending", &self.a.tag);
+            self.send_a(r.to_bytes());
+            return;
+        };
+        if self.reinvite.is_some() {
+            let r = req.response(491, "Request Pending", &self.a.tag);
+            let to = if from_a { self.a.peer } else { w_peer };
+            self.send(r.to_bytes(), to);
+            return;
+        }
+        let media = sdp::audio(&req.body).map(|m| m.addr);
+        let our_branch = branch();
+        let trying = req.response(100, "Trying", "").to_bytes();
+        if from_a {
+            self.send_a(trying);
+            if media.is_some() {
+                self.media.peers.send_modify(|p| p.a = media);
+            }
+            let offer = sdp::rewrite(&req.body, self.media.ip, self.media.port_b);
+            self.b_cseq += 1;
+            let r = self.b_request(
+                Method::Invite,
+                &w_uri,
+                self.b_cseq,
+                &our_branch,
+                w_tag.as_deref(),
+                (!req.body.is_empty()).then_some(offer.as_slice()),
+            );
+            self.send_b(w_peer, r.to_bytes());
+        } else {
+            self.send(trying, w_peer);
+            if media.is_some() {
+                self.media.peers.send_modify(|p| p.b = media);
+            }
+            let offer = sdp::rewrite(&req.body, self.media.ip, self.media.port_a);
+            let mut r = self.a_request(
+                Method::Invite,
+                (!req.body.is_empty()).then_some(offer.as_slice()),
+            );
+            // Our own branch, remembered to match the answer.
+            if let Some((_, v)) = r.headers.iter_mut().find(|(n, _)| n == "via") {
+                *v = format!("SIP/2.0/UDP {};branch={our_branch};rport", self.local());
+            }
+            self.send_to_a_reliably(r.to_bytes());
+        }
+        self.reinvite = Some(ReInvite {
+            from_a,
+            request: req,
+            our_branch,
+        });
+    }
+
+    /// The callee's phone answered the re-INVITE we carried to it: ACKed, and the
+    /// answer goes back to the caller.
+    pub(super) fn reinvite_answered_by_b(&mut self, code: u16, m: Incoming) {
+        let (uri, to_tag) = self
+            .winner()
+            .map(|w| (w.dialog_uri(), w.to_tag.clone()))
+            .unwrap_or_default();
+        let ack = self.b_request(
+            Method::Ack,
+            &uri,
+            self.b_cseq,
+            &branch(),
+            to_tag.as_deref(),
+            None,
+        );
+        self.send(
+            ack.to_bytes(),
+            Peer {
+                addr: m.source,
+                transport: m.transport,
+            },
+        );
+        self.answer_reinvite(code, &m.msg, false);
+    }
+
+    /// The other side answered a re-INVITE (the caller, `answered_by_a`, or the callee's
+    /// phone): pass the answer back to whoever asked.
+    pub(super) fn answer_reinvite(&mut self, code: u16, msg: &Message, answered_by_a: bool) {
+        let Some(re) = self.reinvite.take() else {
+            return;
+        };
+        if re.from_a == answered_by_a {
+            self.reinvite = Some(re);
+            return;
+        }
+        let media = sdp::audio(&msg.body).map(|m| m.addr);
+        let (port, tag) = if re.from_a {
+            if code < 300 && media.is_some() {
+                self.media.peers.send_modify(|p| p.b = media);
+            }
+            (self.media.port_a, self.a.tag.clone())
+        } else {
+            if code < 300 && media.is_some() {
+                self.media.peers.send_modify(|p| p.a = media);
+            }
+            (self.media.port_b, self.b_tag())
+        };
+        let reason = if code < 300 { "OK" } else { "Request Failed" };
+        let mut r = re.request.response(code.max(200), reason, &tag);
+        r.push(
+            "Contact",
+            format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.local()),
+        );
+        if !msg.body.is_empty() {
+            r.push("Content-Type", "application/sdp");
+            r.body = sdp::rewrite(&msg.body, self.media.ip, port);
+        }
+        let bytes = r.to_bytes();
+        if re.from_a {
+            self.send_a(bytes);
+        } else if let Some(w) = self.winner() {
+            self.send(bytes, w.peer);
+        }
+    }
+}

@@ -1,0 +1,752 @@
+//! The call state machine, driven message by message through a fake [`Wire`] on tokio's
+//! paused clock: what each step sends, and where the call is after it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::fork::ForkState;
+use super::*;
+use crate::sip::{Method, Transport, param};
+
+const BOX: &str = "127.0.0.1:5060";
+const CALLER: &str = "127.0.0.1:5062";
+const PHONE_1: &str = "127.0.0.1:5070";
+const PHONE_2: &str = "127.0.0.1:5072";
+const NO_ANSWER: Duration = Duration::from_secs(20);
+
+fn addr(a: &str) -> SocketAddr {
+    a.parse().unwrap()
+}
+
+/// Records what the call sends instead of sending it.
+#[derive(Default)]
+struct FakeWire {
+    sent: Mutex<Vec<(Message, SocketAddr, Transport)>>,
+}
+
+impl Wire for FakeWire {
+    fn send(&self, bytes: Vec<u8>, to: SocketAddr, transport: Transport) {
+        let m = Message::parse(&bytes).expect("the call sent a message that does not parse");
+        self.sent.lock().unwrap().push((m, to, transport));
+    }
+
+    fn local(&self) -> SocketAddr {
+        addr(BOX)
+    }
+}
+
+impl FakeWire {
+    /// What was sent since the last look.
+    fn take(&self) -> Vec<(Message, SocketAddr, Transport)> {
+        std::mem::take(&mut *self.sent.lock().unwrap())
+    }
+}
+
+/// `INVITE 127.0.0.1:5070`, `180 127.0.0.1:5062`: a message and where it went.
+fn line(m: &Message, to: SocketAddr) -> String {
+    match &m.start {
+        StartLine::Request { method, .. } => format!("{method} {to}"),
+        StartLine::Response { code, .. } => {
+            let method = m.cseq().map(|(_, m)| m.to_string()).unwrap_or_default();
+            format!("{code}/{method} {to}")
+        }
+    }
+}
+
+/// Takes what was sent: the lines (see [`line`]) and the messages.
+fn sent(wire: &FakeWire) -> (Vec<String>, Vec<Message>) {
+    wire.take()
+        .into_iter()
+        .map(|(m, to, _)| (line(&m, to), m))
+        .unzip()
+}
+
+fn sdp(port: u16) -> Vec<u8> {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+    )
+    .into_bytes()
+}
+
+/// The port of an SDP body's audio.
+fn audio_port(m: &Message) -> u16 {
+    sdp::audio(&m.body).unwrap().addr.port()
+}
+
+/// A request in text, from `source` over UDP.
+#[allow(clippy::too_many_arguments)]
+fn request(
+    method: &str,
+    uri: &str,
+    via: &str,
+    from: &str,
+    to: &str,
+    call_id: &str,
+    cseq: u32,
+    body: &[u8],
+    source: &str,
+) -> Incoming {
+    let mut text = format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+    );
+    if !body.is_empty() {
+        text.push_str("Content-Type: application/sdp\r\n");
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(body);
+    Incoming {
+        msg: Message::parse(&bytes).unwrap(),
+        source: addr(source),
+        transport: Transport::Udp,
+    }
+}
+
+const CALLER_FROM: &str = "\"Alice\" <sip:101@office.test>;tag=alice";
+const CALLER_BRANCH: &str = "z9hG4bKcaller";
+
+/// The caller's INVITE (with a Contact, as phones send it).
+fn caller_invite() -> Incoming {
+    let mut m = request(
+        "INVITE",
+        "sip:102@office.test",
+        &format!("{CALLER};branch={CALLER_BRANCH};rport"),
+        CALLER_FROM,
+        "<sip:102@office.test>",
+        "leg-a",
+        1,
+        &sdp(4000),
+        CALLER,
+    );
+    m.msg.push("Contact", format!("<sip:101@{CALLER}>"));
+    m
+}
+
+/// A request from the caller in its dialog (`to` with our tag, from our answer).
+fn from_caller(method: &str, cseq: u32, branch: &str, to: &str, body: &[u8]) -> Incoming {
+    request(
+        method,
+        &format!("sip:102@{BOX}"),
+        &format!("{CALLER};branch={branch};rport"),
+        CALLER_FROM,
+        to,
+        "leg-a",
+        cseq,
+        body,
+        CALLER,
+    )
+}
+
+/// A phone's response to a request the call sent it (`tag`: the phone's To tag).
+fn answer(req: &Message, code: u16, tag: &str, from: &str, body: &[u8]) -> Incoming {
+    let mut r = req.response(code, "Whatever", tag);
+    if (200..300).contains(&code) {
+        r.push("Contact", format!("<sip:102@{from}>"));
+    }
+    if !body.is_empty() {
+        r.push("Content-Type", "application/sdp");
+        r.body = body.to_vec();
+    }
+    Incoming {
+        msg: Message::parse(&r.to_bytes()).unwrap(),
+        source: addr(from),
+        transport: Transport::Udp,
+    }
+}
+
+/// A request from the answering phone in leg B's dialog, given our INVITE to it.
+fn from_callee(method: &str, cseq: u32, invite: &Message, tag: &str, body: &[u8]) -> Incoming {
+    request(
+        method,
+        &format!("sip:101@{BOX}"),
+        &format!("{PHONE_1};branch=z9hG4bKphone{cseq};rport"),
+        &format!("{};tag={tag}", invite.header("to").unwrap()),
+        invite.header("from").unwrap(),
+        invite.call_id(),
+        cseq,
+        body,
+        PHONE_1,
+    )
+}
+
+fn binding(at: &str) -> Binding {
+    Binding {
+        contact: format!("sip:102@{at}"),
+        expires_at: u64::MAX,
+        call_id: "reg".into(),
+        cseq: 1,
+        source: addr(at),
+        transport: Transport::Udp,
+        user_agent: "test".into(),
+    }
+}
+
+/// A call from 101 to 102, whose phones are at `phones`; the box answers for 102 when
+/// `voicemail` (here: with the menu, which takes the same way).
+fn new_call(
+    phones: &[&str],
+    voicemail: bool,
+) -> (
+    Call,
+    Arc<FakeWire>,
+    watch::Receiver<Status>,
+    mpsc::Sender<Incoming>,
+) {
+    let (setup, wire, status) = new_setup(phones, voicemail);
+    let (tx, rx) = mpsc::channel(64);
+    let call = Call::new(setup, caller_invite(), rx).unwrap();
+    (call, wire, status, tx)
+}
+
+/// What [`run`] needs for a call as in [`new_call`].
+fn new_setup(phones: &[&str], voicemail: bool) -> (Setup, Arc<FakeWire>, watch::Receiver<Status>) {
+    let wire = Arc::new(FakeWire::default());
+    let (status_tx, status_rx) = watch::channel(Status {
+        caller: "101".into(),
+        callee: "102".into(),
+        state: "ringing",
+        started_at: 0,
+        answered_at: None,
+    });
+    let setup = Setup {
+        wire: Arc::clone(&wire) as Arc<dyn Wire>,
+        ports: Ports::new((47000, 47998)),
+        parties: Parties {
+            caller_login: "alice".into(),
+            caller_ext: "101".into(),
+            caller_name: "Alice".into(),
+            callee_login: "bob".into(),
+            callee_ext: "102".into(),
+            domain: "office.test".into(),
+        },
+        bindings: phones.iter().map(|p| binding(p)).collect(),
+        no_answer: NO_ANSWER,
+        b_call_id: "leg-b".into(),
+        status: status_tx,
+        voicemail: None,
+        menu: voicemail.then(|| menu::MenuSetup {
+            data_dir: std::env::temp_dir(),
+            login: "bob".into(),
+            pin_hash: None,
+        }),
+        ringing: Ringing::start(&Arc::default()),
+    };
+    (setup, wire, status_rx)
+}
+
+/// Starts the call: 100 to the caller, our INVITE to each phone (returned).
+fn started(call: &mut Call, wire: &FakeWire) -> Vec<Message> {
+    call.start();
+    let (lines, msgs) = sent(wire);
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("100/INVITE 127.0.0.1:5062")
+    );
+    msgs.into_iter()
+        .skip(1)
+        .inspect(|m| assert_eq!(m.method(), Some(&Method::Invite)))
+        .collect()
+}
+
+/// Lets the clock run `d`, then the call's timers.
+async fn after(call: &mut Call, d: Duration) {
+    tokio::time::advance(d).await;
+    call.timers();
+}
+
+/// A call answered by phone 1 (tag `bob`): our INVITE to it, and our 200 to the caller.
+async fn answered() -> (
+    Call,
+    Arc<FakeWire>,
+    watch::Receiver<Status>,
+    Message,
+    Message,
+) {
+    let (mut call, wire, status, _tx) = new_call(&[PHONE_1], false);
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 200, "bob", PHONE_1, &sdp(6000)));
+    let (lines, mut msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5070", "200/INVITE 127.0.0.1:5062"]);
+    let ok = msgs.remove(1);
+    (call, wire, status, invite, ok)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_phone_rings_and_answers_and_the_legs_are_joined() {
+    let (mut call, wire, status, _tx) = new_call(&[PHONE_1], false);
+    let invite = started(&mut call, &wire).remove(0);
+    // Our offer to the phone points at the relay's leg-B port.
+    assert_eq!(audio_port(&invite), call.media.port_b);
+    assert_eq!(invite.call_id(), "leg-b");
+    assert!(matches!(call.state, State::Ringing { rang: false }));
+
+    call.handle(answer(&invite, 180, "bob", PHONE_1, b""));
+    assert_eq!(sent(&wire).0, ["180/INVITE 127.0.0.1:5062"]);
+    assert!(matches!(call.state, State::Ringing { rang: true }));
+    // A second ringing is not passed on.
+    call.handle(answer(&invite, 180, "bob", PHONE_1, b""));
+    assert!(sent(&wire).0.is_empty());
+
+    call.handle(answer(&invite, 200, "bob", PHONE_1, &sdp(6000)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5070", "200/INVITE 127.0.0.1:5062"]);
+    // The caller's answer points at the relay's leg-A port, from the callee's SDP.
+    assert_eq!(audio_port(&msgs[1]), call.media.port_a);
+    assert!(matches!(call.state, State::Talking));
+    assert_eq!(call.winner().map(|f| f.state), Some(ForkState::Answered));
+    assert_eq!(status.borrow().state, "talking");
+    assert!(status.borrow().answered_at.is_some());
+    assert_eq!(
+        call.media.peers.borrow().b,
+        Some(addr("127.0.0.1:6000")),
+        "the relay sends leg A's audio to the phone's SDP address"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invites_are_retransmitted_until_a_response_and_our_200_until_the_ack() {
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], false);
+    let invite = started(&mut call, &wire).remove(0);
+    after(&mut call, Duration::from_millis(500)).await;
+    assert_eq!(sent(&wire).0, ["INVITE 127.0.0.1:5070"]);
+    // Doubling: nothing at 500 ms more, again at 1 s more.
+    after(&mut call, Duration::from_millis(500)).await;
+    assert!(sent(&wire).0.is_empty());
+    after(&mut call, Duration::from_millis(500)).await;
+    assert_eq!(sent(&wire).0, ["INVITE 127.0.0.1:5070"]);
+    // Any response ends it.
+    call.handle(answer(&invite, 100, "", PHONE_1, b""));
+    after(&mut call, Duration::from_secs(4)).await;
+    assert!(sent(&wire).0.is_empty());
+
+    call.handle(answer(&invite, 200, "bob", PHONE_1, &sdp(6000)));
+    let (_, msgs) = sent(&wire);
+    let ok = &msgs[1];
+    after(&mut call, Duration::from_millis(500)).await;
+    assert_eq!(sent(&wire).0, ["200/INVITE 127.0.0.1:5062"]);
+    after(&mut call, Duration::from_secs(1)).await;
+    assert_eq!(sent(&wire).0, ["200/INVITE 127.0.0.1:5062"]);
+    let to = ok.header("to").unwrap();
+    call.handle(from_caller("ACK", 1, "z9hG4bKack", to, b""));
+    after(&mut call, Duration::from_secs(4)).await;
+    assert!(sent(&wire).0.is_empty());
+    assert!(call.retransmits.is_empty());
+    assert!(matches!(call.state, State::Talking));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retransmitted_invite_from_the_caller_gets_the_last_answer_again() {
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], false);
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(caller_invite());
+    assert_eq!(sent(&wire).0, ["100/INVITE 127.0.0.1:5062"]);
+    call.handle(answer(&invite, 180, "bob", PHONE_1, b""));
+    sent(&wire);
+    call.handle(caller_invite());
+    assert_eq!(sent(&wire).0, ["180/INVITE 127.0.0.1:5062"]);
+    // Ringing is not retransmitted by itself (and the 180 ended our INVITE's).
+    after(&mut call, Duration::from_secs(2)).await;
+    assert!(sent(&wire).0.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_without_voicemail_is_passed_on_and_the_call_ends_with_the_ack() {
+    let (mut call, wire, status, _tx) = new_call(&[PHONE_1], false);
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 486, "bob", PHONE_1, b""));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5070", "486/INVITE 127.0.0.1:5062"]);
+    // The ACK of a refusal is in the INVITE's transaction: the same branch.
+    assert_eq!(msgs[0].branch(), invite.branch());
+    assert!(matches!(call.state, State::Ending));
+    assert_eq!(status.borrow().state, "ending");
+    assert!(!call.is_over(), "our 486 waits for its ACK");
+    let to = msgs[1].header("to").unwrap().to_string();
+    call.handle(from_caller("ACK", 1, CALLER_BRANCH, &to, b""));
+    assert!(call.is_over());
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_with_voicemail_goes_to_the_box() {
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], true);
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 486, "bob", PHONE_1, b""));
+    assert_eq!(sent(&wire).0, ["ACK 127.0.0.1:5070"]);
+    assert!(matches!(call.state, State::ToVoicemail));
+}
+
+#[tokio::test(start_paused = true)]
+async fn decline_is_not_taken_by_voicemail_and_busy_beats_unavailable() {
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], true);
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 603, "bob", PHONE_1, b""));
+    assert_eq!(
+        sent(&wire).0,
+        ["ACK 127.0.0.1:5070", "603/INVITE 127.0.0.1:5062"]
+    );
+    assert!(matches!(call.state, State::Ending));
+
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1, PHONE_2], false);
+    let invites = started(&mut call, &wire);
+    call.handle(answer(&invites[0], 486, "one", PHONE_1, b""));
+    assert_eq!(sent(&wire).0, ["ACK 127.0.0.1:5070"], "phone 2 still rings");
+    assert!(call.state.is_ringing());
+    call.handle(answer(&invites[1], 480, "two", PHONE_2, b""));
+    assert_eq!(
+        sent(&wire).0,
+        ["ACK 127.0.0.1:5072", "486/INVITE 127.0.0.1:5062"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_answer_cancels_the_phones_and_goes_to_voicemail() {
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], true);
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 180, "bob", PHONE_1, b""));
+    sent(&wire);
+    assert_eq!(
+        call.next_timer(),
+        tokio::time::Instant::now() + Duration::from_secs(1)
+    );
+    tokio::time::advance(NO_ANSWER - Duration::from_millis(1)).await;
+    call.timers();
+    assert!(call.state.is_ringing());
+    sent(&wire);
+    after(&mut call, Duration::from_millis(1)).await;
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["CANCEL 127.0.0.1:5070"]);
+    assert_eq!(msgs[0].branch(), invite.branch());
+    assert!(matches!(call.state, State::ToVoicemail));
+    assert_eq!(call.forks[0].state, ForkState::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_answer_without_voicemail_is_480_and_ends_when_everything_is_answered() {
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], false);
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 180, "bob", PHONE_1, b""));
+    sent(&wire);
+    tokio::time::advance(NO_ANSWER).await;
+    call.timers();
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(
+        lines,
+        ["CANCEL 127.0.0.1:5070", "480/INVITE 127.0.0.1:5062"]
+    );
+    assert!(matches!(call.state, State::Ending));
+    let to = msgs[1].header("to").unwrap().to_string();
+    call.handle(from_caller("ACK", 1, CALLER_BRANCH, &to, b""));
+    assert!(!call.is_over(), "the CANCEL is not answered yet");
+    call.handle(answer(&msgs[0], 200, "bob", PHONE_1, b""));
+    assert!(!call.is_over(), "the INVITE is not answered yet");
+    call.handle(answer(&invite, 487, "bob", PHONE_1, b""));
+    assert_eq!(sent(&wire).0, ["ACK 127.0.0.1:5070"]);
+    assert!(call.is_over());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_callers_cancel_ends_the_ringing_and_a_crossing_200_is_hung_up() {
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], false);
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 180, "bob", PHONE_1, b""));
+    sent(&wire);
+    call.handle(from_caller(
+        "CANCEL",
+        1,
+        CALLER_BRANCH,
+        "<sip:102@office.test>",
+        b"",
+    ));
+    assert_eq!(
+        sent(&wire).0,
+        [
+            "200/CANCEL 127.0.0.1:5062",
+            "CANCEL 127.0.0.1:5070",
+            "487/INVITE 127.0.0.1:5062"
+        ]
+    );
+    assert!(matches!(call.state, State::Ending));
+    // The phone answered before our CANCEL reached it: ACK it, then hang it up.
+    call.handle(answer(&invite, 200, "bob", PHONE_1, &sdp(6000)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5070", "BYE 127.0.0.1:5070"]);
+    assert_eq!(param(msgs[1].header("to").unwrap(), "tag"), Some("bob"));
+    assert!(matches!(call.state, State::Ending));
+    assert!(call.winner().is_none(), "nobody won the call");
+    assert_eq!(call.forks[0].state, ForkState::HungUp);
+    // The phone answers our CANCEL (too late: 481); the call is over once the caller
+    // has ACKed its 487.
+    call.handle(answer(&msgs[1], 481, "bob", PHONE_1, b""));
+    assert!(!call.is_over());
+    let to = call.a.invite.response(487, "", &call.a.tag);
+    let to = to.header("to").unwrap().to_string();
+    call.handle(from_caller("ACK", 1, CALLER_BRANCH, &to, b""));
+    assert!(call.is_over());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_after_the_answer_changes_nothing() {
+    let (mut call, wire, _status, _invite, ok) = answered().await;
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("CANCEL", 1, CALLER_BRANCH, &to, b""));
+    assert_eq!(sent(&wire).0, ["200/CANCEL 127.0.0.1:5062"]);
+    assert!(matches!(call.state, State::Talking));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_phone_to_answer_wins_and_the_others_are_cancelled() {
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1, PHONE_2], false);
+    let invites = started(&mut call, &wire);
+    assert_eq!(invites.len(), 2);
+    call.handle(answer(&invites[1], 200, "two", PHONE_2, &sdp(6002)));
+    assert_eq!(
+        sent(&wire).0,
+        [
+            "ACK 127.0.0.1:5072",
+            "CANCEL 127.0.0.1:5070",
+            "200/INVITE 127.0.0.1:5062"
+        ]
+    );
+    assert_eq!(call.forks[0].state, ForkState::Cancelled);
+    // Phone 1 answered anyway: it is hung up.
+    call.handle(answer(&invites[0], 200, "one", PHONE_1, &sdp(6000)));
+    assert_eq!(sent(&wire).0, ["ACK 127.0.0.1:5070", "BYE 127.0.0.1:5070"]);
+    assert_eq!(
+        call.winner().map(|f| f.to_tag.clone()),
+        Some(Some("two".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_callers_bye_hangs_up_the_phone() {
+    let (mut call, wire, status, invite, ok) = answered().await;
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("ACK", 1, "z9hG4bKack", &to, b""));
+    call.handle(from_caller("BYE", 2, "z9hG4bKbye", &to, b""));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/BYE 127.0.0.1:5062", "BYE 127.0.0.1:5070"]);
+    let bye = &msgs[1];
+    // In the phone's dialog: its tag, our From tag, the next CSeq, its Contact.
+    assert_eq!(param(bye.header("to").unwrap(), "tag"), Some("bob"));
+    assert_eq!(bye.header("from"), invite.header("from"));
+    assert_eq!(bye.cseq(), Some((2, Method::Bye)));
+    assert!(
+        matches!(&bye.start, StartLine::Request { uri, .. } if uri == "sip:102@127.0.0.1:5070")
+    );
+    assert!(matches!(call.state, State::Ending));
+    assert_eq!(status.borrow().state, "ending");
+    assert!(!call.is_over(), "our BYE is not answered yet");
+    after(&mut call, Duration::from_millis(500)).await;
+    assert_eq!(sent(&wire).0, ["BYE 127.0.0.1:5070"]);
+    call.handle(answer(bye, 200, "bob", PHONE_1, b""));
+    assert!(call.is_over());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_callees_bye_hangs_up_the_caller() {
+    let (mut call, wire, _status, invite, ok) = answered().await;
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("ACK", 1, "z9hG4bKack", &to, b""));
+    call.handle(from_callee("BYE", 2, &invite, "bob", b""));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/BYE 127.0.0.1:5070", "BYE 127.0.0.1:5062"]);
+    let bye = &msgs[1];
+    // In the caller's dialog: to its Contact, From our answer's To, To its From.
+    assert!(
+        matches!(&bye.start, StartLine::Request { uri, .. } if uri == "sip:101@127.0.0.1:5062")
+    );
+    assert_eq!(bye.header("from"), Some(to.as_str()));
+    assert_eq!(bye.header("to"), Some(CALLER_FROM));
+    assert_eq!(bye.call_id(), "leg-a");
+    assert!(matches!(call.state, State::Ending));
+    // A retransmitted BYE from the phone is answered again.
+    call.handle(from_callee("BYE", 2, &invite, "bob", b""));
+    assert_eq!(sent(&wire).0, ["200/BYE 127.0.0.1:5070"]);
+    call.handle(answer(bye, 200, "alice", CALLER, b""));
+    assert!(call.is_over());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reinvite_from_the_caller_is_carried_to_the_phone_and_answered_back() {
+    let (mut call, wire, _status, _invite, ok) = answered().await;
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("ACK", 1, "z9hG4bKack", &to, b""));
+    call.handle(from_caller("INVITE", 2, "z9hG4bKre1", &to, &sdp(4100)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(
+        lines,
+        ["100/INVITE 127.0.0.1:5062", "INVITE 127.0.0.1:5070"]
+    );
+    let re = &msgs[1];
+    assert_eq!(re.cseq(), Some((2, Method::Invite)));
+    assert_eq!(audio_port(re), call.media.port_b);
+    assert_eq!(call.media.peers.borrow().a, Some(addr("127.0.0.1:4100")));
+    // Its retransmission is not carried again; another re-INVITE meanwhile is refused.
+    call.handle(from_caller("INVITE", 2, "z9hG4bKre1", &to, &sdp(4100)));
+    assert!(sent(&wire).0.is_empty());
+    call.handle(from_caller("INVITE", 3, "z9hG4bKre2", &to, &sdp(4100)));
+    assert_eq!(sent(&wire).0, ["491/INVITE 127.0.0.1:5062"]);
+
+    call.handle(answer(re, 200, "bob", PHONE_1, &sdp(6100)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5070", "200/INVITE 127.0.0.1:5062"]);
+    assert_eq!(msgs[0].cseq(), Some((2, Method::Ack)));
+    assert_eq!(audio_port(&msgs[1]), call.media.port_a);
+    assert_eq!(msgs[1].branch(), "z9hG4bKre1");
+    assert_eq!(call.media.peers.borrow().b, Some(addr("127.0.0.1:6100")));
+    assert!(call.reinvite.is_none());
+    assert!(matches!(call.state, State::Talking));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reinvite_from_the_phone_is_carried_to_the_caller_and_answered_back() {
+    let (mut call, wire, _status, invite, ok) = answered().await;
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("ACK", 1, "z9hG4bKack", &to, b""));
+    call.handle(from_callee("INVITE", 2, &invite, "bob", &sdp(6200)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(
+        lines,
+        ["100/INVITE 127.0.0.1:5070", "INVITE 127.0.0.1:5062"]
+    );
+    let re = &msgs[1];
+    assert_eq!(re.call_id(), "leg-a");
+    assert_eq!(audio_port(re), call.media.port_a);
+    // Sent again until the caller answers.
+    after(&mut call, Duration::from_millis(500)).await;
+    assert_eq!(sent(&wire).0, ["INVITE 127.0.0.1:5062"]);
+
+    call.handle(answer(re, 200, "alice", CALLER, &sdp(4200)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5062", "200/INVITE 127.0.0.1:5070"]);
+    assert_eq!(msgs[0].cseq(), re.cseq().map(|(n, _)| (n, Method::Ack)));
+    assert_eq!(audio_port(&msgs[1]), call.media.port_b);
+    assert_eq!(call.media.peers.borrow().a, Some(addr("127.0.0.1:4200")));
+    after(&mut call, Duration::from_secs(4)).await;
+    assert!(sent(&wire).0.is_empty());
+    assert!(matches!(call.state, State::Talking));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_phone_times_out_as_408_and_the_caller_hears_480() {
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], false);
+    started(&mut call, &wire);
+    let mut lines = Vec::new();
+    for _ in 0..40 {
+        after(&mut call, Duration::from_millis(500)).await;
+        lines.extend(sent(&wire).0);
+    }
+    // From T1 doubling to T2: at 0.5, 1.5, 3.5, 7.5, 11.5, 15.5 and 19.5 s; then the
+    // no-answer timer (20 s) cancels the phone.
+    let resent = lines
+        .iter()
+        .filter(|l| *l == "INVITE 127.0.0.1:5070")
+        .count();
+    assert_eq!(resent, 7);
+    assert_eq!(
+        lines.get(7..),
+        Some(
+            &[
+                "CANCEL 127.0.0.1:5070".to_string(),
+                "480/INVITE 127.0.0.1:5062".into()
+            ][..]
+        )
+    );
+    assert!(matches!(call.state, State::Ending));
+
+    // With a longer no-answer timer the transaction timeout decides.
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], false);
+    call.ring_until += Duration::from_secs(60);
+    started(&mut call, &wire);
+    after(&mut call, Duration::from_secs(32)).await;
+    let (lines, _) = sent(&wire);
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("480/INVITE 127.0.0.1:5062")
+    );
+    assert_eq!(call.forks[0].state, ForkState::Failed(408));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_200_never_acked_hangs_up_the_phone() {
+    let (mut call, wire, _status, _invite, _ok) = answered().await;
+    tokio::time::advance(Duration::from_secs(32)).await;
+    call.timers();
+    let (lines, _) = sent(&wire);
+    assert_eq!(lines.last().map(String::as_str), Some("BYE 127.0.0.1:5070"));
+    assert!(matches!(call.state, State::Ending));
+}
+
+#[tokio::test(start_paused = true)]
+async fn info_digits_go_to_the_other_phone() {
+    let (mut call, wire, _status, invite, ok) = answered().await;
+    let to = ok.header("to").unwrap().to_string();
+    let mut info = from_caller("INFO", 2, "z9hG4bKinfo", &to, b"");
+    info.msg.push("Content-Type", "application/dtmf-relay");
+    info.msg.body = b"Signal=5\r\nDuration=160\r\n".to_vec();
+    call.handle(info);
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/INFO 127.0.0.1:5062", "INFO 127.0.0.1:5070"]);
+    assert_eq!(msgs[1].body, b"Signal=5\r\nDuration=160\r\n");
+    call.handle(from_callee("INFO", 2, &invite, "bob", b""));
+    assert_eq!(
+        sent(&wire).0,
+        ["200/INFO 127.0.0.1:5070", "INFO 127.0.0.1:5062"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_phone_and_no_voicemail_is_480_at_once() {
+    let (mut call, wire, _status, _tx) = new_call(&[], false);
+    call.start();
+    assert_eq!(
+        sent(&wire).0,
+        ["100/INVITE 127.0.0.1:5062", "480/INVITE 127.0.0.1:5062"]
+    );
+    assert!(matches!(call.state, State::Ending));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_call_task_runs_to_its_end() {
+    let (setup, wire, status) = new_setup(&[PHONE_1], false);
+    let (tx2, rx2) = mpsc::channel(64);
+    let task = tokio::spawn(run(setup, caller_invite(), rx2));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(
+        lines,
+        ["100/INVITE 127.0.0.1:5062", "INVITE 127.0.0.1:5070"]
+    );
+    let invite = msgs[1].clone();
+    tx2.send(answer(&invite, 200, "bob", PHONE_1, &sdp(6000)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5070", "200/INVITE 127.0.0.1:5062"]);
+    assert_eq!(status.borrow().state, "talking");
+    let to = msgs[1].header("to").unwrap().to_string();
+    tx2.send(from_caller("ACK", 1, "z9hG4bKack", &to, b""))
+        .await
+        .unwrap();
+    tx2.send(from_caller("BYE", 2, "z9hG4bKbye", &to, b""))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/BYE 127.0.0.1:5062", "BYE 127.0.0.1:5070"]);
+    assert!(!task.is_finished());
+    tx2.send(answer(&msgs[1], 200, "bob", PHONE_1, b""))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("the call task ends once everything is answered")
+        .unwrap();
+    assert_eq!(status.borrow().state, "ending");
+}

@@ -1,0 +1,191 @@
+//! INVITE outside any call: a new call. The caller is authenticated, the callee looked
+//! up, and a call task ([`crate::call`]) started with both legs' Call-IDs routed to it.
+//! Also the table of live calls.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+
+use super::auth::authenticate;
+use super::{REPLAY_FOR, Request};
+use crate::call::{self, Incoming, Parties, Setup, Status, VoicemailSetup, Wire};
+use crate::menu::MenuSetup;
+use crate::now_unix;
+use crate::sip::{Message, StartLine, uri_user};
+use crate::voicemail;
+
+/// Calls ringing at once beyond which new ones get 503 (the box is overloaded: no small
+/// office has this many phones ringing).
+pub(super) const MAX_RINGING: usize = 200;
+
+/// Calls by Call-ID (both legs), and their status for `officebox phone calls`.
+#[derive(Default)]
+pub(super) struct Calls {
+    /// Each call's inbox, by the Call-ID of either leg.
+    pub(super) routes: HashMap<String, mpsc::Sender<Incoming>>,
+    /// Where each call is, by a number of its own.
+    pub(super) status: HashMap<u64, watch::Receiver<Status>>,
+    next_id: u64,
+    /// Calls that ended in the last 32 s, by Call-ID: a retransmitted BYE (our 200 was
+    /// lost) is answered 200 again, not 481 (RFC 3261 section 17.2.2).
+    pub(super) ended: HashMap<String, Instant>,
+    /// The same Call-IDs oldest first, so forgetting them costs nothing per call (at
+    /// thousands of calls a second, scanning the whole map each time did).
+    ended_order: VecDeque<(Instant, String)>,
+}
+
+impl Calls {
+    /// Remembers that the call with these Call-IDs ended now; forgets those older than
+    /// `REPLAY_FOR`.
+    fn ended(&mut self, call_ids: [String; 2]) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.ended_order.front()
+            && now.duration_since(*at) >= REPLAY_FOR
+        {
+            if let Some((at, id)) = self.ended_order.pop_front()
+                && self.ended.get(&id) == Some(&at)
+            {
+                self.ended.remove(&id);
+            }
+        }
+        for id in call_ids {
+            self.ended.insert(id.clone(), now);
+            self.ended_order.push_back((now, id));
+        }
+    }
+}
+
+/// A new call: the caller proves who they are (407 challenge), the callee must exist and
+/// have a phone registered; then a call task takes over (`None`: it answers).
+pub(super) fn invite(req: &Request) -> Option<Message> {
+    let (config, state, msg, source, transport, tag) = (
+        req.config,
+        req.state,
+        req.msg,
+        req.source,
+        req.transport,
+        req.tag.as_str(),
+    );
+    let caller = match authenticate(req, true) {
+        Ok(u) => u,
+        Err(challenge) => return Some(challenge),
+    };
+    let StartLine::Request { uri, .. } = &msg.start else {
+        return None;
+    };
+    let Some(dialled) = uri_user(uri) else {
+        return Some(msg.response(404, "Not Found", tag));
+    };
+    // The voicemail extension: the caller's own mailbox, through the menu.
+    let menu_call = dialled == config.phone.voicemail_extension;
+    let callee = if menu_call {
+        Some(caller)
+    } else {
+        config
+            .users
+            .iter()
+            .find(|u| u.extension.as_deref() == Some(dialled.as_str()) || u.login == dialled)
+    };
+    let Some(callee) = callee else {
+        return Some(msg.response(404, "Not Found", tag));
+    };
+    // Overload: more calls setting up at once than a small office has phones means the
+    // box is behind. New calls are turned away at once (cheap) so the ones under way
+    // finish, instead of every call timing out in a storm of retransmissions.
+    if state.ringing.load(std::sync::atomic::Ordering::Relaxed) >= MAX_RINGING {
+        let mut busy = msg.response(503, "Service Unavailable", tag);
+        busy.push("Retry-After", "5");
+        return Some(busy);
+    }
+    let bindings = if menu_call {
+        Vec::new()
+    } else {
+        state
+            .registrar
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contacts(&callee.login, now_unix())
+    };
+    // No phone registered: the call goes straight to voicemail.
+    let parties = Parties {
+        caller_login: caller.login.clone(),
+        caller_ext: caller
+            .extension
+            .clone()
+            .unwrap_or_else(|| caller.login.clone()),
+        caller_name: caller.name.clone(),
+        callee_login: callee.login.clone(),
+        callee_ext: callee
+            .extension
+            .clone()
+            .unwrap_or_else(|| callee.login.clone()),
+        domain: config.network.domain.clone(),
+    };
+    let (status_tx, status_rx) = watch::channel(Status {
+        caller: parties.caller_ext.clone(),
+        callee: parties.callee_ext.clone(),
+        state: "ringing",
+        started_at: now_unix(),
+        answered_at: None,
+    });
+    let b_call_id = format!("{}@officebox", call::token());
+    let a_call_id = msg.call_id().to_string();
+    let (tx, rx) = mpsc::channel(64);
+    let id = {
+        let mut calls = state.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.routes.insert(a_call_id.clone(), tx.clone());
+        calls.routes.insert(b_call_id.clone(), tx);
+        calls.next_id += 1;
+        let id = calls.next_id;
+        calls.status.insert(id, status_rx);
+        id
+    };
+    let setup = Setup {
+        wire: Arc::clone(&state.wire) as Arc<dyn Wire>,
+        ports: Arc::clone(&state.ports),
+        parties,
+        bindings,
+        no_answer: config.phone.no_answer_timeout,
+        b_call_id: b_call_id.clone(),
+        status: status_tx,
+        ringing: call::Ringing::start(&state.ringing),
+        menu: menu_call.then(|| MenuSetup {
+            data_dir: config.data_dir.clone(),
+            login: caller.login.clone(),
+            pin_hash: caller.voicemail_pin_hash.clone(),
+        }),
+        voicemail: (!menu_call).then(|| VoicemailSetup {
+            data_dir: config.data_dir.clone(),
+            envelope: voicemail::Envelope {
+                caller_name: caller.name.clone(),
+                caller_ext: caller
+                    .extension
+                    .clone()
+                    .unwrap_or_else(|| caller.login.clone()),
+                caller_address: format!("{}@{}", caller.login, config.network.domain),
+                callee_login: callee.login.clone(),
+                callee_name: callee.name.clone(),
+                callee_address: format!("{}@{}", callee.login, config.network.domain),
+                host: format!("{}.{}", config.network.hostname, config.network.domain),
+            },
+            max: config.phone.max_message_length,
+        }),
+    };
+    let incoming = Incoming {
+        msg: msg.clone(),
+        source,
+        transport,
+    };
+    let calls = Arc::clone(&state.calls);
+    tokio::spawn(async move {
+        call::run(setup, incoming, rx).await;
+        let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.routes.remove(&a_call_id);
+        calls.routes.remove(&b_call_id);
+        calls.status.remove(&id);
+        calls.ended([a_call_id, b_call_id]);
+    });
+    None
+}

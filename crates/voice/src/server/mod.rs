@@ -1,0 +1,183 @@
+//! The SIP server: UDP and TCP on the SIP port, each request parsed, answered, and
+//! retransmissions answered from a cache (RFC 3261 section 17.2: a server transaction
+//! replays its last response).
+//!
+//! Responses go back where the request came from, with `received` and `rport` added to
+//! the top Via (RFC 3581), so phones behind NAT hear them. Sources that keep failing
+//! authentication (a password-guessing flood) are ignored for a while.
+//!
+//! - [`transport`]: the sockets: UDP datagrams, TCP streams, and how calls send.
+//! - [`dispatch`]: one message in: to its call, from the replay cache, or by method.
+//! - [`auth`]: digest challenges and their answers.
+//! - [`register`]: the REGISTER handler.
+//! - [`invite`]: a new call, and the table of live calls.
+//! - [`subscribe`]: SUBSCRIBE to a mailbox, and the NOTIFYs.
+//! - [`persistence`]: registrations and live calls in the state database.
+
+mod auth;
+mod dispatch;
+mod invite;
+mod persistence;
+mod register;
+mod subscribe;
+mod transport;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use officebox_config::Config;
+use officebox_config::derive::bind_addresses;
+use officebox_config::model::Service;
+use officebox_secrets::login::Limiter;
+use officebox_sockets::ConnLimits;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::digest::Authenticator;
+use crate::mwi::Subscriptions;
+use crate::registrar::Registrar;
+use crate::rtp::Ports;
+use crate::sip::{Message, Transport};
+
+use invite::Calls;
+use transport::ServerWire;
+
+/// How long a response is kept for retransmitted requests (64 * T1).
+const REPLAY_FOR: Duration = Duration::from_secs(32);
+/// Registrations are written to the state database this often.
+const SAVE_EVERY: Duration = Duration::from_millis(200);
+
+/// Responses by (branch and method, source), for retransmitted requests.
+type Replay = HashMap<(String, SocketAddr), (Instant, Vec<u8>)>;
+
+/// What the whole server shares.
+struct State {
+    registrar: Mutex<Registrar>,
+    auth: Authenticator,
+    replay: Mutex<Replay>,
+    /// Failed digests per source (`officebox_secrets::login::PHONE`): past the limit,
+    /// that source is ignored for a while.
+    limiter: Arc<Limiter>,
+    /// TCP connections per source address and in all.
+    tcp: Arc<ConnLimits>,
+    wire: Arc<ServerWire>,
+    ports: Arc<Ports>,
+    calls: Arc<Mutex<Calls>>,
+    mwi: Mutex<Subscriptions>,
+    /// Calls ringing or setting up now (see [`invite::MAX_RINGING`]).
+    ringing: Arc<AtomicUsize>,
+}
+
+/// One request being answered: what every handler needs.
+struct Request<'a> {
+    config: &'a Config,
+    state: &'a State,
+    msg: &'a Message,
+    /// Where it came from, and how.
+    source: SocketAddr,
+    transport: Transport,
+    /// Our To tag in the answer (the same for retransmissions of the request).
+    tag: String,
+}
+
+/// Where the SIP server listens for a config.
+fn endpoints(config: &Config) -> Vec<SocketAddr> {
+    bind_addresses(config, Service::Sip)
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, config.phone.sip_port))
+        .collect()
+}
+
+/// Runs the SIP server until `shutdown`, or until a reload moves it (then it returns, and
+/// the supervisor starts it again).
+pub async fn serve(
+    config_rx: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let config = Arc::clone(&config_rx.borrow());
+    let (db, registrar) = persistence::open(&config.data_dir).await?;
+    let mut sockets = Vec::new();
+    for addr in endpoints(&config) {
+        let (udp, tcp) = transport::bind(addr).await?;
+        sockets.push((Arc::new(udp), tcp, addr));
+    }
+    let Some((first, _, first_addr)) = sockets.first() else {
+        return Err(io::Error::other("phone: no address to listen on"));
+    };
+    // Our address as phones see it: the listening one, or the LAN address for 0.0.0.0.
+    let local = if first_addr.ip().is_unspecified() {
+        SocketAddr::new(
+            IpAddr::V4(config.network.lan.net.address),
+            config.phone.sip_port,
+        )
+    } else {
+        *first_addr
+    };
+    let state = Arc::new(State {
+        registrar: Mutex::new(registrar),
+        auth: Authenticator::new(&config.network.domain),
+        replay: Mutex::default(),
+        limiter: Limiter::new(officebox_secrets::login::PHONE),
+        tcp: ConnLimits::new(officebox_sockets::limits::PER_ADDRESS, transport::MAX_TCP),
+        wire: Arc::new(ServerWire::new(Arc::clone(first), local)),
+        ports: Ports::new(config.phone.rtp_ports),
+        calls: Arc::default(),
+        mwi: Mutex::default(),
+        ringing: Arc::default(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for (udp, tcp, addr) in sockets {
+        info!(message = "phone: serving", %addr);
+        tasks.spawn(transport::udp_loop(
+            udp,
+            config_rx.clone(),
+            Arc::clone(&state),
+        ));
+        tasks.spawn(transport::tcp_loop(
+            tcp,
+            config_rx.clone(),
+            Arc::clone(&state),
+        ));
+    }
+    let db = Arc::new(Mutex::new(db));
+    let mut last_calls = Vec::new();
+    let mut ticks = 0u64;
+    let bound = endpoints(&config);
+    let mut changes = config_rx.clone();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                if endpoints(&changes.borrow_and_update()) != bound {
+                    // Ending here has the supervisor start the service again, bound anew;
+                    // registrations are saved below and loaded again.
+                    info!("phone: listening addresses changed; restarting the phone service");
+                    break;
+                }
+            }
+            () = tokio::time::sleep(SAVE_EVERY) => {
+                persistence::save(&state, &db).await;
+                persistence::save_calls(&state, &db, &mut last_calls).await;
+                ticks += 1;
+                if ticks.is_multiple_of(5) {
+                    subscribe::tick_mwi(&state, &db, &config.data_dir).await;
+                }
+            }
+        }
+    }
+    persistence::save(&state, &db).await;
+    let _ = db
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .save_calls(&[]);
+    tasks.shutdown().await;
+    Ok(())
+}

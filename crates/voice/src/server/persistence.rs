@@ -1,0 +1,125 @@
+//! What the phone service keeps in the state database: registrations (loaded at start,
+//! written when they change, so phones stay reachable across a restart) and the list of
+//! live calls (for `officebox phone calls` and the admin pages).
+
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use officebox_store::{Db, SipBinding, SipCall};
+use tracing::warn;
+
+use super::State;
+use crate::now_unix;
+use crate::registrar::{Binding, Registrar};
+use crate::sip::Transport;
+
+/// Opens the state database, and the registrations in it that have not expired.
+pub(super) async fn open(data_dir: &Path) -> io::Result<(Db, Registrar)> {
+    let db_path = officebox_store::state_db(data_dir);
+    let (db, restored) =
+        tokio::task::spawn_blocking(move || -> Result<_, officebox_store::StoreError> {
+            let db = Db::open(&db_path)?;
+            let restored = db.bindings(i64::try_from(now_unix()).unwrap_or(i64::MAX))?;
+            Ok((db, restored))
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(|e| io::Error::other(format!("phone: {e}")))?;
+    let mut registrar = Registrar::default();
+    for b in restored {
+        if let Ok(source) = b.source.parse() {
+            registrar.restore(
+                &b.login,
+                Binding {
+                    contact: b.contact,
+                    expires_at: u64::try_from(b.expires_at).unwrap_or(0),
+                    call_id: b.call_id,
+                    cseq: u32::try_from(b.cseq).unwrap_or(0),
+                    source,
+                    transport: Transport::from_stored(&b.transport),
+                    user_agent: b.user_agent,
+                },
+            );
+        }
+    }
+    Ok((db, registrar))
+}
+
+/// Writes the registrations that changed.
+pub(super) async fn save(state: &Arc<State>, db: &Arc<Mutex<Db>>) {
+    let dirty = state
+        .registrar
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take_dirty();
+    if dirty.is_empty() {
+        return;
+    }
+    let rows: Vec<(String, Vec<SipBinding>)> = dirty
+        .into_iter()
+        .map(|(login, bindings)| {
+            let rows = bindings
+                .into_iter()
+                .map(|b| SipBinding {
+                    login: login.clone(),
+                    contact: b.contact,
+                    expires_at: i64::try_from(b.expires_at).unwrap_or(i64::MAX),
+                    call_id: b.call_id,
+                    cseq: i64::from(b.cseq),
+                    source: b.source.to_string(),
+                    transport: b.transport.as_str().to_string(),
+                    user_agent: b.user_agent,
+                })
+                .collect();
+            (login, rows)
+        })
+        .collect();
+    let db = Arc::clone(db);
+    let r = tokio::task::spawn_blocking(move || {
+        db.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .save_bindings(&rows)
+    })
+    .await;
+    if !matches!(r, Ok(Ok(()))) {
+        warn!(message = "phone: could not save registrations (phones re-register anyway)");
+    }
+}
+
+/// Writes the list of live calls when it changed.
+pub(super) async fn save_calls(state: &Arc<State>, db: &Arc<Mutex<Db>>, last: &mut Vec<SipCall>) {
+    let now: Vec<SipCall> = {
+        let calls = state.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v: Vec<SipCall> = calls
+            .status
+            .iter()
+            .map(|(id, rx)| {
+                let s = rx.borrow();
+                SipCall {
+                    id: i64::try_from(*id).unwrap_or(0),
+                    caller: s.caller.clone(),
+                    callee: s.callee.clone(),
+                    state: s.state.to_string(),
+                    started_at: i64::try_from(s.started_at).unwrap_or(0),
+                    answered_at: s.answered_at.and_then(|t| i64::try_from(t).ok()),
+                }
+            })
+            .collect();
+        v.sort_by_key(|c| c.id);
+        v
+    };
+    if now == *last {
+        return;
+    }
+    let (db, rows) = (Arc::clone(db), now.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        db.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .save_calls(&rows)
+    })
+    .await;
+    if matches!(r, Ok(Ok(()))) {
+        *last = now;
+    }
+}

@@ -1,0 +1,146 @@
+//! SUBSCRIBE to `message-summary` (RFC 3842): a phone is told, by NOTIFY, how many
+//! messages wait in its own user's mailbox, again whenever that changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use officebox_store::Db;
+
+use super::auth::authenticate_owner;
+use super::{Request, State};
+use crate::call::Wire;
+use crate::mwi::{self, Subscription};
+use crate::now_unix;
+use crate::registrar::owner_of;
+use crate::sip::{Message, StartLine, param, uri_of};
+use crate::voicemail;
+
+/// SUBSCRIBE to `message-summary` (RFC 3842): a phone's own user's mailbox only. The
+/// first NOTIFY goes out at the next tick (within a second).
+pub(super) fn subscribe(req: &Request) -> Message {
+    let (config, state, msg, source, transport, tag) = (
+        req.config,
+        req.state,
+        req.msg,
+        req.source,
+        req.transport,
+        req.tag.as_str(),
+    );
+    let event = msg.header("event").unwrap_or("");
+    if !event
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("message-summary")
+    {
+        let mut r = msg.response(489, "Bad Event", tag);
+        r.push("Allow-Events", "message-summary");
+        return r;
+    }
+    let StartLine::Request { uri, .. } = &msg.start else {
+        return msg.response(400, "Bad Request", tag);
+    };
+    let owner = owner_of(config, uri)
+        .or_else(|| owner_of(config, uri_of(msg.header("to").unwrap_or("")).unwrap_or("")));
+    let user = match authenticate_owner(req, owner, "mailbox") {
+        Ok(u) => u,
+        Err(refusal) => return refusal,
+    };
+    let expires = msg
+        .header("expires")
+        .and_then(|e| e.trim().parse::<u64>().ok())
+        .unwrap_or(mwi::DEFAULT_EXPIRES);
+    let expires = if expires == 0 {
+        0
+    } else {
+        expires.clamp(mwi::MIN_EXPIRES, mwi::DEFAULT_EXPIRES)
+    };
+    let call_id = msg.call_id().to_string();
+    let mut subs = state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
+    let ours = subs.by_call.get(&call_id).map(|s| s.our_to.clone());
+    let to_value = msg.header("to").unwrap_or("").to_string();
+    let our_to = ours.unwrap_or_else(|| {
+        if param(&to_value, "tag").is_some() {
+            to_value.clone()
+        } else {
+            format!("{to_value};tag={tag}")
+        }
+    });
+    let ext = user.extension.clone().unwrap_or_else(|| user.login.clone());
+    let sub = Subscription {
+        login: user.login.clone(),
+        account: format!("sip:{ext}@{}", config.network.domain),
+        target: msg
+            .header("contact")
+            .and_then(uri_of)
+            .unwrap_or(uri)
+            .to_string(),
+        dest: source,
+        transport,
+        their_from: msg.header("from").unwrap_or("").to_string(),
+        our_to,
+        call_id: call_id.clone(),
+        cseq: subs.by_call.get(&call_id).map_or(0, |s| s.cseq),
+        expires_at: now_unix() + expires,
+        // Told again at once: a (re-)SUBSCRIBE is answered with a NOTIFY (RFC 6665 4.2.1).
+        told: None,
+        pending: None,
+    };
+    subs.by_call.insert(call_id, sub);
+    let mut r = msg.response(200, "OK", tag);
+    r.push("Expires", expires.to_string());
+    r.push("Contact", format!("<sip:mwi@{}>", state.wire.local));
+    r
+}
+
+/// Tells each subscribed phone its mailbox's counts when they change, sends unanswered
+/// NOTIFYs again, and ends expired subscriptions.
+pub(super) async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: &std::path::Path) {
+    let now = now_unix();
+    let logins: Vec<String> = {
+        let subs = state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut l: Vec<String> = subs.by_call.values().map(|s| s.login.clone()).collect();
+        l.sort();
+        l.dedup();
+        l
+    };
+    if logins.is_empty() {
+        return;
+    }
+    let (db2, dir) = (Arc::clone(db), data_dir.to_path_buf());
+    let counts: HashMap<String, (usize, usize)> = tokio::task::spawn_blocking(move || {
+        let db = db2.lock().unwrap_or_else(PoisonError::into_inner);
+        logins
+            .into_iter()
+            .filter_map(|l| {
+                let (new, saved) = voicemail::mailbox(&db, &dir, &l).ok()?;
+                Some((l, (new.len(), saved.len())))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    let local = state.wire.local;
+    let mut out = Vec::new();
+    {
+        let mut subs = state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
+        subs.by_call.retain(|_, s| {
+            if s.expires_at <= now {
+                out.push((s.notify(local, None, now), s.dest, s.transport));
+                return false;
+            }
+            if let Some(&c) = counts.get(&s.login)
+                && s.told != Some(c)
+            {
+                out.push((s.notify(local, Some(c), now), s.dest, s.transport));
+            } else if let Some(again) = s.resend() {
+                out.push((again, s.dest, s.transport));
+            }
+            true
+        });
+    }
+    for (bytes, dest, transport) in out {
+        state.wire.send(bytes, dest, transport);
+    }
+}
