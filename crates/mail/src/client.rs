@@ -369,7 +369,9 @@ async fn transaction(
             }
         }
     }
-    let mail_reply = &replies[0];
+    let Some((mail_reply, rcpt_replies)) = replies.split_first() else {
+        return Err(HostError::Next("no reply to MAIL".into()));
+    };
     match mail_reply.class() {
         2 => {}
         5 => {
@@ -382,16 +384,22 @@ async fn transaction(
         }
         _ => return Err(HostError::Next(format!("MAIL: {mail_reply}"))),
     }
+    // A recipient's verdict so far: None while it is accepted (and waits for DATA).
     let mut verdicts: Vec<Option<Verdict>> = vec![None; n];
-    for (i, r) in replies.iter().skip(1).enumerate() {
-        verdicts[i] = match r.class() {
+    for (verdict, r) in verdicts.iter_mut().zip(rcpt_replies) {
+        *verdict = match r.class() {
             2 => None,
             5 => Some(Verdict::Permanent(format!("{remote} said: {r}"))),
             _ => Some(Verdict::Temporary(format!("{remote} said: {r}"))),
         };
     }
-    let accepted: Vec<usize> = (0..n).filter(|&i| verdicts[i].is_none()).collect();
-    if accepted.is_empty() {
+    // Every accepted recipient shares what becomes of the message.
+    let settle = |verdicts: &mut Vec<Option<Verdict>>, v: Verdict| {
+        for verdict in verdicts.iter_mut().filter(|v| v.is_none()) {
+            *verdict = Some(v.clone());
+        }
+    };
+    if verdicts.iter().all(Option::is_some) {
         conn.say("RSET");
         return Ok(verdicts.into_iter().flatten().collect());
     }
@@ -402,9 +410,7 @@ async fn transaction(
         } else {
             Verdict::Temporary(format!("{remote} said: {r}"))
         };
-        for i in &accepted {
-            verdicts[*i] = Some(v.clone());
-        }
+        settle(&mut verdicts, v);
         return Ok(verdicts.into_iter().flatten().collect());
     }
     send_body(conn, out.message).await.map_err(next)?;
@@ -420,9 +426,7 @@ async fn transaction(
         Ok(r) => Verdict::Temporary(format!("{remote} said: {r}")),
         Err(e) => Verdict::Temporary(format!("{remote}: no answer after the message: {e}")),
     };
-    for i in &accepted {
-        verdicts[*i] = Some(v.clone());
-    }
+    settle(&mut verdicts, v);
     Ok(verdicts.into_iter().flatten().collect())
 }
 

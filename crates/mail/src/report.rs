@@ -57,19 +57,23 @@ fn status_of(error: Option<&str>, kind: Kind) -> String {
     let found = error.and_then(|e| {
         e.split(|c: char| c.is_ascii_whitespace() || c == ':')
             .find(|w| {
+                let number = |p: &str| {
+                    !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())
+                };
                 let parts: Vec<&str> = w.split('.').collect();
-                parts.len() == 3
-                    && matches!(parts[0], "2" | "4" | "5")
-                    && parts[1..].iter().all(|p| {
-                        !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())
-                    })
+                matches!(parts.as_slice(), [class, subject, detail]
+                    if matches!(*class, "2" | "4" | "5") && number(subject) && number(detail))
             })
             .map(str::to_string)
     });
     match (kind, found) {
         (Kind::Delivered | Kind::Relayed, _) => "2.0.0".into(),
         (Kind::Failed, Some(s)) if s.starts_with('5') => s,
-        (Kind::Failed, Some(s)) => format!("5{}", &s[1..]),
+        // The class made permanent: 4.4.1 -> 5.4.1.
+        (Kind::Failed, Some(s)) => match s.split_once('.') {
+            Some((_, rest)) => format!("5.{rest}"),
+            None => "5.0.0".into(),
+        },
         (Kind::Failed, None) => "5.0.0".into(),
         (Kind::Delayed, Some(s)) if s.starts_with('4') => s,
         (Kind::Delayed, _) => "4.0.0".into(),
@@ -78,10 +82,12 @@ fn status_of(error: Option<&str>, kind: Kind) -> String {
 
 /// The SMTP reply in an error text (`mx said: 550 ...` -> `550 ...`), for Diagnostic-Code.
 fn smtp_reply(error: &str) -> Option<&str> {
-    error
-        .split_once(" said: ")
-        .map(|(_, r)| r)
-        .filter(|r| r.len() > 3 && r.as_bytes()[..3].iter().all(u8::is_ascii_digit))
+    error.split_once(" said: ").map(|(_, r)| r).filter(|r| {
+        r.len() > 3
+            && r.as_bytes()
+                .get(..3)
+                .is_some_and(|code| code.iter().all(u8::is_ascii_digit))
+    })
 }
 
 /// One header-safe line: no CR, LF or other controls, bounded.
@@ -98,7 +104,7 @@ fn headers_of(message: &[u8]) -> &[u8] {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(message.len(), |p| p + 2);
-    &message[..end]
+    message.get(..end).unwrap_or(message)
 }
 
 /// The human part: what happened, in words. The fixed lines stay under 76 characters
