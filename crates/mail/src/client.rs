@@ -8,6 +8,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use officebox_store::{Ret, notify};
+use smtp_proto::response::parser::ResponseReceiver;
+use smtp_proto::{
+    EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_START_TLS, EhloResponse,
+    Error as ParseError,
+};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
@@ -61,12 +66,16 @@ pub enum Verdict {
     Permanent(String),
 }
 
-/// An SMTP reply: the code and its text lines joined.
+/// An SMTP reply as smtp-proto's reply parser read it.
 #[derive(Debug, Clone)]
 struct Reply {
     code: u16,
+    /// The enhanced status code (RFC 3463), if the reply had one.
+    status: Option<[u8; 3]>,
+    /// The text of the last line, after the codes: what the reply says in the end.
     text: String,
-    lines: Vec<String>,
+    /// The reply as received, for the EHLO parser.
+    raw: Vec<u8>,
 }
 
 impl Reply {
@@ -77,7 +86,11 @@ impl Reply {
 
 impl std::fmt::Display for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.code, self.text)
+        write!(f, "{}", self.code)?;
+        if let Some([class, subject, detail]) = self.status {
+            write!(f, " {class}.{subject}.{detail}")?;
+        }
+        write!(f, " {}", self.text)
     }
 }
 
@@ -230,21 +243,27 @@ struct Extensions {
 }
 
 impl Extensions {
+    /// What a `250` reply to EHLO offers, read by smtp-proto's EHLO parser. A reply it
+    /// cannot read offers nothing: the session goes on in plain SMTP.
     fn parse(r: &Reply) -> Extensions {
-        let mut e = Extensions::default();
-        for line in r.lines.iter().skip(1) {
-            let mut words = line.split_ascii_whitespace();
-            let keyword = words.next().unwrap_or("").to_ascii_uppercase();
-            match keyword.as_str() {
-                "STARTTLS" => e.starttls = true,
-                "PIPELINING" => e.pipelining = true,
-                "DSN" => e.dsn = true,
-                "8BITMIME" => e.eightbit = true,
-                "SIZE" => e.size = words.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0),
-                _ => {}
+        let ehlo = match EhloResponse::parse(&mut r.raw.iter()) {
+            Ok(ehlo) => ehlo,
+            Err(error) => {
+                debug!(
+                    message = "smtp out: unreadable EHLO reply; no extensions",
+                    ?error
+                );
+                return Extensions::default();
             }
+        };
+        let has = |ext| ehlo.capabilities & ext != 0;
+        Extensions {
+            starttls: has(EXT_START_TLS),
+            pipelining: has(EXT_PIPELINING),
+            dsn: has(EXT_DSN),
+            eightbit: has(EXT_8BIT_MIME),
+            size: Some(ehlo.size as u64).filter(|&n| has(EXT_SIZE) && n > 0),
         }
-        e
     }
 }
 
@@ -350,7 +369,9 @@ async fn transaction(
             }
         }
     }
-    let mail_reply = &replies[0];
+    let Some((mail_reply, rcpt_replies)) = replies.split_first() else {
+        return Err(HostError::Next("no reply to MAIL".into()));
+    };
     match mail_reply.class() {
         2 => {}
         5 => {
@@ -363,16 +384,22 @@ async fn transaction(
         }
         _ => return Err(HostError::Next(format!("MAIL: {mail_reply}"))),
     }
+    // A recipient's verdict so far: None while it is accepted (and waits for DATA).
     let mut verdicts: Vec<Option<Verdict>> = vec![None; n];
-    for (i, r) in replies.iter().skip(1).enumerate() {
-        verdicts[i] = match r.class() {
+    for (verdict, r) in verdicts.iter_mut().zip(rcpt_replies) {
+        *verdict = match r.class() {
             2 => None,
             5 => Some(Verdict::Permanent(format!("{remote} said: {r}"))),
             _ => Some(Verdict::Temporary(format!("{remote} said: {r}"))),
         };
     }
-    let accepted: Vec<usize> = (0..n).filter(|&i| verdicts[i].is_none()).collect();
-    if accepted.is_empty() {
+    // Every accepted recipient shares what becomes of the message.
+    let settle = |verdicts: &mut Vec<Option<Verdict>>, v: Verdict| {
+        for verdict in verdicts.iter_mut().filter(|v| v.is_none()) {
+            *verdict = Some(v.clone());
+        }
+    };
+    if verdicts.iter().all(Option::is_some) {
         conn.say("RSET");
         return Ok(verdicts.into_iter().flatten().collect());
     }
@@ -383,9 +410,7 @@ async fn transaction(
         } else {
             Verdict::Temporary(format!("{remote} said: {r}"))
         };
-        for i in &accepted {
-            verdicts[*i] = Some(v.clone());
-        }
+        settle(&mut verdicts, v);
         return Ok(verdicts.into_iter().flatten().collect());
     }
     send_body(conn, out.message).await.map_err(next)?;
@@ -401,9 +426,7 @@ async fn transaction(
         Ok(r) => Verdict::Temporary(format!("{remote} said: {r}")),
         Err(e) => Verdict::Temporary(format!("{remote}: no answer after the message: {e}")),
     };
-    for i in &accepted {
-        verdicts[*i] = Some(v.clone());
-    }
+    settle(&mut verdicts, v);
     Ok(verdicts.into_iter().flatten().collect())
 }
 
@@ -437,36 +460,43 @@ async fn command(conn: &mut Conn, line: &str, wait: Duration) -> io::Result<Repl
     reply(conn, wait).await
 }
 
-/// Reads one (possibly multi-line) reply.
+/// Reads one (possibly multi-line) reply, parsed by smtp-proto.
 async fn reply(conn: &mut Conn, wait: Duration) -> io::Result<Reply> {
-    let mut lines = Vec::new();
-    loop {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let mut receiver = ResponseReceiver::default();
+    let mut raw = Vec::new();
+    for _ in 0..MAX_REPLY_LINES {
         let line = conn
             .line(MAX_REPLY_LINE, wait)
             .await?
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"))?;
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end_matches(['\r', '\n']);
-        let code = text
-            .get(..3)
-            .and_then(|c| c.parse::<u16>().ok())
-            .filter(|c| (200..600).contains(c))
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("not SMTP: {text:.80}"))
-            })?;
-        let more = text.as_bytes().get(3) == Some(&b'-');
-        lines.push(text.get(4..).unwrap_or("").to_string());
-        if !more {
-            return Ok(Reply {
-                code,
-                text: lines.last().cloned().unwrap_or_default(),
-                lines,
-            });
-        }
-        if lines.len() >= MAX_REPLY_LINES {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long"));
+        raw.extend_from_slice(&line);
+        match receiver.parse(&mut line.iter()) {
+            Ok(r) if (200..600).contains(&r.code) => {
+                let status = (r.esc != [0, 0, 0]).then_some(r.esc);
+                let text = r
+                    .message
+                    .rsplit('\n')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                return Ok(Reply {
+                    code: r.code,
+                    status,
+                    text,
+                    raw,
+                });
+            }
+            Err(ParseError::NeedsMoreData { .. }) => {}
+            Err(ParseError::ResponseTooLong) => return Err(invalid("reply too long".into())),
+            Ok(_) | Err(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\r', '\n']);
+                return Err(invalid(format!("not SMTP: {text:.80}")));
+            }
         }
     }
+    Err(invalid("reply too long".into()))
 }
 
 #[cfg(test)]
@@ -478,21 +508,51 @@ mod tests {
         assert_eq!(xtext("abc+d=e f"), "abc+2Bd+3De+20f");
     }
 
-    #[test]
-    fn extensions_from_an_ehlo_reply() {
-        let r = Reply {
-            code: 250,
-            text: String::new(),
-            lines: vec![
-                "mx.far.test".into(),
-                "PIPELINING".into(),
-                "SIZE 10240000".into(),
-                "starttls".into(),
-                "DSN".into(),
-            ],
-        };
+    /// The reply the far side sends in `bytes`, read as the client reads it.
+    async fn read(bytes: &[u8]) -> io::Result<Reply> {
+        let mut conn = Conn::new(std::io::Cursor::new(bytes.to_vec()));
+        reply(&mut conn, Duration::from_secs(1)).await
+    }
+
+    #[tokio::test]
+    async fn replies_keep_their_code_status_and_last_line() {
+        let r = read(b"550 5.1.1 <nobody@far.test>: User unknown\r\n")
+            .await
+            .unwrap();
+        assert_eq!((r.code, r.class()), (550, 5));
+        assert_eq!(r.to_string(), "550 5.1.1 <nobody@far.test>: User unknown");
+        let r = read(b"451-4.7.1 first line\r\n451-4.7.1 second\r\n451 4.7.1 try later\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.to_string(), "451 4.7.1 try later");
+        let r = read(b"220 mx.far.test ESMTP\r\n").await.unwrap();
+        assert_eq!(r.to_string(), "220 mx.far.test ESMTP");
+        let r = read(b"354\r\n").await.unwrap();
+        assert_eq!(r.code, 354);
+        for bad in [&b"hello\r\n"[..], b"250x\r\n", b"999 no\r\n", b"\r\n"] {
+            let e = read(bad).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{bad:?}");
+        }
+        let e = read(b"250-more to come\r\n").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn extensions_from_an_ehlo_reply() {
+        let r = read(
+            b"250-mx.far.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-starttls\r\n\
+              250-AUTH=LOGIN PLAIN\r\n250-X-ODD-THING=1\r\n250 DSN\r\n",
+        )
+        .await
+        .unwrap();
         let e = Extensions::parse(&r);
         assert!(e.starttls && e.pipelining && e.dsn && !e.eightbit);
         assert_eq!(e.size, Some(10_240_000));
+        let r = read(b"250-mx.far.test\r\n250-SIZE\r\n250 8BITMIME\r\n")
+            .await
+            .unwrap();
+        let e = Extensions::parse(&r);
+        assert!(e.eightbit && !e.starttls && !e.pipelining);
+        assert_eq!(e.size, None, "SIZE without a number sets no limit");
     }
 }

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use mail_parser::{HeaderName, HeaderValue, MessageParser};
 use officebox_config::{Config, Pop3Account, Pop3Tls};
 use officebox_store::{FetchStatus, Maildir, NewRecipient, StoreError};
 use tokio::net::TcpStream;
@@ -473,16 +474,16 @@ async fn poll_inner(
         }
         pop.require(&format!("RETR {n}"), "RETR").await?;
         let message = pop.multiline(MAX_MESSAGE).await?;
-        let headers = parse_headers(&message);
+        let header = Header::read(&message);
         let (mailboxes, external) = match &account.owner {
             Owner::User(login) => ([login.clone()].into(), BTreeSet::new()),
-            Owner::CatchAll => route_shared(config, &headers),
+            Owner::CatchAll => route_shared(config, &header),
         };
         if mailboxes.is_empty() && external.is_empty() {
             // Cannot happen with a valid config (it has an admin); never drop mail anyway.
             return Err(pop.protocol("a fetched message matches no one and there is no admin"));
         }
-        let message_id = header(&headers, "message-id").map(|m| m.trim().to_string());
+        let message_id = header.message_id.clone();
         let t = tag(&key, uid);
         let mut stamped = format!(
             "Received: from {} by {host} (officebox) with POP3;\r\n\t{}\r\n",
@@ -509,14 +510,7 @@ async fn poll_inner(
             })
             .collect();
         let (key2, uid2, t2) = (key.clone(), uid.clone(), t.clone());
-        let sender = header(&headers, "return-path")
-            .map(|r| {
-                r.trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_string()
-            })
-            .unwrap_or_default();
+        let sender = header.return_path.clone().unwrap_or_default();
         let result = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let mut known = known;
             for (login, set, unread) in &mut known {
@@ -557,84 +551,94 @@ async fn poll_inner(
     Ok(())
 }
 
-/// Header fields, unfolded, names lowercase, in order.
-fn parse_headers(message: &[u8]) -> Vec<(String, String)> {
-    let end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(message.len(), |p| p + 2);
-    let text = String::from_utf8_lossy(&message[..end]);
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in text.split("\r\n") {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = out.last_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            out.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
-    out
+/// What the fetcher needs of a fetched message's header, read by mail-parser (folded
+/// lines, comments, quoted names, groups and encoded words are its business).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    /// Message-ID, without its angle brackets.
+    pub message_id: Option<String>,
+    /// The address in Return-Path (empty for the null sender `<>`).
+    pub return_path: Option<String>,
+    /// The envelope recipients the ISP recorded: Delivered-To, X-Original-To,
+    /// X-Envelope-To and the `for` clause of Received, in order, lowercase.
+    pub envelope: Vec<String>,
+    /// The addresses in To and Cc, in order, lowercase.
+    pub visible: Vec<String>,
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
+/// Fields besides Delivered-To (which mail-parser knows) that carry the envelope
+/// recipient, as ISPs write them.
+const ENVELOPE_FIELDS: [&str; 2] = ["X-Original-To", "X-Envelope-To"];
 
-/// The addresses in an address-list header value: `<...>` where given, else the bare
-/// words with an `@`; quoted display names and comments are ignored.
-fn addresses(value: &str) -> Vec<String> {
-    let mut plain = String::new();
-    let (mut quoted, mut depth, mut escaped) = (false, 0u32, false);
-    for c in value.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted || depth > 0 => escaped = true,
-            '"' if depth == 0 => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted && depth > 0 => depth -= 1,
-            _ if quoted || depth > 0 => {}
-            c => plain.push(c),
+impl Header {
+    pub fn read(message: &[u8]) -> Header {
+        let mut parser = MessageParser::new()
+            .header_address(HeaderName::To)
+            .header_address(HeaderName::Cc)
+            .header_address(HeaderName::DeliveredTo)
+            .header_received(HeaderName::Received)
+            .header_id(HeaderName::MessageId)
+            .header_id(HeaderName::ReturnPath)
+            .default_header_ignore();
+        for name in ENVELOPE_FIELDS {
+            parser = parser.header_address(HeaderName::Other(name.into()));
         }
-    }
-    let mut out = Vec::new();
-    for part in plain.split([',', ';']) {
-        let addr = match (part.find('<'), part.rfind('>')) {
-            (Some(a), Some(b)) if a < b => &part[a + 1..b],
-            _ => part,
+        let mut out = Header::default();
+        let Some(parsed) = parser.parse_headers(message) else {
+            return out;
         };
-        let addr = addr.trim();
-        if addr.contains('@') && !addr.contains(char::is_whitespace) {
-            out.push(addr.to_ascii_lowercase());
+        for field in parsed.headers() {
+            let value = &field.value;
+            match &field.name {
+                HeaderName::To | HeaderName::Cc => out.visible.extend(addresses(value)),
+                HeaderName::DeliveredTo => out.envelope.extend(addresses(value)),
+                HeaderName::Other(name)
+                    if ENVELOPE_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name)) =>
+                {
+                    out.envelope.extend(addresses(value));
+                }
+                HeaderName::Received => {
+                    if let Some(received) = value.as_received()
+                        && let Some(address) = received.for_.as_deref().and_then(address)
+                    {
+                        out.envelope.push(address);
+                    }
+                }
+                HeaderName::MessageId if out.message_id.is_none() => {
+                    out.message_id = value.as_text().map(str::to_string);
+                }
+                HeaderName::ReturnPath if out.return_path.is_none() => {
+                    out.return_path = Some(value.as_text().unwrap_or_default().to_string());
+                }
+                _ => {}
+            }
         }
+        out
     }
-    out
 }
 
-/// The `for <address>` clause of a Received field.
-fn received_for(value: &str) -> Option<String> {
-    let lower = value.to_ascii_lowercase();
-    let at = lower.find(" for ")?;
-    let rest = value[at + 5..].trim_start();
-    let word = rest
-        .split([';', ' ', '\t'])
-        .next()?
-        .trim_start_matches('<')
-        .trim_end_matches('>');
-    word.contains('@').then(|| word.to_ascii_lowercase())
+/// The mail addresses in an address field's value.
+fn addresses(value: &HeaderValue<'_>) -> Vec<String> {
+    value
+        .as_address()
+        .map(|list| {
+            list.iter()
+                .filter_map(|a| a.address.as_deref().and_then(address))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An address worth looking up: one with an `@` and no white space, lowercase.
+fn address(a: &str) -> Option<String> {
+    let a = a.trim();
+    (a.contains('@') && !a.contains(char::is_whitespace)).then(|| a.to_ascii_lowercase())
 }
 
 /// Where a message from the shared mailbox goes: local mailboxes and addresses
 /// elsewhere (alias members). The envelope recipients the ISP recorded decide; without
 /// them, To and Cc; without any local match, the admin.
-pub fn route_shared(
-    config: &Config,
-    headers: &[(String, String)],
-) -> (BTreeSet<String>, BTreeSet<String>) {
+pub fn route_shared(config: &Config, header: &Header) -> (BTreeSet<String>, BTreeSet<String>) {
     let local_targets = |addresses: &[String]| {
         let mut mailboxes = BTreeSet::new();
         let mut forward = BTreeSet::new();
@@ -650,25 +654,11 @@ pub fn route_shared(
         }
         (mailboxes, forward)
     };
-    let envelope: Vec<String> = headers
-        .iter()
-        .filter_map(|(n, v)| match n.as_str() {
-            "delivered-to" | "x-original-to" | "x-envelope-to" => Some(addresses(v)),
-            "received" => received_for(v).map(|a| vec![a]),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let (m, f) = local_targets(&envelope);
+    let (m, f) = local_targets(&header.envelope);
     if !m.is_empty() || !f.is_empty() {
         return (m, f);
     }
-    let visible: Vec<String> = headers
-        .iter()
-        .filter(|(n, _)| n == "to" || n == "cc")
-        .flat_map(|(_, v)| addresses(v))
-        .collect();
-    let (m, f) = local_targets(&visible);
+    let (m, f) = local_targets(&header.visible);
     if !m.is_empty() || !f.is_empty() {
         return (m, f);
     }
@@ -699,21 +689,54 @@ mod tests {
     }
 
     fn route(message: &str) -> Vec<String> {
-        let h = parse_headers(message.replace('\n', "\r\n").as_bytes());
+        let h = Header::read(message.replace('\n', "\r\n").as_bytes());
         route_shared(&demo(), &h).0.into_iter().collect()
     }
 
     #[test]
     fn address_lists_skip_display_names_and_comments() {
-        assert_eq!(
-            addresses(r#""Smith, John (x@y)" <John@Office.test>, bob@office.test (Bob, <z@z>)"#),
-            vec!["john@office.test", "bob@office.test"]
+        let h = Header::read(
+            b"To: \"Smith, John (x@y)\" <John@Office.test>, bob@office.test (Bob, <z@z>)\r\n\
+              Cc: undisclosed-recipients:;\r\n\r\nbody\r\n",
         );
-        assert_eq!(addresses("undisclosed-recipients:;"), Vec::<String>::new());
-        assert_eq!(
-            received_for("from a by b with ESMTP id 1\r\n for <Bob@office.test>; Sat, 1 Jan"),
-            Some("bob@office.test".into())
+        assert_eq!(h.visible, vec!["john@office.test", "bob@office.test"]);
+        let h = Header::read(
+            b"Received: from a by b with ESMTP id 1\r\n for <Bob@office.test>; Sat, 1 Jan 2026 00:00:00 +0000\r\n\r\n",
         );
+        assert_eq!(h.envelope, vec!["bob@office.test"]);
+    }
+
+    #[test]
+    fn a_fetched_header_is_read_unfolded_and_decoded() {
+        let h = Header::read(
+            b"Return-Path: <Sender@Elsewhere.example>\r\n\
+              Delivered-To: alice@office.test\r\n\
+              X-Envelope-To: <carol@office.test>\r\n\
+              Message-ID:\r\n <folded.1@elsewhere.example>\r\n\
+              To: =?utf-8?q?S=C3=A9verine_Dupont?= <sev@office.test>,\r\n\
+              \t=?iso-8859-1?q?J=F6rg?= <joerg@office.test>\r\n\
+              Cc: team: a@office.test, B@office.test;\r\n\
+              Subject: =?utf-8?b?w6l0w6k=?=\r\n\
+              \r\n\
+              To: not-a-header@office.test\r\n",
+        );
+        assert_eq!(
+            h,
+            Header {
+                message_id: Some("folded.1@elsewhere.example".into()),
+                return_path: Some("Sender@Elsewhere.example".into()),
+                envelope: vec!["alice@office.test".into(), "carol@office.test".into()],
+                visible: vec![
+                    "sev@office.test".into(),
+                    "joerg@office.test".into(),
+                    "a@office.test".into(),
+                    "b@office.test".into(),
+                ],
+            }
+        );
+        let null = Header::read(b"Return-Path: <>\r\n\r\n");
+        assert_eq!(null.return_path.as_deref(), Some(""));
+        assert_eq!(Header::read(b""), Header::default());
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //!   SMTP client), [`resolve`] (MX lookups) and [`report`] (bounces and other notices).
 //! - [`fetch`]: the POP3 fetcher that brings mail from ISP mailboxes into local ones.
 
+// This crate reads what the network sends: slicing and indexing that could panic on it
+// are refused outside tests (issue 15, item 6).
+#![cfg_attr(not(test), warn(clippy::string_slice, clippy::indexing_slicing))]
+
 pub mod client;
 mod conn;
 pub mod deliver;

@@ -123,23 +123,32 @@ impl Drop for Held {
 struct Mailbox {
     _held: Held,
     maildir: Maildir,
-    entries: Vec<Entry>,
-    deleted: Vec<bool>,
-    /// Retrieved whole (RETR) in this session: marked seen at QUIT, so the phone's
-    /// message-waiting lamp goes out once a voicemail has been read by mail.
-    read: Vec<bool>,
+    messages: Vec<Message>,
 }
 
-impl Mailbox {
-    /// The message numbered `n` (1-based) if it exists and is not deleted.
-    fn get(&self, arg: Option<&str>) -> Result<usize, &'static str> {
-        let n: usize = arg
-            .and_then(|a| a.parse().ok())
-            .ok_or("-ERR a message number is needed")?;
-        match n.checked_sub(1) {
-            Some(i) if i < self.entries.len() && !self.deleted[i] => Ok(i),
-            _ => Err("-ERR no such message"),
-        }
+/// One message of a session.
+struct Message {
+    entry: Entry,
+    /// DELE'd: deleted at QUIT.
+    deleted: bool,
+    /// Retrieved whole (RETR) in this session: marked seen at QUIT, so the phone's
+    /// message-waiting lamp goes out once a voicemail has been read by mail.
+    read: bool,
+}
+
+/// The message numbered by `arg` (1-based) if it exists and is not deleted: its index
+/// and it.
+fn message<'a>(
+    messages: &'a mut [Message],
+    arg: Option<&str>,
+) -> Result<(usize, &'a mut Message), &'static str> {
+    let n: usize = arg
+        .and_then(|a| a.parse().ok())
+        .ok_or("-ERR a message number is needed")?;
+    let i = n.checked_sub(1).ok_or("-ERR no such message")?;
+    match messages.get_mut(i) {
+        Some(m) if !m.deleted => Ok((i, m)),
+        _ => Err("-ERR no such message"),
     }
 }
 
@@ -191,11 +200,11 @@ pub async fn session(
                     // DELE takes effect now, and only now (RFC 1939 section 6).
                     let mut failed = false;
                     let mut seen = Vec::new();
-                    for (i, e) in mb.entries.iter().enumerate() {
-                        if mb.deleted[i] {
-                            failed |= mb.maildir.delete(e).is_err();
-                        } else if mb.read[i] && !e.flags().contains('S') {
-                            seen.push(e.clone());
+                    for m in &mb.messages {
+                        if m.deleted {
+                            failed |= mb.maildir.delete(&m.entry).is_err();
+                        } else if m.read && !m.entry.flags().contains('S') {
+                            seen.push(m.entry.clone());
                         }
                     }
                     // Best effort: a message not marked seen is only still "new".
@@ -235,7 +244,7 @@ pub async fn session(
                     let password = line.get(5..).unwrap_or_default().to_string();
                     match login(&config, &shared, &locks, peer, &name, &password).await {
                         Ok(mb) => {
-                            conn.say(&format!("+OK {} messages", mb.entries.len()));
+                            conn.say(&format!("+OK {} messages", mb.messages.len()));
                             mailbox = Some(mb);
                         }
                         Err(reply) => conn.say(reply),
@@ -269,27 +278,27 @@ pub async fn session(
                     };
                     match login(&config, &shared, &locks, peer, &name, &password).await {
                         Ok(mb) => {
-                            conn.say(&format!("+OK {} messages", mb.entries.len()));
+                            conn.say(&format!("+OK {} messages", mb.messages.len()));
                             mailbox = Some(mb);
                         }
                         Err(reply) => conn.say(reply),
                     }
                 }
                 ("STAT", Some(mb)) => {
-                    let (n, size) = mb.entries.iter().zip(&mb.deleted).filter(|(_, d)| !**d).fold((0, 0), |(n, s), (e, _)| (n + 1, s + e.size()));
+                    let (n, size) = mb.messages.iter().filter(|m| !m.deleted).fold((0, 0), |(n, s), m| (n + 1, s + m.entry.size()));
                     conn.say(&format!("+OK {n} {size}"));
                 }
                 ("LIST" | "UIDL", Some(mb)) => {
                     let uidl = command == "UIDL";
                     let show = |i: usize, e: &Entry| if uidl { format!("{} {}", i + 1, e.unique()) } else { format!("{} {}", i + 1, e.size()) };
                     if a1.is_some() {
-                        match mb.get(a1) {
-                            Ok(i) => conn.say(&format!("+OK {}", show(i, &mb.entries[i]))),
+                        match message(&mut mb.messages, a1) {
+                            Ok((i, m)) => conn.say(&format!("+OK {}", show(i, &m.entry))),
                             Err(e) => conn.say(e),
                         }
                     } else {
                         conn.say("+OK");
-                        let lines: Vec<String> = mb.entries.iter().enumerate().filter(|(i, _)| !mb.deleted[*i]).map(|(i, e)| show(i, e)).collect();
+                        let lines: Vec<String> = mb.messages.iter().enumerate().filter(|(_, m)| !m.deleted).map(|(i, m)| show(i, &m.entry)).collect();
                         for l in lines {
                             conn.say(&l);
                         }
@@ -297,8 +306,8 @@ pub async fn session(
                     }
                 }
                 ("RETR" | "TOP", Some(mb)) => {
-                    let i = match mb.get(a1) {
-                        Ok(i) => i,
+                    let m = match message(&mut mb.messages, a1) {
+                        Ok((_, m)) => m,
                         Err(e) => {
                             conn.say(e);
                             continue;
@@ -315,12 +324,12 @@ pub async fn session(
                     } else {
                         None
                     };
-                    match mb.maildir.read(&mb.entries[i]) {
+                    match mb.maildir.read(&m.entry) {
                         Ok(data) => {
                             let data = match lines {
                                 Some(n) => top(&data, n),
                                 None => {
-                                    mb.read[i] = true;
+                                    m.read = true;
                                     data
                                 }
                             };
@@ -331,15 +340,15 @@ pub async fn session(
                         Err(_) => conn.say("-ERR [SYS/TEMP] the message is gone"),
                     }
                 }
-                ("DELE", Some(mb)) => match mb.get(a1) {
-                    Ok(i) => {
-                        mb.deleted[i] = true;
+                ("DELE", Some(mb)) => match message(&mut mb.messages, a1) {
+                    Ok((_, m)) => {
+                        m.deleted = true;
                         conn.say("+OK marked for deletion");
                     }
                     Err(e) => conn.say(e),
                 },
                 ("RSET", Some(mb)) => {
-                    mb.deleted.iter_mut().for_each(|d| *d = false);
+                    mb.messages.iter_mut().for_each(|m| m.deleted = false);
                     conn.say("+OK");
                 }
                 _ => conn.say("-ERR command not valid here"),
@@ -402,14 +411,18 @@ async fn login(
         Ok(Ok((maildir, mut entries))) => {
             entries.sort_by(|a, b| a.unique().cmp(b.unique()));
             info!(message = "pop3: mailbox opened", user = %login, messages = entries.len());
-            let deleted = vec![false; entries.len()];
-            let read = vec![false; entries.len()];
+            let messages = entries
+                .into_iter()
+                .map(|entry| Message {
+                    entry,
+                    deleted: false,
+                    read: false,
+                })
+                .collect();
             Ok(Mailbox {
                 _held: held,
                 maildir,
-                entries,
-                deleted,
-                read,
+                messages,
             })
         }
         _ => Err("-ERR [SYS/TEMP] the mailbox cannot be opened"),
@@ -423,8 +436,9 @@ fn top(data: &[u8], n: usize) -> Vec<u8> {
         .position(|w| w == b"\r\n\r\n")
         .map(|p| p + 4)
         .unwrap_or(data.len());
-    let mut out = data[..split].to_vec();
-    for line in data[split..].split_inclusive(|&b| b == b'\n').take(n) {
+    let (head, body) = data.split_at_checked(split).unwrap_or((data, &[]));
+    let mut out = head.to_vec();
+    for line in body.split_inclusive(|&b| b == b'\n').take(n) {
         out.extend_from_slice(line);
     }
     out

@@ -176,7 +176,10 @@ impl Runner {
             port: 25,
         };
         for ((message_id, domain), jobs) in groups {
-            let received_at = jobs[0].received_at;
+            // A group has a job by construction: it is made by pushing one.
+            let Some(received_at) = jobs.first().map(|j| j.received_at) else {
+                continue;
+            };
             if now >= received_at.saturating_add(secs(config.mail.queue.give_up_after)) {
                 let outcomes = jobs
                     .iter()
@@ -211,6 +214,7 @@ impl Runner {
                 client: client.clone(),
                 config: Arc::clone(config),
                 domain,
+                message_id,
                 jobs,
             };
             tasks.spawn(task.run());
@@ -312,12 +316,14 @@ struct Attempt {
     client: Client,
     config: Arc<Config>,
     domain: String,
+    /// The message all `jobs` are of.
+    message_id: i64,
     jobs: Vec<Job>,
 }
 
 impl Attempt {
     async fn run(self) {
-        let message_id = self.jobs[0].message_id;
+        let message_id = self.message_id;
         let outcomes = match Arc::clone(&self.slots).acquire_owned().await {
             Ok(_permit) => self.attempt().await,
             Err(_) => Vec::new(),
@@ -352,7 +358,9 @@ impl Attempt {
     }
 
     async fn attempt(&self) -> Vec<(String, Outcome)> {
-        let first = &self.jobs[0];
+        let Some(first) = self.jobs.first() else {
+            return Vec::new();
+        };
         let now = now_unix();
         let path = first.path.clone();
         let message = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
@@ -448,13 +456,16 @@ fn send_notice(
             .with_db(|db| db.reported(message_id, &recipients, mark, notice, now))
             .map_err(io::Error::other)
     };
-    let sender = jobs[0].sender.as_str();
+    let Some(first) = jobs.first() else {
+        return Ok(());
+    };
+    let sender = first.sender.as_str();
     // Never a notice about a notice, nor to nobody.
     if sender.is_empty() {
         return record(None);
     }
-    let original = std::fs::read(&jobs[0].path).ok();
-    let notice = compose(config, kind, jobs, original.as_deref());
+    let original = std::fs::read(&first.path).ok();
+    let notice = compose(config, kind, first, jobs, original.as_deref());
     let Some((mailboxes, external)) = notice_route(config, sender) else {
         warn!(message = "smtp out: the sender is no one here; no notice", id = message_id, %sender);
         return record(None);
@@ -482,17 +493,23 @@ fn send_notice(
     }))
 }
 
-/// The notice itself.
-fn compose(config: &Config, kind: Kind, jobs: &[Job], original: Option<&[u8]>) -> Vec<u8> {
+/// The notice itself, about `first` and the other jobs of its message.
+fn compose(
+    config: &Config,
+    kind: Kind,
+    first: &Job,
+    jobs: &[Job],
+    original: Option<&[u8]>,
+) -> Vec<u8> {
     let host = format!("{}.{}", config.network.hostname, config.network.domain);
     let lines: Vec<Line<'_>> = jobs.iter().map(|job| Line { job, kind }).collect();
     report::build(&Report {
         host: &host,
-        to: &jobs[0].sender,
+        to: &first.sender,
         lines: &lines,
         original,
         now: SystemTime::now(),
-        give_up_at: jobs[0]
+        give_up_at: first
             .received_at
             .saturating_add(secs(config.mail.queue.give_up_after)),
     })
@@ -545,7 +562,10 @@ pub fn local_success_notice(
             remote: Some(host.clone()),
         })
         .collect();
-    let notice = compose(config, Kind::Delivered, &jobs, Some(message));
+    let Some(first) = jobs.first() else {
+        return Ok(());
+    };
+    let notice = compose(config, Kind::Delivered, first, &jobs, Some(message));
     let Some((mailboxes, external)) = notice_route(config, &envelope.from) else {
         return Ok(());
     };

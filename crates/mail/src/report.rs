@@ -6,6 +6,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
 use officebox_store::{Job, Ret};
 
 use officebox_store::date::rfc5322_date;
@@ -53,19 +57,23 @@ fn status_of(error: Option<&str>, kind: Kind) -> String {
     let found = error.and_then(|e| {
         e.split(|c: char| c.is_ascii_whitespace() || c == ':')
             .find(|w| {
+                let number = |p: &str| {
+                    !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())
+                };
                 let parts: Vec<&str> = w.split('.').collect();
-                parts.len() == 3
-                    && matches!(parts[0], "2" | "4" | "5")
-                    && parts[1..].iter().all(|p| {
-                        !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())
-                    })
+                matches!(parts.as_slice(), [class, subject, detail]
+                    if matches!(*class, "2" | "4" | "5") && number(subject) && number(detail))
             })
             .map(str::to_string)
     });
     match (kind, found) {
         (Kind::Delivered | Kind::Relayed, _) => "2.0.0".into(),
         (Kind::Failed, Some(s)) if s.starts_with('5') => s,
-        (Kind::Failed, Some(s)) => format!("5{}", &s[1..]),
+        // The class made permanent: 4.4.1 -> 5.4.1.
+        (Kind::Failed, Some(s)) => match s.split_once('.') {
+            Some((_, rest)) => format!("5.{rest}"),
+            None => "5.0.0".into(),
+        },
         (Kind::Failed, None) => "5.0.0".into(),
         (Kind::Delayed, Some(s)) if s.starts_with('4') => s,
         (Kind::Delayed, _) => "4.0.0".into(),
@@ -74,10 +82,12 @@ fn status_of(error: Option<&str>, kind: Kind) -> String {
 
 /// The SMTP reply in an error text (`mx said: 550 ...` -> `550 ...`), for Diagnostic-Code.
 fn smtp_reply(error: &str) -> Option<&str> {
-    error
-        .split_once(" said: ")
-        .map(|(_, r)| r)
-        .filter(|r| r.len() > 3 && r.as_bytes()[..3].iter().all(u8::is_ascii_digit))
+    error.split_once(" said: ").map(|(_, r)| r).filter(|r| {
+        r.len() > 3
+            && r.as_bytes()
+                .get(..3)
+                .is_some_and(|code| code.iter().all(u8::is_ascii_digit))
+    })
 }
 
 /// One header-safe line: no CR, LF or other controls, bounded.
@@ -94,56 +104,25 @@ fn headers_of(message: &[u8]) -> &[u8] {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(message.len(), |p| p + 2);
-    &message[..end]
+    message.get(..end).unwrap_or(message)
 }
 
-/// Builds the notice, CRLF line ends throughout.
-pub fn build(r: &Report<'_>) -> Vec<u8> {
-    let kind = r.lines.first().map_or(Kind::Failed, |l| l.kind);
-    let stamp = r.now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let boundary = format!("=_officebox_{stamp:x}");
-    let subject = match kind {
-        Kind::Failed => "Undelivered Mail Returned to Sender",
-        Kind::Delayed => "Delayed Mail (still being retried)",
-        Kind::Delivered | Kind::Relayed => "Successful Mail Delivery Report",
-    };
-    let mut m = String::new();
-    let mut h = |name: &str, value: &str| {
-        m.push_str(&format!("{name}: {}\r\n", clean(value)));
-    };
-    h(
-        "From",
-        &format!("Mail Delivery System <MAILER-DAEMON@{}>", r.host),
-    );
-    h("To", &format!("<{}>", r.to));
-    h("Subject", subject);
-    h("Date", &rfc5322_date(r.now));
-    h("Message-ID", &format!("<{stamp:x}.dsn@{}>", r.host));
-    h("Auto-Submitted", "auto-replied");
-    h("MIME-Version", "1.0");
-    h(
-        "Content-Type",
-        &format!("multipart/report; report-type=delivery-status; boundary=\"{boundary}\""),
-    );
-    m.push_str("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
-
-    // The human part.
-    m.push_str(&format!(
-        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-    ));
-    m.push_str(&format!("This is the mail system at {}.\r\n\r\n", r.host));
+/// The human part: what happened, in words. The fixed lines stay under 76 characters
+/// so that the part goes as plain 7bit text unless an error quoted in it is long.
+fn human_text(r: &Report<'_>, kind: Kind) -> String {
+    let mut m = format!("This is the mail system at {}.\r\n\r\n", r.host);
     m.push_str(match kind {
         Kind::Failed => {
-            "Your message could not be delivered to one or more recipients. It is attached\r\nbelow. The mail system said:\r\n\r\n"
+            "Your message could not be delivered to one or more recipients. It is\r\nattached below. The mail system said:\r\n\r\n"
         }
         Kind::Delayed => {
-            "Your message has not been delivered yet to the recipients below. The mail\r\nsystem keeps trying; you need not send it again. The last error was:\r\n\r\n"
+            "Your message has not been delivered yet to the recipients below. The\r\nmail system keeps trying; you need not send it again. The last error\r\nwas:\r\n\r\n"
         }
         Kind::Delivered => {
-            "Your message was delivered to the recipients below, as you asked to be told.\r\n\r\n"
+            "Your message was delivered to the recipients below, as you asked to be\r\ntold.\r\n\r\n"
         }
         Kind::Relayed => {
-            "Your message was handed on to the recipients' mail servers below, as you asked\r\nto be told. They do not report delivery, so this is the last notice you get.\r\n\r\n"
+            "Your message was handed on to the recipients' mail servers below, as\r\nyou asked to be told. They do not report delivery, so this is the last\r\nnotice you get.\r\n\r\n"
         }
     });
     for line in r.lines {
@@ -161,12 +140,13 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
             rfc5322_date(unix_time(r.give_up_at))
         ));
     }
+    m
+}
 
-    // The machine part.
-    m.push_str(&format!(
-        "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
-    ));
-    m.push_str(&format!("Reporting-MTA: dns; {}\r\n", r.host));
+/// The machine part (RFC 3464 section 2): per-message fields, then a block per
+/// recipient.
+fn delivery_status(r: &Report<'_>) -> String {
+    let mut m = format!("Reporting-MTA: dns; {}\r\n", r.host);
     if let Some(envid) = r.lines.first().and_then(|l| l.job.envid.as_deref()) {
         m.push_str(&format!("Original-Envelope-Id: {}\r\n", clean(envid)));
     }
@@ -215,25 +195,62 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
             ));
         }
     }
+    m
+}
 
-    // The original.
+/// A part whose body goes as it is: its lines are already CRLF-ended and short enough,
+/// and a message/* type may not be encoded (RFC 2046 section 5.2.1). The transfer
+/// encoding names what the body holds.
+fn verbatim<'a>(content_type: &'static str, body: &'a [u8]) -> MimePart<'a> {
+    let encoding = if body.is_ascii() { "7bit" } else { "8bit" };
+    MimePart::new(content_type, body).transfer_encoding(encoding)
+}
+
+/// Builds the notice with mail-builder, CRLF line ends throughout.
+pub fn build(r: &Report<'_>) -> Vec<u8> {
+    let kind = r.lines.first().map_or(Kind::Failed, |l| l.kind);
+    let stamp = r.now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let subject = match kind {
+        Kind::Failed => "Undelivered Mail Returned to Sender",
+        Kind::Delayed => "Delayed Mail (still being retried)",
+        Kind::Delivered | Kind::Relayed => "Successful Mail Delivery Report",
+    };
+    let status = delivery_status(r);
+    let mut parts = vec![
+        MimePart::new("text/plain", human_text(r, kind)),
+        verbatim("message/delivery-status", status.as_bytes()),
+    ];
     let full = r.lines.first().and_then(|l| l.job.ret) == Some(Ret::Full);
-    let mut out = m.into_bytes();
     if let Some(original) = r.original {
-        let (ctype, body) = if full && kind == Kind::Failed {
-            ("message/rfc822", original)
+        parts.push(if full && kind == Kind::Failed {
+            verbatim("message/rfc822", original)
         } else {
-            ("text/rfc822-headers", headers_of(original))
-        };
-        out.extend_from_slice(
-            format!("\r\n--{boundary}\r\nContent-Type: {ctype}\r\n\r\n").as_bytes(),
-        );
-        out.extend_from_slice(body);
-        if !body.ends_with(b"\r\n") {
-            out.extend_from_slice(b"\r\n");
-        }
+            verbatim("text/rfc822-headers", headers_of(original))
+        });
     }
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    // The report type goes as written: mail-builder would quote the parameter, and
+    // readers (and our tests) look for `report-type=delivery-status` as RFC 6522 shows it.
+    let body = MimePart::raw(parts).header(
+        "Content-Type",
+        Raw::new("multipart/report; report-type=delivery-status"),
+    );
+    let mut out = Vec::new();
+    MessageBuilder::new()
+        // The display name is a plain phrase; mail-builder would quote it.
+        .header(
+            "From",
+            Raw::new(format!(
+                "Mail Delivery System <MAILER-DAEMON@{}>",
+                clean(r.host)
+            )),
+        )
+        .to(Address::new_address(None::<&str>, clean(r.to)))
+        .subject(subject)
+        .header("Date", Raw::new(rfc5322_date(r.now)))
+        .message_id(format!("{stamp:x}.dsn@{}", clean(r.host)))
+        .header("Auto-Submitted", Raw::new("auto-replied"))
+        .body(body)
+        .serialize(&mut out);
     out
 }
 
@@ -242,6 +259,7 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
 mod tests {
     use std::path::PathBuf;
 
+    use mail_parser::MimeHeaders as _;
     use officebox_store::RecipientState;
 
     use super::*;
@@ -294,9 +312,48 @@ mod tests {
         assert!(text.contains("Status: 5.1.1"));
         assert!(text.contains("Remote-MTA: dns; mx.far.test"));
         assert!(text.contains("Diagnostic-Code: smtp; 550 5.1.1 <nobody@far.test>: User unknown"));
-        assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n"));
+        assert!(text.contains(
+            "Content-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: 7bit\r\n\r\nSubject: hello\r\n"
+        ));
         assert!(!text.contains("secret body"), "RET=HDRS by default");
         assert!(!text.contains("\n\n") && !text.replace("\r\n", "").contains('\n'));
+    }
+
+    #[test]
+    fn a_notice_reads_back_as_three_parts_and_keeps_a_full_original() {
+        let mut j = job("nobody@far.test", Some("4.4.1 connection refused"));
+        j.ret = Some(Ret::Full);
+        let lines = [Line {
+            job: &j,
+            kind: Kind::Failed,
+        }];
+        let original = "Subject: caf\u{e9}\r\nFrom: alice@office.test\r\n\r\nthe whole body\r\n";
+        let out = build(&Report {
+            host: "box.office.test",
+            to: "alice@office.test",
+            lines: &lines,
+            original: Some(original.as_bytes()),
+            now: SystemTime::now(),
+            give_up_at: 0,
+        });
+        let m = mail_parser::MessageParser::default().parse(&out).unwrap();
+        assert_eq!(m.subject(), Some("Undelivered Mail Returned to Sender"));
+        assert_eq!(
+            m.from().and_then(|a| a.first()).and_then(|a| a.address()),
+            Some("MAILER-DAEMON@box.office.test")
+        );
+        let ct = m.content_type().unwrap();
+        assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
+        assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("Content-Type: message/delivery-status\r\nContent-Transfer-Encoding: 7bit\r\n\r\nReporting-MTA: dns; box.office.test\r\n"));
+        assert!(text.contains("Action: failed\r\nStatus: 5.4.1\r\n"));
+        assert!(text.contains("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: caf\u{e9}\r\n"));
+        assert!(
+            text.contains("the whole body"),
+            "RET=FULL sends the whole original back"
+        );
+        assert!(!text.replace("\r\n", "").contains('\n'));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use base64::Engine as _;
 use officebox_config::Config;
 use officebox_secrets::login::Checked;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -152,66 +153,39 @@ pub async fn authenticate(config: &Config, user: &str, password: &str) -> Auth {
     }
 }
 
-/// Decodes base64 (RFC 4648, with padding) as SASL uses it.
+/// Decodes base64 as SASL uses it (RFC 4648 section 4, padding required, RFC 4954):
+/// `None` for anything else. Surrounding white space is ignored.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in text.trim().bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
-/// Encodes base64 (for the `334` prompts).
-pub fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
     #[test]
-    fn base64_roundtrip() {
+    fn sasl_base64_is_strict() {
         for s in ["", "a", "ab", "abc", "\0alice\0secret", "Username:"] {
             assert_eq!(
-                base64_decode(&base64_encode(s.as_bytes())).unwrap(),
-                s.as_bytes()
+                base64_decode(&STANDARD.encode(s.as_bytes())).as_deref(),
+                Some(s.as_bytes())
             );
         }
-        assert_eq!(base64_encode(b"Username:"), "VXNlcm5hbWU6");
+        assert_eq!(
+            base64_decode(" VXNlcm5hbWU6\r\n").as_deref(),
+            Some(&b"Username:"[..])
+        );
+        assert_eq!(
+            base64_decode("AGFsaWNlAHNlY3JldA==").as_deref(),
+            Some(&b"\0alice\0secret"[..])
+        );
         assert!(base64_decode("not base64!").is_none());
+        // Padding is required and the trailing bits must be zero.
+        assert!(base64_decode("AGFsaWNlAHNlY3JldA").is_none());
+        assert!(base64_decode("YR==").is_none());
     }
 }

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
+use mail_parser::{MessageParser, MimeHeaders as _};
 use officebox_store::{Db, Entry, Maildir, mailbox_path};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -188,18 +188,16 @@ async fn messages(m: &MenuSetup) -> Option<(Vec<Message>, Vec<Message>)> {
     Some((convert(new), convert(saved)))
 }
 
-/// The recording inside a voicemail email (its audio/wav part).
+/// The recording inside a voicemail email: its audio/wav part, read by mail-parser.
 fn recording_of(message: &[u8]) -> Option<Vec<i16>> {
-    let text = std::str::from_utf8(message).ok()?;
-    let part = text.split("Content-Type: audio/wav").nth(1)?;
-    let body = part.split("\r\n\r\n").nth(1)?;
-    let b64: String = body
-        .lines()
-        .take_while(|l| !l.starts_with("--"))
-        .map(str::trim)
-        .collect();
-    let wav = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    read_wav(&wav).ok()
+    let parsed = MessageParser::default().parse(message)?;
+    let part = parsed.parts.iter().find(|p| {
+        p.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("audio")
+                && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("wav"))
+        })
+    })?;
+    read_wav(part.contents()).ok()
 }
 
 /// Plays each message with its options. `None` when the caller is gone (never here: a
@@ -326,5 +324,26 @@ mod tests {
         let mail = voicemail::email(&env, &samples, std::time::SystemTime::now());
         assert_eq!(recording_of(&mail).unwrap(), samples);
         assert!(recording_of(b"Subject: hi\r\n\r\nno audio").is_none());
+        assert!(recording_of(b"").is_none());
+    }
+
+    #[test]
+    fn the_recording_is_found_however_the_mail_is_written() {
+        // As another program might write it: other boundaries and header case, the
+        // type in upper case with a parameter, folded fields, the base64 in long lines.
+        let samples: Vec<i16> = (0..800).map(|i| (i * 7) as i16).collect();
+        let b64 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(crate::wav::write_wav(&samples))
+        };
+        let mail = format!(
+            "From: a@x\r\nSubject: vm\r\nMIME-Version: 1.0\r\n\
+             content-type: multipart/mixed;\r\n\tboundary=\"XyZ\"\r\n\r\n\
+             preamble\r\n--XyZ\r\ncontent-type: text/plain\r\n\r\n\
+             Content-Type: audio/wav in the text is not the recording\r\n\
+             --XyZ\r\nContent-Type: AUDIO/WAV;\r\n name=\"m.wav\"\r\n\
+             content-transfer-encoding: BASE64\r\n\r\n{b64}\r\n--XyZ--\r\n"
+        );
+        assert_eq!(recording_of(mail.as_bytes()).unwrap(), samples);
     }
 }

@@ -8,7 +8,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
 use officebox_store::{Db, Entry, Folder, Maildir, Voicemail, mailbox_path};
 use tokio_util::sync::CancellationToken;
 
@@ -161,10 +165,10 @@ pub fn duration_text(samples: usize) -> String {
     format!("{}:{:02}", secs / 60, secs % 60)
 }
 
-/// The email: a short text part and the recording as a WAV attachment.
+/// The email, built with mail-builder: a short text part and the recording as a WAV
+/// attachment (base64).
 pub fn email(env: &Envelope, samples: &[i16], now: SystemTime) -> Vec<u8> {
     let stamp = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let boundary = format!("=_officebox_vm_{stamp:x}");
     let length = duration_text(samples.len());
     let who = format!("{} ({})", clean(&env.caller_name), clean(&env.caller_ext));
     let date = officebox_store::date::rfc5322_date(now);
@@ -173,45 +177,43 @@ pub fn email(env: &Envelope, samples: &[i16], now: SystemTime) -> Vec<u8> {
         now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         clean(&env.caller_ext)
     );
-    let mut m = String::new();
-    m.push_str(&format!(
-        "From: \"{who}\" <{}>\r\n",
-        clean(&env.caller_address)
-    ));
-    m.push_str(&format!(
-        "To: \"{}\" <{}>\r\n",
-        clean(&env.callee_name),
-        clean(&env.callee_address)
-    ));
-    m.push_str(&format!("Subject: Voicemail from {who} ({length})\r\n"));
-    m.push_str(&format!("Date: {date}\r\n"));
-    m.push_str(&format!("Message-ID: <vm.{stamp:x}@{}>\r\n", env.host));
-    m.push_str(&format!(
-        "X-Officebox-Voicemail: caller={}; length={length}\r\n",
-        clean(&env.caller_ext)
-    ));
-    m.push_str("MIME-Version: 1.0\r\n");
-    m.push_str(&format!(
-        "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n"
-    ));
-    m.push_str(&format!(
-        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
-         {who} left you a voicemail of {length} on {date}.\r\n\
+    let text = format!(
+        "{who} left you a voicemail of {length} on {date}.\r\n\
          The recording is attached; it plays in any mail program, and from your phone\r\n\
-         at the voicemail extension.\r\n\r\n"
-    ));
-    m.push_str(&format!(
-        "--{boundary}\r\nContent-Type: audio/wav; name=\"{file}\"\r\n\
-         Content-Transfer-Encoding: base64\r\n\
-         Content-Disposition: attachment; filename=\"{file}\"\r\n\r\n"
-    ));
-    let encoded = base64::engine::general_purpose::STANDARD.encode(write_wav(samples));
-    for line in encoded.as_bytes().chunks(76) {
-        m.push_str(std::str::from_utf8(line).unwrap_or(""));
-        m.push_str("\r\n");
-    }
-    m.push_str(&format!("--{boundary}--\r\n"));
-    m.into_bytes()
+         at the voicemail extension.\r\n"
+    );
+    let recording = MimePart::new(
+        ContentType::new("audio/wav").attribute("name", file.clone()),
+        write_wav(samples),
+    )
+    .attachment(file);
+    let mut out = Vec::new();
+    MessageBuilder::new()
+        .from(Address::new_address(
+            Some(who.clone()),
+            clean(&env.caller_address),
+        ))
+        .to(Address::new_address(
+            Some(clean(&env.callee_name)),
+            clean(&env.callee_address),
+        ))
+        .subject(format!("Voicemail from {who} ({length})"))
+        // The project's one date format, the same as in the text.
+        .header("Date", Raw::new(date))
+        .message_id(format!("vm.{stamp:x}@{}", clean(&env.host)))
+        .header(
+            "X-Officebox-Voicemail",
+            Raw::new(format!(
+                "caller={}; length={length}",
+                clean(&env.caller_ext)
+            )),
+        )
+        .body(MimePart::new(
+            "multipart/mixed",
+            vec![MimePart::new("text/plain", text), recording],
+        ))
+        .serialize(&mut out);
+    out
 }
 
 /// Delivers the message into the callee's Maildir (fsynced) and indexes it. Blocking.
@@ -285,6 +287,8 @@ pub fn mailbox(db: &Db, data_dir: &Path, login: &str) -> io::Result<(Vec<Stored>
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use mail_parser::MimeHeaders as _;
+
     use super::*;
 
     #[test]
@@ -317,26 +321,56 @@ mod tests {
             host: "officebox.office.test".into(),
         };
         let samples: Vec<i16> = (0..8000 * 12).map(|i| (i % 100) as i16).collect();
-        let m = String::from_utf8(email(&env, &samples, SystemTime::now())).unwrap();
+        let raw = email(&env, &samples, SystemTime::now());
+        let m = String::from_utf8(raw.clone()).unwrap();
         assert!(m.contains("From: \"Alice Example (101)\" <alice@office.test>\r\n"));
         assert!(m.contains("Subject: Voicemail from Alice Example (101) (0:12)\r\n"));
         assert!(m.contains("Content-Type: audio/wav; name=\"voicemail-"));
-        let body = m
-            .split("Content-Transfer-Encoding: base64\r\n")
-            .nth(1)
-            .unwrap();
-        let b64: String = body
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap()
-            .lines()
-            .take_while(|l| !l.starts_with("--"))
-            .collect();
-        let wav = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap();
-        assert_eq!(read_wav(&wav).unwrap(), samples);
         assert!(m.lines().all(|l| l.len() <= 998));
+        // Read back as a mail program would.
+        let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(
+            parsed.subject(),
+            Some("Voicemail from Alice Example (101) (0:12)")
+        );
+        assert_eq!(
+            parsed
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address()),
+            Some("bob@office.test")
+        );
+        assert!(
+            parsed
+                .body_text(0)
+                .unwrap()
+                .contains("left you a voicemail of 0:12")
+        );
+        let wav = parsed.attachment(0).unwrap();
+        assert!(wav.attachment_name().unwrap().starts_with("voicemail-"));
+        assert_eq!(read_wav(wav.contents()).unwrap(), samples);
+    }
+
+    #[test]
+    fn names_that_are_not_ascii_are_encoded_words() {
+        let env = Envelope {
+            caller_name: "J\u{f6}rg M\u{fc}ller".into(),
+            caller_ext: "103".into(),
+            caller_address: "joerg@office.test".into(),
+            callee_login: "bob".into(),
+            callee_name: "Bob".into(),
+            callee_address: "bob@office.test".into(),
+            host: "officebox.office.test".into(),
+        };
+        let raw = email(&env, &[0; 8000], SystemTime::now());
+        assert!(raw.is_ascii(), "header and body are 7-bit");
+        let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(
+            parsed.subject(),
+            Some("Voicemail from J\u{f6}rg M\u{fc}ller (103) (0:01)")
+        );
+        let from = parsed.from().and_then(|a| a.first()).unwrap();
+        assert_eq!(from.name(), Some("J\u{f6}rg M\u{fc}ller (103)"));
     }
 
     #[test]
