@@ -37,6 +37,8 @@ macro_rules! wav {
 #[derive(Debug, Clone)]
 pub struct MenuSetup {
     pub data_dir: PathBuf,
+    /// The phone service's one handle on the state database (the voicemail index).
+    pub db: std::sync::Arc<std::sync::Mutex<Db>>,
     pub login: String,
     /// argon2 hash of the voicemail PIN; without one the menu cannot be opened.
     pub pin_hash: Option<String>,
@@ -169,9 +171,13 @@ async fn pin(ep: &mut Endpoint, m: &MenuSetup) -> bool {
 
 /// The user's voicemails, new and saved, each newest first.
 async fn messages(m: &MenuSetup) -> Option<(Vec<Message>, Vec<Message>)> {
-    let (dir, login) = (m.data_dir.clone(), m.login.clone());
+    let (dir, login, db) = (
+        m.data_dir.clone(),
+        m.login.clone(),
+        std::sync::Arc::clone(&m.db),
+    );
     let (new, saved) = tokio::task::spawn_blocking(move || {
-        let db = Db::open(&officebox_store::state_db(&dir)).map_err(std::io::Error::other)?;
+        let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         voicemail::mailbox(&db, &dir, &login)
     })
     .await
@@ -238,16 +244,15 @@ async fn play_messages(ep: &mut Endpoint, m: &MenuSetup, all: Vec<Message>) -> O
                 Some('1') => continue,
                 Some('7') => {
                     let (maildir, entry) = (maildir.clone(), entry.clone());
-                    let (dir, login, name) = (
-                        m.data_dir.clone(),
+                    let (db, login, name) = (
+                        std::sync::Arc::clone(&m.db),
                         m.login.clone(),
                         entry.unique().to_string(),
                     );
                     let _ = tokio::task::spawn_blocking(move || {
                         let _ = maildir.delete(&entry);
-                        if let Ok(db) = Db::open(&officebox_store::state_db(&dir)) {
-                            let _ = db.remove_voicemail(&login, &name);
-                        }
+                        let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let _ = db.remove_voicemail(&login, &name);
                     })
                     .await;
                     say(ep, &[wav!("deleted")]).await;

@@ -216,8 +216,14 @@ pub fn email(env: &Envelope, samples: &[i16], now: SystemTime) -> Vec<u8> {
     out
 }
 
-/// Delivers the message into the callee's Maildir (fsynced) and indexes it. Blocking.
-pub fn deliver(data_dir: &Path, env: &Envelope, samples: &[i16]) -> io::Result<String> {
+/// Delivers the message into the callee's Maildir (fsynced) and indexes it in `db`.
+/// Blocking.
+pub fn deliver(
+    db: &std::sync::Mutex<Db>,
+    data_dir: &Path,
+    env: &Envelope,
+    samples: &[i16],
+) -> io::Result<String> {
     let now = SystemTime::now();
     let message = email(env, samples, now);
     let maildir =
@@ -227,7 +233,7 @@ pub fn deliver(data_dir: &Path, env: &Envelope, samples: &[i16]) -> io::Result<S
     let unique = name.as_str().to_string();
     // The index is a convenience for the menu: the Maildir is the truth (a message
     // deleted by POP3 is gone whatever the index says).
-    let db = Db::open(&officebox_store::state_db(data_dir)).map_err(io::Error::other)?;
+    let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     db.add_voicemail(&Voicemail {
         login: env.callee_login.clone(),
         name: unique.clone(),

@@ -17,6 +17,8 @@ use crate::voicemail;
 #[derive(Debug, Clone)]
 pub struct VoicemailSetup {
     pub data_dir: std::path::PathBuf,
+    /// The phone service's one handle on the state database (the voicemail index).
+    pub db: std::sync::Arc<std::sync::Mutex<officebox_store::Db>>,
     pub envelope: voicemail::Envelope,
     pub max: std::time::Duration,
 }
@@ -148,9 +150,9 @@ impl Call {
         if long_enough {
             let samples = std::mem::take(&mut deposit.samples);
             let env = vm.envelope.clone();
-            let dir = vm.data_dir.clone();
+            let (dir, db) = (vm.data_dir.clone(), std::sync::Arc::clone(&vm.db));
             let length = voicemail::duration_text(samples.len());
-            match tokio::task::spawn_blocking(move || voicemail::deliver(&dir, &env, &samples))
+            match tokio::task::spawn_blocking(move || voicemail::deliver(&db, &dir, &env, &samples))
                 .await
             {
                 Ok(Ok(name)) => {

@@ -231,6 +231,9 @@ fn new_setup(phones: &[&str], voicemail: bool) -> (Setup, Arc<FakeWire>, watch::
         voicemail: None,
         menu: voicemail.then(|| menu::MenuSetup {
             data_dir: std::env::temp_dir(),
+            db: Arc::new(std::sync::Mutex::new(
+                officebox_store::Db::open_in_memory().unwrap(),
+            )),
             login: "bob".into(),
             pin_hash: None,
         }),

@@ -60,14 +60,15 @@ impl Calls {
 /// A new call: the caller proves who they are (407 challenge), the callee must exist and
 /// have a phone registered; then a call task takes over (`None`: it answers).
 pub(super) fn invite(req: &Request) -> Option<Message> {
-    let (config, state, msg, source, transport, tag) = (
-        req.config,
-        req.state,
-        req.msg,
-        req.source,
-        req.transport,
-        req.tag.as_str(),
-    );
+    let Request {
+        config,
+        state,
+        msg,
+        source,
+        transport,
+        ref tag,
+    } = *req;
+    let tag = tag.as_str();
     let caller = match authenticate(req, true) {
         Ok(u) => u,
         Err(challenge) => return Some(challenge),
@@ -153,11 +154,13 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         ringing: call::Ringing::start(&state.ringing),
         menu: menu_call.then(|| MenuSetup {
             data_dir: config.data_dir.clone(),
+            db: Arc::clone(&state.db),
             login: caller.login.clone(),
             pin_hash: caller.voicemail_pin_hash.clone(),
         }),
         voicemail: (!menu_call).then(|| VoicemailSetup {
             data_dir: config.data_dir.clone(),
+            db: Arc::clone(&state.db),
             envelope: voicemail::Envelope {
                 caller_name: caller.name.clone(),
                 caller_ext: caller

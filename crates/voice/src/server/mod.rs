@@ -34,6 +34,7 @@ use officebox_config::derive::bind_addresses;
 use officebox_config::model::Service;
 use officebox_secrets::login::Limiter;
 use officebox_sockets::ConnLimits;
+use officebox_store::Db;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -71,6 +72,9 @@ struct State {
     mwi: Mutex<Subscriptions>,
     /// Calls ringing or setting up now (see [`invite::MAX_RINGING`]).
     ringing: Arc<AtomicUsize>,
+    /// The service's one handle on the state database: registrations, live calls, the
+    /// voicemail index (used from blocking threads).
+    db: Arc<Mutex<Db>>,
 }
 
 /// One request being answered: what every handler needs.
@@ -118,7 +122,9 @@ pub async fn serve(
     } else {
         *first_addr
     };
+    let db = Arc::new(Mutex::new(db));
     let state = Arc::new(State {
+        db: Arc::clone(&db),
         registrar: Mutex::new(registrar),
         auth: Authenticator::new(&config.network.domain),
         replay: Mutex::default(),
@@ -144,7 +150,6 @@ pub async fn serve(
             Arc::clone(&state),
         ));
     }
-    let db = Arc::new(Mutex::new(db));
     let mut last_calls = Vec::new();
     let mut ticks = 0u64;
     let bound = endpoints(&config);

@@ -14,14 +14,15 @@ use crate::sip::{Message, uri_of};
 /// REGISTER (RFC 3261 section 10.3): the phone proves it is the extension's owner,
 /// then its bindings are updated and all of them listed in the answer.
 pub(super) fn register(req: &Request) -> Message {
-    let (config, state, msg, source, transport, tag) = (
-        req.config,
-        req.state,
-        req.msg,
-        req.source,
-        req.transport,
-        req.tag.as_str(),
-    );
+    let Request {
+        config,
+        state,
+        msg,
+        source,
+        transport,
+        ref tag,
+    } = *req;
+    let tag = tag.as_str();
     let to = uri_of(msg.header("to").unwrap_or("")).unwrap_or("");
     let user = match authenticate_owner(req, owner_of(config, to), "extension") {
         Ok(u) => u,

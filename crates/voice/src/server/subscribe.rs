@@ -18,14 +18,15 @@ use crate::voicemail;
 /// SUBSCRIBE to `message-summary` (RFC 3842): a phone's own user's mailbox only. The
 /// first NOTIFY goes out at the next tick (within a second).
 pub(super) fn subscribe(req: &Request) -> Message {
-    let (config, state, msg, source, transport, tag) = (
-        req.config,
-        req.state,
-        req.msg,
-        req.source,
-        req.transport,
-        req.tag.as_str(),
-    );
+    let Request {
+        config,
+        state,
+        msg,
+        source,
+        transport,
+        ref tag,
+    } = *req;
+    let tag = tag.as_str();
     let event = msg.header("event").unwrap_or("");
     if !event
         .split(';')
