@@ -419,6 +419,8 @@ pub struct Phone {
     pub no_answer_timeout: Duration,
     pub max_message_length: Duration,
     pub rtp_ports: (u16, u16),
+    /// Routes out, numbers in, ring groups, schedules and attendants.
+    pub dial_plan: crate::dialplan::DialPlan,
 }
 
 /// `[web]`.
