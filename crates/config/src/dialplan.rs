@@ -108,6 +108,88 @@ pub fn is_dialable(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
+/// What the dial plan makes of a number an office phone dialed (that is no extension:
+/// extensions are looked up first and always win).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound<'p> {
+    /// An emergency number: out on the first trunk that works, of every route's trunks in
+    /// order, whoever dialed it and whatever the routes allow.
+    Emergency {
+        number: String,
+        trunks: Vec<&'p str>,
+    },
+    /// Out through `route`, as `number`, on its trunks in order.
+    Route { route: &'p Route, number: String },
+    /// Not allowed, and why (for the log and the caller's 403).
+    Refused(Refusal),
+    /// No route takes the number (404).
+    NoRoute,
+}
+
+/// Why an outside call is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The matching routes are not for this user.
+    NotAllowed,
+    /// The number is international and the route does not allow it.
+    International,
+    /// The number is premium-rate and the route does not allow it.
+    Premium,
+}
+
+impl DialPlan {
+    /// The decision for `dialed` by the user `login`. The first route whose pattern
+    /// matches and which the user may use takes the call; a guarded prefix on the number
+    /// it would send refuses it (toll fraud is the costliest mistake a PBX can make).
+    pub fn outbound(&self, login: &str, dialed: &str) -> Outbound<'_> {
+        if self.emergency_numbers.iter().any(|n| n == dialed) {
+            let mut trunks: Vec<&str> = Vec::new();
+            for t in self.routes.iter().flat_map(|r| &r.trunks) {
+                if !trunks.contains(&t.as_str()) {
+                    trunks.push(t);
+                }
+            }
+            return Outbound::Emergency {
+                number: dialed.to_string(),
+                trunks,
+            };
+        }
+        let mut refused = None;
+        for route in self.routes.iter().filter(|r| r.pattern.matches(dialed)) {
+            if route
+                .users
+                .as_ref()
+                .is_some_and(|u| !u.iter().any(|l| l == login))
+            {
+                refused.get_or_insert(Refusal::NotAllowed);
+                continue;
+            }
+            let number = route.outgoing(dialed);
+            let starts =
+                |prefixes: &[String]| prefixes.iter().any(|p| number.starts_with(p.as_str()));
+            if !route.allow_international && starts(&self.international_prefixes) {
+                return Outbound::Refused(Refusal::International);
+            }
+            if !route.allow_premium && starts(&self.premium_prefixes) {
+                return Outbound::Refused(Refusal::Premium);
+            }
+            return Outbound::Route { route, number };
+        }
+        refused.map_or(Outbound::NoRoute, Outbound::Refused)
+    }
+
+    /// Where a call from a trunk to `called` goes: its DID's destination, else the
+    /// operator (None: refused).
+    pub fn inbound(&self, called: &str) -> Option<&Destination> {
+        self.inbound
+            .iter()
+            .find(|d| d.matches(called))
+            .map(|d| &d.destination)
+            .or(self.operator.as_ref())
+    }
+}
+
+/// One outbound route.
 /// One outbound route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -599,6 +681,98 @@ mod tests {
                 .unwrap()
                 .overlaps(&Window::parse("mon-fri 12:00-13:00").unwrap())
         );
+    }
+
+    fn route(name: &str, pattern: &str, trunks: &[&str], strip: usize, prepend: &str) -> Route {
+        Route {
+            name: name.into(),
+            pattern: p(pattern),
+            trunks: trunks.iter().map(|t| (*t).to_string()).collect(),
+            strip,
+            prepend: prepend.into(),
+            users: None,
+            caller_id: None,
+            allow_international: false,
+            allow_premium: false,
+        }
+    }
+
+    fn plan() -> DialPlan {
+        let mut managers = route("managers", "9011.", &["b"], 1, "");
+        managers.users = Some(vec!["boss".into()]);
+        managers.allow_international = true;
+        DialPlan {
+            emergency_numbers: vec!["911".into(), "112".into()],
+            international_prefixes: vec!["011".into(), "00".into()],
+            premium_prefixes: vec!["1900".into()],
+            routes: vec![managers, route("national", "9.", &["a", "b"], 1, "")],
+            operator: Some(Destination::Extension("100".into())),
+            inbound: vec![Inbound {
+                number: "+15551230000".into(),
+                destination: Destination::Group("sales".into()),
+            }],
+            ..DialPlan::default()
+        }
+    }
+
+    #[test]
+    fn outbound_calls_follow_routes_permissions_and_guards() {
+        let d = plan();
+        match d.outbound("alice", "95551234") {
+            Outbound::Route { route, number } => assert_eq!(
+                (route.name.as_str(), number.as_str()),
+                ("national", "5551234")
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            d.outbound("alice", "9011441234"),
+            Outbound::Refused(Refusal::International),
+            "the managers' route is not hers, the national one guards 011"
+        );
+        match d.outbound("boss", "9011441234") {
+            Outbound::Route { route, .. } => assert_eq!(route.name, "managers"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            d.outbound("boss", "919005551234"),
+            Outbound::Refused(Refusal::Premium)
+        );
+        assert_eq!(d.outbound("alice", "5551234"), Outbound::NoRoute);
+        // Emergency: whoever dials, on every trunk in order, even with no route matching.
+        assert_eq!(
+            d.outbound("guest", "911"),
+            Outbound::Emergency {
+                number: "911".into(),
+                trunks: vec!["b", "a"]
+            }
+        );
+        let mut only_boss = plan();
+        only_boss.routes.truncate(1);
+        assert_eq!(
+            only_boss.outbound("alice", "9011441234"),
+            Outbound::Refused(Refusal::NotAllowed)
+        );
+        assert!(matches!(
+            only_boss.outbound("alice", "112"),
+            Outbound::Emergency { .. }
+        ));
+    }
+
+    #[test]
+    fn inbound_calls_go_to_their_did_or_the_operator() {
+        let d = plan();
+        assert_eq!(
+            d.inbound("15551230000"),
+            Some(&Destination::Group("sales".into()))
+        );
+        assert_eq!(
+            d.inbound("+15559999999"),
+            Some(&Destination::Extension("100".into()))
+        );
+        let mut closed = plan();
+        closed.operator = None;
+        assert_eq!(closed.inbound("+15559999999"), None);
     }
 
     #[test]
