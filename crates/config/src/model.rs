@@ -419,6 +419,8 @@ pub struct Phone {
     pub no_answer_timeout: Duration,
     pub max_message_length: Duration,
     pub rtp_ports: (u16, u16),
+    /// Calls older than this many days leave the call log.
+    pub call_log_days: u32,
 }
 
 /// `[web]`.

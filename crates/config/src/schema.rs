@@ -787,6 +787,17 @@ pub const RTP_PORTS: Setting = s(
     "A range for the calls' audio, e.g. 10000-10999 (two per call).",
 );
 
+pub const CALL_LOG_DAYS: Setting = s(
+    "phone.call_log_days",
+    Kind::Int {
+        min: 1,
+        max: 36_500,
+    },
+    Default::Int(90),
+    "Keep the call log (days)",
+    "Calls older than this many days leave the call log.",
+);
+
 // ---------------------------------------------------------------- [web]
 
 pub const WEB_ENABLED: Setting = s(
@@ -922,6 +933,7 @@ pub const SETTINGS: &[&Setting] = &[
     &NO_ANSWER_TIMEOUT,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,
+    &CALL_LOG_DAYS,
     &WEB_ENABLED,
     &ADMIN_PORT,
     &SITE_PORT,

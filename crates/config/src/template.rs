@@ -213,6 +213,7 @@ password = "{admin_hash}"
 {phone.no_answer_timeout}
 {phone.max_message_length}
 {phone.rtp_ports}
+{phone.call_log_days}
 
 # ---------------------------------------------------------------- Web
 [web]
