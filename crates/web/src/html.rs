@@ -17,6 +17,7 @@ pub const MENU: &[(&str, &str)] = &[
     ("/users", "Users"),
     ("/mail", "Mail"),
     ("/phones", "Phones"),
+    ("/calls", "Call Log"),
     ("/system", "Web and Time"),
     ("/history", "Config History"),
 ];
