@@ -372,6 +372,37 @@ fn answered_busy_cancelled_unanswered_and_unknown_calls_end_cleanly_and_are_in_t
     assert!(!ob.log().contains("panicked"), "{}", ob.log());
 }
 
+#[test]
+fn a_call_cut_off_by_kill_9_is_in_the_call_log_as_ended_unknown_after_the_restart() {
+    require_program("sipp", "sip-tester");
+    require_program("python3", "python3");
+    let c = TestConfig::demo().free_ports();
+    let target = format!("127.0.0.1:{}", c.int("phone.sip_port"));
+    let ob = start(&c);
+    // bob has no phone: voicemail answers, and alice talks for 7 s.
+    let caller = std::thread::spawn({
+        let target = target.clone();
+        move || sipp_call(&target, "uac_voicemail_hangup.xml", "caller.csv", "102")
+    });
+    let log = |ob: &Officebox| parsed_csv(&phone_log(ob, &["--csv"]));
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(5), || log(&ob) == "102 in-progress -"),
+        "{}\n{}",
+        log(&ob),
+        ob.log()
+    );
+    let dir = ob.kill9().unwrap();
+    let ob = Officebox::start_in(bin(), &c.text(), dir).unwrap();
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+    assert_eq!(log(&ob), "102 unknown -");
+    assert!(phone_log(&ob, &[]).contains("unknown"));
+    assert!(ob.log().contains("ended unknown"), "{}", ob.log());
+    // alice's hang-up reaches a box that no longer knows the call.
+    let _ = caller.join();
+}
+
 /// `officebox phone log ARGS`.
 fn phone_log(ob: &Officebox, args: &[&str]) -> String {
     let out = Command::new(bin())
