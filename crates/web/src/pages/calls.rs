@@ -186,7 +186,7 @@ fn render(filters: &Filters, problems: &[String], read: Option<(Vec<CallRecord>,
                     }
                 }
                 @if calls.is_empty() {
-                    p { "No call." }
+                    p { "No call matches." }
                 } @else {
                     div.wide {
                         table id="calls" {
