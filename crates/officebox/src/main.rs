@@ -327,10 +327,11 @@ fn phone_log(
         } else {
             format!("{} ({})", c.caller, c.caller_name)
         };
-        let answered_by = match (&c.answered_by, c.answered_at) {
-            (Some(login), _) => login.clone(),
-            (None, Some(_)) => "(the box)".into(),
-            (None, None) => "-".into(),
+        let answered_by = match (&c.answered_by, c.answered_at, c.disposition) {
+            (Some(login), _, _) => login.clone(),
+            (None, Some(_), Some(officebox_store::Disposition::Menu)) => "(menu)".into(),
+            (None, Some(_), _) => "(voicemail)".into(),
+            (None, None, _) => "-".into(),
         };
         let duration = c
             .talk_secs()
