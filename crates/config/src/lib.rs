@@ -13,6 +13,7 @@
 
 pub mod derive;
 mod diag;
+pub mod dialplan;
 pub mod edit;
 mod load;
 pub mod model;

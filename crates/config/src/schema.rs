@@ -860,6 +860,246 @@ pub const NTP_PORT: Setting = s(
     "123 for a real office; another only for testing.",
 );
 
+// ---------------------------------------------------------------- [phone]: the dial plan
+
+/// How a ring group rings.
+pub const RING_STRATEGIES: &[(&str, &str)] = &[
+    ("all", "All at once: the first to answer takes the call"),
+    ("hunt", "In order: each member rings in turn"),
+];
+
+pub const EMERGENCY_NUMBERS: Setting = s(
+    "phone.emergency_numbers",
+    Kind::List,
+    Default::List(&["911", "112"]),
+    "Emergency numbers",
+    "Always go out, on the first working trunk, whoever dials them.",
+);
+pub const OPERATOR: Setting = s(
+    "phone.operator",
+    Kind::Text,
+    Default::None,
+    "Operator",
+    "Where a call from outside goes when its number is not listed, e.g. extension:100. Empty: refused.",
+);
+pub const INTERNATIONAL_PREFIXES: Setting = s(
+    "phone.international_prefixes",
+    Kind::List,
+    Default::List(&["011", "00"]),
+    "International prefixes",
+    "Numbers starting so (as sent to the provider) are refused on routes that do not allow international calls.",
+);
+pub const PREMIUM_PREFIXES: Setting = s(
+    "phone.premium_prefixes",
+    Kind::List,
+    Default::List(&["1900", "900"]),
+    "Premium-rate prefixes",
+    "Numbers starting so (as sent to the provider) are refused on routes that do not allow premium-rate calls.",
+);
+pub const ROUTE_NAME: Setting = s(
+    "phone.routes[].name",
+    Kind::Text,
+    Default::None,
+    "Name",
+    "What the route is for, e.g. local calls.",
+);
+pub const ROUTE_PATTERN: Setting = s(
+    "phone.routes[].pattern",
+    Kind::Text,
+    Default::None,
+    "Pattern",
+    "The numbers it takes: digits, X (0-9), N (2-9), Z (1-9), [1-5], and . at the end for any more, e.g. 9. or 0NXXXXXXXX.",
+);
+pub const ROUTE_TRUNKS: Setting = s(
+    "phone.routes[].trunks",
+    Kind::List,
+    Default::None,
+    "Trunks",
+    "The providers to send the call to, tried in order, comma-separated.",
+);
+pub const ROUTE_STRIP: Setting = s(
+    "phone.routes[].strip",
+    Kind::Int { min: 0, max: 32 },
+    Default::Int(0),
+    "Digits to strip",
+    "How many to take off the front, e.g. 1 for a 9 dialed first.",
+);
+pub const ROUTE_PREPEND: Setting = s(
+    "phone.routes[].prepend",
+    Kind::Text,
+    Default::Text(""),
+    "Digits to add",
+    "Put in front after stripping, e.g. +1.",
+);
+pub const ROUTE_USERS: Setting = s(
+    "phone.routes[].users",
+    Kind::List,
+    Default::None,
+    "Who may use it",
+    "Logins, comma-separated. Empty: everybody.",
+);
+pub const ROUTE_CALLER_ID: Setting = s(
+    "phone.routes[].caller_id",
+    Kind::Text,
+    Default::None,
+    "Caller ID",
+    "The number the called party sees. Empty: the company's.",
+);
+pub const ROUTE_ALLOW_INTERNATIONAL: Setting = s(
+    "phone.routes[].allow_international",
+    Kind::Bool,
+    Default::Bool(false),
+    "International calls",
+    "Off: numbers with an international prefix are refused on this route.",
+);
+pub const ROUTE_ALLOW_PREMIUM: Setting = s(
+    "phone.routes[].allow_premium",
+    Kind::Bool,
+    Default::Bool(false),
+    "Premium-rate calls",
+    "Off: premium-rate numbers are refused on this route.",
+);
+pub const INBOUND_NUMBER: Setting = s(
+    "phone.inbound[].number",
+    Kind::Text,
+    Default::None,
+    "Number",
+    "A number the provider sends, e.g. +15551230000.",
+);
+pub const INBOUND_DESTINATION: Setting = s(
+    "phone.inbound[].destination",
+    Kind::Text,
+    Default::None,
+    "Rings",
+    "e.g. extension:101, group:sales, attendant:main, voicemail:alice, schedule:office.",
+);
+pub const GROUP_NAME: Setting = s(
+    "phone.ring_groups[].name",
+    Kind::Text,
+    Default::None,
+    "Name",
+    "One word, e.g. sales.",
+);
+pub const GROUP_STRATEGY: Setting = s(
+    "phone.ring_groups[].strategy",
+    Kind::Select(RING_STRATEGIES),
+    Default::Text("all"),
+    "Rings",
+    "All members at once, or one after the other.",
+);
+pub const GROUP_MEMBERS: Setting = s(
+    "phone.ring_groups[].members",
+    Kind::List,
+    Default::None,
+    "Members",
+    "Extensions or outside numbers (number:+1555...), comma-separated.",
+);
+pub const GROUP_RING_TIME: Setting = s(
+    "phone.ring_groups[].ring_time",
+    Kind::Duration { min_secs: 5 },
+    Default::Secs(20),
+    "Ring for",
+    "Each member in turn, or the whole group at once, e.g. 20s.",
+);
+pub const GROUP_NO_ANSWER: Setting = s(
+    "phone.ring_groups[].no_answer",
+    Kind::Text,
+    Default::Text("hangup"),
+    "Nobody answers",
+    "Where the call goes then, e.g. voicemail:alice.",
+);
+pub const SCHEDULE_NAME: Setting = s(
+    "phone.schedules[].name",
+    Kind::Text,
+    Default::None,
+    "Name",
+    "One word, e.g. office.",
+);
+pub const SCHEDULE_OPEN: Setting = s(
+    "phone.schedules[].open",
+    Kind::List,
+    Default::None,
+    "Open",
+    "Days and hours, e.g. mon-fri 09:00-12:00, mon-fri 13:00-17:00.",
+);
+pub const SCHEDULE_HOLIDAYS: Setting = s(
+    "phone.schedules[].holidays",
+    Kind::List,
+    Default::List(&[]),
+    "Closed on",
+    "Dates, e.g. 2026-12-25.",
+);
+pub const SCHEDULE_WHEN_OPEN: Setting = s(
+    "phone.schedules[].when_open",
+    Kind::Text,
+    Default::None,
+    "When open, ring",
+    "e.g. group:sales.",
+);
+pub const SCHEDULE_WHEN_CLOSED: Setting = s(
+    "phone.schedules[].when_closed",
+    Kind::Text,
+    Default::None,
+    "When closed, ring",
+    "e.g. attendant:night or voicemail:alice.",
+);
+pub const ATTENDANT_NAME: Setting = s(
+    "phone.attendants[].name",
+    Kind::Text,
+    Default::None,
+    "Name",
+    "One word, e.g. main.",
+);
+pub const ATTENDANT_GREETING: Setting = s(
+    "phone.attendants[].greeting",
+    Kind::Text,
+    Default::None,
+    "Greeting (text)",
+    "Spoken by the box, e.g. Thank you for calling. For sales press 1.",
+);
+pub const ATTENDANT_GREETING_FILE: Setting = s(
+    "phone.attendants[].greeting_file",
+    Kind::Text,
+    Default::None,
+    "Greeting (recording)",
+    "A WAV file on the box, instead of the text.",
+);
+pub const ATTENDANT_KEYS: Setting = s(
+    "phone.attendants[].keys",
+    Kind::List,
+    Default::List(&[]),
+    "Keys",
+    "KEY=DESTINATION, comma-separated, e.g. 1=group:sales, 0=operator.",
+);
+pub const ATTENDANT_DIAL_BY_EXTENSION: Setting = s(
+    "phone.attendants[].dial_by_extension",
+    Kind::Bool,
+    Default::Bool(true),
+    "Dial by extension",
+    "A caller may dial an extension directly.",
+);
+pub const ATTENDANT_TIMEOUT: Setting = s(
+    "phone.attendants[].timeout",
+    Kind::Duration { min_secs: 1 },
+    Default::Secs(5),
+    "Wait for a key",
+    "After the greeting, e.g. 5s.",
+);
+pub const ATTENDANT_NO_INPUT: Setting = s(
+    "phone.attendants[].no_input",
+    Kind::Text,
+    Default::Text("operator"),
+    "No key pressed",
+    "Where the call goes then.",
+);
+pub const ATTENDANT_INVALID: Setting = s(
+    "phone.attendants[].invalid",
+    Kind::Text,
+    Default::Text("operator"),
+    "A key that leads nowhere",
+    "Where the call goes then.",
+);
+
 /// Every setting, in the order of the appliance's admin pages.
 pub const SETTINGS: &[&Setting] = &[
     &DATA_DIR,
@@ -934,6 +1174,39 @@ pub const SETTINGS: &[&Setting] = &[
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,
     &CALL_LOG_DAYS,
+    &EMERGENCY_NUMBERS,
+    &OPERATOR,
+    &INTERNATIONAL_PREFIXES,
+    &PREMIUM_PREFIXES,
+    &ROUTE_NAME,
+    &ROUTE_PATTERN,
+    &ROUTE_TRUNKS,
+    &ROUTE_STRIP,
+    &ROUTE_PREPEND,
+    &ROUTE_USERS,
+    &ROUTE_CALLER_ID,
+    &ROUTE_ALLOW_INTERNATIONAL,
+    &ROUTE_ALLOW_PREMIUM,
+    &INBOUND_NUMBER,
+    &INBOUND_DESTINATION,
+    &GROUP_NAME,
+    &GROUP_STRATEGY,
+    &GROUP_MEMBERS,
+    &GROUP_RING_TIME,
+    &GROUP_NO_ANSWER,
+    &SCHEDULE_NAME,
+    &SCHEDULE_OPEN,
+    &SCHEDULE_HOLIDAYS,
+    &SCHEDULE_WHEN_OPEN,
+    &SCHEDULE_WHEN_CLOSED,
+    &ATTENDANT_NAME,
+    &ATTENDANT_GREETING,
+    &ATTENDANT_GREETING_FILE,
+    &ATTENDANT_KEYS,
+    &ATTENDANT_DIAL_BY_EXTENSION,
+    &ATTENDANT_TIMEOUT,
+    &ATTENDANT_NO_INPUT,
+    &ATTENDANT_INVALID,
     &WEB_ENABLED,
     &ADMIN_PORT,
     &SITE_PORT,

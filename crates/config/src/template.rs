@@ -214,6 +214,43 @@ password = "{admin_hash}"
 {phone.max_message_length}
 {phone.rtp_ports}
 {phone.call_log_days}
+{phone.emergency_numbers}
+{phone.international_prefixes}
+{phone.premium_prefixes}
+# {phone.operator}: where outside calls for an unlisted number ring, e.g. "extension:100"
+
+# Calls out: a route per kind of number, tried in order (an extension always wins):
+# [[phone.routes]]
+# name = "outside"
+# pattern = "9."                # 9, then the number
+# trunks = ["provider"]         # tried in order
+# strip = 1                     # take the 9 off
+# prepend = ""
+# users = ["alice", "bob"]      # who may use it; leave out for everybody
+
+# Calls in: each number the provider sends, and where it rings:
+# [[phone.inbound]]
+# number = "+15551230000"
+# destination = "schedule:office"   # extension:101, group:sales, attendant:main, voicemail:alice
+
+# [[phone.ring_groups]]
+# name = "sales"
+# strategy = "all"              # "all" at once, or "hunt" one after the other
+# members = ["101", "102"]
+# ring_time = "20s"
+# no_answer = "voicemail:alice"
+
+# [[phone.schedules]]
+# name = "office"
+# open = ["mon-fri 09:00-12:00", "mon-fri 13:00-17:00"]
+# holidays = ["2026-12-25"]
+# when_open = "group:sales"
+# when_closed = "attendant:main"
+
+# [[phone.attendants]]
+# name = "main"
+# greeting = "Thank you for calling. For sales, press 1. For Bob, press 2."
+# keys = ["1=group:sales", "2=extension:102", "0=operator"]
 
 # ---------------------------------------------------------------- Web
 [web]

@@ -274,7 +274,20 @@ async fn open_store(path: &std::path::Path) -> io::Result<Store> {
     Ok(std::sync::Arc::new(std::sync::Mutex::new(db)))
 }
 
-async fn record(db: &Store, address: Option<Ipv4Addr>) {
+/// Records the WAN address through the client's handle, opened at the first record (a
+/// database that cannot be opened is logged, and tried again next time: the uplink
+/// matters more than the record).
+async fn record(store: &mut Option<Store>, path: &std::path::Path, address: Option<Ipv4Addr>) {
+    if store.is_none() {
+        match open_store(path).await {
+            Ok(opened) => *store = Some(opened),
+            Err(error) => {
+                warn!(message = "wan dhcp: the WAN address is not recorded", %error);
+                return;
+            }
+        }
+    }
+    let Some(db) = store.as_ref() else { return };
     let db = std::sync::Arc::clone(db);
     let written = tokio::task::spawn_blocking(move || match db.lock() {
         Ok(db) => db.set_wan_address(address).map_err(|e| e.to_string()),
@@ -301,7 +314,7 @@ pub async fn run(client: WanClient, stop: CancellationToken) -> io::Result<()> {
         mac: interface_mac(&client.interface)?,
         hostname: client.hostname.clone(),
     };
-    let db = open_store(&client.db).await?;
+    let mut store: Option<Store> = None;
     'lease: loop {
         let Some(mut lease) = exchange.obtain(&stop).await else {
             return Ok(());
@@ -314,7 +327,7 @@ pub async fn run(client: WanClient, stop: CancellationToken) -> io::Result<()> {
                 () = tokio::time::sleep(Duration::from_secs(5)) => continue 'lease,
             }
         }
-        record(&db, Some(lease.address)).await;
+        record(&mut store, &client.db, Some(lease.address)).await;
         info!(message = "wan dhcp: bound", address = %lease.address, prefix = lease.prefix, router = ?lease.router, lease_secs = lease.lease.as_secs());
         let mut start = Instant::now();
         loop {
@@ -335,7 +348,7 @@ pub async fn run(client: WanClient, stop: CancellationToken) -> io::Result<()> {
                         release.opts_mut().insert(DhcpOption::ServerIdentifier(lease.server));
                         let _ = exchange.send(&release, (lease.server, SERVER_PORT).into()).await;
                         let _ = unconfigure(&client.interface, &lease).await;
-                        record(&db, None).await;
+                        record(&mut store, &client.db, None).await;
                         info!(message = "wan dhcp: released", address = %lease.address);
                     }
                     return Ok(());

@@ -244,16 +244,14 @@ struct Extensions {
 
 impl Extensions {
     /// What a `250` reply to EHLO offers, read by smtp-proto's EHLO parser. A reply it
-    /// cannot read offers nothing: the session goes on in plain SMTP.
+    /// cannot read (an odd keyword's argument, say) is read line by line for the keywords
+    /// the client uses, so a server's STARTTLS is not lost to a quirk elsewhere.
     fn parse(r: &Reply) -> Extensions {
         let ehlo = match EhloResponse::parse(&mut r.raw.iter()) {
             Ok(ehlo) => ehlo,
             Err(error) => {
-                debug!(
-                    message = "smtp out: unreadable EHLO reply; no extensions",
-                    ?error
-                );
-                return Extensions::default();
+                debug!(message = "smtp out: EHLO reply read by keyword", ?error);
+                return Extensions::by_keyword(&r.raw);
             }
         };
         let has = |ext| ehlo.capabilities & ext != 0;
@@ -264,6 +262,27 @@ impl Extensions {
             eightbit: has(EXT_8BIT_MIME),
             size: Some(ehlo.size as u64).filter(|&n| has(EXT_SIZE) && n > 0),
         }
+    }
+}
+
+impl Extensions {
+    /// The keywords of an EHLO reply, each line's text after its code.
+    fn by_keyword(raw: &[u8]) -> Extensions {
+        let mut e = Extensions::default();
+        for line in String::from_utf8_lossy(raw).lines() {
+            let Some(text) = line.get(4..) else { continue };
+            let mut words = text.split_ascii_whitespace();
+            let keyword = words.next().unwrap_or("").to_ascii_uppercase();
+            match keyword.as_str() {
+                "STARTTLS" => e.starttls = true,
+                "PIPELINING" => e.pipelining = true,
+                "DSN" => e.dsn = true,
+                "8BITMIME" => e.eightbit = true,
+                "SIZE" => e.size = words.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0),
+                _ => {}
+            }
+        }
+        e
     }
 }
 
@@ -554,5 +573,16 @@ mod tests {
         let e = Extensions::parse(&r);
         assert!(e.eightbit && !e.starttls && !e.pipelining);
         assert_eq!(e.size, None, "SIZE without a number sets no limit");
+        // A quirk smtp-proto refuses (a bad FUTURERELEASE argument) loses no STARTTLS.
+        let r =
+            read(b"250-mx.far.test\r\n250-FUTURERELEASE x y\r\n250-SIZE 1000\r\n250 STARTTLS\r\n")
+                .await
+                .unwrap();
+        let e = Extensions::parse(&r);
+        assert!(e.starttls);
+        assert_eq!(e.size, Some(1000));
+        let e = Extensions::by_keyword(b"250-mx\r\n250-starttls\r\n250 SIZE 5\r\n");
+        assert!(e.starttls && !e.dsn);
+        assert_eq!(e.size, Some(5));
     }
 }

@@ -153,12 +153,20 @@ pub async fn authenticate(config: &Config, user: &str, password: &str) -> Auth {
     }
 }
 
-/// Decodes base64 as SASL uses it (RFC 4648 section 4, padding required, RFC 4954):
-/// `None` for anything else. Surrounding white space is ignored.
+/// SASL's base64 (RFC 4648 section 4, RFC 4954) as clients send it: padding may be left
+/// out and stray low bits are ignored, as officebox always accepted (and as dovecot and
+/// postfix do); anything outside the alphabet is refused.
+const SASL_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Decodes a SASL response: `None` for anything that is not base64. Surrounding white
+/// space is ignored.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()
+    SASL_BASE64.decode(text.trim()).ok()
 }
 
 #[cfg(test)]
@@ -168,7 +176,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sasl_base64_is_strict() {
+    fn sasl_base64_as_clients_send_it() {
         for s in ["", "a", "ab", "abc", "\0alice\0secret", "Username:"] {
             assert_eq!(
                 base64_decode(&STANDARD.encode(s.as_bytes())).as_deref(),
@@ -184,8 +192,12 @@ mod tests {
             Some(&b"\0alice\0secret"[..])
         );
         assert!(base64_decode("not base64!").is_none());
-        // Padding is required and the trailing bits must be zero.
-        assert!(base64_decode("AGFsaWNlAHNlY3JldA").is_none());
-        assert!(base64_decode("YR==").is_none());
+        // Padding may be left out, and stray low bits do not refuse a login.
+        assert_eq!(
+            base64_decode("AGFsaWNlAHNlY3JldA").as_deref(),
+            Some(&b"\0alice\0secret"[..])
+        );
+        assert_eq!(base64_decode("YR==").as_deref(), Some(&b"a"[..]));
+        assert!(base64_decode("YQ=a").is_none());
     }
 }

@@ -636,10 +636,11 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
         }
     }
     // Over a stream Content-Length is required (RFC 3261 18.3); taken as 0 when absent.
-    let total = skip + end + 4 + len.unwrap_or(0);
-    if total > MAX_MESSAGE + skip {
-        return Err(ParseError::TooLarge);
-    }
+    // A huge Content-Length must not wrap the sum (or panic in a debug build).
+    let total = (skip + end + 4)
+        .checked_add(len.unwrap_or(0))
+        .filter(|&t| t <= MAX_MESSAGE + skip)
+        .ok_or(ParseError::TooLarge)?;
     Ok((buf.len() >= total).then_some(total))
 }
 
@@ -748,5 +749,10 @@ mod tests {
         let two = format!("\r\n\r\n{msg}{msg}");
         assert_eq!(frame_len(two.as_bytes()).unwrap(), Some(4 + msg.len()));
         assert!(frame_len(b"X\r\nContent-Length: x\r\n\r\n").is_err());
+        let huge = format!("X\r\nContent-Length: {}\r\n\r\n", usize::MAX);
+        assert!(matches!(
+            frame_len(huge.as_bytes()),
+            Err(ParseError::TooLarge)
+        ));
     }
 }

@@ -44,17 +44,28 @@ impl App {
     ) -> Result<(), String> {
         let path = self.context.config_path.clone();
         let previous = self.config_text().unwrap_or_default();
-        write(config, &path, &previous, new).await?;
+        write(config, &path, &previous, new, true).await?;
         info!(message = "web: config saved", %what, file = %path.display());
-        if let Reloaded::Refused(why) = self.reload().await {
-            // The file must say what runs: the previous text goes back.
-            warn!(message = "web: officebox refused the saved config; putting the previous one back", %what);
-            let _ = write(config, &path, new, &previous).await;
-            return Err(format!(
-                "Nothing was applied: officebox refused the new settings ({}).",
-                why.trim()
-            ));
-        }
+        let answer = self.reload().await;
+        let unanswered = match answer {
+            Ok(Reloaded::Applied) => None,
+            Ok(Reloaded::Refused(why)) => {
+                // The file must say what runs: the previous text goes back (not into the
+                // history: the refused text never ran).
+                warn!(message = "web: officebox refused the saved config; putting the previous one back", %what);
+                let _ = write(config, &path, new, &previous, false).await;
+                return Err(format!(
+                    "Nothing was applied: officebox refused the new settings ({}).",
+                    why.trim()
+                ));
+            }
+            // The request may still be applied: the file keeps the new text, and a risky
+            // change still comes back unless it is confirmed.
+            Err(why) => {
+                warn!(message = "web: no answer to the reload; the saved config stays", %what, %why);
+                Some(why)
+            }
+        };
         if risky {
             *self.pending() = Some(Pending {
                 previous,
@@ -62,31 +73,38 @@ impl App {
                 what: what.to_string(),
             });
         }
-        Ok(())
+        match unanswered {
+            None => Ok(()),
+            Some(why) => Err(format!(
+                "The new settings are saved, but officebox did not say whether it applied them ({why})."
+            )),
+        }
     }
 
     /// Asks the supervisor to apply the file and waits for its answer (by then the new
     /// config is published, so the next page shows it).
-    async fn reload(&self) -> Reloaded {
+    /// `Err`: no answer came (officebox is stopping, or took too long).
+    async fn reload(&self) -> Result<Reloaded, String> {
         let (answer, answered) = oneshot::channel();
         if self.context.reload.send(answer).await.is_err() {
-            return Reloaded::Refused("officebox is stopping".into());
+            return Err("officebox is stopping".into());
         }
         match tokio::time::timeout(RELOAD_WAIT, answered).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Reloaded::Refused("officebox is stopping".into()),
-            Err(_) => Reloaded::Refused("officebox did not answer in time".into()),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err("officebox is stopping".into()),
+            Err(_) => Err("officebox did not answer in time".into()),
         }
     }
 }
 
-/// Keeps `old` in the history and writes `new` over the file (blocking work, off the
-/// async threads).
+/// Writes `new` over the file, keeping `old` in the history when `keep` (blocking work,
+/// off the async threads).
 async fn write(
     config: &Config,
     path: &std::path::Path,
     old: &str,
     new: &str,
+    keep: bool,
 ) -> Result<(), String> {
     let (dir, path, old, new) = (
         config.data_dir.clone(),
@@ -95,7 +113,9 @@ async fn write(
         new.to_string(),
     );
     tokio::task::spawn_blocking(move || {
-        crate::history::record(&dir, &old, &new)?;
+        if keep {
+            crate::history::record(&dir, &old, &new)?;
+        }
         officebox_store::write_atomic(&path, new.as_bytes(), 0o600).map_err(|e| e.to_string())
     })
     .await
@@ -185,14 +205,24 @@ pub(crate) async fn revert_if_unconfirmed(app: &App) {
     let config = app.config();
     warn!(message = "web: the change was not confirmed in time; putting the previous settings back", what = %p.what);
     let current = app.config_text().unwrap_or_default();
-    if write(&config, &app.context.config_path, &current, &p.previous)
-        .await
-        .is_err()
+    if write(
+        &config,
+        &app.context.config_path,
+        &current,
+        &p.previous,
+        true,
+    )
+    .await
+    .is_err()
     {
         warn!(message = "web: could not put the previous settings back");
         return;
     }
-    if let Reloaded::Refused(why) = app.reload().await {
-        warn!(message = "web: officebox refused the previous settings", %why);
+    match app.reload().await {
+        Ok(Reloaded::Applied) => {}
+        Ok(Reloaded::Refused(why)) => {
+            warn!(message = "web: officebox refused the previous settings", %why);
+        }
+        Err(why) => warn!(message = "web: no answer to the reload of the previous settings", %why),
     }
 }

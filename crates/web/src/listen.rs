@@ -82,7 +82,14 @@ pub(crate) async fn serve(
                     tasks.shutdown().await;
                     return Ok(());
                 }
-                _ = tick.tick() => crate::confirm::revert_if_unconfirmed(&app).await,
+                // A revert waits for the supervisor's answer, which a stop must not.
+                _ = tick.tick() => tokio::select! {
+                    () = crate::confirm::revert_if_unconfirmed(&app) => {}
+                    () = shutdown.cancelled() => {
+                        tasks.shutdown().await;
+                        return Ok(());
+                    }
+                },
                 changed = rx.changed() => {
                     if changed.is_err() {
                         tasks.shutdown().await;

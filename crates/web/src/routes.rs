@@ -125,18 +125,17 @@ async fn office_only(State(app): State<Shared>, req: Request, next: Next) -> Res
     let office =
         peer(&req).is_some_and(|p| client_zone(&app.config().network, p.ip()) != ClientZone::Wan);
     if !office {
-        return page(
-            StatusCode::FORBIDDEN,
-            crate::html::page(
-                "Forbidden",
-                "",
-                None,
-                None,
-                html! { p { "The admin pages answer only on the office network." } },
-            ),
-        );
+        return forbidden("The admin pages answer only on the office network.");
     }
     next.run(req).await
+}
+
+/// A 403 page saying `why`.
+fn forbidden(why: &str) -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        crate::html::page("Forbidden", "", None, None, html! { p { (why) } }),
+    )
 }
 
 /// The value of cookie `name` among the request's cookies.
@@ -181,16 +180,7 @@ async fn require_session(
         let path = req.uri().path().to_string();
         let from = peer(&req).map(|p| p.to_string()).unwrap_or_default();
         warn!(message = "web: a form without the right CSRF token was refused", peer = %from, %path);
-        return page(
-            StatusCode::FORBIDDEN,
-            crate::html::page(
-                "Forbidden",
-                "",
-                None,
-                None,
-                html! { p { "This form has expired; go back, reload the page and try again." } },
-            ),
-        );
+        return forbidden("This form has expired; go back, reload the page and try again.");
     }
     req.extensions_mut().insert(Me {
         user: session.user,

@@ -134,7 +134,21 @@ fn starter_page(site: Site, config: &Config, dir: &Path) -> String {
         ),
     };
     let dir = dir.display().to_string();
-    let page = html! {
+    document(
+        &title,
+        html! {
+            p {
+                "This is " (what) ". Put its files in " code { (dir) }
+                " on the box; this page is " code { "index.html" } " there."
+            }
+        },
+    )
+}
+
+/// A whole small page the sites make themselves (a starter page, a listing, an error):
+/// the title as heading, then `body`.
+fn document(title: &str, body: maud::Markup) -> String {
+    html! {
         (PreEscaped("<!doctype html>"))
         html lang="en" {
             head {
@@ -144,14 +158,12 @@ fn starter_page(site: Site, config: &Config, dir: &Path) -> String {
             }
             body {
                 h1 { (title) }
-                p {
-                    "This is " (what) ". Put its files in " code { (dir) }
-                    " on the box; this page is " code { "index.html" } " there."
-                }
+                (body)
             }
         }
-    };
-    page.into_string() + "\n"
+    }
+    .into_string()
+        + "\n"
 }
 
 /// Makes each site's directory with a starter page the first time.
@@ -191,16 +203,7 @@ async fn answer(
 }
 
 fn simple(status: StatusCode, text: &str) -> Response<SiteBody> {
-    let status_text = status.to_string();
-    let body = html! {
-        (PreEscaped("<!doctype html>"))
-        html lang="en" {
-            head { meta charset="utf-8"; title { (status_text) } }
-            body { h1 { (status_text) } p { (text) } }
-        }
-    }
-    .into_string()
-        + "\n";
+    let body = document(&status.to_string(), html! { p { (text) } });
     let mut r = with_body(Bytes::from(body), "text/html; charset=utf-8");
     *r.status_mut() = status;
     r.headers_mut()
@@ -529,34 +532,23 @@ fn listing(dir: &Path, shown_as: &str) -> Response<SiteBody> {
         })
         .unwrap_or_default();
     entries.sort();
-    let title = format!("Index of {shown_as}");
-    let body = html! {
-        (PreEscaped("<!doctype html>"))
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-            }
-            body {
-                h1 { (title) }
-                ul {
-                    @if shown_as != "/" {
-                        li { a href="../" { "../" } }
-                    }
-                    @for (is_file, name, len) in &entries {
-                        @let slash = if *is_file { "" } else { "/" };
-                        li {
-                            a href={ (percent_encode(name)) (slash) } { (name) (slash) }
-                            @if *is_file { " (" (len) " bytes)" }
-                        }
+    let body = document(
+        &format!("Index of {shown_as}"),
+        html! {
+            ul {
+                @if shown_as != "/" {
+                    li { a href="../" { "../" } }
+                }
+                @for (is_file, name, len) in &entries {
+                    @let slash = if *is_file { "" } else { "/" };
+                    li {
+                        a href={ (percent_encode(name)) (slash) } { (name) (slash) }
+                        @if *is_file { " (" (len) " bytes)" }
                     }
                 }
             }
-        }
-    }
-    .into_string()
-        + "\n";
+        },
+    );
     let mut r = with_body(Bytes::from(body), "text/html; charset=utf-8");
     r.headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-cache"));

@@ -95,6 +95,7 @@ macro_rules! or {
 
 // Each table of the file is read in its own module (after the macro above, which they use).
 mod dhcp;
+mod dialplan;
 mod dns;
 mod mail;
 mod network;

@@ -12,6 +12,7 @@ impl Loader<'_, '_> {
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
             call_log_days: u32::try_from(schema::CALL_LOG_DAYS.int()).unwrap_or(90),
+            dial_plan: super::dialplan::default_dial_plan(),
         };
         let mut sec = sec;
         phone.sip_port = self.port_setting(sec.as_mut(), &schema::SIP_PORT, Service::Sip);
@@ -76,6 +77,7 @@ impl Loader<'_, '_> {
             if let Some(d) = sec.int(self.sink, days.key(), days.range()) {
                 phone.call_log_days = u32::try_from(d.value).unwrap_or(phone.call_log_days);
             }
+            phone.dial_plan = self.dial_plan(&mut sec, users);
             sec.finish(self.sink);
         }
         phone

@@ -235,3 +235,76 @@ fn the_call_log_is_kept_a_whole_number_of_days_at_least_one() {
         "{d}"
     );
 }
+
+#[test]
+fn a_whole_dial_plan_loads() {
+    use crate::dialplan::*;
+    let c = parse_ok(
+        r#"[phone]
+operator = "extension:102"
+emergency_numbers = ["911"]
+
+[[phone.routes]]
+name = "local"
+pattern = "9NXXXXXX"
+trunks = ["a", "b"]
+strip = 1
+
+[[phone.routes]]
+name = "anything"
+pattern = "9."
+trunks = ["a"]
+strip = 1
+prepend = "+1"
+users = ["bob"]
+allow_international = true
+
+[[phone.inbound]]
+number = "+15551230000"
+destination = "schedule:office"
+
+[[phone.ring_groups]]
+name = "sales"
+strategy = "hunt"
+members = ["102", "number:+15559990000"]
+ring_time = "15s"
+no_answer = "voicemail:bob"
+
+[[phone.schedules]]
+name = "office"
+open = ["mon-fri 09:00-17:00"]
+holidays = ["2026-12-25"]
+when_open = "group:sales"
+when_closed = "attendant:night"
+
+[[phone.attendants]]
+name = "night"
+greeting = "We are closed."
+keys = ["1=voicemail:bob", "0=operator"]
+"#,
+    );
+    let d = &c.phone.dial_plan;
+    assert_eq!(d.emergency_numbers, vec!["911"]);
+    assert_eq!(d.operator, Some(Destination::Extension("102".into())));
+    assert_eq!(d.routes.len(), 2);
+    assert_eq!(d.routes[1].outgoing("95551234"), "+15551234");
+    assert_eq!(d.routes[1].users.as_deref(), Some(&["bob".to_string()][..]));
+    assert_eq!(
+        d.inbound[0].destination,
+        Destination::Schedule("office".into())
+    );
+    let g = &d.ring_groups[0];
+    assert_eq!(
+        (g.strategy, g.ring_time),
+        (Strategy::Hunt, Duration::from_secs(15))
+    );
+    assert_eq!(g.members[1], Member::Number("+15559990000".into()));
+    assert_eq!(d.schedules[0].holidays, vec![(2026, 12, 25)]);
+    let a = &d.attendants[0];
+    assert_eq!(a.keys[1], ('0', Destination::Operator));
+    assert_eq!(
+        (a.no_input.clone(), a.dial_by_extension),
+        (Destination::Operator, true)
+    );
+    assert_eq!(d.international_prefixes, vec!["011", "00"], "the default");
+}

@@ -63,52 +63,45 @@ impl Calls {
 /// A new call: the caller proves who they are (407 challenge), the callee must exist and
 /// have a phone registered; then a call task takes over (`None`: it answers).
 pub(super) fn invite(req: &Request) -> Option<Message> {
-    let Request {
-        config,
-        state,
-        msg,
-        source,
-        transport,
-        ref tag,
-    } = *req;
-    let tag = tag.as_str();
     let caller = match authenticate(req, true) {
         Ok(u) => u,
         Err(challenge) => return Some(challenge),
     };
-    let StartLine::Request { uri, .. } = &msg.start else {
+    let StartLine::Request { uri, .. } = &req.msg.start else {
         return None;
     };
     let Some(dialled) = uri_user(uri) else {
-        log_failed(state, caller, "");
-        return Some(msg.response(404, "Not Found", tag));
+        log_failed(req.state, caller, "");
+        return Some(req.msg.response(404, "Not Found", req.tag.as_str()));
     };
     // The voicemail extension: the caller's own mailbox, through the menu.
-    let menu_call = dialled == config.phone.voicemail_extension;
+    let menu_call = dialled == req.config.phone.voicemail_extension;
     let callee = if menu_call {
         Some(caller)
     } else {
-        config
+        req.config
             .users
             .iter()
             .find(|u| u.extension.as_deref() == Some(dialled.as_str()) || u.login == dialled)
     };
     let Some(callee) = callee else {
-        log_failed(state, caller, &dialled);
-        return Some(msg.response(404, "Not Found", tag));
+        log_failed(req.state, caller, &dialled);
+        return Some(req.msg.response(404, "Not Found", req.tag.as_str()));
     };
     // Overload: more calls setting up at once than a small office has phones means the
     // box is behind. New calls are turned away at once (cheap) so the ones under way
     // finish, instead of every call timing out in a storm of retransmissions.
-    if state.ringing.load(std::sync::atomic::Ordering::Relaxed) >= MAX_RINGING {
-        let mut busy = msg.response(503, "Service Unavailable", tag);
+    if req.state.ringing.load(std::sync::atomic::Ordering::Relaxed) >= MAX_RINGING {
+        let mut busy = req
+            .msg
+            .response(503, "Service Unavailable", req.tag.as_str());
         busy.push("Retry-After", "5");
         return Some(busy);
     }
     let bindings = if menu_call {
         Vec::new()
     } else {
-        state
+        req.state
             .registrar
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -127,7 +120,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             .extension
             .clone()
             .unwrap_or_else(|| callee.login.clone()),
-        domain: config.network.domain.clone(),
+        domain: req.config.network.domain.clone(),
     };
     let (status_tx, status_rx) = watch::channel(Status {
         caller: parties.caller_ext.clone(),
@@ -145,17 +138,21 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         caller_login: Some(caller.login.clone()),
         caller_name: caller.name.clone(),
         callee: if menu_call {
-            config.phone.voicemail_extension.clone()
+            req.config.phone.voicemail_extension.clone()
         } else {
             parties.callee_ext.clone()
         },
         callee_login: Some(callee.login.clone()),
         started_at: unix_now(),
     };
-    let a_call_id = msg.call_id().to_string();
+    let a_call_id = req.msg.call_id().to_string();
     let (tx, rx) = mpsc::channel(64);
     let id = {
-        let mut calls = state.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut calls = req
+            .state
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         calls.routes.insert(a_call_id.clone(), tx.clone());
         calls.routes.insert(b_call_id.clone(), tx);
         calls.next_id += 1;
@@ -164,46 +161,49 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         id
     };
     let setup = Setup {
-        wire: Arc::clone(&state.wire) as Arc<dyn Wire>,
-        ports: Arc::clone(&state.ports),
+        wire: Arc::clone(&req.state.wire) as Arc<dyn Wire>,
+        ports: Arc::clone(&req.state.ports),
         parties,
         bindings,
-        no_answer: config.phone.no_answer_timeout,
+        no_answer: req.config.phone.no_answer_timeout,
         b_call_id: b_call_id.clone(),
         status: status_tx,
-        ringing: call::Ringing::start(&state.ringing),
+        ringing: call::Ringing::start(&req.state.ringing),
         log,
-        log_events: state.call_log.clone(),
+        log_events: req.state.call_log.clone(),
         menu: menu_call.then(|| MenuSetup {
-            data_dir: config.data_dir.clone(),
-            db: Arc::clone(&state.db),
+            data_dir: req.config.data_dir.clone(),
+            db: Arc::clone(&req.state.db),
             login: caller.login.clone(),
             pin_hash: caller.voicemail_pin_hash.clone(),
         }),
         voicemail: (!menu_call).then(|| VoicemailSetup {
-            data_dir: config.data_dir.clone(),
-            db: Arc::clone(&state.db),
+            data_dir: req.config.data_dir.clone(),
+            db: Arc::clone(&req.state.db),
             envelope: voicemail::Envelope {
                 caller_name: caller.name.clone(),
                 caller_ext: caller
                     .extension
                     .clone()
                     .unwrap_or_else(|| caller.login.clone()),
-                caller_address: format!("{}@{}", caller.login, config.network.domain),
+                caller_address: format!("{}@{}", caller.login, req.config.network.domain),
                 callee_login: callee.login.clone(),
                 callee_name: callee.name.clone(),
-                callee_address: format!("{}@{}", callee.login, config.network.domain),
-                host: format!("{}.{}", config.network.hostname, config.network.domain),
+                callee_address: format!("{}@{}", callee.login, req.config.network.domain),
+                host: format!(
+                    "{}.{}",
+                    req.config.network.hostname, req.config.network.domain
+                ),
             },
-            max: config.phone.max_message_length,
+            max: req.config.phone.max_message_length,
         }),
     };
     let incoming = Incoming {
-        msg: msg.clone(),
-        source,
-        transport,
+        msg: req.msg.clone(),
+        source: req.source,
+        transport: req.transport,
     };
-    let calls = Arc::clone(&state.calls);
+    let calls = Arc::clone(&req.state.calls);
     tokio::spawn(async move {
         call::run(setup, incoming, rx).await;
         let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);

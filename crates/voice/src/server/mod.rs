@@ -152,6 +152,7 @@ pub async fn serve(
             tcp,
             config_rx.clone(),
             Arc::clone(&state),
+            shutdown.clone(),
         ));
     }
     let mut last_calls = Vec::new();

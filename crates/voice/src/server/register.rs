@@ -14,29 +14,21 @@ use crate::sip::{Message, uri_of};
 /// REGISTER (RFC 3261 section 10.3): the phone proves it is the extension's owner,
 /// then its bindings are updated and all of them listed in the answer.
 pub(super) fn register(req: &Request) -> Message {
-    let Request {
-        config,
-        state,
-        msg,
-        source,
-        transport,
-        ref tag,
-    } = *req;
-    let tag = tag.as_str();
-    let to = uri_of(msg.header("to").unwrap_or("")).unwrap_or("");
-    let user = match authenticate_owner(req, owner_of(config, to), "extension") {
+    let to = uri_of(req.msg.header("to").unwrap_or("")).unwrap_or("");
+    let user = match authenticate_owner(req, owner_of(req.config, to), "extension") {
         Ok(u) => u,
         Err(refusal) => return refusal,
     };
     let owner = &user.login;
-    let outcome = state
+    let outcome = req
+        .state
         .registrar
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .register(owner, msg, source, transport, now_unix());
+        .register(owner, req.msg, req.source, req.transport, now_unix());
     match outcome {
         Outcome::Ok(bindings) => {
-            let mut r = msg.response(200, "OK", tag);
+            let mut r = req.msg.response(200, "OK", req.tag.as_str());
             let now = now_unix();
             for b in bindings {
                 r.push(
@@ -49,15 +41,17 @@ pub(super) fn register(req: &Request) -> Message {
                 );
             }
             r.push("Date", officebox_store::date::http_date(SystemTime::now()));
-            debug!(message = "phone: registered", user = %owner, %source);
+            debug!(message = "phone: registered", user = %owner, source = %req.source);
             r
         }
         Outcome::TooBrief(min) => {
-            let mut r = msg.response(423, "Interval Too Brief", tag);
+            let mut r = req
+                .msg
+                .response(423, "Interval Too Brief", req.tag.as_str());
             r.push("Min-Expires", min.to_string());
             r
         }
-        Outcome::Refused(code, reason) => msg.response(code, reason, tag),
+        Outcome::Refused(code, reason) => req.msg.response(code, reason, req.tag.as_str()),
     }
 }
 

@@ -18,16 +18,7 @@ use crate::voicemail;
 /// SUBSCRIBE to `message-summary` (RFC 3842): a phone's own user's mailbox only. The
 /// first NOTIFY goes out at the next tick (within a second).
 pub(super) fn subscribe(req: &Request) -> Message {
-    let Request {
-        config,
-        state,
-        msg,
-        source,
-        transport,
-        ref tag,
-    } = *req;
-    let tag = tag.as_str();
-    let event = msg.header("event").unwrap_or("");
+    let event = req.msg.header("event").unwrap_or("");
     if !event
         .split(';')
         .next()
@@ -35,20 +26,25 @@ pub(super) fn subscribe(req: &Request) -> Message {
         .trim()
         .eq_ignore_ascii_case("message-summary")
     {
-        let mut r = msg.response(489, "Bad Event", tag);
+        let mut r = req.msg.response(489, "Bad Event", req.tag.as_str());
         r.push("Allow-Events", "message-summary");
         return r;
     }
-    let StartLine::Request { uri, .. } = &msg.start else {
-        return msg.response(400, "Bad Request", tag);
+    let StartLine::Request { uri, .. } = &req.msg.start else {
+        return req.msg.response(400, "Bad Request", req.tag.as_str());
     };
-    let owner = owner_of(config, uri)
-        .or_else(|| owner_of(config, uri_of(msg.header("to").unwrap_or("")).unwrap_or("")));
+    let owner = owner_of(req.config, uri).or_else(|| {
+        owner_of(
+            req.config,
+            uri_of(req.msg.header("to").unwrap_or("")).unwrap_or(""),
+        )
+    });
     let user = match authenticate_owner(req, owner, "mailbox") {
         Ok(u) => u,
         Err(refusal) => return refusal,
     };
-    let expires = msg
+    let expires = req
+        .msg
         .header("expires")
         .and_then(|e| e.trim().parse::<u64>().ok())
         .unwrap_or(mwi::DEFAULT_EXPIRES);
@@ -57,29 +53,30 @@ pub(super) fn subscribe(req: &Request) -> Message {
     } else {
         expires.clamp(mwi::MIN_EXPIRES, mwi::DEFAULT_EXPIRES)
     };
-    let call_id = msg.call_id().to_string();
-    let mut subs = state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
+    let call_id = req.msg.call_id().to_string();
+    let mut subs = req.state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
     let ours = subs.by_call.get(&call_id).map(|s| s.our_to.clone());
-    let to_value = msg.header("to").unwrap_or("").to_string();
+    let to_value = req.msg.header("to").unwrap_or("").to_string();
     let our_to = ours.unwrap_or_else(|| {
         if param(&to_value, "tag").is_some() {
             to_value.clone()
         } else {
-            format!("{to_value};tag={tag}")
+            format!("{to_value};tag={}", req.tag)
         }
     });
     let ext = user.extension.clone().unwrap_or_else(|| user.login.clone());
     let sub = Subscription {
         login: user.login.clone(),
-        account: format!("sip:{ext}@{}", config.network.domain),
-        target: msg
+        account: format!("sip:{ext}@{}", req.config.network.domain),
+        target: req
+            .msg
             .header("contact")
             .and_then(uri_of)
             .unwrap_or(uri)
             .to_string(),
-        dest: source,
-        transport,
-        their_from: msg.header("from").unwrap_or("").to_string(),
+        dest: req.source,
+        transport: req.transport,
+        their_from: req.msg.header("from").unwrap_or("").to_string(),
         our_to,
         call_id: call_id.clone(),
         cseq: subs.by_call.get(&call_id).map_or(0, |s| s.cseq),
@@ -89,9 +86,9 @@ pub(super) fn subscribe(req: &Request) -> Message {
         pending: None,
     };
     subs.by_call.insert(call_id, sub);
-    let mut r = msg.response(200, "OK", tag);
+    let mut r = req.msg.response(200, "OK", req.tag.as_str());
     r.push("Expires", expires.to_string());
-    r.push("Contact", format!("<sip:mwi@{}>", state.wire.local));
+    r.push("Contact", format!("<sip:mwi@{}>", req.state.wire.local));
     r
 }
 

@@ -234,31 +234,23 @@ async fn receive(
     Ok((got.len, got.from, got.to, queued))
 }
 
-/// Accepts TCP connections (within the limits per source and in all), a task each.
+/// Accepts TCP connections (within the limits per source and in all), a task each, until
+/// `stop` (the accept loop every TCP service shares).
 pub(super) async fn tcp_loop(
     listener: TcpListener,
     config_rx: watch::Receiver<Arc<Config>>,
     state: Arc<State>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
-    loop {
-        let (stream, source, slot) =
-            match officebox_sockets::tcp::accept(&listener, &state.tcp).await {
-                officebox_sockets::tcp::Accepted::Admitted(stream, source, slot) => {
-                    (stream, source, slot)
-                }
-                officebox_sockets::tcp::Accepted::Refused(_, source, why) => {
-                    debug!(message = "phone: tcp connection refused", %source, reason = %why);
-                    continue;
-                }
-            };
+    let limits = Arc::clone(&state.tcp);
+    let refused = |_, source, why| {
+        debug!(message = "phone: tcp connection refused", %source, reason = %why);
+    };
+    let session = move |stream, source| {
         let (config_rx, state) = (config_rx.clone(), Arc::clone(&state));
-        tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(error) = tcp_session(stream, source, config_rx, &state).await {
-                debug!(message = "phone: tcp session ended", %source, %error);
-            }
-        });
-    }
+        async move { tcp_session(stream, source, config_rx, &state).await }
+    };
+    officebox_sockets::tcp::serve(listener, limits, stop, "phone: tcp", refused, session).await;
 }
 
 /// One phone's TCP connection: messages framed by their Content-Length and answered on

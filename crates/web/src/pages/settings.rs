@@ -100,7 +100,11 @@ fn field(
     let default = settings::effective(config, fd).unwrap_or_default();
     let current = match submitted {
         Some(pairs) => value(pairs, fd.key).unwrap_or("").to_string(),
-        None if in_file.is_empty() && matches!(fd.kind, FieldKind::Bool) => default.clone(),
+        // What the file leaves out shows as what applies: a switch its state, a choice
+        // its default (not the first option, which saving would then write), a list with
+        // a default its entries (saving an untouched page keeps them; emptying the field
+        // is a choice the admin makes).
+        None if in_file.is_empty() && shows_default(fd) => default.clone(),
         None => in_file,
     };
     let error = crate::html::field_errors(settings::errors_for(diags, fd));
@@ -119,6 +123,17 @@ fn field(
         error: error.as_deref(),
         kind,
     })
+}
+
+/// Whether a field the file leaves out shows the default as its value (not as a hint).
+fn shows_default(fd: &settings::FieldDef) -> bool {
+    match fd.kind {
+        FieldKind::Bool | FieldKind::Select(_) => true,
+        FieldKind::List => {
+            matches!(fd.default, officebox_config::schema::Default::List(l) if !l.is_empty())
+        }
+        FieldKind::Text | FieldKind::Int => false,
+    }
 }
 
 /// `POST` a settings page.
@@ -239,4 +254,30 @@ pub(crate) fn confirm_location(before: &Config, after: &Config, host: &str) -> S
     };
     let scheme = if new.https { "https" } else { "http" };
     format!("{scheme}://{name}:{}/confirm", new.admin_port)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A setting the file leaves out shows what applies, so saving an untouched page
+    /// keeps it: the services open in DMZ mode stay open, the mode stays the mode.
+    #[test]
+    fn what_the_file_leaves_out_shows_as_what_applies() {
+        let text = "[network]\ndomain = \"example.com\"\nmanage = false\n[dns]\nuse_upstream = false\n\
+                    [[users]]\nlogin = \"admin\"\npassword = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA\"\nadmin = true\n";
+        let config = officebox_config::parse("t.toml", text).unwrap();
+        let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        let security = settings::PAGES
+            .iter()
+            .find(|p| p.path == "/security")
+            .unwrap();
+        let html = |key: &str| {
+            let fd = security.fields.iter().find(|f| f.key == key).unwrap();
+            field(&config, &doc, fd, None, &[]).into_string()
+        };
+        assert!(html("security.wan_services").contains("value=\"smtp, www\""));
+        assert!(html("security.mode").contains("<option value=\"firewall-nat\" selected>"));
+    }
 }
