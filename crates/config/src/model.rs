@@ -353,6 +353,19 @@ pub struct User {
     /// May log in to the admin pages; receives catch-all mail that matches nobody.
     pub admin: bool,
     pub pop3: Vec<Pop3Account>,
+    /// What this user may do on outside lines (toll-fraud guards).
+    pub outside: OutsideCalls,
+}
+
+/// A user's limits on outside calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutsideCalls {
+    /// Outside calls at once (0: none at all).
+    pub at_once: u32,
+    /// Outside calls a day (counted from midnight, local time).
+    pub per_day: u32,
+    /// Whether a phone of the user's registered from the Internet may call out.
+    pub from_remote_phones: bool,
 }
 
 /// A phone secret for the extension as user name: HA1 = H(extension:domain:password), in

@@ -742,6 +742,31 @@ pub const USER_ADMIN: Setting = s(
     "May log in to the admin pages.",
 );
 
+pub const USER_OUTSIDE_AT_ONCE: Setting = s(
+    "users[].outside_calls_at_once",
+    Kind::Int { min: 0, max: 1000 },
+    Default::Int(2),
+    "Outside calls at once",
+    "How many outside calls the user's phones may have at a time; 0: none.",
+);
+pub const USER_OUTSIDE_PER_DAY: Setting = s(
+    "users[].outside_calls_per_day",
+    Kind::Int {
+        min: 0,
+        max: 100_000,
+    },
+    Default::Int(100),
+    "Outside calls a day",
+    "More are refused until midnight (emergency numbers always go out).",
+);
+pub const USER_REMOTE_OUTSIDE: Setting = s(
+    "users[].outside_calls_from_remote_phones",
+    Kind::Bool,
+    Default::Bool(false),
+    "Outside calls from phones away from the office",
+    "Off: a phone of this user registered from the Internet may call extensions only.",
+);
+
 // ---------------------------------------------------------------- [phone]
 
 pub const PHONE_ENABLED: Setting = s(
@@ -1167,6 +1192,9 @@ pub const SETTINGS: &[&Setting] = &[
     &POP3_VERIFY_CERTIFICATE,
     &POP3_CA_FILE,
     &USER_ADMIN,
+    &USER_OUTSIDE_AT_ONCE,
+    &USER_OUTSIDE_PER_DAY,
+    &USER_REMOTE_OUTSIDE,
     &PHONE_ENABLED,
     &SIP_PORT,
     &VOICEMAIL_EXTENSION,

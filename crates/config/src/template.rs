@@ -217,7 +217,7 @@ password = "{admin_hash}"
 {phone.emergency_numbers}
 {phone.international_prefixes}
 {phone.premium_prefixes}
-# {phone.operator}: where outside calls for an unlisted number ring, e.g. "extension:100"
+# operator = "extension:100"   # where outside calls for an unlisted number ring
 
 # Calls out: a route per kind of number, tried in order (an extension always wins):
 # [[phone.routes]]
@@ -304,6 +304,10 @@ mod tests {
             );
         }
         assert!(text.contains("lease_time = \"1d\""));
+        assert!(
+            !text.contains("{phone."),
+            "a placeholder inside a comment stays unfilled"
+        );
         assert!(text.contains("# How long an address is lent"));
     }
 

@@ -17,6 +17,7 @@ pub const MENU: &[(&str, &str)] = &[
     ("/users", "Users"),
     ("/mail", "Mail"),
     ("/phones", "Phones"),
+    ("/routing", "Phone Routing"),
     ("/calls", "Call Log"),
     ("/system", "Web and Time"),
     ("/history", "Config History"),

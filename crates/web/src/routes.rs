@@ -448,6 +448,7 @@ mod tests {
             "/calls",
             "/calls?since=2026-01-01&disposition=busy&page=2",
             "/calls.csv",
+            "/routing",
             "/system",
             "/live/dhcp",
         ] {
@@ -521,6 +522,39 @@ mod tests {
             std::fs::read_to_string(&p.file).unwrap(),
             before,
             "the file says what runs"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_phone_routing_page_adds_a_ring_group_and_refuses_an_empty_one() {
+        let mut p = Pages::new(Reloaded::Applied);
+        p.log_in().await;
+        let (status, _, page) = p.get("/routing").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("Ring groups") && page.contains("Routes out"),
+            "{page}"
+        );
+        let form = format!(
+            "csrf={}&ring_groups.name=sales&ring_groups.strategy=hunt&ring_groups.members=101%2C+102&ring_groups.ring_time=15s&ring_groups.no_answer=voicemail%3Aalice",
+            p.csrf
+        );
+        let (status, _, body) = p.post("/list/ring_groups/add", &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let text = std::fs::read_to_string(&p.file).unwrap();
+        assert!(
+            text.contains("[[phone.ring_groups]]") && text.contains("strategy = \"hunt\""),
+            "{text}"
+        );
+        let form = format!(
+            "csrf={}&ring_groups.name=support&ring_groups.members=&ring_groups.no_answer=hangup",
+            p.csrf
+        );
+        let (status, _, body) = p.post("/list/ring_groups/add", &form).await;
+        assert_ne!(status, StatusCode::SEE_OTHER);
+        assert!(
+            body.contains("a ring group with no members rings nobody"),
+            "{body}"
         );
     }
 }

@@ -178,6 +178,18 @@ pub const PAGES: &[PageDef] = &[
         ],
     },
     PageDef {
+        path: "/routing",
+        title: "Phone Routing",
+        intro: "How calls leave and reach the office: routes out by the number dialed, the provider's numbers in, ring groups, office hours and the auto attendant. An extension always wins over a route.",
+        risky: false,
+        fields: &[
+            field(&schema::OPERATOR),
+            field(&schema::EMERGENCY_NUMBERS),
+            field(&schema::INTERNATIONAL_PREFIXES),
+            field(&schema::PREMIUM_PREFIXES),
+        ],
+    },
+    PageDef {
         path: "/dns",
         title: "DNS Server",
         intro: "Answers the office's questions about names: its own, the DHCP clients', and (when on) Internet names.",

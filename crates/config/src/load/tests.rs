@@ -308,3 +308,37 @@ keys = ["1=voicemail:bob", "0=operator"]
     );
     assert_eq!(d.international_prefixes, vec!["011", "00"], "the default");
 }
+
+#[test]
+fn outside_call_limits_per_user() {
+    let c = parse_ok("");
+    assert_eq!(
+        c.users[1].outside,
+        OutsideCalls {
+            at_once: 2,
+            per_day: 100,
+            from_remote_phones: false
+        }
+    );
+    let text = format!(
+        "[network]\ndomain = \"example.com\"\nmanage = false\n[dns]\nuse_upstream = false\n\
+         [[users]]\nlogin = \"admin\"\npassword = \"{HASH}\"\nadmin = true\n\
+         outside_calls_at_once = 0\noutside_calls_per_day = 5\noutside_calls_from_remote_phones = true\n"
+    );
+    let c = parse("t.toml", &text).unwrap();
+    assert_eq!(
+        c.users[0].outside,
+        OutsideCalls {
+            at_once: 0,
+            per_day: 5,
+            from_remote_phones: true
+        }
+    );
+    let bad = text.replace("outside_calls_at_once = 0", "outside_calls_at_once = -1");
+    assert!(
+        parse("t.toml", &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("users[0].outside_calls_at_once")
+    );
+}

@@ -33,6 +33,17 @@ impl Loader<'_, '_> {
             let sip_ha1_sha256 = u.parsed(self.sink, "sip_ha1_sha256", sip_help, |s| hex_of(s, 64));
             let sip_ext_secret = u.parsed(self.sink, "sip_ext_secret", sip_help, parse_ext_secret);
             let admin = u.flag(self.sink, &schema::USER_ADMIN);
+            let count = |this: &mut Self, u: &mut Section, s: &Setting| {
+                let n = u
+                    .int(this.sink, s.key(), s.range())
+                    .map_or(s.int(), |n| n.value);
+                u32::try_from(n).unwrap_or(0)
+            };
+            let outside = OutsideCalls {
+                at_once: count(self, &mut u, &schema::USER_OUTSIDE_AT_ONCE),
+                per_day: count(self, &mut u, &schema::USER_OUTSIDE_PER_DAY),
+                from_remote_phones: u.flag(self.sink, &schema::USER_REMOTE_OUTSIDE),
+            };
             self.saw_admin |= admin;
             let pop3 = u
                 .tables(self.sink, "pop3")
@@ -82,6 +93,7 @@ impl Loader<'_, '_> {
                     sip_ext_secret: sip_ext_secret.map(|h| h.value),
                     admin,
                     pop3,
+                    outside,
                 },
             });
         }
