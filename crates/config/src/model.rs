@@ -432,6 +432,8 @@ pub struct Phone {
     pub no_answer_timeout: Duration,
     pub max_message_length: Duration,
     pub rtp_ports: (u16, u16),
+    /// Calls older than this many days leave the call log.
+    pub call_log_days: u32,
     /// Routes out, numbers in, ring groups, schedules and attendants.
     pub dial_plan: crate::dialplan::DialPlan,
 }

@@ -812,6 +812,17 @@ pub const RTP_PORTS: Setting = s(
     "A range for the calls' audio, e.g. 10000-10999 (two per call).",
 );
 
+pub const CALL_LOG_DAYS: Setting = s(
+    "phone.call_log_days",
+    Kind::Int {
+        min: 1,
+        max: 36_500,
+    },
+    Default::Int(90),
+    "Keep the call log (days)",
+    "Calls older than this many days leave the call log.",
+);
+
 // ---------------------------------------------------------------- [web]
 
 pub const WEB_ENABLED: Setting = s(
@@ -1190,6 +1201,7 @@ pub const SETTINGS: &[&Setting] = &[
     &NO_ANSWER_TIMEOUT,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,
+    &CALL_LOG_DAYS,
     &EMERGENCY_NUMBERS,
     &OPERATOR,
     &INTERNATIONAL_PREFIXES,

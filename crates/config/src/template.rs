@@ -213,6 +213,7 @@ password = "{admin_hash}"
 {phone.no_answer_timeout}
 {phone.max_message_length}
 {phone.rtp_ports}
+{phone.call_log_days}
 {phone.emergency_numbers}
 {phone.international_prefixes}
 {phone.premium_prefixes}
@@ -303,7 +304,10 @@ mod tests {
             );
         }
         assert!(text.contains("lease_time = \"1d\""));
-        assert!(!text.contains("{phone."), "a placeholder inside a comment stays unfilled");
+        assert!(
+            !text.contains("{phone."),
+            "a placeholder inside a comment stays unfilled"
+        );
         assert!(text.contains("# How long an address is lent"));
     }
 

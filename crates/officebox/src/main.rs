@@ -142,6 +142,24 @@ enum PhoneAction {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The call log, newest first: start, who called whom, who answered, how long, and
+    /// how it ended.
+    Log {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only calls from this day on (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only calls an extension or login made, got or answered.
+        #[arg(long)]
+        extension: Option<String>,
+        /// At most this many calls (0: all).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// As CSV, with a header row.
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +209,16 @@ fn main() -> ExitCode {
         Command::Phone {
             action: PhoneAction::Calls { config },
         } => phone_calls(&config),
+        Command::Phone {
+            action:
+                PhoneAction::Log {
+                    config,
+                    since,
+                    extension,
+                    limit,
+                    csv,
+                },
+        } => phone_log(&config, since.as_deref(), extension, limit, csv),
         Command::Mail { action } => match action {
             MailAction::Queue { config } => mail_cli::queue(&config),
             MailAction::Flush { config } => mail_cli::flush(&config),
@@ -253,6 +281,72 @@ fn phone_calls(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             c.callee,
             c.state,
             (now - since).max(0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn phone_log(
+    path: &std::path::Path,
+    since: Option<&str>,
+    extension: Option<String>,
+    limit: u32,
+    csv: bool,
+) -> anyhow::Result<ExitCode> {
+    use officebox_store::date::{datetime, parse_day};
+    let since = match since {
+        Some(day) => Some(
+            parse_day(day)
+                .ok_or_else(|| anyhow::anyhow!("--since {day:?}: write a day as YYYY-MM-DD"))?,
+        ),
+        None => None,
+    };
+    let config = officebox_config::load(path)?;
+    let db = officebox_store::Db::open(&officebox_store::state_db(&config.data_dir))?;
+    let calls = db.call_log(&officebox_store::CallQuery {
+        since,
+        party: extension,
+        limit,
+        ..Default::default()
+    })?;
+    if csv {
+        print!("{}", officebox_store::call_log_csv(&calls));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if calls.is_empty() {
+        println!("no call in the log");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<19}  {:<28} {:<10} {:<12} {:>8}  disposition",
+        "start (UTC)", "from", "to", "answered by", "duration"
+    );
+    for c in calls {
+        let from = if c.caller_name.is_empty() || c.caller_name == c.caller {
+            c.caller.clone()
+        } else {
+            format!("{} ({})", c.caller, c.caller_name)
+        };
+        let answered_by = match (&c.answered_by, c.answered_at, c.disposition) {
+            (Some(login), _, _) => login.clone(),
+            (None, Some(_), Some(officebox_store::Disposition::Menu)) => "(menu)".into(),
+            (None, Some(_), _) => "(voicemail)".into(),
+            (None, None, _) => "-".into(),
+        };
+        let duration = c
+            .talk_secs()
+            .map(|s| format!("{}:{:02}", s / 60, s % 60))
+            .unwrap_or_else(|| "-".into());
+        let trunk = c.trunk.map(|t| format!(" via {t}")).unwrap_or_default();
+        println!(
+            "{:<19}  {:<28} {:<10} {:<12} {:>8}  {}{trunk}",
+            datetime(c.started_at),
+            from,
+            c.callee,
+            answered_by,
+            duration,
+            c.disposition
+                .map_or("in-progress", officebox_store::Disposition::as_str)
         );
     }
     Ok(ExitCode::SUCCESS)

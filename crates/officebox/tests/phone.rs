@@ -249,8 +249,10 @@ fn an_extension_calls_another_through_the_box_and_hangs_up() {
 }
 
 #[test]
-fn busy_cancelled_unanswered_and_unknown_calls_end_cleanly() {
+fn answered_busy_cancelled_unanswered_and_unknown_calls_end_cleanly_and_are_in_the_call_log() {
     require_program("sipp", "sip-tester");
+    require_program("curl", "curl");
+    require_program("python3", "python3");
     let c = TestConfig::demo()
         .free_ports()
         .set("phone.no_answer_timeout", "5s");
@@ -259,13 +261,21 @@ fn busy_cancelled_unanswered_and_unknown_calls_end_cleanly() {
     let target = format!("127.0.0.1:{port}");
     let voicemails = || ob.log().matches("phone: voicemail answers").count();
 
+    // bob answers and alice hangs up after two seconds.
+    let bob_port = free_udp_port().unwrap().to_string();
+    let bob = bobs_phone(&target, "uas_answer.xml", &bob_port);
+    let (ok, errors) = sipp_call(&target, "uac_call.xml", "caller.csv", "102");
+    assert!(ok, "{errors}\n{}", ob.log());
+    bob.wait_for_log("Successful call", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(bob);
+
     // 109 is nobody's extension.
     let (ok, errors) = sipp_call(&target, "uac_expect.xml", "caller.csv", "109");
     assert!(ok, "{errors}");
 
     // Busy: voicemail takes the call. (bob's phone always listens on one port, so each
     // new one replaces the last.)
-    let bob_port = free_udp_port().unwrap().to_string();
     let bob = bobs_phone(&target, "uas_busy.xml", &bob_port);
     let (ok, errors) = sipp_call(&target, "uac_voicemail_hangup.xml", "caller.csv", "102");
     assert!(ok, "{errors}\n{}", ob.log());
@@ -297,6 +307,187 @@ fn busy_cancelled_unanswered_and_unknown_calls_end_cleanly() {
         calls(&ob)
     );
     assert_eq!(ob.log().matches("phone: voicemail delivered").count(), 2);
+    drop(bob);
+
+    // Busy, and alice hangs up during the greeting: no message, so the call was busy.
+    let bob = bobs_phone(&target, "uas_busy.xml", &bob_port);
+    let (ok, errors) = sipp_call(&target, "uac_call.xml", "caller.csv", "102");
+    assert!(ok, "{errors}\n{}", ob.log());
+    assert_eq!(voicemails(), 3, "{}", ob.log());
+    bob.wait_for_log("Successful call", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Each call is in the log, newest first, with how it ended: on the command line,
+    // as CSV, and on the admin pages.
+    let expected =
+        "102 busy -|102 voicemail -|102 cancelled -|102 voicemail -|109 failed -|102 answered bob";
+    let from_cli = || parsed_csv(&phone_log(&ob, &["--csv"]));
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(5), || from_cli() == expected),
+        "{}\n{}",
+        from_cli(),
+        phone_log(&ob, &[])
+    );
+    let table = phone_log(&ob, &["--extension", "alice", "--limit", "2"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two calls: {table}");
+    assert!(
+        lines[1].contains("101 (Alice Example)") && lines[1].ends_with("busy"),
+        "{table}"
+    );
+    let answered = phone_log(&ob, &[]);
+    let answered = answered.lines().find(|l| l.ends_with("answered")).unwrap();
+    assert!(answered.contains(" bob "), "{answered}");
+
+    let admin = AdminPages::log_in(&ob, c.int("web.admin_port"));
+    let csv = admin.get("/calls.csv");
+    assert!(
+        csv.starts_with("HTTP/1.1 200") && csv.contains("content-type: text/csv"),
+        "{csv}"
+    );
+    let body = csv.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert_eq!(parsed_csv(body), expected);
+    let page = admin.get("/calls");
+    for (what, n) in [
+        ("<td>answered</td>", 1),
+        ("<td>busy</td>", 1),
+        ("<td>voicemail left</td>", 2),
+        ("<td>caller hung up</td>", 1),
+        ("<td>failed</td>", 1),
+        ("<td>bob</td>", 1),
+        ("<td>voicemail</td>", 3),
+    ] {
+        assert_eq!(page.matches(what).count(), n, "{what} in {page}");
+    }
+    assert!(
+        page.contains("6 calls.") && page.contains("href=\"/calls.csv\""),
+        "{page}"
+    );
+    let busy = admin.get("/calls?disposition=busy&extension=102");
+    assert!(
+        busy.contains("1 call.")
+            && busy.contains("href=\"/calls.csv?extension=102&amp;disposition=busy\""),
+        "{busy}"
+    );
+    assert!(!ob.log().contains("panicked"), "{}", ob.log());
+}
+
+#[test]
+fn a_call_cut_off_by_kill_9_is_in_the_call_log_as_ended_unknown_after_the_restart() {
+    require_program("sipp", "sip-tester");
+    require_program("python3", "python3");
+    let c = TestConfig::demo().free_ports();
+    let target = format!("127.0.0.1:{}", c.int("phone.sip_port"));
+    let ob = start(&c);
+    // bob has no phone: voicemail answers, and alice talks for 7 s.
+    let caller = std::thread::spawn({
+        let target = target.clone();
+        move || sipp_call(&target, "uac_voicemail_hangup.xml", "caller.csv", "102")
+    });
+    let log = |ob: &Officebox| parsed_csv(&phone_log(ob, &["--csv"]));
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(5), || log(&ob) == "102 in-progress -"),
+        "{}\n{}",
+        log(&ob),
+        ob.log()
+    );
+    let dir = ob.kill9().unwrap();
+    let ob = Officebox::start_in(bin(), &c.text(), dir).unwrap();
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+    assert_eq!(log(&ob), "102 unknown -");
+    assert!(phone_log(&ob, &[]).contains("unknown"));
+    assert!(ob.log().contains("ended unknown"), "{}", ob.log());
+    // alice's hang-up reaches a box that no longer knows the call.
+    let _ = caller.join();
+}
+
+/// `officebox phone log ARGS`.
+fn phone_log(ob: &Officebox, args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .args(["phone", "log", "--config"])
+        .arg(ob.config_path())
+        .args(args)
+        .current_dir(ob.dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A call log CSV as Python's csv module reads it: "to disposition answered-by" per
+/// call, joined by |.
+fn parsed_csv(text: &str) -> String {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import csv, sys\n\
+             rows = list(csv.DictReader(sys.stdin))\n\
+             print('|'.join(f\"{r['to']} {r['disposition']} {r['answered by'] or '-'}\" for r in rows), end='')",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// curl logged in to the admin pages as the demo's admin (a cookie jar of its own).
+struct AdminPages {
+    base: String,
+    jar: std::path::PathBuf,
+}
+
+impl AdminPages {
+    fn log_in(ob: &Officebox, port: i64) -> AdminPages {
+        let admin = AdminPages {
+            base: format!("http://127.0.0.1:{port}"),
+            jar: ob.dir().join("cookies.txt"),
+        };
+        let login = admin.curl(&[&format!("{}/login", admin.base)]);
+        let csrf = login
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no form token in {login}"))
+            .to_string();
+        let logged_in = admin.curl(&[
+            "-d",
+            &format!("csrf={csrf}&user=admin&password=demo-admin"),
+            &format!("{}/login", admin.base),
+        ]);
+        assert!(logged_in.starts_with("HTTP/1.1 303"), "{logged_in}");
+        admin
+    }
+
+    fn get(&self, path: &str) -> String {
+        self.curl(&[&format!("{}{path}", self.base)])
+    }
+
+    fn curl(&self, args: &[&str]) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-i", "--max-time", "5", "--noproxy", "*", "-b"])
+            .arg(&self.jar)
+            .arg("-c")
+            .arg(&self.jar)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 #[test]

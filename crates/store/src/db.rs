@@ -167,6 +167,30 @@ pub const MIGRATIONS: &[Migration] = &[
         DELETE FROM meta WHERE key = 'dns.served';
     ",
     },
+    Migration {
+        version: 8,
+        name: "call log",
+        sql: "
+        CREATE TABLE call_log (
+            id           INTEGER PRIMARY KEY,
+            call_id      TEXT NOT NULL UNIQUE,
+            direction    TEXT NOT NULL CHECK (direction IN ('internal', 'in', 'out')),
+            trunk        TEXT,
+            caller       TEXT NOT NULL,
+            caller_login TEXT,
+            caller_name  TEXT NOT NULL,
+            callee       TEXT NOT NULL,
+            callee_login TEXT,
+            answered_by  TEXT,
+            started_at   INTEGER NOT NULL,
+            answered_at  INTEGER,
+            ended_at     INTEGER,
+            disposition  TEXT CHECK (disposition IN ('answered', 'no-answer', 'busy',
+                         'voicemail', 'cancelled', 'failed', 'menu', 'unknown'))
+        );
+        CREATE INDEX call_log_started ON call_log (started_at);
+    ",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

@@ -30,6 +30,7 @@
 //! Library code never panics on anything read from disk: odd rows are
 //! [`StoreError::Corrupt`], odd file names are skipped or [`StoreError::InvalidName`].
 
+mod call_log;
 pub mod date;
 mod db;
 mod error;
@@ -39,6 +40,10 @@ mod maildir;
 mod phone;
 mod queue;
 
+pub use call_log::{
+    CSV_HEADER, CallEvent, CallQuery, CallRecord, Direction, Disposition, NewCall,
+    csv as call_log_csv,
+};
 pub use db::{
     Db, Lease, LeaseState, MIGRATIONS, Migration, ServedRecord, known_schema_version, state_db,
     unix_now,

@@ -154,6 +154,7 @@ fn phones_tables(regs: &[SipBinding], calls: &[SipCall], now: i64) -> Markup {
                 }
             }
         }
+        p { a href="/calls" { "The call log" } ": every call, with filters and CSV." }
     }
 }
 

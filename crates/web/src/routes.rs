@@ -18,7 +18,7 @@ use tracing::warn;
 use crate::app::Shared;
 use crate::forms::Pairs;
 use crate::listen::Peer;
-use crate::pages::{history, home, lists, login, mail, settings, users};
+use crate::pages::{calls, history, home, lists, login, mail, settings, users};
 use crate::{confirm, forms, live, session};
 
 /// The admin pages' router: the table of every route.
@@ -28,6 +28,8 @@ pub(crate) fn admin(app: Shared) -> Router {
         .route("/logout", post(login::logout))
         .route("/confirm", get(confirm::show).post(confirm::keep))
         .route("/live/{page}", get(live::fragment))
+        .route("/calls", get(calls::show))
+        .route("/calls.csv", get(calls::csv))
         .route("/history", get(history::list))
         .route("/history/{n}", get(history::show))
         .route("/history/{n}/rollback", post(history::rollback))
@@ -395,7 +397,15 @@ mod tests {
     #[tokio::test]
     async fn before_logging_in_only_the_login_page_and_the_script_answer() {
         let p = Pages::new(Reloaded::Applied);
-        for path in ["/", "/users", "/network", "/live/dhcp", "/no/such/page"] {
+        for path in [
+            "/",
+            "/users",
+            "/network",
+            "/live/dhcp",
+            "/calls",
+            "/calls.csv",
+            "/no/such/page",
+        ] {
             let (status, h, _) = p.get(path).await;
             assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
             assert_eq!(h["location"], "/login", "{path}");
@@ -435,6 +445,9 @@ mod tests {
             "/dns",
             "/mail",
             "/phones",
+            "/calls",
+            "/calls?since=2026-01-01&disposition=busy&page=2",
+            "/calls.csv",
             "/routing",
             "/system",
             "/live/dhcp",
@@ -443,6 +456,9 @@ mod tests {
             assert_eq!(status, StatusCode::OK, "GET {path}");
             assert_eq!(h["cache-control"], "no-store", "{path}");
         }
+        let (_, h, csv) = p.get("/calls.csv").await;
+        assert_eq!(h["content-type"], "text/csv; charset=utf-8");
+        assert!(csv.starts_with("start (UTC),from,"), "{csv}");
         for path in [
             "/users/nobody",
             "/history/7",

@@ -174,6 +174,7 @@ pub const PAGES: &[PageDef] = &[
             field(&schema::MAX_MESSAGE_LENGTH),
             field(&schema::SIP_PORT),
             field(&schema::RTP_PORTS),
+            field(&schema::CALL_LOG_DAYS),
         ],
     },
     PageDef {

@@ -11,6 +11,7 @@ impl Loader<'_, '_> {
             no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
+            call_log_days: u32::try_from(schema::CALL_LOG_DAYS.int()).unwrap_or(90),
             dial_plan: super::dialplan::default_dial_plan(),
         };
         let mut sec = sec;
@@ -71,6 +72,10 @@ impl Loader<'_, '_> {
                 },
             ) {
                 phone.rtp_ports = r.value;
+            }
+            let days = &schema::CALL_LOG_DAYS;
+            if let Some(d) = sec.int(self.sink, days.key(), days.range()) {
+                phone.call_log_days = u32::try_from(d.value).unwrap_or(phone.call_log_days);
             }
             phone.dial_plan = self.dial_plan(&mut sec, users);
             sec.finish(self.sink);

@@ -104,6 +104,7 @@ fn defaults_are_the_appliance_defaults() {
     );
     assert_eq!(c.phone.voicemail_extension, "*97");
     assert_eq!(c.phone.no_answer_timeout, Duration::from_secs(20));
+    assert_eq!(c.phone.call_log_days, 90);
     assert_eq!(c.mail.queue.give_up_after, Duration::from_secs(5 * 86_400));
     assert_eq!(c.users[1].extension.as_deref(), Some("102"));
     assert_eq!(c.users[1].name, "bob", "the name defaults to the login");
@@ -213,6 +214,26 @@ fn reverse_zones() {
         "16.172.in-addr.arpa"
     );
     assert_eq!(reverse_zone(net([10, 0, 0, 1], 28)), "0.0.10.in-addr.arpa");
+}
+
+#[test]
+fn the_call_log_is_kept_a_whole_number_of_days_at_least_one() {
+    assert_eq!(
+        parse_ok("[phone]\ncall_log_days = 7\n").phone.call_log_days,
+        7
+    );
+    let text = format!(
+        "[network]\ndomain = \"example.com\"\nmanage = false\n[phone]\ncall_log_days = 0\n\
+         [[users]]\nlogin = \"admin\"\npassword = \"{HASH}\"\nadmin = true\n"
+    );
+    let Err(d) = parse("t.toml", &text) else {
+        panic!("0 days accepted");
+    };
+    let d = d.to_string();
+    assert!(
+        d.contains("phone.call_log_days") && d.contains("from 1 to 36500"),
+        "{d}"
+    );
 }
 
 #[test]

@@ -125,6 +125,10 @@ with Browser(args.url, args.shots) as b:
     b.get("/phones")
     b.expect("Registered phones" in b.text() and "Calls now" in b.text(), "phones and calls")
     b.screenshot("phones")
+    b.click_link("The call log")
+    b.expect("Call Log" in b.text() and "Download CSV" in b.text() and "0 calls" in b.text(),
+             "the call log, from the Phones page")
+    b.screenshot("calls")
     b.get("/network")
     b.screenshot("network")
 print("ok")

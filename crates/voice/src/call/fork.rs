@@ -4,6 +4,8 @@
 
 use tracing::info;
 
+use officebox_store::Disposition;
+
 use super::timers::{Key, Retransmit};
 use super::{Call, Incoming, Peer, State, branch, copy_body, reach};
 use crate::registrar::Binding;
@@ -387,6 +389,8 @@ impl Call {
         self.state = State::Talking;
         self.respond_a(r);
         self.status("talking");
+        self.disposition = Disposition::Answered;
+        self.log_answer(Some(&self.setup.parties.callee_login));
         info!(
             message = "phone: call answered",
             caller = %self.setup.parties.caller_ext,

@@ -4,6 +4,7 @@
 //! The relay stops and gives its caller-side port to an endpoint of the box's own
 //! ([`crate::media`]), which plays and records there.
 
+use officebox_store::Disposition;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -56,6 +57,8 @@ impl Call {
         let answers = self.setup.voicemail.is_some() || self.setup.menu.is_some();
         if answers && self.state.is_ringing() {
             self.state = State::ToVoicemail;
+            // Unless a message is left (or this is the menu), the call was not answered.
+            self.disposition = super::refused(code);
         } else {
             self.fail_a(code, reason);
         }
@@ -91,6 +94,10 @@ impl Call {
         r.body = answer;
         self.respond_a(r);
         self.status("voicemail");
+        self.log_answer(None);
+        if matches!(answering, Answering::Menu(_)) {
+            self.disposition = Disposition::Menu;
+        }
         info!(
             message = "phone: voicemail answers",
             caller = %self.setup.parties.caller_ext,
@@ -157,6 +164,7 @@ impl Call {
             {
                 Ok(Ok(name)) => {
                     saved = true;
+                    self.disposition = Disposition::Voicemail;
                     info!(
                         message = "phone: voicemail delivered",
                         to = %vm.envelope.callee_login,

@@ -87,6 +87,7 @@ impl Call {
     pub(super) fn fail_a(&mut self, code: u16, reason: &str) {
         let r = self.a.invite.response(code, reason, &self.a.tag);
         self.state = State::Ending;
+        self.disposition = super::refused(code);
         self.respond_a(r);
         self.status("ending");
         info!(

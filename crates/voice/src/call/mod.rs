@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use officebox_store::{CallEvent, Disposition, NewCall, unix_now};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -103,6 +104,10 @@ pub struct Setup {
     pub menu: Option<menu::MenuSetup>,
     /// Counts this call among those still ringing until it is answered or ends.
     pub ringing: Ringing,
+    /// The call's row in the call log ...
+    pub log: NewCall,
+    /// ... and where its start, answer and end go (the server writes them in batches).
+    pub log_events: mpsc::UnboundedSender<CallEvent>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -221,11 +226,23 @@ struct Call {
     /// When an unanswered call stops ringing.
     ring_until: Instant,
     media: Media,
+    /// How the call ends if it ended now, for the call log: set as it goes (answered,
+    /// busy or no answer on the way to voicemail, a message left, ...).
+    disposition: Disposition,
+    /// When it began to end (Unix seconds), for the call log.
+    ended_at: Option<i64>,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
 pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>) {
+    let (events, call_id) = (setup.log_events.clone(), setup.log.call_id.clone());
+    let _ = events.send(CallEvent::Start(setup.log.clone()));
     let Some(mut call) = Call::new(setup, invite, inbox) else {
+        let _ = events.send(CallEvent::Ended {
+            call_id,
+            at: unix_now(),
+            disposition: Disposition::Failed,
+        });
         return;
     };
     call.start();
@@ -267,6 +284,11 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         r.hangup.cancel();
         let _ = r.task.await;
     }
+    call.log(CallEvent::Ended {
+        call_id: call.setup.log.call_id.clone(),
+        at: call.ended_at.unwrap_or_else(unix_now),
+        disposition: call.disposition,
+    });
     info!(
         message = "phone: call ended",
         caller = %call.setup.parties.caller_ext,
@@ -318,13 +340,32 @@ impl Call {
                 relay: Some(relay),
                 relay_stop,
             },
+            disposition: Disposition::Failed,
+            ended_at: None,
         })
     }
 
+    /// Sends an event to the call log (nothing is lost for the call if it cannot).
+    fn log(&self, event: CallEvent) {
+        let _ = self.setup.log_events.send(event);
+    }
+
+    /// Someone answered: a phone of `by`, or the box itself (`None`).
+    fn log_answer(&self, by: Option<&str>) {
+        self.log(CallEvent::Answered {
+            call_id: self.setup.log.call_id.clone(),
+            at: unix_now(),
+            by: by.map(str::to_string),
+        });
+    }
+
     /// Tells the server's list of live calls where the call is.
-    fn status(&self, state: &'static str) {
+    fn status(&mut self, state: &'static str) {
         if state != "ringing" {
             self.setup.ringing.stop();
+        }
+        if state == "ending" && self.ended_at.is_none() {
+            self.ended_at = Some(unix_now());
         }
         self.setup.status.send_modify(|s| {
             s.state = state;
@@ -373,6 +414,16 @@ impl Call {
     fn ending(&mut self) {
         self.state = State::Ending;
         self.status("ending");
+    }
+}
+
+/// How a call refused with `code` ends, for the call log.
+fn refused(code: u16) -> Disposition {
+    match code {
+        486 | 600 | 603 => Disposition::Busy,
+        408 | 480 => Disposition::NoAnswer,
+        487 => Disposition::Cancelled,
+        _ => Disposition::Failed,
     }
 }
 

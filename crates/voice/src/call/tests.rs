@@ -205,7 +205,22 @@ fn new_call(
 
 /// What [`run`] needs for a call as in [`new_call`].
 fn new_setup(phones: &[&str], voicemail: bool) -> (Setup, Arc<FakeWire>, watch::Receiver<Status>) {
+    let (setup, wire, status, _log) = new_logged_setup(phones, voicemail);
+    (setup, wire, status)
+}
+
+/// [`new_setup`], and the call log's events.
+fn new_logged_setup(
+    phones: &[&str],
+    voicemail: bool,
+) -> (
+    Setup,
+    Arc<FakeWire>,
+    watch::Receiver<Status>,
+    mpsc::UnboundedReceiver<CallEvent>,
+) {
     let wire = Arc::new(FakeWire::default());
+    let (log_events, log_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(Status {
         caller: "101".into(),
         callee: "102".into(),
@@ -238,8 +253,20 @@ fn new_setup(phones: &[&str], voicemail: bool) -> (Setup, Arc<FakeWire>, watch::
             pin_hash: None,
         }),
         ringing: Ringing::start(&Arc::default()),
+        log: NewCall {
+            call_id: "leg-b".into(),
+            direction: officebox_store::Direction::Internal,
+            trunk: None,
+            caller: "101".into(),
+            caller_login: Some("alice".into()),
+            caller_name: "Alice".into(),
+            callee: "102".into(),
+            callee_login: Some("bob".into()),
+            started_at: 0,
+        },
+        log_events,
     };
-    (setup, wire, status_rx)
+    (setup, wire, status_rx, log_rx)
 }
 
 /// Starts the call: 100 to the caller, our INVITE to each phone (returned).
@@ -364,6 +391,7 @@ async fn busy_without_voicemail_is_passed_on_and_the_call_ends_with_the_ack() {
     call.handle(answer(&invite, 486, "bob", PHONE_1, b""));
     let (lines, msgs) = sent(&wire);
     assert_eq!(lines, ["ACK 127.0.0.1:5070", "486/INVITE 127.0.0.1:5062"]);
+    assert_eq!(call.disposition, Disposition::Busy);
     // The ACK of a refusal is in the INVITE's transaction: the same branch.
     assert_eq!(msgs[0].branch(), invite.branch());
     assert!(matches!(call.state, State::Ending));
@@ -381,6 +409,11 @@ async fn busy_with_voicemail_goes_to_the_box() {
     call.handle(answer(&invite, 486, "bob", PHONE_1, b""));
     assert_eq!(sent(&wire).0, ["ACK 127.0.0.1:5070"]);
     assert!(matches!(call.state, State::ToVoicemail));
+    assert_eq!(
+        call.disposition,
+        Disposition::Busy,
+        "busy, unless a message is left"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -393,6 +426,7 @@ async fn decline_is_not_taken_by_voicemail_and_busy_beats_unavailable() {
         ["ACK 127.0.0.1:5070", "603/INVITE 127.0.0.1:5062"]
     );
     assert!(matches!(call.state, State::Ending));
+    assert_eq!(call.disposition, Disposition::Busy, "declined");
 
     let (mut call, wire, _status, _tx) = new_call(&[PHONE_1, PHONE_2], false);
     let invites = started(&mut call, &wire);
@@ -426,6 +460,7 @@ async fn no_answer_cancels_the_phones_and_goes_to_voicemail() {
     assert_eq!(msgs[0].branch(), invite.branch());
     assert!(matches!(call.state, State::ToVoicemail));
     assert_eq!(call.forks[0].state, ForkState::Cancelled);
+    assert_eq!(call.disposition, Disposition::NoAnswer);
 }
 
 #[tokio::test(start_paused = true)]
@@ -442,6 +477,7 @@ async fn no_answer_without_voicemail_is_480_and_ends_when_everything_is_answered
         ["CANCEL 127.0.0.1:5070", "480/INVITE 127.0.0.1:5062"]
     );
     assert!(matches!(call.state, State::Ending));
+    assert_eq!(call.disposition, Disposition::NoAnswer);
     let to = msgs[1].header("to").unwrap().to_string();
     call.handle(from_caller("ACK", 1, CALLER_BRANCH, &to, b""));
     assert!(!call.is_over(), "the CANCEL is not answered yet");
@@ -482,6 +518,7 @@ async fn the_callers_cancel_ends_the_ringing_and_a_crossing_200_is_hung_up() {
     assert!(matches!(call.state, State::Ending));
     assert!(call.winner().is_none(), "nobody won the call");
     assert_eq!(call.forks[0].state, ForkState::HungUp);
+    assert_eq!(call.disposition, Disposition::Cancelled);
     // The phone answers our CANCEL (too late: 481); the call is over once the caller
     // has ACKed its 487.
     call.handle(answer(&msgs[1], 481, "bob", PHONE_1, b""));
@@ -712,11 +749,12 @@ async fn no_phone_and_no_voicemail_is_480_at_once() {
         ["100/INVITE 127.0.0.1:5062", "480/INVITE 127.0.0.1:5062"]
     );
     assert!(matches!(call.state, State::Ending));
+    assert_eq!(call.disposition, Disposition::NoAnswer);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_call_task_runs_to_its_end() {
-    let (setup, wire, status) = new_setup(&[PHONE_1], false);
+    let (setup, wire, status, mut log) = new_logged_setup(&[PHONE_1], false);
     let (tx2, rx2) = mpsc::channel(64);
     let task = tokio::spawn(run(setup, caller_invite(), rx2));
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -752,4 +790,17 @@ async fn the_call_task_runs_to_its_end() {
         .expect("the call task ends once everything is answered")
         .unwrap();
     assert_eq!(status.borrow().state, "ending");
+    // The call log heard its start, who answered, and how it ended.
+    let mut events = Vec::new();
+    while let Ok(e) = log.try_recv() {
+        events.push(e);
+    }
+    assert!(
+        matches!(&events[..], [
+            CallEvent::Start(NewCall { call_id, .. }),
+            CallEvent::Answered { by: Some(by), .. },
+            CallEvent::Ended { disposition: Disposition::Answered, .. },
+        ] if call_id == "leg-b" && by == "bob"),
+        "{events:?}"
+    );
 }

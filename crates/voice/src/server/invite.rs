@@ -16,6 +16,9 @@ use crate::now_unix;
 use crate::sip::{Message, StartLine, uri_user};
 use crate::voicemail;
 
+use officebox_config::model::User;
+use officebox_store::{CallEvent, Direction, Disposition, NewCall, unix_now};
+
 /// Calls ringing at once beyond which new ones get 503 (the box is overloaded: no small
 /// office has this many phones ringing).
 pub(super) const MAX_RINGING: usize = 200;
@@ -68,6 +71,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         return None;
     };
     let Some(dialled) = uri_user(uri) else {
+        log_failed(req.state, caller, "");
         return Some(req.msg.response(404, "Not Found", req.tag.as_str()));
     };
     // The voicemail extension: the caller's own mailbox, through the menu.
@@ -81,6 +85,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             .find(|u| u.extension.as_deref() == Some(dialled.as_str()) || u.login == dialled)
     };
     let Some(callee) = callee else {
+        log_failed(req.state, caller, &dialled);
         return Some(req.msg.response(404, "Not Found", req.tag.as_str()));
     };
     // Overload: more calls setting up at once than a small office has phones means the
@@ -125,6 +130,21 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         answered_at: None,
     });
     let b_call_id = format!("{}@officebox", call::token());
+    let log = NewCall {
+        call_id: b_call_id.clone(),
+        direction: Direction::Internal,
+        trunk: None,
+        caller: parties.caller_ext.clone(),
+        caller_login: Some(caller.login.clone()),
+        caller_name: caller.name.clone(),
+        callee: if menu_call {
+            req.config.phone.voicemail_extension.clone()
+        } else {
+            parties.callee_ext.clone()
+        },
+        callee_login: Some(callee.login.clone()),
+        started_at: unix_now(),
+    };
     let a_call_id = req.msg.call_id().to_string();
     let (tx, rx) = mpsc::channel(64);
     let id = {
@@ -149,6 +169,8 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         b_call_id: b_call_id.clone(),
         status: status_tx,
         ringing: call::Ringing::start(&req.state.ringing),
+        log,
+        log_events: req.state.call_log.clone(),
         menu: menu_call.then(|| MenuSetup {
             data_dir: req.config.data_dir.clone(),
             db: Arc::clone(&req.state.db),
@@ -191,4 +213,29 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         calls.ended([a_call_id, b_call_id]);
     });
     None
+}
+
+/// A call to an extension nobody has: in the call log as failed.
+fn log_failed(state: &super::State, caller: &User, dialled: &str) {
+    let now = unix_now();
+    let call_id = format!("{}@officebox", call::token());
+    let _ = state.call_log.send(CallEvent::Start(NewCall {
+        call_id: call_id.clone(),
+        direction: Direction::Internal,
+        trunk: None,
+        caller: caller
+            .extension
+            .clone()
+            .unwrap_or_else(|| caller.login.clone()),
+        caller_login: Some(caller.login.clone()),
+        caller_name: caller.name.clone(),
+        callee: dialled.to_string(),
+        callee_login: None,
+        started_at: now,
+    }));
+    let _ = state.call_log.send(CallEvent::Ended {
+        call_id,
+        at: now,
+        disposition: Disposition::Failed,
+    });
 }

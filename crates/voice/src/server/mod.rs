@@ -34,8 +34,8 @@ use officebox_config::derive::bind_addresses;
 use officebox_config::model::Service;
 use officebox_secrets::login::Limiter;
 use officebox_sockets::ConnLimits;
-use officebox_store::Db;
-use tokio::sync::watch;
+use officebox_store::{CallEvent, Db};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -75,6 +75,8 @@ struct State {
     /// The service's one handle on the state database: registrations, live calls, the
     /// voicemail index (used from blocking threads).
     db: Arc<Mutex<Db>>,
+    /// The calls' log events, written to the state database in batches.
+    call_log: mpsc::UnboundedSender<CallEvent>,
 }
 
 /// One request being answered: what every handler needs.
@@ -104,7 +106,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let config = Arc::clone(&config_rx.borrow());
-    let (db, registrar) = persistence::open(&config.data_dir).await?;
+    let (db, registrar) = persistence::open(&config.data_dir, config.phone.call_log_days).await?;
+    let (log_tx, mut log_rx) = mpsc::unbounded_channel();
     let mut sockets = Vec::new();
     for addr in endpoints(&config) {
         let (udp, tcp) = transport::bind(addr).await?;
@@ -135,6 +138,7 @@ pub async fn serve(
         calls: Arc::default(),
         mwi: Mutex::default(),
         ringing: Arc::default(),
+        call_log: log_tx,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for (udp, tcp, addr) in sockets {
@@ -152,6 +156,7 @@ pub async fn serve(
         ));
     }
     let mut last_calls = Vec::new();
+    let mut call_log = persistence::CallLog::default();
     let mut ticks = 0u64;
     let bound = endpoints(&config);
     let mut changes = config_rx.clone();
@@ -172,6 +177,8 @@ pub async fn serve(
             () = tokio::time::sleep(SAVE_EVERY) => {
                 persistence::save(&state, &db).await;
                 persistence::save_calls(&state, &db, &mut last_calls).await;
+                let days = changes.borrow().phone.call_log_days;
+                call_log.save(&db, &mut log_rx, days).await;
                 ticks += 1;
                 if ticks.is_multiple_of(5) {
                     subscribe::tick_mwi(&state, &db, &config.data_dir).await;
@@ -180,6 +187,8 @@ pub async fn serve(
         }
     }
     persistence::save(&state, &db).await;
+    let days = changes.borrow().phone.call_log_days;
+    call_log.save(&db, &mut log_rx, days).await;
     let _ = db
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

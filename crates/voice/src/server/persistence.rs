@@ -1,26 +1,41 @@
 //! What the phone service keeps in the state database: registrations (loaded at start,
-//! written when they change, so phones stay reachable across a restart) and the list of
-//! live calls (for `officebox phone calls` and the admin pages).
+//! written when they change, so phones stay reachable across a restart), the list of
+//! live calls (for `officebox phone calls` and the admin pages), and the call log (each
+//! call's start, answer and end, written in one transaction per tick: a call's row is on
+//! disk within a tick of its start, so a crash leaves it, closed as "ended unknown" at the
+//! next start).
 
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use officebox_store::{Db, SipBinding, SipCall};
-use tracing::warn;
+use officebox_store::{CallEvent, Db, SipBinding, SipCall};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
 
 use super::State;
 use crate::now_unix;
 use crate::registrar::{Binding, Registrar};
 use crate::sip::Transport;
 
-/// Opens the state database, and the registrations in it that have not expired.
-pub(super) async fn open(data_dir: &Path) -> io::Result<(Db, Registrar)> {
+/// Opens the state database, and the registrations in it that have not expired. Calls
+/// the log shows in progress were cut off (officebox stopped during them): they are
+/// closed as "ended unknown"; calls older than `log_days` leave the log.
+pub(super) async fn open(data_dir: &Path, log_days: u32) -> io::Result<(Db, Registrar)> {
     let db_path = officebox_store::state_db(data_dir);
     let (db, restored) =
         tokio::task::spawn_blocking(move || -> Result<_, officebox_store::StoreError> {
             let db = Db::open(&db_path)?;
             let restored = db.bindings(i64::try_from(now_unix()).unwrap_or(i64::MAX))?;
+            let cut = db.close_unfinished_calls()?;
+            if cut > 0 {
+                warn!(
+                    message = "phone: calls cut off by a stop are in the call log as ended unknown",
+                    calls = cut
+                );
+            }
+            prune(&db, log_days)?;
             Ok((db, restored))
         })
         .await
@@ -122,4 +137,83 @@ pub(super) async fn save_calls(state: &Arc<State>, db: &Arc<Mutex<Db>>, last: &m
     if matches!(r, Ok(Ok(()))) {
         *last = now;
     }
+}
+
+/// Call log events waiting to be written (a failed write is tried again next tick).
+#[derive(Debug)]
+pub(super) struct CallLog {
+    pending: Vec<CallEvent>,
+    pruned: Instant,
+}
+
+impl Default for CallLog {
+    fn default() -> CallLog {
+        CallLog {
+            pending: Vec::new(),
+            pruned: Instant::now(),
+        }
+    }
+}
+
+/// Events kept for a state database that refuses writes, at most.
+const MAX_PENDING: usize = 100_000;
+/// How often old calls are pruned from the log.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+impl CallLog {
+    /// Writes the events that came since the last tick, in one transaction; once an hour
+    /// also drops the calls older than `phone.call_log_days`.
+    pub(super) async fn save(
+        &mut self,
+        db: &Arc<Mutex<Db>>,
+        events: &mut mpsc::UnboundedReceiver<CallEvent>,
+        days: u32,
+    ) {
+        while let Ok(e) = events.try_recv() {
+            self.pending.push(e);
+        }
+        let prune_now = self.pruned.elapsed() >= PRUNE_EVERY;
+        if self.pending.is_empty() && !prune_now {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let db = Arc::clone(db);
+        let r = tokio::task::spawn_blocking(move || {
+            let db = db.lock().unwrap_or_else(PoisonError::into_inner);
+            let written = db.record_calls(&batch);
+            if prune_now {
+                let _ = prune(&db, days);
+            }
+            (batch, written)
+        })
+        .await;
+        if prune_now {
+            self.pruned = Instant::now();
+        }
+        match r {
+            Ok((_, Ok(()))) => {}
+            Ok((mut batch, Err(error))) => {
+                warn!(message = "phone: could not write the call log (trying again)", %error);
+                if batch.len() > MAX_PENDING {
+                    batch.drain(..batch.len() - MAX_PENDING);
+                }
+                self.pending = batch;
+            }
+            Err(error) => warn!(message = "phone: could not write the call log", %error),
+        }
+    }
+}
+
+/// Drops the calls older than `days` from the log.
+fn prune(db: &Db, days: u32) -> Result<(), officebox_store::StoreError> {
+    let before = officebox_store::unix_now() - i64::from(days) * 86_400;
+    let n = db.prune_call_log(before)?;
+    if n > 0 {
+        info!(
+            message = "phone: old calls left the call log",
+            calls = n,
+            days
+        );
+    }
+    Ok(())
 }
