@@ -11,6 +11,7 @@ impl Loader<'_, '_> {
             no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
+            trunks: Vec::new(),
         };
         let mut sec = sec;
         phone.sip_port = self.port_setting(sec.as_mut(), &schema::SIP_PORT, Service::Sip);
@@ -71,6 +72,8 @@ impl Loader<'_, '_> {
             ) {
                 phone.rtp_ports = r.value;
             }
+            let trunks = sec.tables(self.sink, "trunks");
+            phone.trunks = self.trunks(trunks);
             sec.finish(self.sink);
         }
         phone
