@@ -167,6 +167,25 @@ pub const MIGRATIONS: &[Migration] = &[
         DELETE FROM meta WHERE key = 'dns.served';
     ",
     },
+    Migration {
+        version: 8,
+        name: "SIP trunk status",
+        sql: "
+        CREATE TABLE trunk_status (
+            name             TEXT PRIMARY KEY,
+            kind             TEXT NOT NULL,
+            server           TEXT NOT NULL,
+            state            TEXT NOT NULL
+                             CHECK (state IN ('registering', 'registered', 'failing', 'disabled', 'ip', 'stopped')),
+            registered_until INTEGER,
+            last_code        INTEGER,
+            last_reason      TEXT,
+            next_try_at      INTEGER,
+            detail           TEXT NOT NULL DEFAULT '',
+            updated_at       INTEGER NOT NULL
+        );
+    ",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.
@@ -579,6 +598,14 @@ impl Db {
 
     pub(crate) fn err(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
         sqlite_err(op, &self.path, source)
+    }
+
+    /// A row of this database holds what the code cannot understand.
+    pub(crate) fn corrupt(&self, what: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
+        }
     }
 }
 

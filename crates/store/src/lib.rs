@@ -38,6 +38,7 @@ mod file;
 mod maildir;
 mod phone;
 mod queue;
+mod trunk;
 
 pub use db::{
     Db, Lease, LeaseState, MIGRATIONS, Migration, ServedRecord, known_schema_version, state_db,
@@ -52,3 +53,4 @@ pub use queue::{
     Job, NewMessage, NewRecipient, Notice, Outcome, Queued, QueuedRecipient, RecipientState, Ret,
     notify, wants,
 };
+pub use trunk::{TrunkState, TrunkStatus};
