@@ -2,7 +2,8 @@
 //! a trunk account at a telephone provider played by kamailio in the ISP's namespace
 //! (registrar with digest authentication, usrloc without a database). The registration
 //! shows in kamailio's location table (`kamcmd ul.dump`) with the box's WAN address and
-//! in `officebox phone trunks`; it is refreshed at the time the provider grants; a wrong
+//! in `officebox phone trunks`, and the provider reaches the box there (an OPTIONS to the
+//! account, relayed by kamailio, is answered by officebox); it is refreshed at the time the provider grants; a wrong
 //! password is reported as failing and a reload with the right one recovers; a provider
 //! that challenges with SHA-256 only is answered with SHA-256; TCP works as UDP does; the
 //! trunk is un-REGISTERed when officebox stops.
@@ -79,6 +80,7 @@ fn provider(options: &ProviderOptions, office: &Office) -> KamailioProvider {
 
 #[test]
 fn a_trunk_registers_at_the_provider_and_unregisters_when_officebox_stops() {
+    officebox_testkit::require_program("sipsak", "sipsak");
     let office = Office::new("trk").unwrap();
     let kam = provider(
         &ProviderOptions::new(Office::WAN_ISP, USER, PASSWORD),
@@ -106,6 +108,22 @@ fn a_trunk_registers_at_the_provider_and_unregisters_when_officebox_stops() {
             .iter()
             .any(|s| s.contains("qop=auth, nc=00000001") && !s.contains("SHA-256")),
         "answered kamailio's MD5 challenge with qop=auth: {saved:?}"
+    );
+    // The provider reaches the box at the contact it registered (through the box's
+    // firewall): an OPTIONS to the account, relayed by kamailio, is answered by officebox.
+    let out = office
+        .isp
+        .command("sipsak")
+        .args(["-vv", "-s", &format!("sip:{USER}@{}", Office::WAN_ISP)])
+        .args(["-H", Office::WAN_ISP])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("SIP/2.0 200 OK") && text.contains("Server: officebox"),
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        kam.log()
     );
     let ip = line(&ob, "backup");
     assert!(

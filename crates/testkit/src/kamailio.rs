@@ -2,7 +2,9 @@
 //! instance (config, control socket and runtime files in a scratch directory) inside a
 //! namespace the test made, one account with digest authentication, no database
 //! (usrloc `db_mode 0`). Its location table is read with `kamcmd ul.dump` over its own
-//! control socket; each REGISTER it accepts is logged as `provider: saved`.
+//! control socket; each REGISTER it accepts is logged as `provider: saved`. A request to
+//! a registered account (an OPTIONS to `sip:ACCOUNT@provider`, say) is relayed to where
+//! it registered, as a provider sends its calls.
 
 use std::io;
 use std::path::PathBuf;
@@ -124,11 +126,17 @@ request_route {{
         xlog("L_NOTICE", "provider: saved $ct expires=[$hdr(Expires)] from $si:$sp $proto auth=[$hdr(Authorization)]\n");
         exit;
     }}
-    if (is_method("OPTIONS")) {{
+    if (is_method("OPTIONS") && $rU == $null) {{
         sl_send_reply("200", "OK");
         exit;
     }}
-    sl_send_reply("501", "Not Implemented");
+    # To an account: where it is registered (the box, for the trunk account).
+    if (!lookup("location")) {{
+        sl_send_reply("404", "Not Found");
+        exit;
+    }}
+    xlog("L_NOTICE", "provider: relaying $rm to $ru\n");
+    t_relay();
 }}
 "#,
             pid = std::process::id(),

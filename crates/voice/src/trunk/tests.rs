@@ -443,3 +443,31 @@ async fn reloads_reregister_changed_trunks_and_unregister_removed_ones() {
     stop.cancel();
     manager.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_outbound_proxy_gets_the_requests_and_the_auth_username_signs_in() {
+    let (mut p, ctx) = Provider::new();
+    let mut t = trunk();
+    t.server = "provider.test:5070".into();
+    t.outbound_proxy = Some("203.0.113.5".into());
+    t.auth_username = Some("auth-4930".into());
+    let (_stop, _task) = start(t, ctx);
+    // `next` checks that it goes to the proxy (203.0.113.5:5060), not to provider.test.
+    let (_, first) = p.next().await;
+    assert_eq!(
+        first.start,
+        StartLine::Request {
+            method: crate::sip::Method::Register,
+            uri: "sip:provider.test:5070".into()
+        }
+    );
+    assert_eq!(first.header("to"), Some("<sip:4930123456@provider.test>"));
+    assert_eq!(first.header("route"), Some("<sip:203.0.113.5;lr>"));
+    p.challenge(&first);
+    let (_, second) = p.next_new(&first).await;
+    let c = parse_credentials(second.header("authorization").unwrap()).unwrap();
+    assert_eq!(c.username, "auth-4930");
+    assert_eq!(c.uri, "sip:provider.test:5070");
+    let stored = |a: Algorithm| Some(digest::ha1(a, "auth-4930", "provider.test", "right"));
+    assert_eq!(p.auth.verify(&c, "REGISTER", stored), Verdict::Ok);
+}
