@@ -29,6 +29,9 @@ const T2: Duration = Duration::from_secs(4);
 const TIMER_F: Duration = Duration::from_secs(32);
 /// Requests in one attempt at most (challenges and 423s each take one more).
 const MAX_ROUNDS: usize = 5;
+/// A registration over UDP sends a keep-alive this often (below the 30 s a connection
+/// tracker keeps a UDP flow that has seen one answer).
+pub(super) const KEEPALIVE: Duration = Duration::from_secs(25);
 /// What the box calls itself.
 const USER_AGENT: &str = "officebox";
 /// What the box's Contact may be sent (told to the provider in each REGISTER).
@@ -489,7 +492,7 @@ pub(super) async fn run(trunk: Trunk, ctx: Context, mut stop: watch::Receiver<Op
     let mut client = Client::new(trunk, ctx);
     client.report(TrunkState::Registering, |_| {});
     let mut registered = false;
-    let ending = loop {
+    let ending = 'run: loop {
         let outcome = tokio::select! {
             o = client.attempt(false) => o,
             why = stopped(&mut stop) => break why,
@@ -539,9 +542,35 @@ pub(super) async fn run(trunk: Trunk, ctx: Context, mut stop: watch::Receiver<Op
                 wait
             }
         };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            why = stopped(&mut stop) => break why,
+        // Until then, a registration over UDP is kept open in the firewalls and NATs on
+        // the way (the box's own connection tracking forgets an idle UDP flow after 30 s
+        // to 2 minutes, and the provider sends its calls along it).
+        let until = Instant::now() + wait;
+        let keepalive = client
+            .registered
+            .as_ref()
+            .filter(|_| client.transport() == Transport::Udp)
+            .map(|r| r.dest);
+        loop {
+            let next = match keepalive {
+                Some(_) => (Instant::now() + KEEPALIVE).min(until),
+                None => until,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                why = stopped(&mut stop) => break 'run why,
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            if let Some(dest) = keepalive {
+                // RFC 5626 section 4.4.1's keep-alive: a blank line, ignored by servers.
+                let _ = client
+                    .ctx
+                    .wire
+                    .send(b"\r\n\r\n".to_vec(), dest, Transport::Udp)
+                    .await;
+            }
         }
     };
     client.unregister().await;

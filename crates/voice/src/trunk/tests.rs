@@ -23,9 +23,10 @@ use super::*;
 use crate::digest::{self, Algorithm, Authenticator, Verdict, parse_credentials};
 use crate::sip::Message;
 
-/// Records what the client sends (with when), from the WAN address.
+/// Records what the client sends (with when), from the WAN address; keep-alives apart.
 struct FakeWire {
     sent: mpsc::UnboundedSender<(Instant, Message, SocketAddr)>,
+    keepalives: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl TrunkWire for FakeWire {
@@ -39,6 +40,10 @@ impl TrunkWire for FakeWire {
         to: SocketAddr,
         _t: Transport,
     ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + '_>> {
+        if bytes == b"\r\n\r\n" {
+            self.keepalives.lock().unwrap().push(Instant::now());
+            return Box::pin(async { Ok(()) });
+        }
         let msg = Message::parse(&bytes).expect("the client sends what parses");
         let _ = self.sent.send((Instant::now(), msg, to));
         Box::pin(async { Ok(()) })
@@ -76,6 +81,7 @@ struct Provider {
     inbox: Arc<Inbox>,
     status: Arc<Statuses>,
     auth: Authenticator,
+    keepalives: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Provider {
@@ -83,8 +89,12 @@ impl Provider {
         let (tx, rx) = mpsc::unbounded_channel();
         let inbox = Arc::new(Inbox::default());
         let status = Arc::new(Statuses::default());
+        let keepalives = Arc::new(Mutex::new(Vec::new()));
         let ctx = Context {
-            wire: Arc::new(FakeWire { sent: tx }),
+            wire: Arc::new(FakeWire {
+                sent: tx,
+                keepalives: Arc::clone(&keepalives),
+            }),
             inbox: Arc::clone(&inbox),
             status: Arc::clone(&status) as Arc<dyn StatusSink>,
         };
@@ -93,6 +103,7 @@ impl Provider {
             inbox,
             status,
             auth: Authenticator::new("provider.test"),
+            keepalives,
         };
         (provider, ctx)
     }
@@ -220,6 +231,15 @@ async fn registers_with_sha256_and_refreshes_at_85_percent_of_the_granted_time()
     assert_eq!(s.detail, "sip:4930123456@198.51.100.2:5060");
     let (t1, refresh) = p.next_new(&second).await;
     assert_eq!(t1 - t0, Duration::from_secs(51), "85% of 60 s");
+    // Meanwhile the flow is kept open with a keep-alive every 25 s.
+    let keepalives: Vec<u64> = p
+        .keepalives
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|at| (*at - t0).as_secs())
+        .collect();
+    assert_eq!(keepalives, [25, 50]);
     // The refresh answers the challenge it has (nonce count 2): one round trip.
     assert!(
         refresh
