@@ -436,6 +436,8 @@ pub struct Phone {
     pub call_log_days: u32,
     /// Routes out, numbers in, ring groups, schedules and attendants.
     pub dial_plan: crate::dialplan::DialPlan,
+    /// `[[phone.trunks]]`: lines to telephone providers, in the file's order.
+    pub trunks: Vec<Trunk>,
 }
 
 /// `[web]`.
@@ -458,4 +460,116 @@ pub struct Web {
 pub struct Ntp {
     pub enabled: bool,
     pub port: u16,
+}
+
+/// `[[phone.trunks]]`: a SIP trunk to a telephone provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    /// A label, unique among the trunks (logs, `officebox phone trunks`, routes).
+    pub name: String,
+    pub kind: TrunkKind,
+    /// Off: kept in the file but not used (no registration, no calls).
+    pub enabled: bool,
+    /// The provider: a host name or address, optionally with a port (`host`, `host:port`,
+    /// `[v6]:port`), lowercase.
+    pub server: String,
+    /// The account at the provider (From/To of the registration); `None` for IP trunks
+    /// that have none.
+    pub username: Option<String>,
+    /// Needed in clear to answer the provider's digest challenge; the config file is
+    /// kept 0600.
+    pub password: Option<String>,
+    /// The digest user name, when the provider's differs from `username`.
+    pub auth_username: Option<String>,
+    /// Where requests go instead of `server` (host or host:port), with a Route to it.
+    pub outbound_proxy: Option<String>,
+    pub transport: TrunkTransport,
+    /// The registration period asked for (the provider may grant another).
+    pub expires: Duration,
+    /// The provider's source addresses and networks: calls are accepted from these (an
+    /// IP trunk needs at least one).
+    pub addresses: Vec<IpNet>,
+    /// Calls at once over this trunk; 0: no limit.
+    pub max_calls: u32,
+    /// Codecs offered to the provider, in order of preference (upper case, e.g. PCMU).
+    pub codecs: Vec<String>,
+}
+
+/// How a trunk is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkKind {
+    /// officebox registers to the provider with digest credentials.
+    Register,
+    /// No registration: the provider is known by its source addresses.
+    Ip,
+}
+
+impl TrunkKind {
+    /// As written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrunkKind::Register => "register",
+            TrunkKind::Ip => "ip",
+        }
+    }
+}
+
+/// How SIP travels to a trunk's provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkTransport {
+    Udp,
+    Tcp,
+}
+
+impl TrunkTransport {
+    /// As written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrunkTransport::Udp => "udp",
+            TrunkTransport::Tcp => "tcp",
+        }
+    }
+}
+
+/// An address with a prefix length (`203.0.113.0/24`; a bare address is /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub address: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+            let keep = u32::from(prefix.min(width));
+            if keep == 0 {
+                0
+            } else {
+                bits >> (u32::from(width) - keep)
+            }
+        }
+        match (self.address, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u128::from(u32::from(net)), self.prefix, 32)
+                    == masked(u128::from(u32::from(ip)), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(net), self.prefix, 128)
+                    == masked(u128::from(ip), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = if self.address.is_ipv4() { 32 } else { 128 };
+        if self.prefix == full {
+            write!(f, "{}", self.address)
+        } else {
+            write!(f, "{}/{}", self.address, self.prefix)
+        }
+    }
 }

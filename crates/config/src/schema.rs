@@ -823,6 +823,118 @@ pub const CALL_LOG_DAYS: Setting = s(
     "Calls older than this many days leave the call log.",
 );
 
+// ---------------------------------------------------------------- [[phone.trunks]]
+
+/// How a trunk is authenticated.
+pub const TRUNK_KINDS: &[(&str, &str)] = &[
+    (
+        "register",
+        "Registration: officebox signs in to the provider with a user name and password",
+    ),
+    (
+        "ip",
+        "IP: no sign-in; the provider is known by the addresses it calls from",
+    ),
+];
+
+/// How SIP travels to a provider.
+pub const TRUNK_TRANSPORTS: &[(&str, &str)] = &[("udp", "UDP"), ("tcp", "TCP")];
+
+pub const TRUNK_NAME: Setting = s(
+    "phone.trunks[].name",
+    Kind::Text,
+    Default::None,
+    "Name",
+    "A name for this line, e.g. main-line (each trunk's differs).",
+);
+pub const TRUNK_KIND: Setting = s(
+    "phone.trunks[].kind",
+    Kind::Select(TRUNK_KINDS),
+    Default::Text("register"),
+    "Kind",
+    "How the provider knows this box: by registration, or by its address.",
+);
+pub const TRUNK_ENABLED: Setting = s(
+    "phone.trunks[].enabled",
+    Kind::Bool,
+    Default::Bool(true),
+    "In use",
+    "Off: kept here but not used (no registration, no calls).",
+);
+pub const TRUNK_SERVER: Setting = s(
+    "phone.trunks[].server",
+    Kind::Text,
+    Default::None,
+    "Provider's server",
+    "Its name or address, optionally with a port, e.g. sip.provider.example or 203.0.113.5:5060.",
+);
+pub const TRUNK_USERNAME: Setting = s(
+    "phone.trunks[].username",
+    Kind::Text,
+    Default::None,
+    "User name",
+    "The account at the provider, e.g. 4930123456.",
+);
+pub const TRUNK_PASSWORD: Setting = s(
+    "phone.trunks[].password",
+    Kind::Text,
+    Default::None,
+    "Password",
+    "Kept in the config file (readable by root only): the provider needs it in clear.",
+);
+pub const TRUNK_AUTH_USERNAME: Setting = s(
+    "phone.trunks[].auth_username",
+    Kind::Text,
+    Default::None,
+    "Authentication user name",
+    "Only when the provider gave a separate one for signing in; empty: the user name.",
+);
+pub const TRUNK_OUTBOUND_PROXY: Setting = s(
+    "phone.trunks[].outbound_proxy",
+    Kind::Text,
+    Default::None,
+    "Outbound proxy",
+    "Only when the provider names one: where requests go instead, e.g. proxy.provider.example:5060.",
+);
+pub const TRUNK_TRANSPORT: Setting = s(
+    "phone.trunks[].transport",
+    Kind::Select(TRUNK_TRANSPORTS),
+    Default::Text("udp"),
+    "Transport",
+    "How SIP travels to the provider; most use UDP.",
+);
+pub const TRUNK_EXPIRES: Setting = s(
+    "phone.trunks[].expires",
+    Kind::Duration { min_secs: 60 },
+    Default::Secs(3600),
+    "Registration period",
+    "How long a registration is asked to last; it is renewed before it ends, e.g. 1h.",
+);
+pub const TRUNK_ADDRESSES: Setting = s(
+    "phone.trunks[].addresses",
+    Kind::List,
+    Default::List(&[]),
+    "Provider's addresses",
+    "Where its calls come from, comma-separated addresses or networks, e.g. 203.0.113.0/24 (needed for an IP trunk).",
+);
+pub const TRUNK_MAX_CALLS: Setting = s(
+    "phone.trunks[].max_calls",
+    Kind::Int {
+        min: 0,
+        max: 10_000,
+    },
+    Default::Int(0),
+    "Calls at once",
+    "How many calls this line carries at once; 0: no limit.",
+);
+pub const TRUNK_CODECS: Setting = s(
+    "phone.trunks[].codecs",
+    Kind::List,
+    Default::List(&["PCMU", "PCMA"]),
+    "Codecs",
+    "Offered to the provider in this order, comma-separated, e.g. PCMU, PCMA, G722.",
+);
+
 // ---------------------------------------------------------------- [web]
 
 pub const WEB_ENABLED: Setting = s(
@@ -1235,6 +1347,19 @@ pub const SETTINGS: &[&Setting] = &[
     &ATTENDANT_TIMEOUT,
     &ATTENDANT_NO_INPUT,
     &ATTENDANT_INVALID,
+    &TRUNK_NAME,
+    &TRUNK_KIND,
+    &TRUNK_ENABLED,
+    &TRUNK_SERVER,
+    &TRUNK_USERNAME,
+    &TRUNK_PASSWORD,
+    &TRUNK_AUTH_USERNAME,
+    &TRUNK_OUTBOUND_PROXY,
+    &TRUNK_TRANSPORT,
+    &TRUNK_EXPIRES,
+    &TRUNK_ADDRESSES,
+    &TRUNK_MAX_CALLS,
+    &TRUNK_CODECS,
     &WEB_ENABLED,
     &ADMIN_PORT,
     &SITE_PORT,

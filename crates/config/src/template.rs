@@ -251,6 +251,20 @@ password = "{admin_hash}"
 # name = "main"
 # greeting = "Thank you for calling. For sales, press 1. For Bob, press 2."
 # keys = ["1=group:sales", "2=extension:102", "0=operator"]
+# A line to your telephone provider (a SIP trunk); officebox registers to it:
+# [[phone.trunks]]
+# name = "main-line"
+# server = "sip.provider.example"   # its host, optionally :port
+# username = "4930123456"
+# password = "..."                  # kept here in clear (this file is readable by root only)
+# transport = "udp"                 # or "tcp"
+# expires = "1h"
+# A provider that knows the box by its address instead:
+# [[phone.trunks]]
+# name = "ip-line"
+# kind = "ip"
+# server = "203.0.113.5"
+# addresses = ["203.0.113.5"]       # where its calls come from
 
 # ---------------------------------------------------------------- Web
 [web]

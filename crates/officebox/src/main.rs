@@ -160,6 +160,12 @@ enum PhoneAction {
         #[arg(long)]
         csv: bool,
     },
+    /// The lines to telephone providers: name, kind, server, state (registered, failing,
+    /// disabled, ip) and its detail.
+    Trunks {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +225,9 @@ fn main() -> ExitCode {
                     csv,
                 },
         } => phone_log(&config, since.as_deref(), extension, limit, csv),
+        Command::Phone {
+            action: PhoneAction::Trunks { config },
+        } => phone_trunks(&config),
         Command::Mail { action } => match action {
             MailAction::Queue { config } => mail_cli::queue(&config),
             MailAction::Flush { config } => mail_cli::flush(&config),
@@ -347,6 +356,57 @@ fn phone_log(
             duration,
             c.disposition
                 .map_or("in-progress", officebox_store::Disposition::as_str)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn phone_trunks(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use officebox_store::TrunkState;
+    let config = officebox_config::load(path)?;
+    if config.phone.trunks.is_empty() {
+        println!("no trunk is configured");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let db = officebox_store::Db::open(&officebox_store::state_db(&config.data_dir))?;
+    let rows = db.trunk_statuses()?;
+    let now = officebox_store::unix_now();
+    let within = |at: Option<i64>| at.map_or(String::new(), |t| format!("{}s", (t - now).max(0)));
+    for t in &config.phone.trunks {
+        let row = rows.iter().find(|r| r.name == t.name);
+        let (state, detail) = match row {
+            _ if !config.phone.enabled => ("disabled", "the phone system is off".to_string()),
+            _ if !t.enabled => ("disabled", "enabled = false".to_string()),
+            None => (
+                "unknown",
+                "no state yet (officebox is not running, or has not read this config)".into(),
+            ),
+            Some(r) => (
+                r.state.as_str(),
+                match r.state {
+                    TrunkState::Registered => format!(
+                        "as {} for {} more (refresh in {})",
+                        r.detail,
+                        within(r.registered_until),
+                        within(r.next_try_at)
+                    ),
+                    TrunkState::Failing => format!(
+                        "{}{}; next try in {}",
+                        r.last_code.map_or(String::new(), |c| format!("{c} ")),
+                        r.last_reason.as_deref().unwrap_or("failed"),
+                        within(r.next_try_at)
+                    ),
+                    TrunkState::Ip => format!("({})", r.detail),
+                    _ => r.detail.clone(),
+                },
+            ),
+        };
+        println!(
+            "{:<16} {:<8} {:<28} {:<11} {detail}",
+            t.name,
+            t.kind.name(),
+            t.server,
+            state
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -191,6 +191,25 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX call_log_started ON call_log (started_at);
     ",
     },
+    Migration {
+        version: 9,
+        name: "SIP trunk status",
+        sql: "
+        CREATE TABLE trunk_status (
+            name             TEXT PRIMARY KEY,
+            kind             TEXT NOT NULL,
+            server           TEXT NOT NULL,
+            state            TEXT NOT NULL
+                             CHECK (state IN ('registering', 'registered', 'failing', 'disabled', 'ip', 'stopped')),
+            registered_until INTEGER,
+            last_code        INTEGER,
+            last_reason      TEXT,
+            next_try_at      INTEGER,
+            detail           TEXT NOT NULL DEFAULT '',
+            updated_at       INTEGER NOT NULL
+        );
+    ",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.
@@ -603,6 +622,14 @@ impl Db {
 
     pub(crate) fn err(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
         sqlite_err(op, &self.path, source)
+    }
+
+    /// A row of this database holds what the code cannot understand.
+    pub(crate) fn corrupt(&self, what: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
+        }
     }
 }
 

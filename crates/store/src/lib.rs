@@ -39,6 +39,7 @@ mod file;
 mod maildir;
 mod phone;
 mod queue;
+mod trunk;
 
 pub use call_log::{
     CSV_HEADER, CallEvent, CallQuery, CallRecord, Direction, Disposition, NewCall,
@@ -57,3 +58,4 @@ pub use queue::{
     Job, NewMessage, NewRecipient, Notice, Outcome, Queued, QueuedRecipient, RecipientState, Ret,
     notify, wants,
 };
+pub use trunk::{TrunkState, TrunkStatus};

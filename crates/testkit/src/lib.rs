@@ -27,6 +27,9 @@
 //! be stopped and started to test retries) found through [`TestDns`] (dnsmasq answering
 //! only the MX and address records it was given).
 //!
+//! SIP trunk tests register to a telephone provider played by [`KamailioProvider`] (a
+//! private kamailio registrar with digest authentication, in the ISP's namespace).
+//!
 //! Browser tests of the admin pages run Python scripts that drive headless Chromium
 //! (`crates/officebox/tests/web/browser.py`) with [`run_browser_script`], and keep
 //! their screenshots in [`screenshots_dir`] (under `target/`, not in git).
@@ -66,6 +69,7 @@ mod cmd;
 mod dhcp_client;
 mod far_mail;
 mod isp_pop3;
+mod kamailio;
 mod netns;
 mod officebox;
 mod peer;
@@ -86,6 +90,7 @@ pub use dhcp_client::{
 };
 pub use far_mail::{DnsRecord, FarPostfix, REJECT_LOCAL_PART, TEMPFAIL_LOCAL_PART, TestDns};
 pub use isp_pop3::{IspDovecot, PopMode, PopTls, delivered, fetchmail_once, mpop_once};
+pub use kamailio::{KamailioProvider, ProviderOptions};
 pub use netns::Netns;
 pub use officebox::{DEMO_CONFIG, Officebox, READY_TIMEOUT, TestConfig};
 pub use peer::Peer;

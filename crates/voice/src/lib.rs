@@ -12,6 +12,7 @@
 //! - [`sdp`] and [`rtp`]: the calls' SDP rewritten to the box, and the media relay.
 //! - [`media`], [`voicemail`], [`menu`]: the box's own end of a call.
 //! - [`mwi`]: message-waiting indication (NOTIFY to subscribed phones).
+//! - [`trunk`]: the lines to telephone providers (registration to the provider).
 //! - [`wav`]: the WAV reader and writer.
 
 #![cfg_attr(not(test), warn(clippy::string_slice, clippy::indexing_slicing))]
@@ -26,6 +27,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod server;
 pub mod sip;
+pub mod trunk;
 pub mod voicemail;
 pub mod wav;
 

@@ -1,5 +1,5 @@
-//! The live part of the Mail, Phones, DHCP and DNS pages: the mail queue, registrations
-//! and calls, the leases, the zone as served. Each is read from the state database when
+//! The live part of the Mail, Phones, DHCP and DNS pages: the mail queue, registrations,
+//! calls and the trunks' states, the leases, the zone as served. Each is read from the state database when
 //! the page is shown, and served alone at `/live/<page>` for the pages' script to
 //! refresh.
 
@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use officebox_config::Config;
-use officebox_store::{Lease, LeaseState, Queued, ServedRecord, SipBinding, SipCall};
+use officebox_store::{
+    Lease, LeaseState, Queued, ServedRecord, SipBinding, SipCall, TrunkState, TrunkStatus,
+};
 
 use crate::app::{App, Shared};
 use crate::html::csrf_field;
@@ -33,7 +35,7 @@ pub(crate) async fn fragment(
 /// What the state database says now, read in one go.
 enum Facts {
     Queue(Vec<Queued>),
-    Phones(Vec<SipBinding>, Vec<SipCall>),
+    Phones(Vec<SipBinding>, Vec<SipCall>, Vec<TrunkStatus>),
     Leases(Vec<Lease>),
     Zone(Vec<ServedRecord>),
 }
@@ -50,7 +52,7 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
         .with(move |db| {
             Ok(match which.as_str() {
                 "/mail" => Facts::Queue(db.queue()?),
-                "/phones" => Facts::Phones(db.bindings(now)?, db.calls()?),
+                "/phones" => Facts::Phones(db.bindings(now)?, db.calls()?, db.trunk_statuses()?),
                 "/dhcp" => Facts::Leases(db.leases()?),
                 _ => Facts::Zone(db.served_zone()?),
             })
@@ -59,7 +61,10 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
     Some(match facts {
         None => html! { p { "The live state cannot be read just now." } },
         Some(Facts::Queue(queue)) => queue_table(&queue, csrf),
-        Some(Facts::Phones(regs, calls)) => phones_tables(&regs, &calls, now),
+        Some(Facts::Phones(regs, calls, trunks)) => html! {
+            (phones_tables(&regs, &calls, now))
+            (trunks_table(config, &trunks, now))
+        },
         Some(Facts::Leases(mut leases)) => {
             // Reserved in the config, though the lease may predate the reservation.
             for l in &mut leases {
@@ -155,6 +160,52 @@ fn phones_tables(regs: &[SipBinding], calls: &[SipCall], now: i64) -> Markup {
             }
         }
         p { a href="/calls" { "The call log" } ": every call, with filters and CSV." }
+    }
+}
+
+/// The lines to providers in the config, each with its state as the phone service last
+/// saw it (read-only; they are set in the config file for now).
+fn trunks_table(config: &Config, rows: &[TrunkStatus], now: i64) -> Markup {
+    let trunks = &config.phone.trunks;
+    let within = |at: Option<i64>| at.map_or(String::new(), |t| format!("{}s", (t - now).max(0)));
+    html! {
+        h2 { "Lines to providers (trunks)" }
+        @if trunks.is_empty() {
+            p { "No trunk is set up: the phones can call each other only." }
+        } @else {
+            table id="trunk-table" {
+                tr { th { "Name" } th { "Kind" } th { "Provider" } th { "State" } th { "Detail" } }
+                @for t in trunks {
+                    @let row = rows.iter().find(|r| r.name == t.name);
+                    tr {
+                        td { (t.name) }
+                        td { (t.kind.name()) }
+                        td { (t.server) }
+                        @match row {
+                            _ if !config.phone.enabled => { td { "disabled" } td { "the phone system is off" } }
+                            _ if !t.enabled => { td { "disabled" } td {} }
+                            None => { td { "unknown" } td { "not started yet" } }
+                            Some(r) => {
+                                td { (r.state.as_str()) }
+                                td {
+                                    @match r.state {
+                                        TrunkState::Registered => {
+                                            "as " (r.detail) " for " (within(r.registered_until)) " more"
+                                        }
+                                        TrunkState::Failing => {
+                                            @if let Some(code) = r.last_code { (code) " " }
+                                            (r.last_reason.as_deref().unwrap_or("failed"))
+                                            "; next try in " (within(r.next_try_at))
+                                        }
+                                        _ => { (r.detail) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -258,6 +309,40 @@ fn from(source: &str) -> &str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trunks_show_their_state_and_the_providers_words_as_text() {
+        const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+        let text = format!(
+            "[network]\ndomain = \"example.com\"\nmanage = false\n[dns]\nuse_upstream = false\n\
+             [[users]]\nlogin = \"admin\"\npassword = \"{HASH}\"\nadmin = true\n\
+             [[phone.trunks]]\nname = \"main\"\nserver = \"203.0.113.5\"\nusername = \"u\"\npassword = \"p\"\n\
+             [[phone.trunks]]\nname = \"new\"\nserver = \"203.0.113.6\"\nusername = \"u\"\npassword = \"p\"\n"
+        );
+        let config = officebox_config::parse("t.toml", &text).unwrap();
+        let row = TrunkStatus {
+            name: "main".into(),
+            kind: "register".into(),
+            server: "203.0.113.5".into(),
+            state: TrunkState::Failing,
+            registered_until: None,
+            last_code: Some(403),
+            last_reason: Some("<b>Forbidden</b>".into()),
+            next_try_at: Some(700),
+            detail: String::new(),
+            updated_at: 100,
+        };
+        let html = trunks_table(&config, &[row], 100).into_string();
+        assert!(html.contains("<td>failing</td>"), "{html}");
+        assert!(
+            html.contains("403 &lt;b&gt;Forbidden&lt;/b&gt;; next try in 600s"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>unknown</td>"),
+            "the trunk not yet seen: {html}"
+        );
+    }
 
     #[test]
     fn host_names_become_dns_labels() {

@@ -60,7 +60,13 @@ pub(super) fn default_dial_plan() -> DialPlan {
 
 impl Loader<'_, '_> {
     /// Reads the dial plan out of the `[phone]` table.
-    pub(super) fn dial_plan(&mut self, sec: &mut Section, users: &[Spanned<User>]) -> DialPlan {
+    pub(super) fn dial_plan(
+        &mut self,
+        sec: &mut Section,
+        users: &[Spanned<User>],
+        trunks: &[Trunk],
+    ) -> DialPlan {
+        let trunk_names: Vec<&str> = trunks.iter().map(|t| t.name.as_str()).collect();
         let mut named: Vec<Named> = Vec::new();
         let mut plan = DialPlan {
             emergency_numbers: self.numbers(sec, &schema::EMERGENCY_NUMBERS),
@@ -81,7 +87,7 @@ impl Loader<'_, '_> {
         }
         let operator_set = plan.operator.is_some();
         for t in sec.tables(self.sink, "routes") {
-            if let Some(r) = self.route(t, users, &plan.routes) {
+            if let Some(r) = self.route(t, users, &trunk_names, &plan.routes) {
                 plan.routes.push(r);
             }
         }
@@ -198,6 +204,7 @@ impl Loader<'_, '_> {
         &mut self,
         mut t: Section,
         users: &[Spanned<User>],
+        trunk_names: &[&str],
         earlier: &[Route],
     ) -> Option<Route> {
         let name = t.string(self.sink, "name");
@@ -252,6 +259,20 @@ impl Loader<'_, '_> {
             }
         }
         let (name, pattern, trunks) = (name?, pattern?, trunks?);
+        for (i, trunk) in trunks.iter().enumerate() {
+            if !trunk_names.contains(&trunk.value.as_str()) {
+                self.sink.error(
+                    &trunk.span,
+                    format!("{}[{i}]", t.path_of("trunks")),
+                    format!("no [[phone.trunks]] is called `{}`", trunk.value),
+                    if trunk_names.is_empty() {
+                        "add the provider's line as a [[phone.trunks]] first".to_string()
+                    } else {
+                        format!("use one of: {}", trunk_names.join(", "))
+                    },
+                );
+            }
+        }
         if trunks.is_empty() {
             self.sink.error(
                 &t.key_span("trunks"),

@@ -102,6 +102,7 @@ mod network;
 mod ports;
 mod security;
 mod services;
+mod trunks;
 mod users;
 
 pub use dns::reverse_zone;

@@ -13,6 +13,7 @@ impl Loader<'_, '_> {
             rtp_ports: (10_000, 10_999),
             call_log_days: u32::try_from(schema::CALL_LOG_DAYS.int()).unwrap_or(90),
             dial_plan: super::dialplan::default_dial_plan(),
+            trunks: Vec::new(),
         };
         let mut sec = sec;
         phone.sip_port = self.port_setting(sec.as_mut(), &schema::SIP_PORT, Service::Sip);
@@ -77,7 +78,9 @@ impl Loader<'_, '_> {
             if let Some(d) = sec.int(self.sink, days.key(), days.range()) {
                 phone.call_log_days = u32::try_from(d.value).unwrap_or(phone.call_log_days);
             }
-            phone.dial_plan = self.dial_plan(&mut sec, users);
+            let trunks = sec.tables(self.sink, "trunks");
+            phone.trunks = self.trunks(trunks);
+            phone.dial_plan = self.dial_plan(&mut sec, users, &phone.trunks);
             sec.finish(self.sink);
         }
         phone

@@ -244,6 +244,18 @@ fn a_whole_dial_plan_loads() {
 operator = "extension:102"
 emergency_numbers = ["911"]
 
+[[phone.trunks]]
+name = "a"
+kind = "ip"
+server = "192.0.2.5"
+addresses = ["192.0.2.5"]
+
+[[phone.trunks]]
+name = "b"
+kind = "ip"
+server = "192.0.2.6"
+addresses = ["192.0.2.6"]
+
 [[phone.routes]]
 name = "local"
 pattern = "9NXXXXXX"

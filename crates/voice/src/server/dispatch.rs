@@ -61,7 +61,11 @@ pub(super) fn datagram(
         return None;
     }
     let StartLine::Request { method, .. } = &msg.start else {
-        // A response to one of our NOTIFYs, or to nothing we still wait for.
+        // A response to a trunk's REGISTER (by its Via branch), to one of our NOTIFYs, or
+        // to nothing we still wait for.
+        if state.trunks.deliver(&msg) {
+            return None;
+        }
         if let (StartLine::Response { code, .. }, Some((cseq, m))) = (&msg.start, msg.cseq())
             && m == Method::Notify
         {

@@ -12,7 +12,11 @@
 //! - [`register`]: the REGISTER handler.
 //! - [`invite`]: a new call, and the table of live calls.
 //! - [`subscribe`]: SUBSCRIBE to a mailbox, and the NOTIFYs.
-//! - [`persistence`]: registrations and live calls in the state database.
+//! - [`persistence`]: registrations, live calls and the trunks' states in the state
+//!   database.
+//!
+//! The SIP trunks' clients ([`crate::trunk`]) send from these sockets too; responses to
+//! their REGISTERs are handed to them by Via branch.
 
 mod auth;
 mod dispatch;
@@ -44,6 +48,7 @@ use crate::mwi::Subscriptions;
 use crate::registrar::Registrar;
 use crate::rtp::Ports;
 use crate::sip::{Message, Transport};
+use tokio::net::UdpSocket;
 
 use invite::Calls;
 use transport::ServerWire;
@@ -77,6 +82,8 @@ struct State {
     db: Arc<Mutex<Db>>,
     /// The calls' log events, written to the state database in batches.
     call_log: mpsc::UnboundedSender<CallEvent>,
+    /// The trunk clients' transactions, by branch: responses to the box's own REGISTERs.
+    trunks: Arc<crate::trunk::Inbox>,
 }
 
 /// One request being answered: what every handler needs.
@@ -139,7 +146,28 @@ pub async fn serve(
         mwi: Mutex::default(),
         ringing: Arc::default(),
         call_log: log_tx,
+        trunks: Arc::default(),
     });
+    let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets
+        .iter()
+        .map(|(udp, _, addr)| (*addr, Arc::clone(udp)))
+        .collect();
+    let (trunk_status, trunk_status_writer) = persistence::TrunkStatusDb::start(Arc::clone(&db));
+    let trunk_ctx = crate::trunk::Context {
+        wire: Arc::new(transport::TrunkSockets::new(
+            udp_sockets,
+            Arc::clone(&state),
+            config_rx.clone(),
+        )),
+        inbox: Arc::clone(&state.trunks),
+        status: trunk_status,
+    };
+    let trunks_stop = CancellationToken::new();
+    let trunks = tokio::spawn(crate::trunk::run(
+        config_rx.clone(),
+        trunk_ctx,
+        trunks_stop.clone(),
+    ));
     let mut tasks = tokio::task::JoinSet::new();
     for (udp, tcp, addr) in sockets {
         info!(message = "phone: serving", %addr);
@@ -186,6 +214,10 @@ pub async fn serve(
             }
         }
     }
+    // The trunks un-REGISTER first, while the sockets still hear the answers.
+    trunks_stop.cancel();
+    let _ = trunks.await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), trunk_status_writer).await;
     persistence::save(&state, &db).await;
     let days = changes.borrow().phone.call_log_days;
     call_log.save(&db, &mut log_rx, days).await;

@@ -1,16 +1,16 @@
 //! What the phone service keeps in the state database: registrations (loaded at start,
 //! written when they change, so phones stay reachable across a restart), the list of
-//! live calls (for `officebox phone calls` and the admin pages), and the call log (each
-//! call's start, answer and end, written in one transaction per tick: a call's row is on
-//! disk within a tick of its start, so a crash leaves it, closed as "ended unknown" at the
-//! next start).
+//! live calls (for `officebox phone calls` and the admin pages), the trunks' states (for
+//! `officebox phone trunks`), and the call log (each call's start, answer and end,
+//! written in one transaction per tick: a call's row is on disk within a tick of its
+//! start, so a crash leaves it, closed as "ended unknown" at the next start).
 
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use officebox_store::{CallEvent, Db, SipBinding, SipCall};
+use officebox_store::{CallEvent, Db, SipBinding, SipCall, TrunkStatus};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -18,6 +18,7 @@ use super::State;
 use crate::now_unix;
 use crate::registrar::{Binding, Registrar};
 use crate::sip::Transport;
+use crate::trunk::StatusSink;
 
 /// Opens the state database, and the registrations in it that have not expired. Calls
 /// the log shows in progress were cut off (officebox stopped during them): they are
@@ -216,4 +217,53 @@ fn prune(db: &Db, days: u32) -> Result<(), officebox_store::StoreError> {
         );
     }
     Ok(())
+}
+
+/// One change to the trunks' rows.
+enum TrunkOp {
+    Report(TrunkStatus),
+    Retain(Vec<String>),
+}
+
+/// The trunks' states into the state database, in the order reported, by one writer task
+/// (on a blocking thread per write) that ends when the trunk clients are gone.
+pub(super) struct TrunkStatusDb {
+    tx: mpsc::UnboundedSender<TrunkOp>,
+}
+
+impl TrunkStatusDb {
+    /// The sink, and the writer task (which ends once every sink is dropped).
+    pub(super) fn start(db: Arc<Mutex<Db>>) -> (Arc<TrunkStatusDb>, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<TrunkOp>();
+        let writer = tokio::spawn(async move {
+            while let Some(op) = rx.recv().await {
+                let db = Arc::clone(&db);
+                let result = tokio::task::spawn_blocking(move || {
+                    let db = db.lock().unwrap_or_else(PoisonError::into_inner);
+                    match op {
+                        TrunkOp::Report(s) => db.set_trunk_status(&s),
+                        TrunkOp::Retain(names) => {
+                            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                            db.retain_trunks(&names)
+                        }
+                    }
+                })
+                .await;
+                if let Ok(Err(error)) = result {
+                    warn!(message = "phone: cannot save the trunks' state", %error);
+                }
+            }
+        });
+        (Arc::new(TrunkStatusDb { tx }), writer)
+    }
+}
+
+impl StatusSink for TrunkStatusDb {
+    fn report(&self, status: TrunkStatus) {
+        let _ = self.tx.send(TrunkOp::Report(status));
+    }
+
+    fn retain(&self, names: Vec<String>) {
+        let _ = self.tx.send(TrunkOp::Retain(names));
+    }
 }

@@ -261,15 +261,45 @@ async fn tcp_session(
     config_rx: watch::Receiver<Arc<Config>>,
     state: &State,
 ) -> io::Result<()> {
-    let (mut reader, mut writer) = stream.into_split();
-    // Everything for this phone goes through one writer: replies, and requests from calls.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, rx) = writer_for(state, source);
+    session(stream, source, config_rx, state, (tx, rx), false).await
+}
+
+/// The channel everything for `peer`'s connection goes through, known to the wire.
+fn writer_for(
+    state: &State,
+    peer: SocketAddr,
+) -> (
+    mpsc::UnboundedSender<Vec<u8>>,
+    mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
     state
         .wire
         .tcp
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .insert(source, tx.clone());
+        .insert(peer, tx.clone());
+    (tx, rx)
+}
+
+/// A TCP connection to or from `source`: what arrives is framed and handled like a
+/// datagram, what is sent to `source` goes out on it. A phone's connection (incoming) is
+/// closed when idle; one the box opened to a provider (`outgoing`) is kept, since the
+/// provider sends its calls on it.
+async fn session(
+    stream: TcpStream,
+    source: SocketAddr,
+    config_rx: watch::Receiver<Arc<Config>>,
+    state: &State,
+    (tx, mut rx): (
+        mpsc::UnboundedSender<Vec<u8>>,
+        mpsc::UnboundedReceiver<Vec<u8>>,
+    ),
+    outgoing: bool,
+) -> io::Result<()> {
+    let (mut reader, mut writer) = stream.into_split();
+    // Everything for this peer goes through one writer: replies, and requests from calls.
     let write = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
             if writer.write_all(&bytes).await.is_err() {
@@ -304,10 +334,14 @@ async fn tcp_session(
                     }
                 }
             }
-            let idle = if spoke { TCP_IDLE } else { TCP_SILENT_IDLE };
-            let n = tokio::time::timeout(idle, reader.read(&mut chunk))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??;
+            let n = if outgoing {
+                reader.read(&mut chunk).await?
+            } else {
+                let idle = if spoke { TCP_IDLE } else { TCP_SILENT_IDLE };
+                tokio::time::timeout(idle, reader.read(&mut chunk))
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??
+            };
             if n == 0 {
                 return Ok(());
             }
@@ -324,4 +358,112 @@ async fn tcp_session(
     drop(tx);
     let _ = write.await;
     result
+}
+
+/// How the trunk clients send ([`crate::trunk::TrunkWire`]): by UDP from the SIP socket
+/// the route to the provider leaves from, or on a TCP connection to the provider that
+/// the box opens (and then serves like a phone's).
+pub(super) struct TrunkSockets {
+    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    state: Arc<State>,
+    config_rx: watch::Receiver<Arc<Config>>,
+}
+
+/// How long connecting to a provider may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl TrunkSockets {
+    pub(super) fn new(
+        udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        state: Arc<State>,
+        config_rx: watch::Receiver<Arc<Config>>,
+    ) -> TrunkSockets {
+        TrunkSockets {
+            udp,
+            state,
+            config_rx,
+        }
+    }
+
+    /// The SIP socket to reach `to` from, and the box's address as `to` sees it: the
+    /// socket bound to the route's source address, else one on any address (which sends
+    /// from the route's source), else the first of the family.
+    fn socket_for(&self, to: SocketAddr) -> io::Result<(IpAddr, &Arc<UdpSocket>)> {
+        let source = route_source(to)?;
+        let family: Vec<&(SocketAddr, Arc<UdpSocket>)> = self
+            .udp
+            .iter()
+            .filter(|(a, _)| a.is_ipv4() == to.is_ipv4())
+            .collect();
+        if let Some((_, s)) = family.iter().find(|(a, _)| a.ip() == source) {
+            return Ok((source, s));
+        }
+        if let Some((_, s)) = family.iter().find(|(a, _)| a.ip().is_unspecified()) {
+            return Ok((source, s));
+        }
+        family
+            .first()
+            .map(|(a, s)| (a.ip(), s))
+            .ok_or_else(|| io::Error::other(format!("no SIP socket can reach {to}")))
+    }
+}
+
+/// The source address of the route to `to` (a UDP socket connected there says it).
+fn route_source(to: SocketAddr) -> io::Result<IpAddr> {
+    let any: SocketAddr = if to.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(any)?;
+    probe.connect(to)?;
+    Ok(probe.local_addr()?.ip())
+}
+
+impl crate::trunk::TrunkWire for TrunkSockets {
+    fn local_for(&self, to: SocketAddr, _transport: Transport) -> io::Result<SocketAddr> {
+        let (ip, _) = self.socket_for(to)?;
+        let port = self.udp.first().map_or(0, |(a, _)| a.port());
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    fn send(
+        &self,
+        bytes: Vec<u8>,
+        to: SocketAddr,
+        transport: Transport,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            if transport == Transport::Udp {
+                let (_, socket) = self.socket_for(to)?;
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&**socket);
+                return officebox_sockets::udp::send(fd, &bytes, to, None).map(drop);
+            }
+            let open = self
+                .state
+                .wire
+                .tcp
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&to)
+                .cloned();
+            if let Some(w) = open
+                && w.send(bytes.clone()).is_ok()
+            {
+                return Ok(());
+            }
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"))??;
+            let (tx, rx) = writer_for(&self.state, to);
+            let _ = tx.send(bytes);
+            let (state, config_rx) = (Arc::clone(&self.state), self.config_rx.clone());
+            tokio::spawn(async move {
+                if let Err(error) = session(stream, to, config_rx, &state, (tx, rx), true).await {
+                    debug!(message = "phone: tcp connection to a provider ended", peer = %to, %error);
+                }
+            });
+            Ok(())
+        })
+    }
 }

@@ -1,0 +1,246 @@
+//! SIP trunks end to end: officebox (managing its interfaces, firewall-nat mode) registers
+//! a trunk account at a telephone provider played by kamailio in the ISP's namespace
+//! (registrar with digest authentication, usrloc without a database). The registration
+//! shows in kamailio's location table (`kamcmd ul.dump`) with the box's WAN address and
+//! in `officebox phone trunks`, and the provider reaches the box there (an OPTIONS to the
+//! account, relayed by kamailio, is answered by officebox); it is refreshed at the time the provider grants; a wrong
+//! password is reported as failing and a reload with the right one recovers; a provider
+//! that challenges with SHA-256 only is answered with SHA-256; TCP works as UDP does; the
+//! trunk is un-REGISTERed when officebox stops.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::path::Path;
+use std::time::Duration;
+
+use officebox_testkit::{
+    KamailioProvider, Office, Officebox, ProviderOptions, READY_TIMEOUT, TestConfig, wait_until,
+};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_officebox"))
+}
+
+const USER: &str = "4930123456";
+const PASSWORD: &str = "trunk-secret";
+
+/// The box's SIP port (the demo's, in the box's own namespace).
+fn sip_port(c: &TestConfig) -> i64 {
+    c.int("phone.sip_port")
+}
+
+/// The office in firewall-nat mode with one registration trunk to the ISP's
+/// 198.51.100.1, and an IP trunk beside it.
+fn config(office: &Office, trunk_extra: &str, password: &str) -> TestConfig {
+    office.config("firewall-nat").append(&format!(
+        "[[phone.trunks]]\nname = \"main\"\nserver = \"{}\"\nusername = \"{USER}\"\n\
+         password = \"{password}\"\n{trunk_extra}\n\
+         [[phone.trunks]]\nname = \"backup\"\nkind = \"ip\"\nserver = \"203.0.113.9\"\n\
+         addresses = [\"203.0.113.9\", \"203.0.113.64/26\"]\n",
+        Office::WAN_ISP
+    ))
+}
+
+fn start(office: &Office, c: &TestConfig) -> Officebox {
+    let ob = Officebox::start_in_netns(bin(), &c.text(), &office.boxns).expect("starts");
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .expect("phone starts");
+    ob
+}
+
+fn trunks(ob: &Officebox) -> String {
+    ob.cli(bin(), &["phone", "trunks"]).unwrap()
+}
+
+/// The line of trunk `name` in `officebox phone trunks`.
+fn line(ob: &Officebox, name: &str) -> String {
+    trunks(ob)
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits until trunk `name`'s line contains `what`; the line.
+fn wait_for_line(ob: &Officebox, name: &str, what: &str, within: Duration) -> String {
+    let ok = wait_until(within, || line(ob, name).contains(what));
+    let l = line(ob, name);
+    assert!(
+        ok,
+        "trunk {name} never showed {what:?}; now: {l:?}\n{}",
+        ob.peer().log_tail(30)
+    );
+    l
+}
+
+fn provider(options: &ProviderOptions, office: &Office) -> KamailioProvider {
+    KamailioProvider::start(&office.isp, options).expect("kamailio starts")
+}
+
+#[test]
+fn a_trunk_registers_at_the_provider_and_unregisters_when_officebox_stops() {
+    officebox_testkit::require_program("sipsak", "sipsak");
+    let office = Office::new("trk").unwrap();
+    let kam = provider(
+        &ProviderOptions::new(Office::WAN_ISP, USER, PASSWORD),
+        &office,
+    );
+    let c = config(&office, "", PASSWORD);
+    let ob = start(&office, &c);
+    let contact = format!("sip:{USER}@{}:{}", Office::WAN_BOX, sip_port(&c));
+    let l = wait_for_line(&ob, "main", "registered", Duration::from_secs(20));
+    assert!(
+        l.contains("register")
+            && l.contains(Office::WAN_ISP)
+            && l.contains(&format!("as {contact} for ")),
+        "{l}"
+    );
+    let table = kam.contacts().unwrap();
+    assert!(
+        table.contains(&contact),
+        "kamailio's location table:\n{table}"
+    );
+    assert!(table.contains(&format!("AoR: {USER}")), "{table}");
+    let saved = kam.saved();
+    assert!(
+        saved
+            .iter()
+            .any(|s| s.contains("qop=auth, nc=00000001") && !s.contains("SHA-256")),
+        "answered kamailio's MD5 challenge with qop=auth: {saved:?}"
+    );
+    // The provider reaches the box at the contact it registered (through the box's
+    // firewall): an OPTIONS to the account, relayed by kamailio, is answered by officebox.
+    let out = office
+        .isp
+        .command("sipsak")
+        .args(["-vv", "-s", &format!("sip:{USER}@{}", Office::WAN_ISP)])
+        .args(["-H", Office::WAN_ISP])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("SIP/2.0 200 OK") && text.contains("Server: officebox"),
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        kam.log()
+    );
+    let ip = line(&ob, "backup");
+    assert!(
+        ip.contains(" ip ")
+            && ip.ends_with("ip          (accepts calls from: 203.0.113.9, 203.0.113.64/26)"),
+        "{ip:?}"
+    );
+    // Stopping un-REGISTERs: kamailio forgets the contact.
+    let (status, log, dir) = ob.stop_with("TERM", Duration::from_secs(5)).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("phone: trunk unregistered"), "{log}");
+    let table = kam.contacts().unwrap();
+    assert!(!table.contains(&contact), "still registered:\n{table}");
+    drop(dir);
+}
+
+#[test]
+fn a_wrong_password_is_reported_and_a_reload_with_the_right_one_recovers() {
+    let office = Office::new("trw").unwrap();
+    let kam = provider(
+        &ProviderOptions::new(Office::WAN_ISP, USER, PASSWORD),
+        &office,
+    );
+    let wrong = config(&office, "", "not-the-password");
+    let ob = start(&office, &wrong);
+    let l = wait_for_line(&ob, "main", "failing     401", Duration::from_secs(20));
+    assert!(
+        l.contains(
+            "401 Unauthorized (the provider refused the user name or password); next try in 6"
+        ),
+        "{l}"
+    );
+    assert!(kam.saved().is_empty());
+    assert!(!kam.contacts().unwrap().contains(USER));
+    // Fixed by a reload: registered at once, not after the slow retry.
+    ob.write_config(&config(&office, "", PASSWORD).text())
+        .unwrap();
+    assert!(ob.reload().unwrap(), "{}", ob.log());
+    wait_for_line(&ob, "main", "registered", Duration::from_secs(10));
+    assert!(kam.contacts().unwrap().contains(USER));
+}
+
+#[test]
+fn registrations_are_refreshed_at_the_time_the_provider_grants() {
+    let office = Office::new("trr").unwrap();
+    let mut options = ProviderOptions::new(Office::WAN_ISP, USER, PASSWORD);
+    options.max_expires = Some(4);
+    let kam = provider(&options, &office);
+    let ob = start(&office, &config(&office, "expires = \"1m\"", PASSWORD));
+    wait_for_line(&ob, "main", "registered", Duration::from_secs(20));
+    let first = kam.saved().len();
+    // Granted 4 s, refreshed at 85%: every 3.4 s; in 10 s, three more at least.
+    std::thread::sleep(Duration::from_secs(10));
+    let saved = kam.saved();
+    assert!(
+        saved.len() >= first + 2 && saved.len() <= first + 4,
+        "{} REGISTERs saved after the first {first}: {saved:#?}",
+        saved.len()
+    );
+    // Each asked for the configured minute; kamailio granted 4 s, and the box kept it up.
+    assert!(
+        saved.iter().all(|s| s.contains("expires=[60]")),
+        "{saved:#?}"
+    );
+    assert!(kam.contacts().unwrap().contains(USER));
+    let l = line(&ob, "main");
+    assert!(l.contains("registered"), "{l}");
+}
+
+#[test]
+fn a_provider_that_asks_for_longer_registrations_gets_them() {
+    let office = Office::new("tri").unwrap();
+    let mut options = ProviderOptions::new(Office::WAN_ISP, USER, PASSWORD);
+    options.min_expires = Some(600);
+    let kam = provider(&options, &office);
+    let ob = start(&office, &config(&office, "expires = \"2m\"", PASSWORD));
+    wait_for_line(&ob, "main", "registered", Duration::from_secs(20));
+    let saved = kam.saved();
+    assert!(
+        saved.iter().all(|s| s.contains("expires=[600]")),
+        "{saved:#?}"
+    );
+    assert!(ob.log().contains("trunk asks for longer registrations"));
+}
+
+#[test]
+fn a_provider_that_challenges_with_sha256_only_is_answered_with_sha256() {
+    let office = Office::new("trs").unwrap();
+    let mut options = ProviderOptions::new(Office::WAN_ISP, USER, PASSWORD);
+    options.algorithm = Some("SHA-256".into());
+    let kam = provider(&options, &office);
+    let ob = start(&office, &config(&office, "", PASSWORD));
+    wait_for_line(&ob, "main", "registered", Duration::from_secs(20));
+    let saved = kam.saved();
+    assert!(
+        !saved.is_empty() && saved.iter().all(|s| s.contains("algorithm=SHA-256")),
+        "{saved:#?}\n{}",
+        kam.log()
+    );
+}
+
+#[test]
+fn a_trunk_registers_over_tcp() {
+    let office = Office::new("trt").unwrap();
+    let mut options = ProviderOptions::new(Office::WAN_ISP, USER, PASSWORD);
+    options.tcp = true;
+    let kam = provider(&options, &office);
+    let c = config(&office, "transport = \"tcp\"", PASSWORD);
+    let ob = start(&office, &c);
+    let contact = format!(
+        "sip:{USER}@{}:{};transport=tcp",
+        Office::WAN_BOX,
+        sip_port(&c)
+    );
+    let l = wait_for_line(&ob, "main", "registered", Duration::from_secs(20));
+    assert!(l.contains(&contact), "{l}");
+    let saved = kam.saved();
+    assert!(saved.iter().all(|s| s.contains(" tcp ")), "{saved:#?}");
+    assert!(kam.contacts().unwrap().contains(&contact));
+}

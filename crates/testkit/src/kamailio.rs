@@ -1,0 +1,227 @@
+//! kamailio as a telephone provider's registrar, for the SIP trunk tests: a private
+//! instance (config, control socket and runtime files in a scratch directory) inside a
+//! namespace the test made, one account with digest authentication, no database
+//! (usrloc `db_mode 0`). Its location table is read with `kamcmd ul.dump` over its own
+//! control socket; each REGISTER it accepts is logged as `provider: saved`. A request to
+//! a registered account (an OPTIONS to `sip:ACCOUNT@provider`, say) is relayed to where
+//! it registered, as a provider sends its calls.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{Netns, Peer, TempDir, scratch_dir, wait_until};
+
+/// What the provider is like.
+#[derive(Debug, Clone)]
+pub struct ProviderOptions {
+    /// Where it listens (inside its namespace).
+    pub address: String,
+    pub port: u16,
+    /// The trunk account.
+    pub username: String,
+    pub password: String,
+    /// `Some("SHA-256")`: it challenges with SHA-256 only (kamailio's auth `algorithm`).
+    pub algorithm: Option<String>,
+    /// The registrar's `max_expires` (it grants at most this), and `min_expires` (with
+    /// `min_expires_mode` 1: shorter asks get 423 Interval Too Brief).
+    pub max_expires: Option<u32>,
+    pub min_expires: Option<u32>,
+    /// Listen on TCP too.
+    pub tcp: bool,
+}
+
+impl ProviderOptions {
+    /// A provider on `address:5060` (UDP) with one account.
+    pub fn new(address: &str, username: &str, password: &str) -> ProviderOptions {
+        ProviderOptions {
+            address: address.to_string(),
+            port: 5060,
+            username: username.to_string(),
+            password: password.to_string(),
+            algorithm: None,
+            max_expires: None,
+            min_expires: None,
+            tcp: false,
+        }
+    }
+
+    fn config(&self, ctl: &str) -> String {
+        let (addr, port) = (&self.address, self.port);
+        let mut listen = format!("listen=udp:{addr}:{port}\n");
+        if self.tcp {
+            listen.push_str(&format!("listen=tcp:{addr}:{port}\ntcp_children=1\n"));
+        } else {
+            listen.push_str("disable_tcp=yes\n");
+        }
+        let mut params = String::new();
+        if let Some(a) = &self.algorithm {
+            params.push_str(&format!("modparam(\"auth\", \"algorithm\", \"{a}\")\n"));
+        }
+        // Without a maximum, a minimum of one second (kamailio's 60 would clash).
+        let min = self.min_expires.unwrap_or(1);
+        params.push_str(&format!(
+            "modparam(\"registrar\", \"min_expires\", {min})\n"
+        ));
+        if self.min_expires.is_some() {
+            params.push_str("modparam(\"registrar\", \"min_expires_mode\", 1)\n");
+        }
+        if let Some(max) = self.max_expires {
+            params.push_str(&format!(
+                "modparam(\"registrar\", \"max_expires\", {max})\n"
+            ));
+            params.push_str(&format!(
+                "modparam(\"registrar\", \"default_expires\", {max})\n"
+            ));
+        }
+        let (user, password) = (&self.username, &self.password);
+        format!(
+            r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+{listen}dns=no
+rev_dns=no
+auto_aliases=no
+disable_sctp=yes
+use_dns_cache=no
+
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+loadmodule "siputils.so"
+loadmodule "textops.so"
+loadmodule "xlog.so"
+loadmodule "ctl.so"
+loadmodule "kex.so"
+
+modparam("usrloc", "db_mode", 0)
+modparam("auth", "secret", "provider-{pid}")
+modparam("ctl", "binrpc", "unix:{ctl}")
+{params}
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (is_method("REGISTER")) {{
+        if ($au != $null && $au != "{user}") {{
+            sl_send_reply("403", "Forbidden");
+            exit;
+        }}
+        if (!pv_www_authenticate("$td", "{password}", "0")) {{
+            xlog("L_NOTICE", "provider: challenge to $si:$sp ($ua) after [$hdr(Authorization)]\n");
+            www_challenge("$td", "1");
+            exit;
+        }}
+        if (!save("location")) {{
+            sl_reply_error();
+            exit;
+        }}
+        xlog("L_NOTICE", "provider: saved $ct expires=[$hdr(Expires)] from $si:$sp $proto auth=[$hdr(Authorization)]\n");
+        exit;
+    }}
+    if (is_method("OPTIONS") && $rU == $null) {{
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    # To an account: where it is registered (the box, for the trunk account).
+    if (!lookup("location")) {{
+        sl_send_reply("404", "Not Found");
+        exit;
+    }}
+    xlog("L_NOTICE", "provider: relaying $rm to $ru\n");
+    t_relay();
+}}
+"#,
+            pid = std::process::id(),
+        )
+    }
+}
+
+/// A running provider registrar.
+#[derive(Debug)]
+pub struct KamailioProvider {
+    peer: Peer,
+    ctl: PathBuf,
+    // Last: the directory goes after the process.
+    _dir: TempDir,
+}
+
+impl KamailioProvider {
+    /// Starts kamailio in `ns` (which has `options.address`) and waits until it listens.
+    pub fn start(ns: &Netns, options: &ProviderOptions) -> io::Result<KamailioProvider> {
+        crate::require_program("kamailio", "kamailio");
+        let dir = scratch_dir("kamailio")?;
+        let ctl = dir.path().join("kamailio_ctl");
+        let cfg = dir.path().join("kamailio.cfg");
+        std::fs::write(&cfg, options.config(&ctl.display().to_string()))?;
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&run)?;
+        let mut cmd = ns.command("kamailio");
+        cmd.arg("-f")
+            .arg(&cfg)
+            .arg("-P")
+            .arg(dir.path().join("kamailio.pid"))
+            .arg("-Y")
+            .arg(&run)
+            .arg("-w")
+            .arg(dir.path())
+            .args(["-DD", "-E", "-m", "64", "-M", "8"]);
+        let peer = Peer::spawn_in("kamailio", cmd, dir.path())?;
+        let provider = KamailioProvider {
+            peer,
+            ctl,
+            _dir: dir,
+        };
+        let ready = wait_until(Duration::from_secs(10), || {
+            provider.ctl.exists() && provider.contacts().is_ok()
+        });
+        if !ready {
+            return Err(io::Error::other(format!(
+                "kamailio did not start; log:\n{}",
+                provider.peer.log_tail(30)
+            )));
+        }
+        Ok(provider)
+    }
+
+    /// `kamcmd ul.dump`: the location table as kamailio prints it.
+    pub fn contacts(&self) -> io::Result<String> {
+        let out = Command::new("kamcmd")
+            .arg("-s")
+            .arg(format!("unix:{}", self.ctl.display()))
+            .arg("ul.dump")
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "kamcmd ul.dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The REGISTERs it accepted (their log lines).
+    pub fn saved(&self) -> Vec<String> {
+        self.peer
+            .log()
+            .lines()
+            .filter(|l| l.contains("provider: saved"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        self.peer.log()
+    }
+
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+}
