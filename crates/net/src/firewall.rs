@@ -24,6 +24,10 @@
 //!   clients by source address, so a forged LAN source must never reach them;
 //! - SYN limits per source address (a dynamic set, not one global limit): one flooder
 //!   is held back without slowing anyone else.
+//!
+//! The SIP port also answers the listed addresses of each enabled SIP trunk's provider,
+//! whatever `wan_services` says (an IP trunk's provider calls in without a registration
+//! that would have opened the way).
 
 use std::fmt::Write as _;
 
@@ -52,6 +56,42 @@ pub fn ip_forward(mode: SecurityMode) -> bool {
 
 fn protos(list: &[Protocol]) -> Vec<&'static str> {
     list.iter().map(|p| p.name()).collect()
+}
+
+/// SIP from the addresses of each enabled trunk's provider reaches the box's SIP port,
+/// whatever `wan_services` says: an IP trunk never registers, so no connection tracking
+/// entry lets its provider's calls in. The rule names those addresses, so nobody else
+/// gains anything from it.
+fn trunk_rules(o: &mut String, config: &Config) {
+    if !config.phone.enabled {
+        return;
+    }
+    let port = config.phone.sip_port;
+    for (i, t) in config
+        .phone
+        .trunks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.enabled)
+    {
+        for (family, v4) in [("ip", true), ("ip6", false)] {
+            let list: Vec<String> = t
+                .addresses
+                .iter()
+                .filter(|a| a.address.is_ipv4() == v4)
+                .map(ToString::to_string)
+                .collect();
+            if list.is_empty() {
+                continue;
+            }
+            // The trunk is named by its place in the file: a name is free text.
+            let _ = writeln!(
+                o,
+                "        {family} saddr {{ {} }} meta l4proto {{ tcp, udp }} th dport {port} accept comment \"phone.trunks[{i}]: the provider's calls\"",
+                list.join(", ")
+            );
+        }
+    }
 }
 
 /// Renders the whole ruleset for `config` (the text given to `nft -f`).
@@ -242,6 +282,7 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
             set(&udp_ports)
         );
     }
+    trunk_rules(&mut o, config);
     if dmz {
         let _ = writeln!(
             o,

@@ -39,6 +39,17 @@ wan_port = 5070
 host = "192.168.1.30"
 [dns]
 use_upstream = false
+[[phone.trunks]]
+name = "ip-line"
+kind = "ip"
+server = "198.51.100.5"
+addresses = ["198.51.100.5", "198.51.100.16/28", "2001:db8::5"]
+[[phone.trunks]]
+name = "switched-off"
+kind = "ip"
+enabled = false
+server = "198.51.100.99"
+addresses = ["198.51.100.99"]
 [[users]]
 login = "admin"
 password = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
@@ -103,6 +114,14 @@ fn the_rules_say_what_each_mode_promises() {
         );
     }
     assert!(nat.contains("reject") && !nat.contains("stealth"));
+    for text in [&nat, &dmz] {
+        assert!(
+            text.contains("ip saddr { 198.51.100.5, 198.51.100.16/28 } meta l4proto { tcp, udp } th dport 5060 accept")
+                && text.contains("ip6 saddr { 2001:db8::5 } meta l4proto { tcp, udp } th dport 5060 accept")
+                && !text.contains("198.51.100.99"),
+            "an enabled trunk's provider reaches the SIP port, a disabled one's does not\n{text}"
+        );
+    }
     assert!(
         dmz.contains("drop comment \"stealth")
             && dmz.contains("limit rate")

@@ -244,3 +244,43 @@ fn a_trunk_registers_over_tcp() {
     assert!(saved.iter().all(|s| s.contains(" tcp ")), "{saved:#?}");
     assert!(kam.contacts().unwrap().contains(&contact));
 }
+
+/// An IP trunk's provider never registers, so its calls would meet the firewall with no
+/// connection tracking entry: the box's SIP port answers its listed addresses (and only
+/// them) even though `sip` is not among the services open to the WAN.
+#[test]
+fn an_ip_trunks_provider_reaches_the_sip_port_through_the_firewall_and_nobody_else() {
+    let office = Office::new("trf").unwrap();
+    let ip_trunk = |addresses: &str| {
+        office.config("firewall-nat").append(&format!(
+            "[[phone.trunks]]\nname = \"carrier\"\nkind = \"ip\"\nserver = \"{}\"\n\
+             addresses = [{addresses}]\n",
+            Office::WAN_ISP
+        ))
+    };
+    let c = ip_trunk(&format!("\"{}\"", Office::WAN_ISP));
+    let ob = start(&office, &c);
+    let options = || {
+        let out = office
+            .isp
+            .command("sipsak")
+            .args(["-vv", "-D", "2", "-s"])
+            .arg(format!("sip:{}:{}", Office::WAN_BOX, sip_port(&c)))
+            .args(["-H", Office::WAN_ISP])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let answered = options();
+    assert!(
+        answered.contains("SIP/2.0 200 OK"),
+        "{answered}\n{}",
+        ob.log()
+    );
+    // The same provider, no longer listed: the firewall drops it like any stranger.
+    ob.write_config(&ip_trunk("\"203.0.113.9\"").text())
+        .unwrap();
+    assert!(ob.reload().unwrap(), "{}", ob.log());
+    let dropped = options();
+    assert!(!dropped.contains("SIP/2.0"), "{dropped}");
+}
