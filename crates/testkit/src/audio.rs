@@ -622,31 +622,13 @@ mod tests {
         }
     }
 
+    /// The format itself (headers not yet finalised, stereo, odd chunks) is tested where
+    /// it is read and written, in `officebox_voice::wav`; here, that the kit goes through it.
     #[test]
-    fn wav_round_trip_and_lenient_header() {
+    fn wav_files_go_through_the_one_codec() {
         let samples = [0i16, 1, -1, 32767, -32768, 1234];
-        let bytes = wav_bytes(8000, &samples);
-        assert_eq!(bytes.len(), 44 + 12);
-        let wav = parse_wav(&bytes).unwrap();
-        assert_eq!(wav.rate, 8000);
-        assert_eq!(wav.samples, samples);
-        // A header not yet finalised (data size 0) reads to the end of the file.
-        let mut open = bytes.clone();
-        open[40..44].copy_from_slice(&0u32.to_le_bytes());
-        assert_eq!(parse_wav(&open).unwrap().samples, samples);
-        // Stereo is mixed down; unknown chunks are skipped.
-        let mut st = b"RIFF\0\0\0\0WAVELIST\x03\0\0\0abc\0fmt \x10\0\0\0".to_vec();
-        st.extend_from_slice(&[1, 0, 2, 0]);
-        st.extend_from_slice(&16000u32.to_le_bytes());
-        st.extend_from_slice(&64000u32.to_le_bytes());
-        st.extend_from_slice(&[4, 0, 16, 0]);
-        st.extend_from_slice(b"data\x08\0\0\0");
-        for s in [100i16, 300, -10, -30] {
-            st.extend_from_slice(&s.to_le_bytes());
-        }
-        let wav = parse_wav(&st).unwrap();
-        assert_eq!((wav.rate, wav.samples), (16000, vec![200, -20]));
-        assert!(parse_wav(b"RIFF....WAVE").is_err());
+        let wav = parse_wav(&wav_bytes(8000, &samples)).unwrap();
+        assert_eq!((wav.rate, wav.samples.as_slice()), (8000, &samples[..]));
         assert!(parse_wav(b"not a wav file at all").is_err());
     }
 
