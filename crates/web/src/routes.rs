@@ -546,6 +546,29 @@ mod tests {
             text.contains("[[phone.ring_groups]]") && text.contains("strategy = \"hunt\""),
             "{text}"
         );
+        // A trunk, then a route out over it; a route naming no such trunk is refused.
+        let form = format!(
+            "csrf={}&trunks.name=carrier&trunks.kind=ip&trunks.enabled=true&trunks.server=198.51.100.5&trunks.addresses=198.51.100.5",
+            p.csrf
+        );
+        let (status, _, body) = p.post("/list/trunks/add", &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let route = |trunk: &str| {
+            format!(
+                "csrf={}&routes.name=out&routes.pattern=9.&routes.trunks={trunk}&routes.strip=1",
+                p.csrf
+            )
+        };
+        let (status, _, body) = p.post("/list/routes/add", &route("nowhere")).await;
+        assert_ne!(status, StatusCode::SEE_OTHER);
+        assert!(body.contains("no [[phone.trunks]] is called"), "{body}");
+        let (status, _, body) = p.post("/list/routes/add", &route("carrier")).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let text = std::fs::read_to_string(&p.file).unwrap();
+        assert!(
+            text.contains("[[phone.trunks]]") && text.contains("[[phone.routes]]"),
+            "{text}"
+        );
         let form = format!(
             "csrf={}&ring_groups.name=support&ring_groups.members=&ring_groups.no_answer=hangup",
             p.csrf
