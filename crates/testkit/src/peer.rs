@@ -217,6 +217,29 @@ impl Peer {
         send_signal(sig, &self.pid.to_string())
     }
 
+    /// Stops the program (SIGSTOP) and returns once every one of its threads has stopped:
+    /// `kill` returns when the signal is sent, and a thread busy on another CPU may go on
+    /// for a moment (and take a datagram) before it does.
+    pub fn freeze(&self) -> io::Result<()> {
+        self.signal("STOP")?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(self.pid) {
+            if Instant::now() >= deadline {
+                return Err(io::Error::other(format!(
+                    "peer {} (pid {}) did not stop within 5 s of SIGSTOP",
+                    self.name, self.pid
+                )));
+            }
+            sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Lets a program stopped by [`Peer::freeze`] go on (SIGCONT).
+    pub fn thaw(&self) -> io::Result<()> {
+        self.signal("CONT")
+    }
+
     /// Sends SIGTERM, waits up to `grace` for the program to exit, then SIGKILLs its
     /// process group (also any children it left behind) and reaps it.
     pub fn stop(self, grace: Duration) -> io::Result<ExitStatus> {
@@ -262,6 +285,29 @@ impl Drop for Peer {
             );
         }
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in /proc): false when
+/// /proc cannot say.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            return false;
+        };
+        // "pid (comm) S ...": the state follows the last ')' (a name may hold one).
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if state != Some("T") {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 #[cfg(test)]
