@@ -173,6 +173,11 @@ pub enum CallEvent {
         at: i64,
         disposition: Disposition,
     },
+    /// An outside call moved on to another trunk (the one before failed).
+    Trunk {
+        call_id: String,
+        trunk: String,
+    },
 }
 
 /// One row of the call log.
@@ -296,6 +301,11 @@ impl Db {
                      WHERE call_id = ?1 AND disposition IS NULL",
                 )
                 .map_err(write_err)?;
+            let mut trunk = tx
+                .prepare_cached(
+                    "UPDATE call_log SET trunk = ?2 WHERE call_id = ?1 AND disposition IS NULL",
+                )
+                .map_err(write_err)?;
             for e in events {
                 match e {
                     CallEvent::Start(c) => start.execute(params![
@@ -317,6 +327,10 @@ impl Db {
                         at,
                         disposition,
                     } => end.execute(params![call_id, at, disposition.as_str()]),
+                    CallEvent::Trunk {
+                        call_id,
+                        trunk: name,
+                    } => trunk.execute(params![call_id, name]),
                 }
                 .map_err(write_err)?;
             }

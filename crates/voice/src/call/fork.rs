@@ -1,16 +1,23 @@
 //! Leg B: the box's own INVITE to each registered phone of the callee (a fork each, all
-//! with leg B's one Call-ID and From tag), their answers (ringing, the first 200 wins and
-//! the others are cancelled, refusals), and requests from the answering phone.
+//! with leg B's one Call-ID and From tag), or to an outside number over the first trunk
+//! that takes it ([`super::Callee::Outside`]: the provider's digest challenge answered,
+//! the next trunk tried when one fails); their answers (ringing, the first 200 wins and
+//! the others are cancelled, refusals), and requests from the answering side.
 
-use tracing::info;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use officebox_store::Disposition;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use officebox_store::{CallEvent, Disposition};
 
 use super::timers::{Key, Retransmit};
-use super::{Call, Incoming, Peer, State, branch, copy_body, reach};
+use super::{Call, Callee, Incoming, Peer, State, branch, copy_body, reach, token};
 use crate::registrar::Binding;
 use crate::sdp;
 use crate::sip::{Message, Method, StartLine, param, uri_of};
+use crate::trunk::auth::{self, Answer};
 
 /// Phones of the callee rung at once.
 const MAX_FORKS: usize = 5;
@@ -46,7 +53,20 @@ pub(super) struct Fork {
     pub(super) to_tag: Option<String>,
     /// The Contact of its 2xx: where in-dialog requests go.
     pub(super) remote_uri: Option<String>,
+    /// Its INVITE's CSeq (an INVITE answering a provider's challenge has the next).
+    pub(super) cseq: u32,
+    /// Whether its INVITE answers a provider's challenge (one that fails is not
+    /// answered again).
+    pub(super) authorized: bool,
+    /// A provider that has said nothing by then (not even 100 Trying) is taken for
+    /// down, and the next trunk is tried ([`PROVIDER_SILENCE`]); `None` for phones.
+    pub(super) silent_until: Option<Instant>,
 }
+
+/// How long a provider may leave our INVITE unanswered (with retransmissions at 0.5, 1.5
+/// and 3.5 s) before the call fails over: a caller should not wait the whole 32 s
+/// transaction timeout in silence.
+pub(super) const PROVIDER_SILENCE: Duration = Duration::from_secs(5);
 
 impl Fork {
     /// Whether it still owes an answer to our INVITE or CANCEL.
@@ -77,45 +97,29 @@ impl Call {
         self.forks.iter().find(|f| f.state == ForkState::Answered)
     }
 
-    /// The caller hears 100 Trying, and each of the callee's phones (up to
-    /// [`MAX_FORKS`]) gets our INVITE, the caller's offer pointed at the relay.
+    /// The caller hears 100 Trying; then each of the callee's phones (up to
+    /// [`MAX_FORKS`]) gets our INVITE, the caller's offer pointed at the relay, or the
+    /// first trunk of an outside call does.
     pub(super) fn start(&mut self) {
         let trying = self.a.invite.response(100, "Trying", "").to_bytes();
         // Sent again if the caller retransmits its INVITE before anything else happens.
         self.a.last = Some(trying.clone());
         self.send_a(trying);
-        let bindings: Vec<Binding> = self
-            .setup
-            .bindings
-            .iter()
-            .take(MAX_FORKS)
-            .cloned()
-            .collect();
-        let offer = sdp::rewrite(&self.a.invite.body, self.media.ip, self.media.port_b);
-        for b in bindings {
-            let fork = Fork {
-                branch: branch(),
-                uri: b.contact.clone(),
-                peer: Peer {
-                    addr: reach(&b),
-                    transport: b.transport,
-                },
-                state: ForkState::Calling,
-                to_tag: None,
-                remote_uri: None,
-            };
-            let req = self.b_request(
-                Method::Invite,
-                &fork.uri,
-                1,
-                &fork.branch,
-                None,
-                Some(&offer),
-            );
-            self.send_b(fork.peer, req.to_bytes());
-            self.forks.push(fork);
-        }
         self.status("ringing");
+        let bindings: Vec<Binding> = match &self.setup.callee {
+            Callee::Phones(b) => b.iter().take(MAX_FORKS).cloned().collect(),
+            Callee::Outside(_) => {
+                self.try_line(0, None);
+                return;
+            }
+        };
+        for b in bindings {
+            let peer = Peer {
+                addr: reach(&b),
+                transport: b.transport,
+            };
+            self.invite_b(&b.contact, peer, 1, None);
+        }
         if self.forks.is_empty() {
             self.voicemail_or_fail(480, "Temporarily Unavailable");
         }
@@ -125,6 +129,181 @@ impl Call {
             callee = %self.setup.parties.callee_ext,
             phones = self.forks.len()
         );
+    }
+
+    /// Sends a fork our INVITE (with the CSeq `cseq`, and an answer to a digest challenge
+    /// when there is one), the caller's offer pointed at the relay.
+    fn invite_b(
+        &mut self,
+        uri: &str,
+        peer: Peer,
+        cseq: u32,
+        authorization: Option<(&str, String)>,
+    ) {
+        let fork = Fork {
+            branch: branch(),
+            uri: uri.to_string(),
+            peer,
+            state: ForkState::Calling,
+            to_tag: None,
+            remote_uri: None,
+            cseq,
+            authorized: authorization.is_some(),
+            silent_until: matches!(self.setup.callee, Callee::Outside(_))
+                .then(|| Instant::now() + PROVIDER_SILENCE),
+        };
+        let offer = sdp::rewrite(&self.a.invite.body, self.media.ip_b, self.media.port_b);
+        let mut req = self.b_request(
+            Method::Invite,
+            &fork.uri,
+            cseq,
+            &fork.branch,
+            None,
+            Some(&offer),
+        );
+        if let Callee::Outside(lines) = &self.setup.callee
+            && let Some(identity) = lines.get(self.line).and_then(|l| l.identity.clone())
+        {
+            req.push("P-Asserted-Identity", identity);
+        }
+        if let Some((name, value)) = authorization {
+            req.push(name, value);
+        }
+        self.b_cseq = self.b_cseq.max(cseq);
+        self.send_b(fork.peer, req.to_bytes());
+        self.forks.push(fork);
+    }
+
+    /// An outside call tries its lines from `first` on: the first whose trunk has room
+    /// gets the INVITE. When none is left the caller hears why the last one failed
+    /// (`last`), or 503 when every trunk was full.
+    fn try_line(&mut self, first: usize, last: Option<(u16, String)>) {
+        let Callee::Outside(lines) = &self.setup.callee else {
+            return;
+        };
+        let mut next = None;
+        for (i, line) in lines.iter().enumerate().skip(first) {
+            if let Some(slot) = self
+                .setup
+                .slots
+                .take(&format!("trunk:{}", line.trunk), line.max_calls)
+            {
+                next = Some((i, line.clone(), slot));
+                break;
+            }
+            warn!(message = "phone: trunk full; trying the next", trunk = %line.trunk, max_calls = line.max_calls);
+        }
+        let Some((i, line, slot)) = next else {
+            let (code, reason) =
+                last.unwrap_or((503, "Service Unavailable (every trunk is busy)".into()));
+            self.fail_a(code, &reason);
+            return;
+        };
+        if i > 0 {
+            self.log(CallEvent::Trunk {
+                call_id: self.setup.log.call_id.clone(),
+                trunk: line.trunk.clone(),
+            });
+        }
+        self.line = i;
+        self.line_slot = Some(slot);
+        self.b_from.clone_from(&line.from);
+        self.b_to.clone_from(&line.to);
+        self.b_contact_user.clone_from(&line.contact_user);
+        self.b_local = SocketAddr::new(self.setup.wire.local_for(line.peer), self.b_local.port());
+        let peer = Peer {
+            addr: line.peer,
+            transport: line.transport,
+        };
+        self.b_cseq += 1;
+        self.invite_b(&line.uri, peer, self.b_cseq, None);
+        info!(
+            message = "phone: calling out",
+            caller = %self.setup.parties.caller_ext,
+            number = %self.setup.parties.callee_ext,
+            trunk = %line.trunk
+        );
+    }
+
+    /// An outside line refused with a challenge: the INVITE goes again with the trunk
+    /// account's answer (once); `false` when it cannot be answered.
+    fn answer_challenge(&mut self, code: u16, msg: &Message, fork: usize) -> bool {
+        let Callee::Outside(lines) = &self.setup.callee else {
+            return false;
+        };
+        let Some(line) = lines.get(self.line) else {
+            return false;
+        };
+        let Some(creds) = line.credentials.clone() else {
+            return false;
+        };
+        let (ask, answer) = if code == 401 {
+            ("www-authenticate", "Authorization")
+        } else {
+            ("proxy-authenticate", "Proxy-Authorization")
+        };
+        let challenge = match auth::choose(msg.values(ask)) {
+            Ok(c) => c,
+            Err(why) => {
+                warn!(message = "phone: cannot answer the provider's challenge", trunk = %line.trunk, why = %why);
+                return false;
+            }
+        };
+        let (uri, peer) = (
+            line.uri.clone(),
+            Peer {
+                addr: line.peer,
+                transport: line.transport,
+            },
+        );
+        let value = auth::authorization(
+            &challenge,
+            &Answer {
+                username: &creds.username,
+                password: &creds.password,
+                method: "INVITE",
+                uri: &uri,
+                count: 0,
+                cnonce: &token(),
+            },
+        );
+        let cseq = self.forks.get(fork).map_or(self.b_cseq, |f| f.cseq) + 1;
+        self.invite_b(&uri, peer, cseq, Some((answer, value)));
+        true
+    }
+
+    /// An outside line failed with `code`: the next trunk is tried when another might do
+    /// better (no answer, a server error, refused credentials); otherwise the caller
+    /// hears the provider's answer (busy, no such number, ...).
+    fn line_failed(&mut self, code: u16, reason: &str) {
+        self.line_slot = None;
+        let (code, reason) = match code {
+            401 | 403 | 407 => (
+                503,
+                "Service Unavailable (the provider refused the trunk)".to_string(),
+            ),
+            _ => (code, reason.to_string()),
+        };
+        if matches!(code, 408 | 500..=599) {
+            self.try_line(self.line + 1, Some((code, reason)));
+        } else {
+            self.fail_a(code, &reason);
+        }
+    }
+
+    /// A fork failed with `code` (refused, or no answer in time): an outside line fails
+    /// over; a phone's is one fewer ringing.
+    pub(super) fn fork_failed(&mut self, code: u16, reason: &str) {
+        if !self.state.is_ringing() {
+            return;
+        }
+        if matches!(self.setup.callee, Callee::Outside(_)) {
+            if !self.forks.iter().any(Fork::is_live) {
+                self.line_failed(code, reason);
+            }
+        } else {
+            self.all_failed();
+        }
     }
 
     /// Sends a request in leg B to `to`, again until answered over UDP (it is matched
@@ -147,7 +326,6 @@ impl Call {
         to_tag: Option<&str>,
         body: Option<&[u8]>,
     ) -> Message {
-        let p = &self.setup.parties;
         let mut m = Message {
             start: StartLine::Request {
                 method: method.clone(),
@@ -158,25 +336,15 @@ impl Call {
         };
         m.push(
             "Via",
-            format!("SIP/2.0/UDP {};branch={branch};rport", self.local()),
+            format!("SIP/2.0/UDP {};branch={branch};rport", self.b_local),
         );
         m.push("Max-Forwards", "70");
-        m.push(
-            "From",
-            format!(
-                "\"{}\" <sip:{}@{}>;tag={}",
-                p.caller_name.replace('"', ""),
-                p.caller_ext,
-                p.domain,
-                self.b_from_tag
-            ),
-        );
-        let to = format!("<sip:{}@{}>", p.callee_ext, p.domain);
+        m.push("From", format!("{};tag={}", self.b_from, self.b_from_tag));
         m.push(
             "To",
             match to_tag {
-                Some(t) => format!("{to};tag={t}"),
-                None => to,
+                Some(t) => format!("{};tag={t}", self.b_to),
+                None => self.b_to.clone(),
             },
         );
         m.push("Call-ID", self.setup.b_call_id.clone());
@@ -184,7 +352,7 @@ impl Call {
         if method == Method::Invite {
             m.push(
                 "Contact",
-                format!("<sip:{}@{}>", p.caller_ext, self.local()),
+                format!("<sip:{}@{}>", self.b_contact_user, self.b_local),
             );
             m.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
         }
@@ -269,8 +437,8 @@ impl Call {
                 continue;
             }
             f.state = ForkState::Cancelled;
-            let (uri, fork_branch, peer) = (f.uri.clone(), f.branch.clone(), f.peer);
-            let mut c = self.b_request(Method::Cancel, &uri, 1, &fork_branch, None, None);
+            let (uri, fork_branch, peer, cseq) = (f.uri.clone(), f.branch.clone(), f.peer, f.cseq);
+            let mut c = self.b_request(Method::Cancel, &uri, cseq, &fork_branch, None, None);
             c.headers.retain(|(n, _)| n != "contact" && n != "allow");
             // The INVITE is no longer sent again; the CANCEL is, until answered (it has
             // the INVITE's branch, so the INVITE's 487 or the CANCEL's 200 both stop it).
@@ -305,6 +473,9 @@ impl Call {
         let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
             return;
         };
+        if let Some(f) = self.forks.get_mut(i) {
+            f.silent_until = None;
+        }
         match code {
             100 => {}
             101..=199 => self.fork_rings(i, code, &m.msg),
@@ -331,7 +502,7 @@ impl Call {
             }
             r = self.a.invite.response(183, "Session Progress", &self.a.tag);
             r.push("Content-Type", "application/sdp");
-            r.body = sdp::rewrite(&msg.body, self.media.ip, self.media.port_a);
+            r.body = sdp::rewrite(&msg.body, self.media.ip_a, self.media.port_a);
         }
         // Not retransmitted (RFC 3261 13.3.1.1); sent again only when the caller's
         // INVITE is.
@@ -356,13 +527,23 @@ impl Call {
         };
         let uri = remote_uri.clone().unwrap_or_else(|| fork.uri.clone());
         let won_already = fork.state == ForkState::Answered;
-        let ack = self.b_request(Method::Ack, &uri, 1, &branch(), to_tag.as_deref(), None);
+        let cseq = fork.cseq;
+        // Given up on (a provider that was silent too long) or hung up already.
+        let given_up = matches!(fork.state, ForkState::Failed(_) | ForkState::HungUp);
+        let ack = self.b_request(Method::Ack, &uri, cseq, &branch(), to_tag.as_deref(), None);
         self.send(ack.to_bytes(), from);
-        let someone_else = self.winner().is_some() && !won_already;
+        let someone_else = (self.winner().is_some() && !won_already) || given_up;
         if someone_else || !self.state.is_ringing() {
             if !won_already {
                 // A second phone answered too late: hang it up.
-                let bye = self.b_request(Method::Bye, &uri, 2, &branch(), to_tag.as_deref(), None);
+                let bye = self.b_request(
+                    Method::Bye,
+                    &uri,
+                    cseq + 1,
+                    &branch(),
+                    to_tag.as_deref(),
+                    None,
+                );
                 self.send(bye.to_bytes(), from);
                 if let Some(f) = self.forks.get_mut(i) {
                     f.state = ForkState::HungUp;
@@ -384,13 +565,17 @@ impl Call {
         r.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
         if !msg.body.is_empty() {
             r.push("Content-Type", "application/sdp");
-            r.body = sdp::rewrite(&msg.body, self.media.ip, self.media.port_a);
+            r.body = sdp::rewrite(&msg.body, self.media.ip_a, self.media.port_a);
         }
         self.state = State::Talking;
         self.respond_a(r);
         self.status("talking");
         self.disposition = Disposition::Answered;
-        self.log_answer(Some(&self.setup.parties.callee_login));
+        let by = match self.setup.callee {
+            Callee::Phones(_) => Some(self.setup.parties.callee_login.clone()),
+            Callee::Outside(_) => None,
+        };
+        self.log_answer(by.as_deref());
         info!(
             message = "phone: call answered",
             caller = %self.setup.parties.caller_ext,
@@ -399,7 +584,8 @@ impl Call {
     }
 
     /// A fork refuses (a final answer of 300 or more): ACKed (same branch, RFC 3261
-    /// 17.1.1.3); when it was the last, the caller hears why.
+    /// 17.1.1.3); a provider's challenge is answered; when it was the last, the caller
+    /// hears why (or the next trunk is tried).
     fn fork_refuses(&mut self, i: usize, code: u16, m: Incoming) {
         let to_tag = m
             .msg
@@ -409,7 +595,15 @@ impl Call {
         let Some(f) = self.forks.get(i) else {
             return;
         };
-        let mut ack = self.b_request(Method::Ack, &f.uri, 1, &f.branch, to_tag.as_deref(), None);
+        let (was_pending, authorized) = (f.is_pending(), f.authorized);
+        let mut ack = self.b_request(
+            Method::Ack,
+            &f.uri,
+            f.cseq,
+            &f.branch,
+            to_tag.as_deref(),
+            None,
+        );
         ack.headers.retain(|(n, _)| n != "contact" && n != "allow");
         self.setup.wire.send(ack.to_bytes(), m.source, m.transport);
         if let Some(f) = self.forks.get_mut(i)
@@ -417,7 +611,21 @@ impl Call {
         {
             f.state = ForkState::Failed(code);
         }
-        self.all_failed();
+        if !was_pending {
+            return;
+        }
+        if matches!(code, 401 | 407)
+            && !authorized
+            && self.state.is_ringing()
+            && self.answer_challenge(code, &m.msg, i)
+        {
+            return;
+        }
+        let reason = match &m.msg.start {
+            StartLine::Response { reason, .. } => reason.clone(),
+            StartLine::Request { .. } => String::new(),
+        };
+        self.fork_failed(code, &reason);
     }
 
     /// When every fork has failed: the caller hears the best reason (busy over

@@ -87,7 +87,7 @@ impl Call {
                 return;
             }
         };
-        let answer = media::answer(self.media.ip, stopped.a.port, &n);
+        let answer = media::answer(self.media.ip_a, stopped.a.port, &n);
         let mut r = self.a.invite.response(200, "OK", &self.a.tag);
         r.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO");
         r.push("Content-Type", "application/sdp");

@@ -66,7 +66,7 @@ impl Call {
         if code > 100 {
             r.push(
                 "Contact",
-                format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.local()),
+                format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.a_local),
             );
         }
         r.push("Server", "officebox");
@@ -126,7 +126,7 @@ impl Call {
         };
         m.push(
             "Via",
-            format!("SIP/2.0/UDP {};branch={};rport", self.local(), branch()),
+            format!("SIP/2.0/UDP {};branch={};rport", self.a_local, branch()),
         );
         m.push("Max-Forwards", "70");
         m.push("From", from);
@@ -136,7 +136,7 @@ impl Call {
         if method == Method::Invite {
             m.push(
                 "Contact",
-                format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.local()),
+                format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.a_local),
             );
         }
         if let Some(b) = body {

@@ -65,6 +65,11 @@ pub trait Wire: Send + Sync {
     fn send(&self, bytes: Vec<u8>, to: SocketAddr, transport: Transport);
     /// Our SIP address, for Via, Contact and SDP.
     fn local(&self) -> SocketAddr;
+    /// Our address as `peer` reaches us (a provider on the WAN sees the WAN address):
+    /// for Via, Contact and SDP towards it.
+    fn local_for(&self, _peer: SocketAddr) -> IpAddr {
+        self.local().ip()
+    }
 }
 
 /// What a call reports to the server's list of live calls.
@@ -88,12 +93,122 @@ pub struct Parties {
     pub domain: String,
 }
 
+/// Whom leg B calls.
+#[derive(Debug, Clone)]
+pub enum Callee {
+    /// An office user's registered phones, rung at once (none: voicemail answers).
+    Phones(Vec<Binding>),
+    /// An outside number, over trunks tried in order: the next when one fails.
+    Outside(Vec<OutsideLine>),
+}
+
+/// One trunk an outside call may leave by, as the provider is to be asked.
+#[derive(Debug, Clone)]
+pub struct OutsideLine {
+    /// The trunk's name (logs, the call log).
+    pub trunk: String,
+    /// The Request-URI: the number at the provider.
+    pub uri: String,
+    /// From (without its tag) and To of leg B.
+    pub from: String,
+    pub to: String,
+    /// P-Asserted-Identity, when the trunk sends one.
+    pub identity: Option<String>,
+    /// The user part of our Contact (the account, so the provider knows the line).
+    pub contact_user: String,
+    /// Where the provider is reached (the outbound proxy, if any), and how.
+    pub peer: SocketAddr,
+    pub transport: Transport,
+    /// The account's digest credentials, for the provider's challenge.
+    pub credentials: Option<Credentials>,
+    /// The trunk's calls at once (0: no limit): a full trunk is skipped.
+    pub max_calls: u32,
+}
+
+/// A trunk account's digest credentials.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Calls at once per name (a trunk's, a user's outside calls), taken and given back by
+/// the calls themselves.
+#[derive(Debug, Default)]
+pub struct Slots {
+    used: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+/// One call counted under a name in [`Slots`] until it drops.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<Slots>,
+    name: String,
+}
+
+impl Slots {
+    /// Counts one more call under `name`, unless `max` (0: no limit) are there already.
+    pub fn take(self: &Arc<Self>, name: &str, max: u32) -> Option<Slot> {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = used.entry(name.to_string()).or_insert(0);
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            slots: Arc::clone(self),
+            name: name.to_string(),
+        })
+    }
+
+    /// Calls counted under `name` now.
+    pub fn count(&self, name: &str) -> u32 {
+        self.used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut used = self
+            .slots
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = used.get_mut(&self.name) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                used.remove(&self.name);
+            }
+        }
+    }
+}
+
 /// Everything a call needs from the server.
 pub struct Setup {
     pub wire: Arc<dyn Wire>,
     pub ports: Arc<Ports>,
     pub parties: Parties,
-    pub bindings: Vec<Binding>,
+    pub callee: Callee,
+    /// The server's count of calls per trunk (and per user), and what this call holds
+    /// there for its whole length (a user's outside calls at once, say).
+    pub slots: Arc<Slots>,
+    pub held: Vec<Slot>,
     pub no_answer: Duration,
     /// The Call-ID of leg B, already routed to this call's inbox.
     pub b_call_id: String,
@@ -195,8 +310,9 @@ impl State {
 /// The call's audio: the relay's two ports on the box and where each side is.
 #[derive(Debug)]
 struct Media {
-    /// The box's address, in rewritten SDP.
-    ip: IpAddr,
+    /// The box's address in the SDP to each side (the WAN address towards a provider).
+    ip_a: IpAddr,
+    ip_b: IpAddr,
     /// The relay's port for leg A (the caller sends there), and for leg B.
     port_a: u16,
     port_b: u16,
@@ -214,9 +330,20 @@ struct Call {
     state: State,
     /// Leg A: the caller's INVITE, its dialog, and our answers to it ([`leg`]).
     a: CallerLeg,
-    /// Leg B: our From tag and CSeq, shared by every fork ([`fork`]).
+    /// Our SIP address as each leg sees it (Via, Contact).
+    a_local: SocketAddr,
+    b_local: SocketAddr,
+    /// Leg B: our From tag and CSeq, shared by every fork ([`fork`]), and its From (no
+    /// tag), To, and the user of our Contact (for an outside call, the line's).
     b_from_tag: String,
     b_cseq: u32,
+    b_from: String,
+    b_to: String,
+    b_contact_user: String,
+    /// For an outside call: the line tried now (an index into the lines), and the slot
+    /// it holds on its trunk.
+    line: usize,
+    line_slot: Option<Slot>,
     /// One per phone rung ([`fork`]).
     forks: Vec<Fork>,
     /// The re-INVITE being carried from one leg to the other ([`reinvite`]).
@@ -300,8 +427,15 @@ impl Call {
     /// A call for the caller's INVITE, with the relay's ports leased and the relay
     /// running; `None` (the caller told 503) when no ports are left.
     fn new(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>) -> Option<Call> {
-        let ip = setup.wire.local().ip();
-        let (lease_a, lease_b) = match (setup.ports.take(ip), setup.ports.take(ip)) {
+        let local = setup.wire.local();
+        let ip_a = setup.wire.local_for(invite.source);
+        let ip_b = match &setup.callee {
+            Callee::Outside(lines) => lines
+                .first()
+                .map_or(local.ip(), |l| setup.wire.local_for(l.peer)),
+            Callee::Phones(_) => local.ip(),
+        };
+        let (lease_a, lease_b) = match (setup.ports.take(ip_a), setup.ports.take(ip_b)) {
             (Ok(a), Ok(b)) => (a, b),
             _ => {
                 let r = invite
@@ -321,19 +455,38 @@ impl Call {
         let relay_stop = CancellationToken::new();
         let (port_a, port_b) = (lease_a.port, lease_b.port);
         let relay = tokio::spawn(rtp::relay(lease_a, lease_b, peers_rx, relay_stop.clone()));
+        let p = &setup.parties;
+        let (b_from, b_to, b_contact_user) = (
+            format!(
+                "\"{}\" <sip:{}@{}>",
+                p.caller_name.replace('"', ""),
+                p.caller_ext,
+                p.domain
+            ),
+            format!("<sip:{}@{}>", p.callee_ext, p.domain),
+            p.caller_ext.clone(),
+        );
         Some(Call {
             ring_until: Instant::now() + setup.no_answer,
             setup,
             inbox,
             state: State::Ringing { rang: false },
+            a_local: SocketAddr::new(ip_a, local.port()),
+            b_local: SocketAddr::new(ip_b, local.port()),
             a: CallerLeg::new(invite),
             b_from_tag: token(),
             b_cseq: 1,
+            b_from,
+            b_to,
+            b_contact_user,
+            line: 0,
+            line_slot: None,
             forks: Vec::new(),
             reinvite: None,
             retransmits: Vec::new(),
             media: Media {
-                ip,
+                ip_a,
+                ip_b,
                 port_a,
                 port_b,
                 peers,
@@ -373,10 +526,6 @@ impl Call {
                 s.answered_at = Some(now_unix());
             }
         });
-    }
-
-    fn local(&self) -> SocketAddr {
-        self.setup.wire.local()
     }
 
     /// Sends `bytes` once, to `to`.

@@ -48,7 +48,7 @@ impl Call {
             if media.is_some() {
                 self.media.peers.send_modify(|p| p.a = media);
             }
-            let offer = sdp::rewrite(&req.body, self.media.ip, self.media.port_b);
+            let offer = sdp::rewrite(&req.body, self.media.ip_b, self.media.port_b);
             self.b_cseq += 1;
             let r = self.b_request(
                 Method::Invite,
@@ -64,14 +64,14 @@ impl Call {
             if media.is_some() {
                 self.media.peers.send_modify(|p| p.b = media);
             }
-            let offer = sdp::rewrite(&req.body, self.media.ip, self.media.port_a);
+            let offer = sdp::rewrite(&req.body, self.media.ip_a, self.media.port_a);
             let mut r = self.a_request(
                 Method::Invite,
                 (!req.body.is_empty()).then_some(offer.as_slice()),
             );
             // Our own branch, remembered to match the answer.
             if let Some((_, v)) = r.headers.iter_mut().find(|(n, _)| n == "via") {
-                *v = format!("SIP/2.0/UDP {};branch={our_branch};rport", self.local());
+                *v = format!("SIP/2.0/UDP {};branch={our_branch};rport", self.a_local);
             }
             self.send_to_a_reliably(r.to_bytes());
         }
@@ -118,26 +118,36 @@ impl Call {
             return;
         }
         let media = sdp::audio(&msg.body).map(|m| m.addr);
-        let (port, tag) = if re.from_a {
+        let (ip, port, local, tag) = if re.from_a {
             if code < 300 && media.is_some() {
                 self.media.peers.send_modify(|p| p.b = media);
             }
-            (self.media.port_a, self.a.tag.clone())
+            (
+                self.media.ip_a,
+                self.media.port_a,
+                self.a_local,
+                self.a.tag.clone(),
+            )
         } else {
             if code < 300 && media.is_some() {
                 self.media.peers.send_modify(|p| p.a = media);
             }
-            (self.media.port_b, self.b_tag())
+            (
+                self.media.ip_b,
+                self.media.port_b,
+                self.b_local,
+                self.b_tag(),
+            )
         };
         let reason = if code < 300 { "OK" } else { "Request Failed" };
         let mut r = re.request.response(code.max(200), reason, &tag);
         r.push(
             "Contact",
-            format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.local()),
+            format!("<sip:{}@{local}>", self.setup.parties.callee_ext),
         );
         if !msg.body.is_empty() {
             r.push("Content-Type", "application/sdp");
-            r.body = sdp::rewrite(&msg.body, self.media.ip, port);
+            r.body = sdp::rewrite(&msg.body, ip, port);
         }
         let bytes = r.to_bytes();
         if re.from_a {

@@ -239,7 +239,9 @@ fn new_logged_setup(
             callee_ext: "102".into(),
             domain: "office.test".into(),
         },
-        bindings: phones.iter().map(|p| binding(p)).collect(),
+        callee: Callee::Phones(phones.iter().map(|p| binding(p)).collect()),
+        slots: Arc::default(),
+        held: Vec::new(),
         no_answer: NO_ANSWER,
         b_call_id: "leg-b".into(),
         status: status_tx,
@@ -802,5 +804,215 @@ async fn the_call_task_runs_to_its_end() {
             CallEvent::Ended { disposition: Disposition::Answered, .. },
         ] if call_id == "leg-b" && by == "bob"),
         "{events:?}"
+    );
+}
+
+const PROVIDER: &str = "198.51.100.1:5060";
+const BACKUP: &str = "203.0.113.9:5060";
+
+/// An outside line to `number` over trunk `name` at `at`.
+fn outside_line(name: &str, at: &str, password: Option<&str>, max_calls: u32) -> OutsideLine {
+    let host = addr(at).ip();
+    OutsideLine {
+        trunk: name.into(),
+        uri: format!("sip:5551234@{host}"),
+        from: format!("\"Alice\" <sip:4930123456@{host}>"),
+        to: format!("<sip:5551234@{host}>"),
+        identity: Some(format!("\"Alice\" <sip:4930123456@{host}>")),
+        contact_user: "4930123456".into(),
+        peer: addr(at),
+        transport: Transport::Udp,
+        credentials: password.map(|p| Credentials {
+            username: "4930123456".into(),
+            password: p.into(),
+        }),
+        max_calls,
+    }
+}
+
+/// Alice's call to the outside number 5551234 over `lines`, with the server's `slots`.
+fn outside_call(
+    lines: Vec<OutsideLine>,
+    slots: &Arc<Slots>,
+) -> (Call, Arc<FakeWire>, mpsc::UnboundedReceiver<CallEvent>) {
+    let (setup, wire, _status, log) = new_logged_setup(&[], false);
+    let setup = Setup {
+        callee: Callee::Outside(lines),
+        slots: Arc::clone(slots),
+        no_answer: Duration::from_secs(180),
+        ..setup
+    };
+    let (_tx, rx) = mpsc::channel(64);
+    (Call::new(setup, caller_invite(), rx).unwrap(), wire, log)
+}
+
+/// A provider's refusal of `req` with `code` (a challenge for 401 and 407).
+fn refusal(req: &Message, code: u16, from: &str) -> Incoming {
+    let mut r = req.response(code, "Refused", "provider");
+    if code == 407 {
+        r.push(
+            "Proxy-Authenticate",
+            "Digest realm=\"198.51.100.1\", nonce=\"abc123\", qop=\"auth\", algorithm=MD5",
+        );
+    }
+    Incoming {
+        msg: Message::parse(&r.to_bytes()).unwrap(),
+        source: addr(from),
+        transport: Transport::Udp,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outside_call_answers_the_providers_challenge_and_is_joined() {
+    let slots = Arc::default();
+    let lines = vec![outside_line("main", PROVIDER, Some("secret"), 0)];
+    let (mut call, wire, _log) = outside_call(lines, &slots);
+    let invite = started(&mut call, &wire).remove(0);
+    assert_eq!(
+        invite.start,
+        StartLine::Request {
+            method: Method::Invite,
+            uri: "sip:5551234@198.51.100.1".into()
+        }
+    );
+    assert_eq!(
+        invite.header("from").unwrap().split(";tag=").next(),
+        Some("\"Alice\" <sip:4930123456@198.51.100.1>")
+    );
+    assert_eq!(invite.header("to"), Some("<sip:5551234@198.51.100.1>"));
+    assert!(invite.header("p-asserted-identity").is_some());
+    assert_eq!(
+        slots.count("trunk:main"),
+        1,
+        "the call holds a place on its trunk"
+    );
+
+    call.handle(refusal(&invite, 407, PROVIDER));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 198.51.100.1:5060", "INVITE 198.51.100.1:5060"]);
+    assert_eq!(msgs[0].branch(), invite.branch(), "the refusal's ACK");
+    let again = &msgs[1];
+    let (first_cseq, _) = invite.cseq().unwrap();
+    assert_eq!(again.cseq().unwrap().0, first_cseq + 1);
+    assert_eq!(again.call_id(), invite.call_id());
+    let auth = again.header("proxy-authorization").unwrap();
+    assert!(
+        auth.contains("username=\"4930123456\"")
+            && auth.contains("uri=\"sip:5551234@198.51.100.1\"")
+            && auth.contains("nc=00000001"),
+        "{auth}"
+    );
+    // A second challenge is not answered again: the caller hears the trunk failed.
+    call.handle(answer(again, 200, "far", PROVIDER, &sdp(7000)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(
+        lines,
+        ["ACK 198.51.100.1:5060", "200/INVITE 127.0.0.1:5062"]
+    );
+    assert_eq!(
+        msgs[0].cseq().unwrap().0,
+        first_cseq + 1,
+        "the ACK has the INVITE's CSeq"
+    );
+    assert!(matches!(call.state, State::Talking));
+    // The caller hangs up: the BYE to the provider comes after the INVITE's CSeq.
+    let to = msgs[1].header("to").unwrap().to_string();
+    call.handle(from_caller("BYE", 2, "z9hG4bKbye", &to, b""));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/BYE 127.0.0.1:5062", "BYE 198.51.100.1:5060"]);
+    assert_eq!(msgs[1].cseq().unwrap().0, first_cseq + 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outside_call_fails_over_on_a_server_error_but_busy_is_passed_on() {
+    let slots = Arc::default();
+    let lines = vec![
+        outside_line("main", PROVIDER, Some("secret"), 0),
+        outside_line("backup", BACKUP, None, 0),
+    ];
+    let (mut call, wire, mut log) = outside_call(lines, &slots);
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(refusal(&invite, 503, PROVIDER));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 198.51.100.1:5060", "INVITE 203.0.113.9:5060"]);
+    assert_eq!(msgs[1].header("to"), Some("<sip:5551234@203.0.113.9>"));
+    assert_eq!(
+        (slots.count("trunk:main"), slots.count("trunk:backup")),
+        (0, 1)
+    );
+    let mut moved = false;
+    while let Ok(e) = log.try_recv() {
+        moved |= matches!(e, CallEvent::Trunk { ref trunk, .. } if trunk == "backup");
+    }
+    assert!(moved, "the call log names the trunk the call went out on");
+    // Busy is the called party's answer: no other trunk would do better.
+    call.handle(refusal(&msgs[1], 486, BACKUP));
+    assert_eq!(
+        sent(&wire).0,
+        ["ACK 203.0.113.9:5060", "486/INVITE 127.0.0.1:5062"]
+    );
+    assert_eq!(call.disposition, Disposition::Busy);
+    assert_eq!(slots.count("trunk:backup"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outside_call_skips_a_full_trunk_and_fails_over_when_a_provider_is_silent() {
+    let slots: Arc<Slots> = Arc::default();
+    let busy = slots.take("trunk:main", 1).unwrap();
+    let lines = vec![
+        outside_line("main", PROVIDER, None, 1),
+        outside_line("backup", BACKUP, None, 0),
+        outside_line("third", "192.0.2.50:5060", None, 0),
+    ];
+    let (mut call, wire, _log) = outside_call(lines, &slots);
+    let invite = started(&mut call, &wire).remove(0);
+    assert_eq!(invite.header("to"), Some("<sip:5551234@203.0.113.9>"));
+    drop(busy);
+    // The backup says nothing, even to the retransmissions: 5 s on, the third trunk.
+    for _ in 0..9 {
+        after(&mut call, Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        sent(&wire).0,
+        ["INVITE 203.0.113.9:5060"; 3],
+        "retransmitted at 0.5, 1.5 and 3.5 s"
+    );
+    after(&mut call, Duration::from_millis(500)).await;
+    assert_eq!(sent(&wire).0, ["INVITE 192.0.2.50:5060"]);
+    // The backup answers after all, too late: it is hung up.
+    let backup = call.forks[0].branch.clone();
+    let late = request(
+        "INVITE",
+        "sip:5551234@203.0.113.9",
+        &format!("127.0.0.1:5060;branch={backup}"),
+        "<sip:4930123456@203.0.113.9>;tag=x",
+        "<sip:5551234@203.0.113.9>",
+        "leg-b",
+        call.forks[0].cseq,
+        b"",
+        CALLER,
+    );
+    call.handle(answer(&late.msg, 200, "late", BACKUP, &sdp(7100)));
+    assert_eq!(
+        sent(&wire).0,
+        ["ACK 203.0.113.9:5060", "BYE 203.0.113.9:5060"]
+    );
+    // The last trunk refuses the number: the caller hears it.
+    let last = call.forks.last().unwrap().branch.clone();
+    let invite3 = request(
+        "INVITE",
+        "sip:5551234@192.0.2.50",
+        &format!("127.0.0.1:5060;branch={last}"),
+        "<sip:4930123456@192.0.2.50>;tag=x",
+        "<sip:5551234@192.0.2.50>",
+        "leg-b",
+        call.forks.last().unwrap().cseq,
+        b"",
+        CALLER,
+    );
+    call.handle(refusal(&invite3.msg, 404, "192.0.2.50:5060"));
+    assert_eq!(
+        sent(&wire).0,
+        ["ACK 192.0.2.50:5060", "404/INVITE 127.0.0.1:5062"]
     );
 }

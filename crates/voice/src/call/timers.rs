@@ -79,6 +79,11 @@ impl Call {
         if self.state.is_ringing() {
             next = next.min(self.ring_until);
         }
+        for f in &self.forks {
+            if let Some(t) = f.silent_until {
+                next = next.min(t);
+            }
+        }
         next
     }
 
@@ -116,10 +121,25 @@ impl Call {
                         .find(|f| f.branch == branch && f.is_pending())
                     {
                         f.state = super::fork::ForkState::Failed(408);
-                        self.all_failed();
+                        self.fork_failed(408, "Request Timeout");
                     }
                 }
             }
+        }
+        // A provider that said nothing at all in time: the next trunk.
+        let silent: Vec<String> = self
+            .forks
+            .iter()
+            .filter(|f| f.silent_until.is_some_and(|t| t <= now) && f.is_pending())
+            .map(|f| f.branch.clone())
+            .collect();
+        for branch in silent {
+            self.stop_retransmitting(&Key::Branch(branch.clone()));
+            if let Some(f) = self.forks.iter_mut().find(|f| f.branch == branch) {
+                f.silent_until = None;
+                f.state = super::fork::ForkState::Failed(408);
+            }
+            self.fork_failed(408, "Request Timeout (the provider did not answer)");
         }
         if self.state.is_ringing() && now >= self.ring_until {
             self.cancel_forks(None);

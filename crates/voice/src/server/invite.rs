@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::auth::authenticate;
 use super::{REPLAY_FOR, Request};
-use crate::call::{self, Incoming, Parties, Setup, Status, VoicemailSetup, Wire};
+use crate::call::{self, Callee, Incoming, Parties, Setup, Status, VoicemailSetup, Wire};
 use crate::menu::MenuSetup;
 use crate::now_unix;
 use crate::sip::{Message, StartLine, uri_user};
@@ -53,7 +53,7 @@ impl Calls {
                 self.ended.remove(&id);
             }
         }
-        for id in call_ids {
+        for id in call_ids.into_iter().filter(|id| !id.is_empty()) {
             self.ended.insert(id.clone(), now);
             self.ended_order.push_back((now, id));
         }
@@ -63,6 +63,10 @@ impl Calls {
 /// A new call: the caller proves who they are (407 challenge), the callee must exist and
 /// have a phone registered; then a call task takes over (`None`: it answers).
 pub(super) fn invite(req: &Request) -> Option<Message> {
+    // A provider's call to one of the office's numbers: known by where it comes from.
+    if let Some(trunk) = crate::trunk::trunk_of(req.config, &req.state.providers, req.source.ip()) {
+        return super::outside::from_trunk(req, trunk);
+    }
     let caller = match authenticate(req, true) {
         Ok(u) => u,
         Err(challenge) => return Some(challenge),
@@ -71,7 +75,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         return None;
     };
     let Some(dialled) = uri_user(uri) else {
-        log_failed(req.state, caller, "");
+        log_failed(req.state, failed_call(caller, "", Direction::Internal));
         return Some(req.msg.response(404, "Not Found", req.tag.as_str()));
     };
     // The voicemail extension: the caller's own mailbox, through the menu.
@@ -84,18 +88,11 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             .iter()
             .find(|u| u.extension.as_deref() == Some(dialled.as_str()) || u.login == dialled)
     };
+    // An extension always wins over a route; anything else may be an outside number.
     let Some(callee) = callee else {
-        log_failed(req.state, caller, &dialled);
-        return Some(req.msg.response(404, "Not Found", req.tag.as_str()));
+        return super::outside::call_out(req, caller, &dialled);
     };
-    // Overload: more calls setting up at once than a small office has phones means the
-    // box is behind. New calls are turned away at once (cheap) so the ones under way
-    // finish, instead of every call timing out in a storm of retransmissions.
-    if req.state.ringing.load(std::sync::atomic::Ordering::Relaxed) >= MAX_RINGING {
-        let mut busy = req
-            .msg
-            .response(503, "Service Unavailable", req.tag.as_str());
-        busy.push("Retry-After", "5");
+    if let Some(busy) = overloaded(req) {
         return Some(busy);
     }
     let bindings = if menu_call {
@@ -145,26 +142,13 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         callee_login: Some(callee.login.clone()),
         started_at: unix_now(),
     };
-    let a_call_id = req.msg.call_id().to_string();
-    let (tx, rx) = mpsc::channel(64);
-    let id = {
-        let mut calls = req
-            .state
-            .calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        calls.routes.insert(a_call_id.clone(), tx.clone());
-        calls.routes.insert(b_call_id.clone(), tx);
-        calls.next_id += 1;
-        let id = calls.next_id;
-        calls.status.insert(id, status_rx);
-        id
-    };
     let setup = Setup {
         wire: Arc::clone(&req.state.wire) as Arc<dyn Wire>,
         ports: Arc::clone(&req.state.ports),
         parties,
-        bindings,
+        callee: Callee::Phones(bindings),
+        slots: Arc::clone(&req.state.slots),
+        held: Vec::new(),
         no_answer: req.config.phone.no_answer_timeout,
         b_call_id: b_call_id.clone(),
         status: status_tx,
@@ -177,51 +161,120 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             login: caller.login.clone(),
             pin_hash: caller.voicemail_pin_hash.clone(),
         }),
-        voicemail: (!menu_call).then(|| VoicemailSetup {
-            data_dir: req.config.data_dir.clone(),
-            db: Arc::clone(&req.state.db),
-            envelope: voicemail::Envelope {
-                caller_name: caller.name.clone(),
-                caller_ext: caller
-                    .extension
-                    .clone()
-                    .unwrap_or_else(|| caller.login.clone()),
-                caller_address: format!("{}@{}", caller.login, req.config.network.domain),
-                callee_login: callee.login.clone(),
-                callee_name: callee.name.clone(),
-                callee_address: format!("{}@{}", callee.login, req.config.network.domain),
-                host: format!(
-                    "{}.{}",
-                    req.config.network.hostname, req.config.network.domain
-                ),
-            },
-            max: req.config.phone.max_message_length,
+        voicemail: (!menu_call).then(|| {
+            voicemail_for(
+                req,
+                callee,
+                &caller.name,
+                caller.extension.as_deref().unwrap_or(&caller.login),
+                &format!("{}@{}", caller.login, req.config.network.domain),
+            )
         }),
     };
+    launch(req, status_rx, async move { Some(setup) });
+    None
+}
+
+/// Starts the call task for the INVITE of `req`, once `setup` is ready (an outside call
+/// looks up its trunks first): both legs' Call-IDs are routed to it, and it is listed
+/// among the live calls until it ends. `None` from `setup`: the caller was answered.
+pub(super) fn launch(
+    req: &Request,
+    status_rx: watch::Receiver<Status>,
+    setup: impl Future<Output = Option<Setup>> + Send + 'static,
+) {
     let incoming = Incoming {
         msg: req.msg.clone(),
         source: req.source,
         transport: req.transport,
     };
+    let a_call_id = req.msg.call_id().to_string();
+    let (tx, rx) = mpsc::channel(64);
     let calls = Arc::clone(&req.state.calls);
-    tokio::spawn(async move {
-        call::run(setup, incoming, rx).await;
+    // Routed now (before any await), so a retransmitted INVITE finds the call.
+    let id = {
         let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
-        calls.routes.remove(&a_call_id);
-        calls.routes.remove(&b_call_id);
+        calls.routes.insert(a_call_id.clone(), tx.clone());
+        calls.next_id += 1;
+        let id = calls.next_id;
+        calls.status.insert(id, status_rx);
+        id
+    };
+    tokio::spawn(async move {
+        let mut ids = [a_call_id, String::new()];
+        if let Some(setup) = setup.await {
+            ids[1].clone_from(&setup.b_call_id);
+            calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .routes
+                .insert(setup.b_call_id.clone(), tx);
+            call::run(setup, incoming, rx).await;
+        }
+        let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in &ids {
+            calls.routes.remove(id);
+        }
         calls.status.remove(&id);
-        calls.ended([a_call_id, b_call_id]);
+        calls.ended(ids);
     });
-    None
 }
 
-/// A call to an extension nobody has: in the call log as failed.
-fn log_failed(state: &super::State, caller: &User, dialled: &str) {
-    let now = unix_now();
-    let call_id = format!("{}@officebox", call::token());
-    let _ = state.call_log.send(CallEvent::Start(NewCall {
-        call_id: call_id.clone(),
-        direction: Direction::Internal,
+/// Overload: more calls setting up at once than a small office has phones means the box
+/// is behind. New calls are turned away at once (cheap, 503) so the ones under way
+/// finish, instead of every call timing out in a storm of retransmissions.
+pub(super) fn overloaded(req: &Request) -> Option<Message> {
+    if req.state.ringing.load(std::sync::atomic::Ordering::Relaxed) < MAX_RINGING {
+        return None;
+    }
+    let mut busy = req
+        .msg
+        .response(503, "Service Unavailable", req.tag.as_str());
+    busy.push("Retry-After", "5");
+    Some(busy)
+}
+
+/// Where a message for `callee` is left, and what its email says of the caller.
+pub(super) fn voicemail_for(
+    req: &Request,
+    callee: &User,
+    caller_name: &str,
+    caller_number: &str,
+    caller_address: &str,
+) -> VoicemailSetup {
+    let domain = &req.config.network.domain;
+    VoicemailSetup {
+        data_dir: req.config.data_dir.clone(),
+        db: Arc::clone(&req.state.db),
+        envelope: voicemail::Envelope {
+            caller_name: caller_name.to_string(),
+            caller_ext: caller_number.to_string(),
+            caller_address: caller_address.to_string(),
+            callee_login: callee.login.clone(),
+            callee_name: callee.name.clone(),
+            callee_address: format!("{}@{domain}", callee.login),
+            host: format!("{}.{domain}", req.config.network.hostname),
+        },
+        max: req.config.phone.max_message_length,
+    }
+}
+
+/// A call that never rang (to an extension nobody has, say): in the call log as failed.
+pub(super) fn log_failed(state: &super::State, call: NewCall) {
+    let (call_id, at) = (call.call_id.clone(), call.started_at);
+    let _ = state.call_log.send(CallEvent::Start(call));
+    let _ = state.call_log.send(CallEvent::Ended {
+        call_id,
+        at,
+        disposition: Disposition::Failed,
+    });
+}
+
+/// The call log's row for `caller`'s call to `dialled` that went nowhere.
+pub(super) fn failed_call(caller: &User, dialled: &str, direction: Direction) -> NewCall {
+    NewCall {
+        call_id: format!("{}@officebox", call::token()),
+        direction,
         trunk: None,
         caller: caller
             .extension
@@ -231,11 +284,6 @@ fn log_failed(state: &super::State, caller: &User, dialled: &str) {
         caller_name: caller.name.clone(),
         callee: dialled.to_string(),
         callee_login: None,
-        started_at: now,
-    }));
-    let _ = state.call_log.send(CallEvent::Ended {
-        call_id,
-        at: now,
-        disposition: Disposition::Failed,
-    });
+        started_at: unix_now(),
+    }
 }

@@ -11,6 +11,7 @@
 //! - [`auth`]: digest challenges and their answers.
 //! - [`register`]: the REGISTER handler.
 //! - [`invite`]: a new call, and the table of live calls.
+//! - [`outside`]: calls over the trunks, out (the dial plan) and in (DIDs).
 //! - [`subscribe`]: SUBSCRIBE to a mailbox, and the NOTIFYs.
 //! - [`persistence`]: registrations, live calls and the trunks' states in the state
 //!   database.
@@ -21,6 +22,7 @@
 mod auth;
 mod dispatch;
 mod invite;
+mod outside;
 mod persistence;
 mod register;
 mod subscribe;
@@ -84,6 +86,10 @@ struct State {
     call_log: mpsc::UnboundedSender<CallEvent>,
     /// The trunk clients' transactions, by branch: responses to the box's own REGISTERs.
     trunks: Arc<crate::trunk::Inbox>,
+    /// Where each trunk's provider was found: its calls are let in.
+    providers: Arc<crate::trunk::Providers>,
+    /// Calls at once per trunk and per user's outside calls (the limits).
+    slots: Arc<crate::call::Slots>,
 }
 
 /// One request being answered: what every handler needs.
@@ -140,13 +146,19 @@ pub async fn serve(
         replay: Mutex::default(),
         limiter: Limiter::new(officebox_secrets::login::PHONE),
         tcp: ConnLimits::new(officebox_sockets::limits::PER_ADDRESS, transport::MAX_TCP),
-        wire: Arc::new(ServerWire::new(Arc::clone(first), local)),
+        wire: Arc::new(ServerWire::new(
+            Arc::clone(first),
+            local,
+            first_addr.ip().is_unspecified(),
+        )),
         ports: Ports::new(config.phone.rtp_ports),
         calls: Arc::default(),
         mwi: Mutex::default(),
         ringing: Arc::default(),
         call_log: log_tx,
         trunks: Arc::default(),
+        providers: Arc::default(),
+        slots: Arc::default(),
     });
     let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets
         .iter()
@@ -161,6 +173,7 @@ pub async fn serve(
         )),
         inbox: Arc::clone(&state.trunks),
         status: trunk_status,
+        providers: Arc::clone(&state.providers),
     };
     let trunks_stop = CancellationToken::new();
     let trunks = tokio::spawn(crate::trunk::run(

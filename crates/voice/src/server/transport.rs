@@ -32,6 +32,9 @@ const TCP_SILENT_IDLE: Duration = Duration::from_secs(30);
 pub(super) struct ServerWire {
     udp: Arc<UdpSocket>,
     pub(super) local: SocketAddr,
+    /// Whether the socket is bound to every address (then the box answers from the
+    /// address on the route to each peer), or to `local`'s alone.
+    any: bool,
     tcp: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
     /// Phones that spoke to another of the box's addresses than `local` (a LAN phone
     /// using the WAN address, say): what is sent to them goes out from that address.
@@ -42,10 +45,11 @@ pub(super) struct ServerWire {
 const MAX_ASKED: usize = 10_000;
 
 impl ServerWire {
-    pub(super) fn new(udp: Arc<UdpSocket>, local: SocketAddr) -> ServerWire {
+    pub(super) fn new(udp: Arc<UdpSocket>, local: SocketAddr, any: bool) -> ServerWire {
         ServerWire {
             udp,
             local,
+            any,
             tcp: Mutex::default(),
             asked: Mutex::default(),
         }
@@ -94,6 +98,24 @@ impl Wire for ServerWire {
 
     fn local(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The address `peer` last spoke to, else the source of the route to it (a provider
+    /// on the WAN sees the WAN address), when the socket is on every address.
+    fn local_for(&self, peer: SocketAddr) -> IpAddr {
+        if !self.any {
+            return self.local.ip();
+        }
+        let asked = self
+            .asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer)
+            .copied();
+        asked
+            .or_else(|| route_source(peer).ok())
+            .filter(|ip| ip.is_ipv4() == self.local.is_ipv4())
+            .unwrap_or(self.local.ip())
     }
 }
 

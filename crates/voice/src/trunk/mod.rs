@@ -27,7 +27,7 @@ mod tests;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -143,6 +143,8 @@ pub struct Context {
     pub wire: Arc<dyn TrunkWire>,
     pub inbox: Arc<Inbox>,
     pub status: Arc<dyn StatusSink>,
+    /// Where each trunk's provider was last found (the server takes its calls).
+    pub providers: Arc<Providers>,
 }
 
 impl std::fmt::Debug for Context {
@@ -289,6 +291,82 @@ fn status(t: &Trunk, state: TrunkState, detail: String) -> TrunkStatus {
 }
 
 /// `host` and the port of `host:port`, `[v6]:port`, `[v6]`, `host`.
+/// The addresses each trunk's provider was last found at, by trunk name: a call from one
+/// of them is a call from that trunk (see [`trunk_of`]).
+#[derive(Debug, Default)]
+pub struct Providers {
+    found: Mutex<HashMap<String, IpAddr>>,
+}
+
+impl Providers {
+    /// Notes that trunk `name`'s provider is at `ip`.
+    pub fn found(&self, name: &str, ip: IpAddr) {
+        self.found
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), ip);
+    }
+
+    fn get(&self, name: &str) -> Option<IpAddr> {
+        self.found
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .copied()
+    }
+}
+
+/// The enabled trunk a request from `ip` comes from: one whose listed addresses hold
+/// it, or whose server or outbound proxy is at it (as given, or as last found).
+pub fn trunk_of<'c>(config: &'c Config, providers: &Providers, ip: IpAddr) -> Option<&'c Trunk> {
+    let at = |host_port: &str| split_host_port(host_port).0.parse::<IpAddr>().ok() == Some(ip);
+    config.phone.trunks.iter().filter(|t| t.enabled).find(|t| {
+        t.addresses.iter().any(|net| net.contains(ip))
+            || at(&t.server)
+            || t.outbound_proxy.as_deref().is_some_and(at)
+            || providers.get(&t.name) == Some(ip)
+    })
+}
+
+/// The provider's domain: the trunk's server without its port (an IPv6 address in
+/// brackets), for URIs.
+pub fn domain(trunk: &Trunk) -> String {
+    let (host, _) = split_host_port(&trunk.server);
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// Where requests to the provider go: the outbound proxy, else the server (port 5060
+/// unless given); a host name is looked up (IPv4 first).
+pub async fn address(trunk: &Trunk) -> Result<SocketAddr, String> {
+    let target = trunk.outbound_proxy.as_deref().unwrap_or(&trunk.server);
+    let (host, port) = split_host_port(target);
+    let port = port.unwrap_or(5060);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let found = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot find the address of {host}: {e}"))?;
+    let all: Vec<SocketAddr> = found.collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| format!("{host} has no address"))
+}
+
+/// The transport a trunk's requests go by.
+pub fn transport(trunk: &Trunk) -> Transport {
+    match trunk.transport {
+        officebox_config::model::TrunkTransport::Udp => Transport::Udp,
+        officebox_config::model::TrunkTransport::Tcp => Transport::Tcp,
+    }
+}
+
 fn split_host_port(s: &str) -> (&str, Option<u16>) {
     if s.starts_with('[') {
         return match s.rsplit_once("]:") {

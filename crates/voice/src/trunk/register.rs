@@ -8,10 +8,10 @@
 //! counts its CSeq up, and answers later requests with the challenge it last saw (the
 //! nonce count going up), so a refresh usually takes one round trip.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use officebox_config::model::{Trunk, TrunkTransport};
+use officebox_config::model::Trunk;
 use officebox_store::{TrunkState, TrunkStatus};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::auth::{self, Answer, Challenge};
 use super::timing::{self, FailureKind};
-use super::{Context, Ending, UNREGISTER_WITHIN, split_host_port};
+use super::{Context, Ending, UNREGISTER_WITHIN};
 use crate::now_unix;
 use crate::sip::{Message, Method, StartLine, Transport, param, uri_of};
 
@@ -117,10 +117,7 @@ impl Client {
     }
 
     fn transport(&self) -> Transport {
-        match self.trunk.transport {
-            TrunkTransport::Udp => Transport::Udp,
-            TrunkTransport::Tcp => Transport::Tcp,
-        }
+        super::transport(&self.trunk)
     }
 
     /// The account (user part of From, To and Contact).
@@ -128,37 +125,18 @@ impl Client {
         self.trunk.username.as_deref().unwrap_or_default()
     }
 
-    /// The provider's domain: the server without its port.
     fn domain(&self) -> String {
-        let (host, _) = split_host_port(&self.trunk.server);
-        if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_string()
-        }
+        super::domain(&self.trunk)
     }
 
-    /// Where requests go: the outbound proxy, else the server (port 5060 unless given).
+    /// Where requests go (see [`super::address`]); the server learns where the provider
+    /// is, to know its calls.
     async fn destination(&self) -> Result<SocketAddr, Failure> {
-        let target = self
-            .trunk
-            .outbound_proxy
-            .as_deref()
-            .unwrap_or(&self.trunk.server);
-        let (host, port) = split_host_port(target);
-        let port = port.unwrap_or(5060);
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, port));
-        }
-        let found = tokio::net::lookup_host((host, port))
+        let to = super::address(&self.trunk)
             .await
-            .map_err(|e| Failure::network(format!("cannot find the address of {host}: {e}")))?;
-        let all: Vec<SocketAddr> = found.collect();
-        all.iter()
-            .find(|a| a.is_ipv4())
-            .or(all.first())
-            .copied()
-            .ok_or_else(|| Failure::network(format!("{host} has no address")))
+            .map_err(Failure::network)?;
+        self.ctx.providers.found(&self.trunk.name, to.ip());
+        Ok(to)
     }
 
     /// The REGISTER of one round.

@@ -97,6 +97,7 @@ impl Provider {
             }),
             inbox: Arc::clone(&inbox),
             status: Arc::clone(&status) as Arc<dyn StatusSink>,
+            providers: Arc::default(),
         };
         let provider = Provider {
             sent: rx,
