@@ -339,6 +339,9 @@ fn phone_log(
         let answered_by = match (&c.answered_by, c.answered_at, c.disposition) {
             (Some(login), _, _) => login.clone(),
             (None, Some(_), Some(officebox_store::Disposition::Menu)) => "(menu)".into(),
+            (None, Some(_), _) if c.direction == officebox_store::Direction::Out => {
+                "(the number)".into()
+            }
             (None, Some(_), _) => "(voicemail)".into(),
             (None, None, _) => "-".into(),
         };
@@ -346,7 +349,10 @@ fn phone_log(
             .talk_secs()
             .map(|s| format!("{}:{:02}", s / 60, s % 60))
             .unwrap_or_else(|| "-".into());
-        let trunk = c.trunk.map(|t| format!(" via {t}")).unwrap_or_default();
+        let trunk = c
+            .trunk
+            .map(|t| format!(" ({} via {t})", c.direction.as_str()))
+            .unwrap_or_default();
         println!(
             "{:<19}  {:<28} {:<10} {:<12} {:>8}  {}{trunk}",
             datetime(c.started_at),

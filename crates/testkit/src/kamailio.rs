@@ -30,6 +30,12 @@ pub struct ProviderOptions {
     pub min_expires: Option<u32>,
     /// Listen on TCP too.
     pub tcp: bool,
+    /// The provider's own phones (account, password): they register, call anyone, and
+    /// are called by account. Any other call is challenged for the trunk account.
+    pub phones: Vec<(String, String)>,
+    /// Numbers starting with this are the trunk's DIDs: relayed to where the trunk
+    /// account registered, the number kept in To.
+    pub did_prefix: Option<String>,
 }
 
 impl ProviderOptions {
@@ -44,6 +50,8 @@ impl ProviderOptions {
             max_expires: None,
             min_expires: None,
             tcp: false,
+            phones: Vec::new(),
+            did_prefix: None,
         }
     }
 
@@ -76,6 +84,22 @@ impl ProviderOptions {
             ));
         }
         let (user, password) = (&self.username, &self.password);
+        let mut phone_passwords = String::new();
+        let mut own_phone = String::from("$var(own) = 0;\n");
+        for (account, pw) in &self.phones {
+            phone_passwords.push_str(&format!(
+                "        if ($au == \"{account}\") {{ $var(pw) = \"{pw}\"; }}\n"
+            ));
+            own_phone.push_str(&format!(
+                "        if ($fU == \"{account}\") {{ $var(own) = 1; }}\n"
+            ));
+        }
+        let did = match &self.did_prefix {
+            Some(p) => format!(
+                "        if ($rU =~ \"^{p}\") {{\n            xlog(\"L_NOTICE\", \"provider: DID $rU to the trunk\\n\");\n            $rU = \"{user}\";\n        }}\n"
+            ),
+            None => String::new(),
+        };
         format!(
             r#"#!KAMAILIO
 debug=2
@@ -99,6 +123,7 @@ loadmodule "textops.so"
 loadmodule "xlog.so"
 loadmodule "ctl.so"
 loadmodule "kex.so"
+loadmodule "rr.so"
 
 modparam("usrloc", "db_mode", 0)
 modparam("auth", "secret", "provider-{pid}")
@@ -109,12 +134,37 @@ request_route {{
         sl_send_reply("483", "Too Many Hops");
         exit;
     }}
+    # Within a dialog: along the recorded route.
+    if (has_totag()) {{
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK")) {{
+            if (t_check_trans()) {{
+                t_relay();
+            }}
+            exit;
+        }}
+        sl_send_reply("404", "Not Here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{
+            t_relay();
+        }}
+        exit;
+    }}
     if (is_method("REGISTER")) {{
-        if ($au != $null && $au != "{user}") {{
+        $var(pw) = "";
+        if ($au == $null || $au == "{user}") {{
+            $var(pw) = "{password}";
+        }}
+{phone_passwords}        if ($var(pw) == "") {{
             sl_send_reply("403", "Forbidden");
             exit;
         }}
-        if (!pv_www_authenticate("$td", "{password}", "0")) {{
+        if (!pv_www_authenticate("$td", "$var(pw)", "0")) {{
             xlog("L_NOTICE", "provider: challenge to $si:$sp ($ua) after [$hdr(Authorization)]\n");
             www_challenge("$td", "1");
             exit;
@@ -126,6 +176,19 @@ request_route {{
         xlog("L_NOTICE", "provider: saved $ct expires=[$hdr(Expires)] from $si:$sp $proto auth=[$hdr(Authorization)]\n");
         exit;
     }}
+    if (is_method("INVITE")) {{
+        {own_phone}        if ($var(own) == 0) {{
+            # A call on the trunk: the account's credentials, or no call.
+            if ($au != "{user}" || !pv_proxy_authenticate("$fd", "{password}", "0")) {{
+                xlog("L_NOTICE", "provider: challenge INVITE to $rU from $si:$sp\n");
+                proxy_challenge("$fd", "1");
+                exit;
+            }}
+            consume_credentials();
+            xlog("L_NOTICE", "provider: call on the trunk to $rU from [$hdr(From)] pai=[$hdr(P-Asserted-Identity)]\n");
+        }}
+        record_route();
+{did}    }}
     if (is_method("OPTIONS") && $rU == $null) {{
         sl_send_reply("200", "OK");
         exit;
@@ -156,6 +219,16 @@ pub struct KamailioProvider {
 impl KamailioProvider {
     /// Starts kamailio in `ns` (which has `options.address`) and waits until it listens.
     pub fn start(ns: &Netns, options: &ProviderOptions) -> io::Result<KamailioProvider> {
+        Self::launch(Some(ns), options)
+    }
+
+    /// Starts kamailio in this namespace, on a loopback address (`options.address`,
+    /// e.g. 127.0.0.2, with a free port): a provider for tests without namespaces.
+    pub fn start_on_loopback(options: &ProviderOptions) -> io::Result<KamailioProvider> {
+        Self::launch(None, options)
+    }
+
+    fn launch(ns: Option<&Netns>, options: &ProviderOptions) -> io::Result<KamailioProvider> {
         crate::require_program("kamailio", "kamailio");
         let dir = scratch_dir("kamailio")?;
         let ctl = dir.path().join("kamailio_ctl");
@@ -163,7 +236,10 @@ impl KamailioProvider {
         std::fs::write(&cfg, options.config(&ctl.display().to_string()))?;
         let run = dir.path().join("run");
         std::fs::create_dir_all(&run)?;
-        let mut cmd = ns.command("kamailio");
+        let mut cmd = match ns {
+            Some(ns) => ns.command("kamailio"),
+            None => Command::new("kamailio"),
+        };
         cmd.arg("-f")
             .arg(&cfg)
             .arg("-P")

@@ -421,6 +421,10 @@ impl Message {
         for (n, v) in &self.headers {
             match n.as_str() {
                 "via" | "from" | "call-id" | "cseq" => headers.push((n.clone(), v.clone())),
+                // The route set of the dialog a response makes (RFC 3261 section 12.1.1).
+                "record-route" if (101..300).contains(&code) => {
+                    headers.push((n.clone(), v.clone()));
+                }
                 "to" => {
                     let v = if code != 100 && param(v, "tag").is_none() && !to_tag.is_empty() {
                         format!("{v};tag={to_tag}")

@@ -53,6 +53,9 @@ pub(super) struct Fork {
     pub(super) to_tag: Option<String>,
     /// The Contact of its 2xx: where in-dialog requests go.
     pub(super) remote_uri: Option<String>,
+    /// The proxies its 2xx says stay in the dialog, in the order our requests pass them
+    /// (its Record-Route reversed, RFC 3261 section 12.1.2).
+    pub(super) route: Vec<String>,
     /// Its INVITE's CSeq (an INVITE answering a provider's challenge has the next).
     pub(super) cseq: u32,
     /// Whether its INVITE answers a provider's challenge (one that fails is not
@@ -147,6 +150,7 @@ impl Call {
             state: ForkState::Calling,
             to_tag: None,
             remote_uri: None,
+            route: Vec::new(),
             cseq,
             authorized: authorization.is_some(),
             silent_until: matches!(self.setup.callee, Callee::Outside(_))
@@ -349,6 +353,7 @@ impl Call {
         );
         m.push("Call-ID", self.setup.b_call_id.clone());
         m.push("CSeq", format!("{cseq} {method}"));
+
         if method == Method::Invite {
             m.push(
                 "Contact",
@@ -368,7 +373,8 @@ impl Call {
     /// when no phone answered.
     fn send_in_b_dialog(&mut self, method: Method, body_from: Option<&Message>) -> Option<()> {
         let w = self.winner()?;
-        let (uri, to_tag, peer) = (w.dialog_uri(), w.to_tag.clone(), w.peer);
+        let (uri, to_tag, peer, route) =
+            (w.dialog_uri(), w.to_tag.clone(), w.peer, w.route.clone());
         self.b_cseq += 1;
         let mut req = self.b_request(
             method,
@@ -381,6 +387,7 @@ impl Call {
         if let Some(from) = body_from {
             copy_body(from, &mut req);
         }
+        routed(&mut req, &route);
         self.send_b(peer, req.to_bytes());
         Some(())
     }
@@ -530,13 +537,16 @@ impl Call {
         let cseq = fork.cseq;
         // Given up on (a provider that was silent too long) or hung up already.
         let given_up = matches!(fork.state, ForkState::Failed(_) | ForkState::HungUp);
-        let ack = self.b_request(Method::Ack, &uri, cseq, &branch(), to_tag.as_deref(), None);
+        let mut route: Vec<String> = msg.values("record-route").map(str::to_string).collect();
+        route.reverse();
+        let mut ack = self.b_request(Method::Ack, &uri, cseq, &branch(), to_tag.as_deref(), None);
+        routed(&mut ack, &route);
         self.send(ack.to_bytes(), from);
         let someone_else = (self.winner().is_some() && !won_already) || given_up;
         if someone_else || !self.state.is_ringing() {
             if !won_already {
                 // A second phone answered too late: hang it up.
-                let bye = self.b_request(
+                let mut bye = self.b_request(
                     Method::Bye,
                     &uri,
                     cseq + 1,
@@ -544,6 +554,7 @@ impl Call {
                     to_tag.as_deref(),
                     None,
                 );
+                routed(&mut bye, &route);
                 self.send(bye.to_bytes(), from);
                 if let Some(f) = self.forks.get_mut(i) {
                     f.state = ForkState::HungUp;
@@ -556,6 +567,7 @@ impl Call {
             f.to_tag = to_tag;
             f.remote_uri = remote_uri;
             f.peer.addr = from.addr;
+            f.route = route;
         }
         self.cancel_forks(Some(i));
         if let Some(media) = sdp::audio(&msg.body) {
@@ -649,5 +661,12 @@ impl Call {
         } else {
             self.voicemail_or_fail(480, "Temporarily Unavailable");
         }
+    }
+}
+
+/// Adds the dialog's route set to a request in it (Route headers, first hop first).
+pub(super) fn routed(m: &mut Message, route: &[String]) {
+    for r in route {
+        m.push("Route", r.clone());
     }
 }

@@ -133,6 +133,11 @@ impl Call {
         m.push("To", to);
         m.push("Call-ID", call_id);
         m.push("CSeq", format!("{} {method}", self.a.cseq));
+        // Through the proxies that asked to stay in the dialog (a provider's), in the
+        // order the caller's INVITE listed them (RFC 3261 section 12.1.1).
+        for route in self.a.invite.values("record-route") {
+            m.push("Route", route.to_string());
+        }
         if method == Method::Invite {
             m.push(
                 "Contact",

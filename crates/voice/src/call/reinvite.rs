@@ -2,6 +2,7 @@
 //! same offer, pointed at the box, goes to the other side; its answer comes back the
 //! same way. One at a time: another meanwhile is told 491 Request Pending.
 
+use super::fork::routed;
 use super::{Call, Incoming, Peer, branch};
 use crate::sdp;
 use crate::sip::{Message, Method, param};
@@ -26,9 +27,9 @@ impl Call {
 
     /// A re-INVITE from one side: the same offer, pointed at the box, to the other side.
     pub(super) fn forward_reinvite(&mut self, req: Message, from_a: bool) {
-        let Some((w_uri, w_tag, w_peer)) = self
+        let Some((w_uri, w_tag, w_peer, w_route)) = self
             .winner()
-            .map(|w| (w.dialog_uri(), w.to_tag.clone(), w.peer))
+            .map(|w| (w.dialog_uri(), w.to_tag.clone(), w.peer, w.route.clone()))
         else {
             let r = req.response(491, "Request Pending", &self.a.tag);
             self.send_a(r.to_bytes());
@@ -50,7 +51,7 @@ impl Call {
             }
             let offer = sdp::rewrite(&req.body, self.media.ip_b, self.media.port_b);
             self.b_cseq += 1;
-            let r = self.b_request(
+            let mut r = self.b_request(
                 Method::Invite,
                 &w_uri,
                 self.b_cseq,
@@ -58,6 +59,7 @@ impl Call {
                 w_tag.as_deref(),
                 (!req.body.is_empty()).then_some(offer.as_slice()),
             );
+            routed(&mut r, &w_route);
             self.send_b(w_peer, r.to_bytes());
         } else {
             self.send(trying, w_peer);
@@ -85,11 +87,11 @@ impl Call {
     /// The callee's phone answered the re-INVITE we carried to it: ACKed, and the
     /// answer goes back to the caller.
     pub(super) fn reinvite_answered_by_b(&mut self, code: u16, m: Incoming) {
-        let (uri, to_tag) = self
+        let (uri, to_tag, route) = self
             .winner()
-            .map(|w| (w.dialog_uri(), w.to_tag.clone()))
+            .map(|w| (w.dialog_uri(), w.to_tag.clone(), w.route.clone()))
             .unwrap_or_default();
-        let ack = self.b_request(
+        let mut ack = self.b_request(
             Method::Ack,
             &uri,
             self.b_cseq,
@@ -97,6 +99,7 @@ impl Call {
             to_tag.as_deref(),
             None,
         );
+        routed(&mut ack, &route);
         self.send(
             ack.to_bytes(),
             Peer {

@@ -9,7 +9,7 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use officebox_store::date::{datetime, parse_day};
-use officebox_store::{CallQuery, CallRecord, Disposition};
+use officebox_store::{CallQuery, CallRecord, Direction, Disposition};
 
 use crate::app::Shared;
 use crate::routes::{Me, page};
@@ -211,6 +211,7 @@ fn row(c: &CallRecord) -> Markup {
     let answered_by = match (&c.answered_by, c.answered_at, c.disposition) {
         (Some(login), _, _) => login.clone(),
         (None, Some(_), Some(Disposition::Menu)) => "voicemail menu".into(),
+        (None, Some(_), _) if c.direction == Direction::Out => "the number called".into(),
         (None, Some(_), _) => "voicemail".into(),
         (None, None, _) => String::new(),
     };
@@ -266,7 +267,6 @@ fn pages(filters: &Filters, total: u64) -> Markup {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use officebox_store::Direction;
 
     fn record(caller_name: &str) -> CallRecord {
         CallRecord {

@@ -1,0 +1,351 @@
+//! Calls over a SIP trunk, end to end with real phones and a real provider, all on
+//! loopback: kamailio on 127.0.0.2 plays the telephone provider (registrar and proxy,
+//! challenging every call on the trunk for the account's digest credentials, recording
+//! its route, relaying calls to the office's numbers to where the trunk registered), a
+//! baresip phone on 127.0.0.3 is registered there as an outside line, and baresip phones
+//! 101 (alice) and 102 (bob) are registered with officebox.
+//!
+//! An office phone dials out (the route strips the 9, the provider sees the account's
+//! number as caller ID) and the outside phone dials a DID that rings an extension; each
+//! call carries speech both ways through officebox's relay, and the call log has both.
+//! The guards: an international number and a user outside the route are refused, an
+//! emergency number goes out whoever dials it, a dead trunk fails over to the next, and
+//! a DID the office does not have is refused. (The WAN side, firewall and NAT, is in
+//! tests/trunks.rs.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use officebox_testkit::{
+    Baresip, BaresipAccount, KamailioProvider, Officebox, ProviderOptions, READY_TIMEOUT,
+    TestConfig, audio, free_udp_port, require_program, scratch_dir, wait_until,
+};
+
+const ACCOUNT: &str = "4930123456";
+const TRUNK_PASSWORD: &str = "trunk-secret";
+/// The outside phone's number at the provider.
+const OUTSIDE: &str = "5551234";
+const OUTSIDE_PASSWORD: &str = "outside-secret";
+/// The office's number that rings bob (the provider sends it in To).
+const DID_BOB: &str = "4930123457";
+const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A G.711 round trip through the relay scores about 0.99.
+const SIMILAR: f64 = 0.8;
+
+/// One test at a time: real-time audio through three phones.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_officebox"))
+}
+
+/// The provider, officebox with a trunk to it, and where each is.
+struct World {
+    kam: KamailioProvider,
+    provider: SocketAddr,
+    ob: Officebox,
+    sip: SocketAddr,
+}
+
+impl World {
+    /// kamailio on 127.0.0.2, and officebox (the demo) with trunk "main" to it, route
+    /// `9.` (strip the 9) for alice, DID 4930123457 to extension 102, and `extra` config.
+    fn start(extra: impl FnOnce(TestConfig) -> TestConfig) -> World {
+        require_program("baresip", "baresip");
+        require_program("kamailio", "kamailio");
+        let provider = SocketAddr::from(([127, 0, 0, 2], free_udp_port().unwrap()));
+        let mut options = ProviderOptions::new("127.0.0.2", ACCOUNT, TRUNK_PASSWORD);
+        options.port = provider.port();
+        options.phones = vec![(OUTSIDE.into(), OUTSIDE_PASSWORD.into())];
+        options.did_prefix = Some("49301234".into());
+        let kam = KamailioProvider::start_on_loopback(&options).expect("kamailio starts");
+        let c = TestConfig::demo().free_ports().append(&format!(
+            "[[phone.trunks]]\nname = \"main\"\nserver = \"{provider}\"\nusername = \"{ACCOUNT}\"\n\
+             password = \"{TRUNK_PASSWORD}\"\n\n\
+             [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"main\"]\n\
+             users = [\"alice\"]\n\n\
+             [[phone.inbound]]\nnumber = \"{DID_BOB}\"\ndestination = \"extension:102\"\n"
+        ));
+        let c = extra(c);
+        let ob = Officebox::start(bin(), &c.text()).expect("officebox starts");
+        ob.peer()
+            .wait_for_log("phone: serving", READY_TIMEOUT)
+            .expect("the phone server starts");
+        let sip = SocketAddr::from((
+            [127, 0, 0, 1],
+            u16::try_from(c.int("phone.sip_port")).unwrap(),
+        ));
+        let world = World {
+            kam,
+            provider,
+            ob,
+            sip,
+        };
+        let registered = wait_until(Duration::from_secs(15), || {
+            world
+                .cli(&["phone", "trunks"])
+                .lines()
+                .any(|l| l.starts_with("main ") && l.contains("registered"))
+        });
+        assert!(
+            registered,
+            "the trunk did not register:\n{}\n{}",
+            world.cli(&["phone", "trunks"]),
+            world.kam.log()
+        );
+        world
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--config")
+            .arg(self.ob.config_path())
+            .current_dir(self.ob.dir())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// An office phone: extension `ext`, logging in as `login`.
+    fn office_phone(&self, name: &str, ext: &str, login: &str, plays: Option<&Path>) -> Baresip {
+        let mut account = BaresipAccount::new(ext, self.sip)
+            .domain("office.test")
+            .auth(login, &format!("demo-{login}"))
+            .auto_answer(true)
+            .max_call(Duration::from_secs(60));
+        if let Some(p) = plays {
+            account = account.play(p);
+        }
+        let phone = Baresip::start(name, &account).unwrap();
+        self.registered(&phone);
+        phone
+    }
+
+    /// The outside phone, registered at the provider from 127.0.0.3.
+    fn outside_phone(&self, plays: &Path) -> Baresip {
+        let account = BaresipAccount::new(OUTSIDE, self.provider)
+            .auth(OUTSIDE, OUTSIDE_PASSWORD)
+            .local_ip(std::net::Ipv4Addr::new(127, 0, 0, 3))
+            .auto_answer(true)
+            .max_call(Duration::from_secs(60))
+            .play(plays);
+        let phone = Baresip::start("carol", &account).unwrap();
+        self.registered(&phone);
+        phone
+    }
+
+    fn registered(&self, phone: &Baresip) {
+        if let Err(e) = phone.wait_registered(EVENT_TIMEOUT) {
+            self.fail(&format!("{} did not register", phone.name()), e);
+        }
+    }
+
+    fn event(&self, phone: &Baresip, mark: usize, kind: &str) -> officebox_testkit::BaresipEvent {
+        phone
+            .wait_for_event_after(mark, kind, EVENT_TIMEOUT)
+            .unwrap_or_else(|e| self.fail(&format!("{}: no {kind}", phone.name()), e))
+    }
+
+    fn fail(&self, what: &str, error: impl std::fmt::Display) -> ! {
+        panic!(
+            "{what}: {error}\n--- officebox ---\n{}\n--- kamailio ---\n{}",
+            self.ob.log(),
+            self.kam.log()
+        )
+    }
+
+    /// `caller` dials `number`; once both phones have talked for `seconds`, `caller`
+    /// hangs up. What `caller` and `callee` heard, and the callee's view of the caller.
+    fn talk(&self, caller: &Baresip, callee: &Baresip, number: &str, seconds: f64) -> String {
+        let (mark_a, mark_b) = (caller.mark(), callee.mark());
+        caller.dial(number).unwrap();
+        let established = self.event(caller, mark_a, "CALL_ESTABLISHED");
+        let incoming = self.event(callee, mark_b, "CALL_ESTABLISHED");
+        let until = established.received + Duration::from_secs_f64(seconds + 1.0);
+        sleep(until.saturating_duration_since(Instant::now()));
+        let mark = caller.mark();
+        caller.hangup().unwrap();
+        self.event(caller, mark, "CALL_CLOSED");
+        self.event(callee, mark_b, "CALL_CLOSED");
+        incoming.peer_uri
+    }
+
+    /// `phone` dials `number` and the call is refused: the reason it was given.
+    fn refused(&self, phone: &Baresip, number: &str) -> String {
+        let mark = phone.mark();
+        phone.dial(number).unwrap();
+        self.event(phone, mark, "CALL_CLOSED").param
+    }
+}
+
+/// Speech for `who`, half a second of silence first (a phone's first packets may go
+/// while the other side still sets up its audio).
+fn sentence(dir: &Path, who: &str, text: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let says = dir.join(format!("{who}-says.wav"));
+    audio::speak_wav(&says, text).unwrap();
+    let plays = dir.join(format!("{who}.wav"));
+    let wav = audio::read_wav(&says).unwrap();
+    let mut samples = vec![0i16; (wav.rate / 2) as usize];
+    samples.extend_from_slice(&wav.samples);
+    audio::write_wav(&plays, wav.rate, &samples).unwrap();
+    (says, plays)
+}
+
+/// Whether `phone`'s last call's recording is `said`.
+fn heard(world: &World, phone: &Baresip, said: &Path) {
+    let rec = phone.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let m = audio::compare(said, &rec).unwrap();
+    assert!(
+        m.score > SIMILAR,
+        "{} did not hear {}: {m:?} ({})\n{}",
+        phone.name(),
+        said.display(),
+        rec.display(),
+        world.ob.log()
+    );
+}
+
+#[test]
+fn office_phones_call_out_and_are_called_in_over_the_trunk_with_speech_both_ways() {
+    require_program("espeak-ng", "espeak-ng");
+    let _serial = serial();
+    let dir = scratch_dir("trunk-talk").unwrap();
+    let (alice_says, alice_plays) = sentence(
+        dir.path(),
+        "alice",
+        "Alice calls the outside world through the trunk.",
+    );
+    let (bob_says, bob_plays) = sentence(dir.path(), "bob", "Bob answers a call from outside.");
+    let (carol_says, carol_plays) = sentence(
+        dir.path(),
+        "carol",
+        "Carol speaks from a phone at the provider.",
+    );
+    let world = World::start(|c| c);
+    let alice = world.office_phone("alice", "101", "alice", Some(&alice_plays));
+    let bob = world.office_phone("bob", "102", "bob", Some(&bob_plays));
+    let carol = world.outside_phone(&carol_plays);
+    let longest = [&alice_plays, &bob_plays, &carol_plays]
+        .iter()
+        .map(|p| audio::read_wav(p).unwrap().seconds())
+        .fold(0.0, f64::max);
+
+    // Out: 9 + the number; the provider asks for the account's credentials, and carol
+    // sees the account's number as the caller.
+    let seen = world.talk(&alice, &carol, &format!("9{OUTSIDE}"), longest);
+    assert!(seen.starts_with(&format!("sip:{ACCOUNT}@")), "{seen}");
+    heard(&world, &carol, &alice_says);
+    heard(&world, &alice, &carol_says);
+    let kam = world.kam.log();
+    assert!(
+        kam.contains(&format!("provider: call on the trunk to {OUTSIDE}"))
+            && kam.contains(&format!(
+                "pai=[\"Alice Example\" <sip:{ACCOUNT}@127.0.0.2>]"
+            )),
+        "{kam}"
+    );
+
+    // In: carol dials bob's DID; the provider relays it to the trunk's registration.
+    let seen = world.talk(&carol, &bob, DID_BOB, longest);
+    assert!(seen.starts_with(&format!("sip:{OUTSIDE}@")), "{seen}");
+    heard(&world, &bob, &carol_says);
+    heard(&world, &carol, &bob_says);
+
+    let log = world.cli(&["phone", "log"]);
+    let out = log.lines().find(|l| l.ends_with("(out via main)"));
+    let inbound = log.lines().find(|l| l.ends_with("(in via main)"));
+    assert!(
+        out.is_some_and(|l| l.contains("101 (Alice Example)")
+            && l.contains("(the number)")
+            && l.contains("answered")),
+        "{log}"
+    );
+    assert!(
+        inbound
+            .is_some_and(|l| l.contains(OUTSIDE) && l.contains(" bob ") && l.contains("answered")),
+        "{log}"
+    );
+    assert!(!world.ob.log().contains("panicked"), "{}", world.ob.log());
+}
+
+#[test]
+fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
+    let _serial = serial();
+    let dead = SocketAddr::from(([127, 0, 0, 9], free_udp_port().unwrap()));
+    let world = World::start(|c| {
+        c.append(&format!(
+            "[[phone.trunks]]\nname = \"dead\"\nkind = \"ip\"\nserver = \"{dead}\"\n\
+             addresses = [\"127.0.0.9\"]\n\n\
+             [[phone.routes]]\nname = \"failover\"\npattern = \"8.\"\nstrip = 1\n\
+             trunks = [\"dead\", \"main\"]\n"
+        ))
+    });
+    let dir = scratch_dir("trunk-guards").unwrap();
+    let (_, quiet) = sentence(dir.path(), "quiet", "Hello.");
+    let alice = world.office_phone("alice", "101", "alice", None);
+    let bob = world.office_phone("bob", "102", "bob", None);
+    let carol = world.outside_phone(&quiet);
+
+    // International numbers are refused by default; bob may not use the route.
+    let why = world.refused(&alice, "90044207946000");
+    assert!(
+        why.contains("403") && why.contains("international"),
+        "{why}"
+    );
+    let why = world.refused(&bob, &format!("9{OUTSIDE}"));
+    assert!(why.contains("403"), "{why}");
+    // An emergency number goes out whoever dials it (the provider has no such phone).
+    let why = world.refused(&bob, "112");
+    assert!(why.contains("404"), "{why}");
+    assert!(
+        world
+            .kam
+            .log()
+            .contains("provider: call on the trunk to 112"),
+        "{}",
+        world.kam.log()
+    );
+    // A DID the office does not have (and no operator).
+    let why = world.refused(&carol, "4930123499");
+    assert!(why.contains("404"), "{why}");
+
+    // The first trunk's provider says nothing: 5 s on, the call goes out on the next.
+    let started = Instant::now();
+    let seen = world.talk(&alice, &carol, &format!("8{OUTSIDE}"), 0.5);
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    assert!(seen.starts_with(&format!("sip:{ACCOUNT}@")), "{seen}");
+    let answered = |log: &str| {
+        log.lines()
+            .any(|l| l.contains(" answered ") && l.ends_with("(out via main)"))
+    };
+    let ok = wait_until(Duration::from_secs(5), || {
+        answered(&world.cli(&["phone", "log"]))
+    });
+    let log = world.cli(&["phone", "log"]);
+    assert!(
+        ok,
+        "the answered call names the trunk it went out on: {log}"
+    );
+    // The refused calls are there too.
+    assert_eq!(
+        log.lines().filter(|l| l.ends_with(" failed")).count(),
+        2,
+        "{log}"
+    );
+    let ob_log = world.ob.log();
+    assert!(
+        ob_log.contains("phone: calling out") && ob_log.contains("trunk=dead"),
+        "{ob_log}"
+    );
+}
