@@ -27,7 +27,8 @@
 //!
 //! The SIP port also answers the listed addresses of each enabled SIP trunk's provider,
 //! whatever `wan_services` says (an IP trunk's provider calls in without a registration
-//! that would have opened the way).
+//! that would have opened the way), and with a trunk the RTP ports are open on the WAN
+//! (the provider's media may come from anywhere, and first).
 
 use std::fmt::Write as _;
 
@@ -91,6 +92,18 @@ fn trunk_rules(o: &mut String, config: &Config) {
                 list.join(", ")
             );
         }
+    }
+    // The audio of calls over a trunk comes from the provider's media servers, which may
+    // be anywhere and may speak first (early media: ringback, announcements), before the
+    // box has sent anything that connection tracking would let answers back through. A
+    // port in the range is open only while a call holds it, and its relay takes packets
+    // from one source only.
+    if config.phone.trunks.iter().any(|t| t.enabled) {
+        let (lo, hi) = config.phone.rtp_ports;
+        let _ = writeln!(
+            o,
+            "        udp dport {lo}-{hi} accept comment \"phone.rtp_ports: the audio of calls over the trunks\""
+        );
     }
 }
 
