@@ -1080,7 +1080,7 @@ pub const ROUTE_CALLER_ID: Setting = s(
     Kind::Text,
     Default::None,
     "Caller ID",
-    "The number the called party sees. Empty: the company's.",
+    "The number the called party sees. Empty: the trunk account's number (the company's main number).",
 );
 pub const ROUTE_ALLOW_INTERNATIONAL: Setting = s(
     "phone.routes[].allow_international",
