@@ -524,6 +524,30 @@ pub struct LocalTime {
     pub minute: u16,
 }
 
+impl LocalTime {
+    /// Now in time zone `zone` (an IANA name the config has checked), else the box's own.
+    pub fn now(zone: Option<&str>) -> LocalTime {
+        let tz = zone
+            .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+            .unwrap_or_else(jiff::tz::TimeZone::system);
+        LocalTime::at(&jiff::Timestamp::now().to_zoned(tz))
+    }
+
+    fn at(t: &jiff::Zoned) -> LocalTime {
+        let minute =
+            u16::try_from(t.hour()).unwrap_or(0) * 60 + u16::try_from(t.minute()).unwrap_or(0);
+        LocalTime {
+            date: (
+                i32::from(t.year()),
+                u8::try_from(t.month()).unwrap_or(1),
+                u8::try_from(t.day()).unwrap_or(1),
+            ),
+            weekday: u8::try_from(t.weekday().to_monday_zero_offset()).unwrap_or(0),
+            minute,
+        }
+    }
+}
+
 impl Schedule {
     /// Whether the office is open at `t`.
     pub fn is_open(&self, t: LocalTime) -> bool {
@@ -619,6 +643,30 @@ mod tests {
             allow_premium: false,
         };
         assert_eq!(r.outgoing("95551234"), "+15551234");
+    }
+
+    #[test]
+    fn local_time_is_the_wall_clock_in_the_zone() {
+        let t: jiff::Timestamp = "2026-12-07T07:30:00Z".parse().unwrap();
+        let berlin = t.to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+        assert_eq!(
+            LocalTime::at(&berlin),
+            LocalTime {
+                date: (2026, 12, 7),
+                weekday: 0,
+                minute: 8 * 60 + 30
+            }
+        );
+        // Five hours behind: the small hours of the same Monday in New York.
+        let ny = t.to_zoned(jiff::tz::TimeZone::get("America/New_York").unwrap());
+        assert_eq!(
+            LocalTime::at(&ny),
+            LocalTime {
+                date: (2026, 12, 7),
+                weekday: 0,
+                minute: 2 * 60 + 30
+            }
+        );
     }
 
     #[test]

@@ -434,6 +434,9 @@ pub struct Phone {
     pub rtp_ports: (u16, u16),
     /// Calls older than this many days leave the call log.
     pub call_log_days: u32,
+    /// The office's time zone (an IANA name) for schedules and the day's limits; `None`:
+    /// the box's own.
+    pub timezone: Option<String>,
     /// Routes out, numbers in, ring groups, schedules and attendants.
     pub dial_plan: crate::dialplan::DialPlan,
     /// `[[phone.trunks]]`: lines to telephone providers, in the file's order.

@@ -812,6 +812,14 @@ pub const RTP_PORTS: Setting = s(
     "A range for the calls' audio, e.g. 10000-10999 (two per call).",
 );
 
+pub const TIMEZONE: Setting = s(
+    "phone.timezone",
+    Kind::Text,
+    Default::None,
+    "Time zone",
+    "For office hours and the day's call limits, e.g. Europe/Berlin. Empty: the box's own.",
+);
+
 pub const CALL_LOG_DAYS: Setting = s(
     "phone.call_log_days",
     Kind::Int {
@@ -1314,6 +1322,7 @@ pub const SETTINGS: &[&Setting] = &[
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,
     &CALL_LOG_DAYS,
+    &TIMEZONE,
     &EMERGENCY_NUMBERS,
     &OPERATOR,
     &INTERNATIONAL_PREFIXES,

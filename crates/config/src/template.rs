@@ -214,6 +214,7 @@ password = "{admin_hash}"
 {phone.max_message_length}
 {phone.rtp_ports}
 {phone.call_log_days}
+# timezone = "Europe/Berlin"   # office hours and the day's limits; unset: the box's own
 {phone.emergency_numbers}
 {phone.international_prefixes}
 {phone.premium_prefixes}

@@ -184,6 +184,7 @@ pub const PAGES: &[PageDef] = &[
         risky: false,
         fields: &[
             field(&schema::OPERATOR),
+            field(&schema::TIMEZONE),
             field(&schema::EMERGENCY_NUMBERS),
             field(&schema::INTERNATIONAL_PREFIXES),
             field(&schema::PREMIUM_PREFIXES),

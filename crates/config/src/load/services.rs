@@ -12,6 +12,7 @@ impl Loader<'_, '_> {
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
             call_log_days: u32::try_from(schema::CALL_LOG_DAYS.int()).unwrap_or(90),
+            timezone: None,
             dial_plan: super::dialplan::default_dial_plan(),
             trunks: Vec::new(),
         };
@@ -77,6 +78,17 @@ impl Loader<'_, '_> {
             let days = &schema::CALL_LOG_DAYS;
             if let Some(d) = sec.int(self.sink, days.key(), days.range()) {
                 phone.call_log_days = u32::try_from(d.value).unwrap_or(phone.call_log_days);
+            }
+            if let Some(tz) = sec.parsed(
+                self.sink,
+                "timezone",
+                "an IANA time zone name, e.g. \"Europe/Berlin\" or \"America/New_York\"",
+                |s| match jiff::tz::TimeZone::get(s) {
+                    Ok(_) => Ok(s.to_string()),
+                    Err(_) => Err(format!("`{s}` is not a time zone")),
+                },
+            ) {
+                phone.timezone = Some(tz.value);
             }
             let trunks = sec.tables(self.sink, "trunks");
             phone.trunks = self.trunks(trunks);
