@@ -119,10 +119,22 @@ impl World {
 
     /// An office phone: extension `ext`, logging in as `login`.
     fn office_phone(&self, name: &str, ext: &str, login: &str, plays: Option<&Path>) -> Baresip {
+        self.office_phone_answering(name, ext, login, plays, true)
+    }
+
+    /// An office phone that answers by itself (`auto`) or not at all.
+    fn office_phone_answering(
+        &self,
+        name: &str,
+        ext: &str,
+        login: &str,
+        plays: Option<&Path>,
+        auto: bool,
+    ) -> Baresip {
         let mut account = BaresipAccount::new(ext, self.sip)
             .domain("office.test")
             .auth(login, &format!("demo-{login}"))
-            .auto_answer(true)
+            .auto_answer(auto)
             .max_call(Duration::from_secs(60));
         if let Some(p) = plays {
             account = account.play(p);
@@ -348,4 +360,75 @@ fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
         ob_log.contains("phone: calling out") && ob_log.contains("trunk=dead"),
         "{ob_log}"
     );
+}
+
+/// A day in UTC as YYYY-MM-DD, `offset` days from today.
+fn utc_day(offset: i32) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("{offset} days"), "+%F"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_did_rings_a_hunt_group_and_at_night_the_schedule_sends_it_to_voicemail() {
+    let _serial = serial();
+    // Open all week, but closed today (a holiday either side of midnight too).
+    let holidays: Vec<String> = (-1..=1).map(|d| format!("\"{}\"", utc_day(d))).collect();
+    let world = World::start(|c| {
+        c.set("phone.timezone", "UTC").append(&format!(
+            "[[phone.inbound]]\nnumber = \"4930123458\"\ndestination = \"group:front\"\n\n\
+             [[phone.inbound]]\nnumber = \"4930123459\"\ndestination = \"schedule:office\"\n\n\
+             [[phone.ring_groups]]\nname = \"front\"\nstrategy = \"hunt\"\n\
+             members = [\"102\", \"101\"]\nring_time = \"5s\"\nno_answer = \"voicemail:bob\"\n\n\
+             [[phone.schedules]]\nname = \"office\"\nopen = [\"mon-sun 00:00-24:00\"]\n\
+             holidays = [{}]\nwhen_open = \"extension:101\"\nwhen_closed = \"voicemail:alice\"\n",
+            holidays.join(", ")
+        ))
+    });
+    let dir = scratch_dir("trunk-group").unwrap();
+    let (_, hello) = sentence(dir.path(), "carol", "Hello, please call me back.");
+    let alice = world.office_phone("alice", "101", "alice", None);
+    let bob = world.office_phone_answering("bob", "102", "bob", None, false);
+    let carol = world.outside_phone(&hello);
+
+    // Hunt: bob (first) rings and does not answer; 5 s on, alice's phone rings and answers.
+    let (mark_a, mark_b, mark_c) = (alice.mark(), bob.mark(), carol.mark());
+    let started = Instant::now();
+    carol.dial("4930123458").unwrap();
+    world.event(&bob, mark_b, "CALL_INCOMING");
+    world.event(&alice, mark_a, "CALL_ESTABLISHED");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "alice rang before bob's turn ended"
+    );
+    world.event(&carol, mark_c, "CALL_ESTABLISHED");
+    world.event(&bob, mark_b, "CALL_CLOSED");
+    let mark = carol.mark();
+    carol.hangup().unwrap();
+    world.event(&carol, mark, "CALL_CLOSED");
+
+    // At night (a holiday): the schedule sends the call to alice's voicemail.
+    let mark = carol.mark();
+    carol.dial("4930123459").unwrap();
+    world.event(&carol, mark, "CALL_ESTABLISHED");
+    sleep(Duration::from_secs(4));
+    carol.hangup().unwrap();
+    world.event(&carol, mark, "CALL_CLOSED");
+
+    let lines = |log: &str| {
+        let group = log.lines().any(|l| {
+            l.contains("front") && l.contains(" alice ") && l.contains("answered (in via main)")
+        });
+        // alice's voicemail answered (whether a message was left is voicemail's business).
+        let night = log.lines().any(|l| {
+            l.contains(" 101 ") && l.contains(" (voicemail) ") && l.ends_with("(in via main)")
+        });
+        group && night
+    };
+    let ok = wait_until(Duration::from_secs(5), || {
+        lines(&world.cli(&["phone", "log"]))
+    });
+    assert!(ok, "{}\n{}", world.cli(&["phone", "log"]), world.ob.log());
 }

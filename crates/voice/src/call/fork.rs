@@ -1,23 +1,21 @@
 //! Leg B: the box's own INVITE to each registered phone of the callee (a fork each, all
-//! with leg B's one Call-ID and From tag), or to an outside number over the first trunk
-//! that takes it ([`super::Callee::Outside`]: the provider's digest challenge answered,
-//! the next trunk tried when one fails); their answers (ringing, the first 200 wins and
-//! the others are cancelled, refusals), and requests from the answering side.
+//! with leg B's one Call-ID and From tag), to a ring group's members stage by stage
+//! ([`super::group`]), or to an outside number over the first trunk that takes it
+//! ([`super::lines`]); their answers (ringing, the first 200 wins and the others are
+//! cancelled, refusals), and requests from the answering side.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 
-use officebox_store::{CallEvent, Disposition};
+use officebox_store::Disposition;
 
 use super::timers::{Key, Retransmit};
-use super::{Call, Callee, Incoming, Peer, State, branch, copy_body, reach, token};
+use super::{Call, Callee, Incoming, Peer, State, branch, copy_body, reach};
 use crate::registrar::Binding;
 use crate::sdp;
 use crate::sip::{Message, Method, StartLine, param, uri_of};
-use crate::trunk::auth::{self, Answer};
 
 /// Phones of the callee rung at once.
 const MAX_FORKS: usize = 5;
@@ -56,6 +54,8 @@ pub(super) struct Fork {
     /// The proxies its 2xx says stay in the dialog, in the order our requests pass them
     /// (its Record-Route reversed, RFC 3261 section 12.1.2).
     pub(super) route: Vec<String>,
+    /// Whose phone it is (the call log's "answered by"); `None` for a trunk.
+    pub(super) login: Option<String>,
     /// Its INVITE's CSeq (an INVITE answering a provider's challenge has the next).
     pub(super) cseq: u32,
     /// Whether its INVITE answers a provider's challenge (one that fails is not
@@ -111,17 +111,18 @@ impl Call {
         self.status("ringing");
         let bindings: Vec<Binding> = match &self.setup.callee {
             Callee::Phones(b) => b.iter().take(MAX_FORKS).cloned().collect(),
+            Callee::Group(_) => {
+                self.ring_stage(0);
+                return;
+            }
             Callee::Outside(_) => {
                 self.try_line(0, None);
                 return;
             }
         };
+        let login = Some(self.setup.parties.callee_login.clone());
         for b in bindings {
-            let peer = Peer {
-                addr: reach(&b),
-                transport: b.transport,
-            };
-            self.invite_b(&b.contact, peer, 1, None);
+            self.ring_phone(&b, 1, login.clone());
         }
         if self.forks.is_empty() {
             self.voicemail_or_fail(480, "Temporarily Unavailable");
@@ -134,16 +135,27 @@ impl Call {
         );
     }
 
+    /// Rings one registered phone (of `login`).
+    pub(super) fn ring_phone(&mut self, b: &Binding, cseq: u32, login: Option<String>) {
+        let peer = Peer {
+            addr: reach(b),
+            transport: b.transport,
+        };
+        self.invite_b(&b.contact, peer, cseq, login, None);
+    }
+
     /// Sends a fork our INVITE (with the CSeq `cseq`, and an answer to a digest challenge
     /// when there is one), the caller's offer pointed at the relay.
-    fn invite_b(
+    pub(super) fn invite_b(
         &mut self,
         uri: &str,
         peer: Peer,
         cseq: u32,
+        login: Option<String>,
         authorization: Option<(&str, String)>,
     ) {
         let fork = Fork {
+            login,
             branch: branch(),
             uri: uri.to_string(),
             peer,
@@ -178,135 +190,19 @@ impl Call {
         self.forks.push(fork);
     }
 
-    /// An outside call tries its lines from `first` on: the first whose trunk has room
-    /// gets the INVITE. When none is left the caller hears why the last one failed
-    /// (`last`), or 503 when every trunk was full.
-    fn try_line(&mut self, first: usize, last: Option<(u16, String)>) {
-        let Callee::Outside(lines) = &self.setup.callee else {
-            return;
-        };
-        let mut next = None;
-        for (i, line) in lines.iter().enumerate().skip(first) {
-            if let Some(slot) = self
-                .setup
-                .slots
-                .take(&format!("trunk:{}", line.trunk), line.max_calls)
-            {
-                next = Some((i, line.clone(), slot));
-                break;
-            }
-            warn!(message = "phone: trunk full; trying the next", trunk = %line.trunk, max_calls = line.max_calls);
-        }
-        let Some((i, line, slot)) = next else {
-            let (code, reason) =
-                last.unwrap_or((503, "Service Unavailable (every trunk is busy)".into()));
-            self.fail_a(code, &reason);
-            return;
-        };
-        if i > 0 {
-            self.log(CallEvent::Trunk {
-                call_id: self.setup.log.call_id.clone(),
-                trunk: line.trunk.clone(),
-            });
-        }
-        self.line = i;
-        self.line_slot = Some(slot);
-        self.b_from.clone_from(&line.from);
-        self.b_to.clone_from(&line.to);
-        self.b_contact_user.clone_from(&line.contact_user);
-        self.b_local = SocketAddr::new(self.setup.wire.local_for(line.peer), self.b_local.port());
-        let peer = Peer {
-            addr: line.peer,
-            transport: line.transport,
-        };
-        self.b_cseq += 1;
-        self.invite_b(&line.uri, peer, self.b_cseq, None);
-        info!(
-            message = "phone: calling out",
-            caller = %self.setup.parties.caller_ext,
-            number = %self.setup.parties.callee_ext,
-            trunk = %line.trunk
-        );
-    }
-
-    /// An outside line refused with a challenge: the INVITE goes again with the trunk
-    /// account's answer (once); `false` when it cannot be answered.
-    fn answer_challenge(&mut self, code: u16, msg: &Message, fork: usize) -> bool {
-        let Callee::Outside(lines) = &self.setup.callee else {
-            return false;
-        };
-        let Some(line) = lines.get(self.line) else {
-            return false;
-        };
-        let Some(creds) = line.credentials.clone() else {
-            return false;
-        };
-        let (ask, answer) = if code == 401 {
-            ("www-authenticate", "Authorization")
-        } else {
-            ("proxy-authenticate", "Proxy-Authorization")
-        };
-        let challenge = match auth::choose(msg.values(ask)) {
-            Ok(c) => c,
-            Err(why) => {
-                warn!(message = "phone: cannot answer the provider's challenge", trunk = %line.trunk, why = %why);
-                return false;
-            }
-        };
-        let (uri, peer) = (
-            line.uri.clone(),
-            Peer {
-                addr: line.peer,
-                transport: line.transport,
-            },
-        );
-        let value = auth::authorization(
-            &challenge,
-            &Answer {
-                username: &creds.username,
-                password: &creds.password,
-                method: "INVITE",
-                uri: &uri,
-                count: 0,
-                cnonce: &token(),
-            },
-        );
-        let cseq = self.forks.get(fork).map_or(self.b_cseq, |f| f.cseq) + 1;
-        self.invite_b(&uri, peer, cseq, Some((answer, value)));
-        true
-    }
-
-    /// An outside line failed with `code`: the next trunk is tried when another might do
-    /// better (no answer, a server error, refused credentials); otherwise the caller
-    /// hears the provider's answer (busy, no such number, ...).
-    fn line_failed(&mut self, code: u16, reason: &str) {
-        self.line_slot = None;
-        let (code, reason) = match code {
-            401 | 403 | 407 => (
-                503,
-                "Service Unavailable (the provider refused the trunk)".to_string(),
-            ),
-            _ => (code, reason.to_string()),
-        };
-        if matches!(code, 408 | 500..=599) {
-            self.try_line(self.line + 1, Some((code, reason)));
-        } else {
-            self.fail_a(code, &reason);
-        }
-    }
-
     /// A fork failed with `code` (refused, or no answer in time): an outside line fails
     /// over; a phone's is one fewer ringing.
     pub(super) fn fork_failed(&mut self, code: u16, reason: &str) {
         if !self.state.is_ringing() {
             return;
         }
-        if matches!(self.setup.callee, Callee::Outside(_)) {
-            if !self.forks.iter().any(Fork::is_live) {
-                self.line_failed(code, reason);
-            }
-        } else {
-            self.all_failed();
+        let live = self.forks.iter().any(Fork::is_live);
+        match self.setup.callee {
+            Callee::Outside(_) if !live => self.line_failed(code, reason),
+            // A member busy or refusing: the next (hunt), or the group's no-answer.
+            Callee::Group(_) if !live => self.ring_stage(self.stage + 1),
+            Callee::Phones(_) => self.all_failed(),
+            _ => {}
         }
     }
 
@@ -583,10 +479,7 @@ impl Call {
         self.respond_a(r);
         self.status("talking");
         self.disposition = Disposition::Answered;
-        let by = match self.setup.callee {
-            Callee::Phones(_) => Some(self.setup.parties.callee_login.clone()),
-            Callee::Outside(_) => None,
-        };
+        let by = self.forks.get(i).and_then(|f| f.login.clone());
         self.log_answer(by.as_deref());
         info!(
             message = "phone: call answered",

@@ -14,13 +14,17 @@
 //!
 //! - [`leg`]: leg A, the caller's dialog (the box is its called party).
 //! - [`fork`]: leg B, the box's INVITE to each of the callee's phones.
+//! - [`group`]: a ring group's members, stage by stage (all at once, or hunt).
+//! - [`lines`]: an outside call's trunks, in order (challenge, failover).
 //! - [`reinvite`]: re-INVITEs carried from one leg to the other.
 //! - [`timers`]: retransmissions, transaction timeouts, and no answer.
 //! - [`handoff`]: the box answering instead (voicemail, or the voicemail menu).
 
 mod fork;
+mod group;
 mod handoff;
 mod leg;
+mod lines;
 mod reinvite;
 mod timers;
 
@@ -98,8 +102,18 @@ pub struct Parties {
 pub enum Callee {
     /// An office user's registered phones, rung at once (none: voicemail answers).
     Phones(Vec<Binding>),
+    /// A ring group: its stages one after the other ([`group`]); then the voicemail in
+    /// the setup, if any.
+    Group(Vec<Stage>),
     /// An outside number, over trunks tried in order: the next when one fails.
     Outside(Vec<OutsideLine>),
+}
+
+/// Phones rung together in a ring group, by their users' logins, and for how long.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub phones: Vec<(String, Binding)>,
+    pub ring: Duration,
 }
 
 /// One trunk an outside call may leave by, as the provider is to be asked.
@@ -344,6 +358,8 @@ struct Call {
     /// it holds on its trunk.
     line: usize,
     line_slot: Option<Slot>,
+    /// For a ring group: the stage ringing now.
+    stage: usize,
     /// One per phone rung ([`fork`]).
     forks: Vec<Fork>,
     /// The re-INVITE being carried from one leg to the other ([`reinvite`]).
@@ -433,7 +449,7 @@ impl Call {
             Callee::Outside(lines) => lines
                 .first()
                 .map_or(local.ip(), |l| setup.wire.local_for(l.peer)),
-            Callee::Phones(_) => local.ip(),
+            Callee::Phones(_) | Callee::Group(_) => local.ip(),
         };
         let (lease_a, lease_b) = match (setup.ports.take(ip_a), setup.ports.take(ip_b)) {
             (Ok(a), Ok(b)) => (a, b),
@@ -481,6 +497,7 @@ impl Call {
             b_contact_user,
             line: 0,
             line_slot: None,
+            stage: 0,
             forks: Vec::new(),
             reinvite: None,
             retransmits: Vec::new(),

@@ -1016,3 +1016,87 @@ async fn an_outside_call_skips_a_full_trunk_and_fails_over_when_a_provider_is_si
         ["ACK 192.0.2.50:5060", "404/INVITE 127.0.0.1:5062"]
     );
 }
+
+/// A call from outside to a ring group whose `stages` ring in turn, 5 s each.
+fn group_call(
+    stages: Vec<Vec<(&str, &str)>>,
+) -> (Call, Arc<FakeWire>, mpsc::UnboundedReceiver<CallEvent>) {
+    let (setup, wire, _status, log) = new_logged_setup(&[], false);
+    let stages = stages
+        .into_iter()
+        .map(|phones| Stage {
+            phones: phones
+                .into_iter()
+                .map(|(login, at)| (login.to_string(), binding(at)))
+                .collect(),
+            ring: Duration::from_secs(5),
+        })
+        .collect();
+    let setup = Setup {
+        callee: Callee::Group(stages),
+        ..setup
+    };
+    let (_tx, rx) = mpsc::channel(64);
+    (Call::new(setup, caller_invite(), rx).unwrap(), wire, log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hunt_group_rings_each_member_in_turn_and_a_busy_one_passes_at_once() {
+    const PHONE_3: &str = "127.0.0.1:5074";
+    let (mut call, wire, mut log) = group_call(vec![
+        vec![("bob", PHONE_1)],
+        vec![],
+        vec![("carol", PHONE_2)],
+        vec![("dave", PHONE_3)],
+    ]);
+    let first = started(&mut call, &wire);
+    assert_eq!(first.len(), 1, "only the first member rings");
+    call.handle(answer(&first[0], 180, "bob", PHONE_1, b""));
+    sent(&wire);
+    // Bob does not answer in 5 s: cancelled, and carol (the empty stage skipped) rings.
+    after(&mut call, Duration::from_secs(5)).await;
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["CANCEL 127.0.0.1:5070", "INVITE 127.0.0.1:5072"]);
+    assert!(msgs[1].cseq().unwrap().0 > first[0].cseq().unwrap().0);
+    // Carol is busy: dave at once.
+    call.handle(answer(&msgs[1], 486, "carol", PHONE_2, b""));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5072", "INVITE 127.0.0.1:5074"]);
+    call.handle(answer(&msgs[1], 200, "dave", PHONE_3, &sdp(6000)));
+    assert_eq!(
+        sent(&wire).0,
+        ["ACK 127.0.0.1:5074", "200/INVITE 127.0.0.1:5062"]
+    );
+    assert!(matches!(call.state, State::Talking));
+    let mut by = None;
+    while let Ok(e) = log.try_recv() {
+        if let CallEvent::Answered { by: b, .. } = e {
+            by = b;
+        }
+    }
+    assert_eq!(
+        by.as_deref(),
+        Some("dave"),
+        "the member who answered is logged"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_nobody_answers_ends_in_its_no_answer() {
+    let (mut call, wire, _log) = group_call(vec![vec![("bob", PHONE_1), ("carol", PHONE_2)]]);
+    let invites = started(&mut call, &wire);
+    assert_eq!(invites.len(), 2, "all at once");
+    call.handle(answer(&invites[0], 180, "bob", PHONE_1, b""));
+    call.handle(answer(&invites[1], 180, "carol", PHONE_2, b""));
+    sent(&wire);
+    after(&mut call, Duration::from_secs(5)).await;
+    let lines = sent(&wire).0;
+    assert_eq!(
+        lines,
+        [
+            "CANCEL 127.0.0.1:5070",
+            "CANCEL 127.0.0.1:5072",
+            "480/INVITE 127.0.0.1:5062"
+        ]
+    );
+}

@@ -142,8 +142,13 @@ impl Call {
             self.fork_failed(408, "Request Timeout (the provider did not answer)");
         }
         if self.state.is_ringing() && now >= self.ring_until {
-            self.cancel_forks(None);
-            self.voicemail_or_fail(480, "Temporarily Unavailable (no answer)");
+            if self.has_next_stage() {
+                // A ring group's member did not answer in time: the next.
+                self.ring_stage(self.stage + 1);
+            } else {
+                self.cancel_forks(None);
+                self.voicemail_or_fail(480, "Temporarily Unavailable (no answer)");
+            }
         }
     }
 }

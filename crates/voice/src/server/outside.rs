@@ -8,8 +8,11 @@
 
 use std::sync::{Arc, PoisonError};
 
+use officebox_config::Config;
 use officebox_config::derive::{ClientZone, client_zone};
-use officebox_config::dialplan::{Destination, Outbound, Refusal};
+use officebox_config::dialplan::{
+    Destination, LocalTime, Member, Outbound, Refusal, RingGroup, Strategy,
+};
 use officebox_config::model::{Trunk, User};
 use officebox_store::{Direction, NewCall, unix_now};
 use tokio::sync::watch;
@@ -17,7 +20,7 @@ use tracing::{info, warn};
 
 use super::Request;
 use super::invite::{failed_call, launch, log_failed, overloaded, voicemail_for};
-use crate::call::{self, Callee, Credentials, OutsideLine, Parties, Setup, Status, Wire};
+use crate::call::{self, Callee, Credentials, OutsideLine, Parties, Setup, Stage, Status, Wire};
 use crate::sip::{Message, StartLine, display_name, uri_of, uri_user};
 use crate::{now_unix, trunk};
 
@@ -197,8 +200,63 @@ fn called_number(msg: &Message, t: &Trunk) -> Option<String> {
     }
 }
 
+/// Where a call from outside ends up, once schedules and the operator are followed.
+enum Target<'c> {
+    /// A user's phones ring (`ring`), or their voicemail answers at once.
+    User {
+        user: &'c User,
+        ring: bool,
+    },
+    Group(&'c RingGroup),
+    /// Refused with this answer.
+    Refused(u16, &'static str),
+    /// A destination outside calls cannot reach yet (the attendant, an outside number).
+    NotYet(&'c Destination),
+}
+
+/// Follows `destination` (a DID's, else the operator's): a schedule picks by the
+/// office's local time now, the operator is its destination.
+fn follow<'c>(config: &'c Config, destination: Option<&'c Destination>) -> Target<'c> {
+    let plan = &config.phone.dial_plan;
+    let find = |f: &dyn Fn(&User) -> bool| config.users.iter().find(|u| f(u));
+    let mut d = destination;
+    // The config refuses a schedule leading to a schedule; the bound only makes sure.
+    for _ in 0..4 {
+        d = match d {
+            Some(Destination::Schedule(name)) => {
+                let now = LocalTime::now(config.phone.timezone.as_deref());
+                plan.schedules
+                    .iter()
+                    .find(|s| s.name == *name)
+                    .map(|s| s.destination(now))
+            }
+            Some(Destination::Operator) => plan.operator.as_ref(),
+            _ => break,
+        };
+    }
+    let user = |u: Option<&'c User>, ring| match u {
+        Some(user) => Target::User { user, ring },
+        None => Target::Refused(404, "Not Found"),
+    };
+    match d {
+        Some(Destination::Extension(ext)) => user(
+            find(&|u| u.extension.as_deref() == Some(ext.as_str()) || u.login == *ext),
+            true,
+        ),
+        Some(Destination::Voicemail(login)) => user(find(&|u| u.login == *login), false),
+        Some(Destination::Group(name)) => match plan.ring_groups.iter().find(|g| g.name == *name) {
+            Some(g) => Target::Group(g),
+            None => Target::Refused(404, "Not Found"),
+        },
+        Some(Destination::Hangup) => Target::Refused(486, "Busy Here"),
+        None => Target::Refused(404, "Not Found"),
+        Some(other) => Target::NotYet(other),
+    }
+}
+
 /// A call from trunk `t`'s provider: to the destination of the number it calls (its DID),
-/// else the operator's; the extension's phones ring, with voicemail behind them.
+/// else the operator's. A user's phones ring with voicemail behind them; a ring group
+/// rings its members, then its no-answer destination's voicemail.
 pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
     let tag = req.tag.as_str();
     let called = called_number(req.msg, t).unwrap_or_default();
@@ -207,12 +265,7 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
         .and_then(uri_user)
         .unwrap_or_else(|| "anonymous".to_string());
     let name = display_name(from).unwrap_or_else(|| number.clone());
-    let plan = &req.config.phone.dial_plan;
-    let mut destination = plan.inbound(&called);
-    if destination == Some(&Destination::Operator) {
-        destination = plan.operator.as_ref();
-    }
-    let log_refused = |callee: &str| {
+    let log_refused = || {
         log_failed(
             req.state,
             NewCall {
@@ -222,65 +275,86 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
                 caller: number.clone(),
                 caller_login: None,
                 caller_name: name.clone(),
-                callee: callee.to_string(),
+                callee: called.clone(),
                 callee_login: None,
                 started_at: unix_now(),
             },
         );
     };
-    let find = |f: &dyn Fn(&User) -> bool| req.config.users.iter().find(|u| f(u));
-    // The user whose phones ring (and whether they ring: voicemail straight away).
-    let (callee, ring) = match destination {
-        Some(Destination::Extension(ext)) => (
-            find(&|u| u.extension.as_deref() == Some(ext.as_str()) || u.login == *ext),
-            true,
-        ),
-        Some(Destination::Voicemail(login)) => (find(&|u| u.login == *login), false),
-        Some(Destination::Hangup) => {
-            log_refused(&called);
-            return Some(req.msg.response(486, "Busy Here", tag));
+    let plan = &req.config.phone.dial_plan;
+    let target = follow(req.config, plan.inbound(&called));
+    let (code, reason) = match target {
+        Target::Refused(code, reason) => (code, reason),
+        Target::NotYet(d) => {
+            warn!(message = "phone: this destination does not take calls from outside yet", did = %called, destination = %d);
+            (480, "Temporarily Unavailable")
         }
-        Some(other) => {
-            warn!(message = "phone: this destination does not take calls from outside yet", did = %called, destination = %other);
-            log_refused(&called);
-            return Some(req.msg.response(480, "Temporarily Unavailable", tag));
-        }
-        None => (None, true),
+        _ => (0, ""),
     };
-    let Some(callee) = callee else {
-        info!(message = "phone: a call from outside to a number the office does not have", trunk = %t.name, number = %called);
-        log_refused(&called);
-        return Some(req.msg.response(404, "Not Found", tag));
-    };
+    if code != 0 {
+        info!(message = "phone: a call from outside refused", trunk = %t.name, number = %called, code);
+        log_refused();
+        return Some(req.msg.response(code, reason, tag));
+    }
     let Some(slot) = req
         .state
         .slots
         .take(&format!("trunk:{}", t.name), t.max_calls)
     else {
-        log_refused(&called);
+        log_refused();
         return Some(req.msg.response(486, "Busy Here (the trunk is full)", tag));
     };
     if let Some(busy) = overloaded(req) {
         return Some(busy);
     }
-    let bindings = if ring {
+    let phones_of = |login: &str| {
         req.state
             .registrar
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contacts(&callee.login, now_unix())
-    } else {
-        Vec::new()
+            .contacts(login, now_unix())
     };
-    let callee_ext = callee
-        .extension
-        .clone()
-        .unwrap_or_else(|| callee.login.clone());
+    let voicemail_of = |user: &User| {
+        voicemail_for(
+            req,
+            user,
+            &name,
+            &number,
+            &format!("{number}@{}", trunk::domain(t)),
+        )
+    };
+    // Whom leg B calls, who that is in the log and the list of calls, and the voicemail.
+    let (callee, callee_login, callee_ext, voicemail) = match target {
+        Target::User { user, ring } => (
+            Callee::Phones(if ring {
+                phones_of(&user.login)
+            } else {
+                Vec::new()
+            }),
+            user.login.clone(),
+            user.extension.clone().unwrap_or_else(|| user.login.clone()),
+            Some(voicemail_of(user)),
+        ),
+        Target::Group(g) => {
+            let stages = group_stages(req.config, g, phones_of);
+            let voicemail = match follow(req.config, Some(&g.no_answer)) {
+                Target::User { user, .. } => Some(voicemail_of(user)),
+                _ => None,
+            };
+            (
+                Callee::Group(stages),
+                String::new(),
+                g.name.clone(),
+                voicemail,
+            )
+        }
+        Target::Refused(..) | Target::NotYet(_) => return None,
+    };
     let parties = Parties {
         caller_login: String::new(),
         caller_ext: number.clone(),
         caller_name: name.clone(),
-        callee_login: callee.login.clone(),
+        callee_login: callee_login.clone(),
         callee_ext: callee_ext.clone(),
         domain: req.config.network.domain.clone(),
     };
@@ -292,25 +366,58 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
         caller: number.clone(),
         caller_login: None,
         caller_name: name.clone(),
-        callee: callee_ext,
-        callee_login: Some(callee.login.clone()),
+        callee: callee_ext.clone(),
+        callee_login: (!callee_login.is_empty()).then_some(callee_login),
         started_at: unix_now(),
     };
-    info!(message = "phone: call from outside", trunk = %t.name, from = %number, did = %called, to = %callee.login);
-    let (setup, status_rx) = setup(req, parties, Callee::Phones(bindings), b_call_id, log);
+    info!(message = "phone: call from outside", trunk = %t.name, from = %number, did = %called, to = %callee_ext);
+    let (setup, status_rx) = setup(req, parties, callee, b_call_id, log);
     let setup = Setup {
         held: vec![slot],
-        voicemail: Some(voicemail_for(
-            req,
-            callee,
-            &name,
-            &number,
-            &format!("{number}@{}", trunk::domain(t)),
-        )),
+        voicemail,
         ..setup
     };
     launch(req, status_rx, async move { Some(setup) });
     None
+}
+
+/// A ring group's stages: all its members' phones together, or (hunt) each member's in
+/// turn, each for the group's ring time. Outside numbers as members are not rung yet.
+fn group_stages(
+    config: &Config,
+    g: &RingGroup,
+    phones_of: impl Fn(&str) -> Vec<crate::registrar::Binding>,
+) -> Vec<Stage> {
+    let members: Vec<Vec<(String, crate::registrar::Binding)>> = g
+        .members
+        .iter()
+        .filter_map(|m| match m {
+            Member::Extension(ext) => config
+                .users
+                .iter()
+                .find(|u| u.extension.as_deref() == Some(ext.as_str()) || u.login == *ext),
+            Member::Number(_) => None,
+        })
+        .map(|u| {
+            phones_of(&u.login)
+                .into_iter()
+                .map(|b| (u.login.clone(), b))
+                .collect()
+        })
+        .collect();
+    match g.strategy {
+        Strategy::All => vec![Stage {
+            phones: members.into_iter().flatten().collect(),
+            ring: g.ring_time,
+        }],
+        Strategy::Hunt => members
+            .into_iter()
+            .map(|phones| Stage {
+                phones,
+                ring: g.ring_time,
+            })
+            .collect(),
+    }
 }
 
 /// What every call over a trunk starts from: the parties, leg B's Call-ID, its row in

@@ -1,0 +1,130 @@
+//! An outside call's lines: the route's trunks tried in order, the provider's digest
+//! challenge answered once, and the next trunk when one fails, is full, or says nothing.
+
+use std::net::SocketAddr;
+
+use officebox_store::CallEvent;
+use tracing::{info, warn};
+
+use super::{Call, Callee, Peer, token};
+use crate::sip::Message;
+use crate::trunk::auth::{self, Answer};
+
+impl Call {
+    /// An outside call tries its lines from `first` on: the first whose trunk has room
+    /// gets the INVITE. When none is left the caller hears why the last one failed
+    /// (`last`), or 503 when every trunk was full.
+    pub(super) fn try_line(&mut self, first: usize, last: Option<(u16, String)>) {
+        let Callee::Outside(lines) = &self.setup.callee else {
+            return;
+        };
+        let mut next = None;
+        for (i, line) in lines.iter().enumerate().skip(first) {
+            if let Some(slot) = self
+                .setup
+                .slots
+                .take(&format!("trunk:{}", line.trunk), line.max_calls)
+            {
+                next = Some((i, line.clone(), slot));
+                break;
+            }
+            warn!(message = "phone: trunk full; trying the next", trunk = %line.trunk, max_calls = line.max_calls);
+        }
+        let Some((i, line, slot)) = next else {
+            let (code, reason) =
+                last.unwrap_or((503, "Service Unavailable (every trunk is busy)".into()));
+            self.fail_a(code, &reason);
+            return;
+        };
+        if i > 0 {
+            self.log(CallEvent::Trunk {
+                call_id: self.setup.log.call_id.clone(),
+                trunk: line.trunk.clone(),
+            });
+        }
+        self.line = i;
+        self.line_slot = Some(slot);
+        self.b_from.clone_from(&line.from);
+        self.b_to.clone_from(&line.to);
+        self.b_contact_user.clone_from(&line.contact_user);
+        self.b_local = SocketAddr::new(self.setup.wire.local_for(line.peer), self.b_local.port());
+        let peer = Peer {
+            addr: line.peer,
+            transport: line.transport,
+        };
+        self.b_cseq += 1;
+        self.invite_b(&line.uri, peer, self.b_cseq, None, None);
+        info!(
+            message = "phone: calling out",
+            caller = %self.setup.parties.caller_ext,
+            number = %self.setup.parties.callee_ext,
+            trunk = %line.trunk
+        );
+    }
+
+    /// An outside line refused with a challenge: the INVITE goes again with the trunk
+    /// account's answer (once); `false` when it cannot be answered.
+    pub(super) fn answer_challenge(&mut self, code: u16, msg: &Message, fork: usize) -> bool {
+        let Callee::Outside(lines) = &self.setup.callee else {
+            return false;
+        };
+        let Some(line) = lines.get(self.line) else {
+            return false;
+        };
+        let Some(creds) = line.credentials.clone() else {
+            return false;
+        };
+        let (ask, answer) = if code == 401 {
+            ("www-authenticate", "Authorization")
+        } else {
+            ("proxy-authenticate", "Proxy-Authorization")
+        };
+        let challenge = match auth::choose(msg.values(ask)) {
+            Ok(c) => c,
+            Err(why) => {
+                warn!(message = "phone: cannot answer the provider's challenge", trunk = %line.trunk, why = %why);
+                return false;
+            }
+        };
+        let (uri, peer) = (
+            line.uri.clone(),
+            Peer {
+                addr: line.peer,
+                transport: line.transport,
+            },
+        );
+        let value = auth::authorization(
+            &challenge,
+            &Answer {
+                username: &creds.username,
+                password: &creds.password,
+                method: "INVITE",
+                uri: &uri,
+                count: 0,
+                cnonce: &token(),
+            },
+        );
+        let cseq = self.forks.get(fork).map_or(self.b_cseq, |f| f.cseq) + 1;
+        self.invite_b(&uri, peer, cseq, None, Some((answer, value)));
+        true
+    }
+
+    /// An outside line failed with `code`: the next trunk is tried when another might do
+    /// better (no answer, a server error, refused credentials); otherwise the caller
+    /// hears the provider's answer (busy, no such number, ...).
+    pub(super) fn line_failed(&mut self, code: u16, reason: &str) {
+        self.line_slot = None;
+        let (code, reason) = match code {
+            401 | 403 | 407 => (
+                503,
+                "Service Unavailable (the provider refused the trunk)".to_string(),
+            ),
+            _ => (code, reason.to_string()),
+        };
+        if matches!(code, 408 | 500..=599) {
+            self.try_line(self.line + 1, Some((code, reason)));
+        } else {
+            self.fail_a(code, &reason);
+        }
+    }
+}
