@@ -306,3 +306,242 @@ fn an_ip_trunks_provider_reaches_the_sip_port_through_the_firewall_and_nobody_el
     let dropped = options();
     assert!(!dropped.contains("SIP/2.0"), "{dropped}");
 }
+
+/// sipp in `ns`, from the voice crate's scenarios, writing what it receives to
+/// `dir/NAME.msg`: a phone or provider that waits (its Peer), or `None` to run to the end
+/// (then its output).
+fn sipp_in(
+    ns: &officebox_testkit::Netns,
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+) -> std::process::Command {
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../voice/tests/sipp");
+    let mut cmd = ns.command("sipp");
+    cmd.current_dir(scenarios)
+        .args(args)
+        .args([
+            "-nostdin",
+            "-m",
+            "1",
+            "-recv_timeout",
+            "20s",
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(dir.join(format!("{name}.msg")));
+    cmd
+}
+
+/// The box's packet counts for the last call (its "phone: call media" line): each way.
+fn media_counts(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("phone: call media"))
+        .unwrap_or_default();
+    let count = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (count("a_to_b="), count("b_to_a="))
+}
+
+#[test]
+fn calls_over_an_ip_trunk_cross_the_firewall_with_the_wan_address_and_audio_both_ways() {
+    officebox_testkit::require_program("sipp", "sip-tester");
+    let office = Office::new("trkc").unwrap();
+    let c = office.config("firewall-nat").append(
+        "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"198.51.100.1:5070\"\n\
+         addresses = [\"198.51.100.1\"]\n\n\
+         [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"isp\"]\n\n\
+         [[phone.inbound]]\nnumber = \"4930123457\"\ndestination = \"extension:102\"\n",
+    );
+    let ob = start(&office, &c);
+    let port = sip_port(&c);
+    let dir = officebox_testkit::scratch_dir("trunk-wan").unwrap();
+    let wan_box = format!("{}:{port}", Office::WAN_BOX);
+    let lan_box = format!("192.168.1.1:{port}");
+
+    // Out: alice's phone on the LAN dials 9 and the number; the provider answers and both
+    // send speech.
+    let provider = officebox_testkit::Peer::spawn_in(
+        "provider-uas",
+        sipp_in(
+            &office.isp,
+            dir.path(),
+            "provider",
+            &[
+                "-sf",
+                "uas_answer_audio.xml",
+                "-i",
+                Office::WAN_ISP,
+                "-p",
+                "5070",
+            ],
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    let out = sipp_in(
+        &office.pc,
+        dir.path(),
+        "alice",
+        &[
+            "-sf",
+            "uac_call_audio.xml",
+            "-inf",
+            "caller.csv",
+            "-key",
+            "domain",
+            "office.test",
+            "-key",
+            "callee",
+            "95551234",
+            "-auth_uri",
+            "office.test",
+            "-i",
+            Office::PC,
+            "-p",
+            "5062",
+        ],
+    )
+    .arg(&lan_box)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        provider.log_tail(40),
+        ob.log()
+    );
+    assert!(wait_until(Duration::from_secs(10), || provider
+        .try_wait()
+        .ok()
+        .flatten()
+        .is_some()));
+    let seen = std::fs::read_to_string(dir.path().join("provider.msg")).unwrap();
+    let invite = seen
+        .split("INVITE sip:")
+        .nth(1)
+        .map(|m| m.split("\n\n\n").next().unwrap_or(m).to_string())
+        .unwrap_or_default();
+    // The provider sees the box by its WAN address: the Request-URI at the provider,
+    // Via, Contact and the SDP's address (the box is the NAT; nothing names the LAN).
+    assert!(
+        invite.starts_with("5551234@198.51.100.1:5070 SIP/2.0"),
+        "{invite}"
+    );
+    assert!(
+        invite.contains(&format!("Via: SIP/2.0/UDP {wan_box}"))
+            && invite.contains(&format!("@{wan_box}>"))
+            && invite.contains("c=IN IP4 198.51.100.2")
+            && !invite.contains("192.168.1."),
+        "{invite}"
+    );
+    let ok = wait_until(Duration::from_secs(5), || {
+        ob.log().contains("phone: call media")
+    });
+    let (a_to_b, b_to_a) = media_counts(&ob.log());
+    eprintln!("relayed packets: {a_to_b} to the far side, {b_to_a} back");
+    assert!(
+        ok && a_to_b > 50 && b_to_a > 50,
+        "audio each way: {a_to_b}, {b_to_a}\n{}",
+        ob.log()
+    );
+
+    // In: the provider calls bob's DID at the box's WAN address; bob's phone on the LAN
+    // answers, and speech crosses both ways again (the RTP ports are open on the WAN).
+    let bob = officebox_testkit::Peer::spawn_in(
+        "bob-uas",
+        sipp_in(
+            &office.pc,
+            dir.path(),
+            "bob",
+            &[
+                "-sf",
+                "uas_answer_audio.xml",
+                "-i",
+                Office::PC,
+                "-p",
+                "5064",
+            ],
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    let reg = sipp_in(
+        &office.pc,
+        dir.path(),
+        "bob-register",
+        &[
+            "-sf",
+            "register_contact.xml",
+            "-inf",
+            "callee.csv",
+            "-key",
+            "domain",
+            "office.test",
+            "-key",
+            "contact_port",
+            "5064",
+            "-auth_uri",
+            "office.test",
+            "-i",
+            Office::PC,
+            "-p",
+            "5066",
+        ],
+    )
+    .arg(&lan_box)
+    .output()
+    .unwrap();
+    assert!(
+        reg.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reg.stdout)
+    );
+    let calls_before = ob.log().matches("phone: call media").count();
+    let call = sipp_in(
+        &office.isp,
+        dir.path(),
+        "provider-call",
+        &[
+            "-sf",
+            "provider_call_audio.xml",
+            "-key",
+            "did",
+            "4930123457",
+            "-i",
+            Office::WAN_ISP,
+            "-p",
+            "5070",
+        ],
+    )
+    .arg(&wan_box)
+    .output()
+    .unwrap();
+    assert!(
+        call.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&call.stdout),
+        bob.log_tail(40),
+        ob.log()
+    );
+    let ok = wait_until(Duration::from_secs(5), || {
+        ob.log().matches("phone: call media").count() > calls_before
+    });
+    let (a_to_b, b_to_a) = media_counts(&ob.log());
+    eprintln!("relayed packets: {a_to_b} to the far side, {b_to_a} back");
+    assert!(
+        ok && a_to_b > 50 && b_to_a > 50,
+        "audio each way: {a_to_b}, {b_to_a}\n{}",
+        ob.log()
+    );
+    let answer = std::fs::read_to_string(dir.path().join("provider-call.msg")).unwrap();
+    assert!(answer.contains("c=IN IP4 198.51.100.2"), "{answer}");
+    drop(bob);
+}

@@ -40,7 +40,7 @@ use officebox_store::{CallEvent, Disposition, NewCall, unix_now};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::menu;
 use crate::now_unix;
@@ -417,8 +417,12 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
     if let Some(relay) = call.media.relay.take()
         && let Ok(stopped) = relay.await
     {
-        debug!(
+        // Packets relayed each way: a call that was answered and carried nothing one way
+        // (a firewall, a NAT, a phone's wrong address) shows here.
+        info!(
             message = "phone: call media",
+            caller = %call.setup.parties.caller_ext,
+            callee = %call.setup.parties.callee_ext,
             a_to_b = stopped.a_to_b,
             b_to_a = stopped.b_to_a
         );
