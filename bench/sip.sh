@@ -42,6 +42,20 @@
 # passed, the loss and the CPU used by officebox and by the load generators at full
 # load, and the bar: N >= 500.
 #
+# Part 3: calls over a SIP trunk, officebox only, beside kamailio as the telephone
+# provider. officebox (afresh) registers trunk account 4930123456 at a second private
+# kamailio (the provider, on PROVIDER port), and route `9.` (strip the 9) sends alice's
+# calls there; alice may have 1,000 outside calls at once here (the default is 2). The
+# provider challenges every INVITE on the trunk with 407 for the account's digest,
+# record-routes it and relays it to the far phone at 102's port (no registration, no
+# lookup), as a provider's proxy does. (a) Call setups: the calls of part 2 (a) to
+# 95551234: INVITE, 407, INVITE with digest at the box, then the box's INVITE, the
+# provider's 407, the box's INVITE with the account's digest, 180, 200, ACK, BYE, all
+# relayed, rates stepped up as before. (b) Concurrent trunk calls with audio, as part 2
+# (b), the RTP phone now behind the provider. Prints the trunk calls/s against
+# officebox's internal calls/s of part 2 (a) in the same run, and the bars: trunk calls/s
+# >= 80% of internal calls/s, and concurrent trunk calls >= 500.
+#
 # Usage (as root, like the other benchmarks):
 #   bench/sip.sh                       # 5 s per rate; builds officebox (release) first
 #   DURATION=3 bench/sip.sh            # quicker
@@ -49,7 +63,8 @@
 #   OFFICEBOX_BIN=path bench/sip.sh    # this officebox binary, no cargo build
 #   PEERS=0 bench/sip.sh               # officebox only (while tuning; ratios need kamailio)
 #   RATES="1000 5000" bench/sip.sh     # the registration rates to try, upward
-#   PARTS=2 bench/sip.sh               # calls only (PARTS=1: registrations only)
+#   PARTS=2 bench/sip.sh               # calls only (PARTS=1: registrations only; PARTS="2 3":
+#                                      # internal and trunk calls, the trunk bar's pair)
 #   CALL_RATES="500 1000" bench/sip.sh # the call rates to try, upward
 #   CONCURRENT="100 500" bench/sip.sh  # the numbers of concurrent calls to try, upward
 #   RAMP=100 STEADY=10 bench/sip.sh    # calls placed per second; seconds all talk at once
@@ -71,7 +86,8 @@ call_rates="${CALL_RATES:-500 1000 1500 2000 2500 3000 3500 4000 4500 5000 6000 
 concurrent="${CONCURRENT:-100 200 500 800 1000 1200 1500 2000}"
 ramp="${RAMP:-100}"            # calls placed per second in part 2 (b)
 steady="${STEADY:-10}"         # seconds all N calls of a part 2 (b) run talk at once
-parts="${PARTS:-1 2}"
+parts="${PARTS:-1 2 3}"
+trunk_concurrent="${TRUNK_CONCURRENT:-100 200 500 800 1000}"
 port_offset="${PORT_OFFSET:-1000}"
 max_failed=1                   # percent of the registrations (calls) of one run
 min_pace=95                    # percent of the asked rate a passing run completes at
@@ -86,6 +102,8 @@ uas_media=$((15070 + port_offset))  # its sipp's -mp (sipp binds it and +2; no a
 cli_media=$((15080 + port_offset))  # the calling sipp's -mp (bound, no audio)
 phone_rtp=$((15090 + port_offset))  # part 2 (b): the phone's audio socket, all calls
 echo_rtp=$((15092 + port_offset))   # part 2 (b): the caller side's echo socket
+prov_port=$((15064 + port_offset))  # part 3: the provider (a second kamailio)
+trunk_user=4930123456 trunk_password=trunk-secret  # part 3: the trunk account
 sipp_dir="crates/voice/tests/sipp"
 users_csv="$sipp_dir/users.csv"
 g711_pcap=/usr/share/sip-tester/g711a.pcap   # 7 s of PCMA, 30 ms packets (sip-tester)
@@ -94,7 +112,7 @@ clk_tck="$(getconf CLK_TCK)"
 part() { [[ " $parts " == *" $1 "* ]]; }
 
 tools="sipp kamailio ss awk pgrep timeout"
-if part 2; then tools="$tools python3"; fi
+if part 2 || part 3; then tools="$tools python3"; fi
 for tool in $tools; do
     command -v "$tool" >/dev/null || {
         echo "missing: $tool (DEBIAN_FRONTEND=noninteractive apt-get install -y sip-tester kamailio python3)" >&2
@@ -106,7 +124,10 @@ for f in options.xml register_digest.xml register_wrong_password.xml users.csv \
     [ -f "$sipp_dir/$f" ] || { echo "missing: $sipp_dir/$f" >&2; exit 1; }
 done
 [ "$steady" -ge 4 ] || { echo "STEADY must be 4 s or more" >&2; exit 1; }
-for n in $concurrent; do
+for n in $trunk_concurrent; do
+    [ "$n" -le 1000 ] || { echo "TRUNK_CONCURRENT: $n is over alice's 1000 outside calls at once" >&2; exit 1; }
+done
+for n in $concurrent $trunk_concurrent; do
     [ "$n" -le $((rtp_span / 4)) ] || { echo "CONCURRENT: $n calls need more than $rtp_span RTP ports" >&2; exit 1; }
 done
 
@@ -749,6 +770,8 @@ call_results=()   # part 2 (a): "server best_rate at_r us_per_call"
 rtp_result="n/a"  # part 2 (b): officebox's largest N of concurrent calls under the loss bar
 rtp_note=""
 rtp_cpu=""
+trunk_result="officebox n/a n/a n/a"  # part 3 (a): as call_results
+trunk_rtp="n/a" trunk_rtp_cpu="" trunk_rtp_note=""  # part 3 (b)
 
 # load_run NAME PORT RATE UNIT SCENARIO [SIPP ARGS...]: one load run of RATE * DURATION
 # sipp calls, each one UNIT (a registration or a call). Prints a line; sets run_rate
@@ -915,7 +938,7 @@ rtp_run() {
     phone_stats >/dev/null || return 1   # new totals
     rm -f "$work/rtp-stat.csv"
     sipp_timeout=$((2 * ramp_ms / 1000 + steady + 60)) sipp_run "$1-rtp-$n" "$2" \
-        "$work/uac_rtp.xml" -inf "$PWD/$sipp_dir/caller.csv" -key callee 102 \
+        "$work/uac_rtp.xml" -inf "$PWD/$sipp_dir/caller.csv" -key callee "${rtp_callee:-102}" \
         -key echo_port "$echo_rtp" -r "$ramp" -m "$n" -l "$n" -d "$hold_ms" \
         -trace_stat -stf "$work/rtp-stat.csv" -fd 1 &
     sp=$!
@@ -974,11 +997,13 @@ rtp_calls() {
     phone_pid=$!
     pids+=("$phone_pid")
     echo_pid=""
-    if wait_listen "$uas_port" "$phone_pid" "$work/phone.log" && register_phone "$1" "$2"; then
+    # Over the trunk the provider reaches the phone at its port: nothing to register.
+    if wait_listen "$uas_port" "$phone_pid" "$work/phone.log" &&
+        { [ -n "${rtp_callee:-}" ] || register_phone "$1" "$2"; }; then
         echo_pid="$(pgrep -P "$phone_pid" || true)"
         [ -z "$echo_pid" ] || pids+=("$echo_pid")
         rtp_note="loss over every packet's two trips through the relay; sipp places $ramp calls/s"
-        for n in $concurrent; do
+        for n in ${rtp_list:-$concurrent}; do
             rtp_run "$1" "$2" "$n" || break
             if [ "$run_ok" != 1 ]; then
                 [ "$run_gen" = 0 ] || rtp_note="the load generator fell behind at $n calls: a lower bound"
@@ -987,12 +1012,169 @@ rtp_calls() {
             best=$n cpu="$run_cpu"
             sleep 2   # the calls' relay ports are given back
         done
-        [ "$best" != "${concurrent##* }" ] || rtp_note="passed the largest N tried (${concurrent##* }): add larger CONCURRENT"
+        local list="${rtp_list:-$concurrent}"
+        [ "$best" != "${list##* }" ] || rtp_note="passed the largest N tried (${list##* }): add larger CONCURRENT"
     fi
     rtp_result="$best"
     rtp_cpu="$cpu"
     stop "$phone_pid"   # its echo child goes with it
     [ -z "$echo_pid" ] || forget "$echo_pid"
+}
+
+# provider_config: part 3's telephone provider, a private kamailio on $prov_port: the trunk
+# account registers with digest (www), every new INVITE is challenged for the account's
+# digest (407, realm the From domain), record-routed, and relayed to the far phone at
+# $uas_port; in-dialog requests follow the route. Also the trunk and route for officebox.
+provider_config() {
+    mkdir -p "$work/prov/run"
+    cat >"$work/prov/kamailio.cfg" <<EOF
+#!KAMAILIO
+debug=1
+log_stderror=yes
+children=2
+listen=udp:$addr:$prov_port
+dns=no
+rev_dns=no
+auto_aliases=no
+disable_tcp=yes
+disable_sctp=yes
+use_dns_cache=no
+
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+loadmodule "siputils.so"
+loadmodule "textops.so"
+
+modparam("usrloc", "db_mode", 0)
+modparam("auth", "secret", "provider-$$-$RANDOM")
+
+request_route {
+    if (!mf_process_maxfwd_header("10")) {
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }
+    if (has_totag()) {
+        if (loose_route()) {
+            if (!t_relay()) {
+                sl_reply_error();
+            }
+            exit;
+        }
+        if (is_method("ACK")) {
+            if (t_check_trans()) {
+                t_relay();
+            }
+            exit;
+        }
+        sl_send_reply("404", "Not Here");
+        exit;
+    }
+    if (is_method("CANCEL")) {
+        if (t_check_trans()) {
+            t_relay();
+        }
+        exit;
+    }
+    if (is_method("OPTIONS")) {
+        sl_send_reply("200", "OK");
+        exit;
+    }
+    if (is_method("REGISTER")) {
+        if (!pv_www_authenticate("\$td", "$trunk_password", "0") || \$au != "$trunk_user") {
+            www_challenge("\$td", "0");
+            exit;
+        }
+        consume_credentials();
+        if (!save("location")) {
+            sl_reply_error();
+        }
+        exit;
+    }
+    if (!is_method("INVITE")) {
+        sl_send_reply("405", "Method Not Allowed");
+        exit;
+    }
+    if (\$au != "$trunk_user" || !pv_proxy_authenticate("\$fd", "$trunk_password", "0")) {
+        proxy_challenge("\$fd", "0");
+        exit;
+    }
+    consume_credentials();
+    record_route();
+    \$du = "sip:$addr:$uas_port";
+    if (!t_relay()) {
+        sl_reply_error();
+    }
+}
+EOF
+    cat >"$work/trunk.toml" <<EOF
+
+[[phone.trunks]]
+name = "provider"
+server = "$addr:$prov_port"
+username = "$trunk_user"
+password = "$trunk_password"
+
+[[phone.routes]]
+name = "out"
+pattern = "9."
+strip = 1
+trunks = ["provider"]
+EOF
+    if ! kamailio -f "$work/prov/kamailio.cfg" -c >"$work/prov/check.log" 2>&1; then
+        echo "the provider's kamailio config does not check:" >&2
+        cat "$work/prov/check.log" >&2
+        return 1
+    fi
+}
+
+# provider_start: the provider (sets prov_pid); -m 512 as for kamailio below.
+provider_start() {
+    "${cap_cmd[@]}" kamailio -f "$work/prov/kamailio.cfg" -P "$work/prov/kamailio.pid" \
+        -Y "$work/prov/run" -w "$work/prov" -DD -E -m 512 >>"$work/prov/kamailio.log" 2>&1 &
+    prov_pid=$!
+    pids+=("$prov_pid")
+    wait_listen "$prov_port" "$prov_pid" "$work/prov/kamailio.log"
+}
+
+# trunk_registered LOG: waits up to 10 s for officebox's trunk to register
+trunk_registered() {
+    local i
+    for i in $(seq 100); do
+        grep -aq 'phone: trunk registered' "$1" && return 0
+        sleep 0.1
+    done
+    echo "  the trunk did not register at the provider; officebox's log:" >&2
+    grep -a 'trunk' "$1" | tail -n 5 >&2
+    return 1
+}
+
+# trunk_calls PORT LOG: part 3 (a): the far phone is a sipp UAS behind the provider; one
+# call must go through, then the call rates; records the best passing one.
+trunk_calls() {
+    local uas
+    (cd "$work" && exec sipp -sf "$work/uas_load.xml" -i "$addr" -p "$uas_port" -mp "$uas_media" \
+        -nostdin -trace_err -error_file "$work/trunk-uas.err") >"$work/trunk-uas.out" 2>&1 &
+    uas=$!
+    pids+=("$uas")
+    if wait_listen "$uas_port" "$uas" "$work/trunk-uas.out" &&
+        sipp_run trunk-call "$1" "$work/uac_call_load.xml" -inf "$PWD/$sipp_dir/caller.csv" \
+            -key callee 95551234 -m 1; then
+        printf '  %-9s check: a call from 101 to 95551234 over the trunk ok\n' officebox
+        ladder officebox "$1" call "$call_rates" "$work/uac_call_load.xml" \
+            -inf "$PWD/$sipp_dir/caller.csv" -key callee 95551234
+        trunk_result="officebox $lad_best $lad_at $lad_us"
+    else
+        echo "  a call over the trunk failed; sipp's errors:" >&2
+        head -c 3000 "$work/trunk-call.err" >&2 2>/dev/null || tail -n 20 "$work/trunk-call.out" >&2
+        tail -n 30 "$2" >&2
+    fi
+    stop "$uas"
 }
 
 echo "SIP: sipp on $addr:$cli_port, domain $domain, users from $users_csv; runs of ${duration}s"
@@ -1002,8 +1184,11 @@ fi
 if part 2; then
     echo "part 2 (a), calls: rates (-r) $call_rates; (b) concurrent calls with RTP: N = $concurrent"
 fi
+if part 3; then
+    echo "part 3, calls over a trunk to kamailio as the provider: rates (-r) $call_rates; with RTP: N = $trunk_concurrent"
+fi
 echo "pass: failed < $max_failed% and completed >= $min_pace% of the rate (RTP: lost < 0.$max_loss_permille%)"
-for p in "$kam_port" "$cli_port" "$uas_port" "$uas_media" $((uas_media + 2)) "$cli_media" \
+for p in "$kam_port" "$prov_port" "$cli_port" "$uas_port" "$uas_media" $((uas_media + 2)) "$cli_media" \
     $((cli_media + 2)) "$phone_rtp" "$echo_rtp"; do
     port_free "$addr" "$p" || { echo "$addr:$p is in use (ss -lnut)" >&2; exit 1; }
 done
@@ -1030,6 +1215,13 @@ obx_start() {
             sub(/^[^"]*"/, "", v); sub(/"$/, "", v); split(v, r, "-")
             print "rtp_ports = \"" (r[1] + off) "-" (r[1] + off + span - 1) "\"" rest; next }
         { print }' examples/demo.toml >"$dir/officebox.toml"
+    if [ -n "${obx_extra:-}" ]; then
+        # Part 3: the trunk and the route, and alice may make 1,000 outside calls at once.
+        awk '{ print } $0 == "login = \"alice\"" { print "outside_calls_at_once = 1000" }' \
+            "$dir/officebox.toml" >"$dir/officebox.toml.new"
+        cat "$obx_extra" >>"$dir/officebox.toml.new"
+        mv "$dir/officebox.toml.new" "$dir/officebox.toml"
+    fi
     obx_sip="$(awk '/^\[/ { s = $0 } s == "[phone]" && $1 == "sip_port" { print $3; exit }' \
         "$dir/officebox.toml")"
     obx_rtp="$(awk '/^\[/ { s = $0 } s == "[phone]" && $1 == "rtp_ports" { gsub(/"/, "", $3); print $3; exit }' \
@@ -1089,6 +1281,31 @@ else
             echo "officebox: did not start, concurrent calls marked n/a" >&2
         fi
         stop "$obx_pid"
+    fi
+    if part 3; then
+        if ! provider_config || ! provider_start; then
+            echo "the provider (kamailio) did not start; part 3 marked n/a" >&2
+        else
+            echo "provider: kamailio $(kamailio -v | awk 'NR == 1 { print $3 }') on $addr:$prov_port (pid $prov_pid), trunk account $trunk_user"
+            if obx_extra="$work/trunk.toml" obx_start obx-trunk && trunk_registered "$obx_log"; then
+                echo "officebox (afresh): calls over the trunk, SIP on $addr:$obx_sip"
+                trunk_calls "$obx_sip" "$obx_log"
+                obx_warnings
+            fi
+            stop "$obx_pid"
+            if obx_extra="$work/trunk.toml" obx_start obx-trunk-rtp && trunk_registered "$obx_log"; then
+                echo "officebox (afresh): concurrent calls over the trunk with RTP ($obx_rtp)"
+                internal_rtp=("$rtp_result" "$rtp_cpu" "$rtp_note")
+                rtp_note=""
+                rtp_callee=95551234 rtp_list="$trunk_concurrent" rtp_calls officebox "$obx_sip" "$obx_log"
+                trunk_rtp="$rtp_result" trunk_rtp_cpu="$rtp_cpu" trunk_rtp_note="$rtp_note"
+                rtp_result="${internal_rtp[0]}" rtp_cpu="${internal_rtp[1]}" rtp_note="${internal_rtp[2]}"
+                obx_warnings
+            fi
+            stop "$obx_pid"
+            stop "$prov_pid"
+            grep -E ' (ERROR|CRITICAL|ALERT|BUG): ' "$work/prov/kamailio.log" | sed 's/^/  provider log: /' | head -5 >&2 || true
+        fi
     fi
 fi
 
@@ -1307,5 +1524,21 @@ if part 2; then
     [ -z "$rtp_note" ] || echo "  ($rtp_note)"
     echo "  kamailio: n/a (no media relay: rtpengine/rtpproxy not installed)"
     echo "bar: officebox concurrent calls >= 500: $(bar "$rtp_result" 500)"
+fi
+if part 3; then
+    echo
+    echo "calls over a trunk (the calls of part 2 (a); then the box's INVITE to the provider, its 407,"
+    echo "the INVITE with the trunk account's digest; kamailio as the provider relays to the far phone):"
+    printf '%-10s %16s %8s %18s\n' server calls/s "at -r" "CPU us/call"
+    # shellcheck disable=SC2086
+    printf '%-10s %16s %8s %18s\n' $trunk_result
+    internal="$(field officebox 2 call_results)"
+    trunk="$(awk '{ print $2 }' <<<"$trunk_result")"
+    echo "officebox over the trunk / officebox between extensions (part 2 (a)): $(ratio "$trunk" "$internal")"
+    echo "bar: trunk calls/s >= 80% of internal calls/s: $(bar "$trunk" "$(awk -v i="$internal" 'BEGIN { if (i == "n/a") print "n/a"; else printf "%.0f", i * 0.8 }')")"
+    echo "concurrent G.711 calls over the trunk (audio both ways through the relay, loss < 0.$max_loss_permille%):"
+    echo "  officebox: $trunk_rtp calls${trunk_rtp_cpu:+; at that load $trunk_rtp_cpu}"
+    [ -z "$trunk_rtp_note" ] || echo "  ($trunk_rtp_note)"
+    echo "bar: concurrent trunk calls >= 500: $(bar "$trunk_rtp" 500)"
 fi
 echo "(sipp and the server share the two cores: compare ratios from the same run)"
