@@ -102,7 +102,8 @@ uas_media=$((15070 + port_offset))  # its sipp's -mp (sipp binds it and +2; no a
 cli_media=$((15080 + port_offset))  # the calling sipp's -mp (bound, no audio)
 phone_rtp=$((15090 + port_offset))  # part 2 (b): the phone's audio socket, all calls
 echo_rtp=$((15092 + port_offset))   # part 2 (b): the caller side's echo socket
-prov_port=$((15064 + port_offset))  # part 3: the provider (a second kamailio)
+prov_port=$((15064 + port_offset))  # part 3: the provider (a second kamailio) ...
+prov_addr=127.0.0.2                 # ... on its own address: the box knows its calls by it
 trunk_user=4930123456 trunk_password=trunk-secret  # part 3: the trunk account
 sipp_dir="crates/voice/tests/sipp"
 users_csv="$sipp_dir/users.csv"
@@ -1021,7 +1022,8 @@ rtp_calls() {
     [ -z "$echo_pid" ] || forget "$echo_pid"
 }
 
-# provider_config: part 3's telephone provider, a private kamailio on $prov_port: the trunk
+# provider_config: part 3's telephone provider, a private kamailio on $prov_addr:$prov_port
+# (its own address: officebox knows a provider's calls by where they come from): the trunk
 # account registers with digest (www), every new INVITE is challenged for the account's
 # digest (407, realm the From domain), record-routed, and relayed to the far phone at
 # $uas_port; in-dialog requests follow the route. Also the trunk and route for officebox.
@@ -1032,7 +1034,7 @@ provider_config() {
 debug=1
 log_stderror=yes
 children=2
-listen=udp:$addr:$prov_port
+listen=udp:$prov_addr:$prov_port
 dns=no
 rev_dns=no
 auto_aliases=no
@@ -1116,7 +1118,7 @@ EOF
 
 [[phone.trunks]]
 name = "provider"
-server = "$addr:$prov_port"
+server = "$prov_addr:$prov_port"
 username = "$trunk_user"
 password = "$trunk_password"
 
@@ -1139,7 +1141,7 @@ provider_start() {
         -Y "$work/prov/run" -w "$work/prov" -DD -E -m 512 >>"$work/prov/kamailio.log" 2>&1 &
     prov_pid=$!
     pids+=("$prov_pid")
-    wait_listen "$prov_port" "$prov_pid" "$work/prov/kamailio.log"
+    addr="$prov_addr" wait_listen "$prov_port" "$prov_pid" "$work/prov/kamailio.log"
 }
 
 # trunk_registered LOG: waits up to 10 s for officebox's trunk to register
@@ -1188,7 +1190,8 @@ if part 3; then
     echo "part 3, calls over a trunk to kamailio as the provider: rates (-r) $call_rates; with RTP: N = $trunk_concurrent"
 fi
 echo "pass: failed < $max_failed% and completed >= $min_pace% of the rate (RTP: lost < 0.$max_loss_permille%)"
-for p in "$kam_port" "$prov_port" "$cli_port" "$uas_port" "$uas_media" $((uas_media + 2)) "$cli_media" \
+port_free "$prov_addr" "$prov_port" || { echo "$prov_addr:$prov_port is in use (ss -lnut)" >&2; exit 1; }
+for p in "$kam_port" "$cli_port" "$uas_port" "$uas_media" $((uas_media + 2)) "$cli_media" \
     $((cli_media + 2)) "$phone_rtp" "$echo_rtp"; do
     port_free "$addr" "$p" || { echo "$addr:$p is in use (ss -lnut)" >&2; exit 1; }
 done
@@ -1286,7 +1289,7 @@ else
         if ! provider_config || ! provider_start; then
             echo "the provider (kamailio) did not start; part 3 marked n/a" >&2
         else
-            echo "provider: kamailio $(kamailio -v | awk 'NR == 1 { print $3 }') on $addr:$prov_port (pid $prov_pid), trunk account $trunk_user"
+            echo "provider: kamailio $(kamailio -v | awk 'NR == 1 { print $3 }') on $prov_addr:$prov_port (pid $prov_pid), trunk account $trunk_user"
             if obx_extra="$work/trunk.toml" obx_start obx-trunk && trunk_registered "$obx_log"; then
                 echo "officebox (afresh): calls over the trunk, SIP on $addr:$obx_sip"
                 trunk_calls "$obx_sip" "$obx_log"
