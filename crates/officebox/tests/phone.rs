@@ -245,7 +245,9 @@ fn an_extension_calls_another_through_the_box_and_hangs_up() {
         "{}",
         calls(&ob)
     );
-    assert!(ob.log().contains("phone: call answered") && ob.log().contains("phone: call ended"));
+    assert!(
+        ob.log().contains("phone: call ended") && ob.log().contains("disposition=\"answered\"")
+    );
 }
 
 #[test]

@@ -357,8 +357,22 @@ fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
     );
     let ob_log = world.ob.log();
     assert!(
-        ob_log.contains("phone: calling out") && ob_log.contains("trunk=dead"),
+        ob_log.contains("phone: trunk failed a call; trying the next")
+            && ob_log.contains("trunk=dead"),
         "{ob_log}"
+    );
+    // Two calls went out on the trunk (112, then the failover); the provider challenged
+    // only the first: the second answered its nonce up front.
+    let kam = world.kam.log();
+    assert_eq!(
+        kam.matches("provider: challenge INVITE").count(),
+        1,
+        "{kam}"
+    );
+    assert_eq!(
+        kam.matches("provider: call on the trunk to").count(),
+        2,
+        "{kam}"
     );
 }
 

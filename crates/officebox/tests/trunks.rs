@@ -333,12 +333,12 @@ fn sipp_in(
     cmd
 }
 
-/// The box's packet counts for the last call (its "phone: call media" line): each way.
+/// The box's packet counts for the last call (on its "phone: call ended" line): each way.
 fn media_counts(log: &str) -> (u64, u64) {
     let line = log
         .lines()
         .rev()
-        .find(|l| l.contains("phone: call media"))
+        .find(|l| l.contains("phone: call ended"))
         .unwrap_or_default();
     let count = |key: &str| {
         line.split_whitespace()
@@ -443,7 +443,7 @@ fn calls_over_an_ip_trunk_cross_the_firewall_with_the_wan_address_and_audio_both
         "{invite}"
     );
     let ok = wait_until(Duration::from_secs(5), || {
-        ob.log().contains("phone: call media")
+        ob.log().contains("phone: call ended")
     });
     let (a_to_b, b_to_a) = media_counts(&ob.log());
     eprintln!("relayed packets: {a_to_b} to the far side, {b_to_a} back");
@@ -504,7 +504,7 @@ fn calls_over_an_ip_trunk_cross_the_firewall_with_the_wan_address_and_audio_both
         "{}",
         String::from_utf8_lossy(&reg.stdout)
     );
-    let calls_before = ob.log().matches("phone: call media").count();
+    let calls_before = ob.log().matches("phone: call ended").count();
     let call = sipp_in(
         &office.isp,
         dir.path(),
@@ -532,7 +532,7 @@ fn calls_over_an_ip_trunk_cross_the_firewall_with_the_wan_address_and_audio_both
         ob.log()
     );
     let ok = wait_until(Duration::from_secs(5), || {
-        ob.log().matches("phone: call media").count() > calls_before
+        ob.log().matches("phone: call ended").count() > calls_before
     });
     let (a_to_b, b_to_a) = media_counts(&ob.log());
     eprintln!("relayed packets: {a_to_b} to the far side, {b_to_a} back");

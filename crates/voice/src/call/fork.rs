@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::info;
+use tracing::debug;
 
 use officebox_store::Disposition;
 
@@ -127,7 +127,7 @@ impl Call {
         if self.forks.is_empty() {
             self.voicemail_or_fail(480, "Temporarily Unavailable");
         }
-        info!(
+        debug!(
             message = "phone: calling",
             caller = %self.setup.parties.caller_ext,
             callee = %self.setup.parties.callee_ext,
@@ -141,11 +141,12 @@ impl Call {
             addr: reach(b),
             transport: b.transport,
         };
-        self.invite_b(&b.contact, peer, cseq, login, None);
+        self.invite_b(&b.contact, peer, cseq, login, None, false);
     }
 
     /// Sends a fork our INVITE (with the CSeq `cseq`, and an answer to a digest challenge
-    /// when there is one), the caller's offer pointed at the relay.
+    /// when there is one: to the 401/407 of this call when `answers_challenge`, which is
+    /// not answered again), the caller's offer pointed at the relay.
     pub(super) fn invite_b(
         &mut self,
         uri: &str,
@@ -153,6 +154,7 @@ impl Call {
         cseq: u32,
         login: Option<String>,
         authorization: Option<(&str, String)>,
+        answers_challenge: bool,
     ) {
         let fork = Fork {
             login,
@@ -164,7 +166,7 @@ impl Call {
             remote_uri: None,
             route: Vec::new(),
             cseq,
-            authorized: authorization.is_some(),
+            authorized: answers_challenge,
             silent_until: matches!(self.setup.callee, Callee::Outside(_))
                 .then(|| Instant::now() + PROVIDER_SILENCE),
         };
@@ -481,7 +483,7 @@ impl Call {
         self.disposition = Disposition::Answered;
         let by = self.forks.get(i).and_then(|f| f.login.clone());
         self.log_answer(by.as_deref());
-        info!(
+        debug!(
             message = "phone: call answered",
             caller = %self.setup.parties.caller_ext,
             callee = %self.setup.parties.callee_ext

@@ -4,7 +4,7 @@
 //! destination takes the call (its voicemail, in the setup), else the caller hears 480.
 
 use tokio::time::Instant;
-use tracing::info;
+use tracing::debug;
 
 use super::{Call, Callee, Stage};
 
@@ -40,7 +40,7 @@ impl Call {
         for (login, b) in stage.phones.iter().take(MAX_GROUP_FORKS) {
             self.ring_phone(b, cseq, Some(login.clone()));
         }
-        info!(
+        debug!(
             message = "phone: ringing the group",
             caller = %self.setup.parties.caller_ext,
             group = %self.setup.parties.callee_ext,

@@ -3,7 +3,7 @@
 //! caller's CANCEL, BYE, INFO and re-INVITEs, and sends its own requests in the dialog
 //! (BYE, INFO, re-INVITE from the other side).
 
-use tracing::info;
+use tracing::debug;
 
 use super::timers::{Key, Retransmit};
 use super::{Call, Incoming, Peer, State, branch};
@@ -90,7 +90,7 @@ impl Call {
         self.disposition = super::refused(code);
         self.respond_a(r);
         self.status("ending");
-        info!(
+        debug!(
             message = "phone: call not answered",
             caller = %self.setup.parties.caller_ext,
             callee = %self.setup.parties.callee_ext,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use officebox_store::CallEvent;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::{Call, Callee, Peer, token};
 use crate::sip::Message;
@@ -53,8 +53,24 @@ impl Call {
             transport: line.transport,
         };
         self.b_cseq += 1;
-        self.invite_b(&line.uri, peer, self.b_cseq, None, None);
-        info!(
+        // The trunk's last challenge, answered up front (a 407 for it is answered anew).
+        let early = line.credentials.as_ref().and_then(|creds| {
+            let (challenge, header, answered) = self.setup.nonces.next(&line.trunk)?;
+            let value = auth::authorization(
+                &challenge,
+                &Answer {
+                    username: &creds.username,
+                    password: &creds.password,
+                    method: "INVITE",
+                    uri: &line.uri,
+                    count: answered,
+                    cnonce: &token(),
+                },
+            );
+            Some((header, value))
+        });
+        self.invite_b(&line.uri, peer, self.b_cseq, None, early, false);
+        debug!(
             message = "phone: calling out",
             caller = %self.setup.parties.caller_ext,
             number = %self.setup.parties.callee_ext,
@@ -105,7 +121,8 @@ impl Call {
             },
         );
         let cseq = self.forks.get(fork).map_or(self.b_cseq, |f| f.cseq) + 1;
-        self.invite_b(&uri, peer, cseq, None, Some((answer, value)));
+        self.setup.nonces.keep(&line.trunk, challenge, answer);
+        self.invite_b(&uri, peer, cseq, None, Some((answer, value)), true);
         true
     }
 
@@ -122,6 +139,11 @@ impl Call {
             _ => (code, reason.to_string()),
         };
         if matches!(code, 408 | 500..=599) {
+            if let Callee::Outside(lines) = &self.setup.callee
+                && let Some(line) = lines.get(self.line)
+            {
+                warn!(message = "phone: trunk failed a call; trying the next", trunk = %line.trunk, code, reason = %reason);
+            }
             self.try_line(self.line + 1, Some((code, reason)));
         } else {
             self.fail_a(code, &reason);

@@ -40,7 +40,7 @@ use officebox_store::{CallEvent, Disposition, NewCall, unix_now};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::menu;
 use crate::now_unix;
@@ -154,6 +154,59 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Each trunk's last digest challenge, shared by its calls: a new call answers it up front
+/// (the next nonce count), which saves the provider's 407 and a second INVITE per call
+/// while the provider accepts the nonce; when it does not, its new challenge is answered
+/// as usual and kept instead.
+#[derive(Debug, Default)]
+pub struct Nonces {
+    last: std::sync::Mutex<std::collections::HashMap<String, Nonce>>,
+}
+
+/// A challenge kept for a trunk: which header answers it, and how often it was answered.
+#[derive(Debug, Clone)]
+struct Nonce {
+    challenge: crate::trunk::auth::Challenge,
+    header: &'static str,
+    answered: u32,
+}
+
+/// Nonces answered this often are not used again (the provider would soon say stale).
+const NONCE_USES: u32 = 1000;
+
+impl Nonces {
+    /// Keeps `challenge` (answered once already) for `trunk`'s next calls.
+    fn keep(&self, trunk: &str, challenge: crate::trunk::auth::Challenge, header: &'static str) {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                trunk.to_string(),
+                Nonce {
+                    challenge,
+                    header,
+                    answered: 1,
+                },
+            );
+    }
+
+    /// The challenge to answer up front for `trunk`, its header and how often it was
+    /// answered before (counted now).
+    fn next(&self, trunk: &str) -> Option<(crate::trunk::auth::Challenge, &'static str, u32)> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = last.get_mut(trunk)?;
+        if n.answered >= NONCE_USES {
+            last.remove(trunk);
+            return None;
+        }
+        n.answered += 1;
+        Some((n.challenge.clone(), n.header, n.answered - 1))
+    }
+}
+
 /// Calls at once per name (a trunk's, a user's outside calls), taken and given back by
 /// the calls themselves.
 #[derive(Debug, Default)]
@@ -223,6 +276,8 @@ pub struct Setup {
     /// there for its whole length (a user's outside calls at once, say).
     pub slots: Arc<Slots>,
     pub held: Vec<Slot>,
+    /// The trunks' last digest challenges (see [`Nonces`]).
+    pub nonces: Arc<Nonces>,
     pub no_answer: Duration,
     /// The Call-ID of leg B, already routed to this call's inbox.
     pub b_call_id: String,
@@ -414,18 +469,11 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         }
     }
     call.media.relay_stop.cancel();
+    let mut relayed = (0, 0);
     if let Some(relay) = call.media.relay.take()
         && let Ok(stopped) = relay.await
     {
-        // Packets relayed each way: a call that was answered and carried nothing one way
-        // (a firewall, a NAT, a phone's wrong address) shows here.
-        info!(
-            message = "phone: call media",
-            caller = %call.setup.parties.caller_ext,
-            callee = %call.setup.parties.callee_ext,
-            a_to_b = stopped.a_to_b,
-            b_to_a = stopped.b_to_a
-        );
+        relayed = (stopped.a_to_b, stopped.b_to_a);
     }
     if let State::Voicemail(r) = std::mem::replace(&mut call.state, State::Ending) {
         r.hangup.cancel();
@@ -436,11 +484,21 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         at: call.ended_at.unwrap_or_else(unix_now),
         disposition: call.disposition,
     });
-    info!(
-        message = "phone: call ended",
-        caller = %call.setup.parties.caller_ext,
-        callee = %call.setup.parties.callee_ext
+    // One line per call (the call log has the rest). An answered call that carried
+    // nothing one way (a firewall, a NAT, a phone's wrong address) is a warning.
+    let (caller, callee) = (
+        &call.setup.parties.caller_ext,
+        &call.setup.parties.callee_ext,
     );
+    let disposition = call.disposition.as_str();
+    let (a_to_b, b_to_a) = relayed;
+    info!(message = "phone: call ended", %caller, %callee, disposition, a_to_b, b_to_a);
+    if call.disposition == Disposition::Answered && (a_to_b == 0 || b_to_a == 0) {
+        warn!(
+            message = "phone: an answered call carried no audio one way",
+            %caller, %callee, a_to_b, b_to_a
+        );
+    }
 }
 
 impl Call {

@@ -242,6 +242,7 @@ fn new_logged_setup(
         callee: Callee::Phones(phones.iter().map(|p| binding(p)).collect()),
         slots: Arc::default(),
         held: Vec::new(),
+        nonces: Arc::default(),
         no_answer: NO_ANSWER,
         b_call_id: "leg-b".into(),
         status: status_tx,
@@ -835,10 +836,20 @@ fn outside_call(
     lines: Vec<OutsideLine>,
     slots: &Arc<Slots>,
 ) -> (Call, Arc<FakeWire>, mpsc::UnboundedReceiver<CallEvent>) {
+    outside_call_with(lines, slots, &Arc::default())
+}
+
+/// [`outside_call`] with the trunks' last challenges in `nonces`.
+fn outside_call_with(
+    lines: Vec<OutsideLine>,
+    slots: &Arc<Slots>,
+    nonces: &Arc<Nonces>,
+) -> (Call, Arc<FakeWire>, mpsc::UnboundedReceiver<CallEvent>) {
     let (setup, wire, _status, log) = new_logged_setup(&[], false);
     let setup = Setup {
         callee: Callee::Outside(lines),
         slots: Arc::clone(slots),
+        nonces: Arc::clone(nonces),
         no_answer: Duration::from_secs(180),
         ..setup
     };
@@ -1098,5 +1109,50 @@ async fn a_group_nobody_answers_ends_in_its_no_answer() {
             "CANCEL 127.0.0.1:5072",
             "480/INVITE 127.0.0.1:5062"
         ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_call_answers_the_trunks_last_challenge_up_front() {
+    let (slots, nonces): (Arc<Slots>, Arc<Nonces>) = (Arc::default(), Arc::default());
+    let line = || vec![outside_line("main", PROVIDER, Some("secret"), 0)];
+    let (mut first, wire, _log) = outside_call_with(line(), &slots, &nonces);
+    let invite = started(&mut first, &wire).remove(0);
+    assert!(
+        invite.header("proxy-authorization").is_none(),
+        "nothing to answer yet"
+    );
+    first.handle(refusal(&invite, 407, PROVIDER));
+    let (_, msgs) = sent(&wire);
+    assert!(
+        msgs[1]
+            .header("proxy-authorization")
+            .unwrap()
+            .contains("nc=00000001")
+    );
+
+    // The second call sends the answer with its first INVITE, the nonce counted on.
+    let (mut second, wire, _log) = outside_call_with(line(), &slots, &nonces);
+    let invite = started(&mut second, &wire).remove(0);
+    let auth = invite.header("proxy-authorization").unwrap();
+    assert!(
+        auth.contains("nonce=\"abc123\"") && auth.contains("nc=00000002"),
+        "{auth}"
+    );
+    // The provider wants a new nonce after all: its challenge is answered once more.
+    second.handle(refusal(&invite, 407, PROVIDER));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 198.51.100.1:5060", "INVITE 198.51.100.1:5060"]);
+    assert!(
+        msgs[1]
+            .header("proxy-authorization")
+            .unwrap()
+            .contains("nc=00000001")
+    );
+    second.handle(refusal(&msgs[1], 407, PROVIDER));
+    assert_eq!(
+        sent(&wire).0,
+        ["ACK 198.51.100.1:5060", "503/INVITE 127.0.0.1:5062"],
+        "a third challenge is a refusal"
     );
 }

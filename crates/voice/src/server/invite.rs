@@ -149,6 +149,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         callee: Callee::Phones(bindings),
         slots: Arc::clone(&req.state.slots),
         held: Vec::new(),
+        nonces: Arc::clone(&req.state.nonces),
         no_answer: req.config.phone.no_answer_timeout,
         b_call_id: b_call_id.clone(),
         status: status_tx,

@@ -90,6 +90,8 @@ struct State {
     providers: Arc<crate::trunk::Providers>,
     /// Calls at once per trunk and per user's outside calls (the limits).
     slots: Arc<crate::call::Slots>,
+    /// Each trunk's last digest challenge, answered up front by its next calls.
+    nonces: Arc<crate::call::Nonces>,
 }
 
 /// One request being answered: what every handler needs.
@@ -159,6 +161,7 @@ pub async fn serve(
         trunks: Arc::default(),
         providers: Arc::default(),
         slots: Arc::default(),
+        nonces: Arc::default(),
     });
     let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets
         .iter()

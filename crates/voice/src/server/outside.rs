@@ -443,6 +443,7 @@ fn setup(
         callee,
         slots: Arc::clone(&req.state.slots),
         held: Vec::new(),
+        nonces: Arc::clone(&req.state.nonces),
         no_answer: req.config.phone.no_answer_timeout,
         b_call_id,
         status: status_tx,

@@ -39,7 +39,13 @@ pub(super) struct ServerWire {
     /// Phones that spoke to another of the box's addresses than `local` (a LAN phone
     /// using the WAN address, say): what is sent to them goes out from that address.
     asked: Mutex<HashMap<SocketAddr, IpAddr>>,
+    /// The source address of the route to each peer, looked up at most once a minute
+    /// (a call to a provider asks for it twice).
+    routes: Mutex<HashMap<IpAddr, (IpAddr, Instant)>>,
 }
+
+/// How long a route's source address is taken as known.
+const ROUTE_FOR: Duration = Duration::from_secs(60);
 
 /// Peers remembered in [`ServerWire::asked`] at most.
 const MAX_ASKED: usize = 10_000;
@@ -52,6 +58,7 @@ impl ServerWire {
             any,
             tcp: Mutex::default(),
             asked: Mutex::default(),
+            routes: Mutex::default(),
         }
     }
 
@@ -71,6 +78,24 @@ impl ServerWire {
             }
             None => {}
         }
+    }
+}
+
+impl ServerWire {
+    /// The source of the route to `peer`, from the last minute's lookups when it can.
+    fn route_source(&self, peer: SocketAddr) -> Option<IpAddr> {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((ip, at)) = routes.get(&peer.ip())
+            && at.elapsed() < ROUTE_FOR
+        {
+            return Some(*ip);
+        }
+        let ip = route_source(peer).ok()?;
+        if routes.len() >= MAX_ASKED {
+            routes.clear();
+        }
+        routes.insert(peer.ip(), (ip, Instant::now()));
+        Some(ip)
     }
 }
 
@@ -113,7 +138,7 @@ impl Wire for ServerWire {
             .get(&peer)
             .copied();
         asked
-            .or_else(|| route_source(peer).ok())
+            .or_else(|| self.route_source(peer))
             .filter(|ip| ip.is_ipv4() == self.local.is_ipv4())
             .unwrap_or(self.local.ip())
     }
