@@ -290,7 +290,11 @@ fn answered_busy_cancelled_unanswered_and_unknown_calls_end_cleanly_and_are_in_t
     let bob = bobs_phone(&target, "uas_ring.xml", &bob_port);
     let (ok, errors) = sipp_call(&target, "uac_cancel.xml", "caller.csv", "102");
     assert!(ok, "{errors}\n{}", ob.log());
-    assert!(ob.log().contains("disposition=\"cancelled\""), "{}", ob.log());
+    assert!(
+        ob.log().contains("disposition=\"cancelled\""),
+        "{}",
+        ob.log()
+    );
     bob.wait_for_log("Successful call", Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}"));
     drop(bob);
