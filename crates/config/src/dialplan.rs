@@ -533,6 +533,19 @@ impl LocalTime {
         LocalTime::at(&jiff::Timestamp::now().to_zoned(tz))
     }
 
+    /// When today began in time zone `zone` (else the box's own), in Unix seconds: the
+    /// day's limits count from there.
+    pub fn midnight(zone: Option<&str>) -> i64 {
+        let tz = zone
+            .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+            .unwrap_or_else(jiff::tz::TimeZone::system);
+        let now = jiff::Timestamp::now().to_zoned(tz);
+        now.start_of_day().map_or_else(
+            |_| now.timestamp().as_second(),
+            |d| d.timestamp().as_second(),
+        )
+    }
+
     fn at(t: &jiff::Zoned) -> LocalTime {
         let minute =
             u16::try_from(t.hour()).unwrap_or(0) * 60 + u16::try_from(t.minute()).unwrap_or(0);

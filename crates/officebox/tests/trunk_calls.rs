@@ -296,12 +296,13 @@ fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
     let _serial = serial();
     let dead = SocketAddr::from(([127, 0, 0, 9], free_udp_port().unwrap()));
     let world = World::start(|c| {
-        c.append(&format!(
-            "[[phone.trunks]]\nname = \"dead\"\nkind = \"ip\"\nserver = \"{dead}\"\n\
+        c.set_user("alice", "outside_calls_per_day", 1)
+            .append(&format!(
+                "[[phone.trunks]]\nname = \"dead\"\nkind = \"ip\"\nserver = \"{dead}\"\n\
              addresses = [\"127.0.0.9\"]\n\n\
              [[phone.routes]]\nname = \"failover\"\npattern = \"8.\"\nstrip = 1\n\
              trunks = [\"dead\", \"main\"]\n"
-        ))
+            ))
     });
     let dir = scratch_dir("trunk-guards").unwrap();
     let (_, quiet) = sentence(dir.path(), "quiet", "Hello.");
@@ -361,6 +362,9 @@ fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
             && ob_log.contains("trunk=dead"),
         "{ob_log}"
     );
+    // alice may make one outside call a day: that was it (the refused ones did not count).
+    let why = world.refused(&alice, &format!("9{OUTSIDE}"));
+    assert!(why.contains("403") && why.contains("used up"), "{why}");
     // Two calls went out on the trunk (112, then the failover); the provider challenged
     // only the first: the second answered its nonce up front.
     let kam = world.kam.log();

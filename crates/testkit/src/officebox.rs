@@ -55,6 +55,22 @@ impl TestConfig {
         self
     }
 
+    /// Sets `key` of the `[[users]]` table whose login is `login`.
+    pub fn set_user(mut self, login: &str, key: &str, value: impl Into<Value>) -> Self {
+        let user = self
+            .doc
+            .get_mut("users")
+            .and_then(Item::as_array_of_tables_mut)
+            .and_then(|users| {
+                users
+                    .iter_mut()
+                    .find(|u| u.get("login").and_then(Item::as_str) == Some(login))
+            })
+            .unwrap_or_else(|| panic!("no [[users]] with login {login}"));
+        user.insert(key, Item::Value(value.into()));
+        self
+    }
+
     /// Removes a dotted path's setting (absent tables are fine).
     pub fn remove(mut self, path: &str) -> Self {
         let mut parts: Vec<&str> = path.split('.').collect();

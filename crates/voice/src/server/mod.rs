@@ -92,6 +92,8 @@ struct State {
     slots: Arc<crate::call::Slots>,
     /// Each trunk's last digest challenge, answered up front by its next calls.
     nonces: Arc<crate::call::Nonces>,
+    /// Outside calls each user made today: (the local midnight they count from, calls).
+    outside_today: Mutex<HashMap<String, (i64, u32)>>,
 }
 
 /// One request being answered: what every handler needs.
@@ -162,6 +164,7 @@ pub async fn serve(
         providers: Arc::default(),
         slots: Arc::default(),
         nonces: Arc::default(),
+        outside_today: Mutex::default(),
     });
     let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets
         .iter()

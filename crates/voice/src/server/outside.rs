@@ -84,6 +84,10 @@ pub(super) fn call_out(req: &Request, caller: &User, dialled: &str) -> Option<Me
             return refuse(403, "Forbidden (too many outside calls at once)");
         };
         held.push(slot);
+        if !take_one_of_today(req, caller) {
+            warn!(message = "phone: the day's outside calls are used up", caller = %caller.login, per_day = caller.outside.per_day);
+            return refuse(403, "Forbidden (the day's outside calls are used up)");
+        }
     }
     if let Some(busy) = overloaded(req) {
         return Some(busy);
@@ -151,6 +155,51 @@ pub(super) fn call_out(req: &Request, caller: &User, dialled: &str) -> Option<Me
         Some(setup)
     });
     None
+}
+
+/// Counts one outside call of `caller`'s today, unless the day's are used up (then
+/// `false`). The count starts from the call log at the first call of the day (the box
+/// may have restarted), and goes on in memory.
+fn take_one_of_today(req: &Request, caller: &User) -> bool {
+    let midnight = LocalTime::midnight(req.config.phone.timezone.as_deref());
+    let mut today = req
+        .state
+        .outside_today
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let entry = today.entry(caller.login.clone()).or_insert((i64::MIN, 0));
+    if entry.0 != midnight {
+        *entry = (midnight, made_since(req, &caller.login, midnight));
+    }
+    if entry.1 >= caller.outside.per_day {
+        return false;
+    }
+    entry.1 += 1;
+    true
+}
+
+/// Outside calls `login` made since `since` (Unix seconds) over a trunk, by the call log.
+fn made_since(req: &Request, login: &str, since: i64) -> u32 {
+    let query = officebox_store::CallQuery {
+        since: Some(since),
+        party: Some(login.to_string()),
+        direction: Some(Direction::Out),
+        ..Default::default()
+    };
+    let db = req.state.db.lock().unwrap_or_else(PoisonError::into_inner);
+    match db.call_log(&query) {
+        Ok(calls) => {
+            let made = calls
+                .iter()
+                .filter(|c| c.trunk.is_some() && c.caller_login.as_deref() == Some(login))
+                .count();
+            u32::try_from(made).unwrap_or(u32::MAX)
+        }
+        Err(error) => {
+            warn!(message = "phone: cannot count today's outside calls", %login, %error);
+            0
+        }
+    }
 }
 
 /// How `number` is asked for over trunk `t`: at the provider's domain, from the route's
