@@ -53,7 +53,9 @@ fn bin() -> &'static Path {
 struct World {
     kam: KamailioProvider,
     provider: SocketAddr,
-    ob: Officebox,
+    /// Always there but while [`World::restart`] swaps it.
+    running: Option<Officebox>,
+    config: String,
     sip: SocketAddr,
 }
 
@@ -88,7 +90,8 @@ impl World {
         let world = World {
             kam,
             provider,
-            ob,
+            running: Some(ob),
+            config: c.text(),
             sip,
         };
         let registered = wait_until(Duration::from_secs(15), || {
@@ -106,12 +109,35 @@ impl World {
         world
     }
 
+    fn ob(&self) -> &Officebox {
+        self.running.as_ref().expect("officebox runs")
+    }
+
+    /// Kills officebox (-9) and starts it again on the same data; waits until its trunk
+    /// is registered again.
+    fn restart(&mut self) {
+        let dir = self
+            .running
+            .take()
+            .expect("officebox runs")
+            .kill9()
+            .unwrap();
+        let ob = Officebox::start_in(bin(), &self.config, dir).expect("officebox starts again");
+        self.running = Some(ob);
+        let registered = wait_until(Duration::from_secs(15), || {
+            self.cli(&["phone", "trunks"])
+                .lines()
+                .any(|l| l.starts_with("main ") && l.contains("registered"))
+        });
+        assert!(registered, "{}", self.ob().log());
+    }
+
     fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(bin())
             .args(args)
             .arg("--config")
-            .arg(self.ob.config_path())
-            .current_dir(self.ob.dir())
+            .arg(self.ob().config_path())
+            .current_dir(self.ob().dir())
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -172,7 +198,7 @@ impl World {
     fn fail(&self, what: &str, error: impl std::fmt::Display) -> ! {
         panic!(
             "{what}: {error}\n--- officebox ---\n{}\n--- kamailio ---\n{}",
-            self.ob.log(),
+            self.ob().log(),
             self.kam.log()
         )
     }
@@ -224,7 +250,7 @@ fn heard(world: &World, phone: &Baresip, said: &Path) {
         phone.name(),
         said.display(),
         rec.display(),
-        world.ob.log()
+        world.ob().log()
     );
 }
 
@@ -288,14 +314,18 @@ fn office_phones_call_out_and_are_called_in_over_the_trunk_with_speech_both_ways
             .is_some_and(|l| l.contains(OUTSIDE) && l.contains(" bob ") && l.contains("answered")),
         "{log}"
     );
-    assert!(!world.ob.log().contains("panicked"), "{}", world.ob.log());
+    assert!(
+        !world.ob().log().contains("panicked"),
+        "{}",
+        world.ob().log()
+    );
 }
 
 #[test]
 fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
     let _serial = serial();
     let dead = SocketAddr::from(([127, 0, 0, 9], free_udp_port().unwrap()));
-    let world = World::start(|c| {
+    let mut world = World::start(|c| {
         c.set_user("alice", "outside_calls_per_day", 1)
             .append(&format!(
                 "[[phone.trunks]]\nname = \"dead\"\nkind = \"ip\"\nserver = \"{dead}\"\n\
@@ -356,13 +386,17 @@ fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
         2,
         "{log}"
     );
-    let ob_log = world.ob.log();
+    let ob_log = world.ob().log();
     assert!(
         ob_log.contains("phone: trunk failed a call; trying the next")
             && ob_log.contains("trunk=dead"),
         "{ob_log}"
     );
-    // alice may make one outside call a day: that was it (the refused ones did not count).
+    // alice may make one outside call a day: that was it (the refused ones did not count),
+    // and a restart (kill -9) does not give her another: the count starts from the log.
+    let why = world.refused(&alice, &format!("9{OUTSIDE}"));
+    assert!(why.contains("403") && why.contains("used up"), "{why}");
+    world.restart();
     let why = world.refused(&alice, &format!("9{OUTSIDE}"));
     assert!(why.contains("403") && why.contains("used up"), "{why}");
     // Two calls went out on the trunk (112, then the failover); the provider challenged
@@ -448,5 +482,5 @@ fn a_did_rings_a_hunt_group_and_at_night_the_schedule_sends_it_to_voicemail() {
     let ok = wait_until(Duration::from_secs(5), || {
         lines(&world.cli(&["phone", "log"]))
     });
-    assert!(ok, "{}\n{}", world.cli(&["phone", "log"]), world.ob.log());
+    assert!(ok, "{}\n{}", world.cli(&["phone", "log"]), world.ob().log());
 }
