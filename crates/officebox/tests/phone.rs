@@ -196,6 +196,23 @@ fn a_password_guessing_flood_is_ignored_after_twenty_failures() {
         "so is everything else from there"
     );
     assert!(ob.log().contains("too many failed logins"));
+    // The administrator hears of it by mail, once.
+    let admin_new = ob.dir().join("demo-data/mail/admin/new");
+    let alerts = || {
+        std::fs::read_dir(&admin_new)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .filter(|m| m.contains("Subject: Phone logins: 127.0.0.1 is locked out"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        officebox_testkit::wait_until(Duration::from_secs(5), || alerts() == 1),
+        "{}",
+        ob.log()
+    );
 }
 
 fn calls(ob: &Officebox) -> String {

@@ -396,9 +396,32 @@ fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
     // and a restart (kill -9) does not give her another: the count starts from the log.
     let why = world.refused(&alice, &format!("9{OUTSIDE}"));
     assert!(why.contains("403") && why.contains("used up"), "{why}");
+    // The administrator hears of it by mail, once (not for every refused call).
+    let admin_new = world.ob().dir().join("demo-data/mail/admin/new");
+    let alerts = || -> Vec<String> {
+        std::fs::read_dir(&admin_new)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .filter(|m| m.contains("Subject: Outside calls: Alice Example (101)"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(wait_until(Duration::from_secs(5), || !alerts().is_empty()));
     world.restart();
     let why = world.refused(&alice, &format!("9{OUTSIDE}"));
     assert!(why.contains("403") && why.contains("used up"), "{why}");
+    // One alert before the restart and one after (the hour's quiet is kept in memory).
+    assert!(wait_until(Duration::from_secs(5), || alerts().len() == 2));
+    let mails = alerts();
+    assert!(
+        mails.len() == 2
+            && mails
+                .iter()
+                .all(|m| m.contains("reached the limit of 1 outside")),
+        "{mails:?}"
+    );
     // Two calls went out on the trunk (112, then the failover); the provider challenged
     // only the first: the second answered its nonce up front.
     let kam = world.kam.log();

@@ -1,5 +1,5 @@
 //! officebox's phone system: a SIP registrar and back-to-back user agent for the
-//! office's extensions. Phones register with digest authentication (MD5 or SHA-256,
+//! office's extensions, and its lines to telephone providers. Phones register with digest authentication (MD5 or SHA-256,
 //! against per-user hashes; no password is stored), over UDP or TCP; calls between
 //! extensions go through the box, audio through its media relay; unanswered calls go to
 //! voicemail, delivered by email, and the voicemail extension reads the mailbox out.
@@ -13,10 +13,12 @@
 //! - [`media`], [`voicemail`], [`menu`]: the box's own end of a call.
 //! - [`mwi`]: message-waiting indication (NOTIFY to subscribed phones).
 //! - [`trunk`]: the lines to telephone providers (registration to the provider).
+//! - [`alert`]: mails to the administrators about toll-fraud limits and lockouts.
 //! - [`wav`]: the WAV reader and writer.
 
 #![cfg_attr(not(test), warn(clippy::string_slice, clippy::indexing_slicing))]
 
+pub mod alert;
 pub mod call;
 pub mod digest;
 pub mod media;

@@ -100,6 +100,20 @@ pub(super) fn authenticate<'c>(req: &Request<'c>, proxy: bool) -> Result<&'c Use
         _ => {
             attempt.failed();
             info!(message = "phone: wrong password", %method, user = %creds.username, %source);
+            if state.limiter.locked(source.ip()) {
+                let ip = source.ip();
+                state.alerts.raise(
+                    config,
+                    &format!("logins:{ip}"),
+                    &format!("Phone logins: {ip} is locked out after repeated wrong passwords"),
+                    &format!(
+                        "{ip} gave wrong phone passwords again and again (the last for \"{}\")\r\n\
+                         and is ignored for a while. A phone with an old password does this; so\r\n\
+                         does someone guessing passwords.",
+                        creds.username.replace(['\r', '\n'], "")
+                    ),
+                );
+            }
             Err(challenge(false))
         }
     }

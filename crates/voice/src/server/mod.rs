@@ -94,6 +94,8 @@ struct State {
     nonces: Arc<crate::call::Nonces>,
     /// Outside calls each user made today: (the local midnight they count from, calls).
     outside_today: Mutex<HashMap<String, (i64, u32)>>,
+    /// Mails to the administrators about limits hit and logins locked out.
+    alerts: crate::alert::Alerts,
 }
 
 /// One request being answered: what every handler needs.
@@ -165,6 +167,7 @@ pub async fn serve(
         slots: Arc::default(),
         nonces: Arc::default(),
         outside_today: Mutex::default(),
+        alerts: crate::alert::Alerts::default(),
     });
     let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets
         .iter()

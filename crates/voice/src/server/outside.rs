@@ -81,11 +81,19 @@ pub(super) fn call_out(req: &Request, caller: &User, dialled: &str) -> Option<Me
             .flatten();
         let Some(slot) = slot else {
             warn!(message = "phone: too many outside calls at once", caller = %caller.login, limit);
+            alert_limit(
+                req,
+                caller,
+                &format!("{limit} outside calls at once"),
+                dialled,
+            );
             return refuse(403, "Forbidden (too many outside calls at once)");
         };
         held.push(slot);
         if !take_one_of_today(req, caller) {
             warn!(message = "phone: the day's outside calls are used up", caller = %caller.login, per_day = caller.outside.per_day);
+            let limit = format!("{} outside calls a day", caller.outside.per_day);
+            alert_limit(req, caller, &limit, dialled);
             return refuse(403, "Forbidden (the day's outside calls are used up)");
         }
     }
@@ -155,6 +163,28 @@ pub(super) fn call_out(req: &Request, caller: &User, dialled: &str) -> Option<Me
         Some(setup)
     });
     None
+}
+
+/// Mails the administrators that `caller` ran into `limit` (at most hourly per user):
+/// the costliest thing a phone system can get wrong is a hijacked phone calling abroad
+/// all night.
+fn alert_limit(req: &Request, caller: &User, limit: &str, dialled: &str) {
+    let who = format!(
+        "{} ({})",
+        caller.name,
+        caller.extension.as_deref().unwrap_or(&caller.login)
+    );
+    req.state.alerts.raise(
+        req.config,
+        &format!("outside:{}", caller.login),
+        &format!("Outside calls: {who} reached the limit of {limit}"),
+        &format!(
+            "{who} dialled {dialled} from {} and was refused: the limit is {limit}.\r\n\
+             If that was not them, their phone or password may be in someone else's hands:\r\n\
+             change the password, and look at the call log on the admin pages.",
+            req.source.ip()
+        ),
+    );
 }
 
 /// Counts one outside call of `caller`'s today, unless the day's are used up (then
