@@ -45,7 +45,11 @@ bench_cleanup() {
     if [ -n "${cap_dir:-}" ]; then
         rmdir "$cap_dir" 2>/dev/null || true
     fi
-    rm -rf "$work"
+    if [ "${KEEP_WORK:-0}" = 1 ]; then
+        echo "kept the scratch directory (KEEP_WORK=1): $work" >&2
+    else
+        rm -rf "$work"
+    fi
 }
 
 cap_dir=""

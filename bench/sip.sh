@@ -45,7 +45,8 @@
 # Part 3: calls over a SIP trunk, officebox only, beside kamailio as the telephone
 # provider. officebox (afresh) registers trunk account 4930123456 at a second private
 # kamailio (the provider, on PROVIDER port), and route `9.` (strip the 9) sends alice's
-# calls there; alice may have 1,000 outside calls at once here (the default is 2). The
+# calls there; alice may have 1,000 outside calls at once and 100,000 a day here (the
+# defaults are 2 and 100). The
 # provider challenges every INVITE on the trunk with 407 for the account's digest,
 # record-routes it and relays it to the far phone at 102's port (no registration, no
 # lookup), as a provider's proxy does. (a) Call setups: the calls of part 2 (a) to
@@ -1220,8 +1221,10 @@ obx_start() {
             print "rtp_ports = \"" (r[1] + off) "-" (r[1] + off + span - 1) "\"" rest; next }
         { print }' examples/demo.toml >"$dir/officebox.toml"
     if [ -n "${obx_extra:-}" ]; then
-        # Part 3: the trunk and the route, and alice may make 1,000 outside calls at once.
-        awk '{ print } $0 == "login = \"alice\"" { print "outside_calls_at_once = 1000" }' \
+        # Part 3: the trunk and the route, and alice may make 1,000 outside calls at once
+        # and 100,000 a day (the defaults, 2 and 100, would end the benchmark early).
+        awk '{ print } $0 == "login = \"alice\"" {
+            print "outside_calls_at_once = 1000"; print "outside_calls_per_day = 100000" }' \
             "$dir/officebox.toml" >"$dir/officebox.toml.new"
         cat "$obx_extra" >>"$dir/officebox.toml.new"
         mv "$dir/officebox.toml.new" "$dir/officebox.toml"

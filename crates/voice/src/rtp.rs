@@ -102,6 +102,9 @@ pub struct Stopped {
     pub b: Lease,
     pub a_to_b: u64,
     pub b_to_a: u64,
+    /// Packets dropped on each side for coming from another source than the latched one.
+    pub strangers_a: u64,
+    pub strangers_b: u64,
 }
 
 /// Copies packets between `a` (the port the caller sends to) and `b` (the callee's) until
@@ -116,6 +119,7 @@ pub async fn relay(
     let mut buf_b = vec![0u8; 2048];
     let (mut latched_a, mut latched_b): (Option<SocketAddr>, Option<SocketAddr>) = (None, None);
     let (mut a_to_b, mut b_to_a) = (0u64, 0u64);
+    let (mut strangers_a, mut strangers_b) = (0u64, 0u64);
     let mut current = *peers.borrow_and_update();
     loop {
         tokio::select! {
@@ -137,6 +141,7 @@ pub async fn relay(
             r = a.socket.recv_from(&mut buf_a) => {
                 let Ok((n, from)) = r else { continue };
                 if !accept(&mut latched_a, current.a, from) {
+                    strangers_a += 1;
                     continue;
                 }
                 if let Some(to) = latched_b.or(current.b).filter(|t| !t.ip().is_unspecified())
@@ -148,6 +153,7 @@ pub async fn relay(
             r = b.socket.recv_from(&mut buf_b) => {
                 let Ok((n, from)) = r else { continue };
                 if !accept(&mut latched_b, current.b, from) {
+                    strangers_b += 1;
                     continue;
                 }
                 if let Some(to) = latched_a.or(current.a).filter(|t| !t.ip().is_unspecified())
@@ -163,6 +169,8 @@ pub async fn relay(
         b,
         a_to_b,
         b_to_a,
+        strangers_a,
+        strangers_b,
     }
 }
 

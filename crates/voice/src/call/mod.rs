@@ -40,7 +40,7 @@ use officebox_store::{CallEvent, Disposition, NewCall, unix_now};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::menu;
 use crate::now_unix;
@@ -469,11 +469,12 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         }
     }
     call.media.relay_stop.cancel();
-    let mut relayed = (0, 0);
+    let (mut relayed, mut strangers) = ((0, 0), (0, 0));
     if let Some(relay) = call.media.relay.take()
         && let Ok(stopped) = relay.await
     {
         relayed = (stopped.a_to_b, stopped.b_to_a);
+        strangers = (stopped.strangers_a, stopped.strangers_b);
     }
     if let State::Voicemail(r) = std::mem::replace(&mut call.state, State::Ending) {
         r.hangup.cancel();
@@ -498,6 +499,10 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
             message = "phone: an answered call carried no audio one way",
             %caller, %callee, a_to_b, b_to_a
         );
+    }
+    let (strangers_a, strangers_b) = strangers;
+    if strangers_a + strangers_b > 0 {
+        debug!(message = "phone: packets from strangers dropped", %caller, %callee, strangers_a, strangers_b);
     }
 }
 
