@@ -1300,7 +1300,11 @@ else
                 obx_warnings
             fi
             stop "$obx_pid"
-            if obx_extra="$work/trunk.toml" obx_start obx-trunk-rtp && trunk_registered "$obx_log"; then
+            # A fresh provider too: after an overloaded rate, kamailio still retransmits
+            # the last run's requests for a while, into the next one.
+            stop "$prov_pid"
+            if provider_start && obx_extra="$work/trunk.toml" obx_start obx-trunk-rtp &&
+                trunk_registered "$obx_log"; then
                 echo "officebox (afresh): concurrent calls over the trunk with RTP ($obx_rtp)"
                 internal_rtp=("$rtp_result" "$rtp_cpu" "$rtp_note")
                 rtp_note=""
