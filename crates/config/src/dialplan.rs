@@ -527,19 +527,13 @@ pub struct LocalTime {
 impl LocalTime {
     /// Now in time zone `zone` (an IANA name the config has checked), else the box's own.
     pub fn now(zone: Option<&str>) -> LocalTime {
-        let tz = zone
-            .and_then(|z| jiff::tz::TimeZone::get(z).ok())
-            .unwrap_or_else(jiff::tz::TimeZone::system);
-        LocalTime::at(&jiff::Timestamp::now().to_zoned(tz))
+        LocalTime::at(&now_in(zone))
     }
 
     /// When today began in time zone `zone` (else the box's own), in Unix seconds: the
     /// day's limits count from there.
     pub fn midnight(zone: Option<&str>) -> i64 {
-        let tz = zone
-            .and_then(|z| jiff::tz::TimeZone::get(z).ok())
-            .unwrap_or_else(jiff::tz::TimeZone::system);
-        let now = jiff::Timestamp::now().to_zoned(tz);
+        let now = now_in(zone);
         now.start_of_day().map_or_else(
             |_| now.timestamp().as_second(),
             |d| d.timestamp().as_second(),
@@ -559,6 +553,14 @@ impl LocalTime {
             minute,
         }
     }
+}
+
+/// Now in time zone `zone` (an IANA name the config has checked), else the box's own.
+fn now_in(zone: Option<&str>) -> jiff::Zoned {
+    let tz = zone
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .unwrap_or_else(jiff::tz::TimeZone::system);
+    jiff::Timestamp::now().to_zoned(tz)
 }
 
 impl Schedule {
@@ -661,25 +663,19 @@ mod tests {
     #[test]
     fn local_time_is_the_wall_clock_in_the_zone() {
         let t: jiff::Timestamp = "2026-12-07T07:30:00Z".parse().unwrap();
-        let berlin = t.to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
-        assert_eq!(
-            LocalTime::at(&berlin),
-            LocalTime {
+        // Berlin one hour ahead; New York five behind: the small hours of the same Monday.
+        for (zone, minute) in [
+            ("Europe/Berlin", 8 * 60 + 30),
+            ("America/New_York", 2 * 60 + 30),
+        ] {
+            let local = t.to_zoned(jiff::tz::TimeZone::get(zone).unwrap());
+            let expected = LocalTime {
                 date: (2026, 12, 7),
                 weekday: 0,
-                minute: 8 * 60 + 30
-            }
-        );
-        // Five hours behind: the small hours of the same Monday in New York.
-        let ny = t.to_zoned(jiff::tz::TimeZone::get("America/New_York").unwrap());
-        assert_eq!(
-            LocalTime::at(&ny),
-            LocalTime {
-                date: (2026, 12, 7),
-                weekday: 0,
-                minute: 2 * 60 + 30
-            }
-        );
+                minute,
+            };
+            assert_eq!(LocalTime::at(&local), expected, "{zone}");
+        }
     }
 
     #[test]

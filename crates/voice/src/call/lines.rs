@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use officebox_store::CallEvent;
 use tracing::{debug, warn};
 
-use super::{Call, Callee, Peer, token};
+use super::{Call, Callee, Credentials, Peer, token};
 use crate::sip::Message;
-use crate::trunk::auth::{self, Answer};
+use crate::trunk::auth::{self, Answer, Challenge};
 
 impl Call {
     /// An outside call tries its lines from `first` on: the first whose trunk has room
@@ -56,18 +56,10 @@ impl Call {
         // The trunk's last challenge, answered up front (a 407 for it is answered anew).
         let early = line.credentials.as_ref().and_then(|creds| {
             let (challenge, header, answered) = self.setup.nonces.next(&line.trunk)?;
-            let value = auth::authorization(
-                &challenge,
-                &Answer {
-                    username: &creds.username,
-                    password: &creds.password,
-                    method: "INVITE",
-                    uri: &line.uri,
-                    count: answered,
-                    cnonce: &token(),
-                },
-            );
-            Some((header, value))
+            Some((
+                header,
+                invite_answer(creds, &challenge, &line.uri, answered),
+            ))
         });
         self.invite_b(&line.uri, peer, self.b_cseq, None, early, false);
         debug!(
@@ -109,17 +101,7 @@ impl Call {
                 transport: line.transport,
             },
         );
-        let value = auth::authorization(
-            &challenge,
-            &Answer {
-                username: &creds.username,
-                password: &creds.password,
-                method: "INVITE",
-                uri: &uri,
-                count: 0,
-                cnonce: &token(),
-            },
-        );
+        let value = invite_answer(&creds, &challenge, &uri, 0);
         let cseq = self.forks.get(fork).map_or(self.b_cseq, |f| f.cseq) + 1;
         self.setup.nonces.keep(&line.trunk, challenge, answer);
         self.invite_b(&uri, peer, cseq, None, Some((answer, value)), true);
@@ -149,4 +131,20 @@ impl Call {
             self.fail_a(code, &reason);
         }
     }
+}
+
+/// The trunk account's answer to `challenge` for an INVITE to `uri`, whose nonce was
+/// answered `count` times before.
+fn invite_answer(creds: &Credentials, challenge: &Challenge, uri: &str, count: u32) -> String {
+    auth::authorization(
+        challenge,
+        &Answer {
+            username: &creds.username,
+            password: &creds.password,
+            method: "INVITE",
+            uri,
+            count,
+            cnonce: &token(),
+        },
+    )
 }

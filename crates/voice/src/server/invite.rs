@@ -119,13 +119,6 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             .unwrap_or_else(|| callee.login.clone()),
         domain: req.config.network.domain.clone(),
     };
-    let (status_tx, status_rx) = watch::channel(Status {
-        caller: parties.caller_ext.clone(),
-        callee: parties.callee_ext.clone(),
-        state: "ringing",
-        started_at: now_unix(),
-        answered_at: None,
-    });
     let b_call_id = format!("{}@officebox", call::token());
     let log = NewCall {
         call_id: b_call_id.clone(),
@@ -142,20 +135,8 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         callee_login: Some(callee.login.clone()),
         started_at: unix_now(),
     };
+    let (setup, status_rx) = new_setup(req, parties, Callee::Phones(bindings), b_call_id, log);
     let setup = Setup {
-        wire: Arc::clone(&req.state.wire) as Arc<dyn Wire>,
-        ports: Arc::clone(&req.state.ports),
-        parties,
-        callee: Callee::Phones(bindings),
-        slots: Arc::clone(&req.state.slots),
-        held: Vec::new(),
-        nonces: Arc::clone(&req.state.nonces),
-        no_answer: req.config.phone.no_answer_timeout,
-        b_call_id: b_call_id.clone(),
-        status: status_tx,
-        ringing: call::Ringing::start(&req.state.ringing),
-        log,
-        log_events: req.state.call_log.clone(),
         menu: menu_call.then(|| MenuSetup {
             data_dir: req.config.data_dir.clone(),
             db: Arc::clone(&req.state.db),
@@ -171,6 +152,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
                 &format!("{}@{}", caller.login, req.config.network.domain),
             )
         }),
+        ..setup
     };
     launch(req, status_rx, async move { Some(setup) });
     None
@@ -287,4 +269,40 @@ pub(super) fn failed_call(caller: &User, dialled: &str, direction: Direction) ->
         callee_login: None,
         started_at: unix_now(),
     }
+}
+
+/// What every call starts from: the parties, whom leg B calls, leg B's Call-ID, its row
+/// in the call log, and its entry in the list of live calls (no voicemail, no menu).
+pub(super) fn new_setup(
+    req: &Request,
+    parties: Parties,
+    callee: Callee,
+    b_call_id: String,
+    log: NewCall,
+) -> (Setup, watch::Receiver<Status>) {
+    let (status_tx, status_rx) = watch::channel(Status {
+        caller: parties.caller_ext.clone(),
+        callee: parties.callee_ext.clone(),
+        state: "ringing",
+        started_at: now_unix(),
+        answered_at: None,
+    });
+    let setup = Setup {
+        wire: Arc::clone(&req.state.wire) as Arc<dyn Wire>,
+        ports: Arc::clone(&req.state.ports),
+        parties,
+        callee,
+        slots: Arc::clone(&req.state.slots),
+        held: Vec::new(),
+        nonces: Arc::clone(&req.state.nonces),
+        no_answer: req.config.phone.no_answer_timeout,
+        b_call_id,
+        status: status_tx,
+        ringing: call::Ringing::start(&req.state.ringing),
+        log,
+        log_events: req.state.call_log.clone(),
+        menu: None,
+        voicemail: None,
+    };
+    (setup, status_rx)
 }

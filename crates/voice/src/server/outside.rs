@@ -6,7 +6,7 @@
 //! its provider's); anything else from the WAN is a stranger, challenged like any phone,
 //! and never reaches a trunk: only an authenticated office user's call goes out.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
 use officebox_config::Config;
 use officebox_config::derive::{ClientZone, client_zone};
@@ -15,12 +15,13 @@ use officebox_config::dialplan::{
 };
 use officebox_config::model::{Trunk, User};
 use officebox_store::{Direction, NewCall, unix_now};
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::Request;
-use super::invite::{failed_call, launch, log_failed, overloaded, voicemail_for};
-use crate::call::{self, Callee, Credentials, OutsideLine, Parties, Setup, Stage, Status, Wire};
+use super::invite::{
+    failed_call, launch, log_failed, new_setup as setup, overloaded, voicemail_for,
+};
+use crate::call::{self, Callee, Credentials, OutsideLine, Parties, Setup, Stage};
 use crate::sip::{Message, StartLine, display_name, uri_of, uri_user};
 use crate::{now_unix, trunk};
 
@@ -497,40 +498,4 @@ fn group_stages(
             })
             .collect(),
     }
-}
-
-/// What every call over a trunk starts from: the parties, leg B's Call-ID, its row in
-/// the call log, and its entry in the list of live calls.
-fn setup(
-    req: &Request,
-    parties: Parties,
-    callee: Callee,
-    b_call_id: String,
-    log: NewCall,
-) -> (Setup, watch::Receiver<Status>) {
-    let (status_tx, status_rx) = watch::channel(Status {
-        caller: parties.caller_ext.clone(),
-        callee: parties.callee_ext.clone(),
-        state: "ringing",
-        started_at: now_unix(),
-        answered_at: None,
-    });
-    let setup = Setup {
-        wire: Arc::clone(&req.state.wire) as Arc<dyn Wire>,
-        ports: Arc::clone(&req.state.ports),
-        parties,
-        callee,
-        slots: Arc::clone(&req.state.slots),
-        held: Vec::new(),
-        nonces: Arc::clone(&req.state.nonces),
-        no_answer: req.config.phone.no_answer_timeout,
-        b_call_id,
-        status: status_tx,
-        ringing: call::Ringing::start(&req.state.ringing),
-        log,
-        log_events: req.state.call_log.clone(),
-        menu: None,
-        voicemail: None,
-    };
-    (setup, status_rx)
 }
