@@ -262,8 +262,14 @@ fn an_extension_calls_another_through_the_box_and_hangs_up() {
         "{}",
         calls(&ob)
     );
+    // The call's one log line comes at its end (once bob's phone has answered our BYE).
     assert!(
-        ob.log().contains("phone: call ended") && ob.log().contains("disposition=\"answered\"")
+        officebox_testkit::wait_until(Duration::from_secs(5), || {
+            let log = ob.log();
+            log.contains("phone: call ended") && log.contains("disposition=\"answered\"")
+        }),
+        "{}",
+        ob.log()
     );
 }
 
@@ -307,8 +313,11 @@ fn answered_busy_cancelled_unanswered_and_unknown_calls_end_cleanly_and_are_in_t
     let bob = bobs_phone(&target, "uas_ring.xml", &bob_port);
     let (ok, errors) = sipp_call(&target, "uac_cancel.xml", "caller.csv", "102");
     assert!(ok, "{errors}\n{}", ob.log());
+    // The call's one log line comes at its end, once bob's phone has answered the CANCEL.
     assert!(
-        ob.log().contains("disposition=\"cancelled\""),
+        officebox_testkit::wait_until(Duration::from_secs(5), || ob
+            .log()
+            .contains("disposition=\"cancelled\"")),
         "{}",
         ob.log()
     );

@@ -328,11 +328,11 @@ fn phones_register_and_talk_both_ways_through_the_relay() {
         );
     }
     assert!(alice_echo < DIFFERENT && bob_echo < DIFFERENT && sentences < DIFFERENT);
-    let log = office.ob.log();
-    assert!(
-        log.contains("phone: call ended") && log.contains("disposition=\"answered\""),
-        "{log}"
-    );
+    let ended = officebox_testkit::wait_until(Duration::from_secs(5), || {
+        let log = office.ob.log();
+        log.contains("phone: call ended") && log.contains("disposition=\"answered\"")
+    });
+    assert!(ended, "{}", office.ob.log());
 }
 
 #[test]
@@ -505,7 +505,10 @@ fn hold_and_resume_both_ways_through_the_b2bua_then_the_callee_hangs_up() {
         "{bob_closed:?}"
     );
     office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
-    assert!(office.ob.log().contains("phone: call ended"));
+    assert!(officebox_testkit::wait_until(
+        Duration::from_secs(5),
+        || { office.ob.log().contains("phone: call ended") }
+    ));
     // Until the first hold alice heard bob's tones.
     let heard = alice.last_recording(EVENT_TIMEOUT).unwrap().heard;
     let mut start = audio::read_wav(&tones).unwrap();
