@@ -333,6 +333,34 @@ fn sipp_in(
     cmd
 }
 
+/// Runs a sipp `cmd` to its end and fails, with the other side's log and officebox's,
+/// unless every call of it succeeded.
+fn run_to_end(cmd: &mut std::process::Command, other: &officebox_testkit::Peer, ob: &Officebox) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        other.log_tail(40),
+        ob.log()
+    );
+}
+
+/// Waits for the call after the first `calls_before` to end, and checks the box relayed
+/// speech both ways (over 50 packets each way: three seconds of 30 ms packets is 100).
+fn audio_both_ways(ob: &Officebox, calls_before: usize) {
+    let ok = wait_until(Duration::from_secs(5), || {
+        ob.log().matches("phone: call ended").count() > calls_before
+    });
+    let (a_to_b, b_to_a) = media_counts(&ob.log());
+    eprintln!("relayed packets: {a_to_b} to the far side, {b_to_a} back");
+    assert!(
+        ok && a_to_b > 50 && b_to_a > 50,
+        "audio each way: {a_to_b}, {b_to_a}\n{}",
+        ob.log()
+    );
+}
+
 /// The box's packet counts for the last call (on its "phone: call ended" line): each way.
 fn media_counts(log: &str) -> (u64, u64) {
     let line = log
@@ -385,7 +413,7 @@ fn calls_over_an_ip_trunk_cross_the_firewall_with_the_wan_address_and_audio_both
         dir.path(),
     )
     .unwrap();
-    let out = sipp_in(
+    let mut out = sipp_in(
         &office.pc,
         dir.path(),
         "alice",
@@ -407,17 +435,9 @@ fn calls_over_an_ip_trunk_cross_the_firewall_with_the_wan_address_and_audio_both
             "-p",
             "5062",
         ],
-    )
-    .arg(&lan_box)
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        provider.log_tail(40),
-        ob.log()
     );
+    out.arg(&lan_box);
+    run_to_end(&mut out, &provider, &ob);
     assert!(wait_until(Duration::from_secs(10), || provider
         .try_wait()
         .ok()
@@ -442,16 +462,7 @@ fn calls_over_an_ip_trunk_cross_the_firewall_with_the_wan_address_and_audio_both
             && !invite.contains("192.168.1."),
         "{invite}"
     );
-    let ok = wait_until(Duration::from_secs(5), || {
-        ob.log().contains("phone: call ended")
-    });
-    let (a_to_b, b_to_a) = media_counts(&ob.log());
-    eprintln!("relayed packets: {a_to_b} to the far side, {b_to_a} back");
-    assert!(
-        ok && a_to_b > 50 && b_to_a > 50,
-        "audio each way: {a_to_b}, {b_to_a}\n{}",
-        ob.log()
-    );
+    audio_both_ways(&ob, 0);
 
     // In: the provider calls bob's DID at the box's WAN address; bob's phone on the LAN
     // answers, and speech crosses both ways again (the RTP ports are open on the WAN).
@@ -505,7 +516,7 @@ fn calls_over_an_ip_trunk_cross_the_firewall_with_the_wan_address_and_audio_both
         String::from_utf8_lossy(&reg.stdout)
     );
     let calls_before = ob.log().matches("phone: call ended").count();
-    let call = sipp_in(
+    let mut call = sipp_in(
         &office.isp,
         dir.path(),
         "provider-call",
@@ -520,27 +531,10 @@ fn calls_over_an_ip_trunk_cross_the_firewall_with_the_wan_address_and_audio_both
             "-p",
             "5070",
         ],
-    )
-    .arg(&wan_box)
-    .output()
-    .unwrap();
-    assert!(
-        call.status.success(),
-        "{}\n{}\n{}",
-        String::from_utf8_lossy(&call.stdout),
-        bob.log_tail(40),
-        ob.log()
     );
-    let ok = wait_until(Duration::from_secs(5), || {
-        ob.log().matches("phone: call ended").count() > calls_before
-    });
-    let (a_to_b, b_to_a) = media_counts(&ob.log());
-    eprintln!("relayed packets: {a_to_b} to the far side, {b_to_a} back");
-    assert!(
-        ok && a_to_b > 50 && b_to_a > 50,
-        "audio each way: {a_to_b}, {b_to_a}\n{}",
-        ob.log()
-    );
+    call.arg(&wan_box);
+    run_to_end(&mut call, &bob, &ob);
+    audio_both_ways(&ob, calls_before);
     let answer = std::fs::read_to_string(dir.path().join("provider-call.msg")).unwrap();
     assert!(answer.contains("c=IN IP4 198.51.100.2"), "{answer}");
     drop(bob);
