@@ -1207,7 +1207,7 @@ pub const ATTENDANT_GREETING_FILE: Setting = s(
     Kind::Text,
     Default::None,
     "Greeting (recording)",
-    "A WAV file on the box, instead of the text.",
+    "A WAV file on the box (any rate; a relative path is in the data directory), instead of the text.",
 );
 pub const ATTENDANT_KEYS: Setting = s(
     "phone.attendants[].keys",

@@ -339,6 +339,7 @@ fn phone_log(
         let answered_by = match (&c.answered_by, c.answered_at, c.disposition) {
             (Some(login), _, _) => login.clone(),
             (None, Some(_), Some(officebox_store::Disposition::Menu)) => "(menu)".into(),
+            (None, Some(_), Some(officebox_store::Disposition::Attendant)) => "(attendant)".into(),
             (None, Some(_), _) if c.direction == officebox_store::Direction::Out => {
                 "(the number)".into()
             }

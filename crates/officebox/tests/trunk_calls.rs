@@ -230,11 +230,21 @@ impl World {
 /// Speech for `who`, half a second of silence first (a phone's first packets may go
 /// while the other side still sets up its audio).
 fn sentence(dir: &Path, who: &str, text: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    sentence_after(dir, who, text, 0.5)
+}
+
+/// Speech for `who` after `silence` seconds (what it says and the file it plays).
+fn sentence_after(
+    dir: &Path,
+    who: &str,
+    text: &str,
+    silence: f64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let says = dir.join(format!("{who}-says.wav"));
     audio::speak_wav(&says, text).unwrap();
     let plays = dir.join(format!("{who}.wav"));
     let wav = audio::read_wav(&says).unwrap();
-    let mut samples = vec![0i16; (wav.rate / 2) as usize];
+    let mut samples = vec![0i16; (f64::from(wav.rate) * silence) as usize];
     samples.extend_from_slice(&wav.samples);
     audio::write_wav(&plays, wav.rate, &samples).unwrap();
     (says, plays)
@@ -504,6 +514,119 @@ fn a_did_rings_a_hunt_group_and_at_night_the_schedule_sends_it_to_voicemail() {
     };
     let ok = wait_until(Duration::from_secs(5), || {
         lines(&world.cli(&["phone", "log"]))
+    });
+    assert!(ok, "{}\n{}", world.cli(&["phone", "log"]), world.ob().log());
+}
+
+#[test]
+fn the_auto_attendant_sends_a_key_or_an_extension_on_and_handles_no_and_wrong_keys() {
+    require_program("espeak-ng", "espeak-ng");
+    let _serial = serial();
+    let world = World::start(|c| {
+        c.append(
+            "[[phone.inbound]]\nnumber = \"4930123458\"\ndestination = \"attendant:main\"\n\n\
+             [[phone.attendants]]\nname = \"main\"\n\
+             greeting = \"Thank you for calling. For support, press 1.\"\n\
+             keys = [\"1=extension:102\", \"9=attendant:main\"]\ntimeout = \"2s\"\n\
+             no_input = \"voicemail:alice\"\ninvalid = \"hangup\"\n",
+        )
+    });
+    let dir = scratch_dir("trunk-attendant").unwrap();
+    // Carol speaks once the attendant has sent her on (the greeting, her key, "please
+    // hold" and bob's answer take about three seconds).
+    let (carol_says, carol_plays) =
+        sentence_after(dir.path(), "carol", "Carol asks for support.", 6.0);
+    let (bob_says, bob_plays) = sentence(dir.path(), "bob", "Bob from support speaking.");
+    let alice = world.office_phone("alice", "101", "alice", None);
+    let bob = world.office_phone("bob", "102", "bob", Some(&bob_plays));
+    let carol = world.outside_phone(&carol_plays);
+    let press = |keys: &str| {
+        for k in keys.chars() {
+            carol
+                .command("sndcode", Some(&k.to_string()))
+                .unwrap_or_else(|e| world.fail("carol could not press a key", e));
+            sleep(Duration::from_millis(400));
+        }
+    };
+
+    // 1, during the greeting: bob's phone rings and answers; speech both ways.
+    let (mark_b, mark_c) = (bob.mark(), carol.mark());
+    carol.dial("4930123458").unwrap();
+    world.event(&carol, mark_c, "CALL_ESTABLISHED");
+    sleep(Duration::from_secs(1));
+    press("1");
+    let answered = world.event(&bob, mark_b, "CALL_ESTABLISHED");
+    let bob_seconds = audio::read_wav(&bob_plays).unwrap().seconds();
+    let carol_seconds = audio::read_wav(&carol_plays).unwrap().seconds();
+    sleep(Duration::from_secs_f64(
+        bob_seconds.max(carol_seconds) - 2.0,
+    ));
+    let mark = carol.mark();
+    carol.hangup().unwrap();
+    world.event(&carol, mark, "CALL_CLOSED");
+    world.event(&bob, mark_b, "CALL_CLOSED");
+    assert!(answered.received.elapsed() > Duration::from_secs(3));
+    heard(&world, &carol, &bob_says);
+    heard(&world, &bob, &carol_says);
+
+    // 1 0 1: dial by extension wins over key 1 when more digits follow.
+    let (mark_a, mark_c) = (alice.mark(), carol.mark());
+    carol.dial("4930123458").unwrap();
+    world.event(&carol, mark_c, "CALL_ESTABLISHED");
+    press("101");
+    world.event(&alice, mark_a, "CALL_ESTABLISHED");
+    let mark = carol.mark();
+    carol.hangup().unwrap();
+    world.event(&carol, mark, "CALL_CLOSED");
+    world.event(&alice, mark_a, "CALL_CLOSED");
+
+    // 9 is the same attendant again, then 7 is no key: "not a valid choice", hung up.
+    let mark_c = carol.mark();
+    carol.dial("4930123458").unwrap();
+    world.event(&carol, mark_c, "CALL_ESTABLISHED");
+    press("9");
+    sleep(Duration::from_secs(1));
+    press("7");
+    let closed = world.event(&carol, mark_c, "CALL_CLOSED");
+    assert!(
+        closed.received.elapsed() < Duration::from_secs(30),
+        "{closed:?}"
+    );
+
+    // No key: after the greeting and the attendant's 2 s, alice's voicemail answers.
+    let mark_c = carol.mark();
+    carol.dial("4930123458").unwrap();
+    world.event(&carol, mark_c, "CALL_ESTABLISHED");
+    let voicemail = wait_until(Duration::from_secs(15), || {
+        world
+            .cli(&["phone", "calls"])
+            .lines()
+            .any(|l| l.contains(": voicemail"))
+    });
+    assert!(voicemail, "{}", world.ob().log());
+    let mark = carol.mark();
+    carol.hangup().unwrap();
+    world.event(&carol, mark, "CALL_CLOSED");
+
+    // The call log, each to the attendant: answered by bob, then by alice; hung up at
+    // the invalid key; alice's voicemail (no message).
+    let expected = |log: &str| {
+        let rows: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" main ") && l.ends_with("(in via main)"))
+            .collect();
+        rows.len() == 4
+            && rows
+                .iter()
+                .any(|l| l.contains(" bob ") && l.contains("answered"))
+            && rows
+                .iter()
+                .any(|l| l.contains(" alice ") && l.contains("answered"))
+            && rows.iter().any(|l| l.contains("busy"))
+            && rows.iter().any(|l| l.contains("no-answer"))
+    };
+    let ok = wait_until(Duration::from_secs(5), || {
+        expected(&world.cli(&["phone", "log"]))
     });
     assert!(ok, "{}\n{}", world.cli(&["phone", "log"]), world.ob().log());
 }

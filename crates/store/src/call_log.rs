@@ -74,12 +74,14 @@ pub enum Disposition {
     Failed,
     /// A session in the voicemail menu.
     Menu,
+    /// The caller left at the auto attendant (hung up, or chose to).
+    Attendant,
     /// The call's end was never recorded (officebox stopped during it).
     Unknown,
 }
 
 impl Disposition {
-    pub const ALL: [Disposition; 8] = [
+    pub const ALL: [Disposition; 9] = [
         Disposition::Answered,
         Disposition::NoAnswer,
         Disposition::Busy,
@@ -87,6 +89,7 @@ impl Disposition {
         Disposition::Cancelled,
         Disposition::Failed,
         Disposition::Menu,
+        Disposition::Attendant,
         Disposition::Unknown,
     ];
 
@@ -100,6 +103,7 @@ impl Disposition {
             Disposition::Cancelled => "cancelled",
             Disposition::Failed => "failed",
             Disposition::Menu => "menu",
+            Disposition::Attendant => "attendant",
             Disposition::Unknown => "unknown",
         }
     }
@@ -114,6 +118,7 @@ impl Disposition {
             Disposition::Cancelled => "caller hung up",
             Disposition::Failed => "failed",
             Disposition::Menu => "voicemail menu",
+            Disposition::Attendant => "left at the attendant",
             Disposition::Unknown => "ended unknown",
         }
     }
@@ -291,8 +296,11 @@ impl Db {
                 .map_err(write_err)?;
             let mut answer = tx
                 .prepare_cached(
+                    // The first answer counts; but a phone answering a call the box
+                    // had answered (the auto attendant sent it on) is who answered.
                     "UPDATE call_log SET answered_at = ?2, answered_by = ?3
-                     WHERE call_id = ?1 AND answered_at IS NULL",
+                     WHERE call_id = ?1
+                       AND (answered_at IS NULL OR (answered_by IS NULL AND ?3 IS NOT NULL))",
                 )
                 .map_err(write_err)?;
             let mut end = tx

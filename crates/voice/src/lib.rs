@@ -10,7 +10,7 @@
 //! - [`server`]: the UDP and TCP listeners, retransmissions, NAT-friendly replies.
 //! - [`call`]: one call, from the caller's INVITE to the last BYE.
 //! - [`sdp`] and [`rtp`]: the calls' SDP rewritten to the box, and the media relay.
-//! - [`media`], [`voicemail`], [`menu`]: the box's own end of a call.
+//! - [`media`], [`voicemail`], [`menu`], [`attendant`]: the box's own end of a call.
 //! - [`mwi`]: message-waiting indication (NOTIFY to subscribed phones).
 //! - [`trunk`]: the lines to telephone providers (registration to the provider).
 //! - [`alert`]: mails to the administrators about toll-fraud limits and lockouts.
@@ -19,6 +19,7 @@
 #![cfg_attr(not(test), warn(clippy::string_slice, clippy::indexing_slicing))]
 
 pub mod alert;
+pub mod attendant;
 pub mod call;
 pub mod digest;
 pub mod media;

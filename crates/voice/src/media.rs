@@ -9,10 +9,26 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 /// Samples per 20 ms packet at 8 kHz.
 pub const FRAME: usize = 160;
 pub const RATE: u32 = 8000;
+
+/// One cycle of ringback, as the caller hears a phone ring: 440 + 480 Hz for 2 s, then
+/// 4 s of silence (the North American cadence, ITU-T E.180).
+pub fn ringback() -> Vec<i16> {
+    let rate = f64::from(RATE);
+    let mut out: Vec<i16> = (0..2 * RATE)
+        .map(|i| {
+            let t = f64::from(i) / rate;
+            let tau = 2.0 * std::f64::consts::PI;
+            (4000.0 * ((tau * 440.0 * t).sin() + (tau * 480.0 * t).sin())) as i16
+        })
+        .collect();
+    out.resize(6 * RATE as usize, 0);
+    out
+}
 
 /// Which G.711 law a call uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +256,35 @@ impl Endpoint {
             info_digits,
             event: None,
             ended: None,
+        }
+    }
+
+    /// Where the far end's audio comes from (latched), else where its SDP said.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// The codec the far end and the box agreed on.
+    pub fn negotiated(&self) -> Negotiated {
+        self.n
+    }
+
+    /// The relay's port this endpoint used, given back for the relay (`None` for a
+    /// plain socket).
+    pub fn into_lease(self) -> Option<crate::rtp::Lease> {
+        match self.socket {
+            Socket::Leased(l) => Some(l),
+            Socket::Plain(_) => None,
+        }
+    }
+
+    /// Plays `samples` again and again until `stop` (ringback while the call rings on).
+    pub async fn play_until(&mut self, samples: &[i16], stop: &CancellationToken) {
+        while !stop.is_cancelled() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = self.play(samples, false) => {}
+            }
         }
     }
 

@@ -35,6 +35,9 @@ pub mod prompts {
     pub const MESSAGE_SAVED: &[u8] = include_bytes!("../../../assets/prompts/message-saved.wav");
     pub const MESSAGE_TOO_SHORT: &[u8] =
         include_bytes!("../../../assets/prompts/message-too-short.wav");
+    pub const PLEASE_HOLD: &[u8] = include_bytes!("../../../assets/prompts/please-hold.wav");
+    pub const INVALID_CHOICE: &[u8] = include_bytes!("../../../assets/prompts/invalid-choice.wav");
+    pub const GOODBYE: &[u8] = include_bytes!("../../../assets/prompts/goodbye.wav");
     pub const DIGITS: [&[u8]; 10] = [
         include_bytes!("../../../assets/prompts/digit-0.wav"),
         include_bytes!("../../../assets/prompts/digit-1.wav"),

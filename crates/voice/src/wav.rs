@@ -163,6 +163,54 @@ pub fn read_wav(bytes: &[u8]) -> Result<Vec<i16>, WavError> {
     Ok(wav.samples)
 }
 
+/// The samples of any 16-bit PCM WAV file, in the phone format: channels mixed down and
+/// the rate converted to 8 kHz (an uploaded greeting, espeak-ng's 22.05 kHz speech).
+pub fn read_any_wav(bytes: &[u8]) -> Result<Vec<i16>, WavError> {
+    let wav = parse(bytes)?;
+    Ok(resample(&wav.samples, wav.rate, RATE))
+}
+
+/// Taps on each side of a resampled sample.
+const TAPS: i64 = 16;
+
+/// `samples` at `from` Hz, as they sound at `to` Hz: band-limited interpolation (a
+/// Hann-windowed sinc, cut off below the lower rate's Nyquist frequency, so going down
+/// leaves no aliases).
+pub fn resample(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to || from == 0 || to == 0 || samples.is_empty() {
+        return samples.to_vec();
+    }
+    let (from_f, to_f) = (f64::from(from), f64::from(to));
+    let step = from_f / to_f;
+    // The cut-off, as a share of the input's rate: a little under half the lower rate.
+    let cutoff = 0.45 * from_f.min(to_f) / from_f;
+    // Going down, the filter is wider in input samples.
+    let reach = (TAPS as f64 * (0.5 / cutoff).max(1.0)).ceil() as i64;
+    let len = (samples.len() as f64 / step).floor() as usize;
+    let mut out = Vec::with_capacity(len);
+    for n in 0..len {
+        let t = n as f64 * step;
+        let centre = t.floor() as i64;
+        let mut acc = 0.0;
+        for i in (centre - reach + 1)..=(centre + reach) {
+            let Some(&s) = usize::try_from(i).ok().and_then(|i| samples.get(i)) else {
+                continue;
+            };
+            let x = t - i as f64;
+            let window = 0.5 + 0.5 * (std::f64::consts::PI * x / reach as f64).cos();
+            let arg = std::f64::consts::PI * 2.0 * cutoff * x;
+            let sinc = if arg.abs() < 1e-9 {
+                1.0
+            } else {
+                arg.sin() / arg
+            };
+            acc += f64::from(s) * 2.0 * cutoff * sinc * window;
+        }
+        out.push(acc.round().clamp(-32768.0, 32767.0) as i16);
+    }
+    out
+}
+
 /// A WAV file of `samples` in the phone format (plays in any mail client).
 pub fn write_wav(samples: &[i16]) -> Vec<u8> {
     to_bytes(RATE, samples)
@@ -229,6 +277,49 @@ mod tests {
         );
         assert_eq!(parse(b"RIFF....WAVE"), Err(WavError::NoData));
         assert_eq!(parse(b"not a wav file at all"), Err(WavError::NotWave));
+    }
+
+    /// The strength of `hz` in `samples` at `rate` (a single-bin DFT, per sample).
+    fn level(samples: &[i16], rate: u32, hz: f64) -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, &s) in samples.iter().enumerate() {
+            let a = 2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate);
+            re += f64::from(s) * a.cos();
+            im += f64::from(s) * a.sin();
+        }
+        (re * re + im * im).sqrt() / samples.len() as f64
+    }
+
+    fn tone(hz: f64, rate: u32, seconds: f64) -> Vec<i16> {
+        (0..(f64::from(rate) * seconds) as usize)
+            .map(|i| {
+                (10000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin())
+                    as i16
+            })
+            .collect()
+    }
+
+    #[test]
+    fn speech_rates_become_the_phone_rate_without_aliases() {
+        // espeak-ng speaks at 22050 Hz: a 1 kHz tone stays 1 kHz, a second stays a second.
+        let out = resample(&tone(1000.0, 22050, 1.0), 22050, RATE);
+        assert_eq!(out.len(), 8000);
+        let kept = level(&out, RATE, 1000.0);
+        assert!(kept > 4000.0, "the tone is kept: {kept}");
+        // 6 kHz cannot be carried at 8 kHz: it must not fold back to 2 kHz.
+        let out = resample(&tone(6000.0, 22050, 1.0), 22050, RATE);
+        let folded = level(&out, RATE, 2000.0);
+        assert!(folded < 100.0, "no alias: {folded}");
+        // Up (an 8 kHz file played at 16 kHz) keeps the tone too; the same rate is a copy.
+        let up = resample(&tone(440.0, 8000, 0.5), 8000, 16000);
+        assert_eq!(up.len(), 8000);
+        assert!(level(&up, 16000, 440.0) > 4000.0);
+        let same = tone(440.0, 8000, 0.1);
+        assert_eq!(resample(&same, 8000, 8000), same);
+        // A stereo 44.1 kHz upload reads as 8 kHz mono.
+        let bytes = to_bytes(44100, &tone(500.0, 44100, 0.5));
+        assert_eq!(read_any_wav(&bytes).unwrap().len(), 4000);
+        assert!(read_any_wav(b"not a wav").is_err());
     }
 
     #[test]

@@ -100,15 +100,19 @@ impl Call {
         self.forks.iter().find(|f| f.state == ForkState::Answered)
     }
 
-    /// The caller hears 100 Trying; then each of the callee's phones (up to
-    /// [`MAX_FORKS`]) gets our INVITE, the caller's offer pointed at the relay, or the
-    /// first trunk of an outside call does.
+    /// The caller hears 100 Trying; then the callee rings ([`Call::ring_callee`]).
     pub(super) fn start(&mut self) {
         let trying = self.a.invite.response(100, "Trying", "").to_bytes();
         // Sent again if the caller retransmits its INVITE before anything else happens.
         self.a.last = Some(trying.clone());
         self.send_a(trying);
         self.status("ringing");
+        self.ring_callee();
+    }
+
+    /// Rings the callee: its phones, its group's first stage, its first trunk; or the
+    /// box answers (an attendant).
+    pub(super) fn ring_callee(&mut self) {
         let bindings: Vec<Binding> = match &self.setup.callee {
             Callee::Phones(b) => b.iter().take(MAX_FORKS).cloned().collect(),
             Callee::Group(_) => {
@@ -117,6 +121,10 @@ impl Call {
             }
             Callee::Outside(_) => {
                 self.try_line(0, None);
+                return;
+            }
+            Callee::Attendant(_) => {
+                self.state = State::ToVoicemail;
                 return;
             }
         };
@@ -170,7 +178,12 @@ impl Call {
             silent_until: matches!(self.setup.callee, Callee::Outside(_))
                 .then(|| Instant::now() + PROVIDER_SILENCE),
         };
-        let offer = sdp::rewrite(&self.a.invite.body, self.media.ip_b, self.media.port_b);
+        // The caller's offer pointed at the relay; once the box has answered the caller,
+        // the codec they agreed on.
+        let offer = match &self.boxed {
+            Some(n) => crate::media::answer(self.media.ip_b, self.media.port_b, n),
+            None => sdp::rewrite(&self.a.invite.body, self.media.ip_b, self.media.port_b),
+        };
         let mut req = self.b_request(
             Method::Invite,
             &fork.uri,
@@ -471,6 +484,16 @@ impl Call {
         if let Some(media) = sdp::audio(&msg.body) {
             self.media.peers.send_modify(|p| p.b = Some(media.addr));
         }
+        self.disposition = Disposition::Answered;
+        let by = self.forks.get(i).and_then(|f| f.login.clone());
+        if self.boxed.is_some() {
+            // The caller was answered by the box: the legs are joined at the loop's next
+            // turn ([`Call::join`]), without a word to the caller.
+            self.state = State::Joining;
+            self.status("talking");
+            self.log_answer(by.as_deref());
+            return;
+        }
         let mut r = self.a.invite.response(200, "OK", &self.a.tag);
         r.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
         if !msg.body.is_empty() {
@@ -480,8 +503,6 @@ impl Call {
         self.state = State::Talking;
         self.respond_a(r);
         self.status("talking");
-        self.disposition = Disposition::Answered;
-        let by = self.forks.get(i).and_then(|f| f.login.clone());
         self.log_answer(by.as_deref());
         debug!(
             message = "phone: call answered",

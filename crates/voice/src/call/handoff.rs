@@ -1,8 +1,10 @@
 //! The box answering instead of a phone: when nobody answers, the line is busy, or no
 //! phone is registered, the caller's voicemail takes the call (the callee's greeting,
-//! then a recording delivered by email); a call to the voicemail extension gets the menu.
+//! then a recording delivered by email); a call to the voicemail extension gets the menu;
+//! a call to an auto attendant gets its greeting and keys ([`crate::attendant`]).
 //! The relay stops and gives its caller-side port to an endpoint of the box's own
-//! ([`crate::media`]), which plays and records there.
+//! ([`crate::media`]), which plays and records there. A caller the box has answered
+//! already (the attendant sent the call on, and nobody answered) keeps that endpoint.
 
 use officebox_store::Disposition;
 use tokio::sync::mpsc;
@@ -30,14 +32,22 @@ pub(super) enum MediaJob {
     Deposit(voicemail::Deposit),
     /// The menu ended; whether the caller was still there.
     Menu(bool),
+    /// The attendant's choice (none: the caller hung up), and the caller's endpoint for
+    /// what comes next.
+    Attendant {
+        endpoint: Box<Endpoint>,
+        choice: Option<officebox_config::dialplan::Destination>,
+    },
 }
 
 /// Who answers for the box.
-enum Answering {
+pub(super) enum Answering {
     /// The voicemail menu (a call to the voicemail extension).
     Menu(crate::menu::MenuSetup),
     /// The callee's voicemail.
     Deposit(VoicemailSetup),
+    /// An auto attendant.
+    Attendant(Box<crate::attendant::AttendantSetup>),
 }
 
 /// A voicemail being left (or the menu playing).
@@ -54,7 +64,9 @@ impl Call {
     /// Busy, no answer, no phone: voicemail takes the call when there is one (at the
     /// loop's next turn, [`Call::enter_voicemail`]); otherwise the caller hears `code`.
     pub(super) fn voicemail_or_fail(&mut self, code: u16, reason: &str) {
-        let answers = self.setup.voicemail.is_some() || self.setup.menu.is_some();
+        let answers = self.setup.voicemail.is_some()
+            || self.setup.menu.is_some()
+            || matches!(self.setup.callee, super::Callee::Attendant(_));
         if answers && self.state.is_ringing() {
             self.state = State::ToVoicemail;
             // Unless a message is left (or this is the menu), the call was not answered.
@@ -64,28 +76,62 @@ impl Call {
         }
     }
 
-    /// The box answers the caller itself and records a message (or plays the menu).
+    /// The box answers the caller itself and records a message (or plays the menu, or
+    /// the attendant).
     pub(super) async fn enter_voicemail(&mut self) {
-        self.media.relay_stop.cancel();
-        let Some(relay) = self.media.relay.take() else {
-            self.fail_a(500, "Server Internal Error");
-            return;
-        };
-        let Ok(stopped) = relay.await else {
-            self.fail_a(500, "Server Internal Error");
-            return;
-        };
-        let Some(n) = media::negotiate(&self.a.invite.body) else {
-            self.fail_a(488, "Not Acceptable Here");
-            return;
-        };
-        let answering = match (self.setup.menu.clone(), self.setup.voicemail.clone()) {
-            (Some(m), _) => Answering::Menu(m),
-            (None, Some(vm)) => Answering::Deposit(vm),
-            (None, None) => {
+        let answering = match (&self.setup.callee, &self.setup.menu, &self.setup.voicemail) {
+            (_, Some(m), _) => Answering::Menu(m.clone()),
+            (super::Callee::Attendant(a), ..) => Answering::Attendant(a.clone()),
+            (_, None, Some(vm)) => Answering::Deposit(vm.clone()),
+            (_, None, None) => {
                 self.fail_a(500, "Server Internal Error");
                 return;
             }
+        };
+        let ep = match self.held.take() {
+            // Answered already, and ringback playing: the caller's endpoint goes on.
+            Some(held) => match held.release().await {
+                Some(ep) => ep,
+                None => {
+                    self.fail_a(500, "Server Internal Error");
+                    return;
+                }
+            },
+            None => match self.answer_a().await {
+                Some(ep) => ep,
+                None => return,
+            },
+        };
+        let state = match answering {
+            Answering::Menu(_) => "voicemail",
+            Answering::Attendant(_) => "attendant",
+            Answering::Deposit(_) => "voicemail",
+        };
+        self.status(state);
+        info!(
+            message = "phone: the box answers",
+            caller = %self.setup.parties.caller_ext,
+            callee = %self.setup.parties.callee_ext,
+            with = state
+        );
+        self.play_to_a(ep, answering);
+    }
+
+    /// Stops the relay and answers the caller with the box's own endpoint on its port
+    /// (`None`: the caller was told why not).
+    async fn answer_a(&mut self) -> Option<Endpoint> {
+        self.media.relay_stop.cancel();
+        let Some(relay) = self.media.relay.take() else {
+            self.fail_a(500, "Server Internal Error");
+            return None;
+        };
+        let Ok(stopped) = relay.await else {
+            self.fail_a(500, "Server Internal Error");
+            return None;
+        };
+        let Some(n) = media::negotiate(&self.a.invite.body) else {
+            self.fail_a(488, "Not Acceptable Here");
+            return None;
         };
         let answer = media::answer(self.media.ip_a, stopped.a.port, &n);
         let mut r = self.a.invite.response(200, "OK", &self.a.tag);
@@ -93,24 +139,35 @@ impl Call {
         r.push("Content-Type", "application/sdp");
         r.body = answer;
         self.respond_a(r);
-        self.status("voicemail");
         self.log_answer(None);
-        if matches!(answering, Answering::Menu(_)) {
-            self.disposition = Disposition::Menu;
-        }
-        info!(
-            message = "phone: voicemail answers",
-            caller = %self.setup.parties.caller_ext,
-            callee = %self.setup.parties.callee_ext
-        );
+        self.boxed = Some(n);
         drop(stopped.b);
         let (digits, digits_rx) = mpsc::unbounded_channel();
-        let ep = Endpoint::new(Socket::Leased(stopped.a), n, digits_rx);
+        self.a_digits = digits;
+        Some(Endpoint::new(Socket::Leased(stopped.a), n, digits_rx))
+    }
+
+    /// Starts the box's side of the call on the caller's endpoint.
+    pub(super) fn play_to_a(&mut self, mut ep: Endpoint, answering: Answering) {
         let hangup = CancellationToken::new();
         let stop = hangup.clone();
         let task = match answering {
             Answering::Menu(m) => {
+                self.disposition = Disposition::Menu;
                 tokio::spawn(async move { MediaJob::Menu(crate::menu::run(ep, m, stop).await) })
+            }
+            Answering::Attendant(a) => {
+                self.disposition = Disposition::Attendant;
+                tokio::spawn(async move {
+                    let choice = tokio::select! {
+                        () = stop.cancelled() => None,
+                        d = crate::attendant::run(&mut ep, &a) => Some(d),
+                    };
+                    MediaJob::Attendant {
+                        endpoint: Box::new(ep),
+                        choice,
+                    }
+                })
             }
             Answering::Deposit(vm) => {
                 let greeting = voicemail::greeting(
@@ -125,7 +182,7 @@ impl Call {
         };
         self.state = State::Voicemail(Recording {
             hangup,
-            digits,
+            digits: self.a_digits.clone(),
             task,
             bye: None,
         });
@@ -141,6 +198,13 @@ impl Call {
             Ok(MediaJob::Deposit(d)) => d,
             Ok(MediaJob::Menu(present)) => {
                 self.release(rec.bye, present);
+                return;
+            }
+            Ok(MediaJob::Attendant { endpoint, choice }) => {
+                match (rec.bye, choice) {
+                    (None, Some(to)) => self.send_on(*endpoint, &to).await,
+                    (bye, _) => self.release(bye, false),
+                }
                 return;
             }
             Err(_) => {

@@ -83,8 +83,14 @@ impl Call {
         self.send_a(bytes);
     }
 
-    /// Refuses the caller's INVITE with `code`: the call ends.
+    /// Refuses the caller's INVITE with `code`: the call ends. (A caller the box has
+    /// answered already gets a BYE.)
     pub(super) fn fail_a(&mut self, code: u16, reason: &str) {
+        if self.boxed.is_some() {
+            self.disposition = super::refused(code);
+            self.hang_up_boxed();
+            return;
+        }
         let r = self.a.invite.response(code, reason, &self.a.tag);
         self.state = State::Ending;
         self.disposition = super::refused(code);
@@ -169,7 +175,7 @@ impl Call {
             Method::Ack => self.stop_retransmitting(&Key::FinalToCaller),
             Method::Cancel => {
                 self.reply(&m, 200, "OK", &a_tag);
-                if self.state.is_ringing() && branch == self.a.branch {
+                if self.state.is_ringing() && branch == self.a.branch && self.boxed.is_none() {
                     self.cancel_forks(None);
                     self.fail_a(487, "Request Terminated");
                 }
@@ -197,6 +203,10 @@ impl Call {
                 self.forward_info_to_b(&m.msg);
             }
             Method::Bye => {
+                if self.state.is_ringing() {
+                    // Sent on by the attendant, and still ringing there.
+                    self.disposition = officebox_store::Disposition::Cancelled;
+                }
                 self.reply(&m, 200, "OK", &a_tag);
                 self.stop_retransmitting(&Key::FinalToCaller);
                 self.bye_b();

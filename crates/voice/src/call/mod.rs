@@ -18,7 +18,10 @@
 //! - [`lines`]: an outside call's trunks, in order (challenge, failover).
 //! - [`reinvite`]: re-INVITEs carried from one leg to the other.
 //! - [`timers`]: retransmissions, transaction timeouts, and no answer.
-//! - [`handoff`]: the box answering instead (voicemail, or the voicemail menu).
+//! - [`handoff`]: the box answering instead (voicemail, the voicemail menu, or the
+//!   auto attendant).
+//! - [`transfer`]: where the auto attendant sends the call: ringing on with ringback,
+//!   then the legs joined.
 
 mod fork;
 mod group;
@@ -27,6 +30,7 @@ mod leg;
 mod lines;
 mod reinvite;
 mod timers;
+mod transfer;
 
 #[cfg(test)]
 mod tests;
@@ -42,6 +46,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::attendant::AttendantSetup;
 use crate::menu;
 use crate::now_unix;
 use crate::registrar::Binding;
@@ -107,6 +112,31 @@ pub enum Callee {
     Group(Vec<Stage>),
     /// An outside number, over trunks tried in order: the next when one fails.
     Outside(Vec<OutsideLine>),
+    /// The auto attendant: the box answers, and the caller's key chooses where the call
+    /// goes on ([`Setup::router`] says what that is).
+    Attendant(Box<AttendantSetup>),
+}
+
+/// Where a destination leads now (the server's view of the config and the phones
+/// registered), for a call the attendant sends on.
+pub trait Router: Send + Sync {
+    fn route(&self, to: &officebox_config::dialplan::Destination) -> Routed;
+}
+
+/// What [`Router::route`] found (made once per call sent on, and taken apart at once:
+/// its size does not matter).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Routed {
+    /// Ring `callee` (shown as `ext`, whose login is `login`), with `voicemail` behind.
+    Ring {
+        callee: Callee,
+        login: String,
+        ext: String,
+        voicemail: Option<VoicemailSetup>,
+    },
+    /// Nowhere to go: the call ends (busy, no such extension, ...).
+    Refused(u16),
 }
 
 /// Phones rung together in a ring group, by their users' logins, and for how long.
@@ -286,6 +316,8 @@ pub struct Setup {
     pub voicemail: Option<VoicemailSetup>,
     /// A call to the voicemail extension: the box answers with the menu.
     pub menu: Option<menu::MenuSetup>,
+    /// Where the attendant's choices lead (calls that reach an attendant).
+    pub router: Option<Arc<dyn Router>>,
     /// Counts this call among those still ringing until it is answered or ends.
     pub ringing: Ringing,
     /// The call's row in the call log ...
@@ -362,6 +394,9 @@ enum State {
     /// Nobody answered and the box answers instead (voicemail or the menu): done at the
     /// loop's next turn, which waits for the relay to give back the caller's port.
     ToVoicemail,
+    /// A phone answered a call the box had answered (the attendant sent it on): the
+    /// ringback stops and the relay starts at the loop's next turn.
+    Joining,
     /// A phone answered: the legs are joined.
     Talking,
     /// The box answered the caller: a message is being recorded, or the menu plays.
@@ -429,6 +464,15 @@ struct Call {
     disposition: Disposition,
     /// When it began to end (Unix seconds), for the call log.
     ended_at: Option<i64>,
+    /// The codec of the box's own answer to the caller, once the box answered (the
+    /// attendant): leg B is offered that, and the caller hears nothing more of leg B's
+    /// ringing or answer but its audio.
+    boxed: Option<crate::media::Negotiated>,
+    /// The caller, answered by the box and hearing ringback while the call rings on
+    /// ([`transfer`]).
+    held: Option<transfer::Held>,
+    /// Where the caller's SIP INFO digits go once the box answered (to its endpoint).
+    a_digits: mpsc::UnboundedSender<char>,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -447,6 +491,10 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
     loop {
         if matches!(call.state, State::ToVoicemail) {
             call.enter_voicemail().await;
+            continue;
+        }
+        if matches!(call.state, State::Joining) {
+            call.join().await;
             continue;
         }
         let next = call.next_timer();
@@ -479,6 +527,9 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
     if let State::Voicemail(r) = std::mem::replace(&mut call.state, State::Ending) {
         r.hangup.cancel();
         let _ = r.task.await;
+    }
+    if let Some(held) = call.held.take() {
+        held.release().await;
     }
     call.log(CallEvent::Ended {
         call_id: call.setup.log.call_id.clone(),
@@ -516,7 +567,7 @@ impl Call {
             Callee::Outside(lines) => lines
                 .first()
                 .map_or(local.ip(), |l| setup.wire.local_for(l.peer)),
-            Callee::Phones(_) | Callee::Group(_) => local.ip(),
+            Callee::Phones(_) | Callee::Group(_) | Callee::Attendant(_) => local.ip(),
         };
         let (lease_a, lease_b) = match (setup.ports.take(ip_a), setup.ports.take(ip_b)) {
             (Ok(a), Ok(b)) => (a, b),
@@ -579,6 +630,9 @@ impl Call {
             },
             disposition: Disposition::Failed,
             ended_at: None,
+            boxed: None,
+            held: None,
+            a_digits: mpsc::unbounded_channel().0,
         })
     }
 

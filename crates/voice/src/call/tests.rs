@@ -247,6 +247,7 @@ fn new_logged_setup(
         b_call_id: "leg-b".into(),
         status: status_tx,
         voicemail: None,
+        router: None,
         menu: voicemail.then(|| menu::MenuSetup {
             data_dir: std::env::temp_dir(),
             db: Arc::new(std::sync::Mutex::new(
@@ -1155,4 +1156,138 @@ async fn the_next_call_answers_the_trunks_last_challenge_up_front() {
         ["ACK 198.51.100.1:5060", "503/INVITE 127.0.0.1:5062"],
         "a third challenge is a refusal"
     );
+}
+
+/// The attendant's choices as the server would route them: 102 rings phone 1, anything
+/// else is nowhere.
+struct FakeRouter;
+
+impl Router for FakeRouter {
+    fn route(&self, to: &officebox_config::dialplan::Destination) -> Routed {
+        match to {
+            officebox_config::dialplan::Destination::Extension(e) if e == "102" => Routed::Ring {
+                callee: Callee::Phones(vec![binding(PHONE_1)]),
+                login: "bob".into(),
+                ext: "102".into(),
+                voicemail: None,
+            },
+            _ => Routed::Refused(404),
+        }
+    }
+}
+
+/// A call to an attendant, answered by the box (its 200 to the caller returned); the
+/// attendant's own dialog stopped at once, and its endpoint handed back for
+/// [`Call::send_on`].
+async fn at_the_attendant() -> (Call, Arc<FakeWire>, Message, crate::media::Endpoint) {
+    use officebox_config::dialplan::{Attendant, Destination, Greeting};
+    let (setup, wire, _status, _log) = new_logged_setup(&[], false);
+    let setup = Setup {
+        callee: Callee::Attendant(Box::new(crate::attendant::AttendantSetup {
+            attendant: Attendant {
+                name: "main".into(),
+                greeting: Greeting::File("no-such-greeting.wav".into()),
+                keys: vec![('1', Destination::Extension("102".into()))],
+                dial_by_extension: false,
+                timeout: Duration::from_secs(5),
+                no_input: Destination::Hangup,
+                invalid: Destination::Hangup,
+            },
+            extensions: Vec::new(),
+            data_dir: std::env::temp_dir(),
+        })),
+        router: Some(Arc::new(FakeRouter)),
+        ..setup
+    };
+    let (_tx, rx) = mpsc::channel(64);
+    let mut call = Call::new(setup, caller_invite(), rx).unwrap();
+    call.start();
+    assert!(matches!(call.state, State::ToVoicemail));
+    call.enter_voicemail().await;
+    let (lines, mut msgs) = sent(&wire);
+    assert_eq!(
+        lines,
+        ["100/INVITE 127.0.0.1:5062", "200/INVITE 127.0.0.1:5062"]
+    );
+    let ok = msgs.remove(1);
+    assert_eq!(call.disposition, Disposition::Attendant);
+    let State::Voicemail(rec) = std::mem::replace(&mut call.state, State::Ending) else {
+        panic!("the attendant does not play");
+    };
+    rec.hangup.cancel();
+    let Ok(handoff::MediaJob::Attendant { endpoint, choice }) = rec.task.await else {
+        panic!("the attendant's task did not give its endpoint back");
+    };
+    assert_eq!(choice, None);
+    (call, wire, ok, *endpoint)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_attendant_sends_the_call_on_and_the_answer_joins_the_legs_in_silence() {
+    let (mut call, wire, ok, ep) = at_the_attendant().await;
+    let caller_port = audio_port(&ok);
+    call.send_on(
+        ep,
+        &officebox_config::dialplan::Destination::Extension("102".into()),
+    )
+    .await;
+    // Phone 1 is offered the codec the box and the caller agreed on, at a new port; the
+    // caller hears ringback from the box and nothing in SIP.
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["INVITE 127.0.0.1:5070"]);
+    let invite = &msgs[0];
+    assert_eq!(audio_port(invite), call.media.port_b);
+    assert_ne!(call.media.port_b, caller_port);
+    let offer = String::from_utf8_lossy(&invite.body).to_string();
+    assert!(
+        offer.contains("RTP/AVP 0 101") && offer.contains("telephone-event"),
+        "{offer}"
+    );
+    assert!(call.held.is_some());
+    call.handle(answer(invite, 180, "bob", PHONE_1, b""));
+    assert!(sent(&wire).0.is_empty(), "ringing is not passed on");
+    call.handle(answer(invite, 200, "bob", PHONE_1, &sdp(6000)));
+    assert_eq!(sent(&wire).0, ["ACK 127.0.0.1:5070"], "no second 200");
+    assert!(matches!(call.state, State::Joining));
+    call.join().await;
+    assert!(matches!(call.state, State::Talking));
+    assert!(call.held.is_none() && call.media.relay.is_some());
+    assert_eq!(call.media.peers.borrow().b, Some(addr("127.0.0.1:6000")));
+    assert_eq!(call.disposition, Disposition::Answered);
+    // The caller hangs up: the phone is hung up.
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("BYE", 2, "z9hG4bKbye", &to, b""));
+    assert_eq!(
+        sent(&wire).0,
+        ["200/BYE 127.0.0.1:5062", "BYE 127.0.0.1:5070"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nobody_answering_or_nowhere_to_go_ends_an_attended_call_with_a_bye() {
+    use officebox_config::dialplan::Destination;
+    // No answer (and no voicemail behind the extension): the phone is cancelled and
+    // the caller, answered long ago, gets a BYE.
+    let (mut call, wire, _ok, ep) = at_the_attendant().await;
+    call.send_on(ep, &Destination::Extension("102".into()))
+        .await;
+    let invite = sent(&wire).1.remove(0);
+    call.handle(answer(&invite, 180, "bob", PHONE_1, b""));
+    after(&mut call, NO_ANSWER).await;
+    let lines = sent(&wire).0;
+    assert!(
+        lines.contains(&"CANCEL 127.0.0.1:5070".to_string())
+            && lines.contains(&"BYE 127.0.0.1:5062".to_string()),
+        "{lines:?}"
+    );
+    assert!(call.held.is_none());
+    assert_eq!(call.disposition, Disposition::NoAnswer);
+
+    // A choice that leads nowhere: goodbye, then BYE.
+    let (mut call, wire, _ok, ep) = at_the_attendant().await;
+    call.send_on(ep, &Destination::Extension("999".into()))
+        .await;
+    assert_eq!(sent(&wire).0, ["BYE 127.0.0.1:5062"]);
+    assert_eq!(call.disposition, Disposition::Failed);
+    assert!(matches!(call.state, State::Ending));
 }

@@ -111,6 +111,8 @@ impl Call {
                         State::Talking => self.bye_b(),
                         // The box's side stops; its task ends by itself, unheard.
                         State::Voicemail(rec) => rec.hangup.cancel(),
+                        // Sent on by the attendant and ringing there.
+                        State::Ringing { .. } => self.cancel_forks(None),
                         _ => {}
                     }
                 }

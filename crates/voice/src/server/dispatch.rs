@@ -3,6 +3,7 @@
 //! `rport` (RFC 3581) and is remembered for retransmissions.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use officebox_config::Config;
@@ -25,8 +26,8 @@ const MAX_REPLAY: usize = 50_000;
 
 /// Handles one message; the bytes to send back, if any.
 pub(super) fn datagram(
-    config: &Config,
-    state: &State,
+    config: &Arc<Config>,
+    state: &Arc<State>,
     bytes: &[u8],
     source: SocketAddr,
     transport: Transport,

@@ -145,7 +145,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         }),
         voicemail: (!menu_call).then(|| {
             voicemail_for(
-                req,
+                (req.config, req.state),
                 callee,
                 &caller.name,
                 caller.extension.as_deref().unwrap_or(&caller.login),
@@ -219,16 +219,16 @@ pub(super) fn overloaded(req: &Request) -> Option<Message> {
 
 /// Where a message for `callee` is left, and what its email says of the caller.
 pub(super) fn voicemail_for(
-    req: &Request,
+    (config, state): (&officebox_config::Config, &super::State),
     callee: &User,
     caller_name: &str,
     caller_number: &str,
     caller_address: &str,
 ) -> VoicemailSetup {
-    let domain = &req.config.network.domain;
+    let domain = &config.network.domain;
     VoicemailSetup {
-        data_dir: req.config.data_dir.clone(),
-        db: Arc::clone(&req.state.db),
+        data_dir: config.data_dir.clone(),
+        db: Arc::clone(&state.db),
         envelope: voicemail::Envelope {
             caller_name: caller_name.to_string(),
             caller_ext: caller_number.to_string(),
@@ -236,9 +236,9 @@ pub(super) fn voicemail_for(
             callee_login: callee.login.clone(),
             callee_name: callee.name.clone(),
             callee_address: format!("{}@{domain}", callee.login),
-            host: format!("{}.{domain}", req.config.network.hostname),
+            host: format!("{}.{domain}", config.network.hostname),
         },
-        max: req.config.phone.max_message_length,
+        max: config.phone.max_message_length,
     }
 }
 
@@ -303,6 +303,7 @@ pub(super) fn new_setup(
         log_events: req.state.call_log.clone(),
         menu: None,
         voicemail: None,
+        router: None,
     };
     (setup, status_rx)
 }

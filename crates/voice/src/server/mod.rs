@@ -100,14 +100,25 @@ struct State {
 
 /// One request being answered: what every handler needs.
 struct Request<'a> {
-    config: &'a Config,
-    state: &'a State,
+    config: &'a Arc<Config>,
+    state: &'a Arc<State>,
     msg: &'a Message,
     /// Where it came from, and how.
     source: SocketAddr,
     transport: Transport,
     /// Our To tag in the answer (the same for retransmissions of the request).
     tag: String,
+}
+
+/// Speaks the attendants' text greetings that are not spoken yet, in the background (a
+/// caller reaching an attendant before it is done waits for its own copy).
+fn prepare_greetings(config: &Config) {
+    let attendants = config.phone.dial_plan.attendants.clone();
+    if attendants.is_empty() {
+        return;
+    }
+    let dir = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || crate::attendant::prepare(&dir, &attendants));
 }
 
 /// Where the SIP server listens for a config.
@@ -205,6 +216,7 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
+    prepare_greetings(&config);
     let mut last_calls = Vec::new();
     let mut call_log = persistence::CallLog::default();
     let mut ticks = 0u64;
@@ -217,7 +229,9 @@ pub async fn serve(
                 if changed.is_err() {
                     break;
                 }
-                if endpoints(&changes.borrow_and_update()) != bound {
+                let now = Arc::clone(&changes.borrow_and_update());
+                prepare_greetings(&now);
+                if endpoints(&now) != bound {
                     // Ending here has the supervisor start the service again, bound anew;
                     // registrations are saved below and loaded again.
                     info!("phone: listening addresses changed; restarting the phone service");

@@ -6,22 +6,23 @@
 //! its provider's); anything else from the WAN is a stranger, challenged like any phone,
 //! and never reaches a trunk: only an authenticated office user's call goes out.
 
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use officebox_config::Config;
 use officebox_config::derive::{ClientZone, client_zone};
 use officebox_config::dialplan::{
-    Destination, LocalTime, Member, Outbound, Refusal, RingGroup, Strategy,
+    Attendant, Destination, LocalTime, Member, Outbound, Refusal, RingGroup, Strategy,
 };
 use officebox_config::model::{Trunk, User};
 use officebox_store::{Direction, NewCall, unix_now};
 use tracing::{info, warn};
 
-use super::Request;
 use super::invite::{
     failed_call, launch, log_failed, new_setup as setup, overloaded, voicemail_for,
 };
-use crate::call::{self, Callee, Credentials, OutsideLine, Parties, Setup, Stage};
+use super::{Request, State};
+use crate::attendant::AttendantSetup;
+use crate::call::{self, Callee, Credentials, OutsideLine, Parties, Routed, Router, Setup, Stage};
 use crate::sip::{Message, StartLine, display_name, uri_of, uri_user};
 use crate::{now_unix, trunk};
 
@@ -288,9 +289,10 @@ enum Target<'c> {
         ring: bool,
     },
     Group(&'c RingGroup),
+    Attendant(&'c Attendant),
     /// Refused with this answer.
-    Refused(u16, &'static str),
-    /// A destination outside calls cannot reach yet (the attendant, an outside number).
+    Refused(u16),
+    /// A destination outside calls cannot reach yet (an outside number).
     NotYet(&'c Destination),
 }
 
@@ -316,7 +318,7 @@ fn follow<'c>(config: &'c Config, destination: Option<&'c Destination>) -> Targe
     }
     let user = |u: Option<&'c User>, ring| match u {
         Some(user) => Target::User { user, ring },
-        None => Target::Refused(404, "Not Found"),
+        None => Target::Refused(404),
     };
     match d {
         Some(Destination::Extension(ext)) => user(
@@ -326,17 +328,116 @@ fn follow<'c>(config: &'c Config, destination: Option<&'c Destination>) -> Targe
         Some(Destination::Voicemail(login)) => user(find(&|u| u.login == *login), false),
         Some(Destination::Group(name)) => match plan.ring_groups.iter().find(|g| g.name == *name) {
             Some(g) => Target::Group(g),
-            None => Target::Refused(404, "Not Found"),
+            None => Target::Refused(404),
         },
-        Some(Destination::Hangup) => Target::Refused(486, "Busy Here"),
-        None => Target::Refused(404, "Not Found"),
+        Some(Destination::Attendant(name)) => {
+            match plan.attendants.iter().find(|a| a.name == *name) {
+                Some(a) => Target::Attendant(a),
+                None => Target::Refused(404),
+            }
+        }
+        Some(Destination::Hangup) => Target::Refused(486),
+        None => Target::Refused(404),
         Some(other) => Target::NotYet(other),
+    }
+}
+
+/// Who calls from outside, as voicemail tells it.
+#[derive(Debug, Clone)]
+struct Caller {
+    name: String,
+    number: String,
+    /// `number@provider`, the voicemail email's From.
+    address: String,
+}
+
+/// What ringing `target` means now: whom leg B calls, who that is (login, and the
+/// extension or name shown), and the voicemail behind it.
+fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Routed {
+    let phones_of = |login: &str| {
+        state
+            .registrar
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contacts(login, now_unix())
+    };
+    let voicemail_of = |user: &User| {
+        voicemail_for(
+            (config, state),
+            user,
+            &caller.name,
+            &caller.number,
+            &caller.address,
+        )
+    };
+    match target {
+        Target::User { user, ring } => Routed::Ring {
+            callee: Callee::Phones(if ring {
+                phones_of(&user.login)
+            } else {
+                Vec::new()
+            }),
+            login: user.login.clone(),
+            ext: user.extension.clone().unwrap_or_else(|| user.login.clone()),
+            voicemail: Some(voicemail_of(user)),
+        },
+        Target::Group(g) => Routed::Ring {
+            callee: Callee::Group(group_stages(config, g, phones_of)),
+            login: String::new(),
+            ext: g.name.clone(),
+            voicemail: match follow(config, Some(&g.no_answer)) {
+                Target::User { user, .. } => Some(voicemail_of(user)),
+                _ => None,
+            },
+        },
+        Target::Attendant(a) => Routed::Ring {
+            callee: Callee::Attendant(Box::new(AttendantSetup {
+                attendant: a.clone(),
+                extensions: if a.dial_by_extension {
+                    config
+                        .users
+                        .iter()
+                        .filter_map(|u| u.extension.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                data_dir: config.data_dir.clone(),
+            })),
+            login: String::new(),
+            ext: a.name.clone(),
+            voicemail: None,
+        },
+        Target::Refused(code) => Routed::Refused(code),
+        Target::NotYet(d) => {
+            warn!(message = "phone: this destination does not take calls from outside yet", destination = %d);
+            Routed::Refused(480)
+        }
+    }
+}
+
+/// Where an attendant's choice leads, for one caller: followed in the config of the
+/// call's start, with the phones registered now.
+struct ServerRouter {
+    config: Arc<Config>,
+    state: Arc<State>,
+    caller: Caller,
+}
+
+impl Router for ServerRouter {
+    fn route(&self, to: &Destination) -> Routed {
+        routed(
+            &self.config,
+            &self.state,
+            &self.caller,
+            follow(&self.config, Some(to)),
+        )
     }
 }
 
 /// A call from trunk `t`'s provider: to the destination of the number it calls (its DID),
 /// else the operator's. A user's phones ring with voicemail behind them; a ring group
-/// rings its members, then its no-answer destination's voicemail.
+/// rings its members, then its no-answer destination's voicemail; an attendant answers.
 pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
     let tag = req.tag.as_str();
     let called = called_number(req.msg, t).unwrap_or_default();
@@ -345,6 +446,11 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
         .and_then(uri_user)
         .unwrap_or_else(|| "anonymous".to_string());
     let name = display_name(from).unwrap_or_else(|| number.clone());
+    let caller = Caller {
+        address: format!("{number}@{}", trunk::domain(t)),
+        name: name.clone(),
+        number: number.clone(),
+    };
     let log_refused = || {
         log_failed(
             req.state,
@@ -363,19 +469,26 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
     };
     let plan = &req.config.phone.dial_plan;
     let target = follow(req.config, plan.inbound(&called));
-    let (code, reason) = match target {
-        Target::Refused(code, reason) => (code, reason),
-        Target::NotYet(d) => {
-            warn!(message = "phone: this destination does not take calls from outside yet", did = %called, destination = %d);
-            (480, "Temporarily Unavailable")
+    let (callee, callee_login, callee_ext, voicemail) = match routed(
+        req.config, req.state, &caller, target,
+    ) {
+        Routed::Ring {
+            callee,
+            login,
+            ext,
+            voicemail,
+        } => (callee, login, ext, voicemail),
+        Routed::Refused(code) => {
+            info!(message = "phone: a call from outside refused", trunk = %t.name, number = %called, code);
+            log_refused();
+            let reason = match code {
+                404 => "Not Found",
+                486 => "Busy Here",
+                _ => "Temporarily Unavailable",
+            };
+            return Some(req.msg.response(code, reason, tag));
         }
-        _ => (0, ""),
     };
-    if code != 0 {
-        info!(message = "phone: a call from outside refused", trunk = %t.name, number = %called, code);
-        log_refused();
-        return Some(req.msg.response(code, reason, tag));
-    }
     let Some(slot) = req
         .state
         .slots
@@ -387,49 +500,13 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
     if let Some(busy) = overloaded(req) {
         return Some(busy);
     }
-    let phones_of = |login: &str| {
-        req.state
-            .registrar
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contacts(login, now_unix())
-    };
-    let voicemail_of = |user: &User| {
-        voicemail_for(
-            req,
-            user,
-            &name,
-            &number,
-            &format!("{number}@{}", trunk::domain(t)),
-        )
-    };
-    // Whom leg B calls, who that is in the log and the list of calls, and the voicemail.
-    let (callee, callee_login, callee_ext, voicemail) = match target {
-        Target::User { user, ring } => (
-            Callee::Phones(if ring {
-                phones_of(&user.login)
-            } else {
-                Vec::new()
-            }),
-            user.login.clone(),
-            user.extension.clone().unwrap_or_else(|| user.login.clone()),
-            Some(voicemail_of(user)),
-        ),
-        Target::Group(g) => {
-            let stages = group_stages(req.config, g, phones_of);
-            let voicemail = match follow(req.config, Some(&g.no_answer)) {
-                Target::User { user, .. } => Some(voicemail_of(user)),
-                _ => None,
-            };
-            (
-                Callee::Group(stages),
-                String::new(),
-                g.name.clone(),
-                voicemail,
-            )
-        }
-        Target::Refused(..) | Target::NotYet(_) => return None,
-    };
+    let router = matches!(callee, Callee::Attendant(_)).then(|| {
+        Arc::new(ServerRouter {
+            config: Arc::clone(req.config),
+            state: Arc::clone(req.state),
+            caller: caller.clone(),
+        }) as Arc<dyn Router>
+    });
     let parties = Parties {
         caller_login: String::new(),
         caller_ext: number.clone(),
@@ -455,6 +532,7 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
     let setup = Setup {
         held: vec![slot],
         voicemail,
+        router,
         ..setup
     };
     launch(req, status_rx, async move { Some(setup) });

@@ -306,7 +306,7 @@ async fn tcp_session(
     stream: TcpStream,
     source: SocketAddr,
     config_rx: watch::Receiver<Arc<Config>>,
-    state: &State,
+    state: &Arc<State>,
 ) -> io::Result<()> {
     let (tx, rx) = writer_for(state, source);
     session(stream, source, config_rx, state, (tx, rx), false).await
@@ -338,7 +338,7 @@ async fn session(
     stream: TcpStream,
     source: SocketAddr,
     config_rx: watch::Receiver<Arc<Config>>,
-    state: &State,
+    state: &Arc<State>,
     (tx, mut rx): (
         mpsc::UnboundedSender<Vec<u8>>,
         mpsc::UnboundedReceiver<Vec<u8>>,

@@ -211,6 +211,7 @@ fn row(c: &CallRecord) -> Markup {
     let answered_by = match (&c.answered_by, c.answered_at, c.disposition) {
         (Some(login), _, _) => login.clone(),
         (None, Some(_), Some(Disposition::Menu)) => "voicemail menu".into(),
+        (None, Some(_), Some(Disposition::Attendant)) => "auto attendant".into(),
         (None, Some(_), _) if c.direction == Direction::Out => "the number called".into(),
         (None, Some(_), _) => "voicemail".into(),
         (None, None, _) => String::new(),

@@ -1,0 +1,149 @@
+//! A call the box answered, sent on: the attendant's choice rings a user's phones or a
+//! ring group (or another attendant answers). The caller, answered already, hears
+//! ringback from the box's endpoint on its port while leg B rings; leg B is offered the
+//! codec the caller and the box agreed on. When a phone answers, the ringback stops and
+//! the relay joins the caller's port to leg B's (the caller's dialog needs no new
+//! offer: its audio already goes to that port). Nobody answering leads to the
+//! destination's voicemail on the same endpoint; no voicemail, or the caller refused
+//! everywhere, is a BYE.
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use officebox_config::dialplan::Destination;
+use officebox_store::Disposition;
+
+use super::handoff::Answering;
+use super::{Call, Callee, Routed, State};
+use crate::media::{self, Endpoint};
+use crate::rtp::{self, Lease, Peers};
+use crate::sip::Method;
+use crate::voicemail;
+
+/// The caller on hold with ringback, and leg B's port, while leg B rings.
+#[derive(Debug)]
+pub(super) struct Held {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Endpoint>,
+    lease_b: Lease,
+}
+
+impl Held {
+    /// Stops the ringback: the caller's endpoint back (leg B's port is given up).
+    pub(super) async fn release(self) -> Option<Endpoint> {
+        self.stop.cancel();
+        self.task.await.ok()
+    }
+}
+
+impl Call {
+    /// The attendant chose `to`: ring it, answer with another attendant, or say goodbye.
+    pub(super) async fn send_on(&mut self, mut ep: Endpoint, to: &Destination) {
+        let routed = match &self.setup.router {
+            Some(router) => router.route(to),
+            None => Routed::Refused(500),
+        };
+        let (callee, login, ext, voicemail) = match routed {
+            Routed::Ring {
+                callee,
+                login,
+                ext,
+                voicemail,
+            } => (callee, login, ext, voicemail),
+            Routed::Refused(code) => {
+                info!(message = "phone: the attendant's choice leads nowhere", caller = %self.setup.parties.caller_ext, to = %to, code);
+                ep.play(&voicemail::prompt(voicemail::prompts::GOODBYE), false)
+                    .await;
+                self.disposition = super::refused(code);
+                self.hang_up_boxed();
+                return;
+            }
+        };
+        self.setup.parties.callee_login = login;
+        self.setup.parties.callee_ext.clone_from(&ext);
+        self.setup.voicemail = voicemail;
+        self.b_to = format!("<sip:{ext}@{}>", self.setup.parties.domain);
+        if let Callee::Attendant(a) = callee {
+            self.setup.callee = Callee::Attendant(a.clone());
+            self.status("attendant");
+            self.play_to_a(ep, Answering::Attendant(a));
+            return;
+        }
+        let ip_b = self.setup.wire.local().ip();
+        let Ok(lease_b) = self.setup.ports.take(ip_b) else {
+            warn!("phone: no RTP port left to send the call on");
+            self.hang_up_boxed();
+            return;
+        };
+        info!(message = "phone: the attendant sends the call on", caller = %self.setup.parties.caller_ext, to = %ext);
+        self.setup.callee = callee;
+        self.media.ip_b = ip_b;
+        self.media.port_b = lease_b.port;
+        let stop = CancellationToken::new();
+        let ringing = stop.clone();
+        let task = tokio::spawn(async move {
+            ep.play_until(&media::ringback(), &ringing).await;
+            ep
+        });
+        self.held = Some(Held {
+            stop,
+            task,
+            lease_b,
+        });
+        self.forks.clear();
+        self.stage = 0;
+        // The caller is answered: nothing of leg B's ringing reaches it.
+        self.state = State::Ringing { rang: true };
+        self.disposition = Disposition::NoAnswer;
+        self.ring_until = tokio::time::Instant::now() + self.setup.no_answer;
+        self.status("ringing");
+        self.ring_callee();
+    }
+
+    /// A phone answered the call the box is holding: the ringback stops and the relay
+    /// joins the two ports.
+    pub(super) async fn join(&mut self) {
+        let Some(held) = self.held.take() else {
+            self.bye_b();
+            self.hang_up_boxed();
+            return;
+        };
+        held.stop.cancel();
+        let lease_b = held.lease_b;
+        let Ok(ep) = held.task.await else {
+            self.bye_b();
+            self.hang_up_boxed();
+            return;
+        };
+        let a = ep.remote();
+        let Some(lease_a) = ep.into_lease() else {
+            self.bye_b();
+            self.hang_up_boxed();
+            return;
+        };
+        let b = self.media.peers.borrow().b;
+        let (peers, peers_rx) = watch::channel(Peers { a, b });
+        let relay_stop = CancellationToken::new();
+        self.media.relay = Some(tokio::spawn(rtp::relay(
+            lease_a,
+            lease_b,
+            peers_rx,
+            relay_stop.clone(),
+        )));
+        self.media.peers = peers;
+        self.media.relay_stop = relay_stop;
+        self.state = State::Talking;
+    }
+
+    /// Ends a call the box had answered: BYE to the caller (the ringback, if any, stops
+    /// and gives its port back).
+    pub(super) fn hang_up_boxed(&mut self) {
+        if let Some(held) = self.held.take() {
+            held.stop.cancel();
+        }
+        let bye = self.a_request(Method::Bye, None);
+        self.send_to_a_reliably(bye.to_bytes());
+        self.ending();
+    }
+}
