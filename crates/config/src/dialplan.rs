@@ -557,11 +557,23 @@ impl LocalTime {
 
 /// Now in time zone `zone` (an IANA name the config has checked), else the box's own.
 fn now_in(zone: Option<&str>) -> jiff::Zoned {
-    let tz = zone
-        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
-        .unwrap_or_else(jiff::tz::TimeZone::system);
-    jiff::Timestamp::now().to_zoned(tz)
+    jiff::Timestamp::now().to_zoned(zone_of(zone))
 }
+
+/// Time zone `zone`, else the box's own.
+fn zone_of(zone: Option<&str>) -> jiff::tz::TimeZone {
+    zone.and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .unwrap_or_else(jiff::tz::TimeZone::system)
+}
+
+/// The local time at Unix second `secs` in `tz`.
+fn local_at(tz: &jiff::tz::TimeZone, secs: i64) -> LocalTime {
+    let ts = jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    LocalTime::at(&ts.to_zoned(tz.clone()))
+}
+
+/// How far ahead [`Schedule::next_change`] looks.
+const LOOK_AHEAD_MINUTES: i64 = 8 * 24 * 60;
 
 impl Schedule {
     /// Whether the office is open at `t`.
@@ -572,11 +584,35 @@ impl Schedule {
 
     /// The destination at `t`.
     pub fn destination(&self, t: LocalTime) -> &Destination {
-        if self.is_open(t) {
+        self.destination_when(self.is_open(t))
+    }
+
+    /// The destination when open (or closed).
+    pub fn destination_when(&self, open: bool) -> &Destination {
+        if open {
             &self.when_open
         } else {
             &self.when_closed
         }
+    }
+
+    /// Whether the office is open at Unix second `at` in time zone `zone` (else the
+    /// box's own).
+    pub fn is_open_at(&self, zone: Option<&str>, at: i64) -> bool {
+        self.is_open(local_at(&zone_of(zone), at))
+    }
+
+    /// When (Unix seconds, on a minute) the schedule next opens or closes by itself
+    /// after `from`, in time zone `zone`; a schedule that does not change within eight
+    /// days (open around the clock, say) gives the end of those days.
+    pub fn next_change(&self, zone: Option<&str>, from: i64) -> i64 {
+        let tz = zone_of(zone);
+        let now = self.is_open(local_at(&tz, from));
+        let first = from - from.rem_euclid(60) + 60;
+        (0..LOOK_AHEAD_MINUTES)
+            .map(|m| first + m * 60)
+            .find(|&t| self.is_open(local_at(&tz, t)) != now)
+            .unwrap_or(first + LOOK_AHEAD_MINUTES * 60)
     }
 }
 
@@ -608,6 +644,38 @@ pub struct Attendant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_knows_when_it_next_changes_by_itself() {
+        let s = Schedule {
+            name: "office".into(),
+            open: vec![Window::parse("mon-fri 09:00-17:00").unwrap()],
+            holidays: vec![(2026, 12, 25)],
+            when_open: Destination::Extension("101".into()),
+            when_closed: Destination::Voicemail("alice".into()),
+        };
+        let utc = Some("UTC");
+        // Thursday 2026-12-24 15:00 UTC: open, closes at 17:00.
+        let thu_3pm = 1_798_124_400;
+        assert!(s.is_open_at(utc, thu_3pm));
+        assert_eq!(s.next_change(utc, thu_3pm), thu_3pm + 2 * 3600);
+        // Closed at 17:00 (a holiday and a weekend follow): opens Monday 28th at 09:00.
+        let thu_5pm = thu_3pm + 2 * 3600;
+        assert!(!s.is_open_at(utc, thu_5pm));
+        assert_eq!(s.next_change(utc, thu_5pm), thu_5pm + (3 * 24 + 16) * 3600);
+        // In Berlin (UTC+1) the same instant is 16:00: an hour later.
+        assert_eq!(
+            s.next_change(Some("Europe/Berlin"), thu_3pm),
+            thu_3pm + 3600
+        );
+        // Open around the clock: no change within the eight days looked at.
+        let always = Schedule {
+            open: vec![Window::parse("mon-sun 00:00-24:00").unwrap()],
+            holidays: Vec::new(),
+            ..s
+        };
+        assert_eq!(always.next_change(utc, thu_3pm), thu_3pm + 60 + 8 * 86_400);
+    }
 
     fn p(s: &str) -> Pattern {
         Pattern::parse(s).unwrap()

@@ -429,6 +429,9 @@ pub struct Phone {
     pub enabled: bool,
     pub sip_port: u16,
     pub voicemail_extension: String,
+    /// Dialled (or its BLF key pressed), it forces the office hours closed, or open,
+    /// until they next change by themselves.
+    pub night_code: String,
     pub no_answer_timeout: Duration,
     pub max_message_length: Duration,
     pub rtp_ports: (u16, u16),

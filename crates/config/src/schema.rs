@@ -790,6 +790,13 @@ pub const VOICEMAIL_EXTENSION: Setting = s(
     "Voicemail extension",
     "Dial it to hear your messages, e.g. *97.",
 );
+pub const NIGHT_CODE: Setting = s(
+    "phone.night_code",
+    Kind::Text,
+    Default::Text("*30"),
+    "Day/night key",
+    "Dial it (or press its BLF key) to close the office early or open it late: the office hours' closed (or open) destination takes calls until the hours next change by themselves; dial again to undo. E.g. *30.",
+);
 pub const NO_ANSWER_TIMEOUT: Setting = s(
     "phone.no_answer_timeout",
     Kind::Duration { min_secs: 5 },
@@ -1318,6 +1325,7 @@ pub const SETTINGS: &[&Setting] = &[
     &PHONE_ENABLED,
     &SIP_PORT,
     &VOICEMAIL_EXTENSION,
+    &NIGHT_CODE,
     &NO_ANSWER_TIMEOUT,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,

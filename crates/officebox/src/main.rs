@@ -340,6 +340,7 @@ fn phone_log(
             (Some(login), _, _) => login.clone(),
             (None, Some(_), Some(officebox_store::Disposition::Menu)) => "(menu)".into(),
             (None, Some(_), Some(officebox_store::Disposition::Attendant)) => "(attendant)".into(),
+            (None, Some(_), Some(officebox_store::Disposition::Feature)) => "(the box)".into(),
             (None, Some(_), _) if c.direction == officebox_store::Direction::Out => {
                 "(the number)".into()
             }

@@ -630,3 +630,104 @@ fn the_auto_attendant_sends_a_key_or_an_extension_on_and_handles_no_and_wrong_ke
     });
     assert!(ok, "{}\n{}", world.cli(&["phone", "log"]), world.ob().log());
 }
+
+#[test]
+fn the_night_code_closes_the_office_by_hand_lights_its_blf_key_and_survives_a_restart() {
+    require_program("sipp", "sip-tester");
+    let _serial = serial();
+    let mut world = World::start(|c| {
+        c.append(
+            "[[phone.inbound]]\nnumber = \"4930123459\"\ndestination = \"schedule:office\"\n\n\
+             [[phone.schedules]]\nname = \"office\"\nopen = [\"mon-sun 00:00-24:00\"]\n\
+             when_open = \"extension:101\"\nwhen_closed = \"voicemail:bob\"\n",
+        )
+    });
+    let dir = scratch_dir("trunk-night").unwrap();
+    let (_, hello) = sentence(dir.path(), "carol", "Is anybody there?");
+    let alice = world.office_phone("alice", "101", "alice", None);
+    let carol = world.outside_phone(&hello);
+    // bob's BLF key on *30: off, lit, off.
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../voice/tests/sipp"))
+        .args(["-sf", "subscribe_blf.xml", "-inf", "callee.csv"])
+        .args(["-key", "domain", "office.test", "-auth_uri", "office.test"])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port().unwrap().to_string(),
+        ])
+        .args([
+            "-m",
+            "1",
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            "/dev/stderr",
+        ])
+        .arg(world.sip.to_string());
+    let lamp = officebox_testkit::Peer::spawn("bob-blf", cmd).unwrap();
+    sleep(Duration::from_secs(2));
+
+    // The night code: the box answers, says so, and hangs up.
+    let night = |world: &World, phone: &Baresip| {
+        let mark = phone.mark();
+        phone.dial("*30").unwrap();
+        world.event(phone, mark, "CALL_ESTABLISHED");
+        world.event(phone, mark, "CALL_CLOSED");
+    };
+    // Where carol's call to the office's number is taken: alice's phone, or voicemail.
+    let reaches_alice = |world: &World, carol: &Baresip| {
+        let (mark_a, mark_c) = (alice.mark(), carol.mark());
+        carol.dial("4930123459").unwrap();
+        world.event(carol, mark_c, "CALL_ESTABLISHED");
+        let alice_answered = || {
+            alice
+                .events()
+                .iter()
+                .skip(mark_a)
+                .any(|e| e.kind == "CALL_ESTABLISHED")
+        };
+        let voicemail = || {
+            world
+                .cli(&["phone", "calls"])
+                .lines()
+                .any(|l| l.contains(": voicemail"))
+        };
+        let taken = wait_until(Duration::from_secs(10), || alice_answered() || voicemail());
+        assert!(taken, "{}", world.ob().log());
+        let answered = alice_answered();
+        let mark = carol.mark();
+        carol.hangup().unwrap();
+        world.event(carol, mark, "CALL_CLOSED");
+        answered
+    };
+
+    assert!(reaches_alice(&world, &carol), "open around the clock");
+    night(&world, &alice);
+    assert!(!reaches_alice(&world, &carol), "closed by hand");
+    night(&world, &alice);
+    assert!(reaches_alice(&world, &carol), "the hours are back");
+    lamp.wait_for_log("Successful call", Duration::from_secs(10))
+        .unwrap_or_else(|e| world.fail("the BLF lamp did not go on and off", e));
+
+    // Closed by hand, then killed: it stays closed when it comes back.
+    night(&world, &alice);
+    world.restart();
+    assert!(
+        !reaches_alice(&world, &carol),
+        "still closed after a restart"
+    );
+    night(&world, &alice);
+    assert!(reaches_alice(&world, &carol));
+    // Four night codes in the log: done by the box (the one killed at its very end may
+    // be "unknown").
+    let logged = |log: &str| {
+        let rows: Vec<&str> = log.lines().filter(|l| l.contains(" *30 ")).collect();
+        rows.len() == 4 && rows.iter().filter(|l| l.ends_with("feature")).count() >= 3
+    };
+    let ok = wait_until(Duration::from_secs(5), || {
+        logged(&world.cli(&["phone", "log"]))
+    });
+    assert!(ok, "{}", world.cli(&["phone", "log"]));
+}

@@ -76,12 +76,14 @@ pub enum Disposition {
     Menu,
     /// The caller left at the auto attendant (hung up, or chose to).
     Attendant,
+    /// A feature code (the night code, say), done and said by the box.
+    Feature,
     /// The call's end was never recorded (officebox stopped during it).
     Unknown,
 }
 
 impl Disposition {
-    pub const ALL: [Disposition; 9] = [
+    pub const ALL: [Disposition; 10] = [
         Disposition::Answered,
         Disposition::NoAnswer,
         Disposition::Busy,
@@ -90,6 +92,7 @@ impl Disposition {
         Disposition::Failed,
         Disposition::Menu,
         Disposition::Attendant,
+        Disposition::Feature,
         Disposition::Unknown,
     ];
 
@@ -104,6 +107,7 @@ impl Disposition {
             Disposition::Failed => "failed",
             Disposition::Menu => "menu",
             Disposition::Attendant => "attendant",
+            Disposition::Feature => "feature",
             Disposition::Unknown => "unknown",
         }
     }
@@ -119,6 +123,7 @@ impl Disposition {
             Disposition::Failed => "failed",
             Disposition::Menu => "voicemail menu",
             Disposition::Attendant => "left at the attendant",
+            Disposition::Feature => "feature code",
             Disposition::Unknown => "ended unknown",
         }
     }
@@ -632,6 +637,27 @@ mod tests {
         .unwrap();
         assert_eq!(db.call_record("a").unwrap().unwrap(), r);
         assert_eq!(db.count_calls(&CallQuery::default()).unwrap(), 1);
+    }
+
+    #[test]
+    fn every_disposition_can_be_stored_and_a_phone_answering_after_the_box_counts() {
+        let db = Db::open_in_memory().unwrap();
+        for (i, d) in Disposition::ALL.into_iter().enumerate() {
+            let id = format!("c{i}");
+            db.start_call(&call(&id, "101", "102", 10)).unwrap();
+            db.end_call(&id, 20, d).unwrap();
+            assert_eq!(db.call_record(&id).unwrap().unwrap().disposition, Some(d));
+        }
+        // The attendant answers (the box), then bob's phone: bob answered, from then.
+        db.start_call(&call("att", "5551234", "main", 100)).unwrap();
+        db.answer_call("att", 101, None).unwrap();
+        db.answer_call("att", 110, Some("bob")).unwrap();
+        db.answer_call("att", 120, Some("alice")).unwrap();
+        let r = db.call_record("att").unwrap().unwrap();
+        assert_eq!(
+            (r.answered_by.as_deref(), r.answered_at),
+            (Some("bob"), Some(110))
+        );
     }
 
     #[test]

@@ -210,6 +210,35 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 10,
+        name: "call log: attendant and feature-code calls",
+        // SQLite cannot change a CHECK: the table is made again, rows and all.
+        sql: "
+        CREATE TABLE call_log_new (
+            id           INTEGER PRIMARY KEY,
+            call_id      TEXT NOT NULL UNIQUE,
+            direction    TEXT NOT NULL CHECK (direction IN ('internal', 'in', 'out')),
+            trunk        TEXT,
+            caller       TEXT NOT NULL,
+            caller_login TEXT,
+            caller_name  TEXT NOT NULL,
+            callee       TEXT NOT NULL,
+            callee_login TEXT,
+            answered_by  TEXT,
+            started_at   INTEGER NOT NULL,
+            answered_at  INTEGER,
+            ended_at     INTEGER,
+            disposition  TEXT CHECK (disposition IN ('answered', 'no-answer', 'busy',
+                         'voicemail', 'cancelled', 'failed', 'menu', 'attendant',
+                         'feature', 'unknown'))
+        );
+        INSERT INTO call_log_new SELECT * FROM call_log;
+        DROP TABLE call_log;
+        ALTER TABLE call_log_new RENAME TO call_log;
+        CREATE INDEX call_log_started ON call_log (started_at);
+    ",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

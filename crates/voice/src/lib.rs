@@ -13,6 +13,7 @@
 //! - [`media`], [`voicemail`], [`menu`], [`attendant`]: the box's own end of a call.
 //! - [`mwi`]: message-waiting indication (NOTIFY to subscribed phones).
 //! - [`trunk`]: the lines to telephone providers (registration to the provider).
+//! - [`daynight`]: the night code, forcing the office hours closed or open by hand.
 //! - [`alert`]: mails to the administrators about toll-fraud limits and lockouts.
 //! - [`wav`]: the WAV reader and writer.
 
@@ -21,6 +22,7 @@
 pub mod alert;
 pub mod attendant;
 pub mod call;
+pub mod daynight;
 pub mod digest;
 pub mod media;
 pub mod menu;

@@ -3,6 +3,10 @@
 //! many saved, so its lamp lights when one arrives and goes out when it has been heard,
 //! whether by phone or by mail. The server looks at the subscribed mailboxes every
 //! second and notifies when the counts change (a deletion by POP3 included).
+//!
+//! A BLF key on the night code is the same kind of subscription, to the `dialog` event
+//! package (RFC 4235): its lamp is a dialog, "confirmed" while the office hours are
+//! forced by hand ([`crate::daynight`]) and "terminated" otherwise.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,11 +21,30 @@ pub const MIN_EXPIRES: u64 = 60;
 const RESEND_AFTER: Duration = Duration::from_secs(1);
 const MAX_SENDS: u32 = 4;
 
+/// What a subscription watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watch {
+    /// The user's mailbox (`message-summary`).
+    Mailbox,
+    /// The night code's lamp (`dialog`).
+    NightKey,
+}
+
+/// What a NOTIFY told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Told {
+    /// Voicemails new and saved.
+    Counts(usize, usize),
+    /// The lamp lit or not.
+    Lamp(bool),
+}
+
 /// One phone's subscription.
 #[derive(Debug, Clone)]
 pub struct Subscription {
+    pub watch: Watch,
     pub login: String,
-    /// `sip:101@office.test`.
+    /// `sip:101@office.test` (the night key's: `sip:*30@office.test`).
     pub account: String,
     /// Where NOTIFYs go: the subscriber's Contact, reached at `dest`.
     pub target: String,
@@ -34,8 +57,8 @@ pub struct Subscription {
     pub cseq: u32,
     /// Unix seconds.
     pub expires_at: u64,
-    /// The counts last told (new, saved).
-    pub told: Option<(usize, usize)>,
+    /// What was last told.
+    pub told: Option<Told>,
     /// The last NOTIFY until it is answered: bytes, CSeq, last sent, sends.
     pub pending: Option<(Vec<u8>, u32, Instant, u32)>,
 }
@@ -48,14 +71,20 @@ pub fn summary(account: &str, new: usize, saved: usize) -> String {
     )
 }
 
+/// The body of a dialog NOTIFY for a lamp: one dialog, confirmed while `lit`.
+pub fn lamp(entity: &str, version: u32, lit: bool) -> String {
+    let state = if lit { "confirmed" } else { "terminated" };
+    format!(
+        "<?xml version=\"1.0\"?>\r\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" \
+         version=\"{version}\" state=\"full\" entity=\"{entity}\">\r\n\
+         <dialog id=\"night\" direction=\"recipient\"><state>{state}</state></dialog>\r\n\
+         </dialog-info>\r\n"
+    )
+}
+
 impl Subscription {
-    /// A NOTIFY with the counts (`None`: the final one, the subscription ends).
-    pub fn notify(
-        &mut self,
-        local: SocketAddr,
-        counts: Option<(usize, usize)>,
-        now: u64,
-    ) -> Vec<u8> {
+    /// A NOTIFY telling `what` (`None`: the final one, the subscription ends).
+    pub fn notify(&mut self, local: SocketAddr, what: Option<Told>, now: u64) -> Vec<u8> {
         self.cseq += 1;
         let mut m = Message {
             start: StartLine::Request {
@@ -78,16 +107,32 @@ impl Subscription {
         m.push("Call-ID", self.call_id.clone());
         m.push("CSeq", format!("{} NOTIFY", self.cseq));
         m.push("Contact", format!("<sip:mwi@{local}>"));
-        m.push("Event", "message-summary");
-        match counts {
-            Some((new, saved)) => {
+        m.push(
+            "Event",
+            match self.watch {
+                Watch::Mailbox => "message-summary",
+                Watch::NightKey => "dialog",
+            },
+        );
+        match what {
+            Some(told) => {
                 m.push(
                     "Subscription-State",
                     format!("active;expires={}", self.expires_at.saturating_sub(now)),
                 );
-                m.push("Content-Type", "application/simple-message-summary");
-                m.body = summary(&self.account, new, saved).into_bytes();
-                self.told = Some((new, saved));
+                let (kind, body) = match told {
+                    Told::Counts(new, saved) => (
+                        "application/simple-message-summary",
+                        summary(&self.account, new, saved),
+                    ),
+                    Told::Lamp(lit) => (
+                        "application/dialog-info+xml",
+                        lamp(&self.account, self.cseq, lit),
+                    ),
+                };
+                m.push("Content-Type", kind);
+                m.body = body.into_bytes();
+                self.told = Some(told);
             }
             None => m.push("Subscription-State", "terminated;reason=timeout"),
         }
@@ -141,6 +186,7 @@ mod tests {
     #[test]
     fn a_notify_carries_the_summary_in_the_subscription_dialog() {
         let mut s = Subscription {
+            watch: Watch::Mailbox,
             login: "bob".into(),
             account: "sip:102@office.test".into(),
             target: "sip:102@10.0.0.6:5060".into(),
@@ -154,7 +200,11 @@ mod tests {
             told: None,
             pending: None,
         };
-        let bytes = s.notify("192.168.1.1:5060".parse().unwrap(), Some((2, 1)), 1000);
+        let bytes = s.notify(
+            "192.168.1.1:5060".parse().unwrap(),
+            Some(Told::Counts(2, 1)),
+            1000,
+        );
         let m = Message::parse(&bytes).unwrap();
         assert_eq!(m.method(), Some(&Method::Notify));
         assert_eq!(m.header("to"), Some("<sip:102@office.test>;tag=abc"));
@@ -163,7 +213,30 @@ mod tests {
         assert!(
             body.contains("Messages-Waiting: yes\r\n") && body.contains("Voice-Message: 2/1 (0/0)")
         );
-        assert_eq!(s.told, Some((2, 1)));
+        assert_eq!(s.told, Some(Told::Counts(2, 1)));
+        // The night key's lamp: a dialog, confirmed while lit.
+        let mut key = Subscription {
+            watch: Watch::NightKey,
+            account: "sip:*30@office.test".into(),
+            ..s.clone()
+        };
+        let m = Message::parse(&key.notify(
+            "192.168.1.1:5060".parse().unwrap(),
+            Some(Told::Lamp(true)),
+            1000,
+        ))
+        .unwrap();
+        assert_eq!(m.header("event"), Some("dialog"));
+        assert_eq!(
+            m.header("content-type"),
+            Some("application/dialog-info+xml")
+        );
+        let body = String::from_utf8(m.body).unwrap();
+        assert!(
+            body.contains("entity=\"sip:*30@office.test\"")
+                && body.contains("<state>confirmed</state>"),
+            "{body}"
+        );
         assert!(s.resend().is_none(), "not yet");
         let mut subs = Subscriptions::default();
         subs.by_call.insert("sub-1".into(), s);

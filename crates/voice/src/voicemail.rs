@@ -37,6 +37,8 @@ pub mod prompts {
         include_bytes!("../../../assets/prompts/message-too-short.wav");
     pub const PLEASE_HOLD: &[u8] = include_bytes!("../../../assets/prompts/please-hold.wav");
     pub const INVALID_CHOICE: &[u8] = include_bytes!("../../../assets/prompts/invalid-choice.wav");
+    pub const OFFICE_OPEN: &[u8] = include_bytes!("../../../assets/prompts/office-open.wav");
+    pub const OFFICE_CLOSED: &[u8] = include_bytes!("../../../assets/prompts/office-closed.wav");
     pub const GOODBYE: &[u8] = include_bytes!("../../../assets/prompts/goodbye.wav");
     pub const DIGITS: [&[u8]; 10] = [
         include_bytes!("../../../assets/prompts/digit-0.wav"),

@@ -170,6 +170,7 @@ pub const PAGES: &[PageDef] = &[
         fields: &[
             field(&schema::PHONE_ENABLED),
             field(&schema::VOICEMAIL_EXTENSION),
+            field(&schema::NIGHT_CODE),
             field(&schema::NO_ANSWER_TIMEOUT),
             field(&schema::MAX_MESSAGE_LENGTH),
             field(&schema::SIP_PORT),

@@ -8,6 +8,7 @@ impl Loader<'_, '_> {
             enabled: schema::PHONE_ENABLED.bool(),
             sip_port: schema::SIP_PORT.port(),
             voicemail_extension: schema::VOICEMAIL_EXTENSION.text().into(),
+            night_code: schema::NIGHT_CODE.text().into(),
             no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
@@ -20,34 +21,19 @@ impl Loader<'_, '_> {
         phone.sip_port = self.port_setting(sec.as_mut(), &schema::SIP_PORT, Service::Sip);
         if let Some(mut sec) = sec {
             phone.enabled = sec.flag(self.sink, &schema::PHONE_ENABLED);
-            if let Some(v) = sec.parsed(
-                self.sink,
-                "voicemail_extension",
-                "digits, optionally starting with * or #, e.g. \"*97\"",
-                |s| {
-                    let body = s.trim_start_matches(['*', '#']);
-                    if !body.is_empty()
-                        && body.len() <= 6
-                        && body.bytes().all(|b| b.is_ascii_digit())
-                    {
-                        Ok(s.to_string())
-                    } else {
-                        Err(format!("`{s}` is not something a phone can dial"))
-                    }
-                },
-            ) {
-                if let Some(u) = users
-                    .iter()
-                    .find(|u| u.value.extension.as_deref() == Some(v.value.as_str()))
-                {
+            if let Some(v) = self.feature_code(&mut sec, "voicemail_extension", "*97", users) {
+                phone.voicemail_extension = v.value;
+            }
+            if let Some(v) = self.feature_code(&mut sec, "night_code", "*30", users) {
+                if v.value == phone.voicemail_extension {
                     self.sink.error(
                         &v.span,
-                        "phone.voicemail_extension",
-                        format!("{} is {}'s extension", v.value, u.value.login),
-                        "pick a voicemail extension no user has, e.g. \"*97\"",
+                        "phone.night_code",
+                        format!("{} is the voicemail extension", v.value),
+                        "pick another code, e.g. \"*30\"",
                     );
                 }
-                phone.voicemail_extension = v.value;
+                phone.night_code = v.value;
             }
             phone.no_answer_timeout = self.duration(&mut sec, &schema::NO_ANSWER_TIMEOUT);
             phone.max_message_length = self.duration(&mut sec, &schema::MAX_MESSAGE_LENGTH);
@@ -96,6 +82,42 @@ impl Loader<'_, '_> {
             sec.finish(self.sink);
         }
         phone
+    }
+
+    /// A code phones dial for a feature of the box (`key` in `[phone]`): digits, maybe
+    /// after `*` or `#`, and no user's extension.
+    fn feature_code(
+        &mut self,
+        sec: &mut Section,
+        key: &'static str,
+        example: &str,
+        users: &[Spanned<User>],
+    ) -> Option<Spanned<String>> {
+        let v = sec.parsed(
+            self.sink,
+            key,
+            &format!("digits, optionally starting with * or #, e.g. \"{example}\""),
+            |s| {
+                let body = s.trim_start_matches(['*', '#']);
+                if !body.is_empty() && body.len() <= 6 && body.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(s.to_string())
+                } else {
+                    Err(format!("`{s}` is not something a phone can dial"))
+                }
+            },
+        )?;
+        if let Some(u) = users
+            .iter()
+            .find(|u| u.value.extension.as_deref() == Some(v.value.as_str()))
+        {
+            self.sink.error(
+                &v.span,
+                format!("phone.{key}"),
+                format!("{} is {}'s extension", v.value, u.value.login),
+                format!("pick a code no user has as extension, e.g. \"{example}\""),
+            );
+        }
+        Some(v)
     }
 
     pub(super) fn web(&mut self, sec: Option<Section>) -> Web {

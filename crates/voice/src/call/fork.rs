@@ -123,7 +123,7 @@ impl Call {
                 self.try_line(0, None);
                 return;
             }
-            Callee::Attendant(_) => {
+            Callee::Attendant(_) | Callee::Announcement(_) => {
                 self.state = State::ToVoicemail;
                 return;
             }

@@ -48,6 +48,8 @@ pub(super) enum Answering {
     Deposit(VoicemailSetup),
     /// An auto attendant.
     Attendant(Box<crate::attendant::AttendantSetup>),
+    /// What a feature code did, said once.
+    Announcement(std::sync::Arc<Vec<i16>>),
 }
 
 /// A voicemail being left (or the menu playing).
@@ -66,7 +68,10 @@ impl Call {
     pub(super) fn voicemail_or_fail(&mut self, code: u16, reason: &str) {
         let answers = self.setup.voicemail.is_some()
             || self.setup.menu.is_some()
-            || matches!(self.setup.callee, super::Callee::Attendant(_));
+            || matches!(
+                self.setup.callee,
+                super::Callee::Attendant(_) | super::Callee::Announcement(_)
+            );
         if answers && self.state.is_ringing() {
             self.state = State::ToVoicemail;
             // Unless a message is left (or this is the menu), the call was not answered.
@@ -82,6 +87,7 @@ impl Call {
         let answering = match (&self.setup.callee, &self.setup.menu, &self.setup.voicemail) {
             (_, Some(m), _) => Answering::Menu(m.clone()),
             (super::Callee::Attendant(a), ..) => Answering::Attendant(a.clone()),
+            (super::Callee::Announcement(say), ..) => Answering::Announcement(say.clone()),
             (_, None, Some(vm)) => Answering::Deposit(vm.clone()),
             (_, None, None) => {
                 self.fail_a(500, "Server Internal Error");
@@ -106,6 +112,7 @@ impl Call {
             Answering::Menu(_) => "voicemail",
             Answering::Attendant(_) => "attendant",
             Answering::Deposit(_) => "voicemail",
+            Answering::Announcement(_) => "feature",
         };
         self.status(state);
         info!(
@@ -166,6 +173,15 @@ impl Call {
                     MediaJob::Attendant {
                         endpoint: Box::new(ep),
                         choice,
+                    }
+                })
+            }
+            Answering::Announcement(say) => {
+                self.disposition = Disposition::Feature;
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = stop.cancelled() => MediaJob::Menu(false),
+                        _ = ep.play(&say, false) => MediaJob::Menu(true),
                     }
                 })
             }

@@ -115,6 +115,8 @@ pub enum Callee {
     /// The auto attendant: the box answers, and the caller's key chooses where the call
     /// goes on ([`Setup::router`] says what that is).
     Attendant(Box<AttendantSetup>),
+    /// A feature code done: the box answers, says what was done, and hangs up.
+    Announcement(Arc<Vec<i16>>),
 }
 
 /// Where a destination leads now (the server's view of the config and the phones
@@ -567,7 +569,10 @@ impl Call {
             Callee::Outside(lines) => lines
                 .first()
                 .map_or(local.ip(), |l| setup.wire.local_for(l.peer)),
-            Callee::Phones(_) | Callee::Group(_) | Callee::Attendant(_) => local.ip(),
+            Callee::Phones(_)
+            | Callee::Group(_)
+            | Callee::Attendant(_)
+            | Callee::Announcement(_) => local.ip(),
         };
         let (lease_a, lease_b) = match (setup.ports.take(ip_a), setup.ports.take(ip_b)) {
             (Ok(a), Ok(b)) => (a, b),

@@ -78,6 +78,9 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         log_failed(req.state, failed_call(caller, "", Direction::Internal));
         return Some(req.msg.response(404, "Not Found", req.tag.as_str()));
     };
+    if dialled == req.config.phone.night_code {
+        return super::feature::night_code(req, caller);
+    }
     // The voicemail extension: the caller's own mailbox, through the menu.
     let menu_call = dialled == req.config.phone.voicemail_extension;
     let callee = if menu_call {

@@ -12,6 +12,7 @@
 //! - [`register`]: the REGISTER handler.
 //! - [`invite`]: a new call, and the table of live calls.
 //! - [`outside`]: calls over the trunks, out (the dial plan) and in (DIDs).
+//! - [`feature`]: feature codes (the night code).
 //! - [`subscribe`]: SUBSCRIBE to a mailbox, and the NOTIFYs.
 //! - [`persistence`]: registrations, live calls and the trunks' states in the state
 //!   database.
@@ -21,6 +22,7 @@
 
 mod auth;
 mod dispatch;
+mod feature;
 mod invite;
 mod outside;
 mod persistence;
@@ -96,6 +98,8 @@ struct State {
     outside_today: Mutex<HashMap<String, (i64, u32)>>,
     /// Mails to the administrators about limits hit and logins locked out.
     alerts: crate::alert::Alerts,
+    /// The office hours forced open or closed by the night code.
+    day_night: Mutex<crate::daynight::DayNight>,
 }
 
 /// One request being answered: what every handler needs.
@@ -136,7 +140,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let config = Arc::clone(&config_rx.borrow());
-    let (db, registrar) = persistence::open(&config.data_dir, config.phone.call_log_days).await?;
+    let (db, registrar, day_night) =
+        persistence::open(&config.data_dir, config.phone.call_log_days).await?;
     let (log_tx, mut log_rx) = mpsc::unbounded_channel();
     let mut sockets = Vec::new();
     for addr in endpoints(&config) {
@@ -179,6 +184,7 @@ pub async fn serve(
         nonces: Arc::default(),
         outside_today: Mutex::default(),
         alerts: crate::alert::Alerts::default(),
+        day_night: Mutex::new(day_night),
     });
     let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets
         .iter()

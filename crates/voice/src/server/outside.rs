@@ -298,7 +298,11 @@ enum Target<'c> {
 
 /// Follows `destination` (a DID's, else the operator's): a schedule picks by the
 /// office's local time now, the operator is its destination.
-fn follow<'c>(config: &'c Config, destination: Option<&'c Destination>) -> Target<'c> {
+fn follow<'c>(
+    config: &'c Config,
+    state: &State,
+    destination: Option<&'c Destination>,
+) -> Target<'c> {
     let plan = &config.phone.dial_plan;
     let find = |f: &dyn Fn(&User) -> bool| config.users.iter().find(|u| f(u));
     let mut d = destination;
@@ -307,10 +311,18 @@ fn follow<'c>(config: &'c Config, destination: Option<&'c Destination>) -> Targe
         d = match d {
             Some(Destination::Schedule(name)) => {
                 let now = LocalTime::now(config.phone.timezone.as_deref());
+                let forced = state
+                    .day_night
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .forced(name, unix_now());
                 plan.schedules
                     .iter()
                     .find(|s| s.name == *name)
-                    .map(|s| s.destination(now))
+                    .map(|s| match forced {
+                        Some(open) => s.destination_when(open),
+                        None => s.destination(now),
+                    })
             }
             Some(Destination::Operator) => plan.operator.as_ref(),
             _ => break,
@@ -385,7 +397,7 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
             callee: Callee::Group(group_stages(config, g, phones_of)),
             login: String::new(),
             ext: g.name.clone(),
-            voicemail: match follow(config, Some(&g.no_answer)) {
+            voicemail: match follow(config, state, Some(&g.no_answer)) {
                 Target::User { user, .. } => Some(voicemail_of(user)),
                 _ => None,
             },
@@ -430,7 +442,7 @@ impl Router for ServerRouter {
             &self.config,
             &self.state,
             &self.caller,
-            follow(&self.config, Some(to)),
+            follow(&self.config, &self.state, Some(to)),
         )
     }
 }
@@ -468,7 +480,7 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
         );
     };
     let plan = &req.config.phone.dial_plan;
-    let target = follow(req.config, plan.inbound(&called));
+    let target = follow(req.config, req.state, plan.inbound(&called));
     let (callee, callee_login, callee_ext, voicemail) = match routed(
         req.config, req.state, &caller, target,
     ) {

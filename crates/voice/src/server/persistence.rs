@@ -23,11 +23,18 @@ use crate::trunk::StatusSink;
 /// Opens the state database, and the registrations in it that have not expired. Calls
 /// the log shows in progress were cut off (officebox stopped during them): they are
 /// closed as "ended unknown"; calls older than `log_days` leave the log.
-pub(super) async fn open(data_dir: &Path, log_days: u32) -> io::Result<(Db, Registrar)> {
+pub(super) async fn open(
+    data_dir: &Path,
+    log_days: u32,
+) -> io::Result<(Db, Registrar, crate::daynight::DayNight)> {
     let db_path = officebox_store::state_db(data_dir);
-    let (db, restored) =
+    let (db, restored, day_night) =
         tokio::task::spawn_blocking(move || -> Result<_, officebox_store::StoreError> {
             let db = Db::open(&db_path)?;
+            let day_night = db
+                .meta_get(crate::daynight::META_KEY)?
+                .map(|t| crate::daynight::DayNight::from_text(&t))
+                .unwrap_or_default();
             let restored = db.bindings(i64::try_from(now_unix()).unwrap_or(i64::MAX))?;
             let cut = db.close_unfinished_calls()?;
             if cut > 0 {
@@ -37,7 +44,7 @@ pub(super) async fn open(data_dir: &Path, log_days: u32) -> io::Result<(Db, Regi
                 );
             }
             prune(&db, log_days)?;
-            Ok((db, restored))
+            Ok((db, restored, day_night))
         })
         .await
         .map_err(io::Error::other)?
@@ -59,7 +66,7 @@ pub(super) async fn open(data_dir: &Path, log_days: u32) -> io::Result<(Db, Regi
             );
         }
     }
-    Ok((db, registrar))
+    Ok((db, registrar, day_night))
 }
 
 /// Writes the registrations that changed.
@@ -156,6 +163,33 @@ impl Default for CallLog {
     }
 }
 
+/// Writes `batch` in one transaction; when the database refuses it, event by event: one
+/// it refuses on its own is dropped (counted), so it cannot hold up the rest for ever;
+/// when it refuses them all, they are all given back for the next try.
+fn write_events(db: &Db, batch: Vec<CallEvent>) -> Written {
+    let Err(error) = db.record_calls(&batch) else {
+        return Written::Dropped(0);
+    };
+    let total = batch.len();
+    let refused: Vec<CallEvent> = batch
+        .into_iter()
+        .filter(|e| db.record_calls(std::slice::from_ref(e)).is_err())
+        .collect();
+    if refused.len() == total {
+        Written::Refused(error, refused)
+    } else {
+        Written::Dropped(refused.len())
+    }
+}
+
+/// What [`write_events`] did.
+enum Written {
+    /// Written, but for this many events the database refused.
+    Dropped(usize),
+    /// Nothing written: why, and the events, to try again.
+    Refused(officebox_store::StoreError, Vec<CallEvent>),
+}
+
 /// Events kept for a state database that refuses writes, at most.
 const MAX_PENDING: usize = 100_000;
 /// How often old calls are pruned from the log.
@@ -181,19 +215,25 @@ impl CallLog {
         let db = Arc::clone(db);
         let r = tokio::task::spawn_blocking(move || {
             let db = db.lock().unwrap_or_else(PoisonError::into_inner);
-            let written = db.record_calls(&batch);
+            let written = write_events(&db, batch);
             if prune_now {
                 let _ = prune(&db, days);
             }
-            (batch, written)
+            written
         })
         .await;
         if prune_now {
             self.pruned = Instant::now();
         }
         match r {
-            Ok((_, Ok(()))) => {}
-            Ok((mut batch, Err(error))) => {
+            Ok(Written::Dropped(0)) => {}
+            Ok(Written::Dropped(dropped)) => {
+                warn!(
+                    message = "phone: call log events the database refused were dropped",
+                    dropped
+                );
+            }
+            Ok(Written::Refused(error, mut batch)) => {
                 warn!(message = "phone: could not write the call log (trying again)", %error);
                 if batch.len() > MAX_PENDING {
                     batch.drain(..batch.len() - MAX_PENDING);

@@ -1,5 +1,7 @@
 //! SUBSCRIBE to `message-summary` (RFC 3842): a phone is told, by NOTIFY, how many
-//! messages wait in its own user's mailbox, again whenever that changes.
+//! messages wait in its own user's mailbox, again whenever that changes. SUBSCRIBE to
+//! `dialog` (RFC 4235) on the night code: a BLF key's lamp, lit while the office hours
+//! are forced by hand.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,39 +11,48 @@ use officebox_store::Db;
 use super::auth::authenticate_owner;
 use super::{Request, State};
 use crate::call::Wire;
-use crate::mwi::{self, Subscription};
+use crate::mwi::{self, Subscription, Told, Watch};
 use crate::now_unix;
 use crate::registrar::owner_of;
 use crate::sip::{Message, StartLine, param, uri_of};
 use crate::voicemail;
 
-/// SUBSCRIBE to `message-summary` (RFC 3842): a phone's own user's mailbox only. The
-/// first NOTIFY goes out at the next tick (within a second).
+/// SUBSCRIBE to `message-summary` (RFC 3842): a phone's own user's mailbox only; or to
+/// `dialog` on the night code (any office user's phone). The first NOTIFY goes out at
+/// the next tick (within a second).
 pub(super) fn subscribe(req: &Request) -> Message {
     let event = req.msg.header("event").unwrap_or("");
-    if !event
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("message-summary")
-    {
-        let mut r = req.msg.response(489, "Bad Event", req.tag.as_str());
-        r.push("Allow-Events", "message-summary");
-        return r;
-    }
+    let event = event.split(';').next().unwrap_or("").trim();
     let StartLine::Request { uri, .. } = &req.msg.start else {
         return req.msg.response(400, "Bad Request", req.tag.as_str());
     };
-    let owner = owner_of(req.config, uri).or_else(|| {
-        owner_of(
-            req.config,
-            uri_of(req.msg.header("to").unwrap_or("")).unwrap_or(""),
-        )
-    });
-    let user = match authenticate_owner(req, owner, "mailbox") {
-        Ok(u) => u,
-        Err(refusal) => return refusal,
+    let night_key =
+        crate::sip::uri_user(uri).as_deref() == Some(req.config.phone.night_code.as_str());
+    let watch = if event.eq_ignore_ascii_case("message-summary") {
+        Watch::Mailbox
+    } else if event.eq_ignore_ascii_case("dialog") && night_key {
+        Watch::NightKey
+    } else {
+        let mut r = req.msg.response(489, "Bad Event", req.tag.as_str());
+        r.push("Allow-Events", "message-summary, dialog");
+        return r;
+    };
+    let user = if watch == Watch::NightKey {
+        match super::auth::authenticate(req, false) {
+            Ok(u) => u,
+            Err(challenge) => return challenge,
+        }
+    } else {
+        let owner = owner_of(req.config, uri).or_else(|| {
+            owner_of(
+                req.config,
+                uri_of(req.msg.header("to").unwrap_or("")).unwrap_or(""),
+            )
+        });
+        match authenticate_owner(req, owner, "mailbox") {
+            Ok(u) => u,
+            Err(refusal) => return refusal,
+        }
     };
     let expires = req
         .msg
@@ -64,8 +75,12 @@ pub(super) fn subscribe(req: &Request) -> Message {
             format!("{to_value};tag={}", req.tag)
         }
     });
-    let ext = user.extension.clone().unwrap_or_else(|| user.login.clone());
+    let ext = match watch {
+        Watch::Mailbox => user.extension.clone().unwrap_or_else(|| user.login.clone()),
+        Watch::NightKey => req.config.phone.night_code.clone(),
+    };
     let sub = Subscription {
+        watch,
         login: user.login.clone(),
         account: format!("sip:{ext}@{}", req.config.network.domain),
         target: req
@@ -96,29 +111,43 @@ pub(super) fn subscribe(req: &Request) -> Message {
 /// NOTIFYs again, and ends expired subscriptions.
 pub(super) async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: &std::path::Path) {
     let now = now_unix();
+    let lit = state
+        .day_night
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_active(i64::try_from(now).unwrap_or(i64::MAX));
     let logins: Vec<String> = {
         let subs = state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut l: Vec<String> = subs.by_call.values().map(|s| s.login.clone()).collect();
+        if subs.by_call.is_empty() {
+            return;
+        }
+        let mut l: Vec<String> = subs
+            .by_call
+            .values()
+            .filter(|s| s.watch == Watch::Mailbox)
+            .map(|s| s.login.clone())
+            .collect();
         l.sort();
         l.dedup();
         l
     };
-    if logins.is_empty() {
-        return;
-    }
     let (db2, dir) = (Arc::clone(db), data_dir.to_path_buf());
-    let counts: HashMap<String, (usize, usize)> = tokio::task::spawn_blocking(move || {
-        let db = db2.lock().unwrap_or_else(PoisonError::into_inner);
-        logins
-            .into_iter()
-            .filter_map(|l| {
-                let (new, saved) = voicemail::mailbox(&db, &dir, &l).ok()?;
-                Some((l, (new.len(), saved.len())))
-            })
-            .collect()
-    })
-    .await
-    .unwrap_or_default();
+    let counts: HashMap<String, (usize, usize)> = if logins.is_empty() {
+        HashMap::new()
+    } else {
+        tokio::task::spawn_blocking(move || {
+            let db = db2.lock().unwrap_or_else(PoisonError::into_inner);
+            logins
+                .into_iter()
+                .filter_map(|l| {
+                    let (new, saved) = voicemail::mailbox(&db, &dir, &l).ok()?;
+                    Some((l, (new.len(), saved.len())))
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    };
     let local = state.wire.local;
     let mut out = Vec::new();
     {
@@ -128,10 +157,16 @@ pub(super) async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: 
                 out.push((s.notify(local, None, now), s.dest, s.transport));
                 return false;
             }
-            if let Some(&c) = counts.get(&s.login)
-                && s.told != Some(c)
+            let now_told = match s.watch {
+                Watch::Mailbox => counts
+                    .get(&s.login)
+                    .map(|&(n, saved)| Told::Counts(n, saved)),
+                Watch::NightKey => Some(Told::Lamp(lit)),
+            };
+            if let Some(t) = now_told
+                && s.told != Some(t)
             {
-                out.push((s.notify(local, Some(c), now), s.dest, s.transport));
+                out.push((s.notify(local, Some(t), now), s.dest, s.transport));
             } else if let Some(again) = s.resend() {
                 out.push((again, s.dest, s.transport));
             }

@@ -212,6 +212,7 @@ fn row(c: &CallRecord) -> Markup {
         (Some(login), _, _) => login.clone(),
         (None, Some(_), Some(Disposition::Menu)) => "voicemail menu".into(),
         (None, Some(_), Some(Disposition::Attendant)) => "auto attendant".into(),
+        (None, Some(_), Some(Disposition::Feature)) => "the box".into(),
         (None, Some(_), _) if c.direction == Direction::Out => "the number called".into(),
         (None, Some(_), _) => "voicemail".into(),
         (None, None, _) => String::new(),
