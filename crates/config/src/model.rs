@@ -432,6 +432,8 @@ pub struct Phone {
     /// Dialled (or its BLF key pressed), it forces the office hours closed, or open,
     /// until they next change by themselves.
     pub night_code: String,
+    /// Keyed in during a call, it records the call into the user's mailbox; empty: off.
+    pub record_code: String,
     pub no_answer_timeout: Duration,
     pub max_message_length: Duration,
     pub rtp_ports: (u16, u16),

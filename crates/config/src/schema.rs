@@ -797,6 +797,13 @@ pub const NIGHT_CODE: Setting = s(
     "Day/night key",
     "Dial it (or press its BLF key) to close the office early or open it late: the office hours' closed (or open) destination takes calls until the hours next change by themselves; dial again to undo. E.g. *30.",
 );
+pub const RECORD_CODE: Setting = s(
+    "phone.record_code",
+    Kind::Text,
+    Default::Text("*1"),
+    "Record key",
+    "Keyed in during a call, it records the call (both sides hear a tone) into your mailbox; again to stop. Empty: off.",
+);
 pub const NO_ANSWER_TIMEOUT: Setting = s(
     "phone.no_answer_timeout",
     Kind::Duration { min_secs: 5 },
@@ -1326,6 +1333,7 @@ pub const SETTINGS: &[&Setting] = &[
     &SIP_PORT,
     &VOICEMAIL_EXTENSION,
     &NIGHT_CODE,
+    &RECORD_CODE,
     &NO_ANSWER_TIMEOUT,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,

@@ -211,6 +211,7 @@ password = "{admin_hash}"
 {phone.sip_port}
 {phone.voicemail_extension}
 {phone.night_code}
+{phone.record_code}
 {phone.no_answer_timeout}
 {phone.max_message_length}
 {phone.rtp_ports}

@@ -690,3 +690,95 @@ fn a_real_phone_leaves_a_voicemail_that_pop3_delivers_with_the_audio() {
         "alice heard nothing from the box"
     );
 }
+
+#[test]
+fn a_user_records_a_call_with_the_record_code_and_gets_both_voices_by_mail() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-record").unwrap();
+    let (alice_says, bob_says) = (
+        dir.path().join("alice-says.wav"),
+        dir.path().join("bob-says.wav"),
+    );
+    audio::speak_wav(&alice_says, "Alice asks for the quarterly figures.").unwrap();
+    audio::speak_wav(&bob_says, "Bob promises them by Friday noon.").unwrap();
+    // alice keys in *1 at once; the tone lasts 0.4 s; then she speaks, then bob does.
+    let (alice_plays, bob_plays) = (dir.path().join("alice.wav"), dir.path().join("bob.wav"));
+    padded(&alice_says, &alice_plays, 2.5, 0.0);
+    padded(&bob_says, &bob_plays, 3.0 + seconds(&alice_says), 0.0);
+
+    let office = Office::start(&TestConfig::demo().free_ports());
+    let alice = Baresip::start(
+        "alice",
+        &office
+            .account("101", "alice", "demo-alice")
+            .play(&alice_plays),
+    )
+    .unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office
+            .account("102", "bob", "demo-bob")
+            .auto_answer(true)
+            .play(&bob_plays),
+    )
+    .unwrap();
+    office.wait_registered(&alice);
+    office.wait_registered(&bob);
+
+    alice.dial("102").unwrap();
+    let established = office.wait_event(&alice, 0, "CALL_ESTABLISHED");
+    office.wait_event(&bob, 0, "CALL_ESTABLISHED");
+    for key in ["*", "1"] {
+        alice
+            .command("sndcode", Some(key))
+            .unwrap_or_else(|e| office.fail("alice could not press a key", e));
+        sleep(Duration::from_millis(300));
+    }
+    if let Err(e) = office
+        .ob
+        .peer()
+        .wait_for_log("phone: recording the call", EVENT_TIMEOUT)
+    {
+        office.fail("the record code did not start a recording", e);
+    }
+    let until = established.received + Duration::from_secs_f64(seconds(&bob_plays) + 1.0);
+    sleep(until.saturating_duration_since(Instant::now()));
+    let mark = alice.mark();
+    alice.hangup().unwrap();
+    office.wait_event(&alice, mark, "CALL_CLOSED");
+    if let Err(e) = office
+        .ob
+        .peer()
+        .wait_for_log("phone: call recording delivered", EVENT_TIMEOUT)
+    {
+        office.fail("the recording was not delivered", e);
+    }
+
+    // In alice's mailbox (not bob's, who did not ask): both voices.
+    let pop = scratch_dir("baresip-record-pop").unwrap();
+    let messages = fetch_voicemails(office.pop3, "alice", "demo-alice", pop.path());
+    assert_eq!(messages.len(), 1, "alice's mailbox: {messages:?}");
+    let (subject, wav) = &messages[0];
+    assert!(
+        subject.starts_with("Recorded call with 102 (102) (0:0"),
+        "{subject}"
+    );
+    for (who, said) in [("alice", &alice_says), ("bob", &bob_says)] {
+        let m = audio::compare(said, wav).unwrap();
+        eprintln!(
+            "recording: {who}'s sentence, similarity {:.4} at {:.2} s",
+            m.score, m.lag_seconds
+        );
+        assert!(
+            m.score > SIMILAR,
+            "{who} is not in the recording: {m:?} ({})",
+            wav.display()
+        );
+    }
+    let bobs = fetch_voicemails(office.pop3, "bob", "demo-bob", pop.path());
+    assert!(bobs.is_empty(), "bob's mailbox: {bobs:?}");
+    // Both heard the tone: bob's phone got it in the middle of alice's silence.
+    let heard = bob.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    assert!(!audio::is_silent(&heard).unwrap());
+}

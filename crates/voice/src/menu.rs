@@ -317,6 +317,7 @@ mod tests {
     #[test]
     fn the_recording_is_found_in_a_voicemail_email() {
         let env = voicemail::Envelope {
+            kind: voicemail::Kind::Voicemail,
             caller_name: "A".into(),
             caller_ext: "101".into(),
             caller_address: "a@x".into(),

@@ -3,6 +3,10 @@
 //! its SDP said, until its first packet arrives from somewhere else: then that source is
 //! used (symmetric RTP latching, for phones behind NAT). Packets from a third address
 //! after latching are dropped, so nobody can inject audio into a call by guessing a port.
+//!
+//! The relay also hears the keys pressed on either side (RFC 4733 events, each told once
+//! to the call, which looks for its feature codes), and records the call on demand:
+//! both directions' G.711 mixed into one 8 kHz track, after a tone both sides hear.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -10,8 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::media::Law;
 
 /// RTP ports in use, from the configured range.
 #[derive(Debug)]
@@ -87,11 +94,130 @@ impl Ports {
 }
 
 /// Where each side's audio goes now, as the call's signalling says (SDP offer/answer);
-/// latching may override it with the side's real source.
+/// latching may override it with the side's real source. Also what the call wants of
+/// the audio: each side's telephone-event payload type (its keys are told to the call)
+/// and whether the call is being recorded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Peers {
     pub a: Option<SocketAddr>,
     pub b: Option<SocketAddr>,
+    pub events_a: Option<u8>,
+    pub events_b: Option<u8>,
+    pub record: bool,
+}
+
+/// A side of the relay: A the caller's, B the callee's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    A,
+    B,
+}
+
+/// What the relay tells the call.
+#[derive(Debug)]
+pub enum Heard {
+    /// A key pressed on a side (once per press).
+    Key(Side, char),
+    /// Recording stopped: the call, mixed (8 kHz).
+    Recorded(Vec<i16>),
+}
+
+/// The longest recording: then it stops by itself (and is handed over).
+pub const MAX_RECORDING: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The tone both sides hear when recording starts: 1 kHz for 400 ms (20 packets).
+const TONE_FRAMES: u32 = 20;
+/// A gap in a side's audio longer than this (hold, silence suppression) is kept as
+/// silence in the recording; shorter ones (jitter) are closed up.
+const GAP: usize = 800;
+
+/// A call being recorded: the mix, where each side's audio goes next in it, when it
+/// started, and the tone still to play each way.
+#[derive(Debug)]
+struct Recording {
+    mix: Vec<i16>,
+    next: [usize; 2],
+    started: Instant,
+    tone: [u32; 2],
+}
+
+impl Recording {
+    fn new() -> Recording {
+        Recording {
+            mix: Vec::new(),
+            next: [0, 0],
+            started: Instant::now(),
+            tone: [TONE_FRAMES; 2],
+        }
+    }
+
+    /// A G.711 packet from side `from` (index 0: A): its audio into the mix, and, while
+    /// the tone plays, its payload replaced by the tone (so both sides hear it).
+    fn packet(&mut self, from: usize, packet: &mut [u8]) {
+        let Some(law) = packet.get(1).and_then(|pt| match pt & 0x7f {
+            0 => Some(Law::Mu),
+            8 => Some(Law::A),
+            _ => None,
+        }) else {
+            return;
+        };
+        let Some(payload) = packet.get_mut(12..) else {
+            return;
+        };
+        let arrived = usize::try_from(self.started.elapsed().as_millis()).unwrap_or(usize::MAX) * 8;
+        let Some(next) = self.next.get_mut(from) else {
+            return;
+        };
+        if arrived > *next + GAP {
+            *next = arrived;
+        }
+        let end = (*next + payload.len()).min(MAX_RECORDING.as_secs() as usize * 8000);
+        if self.mix.len() < end {
+            self.mix.resize(end, 0);
+        }
+        for (i, b) in payload.iter().enumerate() {
+            if let Some(m) = self.mix.get_mut(*next + i) {
+                *m = m.saturating_add(law.decode(*b));
+            }
+        }
+        *next = end;
+        if let Some(t) = self.tone.get_mut(from)
+            && *t > 0
+        {
+            let frame = TONE_FRAMES - *t;
+            *t -= 1;
+            for (i, b) in payload.iter_mut().enumerate() {
+                let n = frame as usize * 160 + i;
+                let s = (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 8000.0).sin())
+                    as i16;
+                *b = law.encode(s);
+            }
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.mix.len() >= MAX_RECORDING.as_secs() as usize * 8000
+    }
+}
+
+/// The key of an RFC 4733 event packet that ends a press (once: its retransmissions carry
+/// the timestamp `last` remembers), if `packet` is one with payload type `events`.
+fn key_of(packet: &[u8], events: Option<u8>, last: &mut Option<u32>) -> Option<char> {
+    let pt = packet.get(1)? & 0x7f;
+    if Some(pt) != events {
+        return None;
+    }
+    let ts = u32::from_be_bytes(packet.get(4..8)?.try_into().ok()?);
+    let (event, flags) = (*packet.get(12)?, *packet.get(13)?);
+    if flags & 0x80 == 0 || *last == Some(ts) {
+        return None;
+    }
+    *last = Some(ts);
+    match event {
+        0..=9 => Some(char::from(b'0' + event)),
+        10 => Some('*'),
+        11 => Some('#'),
+        _ => None,
+    }
 }
 
 /// What a relay hands back when stopped: its ports (voicemail answers on the caller's)
@@ -105,15 +231,18 @@ pub struct Stopped {
     /// Packets dropped on each side for coming from another source than the latched one.
     pub strangers_a: u64,
     pub strangers_b: u64,
+    /// The recording still being made when the relay stopped.
+    pub recorded: Option<Vec<i16>>,
 }
 
 /// Copies packets between `a` (the port the caller sends to) and `b` (the callee's) until
-/// `stop`.
+/// `stop`; keys pressed and recordings made go to `heard`.
 pub async fn relay(
     a: Lease,
     b: Lease,
     mut peers: watch::Receiver<Peers>,
     stop: CancellationToken,
+    heard: Option<mpsc::UnboundedSender<Heard>>,
 ) -> Stopped {
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
@@ -121,6 +250,13 @@ pub async fn relay(
     let (mut a_to_b, mut b_to_a) = (0u64, 0u64);
     let (mut strangers_a, mut strangers_b) = (0u64, 0u64);
     let mut current = *peers.borrow_and_update();
+    let mut keys: [Option<u32>; 2] = [None, None];
+    let mut recording: Option<Recording> = current.record.then(Recording::new);
+    let tell = |h: Heard| {
+        if let Some(tx) = &heard {
+            let _ = tx.send(h);
+        }
+    };
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -136,6 +272,12 @@ pub async fn relay(
                 if new.b != current.b {
                     latched_b = None;
                 }
+                match (new.record, recording.take()) {
+                    (true, None) => recording = Some(Recording::new()),
+                    (true, Some(r)) => recording = Some(r),
+                    (false, Some(r)) => tell(Heard::Recorded(r.mix)),
+                    (false, None) => {}
+                }
                 current = new;
             }
             r = a.socket.recv_from(&mut buf_a) => {
@@ -144,8 +286,15 @@ pub async fn relay(
                     strangers_a += 1;
                     continue;
                 }
+                let packet = buf_a.get_mut(..n).unwrap_or_default();
+                if let Some(k) = key_of(packet, current.events_a, &mut keys[0]) {
+                    tell(Heard::Key(Side::A, k));
+                }
+                if let Some(r) = recording.as_mut() {
+                    r.packet(0, packet);
+                }
                 if let Some(to) = latched_b.or(current.b).filter(|t| !t.ip().is_unspecified())
-                    && b.socket.send_to(buf_a.get(..n).unwrap_or_default(), to).await.is_ok()
+                    && b.socket.send_to(packet, to).await.is_ok()
                 {
                     a_to_b += 1;
                 }
@@ -156,12 +305,24 @@ pub async fn relay(
                     strangers_b += 1;
                     continue;
                 }
+                let packet = buf_b.get_mut(..n).unwrap_or_default();
+                if let Some(k) = key_of(packet, current.events_b, &mut keys[1]) {
+                    tell(Heard::Key(Side::B, k));
+                }
+                if let Some(r) = recording.as_mut() {
+                    r.packet(1, packet);
+                }
                 if let Some(to) = latched_a.or(current.a).filter(|t| !t.ip().is_unspecified())
-                    && a.socket.send_to(buf_b.get(..n).unwrap_or_default(), to).await.is_ok()
+                    && a.socket.send_to(packet, to).await.is_ok()
                 {
                     b_to_a += 1;
                 }
             }
+        }
+        if recording.as_ref().is_some_and(Recording::is_full)
+            && let Some(r) = recording.take()
+        {
+            tell(Heard::Recorded(r.mix));
         }
     }
     Stopped {
@@ -171,6 +332,7 @@ pub async fn relay(
         b_to_a,
         strangers_a,
         strangers_b,
+        recorded: recording.map(|r| r.mix),
     }
 }
 
@@ -214,9 +376,10 @@ mod tests {
         let (tx, rx) = watch::channel(Peers {
             a: Some("127.0.0.1:9".parse().unwrap()),
             b: Some("127.0.0.1:11".parse().unwrap()),
+            ..Peers::default()
         });
         let stop = CancellationToken::new();
-        let task = tokio::spawn(relay(a, b, rx, stop.clone()));
+        let task = tokio::spawn(relay(a, b, rx, stop.clone(), None));
         let mut buf = [0u8; 64];
         phone_b.send_to(b"from b", ("127.0.0.1", pb)).await.unwrap(); // latches b
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -238,5 +401,74 @@ mod tests {
         assert_eq!((stopped.a_to_b, stopped.b_to_a), (1, 2));
         drop((tx, stopped));
         assert!(ports.used.lock().unwrap().is_empty(), "ports given back");
+    }
+
+    /// An RTP packet: payload type `pt`, timestamp `ts`, and `payload`.
+    fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn a_key_is_heard_once_per_press_of_the_sides_event_type() {
+        let mut last = None;
+        // 101: telephone-event; `*` (10), not yet ended, then ended three times.
+        assert_eq!(
+            key_of(&rtp(101, 1, 500, &[10, 0x0a, 0, 160]), Some(101), &mut last),
+            None
+        );
+        let end = rtp(101, 2, 500, &[10, 0x8a, 1, 64]);
+        assert_eq!(key_of(&end, Some(101), &mut last), Some('*'));
+        assert_eq!(
+            key_of(&end, Some(101), &mut last),
+            None,
+            "a retransmitted end"
+        );
+        assert_eq!(
+            key_of(&rtp(101, 4, 900, &[1, 0x8a, 1, 64]), Some(101), &mut last),
+            Some('1')
+        );
+        // Another side's type, audio, or a short packet: no key.
+        assert_eq!(
+            key_of(&rtp(96, 5, 1300, &[2, 0x8a, 1, 64]), Some(101), &mut last),
+            None
+        );
+        assert_eq!(
+            key_of(&rtp(0, 6, 1700, &[2, 0x8a, 1, 64]), None, &mut last),
+            None
+        );
+        assert_eq!(key_of(&[0x80, 101, 0], Some(101), &mut last), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recording_mixes_both_sides_and_both_hear_the_tone_first() {
+        let mut r = Recording::new();
+        let quiet = Law::Mu.encode(0);
+        // 25 packets each way, 20 ms apart: the first 20 carry the tone instead.
+        for i in 0..25u16 {
+            let mut from_a = rtp(0, i, u32::from(i) * 160, &[Law::Mu.encode(1000); 160]);
+            let mut from_b = rtp(0, i, u32::from(i) * 160, &[Law::Mu.encode(-300); 160]);
+            r.packet(0, &mut from_a);
+            r.packet(1, &mut from_b);
+            let toned = from_a[12..].iter().any(|&b| b != Law::Mu.encode(1000));
+            assert_eq!(toned, i < 20, "packet {i}");
+            assert!(from_b[12..].iter().any(|&b| b != quiet));
+            tokio::time::advance(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(r.mix.len(), 25 * 160);
+        // Both voices are in the mix (1000 - 300, give or take G.711).
+        let last = r.mix[24 * 160];
+        assert!((650..=750).contains(&last), "{last}");
+        // A pause (hold) is kept as a pause: the next packet lands after it.
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        r.packet(0, &mut rtp(0, 30, 0, &[Law::Mu.encode(1000); 160]));
+        assert_eq!(r.mix.len(), 8000 + 25 * 160 + 160);
+        // Not G.711 (an event, comfort noise): not in the mix.
+        r.packet(1, &mut rtp(101, 31, 0, &[1, 0x8a, 0, 160]));
+        assert_eq!(r.mix.len(), 8000 + 25 * 160 + 160);
     }
 }

@@ -148,6 +148,8 @@ pub async fn record(
 /// Who left the message, and for whom.
 #[derive(Debug, Clone)]
 pub struct Envelope {
+    /// A voicemail, or a call recorded on demand.
+    pub kind: Kind,
     pub caller_name: String,
     pub caller_ext: String,
     pub caller_address: String,
@@ -155,6 +157,16 @@ pub struct Envelope {
     pub callee_name: String,
     pub callee_address: String,
     pub host: String,
+}
+
+/// What a message in the mailbox holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// A message left for the user.
+    #[default]
+    Voicemail,
+    /// A call the user recorded (the record code); "caller" is the other party.
+    Recording,
 }
 
 fn clean(s: &str) -> String {
@@ -177,15 +189,30 @@ pub fn email(env: &Envelope, samples: &[i16], now: SystemTime) -> Vec<u8> {
     let length = duration_text(samples.len());
     let who = format!("{} ({})", clean(&env.caller_name), clean(&env.caller_ext));
     let date = officebox_store::date::rfc5322_date(now);
+    let (prefix, text, subject) = match env.kind {
+        Kind::Voicemail => (
+            "voicemail",
+            format!(
+                "{who} left you a voicemail of {length} on {date}.\r\n\
+                 The recording is attached; it plays in any mail program, and from your phone\r\n\
+                 at the voicemail extension.\r\n"
+            ),
+            format!("Voicemail from {who} ({length})"),
+        ),
+        Kind::Recording => (
+            "call",
+            format!(
+                "Your call with {who}, recorded at your request: {length}, ending {date}.\r\n\
+                 The recording is attached; it plays in any mail program, and from your phone\r\n\
+                 at the voicemail extension.\r\n"
+            ),
+            format!("Recorded call with {who} ({length})"),
+        ),
+    };
     let file = format!(
-        "voicemail-{}-{}.wav",
+        "{prefix}-{}-{}.wav",
         now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         clean(&env.caller_ext)
-    );
-    let text = format!(
-        "{who} left you a voicemail of {length} on {date}.\r\n\
-         The recording is attached; it plays in any mail program, and from your phone\r\n\
-         at the voicemail extension.\r\n"
     );
     let recording = MimePart::new(
         ContentType::new("audio/wav").attribute("name", file.clone()),
@@ -202,7 +229,7 @@ pub fn email(env: &Envelope, samples: &[i16], now: SystemTime) -> Vec<u8> {
             Some(clean(&env.callee_name)),
             clean(&env.callee_address),
         ))
-        .subject(format!("Voicemail from {who} ({length})"))
+        .subject(subject)
         // The project's one date format, the same as in the text.
         .header("Date", Raw::new(date))
         .message_id(format!("vm.{stamp:x}@{}", clean(&env.host)))
@@ -323,6 +350,7 @@ mod tests {
     #[test]
     fn the_email_carries_the_recording_as_a_wav_attachment() {
         let env = Envelope {
+            kind: Kind::Voicemail,
             caller_name: "Alice Example".into(),
             caller_ext: "101".into(),
             caller_address: "alice@office.test".into(),
@@ -365,6 +393,7 @@ mod tests {
     #[test]
     fn names_that_are_not_ascii_are_encoded_words() {
         let env = Envelope {
+            kind: Kind::Voicemail,
             caller_name: "J\u{f6}rg M\u{fc}ller".into(),
             caller_ext: "103".into(),
             caller_address: "joerg@office.test".into(),

@@ -171,6 +171,7 @@ pub const PAGES: &[PageDef] = &[
             field(&schema::PHONE_ENABLED),
             field(&schema::VOICEMAIL_EXTENSION),
             field(&schema::NIGHT_CODE),
+            field(&schema::RECORD_CODE),
             field(&schema::NO_ANSWER_TIMEOUT),
             field(&schema::MAX_MESSAGE_LENGTH),
             field(&schema::SIP_PORT),

@@ -9,6 +9,7 @@ impl Loader<'_, '_> {
             sip_port: schema::SIP_PORT.port(),
             voicemail_extension: schema::VOICEMAIL_EXTENSION.text().into(),
             night_code: schema::NIGHT_CODE.text().into(),
+            record_code: schema::RECORD_CODE.text().into(),
             no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
@@ -34,6 +35,19 @@ impl Loader<'_, '_> {
                     );
                 }
                 phone.night_code = v.value;
+            }
+            // Keyed in during a call: no extension to collide with; empty turns it off.
+            if let Some(v) = sec.string(self.sink, "record_code") {
+                match dialable_code(&v.value) {
+                    _ if v.value.is_empty() => phone.record_code = String::new(),
+                    Ok(code) => phone.record_code = code,
+                    Err(e) => self.sink.error(
+                        &v.span,
+                        "phone.record_code",
+                        e,
+                        "digits, optionally starting with * or #, e.g. \"*1\" (\"\" turns it off)",
+                    ),
+                }
             }
             phone.no_answer_timeout = self.duration(&mut sec, &schema::NO_ANSWER_TIMEOUT);
             phone.max_message_length = self.duration(&mut sec, &schema::MAX_MESSAGE_LENGTH);
@@ -97,14 +111,7 @@ impl Loader<'_, '_> {
             self.sink,
             key,
             &format!("digits, optionally starting with * or #, e.g. \"{example}\""),
-            |s| {
-                let body = s.trim_start_matches(['*', '#']);
-                if !body.is_empty() && body.len() <= 6 && body.bytes().all(|b| b.is_ascii_digit()) {
-                    Ok(s.to_string())
-                } else {
-                    Err(format!("`{s}` is not something a phone can dial"))
-                }
-            },
+            dialable_code,
         )?;
         if let Some(u) = users
             .iter()
@@ -154,5 +161,15 @@ impl Loader<'_, '_> {
             sec.finish(self.sink);
         }
         ntp
+    }
+}
+
+/// A code a phone dials for a feature: digits (up to six), maybe after `*` or `#`.
+fn dialable_code(s: &str) -> Result<String, String> {
+    let body = s.trim_start_matches(['*', '#']);
+    if !body.is_empty() && body.len() <= 6 && body.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("`{s}` is not something a phone can dial"))
     }
 }

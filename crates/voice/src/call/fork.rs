@@ -328,6 +328,9 @@ impl Call {
                 let mut info = self.a_request(Method::Info, None);
                 copy_body(&m.msg, &mut info);
                 self.send_to_a_reliably(info.to_bytes());
+                if let Some(d) = super::leg::info_digit(&m.msg) {
+                    self.key(crate::rtp::Side::B, d);
+                }
             }
             _ => self.reply(&m, 200, "OK", &tag),
         }
@@ -482,7 +485,11 @@ impl Call {
         }
         self.cancel_forks(Some(i));
         if let Some(media) = sdp::audio(&msg.body) {
-            self.media.peers.send_modify(|p| p.b = Some(media.addr));
+            let events = crate::media::negotiate(&msg.body).and_then(|n| n.events);
+            self.media.peers.send_modify(|p| {
+                p.b = Some(media.addr);
+                p.events_b = events;
+            });
         }
         self.disposition = Disposition::Answered;
         let by = self.forks.get(i).and_then(|f| f.login.clone());

@@ -201,6 +201,9 @@ impl Call {
                 // the audio through the relay by themselves).
                 self.reply(&m, 200, "OK", &a_tag);
                 self.forward_info_to_b(&m.msg);
+                if let Some(d) = info_digit(&m.msg) {
+                    self.key(crate::rtp::Side::A, d);
+                }
             }
             Method::Bye => {
                 if self.state.is_ringing() {

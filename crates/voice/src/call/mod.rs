@@ -22,12 +22,14 @@
 //!   auto attendant).
 //! - [`transfer`]: where the auto attendant sends the call: ringing on with ringback,
 //!   then the legs joined.
+//! - [`record`]: keys pressed in a call, and recording it on demand (the record code).
 
 mod fork;
 mod group;
 mod handoff;
 mod leg;
 mod lines;
+mod record;
 mod reinvite;
 mod timers;
 mod transfer;
@@ -169,6 +171,17 @@ pub struct OutsideLine {
     pub credentials: Option<Credentials>,
     /// The trunk's calls at once (0: no limit): a full trunk is skipped.
     pub max_calls: u32,
+}
+
+/// Recording a call on demand: the code an office user keys in during the call (again:
+/// stop), and where the recording is delivered (their mailbox, like a voicemail).
+#[derive(Debug, Clone)]
+pub struct RecordSetup {
+    pub code: String,
+    pub data_dir: std::path::PathBuf,
+    pub db: Arc<std::sync::Mutex<officebox_store::Db>>,
+    /// The box's host name, for Message-IDs.
+    pub host: String,
 }
 
 /// A trunk account's digest credentials.
@@ -320,6 +333,8 @@ pub struct Setup {
     pub menu: Option<menu::MenuSetup>,
     /// Where the attendant's choices lead (calls that reach an attendant).
     pub router: Option<Arc<dyn Router>>,
+    /// Recording on demand (`None`: off).
+    pub record: Option<RecordSetup>,
     /// Counts this call among those still ringing until it is answered or ends.
     pub ringing: Ringing,
     /// The call's row in the call log ...
@@ -426,6 +441,8 @@ struct Media {
     peers: watch::Sender<Peers>,
     relay: Option<tokio::task::JoinHandle<rtp::Stopped>>,
     relay_stop: CancellationToken,
+    /// Keys and recordings from the relay.
+    heard: Option<mpsc::UnboundedReceiver<rtp::Heard>>,
 }
 
 /// One call: everything the call task knows.
@@ -475,6 +492,8 @@ struct Call {
     held: Option<transfer::Held>,
     /// Where the caller's SIP INFO digits go once the box answered (to its endpoint).
     a_digits: mpsc::UnboundedSender<char>,
+    /// Keys pressed on each side in the call, and the recording ([`record`]).
+    keys: record::Keys,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -506,6 +525,12 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
                 _ => std::future::pending().await,
             }
         };
+        let heard = async {
+            match &mut call.media.heard {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             m = call.inbox.recv() => match m {
                 Some(m) => call.handle(m),
@@ -513,6 +538,10 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
             },
             () = tokio::time::sleep_until(next) => call.timers(),
             Some(done) = recording => call.recorded(done).await,
+            h = heard => match h {
+                Some(h) => call.heard(h),
+                None => call.media.heard = None,
+            },
         }
         if call.is_over() {
             break;
@@ -525,6 +554,21 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
     {
         relayed = (stopped.a_to_b, stopped.b_to_a);
         strangers = (stopped.strangers_a, stopped.strangers_b);
+        if let Some(samples) = stopped.recorded {
+            call.deliver_recording(samples).await;
+        }
+    }
+    // A recording handed over as the call ended.
+    let mut late = Vec::new();
+    if let Some(rx) = call.media.heard.as_mut() {
+        while let Ok(h) = rx.try_recv() {
+            if let rtp::Heard::Recorded(samples) = h {
+                late.push(samples);
+            }
+        }
+    }
+    for samples in late {
+        call.deliver_recording(samples).await;
     }
     if let State::Voicemail(r) = std::mem::replace(&mut call.state, State::Ending) {
         r.hangup.cancel();
@@ -589,11 +633,19 @@ impl Call {
         let a_media = sdp::audio(&invite.msg.body).map(|m| m.addr);
         let (peers, peers_rx) = watch::channel(Peers {
             a: a_media,
-            b: None,
+            events_a: crate::media::negotiate(&invite.msg.body).and_then(|n| n.events),
+            ..Peers::default()
         });
         let relay_stop = CancellationToken::new();
         let (port_a, port_b) = (lease_a.port, lease_b.port);
-        let relay = tokio::spawn(rtp::relay(lease_a, lease_b, peers_rx, relay_stop.clone()));
+        let (heard_tx, heard) = mpsc::unbounded_channel();
+        let relay = tokio::spawn(rtp::relay(
+            lease_a,
+            lease_b,
+            peers_rx,
+            relay_stop.clone(),
+            setup.record.is_some().then_some(heard_tx),
+        ));
         let p = &setup.parties;
         let (b_from, b_to, b_contact_user) = (
             format!(
@@ -632,12 +684,14 @@ impl Call {
                 peers,
                 relay: Some(relay),
                 relay_stop,
+                heard: Some(heard),
             },
             disposition: Disposition::Failed,
             ended_at: None,
             boxed: None,
             held: None,
             a_digits: mpsc::unbounded_channel().0,
+            keys: record::Keys::default(),
         })
     }
 

@@ -248,6 +248,7 @@ fn new_logged_setup(
         status: status_tx,
         voicemail: None,
         router: None,
+        record: None,
         menu: voicemail.then(|| menu::MenuSetup {
             data_dir: std::env::temp_dir(),
             db: Arc::new(std::sync::Mutex::new(

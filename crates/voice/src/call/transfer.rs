@@ -122,15 +122,22 @@ impl Call {
             self.hang_up_boxed();
             return;
         };
-        let b = self.media.peers.borrow().b;
-        let (peers, peers_rx) = watch::channel(Peers { a, b });
+        let before = *self.media.peers.borrow();
+        let (peers, peers_rx) = watch::channel(Peers {
+            a,
+            events_a: self.boxed.and_then(|n| n.events),
+            ..before
+        });
         let relay_stop = CancellationToken::new();
+        let (heard_tx, heard) = tokio::sync::mpsc::unbounded_channel();
         self.media.relay = Some(tokio::spawn(rtp::relay(
             lease_a,
             lease_b,
             peers_rx,
             relay_stop.clone(),
+            self.setup.record.is_some().then_some(heard_tx),
         )));
+        self.media.heard = Some(heard);
         self.media.peers = peers;
         self.media.relay_stop = relay_stop;
         self.state = State::Talking;

@@ -233,6 +233,7 @@ pub(super) fn voicemail_for(
         data_dir: config.data_dir.clone(),
         db: Arc::clone(&state.db),
         envelope: voicemail::Envelope {
+            kind: voicemail::Kind::Voicemail,
             caller_name: caller_name.to_string(),
             caller_ext: caller_number.to_string(),
             caller_address: caller_address.to_string(),
@@ -307,6 +308,15 @@ pub(super) fn new_setup(
         menu: None,
         voicemail: None,
         router: None,
+        record: (!req.config.phone.record_code.is_empty()).then(|| call::RecordSetup {
+            code: req.config.phone.record_code.clone(),
+            data_dir: req.config.data_dir.clone(),
+            db: Arc::clone(&req.state.db),
+            host: format!(
+                "{}.{}",
+                req.config.network.hostname, req.config.network.domain
+            ),
+        }),
     };
     (setup, status_rx)
 }

@@ -1,0 +1,139 @@
+//! Keys pressed during a call (RFC 4733 events the relay hears, or SIP INFO), looked at
+//! for the record code: an office user on either side keys it in to record the call
+//! (both sides hear a tone, [`crate::rtp`]) and again to stop; the recording, both
+//! voices mixed, is delivered to that user's mailbox like a voicemail ("Recorded call
+//! with ..."), also when the call ends first. An outside party cannot record: only a
+//! side that is an office user's phone counts.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{Call, State};
+use crate::rtp::{Heard, Side};
+use crate::voicemail::{self, Envelope, Kind};
+
+/// The keys of a code are pressed within this of each other.
+const KEY_GAP: Duration = Duration::from_secs(3);
+
+/// Keys pressed on each side lately, and who records the call.
+#[derive(Debug, Default)]
+pub(super) struct Keys {
+    pressed: [(String, Option<Instant>); 2],
+    /// The side recording, and its user's login.
+    recorder: Option<(Side, String)>,
+}
+
+impl Call {
+    /// Something the relay heard: a key, or a recording handed over.
+    pub(super) fn heard(&mut self, h: Heard) {
+        match h {
+            Heard::Key(side, key) => self.key(side, key),
+            Heard::Recorded(samples) => {
+                let Some(rec) = self.setup.record.clone() else {
+                    return;
+                };
+                if let Some(envelope) = self.recording_envelope(&rec) {
+                    tokio::spawn(deliver(rec, envelope, samples));
+                }
+            }
+        }
+    }
+
+    /// A key pressed on `side` during the call (by RFC 4733 or INFO).
+    pub(super) fn key(&mut self, side: Side, key: char) {
+        let Some(code) = self.setup.record.as_ref().map(|r| r.code.clone()) else {
+            return;
+        };
+        if !matches!(self.state, State::Talking) || code.is_empty() {
+            return;
+        }
+        let i = usize::from(side == Side::B);
+        let Some((keys, at)) = self.keys.pressed.get_mut(i) else {
+            return;
+        };
+        if at.is_some_and(|t| t.elapsed() > KEY_GAP) {
+            keys.clear();
+        }
+        keys.push(key);
+        *at = Some(Instant::now());
+        if keys.len() > code.len() {
+            keys.drain(..keys.len() - code.len());
+        }
+        if *keys == code {
+            keys.clear();
+            self.toggle_recording(side);
+        }
+    }
+
+    /// The record code keyed on `side`: recording starts, or (the same side) stops.
+    fn toggle_recording(&mut self, side: Side) {
+        let login = match side {
+            Side::A => Some(self.setup.parties.caller_login.clone()).filter(|l| !l.is_empty()),
+            Side::B => self.winner().and_then(|w| w.login.clone()),
+        };
+        let Some(login) = login else {
+            // The provider's side (an outside party) cannot record.
+            return;
+        };
+        match &self.keys.recorder {
+            None => {
+                info!(message = "phone: recording the call", by = %login, caller = %self.setup.parties.caller_ext, callee = %self.setup.parties.callee_ext);
+                self.keys.recorder = Some((side, login));
+                self.media.peers.send_modify(|p| p.record = true);
+            }
+            Some((s, _)) if *s == side => {
+                info!(message = "phone: recording stopped", by = %login);
+                self.media.peers.send_modify(|p| p.record = false);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The mail a recording goes out in: to the user who asked for it, from the other
+    /// party (the recorder is forgotten: the next code starts a new recording).
+    fn recording_envelope(&mut self, rec: &super::RecordSetup) -> Option<Envelope> {
+        let (side, login) = self.keys.recorder.take()?;
+        let p = &self.setup.parties;
+        let (name, ext) = match side {
+            Side::A => (p.callee_ext.clone(), p.callee_ext.clone()),
+            Side::B => (p.caller_name.clone(), p.caller_ext.clone()),
+        };
+        Some(Envelope {
+            kind: Kind::Recording,
+            caller_address: format!("{ext}@{}", p.domain),
+            caller_name: name,
+            caller_ext: ext,
+            callee_address: format!("{login}@{}", p.domain),
+            callee_name: login.clone(),
+            callee_login: login,
+            host: rec.host.clone(),
+        })
+    }
+
+    /// Delivers a recording the relay handed over as it stopped (the call's end).
+    pub(super) async fn deliver_recording(&mut self, samples: Vec<i16>) {
+        let Some(rec) = self.setup.record.clone() else {
+            return;
+        };
+        if let Some(envelope) = self.recording_envelope(&rec) {
+            deliver(rec, envelope, samples).await;
+        }
+    }
+}
+
+/// Puts a recording into its user's mailbox (and the voicemail index).
+async fn deliver(rec: super::RecordSetup, envelope: Envelope, samples: Vec<i16>) {
+    let to = envelope.callee_login.clone();
+    let length = voicemail::duration_text(samples.len());
+    let done = tokio::task::spawn_blocking(move || {
+        voicemail::deliver(&rec.db, &rec.data_dir, &envelope, &samples)
+    })
+    .await;
+    match done {
+        Ok(Ok(name)) => info!(message = "phone: call recording delivered", %to, %length, %name),
+        Ok(Err(error)) => warn!(message = "phone: call recording not delivered", %to, %error),
+        Err(error) => warn!(message = "phone: call recording not delivered", %to, %error),
+    }
+}
