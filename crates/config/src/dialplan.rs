@@ -142,6 +142,19 @@ impl DialPlan {
     /// matches and which the user may use takes the call; a guarded prefix on the number
     /// it would send refuses it (toll fraud is the costliest mistake a PBX can make).
     pub fn outbound(&self, login: &str, dialed: &str) -> Outbound<'_> {
+        self.route_out(Some(login), dialed)
+    }
+
+    /// What the dial plan makes of a number the box itself calls for the office (a ring
+    /// group's outside member, an attendant's key): as [`DialPlan::outbound`], but any
+    /// route may take it whoever its users are (the admin chose the number); the
+    /// international and premium-rate guards still apply.
+    pub fn forward(&self, dialed: &str) -> Outbound<'_> {
+        self.route_out(None, dialed)
+    }
+
+    /// [`DialPlan::outbound`] for `login`, or for the box (`None`).
+    fn route_out(&self, login: Option<&str>, dialed: &str) -> Outbound<'_> {
         if self.emergency_numbers.iter().any(|n| n == dialed) {
             let mut trunks: Vec<&str> = Vec::new();
             for t in self.routes.iter().flat_map(|r| &r.trunks) {
@@ -156,10 +169,8 @@ impl DialPlan {
         }
         let mut refused = None;
         for route in self.routes.iter().filter(|r| r.pattern.matches(dialed)) {
-            if route
-                .users
-                .as_ref()
-                .is_some_and(|u| !u.iter().any(|l| l == login))
+            if let (Some(login), Some(users)) = (login, route.users.as_ref())
+                && !users.iter().any(|l| l == login)
             {
                 refused.get_or_insert(Refusal::NotAllowed);
                 continue;
@@ -882,6 +893,22 @@ mod tests {
             only_boss.outbound("alice", "112"),
             Outbound::Emergency { .. }
         ));
+        // The box forwarding a call (a ring group's outside member) may use any route,
+        // whoever its users, but not to call abroad where the route may not.
+        assert!(matches!(
+            only_boss.forward("9011441234"),
+            Outbound::Route { .. }
+        ));
+        let mut national_only = plan();
+        national_only.routes.remove(0);
+        assert!(matches!(
+            national_only.forward("95551234"),
+            Outbound::Route { .. }
+        ));
+        assert_eq!(
+            national_only.forward("9011441234"),
+            Outbound::Refused(Refusal::International)
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ const TRUNK_PASSWORD: &str = "trunk-secret";
 /// The outside phone's number at the provider.
 const OUTSIDE: &str = "5551234";
 const OUTSIDE_PASSWORD: &str = "outside-secret";
+/// A second outside phone (a mobile a ring group forwards to).
+const MOBILE: &str = "5551235";
 /// The office's number that rings bob (the provider sends it in To).
 const DID_BOB: &str = "4930123457";
 const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -68,7 +70,10 @@ impl World {
         let provider = SocketAddr::from(([127, 0, 0, 2], free_udp_port().unwrap()));
         let mut options = ProviderOptions::new("127.0.0.2", ACCOUNT, TRUNK_PASSWORD);
         options.port = provider.port();
-        options.phones = vec![(OUTSIDE.into(), OUTSIDE_PASSWORD.into())];
+        options.phones = vec![
+            (OUTSIDE.into(), OUTSIDE_PASSWORD.into()),
+            (MOBILE.into(), OUTSIDE_PASSWORD.into()),
+        ];
         options.did_prefix = Some("49301234".into());
         let kam = KamailioProvider::start_on_loopback(&options).expect("kamailio starts");
         let c = TestConfig::demo().free_ports().append(&format!(
@@ -172,13 +177,18 @@ impl World {
 
     /// The outside phone, registered at the provider from 127.0.0.3.
     fn outside_phone(&self, plays: &Path) -> Baresip {
-        let account = BaresipAccount::new(OUTSIDE, self.provider)
-            .auth(OUTSIDE, OUTSIDE_PASSWORD)
-            .local_ip(std::net::Ipv4Addr::new(127, 0, 0, 3))
+        self.outside_phone_as("carol", OUTSIDE, [127, 0, 0, 3], plays)
+    }
+
+    /// An outside phone `name` for `number`, registered at the provider from `ip`.
+    fn outside_phone_as(&self, name: &str, number: &str, ip: [u8; 4], plays: &Path) -> Baresip {
+        let account = BaresipAccount::new(number, self.provider)
+            .auth(number, OUTSIDE_PASSWORD)
+            .local_ip(std::net::Ipv4Addr::from(ip))
             .auto_answer(true)
             .max_call(Duration::from_secs(60))
             .play(plays);
-        let phone = Baresip::start("carol", &account).unwrap();
+        let phone = Baresip::start(name, &account).unwrap();
         self.registered(&phone);
         phone
     }
@@ -728,6 +738,52 @@ fn the_night_code_closes_the_office_by_hand_lights_its_blf_key_and_survives_a_re
     };
     let ok = wait_until(Duration::from_secs(5), || {
         logged(&world.cli(&["phone", "log"]))
+    });
+    assert!(ok, "{}", world.cli(&["phone", "log"]));
+}
+
+#[test]
+fn a_ring_group_rings_an_office_phone_and_a_mobile_at_once_and_the_mobile_answers() {
+    require_program("espeak-ng", "espeak-ng");
+    let _serial = serial();
+    let world = World::start(|c| {
+        c.append(&format!(
+            "[[phone.inbound]]\nnumber = \"4930123460\"\ndestination = \"group:mobile\"\n\n\
+             [[phone.ring_groups]]\nname = \"mobile\"\nstrategy = \"all\"\n\
+             members = [\"102\", \"number:9{MOBILE}\"]\nring_time = \"20s\"\nno_answer = \"voicemail:bob\"\n"
+        ))
+    });
+    let dir = scratch_dir("trunk-mobile").unwrap();
+    let (carol_says, carol_plays) = sentence(dir.path(), "carol", "Carol calls the office.");
+    let (dave_says, dave_plays) = sentence(dir.path(), "dave", "Dave answers on his mobile.");
+    let bob = world.office_phone_answering("bob", "102", "bob", None, false);
+    let carol = world.outside_phone(&carol_plays);
+    let dave = world.outside_phone_as("dave", MOBILE, [127, 0, 0, 4], &dave_plays);
+    let longest = [&carol_plays, &dave_plays]
+        .iter()
+        .map(|p| audio::read_wav(p).unwrap().seconds())
+        .fold(0.0, f64::max);
+
+    // Both ring; dave's mobile answers (through the trunk, from the account's number),
+    // and bob's phone stops ringing.
+    let mark_b = bob.mark();
+    let seen = world.talk(&carol, &dave, "4930123460", longest);
+    assert!(seen.starts_with(&format!("sip:{ACCOUNT}@")), "{seen}");
+    world.event(&bob, mark_b, "CALL_INCOMING");
+    world.event(&bob, mark_b, "CALL_CLOSED");
+    heard(&world, &dave, &carol_says);
+    heard(&world, &carol, &dave_says);
+    let kam = world.kam.log();
+    assert!(
+        kam.contains(&format!("provider: call on the trunk to {MOBILE}")),
+        "{kam}"
+    );
+    // In the log: carol's call to the group, answered (by the number: no office user).
+    let ok = wait_until(Duration::from_secs(5), || {
+        world
+            .cli(&["phone", "log"])
+            .lines()
+            .any(|l| l.contains(" mobile ") && l.contains("answered (in via main)"))
     });
     assert!(ok, "{}", world.cli(&["phone", "log"]));
 }

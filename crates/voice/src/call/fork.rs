@@ -4,6 +4,7 @@
 //! ([`super::lines`]); their answers (ringing, the first 200 wins and the others are
 //! cancelled, refusals), and requests from the answering side.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -12,7 +13,7 @@ use tracing::debug;
 use officebox_store::Disposition;
 
 use super::timers::{Key, Retransmit};
-use super::{Call, Callee, Incoming, Peer, State, branch, copy_body, reach};
+use super::{Call, Callee, Incoming, OutsideLine, Peer, State, branch, copy_body, reach};
 use crate::registrar::Binding;
 use crate::sdp;
 use crate::sip::{Message, Method, StartLine, param, uri_of};
@@ -64,6 +65,10 @@ pub(super) struct Fork {
     /// A provider that has said nothing by then (not even 100 Trying) is taken for
     /// down, and the next trunk is tried ([`PROVIDER_SILENCE`]); `None` for phones.
     pub(super) silent_until: Option<Instant>,
+    /// A ring group's outside number: the line it is called on (its From, To and our
+    /// address as the provider sees it are its own), and the trunk slot it holds.
+    pub(super) line: Option<Box<OutsideLine>>,
+    pub(super) slot: Option<super::Slot>,
 }
 
 /// How long a provider may leave our INVITE unanswered (with retransmissions at 0.5, 1.5
@@ -152,6 +157,76 @@ impl Call {
         self.invite_b(&b.contact, peer, cseq, login, None, false);
     }
 
+    /// Rings an outside number of a ring group, on the first of its lines whose trunk
+    /// has room (`false`: none has).
+    pub(super) fn ring_outside(&mut self, lines: &[OutsideLine], cseq: u32) -> bool {
+        let found = lines.iter().find_map(|l| {
+            let slot = self
+                .setup
+                .slots
+                .take(&format!("trunk:{}", l.trunk), l.max_calls)?;
+            Some((l.clone(), slot))
+        });
+        let Some((line, slot)) = found else {
+            return false;
+        };
+        self.invite_line(Box::new(line), cseq, None, false);
+        if let Some(f) = self.forks.last_mut() {
+            f.slot = Some(slot);
+        }
+        true
+    }
+
+    /// Sends a ring group's outside line our INVITE, as that line (its From and To, our
+    /// WAN address), with an answer to the provider's challenge when there is one.
+    pub(super) fn invite_line(
+        &mut self,
+        line: Box<OutsideLine>,
+        cseq: u32,
+        authorization: Option<(&str, String)>,
+        answers_challenge: bool,
+    ) {
+        let peer = Peer {
+            addr: line.peer,
+            transport: line.transport,
+        };
+        let fork = Fork {
+            login: None,
+            branch: branch(),
+            uri: line.uri.clone(),
+            peer,
+            state: ForkState::Calling,
+            to_tag: None,
+            remote_uri: None,
+            route: Vec::new(),
+            cseq,
+            authorized: answers_challenge,
+            silent_until: Some(Instant::now() + PROVIDER_SILENCE),
+            line: Some(line),
+            slot: None,
+        };
+        let offer = self.offer_b(self.setup.wire.local_for(peer.addr));
+        let line = fork.line.as_deref();
+        let mut req = self.b_request_as(
+            line,
+            Method::Invite,
+            &fork.uri,
+            cseq,
+            &fork.branch,
+            None,
+            Some(&offer),
+        );
+        if let Some(identity) = line.and_then(|l| l.identity.clone()) {
+            req.push("P-Asserted-Identity", identity);
+        }
+        if let Some((name, value)) = authorization {
+            req.push(name, value);
+        }
+        self.b_cseq = self.b_cseq.max(cseq);
+        self.send_b(fork.peer, req.to_bytes());
+        self.forks.push(fork);
+    }
+
     /// Sends a fork our INVITE (with the CSeq `cseq`, and an answer to a digest challenge
     /// when there is one: to the 401/407 of this call when `answers_challenge`, which is
     /// not answered again), the caller's offer pointed at the relay.
@@ -177,13 +252,10 @@ impl Call {
             authorized: answers_challenge,
             silent_until: matches!(self.setup.callee, Callee::Outside(_))
                 .then(|| Instant::now() + PROVIDER_SILENCE),
+            line: None,
+            slot: None,
         };
-        // The caller's offer pointed at the relay; once the box has answered the caller,
-        // the codec they agreed on.
-        let offer = match &self.boxed {
-            Some(n) => crate::media::answer(self.media.ip_b, self.media.port_b, n),
-            None => sdp::rewrite(&self.a.invite.body, self.media.ip_b, self.media.port_b),
-        };
+        let offer = self.offer_b(self.media.ip_b);
         let mut req = self.b_request(
             Method::Invite,
             &fork.uri,
@@ -219,6 +291,51 @@ impl Call {
             Callee::Phones(_) => self.all_failed(),
             _ => {}
         }
+    }
+
+    /// Leg B's offer, at our address `ip`: the caller's offer pointed at the relay; once
+    /// the box has answered the caller, the codec they agreed on.
+    fn offer_b(&self, ip: std::net::IpAddr) -> Vec<u8> {
+        match &self.boxed {
+            Some(n) => crate::media::answer(ip, self.media.port_b, n),
+            None => sdp::rewrite(&self.a.invite.body, ip, self.media.port_b),
+        }
+    }
+
+    /// A request to a fork that is a ring group's outside line: as [`Call::b_request`],
+    /// but with the line's From, To and Contact, and our address as its provider sees it
+    /// (`line` None: the call's own).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn b_request_as(
+        &self,
+        line: Option<&OutsideLine>,
+        method: Method,
+        uri: &str,
+        cseq: u32,
+        branch: &str,
+        to_tag: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Message {
+        let mut m = self.b_request(method, uri, cseq, branch, to_tag, body);
+        let Some(l) = line else {
+            return m;
+        };
+        let local = SocketAddr::new(self.setup.wire.local_for(l.peer), self.b_local.port());
+        for (name, value) in &mut m.headers {
+            match name.as_str() {
+                "via" => *value = format!("SIP/2.0/UDP {local};branch={branch};rport"),
+                "from" => *value = format!("{};tag={}", l.from, self.b_from_tag),
+                "to" => {
+                    *value = match to_tag {
+                        Some(t) => format!("{};tag={t}", l.to),
+                        None => l.to.clone(),
+                    }
+                }
+                "contact" => *value = format!("<sip:{}@{local}>", l.contact_user),
+                _ => {}
+            }
+        }
+        m
     }
 
     /// Sends a request in leg B to `to`, again until answered over UDP (it is matched
@@ -359,7 +476,16 @@ impl Call {
             }
             f.state = ForkState::Cancelled;
             let (uri, fork_branch, peer, cseq) = (f.uri.clone(), f.branch.clone(), f.peer, f.cseq);
-            let mut c = self.b_request(Method::Cancel, &uri, cseq, &fork_branch, None, None);
+            let line = f.line.clone();
+            let mut c = self.b_request_as(
+                line.as_deref(),
+                Method::Cancel,
+                &uri,
+                cseq,
+                &fork_branch,
+                None,
+                None,
+            );
             c.headers.retain(|(n, _)| n != "contact" && n != "allow");
             // The INVITE is no longer sent again; the CANCEL is, until answered (it has
             // the INVITE's branch, so the INVITE's 487 or the CANCEL's 200 both stop it).
@@ -449,18 +575,28 @@ impl Call {
         let uri = remote_uri.clone().unwrap_or_else(|| fork.uri.clone());
         let won_already = fork.state == ForkState::Answered;
         let cseq = fork.cseq;
+        let line = fork.line.clone();
         // Given up on (a provider that was silent too long) or hung up already.
         let given_up = matches!(fork.state, ForkState::Failed(_) | ForkState::HungUp);
         let mut route: Vec<String> = msg.values("record-route").map(str::to_string).collect();
         route.reverse();
-        let mut ack = self.b_request(Method::Ack, &uri, cseq, &branch(), to_tag.as_deref(), None);
+        let mut ack = self.b_request_as(
+            line.as_deref(),
+            Method::Ack,
+            &uri,
+            cseq,
+            &branch(),
+            to_tag.as_deref(),
+            None,
+        );
         routed(&mut ack, &route);
         self.send(ack.to_bytes(), from);
         let someone_else = (self.winner().is_some() && !won_already) || given_up;
         if someone_else || !self.state.is_ringing() {
             if !won_already {
                 // A second phone answered too late: hang it up.
-                let mut bye = self.b_request(
+                let mut bye = self.b_request_as(
+                    line.as_deref(),
                     Method::Bye,
                     &uri,
                     cseq + 1,
@@ -484,6 +620,15 @@ impl Call {
             f.route = route;
         }
         self.cancel_forks(Some(i));
+        if let Some(l) = line {
+            // A ring group's outside number answered: the dialog is the line's.
+            let ip = self.setup.wire.local_for(l.peer);
+            self.b_local = SocketAddr::new(ip, self.b_local.port());
+            self.media.ip_b = ip;
+            self.b_from.clone_from(&l.from);
+            self.b_to.clone_from(&l.to);
+            self.b_contact_user.clone_from(&l.contact_user);
+        }
         if let Some(media) = sdp::audio(&msg.body) {
             let events = crate::media::negotiate(&msg.body).and_then(|n| n.events);
             self.media.peers.send_modify(|p| {
@@ -531,7 +676,8 @@ impl Call {
             return;
         };
         let (was_pending, authorized) = (f.is_pending(), f.authorized);
-        let mut ack = self.b_request(
+        let mut ack = self.b_request_as(
+            f.line.as_deref(),
             Method::Ack,
             &f.uri,
             f.cseq,
@@ -560,6 +706,10 @@ impl Call {
             StartLine::Response { reason, .. } => reason.clone(),
             StartLine::Request { .. } => String::new(),
         };
+        // A ring group's outside number that failed gives its trunk's place back.
+        if let Some(f) = self.forks.get_mut(i) {
+            f.slot = None;
+        }
         self.fork_failed(code, &reason);
     }
 

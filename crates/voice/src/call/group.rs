@@ -22,7 +22,7 @@ impl Call {
             .iter()
             .enumerate()
             .skip(from)
-            .find(|(_, s)| !s.phones.is_empty())
+            .find(|(_, s)| !s.is_empty())
             .map(|(i, s)| (i, s.clone()));
         if !self.state.is_ringing() {
             return;
@@ -37,8 +37,19 @@ impl Call {
         self.ring_until = Instant::now() + stage.ring;
         self.b_cseq += 1;
         let cseq = self.b_cseq;
+        let before = self.forks.len();
         for (login, b) in stage.phones.iter().take(MAX_GROUP_FORKS) {
             self.ring_phone(b, cseq, Some(login.clone()));
+        }
+        for lines in &stage.outside {
+            if !self.ring_outside(lines, cseq) {
+                tracing::warn!(message = "phone: no trunk has room for a ring group's outside number", group = %self.setup.parties.callee_ext);
+            }
+        }
+        if self.forks.len() == before {
+            // Nothing could be rung in this stage: the next.
+            self.ring_stage(i + 1);
+            return;
         }
         debug!(
             message = "phone: ringing the group",
@@ -52,10 +63,7 @@ impl Call {
     /// Whether a later stage is left to ring (the ringing time of this one ran out).
     pub(super) fn has_next_stage(&self) -> bool {
         match &self.setup.callee {
-            Callee::Group(stages) => stages
-                .iter()
-                .skip(self.stage + 1)
-                .any(|s| !s.phones.is_empty()),
+            Callee::Group(stages) => stages.iter().skip(self.stage + 1).any(|s| !s.is_empty()),
             _ => false,
         }
     }

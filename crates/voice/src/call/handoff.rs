@@ -115,12 +115,21 @@ impl Call {
             Answering::Announcement(_) => "feature",
         };
         self.status(state);
-        info!(
-            message = "phone: the box answers",
-            caller = %self.setup.parties.caller_ext,
-            callee = %self.setup.parties.callee_ext,
-            with = state
+        let (caller, callee) = (
+            &self.setup.parties.caller_ext,
+            &self.setup.parties.callee_ext,
         );
+        match answering {
+            Answering::Attendant(_) => {
+                info!(message = "phone: the attendant answers", %caller, %callee);
+            }
+            Answering::Announcement(_) => {
+                info!(message = "phone: a feature code answered", %caller, %callee);
+            }
+            Answering::Menu(_) | Answering::Deposit(_) => {
+                info!(message = "phone: voicemail answers", %caller, %callee);
+            }
+        }
         self.play_to_a(ep, answering);
     }
 

@@ -73,11 +73,15 @@ impl Call {
     /// An outside line refused with a challenge: the INVITE goes again with the trunk
     /// account's answer (once); `false` when it cannot be answered.
     pub(super) fn answer_challenge(&mut self, code: u16, msg: &Message, fork: usize) -> bool {
-        let Callee::Outside(lines) = &self.setup.callee else {
-            return false;
-        };
-        let Some(line) = lines.get(self.line) else {
-            return false;
+        // A ring group's outside number has its own line; an outside call, the one tried.
+        let group_line = self.forks.get(fork).and_then(|f| f.line.clone());
+        let line = match (&group_line, &self.setup.callee) {
+            (Some(l), _) => l.as_ref(),
+            (None, Callee::Outside(lines)) => match lines.get(self.line) {
+                Some(l) => l,
+                None => return false,
+            },
+            (None, _) => return false,
         };
         let Some(creds) = line.credentials.clone() else {
             return false;
@@ -104,7 +108,17 @@ impl Call {
         let value = invite_answer(&creds, &challenge, &uri, 0);
         let cseq = self.forks.get(fork).map_or(self.b_cseq, |f| f.cseq) + 1;
         self.setup.nonces.keep(&line.trunk, challenge, answer);
-        self.invite_b(&uri, peer, cseq, None, Some((answer, value)), true);
+        match group_line {
+            Some(l) => {
+                // The trunk slot goes with the line to the new INVITE.
+                let slot = self.forks.get_mut(fork).and_then(|f| f.slot.take());
+                self.invite_line(l, cseq, Some((answer, value)), true);
+                if let Some(f) = self.forks.last_mut() {
+                    f.slot = slot;
+                }
+            }
+            None => self.invite_b(&uri, peer, cseq, None, Some((answer, value)), true),
+        }
         true
     }
 

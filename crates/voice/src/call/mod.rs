@@ -143,11 +143,20 @@ pub enum Routed {
     Refused(u16),
 }
 
-/// Phones rung together in a ring group, by their users' logins, and for how long.
+/// Phones rung together in a ring group, by their users' logins, and outside numbers
+/// (each by the first of its trunks that has room), and for how long.
 #[derive(Debug, Clone)]
 pub struct Stage {
     pub phones: Vec<(String, Binding)>,
+    pub outside: Vec<Vec<OutsideLine>>,
     pub ring: Duration,
+}
+
+impl Stage {
+    /// Whether it rings anything at all.
+    pub fn is_empty(&self) -> bool {
+        self.phones.is_empty() && self.outside.is_empty()
+    }
 }
 
 /// One trunk an outside call may leave by, as the provider is to be asked.
@@ -618,7 +627,15 @@ impl Call {
             | Callee::Attendant(_)
             | Callee::Announcement(_) => local.ip(),
         };
-        let (lease_a, lease_b) = match (setup.ports.take(ip_a), setup.ports.take(ip_b)) {
+        // A group ringing outside numbers too: leg B's port answers on every address
+        // (the LAN's for the phones, the WAN's for the provider).
+        let bind_b = match &setup.callee {
+            Callee::Group(stages) if stages.iter().any(|s| !s.outside.is_empty()) => {
+                IpAddr::from([0, 0, 0, 0])
+            }
+            _ => ip_b,
+        };
+        let (lease_a, lease_b) = match (setup.ports.take(ip_a), setup.ports.take(bind_b)) {
             (Ok(a), Ok(b)) => (a, b),
             _ => {
                 let r = invite

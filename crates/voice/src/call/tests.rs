@@ -1038,6 +1038,7 @@ fn group_call(
     let stages = stages
         .into_iter()
         .map(|phones| Stage {
+            outside: Vec::new(),
             phones: phones
                 .into_iter()
                 .map(|(login, at)| (login.to_string(), binding(at)))
@@ -1291,4 +1292,79 @@ async fn nobody_answering_or_nowhere_to_go_ends_an_attended_call_with_a_bye() {
     assert_eq!(sent(&wire).0, ["BYE 127.0.0.1:5062"]);
     assert_eq!(call.disposition, Disposition::Failed);
     assert!(matches!(call.state, State::Ending));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_rings_a_phone_and_an_outside_number_at_once_each_as_itself() {
+    let (setup, wire, _status, _log) = new_logged_setup(&[], false);
+    let slots: Arc<Slots> = Arc::default();
+    let setup = Setup {
+        callee: Callee::Group(vec![Stage {
+            phones: vec![("bob".into(), binding(PHONE_1))],
+            outside: vec![vec![outside_line("main", PROVIDER, Some("secret"), 1)]],
+            ring: Duration::from_secs(20),
+        }]),
+        slots: Arc::clone(&slots),
+        ..setup
+    };
+    let (_tx, rx) = mpsc::channel(64);
+    let mut call = Call::new(setup, caller_invite(), rx).unwrap();
+    let invites = started(&mut call, &wire);
+    assert_eq!(invites.len(), 2);
+    let (phone, provider) = (&invites[0], &invites[1]);
+    // The phone sees the office's caller; the provider, the trunk's account.
+    assert!(
+        phone
+            .header("from")
+            .unwrap()
+            .contains("sip:101@office.test")
+    );
+    assert!(
+        provider
+            .header("from")
+            .unwrap()
+            .starts_with("\"Alice\" <sip:4930123456@198.51.100.1>;tag="),
+        "{provider:?}"
+    );
+    assert_eq!(provider.header("to"), Some("<sip:5551234@198.51.100.1>"));
+    assert!(provider.header("p-asserted-identity").is_some());
+    assert_eq!(slots.count("trunk:main"), 1);
+    // The provider's challenge is answered as the line.
+    call.handle(refusal(provider, 407, PROVIDER));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 198.51.100.1:5060", "INVITE 198.51.100.1:5060"]);
+    let again = &msgs[1];
+    assert!(again.header("proxy-authorization").is_some());
+    assert_eq!(again.header("to"), Some("<sip:5551234@198.51.100.1>"));
+    assert_eq!(slots.count("trunk:main"), 1, "the slot went with it");
+    // The far end answers: the phone is cancelled, the caller joined; the dialog with
+    // the provider is the line's.
+    call.handle(answer(again, 200, "far", PROVIDER, &sdp(7000)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(
+        lines,
+        [
+            "ACK 198.51.100.1:5060",
+            "CANCEL 127.0.0.1:5070",
+            "200/INVITE 127.0.0.1:5062"
+        ]
+    );
+    assert!(msgs[0].header("from").unwrap().contains("4930123456"));
+    assert!(
+        msgs[1]
+            .header("from")
+            .unwrap()
+            .contains("sip:101@office.test")
+    );
+    let to = msgs[2].header("to").unwrap().to_string();
+    call.handle(from_caller("BYE", 2, "z9hG4bKbye", &to, b""));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/BYE 127.0.0.1:5062", "BYE 198.51.100.1:5060"]);
+    assert!(msgs[1].header("from").unwrap().contains("4930123456"));
+    assert!(
+        msgs[1]
+            .header("to")
+            .unwrap()
+            .starts_with("<sip:5551234@198.51.100.1>;tag=far")
+    );
 }

@@ -71,7 +71,14 @@ impl Call {
             return;
         }
         let ip_b = self.setup.wire.local().ip();
-        let Ok(lease_b) = self.setup.ports.take(ip_b) else {
+        // Outside numbers among those rung: the port answers on every address.
+        let bind_b = match &callee {
+            Callee::Group(stages) if stages.iter().any(|s| !s.outside.is_empty()) => {
+                std::net::IpAddr::from([0, 0, 0, 0])
+            }
+            _ => ip_b,
+        };
+        let Ok(lease_b) = self.setup.ports.take(bind_b) else {
             warn!("phone: no RTP port left to send the call on");
             self.hang_up_boxed();
             return;

@@ -237,13 +237,18 @@ fn made_since(req: &Request, login: &str, since: i64) -> u32 {
 /// How `number` is asked for over trunk `t`: at the provider's domain, from the route's
 /// caller ID, else the account's number, else the caller's extension.
 fn line(t: &Trunk, number: &str, caller: &User, caller_id: Option<&str>) -> OutsideLine {
-    let domain = trunk::domain(t);
     let shown = caller_id
         .or(t.username.as_deref())
         .or(caller.extension.as_deref())
-        .unwrap_or(&caller.login)
-        .to_string();
-    let name = caller.name.replace(['"', '\\'], "");
+        .unwrap_or(&caller.login);
+    line_as(t, number, &caller.name, shown)
+}
+
+/// Trunk `t`'s line to `number`, showing the caller as `name` at `shown`.
+fn line_as(t: &Trunk, number: &str, name: &str, shown: &str) -> OutsideLine {
+    let domain = trunk::domain(t);
+    let shown = shown.to_string();
+    let name = name.replace(['"', '\\'], "");
     OutsideLine {
         trunk: t.name.clone(),
         uri: format!("sip:{number}@{}", t.server),
@@ -290,10 +295,10 @@ enum Target<'c> {
     },
     Group(&'c RingGroup),
     Attendant(&'c Attendant),
+    /// An outside number (call forwarding: over the route the dial plan picks).
+    Number(&'c str),
     /// Refused with this answer.
     Refused(u16),
-    /// A destination outside calls cannot reach yet (an outside number).
-    NotYet(&'c Destination),
 }
 
 /// Follows `destination` (a DID's, else the operator's): a schedule picks by the
@@ -348,9 +353,10 @@ fn follow<'c>(
                 None => Target::Refused(404),
             }
         }
+        Some(Destination::Number(n)) => Target::Number(n),
         Some(Destination::Hangup) => Target::Refused(486),
-        None => Target::Refused(404),
-        Some(other) => Target::NotYet(other),
+        // The schedules and the operator are followed above (a loop the config refuses).
+        Some(Destination::Schedule(_) | Destination::Operator) | None => Target::Refused(404),
     }
 }
 
@@ -394,7 +400,7 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
             voicemail: Some(voicemail_of(user)),
         },
         Target::Group(g) => Routed::Ring {
-            callee: Callee::Group(group_stages(config, g, phones_of)),
+            callee: Callee::Group(group_stages(config, state, g, phones_of, &caller.name)),
             login: String::new(),
             ext: g.name.clone(),
             voicemail: match follow(config, state, Some(&g.no_answer)) {
@@ -420,11 +426,20 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
             ext: a.name.clone(),
             voicemail: None,
         },
+        Target::Number(n) => match forwarded_lines(config, state, n, &caller.name) {
+            Some(lines) if !lines.is_empty() => Routed::Ring {
+                callee: Callee::Group(vec![Stage {
+                    phones: Vec::new(),
+                    outside: vec![lines],
+                    ring: OUTSIDE_RING,
+                }]),
+                login: String::new(),
+                ext: n.to_string(),
+                voicemail: None,
+            },
+            _ => Routed::Refused(503),
+        },
         Target::Refused(code) => Routed::Refused(code),
-        Target::NotYet(d) => {
-            warn!(message = "phone: this destination does not take calls from outside yet", destination = %d);
-            Routed::Refused(480)
-        }
     }
 }
 
@@ -551,41 +566,108 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
     None
 }
 
-/// A ring group's stages: all its members' phones together, or (hunt) each member's in
-/// turn, each for the group's ring time. Outside numbers as members are not rung yet.
+/// A ring group's stages: all its members together, or (hunt) each member in turn, each
+/// for the group's ring time. A member is an extension (its user's phones) or an outside
+/// number, called through the dial plan's route for it (as the box: any route, the
+/// guards still apply) on its trunks whose provider's address is known.
 fn group_stages(
     config: &Config,
+    state: &State,
     g: &RingGroup,
     phones_of: impl Fn(&str) -> Vec<crate::registrar::Binding>,
+    caller_name: &str,
 ) -> Vec<Stage> {
-    let members: Vec<Vec<(String, crate::registrar::Binding)>> = g
+    let members: Vec<Stage> = g
         .members
         .iter()
-        .filter_map(|m| match m {
-            Member::Extension(ext) => config
-                .users
-                .iter()
-                .find(|u| u.extension.as_deref() == Some(ext.as_str()) || u.login == *ext),
-            Member::Number(_) => None,
-        })
-        .map(|u| {
-            phones_of(&u.login)
-                .into_iter()
-                .map(|b| (u.login.clone(), b))
-                .collect()
+        .map(|m| match m {
+            Member::Extension(ext) => Stage {
+                phones: config
+                    .users
+                    .iter()
+                    .find(|u| u.extension.as_deref() == Some(ext.as_str()) || u.login == *ext)
+                    .map(|u| {
+                        phones_of(&u.login)
+                            .into_iter()
+                            .map(|b| (u.login.clone(), b))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                outside: Vec::new(),
+                ring: g.ring_time,
+            },
+            Member::Number(n) => Stage {
+                phones: Vec::new(),
+                outside: forwarded_lines(config, state, n, caller_name)
+                    .into_iter()
+                    .filter(|l| !l.is_empty())
+                    .collect(),
+                ring: g.ring_time,
+            },
         })
         .collect();
     match g.strategy {
-        Strategy::All => vec![Stage {
-            phones: members.into_iter().flatten().collect(),
-            ring: g.ring_time,
-        }],
-        Strategy::Hunt => members
-            .into_iter()
-            .map(|phones| Stage {
-                phones,
+        Strategy::All => vec![members.into_iter().fold(
+            Stage {
+                phones: Vec::new(),
+                outside: Vec::new(),
                 ring: g.ring_time,
-            })
-            .collect(),
+            },
+            |mut all, m| {
+                all.phones.extend(m.phones);
+                all.outside.extend(m.outside);
+                all
+            },
+        )],
+        Strategy::Hunt => members,
     }
+}
+
+/// The lines an outside number the box calls for the office goes out on (a ring group's
+/// member): its route's enabled trunks whose provider's address is known now, in order
+/// (one set; none when the dial plan refuses the number).
+fn forwarded_lines(
+    config: &Config,
+    state: &State,
+    dialled: &str,
+    caller_name: &str,
+) -> Option<Vec<OutsideLine>> {
+    let (number, trunks, caller_id) = match config.phone.dial_plan.forward(dialled) {
+        Outbound::Route { route, number } => (
+            number,
+            route.trunks.iter().map(String::as_str).collect::<Vec<_>>(),
+            route.caller_id.clone(),
+        ),
+        Outbound::Emergency { number, trunks } => (number, trunks, None),
+        Outbound::Refused(why) => {
+            warn!(message = "phone: a ring group's outside number is refused by the dial plan", number = %dialled, why = ?why);
+            return None;
+        }
+        Outbound::NoRoute => {
+            warn!(message = "phone: no route for a ring group's outside number", number = %dialled);
+            return None;
+        }
+    };
+    let lines = trunks
+        .iter()
+        .filter_map(|name| {
+            config
+                .phone
+                .trunks
+                .iter()
+                .find(|t| t.name == *name && t.enabled)
+        })
+        .filter_map(|t| {
+            let peer = trunk::address_now(t, &state.providers)?;
+            let shown = caller_id
+                .as_deref()
+                .or(t.username.as_deref())
+                .unwrap_or("anonymous");
+            Some(OutsideLine {
+                peer,
+                ..line_as(t, &number, caller_name, shown)
+            })
+        })
+        .collect();
+    Some(lines)
 }

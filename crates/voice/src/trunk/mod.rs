@@ -359,6 +359,18 @@ pub async fn address(trunk: &Trunk) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host} has no address"))
 }
 
+/// Where trunk `t`'s provider is reached, without looking anything up: its address as
+/// given (an IP address), or as last found (registration looks it up).
+pub fn address_now(t: &Trunk, providers: &Providers) -> Option<SocketAddr> {
+    let target = t.outbound_proxy.as_deref().unwrap_or(&t.server);
+    let (host, port) = split_host_port(target);
+    let port = port.unwrap_or(5060);
+    host.parse::<IpAddr>()
+        .ok()
+        .or_else(|| providers.get(&t.name))
+        .map(|ip| SocketAddr::new(ip, port))
+}
+
 /// The transport a trunk's requests go by.
 pub fn transport(trunk: &Trunk) -> Transport {
     match trunk.transport {
