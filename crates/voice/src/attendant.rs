@@ -5,9 +5,12 @@
 //! nowhere says so and goes to its invalid destination. Keys come as RFC 4733 events in
 //! the audio or as SIP INFO, and may interrupt the greeting.
 //!
-//! The greeting is a WAV file (uploaded on the Phone Routing page, any rate: it is
-//! converted to the phone's 8 kHz), or text spoken by espeak-ng. Speech is made once per
-//! text, when the config is applied ([`prepare`]), and kept under the data directory.
+//! The greeting is a recording made for the attendant (by an administrator from a phone,
+//! in the voicemail menu, or uploaded on the Phone Routing page: [`recorded_path`]),
+//! else the config's: a WAV file (`greeting_file`, relative to the data directory; any
+//! rate, converted to the phone's 8 kHz), or text spoken by espeak-ng. Speech is made
+//! once per text, when the config is applied ([`prepare`]), and kept in
+//! `attendants/speech/` under the data directory.
 //! A day and a night greeting are two attendants, chosen by a schedule.
 //!
 //! What the choice leads to is the call's business ([`crate::call`]): this module only
@@ -139,8 +142,25 @@ async fn greeting(data_dir: &Path, a: &Attendant) -> Vec<i16> {
     }
 }
 
+/// Where the greeting recorded for attendant `name` is kept (it wins over the config's).
+pub fn recorded_path(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir
+        .join("attendants")
+        .join("recorded")
+        .join(format!("{name}.wav"))
+}
+
 /// Reads (or makes) an attendant's greeting, blocking.
 fn load(data_dir: &Path, a: &Attendant) -> io::Result<Vec<i16>> {
+    if let Ok(bytes) = std::fs::read(recorded_path(data_dir, &a.name)) {
+        match wav::read_any_wav(&bytes) {
+            Ok(samples) if !samples.is_empty() => return Ok(samples),
+            Ok(_) => {}
+            Err(error) => {
+                warn!(message = "phone: the attendant's recorded greeting is unreadable", attendant = %a.name, %error);
+            }
+        }
+    }
     match &a.greeting {
         Greeting::File(path) => {
             let path = if path.is_absolute() {
@@ -161,7 +181,11 @@ fn load(data_dir: &Path, a: &Attendant) -> io::Result<Vec<i16>> {
                 return Ok(samples);
             }
             let samples = speak(text)?;
-            write_atomically(&path, &wav::write_wav(&samples))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            officebox_store::write_atomic(&path, &wav::write_wav(&samples), 0o644)
+                .map_err(io::Error::other)?;
             Ok(samples)
         }
     }
@@ -215,16 +239,6 @@ fn speak(text: &str) -> io::Result<Vec<i16>> {
         return Err(io::Error::other(format!("espeak-ng: {}", out.status)));
     }
     wav::read_any_wav(&out.stdout).map_err(|e| io::Error::other(format!("espeak-ng: {e}")))
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("{:08x}.tmp", rand::random::<u32>()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ pub struct MenuSetup {
     pub login: String,
     /// argon2 hash of the voicemail PIN; without one the menu cannot be opened.
     pub pin_hash: Option<String>,
+    /// The auto attendants whose greeting this user may record (an administrator's: all
+    /// of them, in the config's order; 5 in the menu).
+    pub attendants: Vec<String>,
 }
 
 /// One voicemail in the mailbox.
@@ -81,6 +84,9 @@ async fn session(ep: &mut Endpoint, m: &MenuSetup) {
             wav!("saved-messages"),
         );
         intro.push(wav!("menu-main"));
+        if !m.attendants.is_empty() {
+            intro.push(wav!("menu-admin"));
+        }
         let key = match say(ep, &intro).await {
             Some(k) => Some(k),
             None => ep.digit(KEY_WAIT).await,
@@ -94,6 +100,7 @@ async fn session(ep: &mut Endpoint, m: &MenuSetup) {
                 }
             }
             Some('3') => record_greeting(ep, m).await,
+            Some('5') if !m.attendants.is_empty() => record_attendant_greeting(ep, m).await,
             Some('*') | None => {
                 say(ep, &[wav!("goodbye")]).await;
                 return;
@@ -275,6 +282,39 @@ async fn play_messages(ep: &mut Endpoint, m: &MenuSetup, all: Vec<Message>) -> O
 
 /// Records a new greeting (after the tone, until #).
 async fn record_greeting(ep: &mut Endpoint, m: &MenuSetup) {
+    record_to(ep, voicemail::greeting_path(&m.data_dir, &m.login)).await;
+}
+
+/// An administrator records an auto attendant's greeting (which one, by its number in
+/// the config, when there are several).
+async fn record_attendant_greeting(ep: &mut Endpoint, m: &MenuSetup) {
+    let name = if let [only] = m.attendants.as_slice() {
+        only.clone()
+    } else {
+        let key = match say(ep, &[wav!("which-attendant")]).await {
+            Some(k) => Some(k),
+            None => ep.digit(KEY_WAIT).await,
+        };
+        let chosen = key
+            .and_then(|k| k.to_digit(10))
+            .and_then(|n| usize::try_from(n).ok())
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| m.attendants.get(i));
+        match chosen {
+            Some(n) => n.clone(),
+            None => {
+                say(ep, &[voicemail::prompts::INVALID_CHOICE]).await;
+                return;
+            }
+        }
+    };
+    info!(message = "phone: recording an attendant's greeting", user = %m.login, attendant = %name);
+    record_to(ep, crate::attendant::recorded_path(&m.data_dir, &name)).await;
+}
+
+/// "Record after the tone", the tone, then what is said until # (or a minute) goes to
+/// `path` (a WAV), and "recorded" is said; too short, nothing is kept.
+async fn record_to(ep: &mut Endpoint, path: PathBuf) {
     say(ep, &[wav!("record-greeting")]).await;
     ep.play(&prompt(voicemail::prompts::BEEP), false).await;
     let mut samples = Vec::new();
@@ -282,7 +322,6 @@ async fn record_greeting(ep: &mut Endpoint, m: &MenuSetup) {
     if samples.len() < voicemail::MIN_LENGTH.as_millis() as usize * 8 {
         return;
     }
-    let path = voicemail::greeting_path(&m.data_dir, &m.login);
     let written = tokio::task::spawn_blocking(move || {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;

@@ -46,8 +46,25 @@ impl Pairs {
 }
 
 /// Reads a POST's form into the request's extensions (a body over [`MAX_BODY`] is
-/// refused with 413 before anything else looks at the request).
+/// refused with 413 before anything else looks at the request). A file upload
+/// (`multipart/form-data`) is left to its handler, which limits its own size; its CSRF
+/// token comes in the query, which stands for its pairs.
 pub(crate) async fn read(req: Request, next: Next) -> Response {
+    let multipart = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if req.method() == Method::POST && multipart {
+        let (mut parts, body) = req.into_parts();
+        let pairs = form(parts.uri.query().unwrap_or("").as_bytes());
+        parts.extensions.insert(Pairs(Arc::new(pairs)));
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let (mut parts, body) = req.into_parts();
     let pairs = if parts.method == Method::POST {
         match Limited::new(body, MAX_BODY).collect().await {

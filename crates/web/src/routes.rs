@@ -18,7 +18,7 @@ use tracing::warn;
 use crate::app::Shared;
 use crate::forms::Pairs;
 use crate::listen::Peer;
-use crate::pages::{calls, history, home, lists, login, mail, settings, users};
+use crate::pages::{calls, greetings, history, home, lists, login, mail, settings, users};
 use crate::{confirm, forms, live, session};
 
 /// The admin pages' router: the table of every route.
@@ -39,6 +39,15 @@ pub(crate) fn admin(app: Shared) -> Router {
         .route("/aliases", get(users::aliases).post(users::set_alias))
         .route("/mail/flush", post(mail::flush))
         .route("/mail/queue/{id}/delete", post(mail::delete))
+        .route(
+            "/attendants/{name}/greeting",
+            post(greetings::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(greetings::MAX_UPLOAD)),
+        )
+        .route(
+            "/attendants/{name}/greeting/delete",
+            post(greetings::delete),
+        )
         .route("/list/{list}/add", post(lists::add))
         .route("/list/{list}/{n}/delete", post(lists::delete))
         .route("/users/{login}/{list}/add", post(lists::add_own))
@@ -291,8 +300,14 @@ mod tests {
 
     impl Pages {
         fn new(answer: Reloaded) -> Pages {
+            Pages::with(answer, "")
+        }
+
+        /// [`Pages::new`] with `extra` at the end of the demo config.
+        fn with(answer: Reloaded, extra: &str) -> Pages {
             let dir = tempfile::tempdir().unwrap();
-            let text = include_str!("../../../examples/demo.toml");
+            let text = format!("{}{extra}", include_str!("../../../examples/demo.toml"));
+            let text = text.as_str();
             let file = dir.path().join("officebox.toml");
             std::fs::write(&file, text).unwrap();
             let mut config = officebox_config::parse("demo.toml", text).unwrap();
@@ -353,6 +368,32 @@ mod tests {
 
         async fn get(&self, path: &str) -> (StatusCode, HeaderMap, String) {
             self.send("GET", path, "", LAN, None).await
+        }
+
+        /// A file upload: `file` in field `field` of a multipart form, from the LAN.
+        async fn upload(&self, path: &str, field: &str, file: &[u8]) -> (StatusCode, String) {
+            let boundary = "----officeboxtest";
+            let mut body = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"g.wav\"\r\n\
+                 Content-Type: audio/wav\r\n\r\n"
+            )
+            .into_bytes();
+            body.extend_from_slice(file);
+            body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            let mut req = Request::builder().method("POST").uri(path).header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            );
+            if let Some(s) = &self.session {
+                req = req.header("cookie", format!("officebox_session={s}"));
+            }
+            let mut req = req.body(Body::from(body)).unwrap();
+            req.extensions_mut()
+                .insert(Peer(LAN.parse::<SocketAddr>().unwrap()));
+            let r = self.router.clone().oneshot(req).await.unwrap();
+            let (parts, body) = r.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (parts.status, String::from_utf8_lossy(&body).into_owned())
         }
 
         async fn post(&self, path: &str, form: &str) -> (StatusCode, HeaderMap, String) {
@@ -579,5 +620,59 @@ mod tests {
             body.contains("a ring group with no members rings nobody"),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_attendant_greeting_is_uploaded_converted_shown_and_deleted() {
+        let mut p = Pages::with(
+            Reloaded::Applied,
+            "\n[[phone.attendants]]\nname = \"main\"\ngreeting = \"Hello\"\nno_input = \"hangup\"\ninvalid = \"hangup\"\n",
+        );
+        p.log_in().await;
+        let (_, _, page) = p.get("/routing").await;
+        assert!(
+            page.contains("Attendant greetings") && page.contains("spoken: \u{201c}Hello\u{201d}"),
+            "{page}"
+        );
+        // A second of a 16 kHz tone: kept as 8 kHz.
+        let tone: Vec<i16> = (0..16000)
+            .map(|i| ((i % 40) * 500 - 10000) as i16)
+            .collect();
+        let wav = officebox_voice::wav::to_bytes(16000, &tone);
+        let url = format!("/attendants/main/greeting?csrf={}", p.csrf);
+        // Without the CSRF token, nothing happens.
+        let (status, _) = p
+            .upload("/attendants/main/greeting", "greeting", &wav)
+            .await;
+        assert_ne!(status, StatusCode::SEE_OTHER);
+        let data = p.file.parent().unwrap().join("data");
+        let kept = officebox_voice::attendant::recorded_path(&data, "main");
+        assert!(!kept.exists());
+        let (status, body) = p.upload(&url, "greeting", &wav).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let samples = officebox_voice::wav::read_wav(&std::fs::read(&kept).unwrap()).unwrap();
+        assert_eq!(samples.len(), 8000);
+        let (_, _, page) = p.get("/routing").await;
+        assert!(page.contains("recorded, 0:01"), "{page}");
+        // Not a WAV, no file, no such attendant: refused, saying why.
+        let (status, body) = p.upload(&url, "greeting", b"ID3 an mp3, really").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("That is not a WAV file"), "{body}");
+        let (status, body) = p.upload(&url, "other", &wav).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("Choose a WAV file"), "{body}");
+        let nobody = format!("/attendants/night/greeting?csrf={}", p.csrf);
+        let (status, body) = p.upload(&nobody, "greeting", &wav).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("no attendant called night"), "{body}");
+        // Deleted: the text speaks again.
+        let (status, _, _) = p
+            .post(
+                "/attendants/main/greeting/delete",
+                &format!("csrf={}", p.csrf),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(!kept.exists());
     }
 }

@@ -256,6 +256,7 @@ fn new_logged_setup(
             )),
             login: "bob".into(),
             pin_hash: None,
+            attendants: Vec::new(),
         }),
         ringing: Ringing::start(&Arc::default()),
         log: NewCall {

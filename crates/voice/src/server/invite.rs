@@ -145,6 +145,17 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             db: Arc::clone(&req.state.db),
             login: caller.login.clone(),
             pin_hash: caller.voicemail_pin_hash.clone(),
+            attendants: if caller.admin {
+                req.config
+                    .phone
+                    .dial_plan
+                    .attendants
+                    .iter()
+                    .map(|a| a.name.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }),
         voicemail: (!menu_call).then(|| {
             voicemail_for(

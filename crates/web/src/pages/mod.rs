@@ -2,6 +2,7 @@
 //! routes name in [`crate::routes::admin`].
 
 pub(crate) mod calls;
+pub(crate) mod greetings;
 pub(crate) mod history;
 pub(crate) mod home;
 pub(crate) mod lists;

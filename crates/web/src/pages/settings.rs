@@ -83,6 +83,9 @@ pub(crate) async fn render(
             button type="submit" { "Save" }
         }
         (lists_html(&doc, def.path, None, &me.csrf, failed))
+        @if def.path == "/routing" {
+            (crate::pages::greetings::section(config, &me.csrf))
+        }
     };
     crate::html::page(def.title, def.path, Some(me.pair()), flash, body)
 }
