@@ -10,7 +10,12 @@
 //! call carries speech both ways through officebox's relay, and the call log has both.
 //! The guards: an international number and a user outside the route are refused, an
 //! emergency number goes out whoever dials it, a dead trunk fails over to the next, and
-//! a DID the office does not have is refused. (The WAN side, firewall and NAT, is in
+//! a DID the office does not have is refused. Inbound routing: a hunt group and the
+//! night schedule; the auto attendant (a greeting an administrator records from a phone,
+//! a key chosen by RFC 4733 reaching its extension with speech both ways, dial by
+//! extension, no key, a wrong key); the night code closing the office by hand, its BLF
+//! lamp, and a kill -9 that keeps it closed; a ring group ringing a desk phone and a
+//! mobile (a second outside phone) at once. (The WAN side, firewall and NAT, is in
 //! tests/trunks.rs.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
@@ -533,7 +538,7 @@ fn the_auto_attendant_sends_a_key_or_an_extension_on_and_handles_no_and_wrong_ke
     require_program("espeak-ng", "espeak-ng");
     let _serial = serial();
     let world = World::start(|c| {
-        c.append(
+        c.set_user("alice", "admin", true).append(
             "[[phone.inbound]]\nnumber = \"4930123458\"\ndestination = \"attendant:main\"\n\n\
              [[phone.attendants]]\nname = \"main\"\n\
              greeting = \"Thank you for calling. For support, press 1.\"\n\
@@ -547,17 +552,49 @@ fn the_auto_attendant_sends_a_key_or_an_extension_on_and_handles_no_and_wrong_ke
     let (carol_says, carol_plays) =
         sentence_after(dir.path(), "carol", "Carol asks for support.", 6.0);
     let (bob_says, bob_plays) = sentence(dir.path(), "bob", "Bob from support speaking.");
-    let alice = world.office_phone("alice", "101", "alice", None);
+    // alice's words come once she is at the menu's tone (her PIN, 5, "record after the
+    // tone" take about eight seconds).
+    let (alice_says, alice_plays) = sentence_after(
+        dir.path(),
+        "alice",
+        "Welcome to Example Office. For support, press one.",
+        10.0,
+    );
+    let alice = world.office_phone("alice", "101", "alice", Some(&alice_plays));
     let bob = world.office_phone("bob", "102", "bob", Some(&bob_plays));
     let carol = world.outside_phone(&carol_plays);
-    let press = |keys: &str| {
+    let press_on = |phone: &Baresip, keys: &str| {
         for k in keys.chars() {
-            carol
+            phone
                 .command("sndcode", Some(&k.to_string()))
-                .unwrap_or_else(|e| world.fail("carol could not press a key", e));
+                .unwrap_or_else(|e| world.fail("a phone could not press a key", e));
             sleep(Duration::from_millis(400));
         }
     };
+    let press = |keys: &str| press_on(&carol, keys);
+
+    // alice, an administrator, records the greeting from her phone: the voicemail menu,
+    // her PIN, 5, her words, #. It wins over the attendant's text from then on.
+    let mark_a = alice.mark();
+    alice.dial("*97").unwrap();
+    let at_menu = world.event(&alice, mark_a, "CALL_ESTABLISHED");
+    sleep(Duration::from_secs(1));
+    press_on(&alice, "1111#");
+    sleep(Duration::from_millis(1500));
+    press_on(&alice, "5");
+    let spoken = 10.0 + audio::read_wav(&alice_says).unwrap().seconds() + 0.8;
+    let until = at_menu.received + Duration::from_secs_f64(spoken);
+    sleep(until.saturating_duration_since(Instant::now()));
+    press_on(&alice, "#");
+    let recorded = world
+        .ob()
+        .dir()
+        .join("demo-data/attendants/recorded/main.wav");
+    let kept = wait_until(Duration::from_secs(10), || recorded.exists());
+    assert!(kept, "no greeting was recorded\n{}", world.ob().log());
+    let mark = alice.mark();
+    alice.hangup().unwrap();
+    world.event(&alice, mark, "CALL_CLOSED");
 
     // 1, during the greeting: bob's phone rings and answers; speech both ways.
     let (mark_b, mark_c) = (bob.mark(), carol.mark());
@@ -607,7 +644,7 @@ fn the_auto_attendant_sends_a_key_or_an_extension_on_and_handles_no_and_wrong_ke
     let mark_c = carol.mark();
     carol.dial("4930123458").unwrap();
     world.event(&carol, mark_c, "CALL_ESTABLISHED");
-    let voicemail = wait_until(Duration::from_secs(15), || {
+    let voicemail = wait_until(Duration::from_secs(30), || {
         world
             .cli(&["phone", "calls"])
             .lines()
@@ -617,6 +654,8 @@ fn the_auto_attendant_sends_a_key_or_an_extension_on_and_handles_no_and_wrong_ke
     let mark = carol.mark();
     carol.hangup().unwrap();
     world.event(&carol, mark, "CALL_CLOSED");
+    // What carol heard first was alice's recorded greeting.
+    heard(&world, &carol, &alice_says);
 
     // The call log, each to the attendant: answered by bob, then by alice; hung up at
     // the invalid key; alice's voicemail (no message).
