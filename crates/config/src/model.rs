@@ -355,6 +355,9 @@ pub struct User {
     pub pop3: Vec<Pop3Account>,
     /// What this user may do on outside lines (toll-fraud guards).
     pub outside: OutsideCalls,
+    /// The number shown when this user calls out (a direct line); `None`: the route's,
+    /// else the trunk account's.
+    pub caller_id: Option<String>,
 }
 
 /// A user's limits on outside calls.

@@ -759,6 +759,13 @@ pub const USER_OUTSIDE_PER_DAY: Setting = s(
     "Outside calls a day",
     "More are refused until midnight (emergency numbers always go out).",
 );
+pub const USER_CALLER_ID: Setting = s(
+    "users[].caller_id",
+    Kind::Text,
+    Default::None,
+    "Caller ID",
+    "The number called parties see when this user calls out (a direct line, e.g. +4930123458). Empty: the route's, else the trunk account's (the company's main number).",
+);
 pub const USER_REMOTE_OUTSIDE: Setting = s(
     "users[].outside_calls_from_remote_phones",
     Kind::Bool,
@@ -1328,6 +1335,7 @@ pub const SETTINGS: &[&Setting] = &[
     &USER_ADMIN,
     &USER_OUTSIDE_AT_ONCE,
     &USER_OUTSIDE_PER_DAY,
+    &USER_CALLER_ID,
     &USER_REMOTE_OUTSIDE,
     &PHONE_ENABLED,
     &SIP_PORT,

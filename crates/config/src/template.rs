@@ -239,7 +239,7 @@ password = "{admin_hash}"
 # [[phone.ring_groups]]
 # name = "sales"
 # strategy = "all"              # "all" at once, or "hunt" one after the other
-# members = ["101", "102"]
+# members = ["101", "102", "number:95551234"]   # a mobile too, out over its route
 # ring_time = "20s"
 # no_answer = "voicemail:alice"
 
@@ -254,6 +254,7 @@ password = "{admin_hash}"
 # name = "main"
 # greeting = "Thank you for calling. For sales, press 1. For Bob, press 2."
 # keys = ["1=group:sales", "2=extension:102", "0=operator"]
+# (a recording uploaded on the Phone Routing page, or made with *97 and 5, wins over the text)
 # A line to your telephone provider (a SIP trunk); officebox registers to it:
 # [[phone.trunks]]
 # name = "main-line"

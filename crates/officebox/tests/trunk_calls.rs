@@ -352,6 +352,7 @@ fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
     let dead = SocketAddr::from(([127, 0, 0, 9], free_udp_port().unwrap()));
     let mut world = World::start(|c| {
         c.set_user("alice", "outside_calls_per_day", 1)
+            .set_user("bob", "caller_id", "4930123457")
             .append(&format!(
                 "[[phone.trunks]]\nname = \"dead\"\nkind = \"ip\"\nserver = \"{dead}\"\n\
              addresses = [\"127.0.0.9\"]\n\n\
@@ -373,16 +374,15 @@ fn the_dial_plan_guards_outside_calls_and_a_dead_trunk_fails_over() {
     );
     let why = world.refused(&bob, &format!("9{OUTSIDE}"));
     assert!(why.contains("403"), "{why}");
-    // An emergency number goes out whoever dials it (the provider has no such phone).
+    // An emergency number goes out whoever dials it (the provider has no such phone),
+    // showing bob's own number.
     let why = world.refused(&bob, "112");
     assert!(why.contains("404"), "{why}");
+    let kam = world.kam.log();
     assert!(
-        world
-            .kam
-            .log()
-            .contains("provider: call on the trunk to 112"),
-        "{}",
-        world.kam.log()
+        kam.contains("provider: call on the trunk to 112")
+            && kam.contains("<sip:4930123457@127.0.0.2>]"),
+        "{kam}"
     );
     // A DID the office does not have (and no operator).
     let why = world.refused(&carol, "4930123499");

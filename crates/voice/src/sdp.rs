@@ -99,10 +99,125 @@ pub fn rewrite(body: &[u8], ip: IpAddr, port: u16) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The encoding name of a static payload type (RFC 3551), when the SDP gives no rtpmap.
+fn static_name(pt: &str) -> Option<&'static str> {
+    match pt {
+        "0" => Some("PCMU"),
+        "3" => Some("GSM"),
+        "8" => Some("PCMA"),
+        "9" => Some("G722"),
+        "18" => Some("G729"),
+        _ => None,
+    }
+}
+
+/// `body` offering only the audio codecs in `codecs` (encoding names, in that order of
+/// preference), and telephone-event (DTMF goes across whatever the codec). An offer none
+/// of whose codecs is in the list is left as it is: the box does not transcode, so the
+/// provider is better asked with what the caller has than with nothing.
+pub fn only_codecs(body: &[u8], codecs: &[String]) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return body.to_vec();
+    };
+    if codecs.is_empty() {
+        return body.to_vec();
+    }
+    // Each payload type's encoding name, from its rtpmap or the static table.
+    let mut names: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(map) = line.trim_end().strip_prefix("a=rtpmap:")
+            && let Some((pt, enc)) = map.split_once(' ')
+        {
+            let name = enc.split('/').next().unwrap_or("").to_ascii_uppercase();
+            names.push((pt.to_string(), name));
+        }
+    }
+    let name_of = |pt: &str| {
+        names
+            .iter()
+            .find(|(p, _)| p == pt)
+            .map(|(_, n)| n.clone())
+            .or_else(|| static_name(pt).map(str::to_string))
+    };
+    let Some(m_line) = text.lines().find(|l| l.starts_with("m=audio ")) else {
+        return body.to_vec();
+    };
+    let fields: Vec<&str> = m_line.trim_end().split(' ').collect();
+    let (head, offered) = fields.split_at(fields.len().min(3));
+    let mut kept: Vec<&str> = Vec::new();
+    for wanted in codecs {
+        for pt in offered {
+            if name_of(pt).is_some_and(|n| n.eq_ignore_ascii_case(wanted)) && !kept.contains(pt) {
+                kept.push(pt);
+            }
+        }
+    }
+    if kept.is_empty() {
+        return body.to_vec();
+    }
+    for pt in offered {
+        if name_of(pt).is_some_and(|n| n == "TELEPHONE-EVENT") && !kept.contains(pt) {
+            kept.push(pt);
+        }
+    }
+    let dropped: Vec<&str> = offered
+        .iter()
+        .filter(|p| !kept.contains(p))
+        .copied()
+        .collect();
+    let new_m = format!("{} {}", head.join(" "), kept.join(" "));
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\r', '\n']);
+        let end = line.get(content.len()..).unwrap_or("");
+        let about = content
+            .strip_prefix("a=rtpmap:")
+            .or_else(|| content.strip_prefix("a=fmtp:"))
+            .and_then(|r| r.split(' ').next());
+        if content == m_line.trim_end() {
+            out.push_str(&new_m);
+            out.push_str(end);
+        } else if about.is_some_and(|pt| dropped.contains(&pt)) {
+            continue;
+        } else {
+            out.push_str(line);
+        }
+    }
+    out.into_bytes()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offer_to_a_trunk_keeps_its_codecs_in_their_order_and_dtmf() {
+        let offer = "v=0\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9 0 8 101\r\n\
+            a=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+            a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n";
+        let only = |codecs: &[&str]| {
+            let codecs: Vec<String> = codecs.iter().map(|c| c.to_string()).collect();
+            String::from_utf8(only_codecs(offer.as_bytes(), &codecs)).unwrap()
+        };
+        let out = only(&["pcma", "PCMU"]);
+        assert!(out.contains("m=audio 4000 RTP/AVP 8 0 101\r\n"), "{out}");
+        assert!(
+            !out.contains("G722") && out.contains("a=fmtp:101 0-15\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("a=sendrecv\r\n"));
+        // Nothing in common: the offer as it was. No list: the same.
+        assert_eq!(only(&["G729"]), offer);
+        assert_eq!(only(&[]), offer);
+        // Static payload types without an rtpmap are known by number.
+        let bare = "v=0\r\nm=audio 4000 RTP/AVP 0 8\r\n";
+        let out = only_codecs(bare.as_bytes(), &["PCMA".to_string()]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "v=0\r\nm=audio 4000 RTP/AVP 8\r\n"
+        );
+    }
 
     const OFFER: &str = "v=0\r\no=alice 2890844526 2890844526 IN IP4 10.0.0.5\r\ns=-\r\n\
         c=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\

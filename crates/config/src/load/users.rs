@@ -44,6 +44,18 @@ impl Loader<'_, '_> {
                 per_day: count(self, &mut u, &schema::USER_OUTSIDE_PER_DAY),
                 from_remote_phones: u.flag(self.sink, &schema::USER_REMOTE_OUTSIDE),
             };
+            let caller_id = u.parsed(
+                self.sink,
+                "caller_id",
+                "a phone number: digits, maybe after +, e.g. \"+4930123458\"",
+                |s| {
+                    if crate::dialplan::is_dialable(s) {
+                        Ok(s.to_string())
+                    } else {
+                        Err(format!("`{s}` is not a phone number"))
+                    }
+                },
+            );
             self.saw_admin |= admin;
             let pop3 = u
                 .tables(self.sink, "pop3")
@@ -94,6 +106,7 @@ impl Loader<'_, '_> {
                     admin,
                     pop3,
                     outside,
+                    caller_id: caller_id.map(|c| c.value),
                 },
             });
         }

@@ -205,7 +205,11 @@ impl Call {
             line: Some(line),
             slot: None,
         };
-        let offer = self.offer_b(self.setup.wire.local_for(peer.addr));
+        let codecs = fork
+            .line
+            .as_deref()
+            .map_or(&[][..], |l| l.codecs.as_slice());
+        let offer = sdp::only_codecs(&self.offer_b(self.setup.wire.local_for(peer.addr)), codecs);
         let line = fork.line.as_deref();
         let mut req = self.b_request_as(
             line,
@@ -255,7 +259,12 @@ impl Call {
             line: None,
             slot: None,
         };
-        let offer = self.offer_b(self.media.ip_b);
+        let mut offer = self.offer_b(self.media.ip_b);
+        if let Callee::Outside(lines) = &self.setup.callee
+            && let Some(line) = lines.get(self.line)
+        {
+            offer = sdp::only_codecs(&offer, &line.codecs);
+        }
         let mut req = self.b_request(
             Method::Invite,
             &fork.uri,

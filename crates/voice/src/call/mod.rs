@@ -180,6 +180,8 @@ pub struct OutsideLine {
     pub credentials: Option<Credentials>,
     /// The trunk's calls at once (0: no limit): a full trunk is skipped.
     pub max_calls: u32,
+    /// The codecs offered to the provider, in order (empty: whatever the caller offers).
+    pub codecs: Vec<String>,
 }
 
 /// Recording a call on demand: the code an office user keys in during the call (again:

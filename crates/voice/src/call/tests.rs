@@ -831,6 +831,7 @@ fn outside_line(name: &str, at: &str, password: Option<&str>, max_calls: u32) ->
             password: p.into(),
         }),
         max_calls,
+        codecs: vec!["PCMA".into(), "PCMU".into()],
     }
 }
 

@@ -234,10 +234,14 @@ fn made_since(req: &Request, login: &str, since: i64) -> u32 {
     }
 }
 
-/// How `number` is asked for over trunk `t`: at the provider's domain, from the route's
-/// caller ID, else the account's number, else the caller's extension.
+/// How `number` is asked for over trunk `t`: at the provider's domain, showing the
+/// user's own caller ID, else the route's, else the account's number, else the
+/// caller's extension.
 fn line(t: &Trunk, number: &str, caller: &User, caller_id: Option<&str>) -> OutsideLine {
-    let shown = caller_id
+    let shown = caller
+        .caller_id
+        .as_deref()
+        .or(caller_id)
         .or(t.username.as_deref())
         .or(caller.extension.as_deref())
         .unwrap_or(&caller.login);
@@ -268,6 +272,7 @@ fn line_as(t: &Trunk, number: &str, name: &str, shown: &str) -> OutsideLine {
             password: password.clone(),
         }),
         max_calls: t.max_calls,
+        codecs: t.codecs.clone(),
     }
 }
 
