@@ -149,6 +149,15 @@ pub fn set_user_setting(
                 ("extension", v) if !v.starts_with('0') && v.parse::<i64>().is_ok() => {
                     value(v.parse::<i64>().unwrap_or_default())
                 }
+                // Counts are integers (anything else is written as text, and the whole
+                // file's check says what is wrong with it).
+                ("outside_calls_at_once" | "outside_calls_per_day", v)
+                    if v.parse::<i64>().is_ok() =>
+                {
+                    value(v.parse::<i64>().unwrap_or_default())
+                }
+                ("outside_calls_from_remote_phones", "true") => value(true),
+                ("outside_calls_from_remote_phones", _) => value(false),
                 (_, v) => value(v),
             };
             table.insert(key, item);

@@ -826,3 +826,104 @@ fn a_ring_group_rings_an_office_phone_and_a_mobile_at_once_and_the_mobile_answer
     });
     assert!(ok, "{}", world.cli(&["phone", "log"]));
 }
+
+#[test]
+fn a_provider_that_plays_early_media_then_holds_and_resumes_the_call_is_carried_through() {
+    require_program("sipp", "sip-tester");
+    require_program("baresip", "baresip");
+    let _serial = serial();
+    // The provider: sipp on 127.0.0.5, an IP trunk's far end.
+    let port = free_udp_port().unwrap();
+    let media = free_udp_port().unwrap();
+    let c = TestConfig::demo().free_ports().append(&format!(
+        "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"127.0.0.5:{port}\"\n\
+         addresses = [\"127.0.0.5\"]\n\n\
+         [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"isp\"]\n"
+    ));
+    let ob = Officebox::start(bin(), &c.text()).expect("officebox starts");
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .expect("the phone server starts");
+    let sip = SocketAddr::from((
+        [127, 0, 0, 1],
+        u16::try_from(c.int("phone.sip_port")).unwrap(),
+    ));
+    let dir = scratch_dir("trunk-early-hold").unwrap();
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../voice/tests/sipp"))
+        .args(["-sf", "provider_early_hold.xml", "-i", "127.0.0.5"])
+        .args(["-p", &port.to_string(), "-mp", &media.to_string()])
+        .args(["-m", "1", "-nostdin", "-recv_timeout", "20s", "-trace_msg"])
+        .arg("-message_file")
+        .arg(dir.path().join("provider.msg"));
+    let provider = officebox_testkit::Peer::spawn("provider", cmd).unwrap();
+    let account = BaresipAccount::new("101", sip)
+        .domain("office.test")
+        .auth("alice", "demo-alice")
+        .max_call(Duration::from_secs(60));
+    let alice = Baresip::start("alice", &account).unwrap();
+    alice.wait_registered(EVENT_TIMEOUT).unwrap();
+
+    alice.dial("95551234").unwrap();
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+        panic!(
+            "{what}: {e}\n--- provider ---\n{}\n--- officebox ---\n{}",
+            provider.log_tail(40),
+            ob.log()
+        )
+    };
+    alice
+        .wait_for_event("CALL_PROGRESS", EVENT_TIMEOUT)
+        .unwrap_or_else(|e| fail("no early media reached alice", &e));
+    let established = alice
+        .wait_for_event("CALL_ESTABLISHED", EVENT_TIMEOUT)
+        .unwrap_or_else(|e| fail("the call was not answered", &e));
+    // The provider holds, resumes and hangs up; each of its re-INVITEs reached alice's
+    // phone as an offer and was answered.
+    let closed = alice
+        .wait_for_event("CALL_CLOSED", Duration::from_secs(30))
+        .unwrap_or_else(|e| fail("the provider's BYE did not end the call", &e));
+    let offers = alice
+        .events()
+        .iter()
+        .filter(|e| {
+            e.kind == "CALL_REMOTE_SDP" && e.param == "offer" && e.received > established.received
+        })
+        .count();
+    assert_eq!(
+        offers,
+        2,
+        "hold and resume reach the phone:\n{:?}",
+        alice.events()
+    );
+    assert!(closed.received > established.received);
+    let done = wait_until(Duration::from_secs(10), || {
+        provider.try_wait().ok().flatten().is_some()
+    });
+    assert!(done, "{}", provider.log_tail(40));
+    assert_eq!(
+        provider.try_wait().ok().flatten().and_then(|s| s.code()),
+        Some(0),
+        "every request the provider sent was answered:\n{}\n{}",
+        provider.log_tail(40),
+        ob.log()
+    );
+    // Early media and the call's audio came through the relay to the phone.
+    let ended = wait_until(Duration::from_secs(5), || {
+        ob.log().contains("phone: call ended")
+    });
+    assert!(
+        ended && ob.log().contains("disposition=\"answered\""),
+        "{}",
+        ob.log()
+    );
+    let b_to_a = ob
+        .log()
+        .lines()
+        .rev()
+        .find(|l| l.contains("phone: call ended"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("b_to_a=")))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(b_to_a > 50, "{}", ob.log());
+}

@@ -26,6 +26,11 @@ pub enum Change {
         admin: bool,
         password: String,
         pin: String,
+        /// Outside calls: the number shown, at once, a day, from phones away.
+        caller_id: String,
+        at_once: String,
+        per_day: String,
+        from_remote: bool,
     },
     DeleteUser(String),
     SetAlias {
@@ -76,9 +81,25 @@ pub fn apply(text: &str, change: &Change) -> Result<String, String> {
             admin,
             password,
             pin,
+            caller_id,
+            at_once,
+            per_day,
+            from_remote,
         } => {
             let mut text = edit::set_user_setting(text, login, "name", Some(name)).map_err(e)?;
             text = edit::set_user_setting(&text, login, "extension", Some(extension)).map_err(e)?;
+            for (key, v) in [
+                ("caller_id", caller_id.as_str()),
+                ("outside_calls_at_once", at_once.as_str()),
+                ("outside_calls_per_day", per_day.as_str()),
+                // Off is the default: unchecked leaves the file without it.
+                (
+                    "outside_calls_from_remote_phones",
+                    if *from_remote { "true" } else { "" },
+                ),
+            ] {
+                text = edit::set_user_setting(&text, login, key, Some(v)).map_err(e)?;
+            }
             text = edit::set_user_setting(
                 &text,
                 login,
@@ -216,6 +237,20 @@ pub fn user_page(
             (input("password", "New password", "", "password", "Leave empty to keep the password."))
             (input("pin", "New voicemail PIN", "", "password", "4 to 10 digits; leave empty to keep it."))
             (admin_box(u.admin))
+            h2 { "Outside calls" }
+            (input("caller_id", "Caller ID", u.caller_id.as_deref().unwrap_or(""), "text",
+                "The number called parties see (a direct line). Empty: the route's, else the company's main number."))
+            (input("outside_calls_at_once", "Outside calls at once", &u.outside.at_once.to_string(), "number",
+                "0: no outside calls at all (emergency numbers always go out)."))
+            (input("outside_calls_per_day", "Outside calls a day", &u.outside.per_day.to_string(), "number",
+                "More are refused until midnight, and the administrators are mailed."))
+            div.field {
+                input type="checkbox" id="outside_calls_from_remote_phones" name="outside_calls_from_remote_phones"
+                    value="true" checked[u.outside.from_remote_phones];
+                label for="outside_calls_from_remote_phones" style="display:inline" {
+                    "Outside calls from this user's phones away from the office"
+                }
+            }
             button type="submit" { "Save" }
         }
         (extra)

@@ -675,4 +675,42 @@ mod tests {
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert!(!kept.exists());
     }
+
+    #[tokio::test]
+    async fn a_users_outside_call_limits_and_caller_id_are_set_on_their_page() {
+        let mut p = Pages::new(Reloaded::Applied);
+        p.log_in().await;
+        let (_, _, page) = p.get("/users/alice").await;
+        assert!(
+            page.contains("Outside calls at once") && page.contains("name=\"caller_id\""),
+            "{page}"
+        );
+        let form = |at_once: &str| {
+            format!(
+                "csrf={}&name=Alice+Example&extension=101&admin=false&caller_id=%2B4930123458\
+                 &outside_calls_at_once={at_once}&outside_calls_per_day=20\
+                 &outside_calls_from_remote_phones=false&outside_calls_from_remote_phones=true",
+                p.csrf
+            )
+        };
+        let (status, _, body) = p.post("/users/alice", &form("1")).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let text = std::fs::read_to_string(&p.file).unwrap();
+        let alice = text
+            .split("[[users]]")
+            .find(|b| b.contains("login = \"alice\""))
+            .unwrap();
+        assert!(
+            alice.contains("caller_id = \"+4930123458\"")
+                && alice.contains("outside_calls_at_once = 1\n")
+                && alice.contains("outside_calls_per_day = 20\n")
+                && alice.contains("outside_calls_from_remote_phones = true"),
+            "{alice}"
+        );
+        // Not a number: refused with the file's own check, nothing saved.
+        let (status, _, body) = p.post("/users/alice", &form("lots")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body.contains("outside_calls_at_once"), "{body}");
+        assert_eq!(std::fs::read_to_string(&p.file).unwrap(), text);
+    }
 }

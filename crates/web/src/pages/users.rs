@@ -35,6 +35,10 @@ pub(crate) struct EditUser {
     password: String,
     pin: String,
     admin: String,
+    caller_id: String,
+    outside_calls_at_once: String,
+    outside_calls_per_day: String,
+    outside_calls_from_remote_phones: String,
 }
 
 /// The form that sets an alias.
@@ -137,6 +141,10 @@ pub(crate) async fn edit(
         admin: checked(&f.admin),
         password: f.password,
         pin: f.pin,
+        caller_id: f.caller_id,
+        at_once: f.outside_calls_at_once,
+        per_day: f.outside_calls_per_day,
+        from_remote: checked(&f.outside_calls_from_remote_phones),
     };
     apply(&app, &me, change, Back::Users).await
 }
