@@ -449,6 +449,9 @@ impl Call {
             Method::Invite if matches!(self.state, State::Talking) => {
                 self.forward_reinvite(m.msg, false);
             }
+            Method::Update if matches!(self.state, State::Talking) => {
+                self.answer_update(&m, false, &tag);
+            }
             Method::Info if matches!(self.state, State::Talking) => {
                 self.reply(&m, 200, "OK", &tag);
                 let mut info = self.a_request(Method::Info, None);

@@ -217,6 +217,9 @@ impl Call {
             }
             Method::Invite if self.is_pending_reinvite(&branch) => {}
             Method::Invite => self.forward_reinvite(m.msg, true),
+            Method::Update if matches!(self.state, State::Talking) => {
+                self.answer_update(&m, true, &a_tag);
+            }
             _ => {
                 // INFO, UPDATE, OPTIONS, PRACK, NOTIFY in the dialog: acknowledged here.
                 self.reply(&m, 200, "OK", &a_tag);

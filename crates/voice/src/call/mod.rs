@@ -16,7 +16,7 @@
 //! - [`fork`]: leg B, the box's INVITE to each of the callee's phones.
 //! - [`group`]: a ring group's members, stage by stage (all at once, or hunt).
 //! - [`lines`]: an outside call's trunks, in order (challenge, failover).
-//! - [`reinvite`]: re-INVITEs carried from one leg to the other.
+//! - [`reinvite`]: re-INVITEs carried from one leg to the other; UPDATEs answered.
 //! - [`timers`]: retransmissions, transaction timeouts, and no answer.
 //! - [`handoff`]: the box answering instead (voicemail, the voicemail menu, or the
 //!   auto attendant).

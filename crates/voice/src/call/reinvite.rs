@@ -1,6 +1,7 @@
 //! Re-INVITEs (hold, resume, a new codec) from either side of an answered call: the
 //! same offer, pointed at the box, goes to the other side; its answer comes back the
-//! same way. One at a time: another meanwhile is told 491 Request Pending.
+//! same way. One at a time: another meanwhile is told 491 Request Pending. An UPDATE
+//! with an offer (a provider moving its media) is answered by the box itself.
 
 use super::fork::routed;
 use super::{Call, Incoming, Peer, branch};
@@ -158,5 +159,43 @@ impl Call {
         } else if let Some(w) = self.winner() {
             self.send(bytes, w.peer);
         }
+    }
+}
+
+impl Call {
+    /// An UPDATE with an offer (RFC 3311) in the call, from the caller (`from_a`) or the
+    /// answering side: answered here, from the relay's port for that side, in the G.711
+    /// law and telephone-event the offer has (488 without G.711). The side's new address
+    /// goes to the relay; the other side goes on as it was (the relay is in between, so
+    /// it need not hear of it). An UPDATE without a body (a session refresh) is just OK.
+    pub(super) fn answer_update(&mut self, m: &Incoming, from_a: bool, tag: &str) {
+        if m.msg.body.is_empty() {
+            self.reply(m, 200, "OK", tag);
+            return;
+        }
+        let Some(n) = crate::media::negotiate(&m.msg.body) else {
+            self.reply(m, 488, "Not Acceptable Here", tag);
+            return;
+        };
+        let (ip, port) = if from_a {
+            (self.media.ip_a, self.media.port_a)
+        } else {
+            (self.media.ip_b, self.media.port_b)
+        };
+        if let Some(media) = crate::sdp::audio(&m.msg.body) {
+            self.media.peers.send_modify(|p| {
+                if from_a {
+                    p.a = Some(media.addr);
+                    p.events_a = n.events;
+                } else {
+                    p.b = Some(media.addr);
+                    p.events_b = n.events;
+                }
+            });
+        }
+        let mut r = m.msg.response(200, "OK", tag);
+        r.push("Content-Type", "application/sdp");
+        r.body = crate::media::answer(ip, port, &n);
+        self.setup.wire.send(r.to_bytes(), m.source, m.transport);
     }
 }

@@ -1370,3 +1370,25 @@ async fn a_group_rings_a_phone_and_an_outside_number_at_once_each_as_itself() {
             .starts_with("<sip:5551234@198.51.100.1>;tag=far")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_update_with_an_offer_is_answered_by_the_box_and_moves_that_sides_audio() {
+    let (mut call, wire, _status, invite, _ok) = answered().await;
+    // The phone moves its audio: answered from the relay's leg-B port; the caller hears
+    // nothing of it.
+    call.handle(from_callee("UPDATE", 5, &invite, "bob", &sdp(6100)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/UPDATE 127.0.0.1:5070"]);
+    assert_eq!(audio_port(&msgs[0]), call.media.port_b);
+    assert_eq!(call.media.peers.borrow().b, Some(addr("127.0.0.1:6100")));
+    // A session refresh (no body) is just OK; an offer without G.711, 488.
+    call.handle(from_callee("UPDATE", 6, &invite, "bob", b""));
+    assert_eq!(sent(&wire).0, ["200/UPDATE 127.0.0.1:5070"]);
+    let g729 = String::from_utf8(sdp(6200))
+        .unwrap()
+        .replace("RTP/AVP 0 101", "RTP/AVP 18");
+    call.handle(from_callee("UPDATE", 7, &invite, "bob", g729.as_bytes()));
+    assert_eq!(sent(&wire).0, ["488/UPDATE 127.0.0.1:5070"]);
+    assert_eq!(call.media.peers.borrow().b, Some(addr("127.0.0.1:6100")));
+    assert!(matches!(call.state, State::Talking));
+}
