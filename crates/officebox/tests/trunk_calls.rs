@@ -878,7 +878,8 @@ fn a_provider_that_plays_early_media_then_holds_and_resumes_the_call_is_carried_
     let established = alice
         .wait_for_event("CALL_ESTABLISHED", EVENT_TIMEOUT)
         .unwrap_or_else(|e| fail("the call was not answered", &e));
-    // The provider holds, resumes and hangs up; each of its re-INVITEs reached alice's
+    // The provider holds, resumes, moves its media by UPDATE (answered by the box) and
+    // hangs up; each of its re-INVITEs reached alice's
     // phone as an offer and was answered.
     let closed = alice
         .wait_for_event("CALL_CLOSED", Duration::from_secs(30))
