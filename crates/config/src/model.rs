@@ -504,6 +504,21 @@ pub struct Trunk {
     pub max_calls: u32,
     /// Codecs offered to the provider, in order of preference (upper case, e.g. PCMU).
     pub codecs: Vec<String>,
+    /// How the provider is told who calls.
+    pub identity: TrunkIdentity,
+}
+
+/// Where a call to a trunk's provider carries the caller ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrunkIdentity {
+    /// In From and in P-Asserted-Identity (RFC 3325).
+    #[default]
+    Pai,
+    /// In From only.
+    From,
+    /// The account's number in From (the provider knows the line by it), the caller ID
+    /// in P-Asserted-Identity.
+    Account,
 }
 
 /// How a trunk is authenticated.

@@ -868,6 +868,14 @@ pub const TRUNK_KINDS: &[(&str, &str)] = &[
 
 /// How SIP travels to a provider.
 pub const TRUNK_TRANSPORTS: &[(&str, &str)] = &[("udp", "UDP"), ("tcp", "TCP")];
+pub const TRUNK_IDENTITIES: &[(&str, &str)] = &[
+    ("pai", "The caller ID in From and P-Asserted-Identity"),
+    ("from", "The caller ID in From only"),
+    (
+        "account",
+        "The account in From, the caller ID in P-Asserted-Identity",
+    ),
+];
 
 pub const TRUNK_NAME: Setting = s(
     "phone.trunks[].name",
@@ -955,6 +963,13 @@ pub const TRUNK_MAX_CALLS: Setting = s(
     Default::Int(0),
     "Calls at once",
     "How many calls this line carries at once; 0: no limit.",
+);
+pub const TRUNK_IDENTITY: Setting = s(
+    "phone.trunks[].identity",
+    Kind::Select(TRUNK_IDENTITIES),
+    Default::Text("pai"),
+    "Caller ID style",
+    "How the provider is told who calls: most take P-Asserted-Identity; some want the account in From.",
 );
 pub const TRUNK_CODECS: Setting = s(
     "phone.trunks[].codecs",
@@ -1392,6 +1407,7 @@ pub const SETTINGS: &[&Setting] = &[
     &TRUNK_EXPIRES,
     &TRUNK_ADDRESSES,
     &TRUNK_MAX_CALLS,
+    &TRUNK_IDENTITY,
     &TRUNK_CODECS,
     &WEB_ENABLED,
     &ADMIN_PORT,

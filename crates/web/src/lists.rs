@@ -123,6 +123,7 @@ pub const LISTS: &[ListDef] = &[
             entry(&schema::TRUNK_EXPIRES),
             entry(&schema::TRUNK_ADDRESSES),
             entry(&schema::TRUNK_MAX_CALLS),
+            entry(&schema::TRUNK_IDENTITY),
             entry(&schema::TRUNK_CODECS),
         ],
         add_label: "Add trunk",

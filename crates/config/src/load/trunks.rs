@@ -61,6 +61,17 @@ impl Loader<'_, '_> {
                     _ => Err(format!("unknown transport `{s}`")),
                 },
             );
+            let identity = t.parsed(
+                self.sink,
+                "identity",
+                "use \"pai\", \"from\" or \"account\"",
+                |s| match s.to_ascii_lowercase().as_str() {
+                    "pai" => Ok(TrunkIdentity::Pai),
+                    "from" => Ok(TrunkIdentity::From),
+                    "account" => Ok(TrunkIdentity::Account),
+                    _ => Err(format!("unknown caller ID style `{s}`")),
+                },
+            );
             let expires = self.duration(&mut t, &schema::TRUNK_EXPIRES);
             let addresses_path = t.path_of("addresses");
             let raw_addresses = t.string_list(self.sink, "addresses");
@@ -182,6 +193,7 @@ impl Loader<'_, '_> {
                 addresses,
                 max_calls,
                 codecs,
+                identity: identity.map(|i| i.value).unwrap_or_default(),
             });
         }
         out

@@ -13,7 +13,7 @@ use officebox_config::derive::{ClientZone, client_zone};
 use officebox_config::dialplan::{
     Attendant, Destination, LocalTime, Member, Outbound, Refusal, RingGroup, Strategy,
 };
-use officebox_config::model::{Trunk, User};
+use officebox_config::model::{Trunk, TrunkIdentity, User};
 use officebox_store::{Direction, NewCall, unix_now};
 use tracing::{info, warn};
 
@@ -248,17 +248,25 @@ fn line(t: &Trunk, number: &str, caller: &User, caller_id: Option<&str>) -> Outs
     line_as(t, number, &caller.name, shown)
 }
 
-/// Trunk `t`'s line to `number`, showing the caller as `name` at `shown`.
+/// Trunk `t`'s line to `number`, showing the caller as `name` at `shown`, in From and
+/// P-Asserted-Identity as the trunk's caller ID style says.
 fn line_as(t: &Trunk, number: &str, name: &str, shown: &str) -> OutsideLine {
     let domain = trunk::domain(t);
     let shown = shown.to_string();
     let name = name.replace(['"', '\\'], "");
+    let caller = format!("\"{name}\" <sip:{shown}@{domain}>");
+    let account = t.username.as_deref().unwrap_or(&shown);
+    let (from, identity) = match t.identity {
+        TrunkIdentity::Pai => (caller.clone(), Some(caller)),
+        TrunkIdentity::From => (caller, None),
+        TrunkIdentity::Account => (format!("<sip:{account}@{domain}>"), Some(caller)),
+    };
     OutsideLine {
         trunk: t.name.clone(),
         uri: format!("sip:{number}@{}", t.server),
-        from: format!("\"{name}\" <sip:{shown}@{domain}>"),
+        from,
         to: format!("<sip:{number}@{domain}>"),
-        identity: Some(format!("\"{name}\" <sip:{shown}@{domain}>")),
+        identity,
         contact_user: t.username.clone().unwrap_or_else(|| shown.clone()),
         // Filled in once the provider is looked up.
         peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -675,4 +683,61 @@ fn forwarded_lines(
         })
         .collect();
     Some(lines)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use officebox_config::model::{TrunkKind, TrunkTransport};
+
+    fn trunk(identity: TrunkIdentity) -> Trunk {
+        Trunk {
+            name: "main".into(),
+            kind: TrunkKind::Register,
+            enabled: true,
+            server: "sip.provider.example".into(),
+            username: Some("4930123456".into()),
+            password: Some("secret".into()),
+            auth_username: None,
+            outbound_proxy: None,
+            transport: TrunkTransport::Udp,
+            expires: std::time::Duration::from_secs(3600),
+            addresses: Vec::new(),
+            max_calls: 0,
+            codecs: vec!["PCMA".into()],
+            identity,
+        }
+    }
+
+    #[test]
+    fn the_caller_id_goes_where_the_trunks_style_says() {
+        let caller = "\"Alice\" <sip:4930123458@sip.provider.example>";
+        let pai = line_as(&trunk(TrunkIdentity::Pai), "5551234", "Alice", "4930123458");
+        assert_eq!(
+            (pai.from.as_str(), pai.identity.as_deref()),
+            (caller, Some(caller))
+        );
+        let from = line_as(
+            &trunk(TrunkIdentity::From),
+            "5551234",
+            "Alice",
+            "4930123458",
+        );
+        assert_eq!((from.from.as_str(), from.identity), (caller, None));
+        let account = line_as(
+            &trunk(TrunkIdentity::Account),
+            "5551234",
+            "Al\"ice",
+            "4930123458",
+        );
+        assert_eq!(account.from, "<sip:4930123456@sip.provider.example>");
+        assert_eq!(
+            account.identity.as_deref(),
+            Some(caller),
+            "a quote in a name is dropped"
+        );
+        assert_eq!(account.uri, "sip:5551234@sip.provider.example");
+        assert_eq!(account.codecs, ["PCMA"]);
+    }
 }

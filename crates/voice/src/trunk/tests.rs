@@ -181,6 +181,7 @@ fn trunk() -> Trunk {
         addresses: Vec::new(),
         max_calls: 0,
         codecs: vec!["PCMU".into()],
+        identity: officebox_config::model::TrunkIdentity::Pai,
     }
 }
 
