@@ -99,6 +99,16 @@ impl Fork {
     }
 }
 
+/// How a fork's INVITE is asked: whose phone it rings (the call log's "answered by"),
+/// a ring group's outside line it goes out as, and an answer to a provider's challenge.
+#[derive(Debug, Default)]
+pub(super) struct Asked<'a> {
+    pub(super) login: Option<String>,
+    pub(super) authorization: Option<(&'a str, String)>,
+    pub(super) answers_challenge: bool,
+    pub(super) line: Option<Box<OutsideLine>>,
+}
+
 impl Call {
     /// The fork that answered, if one did.
     pub(super) fn winner(&self) -> Option<&Fork> {
@@ -154,7 +164,11 @@ impl Call {
             addr: reach(b),
             transport: b.transport,
         };
-        self.invite_b(&b.contact, peer, cseq, login, None, false);
+        let how = Asked {
+            login,
+            ..Asked::default()
+        };
+        self.invite_b(&b.contact, peer, cseq, how);
     }
 
     /// Rings an outside number of a ring group, on the first of its lines whose trunk
@@ -190,29 +204,53 @@ impl Call {
             addr: line.peer,
             transport: line.transport,
         };
-        let fork = Fork {
+        let uri = line.uri.clone();
+        let how = Asked {
             login: None,
+            authorization,
+            answers_challenge,
+            line: Some(line),
+        };
+        self.invite_b(&uri, peer, cseq, how);
+    }
+
+    /// Sends a fork our INVITE with the CSeq `cseq`: the caller's offer pointed at the
+    /// relay (only the trunk's codecs, when it goes to a provider), and an answer to a
+    /// digest challenge when there is one (to this call's 401/407 when
+    /// `answers_challenge`, which is not answered again).
+    pub(super) fn invite_b(&mut self, uri: &str, peer: Peer, cseq: u32, how: Asked<'_>) {
+        // The provider's line it goes out on: a ring group member's own, or the call's.
+        let call_line = match &self.setup.callee {
+            Callee::Outside(lines) => lines.get(self.line).cloned(),
+            _ => None,
+        };
+        let to_provider = how.line.is_some() || call_line.is_some();
+        let fork = Fork {
+            login: how.login,
             branch: branch(),
-            uri: line.uri.clone(),
+            uri: uri.to_string(),
             peer,
             state: ForkState::Calling,
             to_tag: None,
             remote_uri: None,
             route: Vec::new(),
             cseq,
-            authorized: answers_challenge,
-            silent_until: Some(Instant::now() + PROVIDER_SILENCE),
-            line: Some(line),
+            authorized: how.answers_challenge,
+            silent_until: to_provider.then(|| Instant::now() + PROVIDER_SILENCE),
+            line: how.line,
             slot: None,
         };
-        let codecs = fork
-            .line
-            .as_deref()
-            .map_or(&[][..], |l| l.codecs.as_slice());
-        let offer = sdp::only_codecs(&self.offer_b(self.setup.wire.local_for(peer.addr)), codecs);
-        let line = fork.line.as_deref();
+        let ip = match &fork.line {
+            Some(_) => self.setup.wire.local_for(peer.addr),
+            None => self.media.ip_b,
+        };
+        let line = fork.line.as_deref().or(call_line.as_ref());
+        let mut offer = self.offer_b(ip);
+        if let Some(l) = line {
+            offer = sdp::only_codecs(&offer, &l.codecs);
+        }
         let mut req = self.b_request_as(
-            line,
+            fork.line.as_deref(),
             Method::Invite,
             &fork.uri,
             cseq,
@@ -223,62 +261,7 @@ impl Call {
         if let Some(identity) = line.and_then(|l| l.identity.clone()) {
             req.push("P-Asserted-Identity", identity);
         }
-        if let Some((name, value)) = authorization {
-            req.push(name, value);
-        }
-        self.b_cseq = self.b_cseq.max(cseq);
-        self.send_b(fork.peer, req.to_bytes());
-        self.forks.push(fork);
-    }
-
-    /// Sends a fork our INVITE (with the CSeq `cseq`, and an answer to a digest challenge
-    /// when there is one: to the 401/407 of this call when `answers_challenge`, which is
-    /// not answered again), the caller's offer pointed at the relay.
-    pub(super) fn invite_b(
-        &mut self,
-        uri: &str,
-        peer: Peer,
-        cseq: u32,
-        login: Option<String>,
-        authorization: Option<(&str, String)>,
-        answers_challenge: bool,
-    ) {
-        let fork = Fork {
-            login,
-            branch: branch(),
-            uri: uri.to_string(),
-            peer,
-            state: ForkState::Calling,
-            to_tag: None,
-            remote_uri: None,
-            route: Vec::new(),
-            cseq,
-            authorized: answers_challenge,
-            silent_until: matches!(self.setup.callee, Callee::Outside(_))
-                .then(|| Instant::now() + PROVIDER_SILENCE),
-            line: None,
-            slot: None,
-        };
-        let mut offer = self.offer_b(self.media.ip_b);
-        if let Callee::Outside(lines) = &self.setup.callee
-            && let Some(line) = lines.get(self.line)
-        {
-            offer = sdp::only_codecs(&offer, &line.codecs);
-        }
-        let mut req = self.b_request(
-            Method::Invite,
-            &fork.uri,
-            cseq,
-            &fork.branch,
-            None,
-            Some(&offer),
-        );
-        if let Callee::Outside(lines) = &self.setup.callee
-            && let Some(identity) = lines.get(self.line).and_then(|l| l.identity.clone())
-        {
-            req.push("P-Asserted-Identity", identity);
-        }
-        if let Some((name, value)) = authorization {
+        if let Some((name, value)) = how.authorization {
             req.push(name, value);
         }
         self.b_cseq = self.b_cseq.max(cseq);

@@ -61,7 +61,11 @@ impl Call {
                 invite_answer(creds, &challenge, &line.uri, answered),
             ))
         });
-        self.invite_b(&line.uri, peer, self.b_cseq, None, early, false);
+        let how = super::fork::Asked {
+            authorization: early,
+            ..super::fork::Asked::default()
+        };
+        self.invite_b(&line.uri, peer, self.b_cseq, how);
         debug!(
             message = "phone: calling out",
             caller = %self.setup.parties.caller_ext,
@@ -117,7 +121,14 @@ impl Call {
                     f.slot = slot;
                 }
             }
-            None => self.invite_b(&uri, peer, cseq, None, Some((answer, value)), true),
+            None => {
+                let how = super::fork::Asked {
+                    authorization: Some((answer, value)),
+                    answers_challenge: true,
+                    ..super::fork::Asked::default()
+                };
+                self.invite_b(&uri, peer, cseq, how);
+            }
         }
         true
     }

@@ -10,8 +10,8 @@ use officebox_store::{Direction, NewCall, unix_now};
 use tracing::{info, warn};
 
 use super::Request;
-use super::invite::{failed_call, launch, log_failed, new_setup};
-use crate::call::{self, Callee, Parties};
+use super::invite::{failed_call, from_user, launch, log_failed, new_setup};
+use crate::call::{self, Callee};
 use crate::voicemail::{prompt, prompts};
 
 /// The night code, dialled by `caller`.
@@ -40,18 +40,8 @@ pub(super) fn night_code(req: &Request, caller: &User) -> Option<crate::sip::Mes
         (open, dn.to_text())
     };
     info!(message = "phone: office hours changed by hand", by = %caller.login, open);
-    let caller_ext = caller
-        .extension
-        .clone()
-        .unwrap_or_else(|| caller.login.clone());
-    let parties = Parties {
-        caller_login: caller.login.clone(),
-        caller_ext: caller_ext.clone(),
-        caller_name: caller.name.clone(),
-        callee_login: String::new(),
-        callee_ext: phone.night_code.clone(),
-        domain: req.config.network.domain.clone(),
-    };
+    let parties = from_user(req, caller, "", &phone.night_code);
+    let caller_ext = parties.caller_ext.clone();
     let b_call_id = format!("{}@officebox", call::token());
     let log = NewCall {
         call_id: b_call_id.clone(),

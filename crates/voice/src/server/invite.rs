@@ -108,20 +108,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             .contacts(&callee.login, now_unix())
     };
     // No phone registered: the call goes straight to voicemail.
-    let parties = Parties {
-        caller_login: caller.login.clone(),
-        caller_ext: caller
-            .extension
-            .clone()
-            .unwrap_or_else(|| caller.login.clone()),
-        caller_name: caller.name.clone(),
-        callee_login: callee.login.clone(),
-        callee_ext: callee
-            .extension
-            .clone()
-            .unwrap_or_else(|| callee.login.clone()),
-        domain: req.config.network.domain.clone(),
-    };
+    let parties = from_user(req, caller, &callee.login, &number_of(callee));
     let b_call_id = format!("{}@officebox", call::token());
     let log = NewCall {
         call_id: b_call_id.clone(),
@@ -274,15 +261,35 @@ pub(super) fn failed_call(caller: &User, dialled: &str, direction: Direction) ->
         call_id: format!("{}@officebox", call::token()),
         direction,
         trunk: None,
-        caller: caller
-            .extension
-            .clone()
-            .unwrap_or_else(|| caller.login.clone()),
+        caller: number_of(caller),
         caller_login: Some(caller.login.clone()),
         caller_name: caller.name.clone(),
         callee: dialled.to_string(),
         callee_login: None,
         started_at: unix_now(),
+    }
+}
+
+/// What an office user is known by in calls: their extension, else their login.
+pub(super) fn number_of(u: &User) -> String {
+    u.extension.clone().unwrap_or_else(|| u.login.clone())
+}
+
+/// The parties of a call office user `caller` makes to `callee_ext` (whose login is
+/// `callee_login`, empty for no user).
+pub(super) fn from_user(
+    req: &Request,
+    caller: &User,
+    callee_login: &str,
+    callee_ext: &str,
+) -> Parties {
+    Parties {
+        caller_login: caller.login.clone(),
+        caller_ext: number_of(caller),
+        caller_name: caller.name.clone(),
+        callee_login: callee_login.to_string(),
+        callee_ext: callee_ext.to_string(),
+        domain: req.config.network.domain.clone(),
     }
 }
 

@@ -18,7 +18,7 @@ use officebox_store::{Direction, NewCall, unix_now};
 use tracing::{info, warn};
 
 use super::invite::{
-    failed_call, launch, log_failed, new_setup as setup, overloaded, voicemail_for,
+    failed_call, from_user, launch, log_failed, new_setup as setup, overloaded, voicemail_for,
 };
 use super::{Request, State};
 use crate::attendant::AttendantSetup;
@@ -116,18 +116,8 @@ pub(super) fn call_out(req: &Request, caller: &User, dialled: &str) -> Option<Me
     let Some((first, _)) = lines.first() else {
         return refuse(503, "Service Unavailable (no trunk is enabled)");
     };
-    let caller_ext = caller
-        .extension
-        .clone()
-        .unwrap_or_else(|| caller.login.clone());
-    let parties = Parties {
-        caller_login: caller.login.clone(),
-        caller_ext: caller_ext.clone(),
-        caller_name: caller.name.clone(),
-        callee_login: String::new(),
-        callee_ext: number.clone(),
-        domain: req.config.network.domain.clone(),
-    };
+    let parties = from_user(req, caller, "", &number);
+    let caller_ext = parties.caller_ext.clone();
     let b_call_id = format!("{}@officebox", call::token());
     let log = NewCall {
         call_id: b_call_id.clone(),
