@@ -216,6 +216,11 @@ impl Call {
                 self.ending();
             }
             Method::Invite if self.is_pending_reinvite(&branch) => {}
+            // The box has the caller (voicemail, the attendant, ringback while the call
+            // goes on): no phone to carry it to, the box answers it.
+            Method::Invite if self.boxed.is_some() && self.winner().is_none() => {
+                self.answer_reinvite_here(&m);
+            }
             Method::Invite => self.forward_reinvite(m.msg, true),
             Method::Update if matches!(self.state, State::Talking) => {
                 self.answer_update(&m, true, &a_tag);

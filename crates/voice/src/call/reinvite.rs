@@ -198,4 +198,33 @@ impl Call {
         r.body = crate::media::answer(ip, port, &n);
         self.setup.wire.send(r.to_bytes(), m.source, m.transport);
     }
+
+    /// A re-INVITE from a caller the box itself is talking to (a session refresh, say):
+    /// answered with the box's own SDP on the caller's port, in the codec agreed when the
+    /// box answered (an offer without G.711 is 488).
+    pub(super) fn answer_reinvite_here(&mut self, m: &Incoming) {
+        let Some(agreed) = self.boxed else {
+            return;
+        };
+        let n = if m.msg.body.is_empty() {
+            agreed
+        } else {
+            match crate::media::negotiate(&m.msg.body) {
+                Some(n) => n,
+                None => {
+                    let tag = self.a.tag.clone();
+                    self.reply(m, 488, "Not Acceptable Here", &tag);
+                    return;
+                }
+            }
+        };
+        let mut r = m.msg.response(200, "OK", &self.a.tag);
+        r.push(
+            "Contact",
+            format!("<sip:{}@{}>", self.setup.parties.callee_ext, self.a_local),
+        );
+        r.push("Content-Type", "application/sdp");
+        r.body = crate::media::answer(self.media.ip_a, self.media.port_a, &n);
+        self.setup.wire.send(r.to_bytes(), m.source, m.transport);
+    }
 }

@@ -1392,3 +1392,40 @@ async fn an_update_with_an_offer_is_answered_by_the_box_and_moves_that_sides_aud
     assert_eq!(call.media.peers.borrow().b, Some(addr("127.0.0.1:6100")));
     assert!(matches!(call.state, State::Talking));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reinvite_from_a_caller_the_box_holds_is_answered_by_the_box() {
+    let (mut call, wire, ok, ep) = at_the_attendant().await;
+    let caller_port = audio_port(&ok);
+    call.send_on(
+        ep,
+        &officebox_config::dialplan::Destination::Extension("102".into()),
+    )
+    .await;
+    sent(&wire);
+    // While bob's phone rings, the provider refreshes the session.
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("INVITE", 2, "z9hG4bKrefresh", &to, &sdp(4000)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(
+        lines,
+        ["200/INVITE 127.0.0.1:5062"],
+        "not carried to a ringing phone"
+    );
+    assert_eq!(audio_port(&msgs[0]), caller_port, "the box's own port");
+    assert!(msgs[0].header("contact").is_some());
+    assert!(call.state.is_ringing());
+    // Without G.711 it is refused, and the call goes on.
+    let g729 = String::from_utf8(sdp(4000))
+        .unwrap()
+        .replace("RTP/AVP 0 101", "RTP/AVP 18");
+    call.handle(from_caller(
+        "INVITE",
+        3,
+        "z9hG4bKg729",
+        &to,
+        g729.as_bytes(),
+    ));
+    assert_eq!(sent(&wire).0, ["488/INVITE 127.0.0.1:5062"]);
+    assert!(call.state.is_ringing());
+}
