@@ -122,8 +122,10 @@ pub enum Heard {
     Recorded(Vec<i16>),
 }
 
-/// The longest recording: then it stops by itself (and is handed over).
-pub const MAX_RECORDING: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The longest recording: then it stops by itself (and is handed over). Kept in memory
+/// until then (28.8 MB at 8 kHz), so calls recorded at once are limited too
+/// (`call::record`).
+pub const MAX_RECORDING: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 /// The tone both sides hear when recording starts: 1 kHz for 400 ms (20 packets).
 const TONE_FRAMES: u32 = 20;
 /// A gap in a side's audio longer than this (hold, silence suppression) is kept as

@@ -16,13 +16,16 @@ use crate::voicemail::{self, Envelope, Kind};
 
 /// The keys of a code are pressed within this of each other.
 const KEY_GAP: Duration = Duration::from_secs(3);
+/// Calls recorded at once on the box (each recording is held in memory while it is
+/// made, up to `rtp::MAX_RECORDING`).
+const MAX_RECORDINGS: u32 = 8;
 
 /// Keys pressed on each side lately, and who records the call.
 #[derive(Debug, Default)]
 pub(super) struct Keys {
     pressed: [(String, Option<Instant>); 2],
-    /// The side recording, and its user's login.
-    recorder: Option<(Side, String)>,
+    /// The side recording, its user's login, and its place among the box's recordings.
+    recorder: Option<(Side, String, super::Slot)>,
 }
 
 impl Call {
@@ -79,11 +82,15 @@ impl Call {
         };
         match &self.keys.recorder {
             None => {
+                let Some(slot) = self.setup.slots.take("recordings", MAX_RECORDINGS) else {
+                    warn!(message = "phone: too many calls are being recorded; not this one", by = %login, limit = MAX_RECORDINGS);
+                    return;
+                };
                 info!(message = "phone: recording the call", by = %login, caller = %self.setup.parties.caller_ext, callee = %self.setup.parties.callee_ext);
-                self.keys.recorder = Some((side, login));
+                self.keys.recorder = Some((side, login, slot));
                 self.media.peers.send_modify(|p| p.record = true);
             }
-            Some((s, _)) if *s == side => {
+            Some((s, ..)) if *s == side => {
                 info!(message = "phone: recording stopped", by = %login);
                 self.media.peers.send_modify(|p| p.record = false);
             }
@@ -94,7 +101,7 @@ impl Call {
     /// The mail a recording goes out in: to the user who asked for it, from the other
     /// party (the recorder is forgotten: the next code starts a new recording).
     fn recording_envelope(&mut self, rec: &super::RecordSetup) -> Option<Envelope> {
-        let (side, login) = self.keys.recorder.take()?;
+        let (side, login, _slot) = self.keys.recorder.take()?;
         let p = &self.setup.parties;
         let (name, ext) = match side {
             Side::A => (p.callee_ext.clone(), p.callee_ext.clone()),

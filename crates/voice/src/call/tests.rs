@@ -1429,3 +1429,50 @@ async fn a_reinvite_from_a_caller_the_box_holds_is_answered_by_the_box() {
     assert_eq!(sent(&wire).0, ["488/INVITE 127.0.0.1:5062"]);
     assert!(call.state.is_ringing());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_record_code_from_an_office_phone_starts_and_stops_a_recording_within_the_limit() {
+    let (setup, wire, _status) = new_setup(&[PHONE_1], false);
+    let slots: Arc<Slots> = Arc::default();
+    let setup = Setup {
+        record: Some(RecordSetup {
+            code: "*1".into(),
+            data_dir: std::env::temp_dir(),
+            db: Arc::new(std::sync::Mutex::new(
+                officebox_store::Db::open_in_memory().unwrap(),
+            )),
+            host: "officebox.office.test".into(),
+        }),
+        slots: Arc::clone(&slots),
+        ..setup
+    };
+    let (_tx, rx) = mpsc::channel(64);
+    let mut call = Call::new(setup, caller_invite(), rx).unwrap();
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 200, "bob", PHONE_1, &sdp(6000)));
+    let to = sent(&wire).1[1].header("to").unwrap().to_string();
+    let key = |call: &mut Call, n: u32, k: &str| {
+        let mut info = from_caller("INFO", n, &format!("z9hG4bKkey{n}"), &to, b"");
+        info.msg.body = format!("Signal={k}\r\n").into_bytes();
+        call.handle(info);
+    };
+    // Keys before the code do not matter; * then 1 starts it (alice is an office user).
+    key(&mut call, 2, "5");
+    key(&mut call, 3, "*");
+    assert!(!call.media.peers.borrow().record);
+    key(&mut call, 4, "1");
+    assert!(call.media.peers.borrow().record);
+    assert_eq!(slots.count("recordings"), 1);
+    // The same code again stops it (the relay then hands the recording over).
+    key(&mut call, 5, "*");
+    key(&mut call, 6, "1");
+    assert!(!call.media.peers.borrow().record);
+    // With every place on the box taken, the code does nothing.
+    // (The first recording delivered: its place is free again.)
+    call.keys = super::record::Keys::default();
+    let full: Vec<Slot> = (0..8).filter_map(|_| slots.take("recordings", 8)).collect();
+    assert_eq!(full.len(), 8);
+    key(&mut call, 7, "*");
+    key(&mut call, 8, "1");
+    assert!(!call.media.peers.borrow().record);
+}
