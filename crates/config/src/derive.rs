@@ -329,6 +329,14 @@ pub fn mail_resolvers(config: &Config) -> Vec<SocketAddr> {
     if !config.dns.use_upstream {
         return Vec::new();
     }
+    own_resolvers(config)
+}
+
+/// The DNS servers the box asks for itself: its own DNS service when it runs (it
+/// answers the company zone, and forwards the rest upstream when allowed), else the
+/// upstream servers. For the phone system's trunks: a provider's domain (RFC 3263 SRV,
+/// then addresses).
+pub fn own_resolvers(config: &Config) -> Vec<SocketAddr> {
     if config.dns.enabled {
         return bind_addresses(config, Service::Dns)
             .into_iter()

@@ -258,7 +258,7 @@ password = "{admin_hash}"
 # A line to your telephone provider (a SIP trunk); officebox registers to it:
 # [[phone.trunks]]
 # name = "main-line"
-# server = "sip.provider.example"   # its host, optionally :port
+# server = "sip.provider.example"   # its host, optionally :port (no port: its SRV records)
 # username = "4930123456"
 # password = "..."                  # kept here in clear (this file is readable by root only)
 # transport = "udp"                 # or "tcp"

@@ -928,3 +928,49 @@ fn a_provider_that_plays_early_media_then_holds_and_resumes_the_call_is_carried_
         .unwrap_or(0);
     assert!(b_to_a > 50, "{}", ob.log());
 }
+
+#[test]
+fn a_trunk_named_by_its_domain_finds_its_provider_by_srv_in_the_boxs_own_dns() {
+    require_program("kamailio", "kamailio");
+    let _serial = serial();
+    let port = free_udp_port().unwrap();
+    let mut options = ProviderOptions::new("127.0.0.2", ACCOUNT, TRUNK_PASSWORD);
+    options.port = port;
+    let kam = KamailioProvider::start_on_loopback(&options).expect("kamailio starts");
+    // The provider's domain is in the office's zone here (the box's DNS answers it with
+    // no upstream): SRV to sip.provider on the provider's port, and its address.
+    let c = TestConfig::demo().free_ports().append(&format!(
+        "[[dns.records]]\nname = \"_sip._udp.provider\"\ntype = \"SRV\"\n\
+         value = \"10 5 {port} sip.provider\"\n\n\
+         [[dns.records]]\nname = \"sip.provider\"\ntype = \"A\"\nvalue = \"127.0.0.2\"\n\n\
+         [[phone.trunks]]\nname = \"main\"\nserver = \"provider.office.test\"\n\
+         username = \"{ACCOUNT}\"\npassword = \"{TRUNK_PASSWORD}\"\n"
+    ));
+    let ob = Officebox::start(bin(), &c.text()).expect("officebox starts");
+    let cli = || {
+        let out = Command::new(bin())
+            .args(["phone", "trunks", "--config"])
+            .arg(ob.config_path())
+            .current_dir(ob.dir())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let registered = wait_until(Duration::from_secs(15), || {
+        cli()
+            .lines()
+            .any(|l| l.starts_with("main ") && l.contains("registered"))
+    });
+    assert!(registered, "{}\n{}\n{}", cli(), ob.log(), kam.log());
+    // The provider was found where the SRV record says (its port, the target's address).
+    let ok = wait_until(Duration::from_secs(5), || {
+        ob.log().contains("phone: trunk registered")
+    });
+    let line = cli();
+    eprintln!("{line}");
+    assert!(
+        ok && line.contains("provider.office.test"),
+        "{line}\n{}",
+        ob.log()
+    );
+}

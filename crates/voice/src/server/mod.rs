@@ -200,6 +200,7 @@ pub async fn serve(
         inbox: Arc::clone(&state.trunks),
         status: trunk_status,
         providers: Arc::clone(&state.providers),
+        dns: Arc::new(Mutex::new(officebox_config::derive::own_resolvers(&config))),
     };
     let trunks_stop = CancellationToken::new();
     let trunks = tokio::spawn(crate::trunk::run(

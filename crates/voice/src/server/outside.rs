@@ -136,12 +136,13 @@ pub(super) fn call_out(req: &Request, caller: &User, dialled: &str) -> Option<Me
         no_answer: OUTSIDE_RING,
         ..setup
     };
+    let dns = officebox_config::derive::own_resolvers(req.config);
     launch(req, status_rx, async move {
-        // Each trunk's provider is looked up now (a host name); one that cannot be found
-        // is passed over like one that failed.
+        // Each trunk's provider is looked up now (a domain: RFC 3263); one that cannot be
+        // found is passed over like one that failed.
         let mut found = Vec::new();
         for (t, mut line) in lines {
-            match trunk::address(&t).await {
+            match trunk::address(&t, &dns).await {
                 Ok(addr) => {
                     line.peer = addr;
                     found.push(line);

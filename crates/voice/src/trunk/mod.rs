@@ -18,6 +18,7 @@
 //! - [`timing`]: when to refresh, how long to back off.
 
 pub mod auth;
+pub mod locate;
 mod register;
 pub mod timing;
 
@@ -145,6 +146,8 @@ pub struct Context {
     pub status: Arc<dyn StatusSink>,
     /// Where each trunk's provider was last found (the server takes its calls).
     pub providers: Arc<Providers>,
+    /// The DNS servers a provider's domain is asked of (the config's, kept current).
+    pub dns: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -220,6 +223,8 @@ fn registers(t: &Trunk) -> bool {
 
 /// Brings the running clients in line with `config`.
 async fn apply(config: &Config, ctx: &Context, running: &mut HashMap<String, Running>) {
+    *ctx.dns.lock().unwrap_or_else(PoisonError::into_inner) =
+        officebox_config::derive::own_resolvers(config);
     let trunks = &config.phone.trunks;
     // Stop what a reload removed or changed (all at once), and wait for their un-REGISTER:
     // a changed trunk registers again only after, so the two cannot cross.
@@ -339,24 +344,13 @@ pub fn domain(trunk: &Trunk) -> String {
     }
 }
 
-/// Where requests to the provider go: the outbound proxy, else the server (port 5060
-/// unless given); a host name is looked up (IPv4 first).
-pub async fn address(trunk: &Trunk) -> Result<SocketAddr, String> {
+/// Where trunk `t`'s requests go: its outbound proxy if it has one, else its server;
+/// a domain without a port by its SRV records (RFC 3263), each asked of `dns` (the box's
+/// own DNS, `derive::own_resolvers`).
+pub async fn address(trunk: &Trunk, dns: &[SocketAddr]) -> Result<SocketAddr, String> {
     let target = trunk.outbound_proxy.as_deref().unwrap_or(&trunk.server);
     let (host, port) = split_host_port(target);
-    let port = port.unwrap_or(5060);
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let found = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("cannot find the address of {host}: {e}"))?;
-    let all: Vec<SocketAddr> = found.collect();
-    all.iter()
-        .find(|a| a.is_ipv4())
-        .or(all.first())
-        .copied()
-        .ok_or_else(|| format!("{host} has no address"))
+    locate::locate(host, port, transport(trunk), dns).await
 }
 
 /// Where trunk `t`'s provider is reached, without looking anything up: its address as

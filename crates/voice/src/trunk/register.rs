@@ -132,7 +132,13 @@ impl Client {
     /// Where requests go (see [`super::address`]); the server learns where the provider
     /// is, to know its calls.
     async fn destination(&self) -> Result<SocketAddr, Failure> {
-        let to = super::address(&self.trunk)
+        let dns = self
+            .ctx
+            .dns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let to = super::address(&self.trunk, &dns)
             .await
             .map_err(Failure::network)?;
         self.ctx.providers.found(&self.trunk.name, to.ip());

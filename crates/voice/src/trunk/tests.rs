@@ -98,6 +98,7 @@ impl Provider {
             inbox: Arc::clone(&inbox),
             status: Arc::clone(&status) as Arc<dyn StatusSink>,
             providers: Arc::default(),
+            dns: Arc::default(),
         };
         let provider = Provider {
             sent: rx,
