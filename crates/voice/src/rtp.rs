@@ -275,7 +275,10 @@ pub async fn relay(
                     latched_b = None;
                 }
                 match (new.record, recording.take()) {
-                    (true, None) => recording = Some(Recording::new()),
+                    // Only a change to "record" starts one (not a new address while the
+                    // flag is still up after a recording ended at its limit).
+                    (true, None) if !current.record => recording = Some(Recording::new()),
+                    (true, None) => {}
                     (true, Some(r)) => recording = Some(r),
                     (false, Some(r)) => tell(Heard::Recorded(r.mix)),
                     (false, None) => {}

@@ -470,6 +470,9 @@ impl Call {
                 continue;
             }
             f.state = ForkState::Cancelled;
+            // A ring group's outside line gives its trunk's place back at once: the next
+            // stage may need it.
+            f.slot = None;
             let (uri, fork_branch, peer, cseq) = (f.uri.clone(), f.branch.clone(), f.peer, f.cseq);
             let line = f.line.clone();
             let mut c = self.b_request_as(
@@ -603,6 +606,7 @@ impl Call {
                 self.send(bye.to_bytes(), from);
                 if let Some(f) = self.forks.get_mut(i) {
                     f.state = ForkState::HungUp;
+                    f.slot = None;
                 }
             }
             return;

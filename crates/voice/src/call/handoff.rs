@@ -174,6 +174,7 @@ impl Call {
             }
             Answering::Attendant(a) => {
                 self.disposition = Disposition::Attendant;
+                self.attendant_passes += 1;
                 tokio::spawn(async move {
                     let choice = tokio::select! {
                         () = stop.cancelled() => None,

@@ -225,6 +225,9 @@ impl Call {
             Method::Update if matches!(self.state, State::Talking) => {
                 self.answer_update(&m, true, &a_tag);
             }
+            Method::Update if self.boxed.is_some() && self.winner().is_none() => {
+                self.answer_reinvite_here(&m);
+            }
             _ => {
                 // INFO, UPDATE, OPTIONS, PRACK, NOTIFY in the dialog: acknowledged here.
                 self.reply(&m, 200, "OK", &a_tag);

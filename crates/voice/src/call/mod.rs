@@ -505,6 +505,12 @@ struct Call {
     a_digits: mpsc::UnboundedSender<char>,
     /// Keys pressed on each side in the call, and the recording ([`record`]).
     keys: record::Keys,
+    /// Times an attendant has answered this call (a caller who never presses a key, or
+    /// is gone without a BYE, must not go round an attendant for ever).
+    attendant_passes: u32,
+    /// Where the caller said its audio now goes, in a re-INVITE or UPDATE the box
+    /// answered itself (the relay starts from there when the call is joined).
+    a_moved: Option<SocketAddr>,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -711,6 +717,8 @@ impl Call {
             held: None,
             a_digits: mpsc::unbounded_channel().0,
             keys: record::Keys::default(),
+            attendant_passes: 0,
+            a_moved: None,
         })
     }
 
@@ -779,6 +787,11 @@ impl Call {
     fn ending(&mut self) {
         self.state = State::Ending;
         self.status("ending");
+        // Ringback for a caller the box holds stops with the call (its port is given
+        // back when the task ends).
+        if let Some(held) = self.held.take() {
+            held.abandon();
+        }
     }
 }
 

@@ -34,6 +34,8 @@ impl Call {
         match h {
             Heard::Key(side, key) => self.key(side, key),
             Heard::Recorded(samples) => {
+                // Over (the code again, or the length limit): the next code starts anew.
+                self.media.peers.send_modify(|p| p.record = false);
                 let Some(rec) = self.setup.record.clone() else {
                     return;
                 };

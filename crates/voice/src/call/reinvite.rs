@@ -199,25 +199,35 @@ impl Call {
         self.setup.wire.send(r.to_bytes(), m.source, m.transport);
     }
 
-    /// A re-INVITE from a caller the box itself is talking to (a session refresh, say):
-    /// answered with the box's own SDP on the caller's port, in the codec agreed when the
-    /// box answered (an offer without G.711 is 488).
+    /// A re-INVITE or UPDATE from a caller the box itself is talking to (a session
+    /// refresh, say): answered with the box's own SDP on the caller's port, in the codec
+    /// agreed when the box answered (an offer without it is 488: the box's endpoint
+    /// keeps to it). A new address is kept for when the call is joined.
     pub(super) fn answer_reinvite_here(&mut self, m: &Incoming) {
         let Some(agreed) = self.boxed else {
             return;
         };
-        let n = if m.msg.body.is_empty() {
-            agreed
-        } else {
-            match crate::media::negotiate(&m.msg.body) {
-                Some(n) => n,
-                None => {
-                    let tag = self.a.tag.clone();
-                    self.reply(m, 488, "Not Acceptable Here", &tag);
-                    return;
-                }
-            }
-        };
+        let mut n = agreed;
+        if !m.msg.body.is_empty() {
+            let offered = crate::media::negotiate(&m.msg.body);
+            let keeps_law = sdp::audio(&m.msg.body).is_some()
+                && std::str::from_utf8(&m.msg.body).is_ok_and(|t| {
+                    t.lines()
+                        .find(|l| l.starts_with("m=audio "))
+                        .is_some_and(|l| {
+                            l.split_whitespace()
+                                .skip(3)
+                                .any(|pt| pt == agreed.law.payload_type().to_string())
+                        })
+                });
+            let Some(offered) = offered.filter(|_| keeps_law) else {
+                let tag = self.a.tag.clone();
+                self.reply(m, 488, "Not Acceptable Here", &tag);
+                return;
+            };
+            n.events = offered.events;
+            self.a_moved = sdp::audio(&m.msg.body).map(|a| a.addr);
+        }
         let mut r = m.msg.response(200, "OK", &self.a.tag);
         r.push(
             "Contact",

@@ -1175,8 +1175,32 @@ impl Router for FakeRouter {
                 ext: "102".into(),
                 voicemail: None,
             },
+            officebox_config::dialplan::Destination::Attendant(_) => Routed::Ring {
+                callee: Callee::Attendant(Box::new(attendant_setup())),
+                login: String::new(),
+                ext: "main".into(),
+                voicemail: None,
+            },
             _ => Routed::Refused(404),
         }
+    }
+}
+
+/// The attendant "main": key 1 rings 102.
+fn attendant_setup() -> crate::attendant::AttendantSetup {
+    use officebox_config::dialplan::{Attendant, Destination, Greeting};
+    crate::attendant::AttendantSetup {
+        attendant: Attendant {
+            name: "main".into(),
+            greeting: Greeting::File("no-such-greeting.wav".into()),
+            keys: vec![('1', Destination::Extension("102".into()))],
+            dial_by_extension: false,
+            timeout: Duration::from_secs(5),
+            no_input: Destination::Attendant("main".into()),
+            invalid: Destination::Hangup,
+        },
+        extensions: Vec::new(),
+        data_dir: std::env::temp_dir(),
     }
 }
 
@@ -1184,22 +1208,9 @@ impl Router for FakeRouter {
 /// attendant's own dialog stopped at once, and its endpoint handed back for
 /// [`Call::send_on`].
 async fn at_the_attendant() -> (Call, Arc<FakeWire>, Message, crate::media::Endpoint) {
-    use officebox_config::dialplan::{Attendant, Destination, Greeting};
     let (setup, wire, _status, _log) = new_logged_setup(&[], false);
     let setup = Setup {
-        callee: Callee::Attendant(Box::new(crate::attendant::AttendantSetup {
-            attendant: Attendant {
-                name: "main".into(),
-                greeting: Greeting::File("no-such-greeting.wav".into()),
-                keys: vec![('1', Destination::Extension("102".into()))],
-                dial_by_extension: false,
-                timeout: Duration::from_secs(5),
-                no_input: Destination::Hangup,
-                invalid: Destination::Hangup,
-            },
-            extensions: Vec::new(),
-            data_dir: std::env::temp_dir(),
-        })),
+        callee: Callee::Attendant(Box::new(attendant_setup())),
         router: Some(Arc::new(FakeRouter)),
         ..setup
     };
@@ -1475,4 +1486,78 @@ async fn the_record_code_from_an_office_phone_starts_and_stops_a_recording_withi
     key(&mut call, 7, "*");
     key(&mut call, 8, "1");
     assert!(!call.media.peers.borrow().record);
+}
+
+/// The attendant's own task, stopped at once: its endpoint back, as if nothing was chosen.
+async fn stop_attendant(call: &mut Call) -> crate::media::Endpoint {
+    let State::Voicemail(rec) = std::mem::replace(&mut call.state, State::Ending) else {
+        panic!("the attendant does not play");
+    };
+    rec.hangup.cancel();
+    let Ok(handoff::MediaJob::Attendant { endpoint, .. }) = rec.task.await else {
+        panic!("no endpoint back");
+    };
+    *endpoint
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_who_never_chooses_goes_round_the_attendant_a_few_times_then_is_let_go() {
+    let main = officebox_config::dialplan::Destination::Attendant("main".into());
+    let (mut call, wire, _ok, mut ep) = at_the_attendant().await;
+    for pass in 2..=4 {
+        call.send_on(ep, &main).await;
+        assert_eq!(call.attendant_passes, pass);
+        assert!(sent(&wire).0.is_empty(), "the same attendant again");
+        ep = stop_attendant(&mut call).await;
+    }
+    call.send_on(ep, &main).await;
+    assert_eq!(sent(&wire).0, ["BYE 127.0.0.1:5062"]);
+    assert!(matches!(call.state, State::Ending));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_moved_its_audio_while_held_is_joined_at_its_new_address() {
+    let (mut call, wire, ok, ep) = at_the_attendant().await;
+    call.send_on(
+        ep,
+        &officebox_config::dialplan::Destination::Extension("102".into()),
+    )
+    .await;
+    let invite = sent(&wire).1.remove(0);
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("INVITE", 2, "z9hG4bKmove", &to, &sdp(4100)));
+    assert_eq!(sent(&wire).0, ["200/INVITE 127.0.0.1:5062"]);
+    call.handle(answer(&invite, 200, "bob", PHONE_1, &sdp(6000)));
+    call.join().await;
+    assert_eq!(call.media.peers.borrow().a, Some(addr("127.0.0.1:4100")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_members_outside_line_gives_its_trunk_place_back_when_a_phone_wins() {
+    let (setup, wire, _status, _log) = new_logged_setup(&[], false);
+    let slots: Arc<Slots> = Arc::default();
+    let setup = Setup {
+        callee: Callee::Group(vec![Stage {
+            phones: vec![("bob".into(), binding(PHONE_1))],
+            outside: vec![vec![outside_line("main", PROVIDER, None, 1)]],
+            ring: Duration::from_secs(20),
+        }]),
+        slots: Arc::clone(&slots),
+        ..setup
+    };
+    let (_tx, rx) = mpsc::channel(64);
+    let mut call = Call::new(setup, caller_invite(), rx).unwrap();
+    let invites = started(&mut call, &wire);
+    assert_eq!(slots.count("trunk:main"), 1);
+    call.handle(answer(&invites[0], 200, "bob", PHONE_1, &sdp(6000)));
+    let lines = sent(&wire).0;
+    assert!(
+        lines.contains(&"CANCEL 198.51.100.1:5060".to_string()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        slots.count("trunk:main"),
+        0,
+        "the cancelled line's place is free"
+    );
 }

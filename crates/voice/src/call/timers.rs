@@ -123,6 +123,7 @@ impl Call {
                         .find(|f| f.branch == branch && f.is_pending())
                     {
                         f.state = super::fork::ForkState::Failed(408);
+                        f.slot = None;
                         self.fork_failed(408, "Request Timeout");
                     }
                 }
@@ -140,6 +141,7 @@ impl Call {
             if let Some(f) = self.forks.iter_mut().find(|f| f.branch == branch) {
                 f.silent_until = None;
                 f.state = super::fork::ForkState::Failed(408);
+                f.slot = None;
             }
             self.fork_failed(408, "Request Timeout (the provider did not answer)");
         }

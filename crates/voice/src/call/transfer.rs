@@ -21,6 +21,10 @@ use crate::rtp::{self, Lease, Peers};
 use crate::sip::Method;
 use crate::voicemail;
 
+/// Times an attendant answers one call at most (its own no-input or invalid destination,
+/// or a key, leading back to it).
+const MAX_ATTENDANT_PASSES: u32 = 4;
+
 /// The caller on hold with ringback, and leg B's port, while leg B rings.
 #[derive(Debug)]
 pub(super) struct Held {
@@ -30,6 +34,11 @@ pub(super) struct Held {
 }
 
 impl Held {
+    /// Stops the ringback; the endpoint and both ports are given back as its task ends.
+    pub(super) fn abandon(self) {
+        self.stop.cancel();
+    }
+
     /// Stops the ringback: the caller's endpoint back (leg B's port is given up).
     pub(super) async fn release(self) -> Option<Endpoint> {
         self.stop.cancel();
@@ -65,6 +74,13 @@ impl Call {
         self.setup.voicemail = voicemail;
         self.b_to = format!("<sip:{ext}@{}>", self.setup.parties.domain);
         if let Callee::Attendant(a) = callee {
+            if self.attendant_passes >= MAX_ATTENDANT_PASSES {
+                info!(message = "phone: the attendant gives up on a caller who chooses nothing", caller = %self.setup.parties.caller_ext);
+                ep.play(&voicemail::prompt(voicemail::prompts::GOODBYE), false)
+                    .await;
+                self.hang_up_boxed();
+                return;
+            }
             self.setup.callee = Callee::Attendant(a.clone());
             self.status("attendant");
             self.play_to_a(ep, Answering::Attendant(a));
@@ -123,7 +139,8 @@ impl Call {
             self.hang_up_boxed();
             return;
         };
-        let a = ep.remote();
+        // Where the caller last said its audio goes, else where it came from.
+        let a = self.a_moved.or(ep.remote());
         let Some(lease_a) = ep.into_lease() else {
             self.bye_b();
             self.hang_up_boxed();
