@@ -506,6 +506,9 @@ pub struct Trunk {
     pub codecs: Vec<String>,
     /// How the provider is told who calls.
     pub identity: TrunkIdentity,
+    /// Over TLS: a PEM file of the CA (or the certificate itself) the provider's
+    /// certificate is checked against, besides the system's trusted roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Where a call to a trunk's provider carries the caller ID.
@@ -545,6 +548,8 @@ impl TrunkKind {
 pub enum TrunkTransport {
     Udp,
     Tcp,
+    /// TLS over TCP (port 5061 unless given), the provider's certificate checked.
+    Tls,
 }
 
 impl TrunkTransport {
@@ -553,6 +558,7 @@ impl TrunkTransport {
         match self {
             TrunkTransport::Udp => "udp",
             TrunkTransport::Tcp => "tcp",
+            TrunkTransport::Tls => "tls",
         }
     }
 }

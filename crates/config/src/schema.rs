@@ -867,7 +867,7 @@ pub const TRUNK_KINDS: &[(&str, &str)] = &[
 ];
 
 /// How SIP travels to a provider.
-pub const TRUNK_TRANSPORTS: &[(&str, &str)] = &[("udp", "UDP"), ("tcp", "TCP")];
+pub const TRUNK_TRANSPORTS: &[(&str, &str)] = &[("udp", "UDP"), ("tcp", "TCP"), ("tls", "TLS")];
 pub const TRUNK_IDENTITIES: &[(&str, &str)] = &[
     ("pai", "The caller ID in From and P-Asserted-Identity"),
     ("from", "The caller ID in From only"),
@@ -963,6 +963,13 @@ pub const TRUNK_MAX_CALLS: Setting = s(
     Default::Int(0),
     "Calls at once",
     "How many calls this line carries at once; 0: no limit.",
+);
+pub const TRUNK_CA_FILE: Setting = s(
+    "phone.trunks[].ca_file",
+    Kind::Text,
+    Default::None,
+    "Trusted certificate (TLS)",
+    "Over TLS: a PEM file of the CA that signed the provider's certificate, when the box does not trust it already.",
 );
 pub const TRUNK_IDENTITY: Setting = s(
     "phone.trunks[].identity",
@@ -1408,6 +1415,7 @@ pub const SETTINGS: &[&Setting] = &[
     &TRUNK_ADDRESSES,
     &TRUNK_MAX_CALLS,
     &TRUNK_IDENTITY,
+    &TRUNK_CA_FILE,
     &TRUNK_CODECS,
     &WEB_ENABLED,
     &ADMIN_PORT,

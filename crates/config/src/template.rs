@@ -261,7 +261,7 @@ password = "{admin_hash}"
 # server = "sip.provider.example"   # its host, optionally :port (no port: its SRV records)
 # username = "4930123456"
 # password = "..."                  # kept here in clear (this file is readable by root only)
-# transport = "udp"                 # or "tcp"
+# transport = "udp"                 # or "tcp", or "tls" (port 5061; ca_file = "..." for a private CA)
 # expires = "1h"
 # A provider that knows the box by its address instead:
 # [[phone.trunks]]

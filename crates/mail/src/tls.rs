@@ -3,7 +3,6 @@
 //! hashes.
 
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -11,7 +10,6 @@ use officebox_config::Config;
 use officebox_secrets::login::Checked;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -20,9 +18,6 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 pub fn acceptor(config: &Config) -> io::Result<TlsAcceptor> {
     officebox_secrets::tls::acceptor(config)
 }
-
-/// Where Debian keeps the trusted roots (package ca-certificates).
-const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// TLS to other mail servers over STARTTLS: encrypted whenever they offer it, whatever
 /// their certificate says (opportunistic TLS, RFC 7435; most servers on port 25 have
@@ -38,38 +33,8 @@ pub fn opportunistic_connector() -> io::Result<TlsConnector> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// TLS that checks the server's certificate against the system's roots plus `extra_ca`
-/// (a PEM file), for logging in to an ISP's mailbox: a password is sent.
-pub fn verifying_connector(extra_ca: Option<&Path>) -> io::Result<TlsConnector> {
-    let mut roots = rustls::RootCertStore::empty();
-    let mut files: Vec<&Path> = Vec::new();
-    if Path::new(SYSTEM_ROOTS).exists() {
-        files.push(Path::new(SYSTEM_ROOTS));
-    }
-    files.extend(extra_ca);
-    for file in files {
-        let certs = CertificateDer::pem_file_iter(file)
-            .map_err(|e| io::Error::other(format!("{}: {e}", file.display())))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| io::Error::other(format!("{}: {e}", file.display())))?;
-            // One odd certificate in the system bundle must not stop the rest.
-            let _ = roots.add(cert);
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-/// The name to present and check in a TLS handshake with `host`.
-pub fn server_name(host: &str) -> io::Result<ServerName<'static>> {
-    ServerName::try_from(host.to_string())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))
-}
+/// TLS that checks the server's certificate (see `officebox_secrets::tls`).
+pub use officebox_secrets::tls::{server_name, verifying_connector};
 
 /// Accepts any certificate, still checking the handshake signatures.
 #[derive(Debug)]

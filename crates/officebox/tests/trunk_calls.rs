@@ -974,3 +974,110 @@ fn a_trunk_named_by_its_domain_finds_its_provider_by_srv_in_the_boxs_own_dns() {
         ob.log()
     );
 }
+
+#[test]
+fn a_trunk_over_tls_checks_the_providers_certificate_registers_and_carries_a_call() {
+    require_program("baresip", "baresip");
+    require_program("kamailio", "kamailio");
+    let _serial = serial();
+    let mut options = ProviderOptions::new("127.0.0.2", ACCOUNT, TRUNK_PASSWORD);
+    options.port = free_udp_port().unwrap();
+    let tls = officebox_testkit::free_tcp_port().unwrap();
+    options.tls_port = Some(tls);
+    options.phones = vec![(OUTSIDE.into(), OUTSIDE_PASSWORD.into())];
+    let kam = KamailioProvider::start_on_loopback(&options).expect("kamailio starts");
+    let provider = SocketAddr::from(([127, 0, 0, 2], options.port));
+    // The provider's certificate is its own (self-signed, for 127.0.0.2): trusted by the
+    // trunk's CA file, and by nothing else.
+    let c = TestConfig::demo().free_ports().append(&format!(
+        "[[phone.trunks]]\nname = \"secure\"\nserver = \"127.0.0.2:{tls}\"\ntransport = \"tls\"\n\
+         ca_file = \"{}\"\nusername = \"{ACCOUNT}\"\npassword = \"{TRUNK_PASSWORD}\"\n\n\
+         [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"secure\"]\n",
+        kam.tls_cert().display()
+    ));
+    let ob = Officebox::start(bin(), &c.text()).expect("officebox starts");
+    let trunks = || {
+        let out = Command::new(bin())
+            .args(["phone", "trunks", "--config"])
+            .arg(ob.config_path())
+            .current_dir(ob.dir())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let registered = wait_until(Duration::from_secs(15), || {
+        trunks()
+            .lines()
+            .any(|l| l.starts_with("secure ") && l.contains("registered"))
+    });
+    assert!(registered, "{}\n{}\n{}", trunks(), ob.log(), kam.log());
+
+    // alice calls the outside phone over the TLS trunk.
+    let sip = SocketAddr::from((
+        [127, 0, 0, 1],
+        u16::try_from(c.int("phone.sip_port")).unwrap(),
+    ));
+    let alice = Baresip::start(
+        "alice",
+        &BaresipAccount::new("101", sip)
+            .domain("office.test")
+            .auth("alice", "demo-alice")
+            .max_call(Duration::from_secs(30)),
+    )
+    .unwrap();
+    alice.wait_registered(EVENT_TIMEOUT).unwrap();
+    let carol = Baresip::start(
+        "carol",
+        &BaresipAccount::new(OUTSIDE, provider)
+            .auth(OUTSIDE, OUTSIDE_PASSWORD)
+            .local_ip(std::net::Ipv4Addr::new(127, 0, 0, 3))
+            .auto_answer(true)
+            .max_call(Duration::from_secs(30)),
+    )
+    .unwrap();
+    carol.wait_registered(EVENT_TIMEOUT).unwrap();
+    alice.dial(&format!("9{OUTSIDE}")).unwrap();
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+        panic!("{what}: {e}\n{}\n{}", ob.log(), kam.log())
+    };
+    alice
+        .wait_for_event("CALL_ESTABLISHED", EVENT_TIMEOUT)
+        .unwrap_or_else(|e| fail("the call over TLS was not answered", &e));
+    carol
+        .wait_for_event("CALL_ESTABLISHED", EVENT_TIMEOUT)
+        .unwrap_or_else(|e| fail("carol's phone did not answer", &e));
+    sleep(Duration::from_secs(1));
+    alice.hangup().unwrap();
+    carol
+        .wait_for_event("CALL_CLOSED", EVENT_TIMEOUT)
+        .unwrap_or_else(|e| fail("the hang-up did not reach carol", &e));
+    assert!(
+        kam.log()
+            .contains(&format!("provider: call on the trunk to {OUTSIDE}")),
+        "{}",
+        kam.log()
+    );
+
+    // Without the CA file the certificate is nobody's the box trusts: no registration,
+    // and the trunk says why.
+    let untrusted = TestConfig::demo().free_ports().append(&format!(
+        "[[phone.trunks]]\nname = \"secure\"\nserver = \"127.0.0.2:{tls}\"\ntransport = \"tls\"\n\
+         username = \"{ACCOUNT}\"\npassword = \"{TRUNK_PASSWORD}\"\n"
+    ));
+    let other = Officebox::start(bin(), &untrusted.text()).expect("officebox starts");
+    let status = || {
+        let out = Command::new(bin())
+            .args(["phone", "trunks", "--config"])
+            .arg(other.config_path())
+            .current_dir(other.dir())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = wait_until(Duration::from_secs(10), || {
+        status()
+            .lines()
+            .any(|l| l.starts_with("secure ") && l.contains("failing") && l.contains("certificate"))
+    });
+    assert!(refused, "{}\n{}", status(), other.log());
+}

@@ -19,11 +19,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use officebox_config::Config;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// How long a new certificate is valid.
 pub const VALID_DAYS: u64 = 397;
@@ -294,6 +295,42 @@ pub fn acceptor(config: &Config) -> io::Result<TlsAcceptor> {
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(certificate));
     Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Where Debian keeps the trusted roots (package ca-certificates).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// TLS that checks the server's certificate against the system's roots plus `extra_ca`
+/// (a PEM file), for logging in to an ISP's mailbox: a password is sent.
+pub fn verifying_connector(extra_ca: Option<&Path>) -> io::Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut files: Vec<&Path> = Vec::new();
+    if Path::new(SYSTEM_ROOTS).exists() {
+        files.push(Path::new(SYSTEM_ROOTS));
+    }
+    files.extend(extra_ca);
+    for file in files {
+        let certs = CertificateDer::pem_file_iter(file)
+            .map_err(|e| io::Error::other(format!("{}: {e}", file.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| io::Error::other(format!("{}: {e}", file.display())))?;
+            // One odd certificate in the system bundle must not stop the rest.
+            let _ = roots.add(cert);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The name to present and check in a TLS handshake with `host`.
+pub fn server_name(host: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(host.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))
 }
 
 #[cfg(test)]

@@ -556,7 +556,7 @@ fn free_port(addr: IpAddr) -> io::Result<u16> {
 
 /// A self-signed P-256 server certificate for `isp.test`, `localhost` and `addr`, with
 /// `openssl req` (Debian package openssl).
-fn self_signed_cert(addr: IpAddr, cert: &Path, key: &Path) -> io::Result<()> {
+pub(crate) fn self_signed_cert(addr: IpAddr, cert: &Path, key: &Path) -> io::Result<()> {
     run_checked(
         Command::new("openssl")
             .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])

@@ -7,7 +7,7 @@
 //! it registered, as a provider sends its calls.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ pub struct ProviderOptions {
     /// Numbers starting with this are the trunk's DIDs: relayed to where the trunk
     /// account registered, the number kept in To.
     pub did_prefix: Option<String>,
+    /// Listen on TLS too, on this port, with a self-signed certificate for its address
+    /// ([`KamailioProvider::tls_cert`]).
+    pub tls_port: Option<u16>,
 }
 
 impl ProviderOptions {
@@ -52,18 +55,31 @@ impl ProviderOptions {
             tcp: false,
             phones: Vec::new(),
             did_prefix: None,
+            tls_port: None,
         }
     }
 
-    fn config(&self, ctl: &str) -> String {
+    fn config(&self, ctl: &str, dir: &Path) -> String {
         let (addr, port) = (&self.address, self.port);
         let mut listen = format!("listen=udp:{addr}:{port}\n");
         if self.tcp {
-            listen.push_str(&format!("listen=tcp:{addr}:{port}\ntcp_children=1\n"));
+            listen.push_str(&format!("listen=tcp:{addr}:{port}\n"));
+        }
+        let mut tls_module = String::new();
+        let mut params = String::new();
+        if let Some(tls) = self.tls_port {
+            listen.push_str(&format!("enable_tls=yes\nlisten=tls:{addr}:{tls}\n"));
+            tls_module.push_str("loadmodule \"tls.so\"\n");
+            params.push_str(&format!(
+                "modparam(\"tls\", \"config\", \"{}\")\n",
+                dir.join("tls.cfg").display()
+            ));
+        }
+        if self.tcp || self.tls_port.is_some() {
+            listen.push_str("tcp_children=1\n");
         } else {
             listen.push_str("disable_tcp=yes\n");
         }
-        let mut params = String::new();
         if let Some(a) = &self.algorithm {
             params.push_str(&format!("modparam(\"auth\", \"algorithm\", \"{a}\")\n"));
         }
@@ -111,7 +127,7 @@ auto_aliases=no
 disable_sctp=yes
 use_dns_cache=no
 
-loadmodule "tm.so"
+{tls_module}loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "maxfwd.so"
@@ -217,6 +233,11 @@ pub struct KamailioProvider {
 }
 
 impl KamailioProvider {
+    /// Its TLS certificate (self-signed, for its address), when it listens on TLS.
+    pub fn tls_cert(&self) -> PathBuf {
+        self._dir.path().join("cert.pem")
+    }
+
     /// Starts kamailio in `ns` (which has `options.address`) and waits until it listens.
     pub fn start(ns: &Netns, options: &ProviderOptions) -> io::Result<KamailioProvider> {
         Self::launch(Some(ns), options)
@@ -233,7 +254,25 @@ impl KamailioProvider {
         let dir = scratch_dir("kamailio")?;
         let ctl = dir.path().join("kamailio_ctl");
         let cfg = dir.path().join("kamailio.cfg");
-        std::fs::write(&cfg, options.config(&ctl.display().to_string()))?;
+        std::fs::write(&cfg, options.config(&ctl.display().to_string(), dir.path()))?;
+        if options.tls_port.is_some() {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let ip: std::net::IpAddr = options
+                .address
+                .parse()
+                .map_err(|_| io::Error::other("kamailio over TLS needs an IP address"))?;
+            crate::isp_pop3::self_signed_cert(ip, &cert, &key)?;
+            std::fs::write(
+                dir.path().join("tls.cfg"),
+                format!(
+                    "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                     require_certificate = no\nprivate_key = {}\ncertificate = {}\n\n\
+                     [client:default]\nverify_certificate = no\nrequire_certificate = no\n",
+                    key.display(),
+                    cert.display()
+                ),
+            )?;
+        }
         let run = dir.path().join("run");
         std::fs::create_dir_all(&run)?;
         let mut cmd = match ns {

@@ -119,6 +119,8 @@ impl std::fmt::Display for Method {
 pub enum Transport {
     Udp,
     Tcp,
+    /// TLS over TCP (to a provider's trunk).
+    Tls,
 }
 
 impl Transport {
@@ -127,15 +129,16 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 
     /// The transport stored as `text`: TCP for `tcp`, else UDP.
     pub fn from_stored(text: &str) -> Transport {
-        if text == "tcp" {
-            Transport::Tcp
-        } else {
-            Transport::Udp
+        match text {
+            "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
+            _ => Transport::Udp,
         }
     }
 
@@ -148,6 +151,35 @@ impl Transport {
 impl std::fmt::Display for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Transport {
+    /// As a Via header names it (`UDP`, `TCP`, `TLS`).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// A request we built (its top Via says UDP) as it goes over this transport: the top
+    /// Via names it (RFC 3261 section 18.2.2: the far end answers on the connection).
+    /// Responses, and anything over UDP, are left as they are.
+    pub fn stamp_via(self, bytes: Vec<u8>) -> Vec<u8> {
+        const UDP: &[u8] = b"Via: SIP/2.0/UDP ";
+        if self == Transport::Udp || bytes.starts_with(b"SIP/2.0 ") {
+            return bytes;
+        }
+        let Some(at) = bytes.windows(UDP.len()).position(|w| w == UDP) else {
+            return bytes;
+        };
+        let mut out = Vec::with_capacity(bytes.len());
+        out.extend_from_slice(bytes.get(..at).unwrap_or_default());
+        out.extend_from_slice(format!("Via: SIP/2.0/{} ", self.via_name()).as_bytes());
+        out.extend_from_slice(bytes.get(at + UDP.len()..).unwrap_or_default());
+        out
     }
 }
 
@@ -758,5 +790,24 @@ mod tests {
             frame_len(huge.as_bytes()),
             Err(ParseError::TooLarge)
         ));
+    }
+
+    #[test]
+    fn a_request_on_a_connection_names_its_transport_in_the_top_via() {
+        let req = b"BYE sip:x@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKa\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKb\r\n\r\n".to_vec();
+        let tls = String::from_utf8(Transport::Tls.stamp_via(req.clone())).unwrap();
+        assert!(
+            tls.contains(
+                "Via: SIP/2.0/TLS 10.0.0.2:5060;branch=z9hG4bKa\r\nVia: SIP/2.0/UDP 10.0.0.9"
+            ),
+            "{tls}"
+        );
+        assert_eq!(Transport::Udp.stamp_via(req.clone()), req);
+        // A response keeps the Vias it was asked with.
+        let resp =
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKa\r\n\r\n".to_vec();
+        assert_eq!(Transport::Tcp.stamp_via(resp.clone()), resp);
+        assert_eq!(Transport::from_stored("tls"), Transport::Tls);
+        assert_eq!(Transport::Tls.via_name(), "TLS");
     }
 }

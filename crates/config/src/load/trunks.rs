@@ -53,11 +53,11 @@ impl Loader<'_, '_> {
             let transport = t.parsed(
                 self.sink,
                 "transport",
-                "use \"udp\" or \"tcp\"",
+                "use \"udp\", \"tcp\" or \"tls\"",
                 |s| match s.to_ascii_lowercase().as_str() {
                     "udp" => Ok(TrunkTransport::Udp),
                     "tcp" => Ok(TrunkTransport::Tcp),
-                    "tls" => Err("TLS to a provider is not supported yet".to_string()),
+                    "tls" => Ok(TrunkTransport::Tls),
                     _ => Err(format!("unknown transport `{s}`")),
                 },
             );
@@ -72,6 +72,9 @@ impl Loader<'_, '_> {
                     _ => Err(format!("unknown caller ID style `{s}`")),
                 },
             );
+            let ca_file = t
+                .string(self.sink, "ca_file")
+                .map(|c| std::path::PathBuf::from(c.value));
             let expires = self.duration(&mut t, &schema::TRUNK_EXPIRES);
             let addresses_path = t.path_of("addresses");
             let raw_addresses = t.string_list(self.sink, "addresses");
@@ -194,6 +197,7 @@ impl Loader<'_, '_> {
                 max_calls,
                 codecs,
                 identity: identity.map(|i| i.value).unwrap_or_default(),
+                ca_file,
             });
         }
         out
@@ -367,7 +371,7 @@ enabled = false
              [[phone.trunks]]\nname = \"b\"\nserver = \"x.example\"\n\
              [[phone.trunks]]\nname = \"c\"\nkind = \"ip\"\nserver = \"x.example\"\n\
              [[phone.trunks]]\nname = \"c\"\nkind = \"ip\"\nserver = \"x.example\"\naddresses = [\"203.0.113.5\"]\n\
-             transport = \"tls\"\nexpires = \"30s\"\n",
+             transport = \"sctp\"\nexpires = \"30s\"\n",
         )
         .unwrap_err();
         for wanted in [
@@ -376,7 +380,7 @@ enabled = false
             "phone.trunks[1].password: this setting is required but missing",
             "phone.trunks[2].addresses: this setting is required but missing",
             "phone.trunks[3].name: there is already a trunk named `c`",
-            "phone.trunks[3].transport: TLS to a provider is not supported yet",
+            "phone.trunks[3].transport: unknown transport `sctp`",
             "phone.trunks[3].expires: 30s is too short",
         ] {
             assert!(e.contains(wanted), "{wanted} not in:\n{e}");

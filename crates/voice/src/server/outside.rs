@@ -698,6 +698,7 @@ mod tests {
             max_calls: 0,
             codecs: vec!["PCMA".into()],
             identity,
+            ca_file: None,
         }
     }
 

@@ -101,10 +101,11 @@ impl ServerWire {
 
 impl Wire for ServerWire {
     fn send(&self, bytes: Vec<u8>, to: SocketAddr, transport: Transport) {
-        if transport == Transport::Tcp {
+        if transport != Transport::Udp {
             let tcp = self.tcp.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(w) = tcp.get(&to) {
-                let _ = w.send(bytes);
+                // On the connection, the top Via of our request names its transport.
+                let _ = w.send(transport.stamp_via(bytes));
                 return;
             }
         }
@@ -309,7 +310,20 @@ async fn tcp_session(
     state: &Arc<State>,
 ) -> io::Result<()> {
     let (tx, rx) = writer_for(state, source);
-    session(stream, source, config_rx, state, (tx, rx), false).await
+    let link = Link {
+        peer: source,
+        transport: Transport::Tcp,
+        outgoing: false,
+    };
+    session(stream, link, config_rx, state, (tx, rx)).await
+}
+
+/// A connection's far end, how it is carried, and whether the box opened it.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    peer: SocketAddr,
+    transport: Transport,
+    outgoing: bool,
 }
 
 /// The channel everything for `peer`'s connection goes through, known to the wire.
@@ -334,18 +348,25 @@ fn writer_for(
 /// datagram, what is sent to `source` goes out on it. A phone's connection (incoming) is
 /// closed when idle; one the box opened to a provider (`outgoing`) is kept, since the
 /// provider sends its calls on it.
-async fn session(
-    stream: TcpStream,
-    source: SocketAddr,
+async fn session<S>(
+    stream: S,
+    link: Link,
     config_rx: watch::Receiver<Arc<Config>>,
     state: &Arc<State>,
     (tx, mut rx): (
         mpsc::UnboundedSender<Vec<u8>>,
         mpsc::UnboundedReceiver<Vec<u8>>,
     ),
-    outgoing: bool,
-) -> io::Result<()> {
-    let (mut reader, mut writer) = stream.into_split();
+) -> io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let Link {
+        peer: source,
+        transport,
+        outgoing,
+    } = link;
+    let (mut reader, mut writer) = tokio::io::split(stream);
     // Everything for this peer goes through one writer: replies, and requests from calls.
     let write = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
@@ -365,9 +386,7 @@ async fn session(
                         let message: Vec<u8> = buf.drain(..len).collect();
                         spoke |= !message.iter().all(|&b| b == b'\r' || b == b'\n');
                         let config = Arc::clone(&config_rx.borrow());
-                        if let Some(reply) =
-                            datagram(&config, state, &message, source, Transport::Tcp)
-                        {
+                        if let Some(reply) = datagram(&config, state, &message, source, transport) {
                             let _ = tx.send(reply);
                         }
                     }
@@ -479,6 +498,7 @@ impl crate::trunk::TrunkWire for TrunkSockets {
         bytes: Vec<u8>,
         to: SocketAddr,
         transport: Transport,
+        tls: Option<crate::trunk::TlsPeer>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send + '_>> {
         Box::pin(async move {
             if transport == Transport::Udp {
@@ -502,11 +522,37 @@ impl crate::trunk::TrunkWire for TrunkSockets {
             let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"))??;
+            let link = Link {
+                peer: to,
+                transport,
+                outgoing: true,
+            };
+            let (state, config_rx) = (Arc::clone(&self.state), self.config_rx.clone());
+            if transport == Transport::Tls {
+                // The provider's certificate must be for the trunk's host, signed by a
+                // root the box trusts (or the trunk's CA file).
+                let peer = tls.ok_or_else(|| io::Error::other("TLS without a peer name"))?;
+                let connector =
+                    officebox_secrets::tls::verifying_connector(peer.ca_file.as_deref())?;
+                let name = officebox_secrets::tls::server_name(&peer.name)?;
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })??;
+                let (tx, rx) = writer_for(&self.state, to);
+                let _ = tx.send(bytes);
+                tokio::spawn(async move {
+                    if let Err(error) = session(stream, link, config_rx, &state, (tx, rx)).await {
+                        debug!(message = "phone: tls connection to a provider ended", peer = %to, %error);
+                    }
+                });
+                return Ok(());
+            }
             let (tx, rx) = writer_for(&self.state, to);
             let _ = tx.send(bytes);
-            let (state, config_rx) = (Arc::clone(&self.state), self.config_rx.clone());
             tokio::spawn(async move {
-                if let Err(error) = session(stream, to, config_rx, &state, (tx, rx), true).await {
+                if let Err(error) = session(stream, link, config_rx, &state, (tx, rx)).await {
                     debug!(message = "phone: tcp connection to a provider ended", peer = %to, %error);
                 }
             });

@@ -42,16 +42,23 @@ pub async fn locate(
     transport: Transport,
     servers: &[SocketAddr],
 ) -> Result<SocketAddr, String> {
+    // SIP over TLS listens on 5061 (RFC 3261 section 19.1.2).
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port.unwrap_or(5060)));
+        return Ok(SocketAddr::new(ip, port.unwrap_or(default_port)));
     }
     if servers.is_empty() {
-        return system(host, port.unwrap_or(5060)).await;
+        return system(host, port.unwrap_or(default_port)).await;
     }
     if port.is_none() {
         let service = match transport {
             Transport::Udp => "_sip._udp",
             Transport::Tcp => "_sip._tcp",
+            Transport::Tls => "_sips._tcp",
         };
         let srv = query(servers, &format!("{service}.{host}"), rtype::SRV).await?;
         if let Some(best) = best(srv.srv) {
@@ -60,7 +67,7 @@ pub async fn locate(
         }
     }
     let ip = address(servers, host).await?;
-    Ok(SocketAddr::new(ip, port.unwrap_or(5060)))
+    Ok(SocketAddr::new(ip, port.unwrap_or(default_port)))
 }
 
 /// The SRV record to use: the lowest priority, and of those the heaviest (a box makes

@@ -52,14 +52,37 @@ pub trait TrunkWire: Send + Sync {
     /// route there, with the SIP port. Via and Contact name it.
     fn local_for(&self, to: SocketAddr, transport: Transport) -> io::Result<SocketAddr>;
 
-    /// Sends `bytes` to `to`: by UDP from the SIP socket, or on a TCP connection to it
-    /// (opened first when there is none).
+    /// Sends `bytes` to `to`: by UDP from the SIP socket, or on a TCP (or TLS, checked as
+    /// `tls` says) connection to it, opened first when there is none.
     fn send(
         &self,
         bytes: Vec<u8>,
         to: SocketAddr,
         transport: Transport,
+        tls: Option<TlsPeer>,
     ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + '_>>;
+}
+
+/// Who a TLS connection to a provider must reach: the name its certificate is checked
+/// against (the trunk's host), and a CA file trusted besides the system's roots.
+#[derive(Debug, Clone)]
+pub struct TlsPeer {
+    pub name: String,
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The TLS peer of trunk `t` (`None` unless it goes over TLS).
+pub fn tls_peer(t: &Trunk) -> Option<TlsPeer> {
+    (t.transport == officebox_config::model::TrunkTransport::Tls).then(|| {
+        let target = t.outbound_proxy.as_deref().unwrap_or(&t.server);
+        TlsPeer {
+            name: split_host_port(target)
+                .0
+                .trim_matches(['[', ']'])
+                .to_string(),
+            ca_file: t.ca_file.clone(),
+        }
+    })
 }
 
 /// Where the trunks' states go (the state database; a list in the tests). Reports are
@@ -358,7 +381,12 @@ pub async fn address(trunk: &Trunk, dns: &[SocketAddr]) -> Result<SocketAddr, St
 pub fn address_now(t: &Trunk, providers: &Providers) -> Option<SocketAddr> {
     let target = t.outbound_proxy.as_deref().unwrap_or(&t.server);
     let (host, port) = split_host_port(target);
-    let port = port.unwrap_or(5060);
+    let default_port = if t.transport == officebox_config::model::TrunkTransport::Tls {
+        5061
+    } else {
+        5060
+    };
+    let port = port.unwrap_or(default_port);
     host.parse::<IpAddr>()
         .ok()
         .or_else(|| providers.get(&t.name))
@@ -370,6 +398,7 @@ pub fn transport(trunk: &Trunk) -> Transport {
     match trunk.transport {
         officebox_config::model::TrunkTransport::Udp => Transport::Udp,
         officebox_config::model::TrunkTransport::Tcp => Transport::Tcp,
+        officebox_config::model::TrunkTransport::Tls => Transport::Tls,
     }
 }
 

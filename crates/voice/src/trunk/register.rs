@@ -156,10 +156,7 @@ impl Client {
         self.cseq = self.cseq.wrapping_add(1);
         let uri = format!("sip:{}", self.trunk.server);
         let aor = format!("<sip:{}@{}>", self.user(), self.domain());
-        let transport = match self.transport() {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        };
+        let transport = self.transport().via_name();
         let secs = expires.as_secs();
         let mut headers: Vec<(String, String)> = vec![
             (
@@ -233,7 +230,7 @@ impl Client {
         let send = |bytes: Vec<u8>| async move {
             self.ctx
                 .wire
-                .send(bytes, dest, transport)
+                .send(bytes, dest, transport, super::tls_peer(&self.trunk))
                 .await
                 .map_err(|e| Failure::network(format!("cannot reach {dest} over {transport}: {e}")))
         };
@@ -289,6 +286,7 @@ impl Client {
                 let contact = match self.transport() {
                     Transport::Udp => format!("sip:{}@{local}", self.user()),
                     Transport::Tcp => format!("sip:{}@{local};transport=tcp", self.user()),
+                    Transport::Tls => format!("sip:{}@{local};transport=tls", self.user()),
                 };
                 (dest, local, contact)
             }
@@ -552,7 +550,7 @@ pub(super) async fn run(trunk: Trunk, ctx: Context, mut stop: watch::Receiver<Op
                 let _ = client
                     .ctx
                     .wire
-                    .send(b"\r\n\r\n".to_vec(), dest, Transport::Udp)
+                    .send(b"\r\n\r\n".to_vec(), dest, Transport::Udp, None)
                     .await;
             }
         }

@@ -39,6 +39,7 @@ impl TrunkWire for FakeWire {
         bytes: Vec<u8>,
         to: SocketAddr,
         _t: Transport,
+        _tls: Option<super::TlsPeer>,
     ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + '_>> {
         if bytes == b"\r\n\r\n" {
             self.keepalives.lock().unwrap().push(Instant::now());
@@ -183,6 +184,7 @@ fn trunk() -> Trunk {
         max_calls: 0,
         codecs: vec!["PCMU".into()],
         identity: officebox_config::model::TrunkIdentity::Pai,
+        ca_file: None,
     }
 }
 
