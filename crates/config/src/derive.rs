@@ -451,8 +451,54 @@ pub fn bind_addresses(config: &Config, service: Service) -> Vec<IpAddr> {
     }
 }
 
+/// What a phone can dial besides extensions and outside numbers: each feature code, and
+/// what it does, in words for the Phones page and `officebox phone codes`.
+pub fn feature_codes(config: &Config) -> Vec<(String, String)> {
+    let phone = &config.phone;
+    let mut codes = vec![(
+        phone.voicemail_extension.clone(),
+        "your voicemail: PIN, messages, greeting (an administrator records the auto \
+         attendant's greeting with 5)"
+            .to_string(),
+    )];
+    if !phone.dial_plan.schedules.is_empty() {
+        codes.push((
+            phone.night_code.clone(),
+            "close the office now (or open it) until the office hours next change; again \
+             to undo (a BLF key on it lights while it holds)"
+                .to_string(),
+        ));
+    }
+    if !phone.record_code.is_empty() {
+        codes.push((
+            format!("{} during a call", phone.record_code),
+            "record the call into your mailbox (both sides hear a tone); again to stop".to_string(),
+        ));
+    }
+    for n in &phone.dial_plan.emergency_numbers {
+        codes.push((
+            n.clone(),
+            "emergency: goes out on the first working trunk".to_string(),
+        ));
+    }
+    codes
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_feature_codes_are_those_the_config_turns_on() {
+        let text = include_str!("../../../examples/demo.toml");
+        let c = crate::parse("demo.toml", text).unwrap();
+        let codes: Vec<String> = feature_codes(&c).into_iter().map(|(k, _)| k).collect();
+        assert!(codes.contains(&"*97".to_string()), "{codes:?}");
+        assert!(codes.contains(&"*1 during a call".to_string()), "{codes:?}");
+        assert!(codes.contains(&"911".to_string()), "{codes:?}");
+        // No office hours: no night code to offer.
+        assert!(!codes.contains(&"*30".to_string()), "{codes:?}");
+    }
+
     use super::*;
     use crate::model::Reservation;
     use crate::values::Mac;

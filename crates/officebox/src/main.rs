@@ -166,6 +166,11 @@ enum PhoneAction {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The feature codes a phone dials, and what each does.
+    Codes {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +233,9 @@ fn main() -> ExitCode {
         Command::Phone {
             action: PhoneAction::Trunks { config },
         } => phone_trunks(&config),
+        Command::Phone {
+            action: PhoneAction::Codes { config },
+        } => phone_codes(&config),
         Command::Mail { action } => match action {
             MailAction::Queue { config } => mail_cli::queue(&config),
             MailAction::Flush { config } => mail_cli::flush(&config),
@@ -365,6 +373,15 @@ fn phone_log(
             c.disposition
                 .map_or("in-progress", officebox_store::Disposition::as_str)
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `officebox phone codes`: what a phone can dial besides extensions.
+fn phone_codes(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    for (code, what) in officebox_config::derive::feature_codes(&config) {
+        println!("{code:<18} {what}");
     }
     Ok(ExitCode::SUCCESS)
 }

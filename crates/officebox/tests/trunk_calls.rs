@@ -691,6 +691,14 @@ fn the_night_code_closes_the_office_by_hand_lights_its_blf_key_and_survives_a_re
              when_open = \"extension:101\"\nwhen_closed = \"voicemail:bob\"\n",
         )
     });
+    // The night code is among the feature codes (there are office hours to change).
+    let codes = world.cli(&["phone", "codes"]);
+    assert!(
+        codes
+            .lines()
+            .any(|l| l.starts_with("*30 ") && l.contains("close the office")),
+        "{codes}"
+    );
     let dir = scratch_dir("trunk-night").unwrap();
     let (_, hello) = sentence(dir.path(), "carol", "Is anybody there?");
     let alice = world.office_phone("alice", "101", "alice", None);

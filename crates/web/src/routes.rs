@@ -497,6 +497,11 @@ mod tests {
             assert_eq!(status, StatusCode::OK, "GET {path}");
             assert_eq!(h["cache-control"], "no-store", "{path}");
         }
+        let (_, _, phones) = p.get("/phones").await;
+        assert!(
+            phones.contains("Feature codes") && phones.contains("*97"),
+            "the Phones page lists what a phone can dial"
+        );
         let (_, h, csv) = p.get("/calls.csv").await;
         assert_eq!(h["content-type"], "text/csv; charset=utf-8");
         assert!(csv.starts_with("start (UTC),from,"), "{csv}");

@@ -86,8 +86,26 @@ pub(crate) async fn render(
         @if def.path == "/routing" {
             (crate::pages::greetings::section(config, &me.csrf))
         }
+        @if def.path == "/phones" {
+            (feature_codes(config))
+        }
     };
     crate::html::page(def.title, def.path, Some(me.pair()), flash, body)
+}
+
+/// What a phone can dial besides extensions (`derive::feature_codes`).
+fn feature_codes(config: &Config) -> Markup {
+    html! {
+        h2 { "Feature codes" }
+        table {
+            thead { tr { th { "Dial" } th { "What it does" } } }
+            tbody {
+                @for (code, what) in officebox_config::derive::feature_codes(config) {
+                    tr { td { code { (code) } } td { (what) } }
+                }
+            }
+        }
+    }
 }
 
 /// One setting's field: what the form sent, else what the file says (a switch the file
