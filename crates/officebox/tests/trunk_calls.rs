@@ -143,14 +143,7 @@ impl World {
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(bin())
-            .args(args)
-            .arg("--config")
-            .arg(self.ob().config_path())
-            .current_dir(self.ob().dir())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        run_cli(self.ob(), args)
     }
 
     /// An office phone: extension `ext`, logging in as `login`.
@@ -240,6 +233,18 @@ impl World {
         phone.dial(number).unwrap();
         self.event(phone, mark, "CALL_CLOSED").param
     }
+}
+
+/// `officebox ARGS --config ...` of `ob` (its output).
+fn run_cli(ob: &Officebox, args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(ob.config_path())
+        .current_dir(ob.dir())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Speech for `who`, half a second of silence first (a phone's first packets may go
@@ -955,15 +960,7 @@ fn a_trunk_named_by_its_domain_finds_its_provider_by_srv_in_the_boxs_own_dns() {
          username = \"{ACCOUNT}\"\npassword = \"{TRUNK_PASSWORD}\"\n"
     ));
     let ob = Officebox::start(bin(), &c.text()).expect("officebox starts");
-    let cli = || {
-        let out = Command::new(bin())
-            .args(["phone", "trunks", "--config"])
-            .arg(ob.config_path())
-            .current_dir(ob.dir())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let cli = || run_cli(&ob, &["phone", "trunks"]);
     let registered = wait_until(Duration::from_secs(15), || {
         cli()
             .lines()
@@ -1004,15 +1001,7 @@ fn a_trunk_over_tls_checks_the_providers_certificate_registers_and_carries_a_cal
         kam.tls_cert().display()
     ));
     let ob = Officebox::start(bin(), &c.text()).expect("officebox starts");
-    let trunks = || {
-        let out = Command::new(bin())
-            .args(["phone", "trunks", "--config"])
-            .arg(ob.config_path())
-            .current_dir(ob.dir())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let trunks = || run_cli(&ob, &["phone", "trunks"]);
     let registered = wait_until(Duration::from_secs(15), || {
         trunks()
             .lines()
@@ -1073,15 +1062,7 @@ fn a_trunk_over_tls_checks_the_providers_certificate_registers_and_carries_a_cal
          username = \"{ACCOUNT}\"\npassword = \"{TRUNK_PASSWORD}\"\n"
     ));
     let other = Officebox::start(bin(), &untrusted.text()).expect("officebox starts");
-    let status = || {
-        let out = Command::new(bin())
-            .args(["phone", "trunks", "--config"])
-            .arg(other.config_path())
-            .current_dir(other.dir())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let status = || run_cli(&other, &["phone", "trunks"]);
     let refused = wait_until(Duration::from_secs(10), || {
         status()
             .lines()

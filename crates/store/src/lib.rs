@@ -40,6 +40,7 @@ mod maildir;
 mod phone;
 mod queue;
 mod trunk;
+pub mod wav;
 
 pub use call_log::{
     CSV_HEADER, CallEvent, CallQuery, CallRecord, Direction, Disposition, NewCall,
@@ -59,3 +60,12 @@ pub use queue::{
     notify, wants,
 };
 pub use trunk::{TrunkState, TrunkStatus};
+
+/// Where the greeting recorded for auto attendant `name` is kept (uploaded on the Phone
+/// Routing page, or recorded from a phone): it wins over the attendant's configured one.
+pub fn attendant_greeting_path(data_dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    data_dir
+        .join("attendants")
+        .join("recorded")
+        .join(format!("{name}.wav"))
+}

@@ -143,12 +143,7 @@ async fn greeting(data_dir: &Path, a: &Attendant) -> Vec<i16> {
 }
 
 /// Where the greeting recorded for attendant `name` is kept (it wins over the config's).
-pub fn recorded_path(data_dir: &Path, name: &str) -> PathBuf {
-    data_dir
-        .join("attendants")
-        .join("recorded")
-        .join(format!("{name}.wav"))
-}
+pub use officebox_store::attendant_greeting_path as recorded_path;
 
 /// Reads (or makes) an attendant's greeting, blocking.
 fn load(data_dir: &Path, a: &Attendant) -> io::Result<Vec<i16>> {

@@ -34,7 +34,8 @@ pub mod server;
 pub mod sip;
 pub mod trunk;
 pub mod voicemail;
-pub mod wav;
+/// The WAV reader and writer (kept state: in the store crate, which the pages share).
+pub use officebox_store::wav;
 
 pub use server::serve;
 

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Samples per 20 ms packet at 8 kHz.
 pub const FRAME: usize = 160;
-pub const RATE: u32 = 8000;
+pub const RATE: u32 = officebox_store::wav::RATE;
 
 /// One cycle of ringback, as the caller hears a phone ring: 440 + 480 Hz for 2 s, then
 /// 4 s of silence (the North American cadence, ITU-T E.180).

@@ -643,7 +643,7 @@ mod tests {
         let tone: Vec<i16> = (0..16000)
             .map(|i| ((i % 40) * 500 - 10000) as i16)
             .collect();
-        let wav = officebox_voice::wav::to_bytes(16000, &tone);
+        let wav = officebox_store::wav::to_bytes(16000, &tone);
         let url = format!("/attendants/main/greeting?csrf={}", p.csrf);
         // Without the CSRF token, nothing happens.
         let (status, _) = p
@@ -651,11 +651,11 @@ mod tests {
             .await;
         assert_ne!(status, StatusCode::SEE_OTHER);
         let data = p.file.parent().unwrap().join("data");
-        let kept = officebox_voice::attendant::recorded_path(&data, "main");
+        let kept = officebox_store::attendant_greeting_path(&data, "main");
         assert!(!kept.exists());
         let (status, body) = p.upload(&url, "greeting", &wav).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-        let samples = officebox_voice::wav::read_wav(&std::fs::read(&kept).unwrap()).unwrap();
+        let samples = officebox_store::wav::read_wav(&std::fs::read(&kept).unwrap()).unwrap();
         assert_eq!(samples.len(), 8000);
         let (_, _, page) = p.get("/routing").await;
         assert!(page.contains("recorded, 0:01"), "{page}");

@@ -308,24 +308,49 @@ impl Call {
         to_tag: Option<&str>,
         body: Option<&[u8]>,
     ) -> Message {
-        let mut m = self.b_request(method, uri, cseq, branch, to_tag, body);
-        let Some(l) = line else {
-            return m;
+        // Who leg B's request is from and to, and our address in it.
+        let (from, to, contact_user, local) = match line {
+            Some(l) => (
+                l.from.as_str(),
+                l.to.as_str(),
+                l.contact_user.as_str(),
+                SocketAddr::new(self.setup.wire.local_for(l.peer), self.b_local.port()),
+            ),
+            None => (
+                self.b_from.as_str(),
+                self.b_to.as_str(),
+                self.b_contact_user.as_str(),
+                self.b_local,
+            ),
         };
-        let local = SocketAddr::new(self.setup.wire.local_for(l.peer), self.b_local.port());
-        for (name, value) in &mut m.headers {
-            match name.as_str() {
-                "via" => *value = format!("SIP/2.0/UDP {local};branch={branch};rport"),
-                "from" => *value = format!("{};tag={}", l.from, self.b_from_tag),
-                "to" => {
-                    *value = match to_tag {
-                        Some(t) => format!("{};tag={t}", l.to),
-                        None => l.to.clone(),
-                    }
-                }
-                "contact" => *value = format!("<sip:{}@{local}>", l.contact_user),
-                _ => {}
-            }
+        let mut m = Message {
+            start: StartLine::Request {
+                method: method.clone(),
+                uri: uri.to_string(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        m.push("Via", format!("SIP/2.0/UDP {local};branch={branch};rport"));
+        m.push("Max-Forwards", "70");
+        m.push("From", format!("{from};tag={}", self.b_from_tag));
+        m.push(
+            "To",
+            match to_tag {
+                Some(t) => format!("{to};tag={t}"),
+                None => to.to_string(),
+            },
+        );
+        m.push("Call-ID", self.setup.b_call_id.clone());
+        m.push("CSeq", format!("{cseq} {method}"));
+        if method == Method::Invite {
+            m.push("Contact", format!("<sip:{contact_user}@{local}>"));
+            m.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
+        }
+        m.push("User-Agent", "officebox");
+        if let Some(b) = body {
+            m.push("Content-Type", "application/sdp");
+            m.body = b.to_vec();
         }
         m
     }
@@ -340,7 +365,7 @@ impl Call {
         self.send(bytes, to);
     }
 
-    /// A request in leg B's dialog (or its initial INVITE).
+    /// A request in leg B's dialog (or its initial INVITE), as the call's own.
     pub(super) fn b_request(
         &self,
         method: Method,
@@ -350,43 +375,7 @@ impl Call {
         to_tag: Option<&str>,
         body: Option<&[u8]>,
     ) -> Message {
-        let mut m = Message {
-            start: StartLine::Request {
-                method: method.clone(),
-                uri: uri.to_string(),
-            },
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
-        m.push(
-            "Via",
-            format!("SIP/2.0/UDP {};branch={branch};rport", self.b_local),
-        );
-        m.push("Max-Forwards", "70");
-        m.push("From", format!("{};tag={}", self.b_from, self.b_from_tag));
-        m.push(
-            "To",
-            match to_tag {
-                Some(t) => format!("{};tag={t}", self.b_to),
-                None => self.b_to.clone(),
-            },
-        );
-        m.push("Call-ID", self.setup.b_call_id.clone());
-        m.push("CSeq", format!("{cseq} {method}"));
-
-        if method == Method::Invite {
-            m.push(
-                "Contact",
-                format!("<sip:{}@{}>", self.b_contact_user, self.b_local),
-            );
-            m.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
-        }
-        m.push("User-Agent", "officebox");
-        if let Some(b) = body {
-            m.push("Content-Type", "application/sdp");
-            m.body = b.to_vec();
-        }
-        m
+        self.b_request_as(None, method, uri, cseq, branch, to_tag, body)
     }
 
     /// A new request in the answering phone's dialog (BYE, INFO), sent reliably; `None`

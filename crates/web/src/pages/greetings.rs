@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use officebox_config::Config;
-use officebox_voice::attendant::recorded_path;
-use officebox_voice::wav;
+use officebox_store::attendant_greeting_path as recorded_path;
+use officebox_store::wav;
 use tracing::info;
 
 use crate::app::Shared;

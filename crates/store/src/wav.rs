@@ -1,11 +1,14 @@
-//! WAV files (RIFF/WAVE, 16-bit PCM): the one reader and writer of the project. The box
+//! WAV files (RIFF/WAVE, 16-bit PCM): the one reader and writer of the project, here
+//! because the files are kept state that more than one service meets at (the phone
+//! system plays an attendant's greeting the admin pages took as an upload). The box
 //! uses it for prompts, greetings and the recordings in voicemail emails (8 kHz mono,
 //! [`read_wav`] and [`write_wav`]); the test kit uses it for whatever a test phone plays
 //! or records ([`parse`] and [`to_bytes`], any rate and channel count).
 
 use thiserror::Error;
 
-use crate::media::RATE;
+/// The phone's sample rate: every prompt, greeting and recording the box keeps.
+pub const RATE: u32 = 8000;
 
 /// Why bytes are not a WAV file this module reads.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
