@@ -537,6 +537,44 @@ fn bobs_password_line() -> &'static str {
         .expect("bob's password")
 }
 
+/// A `[[users]]` block for a new phone user, as `officebox user add` writes it (with
+/// the phone's digest secrets for `password`).
+fn user_block(login: &str, name: &str, extension: &str, password: &str) -> String {
+    let dir = scratch_dir("user-block").unwrap();
+    let config = dir.path().join("officebox.toml");
+    std::fs::write(&config, DEMO_CONFIG).unwrap();
+    let mut add = Command::new(bin())
+        .args([
+            "user",
+            "add",
+            login,
+            "--name",
+            name,
+            "--extension",
+            extension,
+        ])
+        .args(["--password-stdin", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = add.stdin.take().unwrap();
+        writeln!(stdin, "{password}").unwrap();
+    }
+    assert!(add.wait().unwrap().success(), "officebox user add {login}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let block = text
+        .split("[[users]]")
+        .find(|b| b.contains(&format!("login = \"{login}\"")))
+        .unwrap();
+    // The block ends where the next table begins.
+    let end = block.find("\n[").map_or(block.len(), |i| i + 1);
+    format!("\n[[users]]{}", &block[..end])
+}
+
 /// `login`'s messages through POP3 (Python's poplib): (subject, WAV attachment file) each.
 fn fetch_voicemails(
     pop3: u16,
@@ -781,4 +819,143 @@ fn a_user_records_a_call_with_the_record_code_and_gets_both_voices_by_mail() {
     // Both heard the tone: bob's phone got it in the middle of alice's silence.
     let heard = bob.last_recording(EVENT_TIMEOUT).unwrap().heard;
     assert!(!audio::is_silent(&heard).unwrap());
+}
+
+/// One blind transfer: `caller` calls `dialled` (`answerer` answers at once), and
+/// `transferor` (one of the two) transfers the other to carol, who answers at once. alice
+/// is in both calls and speaks late (after the transfer); carol speaks as she answers:
+/// each must hear the other.
+#[allow(clippy::too_many_arguments)]
+fn transfer_to_carol(
+    office: &Office,
+    (caller, answerer, dialled): (&Baresip, &Baresip, &str),
+    transferor: &Baresip,
+    alice: &Baresip,
+    carol: &Baresip,
+    (alice_says, alice_plays, carol_says): (&Path, &Path, &Path),
+) {
+    let (caller_mark, answerer_mark, carol_mark) = (caller.mark(), answerer.mark(), carol.mark());
+    caller.dial(dialled).unwrap();
+    let established = office.wait_event(caller, caller_mark, "CALL_ESTABLISHED");
+    office.wait_event(answerer, answerer_mark, "CALL_ESTABLISHED");
+    sleep(Duration::from_millis(500));
+    transferor
+        .command("transfer", Some("103"))
+        .unwrap_or_else(|e| office.fail("the phone could not transfer", e));
+    office.wait_event(carol, carol_mark, "CALL_ESTABLISHED");
+    // The transferor leaves (by itself, or hung up by the box after the last NOTIFY).
+    let transferor_mark = if std::ptr::eq(transferor, caller) {
+        caller_mark
+    } else {
+        answerer_mark
+    };
+    office.wait_event(transferor, transferor_mark, "CALL_CLOSED");
+    office.wait_listing("calls", "alice talking to carol", |l| {
+        l.contains(": talking") && l.contains("103") && l.lines().count() == 1
+    });
+    let until = established.received + Duration::from_secs_f64(seconds(alice_plays) + 1.0);
+    sleep(until.saturating_duration_since(Instant::now()));
+    let (alice_mark, carol_mark) = (alice.mark(), carol.mark());
+    alice.hangup().unwrap();
+    office.wait_event(alice, alice_mark, "CALL_CLOSED");
+    office.wait_event(carol, carol_mark, "CALL_CLOSED");
+    office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+    let alice_heard = alice.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let carol_heard = carol.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    for (who, said, heard) in [
+        ("alice", carol_says, &alice_heard),
+        ("carol", alice_says, &carol_heard),
+    ] {
+        let m = audio::compare(said, heard).unwrap();
+        eprintln!(
+            "{who} heard the other after the transfer: similarity {:.4} at {:.2} s ({})",
+            m.score,
+            m.lag_seconds,
+            heard.display()
+        );
+        assert!(
+            m.score > SIMILAR,
+            "{who} did not hear the other after the transfer: {m:?} ({})\n{}",
+            heard.display(),
+            office.ob.log()
+        );
+    }
+}
+
+#[test]
+fn blind_transfers_by_the_callee_and_by_the_caller_put_the_other_party_through() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-transfer").unwrap();
+    let (alice_says, carol_says) = (
+        dir.path().join("alice-says.wav"),
+        dir.path().join("carol-says.wav"),
+    );
+    audio::speak_wav(
+        &alice_says,
+        "Alice asks for the March invoice to be sent again.",
+    )
+    .unwrap();
+    audio::speak_wav(
+        &carol_says,
+        "Carol in accounts sends it again this afternoon.",
+    )
+    .unwrap();
+    // alice speaks once she is through to carol (the transfer takes a few seconds at
+    // most); carol as soon as she answers.
+    let (alice_plays, carol_plays, silence) = (
+        dir.path().join("alice.wav"),
+        dir.path().join("carol.wav"),
+        dir.path().join("silence.wav"),
+    );
+    padded(&alice_says, &alice_plays, 6.0, 1.0);
+    padded(&carol_says, &carol_plays, 1.0, 0.0);
+    audio::make_silence_wav(&silence, 20.0).unwrap();
+
+    let c = TestConfig::demo().free_ports().append(&user_block(
+        "carol",
+        "Carol Example",
+        "103",
+        "demo-carol",
+    ));
+    let office = Office::start(&c);
+    let alice = Baresip::start(
+        "alice",
+        &office
+            .account("101", "alice", "demo-alice")
+            .auto_answer(true)
+            .play(&alice_plays),
+    )
+    .unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office
+            .account("102", "bob", "demo-bob")
+            .auto_answer(true)
+            .play(&silence),
+    )
+    .unwrap();
+    let carol = Baresip::start(
+        "carol",
+        &office
+            .account("103", "carol", "demo-carol")
+            .auto_answer(true)
+            .play(&carol_plays),
+    )
+    .unwrap();
+    for phone in [&alice, &bob, &carol] {
+        office.wait_registered(phone);
+    }
+    let files = (
+        alice_says.as_path(),
+        alice_plays.as_path(),
+        carol_says.as_path(),
+    );
+    // The callee transfers: alice calls bob, bob puts her through to carol.
+    transfer_to_carol(&office, (&alice, &bob, "102"), &bob, &alice, &carol, files);
+    // The caller transfers: bob calls alice, and puts her through to carol (alice's
+    // dialog, where the box was the caller, becomes the call's first leg).
+    transfer_to_carol(&office, (&bob, &alice, "101"), &bob, &alice, &carol, files);
+    let log = office.ob.log();
+    assert_eq!(log.matches("phone: transfer accepted").count(), 2, "{log}");
 }

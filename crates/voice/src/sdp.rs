@@ -50,6 +50,19 @@ pub fn audio(body: &[u8]) -> Option<Media> {
     })
 }
 
+/// Whether an offer puts the other side on hold: `a=sendonly` or `a=inactive`, or the
+/// old style's unspecified address (RFC 3264 section 8.4).
+pub fn is_hold(body: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let attribute = text.lines().any(|l| {
+        let l = l.trim_end_matches('\r');
+        l == "a=sendonly" || l == "a=inactive"
+    });
+    attribute || audio(body).is_some_and(|m| m.addr.ip().is_unspecified())
+}
+
 /// The description with its audio pointed at `ip:port`: every `c=` line and the `o=`
 /// address become `ip` (unless the side is holding with 0.0.0.0), the first `m=audio`
 /// port becomes `port`. Other lines are kept as they are.
@@ -190,6 +203,18 @@ pub fn only_codecs(body: &[u8], codecs: &[String]) -> Vec<u8> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hold_is_sendonly_inactive_or_the_unspecified_address() {
+        let offer = |extra: &str, ip: &str| {
+            format!("v=0\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n{extra}")
+        };
+        assert!(is_hold(offer("a=sendonly\r\n", "10.0.0.5").as_bytes()));
+        assert!(is_hold(offer("a=inactive\r\n", "10.0.0.5").as_bytes()));
+        assert!(is_hold(offer("", "0.0.0.0").as_bytes()));
+        assert!(!is_hold(offer("a=sendrecv\r\n", "10.0.0.5").as_bytes()));
+        assert!(!is_hold(offer("a=recvonly\r\n", "10.0.0.5").as_bytes()));
+    }
 
     #[test]
     fn an_offer_to_a_trunk_keeps_its_codecs_in_their_order_and_dtmf() {

@@ -345,7 +345,7 @@ impl Call {
         m.push("CSeq", format!("{cseq} {method}"));
         if method == Method::Invite {
             m.push("Contact", format!("<sip:{contact_user}@{local}>"));
-            m.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
+            m.push("Allow", super::ALLOW);
         }
         m.push("User-Agent", "officebox");
         if let Some(b) = body {
@@ -424,6 +424,7 @@ impl Call {
             Method::Update if matches!(self.state, State::Talking) => {
                 self.answer_update(&m, false, &tag);
             }
+            Method::Other(ref o) if o == "REFER" => self.refer(m, crate::rtp::Side::B),
             Method::Info if matches!(self.state, State::Talking) => {
                 self.reply(&m, 200, "OK", &tag);
                 let mut info = self.a_request(Method::Info, None);
@@ -625,6 +626,7 @@ impl Call {
             });
         }
         self.disposition = Disposition::Answered;
+        self.b_answer.clone_from(&msg.body);
         let by = self.forks.get(i).and_then(|f| f.login.clone());
         if self.boxed.is_some() {
             // The caller was answered by the box: the legs are joined at the loop's next
@@ -635,7 +637,7 @@ impl Call {
             return;
         }
         let mut r = self.a.invite.response(200, "OK", &self.a.tag);
-        r.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE");
+        r.push("Allow", super::ALLOW);
         if !msg.body.is_empty() {
             r.push("Content-Type", "application/sdp");
             r.body = sdp::rewrite(&msg.body, self.media.ip_a, self.media.port_a);

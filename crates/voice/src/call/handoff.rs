@@ -108,6 +108,8 @@ impl Call {
                 None => return,
             },
         };
+        // A transfer's target did not answer: its voicemail has the call.
+        self.transfer_done("200 OK");
         let state = match answering {
             Answering::Menu(_) => "voicemail",
             Answering::Attendant(_) => "attendant",
@@ -151,7 +153,7 @@ impl Call {
         };
         let answer = media::answer(self.media.ip_a, stopped.a.port, &n);
         let mut r = self.a.invite.response(200, "OK", &self.a.tag);
-        r.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO");
+        r.push("Allow", super::ALLOW);
         r.push("Content-Type", "application/sdp");
         r.body = answer;
         self.respond_a(r);

@@ -40,6 +40,22 @@ impl CallerLeg {
             last: None,
         }
     }
+
+    /// A dialog the box began (its INVITE answered), as leg A: `invite` is written as
+    /// if the far end had sent it (From the far end, To us with our `tag`, its Contact,
+    /// the route our requests take as Record-Route), so requests in it are built as
+    /// leg A's are. Nothing of it is answered again.
+    pub(super) fn answered(invite: Message, peer: Peer, tag: String, cseq: u32) -> CallerLeg {
+        CallerLeg {
+            invite,
+            peer,
+            tag,
+            // No INVITE of the far end's has this branch.
+            branch: super::branch(),
+            cseq,
+            last: None,
+        }
+    }
 }
 
 impl Call {
@@ -88,6 +104,7 @@ impl Call {
     pub(super) fn fail_a(&mut self, code: u16, reason: &str) {
         if self.boxed.is_some() {
             self.disposition = super::refused(code);
+            self.transfer_done(&super::refer::status_line(code));
             self.hang_up_boxed();
             return;
         }
@@ -228,6 +245,7 @@ impl Call {
             Method::Update if self.boxed.is_some() && self.winner().is_none() => {
                 self.answer_reinvite_here(&m);
             }
+            Method::Other(ref o) if o == "REFER" => self.refer(m, crate::rtp::Side::A),
             _ => {
                 // INFO, UPDATE, OPTIONS, PRACK, NOTIFY in the dialog: acknowledged here.
                 self.reply(&m, 200, "OK", &a_tag);

@@ -23,6 +23,7 @@
 //! - [`transfer`]: where the auto attendant sends the call: ringing on with ringback,
 //!   then the legs joined.
 //! - [`record`]: keys pressed in a call, and recording it on demand (the record code).
+//! - [`refer`]: blind transfer (REFER) by either side of an answered call.
 
 mod fork;
 mod group;
@@ -30,6 +31,7 @@ mod handoff;
 mod leg;
 mod lines;
 mod record;
+mod refer;
 mod reinvite;
 mod timers;
 mod transfer;
@@ -125,6 +127,30 @@ pub enum Callee {
 /// registered), for a call the attendant sends on.
 pub trait Router: Send + Sync {
     fn route(&self, to: &officebox_config::dialplan::Destination) -> Routed;
+
+    /// Where office user `by` (whose phone is at `source`) may put `transferee` through
+    /// to by dialling `dialled`: an extension, or an outside number as an outside call of
+    /// theirs (their routes and limits; the slot it holds comes back with it).
+    fn transfer(
+        &self,
+        by: &str,
+        source: IpAddr,
+        dialled: &str,
+        transferee: &Transferee,
+    ) -> (Routed, Option<Slot>);
+}
+
+/// The party a transfer puts through, as the target's phone and voicemail show it.
+#[derive(Debug, Clone)]
+pub struct Transferee {
+    pub name: String,
+    pub number: String,
+}
+
+/// The server's routing of a call's messages by Call-ID: a call that starts a new leg B
+/// (a transfer) has its Call-ID routed to the call's inbox too.
+pub trait Inbox: Send + Sync {
+    fn route(&self, call_id: &str);
 }
 
 /// What [`Router::route`] found (made once per call sent on, and taken apart at once:
@@ -342,8 +368,10 @@ pub struct Setup {
     pub voicemail: Option<VoicemailSetup>,
     /// A call to the voicemail extension: the box answers with the menu.
     pub menu: Option<menu::MenuSetup>,
-    /// Where the attendant's choices lead (calls that reach an attendant).
+    /// Where the attendant's choices and transfers lead.
     pub router: Option<Arc<dyn Router>>,
+    /// Routes the Call-IDs of the legs the call starts later to its inbox.
+    pub inbox: Option<Arc<dyn Inbox>>,
     /// Recording on demand (`None`: off).
     pub record: Option<RecordSetup>,
     /// Counts this call among those still ringing until it is answered or ends.
@@ -396,6 +424,9 @@ impl Drop for Ringing {
     }
 }
 
+/// The methods a call takes in its dialogs (the Allow of our INVITEs and answers).
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY";
+
 /// A random token for tags and Call-IDs.
 pub fn token() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -427,6 +458,8 @@ enum State {
     Joining,
     /// A phone answered: the legs are joined.
     Talking,
+    /// A transfer was accepted: carried out at the loop's next turn ([`refer`]).
+    Transferring(Box<refer::Pending>),
     /// The box answered the caller: a message is being recorded, or the menu plays.
     Voicemail(Recording),
     /// Final response sent or BYEs out: waiting for the ACK and the answers, then over.
@@ -511,6 +544,15 @@ struct Call {
     /// Where the caller said its audio now goes, in a re-INVITE or UPDATE the box
     /// answered itself (the relay starts from there when the call is joined).
     a_moved: Option<SocketAddr>,
+    /// The answering phone's SDP (the codec both sides use: the box plays in it when it
+    /// takes one side over for a transfer).
+    b_answer: Vec<u8>,
+    /// Whether the caller's last offer put the callee on hold, and the other way round
+    /// (a transferee on hold is taken off it).
+    a_held_b: bool,
+    b_held_a: bool,
+    /// The side that asked for a transfer, until it hangs up ([`refer`]).
+    transferor: Option<refer::Transferor>,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -533,6 +575,10 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         }
         if matches!(call.state, State::Joining) {
             call.join().await;
+            continue;
+        }
+        if matches!(call.state, State::Transferring(_)) {
+            call.transfer().await;
             continue;
         }
         let next = call.next_timer();
@@ -719,6 +765,10 @@ impl Call {
             keys: record::Keys::default(),
             attendant_passes: 0,
             a_moved: None,
+            b_answer: Vec::new(),
+            a_held_b: false,
+            b_held_a: false,
+            transferor: None,
         })
     }
 
@@ -765,6 +815,10 @@ impl Call {
 
     /// Every message of the call, from either leg.
     fn handle(&mut self, m: Incoming) {
+        if self.is_transferors(&m.msg) {
+            self.message_from_transferor(m);
+            return;
+        }
         let from_a = m.msg.call_id() == self.a.invite.call_id();
         match (&m.msg.start, from_a) {
             (StartLine::Request { .. }, true) => self.request_from_a(m),
@@ -792,6 +846,9 @@ impl Call {
         if let Some(held) = self.held.take() {
             held.abandon();
         }
+        // A transfer under way ends with the call.
+        self.transfer_done("487 Request Terminated");
+        self.bye_transferor();
     }
 }
 

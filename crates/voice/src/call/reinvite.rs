@@ -43,6 +43,14 @@ impl Call {
             return;
         }
         let media = sdp::audio(&req.body).map(|m| m.addr);
+        if !req.body.is_empty() {
+            let hold = sdp::is_hold(&req.body);
+            if from_a {
+                self.a_held_b = hold;
+            } else {
+                self.b_held_a = hold;
+            }
+        }
         let our_branch = branch();
         let trying = req.response(100, "Trying", "").to_bytes();
         if from_a {

@@ -248,6 +248,7 @@ fn new_logged_setup(
         status: status_tx,
         voicemail: None,
         router: None,
+        inbox: None,
         record: None,
         menu: voicemail.then(|| menu::MenuSetup {
             data_dir: std::env::temp_dir(),
@@ -1184,6 +1185,214 @@ impl Router for FakeRouter {
             _ => Routed::Refused(404),
         }
     }
+
+    /// 103 is phone 2; 5551234 may not be called; anything else is no one.
+    fn transfer(
+        &self,
+        _by: &str,
+        _source: std::net::IpAddr,
+        dialled: &str,
+        _transferee: &Transferee,
+    ) -> (Routed, Option<Slot>) {
+        let routed = match dialled {
+            "103" => Routed::Ring {
+                callee: Callee::Phones(vec![binding(PHONE_2)]),
+                login: "carol".into(),
+                ext: "103".into(),
+                voicemail: None,
+            },
+            "5551234" => Routed::Refused(403),
+            _ => Routed::Refused(404),
+        };
+        (routed, None)
+    }
+}
+
+/// The Call-IDs a call asked to have routed to it.
+#[derive(Default)]
+struct FakeInbox(Mutex<Vec<String>>);
+
+impl Inbox for FakeInbox {
+    fn route(&self, call_id: &str) {
+        self.0.lock().unwrap().push(call_id.to_string());
+    }
+}
+
+/// An answered call (as [`answered`]) that can be transferred: the fake router, and
+/// the Call-IDs it routes.
+async fn transferable() -> (Call, Arc<FakeWire>, Message, Message, Arc<FakeInbox>) {
+    let (mut call, wire, _status, invite, ok) = answered().await;
+    let inbox = Arc::new(FakeInbox::default());
+    call.setup.router = Some(Arc::new(FakeRouter));
+    call.setup.inbox = Some(Arc::clone(&inbox) as Arc<dyn Inbox>);
+    (call, wire, invite, ok, inbox)
+}
+
+/// `request` with a Refer-To header.
+fn referring(mut m: Incoming, to: &str) -> Incoming {
+    m.msg.push("Refer-To", to.to_string());
+    m
+}
+
+/// The status line in a NOTIFY's sipfrag, and its Subscription-State.
+fn sipfrag(n: &Message) -> (String, String) {
+    assert_eq!(
+        n.header("content-type"),
+        Some("message/sipfrag;version=2.0")
+    );
+    assert!(n.header("event").unwrap().starts_with("refer"));
+    (
+        String::from_utf8_lossy(&n.body).trim().to_string(),
+        n.header("subscription-state").unwrap().to_string(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_callee_transfers_the_caller_who_hears_ringback_then_the_target() {
+    let (mut call, wire, invite, ok, inbox) = transferable().await;
+    let caller_port = audio_port(&ok);
+    call.handle(referring(
+        from_callee("REFER", 2, &invite, "bob", b""),
+        "<sip:103@office.test>",
+    ));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["202/REFER 127.0.0.1:5070", "NOTIFY 127.0.0.1:5070"]);
+    let notify = &msgs[1];
+    assert_eq!(sipfrag(notify).0, "SIP/2.0 100 Trying");
+    assert_eq!(notify.header("event"), Some("refer;id=2"));
+    assert_eq!(notify.call_id(), "leg-b");
+    assert!(notify.header("to").unwrap().contains("tag=bob"));
+    assert!(matches!(call.state, State::Transferring(_)));
+    call.handle(answer(notify, 200, "bob", PHONE_1, b""));
+    call.transfer().await;
+    // Phone 2 rings in a new leg B (routed to the call), offered the caller's codec;
+    // the caller hears ringback from the box on its own port, and nothing in SIP.
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["INVITE 127.0.0.1:5072"]);
+    let to_carol = &msgs[0];
+    assert_ne!(to_carol.call_id(), "leg-b");
+    assert_eq!(*inbox.0.lock().unwrap(), [to_carol.call_id().to_string()]);
+    assert_eq!(call.media.port_a, caller_port);
+    assert!(String::from_utf8_lossy(&to_carol.body).contains("RTP/AVP 0 101"));
+    assert!(call.held.is_some());
+    call.handle(answer(to_carol, 200, "carol", PHONE_2, &sdp(7000)));
+    assert_eq!(sent(&wire).0, ["ACK 127.0.0.1:5072"]);
+    call.join().await;
+    assert!(matches!(call.state, State::Talking));
+    assert_eq!(call.media.peers.borrow().b, Some(addr("127.0.0.1:7000")));
+    // The transferor hears it went through, and hangs up.
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["NOTIFY 127.0.0.1:5070"]);
+    assert_eq!(
+        sipfrag(&msgs[0]),
+        (
+            "SIP/2.0 200 OK".into(),
+            "terminated;reason=noresource".into()
+        )
+    );
+    call.handle(from_callee("BYE", 3, &invite, "bob", b""));
+    assert_eq!(sent(&wire).0, ["200/BYE 127.0.0.1:5070"]);
+    assert!(call.transferor.is_none());
+    // The caller's BYE now hangs up the target.
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("BYE", 2, "z9hG4bKbye", &to, b""));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/BYE 127.0.0.1:5062", "BYE 127.0.0.1:5072"]);
+    assert_eq!(msgs[1].call_id(), to_carol.call_id());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_caller_transfers_the_callee_whose_dialog_becomes_leg_a() {
+    let (mut call, wire, invite, ok, _inbox) = transferable().await;
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(referring(
+        from_caller("REFER", 2, "z9hG4bKrefer", &to, b""),
+        "<sip:103@office.test>",
+    ));
+    assert_eq!(
+        sent(&wire).0,
+        ["202/REFER 127.0.0.1:5062", "NOTIFY 127.0.0.1:5062"]
+    );
+    call.transfer().await;
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["INVITE 127.0.0.1:5072"]);
+    // Carol's phone sees bob calling now.
+    assert!(
+        msgs[0]
+            .header("from")
+            .unwrap()
+            .contains("sip:102@office.test")
+    );
+    assert_eq!(call.setup.parties.caller_login, "bob");
+    call.handle(answer(&msgs[0], 200, "carol", PHONE_2, &sdp(7000)));
+    call.join().await;
+    let (lines, _) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5072", "NOTIFY 127.0.0.1:5062"]);
+    // Bob's phone hangs up, in its own dialog as it always was: carol's is hung up, and
+    // the transferor (alice), who never hung up, with it.
+    call.handle(from_callee("BYE", 2, &invite, "bob", b""));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(
+        lines,
+        [
+            "200/BYE 127.0.0.1:5070",
+            "BYE 127.0.0.1:5072",
+            "BYE 127.0.0.1:5062"
+        ]
+    );
+    assert_eq!(msgs[0].call_id(), "leg-b");
+    assert_eq!(msgs[2].call_id(), "leg-a");
+    assert_eq!(msgs[2].header("to"), Some(CALLER_FROM));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transferor_that_stays_on_the_line_is_hung_up_and_a_refused_transfer_changes_nothing() {
+    let (mut call, wire, invite, _ok, _inbox) = transferable().await;
+    // Nowhere the transferor may call, an attended transfer, no Refer-To: refused, and
+    // the call goes on.
+    for (to, code) in [
+        (Some("<sip:5551234@office.test>"), "403"),
+        (Some("<sip:999@office.test>"), "404"),
+        (
+            Some("<sip:103@office.test?Replaces=x%3Bto-tag%3D1%3Bfrom-tag%3D2>"),
+            "501",
+        ),
+        (None, "400"),
+    ] {
+        let refer = from_callee("REFER", 2, &invite, "bob", b"");
+        let refer = match to {
+            Some(to) => referring(refer, to),
+            None => refer,
+        };
+        call.handle(refer);
+        assert_eq!(sent(&wire).0, [format!("{code}/REFER 127.0.0.1:5070")]);
+        assert!(matches!(call.state, State::Talking));
+        assert!(call.transferor.is_none());
+    }
+    call.handle(referring(
+        from_callee("REFER", 3, &invite, "bob", b""),
+        "<sip:103@office.test>",
+    ));
+    sent(&wire);
+    call.transfer().await;
+    let to_carol = sent(&wire).1.remove(0);
+    call.handle(answer(&to_carol, 200, "carol", PHONE_2, &sdp(7000)));
+    call.join().await;
+    sent(&wire);
+    // Bob's phone does not hang up after the final NOTIFY: the box does.
+    after(&mut call, Duration::from_secs(5)).await;
+    let (lines, msgs) = sent(&wire);
+    assert!(
+        lines.contains(&"BYE 127.0.0.1:5070".to_string()),
+        "{lines:?}"
+    );
+    let bye = msgs
+        .iter()
+        .find(|m| m.method() == Some(&Method::Bye))
+        .unwrap();
+    assert_eq!(bye.call_id(), "leg-b");
+    call.handle(answer(bye, 200, "bob", PHONE_1, b""));
+    assert!(call.transferor.is_none());
 }
 
 /// The attendant "main": key 1 rings 102.

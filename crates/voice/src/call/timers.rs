@@ -84,6 +84,9 @@ impl Call {
                 next = next.min(t);
             }
         }
+        if let Some(t) = self.transferor_due() {
+            next = next.min(t);
+        }
         next
     }
 
@@ -144,6 +147,10 @@ impl Call {
                 f.slot = None;
             }
             self.fork_failed(408, "Request Timeout (the provider did not answer)");
+        }
+        if self.transferor_due().is_some_and(|t| t <= now) {
+            // Told the transfer is done, and still on the line.
+            self.bye_transferor();
         }
         if self.state.is_ringing() && now >= self.ring_until {
             if self.has_next_stage() {

@@ -48,11 +48,17 @@ impl Held {
 
 impl Call {
     /// The attendant chose `to`: ring it, answer with another attendant, or say goodbye.
-    pub(super) async fn send_on(&mut self, mut ep: Endpoint, to: &Destination) {
+    pub(super) async fn send_on(&mut self, ep: Endpoint, to: &Destination) {
         let routed = match &self.setup.router {
             Some(router) => router.route(to),
             None => Routed::Refused(500),
         };
+        self.ring_on(ep, routed).await;
+    }
+
+    /// Rings where `routed` leads for the caller the box holds on `ep` (the attendant's
+    /// choice, a transfer's target), or answers with another attendant, or says goodbye.
+    pub(super) async fn ring_on(&mut self, mut ep: Endpoint, routed: Routed) {
         let (callee, login, ext, voicemail) = match routed {
             Routed::Ring {
                 callee,
@@ -61,7 +67,8 @@ impl Call {
                 voicemail,
             } => (callee, login, ext, voicemail),
             Routed::Refused(code) => {
-                info!(message = "phone: the attendant's choice leads nowhere", caller = %self.setup.parties.caller_ext, to = %to, code);
+                info!(message = "phone: the call leads nowhere", caller = %self.setup.parties.caller_ext, code);
+                self.transfer_done(&super::refer::status_line(code));
                 ep.play(&voicemail::prompt(voicemail::prompts::GOODBYE), false)
                     .await;
                 self.disposition = super::refused(code);
@@ -82,6 +89,7 @@ impl Call {
                 return;
             }
             self.setup.callee = Callee::Attendant(a.clone());
+            self.transfer_done("200 OK");
             self.status("attendant");
             self.play_to_a(ep, Answering::Attendant(a));
             return;
@@ -99,7 +107,12 @@ impl Call {
             self.hang_up_boxed();
             return;
         };
-        info!(message = "phone: the attendant sends the call on", caller = %self.setup.parties.caller_ext, to = %ext);
+        info!(message = "phone: the call rings on", caller = %self.setup.parties.caller_ext, to = %ext);
+        let (shown_caller, shown_callee) = (self.setup.parties.caller_ext.clone(), ext.clone());
+        self.setup.status.send_modify(|s| {
+            s.caller = shown_caller;
+            s.callee = shown_callee;
+        });
         self.setup.callee = callee;
         self.media.ip_b = ip_b;
         self.media.port_b = lease_b.port;
@@ -165,6 +178,7 @@ impl Call {
         self.media.peers = peers;
         self.media.relay_stop = relay_stop;
         self.state = State::Talking;
+        self.transfer_done("200 OK");
     }
 
     /// Ends a call the box had answered: BYE to the caller (the ringback, if any, stops

@@ -20,7 +20,7 @@ use crate::sip::{self, Message, Method, ParseError, StartLine, Transport, param,
 
 /// What the server answers OPTIONS with and allows.
 const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, INFO, SUBSCRIBE, NOTIFY, UPDATE";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, INFO, SUBSCRIBE, NOTIFY, UPDATE, REFER";
 /// Responses remembered for retransmissions at most (then the old ones are dropped).
 const MAX_REPLAY: usize = 50_000;
 
@@ -164,6 +164,10 @@ fn request(req: &Request) -> Option<Message> {
             msg.response(200, "OK", tag)
         }
         Method::Bye | Method::Cancel | Method::Prack | Method::Update | Method::Info => {
+            msg.response(481, "Call/Transaction Does Not Exist", tag)
+        }
+        // A transfer in a call that is over (or never was).
+        Method::Other(o) if o == "REFER" => {
             msg.response(481, "Call/Transaction Does Not Exist", tag)
         }
         _ => msg.response(501, "Not Implemented", tag),

@@ -42,7 +42,7 @@ pub(super) struct Calls {
 impl Calls {
     /// Remembers that the call with these Call-IDs ended now; forgets those older than
     /// `REPLAY_FOR`.
-    fn ended(&mut self, call_ids: [String; 2]) {
+    fn ended(&mut self, call_ids: Vec<String>) {
         let now = Instant::now();
         while let Some((at, _)) = self.ended_order.front()
             && now.duration_since(*at) >= REPLAY_FOR
@@ -185,16 +185,17 @@ pub(super) fn launch(
         id
     };
     tokio::spawn(async move {
-        let mut ids = [a_call_id, String::new()];
-        if let Some(setup) = setup.await {
-            ids[1].clone_from(&setup.b_call_id);
-            calls
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .routes
-                .insert(setup.b_call_id.clone(), tx);
+        let inbox = Arc::new(CallInbox {
+            calls: Arc::clone(&calls),
+            tx,
+            ids: std::sync::Mutex::new(vec![a_call_id]),
+        });
+        if let Some(mut setup) = setup.await {
+            call::Inbox::route(&*inbox, &setup.b_call_id);
+            setup.inbox = Some(Arc::clone(&inbox) as Arc<dyn call::Inbox>);
             call::run(setup, incoming, rx).await;
         }
+        let ids = std::mem::take(&mut *inbox.ids.lock().unwrap_or_else(PoisonError::into_inner));
         let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
         for id in &ids {
             calls.routes.remove(id);
@@ -202,6 +203,28 @@ pub(super) fn launch(
         calls.status.remove(&id);
         calls.ended(ids);
     });
+}
+
+/// One call's entry in the routes by Call-ID: every Call-ID it is known by (both legs',
+/// and those of legs it starts later), taken out of the routes when it ends.
+struct CallInbox {
+    calls: Arc<std::sync::Mutex<Calls>>,
+    tx: mpsc::Sender<Incoming>,
+    ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl call::Inbox for CallInbox {
+    fn route(&self, call_id: &str) {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .routes
+            .insert(call_id.to_string(), self.tx.clone());
+        self.ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(call_id.to_string());
+    }
 }
 
 /// Overload: more calls setting up at once than a small office has phones means the box
@@ -302,6 +325,7 @@ pub(super) fn new_setup(
     b_call_id: String,
     log: NewCall,
 ) -> (Setup, watch::Receiver<Status>) {
+    let router = super::outside::router_for(req, &parties);
     let (status_tx, status_rx) = watch::channel(Status {
         caller: parties.caller_ext.clone(),
         callee: parties.callee_ext.clone(),
@@ -325,7 +349,8 @@ pub(super) fn new_setup(
         log_events: req.state.call_log.clone(),
         menu: None,
         voicemail: None,
-        router: None,
+        router: Some(router),
+        inbox: None,
         record: (!req.config.phone.record_code.is_empty()).then(|| call::RecordSetup {
             code: req.config.phone.record_code.clone(),
             data_dir: req.config.data_dir.clone(),

@@ -92,7 +92,7 @@ pub(super) fn call_out(req: &Request, caller: &User, dialled: &str) -> Option<Me
             return refuse(403, "Forbidden (too many outside calls at once)");
         };
         held.push(slot);
-        if !take_one_of_today(req, caller) {
+        if !take_one_of_today(req.config, req.state, caller) {
             warn!(message = "phone: the day's outside calls are used up", caller = %caller.login, per_day = caller.outside.per_day);
             let limit = format!("{} outside calls a day", caller.outside.per_day);
             alert_limit(req, caller, &limit, dialled);
@@ -183,16 +183,15 @@ fn alert_limit(req: &Request, caller: &User, limit: &str, dialled: &str) {
 /// Counts one outside call of `caller`'s today, unless the day's are used up (then
 /// `false`). The count starts from the call log at the first call of the day (the box
 /// may have restarted), and goes on in memory.
-fn take_one_of_today(req: &Request, caller: &User) -> bool {
-    let midnight = LocalTime::midnight(req.config.phone.timezone.as_deref());
-    let mut today = req
-        .state
+fn take_one_of_today(config: &Config, state: &State, caller: &User) -> bool {
+    let midnight = LocalTime::midnight(config.phone.timezone.as_deref());
+    let mut today = state
         .outside_today
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     let entry = today.entry(caller.login.clone()).or_insert((i64::MIN, 0));
     if entry.0 != midnight {
-        *entry = (midnight, made_since(req, &caller.login, midnight));
+        *entry = (midnight, made_since(state, &caller.login, midnight));
     }
     if entry.1 >= caller.outside.per_day {
         return false;
@@ -202,14 +201,14 @@ fn take_one_of_today(req: &Request, caller: &User) -> bool {
 }
 
 /// Outside calls `login` made since `since` (Unix seconds) over a trunk, by the call log.
-fn made_since(req: &Request, login: &str, since: i64) -> u32 {
+fn made_since(state: &State, login: &str, since: i64) -> u32 {
     let query = officebox_store::CallQuery {
         since: Some(since),
         party: Some(login.to_string()),
         direction: Some(Direction::Out),
         ..Default::default()
     };
-    let db = req.state.db.lock().unwrap_or_else(PoisonError::into_inner);
+    let db = state.db.lock().unwrap_or_else(PoisonError::into_inner);
     match db.call_log(&query) {
         Ok(calls) => {
             let made = calls
@@ -447,12 +446,31 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
     }
 }
 
-/// Where an attendant's choice leads, for one caller: followed in the config of the
-/// call's start, with the phones registered now.
+/// Where an attendant's choice or a transfer leads, for one caller: followed in the
+/// config of the call's start, with the phones registered now.
 struct ServerRouter {
     config: Arc<Config>,
     state: Arc<State>,
     caller: Caller,
+}
+
+/// The router of a call between `parties` (an office user's call: the caller's
+/// voicemail address is their own).
+pub(super) fn router_for(req: &Request, parties: &Parties) -> Arc<dyn Router> {
+    let login = if parties.caller_login.is_empty() {
+        &parties.caller_ext
+    } else {
+        &parties.caller_login
+    };
+    Arc::new(ServerRouter {
+        config: Arc::clone(req.config),
+        state: Arc::clone(req.state),
+        caller: Caller {
+            name: parties.caller_name.clone(),
+            number: parties.caller_ext.clone(),
+            address: format!("{login}@{}", req.config.network.domain),
+        },
+    })
 }
 
 impl Router for ServerRouter {
@@ -463,6 +481,87 @@ impl Router for ServerRouter {
             &self.caller,
             follow(&self.config, &self.state, Some(to)),
         )
+    }
+
+    fn transfer(
+        &self,
+        by: &str,
+        source: std::net::IpAddr,
+        dialled: &str,
+        transferee: &call::Transferee,
+    ) -> (Routed, Option<call::Slot>) {
+        let (config, state) = (&*self.config, &*self.state);
+        let caller = Caller {
+            name: transferee.name.clone(),
+            number: transferee.number.clone(),
+            address: format!("{}@{}", transferee.number, config.network.domain),
+        };
+        let Some(user) = config.users.iter().find(|u| u.login == by) else {
+            return (Routed::Refused(403), None);
+        };
+        // An extension wins over a route, as when it is dialled.
+        if config
+            .users
+            .iter()
+            .any(|u| u.extension.as_deref() == Some(dialled) || u.login == dialled)
+        {
+            let to = Destination::Extension(dialled.to_string());
+            return (
+                routed(config, state, &caller, follow(config, state, Some(&to))),
+                None,
+            );
+        }
+        // An outside number: an outside call of the transferor's, guards and all (but
+        // not an emergency call: whoever needs one dials it).
+        let plan = &config.phone.dial_plan;
+        match plan.outbound(by, dialled) {
+            Outbound::Route { .. } => {}
+            Outbound::NoRoute => return (Routed::Refused(404), None),
+            Outbound::Emergency { .. } | Outbound::Refused(_) => {
+                warn!(message = "phone: transfer to an outside number refused", by = %by, number = %dialled);
+                return (Routed::Refused(403), None);
+            }
+        }
+        if client_zone(&config.network, source) == ClientZone::Wan
+            && !user.outside.from_remote_phones
+        {
+            return (Routed::Refused(403), None);
+        }
+        let limit = user.outside.at_once;
+        let slot = (limit > 0)
+            .then(|| state.slots.take(&format!("user:{by}"), limit))
+            .flatten();
+        let Some(slot) = slot else {
+            warn!(message = "phone: transfer refused: too many outside calls at once", by = %by, limit);
+            return (Routed::Refused(403), None);
+        };
+        if !take_one_of_today(config, state, user) {
+            warn!(message = "phone: transfer refused: the day's outside calls are used up", by = %by);
+            return (Routed::Refused(403), None);
+        }
+        let shown = user.caller_id.as_deref();
+        match lines_now(
+            config,
+            state,
+            plan.outbound(by, dialled),
+            &transferee.name,
+            shown,
+        ) {
+            Some(lines) if !lines.is_empty() => (
+                Routed::Ring {
+                    callee: Callee::Group(vec![Stage {
+                        phones: Vec::new(),
+                        outside: vec![lines],
+                        ring: OUTSIDE_RING,
+                    }]),
+                    login: String::new(),
+                    ext: dialled.to_string(),
+                    voicemail: None,
+                },
+                Some(slot),
+            ),
+            _ => (Routed::Refused(503), None),
+        }
     }
 }
 
@@ -531,13 +630,11 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
     if let Some(busy) = overloaded(req) {
         return Some(busy);
     }
-    let router = matches!(callee, Callee::Attendant(_)).then(|| {
-        Arc::new(ServerRouter {
-            config: Arc::clone(req.config),
-            state: Arc::clone(req.state),
-            caller: caller.clone(),
-        }) as Arc<dyn Router>
-    });
+    let router = Some(Arc::new(ServerRouter {
+        config: Arc::clone(req.config),
+        state: Arc::clone(req.state),
+        caller: caller.clone(),
+    }) as Arc<dyn Router>);
     let parties = Parties {
         caller_login: String::new(),
         caller_ext: number.clone(),
@@ -636,7 +733,21 @@ fn forwarded_lines(
     dialled: &str,
     caller_name: &str,
 ) -> Option<Vec<OutsideLine>> {
-    let (number, trunks, caller_id) = match config.phone.dial_plan.forward(dialled) {
+    let decision = config.phone.dial_plan.forward(dialled);
+    lines_now(config, state, decision, caller_name, None)
+}
+
+/// The lines the dial plan's `decision` goes out on: its route's enabled trunks whose
+/// provider's address is known now, in order, showing `caller_name` at `shown`, else
+/// the route's caller ID, else the account's number (none when the plan refuses).
+fn lines_now(
+    config: &Config,
+    state: &State,
+    decision: Outbound<'_>,
+    caller_name: &str,
+    shown: Option<&str>,
+) -> Option<Vec<OutsideLine>> {
+    let (number, trunks, caller_id) = match decision {
         Outbound::Route { route, number } => (
             number,
             route.trunks.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -644,11 +755,11 @@ fn forwarded_lines(
         ),
         Outbound::Emergency { number, trunks } => (number, trunks, None),
         Outbound::Refused(why) => {
-            warn!(message = "phone: a ring group's outside number is refused by the dial plan", number = %dialled, why = ?why);
+            warn!(message = "phone: an outside number the box calls is refused by the dial plan", why = ?why);
             return None;
         }
         Outbound::NoRoute => {
-            warn!(message = "phone: no route for a ring group's outside number", number = %dialled);
+            warn!("phone: no route for an outside number the box calls");
             return None;
         }
     };
@@ -663,8 +774,8 @@ fn forwarded_lines(
         })
         .filter_map(|t| {
             let peer = trunk::address_now(t, &state.providers)?;
-            let shown = caller_id
-                .as_deref()
+            let shown = shown
+                .or(caller_id.as_deref())
                 .or(t.username.as_deref())
                 .unwrap_or("anonymous");
             Some(OutsideLine {
