@@ -22,6 +22,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+mod common;
+
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -958,4 +960,118 @@ fn blind_transfers_by_the_callee_and_by_the_caller_put_the_other_party_through()
     transfer_to_carol(&office, (&bob, &alice, "101"), &bob, &alice, &carol, files);
     let log = office.ob.log();
     assert_eq!(log.matches("phone: transfer accepted").count(), 2, "{log}");
+}
+
+#[test]
+fn an_attended_transfer_by_a_desk_phone_puts_its_two_callers_through_to_each_other() {
+    require_peers();
+    require_program("sipp", "sip-tester");
+    let _serial = serial();
+    let dir = scratch_dir("baresip-attended").unwrap();
+    let (alice_says, carol_says) = (
+        dir.path().join("alice-says.wav"),
+        dir.path().join("carol-says.wav"),
+    );
+    audio::speak_wav(
+        &alice_says,
+        "Alice has the delivery address for the new desks.",
+    )
+    .unwrap();
+    audio::speak_wav(&carol_says, "Carol writes it down for the furniture order.").unwrap();
+    // bob calls alice, then carol, then joins them (about two seconds in): both speak
+    // after that.
+    let (alice_plays, carol_plays) = (dir.path().join("alice.wav"), dir.path().join("carol.wav"));
+    padded(&alice_says, &alice_plays, 5.0, 1.0);
+    padded(&carol_says, &carol_plays, 5.0, 1.0);
+    let c = TestConfig::demo().free_ports().append(&user_block(
+        "carol",
+        "Carol Example",
+        "103",
+        "demo-carol",
+    ));
+    let office = Office::start(&c);
+    let alice = Baresip::start(
+        "alice",
+        &office
+            .account("101", "alice", "demo-alice")
+            .auto_answer(true)
+            .play(&alice_plays),
+    )
+    .unwrap();
+    let carol = Baresip::start(
+        "carol",
+        &office
+            .account("103", "carol", "demo-carol")
+            .auto_answer(true)
+            .play(&carol_plays),
+    )
+    .unwrap();
+    office.wait_registered(&alice);
+    office.wait_registered(&carol);
+
+    // bob's desk phone (sipp: baresip 1.0 has no attended transfer).
+    let errors = dir.path().join("sipp-errors.txt");
+    let bob = Command::new("sipp")
+        .current_dir(common::scenarios())
+        .args(["-sf", "uac_attended_transfer.xml", "-inf", "callee.csv"])
+        .args(["-key", "domain", "office.test", "-key", "first", "101"])
+        .args(["-key", "second", "103", "-auth_uri", "office.test"])
+        .args(["-cid_str", "xfer-%u-%p", "-i", "127.0.0.1"])
+        .args([
+            "-p",
+            &officebox_testkit::free_udp_port().unwrap().to_string(),
+        ])
+        .args([
+            "-mp",
+            &officebox_testkit::free_udp_port().unwrap().to_string(),
+        ])
+        .args(["-m", "1", "-nostdin", "-recv_timeout", "20s", "-trace_err"])
+        .arg("-error_file")
+        .arg(&errors)
+        .arg(office.sip.to_string())
+        .output()
+        .unwrap();
+    if !bob.status.success() {
+        office.fail(
+            "the transferor's scenario failed",
+            format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&bob.stdout),
+                std::fs::read_to_string(&errors).unwrap_or_default()
+            ),
+        );
+    }
+    // alice and carol are in one call each, joined: both listed as talking (to the box's
+    // bob, who is gone), and each hears the other.
+    office.wait_listing("calls", "two calls joined", |l| {
+        l.matches(": talking").count() == 2
+    });
+    let until =
+        Instant::now() + Duration::from_secs_f64(seconds(&alice_plays).max(seconds(&carol_plays)));
+    sleep(until.saturating_duration_since(Instant::now()));
+    let (alice_mark, carol_mark) = (alice.mark(), carol.mark());
+    alice.hangup().unwrap();
+    office.wait_event(&alice, alice_mark, "CALL_CLOSED");
+    // Her hanging up hangs up carol (the other call).
+    office.wait_event(&carol, carol_mark, "CALL_CLOSED");
+    office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+    let alice_heard = alice.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let carol_heard = carol.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    for (who, said, heard) in [
+        ("alice", &carol_says, &alice_heard),
+        ("carol", &alice_says, &carol_heard),
+    ] {
+        let m = audio::compare(said, heard).unwrap();
+        eprintln!(
+            "{who} heard the other after the attended transfer: similarity {:.4} at {:.2} s",
+            m.score, m.lag_seconds
+        );
+        assert!(
+            m.score > SIMILAR,
+            "{who} did not hear the other: {m:?} ({})\n{}",
+            heard.display(),
+            office.ob.log()
+        );
+    }
+    assert!(office.ob.log().contains("phone: attended transfer"));
 }

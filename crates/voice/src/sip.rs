@@ -623,7 +623,7 @@ pub fn uri_host(uri: &str) -> Option<&str> {
 }
 
 /// `%XX` escapes undone.
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -24,7 +24,10 @@
 //!   then the legs joined.
 //! - [`record`]: keys pressed in a call, and recording it on demand (the record code).
 //! - [`refer`]: blind transfer (REFER) by either side of an answered call.
+//! - [`bridge`]: attended transfer (REFER with Replaces): two calls joined by their
+//!   relays, and their links.
 
+mod bridge;
 mod fork;
 mod group;
 mod handoff;
@@ -58,6 +61,7 @@ use crate::rtp::{self, Peers, Ports};
 use crate::sdp;
 use crate::sip::{Message, StartLine, Transport};
 
+pub use bridge::Link;
 use fork::Fork;
 use handoff::Recording;
 pub use handoff::VoicemailSetup;
@@ -151,6 +155,10 @@ pub struct Transferee {
 /// (a transfer) has its Call-ID routed to the call's inbox too.
 pub trait Inbox: Send + Sync {
     fn route(&self, call_id: &str);
+    /// The links of the live call known by `call_id`, if there is one.
+    fn find(&self, call_id: &str) -> Option<mpsc::Sender<Link>>;
+    /// This call's own links (given to a partner call).
+    fn links(&self) -> mpsc::Sender<Link>;
 }
 
 /// What [`Router::route`] found (made once per call sent on, and taken apart at once:
@@ -372,6 +380,8 @@ pub struct Setup {
     pub router: Option<Arc<dyn Router>>,
     /// Routes the Call-IDs of the legs the call starts later to its inbox.
     pub inbox: Option<Arc<dyn Inbox>>,
+    /// What other calls tell this one ([`Link`]).
+    pub links: Option<mpsc::Receiver<Link>>,
     /// Recording on demand (`None`: off).
     pub record: Option<RecordSetup>,
     /// Counts this call among those still ringing until it is answered or ends.
@@ -460,6 +470,9 @@ enum State {
     Talking,
     /// A transfer was accepted: carried out at the loop's next turn ([`refer`]).
     Transferring(Box<refer::Pending>),
+    /// An attended transfer joins this call to another ([`bridge`]), at the loop's
+    /// next turn.
+    Bridging(Box<bridge::Step>),
     /// The box answered the caller: a message is being recorded, or the menu plays.
     Voicemail(Recording),
     /// Final response sent or BYEs out: waiting for the ACK and the answers, then over.
@@ -553,6 +566,10 @@ struct Call {
     b_held_a: bool,
     /// The side that asked for a transfer, until it hangs up ([`refer`]).
     transferor: Option<refer::Transferor>,
+    /// What other calls tell this one, and the call joined to this one by an attended
+    /// transfer ([`bridge`]).
+    links: Option<mpsc::Receiver<Link>>,
+    partner: Option<mpsc::Sender<Link>>,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -581,6 +598,10 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
             call.transfer().await;
             continue;
         }
+        if matches!(call.state, State::Bridging(_)) {
+            call.bridge().await;
+            continue;
+        }
         let next = call.next_timer();
         let recording = async {
             match &mut call.state {
@@ -590,6 +611,12 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         };
         let heard = async {
             match &mut call.media.heard {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let link = async {
+            match &mut call.links {
                 Some(rx) => rx.recv().await,
                 None => std::future::pending().await,
             }
@@ -604,6 +631,10 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
             h = heard => match h {
                 Some(h) => call.heard(h),
                 None => call.media.heard = None,
+            },
+            l = link => match l {
+                Some(l) => call.link(l),
+                None => call.links = None,
             },
         }
         if call.is_over() {
@@ -669,7 +700,7 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
 impl Call {
     /// A call for the caller's INVITE, with the relay's ports leased and the relay
     /// running; `None` (the caller told 503) when no ports are left.
-    fn new(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>) -> Option<Call> {
+    fn new(mut setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>) -> Option<Call> {
         let local = setup.wire.local();
         let ip_a = setup.wire.local_for(invite.source);
         let ip_b = match &setup.callee {
@@ -728,6 +759,7 @@ impl Call {
             format!("<sip:{}@{}>", p.callee_ext, p.domain),
             p.caller_ext.clone(),
         );
+        let links = setup.links.take();
         Some(Call {
             ring_until: Instant::now() + setup.no_answer,
             setup,
@@ -769,6 +801,8 @@ impl Call {
             a_held_b: false,
             b_held_a: false,
             transferor: None,
+            links,
+            partner: None,
         })
     }
 
@@ -846,9 +880,12 @@ impl Call {
         if let Some(held) = self.held.take() {
             held.abandon();
         }
-        // A transfer under way ends with the call.
+        // A transfer under way ends with the call, and a call joined to this one.
         self.transfer_done("487 Request Terminated");
         self.bye_transferor();
+        if let Some(partner) = self.partner.take() {
+            let _ = partner.try_send(Link::HungUp);
+        }
     }
 }
 

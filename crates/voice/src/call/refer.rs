@@ -34,6 +34,8 @@ use crate::sip::{Message, Method, StartLine, param, uri_of, uri_user};
 
 /// How long the transferor has to hang up after the last NOTIFY before the box does.
 const TRANSFEROR_LINGER: Duration = Duration::from_secs(4);
+/// When the dialog an attended transfer replaced is hung up.
+const REPLACED_LINGER: Duration = Duration::from_millis(250);
 
 /// A dialog the box is in, as the requests it sends there are built.
 #[derive(Debug, Clone)]
@@ -92,13 +94,46 @@ pub(super) struct Transferor {
     refer_branch: String,
     refer_cseq: u32,
     /// Whether it wants NOTIFYs (RFC 4488 `Refer-Sub: false`: no).
-    notify: bool,
+    pub(super) notify: bool,
     /// The final NOTIFY is out: it should hang up by then, or the box does.
     hang_up_at: Option<Instant>,
     /// Our BYE is out.
     bye_sent: bool,
     /// The branches of what we sent it (not sent again once it has hung up).
     sent: Vec<String>,
+}
+
+impl Transferor {
+    /// The side that sent `refer`, in `dialog`.
+    pub(super) fn new(dialog: Dialog, refer: &Incoming) -> Transferor {
+        Transferor {
+            dialog,
+            refer_branch: refer.msg.branch().to_string(),
+            refer_cseq: refer.msg.cseq().map_or(0, |(n, _)| n),
+            notify: !refer
+                .msg
+                .header("refer-sub")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("false")),
+            hang_up_at: None,
+            bye_sent: false,
+            sent: Vec::new(),
+        }
+    }
+
+    /// The transferor's dialog in the other call of an attended transfer, which the
+    /// transfer replaces: no NOTIFYs, hung up in a moment (once the transferor has
+    /// heard the transfer is done in the call where it asked).
+    pub(super) fn replaced(dialog: Dialog) -> Transferor {
+        Transferor {
+            dialog,
+            refer_branch: String::new(),
+            refer_cseq: 0,
+            notify: false,
+            hang_up_at: Some(Instant::now() + REPLACED_LINGER),
+            bye_sent: false,
+            sent: Vec::new(),
+        }
+    }
 }
 
 /// A transfer accepted, carried out at the loop's next turn ([`Call::transfer`]).
@@ -178,9 +213,6 @@ impl Call {
         let Some(to) = m.msg.header("refer-to").and_then(ReferTo::parse) else {
             return refuse(self, 400, "Bad Request (Refer-To)");
         };
-        if to.replaces.is_some() {
-            return refuse(self, 501, "Not Implemented (attended transfer)");
-        }
         // Who transfers: an office user (a provider's REFER is not followed).
         let by = match side {
             Side::A => Some(self.setup.parties.caller_login.clone()),
@@ -193,6 +225,9 @@ impl Call {
         // The box plays to the transferee while the target rings: G.711 only.
         if media::negotiate(&self.b_answer).is_none() {
             return refuse(self, 488, "Not Acceptable Here (a transfer needs G.711)");
+        }
+        if let Some(replaces) = &to.replaces {
+            return self.refer_replacing(m, side, tag, by, &replaces.clone());
         }
         let transferee = match side {
             Side::A => super::Transferee {
@@ -216,10 +251,6 @@ impl Call {
             };
             return refuse(self, code, reason);
         }
-        let notify = !m
-            .msg
-            .header("refer-sub")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
         let dialog = match side {
             Side::A => self.dialog_of_a(),
             Side::B => match self.dialog_of_winner() {
@@ -227,16 +258,9 @@ impl Call {
                 None => return refuse(self, 403, "Forbidden"),
             },
         };
-        self.transferor = Some(Transferor {
-            dialog,
-            refer_branch: m.msg.branch().to_string(),
-            refer_cseq: m.msg.cseq().map_or(0, |(n, _)| n),
-            notify,
-            hang_up_at: None,
-            bye_sent: false,
-            sent: Vec::new(),
-        });
-        self.refer_accepted(&m, &tag, notify);
+        let transferor = Transferor::new(dialog, &m);
+        self.refer_accepted(&m, &tag, transferor.notify);
+        self.transferor = Some(transferor);
         self.notify_transferor("100 Trying", false);
         info!(message = "phone: transfer accepted", by = %by, to = %to.dialled);
         self.state = State::Transferring(Box::new(Pending {
@@ -257,7 +281,7 @@ impl Call {
     }
 
     /// Leg A's dialog, as the box's requests to the caller are built.
-    fn dialog_of_a(&self) -> Dialog {
+    pub(super) fn dialog_of_a(&self) -> Dialog {
         let invite = &self.a.invite;
         let to = invite.header("to").unwrap_or("").to_string();
         Dialog {
@@ -283,7 +307,7 @@ impl Call {
     }
 
     /// The answering phone's dialog (leg B), as the box's requests to it are built.
-    fn dialog_of_winner(&self) -> Option<Dialog> {
+    pub(super) fn dialog_of_winner(&self) -> Option<Dialog> {
         let w = self.winner()?;
         Some(Dialog {
             call_id: self.setup.b_call_id.clone(),

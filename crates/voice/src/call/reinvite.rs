@@ -235,6 +235,11 @@ impl Call {
             };
             n.events = offered.events;
             self.a_moved = sdp::audio(&m.msg.body).map(|a| a.addr);
+            if matches!(self.state, super::State::Talking) {
+                // Joined to another call's relay: the relay follows at once.
+                let moved = self.a_moved.take();
+                self.media.peers.send_modify(|p| p.a = moved);
+            }
         }
         let mut r = m.msg.response(200, "OK", &self.a.tag);
         r.push(

@@ -112,13 +112,18 @@ const CALLER_BRANCH: &str = "z9hG4bKcaller";
 
 /// The caller's INVITE (with a Contact, as phones send it).
 fn caller_invite() -> Incoming {
+    caller_invite_in("leg-a")
+}
+
+/// The caller's INVITE with Call-ID `call_id`.
+fn caller_invite_in(call_id: &str) -> Incoming {
     let mut m = request(
         "INVITE",
         "sip:102@office.test",
         &format!("{CALLER};branch={CALLER_BRANCH};rport"),
         CALLER_FROM,
         "<sip:102@office.test>",
-        "leg-a",
+        call_id,
         1,
         &sdp(4000),
         CALLER,
@@ -249,6 +254,7 @@ fn new_logged_setup(
         voicemail: None,
         router: None,
         inbox: None,
+        links: None,
         record: None,
         menu: voicemail.then(|| menu::MenuSetup {
             data_dir: std::env::temp_dir(),
@@ -1208,13 +1214,35 @@ impl Router for FakeRouter {
     }
 }
 
-/// The Call-IDs a call asked to have routed to it.
-#[derive(Default)]
-struct FakeInbox(Mutex<Vec<String>>);
+/// The Call-IDs a call asked to have routed to it, the other calls it may find, and
+/// its own links.
+struct FakeInbox(
+    Mutex<Vec<String>>,
+    Mutex<Vec<(String, mpsc::Sender<Link>)>>,
+    mpsc::Sender<Link>,
+);
+
+impl Default for FakeInbox {
+    fn default() -> FakeInbox {
+        FakeInbox(Mutex::default(), Mutex::default(), mpsc::channel(1).0)
+    }
+}
 
 impl Inbox for FakeInbox {
     fn route(&self, call_id: &str) {
         self.0.lock().unwrap().push(call_id.to_string());
+    }
+
+    fn find(&self, call_id: &str) -> Option<mpsc::Sender<Link>> {
+        let calls = self.1.lock().unwrap();
+        calls
+            .iter()
+            .find(|(id, _)| id == call_id)
+            .map(|(_, l)| l.clone())
+    }
+
+    fn links(&self) -> mpsc::Sender<Link> {
+        self.2.clone()
     }
 }
 
@@ -1348,14 +1376,14 @@ async fn the_caller_transfers_the_callee_whose_dialog_becomes_leg_a() {
 #[tokio::test(start_paused = true)]
 async fn a_transferor_that_stays_on_the_line_is_hung_up_and_a_refused_transfer_changes_nothing() {
     let (mut call, wire, invite, _ok, _inbox) = transferable().await;
-    // Nowhere the transferor may call, an attended transfer, no Refer-To: refused, and
-    // the call goes on.
+    // Nowhere the transferor may call, nobody, an attended transfer naming no call, no
+    // Refer-To: refused, and the call goes on.
     for (to, code) in [
         (Some("<sip:5551234@office.test>"), "403"),
         (Some("<sip:999@office.test>"), "404"),
         (
             Some("<sip:103@office.test?Replaces=x%3Bto-tag%3D1%3Bfrom-tag%3D2>"),
-            "501",
+            "481",
         ),
         (None, "400"),
     ] {
@@ -1769,4 +1797,146 @@ async fn a_group_members_outside_line_gives_its_trunk_place_back_when_a_phone_wi
         0,
         "the cancelled line's place is free"
     );
+}
+
+/// A second call of alice's (Call-IDs `leg-a2` and `leg-b2`), to phone 2 (carol's, for
+/// `callee_login`), answered (tag `carol`); its links, our INVITE to phone 2 and our
+/// 200 to alice.
+async fn second_call(
+    callee_login: &str,
+) -> (
+    Call,
+    Arc<FakeWire>,
+    mpsc::Receiver<Link>,
+    mpsc::Sender<Link>,
+    Message,
+    Message,
+) {
+    let (mut setup, wire, _status, _log) = new_logged_setup(&[PHONE_2], false);
+    setup.b_call_id = "leg-b2".into();
+    setup.parties.callee_login = callee_login.into();
+    setup.parties.callee_ext = "103".into();
+    let (links_tx, links_rx) = mpsc::channel(8);
+    let (_tx, rx) = mpsc::channel(64);
+    let mut call = Call::new(setup, caller_invite_in("leg-a2"), rx).unwrap();
+    let invite = started(&mut call, &wire).remove(0);
+    let mut answered = answer(&invite, 200, "carol", PHONE_2, &sdp(7000));
+    if let Some((_, v)) = answered
+        .msg
+        .headers
+        .iter_mut()
+        .find(|(n, _)| n == "contact")
+    {
+        *v = format!("<sip:103@{PHONE_2}>");
+    }
+    call.handle(answered);
+    let ok = sent(&wire).1.remove(1);
+    // Carol's phone is logged as carol's.
+    if let Some(f) = call.forks.first_mut() {
+        f.login = Some(callee_login.into());
+    }
+    (call, wire, links_rx, links_tx, invite, ok)
+}
+
+/// alice's REFER in the first call (to bob), naming her dialog in the second (to carol).
+fn refer_replacing(first_ok: &Message, second_ok: &Message, from_tag: &str) -> Incoming {
+    let to = first_ok.header("to").unwrap().to_string();
+    let our_tag = param(second_ok.header("to").unwrap(), "tag").unwrap();
+    referring(
+        from_caller("REFER", 2, "z9hG4bKattended", &to, b""),
+        &format!(
+            "<sip:103@office.test?Replaces=leg-a2%3Bto-tag%3D{our_tag}%3Bfrom-tag%3D{from_tag}>"
+        ),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attended_transfer_joins_the_two_other_parties_and_either_hangup_ends_both() {
+    let (mut first, wire1, invite1, ok1, inbox1) = transferable().await;
+    let (mut second, wire2, mut links2, link2, _invite2, ok2) = second_call("carol").await;
+    inbox1.1.lock().unwrap().push(("leg-a2".into(), link2));
+    let (own1, _links1) = mpsc::channel(8);
+    let inbox1 = Arc::new(FakeInbox(
+        Mutex::default(),
+        Mutex::new(inbox1.1.lock().unwrap().clone()),
+        own1,
+    ));
+    first.setup.inbox = Some(Arc::clone(&inbox1) as Arc<dyn Inbox>);
+
+    first.handle(refer_replacing(&ok1, &ok2, "alice"));
+    assert!(matches!(first.state, State::Bridging(_)));
+    tokio::join!(first.bridge(), async {
+        let link = links2.recv().await.unwrap();
+        second.link(link);
+        second.bridge().await;
+    });
+    // alice hears the transfer is done in the first call; her dialog in the second is
+    // hung up by the box a moment later.
+    let (lines, msgs) = sent(&wire1);
+    assert_eq!(lines, ["202/REFER 127.0.0.1:5062", "NOTIFY 127.0.0.1:5062"]);
+    assert_eq!(sipfrag(&msgs[1]).0, "SIP/2.0 200 OK");
+    assert!(sent(&wire2).0.is_empty());
+    after(&mut second, Duration::from_millis(300)).await;
+    let (lines, msgs) = sent(&wire2);
+    assert_eq!(lines, ["BYE 127.0.0.1:5062"]);
+    assert_eq!(msgs[0].call_id(), "leg-a2");
+    // Each relay's far side is the other's fresh port on the box.
+    assert_eq!(
+        first.media.peers.borrow().b,
+        Some(SocketAddr::new(addr(BOX).ip(), second.media.port_b))
+    );
+    assert_eq!(
+        second.media.peers.borrow().b,
+        Some(SocketAddr::new(addr(BOX).ip(), first.media.port_b))
+    );
+    // Bob and carol are now each call's leg A.
+    assert_eq!(first.a.peer.addr, addr(PHONE_1));
+    assert_eq!(second.a.peer.addr, addr(PHONE_2));
+    // Bob hangs up: carol is hung up by her call.
+    first.handle(from_callee("BYE", 2, &invite1, "bob", b""));
+    assert!(
+        sent(&wire1)
+            .0
+            .contains(&"200/BYE 127.0.0.1:5070".to_string())
+    );
+    assert!(matches!(first.state, State::Ending));
+    let link = links2.try_recv().unwrap();
+    assert!(matches!(link, Link::HungUp));
+    second.link(link);
+    let (lines, msgs) = sent(&wire2);
+    assert_eq!(lines, ["BYE 127.0.0.1:5072"]);
+    assert_eq!(msgs[0].call_id(), "leg-b2");
+    assert!(matches!(second.state, State::Ending));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attended_transfer_naming_someone_elses_or_no_dialog_is_refused() {
+    for (owner, from_tag, code) in [("mallory", "alice", "403"), ("alice", "nobody", "481")] {
+        let (mut first, wire1, _invite1, ok1, inbox1) = transferable().await;
+        let (mut second, wire2, mut links2, link2, _invite2, ok2) = second_call("carol").await;
+        second.setup.parties.caller_login = owner.into();
+        inbox1.1.lock().unwrap().push(("leg-a2".into(), link2));
+        first.handle(refer_replacing(&ok1, &ok2, from_tag));
+        tokio::join!(first.bridge(), async {
+            let link = links2.recv().await.unwrap();
+            second.link(link);
+        });
+        assert_eq!(sent(&wire1).0, [format!("{code}/REFER 127.0.0.1:5062")]);
+        assert!(sent(&wire2).0.is_empty());
+        assert!(matches!(first.state, State::Talking) && matches!(second.state, State::Talking));
+        assert!(first.transferor.is_none() && first.partner.is_none());
+    }
+    // A Replaces naming the call itself, and one no call has.
+    let (mut first, wire1, _invite1, ok1, _inbox1) = transferable().await;
+    let to = ok1.header("to").unwrap().to_string();
+    for (replaces, code) in [
+        ("leg-b%3Bto-tag%3Dx%3Bfrom-tag%3Dy", "403"),
+        ("gone%3Bto-tag%3Dx%3Bfrom-tag%3Dy", "481"),
+    ] {
+        first.handle(referring(
+            from_caller("REFER", 2, "z9hG4bKr", &to, b""),
+            &format!("<sip:103@office.test?Replaces={replaces}>"),
+        ));
+        assert_eq!(sent(&wire1).0, [format!("{code}/REFER 127.0.0.1:5062")]);
+    }
 }

@@ -53,8 +53,8 @@ pub(super) fn datagram(
         .routes
         .get(msg.call_id())
         .cloned();
-    if let Some(tx) = route {
-        let _ = tx.try_send(Incoming {
+    if let Some(route) = route {
+        let _ = route.sip.try_send(Incoming {
             msg,
             source,
             transport,

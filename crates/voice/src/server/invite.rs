@@ -26,8 +26,8 @@ pub(super) const MAX_RINGING: usize = 200;
 /// Calls by Call-ID (both legs), and their status for `officebox phone calls`.
 #[derive(Default)]
 pub(super) struct Calls {
-    /// Each call's inbox, by the Call-ID of either leg.
-    pub(super) routes: HashMap<String, mpsc::Sender<Incoming>>,
+    /// Each call's inbox and links, by the Call-ID of either leg.
+    pub(super) routes: HashMap<String, Route>,
     /// Where each call is, by a number of its own.
     pub(super) status: HashMap<u64, watch::Receiver<Status>>,
     next_id: u64,
@@ -37,6 +37,13 @@ pub(super) struct Calls {
     /// The same Call-IDs oldest first, so forgetting them costs nothing per call (at
     /// thousands of calls a second, scanning the whole map each time did).
     ended_order: VecDeque<(Instant, String)>,
+}
+
+/// Where a call's messages go: its inbox (SIP), and its links (other calls).
+#[derive(Clone)]
+pub(super) struct Route {
+    pub(super) sip: mpsc::Sender<Incoming>,
+    link: mpsc::Sender<call::Link>,
 }
 
 impl Calls {
@@ -174,11 +181,13 @@ pub(super) fn launch(
     };
     let a_call_id = req.msg.call_id().to_string();
     let (tx, rx) = mpsc::channel(64);
+    let (link, links) = mpsc::channel(8);
+    let route = Route { sip: tx, link };
     let calls = Arc::clone(&req.state.calls);
     // Routed now (before any await), so a retransmitted INVITE finds the call.
     let id = {
         let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
-        calls.routes.insert(a_call_id.clone(), tx.clone());
+        calls.routes.insert(a_call_id.clone(), route.clone());
         calls.next_id += 1;
         let id = calls.next_id;
         calls.status.insert(id, status_rx);
@@ -187,12 +196,13 @@ pub(super) fn launch(
     tokio::spawn(async move {
         let inbox = Arc::new(CallInbox {
             calls: Arc::clone(&calls),
-            tx,
+            route,
             ids: std::sync::Mutex::new(vec![a_call_id]),
         });
         if let Some(mut setup) = setup.await {
             call::Inbox::route(&*inbox, &setup.b_call_id);
             setup.inbox = Some(Arc::clone(&inbox) as Arc<dyn call::Inbox>);
+            setup.links = Some(links);
             call::run(setup, incoming, rx).await;
         }
         let ids = std::mem::take(&mut *inbox.ids.lock().unwrap_or_else(PoisonError::into_inner));
@@ -209,7 +219,7 @@ pub(super) fn launch(
 /// and those of legs it starts later), taken out of the routes when it ends.
 struct CallInbox {
     calls: Arc<std::sync::Mutex<Calls>>,
-    tx: mpsc::Sender<Incoming>,
+    route: Route,
     ids: std::sync::Mutex<Vec<String>>,
 }
 
@@ -219,11 +229,24 @@ impl call::Inbox for CallInbox {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .routes
-            .insert(call_id.to_string(), self.tx.clone());
+            .insert(call_id.to_string(), self.route.clone());
         self.ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(call_id.to_string());
+    }
+
+    fn find(&self, call_id: &str) -> Option<mpsc::Sender<call::Link>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .routes
+            .get(call_id)
+            .map(|r| r.link.clone())
+    }
+
+    fn links(&self) -> mpsc::Sender<call::Link> {
+        self.route.link.clone()
     }
 }
 
@@ -351,6 +374,7 @@ pub(super) fn new_setup(
         voicemail: None,
         router: Some(router),
         inbox: None,
+        links: None,
         record: (!req.config.phone.record_code.is_empty()).then(|| call::RecordSetup {
             code: req.config.phone.record_code.clone(),
             data_dir: req.config.data_dir.clone(),
