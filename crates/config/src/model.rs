@@ -437,6 +437,8 @@ pub struct Phone {
     pub night_code: String,
     /// Keyed in during a call, it records the call into the user's mailbox; empty: off.
     pub record_code: String,
+    /// What a caller on hold hears.
+    pub music_on_hold: MusicOnHold,
     pub no_answer_timeout: Duration,
     pub max_message_length: Duration,
     pub rtp_ports: (u16, u16),
@@ -449,6 +451,18 @@ pub struct Phone {
     pub dial_plan: crate::dialplan::DialPlan,
     /// `[[phone.trunks]]`: lines to telephone providers, in the file's order.
     pub trunks: Vec<Trunk>,
+}
+
+/// What a phone put on hold hears (`phone.music_on_hold`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MusicOnHold {
+    /// Nothing from the box: the hold goes to the other phone (silence, or the holder's
+    /// own music).
+    Off,
+    /// The tune built in.
+    BuiltIn,
+    /// A WAV file (any rate; relative to the data directory unless absolute).
+    File(std::path::PathBuf),
 }
 
 /// `[web]`.

@@ -811,6 +811,13 @@ pub const RECORD_CODE: Setting = s(
     "Record key",
     "Keyed in during a call, it records the call (both sides hear a tone) into your mailbox; again to stop. Empty: off.",
 );
+pub const MUSIC_ON_HOLD: Setting = s(
+    "phone.music_on_hold",
+    Kind::Text,
+    Default::Text("builtin"),
+    "Music on hold",
+    "What a caller on hold hears: \"builtin\" (a tune), a WAV file (any rate; relative to the data directory), or \"off\" (the other phone decides). A WAV uploaded on the Phone Routing page wins.",
+);
 pub const NO_ANSWER_TIMEOUT: Setting = s(
     "phone.no_answer_timeout",
     Kind::Duration { min_secs: 5 },
@@ -1364,6 +1371,7 @@ pub const SETTINGS: &[&Setting] = &[
     &VOICEMAIL_EXTENSION,
     &NIGHT_CODE,
     &RECORD_CODE,
+    &MUSIC_ON_HOLD,
     &NO_ANSWER_TIMEOUT,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,

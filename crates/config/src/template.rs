@@ -212,6 +212,7 @@ password = "{admin_hash}"
 {phone.voicemail_extension}
 {phone.night_code}
 {phone.record_code}
+{phone.music_on_hold}
 {phone.no_answer_timeout}
 {phone.max_message_length}
 {phone.rtp_ports}

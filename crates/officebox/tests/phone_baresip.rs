@@ -413,7 +413,10 @@ fn hold_and_resume_both_ways_through_the_b2bua_then_the_callee_hangs_up() {
     let tones = dir.path().join("tones.wav");
     audio::make_tone_wav(&tones, 30.0).unwrap();
 
-    let c = TestConfig::demo().free_ports();
+    // Without music on hold, the box carries the hold to the other phone.
+    let c = TestConfig::demo()
+        .free_ports()
+        .set("phone.music_on_hold", "off");
     let office = Office::start(&c);
     let alice = Baresip::start("alice", &office.account("101", "alice", "demo-alice")).unwrap();
     let bob = Baresip::start(
@@ -525,6 +528,78 @@ fn hold_and_resume_both_ways_through_the_b2bua_then_the_callee_hangs_up() {
         m.lag_seconds
     );
     assert!(m.score > SIMILAR, "{m:?}");
+}
+
+#[test]
+fn a_phone_on_hold_hears_the_music_and_is_never_asked_to_hold() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-music").unwrap();
+    let tune = dir.path().join("tune.wav");
+    audio::write_wav(&tune, 8000, &officebox_voice::music::built_in()[..16_000]).unwrap();
+    let c = TestConfig::demo().free_ports();
+    let office = Office::start(&c);
+    let alice = Baresip::start("alice", &office.account("101", "alice", "demo-alice")).unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office.account("102", "bob", "demo-bob").auto_answer(true),
+    )
+    .unwrap();
+    office.wait_registered(&alice);
+    office.wait_registered(&bob);
+
+    // alice holds bob, then bob holds alice: the held one hears the tune.
+    for (who, caller, callee, holder, held) in [
+        ("alice", &alice, &bob, &alice, &bob),
+        ("bob", &alice, &bob, &bob, &alice),
+    ] {
+        let (caller_mark, callee_mark) = (caller.mark(), callee.mark());
+        caller.dial("102").unwrap();
+        office.wait_event(caller, caller_mark, "CALL_ESTABLISHED");
+        office.wait_event(callee, callee_mark, "CALL_ESTABLISHED");
+        sleep(Duration::from_millis(500));
+        let mark = held.mark();
+        holder.hold().unwrap();
+        // The box answers the hold: the holder sends only, the held phone is not asked.
+        office.wait_direction(holder, "sendonly");
+        let before = office.stats(held);
+        sleep(Duration::from_millis(2500));
+        let during = office.stats(held);
+        assert_eq!(during.direction, "sendrecv", "{who} held: {during:?}");
+        assert!(
+            held.events()[mark..]
+                .iter()
+                .all(|e| !(e.kind == "CALL_REMOTE_SDP" && e.param == "offer")),
+            "the held phone was sent an offer"
+        );
+        assert!(
+            during.received >= before.received + 100,
+            "the held phone hears nothing while {who} holds: {before:?} then {during:?}"
+        );
+        holder.resume().unwrap();
+        office.wait_direction(holder, "sendrecv");
+        sleep(Duration::from_millis(1000));
+        let resumed = (office.stats(holder), office.stats(held));
+        sleep(Duration::from_millis(1000));
+        let later = (office.stats(holder), office.stats(held));
+        assert!(
+            later.0.received >= resumed.0.received + 40
+                && later.1.received >= resumed.1.received + 40,
+            "no audio after {who} resumed: {resumed:?} then {later:?}\n{}",
+            office.ob.log()
+        );
+        let mark = held.mark();
+        caller.hangup().unwrap();
+        office.wait_event(held, mark, "CALL_CLOSED");
+        office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+        let heard = held.last_recording(EVENT_TIMEOUT).unwrap().heard;
+        let m = audio::compare(&tune, &heard).unwrap();
+        eprintln!(
+            "the phone {who} held heard the tune: similarity {:.4} at {:.2} s",
+            m.score, m.lag_seconds
+        );
+        assert!(m.score > SIMILAR, "{m:?} ({})", heard.display());
+    }
 }
 
 /// bob's `password` line in the demo config (an argon2 hash of demo-bob).

@@ -61,6 +61,12 @@ pub use queue::{
 };
 pub use trunk::{TrunkState, TrunkStatus};
 
+/// Where the music on hold uploaded on the Phone Routing page is kept (it wins over the
+/// configured file and the built-in tune).
+pub fn music_on_hold_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("music").join("on-hold.wav")
+}
+
 /// Where the greeting recorded for auto attendant `name` is kept (uploaded on the Phone
 /// Routing page, or recorded from a phone): it wins over the attendant's configured one.
 pub fn attendant_greeting_path(data_dir: &std::path::Path, name: &str) -> std::path::PathBuf {

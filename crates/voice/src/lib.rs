@@ -26,6 +26,7 @@ pub mod daynight;
 pub mod digest;
 pub mod media;
 pub mod menu;
+pub mod music;
 pub mod mwi;
 pub mod registrar;
 pub mod rtp;

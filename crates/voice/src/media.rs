@@ -173,6 +173,11 @@ pub fn negotiate(offer: &[u8]) -> Option<Negotiated> {
 
 /// Our SDP answer: G.711 in `law`, telephone-event when the offer had it.
 pub fn answer(ip: std::net::IpAddr, port: u16, n: &Negotiated) -> Vec<u8> {
+    answer_with(ip, port, n, "sendrecv")
+}
+
+/// [`answer`] in `direction` (`sendrecv`, `recvonly`, `sendonly` or `inactive`).
+pub fn answer_with(ip: std::net::IpAddr, port: u16, n: &Negotiated, direction: &str) -> Vec<u8> {
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let pt = n.law.payload_type();
     let name = match n.law {
@@ -193,7 +198,7 @@ pub fn answer(ip: std::net::IpAddr, port: u16, n: &Negotiated) -> Vec<u8> {
             "m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\n"
         )),
     }
-    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    s.push_str(&format!("a=ptime:20\r\na={direction}\r\n"));
     s.into_bytes()
 }
 

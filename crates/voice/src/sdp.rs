@@ -50,6 +50,24 @@ pub fn audio(body: &[u8]) -> Option<Media> {
     })
 }
 
+/// The direction that answers an offer (RFC 3264 section 6.1): sendonly is answered
+/// recvonly, recvonly sendonly, inactive inactive; the old hold's 0.0.0.0 recvonly.
+pub fn answering_direction(offer: &[u8]) -> &'static str {
+    let text = std::str::from_utf8(offer).unwrap_or("");
+    let has = |a: &str| text.lines().any(|l| l.trim_end_matches('\r') == a);
+    if has("a=sendonly") {
+        "recvonly"
+    } else if has("a=recvonly") {
+        "sendonly"
+    } else if has("a=inactive") {
+        "inactive"
+    } else if audio(offer).is_some_and(|m| m.addr.ip().is_unspecified()) {
+        "recvonly"
+    } else {
+        "sendrecv"
+    }
+}
+
 /// Whether an offer puts the other side on hold: `a=sendonly` or `a=inactive`, or the
 /// old style's unspecified address (RFC 3264 section 8.4).
 pub fn is_hold(body: &[u8]) -> bool {

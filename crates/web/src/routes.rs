@@ -48,6 +48,12 @@ pub(crate) fn admin(app: Shared) -> Router {
             "/attendants/{name}/greeting/delete",
             post(greetings::delete),
         )
+        .route(
+            "/music-on-hold",
+            post(greetings::upload_music)
+                .layer(axum::extract::DefaultBodyLimit::max(greetings::MAX_UPLOAD)),
+        )
+        .route("/music-on-hold/delete", post(greetings::delete_music))
         .route("/list/{list}/add", post(lists::add))
         .route("/list/{list}/{n}/delete", post(lists::delete))
         .route("/users/{login}/{list}/add", post(lists::add_own))
@@ -676,6 +682,37 @@ mod tests {
                 "/attendants/main/greeting/delete",
                 &format!("csrf={}", p.csrf),
             )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(!kept.exists());
+    }
+
+    #[tokio::test]
+    async fn music_on_hold_is_uploaded_shown_and_deleted_and_the_setting_is_on_the_page() {
+        let mut p = Pages::new(Reloaded::Applied);
+        p.log_in().await;
+        let (_, _, page) = p.get("/routing").await;
+        assert!(
+            page.contains("Music on hold") && page.contains("The built-in tune."),
+            "{page}"
+        );
+        assert!(page.contains("name=\"phone.music_on_hold\""), "{page}");
+        let wav = officebox_store::wav::to_bytes(8000, &[1000; 24_000]);
+        let url = format!("/music-on-hold?csrf={}", p.csrf);
+        let (status, _) = p.upload("/music-on-hold", "music", &wav).await;
+        assert_ne!(status, StatusCode::SEE_OTHER, "no CSRF token, no upload");
+        let (status, body) = p.upload(&url, "music", &wav).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let data = p.file.parent().unwrap().join("data");
+        let kept = officebox_store::music_on_hold_path(&data);
+        assert!(kept.exists());
+        let (_, _, page) = p.get("/routing").await;
+        assert!(page.contains("Uploaded, 0:03."), "{page}");
+        let (status, body) = p.upload(&url, "music", b"RIFF, not really").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("That is not a WAV file"), "{body}");
+        let (status, _, _) = p
+            .post("/music-on-hold/delete", &format!("csrf={}", p.csrf))
             .await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert!(!kept.exists());

@@ -186,6 +186,7 @@ pub const PAGES: &[PageDef] = &[
         risky: false,
         fields: &[
             field(&schema::OPERATOR),
+            field(&schema::MUSIC_ON_HOLD),
             field(&schema::TIMEZONE),
             field(&schema::EMERGENCY_NUMBERS),
             field(&schema::INTERNATIONAL_PREFIXES),

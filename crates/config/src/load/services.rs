@@ -10,6 +10,7 @@ impl Loader<'_, '_> {
             voicemail_extension: schema::VOICEMAIL_EXTENSION.text().into(),
             night_code: schema::NIGHT_CODE.text().into(),
             record_code: schema::RECORD_CODE.text().into(),
+            music_on_hold: MusicOnHold::BuiltIn,
             no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
@@ -48,6 +49,21 @@ impl Loader<'_, '_> {
                         "digits, optionally starting with * or #, e.g. \"*1\" (\"\" turns it off)",
                     ),
                 }
+            }
+            if let Some(v) = sec.parsed(
+                self.sink,
+                "music_on_hold",
+                "\"builtin\", \"off\", or a WAV file, e.g. \"music/hold.wav\"",
+                |s| match s {
+                    "builtin" => Ok(MusicOnHold::BuiltIn),
+                    "off" => Ok(MusicOnHold::Off),
+                    f if f.to_ascii_lowercase().ends_with(".wav") => {
+                        Ok(MusicOnHold::File(std::path::PathBuf::from(f)))
+                    }
+                    other => Err(format!("`{other}` is not a WAV file")),
+                },
+            ) {
+                phone.music_on_hold = v.value;
             }
             phone.no_answer_timeout = self.duration(&mut sec, &schema::NO_ANSWER_TIMEOUT);
             phone.max_message_length = self.duration(&mut sec, &schema::MAX_MESSAGE_LENGTH);

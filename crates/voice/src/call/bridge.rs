@@ -16,14 +16,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::refer::{Dialog, Transferor};
 use super::{Call, Incoming, State};
 use crate::media::{self, Law};
-use crate::rtp::{self, Lease, Peers, Side};
+use crate::rtp::{Lease, Peers, Side};
 use crate::sip::{Method, param, unescape};
 
 /// How long the call that got the REFER waits for the other call's answer.
@@ -328,17 +327,9 @@ impl Call {
     /// The relay joins the remaining party (made leg A) to `partner` (another call's
     /// relay) on `lease`, a fresh port; the departing side's port is given up.
     async fn join_relays(&mut self, departing: Side, lease: Lease, partner: SocketAddr) {
-        self.media.relay_stop.cancel();
-        let stopped = match self.media.relay.take() {
-            Some(relay) => relay.await.ok(),
-            None => None,
-        };
-        let Some(mut stopped) = stopped else {
+        let Some((lease_a, lease_b)) = self.stop_media().await else {
             return;
         };
-        if let Some(samples) = stopped.recorded.take() {
-            self.deliver_recording(samples).await;
-        }
         let peers = *self.media.peers.borrow();
         let was_held = match departing {
             Side::B => self.b_held_a,
@@ -346,13 +337,13 @@ impl Call {
         };
         let (keep, remote, events) = match departing {
             Side::B => {
-                drop(stopped.b);
-                (stopped.a, self.a_moved.or(peers.a), peers.events_a)
+                drop(lease_b);
+                (lease_a, self.a_moved.or(peers.a), peers.events_a)
             }
             Side::A => {
-                drop(stopped.a);
+                drop(lease_a);
                 self.swap_legs();
-                (stopped.b, peers.b, peers.events_b)
+                (lease_b, peers.b, peers.events_b)
             }
         };
         let mut n = media::negotiate(&self.b_answer);
@@ -367,25 +358,17 @@ impl Call {
         self.b_held_a = false;
         self.media.ip_b = partner.ip();
         self.media.port_b = lease.port;
-        let (peers_tx, peers_rx) = watch::channel(Peers {
-            a: remote,
-            b: Some(partner),
-            events_a: events,
-            events_b: events,
-            record: false,
-        });
-        let relay_stop = CancellationToken::new();
-        let (heard_tx, heard) = mpsc::unbounded_channel();
-        self.media.relay = Some(tokio::spawn(rtp::relay(
+        self.start_relay(
             keep,
             lease,
-            peers_rx,
-            relay_stop.clone(),
-            self.setup.record.is_some().then_some(heard_tx),
-        )));
-        self.media.heard = Some(heard);
-        self.media.peers = peers_tx;
-        self.media.relay_stop = relay_stop;
+            Peers {
+                a: remote,
+                b: Some(partner),
+                events_a: events,
+                events_b: events,
+                record: false,
+            },
+        );
         self.state = State::Talking;
         if was_held && let Some(n) = n {
             // On hold while the transferor spoke to the other party: taken off it.

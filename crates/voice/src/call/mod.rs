@@ -17,6 +17,7 @@
 //! - [`group`]: a ring group's members, stage by stage (all at once, or hunt).
 //! - [`lines`]: an outside call's trunks, in order (challenge, failover).
 //! - [`reinvite`]: re-INVITEs carried from one leg to the other; UPDATEs answered.
+//! - [`hold`]: hold with music: the box answers the holder and plays to the held side.
 //! - [`timers`]: retransmissions, transaction timeouts, and no answer.
 //! - [`handoff`]: the box answering instead (voicemail, the voicemail menu, or the
 //!   auto attendant).
@@ -31,6 +32,7 @@ mod bridge;
 mod fork;
 mod group;
 mod handoff;
+mod hold;
 mod leg;
 mod lines;
 mod record;
@@ -384,6 +386,8 @@ pub struct Setup {
     pub links: Option<mpsc::Receiver<Link>>,
     /// Recording on demand (`None`: off).
     pub record: Option<RecordSetup>,
+    /// Music on hold (`None`: hold is carried to the other phone, which hears silence).
+    pub music: Option<Arc<crate::music::Source>>,
     /// Counts this call among those still ringing until it is answered or ends.
     pub ringing: Ringing,
     /// The call's row in the call log ...
@@ -473,6 +477,8 @@ enum State {
     /// An attended transfer joins this call to another ([`bridge`]), at the loop's
     /// next turn.
     Bridging(Box<bridge::Step>),
+    /// Music on hold starts or stops ([`hold`]), at the loop's next turn.
+    Hold(hold::HoldStep),
     /// The box answered the caller: a message is being recorded, or the menu plays.
     Voicemail(Recording),
     /// Final response sent or BYEs out: waiting for the ACK and the answers, then over.
@@ -570,6 +576,8 @@ struct Call {
     /// transfer ([`bridge`]).
     links: Option<mpsc::Receiver<Link>>,
     partner: Option<mpsc::Sender<Link>>,
+    /// The music a side on hold hears ([`hold`]).
+    music: Option<hold::Music>,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -600,6 +608,10 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         }
         if matches!(call.state, State::Bridging(_)) {
             call.bridge().await;
+            continue;
+        }
+        if matches!(call.state, State::Hold(_)) {
+            call.hold_step().await;
             continue;
         }
         let next = call.next_timer();
@@ -642,6 +654,7 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         }
     }
     call.media.relay_stop.cancel();
+    call.end_music().await;
     let (mut relayed, mut strangers) = ((0, 0), (0, 0));
     if let Some(relay) = call.media.relay.take()
         && let Ok(stopped) = relay.await
@@ -803,6 +816,7 @@ impl Call {
             transferor: None,
             links,
             partner: None,
+            music: None,
         })
     }
 

@@ -451,19 +451,11 @@ impl Call {
             held,
             dialled,
         } = *p;
-        // The relay stops; a recording made so far is delivered.
-        self.media.relay_stop.cancel();
-        let stopped = match self.media.relay.take() {
-            Some(relay) => relay.await.ok(),
-            None => None,
-        };
-        let Some(mut stopped) = stopped else {
+        // The relay (or the music on hold) stops; a recording made so far is delivered.
+        let Some((lease_a, lease_b)) = self.stop_media().await else {
             self.transfer_failed();
             return;
         };
-        if let Some(samples) = stopped.recorded.take() {
-            self.deliver_recording(samples).await;
-        }
         self.media.heard = None;
         let Some(mut n) = media::negotiate(&self.b_answer) else {
             self.transfer_failed();
@@ -476,14 +468,14 @@ impl Call {
         };
         let (lease, remote) = match departing {
             Side::B => {
-                drop(stopped.b);
-                (stopped.a, self.a_moved.or(peers.a))
+                drop(lease_b);
+                (lease_a, self.a_moved.or(peers.a))
             }
             Side::A => {
-                drop(stopped.a);
+                drop(lease_a);
                 let remote = peers.b;
                 self.swap_legs();
-                (stopped.b, remote)
+                (lease_b, remote)
             }
         };
         n.remote = remote;

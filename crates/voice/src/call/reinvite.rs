@@ -28,6 +28,14 @@ impl Call {
 
     /// A re-INVITE from one side: the same offer, pointed at the box, to the other side.
     pub(super) fn forward_reinvite(&mut self, req: Message, from_a: bool) {
+        let side = if from_a {
+            crate::rtp::Side::A
+        } else {
+            crate::rtp::Side::B
+        };
+        if self.reinvite.is_none() && self.hold_reinvite(&req, side) {
+            return;
+        }
         let Some((w_uri, w_tag, w_peer, w_route)) = self
             .winner()
             .map(|w| (w.dialog_uri(), w.to_tag.clone(), w.peer, w.route.clone()))

@@ -255,6 +255,7 @@ fn new_logged_setup(
         router: None,
         inbox: None,
         links: None,
+        music: None,
         record: None,
         menu: voicemail.then(|| menu::MenuSetup {
             data_dir: std::env::temp_dir(),
@@ -1939,4 +1940,108 @@ async fn an_attended_transfer_naming_someone_elses_or_no_dialog_is_refused() {
         ));
         assert_eq!(sent(&wire1).0, [format!("{code}/REFER 127.0.0.1:5062")]);
     }
+}
+
+/// An offer like [`sdp`]'s, with a direction attribute.
+fn sdp_dir(port: u16, direction: &str) -> Vec<u8> {
+    let mut body = sdp(port);
+    body.extend_from_slice(format!("a={direction}\r\n").as_bytes());
+    body
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_is_answered_by_the_box_which_plays_music_to_the_other_side_until_resumed() {
+    let (mut call, wire, _status, _invite, ok) = answered().await;
+    call.setup.music = Some(Arc::new(crate::music::Source {
+        data_dir: std::env::temp_dir().join("obx-no-music-here"),
+        file: None,
+    }));
+    let to = ok.header("to").unwrap().to_string();
+    // alice holds: the box answers recvonly from her port, bob's phone hears of nothing.
+    call.handle(from_caller(
+        "INVITE",
+        2,
+        "z9hG4bKhold",
+        &to,
+        &sdp_dir(4000, "sendonly"),
+    ));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/INVITE 127.0.0.1:5062"]);
+    assert_eq!(audio_port(&msgs[0]), call.media.port_a);
+    assert!(String::from_utf8_lossy(&msgs[0].body).contains("a=recvonly"));
+    assert!(matches!(
+        call.state,
+        State::Hold(hold::HoldStep::Start(crate::rtp::Side::A))
+    ));
+    call.hold_step().await;
+    assert!(call.music.is_some() && call.media.relay.is_none());
+    assert!(matches!(call.state, State::Talking));
+    // A refresh from bob's phone meanwhile is answered by the box, music going on.
+    let from_bob = |cseq, branch: &str, body: &[u8]| {
+        let mut m = from_callee("INVITE", cseq, &_invite, "bob", body);
+        m.msg
+            .headers
+            .iter_mut()
+            .find(|(n, _)| n == "via")
+            .unwrap()
+            .1 = format!("{PHONE_1};branch={branch};rport");
+        m
+    };
+    call.handle(from_bob(2, "z9hG4bKrefresh", &sdp(6000)));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/INVITE 127.0.0.1:5070"]);
+    assert!(String::from_utf8_lossy(&msgs[0].body).contains("a=sendrecv"));
+    assert!(call.music.is_some());
+    // alice resumes: answered sendrecv, the music stops and the relay starts again.
+    call.handle(from_caller(
+        "INVITE",
+        3,
+        "z9hG4bKresume",
+        &to,
+        &sdp_dir(4000, "sendrecv"),
+    ));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["200/INVITE 127.0.0.1:5062"]);
+    assert!(String::from_utf8_lossy(&msgs[0].body).contains("a=sendrecv"));
+    call.hold_step().await;
+    assert!(call.music.is_none() && call.media.relay.is_some());
+    assert_eq!(call.media.peers.borrow().a, Some(addr("127.0.0.1:4000")));
+    // Held again, and transferred while the music plays: the ports go to the transfer.
+    call.handle(from_caller(
+        "INVITE",
+        4,
+        "z9hG4bKhold2",
+        &to,
+        &sdp_dir(4000, "inactive"),
+    ));
+    assert!(String::from_utf8_lossy(&sent(&wire).1[0].body).contains("a=inactive"));
+    call.hold_step().await;
+    call.setup.router = Some(Arc::new(FakeRouter));
+    call.setup.inbox = Some(Arc::new(FakeInbox::default()) as Arc<dyn Inbox>);
+    call.handle(referring(
+        from_caller("REFER", 5, "z9hG4bKrefer", &to, b""),
+        "<sip:103@office.test>",
+    ));
+    sent(&wire);
+    call.transfer().await;
+    assert!(call.music.is_none() && call.held.is_some());
+    assert_eq!(sent(&wire).0, ["INVITE 127.0.0.1:5072"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_music_a_hold_is_carried_to_the_other_phone() {
+    let (mut call, wire, _status, _invite, ok) = answered().await;
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller(
+        "INVITE",
+        2,
+        "z9hG4bKhold",
+        &to,
+        &sdp_dir(4000, "sendonly"),
+    ));
+    assert_eq!(
+        sent(&wire).0,
+        ["100/INVITE 127.0.0.1:5062", "INVITE 127.0.0.1:5070"]
+    );
+    assert!(call.a_held_b);
 }

@@ -7,7 +7,6 @@
 //! destination's voicemail on the same endpoint; no voicemail, or the caller refused
 //! everywhere, is a BYE.
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -17,7 +16,7 @@ use officebox_store::Disposition;
 use super::handoff::Answering;
 use super::{Call, Callee, Routed, State};
 use crate::media::{self, Endpoint};
-use crate::rtp::{self, Lease, Peers};
+use crate::rtp::{Lease, Peers};
 use crate::sip::Method;
 use crate::voicemail;
 
@@ -160,23 +159,12 @@ impl Call {
             return;
         };
         let before = *self.media.peers.borrow();
-        let (peers, peers_rx) = watch::channel(Peers {
+        let peers = Peers {
             a,
             events_a: self.boxed.and_then(|n| n.events),
             ..before
-        });
-        let relay_stop = CancellationToken::new();
-        let (heard_tx, heard) = tokio::sync::mpsc::unbounded_channel();
-        self.media.relay = Some(tokio::spawn(rtp::relay(
-            lease_a,
-            lease_b,
-            peers_rx,
-            relay_stop.clone(),
-            self.setup.record.is_some().then_some(heard_tx),
-        )));
-        self.media.heard = Some(heard);
-        self.media.peers = peers;
-        self.media.relay_stop = relay_stop;
+        };
+        self.start_relay(lease_a, lease_b, peers);
         self.state = State::Talking;
         self.transfer_done("200 OK");
     }

@@ -250,6 +250,20 @@ impl call::Inbox for CallInbox {
     }
 }
 
+/// Where the music on hold comes from (`None`: off).
+fn music_source(config: &officebox_config::Config) -> Option<Arc<crate::music::Source>> {
+    use officebox_config::model::MusicOnHold;
+    let file = match &config.phone.music_on_hold {
+        MusicOnHold::Off => return None,
+        MusicOnHold::BuiltIn => None,
+        MusicOnHold::File(f) => Some(f.clone()),
+    };
+    Some(Arc::new(crate::music::Source {
+        data_dir: config.data_dir.clone(),
+        file,
+    }))
+}
+
 /// Overload: more calls setting up at once than a small office has phones means the box
 /// is behind. New calls are turned away at once (cheap, 503) so the ones under way
 /// finish, instead of every call timing out in a storm of retransmissions.
@@ -375,6 +389,7 @@ pub(super) fn new_setup(
         router: Some(router),
         inbox: None,
         links: None,
+        music: music_source(req.config),
         record: (!req.config.phone.record_code.is_empty()).then(|| call::RecordSetup {
             code: req.config.phone.record_code.clone(),
             data_dir: req.config.data_dir.clone(),

@@ -85,6 +85,7 @@ pub(crate) async fn render(
         (lists_html(&doc, def.path, None, &me.csrf, failed))
         @if def.path == "/routing" {
             (crate::pages::greetings::section(config, &me.csrf))
+            (crate::pages::greetings::music_section(config, &me.csrf))
         }
         @if def.path == "/phones" {
             (feature_codes(config))
