@@ -451,6 +451,35 @@ pub fn bind_addresses(config: &Config, service: Service) -> Vec<IpAddr> {
     }
 }
 
+/// The feature codes of call forwarding and do-not-disturb (the usual ones of office
+/// phone systems): forward every call, when busy, when not answered (each followed by
+/// the extension or number, as the user would dial it), forwarding off, and DND on/off.
+pub const FORWARD_ALWAYS_CODE: &str = "*72";
+pub const FORWARD_BUSY_CODE: &str = "*90";
+pub const FORWARD_NO_ANSWER_CODE: &str = "*92";
+pub const FORWARD_OFF_CODE: &str = "*73";
+pub const DND_CODE: &str = "*78";
+
+/// Whether `user` may forward their calls to `to`: another user's extension (or login),
+/// or a number one of their routes takes (when they may call out at all).
+pub fn forward_reachable(config: &Config, user: &crate::model::User, to: &str) -> bool {
+    if to.is_empty() {
+        return false;
+    }
+    if let Some(other) = config
+        .users
+        .iter()
+        .find(|u| u.extension.as_deref() == Some(to) || u.login == to)
+    {
+        return other.login != user.login;
+    }
+    user.outside.at_once > 0
+        && matches!(
+            config.phone.dial_plan.outbound(&user.login, to),
+            crate::dialplan::Outbound::Route { .. }
+        )
+}
+
 /// What a phone can dial besides extensions and outside numbers: each feature code, and
 /// what it does, in words for the Phones page and `officebox phone codes`.
 pub fn feature_codes(config: &Config) -> Vec<(String, String)> {
@@ -475,6 +504,28 @@ pub fn feature_codes(config: &Config) -> Vec<(String, String)> {
             "record the call into your mailbox (both sides hear a tone); again to stop".to_string(),
         ));
     }
+    codes.extend([
+        (
+            format!("{FORWARD_ALWAYS_CODE} + number"),
+            "forward every call to that extension or outside number".to_string(),
+        ),
+        (
+            format!("{FORWARD_BUSY_CODE} + number"),
+            "forward calls there when your phones are busy".to_string(),
+        ),
+        (
+            format!("{FORWARD_NO_ANSWER_CODE} + number"),
+            "forward calls there when nobody answers in time".to_string(),
+        ),
+        (
+            FORWARD_OFF_CODE.to_string(),
+            "call forwarding off".to_string(),
+        ),
+        (
+            DND_CODE.to_string(),
+            "do not disturb: your callers go to your voicemail; again to undo".to_string(),
+        ),
+    ]);
     for n in &phone.dial_plan.emergency_numbers {
         codes.push((
             n.clone(),
@@ -495,6 +546,8 @@ mod tests {
         assert!(codes.contains(&"*97".to_string()), "{codes:?}");
         assert!(codes.contains(&"*1 during a call".to_string()), "{codes:?}");
         assert!(codes.contains(&"911".to_string()), "{codes:?}");
+        assert!(codes.contains(&"*72 + number".to_string()), "{codes:?}");
+        assert!(codes.contains(&"*78".to_string()), "{codes:?}");
         // No office hours: no night code to offer.
         assert!(!codes.contains(&"*30".to_string()), "{codes:?}");
     }

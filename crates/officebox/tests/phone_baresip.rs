@@ -1150,3 +1150,83 @@ fn an_attended_transfer_by_a_desk_phone_puts_its_two_callers_through_to_each_oth
     }
     assert!(office.ob.log().contains("phone: attended transfer"));
 }
+
+/// `phone` dials feature code `code`: the box answers, says what it did, and hangs up.
+fn dial_code(office: &Office, phone: &Baresip, code: &str) {
+    let mark = phone.mark();
+    let log_before = office
+        .ob
+        .log()
+        .matches("phone: call forwarding changed")
+        .count();
+    phone.dial(code).unwrap();
+    office.wait_event(phone, mark, "CALL_ESTABLISHED");
+    office.wait_event(phone, mark, "CALL_CLOSED");
+    let changed = officebox_testkit::wait_until(Duration::from_secs(5), || {
+        office
+            .ob
+            .log()
+            .matches("phone: call forwarding changed")
+            .count()
+            > log_before
+    });
+    assert!(changed, "{code} changed nothing:\n{}", office.ob.log());
+}
+
+#[test]
+fn do_not_disturb_and_forwarding_set_from_the_phone_send_calls_to_voicemail_and_elsewhere() {
+    require_peers();
+    let _serial = serial();
+    let c = TestConfig::demo()
+        .free_ports()
+        .set("phone.no_answer_timeout", "5s")
+        .append(&user_block("carol", "Carol Example", "103", "demo-carol"));
+    let office = Office::start(&c);
+    let alice = Baresip::start("alice", &office.account("101", "alice", "demo-alice")).unwrap();
+    let bob = Baresip::start("bob", &office.account("102", "bob", "demo-bob")).unwrap();
+    let carol = Baresip::start(
+        "carol",
+        &office
+            .account("103", "carol", "demo-carol")
+            .auto_answer(true),
+    )
+    .unwrap();
+    for phone in [&alice, &bob, &carol] {
+        office.wait_registered(phone);
+    }
+    // alice calls bob; `answered_by` is whose phone rings and answers (the box: None).
+    let call_bob = |rings_bob: bool, answered_by: Option<&Baresip>| {
+        let (a, b, c) = (alice.mark(), bob.mark(), carol.mark());
+        alice.dial("102").unwrap();
+        office.wait_event(&alice, a, "CALL_ESTABLISHED");
+        if let Some(phone) = answered_by {
+            let mark = if std::ptr::eq(phone, &carol) { c } else { b };
+            office.wait_event(phone, mark, "CALL_ESTABLISHED");
+        }
+        let bob_rang = bob.events()[b..].iter().any(|e| e.kind == "CALL_INCOMING");
+        assert_eq!(bob_rang, rings_bob, "{:?}", &bob.events()[b..]);
+        alice.hangup().unwrap();
+        office.wait_event(&alice, a, "CALL_CLOSED");
+        office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+    };
+
+    // Do not disturb: alice reaches bob's voicemail, his phone silent.
+    dial_code(&office, &bob, "*78");
+    call_bob(false, None);
+    assert!(office.ob.log().contains("phone: voicemail answers"));
+    dial_code(&office, &bob, "*78");
+    // Every call to carol: her phone answers, bob's does not ring.
+    dial_code(&office, &bob, "*72103");
+    call_bob(false, Some(&carol));
+    // Forwarding off, then only when not answered: bob's phone rings 5 s, then carol's.
+    dial_code(&office, &bob, "*73");
+    dial_code(&office, &bob, "*92103");
+    call_bob(true, Some(&carol));
+    let log = office.ob.log();
+    assert_eq!(log.matches("phone: call forwarded").count(), 2, "{log}");
+    // A target bob may not forward to (his own extension): refused, nothing changes.
+    let mark = bob.mark();
+    bob.dial("*72102").unwrap();
+    office.wait_event(&bob, mark, "CALL_CLOSED");
+    assert!(office.ob.log().contains("phone: call forwarding refused"));
+}

@@ -848,11 +848,16 @@ fn a_provider_that_plays_early_media_then_holds_and_resumes_the_call_is_carried_
     // The provider: sipp on 127.0.0.5, an IP trunk's far end.
     let port = free_udp_port().unwrap();
     let media = free_udp_port().unwrap();
-    let c = TestConfig::demo().free_ports().append(&format!(
-        "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"127.0.0.5:{port}\"\n\
-         addresses = [\"127.0.0.5\"]\n\n\
-         [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"isp\"]\n"
-    ));
+    // Without music on hold, so that the hold is carried to the phone (with it, the box
+    // answers the hold itself: tests/phone_baresip.rs).
+    let c = TestConfig::demo()
+        .free_ports()
+        .set("phone.music_on_hold", "off")
+        .append(&format!(
+            "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"127.0.0.5:{port}\"\n\
+             addresses = [\"127.0.0.5\"]\n\n\
+             [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"isp\"]\n"
+        ));
     let ob = Officebox::start(bin(), &c.text()).expect("officebox starts");
     ob.peer()
         .wait_for_log("phone: serving", READY_TIMEOUT)

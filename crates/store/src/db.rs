@@ -239,6 +239,20 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX call_log_started ON call_log (started_at);
     ",
     },
+    Migration {
+        version: 11,
+        name: "call forwarding and do-not-disturb",
+        sql: "
+        CREATE TABLE phone_forwarding (
+            login      TEXT PRIMARY KEY,
+            dnd        INTEGER NOT NULL DEFAULT 0,
+            always     TEXT,
+            busy       TEXT,
+            no_answer  TEXT,
+            updated_at INTEGER NOT NULL
+        );
+    ",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

@@ -54,7 +54,7 @@ pub use error::StoreError;
 pub use fetch::FetchStatus;
 pub use file::write_atomic;
 pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER, mailbox_path};
-pub use phone::{SipBinding, SipCall, Voicemail};
+pub use phone::{Forwarding, SipBinding, SipCall, Voicemail};
 pub use queue::{
     Job, NewMessage, NewRecipient, Notice, Outcome, Queued, QueuedRecipient, RecipientState, Ret,
     notify, wants,

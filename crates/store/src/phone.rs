@@ -34,6 +34,29 @@ pub struct SipCall {
     pub answered_at: Option<i64>,
 }
 
+/// A user's call forwarding and do-not-disturb, set from their phone (feature codes) or
+/// on the Users page. The targets are what the user dialled (an extension or a number
+/// as they would dial it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    pub login: String,
+    /// Callers go straight to voicemail.
+    pub dnd: bool,
+    /// Every call goes there.
+    pub always: Option<String>,
+    /// When every phone of the user is busy.
+    pub busy: Option<String>,
+    /// When nobody answers in time.
+    pub no_answer: Option<String>,
+}
+
+impl Forwarding {
+    /// Whether it changes nothing (no row is kept for it).
+    pub fn is_off(&self) -> bool {
+        !self.dnd && self.always.is_none() && self.busy.is_none() && self.no_answer.is_none()
+    }
+}
+
 /// One voicemail in the index (its message is `name` in the user's Maildir).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Voicemail {
@@ -229,5 +252,80 @@ mod tests {
         assert_eq!(db.bindings(60).unwrap().len(), 1);
         db.save_bindings(&[("alice".into(), vec![])]).unwrap();
         assert!(db.bindings(0).unwrap().is_empty());
+    }
+}
+
+impl Db {
+    /// Every user's forwarding that is not off.
+    pub fn forwardings(&self) -> Result<Vec<Forwarding>, StoreError> {
+        let read_err = |e| self.err("read the call forwarding", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT login, dnd, always, busy, no_answer FROM phone_forwarding ORDER BY login",
+            )
+            .map_err(read_err)?;
+        stmt.query_map([], |r| {
+            Ok(Forwarding {
+                login: r.get(0)?,
+                dnd: r.get::<_, i64>(1)? != 0,
+                always: r.get(2)?,
+                busy: r.get(3)?,
+                no_answer: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(read_err)
+    }
+
+    /// Keeps `f` as its user's forwarding (all off: forgets it).
+    pub fn set_forwarding(&self, f: &Forwarding) -> Result<(), StoreError> {
+        let result = if f.is_off() {
+            self.conn.execute(
+                "DELETE FROM phone_forwarding WHERE login = ?1",
+                params![f.login],
+            )
+        } else {
+            self.conn.execute(
+                "INSERT INTO phone_forwarding (login, dnd, always, busy, no_answer, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (login) DO UPDATE SET dnd = ?2, always = ?3, busy = ?4,
+                     no_answer = ?5, updated_at = ?6",
+                params![
+                    f.login,
+                    i64::from(f.dnd),
+                    f.always,
+                    f.busy,
+                    f.no_answer,
+                    crate::unix_now()
+                ],
+            )
+        };
+        result
+            .map(drop)
+            .map_err(|e| self.err("save the call forwarding", e))
+    }
+}
+
+#[cfg(test)]
+mod forwarding_tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_is_kept_changed_and_forgotten_when_all_off() {
+        let db = Db::open_in_memory().unwrap();
+        let mut f = Forwarding {
+            login: "bob".into(),
+            dnd: true,
+            ..Forwarding::default()
+        };
+        db.set_forwarding(&f).unwrap();
+        f.dnd = false;
+        f.always = Some("5551234".into());
+        db.set_forwarding(&f).unwrap();
+        assert_eq!(db.forwardings().unwrap(), [f.clone()]);
+        f.always = None;
+        db.set_forwarding(&f).unwrap();
+        assert!(db.forwardings().unwrap().is_empty());
     }
 }

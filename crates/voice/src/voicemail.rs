@@ -40,6 +40,16 @@ pub mod prompts {
     pub const OFFICE_OPEN: &[u8] = include_bytes!("../../../assets/prompts/office-open.wav");
     pub const OFFICE_CLOSED: &[u8] = include_bytes!("../../../assets/prompts/office-closed.wav");
     pub const GOODBYE: &[u8] = include_bytes!("../../../assets/prompts/goodbye.wav");
+    pub const FORWARD_ON: &[u8] = include_bytes!("../../../assets/prompts/forward-on.wav");
+    pub const FORWARD_OFF: &[u8] = include_bytes!("../../../assets/prompts/forward-off.wav");
+    pub const FORWARD_REFUSED: &[u8] =
+        include_bytes!("../../../assets/prompts/forward-refused.wav");
+    pub const DND_ON: &[u8] = include_bytes!("../../../assets/prompts/dnd-on.wav");
+    pub const DND_OFF: &[u8] = include_bytes!("../../../assets/prompts/dnd-off.wav");
+    pub const PARKED_ON: &[u8] = include_bytes!("../../../assets/prompts/parked-on.wav");
+    pub const PARK_EMPTY: &[u8] = include_bytes!("../../../assets/prompts/park-empty.wav");
+    pub const PARK_FULL: &[u8] = include_bytes!("../../../assets/prompts/park-full.wav");
+    pub const PICKUP_NONE: &[u8] = include_bytes!("../../../assets/prompts/pickup-none.wav");
     pub const DIGITS: [&[u8]; 10] = [
         include_bytes!("../../../assets/prompts/digit-0.wav"),
         include_bytes!("../../../assets/prompts/digit-1.wav"),

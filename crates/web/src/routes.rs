@@ -36,6 +36,7 @@ pub(crate) fn admin(app: Shared) -> Router {
         .route("/users", get(users::list).post(users::add))
         .route("/users/{login}", get(users::show).post(users::edit))
         .route("/users/{login}/delete", post(users::delete))
+        .route("/users/{login}/forwarding", post(users::set_forwarding))
         .route("/aliases", get(users::aliases).post(users::set_alias))
         .route("/mail/flush", post(mail::flush))
         .route("/mail/queue/{id}/delete", post(mail::delete))
@@ -716,6 +717,41 @@ mod tests {
             .await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert!(!kept.exists());
+    }
+
+    #[tokio::test]
+    async fn call_forwarding_is_set_on_the_users_page_and_a_target_nobody_can_reach_is_refused() {
+        let mut p = Pages::new(Reloaded::Applied);
+        p.log_in().await;
+        let (_, _, page) = p.get("/users/alice").await;
+        assert!(
+            page.contains("Call forwarding") && page.contains("*72"),
+            "{page}"
+        );
+        let form = |always: &str| {
+            format!(
+                "csrf={}&dnd=true&always={always}&busy=&no_answer=102",
+                p.csrf
+            )
+        };
+        // Her own extension, and a number no route of hers takes: refused.
+        for bad in ["101", "0049301234"] {
+            let (status, _, body) = p.post("/users/alice/forwarding", &form(bad)).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            assert!(body.contains("Nothing was saved"), "{body}");
+        }
+        let (status, _, _) = p.post("/users/alice/forwarding", &form("102")).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let data = p.file.parent().unwrap().join("data");
+        let db = officebox_store::Db::open(&officebox_store::state_db(&data)).unwrap();
+        let rows = db.forwardings().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].dnd && rows[0].always.as_deref() == Some("102"));
+        assert_eq!(rows[0].no_answer.as_deref(), Some("102"));
+        let (_, _, page) = p.get("/users/alice").await;
+        assert!(page.contains("value=\"102\""), "{page}");
+        let (status, _, _) = p.post("/users/nobody/forwarding", &form("102")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

@@ -66,6 +66,9 @@ impl Call {
     /// Busy, no answer, no phone: voicemail takes the call when there is one (at the
     /// loop's next turn, [`Call::enter_voicemail`]); otherwise the caller hears `code`.
     pub(super) fn voicemail_or_fail(&mut self, code: u16, reason: &str) {
+        if self.forward_on(code) {
+            return;
+        }
         let answers = self.setup.voicemail.is_some()
             || self.setup.menu.is_some()
             || matches!(

@@ -15,6 +15,7 @@
 //! - [`leg`]: leg A, the caller's dialog (the box is its called party).
 //! - [`fork`]: leg B, the box's INVITE to each of the callee's phones.
 //! - [`group`]: a ring group's members, stage by stage (all at once, or hunt).
+//! - [`forward`]: the callee's forwarding when busy or not answered.
 //! - [`lines`]: an outside call's trunks, in order (challenge, failover).
 //! - [`reinvite`]: re-INVITEs carried from one leg to the other; UPDATEs answered.
 //! - [`hold`]: hold with music: the box answers the holder and plays to the held side.
@@ -30,6 +31,7 @@
 
 mod bridge;
 mod fork;
+mod forward;
 mod group;
 mod handoff;
 mod hold;
@@ -136,14 +138,9 @@ pub trait Router: Send + Sync {
 
     /// Where office user `by` (whose phone is at `source`) may put `transferee` through
     /// to by dialling `dialled`: an extension, or an outside number as an outside call of
-    /// theirs (their routes and limits; the slot it holds comes back with it).
-    fn transfer(
-        &self,
-        by: &str,
-        source: IpAddr,
-        dialled: &str,
-        transferee: &Transferee,
-    ) -> (Routed, Option<Slot>);
+    /// theirs (their routes and limits; the slot it holds comes back with it). Also
+    /// where `by`'s calls go when forwarded on busy or no answer.
+    fn transfer(&self, by: &str, source: IpAddr, dialled: &str, transferee: &Transferee) -> Routed;
 }
 
 /// The party a transfer puts through, as the target's phone and voicemail show it.
@@ -168,15 +165,51 @@ pub trait Inbox: Send + Sync {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Routed {
-    /// Ring `callee` (shown as `ext`, whose login is `login`), with `voicemail` behind.
-    Ring {
+    /// Ring this.
+    Ring(Box<Ring>),
+    /// Nowhere to go: the call ends (busy, no such extension, ...).
+    Refused(u16),
+}
+
+/// What a call rings: `callee` (shown as `ext`, whose login is `login`), with
+/// `voicemail` behind, where the callee's forwarding sends it when busy or not answered,
+/// and the slots it holds (an outside call's).
+#[derive(Debug)]
+pub struct Ring {
+    pub callee: Callee,
+    pub login: String,
+    pub ext: String,
+    pub voicemail: Option<VoicemailSetup>,
+    pub forwards: Option<Forwards>,
+    pub held: Vec<Slot>,
+}
+
+impl Routed {
+    /// Ringing `callee` (no forwarding, nothing held).
+    pub fn ring(
         callee: Callee,
         login: String,
         ext: String,
         voicemail: Option<VoicemailSetup>,
-    },
-    /// Nowhere to go: the call ends (busy, no such extension, ...).
-    Refused(u16),
+    ) -> Routed {
+        Routed::Ring(Box::new(Ring {
+            callee,
+            login,
+            ext,
+            voicemail,
+            forwards: None,
+            held: Vec::new(),
+        }))
+    }
+}
+
+/// Where an office user's calls go when their phones are busy, or nobody answers: what
+/// they dialled to set it (an extension, or a number called as an outside call of theirs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forwards {
+    pub by: String,
+    pub busy: Option<String>,
+    pub no_answer: Option<String>,
 }
 
 /// Phones rung together in a ring group, by their users' logins, and outside numbers
@@ -376,6 +409,8 @@ pub struct Setup {
     pub status: watch::Sender<Status>,
     /// Where unanswered calls leave their message.
     pub voicemail: Option<VoicemailSetup>,
+    /// Where the callee forwards calls when busy or not answered (instead of voicemail).
+    pub forwards: Option<Forwards>,
     /// A call to the voicemail extension: the box answers with the menu.
     pub menu: Option<menu::MenuSetup>,
     /// Where the attendant's choices and transfers lead.
@@ -578,6 +613,8 @@ struct Call {
     partner: Option<mpsc::Sender<Link>>,
     /// The music a side on hold hears ([`hold`]).
     music: Option<hold::Music>,
+    /// Times the call was forwarded ([`forward`]).
+    forwarded: u8,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -727,10 +764,13 @@ impl Call {
         };
         // A group ringing outside numbers too: leg B's port answers on every address
         // (the LAN's for the phones, the WAN's for the provider).
+        // The same when the callee forwards calls on busy or no answer: they may go to
+        // an outside number.
         let bind_b = match &setup.callee {
             Callee::Group(stages) if stages.iter().any(|s| !s.outside.is_empty()) => {
                 IpAddr::from([0, 0, 0, 0])
             }
+            _ if setup.forwards.is_some() => IpAddr::from([0, 0, 0, 0]),
             _ => ip_b,
         };
         let (lease_a, lease_b) = match (setup.ports.take(ip_a), setup.ports.take(bind_b)) {
@@ -817,6 +857,7 @@ impl Call {
             links,
             partner: None,
             music: None,
+            forwarded: 0,
         })
     }
 

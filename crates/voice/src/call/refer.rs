@@ -141,7 +141,6 @@ impl Transferor {
 pub(super) struct Pending {
     departing: Side,
     routed: Routed,
-    held: Option<super::Slot>,
     dialled: String,
 }
 
@@ -242,7 +241,7 @@ impl Call {
         let Some(router) = self.setup.router.clone() else {
             return refuse(self, 403, "Forbidden");
         };
-        let (routed, held) = router.transfer(&by, m.source.ip(), &to.dialled, &transferee);
+        let routed = router.transfer(&by, m.source.ip(), &to.dialled, &transferee);
         if let Routed::Refused(code) = routed {
             info!(message = "phone: transfer refused", by = %by, to = %to.dialled, code);
             let reason = match code {
@@ -266,7 +265,6 @@ impl Call {
         self.state = State::Transferring(Box::new(Pending {
             departing: side,
             routed,
-            held,
             dialled: to.dialled,
         }));
     }
@@ -448,7 +446,6 @@ impl Call {
         let Pending {
             departing,
             routed,
-            held,
             dialled,
         } = *p;
         // The relay (or the music on hold) stops; a recording made so far is delivered.
@@ -506,9 +503,6 @@ impl Call {
         let (digits, digits_rx) = mpsc::unbounded_channel();
         self.a_digits = digits;
         self.boxed = Some(n);
-        if let Some(slot) = held {
-            self.setup.held.push(slot);
-        }
         let ep = Endpoint::new(Socket::Leased(lease), n, digits_rx);
         if was_held {
             // Put on hold before the REFER: the box takes it off hold (its audio is

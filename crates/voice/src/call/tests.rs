@@ -252,6 +252,7 @@ fn new_logged_setup(
         b_call_id: "leg-b".into(),
         status: status_tx,
         voicemail: None,
+        forwards: None,
         router: None,
         inbox: None,
         links: None,
@@ -1177,18 +1178,18 @@ struct FakeRouter;
 impl Router for FakeRouter {
     fn route(&self, to: &officebox_config::dialplan::Destination) -> Routed {
         match to {
-            officebox_config::dialplan::Destination::Extension(e) if e == "102" => Routed::Ring {
-                callee: Callee::Phones(vec![binding(PHONE_1)]),
-                login: "bob".into(),
-                ext: "102".into(),
-                voicemail: None,
-            },
-            officebox_config::dialplan::Destination::Attendant(_) => Routed::Ring {
-                callee: Callee::Attendant(Box::new(attendant_setup())),
-                login: String::new(),
-                ext: "main".into(),
-                voicemail: None,
-            },
+            officebox_config::dialplan::Destination::Extension(e) if e == "102" => Routed::ring(
+                Callee::Phones(vec![binding(PHONE_1)]),
+                "bob".into(),
+                "102".into(),
+                None,
+            ),
+            officebox_config::dialplan::Destination::Attendant(_) => Routed::ring(
+                Callee::Attendant(Box::new(attendant_setup())),
+                String::new(),
+                "main".into(),
+                None,
+            ),
             _ => Routed::Refused(404),
         }
     }
@@ -1200,18 +1201,17 @@ impl Router for FakeRouter {
         _source: std::net::IpAddr,
         dialled: &str,
         _transferee: &Transferee,
-    ) -> (Routed, Option<Slot>) {
-        let routed = match dialled {
-            "103" => Routed::Ring {
-                callee: Callee::Phones(vec![binding(PHONE_2)]),
-                login: "carol".into(),
-                ext: "103".into(),
-                voicemail: None,
-            },
+    ) -> Routed {
+        match dialled {
+            "103" => Routed::ring(
+                Callee::Phones(vec![binding(PHONE_2)]),
+                "carol".into(),
+                "103".into(),
+                None,
+            ),
             "5551234" => Routed::Refused(403),
             _ => Routed::Refused(404),
-        };
-        (routed, None)
+        }
     }
 }
 
@@ -2044,4 +2044,59 @@ async fn without_music_a_hold_is_carried_to_the_other_phone() {
         ["100/INVITE 127.0.0.1:5062", "INVITE 127.0.0.1:5070"]
     );
     assert!(call.a_held_b);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_or_unanswered_callee_forwards_the_call_instead_of_voicemail() {
+    // Busy: phone 1 says 486, phone 2 (103) rings at once; its answer is the caller's.
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], false);
+    call.setup.router = Some(Arc::new(FakeRouter));
+    call.setup.forwards = Some(Forwards {
+        by: "bob".into(),
+        busy: Some("103".into()),
+        no_answer: None,
+    });
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 486, "bob", PHONE_1, b""));
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["ACK 127.0.0.1:5070", "INVITE 127.0.0.1:5072"]);
+    assert_eq!(msgs[1].call_id(), "leg-b");
+    assert!(msgs[1].header("to").unwrap().contains("sip:103@"));
+    call.handle(answer(&msgs[1], 200, "carol", PHONE_2, &sdp(7000)));
+    assert_eq!(
+        sent(&wire).0,
+        ["ACK 127.0.0.1:5072", "200/INVITE 127.0.0.1:5062"]
+    );
+    assert_eq!(call.setup.parties.callee_ext, "103");
+
+    // No answer: after the ring time phone 1 is cancelled and phone 2 rings; a second
+    // no answer there is the end (no forwarding set for 103).
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], false);
+    call.setup.router = Some(Arc::new(FakeRouter));
+    call.setup.forwards = Some(Forwards {
+        by: "bob".into(),
+        busy: None,
+        no_answer: Some("103".into()),
+    });
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 180, "bob", PHONE_1, b""));
+    sent(&wire);
+    after(&mut call, NO_ANSWER).await;
+    let (lines, _) = sent(&wire);
+    assert_eq!(lines, ["CANCEL 127.0.0.1:5070", "INVITE 127.0.0.1:5072"]);
+    assert!(matches!(call.state, State::Ringing { rang: true }));
+    // Busy is not forwarded when only no answer is.
+    let (mut call, wire, _status, _tx) = new_call(&[PHONE_1], false);
+    call.setup.router = Some(Arc::new(FakeRouter));
+    call.setup.forwards = Some(Forwards {
+        by: "bob".into(),
+        busy: None,
+        no_answer: Some("103".into()),
+    });
+    let invite = started(&mut call, &wire).remove(0);
+    call.handle(answer(&invite, 486, "bob", PHONE_1, b""));
+    assert_eq!(
+        sent(&wire).0,
+        ["ACK 127.0.0.1:5070", "486/INVITE 127.0.0.1:5062"]
+    );
 }

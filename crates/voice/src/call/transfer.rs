@@ -59,12 +59,19 @@ impl Call {
     /// choice, a transfer's target), or answers with another attendant, or says goodbye.
     pub(super) async fn ring_on(&mut self, mut ep: Endpoint, routed: Routed) {
         let (callee, login, ext, voicemail) = match routed {
-            Routed::Ring {
-                callee,
-                login,
-                ext,
-                voicemail,
-            } => (callee, login, ext, voicemail),
+            Routed::Ring(ring) => {
+                let super::Ring {
+                    callee,
+                    login,
+                    ext,
+                    voicemail,
+                    forwards,
+                    held,
+                } = *ring;
+                self.setup.forwards = forwards;
+                self.setup.held.extend(held);
+                (callee, login, ext, voicemail)
+            }
             Routed::Refused(code) => {
                 info!(message = "phone: the call leads nowhere", caller = %self.setup.parties.caller_ext, code);
                 self.transfer_done(&super::refer::status_line(code));

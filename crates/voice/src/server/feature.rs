@@ -40,7 +40,31 @@ pub(super) fn night_code(req: &Request, caller: &User) -> Option<crate::sip::Mes
         (open, dn.to_text())
     };
     info!(message = "phone: office hours changed by hand", by = %caller.login, open);
-    let parties = from_user(req, caller, "", &phone.night_code);
+    let say = prompt(if open {
+        prompts::OFFICE_OPEN
+    } else {
+        prompts::OFFICE_CLOSED
+    });
+    let db = Arc::clone(&req.state.db);
+    announce(req, caller, &phone.night_code, say, move || {
+        db.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .meta_set(crate::daynight::META_KEY, &text)
+            .is_ok()
+    })
+}
+
+/// A feature code `dialled` by `caller` is done: `save` keeps its effect in the state
+/// database (off the async threads), then the box answers and says `say` (the caller
+/// hears it only once it is saved, so a kill -9 keeps what was announced).
+pub(super) fn announce(
+    req: &Request,
+    caller: &User,
+    dialled: &str,
+    say: Vec<i16>,
+    save: impl FnOnce() -> bool + Send + 'static,
+) -> Option<crate::sip::Message> {
+    let parties = from_user(req, caller, "", dialled);
     let caller_ext = parties.caller_ext.clone();
     let b_call_id = format!("{}@officebox", call::token());
     let log = NewCall {
@@ -50,15 +74,10 @@ pub(super) fn night_code(req: &Request, caller: &User) -> Option<crate::sip::Mes
         caller: caller_ext,
         caller_login: Some(caller.login.clone()),
         caller_name: caller.name.clone(),
-        callee: phone.night_code.clone(),
+        callee: dialled.to_string(),
         callee_login: None,
-        started_at: now,
+        started_at: unix_now(),
     };
-    let say = prompt(if open {
-        prompts::OFFICE_OPEN
-    } else {
-        prompts::OFFICE_CLOSED
-    });
     let (setup, status_rx) = new_setup(
         req,
         parties,
@@ -66,16 +85,9 @@ pub(super) fn night_code(req: &Request, caller: &User) -> Option<crate::sip::Mes
         b_call_id,
         log,
     );
-    let db = Arc::clone(&req.state.db);
     launch(req, status_rx, async move {
-        let saved = tokio::task::spawn_blocking(move || {
-            db.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .meta_set(crate::daynight::META_KEY, &text)
-        })
-        .await;
-        if !matches!(saved, Ok(Ok(()))) {
-            warn!("phone: the office hours changed by hand could not be saved");
+        if !matches!(tokio::task::spawn_blocking(save).await, Ok(true)) {
+            warn!("phone: what a feature code changed could not be saved");
         }
         Some(setup)
     });

@@ -88,6 +88,9 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
     if dialled == req.config.phone.night_code {
         return super::feature::night_code(req, caller);
     }
+    if let Some(answer) = super::forward::feature(req, caller, &dialled) {
+        return answer;
+    }
     // The voicemail extension: the caller's own mailbox, through the menu.
     let menu_call = dialled == req.config.phone.voicemail_extension;
     let callee = if menu_call {
@@ -105,17 +108,35 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
     if let Some(busy) = overloaded(req) {
         return Some(busy);
     }
-    let bindings = if menu_call {
-        Vec::new()
+    // The callee's phones, as their forwarding says (the menu: the box answers).
+    let caller_number = caller.extension.as_deref().unwrap_or(&caller.login);
+    let ring = if menu_call {
+        call::Ring {
+            callee: Callee::Phones(Vec::new()),
+            login: callee.login.clone(),
+            ext: number_of(callee),
+            voicemail: None,
+            forwards: None,
+            held: Vec::new(),
+        }
     } else {
-        req.state
-            .registrar
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contacts(&callee.login, now_unix())
+        let who = super::outside::Caller {
+            name: caller.name.clone(),
+            number: caller_number.to_string(),
+            address: format!("{}@{}", caller.login, req.config.network.domain),
+        };
+        match super::outside::ring_user(req.config, req.state, &who, callee, 0) {
+            call::Routed::Ring(ring) => *ring,
+            call::Routed::Refused(code) => {
+                log_failed(
+                    req.state,
+                    failed_call(caller, &dialled, Direction::Internal),
+                );
+                return Some(req.msg.response(code, "Forbidden", req.tag.as_str()));
+            }
+        }
     };
-    // No phone registered: the call goes straight to voicemail.
-    let parties = from_user(req, caller, &callee.login, &number_of(callee));
+    let parties = from_user(req, caller, &ring.login, &ring.ext);
     let b_call_id = format!("{}@officebox", call::token());
     let log = NewCall {
         call_id: b_call_id.clone(),
@@ -127,12 +148,12 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         callee: if menu_call {
             req.config.phone.voicemail_extension.clone()
         } else {
-            parties.callee_ext.clone()
+            number_of(callee)
         },
         callee_login: Some(callee.login.clone()),
         started_at: unix_now(),
     };
-    let (setup, status_rx) = new_setup(req, parties, Callee::Phones(bindings), b_call_id, log);
+    let (setup, status_rx) = new_setup(req, parties, ring.callee, b_call_id, log);
     let setup = Setup {
         menu: menu_call.then(|| MenuSetup {
             data_dir: req.config.data_dir.clone(),
@@ -151,15 +172,9 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
                 Vec::new()
             },
         }),
-        voicemail: (!menu_call).then(|| {
-            voicemail_for(
-                (req.config, req.state),
-                callee,
-                &caller.name,
-                caller.extension.as_deref().unwrap_or(&caller.login),
-                &format!("{}@{}", caller.login, req.config.network.domain),
-            )
-        }),
+        voicemail: ring.voicemail,
+        forwards: ring.forwards,
+        held: ring.held,
         ..setup
     };
     launch(req, status_rx, async move { Some(setup) });
@@ -386,6 +401,7 @@ pub(super) fn new_setup(
         log_events: req.state.call_log.clone(),
         menu: None,
         voicemail: None,
+        forwards: None,
         router: Some(router),
         inbox: None,
         links: None,

@@ -23,6 +23,7 @@
 mod auth;
 mod dispatch;
 mod feature;
+mod forward;
 mod invite;
 mod outside;
 mod persistence;
@@ -100,6 +101,8 @@ struct State {
     alerts: crate::alert::Alerts,
     /// The office hours forced open or closed by the night code.
     day_night: Mutex<crate::daynight::DayNight>,
+    /// Each user's call forwarding and do-not-disturb ([`forward`]).
+    forwarding: forward::Table,
 }
 
 /// One request being answered: what every handler needs.
@@ -185,7 +188,9 @@ pub async fn serve(
         outside_today: Mutex::default(),
         alerts: crate::alert::Alerts::default(),
         day_night: Mutex::new(day_night),
+        forwarding: Mutex::default(),
     });
+    forward::reload(&state, &db).await;
     let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets
         .iter()
         .map(|(udp, _, addr)| (*addr, Arc::clone(udp)))
@@ -253,6 +258,7 @@ pub async fn serve(
                 ticks += 1;
                 if ticks.is_multiple_of(5) {
                     subscribe::tick_mwi(&state, &db, &config.data_dir).await;
+                    forward::reload(&state, &db).await;
                 }
             }
         }

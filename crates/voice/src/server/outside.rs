@@ -18,7 +18,8 @@ use officebox_store::{Direction, NewCall, unix_now};
 use tracing::{info, warn};
 
 use super::invite::{
-    failed_call, from_user, launch, log_failed, new_setup as setup, overloaded, voicemail_for,
+    failed_call, from_user, launch, log_failed, new_setup as setup, number_of, overloaded,
+    voicemail_for,
 };
 use super::{Request, State};
 use crate::attendant::AttendantSetup;
@@ -365,11 +366,11 @@ fn follow<'c>(
 
 /// Who calls from outside, as voicemail tells it.
 #[derive(Debug, Clone)]
-struct Caller {
-    name: String,
-    number: String,
+pub(super) struct Caller {
+    pub(super) name: String,
+    pub(super) number: String,
     /// `number@provider`, the voicemail email's From.
-    address: String,
+    pub(super) address: String,
 }
 
 /// What ringing `target` means now: whom leg B calls, who that is (login, and the
@@ -392,27 +393,24 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
         )
     };
     match target {
-        Target::User { user, ring } => Routed::Ring {
-            callee: Callee::Phones(if ring {
-                phones_of(&user.login)
-            } else {
-                Vec::new()
-            }),
-            login: user.login.clone(),
-            ext: user.extension.clone().unwrap_or_else(|| user.login.clone()),
-            voicemail: Some(voicemail_of(user)),
-        },
-        Target::Group(g) => Routed::Ring {
-            callee: Callee::Group(group_stages(config, state, g, phones_of, &caller.name)),
-            login: String::new(),
-            ext: g.name.clone(),
-            voicemail: match follow(config, state, Some(&g.no_answer)) {
+        Target::User { user, ring: true } => ring_user(config, state, caller, user, 0),
+        Target::User { user, ring: false } => Routed::ring(
+            Callee::Phones(Vec::new()),
+            user.login.clone(),
+            number_of(user),
+            Some(voicemail_of(user)),
+        ),
+        Target::Group(g) => Routed::ring(
+            Callee::Group(group_stages(config, state, g, phones_of, &caller.name)),
+            String::new(),
+            g.name.clone(),
+            match follow(config, state, Some(&g.no_answer)) {
                 Target::User { user, .. } => Some(voicemail_of(user)),
                 _ => None,
             },
-        },
-        Target::Attendant(a) => Routed::Ring {
-            callee: Callee::Attendant(Box::new(AttendantSetup {
+        ),
+        Target::Attendant(a) => Routed::ring(
+            Callee::Attendant(Box::new(AttendantSetup {
                 attendant: a.clone(),
                 extensions: if a.dial_by_extension {
                     config
@@ -425,24 +423,149 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
                 },
                 data_dir: config.data_dir.clone(),
             })),
-            login: String::new(),
-            ext: a.name.clone(),
-            voicemail: None,
-        },
+            String::new(),
+            a.name.clone(),
+            None,
+        ),
         Target::Number(n) => match forwarded_lines(config, state, n, &caller.name) {
-            Some(lines) if !lines.is_empty() => Routed::Ring {
-                callee: Callee::Group(vec![Stage {
-                    phones: Vec::new(),
-                    outside: vec![lines],
-                    ring: OUTSIDE_RING,
-                }]),
-                login: String::new(),
-                ext: n.to_string(),
-                voicemail: None,
-            },
+            Some(lines) if !lines.is_empty() => {
+                Routed::ring(outside_stage(lines), String::new(), n.to_string(), None)
+            }
             _ => Routed::Refused(503),
         },
         Target::Refused(code) => Routed::Refused(code),
+    }
+}
+
+/// A ring group of one outside number, on its lines.
+fn outside_stage(lines: Vec<OutsideLine>) -> Callee {
+    Callee::Group(vec![Stage {
+        phones: Vec::new(),
+        outside: vec![lines],
+        ring: OUTSIDE_RING,
+    }])
+}
+
+/// How far forwarding is followed (alice to bob to carol ...): a loop ends there, ringing
+/// the last user's own phones.
+const MAX_FORWARDS: u8 = 3;
+
+/// Ringing office user `user` for `caller`: their phones, with their voicemail behind, as
+/// their forwarding says. Do-not-disturb: voicemail at once. Forward always: where it
+/// leads (another user, followed the same way; a number as an outside call of theirs,
+/// with their voicemail behind it); a target gone meanwhile rings them as usual. Busy
+/// and no answer go with the call ([`call::Forwards`]).
+pub(super) fn ring_user(
+    config: &Config,
+    state: &State,
+    caller: &Caller,
+    user: &User,
+    depth: u8,
+) -> Routed {
+    let fw = super::forward::of(state, &user.login);
+    let voicemail = Some(voicemail_for(
+        (config, state),
+        user,
+        &caller.name,
+        &caller.number,
+        &caller.address,
+    ));
+    let ext = number_of(user);
+    if fw.dnd {
+        return Routed::ring(
+            Callee::Phones(Vec::new()),
+            user.login.clone(),
+            ext,
+            voicemail,
+        );
+    }
+    if let Some(to) = &fw.always
+        && depth < MAX_FORWARDS
+    {
+        let target = config
+            .users
+            .iter()
+            .find(|u| u.extension.as_deref() == Some(to.as_str()) || u.login == *to);
+        let forwarded = match target {
+            Some(t) => ring_user(config, state, caller, t, depth + 1),
+            None => outside_for(config, state, user, to, &caller.name),
+        };
+        if let Routed::Ring(mut r) = forwarded {
+            info!(message = "phone: call forwarded", user = %user.login, to = %to);
+            if r.voicemail.is_none() {
+                r.voicemail = voicemail;
+            }
+            return Routed::Ring(r);
+        }
+    }
+    let phones = state
+        .registrar
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contacts(&user.login, now_unix());
+    let forwards = (fw.busy.is_some() || fw.no_answer.is_some()).then(|| call::Forwards {
+        by: user.login.clone(),
+        busy: fw.busy.clone(),
+        no_answer: fw.no_answer.clone(),
+    });
+    Routed::Ring(Box::new(call::Ring {
+        callee: Callee::Phones(phones),
+        login: user.login.clone(),
+        ext,
+        voicemail,
+        forwards,
+        held: Vec::new(),
+    }))
+}
+
+/// `dialled` called as an outside call of `user`'s for someone else's call (a transfer,
+/// call forwarding): their routes, the international and premium guards, their calls at
+/// once (the slot goes with the call) and a day; no emergency numbers.
+fn outside_for(
+    config: &Config,
+    state: &State,
+    user: &User,
+    dialled: &str,
+    caller_name: &str,
+) -> Routed {
+    let plan = &config.phone.dial_plan;
+    match plan.outbound(&user.login, dialled) {
+        Outbound::Route { .. } => {}
+        Outbound::NoRoute => return Routed::Refused(404),
+        Outbound::Emergency { .. } | Outbound::Refused(_) => {
+            warn!(message = "phone: an outside number refused for someone else's call", by = %user.login, number = %dialled);
+            return Routed::Refused(403);
+        }
+    }
+    let limit = user.outside.at_once;
+    let slot = (limit > 0)
+        .then(|| state.slots.take(&format!("user:{}", user.login), limit))
+        .flatten();
+    let Some(slot) = slot else {
+        warn!(message = "phone: too many outside calls at once", by = %user.login, limit);
+        return Routed::Refused(403);
+    };
+    if !take_one_of_today(config, state, user) {
+        warn!(message = "phone: the day's outside calls are used up", by = %user.login);
+        return Routed::Refused(403);
+    }
+    let shown = user.caller_id.as_deref();
+    match lines_now(
+        config,
+        state,
+        plan.outbound(&user.login, dialled),
+        caller_name,
+        shown,
+    ) {
+        Some(lines) if !lines.is_empty() => Routed::Ring(Box::new(call::Ring {
+            callee: outside_stage(lines),
+            login: String::new(),
+            ext: dialled.to_string(),
+            voicemail: None,
+            forwards: None,
+            held: vec![slot],
+        })),
+        _ => Routed::Refused(503),
     }
 }
 
@@ -489,7 +612,7 @@ impl Router for ServerRouter {
         source: std::net::IpAddr,
         dialled: &str,
         transferee: &call::Transferee,
-    ) -> (Routed, Option<call::Slot>) {
+    ) -> Routed {
         let (config, state) = (&*self.config, &*self.state);
         let caller = Caller {
             name: transferee.name.clone(),
@@ -497,7 +620,7 @@ impl Router for ServerRouter {
             address: format!("{}@{}", transferee.number, config.network.domain),
         };
         let Some(user) = config.users.iter().find(|u| u.login == by) else {
-            return (Routed::Refused(403), None);
+            return Routed::Refused(403);
         };
         // An extension wins over a route, as when it is dialled.
         if config
@@ -506,62 +629,14 @@ impl Router for ServerRouter {
             .any(|u| u.extension.as_deref() == Some(dialled) || u.login == dialled)
         {
             let to = Destination::Extension(dialled.to_string());
-            return (
-                routed(config, state, &caller, follow(config, state, Some(&to))),
-                None,
-            );
-        }
-        // An outside number: an outside call of the transferor's, guards and all (but
-        // not an emergency call: whoever needs one dials it).
-        let plan = &config.phone.dial_plan;
-        match plan.outbound(by, dialled) {
-            Outbound::Route { .. } => {}
-            Outbound::NoRoute => return (Routed::Refused(404), None),
-            Outbound::Emergency { .. } | Outbound::Refused(_) => {
-                warn!(message = "phone: transfer to an outside number refused", by = %by, number = %dialled);
-                return (Routed::Refused(403), None);
-            }
+            return routed(config, state, &caller, follow(config, state, Some(&to)));
         }
         if client_zone(&config.network, source) == ClientZone::Wan
             && !user.outside.from_remote_phones
         {
-            return (Routed::Refused(403), None);
+            return Routed::Refused(403);
         }
-        let limit = user.outside.at_once;
-        let slot = (limit > 0)
-            .then(|| state.slots.take(&format!("user:{by}"), limit))
-            .flatten();
-        let Some(slot) = slot else {
-            warn!(message = "phone: transfer refused: too many outside calls at once", by = %by, limit);
-            return (Routed::Refused(403), None);
-        };
-        if !take_one_of_today(config, state, user) {
-            warn!(message = "phone: transfer refused: the day's outside calls are used up", by = %by);
-            return (Routed::Refused(403), None);
-        }
-        let shown = user.caller_id.as_deref();
-        match lines_now(
-            config,
-            state,
-            plan.outbound(by, dialled),
-            &transferee.name,
-            shown,
-        ) {
-            Some(lines) if !lines.is_empty() => (
-                Routed::Ring {
-                    callee: Callee::Group(vec![Stage {
-                        phones: Vec::new(),
-                        outside: vec![lines],
-                        ring: OUTSIDE_RING,
-                    }]),
-                    login: String::new(),
-                    ext: dialled.to_string(),
-                    voicemail: None,
-                },
-                Some(slot),
-            ),
-            _ => (Routed::Refused(503), None),
-        }
+        outside_for(config, state, user, dialled, &transferee.name)
     }
 }
 
@@ -599,15 +674,8 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
     };
     let plan = &req.config.phone.dial_plan;
     let target = follow(req.config, req.state, plan.inbound(&called));
-    let (callee, callee_login, callee_ext, voicemail) = match routed(
-        req.config, req.state, &caller, target,
-    ) {
-        Routed::Ring {
-            callee,
-            login,
-            ext,
-            voicemail,
-        } => (callee, login, ext, voicemail),
+    let ring = match routed(req.config, req.state, &caller, target) {
+        Routed::Ring(ring) => *ring,
         Routed::Refused(code) => {
             info!(message = "phone: a call from outside refused", trunk = %t.name, number = %called, code);
             log_refused();
@@ -635,6 +703,14 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
         state: Arc::clone(req.state),
         caller: caller.clone(),
     }) as Arc<dyn Router>);
+    let call::Ring {
+        callee,
+        login: callee_login,
+        ext: callee_ext,
+        voicemail,
+        forwards,
+        held,
+    } = ring;
     let parties = Parties {
         caller_login: String::new(),
         caller_ext: number.clone(),
@@ -657,12 +733,14 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
     };
     info!(message = "phone: call from outside", trunk = %t.name, from = %number, did = %called, to = %callee_ext);
     let (setup, status_rx) = setup(req, parties, callee, b_call_id, log);
-    let setup = Setup {
-        held: vec![slot],
+    let mut setup = Setup {
+        held,
         voicemail,
+        forwards,
         router,
         ..setup
     };
+    setup.held.push(slot);
     launch(req, status_rx, async move { Some(setup) });
     None
 }

@@ -102,44 +102,44 @@ async fn change(
     let back = owner.map_or_else(|| def.page.to_string(), |o| format!("/users/{o}"));
     let row = lists::unprefixed(def, pairs);
     // The page again, with the row as it was submitted and why it was refused.
-    let failure_page = async |status: StatusCode,
-                              diags: &[Diagnostic],
-                              path: String,
-                              flash: &str| {
-        let failure = ListFailure {
-            def,
-            pairs: &row,
-            diags,
-            path,
-        };
-        let flash = Some((flash, false));
-        let html = match owner {
-            Some(o) => crate::pages::users::user_page(app, &config, me, o, flash, Some(&failure)),
-            None => match crate::settings::page(def.page) {
-                Some(p) => Some(
-                    crate::pages::settings::render(
-                        app,
-                        &config,
-                        p,
-                        me,
-                        None,
-                        &[],
-                        flash,
-                        Some(&failure),
-                    )
-                    .await,
+    let failure_page =
+        async |status: StatusCode, diags: &[Diagnostic], path: String, flash: &str| {
+            let failure = ListFailure {
+                def,
+                pairs: &row,
+                diags,
+                path,
+            };
+            let flash = Some((flash, false));
+            let html = match owner {
+                Some(o) => {
+                    crate::pages::users::user_page(app, &config, me, o, flash, Some(&failure), None)
+                }
+                None => match crate::settings::page(def.page) {
+                    Some(p) => Some(
+                        crate::pages::settings::render(
+                            app,
+                            &config,
+                            p,
+                            me,
+                            None,
+                            &[],
+                            flash,
+                            Some(&failure),
+                        )
+                        .await,
+                    ),
+                    None => None,
+                },
+            };
+            match html {
+                Some(h) => page(status, h),
+                None => page(
+                    StatusCode::NOT_FOUND,
+                    crate::html::page("Not found", "", Some(me.pair()), None, html! {}),
                 ),
-                None => None,
-            },
+            }
         };
-        match html {
-            Some(h) => page(status, h),
-            None => page(
-                StatusCode::NOT_FOUND,
-                crate::html::page("Not found", "", Some(me.pair()), None, html! {}),
-            ),
-        }
-    };
     let Some(text) = app.config_text() else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -6,7 +6,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
+use officebox_config::derive::{
+    DND_CODE, FORWARD_ALWAYS_CODE, FORWARD_BUSY_CODE, FORWARD_NO_ANSWER_CODE, FORWARD_OFF_CODE,
+    forward_reachable,
+};
 use officebox_config::{Config, Diagnostic};
+use officebox_store::Forwarding;
 use serde::Deserialize;
 
 use crate::app::{App, Shared};
@@ -101,7 +106,18 @@ pub(crate) async fn show(
     Flash(flash): Flash,
 ) -> Response {
     let config = app.config();
-    match user_page(&app, &config, &me, &login, flash, None) {
+    let who = login.clone();
+    let forwarding = app
+        .store
+        .with(move |db| {
+            Ok(db
+                .forwardings()?
+                .into_iter()
+                .find(|f| f.login == who)
+                .unwrap_or_default())
+        })
+        .await;
+    match user_page(&app, &config, &me, &login, flash, None, forwarding.as_ref()) {
         Some(b) => page(StatusCode::OK, b),
         None => page(
             StatusCode::NOT_FOUND,
@@ -118,10 +134,112 @@ pub(crate) fn user_page(
     login: &str,
     flash: Option<(&str, bool)>,
     failed: Option<&ListFailure<'_>>,
+    forwarding: Option<&Forwarding>,
 ) -> Option<Markup> {
     let doc: toml_edit::DocumentMut = app.config_text().unwrap_or_default().parse().ok()?;
-    let extra = lists_html(&doc, "/users", Some(login), &me.csrf, failed);
+    let lists = lists_html(&doc, "/users", Some(login), &me.csrf, failed);
+    let extra = html! {
+        @if let Some(f) = forwarding {
+            (forwarding_form(login, f, &me.csrf))
+        }
+        (lists)
+    };
     people::user_page(config, me.pair(), login, flash, extra)
+}
+
+/// The form for a user's call forwarding and do-not-disturb (kept in the state
+/// database, as the phone's feature codes set them).
+fn forwarding_form(login: &str, f: &Forwarding, csrf: &str) -> Markup {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    html! {
+        h2 { "Call forwarding" }
+        p.help {
+            "Also set from the phone: " (FORWARD_ALWAYS_CODE) ", " (FORWARD_BUSY_CODE) " or "
+            (FORWARD_NO_ANSWER_CODE) " and the number, " (FORWARD_OFF_CODE) " for off, "
+            (DND_CODE) " for do not disturb. An outside number is called as this user's "
+            "outside call (their routes and limits)."
+        }
+        form method="post" action={ "/users/" (login) "/forwarding" } {
+            (crate::html::csrf_field(csrf))
+            label { input type="checkbox" name="dnd" value="true" checked[f.dnd];
+                " Do not disturb (callers go to voicemail)" }
+            label { "Forward every call to " input type="text" name="always" value=(text(&f.always)); }
+            label { "When busy, to " input type="text" name="busy" value=(text(&f.busy)); }
+            label { "When not answered, to " input type="text" name="no_answer" value=(text(&f.no_answer)); }
+            button type="submit" { "Save forwarding" }
+        }
+    }
+}
+
+/// The call forwarding form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ForwardingForm {
+    dnd: String,
+    always: String,
+    busy: String,
+    no_answer: String,
+}
+
+/// `POST /users/{login}/forwarding`: each target must be reachable by that user (another
+/// extension, or a number their routes take); kept in the state database, where the
+/// phone system reads it within a second.
+pub(crate) async fn set_forwarding(
+    State(app): State<Shared>,
+    me: Me,
+    Path(login): Path<String>,
+    Form(f): Form<ForwardingForm>,
+) -> Response {
+    let config = app.config();
+    let Some(user) = config.users.iter().find(|u| u.login == login) else {
+        return not_found_page(&me);
+    };
+    let mut wrong = Vec::new();
+    let mut target = |what: &str, v: String| {
+        let v: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        if !forward_reachable(&config, user, &v) {
+            wrong.push(format!(
+                "{what}: {v} is not an extension or a number this user may call"
+            ));
+        }
+        Some(v)
+    };
+    let forwarding = Forwarding {
+        login: login.clone(),
+        dnd: checked(&f.dnd),
+        always: target("Forward every call", f.always),
+        busy: target("When busy", f.busy),
+        no_answer: target("When not answered", f.no_answer),
+    };
+    if !wrong.is_empty() {
+        let note = wrong.join("; ") + ". Nothing was saved.";
+        let body = user_page(
+            &app,
+            &config,
+            &me,
+            &login,
+            Some((&note, false)),
+            None,
+            Some(&forwarding),
+        );
+        return page(StatusCode::UNPROCESSABLE_ENTITY, body.unwrap_or_default());
+    }
+    let saved = app
+        .store
+        .with(move |db| db.set_forwarding(&forwarding))
+        .await;
+    if saved.is_none() {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the state database cannot be written",
+        )
+            .into_response();
+    }
+    tracing::info!(message = "web: call forwarding set", %login, user = %me.user);
+    redirect(&format!("/users/{login}?saved=1"))
 }
 
 /// `POST /users/{login}`: edits a user (404 for no such user).
