@@ -459,6 +459,29 @@ pub const FORWARD_BUSY_CODE: &str = "*90";
 pub const FORWARD_NO_ANSWER_CODE: &str = "*92";
 pub const FORWARD_OFF_CODE: &str = "*73";
 pub const DND_CODE: &str = "*78";
+/// Pickup: alone, the call ringing longest at an office phone; + an extension, the call
+/// ringing there.
+pub const PICKUP_CODE: &str = "*8";
+/// Park places after the park extension (701 ... 720 for 700).
+pub const PARK_PLACES: u32 = 20;
+
+/// The park places of park extension `ext` (digits): the next [`PARK_PLACES`] numbers.
+pub fn park_places_of(ext: &str) -> Vec<String> {
+    let Ok(first) = ext.parse::<u32>() else {
+        return Vec::new();
+    };
+    (1..=PARK_PLACES)
+        .map(|i| format!("{:0width$}", first + i, width = ext.len()))
+        .collect()
+}
+
+/// The config's park places (none when parking is off).
+pub fn park_places(config: &Config) -> Vec<String> {
+    if config.phone.park_extension.is_empty() {
+        return Vec::new();
+    }
+    park_places_of(&config.phone.park_extension)
+}
 
 /// Whether `user` may forward their calls to `to`: another user's extension (or login),
 /// or a number one of their routes takes (when they may call out at all).
@@ -526,6 +549,23 @@ pub fn feature_codes(config: &Config) -> Vec<(String, String)> {
             "do not disturb: your callers go to your voicemail; again to undo".to_string(),
         ),
     ]);
+    if let (Some(first), Some(last)) = (park_places(config).first(), park_places(config).last()) {
+        codes.push((
+            format!("transfer to {}", phone.park_extension),
+            format!("park the call: the box says its place ({first}-{last})"),
+        ));
+        codes.push((
+            format!("{first}-{last}"),
+            format!(
+                "take the call parked there ({} alone: the longest parked)",
+                phone.park_extension
+            ),
+        ));
+    }
+    codes.push((
+        format!("{PICKUP_CODE} + extension"),
+        format!("answer the call ringing there ({PICKUP_CODE} alone: any ringing office phone)"),
+    ));
     for n in &phone.dial_plan.emergency_numbers {
         codes.push((
             n.clone(),

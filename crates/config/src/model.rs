@@ -439,6 +439,9 @@ pub struct Phone {
     pub record_code: String,
     /// What a caller on hold hears.
     pub music_on_hold: MusicOnHold,
+    /// A transfer here parks the call on the first free place (the next
+    /// [`crate::derive::PARK_PLACES`] numbers); empty: no parking.
+    pub park_extension: String,
     pub no_answer_timeout: Duration,
     pub max_message_length: Duration,
     pub rtp_ports: (u16, u16),

@@ -818,6 +818,13 @@ pub const MUSIC_ON_HOLD: Setting = s(
     "Music on hold",
     "What a caller on hold hears: \"builtin\" (a tune), a WAV file (any rate; relative to the data directory), or \"off\" (the other phone decides). A WAV uploaded on the Phone Routing page wins.",
 );
+pub const PARK_EXTENSION: Setting = s(
+    "phone.park_extension",
+    Kind::Text,
+    Default::Text("700"),
+    "Park extension",
+    "Transfer a call here to park it: the box says the place (the next 20 numbers, 701-720 for 700), and any phone dialling the place takes the call. Empty: off.",
+);
 pub const NO_ANSWER_TIMEOUT: Setting = s(
     "phone.no_answer_timeout",
     Kind::Duration { min_secs: 5 },
@@ -1372,6 +1379,7 @@ pub const SETTINGS: &[&Setting] = &[
     &NIGHT_CODE,
     &RECORD_CODE,
     &MUSIC_ON_HOLD,
+    &PARK_EXTENSION,
     &NO_ANSWER_TIMEOUT,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,

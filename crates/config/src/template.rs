@@ -213,6 +213,7 @@ password = "{admin_hash}"
 {phone.night_code}
 {phone.record_code}
 {phone.music_on_hold}
+{phone.park_extension}
 {phone.no_answer_timeout}
 {phone.max_message_length}
 {phone.rtp_ports}

@@ -1230,3 +1230,136 @@ fn do_not_disturb_and_forwarding_set_from_the_phone_send_calls_to_voicemail_and_
     office.wait_event(&bob, mark, "CALL_CLOSED");
     assert!(office.ob.log().contains("phone: call forwarding refused"));
 }
+
+#[test]
+fn a_parked_call_is_taken_from_its_place_and_a_ringing_one_is_picked_up() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-park").unwrap();
+    let (alice_says, carol_says) = (
+        dir.path().join("alice-says.wav"),
+        dir.path().join("carol-says.wav"),
+    );
+    audio::speak_wav(
+        &alice_says,
+        "Alice is waiting for the parts list from the warehouse.",
+    )
+    .unwrap();
+    audio::speak_wav(
+        &carol_says,
+        "Carol from the warehouse reads the parts list aloud.",
+    )
+    .unwrap();
+    // alice speaks once carol has taken her call; carol as soon as she has.
+    let (alice_plays, carol_plays) = (dir.path().join("alice.wav"), dir.path().join("carol.wav"));
+    padded(&alice_says, &alice_plays, 9.0, 1.0);
+    padded(&carol_says, &carol_plays, 1.0, 1.0);
+    let c = TestConfig::demo()
+        .free_ports()
+        .append(&user_block("carol", "Carol Example", "103", "demo-carol"))
+        .append(&user_block("dave", "Dave Example", "104", "demo-dave"));
+    let office = Office::start(&c);
+    let alice = Baresip::start(
+        "alice",
+        &office
+            .account("101", "alice", "demo-alice")
+            .play(&alice_plays),
+    )
+    .unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office.account("102", "bob", "demo-bob").auto_answer(true),
+    )
+    .unwrap();
+    let carol = Baresip::start(
+        "carol",
+        &office
+            .account("103", "carol", "demo-carol")
+            .play(&carol_plays),
+    )
+    .unwrap();
+    let dave = Baresip::start("dave", &office.account("104", "dave", "demo-dave")).unwrap();
+    for phone in [&alice, &bob, &carol, &dave] {
+        office.wait_registered(phone);
+    }
+
+    // bob answers alice and parks her: he hears the place and is let go.
+    alice.dial("102").unwrap();
+    let established = office.wait_event(&alice, 0, "CALL_ESTABLISHED");
+    office.wait_event(&bob, 0, "CALL_ESTABLISHED");
+    sleep(Duration::from_millis(500));
+    bob.command("transfer", Some("700"))
+        .unwrap_or_else(|e| office.fail("bob could not transfer to 700", e));
+    office.wait_event(&bob, 0, "CALL_CLOSED");
+    office.wait_listing("calls", "alice parked on 701", |l| {
+        l.contains("101 -> 701: parked")
+    });
+    // An empty place is said so; a number past the places is nobody.
+    for (place, closes) in [("705", true), ("799", true)] {
+        let mark = carol.mark();
+        carol.dial(place).unwrap();
+        if closes {
+            office.wait_event(&carol, mark, "CALL_CLOSED");
+        }
+    }
+    // carol takes alice from 701, and they talk.
+    let mark = carol.mark();
+    carol.dial("701").unwrap();
+    office.wait_event(&carol, mark, "CALL_ESTABLISHED");
+    office.wait_listing("calls", "alice and carol", |l| {
+        l.matches(": talking").count() == 2
+    });
+    let until = established.received + Duration::from_secs_f64(seconds(&alice_plays) + 0.5);
+    sleep(until.saturating_duration_since(Instant::now()));
+    let (a, c2) = (alice.mark(), carol.mark());
+    alice.hangup().unwrap();
+    office.wait_event(&alice, a, "CALL_CLOSED");
+    office.wait_event(&carol, c2, "CALL_CLOSED");
+    let alice_heard = alice.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let carol_heard = carol.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    for (who, said, heard) in [
+        ("alice", &carol_says, &alice_heard),
+        ("carol", &alice_says, &carol_heard),
+    ] {
+        let m = audio::compare(said, heard).unwrap();
+        eprintln!(
+            "{who} after the park: similarity {:.4} at {:.2} s",
+            m.score, m.lag_seconds
+        );
+        assert!(m.score > SIMILAR, "{who}: {m:?}\n{}", office.ob.log());
+    }
+    let tune = dir.path().join("tune.wav");
+    audio::write_wav(&tune, 8000, &officebox_voice::music::built_in()[..16_000]).unwrap();
+    let m = audio::compare(&tune, &alice_heard).unwrap();
+    assert!(
+        m.score > SIMILAR,
+        "alice heard no music while parked: {m:?}"
+    );
+
+    // Pickup: alice calls dave, whose phone rings; carol picks it up with *8104.
+    let (a, d, c3) = (alice.mark(), dave.mark(), carol.mark());
+    alice.dial("104").unwrap();
+    office.wait_event(&dave, d, "CALL_INCOMING");
+    carol.dial("*8104").unwrap();
+    office.wait_event(&carol, c3, "CALL_ESTABLISHED");
+    office.wait_event(&alice, a, "CALL_ESTABLISHED");
+    office.wait_event(&dave, d, "CALL_CLOSED");
+    sleep(Duration::from_millis(1500));
+    let s = office.stats(&carol);
+    assert!(
+        s.received > 40,
+        "carol hears nothing after the pickup: {s:?}"
+    );
+    let a = alice.mark();
+    carol.hangup().unwrap();
+    office.wait_event(&alice, a, "CALL_CLOSED");
+    // Nothing ringing: *8 is said so.
+    let mark = carol.mark();
+    carol.dial("*8").unwrap();
+    office.wait_event(&carol, mark, "CALL_CLOSED");
+    let log = office.ob.log();
+    assert!(
+        log.contains("phone: parked call retrieved") && log.contains("phone: call picked up"),
+        "{log}"
+    );
+}

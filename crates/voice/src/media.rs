@@ -171,6 +171,33 @@ pub fn negotiate(offer: &[u8]) -> Option<Negotiated> {
     })
 }
 
+/// As [`negotiate`], but in `law` only (`None` when the offer does not have it).
+pub fn negotiate_in(offer: &[u8], law: Law) -> Option<Negotiated> {
+    let text = std::str::from_utf8(offer).ok()?;
+    let m = text.lines().find(|l| l.starts_with("m=audio "))?;
+    let pt = law.payload_type().to_string();
+    if !m.split_whitespace().skip(3).any(|p| p == pt) {
+        return None;
+    }
+    negotiate(offer).map(|n| Negotiated { law, ..n })
+}
+
+/// The G.711 laws an offer has, in its order of preference.
+pub fn laws(offer: &[u8]) -> Vec<Law> {
+    let text = std::str::from_utf8(offer).unwrap_or("");
+    let Some(m) = text.lines().find(|l| l.starts_with("m=audio ")) else {
+        return Vec::new();
+    };
+    m.split_whitespace()
+        .skip(3)
+        .filter_map(|p| match p {
+            "0" => Some(Law::Mu),
+            "8" => Some(Law::A),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Our SDP answer: G.711 in `law`, telephone-event when the offer had it.
 pub fn answer(ip: std::net::IpAddr, port: u16, n: &Negotiated) -> Vec<u8> {
     answer_with(ip, port, n, "sendrecv")
@@ -229,8 +256,9 @@ pub struct Endpoint {
     seq: u16,
     ts: u32,
     ssrc: u32,
-    /// Digits from SIP INFO (the call task) arrive here.
+    /// Digits from SIP INFO (the call task) arrive here, until its sender is gone.
     info_digits: mpsc::UnboundedReceiver<char>,
+    digits_gone: bool,
     /// The telephone-event in progress (its timestamp), and the last one that ended:
     /// one digit per key press, whatever the retransmissions.
     event: Option<u32>,
@@ -259,6 +287,7 @@ impl Endpoint {
             ts: rand::random(),
             ssrc: rand::random(),
             info_digits,
+            digits_gone: false,
             event: None,
             ended: None,
         }
@@ -316,9 +345,13 @@ impl Endpoint {
                         return Stop::Digit(d);
                     }
                 }
-                d = self.info_digits.recv() => {
-                    if let Some(d) = d && interruptible {
-                        return Stop::Digit(d);
+                d = self.info_digits.recv(), if !self.digits_gone => {
+                    match d {
+                        Some(d) if interruptible => return Stop::Digit(d),
+                        Some(_) => {}
+                        // Nobody sends SIP INFO digits any more: not asked again (a closed
+                        // channel answers at once, for ever).
+                        None => self.digits_gone = true,
                     }
                 }
             }
@@ -346,9 +379,11 @@ impl Endpoint {
                         return Stop::Done;
                     }
                 }
-                d = self.info_digits.recv() => {
-                    if let Some(d) = d && stop_on.contains(&d) {
-                        return Stop::Digit(d);
+                d = self.info_digits.recv(), if !self.digits_gone => {
+                    match d {
+                        Some(d) if stop_on.contains(&d) => return Stop::Digit(d),
+                        Some(_) => {}
+                        None => self.digits_gone = true,
                     }
                 }
             }
@@ -489,6 +524,31 @@ mod tests {
             negotiate(b"v=0\r\nm=audio 4000 RTP/AVP 9\r\n").is_none(),
             "G.722 only"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_whose_digit_channel_is_gone_still_plays_in_time() {
+        // A closed channel answers at once, for ever: polled again, the play would spin
+        // (and with the clock paused, never end).
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let n = Negotiated {
+            remote: Some("127.0.0.1:9".parse().unwrap()),
+            law: Law::Mu,
+            events: None,
+        };
+        let mut ep = Endpoint::new(Socket::Plain(socket), n, mpsc::unbounded_channel().1);
+        let start = Instant::now();
+        let done = ep.play(&[0; 8000], true).await;
+        assert_eq!(done, Stop::Done);
+        assert!(start.elapsed() >= Duration::from_millis(980));
+    }
+
+    #[test]
+    fn an_offer_names_its_laws_in_order_and_one_can_be_insisted_on() {
+        let offer = b"v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 RTP/AVP 8 9 0 101\r\n";
+        assert_eq!(laws(offer), [Law::A, Law::Mu]);
+        assert_eq!(negotiate_in(offer, Law::A).map(|n| n.law), Some(Law::A));
+        assert!(negotiate_in(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n", Law::A).is_none());
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ impl Loader<'_, '_> {
             night_code: schema::NIGHT_CODE.text().into(),
             record_code: schema::RECORD_CODE.text().into(),
             music_on_hold: MusicOnHold::BuiltIn,
+            park_extension: schema::PARK_EXTENSION.text().into(),
             no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
@@ -64,6 +65,43 @@ impl Loader<'_, '_> {
                 },
             ) {
                 phone.music_on_hold = v.value;
+            }
+            if let Some(v) = sec.string(self.sink, "park_extension") {
+                let digits = v.value.len() <= 5 && v.value.bytes().all(|b| b.is_ascii_digit());
+                let places = if digits && !v.value.is_empty() {
+                    crate::derive::park_places_of(&v.value)
+                } else {
+                    Vec::new()
+                };
+                let taken = users.iter().find(|u| {
+                    u.value
+                        .extension
+                        .as_deref()
+                        .is_some_and(|e| e == v.value || places.iter().any(|p| p == e))
+                });
+                if !v.value.is_empty() && !digits {
+                    self.sink.error(
+                        &v.span,
+                        "phone.park_extension",
+                        format!("`{}` is not an extension", v.value),
+                        "digits, e.g. \"700\" (\"\" turns parking off)",
+                    );
+                } else if let Some(u) = taken {
+                    self.sink.error(
+                        &v.span,
+                        "phone.park_extension",
+                        format!(
+                            "{} or its park places ({}-{}) hold {}'s extension",
+                            v.value,
+                            places.first().map_or("", String::as_str),
+                            places.last().map_or("", String::as_str),
+                            u.value.login
+                        ),
+                        "pick a number whose next 20 are no user's extension, e.g. \"700\"",
+                    );
+                } else {
+                    phone.park_extension = v.value;
+                }
             }
             phone.no_answer_timeout = self.duration(&mut sec, &schema::NO_ANSWER_TIMEOUT);
             phone.max_message_length = self.duration(&mut sec, &schema::MAX_MESSAGE_LENGTH);

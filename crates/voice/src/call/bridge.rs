@@ -36,6 +36,8 @@ pub enum Link {
     Join(Box<JoinAsk>),
     /// The partner call's party hung up.
     HungUp,
+    /// Give us your party (a park place dialled, a pickup): [`super::park`].
+    Retrieve(Box<super::park::Retrieve>),
 }
 
 /// A call asking another to join it (an attended transfer).
@@ -146,6 +148,7 @@ impl Call {
     pub(super) fn link(&mut self, link: Link) {
         match link {
             Link::Join(ask) => self.asked_to_join(ask),
+            Link::Retrieve(ask) => self.asked_to_give(ask),
             Link::HungUp => {
                 self.partner = None;
                 if matches!(self.state, State::Talking) {

@@ -142,6 +142,15 @@ impl Call {
                 self.state = State::ToVoicemail;
                 return;
             }
+            Callee::Retrieve(_) => {
+                self.state = State::Taking;
+                return;
+            }
+            // Only a transfer parks (`Call::ring_on`).
+            Callee::Park(_) => {
+                self.fail_a(404, "Not Found");
+                return;
+            }
         };
         let login = Some(self.setup.parties.callee_login.clone());
         for b in bindings {

@@ -26,6 +26,8 @@
 //!   then the legs joined.
 //! - [`record`]: keys pressed in a call, and recording it on demand (the record code).
 //! - [`refer`]: blind transfer (REFER) by either side of an answered call.
+//! - [`park`]: call park (a transfer to the park extension) and pickup; the calls join
+//!   as an attended transfer's do.
 //! - [`bridge`]: attended transfer (REFER with Replaces): two calls joined by their
 //!   relays, and their links.
 
@@ -37,6 +39,7 @@ mod handoff;
 mod hold;
 mod leg;
 mod lines;
+pub mod park;
 mod record;
 mod refer;
 mod reinvite;
@@ -129,6 +132,11 @@ pub enum Callee {
     Attendant(Box<AttendantSetup>),
     /// A feature code done: the box answers, says what was done, and hangs up.
     Announcement(Arc<Vec<i16>>),
+    /// A transfer's target that parks the call ([`park`]).
+    Park(Box<park::ParkSetup>),
+    /// A park place dialled, or a pickup code: the party another call holds, taken over
+    /// its links.
+    Retrieve(mpsc::Sender<Link>),
 }
 
 /// Where a destination leads now (the server's view of the config and the phones
@@ -158,6 +166,8 @@ pub trait Inbox: Send + Sync {
     fn find(&self, call_id: &str) -> Option<mpsc::Sender<Link>>;
     /// This call's own links (given to a partner call).
     fn links(&self) -> mpsc::Sender<Link>;
+    /// The call rings office user `login`'s phones now (`None`: no more), for pickup.
+    fn ringing(&self, _login: Option<&str>) {}
 }
 
 /// What [`Router::route`] found (made once per call sent on, and taken apart at once:
@@ -514,6 +524,12 @@ enum State {
     Bridging(Box<bridge::Step>),
     /// Music on hold starts or stops ([`hold`]), at the loop's next turn.
     Hold(hold::HoldStep),
+    /// Another call takes our party ([`park`]), at the loop's next turn.
+    Giving(Box<park::Retrieve>),
+    /// This call takes another's party ([`park`]), at the loop's next turn.
+    Taking,
+    /// Parked too long: back to the parker, at the loop's next turn.
+    Unparking,
     /// The box answered the caller: a message is being recorded, or the menu plays.
     Voicemail(Recording),
     /// Final response sent or BYEs out: waiting for the ACK and the answers, then over.
@@ -615,6 +631,10 @@ struct Call {
     music: Option<hold::Music>,
     /// Times the call was forwarded ([`forward`]).
     forwarded: u8,
+    /// The parked call's music and place ([`park`]).
+    parked: Option<park::Parked>,
+    /// The transferor's port, kept to tell it where its call is parked.
+    transferor_media: Option<(rtp::Lease, Option<SocketAddr>)>,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -649,6 +669,23 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
         }
         if matches!(call.state, State::Hold(_)) {
             call.hold_step().await;
+            continue;
+        }
+        if matches!(call.state, State::Giving(_)) {
+            call.give().await;
+            continue;
+        }
+        if matches!(call.state, State::Taking) {
+            if let Callee::Retrieve(target) = &call.setup.callee {
+                let target = target.clone();
+                call.take(target).await;
+            } else {
+                call.state = State::Talking;
+            }
+            continue;
+        }
+        if matches!(call.state, State::Unparking) {
+            call.unpark().await;
             continue;
         }
         let next = call.next_timer();
@@ -760,7 +797,9 @@ impl Call {
             Callee::Phones(_)
             | Callee::Group(_)
             | Callee::Attendant(_)
-            | Callee::Announcement(_) => local.ip(),
+            | Callee::Announcement(_)
+            | Callee::Park(_)
+            | Callee::Retrieve(_) => local.ip(),
         };
         // A group ringing outside numbers too: leg B's port answers on every address
         // (the LAN's for the phones, the WAN's for the provider).
@@ -858,6 +897,8 @@ impl Call {
             partner: None,
             music: None,
             forwarded: 0,
+            parked: None,
+            transferor_media: None,
         })
     }
 
@@ -875,10 +916,19 @@ impl Call {
         });
     }
 
-    /// Tells the server's list of live calls where the call is.
+    /// Tells the server's list of live calls where the call is (and its list of calls
+    /// ringing an office user, for pickup).
     fn status(&mut self, state: &'static str) {
         if state != "ringing" {
             self.setup.ringing.stop();
+        }
+        if let Some(inbox) = &self.setup.inbox {
+            let login = &self.setup.parties.callee_login;
+            let ringing_user = state == "ringing"
+                && !login.is_empty()
+                && matches!(self.setup.callee, Callee::Phones(_))
+                && self.boxed.is_none();
+            inbox.ringing(ringing_user.then_some(login.as_str()));
         }
         if state == "ending" && self.ended_at.is_none() {
             self.ended_at = Some(unix_now());

@@ -463,13 +463,19 @@ impl Call {
             Side::B => self.b_held_a,
             Side::A => self.a_held_b,
         };
+        // Parking: the transferor's port is kept, to tell it the place.
+        let parking = matches!(&routed, Routed::Ring(r) if super::park::is_park(&r.callee));
         let (lease, remote) = match departing {
             Side::B => {
-                drop(lease_b);
+                if parking {
+                    self.transferor_media = Some((lease_b, peers.b));
+                }
                 (lease_a, self.a_moved.or(peers.a))
             }
             Side::A => {
-                drop(lease_a);
+                if parking {
+                    self.transferor_media = Some((lease_a, peers.a));
+                }
                 let remote = peers.b;
                 self.swap_legs();
                 (lease_b, remote)
@@ -513,6 +519,19 @@ impl Call {
         }
         info!(message = "phone: transferring", caller = %self.setup.parties.caller_ext, to = %dialled);
         self.ring_on(ep, routed).await;
+    }
+
+    /// Says `say` to the transferor on its own port (where its call is parked), then
+    /// tells it the transfer is done.
+    pub(super) async fn tell_transferor(&mut self, say: Vec<i16>) {
+        if let Some((lease, remote)) = self.transferor_media.take()
+            && let Some(mut n) = media::negotiate(&self.b_answer)
+        {
+            n.remote = remote;
+            let mut ep = Endpoint::new(Socket::Leased(lease), n, mpsc::unbounded_channel().1);
+            ep.play(&say, false).await;
+        }
+        self.transfer_done("200 OK");
     }
 
     /// The transfer could not be carried out: the transferor hears why, and the

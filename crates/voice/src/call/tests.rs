@@ -1210,6 +1210,17 @@ impl Router for FakeRouter {
                 None,
             ),
             "5551234" => Routed::Refused(403),
+            "700" => Routed::ring(
+                Callee::Park(Box::new(park::ParkSetup {
+                    parking: Arc::default(),
+                    places: vec!["701".into(), "702".into()],
+                    place: None,
+                    parker: "102".into(),
+                })),
+                "bob".into(),
+                "700".into(),
+                None,
+            ),
             _ => Routed::Refused(404),
         }
     }
@@ -2098,5 +2109,37 @@ async fn a_busy_or_unanswered_callee_forwards_the_call_instead_of_voicemail() {
     assert_eq!(
         sent(&wire).0,
         ["ACK 127.0.0.1:5070", "486/INVITE 127.0.0.1:5062"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_call_nobody_takes_rings_its_parker_again() {
+    let (mut call, wire, invite, ok, _inbox) = transferable().await;
+    let to = ok.header("to").unwrap().to_string();
+    call.handle(from_caller("ACK", 1, "z9hG4bKack", &to, b""));
+    call.handle(referring(
+        from_callee("REFER", 2, &invite, "bob", b""),
+        "<sip:700@office.test>",
+    ));
+    assert_eq!(
+        sent(&wire).0,
+        ["202/REFER 127.0.0.1:5070", "NOTIFY 127.0.0.1:5070"]
+    );
+    call.transfer().await;
+    // Parked on 701 (bob heard where), with music; bob hears it is done.
+    assert!(call.parked.is_some());
+    assert_eq!(call.setup.parties.callee_ext, "701");
+    let (lines, msgs) = sent(&wire);
+    assert_eq!(lines, ["NOTIFY 127.0.0.1:5070"]);
+    assert_eq!(sipfrag(&msgs[0]).0, "SIP/2.0 200 OK");
+    // Two minutes later: bob's phone rings again, and the place is free.
+    after(&mut call, park::PARK_FOR).await;
+    assert!(matches!(call.state, State::Unparking), "{:?}", call.state);
+    call.unpark().await;
+    assert!(call.parked.is_none() && call.held.is_some());
+    let (lines, _) = sent(&wire);
+    assert!(
+        lines.contains(&"INVITE 127.0.0.1:5070".to_string()),
+        "{lines:?}"
     );
 }

@@ -87,6 +87,9 @@ impl Call {
         if let Some(t) = self.transferor_due() {
             next = next.min(t);
         }
+        if let Some(p) = &self.parked {
+            next = next.min(p.until);
+        }
         next
     }
 
@@ -147,6 +150,11 @@ impl Call {
                 f.slot = None;
             }
             self.fork_failed(408, "Request Timeout (the provider did not answer)");
+        }
+        if self.parked.as_ref().is_some_and(|p| p.until <= now)
+            && matches!(self.state, State::Talking)
+        {
+            self.state = State::Unparking;
         }
         if self.transferor_due().is_some_and(|t| t <= now) {
             // Told the transfer is done, and still on the line.

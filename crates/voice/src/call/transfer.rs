@@ -82,6 +82,12 @@ impl Call {
                 return;
             }
         };
+        if let Callee::Park(park) = callee {
+            self.setup.parties.callee_login = login;
+            // Boxed: parking may ring the parker again, through here.
+            Box::pin(self.park(ep, *park)).await;
+            return;
+        }
         self.setup.parties.callee_login = login;
         self.setup.parties.callee_ext.clone_from(&ext);
         self.setup.voicemail = voicemail;

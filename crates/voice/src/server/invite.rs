@@ -31,6 +31,9 @@ pub(super) struct Calls {
     /// Where each call is, by a number of its own.
     pub(super) status: HashMap<u64, watch::Receiver<Status>>,
     next_id: u64,
+    /// Calls ringing an office user's phones now (for pickup): the call's number, the
+    /// user, since when, and the call's links.
+    pub(super) ringing_users: Vec<(u64, String, Instant, mpsc::Sender<call::Link>)>,
     /// Calls that ended in the last 32 s, by Call-ID: a retransmitted BYE (our 200 was
     /// lost) is answered 200 again, not 481 (RFC 3261 section 17.2.2).
     pub(super) ended: HashMap<String, Instant>,
@@ -89,6 +92,9 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         return super::feature::night_code(req, caller);
     }
     if let Some(answer) = super::forward::feature(req, caller, &dialled) {
+        return answer;
+    }
+    if let Some(answer) = super::park::dialled(req, caller, &dialled) {
         return answer;
     }
     // The voicemail extension: the caller's own mailbox, through the menu.
@@ -211,6 +217,7 @@ pub(super) fn launch(
     tokio::spawn(async move {
         let inbox = Arc::new(CallInbox {
             calls: Arc::clone(&calls),
+            id,
             route,
             ids: std::sync::Mutex::new(vec![a_call_id]),
         });
@@ -226,6 +233,7 @@ pub(super) fn launch(
             calls.routes.remove(id);
         }
         calls.status.remove(&id);
+        calls.ringing_users.retain(|(call, ..)| *call != id);
         calls.ended(ids);
     });
 }
@@ -234,6 +242,8 @@ pub(super) fn launch(
 /// and those of legs it starts later), taken out of the routes when it ends.
 struct CallInbox {
     calls: Arc<std::sync::Mutex<Calls>>,
+    /// The call's number in the list of calls.
+    id: u64,
     route: Route,
     ids: std::sync::Mutex<Vec<String>>,
 }
@@ -262,6 +272,25 @@ impl call::Inbox for CallInbox {
 
     fn links(&self) -> mpsc::Sender<call::Link> {
         self.route.link.clone()
+    }
+
+    fn ringing(&self, login: Option<&str>) {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let listed = calls.ringing_users.iter().position(|(c, ..)| *c == self.id);
+        match (login, listed) {
+            (Some(l), None) => {
+                calls.ringing_users.push((
+                    self.id,
+                    l.to_string(),
+                    Instant::now(),
+                    self.route.link.clone(),
+                ));
+            }
+            (None, Some(i)) => {
+                calls.ringing_users.swap_remove(i);
+            }
+            _ => {}
+        }
     }
 }
 

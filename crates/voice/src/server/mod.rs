@@ -26,6 +26,7 @@ mod feature;
 mod forward;
 mod invite;
 mod outside;
+mod park;
 mod persistence;
 mod register;
 mod subscribe;
@@ -103,6 +104,29 @@ struct State {
     day_night: Mutex<crate::daynight::DayNight>,
     /// Each user's call forwarding and do-not-disturb ([`forward`]).
     forwarding: forward::Table,
+    /// The park places taken.
+    parking: Arc<crate::call::park::Parking>,
+}
+
+impl State {
+    /// The links of a call ringing `login`'s phones (`None`: any office user's but
+    /// `not`'s own), the longest ringing first.
+    fn calls_ringing(
+        &self,
+        login: Option<&str>,
+        not: &str,
+    ) -> Option<tokio::sync::mpsc::Sender<crate::call::Link>> {
+        let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls
+            .ringing_users
+            .iter()
+            .filter(|(_, user, ..)| match login {
+                Some(l) => user == l,
+                None => user != not,
+            })
+            .min_by_key(|(_, _, since, _)| *since)
+            .map(|(.., links)| links.clone())
+    }
 }
 
 /// One request being answered: what every handler needs.
@@ -189,6 +213,7 @@ pub async fn serve(
         alerts: crate::alert::Alerts::default(),
         day_night: Mutex::new(day_night),
         forwarding: Mutex::default(),
+        parking: Arc::default(),
     });
     forward::reload(&state, &db).await;
     let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets

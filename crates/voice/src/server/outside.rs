@@ -622,6 +622,26 @@ impl Router for ServerRouter {
         let Some(user) = config.users.iter().find(|u| u.login == by) else {
             return Routed::Refused(403);
         };
+        // The park extension, or a place: the call is parked.
+        let places = officebox_config::derive::park_places(config);
+        let park = &config.phone.park_extension;
+        if !park.is_empty() && (dialled == park || places.iter().any(|p| p == dialled)) {
+            let place = (dialled != park).then(|| dialled.to_string());
+            if place.as_deref().is_some_and(|p| state.parking.is_taken(p)) {
+                return Routed::Refused(486);
+            }
+            return Routed::ring(
+                Callee::Park(Box::new(call::park::ParkSetup {
+                    parking: Arc::clone(&state.parking),
+                    places,
+                    place,
+                    parker: number_of(user),
+                })),
+                user.login.clone(),
+                dialled.to_string(),
+                None,
+            );
+        }
         // An extension wins over a route, as when it is dialled.
         if config
             .users

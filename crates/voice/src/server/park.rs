@@ -1,0 +1,80 @@
+//! Park places and pickup codes dialled by an office phone: the call that takes the
+//! party another call holds ([`crate::call::park`]). An empty place, or nothing ringing
+//! to pick up, is said by the box.
+
+use officebox_config::derive::{PICKUP_CODE, park_places};
+use officebox_config::model::User;
+use officebox_store::{Direction, NewCall, unix_now};
+use tracing::info;
+
+use super::Request;
+use super::invite::{from_user, launch, new_setup};
+use crate::call::{self, Callee};
+use crate::voicemail::{prompt, prompts};
+
+/// `dialled` by `caller` if it is a park place, the park extension or a pickup code:
+/// the call taking the party, or what the box says (`None`: it is none of them).
+pub(super) fn dialled(
+    req: &Request,
+    caller: &User,
+    dialled: &str,
+) -> Option<Option<crate::sip::Message>> {
+    let phone = &req.config.phone;
+    let target = if !phone.park_extension.is_empty()
+        && (dialled == phone.park_extension || park_places(req.config).iter().any(|p| p == dialled))
+    {
+        let place = (dialled != phone.park_extension).then_some(dialled);
+        match req.state.parking.find(place) {
+            Some(links) => links,
+            None => {
+                return Some(super::feature::announce(
+                    req,
+                    caller,
+                    dialled,
+                    prompt(prompts::PARK_EMPTY),
+                    || true,
+                ));
+            }
+        }
+    } else if let Some(ext) = dialled.strip_prefix(PICKUP_CODE) {
+        let login = (!ext.is_empty()).then(|| {
+            req.config
+                .users
+                .iter()
+                .find(|u| u.extension.as_deref() == Some(ext) || u.login == ext)
+                .map(|u| u.login.clone())
+                .unwrap_or_default()
+        });
+        match req.state.calls_ringing(login.as_deref(), &caller.login) {
+            Some(links) => links,
+            None => {
+                return Some(super::feature::announce(
+                    req,
+                    caller,
+                    dialled,
+                    prompt(prompts::PICKUP_NONE),
+                    || true,
+                ));
+            }
+        }
+    } else {
+        return None;
+    };
+    info!(message = "phone: taking a call", by = %caller.login, dialled = %dialled);
+    let parties = from_user(req, caller, "", dialled);
+    let b_call_id = format!("{}@officebox", call::token());
+    let log = NewCall {
+        call_id: b_call_id.clone(),
+        direction: Direction::Internal,
+        trunk: None,
+        caller: parties.caller_ext.clone(),
+        caller_login: Some(caller.login.clone()),
+        caller_name: caller.name.clone(),
+        callee: dialled.to_string(),
+        callee_login: None,
+        started_at: unix_now(),
+    };
+    let (setup, status_rx) = new_setup(req, parties, Callee::Retrieve(target), b_call_id, log);
+    launch(req, status_rx, async move { Some(setup) });
+    Some(None)
+}
