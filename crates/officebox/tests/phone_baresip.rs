@@ -1363,3 +1363,52 @@ fn a_parked_call_is_taken_from_its_place_and_a_ringing_one_is_picked_up() {
         "{log}"
     );
 }
+
+#[test]
+fn a_blf_key_on_an_extension_shows_it_ringing_busy_and_idle() {
+    require_peers();
+    require_program("sipp", "sip-tester");
+    let _serial = serial();
+    let dir = scratch_dir("baresip-blf").unwrap();
+    let office = Office::start(&TestConfig::demo().free_ports());
+    let alice = Baresip::start("alice", &office.account("101", "alice", "demo-alice")).unwrap();
+    let bob = Baresip::start("bob", &office.account("102", "bob", "demo-bob")).unwrap();
+    office.wait_registered(&alice);
+    office.wait_registered(&bob);
+    // A desk phone's BLF key on 102 (sipp, logged in as bob).
+    let errors = dir.path().join("sipp-errors.txt");
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(common::scenarios())
+        .args(["-sf", "subscribe_blf_line.xml", "-inf", "callee.csv"])
+        .args(["-key", "domain", "office.test", "-key", "target", "102"])
+        .args(["-auth_uri", "office.test", "-i", "127.0.0.1"])
+        .args([
+            "-p",
+            &officebox_testkit::free_udp_port().unwrap().to_string(),
+        ])
+        .args(["-m", "1", "-nostdin", "-trace_err", "-error_file"])
+        .arg(&errors)
+        .arg(office.sip.to_string());
+    let key = officebox_testkit::Peer::spawn("blf-key", cmd).unwrap();
+    sleep(Duration::from_millis(1500));
+    // Ringing, then answered, then over: each held a couple of seconds (the lamps are
+    // looked at every second).
+    alice.dial("102").unwrap();
+    office.wait_event(&bob, 0, "CALL_INCOMING");
+    sleep(Duration::from_millis(2000));
+    bob.accept().unwrap();
+    office.wait_event(&alice, 0, "CALL_ESTABLISHED");
+    sleep(Duration::from_millis(2000));
+    alice.hangup().unwrap();
+    office.wait_event(&bob, 0, "CALL_CLOSED");
+    let done = officebox_testkit::wait_until(Duration::from_secs(10), || {
+        key.try_wait().ok().flatten().is_some()
+    });
+    let status = key.try_wait().ok().flatten();
+    assert!(
+        done && status.is_some_and(|s| s.success()),
+        "the BLF key did not see idle, ringing, busy, idle: {status:?}\n{}\n{}",
+        std::fs::read_to_string(&errors).unwrap_or_default(),
+        key.log_tail(40)
+    );
+}

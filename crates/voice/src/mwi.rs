@@ -6,7 +6,10 @@
 //!
 //! A BLF key on the night code is the same kind of subscription, to the `dialog` event
 //! package (RFC 4235): its lamp is a dialog, "confirmed" while the office hours are
-//! forced by hand ([`crate::daynight`]) and "terminated" otherwise.
+//! forced by hand ([`crate::daynight`]) and "terminated" otherwise. A BLF key on an
+//! extension shows that user's line: no dialog (idle), an "early" one (ringing: the key
+//! picks it up with the pickup code) or a "confirmed" one (in a call), from the live
+//! calls, looked at every second.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +31,18 @@ pub enum Watch {
     Mailbox,
     /// The night code's lamp (`dialog`).
     NightKey,
+    /// An extension's line (`dialog`): idle, ringing or busy.
+    Line(String),
+}
+
+/// What an extension's line is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LineState {
+    Idle,
+    /// A call rings there.
+    Ringing,
+    /// In a call (making or taking one).
+    Busy,
 }
 
 /// What a NOTIFY told.
@@ -37,6 +52,8 @@ pub enum Told {
     Counts(usize, usize),
     /// The lamp lit or not.
     Lamp(bool),
+    /// An extension's line.
+    Line(LineState),
 }
 
 /// One phone's subscription.
@@ -82,6 +99,23 @@ pub fn lamp(entity: &str, version: u32, lit: bool) -> String {
     )
 }
 
+/// The body of a dialog NOTIFY for an extension's line (RFC 4235): no dialog when idle,
+/// else one, "early" (ringing, for us the recipient) or "confirmed".
+pub fn line(entity: &str, version: u32, state: LineState) -> String {
+    let dialog = match state {
+        LineState::Idle => String::new(),
+        LineState::Ringing => {
+            "<dialog id=\"line\" direction=\"recipient\"><state>early</state></dialog>\r\n"
+                .to_string()
+        }
+        LineState::Busy => "<dialog id=\"line\"><state>confirmed</state></dialog>\r\n".to_string(),
+    };
+    format!(
+        "<?xml version=\"1.0\"?>\r\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" \
+         version=\"{version}\" state=\"full\" entity=\"{entity}\">\r\n{dialog}</dialog-info>\r\n"
+    )
+}
+
 impl Subscription {
     /// A NOTIFY telling `what` (`None`: the final one, the subscription ends).
     pub fn notify(&mut self, local: SocketAddr, what: Option<Told>, now: u64) -> Vec<u8> {
@@ -111,7 +145,7 @@ impl Subscription {
             "Event",
             match self.watch {
                 Watch::Mailbox => "message-summary",
-                Watch::NightKey => "dialog",
+                Watch::NightKey | Watch::Line(_) => "dialog",
             },
         );
         match what {
@@ -128,6 +162,10 @@ impl Subscription {
                     Told::Lamp(lit) => (
                         "application/dialog-info+xml",
                         lamp(&self.account, self.cseq, lit),
+                    ),
+                    Told::Line(state) => (
+                        "application/dialog-info+xml",
+                        line(&self.account, self.cseq, state),
                     ),
                 };
                 m.push("Content-Type", kind);
@@ -237,6 +275,12 @@ mod tests {
                 && body.contains("<state>confirmed</state>"),
             "{body}"
         );
+        // An extension's line: no dialog idle, early ringing, confirmed busy.
+        let idle = line("sip:102@office.test", 1, LineState::Idle);
+        assert!(idle.contains("entity=\"sip:102@office.test\"") && !idle.contains("<dialog "));
+        assert!(line("x", 2, LineState::Ringing).contains("<state>early</state>"));
+        assert!(line("x", 3, LineState::Busy).contains("<state>confirmed</state>"));
+        assert!(LineState::Busy > LineState::Ringing && LineState::Ringing > LineState::Idle);
         assert!(s.resend().is_none(), "not yet");
         let mut subs = Subscriptions::default();
         subs.by_call.insert("sub-1".into(), s);

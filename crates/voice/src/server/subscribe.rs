@@ -26,18 +26,32 @@ pub(super) fn subscribe(req: &Request) -> Message {
     let StartLine::Request { uri, .. } = &req.msg.start else {
         return req.msg.response(400, "Bad Request", req.tag.as_str());
     };
-    let night_key =
-        crate::sip::uri_user(uri).as_deref() == Some(req.config.phone.night_code.as_str());
+    let target = crate::sip::uri_user(uri);
+    let night_key = target.as_deref() == Some(req.config.phone.night_code.as_str());
+    // A BLF key on an extension: that user's line.
+    let line = target.as_deref().and_then(|t| {
+        req.config
+            .users
+            .iter()
+            .find(|u| u.extension.as_deref() == Some(t) || u.login == t)
+            .map(|u| u.extension.clone().unwrap_or_else(|| u.login.clone()))
+    });
     let watch = if event.eq_ignore_ascii_case("message-summary") {
         Watch::Mailbox
     } else if event.eq_ignore_ascii_case("dialog") && night_key {
         Watch::NightKey
+    } else if event.eq_ignore_ascii_case("dialog")
+        && let Some(ext) = line
+    {
+        Watch::Line(ext)
+    } else if event.eq_ignore_ascii_case("dialog") {
+        return req.msg.response(404, "Not Found", req.tag.as_str());
     } else {
         let mut r = req.msg.response(489, "Bad Event", req.tag.as_str());
         r.push("Allow-Events", "message-summary, dialog");
         return r;
     };
-    let user = if watch == Watch::NightKey {
+    let user = if watch != Watch::Mailbox {
         match super::auth::authenticate(req, false) {
             Ok(u) => u,
             Err(challenge) => return challenge,
@@ -75,9 +89,10 @@ pub(super) fn subscribe(req: &Request) -> Message {
             format!("{to_value};tag={}", req.tag)
         }
     });
-    let ext = match watch {
+    let ext = match &watch {
         Watch::Mailbox => user.extension.clone().unwrap_or_else(|| user.login.clone()),
         Watch::NightKey => req.config.phone.night_code.clone(),
+        Watch::Line(ext) => ext.clone(),
     };
     let sub = Subscription {
         watch,
@@ -116,11 +131,15 @@ pub(super) async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: 
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .is_active(i64::try_from(now).unwrap_or(i64::MAX));
-    let logins: Vec<String> = {
+    let (logins, lines_watched): (Vec<String>, bool) = {
         let subs = state.mwi.lock().unwrap_or_else(PoisonError::into_inner);
         if subs.by_call.is_empty() {
             return;
         }
+        let lines = subs
+            .by_call
+            .values()
+            .any(|s| matches!(s.watch, Watch::Line(_)));
         let mut l: Vec<String> = subs
             .by_call
             .values()
@@ -129,7 +148,12 @@ pub(super) async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: 
             .collect();
         l.sort();
         l.dedup();
-        l
+        (l, lines)
+    };
+    let lines = if lines_watched {
+        line_states(state)
+    } else {
+        HashMap::new()
     };
     let (db2, dir) = (Arc::clone(db), data_dir.to_path_buf());
     let counts: HashMap<String, (usize, usize)> = if logins.is_empty() {
@@ -157,11 +181,14 @@ pub(super) async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: 
                 out.push((s.notify(local, None, now), s.dest, s.transport));
                 return false;
             }
-            let now_told = match s.watch {
+            let now_told = match &s.watch {
                 Watch::Mailbox => counts
                     .get(&s.login)
                     .map(|&(n, saved)| Told::Counts(n, saved)),
                 Watch::NightKey => Some(Told::Lamp(lit)),
+                Watch::Line(ext) => Some(Told::Line(
+                    lines.get(ext).copied().unwrap_or(mwi::LineState::Idle),
+                )),
             };
             if let Some(t) = now_told
                 && s.told != Some(t)
@@ -176,4 +203,27 @@ pub(super) async fn tick_mwi(state: &Arc<State>, db: &Arc<Mutex<Db>>, data_dir: 
     for (bytes, dest, transport) in out {
         state.wire.send(bytes, dest, transport);
     }
+}
+
+/// What each extension's line is doing, from the live calls: ringing while a call to it
+/// rings, busy while it is in one (either side).
+fn line_states(state: &State) -> HashMap<String, mwi::LineState> {
+    let calls = state.calls.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut lines: HashMap<String, mwi::LineState> = HashMap::new();
+    for status in calls.status.values() {
+        let s = status.borrow();
+        if s.state == "ending" {
+            continue;
+        }
+        let callee = if s.state == "ringing" {
+            mwi::LineState::Ringing
+        } else {
+            mwi::LineState::Busy
+        };
+        for (ext, line) in [(&s.caller, mwi::LineState::Busy), (&s.callee, callee)] {
+            let e = lines.entry(ext.clone()).or_insert(mwi::LineState::Idle);
+            *e = (*e).max(line);
+        }
+    }
+    lines
 }
