@@ -562,6 +562,20 @@ pub fn feature_codes(config: &Config) -> Vec<(String, String)> {
             ),
         ));
     }
+    if !phone.conference_extension.is_empty() {
+        codes.push((
+            phone.conference_extension.clone(),
+            format!(
+                "the meet-me conference (up to {}{})",
+                phone.conference_size,
+                if phone.conference_pin.is_empty() {
+                    ""
+                } else {
+                    ", with its PIN"
+                }
+            ),
+        ));
+    }
     codes.push((
         format!("{PICKUP_CODE} + extension"),
         format!("answer the call ringing there ({PICKUP_CODE} alone: any ringing office phone)"),

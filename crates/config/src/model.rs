@@ -442,6 +442,12 @@ pub struct Phone {
     /// A transfer here parks the call on the first free place (the next
     /// [`crate::derive::PARK_PLACES`] numbers); empty: no parking.
     pub park_extension: String,
+    /// Dialled, it joins the meet-me conference; empty: none.
+    pub conference_extension: String,
+    /// Asked before joining; empty: none.
+    pub conference_pin: String,
+    /// Members of the conference at most.
+    pub conference_size: u32,
     pub no_answer_timeout: Duration,
     pub max_message_length: Duration,
     pub rtp_ports: (u16, u16),

@@ -825,6 +825,27 @@ pub const PARK_EXTENSION: Setting = s(
     "Park extension",
     "Transfer a call here to park it: the box says the place (the next 20 numbers, 701-720 for 700), and any phone dialling the place takes the call. Empty: off.",
 );
+pub const CONFERENCE_EXTENSION: Setting = s(
+    "phone.conference_extension",
+    Kind::Text,
+    Default::Text("800"),
+    "Conference extension",
+    "Dial it to join the office's meet-me conference. Empty: off.",
+);
+pub const CONFERENCE_PIN: Setting = s(
+    "phone.conference_pin",
+    Kind::Text,
+    Default::Text(""),
+    "Conference PIN",
+    "Digits a caller keys in (then #) before joining the conference. Empty: none.",
+);
+pub const CONFERENCE_SIZE: Setting = s(
+    "phone.conference_size",
+    Kind::Int { min: 2, max: 100 },
+    Default::Int(10),
+    "Conference size",
+    "How many may be in the conference at once.",
+);
 pub const NO_ANSWER_TIMEOUT: Setting = s(
     "phone.no_answer_timeout",
     Kind::Duration { min_secs: 5 },
@@ -1380,6 +1401,9 @@ pub const SETTINGS: &[&Setting] = &[
     &RECORD_CODE,
     &MUSIC_ON_HOLD,
     &PARK_EXTENSION,
+    &CONFERENCE_EXTENSION,
+    &CONFERENCE_PIN,
+    &CONFERENCE_SIZE,
     &NO_ANSWER_TIMEOUT,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,

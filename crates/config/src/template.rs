@@ -214,6 +214,9 @@ password = "{admin_hash}"
 {phone.record_code}
 {phone.music_on_hold}
 {phone.park_extension}
+{phone.conference_extension}
+{phone.conference_pin}
+{phone.conference_size}
 {phone.no_answer_timeout}
 {phone.max_message_length}
 {phone.rtp_ports}

@@ -1412,3 +1412,102 @@ fn a_blf_key_on_an_extension_shows_it_ringing_busy_and_idle() {
         key.log_tail(40)
     );
 }
+
+#[test]
+fn three_phones_meet_in_the_conference_behind_its_pin_and_each_hears_the_others() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-conference").unwrap();
+    let c = TestConfig::demo()
+        .free_ports()
+        .set("phone.conference_pin", "4321")
+        .append(&user_block("carol", "Carol Example", "103", "demo-carol"));
+    let office = Office::start(&c);
+    // Each speaks at its own time, once all are in (the PIN takes a few seconds).
+    let people = [
+        (
+            "alice",
+            "101",
+            "demo-alice",
+            8.0,
+            "Alice opens the budget meeting for the third quarter.",
+        ),
+        (
+            "bob",
+            "102",
+            "demo-bob",
+            11.5,
+            "Bob reports that travel costs went down again.",
+        ),
+        (
+            "carol",
+            "103",
+            "demo-carol",
+            15.0,
+            "Carol asks who will order the new printers.",
+        ),
+    ];
+    let mut phones = Vec::new();
+    let mut says = Vec::new();
+    for (name, ext, password, lead, sentence) in people {
+        let said = dir.path().join(format!("{name}-says.wav"));
+        audio::speak_wav(&said, sentence).unwrap();
+        let plays = dir.path().join(format!("{name}.wav"));
+        padded(&said, &plays, lead, 1.0);
+        let phone =
+            Baresip::start(name, &office.account(ext, name, password).play(&plays)).unwrap();
+        office.wait_registered(&phone);
+        phones.push(phone);
+        says.push(said);
+    }
+    // Each dials the conference and keys the PIN once asked for it.
+    let mut started = Vec::new();
+    for phone in &phones {
+        let mark = phone.mark();
+        phone.dial("800").unwrap();
+        started.push(office.wait_event(phone, mark, "CALL_ESTABLISHED").received);
+    }
+    sleep(Duration::from_millis(2500));
+    for phone in &phones {
+        for key in ["4", "3", "2", "1", "#"] {
+            phone
+                .command("sndcode", Some(key))
+                .unwrap_or_else(|e| office.fail("a phone could not press a key", e));
+            sleep(Duration::from_millis(250));
+        }
+    }
+    let until = started[2] + Duration::from_secs_f64(15.0 + 4.0);
+    sleep(until.saturating_duration_since(Instant::now()));
+    assert!(office.ob.log().contains("phone: conference opened"));
+    for phone in &phones {
+        let mark = phone.mark();
+        phone.hangup().unwrap();
+        office.wait_event(phone, mark, "CALL_CLOSED");
+    }
+    office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+    for (i, phone) in phones.iter().enumerate() {
+        let heard = phone.last_recording(EVENT_TIMEOUT).unwrap().heard;
+        for (j, said) in says.iter().enumerate() {
+            let m = audio::compare(said, &heard).unwrap();
+            eprintln!(
+                "{} heard {}'s sentence: similarity {:.4} at {:.2} s",
+                phone.name(),
+                phones[j].name(),
+                m.score,
+                m.lag_seconds
+            );
+            if i == j {
+                assert!(m.score < DIFFERENT, "{} hears itself: {m:?}", phone.name());
+            } else {
+                assert!(
+                    m.score > SIMILAR,
+                    "{} did not hear {}: {m:?} ({})\n{}",
+                    phone.name(),
+                    phones[j].name(),
+                    heard.display(),
+                    office.ob.log()
+                );
+            }
+        }
+    }
+}

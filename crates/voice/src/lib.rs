@@ -22,6 +22,7 @@
 pub mod alert;
 pub mod attendant;
 pub mod call;
+pub mod conference;
 pub mod daynight;
 pub mod digest;
 pub mod media;

@@ -298,6 +298,11 @@ impl Endpoint {
         self.remote
     }
 
+    /// The address of the endpoint's socket.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.get().local_addr()
+    }
+
     /// The codec the far end and the box agreed on.
     pub fn negotiated(&self) -> Negotiated {
         self.n
@@ -399,22 +404,47 @@ impl Endpoint {
         }
     }
 
-    async fn send_frame(&mut self, frame: &[i16], marker: bool) {
+    /// Takes in every packet waiting (without waiting for more): the audio appended to
+    /// `out`, keys pressed meanwhile to `keys` (a conference's mixer does this once a
+    /// frame).
+    pub fn drain(&mut self, out: &mut Vec<i16>, keys: &mut Vec<char>) {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = self.socket.get().try_recv_from(&mut buf) {
+            if let Some(d) = self.packet(buf.get(..n).unwrap_or_default(), from, out) {
+                keys.push(d);
+            }
+        }
+    }
+
+    /// Sends one frame of audio now, without waiting (dropped if the socket is full).
+    pub fn send_now(&mut self, frame: &[i16]) {
         let Some(to) = self.remote else { return };
+        let p = self.rtp(frame, false);
+        let _ = self.socket.get().try_send_to(&p, to);
+    }
+
+    /// The RTP packet of one frame (the next sequence number and timestamp).
+    fn rtp(&mut self, frame: &[i16], marker: bool) -> Vec<u8> {
         let mut p = Vec::with_capacity(12 + FRAME);
         p.push(0x80);
         p.push(self.n.law.payload_type() | if marker { 0x80 } else { 0 });
         p.extend_from_slice(&self.seq.to_be_bytes());
         p.extend_from_slice(&self.ts.to_be_bytes());
         p.extend_from_slice(&self.ssrc.to_be_bytes());
-        p.extend(frame.iter().map(|&s| self.n.law.encode(s)));
+        p.extend(frame.iter().take(FRAME).map(|&s| self.n.law.encode(s)));
         // A short last frame is padded with silence.
         p.extend(std::iter::repeat_n(
             self.n.law.encode(0),
-            FRAME - frame.len(),
+            FRAME.saturating_sub(frame.len()),
         ));
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(FRAME as u32);
+        p
+    }
+
+    async fn send_frame(&mut self, frame: &[i16], marker: bool) {
+        let Some(to) = self.remote else { return };
+        let p = self.rtp(frame, marker);
         let _ = self.socket.get().send_to(&p, to).await;
     }
 

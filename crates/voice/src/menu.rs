@@ -154,26 +154,36 @@ async fn pin(ep: &mut Endpoint, m: &MenuSetup) -> bool {
         return false;
     };
     for _ in 0..PIN_TRIES {
-        let mut entered = String::new();
-        if let Some(d) = say(ep, &[wav!("enter-pin")]).await {
-            entered.push(d);
-        }
-        while entered.len() <= 12 && !entered.ends_with('#') {
-            match ep.digit(KEY_WAIT).await {
-                Some(d) => entered.push(d),
-                None => break,
-            }
-        }
-        let entered = entered.trim_end_matches('#').to_string();
+        let entered = read_pin(ep).await;
         let checked = officebox_secrets::login::check(Some(hash.clone()), entered).await;
         if checked == officebox_secrets::login::Checked::Right {
             info!(message = "phone: voicemail menu opened", user = %m.login);
             return true;
         }
         info!(message = "phone: voicemail menu: wrong PIN", user = %m.login);
-        say(ep, &[wav!("wrong-pin")]).await;
+        wrong_pin(ep).await;
     }
     false
+}
+
+/// "Please enter your pin, then press pound", and the digits keyed (without the #).
+pub(crate) async fn read_pin(ep: &mut Endpoint) -> String {
+    let mut entered = String::new();
+    if let Some(d) = say(ep, &[wav!("enter-pin")]).await {
+        entered.push(d);
+    }
+    while entered.len() <= 12 && !entered.ends_with('#') {
+        match ep.digit(KEY_WAIT).await {
+            Some(d) => entered.push(d),
+            None => break,
+        }
+    }
+    entered.trim_end_matches('#').to_string()
+}
+
+/// "That pin is not correct."
+pub(crate) async fn wrong_pin(ep: &mut Endpoint) {
+    say(ep, &[wav!("wrong-pin")]).await;
 }
 
 /// The user's voicemails, new and saved, each newest first.

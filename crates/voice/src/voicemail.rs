@@ -50,6 +50,8 @@ pub mod prompts {
     pub const PARK_EMPTY: &[u8] = include_bytes!("../../../assets/prompts/park-empty.wav");
     pub const PARK_FULL: &[u8] = include_bytes!("../../../assets/prompts/park-full.wav");
     pub const PICKUP_NONE: &[u8] = include_bytes!("../../../assets/prompts/pickup-none.wav");
+    pub const CONFERENCE_FULL: &[u8] =
+        include_bytes!("../../../assets/prompts/conference-full.wav");
     pub const DIGITS: [&[u8]; 10] = [
         include_bytes!("../../../assets/prompts/digit-0.wav"),
         include_bytes!("../../../assets/prompts/digit-1.wav"),

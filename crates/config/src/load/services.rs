@@ -12,6 +12,9 @@ impl Loader<'_, '_> {
             record_code: schema::RECORD_CODE.text().into(),
             music_on_hold: MusicOnHold::BuiltIn,
             park_extension: schema::PARK_EXTENSION.text().into(),
+            conference_extension: schema::CONFERENCE_EXTENSION.text().into(),
+            conference_pin: String::new(),
+            conference_size: u32::try_from(schema::CONFERENCE_SIZE.int()).unwrap_or(10),
             no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
@@ -102,6 +105,47 @@ impl Loader<'_, '_> {
                 } else {
                     phone.park_extension = v.value;
                 }
+            }
+            if let Some(v) = sec.string(self.sink, "conference_extension") {
+                let taken = users
+                    .iter()
+                    .find(|u| u.value.extension.as_deref() == Some(v.value.as_str()));
+                match dialable_code(&v.value) {
+                    _ if v.value.is_empty() => phone.conference_extension = String::new(),
+                    Ok(_) if taken.is_some() => self.sink.error(
+                        &v.span,
+                        "phone.conference_extension",
+                        format!(
+                            "{} is {}'s extension",
+                            v.value,
+                            taken.map_or("", |u| u.value.login.as_str())
+                        ),
+                        "pick a number no user has as extension, e.g. \"800\"",
+                    ),
+                    Ok(code) => phone.conference_extension = code,
+                    Err(e) => self.sink.error(
+                        &v.span,
+                        "phone.conference_extension",
+                        e,
+                        "digits, e.g. \"800\" (\"\" turns the conference off)",
+                    ),
+                }
+            }
+            if let Some(v) = sec.string(self.sink, "conference_pin") {
+                if v.value.bytes().all(|b| b.is_ascii_digit()) && v.value.len() <= 12 {
+                    phone.conference_pin = v.value;
+                } else {
+                    self.sink.error(
+                        &v.span,
+                        "phone.conference_pin",
+                        format!("`{}` is not a PIN", v.value),
+                        "up to 12 digits, e.g. \"4321\" (\"\" for none)",
+                    );
+                }
+            }
+            let size = &schema::CONFERENCE_SIZE;
+            if let Some(n) = sec.int(self.sink, size.key(), size.range()) {
+                phone.conference_size = u32::try_from(n.value).unwrap_or(phone.conference_size);
             }
             phone.no_answer_timeout = self.duration(&mut sec, &schema::NO_ANSWER_TIMEOUT);
             phone.max_message_length = self.duration(&mut sec, &schema::MAX_MESSAGE_LENGTH);

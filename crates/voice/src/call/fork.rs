@@ -138,7 +138,7 @@ impl Call {
                 self.try_line(0, None);
                 return;
             }
-            Callee::Attendant(_) | Callee::Announcement(_) => {
+            Callee::Attendant(_) | Callee::Announcement(_) | Callee::Conference(_) => {
                 self.state = State::ToVoicemail;
                 return;
             }

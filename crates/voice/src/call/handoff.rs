@@ -50,6 +50,8 @@ pub(super) enum Answering {
     Attendant(Box<crate::attendant::AttendantSetup>),
     /// What a feature code did, said once.
     Announcement(std::sync::Arc<Vec<i16>>),
+    /// A conference room.
+    Conference(Box<crate::conference::ConferenceSetup>),
 }
 
 /// A voicemail being left (or the menu playing).
@@ -73,7 +75,9 @@ impl Call {
             || self.setup.menu.is_some()
             || matches!(
                 self.setup.callee,
-                super::Callee::Attendant(_) | super::Callee::Announcement(_)
+                super::Callee::Attendant(_)
+                    | super::Callee::Announcement(_)
+                    | super::Callee::Conference(_)
             );
         if answers && self.state.is_ringing() {
             self.state = State::ToVoicemail;
@@ -91,6 +95,7 @@ impl Call {
             (_, Some(m), _) => Answering::Menu(m.clone()),
             (super::Callee::Attendant(a), ..) => Answering::Attendant(a.clone()),
             (super::Callee::Announcement(say), ..) => Answering::Announcement(say.clone()),
+            (super::Callee::Conference(c), ..) => Answering::Conference(c.clone()),
             (_, None, Some(vm)) => Answering::Deposit(vm.clone()),
             (_, None, None) => {
                 self.fail_a(500, "Server Internal Error");
@@ -118,6 +123,7 @@ impl Call {
             Answering::Attendant(_) => "attendant",
             Answering::Deposit(_) => "voicemail",
             Answering::Announcement(_) => "feature",
+            Answering::Conference(_) => "conference",
         };
         self.status(state);
         let (caller, callee) = (
@@ -130,6 +136,9 @@ impl Call {
             }
             Answering::Announcement(_) => {
                 info!(message = "phone: a feature code answered", %caller, %callee);
+            }
+            Answering::Conference(_) => {
+                info!(message = "phone: the conference answers", %caller, %callee);
             }
             Answering::Menu(_) | Answering::Deposit(_) => {
                 info!(message = "phone: voicemail answers", %caller, %callee);
@@ -198,6 +207,12 @@ impl Call {
                         () = stop.cancelled() => MediaJob::Menu(false),
                         _ = ep.play(&say, false) => MediaJob::Menu(true),
                     }
+                })
+            }
+            Answering::Conference(c) => {
+                self.disposition = Disposition::Answered;
+                tokio::spawn(async move {
+                    MediaJob::Menu(crate::conference::attend(ep, *c, stop).await)
                 })
             }
             Answering::Deposit(vm) => {

@@ -137,6 +137,8 @@ pub enum Callee {
     /// A park place dialled, or a pickup code: the party another call holds, taken over
     /// its links.
     Retrieve(mpsc::Sender<Link>),
+    /// The conference extension: the box answers and the caller joins the room.
+    Conference(Box<crate::conference::ConferenceSetup>),
 }
 
 /// Where a destination leads now (the server's view of the config and the phones
@@ -799,7 +801,8 @@ impl Call {
             | Callee::Attendant(_)
             | Callee::Announcement(_)
             | Callee::Park(_)
-            | Callee::Retrieve(_) => local.ip(),
+            | Callee::Retrieve(_)
+            | Callee::Conference(_) => local.ip(),
         };
         // A group ringing outside numbers too: leg B's port answers on every address
         // (the LAN's for the phones, the WAN's for the provider).

@@ -106,6 +106,8 @@ struct State {
     forwarding: forward::Table,
     /// The park places taken.
     parking: Arc<crate::call::park::Parking>,
+    /// The conference rooms running.
+    rooms: Arc<crate::conference::Rooms>,
 }
 
 impl State {
@@ -214,6 +216,7 @@ pub async fn serve(
         day_night: Mutex::new(day_night),
         forwarding: Mutex::default(),
         parking: Arc::default(),
+        rooms: Arc::default(),
     });
     forward::reload(&state, &db).await;
     let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets

@@ -1,6 +1,7 @@
 //! Park places and pickup codes dialled by an office phone: the call that takes the
 //! party another call holds ([`crate::call::park`]). An empty place, or nothing ringing
-//! to pick up, is said by the box.
+//! to pick up, is said by the box. The conference extension: the call the box answers
+//! into the room ([`crate::conference`]).
 
 use officebox_config::derive::{PICKUP_CODE, park_places};
 use officebox_config::model::User;
@@ -11,6 +12,46 @@ use super::Request;
 use super::invite::{from_user, launch, new_setup};
 use crate::call::{self, Callee};
 use crate::voicemail::{prompt, prompts};
+
+/// The conference extension dialled by `caller`: the box answers and the caller joins
+/// the room (`None`: `dialled` is not it).
+pub(super) fn conference(
+    req: &Request,
+    caller: &User,
+    dialled: &str,
+) -> Option<Option<crate::sip::Message>> {
+    let phone = &req.config.phone;
+    if phone.conference_extension.is_empty() || dialled != phone.conference_extension {
+        return None;
+    }
+    let callee = Callee::Conference(Box::new(crate::conference::ConferenceSetup {
+        rooms: std::sync::Arc::clone(&req.state.rooms),
+        room: dialled.to_string(),
+        pin: (!phone.conference_pin.is_empty()).then(|| phone.conference_pin.clone()),
+        max: usize::try_from(phone.conference_size).unwrap_or(10),
+    }));
+    start(req, caller, dialled, callee);
+    Some(None)
+}
+
+/// Starts `caller`'s call to `dialled`, which the box takes (`callee`).
+fn start(req: &Request, caller: &User, dialled: &str, callee: Callee) {
+    let parties = from_user(req, caller, "", dialled);
+    let b_call_id = format!("{}@officebox", call::token());
+    let log = NewCall {
+        call_id: b_call_id.clone(),
+        direction: Direction::Internal,
+        trunk: None,
+        caller: parties.caller_ext.clone(),
+        caller_login: Some(caller.login.clone()),
+        caller_name: caller.name.clone(),
+        callee: dialled.to_string(),
+        callee_login: None,
+        started_at: unix_now(),
+    };
+    let (setup, status_rx) = new_setup(req, parties, callee, b_call_id, log);
+    launch(req, status_rx, async move { Some(setup) });
+}
 
 /// `dialled` by `caller` if it is a park place, the park extension or a pickup code:
 /// the call taking the party, or what the box says (`None`: it is none of them).
@@ -61,20 +102,6 @@ pub(super) fn dialled(
         return None;
     };
     info!(message = "phone: taking a call", by = %caller.login, dialled = %dialled);
-    let parties = from_user(req, caller, "", dialled);
-    let b_call_id = format!("{}@officebox", call::token());
-    let log = NewCall {
-        call_id: b_call_id.clone(),
-        direction: Direction::Internal,
-        trunk: None,
-        caller: parties.caller_ext.clone(),
-        caller_login: Some(caller.login.clone()),
-        caller_name: caller.name.clone(),
-        callee: dialled.to_string(),
-        callee_login: None,
-        started_at: unix_now(),
-    };
-    let (setup, status_rx) = new_setup(req, parties, Callee::Retrieve(target), b_call_id, log);
-    launch(req, status_rx, async move { Some(setup) });
+    start(req, caller, dialled, Callee::Retrieve(target));
     Some(None)
 }
