@@ -462,6 +462,10 @@ pub const DND_CODE: &str = "*78";
 /// Pickup: alone, the call ringing longest at an office phone; + an extension, the call
 /// ringing there.
 pub const PICKUP_CODE: &str = "*8";
+/// Intercom: + an extension, its phone answers by itself (the phone's intercom setting).
+pub const INTERCOM_CODE: &str = "*80";
+/// Paging: every other office phone is asked to answer by itself and hears the caller.
+pub const PAGE_CODE: &str = "*81";
 /// Park places after the park extension (701 ... 720 for 700).
 pub const PARK_PLACES: u32 = 20;
 
@@ -576,6 +580,14 @@ pub fn feature_codes(config: &Config) -> Vec<(String, String)> {
             ),
         ));
     }
+    codes.push((
+        PAGE_CODE.to_string(),
+        "page: every other office phone answers by itself and hears you (one way)".to_string(),
+    ));
+    codes.push((
+        format!("{INTERCOM_CODE} + extension"),
+        "intercom: that phone answers by itself, on its speaker".to_string(),
+    ));
     codes.push((
         format!("{PICKUP_CODE} + extension"),
         format!("answer the call ringing there ({PICKUP_CODE} alone: any ringing office phone)"),

@@ -1372,7 +1372,11 @@ fn a_blf_key_on_an_extension_shows_it_ringing_busy_and_idle() {
     let dir = scratch_dir("baresip-blf").unwrap();
     let office = Office::start(&TestConfig::demo().free_ports());
     let alice = Baresip::start("alice", &office.account("101", "alice", "demo-alice")).unwrap();
-    let bob = Baresip::start("bob", &office.account("102", "bob", "demo-bob")).unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office.account("102", "bob", "demo-bob").sip_trace(true),
+    )
+    .unwrap();
     office.wait_registered(&alice);
     office.wait_registered(&bob);
     // A desk phone's BLF key on 102 (sipp, logged in as bob).
@@ -1411,6 +1415,22 @@ fn a_blf_key_on_an_extension_shows_it_ringing_busy_and_idle() {
         std::fs::read_to_string(&errors).unwrap_or_default(),
         key.log_tail(40)
     );
+    // Intercom: *80 + 102 rings bob's phone asking it to answer by itself (baresip 1.0
+    // does not heed that: bob answers), and the call is an ordinary one.
+    let (a, b) = (alice.mark(), bob.mark());
+    alice.dial("*80102").unwrap();
+    office.wait_event(&bob, b, "CALL_INCOMING");
+    let log = bob.log();
+    assert!(
+        log.contains("Call-Info: <sip:office.test>;answer-after=0")
+            && log.contains("info=alert-autoanswer"),
+        "the intercom INVITE does not ask to answer by itself:\n{}",
+        bob.log_tail(60)
+    );
+    bob.accept().unwrap();
+    office.wait_event(&alice, a, "CALL_ESTABLISHED");
+    alice.hangup().unwrap();
+    office.wait_event(&bob, b, "CALL_CLOSED");
 }
 
 #[test]
@@ -1509,5 +1529,85 @@ fn three_phones_meet_in_the_conference_behind_its_pin_and_each_hears_the_others(
                 );
             }
         }
+    }
+}
+
+#[test]
+fn a_page_reaches_every_other_phone_one_way() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-page").unwrap();
+    let (alice_says, bob_says) = (
+        dir.path().join("alice-says.wav"),
+        dir.path().join("bob-says.wav"),
+    );
+    audio::speak_wav(
+        &alice_says,
+        "Attention please, the delivery van is at the front door.",
+    )
+    .unwrap();
+    audio::speak_wav(&bob_says, "Bob keeps talking but nobody should hear him.").unwrap();
+    let (alice_plays, bob_plays) = (dir.path().join("alice.wav"), dir.path().join("bob.wav"));
+    padded(&alice_says, &alice_plays, 2.0, 1.0);
+    padded(&bob_says, &bob_plays, 1.0, 1.0);
+    let c = TestConfig::demo().free_ports().append(&user_block(
+        "carol",
+        "Carol Example",
+        "103",
+        "demo-carol",
+    ));
+    let office = Office::start(&c);
+    let alice = Baresip::start(
+        "alice",
+        &office
+            .account("101", "alice", "demo-alice")
+            .play(&alice_plays),
+    )
+    .unwrap();
+    // The paged phones answer by themselves (baresip 1.0 by its own setting; the INVITE
+    // also asks it to, see the intercom test).
+    let bob = Baresip::start(
+        "bob",
+        &office
+            .account("102", "bob", "demo-bob")
+            .auto_answer(true)
+            .play(&bob_plays),
+    )
+    .unwrap();
+    let carol = Baresip::start(
+        "carol",
+        &office
+            .account("103", "carol", "demo-carol")
+            .auto_answer(true),
+    )
+    .unwrap();
+    for phone in [&alice, &bob, &carol] {
+        office.wait_registered(phone);
+    }
+    alice.dial("*81").unwrap();
+    let started = office.wait_event(&alice, 0, "CALL_ESTABLISHED").received;
+    office.wait_event(&bob, 0, "CALL_ESTABLISHED");
+    office.wait_event(&carol, 0, "CALL_ESTABLISHED");
+    let until = started + Duration::from_secs_f64(seconds(&alice_plays) + 0.5);
+    sleep(until.saturating_duration_since(Instant::now()));
+    alice.hangup().unwrap();
+    office.wait_event(&bob, 0, "CALL_CLOSED");
+    office.wait_event(&carol, 0, "CALL_CLOSED");
+    office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+    for phone in [&bob, &carol] {
+        let heard = phone.last_recording(EVENT_TIMEOUT).unwrap().heard;
+        let m = audio::compare(&alice_says, &heard).unwrap();
+        eprintln!("{} heard the page: similarity {:.4}", phone.name(), m.score);
+        assert!(
+            m.score > SIMILAR,
+            "{} did not hear the page: {m:?}",
+            phone.name()
+        );
+    }
+    // One way: alice (and carol) never hear bob.
+    for phone in [&alice, &carol] {
+        let heard = phone.last_recording(EVENT_TIMEOUT).unwrap().heard;
+        let m = audio::similarity(&bob_says, &heard).unwrap();
+        assert!(m < DIFFERENT, "{} heard bob on the page: {m}", phone.name());
     }
 }

@@ -56,6 +56,8 @@ struct Member {
     back: oneshot::Sender<Endpoint>,
     /// Its samples not yet mixed.
     queue: VecDeque<i16>,
+    /// Whether the others hear it (a page's listeners are not heard).
+    talks: bool,
 }
 
 impl Rooms {
@@ -66,6 +68,18 @@ impl Rooms {
         name: &str,
         max: usize,
         ep: Endpoint,
+        leave: CancellationToken,
+    ) -> Result<oneshot::Receiver<Endpoint>, Box<Endpoint>> {
+        self.join_as(name, max, ep, true, leave)
+    }
+
+    /// [`Rooms::join`], heard by the others or not (`talks`).
+    pub fn join_as(
+        self: &Arc<Self>,
+        name: &str,
+        max: usize,
+        ep: Endpoint,
+        talks: bool,
         leave: CancellationToken,
     ) -> Result<oneshot::Receiver<Endpoint>, Box<Endpoint>> {
         let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
@@ -94,6 +108,7 @@ impl Rooms {
             leave,
             back,
             queue: VecDeque::new(),
+            talks,
         };
         match tx.try_send(member) {
             Ok(()) => {
@@ -246,6 +261,9 @@ fn mix(
         m.queue.extend(incoming.iter());
         while m.queue.len() > MAX_QUEUED {
             m.queue.pop_front();
+        }
+        if !m.talks {
+            m.queue.clear();
         }
         if m.queue.len() >= FRAME {
             for (o, s) in own.iter_mut().zip(m.queue.drain(..FRAME)) {

@@ -69,6 +69,8 @@ pub(super) struct Fork {
     /// address as the provider sees it are its own), and the trunk slot it holds.
     pub(super) line: Option<Box<OutsideLine>>,
     pub(super) slot: Option<super::Slot>,
+    /// A paged phone's port and its way out of the page ([`super::page`]).
+    pub(super) page: Option<Box<super::page::Paged>>,
 }
 
 /// How long a provider may leave our INVITE unanswered (with retransmissions at 0.5, 1.5
@@ -144,6 +146,11 @@ impl Call {
             }
             Callee::Retrieve(_) => {
                 self.state = State::Taking;
+                return;
+            }
+            Callee::Page(phones) => {
+                let phones = phones.clone();
+                self.ring_page(&phones);
                 return;
             }
             // Only a transfer parks (`Call::ring_on`).
@@ -228,6 +235,18 @@ impl Call {
     /// digest challenge when there is one (to this call's 401/407 when
     /// `answers_challenge`, which is not answered again).
     pub(super) fn invite_b(&mut self, uri: &str, peer: Peer, cseq: u32, how: Asked<'_>) {
+        self.invite_b_with(uri, peer, cseq, how, None);
+    }
+
+    /// [`Call::invite_b`] with `offer` instead of the call's own (a paged phone's).
+    pub(super) fn invite_b_with(
+        &mut self,
+        uri: &str,
+        peer: Peer,
+        cseq: u32,
+        how: Asked<'_>,
+        offer: Option<Vec<u8>>,
+    ) {
         // The provider's line it goes out on: a ring group member's own, or the call's.
         let call_line = match &self.setup.callee {
             Callee::Outside(lines) => lines.get(self.line).cloned(),
@@ -248,13 +267,14 @@ impl Call {
             silent_until: to_provider.then(|| Instant::now() + PROVIDER_SILENCE),
             line: how.line,
             slot: None,
+            page: None,
         };
         let ip = match &fork.line {
             Some(_) => self.setup.wire.local_for(peer.addr),
             None => self.media.ip_b,
         };
         let line = fork.line.as_deref().or(call_line.as_ref());
-        let mut offer = self.offer_b(ip);
+        let mut offer = offer.unwrap_or_else(|| self.offer_b(ip));
         if let Some(l) = line {
             offer = sdp::only_codecs(&offer, &l.codecs);
         }
@@ -269,6 +289,16 @@ impl Call {
         );
         if let Some(identity) = line.and_then(|l| l.identity.clone()) {
             req.push("P-Asserted-Identity", identity);
+        }
+        if self.setup.auto_answer && line.is_none() {
+            // Intercom: answered by the phone itself (Call-Info for Snom, Yealink and
+            // Grandstream; Alert-Info for Polycom and Yealink).
+            let domain = &self.setup.parties.domain;
+            req.push("Call-Info", format!("<sip:{domain}>;answer-after=0"));
+            req.push(
+                "Alert-Info",
+                format!("<sip:{domain}>;info=alert-autoanswer"),
+            );
         }
         if let Some((name, value)) = how.authorization {
             req.push(name, value);
@@ -418,6 +448,11 @@ impl Call {
         let tag = self.b_tag();
         match method {
             Method::Ack => {}
+            Method::Bye if matches!(self.setup.callee, Callee::Page(_)) => {
+                if !self.page_phone_left(&m) {
+                    self.reply(&m, 481, "Call/Transaction Does Not Exist", &tag);
+                }
+            }
             Method::Bye => {
                 self.reply(&m, 200, "OK", &tag);
                 if matches!(self.state, State::Talking) {
@@ -556,6 +591,10 @@ impl Call {
     /// A fork answers: ACKed; the first while ringing wins (the others are cancelled
     /// and the caller gets 200), a later one is hung up at once.
     fn fork_answers(&mut self, i: usize, m: Incoming) {
+        if matches!(self.setup.callee, Callee::Page(_)) {
+            self.page_answered(i, &m);
+            return;
+        }
         let msg = &m.msg;
         let from = Peer {
             addr: m.source,

@@ -52,6 +52,8 @@ pub(super) enum Answering {
     Announcement(std::sync::Arc<Vec<i16>>),
     /// A conference room.
     Conference(Box<crate::conference::ConferenceSetup>),
+    /// The pager, heard in its page's room.
+    Page(std::sync::Arc<crate::conference::Rooms>, String),
 }
 
 /// A voicemail being left (or the menu playing).
@@ -96,6 +98,13 @@ impl Call {
             (super::Callee::Attendant(a), ..) => Answering::Attendant(a.clone()),
             (super::Callee::Announcement(say), ..) => Answering::Announcement(say.clone()),
             (super::Callee::Conference(c), ..) => Answering::Conference(c.clone()),
+            (super::Callee::Page(_), ..) => match self.setup.rooms.clone() {
+                Some(rooms) => Answering::Page(rooms, format!("page:{}", self.a.invite.call_id())),
+                None => {
+                    self.fail_a(500, "Server Internal Error");
+                    return;
+                }
+            },
             (_, None, Some(vm)) => Answering::Deposit(vm.clone()),
             (_, None, None) => {
                 self.fail_a(500, "Server Internal Error");
@@ -124,6 +133,7 @@ impl Call {
             Answering::Deposit(_) => "voicemail",
             Answering::Announcement(_) => "feature",
             Answering::Conference(_) => "conference",
+            Answering::Page(..) => "paging",
         };
         self.status(state);
         let (caller, callee) = (
@@ -139,6 +149,9 @@ impl Call {
             }
             Answering::Conference(_) => {
                 info!(message = "phone: the conference answers", %caller, %callee);
+            }
+            Answering::Page(..) => {
+                info!(message = "phone: the page is on", %caller);
             }
             Answering::Menu(_) | Answering::Deposit(_) => {
                 info!(message = "phone: voicemail answers", %caller, %callee);
@@ -213,6 +226,22 @@ impl Call {
                 self.disposition = Disposition::Answered;
                 tokio::spawn(async move {
                     MediaJob::Menu(crate::conference::attend(ep, *c, stop).await)
+                })
+            }
+            Answering::Page(rooms, room) => {
+                self.disposition = Disposition::Answered;
+                tokio::spawn(async move {
+                    // A beep, then the pager is heard on every phone that answered.
+                    ep.play(&voicemail::prompt(voicemail::prompts::BEEP), false)
+                        .await;
+                    let present = match rooms.join_as(&room, usize::MAX, ep, true, stop) {
+                        Ok(back) => {
+                            let _ = back.await;
+                            false
+                        }
+                        Err(_) => true,
+                    };
+                    MediaJob::Menu(present)
                 })
             }
             Answering::Deposit(vm) => {

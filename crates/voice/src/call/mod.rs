@@ -26,6 +26,7 @@
 //!   then the legs joined.
 //! - [`record`]: keys pressed in a call, and recording it on demand (the record code).
 //! - [`refer`]: blind transfer (REFER) by either side of an answered call.
+//! - [`page`]: group paging: many phones answer and hear the caller.
 //! - [`park`]: call park (a transfer to the park extension) and pickup; the calls join
 //!   as an attended transfer's do.
 //! - [`bridge`]: attended transfer (REFER with Replaces): two calls joined by their
@@ -39,6 +40,7 @@ mod handoff;
 mod hold;
 mod leg;
 mod lines;
+mod page;
 pub mod park;
 mod record;
 mod refer;
@@ -139,6 +141,8 @@ pub enum Callee {
     Retrieve(mpsc::Sender<Link>),
     /// The conference extension: the box answers and the caller joins the room.
     Conference(Box<crate::conference::ConferenceSetup>),
+    /// A page: these users' phones are called and hear the caller ([`page`]).
+    Page(Vec<(String, Binding)>),
 }
 
 /// Where a destination leads now (the server's view of the config and the phones
@@ -435,6 +439,10 @@ pub struct Setup {
     pub record: Option<RecordSetup>,
     /// Music on hold (`None`: hold is carried to the other phone, which hears silence).
     pub music: Option<Arc<crate::music::Source>>,
+    /// An intercom call or a page: the phones are asked to answer by themselves.
+    pub auto_answer: bool,
+    /// The conference rooms (a page is one).
+    pub rooms: Option<Arc<crate::conference::Rooms>>,
     /// Counts this call among those still ringing until it is answered or ends.
     pub ringing: Ringing,
     /// The call's row in the call log ...
@@ -802,7 +810,8 @@ impl Call {
             | Callee::Announcement(_)
             | Callee::Park(_)
             | Callee::Retrieve(_)
-            | Callee::Conference(_) => local.ip(),
+            | Callee::Conference(_)
+            | Callee::Page(_) => local.ip(),
         };
         // A group ringing outside numbers too: leg B's port answers on every address
         // (the LAN's for the phones, the WAN's for the provider).
@@ -994,6 +1003,7 @@ impl Call {
         if let Some(partner) = self.partner.take() {
             let _ = partner.try_send(Link::HungUp);
         }
+        self.end_page();
     }
 }
 

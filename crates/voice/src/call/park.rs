@@ -114,7 +114,8 @@ pub(super) struct Parked {
     parking: Arc<Parking>,
     parker: String,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<Endpoint>,
+    /// The music's task (taken when the endpoint is wanted back).
+    task: Option<tokio::task::JoinHandle<Endpoint>>,
     pub(super) until: Instant,
 }
 
@@ -173,7 +174,7 @@ impl Call {
             parking: setup.parking,
             parker: setup.parker,
             stop,
-            task,
+            task: Some(task),
             until: Instant::now() + PARK_FOR,
         });
         self.setup.parties.callee_ext.clone_from(&place);
@@ -197,9 +198,12 @@ impl Call {
         };
         p.stop.cancel();
         let parker = p.parker.clone();
-        let task = std::mem::replace(&mut p.task, tokio::spawn(std::future::pending()));
+        let task = p.task.take();
         drop(p);
-        let Ok(ep) = task.await else {
+        let Some(Ok(ep)) = (match task {
+            Some(t) => Some(t.await),
+            None => None,
+        }) else {
             self.hang_up_boxed();
             return;
         };
@@ -292,9 +296,12 @@ impl Call {
             // Parked: the music stops, and the relay starts between the party's port and
             // a fresh one towards the taker.
             p.stop.cancel();
-            let task = std::mem::replace(&mut p.task, tokio::spawn(std::future::pending()));
+            let task = p.task.take();
             drop(p);
-            let ep = task.await.ok();
+            let ep = match task {
+                Some(t) => t.await.ok(),
+                None => None,
+            };
             let ip = self.setup.wire.local().ip();
             let n = ep.as_ref().map(Endpoint::negotiated);
             let remote = ep.as_ref().and_then(Endpoint::remote);

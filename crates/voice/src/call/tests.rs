@@ -257,6 +257,8 @@ fn new_logged_setup(
         inbox: None,
         links: None,
         music: None,
+        auto_answer: false,
+        rooms: None,
         record: None,
         menu: voicemail.then(|| menu::MenuSetup {
             data_dir: std::env::temp_dir(),

@@ -6,12 +6,12 @@
 use std::sync::{Arc, PoisonError};
 
 use officebox_config::model::User;
-use officebox_store::{Direction, NewCall, unix_now};
+use officebox_store::{Direction, unix_now};
 use tracing::{info, warn};
 
 use super::Request;
-use super::invite::{failed_call, from_user, launch, log_failed, new_setup};
-use crate::call::{self, Callee};
+use super::invite::{failed_call, from_user, internal_call, launch, log_failed, new_setup};
+use crate::call::Callee;
 use crate::voicemail::{prompt, prompts};
 
 /// The night code, dialled by `caller`.
@@ -65,19 +65,8 @@ pub(super) fn announce(
     save: impl FnOnce() -> bool + Send + 'static,
 ) -> Option<crate::sip::Message> {
     let parties = from_user(req, caller, "", dialled);
-    let caller_ext = parties.caller_ext.clone();
-    let b_call_id = format!("{}@officebox", call::token());
-    let log = NewCall {
-        call_id: b_call_id.clone(),
-        direction: Direction::Internal,
-        trunk: None,
-        caller: caller_ext,
-        caller_login: Some(caller.login.clone()),
-        caller_name: caller.name.clone(),
-        callee: dialled.to_string(),
-        callee_login: None,
-        started_at: unix_now(),
-    };
+    let log = internal_call(caller, &parties, dialled, None);
+    let b_call_id = log.call_id.clone();
     let (setup, status_rx) = new_setup(
         req,
         parties,

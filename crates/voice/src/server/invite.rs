@@ -94,6 +94,16 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
     if let Some(answer) = super::forward::feature(req, caller, &dialled) {
         return answer;
     }
+    // Paging (*81) and intercom (*80 + extension) before pickup (*8 + extension), whose
+    // code begins theirs.
+    if dialled == officebox_config::derive::PAGE_CODE {
+        return page(req, caller);
+    }
+    if let Some(ext) = dialled.strip_prefix(officebox_config::derive::INTERCOM_CODE)
+        && !ext.is_empty()
+    {
+        return intercom(req, caller, ext);
+    }
     if let Some(answer) = super::park::dialled(req, caller, &dialled) {
         return answer;
     }
@@ -146,22 +156,13 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         }
     };
     let parties = from_user(req, caller, &ring.login, &ring.ext);
-    let b_call_id = format!("{}@officebox", call::token());
-    let log = NewCall {
-        call_id: b_call_id.clone(),
-        direction: Direction::Internal,
-        trunk: None,
-        caller: parties.caller_ext.clone(),
-        caller_login: Some(caller.login.clone()),
-        caller_name: caller.name.clone(),
-        callee: if menu_call {
-            req.config.phone.voicemail_extension.clone()
-        } else {
-            number_of(callee)
-        },
-        callee_login: Some(callee.login.clone()),
-        started_at: unix_now(),
+    let shown = if menu_call {
+        req.config.phone.voicemail_extension.clone()
+    } else {
+        number_of(callee)
     };
+    let log = internal_call(caller, &parties, &shown, Some(&callee.login));
+    let b_call_id = log.call_id.clone();
     let (setup, status_rx) = new_setup(req, parties, ring.callee, b_call_id, log);
     let setup = Setup {
         menu: menu_call.then(|| MenuSetup {
@@ -184,6 +185,92 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
         voicemail: ring.voicemail,
         forwards: ring.forwards,
         held: ring.held,
+        ..setup
+    };
+    launch(req, status_rx, async move { Some(setup) });
+    None
+}
+
+/// A page by `caller`: every other office user's registered phones (not those in
+/// do-not-disturb), each asked to answer by itself; none: 480.
+fn page(req: &Request, caller: &User) -> Option<Message> {
+    let code = officebox_config::derive::PAGE_CODE;
+    let phones: Vec<(String, crate::registrar::Binding)> = {
+        let registrar = req
+            .state
+            .registrar
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        req.config
+            .users
+            .iter()
+            .filter(|u| u.login != caller.login && !super::forward::of(req.state, &u.login).dnd)
+            .flat_map(|u| {
+                registrar
+                    .contacts(&u.login, now_unix())
+                    .into_iter()
+                    .map(|b| (u.login.clone(), b))
+            })
+            .collect()
+    };
+    if phones.is_empty() {
+        log_failed(req.state, failed_call(caller, code, Direction::Internal));
+        return Some(req.msg.response(
+            480,
+            "Temporarily Unavailable (no phone to page)",
+            req.tag.as_str(),
+        ));
+    }
+    if let Some(busy) = overloaded(req) {
+        return Some(busy);
+    }
+    let parties = from_user(req, caller, "", code);
+    let log = internal_call(caller, &parties, code, None);
+    let b_call_id = log.call_id.clone();
+    let (setup, status_rx) = new_setup(req, parties, Callee::Page(phones), b_call_id, log);
+    let setup = Setup {
+        auto_answer: true,
+        ..setup
+    };
+    launch(req, status_rx, async move { Some(setup) });
+    None
+}
+
+/// An intercom call from `caller` to extension `ext`: its user's phones, each asked to
+/// answer by itself; nobody else's (no forwarding, no voicemail), and not through
+/// do-not-disturb (486).
+fn intercom(req: &Request, caller: &User, ext: &str) -> Option<Message> {
+    let callee = req
+        .config
+        .users
+        .iter()
+        .find(|u| u.extension.as_deref() == Some(ext) && u.login != caller.login);
+    let Some(callee) = callee else {
+        log_failed(req.state, failed_call(caller, ext, Direction::Internal));
+        return Some(req.msg.response(404, "Not Found", req.tag.as_str()));
+    };
+    if super::forward::of(req.state, &callee.login).dnd {
+        log_failed(req.state, failed_call(caller, ext, Direction::Internal));
+        return Some(
+            req.msg
+                .response(486, "Busy Here (do not disturb)", req.tag.as_str()),
+        );
+    }
+    if let Some(busy) = overloaded(req) {
+        return Some(busy);
+    }
+    let phones = req
+        .state
+        .registrar
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contacts(&callee.login, now_unix());
+    let parties = from_user(req, caller, &callee.login, ext);
+    let log = internal_call(caller, &parties, ext, Some(&callee.login));
+    let b_call_id = log.call_id.clone();
+    let (setup, status_rx) = new_setup(req, parties, Callee::Phones(phones), b_call_id, log);
+    let setup = Setup {
+        auto_answer: true,
         ..setup
     };
     launch(req, status_rx, async move { Some(setup) });
@@ -377,6 +464,27 @@ pub(super) fn failed_call(caller: &User, dialled: &str, direction: Direction) ->
     }
 }
 
+/// The call log's row of `caller`'s call to `callee` inside the office (whose login is
+/// `callee_login`, if a user's), under a new Call-ID (leg B's).
+pub(super) fn internal_call(
+    caller: &User,
+    parties: &Parties,
+    callee: &str,
+    callee_login: Option<&str>,
+) -> NewCall {
+    NewCall {
+        call_id: format!("{}@officebox", call::token()),
+        direction: Direction::Internal,
+        trunk: None,
+        caller: parties.caller_ext.clone(),
+        caller_login: Some(caller.login.clone()),
+        caller_name: caller.name.clone(),
+        callee: callee.to_string(),
+        callee_login: callee_login.map(str::to_string),
+        started_at: unix_now(),
+    }
+}
+
 /// What an office user is known by in calls: their extension, else their login.
 pub(super) fn number_of(u: &User) -> String {
     u.extension.clone().unwrap_or_else(|| u.login.clone())
@@ -438,6 +546,8 @@ pub(super) fn new_setup(
         inbox: None,
         links: None,
         music: music_source(req.config),
+        auto_answer: false,
+        rooms: Some(Arc::clone(&req.state.rooms)),
         record: (!req.config.phone.record_code.is_empty()).then(|| call::RecordSetup {
             code: req.config.phone.record_code.clone(),
             data_dir: req.config.data_dir.clone(),

@@ -5,12 +5,12 @@
 
 use officebox_config::derive::{PICKUP_CODE, park_places};
 use officebox_config::model::User;
-use officebox_store::{Direction, NewCall, unix_now};
+
 use tracing::info;
 
 use super::Request;
-use super::invite::{from_user, launch, new_setup};
-use crate::call::{self, Callee};
+use super::invite::{from_user, internal_call, launch, new_setup};
+use crate::call::Callee;
 use crate::voicemail::{prompt, prompts};
 
 /// The conference extension dialled by `caller`: the box answers and the caller joins
@@ -34,21 +34,17 @@ pub(super) fn conference(
     Some(None)
 }
 
+/// The box answers `caller`'s call to `dialled`, says `wav` and hangs up (nothing to
+/// change).
+fn say(req: &Request, caller: &User, dialled: &str, wav: &[u8]) -> Option<crate::sip::Message> {
+    super::feature::announce(req, caller, dialled, prompt(wav), || true)
+}
+
 /// Starts `caller`'s call to `dialled`, which the box takes (`callee`).
 fn start(req: &Request, caller: &User, dialled: &str, callee: Callee) {
     let parties = from_user(req, caller, "", dialled);
-    let b_call_id = format!("{}@officebox", call::token());
-    let log = NewCall {
-        call_id: b_call_id.clone(),
-        direction: Direction::Internal,
-        trunk: None,
-        caller: parties.caller_ext.clone(),
-        caller_login: Some(caller.login.clone()),
-        caller_name: caller.name.clone(),
-        callee: dialled.to_string(),
-        callee_login: None,
-        started_at: unix_now(),
-    };
+    let log = internal_call(caller, &parties, dialled, None);
+    let b_call_id = log.call_id.clone();
     let (setup, status_rx) = new_setup(req, parties, callee, b_call_id, log);
     launch(req, status_rx, async move { Some(setup) });
 }
@@ -67,15 +63,7 @@ pub(super) fn dialled(
         let place = (dialled != phone.park_extension).then_some(dialled);
         match req.state.parking.find(place) {
             Some(links) => links,
-            None => {
-                return Some(super::feature::announce(
-                    req,
-                    caller,
-                    dialled,
-                    prompt(prompts::PARK_EMPTY),
-                    || true,
-                ));
-            }
+            None => return Some(say(req, caller, dialled, prompts::PARK_EMPTY)),
         }
     } else if let Some(ext) = dialled.strip_prefix(PICKUP_CODE) {
         let login = (!ext.is_empty()).then(|| {
@@ -88,15 +76,7 @@ pub(super) fn dialled(
         });
         match req.state.calls_ringing(login.as_deref(), &caller.login) {
             Some(links) => links,
-            None => {
-                return Some(super::feature::announce(
-                    req,
-                    caller,
-                    dialled,
-                    prompt(prompts::PICKUP_NONE),
-                    || true,
-                ));
-            }
+            None => return Some(say(req, caller, dialled, prompts::PICKUP_NONE)),
         }
     } else {
         return None;
