@@ -16,8 +16,14 @@ pub const FRAME: usize = 160;
 pub const RATE: u32 = officebox_store::wav::RATE;
 
 /// One cycle of ringback, as the caller hears a phone ring: 440 + 480 Hz for 2 s, then
-/// 4 s of silence (the North American cadence, ITU-T E.180).
-pub fn ringback() -> Vec<i16> {
+/// 4 s of silence (the North American cadence, ITU-T E.180). Made once (a transfer or an
+/// attendant's send-on plays it; making it is 32,000 sines).
+pub fn ringback() -> &'static [i16] {
+    static RINGBACK: std::sync::OnceLock<Vec<i16>> = std::sync::OnceLock::new();
+    RINGBACK.get_or_init(make_ringback)
+}
+
+fn make_ringback() -> Vec<i16> {
     let rate = f64::from(RATE);
     let mut out: Vec<i16> = (0..2 * RATE)
         .map(|i| {

@@ -42,7 +42,7 @@ impl Source {
                 }
             }
         }
-        Arc::new(built_in())
+        tune()
     }
 }
 
@@ -54,6 +54,12 @@ fn read(path: &Path) -> Result<Vec<i16>, String> {
         return Err("no audio in it".into());
     }
     Ok(samples)
+}
+
+/// The built-in tune, made once.
+pub fn tune() -> Arc<Vec<i16>> {
+    static TUNE: std::sync::OnceLock<Arc<Vec<i16>>> = std::sync::OnceLock::new();
+    Arc::clone(TUNE.get_or_init(|| Arc::new(built_in())))
 }
 
 /// The built-in tune: a music-box arpeggio over C, F, G and C major, a quarter second a

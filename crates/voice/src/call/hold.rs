@@ -11,8 +11,6 @@
 //! [`Call::stop_media`] gives both back to whatever needs them next (the relay again, a
 //! transfer, the end of the call).
 
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -154,7 +152,7 @@ impl Call {
         n.events = events;
         let samples = match tokio::task::spawn_blocking(move || source.samples()).await {
             Ok(s) => s,
-            Err(_) => Arc::new(crate::music::built_in()),
+            Err(_) => crate::music::tune(),
         };
         let mut ep = Endpoint::new(Socket::Leased(held), n, mpsc::unbounded_channel().1);
         let stop = CancellationToken::new();

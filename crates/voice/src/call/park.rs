@@ -159,8 +159,8 @@ impl Call {
         let samples = match self.setup.music.clone() {
             Some(m) => tokio::task::spawn_blocking(move || m.samples())
                 .await
-                .unwrap_or_else(|_| Arc::new(crate::music::built_in())),
-            None => Arc::new(crate::music::built_in()),
+                .unwrap_or_else(|_| crate::music::tune()),
+            None => crate::music::tune(),
         };
         let stop = CancellationToken::new();
         let playing = stop.clone();

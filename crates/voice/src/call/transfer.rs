@@ -131,7 +131,7 @@ impl Call {
         let stop = CancellationToken::new();
         let ringing = stop.clone();
         let task = tokio::spawn(async move {
-            ep.play_until(&media::ringback(), &ringing).await;
+            ep.play_until(media::ringback(), &ringing).await;
             ep
         });
         self.held = Some(Held {
