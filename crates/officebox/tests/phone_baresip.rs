@@ -1611,3 +1611,59 @@ fn a_page_reaches_every_other_phone_one_way() {
         assert!(m < DIFFERENT, "{} heard bob on the page: {m}", phone.name());
     }
 }
+
+#[test]
+fn a_transfer_to_a_number_the_transferor_may_not_call_or_to_nobody_is_refused() {
+    require_peers();
+    let _serial = serial();
+    // A route only alice may use, over an IP trunk that is never reached (the REFER is
+    // refused before any call goes out).
+    let c = TestConfig::demo().free_ports().append(
+        "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"127.0.0.9:5099\"\n\
+         addresses = [\"127.0.0.9\"]\n\n\
+         [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"isp\"]\n\
+         users = [\"alice\"]\n",
+    );
+    let office = Office::start(&c);
+    let alice = Baresip::start("alice", &office.account("101", "alice", "demo-alice")).unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office.account("102", "bob", "demo-bob").auto_answer(true),
+    )
+    .unwrap();
+    office.wait_registered(&alice);
+    office.wait_registered(&bob);
+    // bob may not call out (403); 5551234 is nobody (404): the REFER is refused. (baresip
+    // 1.0 hangs up a call whose transfer failed; the box would have carried on.)
+    for (to, code) in [("95551234", "code=403"), ("5551234", "code=404")] {
+        let (a, b) = (alice.mark(), bob.mark());
+        alice.dial("102").unwrap();
+        office.wait_event(&alice, a, "CALL_ESTABLISHED");
+        office.wait_event(&bob, b, "CALL_ESTABLISHED");
+        let before = office.ob.log().matches("phone: transfer refused").count();
+        bob.command("transfer", Some(to))
+            .unwrap_or_else(|e| office.fail("bob could not send the transfer", e));
+        let refused = officebox_testkit::wait_until(Duration::from_secs(5), || {
+            let log = office.ob.log();
+            log.matches("phone: transfer refused").count() > before && log.contains(code)
+        });
+        assert!(
+            refused,
+            "the transfer to {to} was not refused with {code}:\n{}",
+            office.ob.log()
+        );
+        if office.phone_cli("calls").contains(": talking") {
+            alice.hangup().unwrap();
+        }
+        office.wait_event(&alice, a, "CALL_CLOSED");
+        office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+    }
+    // Nothing was held or broken: another call goes through.
+    let (a, b) = (alice.mark(), bob.mark());
+    alice.dial("102").unwrap();
+    office.wait_event(&alice, a, "CALL_ESTABLISHED");
+    office.wait_event(&bob, b, "CALL_ESTABLISHED");
+    alice.hangup().unwrap();
+    office.wait_event(&bob, b, "CALL_CLOSED");
+    assert!(!office.ob.log().contains("too many outside calls at once"));
+}
