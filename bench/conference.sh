@@ -40,27 +40,9 @@ officebox_binary
 [ -n "$obx_src" ] || { echo "officebox: no binary" >&2; exit 1; }
 
 dir="$work/officebox"
-mkdir -p "$dir/data"
-awk -v data="$dir/data" -v off="$port_offset" '
-    /^data_dir[ \t]*=/ { print "data_dir = \"" data "\""; next }
-    match($0, /^[a-z0-9_]*port[ \t]*=[ \t]*[0-9]+/) {
-        head = substr($0, 1, RLENGTH); rest = substr($0, RLENGTH + 1)
-        n = head; sub(/.*=[ \t]*/, "", n); sub(/[0-9]+$/, "", head)
-        print head (n + off) rest; next }
-    match($0, /^rtp_ports[ \t]*=/) { print "rtp_ports = \"" (20000 + off) "-" (20999 + off) "\""; next }
-    { print }
-    $0 == "[phone]" { print "conference_extension = \"800\""; print "conference_size = '"$((largest + 1))"'" }
-' examples/demo.toml >"$dir/officebox.toml"
-sip_port="$(awk '/^\[/ { s = $0 } s == "[phone]" && $1 == "sip_port" { print $3; exit }' "$dir/officebox.toml")"
-domain="$(awk '/^\[/ { s = $0 } s == "[network]" && $1 == "domain" { gsub(/"/, "", $3); print $3; exit }' "$dir/officebox.toml")"
-(cd "$dir" && exec "$obx_src" run --config officebox.toml) >"$dir/officebox.log" 2>&1 &
-obx_pid=$!
-pids+=("$obx_pid")
-for _ in $(seq 100); do
-    grep -q "phone: serving" "$dir/officebox.log" && break
-    sleep 0.1
-done
-grep -q "phone: serving" "$dir/officebox.log" || { cat "$dir/officebox.log" >&2; exit 1; }
+phone_demo "$dir" "$port_offset" 1000 "conference_extension = \"800\"
+conference_size = $((largest + 1))"
+phone_demo_start "$dir"
 
 cat >"$work/phones.py" <<'EOF'
 # N phones in one conference: python3 phones.py SIP_PORT DOMAIN N STEADY READY_FILE

@@ -10,6 +10,12 @@
 #   ratio A B                 A / B to two places, or n/a
 #   field SERVER COLUMN [ARRAY]  column COLUMN (1-based) of the row of $results (or of
 #                             the named array) whose first word is SERVER, or n/a
+#   phone_demo DIR OFFSET RTP_SPAN [PHONE_LINES]
+#                             writes DIR/officebox.toml: examples/demo.toml with its data
+#                             dir in DIR/data, every port moved up by OFFSET, RTP_SPAN
+#                             RTP ports, PHONE_LINES added to [phone]; sets sip_port, domain
+#   phone_demo_start DIR      runs $obx_src on DIR/officebox.toml until its phone server
+#                             serves (sets obx_pid, added to $pids; its log DIR/officebox.log)
 #   officebox_binary          sets obx_src: "" with SKIP_OFFICEBOX=1, $OFFICEBOX_BIN when
 #                             set, else a fresh release build ("" if it fails)
 #   cpu_cap_start             with SERVER_CPU=P set, a cgroup that gives what runs in it
@@ -238,4 +244,35 @@ dovecot_pop3_stop() {
     done
     kill -KILL "$dc_master" 2>/dev/null || true
     dc_master=""
+}
+
+phone_demo() {
+    local dir="$1" off="$2" span="$3" extra="${4:-}"
+    mkdir -p "$dir/data"
+    awk -v data="$dir/data" -v off="$off" -v span="$span" -v extra="$extra" '
+        /^data_dir[ \t]*=/ { print "data_dir = \"" data "\""; next }
+        match($0, /^[a-z0-9_]*port[ \t]*=[ \t]*[0-9]+/) {
+            head = substr($0, 1, RLENGTH); rest = substr($0, RLENGTH + 1)
+            n = head; sub(/.*=[ \t]*/, "", n); sub(/[0-9]+$/, "", head)
+            print head (n + off) rest; next }
+        match($0, /^rtp_ports[ \t]*=/) {
+            print "rtp_ports = \"" (20000 + off) "-" (20000 + off + span - 1) "\""; next }
+        { print }
+        $0 == "[phone]" && extra != "" { print extra }
+    ' examples/demo.toml >"$dir/officebox.toml"
+    sip_port="$(awk '/^\[/ { s = $0 } s == "[phone]" && $1 == "sip_port" { print $3; exit }' "$dir/officebox.toml")"
+    domain="$(awk '/^\[/ { s = $0 } s == "[network]" && $1 == "domain" { gsub(/"/, "", $3); print $3; exit }' "$dir/officebox.toml")"
+}
+
+phone_demo_start() {
+    local dir="$1"
+    (cd "$dir" && exec "$obx_src" run --config officebox.toml) >"$dir/officebox.log" 2>&1 &
+    obx_pid=$!
+    pids+=("$obx_pid")
+    for _ in $(seq 100); do
+        grep -q "phone: serving" "$dir/officebox.log" && return 0
+        sleep 0.1
+    done
+    cat "$dir/officebox.log" >&2
+    exit 1
 }
