@@ -20,6 +20,21 @@ pub struct DhcpOptions {
     pub domain: String,
     /// Option 42; `None` when the box's time server is off.
     pub ntp: Option<Ipv4Addr>,
+    /// Where phones find their files (options 66, 150, 43 and 160); `None` when
+    /// provisioning is off.
+    pub provisioning: Option<ProvisioningOptions>,
+}
+
+/// What DHCP tells phones about the provisioning server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisioningOptions {
+    /// The secret-free plain HTTP address (options 66, 43 and 160 for every client).
+    pub url: String,
+    /// The HTTPS address, for assigned phones (with their token while it is unused:
+    /// [`token_url_at`]).
+    pub https: String,
+    /// The box (option 150, the TFTP server address some phones read instead).
+    pub server: Ipv4Addr,
 }
 
 /// The dynamic pool: `first..=last` minus `excluded`.
@@ -108,7 +123,54 @@ pub fn dhcp_options(config: &Config) -> DhcpOptions {
         dns,
         domain: config.network.domain.clone(),
         ntp: config.ntp.enabled.then_some(ours),
+        provisioning: provisioning_urls(config).map(|u| ProvisioningOptions {
+            url: u.http,
+            https: u.https,
+            server: ours,
+        }),
     }
+}
+
+/// The provisioning server's addresses, as phones are told them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisioningUrls {
+    /// `http://HOST:PORT/`: secret-free files.
+    pub http: String,
+    /// `https://HOST:PORT/`: an assigned phone's own files.
+    pub https: String,
+    /// The host in both: the box's LAN address (or the `listen` override).
+    pub host: IpAddr,
+}
+
+/// Where the phones' provisioning server is, or `None` when provisioning is off.
+pub fn provisioning_urls(config: &Config) -> Option<ProvisioningUrls> {
+    if !provisioning_on(config) {
+        return None;
+    }
+    let host = bind_addresses(config, Service::Provisioning)
+        .into_iter()
+        .find(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::V4(config.network.lan.net.address));
+    let at = |port: u16| match host {
+        IpAddr::V4(ip) => format!("{ip}:{port}"),
+        IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+    };
+    Some(ProvisioningUrls {
+        http: format!("http://{}/", at(config.phone.provisioning_port)),
+        https: format!("https://{}/", at(config.phone.provisioning_tls_port)),
+        host,
+    })
+}
+
+/// The address an assigned phone is given (by DHCP or plug-and-play) while its one-time
+/// `token` is unused: its own files over HTTPS, the token opening them once.
+pub fn token_url(config: &Config, token: &str) -> Option<String> {
+    provisioning_urls(config).map(|u| token_url_at(&u.https, token))
+}
+
+/// The token address under the HTTPS address `https` (which ends in `/`).
+pub fn token_url_at(https: &str, token: &str) -> String {
+    format!("{https}t/{token}/")
 }
 
 /// NAT is on exactly in the firewall modes (the firewall turns it on).
@@ -387,7 +449,14 @@ pub fn service_enabled(config: &Config, service: Service) -> bool {
         Service::Sip => config.phone.enabled,
         Service::Www | Service::Admin => config.web.enabled,
         Service::Ntp => config.ntp.enabled,
+        Service::Provisioning | Service::ProvisioningTls => provisioning_on(config),
     }
+}
+
+/// Whether phones are provisioned: the phone service, provisioning and the web service
+/// (which serves the files) are all on.
+pub fn provisioning_on(config: &Config) -> bool {
+    config.phone.enabled && config.phone.provisioning && config.web.enabled
 }
 
 /// The port `service` listens on.
@@ -405,6 +474,8 @@ pub fn service_port(config: &Config, service: Service) -> u16 {
         Service::Www => config.web.site_port,
         Service::Admin => config.web.admin_port,
         Service::Ntp => config.ntp.port,
+        Service::Provisioning => config.phone.provisioning_port,
+        Service::ProvisioningTls => config.phone.provisioning_tls_port,
     }
 }
 
@@ -445,7 +516,7 @@ pub fn bind_addresses(config: &Config, service: Service) -> Vec<IpAddr> {
     }
     let lan = IpAddr::V4(config.network.lan.net.address);
     match service {
-        Service::Admin => vec![lan],
+        Service::Admin | Service::Provisioning | Service::ProvisioningTls => vec![lan],
         _ if !wan_in_use(config.security.mode) => vec![lan, IpAddr::V4(Ipv4Addr::LOCALHOST)],
         _ => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
     }

@@ -147,10 +147,14 @@ pub enum Service {
     Www,
     Admin,
     Ntp,
+    /// The phones' provisioning server, plain HTTP.
+    Provisioning,
+    /// The phones' provisioning server, HTTPS.
+    ProvisioningTls,
 }
 
 impl Service {
-    pub const ALL: [Service; 11] = [
+    pub const ALL: [Service; 13] = [
         Service::Dns,
         Service::Dhcp,
         Service::Smtp,
@@ -162,6 +166,8 @@ impl Service {
         Service::Www,
         Service::Admin,
         Service::Ntp,
+        Service::Provisioning,
+        Service::ProvisioningTls,
     ];
 
     pub fn name(self) -> &'static str {
@@ -177,6 +183,8 @@ impl Service {
             Service::Www => "www",
             Service::Admin => "admin",
             Service::Ntp => "ntp",
+            Service::Provisioning => "provisioning",
+            Service::ProvisioningTls => "provisioning-tls",
         }
     }
 
@@ -193,9 +201,13 @@ impl Service {
         }
     }
 
-    /// Services that may be opened to the WAN. The admin pages and DHCP never are.
+    /// Services that may be opened to the WAN. The admin pages, DHCP and the phones'
+    /// provisioning never are.
     pub fn may_face_wan(self) -> bool {
-        !matches!(self, Service::Admin | Service::Dhcp)
+        !matches!(
+            self,
+            Service::Admin | Service::Dhcp | Service::Provisioning | Service::ProvisioningTls
+        )
     }
 }
 
@@ -460,6 +472,64 @@ pub struct Phone {
     pub dial_plan: crate::dialplan::DialPlan,
     /// `[[phone.trunks]]`: lines to telephone providers, in the file's order.
     pub trunks: Vec<Trunk>,
+    /// DHCP's provisioning options, plug-and-play answers and the provisioning server.
+    pub provisioning: bool,
+    /// The provisioning server's plain HTTP port (secret-free files only).
+    pub provisioning_port: u16,
+    /// Its HTTPS port (an assigned phone's own file).
+    pub provisioning_tls_port: u16,
+    /// `[[phone.devices]]`: the phones assigned to users, by MAC address.
+    pub devices: Vec<Device>,
+}
+
+/// `[[phone.devices]]`: "this MAC is Alice's phone".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub mac: crate::values::Mac,
+    /// The user's login (a user with an extension).
+    pub user: String,
+    pub vendor: Vendor,
+    /// Extensions on the phone's busy-lamp keys; `None`: every other user's.
+    pub keys: Option<Vec<String>>,
+}
+
+impl Device {
+    /// The name the phone signs in with (its digest user name) and fetches its files
+    /// as: its MAC in 12 lowercase hex digits.
+    pub fn name(&self) -> String {
+        self.mac.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The makes of phone the provisioning server writes files for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Vendor {
+    Yealink,
+    Poly,
+    Grandstream,
+    Snom,
+}
+
+impl Vendor {
+    pub const ALL: [Vendor; 4] = [
+        Vendor::Yealink,
+        Vendor::Poly,
+        Vendor::Grandstream,
+        Vendor::Snom,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Vendor::Yealink => "yealink",
+            Vendor::Poly => "poly",
+            Vendor::Grandstream => "grandstream",
+            Vendor::Snom => "snom",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Vendor> {
+        Self::ALL.into_iter().find(|v| v.name() == s)
+    }
 }
 
 /// What a phone put on hold hears (`phone.music_on_hold`).

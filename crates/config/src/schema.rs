@@ -846,6 +846,61 @@ pub const CONFERENCE_SIZE: Setting = s(
     "Conference size",
     "How many may be in the conference at once.",
 );
+pub const PROVISIONING: Setting = s(
+    "phone.provisioning",
+    Kind::Bool,
+    Default::Bool(true),
+    "Phones set themselves up",
+    "DHCP tells phones where the box's provisioning server is (options 66, 150, 43 and 160), and the box answers plug-and-play requests: an assigned phone (below) gets its extension, password, keys and phonebook over HTTPS. A phone nobody assigned gets nothing secret.",
+);
+pub const PROVISIONING_PORT: Setting = s(
+    "phone.provisioning_port",
+    PORT,
+    Default::Int(8081),
+    "Provisioning port (HTTP)",
+    "Where phones fetch their first, secret-free files (LAN only).",
+);
+pub const PROVISIONING_TLS_PORT: Setting = s(
+    "phone.provisioning_tls_port",
+    PORT,
+    Default::Int(8443),
+    "Provisioning port (HTTPS)",
+    "Where an assigned phone fetches its own file, with its one-time token or its own credentials (LAN only).",
+);
+pub const VENDORS: &[(&str, &str)] = &[
+    ("yealink", "Yealink (T3x, T4x, T5x)"),
+    ("poly", "Poly / Polycom (VVX, Edge)"),
+    ("grandstream", "Grandstream (GXP, GRP)"),
+    ("snom", "Snom (D7xx, 3xx)"),
+];
+pub const DEVICE_MAC: Setting = s(
+    "phone.devices[].mac",
+    Kind::Text,
+    Default::None,
+    "MAC address",
+    "On the phone's label or its network menu, e.g. 80:5e:c0:12:34:56.",
+);
+pub const DEVICE_USER: Setting = s(
+    "phone.devices[].user",
+    Kind::Text,
+    Default::None,
+    "User",
+    "Whose phone it is (a login with an extension).",
+);
+pub const DEVICE_VENDOR: Setting = s(
+    "phone.devices[].vendor",
+    Kind::Select(VENDORS),
+    Default::None,
+    "Make",
+    "Which file the phone is given.",
+);
+pub const DEVICE_KEYS: Setting = s(
+    "phone.devices[].keys",
+    Kind::List,
+    Default::None,
+    "Lamp keys",
+    "Extensions shown on the phone's keys (busy lamps), comma-separated. Empty: every other user's.",
+);
 pub const NO_ANSWER_TIMEOUT: Setting = s(
     "phone.no_answer_timeout",
     Kind::Duration { min_secs: 5 },
@@ -1404,6 +1459,13 @@ pub const SETTINGS: &[&Setting] = &[
     &CONFERENCE_EXTENSION,
     &CONFERENCE_PIN,
     &CONFERENCE_SIZE,
+    &PROVISIONING,
+    &PROVISIONING_PORT,
+    &PROVISIONING_TLS_PORT,
+    &DEVICE_MAC,
+    &DEVICE_USER,
+    &DEVICE_VENDOR,
+    &DEVICE_KEYS,
     &NO_ANSWER_TIMEOUT,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,

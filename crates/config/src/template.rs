@@ -221,11 +221,22 @@ password = "{admin_hash}"
 {phone.max_message_length}
 {phone.rtp_ports}
 {phone.call_log_days}
+{phone.provisioning}
+{phone.provisioning_port}
+{phone.provisioning_tls_port}
 # timezone = "Europe/Berlin"   # office hours and the day's limits; unset: the box's own
 {phone.emergency_numbers}
 {phone.international_prefixes}
 {phone.premium_prefixes}
 # operator = "extension:100"   # where outside calls for an unlisted number ring
+
+# Desk phones that set themselves up: this MAC is Alice's phone (vendor: yealink, poly,
+# grandstream or snom; keys: the extensions on its lamp keys, every other user's if left out):
+# [[phone.devices]]
+# mac = "80:5e:c0:12:34:56"
+# user = "alice"
+# vendor = "yealink"
+# keys = ["102", "103"]
 
 # Calls out: a route per kind of number, tried in order (an extension always wins):
 # [[phone.routes]]
@@ -318,9 +329,9 @@ mod tests {
             {
                 continue;
             }
-            let wanted = format!("{{{}", s.path);
+            let (plain, other) = (format!("{{{}}}", s.path), format!("{{{}=", s.path));
             assert_eq!(
-                TEMPLATE.matches(&wanted).count(),
+                TEMPLATE.matches(&plain).count() + TEMPLATE.matches(&other).count(),
                 1,
                 "{} is not in the template once",
                 s.path

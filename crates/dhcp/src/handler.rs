@@ -1,6 +1,7 @@
 //! One DHCP message in, one decision out (RFC 2131 section 4.3): the reply, where it goes,
 //! and the binding to make durable before it is sent. Pure over the pool and the clock.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
@@ -17,6 +18,9 @@ pub struct Settings {
     pub subnet: Ipv4Net,
     pub options: DhcpOptions,
     pub lease_secs: u32,
+    /// The provisioning address of each assigned phone (its token's while unused), when
+    /// provisioning is on; other clients get the plain one.
+    pub phone_urls: HashMap<Mac, String>,
 }
 
 /// Where a reply goes (RFC 2131 section 4.1).
@@ -151,7 +155,7 @@ pub fn handle(pool: &mut Pool, s: &Settings, msg: &Message, now: i64) -> Decisio
             // The client has an address already; it only wants the options.
             let mut reply = base_reply(s, msg, MessageType::Ack);
             reply.set_yiaddr(Ipv4Addr::UNSPECIFIED);
-            add_options(&mut reply, s, None);
+            add_options(&mut reply, s, msg, None);
             let dest = if msg.ciaddr().is_unspecified() {
                 Dest::Broadcast
             } else {
@@ -191,7 +195,7 @@ fn discover(
     pool.offer(client, mac, addr, now);
     let mut reply = base_reply(s, msg, MessageType::Offer);
     reply.set_yiaddr(addr);
-    add_options(&mut reply, s, Some(s.lease_secs));
+    add_options(&mut reply, s, msg, Some(s.lease_secs));
     Decision::Offer {
         reply: Box::new(reply),
         dest: destination(msg, addr, false),
@@ -245,7 +249,7 @@ fn request(
             debug_assert_eq!(persist.state, State::Bound);
             let mut reply = base_reply(s, msg, MessageType::Ack);
             reply.set_yiaddr(addr);
-            add_options(&mut reply, s, Some(s.lease_secs));
+            add_options(&mut reply, s, msg, Some(s.lease_secs));
             Decision::Reply {
                 reply: Box::new(reply),
                 dest: destination(msg, addr, false),
@@ -324,7 +328,7 @@ fn base_reply(s: &Settings, msg: &Message, kind: MessageType) -> Message {
     reply
 }
 
-fn add_options(reply: &mut Message, s: &Settings, lease: Option<u32>) {
+fn add_options(reply: &mut Message, s: &Settings, msg: &Message, lease: Option<u32>) {
     let o = &s.options;
     let opts = reply.opts_mut();
     if let Some(secs) = lease {
@@ -342,6 +346,26 @@ fn add_options(reply: &mut Message, s: &Settings, lease: Option<u32>) {
     opts.insert(DhcpOption::DomainName(o.domain.clone()));
     if let Some(ntp) = o.ntp {
         opts.insert(DhcpOption::NtpServers(vec![ntp]));
+    }
+    // Phones: sent whether or not the client asked (many phones do not).
+    if let Some(p) = &o.provisioning {
+        let url = mac_of(msg)
+            .and_then(|m| s.phone_urls.get(&m))
+            .unwrap_or(&p.url);
+        opts.insert(DhcpOption::TFTPServerName(url.as_bytes().to_vec()));
+        opts.insert(DhcpOption::TFTPServerAddress(p.server));
+        // Option 43 as Snom reads it: sub-option 66 holding the address; others skip
+        // sub-options they do not know.
+        if let Ok(len) = u8::try_from(url.len()) {
+            let mut v = vec![66, len];
+            v.extend_from_slice(url.as_bytes());
+            opts.insert(DhcpOption::VendorExtensions(v));
+        }
+        // Option 160: the provisioning address Poly and Grandstream phones look for.
+        opts.insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+            OptionCode::Unknown(160),
+            url.as_bytes().to_vec(),
+        )));
     }
 }
 
@@ -363,8 +387,14 @@ mod tests {
                 dns: vec!["192.168.1.1".parse().unwrap()],
                 domain: "office.test".into(),
                 ntp: Some("192.168.1.1".parse().unwrap()),
+                provisioning: Some(officebox_config::derive::ProvisioningOptions {
+                    url: "http://192.168.1.1:8081/".into(),
+                    https: "https://192.168.1.1:8443/".into(),
+                    server: "192.168.1.1".parse().unwrap(),
+                }),
             },
             lease_secs: 3600,
+            phone_urls: HashMap::new(),
         }
     }
 
@@ -400,6 +430,58 @@ mod tests {
             Decision::Offer { reply, dest, .. } => (*reply, dest, None),
             other => panic!("expected a reply, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn phones_are_told_the_provisioning_server_unasked() {
+        let (mut s, mut p) = (settings(), pool());
+        s.phone_urls.insert(
+            Mac([2, 0, 0, 0, 0, 9]),
+            "https://192.168.1.1:8443/t/tok/".into(),
+        );
+        let (offer, _, _) = reply_of(handle(
+            &mut p,
+            &s,
+            &msg(MessageType::Discover, 1, vec![]),
+            0,
+        ));
+        let o = offer.opts();
+        assert_eq!(
+            o.get(OptionCode::TFTPServerName),
+            Some(&DhcpOption::TFTPServerName(
+                b"http://192.168.1.1:8081/".to_vec()
+            ))
+        );
+        assert_eq!(
+            o.get(OptionCode::TFTPServerAddress),
+            Some(&DhcpOption::TFTPServerAddress(
+                "192.168.1.1".parse().unwrap()
+            ))
+        );
+        let mut snom = vec![66, 24];
+        snom.extend_from_slice(b"http://192.168.1.1:8081/");
+        assert_eq!(
+            o.get(OptionCode::VendorExtensions),
+            Some(&DhcpOption::VendorExtensions(snom))
+        );
+        assert!(o.get(OptionCode::Unknown(160)).is_some());
+        // An assigned phone is given its own address.
+        let (offer, _, _) = reply_of(handle(
+            &mut p,
+            &s,
+            &msg(MessageType::Discover, 9, vec![]),
+            0,
+        ));
+        assert_eq!(
+            offer.opts().get(OptionCode::TFTPServerName),
+            Some(&DhcpOption::TFTPServerName(
+                b"https://192.168.1.1:8443/t/tok/".to_vec()
+            ))
+        );
+        // And the options survive the wire.
+        let bytes = dhcproto::Encodable::to_vec(&offer).unwrap();
+        let back = crate::decode(&bytes).unwrap();
+        assert!(back.opts().get(OptionCode::Unknown(160)).is_some());
     }
 
     #[test]

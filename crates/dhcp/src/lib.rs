@@ -22,6 +22,7 @@ pub mod pool;
 mod probe;
 mod raw;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
@@ -85,6 +86,8 @@ struct Setup {
     last: Ipv4Addr,
     excluded: Vec<Ipv4Addr>,
     reservations: Vec<(Mac, Ipv4Addr, Option<String>)>,
+    /// The phones assigned for provisioning.
+    phones: Vec<Mac>,
     ping_check: bool,
     server_check: Duration,
     db: PathBuf,
@@ -102,7 +105,9 @@ fn setup(config: &Config) -> Option<Setup> {
             subnet: lan.net,
             options: dhcp_options(config),
             lease_secs: u32::try_from(config.dhcp.lease_time.as_secs()).unwrap_or(u32::MAX),
+            phone_urls: HashMap::new(),
         },
+        phones: config.phone.devices.iter().map(|d| d.mac).collect(),
         interface: lan.interface.clone(),
         first: pool.first,
         last: pool.last,
@@ -282,6 +287,37 @@ pub async fn serve(
     }
 }
 
+/// Each assigned phone's provisioning address: under its token while the token is
+/// unused, else the plain HTTPS one (the phone has its credentials).
+async fn phone_urls(db: &Arc<Mutex<Db>>, phones: &[Mac], https: &str) -> HashMap<Mac, String> {
+    let db = Arc::clone(db);
+    let rows = tokio::task::spawn_blocking(move || {
+        db.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .provisioned_phones()
+    })
+    .await;
+    let tokens: HashMap<String, Option<String>> = match rows {
+        Ok(Ok(rows)) => rows.into_iter().map(|r| (r.mac, r.token)).collect(),
+        Ok(Err(error)) => {
+            warn!(message = "dhcp: cannot read the phones' tokens", %error);
+            HashMap::new()
+        }
+        Err(_) => HashMap::new(),
+    };
+    phones
+        .iter()
+        .map(|mac| {
+            let name: String = mac.0.iter().map(|b| format!("{b:02x}")).collect();
+            let url = match tokens.get(&name) {
+                Some(Some(token)) => officebox_config::derive::token_url_at(https, token),
+                _ => https.to_string(),
+            };
+            (*mac, url)
+        })
+        .collect()
+}
+
 fn setup_of(rx: &watch::Receiver<Arc<Config>>) -> Option<Setup> {
     setup(&rx.borrow())
 }
@@ -457,11 +493,21 @@ async fn serve_lan(setup: &Setup, mac: [u8; 6], stop: &CancellationToken) -> io:
     // Offers waiting for their ping check: (address, offer, where to, when it goes out).
     let mut probing: Vec<(Ipv4Addr, Message, Dest, tokio::time::Instant)> = Vec::new();
     let mut buf = vec![0u8; 1500];
+    // The assigned phones' addresses follow their tokens (read every 2 s).
+    let mut settings = setup.settings.clone();
+    let provisioning = settings.options.provisioning.clone();
+    let mut phones_every = tokio::time::interval(Duration::from_secs(2));
     loop {
         let due = probing.iter().map(|p| p.3).min();
         tokio::select! {
             () = stop.cancelled() => return Ok(Ended::Stopped),
             Some(other) = found.recv() => return Ok(Ended::OtherServer(other)),
+            _ = phones_every.tick(), if !setup.phones.is_empty() => {
+                if let Some(p) = &provisioning {
+                    settings.phone_urls = phone_urls(&db, &setup.phones, &p.https).await;
+                }
+                continue;
+            }
             r = socket.readable() => r?,
             answered = async {
                 match &prober {
@@ -516,7 +562,7 @@ async fn serve_lan(setup: &Setup, mac: [u8; 6], stop: &CancellationToken) -> io:
                 if msg.chaddr().get(..6) == Some(&mac[..]) {
                     continue; // our own probe for other servers
                 }
-                match handler::handle(&mut pool, &setup.settings, &msg, now) {
+                match handler::handle(&mut pool, &settings, &msg, now) {
                     Decision::Reply {
                         reply,
                         dest,

@@ -28,8 +28,10 @@ fn settings() -> Settings {
             dns: vec![ip("192.168.1.1")],
             domain: "office.test".into(),
             ntp: Some(ip("192.168.1.1")),
+            provisioning: None,
         },
         lease_secs: 3600,
+        phone_urls: std::collections::HashMap::new(),
     }
 }
 

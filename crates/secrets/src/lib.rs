@@ -4,6 +4,7 @@
 //! way through [`set_password`].
 
 pub mod login;
+pub mod provision;
 pub mod tls;
 
 use argon2::Argon2;

@@ -253,6 +253,21 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 12,
+        name: "provisioned phones",
+        sql: "
+        CREATE TABLE phone_devices (
+            mac          TEXT PRIMARY KEY,
+            secret       TEXT NOT NULL,
+            token        TEXT UNIQUE,
+            made_at      INTEGER NOT NULL,
+            fetched_at   INTEGER,
+            fetched_from TEXT,
+            user_agent   TEXT
+        );
+    ",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

@@ -38,6 +38,7 @@ mod fetch;
 mod file;
 mod maildir;
 mod phone;
+mod provision;
 mod queue;
 mod trunk;
 pub mod wav;
@@ -55,6 +56,7 @@ pub use fetch::FetchStatus;
 pub use file::write_atomic;
 pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER, mailbox_path};
 pub use phone::{Forwarding, SipBinding, SipCall, Voicemail};
+pub use provision::ProvisionedPhone;
 pub use queue::{
     Job, NewMessage, NewRecipient, Notice, Outcome, Queued, QueuedRecipient, RecipientState, Ret,
     notify, wants,

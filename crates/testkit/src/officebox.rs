@@ -121,6 +121,8 @@ impl TestConfig {
             "mail.pop3_port",
             "mail.pop3s_port",
             "phone.sip_port",
+            "phone.provisioning_port",
+            "phone.provisioning_tls_port",
             "web.admin_port",
             "web.site_port",
             "ntp.port",

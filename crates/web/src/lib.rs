@@ -34,6 +34,7 @@ pub mod lists;
 mod live;
 mod pages;
 pub mod people;
+mod provision;
 pub mod recent;
 mod routes;
 pub mod session;

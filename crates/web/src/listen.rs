@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use officebox_config::Config;
-use officebox_config::derive::bind_addresses;
+use officebox_config::derive::{bind_addresses, provisioning_on};
 use officebox_config::model::Service;
 use officebox_sockets::ConnLimits;
 use tokio::net::TcpListener;
@@ -59,13 +59,15 @@ pub(crate) async fn serve(
     let app: Shared = Arc::new(App::new(config_rx.clone(), context));
     // The state database is opened once, now, and shared by every request after.
     let _ = app.store.with(|_| Ok(())).await;
+    let phones = crate::provision::Provisioning::new(config_rx.clone(), app.store.clone());
     let mut rx = config_rx.clone();
     let mut first = true;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let config = Arc::clone(&rx.borrow_and_update());
         let bound = binding(&config);
-        let mut tasks = match bind(&app, &config_rx, &config, &shutdown).await {
+        phones.assign(&config).await;
+        let mut tasks = match bind(&app, &phones, &config_rx, &config, &shutdown).await {
             Ok(t) => t,
             Err(e) if first => return Err(e),
             // A change moved the pages somewhere they cannot be: until the next change
@@ -97,6 +99,7 @@ pub(crate) async fn serve(
                     }
                     let c = Arc::clone(&rx.borrow_and_update());
                     app.sessions.set_timeout(c.web.session_timeout);
+                    phones.assign(&c).await;
                     if binding(&c) != bound {
                         info!(message = "web: the ports or HTTPS changed; listening anew");
                         break;
@@ -109,26 +112,30 @@ pub(crate) async fn serve(
 }
 
 /// What the listeners depend on; a change rebinds them.
-fn binding(c: &Config) -> (Vec<IpAddr>, u16, bool, Vec<IpAddr>, u16) {
+type Binding = (Vec<IpAddr>, u16, bool, Vec<IpAddr>, u16, Option<(u16, u16)>);
+
+fn binding(c: &Config) -> Binding {
     (
         bind_addresses(c, Service::Admin),
         c.web.admin_port,
         c.web.https,
         bind_addresses(c, Service::Www),
         c.web.site_port,
+        provisioning_on(c).then_some((c.phone.provisioning_port, c.phone.provisioning_tls_port)),
     )
 }
 
 /// The admin pages' listeners (over TLS with `web.https`) and the sites'.
 async fn bind(
     app: &Shared,
+    phones: &Arc<crate::provision::Provisioning>,
     config_rx: &watch::Receiver<Arc<Config>>,
     config: &Arc<Config>,
     stop: &CancellationToken,
 ) -> io::Result<JoinSet<()>> {
     // The sites' directories first, so that they exist once the pages say they serve.
     crate::site::prepare_dirs(config).await?;
-    let tls = if config.web.https {
+    let tls = if config.web.https || provisioning_on(config) {
         let c = Arc::clone(config);
         Some(
             tokio::task::spawn_blocking(move || officebox_secrets::tls::acceptor(&c))
@@ -138,11 +145,12 @@ async fn bind(
     } else {
         None
     };
+    let admin_tls = tls.clone().filter(|_| config.web.https);
     let mut listeners = Vec::new();
     for ip in bind_addresses(config, Service::Admin) {
         let addr = SocketAddr::new(ip, config.web.admin_port);
         let l = listen(addr).await?;
-        info!(message = "web: serving the admin pages", %addr, https = tls.is_some());
+        info!(message = "web: serving the admin pages", %addr, https = admin_tls.is_some());
         listeners.push(l);
     }
     let admin = crate::routes::admin(Arc::clone(app));
@@ -151,10 +159,31 @@ async fn bind(
         tasks.spawn(accept(
             l,
             admin.clone(),
-            tls.clone(),
+            admin_tls.clone(),
             "web: connection",
             stop.clone(),
         ));
+    }
+    if provisioning_on(config) {
+        let ports = [
+            (config.phone.provisioning_port, None),
+            (config.phone.provisioning_tls_port, tls.clone()),
+        ];
+        for (port, tls) in ports {
+            let router = crate::provision::router(Arc::clone(phones), tls.is_some());
+            for ip in bind_addresses(config, Service::Provisioning) {
+                let addr = SocketAddr::new(ip, port);
+                let l = listen(addr).await?;
+                info!(message = "web: serving the phones' files", %addr, https = tls.is_some());
+                tasks.spawn(accept(
+                    l,
+                    router.clone(),
+                    tls.clone(),
+                    "web: provisioning connection",
+                    stop.clone(),
+                ));
+            }
+        }
     }
     let site = crate::site::router(config_rx.clone());
     for ip in bind_addresses(config, Service::Www) {

@@ -166,6 +166,22 @@ pub const LISTS: &[ListDef] = &[
         risky: false,
     },
     ListDef {
+        id: "devices",
+        page: "/phones",
+        array: "phone.devices",
+        per_user: false,
+        heading: "Desk phones",
+        intro: "Assign a phone by its MAC address, plug it in, and it sets itself up (Yealink, Poly, Grandstream, Snom). It is given its own password, not the user's. To set a phone up again (say after a factory reset), remove it and add it again: its old password stops working.",
+        fields: &[
+            entry(&schema::DEVICE_MAC),
+            entry(&schema::DEVICE_USER),
+            entry(&schema::DEVICE_VENDOR),
+            entry(&schema::DEVICE_KEYS),
+        ],
+        add_label: "Add phone",
+        risky: false,
+    },
+    ListDef {
         id: "ring_groups",
         page: "/routing",
         array: "phone.ring_groups",

@@ -35,7 +35,12 @@ pub(crate) async fn fragment(
 /// What the state database says now, read in one go.
 enum Facts {
     Queue(Vec<Queued>),
-    Phones(Vec<SipBinding>, Vec<SipCall>, Vec<TrunkStatus>),
+    Phones(
+        Vec<SipBinding>,
+        Vec<SipCall>,
+        Vec<TrunkStatus>,
+        Vec<officebox_store::ProvisionedPhone>,
+    ),
     Leases(Vec<Lease>),
     Zone(Vec<ServedRecord>),
 }
@@ -52,7 +57,12 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
         .with(move |db| {
             Ok(match which.as_str() {
                 "/mail" => Facts::Queue(db.queue()?),
-                "/phones" => Facts::Phones(db.bindings(now)?, db.calls()?, db.trunk_statuses()?),
+                "/phones" => Facts::Phones(
+                    db.bindings(now)?,
+                    db.calls()?,
+                    db.trunk_statuses()?,
+                    db.provisioned_phones()?,
+                ),
                 "/dhcp" => Facts::Leases(db.leases()?),
                 _ => Facts::Zone(db.served_zone()?),
             })
@@ -61,8 +71,9 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
     Some(match facts {
         None => html! { p { "The live state cannot be read just now." } },
         Some(Facts::Queue(queue)) => queue_table(&queue, csrf),
-        Some(Facts::Phones(regs, calls, trunks)) => html! {
+        Some(Facts::Phones(regs, calls, trunks, desk)) => html! {
             (phones_tables(&regs, &calls, now))
+            (desk_phones(config, &desk, now))
             (trunks_table(config, &trunks, now))
         },
         Some(Facts::Leases(mut leases)) => {
@@ -130,6 +141,40 @@ fn recipients(m: &Queued) -> String {
 }
 
 /// The registered phones and the calls in progress.
+/// The assigned desk phones and how far each got in setting itself up.
+fn desk_phones(config: &Config, desk: &[officebox_store::ProvisionedPhone], now: i64) -> Markup {
+    let urls = officebox_config::derive::provisioning_urls(config);
+    html! {
+        @if !config.phone.devices.is_empty() {
+            h2 { "Desk phones" }
+            table {
+                tr { th { "Phone" } th { "User" } th { "Set up" } }
+                @for d in &config.phone.devices {
+                    @let row = desk.iter().find(|r| r.mac == d.name());
+                    tr {
+                        td { (d.mac) " (" (d.vendor.name()) ")" }
+                        td { (d.user) }
+                        td {
+                            @match row {
+                                Some(r) if r.fetched_at.is_some() => {
+                                    "fetched its file " (now - r.fetched_at.unwrap_or(now)) "s ago from "
+                                    (r.fetched_from.as_deref().unwrap_or("?")) " ("
+                                    (r.user_agent.as_deref().unwrap_or("")) ")"
+                                }
+                                Some(r) => @if let (Some(t), Some(u)) = (&r.token, &urls) {
+                                    "waiting; DHCP gives it its own address. Or set in the phone: "
+                                    code { (officebox_config::derive::token_url_at(&u.https, t)) }
+                                } @else { "waiting" },
+                                None => "waiting",
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn phones_tables(regs: &[SipBinding], calls: &[SipCall], now: i64) -> Markup {
     html! {
         h2 { "Registered phones" }

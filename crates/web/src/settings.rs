@@ -181,6 +181,9 @@ pub const PAGES: &[PageDef] = &[
             field(&schema::SIP_PORT),
             field(&schema::RTP_PORTS),
             field(&schema::CALL_LOG_DAYS),
+            field(&schema::PROVISIONING),
+            field(&schema::PROVISIONING_PORT),
+            field(&schema::PROVISIONING_TLS_PORT),
         ],
     },
     PageDef {

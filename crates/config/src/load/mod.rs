@@ -94,6 +94,7 @@ macro_rules! or {
 }
 
 // Each table of the file is read in its own module (after the macro above, which they use).
+mod devices;
 mod dhcp;
 mod dialplan;
 mod dns;

@@ -22,11 +22,28 @@ impl Loader<'_, '_> {
             timezone: None,
             dial_plan: super::dialplan::default_dial_plan(),
             trunks: Vec::new(),
+            provisioning: schema::PROVISIONING.bool(),
+            provisioning_port: schema::PROVISIONING_PORT.port(),
+            provisioning_tls_port: schema::PROVISIONING_TLS_PORT.port(),
+            devices: Vec::new(),
         };
         let mut sec = sec;
         phone.sip_port = self.port_setting(sec.as_mut(), &schema::SIP_PORT, Service::Sip);
+        phone.provisioning_port = self.port_setting(
+            sec.as_mut(),
+            &schema::PROVISIONING_PORT,
+            Service::Provisioning,
+        );
+        phone.provisioning_tls_port = self.port_setting(
+            sec.as_mut(),
+            &schema::PROVISIONING_TLS_PORT,
+            Service::ProvisioningTls,
+        );
         if let Some(mut sec) = sec {
             phone.enabled = sec.flag(self.sink, &schema::PHONE_ENABLED);
+            phone.provisioning = sec.flag(self.sink, &schema::PROVISIONING);
+            let devices = sec.tables(self.sink, "devices");
+            phone.devices = self.devices(devices, users);
             if let Some(v) = self.feature_code(&mut sec, "voicemail_extension", "*97", users) {
                 phone.voicemail_extension = v.value;
             }

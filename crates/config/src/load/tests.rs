@@ -3,15 +3,27 @@ use super::*;
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
 
 fn parse_ok(extra: &str) -> Config {
-    let text = format!(
-        "[network]\ndomain = \"example.com\"\nmanage = false\n[dns]\nuse_upstream = false\n{extra}\n\
-         [[users]]\nlogin = \"admin\"\npassword = \"{HASH}\"\nadmin = true\n\
-         [[users]]\nlogin = \"bob\"\npassword = \"{HASH}\"\nextension = \"102\"\n"
-    );
-    match parse("t.toml", &text) {
+    match parse("t.toml", &with_users(extra)) {
         Ok(c) => c,
         Err(d) => panic!("{d}"),
     }
+}
+
+/// `extra` in a small valid file with users admin and bob (102).
+fn with_users(extra: &str) -> String {
+    format!(
+        "[network]\ndomain = \"example.com\"\nmanage = false\n[dns]\nuse_upstream = false\n{extra}\n\
+         [[users]]\nlogin = \"admin\"\npassword = \"{HASH}\"\nadmin = true\n\
+         [[users]]\nlogin = \"bob\"\npassword = \"{HASH}\"\nextension = \"102\"\n"
+    )
+}
+
+/// What the loader says about `extra` in that file (nothing: valid).
+fn problems(extra: &str) -> String {
+    parse("t.toml", &with_users(extra))
+        .err()
+        .map(|d| d.to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -353,4 +365,73 @@ fn outside_call_limits_per_user() {
             .to_string()
             .contains("users[0].outside_calls_at_once")
     );
+}
+
+#[test]
+fn phones_are_assigned_by_mac_to_users_with_extensions() {
+    let c = parse_ok(
+        "[[phone.devices]]\nmac = \"80-5E-C0-12-34-56\"\nuser = \"bob\"\nvendor = \"Yealink\"\n\
+         [[phone.devices]]\nmac = \"00:04:f2:00:00:01\"\nuser = \"bob\"\nvendor = \"poly\"\nkeys = [\"102\"]\n",
+    );
+    assert!(c.phone.provisioning, "on by default");
+    assert_eq!(c.phone.devices.len(), 2);
+    assert_eq!(c.phone.devices[0].name(), "805ec0123456");
+    assert_eq!(c.phone.devices[0].vendor, Vendor::Yealink);
+    assert_eq!(c.phone.devices[0].keys, None);
+    assert_eq!(c.phone.devices[1].keys, Some(vec!["102".to_string()]));
+    let urls = crate::derive::provisioning_urls(&c).unwrap();
+    assert!(urls.https.starts_with("https://") && urls.https.ends_with(":8443/"));
+    assert_eq!(
+        crate::derive::dhcp_options(&c)
+            .provisioning
+            .map(|p| p.url.ends_with(":8081/")),
+        Some(true)
+    );
+    for (row, path, says) in [
+        (
+            "mac = \"80:5e:c0:12:34\"\nuser = \"bob\"\nvendor = \"snom\"",
+            "phone.devices[0].mac",
+            "not a MAC",
+        ),
+        (
+            "mac = \"80:5e:c0:12:34:56\"\nuser = \"carol\"\nvendor = \"snom\"",
+            "phone.devices[0].user",
+            "no user `carol`",
+        ),
+        (
+            "mac = \"80:5e:c0:12:34:56\"\nuser = \"admin\"\nvendor = \"snom\"",
+            "phone.devices[0].user",
+            "has no extension",
+        ),
+        (
+            "mac = \"80:5e:c0:12:34:56\"\nuser = \"bob\"\nvendor = \"cisco\"",
+            "phone.devices[0].vendor",
+            "no files for `cisco`",
+        ),
+        (
+            "mac = \"80:5e:c0:12:34:56\"\nuser = \"bob\"\nvendor = \"snom\"\nkeys = [\"109\"]",
+            "phone.devices[0].keys[0]",
+            "no user has the extension 109",
+        ),
+        (
+            "mac = \"80:5e:c0:12:34:56\"\nvendor = \"snom\"",
+            "phone.devices[0]",
+            "needs mac, user and vendor",
+        ),
+    ] {
+        let text = format!("[[phone.devices]]\n{row}\n");
+        let e = problems(&text);
+        assert!(e.contains(path) && e.contains(says), "{row}: {e}");
+    }
+    let twice =
+        "[[phone.devices]]\nmac = \"80:5e:c0:12:34:56\"\nuser = \"bob\"\nvendor = \"snom\"\n";
+    let e = problems(&twice.repeat(2));
+    assert!(
+        e.contains("phone.devices[1].mac") && e.contains("already"),
+        "{e}"
+    );
+    // The provisioning server is never opened to the WAN.
+    let e =
+        problems("[security]\nmode = \"firewall-nat\"\nwan_services = [\"provisioning-tls\"]\n");
+    assert!(e.contains("provisioning-tls"), "{e}");
 }

@@ -63,7 +63,7 @@ pub(super) fn authenticate<'c>(req: &Request<'c>, proxy: bool) -> Result<&'c Use
         return Err(challenge(false));
     };
     // The digest user name is the login, or the extension (most phones are set up so),
-    // each with the secrets made for it. A user that does not exist is checked against a
+    // each with the secrets made for it, or a provisioned phone's MAC with its own. A user that does not exist is checked against a
     // made-up secret: the same work and the same answer as a wrong password.
     let (user, ha1): (Option<&User>, [Option<String>; 2]) =
         match config.users.iter().find(|u| u.login == creds.username) {
@@ -74,13 +74,17 @@ pub(super) fn authenticate<'c>(req: &Request<'c>, proxy: bool) -> Result<&'c Use
                 .find_map(|u| u.ext_secret(&creds.username).map(|s| (u, s)))
             {
                 Some((u, s)) => (Some(u), [Some(s.md5.clone()), Some(s.sha256.clone())]),
-                None => (
-                    None,
-                    [
-                        Some(NOBODY_MD5.to_string()),
-                        Some(NOBODY_SHA256.to_string()),
-                    ],
-                ),
+                // A provisioned phone, by its MAC and its own secret.
+                None => match super::devices::credentials(state, config, &creds.username) {
+                    Some((u, md5, sha256)) => (Some(u), [Some(md5), Some(sha256)]),
+                    None => (
+                        None,
+                        [
+                            Some(NOBODY_MD5.to_string()),
+                            Some(NOBODY_SHA256.to_string()),
+                        ],
+                    ),
+                },
             },
         };
     let [md5, sha256] = ha1;

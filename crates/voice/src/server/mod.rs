@@ -21,6 +21,7 @@
 //! their REGISTERs are handed to them by Via branch.
 
 mod auth;
+mod devices;
 mod dispatch;
 mod feature;
 mod forward;
@@ -28,6 +29,7 @@ mod invite;
 mod outside;
 mod park;
 mod persistence;
+mod pnp;
 mod register;
 mod subscribe;
 mod transport;
@@ -104,6 +106,8 @@ struct State {
     day_night: Mutex<crate::daynight::DayNight>,
     /// Each user's call forwarding and do-not-disturb ([`forward`]).
     forwarding: forward::Table,
+    /// The provisioned phones' own secrets ([`devices`]).
+    devices: devices::Table,
     /// The park places taken.
     parking: Arc<crate::call::park::Parking>,
     /// The conference rooms running.
@@ -215,14 +219,17 @@ pub async fn serve(
         alerts: crate::alert::Alerts::default(),
         day_night: Mutex::new(day_night),
         forwarding: Mutex::default(),
+        devices: Mutex::default(),
         parking: Arc::default(),
         rooms: Arc::default(),
     });
     forward::reload(&state, &db).await;
+    devices::reload(&state, &db).await;
     let udp_sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = sockets
         .iter()
         .map(|(udp, _, addr)| (*addr, Arc::clone(udp)))
         .collect();
+    let pnp = pnp::join(&config, &udp_sockets, &state, &config_rx).await;
     let (trunk_status, trunk_status_writer) = persistence::TrunkStatusDb::start(Arc::clone(&db));
     let trunk_ctx = crate::trunk::Context {
         wire: Arc::new(transport::TrunkSockets::new(
@@ -287,6 +294,7 @@ pub async fn serve(
                 if ticks.is_multiple_of(5) {
                     subscribe::tick_mwi(&state, &db, &config.data_dir).await;
                     forward::reload(&state, &db).await;
+                    devices::reload(&state, &db).await;
                 }
             }
         }
@@ -303,5 +311,8 @@ pub async fn serve(
         .unwrap_or_else(PoisonError::into_inner)
         .save_calls(&[]);
     tasks.shutdown().await;
+    if let Some(pnp) = pnp {
+        pnp.abort();
+    }
     Ok(())
 }

@@ -203,8 +203,18 @@ pub(super) async fn udp_loop(
         if shed.stale(queued) {
             continue;
         }
-        state.wire.learn(source, to);
         let config = Arc::clone(&config_rx.borrow());
+        if super::pnp::is_pnp(to) {
+            tokio::spawn(super::pnp::answer(
+                config,
+                Arc::clone(&state),
+                buf.get(..n).unwrap_or_default().to_vec(),
+                source,
+                Arc::clone(&socket),
+            ));
+            continue;
+        }
+        state.wire.learn(source, to);
         // From the address the phone asked, without blocking (a full socket buffer drops
         // the answer, and the phone's retransmission asks again).
         if let Some(reply) = datagram(
