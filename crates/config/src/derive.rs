@@ -20,7 +20,7 @@ pub struct DhcpOptions {
     pub domain: String,
     /// Option 42; `None` when the box's time server is off.
     pub ntp: Option<Ipv4Addr>,
-    /// Where phones find their files (options 66, 150, 43 and 160); `None` when
+    /// Where phones find their files (options 66, 150 and 43); `None` when
     /// provisioning is off.
     pub provisioning: Option<ProvisioningOptions>,
 }
@@ -28,7 +28,7 @@ pub struct DhcpOptions {
 /// What DHCP tells phones about the provisioning server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisioningOptions {
-    /// The secret-free plain HTTP address (options 66, 43 and 160 for every client).
+    /// The secret-free plain HTTP address (options 66 and 43 for every client).
     pub url: String,
     /// The HTTPS address, for assigned phones (with their token while it is unused:
     /// [`token_url_at`]).

@@ -851,7 +851,7 @@ pub const PROVISIONING: Setting = s(
     Kind::Bool,
     Default::Bool(true),
     "Phones set themselves up",
-    "DHCP tells phones where the box's provisioning server is (options 66, 150, 43 and 160), and the box answers plug-and-play requests: an assigned phone (below) gets its extension, password, keys and phonebook over HTTPS. A phone nobody assigned gets nothing secret.",
+    "DHCP tells phones where the box's provisioning server is (options 66, 150 and 43), and the box answers plug-and-play requests: an assigned phone (below) gets its extension, password, keys and phonebook over HTTPS. A phone nobody assigned gets nothing secret.",
 );
 pub const PROVISIONING_PORT: Setting = s(
     "phone.provisioning_port",

@@ -361,11 +361,8 @@ fn add_options(reply: &mut Message, s: &Settings, msg: &Message, lease: Option<u
             v.extend_from_slice(url.as_bytes());
             opts.insert(DhcpOption::VendorExtensions(v));
         }
-        // Option 160: the provisioning address Poly and Grandstream phones look for.
-        opts.insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
-            OptionCode::Unknown(160),
-            url.as_bytes().to_vec(),
-        )));
+        // Not option 160, which some phones read for this: RFC 7710 made it the captive
+        // portal's address, and PCs would take the office for a hotel's Wi-Fi.
     }
 }
 
@@ -464,7 +461,10 @@ mod tests {
             o.get(OptionCode::VendorExtensions),
             Some(&DhcpOption::VendorExtensions(snom))
         );
-        assert!(o.get(OptionCode::Unknown(160)).is_some());
+        assert!(
+            o.get(OptionCode::Unknown(160)).is_none(),
+            "160 is a captive portal"
+        );
         // An assigned phone is given its own address.
         let (offer, _, _) = reply_of(handle(
             &mut p,
@@ -481,7 +481,7 @@ mod tests {
         // And the options survive the wire.
         let bytes = dhcproto::Encodable::to_vec(&offer).unwrap();
         let back = crate::decode(&bytes).unwrap();
-        assert!(back.opts().get(OptionCode::Unknown(160)).is_some());
+        assert!(back.opts().get(OptionCode::VendorExtensions).is_some());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Phones that set themselves up, end to end on a LAN of two namespaces: dhclient shows
-//! options 66, 43 and 160 sent unasked (the plain address to a stranger, the one-time
+//! options 66, 150 and 43 sent unasked (and not 160, a captive portal to PCs) (the plain address to a stranger, the one-time
 //! token address to an assigned phone); curl fetches files as a Yealink would, over HTTP
 //! and HTTPS (secret-free files for anyone, the phone's own file once under its token and
 //! then only with its credentials, 404 for a MAC nobody assigned); the SIP password in
@@ -23,6 +23,9 @@ fn bin() -> &'static Path {
 }
 
 const BOX: &str = "192.168.1.1";
+/// The demo's provisioning ports.
+const HTTP: u16 = 18081;
+const HTTPS: u16 = 18443;
 const UA: &str = "Yealink SIP-T46S 66.86.0.15";
 /// A Poly phone assigned to bob from the start (never on this LAN).
 const BOBS: &str = "00:04:f2:aa:bb:cc";
@@ -147,12 +150,19 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
     )
     .unwrap();
     let lease = client.current().unwrap().clone();
-    let plain = format!("http://{BOX}:8081/");
+    let plain = format!("http://{BOX}:{HTTP}/");
     assert_eq!(
         lease.vars.get("new_tftp_server_name").map(String::as_str),
         Some(plain.as_str()),
         "{:?}",
         lease.vars
+    );
+    assert_eq!(
+        lease
+            .vars
+            .get("new_tftp_server_address")
+            .map(String::as_str),
+        Some(BOX)
     );
     // Option 43 carries it too (sub-option 66, as Snom reads it).
     let vendor = lease
@@ -160,7 +170,13 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
         .get("new_vendor_encapsulated_options")
         .cloned()
         .unwrap_or_default();
-    assert!(vendor.starts_with("42:18:68:74:74:70"), "{vendor}");
+    assert!(vendor.starts_with("42:19:68:74:74:70"), "{vendor}");
+    // Not option 160: a PC would read it as a captive portal.
+    assert!(
+        !lease.vars.contains_key("new_v4_captive_portal"),
+        "{:?}",
+        lease.vars
+    );
 
     // What a stranger can fetch: common files and the phonebook, nothing secret.
     let (code, common) = fetch(&lan, &format!("{plain}y000000000066.cfg"), None);
@@ -178,7 +194,7 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
     // Its own file: nobody assigned it.
     assert_eq!(fetch(&lan, &format!("{plain}{mac}.cfg"), None).0, 404);
     assert_eq!(
-        fetch(&lan, &format!("https://{BOX}:8443/{mac}.cfg"), None).0,
+        fetch(&lan, &format!("https://{BOX}:{HTTPS}/{mac}.cfg"), None).0,
         404
     );
     // Bob's phone's file (assigned): not over HTTP, not without its credentials, and a
@@ -190,7 +206,7 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
     assert_eq!(
         fetch(
             &lan,
-            &format!("https://{BOX}:8443/0004f2aabbcc-phone.cfg"),
+            &format!("https://{BOX}:{HTTPS}/0004f2aabbcc-phone.cfg"),
             None
         )
         .0,
@@ -205,7 +221,7 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
     assert_eq!(
         fetch(
             &lan,
-            &format!("https://{BOX}:8443/t/nonsense/0004f2aabbcc-phone.cfg"),
+            &format!("https://{BOX}:{HTTPS}/t/nonsense/0004f2aabbcc-phone.cfg"),
             None
         )
         .0,
@@ -230,7 +246,7 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
         .get("new_tftp_server_name")
         .cloned()
         .unwrap_or_default();
-    let prefix = format!("https://{BOX}:8443/t/");
+    let prefix = format!("https://{BOX}:{HTTPS}/t/");
     assert!(own.starts_with(&prefix) && own.ends_with('/'), "{own}");
     assert_eq!(plug_and_play(&lan, &mac.to_uppercase(), &from), own);
 
@@ -253,7 +269,7 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
         "the token is used up"
     );
     // From now on, with its credentials only (and only over HTTPS).
-    let https = format!("https://{BOX}:8443/{mac}.cfg");
+    let https = format!("https://{BOX}:{HTTPS}/{mac}.cfg");
     assert_eq!(fetch(&lan, &https, Some((&user, &password))).0, 200);
     assert_eq!(fetch(&lan, &https, Some((&user, "wrong"))).0, 401);
     assert_eq!(
@@ -269,7 +285,7 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
     let renewed = lease_again(&lan, &mut client);
     assert_eq!(
         renewed.vars.get("new_tftp_server_name").map(String::as_str),
-        Some(format!("https://{BOX}:8443/").as_str())
+        Some(format!("https://{BOX}:{HTTPS}/").as_str())
     );
 
     // The phone registers as 101 with the SIP password it was given.
@@ -320,7 +336,7 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
     assert!(joined, "{}", ob.log());
     assert_eq!(
         plug_and_play(&lan, &mac, &from),
-        format!("https://{BOX}:8443/")
+        format!("https://{BOX}:{HTTPS}/")
     );
     assert!(!ob.log().contains("panicked"), "{}", ob.log());
     drop(client);
@@ -338,4 +354,76 @@ fn lease_again(lan: &OfficeLan, client: &mut DhcpClient) -> officebox_testkit::C
     )
     .unwrap();
     client.current().unwrap().clone()
+}
+
+/// From the ISP's side the provisioning server is not there: not on the WAN address, and
+/// a request routed to the LAN address is refused (in router mode, where the box
+/// forwards between the two).
+#[test]
+fn the_wan_gets_no_phone_files() {
+    require_root();
+    require_program("curl", "curl");
+    let net = officebox_testkit::Office::new("prw").unwrap();
+    let config = net
+        .config("router")
+        .set("web.enabled", true)
+        .set("phone.sip_port", 5060)
+        .append("[[phone.devices]]\nmac = \"80:5e:c0:12:34:56\"\nuser = \"alice\"\nvendor = \"yealink\"\n");
+    let ob = Officebox::start_in_netns(bin(), &config.text(), &net.boxns).unwrap();
+    ob.peer()
+        .wait_for_log("web: serving the phones' files", READY_TIMEOUT)
+        .unwrap();
+    net.isp
+        .run(
+            "ip",
+            [
+                "route",
+                "add",
+                "192.168.1.0/24",
+                "via",
+                officebox_testkit::Office::WAN_BOX,
+            ],
+        )
+        .unwrap();
+    let curl = |url: &str| {
+        let out = net
+            .isp
+            .command("curl")
+            .args([
+                "-s",
+                "-k",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                url,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let wan = officebox_testkit::Office::WAN_BOX;
+    // Nothing listens there: no HTTP status at all.
+    assert_eq!(
+        curl(&format!("http://{wan}:{HTTP}/y000000000066.cfg")),
+        "000"
+    );
+    assert_eq!(
+        curl(&format!("https://{wan}:{HTTPS}/805ec0123456.cfg")),
+        "000"
+    );
+    // The LAN address answers the WAN side with a refusal, or not at all.
+    for url in [
+        format!("http://{BOX}:{HTTP}/y000000000066.cfg"),
+        format!("https://{BOX}:{HTTPS}/805ec0123456.cfg"),
+    ] {
+        let code = curl(&url);
+        assert!(
+            code == "403" || code == "000",
+            "{url}: {code}\n{}",
+            ob.log()
+        );
+    }
 }

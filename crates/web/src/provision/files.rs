@@ -334,3 +334,124 @@ fn file(config: &Config, template: &'static str, vars: &Vars, format: Format) ->
     super::no_store(&mut r);
     r
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+
+    fn config() -> Config {
+        let text = format!(
+            "[network]\ndomain = \"example.com\"\nmanage = false\n[dns]\nuse_upstream = false\n\
+             [[users]]\nlogin = \"alice\"\nname = \"Alice <\\\"&> Smith\\ninjected = 1\"\npassword = \"{HASH}\"\nextension = \"101\"\n\
+             [[users]]\nlogin = \"bob\"\nname = \"Bob\"\npassword = \"{HASH}\"\nextension = \"102\"\nadmin = true\n\
+             [[phone.devices]]\nmac = \"80:5e:c0:12:34:56\"\nuser = \"alice\"\nvendor = \"yealink\"\n\
+             [[phone.devices]]\nmac = \"00:04:f2:12:34:56\"\nuser = \"alice\"\nvendor = \"poly\"\n\
+             [[phone.devices]]\nmac = \"00:0b:82:12:34:56\"\nuser = \"alice\"\nvendor = \"grandstream\"\n\
+             [[phone.devices]]\nmac = \"00:04:13:12:34:56\"\nuser = \"alice\"\nvendor = \"snom\"\n"
+        );
+        officebox_config::parse("t.toml", &text).unwrap()
+    }
+
+    async fn body(r: Response) -> (StatusCode, String) {
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_make_gets_its_account_and_keys_with_values_escaped() {
+        let c = config();
+        let password = secrets::sip_password("s3cret");
+        for (i, must) in [
+            vec![
+                "account.1.user_name = 101",
+                "linekey.2.value = 102",
+                "account.1.auth_name = 805ec0123456",
+            ],
+            vec![
+                "reg.1.address=\"101\"",
+                "attendant.resourceList.1.address=\"102\"",
+                "device.prov.serverType=\"3\"",
+            ],
+            vec![
+                "<P35>101</P35>",
+                "<P323>1</P323>",
+                "<P303>102</P303>",
+                "<P36>000b82123456</P36>",
+            ],
+            vec![
+                "<user_name idx=\"1\" perm=\"R\">101</user_name>",
+                "blf sip:102@",
+                "<user_pname idx=\"1\" perm=\"R\">000413123456</user_pname>",
+            ],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let device = &c.phone.devices[i];
+            let (status, text) = body(own_file(&c, device, "s3cret")).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(text.contains(&password), "{text}");
+            for m in must {
+                assert!(text.contains(m), "{:?}: {m} in\n{text}", device.vendor);
+            }
+            // A name cannot add a setting or break the markup.
+            assert!(!text.contains("\ninjected"), "{text}");
+            if device.vendor != Vendor::Yealink {
+                assert!(!text.contains("<\"&>"), "{text}");
+                assert!(text.contains("&lt;&quot;&amp;&gt;"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn file_names_of_each_make() {
+        let c = config();
+        let own = |name: &str| matches!(asked(name, &c, None), Asked::Own(_));
+        let public = |name: &str| matches!(asked(name, &c, None), Asked::Public(_));
+        assert!(own("805ec0123456.cfg") && own("805EC0123456.cfg"));
+        assert!(
+            public("0004f2123456.cfg"),
+            "Poly's master file holds no secret"
+        );
+        assert!(own("0004f2123456-phone.cfg"));
+        assert!(own("cfg000b82123456.xml") && own("cfg000b82123456"));
+        assert!(own("snomD785-000413123456.htm") && own("snom-000413123456.xml"));
+        for common in [
+            "y000000000066.cfg",
+            "000000000000.cfg",
+            "common.cfg",
+            "cfg.xml",
+            "snomD785.htm",
+            "yealink-phonebook.xml",
+            "0004f2123456-directory.xml",
+            "grandstream-phonebook.xml",
+        ] {
+            assert!(public(common), "{common}");
+        }
+        assert!(matches!(
+            asked("aabbccddeeff.cfg", &c, None),
+            Asked::Unassigned(_)
+        ));
+        for nothing in [
+            "..",
+            "index.html",
+            "805ec0123456.cfg.bak",
+            "y0000000000661.cfg",
+        ] {
+            assert!(
+                matches!(asked(nothing, &c, None), Asked::Nothing),
+                "{nothing}"
+            );
+        }
+        // Under a Snom's token its model file is its own.
+        let snom = &c.phone.devices[3];
+        assert!(matches!(
+            asked("snomD785.htm", &c, Some(snom)),
+            Asked::Own(_)
+        ));
+    }
+}

@@ -1,5 +1,5 @@
 //! The phones' provisioning server: what a desk phone fetches when it starts, told the
-//! address by DHCP (options 66, 43, 160) or by the plug-and-play answer.
+//! address by DHCP (options 66, 150, 43) or by the plug-and-play answer.
 //!
 //! Two listeners, both on the LAN only (a request from the WAN side is refused anyway):
 //! plain HTTP (`phone.provisioning_port`) serves only what is secret-free (the makes'
