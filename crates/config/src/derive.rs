@@ -535,7 +535,8 @@ pub const DND_CODE: &str = "*78";
 pub const PICKUP_CODE: &str = "*8";
 /// Intercom: + an extension, its phone answers by itself (the phone's intercom setting).
 pub const INTERCOM_CODE: &str = "*80";
-/// Paging: every other office phone is asked to answer by itself and hears the caller.
+/// Paging: every other office phone is asked to answer by itself and hears the caller;
+/// followed by N, the phones of the Nth ring group only.
 pub const PAGE_CODE: &str = "*81";
 /// Park places after the park extension (701 ... 720 for 700).
 pub const PARK_PLACES: u32 = 20;
@@ -655,6 +656,15 @@ pub fn feature_codes(config: &Config) -> Vec<(String, String)> {
         PAGE_CODE.to_string(),
         "page: every other office phone answers by itself and hears you (one way)".to_string(),
     ));
+    for (i, g) in phone.dial_plan.ring_groups.iter().enumerate() {
+        codes.push((
+            format!("{PAGE_CODE}{}", i + 1),
+            format!(
+                "page ring group {}: its phones answer by themselves",
+                g.name
+            ),
+        ));
+    }
     codes.push((
         format!("{INTERCOM_CODE} + extension"),
         "intercom: that phone answers by itself, on its speaker".to_string(),

@@ -1550,12 +1550,10 @@ fn a_page_reaches_every_other_phone_one_way() {
     let (alice_plays, bob_plays) = (dir.path().join("alice.wav"), dir.path().join("bob.wav"));
     padded(&alice_says, &alice_plays, 2.0, 1.0);
     padded(&bob_says, &bob_plays, 1.0, 1.0);
-    let c = TestConfig::demo().free_ports().append(&user_block(
-        "carol",
-        "Carol Example",
-        "103",
-        "demo-carol",
-    ));
+    let c = TestConfig::demo()
+        .free_ports()
+        .append(&user_block("carol", "Carol Example", "103", "demo-carol"))
+        .append("[[phone.ring_groups]]\nname = \"warehouse\"\nmembers = [\"103\"]\n");
     let office = Office::start(&c);
     let alice = Baresip::start(
         "alice",
@@ -1610,6 +1608,26 @@ fn a_page_reaches_every_other_phone_one_way() {
         let m = audio::similarity(&bob_says, &heard).unwrap();
         assert!(m < DIFFERENT, "{} heard bob on the page: {m}", phone.name());
     }
+    // *81 + 1: the first ring group (carol's phone) only; bob's does not ring. A group
+    // that does not exist is nobody.
+    let (a, b, k) = (alice.mark(), bob.mark(), carol.mark());
+    alice.dial("*811").unwrap();
+    office.wait_event(&alice, a, "CALL_ESTABLISHED");
+    office.wait_event(&carol, k, "CALL_ESTABLISHED");
+    sleep(Duration::from_secs(2));
+    alice.hangup().unwrap();
+    office.wait_event(&carol, k, "CALL_CLOSED");
+    assert!(
+        !bob.events()
+            .iter()
+            .skip(b)
+            .any(|e| e.kind == "CALL_INCOMING"),
+        "bob's phone rang for the warehouse page"
+    );
+    let a = alice.mark();
+    alice.dial("*819").unwrap();
+    let closed = office.wait_event(&alice, a, "CALL_CLOSED");
+    assert!(closed.param.contains("404"), "{closed:?}");
 }
 
 #[test]

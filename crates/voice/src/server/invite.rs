@@ -96,8 +96,8 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
     }
     // Paging (*81) and intercom (*80 + extension) before pickup (*8 + extension), whose
     // code begins theirs.
-    if dialled == officebox_config::derive::PAGE_CODE {
-        return page(req, caller);
+    if let Some(group) = dialled.strip_prefix(officebox_config::derive::PAGE_CODE) {
+        return page(req, caller, group);
     }
     if let Some(ext) = dialled.strip_prefix(officebox_config::derive::INTERCOM_CODE)
         && !ext.is_empty()
@@ -192,9 +192,38 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
 }
 
 /// A page by `caller`: every other office user's registered phones (not those in
-/// do-not-disturb), each asked to answer by itself; none: 480.
-fn page(req: &Request, caller: &User) -> Option<Message> {
-    let code = officebox_config::derive::PAGE_CODE;
+/// do-not-disturb), or with `group` (digits after the code) those of the extensions in
+/// that ring group (the first on the Phone Routing page is 1), each asked to answer by
+/// itself; no such group: 404; no phone: 480.
+fn page(req: &Request, caller: &User, group: &str) -> Option<Message> {
+    let dialled = format!("{}{group}", officebox_config::derive::PAGE_CODE);
+    let code = dialled.as_str();
+    let members: Option<Vec<&str>> = if group.is_empty() {
+        None
+    } else {
+        let found = group
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| req.config.phone.dial_plan.ring_groups.get(i));
+        let Some(found) = found else {
+            log_failed(req.state, failed_call(caller, code, Direction::Internal));
+            return Some(
+                req.msg
+                    .response(404, "Not Found (no such group)", req.tag.as_str()),
+            );
+        };
+        Some(
+            found
+                .members
+                .iter()
+                .filter_map(|m| match m {
+                    officebox_config::dialplan::Member::Extension(e) => Some(e.as_str()),
+                    officebox_config::dialplan::Member::Number(_) => None,
+                })
+                .collect(),
+        )
+    };
     let phones: Vec<(String, crate::registrar::Binding)> = {
         let registrar = req
             .state
@@ -205,6 +234,11 @@ fn page(req: &Request, caller: &User) -> Option<Message> {
             .users
             .iter()
             .filter(|u| u.login != caller.login && !super::forward::of(req.state, &u.login).dnd)
+            .filter(|u| {
+                members
+                    .as_ref()
+                    .is_none_or(|m| u.extension.as_deref().is_some_and(|e| m.contains(&e)))
+            })
             .flat_map(|u| {
                 registrar
                     .contacts(&u.login, now_unix())
