@@ -536,7 +536,7 @@ pub const PICKUP_CODE: &str = "*8";
 /// Intercom: + an extension, its phone answers by itself (the phone's intercom setting).
 pub const INTERCOM_CODE: &str = "*80";
 /// Paging: every other office phone is asked to answer by itself and hears the caller;
-/// followed by N, the phones of the Nth ring group only.
+/// followed by `*` and N, the phones of the Nth ring group only.
 pub const PAGE_CODE: &str = "*81";
 /// Park places after the park extension (701 ... 720 for 700).
 pub const PARK_PLACES: u32 = 20;
@@ -658,7 +658,7 @@ pub fn feature_codes(config: &Config) -> Vec<(String, String)> {
     ));
     for (i, g) in phone.dial_plan.ring_groups.iter().enumerate() {
         codes.push((
-            format!("{PAGE_CODE}{}", i + 1),
+            format!("{PAGE_CODE}*{}", i + 1),
             format!(
                 "page ring group {}: its phones answer by themselves",
                 g.name

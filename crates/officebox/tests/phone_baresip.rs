@@ -1608,10 +1608,10 @@ fn a_page_reaches_every_other_phone_one_way() {
         let m = audio::similarity(&bob_says, &heard).unwrap();
         assert!(m < DIFFERENT, "{} heard bob on the page: {m}", phone.name());
     }
-    // *81 + 1: the first ring group (carol's phone) only; bob's does not ring. A group
+    // *81*1: the first ring group (carol's phone) only; bob's does not ring. A group
     // that does not exist is nobody.
     let (a, b, k) = (alice.mark(), bob.mark(), carol.mark());
-    alice.dial("*811").unwrap();
+    alice.dial("*81*1").unwrap();
     office.wait_event(&alice, a, "CALL_ESTABLISHED");
     office.wait_event(&carol, k, "CALL_ESTABLISHED");
     sleep(Duration::from_secs(2));
@@ -1625,7 +1625,7 @@ fn a_page_reaches_every_other_phone_one_way() {
         "bob's phone rang for the warehouse page"
     );
     let a = alice.mark();
-    alice.dial("*819").unwrap();
+    alice.dial("*81*9").unwrap();
     let closed = office.wait_event(&alice, a, "CALL_CLOSED");
     assert!(closed.param.contains("404"), "{closed:?}");
 }

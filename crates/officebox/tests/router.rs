@@ -713,6 +713,13 @@ fn start_settled(net: &Net, config: &TestConfig) -> Officebox {
             .wait_for_log(service, READY_TIMEOUT)
             .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
     }
+    // In lan-only mode the phones' plug-and-play socket of its own joins once the LAN
+    // address is up.
+    if config.text().contains("mode = \"lan-only\"") {
+        ob.peer()
+            .wait_for_log("phone: answering plug-and-play requests", READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
     ob
 }
 

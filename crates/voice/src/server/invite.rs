@@ -96,7 +96,16 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
     }
     // Paging (*81) and intercom (*80 + extension) before pickup (*8 + extension), whose
     // code begins theirs.
-    if let Some(group) = dialled.strip_prefix(officebox_config::derive::PAGE_CODE) {
+    if dialled == officebox_config::derive::PAGE_CODE {
+        return page(req, caller, "");
+    }
+    // A group: the code, `*`, its number (digits alone would be a pickup of `*8` + an
+    // extension starting with 1).
+    if let Some(group) = dialled
+        .strip_prefix(officebox_config::derive::PAGE_CODE)
+        .and_then(|g| g.strip_prefix('*'))
+        .filter(|g| !g.is_empty())
+    {
         return page(req, caller, group);
     }
     if let Some(ext) = dialled.strip_prefix(officebox_config::derive::INTERCOM_CODE)
@@ -192,11 +201,15 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
 }
 
 /// A page by `caller`: every other office user's registered phones (not those in
-/// do-not-disturb), or with `group` (digits after the code) those of the extensions in
+/// do-not-disturb), or with `group` (the digits after `*81*`) those of the extensions in
 /// that ring group (the first on the Phone Routing page is 1), each asked to answer by
 /// itself; no such group: 404; no phone: 480.
 fn page(req: &Request, caller: &User, group: &str) -> Option<Message> {
-    let dialled = format!("{}{group}", officebox_config::derive::PAGE_CODE);
+    let dialled = if group.is_empty() {
+        officebox_config::derive::PAGE_CODE.to_string()
+    } else {
+        format!("{}*{group}", officebox_config::derive::PAGE_CODE)
+    };
     let code = dialled.as_str();
     let members: Option<Vec<&str>> = if group.is_empty() {
         None

@@ -229,7 +229,7 @@ pub async fn serve(
         .iter()
         .map(|(udp, _, addr)| (*addr, Arc::clone(udp)))
         .collect();
-    let pnp = pnp::join(&config, &udp_sockets, &state, &config_rx).await;
+    let pnp = pnp::join(&config, &udp_sockets, &state, &config_rx);
     let (trunk_status, trunk_status_writer) = persistence::TrunkStatusDb::start(Arc::clone(&db));
     let trunk_ctx = crate::trunk::Context {
         wire: Arc::new(transport::TrunkSockets::new(

@@ -33,8 +33,10 @@ pub(super) fn is_pnp(to: Option<IpAddr>) -> bool {
 /// Joins the group on the LAN for the SIP sockets: on one bound to every address at the
 /// plug-and-play port, or with a socket of its own (answered through the socket on the
 /// LAN address). Nothing when services bind to chosen addresses (the demo) or there is
-/// no socket to answer from.
-pub(super) async fn join(
+/// no socket to answer from. The LAN address may not be on the interface yet (the
+/// network service puts it there as officebox starts): the join is tried again every
+/// second until it works.
+pub(super) fn join(
     config: &Config,
     sockets: &[(SocketAddr, Arc<UdpSocket>)],
     state: &Arc<State>,
@@ -48,27 +50,39 @@ pub(super) async fn join(
         .iter()
         .find(|(a, _)| a.ip().is_unspecified() && a.port() == PORT)
     {
-        match s.join_multicast_v4(GROUP, lan) {
-            Ok(()) => info!(message = "phone: answering plug-and-play requests", group = %GROUP),
-            Err(error) => debug!(message = "phone: cannot join the plug-and-play group", %error),
-        }
-        return None;
+        let s = Arc::clone(s);
+        return Some(tokio::spawn(async move {
+            loop {
+                match s.join_multicast_v4(GROUP, lan) {
+                    Ok(()) => {
+                        info!(message = "phone: answering plug-and-play requests", group = %GROUP);
+                        return;
+                    }
+                    Err(error) => {
+                        debug!(message = "phone: cannot join the plug-and-play group yet", %error)
+                    }
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+        }));
     }
     let (_, answer_from) = sockets.iter().find(|(a, _)| a.ip() == IpAddr::V4(lan))?;
-    let socket = match own_socket(lan) {
-        Ok(s) => s,
-        Err(error) => {
-            debug!(message = "phone: cannot join the plug-and-play group", %error);
-            return None;
-        }
-    };
-    info!(message = "phone: answering plug-and-play requests", group = %GROUP);
     let (state, rx, out) = (
         Arc::clone(state),
         config_rx.clone(),
         Arc::clone(answer_from),
     );
     Some(tokio::spawn(async move {
+        let socket = loop {
+            match own_socket(lan) {
+                Ok(s) => break s,
+                Err(error) => {
+                    debug!(message = "phone: cannot join the plug-and-play group yet", %error)
+                }
+            }
+            tokio::time::sleep(RETRY).await;
+        };
+        info!(message = "phone: answering plug-and-play requests", group = %GROUP);
         let mut buf = vec![0u8; 65_536];
         loop {
             let Ok((n, source)) = socket.recv_from(&mut buf).await else {
@@ -86,6 +100,9 @@ pub(super) async fn join(
         }
     }))
 }
+
+/// How often a failed join is tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn own_socket(lan: Ipv4Addr) -> std::io::Result<UdpSocket> {
     use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, SockaddrIn};
