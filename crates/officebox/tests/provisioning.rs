@@ -141,14 +141,7 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
 
     // A stranger (this PC, nobody's phone) is told the plain address, unasked: dhclient
     // requests none of these options.
-    let mut client = DhcpClient::lease(
-        ClientKind::Dhclient,
-        &lan.pc,
-        lan.pc_iface(),
-        None,
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let mut client = lease(&lan);
     let lease = client.current().unwrap().clone();
     let plain = format!("http://{BOX}:{HTTP}/");
     assert_eq!(
@@ -345,15 +338,20 @@ fn a_phone_sets_itself_up_and_a_stranger_learns_nothing_secret() {
 /// dhclient cannot be told to renew: it lets go of its lease and takes one again.
 fn lease_again(lan: &OfficeLan, client: &mut DhcpClient) -> officebox_testkit::ClientLease {
     client.release(Duration::from_secs(20)).unwrap();
-    *client = DhcpClient::lease(
+    *client = lease(lan);
+    client.current().unwrap().clone()
+}
+
+/// dhclient on the PC, bound.
+fn lease(lan: &OfficeLan) -> DhcpClient {
+    DhcpClient::lease(
         ClientKind::Dhclient,
         &lan.pc,
         lan.pc_iface(),
         None,
         Duration::from_secs(20),
     )
-    .unwrap();
-    client.current().unwrap().clone()
+    .unwrap()
 }
 
 /// From the ISP's side the provisioning server is not there: not on the WAN address, and

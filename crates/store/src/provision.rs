@@ -49,6 +49,18 @@ impl Db {
             .map_err(read_err)
     }
 
+    /// The provisioned phone `mac` (12 lowercase hex digits), if it has its secret.
+    pub fn provisioned_phone(&self, mac: &str) -> Result<Option<ProvisionedPhone>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM phone_devices WHERE mac = ?1"),
+                params![mac],
+                row,
+            )
+            .optional()
+            .map_err(|e| self.err("read a provisioned phone", e))
+    }
+
     /// The phone whose unused one-time token is `token`.
     pub fn phone_by_token(&self, token: &str) -> Result<Option<ProvisionedPhone>, StoreError> {
         self.conn
@@ -68,17 +80,7 @@ impl Db {
         mac: &str,
         fresh: impl FnOnce() -> (String, String),
     ) -> Result<ProvisionedPhone, StoreError> {
-        let err = |e| self.err("save a provisioned phone", e);
-        let found = self
-            .conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM phone_devices WHERE mac = ?1"),
-                params![mac],
-                row,
-            )
-            .optional()
-            .map_err(err)?;
-        if let Some(p) = found {
+        if let Some(p) = self.provisioned_phone(mac)? {
             return Ok(p);
         }
         let (secret, token) = fresh();

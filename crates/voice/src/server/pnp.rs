@@ -165,9 +165,9 @@ pub(super) async fn answer(
             let token = tokio::task::spawn_blocking(move || {
                 db.lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .provisioned_phones()
+                    .provisioned_phone(&m)
                     .ok()
-                    .and_then(|rows| rows.into_iter().find(|r| r.mac == m))
+                    .flatten()
                     .and_then(|r| r.token)
             })
             .await

@@ -205,11 +205,7 @@ async fn own(
         Some(_) => return not_found(),
         None => {
             let m = mac.clone();
-            let Some(Some(row)) = p
-                .store
-                .with(move |db| Ok(db.provisioned_phones()?.into_iter().find(|r| r.mac == m)))
-                .await
-            else {
+            let Some(Some(row)) = p.store.with(move |db| db.provisioned_phone(&m)).await else {
                 return status(StatusCode::SERVICE_UNAVAILABLE, "try again shortly");
             };
             if let Some(r) = check_basic(p, peer.ip(), headers, &mac, &row.secret) {
