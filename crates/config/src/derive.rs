@@ -538,6 +538,9 @@ pub const INTERCOM_CODE: &str = "*80";
 /// Paging: every other office phone is asked to answer by itself and hears the caller;
 /// followed by `*` and N, the phones of the Nth ring group only.
 pub const PAGE_CODE: &str = "*81";
+/// Three-way call: keyed in during a call while another call of the same user is
+/// answered (on hold, as in an attended transfer), it joins the two calls' three parties.
+pub const THREE_WAY_CODE: &str = "*3";
 /// Park places after the park extension (701 ... 720 for 700).
 pub const PARK_PLACES: u32 = 20;
 
@@ -603,6 +606,12 @@ pub fn feature_codes(config: &Config) -> Vec<(String, String)> {
             "record the call into your mailbox (both sides hear a tone); again to stop".to_string(),
         ));
     }
+    codes.push((
+        format!("{THREE_WAY_CODE} during a call"),
+        "three-way call: with another call on hold (as for an attended transfer), all three \
+         talk together; the box hangs up your held call"
+            .to_string(),
+    ));
     codes.extend([
         (
             format!("{FORWARD_ALWAYS_CODE} + number"),

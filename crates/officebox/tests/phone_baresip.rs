@@ -1685,3 +1685,166 @@ fn a_transfer_to_a_number_the_transferor_may_not_call_or_to_nobody_is_refused() 
     office.wait_event(&bob, b, "CALL_CLOSED");
     assert!(!office.ob.log().contains("too many outside calls at once"));
 }
+
+#[test]
+fn a_three_way_call_made_from_a_transfer_lets_all_three_talk_and_goes_on_without_its_maker() {
+    require_peers();
+    let _serial = serial();
+    let dir = scratch_dir("baresip-three-way").unwrap();
+    let c = TestConfig::demo().free_ports().append(&user_block(
+        "carol",
+        "Carol Example",
+        "103",
+        "demo-carol",
+    ));
+    let office = Office::start(&c);
+    // alice calls bob, puts him on hold, calls carol, and keys *3 about 3.5 s after
+    // bob's call began. Then (in bob's time) bob speaks at 5 s, alice at 9 s; alice
+    // hangs up at 13 s, carol speaks at 14 s, and bob hangs up at 18.5 s. carol's and
+    // alice's second call begin about 2.2 s after bob's.
+    let people = [
+        (
+            "alice",
+            9.0 - 2.2,
+            "Alice asks both of them for the shipping dates.",
+        ),
+        ("bob", 5.0, "Bob says the crates leave on Monday morning."),
+        (
+            "carol",
+            14.0 - 2.2,
+            "Carol confirms the truck arrives at noon.",
+        ),
+    ];
+    let mut says = Vec::new();
+    let mut plays = Vec::new();
+    for (name, lead, sentence) in people {
+        let said = dir.path().join(format!("{name}-says.wav"));
+        audio::speak_wav(&said, sentence).unwrap();
+        let play = dir.path().join(format!("{name}.wav"));
+        padded(&said, &play, lead, 1.0);
+        says.push(said);
+        plays.push(play);
+    }
+    let alice = Baresip::start(
+        "alice",
+        &office.account("101", "alice", "demo-alice").play(&plays[0]),
+    )
+    .unwrap();
+    let bob = Baresip::start(
+        "bob",
+        &office
+            .account("102", "bob", "demo-bob")
+            .auto_answer(true)
+            .play(&plays[1]),
+    )
+    .unwrap();
+    let carol = Baresip::start(
+        "carol",
+        &office
+            .account("103", "carol", "demo-carol")
+            .auto_answer(true)
+            .play(&plays[2]),
+    )
+    .unwrap();
+    for phone in [&alice, &bob, &carol] {
+        office.wait_registered(phone);
+    }
+    let at = |start: Instant, seconds: f64| {
+        let until = start + Duration::from_secs_f64(seconds);
+        sleep(until.saturating_duration_since(Instant::now()));
+    };
+
+    alice.dial("102").unwrap();
+    office.wait_event(&alice, 0, "CALL_ESTABLISHED");
+    let start = office.wait_event(&bob, 0, "CALL_ESTABLISHED").received;
+    at(start, 1.0);
+    alice.hold().unwrap();
+    at(start, 2.0);
+    let (a, c) = (alice.mark(), carol.mark());
+    alice.dial("103").unwrap();
+    office.wait_event(&alice, a, "CALL_ESTABLISHED");
+    office.wait_event(&carol, c, "CALL_ESTABLISHED");
+    at(start, 3.0);
+    let keyed = alice.mark();
+    for key in ["*", "3"] {
+        alice
+            .command("sndcode", Some(key))
+            .unwrap_or_else(|e| office.fail("alice could not press a key", e));
+        sleep(Duration::from_millis(250));
+    }
+    if let Err(e) = office
+        .ob
+        .peer()
+        .wait_for_log("phone: three-way call", EVENT_TIMEOUT)
+    {
+        office.fail("*3 did not make a three-way call", e);
+    }
+    // The box hangs up alice's held call to bob; her call to carol is the three-way call.
+    office.wait_event(&alice, keyed, "CALL_CLOSED");
+    office.wait_listing("calls", "two calls in the three-way room", |l| {
+        l.matches(": conference").count() == 2
+    });
+
+    at(start, 13.0);
+    let (a, b, c) = (alice.mark(), bob.mark(), carol.mark());
+    alice.hangup().unwrap();
+    office.wait_event(&alice, a, "CALL_CLOSED");
+    // bob and carol go on: carol speaks after alice left, and bob hears her.
+    at(start, 18.5);
+    let closed = |phone: &Baresip, mark: usize| {
+        phone
+            .events()
+            .iter()
+            .skip(mark)
+            .any(|e| e.kind == "CALL_CLOSED")
+    };
+    assert!(
+        !closed(&bob, b) && !closed(&carol, c),
+        "alice hanging up hung up the others:\n{}",
+        office.ob.log()
+    );
+    bob.hangup().unwrap();
+    office.wait_event(&bob, b, "CALL_CLOSED");
+    // carol, the last one left, is hung up by the box.
+    office.wait_event(&carol, c, "CALL_CLOSED");
+    office.wait_listing("calls", "no call", |l| l.contains("no call in progress"));
+
+    let heard: Vec<_> = [&alice, &bob, &carol]
+        .iter()
+        .map(|p| p.last_recording(EVENT_TIMEOUT).unwrap().heard)
+        .collect();
+    let names = ["alice", "bob", "carol"];
+    // Who must hear whom (carol spoke after alice had left).
+    for (listener, speaker, expected) in [
+        (0, 1, true),
+        (1, 0, true),
+        (2, 0, true),
+        (2, 1, true),
+        (1, 2, true),
+        (0, 0, false),
+        (1, 1, false),
+        (2, 2, false),
+    ] {
+        let m = audio::compare(&says[speaker], &heard[listener]).unwrap();
+        eprintln!(
+            "{} heard {}: similarity {:.4} at {:.2} s",
+            names[listener], names[speaker], m.score, m.lag_seconds
+        );
+        if expected {
+            assert!(
+                m.score > SIMILAR,
+                "{} did not hear {}: {m:?} ({})\n{}",
+                names[listener],
+                names[speaker],
+                heard[listener].display(),
+                office.ob.log()
+            );
+        } else {
+            assert!(
+                m.score < DIFFERENT,
+                "{} hears itself: {m:?}",
+                names[listener]
+            );
+        }
+    }
+}

@@ -58,7 +58,12 @@ struct Member {
     queue: VecDeque<i16>,
     /// Whether the others hear it (a page's listeners are not heard).
     talks: bool,
+    /// A three-way call's member: sent back once nobody else is left to talk to.
+    alone_leaves: bool,
 }
+
+/// How long a three-way room waits for its second member before its first is let go.
+const THREE_WAY_GATHER: Duration = Duration::from_secs(5);
 
 impl Rooms {
     /// `ep` joins room `name` (started if it is not running) until `leave` is cancelled;
@@ -80,6 +85,29 @@ impl Rooms {
         max: usize,
         ep: Endpoint,
         talks: bool,
+        leave: CancellationToken,
+    ) -> Result<oneshot::Receiver<Endpoint>, Box<Endpoint>> {
+        self.enter(name, max, ep, talks, false, leave)
+    }
+
+    /// [`Rooms::join`] for a three-way call (at most three): the endpoint also comes back
+    /// when it is the last one left, or still alone a few seconds after it came.
+    pub fn join_three_way(
+        self: &Arc<Self>,
+        name: &str,
+        ep: Endpoint,
+        leave: CancellationToken,
+    ) -> Result<oneshot::Receiver<Endpoint>, Box<Endpoint>> {
+        self.enter(name, 3, ep, true, true, leave)
+    }
+
+    fn enter(
+        self: &Arc<Self>,
+        name: &str,
+        max: usize,
+        ep: Endpoint,
+        talks: bool,
+        alone_leaves: bool,
         leave: CancellationToken,
     ) -> Result<oneshot::Receiver<Endpoint>, Box<Endpoint>> {
         let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
@@ -109,6 +137,7 @@ impl Rooms {
             back,
             queue: VecDeque::new(),
             talks,
+            alone_leaves,
         };
         match tx.try_send(member) {
             Ok(()) => {
@@ -213,12 +242,16 @@ async fn run(
     let (joined, left) = (tone(440.0, 660.0), tone(660.0, 440.0));
     let mut incoming = Vec::with_capacity(4 * FRAME);
     let mut keys = Vec::new();
+    // The most members it has had, and since when it runs (a three-way call's first
+    // member is let go when nobody else came, or everybody else left).
+    let (mut most, opened) = (0, tokio::time::Instant::now());
     loop {
         tokio::select! {
             m = joins.recv() => match m {
                 Some(m) => {
                     tones.extend(&joined);
                     members.push(m);
+                    most = most.max(members.len());
                     debug!(message = "phone: conference member joined", room = %name, members = members.len());
                 }
                 None => break,
@@ -234,6 +267,15 @@ async fn run(
                     } else {
                         i += 1;
                     }
+                }
+                let alone = members.len() == 1
+                    && joins.is_empty()
+                    && members.first().is_some_and(|m| m.alone_leaves)
+                    && (most > 1 || opened.elapsed() > THREE_WAY_GATHER);
+                if alone && let Some(m) = members.pop() {
+                    debug!(message = "phone: the last of a three-way call is let go", room = %name);
+                    let _ = m.back.send(m.ep);
+                    count.fetch_sub(1, Ordering::Relaxed);
                 }
                 if members.is_empty() && joins.is_empty() && rooms.end(&name, &count) {
                     break;
@@ -373,5 +415,46 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(rooms.members("800"), 0);
         assert!(rooms.rooms.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_three_way_rooms_last_member_is_let_go_and_so_is_one_nobody_joins() {
+        let rooms = Arc::new(Rooms::default());
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (stay, go) = (CancellationToken::new(), CancellationToken::new());
+        let mut staying = rooms
+            .join_three_way("3", endpoint(&phone).await, stay.clone())
+            .unwrap();
+        let going = rooms
+            .join_three_way("3", endpoint(&phone).await, go.clone())
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(rooms.members("3"), 2);
+        assert!(
+            staying.try_recv().is_err(),
+            "let go with someone to talk to"
+        );
+        go.cancel();
+        tokio::time::timeout(Duration::from_secs(1), going)
+            .await
+            .unwrap()
+            .unwrap();
+        // Alone now: let go without leaving.
+        tokio::time::timeout(Duration::from_secs(1), staying)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!stay.is_cancelled());
+
+        // A first member whom nobody joins is let go after the wait.
+        let lonely = rooms
+            .join_three_way("4", endpoint(&phone).await, CancellationToken::new())
+            .unwrap();
+        let waited = tokio::time::Instant::now();
+        tokio::time::timeout(THREE_WAY_GATHER + Duration::from_secs(1), lonely)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(waited.elapsed() >= THREE_WAY_GATHER - Duration::from_millis(100));
     }
 }

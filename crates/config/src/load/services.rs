@@ -60,8 +60,17 @@ impl Loader<'_, '_> {
             }
             // Keyed in during a call: no extension to collide with; empty turns it off.
             if let Some(v) = sec.string(self.sink, "record_code") {
+                let three_way = crate::derive::THREE_WAY_CODE;
                 match dialable_code(&v.value) {
                     _ if v.value.is_empty() => phone.record_code = String::new(),
+                    Ok(code) if code.ends_with(three_way) || three_way.ends_with(&code) => {
+                        self.sink.error(
+                            &v.span,
+                            "phone.record_code",
+                            format!("{code} is keyed as (or at the end of) the three-way key {three_way}"),
+                            "another code, e.g. \"*1\"",
+                        )
+                    }
                     Ok(code) => phone.record_code = code,
                     Err(e) => self.sink.error(
                         &v.span,

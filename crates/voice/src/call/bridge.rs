@@ -38,6 +38,8 @@ pub enum Link {
     HungUp,
     /// Give us your party (a park place dialled, a pickup): [`super::park`].
     Retrieve(Box<super::park::Retrieve>),
+    /// Join a three-way call of the user's, if this call is theirs: [`super::threeway`].
+    ThreeWay(Box<super::threeway::ThreeWayAsk>),
 }
 
 /// A call asking another to join it (an attended transfer).
@@ -149,6 +151,7 @@ impl Call {
         match link {
             Link::Join(ask) => self.asked_to_join(ask),
             Link::Retrieve(ask) => self.asked_to_give(ask),
+            Link::ThreeWay(ask) => self.asked_three_way(*ask),
             Link::HungUp => {
                 self.partner = None;
                 if matches!(self.state, State::Talking) {

@@ -24,7 +24,7 @@ use crate::sip::Message;
 /// The held side hearing music, and the holder's port waiting.
 #[derive(Debug)]
 pub(super) struct Music {
-    holder: Side,
+    pub(super) holder: Side,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Endpoint>,
     idle: Lease,
@@ -70,7 +70,7 @@ impl Call {
     /// Answers a re-INVITE from `from` with the box's own SDP on that side's port, in
     /// the call's codec, in the direction that answers the offer; its new address (not
     /// the old hold's 0.0.0.0) is kept for when the relay starts again.
-    fn answer_hold(&mut self, req: &Message, from: Side) {
+    pub(super) fn answer_hold(&mut self, req: &Message, from: Side) {
         let Some(mut n) = media::negotiate(&self.b_answer) else {
             return;
         };
@@ -205,7 +205,7 @@ impl Call {
             b,
             peers_rx,
             relay_stop.clone(),
-            self.setup.record.is_some().then_some(heard_tx),
+            Some(heard_tx),
         )));
         self.media.heard = Some(heard);
         self.media.peers = peers_tx;

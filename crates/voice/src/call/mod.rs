@@ -31,6 +31,8 @@
 //!   as an attended transfer's do.
 //! - [`bridge`]: attended transfer (REFER with Replaces): two calls joined by their
 //!   relays, and their links.
+//! - [`threeway`]: a three-way call made from a transfer: two calls' parties and their
+//!   user in a room of their own.
 
 mod bridge;
 mod fork;
@@ -45,6 +47,7 @@ pub mod park;
 mod record;
 mod refer;
 mod reinvite;
+mod threeway;
 mod timers;
 mod transfer;
 
@@ -172,6 +175,11 @@ pub trait Inbox: Send + Sync {
     fn find(&self, call_id: &str) -> Option<mpsc::Sender<Link>>;
     /// This call's own links (given to a partner call).
     fn links(&self) -> mpsc::Sender<Link>;
+    /// The links of every other live call (for a three-way call: each is asked whether
+    /// it is the user's).
+    fn others(&self) -> Vec<mpsc::Sender<Link>> {
+        Vec::new()
+    }
     /// The call rings office user `login`'s phones now (`None`: no more), for pickup.
     fn ringing(&self, _login: Option<&str>) {}
 }
@@ -540,6 +548,10 @@ enum State {
     Taking,
     /// Parked too long: back to the parker, at the loop's next turn.
     Unparking,
+    /// A three-way call is being made ([`threeway`]), at the loop's next turn.
+    Mixing(Box<threeway::Step>),
+    /// The call's sides are in a three-way call's room ([`Call::mixed`]).
+    Mixed,
     /// The box answered the caller: a message is being recorded, or the menu plays.
     Voicemail(Recording),
     /// Final response sent or BYEs out: waiting for the ACK and the answers, then over.
@@ -645,6 +657,8 @@ struct Call {
     parked: Option<park::Parked>,
     /// The transferor's port, kept to tell it where its call is parked.
     transferor_media: Option<(rtp::Lease, Option<SocketAddr>)>,
+    /// The sides in a three-way call's room ([`threeway`]).
+    mixed: Option<Box<threeway::Mixed>>,
 }
 
 /// Runs one call from the caller's (authenticated) INVITE to its end.
@@ -698,6 +712,10 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
             call.unpark().await;
             continue;
         }
+        if matches!(call.state, State::Mixing(_)) {
+            call.three_way_step().await;
+            continue;
+        }
         let next = call.next_timer();
         let recording = async {
             match &mut call.state {
@@ -717,6 +735,12 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
                 None => std::future::pending().await,
             }
         };
+        let mixed = async {
+            match &mut call.mixed {
+                Some(m) => m.next_left().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             m = call.inbox.recv() => match m {
                 Some(m) => call.handle(m),
@@ -732,6 +756,7 @@ pub async fn run(setup: Setup, invite: Incoming, inbox: mpsc::Receiver<Incoming>
                 Some(l) => call.link(l),
                 None => call.links = None,
             },
+            Some(side) = mixed => call.mixed_left(side),
         }
         if call.is_over() {
             break;
@@ -850,7 +875,7 @@ impl Call {
             lease_b,
             peers_rx,
             relay_stop.clone(),
-            setup.record.is_some().then_some(heard_tx),
+            Some(heard_tx),
         ));
         let p = &setup.parties;
         let (b_from, b_to, b_contact_user) = (
@@ -911,6 +936,7 @@ impl Call {
             forwarded: 0,
             parked: None,
             transferor_media: None,
+            mixed: None,
         })
     }
 
@@ -971,6 +997,11 @@ impl Call {
             return;
         }
         let from_a = m.msg.call_id() == self.a.invite.call_id();
+        if matches!(self.state, State::Mixed) && matches!(m.msg.start, StartLine::Request { .. }) {
+            let side = if from_a { rtp::Side::A } else { rtp::Side::B };
+            self.mixed_request(m, side);
+            return;
+        }
         match (&m.msg.start, from_a) {
             (StartLine::Request { .. }, true) => self.request_from_a(m),
             (StartLine::Request { .. }, false) => self.request_from_b(m),

@@ -1,5 +1,5 @@
 //! Keys pressed during a call (RFC 4733 events the relay hears, or SIP INFO), looked at
-//! for the record code: an office user on either side keys it in to record the call
+//! for the three-way code ([`super::threeway`]) and the record code: an office user on either side keys it in to record the call
 //! (both sides hear a tone, [`crate::rtp`]) and again to stop; the recording, both
 //! voices mixed, is delivered to that user's mailbox like a voicemail ("Recorded call
 //! with ..."), also when the call ends first. An outside party cannot record: only a
@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use officebox_config::derive::THREE_WAY_CODE;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -46,14 +47,24 @@ impl Call {
         }
     }
 
-    /// A key pressed on `side` during the call (by RFC 4733 or INFO).
+    /// A key pressed on `side` during the call (by RFC 4733 or INFO): the record code,
+    /// or the three-way code ([`super::threeway`]) when this call can make one.
     pub(super) fn key(&mut self, side: Side, key: char) {
-        let Some(code) = self.setup.record.as_ref().map(|r| r.code.clone()) else {
-            return;
-        };
-        if !matches!(self.state, State::Talking) || code.is_empty() {
+        let record = self
+            .setup
+            .record
+            .as_ref()
+            .map(|r| r.code.clone())
+            .filter(|c| !c.is_empty());
+        let three_way =
+            (self.setup.rooms.is_some() && self.setup.inbox.is_some()).then_some(THREE_WAY_CODE);
+        if !matches!(self.state, State::Talking) || (record.is_none() && three_way.is_none()) {
             return;
         }
+        let longest = record
+            .as_ref()
+            .map_or(0, String::len)
+            .max(three_way.map_or(0, str::len));
         let i = usize::from(side == Side::B);
         let Some((keys, at)) = self.keys.pressed.get_mut(i) else {
             return;
@@ -63,12 +74,15 @@ impl Call {
         }
         keys.push(key);
         *at = Some(Instant::now());
-        if keys.len() > code.len() {
-            keys.drain(..keys.len() - code.len());
+        if keys.len() > longest {
+            keys.drain(..keys.len() - longest);
         }
-        if *keys == code {
+        if record.is_some_and(|c| keys.ends_with(c.as_str())) {
             keys.clear();
             self.toggle_recording(side);
+        } else if three_way.is_some_and(|c| keys.ends_with(c)) {
+            keys.clear();
+            self.three_way_keyed(side);
         }
     }
 

@@ -1258,6 +1258,15 @@ impl Inbox for FakeInbox {
     fn links(&self) -> mpsc::Sender<Link> {
         self.2.clone()
     }
+
+    fn others(&self) -> Vec<mpsc::Sender<Link>> {
+        self.1
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
 }
 
 /// An answered call (as [`answered`]) that can be transferred: the fake router, and
@@ -2144,4 +2153,75 @@ async fn a_parked_call_nobody_takes_rings_its_parker_again() {
         lines.contains(&"INVITE 127.0.0.1:5070".to_string()),
         "{lines:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_three_way_code_puts_the_users_two_calls_in_one_room_that_outlives_the_user() {
+    let (mut first, wire1, _invite1, ok1, _inbox1) = transferable().await;
+    let (mut second, wire2, mut links2, link2, invite2, _ok2) = second_call("carol").await;
+    let (own1, _links1) = mpsc::channel(8);
+    let inbox1 = Arc::new(FakeInbox(
+        Mutex::default(),
+        Mutex::new(vec![("leg-a2".into(), link2)]),
+        own1,
+    ));
+    first.setup.inbox = Some(inbox1 as Arc<dyn Inbox>);
+    let rooms = Arc::new(crate::conference::Rooms::default());
+    first.setup.rooms = Some(Arc::clone(&rooms));
+
+    // alice keys *3 (by SIP INFO) in her call to bob.
+    let to = ok1.header("to").unwrap().to_string();
+    for (cseq, key) in [(2, '*'), (3, '3')] {
+        let mut info = from_caller("INFO", cseq, &format!("z9hG4bKkey{cseq}"), &to, b"");
+        info.msg.push("Content-Type", "application/dtmf-relay");
+        info.msg.body = format!("Signal={key}\r\nDuration=160\r\n").into_bytes();
+        first.handle(info);
+    }
+    assert!(matches!(first.state, State::Mixing(_)));
+    sent(&wire1);
+    tokio::join!(first.three_way_step(), async {
+        // Asked first for a call where alice holds the other party (she holds nobody:
+        // no), then for any call of hers (yes).
+        for _ in 0..2 {
+            let link = links2.recv().await.unwrap();
+            second.link(link);
+        }
+        second.three_way_step().await;
+    });
+    assert!(matches!(first.state, State::Mixed));
+    assert!(matches!(second.state, State::Mixed));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rooms.members("three-way:leg-a"), 3);
+    // alice's dialog in the second call is hung up by the box; carol is its leg A now.
+    after(&mut second, Duration::from_millis(300)).await;
+    let (lines, msgs) = sent(&wire2);
+    assert_eq!(lines, ["BYE 127.0.0.1:5062"]);
+    assert_eq!(msgs[0].call_id(), "leg-a2");
+    assert_eq!(second.a.peer.addr, addr(PHONE_2));
+    assert!(sent(&wire1).0.is_empty());
+
+    // alice hangs up: she leaves, bob and carol stay.
+    first.handle(from_caller("BYE", 4, "z9hG4bKbye", &to, b""));
+    assert_eq!(sent(&wire1).0, ["200/BYE 127.0.0.1:5062"]);
+    let left = first.mixed.as_mut().unwrap().next_left().await.unwrap();
+    assert_eq!(left, crate::rtp::Side::A);
+    first.mixed_left(left);
+    assert!(matches!(first.state, State::Mixed));
+    assert!(sent(&wire1).0.is_empty());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rooms.members("three-way:leg-a"), 2);
+
+    // carol hangs up: her call ends; bob, the last one left, is hung up by the box.
+    let mut bye = from_callee("BYE", 2, &invite2, "carol", b"");
+    bye.source = addr(PHONE_2);
+    second.handle(bye);
+    assert_eq!(sent(&wire2).0, ["200/BYE 127.0.0.1:5072"]);
+    let left = second.mixed.as_mut().unwrap().next_left().await.unwrap();
+    second.mixed_left(left);
+    assert!(matches!(second.state, State::Ending));
+    let left = first.mixed.as_mut().unwrap().next_left().await.unwrap();
+    assert_eq!(left, crate::rtp::Side::B);
+    first.mixed_left(left);
+    assert_eq!(sent(&wire1).0, ["BYE 127.0.0.1:5070"]);
+    assert!(matches!(first.state, State::Ending));
 }

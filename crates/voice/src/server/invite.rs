@@ -411,6 +411,19 @@ impl call::Inbox for CallInbox {
         self.route.link.clone()
     }
 
+    fn others(&self) -> Vec<mpsc::Sender<call::Link>> {
+        let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut others: Vec<mpsc::Sender<call::Link>> = Vec::new();
+        for r in calls.routes.values() {
+            if !r.link.same_channel(&self.route.link)
+                && !others.iter().any(|o| o.same_channel(&r.link))
+            {
+                others.push(r.link.clone());
+            }
+        }
+        others
+    }
+
     fn ringing(&self, login: Option<&str>) {
         let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
         let listed = calls.ringing_users.iter().position(|(c, ..)| *c == self.id);
