@@ -2225,3 +2225,39 @@ async fn the_three_way_code_puts_the_users_two_calls_in_one_room_that_outlives_t
     assert_eq!(sent(&wire1).0, ["BYE 127.0.0.1:5070"]);
     assert!(matches!(first.state, State::Ending));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_three_way_code_never_joins_another_users_call_and_alone_changes_nothing() {
+    let (mut first, wire1, _invite1, ok1, _inbox1) = transferable().await;
+    let (mut second, wire2, mut links2, link2, _invite2, _ok2) = second_call("carol").await;
+    // The second call is mallory's with carol: none of alice's.
+    second.setup.parties.caller_login = "mallory".into();
+    let (own1, _links1) = mpsc::channel(8);
+    let inbox1 = Arc::new(FakeInbox(
+        Mutex::default(),
+        Mutex::new(vec![("leg-a2".into(), link2)]),
+        own1,
+    ));
+    first.setup.inbox = Some(inbox1 as Arc<dyn Inbox>);
+    first.setup.rooms = Some(Arc::default());
+    let to = ok1.header("to").unwrap().to_string();
+    for (cseq, key) in [(2, '*'), (3, '3')] {
+        let mut info = from_caller("INFO", cseq, &format!("z9hG4bKkey{cseq}"), &to, b"");
+        info.msg.push("Content-Type", "application/dtmf-relay");
+        info.msg.body = format!("Signal={key}\r\nDuration=160\r\n").into_bytes();
+        first.handle(info);
+    }
+    sent(&wire1);
+    sent(&wire2);
+    tokio::join!(first.three_way_step(), async {
+        for _ in 0..2 {
+            let link = links2.recv().await.unwrap();
+            second.link(link);
+        }
+    });
+    // Both calls go on as they were: nothing sent, the relays untouched.
+    assert!(matches!(first.state, State::Talking));
+    assert!(matches!(second.state, State::Talking));
+    assert!(first.media.relay.is_some() && second.media.relay.is_some());
+    assert!(sent(&wire1).0.is_empty() && sent(&wire2).0.is_empty());
+}
