@@ -11,21 +11,25 @@
 # One plain call: alice calls 103 directly, carol answers, alice hangs up. Both kinds
 # stay up 0.3 s (the time a transfer takes here), so only the work differs.
 #
-# Each kind runs COUNT times, CONCURRENT at once, and officebox's CPU time (utime+stime
-# from /proc/PID/stat) over the run gives its CPU per transfer and per plain call; the
-# ratio is what a transfer costs in plain call setups. The bar (issue 17): within 2x.
+# Each kind runs COUNT times, CONCURRENT at once, in ROUNDS rounds taken in turn (plain,
+# transfer, plain, ...: on a two-core machine one run's CPU time varies by a quarter, and
+# drifts), and officebox's CPU time (utime+stime from /proc/PID/stat) over each kind's
+# runs gives its CPU per transfer and per plain call; the ratio is what a transfer costs
+# in plain call setups. The bar (issue 17): within 2x. Each run's phones unregister at
+# its end (a binding left behind would be rung, and CANCELled for 32 s, by the next).
 # No peer: kamailio is a proxy and does not carry out REFER for its phones.
 #
-#     bench/transfer.sh                 # COUNT=2000 CONCURRENT=50
+#     bench/transfer.sh                 # COUNT=2000 CONCURRENT=50 ROUNDS=3
 #
-# Environment: COUNT, CONCURRENT, PORT_OFFSET (default 4000), OFFICEBOX_BIN (a built
-# binary; otherwise a release build), KEEP_WORK=1.
+# Environment: COUNT, CONCURRENT, ROUNDS, PORT_OFFSET (default 4000), OFFICEBOX_BIN (a
+# built binary; otherwise a release build), KEEP_WORK=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 count="${COUNT:-2000}"
 concurrent="${CONCURRENT:-50}"
+rounds="${ROUNDS:-3}"
 port_offset="${PORT_OFFSET:-4000}"
 addr=127.0.0.1
 clk_tck="$(getconf CLK_TCK)"
@@ -131,13 +135,15 @@ class Phone(asyncio.DatagramProtocol):
         msg += "Content-Length: %d\r\n\r\n%s" % (len(body), body)
         self.send(msg)
 
-    async def register(self):
+    async def register(self, expires=3600):
+        """REGISTER this socket's Contact (expires 0: removes it, as a phone switched off
+        does; a binding left behind would be rung, and CANCELled, by the next run)."""
         cid, me = rid(), "<sip:%s@%s>" % (self.ext, DOMAIN)
         frm = me + ";tag=" + rid()
-        r = await self.request("REGISTER", "sip:" + DOMAIN, cid, 1, frm, me, "Expires: 3600\r\n")
+        r = await self.request("REGISTER", "sip:" + DOMAIN, cid, 1, frm, me, "Expires: %d\r\n" % expires)
         auth = digest(r, self.login, self.password, "REGISTER", "sip:" + DOMAIN, "WWW-Authenticate")
         r = await self.request("REGISTER", "sip:" + DOMAIN, cid, 2, frm, me,
-                               "Expires: 3600\r\nAuthorization: %s\r\n" % auth)
+                               "Expires: %d\r\nAuthorization: %s\r\n" % (expires, auth))
         assert r.startswith("SIP/2.0 200"), r
 
 def dialog_request(phone, req, method, cseq, tag, extra=""):
@@ -219,7 +225,10 @@ async def main():
     print("go", flush=True)
     t0 = time.monotonic()
     await asyncio.gather(*(one() for _ in range(COUNT)))
-    print("done %.3f %d" % (time.monotonic() - t0, failed), flush=True)
+    elapsed = time.monotonic() - t0
+    for p in phones.values():
+        await p.register(0)
+    print("done %.3f %d" % (elapsed, failed), flush=True)
 
 asyncio.run(main())
 EOF
@@ -236,18 +245,34 @@ run() {
     wait "$ppid" || { cat "$out" >&2; exit 1; }
     c1="$(ticks "$obx_pid")"
     line="$(grep '^done' "$out")"
-    awk -v l="$line" -v a="$c0" -v b="$c1" -v hz="$clk_tck" -v n="$count" 'BEGIN {
-        split(l, f, " "); printf "%.0f %.3f %d\n", n / f[2], (b - a) / hz / n * 1000, f[3] }'
+    # seconds, CPU ticks, calls failed
+    awk -v l="$line" -v a="$c0" -v b="$c1" 'BEGIN { split(l, f, " "); print f[2], b - a, f[3] }'
 }
 
-read -r plain_rate plain_cpu plain_failed <<<"$(run plain)"
-sleep 2
-read -r xfer_rate xfer_cpu xfer_failed <<<"$(run transfer)"
+declare -A secs ticks_used failed
+for kind in plain transfer; do secs[$kind]=0; ticks_used[$kind]=0; failed[$kind]=0; done
+for r in $(seq "$rounds"); do
+    for kind in plain transfer; do
+        read -r s t f <<<"$(run "$kind")"
+        secs[$kind]="$(awk -v a="${secs[$kind]}" -v b="$s" 'BEGIN { print a + b }')"
+        ticks_used[$kind]=$((ticks_used[$kind] + t))
+        failed[$kind]=$((failed[$kind] + f))
+        printf 'round %d %-9s %6.0f per s %8.3f cpu ms each\n' "$r" "$kind" \
+            "$(awk -v n="$count" -v s="$s" 'BEGIN { print n / s }')" \
+            "$(awk -v t="$t" -v hz="$clk_tck" -v n="$count" 'BEGIN { print t / hz / n * 1000 }')"
+        sleep 2
+    done
+done
+total=$((count * rounds))
+each() { awk -v t="${ticks_used[$1]}" -v hz="$clk_tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 1000 }'; }
+rate() { awk -v s="${secs[$1]}" -v n="$total" 'BEGIN { printf "%.0f", n / s }'; }
+plain_cpu="$(each plain)"
+xfer_cpu="$(each transfer)"
 printf '%-10s %10s %14s %8s\n' kind "per s" "cpu ms each" failed
-printf '%-10s %10s %14s %8s\n' plain "$plain_rate" "$plain_cpu" "$plain_failed"
-printf '%-10s %10s %14s %8s\n' transfer "$xfer_rate" "$xfer_cpu" "$xfer_failed"
+printf '%-10s %10s %14s %8s\n' plain "$(rate plain)" "$plain_cpu" "${failed[plain]}"
+printf '%-10s %10s %14s %8s\n' transfer "$(rate transfer)" "$xfer_cpu" "${failed[transfer]}"
 r="$(ratio "$xfer_cpu" "$plain_cpu")"
 verdict=PASS
 awk -v r="$r" 'BEGIN { exit !(r != "n/a" && r <= 2) }' || verdict=FAIL
-[ "$xfer_failed" = 0 ] && [ "$plain_failed" = 0 ] || verdict="FAIL (calls failed)"
-echo "a transfer costs $r plain call setups (bar: 2): $verdict"
+[ "${failed[transfer]}" = 0 ] && [ "${failed[plain]}" = 0 ] || verdict="FAIL (calls failed)"
+echo "a transfer costs $r plain call setups over $rounds rounds of $count each (bar: 2): $verdict"
