@@ -1075,3 +1075,79 @@ fn a_trunk_over_tls_checks_the_providers_certificate_registers_and_carries_a_cal
     });
     assert!(refused, "{}\n{}", status(), other.log());
 }
+
+#[test]
+fn a_call_from_the_trunk_is_transferred_in_the_office_and_an_office_call_out_to_the_trunk() {
+    let _serial = serial();
+    let dir = scratch_dir("trunk-transfer").unwrap();
+    let (alice_says, alice_plays) = sentence_after(
+        dir.path(),
+        "alice",
+        "Alice takes the customer's order.",
+        3.0,
+    );
+    let (bob_says, bob_plays) =
+        sentence_after(dir.path(), "bob", "Bob asks about the delivery date.", 3.0);
+    let (carol_says, carol_plays) = sentence_after(
+        dir.path(),
+        "carol",
+        "Carol from outside wants twelve more chairs.",
+        3.0,
+    );
+    let world = World::start(|c| c);
+    let alice = world.office_phone("alice", "101", "alice", Some(&alice_plays));
+    let bob = world.office_phone("bob", "102", "bob", Some(&bob_plays));
+    let carol = world.outside_phone(&carol_plays);
+
+    // From the trunk: carol dials bob's DID, bob puts her through to alice.
+    let (c, b, a) = (carol.mark(), bob.mark(), alice.mark());
+    carol.dial(DID_BOB).unwrap();
+    let started = world.event(&carol, c, "CALL_ESTABLISHED").received;
+    world.event(&bob, b, "CALL_ESTABLISHED");
+    sleep(Duration::from_millis(500));
+    bob.command("transfer", Some("101"))
+        .unwrap_or_else(|e| world.fail("bob could not transfer", e));
+    world.event(&alice, a, "CALL_ESTABLISHED");
+    world.event(&bob, b, "CALL_CLOSED");
+    let until = started + Duration::from_secs_f64(1.0 + 3.0 + 4.0);
+    sleep(until.saturating_duration_since(Instant::now()));
+    let (c, a) = (carol.mark(), alice.mark());
+    carol.hangup().unwrap();
+    world.event(&carol, c, "CALL_CLOSED");
+    world.event(&alice, a, "CALL_CLOSED");
+    heard(&world, &alice, &carol_says);
+    heard(&world, &carol, &alice_says);
+
+    // To the trunk: bob calls alice, alice puts him through to carol's number (an outside
+    // call of hers: her route).
+    let (c, b, a) = (carol.mark(), bob.mark(), alice.mark());
+    bob.dial("101").unwrap();
+    let started = world.event(&bob, b, "CALL_ESTABLISHED").received;
+    world.event(&alice, a, "CALL_ESTABLISHED");
+    sleep(Duration::from_millis(500));
+    alice
+        .command("transfer", Some(&format!("9{OUTSIDE}")))
+        .unwrap_or_else(|e| world.fail("alice could not transfer", e));
+    let seen = world.event(&carol, c, "CALL_ESTABLISHED").peer_uri;
+    assert!(seen.starts_with(&format!("sip:{ACCOUNT}@")), "{seen}");
+    world.event(&alice, a, "CALL_CLOSED");
+    let until = started + Duration::from_secs_f64(1.0 + 3.0 + 4.0);
+    sleep(until.saturating_duration_since(Instant::now()));
+    let (c, b) = (carol.mark(), bob.mark());
+    bob.hangup().unwrap();
+    world.event(&bob, b, "CALL_CLOSED");
+    world.event(&carol, c, "CALL_CLOSED");
+    heard(&world, &carol, &bob_says);
+    heard(&world, &bob, &carol_says);
+    // The call log shows both on the trunk: carol's call in, and bob's call to alice
+    // that she sent out.
+    let log = world.cli(&["phone", "log"]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("(in via main)") && l.contains(OUTSIDE))
+            && log
+                .lines()
+                .any(|l| l.contains("102 (Bob Example)") && l.contains("via main)")),
+        "{log}"
+    );
+}

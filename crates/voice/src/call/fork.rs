@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::debug;
 
-use officebox_store::Disposition;
+use officebox_store::{CallEvent, Disposition};
 
 use super::timers::{Key, Retransmit};
 use super::{Call, Callee, Incoming, OutsideLine, Peer, State, branch, copy_body, reach};
@@ -658,7 +658,14 @@ impl Call {
         }
         self.cancel_forks(Some(i));
         if let Some(l) = line {
-            // A ring group's outside number answered: the dialog is the line's.
+            // A ring group's outside number answered (or a transfer's, a forward's): the
+            // dialog is the line's, and the call log says which trunk carried it.
+            if self.setup.log.trunk.as_deref() != Some(l.trunk.as_str()) {
+                self.log(CallEvent::Trunk {
+                    call_id: self.setup.log.call_id.clone(),
+                    trunk: l.trunk.clone(),
+                });
+            }
             let ip = self.setup.wire.local_for(l.peer);
             self.b_local = SocketAddr::new(ip, self.b_local.port());
             self.media.ip_b = ip;

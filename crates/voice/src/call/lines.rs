@@ -36,7 +36,9 @@ impl Call {
             self.fail_a(code, &reason);
             return;
         };
-        if i > 0 {
+        // A failover, or a call that had no trunk (a transfer out, a forward): the call
+        // log says which trunk carried it.
+        if i > 0 || self.setup.log.trunk.as_deref() != Some(line.trunk.as_str()) {
             self.log(CallEvent::Trunk {
                 call_id: self.setup.log.call_id.clone(),
                 trunk: line.trunk.clone(),
