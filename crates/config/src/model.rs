@@ -21,6 +21,93 @@ pub struct Config {
     pub phone: Phone,
     pub web: Web,
     pub ntp: Ntp,
+    pub vpn: Vpn,
+}
+
+/// `[vpn]`: the box's WireGuard tunnels to the company's other sites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vpn {
+    pub enabled: bool,
+    /// The UDP port the tunnels use on the WAN (the only WAN opening they make).
+    pub listen_port: u16,
+    /// The box's address in the tunnels' own subnet, e.g. 10.99.0.1/24.
+    pub address: Ipv4Net,
+    /// `[[vpn.sites]]`.
+    pub sites: Vec<Site>,
+}
+
+/// `[[vpn.sites]]`: another office with its own officebox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// A short name, e.g. `branch`.
+    pub name: String,
+    pub enabled: bool,
+    /// The other box's public key (32 bytes, base64 as WireGuard writes it).
+    pub public_key: [u8; 32],
+    /// Where the other box is reached: a host name or address, and the port.
+    pub endpoint: Option<(String, u16)>,
+    /// Its LAN subnets (routed through the tunnel).
+    pub subnets: Vec<Ipv4Net>,
+    /// Its DNS domain (answered by asking its box through the tunnel).
+    pub domain: Option<String>,
+    /// Its extensions (called through the tunnel).
+    pub extensions: Option<Extensions>,
+}
+
+/// A site's extensions: a range, or every extension with a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extensions {
+    /// `200-299`: the numbers from the first to the last, of their length.
+    Range(String, String),
+    /// `2`: any extension starting with it.
+    Prefix(String),
+}
+
+impl Extensions {
+    /// Whether `ext` is one of them.
+    pub fn contains(&self, ext: &str) -> bool {
+        if ext.is_empty() || !ext.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        match self {
+            Extensions::Prefix(p) => ext.starts_with(p.as_str()) && ext.len() > p.len(),
+            Extensions::Range(first, last) => {
+                ext.len() == first.len() && first.as_str() <= ext && ext <= last.as_str()
+            }
+        }
+    }
+
+    /// Whether the two share an extension.
+    pub fn overlaps(&self, other: &Extensions) -> bool {
+        match (self, other) {
+            (Extensions::Prefix(a), Extensions::Prefix(b)) => {
+                a.starts_with(b.as_str()) || b.starts_with(a.as_str())
+            }
+            (Extensions::Range(f, l), Extensions::Prefix(p))
+            | (Extensions::Prefix(p), Extensions::Range(f, l)) => {
+                // Some number of the range's length starting with the prefix is in it.
+                if p.len() >= f.len() {
+                    return p.len() == f.len() && f <= p && p <= l;
+                }
+                let pad = f.len() - p.len();
+                let low = format!("{p}{}", "0".repeat(pad));
+                let high = format!("{p}{}", "9".repeat(pad));
+                low.as_str() <= l.as_str() && f.as_str() <= high.as_str()
+            }
+            (Extensions::Range(f1, l1), Extensions::Range(f2, l2)) => {
+                f1.len() == f2.len() && f1 <= l2 && f2 <= l1
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Extensions::Range(a, b) => write!(f, "{a}-{b}"),
+            Extensions::Prefix(p) => write!(f, "{p}"),
+        }
+    }
 }
 
 /// `[network]`: names and addresses of the box.

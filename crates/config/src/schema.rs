@@ -1138,6 +1138,77 @@ pub const NTP_PORT: Setting = s(
     "123 for a real office; another only for testing.",
 );
 
+pub const VPN_ENABLED: Setting = s(
+    "vpn.enabled",
+    Kind::Bool,
+    Default::Bool(false),
+    "Tunnels on",
+    "WireGuard tunnels to the company's other sites. The box makes its key on first start.",
+);
+pub const VPN_LISTEN_PORT: Setting = s(
+    "vpn.listen_port",
+    PORT,
+    Default::Int(51820),
+    "Tunnel port",
+    "The UDP port the tunnels use on the WAN (the only opening they make there).",
+);
+pub const VPN_ADDRESS: Setting = s(
+    "vpn.address",
+    Kind::Text,
+    Default::Text("10.99.0.1/24"),
+    "Tunnel address",
+    "The box's address in the tunnels' own subnet; each site's box has another in it.",
+);
+pub const VPN_SITE_NAME: Setting = s(
+    "vpn.sites[].name",
+    Kind::Text,
+    Default::None,
+    "Name",
+    "A short name for the other office, e.g. branch.",
+);
+pub const VPN_SITE_ENABLED: Setting = s(
+    "vpn.sites[].enabled",
+    Kind::Bool,
+    Default::Bool(true),
+    "In use",
+    "Off: kept here, but no tunnel to it.",
+);
+pub const VPN_SITE_PUBLIC_KEY: Setting = s(
+    "vpn.sites[].public_key",
+    Kind::Text,
+    Default::None,
+    "Its public key",
+    "The other box's public key, as its Sites page shows it (44 characters).",
+);
+pub const VPN_SITE_ENDPOINT: Setting = s(
+    "vpn.sites[].endpoint",
+    Kind::Text,
+    Default::None,
+    "Where it is",
+    "Its WAN address or name, and port, e.g. branch.example.com:51820. None: it calls in.",
+);
+pub const VPN_SITE_SUBNETS: Setting = s(
+    "vpn.sites[].subnets",
+    Kind::List,
+    Default::None,
+    "Its networks",
+    "Its LAN subnets, reached through the tunnel, e.g. [\"192.168.2.0/24\"].",
+);
+pub const VPN_SITE_DOMAIN: Setting = s(
+    "vpn.sites[].domain",
+    Kind::Text,
+    Default::None,
+    "Its domain",
+    "Its DNS domain, answered by its box, e.g. branch.example.com.",
+);
+pub const VPN_SITE_EXTENSIONS: Setting = s(
+    "vpn.sites[].extensions",
+    Kind::Text,
+    Default::None,
+    "Its extensions",
+    "Its phones' extensions, called through the tunnel: a range (\"200-299\") or a prefix (\"2\").",
+);
+
 // ---------------------------------------------------------------- [phone]: the dial plan
 
 /// How a ring group rings.
@@ -1527,6 +1598,16 @@ pub const SETTINGS: &[&Setting] = &[
     &CONFIRM_TIMEOUT,
     &NTP_ENABLED,
     &NTP_PORT,
+    &VPN_ENABLED,
+    &VPN_LISTEN_PORT,
+    &VPN_ADDRESS,
+    &VPN_SITE_NAME,
+    &VPN_SITE_ENABLED,
+    &VPN_SITE_PUBLIC_KEY,
+    &VPN_SITE_ENDPOINT,
+    &VPN_SITE_SUBNETS,
+    &VPN_SITE_DOMAIN,
+    &VPN_SITE_EXTENSIONS,
 ];
 
 #[cfg(test)]

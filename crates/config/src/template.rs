@@ -299,6 +299,20 @@ password = "{admin_hash}"
 [ntp]
 {ntp.enabled}
 {ntp.port}
+
+# ---------------------------------------------------------------- Sites (VPN)
+[vpn]
+{vpn.enabled}
+{vpn.listen_port}
+{vpn.address}
+# Another office with its own officebox (exchange public keys on the Sites pages):
+# [[vpn.sites]]
+# name = "branch"
+# public_key = "..."                # its box's, as its Sites page shows it
+# endpoint = "branch.example.com:51820"
+# subnets = ["192.168.2.0/24"]      # its LAN
+# domain = "branch.example.com"     # its names, answered by its box
+# extensions = "200-299"            # its phones, called through the tunnel
 "#;
 
 #[cfg(test)]

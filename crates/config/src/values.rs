@@ -84,6 +84,22 @@ pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
         .map_err(|_| format!("`{s}` is not an IPv4 address"))
 }
 
+/// Parses an IPv4 address with a prefix length (`10.2.0.0/24`, `10.99.0.1/24`); a bare
+/// address is a /32.
+pub fn parse_ipv4_net(s: &str) -> Result<Ipv4Net, String> {
+    let text = s.trim();
+    let (addr, prefix) = text.split_once('/').unwrap_or((text, "32"));
+    let address = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IPv4 address"))?;
+    let prefix = prefix
+        .parse::<u8>()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| format!("`/{prefix}` is not a prefix length (0 to 32)"))?;
+    Ok(Ipv4Net { address, prefix })
+}
+
 /// Parses an IPv4 or IPv6 address.
 pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.trim()

@@ -6,6 +6,7 @@
 pub mod login;
 pub mod provision;
 pub mod tls;
+pub mod wireguard;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};

@@ -105,6 +105,7 @@ mod security;
 mod services;
 mod trunks;
 mod users;
+mod vpn;
 
 pub use dns::reverse_zone;
 use network::placeholder_network;
@@ -166,6 +167,9 @@ impl Loader<'_, '_> {
         let web = self.web(sec_web);
         let sec_ntp = root.table(self.sink, "ntp");
         let ntp = self.ntp(sec_ntp);
+        let sec_vpn = root.table(self.sink, "vpn");
+        let own_domain = network.as_ref().map(|n| n.value.domain.clone());
+        let (vpn, vpn_port) = self.vpn(sec_vpn, lan, &users, own_domain.as_deref());
         root.finish(self.sink);
 
         if web.enabled && !self.saw_admin {
@@ -200,8 +204,10 @@ impl Loader<'_, '_> {
             phone,
             web,
             ntp,
+            vpn,
         };
         self.check_ports(|s| service_enabled(&config, s));
+        self.check_vpn_port(&config, vpn_port);
         config
     }
 }

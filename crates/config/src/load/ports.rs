@@ -56,3 +56,42 @@ impl Loader<'_, '_> {
         }
     }
 }
+
+impl Loader<'_, '_> {
+    /// The tunnels' UDP port, when they are on, is no other service's.
+    pub(super) fn check_vpn_port(
+        &mut self,
+        config: &Config,
+        at: Option<crate::read::Spanned<u16>>,
+    ) {
+        if !config.vpn.enabled {
+            return;
+        }
+        let port = config.vpn.listen_port;
+        let clash = self.ports.iter().find(|p| {
+            p.port == port
+                && service_enabled(config, p.service)
+                && p.service.protocols().contains(&Protocol::Udp)
+        });
+        match (clash, at) {
+            (Some(p), Some(at)) => self.sink.error(
+                &at.span,
+                "vpn.listen_port",
+                format!(
+                    "UDP port {port} is already used by {} ({})",
+                    p.service.name(),
+                    p.path
+                ),
+                "give the tunnels their own port, e.g. 51820",
+            ),
+            // The tunnels' port is the default: the other setting is the one to change.
+            (Some(p), None) => self.sink.error(
+                &p.span,
+                p.path.clone(),
+                format!("UDP port {port} is the tunnels' (vpn.listen_port)"),
+                "give this service another port, or the tunnels another vpn.listen_port",
+            ),
+            (None, _) => {}
+        }
+    }
+}

@@ -435,3 +435,40 @@ fn phones_are_assigned_by_mac_to_users_with_extensions() {
         problems("[security]\nmode = \"firewall-nat\"\nwan_services = [\"provisioning-tls\"]\n");
     assert!(e.contains("provisioning-tls"), "{e}");
 }
+
+#[test]
+fn a_site_loads_with_its_key_networks_domain_and_extensions() {
+    let c = parse_ok(
+        "[vpn]\nenabled = true\nlisten_port = 51821\naddress = \"10.77.0.1/24\"\n\
+         [[vpn.sites]]\nname = \"branch\"\n\
+         public_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
+         endpoint = \"203.0.113.7\"\nsubnets = [\"192.168.2.1/24\", \"10.20.0.0/16\"]\n\
+         domain = \"Branch.Example.com\"\nextensions = \"200-299\"\n\
+         [[vpn.sites]]\nname = \"home\"\nenabled = false\n\
+         public_key = \"dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=\"\nsubnets = [\"10.30.0.0/24\"]\n",
+    );
+    let vpn = &c.vpn;
+    assert!(vpn.enabled);
+    assert_eq!(vpn.listen_port, 51821);
+    assert_eq!(vpn.address.to_string(), "10.77.0.0/24");
+    assert_eq!(vpn.address.address, Ipv4Addr::new(10, 77, 0, 1));
+    let b = &vpn.sites[0];
+    assert_eq!(b.name, "branch");
+    assert_eq!(b.public_key[0], 0x85);
+    assert_eq!(b.endpoint, Some(("203.0.113.7".into(), 51820)));
+    let nets: Vec<String> = b.subnets.iter().map(|n| n.to_string()).collect();
+    assert_eq!(nets, ["192.168.2.0/24", "10.20.0.0/16"]);
+    assert_eq!(b.domain.as_deref(), Some("branch.example.com"));
+    assert!(b.extensions.as_ref().is_some_and(|e| e.contains("250")));
+    assert!(b.enabled && !vpn.sites[1].enabled);
+    assert_eq!(vpn.sites[1].endpoint, None);
+    // Off by default, and an extension of a local user is not a site's.
+    assert!(!parse_ok("").vpn.enabled);
+    assert!(
+        problems(
+            "[[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
+             subnets = [\"10.5.0.0/24\"]\nextensions = \"1\"\n"
+        )
+        .contains("takes in 102, bob's extension here")
+    );
+}

@@ -1,0 +1,327 @@
+//! `[vpn]` and `[[vpn.sites]]`: the tunnels to the company's other offices.
+
+use super::*;
+
+/// A key as WireGuard writes it: 32 bytes of standard base64 (44 characters).
+pub fn parse_wireguard_key(s: &str) -> Result<[u8; 32], String> {
+    let text = s.trim();
+    let bytes = decode_base64(text).ok_or_else(|| format!("`{text}` is not base64"))?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        format!(
+            "a WireGuard key is 32 bytes (44 characters of base64); this one is {} bytes",
+            b.len()
+        )
+    })
+}
+
+/// Standard base64 with padding (the config crate has no base64 dependency for this one
+/// use).
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() || !text.len().is_multiple_of(4) {
+        return None;
+    }
+    let body = text.trim_end_matches('=');
+    if text.len() - body.len() > 2 {
+        return None;
+    }
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for c in body.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    // What is left over must be padding bits, all zero.
+    (bits == 0).then_some(out)
+}
+
+/// A site's endpoint: `host:port` or `host` (port 51820); the host a name or an IPv4
+/// address (a name is looked up when the tunnel starts, not here).
+fn parse_endpoint(s: &str) -> Result<(String, u16), String> {
+    let text = s.trim();
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) => {
+            let port = p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("`{p}` is not a port"))?;
+            (h, port)
+        }
+        None => (text, 51820),
+    };
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Ok((host.to_string(), port));
+    }
+    let name =
+        parse_domain(host).map_err(|_| format!("`{host}` is not a host name or IPv4 address"))?;
+    Ok((name, port))
+}
+
+/// `200-299` (two numbers of one length) or `2` (a prefix).
+fn parse_extensions(s: &str) -> Result<Extensions, String> {
+    let text = s.trim();
+    let digits = |x: &str| !x.is_empty() && x.len() <= 8 && x.bytes().all(|b| b.is_ascii_digit());
+    match text.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (a.trim(), b.trim());
+            if !digits(a) || !digits(b) || a.len() != b.len() || a > b {
+                return Err(format!(
+                    "`{text}` is not a range of extensions of one length, lowest first"
+                ));
+            }
+            Ok(Extensions::Range(a.into(), b.into()))
+        }
+        None if digits(text) => Ok(Extensions::Prefix(text.into())),
+        None => Err(format!(
+            "`{text}` is neither a range nor a prefix of extensions"
+        )),
+    }
+}
+
+const SUBNET_HELP: &str = "write networks with their prefix length, e.g. [\"192.168.2.0/24\"]";
+
+impl Loader<'_, '_> {
+    /// `[vpn]`, checked against the LAN, the local users' extensions and the own domain.
+    pub(super) fn vpn(
+        &mut self,
+        sec: Option<Section>,
+        lan: Option<Ipv4Net>,
+        users: &[Spanned<User>],
+        own_domain: Option<&str>,
+    ) -> (Vpn, Option<Spanned<u16>>) {
+        let mut vpn = Vpn {
+            enabled: schema::VPN_ENABLED.bool(),
+            listen_port: schema::VPN_LISTEN_PORT.port(),
+            address: parse_ipv4_net(schema::VPN_ADDRESS.text()).unwrap_or(Ipv4Net {
+                address: Ipv4Addr::new(10, 99, 0, 1),
+                prefix: 24,
+            }),
+            sites: Vec::new(),
+        };
+        let Some(mut sec) = sec else {
+            return (vpn, None);
+        };
+        vpn.enabled = sec.flag(self.sink, &schema::VPN_ENABLED);
+        let port = sec.port(self.sink, schema::VPN_LISTEN_PORT.key());
+        if let Some(p) = &port {
+            vpn.listen_port = p.value;
+        }
+        if let Some(a) = sec.parsed(
+            self.sink,
+            schema::VPN_ADDRESS.key(),
+            "write the box's address and the subnet's prefix length, e.g. \"10.99.0.1/24\"",
+            parse_ipv4_net,
+        ) {
+            let net = a.value;
+            if !net.is_host(net.address) || net.prefix > 30 {
+                self.sink.error(
+                    &a.span,
+                    "vpn.address",
+                    format!("{} is no host address of a subnet", a.value.address),
+                    "give the box a host address and a subnet of /30 or wider, e.g. \"10.99.0.1/24\"",
+                );
+            } else if let Some(l) = lan.filter(|l| l.overlaps(net)) {
+                self.sink.error(
+                    &a.span,
+                    "vpn.address",
+                    format!("the tunnels' subnet {net} overlaps the LAN {l}"),
+                    "pick a subnet the LAN does not use, e.g. \"10.99.0.1/24\"",
+                );
+            } else {
+                vpn.address = net;
+            }
+        }
+        let sites = sec.tables(self.sink, "sites");
+        sec.finish(self.sink);
+        // Every network already taken, and by what (for overlaps).
+        let mut taken: Vec<(Ipv4Net, String)> = Vec::new();
+        if let Some(l) = lan {
+            taken.push((l, "the LAN".into()));
+        }
+        taken.push((vpn.address, "the tunnels' own subnet (vpn.address)".into()));
+        let mut ranges: Vec<(Extensions, String)> = Vec::new();
+        for mut s in sites {
+            let path = s.path.clone();
+            let name = s.parsed(
+                self.sink,
+                "name",
+                "letters, digits and '-', e.g. \"branch\"",
+                parse_label,
+            );
+            let enabled = s.flag(self.sink, &schema::VPN_SITE_ENABLED);
+            let key = s.parsed(
+                self.sink,
+                "public_key",
+                "copy the other box's public key from its Sites page (44 characters ending in =)",
+                parse_wireguard_key,
+            );
+            let endpoint = s.parsed(
+                self.sink,
+                "endpoint",
+                "write its WAN address or name and the port, e.g. \"branch.example.com:51820\"",
+                parse_endpoint,
+            );
+            let subnets = s.parsed_list(self.sink, "subnets", SUBNET_HELP, parse_ipv4_net);
+            let domain = s.parsed(
+                self.sink,
+                "domain",
+                "write its DNS domain, e.g. \"branch.example.com\"",
+                parse_domain,
+            );
+            let extensions = s.parsed(
+                self.sink,
+                "extensions",
+                "a range like \"200-299\" or a prefix like \"2\"",
+                parse_extensions,
+            );
+            for k in ["name", "public_key", "subnets"] {
+                if !s.has(k) {
+                    s.missing(
+                        self.sink,
+                        k,
+                        "a site needs its name, its box's public key and its subnets",
+                    );
+                }
+            }
+            let mut ok = true;
+            if let Some(n) = &name
+                && let Some(j) = vpn.sites.iter().position(|x| x.name == n.value)
+            {
+                ok = false;
+                self.sink.error(
+                    &n.span,
+                    format!("{path}.name"),
+                    format!("{} is already vpn.sites[{j}]", n.value),
+                    "give each site its own name",
+                );
+            }
+            let mut nets = Vec::new();
+            for (i, net) in subnets.iter().flatten().enumerate() {
+                let v = net.value;
+                let here = format!("{path}.subnets[{i}]");
+                if let Some((_, what)) = taken.iter().find(|(t, _)| t.overlaps(v)) {
+                    ok = false;
+                    self.sink.error(
+                        &net.span,
+                        here,
+                        format!("{v} overlaps {what}"),
+                        "each site needs networks of its own: renumber one of them",
+                    );
+                } else {
+                    taken.push((v, format!("{path}.subnets[{i}]")));
+                    nets.push(Ipv4Net {
+                        address: v.network(),
+                        prefix: v.prefix,
+                    });
+                }
+            }
+            if let (Some(d), Some(own)) = (&domain, own_domain)
+                && d.value == own
+            {
+                ok = false;
+                self.sink.error(
+                    &d.span,
+                    format!("{path}.domain"),
+                    format!("{} is this office's own domain", d.value),
+                    "write the other office's domain, e.g. \"branch.example.com\"",
+                );
+            }
+            if let Some(e) = &extensions {
+                let local = users.iter().find_map(|u| {
+                    u.value
+                        .extension
+                        .as_deref()
+                        .filter(|x| e.value.contains(x))
+                        .map(|x| (x.to_string(), u.value.login.clone()))
+                });
+                if let Some((ext, login)) = local {
+                    ok = false;
+                    self.sink.error(
+                        &e.span,
+                        format!("{path}.extensions"),
+                        format!("{} takes in {ext}, {login}'s extension here", e.value),
+                        "give the site extensions no local user has",
+                    );
+                } else if let Some((_, other)) = ranges.iter().find(|(r, _)| r.overlaps(&e.value)) {
+                    ok = false;
+                    self.sink.error(
+                        &e.span,
+                        format!("{path}.extensions"),
+                        format!("{} overlaps {other}'s extensions", e.value),
+                        "each site needs extensions of its own",
+                    );
+                } else {
+                    ranges.push((e.value.clone(), path.clone()));
+                }
+            }
+            s.finish(self.sink);
+            if let (true, Some(name), Some(key), Some(_)) = (ok, name, key, subnets) {
+                vpn.sites.push(Site {
+                    name: name.value,
+                    enabled,
+                    public_key: key.value,
+                    endpoint: endpoint.map(|e| e.value),
+                    subnets: nets,
+                    domain: domain.map(|d| d.value),
+                    extensions: extensions.map(|e| e.value),
+                });
+            }
+        }
+        (vpn, port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_endpoints_and_extensions_parse_or_say_why_not() {
+        assert_eq!(
+            parse_wireguard_key("hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=").map(|k| k[0]),
+            Ok(0x85)
+        );
+        assert!(parse_wireguard_key("hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066Spjqqb").is_err());
+        assert!(parse_wireguard_key("not a key at all, not even close to one!!!=").is_err());
+        assert_eq!(decode_base64("TWFu"), Some(b"Man".to_vec()));
+        assert_eq!(decode_base64("TWE="), Some(b"Ma".to_vec()));
+        assert_eq!(decode_base64("TQ=="), Some(b"M".to_vec()));
+        assert_eq!(decode_base64("T=Q="), None);
+        assert_eq!(
+            parse_endpoint("Branch.Example.com:51821"),
+            Ok(("branch.example.com".into(), 51821))
+        );
+        assert_eq!(
+            parse_endpoint("203.0.113.7"),
+            Ok(("203.0.113.7".into(), 51820))
+        );
+        assert!(parse_endpoint("host:0").is_err());
+        assert!(parse_endpoint("bad host!:1").is_err());
+        let range = parse_extensions("200-299").unwrap();
+        assert!(range.contains("250") && !range.contains("2500") && !range.contains("300"));
+        let prefix = parse_extensions("3").unwrap();
+        assert!(prefix.contains("301") && !prefix.contains("3") && !prefix.contains("401"));
+        assert!(range.overlaps(&parse_extensions("2").unwrap()));
+        assert!(range.overlaps(&parse_extensions("29").unwrap()));
+        assert!(!range.overlaps(&parse_extensions("3").unwrap()));
+        assert!(!range.overlaps(&parse_extensions("2000-2999").unwrap()));
+        assert!(range.overlaps(&parse_extensions("290-310").unwrap()));
+        for bad in ["299-200", "20-300", "2x", "", "-"] {
+            assert!(parse_extensions(bad).is_err(), "{bad}");
+        }
+    }
+}
