@@ -522,6 +522,15 @@ pub fn bind_addresses(config: &Config, service: Service) -> Vec<IpAddr> {
     }
 }
 
+/// The WireGuard tunnels' interface (a TUN device officebox makes; the kernel's
+/// WireGuard would use the same name).
+pub const VPN_INTERFACE: &str = "obx-wg0";
+
+/// The tunnels' UDP port, when they run and there is a WAN for them to use.
+pub fn vpn_wan_port(config: &Config) -> Option<u16> {
+    (config.vpn.enabled && wan_in_use(config.security.mode)).then_some(config.vpn.listen_port)
+}
+
 /// The feature codes of call forwarding and do-not-disturb (the usual ones of office
 /// phone systems): forward every call, when busy, when not answered (each followed by
 /// the extension or number, as the user would dial it), forwarding off, and DND on/off.

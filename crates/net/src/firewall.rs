@@ -296,6 +296,12 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
         );
     }
     trunk_rules(&mut o, config);
+    if let Some(port) = officebox_config::derive::vpn_wan_port(config) {
+        let _ = writeln!(
+            o,
+            "        udp dport {port} accept comment \"the tunnels to the other sites (WireGuard answers only known keys)\""
+        );
+    }
     if dmz {
         let _ = writeln!(
             o,
@@ -331,6 +337,17 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
         o,
         "        iifname \"{lan}\" oifname \"{lan}\" accept comment \"hairpin\""
     );
+    if config.vpn.enabled {
+        let tunnel = officebox_config::derive::VPN_INTERFACE;
+        let _ = writeln!(
+            o,
+            "        iifname \"{lan}\" oifname \"{tunnel}\" accept comment \"the office reaches the other sites\""
+        );
+        let _ = writeln!(
+            o,
+            "        iifname \"{tunnel}\" oifname \"{lan}\" accept comment \"the other sites reach the office\""
+        );
+    }
     let _ = writeln!(o, "        ct status dnat accept comment \"port forwards\"");
     let _ = writeln!(o, "    }}");
 
@@ -397,5 +414,42 @@ mod tests {
             "nothing is forwarded:\n{text}"
         );
         assert!(ip_forward(SecurityMode::Router) && !ip_forward(SecurityMode::LanOnly));
+    }
+
+    #[test]
+    fn the_tunnels_open_their_port_on_the_wan_and_join_the_lan_to_the_sites() {
+        let file = |mode: &str, vpn: bool| {
+            officebox_config::parse(
+                "t.toml",
+                &format!(
+                    "[network]\ndomain = \"example.com\"\nmanage = false\n\
+                     [network.wan]\ninterface = \"wan0\"\nmode = \"dhcp\"\n[network.lan]\ninterface = \"lan0\"\n\
+                     [security]\nmode = \"{mode}\"\n[dns]\nuse_upstream = false\n[web]\nenabled = false\n\
+                     [vpn]\nenabled = {vpn}\nlisten_port = 51999\n"
+                ),
+            )
+            .unwrap()
+        };
+        for mode in ["firewall-nat", "firewall-nat-dmz"] {
+            let on = render(&file(mode, true)).unwrap();
+            assert!(on.contains("udp dport 51999 accept"), "{on}");
+            assert!(
+                on.contains("iifname \"lan0\" oifname \"obx-wg0\" accept"),
+                "{on}"
+            );
+            assert!(
+                on.contains("iifname \"obx-wg0\" oifname \"lan0\" accept"),
+                "{on}"
+            );
+            // Nothing else opens: off, the ruleset has none of it.
+            let off = render(&file(mode, false)).unwrap();
+            assert!(!off.contains("51999") && !off.contains("obx-wg0"), "{off}");
+        }
+        // Router mode forwards everything; its WAN input still opens the port.
+        assert!(
+            render(&file("router", true))
+                .unwrap()
+                .contains("udp dport 51999 accept")
+        );
     }
 }

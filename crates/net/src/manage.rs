@@ -234,9 +234,17 @@ pub async fn serve(
     apply(&config)
         .await
         .map_err(|e| io::Error::other(format!("net: cannot set up the network: {e}")))?;
+    let mut look = tokio::time::interval(ROUTE_LOOK);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
+            _ = look.tick() => {
+                let config = Arc::clone(&config_rx.borrow());
+                if config.network.manage {
+                    put_back_default_route(&config).await;
+                }
+            }
             changed = config_rx.changed() => {
                 if changed.is_err() {
                     return Ok(());
@@ -251,6 +259,31 @@ pub async fn serve(
                 }
             }
         }
+    }
+}
+
+/// How often the default route is looked for.
+const ROUTE_LOOK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The kernel drops the routes through an interface whose link goes down (a cable pulled
+/// out, the modem restarted); the addresses stay. When the link is back, the plan's
+/// default route is put back here (a static one: the WAN DHCP client sets its own).
+async fn put_back_default_route(config: &Config) {
+    let DefaultRoute::Via(gateway) = plan(config).default_route else {
+        return;
+    };
+    let Ok(nl) = Netlink::open() else {
+        return;
+    };
+    let Ok(routes) = nl.default_routes().await else {
+        return;
+    };
+    if routes.iter().any(|(g, ..)| *g == Some(gateway)) {
+        return;
+    }
+    // Fails while the link is still down (the gateway is unreachable): tried again later.
+    if nl.put_default_route(gateway).await.is_ok() {
+        info!(message = "net: the default route was gone (the link went down?); put back", %gateway);
     }
 }
 

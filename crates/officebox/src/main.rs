@@ -76,12 +76,27 @@ enum Command {
         #[command(subcommand)]
         action: DhcpAction,
     },
+    /// The WireGuard tunnels to the other sites.
+    Vpn {
+        #[command(subcommand)]
+        action: VpnAction,
+    },
     /// Add, change or remove users in the config file (comments and layout are kept).
     User {
         #[arg(long, short, global = true, default_value = "officebox.toml")]
         config: PathBuf,
         #[command(subcommand)]
         action: users::UserAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VpnAction {
+    /// Print the box's public key, for the other sites' admins (made now if the box has
+    /// none yet; the private key is never shown).
+    Key {
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -236,6 +251,9 @@ fn main() -> ExitCode {
         Command::Phone {
             action: PhoneAction::Codes { config },
         } => phone_codes(&config),
+        Command::Vpn {
+            action: VpnAction::Key { config },
+        } => vpn_key(&config),
         Command::Mail { action } => match action {
             MailAction::Queue { config } => mail_cli::queue(&config),
             MailAction::Flush { config } => mail_cli::flush(&config),
@@ -277,6 +295,18 @@ fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             e.value
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vpn_key(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let pair = officebox_secrets::wireguard::load_or_make(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "the box's WireGuard key in {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    println!("{}", pair.public_text());
     Ok(ExitCode::SUCCESS)
 }
 

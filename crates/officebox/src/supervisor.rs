@@ -88,6 +88,11 @@ const SERVICES: &[ServiceSpec] = &[
         },
     },
     ServiceSpec {
+        name: "vpn",
+        enabled: |c| c.vpn.enabled,
+        start: |h| Box::pin(async move { Ok(officebox_vpn::serve(h.config, h.stop).await?) }),
+    },
+    ServiceSpec {
         name: "ntp",
         enabled: |c| c.ntp.enabled,
         start: |h| Box::pin(async move { Ok(officebox_net::ntp::serve(h.config, h.stop).await?) }),

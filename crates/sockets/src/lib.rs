@@ -18,6 +18,7 @@
 pub mod limits;
 pub mod netlink;
 pub mod tcp;
+pub mod tun;
 pub mod udp;
 
 pub use limits::{ConnLimits, Refused, Slot};

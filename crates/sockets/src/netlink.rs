@@ -155,6 +155,37 @@ impl Netlink {
         Ok(out)
     }
 
+    /// Sets the MTU of interface `index`.
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> io::Result<()> {
+        let change = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.handle.link().set(change).execute().await.map_err(nl)
+    }
+
+    /// Routes `network`/`prefix` out of interface `index` (replacing a route to it); the
+    /// box's own packets there come from `source` when given.
+    pub async fn put_route_from(
+        &self,
+        network: Ipv4Addr,
+        prefix: u8,
+        index: u32,
+        source: Option<Ipv4Addr>,
+    ) -> io::Result<()> {
+        let mut route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(network, prefix)
+            .output_interface(index);
+        if let Some(src) = source {
+            route = route.pref_source(src);
+        }
+        let route = route.build();
+        self.handle
+            .route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl)
+    }
+
     /// Removes a route found by [`Netlink::default_routes`].
     pub async fn delete_route(&self, route: RouteMessage) -> io::Result<()> {
         self.handle.route().del(route).execute().await.map_err(nl)

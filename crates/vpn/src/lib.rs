@@ -3,7 +3,11 @@
 //! - [`tunnel`]: the userspace datapath (boringtun's protocol): routing inner packets to
 //!   peers by their subnets, datagrams to peers by index or proven key, strangers
 //!   unanswered, and each peer's status.
+//! - [`service`]: `[vpn]` made real: the key, the TUN interface, its address and the
+//!   sites' routes, the socket, the datapath; again on each change.
 
+pub mod service;
 pub mod tunnel;
 
+pub use service::{VpnError, serve};
 pub use tunnel::{Packets, PeerConfig, PeerStatus, Subnet, Tunnel};

@@ -1,0 +1,288 @@
+//! Two offices joined by officebox's WireGuard tunnel, in five namespaces joined by veth
+//! pairs: pcA (192.168.1.50) - boxA (LAN 192.168.1.1, WAN 198.51.100.2) - inet (a plain
+//! router between 198.51.100.0/24 and 203.0.113.0/24) - boxB (WAN 203.0.113.2, LAN
+//! 192.168.2.1) - pcB (192.168.2.50). Both boxes manage their interfaces and firewall
+//! (firewall-nat). Each box's key is made by `officebox vpn key` before it starts, and
+//! each names the other as a site. Only addresses inside these namespaces are used.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use officebox_testkit::{
+    Endpoint, Netns, Officebox, Peer, READY_TIMEOUT, TestConfig, Veth, scratch_dir, wait_until,
+};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_officebox"))
+}
+
+/// The five namespaces and their links (the links go first when dropped).
+struct Sites {
+    lan_a: Veth,
+    wan_a: Veth,
+    wan_b: Veth,
+    lan_b: Veth,
+    pc_a: Netns,
+    box_a: Netns,
+    inet: Netns,
+    box_b: Netns,
+    pc_b: Netns,
+}
+
+impl Sites {
+    fn new() -> Sites {
+        officebox_testkit::require_root();
+        let pc_a = Netns::new("sapc").unwrap();
+        let box_a = Netns::new("sabx").unwrap();
+        let inet = Netns::new("sinet").unwrap();
+        let box_b = Netns::new("sbbx").unwrap();
+        let pc_b = Netns::new("sbpc").unwrap();
+        let lan_a = Veth::new(
+            Endpoint::netns(&box_a),
+            Endpoint::netns(&pc_a).addr("192.168.1.50/24"),
+        )
+        .unwrap();
+        let wan_a = Veth::new(
+            Endpoint::netns(&box_a),
+            Endpoint::netns(&inet).addr("198.51.100.1/24"),
+        )
+        .unwrap();
+        let wan_b = Veth::new(
+            Endpoint::netns(&box_b),
+            Endpoint::netns(&inet).addr("203.0.113.1/24"),
+        )
+        .unwrap();
+        let lan_b = Veth::new(
+            Endpoint::netns(&box_b),
+            Endpoint::netns(&pc_b).addr("192.168.2.50/24"),
+        )
+        .unwrap();
+        for (pc, gw) in [(&pc_a, "192.168.1.1"), (&pc_b, "192.168.2.1")] {
+            let out = pc
+                .run("ip", ["route", "add", "default", "via", gw])
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        let out = inet
+            .run("sysctl", ["-qw", "net.ipv4.ip_forward=1"])
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        Sites {
+            lan_a,
+            wan_a,
+            wan_b,
+            lan_b,
+            pc_a,
+            box_a,
+            inet,
+            box_b,
+            pc_b,
+        }
+    }
+}
+
+/// One office's config (firewall-nat, managing its two interfaces), without sites yet.
+fn office(lan_if: &str, lan: &str, wan_if: &str, wan: &str, gateway: &str) -> TestConfig {
+    TestConfig::demo()
+        .set("network.manage", true)
+        .set(
+            "network.listen",
+            toml_edit::Value::Array(toml_edit::Array::new()),
+        )
+        .set("network.lan.interface", lan_if)
+        .set("network.lan.address", lan)
+        .set("network.wan.interface", wan_if)
+        .set("network.wan.address", wan)
+        .set("network.wan.gateway", gateway)
+        .set("security.mode", "firewall-nat")
+        .set("dns.port", 53)
+        .set("ntp.enabled", false)
+        .set("web.enabled", false)
+        .set("phone.enabled", false)
+        .set("mail.enabled", false)
+}
+
+/// Makes the box's key in `dir` (where its config is) and returns the public key.
+fn public_key(dir: &Path, config: &TestConfig) -> String {
+    std::fs::write(dir.join("officebox.toml"), config.text()).unwrap();
+    let out = Command::new(bin())
+        .args(["vpn", "key", "--config", "officebox.toml"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(key.len(), 44, "{key}");
+    // Asked again: the same key.
+    let again = Command::new(bin())
+        .args(["vpn", "key", "--config", "officebox.toml"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap().trim(), key);
+    key
+}
+
+fn site(name: &str, key: &str, endpoint: &str, subnet: &str, address: &str) -> String {
+    format!(
+        "[vpn]\nenabled = true\naddress = \"{address}\"\n\n\
+         [[vpn.sites]]\nname = \"{name}\"\npublic_key = \"{key}\"\nendpoint = \"{endpoint}\"\n\
+         subnets = [\"{subnet}\"]\n"
+    )
+}
+
+/// A TCP server printing each client's address, in `ns` on `port`.
+fn tcp_server(ns: &Netns, dir: &Path, port: u16) -> Peer {
+    let script = format!(
+        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', {port}))\ns.listen(16)\nprint('listening', flush=True)\nwhile True:\n    c, a = s.accept()\n    print('peer', a[0], flush=True)\n    c.sendall(b'hello from the branch\\n')\n    c.close()\n"
+    );
+    let mut cmd = ns.command("python3");
+    cmd.args(["-u", "-c", &script]);
+    let peer = Peer::spawn_in("server", cmd, dir).unwrap();
+    peer.wait_for_log("listening", Duration::from_secs(5))
+        .unwrap();
+    peer
+}
+
+fn connect(ns: &Netns, addr: &str, port: u16) -> Option<String> {
+    let script = format!(
+        "import socket,sys\ns=socket.create_connection(('{addr}', {port}), timeout=2)\nsys.stdout.write(s.recv(100).decode())\n"
+    );
+    let out = ns.command("python3").args(["-c", &script]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn pings(ns: &Netns, addr: &str) -> bool {
+    ns.run("ping", ["-c", "1", "-W", "1", addr])
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
+    let net = Sites::new();
+    let (dir_a, dir_b) = (
+        scratch_dir("site-a").unwrap(),
+        scratch_dir("site-b").unwrap(),
+    );
+    let a = office(
+        net.lan_a.name_a(),
+        "192.168.1.1",
+        net.wan_a.name_a(),
+        "198.51.100.2",
+        "198.51.100.1",
+    );
+    let b = office(
+        net.lan_b.name_a(),
+        "192.168.2.1",
+        net.wan_b.name_a(),
+        "203.0.113.2",
+        "203.0.113.1",
+    );
+    let (key_a, key_b) = (public_key(dir_a.path(), &a), public_key(dir_b.path(), &b));
+    assert_ne!(key_a, key_b);
+    let a = a.append(&site(
+        "branch",
+        &key_b,
+        "203.0.113.2:51820",
+        "192.168.2.0/24",
+        "10.99.0.1/24",
+    ));
+    let b = b.append(&site(
+        "head",
+        &key_a,
+        "198.51.100.2:51820",
+        "192.168.1.0/24",
+        "10.99.0.2/24",
+    ));
+    let box_a =
+        Officebox::restart_in_netns(bin(), &a.text(), &net.box_a, dir_a).expect("box A starts");
+    let box_b =
+        Officebox::restart_in_netns(bin(), &b.text(), &net.box_b, dir_b).expect("box B starts");
+    for ob in [&box_a, &box_b] {
+        ob.peer()
+            .wait_for_log("net: applied", READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+        ob.peer()
+            .wait_for_log("vpn: serving", READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
+
+    // A PC at the head office reaches a PC at the branch, and the branch's box.
+    let reached = wait_until(Duration::from_secs(10), || pings(&net.pc_a, "192.168.2.50"));
+    assert!(
+        reached,
+        "pcA cannot reach pcB through the tunnel\n--- A ---\n{}\n--- B ---\n{}",
+        box_a.log(),
+        box_b.log()
+    );
+    assert!(pings(&net.pc_b, "192.168.1.50"), "pcB cannot reach pcA");
+    assert!(pings(&net.pc_a, "192.168.2.1"), "pcA cannot reach box B");
+    for (ob, other) in [(&box_a, "branch"), (&box_b, "head")] {
+        ob.peer()
+            .wait_for_log(&format!("site up site={other}"), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
+    // TCP across, with the PC's own address (no NAT between the offices).
+    let dir = scratch_dir("site-tcp").unwrap();
+    let server = tcp_server(&net.pc_b, dir.path(), 8088);
+    assert_eq!(
+        connect(&net.pc_a, "192.168.2.50", 8088).as_deref(),
+        Some("hello from the branch")
+    );
+    server
+        .wait_for_log("peer 192.168.1.50", Duration::from_secs(5))
+        .unwrap();
+    // The Internet does not reach the branch's PC, nor is the tunnel a way in for it; a
+    // stranger writing to the tunnels' port gets no answer at all.
+    assert_eq!(connect(&net.inet, "192.168.2.50", 8088), None);
+    assert!(!pings(&net.inet, "192.168.1.50"));
+    let probe = concat!(
+        "import socket\n",
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n",
+        "s.settimeout(1.5)\n",
+        "s.sendto(bytes([1, 0, 0, 0]) + bytes(144), ('203.0.113.2', 51820))\n",
+        "try:\n",
+        "    s.recvfrom(512)\n",
+        "    print('answered')\n",
+        "except socket.timeout:\n",
+        "    print('silent')\n",
+    );
+    let out = net
+        .inet
+        .command("python3")
+        .args(["-c", probe])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "silent",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The branch's WAN link goes down and comes back: the tunnel carries again.
+    let wan_b = net.wan_b.name_a().to_string();
+    let down = net
+        .box_b
+        .run("ip", ["link", "set", &wan_b, "down"])
+        .unwrap();
+    assert!(down.status.success());
+    assert!(!pings(&net.pc_a, "192.168.2.50"));
+    let up = net.box_b.run("ip", ["link", "set", &wan_b, "up"]).unwrap();
+    assert!(up.status.success());
+    // The box puts its WAN address and route back on its own (the net service converges).
+    let back = wait_until(Duration::from_secs(30), || pings(&net.pc_a, "192.168.2.50"));
+    assert!(
+        back,
+        "the tunnel did not carry again\n--- A ---\n{}\n--- B ---\n{}",
+        box_a.log(),
+        box_b.log()
+    );
+    drop(server);
+    let _ = &net.inet;
+}

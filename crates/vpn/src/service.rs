@@ -1,0 +1,256 @@
+//! The tunnels as a service: from `[vpn]` to a running tunnel, and again on every change
+//! of it.
+//!
+//! Start: the box's key (made on first start, `officebox_secrets::wireguard`); the TUN
+//! interface [`VPN_INTERFACE`] (MTU 1420, the tunnels' own address); a route to each
+//! site's subnets through it, with the box's LAN address as the source its own packets
+//! take there (so the other box, which knows this office by its LAN subnets, accepts
+//! them); the UDP socket on every address at `listen_port`; then the datapath
+//! ([`Tunnel`]) with one peer per enabled site (keepalive 25 s, for the NATs between).
+//! A site given by name is looked up when the tunnel starts.
+//!
+//! A reload that changes `[vpn]` (or the LAN address) stops the tunnel and starts it
+//! again; the interface goes with its descriptor, and its routes with it. Each site that
+//! comes up or goes quiet is logged.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use officebox_config::Config;
+use officebox_config::derive::VPN_INTERFACE;
+use officebox_sockets::netlink::Netlink;
+use officebox_sockets::tun::Tun;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::tunnel::{Packets, PeerConfig, PeerStatus, Subnet, Tunnel};
+
+/// WireGuard's usual MTU: 1500 less its 80 bytes of IPv6, UDP and WireGuard headers.
+const MTU: u32 = 1420;
+/// Seconds between keepalives to a site (NAT mappings last at least this long).
+const KEEPALIVE: u16 = 25;
+
+/// Why the tunnels could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum VpnError {
+    #[error("vpn: the box's WireGuard key: {0}")]
+    Key(io::Error),
+    #[error("vpn: the interface {VPN_INTERFACE}: {0}")]
+    Interface(io::Error),
+    #[error("vpn: the UDP port {port}: {source}")]
+    Socket { port: u16, source: io::Error },
+}
+
+impl Packets for Tun {
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Tun::recv(self, buf).await
+    }
+
+    async fn send(&self, packet: &[u8]) -> io::Result<()> {
+        Tun::send(self, packet).await
+    }
+}
+
+/// What a change of config must restart the tunnel for.
+fn setup_of(config: &Config) -> (officebox_config::model::Vpn, Ipv4Addr, std::path::PathBuf) {
+    (
+        config.vpn.clone(),
+        config.network.lan.net.address,
+        config.data_dir.clone(),
+    )
+}
+
+/// Runs the tunnels until `stop`, following the config.
+pub async fn serve(
+    mut config: watch::Receiver<Arc<Config>>,
+    stop: CancellationToken,
+) -> Result<(), VpnError> {
+    loop {
+        let now = Arc::clone(&config.borrow_and_update());
+        let running = stop.child_token();
+        let task = start(&now, running.clone()).await?;
+        let setup = setup_of(&now);
+        let again = loop {
+            tokio::select! {
+                () = stop.cancelled() => break false,
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        break false;
+                    }
+                    if setup_of(&config.borrow()) != setup {
+                        break true;
+                    }
+                }
+            }
+        };
+        running.cancel();
+        let _ = task.await;
+        if !again {
+            return Ok(());
+        }
+        info!("vpn: the tunnels' settings changed; starting them again");
+    }
+}
+
+/// Sets up the interface, routes and socket, and starts the datapath (until `stop`).
+async fn start(
+    config: &Config,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, VpnError> {
+    let dir = config.data_dir.clone();
+    let key = tokio::task::spawn_blocking(move || officebox_secrets::wireguard::load_or_make(&dir))
+        .await
+        .map_err(|e| VpnError::Key(io::Error::other(e)))?
+        .map_err(VpnError::Key)?;
+    let vpn = &config.vpn;
+    let tun = Tun::open(VPN_INTERFACE).map_err(VpnError::Interface)?;
+    let nl = Netlink::open().map_err(VpnError::Interface)?;
+    let index = nl
+        .set_link(VPN_INTERFACE, true)
+        .await
+        .map_err(VpnError::Interface)?;
+    nl.set_mtu(index, MTU).await.map_err(VpnError::Interface)?;
+    nl.put_address(index, vpn.address.address, vpn.address.prefix)
+        .await
+        .map_err(VpnError::Interface)?;
+    let lan = config.network.lan.net.address;
+    let mut routes = Vec::new();
+    let mut peers = Vec::new();
+    for site in vpn.sites.iter().filter(|s| s.enabled) {
+        for net in &site.subnets {
+            routes.push((site.name.clone(), net.network(), net.prefix));
+        }
+        let endpoint = match &site.endpoint {
+            Some((host, port)) => resolve(host, *port).await,
+            None => None,
+        };
+        if site.endpoint.is_some() && endpoint.is_none() {
+            warn!(message = "vpn: a site's endpoint does not resolve; waiting for it to call", site = %site.name);
+        }
+        peers.push(PeerConfig {
+            name: site.name.clone(),
+            public_key: site.public_key,
+            endpoint,
+            allowed: site
+                .subnets
+                .iter()
+                .map(|n| Subnet {
+                    network: n.network(),
+                    prefix: n.prefix,
+                })
+                .collect(),
+            keepalive: Some(KEEPALIVE),
+        });
+    }
+    let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, vpn.listen_port)))
+        .await
+        .map_err(|source| VpnError::Socket {
+            port: vpn.listen_port,
+            source,
+        })?;
+    let tunnel = Tunnel::new(key.private(), peers);
+    let status = tunnel.status();
+    info!(
+        message = "vpn: serving",
+        interface = VPN_INTERFACE,
+        port = vpn.listen_port,
+        address = %format!("{}/{}", vpn.address.address, vpn.address.prefix),
+        sites = vpn.sites.iter().filter(|s| s.enabled).count(),
+        public_key = %key.public_text()
+    );
+    tokio::spawn(watch_sites(status, stop.clone()));
+    tokio::spawn(put_routes(nl, index, routes, lan, stop.clone()));
+    Ok(tokio::spawn(async move {
+        tunnel.run(&tun, &socket, stop).await;
+        // The interface and its routes go with the descriptor.
+        drop(tun);
+    }))
+}
+
+/// Routes each site's subnets through the tunnel, with the LAN address as the box's own
+/// source there. The kernel takes such a route only once that address is on the LAN
+/// interface, which the network service may not have put there yet at start: each route
+/// is tried every second until it is set (or the tunnel stops).
+async fn put_routes(
+    nl: Netlink,
+    index: u32,
+    mut routes: Vec<(String, Ipv4Addr, u8)>,
+    lan: Ipv4Addr,
+    stop: CancellationToken,
+) {
+    let mut tries = 0u32;
+    while !routes.is_empty() {
+        let mut left = Vec::new();
+        for (site, network, prefix) in routes {
+            if let Err(error) = nl.put_route_from(network, prefix, index, Some(lan)).await {
+                // Said once a minute, not every second.
+                if tries % 60 == 5 {
+                    warn!(message = "vpn: a site's route cannot be set yet", %site, network = %format!("{network}/{prefix}"), %error);
+                }
+                left.push((site, network, prefix));
+            }
+        }
+        routes = left;
+        if routes.is_empty() {
+            break;
+        }
+        tries += 1;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    // The routes live as long as the interface; the connection is not needed after.
+    drop(nl);
+}
+
+/// A site's endpoint: the address, or the name looked up (the first IPv4 address).
+async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    let found = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::lookup_host((host.to_string(), port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    found.into_iter().find(SocketAddr::is_ipv4)
+}
+
+/// Logs each site that comes up (its first handshake, or one after a silence) or goes
+/// quiet (no handshake for three minutes: WireGuard rekeys every two).
+async fn watch_sites(mut status: watch::Receiver<Vec<PeerStatus>>, stop: CancellationToken) {
+    let mut up: Vec<(String, bool)> = Vec::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = status.changed() => if changed.is_err() { return },
+        }
+        let now = status.borrow_and_update().clone();
+        for p in now {
+            let live = p
+                .last_handshake
+                .is_some_and(|d| d < Duration::from_secs(180));
+            let was = up.iter().find(|(n, _)| *n == p.name).map(|(_, l)| *l);
+            if was != Some(live) && (live || was.is_some()) {
+                match (live, p.endpoint) {
+                    (true, Some(at)) => {
+                        info!(message = "vpn: site up", site = %p.name, endpoint = %at);
+                    }
+                    (true, None) => info!(message = "vpn: site up", site = %p.name),
+                    (false, _) => info!(message = "vpn: site quiet", site = %p.name),
+                }
+            }
+            match up.iter_mut().find(|(n, _)| *n == p.name) {
+                Some(e) => e.1 = live,
+                None => up.push((p.name.clone(), live)),
+            }
+        }
+    }
+}
