@@ -90,6 +90,7 @@ fn views() -> &'static [View; 2] {
             network: config.network.clone(),
             use_upstream,
             secondaries: Vec::new(),
+            sites: Vec::new(),
         };
         [view(false), view(true)]
     })

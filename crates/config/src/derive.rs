@@ -531,6 +531,48 @@ pub fn vpn_wan_port(config: &Config) -> Option<u16> {
     (config.vpn.enabled && wan_in_use(config.security.mode)).then_some(config.vpn.listen_port)
 }
 
+/// The zones the other sites' boxes answer for, and where each box is asked: each
+/// enabled site's domain and the reverse zones of its subnets (a subnet not on an octet
+/// boundary as the /24s or /16s it spans, at most 256 of them), when the tunnels run and
+/// the site's box address is known.
+pub fn site_zones(config: &Config) -> Vec<(String, SocketAddr)> {
+    let mut out = Vec::new();
+    if !config.vpn.enabled {
+        return out;
+    }
+    for site in config.vpn.sites.iter().filter(|s| s.enabled) {
+        let Some(address) = site.address else {
+            continue;
+        };
+        let server = SocketAddr::from((address, 53));
+        if let Some(domain) = &site.domain {
+            out.push((domain.clone(), server));
+        }
+        for net in &site.subnets {
+            let (step, unit) = match net.prefix {
+                p if p % 8 == 0 && p > 0 => (p, 0u32),
+                p if p > 16 => (24, 1 << 8),
+                p if p > 8 => (16, 1 << 16),
+                _ => continue,
+            };
+            let first = u32::from(net.network());
+            let count = if unit == 0 {
+                1
+            } else {
+                1u32 << (step - net.prefix)
+            };
+            for i in 0..count.min(256) {
+                let zone = crate::reverse_zone(Ipv4Net {
+                    address: Ipv4Addr::from(first + i * unit.max(1)),
+                    prefix: step,
+                });
+                out.push((zone, server));
+            }
+        }
+    }
+    out
+}
+
 /// The feature codes of call forwarding and do-not-disturb (the usual ones of office
 /// phone systems): forward every call, when busy, when not answered (each followed by
 /// the extension or number, as the user would dial it), forwarding off, and DND on/off.

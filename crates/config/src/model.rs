@@ -48,6 +48,8 @@ pub struct Site {
     pub endpoint: Option<(String, u16)>,
     /// Its LAN subnets (routed through the tunnel).
     pub subnets: Vec<Ipv4Net>,
+    /// Its box's LAN address: asked for the site's names (and reverse names).
+    pub address: Option<Ipv4Addr>,
     /// Its DNS domain (answered by asking its box through the tunnel).
     pub domain: Option<String>,
     /// Its extensions (called through the tunnel).

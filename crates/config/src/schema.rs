@@ -1194,6 +1194,13 @@ pub const VPN_SITE_SUBNETS: Setting = s(
     "Its networks",
     "Its LAN subnets, reached through the tunnel, e.g. [\"192.168.2.0/24\"].",
 );
+pub const VPN_SITE_ADDRESS: Setting = s(
+    "vpn.sites[].address",
+    Kind::Text,
+    Default::None,
+    "Its box",
+    "Its box's LAN address, in one of its subnets: asked for the site's names.",
+);
 pub const VPN_SITE_DOMAIN: Setting = s(
     "vpn.sites[].domain",
     Kind::Text,
@@ -1606,6 +1613,7 @@ pub const SETTINGS: &[&Setting] = &[
     &VPN_SITE_PUBLIC_KEY,
     &VPN_SITE_ENDPOINT,
     &VPN_SITE_SUBNETS,
+    &VPN_SITE_ADDRESS,
     &VPN_SITE_DOMAIN,
     &VPN_SITE_EXTENSIONS,
 ];

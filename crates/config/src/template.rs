@@ -311,6 +311,7 @@ password = "{admin_hash}"
 # public_key = "..."                # its box's, as its Sites page shows it
 # endpoint = "branch.example.com:51820"
 # subnets = ["192.168.2.0/24"]      # its LAN
+# address = "192.168.2.1"           # its box's LAN address
 # domain = "branch.example.com"     # its names, answered by its box
 # extensions = "200-299"            # its phones, called through the tunnel
 "#;

@@ -25,6 +25,9 @@ pub struct View {
     pub use_upstream: bool,
     /// Secondaries allowed to transfer the zone.
     pub secondaries: Vec<IpAddr>,
+    /// The other sites' zones (wire form): asked of their boxes, for the office's own
+    /// clients, whatever `use_upstream` says.
+    pub sites: Vec<Vec<u8>>,
 }
 
 /// What to do with one message.
@@ -132,6 +135,15 @@ pub fn handle(view: &View, packet: &[u8], client: IpAddr, transport: Transport) 
                 transport,
             )),
         };
+    }
+    if zone != ClientZone::Wan
+        && view
+            .sites
+            .iter()
+            .any(|s| wire::is_subdomain(req.qname.as_bytes(), s))
+    {
+        // Another office's name (it may lie inside our own domain): its box answers.
+        return Action::Forward(req);
     }
     let answer = match view.zone.lookup(req.qname.as_bytes(), req.qtype) {
         Lookup::Found(a) | Lookup::NoData(a) | Lookup::NxDomain(a) => a,

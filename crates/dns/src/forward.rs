@@ -47,6 +47,9 @@ struct Upstream {
 pub struct Forwarder {
     cache: Cache,
     upstreams: Mutex<Vec<Upstream>>,
+    /// The other sites' zones (wire form) and their boxes, asked instead of the
+    /// upstreams for names in them.
+    sites: Mutex<Vec<(Vec<u8>, SocketAddr)>>,
     inflight: Mutex<HashMap<Box<[u8]>, Waiters>>,
 }
 
@@ -59,6 +62,7 @@ impl Forwarder {
         Forwarder {
             cache: Cache::new(cache_size),
             upstreams: Mutex::new(Vec::new()),
+            sites: Mutex::new(Vec::new()),
             inflight: Mutex::new(HashMap::new()),
         }
     }
@@ -83,6 +87,25 @@ impl Forwarder {
             drop(ups);
             self.cache.clear();
         }
+    }
+
+    /// Sets the other sites' zones and their boxes. A change empties the cache.
+    pub fn set_sites(&self, sites: Vec<(Vec<u8>, SocketAddr)>) {
+        let mut now = lock(&self.sites);
+        if *now != sites {
+            *now = sites;
+            drop(now);
+            self.cache.clear();
+        }
+    }
+
+    /// The box that answers for `name`, when it is in another site's zone.
+    fn site_for(&self, name: &[u8]) -> Option<SocketAddr> {
+        lock(&self.sites)
+            .iter()
+            .filter(|(zone, _)| crate::wire::is_subdomain(name, zone))
+            .max_by_key(|(zone, _)| zone.len())
+            .map(|(_, server)| *server)
     }
 
     /// The answer for a question: from the cache, or from an upstream server. Identical
@@ -167,6 +190,21 @@ impl Forwarder {
     }
 
     async fn ask_upstreams(self: &Arc<Self>, name: &[u8], qtype: u16, qclass: u16) -> Outcome {
+        if let Some(site) = self.site_for(name) {
+            // Another office's name: its box, through the tunnel, and nobody else.
+            return match query(site, name, qtype, qclass).await {
+                Ok(response) if usable(&response) => {
+                    Cached::from_response(&response, Instant::now())
+                        .map(Arc::new)
+                        .map_err(|_| ForwardError::AllFailed)
+                }
+                Ok(_) => Err(ForwardError::AllFailed),
+                Err(e) => {
+                    debug!(message = "dns: a site's box did not answer", %site, error = %e);
+                    Err(ForwardError::AllFailed)
+                }
+            };
+        }
         let now = Instant::now();
         let order = self.order(now);
         if order.is_empty() {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use officebox_config::Config;
-use officebox_config::derive::{bind_addresses, wan_address};
+use officebox_config::derive::{bind_addresses, site_zones, wan_address};
 use officebox_config::model::Service;
 use officebox_store::{Db, Lease, ServedRecord};
 use tokio::net::UdpSocket;
@@ -166,7 +166,19 @@ fn view(config: &Config, zone: Zone) -> View {
         network: config.network.clone(),
         use_upstream: config.dns.use_upstream,
         secondaries: config.dns.secondaries.iter().map(SocketAddr::ip).collect(),
+        sites: site_zones(config)
+            .into_iter()
+            .map(|(zone, _)| crate::wire::to_wire(&zone))
+            .collect(),
     }
+}
+
+/// The other sites' zones in wire form, and their boxes (for the forwarder).
+fn sites(config: &Config) -> Vec<(Vec<u8>, SocketAddr)> {
+    site_zones(config)
+        .into_iter()
+        .map(|(zone, server)| (crate::wire::to_wire(&zone), server))
+        .collect()
 }
 
 fn upstreams(config: &Config) -> Vec<SocketAddr> {
@@ -220,6 +232,7 @@ pub async fn serve(
     info!(message = "dns: zone ready", zone = %config.network.domain, serial = zone.serial, records = zone.entries().len());
     let forwarder = Arc::new(Forwarder::new(config.dns.cache_size));
     forwarder.set_upstreams(&upstreams(&config));
+    forwarder.set_sites(sites(&config));
     let shared = Arc::new(Shared {
         view: RwLock::new(Arc::new(view(&config, zone))),
         generation: AtomicU64::new(0),
@@ -250,6 +263,7 @@ pub async fn serve(
                     }
                     config = Arc::clone(&config_rx.borrow_and_update());
                     shared.forwarder.set_upstreams(&upstreams(&config));
+                    shared.forwarder.set_sites(sites(&config));
                     shared.forwarder.cache().set_capacity(config.dns.cache_size);
                     match refresh(&state, &shared, &config).await {
                         Ok(t) => next_expiry = t,

@@ -140,6 +140,7 @@ fn view(use_upstream: bool) -> View {
         network: config.network.clone(),
         use_upstream,
         secondaries: Vec::new(),
+        sites: Vec::new(),
     }
 }
 

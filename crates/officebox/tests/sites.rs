@@ -85,8 +85,16 @@ impl Sites {
 }
 
 /// One office's config (firewall-nat, managing its two interfaces), without sites yet.
-fn office(lan_if: &str, lan: &str, wan_if: &str, wan: &str, gateway: &str) -> TestConfig {
+fn office(
+    domain: &str,
+    lan_if: &str,
+    lan: &str,
+    wan_if: &str,
+    wan: &str,
+    gateway: &str,
+) -> TestConfig {
     TestConfig::demo()
+        .set("network.domain", domain)
         .set("network.manage", true)
         .set(
             "network.listen",
@@ -98,6 +106,10 @@ fn office(lan_if: &str, lan: &str, wan_if: &str, wan: &str, gateway: &str) -> Te
         .set("network.wan.address", wan)
         .set("network.wan.gateway", gateway)
         .set("security.mode", "firewall-nat")
+        .set(
+            "security.wan_services",
+            toml_edit::Value::Array(["dns"].into_iter().collect()),
+        )
         .set("dns.port", 53)
         .set("ntp.enabled", false)
         .set("web.enabled", false)
@@ -126,12 +138,33 @@ fn public_key(dir: &Path, config: &TestConfig) -> String {
     key
 }
 
-fn site(name: &str, key: &str, endpoint: &str, subnet: &str, address: &str) -> String {
+/// `[vpn]` with the other office as its one site: its box's key, WAN endpoint, LAN
+/// subnet, LAN address and domain; `tunnel` is this box's own tunnel address.
+fn site(
+    name: &str,
+    key: &str,
+    endpoint: &str,
+    lan: (&str, &str),
+    domain: &str,
+    tunnel: &str,
+) -> String {
+    let (subnet, address) = lan;
     format!(
-        "[vpn]\nenabled = true\naddress = \"{address}\"\n\n\
+        "[vpn]\nenabled = true\naddress = \"{tunnel}\"\n\n\
          [[vpn.sites]]\nname = \"{name}\"\npublic_key = \"{key}\"\nendpoint = \"{endpoint}\"\n\
-         subnets = [\"{subnet}\"]\n"
+         subnets = [\"{subnet}\"]\naddress = \"{address}\"\ndomain = \"{domain}\"\n"
     )
+}
+
+/// `dig +short` from `ns`, asking the office's box at `server`.
+fn dig(ns: &Netns, server: &str, args: &[&str]) -> String {
+    let out = ns
+        .command("dig")
+        .args(["+short", "+time=2", "+tries=1", &format!("@{server}")])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A TCP server printing each client's address, in `ns` on `port`.
@@ -170,6 +203,7 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         scratch_dir("site-b").unwrap(),
     );
     let a = office(
+        "office.test",
         net.lan_a.name_a(),
         "192.168.1.1",
         net.wan_a.name_a(),
@@ -177,6 +211,7 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         "198.51.100.1",
     );
     let b = office(
+        "branch.test",
         net.lan_b.name_a(),
         "192.168.2.1",
         net.wan_b.name_a(),
@@ -189,14 +224,16 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         "branch",
         &key_b,
         "203.0.113.2:51820",
-        "192.168.2.0/24",
+        ("192.168.2.0/24", "192.168.2.1"),
+        "branch.test",
         "10.99.0.1/24",
     ));
     let b = b.append(&site(
         "head",
         &key_a,
         "198.51.100.2:51820",
-        "192.168.1.0/24",
+        ("192.168.1.0/24", "192.168.1.1"),
+        "office.test",
         "10.99.0.2/24",
     ));
     let box_a =
@@ -227,6 +264,22 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
             .wait_for_log(&format!("site up site={other}"), Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
     }
+    // Each office's names resolve at the other: asked of the PC's own box, which asks the
+    // other box through the tunnel (forward and reverse).
+    assert_eq!(
+        dig(&net.pc_a, "192.168.1.1", &["printer.branch.test"]),
+        "192.168.1.20"
+    );
+    assert_eq!(
+        dig(&net.pc_a, "192.168.1.1", &["-x", "192.168.2.1"]),
+        "officebox.branch.test."
+    );
+    let head = dig(&net.pc_b, "192.168.2.1", &["officebox.office.test"]);
+    assert!(head.lines().any(|l| l == "192.168.1.1"), "{head}");
+    // The Internet may ask the box for its own names (DNS is open on the WAN here), but is
+    // not told the other office's.
+    assert!(dig(&net.inet, "198.51.100.2", &["officebox.office.test"]).contains("198.51.100.2"));
+    assert_eq!(dig(&net.inet, "198.51.100.2", &["printer.branch.test"]), "");
     // TCP across, with the PC's own address (no NAT between the offices).
     let dir = scratch_dir("site-tcp").unwrap();
     let server = tcp_server(&net.pc_b, dir.path(), 8088);

@@ -443,6 +443,7 @@ fn a_site_loads_with_its_key_networks_domain_and_extensions() {
          [[vpn.sites]]\nname = \"branch\"\n\
          public_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
          endpoint = \"203.0.113.7\"\nsubnets = [\"192.168.2.1/24\", \"10.20.0.0/16\"]\n\
+         address = \"192.168.2.1\"\n\
          domain = \"Branch.Example.com\"\nextensions = \"200-299\"\n\
          [[vpn.sites]]\nname = \"home\"\nenabled = false\n\
          public_key = \"dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=\"\nsubnets = [\"10.30.0.0/24\"]\n",
@@ -459,6 +460,7 @@ fn a_site_loads_with_its_key_networks_domain_and_extensions() {
     let nets: Vec<String> = b.subnets.iter().map(|n| n.to_string()).collect();
     assert_eq!(nets, ["192.168.2.0/24", "10.20.0.0/16"]);
     assert_eq!(b.domain.as_deref(), Some("branch.example.com"));
+    assert_eq!(b.address, Some(Ipv4Addr::new(192, 168, 2, 1)));
     assert!(b.extensions.as_ref().is_some_and(|e| e.contains("250")));
     assert!(b.enabled && !vpn.sites[1].enabled);
     assert_eq!(vpn.sites[1].endpoint, None);
@@ -470,5 +472,43 @@ fn a_site_loads_with_its_key_networks_domain_and_extensions() {
              subnets = [\"10.5.0.0/24\"]\nextensions = \"1\"\n"
         )
         .contains("takes in 102, bob's extension here")
+    );
+}
+
+#[test]
+fn a_sites_names_and_reverse_zones_are_asked_of_its_box() {
+    let c = parse_ok(
+        "[vpn]\nenabled = true\n\
+         [[vpn.sites]]\nname = \"branch\"\n\
+         public_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
+         subnets = [\"192.168.2.0/23\", \"10.20.0.0/16\"]\naddress = \"192.168.3.1\"\n\
+         domain = \"branch.example.com\"\n\
+         [[vpn.sites]]\nname = \"quiet\"\n\
+         public_key = \"dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=\"\nsubnets = [\"10.30.0.0/24\"]\n",
+    );
+    let zones: Vec<String> = crate::derive::site_zones(&c)
+        .into_iter()
+        .map(|(z, at)| format!("{z} {at}"))
+        .collect();
+    assert_eq!(
+        zones,
+        [
+            "branch.example.com 192.168.3.1:53",
+            "2.168.192.in-addr.arpa 192.168.3.1:53",
+            "3.168.192.in-addr.arpa 192.168.3.1:53",
+            "20.10.in-addr.arpa 192.168.3.1:53",
+        ]
+    );
+    // A box without an address is asked nothing; tunnels off, nobody is.
+    let mut off = c.clone();
+    off.vpn.enabled = false;
+    assert!(crate::derive::site_zones(&off).is_empty());
+    // The address must be the site's.
+    assert!(
+        problems(
+            "[[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
+             subnets = [\"10.5.0.0/24\"]\naddress = \"10.6.0.1\"\n"
+        )
+        .contains("10.6.0.1 is in none of the site's subnets")
     );
 }

@@ -176,6 +176,12 @@ impl Loader<'_, '_> {
                 parse_endpoint,
             );
             let subnets = s.parsed_list(self.sink, "subnets", SUBNET_HELP, parse_ipv4_net);
+            let address = s.parsed(
+                self.sink,
+                "address",
+                "write its box's LAN address, e.g. \"192.168.2.1\"",
+                parse_ipv4,
+            );
             let domain = s.parsed(
                 self.sink,
                 "domain",
@@ -229,6 +235,30 @@ impl Loader<'_, '_> {
                     });
                 }
             }
+            if let Some(a) = &address
+                && !nets.is_empty()
+                && !nets.iter().any(|n| n.is_host(a.value))
+            {
+                ok = false;
+                self.sink.error(
+                    &a.span,
+                    format!("{path}.address"),
+                    format!("{} is in none of the site's subnets", a.value),
+                    "write its box's address on its LAN, inside its subnets",
+                );
+            }
+            if let Some(d) = domain.as_ref().filter(|_| address.is_none()) {
+                ok = false;
+                self.sink.error(
+                    &d.span,
+                    format!("{path}.domain"),
+                    format!(
+                        "{}'s names are asked of the site's box, but its address is not given",
+                        d.value
+                    ),
+                    "add address = its box's LAN address, e.g. \"192.168.2.1\"",
+                );
+            }
             if let (Some(d), Some(own)) = (&domain, own_domain)
                 && d.value == own
             {
@@ -276,6 +306,7 @@ impl Loader<'_, '_> {
                     public_key: key.value,
                     endpoint: endpoint.map(|e| e.value),
                     subnets: nets,
+                    address: address.map(|a| a.value),
                     domain: domain.map(|d| d.value),
                     extensions: extensions.map(|e| e.value),
                 });
