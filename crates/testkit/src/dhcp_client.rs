@@ -587,6 +587,15 @@ impl DhcpClient {
         match self.kind {
             ClientKind::Dhclient => {
                 self.running_peer()?;
+                // dhclient runs its script's BOUND before it writes the lease file; a
+                // `dhclient -r` in between kills it and finds no lease to release.
+                let leases = self.dir().join("dhclient.leases");
+                while !std::fs::read_to_string(&leases).is_ok_and(|t| t.contains("lease {")) {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    sleep(POLL);
+                }
                 let mut cmd = Command::new("ip");
                 cmd.args(["netns", "exec", &self.netns, "dhclient", "-r", "-v"])
                     .args(dhclient_files(self.dir()))
