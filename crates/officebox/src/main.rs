@@ -98,6 +98,17 @@ enum VpnAction {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The text to give the other site's admin: this office as a [[vpn.sites]] entry
+    /// (name, public key, WAN endpoint, LAN subnet, box address, domain).
+    Pairing {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Each site: where its box is, its last handshake, and the bytes carried.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +265,12 @@ fn main() -> ExitCode {
         Command::Vpn {
             action: VpnAction::Key { config },
         } => vpn_key(&config),
+        Command::Vpn {
+            action: VpnAction::Status { config },
+        } => vpn_status(&config),
+        Command::Vpn {
+            action: VpnAction::Pairing { config },
+        } => vpn_pairing(&config),
         Command::Mail { action } => match action {
             MailAction::Queue { config } => mail_cli::queue(&config),
             MailAction::Flush { config } => mail_cli::flush(&config),
@@ -307,6 +324,100 @@ fn vpn_key(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         )
     })?;
     println!("{}", pair.public_text());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vpn_pairing(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let pair = officebox_secrets::wireguard::load_or_make(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "the box's WireGuard key in {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let leased = officebox_store::Db::open(&officebox_store::state_db(&config.data_dir))
+        .ok()
+        .and_then(|db| db.wan_address().ok().flatten());
+    let wan = officebox_config::derive::wan_address(&config, leased);
+    let lan = config.network.lan.net;
+    print!(
+        "{}",
+        pairing_text(
+            &config.network.hostname,
+            &pair.public_text(),
+            wan.map(|w| format!("{w}:{}", config.vpn.listen_port)),
+            &format!("{}/{}", lan.network(), lan.prefix),
+            lan.address,
+            &config.network.domain,
+        )
+    );
+    if wan.is_none() {
+        eprintln!(
+            "(the WAN address is not known yet: the other site's box will wait for this one to call)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This office as the other site writes it in its config.
+fn pairing_text(
+    name: &str,
+    key: &str,
+    endpoint: Option<String>,
+    subnet: &str,
+    address: std::net::Ipv4Addr,
+    domain: &str,
+) -> String {
+    let mut t =
+        String::from("# Paste into the other office's officebox.toml (or its Sites page):\n");
+    t.push_str("[[vpn.sites]]\n");
+    t.push_str(&format!("name = \"{name}\"\n"));
+    t.push_str(&format!("public_key = \"{key}\"\n"));
+    if let Some(e) = endpoint {
+        t.push_str(&format!("endpoint = \"{e}\"\n"));
+    }
+    t.push_str(&format!("subnets = [\"{subnet}\"]\n"));
+    t.push_str(&format!("address = \"{address}\"\n"));
+    t.push_str(&format!("domain = \"{domain}\"\n"));
+    t
+}
+
+fn vpn_status(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    if !config.vpn.enabled {
+        println!("the tunnels are off (vpn.enabled = false)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let db = officebox_store::Db::open(&officebox_store::state_db(&config.data_dir))?;
+    let rows = db.site_statuses()?;
+    let now = officebox_store::unix_now();
+    if config.vpn.sites.is_empty() {
+        println!("no site is set up ([[vpn.sites]])");
+    }
+    for site in &config.vpn.sites {
+        let row = rows.iter().find(|r| r.site == site.name);
+        let state = match (site.enabled, row.and_then(|r| r.handshake_at)) {
+            (false, _) => "off".to_string(),
+            (true, None) => "no handshake yet".to_string(),
+            (true, Some(at)) if now - at < 180 => {
+                format!("up, handshake {}s ago", (now - at).max(0))
+            }
+            (true, Some(at)) => format!("quiet, last handshake {}s ago", (now - at).max(0)),
+        };
+        let endpoint = row
+            .and_then(|r| r.endpoint.clone())
+            .or_else(|| site.endpoint.as_ref().map(|(h, p)| format!("{h}:{p}")))
+            .unwrap_or_else(|| "-".into());
+        let (sent, received) = row.map_or((0, 0), |r| (r.sent, r.received));
+        let nets: Vec<String> = site.subnets.iter().map(ToString::to_string).collect();
+        println!(
+            "{:<16} {:<24} {:<34} sent {sent} B, received {received} B  ({})",
+            site.name,
+            endpoint,
+            state,
+            nets.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

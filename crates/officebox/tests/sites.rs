@@ -2,8 +2,8 @@
 //! pairs: pcA (192.168.1.50) - boxA (LAN 192.168.1.1, WAN 198.51.100.2) - inet (a plain
 //! router between 198.51.100.0/24 and 203.0.113.0/24) - boxB (WAN 203.0.113.2, LAN
 //! 192.168.2.1) - pcB (192.168.2.50). Both boxes manage their interfaces and firewall
-//! (firewall-nat). Each box's key is made by `officebox vpn key` before it starts, and
-//! each names the other as a site. Only addresses inside these namespaces are used.
+//! (firewall-nat). Each admin gives the other `officebox vpn pairing` (which makes the
+//! box's key) before the boxes start. Only addresses inside these namespaces are used.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -86,6 +86,7 @@ impl Sites {
 
 /// One office's config (firewall-nat, managing its two interfaces), without sites yet.
 fn office(
+    host: &str,
     domain: &str,
     lan_if: &str,
     lan: &str,
@@ -94,6 +95,7 @@ fn office(
     gateway: &str,
 ) -> TestConfig {
     TestConfig::demo()
+        .set("network.hostname", host)
         .set("network.domain", domain)
         .set("network.manage", true)
         .set(
@@ -117,43 +119,30 @@ fn office(
         .set("mail.enabled", false)
 }
 
-/// Makes the box's key in `dir` (where its config is) and returns the public key.
-fn public_key(dir: &Path, config: &TestConfig) -> String {
+/// Runs `officebox vpn pairing` for the box whose config and data are in `dir` (its key
+/// is made then), and checks `vpn key` says the same key; the pairing text.
+fn pairing(dir: &Path, config: &TestConfig) -> String {
     std::fs::write(dir.join("officebox.toml"), config.text()).unwrap();
-    let out = Command::new(bin())
-        .args(["vpn", "key", "--config", "officebox.toml"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let run = |what: &str| {
+        let out = Command::new(bin())
+            .args(["vpn", what, "--config", "officebox.toml"])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run("pairing");
+    let key = run("key").trim().to_string();
     assert_eq!(key.len(), 44, "{key}");
-    // Asked again: the same key.
-    let again = Command::new(bin())
-        .args(["vpn", "key", "--config", "officebox.toml"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8(again.stdout).unwrap().trim(), key);
-    key
+    assert!(text.contains(&format!("public_key = \"{key}\"")), "{text}");
+    text
 }
 
-/// `[vpn]` with the other office as its one site: its box's key, WAN endpoint, LAN
-/// subnet, LAN address and domain; `tunnel` is this box's own tunnel address.
-fn site(
-    name: &str,
-    key: &str,
-    endpoint: &str,
-    lan: (&str, &str),
-    domain: &str,
-    tunnel: &str,
-) -> String {
-    let (subnet, address) = lan;
-    format!(
-        "[vpn]\nenabled = true\naddress = \"{tunnel}\"\n\n\
-         [[vpn.sites]]\nname = \"{name}\"\npublic_key = \"{key}\"\nendpoint = \"{endpoint}\"\n\
-         subnets = [\"{subnet}\"]\naddress = \"{address}\"\ndomain = \"{domain}\"\n"
-    )
+/// `[vpn]` with the other office as its one site, from that office's pairing text;
+/// `tunnel` is this box's own tunnel address.
+fn vpn_with(pairing: &str, tunnel: &str) -> String {
+    format!("[vpn]\nenabled = true\naddress = \"{tunnel}\"\n\n{pairing}")
 }
 
 /// `dig +short` from `ns`, asking the office's box at `server`.
@@ -203,6 +192,7 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         scratch_dir("site-b").unwrap(),
     );
     let a = office(
+        "head",
         "office.test",
         net.lan_a.name_a(),
         "192.168.1.1",
@@ -211,6 +201,7 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         "198.51.100.1",
     );
     let b = office(
+        "branch",
         "branch.test",
         net.lan_b.name_a(),
         "192.168.2.1",
@@ -218,24 +209,17 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         "203.0.113.2",
         "203.0.113.1",
     );
-    let (key_a, key_b) = (public_key(dir_a.path(), &a), public_key(dir_b.path(), &b));
-    assert_ne!(key_a, key_b);
-    let a = a.append(&site(
-        "branch",
-        &key_b,
-        "203.0.113.2:51820",
-        ("192.168.2.0/24", "192.168.2.1"),
-        "branch.test",
-        "10.99.0.1/24",
-    ));
-    let b = b.append(&site(
-        "head",
-        &key_a,
-        "198.51.100.2:51820",
-        ("192.168.1.0/24", "192.168.1.1"),
-        "office.test",
-        "10.99.0.2/24",
-    ));
+    // Each admin gives the other the pairing text.
+    let (pair_a, pair_b) = (pairing(dir_a.path(), &a), pairing(dir_b.path(), &b));
+    assert_ne!(pair_a, pair_b);
+    assert!(
+        pair_b.contains("endpoint = \"203.0.113.2:51820\"")
+            && pair_b.contains("address = \"192.168.2.1\"")
+            && pair_b.contains("name = \"branch\""),
+        "{pair_b}"
+    );
+    let a = a.append(&vpn_with(&pair_b, "10.99.0.1/24"));
+    let b = b.append(&vpn_with(&pair_a, "10.99.0.2/24"));
     let box_a =
         Officebox::restart_in_netns(bin(), &a.text(), &net.box_a, dir_a).expect("box A starts");
     let box_b =
@@ -272,14 +256,33 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
     );
     assert_eq!(
         dig(&net.pc_a, "192.168.1.1", &["-x", "192.168.2.1"]),
-        "officebox.branch.test."
+        "branch.branch.test."
     );
-    let head = dig(&net.pc_b, "192.168.2.1", &["officebox.office.test"]);
+    let head = dig(&net.pc_b, "192.168.2.1", &["head.office.test"]);
     assert!(head.lines().any(|l| l == "192.168.1.1"), "{head}");
     // The Internet may ask the box for its own names (DNS is open on the WAN here), but is
     // not told the other office's.
-    assert!(dig(&net.inet, "198.51.100.2", &["officebox.office.test"]).contains("198.51.100.2"));
+    assert!(dig(&net.inet, "198.51.100.2", &["head.office.test"]).contains("198.51.100.2"));
     assert_eq!(dig(&net.inet, "198.51.100.2", &["printer.branch.test"]), "");
+    // The status says so (written every few seconds).
+    let status = || {
+        let out = Command::new(bin())
+            .args(["vpn", "status", "--config"])
+            .arg(box_a.config_path())
+            .current_dir(box_a.dir())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let shown = wait_until(Duration::from_secs(12), || {
+        status().lines().any(|l| {
+            l.starts_with("branch")
+                && l.contains("203.0.113.2:51820")
+                && l.contains("up, handshake")
+                && !l.contains("received 0 B")
+        })
+    });
+    assert!(shown, "{}", status());
     // TCP across, with the PC's own address (no NAT between the offices).
     let dir = scratch_dir("site-tcp").unwrap();
     let server = tcp_server(&net.pc_b, dir.path(), 8088);

@@ -268,6 +268,20 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 13,
+        name: "the tunnels to other sites",
+        sql: "
+        CREATE TABLE vpn_status (
+            site         TEXT PRIMARY KEY,
+            endpoint     TEXT,
+            handshake_at INTEGER,
+            sent         INTEGER NOT NULL,
+            received     INTEGER NOT NULL,
+            updated_at   INTEGER NOT NULL
+        );
+    ",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

@@ -41,6 +41,7 @@ mod phone;
 mod provision;
 mod queue;
 mod trunk;
+mod vpn;
 pub mod wav;
 
 pub use call_log::{
@@ -62,6 +63,7 @@ pub use queue::{
     notify, wants,
 };
 pub use trunk::{TrunkState, TrunkStatus};
+pub use vpn::SiteStatus;
 
 /// Where the music on hold uploaded on the Phone Routing page is kept (it wins over the
 /// configured file and the built-in tune).

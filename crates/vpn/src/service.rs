@@ -162,7 +162,17 @@ async fn start(
         sites = vpn.sites.iter().filter(|s| s.enabled).count(),
         public_key = %key.public_text()
     );
-    tokio::spawn(watch_sites(status, stop.clone()));
+    let db_path = officebox_store::state_db(&config.data_dir);
+    let db = tokio::task::spawn_blocking(move || officebox_store::Db::open(&db_path))
+        .await
+        .ok()
+        .and_then(|r| {
+            r.map_err(
+                |error| warn!(message = "vpn: no state database; the status is not kept", %error),
+            )
+            .ok()
+        });
+    tokio::spawn(watch_sites(status, db, stop.clone()));
     tokio::spawn(put_routes(nl, index, routes, lan, stop.clone()));
     Ok(tokio::spawn(async move {
         tunnel.run(&tun, &socket, stop).await;
@@ -223,22 +233,51 @@ async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     found.into_iter().find(SocketAddr::is_ipv4)
 }
 
+/// How often the sites' status is written to the state database at most (and at once
+/// when a site comes up or goes quiet).
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
 /// Logs each site that comes up (its first handshake, or one after a silence) or goes
-/// quiet (no handshake for three minutes: WireGuard rekeys every two).
-async fn watch_sites(mut status: watch::Receiver<Vec<PeerStatus>>, stop: CancellationToken) {
+/// quiet (no handshake for three minutes: WireGuard rekeys every two), and keeps the
+/// status in the state database for `officebox vpn status`.
+async fn watch_sites(
+    mut status: watch::Receiver<Vec<PeerStatus>>,
+    db: Option<officebox_store::Db>,
+    stop: CancellationToken,
+) {
+    let db = db.map(|d| Arc::new(std::sync::Mutex::new(d)));
     let mut up: Vec<(String, bool)> = Vec::new();
+    let mut written: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             changed = status.changed() => if changed.is_err() { return },
         }
         let now = status.borrow_and_update().clone();
+        let mut news = false;
+        let rows: Vec<officebox_store::SiteStatus> = now
+            .iter()
+            .map(|p| {
+                let at = officebox_store::unix_now();
+                officebox_store::SiteStatus {
+                    site: p.name.clone(),
+                    endpoint: p.endpoint.map(|e| e.to_string()),
+                    handshake_at: p
+                        .last_handshake
+                        .map(|d| at - i64::try_from(d.as_secs()).unwrap_or(0)),
+                    sent: p.sent,
+                    received: p.received,
+                    updated_at: at,
+                }
+            })
+            .collect();
         for p in now {
             let live = p
                 .last_handshake
                 .is_some_and(|d| d < Duration::from_secs(180));
             let was = up.iter().find(|(n, _)| *n == p.name).map(|(_, l)| *l);
             if was != Some(live) && (live || was.is_some()) {
+                news = true;
                 match (live, p.endpoint) {
                     (true, Some(at)) => {
                         info!(message = "vpn: site up", site = %p.name, endpoint = %at);
@@ -251,6 +290,18 @@ async fn watch_sites(mut status: watch::Receiver<Vec<PeerStatus>>, stop: Cancell
                 Some(e) => e.1 = live,
                 None => up.push((p.name.clone(), live)),
             }
+        }
+        let due = news || written.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
+        if let (true, Some(db)) = (due, &db) {
+            written = Some(tokio::time::Instant::now());
+            let db = Arc::clone(db);
+            let _ = tokio::task::spawn_blocking(move || {
+                let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Err(error) = db.set_site_statuses(&rows) {
+                    warn!(message = "vpn: the sites' status was not saved", %error);
+                }
+            })
+            .await;
         }
     }
 }
