@@ -315,26 +315,28 @@ fn dns_names(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn vpn_key(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = officebox_config::load(path)?;
-    let pair = officebox_secrets::wireguard::load_or_make(&config.data_dir).map_err(|e| {
+/// The box's WireGuard key pair (made now if it has none).
+fn box_key(
+    config: &officebox_config::Config,
+) -> anyhow::Result<officebox_secrets::wireguard::KeyPair> {
+    officebox_secrets::wireguard::load_or_make(&config.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "the box's WireGuard key in {}: {e}",
             config.data_dir.display()
         )
-    })?;
+    })
+}
+
+fn vpn_key(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let pair = box_key(&config)?;
     println!("{}", pair.public_text());
     Ok(ExitCode::SUCCESS)
 }
 
 fn vpn_pairing(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = officebox_config::load(path)?;
-    let pair = officebox_secrets::wireguard::load_or_make(&config.data_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "the box's WireGuard key in {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
+    let pair = box_key(&config)?;
     let leased = officebox_store::Db::open(&officebox_store::state_db(&config.data_dir))
         .ok()
         .and_then(|db| db.wan_address().ok().flatten());

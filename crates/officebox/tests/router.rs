@@ -24,31 +24,6 @@ const WAN_BOX: &str = Office::WAN_BOX;
 const WAN_ISP: &str = Office::WAN_ISP;
 const PC: &str = Office::PC;
 
-/// A TCP server printing each client's address, in `ns` on `port`.
-fn tcp_server(ns: &Netns, dir: &Path, name: &str, port: u16) -> Peer {
-    let script = format!(
-        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', {port}))\ns.listen(16)\nprint('listening', flush=True)\nwhile True:\n    c, a = s.accept()\n    print('peer', a[0], flush=True)\n    c.sendall(b'hello from {name}\\n')\n    c.close()\n"
-    );
-    let mut cmd = ns.command("python3");
-    cmd.args(["-u", "-c", &script]);
-    let peer = Peer::spawn_in(name, cmd, dir).unwrap();
-    peer.wait_for_log("listening", Duration::from_secs(5))
-        .unwrap();
-    peer
-}
-
-/// Connects from `ns` to `addr:port`; the server's greeting, or `None` when nothing answers
-/// within two seconds.
-fn connect(ns: &Netns, addr: &str, port: u16) -> Option<String> {
-    let script = format!(
-        "import socket,sys\ns=socket.create_connection(('{addr}', {port}), timeout=2)\nsys.stdout.write(s.recv(100).decode())\n"
-    );
-    let out = ns.command("python3").args(["-c", &script]).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// Whether a TCP connection from `ns` to `addr:port` is accepted within two seconds.
 fn tcp_open(ns: &Netns, addr: &str, port: u16) -> bool {
     let script =
@@ -90,7 +65,7 @@ fn firewall_nat_masquerades_refuses_inbound_forwards_and_hairpins() {
     let web = Peer::spawn_in("internet", http, dir.path()).unwrap();
     web.wait_for_log("Serving HTTP", Duration::from_secs(5))
         .unwrap();
-    let _ssh = tcp_server(&net.pc, dir.path(), "pc", 2222);
+    let _ssh = net.pc.tcp_greeter(dir.path(), "pc", 2222).unwrap();
     // The ISP even routes the office's private range to the box: the firewall must hold.
     net.isp
         .run("ip", ["route", "add", "192.168.1.0/24", "via", WAN_BOX])
@@ -139,14 +114,14 @@ fn firewall_nat_masquerades_refuses_inbound_forwards_and_hairpins() {
     );
 
     // Nobody outside opens a connection to the PC...
-    assert_eq!(connect(&net.isp, PC, 2222), None);
+    assert_eq!(net.isp.tcp_greeting(PC, 2222), None);
     // ...except through the configured forward, from outside and (hairpin) from the LAN.
     assert_eq!(
-        connect(&net.isp, WAN_BOX, 8022).as_deref(),
+        net.isp.tcp_greeting(WAN_BOX, 8022).as_deref(),
         Some("hello from pc")
     );
     assert_eq!(
-        connect(&net.pc, WAN_BOX, 8022).as_deref(),
+        net.pc.tcp_greeting(WAN_BOX, 8022).as_deref(),
         Some("hello from pc"),
         "hairpin"
     );
@@ -168,9 +143,13 @@ fn firewall_nat_masquerades_refuses_inbound_forwards_and_hairpins() {
         WAN_BOX,
         "www is the WAN address"
     );
-    assert_eq!(connect(&net.isp, WAN_BOX, 18080), None, "not a WAN service");
+    assert_eq!(
+        net.isp.tcp_greeting(WAN_BOX, 18080),
+        None,
+        "not a WAN service"
+    );
     // officebox's SMTP answers on the WAN address.
-    let banner = connect(&net.isp, WAN_BOX, 25).unwrap_or_default();
+    let banner = net.isp.tcp_greeting(WAN_BOX, 25).unwrap_or_default();
     assert!(
         banner.starts_with("220 officebox.office.test ESMTP"),
         "{banner}"
@@ -182,8 +161,8 @@ fn router_mode_routes_without_translation_and_lan_only_forwards_nothing() {
     require_program("python3", "python3");
     let net = Office::new("rrt").unwrap();
     let dir = scratch_dir("router").unwrap();
-    let web = tcp_server(&net.isp, dir.path(), "internet", 8080);
-    let _pc = tcp_server(&net.pc, dir.path(), "pc", 2222);
+    let web = net.isp.tcp_greeter(dir.path(), "internet", 8080).unwrap();
+    let _pc = net.pc.tcp_greeter(dir.path(), "pc", 2222).unwrap();
     net.isp
         .run("ip", ["route", "add", "192.168.1.0/24", "via", WAN_BOX])
         .unwrap();
@@ -191,7 +170,7 @@ fn router_mode_routes_without_translation_and_lan_only_forwards_nothing() {
     let ob = start(&net, &config);
 
     assert_eq!(
-        connect(&net.pc, WAN_ISP, 8080).as_deref(),
+        net.pc.tcp_greeting(WAN_ISP, 8080).as_deref(),
         Some("hello from internet")
     );
     assert!(
@@ -202,7 +181,7 @@ fn router_mode_routes_without_translation_and_lan_only_forwards_nothing() {
         web.log()
     );
     assert_eq!(
-        connect(&net.isp, PC, 2222).as_deref(),
+        net.isp.tcp_greeting(PC, 2222).as_deref(),
         Some("hello from pc"),
         "router: the Internet reaches the LAN"
     );
@@ -216,11 +195,11 @@ fn router_mode_routes_without_translation_and_lan_only_forwards_nothing() {
         .count()
         >= 2));
     assert_eq!(
-        connect(&net.isp, PC, 2222),
+        net.isp.tcp_greeting(PC, 2222),
         None,
         "lan-only forwards nothing"
     );
-    assert_eq!(connect(&net.pc, WAN_ISP, 8080), None);
+    assert_eq!(net.pc.tcp_greeting(WAN_ISP, 8080), None);
     let inside = String::from_utf8_lossy(
         &net.boxns
             .run("cat", ["/proc/sys/net/ipv4/ip_forward"])
@@ -278,7 +257,7 @@ fn dmz_mode_shows_a_port_scan_only_the_listed_services() {
     require_program("nmap", "nmap");
     let net = Office::new("rdz").unwrap();
     let dir = scratch_dir("router").unwrap();
-    let _pc = tcp_server(&net.pc, dir.path(), "pc", 2222);
+    let _pc = net.pc.tcp_greeter(dir.path(), "pc", 2222).unwrap();
     let ob = start(&net, &net.config("firewall-nat-dmz"));
     ob.peer()
         .wait_for_log("dns: serving", READY_TIMEOUT)
@@ -330,7 +309,7 @@ fn the_wan_address_comes_from_the_isps_dhcp_server_renews_and_is_released() {
     require_program("dnsmasq", "dnsmasq-base");
     let net = Office::new("rwd").unwrap();
     let dir = scratch_dir("router").unwrap();
-    let web = tcp_server(&net.isp, dir.path(), "internet", 8080);
+    let web = net.isp.tcp_greeter(dir.path(), "internet", 8080).unwrap();
     // The ISP's DHCP server; it also offers DNS servers and a domain, which officebox must
     // not take.
     std::fs::set_permissions(
@@ -396,7 +375,7 @@ fn the_wan_address_comes_from_the_isps_dhcp_server_renews_and_is_released() {
     assert!(routes.contains("default via 198.51.100.1"), "{routes}");
     // The office reaches the Internet through it, translated to the leased address.
     assert_eq!(
-        connect(&net.pc, WAN_ISP, 8080).as_deref(),
+        net.pc.tcp_greeting(WAN_ISP, 8080).as_deref(),
         Some("hello from internet")
     );
     assert!(

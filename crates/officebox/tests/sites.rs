@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use officebox_testkit::{
-    Endpoint, Netns, Officebox, Peer, READY_TIMEOUT, TestConfig, Veth, scratch_dir, wait_until,
+    Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig, Veth, scratch_dir, wait_until,
 };
 
 fn bin() -> &'static Path {
@@ -145,40 +145,6 @@ fn vpn_with(pairing: &str, tunnel: &str) -> String {
     format!("[vpn]\nenabled = true\naddress = \"{tunnel}\"\n\n{pairing}")
 }
 
-/// `dig +short` from `ns`, asking the office's box at `server`.
-fn dig(ns: &Netns, server: &str, args: &[&str]) -> String {
-    let out = ns
-        .command("dig")
-        .args(["+short", "+time=2", "+tries=1", &format!("@{server}")])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A TCP server printing each client's address, in `ns` on `port`.
-fn tcp_server(ns: &Netns, dir: &Path, port: u16) -> Peer {
-    let script = format!(
-        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', {port}))\ns.listen(16)\nprint('listening', flush=True)\nwhile True:\n    c, a = s.accept()\n    print('peer', a[0], flush=True)\n    c.sendall(b'hello from the branch\\n')\n    c.close()\n"
-    );
-    let mut cmd = ns.command("python3");
-    cmd.args(["-u", "-c", &script]);
-    let peer = Peer::spawn_in("server", cmd, dir).unwrap();
-    peer.wait_for_log("listening", Duration::from_secs(5))
-        .unwrap();
-    peer
-}
-
-fn connect(ns: &Netns, addr: &str, port: u16) -> Option<String> {
-    let script = format!(
-        "import socket,sys\ns=socket.create_connection(('{addr}', {port}), timeout=2)\nsys.stdout.write(s.recv(100).decode())\n"
-    );
-    let out = ns.command("python3").args(["-c", &script]).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn pings(ns: &Netns, addr: &str) -> bool {
     ns.run("ping", ["-c", "1", "-W", "1", addr])
         .is_ok_and(|o| o.status.success())
@@ -250,20 +216,25 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
     }
     // Each office's names resolve at the other: asked of the PC's own box, which asks the
     // other box through the tunnel (forward and reverse).
+    let dig =
+        |ns: &Netns, server: &str, name: &str, rtype: &str| ns.dig(server, name, rtype).unwrap();
     assert_eq!(
-        dig(&net.pc_a, "192.168.1.1", &["printer.branch.test"]),
-        "192.168.1.20"
+        dig(&net.pc_a, "192.168.1.1", "printer.branch.test", "A"),
+        ["192.168.1.20"]
     );
     assert_eq!(
-        dig(&net.pc_a, "192.168.1.1", &["-x", "192.168.2.1"]),
-        "branch.branch.test."
+        dig(&net.pc_a, "192.168.1.1", "1.2.168.192.in-addr.arpa", "PTR"),
+        ["branch.branch.test."]
     );
-    let head = dig(&net.pc_b, "192.168.2.1", &["head.office.test"]);
-    assert!(head.lines().any(|l| l == "192.168.1.1"), "{head}");
+    let head = dig(&net.pc_b, "192.168.2.1", "head.office.test", "A");
+    assert!(head.iter().any(|l| l == "192.168.1.1"), "{head:?}");
     // The Internet may ask the box for its own names (DNS is open on the WAN here), but is
     // not told the other office's.
-    assert!(dig(&net.inet, "198.51.100.2", &["head.office.test"]).contains("198.51.100.2"));
-    assert_eq!(dig(&net.inet, "198.51.100.2", &["printer.branch.test"]), "");
+    assert!(
+        dig(&net.inet, "198.51.100.2", "head.office.test", "A")
+            .contains(&"198.51.100.2".to_string())
+    );
+    assert!(dig(&net.inet, "198.51.100.2", "printer.branch.test", "A").is_empty());
     // The status says so (written every few seconds).
     let status = || {
         let out = Command::new(bin())
@@ -285,17 +256,17 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
     assert!(shown, "{}", status());
     // TCP across, with the PC's own address (no NAT between the offices).
     let dir = scratch_dir("site-tcp").unwrap();
-    let server = tcp_server(&net.pc_b, dir.path(), 8088);
+    let server = net.pc_b.tcp_greeter(dir.path(), "branch", 8088).unwrap();
     assert_eq!(
-        connect(&net.pc_a, "192.168.2.50", 8088).as_deref(),
-        Some("hello from the branch")
+        net.pc_a.tcp_greeting("192.168.2.50", 8088).as_deref(),
+        Some("hello from branch")
     );
     server
         .wait_for_log("peer 192.168.1.50", Duration::from_secs(5))
         .unwrap();
     // The Internet does not reach the branch's PC, nor is the tunnel a way in for it; a
     // stranger writing to the tunnels' port gets no answer at all.
-    assert_eq!(connect(&net.inet, "192.168.2.50", 8088), None);
+    assert_eq!(net.inet.tcp_greeting("192.168.2.50", 8088), None);
     assert!(!pings(&net.inet, "192.168.1.50"));
     let probe = concat!(
         "import socket\n",

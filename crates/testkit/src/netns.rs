@@ -80,6 +80,46 @@ impl Netns {
             .collect())
     }
 
+    /// A TCP server inside the namespace on `port` that greets each client with
+    /// `hello from NAME` and logs `peer ADDRESS` for each (python3; ready when returned).
+    pub fn tcp_greeter(&self, dir: &Path, name: &str, port: u16) -> io::Result<crate::Peer> {
+        let script = [
+            "import socket".to_string(),
+            "s = socket.socket()".into(),
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)".into(),
+            format!("s.bind(('0.0.0.0', {port}))"),
+            "s.listen(16)".into(),
+            "print('listening', flush=True)".into(),
+            "while True:".into(),
+            "    c, a = s.accept()".into(),
+            "    print('peer', a[0], flush=True)".into(),
+            format!("    c.sendall(b'hello from {name}\\n')"),
+            "    c.close()".into(),
+        ]
+        .join("\n");
+        let mut cmd = self.command("python3");
+        cmd.args(["-u", "-c", &script]);
+        let peer = crate::Peer::spawn_in(name, cmd, dir)?;
+        peer.wait_for_log("listening", Duration::from_secs(5))?;
+        Ok(peer)
+    }
+
+    /// Connects from the namespace to `addr:port`: the server's greeting, or `None` when
+    /// nothing answers within two seconds.
+    pub fn tcp_greeting(&self, addr: &str, port: u16) -> Option<String> {
+        let script = format!(
+            "import socket, sys\ns = socket.create_connection(('{addr}', {port}), timeout=2)\nsys.stdout.write(s.recv(100).decode())\n"
+        );
+        let out = self
+            .command("python3")
+            .args(["-c", &script])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// Pids of the processes inside the namespace (`ip netns pids NAME`).
     pub fn pids(&self) -> io::Result<Vec<u32>> {
         let out = run_checked(Command::new("ip").args(["netns", "pids", &self.name]))?;

@@ -2155,6 +2155,17 @@ async fn a_parked_call_nobody_takes_rings_its_parker_again() {
     );
 }
 
+/// The caller keys `keys` in (SIP INFO, one a request), in its dialog `to`.
+fn keys_from_caller(call: &mut Call, to: &str, keys: &str) {
+    for (i, key) in keys.chars().enumerate() {
+        let cseq = 2 + u32::try_from(i).unwrap();
+        let mut info = from_caller("INFO", cseq, &format!("z9hG4bKkey{cseq}"), to, b"");
+        info.msg.push("Content-Type", "application/dtmf-relay");
+        info.msg.body = format!("Signal={key}\r\nDuration=160\r\n").into_bytes();
+        call.handle(info);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_three_way_code_puts_the_users_two_calls_in_one_room_that_outlives_the_user() {
     let (mut first, wire1, _invite1, ok1, _inbox1) = transferable().await;
@@ -2171,12 +2182,7 @@ async fn the_three_way_code_puts_the_users_two_calls_in_one_room_that_outlives_t
 
     // alice keys *3 (by SIP INFO) in her call to bob.
     let to = ok1.header("to").unwrap().to_string();
-    for (cseq, key) in [(2, '*'), (3, '3')] {
-        let mut info = from_caller("INFO", cseq, &format!("z9hG4bKkey{cseq}"), &to, b"");
-        info.msg.push("Content-Type", "application/dtmf-relay");
-        info.msg.body = format!("Signal={key}\r\nDuration=160\r\n").into_bytes();
-        first.handle(info);
-    }
+    keys_from_caller(&mut first, &to, "*3");
     assert!(matches!(first.state, State::Mixing(_)));
     sent(&wire1);
     tokio::join!(first.three_way_step(), async {
@@ -2241,12 +2247,7 @@ async fn the_three_way_code_never_joins_another_users_call_and_alone_changes_not
     first.setup.inbox = Some(inbox1 as Arc<dyn Inbox>);
     first.setup.rooms = Some(Arc::default());
     let to = ok1.header("to").unwrap().to_string();
-    for (cseq, key) in [(2, '*'), (3, '3')] {
-        let mut info = from_caller("INFO", cseq, &format!("z9hG4bKkey{cseq}"), &to, b"");
-        info.msg.push("Content-Type", "application/dtmf-relay");
-        info.msg.body = format!("Signal={key}\r\nDuration=160\r\n").into_bytes();
-        first.handle(info);
-    }
+    keys_from_caller(&mut first, &to, "*3");
     sent(&wire1);
     sent(&wire2);
     tokio::join!(first.three_way_step(), async {
