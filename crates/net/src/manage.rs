@@ -236,13 +236,15 @@ pub async fn serve(
         .map_err(|e| io::Error::other(format!("net: cannot set up the network: {e}")))?;
     let mut look = tokio::time::interval(ROUTE_LOOK);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One connection for the looks, not one every two seconds.
+    let nl = Netlink::open().ok();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             _ = look.tick() => {
                 let config = Arc::clone(&config_rx.borrow());
-                if config.network.manage {
-                    put_back_default_route(&config).await;
+                if let (true, Some(nl)) = (config.network.manage, &nl) {
+                    put_back_default_route(nl, &config).await;
                 }
             }
             changed = config_rx.changed() => {
@@ -268,11 +270,8 @@ const ROUTE_LOOK: std::time::Duration = std::time::Duration::from_secs(2);
 /// The kernel drops the routes through an interface whose link goes down (a cable pulled
 /// out, the modem restarted); the addresses stay. When the link is back, the plan's
 /// default route is put back here (a static one: the WAN DHCP client sets its own).
-async fn put_back_default_route(config: &Config) {
+async fn put_back_default_route(nl: &Netlink, config: &Config) {
     let DefaultRoute::Via(gateway) = plan(config).default_route else {
-        return;
-    };
-    let Ok(nl) = Netlink::open() else {
         return;
     };
     let Ok(routes) = nl.default_routes().await else {

@@ -255,23 +255,7 @@ async fn watch_sites(
         }
         let now = status.borrow_and_update().clone();
         let mut news = false;
-        let rows: Vec<officebox_store::SiteStatus> = now
-            .iter()
-            .map(|p| {
-                let at = officebox_store::unix_now();
-                officebox_store::SiteStatus {
-                    site: p.name.clone(),
-                    endpoint: p.endpoint.map(|e| e.to_string()),
-                    handshake_at: p
-                        .last_handshake
-                        .map(|d| at - i64::try_from(d.as_secs()).unwrap_or(0)),
-                    sent: p.sent,
-                    received: p.received,
-                    updated_at: at,
-                }
-            })
-            .collect();
-        for p in now {
+        for p in &now {
             let live = p
                 .last_handshake
                 .is_some_and(|d| d < Duration::from_secs(180));
@@ -294,6 +278,23 @@ async fn watch_sites(
         let due = news || written.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
         if let (true, Some(db)) = (due, &db) {
             written = Some(tokio::time::Instant::now());
+            let rows: Vec<officebox_store::SiteStatus> = now
+                .iter()
+                .map(|p| {
+                    let at = officebox_store::unix_now();
+                    officebox_store::SiteStatus {
+                        site: p.name.clone(),
+                        endpoint: p.endpoint.map(|e| e.to_string()),
+                        handshake_at: p
+                            .last_handshake
+                            .map(|d| at - i64::try_from(d.as_secs()).unwrap_or(0)),
+                        sent: p.sent,
+                        received: p.received,
+                        updated_at: at,
+                    }
+                })
+                .collect();
+
             let db = Arc::clone(db);
             let _ = tokio::task::spawn_blocking(move || {
                 let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

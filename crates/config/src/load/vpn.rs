@@ -14,38 +14,10 @@ pub fn parse_wireguard_key(s: &str) -> Result<[u8; 32], String> {
     })
 }
 
-/// Standard base64 with padding (the config crate has no base64 dependency for this one
-/// use).
+/// Standard base64 with padding, canonical (no stray bits in the last character).
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || !text.len().is_multiple_of(4) {
-        return None;
-    }
-    let body = text.trim_end_matches('=');
-    if text.len() - body.len() > 2 {
-        return None;
-    }
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    for c in body.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(v);
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    // What is left over must be padding bits, all zero.
-    (bits == 0).then_some(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 /// A site's endpoint: `host:port` or `host` (port 51820); the host a name or an IPv4

@@ -2155,6 +2155,17 @@ async fn a_parked_call_nobody_takes_rings_its_parker_again() {
     );
 }
 
+/// `call`'s inbox finds one other call: the second (`leg-a2`), by `link`.
+fn knows_second_call(call: &mut Call, link: mpsc::Sender<Link>) {
+    let (own, _links) = mpsc::channel(8);
+    let inbox = FakeInbox(
+        Mutex::default(),
+        Mutex::new(vec![("leg-a2".into(), link)]),
+        own,
+    );
+    call.setup.inbox = Some(Arc::new(inbox) as Arc<dyn Inbox>);
+}
+
 /// The caller keys `keys` in (SIP INFO, one a request), in its dialog `to`.
 fn keys_from_caller(call: &mut Call, to: &str, keys: &str) {
     for (i, key) in keys.chars().enumerate() {
@@ -2170,13 +2181,7 @@ fn keys_from_caller(call: &mut Call, to: &str, keys: &str) {
 async fn the_three_way_code_puts_the_users_two_calls_in_one_room_that_outlives_the_user() {
     let (mut first, wire1, _invite1, ok1, _inbox1) = transferable().await;
     let (mut second, wire2, mut links2, link2, invite2, _ok2) = second_call("carol").await;
-    let (own1, _links1) = mpsc::channel(8);
-    let inbox1 = Arc::new(FakeInbox(
-        Mutex::default(),
-        Mutex::new(vec![("leg-a2".into(), link2)]),
-        own1,
-    ));
-    first.setup.inbox = Some(inbox1 as Arc<dyn Inbox>);
+    knows_second_call(&mut first, link2);
     let rooms = Arc::new(crate::conference::Rooms::default());
     first.setup.rooms = Some(Arc::clone(&rooms));
 
@@ -2238,13 +2243,7 @@ async fn the_three_way_code_never_joins_another_users_call_and_alone_changes_not
     let (mut second, wire2, mut links2, link2, _invite2, _ok2) = second_call("carol").await;
     // The second call is mallory's with carol: none of alice's.
     second.setup.parties.caller_login = "mallory".into();
-    let (own1, _links1) = mpsc::channel(8);
-    let inbox1 = Arc::new(FakeInbox(
-        Mutex::default(),
-        Mutex::new(vec![("leg-a2".into(), link2)]),
-        own1,
-    ));
-    first.setup.inbox = Some(inbox1 as Arc<dyn Inbox>);
+    knows_second_call(&mut first, link2);
     first.setup.rooms = Some(Arc::default());
     let to = ok1.header("to").unwrap().to_string();
     keys_from_caller(&mut first, &to, "*3");
