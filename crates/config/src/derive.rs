@@ -5,7 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::model::{Config, Dhcp, Lan, Network, Protocol, SecurityMode, Service, WanAddressing};
+use crate::model::{
+    Config, Dhcp, Lan, Network, Protocol, SecurityMode, Service, Site, WanAddressing,
+};
 use crate::values::Ipv4Net;
 
 /// The addresses a DHCP client is handed, computed from the config.
@@ -571,6 +573,48 @@ pub fn site_zones(config: &Config) -> Vec<(String, SocketAddr)> {
         }
     }
     out
+}
+
+/// The site whose box takes calls to `dialled`: an enabled site, while the tunnels run,
+/// whose extensions include it (a local user's extension always wins; the config
+/// refuses a site's range that takes one in, this only makes sure).
+pub fn site_for_extension<'c>(config: &'c Config, dialled: &str) -> Option<&'c Site> {
+    if !config.vpn.enabled
+        || config
+            .users
+            .iter()
+            .any(|u| u.extension.as_deref() == Some(dialled) || u.login == dialled)
+    {
+        return None;
+    }
+    config.vpn.sites.iter().find(|s| {
+        s.enabled
+            && s.address.is_some()
+            && s.extensions.as_ref().is_some_and(|e| e.contains(dialled))
+    })
+}
+
+/// This office's extensions as another site would write them (`vpn pairing`): when all
+/// start with one digit, the whole block of their length if they are all as long
+/// (`100-199`), else that digit as a prefix; `None` when there are none, or they share
+/// no first digit.
+pub fn extension_block(config: &Config) -> Option<String> {
+    let exts: Vec<&str> = config
+        .users
+        .iter()
+        .filter_map(|u| u.extension.as_deref())
+        .collect();
+    let first = exts.first()?.get(..1)?;
+    if !exts.iter().all(|e| e.starts_with(first)) {
+        return None;
+    }
+    let len = exts[0].len();
+    if len > 1 && exts.iter().all(|e| e.len() == len) {
+        let (low, high) = ("0".repeat(len - 1), "9".repeat(len - 1));
+        Some(format!("{first}{low}-{first}{high}"))
+    } else {
+        Some(first.to_string())
+    }
 }
 
 /// The feature codes of call forwarding and do-not-disturb (the usual ones of office

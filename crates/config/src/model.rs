@@ -54,6 +54,10 @@ pub struct Site {
     pub domain: Option<String>,
     /// Its extensions (called through the tunnel).
     pub extensions: Option<Extensions>,
+    /// The port its box takes calls on.
+    pub sip_port: u16,
+    /// Where a call to its extensions goes when its box does not answer.
+    pub fallback: Option<crate::dialplan::Destination>,
 }
 
 /// A site's extensions: a range, or every extension with a prefix.

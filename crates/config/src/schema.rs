@@ -1215,6 +1215,20 @@ pub const VPN_SITE_EXTENSIONS: Setting = s(
     "Its extensions",
     "Its phones' extensions, called through the tunnel: a range (\"200-299\") or a prefix (\"2\").",
 );
+pub const VPN_SITE_SIP_PORT: Setting = s(
+    "vpn.sites[].sip_port",
+    PORT,
+    Default::Int(5060),
+    "Its SIP port",
+    "The port its box takes calls on (its phone.sip_port).",
+);
+pub const VPN_SITE_FALLBACK: Setting = s(
+    "vpn.sites[].fallback",
+    Kind::Text,
+    Default::None,
+    "When it is down",
+    "Where a call to its extensions goes when its box does not answer, e.g. \"operator\" or \"voicemail:alice\"; unset: the caller hears that it is unavailable.",
+);
 
 // ---------------------------------------------------------------- [phone]: the dial plan
 
@@ -1616,6 +1630,8 @@ pub const SETTINGS: &[&Setting] = &[
     &VPN_SITE_ADDRESS,
     &VPN_SITE_DOMAIN,
     &VPN_SITE_EXTENSIONS,
+    &VPN_SITE_SIP_PORT,
+    &VPN_SITE_FALLBACK,
 ];
 
 #[cfg(test)]

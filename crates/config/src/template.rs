@@ -314,6 +314,7 @@ password = "{admin_hash}"
 # address = "192.168.2.1"           # its box's LAN address
 # domain = "branch.example.com"     # its names, answered by its box
 # extensions = "200-299"            # its phones, called through the tunnel
+# fallback = "operator"             # where their calls go while it is down
 "#;
 
 #[cfg(test)]

@@ -341,18 +341,7 @@ fn vpn_pairing(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|db| db.wan_address().ok().flatten());
     let wan = officebox_config::derive::wan_address(&config, leased);
-    let lan = config.network.lan.net;
-    print!(
-        "{}",
-        pairing_text(
-            &config.network.hostname,
-            &pair.public_text(),
-            wan.map(|w| format!("{w}:{}", config.vpn.listen_port)),
-            &format!("{}/{}", lan.network(), lan.prefix),
-            lan.address,
-            &config.network.domain,
-        )
-    );
+    print!("{}", pairing_text(&config, &pair.public_text(), wan));
     if wan.is_none() {
         eprintln!(
             "(the WAN address is not known yet: the other site's box will wait for this one to call)"
@@ -361,26 +350,39 @@ fn vpn_pairing(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// This office as the other site writes it in its config.
+/// This office as the other site writes it in its config: its key, where it is, its
+/// LAN, its box, its domain, and (when the phones are on) its extensions and SIP port.
 fn pairing_text(
-    name: &str,
+    config: &officebox_config::Config,
     key: &str,
-    endpoint: Option<String>,
-    subnet: &str,
-    address: std::net::Ipv4Addr,
-    domain: &str,
+    wan: Option<std::net::Ipv4Addr>,
 ) -> String {
+    use std::fmt::Write as _;
+    let lan = config.network.lan.net;
     let mut t =
         String::from("# Paste into the other office's officebox.toml (or its Sites page):\n");
     t.push_str("[[vpn.sites]]\n");
-    t.push_str(&format!("name = \"{name}\"\n"));
-    t.push_str(&format!("public_key = \"{key}\"\n"));
-    if let Some(e) = endpoint {
-        t.push_str(&format!("endpoint = \"{e}\"\n"));
+    let _ = writeln!(t, "name = \"{}\"", config.network.hostname);
+    let _ = writeln!(t, "public_key = \"{key}\"");
+    if let Some(w) = wan {
+        let _ = writeln!(t, "endpoint = \"{w}:{}\"", config.vpn.listen_port);
     }
-    t.push_str(&format!("subnets = [\"{subnet}\"]\n"));
-    t.push_str(&format!("address = \"{address}\"\n"));
-    t.push_str(&format!("domain = \"{domain}\"\n"));
+    let _ = writeln!(t, "subnets = [\"{}/{}\"]", lan.network(), lan.prefix);
+    let _ = writeln!(t, "address = \"{}\"", lan.address);
+    let _ = writeln!(t, "domain = \"{}\"", config.network.domain);
+    if config.phone.enabled {
+        match officebox_config::derive::extension_block(config) {
+            Some(block) => {
+                let _ = writeln!(t, "extensions = \"{block}\"");
+            }
+            None => t.push_str(
+                "# extensions = \"...\"  # this office's extensions share no first digit: write them\n",
+            ),
+        }
+        if config.phone.sip_port != 5060 {
+            let _ = writeln!(t, "sip_port = {}", config.phone.sip_port);
+        }
+    }
     t
 }
 

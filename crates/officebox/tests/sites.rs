@@ -12,8 +12,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use officebox_testkit::{
-    Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig, Veth, scratch_dir, wait_until,
+    Baresip, BaresipAccount, BaresipEvent, Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig,
+    Veth, audio, scratch_dir, wait_until,
 };
+
+/// How long a phone event may take (a call through a silent site's 5 s included).
+const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
@@ -115,7 +119,6 @@ fn office(
         .set("dns.port", 53)
         .set("ntp.enabled", false)
         .set("web.enabled", false)
-        .set("phone.enabled", false)
         .set("mail.enabled", false)
 }
 
@@ -166,6 +169,7 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         "198.51.100.2",
         "198.51.100.1",
     );
+    // The branch's phones are 2xx.
     let b = office(
         "branch",
         "branch.test",
@@ -174,17 +178,30 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         net.wan_b.name_a(),
         "203.0.113.2",
         "203.0.113.1",
-    );
+    )
+    .set_user("alice", "extension", 201)
+    .set_user("bob", "extension", 202);
+    // Its phones sign in under its own domain (the digest realm).
+    let (md5, sha256) = officebox_secrets::sip_ha1("bob", "branch.test", "demo-bob");
+    let b = b
+        .set_user("bob", "sip_ha1_md5", md5)
+        .set_user("bob", "sip_ha1_sha256", sha256);
     // Each admin gives the other the pairing text.
     let (pair_a, pair_b) = (pairing(dir_a.path(), &a), pairing(dir_b.path(), &b));
     assert_ne!(pair_a, pair_b);
     assert!(
         pair_b.contains("endpoint = \"203.0.113.2:51820\"")
             && pair_b.contains("address = \"192.168.2.1\"")
-            && pair_b.contains("name = \"branch\""),
+            && pair_b.contains("name = \"branch\"")
+            && pair_b.contains("extensions = \"200-299\"")
+            && pair_b.contains("sip_port = 15060"),
         "{pair_b}"
     );
-    let a = a.append(&vpn_with(&pair_b, "10.99.0.1/24"));
+    // While the branch does not answer, its calls go to bob's voicemail at the head office.
+    let a = a.append(&vpn_with(
+        &format!("{pair_b}fallback = \"voicemail:bob\"\n"),
+        "10.99.0.1/24",
+    ));
     let b = b.append(&vpn_with(&pair_a, "10.99.0.2/24"));
     let box_a =
         Officebox::restart_in_netns(bin(), &a.text(), &net.box_a, dir_a).expect("box A starts");
@@ -292,6 +309,98 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A phone at the head office calls one at the branch: both hear each other, and the
+    // branch's phone shows the caller's extension and name (at its own box, where 101
+    // dialled back is the head office's).
+    let dir = scratch_dir("site-calls").unwrap();
+    let (alice_says, bob_says) = (dir.path().join("alice.wav"), dir.path().join("bob.wav"));
+    audio::speak_wav(
+        &alice_says,
+        "Good morning from the head office, this is Alice.",
+    )
+    .unwrap();
+    audio::speak_wav(&bob_says, "The branch office hears you, Bob speaking here.").unwrap();
+    let phone = |ns: &Netns, ip: [u8; 4], ext: &str, login: &str, domain: &str| {
+        BaresipAccount::new(ext, std::net::SocketAddr::from((ip, 15060)))
+            .netns(ns)
+            .local_ip(std::net::Ipv4Addr::from(pc_ip(ip)))
+            .domain(domain)
+            .auth(login, &format!("demo-{login}"))
+            .max_call(Duration::from_secs(60))
+    };
+    let alice = Baresip::start(
+        "site-alice",
+        &phone(&net.pc_a, [192, 168, 1, 1], "101", "alice", "office.test").play(&alice_says),
+    )
+    .unwrap();
+    let bob = Baresip::start(
+        "site-bob",
+        &phone(&net.pc_b, [192, 168, 2, 1], "202", "bob", "branch.test")
+            .auto_answer(true)
+            .play(&bob_says),
+    )
+    .unwrap();
+    for p in [&alice, &bob] {
+        p.wait_registered(EVENT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", box_a.log(), box_b.log()));
+    }
+    let event = |p: &Baresip, mark: usize, kind: &str| -> BaresipEvent {
+        p.wait_for_event_after(mark, kind, EVENT_TIMEOUT)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e}\n--- A ---\n{}\n--- B ---\n{}",
+                    box_a.log(),
+                    box_b.log()
+                )
+            })
+    };
+    alice.dial("202").unwrap();
+    let started = event(&alice, 0, "CALL_ESTABLISHED");
+    let incoming = event(&bob, 0, "CALL_ESTABLISHED");
+    assert!(
+        incoming.peer_uri.starts_with("sip:101@branch.test")
+            && incoming.json.contains("Alice Example"),
+        "{incoming:?}"
+    );
+    let long = audio::read_wav(&alice_says)
+        .unwrap()
+        .seconds()
+        .max(audio::read_wav(&bob_says).unwrap().seconds());
+    std::thread::sleep(
+        (started.received + Duration::from_secs_f64(long + 1.0))
+            .saturating_duration_since(std::time::Instant::now()),
+    );
+    let mark = alice.mark();
+    alice.hangup().unwrap();
+    event(&alice, mark, "CALL_CLOSED");
+    event(&bob, 0, "CALL_CLOSED");
+    for (who, heard, says) in [
+        (
+            "alice",
+            alice.last_recording(EVENT_TIMEOUT).unwrap().heard,
+            &bob_says,
+        ),
+        (
+            "bob",
+            bob.last_recording(EVENT_TIMEOUT).unwrap().heard,
+            &alice_says,
+        ),
+    ] {
+        let m = audio::compare(says, &heard).unwrap();
+        assert!(m.score > 0.8, "{who} did not hear the other office: {m:?}");
+    }
+    // The branch puts a call from the head office only through to its own phones: a
+    // number of its block nobody has is refused there, not sent on.
+    let mark = alice.mark();
+    alice.dial("299").unwrap();
+    let closed = event(&alice, mark, "CALL_CLOSED");
+    assert!(closed.param.contains("404"), "{closed:?}");
+    assert!(
+        box_b.log().contains("a call from another site refused"),
+        "{}",
+        box_b.log()
+    );
+
     // The branch's WAN link goes down and comes back: the tunnel carries again.
     let wan_b = net.wan_b.name_a().to_string();
     let down = net
@@ -300,6 +409,18 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         .unwrap();
     assert!(down.status.success());
     assert!(!pings(&net.pc_a, "192.168.2.50"));
+    // A call to the branch meanwhile goes to its fallback, bob's voicemail here.
+    let mark = alice.mark();
+    alice.dial("202").unwrap();
+    event(&alice, mark, "CALL_ESTABLISHED");
+    assert!(
+        box_a.log().contains("goes to the fallback"),
+        "{}",
+        box_a.log()
+    );
+    let mark = alice.mark();
+    alice.hangup().unwrap();
+    event(&alice, mark, "CALL_CLOSED");
     let up = net.box_b.run("ip", ["link", "set", &wan_b, "up"]).unwrap();
     assert!(up.status.success());
     // The box puts its WAN address and route back on its own (the net service converges).
@@ -310,6 +431,17 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
         box_a.log(),
         box_b.log()
     );
+    // ... and the phones call across again.
+    let (mark_a, mark_b) = (alice.mark(), bob.mark());
+    alice.dial("202").unwrap();
+    event(&alice, mark_a, "CALL_ESTABLISHED");
+    event(&bob, mark_b, "CALL_ESTABLISHED");
+    alice.hangup().unwrap();
     drop(server);
     let _ = &net.inet;
+}
+
+/// The PC's address on the LAN whose box is `ip`.
+fn pc_ip(ip: [u8; 4]) -> [u8; 4] {
+    [ip[0], ip[1], ip[2], 50]
 }

@@ -152,6 +152,8 @@ pub struct BaresipAccount {
     codecs: Vec<Codec>,
     register_interval: u32,
     sip_trace: bool,
+    /// The network namespace it runs in (`None`: the test's own).
+    netns: Option<String>,
 }
 
 impl BaresipAccount {
@@ -186,6 +188,7 @@ impl BaresipAccount {
             codecs: vec![Codec::Pcmu, Codec::Pcma],
             register_interval: 3600,
             sip_trace: true,
+            netns: None,
         }
     }
 
@@ -284,6 +287,22 @@ impl BaresipAccount {
         self
     }
 
+    /// Run inside network namespace `ns` (its own addresses: set
+    /// [`BaresipAccount::local_ip`] to one of them). The harness still drives it: its
+    /// control connection is made from inside the namespace.
+    pub fn netns(mut self, ns: &crate::Netns) -> BaresipAccount {
+        self.netns = Some(ns.name().to_owned());
+        self
+    }
+
+    /// Runs `f` in the account's namespace (or here).
+    fn inside<T: Send>(&self, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+        match &self.netns {
+            Some(name) => crate::netns::enter(name, f),
+            None => f(),
+        }
+    }
+
     fn check(&self) -> io::Result<()> {
         let token = |s: &str| {
             !s.is_empty()
@@ -324,9 +343,10 @@ impl BaresipAccount {
                 ));
             }
         }
-        if !self.local_ip.is_loopback() {
+        // Outside a namespace of the test's own, only loopback (never the host's network).
+        if self.netns.is_none() && !self.local_ip.is_loopback() {
             return Err(invalid_input(format!(
-                "baresip account: local address {} is not a loopback address",
+                "baresip account: local address {} is not a loopback address (use a namespace)",
                 self.local_ip
             )));
         }
@@ -630,11 +650,12 @@ impl Baresip {
             START_ATTEMPTS
         };
         for _ in 0..attempts {
+            let ip = account.local_ip;
             let sip_port = match account.sip_port {
                 Some(port) => port,
-                None => free_sip_port(account.local_ip)?,
+                None => account.inside(|| free_sip_port(ip))?,
             };
-            let ctrl_port = free_tcp_port(account.local_ip)?;
+            let ctrl_port = account.inside(|| free_tcp_port(ip))?;
             let sip_addr = SocketAddr::new(IpAddr::V4(account.local_ip), sip_port);
             let ctrl_addr = SocketAddr::new(IpAddr::V4(account.local_ip), ctrl_port);
             let line = account.account_line(sip_port, &source);
@@ -649,7 +670,14 @@ impl Baresip {
                      # connected, so that it sees every event:\n# {line}\n"
                 ),
             )?;
-            let mut cmd = Command::new("baresip");
+            let mut cmd = match &account.netns {
+                Some(ns) => {
+                    let mut cmd = Command::new("ip");
+                    cmd.args(["netns", "exec", ns.as_str(), "baresip"]);
+                    cmd
+                }
+                None => Command::new("baresip"),
+            };
             if account.sip_trace {
                 cmd.arg("-s");
             }
@@ -660,7 +688,12 @@ impl Baresip {
                 .env("HOME", &root)
                 .current_dir(&root);
             let peer = Peer::spawn_in(&format!("baresip-{name}"), cmd, &root)?;
-            match wait_ready(&peer, ctrl_addr) {
+            let ready = match &account.netns {
+                Some(ns) => crate::netns::enter(ns, || Ok(wait_ready(&peer, ctrl_addr)))
+                    .unwrap_or_else(|e| Err(StartError::Other(e))),
+                None => wait_ready(&peer, ctrl_addr),
+            };
+            match ready {
                 Ok(stream) => {
                     let (shared, reader) = spawn_reader(name, &stream)?;
                     let phone = Baresip {

@@ -66,6 +66,13 @@ impl Netns {
         run_checked(self.command(program).args(args))
     }
 
+    /// Runs `f` on a thread inside the namespace and returns what it returns. Sockets
+    /// made there stay in the namespace when used from any thread afterwards (how the
+    /// harness talks to a peer's control port inside it).
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+        enter(&self.name, f)
+    }
+
     /// `dig @server name rtype +short` from inside the namespace: the answer's records,
     /// one per line (none when nothing answered).
     pub fn dig(&self, server: &str, name: &str, rtype: &str) -> io::Result<Vec<String>> {
@@ -166,6 +173,24 @@ impl Drop for Netns {
             eprintln!("testkit: {e}");
         }
     }
+}
+
+/// [`Netns::enter`] by the namespace's name.
+pub(crate) fn enter<T: Send>(
+    name: &str,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    let file = std::fs::File::open(Path::new("/run/netns").join(name))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(io::Error::from)?;
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a thread in the namespace panicked")))
+    })
 }
 
 #[cfg(test)]

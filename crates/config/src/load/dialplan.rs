@@ -85,7 +85,6 @@ impl Loader<'_, '_> {
             }
             plan.operator = Some(op);
         }
-        let operator_set = plan.operator.is_some();
         for t in sec.tables(self.sink, "routes") {
             if let Some(r) = self.route(t, users, &trunk_names, &plan.routes) {
                 plan.routes.push(r);
@@ -140,7 +139,7 @@ impl Loader<'_, '_> {
                 plan.attendants.push(a);
             }
         }
-        self.check_names(&plan, users, operator_set, &named);
+        self.check_names(&plan, users, &named);
         plan
     }
 
@@ -550,13 +549,7 @@ impl Loader<'_, '_> {
 
     /// Every destination names something that exists; names are unique per kind; a
     /// schedule does not lead to another schedule.
-    fn check_names(
-        &mut self,
-        plan: &DialPlan,
-        users: &[Spanned<User>],
-        operator_set: bool,
-        named: &[Named],
-    ) {
+    fn check_names(&mut self, plan: &DialPlan, users: &[Spanned<User>], named: &[Named]) {
         let groups: Vec<&str> = plan.ring_groups.iter().map(|g| g.name.as_str()).collect();
         let schedules: Vec<&str> = plan.schedules.iter().map(|s| s.name.as_str()).collect();
         let attendants: Vec<&str> = plan.attendants.iter().map(|a| a.name.as_str()).collect();
@@ -577,49 +570,13 @@ impl Loader<'_, '_> {
             }
         }
         for n in named {
-            let (exists, help): (bool, String) = match &n.destination {
-                Destination::Extension(e) => (
-                    users
-                        .iter()
-                        .any(|u| u.value.extension.as_deref() == Some(e.as_str())),
-                    format!(
-                        "no user has the extension {e}; give a user that extension, or route elsewhere"
-                    ),
-                ),
-                Destination::Voicemail(l) => (
-                    users.iter().any(|u| &u.value.login == l),
-                    format!("no user has the login `{l}`"),
-                ),
-                Destination::Group(g) => (
-                    groups.contains(&g.as_str()),
-                    format!("no [[phone.ring_groups]] is called `{g}`"),
-                ),
-                Destination::Attendant(a) => (
-                    attendants.contains(&a.as_str()),
-                    format!("no [[phone.attendants]] is called `{a}`"),
-                ),
-                Destination::Schedule(s) => {
-                    let inside_schedule = n.path.contains(".schedules[");
-                    if inside_schedule {
-                        (
-                            false,
-                            "a schedule leads to a destination, not to another schedule"
-                                .to_string(),
-                        )
-                    } else {
-                        (
-                            schedules.contains(&s.as_str()),
-                            format!("no [[phone.schedules]] is called `{s}`"),
-                        )
-                    }
-                }
-                Destination::Operator => (
-                    operator_set,
-                    "set phone.operator, where such calls ring".to_string(),
-                ),
-                Destination::Number(_) | Destination::Hangup => (true, String::new()),
+            let inside_schedule = n.path.contains(".schedules[");
+            let missing = if inside_schedule && matches!(n.destination, Destination::Schedule(_)) {
+                Some("a schedule leads to a destination, not to another schedule".to_string())
+            } else {
+                leads_nowhere(&n.destination, plan, users)
             };
-            if !exists {
+            if let Some(help) = missing {
                 let default = if n.by_default {
                     " (the default, as it is not set)"
                 } else {
@@ -634,4 +591,49 @@ impl Loader<'_, '_> {
             }
         }
     }
+}
+
+/// Why `d` leads nowhere in `plan` with `users` (what to do instead), or `None` when it
+/// leads somewhere.
+pub(super) fn leads_nowhere(
+    d: &Destination,
+    plan: &DialPlan,
+    users: &[Spanned<User>],
+) -> Option<String> {
+    let named = |list: Vec<&str>, n: &str| list.contains(&n);
+    let (exists, help) = match d {
+        Destination::Extension(e) => (
+            users
+                .iter()
+                .any(|u| u.value.extension.as_deref() == Some(e.as_str())),
+            format!(
+                "no user has the extension {e}; give a user that extension, or route elsewhere"
+            ),
+        ),
+        Destination::Voicemail(l) => (
+            users.iter().any(|u| &u.value.login == l),
+            format!("no user has the login `{l}`"),
+        ),
+        Destination::Group(g) => (
+            named(
+                plan.ring_groups.iter().map(|x| x.name.as_str()).collect(),
+                g,
+            ),
+            format!("no [[phone.ring_groups]] is called `{g}`"),
+        ),
+        Destination::Attendant(a) => (
+            named(plan.attendants.iter().map(|x| x.name.as_str()).collect(), a),
+            format!("no [[phone.attendants]] is called `{a}`"),
+        ),
+        Destination::Schedule(s) => (
+            named(plan.schedules.iter().map(|x| x.name.as_str()).collect(), s),
+            format!("no [[phone.schedules]] is called `{s}`"),
+        ),
+        Destination::Operator => (
+            plan.operator.is_some(),
+            "set phone.operator, where such calls ring".to_string(),
+        ),
+        Destination::Number(_) | Destination::Hangup => (true, String::new()),
+    };
+    (!exists).then_some(help)
 }

@@ -169,7 +169,13 @@ impl Loader<'_, '_> {
         let ntp = self.ntp(sec_ntp);
         let sec_vpn = root.table(self.sink, "vpn");
         let own_domain = network.as_ref().map(|n| n.value.domain.clone());
-        let (vpn, vpn_port) = self.vpn(sec_vpn, lan, &users, own_domain.as_deref());
+        let (vpn, vpn_port) = self.vpn(
+            sec_vpn,
+            lan,
+            &users,
+            own_domain.as_deref(),
+            &phone.dial_plan,
+        );
         root.finish(self.sink);
 
         if web.enabled && !self.saw_admin {

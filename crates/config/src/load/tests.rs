@@ -512,3 +512,50 @@ fn a_sites_names_and_reverse_zones_are_asked_of_its_box() {
         .contains("10.6.0.1 is in none of the site's subnets")
     );
 }
+
+#[test]
+fn a_sites_extensions_are_called_at_its_box_unless_local_and_its_fallback_must_exist() {
+    let c = parse_ok(
+        "[vpn]\nenabled = true\n\
+         [[vpn.sites]]\nname = \"branch\"\n\
+         public_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
+         subnets = [\"192.168.2.0/24\"]\naddress = \"192.168.2.1\"\n\
+         extensions = \"200-299\"\nsip_port = 5070\nfallback = \"voicemail:bob\"\n",
+    );
+    let b = &c.vpn.sites[0];
+    assert_eq!(b.sip_port, 5070);
+    assert_eq!(
+        b.fallback,
+        Some(crate::dialplan::Destination::Voicemail("bob".into()))
+    );
+    let site = |n: &str| crate::derive::site_for_extension(&c, n).map(|s| s.name.clone());
+    assert_eq!(site("250").as_deref(), Some("branch"));
+    assert_eq!(
+        site("2500"),
+        None,
+        "a number of another length is not the site's"
+    );
+    assert_eq!(site("101"), None);
+    let mut off = c.clone();
+    off.vpn.enabled = false;
+    assert_eq!(crate::derive::site_for_extension(&off, "250"), None);
+    // The default port; a fallback that leads nowhere is refused.
+    let plain = parse_ok(
+        "[[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
+         subnets = [\"10.5.0.0/24\"]\n",
+    );
+    assert_eq!(plain.vpn.sites[0].sip_port, 5060);
+    let e = problems(
+        "[[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
+         subnets = [\"10.5.0.0/24\"]\nfallback = \"group:nobody\"\n",
+    );
+    assert!(
+        e.contains("vpn.sites[0].fallback") && e.contains("leads nowhere"),
+        "{e}"
+    );
+    // This office's extensions as a pairing text writes them.
+    assert_eq!(
+        crate::derive::extension_block(&c).as_deref(),
+        Some("100-199")
+    );
+}

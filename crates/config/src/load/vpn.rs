@@ -1,6 +1,8 @@
 //! `[vpn]` and `[[vpn.sites]]`: the tunnels to the company's other offices.
 
+use super::dialplan::leads_nowhere;
 use super::*;
+use crate::dialplan::{Destination, DialPlan};
 
 /// A key as WireGuard writes it: 32 bytes of standard base64 (44 characters).
 pub fn parse_wireguard_key(s: &str) -> Result<[u8; 32], String> {
@@ -74,6 +76,7 @@ impl Loader<'_, '_> {
         lan: Option<Ipv4Net>,
         users: &[Spanned<User>],
         own_domain: Option<&str>,
+        plan: &DialPlan,
     ) -> (Vpn, Option<Spanned<u16>>) {
         let mut vpn = Vpn {
             enabled: schema::VPN_ENABLED.bool(),
@@ -166,6 +169,25 @@ impl Loader<'_, '_> {
                 "a range like \"200-299\" or a prefix like \"2\"",
                 parse_extensions,
             );
+            let sip_port = s
+                .port(self.sink, schema::VPN_SITE_SIP_PORT.key())
+                .map_or(schema::VPN_SITE_SIP_PORT.port(), |p| p.value);
+            let fallback = s.parsed(
+                self.sink,
+                schema::VPN_SITE_FALLBACK.key(),
+                &format!("write one of {}", Destination::FORMS),
+                Destination::parse,
+            );
+            if let Some(f) = &fallback
+                && let Some(help) = leads_nowhere(&f.value, plan, users)
+            {
+                self.sink.error(
+                    &f.span,
+                    format!("{path}.fallback"),
+                    format!("{} leads nowhere", f.value),
+                    help,
+                );
+            }
             for k in ["name", "public_key", "subnets"] {
                 if !s.has(k) {
                     s.missing(
@@ -281,6 +303,8 @@ impl Loader<'_, '_> {
                     address: address.map(|a| a.value),
                     domain: domain.map(|d| d.value),
                     extensions: extensions.map(|e| e.value),
+                    sip_port,
+                    fallback: fallback.map(|f| f.value),
                 });
             }
         }

@@ -45,12 +45,38 @@ impl Call {
         let Routed::Ring(ring) = router.transfer(&fw.by, here, &to, &transferee) else {
             return false;
         };
-        let ring = *ring;
         info!(message = "phone: call forwarded", user = %fw.by, to = %to, code);
         self.forwarded += 1;
+        self.ring_instead(*ring);
+        true
+    }
+
+    /// An outside call none of whose lines carried it goes to its fallback
+    /// ([`super::Setup::fallback`]: a site's box that did not answer), once; `false`
+    /// when it has none, or it leads nowhere now.
+    pub(super) fn fall_back(&mut self) -> bool {
+        if !self.state.is_ringing() || self.boxed.is_some() {
+            return false;
+        }
+        let (Some(to), Some(router)) = (self.setup.fallback.take(), self.setup.router.clone())
+        else {
+            return false;
+        };
+        let Routed::Ring(ring) = router.route(&to) else {
+            return false;
+        };
+        info!(message = "phone: the line did not carry the call; it goes to the fallback", to = %to);
+        self.ring_instead(*ring);
+        true
+    }
+
+    /// The ringing call rings `ring`'s callee instead, with its voicemail behind (else
+    /// the one it had); the caller hears the ringing go on.
+    fn ring_instead(&mut self, ring: super::Ring) {
         self.forks.clear();
         self.stage = 0;
         self.line = 0;
+        self.line_slot = None;
         self.setup.callee = ring.callee;
         self.setup.parties.callee_login = ring.login;
         self.setup.parties.callee_ext.clone_from(&ring.ext);
@@ -64,6 +90,5 @@ impl Call {
         self.state = State::Ringing { rang };
         self.ring_until = Instant::now() + self.setup.no_answer;
         self.ring_callee();
-        true
     }
 }

@@ -31,6 +31,9 @@ impl Call {
             warn!(message = "phone: trunk full; trying the next", trunk = %line.trunk, max_calls = line.max_calls);
         }
         let Some((i, line, slot)) = next else {
+            if self.fall_back() {
+                return;
+            }
             let (code, reason) =
                 last.unwrap_or((503, "Service Unavailable (every trunk is busy)".into()));
             self.fail_a(code, &reason);

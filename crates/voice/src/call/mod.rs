@@ -435,6 +435,9 @@ pub struct Setup {
     pub voicemail: Option<VoicemailSetup>,
     /// Where the callee forwards calls when busy or not answered (instead of voicemail).
     pub forwards: Option<Forwards>,
+    /// Where an outside call goes when every line failed to carry it (a site's box
+    /// that does not answer: its `fallback`), resolved by the router.
+    pub fallback: Option<officebox_config::dialplan::Destination>,
     /// A call to the voicemail extension: the box answers with the menu.
     pub menu: Option<menu::MenuSetup>,
     /// Where the attendant's choices and transfers lead.

@@ -253,6 +253,7 @@ fn new_logged_setup(
         status: status_tx,
         voicemail: None,
         forwards: None,
+        fallback: None,
         router: None,
         inbox: None,
         links: None,
@@ -1040,6 +1041,37 @@ async fn an_outside_call_skips_a_full_trunk_and_fails_over_when_a_provider_is_si
     assert_eq!(
         sent(&wire).0,
         ["ACK 192.0.2.50:5060", "404/INVITE 127.0.0.1:5062"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_site_that_says_nothing_sends_the_call_to_its_fallback_once() {
+    let slots = Arc::default();
+    let lines = vec![outside_line("site:branch", PROVIDER, None, 0)];
+    let (call, wire, _log) = outside_call(lines, &slots);
+    let mut call = call;
+    call.setup.router = Some(Arc::new(FakeRouter));
+    call.setup.fallback = Some(officebox_config::dialplan::Destination::Extension(
+        "102".into(),
+    ));
+    started(&mut call, &wire);
+    for _ in 0..10 {
+        after(&mut call, Duration::from_millis(500)).await;
+    }
+    let (to, _) = sent(&wire);
+    assert!(
+        to.iter().any(|t| t == &format!("INVITE {PHONE_1}")),
+        "5 s of silence: the fallback's phone rings: {to:?}"
+    );
+    assert_eq!(call.setup.parties.callee_ext, "102");
+    assert!(call.setup.fallback.is_none(), "taken once");
+    // Nobody there either: the fallback fails as any call does, never the site again.
+    call.forks.clear();
+    call.fork_failed(480, "Temporarily Unavailable");
+    let (to, _) = sent(&wire);
+    assert!(
+        to.iter().all(|t| !t.contains(PROVIDER)),
+        "the site is not asked again: {to:?}"
     );
 }
 

@@ -77,6 +77,10 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
     if let Some(trunk) = crate::trunk::trunk_of(req.config, &req.state.providers, req.source.ip()) {
         return super::outside::from_trunk(req, trunk);
     }
+    // Another site's box, through its tunnel.
+    if let Some(site) = super::site::site_of(req.config, req.source.ip()) {
+        return super::site::from_site(req, site);
+    }
     let caller = match authenticate(req, true) {
         Ok(u) => u,
         Err(challenge) => return Some(challenge),
@@ -131,6 +135,9 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
     };
     // An extension always wins over a route; anything else may be an outside number.
     let Some(callee) = callee else {
+        if let Some(site) = officebox_config::derive::site_for_extension(req.config, &dialled) {
+            return super::site::call_site(req, caller, site, &dialled);
+        }
         return super::outside::call_out(req, caller, &dialled);
     };
     if let Some(busy) = overloaded(req) {
@@ -602,6 +609,7 @@ pub(super) fn new_setup(
         menu: None,
         voicemail: None,
         forwards: None,
+        fallback: None,
         router: Some(router),
         inbox: None,
         links: None,

@@ -31,6 +31,7 @@ mod park;
 mod persistence;
 mod pnp;
 mod register;
+mod site;
 mod subscribe;
 mod transport;
 
