@@ -350,6 +350,9 @@ pub fn zone_ns(network: &Network) -> String {
 pub enum ClientZone {
     Loopback,
     Lan,
+    /// A remote device through the tunnel (`[[vpn.peers]]`): the office's services as
+    /// from the LAN (its names, recursion, mail and phones), but not the admin pages.
+    Tunnel,
     Wan,
 }
 
@@ -365,6 +368,7 @@ pub fn client_zone(network: &Network, ip: IpAddr) -> ClientZone {
     match ip {
         ip if ip.is_loopback() => ClientZone::Loopback,
         IpAddr::V4(v4) if network.lan.net.contains(v4) => ClientZone::Lan,
+        IpAddr::V4(v4) if network.tunnel.is_some_and(|t| t.contains(v4)) => ClientZone::Tunnel,
         _ => ClientZone::Wan,
     }
 }

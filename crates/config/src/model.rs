@@ -34,6 +34,46 @@ pub struct Vpn {
     pub address: Ipv4Net,
     /// `[[vpn.sites]]`.
     pub sites: Vec<Site>,
+    /// `[[vpn.peers]]`: staff's devices working from elsewhere.
+    pub peers: Vec<VpnPeer>,
+}
+
+/// `[[vpn.peers]]`: one device of a user's (a laptop, a phone) that joins the office
+/// through the tunnel from wherever it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpnPeer {
+    /// A short name, e.g. `alice-laptop` (its key file is named after it).
+    pub name: String,
+    /// The user whose device it is.
+    pub user: String,
+    pub enabled: bool,
+    /// Its address in the tunnels' subnet (its only source the box accepts).
+    pub address: Ipv4Addr,
+    /// The device's own public key; `None`: the box makes the device's key pair and
+    /// hands it over in the device's configuration.
+    pub public_key: Option<[u8; 32]>,
+    /// What it may reach, as the box's firewall enforces it.
+    pub access: PeerAccess,
+    /// Full tunnel (all its traffic through the office) or split (office subnets only).
+    pub full_tunnel: bool,
+    /// The last day it works (the office's local date), if any.
+    pub expires: Option<(i32, u8, u8)>,
+}
+
+impl VpnPeer {
+    /// Whether it is in use on local date `today`.
+    pub fn active(&self, today: (i32, u8, u8)) -> bool {
+        self.enabled && self.expires.is_none_or(|last| today <= last)
+    }
+}
+
+/// What a remote device may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAccess {
+    /// The whole LAN (and the other sites).
+    Lan,
+    /// Only the box and these LAN hosts.
+    Hosts(Vec<Ipv4Addr>),
 }
 
 /// `[[vpn.sites]]`: another office with its own officebox.
@@ -130,6 +170,11 @@ pub struct Network {
     pub listen: Vec<IpAddr>,
     pub wan: Wan,
     pub lan: Lan,
+    /// The remote devices' subnet: the tunnels' own (`vpn.address`) while the tunnels
+    /// run with a device set up, else `None`. Not written in `[network]`: derived from
+    /// `[vpn]` when the config is read, so that every service classifies a client by
+    /// its address alone ([`crate::derive::client_zone`]).
+    pub tunnel: Option<Ipv4Net>,
 }
 
 /// `[network.wan]`.

@@ -1215,6 +1215,81 @@ pub const VPN_SITE_EXTENSIONS: Setting = s(
     "Its extensions",
     "Its phones' extensions, called through the tunnel: a range (\"200-299\") or a prefix (\"2\").",
 );
+pub const VPN_PEER_NAME: Setting = s(
+    "vpn.peers[].name",
+    Kind::Text,
+    Default::None,
+    "Device",
+    "A short name for the device, e.g. alice-laptop.",
+);
+pub const VPN_PEER_USER: Setting = s(
+    "vpn.peers[].user",
+    Kind::Text,
+    Default::None,
+    "Whose",
+    "The login of the user whose device it is.",
+);
+pub const VPN_PEER_ENABLED: Setting = s(
+    "vpn.peers[].enabled",
+    Kind::Bool,
+    Default::Bool(true),
+    "In use",
+    "Off: it is cut off at once, but kept here.",
+);
+pub const VPN_PEER_ADDRESS: Setting = s(
+    "vpn.peers[].address",
+    Kind::Text,
+    Default::None,
+    "Its tunnel address",
+    "Its own address in the tunnels' subnet (vpn.address), e.g. 10.99.0.10.",
+);
+pub const VPN_PEER_PUBLIC_KEY: Setting = s(
+    "vpn.peers[].public_key",
+    Kind::Text,
+    Default::None,
+    "Its public key",
+    "Only for a device that made its own key; unset, the box makes the device's key and puts it in its configuration.",
+);
+pub const VPN_PEER_ACCESS: Setting = s(
+    "vpn.peers[].access",
+    Kind::Select(PEER_ACCESS),
+    Default::Text("lan"),
+    "It may reach",
+    "lan: the whole office network; box: only the box and the hosts listed.",
+);
+pub const VPN_PEER_HOSTS: Setting = s(
+    "vpn.peers[].hosts",
+    Kind::List,
+    Default::None,
+    "Hosts",
+    "With access = \"box\": the LAN hosts it may reach besides the box, e.g. [\"192.168.1.20\"].",
+);
+pub const VPN_PEER_TUNNEL: Setting = s(
+    "vpn.peers[].tunnel",
+    Kind::Select(PEER_TUNNEL),
+    Default::Text("split"),
+    "Its traffic",
+    "split: only the office's networks go through the tunnel; full: everything, out through the office's WAN.",
+);
+pub const VPN_PEER_EXPIRES: Setting = s(
+    "vpn.peers[].expires",
+    Kind::Text,
+    Default::None,
+    "Works until",
+    "The last day it works, e.g. 2027-06-30; unset: no end.",
+);
+
+/// What a remote device may reach.
+pub const PEER_ACCESS: &[(&str, &str)] = &[
+    ("lan", "The whole office network"),
+    ("box", "Only the box and the hosts listed"),
+];
+/// Which of a remote device's traffic goes through the tunnel.
+pub const PEER_TUNNEL: &[(&str, &str)] = &[
+    ("split", "Only the office's networks"),
+    ("full", "Everything, out through the office"),
+];
+
 pub const VPN_SITE_SIP_PORT: Setting = s(
     "vpn.sites[].sip_port",
     PORT,
@@ -1632,6 +1707,15 @@ pub const SETTINGS: &[&Setting] = &[
     &VPN_SITE_EXTENSIONS,
     &VPN_SITE_SIP_PORT,
     &VPN_SITE_FALLBACK,
+    &VPN_PEER_NAME,
+    &VPN_PEER_USER,
+    &VPN_PEER_ENABLED,
+    &VPN_PEER_ADDRESS,
+    &VPN_PEER_PUBLIC_KEY,
+    &VPN_PEER_ACCESS,
+    &VPN_PEER_HOSTS,
+    &VPN_PEER_TUNNEL,
+    &VPN_PEER_EXPIRES,
 ];
 
 #[cfg(test)]

@@ -315,6 +315,15 @@ password = "{admin_hash}"
 # domain = "branch.example.com"     # its names, answered by its box
 # extensions = "200-299"            # its phones, called through the tunnel
 # fallback = "operator"             # where their calls go while it is down
+#
+# [[vpn.peers]]                     # a user's device working from elsewhere
+# name = "alice-laptop"
+# user = "alice"
+# address = "10.99.0.10"            # its own address in vpn.address's subnet
+# access = "lan"                    # or "box": only the box and the hosts listed
+# tunnel = "split"                  # or "full": all its traffic through the office
+# expires = "2027-06-30"            # the last day it works (optional)
+# (officebox vpn device alice-laptop prints the configuration for its WireGuard app)
 "#;
 
 #[cfg(test)]

@@ -33,6 +33,7 @@
 use std::fmt::Write as _;
 
 use officebox_config::derive::{nat_enabled, wan_address_firewalled, wan_open_ports};
+use officebox_config::model::PeerAccess;
 use officebox_config::{Config, Protocol, SecurityMode};
 
 /// The name of officebox's table.
@@ -314,7 +315,24 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
     let _ = writeln!(o, "    }}");
 
     if !nat_enabled(mode) {
-        // Router: officebox's own WAN side is guarded; routed traffic is not.
+        // Router: officebox's own WAN side is guarded; routed traffic is not, except
+        // what comes out of the tunnels (each remote device's limits hold in every mode).
+        if config.vpn.enabled {
+            let tunnel = officebox_config::derive::VPN_INTERFACE;
+            let _ = writeln!(o, "    chain forward {{");
+            let _ = writeln!(
+                o,
+                "        type filter hook forward priority filter; policy accept;"
+            );
+            let _ = writeln!(o, "        ct state established,related accept");
+            tunnel_rules(&mut o, config, lan, wan);
+            let _ = writeln!(
+                o,
+                "        iifname \"{tunnel}\" drop comment \"nothing else from the tunnels\""
+            );
+            let _ = writeln!(o, "    }}");
+            tunnel_masquerade(&mut o, config, wan);
+        }
         let _ = writeln!(o, "}}");
         return Ok(o);
     }
@@ -337,17 +355,7 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
         o,
         "        iifname \"{lan}\" oifname \"{lan}\" accept comment \"hairpin\""
     );
-    if config.vpn.enabled {
-        let tunnel = officebox_config::derive::VPN_INTERFACE;
-        let _ = writeln!(
-            o,
-            "        iifname \"{lan}\" oifname \"{tunnel}\" accept comment \"the office reaches the other sites\""
-        );
-        let _ = writeln!(
-            o,
-            "        iifname \"{tunnel}\" oifname \"{lan}\" accept comment \"the other sites reach the office\""
-        );
-    }
+    tunnel_rules(&mut o, config, lan, wan);
     let _ = writeln!(o, "        ct status dnat accept comment \"port forwards\"");
     let _ = writeln!(o, "    }}");
 
@@ -393,6 +401,107 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
     Ok(o)
 }
 
+/// An nft set of addresses or networks (`{ a, b }`, or the one alone).
+fn nft_set(items: &[String]) -> String {
+    match items {
+        [one] => one.clone(),
+        _ => format!("{{ {} }}", items.join(", ")),
+    }
+}
+
+/// The forward rules of the tunnels (with `vpn.enabled`): the office reaches the sites
+/// and devices; each site's subnets reach the LAN; each remote device reaches what its
+/// `access` says (the whole LAN, or the hosts listed: the box itself is its input, open
+/// to the tunnel) and, on a full tunnel, the Internet. The source a packet claims was
+/// checked by the tunnel (a peer may send only from its own addresses), so the address
+/// is the device.
+fn tunnel_rules(o: &mut String, config: &Config, lan: &str, wan: &str) {
+    if !config.vpn.enabled {
+        return;
+    }
+    let tunnel = officebox_config::derive::VPN_INTERFACE;
+    let _ = writeln!(
+        o,
+        "        iifname \"{lan}\" oifname \"{tunnel}\" accept comment \"the office reaches the other sites and the remote devices\""
+    );
+    let sites: Vec<String> = config
+        .vpn
+        .sites
+        .iter()
+        .filter(|s| s.enabled)
+        .flat_map(|s| {
+            s.subnets
+                .iter()
+                .map(|n| format!("{}/{}", n.network(), n.prefix))
+        })
+        .collect();
+    if !sites.is_empty() {
+        let _ = writeln!(
+            o,
+            "        iifname \"{tunnel}\" oifname \"{lan}\" ip saddr {} accept comment \"the other sites reach the office\"",
+            nft_set(&sites)
+        );
+    }
+    let peers = || config.vpn.peers.iter().filter(|p| p.enabled);
+    let whole: Vec<String> = peers()
+        .filter(|p| p.access == PeerAccess::Lan)
+        .map(|p| p.address.to_string())
+        .collect();
+    if !whole.is_empty() {
+        let _ = writeln!(
+            o,
+            "        iifname \"{tunnel}\" oifname \"{lan}\" ip saddr {} accept comment \"remote devices that may reach the LAN\"",
+            nft_set(&whole)
+        );
+    }
+    for p in peers() {
+        if let PeerAccess::Hosts(hosts) = &p.access
+            && !hosts.is_empty()
+        {
+            let list: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                o,
+                "        iifname \"{tunnel}\" oifname \"{lan}\" ip saddr {} ip daddr {} accept comment \"{}: the hosts it may reach\"",
+                p.address,
+                nft_set(&list),
+                p.name
+            );
+        }
+    }
+    let full: Vec<String> = peers()
+        .filter(|p| p.full_tunnel)
+        .map(|p| p.address.to_string())
+        .collect();
+    if !full.is_empty() {
+        let _ = writeln!(
+            o,
+            "        iifname \"{tunnel}\" oifname \"{wan}\" ip saddr {} accept comment \"remote devices on a full tunnel reach the Internet\"",
+            nft_set(&full)
+        );
+    }
+}
+
+/// Router mode has no NAT for the LAN, but a remote device on a full tunnel has an
+/// address only the box knows: it leaves the WAN as the box.
+fn tunnel_masquerade(o: &mut String, config: &Config, wan: &str) {
+    if !config.vpn.peers.iter().any(|p| p.enabled && p.full_tunnel) {
+        return;
+    }
+    let net = config.vpn.address;
+    let _ = writeln!(o, "    chain postrouting {{");
+    let _ = writeln!(
+        o,
+        "        type nat hook postrouting priority srcnat; policy accept;"
+    );
+    let _ = writeln!(
+        o,
+        "        oifname \"{wan}\" ip saddr {}/{} masquerade comment \"remote devices on a full tunnel\"",
+        net.network(),
+        net.prefix
+    );
+    let _ = writeln!(o, "    }}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,7 +526,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tunnels_open_their_port_on_the_wan_and_join_the_lan_to_the_sites() {
+    fn the_tunnels_open_their_port_on_the_wan_and_let_each_site_and_device_reach_its_share() {
         let file = |mode: &str, vpn: bool| {
             officebox_config::parse(
                 "t.toml",
@@ -425,31 +534,47 @@ mod tests {
                     "[network]\ndomain = \"example.com\"\nmanage = false\n\
                      [network.wan]\ninterface = \"wan0\"\nmode = \"dhcp\"\n[network.lan]\ninterface = \"lan0\"\n\
                      [security]\nmode = \"{mode}\"\n[dns]\nuse_upstream = false\n[web]\nenabled = false\n\
-                     [vpn]\nenabled = {vpn}\nlisten_port = 51999\n"
+                     [vpn]\nenabled = {vpn}\nlisten_port = 51999\n\
+                     [[vpn.sites]]\nname = \"branch\"\n\
+                     public_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\nsubnets = [\"192.168.2.0/24\"]\n\
+                     [[vpn.peers]]\nname = \"alice-laptop\"\nuser = \"admin\"\naddress = \"10.99.0.10\"\ntunnel = \"full\"\n\
+                     [[vpn.peers]]\nname = \"kiosk\"\nuser = \"admin\"\naddress = \"10.99.0.11\"\n\
+                     access = \"box\"\nhosts = [\"192.168.1.20\"]\n\
+                     [[vpn.peers]]\nname = \"old\"\nuser = \"admin\"\naddress = \"10.99.0.12\"\nenabled = false\n\
+                     [[users]]\nlogin = \"admin\"\npassword = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA\"\nadmin = true\n"
                 ),
             )
             .unwrap()
         };
-        for mode in ["firewall-nat", "firewall-nat-dmz"] {
+        for mode in ["firewall-nat", "firewall-nat-dmz", "router"] {
             let on = render(&file(mode, true)).unwrap();
-            assert!(on.contains("udp dport 51999 accept"), "{on}");
+            for rule in [
+                "udp dport 51999 accept",
+                "iifname \"lan0\" oifname \"obx-wg0\" accept",
+                "iifname \"obx-wg0\" oifname \"lan0\" ip saddr 192.168.2.0/24 accept",
+                "iifname \"obx-wg0\" oifname \"lan0\" ip saddr 10.99.0.10 accept",
+                "iifname \"obx-wg0\" oifname \"lan0\" ip saddr 10.99.0.11 ip daddr 192.168.1.20 accept",
+                "iifname \"obx-wg0\" oifname \"wan0\" ip saddr 10.99.0.10 accept",
+            ] {
+                assert!(on.contains(rule), "{mode}: no {rule}:\n{on}");
+            }
+            // No catch-all from the tunnel, and nothing for a device that is off.
             assert!(
-                on.contains("iifname \"lan0\" oifname \"obx-wg0\" accept"),
-                "{on}"
-            );
-            assert!(
-                on.contains("iifname \"obx-wg0\" oifname \"lan0\" accept"),
+                !on.contains("iifname \"obx-wg0\" oifname \"lan0\" accept")
+                    && !on.contains("10.99.0.12"),
                 "{on}"
             );
             // Nothing else opens: off, the ruleset has none of it.
             let off = render(&file(mode, false)).unwrap();
             assert!(!off.contains("51999") && !off.contains("obx-wg0"), "{off}");
         }
-        // Router mode forwards everything; its WAN input still opens the port.
+        // Router mode: what the tunnels carry is limited too, and a full tunnel leaves as
+        // the box.
+        let router = render(&file("router", true)).unwrap();
         assert!(
-            render(&file("router", true))
-                .unwrap()
-                .contains("udp dport 51999 accept")
+            router.contains("iifname \"obx-wg0\" drop")
+                && router.contains("oifname \"wan0\" ip saddr 10.99.0.0/24 masquerade"),
+            "{router}"
         );
     }
 }

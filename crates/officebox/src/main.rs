@@ -109,6 +109,17 @@ enum VpnAction {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// A remote device's WireGuard configuration ([[vpn.peers]] NAME), to import into
+    /// its WireGuard app (its key is made the first time; shown again each time).
+    Device {
+        /// The device's name.
+        name: String,
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Replace its key with a new one (the old one stops working at once).
+        #[arg(long)]
+        new_key: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +282,14 @@ fn main() -> ExitCode {
         Command::Vpn {
             action: VpnAction::Pairing { config },
         } => vpn_pairing(&config),
+        Command::Vpn {
+            action:
+                VpnAction::Device {
+                    name,
+                    config,
+                    new_key,
+                },
+        } => vpn_device(&config, &name, new_key),
         Command::Mail { action } => match action {
             MailAction::Queue { config } => mail_cli::queue(&config),
             MailAction::Flush { config } => mail_cli::flush(&config),
@@ -334,13 +353,46 @@ fn vpn_key(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn vpn_pairing(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = officebox_config::load(path)?;
-    let pair = box_key(&config)?;
+/// The box's WAN address now: the static one, else the last lease.
+fn wan_now(config: &officebox_config::Config) -> Option<std::net::Ipv4Addr> {
     let leased = officebox_store::Db::open(&officebox_store::state_db(&config.data_dir))
         .ok()
         .and_then(|db| db.wan_address().ok().flatten());
-    let wan = officebox_config::derive::wan_address(&config, leased);
+    officebox_config::derive::wan_address(config, leased)
+}
+
+fn vpn_device(path: &std::path::Path, name: &str, new_key: bool) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let Some(peer) = config.vpn.peers.iter().find(|p| p.name == name) else {
+        let known: Vec<&str> = config.vpn.peers.iter().map(|p| p.name.as_str()).collect();
+        anyhow::bail!(
+            "no [[vpn.peers]] is called {name} (there are: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let pair = box_key(&config)?;
+    if new_key {
+        if peer.public_key.is_some() {
+            anyhow::bail!(
+                "{name} made its own key (public_key is set): make a new one on the device and put its public key in the config"
+            );
+        }
+        officebox_secrets::wireguard::new_device_key(&config.data_dir, name, &pair)?;
+        eprintln!("{name} has a new key: the old configuration stops working within seconds");
+    }
+    let text = officebox_secrets::wireguard::client_config(&config, peer, &pair, wan_now(&config))?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vpn_pairing(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let pair = box_key(&config)?;
+    let wan = wan_now(&config);
     print!("{}", pairing_text(&config, &pair.public_text(), wan));
     if wan.is_none() {
         eprintln!(
@@ -420,6 +472,27 @@ fn vpn_status(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             endpoint,
             state,
             nets.join(", ")
+        );
+    }
+    let today = officebox_config::dialplan::LocalTime::now(config.phone.timezone.as_deref()).date;
+    for p in &config.vpn.peers {
+        let row = rows.iter().find(|r| r.site == p.name);
+        let state = match (p.active(today), row.and_then(|r| r.handshake_at)) {
+            (false, _) if !p.enabled => "off".to_string(),
+            (false, _) => "expired".to_string(),
+            (true, None) => "never connected".to_string(),
+            (true, Some(at)) if now - at < 180 => {
+                format!("up, handshake {}s ago", (now - at).max(0))
+            }
+            (true, Some(at)) => format!("away, last handshake {}s ago", (now - at).max(0)),
+        };
+        let endpoint = row
+            .and_then(|r| r.endpoint.clone())
+            .unwrap_or_else(|| "-".into());
+        let (sent, received) = row.map_or((0, 0), |r| (r.sent, r.received));
+        println!(
+            "{:<16} {:<24} {:<34} sent {sent} B, received {received} B  (device of {}, {})",
+            p.name, endpoint, state, p.user, p.address
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -445,3 +445,202 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
 fn pc_ip(ip: [u8; 4]) -> [u8; 4] {
     [ip[0], ip[1], ip[2], 50]
 }
+
+/// The device's configuration as `wg setconf` takes it: without wg-quick's Address and
+/// DNS lines (set by hand here, as wg-quick would) and comments.
+fn wg_setconf_text(config: &str) -> String {
+    config
+        .lines()
+        .filter(|l| !l.starts_with("Address") && !l.starts_with("DNS") && !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// A laptop at home (192.0.2.10, on the Internet) with wireguard-go (another WireGuard
+/// implementation, and `wg` to set it up) imports the configuration the box made for it:
+/// it reaches the office's PCs and names, its softphone registers as the user's extension
+/// and calls the office; limited to the box, it reaches only the box; removed from the
+/// config, nothing of it gets through.
+#[test]
+fn a_remote_worker_joins_with_wireguard_go_and_is_cut_off_when_removed() {
+    officebox_testkit::require_program("wireguard-go", "wireguard-go");
+    officebox_testkit::require_program("wg", "wireguard-tools");
+    let net = Sites::new();
+    let home = Netns::new("shome").unwrap();
+    let _wan_home = Veth::new(
+        Endpoint::netns(&home).addr("192.0.2.10/24"),
+        Endpoint::netns(&net.inet).addr("192.0.2.1/24"),
+    )
+    .unwrap();
+    let out = home
+        .run("ip", ["route", "add", "default", "via", "192.0.2.1"])
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dir = scratch_dir("site-home").unwrap();
+    let base = office(
+        "head",
+        "office.test",
+        net.lan_a.name_a(),
+        "192.168.1.1",
+        net.wan_a.name_a(),
+        "198.51.100.2",
+        "198.51.100.1",
+    );
+    let device = |access: &str| {
+        format!(
+            "[vpn]\nenabled = true\n\n[[vpn.peers]]\nname = \"alice-laptop\"\nuser = \"alice\"\n\
+             address = \"10.99.0.10\"\naccess = \"{access}\"\n"
+        )
+    };
+    let a = base.clone().append(&device("lan"));
+    let ob = Officebox::restart_in_netns(bin(), &a.text(), &net.box_a, dir).expect("box A starts");
+    for needle in ["net: applied", "vpn: serving"] {
+        ob.peer()
+            .wait_for_log(needle, READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
+    // The admin hands the device its configuration (made by the box, shown again on
+    // demand).
+    let conf = ob.cli(bin(), &["vpn", "device", "alice-laptop"]).unwrap();
+    assert!(
+        conf.contains("Address = 10.99.0.10/32")
+            && conf.contains("DNS = 192.168.1.1, office.test")
+            && conf.contains("Endpoint = 198.51.100.2:51820")
+            && conf.contains("AllowedIPs = 192.168.1.0/24, 10.99.0.0/24"),
+        "{conf}"
+    );
+    assert_eq!(
+        ob.cli(bin(), &["vpn", "device", "alice-laptop"]).unwrap(),
+        conf
+    );
+    let wg_dir = scratch_dir("site-wg").unwrap();
+    let setconf = wg_dir.path().join("wg0.conf");
+    std::fs::write(&setconf, wg_setconf_text(&conf)).unwrap();
+    let mut cmd = home.command("wireguard-go");
+    cmd.args(["-f", "wg0"]);
+    let _wg = officebox_testkit::Peer::spawn_in("wireguard-go", cmd, wg_dir.path()).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || home
+        .run("ip", ["link", "show", "wg0"])
+        .is_ok()));
+    for args in [
+        vec!["wg", "setconf", "wg0", setconf.to_str().unwrap()],
+        vec!["ip", "address", "add", "10.99.0.10/32", "dev", "wg0"],
+        vec!["ip", "link", "set", "wg0", "up"],
+        vec!["ip", "route", "add", "192.168.1.0/24", "dev", "wg0"],
+        vec!["ip", "route", "add", "10.99.0.0/24", "dev", "wg0"],
+    ] {
+        let out = home.run(args[0], &args[1..]).unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    // The office's PCs and names, from home.
+    let reached = wait_until(Duration::from_secs(10), || pings(&home, "192.168.1.50"));
+    assert!(
+        reached,
+        "the laptop does not reach the office\n{}",
+        ob.log()
+    );
+    ob.peer()
+        .wait_for_log("device up device=alice-laptop", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let names = home.dig("192.168.1.1", "head.office.test", "A").unwrap();
+    assert!(names.contains(&"192.168.1.1".to_string()), "{names:?}");
+    let pc = scratch_dir("site-pc").unwrap();
+    let greeter = net.pc_a.tcp_greeter(pc.path(), "office-pc", 8088).unwrap();
+    assert_eq!(
+        home.tcp_greeting("192.168.1.50", 8088).as_deref(),
+        Some("hello from office-pc")
+    );
+    greeter
+        .wait_for_log("peer 10.99.0.10", Duration::from_secs(5))
+        .unwrap();
+    let status = ob.cli(bin(), &["vpn", "status"]).unwrap();
+    assert!(
+        status.lines().any(|l| l.starts_with("alice-laptop")
+            && l.contains("192.0.2.10:")
+            && l.contains("up,")),
+        "{status}"
+    );
+
+    // The softphone on the laptop registers as alice's extension through the tunnel and
+    // calls bob's phone in the office.
+    let account = |ns: &Netns, ip: [u8; 4], ext: &str, login: &str| {
+        BaresipAccount::new(ext, std::net::SocketAddr::from(([192, 168, 1, 1], 15060)))
+            .netns(ns)
+            .local_ip(std::net::Ipv4Addr::from(ip))
+            .domain("office.test")
+            .auth(login, &format!("demo-{login}"))
+    };
+    let says = wg_dir.path().join("home.wav");
+    audio::speak_wav(&says, "Working from home today, Bob, can you hear me?").unwrap();
+    let softphone = Baresip::start(
+        "home-alice",
+        &account(&home, [10, 99, 0, 10], "101", "alice").play(&says),
+    )
+    .unwrap();
+    let desk = Baresip::start(
+        "desk-bob",
+        &account(&net.pc_a, [192, 168, 1, 50], "102", "bob").auto_answer(true),
+    )
+    .unwrap();
+    for p in [&softphone, &desk] {
+        p.wait_registered(EVENT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
+    softphone.dial("102").unwrap();
+    for p in [&softphone, &desk] {
+        p.wait_for_event_after(0, "CALL_ESTABLISHED", EVENT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
+    std::thread::sleep(Duration::from_secs_f64(
+        audio::read_wav(&says).unwrap().seconds() + 1.0,
+    ));
+    softphone.hangup().unwrap();
+    let heard = desk.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let m = audio::compare(&says, &heard).unwrap();
+    assert!(m.score > 0.8, "the desk phone did not hear home: {m:?}");
+    drop(desk);
+    drop(softphone);
+
+    // A new key for the device: the old configuration stops working at once; the new
+    // one, imported, works.
+    let new_conf = ob
+        .cli(bin(), &["vpn", "device", "alice-laptop", "--new-key"])
+        .unwrap();
+    assert_ne!(new_conf, conf);
+    let cut = wait_until(Duration::from_secs(10), || !pings(&home, "192.168.1.50"));
+    assert!(cut, "the old key still works\n{}", ob.log());
+    std::fs::write(&setconf, wg_setconf_text(&new_conf)).unwrap();
+    let out = home
+        .run("wg", ["setconf", "wg0", setconf.to_str().unwrap()])
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let back = wait_until(Duration::from_secs(10), || pings(&home, "192.168.1.50"));
+    assert!(back, "the new key does not work\n{}", ob.log());
+
+    // Limited to the box: its names still, the office's PCs no more.
+    ob.write_config(&base.clone().append(&device("box")).text())
+        .unwrap();
+    assert!(ob.reload().unwrap(), "{}", ob.log());
+    let limited = wait_until(Duration::from_secs(10), || {
+        home.dig("192.168.1.1", "head.office.test", "A")
+            .is_ok_and(|a| a.contains(&"192.168.1.1".to_string()))
+    });
+    assert!(
+        limited,
+        "the box no longer answers the device\n{}",
+        ob.log()
+    );
+    assert_eq!(home.tcp_greeting("192.168.1.50", 8088), None);
+    assert!(!pings(&home, "192.168.1.50"));
+
+    // Removed: nothing gets through, not even to the box.
+    ob.write_config(&base.append("[vpn]\nenabled = true\n").text())
+        .unwrap();
+    assert!(ob.reload().unwrap(), "{}", ob.log());
+    std::thread::sleep(Duration::from_secs(1));
+    // (dig prints its timeout, not an answer.)
+    let names = home.dig("192.168.1.1", "head.office.test", "A").unwrap();
+    assert!(!names.contains(&"192.168.1.1".to_string()), "{names:?}");
+    assert!(!pings(&home, "192.168.1.1"));
+    drop(greeter);
+}

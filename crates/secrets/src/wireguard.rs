@@ -104,6 +104,160 @@ pub fn load_or_make(data_dir: &Path) -> io::Result<KeyPair> {
     Ok(pair)
 }
 
+/// Where the key the box made for device `name` (`[[vpn.peers]]`) is kept.
+pub fn device_key_path(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir
+        .join("keys")
+        .join("devices")
+        .join(format!("{name}.key"))
+}
+
+/// What a device key file starts with (the format, should it ever change).
+const DEVICE_MAGIC: &str = "officebox-device-key-1 ";
+
+/// The key sealing the devices' keys: SHA-256 of a label and the box's private key, so
+/// that a copy of `keys/devices` alone (a backup of the wrong folder) gives nothing away.
+fn sealing_key(box_key: &KeyPair) -> Result<ring::aead::LessSafeKey, io::Error> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"officebox device keys\0");
+    ctx.update(&box_key.private());
+    let key = ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, ctx.finish().as_ref())
+        .map_err(|_| io::Error::other("cannot make the sealing key"))?;
+    Ok(ring::aead::LessSafeKey::new(key))
+}
+
+/// Device `name`'s key pair, sealed under the box's key, if the box has made one.
+pub fn load_device(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Result<Option<KeyPair>> {
+    let path = device_key_path(data_dir, name);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {why}", path.display()),
+        )
+    };
+    let sealed = text
+        .trim()
+        .strip_prefix(DEVICE_MAGIC.trim_end())
+        .map(str::trim)
+        .and_then(|b| STANDARD.decode(b).ok())
+        .ok_or_else(|| bad("not a device key file"))?;
+    if sealed.len() < 12 {
+        return Err(bad("too short"));
+    }
+    let (nonce, body) = sealed.split_at(12);
+    let nonce =
+        ring::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad("a bad nonce"))?;
+    let mut body = body.to_vec();
+    let plain = sealing_key(box_key)?
+        .open_in_place(nonce, ring::aead::Aad::from(name.as_bytes()), &mut body)
+        .map_err(|_| bad("sealed under another box key, or damaged"))?;
+    let private: [u8; 32] = plain
+        .try_into()
+        .map_err(|_| bad("does not hold a WireGuard key"))?;
+    Ok(Some(KeyPair::from_private(private)))
+}
+
+/// Device `name`'s key pair: the one kept, else a new one made and kept now.
+pub fn device_key(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Result<KeyPair> {
+    match load_device(data_dir, name, box_key)? {
+        Some(pair) => Ok(pair),
+        None => new_device_key(data_dir, name, box_key),
+    }
+}
+
+/// A new key pair for device `name`, replacing any it had (the old one stops working
+/// when the tunnels next read the keys), sealed and kept.
+pub fn new_device_key(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Result<KeyPair> {
+    let pair = KeyPair::generate();
+    let mut nonce = [0u8; 12];
+    OsRng.fill_bytes(&mut nonce);
+    let mut body = pair.private().to_vec();
+    sealing_key(box_key)?
+        .seal_in_place_append_tag(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::from(name.as_bytes()),
+            &mut body,
+        )
+        .map_err(|_| io::Error::other("cannot seal the device key"))?;
+    let mut sealed = nonce.to_vec();
+    sealed.extend_from_slice(&body);
+    let path = device_key_path(data_dir, name);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = format!("{DEVICE_MAGIC}{}\n", STANDARD.encode(sealed));
+    officebox_store::write_atomic(&path, text.as_bytes(), 0o600).map_err(io::Error::other)?;
+    tracing::info!(message = "vpn: a device key was made", device = %name, public = %pair.public_text());
+    Ok(pair)
+}
+
+/// The WireGuard configuration of device `peer` (`wg-quick`'s format, which the
+/// WireGuard apps import as text or a QR code): its key (the box's making, unless it has
+/// its own: then a placeholder for the admin to fill in on the device), its tunnel
+/// address, the box as its DNS (and the office's domain to search), and the box as its
+/// one peer at `endpoint` carrying the office's networks (split) or everything (full).
+pub fn client_config(
+    config: &officebox_config::Config,
+    peer: &officebox_config::model::VpnPeer,
+    box_key: &KeyPair,
+    endpoint: Option<std::net::Ipv4Addr>,
+) -> io::Result<String> {
+    use std::fmt::Write as _;
+    let private = match peer.public_key {
+        Some(_) => "(the key this device made: it never leaves the device)".to_string(),
+        None => device_key(&config.data_dir, &peer.name, box_key)?.private_text(),
+    };
+    let lan = config.network.lan.net;
+    let tunnel = config.vpn.address;
+    let allowed = if peer.full_tunnel {
+        "0.0.0.0/0".to_string()
+    } else {
+        let mut nets = vec![
+            format!("{}/{}", lan.network(), lan.prefix),
+            format!("{}/{}", tunnel.network(), tunnel.prefix),
+        ];
+        nets.extend(config.vpn.sites.iter().filter(|s| s.enabled).flat_map(|s| {
+            s.subnets
+                .iter()
+                .map(|n| format!("{}/{}", n.network(), n.prefix))
+        }));
+        nets.join(", ")
+    };
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "# {} ({}) at {}: import into the WireGuard app",
+        peer.name, peer.user, config.network.domain
+    );
+    let _ = writeln!(t, "[Interface]");
+    let _ = writeln!(t, "PrivateKey = {private}");
+    let _ = writeln!(t, "Address = {}/32", peer.address);
+    let _ = writeln!(t, "DNS = {}, {}", lan.address, config.network.domain);
+    let _ = writeln!(t);
+    let _ = writeln!(t, "[Peer]");
+    let _ = writeln!(t, "PublicKey = {}", box_key.public_text());
+    match endpoint {
+        Some(ip) => {
+            let _ = writeln!(t, "Endpoint = {ip}:{}", config.vpn.listen_port);
+        }
+        None => {
+            let _ = writeln!(
+                t,
+                "Endpoint = (the office's WAN address, not known yet):{}",
+                config.vpn.listen_port
+            );
+        }
+    }
+    let _ = writeln!(t, "AllowedIPs = {allowed}");
+    let _ = writeln!(t, "PersistentKeepalive = 25");
+    Ok(t)
+}
+
 /// A key as text (standard base64, 44 characters).
 pub fn encode(key: &[u8; 32]) -> String {
     STANDARD.encode(key)
@@ -156,6 +310,33 @@ mod tests {
         ] {
             assert_eq!(decode(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_device_key_is_sealed_under_the_box_key_and_replaced_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let boxed = load_or_make(dir.path()).unwrap();
+        let made = device_key(dir.path(), "alice-laptop", &boxed).unwrap();
+        let again = device_key(dir.path(), "alice-laptop", &boxed).unwrap();
+        assert_eq!(made.private(), again.private());
+        let file = std::fs::read_to_string(device_key_path(dir.path(), "alice-laptop")).unwrap();
+        assert!(!file.contains(&made.private_text()), "kept sealed: {file}");
+        // Another box's key opens nothing (nor does the file under another device's name).
+        let other = KeyPair::generate();
+        assert!(load_device(dir.path(), "alice-laptop", &other).is_err());
+        std::fs::copy(
+            device_key_path(dir.path(), "alice-laptop"),
+            device_key_path(dir.path(), "bob-phone"),
+        )
+        .unwrap();
+        assert!(load_device(dir.path(), "bob-phone", &boxed).is_err());
+        // A new key replaces the old.
+        let new = new_device_key(dir.path(), "alice-laptop", &boxed).unwrap();
+        assert_ne!(new.public(), made.public());
+        let read = load_device(dir.path(), "alice-laptop", &boxed)
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.public(), new.public());
     }
 
     #[test]

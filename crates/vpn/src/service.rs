@@ -55,13 +55,12 @@ impl Packets for Tun {
     }
 }
 
-/// What a change of config must restart the tunnel for.
+/// What a change of config must restart the tunnel for: everything but the remote
+/// devices, which the running tunnel takes in and lets go by itself.
 fn setup_of(config: &Config) -> (officebox_config::model::Vpn, Ipv4Addr, std::path::PathBuf) {
-    (
-        config.vpn.clone(),
-        config.network.lan.net.address,
-        config.data_dir.clone(),
-    )
+    let mut vpn = config.vpn.clone();
+    vpn.peers.clear();
+    (vpn, config.network.lan.net.address, config.data_dir.clone())
 }
 
 /// Runs the tunnels until `stop`, following the config.
@@ -72,8 +71,11 @@ pub async fn serve(
     loop {
         let now = Arc::clone(&config.borrow_and_update());
         let running = stop.child_token();
-        let task = start(&now, running.clone()).await?;
+        let mut started = start(&now, running.clone()).await?;
         let setup = setup_of(&now);
+        let mut current = Arc::clone(&now);
+        let mut check = tokio::time::interval(DEVICE_CHECK);
+        check.tick().await;
         let again = loop {
             tokio::select! {
                 () = stop.cancelled() => break false,
@@ -81,12 +83,39 @@ pub async fn serve(
                     if changed.is_err() {
                         break false;
                     }
-                    if setup_of(&config.borrow()) != setup {
+                    current = Arc::clone(&config.borrow_and_update());
+                    if setup_of(&current) != setup {
                         break true;
                     }
                 }
+                _ = check.tick() => {}
+            }
+            // The devices now (a reload, an expiry, a key replaced by `vpn device
+            // --new-key` or the Users page): the tunnel follows at once.
+            let for_devices = Arc::clone(&current);
+            let devices = tokio::task::spawn_blocking(move || device_peers(&for_devices))
+                .await
+                .ok()
+                .and_then(|r| {
+                    r.map_err(
+                        |error| warn!(message = "vpn: the devices' keys cannot be read", %error),
+                    )
+                    .ok()
+                });
+            if let Some(devices) = devices
+                && devices != started.devices
+            {
+                info!(
+                    message = "vpn: the remote devices changed",
+                    devices = devices.len()
+                );
+                started.devices = devices;
+                let mut all = started.sites.clone();
+                all.extend(device_configs(&started.devices));
+                started.peers.send_replace(all);
             }
         };
+        let task = started.task;
         running.cancel();
         let _ = task.await;
         if !again {
@@ -96,13 +125,65 @@ pub async fn serve(
     }
 }
 
+/// How often the devices' keys and expiry dates are looked at again.
+const DEVICE_CHECK: Duration = Duration::from_secs(5);
+
+/// The remote devices in use today (enabled, not expired), each with its public key (its
+/// own, else the one the box made for it, made now if there is none yet) and address.
+fn device_peers(config: &Config) -> io::Result<Vec<Device>> {
+    let today = officebox_config::dialplan::LocalTime::now(config.phone.timezone.as_deref()).date;
+    let box_key = officebox_secrets::wireguard::load_or_make(&config.data_dir)?;
+    let mut out = Vec::new();
+    for p in config.vpn.peers.iter().filter(|p| p.active(today)) {
+        let key = match p.public_key {
+            Some(k) => k,
+            None => officebox_secrets::wireguard::device_key(&config.data_dir, &p.name, &box_key)?
+                .public(),
+        };
+        out.push((p.name.clone(), key, p.address));
+    }
+    Ok(out)
+}
+
+/// A remote device as the tunnel knows it: its name, public key and address.
+type Device = (String, [u8; 32], Ipv4Addr);
+
+/// The running datapath: its task, its sites, the devices it lets in, and where its peer
+/// list is changed.
+struct Started {
+    task: tokio::task::JoinHandle<()>,
+    sites: Vec<PeerConfig>,
+    devices: Vec<Device>,
+    peers: watch::Sender<Vec<PeerConfig>>,
+}
+
+/// Each device: its own address only (its source, and where its packets go), no
+/// endpoint until it speaks, no keepalive from here (the device keeps its NAT open).
+fn device_configs(devices: &[Device]) -> Vec<PeerConfig> {
+    devices
+        .iter()
+        .map(|(name, public_key, address)| PeerConfig {
+            name: name.clone(),
+            public_key: *public_key,
+            endpoint: None,
+            allowed: vec![Subnet {
+                network: *address,
+                prefix: 32,
+            }],
+            keepalive: None,
+        })
+        .collect()
+}
+
 /// Sets up the interface, routes and socket, and starts the datapath (until `stop`).
-async fn start(
-    config: &Config,
-    stop: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, VpnError> {
+async fn start(config: &Config, stop: CancellationToken) -> Result<Started, VpnError> {
     let dir = config.data_dir.clone();
     let key = tokio::task::spawn_blocking(move || officebox_secrets::wireguard::load_or_make(&dir))
+        .await
+        .map_err(|e| VpnError::Key(io::Error::other(e)))?
+        .map_err(VpnError::Key)?;
+    let for_devices = Arc::new(config.clone());
+    let devices = tokio::task::spawn_blocking(move || device_peers(&for_devices))
         .await
         .map_err(|e| VpnError::Key(io::Error::other(e)))?
         .map_err(VpnError::Key)?;
@@ -146,13 +227,17 @@ async fn start(
             keepalive: Some(KEEPALIVE),
         });
     }
+    let sites = peers.clone();
+    peers.extend(device_configs(&devices));
+    let (peers_tx, peers_rx) = watch::channel(peers.clone());
     let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, vpn.listen_port)))
         .await
         .map_err(|source| VpnError::Socket {
             port: vpn.listen_port,
             source,
         })?;
-    let tunnel = Tunnel::new(key.private(), peers);
+    let mut tunnel = Tunnel::new(key.private(), peers);
+    tunnel.follow(peers_rx);
     let status = tunnel.status();
     info!(
         message = "vpn: serving",
@@ -160,6 +245,7 @@ async fn start(
         port = vpn.listen_port,
         address = %format!("{}/{}", vpn.address.address, vpn.address.prefix),
         sites = vpn.sites.iter().filter(|s| s.enabled).count(),
+        devices = devices.len(),
         public_key = %key.public_text()
     );
     let db_path = officebox_store::state_db(&config.data_dir);
@@ -172,13 +258,20 @@ async fn start(
             )
             .ok()
         });
-    tokio::spawn(watch_sites(status, db, stop.clone()));
+    let names: Vec<String> = sites.iter().map(|p| p.name.clone()).collect();
+    tokio::spawn(watch_sites(status, db, names, stop.clone()));
     tokio::spawn(put_routes(nl, index, routes, lan, stop.clone()));
-    Ok(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         tunnel.run(&tun, &socket, stop).await;
         // The interface and its routes go with the descriptor.
         drop(tun);
-    }))
+    });
+    Ok(Started {
+        task,
+        sites,
+        devices,
+        peers: peers_tx,
+    })
 }
 
 /// Routes each site's subnets through the tunnel, with the LAN address as the box's own
@@ -243,6 +336,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 async fn watch_sites(
     mut status: watch::Receiver<Vec<PeerStatus>>,
     db: Option<officebox_store::Db>,
+    sites: Vec<String>,
     stop: CancellationToken,
 ) {
     let db = db.map(|d| Arc::new(std::sync::Mutex::new(d)));
@@ -262,12 +356,22 @@ async fn watch_sites(
             let was = up.iter().find(|(n, _)| *n == p.name).map(|(_, l)| *l);
             if was != Some(live) && (live || was.is_some()) {
                 news = true;
-                match (live, p.endpoint) {
-                    (true, Some(at)) => {
-                        info!(message = "vpn: site up", site = %p.name, endpoint = %at);
+                if !sites.contains(&p.name) {
+                    match (live, p.endpoint) {
+                        (true, Some(at)) => {
+                            info!(message = "vpn: device up", device = %p.name, endpoint = %at);
+                        }
+                        (true, None) => info!(message = "vpn: device up", device = %p.name),
+                        (false, _) => info!(message = "vpn: device gone quiet", device = %p.name),
                     }
-                    (true, None) => info!(message = "vpn: site up", site = %p.name),
-                    (false, _) => info!(message = "vpn: site quiet", site = %p.name),
+                } else {
+                    match (live, p.endpoint) {
+                        (true, Some(at)) => {
+                            info!(message = "vpn: site up", site = %p.name, endpoint = %at);
+                        }
+                        (true, None) => info!(message = "vpn: site up", site = %p.name),
+                        (false, _) => info!(message = "vpn: site quiet", site = %p.name),
+                    }
                 }
             }
             match up.iter_mut().find(|(n, _)| *n == p.name) {

@@ -111,7 +111,11 @@ struct Peer {
 pub struct Tunnel {
     secret: StaticSecret,
     public: PublicKey,
-    peers: Vec<Peer>,
+    /// By number (a session's receiver index carries it): a peer removed leaves its
+    /// place empty, so that no one else's sessions are taken for its.
+    peers: Vec<Option<Peer>>,
+    /// The peer list to follow while running (see [`Tunnel::follow`]).
+    updates: Option<watch::Receiver<Vec<PeerConfig>>>,
     limiter: Arc<RateLimiter>,
     status: watch::Sender<Vec<PeerStatus>>,
 }
@@ -130,32 +134,54 @@ impl Tunnel {
         let secret = StaticSecret::from(secret);
         let public = PublicKey::from(&secret);
         let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKES_PER_SECOND));
-        let peers: Vec<Peer> = peers
-            .into_iter()
-            .enumerate()
-            .map(|(i, config)| Peer {
-                tunn: Tunn::new(
-                    secret.clone(),
-                    PublicKey::from(config.public_key),
-                    None,
-                    config.keepalive,
-                    u32::try_from(i).unwrap_or(u32::MAX),
-                    Some(Arc::clone(&limiter)),
-                ),
-                endpoint: config.endpoint,
-                config,
-            })
-            .collect();
         let (status, _) = watch::channel(Vec::new());
-        let tunnel = Tunnel {
+        let mut tunnel = Tunnel {
             secret,
             public,
-            peers,
+            peers: Vec::new(),
+            updates: None,
             limiter,
             status,
         };
-        tunnel.publish();
+        tunnel.set_peers(peers);
         tunnel
+    }
+
+    /// Makes `wanted` the peers: one whose settings are unchanged keeps its sessions;
+    /// one no longer wanted is dropped at once (its sessions with it: a removed device
+    /// gets nothing more through); a new one gets a new number.
+    pub fn set_peers(&mut self, wanted: Vec<PeerConfig>) {
+        for slot in &mut self.peers {
+            if slot.as_ref().is_some_and(|p| !wanted.contains(&p.config))
+                && let Some(p) = slot.take()
+            {
+                info!(message = "vpn: a peer removed", peer = %p.config.name);
+            }
+        }
+        for config in wanted {
+            if self.peers.iter().flatten().any(|p| p.config == config) {
+                continue;
+            }
+            let number = u32::try_from(self.peers.len()).unwrap_or(u32::MAX);
+            self.peers.push(Some(Peer {
+                tunn: Tunn::new(
+                    self.secret.clone(),
+                    PublicKey::from(config.public_key),
+                    None,
+                    config.keepalive,
+                    number,
+                    Some(Arc::clone(&self.limiter)),
+                ),
+                endpoint: config.endpoint,
+                config,
+            }));
+        }
+        self.publish();
+    }
+
+    /// While running, follow `peers` (the whole list, each time it changes).
+    pub fn follow(&mut self, peers: watch::Receiver<Vec<PeerConfig>>) {
+        self.updates = Some(peers);
     }
 
     /// The box's public key.
@@ -177,9 +203,19 @@ impl Tunnel {
         timers.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut updates = self.updates.take();
         loop {
+            let update = async {
+                if let Some(rx) = updates.as_mut()
+                    && rx.changed().await.is_ok()
+                {
+                    return Some(rx.borrow_and_update().clone());
+                }
+                std::future::pending().await
+            };
             tokio::select! {
                 () = stop.cancelled() => break,
+                Some(peers) = update => self.set_peers(peers),
                 r = packets.recv(&mut inner) => match r {
                     Ok(n) => {
                         let packet = inner.get(..n).unwrap_or_default();
@@ -209,6 +245,7 @@ impl Tunnel {
     fn route(&self, dst: Ipv4Addr) -> Option<usize> {
         let mut best: Option<(usize, u8)> = None;
         for (i, p) in self.peers.iter().enumerate() {
+            let Some(p) = p else { continue };
             for s in &p.config.allowed {
                 if s.contains(dst) && best.is_none_or(|(_, prefix)| s.prefix > prefix) {
                     best = Some((i, s.prefix));
@@ -223,7 +260,10 @@ impl Tunnel {
         let Some(IpAddr::V4(dst)) = Tunn::dst_address(packet) else {
             return;
         };
-        let Some(peer) = self.route(dst).and_then(|i| self.peers.get_mut(i)) else {
+        let Some(peer) = self
+            .route(dst)
+            .and_then(|i| self.peers.get_mut(i)?.as_mut())
+        else {
             return;
         };
         match peer.tunn.encapsulate(packet, out) {
@@ -244,10 +284,10 @@ impl Tunnel {
         let index = match packet {
             Packet::HandshakeInit(init) => {
                 let half = parse_handshake_anon(&self.secret, &self.public, init).ok()?;
-                return self
-                    .peers
-                    .iter()
-                    .position(|p| p.config.public_key == half.peer_static_public);
+                return self.peers.iter().position(|p| {
+                    p.as_ref()
+                        .is_some_and(|p| p.config.public_key == half.peer_static_public)
+                });
             }
             Packet::HandshakeResponse(r) => r.receiver_idx,
             Packet::PacketCookieReply(c) => c.receiver_idx,
@@ -274,7 +314,10 @@ impl Tunnel {
             }
             Err(_) => return,
         };
-        let Some(peer) = self.peer_of(&packet).and_then(|i| self.peers.get_mut(i)) else {
+        let Some(peer) = self
+            .peer_of(&packet)
+            .and_then(|i| self.peers.get_mut(i)?.as_mut())
+        else {
             return;
         };
         let mut first = true;
@@ -311,7 +354,7 @@ impl Tunnel {
 
     /// Each peer's timers: handshakes started or retried, keepalives, expiry.
     async fn timers(&mut self, udp: &UdpSocket, out: &mut [u8]) {
-        for peer in &mut self.peers {
+        for peer in self.peers.iter_mut().flatten() {
             match peer.tunn.update_timers(out) {
                 TunnResult::WriteToNetwork(datagram) => {
                     if let Some(to) = peer.endpoint {
@@ -332,6 +375,7 @@ impl Tunnel {
         let now: Vec<PeerStatus> = self
             .peers
             .iter()
+            .flatten()
             .map(|p| {
                 let (last_handshake, sent, received, ..) = p.tunn.stats();
                 PeerStatus {

@@ -138,8 +138,13 @@ fn peer(req: &Request) -> Option<std::net::SocketAddr> {
 /// The admin pages are for the LAN: a request from the WAN side is refused even if it
 /// got here.
 async fn office_only(State(app): State<Shared>, req: Request, next: Next) -> Response {
-    let office =
-        peer(&req).is_some_and(|p| client_zone(&app.config().network, p.ip()) != ClientZone::Wan);
+    // Not from a remote device either: the admin pages are for the office itself.
+    let office = peer(&req).is_some_and(|p| {
+        matches!(
+            client_zone(&app.config().network, p.ip()),
+            ClientZone::Lan | ClientZone::Loopback
+        )
+    });
     if !office {
         return forbidden("The admin pages answer only on the office network.");
     }

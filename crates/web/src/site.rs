@@ -237,7 +237,7 @@ pub async fn handle<B>(config: &Config, req: &Request<B>, peer: SocketAddr) -> R
             StatusCode::FORBIDDEN,
             "The intranet is open only to the office network.",
         ),
-        (Site::Admin, ClientZone::Wan) => simple(
+        (Site::Admin, ClientZone::Wan | ClientZone::Tunnel) => simple(
             StatusCode::FORBIDDEN,
             "The admin pages are open only to the office network.",
         ),

@@ -29,7 +29,7 @@ fn parse_destination(s: &str) -> Result<Destination, String> {
     Destination::parse(s)
 }
 
-fn parse_date(s: &str) -> Result<(i32, u8, u8), String> {
+pub(super) fn parse_date(s: &str) -> Result<(i32, u8, u8), String> {
     let bad = || format!("`{s}` is not a date like 2026-12-25");
     let mut parts = s.trim().splitn(3, '-');
     let (Some(y), Some(m), Some(d)) = (parts.next(), parts.next(), parts.next()) else {

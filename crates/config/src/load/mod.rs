@@ -194,7 +194,10 @@ impl Loader<'_, '_> {
         });
         self.check_forwards(&security.forwards, &security.wan_services);
 
-        let network = network.map(|n| n.value).unwrap_or_else(placeholder_network);
+        let mut network = network.map(|n| n.value).unwrap_or_else(placeholder_network);
+        if vpn.enabled && !vpn.peers.is_empty() {
+            network.tunnel = Some(vpn.address);
+        }
         let config = Config {
             data_dir: PathBuf::from(data_dir),
             network,

@@ -77,6 +77,7 @@ impl Loader<'_, '_> {
                 listen: listen.into_iter().map(|s| s.value).collect(),
                 wan: wan.value,
                 lan,
+                tunnel: None,
             },
         })
     }
@@ -282,5 +283,6 @@ pub(super) fn placeholder_network() -> Network {
             },
             gateway: None,
         },
+        tunnel: None,
     }
 }

@@ -559,3 +559,53 @@ fn a_sites_extensions_are_called_at_its_box_unless_local_and_its_fallback_must_e
         Some("100-199")
     );
 }
+
+#[test]
+fn a_remote_device_loads_with_its_user_address_access_and_expiry() {
+    let c = parse_ok(
+        "[vpn]\nenabled = true\naddress = \"10.99.0.1/24\"\n\
+         [[vpn.peers]]\nname = \"bob-laptop\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\n\
+         [[vpn.peers]]\nname = \"bob-phone\"\nuser = \"bob\"\naddress = \"10.99.0.11\"\n\
+         access = \"box\"\nhosts = [\"192.168.1.20\"]\ntunnel = \"full\"\nexpires = \"2027-06-30\"\n\
+         public_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n",
+    );
+    let [laptop, phone] = &c.vpn.peers[..] else {
+        panic!("{:?}", c.vpn.peers)
+    };
+    assert_eq!(laptop.access, PeerAccess::Lan);
+    assert!(!laptop.full_tunnel && laptop.public_key.is_none() && laptop.enabled);
+    assert_eq!(
+        phone.access,
+        PeerAccess::Hosts(vec![Ipv4Addr::new(192, 168, 1, 20)])
+    );
+    assert!(phone.full_tunnel && phone.public_key.is_some());
+    assert!(phone.active((2027, 6, 30)) && !phone.active((2027, 7, 1)));
+    // The devices' subnet is a zone of its own for every service.
+    assert_eq!(
+        crate::derive::client_zone(&c.network, "10.99.0.10".parse().unwrap()),
+        crate::derive::ClientZone::Tunnel
+    );
+    assert_eq!(
+        crate::derive::client_zone(&parse_ok("").network, "10.99.0.10".parse().unwrap()),
+        crate::derive::ClientZone::Wan
+    );
+    // Refused, each with where and why.
+    for (text, says) in [
+        ("name = \"x\"\nuser = \"nobody\"\naddress = \"10.99.0.10\"\n", "no user has the login `nobody`"),
+        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.98.0.10\"\n", "is not a host of the tunnels' subnet"),
+        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.1\"\n", "the box's own tunnel address"),
+        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\nhosts = [\"192.168.1.20\"]\n", "hosts are only for"),
+        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\naccess = \"box\"\nhosts = [\"10.0.0.1\"]\n", "is not on the LAN"),
+        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\ntunnel = \"half\"\n", "unknown tunnel"),
+        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\nexpires = \"soon\"\n", "not a date"),
+        ("name = \"x\"\nuser = \"bob\"\n", "address"),
+    ] {
+        let e = problems(&format!("[vpn]\nenabled = true\n[[vpn.peers]]\n{text}"));
+        assert!(e.contains("vpn.peers[0]") && e.contains(says), "{text}: {e}");
+    }
+    let e = problems(
+        "[vpn]\nenabled = true\n[[vpn.peers]]\nname = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\n\
+         [[vpn.peers]]\nname = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\n",
+    );
+    assert!(e.contains("already the name") && e.contains("is already x's"), "{e}");
+}

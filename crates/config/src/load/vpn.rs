@@ -86,6 +86,7 @@ impl Loader<'_, '_> {
                 prefix: 24,
             }),
             sites: Vec::new(),
+            peers: Vec::new(),
         };
         let Some(mut sec) = sec else {
             return (vpn, None);
@@ -121,6 +122,7 @@ impl Loader<'_, '_> {
             }
         }
         let sites = sec.tables(self.sink, "sites");
+        let peers = sec.tables(self.sink, "peers");
         sec.finish(self.sink);
         // Every network already taken, and by what (for overlaps).
         let mut taken: Vec<(Ipv4Net, String)> = Vec::new();
@@ -308,7 +310,172 @@ impl Loader<'_, '_> {
                 });
             }
         }
+        let lan_net = lan;
+        for t in peers {
+            if let Some(p) = self.vpn_peer(t, &vpn, lan_net, users) {
+                vpn.peers.push(p);
+            }
+        }
         (vpn, port)
+    }
+
+    /// One `[[vpn.peers]]` entry: a user's device, its own tunnel address, what it may
+    /// reach.
+    fn vpn_peer(
+        &mut self,
+        mut t: Section,
+        vpn: &Vpn,
+        lan: Option<Ipv4Net>,
+        users: &[Spanned<User>],
+    ) -> Option<VpnPeer> {
+        let path = t.path.clone();
+        let name = t.parsed(
+            self.sink,
+            "name",
+            "letters, digits and '-', e.g. \"alice-laptop\"",
+            parse_label,
+        );
+        let user = t.string(self.sink, "user");
+        let enabled = t.flag(self.sink, &schema::VPN_PEER_ENABLED);
+        let address = t.parsed(
+            self.sink,
+            "address",
+            "write an address in the tunnels' subnet, e.g. \"10.99.0.10\"",
+            parse_ipv4,
+        );
+        let key = t.parsed(
+            self.sink,
+            "public_key",
+            "the device's public key as its WireGuard app shows it (44 characters ending in =), or leave it out and let the box make one",
+            parse_wireguard_key,
+        );
+        let access = t.parsed(self.sink, "access", "use \"lan\" or \"box\"", |s| match s {
+            "lan" | "box" => Ok(s == "lan"),
+            _ => Err(format!("unknown access `{s}`")),
+        });
+        let hosts = t.parsed_list(
+            self.sink,
+            "hosts",
+            "write LAN addresses, e.g. [\"192.168.1.20\"]",
+            parse_ipv4,
+        );
+        let full = t.parsed(
+            self.sink,
+            "tunnel",
+            "use \"split\" or \"full\"",
+            |s| match s {
+                "split" | "full" => Ok(s == "full"),
+                _ => Err(format!("unknown tunnel `{s}`")),
+            },
+        );
+        let expires = t.parsed(
+            self.sink,
+            "expires",
+            "write the last day it works, e.g. \"2027-06-30\"",
+            super::dialplan::parse_date,
+        );
+        for k in ["name", "user", "address"] {
+            if !t.has(k) {
+                t.missing(
+                    self.sink,
+                    k,
+                    "a device needs its name, its user and its tunnel address",
+                );
+            }
+        }
+        let mut ok = true;
+        if let Some(n) = &name
+            && (vpn.peers.iter().any(|p| p.name == n.value)
+                || vpn.sites.iter().any(|s| s.name == n.value))
+        {
+            ok = false;
+            self.sink.error(
+                &n.span,
+                format!("{path}.name"),
+                format!("{} is already the name of a device or a site", n.value),
+                "give each device its own name",
+            );
+        }
+        if let Some(u) = &user
+            && !users.iter().any(|x| x.value.login == u.value)
+        {
+            ok = false;
+            self.sink.error(
+                &u.span,
+                format!("{path}.user"),
+                format!("no user has the login `{}`", u.value),
+                "name the login of the user whose device it is",
+            );
+        }
+        if let Some(a) = &address {
+            let net = vpn.address;
+            let why = if !net.is_host(a.value) {
+                Some(format!(
+                    "{} is not a host of the tunnels' subnet {net}",
+                    a.value
+                ))
+            } else if a.value == net.address {
+                Some(format!("{} is the box's own tunnel address", a.value))
+            } else {
+                vpn.peers
+                    .iter()
+                    .find(|p| p.address == a.value)
+                    .map(|p| format!("{} is already {}'s", a.value, p.name))
+            };
+            if let Some(why) = why {
+                ok = false;
+                self.sink.error(
+                    &a.span,
+                    format!("{path}.address"),
+                    why,
+                    format!("give each device its own address in {net}, e.g. the next free one"),
+                );
+            }
+        }
+        let lan_access = access.as_ref().is_none_or(|a| a.value);
+        let hosts: Vec<Ipv4Addr> = hosts
+            .into_iter()
+            .flatten()
+            .filter(|h| {
+                let inside = lan.is_none_or(|l| l.is_host(h.value));
+                if !inside {
+                    self.sink.error(
+                        &h.span,
+                        format!("{path}.hosts"),
+                        format!("{} is not on the LAN", h.value),
+                        "list hosts of the office network",
+                    );
+                }
+                inside
+            })
+            .map(|h| h.value)
+            .collect();
+        if lan_access && t.has("hosts") {
+            self.sink.error(
+                &t.key_span("hosts"),
+                format!("{path}.hosts"),
+                "hosts are only for a device that may not reach the whole LAN",
+                "set access = \"box\" to limit it to the box and these hosts, or remove hosts",
+            );
+        }
+        t.finish(self.sink);
+        let (true, Some(name), Some(user), Some(address)) = (ok, name, user, address) else {
+            return None;
+        };
+        Some(VpnPeer {
+            name: name.value,
+            user: user.value,
+            enabled,
+            address: address.value,
+            public_key: key.map(|k| k.value),
+            access: if lan_access {
+                PeerAccess::Lan
+            } else {
+                PeerAccess::Hosts(hosts)
+            },
+            full_tunnel: full.is_some_and(|f| f.value),
+            expires: expires.map(|e| e.value),
+        })
     }
 }
 
