@@ -621,6 +621,38 @@ pub fn extension_block(config: &Config) -> Option<String> {
     }
 }
 
+/// This office as the other site writes it in its config: its key, where it is, its
+/// LAN, its box, its domain, and (when the phones are on) its extensions and SIP port.
+pub fn pairing_text(config: &Config, key: &str, wan: Option<std::net::Ipv4Addr>) -> String {
+    use std::fmt::Write as _;
+    let lan = config.network.lan.net;
+    let mut t =
+        String::from("# Paste into the other office's officebox.toml (or its Sites page):\n");
+    t.push_str("[[vpn.sites]]\n");
+    let _ = writeln!(t, "name = \"{}\"", config.network.hostname);
+    let _ = writeln!(t, "public_key = \"{key}\"");
+    if let Some(w) = wan {
+        let _ = writeln!(t, "endpoint = \"{w}:{}\"", config.vpn.listen_port);
+    }
+    let _ = writeln!(t, "subnets = [\"{}/{}\"]", lan.network(), lan.prefix);
+    let _ = writeln!(t, "address = \"{}\"", lan.address);
+    let _ = writeln!(t, "domain = \"{}\"", config.network.domain);
+    if config.phone.enabled {
+        match extension_block(config) {
+            Some(block) => {
+                let _ = writeln!(t, "extensions = \"{block}\"");
+            }
+            None => t.push_str(
+                "# extensions = \"...\"  # this office's extensions share no first digit: write them\n",
+            ),
+        }
+        if config.phone.sip_port != 5060 {
+            let _ = writeln!(t, "sip_port = {}", config.phone.sip_port);
+        }
+    }
+    t
+}
+
 /// The feature codes of call forwarding and do-not-disturb (the usual ones of office
 /// phone systems): forward every call, when busy, when not answered (each followed by
 /// the extension or number, as the user would dial it), forwarding off, and DND on/off.

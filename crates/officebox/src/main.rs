@@ -393,49 +393,16 @@ fn vpn_pairing(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = officebox_config::load(path)?;
     let pair = box_key(&config)?;
     let wan = wan_now(&config);
-    print!("{}", pairing_text(&config, &pair.public_text(), wan));
+    print!(
+        "{}",
+        officebox_config::derive::pairing_text(&config, &pair.public_text(), wan)
+    );
     if wan.is_none() {
         eprintln!(
             "(the WAN address is not known yet: the other site's box will wait for this one to call)"
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// This office as the other site writes it in its config: its key, where it is, its
-/// LAN, its box, its domain, and (when the phones are on) its extensions and SIP port.
-fn pairing_text(
-    config: &officebox_config::Config,
-    key: &str,
-    wan: Option<std::net::Ipv4Addr>,
-) -> String {
-    use std::fmt::Write as _;
-    let lan = config.network.lan.net;
-    let mut t =
-        String::from("# Paste into the other office's officebox.toml (or its Sites page):\n");
-    t.push_str("[[vpn.sites]]\n");
-    let _ = writeln!(t, "name = \"{}\"", config.network.hostname);
-    let _ = writeln!(t, "public_key = \"{key}\"");
-    if let Some(w) = wan {
-        let _ = writeln!(t, "endpoint = \"{w}:{}\"", config.vpn.listen_port);
-    }
-    let _ = writeln!(t, "subnets = [\"{}/{}\"]", lan.network(), lan.prefix);
-    let _ = writeln!(t, "address = \"{}\"", lan.address);
-    let _ = writeln!(t, "domain = \"{}\"", config.network.domain);
-    if config.phone.enabled {
-        match officebox_config::derive::extension_block(config) {
-            Some(block) => {
-                let _ = writeln!(t, "extensions = \"{block}\"");
-            }
-            None => t.push_str(
-                "# extensions = \"...\"  # this office's extensions share no first digit: write them\n",
-            ),
-        }
-        if config.phone.sip_port != 5060 {
-            let _ = writeln!(t, "sip_port = {}", config.phone.sip_port);
-        }
-    }
-    t
 }
 
 fn vpn_status(path: &std::path::Path) -> anyhow::Result<ExitCode> {

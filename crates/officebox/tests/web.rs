@@ -98,6 +98,52 @@ fn the_admin_pages_add_a_user_that_the_command_line_sees() {
     );
 }
 
+/// What `zbarimg` reads in the picture at `png` (the QR code's text).
+fn decode_qr(png: &Path) -> String {
+    require_program("zbarimg", "zbar-tools");
+    let out = Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(png)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "zbarimg {}: {out:?}", png.display());
+    // zbarimg ends what it read with a newline of its own.
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.strip_suffix('\n').unwrap_or(&text).to_string()
+}
+
+#[test]
+fn the_sites_page_shows_the_pairing_text_and_a_devices_configuration_as_qr_codes() {
+    let _one = preconditions();
+    let c = TestConfig::demo().free_ports();
+    let url = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
+    let ob = start(&c);
+    let dir = shots("sites");
+    run("sites.py", &url, &dir, &[], &ob);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    // Each QR code decodes to the text beside it.
+    let pairing = read("pairing.txt");
+    assert!(pairing.contains("[[vpn.sites]]") && pairing.contains("public_key = "));
+    assert_eq!(decode_qr(&dir.join("pairing-qr.png")), pairing);
+    let device = read("device.txt");
+    assert!(
+        device.contains("[Interface]") && device.contains("Address = 10.99.0.10/32"),
+        "{device}"
+    );
+    assert_eq!(decode_qr(&dir.join("device-qr.png")), device);
+    // The page's new key is the one the command line shows now, and not the old one.
+    let now = ob.cli(bin(), &["vpn", "device", "alice-laptop"]).unwrap();
+    assert_eq!(now, read("device-new.txt"));
+    assert_ne!(now, device);
+    let key = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("PrivateKey"))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(key(&now), key(&device));
+}
+
 #[test]
 fn five_wrong_passwords_and_the_admin_pages_slow_down_and_refuse() {
     let _one = preconditions();

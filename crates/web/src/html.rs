@@ -18,6 +18,7 @@ pub const MENU: &[(&str, &str)] = &[
     ("/mail", "Mail"),
     ("/phones", "Phones"),
     ("/routing", "Phone Routing"),
+    ("/sites", "Sites"),
     ("/calls", "Call Log"),
     ("/system", "Web and Time"),
     ("/history", "Config History"),

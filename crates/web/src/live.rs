@@ -17,7 +17,7 @@ use crate::html::csrf_field;
 use crate::routes::{Me, page};
 
 /// The pages that have a live part.
-const LIVE: &[&str] = &["/mail", "/phones", "/dhcp", "/dns"];
+const LIVE: &[&str] = &["/mail", "/phones", "/dhcp", "/dns", "/sites"];
 
 /// `GET /live/{page}`: the live part of `page` alone.
 pub(crate) async fn fragment(
@@ -43,6 +43,7 @@ enum Facts {
     ),
     Leases(Vec<Lease>),
     Zone(Vec<ServedRecord>),
+    Sites(Vec<officebox_store::SiteStatus>, Option<std::net::Ipv4Addr>),
 }
 
 /// The live part of the page at `path`; `None` for a page without one.
@@ -64,6 +65,7 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
                     db.provisioned_phones()?,
                 ),
                 "/dhcp" => Facts::Leases(db.leases()?),
+                "/sites" => Facts::Sites(db.site_statuses()?, db.wan_address()?),
                 _ => Facts::Zone(db.served_zone()?),
             })
         })
@@ -86,6 +88,10 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
             lease_table(&leases, now, csrf)
         }
         Some(Facts::Zone(served)) => zone_table(&served),
+        Some(Facts::Sites(rows, leased)) => {
+            let wan = officebox_config::derive::wan_address(config, leased);
+            crate::pages::sites::live(config, &rows, wan, now).await
+        }
     })
 }
 

@@ -18,7 +18,7 @@ use tracing::warn;
 use crate::app::Shared;
 use crate::forms::Pairs;
 use crate::listen::Peer;
-use crate::pages::{calls, greetings, history, home, lists, login, mail, settings, users};
+use crate::pages::{calls, greetings, history, home, lists, login, mail, settings, sites, users};
 use crate::{confirm, forms, live, session};
 
 /// The admin pages' router: the table of every route.
@@ -38,6 +38,8 @@ pub(crate) fn admin(app: Shared) -> Router {
         .route("/users/{login}/delete", post(users::delete))
         .route("/users/{login}/forwarding", post(users::set_forwarding))
         .route("/aliases", get(users::aliases).post(users::set_alias))
+        .route("/devices/{name}", get(sites::show))
+        .route("/devices/{name}/new-key", post(sites::new_key))
         .route("/mail/flush", post(mail::flush))
         .route("/mail/queue/{id}/delete", post(mail::delete))
         .route(

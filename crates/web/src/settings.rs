@@ -201,6 +201,17 @@ pub const PAGES: &[PageDef] = &[
         ],
     },
     PageDef {
+        path: "/sites",
+        title: "Sites",
+        intro: "The company's other offices, each with its own officebox, joined by encrypted tunnels (WireGuard) over the Internet: their PCs, names and phones as if down the hall. And the staff's own devices working from home. Give the other office's admin this office's pairing text; put theirs in the list below.",
+        risky: true,
+        fields: &[
+            field(&schema::VPN_ENABLED),
+            field(&schema::VPN_LISTEN_PORT),
+            field(&schema::VPN_ADDRESS),
+        ],
+    },
+    PageDef {
         path: "/dns",
         title: "DNS Server",
         intro: "Answers the office's questions about names: its own, the DHCP clients', and (when on) Internet names.",

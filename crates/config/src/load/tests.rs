@@ -591,21 +591,48 @@ fn a_remote_device_loads_with_its_user_address_access_and_expiry() {
     );
     // Refused, each with where and why.
     for (text, says) in [
-        ("name = \"x\"\nuser = \"nobody\"\naddress = \"10.99.0.10\"\n", "no user has the login `nobody`"),
-        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.98.0.10\"\n", "is not a host of the tunnels' subnet"),
-        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.1\"\n", "the box's own tunnel address"),
-        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\nhosts = [\"192.168.1.20\"]\n", "hosts are only for"),
-        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\naccess = \"box\"\nhosts = [\"10.0.0.1\"]\n", "is not on the LAN"),
-        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\ntunnel = \"half\"\n", "unknown tunnel"),
-        ("name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\nexpires = \"soon\"\n", "not a date"),
+        (
+            "name = \"x\"\nuser = \"nobody\"\naddress = \"10.99.0.10\"\n",
+            "no user has the login `nobody`",
+        ),
+        (
+            "name = \"x\"\nuser = \"bob\"\naddress = \"10.98.0.10\"\n",
+            "is not a host of the tunnels' subnet",
+        ),
+        (
+            "name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.1\"\n",
+            "the box's own tunnel address",
+        ),
+        (
+            "name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\nhosts = [\"192.168.1.20\"]\n",
+            "hosts are only for",
+        ),
+        (
+            "name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\naccess = \"box\"\nhosts = [\"10.0.0.1\"]\n",
+            "is not on the LAN",
+        ),
+        (
+            "name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\ntunnel = \"half\"\n",
+            "unknown tunnel",
+        ),
+        (
+            "name = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\nexpires = \"soon\"\n",
+            "not a date",
+        ),
         ("name = \"x\"\nuser = \"bob\"\n", "address"),
     ] {
         let e = problems(&format!("[vpn]\nenabled = true\n[[vpn.peers]]\n{text}"));
-        assert!(e.contains("vpn.peers[0]") && e.contains(says), "{text}: {e}");
+        assert!(
+            e.contains("vpn.peers[0]") && e.contains(says),
+            "{text}: {e}"
+        );
     }
     let e = problems(
         "[vpn]\nenabled = true\n[[vpn.peers]]\nname = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\n\
          [[vpn.peers]]\nname = \"x\"\nuser = \"bob\"\naddress = \"10.99.0.10\"\n",
     );
-    assert!(e.contains("already the name") && e.contains("is already x's"), "{e}");
+    assert!(
+        e.contains("already the name") && e.contains("is already x's"),
+        "{e}"
+    );
 }

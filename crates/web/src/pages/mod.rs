@@ -9,4 +9,5 @@ pub(crate) mod lists;
 pub(crate) mod login;
 pub(crate) mod mail;
 pub(crate) mod settings;
+pub(crate) mod sites;
 pub(crate) mod users;

@@ -1,0 +1,55 @@
+"""The Sites page and a remote device's page: the pairing text and its QR code are
+shown; a device added on the page gets its configuration and QR code on its own page
+(linked from its user's page), and a new key replaces it. The texts and the QR codes'
+pictures are saved into the shots directory for the Rust test to decode (zbarimg)."""
+
+import os
+
+from browser import Browser, script_args
+
+args = script_args("the Sites page").parse_args()
+
+
+def save(name, text):
+    with open(os.path.join(args.shots, name), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def qr_picture(b, name):
+    # The QR code alone, as the WireGuard app's camera would see it (scrolled into
+    # view first: a picture of an element is cut at the window's edge).
+    svg = b.find("figure.qr svg")
+    b.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", svg)
+    svg.screenshot(os.path.join(args.shots, name))
+
+
+with Browser(args.url, args.shots) as b:
+    b.get("/")
+    b.login("admin", "demo-admin")
+    b.get("/sites")
+    b.wait_for_text("This office's pairing text")
+    save("pairing.txt", b.find("pre#pairing").get_attribute("textContent"))
+    qr_picture(b, "pairing-qr.png")
+    b.screenshot("sites")
+
+    # A device for alice, added on the page.
+    b.fill("remote_devices.name", "alice-laptop")
+    b.fill("remote_devices.user", "alice")
+    b.fill("remote_devices.address", "10.99.0.10")
+    b.submit("Add device")
+    b.wait_for_text("alice-laptop")
+    assert "Saved" in b.flash(), b.flash()
+
+    # Her page links to it; its page shows the configuration and its QR code.
+    b.get("/users/alice")
+    b.click_link("alice-laptop")
+    b.wait_for_text("The WireGuard configuration of")
+    save("device.txt", b.find("pre#device-config").get_attribute("textContent"))
+    qr_picture(b, "device-qr.png")
+    b.screenshot("device")
+
+    # A new key: the page shows another configuration.
+    b.submit("Make a new key")
+    b.wait_for_text("The WireGuard configuration of")
+    save("device-new.txt", b.find("pre#device-config").get_attribute("textContent"))
+print("ok")
