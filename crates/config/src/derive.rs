@@ -373,8 +373,8 @@ pub fn client_zone(network: &Network, ip: IpAddr) -> ClientZone {
     }
 }
 
-/// Recursion (forwarding to the upstream servers) only for LAN and loopback clients:
-/// officebox is never an open resolver.
+/// Recursion (forwarding to the upstream servers) only for LAN, loopback and remote
+/// device (tunnel) clients: officebox is never an open resolver.
 pub fn recursion_allowed(zone: ClientZone) -> bool {
     zone != ClientZone::Wan
 }
@@ -583,7 +583,15 @@ pub fn site_zones(config: &Config) -> Vec<(String, SocketAddr)> {
 /// whose extensions include it (a local user's extension always wins; the config
 /// refuses a site's range that takes one in, this only makes sure).
 pub fn site_for_extension<'c>(config: &'c Config, dialled: &str) -> Option<&'c Site> {
+    // An emergency number always goes out on a trunk (the config refuses a site's
+    // extensions that take one in; this only makes sure).
     if !config.vpn.enabled
+        || config
+            .phone
+            .dial_plan
+            .emergency_numbers
+            .iter()
+            .any(|n| n == dialled)
         || config
             .users
             .iter()
@@ -599,9 +607,10 @@ pub fn site_for_extension<'c>(config: &'c Config, dialled: &str) -> Option<&'c S
 }
 
 /// This office's extensions as another site would write them (`vpn pairing`): when all
-/// start with one digit, the whole block of their length if they are all as long
-/// (`100-199`), else that digit as a prefix; `None` when there are none, or they share
-/// no first digit.
+/// are as long and start with one digit, their block (`100-199`) narrowed to keep the
+/// emergency numbers out (with 112: `100-111` for 101 and 102, `113-199` for 120 and
+/// 150); `None` when there are none, their lengths differ, they share no first digit,
+/// or an emergency number lies among them (the admin writes a range).
 pub fn extension_block(config: &Config) -> Option<String> {
     let exts: Vec<&str> = config
         .users
@@ -613,12 +622,28 @@ pub fn extension_block(config: &Config) -> Option<String> {
         return None;
     }
     let len = exts[0].len();
-    if len > 1 && exts.iter().all(|e| e.len() == len) {
-        let (low, high) = ("0".repeat(len - 1), "9".repeat(len - 1));
-        Some(format!("{first}{low}-{first}{high}"))
-    } else {
-        Some(first.to_string())
+    if len < 2 || exts.iter().any(|e| e.len() != len) {
+        return None;
     }
+    let number = |e: &str| e.parse::<u64>().ok();
+    let base = number(first)? * 10u64.pow(u32::try_from(len - 1).ok()?);
+    let (mut low, mut high) = (base, base + 10u64.pow(u32::try_from(len - 1).ok()?) - 1);
+    let lowest = exts.iter().filter_map(|e| number(e)).min()?;
+    let highest = exts.iter().filter_map(|e| number(e)).max()?;
+    // The widest part of the block around the extensions that holds no emergency number
+    // (same-length numbers sort as numbers).
+    for n in &config.phone.dial_plan.emergency_numbers {
+        let Some(v) = number(n).filter(|_| n.len() == len) else {
+            continue;
+        };
+        match v {
+            v if v < low || v > high => {}
+            v if v < lowest => low = v + 1,
+            v if v > highest => high = v - 1,
+            _ => return None,
+        }
+    }
+    Some(format!("{low:0len$}-{high:0len$}"))
 }
 
 /// This office as the other site writes it in its config: its key, where it is, its

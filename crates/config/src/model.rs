@@ -70,7 +70,7 @@ impl VpnPeer {
 /// What a remote device may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerAccess {
-    /// The whole LAN (and the other sites).
+    /// The whole LAN.
     Lan,
     /// Only the box and these LAN hosts.
     Hosts(Vec<Ipv4Addr>),
@@ -110,7 +110,7 @@ pub enum Extensions {
 }
 
 impl Extensions {
-    /// Whether `ext` is one of them.
+    /// Whether `ext` is one of them (a prefix takes numbers of any length after it).
     pub fn contains(&self, ext: &str) -> bool {
         if ext.is_empty() || !ext.bytes().all(|b| b.is_ascii_digit()) {
             return false;

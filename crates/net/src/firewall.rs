@@ -191,6 +191,14 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
         o,
         "        type filter hook prerouting priority raw; policy accept;"
     );
+    if config.vpn.enabled {
+        let _ = writeln!(
+            o,
+            "        iifname != {{ \"{}\", \"lo\" }} ip saddr {} counter name \"spoofed\" drop comment \"the sites' and devices' addresses come only through the tunnels\"",
+            officebox_config::derive::VPN_INTERFACE,
+            nft_set(&tunnel_networks(config))
+        );
+    }
     let _ = writeln!(o, "        iifname != \"{wan}\" accept");
     let _ = writeln!(
         o,
@@ -213,6 +221,22 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
         "        meta nfproto ipv4 fib saddr . iif oif missing counter name \"spoofed\" drop comment \"reverse path\""
     );
     let _ = writeln!(o, "    }}");
+
+    if config.vpn.enabled {
+        // The box's own packets for a site or a device (SIP, DNS) never leave in the
+        // clear: without the tunnel's route they would take the default one.
+        let _ = writeln!(o, "    chain output {{");
+        let _ = writeln!(
+            o,
+            "        type filter hook output priority filter; policy accept;"
+        );
+        let _ = writeln!(
+            o,
+            "        oifname \"{wan}\" ip daddr {} drop comment \"the sites and devices only through the tunnels\"",
+            nft_set(&tunnel_networks(config))
+        );
+        let _ = writeln!(o, "    }}");
+    }
 
     // ---------------------------------------------------------------- input
     let _ = writeln!(o, "    chain input {{");
@@ -324,11 +348,12 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
                 o,
                 "        type filter hook forward priority filter; policy accept;"
             );
+            tunnel_in_rules(&mut o, config, lan, wan);
             let _ = writeln!(o, "        ct state established,related accept");
-            tunnel_rules(&mut o, config, lan, wan);
+            tunnel_out_rules(&mut o, config, lan, wan);
             let _ = writeln!(
                 o,
-                "        iifname \"{tunnel}\" drop comment \"nothing else from the tunnels\""
+                "        oifname \"{tunnel}\" drop comment \"only the office reaches the tunnels\""
             );
             let _ = writeln!(o, "    }}");
             tunnel_masquerade(&mut o, config, wan);
@@ -346,7 +371,9 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
     if dmz {
         let _ = writeln!(o, "        ct state invalid drop");
     }
+    tunnel_in_rules(&mut o, config, lan, wan);
     let _ = writeln!(o, "        ct state established,related accept");
+    tunnel_out_rules(&mut o, config, lan, wan);
     let _ = writeln!(
         o,
         "        iifname \"{lan}\" oifname \"{wan}\" accept comment \"the office reaches the Internet\""
@@ -355,7 +382,6 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
         o,
         "        iifname \"{lan}\" oifname \"{lan}\" accept comment \"hairpin\""
     );
-    tunnel_rules(&mut o, config, lan, wan);
     let _ = writeln!(o, "        ct status dnat accept comment \"port forwards\"");
     let _ = writeln!(o, "    }}");
 
@@ -409,20 +435,40 @@ fn nft_set(items: &[String]) -> String {
     }
 }
 
-/// The forward rules of the tunnels (with `vpn.enabled`): the office reaches the sites
-/// and devices; each site's subnets reach the LAN; each remote device reaches what its
-/// `access` says (the whole LAN, or the hosts listed: the box itself is its input, open
-/// to the tunnel) and, on a full tunnel, the Internet. The source a packet claims was
-/// checked by the tunnel (a peer may send only from its own addresses), so the address
-/// is the device.
-fn tunnel_rules(o: &mut String, config: &Config, lan: &str, wan: &str) {
+/// The networks only the tunnels carry: the enabled sites' subnets and the tunnels' own
+/// (the devices'), as nft set elements.
+fn tunnel_networks(config: &Config) -> Vec<String> {
+    let mut nets: Vec<String> = config
+        .vpn
+        .sites
+        .iter()
+        .filter(|s| s.enabled)
+        .flat_map(|s| {
+            s.subnets
+                .iter()
+                .map(|n| format!("{}/{}", n.network(), n.prefix))
+        })
+        .collect();
+    let own = config.vpn.address;
+    nets.push(format!("{}/{}", own.network(), own.prefix));
+    nets
+}
+
+/// What comes out of the tunnels (with `vpn.enabled`), judged packet by packet before
+/// connection tracking lets anything through: replies to what the office started pass;
+/// otherwise each site's subnets reach the LAN, each remote device what its `access`
+/// says (the whole LAN, or the hosts listed: the box itself is its input, open to the
+/// tunnel) and, on a full tunnel, the Internet; the rest is dropped. So a device's
+/// narrowed access or removal holds for its open connections too. The source a packet
+/// claims was checked by the tunnel (a peer sends only from its own addresses).
+fn tunnel_in_rules(o: &mut String, config: &Config, lan: &str, wan: &str) {
     if !config.vpn.enabled {
         return;
     }
     let tunnel = officebox_config::derive::VPN_INTERFACE;
     let _ = writeln!(
         o,
-        "        iifname \"{lan}\" oifname \"{tunnel}\" accept comment \"the office reaches the other sites and the remote devices\""
+        "        iifname \"{tunnel}\" ct direction reply ct state established,related accept comment \"replies to the office\""
     );
     let sites: Vec<String> = config
         .vpn
@@ -479,6 +525,28 @@ fn tunnel_rules(o: &mut String, config: &Config, lan: &str, wan: &str) {
             nft_set(&full)
         );
     }
+    let _ = writeln!(
+        o,
+        "        iifname \"{tunnel}\" drop comment \"nothing else from the tunnels\""
+    );
+}
+
+/// What goes into the tunnels: the office reaches the sites and the devices; nothing for
+/// them leaves on the WAN in the clear (while the tunnel's routes are not there yet, say).
+fn tunnel_out_rules(o: &mut String, config: &Config, lan: &str, wan: &str) {
+    if !config.vpn.enabled {
+        return;
+    }
+    let tunnel = officebox_config::derive::VPN_INTERFACE;
+    let _ = writeln!(
+        o,
+        "        oifname \"{wan}\" ip daddr {} drop comment \"the sites and devices only through the tunnels\"",
+        nft_set(&tunnel_networks(config))
+    );
+    let _ = writeln!(
+        o,
+        "        iifname \"{lan}\" oifname \"{tunnel}\" accept comment \"the office reaches the other sites and the remote devices\""
+    );
 }
 
 /// Router mode has no NAT for the LAN, but a remote device on a full tunnel has an
@@ -558,6 +626,26 @@ mod tests {
             ] {
                 assert!(on.contains(rule), "{mode}: no {rule}:\n{on}");
             }
+            // Their addresses from anywhere but the tunnel are spoofed; nothing for them
+            // leaves on the WAN; replies pass before the per-device rules, all else not.
+            for rule in [
+                "iifname != { \"obx-wg0\", \"lo\" } ip saddr { 192.168.2.0/24, 10.99.0.0/24 } counter name \"spoofed\" drop",
+                "oifname \"wan0\" ip daddr { 192.168.2.0/24, 10.99.0.0/24 } drop",
+                "iifname \"obx-wg0\" ct direction reply ct state established,related accept",
+                "iifname \"obx-wg0\" drop",
+            ] {
+                assert!(on.contains(rule), "{mode}: no {rule}:\n{on}");
+            }
+            let forward = on.find("chain forward").unwrap();
+            let device_rule = on.find("ip saddr 10.99.0.11 ip daddr").unwrap();
+            let established = forward
+                + on[forward..]
+                    .find("        ct state established,related accept")
+                    .unwrap();
+            assert!(
+                device_rule < established,
+                "{mode}: judged after conntrack:\n{on}"
+            );
             // No catch-all from the tunnel, and nothing for a device that is off.
             assert!(
                 !on.contains("iifname \"obx-wg0\" oifname \"lan0\" accept")
@@ -572,7 +660,7 @@ mod tests {
         // the box.
         let router = render(&file("router", true)).unwrap();
         assert!(
-            router.contains("iifname \"obx-wg0\" drop")
+            router.contains("oifname \"obx-wg0\" drop")
                 && router.contains("oifname \"wan0\" ip saddr 10.99.0.0/24 masquerade"),
             "{router}"
         );

@@ -433,8 +433,12 @@ fn vpn_status(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| "-".into());
         let (sent, received) = row.map_or((0, 0), |r| (r.sent, r.received));
         let nets: Vec<String> = site.subnets.iter().map(ToString::to_string).collect();
+        let services = row
+            .and_then(|r| r.services.clone())
+            .map(|s| format!("; {s}"))
+            .unwrap_or_default();
         println!(
-            "{:<16} {:<24} {:<34} sent {sent} B, received {received} B  ({})",
+            "{:<16} {:<24} {:<34} sent {sent} B, received {received} B  ({}{services})",
             site.name,
             endpoint,
             state,

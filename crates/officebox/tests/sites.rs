@@ -268,6 +268,7 @@ fn two_offices_reach_each_other_through_the_tunnel_and_the_wan_stays_closed() {
                 && l.contains("203.0.113.2:51820")
                 && l.contains("up, handshake")
                 && !l.contains("received 0 B")
+                && l.contains("names answer, phones answer")
         })
     });
     assert!(shown, "{}", status());

@@ -162,17 +162,61 @@ pub fn load_device(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Result
     Ok(Some(KeyPair::from_private(private)))
 }
 
-/// Device `name`'s key pair: the one kept, else a new one made and kept now.
+/// Device `name`'s key pair: the one kept, else a new one made and kept now. Two
+/// callers at once (the service and the command line) end with the same key: the file
+/// is created only if it is not there, and then read.
 pub fn device_key(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Result<KeyPair> {
-    match load_device(data_dir, name, box_key)? {
-        Some(pair) => Ok(pair),
-        None => new_device_key(data_dir, name, box_key),
+    if let Some(pair) = load_device(data_dir, name, box_key)? {
+        return Ok(pair);
+    }
+    let path = device_key_path(data_dir, name);
+    let (pair, text) = sealed_device_key(name, box_key)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Written and synced beside it, then linked in place: a link never replaces a file.
+    let tmp = path.with_extension(format!("new{}", std::process::id()));
+    officebox_store::write_atomic(&tmp, text.as_bytes(), 0o600).map_err(io::Error::other)?;
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            tracing::info!(message = "vpn: a device key was made", device = %name, public = %pair.public_text());
+            Ok(pair)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => load_device(data_dir, name, box_key)?
+            .ok_or_else(|| io::Error::other("the device key vanished as it was made")),
+        Err(e) => Err(e),
     }
 }
 
-/// A new key pair for device `name`, replacing any it had (the old one stops working
-/// when the tunnels next read the keys), sealed and kept.
-pub fn new_device_key(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Result<KeyPair> {
+/// Deletes the keys of devices not named in `keep` (devices removed from the config), so
+/// that a device added later under an old name never gets the old key back.
+pub fn forget_devices(data_dir: &Path, keep: &[&str]) -> io::Result<()> {
+    let dir = data_dir.join("keys").join("devices");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if let Some(device) = name.strip_suffix(".key")
+            && !keep.contains(&device)
+        {
+            std::fs::remove_file(&path)?;
+            tracing::info!(message = "vpn: the key of a removed device was deleted", %device);
+        }
+    }
+    Ok(())
+}
+
+/// A new key pair for device `name`, sealed under the box's key, and the file's text.
+fn sealed_device_key(name: &str, box_key: &KeyPair) -> io::Result<(KeyPair, String)> {
     let pair = KeyPair::generate();
     let mut nonce = [0u8; 12];
     OsRng.fill_bytes(&mut nonce);
@@ -186,13 +230,20 @@ pub fn new_device_key(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Res
         .map_err(|_| io::Error::other("cannot seal the device key"))?;
     let mut sealed = nonce.to_vec();
     sealed.extend_from_slice(&body);
+    let text = format!("{DEVICE_MAGIC}{}\n", STANDARD.encode(sealed));
+    Ok((pair, text))
+}
+
+/// A new key pair for device `name`, replacing any it had (the old one stops working
+/// when the tunnels next read the keys, within seconds), sealed and kept.
+pub fn new_device_key(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Result<KeyPair> {
+    let (pair, text) = sealed_device_key(name, box_key)?;
     let path = device_key_path(data_dir, name);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let text = format!("{DEVICE_MAGIC}{}\n", STANDARD.encode(sealed));
     officebox_store::write_atomic(&path, text.as_bytes(), 0o600).map_err(io::Error::other)?;
-    tracing::info!(message = "vpn: a device key was made", device = %name, public = %pair.public_text());
+    tracing::info!(message = "vpn: a device was given a new key", device = %name, public = %pair.public_text());
     Ok(pair)
 }
 
@@ -217,15 +268,11 @@ pub fn client_config(
     let allowed = if peer.full_tunnel {
         "0.0.0.0/0".to_string()
     } else {
-        let mut nets = vec![
+        // (The other sites are not: a device reaches this office, not through it.)
+        let nets = [
             format!("{}/{}", lan.network(), lan.prefix),
             format!("{}/{}", tunnel.network(), tunnel.prefix),
         ];
-        nets.extend(config.vpn.sites.iter().filter(|s| s.enabled).flat_map(|s| {
-            s.subnets
-                .iter()
-                .map(|n| format!("{}/{}", n.network(), n.prefix))
-        }));
         nets.join(", ")
     };
     let mut t = String::new();
@@ -330,6 +377,11 @@ mod tests {
         )
         .unwrap();
         assert!(load_device(dir.path(), "bob-phone", &boxed).is_err());
+        // A device no longer in the config loses its key (a new one of that name gets
+        // another).
+        forget_devices(dir.path(), &["alice-laptop"]).unwrap();
+        assert!(!device_key_path(dir.path(), "bob-phone").exists());
+        assert!(device_key_path(dir.path(), "alice-laptop").exists());
         // A new key replaces the old.
         let new = new_device_key(dir.path(), "alice-laptop", &boxed).unwrap();
         assert_ne!(new.public(), made.public());

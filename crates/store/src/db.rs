@@ -282,6 +282,11 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 14,
+        name: "whether the other sites' services answer",
+        sql: "ALTER TABLE vpn_status ADD COLUMN services TEXT;",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

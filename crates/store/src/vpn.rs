@@ -16,6 +16,8 @@ pub struct SiteStatus {
     /// Bytes carried each way through the tunnel.
     pub sent: u64,
     pub received: u64,
+    /// What of its box answered when last asked ("names answer, phones silent").
+    pub services: Option<String>,
     pub updated_at: i64,
 }
 
@@ -29,15 +31,16 @@ impl Db {
             .map_err(write_err)?;
         for s in sites {
             tx.execute(
-                "INSERT INTO vpn_status (site, endpoint, handshake_at, sent, received, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO vpn_status (site, endpoint, handshake_at, sent, received, updated_at, services)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     s.site,
                     s.endpoint,
                     s.handshake_at,
                     i64::try_from(s.sent).unwrap_or(i64::MAX),
                     i64::try_from(s.received).unwrap_or(i64::MAX),
-                    s.updated_at
+                    s.updated_at,
+                    s.services
                 ],
             )
             .map_err(write_err)?;
@@ -51,7 +54,7 @@ impl Db {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT site, endpoint, handshake_at, sent, received, updated_at
+                "SELECT site, endpoint, handshake_at, sent, received, updated_at, services
                  FROM vpn_status ORDER BY site",
             )
             .map_err(read_err)?;
@@ -64,6 +67,7 @@ impl Db {
                     sent: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
                     received: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
                     updated_at: row.get(5)?,
+                    services: row.get(6)?,
                 })
             })
             .map_err(read_err)?;
@@ -85,6 +89,7 @@ mod tests {
             handshake_at: Some(1_000),
             sent,
             received: 7,
+            services: Some("names answer".into()),
             updated_at: 1_001,
         };
         db.set_site_statuses(&[row("branch", 5), row("annex", 1)])

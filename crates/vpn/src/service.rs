@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use officebox_config::Config;
 use officebox_config::derive::VPN_INTERFACE;
+use officebox_config::model::Site;
+use officebox_secrets::wireguard::KeyPair;
 use officebox_sockets::netlink::Netlink;
 use officebox_sockets::tun::Tun;
 use tokio::net::UdpSocket;
@@ -92,16 +94,10 @@ pub async fn serve(
             }
             // The devices now (a reload, an expiry, a key replaced by `vpn device
             // --new-key` or the Users page): the tunnel follows at once.
-            let for_devices = Arc::clone(&current);
-            let devices = tokio::task::spawn_blocking(move || device_peers(&for_devices))
+            let (for_devices, box_key) = (Arc::clone(&current), started.key.clone());
+            let devices = tokio::task::spawn_blocking(move || device_peers(&for_devices, &box_key))
                 .await
-                .ok()
-                .and_then(|r| {
-                    r.map_err(
-                        |error| warn!(message = "vpn: the devices' keys cannot be read", %error),
-                    )
-                    .ok()
-                });
+                .ok();
             if let Some(devices) = devices
                 && devices != started.devices
             {
@@ -129,20 +125,39 @@ pub async fn serve(
 const DEVICE_CHECK: Duration = Duration::from_secs(5);
 
 /// The remote devices in use today (enabled, not expired), each with its public key (its
-/// own, else the one the box made for it, made now if there is none yet) and address.
-fn device_peers(config: &Config) -> io::Result<Vec<Device>> {
+/// own, else the one the box made for it, made now if there is none yet) and address. A
+/// device whose key cannot be read or made is left out (and said so): it cannot
+/// connect, and nothing else is held up. The keys of devices no longer in the config
+/// are deleted, so that a device added later under the same name gets a new one.
+fn device_peers(config: &Config, box_key: &KeyPair) -> Vec<Device> {
     let today = officebox_config::dialplan::LocalTime::now(config.phone.timezone.as_deref()).date;
-    let box_key = officebox_secrets::wireguard::load_or_make(&config.data_dir)?;
     let mut out = Vec::new();
     for p in config.vpn.peers.iter().filter(|p| p.active(today)) {
         let key = match p.public_key {
             Some(k) => k,
-            None => officebox_secrets::wireguard::device_key(&config.data_dir, &p.name, &box_key)?
-                .public(),
+            None => {
+                match officebox_secrets::wireguard::device_key(&config.data_dir, &p.name, box_key) {
+                    Ok(pair) => pair.public(),
+                    Err(error) => {
+                        warn!(message = "vpn: a device's key cannot be read; it is left out", device = %p.name, %error);
+                        continue;
+                    }
+                }
+            }
         };
         out.push((p.name.clone(), key, p.address));
     }
-    Ok(out)
+    let keep: Vec<&str> = config
+        .vpn
+        .peers
+        .iter()
+        .filter(|p| p.public_key.is_none())
+        .map(|p| p.name.as_str())
+        .collect();
+    if let Err(error) = officebox_secrets::wireguard::forget_devices(&config.data_dir, &keep) {
+        warn!(message = "vpn: the keys of removed devices cannot be deleted", %error);
+    }
+    out
 }
 
 /// A remote device as the tunnel knows it: its name, public key and address.
@@ -152,6 +167,8 @@ type Device = (String, [u8; 32], Ipv4Addr);
 /// list is changed.
 struct Started {
     task: tokio::task::JoinHandle<()>,
+    /// The box's key pair, read once at start (never made again behind the admin's back).
+    key: KeyPair,
     sites: Vec<PeerConfig>,
     devices: Vec<Device>,
     peers: watch::Sender<Vec<PeerConfig>>,
@@ -182,11 +199,10 @@ async fn start(config: &Config, stop: CancellationToken) -> Result<Started, VpnE
         .await
         .map_err(|e| VpnError::Key(io::Error::other(e)))?
         .map_err(VpnError::Key)?;
-    let for_devices = Arc::new(config.clone());
-    let devices = tokio::task::spawn_blocking(move || device_peers(&for_devices))
+    let (for_devices, box_key) = (Arc::new(config.clone()), key.clone());
+    let devices = tokio::task::spawn_blocking(move || device_peers(&for_devices, &box_key))
         .await
-        .map_err(|e| VpnError::Key(io::Error::other(e)))?
-        .map_err(VpnError::Key)?;
+        .unwrap_or_default();
     let vpn = &config.vpn;
     let tun = Tun::open(VPN_INTERFACE).map_err(VpnError::Interface)?;
     let nl = Netlink::open().map_err(VpnError::Interface)?;
@@ -259,7 +275,15 @@ async fn start(config: &Config, stop: CancellationToken) -> Result<Started, VpnE
             .ok()
         });
     let names: Vec<String> = sites.iter().map(|p| p.name.clone()).collect();
-    tokio::spawn(watch_sites(status, db, names, stop.clone()));
+    let (answers_tx, answers) = watch::channel(Vec::new());
+    let probed: Vec<Site> = vpn.sites.iter().filter(|s| s.enabled).cloned().collect();
+    tokio::spawn(probe_sites(
+        probed,
+        status.clone(),
+        answers_tx,
+        stop.clone(),
+    ));
+    tokio::spawn(watch_sites(status, answers, db, names, stop.clone()));
     tokio::spawn(put_routes(nl, index, routes, lan, stop.clone()));
     let task = tokio::spawn(async move {
         tunnel.run(&tun, &socket, stop).await;
@@ -268,6 +292,7 @@ async fn start(config: &Config, stop: CancellationToken) -> Result<Started, VpnE
     });
     Ok(Started {
         task,
+        key,
         sites,
         devices,
         peers: peers_tx,
@@ -326,6 +351,64 @@ async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     found.into_iter().find(SocketAddr::is_ipv4)
 }
 
+/// How often a site's box is asked whether its services answer (at once when it comes
+/// up).
+const PROBE_EVERY: Duration = Duration::from_secs(30);
+
+/// Asks each site's box, while its tunnel is up, whether its DNS and phones answer
+/// ([`crate::probe`]); the answers go to `answers` (site, what it said).
+async fn probe_sites(
+    sites: Vec<Site>,
+    status: watch::Receiver<Vec<PeerStatus>>,
+    answers: watch::Sender<Vec<(String, String)>>,
+    stop: CancellationToken,
+) {
+    let mut asked: Vec<(String, tokio::time::Instant)> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = status.borrow().clone();
+        for site in &sites {
+            let live = now.iter().any(|p| {
+                p.name == site.name
+                    && p.last_handshake
+                        .is_some_and(|d| d < Duration::from_secs(180))
+            });
+            let due = asked
+                .iter()
+                .find(|(n, _)| *n == site.name)
+                .is_none_or(|(_, at)| at.elapsed() >= PROBE_EVERY);
+            if !live || !due {
+                continue;
+            }
+            asked.retain(|(n, _)| *n != site.name);
+            asked.push((site.name.clone(), tokio::time::Instant::now()));
+            let Some(said) = crate::probe::services(site).await else {
+                continue;
+            };
+            answers.send_if_modified(|all| {
+                let entry = all.iter_mut().find(|(n, _)| *n == site.name);
+                match entry {
+                    Some((_, old)) if *old == said => false,
+                    Some((_, old)) => {
+                        info!(message = "vpn: a site's services", site = %site.name, services = %said);
+                        *old = said.clone();
+                        true
+                    }
+                    None => {
+                        info!(message = "vpn: a site's services", site = %site.name, services = %said);
+                        all.push((site.name.clone(), said.clone()));
+                        true
+                    }
+                }
+            });
+        }
+    }
+}
+
 /// How often the sites' status is written to the state database at most (and at once
 /// when a site comes up or goes quiet).
 const STATUS_EVERY: Duration = Duration::from_secs(5);
@@ -335,6 +418,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// status in the state database for `officebox vpn status`.
 async fn watch_sites(
     mut status: watch::Receiver<Vec<PeerStatus>>,
+    mut answers: watch::Receiver<Vec<(String, String)>>,
     db: Option<officebox_store::Db>,
     sites: Vec<String>,
     stop: CancellationToken,
@@ -343,12 +427,17 @@ async fn watch_sites(
     let mut up: Vec<(String, bool)> = Vec::new();
     let mut written: Option<tokio::time::Instant> = None;
     loop {
+        let mut news = false;
         tokio::select! {
             () = stop.cancelled() => return,
             changed = status.changed() => if changed.is_err() { return },
+            changed = answers.changed() => {
+                if changed.is_err() { return }
+                news = true;
+            }
         }
         let now = status.borrow_and_update().clone();
-        let mut news = false;
+        let said = answers.borrow_and_update().clone();
         for p in &now {
             let live = p
                 .last_handshake
@@ -394,6 +483,10 @@ async fn watch_sites(
                             .map(|d| at - i64::try_from(d.as_secs()).unwrap_or(0)),
                         sent: p.sent,
                         received: p.received,
+                        services: said
+                            .iter()
+                            .find(|(n, _)| *n == p.name)
+                            .map(|(_, s)| s.clone()),
                         updated_at: at,
                     }
                 })

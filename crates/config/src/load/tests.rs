@@ -469,7 +469,7 @@ fn a_site_loads_with_its_key_networks_domain_and_extensions() {
     assert!(
         problems(
             "[[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
-             subnets = [\"10.5.0.0/24\"]\nextensions = \"1\"\n"
+             subnets = [\"10.5.0.0/24\"]\naddress = \"10.5.0.1\"\nextensions = \"100-109\"\n"
         )
         .contains("takes in 102, bob's extension here")
     );
@@ -553,11 +553,40 @@ fn a_sites_extensions_are_called_at_its_box_unless_local_and_its_fallback_must_e
         e.contains("vpn.sites[0].fallback") && e.contains("leads nowhere"),
         "{e}"
     );
-    // This office's extensions as a pairing text writes them.
+    // This office's extensions as a pairing text writes them: clear of 112.
     assert_eq!(
         crate::derive::extension_block(&c).as_deref(),
-        Some("100-199")
+        Some("100-111")
     );
+    // A site's extensions never take an emergency number in, need its box's address,
+    // and are its own.
+    let site = |ext: &str, address: &str| {
+        problems(&format!(
+            "[[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
+             subnets = [\"10.5.0.0/24\"]\n{address}extensions = \"{ext}\"\n\
+             [[vpn.sites]]\nname = \"y\"\npublic_key = \"dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=\"\n\
+             subnets = [\"10.6.0.0/24\"]\naddress = \"10.6.0.1\"\nextensions = \"300-399\"\n"
+        ))
+    };
+    let at = "address = \"10.5.0.1\"\n";
+    assert!(site("900-999", at).contains("takes in the emergency number 911"));
+    assert!(site("1", at).contains("emergency number 112"));
+    assert!(site("500-599", "").contains("its address is not given"));
+    let e = site("3", at);
+    assert!(
+        e.contains("300-399 overlaps vpn.sites[0]'s extensions"),
+        "{e}"
+    );
+    // Nor is an emergency number ever called at a site.
+    let mut odd = c.clone();
+    odd.vpn.sites[0].extensions = Some(crate::model::Extensions::Prefix("9".into()));
+    assert_eq!(crate::derive::site_for_extension(&odd, "911"), None);
+    // Two boxes with one key: one of them could never connect.
+    let e = problems(
+        "[[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\nsubnets = [\"10.5.0.0/24\"]\n\
+         [[vpn.sites]]\nname = \"y\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\nsubnets = [\"10.6.0.0/24\"]\n",
+    );
+    assert!(e.contains("x already has this key"), "{e}");
 }
 
 #[test]

@@ -200,6 +200,17 @@ impl Loader<'_, '_> {
                 }
             }
             let mut ok = true;
+            if let Some(k) = &key
+                && let Some(other) = vpn.sites.iter().find(|x| x.public_key == k.value)
+            {
+                ok = false;
+                self.sink.error(
+                    &k.span,
+                    format!("{path}.public_key"),
+                    format!("{} already has this key", other.name),
+                    "each box has a key of its own: copy the right one from its Sites page",
+                );
+            }
             if let Some(n) = &name
                 && let Some(j) = vpn.sites.iter().position(|x| x.name == n.value)
             {
@@ -274,7 +285,26 @@ impl Loader<'_, '_> {
                         .filter(|x| e.value.contains(x))
                         .map(|x| (x.to_string(), u.value.login.clone()))
                 });
-                if let Some((ext, login)) = local {
+                if address.is_none() {
+                    ok = false;
+                    self.sink.error(
+                        &e.span,
+                        format!("{path}.extensions"),
+                        "its extensions are called at its box, but its address is not given"
+                            .to_string(),
+                        "add address = its box's LAN address, e.g. \"192.168.2.1\"",
+                    );
+                }
+                let emergency = plan.emergency_numbers.iter().find(|n| e.value.contains(n));
+                if let Some(n) = emergency {
+                    ok = false;
+                    self.sink.error(
+                        &e.span,
+                        format!("{path}.extensions"),
+                        format!("{} takes in the emergency number {n}", e.value),
+                        "narrow it so that emergency calls still go out on a trunk, e.g. \"120-199\"",
+                    );
+                } else if let Some((ext, login)) = local {
                     ok = false;
                     self.sink.error(
                         &e.span,
@@ -384,6 +414,27 @@ impl Loader<'_, '_> {
             }
         }
         let mut ok = true;
+        if let Some(k) = &key {
+            let site = vpn
+                .sites
+                .iter()
+                .find(|x| x.public_key == k.value)
+                .map(|x| &x.name);
+            let device = vpn
+                .peers
+                .iter()
+                .find(|x| x.public_key == Some(k.value))
+                .map(|x| &x.name);
+            if let Some(other) = site.or(device) {
+                ok = false;
+                self.sink.error(
+                    &k.span,
+                    format!("{path}.public_key"),
+                    format!("{other} already has this key"),
+                    "each device has a key of its own: leave it out and let the box make one",
+                );
+            }
+        }
         if let Some(n) = &name
             && (vpn.peers.iter().any(|p| p.name == n.value)
                 || vpn.sites.iter().any(|s| s.name == n.value))

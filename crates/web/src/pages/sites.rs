@@ -71,7 +71,7 @@ pub(crate) async fn live(
         @if !config.vpn.sites.is_empty() {
             table {
                 caption { "Other offices" }
-                thead { tr { th { "Site" } th { "Its box at" } th { "Last handshake" } th { "Sent" } th { "Received" } th { "Its networks" } } }
+                thead { tr { th { "Site" } th { "Its box at" } th { "Last handshake" } th { "Sent" } th { "Received" } th { "Its networks" } th { "Its box answers" } } }
                 tbody {
                     @for s in &config.vpn.sites {
                         @let r = row(&s.name);
@@ -83,6 +83,7 @@ pub(crate) async fn live(
                             td { (sent) " B" }
                             td { (received) " B" }
                             td { (s.subnets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) }
+                            td { (r.and_then(|r| r.services.clone()).unwrap_or_else(|| "-".into())) }
                         }
                     }
                 }

@@ -1,7 +1,8 @@
 //! The phones' provisioning server: what a desk phone fetches when it starts, told the
 //! address by DHCP (options 66, 150, 43) or by the plug-and-play answer.
 //!
-//! Two listeners, both on the LAN only (a request from the WAN side is refused anyway):
+//! Two listeners, both on the LAN (a request from the WAN side is refused anyway; a
+//! remote device through the tunnel is served as the LAN is, a softphone at home):
 //! plain HTTP (`phone.provisioning_port`) serves only what is secret-free (the makes'
 //! common files, the company phonebook); HTTPS (`phone.provisioning_tls_port`, the box's
 //! certificate) serves an assigned phone its own file too, with its extension and the
