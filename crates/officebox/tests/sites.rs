@@ -515,20 +515,24 @@ fn a_remote_worker_joins_with_wireguard_go_and_is_cut_off_when_removed() {
         conf
     );
     let wg_dir = scratch_dir("site-wg").unwrap();
-    let setconf = wg_dir.path().join("wg0.conf");
+    let setconf = wg_dir.path().join("laptop.conf");
+    // wireguard-go's control socket (/var/run/wireguard/NAME.sock) is one per name for
+    // the whole machine: a name of this test's own.
+    let wg = format!("obxwg{}", std::process::id() % 1_000_000);
+    let wg = wg.as_str();
     std::fs::write(&setconf, wg_setconf_text(&conf)).unwrap();
     let mut cmd = home.command("wireguard-go");
-    cmd.args(["-f", "wg0"]);
+    cmd.args(["-f", wg]);
     let _wg = officebox_testkit::Peer::spawn_in("wireguard-go", cmd, wg_dir.path()).unwrap();
     assert!(wait_until(Duration::from_secs(5), || home
-        .run("ip", ["link", "show", "wg0"])
+        .run("ip", ["link", "show", wg])
         .is_ok()));
     for args in [
-        vec!["wg", "setconf", "wg0", setconf.to_str().unwrap()],
-        vec!["ip", "address", "add", "10.99.0.10/32", "dev", "wg0"],
-        vec!["ip", "link", "set", "wg0", "up"],
-        vec!["ip", "route", "add", "192.168.1.0/24", "dev", "wg0"],
-        vec!["ip", "route", "add", "10.99.0.0/24", "dev", "wg0"],
+        vec!["wg", "setconf", wg, setconf.to_str().unwrap()],
+        vec!["ip", "address", "add", "10.99.0.10/32", "dev", wg],
+        vec!["ip", "link", "set", wg, "up"],
+        vec!["ip", "route", "add", "192.168.1.0/24", "dev", wg],
+        vec!["ip", "route", "add", "10.99.0.0/24", "dev", wg],
     ] {
         let out = home.run(args[0], &args[1..]).unwrap();
         assert!(out.status.success(), "{args:?}: {out:?}");
@@ -612,7 +616,7 @@ fn a_remote_worker_joins_with_wireguard_go_and_is_cut_off_when_removed() {
     assert!(cut, "the old key still works\n{}", ob.log());
     std::fs::write(&setconf, wg_setconf_text(&new_conf)).unwrap();
     let out = home
-        .run("wg", ["setconf", "wg0", setconf.to_str().unwrap()])
+        .run("wg", ["setconf", wg, setconf.to_str().unwrap()])
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let back = wait_until(Duration::from_secs(10), || pings(&home, "192.168.1.50"));

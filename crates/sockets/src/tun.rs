@@ -80,6 +80,12 @@ impl Tun {
         }
     }
 
+    /// The next packet if one is waiting now, else `WouldBlock` (a burst is read without
+    /// waiting for readiness each time).
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&mut self.fd.get_ref()).read(buf)
+    }
+
     /// Hands `packet` to the kernel as arrived on the interface.
     pub async fn send(&self, packet: &[u8]) -> io::Result<()> {
         loop {

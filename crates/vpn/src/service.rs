@@ -55,6 +55,10 @@ impl Packets for Tun {
     async fn send(&self, packet: &[u8]) -> io::Result<()> {
         Tun::send(self, packet).await
     }
+
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Tun::try_recv(self, buf)
+    }
 }
 
 /// What a change of config must restart the tunnel for: everything but the remote

@@ -98,7 +98,16 @@ pub trait Packets: Send + Sync {
     fn recv(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
     /// Delivers a packet that came out of the tunnel.
     fn send(&self, packet: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+    /// The next packet if one is waiting already (`WouldBlock` if not): a burst is
+    /// handled in one turn of the loop.
+    fn try_recv(&self, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
 }
+
+/// Packets or datagrams handled in one turn of the loop at most, when they are waiting
+/// already (fewer wake-ups under load; the other side is not kept waiting long).
+const BURST: usize = 32;
 
 /// A peer and its protocol state.
 struct Peer {
@@ -220,6 +229,11 @@ impl Tunnel {
                     Ok(n) => {
                         let packet = inner.get(..n).unwrap_or_default();
                         self.outgoing(packet, udp, &mut out).await;
+                        for _ in 1..BURST {
+                            let Ok(n) = packets.try_recv(&mut inner) else { break };
+                            let packet = inner.get(..n).unwrap_or_default();
+                            self.outgoing(packet, udp, &mut out).await;
+                        }
                     }
                     Err(error) => {
                         debug!(message = "vpn: reading the tunnel's packets failed", %error);
@@ -230,6 +244,11 @@ impl Tunnel {
                     if let Ok((n, from)) = r {
                         let datagram = outer.get(..n).unwrap_or_default();
                         self.incoming(datagram, from, packets, udp, &mut out).await;
+                        for _ in 1..BURST {
+                            let Ok((n, from)) = udp.try_recv_from(&mut outer) else { break };
+                            let datagram = outer.get(..n).unwrap_or_default();
+                            self.incoming(datagram, from, packets, udp, &mut out).await;
+                        }
                     }
                 },
                 _ = timers.tick() => self.timers(udp, &mut out).await,
