@@ -731,6 +731,9 @@ pub fn forward_reachable(config: &Config, user: &crate::model::User, to: &str) -
     {
         return other.login != user.login;
     }
+    if site_for_extension(config, to).is_some() {
+        return true;
+    }
     user.outside.at_once > 0
         && matches!(
             config.phone.dial_plan.outbound(&user.login, to),

@@ -183,6 +183,9 @@ pub struct Wan {
     /// Interface name, needed when `manage` is on.
     pub interface: Option<String>,
     pub addressing: WanAddressing,
+    /// The line's speeds, kbit/s (the box shapes just below them, voice first).
+    pub upload_kbit: Option<u64>,
+    pub download_kbit: Option<u64>,
 }
 
 /// How the WAN interface gets its address.
@@ -581,6 +584,9 @@ pub struct Pop3Account {
 pub struct Phone {
     pub enabled: bool,
     pub sip_port: u16,
+    /// The DSCP marks SIP and the calls' audio leave with (0: none).
+    pub dscp_sip: u8,
+    pub dscp_rtp: u8,
     pub voicemail_extension: String,
     /// Dialled (or its BLF key pressed), it forces the office hours closed, or open,
     /// until they next change by themselves.

@@ -332,6 +332,20 @@ pub const WAN_GATEWAY: Setting = s(
     "WAN gateway (static)",
     "Only for a static WAN address: your ISP's router.",
 );
+pub const WAN_UPLOAD: Setting = s(
+    "network.wan.upload",
+    Kind::Text,
+    Default::None,
+    "Upload speed",
+    "The line's upload speed, e.g. 20mbit: the box sends just below it, voice first, so the modem's queue never fills. Unset: no shaping.",
+);
+pub const WAN_DOWNLOAD: Setting = s(
+    "network.wan.download",
+    Kind::Text,
+    Default::None,
+    "Download speed",
+    "The line's download speed, e.g. 100mbit: what arrives is held just below it, voice first. Unset: no shaping.",
+);
 pub const WAN_RELEASE: Setting = s(
     "network.wan.release_on_shutdown",
     Kind::Bool,
@@ -921,6 +935,20 @@ pub const RTP_PORTS: Setting = s(
     Default::Text("10000-10999"),
     "Ports for voice",
     "A range for the calls' audio, e.g. 10000-10999 (two per call).",
+);
+pub const DSCP_SIP: Setting = s(
+    "phone.dscp_sip",
+    Kind::Text,
+    Default::Text("cs3"),
+    "Priority mark of call signalling",
+    "The DSCP mark SIP leaves with (cs3, ef, af41 ... or 0-63; 0: none).",
+);
+pub const DSCP_RTP: Setting = s(
+    "phone.dscp_rtp",
+    Kind::Text,
+    Default::Text("ef"),
+    "Priority mark of voice",
+    "The DSCP mark the calls' audio leaves with (ef, cs5 ... or 0-63; 0: none). Tunnels keep it on their outer packets.",
 );
 
 pub const TIMEZONE: Setting = s(
@@ -1558,6 +1586,8 @@ pub const SETTINGS: &[&Setting] = &[
     &WAN_NETMASK,
     &WAN_GATEWAY,
     &WAN_RELEASE,
+    &WAN_UPLOAD,
+    &WAN_DOWNLOAD,
     &LAN_INTERFACE,
     &LAN_ADDRESS,
     &LAN_NETMASK,
@@ -1636,6 +1666,8 @@ pub const SETTINGS: &[&Setting] = &[
     &NO_ANSWER_TIMEOUT,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,
+    &DSCP_SIP,
+    &DSCP_RTP,
     &CALL_LOG_DAYS,
     &TIMEZONE,
     &EMERGENCY_NUMBERS,

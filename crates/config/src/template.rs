@@ -96,6 +96,8 @@ mode = "dhcp"                   # "dhcp": leased from the ISP; "static": entered
 # netmask = "255.255.255.0"
 # gateway = "203.0.113.1"
 {network.wan.release_on_shutdown}
+# upload = "20mbit"               # the line's speeds: the box shapes just below them,
+# download = "100mbit"            # voice first (unset: no shaping)
 
 [network.lan]                   # the port facing the office switch
 {network.lan.interface="eth1"}
@@ -220,6 +222,8 @@ password = "{admin_hash}"
 {phone.no_answer_timeout}
 {phone.max_message_length}
 {phone.rtp_ports}
+{phone.dscp_sip}
+{phone.dscp_rtp}
 {phone.call_log_days}
 {phone.provisioning}
 {phone.provisioning_port}

@@ -649,3 +649,281 @@ fn a_remote_worker_joins_with_wireguard_go_and_is_cut_off_when_removed() {
     assert!(!pings(&home, "192.168.1.1"));
     drop(greeter);
 }
+
+/// Runs `cmd` in `ns` and fails the test with its output if it fails.
+fn must(ns: &Netns, cmd: &str) {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    let out = ns.run(words[0], &words[1..]).unwrap();
+    assert!(out.status.success(), "{cmd}: {out:?}");
+}
+
+/// The average round trip `ping` reports (ms), if any reply came.
+fn ping_avg(out: &std::process::Output) -> Option<f64> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("min/avg/max"))?;
+    line.split('=')
+        .nth(1)?
+        .trim()
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A slow line (4 Mbit/s up, a modem with 400 ms of queue) saturated by an upload from
+/// the office: with the line's speed configured, the box shapes just below it, voice
+/// first. A ping marked EF (as the calls' audio is) crosses in well under G.711's delay
+/// budget while the upload runs, and a call to a home worker's softphone through the
+/// tunnel is heard clearly; the tunnel's outer packets carry the marks (counted by the
+/// ISP's router), SIP's CS3 and RTP's EF.
+///
+/// pc 192.168.1.50 - box (LAN 192.168.1.1, WAN 198.51.100.2) - modem (198.51.100.1,
+/// 100.64.0.1; 4 Mbit/s towards the ISP) - isp (100.64.0.2, 192.0.2.1; an iperf3 server)
+/// - home 192.0.2.10 (wireguard-go, a softphone).
+#[test]
+fn voice_goes_first_through_a_saturated_line() {
+    officebox_testkit::require_program("wireguard-go", "wireguard-go");
+    officebox_testkit::require_program("iperf3", "iperf3");
+    officebox_testkit::require_program("tc", "iproute2");
+    officebox_testkit::require_root();
+    let pc = Netns::new("qpc").unwrap();
+    let boxed = Netns::new("qbox").unwrap();
+    let modem = Netns::new("qmodem").unwrap();
+    let isp = Netns::new("qisp").unwrap();
+    let home = Netns::new("qhome").unwrap();
+    let lan = Veth::new(
+        Endpoint::netns(&boxed),
+        Endpoint::netns(&pc).addr("192.168.1.50/24"),
+    )
+    .unwrap();
+    let wan = Veth::new(
+        Endpoint::netns(&boxed),
+        Endpoint::netns(&modem).addr("198.51.100.1/24"),
+    )
+    .unwrap();
+    let line = Veth::new(
+        Endpoint::netns(&modem).addr("100.64.0.1/24"),
+        Endpoint::netns(&isp).addr("100.64.0.2/24"),
+    )
+    .unwrap();
+    let _home_link = Veth::new(
+        Endpoint::netns(&isp).addr("192.0.2.1/24"),
+        Endpoint::netns(&home).addr("192.0.2.10/24"),
+    )
+    .unwrap();
+    must(&pc, "ip route add default via 192.168.1.1");
+    must(&modem, "ip route add default via 100.64.0.2");
+    must(&modem, "sysctl -qw net.ipv4.ip_forward=1");
+    must(&isp, "ip route add 198.51.100.0/24 via 100.64.0.1");
+    must(&isp, "sysctl -qw net.ipv4.ip_forward=1");
+    must(&home, "ip route add default via 192.0.2.1");
+    // The modem: 4 Mbit/s up, with a deep queue (what makes calls break).
+    must(
+        &modem,
+        &format!(
+            "tc qdisc add dev {} root tbf rate 4mbit burst 16kb latency 400ms",
+            line.name_a()
+        ),
+    );
+    // The ISP counts the tunnel's packets from the box by their marks.
+    let counters = "table inet obxcount {\n\
+        counter marked_ef {}\n counter marked_cs3 {}\n\
+        chain count { type filter hook forward priority 0; policy accept;\n\
+        udp sport 51820 ip dscp ef counter name \"marked_ef\"\n\
+        udp sport 51820 ip dscp cs3 counter name \"marked_cs3\"\n}\n}\n";
+    let rules = scratch_dir("qos-nft").unwrap();
+    std::fs::write(rules.path().join("count.nft"), counters).unwrap();
+    must(
+        &isp,
+        &format!("nft -f {}", rules.path().join("count.nft").display()),
+    );
+
+    let dir = scratch_dir("qos-box").unwrap();
+    let c = office(
+        "head",
+        "office.test",
+        lan.name_a(),
+        "192.168.1.1",
+        wan.name_a(),
+        "198.51.100.2",
+        "198.51.100.1",
+    )
+    .set("network.wan.upload", "4mbit")
+    .append(
+        "[vpn]\nenabled = true\n\n[[vpn.peers]]\nname = \"alice-laptop\"\nuser = \"alice\"\n\
+         address = \"10.99.0.10\"\n",
+    );
+    let ob = Officebox::restart_in_netns(bin(), &c.text(), &boxed, dir).expect("the box starts");
+    for needle in ["net: upload shaped", "vpn: serving"] {
+        ob.peer()
+            .wait_for_log(needle, READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
+    // The home worker's laptop joins (as in the remote-worker test).
+    let conf = ob.cli(bin(), &["vpn", "device", "alice-laptop"]).unwrap();
+    let wg_dir = scratch_dir("qos-wg").unwrap();
+    let setconf = wg_dir.path().join("laptop.conf");
+    std::fs::write(&setconf, wg_setconf_text(&conf)).unwrap();
+    let wg = format!("obxq{}", std::process::id() % 1_000_000);
+    let mut cmd = home.command("wireguard-go");
+    cmd.args(["-f", &wg]);
+    let _wg = officebox_testkit::Peer::spawn_in("wireguard-go", cmd, wg_dir.path()).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || home
+        .run("ip", ["link", "show", &wg])
+        .is_ok_and(|o| o.status.success())));
+    must(&home, &format!("wg setconf {wg} {}", setconf.display()));
+    must(&home, &format!("ip address add 10.99.0.10/32 dev {wg}"));
+    must(&home, &format!("ip link set {wg} up"));
+    // The routes wg-quick makes from AllowedIPs: the LAN and the tunnels' subnet.
+    must(&home, &format!("ip route add 192.168.1.0/24 dev {wg}"));
+    must(&home, &format!("ip route add 10.99.0.0/24 dev {wg}"));
+    assert!(
+        wait_until(Duration::from_secs(10), || pings(&home, "192.168.1.50")),
+        "{}",
+        ob.log()
+    );
+
+    // A desk phone in the office and the softphone at home.
+    let says = wg_dir.path().join("desk.wav");
+    audio::speak_wav(
+        &says,
+        "The office line is busy with a big upload, but this call still sounds clear.",
+    )
+    .unwrap();
+    let account = |ns: &Netns, ip: [u8; 4], ext: &str, login: &str| {
+        BaresipAccount::new(ext, std::net::SocketAddr::from(([192, 168, 1, 1], 15060)))
+            .netns(ns)
+            .local_ip(std::net::Ipv4Addr::from(ip))
+            .domain("office.test")
+            .auth(login, &format!("demo-{login}"))
+    };
+    let softphone = Baresip::start(
+        "qos-home",
+        &account(&home, [10, 99, 0, 10], "101", "alice").auto_answer(true),
+    )
+    .unwrap();
+    let desk = Baresip::start(
+        "qos-desk",
+        &account(&pc, [192, 168, 1, 50], "102", "bob").play(&says),
+    )
+    .unwrap();
+    for p in [&softphone, &desk] {
+        p.wait_registered(EVENT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
+
+    // The upload that fills the line, from the office PC to the ISP's server. (Without
+    // the shaping the voice-marked ping below waits about 400 ms in the modem.)
+    let srv = scratch_dir("qos-iperf").unwrap();
+    let server = officebox_testkit::Peer::spawn_in(
+        "iperf3-server",
+        {
+            let mut c = isp.command("iperf3");
+            c.args(["-s", "-1", "--forceflush"]);
+            c
+        },
+        srv.path(),
+    )
+    .unwrap();
+    server
+        .wait_for_log("Server listening", Duration::from_secs(5))
+        .unwrap();
+    let upload = officebox_testkit::Peer::spawn_in(
+        "iperf3-client",
+        {
+            let mut c = pc.command("iperf3");
+            // Twice what the line carries (UDP does not slow down): whatever queue
+            // there is, it is full.
+            c.args([
+                "-c",
+                "100.64.0.2",
+                "-u",
+                "-b",
+                "8M",
+                "-t",
+                "14",
+                "-f",
+                "k",
+                "--forceflush",
+            ]);
+            c
+        },
+        srv.path(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Voice-marked packets cross the full line at once; the call is heard clearly.
+    let ef = pc
+        .run(
+            "ping",
+            [
+                "-Q",
+                "0xb8",
+                "-c",
+                "10",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                "10.99.0.10",
+            ],
+        )
+        .unwrap();
+    desk.dial("101").unwrap();
+    for p in [&softphone, &desk] {
+        p.wait_for_event_after(0, "CALL_ESTABLISHED", EVENT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    }
+    std::thread::sleep(Duration::from_secs_f64(
+        audio::read_wav(&says).unwrap().seconds() + 1.0,
+    ));
+    desk.hangup().unwrap();
+    let heard = softphone.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    upload
+        .wait_for_log("receiver", Duration::from_secs(20))
+        .unwrap();
+    let ef_ms = ping_avg(&ef);
+    eprintln!("EF ping under load: {ef_ms:?} ms\nupload: {}", upload.log());
+    assert!(
+        ef_ms.is_some_and(|ms| ms < 60.0),
+        "voice waited behind the upload: {}\n{}",
+        String::from_utf8_lossy(&ef.stdout),
+        ob.log()
+    );
+    let m = audio::compare(&says, &heard).unwrap();
+    assert!(m.score > 0.8, "the call broke up under the upload: {m:?}");
+    // The upload did fill the line (the box's 3.8 Mbit/s, give or take).
+    let rate = upload
+        .log()
+        .lines()
+        .find(|l| l.contains("receiver"))
+        .and_then(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let i = words.iter().position(|w| *w == "Kbits/sec")?;
+            words.get(i - 1)?.parse::<f64>().ok()
+        });
+    assert!(
+        rate.is_some_and(|k| k > 3000.0),
+        "the line was not saturated: {}",
+        upload.log()
+    );
+    // The tunnel's outer packets kept the marks: RTP EF, SIP CS3.
+    let counted = isp
+        .run("nft", ["list", "table", "inet", "obxcount"])
+        .unwrap();
+    let text = String::from_utf8_lossy(&counted.stdout).to_string();
+    let packets = |name: &str| -> u64 {
+        text.split(&format!("counter {name} {{"))
+            .nth(1)
+            .and_then(|rest| rest.split("packets ").nth(1))
+            .and_then(|n| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        packets("marked_ef") > 100 && packets("marked_cs3") > 0,
+        "marks lost on the tunnel's packets: {text}"
+    );
+    drop(server);
+}

@@ -189,6 +189,48 @@ pub fn send(fd: RawFd, buf: &[u8], to: SocketAddr, from: Option<IpAddr>) -> io::
     }
 }
 
+/// Marks what `fd` sends with DSCP `dscp` (0: unmarked): the IPv4 TOS byte's upper six
+/// bits, and IPv6's traffic class where the socket is IPv6. Sockets accepted from a
+/// marked listener are marked too.
+pub fn set_dscp(fd: &impl std::os::fd::AsFd, dscp: u8) -> io::Result<()> {
+    let tos = i32::from(dscp & 0x3f) << 2;
+    setsockopt(fd, sockopt::Ipv4Tos, &tos).map_err(io::Error::from)?;
+    // An IPv4 socket has no IPv6 traffic class: that refusal is no error.
+    match setsockopt(fd, sockopt::Ipv6TClass, &tos) {
+        Ok(()) | Err(Errno::ENOPROTOOPT | Errno::EINVAL | Errno::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends `buf` to `to` on `socket` with TOS byte `tos` for this datagram alone (a
+/// tunnel's outer packet keeping its inner packet's mark); 0 sends it as the socket
+/// would.
+pub async fn send_marked(
+    socket: &tokio::net::UdpSocket,
+    buf: &[u8],
+    to: SocketAddr,
+    tos: u8,
+) -> io::Result<usize> {
+    if tos == 0 || !to.is_ipv4() {
+        return socket.send_to(buf, to).await;
+    }
+    let dest = SockaddrStorage::from(to);
+    let fd = socket.as_raw_fd();
+    socket
+        .async_io(tokio::io::Interest::WRITABLE, || {
+            let iov = [IoSlice::new(buf)];
+            sock::sendmsg(
+                fd,
+                &iov,
+                &[ControlMessage::Ipv4Tos(&tos)],
+                MsgFlags::MSG_DONTWAIT,
+                Some(&dest),
+            )
+            .map_err(io::Error::from)
+        })
+        .await
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -25,6 +25,8 @@ use crate::media::Law;
 pub struct Ports {
     range: (u16, u16),
     used: Mutex<BTreeSet<u16>>,
+    /// The DSCP mark the audio leaves with (0: none).
+    dscp: u8,
 }
 
 /// A port taken from the range, given back on drop.
@@ -47,9 +49,16 @@ impl Drop for Lease {
 
 impl Ports {
     pub fn new(range: (u16, u16)) -> Arc<Ports> {
+        Ports::marked(range, 0)
+    }
+
+    /// Ports whose sockets send with DSCP mark `dscp` (`phone.dscp_rtp`: voice first
+    /// wherever the network looks at marks, the box's own WAN shaper included).
+    pub fn marked(range: (u16, u16), dscp: u8) -> Arc<Ports> {
         Arc::new(Ports {
             range,
             used: Mutex::default(),
+            dscp,
         })
     }
 
@@ -69,6 +78,9 @@ impl Ports {
             }
             match std::net::UdpSocket::bind((ip, port)).and_then(|s| {
                 s.set_nonblocking(true)?;
+                if self.dscp != 0 {
+                    officebox_sockets::udp::set_dscp(&s, self.dscp)?;
+                }
                 UdpSocket::from_std(s)
             }) {
                 Ok(socket) => {

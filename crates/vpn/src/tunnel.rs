@@ -285,10 +285,13 @@ impl Tunnel {
         else {
             return;
         };
+        // The inner packet's DSCP mark goes on the outer one (voice stays voice at the
+        // ISP's bottleneck and in the box's own shaper); its ECN bits do not.
+        let tos = packet.get(1).map_or(0, |t| t & 0xfc);
         match peer.tunn.encapsulate(packet, out) {
             TunnResult::WriteToNetwork(datagram) => {
                 if let Some(to) = peer.endpoint {
-                    let _ = udp.send_to(datagram, to).await;
+                    let _ = officebox_sockets::udp::send_marked(udp, datagram, to, tos).await;
                 }
             }
             TunnResult::Err(error) => {

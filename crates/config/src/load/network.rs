@@ -157,6 +157,8 @@ impl Loader<'_, '_> {
                 addressing: WanAddressing::Dhcp {
                     release_on_shutdown: schema::WAN_RELEASE.bool(),
                 },
+                upload_kbit: None,
+                download_kbit: None,
             },
             static_net: None,
         };
@@ -174,6 +176,9 @@ impl Loader<'_, '_> {
         );
         let gateway = self.ipv4(&mut sec, "gateway");
         let release = sec.flag(self.sink, &schema::WAN_RELEASE);
+        let rate_help = "write the line's speed with its unit, e.g. \"20mbit\" or \"800kbit\"";
+        let upload = sec.parsed(self.sink, schema::WAN_UPLOAD.key(), rate_help, parse_rate);
+        let download = sec.parsed(self.sink, schema::WAN_DOWNLOAD.key(), rate_help, parse_rate);
         let path = sec.path.clone();
         let mut out = WanRead {
             value: Wan {
@@ -181,6 +186,8 @@ impl Loader<'_, '_> {
                 addressing: WanAddressing::Dhcp {
                     release_on_shutdown: release,
                 },
+                upload_kbit: upload.map(|u| u.value),
+                download_kbit: download.map(|d| d.value),
             },
             static_net: None,
         };
@@ -274,6 +281,8 @@ pub(super) fn placeholder_network() -> Network {
             addressing: WanAddressing::Dhcp {
                 release_on_shutdown: false,
             },
+            upload_kbit: None,
+            download_kbit: None,
         },
         lan: Lan {
             interface: None,
@@ -285,4 +294,35 @@ pub(super) fn placeholder_network() -> Network {
         },
         tunnel: None,
     }
+}
+
+/// A line speed in kbit/s: a number and its unit (`kbit`, `mbit`, `gbit`; `k`, `m`,
+/// `g` alone too), at least 64 kbit/s.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let digits = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a speed like 20mbit"))?;
+    let factor = match unit
+        .trim()
+        .trim_end_matches("/s")
+        .trim_end_matches("bps")
+        .trim_end_matches("bit")
+    {
+        "k" => 1.0,
+        "m" => 1_000.0,
+        "g" => 1_000_000.0,
+        _ => return Err(format!("`{s}` needs a unit: kbit, mbit or gbit")),
+    };
+    let kbit = n * factor;
+    if !(64.0..=100_000_000.0).contains(&kbit) {
+        return Err(format!("`{s}` is not a line speed (64kbit to 100gbit)"));
+    }
+    // In range: the cast cannot overflow.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(kbit.round() as u64)
 }

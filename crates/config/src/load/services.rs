@@ -18,6 +18,8 @@ impl Loader<'_, '_> {
             no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
+            dscp_sip: parse_dscp(schema::DSCP_SIP.text()).unwrap_or(24),
+            dscp_rtp: parse_dscp(schema::DSCP_RTP.text()).unwrap_or(46),
             call_log_days: u32::try_from(schema::CALL_LOG_DAYS.int()).unwrap_or(90),
             timezone: None,
             dial_plan: super::dialplan::default_dial_plan(),
@@ -199,6 +201,19 @@ impl Loader<'_, '_> {
             ) {
                 phone.rtp_ports = r.value;
             }
+            for (setting, slot) in [
+                (&schema::DSCP_SIP, &mut phone.dscp_sip),
+                (&schema::DSCP_RTP, &mut phone.dscp_rtp),
+            ] {
+                if let Some(d) = sec.parsed(
+                    self.sink,
+                    setting.key(),
+                    "write a DSCP name (ef, cs0-cs7, af11-af43) or a number from 0 to 63",
+                    parse_dscp,
+                ) {
+                    *slot = d.value;
+                }
+            }
             let days = &schema::CALL_LOG_DAYS;
             if let Some(d) = sec.int(self.sink, days.key(), days.range()) {
                 phone.call_log_days = u32::try_from(d.value).unwrap_or(phone.call_log_days);
@@ -296,4 +311,32 @@ fn dialable_code(s: &str) -> Result<String, String> {
     } else {
         Err(format!("`{s}` is not something a phone can dial"))
     }
+}
+
+/// A DSCP mark: its name (`ef`, `cs0`-`cs7`, `af11`-`af43`) or its number (0-63).
+pub fn parse_dscp(s: &str) -> Result<u8, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if let Ok(n) = t.parse::<u8>() {
+        return if n < 64 {
+            Ok(n)
+        } else {
+            Err(format!("{n} is past 63, the last DSCP value"))
+        };
+    }
+    let bad = || format!("`{s}` is no DSCP mark");
+    if t == "ef" {
+        return Ok(46);
+    }
+    if let Some(n) = t.strip_prefix("cs") {
+        let n: u8 = n.parse().map_err(|_| bad())?;
+        return if n <= 7 { Ok(n * 8) } else { Err(bad()) };
+    }
+    if let Some(n) = t.strip_prefix("af") {
+        let (class, drop) = match n.as_bytes() {
+            [c @ b'1'..=b'4', d @ b'1'..=b'3'] => (c - b'0', d - b'0'),
+            _ => return Err(bad()),
+        };
+        return Ok(class * 8 + drop * 2);
+    }
+    Err(bad())
 }

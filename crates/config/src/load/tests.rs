@@ -539,6 +539,10 @@ fn a_sites_extensions_are_called_at_its_box_unless_local_and_its_fallback_must_e
     let mut off = c.clone();
     off.vpn.enabled = false;
     assert_eq!(crate::derive::site_for_extension(&off, "250"), None);
+    // A user may forward their calls to another site's extension.
+    let bob = c.users.iter().find(|u| u.login == "bob").unwrap();
+    assert!(crate::derive::forward_reachable(&c, bob, "250"));
+    assert!(!crate::derive::forward_reachable(&off, bob, "250"));
     // The default port; a fallback that leads nowhere is refused.
     let plain = parse_ok(
         "[[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\n\
@@ -664,4 +668,32 @@ fn a_remote_device_loads_with_its_user_address_access_and_expiry() {
         e.contains("already the name") && e.contains("is already x's"),
         "{e}"
     );
+}
+
+#[test]
+fn voice_marks_and_line_speeds_read_as_written_or_say_why_not() {
+    let c = parse_ok("");
+    assert_eq!((c.phone.dscp_sip, c.phone.dscp_rtp), (24, 46), "CS3 and EF");
+    assert_eq!(c.network.wan.upload_kbit, None);
+    let c = parse_ok(
+        "[network.wan]\nmode = \"dhcp\"\nupload = \"20mbit\"\ndownload = \"1.5Gbit\"\n[phone]\ndscp_sip = \"af31\"\ndscp_rtp = \"0\"\n",
+    );
+    assert_eq!(c.network.wan.upload_kbit, Some(20_000));
+    assert_eq!(c.network.wan.download_kbit, Some(1_500_000));
+    assert_eq!((c.phone.dscp_sip, c.phone.dscp_rtp), (26, 0));
+    for (text, says) in [
+        (
+            "[network.wan]\nmode = \"dhcp\"\nupload = \"20\"\n",
+            "needs a unit",
+        ),
+        (
+            "[network.wan]\nmode = \"dhcp\"\ndownload = \"10kbit\"\n",
+            "not a line speed",
+        ),
+        ("[phone]\ndscp_rtp = \"af51\"\n", "no DSCP mark"),
+        ("[phone]\ndscp_sip = \"64\"\n", "past 63"),
+    ] {
+        let e = problems(text);
+        assert!(e.contains(says), "{text}: {e}");
+    }
 }

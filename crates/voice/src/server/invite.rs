@@ -159,6 +159,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             name: caller.name.clone(),
             number: caller_number.to_string(),
             address: format!("{}@{}", caller.login, req.config.network.domain),
+            from_site: false,
         };
         match super::outside::ring_user(req.config, req.state, &who, callee, 0) {
             call::Routed::Ring(ring) => *ring,

@@ -179,7 +179,7 @@ pub async fn serve(
     let (log_tx, mut log_rx) = mpsc::unbounded_channel();
     let mut sockets = Vec::new();
     for addr in endpoints(&config) {
-        let (udp, tcp) = transport::bind(addr).await?;
+        let (udp, tcp) = transport::bind(addr, config.phone.dscp_sip).await?;
         sockets.push((Arc::new(udp), tcp, addr));
     }
     let Some((first, _, first_addr)) = sockets.first() else {
@@ -207,7 +207,7 @@ pub async fn serve(
             local,
             first_addr.ip().is_unspecified(),
         )),
-        ports: Ports::new(config.phone.rtp_ports),
+        ports: Ports::marked(config.phone.rtp_ports, config.phone.dscp_rtp),
         calls: Arc::default(),
         mwi: Mutex::default(),
         ringing: Arc::default(),

@@ -371,6 +371,9 @@ pub(super) struct Caller {
     pub(super) number: String,
     /// `number@provider`, the voicemail email's From.
     pub(super) address: String,
+    /// A call from another site's box: it is never put through to a site (no two sites
+    /// bounce a call between them).
+    pub(super) from_site: bool,
 }
 
 /// What ringing `target` means now: whom leg B calls, who that is (login, and the
@@ -488,7 +491,10 @@ pub(super) fn ring_user(
             .find(|u| u.extension.as_deref() == Some(to.as_str()) || u.login == *to);
         let forwarded = match target {
             Some(t) => ring_user(config, state, caller, t, depth + 1),
-            None => outside_for(config, state, user, to, &caller.name),
+            None => (!caller.from_site)
+                .then(|| super::site::put_through(config, to, &caller.name, &caller.number))
+                .flatten()
+                .unwrap_or_else(|| outside_for(config, state, user, to, &caller.name)),
         };
         if let Routed::Ring(mut r) = forwarded {
             info!(message = "phone: call forwarded", user = %user.login, to = %to);
@@ -592,7 +598,17 @@ pub(super) fn router_for(req: &Request, parties: &Parties) -> Arc<dyn Router> {
             name: parties.caller_name.clone(),
             number: parties.caller_ext.clone(),
             address: format!("{login}@{}", req.config.network.domain),
+            from_site: false,
         },
+    })
+}
+
+/// The router of a call from `caller` (as it came: a site's call is known as one).
+pub(super) fn router_with(req: &Request, caller: Caller) -> Arc<dyn Router> {
+    Arc::new(ServerRouter {
+        config: Arc::clone(req.config),
+        state: Arc::clone(req.state),
+        caller,
     })
 }
 
@@ -618,6 +634,7 @@ impl Router for ServerRouter {
             name: transferee.name.clone(),
             number: transferee.number.clone(),
             address: format!("{}@{}", transferee.number, config.network.domain),
+            from_site: self.caller.from_site,
         };
         let Some(user) = config.users.iter().find(|u| u.login == by) else {
             return Routed::Refused(403);
@@ -651,6 +668,18 @@ impl Router for ServerRouter {
             let to = Destination::Extension(dialled.to_string());
             return routed(config, state, &caller, follow(config, state, Some(&to)));
         }
+        // Another site's extension: over its line, as when it is dialled (never for a
+        // call that came from a site).
+        if officebox_config::derive::site_for_extension(config, dialled).is_some() {
+            if self.caller.from_site {
+                return Routed::Refused(403);
+            }
+            if let Some(routed) =
+                super::site::put_through(config, dialled, &transferee.name, &transferee.number)
+            {
+                return routed;
+            }
+        }
         if client_zone(&config.network, source) == ClientZone::Wan
             && !user.outside.from_remote_phones
         {
@@ -675,6 +704,7 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
         address: format!("{number}@{}", trunk::domain(t)),
         name: name.clone(),
         number: number.clone(),
+        from_site: false,
     };
     let log_refused = || {
         log_failed(

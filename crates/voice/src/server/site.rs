@@ -44,6 +44,57 @@ fn line_name(site: &Site) -> String {
     format!("site:{}", site.name)
 }
 
+/// The line to `site`'s box (at `address`) for `dialled`, showing the caller as `name`
+/// at extension `ext` of this office's `domain`.
+fn line(
+    site: &Site,
+    address: std::net::Ipv4Addr,
+    dialled: &str,
+    name: &str,
+    ext: &str,
+    domain: &str,
+) -> OutsideLine {
+    let name = name.replace(['"', '\\'], "");
+    let peer = std::net::SocketAddr::from((address, site.sip_port));
+    OutsideLine {
+        trunk: line_name(site),
+        uri: format!("sip:{dialled}@{peer}"),
+        from: format!("\"{name}\" <sip:{ext}@{domain}>"),
+        to: format!(
+            "<sip:{dialled}@{}>",
+            site.domain.clone().unwrap_or_else(|| address.to_string())
+        ),
+        identity: None,
+        contact_user: ext.to_string(),
+        peer,
+        transport: Transport::Udp,
+        credentials: None,
+        max_calls: 0,
+        codecs: Vec::new(),
+    }
+}
+
+/// Someone else's call put through to `dialled`, one of another site's extensions (a
+/// transfer, a forward): over that site's line, showing `name` at `number` (the party
+/// put through), with `fallback` behind it as for a call dialled there; `None` when no
+/// site has the extension.
+pub(super) fn put_through(
+    config: &officebox_config::Config,
+    dialled: &str,
+    name: &str,
+    number: &str,
+) -> Option<Routed> {
+    let site = officebox_config::derive::site_for_extension(config, dialled)?;
+    let address = site.address?;
+    let line = line(site, address, dialled, name, number, &config.network.domain);
+    Some(Routed::ring(
+        Callee::Outside(vec![line]),
+        String::new(),
+        dialled.to_string(),
+        None,
+    ))
+}
+
 /// Office user `caller` dialled `dialled`, one of `site`'s extensions: the call goes to
 /// its box through the tunnel, showing the caller's extension and name.
 pub(super) fn call_site(
@@ -59,26 +110,14 @@ pub(super) fn call_site(
         return Some(busy);
     }
     let parties = from_user(req, caller, "", dialled);
-    let domain = &req.config.network.domain;
-    let name = caller.name.replace(['"', '\\'], "");
-    let shown = format!("\"{name}\" <sip:{}@{domain}>", parties.caller_ext);
-    let peer = std::net::SocketAddr::from((address, site.sip_port));
-    let line = OutsideLine {
-        trunk: line_name(site),
-        uri: format!("sip:{dialled}@{peer}"),
-        from: shown,
-        to: format!(
-            "<sip:{dialled}@{}>",
-            site.domain.clone().unwrap_or_else(|| address.to_string())
-        ),
-        identity: None,
-        contact_user: parties.caller_ext.clone(),
-        peer,
-        transport: Transport::Udp,
-        credentials: None,
-        max_calls: 0,
-        codecs: Vec::new(),
-    };
+    let line = line(
+        site,
+        address,
+        dialled,
+        &caller.name,
+        &parties.caller_ext,
+        &req.config.network.domain,
+    );
     let b_call_id = format!("{}@officebox", call::token());
     let log = NewCall {
         call_id: b_call_id.clone(),
@@ -121,6 +160,7 @@ pub(super) fn from_site(req: &Request, site: &Site) -> Option<Message> {
         ),
         name: name.clone(),
         number: number.clone(),
+        from_site: true,
     };
     let log = |callee: &str, callee_login: Option<String>| NewCall {
         call_id: format!("{}@officebox", call::token()),
@@ -171,6 +211,7 @@ pub(super) fn from_site(req: &Request, site: &Site) -> Option<Message> {
     info!(message = "phone: call from another site", site = %site.name, from = %number, to = %ring.ext);
     let (setup, status_rx) = new_setup(req, parties, ring.callee, b_call_id, row);
     let setup = Setup {
+        router: Some(super::outside::router_with(req, caller)),
         voicemail: ring.voicemail,
         forwards: ring.forwards,
         held: ring.held,

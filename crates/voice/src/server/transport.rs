@@ -162,8 +162,9 @@ fn big_receive_buffer(socket: &UdpSocket) {
 }
 
 /// Binds the SIP port on `addr`: UDP (with a large receive buffer and receive
-/// timestamps) and TCP.
-pub(super) async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+/// timestamps) and TCP, both sending with DSCP mark `dscp` (and the connections
+/// accepted from the listener with it).
+pub(super) async fn bind(addr: SocketAddr, dscp: u8) -> io::Result<(UdpSocket, TcpListener)> {
     let udp = officebox_sockets::udp::bind(addr)
         .await
         .and_then(UdpSocket::from_std)
@@ -180,6 +181,14 @@ pub(super) async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener
     let tcp = officebox_sockets::tcp::listen(addr).await.map_err(|e| {
         io::Error::new(e.kind(), format!("phone: cannot listen on tcp {addr}: {e}"))
     })?;
+    for (what, result) in [
+        ("udp", officebox_sockets::udp::set_dscp(&udp, dscp)),
+        ("tcp", officebox_sockets::udp::set_dscp(&tcp, dscp)),
+    ] {
+        if let Err(error) = result {
+            debug!(message = "phone: the SIP socket cannot be marked", socket = what, %error);
+        }
+    }
     Ok((udp, tcp))
 }
 
