@@ -7,7 +7,7 @@
 # Run "officebox": officebox in boxA and boxB (firewall-nat, managing their interfaces,
 # only the network and tunnel services on), each the other's [[vpn.sites]] entry from
 # `officebox vpn pairing`. Run "wireguard-go": the same namespaces, with wireguard-go
-# in boxA and boxB instead (wg0 set up with `wg`, the other LAN routed through it, IP
+# in boxA and boxB instead (an interface each set up with `wg`, the other LAN routed through it, IP
 # forwarding on, no firewall). In each run iperf3 sends TCP from pcA to pcB for DURATION
 # seconds (-P STREAMS), ROUNDS times, the two implementations taking turns; the figure
 # is the median throughput (iperf3's receiver side), and the CPU time the tunnel
@@ -32,9 +32,9 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "bench/vpn.sh: run as root (it creates network namespaces)" >&2
     exit 1
 fi
-for tool in ip iperf3 wireguard-go wg nft awk python3; do
+for tool in ip iperf3 wireguard-go wg nft awk python3 ping sysctl; do
     command -v "$tool" >/dev/null || {
-        echo "missing: $tool (apt packages: iproute2 iperf3 wireguard-go wireguard-tools nftables gawk python3)" >&2
+        echo "missing: $tool (apt packages: iproute2 iperf3 wireguard-go wireguard-tools nftables gawk python3 iputils-ping procps)" >&2
         exit 1
     }
 done

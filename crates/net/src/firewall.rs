@@ -122,6 +122,18 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
     let _ = writeln!(o, "delete table inet {TABLE}");
     if mode == SecurityMode::LanOnly {
         let _ = writeln!(o, "table inet {TABLE} {{");
+        if config.vpn.enabled {
+            // The sites' and devices' addresses come only through the tunnels here too
+            // (a site's call is known by its address).
+            let _ = writeln!(o, "    counter spoofed {{ }}");
+            let _ = writeln!(o, "    chain antispoof {{");
+            let _ = writeln!(
+                o,
+                "        type filter hook prerouting priority raw; policy accept;"
+            );
+            tunnel_antispoof(&mut o, config);
+            let _ = writeln!(o, "    }}");
+        }
         if let Some(wan) = config.network.wan.interface.as_deref() {
             let _ = writeln!(o, "    chain input {{");
             let _ = writeln!(
@@ -192,12 +204,12 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
         "        type filter hook prerouting priority raw; policy accept;"
     );
     if config.vpn.enabled {
+        // The ISP's DHCP server may sit in a network a site also uses.
         let _ = writeln!(
             o,
-            "        iifname != {{ \"{}\", \"lo\" }} ip saddr {} counter name \"spoofed\" drop comment \"the sites' and devices' addresses come only through the tunnels\"",
-            officebox_config::derive::VPN_INTERFACE,
-            nft_set(&tunnel_networks(config))
+            "        iifname \"{wan}\" udp sport 67 udp dport 68 accept comment \"the ISP's DHCP server\""
         );
+        tunnel_antispoof(&mut o, config);
     }
     let _ = writeln!(o, "        iifname != \"{wan}\" accept");
     let _ = writeln!(
@@ -454,6 +466,17 @@ fn tunnel_networks(config: &Config) -> Vec<String> {
     nets
 }
 
+/// The sites' and devices' addresses arriving anywhere but through the tunnel (or from
+/// the box itself) are spoofed.
+fn tunnel_antispoof(o: &mut String, config: &Config) {
+    let _ = writeln!(
+        o,
+        "        iifname != {{ \"{}\", \"lo\" }} ip saddr {} counter name \"spoofed\" drop comment \"the sites' and devices' addresses come only through the tunnels\"",
+        officebox_config::derive::VPN_INTERFACE,
+        nft_set(&tunnel_networks(config))
+    );
+}
+
 /// What comes out of the tunnels (with `vpn.enabled`), judged packet by packet before
 /// connection tracking lets anything through: replies to what the office started pass;
 /// otherwise each site's subnets reach the LAN, each remote device what its `access`
@@ -656,6 +679,12 @@ mod tests {
             let off = render(&file(mode, false)).unwrap();
             assert!(!off.contains("51999") && !off.contains("obx-wg0"), "{off}");
         }
+        // lan-only: a site's address from the LAN is spoofed there too.
+        let lan_only = render(&file("lan-only", true)).unwrap();
+        assert!(
+            lan_only.contains("iifname != { \"obx-wg0\", \"lo\" } ip saddr"),
+            "{lan_only}"
+        );
         // Router mode: what the tunnels carry is limited too, and a full tunnel leaves as
         // the box.
         let router = render(&file("router", true)).unwrap();

@@ -234,9 +234,10 @@ pub async fn serve(
     apply(&config)
         .await
         .map_err(|e| io::Error::other(format!("net: cannot set up the network: {e}")))?;
-    // The shaping is applied again only when it changes (each time drops its queues).
+    // The shaping is applied again only when it changes (each time drops its queues),
+    // and what was shaped before is undone first (whatever a crash left, at start).
     let mut shaped = crate::shaping::plan(&config);
-    crate::shaping::apply(&config).await?;
+    crate::shaping::apply(&config, &shaped).await;
     let mut look = tokio::time::interval(ROUTE_LOOK);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // One connection for the looks, not one every two seconds.
@@ -261,10 +262,11 @@ pub async fn serve(
                 }
                 if let Err(e) = apply(&config).await {
                     error!(message = "net: the new network setup was not applied; the previous one stays", error = %e);
+                    continue;
                 }
                 let wanted = crate::shaping::plan(&config);
                 if wanted != shaped {
-                    crate::shaping::apply(&config).await?;
+                    crate::shaping::apply(&config, &shaped).await;
                     shaped = wanted;
                 }
             }

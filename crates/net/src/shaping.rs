@@ -13,8 +13,6 @@
 //! classes, voice (the marks, strict priority) and the rest, which may borrow the whole
 //! rate (this machine's kernel has no CAKE). The `tc` and `ip` commands are iproute2's.
 
-use std::io;
-
 use officebox_config::Config;
 use tracing::{info, warn};
 
@@ -35,13 +33,27 @@ pub struct Shaper {
     pub voice: Vec<u8>,
 }
 
+/// What the box shapes: the WAN interface it is on, upload there, download on the IFB
+/// device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub wan: Option<String>,
+    pub up: Option<Shaper>,
+    pub down: Option<Shaper>,
+}
+
 /// What `config` shapes: upload on the WAN, download on the IFB device (each when its
-/// speed is set, the network is managed and the WAN interface named).
-pub fn plan(config: &Config) -> (Option<Shaper>, Option<Shaper>) {
+/// speed is set, the network is managed, the WAN named and in use by the mode).
+pub fn plan(config: &Config) -> Plan {
     let wan = &config.network.wan;
-    let Some(interface) = wan.interface.as_ref().filter(|_| config.network.manage) else {
-        return (None, None);
+    let Some(interface) = wan.interface.as_ref().filter(|_| {
+        config.network.manage && officebox_config::derive::wan_in_use(config.security.mode)
+    }) else {
+        return Plan::default();
     };
+    if wan.upload_kbit.is_none() && wan.download_kbit.is_none() {
+        return Plan::default();
+    }
     let mut voice: Vec<u8> = [config.phone.dscp_rtp, config.phone.dscp_sip]
         .into_iter()
         .filter(|d| *d != 0)
@@ -54,10 +66,11 @@ pub fn plan(config: &Config) -> (Option<Shaper>, Option<Shaper>) {
             voice: voice.clone(),
         })
     };
-    (
-        shaper(interface, wan.upload_kbit, UPLOAD_SHARE),
-        shaper(IFB, wan.download_kbit, DOWNLOAD_SHARE),
-    )
+    Plan {
+        wan: Some(interface.clone()),
+        up: shaper(interface, wan.upload_kbit, UPLOAD_SHARE),
+        down: shaper(IFB, wan.download_kbit, DOWNLOAD_SHARE),
+    }
 }
 
 /// CAKE on `s.device` at its rate.
@@ -68,10 +81,12 @@ fn cake(s: &Shaper) -> Vec<String> {
     ))
 }
 
-/// HTB on `s.device`: voice (its marks) first, the rest after, both up to the rate.
+/// HTB on `s.device`: voice (its marks) first but held to its share, a quarter of the
+/// rate (at least 500 kbit/s, some six G.711 calls, where the line has it), so that
+/// what anyone marks as voice cannot take the line; the rest may use all of it.
 fn htb(s: &Shaper) -> Vec<Vec<String>> {
     let (dev, rate) = (&s.device, s.kbit);
-    let voice = (rate / 4).max(64).min(rate);
+    let voice = (rate / 4).max(rate.min(500));
     let rest = rate.saturating_sub(voice).max(8);
     let mut out = vec![
         words(&format!(
@@ -81,7 +96,7 @@ fn htb(s: &Shaper) -> Vec<Vec<String>> {
             "class replace dev {dev} parent 1: classid 1:1 htb rate {rate}kbit ceil {rate}kbit"
         )),
         words(&format!(
-            "class replace dev {dev} parent 1:1 classid 1:10 htb rate {voice}kbit ceil {rate}kbit prio 0"
+            "class replace dev {dev} parent 1:1 classid 1:10 htb rate {voice}kbit ceil {voice}kbit prio 0"
         )),
         words(&format!(
             "class replace dev {dev} parent 1:1 classid 1:20 htb rate {rest}kbit ceil {rate}kbit prio 1"
@@ -132,34 +147,33 @@ async fn shape(s: &Shaper) -> Result<&'static str, String> {
     Ok("htb")
 }
 
-/// Shapes the WAN as `config` says, and undoes what it no longer says. Failures are
-/// reported, never fatal: an unshaped line still works.
-pub async fn apply(config: &Config) -> io::Result<()> {
-    let Some(wan) = config
-        .network
-        .wan
-        .interface
-        .as_ref()
-        .filter(|_| config.network.manage)
-    else {
-        return Ok(());
+/// Shapes the WAN as `config` says (`plan(config)`), after undoing what `old` shaped
+/// (the last plan applied: the WAN may have been renamed, or its speeds removed; an
+/// ingress redirect left pointing at a deleted IFB device would drop everything arriving
+/// there). Failures are reported, never fatal: an unshaped line still works.
+pub async fn apply(config: &Config, old: &Plan) {
+    let new = plan(config);
+    if let Some(wan) = &old.wan {
+        let _ = run("tc", &words(&format!("qdisc del dev {wan} root"))).await;
+        let _ = run("tc", &words(&format!("qdisc del dev {wan} ingress"))).await;
+    }
+    if old.down.is_some() || new.down.is_some() {
+        let _ = run("ip", &words(&format!("link del {IFB}"))).await;
+    }
+    let Some(wan) = &new.wan else {
+        return;
     };
-    let (up, down) = plan(config);
-    match &up {
-        Some(s) => match shape(s).await {
+    if let Some(s) = &new.up {
+        match shape(s).await {
             Ok(how) => {
                 info!(message = "net: upload shaped", device = %s.device, kbit = s.kbit, qdisc = how);
             }
             Err(error) => warn!(message = "net: upload not shaped", %error),
-        },
-        None => {
-            let _ = run("tc", &words(&format!("qdisc del dev {wan} root"))).await;
         }
     }
     // Download: the WAN's arrivals through the IFB device.
-    let _ = run("tc", &words(&format!("qdisc del dev {wan} ingress"))).await;
-    let _ = run("ip", &words(&format!("link del {IFB}"))).await;
-    if let Some(s) = &down {
+    if let Some(s) = &new.down {
+        let _ = run("tc", &words(&format!("qdisc del dev {wan} ingress"))).await;
         let steps = [
             ("ip", format!("link add {IFB} type ifb")),
             ("ip", format!("link set {IFB} up")),
@@ -182,10 +196,13 @@ pub async fn apply(config: &Config) -> io::Result<()> {
             Ok(how) => {
                 info!(message = "net: download shaped", device = %s.device, kbit = s.kbit, qdisc = how);
             }
-            Err(error) => warn!(message = "net: download not shaped", %error),
+            Err(error) => {
+                // Never a redirect to nowhere: without its shaper, the ingress goes too.
+                let _ = run("tc", &words(&format!("qdisc del dev {wan} ingress"))).await;
+                warn!(message = "net: download not shaped", %error);
+            }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -202,11 +219,12 @@ mod tests {
              [network.lan]\ninterface = \"lan0\"\n[dns]\nuse_upstream = false\n[web]\nenabled = false\n",
         )
         .unwrap();
-        let (up, down) = plan(&c);
-        let up = up.unwrap();
+        let p = plan(&c);
+        assert_eq!(p.wan.as_deref(), Some("wan0"));
+        let up = p.up.unwrap();
         assert_eq!((up.device.as_str(), up.kbit), ("wan0", 3800));
         assert_eq!(up.voice, [46, 24], "EF and CS3 by default");
-        let down = down.unwrap();
+        let down = p.down.unwrap();
         assert_eq!((down.device.as_str(), down.kbit), (IFB, 18000));
         let htb: Vec<String> = htb(&up).iter().map(|c| c.join(" ")).collect();
         assert!(htb.contains(
@@ -214,8 +232,8 @@ mod tests {
         ), "{htb:?}");
         assert!(
             htb.iter()
-                .any(|c| c.contains("classid 1:10 htb rate 950kbit ceil 3800kbit prio 0")),
-            "{htb:?}"
+                .any(|c| c.contains("classid 1:10 htb rate 950kbit ceil 950kbit prio 0")),
+            "voice is held to its share: {htb:?}"
         );
         assert_eq!(
             cake(&up).join(" "),
@@ -224,10 +242,13 @@ mod tests {
         // Not managed, or no speeds: nothing.
         let mut off = c.clone();
         off.network.manage = false;
-        assert_eq!(plan(&off), (None, None));
+        assert_eq!(plan(&off), Plan::default());
         off.network.manage = true;
+        off.security.mode = officebox_config::SecurityMode::LanOnly;
+        assert_eq!(plan(&off), Plan::default(), "lan-only: the WAN is not used");
+        off.security.mode = officebox_config::SecurityMode::FirewallNat;
         off.network.wan.upload_kbit = None;
         off.network.wan.download_kbit = None;
-        assert_eq!(plan(&off), (None, None));
+        assert_eq!(plan(&off), Plan::default());
     }
 }

@@ -175,7 +175,11 @@ pub fn device_key(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Result<
         std::fs::create_dir_all(dir)?;
     }
     // Written and synced beside it, then linked in place: a link never replaces a file.
-    let tmp = path.with_extension(format!("new{}", std::process::id()));
+    // A name of this call's own (the service and a page of the same process may make
+    // one at once).
+    let mut salt = [0u8; 8];
+    OsRng.fill_bytes(&mut salt);
+    let tmp = path.with_extension(format!("new-{}", u64::from_le_bytes(salt)));
     officebox_store::write_atomic(&tmp, text.as_bytes(), 0o600).map_err(io::Error::other)?;
     let linked = std::fs::hard_link(&tmp, &path);
     let _ = std::fs::remove_file(&tmp);
@@ -190,29 +194,17 @@ pub fn device_key(data_dir: &Path, name: &str, box_key: &KeyPair) -> io::Result<
     }
 }
 
-/// Deletes the keys of devices not named in `keep` (devices removed from the config), so
-/// that a device added later under an old name never gets the old key back.
-pub fn forget_devices(data_dir: &Path, keep: &[&str]) -> io::Result<()> {
-    let dir = data_dir.join("keys").join("devices");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if let Some(device) = name.strip_suffix(".key")
-            && !keep.contains(&device)
-        {
-            std::fs::remove_file(&path)?;
-            tracing::info!(message = "vpn: the key of a removed device was deleted", %device);
+/// Deletes the key made for device `name` (removed from the config), so that a device
+/// added later under that name never gets the old key back.
+pub fn forget_device(data_dir: &Path, name: &str) -> io::Result<()> {
+    match std::fs::remove_file(device_key_path(data_dir, name)) {
+        Ok(()) => {
+            tracing::info!(message = "vpn: the key of a removed device was deleted", device = %name);
+            Ok(())
         }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// A new key pair for device `name`, sealed under the box's key, and the file's text.
@@ -379,7 +371,8 @@ mod tests {
         assert!(load_device(dir.path(), "bob-phone", &boxed).is_err());
         // A device no longer in the config loses its key (a new one of that name gets
         // another).
-        forget_devices(dir.path(), &["alice-laptop"]).unwrap();
+        forget_device(dir.path(), "bob-phone").unwrap();
+        forget_device(dir.path(), "bob-phone").unwrap();
         assert!(!device_key_path(dir.path(), "bob-phone").exists());
         assert!(device_key_path(dir.path(), "alice-laptop").exists());
         // A new key replaces the old.

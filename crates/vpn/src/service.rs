@@ -89,7 +89,9 @@ pub async fn serve(
                     if changed.is_err() {
                         break false;
                     }
-                    current = Arc::clone(&config.borrow_and_update());
+                    let before = std::mem::replace(&mut current, Arc::clone(&config.borrow_and_update()));
+                    let (was, is) = (Arc::clone(&before), Arc::clone(&current));
+                    let _ = tokio::task::spawn_blocking(move || forget_removed(&was, &is)).await;
                     if setup_of(&current) != setup {
                         break true;
                     }
@@ -151,17 +153,28 @@ fn device_peers(config: &Config, box_key: &KeyPair) -> Vec<Device> {
         };
         out.push((p.name.clone(), key, p.address));
     }
-    let keep: Vec<&str> = config
-        .vpn
-        .peers
-        .iter()
-        .filter(|p| p.public_key.is_none())
-        .map(|p| p.name.as_str())
-        .collect();
-    if let Err(error) = officebox_secrets::wireguard::forget_devices(&config.data_dir, &keep) {
-        warn!(message = "vpn: the keys of removed devices cannot be deleted", %error);
-    }
     out
+}
+
+/// Deletes the keys the box made for devices that `before` had and `now` has not (a
+/// device removed, or given a key of its own), so that a device added later under the
+/// same name gets a new key. Only on a change of config: a key the command line made
+/// for a device just written into the file (not yet reloaded) stays.
+fn forget_removed(before: &Config, now: &Config) {
+    let made = |c: &Config| -> Vec<String> {
+        c.vpn
+            .peers
+            .iter()
+            .filter(|p| p.public_key.is_none())
+            .map(|p| p.name.clone())
+            .collect()
+    };
+    let is = made(now);
+    for gone in made(before).iter().filter(|n| !is.contains(n)) {
+        if let Err(error) = officebox_secrets::wireguard::forget_device(&now.data_dir, gone) {
+            warn!(message = "vpn: the key of a removed device cannot be deleted", device = %gone, %error);
+        }
+    }
 }
 
 /// A remote device as the tunnel knows it: its name, public key and address.
@@ -487,9 +500,14 @@ async fn watch_sites(
                             .map(|d| at - i64::try_from(d.as_secs()).unwrap_or(0)),
                         sent: p.sent,
                         received: p.received,
+                        // What its box said is shown only while its tunnel is up.
                         services: said
                             .iter()
                             .find(|(n, _)| *n == p.name)
+                            .filter(|_| {
+                                p.last_handshake
+                                    .is_some_and(|d| d < Duration::from_secs(180))
+                            })
                             .map(|(_, s)| s.clone()),
                         updated_at: at,
                     }

@@ -169,9 +169,13 @@ impl Loader<'_, '_> {
         let ntp = self.ntp(sec_ntp);
         let sec_vpn = root.table(self.sink, "vpn");
         let own_domain = network.as_ref().map(|n| n.value.domain.clone());
+        let wan_net = network.as_ref().and_then(|n| match n.value.wan.addressing {
+            WanAddressing::Static { net, .. } => Some(net),
+            WanAddressing::Dhcp { .. } => None,
+        });
         let (vpn, vpn_port) = self.vpn(
             sec_vpn,
-            lan,
+            (lan, wan_net),
             &users,
             own_domain.as_deref(),
             &phone.dial_plan,

@@ -585,6 +585,12 @@ fn a_sites_extensions_are_called_at_its_box_unless_local_and_its_fallback_must_e
     let mut odd = c.clone();
     odd.vpn.sites[0].extensions = Some(crate::model::Extensions::Prefix("9".into()));
     assert_eq!(crate::derive::site_for_extension(&odd, "911"), None);
+    // A site in the WAN's own subnet would cut the box off its ISP.
+    let e = problems(
+        "[network.wan]\nmode = \"static\"\naddress = \"192.168.0.2\"\nnetmask = \"255.255.255.0\"\ngateway = \"192.168.0.1\"\n\
+         [[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\nsubnets = [\"192.168.0.0/24\"]\n",
+    );
+    assert!(e.contains("overlaps the WAN's subnet"), "{e}");
     // Two boxes with one key: one of them could never connect.
     let e = problems(
         "[[vpn.sites]]\nname = \"x\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\nsubnets = [\"10.5.0.0/24\"]\n\

@@ -73,7 +73,7 @@ impl Loader<'_, '_> {
     pub(super) fn vpn(
         &mut self,
         sec: Option<Section>,
-        lan: Option<Ipv4Net>,
+        (lan, wan): (Option<Ipv4Net>, Option<Ipv4Net>),
         users: &[Spanned<User>],
         own_domain: Option<&str>,
         plan: &DialPlan,
@@ -128,6 +128,9 @@ impl Loader<'_, '_> {
         let mut taken: Vec<(Ipv4Net, String)> = Vec::new();
         if let Some(l) = lan {
             taken.push((l, "the LAN".into()));
+        }
+        if let Some(w) = wan {
+            taken.push((w, "the WAN's subnet".into()));
         }
         taken.push((vpn.address, "the tunnels' own subnet (vpn.address)".into()));
         let mut ranges: Vec<(Extensions, String)> = Vec::new();

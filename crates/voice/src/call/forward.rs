@@ -85,6 +85,7 @@ impl Call {
             self.setup.voicemail = ring.voicemail;
         }
         self.setup.forwards = ring.forwards;
+        self.setup.fallback = ring.fallback;
         self.setup.held.extend(ring.held);
         let rang = matches!(self.state, State::Ringing { rang: true });
         self.state = State::Ringing { rang };

@@ -206,6 +206,8 @@ pub struct Ring {
     pub voicemail: Option<VoicemailSetup>,
     pub forwards: Option<Forwards>,
     pub held: Vec<Slot>,
+    /// Where the call goes when its line does not carry it (another site's `fallback`).
+    pub fallback: Option<officebox_config::dialplan::Destination>,
 }
 
 impl Routed {
@@ -223,6 +225,7 @@ impl Routed {
             voicemail,
             forwards: None,
             held: Vec::new(),
+            fallback: None,
         }))
     }
 }

@@ -67,8 +67,10 @@ impl Call {
                     voicemail,
                     forwards,
                     held,
+                    fallback,
                 } = *ring;
                 self.setup.forwards = forwards;
+                self.setup.fallback = fallback;
                 self.setup.held.extend(held);
                 (callee, login, ext, voicemail)
             }

@@ -153,6 +153,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             voicemail: None,
             forwards: None,
             held: Vec::new(),
+            fallback: None,
         }
     } else {
         let who = super::outside::Caller {

@@ -482,7 +482,13 @@ pub(super) fn ring_user(
             voicemail,
         );
     }
-    if let Some(to) = &fw.always
+    // A call from a site is never put through to a site (nor, for that, out on a trunk
+    // by the number of one): such a forward is passed over.
+    let to_site = |to: &str| officebox_config::derive::site_for_extension(config, to).is_some();
+    if let Some(to) = fw
+        .always
+        .as_ref()
+        .filter(|t| !(caller.from_site && to_site(t)))
         && depth < MAX_FORWARDS
     {
         let target = config
@@ -491,9 +497,7 @@ pub(super) fn ring_user(
             .find(|u| u.extension.as_deref() == Some(to.as_str()) || u.login == *to);
         let forwarded = match target {
             Some(t) => ring_user(config, state, caller, t, depth + 1),
-            None => (!caller.from_site)
-                .then(|| super::site::put_through(config, to, &caller.name, &caller.number))
-                .flatten()
+            None => super::site::put_through(config, to, &caller.name, &caller.number)
                 .unwrap_or_else(|| outside_for(config, state, user, to, &caller.name)),
         };
         if let Routed::Ring(mut r) = forwarded {
@@ -521,6 +525,7 @@ pub(super) fn ring_user(
         voicemail,
         forwards,
         held: Vec::new(),
+        fallback: None,
     }))
 }
 
@@ -570,6 +575,7 @@ fn outside_for(
             voicemail: None,
             forwards: None,
             held: vec![slot],
+            fallback: None,
         })),
         _ => Routed::Refused(503),
     }
@@ -760,6 +766,7 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
         voicemail,
         forwards,
         held,
+        fallback: _,
     } = ring;
     let parties = Parties {
         caller_login: String::new(),

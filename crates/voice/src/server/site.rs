@@ -87,12 +87,15 @@ pub(super) fn put_through(
     let site = officebox_config::derive::site_for_extension(config, dialled)?;
     let address = site.address?;
     let line = line(site, address, dialled, name, number, &config.network.domain);
-    Some(Routed::ring(
-        Callee::Outside(vec![line]),
-        String::new(),
-        dialled.to_string(),
-        None,
-    ))
+    Some(Routed::Ring(Box::new(call::Ring {
+        callee: Callee::Outside(vec![line]),
+        login: String::new(),
+        ext: dialled.to_string(),
+        voicemail: None,
+        forwards: None,
+        held: Vec::new(),
+        fallback: site.fallback.clone(),
+    })))
 }
 
 /// Office user `caller` dialled `dialled`, one of `site`'s extensions: the call goes to
