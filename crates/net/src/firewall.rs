@@ -447,10 +447,9 @@ fn nft_set(items: &[String]) -> String {
     }
 }
 
-/// The networks only the tunnels carry: the enabled sites' subnets and the tunnels' own
-/// (the devices'), as nft set elements.
-fn tunnel_networks(config: &Config) -> Vec<String> {
-    let mut nets: Vec<String> = config
+/// The enabled sites' subnets, as nft set elements.
+fn site_networks(config: &Config) -> Vec<String> {
+    config
         .vpn
         .sites
         .iter()
@@ -460,7 +459,13 @@ fn tunnel_networks(config: &Config) -> Vec<String> {
                 .iter()
                 .map(|n| format!("{}/{}", n.network(), n.prefix))
         })
-        .collect();
+        .collect()
+}
+
+/// The networks only the tunnels carry: the enabled sites' subnets and the tunnels' own
+/// (the devices'), as nft set elements.
+fn tunnel_networks(config: &Config) -> Vec<String> {
+    let mut nets = site_networks(config);
     let own = config.vpn.address;
     nets.push(format!("{}/{}", own.network(), own.prefix));
     nets
@@ -493,17 +498,7 @@ fn tunnel_in_rules(o: &mut String, config: &Config, lan: &str, wan: &str) {
         o,
         "        iifname \"{tunnel}\" ct direction reply ct state established,related accept comment \"replies to the office\""
     );
-    let sites: Vec<String> = config
-        .vpn
-        .sites
-        .iter()
-        .filter(|s| s.enabled)
-        .flat_map(|s| {
-            s.subnets
-                .iter()
-                .map(|n| format!("{}/{}", n.network(), n.prefix))
-        })
-        .collect();
+    let sites = site_networks(config);
     if !sites.is_empty() {
         let _ = writeln!(
             o,

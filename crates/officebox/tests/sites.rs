@@ -457,6 +457,57 @@ fn wg_setconf_text(config: &str) -> String {
         .collect()
 }
 
+/// A laptop at home running wireguard-go, set up with `wg` from the configuration the box
+/// made for it, with the addresses and routes wg-quick would make (its address, the LAN
+/// and the tunnels' subnet through the tunnel).
+struct Laptop {
+    _wireguard: officebox_testkit::Peer,
+    dir: tempfile::TempDir,
+    interface: String,
+}
+
+impl Laptop {
+    /// Joins the laptop in `home` with `conf`; its interface is `prefix` + this test
+    /// process's number (wireguard-go's control socket, /var/run/wireguard/NAME.sock, is
+    /// one per name for the whole machine).
+    fn join(home: &Netns, conf: &str, prefix: &str) -> Laptop {
+        let dir = scratch_dir(prefix).unwrap();
+        let interface = format!("{prefix}{}", std::process::id() % 1_000_000);
+        let mut cmd = home.command("wireguard-go");
+        cmd.args(["-f", &interface]);
+        let wireguard = officebox_testkit::Peer::spawn_in("wireguard-go", cmd, dir.path()).unwrap();
+        assert!(wait_until(Duration::from_secs(5), || home
+            .run("ip", ["link", "show", &interface])
+            .is_ok()));
+        let laptop = Laptop {
+            _wireguard: wireguard,
+            dir,
+            interface,
+        };
+        laptop.import(home, conf);
+        let wg = &laptop.interface;
+        for cmd in [
+            format!("ip address add 10.99.0.10/32 dev {wg}"),
+            format!("ip link set {wg} up"),
+            format!("ip route add 192.168.1.0/24 dev {wg}"),
+            format!("ip route add 10.99.0.0/24 dev {wg}"),
+        ] {
+            must(home, &cmd);
+        }
+        laptop
+    }
+
+    /// Gives wireguard-go configuration `conf` (a new key, say).
+    fn import(&self, home: &Netns, conf: &str) {
+        let file = self.dir.path().join("laptop.conf");
+        std::fs::write(&file, wg_setconf_text(conf)).unwrap();
+        must(
+            home,
+            &format!("wg setconf {} {}", self.interface, file.display()),
+        );
+    }
+}
+
 /// A laptop at home (192.0.2.10, on the Internet) with wireguard-go (another WireGuard
 /// implementation, and `wg` to set it up) imports the configuration the box made for it:
 /// it reaches the office's PCs and names, its softphone registers as the user's extension
@@ -514,29 +565,7 @@ fn a_remote_worker_joins_with_wireguard_go_and_is_cut_off_when_removed() {
         ob.cli(bin(), &["vpn", "device", "alice-laptop"]).unwrap(),
         conf
     );
-    let wg_dir = scratch_dir("site-wg").unwrap();
-    let setconf = wg_dir.path().join("laptop.conf");
-    // wireguard-go's control socket (/var/run/wireguard/NAME.sock) is one per name for
-    // the whole machine: a name of this test's own.
-    let wg = format!("obxwg{}", std::process::id() % 1_000_000);
-    let wg = wg.as_str();
-    std::fs::write(&setconf, wg_setconf_text(&conf)).unwrap();
-    let mut cmd = home.command("wireguard-go");
-    cmd.args(["-f", wg]);
-    let _wg = officebox_testkit::Peer::spawn_in("wireguard-go", cmd, wg_dir.path()).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || home
-        .run("ip", ["link", "show", wg])
-        .is_ok()));
-    for args in [
-        vec!["wg", "setconf", wg, setconf.to_str().unwrap()],
-        vec!["ip", "address", "add", "10.99.0.10/32", "dev", wg],
-        vec!["ip", "link", "set", wg, "up"],
-        vec!["ip", "route", "add", "192.168.1.0/24", "dev", wg],
-        vec!["ip", "route", "add", "10.99.0.0/24", "dev", wg],
-    ] {
-        let out = home.run(args[0], &args[1..]).unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
+    let laptop = Laptop::join(&home, &conf, "obxwg");
     // The office's PCs and names, from home.
     let reached = wait_until(Duration::from_secs(10), || pings(&home, "192.168.1.50"));
     assert!(
@@ -575,7 +604,7 @@ fn a_remote_worker_joins_with_wireguard_go_and_is_cut_off_when_removed() {
             .domain("office.test")
             .auth(login, &format!("demo-{login}"))
     };
-    let says = wg_dir.path().join("home.wav");
+    let says = laptop.dir.path().join("home.wav");
     audio::speak_wav(&says, "Working from home today, Bob, can you hear me?").unwrap();
     let softphone = Baresip::start(
         "home-alice",
@@ -614,11 +643,7 @@ fn a_remote_worker_joins_with_wireguard_go_and_is_cut_off_when_removed() {
     assert_ne!(new_conf, conf);
     let cut = wait_until(Duration::from_secs(10), || !pings(&home, "192.168.1.50"));
     assert!(cut, "the old key still works\n{}", ob.log());
-    std::fs::write(&setconf, wg_setconf_text(&new_conf)).unwrap();
-    let out = home
-        .run("wg", ["setconf", wg, setconf.to_str().unwrap()])
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    laptop.import(&home, &new_conf);
     let back = wait_until(Duration::from_secs(10), || pings(&home, "192.168.1.50"));
     assert!(back, "the new key does not work\n{}", ob.log());
 
@@ -761,22 +786,7 @@ fn voice_goes_first_through_a_saturated_line() {
     }
     // The home worker's laptop joins (as in the remote-worker test).
     let conf = ob.cli(bin(), &["vpn", "device", "alice-laptop"]).unwrap();
-    let wg_dir = scratch_dir("qos-wg").unwrap();
-    let setconf = wg_dir.path().join("laptop.conf");
-    std::fs::write(&setconf, wg_setconf_text(&conf)).unwrap();
-    let wg = format!("obxq{}", std::process::id() % 1_000_000);
-    let mut cmd = home.command("wireguard-go");
-    cmd.args(["-f", &wg]);
-    let _wg = officebox_testkit::Peer::spawn_in("wireguard-go", cmd, wg_dir.path()).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || home
-        .run("ip", ["link", "show", &wg])
-        .is_ok_and(|o| o.status.success())));
-    must(&home, &format!("wg setconf {wg} {}", setconf.display()));
-    must(&home, &format!("ip address add 10.99.0.10/32 dev {wg}"));
-    must(&home, &format!("ip link set {wg} up"));
-    // The routes wg-quick makes from AllowedIPs: the LAN and the tunnels' subnet.
-    must(&home, &format!("ip route add 192.168.1.0/24 dev {wg}"));
-    must(&home, &format!("ip route add 10.99.0.0/24 dev {wg}"));
+    let laptop = Laptop::join(&home, &conf, "obxq");
     assert!(
         wait_until(Duration::from_secs(10), || pings(&home, "192.168.1.50")),
         "{}",
@@ -784,7 +794,7 @@ fn voice_goes_first_through_a_saturated_line() {
     );
 
     // A desk phone in the office and the softphone at home.
-    let says = wg_dir.path().join("desk.wav");
+    let says = laptop.dir.path().join("desk.wav");
     audio::speak_wav(
         &says,
         "The office line is busy with a big upload, but this call still sounds clear.",
