@@ -8,12 +8,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use officebox_config::model::Site;
+use officebox_dnswire::exchange::{Ask, Question};
 use tokio::net::UdpSocket;
 
 /// How long each service has to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
-/// A number no one can guess in advance (for a query's ID and a SIP branch).
+/// A number no one can guess in advance (for a SIP branch and tag).
 fn nonce() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
@@ -40,24 +41,24 @@ async fn ask(to: SocketAddr, request: &[u8], answers: impl Fn(&[u8]) -> bool) ->
     .unwrap_or(false)
 }
 
-/// A DNS query for `domain`'s SOA (no recursion asked), and whether `to` answers it.
+/// Whether `to` answers a question for `domain`'s SOA (asked the way every part of the
+/// box asks a DNS server: `officebox_dnswire::exchange`).
 async fn dns_answers(to: SocketAddr, domain: &str) -> bool {
-    let id = u16::try_from(nonce() & 0xffff).unwrap_or(1);
-    let mut q = Vec::with_capacity(64);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in domain.split('.').filter(|l| !l.is_empty()) {
-        let Ok(len) = u8::try_from(label.len()) else {
-            return false;
-        };
-        q.push(len);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 6, 0, 1]);
-    ask(to, &q, |r| {
-        r.len() >= 12 && r.get(..2) == Some(&id.to_be_bytes()[..]) && r[2] & 0x80 != 0
-    })
-    .await
+    let name = officebox_dnswire::to_wire(domain);
+    let question = Question {
+        name: &name,
+        qtype: officebox_dnswire::rtype::SOA,
+        qclass: officebox_dnswire::CLASS_IN,
+    };
+    let ask = Ask {
+        udp_timeout: ANSWER_WITHIN,
+        tcp_timeout: ANSWER_WITHIN,
+        edns: false,
+        mixed_case: false,
+    };
+    officebox_dnswire::exchange::exchange(to, &question, &ask)
+        .await
+        .is_ok()
 }
 
 /// A SIP OPTIONS to `to`, and whether any SIP response comes back.
