@@ -18,6 +18,13 @@
 #                             serves (sets obx_pid, added to $pids; its log DIR/officebox.log)
 #   officebox_binary          sets obx_src: "" with SKIP_OFFICEBOX=1, $OFFICEBOX_BIN when
 #                             set, else a fresh release build ("" if it fails)
+#   now                       the time, in seconds since the epoch (nanoseconds)
+#   pct TICKS T0 T1           TICKS of CPU time as a percentage of one core over T0..T1
+#   machine_jiffies           "busy total" CPU time of the whole machine (all cores)
+#   phone_stats               the totals of bench/rtp_phone.py (pid $phone_pid, writing
+#                             $work/phone.stats, its log $work/phone.log) since the last
+#                             call, one line of key=value; it starts new ones
+#   kv KEY LINE               the value of KEY in such a line
 #   cpu_cap_start             with SERVER_CPU=P set, a cgroup that gives what runs in it
 #                             P% of one core (cgroup v1 cpu controller or v2 cpu.max);
 #                             removed on exit. Without SERVER_CPU: nothing.
@@ -276,3 +283,27 @@ phone_demo_start() {
     cat "$dir/officebox.log" >&2
     exit 1
 }
+
+now() { date +%s.%N; }
+
+pct() {
+    awk -v t="$1" -v a="$2" -v b="$3" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (b > a) printf "%.0f%%", t * 100 / hz / (b - a); else print "n/a" }'
+}
+
+machine_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+
+phone_stats() {
+    local i
+    rm -f "$work/phone.stats"
+    kill -USR1 "$phone_pid" 2>/dev/null || return 1
+    for i in $(seq 100); do
+        if [ -s "$work/phone.stats" ]; then cat "$work/phone.stats"; return 0; fi
+        sleep 0.1
+    done
+    echo "the RTP phone did not write its totals; its log:" >&2
+    tail -n 20 "$work/phone.log" >&2
+    return 1
+}
+
+kv() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }

@@ -143,565 +143,15 @@ domain="$(awk '/^\[/ { s = $0 } s == "[network]" && $1 == "domain" { gsub(/"/, "
 [ -n "$domain" ] || { echo "no [network] domain in examples/demo.toml" >&2; exit 1; }
 
 # ------------------------------------------------------------------ the load scenarios
-
-# register_digest.xml without its unregister: the registration half, as a load.
-cat >"$work/register_load.xml" <<'EOF'
-<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!-- bench/sip.sh: REGISTER, 401, REGISTER with [field1] (see register_digest.xml), 200 -->
-<scenario name="REGISTER with digest (load)">
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:[domain] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      Max-Forwards: 70
-      From: <sip:[field0]@[domain]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[field0]@[domain]>
-      Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: <sip:[field0]@[local_ip]:[local_port]>
-      Expires: 3600
-      User-Agent: sipp bench
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="401" auth="true"/>
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:[domain] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      Max-Forwards: 70
-      From: <sip:[field0]@[domain]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[field0]@[domain]>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: <sip:[field0]@[local_ip]:[local_port]>
-      Expires: 3600
-      [field1]
-      User-Agent: sipp bench
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="200"/>
-</scenario>
-EOF
-
-# uas_answer.xml for any number of calls (sipp without -m): 180 and 200 (with SDP) to each
-# INVITE, then its ACK and BYE. Record-Route is copied into the answers (kamailio
-# record-routes; sipp drops the line when there is none). The ACK is optional: through
-# kamailio's two workers the BYE that follows it at once can overtake it.
-cat >"$work/uas_load.xml" <<'EOF'
-<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!-- bench/sip.sh: bob's phone, answering every call (see uas_answer.xml) -->
-<scenario name="Answer every call">
-  <recv request="INVITE" crlf="true"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_Record-Route:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_Record-Route:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv request="ACK" optional="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-EOF
-
-# uac_call.xml without its two seconds of talk: one call set up and torn down. The
-# authenticated INVITE is a sipp transaction, so that a 180 that arrives after the 200
-# (kamailio's two workers may forward them out of order) is ignored rather than fatal;
-# ACK and BYE carry [routes] (kamailio's Record-Route; nothing for officebox).
-cat >"$work/uac_call_load.xml" <<'EOF'
-<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!-- bench/sip.sh: INVITE, 407, ACK, INVITE with [field1], 180, 200, ACK, BYE, 200 -->
-<scenario name="Call an extension (load)">
-  <send retrans="500">
-    <![CDATA[
-
-      INVITE sip:[callee]@[domain] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      Max-Forwards: 70
-      From: <sip:[field0]@[domain]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[callee]@[domain]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:[field0]@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="407" auth="true"/>
-  <send>
-    <![CDATA[
-
-      ACK sip:[callee]@[domain] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      Max-Forwards: 70
-      From: <sip:[field0]@[domain]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[callee]@[domain]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500" start_txn="invite">
-    <![CDATA[
-
-      INVITE sip:[callee]@[domain] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      Max-Forwards: 70
-      From: <sip:[field0]@[domain]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[callee]@[domain]>
-      Call-ID: [call_id]
-      CSeq: 2 INVITE
-      Contact: <sip:[field0]@[local_ip]:[local_port]>
-      [field1]
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true" response_txn="invite"/>
-  <recv response="180" optional="true" response_txn="invite"/>
-  <recv response="183" optional="true" response_txn="invite"/>
-  <recv response="200" rtd="true" rrs="true" response_txn="invite"/>
-  <send ack_txn="invite">
-    <![CDATA[
-
-      ACK [next_url] SIP/2.0
-      [routes]
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      Max-Forwards: 70
-      From: <sip:[field0]@[domain]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[callee]@[domain]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 ACK
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <!-- talk -->
-  <send retrans="500">
-    <![CDATA[
-
-      BYE [next_url] SIP/2.0
-      [routes]
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      Max-Forwards: 70
-      From: <sip:[field0]@[domain]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[callee]@[domain]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 3 BYE
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-EOF
-
-# The same call holding for -d ms, offering PCMA with its audio at the echo socket
-# ([echo_port], given with -key).
-sed -e 's|^  <!-- talk -->$|  <pause/>|' \
-    -e 's|m=audio \[media_port\] RTP/AVP 0|m=audio [echo_port] RTP/AVP 8|' \
-    -e 's|a=rtpmap:0 PCMU/8000|a=rtpmap:8 PCMA/8000|' \
-    -e 's|(load)|(held, with audio)|' \
-    "$work/uac_call_load.xml" >"$work/uac_rtp.xml"
+# In bench/sipp (each says what it does): register_load.xml, uas_load.xml,
+# uac_call_load.xml, uac_rtp.xml; and part 2 (b)'s phone, bench/rtp_phone.py.
+scenarios="$PWD/bench/sipp"
+rtp_phone="$PWD/bench/rtp_phone.py"
+for f in "$scenarios"/{register_load,uas_load,uac_call_load,uac_rtp}.xml "$rtp_phone"; do
+    [ -f "$f" ] || { echo "missing: $f" >&2; exit 1; }
+done
 
 # Part 2 (b): bob's phone with audio (see its header).
-cat >"$work/rtp_phone.py" <<'EOF'
-# bench/sip.sh part 2 (b): extension 102's phone for the concurrent calls, and their audio.
-#
-#   python3 rtp_phone.py SIP_PORT RTP_PORT ECHO_PORT STATS [PCAP] [PTIME_MS]
-#
-# A SIP UAS on 127.0.0.1:SIP_PORT (register_contact.xml registers it for 102) answers
-# every INVITE (180, then 200 with PCMA on RTP_PORT, sent again until the ACK). From the
-# ACK to the BYE a call sends G.711 A-law RTP every PTIME ms (default 30; the payloads of
-# PCAP, sipp's g711a.pcap, looped) to where the INVITE's SDP said: the server's relay
-# port for this leg. The caller's SDP names ECHO_PORT, where a child process (the other
-# core) sends every packet straight back. So each packet crosses the relay twice and
-# comes back to RTP_PORT from the relay port it was sent to, which says whose it is. On
-# the BYE a call stops sending, waits DRAIN s for packets still on their way, answers
-# 200 and adds its sent and received counts to the totals. SIGUSR1 writes the totals
-# since the last SIGUSR1 (one line of key=value) to STATS and starts new ones.
-# Standard library only; one asyncio loop, no per-packet timers: packets due are sent
-# from a heap every 2 ms, and a packet more than 500 ms late (this process starved of
-# CPU) is skipped and counted as such, never sent in a burst.
-
-import asyncio
-import ctypes
-import heapq
-import mmap
-import os
-import random
-import signal
-import socket
-import struct
-import sys
-import time
-
-signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the loop takes it
-SIP_PORT, RTP_PORT, ECHO_PORT = (int(a) for a in sys.argv[1:4])
-STATS = sys.argv[4]
-PCAP = sys.argv[5] if len(sys.argv) > 5 else ""
-PTIME = (int(sys.argv[6]) if len(sys.argv) > 6 else 30) / 1000
-SAMPLES = int(8000 * PTIME)
-ADDR = "127.0.0.1"
-DRAIN = 0.3
-T1, T2, TIMER_B = 0.5, 4.0, 32.0
-
-
-def payloads():
-    """The RTP payloads of PCAP (Ethernet, IPv4, UDP, RTP) of PTIME, or A-law silence."""
-    out = []
-    try:
-        with open(PCAP, "rb") as f:
-            d = f.read()
-        e = "<" if d[:4] == b"\xd4\xc3\xb2\xa1" else ">"
-        off = 24
-        while off + 16 <= len(d):
-            incl = struct.unpack(e + "I", d[off + 8 : off + 12])[0]
-            pkt = d[off + 16 : off + 16 + incl]
-            off += 16 + incl
-            rtp = pkt[14 + (pkt[14] & 15) * 4 + 8 :]
-            if len(rtp) == 12 + SAMPLES:
-                out.append(bytes(rtp[12:]))
-    except (OSError, IndexError, struct.error):
-        pass
-    return out or [b"\xd5" * SAMPLES]
-
-
-PAYLOADS = payloads()
-ANSWER = ("v=0\r\no=phone 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"
-          "m=audio %d RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:%d\r\n"
-          % (ADDR, ADDR, RTP_PORT, round(PTIME * 1000)))
-COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact"}
-
-
-class Call:
-    __slots__ = ("cid", "tag", "ok", "bye_ok", "dest", "ssrc", "seq", "ts", "sent",
-                 "recv", "state")
-
-    def __init__(self, cid, dest):
-        self.cid, self.dest = cid, dest
-        self.tag = "%016x" % random.getrandbits(64)
-        self.ok = self.bye_ok = b""
-        self.ssrc, self.seq, self.ts = (random.getrandbits(n) for n in (32, 16, 32))
-        self.sent = self.recv = 0
-        self.state = "answered"  # then talking (ACK), draining (BYE), done (200 sent)
-
-
-def fresh_stats():
-    return dict(answered=0, ended=0, sent=0, received=0, echoed=0, unmatched=0,
-                lossy_calls=0, worst_call_loss_pct=0.0, max_talking=0, max_late_ms=0.0,
-                skipped=0, send_errors=0)
-
-
-stats = fresh_stats()
-
-
-def parse(data):
-    head, _, body = data.decode("latin-1").partition("\r\n\r\n")
-    lines = head.split("\r\n")
-    hdrs = []
-    for line in lines[1:]:
-        if line:
-            name = line.split(":", 1)[0].strip().lower()
-            hdrs.append((COMPACT.get(name, name), line))
-    return lines[0], hdrs, body
-
-
-def header(hdrs, name):
-    return next((line.split(":", 1)[1].strip() for n, line in hdrs if n == name), "")
-
-
-def response(code, reason, hdrs, tag, body=""):
-    out = ["SIP/2.0 %d %s" % (code, reason)]
-    for n, line in hdrs:
-        if n in ("via", "from", "call-id", "cseq", "record-route"):
-            out.append(line)
-        elif n == "to":
-            out.append(line if ";tag=" in line else line + ";tag=" + tag)
-    if body:
-        out += ["Contact: <sip:102@%s:%d>" % (ADDR, SIP_PORT), "Content-Type: application/sdp"]
-    out.append("Content-Length: %d" % len(body))
-    return ("\r\n".join(out) + "\r\n\r\n" + body).encode("latin-1")
-
-
-def sdp_dest(body):
-    ip = port = None
-    for line in body.splitlines():
-        if line.startswith("c=IN IP4 "):
-            ip = line[9:].split("/")[0].strip()
-        elif line.startswith("m=audio "):
-            port = int(line.split()[1])
-    return (ip, port) if ip and port else None
-
-
-def udp_socket(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    # SO_RCVBUFFORCE / SO_SNDBUFFORCE (root may pass net.core.rmem_max): 64 MB queues, so
-    # that a load generator short of CPU for a moment does not drop what it measures.
-    for force, opt in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):
-        try:
-            s.setsockopt(socket.SOL_SOCKET, force, 32 << 20)
-        except OSError:
-            s.setsockopt(socket.SOL_SOCKET, opt, 32 << 20)
-    s.bind((ADDR, port))
-    return s
-
-
-def echo(sock, counter):
-    """The caller's side, in a child process: every packet back where it came from."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: ends with the phone
-    except (OSError, AttributeError):
-        pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    buf = bytearray(2048)
-    view = memoryview(buf)
-    n = 0
-    while True:
-        size, src = sock.recvfrom_into(buf)
-        try:
-            sock.sendto(view[:size], src)
-            n += 1
-            struct.pack_into("Q", counter, 0, n)
-        except OSError:
-            pass
-
-
-def main():
-    sip, rtp, echo_sock = udp_socket(SIP_PORT), udp_socket(RTP_PORT), udp_socket(ECHO_PORT)
-    echoed = mmap.mmap(-1, 8)
-    child = os.fork()
-    if child == 0:
-        sip.close()
-        rtp.close()
-        echo(echo_sock, echoed)
-    echo_sock.close()
-    sip.setblocking(False)
-    rtp.setblocking(False)
-    loop = asyncio.new_event_loop()
-    calls = {}    # Call-ID -> Call
-    by_port = {}  # the relay port a call's audio comes back from -> Call
-    heap = []     # (due, n, Call): each talking call's next packet
-    talking = [0, 0]  # now, and a counter for the heap
-
-    def send_sip(b, to):
-        try:
-            sip.sendto(b, to)
-        except OSError:
-            pass
-
-    def resend_ok(c, to, interval, until):
-        if c.state == "answered" and loop.time() < until:
-            send_sip(c.ok, to)
-            loop.call_later(interval, resend_ok, c, to, min(interval * 2, T2), until)
-
-    def finish(c, to):
-        c.state = "done"
-        by_port.pop(c.dest[1], None)
-        stats["ended"] += 1
-        stats["sent"] += c.sent
-        stats["received"] += c.recv
-        if c.recv < c.sent:
-            stats["lossy_calls"] += 1
-            loss = 100.0 * (c.sent - c.recv) / c.sent
-            stats["worst_call_loss_pct"] = max(stats["worst_call_loss_pct"], loss)
-        send_sip(c.bye_ok, to)
-        loop.call_later(TIMER_B, calls.pop, c.cid, None)
-
-    def on_sip():
-        while True:
-            try:
-                data, src = sip.recvfrom(65535)
-            except BlockingIOError:
-                return
-            try:
-                start, hdrs, body = parse(data)
-            except (UnicodeError, IndexError):
-                continue
-            if not start or start.startswith("SIP/2.0"):
-                continue  # keep-alives; this phone sends no requests
-            method = start.split(" ", 1)[0]
-            cid = header(hdrs, "call-id")
-            c = calls.get(cid)
-            if method == "INVITE":
-                if c is None:
-                    dest = sdp_dest(body)
-                    if dest is None:
-                        send_sip(response(488, "Not Acceptable Here", hdrs, "x"), src)
-                        continue
-                    c = calls[cid] = Call(cid, dest)
-                    by_port[dest[1]] = c
-                    stats["answered"] += 1
-                    send_sip(response(180, "Ringing", hdrs, c.tag), src)
-                    c.ok = response(200, "OK", hdrs, c.tag, ANSWER)
-                    loop.call_later(T1, resend_ok, c, src, 2 * T1, loop.time() + TIMER_B)
-                if c.state == "answered":
-                    send_sip(c.ok, src)
-            elif method == "ACK":
-                if c is not None and c.state == "answered":
-                    c.state = "talking"
-                    talking[0] += 1
-                    talking[1] += 1
-                    stats["max_talking"] = max(stats["max_talking"], talking[0])
-                    heapq.heappush(heap, (time.monotonic(), talking[1], c))
-            elif method == "BYE" and c is not None:
-                if not c.bye_ok:
-                    c.bye_ok = response(200, "OK", hdrs, c.tag)
-                    if c.state == "talking":
-                        talking[0] -= 1
-                    c.state = "draining"
-                    loop.call_later(DRAIN, finish, c, src)
-                elif c.state == "done":
-                    send_sip(c.bye_ok, src)
-            elif method == "BYE":
-                send_sip(response(481, "Call/Transaction Does Not Exist", hdrs, "x"), src)
-            else:
-                send_sip(response(200, "OK", hdrs, c.tag if c else "x"), src)
-
-    def on_rtp():
-        while True:
-            try:
-                _, src = rtp.recvfrom(2048)
-            except BlockingIOError:
-                return
-            c = by_port.get(src[1])
-            if c is not None:
-                c.recv += 1
-            else:
-                stats["unmatched"] += 1
-
-    async def sender():
-        n = len(PAYLOADS)
-        while True:
-            now = time.monotonic()
-            budget = 5000  # packets; then the sockets get their turn
-            while heap and heap[0][0] <= now and budget:
-                budget -= 1
-                due, k, c = heapq.heappop(heap)
-                if c.state != "talking":
-                    continue
-                late = (now - due) * 1000
-                if late > stats["max_late_ms"]:
-                    stats["max_late_ms"] = late
-                if late > 500:
-                    skip = int(late / 1000 / PTIME)
-                    stats["skipped"] += skip
-                    heapq.heappush(heap, (due + skip * PTIME, k, c))
-                    continue
-                hdr = struct.pack("!BBHII", 0x80, 8 | (0x80 if c.sent == 0 else 0),
-                                  c.seq, c.ts, c.ssrc)
-                try:
-                    rtp.sendto(hdr + PAYLOADS[c.sent % n], c.dest)
-                except OSError:
-                    stats["send_errors"] += 1
-                c.sent += 1
-                c.seq = (c.seq + 1) & 0xFFFF
-                c.ts = (c.ts + SAMPLES) & 0xFFFFFFFF
-                heapq.heappush(heap, (due + PTIME, k, c))
-            await asyncio.sleep(0.002 if budget else 0)
-
-    def dump():
-        global stats
-        total = struct.unpack("Q", echoed[:8])[0]
-        stats["echoed"] = total - dump.echoed
-        dump.echoed = total
-        line = " ".join("%s=%s" % (k, "%.3f" % v if isinstance(v, float) else v)
-                        for k, v in stats.items())
-        with open(STATS + ".tmp", "w") as f:
-            f.write(line + " talking_now=%d\n" % talking[0])
-        os.replace(STATS + ".tmp", STATS)
-        stats = fresh_stats()
-        stats["max_talking"] = talking[0]
-
-    dump.echoed = 0
-    loop.add_reader(sip.fileno(), on_sip)
-    loop.add_reader(rtp.fileno(), on_rtp)
-    loop.add_signal_handler(signal.SIGUSR1, dump)
-    loop.add_signal_handler(signal.SIGTERM, loop.stop)
-    loop.add_signal_handler(signal.SIGINT, loop.stop)
-    loop.create_task(sender())
-    try:
-        loop.run_forever()
-    finally:
-        os.kill(child, signal.SIGTERM)
-        os.waitpid(child, 0)
-
-
-main()
-EOF
 
 # ------------------------------------------------------------------ helpers
 
@@ -830,7 +280,7 @@ ladder() {
 
 # bench NAME PORT: part 1's registration rates; records the best passing one.
 bench() {
-    ladder "$1" "$2" registration "$rates" "$work/register_load.xml" -inf "$PWD/$users_csv"
+    ladder "$1" "$2" registration "$rates" "$scenarios/register_load.xml" -inf "$PWD/$users_csv"
     results+=("$1 $lad_best $lad_at $lad_us")
 }
 
@@ -864,13 +314,13 @@ register_phone() {
 # call must go through, then the call rates; records the best passing one.
 calls() {
     local uas rc=0
-    (cd "$work" && exec sipp -sf "$work/uas_load.xml" -i "$addr" -p "$uas_port" -mp "$uas_media" \
+    (cd "$work" && exec sipp -sf "$scenarios/uas_load.xml" -i "$addr" -p "$uas_port" -mp "$uas_media" \
         -nostdin -trace_err -error_file "$work/$1-uas.err") >"$work/$1-uas.out" 2>&1 &
     uas=$!
     pids+=("$uas")
     if ! wait_listen "$uas_port" "$uas" "$work/$1-uas.out" || ! register_phone "$1" "$2"; then
         rc=1
-    elif ! sipp_run "$1-call" "$2" "$work/uac_call_load.xml" -inf "$PWD/$sipp_dir/caller.csv" \
+    elif ! sipp_run "$1-call" "$2" "$scenarios/uac_call_load.xml" -inf "$PWD/$sipp_dir/caller.csv" \
         -key callee 102 -m 1; then
         echo "  $1: a call from 101 to 102 failed; sipp's errors:" >&2
         head -c 3000 "$work/$1-call.err" >&2 2>/dev/null || tail -n 20 "$work/$1-call.out" >&2
@@ -880,7 +330,7 @@ calls() {
     else
         printf '  %-9s check: 102 registered at %s:%s (sipp UAS), a call from 101 to 102 ok\n' \
             "$1" "$addr" "$uas_port"
-        ladder "$1" "$2" call "$call_rates" "$work/uac_call_load.xml" \
+        ladder "$1" "$2" call "$call_rates" "$scenarios/uac_call_load.xml" \
             -inf "$PWD/$sipp_dir/caller.csv" -key callee 102
         call_results+=("$1 $lad_best $lad_at $lad_us")
     fi
@@ -903,31 +353,6 @@ child_named() {
     return 0
 }
 
-# machine_jiffies: "busy total" CPU time of the whole machine so far (all cores)
-machine_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
-
-now() { date +%s.%N; }
-
-# pct TICKS T0 T1: TICKS of CPU time as a percentage of one core over T0..T1 (seconds)
-pct() { awk -v t="$1" -v a="$2" -v b="$3" -v hz="$clk_tck" 'BEGIN { if (b > a) printf "%.0f%%", t * 100 / hz / (b - a); else print "n/a" }'; }
-
-# phone_stats: the RTP phone's totals since the last time (it starts new ones), as one
-# line of key=value
-phone_stats() {
-    local i
-    rm -f "$work/phone.stats"
-    kill -USR1 "$phone_pid" 2>/dev/null || return 1
-    for i in $(seq 100); do
-        if [ -s "$work/phone.stats" ]; then cat "$work/phone.stats"; return 0; fi
-        sleep 0.1
-    done
-    echo "the RTP phone did not write its totals; its log:" >&2
-    tail -n 20 "$work/phone.log" >&2
-    return 1
-}
-
-kv() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; } # KEY LINE
-
 # rtp_run NAME PORT N: N calls placed at $ramp/s, all talking at once for $steady s. Prints
 # two lines; sets run_ok (passed), run_gen (the generator fell behind), run_cpu.
 rtp_run() {
@@ -940,7 +365,7 @@ rtp_run() {
     phone_stats >/dev/null || return 1   # new totals
     rm -f "$work/rtp-stat.csv"
     sipp_timeout=$((2 * ramp_ms / 1000 + steady + 60)) sipp_run "$1-rtp-$n" "$2" \
-        "$work/uac_rtp.xml" -inf "$PWD/$sipp_dir/caller.csv" -key callee "${rtp_callee:-102}" \
+        "$scenarios/uac_rtp.xml" -inf "$PWD/$sipp_dir/caller.csv" -key callee "${rtp_callee:-102}" \
         -key echo_port "$echo_rtp" -r "$ramp" -m "$n" -l "$n" -d "$hold_ms" \
         -trace_stat -stf "$work/rtp-stat.csv" -fd 1 &
     sp=$!
@@ -994,7 +419,7 @@ rtp_run() {
 # phone; N upward until a run fails; records the largest N that passed.
 rtp_calls() {
     local n best=n/a cpu=""
-    (cd "$work" && exec python3 "$work/rtp_phone.py" "$uas_port" "$phone_rtp" "$echo_rtp" \
+    (cd "$work" && exec python3 "$rtp_phone" "$uas_port" "$phone_rtp" "$echo_rtp" \
         "$work/phone.stats" "$g711_pcap") >"$work/phone.log" 2>&1 &
     phone_pid=$!
     pids+=("$phone_pid")
@@ -1162,15 +587,15 @@ trunk_registered() {
 # call must go through, then the call rates; records the best passing one.
 trunk_calls() {
     local uas
-    (cd "$work" && exec sipp -sf "$work/uas_load.xml" -i "$addr" -p "$uas_port" -mp "$uas_media" \
+    (cd "$work" && exec sipp -sf "$scenarios/uas_load.xml" -i "$addr" -p "$uas_port" -mp "$uas_media" \
         -nostdin -trace_err -error_file "$work/trunk-uas.err") >"$work/trunk-uas.out" 2>&1 &
     uas=$!
     pids+=("$uas")
     if wait_listen "$uas_port" "$uas" "$work/trunk-uas.out" &&
-        sipp_run trunk-call "$1" "$work/uac_call_load.xml" -inf "$PWD/$sipp_dir/caller.csv" \
+        sipp_run trunk-call "$1" "$scenarios/uac_call_load.xml" -inf "$PWD/$sipp_dir/caller.csv" \
             -key callee 95551234 -m 1; then
         printf '  %-9s check: a call from 101 to 95551234 over the trunk ok\n' officebox
-        ladder officebox "$1" call "$call_rates" "$work/uac_call_load.xml" \
+        ladder officebox "$1" call "$call_rates" "$scenarios/uac_call_load.xml" \
             -inf "$PWD/$sipp_dir/caller.csv" -key callee 95551234
         trunk_result="officebox $lad_best $lad_at $lad_us"
     else
@@ -1281,7 +706,7 @@ else
         fi
         stop "$obx_pid"
         if obx_start obx-rtp; then
-            echo "officebox (afresh): concurrent calls with RTP through its relay ($obx_rtp); phone 102 = $work/rtp_phone.py"
+            echo "officebox (afresh): concurrent calls with RTP through its relay ($obx_rtp); phone 102 = bench/rtp_phone.py"
             rtp_calls officebox "$obx_sip" "$obx_log"
             obx_warnings
         else

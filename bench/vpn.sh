@@ -15,26 +15,44 @@
 # per gigabyte carried. Prints both, the ratios, and the bar: officebox's throughput >=
 # wireguard-go's at no more CPU per gigabyte.
 #
+# Then calls across the tunnel, officebox only (wireguard-go is no phone system): both
+# boxes afresh with their phone servers, alice (101) at the head office and carol (201)
+# at the branch, each registered under its own office's domain. carol's phone in pcB is
+# bench/rtp_phone.py (registered by sipp's register_contact.xml), its echo socket in pcA;
+# sipp in pcA calls 201 as alice (digest, then 180, 200, ACK; bench/sipp/uac_rtp.xml),
+# so each call is set up by box A over the site line to box B, and its audio (G.711 A-law,
+# 30 ms packets, both ways) crosses both boxes' relays and the tunnel twice: phone ->
+# relay B -> tunnel -> relay A -> echo in pcA -> relay A -> tunnel -> relay B -> phone.
+# CALLS numbers of calls are tried upward (placed at RAMP/s, all talking together for
+# STEADY s) until one loses 0.1% or more of its packets or fails a call; prints the
+# largest that passed, its loss and the CPU of the two boxes, and the bar: 200 calls.
+#
 # Usage (as root: it creates namespaces):
 #   bench/vpn.sh                        # 10 s x 3 rounds; builds officebox (release) first
 #   DURATION=5 ROUNDS=1 bench/vpn.sh    # quicker
 #   OFFICEBOX_BIN=path bench/vpn.sh     # use this officebox binary, no cargo build
 #   STREAMS=4 bench/vpn.sh              # iperf3 -P 4
+#   CALLS="200 400" RAMP=50 STEADY=10 bench/vpn.sh   # the cross-site calls tried
+#   CALLS="" bench/vpn.sh               # throughput only
 # Nothing leaves the namespaces; no host interface, route or firewall is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo="$PWD"
 
 duration="${DURATION:-10}"
 rounds="${ROUNDS:-3}"
 streams="${STREAMS:-1}"
+calls="${CALLS-100 200 300 400 500}"
+ramp="${RAMP:-50}"
+steady="${STEADY:-10}"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "bench/vpn.sh: run as root (it creates network namespaces)" >&2
     exit 1
 fi
-for tool in ip iperf3 wireguard-go wg nft awk python3 ping sysctl; do
+for tool in ip iperf3 wireguard-go wg nft awk python3 ping sysctl sipp md5sum sha256sum; do
     command -v "$tool" >/dev/null || {
-        echo "missing: $tool (apt packages: iproute2 iperf3 wireguard-go wireguard-tools nftables gawk python3 iputils-ping procps)" >&2
+        echo "missing: $tool (apt packages: iproute2 iperf3 wireguard-go wireguard-tools nftables gawk python3 iputils-ping procps sip-tester coreutils)" >&2
         exit 1
     }
 done
@@ -89,7 +107,19 @@ officebox_binary
 obx="${obx_src:-}"
 
 # ---------------------------------------------------------------- officebox's configs
-# office NAME DOMAIN LAN_IF LAN_ADDR WAN_IF WAN_ADDR GATEWAY TUNNEL_ADDR
+# user LOGIN NAME EXTENSION DOMAIN PASSWORD: a [[users]] entry whose phone signs in with
+# PASSWORD under DOMAIN (the digest realm). Its login password (pages, mail; unused here)
+# is the demo admin's hash.
+login_hash="$(awk -F'"' '$1 == "password = " && $2 ~ /^[$]argon2/ { print $2; exit }' examples/demo.toml)"
+user() {
+    local md5 sha
+    md5="$(printf '%s:%s:%s' "$1" "$4" "$5" | md5sum | cut -d' ' -f1)"
+    sha="$(printf '%s:%s:%s' "$1" "$4" "$5" | sha256sum | cut -d' ' -f1)"
+    printf '[[users]]\nlogin = "%s"\nname = "%s"\npassword = "%s"\nextension = "%s"\nsip_ha1_md5 = "%s"\nsip_ha1_sha256 = "%s"\n\n' \
+        "$1" "$2" "$login_hash" "$3" "$md5" "$sha"
+}
+
+# office NAME DOMAIN LAN_IF LAN_ADDR WAN_IF WAN_ADDR GATEWAY TUNNEL_ADDR USER_ARGS...
 office() {
     cat <<EOF
 data_dir = "data"
@@ -124,7 +154,8 @@ enabled = false
 enabled = false
 
 [phone]
-enabled = false
+sip_port = 5060
+rtp_ports = "20000-23999"
 
 [web]
 enabled = false
@@ -137,16 +168,25 @@ enabled = true
 address = "$8"
 
 EOF
+    user "${@:9}"
 }
 
 obx_pids=()
 start_officebox() {
     local a="$work/obx-a" b="$work/obx-b"
     mkdir -p "$a" "$b"
-    office head a.test "$la_box" 192.168.1.1 "$wa_box" 198.51.100.2 198.51.100.1 10.99.0.1/24 >"$a/officebox.toml"
-    office branch b.test "$lb_box" 192.168.2.1 "$wb_box" 203.0.113.2 203.0.113.1 10.99.0.2/24 >"$b/officebox.toml"
-    (cd "$a" && "$obx" vpn pairing --config officebox.toml 2>>pairing.log) >"$work/pair-a.txt"
-    (cd "$b" && "$obx" vpn pairing --config officebox.toml 2>>pairing.log) >"$work/pair-b.txt"
+    office head a.test "$la_box" 192.168.1.1 "$wa_box" 198.51.100.2 198.51.100.1 10.99.0.1/24 \
+        alice "Alice Example" 101 a.test demo-alice >"$a/officebox.toml"
+    office branch b.test "$lb_box" 192.168.2.1 "$wb_box" 203.0.113.2 203.0.113.1 10.99.0.2/24 \
+        carol "Carol Example" 201 b.test demo-carol >"$b/officebox.toml"
+    local d
+    for d in a b; do
+        if ! (cd "$work/obx-$d" && "$obx" vpn pairing --config officebox.toml) >"$work/pair-$d.txt" 2>"$work/pairing.err"; then
+            echo "officebox vpn pairing refused box $d's config:" >&2
+            cat "$work/pairing.err" >&2
+            return 1
+        fi
+    done
     cat "$work/pair-b.txt" >>"$a/officebox.toml"
     cat "$work/pair-a.txt" >>"$b/officebox.toml"
     (cd "$a" && exec ip netns exec "$ns_boxa" "$obx" run --config officebox.toml >officebox.log 2>&1) &
@@ -269,3 +309,89 @@ printf '%-14s %12s %18s\n' officebox "$o_mbit" "$o_cpu"
 printf '%-14s %12s %18s\n' wireguard-go "$w_mbit" "$w_cpu"
 echo "officebox / wireguard-go: throughput $(ratio "$o_mbit" "$w_mbit")x, CPU per GB $(ratio "$o_cpu" "$w_cpu")x"
 echo "bar: throughput >= wireguard-go's (1.00x) at no more CPU per GB (<= 1.00x)"
+
+# ---------------------------------------------------------------- calls across the tunnel
+[ -n "$obx" ] && [ -n "$calls" ] || exit 0
+echo
+echo "calls across the tunnel (officebox only): sipp in pcA calls 201 at the branch as alice; carol's phone in pcB, its echo in pcA"
+sipp_port=5070 sipp_media=6000     # sipp in pcA (its -mp is bound, carries no audio)
+reg_port=5071                      # the registering sipp in pcB
+phone_sip=5062 phone_rtp=7000 echo_rtp=7002
+g711_pcap=/usr/share/sip-tester/g711a.pcap
+printf 'SEQUENTIAL\n101;[authentication username=alice password=demo-alice]\n' >"$work/caller.csv"
+printf 'SEQUENTIAL\n201;[authentication username=carol password=demo-carol]\n' >"$work/callee.csv"
+start_officebox
+# carol's phone, and its registration at the branch.
+(cd "$work" && PHONE_ADDR=192.168.2.50 ECHO_ADDR=192.168.1.50 ECHO_NETNS="$ns_pca" \
+    exec ip netns exec "$ns_pcb" python3 "$repo/bench/rtp_phone.py" "$phone_sip" "$phone_rtp" \
+    "$echo_rtp" "$work/phone.stats" "$g711_pcap") >"$work/phone.log" 2>&1 &
+phone_pid=$!
+pids+=("$phone_pid")
+sleep 1
+if ! (cd "$work" && in_ns "$ns_pcb" sipp -sf "$repo/crates/voice/tests/sipp/register_contact.xml" \
+    -inf "$work/callee.csv" -key domain b.test -auth_uri b.test -key contact_port "$phone_sip" \
+    -i 192.168.2.50 -p "$reg_port" -m 1 -nostdin -timeout 20s -trace_err \
+    -error_file "$work/register.err" 192.168.2.1:5060) >"$work/register.out" 2>&1; then
+    echo "registering carol's phone at the branch failed:" >&2
+    tail -n 20 "$work/register.out" "$work/register.err" "$work/obx-b/officebox.log" >&2
+    exit 1
+fi
+
+# calls_run N: N calls placed at RAMP/s, all talking for STEADY s; prints a line and sets
+# run_ok, run_loss, run_cpu.
+calls_run() {
+    local n="$1" ramp_ms hold_ms sp rc=0 st ok failed line sent received echoed lost t0 t1 o0 o1
+    ramp_ms=$((n * 1000 / ramp))
+    hold_ms=$((ramp_ms + steady * 1000))
+    run_ok=0 run_loss=n/a run_cpu=n/a
+    phone_stats >/dev/null || return 1   # new totals
+    rm -f "$work/calls.csv"
+    (cd "$work" && exec ip netns exec "$ns_pca" timeout $((2 * ramp_ms / 1000 + steady + 60)) \
+        sipp -sf "$repo/bench/sipp/uac_rtp.xml" -inf "$work/caller.csv" -key callee 201 \
+        -key echo_port "$echo_rtp" -key domain a.test -auth_uri a.test -i 192.168.1.50 \
+        -p "$sipp_port" -mp "$sipp_media" -nostdin -recv_timeout 5s -r "$ramp" -m "$n" -l "$n" \
+        -d "$hold_ms" -trace_stat -stf "$work/calls.csv" -fd 1 -trace_err \
+        -error_file "$work/calls-$n.err" 192.168.1.1:5060) >"$work/calls-$n.out" 2>&1 &
+    sp=$!
+    # Full load: from 0.5 s after the last call is placed to 1.5 s before the first hangs up.
+    sleep "$(awk -v ms="$ramp_ms" 'BEGIN { print ms / 1000 + 0.5 }')"
+    t0="$(now)" o0="$(ticks "${obx_pids[@]}")"
+    sleep $((steady - 2))
+    t1="$(now)" o1="$(ticks "${obx_pids[@]}")"
+    wait "$sp" || rc=$?
+    sleep 1
+    line="$(phone_stats)" || return 1
+    if [ "$rc" -gt 1 ] || [ ! -s "$work/calls.csv" ]; then
+        echo "  sipp failed (status $rc):" >&2
+        tail -n 20 "$work/calls-$n.out" >&2
+        return 1
+    fi
+    st="$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        { r = $c["SuccessfulCall(C)"] " " $c["FailedCall(C)"] } END { print r }' "$work/calls.csv")"
+    read -r ok failed <<<"$st"
+    sent="$(kv sent "$line")" received="$(kv received "$line")" echoed="$(kv echoed "$line")"
+    sent=${sent:-0} received=${received:-0} echoed=${echoed:-0}
+    lost=$((sent - received))
+    run_loss="$(awk -v l="$lost" -v s="$sent" 'BEGIN { if (s > 0) printf "%.3f%%", l * 100 / s; else print "n/a" }')"
+    run_cpu="$(pct $((o1 - o0)) "$t0" "$t1")"
+    if [ "${failed:-1}" = 0 ] && [ "${ok:-0}" = "$n" ] && [ "$(kv max_talking "$line")" -ge "$n" ] &&
+        [ "$sent" -gt 0 ] && [ $((lost * 1000)) -lt "$sent" ] && [ "$(kv skipped "$line")" = 0 ]; then
+        run_ok=1
+    fi
+    printf '  %5s calls: ok %s, failed %s, talking at once %s; RTP %s sent, %s lost (%s: %s on the way to pcA, %s back), worst call %s%%; both boxes %s of a core  %s\n' \
+        "$n" "${ok:-0}" "${failed:-0}" "$(kv max_talking "$line")" "$sent" "$lost" "$run_loss" \
+        "$((sent - echoed))" "$((echoed - received))" "$(kv worst_call_loss_pct "$line")" "$run_cpu" \
+        "$([ "$run_ok" = 1 ] && echo ok || echo FAIL)"
+    [ "$(kv skipped "$line")" = 0 ] || echo "  (the RTP phone was short of CPU: $(kv skipped "$line") packets skipped)"
+}
+
+best=n/a best_loss="" best_cpu=""
+for n in $calls; do
+    calls_run "$n" || break
+    [ "$run_ok" = 1 ] || break
+    best=$n best_loss=$run_loss best_cpu=$run_cpu
+    sleep 2   # the last BYEs, and the relays' ports, settle before the next run
+done
+echo
+echo "cross-site calls with audio: $best at once${best_loss:+ (loss $best_loss, both boxes $best_cpu of a core)}"
+echo "bar: 200 concurrent cross-site calls under 0.1% loss"
