@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::model::{
-    Config, Dhcp, Lan, Network, Protocol, SecurityMode, Service, Site, WanAddressing,
+    Config, Dhcp, Lan, Network, Protocol, SecurityMode, Service, Site, Vpn, VpnPeer, WanAddressing,
 };
 use crate::values::Ipv4Net;
 
@@ -577,6 +577,37 @@ pub fn site_zones(config: &Config) -> Vec<(String, SocketAddr)> {
         }
     }
     out
+}
+
+/// The remote device (`[[vpn.peers]]`) whose tunnel address `source` is, while the
+/// tunnels run: what arrives from that address came through that device's tunnel, sealed
+/// with its key (the tunnel drops any other source from it, and the firewall drops the
+/// tunnels' addresses arriving anywhere else).
+pub fn device_at(config: &Config, source: IpAddr) -> Option<&VpnPeer> {
+    let IpAddr::V4(source) = source else {
+        return None;
+    };
+    if !config.vpn.enabled {
+        return None;
+    }
+    config.vpn.peers.iter().find(|p| p.address == source)
+}
+
+/// The tunnel address for a new device: the first free host of the tunnels' subnet from
+/// its tenth on (the first nine are left for the offices' own boxes, which number
+/// themselves from the start), then any free one; not the box's own and no other
+/// device's. `None` when the subnet is full.
+pub fn free_device_address(vpn: &Vpn) -> Option<Ipv4Addr> {
+    let net = vpn.address;
+    let first = u32::from(net.network());
+    let size = 1u64 << (32 - u32::from(net.prefix));
+    let taken = |ip: Ipv4Addr| ip == net.address || vpn.peers.iter().any(|p| p.address == ip);
+    let start = if size > 16 { 10 } else { 1 };
+    (start..size)
+        .chain(1..start)
+        .filter_map(|i| u32::try_from(i).ok())
+        .map(|i| Ipv4Addr::from(first.wrapping_add(i)))
+        .find(|&ip| net.is_host(ip) && !taken(ip))
 }
 
 /// The site whose box takes calls to `dialled`: an enabled site, while the tunnels run,
@@ -1204,5 +1235,48 @@ admin = true
             bind_addresses(&demo, Service::Admin),
             vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
         );
+    }
+
+    #[test]
+    fn a_new_device_gets_the_next_free_tunnel_address_and_is_known_by_it() {
+        let device = |name: &str, address: &str| {
+            format!("[[vpn.peers]]\nname = \"{name}\"\nuser = \"admin\"\naddress = \"{address}\"\n")
+        };
+        let vpn = "[vpn]\nenabled = true\naddress = \"10.99.0.1/24\"\n";
+        let c = config(SecurityMode::FirewallNat, vpn);
+        assert_eq!(
+            free_device_address(&c.vpn),
+            Some(Ipv4Addr::new(10, 99, 0, 10))
+        );
+        let two = format!(
+            "{vpn}{}{}",
+            device("a", "10.99.0.10"),
+            device("b", "10.99.0.11")
+        );
+        let c = config(SecurityMode::FirewallNat, &two);
+        assert_eq!(
+            free_device_address(&c.vpn),
+            Some(Ipv4Addr::new(10, 99, 0, 12))
+        );
+        let from = |ip: [u8; 4]| device_at(&c, IpAddr::from(ip)).map(|p| p.name.as_str());
+        assert_eq!(from([10, 99, 0, 11]), Some("b"));
+        assert_eq!(from([10, 99, 0, 12]), None);
+        assert_eq!(from([192, 168, 1, 11]), None);
+        // A small subnet fills from its start; a full one has none to give.
+        let small = "[vpn]\nenabled = true\naddress = \"10.99.0.1/30\"\n";
+        let c = config(SecurityMode::FirewallNat, small);
+        assert_eq!(
+            free_device_address(&c.vpn),
+            Some(Ipv4Addr::new(10, 99, 0, 2))
+        );
+        let full = format!("{small}{}", device("a", "10.99.0.2"));
+        assert_eq!(
+            free_device_address(&config(SecurityMode::FirewallNat, &full).vpn),
+            None
+        );
+        // With the tunnels off nothing is a device.
+        let off = two.replace("enabled = true", "enabled = false");
+        let c = config(SecurityMode::FirewallNat, &off);
+        assert_eq!(device_at(&c, IpAddr::from([10, 99, 0, 11])), None);
     }
 }

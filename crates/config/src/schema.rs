@@ -1269,7 +1269,7 @@ pub const VPN_PEER_ADDRESS: Setting = s(
     Kind::Text,
     Default::None,
     "Its tunnel address",
-    "Its own address in the tunnels' subnet (vpn.address), e.g. 10.99.0.10.",
+    "Its own address in the tunnels' subnet (vpn.address), e.g. 10.99.0.10; left empty on the Sites page, the box gives it the next free one.",
 );
 pub const VPN_PEER_PUBLIC_KEY: Setting = s(
     "vpn.peers[].public_key",

@@ -511,7 +511,7 @@ impl Laptop {
 /// A laptop at home (192.0.2.10, on the Internet) with wireguard-go (another WireGuard
 /// implementation, and `wg` to set it up) imports the configuration the box made for it:
 /// it reaches the office's PCs and names, its softphone registers as the user's extension
-/// and calls the office; limited to the box, it reaches only the box; removed from the
+/// (and as nobody else's) and calls the office; limited to the box, it reaches only the box; removed from the
 /// config, nothing of it gets through.
 #[test]
 fn a_remote_worker_joins_with_wireguard_go_and_is_cut_off_when_removed() {
@@ -634,6 +634,19 @@ fn a_remote_worker_joins_with_wireguard_go_and_is_cut_off_when_removed() {
     assert!(m.score > 0.8, "the desk phone did not hear home: {m:?}");
     drop(desk);
     drop(softphone);
+    // The laptop is alice's: bob's password typed into its softphone gets nowhere (a
+    // device's tunnel carries its own user's phone only).
+    let borrowed = Baresip::start(
+        "home-as-bob",
+        &account(&home, [10, 99, 0, 10], "102", "bob"),
+    )
+    .unwrap();
+    let refused = borrowed.wait_registered(EVENT_TIMEOUT).unwrap_err();
+    assert!(refused.to_string().contains("403"), "{refused}");
+    ob.peer()
+        .wait_for_log("a device signed in as another user", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    drop(borrowed);
 
     // A new key for the device: the old configuration stops working at once; the new
     // one, imported, works.

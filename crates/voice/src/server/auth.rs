@@ -1,6 +1,7 @@
 //! Digest authentication (RFC 3261 section 22, RFC 8760): the challenge, the answer
-//! checked against the user's stored hashes (by login or by extension), and the flood
-//! limit per source that wrong answers count towards.
+//! checked against the user's stored hashes (by login or by extension), the flood limit
+//! per source that wrong answers count towards, and a remote device held to its own
+//! user's phone.
 
 use officebox_config::User;
 use tracing::info;
@@ -95,6 +96,14 @@ pub(super) fn authenticate<'c>(req: &Request<'c>, proxy: bool) -> Result<&'c Use
     match (verdict, user) {
         (Verdict::Ok, Some(u)) => {
             attempt.succeeded();
+            // A remote device's tunnel carries its own user's phone only: a device (its
+            // key stolen, or lent) is no way in for anyone else's extension.
+            if let Some(device) = officebox_config::derive::device_at(config, source.ip())
+                && device.user != u.login
+            {
+                info!(message = "phone: a device signed in as another user", device = %device.name, owner = %device.user, user = %u.login);
+                return Err(msg.response(403, "Forbidden (not this device's user)", tag));
+            }
             Ok(u)
         }
         (Verdict::Stale, _) => {

@@ -100,7 +100,16 @@ async fn change(
 ) -> Response {
     let config = app.config();
     let back = owner.map_or_else(|| def.page.to_string(), |o| format!("/users/{o}"));
-    let row = lists::unprefixed(def, pairs);
+    let mut row = lists::unprefixed(def, pairs);
+    // A new device left without a tunnel address gets the next free one.
+    if matches!(op, ListOp::Add)
+        && def.array == "vpn.peers"
+        && crate::forms::value(&row, "address").is_none_or(|a| a.trim().is_empty())
+        && let Some(free) = officebox_config::derive::free_device_address(&config.vpn)
+    {
+        row.retain(|(k, _)| k != "address");
+        row.push(("address".to_string(), free.to_string()));
+    }
     // The page again, with the row as it was submitted and why it was refused.
     let failure_page =
         async |status: StatusCode, diags: &[Diagnostic], path: String, flash: &str| {
