@@ -131,6 +131,17 @@ fn the_sites_page_shows_the_pairing_text_and_a_devices_configuration_as_qr_codes
         "{device}"
     );
     assert_eq!(decode_qr(&dir.join("device-qr.png")), device);
+    let phone = read("phone.txt");
+    assert!(phone.contains("Address = 10.99.0.11/32"), "{phone}");
+    let saved = std::fs::read_to_string(ob.config_path()).unwrap();
+    let saved = officebox_config::parse("officebox.toml", &saved).unwrap();
+    let added = saved.vpn.peers.iter().find(|p| p.name == "alice-phone");
+    assert!(
+        added.is_some_and(|p| p.user == "alice"
+            && p.enabled
+            && p.address == std::net::Ipv4Addr::new(10, 99, 0, 11)),
+        "{added:?}"
+    );
     // The page's new key is the one the command line shows now, and not the old one.
     let now = ob.cli(bin(), &["vpn", "device", "alice-laptop"]).unwrap();
     assert_eq!(now, read("device-new.txt"));

@@ -1,7 +1,8 @@
 """The Sites page and a remote device's page: the pairing text and its QR code are
-shown; a device added on the page gets a tunnel address, its configuration and QR code on its own page
-(linked from its user's page), and a new key replaces it. The texts and the QR codes'
-pictures are saved into the shots directory for the Rust test to decode (zbarimg)."""
+shown; a device added on the page gets a tunnel address, and its configuration and QR
+code on its own page (linked from its user's page); a new key replaces it; a device
+added on its user's page gets the next address. The texts and the QR codes' pictures
+are saved into the shots directory for the Rust test to decode (zbarimg)."""
 
 import os
 
@@ -36,8 +37,10 @@ with Browser(args.url, args.shots) as b:
     b.fill("remote_devices.name", "alice-laptop")
     b.fill("remote_devices.user", "alice")
     b.submit("Add device")
-    b.wait_for_text("alice-laptop")
+    # Saved, it shows its configuration at once.
+    b.wait_for_text("The WireGuard configuration of")
     assert "Saved" in b.flash(), b.flash()
+    assert "alice-laptop" in b.driver.current_url, b.driver.current_url
 
     # Her page links to it; its page shows the configuration and its QR code.
     b.get("/users/alice")
@@ -51,4 +54,12 @@ with Browser(args.url, args.shots) as b:
     b.submit("Make a new key")
     b.wait_for_text("The WireGuard configuration of")
     save("device-new.txt", b.find("pre#device-config").get_attribute("textContent"))
+
+    # Her phone, added on her own page: its configuration comes next.
+    b.get("/users/alice")
+    b.fill("remote_devices.name", "alice-phone")
+    b.submit("Add a device")
+    b.wait_for_text("The WireGuard configuration of")
+    assert "Saved" in b.flash(), b.flash()
+    save("phone.txt", b.find("pre#device-config").get_attribute("textContent"))
 print("ok")

@@ -189,9 +189,17 @@ async fn change(
         )
         .await;
     }
+    // A new device's configuration and QR code are what the admin wants next.
+    let device = (matches!(op, ListOp::Add) && def.array == "vpn.peers")
+        .then(|| crate::forms::value(&row, "name"))
+        .flatten()
+        .map(str::to_string);
     match app.save(&config, &new, def.heading, def.risky).await {
         Ok(()) if def.risky => redirect("/confirm"),
-        Ok(()) => redirect(&format!("{back}?saved=1")),
+        Ok(()) => match device {
+            Some(name) => redirect(&format!("/devices/{name}?saved=1")),
+            None => redirect(&format!("{back}?saved=1")),
+        },
         Err(e) => failure_page(StatusCode::INTERNAL_SERVER_ERROR, &[], String::new(), &e).await,
     }
 }

@@ -220,8 +220,9 @@ pub(crate) async fn new_key(
     }
 }
 
-/// The devices of user `login`, for their page: each links to its configuration.
-pub(crate) fn of_user(config: &Config, login: &str) -> Markup {
+/// The devices of user `login`, for their page: each links to its configuration, and a
+/// form adds one, its address and key the box's choosing.
+pub(crate) fn of_user(config: &Config, login: &str, csrf: &str) -> Markup {
     let mine: Vec<_> = config
         .vpn
         .peers
@@ -229,8 +230,8 @@ pub(crate) fn of_user(config: &Config, login: &str) -> Markup {
         .filter(|p| p.user == login)
         .collect();
     html! {
+        h2 { "Devices working from elsewhere" }
         @if !mine.is_empty() {
-            h2 { "Devices working from elsewhere" }
             ul {
                 @for p in mine {
                     li {
@@ -243,6 +244,21 @@ pub(crate) fn of_user(config: &Config, login: &str) -> Markup {
                     }
                 }
             }
+        }
+        @if !config.vpn.enabled {
+            p { "The office's tunnels are off (the Sites page turns them on): a device added here works once they are on." }
+        }
+        form.new-device method="post" action="/list/remote_devices/add" {
+            (csrf_field(csrf))
+            input type="hidden" name="remote_devices.user" value=(login);
+            input type="hidden" name="remote_devices.enabled" value="true";
+            label {
+                "A new device (a laptop, a phone) "
+                input type="text" name="remote_devices.name" required
+                    placeholder={ (login) "-laptop" };
+            }
+            button type="submit" { "Add a device" }
+            p.help { "It may reach the whole office network through the office's tunnel; the Sites page changes that. Its configuration and QR code come next." }
         }
     }
 }

@@ -142,7 +142,7 @@ pub(crate) fn user_page(
         @if let Some(f) = forwarding {
             (forwarding_form(login, f, &me.csrf))
         }
-        (crate::pages::sites::of_user(config, login))
+        (crate::pages::sites::of_user(config, login, &me.csrf))
         (lists)
     };
     people::user_page(config, me.pair(), login, flash, extra)
