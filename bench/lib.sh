@@ -25,6 +25,7 @@
 #                             $work/phone.stats, its log $work/phone.log) since the last
 #                             call, one line of key=value; it starts new ones
 #   kv KEY LINE               the value of KEY in such a line
+#   sipp_outcome FILE         "successful failed": the calls of a sipp -trace_stat file
 #   cpu_cap_start             with SERVER_CPU=P set, a cgroup that gives what runs in it
 #                             P% of one core (cgroup v1 cpu controller or v2 cpu.max);
 #                             removed on exit. Without SERVER_CPU: nothing.
@@ -307,3 +308,8 @@ phone_stats() {
 }
 
 kv() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
+
+sipp_outcome() {
+    awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        { r = $c["SuccessfulCall(C)"] " " $c["FailedCall(C)"] } END { print r }' "$1"
+}

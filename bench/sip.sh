@@ -356,7 +356,7 @@ child_named() {
 # rtp_run NAME PORT N: N calls placed at $ramp/s, all talking at once for $steady s. Prints
 # two lines; sets run_ok (passed), run_gen (the generator fell behind), run_cpu.
 rtp_run() {
-    local n="$3" rc=0 sp sipp_pid="" ramp_ms hold_ms line ok=0 failed=0 st
+    local n="$3" rc=0 sp sipp_pid="" ramp_ms hold_ms line ok=0 failed=0
     local o0 o1 p0 p1 s0 s1 m0 m1 j0 j1 t0 t1
     local sent received echoed lost out back loss talking skipped late lossy worst
     ramp_ms=$((n * 1000 / ramp))
@@ -390,9 +390,7 @@ rtp_run() {
         tail -n 20 "$work/$1-rtp-$n.out" >&2
         return 1
     fi
-    st="$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
-        { r = $c["SuccessfulCall(C)"] " " $c["FailedCall(C)"] } END { print r }' "$work/rtp-stat.csv")"
-    read -r ok failed <<<"$st"
+    read -r ok failed < <(sipp_outcome "$work/rtp-stat.csv")
     sent="$(kv sent "$line")" received="$(kv received "$line")" echoed="$(kv echoed "$line")"
     talking="$(kv max_talking "$line")" skipped="$(kv skipped "$line")"
     late="$(kv max_late_ms "$line")" lossy="$(kv lossy_calls "$line")"

@@ -340,7 +340,7 @@ fi
 # calls_run N: N calls placed at RAMP/s, all talking for STEADY s; prints a line and sets
 # run_ok, run_loss, run_cpu.
 calls_run() {
-    local n="$1" ramp_ms hold_ms sp rc=0 st ok failed line sent received echoed lost t0 t1 o0 o1
+    local n="$1" ramp_ms hold_ms sp rc=0 ok failed line sent received echoed lost t0 t1 o0 o1
     ramp_ms=$((n * 1000 / ramp))
     hold_ms=$((ramp_ms + steady * 1000))
     run_ok=0 run_loss=n/a run_cpu=n/a
@@ -366,9 +366,7 @@ calls_run() {
         tail -n 20 "$work/calls-$n.out" >&2
         return 1
     fi
-    st="$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
-        { r = $c["SuccessfulCall(C)"] " " $c["FailedCall(C)"] } END { print r }' "$work/calls.csv")"
-    read -r ok failed <<<"$st"
+    read -r ok failed < <(sipp_outcome "$work/calls.csv")
     sent="$(kv sent "$line")" received="$(kv received "$line")" echoed="$(kv echoed "$line")"
     sent=${sent:-0} received=${received:-0} echoed=${echoed:-0}
     lost=$((sent - received))
