@@ -82,6 +82,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM   # so that the EXIT trap cleans up after a kill too
 
 in_ns() { local ns="$1"; shift; ip netns exec "$ns" "$@"; }
 
