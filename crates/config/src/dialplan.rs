@@ -22,6 +22,8 @@ pub struct DialPlan {
     pub ring_groups: Vec<RingGroup>,
     pub schedules: Vec<Schedule>,
     pub attendants: Vec<Attendant>,
+    /// `[[phone.fax]]`: the box's fax machines, each mailing what it receives.
+    pub faxes: Vec<FaxLine>,
     /// Number prefixes (as sent to the trunk) that are international or premium-rate:
     /// refused on every route that does not allow them.
     pub international_prefixes: Vec<String>,
@@ -43,6 +45,8 @@ pub enum Destination {
     Schedule(String),
     /// An outside number, through the outbound routes.
     Number(String),
+    /// A fax machine of the box's, by name: it answers and mails the pages.
+    Fax(String),
     /// The operator destination (`phone.operator`).
     Operator,
     /// The call is ended (busy tone).
@@ -52,7 +56,7 @@ pub enum Destination {
 impl Destination {
     /// The forms a destination is written in, for help texts.
     pub const FORMS: &'static str = "\"extension:101\", \"group:sales\", \"attendant:main\", \
-         \"voicemail:alice\", \"schedule:office\", \"number:+15551234567\", \"operator\" or \"hangup\"";
+         \"voicemail:alice\", \"schedule:office\", \"fax:main\", \"number:+15551234567\", \"operator\" or \"hangup\"";
 
     /// Reads `kind:name`.
     pub fn parse(s: &str) -> Result<Destination, String> {
@@ -76,6 +80,7 @@ impl Destination {
             "attendant" => Ok(Destination::Attendant(name)),
             "voicemail" => Ok(Destination::Voicemail(name)),
             "schedule" => Ok(Destination::Schedule(name)),
+            "fax" => Ok(Destination::Fax(name)),
             "number" if is_dialable(&name) => Ok(Destination::Number(name)),
             "number" => Err(format!("`{name}` is not a phone number")),
             other => Err(format!("`{other}` is not a kind of destination")),
@@ -91,6 +96,7 @@ impl std::fmt::Display for Destination {
             Destination::Attendant(n) => write!(f, "attendant:{n}"),
             Destination::Voicemail(n) => write!(f, "voicemail:{n}"),
             Destination::Schedule(n) => write!(f, "schedule:{n}"),
+            Destination::Fax(n) => write!(f, "fax:{n}"),
             Destination::Number(n) => write!(f, "number:{n}"),
             Destination::Operator => f.write_str("operator"),
             Destination::Hangup => f.write_str("hangup"),
@@ -636,6 +642,21 @@ pub enum Greeting {
     File(std::path::PathBuf),
 }
 
+/// `[[phone.fax]]`: a fax machine of the box's. It answers calls sent to it (a DID's
+/// destination `fax:NAME`, or its own extension) and mails what arrives, the pages as a
+/// PDF, to a user's mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaxLine {
+    pub name: String,
+    /// Dialled inside the office, it answers (none: only as a destination).
+    pub extension: Option<String>,
+    /// The login of the user whose mailbox gets the faxes.
+    pub to: String,
+    /// The identity it sends the other machine (often the fax number); default: the
+    /// extension, else the name.
+    pub ident: String,
+}
+
 /// An auto attendant: a greeting, then keys to destinations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attendant {
@@ -765,13 +786,14 @@ mod tests {
             "attendant:main",
             "voicemail:alice",
             "schedule:office",
+            "fax:main",
             "number:+15551234567",
             "operator",
             "hangup",
         ] {
             assert_eq!(Destination::parse(s).unwrap().to_string(), s);
         }
-        for bad in ["101", "group:", "fax:1", "number:abc"] {
+        for bad in ["101", "group:", "fax:", "modem:1", "number:abc"] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
         }
     }

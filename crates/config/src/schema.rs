@@ -1572,6 +1572,34 @@ pub const ATTENDANT_INVALID: Setting = s(
     "A key that leads nowhere",
     "Where the call goes then.",
 );
+pub const FAX_NAME: Setting = s(
+    "phone.fax[].name",
+    Kind::Text,
+    Default::None,
+    "Name",
+    "One word, e.g. main; a number routed to \"fax:main\" reaches it.",
+);
+pub const FAX_EXTENSION: Setting = s(
+    "phone.fax[].extension",
+    Kind::Text,
+    Default::None,
+    "Its extension",
+    "Dialled in the office, it answers, e.g. 180; unset: only numbers routed to it.",
+);
+pub const FAX_TO: Setting = s(
+    "phone.fax[].to",
+    Kind::Text,
+    Default::None,
+    "Mailed to",
+    "The login of the user whose mailbox gets its faxes, each as a PDF.",
+);
+pub const FAX_IDENT: Setting = s(
+    "phone.fax[].ident",
+    Kind::Text,
+    Default::None,
+    "Its identity",
+    "What it tells the sending machine (often the fax number, at most 20 characters); unset: its extension, else its name.",
+);
 
 /// Every setting, in the order of the appliance's admin pages.
 pub const SETTINGS: &[&Setting] = &[
@@ -1703,6 +1731,10 @@ pub const SETTINGS: &[&Setting] = &[
     &ATTENDANT_TIMEOUT,
     &ATTENDANT_NO_INPUT,
     &ATTENDANT_INVALID,
+    &FAX_NAME,
+    &FAX_EXTENSION,
+    &FAX_TO,
+    &FAX_IDENT,
     &TRUNK_NAME,
     &TRUNK_KIND,
     &TRUNK_ENABLED,

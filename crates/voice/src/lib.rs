@@ -10,7 +10,7 @@
 //! - [`server`]: the UDP and TCP listeners, retransmissions, NAT-friendly replies.
 //! - [`call`]: one call, from the caller's INVITE to the last BYE.
 //! - [`sdp`] and [`rtp`]: the calls' SDP rewritten to the box, and the media relay.
-//! - [`media`], [`voicemail`], [`menu`], [`attendant`]: the box's own end of a call.
+//! - [`media`], [`voicemail`], [`menu`], [`attendant`], [`fax`]: the box's own end of a call.
 //! - [`mwi`]: message-waiting indication (NOTIFY to subscribed phones).
 //! - [`trunk`]: the lines to telephone providers (registration to the provider).
 //! - [`daynight`]: the night code, forcing the office hours closed or open by hand.
@@ -25,6 +25,7 @@ pub mod call;
 pub mod conference;
 pub mod daynight;
 pub mod digest;
+pub mod fax;
 pub mod media;
 pub mod menu;
 pub mod music;

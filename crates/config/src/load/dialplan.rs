@@ -1,5 +1,6 @@
 //! `[phone]`'s dial plan: `[[phone.routes]]`, `[[phone.inbound]]`, `[[phone.ring_groups]]`,
-//! `[[phone.schedules]]`, `[[phone.attendants]]`, the emergency numbers and the operator.
+//! `[[phone.schedules]]`, `[[phone.attendants]]`, `[[phone.fax]]`, the emergency numbers and
+//! the operator.
 //! Every destination is checked against what exists once all of them are read, so a DID
 //! that rings a group nobody defined is refused where it says so.
 
@@ -137,6 +138,11 @@ impl Loader<'_, '_> {
         for t in sec.tables(self.sink, "attendants") {
             if let Some(a) = self.attendant(t, &mut named) {
                 plan.attendants.push(a);
+            }
+        }
+        for t in sec.tables(self.sink, "fax") {
+            if let Some(f) = self.fax_line(t, users, &plan.faxes) {
+                plan.faxes.push(f);
             }
         }
         self.check_names(&plan, users, &named);
@@ -547,6 +553,109 @@ impl Loader<'_, '_> {
         })
     }
 
+    /// One `[[phone.fax]]`: a name, the user it mails to, and an extension no one else
+    /// has (users and the fax machines before it; the feature codes are checked with
+    /// the rest of `[phone]`).
+    fn fax_line(
+        &mut self,
+        mut t: Section,
+        users: &[Spanned<User>],
+        earlier: &[FaxLine],
+    ) -> Option<FaxLine> {
+        let name = self.entry_name(&mut t, "fax machine");
+        let extension = t.parsed(
+            self.sink,
+            schema::FAX_EXTENSION.key(),
+            "digits, e.g. \"180\"",
+            |s| {
+                if !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(s.to_string())
+                } else {
+                    Err(format!("`{s}` is not an extension"))
+                }
+            },
+        );
+        let to = t.string(self.sink, schema::FAX_TO.key());
+        let ident = t.string(self.sink, schema::FAX_IDENT.key());
+        if !t.has("to") {
+            t.missing(
+                self.sink,
+                "to",
+                "say whose mailbox gets the faxes, e.g. to = \"alice\"",
+            );
+        }
+        let mut ok = true;
+        if let Some(n) = &name
+            && earlier.iter().any(|f| f.name == n.value)
+        {
+            ok = false;
+            self.sink.error(
+                &n.span,
+                t.path_of("name"),
+                format!("two fax machines are called `{}`", n.value),
+                "give each fax machine its own name",
+            );
+        }
+        if let Some(e) = &extension {
+            let taken = users
+                .iter()
+                .find(|u| u.value.extension.as_deref() == Some(e.value.as_str()))
+                .map(|u| format!("{} is {}'s extension", e.value, u.value.login))
+                .or_else(|| {
+                    earlier
+                        .iter()
+                        .find(|f| f.extension.as_deref() == Some(e.value.as_str()))
+                        .map(|f| format!("{} is the fax machine {}'s extension", e.value, f.name))
+                });
+            if let Some(why) = taken {
+                ok = false;
+                self.sink.error(
+                    &e.span,
+                    t.path_of("extension"),
+                    why,
+                    "give the fax machine an extension of its own",
+                );
+            }
+        }
+        if let Some(to) = &to
+            && !users.iter().any(|u| u.value.login == to.value)
+        {
+            ok = false;
+            self.sink.error(
+                &to.span,
+                t.path_of("to"),
+                format!("no user has the login `{}`", to.value),
+                "name the user whose mailbox gets the faxes",
+            );
+        }
+        if let Some(i) = &ident
+            && (i.value.len() > 20 || !i.value.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        {
+            ok = false;
+            self.sink.error(
+                &i.span,
+                t.path_of("ident"),
+                "a fax identity is at most 20 plain characters (letters, digits, + and spaces)",
+                "e.g. ident = \"+1 555 0100\"",
+            );
+        }
+        t.finish(self.sink);
+        let (true, Some(name), Some(to)) = (ok, name, to) else {
+            return None;
+        };
+        let extension = extension.map(|e| e.value);
+        let ident = ident
+            .map(|i| i.value)
+            .or_else(|| extension.clone())
+            .unwrap_or_else(|| name.value.clone());
+        Some(FaxLine {
+            name: name.value,
+            extension,
+            to: to.value,
+            ident,
+        })
+    }
+
     /// Every destination names something that exists; names are unique per kind; a
     /// schedule does not lead to another schedule.
     fn check_names(&mut self, plan: &DialPlan, users: &[Spanned<User>], named: &[Named]) {
@@ -628,6 +737,10 @@ pub(super) fn leads_nowhere(
         Destination::Schedule(s) => (
             named(plan.schedules.iter().map(|x| x.name.as_str()).collect(), s),
             format!("no [[phone.schedules]] is called `{s}`"),
+        ),
+        Destination::Fax(f) => (
+            named(plan.faxes.iter().map(|x| x.name.as_str()).collect(), f),
+            format!("no [[phone.fax]] is called `{f}`"),
         ),
         Destination::Operator => (
             plan.operator.is_some(),

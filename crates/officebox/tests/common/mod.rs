@@ -81,6 +81,19 @@ pub fn bobs_phone(target: &str, scenario: &str, bob_port: &str) -> Peer {
 /// One call by the phone of `inf` (caller.csv: alice, callee.csv: bob) to `callee` with
 /// `scenario`, to officebox at `target`: (success, sipp's errors).
 pub fn sipp_call(target: &str, scenario: &str, inf: &str, callee: &str) -> (bool, String) {
+    sipp_call_with(target, scenario, inf, callee, &[], "30s")
+}
+
+/// [`sipp_call`] with more of sipp's arguments (`-key fax_port 40000`, say), waiting up
+/// to `recv_timeout` for each message.
+pub fn sipp_call_with(
+    target: &str,
+    scenario: &str,
+    inf: &str,
+    callee: &str,
+    extra: &[&str],
+    recv_timeout: &str,
+) -> (bool, String) {
     let errors = officebox_testkit::scratch_dir("sipp-uac").unwrap();
     let out = Command::new("sipp")
         .current_dir(scenarios())
@@ -109,11 +122,12 @@ pub fn sipp_call(target: &str, scenario: &str, inf: &str, callee: &str) -> (bool
             "1",
             "-nostdin",
             "-recv_timeout",
-            "30s",
+            recv_timeout,
             "-trace_err",
             "-error_file",
         ])
         .arg(errors.path().join("e.txt"))
+        .args(extra)
         .arg(target)
         .output()
         .unwrap();

@@ -140,7 +140,10 @@ impl Call {
                 self.try_line(0, None);
                 return;
             }
-            Callee::Attendant(_) | Callee::Announcement(_) | Callee::Conference(_) => {
+            Callee::Attendant(_)
+            | Callee::Announcement(_)
+            | Callee::Conference(_)
+            | Callee::Fax(_) => {
                 self.state = State::ToVoicemail;
                 return;
             }

@@ -38,6 +38,12 @@ pub(super) enum MediaJob {
         endpoint: Box<Endpoint>,
         choice: Option<officebox_config::dialplan::Destination>,
     },
+    /// A fax call ended: what came of it (none: the fax machine could not start), and
+    /// whether the caller was still there.
+    Fax {
+        outcome: Option<officebox_fax::Outcome>,
+        caller_present: bool,
+    },
 }
 
 /// Who answers for the box.
@@ -54,6 +60,8 @@ pub(super) enum Answering {
     Conference(Box<crate::conference::ConferenceSetup>),
     /// The pager, heard in its page's room.
     Page(std::sync::Arc<crate::conference::Rooms>, String),
+    /// A fax machine of the box's.
+    Fax(Box<crate::fax::FaxSetup>),
 }
 
 /// A voicemail being left (or the menu playing).
@@ -80,6 +88,7 @@ impl Call {
                 super::Callee::Attendant(_)
                     | super::Callee::Announcement(_)
                     | super::Callee::Conference(_)
+                    | super::Callee::Fax(_)
             );
         if answers && self.state.is_ringing() {
             self.state = State::ToVoicemail;
@@ -98,6 +107,7 @@ impl Call {
             (super::Callee::Attendant(a), ..) => Answering::Attendant(a.clone()),
             (super::Callee::Announcement(say), ..) => Answering::Announcement(say.clone()),
             (super::Callee::Conference(c), ..) => Answering::Conference(c.clone()),
+            (super::Callee::Fax(f), ..) => Answering::Fax(f.clone()),
             (super::Callee::Page(_), ..) => match self.setup.rooms.clone() {
                 Some(rooms) => Answering::Page(rooms, format!("page:{}", self.a.invite.call_id())),
                 None => {
@@ -134,6 +144,7 @@ impl Call {
             Answering::Announcement(_) => "feature",
             Answering::Conference(_) => "conference",
             Answering::Page(..) => "paging",
+            Answering::Fax(_) => "fax",
         };
         self.status(state);
         let (caller, callee) = (
@@ -152,6 +163,9 @@ impl Call {
             }
             Answering::Page(..) => {
                 info!(message = "phone: the page is on", %caller);
+            }
+            Answering::Fax(_) => {
+                info!(message = "phone: a fax machine answers", %caller, %callee);
             }
             Answering::Menu(_) | Answering::Deposit(_) => {
                 info!(message = "phone: voicemail answers", %caller, %callee);
@@ -244,6 +258,24 @@ impl Call {
                     MediaJob::Menu(present)
                 })
             }
+            Answering::Fax(fax) => {
+                self.disposition = Disposition::Answered;
+                let tiff = crate::fax::spool_path(&fax.data_dir, self.a.invite.call_id());
+                tokio::spawn(async move {
+                    let (outcome, _ep) = crate::fax::receive(ep, &fax, &tiff, stop.clone()).await;
+                    let outcome = match outcome {
+                        Ok(o) => Some(o),
+                        Err(error) => {
+                            tracing::warn!(message = "phone: the fax machine could not start", %error);
+                            None
+                        }
+                    };
+                    MediaJob::Fax {
+                        outcome,
+                        caller_present: !stop.is_cancelled(),
+                    }
+                })
+            }
             Answering::Deposit(vm) => {
                 let greeting = voicemail::greeting(
                     &vm.data_dir,
@@ -273,6 +305,14 @@ impl Call {
             Ok(MediaJob::Deposit(d)) => d,
             Ok(MediaJob::Menu(present)) => {
                 self.release(rec.bye, present);
+                return;
+            }
+            Ok(MediaJob::Fax {
+                outcome,
+                caller_present,
+            }) => {
+                self.faxed(outcome).await;
+                self.release(rec.bye, caller_present);
                 return;
             }
             Ok(MediaJob::Attendant { endpoint, choice }) => {
@@ -331,6 +371,34 @@ impl Call {
             self.send_to_a_reliably(bye.to_bytes());
         }
         self.ending();
+    }
+
+    /// Mails a fax call's outcome (the pages, or what went wrong) into its recipient's
+    /// mailbox before the caller is released.
+    async fn faxed(&mut self, outcome: Option<officebox_fax::Outcome>) {
+        let (Some(outcome), super::Callee::Fax(fax)) = (outcome, &self.setup.callee) else {
+            return;
+        };
+        let fax = (**fax).clone();
+        let caller = crate::fax::Caller {
+            name: self.setup.parties.caller_name.clone(),
+            number: self.setup.parties.caller_ext.clone(),
+        };
+        let (pages, complete, reason) = (
+            outcome.pages.len(),
+            outcome.complete_pages(),
+            outcome.reason.clone(),
+        );
+        let to = fax.login.clone();
+        match tokio::task::spawn_blocking(move || crate::fax::deliver(&fax, &caller, &outcome))
+            .await
+        {
+            Ok(Ok(name)) => {
+                info!(message = "phone: fax delivered", %to, from = %self.setup.parties.caller_ext, pages, complete, %reason, %name);
+            }
+            Ok(Err(error)) => tracing::warn!(message = "phone: fax not delivered", %to, %error),
+            Err(error) => tracing::warn!(message = "phone: fax not delivered", %to, %error),
+        }
     }
 
     /// The box's side is done: answer the caller's BYE, or send ours.

@@ -146,6 +146,8 @@ pub enum Callee {
     Conference(Box<crate::conference::ConferenceSetup>),
     /// A page: these users' phones are called and hear the caller ([`page`]).
     Page(Vec<(String, Binding)>),
+    /// A fax machine of the box's: the box answers as one and mails the pages.
+    Fax(Box<crate::fax::FaxSetup>),
 }
 
 /// Where a destination leads now (the server's view of the config and the phones
@@ -842,7 +844,8 @@ impl Call {
             | Callee::Park(_)
             | Callee::Retrieve(_)
             | Callee::Conference(_)
-            | Callee::Page(_) => local.ip(),
+            | Callee::Page(_)
+            | Callee::Fax(_) => local.ip(),
         };
         // A group ringing outside numbers too: leg B's port answers on every address
         // (the LAN's for the phones, the WAN's for the provider).

@@ -123,6 +123,9 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
     if let Some(answer) = super::park::conference(req, caller, &dialled) {
         return answer;
     }
+    if let Some(answer) = super::fax::dialled(req, caller, &dialled) {
+        return answer;
+    }
     // The voicemail extension: the caller's own mailbox, through the menu.
     let menu_call = dialled == req.config.phone.voicemail_extension;
     let callee = if menu_call {

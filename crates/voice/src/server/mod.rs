@@ -23,6 +23,7 @@
 mod auth;
 mod devices;
 mod dispatch;
+mod fax;
 mod feature;
 mod forward;
 mod invite;

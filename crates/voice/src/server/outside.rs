@@ -299,6 +299,8 @@ enum Target<'c> {
     },
     Group(&'c RingGroup),
     Attendant(&'c Attendant),
+    /// A fax machine of the box's.
+    Fax(&'c officebox_config::dialplan::FaxLine),
     /// An outside number (call forwarding: over the route the dial plan picks).
     Number(&'c str),
     /// Refused with this answer.
@@ -357,6 +359,10 @@ fn follow<'c>(
                 None => Target::Refused(404),
             }
         }
+        Some(Destination::Fax(name)) => match plan.faxes.iter().find(|f| f.name == *name) {
+            Some(f) => Target::Fax(f),
+            None => Target::Refused(404),
+        },
         Some(Destination::Number(n)) => Target::Number(n),
         Some(Destination::Hangup) => Target::Refused(486),
         // The schedules and the operator are followed above (a loop the config refuses).
@@ -430,6 +436,15 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
             a.name.clone(),
             None,
         ),
+        Target::Fax(line) => match super::fax::setup_for(config, line) {
+            Some(setup) => Routed::ring(
+                Callee::Fax(Box::new(setup)),
+                String::new(),
+                line.name.clone(),
+                None,
+            ),
+            None => Routed::Refused(404),
+        },
         Target::Number(n) => match forwarded_lines(config, state, n, &caller.name) {
             Some(lines) if !lines.is_empty() => {
                 Routed::ring(outside_stage(lines), String::new(), n.to_string(), None)

@@ -41,7 +41,7 @@ fn say(req: &Request, caller: &User, dialled: &str, wav: &[u8]) -> Option<crate:
 }
 
 /// Starts `caller`'s call to `dialled`, which the box takes (`callee`).
-fn start(req: &Request, caller: &User, dialled: &str, callee: Callee) {
+pub(super) fn start(req: &Request, caller: &User, dialled: &str, callee: Callee) {
     let parties = from_user(req, caller, "", dialled);
     let log = internal_call(caller, &parties, dialled, None);
     let b_call_id = log.call_id.clone();

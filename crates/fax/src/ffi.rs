@@ -1,0 +1,138 @@
+//! The few SpanDSP calls the `spandsp` crate has no safe form for, each wrapped here with
+//! what makes it sound. Nothing else in officebox calls C.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_int, c_void};
+
+use spandsp::spandsp_sys as sys;
+use spandsp::t30::T30State;
+
+/// What the T.30 engine reports while a fax goes on (its phase callbacks write here).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Events {
+    /// Pages done (phase D: after each page's post-page exchange).
+    pub pages: u32,
+    /// Phase B (the two machines agreed) was reached.
+    pub negotiated: bool,
+    /// The completion code, once phase E came (the call's fax part is over).
+    pub completion: Option<i32>,
+}
+
+/// The place the engine's callbacks write [`Events`] to: allocated once, reached only
+/// through its raw pointer (by the callbacks while the engine runs, and by [`Watch::get`]
+/// between the engine's calls), freed on drop. Its owner drops the engine first.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    events: std::ptr::NonNull<Events>,
+}
+
+// SAFETY: the events are plain data, reached only by the engine's callbacks (inside the
+// owner's calls into the engine) and by the owner itself, never from two threads at once.
+unsafe impl Send for Watch {}
+
+impl Watch {
+    /// Has the engine report into a new place. The caller keeps the `Watch` for as long
+    /// as the engine lives (and drops the engine first).
+    pub(crate) fn new(t30: &T30State<'_>) -> Watch {
+        let events = std::ptr::NonNull::from(Box::leak(Box::<Events>::default()));
+        let user = events.as_ptr().cast::<c_void>();
+        // SAFETY: the handlers only write through `user`, valid until this `Watch` is
+        // dropped, after the engine; they cannot unwind (nothing in them panics).
+        unsafe {
+            t30.set_phase_b_handler_raw(Some(phase_b), user);
+            t30.set_phase_d_handler_raw(Some(phase_d), user);
+            t30.set_phase_e_handler_raw(Some(phase_e), user);
+        }
+        Watch { events }
+    }
+
+    /// What has been reported so far.
+    pub(crate) fn get(&self) -> Events {
+        // SAFETY: valid (see `new`), and not being written: the callbacks run only
+        // inside calls into the engine, which the owner is not making now.
+        unsafe { *self.events.as_ptr() }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::leak` in `new`, freed once, here; the engine that could
+        // write to it is gone (its owner drops it first).
+        drop(unsafe { Box::from_raw(self.events.as_ptr()) });
+    }
+}
+
+unsafe extern "C" fn phase_b(user: *mut c_void, _result: c_int) -> c_int {
+    // SAFETY: `user` is a `Watch`'s events, which outlive the engine that calls this;
+    // the engine calls back inside its owner's calls, never two at once.
+    if let Some(e) = unsafe { user.cast::<Events>().as_mut() } {
+        e.negotiated = true;
+    }
+    0
+}
+
+unsafe extern "C" fn phase_d(user: *mut c_void, _result: c_int) -> c_int {
+    // SAFETY: as in `phase_b`.
+    if let Some(e) = unsafe { user.cast::<Events>().as_mut() } {
+        e.pages = e.pages.saturating_add(1);
+    }
+    0
+}
+
+unsafe extern "C" fn phase_e(user: *mut c_void, code: c_int) {
+    // SAFETY: as in `phase_b`.
+    if let Some(e) = unsafe { user.cast::<Events>().as_mut() } {
+        e.completion = Some(code);
+    }
+}
+
+/// Sets the station identity this end sends (TSI/CSI): at most 20 characters of
+/// printable ASCII, the rest cut.
+pub(crate) fn set_ident(t30: &T30State<'_>, ident: &str) {
+    let clean: String = ident
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(20)
+        .collect();
+    let Ok(c) = CString::new(clean) else { return };
+    // SAFETY: the engine copies the string before returning.
+    unsafe {
+        sys::t30_set_tx_ident(t30.as_ptr(), c.as_ptr());
+    }
+}
+
+/// The station identity the other end sent, if any.
+pub(crate) fn remote_ident(t30: &T30State<'_>) -> String {
+    // SAFETY: the engine returns its own buffer (or null), valid while it lives, which
+    // it does for this call; it is copied at once.
+    let p = unsafe { sys::t30_get_rx_ident(t30.as_ptr()) };
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: a NUL-terminated string inside the engine, as above.
+    unsafe { CStr::from_ptr(p) }
+        .to_string_lossy()
+        .trim()
+        .to_string()
+}
+
+/// Received pages are written to the file as Group 4 (T.6), whatever the line carried.
+pub(crate) fn write_group_4(t30: &T30State<'_>) {
+    let g4 = spandsp::t4::T4Compression::T6.bits();
+    // SAFETY: a plain setting on a live engine.
+    unsafe {
+        sys::t30_set_supported_output_compressions(t30.as_ptr(), c_int::try_from(g4).unwrap_or(0));
+    }
+}
+
+/// The T.30 completion code's own words (e.g. "OK", "Disconnected after permission to
+/// receive").
+pub(crate) fn completion_text(code: i32) -> String {
+    // SAFETY: returns a pointer to a static string (a fallback one for unknown codes).
+    let p = unsafe { sys::t30_completion_code_to_str(code) };
+    if p.is_null() {
+        return format!("T.30 code {code}");
+    }
+    // SAFETY: static and NUL-terminated, as above.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}

@@ -1,0 +1,48 @@
+//! Fax for officebox (the white paper's unified messaging: faxes into the same mailbox
+//! as mail and voicemail).
+//!
+//! - [`audio`]: a fax machine on a call's audio (T.30 over G.711), SpanDSP's engine and
+//!   modems; it receives into a TIFF file, or sends one.
+//! - [`tiff`]: the received file's pages read back (Group 4, as the receiver writes
+//!   them), and bilevel pages written for sending.
+//! - [`pdf`]: the received pages as one PDF, their Group 4 data as it came.
+//!
+//! SpanDSP is C; the few calls its Rust wrapper leaves unsafe are in one module (`ffi`),
+//! each with what makes it sound.
+
+pub mod audio;
+mod ffi;
+pub mod pdf;
+pub mod tiff;
+
+pub use audio::{Outcome, Page, Role, Terminal};
+
+/// Why a fax could not be set up or its file read.
+#[derive(Debug, thiserror::Error)]
+pub enum FaxError {
+    #[error("the fax engine: {0}")]
+    Engine(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    Tiff {
+        path: std::path::PathBuf,
+        why: String,
+    },
+}
+
+impl FaxError {
+    fn engine(e: spandsp::error::SpanDspError) -> FaxError {
+        FaxError::Engine(e.to_string())
+    }
+
+    fn io(path: &std::path::Path, source: std::io::Error) -> FaxError {
+        FaxError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

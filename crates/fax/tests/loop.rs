@@ -1,0 +1,107 @@
+//! Two of SpanDSP's fax machines on one line, in-process: the sender's audio goes
+//! through G.711 A-law (as a call carries it) to the receiver and back, 20 ms at a time,
+//! as fast as they can work. The pages that arrive are the pages sent, pixel for pixel
+//! where it counts (99% at least, as the issue asks), read from the PDF by poppler's
+//! pdftoppm, an independent reader of both CCITT Group 4 and PDF.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use officebox_fax::tiff::{Bitmap, read_g4_pages, write_bilevel};
+use officebox_fax::{Outcome, Terminal, pdf};
+use officebox_testkit::{fax_agreement, fax_test_page as page, pdf_pages};
+use spandsp::g711::{alaw_to_linear, linear_to_alaw};
+
+/// Runs a sender and a receiver against each other until both are done (or `limit` of
+/// simulated call time passes, or `cut` says to hang up after that many pages).
+fn call(dir: &Path, pages: &[Bitmap], cut_after: Option<u32>) -> (Outcome, Outcome) {
+    let sent = dir.join("sent.tif");
+    let received = dir.join("received.tif");
+    write_bilevel(&sent, pages).unwrap();
+    let mut tx = Terminal::sender(&sent, "+1 555 0100").unwrap();
+    let mut rx = Terminal::receiver(&received, "officebox").unwrap();
+    let (mut a, mut b) = ([0i16; 160], [0i16; 160]);
+    // 20 ms frames: ten minutes of call at most.
+    for _ in 0..30_000 {
+        tx.tx(&mut a);
+        rx.tx(&mut b);
+        let through = |s: &mut [i16; 160]| {
+            for v in s.iter_mut() {
+                *v = alaw_to_linear(linear_to_alaw(*v));
+            }
+        };
+        through(&mut a);
+        through(&mut b);
+        rx.rx(&a);
+        tx.rx(&b);
+        if tx.done() && rx.done() {
+            break;
+        }
+        if cut_after.is_some_and(|n| rx.pages() >= n) {
+            break;
+        }
+    }
+    (tx.finish(), rx.finish())
+}
+
+fn check_pdf(dir: &Path, received: &Path, sent: &[Bitmap]) -> Vec<Bitmap> {
+    let pages = read_g4_pages(received).unwrap();
+    let bytes = pdf::from_pages(&pages, "Fax from +1 555 0100").unwrap();
+    let file = dir.join("fax.pdf");
+    std::fs::write(&file, bytes).unwrap();
+    let shown = pdf_pages(&file, (204, 196)).unwrap();
+    assert_eq!(shown.len(), pages.len());
+    for (n, (a, b)) in sent.iter().zip(&shown).enumerate() {
+        let same = fax_agreement(a, b);
+        assert!(same >= 0.99, "page {}: {:.4} of pixels agree", n + 1, same);
+    }
+    shown
+}
+
+#[test]
+fn three_pages_cross_a_g711_line_and_arrive_whole_in_the_pdf() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent: Vec<Bitmap> = (1..=3).map(|n| page(n, 2200)).collect();
+    let (tx, rx) = call(dir.path(), &sent, None);
+    assert!(tx.success(), "{tx:?}");
+    assert!(rx.success(), "{rx:?}");
+    assert_eq!(tx.pages_sent, 3);
+    assert_eq!(rx.pages.len(), 3, "{rx:?}");
+    assert_eq!(rx.complete_pages(), 3, "{rx:?}");
+    assert_eq!(rx.remote_ident, "+1 555 0100");
+    assert!(rx.ecm && rx.bit_rate >= 9600, "{rx:?}");
+    assert_eq!(rx.pages[0].dpi, (204, 196), "{rx:?}");
+    check_pdf(dir.path(), &rx.file, &sent);
+}
+
+#[test]
+fn a_call_cut_after_the_first_page_keeps_that_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent: Vec<Bitmap> = (1..=3).map(|n| page(n, 2200)).collect();
+    let (_, rx) = call(dir.path(), &sent, Some(1));
+    assert!(!rx.success(), "{rx:?}");
+    assert_eq!(rx.code, None, "{rx:?}");
+    assert!(rx.complete_pages() >= 1, "{rx:?}");
+    check_pdf(dir.path(), &rx.file, &sent[..1]);
+}
+
+#[test]
+fn nobody_on_the_line_ends_with_a_reason_and_no_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rx = Terminal::receiver(&dir.path().join("r.tif"), "officebox").unwrap();
+    let mut out = [0i16; 160];
+    // 45 s of silence: T.30's T1 (35 s) gives up.
+    for _ in 0..2250 {
+        rx.tx(&mut out);
+        rx.rx(&[0; 160]);
+        if rx.done() {
+            break;
+        }
+    }
+    assert!(rx.done());
+    let o = rx.finish();
+    assert!(!o.success() && o.code.is_some_and(|c| c != 0), "{o:?}");
+    assert!(o.pages.is_empty());
+    assert!(!o.reason.is_empty(), "{o:?}");
+    assert!(pdf::from_pages(&[], "none").is_none());
+}

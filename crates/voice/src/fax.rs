@@ -1,0 +1,302 @@
+//! Fax into the mailbox (the white paper's unified messaging): the box answers a call to
+//! a fax number as a fax machine (crates/fax: SpanDSP's T.30 and modems over the call's
+//! G.711 audio), and mails what arrived into the recipient's Maildir, fsynced before the
+//! call is released, the pages as one PDF. Every fax call gives a mail, even one that
+//! failed before its first page: what happened, in T.30's words.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
+use officebox_fax::{Outcome, Terminal};
+use officebox_store::{Maildir, mailbox_path};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::media::{Endpoint, FRAME};
+
+/// The longest fax call the box stays on (a 500-page fax at 9600 bit/s is about this).
+pub const MAX_CALL: Duration = Duration::from_secs(4 * 3600);
+
+/// Frames (20 ms) without a packet after which the far end counts as quiet.
+const QUIET_FRAMES: u32 = 3;
+
+/// Whose fax it is and how the box answers.
+#[derive(Debug, Clone)]
+pub struct FaxSetup {
+    pub data_dir: PathBuf,
+    /// The mailbox it is delivered to, and how the mail names the recipient.
+    pub login: String,
+    pub name: String,
+    pub address: String,
+    /// The fax number called, and the identity the box's machine sends (CSI).
+    pub number: String,
+    pub ident: String,
+    /// The box's host name (message ids).
+    pub host: String,
+}
+
+/// Who sent it, as the call said.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub name: String,
+    pub number: String,
+}
+
+/// Where a call's pages are written while it goes on (its own file under the data
+/// directory; removed once the mail holds them).
+pub fn spool_path(data_dir: &Path, call_id: &str) -> PathBuf {
+    let safe: String = call_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(64)
+        .collect();
+    data_dir.join("fax").join(format!("{safe}.tif"))
+}
+
+/// Answers as a fax machine on `ep` until the fax is over, `hangup` (the caller's BYE)
+/// or [`MAX_CALL`]; the outcome, with the endpoint back (for a last word, none).
+pub async fn receive(
+    mut ep: Endpoint,
+    setup: &FaxSetup,
+    tiff: &Path,
+    hangup: CancellationToken,
+) -> (Result<Outcome, officebox_fax::FaxError>, Endpoint) {
+    if let Some(dir) = tiff.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return (
+            Err(officebox_fax::FaxError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            }),
+            ep,
+        );
+    }
+    let mut term = match Terminal::receiver(tiff, &setup.ident) {
+        Ok(t) => t,
+        Err(e) => return (Err(e), ep),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let deadline = tokio::time::Instant::now() + MAX_CALL;
+    let (mut heard, mut keys) = (Vec::new(), Vec::new());
+    let mut out = [0i16; FRAME];
+    let mut quiet = 0u32;
+    loop {
+        tokio::select! {
+            () = hangup.cancelled() => break,
+            () = tokio::time::sleep_until(deadline) => break,
+            _ = tick.tick() => {}
+        }
+        ep.drain(&mut heard, &mut keys);
+        keys.clear();
+        // The engine's clock is the audio it is given: while the far end sends nothing
+        // (gone quiet, or gone), it gets silence, so that T.30's timers run out. A frame
+        // merely late (jitter) is not filled in: it comes with the next one.
+        if heard.is_empty() {
+            quiet += 1;
+            if quiet >= QUIET_FRAMES {
+                term.rx(&[0; FRAME]);
+            }
+        } else {
+            quiet = 0;
+            term.rx(&heard);
+            heard.clear();
+        }
+        term.tx(&mut out);
+        ep.send_now(&out);
+        if term.done() {
+            break;
+        }
+    }
+    (Ok(term.finish()), ep)
+}
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '<' && *c != '>')
+        .take(100)
+        .collect()
+}
+
+/// `m:ss`.
+fn minutes(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// The mail of a fax call: what arrived (the pages as `pdf`) or what went wrong.
+pub fn email(
+    setup: &FaxSetup,
+    caller: &Caller,
+    outcome: &Outcome,
+    pdf: Option<&[u8]>,
+    now: SystemTime,
+) -> Vec<u8> {
+    let stamp = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let date = officebox_store::date::rfc5322_date(now);
+    let number = clean(&caller.number);
+    let station = clean(&outcome.remote_ident);
+    let from = match (station.is_empty(), number.is_empty()) {
+        (false, _) => station.clone(),
+        (true, false) => number.clone(),
+        (true, true) => "an unknown sender".to_string(),
+    };
+    let pages = outcome.pages.len();
+    let complete = outcome.complete_pages();
+    let partial = pages - complete;
+    let (status, subject) = if outcome.success() {
+        (
+            format!(
+                "{pages} page{} received.",
+                if pages == 1 { "" } else { "s" }
+            ),
+            format!(
+                "Fax from {from} ({pages} page{})",
+                if pages == 1 { "" } else { "s" }
+            ),
+        )
+    } else if pages > 0 {
+        (
+            format!(
+                "INCOMPLETE: {complete} whole page{} and {partial} cut off arrived before the fax \
+                 failed ({}).",
+                if complete == 1 { "" } else { "s" },
+                clean(&outcome.reason)
+            ),
+            format!(
+                "Incomplete fax from {from} ({pages} page{} arrived)",
+                if pages == 1 { "" } else { "s" }
+            ),
+        )
+    } else {
+        (
+            format!("No page arrived: {}.", clean(&outcome.reason)),
+            format!("Failed fax from {from}"),
+        )
+    };
+    let resolution = outcome
+        .pages
+        .first()
+        .map(|p| format!("{} x {} dpi", p.dpi.0, p.dpi.1))
+        .unwrap_or_else(|| "-".to_string());
+    let mut text = format!(
+        "A fax to {} ({}) on {date}.\r\n\r\n{status}\r\n\r\n\
+         From number:   {}\r\n\
+         Station id:    {}\r\n\
+         Pages:         {pages}{}\r\n\
+         Resolution:    {resolution}\r\n\
+         Speed:         {} bit/s{}\r\n\
+         Call time:     {}\r\n\
+         T.30 result:   {} ({})\r\n",
+        clean(&setup.number),
+        clean(&setup.name),
+        if number.is_empty() { "-" } else { &number },
+        if station.is_empty() { "-" } else { &station },
+        if partial > 0 {
+            format!(" ({partial} cut off, marked in the PDF's title)")
+        } else {
+            String::new()
+        },
+        outcome.bit_rate,
+        if outcome.ecm {
+            ", error correction on"
+        } else {
+            ""
+        },
+        minutes(outcome.duration),
+        outcome
+            .code
+            .map_or_else(|| "none".to_string(), |c| c.to_string()),
+        clean(&outcome.reason),
+    );
+    if pdf.is_some() {
+        text.push_str("\r\nThe pages are attached as one PDF.\r\n");
+    }
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut parts = vec![MimePart::new("text/plain", text)];
+    if let Some(pdf) = pdf {
+        let file = format!(
+            "fax-{secs}-{}.pdf",
+            if number.is_empty() {
+                "unknown"
+            } else {
+                &number
+            }
+        );
+        parts.push(
+            MimePart::new(
+                ContentType::new("application/pdf").attribute("name", file.clone()),
+                pdf.to_vec(),
+            )
+            .attachment(file),
+        );
+    }
+    let mut out = Vec::new();
+    MessageBuilder::new()
+        .from(Address::new_address(
+            Some(format!("Fax {from}")),
+            format!("fax@{}", clean(&setup.host)),
+        ))
+        .to(Address::new_address(
+            Some(clean(&setup.name)),
+            clean(&setup.address),
+        ))
+        .subject(subject)
+        .header("Date", Raw::new(date))
+        .message_id(format!("fax.{stamp:x}@{}", clean(&setup.host)))
+        .header(
+            "X-Officebox-Fax",
+            Raw::new(format!(
+                "pages={pages}; complete={complete}; result={}",
+                outcome
+                    .code
+                    .map_or_else(|| "none".to_string(), |c| c.to_string())
+            )),
+        )
+        .body(MimePart::new("multipart/mixed", parts))
+        .serialize(&mut out);
+    out
+}
+
+/// Mails the fax call's outcome (its pages as a PDF) into the recipient's Maildir,
+/// fsynced, and removes the page file once the mail holds its pages. Blocking.
+pub fn deliver(setup: &FaxSetup, caller: &Caller, outcome: &Outcome) -> io::Result<String> {
+    let pages = if outcome.pages.is_empty() {
+        Vec::new()
+    } else {
+        officebox_fax::tiff::read_g4_pages(&outcome.file).unwrap_or_else(|e| {
+            tracing::warn!(message = "fax: the received pages cannot be read", error = %e);
+            Vec::new()
+        })
+    };
+    let title = format!(
+        "Fax from {}{}",
+        if outcome.remote_ident.is_empty() {
+            &caller.number
+        } else {
+            &outcome.remote_ident
+        },
+        if outcome.complete_pages() < outcome.pages.len() {
+            " (incomplete)"
+        } else {
+            ""
+        }
+    );
+    let pdf = officebox_fax::pdf::from_pages(&pages, &title);
+    let message = email(setup, caller, outcome, pdf.as_deref(), SystemTime::now());
+    let maildir =
+        Maildir::open(&mailbox_path(&setup.data_dir, &setup.login)).map_err(io::Error::other)?;
+    let name = maildir.deliver(&message).map_err(io::Error::other)?;
+    // The mail holds the pages now (or there were none to keep).
+    if pdf.is_some() || outcome.pages.is_empty() {
+        let _ = std::fs::remove_file(&outcome.file);
+    }
+    Ok(name.as_str().to_string())
+}
