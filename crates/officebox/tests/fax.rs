@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use officebox_fax::tiff::{Bitmap, write_bilevel};
@@ -17,7 +16,7 @@ use officebox_testkit::{
 };
 
 mod common;
-use common::sipp_call_with;
+use common::{pop3_mail, sipp_call_with};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
@@ -36,49 +35,6 @@ fn start(c: &TestConfig) -> Officebox {
         .wait_for_log("phone: serving", READY_TIMEOUT)
         .unwrap();
     ob
-}
-
-/// alice's mail through POP3 (Python's poplib): (subject, text part, PDF attachment) of
-/// each message, oldest first.
-fn alices_mail(pop3_port: i64, dir: &Path) -> Vec<(String, String, Option<Vec<u8>>)> {
-    let script = format!(
-        r#"
-import poplib, email, os
-p = poplib.POP3("127.0.0.1", {pop3_port})
-p.user("alice"); p.pass_("demo-alice")
-n, _ = p.stat()
-for i in range(1, n + 1):
-    m = email.message_from_bytes(b"\r\n".join(p.retr(i)[1]))
-    open(os.path.join({dir:?}, "%d.subject" % i), "w").write(m["Subject"])
-    for part in m.walk():
-        t = part.get_content_type()
-        if t == "text/plain":
-            open(os.path.join({dir:?}, "%d.txt" % i), "wb").write(part.get_payload(decode=True))
-        elif t == "application/pdf":
-            open(os.path.join({dir:?}, "%d.pdf" % i), "wb").write(part.get_payload(decode=True))
-p.quit()
-"#,
-        dir = dir.display().to_string()
-    );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut got = Vec::new();
-    for i in 1..=20 {
-        let Ok(subject) = std::fs::read_to_string(dir.join(format!("{i}.subject"))) else {
-            break;
-        };
-        let text = std::fs::read_to_string(dir.join(format!("{i}.txt"))).unwrap_or_default();
-        let pdf = std::fs::read(dir.join(format!("{i}.pdf"))).ok();
-        got.push((subject, text, pdf));
-    }
-    got
 }
 
 /// A fax of `pages` from alice's office line (101) to extension 180 (the machine falls
@@ -133,8 +89,9 @@ fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
         .wait_for_log("phone: fax delivered", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
 
-    let mail = alices_mail(c.int("mail.pop3_port"), dir.path());
-    let (subject, text, pdf) = mail.last().expect("alice has the fax");
+    let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
+    let fax = mail.last().expect("alice has the fax");
+    let (subject, text, pdf) = (&fax.subject, fax.text(), fax.part("application/pdf"));
     assert_eq!(subject, "Fax from +1 555 0100 (3 pages)", "{text}");
     for needle in [
         "From number:   101",
@@ -145,7 +102,7 @@ fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
         assert!(text.contains(needle), "{needle}: {text}");
     }
     let file = dir.path().join("fax.pdf");
-    std::fs::write(&file, pdf.as_ref().expect("a PDF attached")).unwrap();
+    std::fs::write(&file, pdf.expect("a PDF attached")).unwrap();
     let shown = pdf_pages(&file, (204, 196)).unwrap();
     assert_eq!(shown.len(), 3);
     for (n, (a, b)) in sent.iter().zip(&shown).enumerate() {
@@ -177,15 +134,16 @@ fn a_fax_cut_off_after_its_first_page_delivers_that_page_marked_incomplete() {
     ob.peer()
         .wait_for_log("phone: fax delivered", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
-    let mail = alices_mail(c.int("mail.pop3_port"), dir.path());
-    let (subject, text, pdf) = mail.last().expect("alice has the fax");
+    let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
+    let fax = mail.last().expect("alice has the fax");
+    let (subject, text, pdf) = (&fax.subject, fax.text(), fax.part("application/pdf"));
     assert!(
         subject.starts_with("Incomplete fax from +1 555 0100"),
         "{subject}"
     );
     assert!(text.contains("INCOMPLETE: 1 whole page"), "{text}");
     let file = dir.path().join("fax.pdf");
-    std::fs::write(&file, pdf.as_ref().expect("the page that came, attached")).unwrap();
+    std::fs::write(&file, pdf.expect("the page that came, attached")).unwrap();
     let shown = pdf_pages(&file, (204, 196)).unwrap();
     assert!(!shown.is_empty());
     let same = fax_agreement(&sent[0], &shown[0]);
@@ -199,15 +157,15 @@ fn a_call_without_a_fax_machine_still_mails_what_happened() {
     require_program("sipp", "sip-tester");
     let c = config();
     let ob = start(&c);
-    let dir = scratch_dir("fax-voice").unwrap();
     let sip = format!("127.0.0.1:{}", c.int("phone.sip_port"));
     let (ok, errors) = common::sipp_call(&sip, "uac_voicemail_hangup.xml", "caller.csv", "180");
     assert!(ok, "{errors}\n{}", ob.log());
     ob.peer()
         .wait_for_log("phone: fax delivered", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
-    let mail = alices_mail(c.int("mail.pop3_port"), dir.path());
-    let (subject, text, pdf) = mail.last().expect("alice has a mail of the call");
+    let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
+    let call = mail.last().expect("alice has a mail of the call");
+    let (subject, text, pdf) = (&call.subject, call.text(), call.part("application/pdf"));
     assert_eq!(subject, "Failed fax from 101", "{text}");
     assert!(
         text.contains("No page arrived: the call ended before the fax did."),

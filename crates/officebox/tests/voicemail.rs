@@ -84,35 +84,15 @@ fn reference() -> Vec<i16> {
     wav_samples(&std::fs::read(&wav).unwrap())
 }
 
-/// bob's messages through POP3 (Python's poplib): (subject, WAV attachment) each.
+/// bob's messages through POP3: (subject, WAV attachment) of each that has one.
 fn fetch_voicemails(pop3_port: i64) -> Vec<(String, Vec<u8>)> {
-    let dir = officebox_testkit::scratch_dir("vm-pop").unwrap();
-    let script = format!(
-        r#"
-import poplib, email, sys, os
-p = poplib.POP3("127.0.0.1", {pop3_port})
-p.user("bob"); p.pass_("demo-bob")
-n, _ = p.stat()
-for i in range(1, n + 1):
-    m = email.message_from_bytes(b"\r\n".join(p.retr(i)[1]))
-    for part in m.walk():
-        if part.get_content_type() == "audio/wav":
-            open(os.path.join({dir:?}, "%d.wav" % i), "wb").write(part.get_payload(decode=True))
-            open(os.path.join({dir:?}, "%d.subject" % i), "w").write(m["Subject"])
-p.quit()
-"#,
-        dir = dir.path().display().to_string()
-    );
-    python(&script);
-    let mut got = Vec::new();
-    for i in 1..=10 {
-        let wav = dir.path().join(format!("{i}.wav"));
-        if let Ok(bytes) = std::fs::read(&wav) {
-            let subject = std::fs::read_to_string(dir.path().join(format!("{i}.subject"))).unwrap();
-            got.push((subject, bytes));
-        }
-    }
-    got
+    common::pop3_mail(pop3_port, "bob", "demo-bob")
+        .into_iter()
+        .filter_map(|m| {
+            let wav = m.part("audio/wav")?.to_vec();
+            Some((m.subject, wav))
+        })
+        .collect()
 }
 
 /// How well `recorded` reproduces `reference`: the share of the reference found, in

@@ -136,3 +136,90 @@ pub fn sipp_call_with(
         std::fs::read_to_string(errors.path().join("e.txt")).unwrap_or_default(),
     )
 }
+
+/// One message as a mail program sees it: its subject, and each leaf part (content
+/// type, decoded body).
+#[derive(Debug)]
+pub struct Mail {
+    pub subject: String,
+    pub parts: Vec<(String, Vec<u8>)>,
+}
+
+impl Mail {
+    /// The first part of `content_type`.
+    pub fn part(&self, content_type: &str) -> Option<&[u8]> {
+        self.parts
+            .iter()
+            .find(|(t, _)| t == content_type)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    /// The first text/plain part, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(self.part("text/plain").unwrap_or_default()).into_owned()
+    }
+}
+
+/// `login`'s mailbox through POP3 on loopback `port`, read by Python's poplib and email
+/// (a client and a MIME reader that are not officebox's), oldest first.
+pub fn pop3_mail(port: i64, login: &str, password: &str) -> Vec<Mail> {
+    let dir = officebox_testkit::scratch_dir("pop3-mail").unwrap();
+    let script = format!(
+        r#"
+import poplib, email, os
+p = poplib.POP3("127.0.0.1", {port})
+p.user({login:?}); p.pass_({password:?})
+n, _ = p.stat()
+for i in range(1, n + 1):
+    m = email.message_from_bytes(b"\r\n".join(p.retr(i)[1]))
+    d = os.path.join({dir:?}, "%03d" % i)
+    os.mkdir(d)
+    open(os.path.join(d, "subject"), "w").write(m["Subject"] or "")
+    for k, part in enumerate(m.walk()):
+        if not part.is_multipart():
+            name = "%03d %s" % (k, part.get_content_type().replace("/", "_"))
+            open(os.path.join(d, name), "wb").write(part.get_payload(decode=True) or b"")
+p.quit()
+"#,
+        dir = dir.path().display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "poplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut messages: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    messages.sort();
+    messages
+        .iter()
+        .map(|m| {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(m)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.file_name().is_some_and(|n| n != "subject"))
+                .collect();
+            files.sort();
+            Mail {
+                subject: std::fs::read_to_string(m.join("subject")).unwrap(),
+                parts: files
+                    .iter()
+                    .map(|f| {
+                        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+                        let kind = name
+                            .split_once(' ')
+                            .map_or("", |(_, t)| t)
+                            .replacen('_', "/", 1);
+                        (kind, std::fs::read(f).unwrap())
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
