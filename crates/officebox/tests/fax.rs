@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use officebox_fax::tiff::{Bitmap, write_bilevel};
 use officebox_testkit::{
-    FaxSender, Officebox, READY_TIMEOUT, TestConfig, fax_agreement, fax_test_page, pdf_pages,
-    require_program, scratch_dir,
+    FaxSender, FaxSent, Officebox, READY_TIMEOUT, TestConfig, fax_agreement, fax_test_page,
+    pdf_pages, require_program, scratch_dir,
 };
 
 mod common;
-use common::{pop3_mail, sipp_call_with};
+use common::{Mail, pop3_mail, sipp_call_with};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
@@ -37,74 +37,44 @@ fn start(c: &TestConfig) -> Officebox {
     ob
 }
 
-/// A fax of `pages` from alice's office line (101) to extension 180 (the machine falls
-/// silent after `hang_up_after` pages); what the sending machine saw.
-fn send_fax(
-    ob: &Officebox,
-    c: &TestConfig,
-    pages: &[Bitmap],
-    dir: &Path,
-    hang_up_after: Option<u32>,
-) -> officebox_testkit::FaxSent {
-    let tiff = dir.join("out.tif");
-    write_bilevel(&tiff, pages).unwrap();
-    let machine = FaxSender::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &tiff,
-        "+1 555 0100",
-        false,
-        hang_up_after,
-    )
-    .unwrap();
-    let port = machine.port().to_string();
-    let sip = format!("127.0.0.1:{}", c.int("phone.sip_port"));
-    let (ok, errors) = sipp_call_with(
-        &sip,
-        "uac_fax.xml",
-        "caller.csv",
-        "180",
-        &["-key", "fax_port", &port],
-        "300s",
-    );
-    assert!(ok, "the fax call: {errors}\n{}", ob.log());
-    machine.wait(Duration::from_secs(30)).unwrap()
-}
-
-#[test]
-fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
+/// Three half pages faxed from alice's office line (101) to extension 180 by a machine
+/// that falls silent after `hang_up_after` pages, once the box has mailed the call:
+/// the box, the pages sent, what the sending machine saw, and alice's newest mail.
+fn fax_call(hang_up_after: Option<u32>) -> (Officebox, Vec<Bitmap>, FaxSent, Mail) {
     require_program("sipp", "sip-tester");
     require_program("pdftoppm", "poppler-utils");
     let c = config();
     let ob = start(&c);
-    let dir = scratch_dir("fax-e2e").unwrap();
+    let dir = scratch_dir("fax-out").unwrap();
     let sent: Vec<Bitmap> = (1..=3).map(|n| fax_test_page(n, 1100)).collect();
-    let machine = send_fax(&ob, &c, &sent, dir.path(), None);
-    assert!(
-        machine.finished && machine.status == 0,
-        "{machine:?}\n{}",
-        ob.log()
-    );
-    assert_eq!(machine.pages, 3, "{machine:?}");
+    let tiff = dir.path().join("out.tif");
+    write_bilevel(&tiff, &sent).unwrap();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let machine = FaxSender::start(local, &tiff, "+1 555 0100", false, hang_up_after).unwrap();
+    let port = machine.port().to_string();
+    let sip = format!("127.0.0.1:{}", c.int("phone.sip_port"));
+    let extra = ["-key", "fax_port", port.as_str()];
+    let (ok, errors) = sipp_call_with(&sip, "uac_fax.xml", "caller.csv", "180", &extra, "300s");
+    assert!(ok, "the fax call: {errors}\n{}", ob.log());
+    let seen = machine.wait(Duration::from_secs(30)).unwrap();
     ob.peer()
         .wait_for_log("phone: fax delivered", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
-
     let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
-    let fax = mail.last().expect("alice has the fax");
-    let (subject, text, pdf) = (&fax.subject, fax.text(), fax.part("application/pdf"));
-    assert_eq!(subject, "Fax from +1 555 0100 (3 pages)", "{text}");
-    for needle in [
-        "From number:   101",
-        "Station id:    +1 555 0100",
-        "Pages:         3",
-        "T.30 result:   0 (OK)",
-    ] {
-        assert!(text.contains(needle), "{needle}: {text}");
-    }
+    let last = mail
+        .into_iter()
+        .last()
+        .expect("alice has a mail of the fax");
+    (ob, sent, seen, last)
+}
+
+/// The PDF's pages, as pdftoppm draws them, are `sent` (99% of the pixels at least).
+fn assert_pages(pdf: &[u8], sent: &[Bitmap]) {
+    let dir = scratch_dir("fax-pdf").unwrap();
     let file = dir.path().join("fax.pdf");
-    std::fs::write(&file, pdf.expect("a PDF attached")).unwrap();
+    std::fs::write(&file, pdf).unwrap();
     let shown = pdf_pages(&file, (204, 196)).unwrap();
-    assert_eq!(shown.len(), 3);
+    assert_eq!(shown.len(), sent.len());
     for (n, (a, b)) in sent.iter().zip(&shown).enumerate() {
         let same = fax_agreement(a, b);
         assert!(
@@ -113,6 +83,24 @@ fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
             n + 1
         );
     }
+}
+
+#[test]
+fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
+    let (ob, sent, machine, fax) = fax_call(None);
+    assert!(machine.finished && machine.status == 0, "{machine:?}");
+    assert_eq!(machine.pages, 3, "{machine:?}");
+    let text = fax.text();
+    assert_eq!(fax.subject, "Fax from +1 555 0100 (3 pages)", "{text}");
+    for needle in [
+        "From number:   101",
+        "Station id:    +1 555 0100",
+        "Pages:         3",
+        "T.30 result:   0 (OK)",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert_pages(fax.part("application/pdf").expect("a PDF attached"), &sent);
     // Nothing of the call is left in the spool: the mail holds the pages.
     let spool = ob.dir().join("demo-data/fax");
     let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
@@ -123,31 +111,19 @@ fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
 /// first page, whole) is mailed, marked incomplete, with the T.30 reason.
 #[test]
 fn a_fax_cut_off_after_its_first_page_delivers_that_page_marked_incomplete() {
-    require_program("sipp", "sip-tester");
-    require_program("pdftoppm", "poppler-utils");
-    let c = config();
-    let ob = start(&c);
-    let dir = scratch_dir("fax-cut").unwrap();
-    let sent: Vec<Bitmap> = (1..=3).map(|n| fax_test_page(n, 1100)).collect();
-    let machine = send_fax(&ob, &c, &sent, dir.path(), Some(1));
+    let (_ob, sent, machine, fax) = fax_call(Some(1));
     assert_eq!(machine.pages, 1, "{machine:?}");
-    ob.peer()
-        .wait_for_log("phone: fax delivered", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
-    let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
-    let fax = mail.last().expect("alice has the fax");
-    let (subject, text, pdf) = (&fax.subject, fax.text(), fax.part("application/pdf"));
+    let text = fax.text();
     assert!(
-        subject.starts_with("Incomplete fax from +1 555 0100"),
-        "{subject}"
+        fax.subject.starts_with("Incomplete fax from +1 555 0100"),
+        "{}",
+        fax.subject
     );
     assert!(text.contains("INCOMPLETE: 1 whole page"), "{text}");
-    let file = dir.path().join("fax.pdf");
-    std::fs::write(&file, pdf.expect("the page that came, attached")).unwrap();
-    let shown = pdf_pages(&file, (204, 196)).unwrap();
-    assert!(!shown.is_empty());
-    let same = fax_agreement(&sent[0], &shown[0]);
-    assert!(same >= 0.99, "page 1: {same:.4} of the pixels agree");
+    let pdf = fax
+        .part("application/pdf")
+        .expect("the page that came, attached");
+    assert_pages(pdf, &sent[..1]);
 }
 
 /// A person (no fax machine) calls the fax extension and hangs up: the fax's user still
