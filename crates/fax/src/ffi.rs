@@ -136,3 +136,52 @@ pub(crate) fn completion_text(code: i32) -> String {
     // SAFETY: static and NUL-terminated, as above.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
+
+/// `MODEM_CONNECT_TONES_FAX_CNG` of SpanDSP's modem_connect_tones.h (an unnamed enum's
+/// value, which the bindings leave out).
+const FAX_CNG: c_int = 1;
+
+/// SpanDSP's detector of a calling fax machine's tone (CNG: 1100 Hz, half a second on,
+/// three off), for calls a person was expected on.
+#[derive(Debug)]
+pub struct CngDetector {
+    state: std::ptr::NonNull<sys::modem_connect_tones_rx_state_t>,
+}
+
+// SAFETY: the detector's state is plain memory, used only through `&mut self`.
+unsafe impl Send for CngDetector {}
+
+impl CngDetector {
+    /// A detector; `None` if SpanDSP could not allocate one.
+    pub fn new() -> Option<CngDetector> {
+        let tone = FAX_CNG;
+        // SAFETY: a null state asks SpanDSP to allocate one; no callback is given (the
+        // result is read with `modem_connect_tones_rx_get`).
+        let p = unsafe {
+            sys::modem_connect_tones_rx_init(std::ptr::null_mut(), tone, None, std::ptr::null_mut())
+        };
+        std::ptr::NonNull::new(p).map(|state| CngDetector { state })
+    }
+
+    /// Takes in received audio; whether the fax tone was heard in it.
+    pub fn heard(&mut self, samples: &[i16]) -> bool {
+        let Ok(len) = c_int::try_from(samples.len()) else {
+            return false;
+        };
+        // SAFETY: a live state (freed only on drop) and `len` samples readable at `amp`.
+        let tone = unsafe {
+            sys::modem_connect_tones_rx(self.state.as_ptr(), samples.as_ptr(), len);
+            sys::modem_connect_tones_rx_get(self.state.as_ptr())
+        };
+        tone == FAX_CNG
+    }
+}
+
+impl Drop for CngDetector {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `modem_connect_tones_rx_init` in `new`, freed once, here.
+        unsafe {
+            sys::modem_connect_tones_rx_free(self.state.as_ptr());
+        }
+    }
+}

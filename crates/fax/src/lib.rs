@@ -6,6 +6,8 @@
 //! - [`tiff`]: the received file's pages read back (Group 4, as the receiver writes
 //!   them), and bilevel pages written for sending.
 //! - [`pdf`]: the received pages as one PDF, their Group 4 data as it came.
+//! - [`CngDetector`]: a calling fax machine's tone heard on a call a person was expected
+//!   on (voicemail), so that the box can answer as a fax machine instead.
 //!
 //! SpanDSP is C; the few calls its Rust wrapper leaves unsafe are in one module (`ffi`),
 //! each with what makes it sound.
@@ -16,6 +18,7 @@ pub mod pdf;
 pub mod tiff;
 
 pub use audio::{Outcome, Page, Role, Terminal};
+pub use ffi::CngDetector;
 
 /// Why a fax could not be set up or its file read.
 #[derive(Debug, thiserror::Error)]

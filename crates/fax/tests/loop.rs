@@ -105,3 +105,31 @@ fn nobody_on_the_line_ends_with_a_reason_and_no_pages() {
     assert!(!o.reason.is_empty(), "{o:?}");
     assert!(pdf::from_pages(&[], "none").is_none());
 }
+
+#[test]
+fn a_calling_machines_tone_is_heard_and_a_voice_band_tone_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = dir.path().join("sent.tif");
+    write_bilevel(&sent, &[page(1, 400)]).unwrap();
+    let mut tx = Terminal::sender(&sent, "caller").unwrap();
+    let mut cng = officebox_fax::CngDetector::new().unwrap();
+    let mut frame = [0i16; 160];
+    // The caller's first four seconds, through A-law.
+    let heard = (0..200).any(|_| {
+        tx.tx(&mut frame);
+        let line: Vec<i16> = frame
+            .iter()
+            .map(|&s| alaw_to_linear(linear_to_alaw(s)))
+            .collect();
+        cng.heard(&line)
+    });
+    assert!(heard, "no CNG in the calling machine's first four seconds");
+    // A steady 440 Hz tone (a dial tone, a voice) for ten seconds is not a fax.
+    let mut quiet = officebox_fax::CngDetector::new().unwrap();
+    let tone: Vec<i16> = (0..80_000)
+        .map(|i| {
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 8000.0).sin()) as i16
+        })
+        .collect();
+    assert!(!tone.chunks(160).any(|c| quiet.heard(c)));
+}

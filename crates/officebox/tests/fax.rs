@@ -37,10 +37,15 @@ fn start(c: &TestConfig) -> Officebox {
     ob
 }
 
-/// Three half pages faxed from alice's office line (101) to extension 180 by a machine
+/// Three half pages faxed from alice's office line (101) to extension `to` by a machine
 /// that falls silent after `hang_up_after` pages, once the box has mailed the call:
-/// the box, the pages sent, what the sending machine saw, and alice's newest mail.
-fn fax_call(hang_up_after: Option<u32>) -> (Officebox, Vec<Bitmap>, FaxSent, Mail) {
+/// the box, the pages sent, what the sending machine saw, and the newest mail of
+/// `mailbox` (login, password).
+fn fax_call(
+    to: &str,
+    mailbox: (&str, &str),
+    hang_up_after: Option<u32>,
+) -> (Officebox, Vec<Bitmap>, FaxSent, Mail) {
     require_program("sipp", "sip-tester");
     require_program("pdftoppm", "poppler-utils");
     let c = config();
@@ -54,17 +59,14 @@ fn fax_call(hang_up_after: Option<u32>) -> (Officebox, Vec<Bitmap>, FaxSent, Mai
     let port = machine.port().to_string();
     let sip = format!("127.0.0.1:{}", c.int("phone.sip_port"));
     let extra = ["-key", "fax_port", port.as_str()];
-    let (ok, errors) = sipp_call_with(&sip, "uac_fax.xml", "caller.csv", "180", &extra, "300s");
+    let (ok, errors) = sipp_call_with(&sip, "uac_fax.xml", "caller.csv", to, &extra, "300s");
     assert!(ok, "the fax call: {errors}\n{}", ob.log());
     let seen = machine.wait(Duration::from_secs(30)).unwrap();
     ob.peer()
         .wait_for_log("phone: fax delivered", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
-    let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
-    let last = mail
-        .into_iter()
-        .last()
-        .expect("alice has a mail of the fax");
+    let mail = pop3_mail(c.int("mail.pop3_port"), mailbox.0, mailbox.1);
+    let last = mail.into_iter().last().expect("a mail of the fax");
     (ob, sent, seen, last)
 }
 
@@ -87,7 +89,7 @@ fn assert_pages(pdf: &[u8], sent: &[Bitmap]) {
 
 #[test]
 fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
-    let (ob, sent, machine, fax) = fax_call(None);
+    let (ob, sent, machine, fax) = fax_call("180", ("alice", "demo-alice"), None);
     assert!(machine.finished && machine.status == 0, "{machine:?}");
     assert_eq!(machine.pages, 3, "{machine:?}");
     let text = fax.text();
@@ -111,7 +113,7 @@ fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
 /// first page, whole) is mailed, marked incomplete, with the T.30 reason.
 #[test]
 fn a_fax_cut_off_after_its_first_page_delivers_that_page_marked_incomplete() {
-    let (_ob, sent, machine, fax) = fax_call(Some(1));
+    let (_ob, sent, machine, fax) = fax_call("180", ("alice", "demo-alice"), Some(1));
     assert_eq!(machine.pages, 1, "{machine:?}");
     let text = fax.text();
     assert!(
@@ -124,6 +126,32 @@ fn a_fax_cut_off_after_its_first_page_delivers_that_page_marked_incomplete() {
         .part("application/pdf")
         .expect("the page that came, attached");
     assert_pages(pdf, &sent[..1]);
+}
+
+/// A fax machine calls bob, whose voicemail answers (no phone of his is registered): its
+/// tone is heard during the greeting, the box answers as a fax machine, and the pages
+/// reach bob's mailbox, the same as his voicemail.
+#[test]
+fn a_fax_machine_calling_a_voicemail_is_answered_as_a_fax() {
+    let (ob, sent, machine, fax) = fax_call("102", ("bob", "demo-bob"), None);
+    assert!(machine.finished && machine.status == 0, "{machine:?}");
+    assert!(
+        ob.log().contains("a fax machine called the voicemail"),
+        "{}",
+        ob.log()
+    );
+    assert_eq!(
+        fax.subject,
+        "Fax from +1 555 0100 (3 pages)",
+        "{}",
+        fax.text()
+    );
+    assert!(
+        fax.text().contains("A fax to 102 (Bob Example)"),
+        "{}",
+        fax.text()
+    );
+    assert_pages(fax.part("application/pdf").expect("a PDF attached"), &sent);
 }
 
 /// A person (no fax machine) calls the fax extension and hangs up: the fax's user still

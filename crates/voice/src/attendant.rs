@@ -47,7 +47,7 @@ pub async fn run(ep: &mut Endpoint, a: &AttendantSetup) -> Destination {
     let greeting = greeting(&a.data_dir, &a.attendant).await;
     let first = match ep.play(&greeting, true).await {
         Stop::Digit(d) => Some(d),
-        Stop::Done => ep.digit(a.attendant.timeout).await,
+        Stop::Done | Stop::Fax => ep.digit(a.attendant.timeout).await,
     };
     let Some(first) = first else {
         info!(message = "phone: attendant: no key pressed", attendant = %a.attendant.name);

@@ -269,6 +269,10 @@ pub struct Endpoint {
     /// one digit per key press, whatever the retransmissions.
     event: Option<u32>,
     ended: Option<u32>,
+    /// Listening for a calling fax machine ([`Endpoint::listen_for_fax`]), and whether
+    /// one was heard.
+    tones: Option<Box<officebox_fax::CngDetector>>,
+    fax_heard: bool,
 }
 
 /// Why playing or recording stopped.
@@ -277,6 +281,8 @@ pub enum Stop {
     /// Played or recorded to the end (or the length limit).
     Done,
     Digit(char),
+    /// A calling fax machine's tone was heard ([`Endpoint::listen_for_fax`]).
+    Fax,
 }
 
 impl Endpoint {
@@ -296,6 +302,16 @@ impl Endpoint {
             digits_gone: false,
             event: None,
             ended: None,
+            tones: None,
+            fax_heard: false,
+        }
+    }
+
+    /// From now on a calling fax machine's tone (CNG) in the far end's audio stops
+    /// playing and recording with [`Stop::Fax`].
+    pub fn listen_for_fax(&mut self) {
+        if self.tones.is_none() {
+            self.tones = officebox_fax::CngDetector::new().map(Box::new);
         }
     }
 
@@ -349,11 +365,14 @@ impl Endpoint {
                     first = false;
                 }
                 r = self.socket.get().recv_from(&mut buf) => {
-                    if let Ok((n, from)) = r
-                        && let Some(d) = self.packet(buf.get(..n).unwrap_or_default(), from, &mut Vec::new())
-                        && interruptible
-                    {
-                        return Stop::Digit(d);
+                    if let Ok((n, from)) = r {
+                        let digit = self.packet(buf.get(..n).unwrap_or_default(), from, &mut Vec::new());
+                        if self.fax_heard {
+                            return Stop::Fax;
+                        }
+                        if let Some(d) = digit && interruptible {
+                            return Stop::Digit(d);
+                        }
                     }
                 }
                 d = self.info_digits.recv(), if !self.digits_gone => {
@@ -379,11 +398,14 @@ impl Endpoint {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return Stop::Done,
                 r = self.socket.get().recv_from(&mut buf) => {
-                    if let Ok((n, from)) = r
-                        && let Some(d) = self.packet(buf.get(..n).unwrap_or_default(), from, out)
-                        && stop_on.contains(&d)
-                    {
-                        return Stop::Digit(d);
+                    if let Ok((n, from)) = r {
+                        let digit = self.packet(buf.get(..n).unwrap_or_default(), from, out);
+                        if self.fax_heard {
+                            return Stop::Fax;
+                        }
+                        if let Some(d) = digit && stop_on.contains(&d) {
+                            return Stop::Digit(d);
+                        }
                     }
                     if out.len() >= max_samples {
                         out.truncate(max_samples);
@@ -406,7 +428,7 @@ impl Endpoint {
         let mut ignore = Vec::new();
         match self.record(timeout, &DIGITS, &mut ignore).await {
             Stop::Digit(d) => Some(d),
-            Stop::Done => None,
+            Stop::Done | Stop::Fax => None,
         }
     }
 
@@ -500,7 +522,13 @@ impl Endpoint {
             return digit;
         }
         if pt == self.n.law.payload_type() {
+            let from = out.len();
             out.extend(payload.iter().map(|&b| self.n.law.decode(b)));
+            if let (Some(tones), Some(audio)) = (self.tones.as_mut(), out.get(from..))
+                && tones.heard(audio)
+            {
+                self.fax_heard = true;
+            }
         }
         None
     }

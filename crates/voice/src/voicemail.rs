@@ -107,53 +107,59 @@ pub struct Deposit {
     pub caller_present: bool,
     /// The endpoint, for a last prompt.
     pub endpoint: Endpoint,
+    /// A fax machine called (its tone was heard): the box should answer as one.
+    pub fax: bool,
 }
 
 /// Plays the greeting and the tone, then records. `hangup` is cancelled when the caller
-/// sends BYE; what was recorded until then is kept.
+/// sends BYE; what was recorded until then is kept. A calling fax machine's tone, heard
+/// at any point, ends it (`fax`): the box answers as a fax machine instead.
 pub async fn record(
     mut ep: Endpoint,
     greeting: Vec<i16>,
     max: Duration,
     hangup: CancellationToken,
 ) -> Deposit {
+    ep.listen_for_fax();
+    let over = |endpoint, samples, caller_present, fax| Deposit {
+        samples,
+        caller_present,
+        endpoint,
+        fax,
+    };
     // # during the greeting skips it (a caller who knows the drill).
     let played = tokio::select! {
         () = hangup.cancelled() => None,
         s = ep.play(&greeting, true) => Some(s),
     };
-    if played.is_none() {
-        return Deposit {
-            samples: Vec::new(),
-            caller_present: false,
-            endpoint: ep,
-        };
+    match played {
+        None => return over(ep, Vec::new(), false, false),
+        Some(Stop::Fax) => return over(ep, Vec::new(), true, true),
+        Some(_) => {}
     }
     let beep = prompt(prompts::BEEP);
     let beeped = tokio::select! {
-        () = hangup.cancelled() => false,
-        _ = ep.play(&beep, false) => true,
+        () = hangup.cancelled() => None,
+        s = ep.play(&beep, false) => Some(s),
     };
     let mut samples = Vec::new();
-    if !beeped {
-        return Deposit {
-            samples,
-            caller_present: false,
-            endpoint: ep,
-        };
+    match beeped {
+        None => return over(ep, samples, false, false),
+        Some(Stop::Fax) => return over(ep, samples, true, true),
+        Some(_) => {}
     }
-    let present = {
+    let stopped = {
         let rec = ep.record(max, &['#'], &mut samples);
         tokio::pin!(rec);
         tokio::select! {
-            () = hangup.cancelled() => false,
-            stop = &mut rec => matches!(stop, Stop::Done | Stop::Digit(_)),
+            () = hangup.cancelled() => None,
+            stop = &mut rec => Some(stop),
         }
     };
-    Deposit {
-        samples,
-        caller_present: present,
-        endpoint: ep,
+    match stopped {
+        Some(Stop::Fax) => over(ep, Vec::new(), true, true),
+        Some(_) => over(ep, samples, true, false),
+        None => over(ep, samples, false, false),
     }
 }
 

@@ -41,6 +41,7 @@ pub(super) enum MediaJob {
     /// A fax call ended: what came of it (none: the fax machine could not start), and
     /// whether the caller was still there.
     Fax {
+        setup: Box<crate::fax::FaxSetup>,
         outcome: Option<officebox_fax::Outcome>,
         caller_present: bool,
     },
@@ -271,6 +272,7 @@ impl Call {
                         }
                     };
                     MediaJob::Fax {
+                        setup: fax,
                         outcome,
                         caller_present: !stop.is_cancelled(),
                     }
@@ -308,10 +310,11 @@ impl Call {
                 return;
             }
             Ok(MediaJob::Fax {
+                setup,
                 outcome,
                 caller_present,
             }) => {
-                self.faxed(outcome).await;
+                self.faxed(*setup, outcome).await;
                 self.release(rec.bye, caller_present);
                 return;
             }
@@ -331,6 +334,24 @@ impl Call {
             self.release(rec.bye, false);
             return;
         };
+        // A fax machine called the voicemail: the box answers as one, into the same
+        // mailbox.
+        if deposit.fax && rec.bye.is_none() {
+            let env = &vm.envelope;
+            let fax = crate::fax::FaxSetup {
+                data_dir: vm.data_dir.clone(),
+                login: env.callee_login.clone(),
+                name: env.callee_name.clone(),
+                address: env.callee_address.clone(),
+                number: self.setup.parties.callee_ext.clone(),
+                ident: self.setup.parties.callee_ext.clone(),
+                host: env.host.clone(),
+            };
+            info!(message = "phone: a fax machine called the voicemail; answering as one", caller = %self.setup.parties.caller_ext, callee = %self.setup.parties.callee_ext);
+            self.status("fax");
+            self.play_to_a(deposit.endpoint, Answering::Fax(Box::new(fax)));
+            return;
+        }
         let long_enough = deposit.samples.len() >= voicemail::MIN_LENGTH.as_millis() as usize * 8;
         let mut saved = false;
         if long_enough {
@@ -375,11 +396,10 @@ impl Call {
 
     /// Mails a fax call's outcome (the pages, or what went wrong) into its recipient's
     /// mailbox before the caller is released.
-    async fn faxed(&mut self, outcome: Option<officebox_fax::Outcome>) {
-        let (Some(outcome), super::Callee::Fax(fax)) = (outcome, &self.setup.callee) else {
+    async fn faxed(&mut self, fax: crate::fax::FaxSetup, outcome: Option<officebox_fax::Outcome>) {
+        let Some(outcome) = outcome else {
             return;
         };
-        let fax = (**fax).clone();
         let caller = crate::fax::Caller {
             name: self.setup.parties.caller_name.clone(),
             number: self.setup.parties.caller_ext.clone(),
