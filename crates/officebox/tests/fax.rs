@@ -177,3 +177,85 @@ fn a_call_without_a_fax_machine_still_mails_what_happened() {
     );
     assert!(pdf.is_none());
 }
+
+/// The box is killed (kill -9) while a fax comes in, after its first page: at the next
+/// start that page is mailed, marked incomplete, and nothing is left in the spool.
+#[test]
+fn a_page_that_arrived_before_the_box_was_killed_is_mailed_at_the_next_start() {
+    require_program("sipp", "sip-tester");
+    require_program("pdftoppm", "poppler-utils");
+    let c = config();
+    let ob = start(&c);
+    let dir = scratch_dir("fax-kill").unwrap();
+    let sent: Vec<Bitmap> = (1..=3).map(|n| fax_test_page(n, 1100)).collect();
+    let tiff = dir.path().join("out.tif");
+    write_bilevel(&tiff, &sent).unwrap();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let machine = FaxSender::start(local, &tiff, "+1 555 0100", false, None).unwrap();
+    let (port, sip_port, sipp_port) = (
+        machine.port().to_string(),
+        c.int("phone.sip_port"),
+        officebox_testkit::free_udp_port().unwrap().to_string(),
+    );
+    let target = format!("127.0.0.1:{sip_port}");
+    let sipp = common::sipp_peer(
+        "fax-caller",
+        &[
+            "-sf",
+            "uac_fax.xml",
+            "-inf",
+            "caller.csv",
+            "-key",
+            "domain",
+            "office.test",
+            "-key",
+            "callee",
+            "180",
+            "-key",
+            "fax_port",
+            &port,
+            "-auth_uri",
+            "office.test",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &sipp_port,
+            "-m",
+            "1",
+            "-nostdin",
+            "-recv_timeout",
+            "300s",
+            &target,
+        ],
+    );
+    ob.peer()
+        .wait_for_log("fax: a page arrived", Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let state = ob.kill9().unwrap();
+    drop(sipp);
+    drop(machine);
+    let ob = Officebox::start_in(bin(), &c.text(), state).unwrap();
+    ob.peer()
+        .wait_for_log("fax: an interrupted fax delivered", READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+    let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
+    let fax = mail.last().expect("alice has the page");
+    assert!(
+        fax.subject.starts_with("Incomplete fax from 101"),
+        "{}",
+        fax.subject
+    );
+    assert!(
+        fax.text().contains("the box stopped during the call"),
+        "{}",
+        fax.text()
+    );
+    let pdf = fax.part("application/pdf").expect("the page, attached");
+    assert_pages(pdf, &sent[..1]);
+    let spool = ob.dir().join("demo-data/fax");
+    let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "{}", spool.display());
+}

@@ -59,16 +59,126 @@ pub fn spool_path(data_dir: &Path, call_id: &str) -> PathBuf {
     data_dir.join("fax").join(format!("{safe}.tif"))
 }
 
+/// The note beside a call's page file, saying whose pages they are: if the box stops
+/// during the call (a crash, a kill), [`recover`] mails what arrived at the next start.
+fn note_path(tiff: &Path) -> PathBuf {
+    tiff.with_extension("for")
+}
+
+fn write_note(tiff: &Path, setup: &FaxSetup, caller: &Caller) -> io::Result<()> {
+    let one_line = |s: &str| s.replace(['\r', '\n'], " ");
+    let text = format!(
+        "login={}\nname={}\naddress={}\nnumber={}\nhost={}\ncaller_name={}\ncaller_number={}\n",
+        one_line(&setup.login),
+        one_line(&setup.name),
+        one_line(&setup.address),
+        one_line(&setup.number),
+        one_line(&setup.host),
+        one_line(&caller.name),
+        one_line(&caller.number),
+    );
+    officebox_store::write_atomic(&note_path(tiff), text.as_bytes(), 0o600)
+        .map_err(io::Error::other)
+}
+
+fn read_note(data_dir: &Path, note: &Path) -> Option<(FaxSetup, Caller)> {
+    let text = std::fs::read_to_string(note).ok()?;
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    let login = get("login")?;
+    // Only a plain login names a mailbox (the note is ours, but a file is a file).
+    if login.is_empty()
+        || !login
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return None;
+    }
+    Some((
+        FaxSetup {
+            data_dir: data_dir.to_path_buf(),
+            login,
+            name: get("name").unwrap_or_default(),
+            address: get("address").unwrap_or_default(),
+            number: get("number").unwrap_or_default(),
+            ident: String::new(),
+            host: get("host").unwrap_or_default(),
+        },
+        Caller {
+            name: get("caller_name").unwrap_or_default(),
+            number: get("caller_number").unwrap_or_default(),
+        },
+    ))
+}
+
+/// Mails the pages of fax calls the box was stopped in the middle of (their page files
+/// and notes in `data_dir/fax`), marked incomplete, and removes them. Blocking; run at
+/// the phone service's start, before any new call.
+pub fn recover(data_dir: &Path) -> Vec<String> {
+    let mut delivered = Vec::new();
+    let Ok(dir) = std::fs::read_dir(data_dir.join("fax")) else {
+        return delivered;
+    };
+    for entry in dir.flatten() {
+        let note = entry.path();
+        if note.extension().is_none_or(|e| e != "for") {
+            continue;
+        }
+        let tiff = note.with_extension("tif");
+        let Some((setup, caller)) = read_note(data_dir, &note) else {
+            tracing::warn!(message = "fax: an unreadable note of an interrupted fax is left", path = %note.display());
+            continue;
+        };
+        let pages = officebox_fax::tiff::read_g4_pages(&tiff).unwrap_or_default();
+        let outcome = Outcome {
+            role: officebox_fax::Role::Receiver,
+            code: None,
+            reason: "the box stopped during the call".to_string(),
+            remote_ident: String::new(),
+            pages: pages
+                .iter()
+                .map(|p| officebox_fax::Page {
+                    complete: true,
+                    width: p.width,
+                    rows: p.rows,
+                    // Whole numbers of dots per inch, as they were sent.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    dpi: (p.dpi.0.round() as u32, p.dpi.1.round() as u32),
+                })
+                .collect(),
+            pages_sent: 0,
+            bit_rate: 0,
+            ecm: false,
+            duration: Duration::ZERO,
+            file: tiff.clone(),
+        };
+        match deliver(&setup, &caller, &outcome) {
+            Ok(name) => {
+                tracing::info!(message = "fax: an interrupted fax delivered", to = %setup.login, pages = pages.len(), %name);
+                delivered.push(name);
+            }
+            Err(error) => {
+                tracing::warn!(message = "fax: an interrupted fax not delivered", to = %setup.login, %error);
+            }
+        }
+    }
+    delivered
+}
+
 /// Answers as a fax machine on `ep` until the fax is over, `hangup` (the caller's BYE)
 /// or [`MAX_CALL`]; the outcome, with the endpoint back (for a last word, none).
 pub async fn receive(
     mut ep: Endpoint,
     setup: &FaxSetup,
+    caller: &Caller,
     tiff: &Path,
     hangup: CancellationToken,
 ) -> (Result<Outcome, officebox_fax::FaxError>, Endpoint) {
     if let Some(dir) = tiff.parent()
-        && let Err(e) = std::fs::create_dir_all(dir)
+        && let Err(e) = std::fs::create_dir_all(dir).and_then(|()| write_note(tiff, setup, caller))
     {
         return (
             Err(officebox_fax::FaxError::Io {
@@ -88,6 +198,7 @@ pub async fn receive(
     let (mut heard, mut keys) = (Vec::new(), Vec::new());
     let mut out = [0i16; FRAME];
     let mut quiet = 0u32;
+    let mut pages = 0u32;
     loop {
         tokio::select! {
             () = hangup.cancelled() => break,
@@ -111,6 +222,10 @@ pub async fn receive(
         }
         term.tx(&mut out);
         ep.send_now(&out);
+        if term.pages() > pages {
+            pages = term.pages();
+            tracing::info!(message = "fax: a page arrived", to = %setup.login, page = pages);
+        }
         if term.done() {
             break;
         }
@@ -297,6 +412,7 @@ pub fn deliver(setup: &FaxSetup, caller: &Caller, outcome: &Outcome) -> io::Resu
     // The mail holds the pages now (or there were none to keep).
     if pdf.is_some() || outcome.pages.is_empty() {
         let _ = std::fs::remove_file(&outcome.file);
+        let _ = std::fs::remove_file(note_path(&outcome.file));
     }
     Ok(name.as_str().to_string())
 }

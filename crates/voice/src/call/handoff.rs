@@ -262,8 +262,13 @@ impl Call {
             Answering::Fax(fax) => {
                 self.disposition = Disposition::Answered;
                 let tiff = crate::fax::spool_path(&fax.data_dir, self.a.invite.call_id());
+                let caller = crate::fax::Caller {
+                    name: self.setup.parties.caller_name.clone(),
+                    number: self.setup.parties.caller_ext.clone(),
+                };
                 tokio::spawn(async move {
-                    let (outcome, _ep) = crate::fax::receive(ep, &fax, &tiff, stop.clone()).await;
+                    let (outcome, _ep) =
+                        crate::fax::receive(ep, &fax, &caller, &tiff, stop.clone()).await;
                     let outcome = match outcome {
                         Ok(o) => Some(o),
                         Err(error) => {
