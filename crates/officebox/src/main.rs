@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         action: PhoneAction,
     },
+    /// The box's fax machines ([[phone.fax]]).
+    Fax {
+        #[command(subcommand)]
+        action: FaxAction,
+    },
     /// The DHCP lease table.
     Dhcp {
         #[command(subcommand)]
@@ -87,6 +92,19 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: users::UserAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FaxAction {
+    /// The fax calls the box answered, newest first: when, from whom, to whom, pages,
+    /// and the T.30 outcome.
+    Log {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
     },
 }
 
@@ -273,6 +291,9 @@ fn main() -> ExitCode {
         Command::Phone {
             action: PhoneAction::Codes { config },
         } => phone_codes(&config),
+        Command::Fax {
+            action: FaxAction::Log { config, limit },
+        } => fax_log(&config, limit),
         Command::Vpn {
             action: VpnAction::Key { config },
         } => vpn_key(&config),
@@ -400,6 +421,37 @@ fn vpn_pairing(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     if wan.is_none() {
         eprintln!(
             "(the WAN address is not known yet: the other site's box will wait for this one to call)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fax_log(path: &std::path::Path, limit: u32) -> anyhow::Result<ExitCode> {
+    let config = officebox_config::load(path)?;
+    let db = officebox_store::Db::open(&officebox_store::state_db(&config.data_dir))?;
+    let faxes = db.faxes(limit)?;
+    if faxes.is_empty() {
+        println!("no fax yet");
+    }
+    for f in faxes {
+        let from = if f.station.is_empty() {
+            f.caller.clone()
+        } else {
+            format!("{} ({})", f.station, f.caller)
+        };
+        let pages = if f.complete == f.pages {
+            format!("{} page(s)", f.pages)
+        } else {
+            format!("{} page(s), {} whole", f.pages, f.complete)
+        };
+        let code = f.code.map_or_else(|| "-".to_string(), |c| c.to_string());
+        println!(
+            "{}  {from} -> {} ({}): {pages}, {}s, T.30 {code} {}",
+            officebox_store::date::datetime(f.at),
+            f.number,
+            f.login,
+            f.seconds,
+            f.reason
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -103,6 +103,12 @@ fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
         assert!(text.contains(needle), "{needle}: {text}");
     }
     assert_pages(fax.part("application/pdf").expect("a PDF attached"), &sent);
+    // The fax log says so too.
+    let log = ob.cli(bin(), &["fax", "log"]).unwrap();
+    assert!(
+        log.contains("+1 555 0100 (101) -> 180 (alice): 3 page(s)") && log.contains("T.30 0 OK"),
+        "{log}"
+    );
     // Nothing of the call is left in the spool: the mail holds the pages.
     let spool = ob.dir().join("demo-data/fax");
     let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);

@@ -287,6 +287,23 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "whether the other sites' services answer",
         sql: "ALTER TABLE vpn_status ADD COLUMN services TEXT;",
     },
+    Migration {
+        version: 15,
+        name: "fax log",
+        sql: "CREATE TABLE fax_log (
+                at INTEGER NOT NULL,
+                caller TEXT NOT NULL,
+                station TEXT NOT NULL,
+                number TEXT NOT NULL,
+                login TEXT NOT NULL,
+                pages INTEGER NOT NULL,
+                complete INTEGER NOT NULL,
+                code INTEGER,
+                reason TEXT NOT NULL,
+                seconds INTEGER NOT NULL
+              );
+              CREATE INDEX fax_log_at ON fax_log (at);",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

@@ -34,6 +34,7 @@ mod call_log;
 pub mod date;
 mod db;
 mod error;
+mod fax;
 mod fetch;
 mod file;
 mod maildir;
@@ -53,6 +54,7 @@ pub use db::{
     unix_now,
 };
 pub use error::StoreError;
+pub use fax::FaxEntry;
 pub use fetch::FetchStatus;
 pub use file::write_atomic;
 pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER, mailbox_path};

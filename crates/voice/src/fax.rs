@@ -14,7 +14,7 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 use officebox_fax::{Outcome, Terminal};
-use officebox_store::{Maildir, mailbox_path};
+use officebox_store::{FaxEntry, Maildir, mailbox_path};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,8 @@ const QUIET_FRAMES: u32 = 3;
 #[derive(Debug, Clone)]
 pub struct FaxSetup {
     pub data_dir: PathBuf,
+    /// The phone service's handle on the state database (the fax log).
+    pub db: std::sync::Arc<std::sync::Mutex<officebox_store::Db>>,
     /// The mailbox it is delivered to, and how the mail names the recipient.
     pub login: String,
     pub name: String,
@@ -81,7 +83,11 @@ fn write_note(tiff: &Path, setup: &FaxSetup, caller: &Caller) -> io::Result<()> 
         .map_err(io::Error::other)
 }
 
-fn read_note(data_dir: &Path, note: &Path) -> Option<(FaxSetup, Caller)> {
+fn read_note(
+    data_dir: &Path,
+    db: &std::sync::Arc<std::sync::Mutex<officebox_store::Db>>,
+    note: &Path,
+) -> Option<(FaxSetup, Caller)> {
     let text = std::fs::read_to_string(note).ok()?;
     let get = |k: &str| {
         text.lines()
@@ -100,6 +106,7 @@ fn read_note(data_dir: &Path, note: &Path) -> Option<(FaxSetup, Caller)> {
     Some((
         FaxSetup {
             data_dir: data_dir.to_path_buf(),
+            db: std::sync::Arc::clone(db),
             login,
             name: get("name").unwrap_or_default(),
             address: get("address").unwrap_or_default(),
@@ -117,7 +124,10 @@ fn read_note(data_dir: &Path, note: &Path) -> Option<(FaxSetup, Caller)> {
 /// Mails the pages of fax calls the box was stopped in the middle of (their page files
 /// and notes in `data_dir/fax`), marked incomplete, and removes them. Blocking; run at
 /// the phone service's start, before any new call.
-pub fn recover(data_dir: &Path) -> Vec<String> {
+pub fn recover(
+    data_dir: &Path,
+    db: &std::sync::Arc<std::sync::Mutex<officebox_store::Db>>,
+) -> Vec<String> {
     let mut delivered = Vec::new();
     let Ok(dir) = std::fs::read_dir(data_dir.join("fax")) else {
         return delivered;
@@ -128,7 +138,7 @@ pub fn recover(data_dir: &Path) -> Vec<String> {
             continue;
         }
         let tiff = note.with_extension("tif");
-        let Some((setup, caller)) = read_note(data_dir, &note) else {
+        let Some((setup, caller)) = read_note(data_dir, db, &note) else {
             tracing::warn!(message = "fax: an unreadable note of an interrupted fax is left", path = %note.display());
             continue;
         };
@@ -409,6 +419,28 @@ pub fn deliver(setup: &FaxSetup, caller: &Caller, outcome: &Outcome) -> io::Resu
     let maildir =
         Maildir::open(&mailbox_path(&setup.data_dir, &setup.login)).map_err(io::Error::other)?;
     let name = maildir.deliver(&message).map_err(io::Error::other)?;
+    // The log is a convenience: the mail is the fax, and a log that cannot be written
+    // loses no page.
+    let entry = FaxEntry {
+        at: officebox_store::unix_now(),
+        caller: caller.number.clone(),
+        station: outcome.remote_ident.clone(),
+        number: setup.number.clone(),
+        login: setup.login.clone(),
+        pages: u32::try_from(outcome.pages.len()).unwrap_or(u32::MAX),
+        complete: u32::try_from(outcome.complete_pages()).unwrap_or(u32::MAX),
+        code: outcome.code,
+        reason: outcome.reason.clone(),
+        seconds: u32::try_from(outcome.duration.as_secs()).unwrap_or(u32::MAX),
+    };
+    let logged = setup
+        .db
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .add_fax(&entry);
+    if let Err(error) = logged {
+        tracing::warn!(message = "fax: not logged", %error);
+    }
     // The mail holds the pages now (or there were none to keep).
     if pdf.is_some() || outcome.pages.is_empty() {
         let _ = std::fs::remove_file(&outcome.file);

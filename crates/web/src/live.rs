@@ -40,6 +40,7 @@ enum Facts {
         Vec<SipCall>,
         Vec<TrunkStatus>,
         Vec<officebox_store::ProvisionedPhone>,
+        Vec<officebox_store::FaxEntry>,
     ),
     Leases(Vec<Lease>),
     Zone(Vec<ServedRecord>),
@@ -63,6 +64,7 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
                     db.calls()?,
                     db.trunk_statuses()?,
                     db.provisioned_phones()?,
+                    db.faxes(20)?,
                 ),
                 "/dhcp" => Facts::Leases(db.leases()?),
                 "/sites" => Facts::Sites(db.site_statuses()?, db.wan_address()?),
@@ -73,10 +75,11 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
     Some(match facts {
         None => html! { p { "The live state cannot be read just now." } },
         Some(Facts::Queue(queue)) => queue_table(&queue, csrf),
-        Some(Facts::Phones(regs, calls, trunks, desk)) => html! {
+        Some(Facts::Phones(regs, calls, trunks, desk, faxes)) => html! {
             (phones_tables(&regs, &calls, now))
             (desk_phones(config, &desk, now))
             (trunks_table(config, &trunks, now))
+            (fax_table(config, &faxes))
         },
         Some(Facts::Leases(mut leases)) => {
             // Reserved in the config, though the lease may predate the reservation.
@@ -93,6 +96,45 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
             crate::pages::sites::live(config, &rows, wan, now).await
         }
     })
+}
+
+/// The latest fax calls (when the box has fax machines, or had faxes): from whom, to
+/// whom, pages, and the T.30 outcome.
+fn fax_table(config: &Config, faxes: &[officebox_store::FaxEntry]) -> Markup {
+    if faxes.is_empty() && config.phone.dial_plan.faxes.is_empty() {
+        return html! {};
+    }
+    html! {
+        h2 { "Faxes" }
+        @if faxes.is_empty() {
+            p { "No fax has come in yet." }
+        } @else {
+            table id="fax-log" {
+                tr { th { "When" } th { "From" } th { "To" } th { "Pages" } th { "Outcome" } }
+                @for f in faxes {
+                    tr {
+                        td { (officebox_store::date::datetime(f.at)) }
+                        td {
+                            (f.caller)
+                            @if !f.station.is_empty() { " (" (f.station) ")" }
+                        }
+                        td { (f.number) " (" (f.login) ")" }
+                        td {
+                            (f.pages)
+                            @if f.complete < f.pages { ", " (f.complete) " whole" }
+                        }
+                        td {
+                            @match f.code {
+                                Some(0) => "received",
+                                Some(c) => { "failed: " (f.reason) " (T.30 " (c) ")" },
+                                None => { "cut off: " (f.reason) },
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The mail waiting to go out, each message with a Delete button, and Retry now.

@@ -345,6 +345,7 @@ impl Call {
             let env = &vm.envelope;
             let fax = crate::fax::FaxSetup {
                 data_dir: vm.data_dir.clone(),
+                db: std::sync::Arc::clone(&vm.db),
                 login: env.callee_login.clone(),
                 name: env.callee_name.clone(),
                 address: env.callee_address.clone(),

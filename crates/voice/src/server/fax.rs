@@ -10,11 +10,16 @@ use crate::call::Callee;
 use crate::fax::FaxSetup;
 
 /// How the box answers for `line` (`None`: its user is gone meanwhile).
-pub(super) fn setup_for(config: &officebox_config::Config, line: &FaxLine) -> Option<FaxSetup> {
+pub(super) fn setup_for(
+    config: &officebox_config::Config,
+    state: &super::State,
+    line: &FaxLine,
+) -> Option<FaxSetup> {
     let user = config.users.iter().find(|u| u.login == line.to)?;
     let domain = &config.network.domain;
     Some(FaxSetup {
         data_dir: config.data_dir.clone(),
+        db: std::sync::Arc::clone(&state.db),
         login: user.login.clone(),
         name: user.name.clone(),
         address: format!("{}@{domain}", user.login),
@@ -38,7 +43,7 @@ pub(super) fn dialled(
         .faxes
         .iter()
         .find(|f| f.extension.as_deref() == Some(dialled))?;
-    let Some(setup) = setup_for(req.config, line) else {
+    let Some(setup) = setup_for(req.config, req.state, line) else {
         return Some(Some(req.msg.response(404, "Not Found", req.tag.as_str())));
     };
     super::park::start(req, caller, dialled, Callee::Fax(Box::new(setup)));

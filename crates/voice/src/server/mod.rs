@@ -195,10 +195,10 @@ pub async fn serve(
     } else {
         *first_addr
     };
-    // Faxes the box was stopped in the middle of: what arrived goes to their mailboxes.
-    let data_dir = config.data_dir.clone();
-    let _ = tokio::task::spawn_blocking(move || crate::fax::recover(&data_dir)).await;
     let db = Arc::new(Mutex::new(db));
+    // Faxes the box was stopped in the middle of: what arrived goes to their mailboxes.
+    let (data_dir, fax_db) = (config.data_dir.clone(), Arc::clone(&db));
+    let _ = tokio::task::spawn_blocking(move || crate::fax::recover(&data_dir, &fax_db)).await;
     let state = Arc::new(State {
         db: Arc::clone(&db),
         registrar: Mutex::new(registrar),

@@ -436,7 +436,7 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
             a.name.clone(),
             None,
         ),
-        Target::Fax(line) => match super::fax::setup_for(config, line) {
+        Target::Fax(line) => match super::fax::setup_for(config, state, line) {
             Some(setup) => Routed::ring(
                 Callee::Fax(Box::new(setup)),
                 String::new(),

@@ -245,9 +245,10 @@ impl CallLog {
     }
 }
 
-/// Drops the calls older than `days` from the log.
+/// Drops the calls (and fax calls) older than `days` from the logs.
 fn prune(db: &Db, days: u32) -> Result<(), officebox_store::StoreError> {
     let before = officebox_store::unix_now() - i64::from(days) * 86_400;
+    db.prune_faxes(before)?;
     let n = db.prune_call_log(before)?;
     if n > 0 {
         info!(
