@@ -40,15 +40,26 @@ pub struct AttendantSetup {
     /// The office's extensions, for dial by extension (empty when it is off).
     pub extensions: Vec<String>,
     pub data_dir: PathBuf,
+    /// The fax machine (`[[phone.fax]]`, its name) a calling fax machine is sent to when
+    /// its tone is heard; none: the attendant does not listen for one.
+    pub fax: Option<String>,
 }
 
-/// Plays the greeting and returns where the caller's keys lead.
+/// Plays the greeting and returns where the caller's keys lead (a calling fax
+/// machine's tone: to the fax machine, when the office has one).
 pub async fn run(ep: &mut Endpoint, a: &AttendantSetup) -> Destination {
     let greeting = greeting(&a.data_dir, &a.attendant).await;
+    if a.fax.is_some() {
+        ep.listen_for_fax();
+    }
     let first = match ep.play(&greeting, true).await {
         Stop::Digit(d) => Some(d),
         Stop::Done | Stop::Fax => ep.digit(a.attendant.timeout).await,
     };
+    if let (true, Some(fax)) = (ep.fax_heard(), &a.fax) {
+        info!(message = "phone: attendant: a fax machine calls", attendant = %a.attendant.name, fax = %fax);
+        return Destination::Fax(fax.clone());
+    }
     let Some(first) = first else {
         info!(message = "phone: attendant: no key pressed", attendant = %a.attendant.name);
         return a.attendant.no_input.clone();
@@ -257,6 +268,7 @@ mod tests {
             },
             extensions: extensions.iter().map(|s| s.to_string()).collect(),
             data_dir: PathBuf::new(),
+            fax: None,
         }
     }
 

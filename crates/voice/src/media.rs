@@ -307,6 +307,11 @@ impl Endpoint {
         }
     }
 
+    /// Whether a calling fax machine's tone was heard (while listening for one).
+    pub fn fax_heard(&self) -> bool {
+        self.fax_heard
+    }
+
     /// From now on a calling fax machine's tone (CNG) in the far end's audio stops
     /// playing and recording with [`Stop::Fax`].
     pub fn listen_for_fax(&mut self) {

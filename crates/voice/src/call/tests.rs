@@ -1493,6 +1493,7 @@ fn attendant_setup() -> crate::attendant::AttendantSetup {
         },
         extensions: Vec::new(),
         data_dir: std::env::temp_dir(),
+        fax: None,
     }
 }
 

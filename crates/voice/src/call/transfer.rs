@@ -108,6 +108,14 @@ impl Call {
             self.play_to_a(ep, Answering::Attendant(a));
             return;
         }
+        // A fax machine of the box's (a fax heard by the attendant): answered at once.
+        if let Callee::Fax(f) = callee {
+            self.setup.callee = Callee::Fax(f.clone());
+            self.transfer_done("200 OK");
+            self.status("fax");
+            self.play_to_a(ep, Answering::Fax(f));
+            return;
+        }
         let ip_b = self.setup.wire.local().ip();
         // Outside numbers among those rung: the port answers on every address.
         let bind_b = match &callee {

@@ -431,6 +431,7 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
                     Vec::new()
                 },
                 data_dir: config.data_dir.clone(),
+                fax: config.phone.dial_plan.faxes.first().map(|f| f.name.clone()),
             })),
             String::new(),
             a.name.clone(),
