@@ -610,6 +610,72 @@ pub fn free_device_address(vpn: &Vpn) -> Option<Ipv4Addr> {
         .find(|&ip| net.is_host(ip) && !taken(ip))
 }
 
+/// Where mail for `local` (a local part of the company's domain) goes: users' mailboxes
+/// and addresses elsewhere, through the aliases (recursively; an alias naming itself
+/// keeps that user's own copy), `postmaster` to the admins. Both empty: nobody here.
+/// Shared by SMTP and by the phone system's voicemail and faxes, which are delivered
+/// like a mail to the user.
+pub fn mail_targets(
+    config: &Config,
+    local: &str,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    let mut mailboxes = std::collections::BTreeSet::new();
+    let mut forward = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    expand_alias(config, local, &mut mailboxes, &mut forward, &mut seen);
+    (mailboxes, forward)
+}
+
+fn expand_alias(
+    config: &Config,
+    name: &str,
+    mailboxes: &mut std::collections::BTreeSet<String>,
+    forward: &mut std::collections::BTreeSet<String>,
+    seen: &mut std::collections::BTreeSet<String>,
+) {
+    if !seen.insert(name.to_string()) {
+        return; // loops are refused by the config; this guards anyway
+    }
+    let is_user = |n: &str| config.users.iter().any(|u| u.login == n);
+    match config.mail.aliases.iter().find(|a| a.name == name) {
+        Some(alias) => {
+            for m in &alias.members {
+                match m {
+                    // An alias naming itself keeps the copy in that user's own mailbox.
+                    crate::AliasMember::Local(l) if l == name => {
+                        if is_user(l) {
+                            mailboxes.insert(l.clone());
+                        }
+                    }
+                    crate::AliasMember::Local(l) => {
+                        expand_alias(config, l, mailboxes, forward, seen);
+                    }
+                    crate::AliasMember::External(addr) => {
+                        forward.insert(addr.clone());
+                    }
+                }
+            }
+        }
+        None if is_user(name) => {
+            mailboxes.insert(name.to_string());
+        }
+        // postmaster must always work (RFC 5321 section 4.5.1): the admins get it.
+        None if name == "postmaster" => {
+            mailboxes.extend(
+                config
+                    .users
+                    .iter()
+                    .filter(|u| u.admin)
+                    .map(|u| u.login.clone()),
+            );
+        }
+        None => {}
+    }
+}
+
 /// The site whose box takes calls to `dialled`: an enabled site, while the tunnels run,
 /// whose extensions include it (a local user's extension always wins; the config
 /// refuses a site's range that takes one in, this only makes sure).

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use officebox_config::Config;
 use officebox_config::derive::{ClientZone, relay_allowed};
-use officebox_config::{AliasMember, Config};
 
 /// What one recipient address means here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,62 +54,11 @@ pub fn resolve(config: &Config, address: &str) -> Destination {
     if !is_our_domain(config, &domain) {
         return Destination::Foreign(format!("{local}@{domain}"));
     }
-    let mut mailboxes = BTreeSet::new();
-    let mut forward = BTreeSet::new();
-    let mut seen = BTreeSet::new();
-    expand(config, &local, &mut mailboxes, &mut forward, &mut seen);
+    let (mailboxes, forward) = officebox_config::derive::mail_targets(config, &local);
     if mailboxes.is_empty() && forward.is_empty() {
         Destination::Unknown
     } else {
         Destination::Local { mailboxes, forward }
-    }
-}
-
-fn is_user(config: &Config, name: &str) -> bool {
-    config.users.iter().any(|u| u.login == name)
-}
-
-fn expand(
-    config: &Config,
-    name: &str,
-    mailboxes: &mut BTreeSet<String>,
-    forward: &mut BTreeSet<String>,
-    seen: &mut BTreeSet<String>,
-) {
-    if !seen.insert(name.to_string()) {
-        return; // loops are refused by the config; this guards anyway
-    }
-    match config.mail.aliases.iter().find(|a| a.name == name) {
-        Some(alias) => {
-            for m in &alias.members {
-                match m {
-                    // An alias naming itself keeps the copy in that user's own mailbox.
-                    AliasMember::Local(l) if l == name => {
-                        if is_user(config, l) {
-                            mailboxes.insert(l.clone());
-                        }
-                    }
-                    AliasMember::Local(l) => expand(config, l, mailboxes, forward, seen),
-                    AliasMember::External(addr) => {
-                        forward.insert(addr.clone());
-                    }
-                }
-            }
-        }
-        None if is_user(config, name) => {
-            mailboxes.insert(name.to_string());
-        }
-        // postmaster must always work (RFC 5321 section 4.5.1): the admins get it.
-        None if name == "postmaster" => {
-            mailboxes.extend(
-                config
-                    .users
-                    .iter()
-                    .filter(|u| u.admin)
-                    .map(|u| u.login.clone()),
-            );
-        }
-        None => {}
     }
 }
 

@@ -18,6 +18,8 @@ use officebox_testkit::{
     require_program, require_root, wait_until,
 };
 
+mod common;
+
 const FAR: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const DELIVERY: Duration = Duration::from_secs(30);
 
@@ -400,4 +402,42 @@ fn an_alias_that_names_itself_keeps_the_local_copy_and_forwards_one() {
     let here = local_mail(&ob, "bob");
     assert_eq!(here.len(), 1);
     assert!(here[0].contains("Subject: for bob twice"));
+}
+
+/// A voicemail is delivered like a mail to its user: bob's alias keeps his copy (the one
+/// his phone menu plays) and forwards one, which reaches the far side's postfix.
+#[test]
+fn a_voicemail_to_an_aliased_user_keeps_the_local_copy_and_forwards_one() {
+    require_program("sipp", "sip-tester");
+    let mut w = world("out-vm-alias");
+    let members: toml_edit::Array = ["bob", "bob@far.test"].into_iter().collect();
+    w.config = w.config.clone().set("mail.aliases.bob", members);
+    let ob = start(&w);
+    ob.peer()
+        .wait_for_log("phone: serving", READY_TIMEOUT)
+        .unwrap();
+    let sip = format!("127.0.0.1:{}", w.config.int("phone.sip_port"));
+    let (ok, errors) = common::sipp_call_in(
+        w.ns.command("sipp"),
+        &sip,
+        "uac_voicemail_hangup.xml",
+        "caller.csv",
+        "102",
+        &[],
+        "30s",
+    );
+    assert!(ok, "{errors}\n{}", ob.log());
+    let far = w
+        .far
+        .wait_for_messages("bob@far.test", 1, DELIVERY)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    assert!(
+        text(&far[0]).contains("Subject: Voicemail from Alice Example (101)"),
+        "{}",
+        text(&far[0])
+    );
+    assert!(text(&far[0]).contains("audio/wav"));
+    let here = local_mail(&ob, "bob");
+    assert_eq!(here.len(), 1);
+    assert!(here[0].contains("Subject: Voicemail from Alice Example (101)"));
 }

@@ -14,7 +14,7 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 use officebox_fax::{Outcome, Terminal};
-use officebox_store::{FaxEntry, Maildir, mailbox_path};
+use officebox_store::FaxEntry;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +30,10 @@ const QUIET_FRAMES: u32 = 3;
 #[derive(Debug, Clone)]
 pub struct FaxSetup {
     pub data_dir: PathBuf,
-    /// The phone service's handle on the state database (the fax log).
+    /// The phone service's handle on the state database (the fax log, the queue).
     pub db: std::sync::Arc<std::sync::Mutex<officebox_store::Db>>,
+    /// Where the fax goes: like a mail to the user, through their alias.
+    pub targets: crate::mailbox::Targets,
     /// The mailbox it is delivered to, and how the mail names the recipient.
     pub login: String,
     pub name: String,
@@ -107,6 +109,7 @@ fn read_note(
         FaxSetup {
             data_dir: data_dir.to_path_buf(),
             db: std::sync::Arc::clone(db),
+            targets: crate::mailbox::Targets::own(),
             login,
             name: get("name").unwrap_or_default(),
             address: get("address").unwrap_or_default(),
@@ -416,9 +419,14 @@ pub fn deliver(setup: &FaxSetup, caller: &Caller, outcome: &Outcome) -> io::Resu
     );
     let pdf = officebox_fax::pdf::from_pages(&pages, &title);
     let message = email(setup, caller, outcome, pdf.as_deref(), SystemTime::now());
-    let maildir =
-        Maildir::open(&mailbox_path(&setup.data_dir, &setup.login)).map_err(io::Error::other)?;
-    let name = maildir.deliver(&message).map_err(io::Error::other)?;
+    let name = crate::mailbox::deliver(
+        &setup.db,
+        &setup.data_dir,
+        &setup.login,
+        &setup.targets,
+        &message,
+    )?
+    .unwrap_or_else(|| "sent on".to_string());
     // The log is a convenience: the mail is the fax, and a log that cannot be written
     // loses no page.
     let entry = FaxEntry {
@@ -446,5 +454,5 @@ pub fn deliver(setup: &FaxSetup, caller: &Caller, outcome: &Outcome) -> io::Resu
         let _ = std::fs::remove_file(&outcome.file);
         let _ = std::fs::remove_file(note_path(&outcome.file));
     }
-    Ok(name.as_str().to_string())
+    Ok(name)
 }

@@ -26,6 +26,7 @@ pub mod conference;
 pub mod daynight;
 pub mod digest;
 pub mod fax;
+pub mod mailbox;
 pub mod media;
 pub mod menu;
 pub mod music;

@@ -266,21 +266,24 @@ pub fn email(env: &Envelope, samples: &[i16], now: SystemTime) -> Vec<u8> {
     out
 }
 
-/// Delivers the message into the callee's Maildir (fsynced) and indexes it in `db`.
-/// Blocking.
+/// Delivers the message like a mail to the callee (`targets`: their own Maildir, and
+/// where their alias sends copies; every copy fsynced or queued), and indexes their own
+/// copy in `db` for the phone menu. Blocking. Its name: the own copy's, else "sent on".
 pub fn deliver(
     db: &std::sync::Mutex<Db>,
     data_dir: &Path,
     env: &Envelope,
+    targets: &crate::mailbox::Targets,
     samples: &[i16],
 ) -> io::Result<String> {
     let now = SystemTime::now();
     let message = email(env, samples, now);
-    let maildir =
-        Maildir::open(&mailbox_path(data_dir, &env.callee_login)).map_err(io::Error::other)?;
-    let name = maildir.deliver(&message).map_err(io::Error::other)?;
+    let Some(name) = crate::mailbox::deliver(db, data_dir, &env.callee_login, targets, &message)?
+    else {
+        return Ok("sent on".to_string());
+    };
     // In new/ the name has no flags yet: it is what `Entry::unique` gives later.
-    let unique = name.as_str().to_string();
+    let unique = name;
     // The index is a convenience for the menu: the Maildir is the truth (a message
     // deleted by POP3 is gone whatever the index says).
     let db = db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -94,8 +94,30 @@ pub fn sipp_call_with(
     extra: &[&str],
     recv_timeout: &str,
 ) -> (bool, String) {
+    sipp_call_in(
+        Command::new("sipp"),
+        target,
+        scenario,
+        inf,
+        callee,
+        extra,
+        recv_timeout,
+    )
+}
+
+/// [`sipp_call_with`] with `sipp`, a command for sipp made elsewhere (inside a test's
+/// namespace: `Netns::command("sipp")`).
+pub fn sipp_call_in(
+    mut sipp: Command,
+    target: &str,
+    scenario: &str,
+    inf: &str,
+    callee: &str,
+    extra: &[&str],
+    recv_timeout: &str,
+) -> (bool, String) {
     let errors = officebox_testkit::scratch_dir("sipp-uac").unwrap();
-    let out = Command::new("sipp")
+    let out = sipp
         .current_dir(scenarios())
         .args([
             "-sf",

@@ -24,6 +24,8 @@ pub struct VoicemailSetup {
     pub db: std::sync::Arc<std::sync::Mutex<officebox_store::Db>>,
     pub envelope: voicemail::Envelope,
     pub max: std::time::Duration,
+    /// Where the message goes: like a mail to the callee, through their alias.
+    pub targets: crate::mailbox::Targets,
 }
 
 /// What the box's own side of a call came to.
@@ -346,6 +348,7 @@ impl Call {
             let fax = crate::fax::FaxSetup {
                 data_dir: vm.data_dir.clone(),
                 db: std::sync::Arc::clone(&vm.db),
+                targets: vm.targets.clone(),
                 login: env.callee_login.clone(),
                 name: env.callee_name.clone(),
                 address: env.callee_address.clone(),
@@ -364,9 +367,12 @@ impl Call {
             let samples = std::mem::take(&mut deposit.samples);
             let env = vm.envelope.clone();
             let (dir, db) = (vm.data_dir.clone(), std::sync::Arc::clone(&vm.db));
+            let targets = vm.targets.clone();
             let length = voicemail::duration_text(samples.len());
-            match tokio::task::spawn_blocking(move || voicemail::deliver(&db, &dir, &env, &samples))
-                .await
+            match tokio::task::spawn_blocking(move || {
+                voicemail::deliver(&db, &dir, &env, &targets, &samples)
+            })
+            .await
             {
                 Ok(Ok(name)) => {
                     saved = true;

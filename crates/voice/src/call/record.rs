@@ -151,7 +151,13 @@ async fn deliver(rec: super::RecordSetup, envelope: Envelope, samples: Vec<i16>)
     let to = envelope.callee_login.clone();
     let length = voicemail::duration_text(samples.len());
     let done = tokio::task::spawn_blocking(move || {
-        voicemail::deliver(&rec.db, &rec.data_dir, &envelope, &samples)
+        voicemail::deliver(
+            &rec.db,
+            &rec.data_dir,
+            &envelope,
+            &crate::mailbox::Targets::own(),
+            &samples,
+        )
     })
     .await;
     match done {

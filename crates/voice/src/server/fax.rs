@@ -20,6 +20,7 @@ pub(super) fn setup_for(
     Some(FaxSetup {
         data_dir: config.data_dir.clone(),
         db: std::sync::Arc::clone(&state.db),
+        targets: crate::mailbox::Targets::of(config, &user.login),
         login: user.login.clone(),
         name: user.name.clone(),
         address: format!("{}@{domain}", user.login),

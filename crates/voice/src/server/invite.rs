@@ -507,6 +507,7 @@ pub(super) fn voicemail_for(
             host: format!("{}.{domain}", config.network.hostname),
         },
         max: config.phone.max_message_length,
+        targets: crate::mailbox::Targets::of(config, &callee.login),
     }
 }
 
