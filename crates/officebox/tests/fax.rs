@@ -16,7 +16,7 @@ use officebox_testkit::{
 };
 
 mod common;
-use common::{Mail, pop3_mail, sipp_call_with};
+use common::{Mail, pop3_mail, sipp_call_in};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
@@ -59,7 +59,8 @@ fn fax_call(
     let port = machine.port().to_string();
     let sip = format!("127.0.0.1:{}", c.int("phone.sip_port"));
     let extra = ["-key", "fax_port", port.as_str()];
-    let (ok, errors) = sipp_call_with(&sip, "uac_fax.xml", "caller.csv", to, &extra, "300s");
+    let sipp = std::process::Command::new("sipp");
+    let (ok, errors) = sipp_call_in(sipp, &sip, "uac_fax.xml", "caller.csv", to, &extra, "300s");
     assert!(ok, "the fax call: {errors}\n{}", ob.log());
     let seen = machine.wait(Duration::from_secs(30)).unwrap();
     ob.peer()

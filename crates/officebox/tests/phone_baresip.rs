@@ -652,45 +652,21 @@ fn user_block(login: &str, name: &str, extension: &str, password: &str) -> Strin
     format!("\n[[users]]{}", &block[..end])
 }
 
-/// `login`'s messages through POP3 (Python's poplib): (subject, WAV attachment file) each.
+/// `login`'s messages through POP3 ([`common::pop3_mail`]): (subject, WAV attachment,
+/// written into `dir`) of each that has one.
 fn fetch_voicemails(
     pop3: u16,
     login: &str,
     password: &str,
     dir: &Path,
 ) -> Vec<(String, std::path::PathBuf)> {
-    let script = format!(
-        r#"
-import poplib, email, os, sys
-p = poplib.POP3("127.0.0.1", {pop3}, timeout=30)
-p.user({login:?}); p.pass_({password:?})
-n, _ = p.stat()
-for i in range(1, n + 1):
-    m = email.message_from_bytes(b"\r\n".join(p.retr(i)[1]))
-    for part in m.walk():
-        if part.get_content_type() == "audio/wav":
-            open(os.path.join({dir:?}, "%d.wav" % i), "wb").write(part.get_payload(decode=True))
-            open(os.path.join({dir:?}, "%d.subject" % i), "w").write(m["Subject"])
-p.quit()
-print(n)
-"#,
-        dir = dir.display().to_string()
-    );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "poplib: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let count: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    (1..=count)
-        .filter_map(|i| {
-            let wav = dir.join(format!("{i}.wav"));
-            let subject = std::fs::read_to_string(dir.join(format!("{i}.subject"))).ok()?;
-            Some((subject, wav))
+    common::pop3_mail(i64::from(pop3), login, password)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let wav = dir.join(format!("{}.wav", i + 1));
+            std::fs::write(&wav, m.part("audio/wav")?).unwrap();
+            Some((m.subject, wav))
         })
         .collect()
 }

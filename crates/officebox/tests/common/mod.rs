@@ -81,32 +81,20 @@ pub fn bobs_phone(target: &str, scenario: &str, bob_port: &str) -> Peer {
 /// One call by the phone of `inf` (caller.csv: alice, callee.csv: bob) to `callee` with
 /// `scenario`, to officebox at `target`: (success, sipp's errors).
 pub fn sipp_call(target: &str, scenario: &str, inf: &str, callee: &str) -> (bool, String) {
-    sipp_call_with(target, scenario, inf, callee, &[], "30s")
-}
-
-/// [`sipp_call`] with more of sipp's arguments (`-key fax_port 40000`, say), waiting up
-/// to `recv_timeout` for each message.
-pub fn sipp_call_with(
-    target: &str,
-    scenario: &str,
-    inf: &str,
-    callee: &str,
-    extra: &[&str],
-    recv_timeout: &str,
-) -> (bool, String) {
     sipp_call_in(
         Command::new("sipp"),
         target,
         scenario,
         inf,
         callee,
-        extra,
-        recv_timeout,
+        &[],
+        "30s",
     )
 }
 
-/// [`sipp_call_with`] with `sipp`, a command for sipp made elsewhere (inside a test's
-/// namespace: `Netns::command("sipp")`).
+/// [`sipp_call`] run by `sipp` (a command for sipp: `Command::new("sipp")`, or one inside
+/// a test's namespace, `Netns::command("sipp")`), with more of sipp's arguments (`-key
+/// fax_port 40000`, say), waiting up to `recv_timeout` for each message.
 pub fn sipp_call_in(
     mut sipp: Command,
     target: &str,
