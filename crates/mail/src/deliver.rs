@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use officebox_store::{Db, Maildir, NewMessage, NewRecipient, Ret, StoreError};
@@ -47,8 +46,6 @@ pub struct Store {
     pub queued: Notify,
 }
 
-static QUEUE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         Ok(Store {
@@ -76,16 +73,7 @@ impl Store {
 
     /// Writes `message` as a new queue file (fsynced); the caller queues its rows.
     pub fn write_queue_file(&self, message: &[u8], now: i64) -> Result<PathBuf, StoreError> {
-        let dir = self.queue_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Io {
-            op: "create directory",
-            path: dir.clone(),
-            source: e,
-        })?;
-        let n = QUEUE_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{now}.{}.{n}.eml", std::process::id()));
-        officebox_store::write_atomic(&path, message, 0o600)?;
-        Ok(path)
+        officebox_store::write_queue_file(&self.queue_dir(), message, now)
     }
 
     /// Stores `message` for `delivery`; returns an identifier for the `250` reply.

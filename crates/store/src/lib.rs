@@ -62,7 +62,7 @@ pub use phone::{Forwarding, SipBinding, SipCall, Voicemail};
 pub use provision::ProvisionedPhone;
 pub use queue::{
     Job, NewMessage, NewRecipient, Notice, Outcome, Queued, QueuedRecipient, RecipientState, Ret,
-    notify, wants,
+    notify, wants, write_queue_file,
 };
 pub use trunk::{TrunkState, TrunkStatus};
 pub use vpn::SiteStatus;

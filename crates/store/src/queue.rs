@@ -21,6 +21,23 @@ pub mod notify {
     pub const NEVER: u8 = 8;
 }
 
+static QUEUE_FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes `message` as a new file in `queue_dir` (made if missing; the file fsynced and
+/// its name unique in this process), for [`Db::enqueue`] to queue. Everything that
+/// queues mail (SMTP, bounces, forwarded voicemail and faxes) writes its file here.
+pub fn write_queue_file(queue_dir: &Path, message: &[u8], now: i64) -> Result<PathBuf, StoreError> {
+    std::fs::create_dir_all(queue_dir).map_err(|e| StoreError::Io {
+        op: "create directory",
+        path: queue_dir.to_path_buf(),
+        source: e,
+    })?;
+    let n = QUEUE_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = queue_dir.join(format!("{now}.{}.{n}.eml", std::process::id()));
+    crate::write_atomic(&path, message, 0o600)?;
+    Ok(path)
+}
+
 /// One recipient of a message being queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecipient {

@@ -52,10 +52,12 @@ pub struct Caller {
     pub number: String,
 }
 
-/// Where a call's pages are written while it goes on (its own file under the data
-/// directory; removed once the mail holds them).
-pub fn spool_path(data_dir: &Path, call_id: &str) -> PathBuf {
-    let safe: String = call_id
+/// Where a call's pages are written while it goes on: its own file under the data
+/// directory, named by `token` (made by the box for the call, never taken from the
+/// caller, so no caller can name another call's file); removed once the mail holds
+/// them.
+pub fn spool_path(data_dir: &Path, token: &str) -> PathBuf {
+    let safe: String = token
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .take(64)

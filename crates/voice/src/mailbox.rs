@@ -8,7 +8,6 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use officebox_store::{Db, Maildir, NewMessage, NewRecipient, mailbox_path};
@@ -50,8 +49,6 @@ impl Targets {
     }
 }
 
-static QUEUED: AtomicU64 = AtomicU64::new(0);
-
 /// Delivers `message` for `login` to `targets`: the user's own copy's name (if kept),
 /// every copy fsynced and the forwarded one queued before this returns. Blocking.
 pub fn deliver(
@@ -77,12 +74,9 @@ pub fn deliver(
         maildir.deliver(message).map_err(io::Error::other)?;
     }
     if !targets.forward.is_empty() {
-        let dir = data_dir.join("queue");
-        std::fs::create_dir_all(&dir)?;
         let now = officebox_store::unix_now();
-        let n = QUEUED.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{now}.{}.v{n}.eml", std::process::id()));
-        officebox_store::write_atomic(&path, message, 0o600).map_err(io::Error::other)?;
+        let path = officebox_store::write_queue_file(&data_dir.join("queue"), message, now)
+            .map_err(io::Error::other)?;
         let recipients: Vec<NewRecipient> =
             targets.forward.iter().map(NewRecipient::plain).collect();
         let queued = db.lock().unwrap_or_else(PoisonError::into_inner).enqueue(

@@ -263,7 +263,7 @@ impl Call {
             }
             Answering::Fax(fax) => {
                 self.disposition = Disposition::Answered;
-                let tiff = crate::fax::spool_path(&fax.data_dir, self.a.invite.call_id());
+                let tiff = crate::fax::spool_path(&fax.data_dir, &super::token());
                 let caller = crate::fax::Caller {
                     name: self.setup.parties.caller_name.clone(),
                     number: self.setup.parties.caller_ext.clone(),
