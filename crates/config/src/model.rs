@@ -746,6 +746,21 @@ pub struct Trunk {
     /// Over TLS: a PEM file of the CA (or the certificate itself) the provider's
     /// certificate is checked against, besides the system's trusted roots.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Faxes over this trunk: T.38 or G.711 audio.
+    pub t38: T38Mode,
+}
+
+/// Whether a fax call goes over T.38 (fax packets) or stays on G.711 audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum T38Mode {
+    /// T.38 when the far end asks for it (a re-INVITE offering it), audio otherwise.
+    #[default]
+    On,
+    /// Audio only: a T.38 offer is refused and the fax goes on over G.711.
+    Off,
+    /// The box asks for T.38 itself as soon as a call is a fax; if the far end refuses,
+    /// the fax goes on over G.711.
+    Offered,
 }
 
 /// Where a call to a trunk's provider carries the caller ID.

@@ -995,6 +995,13 @@ pub const TRUNK_IDENTITIES: &[(&str, &str)] = &[
     ),
 ];
 
+/// How a trunk carries faxes.
+pub const TRUNK_T38_MODES: &[(&str, &str)] = &[
+    ("on", "T.38 when the provider asks for it, audio otherwise"),
+    ("offered", "Ask for T.38; audio if the provider refuses"),
+    ("off", "Audio (G.711) only"),
+];
+
 pub const TRUNK_NAME: Setting = s(
     "phone.trunks[].name",
     Kind::Text,
@@ -1095,6 +1102,13 @@ pub const TRUNK_IDENTITY: Setting = s(
     Default::Text("pai"),
     "Caller ID style",
     "How the provider is told who calls: most take P-Asserted-Identity; some want the account in From.",
+);
+pub const TRUNK_T38: Setting = s(
+    "phone.trunks[].t38",
+    Kind::Select(TRUNK_T38_MODES),
+    Default::Text("on"),
+    "Fax (T.38)",
+    "How faxes cross this line: as T.38 packets, which survive a lossy line, or as G.711 audio, which any provider carries. \"on\" takes T.38 when the provider asks for it; \"offered\" asks for it first.",
 );
 pub const TRUNK_CODECS: Setting = s(
     "phone.trunks[].codecs",
@@ -1748,6 +1762,7 @@ pub const SETTINGS: &[&Setting] = &[
     &TRUNK_ADDRESSES,
     &TRUNK_MAX_CALLS,
     &TRUNK_IDENTITY,
+    &TRUNK_T38,
     &TRUNK_CA_FILE,
     &TRUNK_CODECS,
     &WEB_ENABLED,

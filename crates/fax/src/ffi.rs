@@ -86,6 +86,90 @@ unsafe extern "C" fn phase_e(user: *mut c_void, code: c_int) {
     }
 }
 
+/// IFP packets the T.38 engine gave to send, each with how many times to send it (its
+/// indicators and last packets go more than once).
+pub(crate) type Sent = Vec<(Vec<u8>, u8)>;
+
+/// The place a T.38 engine's packet callback writes to: allocated once, reached through
+/// its raw pointer (by the callback inside the owner's calls into the engine, and by
+/// [`Outbox::take`] between them), freed on drop, after the engine.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    sent: std::ptr::NonNull<Sent>,
+}
+
+// SAFETY: as for `Watch`: plain data, reached from one thread at a time.
+unsafe impl Send for Outbox {}
+
+impl Outbox {
+    /// The packets given since the last call.
+    pub(crate) fn take(&mut self) -> Sent {
+        // SAFETY: valid until drop; not being written (the callback runs only inside
+        // calls into the engine, and `&mut self` means none is being made).
+        std::mem::take(unsafe { &mut *self.sent.as_ptr() })
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::leak` in `t38_terminal`, freed once, here, after the
+        // engine (its owner drops that first).
+        drop(unsafe { Box::from_raw(self.sent.as_ptr()) });
+    }
+}
+
+unsafe extern "C" fn t38_packet(
+    _core: *mut sys::t38_core_state_t,
+    user: *mut c_void,
+    buf: *const u8,
+    len: c_int,
+    count: c_int,
+) -> c_int {
+    let Ok(len) = usize::try_from(len) else {
+        return -1;
+    };
+    if buf.is_null() {
+        return -1;
+    }
+    // SAFETY: the engine gives `len` readable bytes at `buf` for this call; `user` is an
+    // `Outbox`'s list, alive while the engine is (see `Outbox`).
+    let (bytes, sent) = unsafe {
+        (
+            std::slice::from_raw_parts(buf, len),
+            user.cast::<Sent>().as_mut(),
+        )
+    };
+    if let Some(sent) = sent {
+        sent.push((bytes.to_vec(), u8::try_from(count.clamp(1, 8)).unwrap_or(1)));
+    }
+    0
+}
+
+/// A T.38 terminal (the calling end, or an answering one keeping what arrived of a page
+/// cut off), whose packets go to the `Outbox` returned with it. The caller keeps the
+/// `Outbox` for as long as the terminal lives, and drops the terminal first.
+pub(crate) fn t38_terminal(
+    calling: bool,
+) -> Result<(spandsp::t38_terminal::T38Terminal, Outbox), spandsp::error::SpanDspError> {
+    let sent = std::ptr::NonNull::from(Box::leak(Box::<Sent>::default()));
+    let outbox = Outbox { sent };
+    let user = sent.as_ptr().cast::<c_void>();
+    // SAFETY: the callback writes only through `user`, which lives until the `Outbox` is
+    // dropped, after the terminal; it does not unwind or call back into the terminal.
+    let term = unsafe {
+        if calling {
+            spandsp::t38_terminal::T38Terminal::new_raw(true, Some(t38_packet), user)
+        } else {
+            spandsp::t38_terminal::T38Terminal::new_receiver_raw(
+                spandsp::ReceiveRecovery::PreserveDecodedRows,
+                Some(t38_packet),
+                user,
+            )
+        }
+    }?;
+    Ok((term, outbox))
+}
+
 /// Sets the station identity this end sends (TSI/CSI): at most 20 characters of
 /// printable ASCII, the rest cut.
 pub(crate) fn set_ident(t30: &T30State<'_>, ident: &str) {

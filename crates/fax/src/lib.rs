@@ -1,8 +1,10 @@
 //! Fax for officebox (the white paper's unified messaging: faxes into the same mailbox
 //! as mail and voicemail).
 //!
-//! - [`audio`]: a fax machine on a call's audio (T.30 over G.711), SpanDSP's engine and
-//!   modems; it receives into a TIFF file, or sends one.
+//! - [`terminal`]: a fax machine on a call, SpanDSP's T.30 engine on the call's audio
+//!   (over G.711, with SpanDSP's modems) or on T.38; it receives into a TIFF file, or
+//!   sends one.
+//! - [`udptl`]: T.38's packets in UDP datagrams, with copies of the ones before.
 //! - [`tiff`]: the received file's pages read back (Group 4, as the receiver writes
 //!   them), and bilevel pages written for sending.
 //! - [`pdf`]: the received pages as one PDF, their Group 4 data as it came.
@@ -12,13 +14,14 @@
 //! SpanDSP is C; the few calls its Rust wrapper leaves unsafe are in one module (`ffi`),
 //! each with what makes it sound.
 
-pub mod audio;
 mod ffi;
 pub mod pdf;
+pub mod terminal;
 pub mod tiff;
+pub mod udptl;
 
-pub use audio::{Outcome, Page, Role, Terminal};
 pub use ffi::CngDetector;
+pub use terminal::{Outcome, Page, Role, Terminal};
 
 /// Why a fax could not be set up or its file read.
 #[derive(Debug, thiserror::Error)]

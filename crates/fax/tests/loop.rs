@@ -133,3 +133,50 @@ fn a_calling_machines_tone_is_heard_and_a_voice_band_tone_is_not() {
         .collect();
     assert!(!tone.chunks(160).any(|c| quiet.heard(c)));
 }
+
+#[test]
+fn three_pages_cross_t38_with_lost_datagrams_filled_in_from_redundancy() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent: Vec<Bitmap> = (1..=3).map(|n| page(n, 2200)).collect();
+    let file = dir.path().join("sent.tif");
+    let received = dir.path().join("received.tif");
+    write_bilevel(&file, &sent).unwrap();
+    let max = officebox_fax::udptl::MAX_DATAGRAM;
+    let mut tx = Terminal::sender_t38(&file, "+1 555 0100", max).unwrap();
+    let mut rx = Terminal::receiver_t38(&received, "officebox", max).unwrap();
+    assert!(tx.is_t38() && rx.is_t38());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut n = 0u64;
+    let mut lost = 0u64;
+    for _ in 0..30_000 {
+        tx.tick_t38(160, &mut a);
+        rx.tick_t38(160, &mut b);
+        // Every seventh datagram each way is lost on the network; the next ones carry it.
+        for d in a.drain(..) {
+            n += 1;
+            if n.is_multiple_of(7) {
+                lost += 1;
+            } else {
+                assert!(rx.rx_datagram(&d));
+            }
+        }
+        for d in b.drain(..) {
+            n += 1;
+            if n.is_multiple_of(7) {
+                lost += 1;
+            } else {
+                assert!(tx.rx_datagram(&d));
+            }
+        }
+        if tx.done() && rx.done() {
+            break;
+        }
+    }
+    assert!(lost > 10, "{lost} datagrams lost");
+    let (tx, rx) = (tx.finish(), rx.finish());
+    assert!(tx.success(), "{tx:?}");
+    assert!(rx.success(), "{rx:?}");
+    assert_eq!(rx.complete_pages(), 3, "{rx:?}");
+    assert_eq!(rx.remote_ident, "+1 555 0100");
+    check_pdf(dir.path(), &rx.file, &sent);
+}

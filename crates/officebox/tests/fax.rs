@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use officebox_fax::tiff::{Bitmap, write_bilevel};
 use officebox_testkit::{
-    FaxSender, FaxSent, Officebox, READY_TIMEOUT, TestConfig, fax_agreement, fax_test_page,
-    pdf_pages, require_program, scratch_dir,
+    FaxLine, FaxSender, FaxSent, Officebox, READY_TIMEOUT, TestConfig, fax_agreement,
+    fax_test_page, pdf_pages, require_program, scratch_dir,
 };
 
 mod common;
@@ -55,7 +55,14 @@ fn fax_call(
     let tiff = dir.path().join("out.tif");
     write_bilevel(&tiff, &sent).unwrap();
     let local = "127.0.0.1:0".parse().unwrap();
-    let machine = FaxSender::start(local, &tiff, "+1 555 0100", false, hang_up_after).unwrap();
+    let machine = FaxSender::start(
+        local,
+        &tiff,
+        "+1 555 0100",
+        FaxLine::Audio { alaw: false },
+        hang_up_after,
+    )
+    .unwrap();
     let port = machine.port().to_string();
     let sip = format!("127.0.0.1:{}", c.int("phone.sip_port"));
     let extra = ["-key", "fax_port", port.as_str()];
@@ -198,7 +205,14 @@ fn a_page_that_arrived_before_the_box_was_killed_is_mailed_at_the_next_start() {
     let tiff = dir.path().join("out.tif");
     write_bilevel(&tiff, &sent).unwrap();
     let local = "127.0.0.1:0".parse().unwrap();
-    let machine = FaxSender::start(local, &tiff, "+1 555 0100", false, None).unwrap();
+    let machine = FaxSender::start(
+        local,
+        &tiff,
+        "+1 555 0100",
+        FaxLine::Audio { alaw: false },
+        None,
+    )
+    .unwrap();
     let (port, sip_port, sipp_port) = (
         machine.port().to_string(),
         c.int("phone.sip_port"),
@@ -265,4 +279,123 @@ fn a_page_that_arrived_before_the_box_was_killed_is_mailed_at_the_next_start() {
     let spool = ob.dir().join("demo-data/fax");
     let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "{}", spool.display());
+}
+
+/// A fax to the office's fax number (a DID routed to `fax:main`) from a provider on an
+/// IP trunk whose faxes go as `t38` says: sipp on 127.0.0.5 plays the provider with
+/// `scenario`, testkit's machine on `line` sends two pages. The box, the pages sent, what
+/// the machine saw, and alice's newest mail.
+fn provider_fax(
+    t38: &str,
+    scenario: &str,
+    line: FaxLine,
+) -> (Officebox, Vec<Bitmap>, FaxSent, Mail) {
+    require_program("sipp", "sip-tester");
+    require_program("pdftoppm", "poppler-utils");
+    let port = officebox_testkit::free_udp_port().unwrap();
+    let c = config().append(&format!(
+        "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"127.0.0.5:{port}\"\n\
+         addresses = [\"127.0.0.5\"]\nt38 = \"{t38}\"\n\n\
+         [[phone.inbound]]\nnumber = \"4930123457\"\ndestination = \"fax:main\"\n"
+    ));
+    let ob = start(&c);
+    let dir = scratch_dir("fax-provider").unwrap();
+    let sent: Vec<Bitmap> = (1..=2).map(|n| fax_test_page(n, 1100)).collect();
+    let tiff = dir.path().join("out.tif");
+    write_bilevel(&tiff, &sent).unwrap();
+    let machine = FaxSender::start(
+        "127.0.0.5:0".parse().unwrap(),
+        &tiff,
+        "+49 30 5551234",
+        line,
+        None,
+    )
+    .unwrap();
+    let target = format!("127.0.0.1:{}", c.int("phone.sip_port"));
+    let out = std::process::Command::new("sipp")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../voice/tests/sipp"))
+        .args(["-sf", scenario, "-key", "did", "4930123457"])
+        .args(["-key", "fax_port", &machine.port().to_string()])
+        .args(["-i", "127.0.0.5", "-p", &port.to_string()])
+        .args(["-m", "1", "-nostdin", "-recv_timeout", "300s", "-trace_err"])
+        .arg("-error_file")
+        .arg(dir.path().join("sipp.err"))
+        .arg(&target)
+        .output()
+        .unwrap();
+    let errors = std::fs::read_to_string(dir.path().join("sipp.err")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "the provider's call: {errors}\n{}",
+        ob.log()
+    );
+    let seen = machine.wait(Duration::from_secs(30)).unwrap();
+    ob.peer()
+        .wait_for_log("phone: fax delivered", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
+    let last = mail.into_iter().last().expect("a mail of the fax");
+    (ob, sent, seen, last)
+}
+
+fn assert_delivered(machine: &FaxSent, fax: &Mail, sent: &[Bitmap]) {
+    assert!(machine.finished && machine.status == 0, "{machine:?}");
+    assert_eq!(machine.pages, 2, "{machine:?}");
+    assert_eq!(
+        fax.subject,
+        "Fax from +49 30 5551234 (2 pages)",
+        "{}",
+        fax.text()
+    );
+    assert!(
+        fax.text().contains("From number:   5551234"),
+        "{}",
+        fax.text()
+    );
+    assert_pages(fax.part("application/pdf").expect("a PDF attached"), sent);
+}
+
+/// The provider's gateway offers T.38 once the box has answered the DID: the box takes
+/// it, the pages come as T.38 packets, and arrive whole.
+#[test]
+fn a_fax_from_a_provider_that_switches_to_t38_arrives_whole() {
+    let (ob, sent, machine, fax) = provider_fax("on", "provider_fax_t38.xml", FaxLine::T38);
+    assert!(
+        ob.log()
+            .contains("the fax goes over to T.38, as the caller asked")
+            && ob.log().contains("fax: over to T.38"),
+        "{}",
+        ob.log()
+    );
+    assert!(machine.packets_in > 0, "{machine:?}");
+    assert_delivered(&machine, &fax, &sent);
+}
+
+/// A trunk set to ask for T.38 itself: the box's re-INVITE offers it, the provider takes
+/// it, and the fax comes over T.38.
+#[test]
+fn a_trunk_set_to_offer_t38_asks_for_it_and_the_fax_comes_over_it() {
+    let (ob, sent, machine, fax) = provider_fax("offered", "provider_fax_asked.xml", FaxLine::T38);
+    assert!(
+        ob.log().contains("phone: asking the caller for T.38")
+            && ob.log().contains("phone: the fax goes over to T.38"),
+        "{}",
+        ob.log()
+    );
+    assert_delivered(&machine, &fax, &sent);
+}
+
+/// A trunk that keeps faxes on audio refuses the gateway's T.38 offer (488); the fax goes
+/// on over G.711 and arrives whole.
+#[test]
+fn a_trunk_with_t38_off_refuses_it_and_the_fax_comes_over_audio() {
+    let (ob, sent, machine, fax) =
+        provider_fax("off", "provider_fax_t38.xml", FaxLine::Audio { alaw: true });
+    assert!(
+        ob.log().contains("T.38 refused; the call stays on audio")
+            && !ob.log().contains("fax: over to T.38"),
+        "{}",
+        ob.log()
+    );
+    assert_delivered(&machine, &fax, &sent);
 }

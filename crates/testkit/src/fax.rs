@@ -1,11 +1,15 @@
 //! A fax machine at the far end of a call, for the fax tests: SpanDSP's own T.30 engine
-//! and modems (the spandsp crate directly, none of officebox's fax code) sending a TIFF
-//! file's pages over RTP as G.711. sipp does the call's SIP; this is its audio.
+//! (the spandsp crate directly, none of officebox's fax code) sending a TIFF file's
+//! pages over RTP as G.711 with SpanDSP's modems, or over T.38 (its T.38 terminal, the
+//! packets framed by the `udptl` crate with copies of the last three). sipp does the
+//! call's SIP (and the re-INVITE to T.38); this is its media.
 //!
-//! The machine listens on its own UDP port (named in sipp's SDP offer as the media
-//! port) and sends to wherever the box's audio comes from (the box sends as soon as it
-//! answers), 20 ms a packet, until the fax is over, the test stops it, or it has sent
-//! `hang_up_after` pages (then it falls silent, as a machine whose line was cut).
+//! The machine listens on its own UDP port (named in sipp's SDP as the media port) and
+//! sends to wherever the box's media comes from: on audio, the box's first RTP packet
+//! (it sends as soon as it answers); on T.38, its first UDPTL datagram (RTP before the
+//! switch is not listened to). 20 ms a step, until the fax is over, the test stops it,
+//! or it has sent `hang_up_after` pages (then it falls silent, as a machine whose line
+//! was cut).
 //!
 //! Also the pages the tests send ([`fax_test_page`]) and what they check a received PDF
 //! with: poppler's pdftoppm ([`pdf_pages`]) and [`fax_agreement`].
@@ -23,7 +27,19 @@ use std::time::{Duration, Instant};
 use officebox_fax::tiff::Bitmap;
 use spandsp::fax::FaxState;
 use spandsp::g711::{alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear};
-use spandsp::t30::T30ModemSupport;
+use spandsp::t30::{T30ModemSupport, T30State};
+use spandsp::t38_terminal::T38Terminal;
+use udptl::{RedundancyReceiver, UdptlPacket};
+
+/// How the machine is on the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaxLine {
+    /// G.711 audio: A-law (`true`) or μ-law until the box's audio comes (then in its
+    /// law, the one the call agreed on).
+    Audio { alaw: bool },
+    /// T.38 over UDPTL.
+    T38,
+}
 
 /// What the sending machine saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +50,7 @@ pub struct FaxSent {
     pub pages: u32,
     /// Whether the engine finished (phase E) rather than being stopped.
     pub finished: bool,
-    /// RTP packets that came from the box.
+    /// Packets (RTP, or UDPTL datagrams on T.38) that came from the box.
     pub packets_in: u64,
 }
 
@@ -55,8 +71,7 @@ fn decode(pt: u8, b: u8) -> i16 {
     }
 }
 
-fn set_ident(fax: &FaxState, ident: &str) {
-    let Ok(t30) = fax.get_t30_state() else { return };
+fn set_ident(t30: &T30State<'_>, ident: &str) {
     let Ok(c) = CString::new(ident) else { return };
     // SAFETY: a live engine (borrowed from `fax`); it copies the string before returning.
     unsafe {
@@ -65,13 +80,13 @@ fn set_ident(fax: &FaxState, ident: &str) {
 }
 
 impl FaxSender {
-    /// A machine on `bind` (port 0: any) sending `tiff`, calling itself `ident`, in
-    /// A-law (`alaw`) or μ-law.
+    /// A machine on `bind` (port 0: any) sending `tiff`, calling itself `ident`, on
+    /// `line`.
     pub fn start(
         bind: SocketAddr,
         tiff: &Path,
         ident: &str,
-        alaw: bool,
+        line: FaxLine,
         hang_up_after: Option<u32>,
     ) -> io::Result<FaxSender> {
         let socket = UdpSocket::bind(bind)?;
@@ -86,7 +101,12 @@ impl FaxSender {
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("fax-sender".into())
-            .spawn(move || run(&socket, &file, &ident, alaw, hang_up_after, &stopped))?;
+            .spawn(move || match line {
+                FaxLine::Audio { alaw } => {
+                    run(&socket, &file, &ident, alaw, hang_up_after, &stopped)
+                }
+                FaxLine::T38 => run_t38(&socket, &file, &ident, hang_up_after, &stopped),
+            })?;
         Ok(FaxSender {
             port,
             stop,
@@ -123,6 +143,20 @@ impl Drop for FaxSender {
     }
 }
 
+fn err(e: spandsp::error::SpanDspError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// A calling machine's T.30 settings: the file, error correction, the usual modems.
+fn calling(t30: &T30State<'_>, file: &str, ident: &str) -> io::Result<()> {
+    t30.set_tx_file(file, -1, -1).map_err(err)?;
+    t30.set_ecm_capability(true).map_err(err)?;
+    t30.set_supported_modems(T30ModemSupport::V27TER | T30ModemSupport::V29 | T30ModemSupport::V17)
+        .map_err(err)?;
+    set_ident(t30, ident);
+    Ok(())
+}
+
 fn run(
     socket: &UdpSocket,
     file: &str,
@@ -131,20 +165,11 @@ fn run(
     hang_up_after: Option<u32>,
     stop: &AtomicBool,
 ) -> io::Result<FaxSent> {
-    let err = |e: spandsp::error::SpanDspError| io::Error::other(e.to_string());
     let fax = FaxState::new(true).map_err(err)?;
-    {
-        let t30 = fax.get_t30_state().map_err(err)?;
-        t30.set_tx_file(file, -1, -1).map_err(err)?;
-        t30.set_ecm_capability(true).map_err(err)?;
-        t30.set_supported_modems(
-            T30ModemSupport::V27TER | T30ModemSupport::V29 | T30ModemSupport::V17,
-        )
-        .map_err(err)?;
-    }
-    set_ident(&fax, ident);
+    calling(&fax.get_t30_state().map_err(err)?, file, ident)?;
     fax.set_transmit_on_idle(true);
-    let pt: u8 = if alaw { 8 } else { 0 };
+    // Until the box's audio says which law the call agreed on (its answer's), `alaw`.
+    let mut pt: u8 = if alaw { 8 } else { 0 };
     let (mut seq, mut ts, ssrc) = (1u16, 160u32, 0x0fa7_0001u32);
     let mut remote: Option<SocketAddr> = None;
     let mut packets_in = 0u64;
@@ -169,6 +194,7 @@ fn run(
                 continue; // telephone-event, comfort noise
             }
             remote.get_or_insert(from);
+            pt = kind;
             packets_in += 1;
             if !silent {
                 let mut samples: Vec<i16> = packet[12..].iter().map(|&b| decode(kind, b)).collect();
@@ -202,7 +228,7 @@ fn run(
         packet.extend_from_slice(&ts.to_be_bytes());
         packet.extend_from_slice(&ssrc.to_be_bytes());
         packet.extend(out.iter().map(|&s| {
-            if alaw {
+            if pt == 8 {
                 linear_to_alaw(s)
             } else {
                 linear_to_ulaw(s)
@@ -212,17 +238,142 @@ fn run(
         seq = seq.wrapping_add(1);
         ts = ts.wrapping_add(160);
     }
-    let s = stats(&fax).map_err(err)?;
-    let finished = fax
-        .get_t30_state()
-        .map(|t| !t.call_active())
-        .unwrap_or(false);
+    sent(&fax.get_t30_state().map_err(err)?, packets_in)
+}
+
+fn sent(t30: &T30State<'_>, packets_in: u64) -> io::Result<FaxSent> {
+    let s = t30.get_transfer_statistics();
     Ok(FaxSent {
         status: s.current_status,
         pages: u32::try_from(s.pages_tx).unwrap_or(0),
-        finished,
+        finished: !t30.call_active(),
         packets_in,
     })
+}
+
+/// IFP packets the T.38 engine gave to send (with how many times each).
+type Outbox = Vec<(Vec<u8>, i32)>;
+
+unsafe extern "C" fn t38_packet(
+    _core: *mut spandsp::spandsp_sys::t38_core_state_t,
+    user: *mut std::ffi::c_void,
+    buf: *const u8,
+    len: std::ffi::c_int,
+    count: std::ffi::c_int,
+) -> std::ffi::c_int {
+    let Ok(len) = usize::try_from(len) else {
+        return -1;
+    };
+    if buf.is_null() {
+        return -1;
+    }
+    // SAFETY: `len` bytes at `buf` for this call; `user` is the `Outbox` in `run_t38`,
+    // which outlives the engine (dropped first there) and is touched only between calls
+    // into the engine.
+    let (bytes, outbox) = unsafe {
+        (
+            std::slice::from_raw_parts(buf, len),
+            user.cast::<Outbox>().as_mut(),
+        )
+    };
+    if let Some(o) = outbox {
+        o.push((bytes.to_vec(), count.clamp(1, 8)));
+    }
+    0
+}
+
+fn run_t38(
+    socket: &UdpSocket,
+    file: &str,
+    ident: &str,
+    hang_up_after: Option<u32>,
+    stop: &AtomicBool,
+) -> io::Result<FaxSent> {
+    let outbox: *mut Outbox = Box::into_raw(Box::default());
+    // SAFETY: the callback writes only to `outbox`, freed below after the engine is.
+    let term = unsafe { T38Terminal::new_raw(true, Some(t38_packet), outbox.cast()) };
+    let result = term
+        .map_err(err)
+        .and_then(|term| t38_call(&term, outbox, socket, file, ident, hang_up_after, stop));
+    // SAFETY: made by `Box::into_raw` above; the engine that wrote to it is gone.
+    drop(unsafe { Box::from_raw(outbox) });
+    result
+}
+
+fn t38_call(
+    term: &T38Terminal,
+    outbox: *mut Outbox,
+    socket: &UdpSocket,
+    file: &str,
+    ident: &str,
+    hang_up_after: Option<u32>,
+    stop: &AtomicBool,
+) -> io::Result<FaxSent> {
+    calling(&term.get_t30_state().map_err(err)?, file, ident)?;
+    let mut remote: Option<SocketAddr> = None;
+    let mut received = RedundancyReceiver::new();
+    let (mut seq, mut recent) = (0u16, std::collections::VecDeque::<Vec<u8>>::new());
+    let mut packets_in = 0u64;
+    let mut buf = [0u8; 2048];
+    let mut next = Instant::now();
+    let mut silent = false;
+    let limit = Instant::now() + Duration::from_secs(3600);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < limit {
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let Some(d) = buf.get(..n) else { continue };
+            // Before the first datagram, RTP from the box (before its switch) is not ours.
+            if remote.is_none() && d.first().is_some_and(|b| b >> 6 == 2) {
+                continue;
+            }
+            let Ok(p) = UdptlPacket::decode(d) else {
+                continue;
+            };
+            remote.get_or_insert(from);
+            packets_in += 1;
+            if silent {
+                continue;
+            }
+            let core = term.get_t38_core_state().map_err(err)?;
+            for ifp in received.receive(&p) {
+                let _ = core.rx_ifp_packet(&ifp.payload, ifp.sequence);
+            }
+        }
+        if Instant::now() < next {
+            continue;
+        }
+        next += Duration::from_millis(20);
+        let t30 = term.get_t30_state().map_err(err)?;
+        if !t30.call_active() {
+            break;
+        }
+        if hang_up_after.is_some_and(|n| {
+            u32::try_from(t30.get_transfer_statistics().pages_tx).unwrap_or(0) >= n
+        }) {
+            silent = true;
+        }
+        drop(t30);
+        if remote.is_none() || silent {
+            continue;
+        }
+        term.send_timeout(160);
+        // SAFETY: the engine is not running (its callback writes only inside its calls).
+        let packets = std::mem::take(unsafe { &mut *outbox });
+        for (ifp, count) in packets {
+            let copies: Vec<Vec<u8>> = recent.iter().rev().cloned().collect();
+            let d = UdptlPacket::with_redundancy(seq, ifp.clone(), copies).encode();
+            seq = seq.wrapping_add(1);
+            recent.push_back(ifp);
+            if recent.len() > 3 {
+                recent.pop_front();
+            }
+            if let Some(to) = remote {
+                for _ in 0..count {
+                    socket.send_to(&d, to)?;
+                }
+            }
+        }
+    }
+    sent(&term.get_t30_state().map_err(err)?, packets_in)
 }
 
 /// A page anyone could tell from another, 1728 pixels wide (A4 at 204 dpi across) and

@@ -1,8 +1,13 @@
 //! Fax into the mailbox (the white paper's unified messaging): the box answers a call to
 //! a fax number as a fax machine (crates/fax: SpanDSP's T.30 and modems over the call's
-//! G.711 audio), and mails what arrived into the recipient's Maildir, fsynced before the
-//! call is released, the pages as one PDF. Every fax call gives a mail, even one that
-//! failed before its first page: what happened, in T.30's words.
+//! G.711 audio, or over T.38 once the call has switched to it), and mails what arrived
+//! into the recipient's Maildir, fsynced before the call is released, the pages as one
+//! PDF. Every fax call gives a mail, even one that failed before its first page: what
+//! happened, in T.30's words.
+//!
+//! The switch to T.38 is the call's (its re-INVITE, answered or sent by the call task);
+//! the call tells the fax machine through a [`FaxLink`], and the machine starts again on
+//! T.38 on the same port, as long as no page has come over audio yet.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,6 +48,56 @@ pub struct FaxSetup {
     pub ident: String,
     /// The box's host name (message ids).
     pub host: String,
+    /// Whether the call may go over to T.38 (the trunk's setting; a call from inside is
+    /// `On`).
+    pub t38: officebox_config::model::T38Mode,
+}
+
+/// Where the far end wants T.38 sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct T38Far {
+    pub addr: std::net::SocketAddr,
+    /// The largest datagram it takes.
+    pub max_datagram: usize,
+}
+
+/// Between a fax call's task (SIP) and its fax machine (media): the call's switch to
+/// T.38, and how far the fax has come.
+#[derive(Debug, Default)]
+pub struct FaxLink {
+    inner: std::sync::Mutex<LinkState>,
+}
+
+#[derive(Debug, Default)]
+struct LinkState {
+    pages: u32,
+    on_t38: bool,
+    switch: Option<T38Far>,
+}
+
+impl FaxLink {
+    fn state(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Asks the machine to go over to T.38 at `far` (or, on T.38 already, to send there
+    /// now). `false`: a page has come over audio already, and a machine started again
+    /// would lose it; the call stays on audio.
+    pub fn switch(&self, far: T38Far) -> bool {
+        let mut s = self.state();
+        if s.pages > 0 && !s.on_t38 {
+            return false;
+        }
+        s.switch = Some(far);
+        true
+    }
+
+    /// Whether the machine speaks T.38 now.
+    pub fn on_t38(&self) -> bool {
+        self.state().on_t38
+    }
 }
 
 /// Who sent it, as the call said.
@@ -118,6 +173,7 @@ fn read_note(
             number: get("number").unwrap_or_default(),
             ident: String::new(),
             host: get("host").unwrap_or_default(),
+            t38: officebox_config::model::T38Mode::Off,
         },
         Caller {
             name: get("caller_name").unwrap_or_default(),
@@ -184,13 +240,15 @@ pub fn recover(
 }
 
 /// Answers as a fax machine on `ep` until the fax is over, `hangup` (the caller's BYE)
-/// or [`MAX_CALL`]; the outcome, with the endpoint back (for a last word, none).
+/// or [`MAX_CALL`]: on audio, and on T.38 from when `link` says the call switched; the
+/// outcome, with the endpoint back (for a last word, none).
 pub async fn receive(
     mut ep: Endpoint,
     setup: &FaxSetup,
     caller: &Caller,
     tiff: &Path,
     hangup: CancellationToken,
+    link: &FaxLink,
 ) -> (Result<Outcome, officebox_fax::FaxError>, Endpoint) {
     if let Some(dir) = tiff.parent()
         && let Err(e) = std::fs::create_dir_all(dir).and_then(|()| write_note(tiff, setup, caller))
@@ -214,31 +272,71 @@ pub async fn receive(
     let mut out = [0i16; FRAME];
     let mut quiet = 0u32;
     let mut pages = 0u32;
+    // On T.38: where the far end is (latched to where its datagrams come from), and what
+    // to send it.
+    let mut far: Option<T38Far> = None;
+    let mut datagrams: Vec<Vec<u8>> = Vec::new();
+    let mut buf = [0u8; 2048];
     loop {
         tokio::select! {
             () = hangup.cancelled() => break,
             () = tokio::time::sleep_until(deadline) => break,
             _ = tick.tick() => {}
         }
-        ep.drain(&mut heard, &mut keys);
-        keys.clear();
-        // The engine's clock is the audio it is given: while the far end sends nothing
-        // (gone quiet, or gone), it gets silence, so that T.30's timers run out. A frame
-        // merely late (jitter) is not filled in: it comes with the next one.
-        if heard.is_empty() {
-            quiet += 1;
-            if quiet >= QUIET_FRAMES {
-                term.rx(&[0; FRAME]);
+        let asked = link.state().switch.take();
+        if let Some(to) = asked {
+            if !term.is_t38() {
+                // Started again on T.38, into the same file: nothing came on audio yet.
+                if term.pages() > 0 {
+                    tracing::warn!(message = "fax: too late to go over to T.38; a page came already", to = %setup.login);
+                } else {
+                    drop(term.finish());
+                    term = match Terminal::receiver_t38(tiff, &setup.ident, to.max_datagram) {
+                        Ok(t) => t,
+                        Err(e) => return (Err(e), ep),
+                    };
+                    link.state().on_t38 = true;
+                    tracing::info!(message = "fax: over to T.38", to = %setup.login, far = %to.addr);
+                }
+            }
+            far = Some(to);
+        }
+        if let Some(at) = far.as_mut().filter(|_| term.is_t38()) {
+            while let Some((n, from)) = ep.try_recv_datagram(&mut buf) {
+                let d = buf.get(..n).unwrap_or_default();
+                // From the signalled host only (its port may differ behind NAT).
+                let same_host = from.ip() == at.addr.ip()
+                    || (from.ip().is_loopback() && at.addr.ip().is_loopback());
+                if same_host && term.rx_datagram(d) {
+                    at.addr = from;
+                }
+            }
+            term.tick_t38(i32::try_from(FRAME).unwrap_or(160), &mut datagrams);
+            for d in datagrams.drain(..) {
+                ep.send_datagram(&d, at.addr);
             }
         } else {
-            quiet = 0;
-            term.rx(&heard);
-            heard.clear();
+            ep.drain(&mut heard, &mut keys);
+            keys.clear();
+            // The engine's clock is the audio it is given: while the far end sends
+            // nothing (gone quiet, or gone), it gets silence, so that T.30's timers run
+            // out. A frame merely late (jitter) is not filled in: it comes with the next.
+            if heard.is_empty() {
+                quiet += 1;
+                if quiet >= QUIET_FRAMES {
+                    term.rx(&[0; FRAME]);
+                }
+            } else {
+                quiet = 0;
+                term.rx(&heard);
+                heard.clear();
+            }
+            term.tx(&mut out);
+            ep.send_now(&out);
         }
-        term.tx(&mut out);
-        ep.send_now(&out);
         if term.pages() > pages {
             pages = term.pages();
+            link.state().pages = pages;
             tracing::info!(message = "fax: a page arrived", to = %setup.login, page = pages);
         }
         if term.done() {

@@ -449,6 +449,17 @@ impl Endpoint {
         }
     }
 
+    /// The next datagram waiting on the endpoint's port (not RTP's business: T.38's,
+    /// once a call has switched to it), with where it came from; `None` when none waits.
+    pub fn try_recv_datagram(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        self.socket.get().try_recv_from(buf).ok()
+    }
+
+    /// Sends a datagram from the endpoint's port now (dropped if the socket is full).
+    pub fn send_datagram(&self, bytes: &[u8], to: SocketAddr) {
+        let _ = self.socket.get().try_send_to(bytes, to);
+    }
+
     /// Sends one frame of audio now, without waiting (dropped if the socket is full).
     pub fn send_now(&mut self, frame: &[i16]) {
         let Some(to) = self.remote else { return };

@@ -50,6 +50,116 @@ pub fn audio(body: &[u8]) -> Option<Media> {
     })
 }
 
+/// A T.38 fax stream an offer or answer names (`m=image PORT udptl t38`, RFC 3362 and
+/// T.38 Annex D).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct T38 {
+    pub addr: SocketAddr,
+    /// The largest UDPTL datagram the end takes (`T38FaxMaxDatagram`, else
+    /// `T38FaxMaxBuffer`), if it said.
+    pub max_datagram: Option<usize>,
+}
+
+/// The T.38 stream of an offer or answer (a refused one, port 0, is none).
+pub fn t38(body: &[u8]) -> Option<T38> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut session_c: Option<IpAddr> = None;
+    let mut media_c: Option<IpAddr> = None;
+    let mut port: Option<u16> = None;
+    let (mut in_image, mut seen_media) = (false, false);
+    let (mut datagram, mut buffer) = (None, None);
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(m) = line.strip_prefix("m=") {
+            seen_media = true;
+            if port.is_some() {
+                break;
+            }
+            let w: Vec<&str> = m.split(' ').collect();
+            in_image = matches!(w.as_slice(), ["image", _, proto, fmt, ..]
+                if proto.eq_ignore_ascii_case("udptl") && fmt.eq_ignore_ascii_case("t38"));
+            if in_image {
+                port = w.get(1).and_then(|p| p.parse().ok()).filter(|p| *p != 0);
+                in_image = port.is_some();
+            }
+        } else if let Some(c) = line.strip_prefix("c=") {
+            let ip = c
+                .split(' ')
+                .nth(2)
+                .and_then(|a| a.split('/').next()?.parse().ok());
+            if in_image {
+                media_c = ip;
+            } else if !seen_media {
+                session_c = ip;
+            }
+        } else if in_image && let Some(a) = line.strip_prefix("a=") {
+            let (k, v) = a.split_once(':').unwrap_or((a, ""));
+            let n = v.trim().parse::<usize>().ok();
+            if k.eq_ignore_ascii_case("T38FaxMaxDatagram") {
+                datagram = n;
+            } else if k.eq_ignore_ascii_case("T38FaxMaxBuffer") {
+                buffer = n;
+            }
+        }
+    }
+    let ip = media_c.or(session_c)?;
+    Some(T38 {
+        addr: SocketAddr::new(ip, port?),
+        max_datagram: datagram.or(buffer),
+    })
+}
+
+/// The box's T.38 description on `ip:port`, taking datagrams of `max_datagram` bytes:
+/// as an offer, or answering `offer` (its other streams refused, in their places, as
+/// RFC 3264 asks).
+pub fn t38_description(
+    ip: IpAddr,
+    port: u16,
+    max_datagram: usize,
+    offer: Option<&[u8]>,
+) -> Vec<u8> {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let session = rand::random::<u32>();
+    let mut s = format!(
+        "v=0\r\no=officebox {session} {session} IN {family} {ip}\r\ns=officebox\r\n\
+         c=IN {family} {ip}\r\nt=0 0\r\n"
+    );
+    let image = format!(
+        "m=image {port} udptl t38\r\na=T38FaxVersion:0\r\na=T38MaxBitRate:14400\r\n\
+         a=T38FaxRateManagement:transferredTCF\r\na=T38FaxMaxBuffer:{max_datagram}\r\n\
+         a=T38FaxMaxDatagram:{max_datagram}\r\na=T38FaxUdpEC:t38UDPRedundancy\r\n"
+    );
+    let lines = offer
+        .and_then(|o| std::str::from_utf8(o).ok())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim_end_matches('\r').strip_prefix("m="))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut answered = false;
+    for m in &lines {
+        let w: Vec<&str> = m.split(' ').collect();
+        let is_t38 = matches!(w.as_slice(), ["image", p, proto, fmt, ..]
+            if *p != "0" && proto.eq_ignore_ascii_case("udptl") && fmt.eq_ignore_ascii_case("t38"));
+        if is_t38 && !answered {
+            s.push_str(&image);
+            answered = true;
+        } else {
+            // Refused, in its place: the same media and transport, port 0.
+            let kind = w.first().copied().unwrap_or("audio");
+            let proto = w.get(2).copied().unwrap_or("RTP/AVP");
+            let fmt = w.get(3).copied().unwrap_or("0");
+            s.push_str(&format!("m={kind} 0 {proto} {fmt}\r\n"));
+        }
+    }
+    if !answered {
+        s.push_str(&image);
+    }
+    s.into_bytes()
+}
+
 /// The direction that answers an offer (RFC 3264 section 6.1): sendonly is answered
 /// recvonly, recvonly sendonly, inactive inactive; the old hold's 0.0.0.0 recvonly.
 pub fn answering_direction(offer: &[u8]) -> &'static str {
@@ -299,5 +409,33 @@ mod tests {
         );
         assert!(audio(b"v=0\r\n").is_none());
         assert!(audio(&[0xff, 0xfe]).is_none());
+    }
+
+    #[test]
+    fn a_t38_offer_is_read_and_answered_in_its_place() {
+        // Asterisk's way: the audio refused, the image stream beside it.
+        let offer = b"v=0\r\no=- 1 2 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+            m=audio 0 RTP/AVP 0\r\nm=image 4002 udptl t38\r\nc=IN IP4 10.0.0.6\r\n\
+            a=T38FaxVersion:0\r\na=T38FaxMaxBuffer:1800\r\na=T38FaxMaxDatagram:272\r\n";
+        let t = t38(offer).unwrap();
+        assert_eq!(t.addr, "10.0.0.6:4002".parse().unwrap());
+        assert_eq!(t.max_datagram, Some(272));
+        let a = String::from_utf8(t38_description(
+            "192.168.1.1".parse().unwrap(),
+            20000,
+            400,
+            Some(offer),
+        ))
+        .unwrap();
+        let m: Vec<&str> = a.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(m, ["m=audio 0 RTP/AVP 0", "m=image 20000 udptl t38"]);
+        assert!(a.contains("a=T38FaxMaxDatagram:400\r\n"));
+        assert!(a.contains("a=T38FaxUdpEC:t38UDPRedundancy\r\n"));
+        // A refused image stream, or none, is no T.38; neither is another image format.
+        assert!(t38(b"v=0\r\nc=IN IP4 10.0.0.5\r\nm=image 0 udptl t38\r\n").is_none());
+        assert!(t38(b"v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 RTP/AVP 0\r\n").is_none());
+        assert!(t38(b"v=0\r\nc=IN IP4 10.0.0.5\r\nm=image 4000 tcp t38\r\n").is_none());
+        let o = String::from_utf8(t38_description("::1".parse().unwrap(), 5, 400, None)).unwrap();
+        assert!(o.contains("c=IN IP6 ::1\r\n") && o.contains("m=image 5 udptl t38\r\n"));
     }
 }

@@ -124,6 +124,7 @@ pub const LISTS: &[ListDef] = &[
             entry(&schema::TRUNK_ADDRESSES),
             entry(&schema::TRUNK_MAX_CALLS),
             entry(&schema::TRUNK_IDENTITY),
+            entry(&schema::TRUNK_T38),
             entry(&schema::TRUNK_CA_FILE),
             entry(&schema::TRUNK_CODECS),
         ],

@@ -72,6 +72,18 @@ impl Loader<'_, '_> {
                     _ => Err(format!("unknown caller ID style `{s}`")),
                 },
             );
+            let t38 = t.parsed(
+                self.sink,
+                "t38",
+                "use \"on\" (T.38 when the provider asks), \"offered\" (ask for it) or \"off\" \
+                 (audio only)",
+                |s| match s.to_ascii_lowercase().as_str() {
+                    "on" => Ok(T38Mode::On),
+                    "offered" => Ok(T38Mode::Offered),
+                    "off" => Ok(T38Mode::Off),
+                    _ => Err(format!("unknown fax mode `{s}`")),
+                },
+            );
             let ca_file = t
                 .string(self.sink, "ca_file")
                 .map(|c| std::path::PathBuf::from(c.value));
@@ -197,6 +209,7 @@ impl Loader<'_, '_> {
                 max_calls,
                 codecs,
                 identity: identity.map(|i| i.value).unwrap_or_default(),
+                t38: t38.map(|m| m.value).unwrap_or_default(),
                 ca_file,
             });
         }

@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use officebox_testkit::{FaxSender, fax_test_page};
+use officebox_testkit::{FaxLine, FaxSender, fax_test_page};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,9 +42,14 @@ fn main() -> ExitCode {
                 return usage();
             };
             let bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let sent =
-                FaxSender::start(bind, std::path::Path::new(file), "+1 555 0100", false, None)
-                    .and_then(|m| m.wait(Duration::from_secs(3600)));
+            let sent = FaxSender::start(
+                bind,
+                std::path::Path::new(file),
+                "+1 555 0100",
+                FaxLine::Audio { alaw: false },
+                None,
+            )
+            .and_then(|m| m.wait(Duration::from_secs(3600)));
             match sent {
                 Ok(s) => {
                     println!(

@@ -268,9 +268,14 @@ impl Call {
                     name: self.setup.parties.caller_name.clone(),
                     number: self.setup.parties.caller_ext.clone(),
                 };
+                let link = std::sync::Arc::new(crate::fax::FaxLink::default());
+                self.fax = Some((std::sync::Arc::clone(&link), fax.t38));
+                if fax.t38 == officebox_config::model::T38Mode::Offered {
+                    self.ask_for_t38();
+                }
                 tokio::spawn(async move {
                     let (outcome, _ep) =
-                        crate::fax::receive(ep, &fax, &caller, &tiff, stop.clone()).await;
+                        crate::fax::receive(ep, &fax, &caller, &tiff, stop.clone(), &link).await;
                     let outcome = match outcome {
                         Ok(o) => Some(o),
                         Err(error) => {
@@ -355,6 +360,7 @@ impl Call {
                 number: self.setup.parties.callee_ext.clone(),
                 ident: self.setup.parties.callee_ext.clone(),
                 host: env.host.clone(),
+                t38: officebox_config::model::T38Mode::On,
             };
             info!(message = "phone: a fax machine called the voicemail; answering as one", caller = %self.setup.parties.caller_ext, callee = %self.setup.parties.callee_ext);
             self.status("fax");

@@ -267,7 +267,11 @@ impl Call {
             }
             self.a.cseq -= 1;
             self.send_a(ack.to_bytes());
-            self.answer_reinvite(code, msg, true);
+            if self.t38_asked {
+                self.t38_answered(code, msg);
+            } else {
+                self.answer_reinvite(code, msg, true);
+            }
         }
     }
 

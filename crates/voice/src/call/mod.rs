@@ -18,6 +18,7 @@
 //! - [`forward`]: the callee's forwarding when busy or not answered.
 //! - [`lines`]: an outside call's trunks, in order (challenge, failover).
 //! - [`reinvite`]: re-INVITEs carried from one leg to the other; UPDATEs answered.
+//! - [`t38`]: a fax call the box answered going over to T.38.
 //! - [`hold`]: hold with music: the box answers the holder and plays to the held side.
 //! - [`timers`]: retransmissions, transaction timeouts, and no answer.
 //! - [`handoff`]: the box answering instead (voicemail, the voicemail menu, or the
@@ -47,6 +48,7 @@ pub mod park;
 mod record;
 mod refer;
 mod reinvite;
+mod t38;
 mod threeway;
 mod timers;
 mod transfer;
@@ -644,6 +646,13 @@ struct Call {
     /// Where the caller said its audio now goes, in a re-INVITE or UPDATE the box
     /// answered itself (the relay starts from there when the call is joined).
     a_moved: Option<SocketAddr>,
+    /// The box answered as a fax machine: the link to it (the switch to T.38), and
+    /// whether the box's own re-INVITE asking for T.38 waits for its answer.
+    fax: Option<(
+        std::sync::Arc<crate::fax::FaxLink>,
+        officebox_config::model::T38Mode,
+    )>,
+    t38_asked: bool,
     /// The answering phone's SDP (the codec both sides use: the box plays in it when it
     /// takes one side over for a transfer).
     b_answer: Vec<u8>,
@@ -935,6 +944,8 @@ impl Call {
             keys: record::Keys::default(),
             attendant_passes: 0,
             a_moved: None,
+            fax: None,
+            t38_asked: false,
             b_answer: Vec::new(),
             a_held_b: false,
             b_held_a: false,

@@ -223,6 +223,9 @@ impl Call {
         let Some(agreed) = self.boxed else {
             return;
         };
+        if self.t38_reinvite(m) {
+            return;
+        }
         let mut n = agreed;
         if !m.msg.body.is_empty() {
             let offered = crate::media::negotiate(&m.msg.body);

@@ -27,6 +27,7 @@ pub(super) fn setup_for(
         number: line.extension.clone().unwrap_or_else(|| line.name.clone()),
         ident: line.ident.clone(),
         host: format!("{}.{domain}", config.network.hostname),
+        t38: officebox_config::model::T38Mode::On,
     })
 }
 

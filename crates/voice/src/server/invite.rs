@@ -164,6 +164,7 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
             number: caller_number.to_string(),
             address: format!("{}@{}", caller.login, req.config.network.domain),
             from_site: false,
+            t38: officebox_config::model::T38Mode::On,
         };
         match super::outside::ring_user(req.config, req.state, &who, callee, 0) {
             call::Routed::Ring(ring) => *ring,

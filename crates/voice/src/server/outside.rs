@@ -380,6 +380,9 @@ pub(super) struct Caller {
     /// A call from another site's box: it is never put through to a site (no two sites
     /// bounce a call between them).
     pub(super) from_site: bool,
+    /// Whether its fax may go over T.38 (the trunk's setting; `On` for a call from
+    /// inside).
+    pub(super) t38: officebox_config::model::T38Mode,
 }
 
 /// What ringing `target` means now: whom leg B calls, who that is (login, and the
@@ -439,7 +442,10 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
         ),
         Target::Fax(line) => match super::fax::setup_for(config, state, line) {
             Some(setup) => Routed::ring(
-                Callee::Fax(Box::new(setup)),
+                Callee::Fax(Box::new(crate::fax::FaxSetup {
+                    t38: caller.t38,
+                    ..setup
+                })),
                 String::new(),
                 line.name.clone(),
                 None,
@@ -621,6 +627,7 @@ pub(super) fn router_for(req: &Request, parties: &Parties) -> Arc<dyn Router> {
             number: parties.caller_ext.clone(),
             address: format!("{login}@{}", req.config.network.domain),
             from_site: false,
+            t38: officebox_config::model::T38Mode::On,
         },
     })
 }
@@ -657,6 +664,7 @@ impl Router for ServerRouter {
             number: transferee.number.clone(),
             address: format!("{}@{}", transferee.number, config.network.domain),
             from_site: self.caller.from_site,
+            t38: self.caller.t38,
         };
         let Some(user) = config.users.iter().find(|u| u.login == by) else {
             return Routed::Refused(403);
@@ -727,6 +735,7 @@ pub(super) fn from_trunk(req: &Request, t: &Trunk) -> Option<Message> {
         name: name.clone(),
         number: number.clone(),
         from_site: false,
+        t38: t.t38,
     };
     let log_refused = || {
         log_failed(
@@ -961,6 +970,7 @@ mod tests {
             codecs: vec!["PCMA".into()],
             identity,
             ca_file: None,
+            t38: officebox_config::model::T38Mode::On,
         }
     }
 

@@ -164,6 +164,7 @@ pub(super) fn from_site(req: &Request, site: &Site) -> Option<Message> {
         name: name.clone(),
         number: number.clone(),
         from_site: true,
+        t38: officebox_config::model::T38Mode::On,
     };
     let log = |callee: &str, callee_login: Option<String>| NewCall {
         call_id: format!("{}@officebox", call::token()),

@@ -185,6 +185,7 @@ fn trunk() -> Trunk {
         codecs: vec!["PCMU".into()],
         identity: officebox_config::model::TrunkIdentity::Pai,
         ca_file: None,
+        t38: officebox_config::model::T38Mode::On,
     }
 }
 

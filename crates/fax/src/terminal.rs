@@ -1,6 +1,7 @@
-//! A fax machine on an audio line: SpanDSP's T.30 engine and its modems (V.17, V.29,
-//! V.27ter, with error correction), fed the call's audio (8 kHz linear samples, decoded
-//! from G.711 by the caller) and giving the audio to send back.
+//! A fax machine on a call: SpanDSP's T.30 engine, either on the call's audio (its
+//! modems, V.17, V.29 and V.27ter, fed 8 kHz linear samples decoded from G.711 by the
+//! caller, giving the audio to send back) or on T.38 (the same engine speaking IFP
+//! packets, carried in UDPTL datagrams with redundancy: [`crate::udptl`]).
 //!
 //! A receiver writes the pages into a TIFF file (Group 4, one strip per page) and keeps
 //! what arrived of a page cut off in the middle (SpanDSP's receive recovery: the rows
@@ -13,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use spandsp::fax::FaxState;
 use spandsp::t4::T4Compression;
-use spandsp::t30::T30ModemSupport;
-use spandsp::{ReceiveCompletion, ReceivePageKind, ReceiveRecovery};
+use spandsp::t30::{T30ModemSupport, T30State};
+use spandsp::t38_terminal::T38Terminal;
+use spandsp::{ReceiveCompletion, ReceivePageKind, ReceiveRecovery, ReceiveReport};
 
 use crate::FaxError;
 use crate::ffi::{self, Watch};
@@ -26,11 +28,35 @@ pub enum Role {
     Sender,
 }
 
-/// A fax machine on one call. Drop order matters: the engine (`fax`) goes before the
-/// place its callbacks write to (`watch`).
+/// The engine: on audio, or on T.38 (with where its packets go, and the UDPTL framing).
+enum Engine {
+    Audio(FaxState),
+    T38(T38Terminal, crate::udptl::Session),
+}
+
+impl Engine {
+    fn t30(&self) -> Result<T30State<'_>, FaxError> {
+        match self {
+            Engine::Audio(f) => f.get_t30_state(),
+            Engine::T38(t, _) => t.get_t30_state(),
+        }
+        .map_err(FaxError::engine)
+    }
+
+    fn finalize_receive(&mut self) -> &ReceiveReport {
+        match self {
+            Engine::Audio(f) => f.finalize_receive(),
+            Engine::T38(t, _) => t.finalize_receive(),
+        }
+    }
+}
+
+/// A fax machine on one call. Drop order matters: the engine goes before the places its
+/// callbacks write to (`watch`, and a T.38 engine's outbox).
 pub struct Terminal {
-    fax: FaxState,
+    engine: Engine,
     watch: Watch,
+    outbox: Option<ffi::Outbox>,
     role: Role,
     file: PathBuf,
     started: Instant,
@@ -43,6 +69,7 @@ impl std::fmt::Debug for Terminal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Terminal")
             .field("role", &self.role)
+            .field("t38", &self.is_t38())
             .field("file", &self.file)
             .field("events", &self.watch.get())
             .finish_non_exhaustive()
@@ -96,16 +123,14 @@ impl Outcome {
 
 /// What both ends are set up with: the standard modems, error correction (ECM) offered,
 /// black and white pages in any of the T.4/T.6 codings.
-fn common(fax: &FaxState, ident: &str) -> Result<(), FaxError> {
-    let t30 = fax.get_t30_state().map_err(FaxError::engine)?;
+fn common(t30: &T30State<'_>, ident: &str) -> Result<(), FaxError> {
     t30.set_supported_modems(T30ModemSupport::V27TER | T30ModemSupport::V29 | T30ModemSupport::V17)
         .map_err(FaxError::engine)?;
     t30.set_ecm_capability(true).map_err(FaxError::engine)?;
     let codings = T4Compression::T4_1D | T4Compression::T4_2D | T4Compression::T6;
     t30.set_supported_compressions(i32::try_from(codings.bits()).unwrap_or(0))
         .map_err(FaxError::engine)?;
-    ffi::set_ident(&t30, ident);
-    fax.set_transmit_on_idle(true);
+    ffi::set_ident(t30, ident);
     Ok(())
 }
 
@@ -115,40 +140,90 @@ fn path_str(path: &Path) -> Result<&str, FaxError> {
 }
 
 impl Terminal {
-    /// The answering machine of a call, receiving into `tiff` (made or replaced), sending
-    /// `ident` as its identity.
+    /// The answering machine of a call on its audio, receiving into `tiff` (made or
+    /// replaced), sending `ident` as its identity.
     pub fn receiver(tiff: &Path, ident: &str) -> Result<Terminal, FaxError> {
         let fax = FaxState::new_receiver(ReceiveRecovery::PreserveDecodedRows)
             .map_err(FaxError::engine)?;
-        common(&fax, ident)?;
-        let t30 = fax.get_t30_state().map_err(FaxError::engine)?;
+        fax.set_transmit_on_idle(true);
+        Terminal::receiving(Engine::Audio(fax), None, tiff, ident)
+    }
+
+    /// The answering machine of a call on T.38, receiving into `tiff`; its datagrams
+    /// are at most `max_datagram` bytes (what the far end said it takes).
+    pub fn receiver_t38(
+        tiff: &Path,
+        ident: &str,
+        max_datagram: usize,
+    ) -> Result<Terminal, FaxError> {
+        let (term, outbox) = ffi::t38_terminal(false).map_err(FaxError::engine)?;
+        let engine = Engine::T38(term, crate::udptl::Session::new(max_datagram));
+        Terminal::receiving(engine, Some(outbox), tiff, ident)
+    }
+
+    fn receiving(
+        engine: Engine,
+        outbox: Option<ffi::Outbox>,
+        tiff: &Path,
+        ident: &str,
+    ) -> Result<Terminal, FaxError> {
+        let t30 = engine.t30()?;
+        common(&t30, ident)?;
         t30.set_rx_file(path_str(tiff)?, -1)
             .map_err(FaxError::engine)?;
         ffi::write_group_4(&t30);
         let watch = Watch::new(&t30);
         drop(t30);
-        Ok(Terminal::new(fax, watch, Role::Receiver, tiff))
+        Ok(Terminal::new(engine, watch, outbox, Role::Receiver, tiff))
     }
 
-    /// The calling machine, sending the pages of `tiff`, with `ident` as its identity.
+    /// The calling machine on a call's audio, sending the pages of `tiff`, with `ident`
+    /// as its identity.
     pub fn sender(tiff: &Path, ident: &str) -> Result<Terminal, FaxError> {
         if !tiff.is_file() {
             return Err(FaxError::io(tiff, std::io::ErrorKind::NotFound.into()));
         }
         let fax = FaxState::new(true).map_err(FaxError::engine)?;
-        common(&fax, ident)?;
-        let t30 = fax.get_t30_state().map_err(FaxError::engine)?;
+        fax.set_transmit_on_idle(true);
+        Terminal::sending(Engine::Audio(fax), None, tiff, ident)
+    }
+
+    /// The calling machine on T.38, sending the pages of `tiff`.
+    pub fn sender_t38(tiff: &Path, ident: &str, max_datagram: usize) -> Result<Terminal, FaxError> {
+        if !tiff.is_file() {
+            return Err(FaxError::io(tiff, std::io::ErrorKind::NotFound.into()));
+        }
+        let (term, outbox) = ffi::t38_terminal(true).map_err(FaxError::engine)?;
+        let engine = Engine::T38(term, crate::udptl::Session::new(max_datagram));
+        Terminal::sending(engine, Some(outbox), tiff, ident)
+    }
+
+    fn sending(
+        engine: Engine,
+        outbox: Option<ffi::Outbox>,
+        tiff: &Path,
+        ident: &str,
+    ) -> Result<Terminal, FaxError> {
+        let t30 = engine.t30()?;
+        common(&t30, ident)?;
         t30.set_tx_file(path_str(tiff)?, -1, -1)
             .map_err(FaxError::engine)?;
         let watch = Watch::new(&t30);
         drop(t30);
-        Ok(Terminal::new(fax, watch, Role::Sender, tiff))
+        Ok(Terminal::new(engine, watch, outbox, Role::Sender, tiff))
     }
 
-    fn new(fax: FaxState, watch: Watch, role: Role, file: &Path) -> Terminal {
+    fn new(
+        engine: Engine,
+        watch: Watch,
+        outbox: Option<ffi::Outbox>,
+        role: Role,
+        file: &Path,
+    ) -> Terminal {
         Terminal {
-            fax,
+            engine,
             watch,
+            outbox,
             role,
             file: file.to_path_buf(),
             started: Instant::now(),
@@ -157,19 +232,73 @@ impl Terminal {
         }
     }
 
+    /// Whether this machine speaks T.38 (else audio).
+    pub fn is_t38(&self) -> bool {
+        matches!(self.engine, Engine::T38(..))
+    }
+
+    /// Takes in one UDPTL datagram from the far end (T.38): its packet, and any earlier
+    /// one lost on the way that its redundancy carries. A datagram that is not UDPTL is
+    /// dropped; `false` says so.
+    pub fn rx_datagram(&mut self, datagram: &[u8]) -> bool {
+        let Engine::T38(term, session) = &mut self.engine else {
+            return false;
+        };
+        if self.finished {
+            return true;
+        }
+        let Some(ifps) = session.receive(datagram) else {
+            return false;
+        };
+        if let Ok(core) = term.get_t38_core_state() {
+            for (seq, ifp) in ifps {
+                // A packet the engine cannot make sense of is its to judge (it asks
+                // again, or the fax fails with a reason); nothing here to add.
+                let _ = core.rx_ifp_packet(&ifp, seq);
+            }
+        }
+        true
+    }
+
+    /// Runs a T.38 machine's clock by `samples` (8000 a second; call it every 20 ms with
+    /// 160) and appends the datagrams it has to send to `out`.
+    pub fn tick_t38(&mut self, samples: i32, out: &mut Vec<Vec<u8>>) {
+        let Engine::T38(term, session) = &mut self.engine else {
+            return;
+        };
+        if !self.finished {
+            term.send_timeout(samples);
+        }
+        if let Some(outbox) = self.outbox.as_mut() {
+            for (ifp, count) in outbox.take() {
+                if let Some(d) = session.frame(&ifp) {
+                    for _ in 0..count {
+                        out.push(d.clone());
+                    }
+                }
+            }
+        }
+    }
+
     /// Takes in audio from the line.
     pub fn rx(&mut self, samples: &[i16]) {
+        let Engine::Audio(fax) = &self.engine else {
+            return;
+        };
         if self.finished {
             return;
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(samples);
-        self.fax.rx(&mut self.scratch);
+        fax.rx(&mut self.scratch);
     }
 
     /// Fills `out` with the audio to send (silence once there is nothing to say).
     pub fn tx(&mut self, out: &mut [i16]) {
-        let n = if self.finished { 0 } else { self.fax.tx(out) };
+        let n = match &self.engine {
+            Engine::Audio(fax) if !self.finished => fax.tx(out),
+            _ => 0,
+        };
         if let Some(rest) = out.get_mut(n..) {
             rest.fill(0);
         }
@@ -194,14 +323,14 @@ impl Terminal {
     /// receiver's file is closed, holding what arrived.
     pub fn finish(mut self) -> Outcome {
         let events = self.watch.get();
-        let (remote_ident, stats) = match self.fax.get_t30_state() {
+        let (remote_ident, stats) = match self.engine.t30() {
             Ok(t30) => (ffi::remote_ident(&t30), Some(t30.get_transfer_statistics())),
             Err(_) => (String::new(), None),
         };
         let mut pages = Vec::new();
         let mut code = events.completion;
         if self.role == Role::Receiver {
-            let report = self.fax.finalize_receive();
+            let report = self.engine.finalize_receive();
             if let ReceiveCompletion::Completed { code: c } = report.completion {
                 code = Some(c);
             }
