@@ -289,6 +289,7 @@ fn provider_fax(
     t38: &str,
     scenario: &str,
     line: FaxLine,
+    pages: u32,
 ) -> (Officebox, Vec<Bitmap>, FaxSent, Mail) {
     require_program("sipp", "sip-tester");
     require_program("pdftoppm", "poppler-utils");
@@ -300,7 +301,7 @@ fn provider_fax(
     ));
     let ob = start(&c);
     let dir = scratch_dir("fax-provider").unwrap();
-    let sent: Vec<Bitmap> = (1..=2).map(|n| fax_test_page(n, 1100)).collect();
+    let sent: Vec<Bitmap> = (1..=pages).map(|n| fax_test_page(n, 1100)).collect();
     let tiff = dir.path().join("out.tif");
     write_bilevel(&tiff, &sent).unwrap();
     let machine = FaxSender::start(
@@ -340,10 +341,10 @@ fn provider_fax(
 
 fn assert_delivered(machine: &FaxSent, fax: &Mail, sent: &[Bitmap]) {
     assert!(machine.finished && machine.status == 0, "{machine:?}");
-    assert_eq!(machine.pages, 2, "{machine:?}");
+    assert_eq!(machine.pages as usize, sent.len(), "{machine:?}");
     assert_eq!(
         fax.subject,
-        "Fax from +49 30 5551234 (2 pages)",
+        format!("Fax from +49 30 5551234 ({} pages)", sent.len()),
         "{}",
         fax.text()
     );
@@ -359,7 +360,12 @@ fn assert_delivered(machine: &FaxSent, fax: &Mail, sent: &[Bitmap]) {
 /// it, the pages come as T.38 packets, and arrive whole.
 #[test]
 fn a_fax_from_a_provider_that_switches_to_t38_arrives_whole() {
-    let (ob, sent, machine, fax) = provider_fax("on", "provider_fax_t38.xml", FaxLine::T38);
+    let (ob, sent, machine, fax) = provider_fax(
+        "on",
+        "provider_fax_t38.xml",
+        FaxLine::T38 { paced: true },
+        2,
+    );
     assert!(
         ob.log()
             .contains("the fax goes over to T.38, as the caller asked")
@@ -375,7 +381,12 @@ fn a_fax_from_a_provider_that_switches_to_t38_arrives_whole() {
 /// it, and the fax comes over T.38.
 #[test]
 fn a_trunk_set_to_offer_t38_asks_for_it_and_the_fax_comes_over_it() {
-    let (ob, sent, machine, fax) = provider_fax("offered", "provider_fax_asked.xml", FaxLine::T38);
+    let (ob, sent, machine, fax) = provider_fax(
+        "offered",
+        "provider_fax_asked.xml",
+        FaxLine::T38 { paced: true },
+        2,
+    );
     assert!(
         ob.log().contains("phone: asking the caller for T.38")
             && ob.log().contains("phone: the fax goes over to T.38"),
@@ -389,13 +400,30 @@ fn a_trunk_set_to_offer_t38_asks_for_it_and_the_fax_comes_over_it() {
 /// on over G.711 and arrives whole.
 #[test]
 fn a_trunk_with_t38_off_refuses_it_and_the_fax_comes_over_audio() {
-    let (ob, sent, machine, fax) =
-        provider_fax("off", "provider_fax_t38.xml", FaxLine::Audio { alaw: true });
+    let (ob, sent, machine, fax) = provider_fax(
+        "off",
+        "provider_fax_t38.xml",
+        FaxLine::Audio { alaw: true },
+        2,
+    );
     assert!(
         ob.log().contains("T.38 refused; the call stays on audio")
             && !ob.log().contains("fax: over to T.38"),
         "{}",
         ob.log()
+    );
+    assert_delivered(&machine, &fax, &sent);
+}
+
+/// Forty pages from a fax server on T.38 (unpaced: as fast as the line takes them): every
+/// page arrives whole, in order, in one PDF.
+#[test]
+fn forty_pages_over_t38_arrive_whole_in_one_pdf() {
+    let (_ob, sent, machine, fax) = provider_fax(
+        "on",
+        "provider_fax_t38.xml",
+        FaxLine::T38 { paced: false },
+        40,
     );
     assert_delivered(&machine, &fax, &sent);
 }

@@ -37,8 +37,9 @@ pub enum FaxLine {
     /// G.711 audio: A-law (`true`) or μ-law until the box's audio comes (then in its
     /// law, the one the call agreed on).
     Audio { alaw: bool },
-    /// T.38 over UDPTL.
-    T38,
+    /// T.38 over UDPTL: paced as a modem would send (`paced`), or as fast as it goes
+    /// (a fax server's way; a long fax in seconds).
+    T38 { paced: bool },
 }
 
 /// What the sending machine saw.
@@ -105,7 +106,9 @@ impl FaxSender {
                 FaxLine::Audio { alaw } => {
                     run(&socket, &file, &ident, alaw, hang_up_after, &stopped)
                 }
-                FaxLine::T38 => run_t38(&socket, &file, &ident, hang_up_after, &stopped),
+                FaxLine::T38 { paced } => {
+                    run_t38(&socket, &file, &ident, paced, hang_up_after, &stopped)
+                }
             })?;
         Ok(FaxSender {
             port,
@@ -286,15 +289,19 @@ fn run_t38(
     socket: &UdpSocket,
     file: &str,
     ident: &str,
+    paced: bool,
     hang_up_after: Option<u32>,
     stop: &AtomicBool,
 ) -> io::Result<FaxSent> {
     let outbox: *mut Outbox = Box::into_raw(Box::default());
     // SAFETY: the callback writes only to `outbox`, freed below after the engine is.
     let term = unsafe { T38Terminal::new_raw(true, Some(t38_packet), outbox.cast()) };
-    let result = term
-        .map_err(err)
-        .and_then(|term| t38_call(&term, outbox, socket, file, ident, hang_up_after, stop));
+    let result = term.map_err(err).and_then(|term| {
+        if !paced {
+            term.set_config(spandsp::t38_core::T38TerminalOptions::NO_PACING);
+        }
+        t38_call(&term, outbox, socket, file, ident, hang_up_after, stop)
+    });
     // SAFETY: made by `Box::into_raw` above; the engine that wrote to it is gone.
     drop(unsafe { Box::from_raw(outbox) });
     result
