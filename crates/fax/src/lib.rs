@@ -7,6 +7,8 @@
 //! - [`udptl`]: T.38's packets in UDP datagrams, with copies of the ones before.
 //! - [`tiff`]: the received file's pages read back (Group 4, as the receiver writes
 //!   them), and bilevel pages written for sending.
+//! - [`render`]: documents (PDF, plain text) made into fax pages, for faxes sent from
+//!   email.
 //! - [`pdf`]: the received pages as one PDF, their Group 4 data as it came.
 //! - [`CngDetector`]: a calling fax machine's tone heard on a call a person was expected
 //!   on (voicemail), so that the box can answer as a fax machine instead.
@@ -16,6 +18,7 @@
 
 mod ffi;
 pub mod pdf;
+pub mod render;
 pub mod terminal;
 pub mod tiff;
 pub mod udptl;

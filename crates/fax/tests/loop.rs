@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use officebox_fax::tiff::{Bitmap, read_g4_pages, write_bilevel};
-use officebox_fax::{Outcome, Terminal, pdf};
+use officebox_fax::{Outcome, Terminal, pdf, render};
 use officebox_testkit::{fax_agreement, fax_test_page as page, pdf_pages};
 use spandsp::g711::{alaw_to_linear, linear_to_alaw};
 
@@ -54,6 +54,18 @@ fn check_pdf(dir: &Path, received: &Path, sent: &[Bitmap]) -> Vec<Bitmap> {
     for (n, (a, b)) in sent.iter().zip(&shown).enumerate() {
         let same = fax_agreement(a, b);
         assert!(same >= 0.99, "page {}: {:.4} of pixels agree", n + 1, same);
+    }
+    // The box's own rasteriser (for faxes sent from email) draws the same pages.
+    let drawn = render::pdf(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(drawn.len(), pages.len());
+    for (n, (a, b)) in sent.iter().zip(&drawn).enumerate() {
+        let same = fax_agreement(a, b);
+        assert!(
+            same >= 0.99,
+            "page {} drawn: {:.4} of pixels agree",
+            n + 1,
+            same
+        );
     }
     shown
 }

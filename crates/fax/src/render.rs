@@ -1,0 +1,257 @@
+//! Documents made into fax pages, for faxes sent from email: a PDF's pages rasterised by
+//! hayro (a PDF renderer in Rust: no external program), plain text set in Courier (as a
+//! PDF, then rasterised the same way). Pages come out at fax fine resolution, 204 x 196
+//! dots per inch, 1728 dots across (the printable width of A4 and Letter on a fax
+//! machine), black where the page is darker than mid-grey.
+//!
+//! What cannot be sent is an error saying why in words a sender understands: not a PDF,
+//! protected by a password, no pages, too many pages.
+
+use std::sync::Arc;
+
+use hayro::hayro_interpret::InterpreterSettings;
+use hayro::hayro_syntax::Pdf;
+use hayro::vello_cpu::color::palette::css::WHITE;
+use hayro::{PixmapSettings, RenderCache, RenderSettings};
+
+use crate::tiff::Bitmap;
+
+/// Dots across a fax page.
+pub const WIDTH: u32 = 1728;
+
+/// Fine resolution: dots per inch across and down.
+pub const DPI: (u32, u32) = (204, 196);
+
+/// The most pages one fax from email may have (at a minute a page, over an hour and a
+/// half on the line).
+pub const MAX_PAGES: usize = 100;
+
+/// The longest page, in rows: 17 inches (A4 is 11.7, Legal 14); a longer one is scaled
+/// down to fit.
+const MAX_ROWS: u32 = 196 * 17;
+
+/// Why a document cannot be faxed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("it is not a PDF file that can be read")]
+    NotPdf,
+    #[error("the PDF is protected by a password")]
+    Encrypted,
+    #[error("the document has no pages")]
+    Empty,
+    #[error("the document has {0} pages; a fax from email can have at most {MAX_PAGES}")]
+    TooManyPages(usize),
+}
+
+/// The pages of a PDF file, as fax pages.
+pub fn pdf(bytes: &[u8]) -> Result<Vec<Bitmap>, RenderError> {
+    let data: Arc<Vec<u8>> = Arc::new(bytes.to_vec());
+    // hayro's error type is not exported by name; its variants are `Decryption(..)`
+    // (a password) and `Invalid`.
+    let pdf = Pdf::new(data).map_err(|e| {
+        if format!("{e:?}").starts_with("Decryption") {
+            RenderError::Encrypted
+        } else {
+            RenderError::NotPdf
+        }
+    })?;
+    let pages = pdf.pages();
+    match pages.len() {
+        0 => return Err(RenderError::Empty),
+        n if n > MAX_PAGES => return Err(RenderError::TooManyPages(n)),
+        _ => {}
+    }
+    let cache = RenderCache::new();
+    let interpreter = InterpreterSettings::default();
+    let settings = RenderSettings::default();
+    Ok(pages
+        .iter()
+        .map(|page| {
+            let (w, h) = page.render_dimensions();
+            // Points (1/72 inch) to dots, the page's width onto the fax's; a page too
+            // long for a fax is made smaller still.
+            let w = if w.is_finite() && w > 1.0 { w } else { 612.0 };
+            let h = if h.is_finite() && h > 1.0 { h } else { 792.0 };
+            #[allow(clippy::cast_precision_loss)]
+            let mut x_scale = WIDTH as f32 / w;
+            #[allow(clippy::cast_precision_loss)]
+            let ratio = DPI.1 as f32 / DPI.0 as f32;
+            #[allow(clippy::cast_precision_loss)]
+            if h * x_scale * ratio > MAX_ROWS as f32 {
+                x_scale = MAX_ROWS as f32 / (h * ratio);
+            }
+            let pixmap = hayro::render(
+                page,
+                &cache,
+                &interpreter,
+                &settings,
+                &PixmapSettings {
+                    x_scale,
+                    y_scale: x_scale * ratio,
+                    bg_color: WHITE,
+                },
+            );
+            bilevel(
+                u32::from(pixmap.width()),
+                u32::from(pixmap.height()),
+                pixmap.data(),
+            )
+        })
+        .collect())
+}
+
+/// A rendered page (white behind it, so its colours are opaque) as a fax page: centred
+/// across, black where darker than mid-grey.
+fn bilevel(width: u32, height: u32, pixels: &[hayro::vello_cpu::color::PremulRgba8]) -> Bitmap {
+    let mut page = Bitmap::white(WIDTH, height.max(1), DPI);
+    let left = WIDTH.saturating_sub(width) / 2;
+    for (y, row) in pixels
+        .chunks(usize::try_from(width).unwrap_or(1).max(1))
+        .enumerate()
+    {
+        let Ok(y) = u32::try_from(y) else { break };
+        for (x, p) in row.iter().enumerate() {
+            let Ok(x) = u32::try_from(x) else { break };
+            let luma = u32::from(p.r) * 299 + u32::from(p.g) * 587 + u32::from(p.b) * 114;
+            if luma < 128_000 && x + left < WIDTH && y < height {
+                page.set(x + left, y);
+            }
+        }
+    }
+    page
+}
+
+/// Lines on a page of text, and characters on a line (Courier 10 point on A4 with
+/// margins of 50 points).
+const LINES: usize = 61;
+const COLUMNS: usize = 82;
+
+/// Plain text as fax pages: Courier, long lines wrapped, a form feed starting a new
+/// page; characters Courier's Latin set lacks shown as `?`.
+pub fn text(text: &str) -> Result<Vec<Bitmap>, RenderError> {
+    let mut pages: Vec<Vec<String>> = vec![Vec::new()];
+    for raw in text.lines() {
+        for (i, part) in raw.split('\u{c}').enumerate() {
+            if i > 0 {
+                pages.push(Vec::new());
+            }
+            let clean: String = part
+                .replace('\t', "    ")
+                .chars()
+                .map(|c| {
+                    if c == ' ' || c.is_ascii_graphic() {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .collect();
+            let chars: Vec<char> = clean.trim_end().chars().collect();
+            let mut chunks: Vec<String> =
+                chars.chunks(COLUMNS).map(|c| c.iter().collect()).collect();
+            if chunks.is_empty() {
+                chunks.push(String::new());
+            }
+            for line in chunks {
+                if pages.last().is_some_and(|p| p.len() >= LINES) {
+                    pages.push(Vec::new());
+                }
+                if let Some(p) = pages.last_mut() {
+                    p.push(line);
+                }
+            }
+            if pages.len() > MAX_PAGES {
+                return Err(RenderError::TooManyPages(pages.len()));
+            }
+        }
+    }
+    while pages.len() > 1 && pages.last().is_some_and(|p| p.iter().all(String::is_empty)) {
+        pages.pop();
+    }
+    pdf(&text_pdf(&pages))
+}
+
+/// A PDF of pages of lines, in Courier.
+fn text_pdf(pages: &[Vec<String>]) -> Vec<u8> {
+    use pdf_writer::{Content, Finish, Name, Pdf as Writer, Rect, Ref, Str};
+    let mut w = Writer::new();
+    let (catalog, tree, font) = (Ref::new(1), Ref::new(2), Ref::new(3));
+    w.catalog(catalog).pages(tree);
+    let ids: Vec<(Ref, Ref)> = (0..pages.len())
+        .map(|i| {
+            let base = 4 + 2 * i32::try_from(i).unwrap_or(0);
+            (Ref::new(base), Ref::new(base + 1))
+        })
+        .collect();
+    w.pages(tree)
+        .kids(ids.iter().map(|(p, _)| *p))
+        .count(i32::try_from(ids.len()).unwrap_or(0));
+    w.type1_font(font).base_font(Name(b"Courier"));
+    for (lines, (page, content)) in pages.iter().zip(&ids) {
+        let mut p = w.page(*page);
+        p.media_box(Rect::new(0.0, 0.0, 595.0, 842.0))
+            .parent(tree)
+            .contents(*content);
+        p.resources().fonts().pair(Name(b"F1"), font);
+        p.finish();
+        let mut c = Content::new();
+        c.begin_text();
+        c.set_font(Name(b"F1"), 10.0);
+        c.set_leading(12.0);
+        c.next_line(50.0, 780.0);
+        for line in lines {
+            c.show(Str(line.as_bytes()));
+            c.next_line_using_leading();
+        }
+        c.end_text();
+        w.stream(*content, &c.finish());
+    }
+    w.finish()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_not_a_pdf_is_said_so() {
+        assert_eq!(pdf(b"Dear Bob, see attached."), Err(RenderError::NotPdf));
+        assert_eq!(pdf(b""), Err(RenderError::NotPdf));
+        assert_eq!(pdf(b"%PDF-1.7\n%%EOF\n"), Err(RenderError::NotPdf));
+    }
+
+    #[test]
+    fn text_becomes_pages_with_ink_where_the_words_are() {
+        let pages = text("HELLO FAX\n\nsecond line\u{c}page two").unwrap();
+        assert_eq!(pages.len(), 2);
+        let page = &pages[0];
+        assert_eq!((page.width, page.dpi), (WIDTH, DPI));
+        // A4 at 196 dpi down: about 2290 rows.
+        assert!((2200..2400).contains(&page.rows), "{}", page.rows);
+        let ink = |p: &Bitmap, rows: std::ops::Range<u32>| {
+            rows.flat_map(|y| (0..p.width).map(move |x| (x, y)))
+                .filter(|&(x, y)| p.get(x, y))
+                .count()
+        };
+        // The first line (about 62 points down) has ink; the middle of the page none.
+        assert!(ink(page, 150..200) > 200, "{}", ink(page, 150..200));
+        assert_eq!(ink(page, 1000..1100), 0);
+        assert!(ink(&pages[1], 150..200) > 100);
+    }
+
+    #[test]
+    fn a_500_page_pdf_is_refused_by_its_page_count() {
+        let pages = vec![vec!["x".to_string()]; 500];
+        assert_eq!(pdf(&text_pdf(&pages)), Err(RenderError::TooManyPages(500)));
+        // Cut short, the same file has no page hayro can find (it reads what it can).
+        let whole = text_pdf(&pages[..2]);
+        assert_eq!(pdf(&whole[..whole.len() / 3]), Err(RenderError::Empty));
+    }
+
+    #[test]
+    fn too_long_a_text_is_refused_before_any_page_is_drawn() {
+        let long = "x\n".repeat(LINES * (MAX_PAGES + 1));
+        assert_eq!(text(&long), Err(RenderError::TooManyPages(MAX_PAGES + 1)));
+    }
+}
