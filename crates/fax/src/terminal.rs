@@ -146,7 +146,7 @@ impl Terminal {
         let fax = FaxState::new_receiver(ReceiveRecovery::PreserveDecodedRows)
             .map_err(FaxError::engine)?;
         fax.set_transmit_on_idle(true);
-        Terminal::receiving(Engine::Audio(fax), None, tiff, ident)
+        Terminal::start(Engine::Audio(fax), None, Role::Receiver, tiff, ident)
     }
 
     /// The answering machine of a call on T.38, receiving into `tiff`; its datagrams
@@ -158,23 +158,7 @@ impl Terminal {
     ) -> Result<Terminal, FaxError> {
         let (term, outbox) = ffi::t38_terminal(false).map_err(FaxError::engine)?;
         let engine = Engine::T38(term, crate::udptl::Session::new(max_datagram));
-        Terminal::receiving(engine, Some(outbox), tiff, ident)
-    }
-
-    fn receiving(
-        engine: Engine,
-        outbox: Option<ffi::Outbox>,
-        tiff: &Path,
-        ident: &str,
-    ) -> Result<Terminal, FaxError> {
-        let t30 = engine.t30()?;
-        common(&t30, ident)?;
-        t30.set_rx_file(path_str(tiff)?, -1)
-            .map_err(FaxError::engine)?;
-        ffi::write_group_4(&t30);
-        let watch = Watch::new(&t30);
-        drop(t30);
-        Ok(Terminal::new(engine, watch, outbox, Role::Receiver, tiff))
+        Terminal::start(engine, Some(outbox), Role::Receiver, tiff, ident)
     }
 
     /// The calling machine on a call's audio, sending the pages of `tiff`, with `ident`
@@ -185,7 +169,7 @@ impl Terminal {
         }
         let fax = FaxState::new(true).map_err(FaxError::engine)?;
         fax.set_transmit_on_idle(true);
-        Terminal::sending(Engine::Audio(fax), None, tiff, ident)
+        Terminal::start(Engine::Audio(fax), None, Role::Sender, tiff, ident)
     }
 
     /// The calling machine on T.38, sending the pages of `tiff`.
@@ -195,22 +179,31 @@ impl Terminal {
         }
         let (term, outbox) = ffi::t38_terminal(true).map_err(FaxError::engine)?;
         let engine = Engine::T38(term, crate::udptl::Session::new(max_datagram));
-        Terminal::sending(engine, Some(outbox), tiff, ident)
+        Terminal::start(engine, Some(outbox), Role::Sender, tiff, ident)
     }
 
-    fn sending(
+    /// Sets up `engine`'s T.30 for `role` with `tiff` (received into, or sent) and
+    /// starts watching it.
+    fn start(
         engine: Engine,
         outbox: Option<ffi::Outbox>,
+        role: Role,
         tiff: &Path,
         ident: &str,
     ) -> Result<Terminal, FaxError> {
         let t30 = engine.t30()?;
         common(&t30, ident)?;
-        t30.set_tx_file(path_str(tiff)?, -1, -1)
-            .map_err(FaxError::engine)?;
+        let file = path_str(tiff)?;
+        match role {
+            Role::Receiver => {
+                t30.set_rx_file(file, -1).map_err(FaxError::engine)?;
+                ffi::write_group_4(&t30);
+            }
+            Role::Sender => t30.set_tx_file(file, -1, -1).map_err(FaxError::engine)?,
+        }
         let watch = Watch::new(&t30);
         drop(t30);
-        Ok(Terminal::new(engine, watch, outbox, Role::Sender, tiff))
+        Ok(Terminal::new(engine, watch, outbox, role, tiff))
     }
 
     fn new(

@@ -33,10 +33,7 @@ pub fn audio(body: &[u8]) -> Option<Media> {
                 port = w.next().and_then(|p| p.split('/').next()?.parse().ok());
             }
         } else if let Some(c) = line.strip_prefix("c=") {
-            let ip = c
-                .split(' ')
-                .nth(2)
-                .and_then(|a| a.split('/').next()?.parse().ok());
+            let ip = connection_ip(c);
             if in_audio {
                 media_c = ip;
             } else if !seen_audio {
@@ -48,6 +45,13 @@ pub fn audio(body: &[u8]) -> Option<Media> {
     Some(Media {
         addr: SocketAddr::new(ip, port?),
     })
+}
+
+/// The address of a `c=` line's value (`IN IP4 192.0.2.1`, a multicast TTL cut off).
+fn connection_ip(c: &str) -> Option<IpAddr> {
+    c.split(' ')
+        .nth(2)
+        .and_then(|a| a.split('/').next()?.parse().ok())
 }
 
 /// A T.38 fax stream an offer or answer names (`m=image PORT udptl t38`, RFC 3362 and
@@ -83,10 +87,7 @@ pub fn t38(body: &[u8]) -> Option<T38> {
                 in_image = port.is_some();
             }
         } else if let Some(c) = line.strip_prefix("c=") {
-            let ip = c
-                .split(' ')
-                .nth(2)
-                .and_then(|a| a.split('/').next()?.parse().ok());
+            let ip = connection_ip(c);
             if in_image {
                 media_c = ip;
             } else if !seen_media {
