@@ -93,11 +93,6 @@ impl FaxLink {
         s.switch = Some(far);
         true
     }
-
-    /// Whether the machine speaks T.38 now.
-    pub fn on_t38(&self) -> bool {
-        self.state().on_t38
-    }
 }
 
 /// Who sent it, as the call said.
