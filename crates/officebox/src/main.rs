@@ -445,8 +445,9 @@ fn fax_log(path: &std::path::Path, limit: u32) -> anyhow::Result<ExitCode> {
             format!("{} page(s), {} whole", f.pages, f.complete)
         };
         let code = f.code.map_or_else(|| "-".to_string(), |c| c.to_string());
+        let way = if f.outgoing { "sent" } else { "received" };
         println!(
-            "{}  {from} -> {} ({}): {pages}, {}s, T.30 {code} {}",
+            "{}  {way}  {from} -> {} ({}): {pages}, {}s, T.30 {code} {}",
             officebox_store::date::datetime(f.at),
             f.number,
             f.login,

@@ -304,6 +304,26 @@ pub const MIGRATIONS: &[Migration] = &[
               );
               CREATE INDEX fax_log_at ON fax_log (at);",
     },
+    Migration {
+        version: 16,
+        name: "faxes to send, and which way a logged fax went",
+        sql: "CREATE TABLE fax_out (
+                id INTEGER PRIMARY KEY,
+                login TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                number TEXT NOT NULL,
+                file TEXT NOT NULL,
+                preview TEXT,
+                pages INTEGER NOT NULL,
+                subject TEXT NOT NULL,
+                created INTEGER NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_at INTEGER NOT NULL,
+                last_result TEXT NOT NULL DEFAULT ''
+              );
+              CREATE INDEX fax_out_next ON fax_out (next_at);
+              ALTER TABLE fax_log ADD COLUMN outgoing INTEGER NOT NULL DEFAULT 0;",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

@@ -54,7 +54,7 @@ pub use db::{
     unix_now,
 };
 pub use error::StoreError;
-pub use fax::FaxEntry;
+pub use fax::{FaxEntry, FaxOut, NewFaxOut};
 pub use fetch::FetchStatus;
 pub use file::write_atomic;
 pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER, mailbox_path};

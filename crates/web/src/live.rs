@@ -107,7 +107,7 @@ fn fax_table(config: &Config, faxes: &[officebox_store::FaxEntry]) -> Markup {
     html! {
         h2 { "Faxes" }
         @if faxes.is_empty() {
-            p { "No fax has come in yet." }
+            p { "No fax has come in or gone out yet." }
         } @else {
             table id="fax-log" {
                 tr { th { "When" } th { "From" } th { "To" } th { "Pages" } th { "Outcome" } }
@@ -125,6 +125,7 @@ fn fax_table(config: &Config, faxes: &[officebox_store::FaxEntry]) -> Markup {
                         }
                         td {
                             @match f.code {
+                                Some(0) if f.outgoing => "sent",
                                 Some(0) => "received",
                                 Some(c) => { "failed: " (f.reason) " (T.30 " (c) ")" },
                                 None => { "cut off: " (f.reason) },
