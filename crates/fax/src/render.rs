@@ -121,6 +121,60 @@ fn bilevel(width: u32, height: u32, pixels: &[hayro::vello_cpu::color::PremulRgb
     page
 }
 
+/// The width of a page's preview ([`thumbnail`]), in pixels.
+pub const THUMBNAIL_WIDTH: u32 = 288;
+
+/// `page` small, as a grey PNG [`THUMBNAIL_WIDTH`] pixels across (its height in
+/// proportion, the page's two resolutions taken into account): each pixel the share of
+/// white in the dots it stands for, so that text stays legible as grey.
+pub fn thumbnail(page: &Bitmap) -> Vec<u8> {
+    let (dx, dy) = (page.dpi.0.max(1), page.dpi.1.max(1));
+    let w = THUMBNAIL_WIDTH.min(page.width.max(1));
+    // Rows in proportion to the page's height in inches.
+    let h = ((u64::from(page.rows) * u64::from(w) * u64::from(dx))
+        / (u64::from(page.width.max(1)) * u64::from(dy)))
+    .clamp(1, 4096);
+    let h = u32::try_from(h).unwrap_or(1);
+    let mut grey = Vec::with_capacity((w * h) as usize);
+    for ty in 0..h {
+        let (y0, y1) = span(ty, h, page.rows);
+        for tx in 0..w {
+            let (x0, x1) = span(tx, w, page.width);
+            let (mut white, mut all) = (0u32, 0u32);
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    all += 1;
+                    if !page.get(x, y) {
+                        white += 1;
+                    }
+                }
+            }
+            let level = (white * 255).checked_div(all).unwrap_or(255);
+            grey.push(u8::try_from(level).unwrap_or(255));
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, w, h);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let written = encoder
+        .write_header()
+        .and_then(|mut writer| writer.write_image_data(&grey));
+    if written.is_err() {
+        // Only a size PNG cannot hold fails, and the sizes above are small.
+        return Vec::new();
+    }
+    out
+}
+
+/// The source pixels `[from, to)` that target pixel `i` of `n` covers in `len`.
+fn span(i: u32, n: u32, len: u32) -> (u32, u32) {
+    let at =
+        |k: u32| u32::try_from(u64::from(k) * u64::from(len) / u64::from(n.max(1))).unwrap_or(len);
+    let (from, to) = (at(i), at(i + 1));
+    (from, to.max(from + 1).min(len.max(1)))
+}
+
 /// Lines on a page of text, and characters on a line (Courier 10 point on A4 with
 /// margins of 50 points).
 const LINES: usize = 61;
@@ -238,6 +292,24 @@ mod tests {
         assert!(ink(page, 150..200) > 200, "{}", ink(page, 150..200));
         assert_eq!(ink(page, 1000..1100), 0);
         assert!(ink(&pages[1], 150..200) > 100);
+    }
+
+    #[test]
+    fn a_thumbnail_is_a_small_grey_png_of_the_page_in_proportion() {
+        let pages = text("HELLO FAX").unwrap();
+        let png_bytes = thumbnail(&pages[0]);
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+            .read_info()
+            .unwrap();
+        let mut grey = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut grey).unwrap();
+        assert_eq!(info.width, THUMBNAIL_WIDTH);
+        // A4 is 1.41 times as long as wide.
+        assert!((395..415).contains(&info.height), "{}", info.height);
+        let row = |y: u32| &grey[(y * info.width) as usize..((y + 1) * info.width) as usize];
+        // The line of text (about 62 points down, row 34 of 406) is grey; below it white.
+        assert!((28..40).any(|y| row(y).iter().any(|&g| g < 200)));
+        assert!(row(300).iter().all(|&g| g == 255));
     }
 
     #[test]
