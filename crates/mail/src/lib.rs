@@ -19,6 +19,7 @@
 pub mod client;
 mod conn;
 pub mod deliver;
+pub mod fax;
 pub mod fetch;
 pub mod pop3;
 pub mod queue;

@@ -524,7 +524,7 @@ fn notice_route(config: &Config, sender: &str) -> Option<(Vec<String>, Vec<Strin
             forward.into_iter().collect(),
         )),
         Destination::Foreign(a) => Some((Vec::new(), vec![a])),
-        Destination::Unknown => None,
+        Destination::Fax(_) | Destination::Unknown => None,
     }
 }
 

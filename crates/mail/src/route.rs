@@ -16,6 +16,8 @@ pub enum Destination {
     },
     /// Another domain's address: relaying.
     Foreign(String),
+    /// A fax to this number (`<number>@fax.<domain>`): sent by the phone service.
+    Fax(String),
     /// Our domain, but no such user or alias.
     Unknown,
 }
@@ -51,6 +53,9 @@ pub fn resolve(config: &Config, address: &str) -> Destination {
         // the relay check refuses for anyone not allowed to relay.
         return Destination::Foreign(address.to_string());
     };
+    if crate::fax::is_fax_domain(config, &domain) {
+        return crate::fax::number(&local).map_or(Destination::Unknown, Destination::Fax);
+    }
     if !is_our_domain(config, &domain) {
         return Destination::Foreign(format!("{local}@{domain}"));
     }
@@ -116,6 +121,15 @@ mod tests {
             local(&["alice"], &[])
         );
         assert_eq!(resolve(&c, "nobody@office.test"), Destination::Unknown);
+        assert_eq!(
+            resolve(&c, "+49-30-1234@Fax.Office.Test"),
+            Destination::Fax("+49301234".into())
+        );
+        assert_eq!(resolve(&c, "alice@fax.office.test"), Destination::Unknown);
+        assert_eq!(
+            resolve(&c, "5551234@fax.elsewhere.example"),
+            Destination::Foreign("5551234@fax.elsewhere.example".into())
+        );
         assert_eq!(
             resolve(&c, "x@example.net"),
             Destination::Foreign("x@example.net".into())

@@ -487,6 +487,26 @@ impl Session<'_> {
         self.user.is_some() || client_zone(&self.config.network, self.peer.ip()) != ClientZone::Wan
     }
 
+    /// Who sends a fax: the user logged in, else (from the LAN or this machine) the user
+    /// whose own address is the sender; `None` for anyone else.
+    fn fax_sender(&self) -> Option<String> {
+        if let Some(login) = &self.user {
+            return Some(login.clone());
+        }
+        if client_zone(&self.config.network, self.peer.ip()) == ClientZone::Wan {
+            return None;
+        }
+        let (local, domain) = crate::route::split(&self.from.as_ref()?.from)?;
+        if !crate::route::is_our_domain(self.config, &domain) {
+            return None;
+        }
+        self.config
+            .users
+            .iter()
+            .find(|u| u.login == local)
+            .map(|u| u.login.clone())
+    }
+
     fn reset(&mut self) {
         self.from = None;
         self.to.clear();
@@ -512,6 +532,13 @@ impl Session<'_> {
                     self.errors += 1;
                     info!(message = "smtp: relay refused", client = %self.peer, recipient = address);
                     return "554 5.7.1 Relay access denied".into();
+                }
+            }
+            Destination::Fax(number) => {
+                if self.fax_sender().is_none() {
+                    self.errors += 1;
+                    info!(message = "smtp: fax refused to a stranger", client = %self.peer, number = %number);
+                    return "550 5.7.1 Only the office's users may send faxes: log in first".into();
                 }
             }
             Destination::Local { .. } => {}
@@ -554,6 +581,7 @@ impl Session<'_> {
         message.extend_from_slice(received.as_bytes());
         message.extend_from_slice(&body);
         let mut delivery = Delivery::default();
+        let mut faxes: Vec<String> = Vec::new();
         for rcpt in &self.to {
             match &rcpt.dest {
                 Destination::Local { mailboxes, forward } => {
@@ -575,6 +603,11 @@ impl Session<'_> {
                     notify: rcpt.notify,
                     orcpt: rcpt.orcpt.clone(),
                 }),
+                Destination::Fax(number) => {
+                    if !faxes.contains(number) {
+                        faxes.push(number.clone());
+                    }
+                }
                 Destination::Unknown => {
                     debug!(
                         message = "smtp: unknown recipient kept out",
@@ -597,9 +630,16 @@ impl Session<'_> {
             .collect();
         let store = Arc::clone(self.store);
         let config = self.config.clone();
+        let fax_from = self.fax_sender();
         let result = tokio::task::spawn_blocking(move || {
             let now = now_unix();
-            let id = store.deliver(&envelope, &message, &delivery, now)?;
+            let mut id = store.deliver(&envelope, &message, &delivery, now)?;
+            if let Some(login) = fax_from.filter(|_| !faxes.is_empty()) {
+                crate::fax::queue(&config, &store, &login, &faxes, &message, now)?;
+                if id.is_empty() {
+                    id = "fax queued".to_string();
+                }
+            }
             if let Err(error) = crate::queue::local_success_notice(
                 &config, &store, &envelope, &success, &message, now,
             ) {
