@@ -238,7 +238,7 @@ pub fn recover(
 /// or [`MAX_CALL`]: on audio, and on T.38 from when `link` says the call switched; the
 /// outcome, with the endpoint back (for a last word, none).
 pub async fn receive(
-    mut ep: Endpoint,
+    ep: Endpoint,
     setup: &FaxSetup,
     caller: &Caller,
     tiff: &Path,
@@ -256,10 +256,44 @@ pub async fn receive(
             ep,
         );
     }
-    let mut term = match Terminal::receiver(tiff, &setup.ident) {
+    let term = match Terminal::receiver(tiff, &setup.ident) {
         Ok(t) => t,
         Err(e) => return (Err(e), ep),
     };
+    let again = |max| Terminal::receiver_t38(tiff, &setup.ident, max);
+    run(ep, (term, false), again, hangup, link, &setup.login).await
+}
+
+/// Sends `tiff`'s pages as a fax machine on `ep` (a call the box made), calling itself
+/// `ident`, until the fax is over, `hangup` or [`MAX_CALL`]; on T.38 from when `link`
+/// says the call switched. `who`: whose fax, for the log.
+pub async fn send(
+    ep: Endpoint,
+    tiff: &Path,
+    ident: &str,
+    hangup: CancellationToken,
+    link: &FaxLink,
+    who: &str,
+) -> (Result<Outcome, officebox_fax::FaxError>, Endpoint) {
+    let term = match Terminal::sender(tiff, ident) {
+        Ok(t) => t,
+        Err(e) => return (Err(e), ep),
+    };
+    let again = |max| Terminal::sender_t38(tiff, ident, max);
+    run(ep, (term, true), again, hangup, link, who).await
+}
+
+/// A fax machine (`term`, sending or not) on `ep` until the fax is over, `hangup` or [`MAX_CALL`]: on
+/// audio, and from when `link` says the call switched, on T.38 (the machine started
+/// again by `again` with the far end's largest datagram).
+async fn run(
+    mut ep: Endpoint,
+    (mut term, sending): (Terminal, bool),
+    again: impl Fn(usize) -> Result<Terminal, officebox_fax::FaxError>,
+    hangup: CancellationToken,
+    link: &FaxLink,
+    who: &str,
+) -> (Result<Outcome, officebox_fax::FaxError>, Endpoint) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let deadline = tokio::time::Instant::now() + MAX_CALL;
@@ -283,15 +317,15 @@ pub async fn receive(
             if !term.is_t38() {
                 // Started again on T.38, into the same file: nothing came on audio yet.
                 if term.pages() > 0 {
-                    tracing::warn!(message = "fax: too late to go over to T.38; a page came already", to = %setup.login);
+                    tracing::warn!(message = "fax: too late to go over to T.38; a page went already", %who);
                 } else {
                     drop(term.finish());
-                    term = match Terminal::receiver_t38(tiff, &setup.ident, to.max_datagram) {
+                    term = match again(to.max_datagram) {
                         Ok(t) => t,
                         Err(e) => return (Err(e), ep),
                     };
                     link.state().on_t38 = true;
-                    tracing::info!(message = "fax: over to T.38", to = %setup.login, far = %to.addr);
+                    tracing::info!(message = "fax: over to T.38", %who, far = %to.addr);
                 }
             }
             far = Some(to);
@@ -332,7 +366,11 @@ pub async fn receive(
         if term.pages() > pages {
             pages = term.pages();
             link.state().pages = pages;
-            tracing::info!(message = "fax: a page arrived", to = %setup.login, page = pages);
+            if sending {
+                tracing::info!(message = "fax: a page sent", %who, page = pages);
+            } else {
+                tracing::info!(message = "fax: a page arrived", %who, page = pages);
+            }
         }
         if term.done() {
             break;
@@ -526,6 +564,7 @@ pub fn deliver(setup: &FaxSetup, caller: &Caller, outcome: &Outcome) -> io::Resu
     // loses no page.
     let entry = FaxEntry {
         at: officebox_store::unix_now(),
+        outgoing: false,
         caller: caller.number.clone(),
         station: outcome.remote_ident.clone(),
         number: setup.number.clone(),

@@ -26,6 +26,7 @@ pub mod conference;
 pub mod daynight;
 pub mod digest;
 pub mod fax;
+pub mod fax_out;
 pub mod mailbox;
 pub mod media;
 pub mod menu;

@@ -192,9 +192,10 @@ pub fn is_hold(body: &[u8]) -> bool {
     attribute || audio(body).is_some_and(|m| m.addr.ip().is_unspecified())
 }
 
-/// The description with its audio pointed at `ip:port`: every `c=` line and the `o=`
-/// address become `ip` (unless the side is holding with 0.0.0.0), the first `m=audio`
-/// port becomes `port`. Other lines are kept as they are.
+/// The description with its media pointed at `ip:port`: every `c=` line and the `o=`
+/// address become `ip` (unless the side is holding with 0.0.0.0), the port of the first
+/// live `m=audio` or `m=image` (T.38) line becomes `port`. Other lines are kept as they
+/// are.
 pub fn rewrite(body: &[u8], ip: IpAddr, port: u16) -> Vec<u8> {
     let Ok(text) = std::str::from_utf8(body) else {
         return body.to_vec();
@@ -227,12 +228,18 @@ pub fn rewrite(body: &[u8], ip: IpAddr, port: u16) -> Vec<u8> {
             } else {
                 out.push_str(content);
             }
-        } else if let Some(m) = content.strip_prefix("m=audio ")
+        } else if let Some((kind, m)) = content
+            .strip_prefix("m=audio ")
+            .map(|m| ("audio", m))
+            .or_else(|| content.strip_prefix("m=image ").map(|m| ("image", m)))
             && !audio_done
+            // A refused stream (port 0) stays refused: the next one is the live one
+            // (T.38 replacing audio is `m=audio 0` then `m=image`).
+            && !m.starts_with("0 ")
         {
             audio_done = true;
             let rest = m.split_once(' ').map_or("", |(_, r)| r);
-            out.push_str(&format!("m=audio {port} {rest}"));
+            out.push_str(&format!("m={kind} {port} {rest}"));
         } else {
             out.push_str(content);
         }
@@ -391,6 +398,23 @@ mod tests {
             audio(text.as_bytes()).unwrap().addr,
             "192.168.1.1:10002".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn a_t38_offer_carried_across_points_its_image_stream_at_the_box() {
+        let offer = "v=0\r\no=gw 1 2 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+            m=audio 0 RTP/AVP 8\r\nm=image 49172 udptl t38\r\na=T38FaxMaxDatagram:320\r\n";
+        let text = String::from_utf8(rewrite(
+            offer.as_bytes(),
+            "192.168.1.1".parse().unwrap(),
+            10002,
+        ))
+        .unwrap();
+        assert!(text.contains("m=audio 0 RTP/AVP 8\r\n"), "{text}");
+        assert!(text.contains("m=image 10002 udptl t38\r\n"), "{text}");
+        let far = t38(text.as_bytes()).unwrap();
+        assert_eq!(far.addr, "192.168.1.1:10002".parse().unwrap());
+        assert_eq!(far.max_datagram, Some(320));
     }
 
     #[test]

@@ -520,7 +520,7 @@ pub fn token() -> String {
 }
 
 /// A new branch for a request we send (RFC 3261's magic cookie first).
-fn branch() -> String {
+pub(crate) fn branch() -> String {
     format!("z9hG4bK{}", token())
 }
 

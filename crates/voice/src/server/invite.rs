@@ -81,9 +81,15 @@ pub(super) fn invite(req: &Request) -> Option<Message> {
     if let Some(site) = super::site::site_of(req.config, req.source.ip()) {
         return super::site::from_site(req, site);
     }
-    let caller = match authenticate(req, true) {
-        Ok(u) => u,
-        Err(challenge) => return Some(challenge),
+    // The box's own fax machine (a fax from email), calling as the user who sent it.
+    let dialer = req.state.fax_dialers.login_of(req.source);
+    let internal = dialer.and_then(|login| req.config.users.iter().find(|u| u.login == login));
+    let caller = match internal {
+        Some(u) => u,
+        None => match authenticate(req, true) {
+            Ok(u) => u,
+            Err(challenge) => return Some(challenge),
+        },
     };
     let StartLine::Request { uri, .. } = &req.msg.start else {
         return None;

@@ -114,6 +114,8 @@ struct State {
     parking: Arc<crate::call::park::Parking>,
     /// The conference rooms running.
     rooms: Arc<crate::conference::Rooms>,
+    /// The box's own fax machines calling now (faxes from email), known by address.
+    fax_dialers: Arc<crate::fax_out::Dialers>,
 }
 
 impl State {
@@ -186,6 +188,13 @@ pub async fn serve(
     let Some((first, _, first_addr)) = sockets.first() else {
         return Err(io::Error::other("phone: no address to listen on"));
     };
+    // Where the box's own fax machine calls (faxes from email): a loopback address
+    // when the server listens on all.
+    let fax_server = if first_addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), first_addr.port())
+    } else {
+        *first_addr
+    };
     // Our address as phones see it: the listening one, or the LAN address for 0.0.0.0.
     let local = if first_addr.ip().is_unspecified() {
         SocketAddr::new(
@@ -227,6 +236,7 @@ pub async fn serve(
         devices: Mutex::default(),
         parking: Arc::default(),
         rooms: Arc::default(),
+        fax_dialers: Arc::default(),
     });
     forward::reload(&state, &db).await;
     devices::reload(&state, &db).await;
@@ -269,6 +279,16 @@ pub async fn serve(
         ));
     }
     prepare_greetings(&config);
+    // Faxes from email: the box's fax machine calls this server from loopback.
+    let fax_out = tokio::spawn(crate::fax_out::run(
+        config_rx.clone(),
+        crate::fax_out::Context {
+            db: Arc::clone(&db),
+            server: fax_server,
+            dialers: Arc::clone(&state.fax_dialers),
+        },
+        shutdown.child_token(),
+    ));
     let mut last_calls = Vec::new();
     let mut call_log = persistence::CallLog::default();
     let mut ticks = 0u64;
@@ -304,6 +324,7 @@ pub async fn serve(
             }
         }
     }
+    fax_out.abort();
     // The trunks un-REGISTER first, while the sockets still hear the answers.
     trunks_stop.cancel();
     let _ = trunks.await;
