@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use officebox_fax::tiff::{Bitmap, write_bilevel};
 use officebox_testkit::{
-    FaxLine, FaxSender, FaxSent, Officebox, READY_TIMEOUT, TestConfig, fax_agreement,
-    fax_test_page, pdf_pages, require_program, scratch_dir,
+    FaxLine, FaxReceived, FaxReceiver, FaxSender, FaxSent, Officebox, READY_TIMEOUT, TestConfig,
+    fax_agreement, fax_test_page, pdf_pages, require_program, scratch_dir,
 };
 
 mod common;
@@ -426,4 +426,283 @@ fn forty_pages_over_t38_arrive_whole_in_one_pdf() {
         40,
     );
     assert_delivered(&machine, &fax, &sent);
+}
+
+/// What a fax mailed to the box came to: the box, the pages in the document, what the
+/// receiving machine saw and the pages it wrote, and alice's newest mail (the report).
+struct Mailed {
+    ob: Officebox,
+    sent: Vec<Bitmap>,
+    seen: FaxReceived,
+    received: std::path::PathBuf,
+    report: Mail,
+    _dir: tempfile::TempDir,
+}
+
+/// Alice mails a PDF of `pages` pages to `9 555 0123` at the fax subdomain (from the
+/// LAN, her own address as the sender: `auth` logs in on submission instead); the box
+/// dials it through the dial plan (route `9.`, the 9 stripped) on an IP trunk whose
+/// faxes go as `t38` says, to sipp on 127.0.0.5 playing the provider with `scenario`
+/// and testkit's receiving machine on `line`.
+fn mailed_fax(t38: &str, scenario: &str, line: FaxLine, pages: u32, auth: bool) -> Mailed {
+    require_program("sipp", "sip-tester");
+    require_program("swaks", "swaks");
+    require_program("pdftoppm", "poppler-utils");
+    let port = officebox_testkit::free_udp_port().unwrap();
+    let c = config().append(&format!(
+        "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"127.0.0.5:{port}\"\n\
+         addresses = [\"127.0.0.5\"]\nt38 = \"{t38}\"\n\n\
+         [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"isp\"]\n"
+    ));
+    let ob = start(&c);
+    let dir = scratch_dir("fax-mailed").unwrap();
+    let sent: Vec<Bitmap> = (1..=pages).map(|n| fax_test_page(n, 1100)).collect();
+    let pdf = dir.path().join("offer.pdf");
+    std::fs::write(&pdf, officebox_testkit::pdf_of_pages(&sent)).unwrap();
+    let received = dir.path().join("in.tif");
+    let machine = FaxReceiver::start(
+        "127.0.0.5:0".parse().unwrap(),
+        &received,
+        "+1 555 0123",
+        line,
+    )
+    .unwrap();
+    let (fax_port, sip_port) = (machine.port().to_string(), port.to_string());
+    let error_file = dir.path().join("sipp.err");
+    let provider = common::sipp_peer(
+        "provider",
+        &[
+            "-sf",
+            scenario,
+            "-key",
+            "fax_port",
+            &fax_port,
+            "-i",
+            "127.0.0.5",
+            "-p",
+            &sip_port,
+            "-m",
+            "1",
+            "-nostdin",
+            "-recv_timeout",
+            "300s",
+            "-trace_err",
+            "-error_file",
+            error_file.to_str().unwrap(),
+        ],
+    );
+    let attach = format!("@{}", pdf.display());
+    let mut args = vec![
+        "--from",
+        "alice@office.test",
+        "--to",
+        "95550123@fax.office.test",
+        "--header",
+        "Subject: the offer",
+        "--attach-type",
+        "application/pdf",
+        "--attach",
+        &attach,
+    ];
+    let smtp_port = if auth {
+        args.extend([
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "demo-alice",
+        ]);
+        c.int("mail.submission_port")
+    } else {
+        c.int("mail.smtp_port")
+    };
+    let sent_mail = std::process::Command::new("swaks")
+        .args([
+            "--server",
+            &format!("127.0.0.1:{smtp_port}"),
+            "--timeout",
+            "30",
+        ])
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        sent_mail.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&sent_mail.stdout),
+        String::from_utf8_lossy(&sent_mail.stderr)
+    );
+    ob.peer()
+        .wait_for_log("fax: attempt over", Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let mut status = None;
+    for _ in 0..100 {
+        status = provider.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let errors = std::fs::read_to_string(&error_file).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the provider: {errors}\n{}\n{}",
+        provider.log(),
+        ob.log()
+    );
+    let seen = machine.wait(Duration::from_secs(10)).unwrap();
+    let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
+    let report = mail.into_iter().last().expect("the fax's report");
+    Mailed {
+        ob,
+        sent,
+        seen,
+        received,
+        report,
+        _dir: dir,
+    }
+}
+
+/// The far machine took every page, as sent (99% of the pixels at least, drawn back by
+/// pdftoppm from its Group 4 file), and the report says so with the first page small.
+fn assert_sent(m: &Mailed) {
+    assert!(
+        m.seen.finished && m.seen.status == 0,
+        "{:?}\n{}",
+        m.seen,
+        m.ob.log()
+    );
+    assert_eq!(m.seen.pages as usize, m.sent.len(), "{:?}", m.seen);
+    let pages = officebox_fax::tiff::read_g4_pages(&m.received).unwrap();
+    let pdf = officebox_fax::pdf::from_pages(&pages, "received").unwrap();
+    assert_pages(&pdf, &m.sent);
+    assert_eq!(
+        m.report.subject,
+        "Fax to 95550123 sent",
+        "{}",
+        m.report.text()
+    );
+    assert!(
+        m.report.text().contains(&format!(
+            "{} pages, received by \"+1 555 0123\"",
+            m.sent.len()
+        )),
+        "{}",
+        m.report.text()
+    );
+    let png = m.report.part("image/png").expect("the first page, small");
+    assert!(png.starts_with(b"\x89PNG"));
+}
+
+#[test]
+fn a_pdf_mailed_from_the_lan_to_the_fax_subdomain_is_faxed_and_reported() {
+    let m = mailed_fax(
+        "on",
+        "provider_fax_receive.xml",
+        FaxLine::Audio { alaw: true },
+        2,
+        false,
+    );
+    assert_sent(&m);
+}
+
+#[test]
+fn a_fax_mailed_by_submission_goes_over_t38_when_the_far_end_switches() {
+    let m = mailed_fax(
+        "on",
+        "provider_fax_receive_t38.xml",
+        FaxLine::T38 { paced: true },
+        2,
+        true,
+    );
+    assert_sent(&m);
+    m.ob.peer()
+        .wait_for_log("fax: over to T.38", Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("{e}\n{}", m.ob.log()));
+}
+
+/// What cannot be faxed is reported to the sender at once, and nothing is dialled: a
+/// "PDF" that is none, a number no route of the dial plan takes, a mail with no document;
+/// and from the LAN only an office user's own address may send.
+#[test]
+fn a_fax_that_cannot_be_sent_is_reported_at_once_and_nothing_is_dialled() {
+    require_program("swaks", "swaks");
+    let c = config().append(
+        "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"127.0.0.5:9\"\n\
+         addresses = [\"127.0.0.5\"]\n\n\
+         [[phone.routes]]\nname = \"local\"\npattern = \"9555.\"\nstrip = 1\ntrunks = [\"isp\"]\n",
+    );
+    let ob = start(&c);
+    let dir = scratch_dir("fax-refused").unwrap();
+    let fake = dir.path().join("offer.pdf");
+    std::fs::write(&fake, "Dear Bob, the offer is attached.").unwrap();
+    let port = c.int("mail.smtp_port");
+    let swaks = |from: &str, to: &str, extra: &[&str]| {
+        let out = std::process::Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{port}"), "--timeout", "30"])
+            .args(["--from", from, "--to", to])
+            .args(extra)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let attach = format!("@{}", fake.display());
+    let log = swaks(
+        "alice@office.test",
+        "95550123@fax.office.test",
+        &["--attach-type", "application/pdf", "--attach", &attach],
+    );
+    assert!(log.contains("250 2.0.0 Ok"), "{log}");
+    let log = swaks(
+        "alice@office.test",
+        "94930123@fax.office.test",
+        &["--body", "Hello"],
+    );
+    assert!(log.contains("250 2.0.0 Ok"), "{log}");
+    let log = swaks(
+        "alice@office.test",
+        "95550123@fax.office.test",
+        &["--body", " "],
+    );
+    assert!(log.contains("250 2.0.0 Ok"), "{log}");
+    // Someone on the LAN who is no office user, and a name that is no number.
+    let log = swaks(
+        "visitor@example.org",
+        "95550123@fax.office.test",
+        &["--body", "Hi"],
+    );
+    assert!(log.contains("550 5.7.1"), "{log}");
+    let log = swaks(
+        "alice@office.test",
+        "bob@fax.office.test",
+        &["--body", "Hi"],
+    );
+    assert!(log.contains("550 5.1.1"), "{log}");
+    let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
+    let reports: Vec<String> = mail
+        .iter()
+        .filter(|m| m.subject.contains("not sent"))
+        .map(|m| format!("{}: {}", m.subject, m.text()))
+        .collect();
+    assert_eq!(reports.len(), 3, "{reports:#?}");
+    assert!(
+        reports[0].contains("offer.pdf: it is not a PDF file"),
+        "{}",
+        reports[0]
+    );
+    assert!(
+        reports[1].contains("no route of the dial plan takes this number"),
+        "{}",
+        reports[1]
+    );
+    assert!(
+        reports[2].contains("the mail has no document to fax"),
+        "{}",
+        reports[2]
+    );
+    assert!(!ob.log().contains("fax: dialling"), "{}", ob.log());
+    let db = officebox_store::Db::open(&ob.dir().join("demo-data/state.db")).unwrap();
+    assert_eq!(db.due_faxes(i64::MAX).unwrap(), vec![]);
 }

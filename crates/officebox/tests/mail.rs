@@ -226,6 +226,9 @@ fn open_relay_probes_from_the_wan_are_all_refused() {
         );
         assert!(!log.contains("250 2.0.0 Ok"), "{log}");
     }
+    // Nor does a fax go out for a stranger, even one naming an office user as sender.
+    let log = probe("alice@office.test", "95550123@fax.office.test");
+    assert!(log.contains("550 5.7.1"), "a fax for a stranger:\n{log}");
     // Mail for the office is still accepted from the Internet.
     let log = probe("friend@example.org", "alice@office.test");
     assert!(log.contains("250 2.0.0 Ok"), "{log}");

@@ -1,21 +1,23 @@
 //! A fax machine at the far end of a call, for the fax tests: SpanDSP's own T.30 engine
 //! (the spandsp crate directly, none of officebox's fax code) sending a TIFF file's
-//! pages over RTP as G.711 with SpanDSP's modems, or over T.38 (its T.38 terminal, the
-//! packets framed by the `udptl` crate with copies of the last three). sipp does the
-//! call's SIP (and the re-INVITE to T.38); this is its media.
+//! pages ([`FaxSender`], the calling machine) or receiving pages into one
+//! ([`FaxReceiver`], the answering machine), over RTP as G.711 with SpanDSP's modems,
+//! or over T.38 (its T.38 terminal, the packets framed by the `udptl` crate with copies
+//! of the last three). sipp does the call's SIP (and the re-INVITE to T.38); this is its
+//! media.
 //!
 //! The machine listens on its own UDP port (named in sipp's SDP as the media port) and
 //! sends to wherever the box's media comes from: on audio, the box's first RTP packet
-//! (it sends as soon as it answers); on T.38, its first UDPTL datagram (RTP before the
-//! switch is not listened to). 20 ms a step, until the fax is over, the test stops it,
-//! or it has sent `hang_up_after` pages (then it falls silent, as a machine whose line
-//! was cut).
+//! (it sends as soon as the call is answered; the machine answers in its law); on T.38,
+//! its first UDPTL datagram (RTP before the switch is not listened to). 20 ms a step,
+//! until the fax is over, the test stops it, or (a sender) it has sent `hang_up_after`
+//! pages (then it falls silent, as a machine whose line was cut).
 //!
 //! Also the pages the tests send ([`fax_test_page`]) and what they check a received PDF
 //! with: poppler's pdftoppm ([`pdf_pages`]) and [`fax_agreement`].
-#![allow(unsafe_code)] // one call: the station identity (see `set_ident`)
+#![allow(unsafe_code)] // station identities (`set_ident`, `remote_ident`), T.38's callback
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -55,12 +57,138 @@ pub struct FaxSent {
     pub packets_in: u64,
 }
 
+/// What the receiving machine saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaxReceived {
+    /// The engine's T.30 status at the end (0: OK); see SpanDSP's t30_err_e.
+    pub status: i32,
+    /// Pages it received (and confirmed), in its TIFF file.
+    pub pages: u32,
+    /// Whether the engine finished (phase E) rather than being stopped.
+    pub finished: bool,
+    /// Packets (RTP, or UDPTL datagrams on T.38) that came from the box.
+    pub packets_in: u64,
+    /// The station identity the sender gave (its TSI), empty if none.
+    pub remote_ident: String,
+}
+
 /// A fax machine sending one document; see the module's notes.
 #[derive(Debug)]
 pub struct FaxSender {
+    machine: Machine,
+}
+
+/// A fax machine answering a call and receiving a document; see the module's notes.
+#[derive(Debug)]
+pub struct FaxReceiver {
+    machine: Machine,
+}
+
+/// Which end of the fax a machine is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Calls and sends its file; falls silent once `hang_up_after` pages are sent.
+    Send { hang_up_after: Option<u32> },
+    /// Answers and receives into its file.
+    Receive,
+}
+
+impl Role {
+    fn calling(self) -> bool {
+        matches!(self, Role::Send { .. })
+    }
+
+    fn hang_up_after(self) -> Option<u32> {
+        match self {
+            Role::Send { hang_up_after } => hang_up_after,
+            Role::Receive => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Send { .. } => "fax sender",
+            Role::Receive => "fax receiver",
+        }
+    }
+}
+
+/// How a machine's fax ended, either end's.
+#[derive(Debug)]
+struct Ended {
+    status: i32,
+    /// Pages sent and confirmed, or received.
+    pages: u32,
+    finished: bool,
+    packets_in: u64,
+    remote_ident: String,
+}
+
+/// Either machine: its socket's port and the thread running its engine.
+#[derive(Debug)]
+struct Machine {
+    role: Role,
     port: u16,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<io::Result<FaxSent>>>,
+    thread: Option<JoinHandle<io::Result<Ended>>>,
+}
+
+impl Machine {
+    fn start(
+        bind: SocketAddr,
+        tiff: &Path,
+        ident: &str,
+        line: FaxLine,
+        role: Role,
+    ) -> io::Result<Machine> {
+        let socket = UdpSocket::bind(bind)?;
+        socket.set_read_timeout(Some(Duration::from_millis(2)))?;
+        let port = socket.local_addr()?.port();
+        let file = tiff
+            .to_str()
+            .ok_or_else(|| io::Error::other("the TIFF path is not UTF-8"))?
+            .to_string();
+        let ident = ident.to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(role.name().replace(' ', "-"))
+            .spawn(move || match line {
+                FaxLine::Audio { alaw } => run(&socket, &file, &ident, alaw, role, &stopped),
+                FaxLine::T38 { paced } => run_t38(&socket, &file, &ident, paced, role, &stopped),
+            })?;
+        Ok(Machine {
+            role,
+            port,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn wait(mut self, timeout: Duration) -> io::Result<Ended> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let name = self.role.name();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other(format!("the {name}'s thread panicked"))),
+            None => Err(io::Error::other(format!(
+                "the {name} was already waited for"
+            ))),
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// G.711 A-law (PCMA, payload type 8), else μ-law (PCMU, 0).
@@ -80,6 +208,19 @@ fn set_ident(t30: &T30State<'_>, ident: &str) {
     }
 }
 
+/// The station identity the far machine gave (its TSI or CSI), empty if none.
+fn remote_ident(t30: &T30State<'_>) -> String {
+    // SAFETY: a live engine (borrowed); null or its own NUL-terminated buffer, copied
+    // here before the engine is called again.
+    unsafe {
+        let p = spandsp::spandsp_sys::t30_get_rx_ident(t30.as_ptr());
+        if p.is_null() {
+            return String::new();
+        }
+        CStr::from_ptr(p).to_string_lossy().trim().to_string()
+    }
+}
+
 impl FaxSender {
     /// A machine on `bind` (port 0: any) sending `tiff`, calling itself `ident`, on
     /// `line`.
@@ -90,59 +231,58 @@ impl FaxSender {
         line: FaxLine,
         hang_up_after: Option<u32>,
     ) -> io::Result<FaxSender> {
-        let socket = UdpSocket::bind(bind)?;
-        socket.set_read_timeout(Some(Duration::from_millis(2)))?;
-        let port = socket.local_addr()?.port();
-        let file = tiff
-            .to_str()
-            .ok_or_else(|| io::Error::other("the TIFF path is not UTF-8"))?
-            .to_string();
-        let ident = ident.to_string();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("fax-sender".into())
-            .spawn(move || match line {
-                FaxLine::Audio { alaw } => {
-                    run(&socket, &file, &ident, alaw, hang_up_after, &stopped)
-                }
-                FaxLine::T38 { paced } => {
-                    run_t38(&socket, &file, &ident, paced, hang_up_after, &stopped)
-                }
-            })?;
+        let role = Role::Send { hang_up_after };
         Ok(FaxSender {
-            port,
-            stop,
-            thread: Some(thread),
+            machine: Machine::start(bind, tiff, ident, line, role)?,
         })
     }
 
     /// Its RTP port (for sipp's SDP).
     pub fn port(&self) -> u16 {
-        self.port
+        self.machine.port
     }
 
     /// Waits up to `timeout` for the fax to end (else stops it), and says what happened.
-    pub fn wait(mut self, timeout: Duration) -> io::Result<FaxSent> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline && self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.stop.store(true, Ordering::Relaxed);
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(io::Error::other("the fax sender's thread panicked")),
-            None => Err(io::Error::other("the fax sender was already waited for")),
-        }
+    pub fn wait(self, timeout: Duration) -> io::Result<FaxSent> {
+        let e = self.machine.wait(timeout)?;
+        Ok(FaxSent {
+            status: e.status,
+            pages: e.pages,
+            finished: e.finished,
+            packets_in: e.packets_in,
+        })
     }
 }
 
-impl Drop for FaxSender {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+impl FaxReceiver {
+    /// A machine on `bind` (port 0: any) answering on `line`, writing the pages it
+    /// receives into `tiff`, calling itself `ident`.
+    pub fn start(
+        bind: SocketAddr,
+        tiff: &Path,
+        ident: &str,
+        line: FaxLine,
+    ) -> io::Result<FaxReceiver> {
+        Ok(FaxReceiver {
+            machine: Machine::start(bind, tiff, ident, line, Role::Receive)?,
+        })
+    }
+
+    /// Its RTP port (for sipp's SDP).
+    pub fn port(&self) -> u16 {
+        self.machine.port
+    }
+
+    /// Waits up to `timeout` for the fax to end (else stops it), and says what happened.
+    pub fn wait(self, timeout: Duration) -> io::Result<FaxReceived> {
+        let e = self.machine.wait(timeout)?;
+        Ok(FaxReceived {
+            status: e.status,
+            pages: e.pages,
+            finished: e.finished,
+            packets_in: e.packets_in,
+            remote_ident: e.remote_ident,
+        })
     }
 }
 
@@ -150,14 +290,37 @@ fn err(e: spandsp::error::SpanDspError) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// A calling machine's T.30 settings: the file, error correction, the usual modems.
-fn calling(t30: &T30State<'_>, file: &str, ident: &str) -> io::Result<()> {
-    t30.set_tx_file(file, -1, -1).map_err(err)?;
+/// A machine's T.30 settings: the file to send or receive into, error correction, the
+/// usual modems, its identity.
+fn setup(t30: &T30State<'_>, file: &str, ident: &str, role: Role) -> io::Result<()> {
+    match role {
+        Role::Send { .. } => t30.set_tx_file(file, -1, -1),
+        Role::Receive => t30.set_rx_file(file, -1),
+    }
+    .map_err(err)?;
     t30.set_ecm_capability(true).map_err(err)?;
     t30.set_supported_modems(T30ModemSupport::V27TER | T30ModemSupport::V29 | T30ModemSupport::V17)
         .map_err(err)?;
+    if role == Role::Receive {
+        // The pages are written as Group 4 (T.6), whatever coding came: the form the
+        // tests read back (`officebox_fax::tiff::read_g4_pages`).
+        let g4 = spandsp::t4::T4Compression::T6.bits();
+        // SAFETY: a live engine (borrowed); the call only sets a field of it.
+        unsafe {
+            spandsp::spandsp_sys::t30_set_supported_output_compressions(
+                t30.as_ptr(),
+                std::ffi::c_int::try_from(g4).unwrap_or(0),
+            );
+        }
+    }
     set_ident(t30, ident);
     Ok(())
+}
+
+/// Whether a sender has sent the pages it was to hang up after.
+fn hung_up(t30: &T30State<'_>, role: Role) -> bool {
+    role.hang_up_after()
+        .is_some_and(|n| u32::try_from(t30.get_transfer_statistics().pages_tx).unwrap_or(0) >= n)
 }
 
 fn run(
@@ -165,11 +328,11 @@ fn run(
     file: &str,
     ident: &str,
     alaw: bool,
-    hang_up_after: Option<u32>,
+    role: Role,
     stop: &AtomicBool,
-) -> io::Result<FaxSent> {
-    let fax = FaxState::new(true).map_err(err)?;
-    calling(&fax.get_t30_state().map_err(err)?, file, ident)?;
+) -> io::Result<Ended> {
+    let fax = FaxState::new(role.calling()).map_err(err)?;
+    setup(&fax.get_t30_state().map_err(err)?, file, ident, role)?;
     fax.set_transmit_on_idle(true);
     // Until the box's audio says which law the call agreed on (its answer's), `alaw`.
     let mut pt: u8 = if alaw { 8 } else { 0 };
@@ -180,7 +343,6 @@ fn run(
     let mut out = [0i16; 160];
     let mut next = Instant::now();
     let mut silent = false;
-    let stats = |fax: &FaxState| fax.get_t30_state().map(|t| t.get_transfer_statistics());
     let limit = Instant::now() + Duration::from_secs(3600);
     loop {
         if stop.load(Ordering::Relaxed) || Instant::now() > limit {
@@ -208,18 +370,14 @@ fn run(
             continue;
         }
         next += Duration::from_millis(20);
-        let finished = fax
-            .get_t30_state()
-            .map(|t| !t.call_active())
-            .unwrap_or(true);
-        if finished {
+        let Ok(t30) = fax.get_t30_state() else { break };
+        if !t30.call_active() {
             break;
         }
-        if let (Some(n), Ok(s)) = (hang_up_after, stats(&fax))
-            && u32::try_from(s.pages_tx).unwrap_or(0) >= n
-        {
+        if hung_up(&t30, role) {
             silent = true;
         }
+        drop(t30);
         let Some(to) = remote else { continue };
         if silent {
             continue;
@@ -241,17 +399,22 @@ fn run(
         seq = seq.wrapping_add(1);
         ts = ts.wrapping_add(160);
     }
-    sent(&fax.get_t30_state().map_err(err)?, packets_in)
+    Ok(ended(&fax.get_t30_state().map_err(err)?, role, packets_in))
 }
 
-fn sent(t30: &T30State<'_>, packets_in: u64) -> io::Result<FaxSent> {
+fn ended(t30: &T30State<'_>, role: Role, packets_in: u64) -> Ended {
     let s = t30.get_transfer_statistics();
-    Ok(FaxSent {
+    let pages = match role {
+        Role::Send { .. } => s.pages_tx,
+        Role::Receive => s.pages_rx,
+    };
+    Ended {
         status: s.current_status,
-        pages: u32::try_from(s.pages_tx).unwrap_or(0),
+        pages: u32::try_from(pages).unwrap_or(0),
         finished: !t30.call_active(),
         packets_in,
-    })
+        remote_ident: remote_ident(t30),
+    }
 }
 
 /// IFP packets the T.38 engine gave to send (with how many times each).
@@ -290,17 +453,17 @@ fn run_t38(
     file: &str,
     ident: &str,
     paced: bool,
-    hang_up_after: Option<u32>,
+    role: Role,
     stop: &AtomicBool,
-) -> io::Result<FaxSent> {
+) -> io::Result<Ended> {
     let outbox: *mut Outbox = Box::into_raw(Box::default());
     // SAFETY: the callback writes only to `outbox`, freed below after the engine is.
-    let term = unsafe { T38Terminal::new_raw(true, Some(t38_packet), outbox.cast()) };
+    let term = unsafe { T38Terminal::new_raw(role.calling(), Some(t38_packet), outbox.cast()) };
     let result = term.map_err(err).and_then(|term| {
         if !paced {
             term.set_config(spandsp::t38_core::T38TerminalOptions::NO_PACING);
         }
-        t38_call(&term, outbox, socket, file, ident, hang_up_after, stop)
+        t38_call(&term, outbox, socket, file, ident, role, stop)
     });
     // SAFETY: made by `Box::into_raw` above; the engine that wrote to it is gone.
     drop(unsafe { Box::from_raw(outbox) });
@@ -313,10 +476,10 @@ fn t38_call(
     socket: &UdpSocket,
     file: &str,
     ident: &str,
-    hang_up_after: Option<u32>,
+    role: Role,
     stop: &AtomicBool,
-) -> io::Result<FaxSent> {
-    calling(&term.get_t30_state().map_err(err)?, file, ident)?;
+) -> io::Result<Ended> {
+    setup(&term.get_t30_state().map_err(err)?, file, ident, role)?;
     let mut remote: Option<SocketAddr> = None;
     let mut received = RedundancyReceiver::new();
     let (mut seq, mut recent) = (0u16, std::collections::VecDeque::<Vec<u8>>::new());
@@ -353,9 +516,7 @@ fn t38_call(
         if !t30.call_active() {
             break;
         }
-        if hang_up_after.is_some_and(|n| {
-            u32::try_from(t30.get_transfer_statistics().pages_tx).unwrap_or(0) >= n
-        }) {
+        if hung_up(&t30, role) {
             silent = true;
         }
         drop(t30);
@@ -380,7 +541,95 @@ fn t38_call(
             }
         }
     }
-    sent(&term.get_t30_state().map_err(err)?, packets_in)
+    Ok(ended(&term.get_t30_state().map_err(err)?, role, packets_in))
+}
+
+/// `pages` as a PDF file, each page one black-and-white image at the page's own
+/// resolution (so a renderer drawing the page at that resolution gives back the same
+/// dots): the document a user mails to be faxed, written here without any of
+/// officebox's code.
+pub fn pdf_of_pages(pages: &[Bitmap]) -> Vec<u8> {
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets: Vec<usize> = Vec::new();
+    let object =
+        |out: &mut Vec<u8>, offsets: &mut Vec<usize>, head: String, stream: Option<&[u8]>| {
+            offsets.push(out.len());
+            out.extend_from_slice(format!("{} 0 obj\n{head}\n", offsets.len()).as_bytes());
+            if let Some(data) = stream {
+                out.extend_from_slice(b"stream\n");
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\nendstream\n");
+            }
+            out.extend_from_slice(b"endobj\n");
+        };
+    let kids: Vec<String> = (0..pages.len())
+        .map(|i| format!("{} 0 R", 3 + 3 * i))
+        .collect();
+    object(
+        &mut out,
+        &mut offsets,
+        "<< /Type /Catalog /Pages 2 0 R >>".into(),
+        None,
+    );
+    object(
+        &mut out,
+        &mut offsets,
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {} >>",
+            kids.join(" "),
+            pages.len()
+        ),
+        None,
+    );
+    for (i, page) in pages.iter().enumerate() {
+        let (page_id, content_id, image_id) = (3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
+        let w = f64::from(page.width) * 72.0 / f64::from(page.dpi.0.max(1));
+        let h = f64::from(page.rows) * 72.0 / f64::from(page.dpi.1.max(1));
+        object(
+            &mut out,
+            &mut offsets,
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w:.3} {h:.3}] \
+                 /Resources << /XObject << /Im0 {image_id} 0 R >> >> /Contents {content_id} 0 R >>"
+            ),
+            None,
+        );
+        let content = format!("q {w:.3} 0 0 {h:.3} 0 0 cm /Im0 Do Q");
+        object(
+            &mut out,
+            &mut offsets,
+            format!("<< /Length {} >>", content.len()),
+            Some(content.as_bytes()),
+        );
+        debug_assert_eq!(offsets.len(), page_id + 1);
+        object(
+            &mut out,
+            &mut offsets,
+            format!(
+                "<< /Type /XObject /Subtype /Image /Width {} /Height {} /ColorSpace /DeviceGray \
+                 /BitsPerComponent 1 /Decode [1 0] /Length {} >>",
+                page.width,
+                page.rows,
+                page.bits.len()
+            ),
+            Some(&page.bits),
+        );
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes(),
+    );
+    for o in &offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            offsets.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
 }
 
 /// A page anyone could tell from another, 1728 pixels wide (A4 at 204 dpi across) and

@@ -90,7 +90,10 @@ pub use dhcp_client::{
     dnsmasq_dhcp_server,
 };
 pub use far_mail::{DnsRecord, FarPostfix, REJECT_LOCAL_PART, TEMPFAIL_LOCAL_PART, TestDns};
-pub use fax::{FaxLine, FaxSender, FaxSent, fax_agreement, fax_test_page, pdf_pages};
+pub use fax::{
+    FaxLine, FaxReceived, FaxReceiver, FaxSender, FaxSent, fax_agreement, fax_test_page,
+    pdf_of_pages, pdf_pages,
+};
 pub use isp_pop3::{IspDovecot, PopMode, PopTls, delivered, fetchmail_once, mpop_once};
 pub use kamailio::{KamailioProvider, ProviderOptions};
 pub use netns::Netns;
