@@ -655,6 +655,8 @@ pub struct FaxLine {
     /// The identity it sends the other machine (often the fax number); default: the
     /// extension, else the name.
     pub ident: String,
+    /// Whether the mail carries the received TIFF file beside the PDF.
+    pub tiff: bool,
 }
 
 /// An auto attendant: a greeting, then keys to destinations.

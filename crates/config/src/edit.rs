@@ -143,9 +143,11 @@ pub fn set_user_setting(
             table.remove(key);
         }
         Some(v) => {
+            let flag = crate::schema::get(&format!("users[].{key}"))
+                .is_some_and(|s| matches!(s.kind, crate::schema::Kind::Bool));
             let item = match (key, v) {
-                ("admin", "true") => value(true),
-                ("admin", _) => value(false),
+                // A yes/no setting (admin, fax, ...): anything but "true" is no.
+                (_, v) if flag => value(v == "true"),
                 ("extension", v) if !v.starts_with('0') && v.parse::<i64>().is_ok() => {
                     value(v.parse::<i64>().unwrap_or_default())
                 }
@@ -156,8 +158,6 @@ pub fn set_user_setting(
                 {
                     value(v.parse::<i64>().unwrap_or_default())
                 }
-                ("outside_calls_from_remote_phones", "true") => value(true),
-                ("outside_calls_from_remote_phones", _) => value(false),
                 (_, v) => value(v),
             };
             table.insert(key, item);

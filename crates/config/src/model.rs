@@ -511,6 +511,9 @@ pub struct User {
     /// The number shown when this user calls out (a direct line); `None`: the route's,
     /// else the trunk account's.
     pub caller_id: Option<String>,
+    /// A fax machine of their own: the box answers `fax:LOGIN` (a DID's destination, an
+    /// attendant key) as a fax machine and mails the pages to them.
+    pub fax: bool,
 }
 
 /// A user's limits on outside calls.
@@ -605,6 +608,9 @@ pub struct Phone {
     /// Members of the conference at most.
     pub conference_size: u32,
     pub no_answer_timeout: Duration,
+    /// Attempts at a fax sent from email while busy or unanswered, and the time between.
+    pub fax_attempts: u32,
+    pub fax_retry_after: Duration,
     pub max_message_length: Duration,
     pub rtp_ports: (u16, u16),
     /// Calls older than this many days leave the call log.

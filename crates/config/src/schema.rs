@@ -780,6 +780,13 @@ pub const USER_CALLER_ID: Setting = s(
     "Caller ID",
     "The number called parties see when this user calls out (a direct line, e.g. +4930123458). Empty: the route's, else the trunk account's (the company's main number).",
 );
+pub const USER_FAX: Setting = s(
+    "users[].fax",
+    Kind::Bool,
+    Default::Bool(false),
+    "A fax machine of their own",
+    "The box answers as this user's fax machine where the dial plan says fax:LOGIN (a number from outside, an attendant key), and mails the pages to them as a PDF.",
+);
 pub const USER_REMOTE_OUTSIDE: Setting = s(
     "users[].outside_calls_from_remote_phones",
     Kind::Bool,
@@ -921,6 +928,20 @@ pub const NO_ANSWER_TIMEOUT: Setting = s(
     Default::Secs(20),
     "Voicemail after",
     "How long a phone rings before voicemail answers, e.g. 20s.",
+);
+pub const FAX_ATTEMPTS: Setting = s(
+    "phone.fax_attempts",
+    Kind::Int { min: 1, max: 10 },
+    Default::Int(3),
+    "Fax attempts",
+    "How often a fax sent from email is tried while the line is busy or nobody answers.",
+);
+pub const FAX_RETRY_AFTER: Setting = s(
+    "phone.fax_retry_after",
+    Kind::Duration { min_secs: 1 },
+    Default::Secs(300),
+    "Fax tried again after",
+    "Between those attempts, e.g. 5m.",
 );
 pub const MAX_MESSAGE_LENGTH: Setting = s(
     "phone.max_message_length",
@@ -1614,6 +1635,13 @@ pub const FAX_IDENT: Setting = s(
     "Its identity",
     "What it tells the sending machine (often the fax number, at most 20 characters); unset: its extension, else its name.",
 );
+pub const FAX_TIFF: Setting = s(
+    "phone.fax[].tiff",
+    Kind::Bool,
+    Default::Bool(false),
+    "The TIFF too",
+    "Also attach the pages as the TIFF file they came in (for fax software); the PDF is always there.",
+);
 
 /// Every setting, in the order of the appliance's admin pages.
 pub const SETTINGS: &[&Setting] = &[
@@ -1687,6 +1715,7 @@ pub const SETTINGS: &[&Setting] = &[
     &USER_OUTSIDE_AT_ONCE,
     &USER_OUTSIDE_PER_DAY,
     &USER_CALLER_ID,
+    &USER_FAX,
     &USER_REMOTE_OUTSIDE,
     &PHONE_ENABLED,
     &SIP_PORT,
@@ -1706,6 +1735,8 @@ pub const SETTINGS: &[&Setting] = &[
     &DEVICE_VENDOR,
     &DEVICE_KEYS,
     &NO_ANSWER_TIMEOUT,
+    &FAX_ATTEMPTS,
+    &FAX_RETRY_AFTER,
     &MAX_MESSAGE_LENGTH,
     &RTP_PORTS,
     &DSCP_SIP,
@@ -1749,6 +1780,7 @@ pub const SETTINGS: &[&Setting] = &[
     &FAX_EXTENSION,
     &FAX_TO,
     &FAX_IDENT,
+    &FAX_TIFF,
     &TRUNK_NAME,
     &TRUNK_KIND,
     &TRUNK_ENABLED,

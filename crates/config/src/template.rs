@@ -221,6 +221,8 @@ password = "{admin_hash}"
 {phone.conference_size}
 {phone.no_answer_timeout}
 {phone.max_message_length}
+{phone.fax_attempts}
+{phone.fax_retry_after}
 {phone.rtp_ports}
 {phone.dscp_sip}
 {phone.dscp_rtp}

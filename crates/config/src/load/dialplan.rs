@@ -140,6 +140,24 @@ impl Loader<'_, '_> {
                 plan.attendants.push(a);
             }
         }
+        // Users' own fax machines (`fax = true`), named by their logins.
+        plan.faxes
+            .extend(users.iter().filter(|u| u.value.fax).map(|u| {
+                let login = &u.value.login;
+                FaxLine {
+                    name: login.clone(),
+                    extension: None,
+                    to: login.clone(),
+                    // The number they send from, as a fax identity is at most 20 characters.
+                    ident: u
+                        .value
+                        .caller_id
+                        .clone()
+                        .filter(|c| c.len() <= 20)
+                        .unwrap_or_else(|| login.clone()),
+                    tiff: false,
+                }
+            }));
         for t in sec.tables(self.sink, "fax") {
             if let Some(f) = self.fax_line(t, users, &plan.faxes) {
                 plan.faxes.push(f);
@@ -577,6 +595,7 @@ impl Loader<'_, '_> {
         );
         let to = t.string(self.sink, schema::FAX_TO.key());
         let ident = t.string(self.sink, schema::FAX_IDENT.key());
+        let tiff = t.flag(self.sink, &schema::FAX_TIFF);
         if !t.has("to") {
             t.missing(
                 self.sink,
@@ -589,12 +608,24 @@ impl Loader<'_, '_> {
             && earlier.iter().any(|f| f.name == n.value)
         {
             ok = false;
-            self.sink.error(
-                &n.span,
-                t.path_of("name"),
-                format!("two fax machines are called `{}`", n.value),
-                "give each fax machine its own name",
-            );
+            let users_own = users
+                .iter()
+                .any(|u| u.value.fax && u.value.login == n.value);
+            let (why, help) = if users_own {
+                (
+                    format!(
+                        "`{}` is user {}'s own fax machine (fax = true)",
+                        n.value, n.value
+                    ),
+                    "give this fax machine another name, or use the user's",
+                )
+            } else {
+                (
+                    format!("two fax machines are called `{}`", n.value),
+                    "give each fax machine its own name",
+                )
+            };
+            self.sink.error(&n.span, t.path_of("name"), why, help);
         }
         if let Some(e) = &extension {
             let taken = users
@@ -653,6 +684,7 @@ impl Loader<'_, '_> {
             extension,
             to: to.value,
             ident,
+            tiff,
         })
     }
 

@@ -16,6 +16,8 @@ impl Loader<'_, '_> {
             conference_pin: String::new(),
             conference_size: u32::try_from(schema::CONFERENCE_SIZE.int()).unwrap_or(10),
             no_answer_timeout: schema::NO_ANSWER_TIMEOUT.duration(),
+            fax_attempts: u32::try_from(schema::FAX_ATTEMPTS.int()).unwrap_or(3),
+            fax_retry_after: schema::FAX_RETRY_AFTER.duration(),
             max_message_length: schema::MAX_MESSAGE_LENGTH.duration(),
             rtp_ports: (10_000, 10_999),
             dscp_sip: parse_dscp(schema::DSCP_SIP.text()).unwrap_or(24),
@@ -176,6 +178,11 @@ impl Loader<'_, '_> {
                 phone.conference_size = u32::try_from(n.value).unwrap_or(phone.conference_size);
             }
             phone.no_answer_timeout = self.duration(&mut sec, &schema::NO_ANSWER_TIMEOUT);
+            let attempts = &schema::FAX_ATTEMPTS;
+            if let Some(n) = sec.int(self.sink, attempts.key(), attempts.range()) {
+                phone.fax_attempts = u32::try_from(n.value).unwrap_or(phone.fax_attempts);
+            }
+            phone.fax_retry_after = self.duration(&mut sec, &schema::FAX_RETRY_AFTER);
             phone.max_message_length = self.duration(&mut sec, &schema::MAX_MESSAGE_LENGTH);
             if let Some(r) = sec.parsed(
                 self.sink,

@@ -33,6 +33,7 @@ impl Loader<'_, '_> {
             let sip_ha1_sha256 = u.parsed(self.sink, "sip_ha1_sha256", sip_help, |s| hex_of(s, 64));
             let sip_ext_secret = u.parsed(self.sink, "sip_ext_secret", sip_help, parse_ext_secret);
             let admin = u.flag(self.sink, &schema::USER_ADMIN);
+            let fax = u.flag(self.sink, &schema::USER_FAX);
             let count = |this: &mut Self, u: &mut Section, s: &Setting| {
                 let n = u
                     .int(this.sink, s.key(), s.range())
@@ -107,6 +108,7 @@ impl Loader<'_, '_> {
                     pop3,
                     outside,
                     caller_id: caller_id.map(|c| c.value),
+                    fax,
                 },
             });
         }
