@@ -51,6 +51,8 @@ pub struct FaxSetup {
     /// Whether the call may go over to T.38 (the trunk's setting; a call from inside is
     /// `On`).
     pub t38: officebox_config::model::T38Mode,
+    /// Whether the mail carries the TIFF file too (`[[phone.fax]] tiff`).
+    pub tiff: bool,
 }
 
 /// Where the far end wants T.38 sent.
@@ -169,6 +171,7 @@ fn read_note(
             ident: String::new(),
             host: get("host").unwrap_or_default(),
             t38: officebox_config::model::T38Mode::Off,
+            tiff: false,
         },
         Caller {
             name: get("caller_name").unwrap_or_default(),
@@ -392,12 +395,13 @@ fn minutes(d: Duration) -> String {
     format!("{}:{:02}", s / 60, s % 60)
 }
 
-/// The mail of a fax call: what arrived (the pages as `pdf`) or what went wrong.
+/// The mail of a fax call: what arrived (the pages as a PDF, and as the TIFF file when
+/// asked for) or what went wrong.
 pub fn email(
     setup: &FaxSetup,
     caller: &Caller,
     outcome: &Outcome,
-    pdf: Option<&[u8]>,
+    (pdf, tiff): (Option<&[u8]>, Option<&[u8]>),
     now: SystemTime,
 ) -> Vec<u8> {
     let stamp = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -477,8 +481,12 @@ pub fn email(
             .map_or_else(|| "none".to_string(), |c| c.to_string()),
         clean(&outcome.reason),
     );
-    if pdf.is_some() {
-        text.push_str("\r\nThe pages are attached as one PDF.\r\n");
+    match (pdf.is_some(), tiff.is_some()) {
+        (true, true) => text.push_str(
+            "\r\nThe pages are attached as one PDF, and as the TIFF file they came in.\r\n",
+        ),
+        (true, false) => text.push_str("\r\nThe pages are attached as one PDF.\r\n"),
+        _ => {}
     }
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut parts = vec![MimePart::new("text/plain", text)];
@@ -495,6 +503,23 @@ pub fn email(
             MimePart::new(
                 ContentType::new("application/pdf").attribute("name", file.clone()),
                 pdf.to_vec(),
+            )
+            .attachment(file),
+        );
+    }
+    if let Some(tiff) = tiff {
+        let file = format!(
+            "fax-{secs}-{}.tif",
+            if number.is_empty() {
+                "unknown"
+            } else {
+                &number
+            }
+        );
+        parts.push(
+            MimePart::new(
+                ContentType::new("image/tiff").attribute("name", file.clone()),
+                tiff.to_vec(),
             )
             .attachment(file),
         );
@@ -551,7 +576,17 @@ pub fn deliver(setup: &FaxSetup, caller: &Caller, outcome: &Outcome) -> io::Resu
         }
     );
     let pdf = officebox_fax::pdf::from_pages(&pages, &title);
-    let message = email(setup, caller, outcome, pdf.as_deref(), SystemTime::now());
+    // The file as it came too, when the fax machine's settings ask for it.
+    let tiff = (setup.tiff && !pages.is_empty())
+        .then(|| std::fs::read(&outcome.file).ok())
+        .flatten();
+    let message = email(
+        setup,
+        caller,
+        outcome,
+        (pdf.as_deref(), tiff.as_deref()),
+        SystemTime::now(),
+    );
     let name = crate::mailbox::deliver(
         &setup.db,
         &setup.data_dir,

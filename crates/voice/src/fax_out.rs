@@ -13,7 +13,8 @@
 //! The pages go over G.711 audio, and over T.38 when the far end switches (its
 //! re-INVITE, carried across by the call) or, with the trunk's `t38 = "offered"`, when
 //! the box asks and the far end agrees. Busy, no answer or a fax that failed before its
-//! first page are tried again ([`ATTEMPTS`] in all, [`RETRY_AFTER`] apart); a number
+//! first page are tried again (`phone.fax_attempts` in all, `phone.fax_retry_after`
+//! apart); a number
 //! the dial plan refuses is not. The sender gets a report either way, with the first
 //! page small, and the fax is in the fax log.
 
@@ -42,10 +43,6 @@ use crate::media::{Endpoint, Socket};
 use crate::sdp;
 use crate::sip::{Message, Method, StartLine, uri_of};
 
-/// Attempts at one fax before it is given up.
-pub const ATTEMPTS: u32 = 3;
-/// Between attempts.
-pub const RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Faxes sent at once at most (each holds an outside line).
 const AT_ONCE: usize = 4;
 /// How often the queue is looked at.
@@ -215,7 +212,8 @@ async fn attempt(config: &Config, ctx: &Context, job: FaxOut, stop: Cancellation
         return;
     }
     let attempts = job.attempts + 1;
-    let again = result.worth_again() && attempts < ATTEMPTS && user.is_some();
+    let again = result.worth_again() && attempts < config.phone.fax_attempts && user.is_some();
+    let retry_after = config.phone.fax_retry_after;
     let words = result.words();
     info!(message = "fax: attempt over", from = %job.login, to = %job.number, attempt = attempts, result = %words, again);
     let (config, db) = (config.clone(), Arc::clone(&ctx.db));
@@ -226,7 +224,7 @@ async fn attempt(config: &Config, ctx: &Context, job: FaxOut, stop: Cancellation
         }
         if again {
             let next =
-                officebox_store::unix_now() + i64::try_from(RETRY_AFTER.as_secs()).unwrap_or(300);
+                officebox_store::unix_now() + i64::try_from(retry_after.as_secs()).unwrap_or(300);
             if let Err(error) = db.fax_attempted(job.id, next, &words) {
                 warn!(message = "fax: cannot note the attempt", %error);
             }

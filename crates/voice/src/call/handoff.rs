@@ -361,6 +361,7 @@ impl Call {
                 ident: self.setup.parties.callee_ext.clone(),
                 host: env.host.clone(),
                 t38: officebox_config::model::T38Mode::On,
+                tiff: false,
             };
             info!(message = "phone: a fax machine called the voicemail; answering as one", caller = %self.setup.parties.caller_ext, callee = %self.setup.parties.callee_ext);
             self.status("fax");

@@ -28,6 +28,7 @@ pub(super) fn setup_for(
         ident: line.ident.clone(),
         host: format!("{}.{domain}", config.network.hostname),
         t38: officebox_config::model::T38Mode::On,
+        tiff: line.tiff,
     })
 }
 
