@@ -118,7 +118,11 @@ fn fax_table(config: &Config, faxes: &[officebox_store::FaxEntry]) -> Markup {
                             (f.caller)
                             @if !f.station.is_empty() { " (" (f.station) ")" }
                         }
-                        td { (f.number) " (" (f.login) ")" }
+                        td {
+                            (f.number)
+                            // A fax received: whose mailbox it went to.
+                            @if !f.outgoing { " (" (f.login) ")" }
+                        }
                         td {
                             (f.pages)
                             @if f.complete < f.pages { ", " (f.complete) " whole" }

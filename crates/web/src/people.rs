@@ -31,6 +31,8 @@ pub enum Change {
         at_once: String,
         per_day: String,
         from_remote: bool,
+        /// A fax machine of their own.
+        fax: bool,
     },
     DeleteUser(String),
     SetAlias {
@@ -85,6 +87,7 @@ pub fn apply(text: &str, change: &Change) -> Result<String, String> {
             at_once,
             per_day,
             from_remote,
+            fax,
         } => {
             let mut text = edit::set_user_setting(text, login, "name", Some(name)).map_err(e)?;
             text = edit::set_user_setting(&text, login, "extension", Some(extension)).map_err(e)?;
@@ -97,6 +100,7 @@ pub fn apply(text: &str, change: &Change) -> Result<String, String> {
                     "outside_calls_from_remote_phones",
                     if *from_remote { "true" } else { "" },
                 ),
+                ("fax", if *fax { "true" } else { "" }),
             ] {
                 text = edit::set_user_setting(&text, login, key, Some(v)).map_err(e)?;
             }
@@ -249,6 +253,17 @@ pub fn user_page(
                     value="true" checked[u.outside.from_remote_phones];
                 label for="outside_calls_from_remote_phones" style="display:inline" {
                     "Outside calls from this user's phones away from the office"
+                }
+            }
+            h2 { "Fax" }
+            div.field {
+                input type="checkbox" id="fax" name="fax" value="true" checked[u.fax]
+                    aria-describedby="fax-help";
+                label for="fax" style="display:inline" { "A fax machine of their own" }
+                p.help id="fax-help" {
+                    "Faxes to fax:" (login) " (a number from outside, an attendant key on the Phone Routing page) \
+                     come to this user's mailbox as a PDF. Faxes to send: mail them to number@fax."
+                    (config.network.domain)
                 }
             }
             button type="submit" { "Save" }

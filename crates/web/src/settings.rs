@@ -178,6 +178,8 @@ pub const PAGES: &[PageDef] = &[
             field(&schema::CONFERENCE_SIZE),
             field(&schema::NO_ANSWER_TIMEOUT),
             field(&schema::MAX_MESSAGE_LENGTH),
+            field(&schema::FAX_ATTEMPTS),
+            field(&schema::FAX_RETRY_AFTER),
             field(&schema::SIP_PORT),
             field(&schema::RTP_PORTS),
             field(&schema::CALL_LOG_DAYS),

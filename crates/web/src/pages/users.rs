@@ -44,6 +44,7 @@ pub(crate) struct EditUser {
     outside_calls_at_once: String,
     outside_calls_per_day: String,
     outside_calls_from_remote_phones: String,
+    fax: String,
 }
 
 /// The form that sets an alias.
@@ -264,6 +265,7 @@ pub(crate) async fn edit(
         at_once: f.outside_calls_at_once,
         per_day: f.outside_calls_per_day,
         from_remote: checked(&f.outside_calls_from_remote_phones),
+        fax: checked(&f.fax),
     };
     apply(&app, &me, change, Back::Users).await
 }
