@@ -12,7 +12,7 @@ use std::time::Duration;
 use officebox_fax::tiff::{Bitmap, write_bilevel};
 use officebox_testkit::{
     FaxLine, FaxReceived, FaxReceiver, FaxSender, FaxSent, Officebox, READY_TIMEOUT, TestConfig,
-    fax_agreement, fax_test_page, pdf_pages, require_program, scratch_dir,
+    fax_agreement, fax_test_page, pdf_pages, require_program, scratch_dir, wait_until,
 };
 
 mod common;
@@ -22,10 +22,11 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
 }
 
-/// The demo with a fax machine at extension 180 mailing to alice.
+/// The demo with a fax machine at extension 180 mailing to alice (the TIFF too).
 fn config() -> TestConfig {
     TestConfig::demo().free_ports().append(
-        "[[phone.fax]]\nname = \"main\"\nextension = \"180\"\nto = \"alice\"\nident = \"+1 555 0199\"\n",
+        "[[phone.fax]]\nname = \"main\"\nextension = \"180\"\nto = \"alice\"\nident = \"+1 555 0199\"\n\
+         tiff = true\n",
     )
 }
 
@@ -111,6 +112,9 @@ fn a_fax_to_the_fax_extension_arrives_in_the_mailbox_as_a_pdf_of_its_pages() {
         assert!(text.contains(needle), "{needle}: {text}");
     }
     assert_pages(fax.part("application/pdf").expect("a PDF attached"), &sent);
+    // The fax machine asks for the TIFF too: the Group 4 file as it was written.
+    let tiff = fax.part("image/tiff").expect("the TIFF attached");
+    assert_eq!(officebox_fax::tiff::g4_pages(tiff).unwrap().len(), 3);
     // The fax log says so too.
     let log = ob.cli(bin(), &["fax", "log"]).unwrap();
     assert!(
@@ -291,13 +295,25 @@ fn provider_fax(
     line: FaxLine,
     pages: u32,
 ) -> (Officebox, Vec<Bitmap>, FaxSent, Mail) {
+    provider_fax_to("fax:main", config(), t38, scenario, line, pages)
+}
+
+/// [`provider_fax`] with the DID leading to `destination`, on the config `c`.
+fn provider_fax_to(
+    destination: &str,
+    c: TestConfig,
+    t38: &str,
+    scenario: &str,
+    line: FaxLine,
+    pages: u32,
+) -> (Officebox, Vec<Bitmap>, FaxSent, Mail) {
     require_program("sipp", "sip-tester");
     require_program("pdftoppm", "poppler-utils");
     let port = officebox_testkit::free_udp_port().unwrap();
-    let c = config().append(&format!(
+    let c = c.append(&format!(
         "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"127.0.0.5:{port}\"\n\
          addresses = [\"127.0.0.5\"]\nt38 = \"{t38}\"\n\n\
-         [[phone.inbound]]\nnumber = \"4930123457\"\ndestination = \"fax:main\"\n"
+         [[phone.inbound]]\nnumber = \"4930123457\"\ndestination = \"{destination}\"\n"
     ));
     let ob = start(&c);
     let dir = scratch_dir("fax-provider").unwrap();
@@ -400,15 +416,48 @@ fn a_trunk_set_to_offer_t38_asks_for_it_and_the_fax_comes_over_it() {
 /// on over G.711 and arrives whole.
 #[test]
 fn a_trunk_with_t38_off_refuses_it_and_the_fax_comes_over_audio() {
-    let (ob, sent, machine, fax) = provider_fax(
+    // The DID leads to alice's own fax machine (`fax = true`), not to [[phone.fax]].
+    let (ob, sent, machine, fax) = provider_fax_to(
+        "fax:alice",
+        config().set_user("alice", "fax", true),
+        "off",
+        "provider_fax_t38.xml",
+        FaxLine::Audio { alaw: true },
+        2,
+    );
+    assert!(fax.text().contains("A fax to alice"), "{}", fax.text());
+    assert!(
+        ob.log().contains("T.38 refused; the call stays on audio")
+            && !ob.log().contains("fax: over to T.38"),
+        "{}",
+        ob.log()
+    );
+    assert_delivered(&machine, &fax, &sent);
+}
+
+/// A fax machine calling the auto attendant (a DID leads there) is known by its tone
+/// during the greeting and sent to the office's fax machine; the pages come over audio
+/// (the trunk keeps faxes on it: the provider's T.38 offer is refused) into alice's
+/// mailbox.
+#[test]
+fn a_fax_machine_calling_the_attendant_is_sent_to_the_fax_machine() {
+    require_program("espeak-ng", "espeak-ng");
+    let c = config().append(
+        "[[phone.attendants]]\nname = \"main\"\n\
+         greeting = \"Thank you for calling. For sales, press 1.\"\n\
+         keys = [\"1=extension:102\"]\ntimeout = \"10s\"\n\
+         no_input = \"hangup\"\ninvalid = \"hangup\"\n",
+    );
+    let (ob, sent, machine, fax) = provider_fax_to(
+        "attendant:main",
+        c,
         "off",
         "provider_fax_t38.xml",
         FaxLine::Audio { alaw: true },
         2,
     );
     assert!(
-        ob.log().contains("T.38 refused; the call stays on audio")
-            && !ob.log().contains("fax: over to T.38"),
+        ob.log().contains("phone: attendant: a fax machine calls"),
         "{}",
         ob.log()
     );
@@ -444,15 +493,22 @@ struct Mailed {
 /// dials it through the dial plan (route `9.`, the 9 stripped) on an IP trunk whose
 /// faxes go as `t38` says, to sipp on 127.0.0.5 playing the provider with `scenario`
 /// and testkit's receiving machine on `line`.
-fn mailed_fax(t38: &str, scenario: &str, line: FaxLine, pages: u32, auth: bool) -> Mailed {
+fn mailed_fax(
+    t38: &str,
+    scenario: &str,
+    line: FaxLine,
+    pages: u32,
+    auth: bool,
+    busy_first: bool,
+) -> Mailed {
     require_program("sipp", "sip-tester");
     require_program("swaks", "swaks");
     require_program("pdftoppm", "poppler-utils");
     let port = officebox_testkit::free_udp_port().unwrap();
-    let c = config().append(&format!(
+    let c = config().set("phone.fax_retry_after", "2s").append(&format!(
         "[[phone.trunks]]\nname = \"isp\"\nkind = \"ip\"\nserver = \"127.0.0.5:{port}\"\n\
-         addresses = [\"127.0.0.5\"]\nt38 = \"{t38}\"\n\n\
-         [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"isp\"]\n"
+             addresses = [\"127.0.0.5\"]\nt38 = \"{t38}\"\n\n\
+             [[phone.routes]]\nname = \"out\"\npattern = \"9.\"\nstrip = 1\ntrunks = [\"isp\"]\n"
     ));
     let ob = start(&c);
     let dir = scratch_dir("fax-mailed").unwrap();
@@ -469,28 +525,32 @@ fn mailed_fax(t38: &str, scenario: &str, line: FaxLine, pages: u32, auth: bool) 
     .unwrap();
     let (fax_port, sip_port) = (machine.port().to_string(), port.to_string());
     let error_file = dir.path().join("sipp.err");
-    let provider = common::sipp_peer(
-        "provider",
-        &[
-            "-sf",
-            scenario,
-            "-key",
-            "fax_port",
-            &fax_port,
-            "-i",
-            "127.0.0.5",
-            "-p",
-            &sip_port,
-            "-m",
-            "1",
-            "-nostdin",
-            "-recv_timeout",
-            "300s",
-            "-trace_err",
-            "-error_file",
-            error_file.to_str().unwrap(),
-        ],
-    );
+    let provider = |scenario: &str| {
+        common::sipp_peer(
+            "provider",
+            &[
+                "-sf",
+                scenario,
+                "-key",
+                "fax_port",
+                &fax_port,
+                "-i",
+                "127.0.0.5",
+                "-p",
+                &sip_port,
+                "-m",
+                "1",
+                "-nostdin",
+                "-recv_timeout",
+                "300s",
+                "-trace_err",
+                "-error_file",
+                error_file.to_str().unwrap(),
+            ],
+        )
+    };
+    // Busy first: the provider answers 486 to the first attempt, and takes the next.
+    let mut line_now = provider(if busy_first { "uas_busy.xml" } else { scenario });
     let attach = format!("@{}", pdf.display());
     let mut args = vec![
         "--from",
@@ -534,24 +594,37 @@ fn mailed_fax(t38: &str, scenario: &str, line: FaxLine, pages: u32, auth: bool) 
         String::from_utf8_lossy(&sent_mail.stdout),
         String::from_utf8_lossy(&sent_mail.stderr)
     );
-    ob.peer()
-        .wait_for_log("fax: attempt over", Duration::from_secs(240))
-        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
-    let mut status = None;
-    for _ in 0..100 {
-        status = provider.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let attempts_over = || ob.log().matches("fax: attempt over").count();
+    let ended = |provider: &officebox_testkit::Peer| {
+        let mut status = None;
+        let ended = wait_until(Duration::from_secs(10), || {
+            status = provider.try_wait().unwrap();
+            status.is_some()
+        });
+        let errors = std::fs::read_to_string(&error_file).unwrap_or_default();
+        assert!(
+            ended && status.is_some_and(|s| s.success()),
+            "the provider: {errors}\n{}\n{}",
+            provider.log(),
+            ob.log()
+        );
+    };
+    if busy_first {
+        assert!(
+            wait_until(Duration::from_secs(60), || attempts_over() >= 1),
+            "{}",
+            ob.log()
+        );
+        ended(&line_now);
+        line_now = provider(scenario);
     }
-    let errors = std::fs::read_to_string(&error_file).unwrap_or_default();
+    let attempts = if busy_first { 2 } else { 1 };
     assert!(
-        status.is_some_and(|s| s.success()),
-        "the provider: {errors}\n{}\n{}",
-        provider.log(),
+        wait_until(Duration::from_secs(240), || attempts_over() >= attempts),
+        "{}",
         ob.log()
     );
+    ended(&line_now);
     let seen = machine.wait(Duration::from_secs(10)).unwrap();
     let mail = pop3_mail(c.int("mail.pop3_port"), "alice", "demo-alice");
     let report = mail.into_iter().last().expect("the fax's report");
@@ -604,6 +677,7 @@ fn a_pdf_mailed_from_the_lan_to_the_fax_subdomain_is_faxed_and_reported() {
         FaxLine::Audio { alaw: true },
         2,
         false,
+        false,
     );
     assert_sent(&m);
 }
@@ -616,6 +690,7 @@ fn a_fax_mailed_by_submission_goes_over_t38_when_the_far_end_switches() {
         FaxLine::T38 { paced: true },
         2,
         true,
+        false,
     );
     assert_sent(&m);
     m.ob.peer()
@@ -687,22 +762,43 @@ fn a_fax_that_cannot_be_sent_is_reported_at_once_and_nothing_is_dialled() {
         .map(|m| format!("{}: {}", m.subject, m.text()))
         .collect();
     assert_eq!(reports.len(), 3, "{reports:#?}");
-    assert!(
-        reports[0].contains("offer.pdf: it is not a PDF file"),
-        "{}",
-        reports[0]
-    );
-    assert!(
-        reports[1].contains("no route of the dial plan takes this number"),
-        "{}",
-        reports[1]
-    );
-    assert!(
-        reports[2].contains("the mail has no document to fax"),
-        "{}",
-        reports[2]
-    );
+    // Mails in one second may come in any order.
+    for why in [
+        "offer.pdf: it is not a PDF file",
+        "no route of the dial plan takes this number",
+        "the mail has no document to fax",
+    ] {
+        assert!(
+            reports.iter().any(|r| r.contains(why)),
+            "{why}: {reports:#?}"
+        );
+    }
     assert!(!ob.log().contains("fax: dialling"), "{}", ob.log());
     let db = officebox_store::Db::open(&ob.dir().join("demo-data/state.db")).unwrap();
     assert_eq!(db.due_faxes(i64::MAX).unwrap(), vec![]);
+}
+
+/// Busy at the first attempt: the fax is tried again (`phone.fax_retry_after`, 2 s
+/// here) and goes through; the report counts both attempts.
+#[test]
+fn a_fax_to_a_busy_number_is_tried_again_and_sent() {
+    let m = mailed_fax(
+        "on",
+        "provider_fax_receive.xml",
+        FaxLine::Audio { alaw: false },
+        1,
+        false,
+        true,
+    );
+    assert!(
+        m.ob.log().contains("result=the line was busy"),
+        "{}",
+        m.ob.log()
+    );
+    assert!(
+        m.report.text().contains("Attempts:     2"),
+        "{}",
+        m.report.text()
+    );
+    assert_eq!(m.seen.pages, 1, "{:?}", m.seen);
 }

@@ -522,3 +522,45 @@ fn a_logged_in_admin_posting_to_routes_without_a_resource_gets_404_not_a_crash()
     }
     assert!(!ob.log().contains("panicked"), "{}", ob.log());
 }
+
+/// A user's own fax machine is set on their page, and the Phones page lists the fax log
+/// both ways (rows written into the state database as the phone service writes them).
+#[test]
+fn a_user_gets_a_fax_machine_and_the_phones_page_lists_faxes_both_ways() {
+    let _one = preconditions();
+    let c = TestConfig::demo().free_ports();
+    let url = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
+    let ob = start(&c);
+    let db = officebox_store::Db::open(&ob.dir().join("demo-data/state.db")).unwrap();
+    let now = officebox_store::unix_now();
+    let fax =
+        |at: i64, outgoing: bool, code: Option<i32>, reason: &str| officebox_store::FaxEntry {
+            at,
+            outgoing,
+            caller: if outgoing {
+                "alice@office.test"
+            } else {
+                "5551234"
+            }
+            .into(),
+            station: if outgoing { "" } else { "+49 30 5551234" }.into(),
+            number: if outgoing { "95550123" } else { "alice" }.into(),
+            login: "alice".into(),
+            pages: 2,
+            complete: if code == Some(0) { 2 } else { 1 },
+            code,
+            reason: reason.into(),
+            seconds: 40,
+        };
+    db.add_fax(&fax(now - 300, true, Some(0), "OK")).unwrap();
+    db.add_fax(&fax(now - 200, true, Some(48), "the line was cut"))
+        .unwrap();
+    db.add_fax(&fax(now - 100, false, Some(0), "OK")).unwrap();
+    run("faxes.py", &url, &shots("faxes"), &[], &ob);
+    let text = std::fs::read_to_string(ob.config_path()).unwrap();
+    let alice = text
+        .split("[[users]]")
+        .find(|u| u.contains("login = \"alice\""))
+        .unwrap();
+    assert!(alice.contains("fax = true"), "{alice}");
+}
