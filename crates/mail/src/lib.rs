@@ -21,6 +21,7 @@ mod conn;
 pub mod deliver;
 pub mod fax;
 pub mod fetch;
+pub mod imap;
 pub mod pop3;
 pub mod queue;
 pub mod report;

@@ -324,6 +324,38 @@ pub const MIGRATIONS: &[Migration] = &[
               CREATE INDEX fax_out_next ON fax_out (next_at);
               ALTER TABLE fax_log ADD COLUMN outgoing INTEGER NOT NULL DEFAULT 0;",
     },
+    Migration {
+        version: 17,
+        name: "the IMAP index: folders, UIDs, keywords, modification sequences",
+        sql: "CREATE TABLE imap_folders (
+                id INTEGER PRIMARY KEY,
+                login TEXT NOT NULL,
+                name TEXT NOT NULL,
+                uidvalidity INTEGER NOT NULL,
+                uidnext INTEGER NOT NULL DEFAULT 1,
+                modseq INTEGER NOT NULL DEFAULT 1,
+                subscribed INTEGER NOT NULL DEFAULT 1,
+                UNIQUE (login, name)
+              );
+              CREATE TABLE imap_messages (
+                folder INTEGER NOT NULL REFERENCES imap_folders (id) ON DELETE CASCADE,
+                uid INTEGER NOT NULL,
+                unique_name TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                received INTEGER NOT NULL,
+                flags TEXT NOT NULL DEFAULT '',
+                keywords TEXT NOT NULL DEFAULT '',
+                modseq INTEGER NOT NULL,
+                PRIMARY KEY (folder, uid)
+              ) WITHOUT ROWID;
+              CREATE UNIQUE INDEX imap_messages_unique ON imap_messages (folder, unique_name);
+              CREATE TABLE imap_expunged (
+                folder INTEGER NOT NULL REFERENCES imap_folders (id) ON DELETE CASCADE,
+                uid INTEGER NOT NULL,
+                modseq INTEGER NOT NULL,
+                PRIMARY KEY (folder, uid)
+              ) WITHOUT ROWID;",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

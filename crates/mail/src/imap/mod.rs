@@ -1,0 +1,9 @@
+//! IMAP (RFC 9051 IMAP4rev2, and RFC 3501 IMAP4rev1 for older clients) on the same
+//! Maildirs that SMTP, POP3, voicemail and the fetcher use.
+//!
+//! - [`frame`]: where one command ends in what a client sends (lines and literals),
+//!   within limits, so that nothing unbounded is ever held.
+//! - [`command`]: the commands, parsed from one framed command.
+
+pub mod command;
+pub mod frame;

@@ -1,0 +1,441 @@
+//! The IMAP index of each user's Maildir folders: what IMAP needs that a Maildir does
+//! not keep. A message's UID (stable across restarts and re-indexing, unique in its
+//! folder for the folder's UIDVALIDITY), its keywords, its modification sequence
+//! (CONDSTORE), and the UIDs expunged since a given modification (QRESYNC).
+//!
+//! The Maildir stays the truth about which messages exist and their system flags (POP3,
+//! voicemail and delivery change it without asking IMAP): [`Db::imap_sync`] brings the
+//! index in line with the files found, in one transaction, giving new files the next
+//! UIDs and remembering the files gone as expunged. A crash between a file's move and
+//! the index's update is mended by the next sync: nothing is lost or given two UIDs.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::{Db, StoreError};
+
+/// A folder of a user's mailbox, as IMAP sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapFolder {
+    pub id: i64,
+    pub name: String,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    /// The highest modification sequence given in the folder (HIGHESTMODSEQ).
+    pub modseq: u64,
+    pub subscribed: bool,
+}
+
+/// An indexed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapMessage {
+    pub uid: u32,
+    /// The Maildir unique name (the file name before `:2,`).
+    pub unique: String,
+    pub size: u64,
+    /// Unix seconds it arrived (INTERNALDATE).
+    pub received: i64,
+    /// The Maildir flags as last seen (`FRS`...), and the keywords.
+    pub flags: String,
+    pub keywords: Vec<String>,
+    pub modseq: u64,
+}
+
+/// A message file found in the folder now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found<'a> {
+    pub unique: &'a str,
+    pub size: u64,
+    pub received: i64,
+    pub flags: &'a str,
+}
+
+/// What a sync changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// UIDs given to files new to the index.
+    pub added: Vec<u32>,
+    /// UIDs whose files are gone.
+    pub expunged: Vec<u32>,
+    /// UIDs whose flags changed outside IMAP.
+    pub flagged: Vec<u32>,
+}
+
+fn keywords_of(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl Db {
+    fn imap_err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |e| self.err(op, e)
+    }
+
+    /// `login`'s folder `name`, made when missing: its UIDVALIDITY is one no earlier
+    /// folder of that name had (the clock's seconds, or one more than the last).
+    pub fn imap_folder(&self, login: &str, name: &str) -> Result<ImapFolder, StoreError> {
+        if let Some(f) = self.imap_folder_if_any(login, name)? {
+            return Ok(f);
+        }
+        let last: Option<u32> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [format!("imap.uidvalidity.{login}")],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(self.imap_err("read a UIDVALIDITY"))?
+            .and_then(|v| v.parse().ok());
+        let now = u32::try_from(crate::unix_now().max(1)).unwrap_or(u32::MAX);
+        let uidvalidity = match last {
+            Some(l) if l >= now => l.saturating_add(1),
+            _ => now,
+        };
+        self.conn
+            .execute(
+                "INSERT INTO imap_folders (login, name, uidvalidity) VALUES (?1, ?2, ?3)",
+                params![login, name, uidvalidity],
+            )
+            .map_err(self.imap_err("make an IMAP folder"))?;
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![format!("imap.uidvalidity.{login}"), uidvalidity.to_string()],
+            )
+            .map_err(self.imap_err("keep a UIDVALIDITY"))?;
+        self.imap_folder_if_any(login, name)?
+            .ok_or_else(|| self.err("make an IMAP folder", rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    /// `login`'s folder `name`, if indexed.
+    pub fn imap_folder_if_any(
+        &self,
+        login: &str,
+        name: &str,
+    ) -> Result<Option<ImapFolder>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, name, uidvalidity, uidnext, modseq, subscribed FROM imap_folders
+                 WHERE login = ?1 AND name = ?2",
+                params![login, name],
+                folder_row,
+            )
+            .optional()
+            .map_err(self.imap_err("read an IMAP folder"))
+    }
+
+    /// `login`'s indexed folders, by name.
+    pub fn imap_folders(&self, login: &str) -> Result<Vec<ImapFolder>, StoreError> {
+        let read = self.imap_err("read the IMAP folders");
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, name, uidvalidity, uidnext, modseq, subscribed FROM imap_folders
+                 WHERE login = ?1 ORDER BY name",
+            )
+            .map_err(&read)?;
+        let rows = stmt.query_map([login], folder_row).map_err(&read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+    }
+
+    /// The folder's messages in UID order.
+    pub fn imap_messages(&self, folder: i64) -> Result<Vec<ImapMessage>, StoreError> {
+        let read = self.imap_err("read an IMAP folder's messages");
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uid, unique_name, size, received, flags, keywords, modseq
+                 FROM imap_messages WHERE folder = ?1 ORDER BY uid",
+            )
+            .map_err(&read)?;
+        let rows = stmt
+            .query_map([folder], |r| {
+                Ok(ImapMessage {
+                    uid: r.get(0)?,
+                    unique: r.get(1)?,
+                    size: r.get(2)?,
+                    received: r.get(3)?,
+                    flags: r.get(4)?,
+                    keywords: keywords_of(&r.get::<_, String>(5)?),
+                    modseq: r.get(6)?,
+                })
+            })
+            .map_err(&read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+    }
+
+    /// Brings the folder's index in line with the files `found` in it now (in the order
+    /// new ones get their UIDs), in one transaction.
+    pub fn imap_sync(&self, folder: i64, found: &[Found<'_>]) -> Result<Synced, StoreError> {
+        let fail = self.imap_err("index an IMAP folder");
+        let tx = self.conn.unchecked_transaction().map_err(&fail)?;
+        let (mut uidnext, mut modseq): (u32, u64) = tx
+            .query_row(
+                "SELECT uidnext, modseq FROM imap_folders WHERE id = ?1",
+                [folder],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(&fail)?;
+        let mut indexed: HashMap<String, (u32, String)> = HashMap::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT unique_name, uid, flags FROM imap_messages WHERE folder = ?1",
+                )
+                .map_err(&fail)?;
+            let rows = stmt
+                .query_map([folder], |r| {
+                    Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+                })
+                .map_err(&fail)?;
+            for row in rows {
+                let (unique, v) = row.map_err(&fail)?;
+                indexed.insert(unique, v);
+            }
+        }
+        let mut synced = Synced::default();
+        let mut next_modseq = || {
+            modseq += 1;
+            modseq
+        };
+        for f in found {
+            match indexed.remove(f.unique) {
+                Some((uid, flags)) => {
+                    if flags != f.flags {
+                        let m = next_modseq();
+                        tx.execute(
+                            "UPDATE imap_messages SET flags = ?3, modseq = ?4 WHERE folder = ?1 AND uid = ?2",
+                            params![folder, uid, f.flags, m],
+                        )
+                        .map_err(&fail)?;
+                        synced.flagged.push(uid);
+                    }
+                }
+                None => {
+                    let uid = uidnext;
+                    uidnext = uidnext.saturating_add(1);
+                    let m = next_modseq();
+                    tx.execute(
+                        "INSERT INTO imap_messages (folder, uid, unique_name, size, received, flags, modseq)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![folder, uid, f.unique, f.size, f.received, f.flags, m],
+                    )
+                    .map_err(&fail)?;
+                    synced.added.push(uid);
+                }
+            }
+        }
+        for (uid, _) in indexed.into_values() {
+            let m = next_modseq();
+            tx.execute(
+                "DELETE FROM imap_messages WHERE folder = ?1 AND uid = ?2",
+                params![folder, uid],
+            )
+            .map_err(&fail)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO imap_expunged (folder, uid, modseq) VALUES (?1, ?2, ?3)",
+                params![folder, uid, m],
+            )
+            .map_err(&fail)?;
+            synced.expunged.push(uid);
+        }
+        synced.expunged.sort_unstable();
+        tx.execute(
+            "UPDATE imap_folders SET uidnext = ?2, modseq = ?3 WHERE id = ?1",
+            params![folder, uidnext, modseq],
+        )
+        .map_err(&fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(synced)
+    }
+
+    /// A client changed a message's flags (its file renamed already) or keywords: a new
+    /// modification sequence, returned.
+    pub fn imap_set_flags(
+        &self,
+        folder: i64,
+        uid: u32,
+        flags: &str,
+        keywords: &[String],
+    ) -> Result<u64, StoreError> {
+        let fail = self.imap_err("store IMAP flags");
+        let tx = self.conn.unchecked_transaction().map_err(&fail)?;
+        let modseq: u64 = tx
+            .query_row(
+                "UPDATE imap_folders SET modseq = modseq + 1 WHERE id = ?1 RETURNING modseq",
+                [folder],
+                |r| r.get(0),
+            )
+            .map_err(&fail)?;
+        tx.execute(
+            "UPDATE imap_messages SET flags = ?3, keywords = ?4, modseq = ?5
+             WHERE folder = ?1 AND uid = ?2",
+            params![folder, uid, flags, keywords.join(" "), modseq],
+        )
+        .map_err(&fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(modseq)
+    }
+
+    /// UIDs expunged from the folder after modification `since` (QRESYNC's VANISHED).
+    pub fn imap_expunged_since(&self, folder: i64, since: u64) -> Result<Vec<u32>, StoreError> {
+        let read = self.imap_err("read the expunged UIDs");
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uid FROM imap_expunged WHERE folder = ?1 AND modseq > ?2 ORDER BY uid",
+            )
+            .map_err(&read)?;
+        let rows = stmt
+            .query_map(params![folder, since], |r| r.get(0))
+            .map_err(&read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+    }
+
+    /// Forgets a folder and its index (the next one of the name gets a new UIDVALIDITY).
+    pub fn imap_drop_folder(&self, folder: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM imap_folders WHERE id = ?1", [folder])
+            .map(|_| ())
+            .map_err(self.imap_err("forget an IMAP folder"))
+    }
+
+    /// Renames a folder in the index (its UIDs stay valid: the files moved with it).
+    pub fn imap_rename_folder(&self, folder: i64, name: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE imap_folders SET name = ?2 WHERE id = ?1",
+                params![folder, name],
+            )
+            .map(|_| ())
+            .map_err(self.imap_err("rename an IMAP folder"))
+    }
+
+    /// Subscribes to a folder, or not.
+    pub fn imap_subscribe(&self, folder: i64, on: bool) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE imap_folders SET subscribed = ?2 WHERE id = ?1",
+                params![folder, on],
+            )
+            .map(|_| ())
+            .map_err(self.imap_err("subscribe to an IMAP folder"))
+    }
+}
+
+fn folder_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImapFolder> {
+    Ok(ImapFolder {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        uidvalidity: r.get(2)?,
+        uidnext: r.get(3)?,
+        modseq: r.get(4)?,
+        subscribed: r.get(5)?,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn found<'a>(unique: &'a str, flags: &'a str) -> Found<'a> {
+        Found {
+            unique,
+            size: 100,
+            received: 1_700_000_000,
+            flags,
+        }
+    }
+
+    #[test]
+    fn new_files_get_the_next_uids_and_keep_them() {
+        let db = Db::open_in_memory().unwrap();
+        let inbox = db.imap_folder("alice", "INBOX").unwrap();
+        assert_eq!((inbox.uidnext, inbox.modseq), (1, 1));
+        assert_eq!(
+            db.imap_folder("alice", "INBOX").unwrap(),
+            inbox,
+            "made once"
+        );
+        let s = db
+            .imap_sync(inbox.id, &[found("a", ""), found("b", "S")])
+            .unwrap();
+        assert_eq!(s.added, vec![1, 2]);
+        // Again with one more: the first two keep theirs, in any order found.
+        let s = db
+            .imap_sync(inbox.id, &[found("c", ""), found("b", "S"), found("a", "")])
+            .unwrap();
+        assert_eq!(
+            s,
+            Synced {
+                added: vec![3],
+                ..Synced::default()
+            }
+        );
+        let m = db.imap_messages(inbox.id).unwrap();
+        assert_eq!(
+            m.iter()
+                .map(|m| (m.uid, m.unique.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(1, "a"), (2, "b"), (3, "c")]
+        );
+        let f = db.imap_folder("alice", "INBOX").unwrap();
+        assert_eq!(f.uidnext, 4);
+        assert_eq!(f.modseq, 4, "three additions");
+    }
+
+    #[test]
+    fn gone_files_are_expunged_and_flag_changes_get_a_modseq() {
+        let db = Db::open_in_memory().unwrap();
+        let f = db.imap_folder("alice", "INBOX").unwrap();
+        db.imap_sync(f.id, &[found("a", ""), found("b", ""), found("c", "")])
+            .unwrap();
+        let before = db.imap_folder("alice", "INBOX").unwrap().modseq;
+        // POP3 deleted b; the voicemail menu marked c seen.
+        let s = db
+            .imap_sync(f.id, &[found("a", ""), found("c", "S")])
+            .unwrap();
+        assert_eq!(s.expunged, vec![2]);
+        assert_eq!(s.flagged, vec![3]);
+        assert_eq!(db.imap_expunged_since(f.id, before).unwrap(), vec![2]);
+        assert_eq!(
+            db.imap_expunged_since(f.id, before + 10).unwrap(),
+            Vec::<u32>::new()
+        );
+        let m = db.imap_set_flags(f.id, 1, "F", &["$Work".into()]).unwrap();
+        let a = &db.imap_messages(f.id).unwrap()[0];
+        assert_eq!(
+            (a.flags.as_str(), a.keywords.clone(), a.modseq),
+            ("F", vec!["$Work".to_string()], m)
+        );
+        // A file back under a UID it had is a new message (UIDs are never reused).
+        let s = db
+            .imap_sync(f.id, &[found("a", "F"), found("b", ""), found("c", "S")])
+            .unwrap();
+        assert_eq!(s.added, vec![4]);
+    }
+
+    #[test]
+    fn a_folder_made_again_has_a_new_uidvalidity() {
+        let db = Db::open_in_memory().unwrap();
+        let first = db.imap_folder("alice", "Work").unwrap();
+        db.imap_drop_folder(first.id).unwrap();
+        let second = db.imap_folder("alice", "Work").unwrap();
+        assert!(second.uidvalidity > first.uidvalidity);
+        db.imap_rename_folder(second.id, "Projects").unwrap();
+        db.imap_subscribe(second.id, false).unwrap();
+        let all = db.imap_folders("alice").unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].name.as_str(), all[0].subscribed),
+            ("Projects", false)
+        );
+        assert!(db.imap_folders("bob").unwrap().is_empty());
+    }
+}
