@@ -4,6 +4,8 @@
 //! - [`frame`]: where one command ends in what a client sends (lines and literals),
 //!   within limits, so that nothing unbounded is ever held.
 //! - [`command`]: the commands, parsed from one framed command.
+//! - [`mailbox`]: a user's folders on disk (Maildir++) and their index.
 
 pub mod command;
 pub mod frame;
+pub mod mailbox;

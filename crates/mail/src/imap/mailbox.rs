@@ -1,0 +1,229 @@
+//! A user's IMAP folders on disk and in the index. INBOX is the user's Maildir itself
+//! (where SMTP, POP3, voicemail and the fetcher put mail); every other folder is a
+//! Maildir++ subfolder, `.<name>` beside `new/`, `cur/` and `tmp/`, as dovecot and
+//! Courier lay them out, with `/` (the hierarchy delimiter clients see) written as `.`
+//! and `.`, `%` and `/` inside a name written `%2E`, `%25`, `%2F`.
+//!
+//! [`sync`] lists a folder's files and brings its index in line (store's
+//! `Db::imap_sync`): the one way the index learns what changed on disk.
+
+use std::path::{Path, PathBuf};
+
+use officebox_store::{Db, Found, ImapFolder, ImapMessage, Maildir, StoreError, Synced};
+
+/// The hierarchy delimiter clients see.
+pub const DELIMITER: char = '/';
+
+/// The folders every mailbox has, with their special use (RFC 6154).
+pub const SPECIAL: [(&str, &str); 5] = [
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+];
+
+/// Why a folder name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("a folder name cannot be empty, nor have an empty part")]
+    Empty,
+    #[error("a folder name cannot have control characters")]
+    Control,
+    #[error("a folder name is at most 255 bytes")]
+    TooLong,
+}
+
+/// Checks a folder name (UTF-8, as the client gave it once decoded): its canonical
+/// form (`INBOX` in any case is INBOX, also as the first part of a path).
+pub fn canonical(name: &str) -> Result<String, NameError> {
+    if name.len() > 255 {
+        return Err(NameError::TooLong);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(NameError::Control);
+    }
+    let mut parts: Vec<&str> = name.split(DELIMITER).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(NameError::Empty);
+    }
+    if let Some(first) = parts.first_mut()
+        && first.eq_ignore_ascii_case("INBOX")
+    {
+        *first = "INBOX";
+    }
+    Ok(parts.join("/"))
+}
+
+/// The directory of folder `name` (canonical) in the Maildir at `root`.
+pub fn dir_of(root: &Path, name: &str) -> PathBuf {
+    if name == "INBOX" {
+        return root.to_path_buf();
+    }
+    let encoded: Vec<String> = name
+        .split(DELIMITER)
+        .map(|part| {
+            part.replace('%', "%25")
+                .replace('.', "%2E")
+                .replace('/', "%2F")
+        })
+        .collect();
+    root.join(format!(".{}", encoded.join(".")))
+}
+
+/// The folder a Maildir++ directory name (`.Sent`, `.Work.2026`) stands for.
+pub fn name_of(dir_name: &str) -> Option<String> {
+    let rest = dir_name.strip_prefix('.')?;
+    if rest.is_empty() || rest == "." {
+        return None;
+    }
+    let parts: Vec<String> = rest
+        .split('.')
+        .map(|p| {
+            p.replace("%2E", ".")
+                .replace("%2F", "/")
+                .replace("%25", "%")
+        })
+        .collect();
+    if parts.iter().any(String::is_empty) {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
+/// The folders on disk: INBOX, then every Maildir++ subfolder, by name.
+pub fn folders(root: &Path) -> Result<Vec<String>, StoreError> {
+    let mut names = vec!["INBOX".to_string()];
+    let read = match std::fs::read_dir(root) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(StoreError::io("list", root, e)),
+    };
+    for item in read {
+        let item = item.map_err(|e| StoreError::io("list", root, e))?;
+        let Ok(dir) = item.file_name().into_string() else {
+            continue;
+        };
+        if let Some(name) = name_of(&dir)
+            && item.path().join("cur").is_dir()
+        {
+            names.push(name);
+        }
+    }
+    names.get_mut(1..).unwrap_or_default().sort();
+    Ok(names)
+}
+
+/// Makes the special folders a mailbox lacks (a new user's first login).
+pub fn make_special(root: &Path) -> Result<(), StoreError> {
+    for (name, _) in SPECIAL {
+        Maildir::open(&dir_of(root, name))?;
+    }
+    Ok(())
+}
+
+/// When a message arrived: the seconds its Maildir name begins with (every deliverer
+/// names files so), else 0.
+fn arrival(unique: &str) -> i64 {
+    unique
+        .split('.')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A folder as it is now: its index row, what changed since the last look, and its
+/// messages in UID order.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub folder: ImapFolder,
+    pub changes: Synced,
+    pub messages: Vec<ImapMessage>,
+}
+
+/// Lists `login`'s folder `name` in the Maildir at `root` and brings the index in line;
+/// the folder as it now is. Blocking.
+pub fn sync(db: &Db, login: &str, root: &Path, name: &str) -> Result<Snapshot, StoreError> {
+    let maildir = Maildir::open(&dir_of(root, name))?;
+    let entries = maildir.list()?;
+    let mut found: Vec<Found<'_>> = entries
+        .iter()
+        .map(|e| Found {
+            unique: e.unique(),
+            size: e.size(),
+            received: arrival(e.unique()),
+            flags: e.flags(),
+        })
+        .collect();
+    // New files get their UIDs in arrival order.
+    found.sort_by(|a, b| (a.received, a.unique).cmp(&(b.received, b.unique)));
+    let folder = db.imap_folder(login, name)?;
+    let changes = db.imap_sync(folder.id, &found)?;
+    let folder = db.imap_folder(login, name)?;
+    let messages = db.imap_messages(folder.id)?;
+    Ok(Snapshot {
+        folder,
+        changes,
+        messages,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_maildir_plus_plus_folders_and_back() {
+        let root = Path::new("/m/alice");
+        assert_eq!(dir_of(root, "INBOX"), root);
+        assert_eq!(dir_of(root, "Sent"), root.join(".Sent"));
+        assert_eq!(dir_of(root, "Work/2026"), root.join(".Work.2026"));
+        assert_eq!(dir_of(root, "v1.2 50%"), root.join(".v1%2E2 50%25"));
+        for name in ["Sent", "Work/2026", "v1.2 50%", "Entwürfe"] {
+            let dir = dir_of(root, name);
+            let back = name_of(dir.file_name().unwrap().to_str().unwrap());
+            assert_eq!(back.as_deref(), Some(name));
+        }
+        assert_eq!(name_of("cur"), None);
+        assert_eq!(name_of("."), None);
+        assert_eq!(name_of(".."), None);
+        assert_eq!(name_of(".a..b"), None);
+        assert_eq!(canonical("inbox").unwrap(), "INBOX");
+        assert_eq!(canonical("Inbox/Receipts").unwrap(), "INBOX/Receipts");
+        assert_eq!(canonical("a//b"), Err(NameError::Empty));
+        assert_eq!(canonical("/a"), Err(NameError::Empty));
+        assert_eq!(canonical("a\nb"), Err(NameError::Control));
+    }
+
+    #[test]
+    fn a_sync_indexes_what_arrived_and_what_pop3_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("alice");
+        let inbox = Maildir::open(&root).unwrap();
+        make_special(&root).unwrap();
+        assert_eq!(
+            folders(&root).unwrap(),
+            vec!["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]
+        );
+        let db = Db::open_in_memory().unwrap();
+        inbox.deliver(b"Subject: one\r\n\r\n1\r\n").unwrap();
+        inbox.deliver(b"Subject: two\r\n\r\n2\r\n").unwrap();
+        let s = sync(&db, "alice", &root, "INBOX").unwrap();
+        assert_eq!(s.changes.added, vec![1, 2]);
+        assert_eq!(s.messages.len(), 2);
+        assert!(s.messages[0].received > 1_700_000_000);
+        // POP3 reads the first (seen) and deletes the second.
+        let entries = inbox.list().unwrap();
+        inbox.mark_seen(&entries[0]).unwrap();
+        inbox.delete(&entries[1]).unwrap();
+        let s = sync(&db, "alice", &root, "INBOX").unwrap();
+        assert_eq!(s.changes.expunged.len(), 1);
+        assert_eq!(s.changes.flagged.len(), 1);
+        assert_eq!(s.messages.len(), 1);
+        assert_eq!(s.messages[0].flags, "S");
+        let sent = sync(&db, "alice", &root, "Sent").unwrap();
+        assert!(sent.messages.is_empty());
+        assert_ne!(sent.folder.id, s.folder.id);
+    }
+}
