@@ -185,17 +185,52 @@ impl Maildir {
     }
 
     fn deliver_as(&self, unique: String, message: &[u8]) -> Result<MessageName, StoreError> {
+        self.place(unique, message, None)
+    }
+
+    /// Stores `message` straight into `cur/` with `flags` (Maildir letters, e.g. `S`):
+    /// a message a reader puts here itself (IMAP's APPEND, a copy), already seen by
+    /// one. On disk when this returns `Ok`, like [`Maildir::deliver`].
+    pub fn store(&self, message: &[u8], flags: &str) -> Result<Entry, StoreError> {
+        let flags = sorted_flags(flags);
+        let name = self.place(unique_name(), message, Some(&flags))?;
+        Ok(Entry {
+            name: name.0,
+            folder: Folder::Cur,
+            size: message.len() as u64,
+            flags,
+        })
+    }
+
+    /// Writes `tmp/<unique>`, fsynced, then renames it into `new/` (no flags) or `cur/`
+    /// with `flags`, and fsyncs that directory.
+    fn place(
+        &self,
+        unique: String,
+        message: &[u8],
+        flags: Option<&str>,
+    ) -> Result<MessageName, StoreError> {
         let tmp = self.root.join("tmp").join(&unique);
         if let Err(e) = write_synced(&tmp, message, 0o600) {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        let name = format!("{unique},S={}", message.len());
-        let new_dir = self.root.join("new");
+        let (name, new_dir, op) = match flags {
+            None => (
+                format!("{unique},S={}", message.len()),
+                self.root.join("new"),
+                "move into new/",
+            ),
+            Some(f) => (
+                format!("{unique},S={}:2,{f}", message.len()),
+                self.root.join("cur"),
+                "move into cur/",
+            ),
+        };
         let dest = new_dir.join(&name);
         if let Err(e) = fs::rename(&tmp, &dest) {
             let _ = fs::remove_file(&tmp);
-            return Err(StoreError::io("move into new/", &dest, e));
+            return Err(StoreError::io(op, &dest, e));
         }
         if let Err(e) = sync_dir(&new_dir) {
             // The caller will not acknowledge the message, so do not keep it either
@@ -298,16 +333,33 @@ impl Maildir {
         Ok(moved)
     }
 
+    /// Gives the message exactly `flags` (Maildir letters: D draft, F flagged, P
+    /// passed, R replied, S seen, T trashed): renamed into `cur/` with them, on disk
+    /// when this returns. The entry as it now is.
+    pub fn set_flags(&self, entry: &Entry, flags: &str) -> Result<Entry, StoreError> {
+        let flags = sorted_flags(flags);
+        if entry.folder == Folder::Cur && entry.flags == flags {
+            return Ok(entry.clone());
+        }
+        let moved = self.rename_flagged(entry, flags)?;
+        sync_dir(&self.root.join("cur"))?;
+        if entry.folder == Folder::New {
+            sync_dir(&self.root.join("new"))?;
+        }
+        Ok(moved)
+    }
+
     /// The rename to `cur/` with the S flag, without fsync.
     fn move_seen(&self, entry: &Entry) -> Result<Entry, StoreError> {
-        let from = self.path_of(entry)?;
         if entry.folder == Folder::Cur && entry.flags.contains('S') {
             return Ok(entry.clone());
         }
-        let mut flags: Vec<char> = entry.flags.chars().chain(['S']).collect();
-        flags.sort_unstable();
-        flags.dedup();
-        let flags: String = flags.into_iter().collect();
+        self.rename_flagged(entry, sorted_flags(&format!("{}S", entry.flags)))
+    }
+
+    /// The rename to `cur/<unique>:2,<flags>`, without fsync.
+    fn rename_flagged(&self, entry: &Entry, flags: String) -> Result<Entry, StoreError> {
+        let from = self.path_of(entry)?;
         let name = format!("{}:2,{flags}", base_name(&entry.name));
         let to = self.root.join("cur").join(&name);
         fs::rename(&from, &to).map_err(|e| StoreError::io("move into cur/", &to, e))?;
@@ -415,6 +467,14 @@ fn base_name(name: &str) -> &str {
     name.split_once(':').map_or(name, |(base, _)| base)
 }
 
+/// Maildir flag letters as a name carries them: ASCII order, each once, letters only.
+fn sorted_flags(flags: &str) -> String {
+    let mut f: Vec<char> = flags.chars().filter(char::is_ascii_alphabetic).collect();
+    f.sort_unstable();
+    f.dedup();
+    f.into_iter().collect()
+}
+
 /// The flags of a `cur/` name (`...:2,FLAGS`), empty when there is no info part.
 fn flags_of(name: &str) -> &str {
     name.split_once(":2,").map_or("", |(_, flags)| flags)
@@ -438,6 +498,35 @@ mod tests {
 
     fn tmp_count(md: &Maildir) -> usize {
         fs::read_dir(md.root().join("tmp")).unwrap().count()
+    }
+
+    #[test]
+    fn a_reader_stores_with_flags_and_changes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        let stored = md.store(b"Subject: draft\r\n\r\nx\r\n", "SD").unwrap();
+        assert_eq!((stored.folder(), stored.flags()), (Folder::Cur, "DS"));
+        let delivered = md.deliver(b"Subject: new\r\n\r\ny\r\n").unwrap();
+        let list = md.list().unwrap();
+        assert_eq!(list.len(), 2);
+        let new = list
+            .iter()
+            .find(|e| e.name() == delivered.as_str())
+            .unwrap();
+        assert_eq!(new.folder(), Folder::New);
+        // Flagged and replied: out of new/, the unique part (POP3's UIDL) unchanged.
+        let flagged = md.set_flags(new, "RF").unwrap();
+        assert_eq!((flagged.folder(), flagged.flags()), (Folder::Cur, "FR"));
+        assert_eq!(flagged.unique(), new.unique());
+        let cleared = md.set_flags(&flagged, "").unwrap();
+        assert_eq!(cleared.flags(), "");
+        let again = md.list().unwrap();
+        let found = again.iter().find(|e| e.unique() == new.unique()).unwrap();
+        assert_eq!((found.folder(), found.flags()), (Folder::Cur, ""));
+        assert_eq!(md.read(found).unwrap(), b"Subject: new\r\n\r\ny\r\n");
+        // A message gone meanwhile is an error, not a panic.
+        md.delete(found).unwrap();
+        assert!(md.set_flags(found, "S").is_err());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!   within limits, so that nothing unbounded is ever held.
 //! - [`command`]: the commands, parsed from one framed command.
 //! - [`mailbox`]: a user's folders on disk (Maildir++) and their index.
+//! - [`flags`]: IMAP flags as Maildir letters and index keywords.
 
 pub mod command;
+pub mod flags;
 pub mod frame;
 pub mod mailbox;
