@@ -449,9 +449,13 @@ pub fn service_enabled(config: &Config, service: Service) -> bool {
     match service {
         Service::Dns => config.dns.enabled,
         Service::Dhcp => config.dhcp.enabled,
-        Service::Smtp | Service::Submission | Service::Smtps | Service::Pop3 | Service::Pop3s => {
-            config.mail.enabled
-        }
+        Service::Smtp
+        | Service::Submission
+        | Service::Smtps
+        | Service::Pop3
+        | Service::Pop3s
+        | Service::Imap
+        | Service::Imaps => config.mail.enabled,
         Service::Sip => config.phone.enabled,
         Service::Www | Service::Admin => config.web.enabled,
         Service::Ntp => config.ntp.enabled,
@@ -476,6 +480,8 @@ pub fn service_port(config: &Config, service: Service) -> u16 {
         Service::Smtps => mail.smtps_port,
         Service::Pop3 => mail.pop3_port,
         Service::Pop3s => mail.pop3s_port,
+        Service::Imap => mail.imap_port,
+        Service::Imaps => mail.imaps_port,
         Service::Sip => config.phone.sip_port,
         Service::Www => config.web.site_port,
         Service::Admin => config.web.admin_port,

@@ -284,6 +284,8 @@ pub enum Service {
     Smtps,
     Pop3,
     Pop3s,
+    Imap,
+    Imaps,
     Sip,
     Www,
     Admin,
@@ -295,7 +297,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 13] = [
+    pub const ALL: [Service; 15] = [
         Service::Dns,
         Service::Dhcp,
         Service::Smtp,
@@ -303,6 +305,8 @@ impl Service {
         Service::Smtps,
         Service::Pop3,
         Service::Pop3s,
+        Service::Imap,
+        Service::Imaps,
         Service::Sip,
         Service::Www,
         Service::Admin,
@@ -320,6 +324,8 @@ impl Service {
             Service::Smtps => "smtps",
             Service::Pop3 => "pop3",
             Service::Pop3s => "pop3s",
+            Service::Imap => "imap",
+            Service::Imaps => "imaps",
             Service::Sip => "sip",
             Service::Www => "www",
             Service::Admin => "admin",
@@ -449,6 +455,8 @@ pub struct Mail {
     pub smtps_port: u16,
     pub pop3_port: u16,
     pub pop3s_port: u16,
+    pub imap_port: u16,
+    pub imaps_port: u16,
     /// Relay to other domains for WAN clients that did not authenticate. Off: no open relay.
     pub relay_from_wan: bool,
     pub max_message_size: u64,

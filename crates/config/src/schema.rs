@@ -630,6 +630,20 @@ pub const POP3S_PORT: Setting = s(
     "POP3S port",
     "995: POP3 over TLS.",
 );
+pub const IMAP_PORT: Setting = s(
+    "mail.imap_port",
+    PORT,
+    Default::Int(143),
+    "IMAP port",
+    "143: IMAP, encrypted by STARTTLS before a password is given from the Internet.",
+);
+pub const IMAPS_PORT: Setting = s(
+    "mail.imaps_port",
+    PORT,
+    Default::Int(993),
+    "IMAPS port",
+    "993: IMAP over TLS.",
+);
 pub const RELAY_FROM_WAN: Setting = s(
     "mail.relay_from_wan",
     Kind::Bool,
@@ -1695,6 +1709,8 @@ pub const SETTINGS: &[&Setting] = &[
     &SMTPS_PORT,
     &POP3_PORT,
     &POP3S_PORT,
+    &IMAP_PORT,
+    &IMAPS_PORT,
     &RELAY_FROM_WAN,
     &MAX_MESSAGE_SIZE,
     &MAIL_RESOLVERS,

@@ -164,6 +164,8 @@ mode = "dhcp"                   # "dhcp": leased from the ISP; "static": entered
 {mail.smtps_port}
 {mail.pop3_port}
 {mail.pop3s_port}
+{mail.imap_port}
+{mail.imaps_port}
 {mail.relay_from_wan}
 {mail.max_message_size}
 # DNS servers for finding other domains' mail servers. Unset: this box's own DNS

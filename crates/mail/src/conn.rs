@@ -59,6 +59,19 @@ impl Conn {
         }
     }
 
+    /// Sends what is queued, then waits up to `wait` for more bytes from the client and
+    /// adds them to `buf`; `Ok(false)` at end of stream, TimedOut when it stays silent.
+    pub(crate) async fn fill(&mut self, wait: Duration) -> io::Result<bool> {
+        self.flush().await?;
+        let mut chunk = [0u8; 16384];
+        let n = tokio::time::timeout(wait, self.stream.read(&mut chunk))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client idle"))??;
+        self.buf
+            .extend_from_slice(chunk.get(..n).unwrap_or_default());
+        Ok(n > 0)
+    }
+
     /// Queues one reply line (CRLF added).
     pub(crate) fn say(&mut self, text: &str) {
         self.out.extend_from_slice(text.as_bytes());

@@ -55,13 +55,16 @@ const MAX_SESSIONS: usize = 200;
 enum Kind {
     Smtp(smtp::Port),
     Pop3(pop3::Port),
+    Imap(imap::session::Port),
 }
 
 impl Kind {
     fn needs_tls_first(self) -> bool {
         matches!(
             self,
-            Kind::Smtp(smtp::Port::Smtps) | Kind::Pop3(pop3::Port::Pop3s)
+            Kind::Smtp(smtp::Port::Smtps)
+                | Kind::Pop3(pop3::Port::Pop3s)
+                | Kind::Imap(imap::session::Port::Imaps)
         )
     }
 }
@@ -78,6 +81,16 @@ fn endpoints(config: &Config) -> Vec<(SocketAddr, Kind)> {
         (Service::Smtps, m.smtps_port, Kind::Smtp(smtp::Port::Smtps)),
         (Service::Pop3, m.pop3_port, Kind::Pop3(pop3::Port::Pop3)),
         (Service::Pop3s, m.pop3s_port, Kind::Pop3(pop3::Port::Pop3s)),
+        (
+            Service::Imap,
+            m.imap_port,
+            Kind::Imap(imap::session::Port::Imap),
+        ),
+        (
+            Service::Imaps,
+            m.imaps_port,
+            Kind::Imap(imap::session::Port::Imaps),
+        ),
     ];
     ports
         .into_iter()
@@ -94,6 +107,8 @@ struct Ctx {
     store: Arc<deliver::Store>,
     shared: Arc<smtp::Shared>,
     locks: Arc<pop3::Locks>,
+    /// The IMAP index.
+    index: Arc<imap::session::Index>,
     /// The mail sessions in all; each port counts its clients' addresses by itself.
     limits: Arc<ConnLimits>,
 }
@@ -110,6 +125,13 @@ pub async fn serve(
             .await
             .map_err(io::Error::other)?
             .map_err(|e| io::Error::other(format!("mail: {e}")))?,
+    );
+    let data_dir = config.data_dir.clone();
+    let index = Arc::new(
+        tokio::task::spawn_blocking(move || imap::session::Index::open(&data_dir))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(|e| io::Error::other(format!("imap: {e}")))?,
     );
     let tls = match tls::acceptor(&config) {
         Ok(a) => Some(a),
@@ -139,6 +161,7 @@ pub async fn serve(
             limiter: officebox_secrets::login::Limiter::new(officebox_secrets::login::LOGIN),
         }),
         locks: Arc::default(),
+        index,
         limits: ConnLimits::new(officebox_sockets::limits::PER_ADDRESS, MAX_SESSIONS),
     });
     let result = listen(config_rx, &ctx, &shutdown).await;
@@ -167,6 +190,7 @@ async fn listen(
             match kind {
                 Kind::Smtp(port) => info!(message = "smtp: serving", %addr, ?port),
                 Kind::Pop3(port) => info!(message = "pop3: serving", %addr, ?port),
+                Kind::Imap(port) => info!(message = "imap: serving", %addr, ?port),
             }
             listeners.push((l, *kind));
         }
@@ -205,7 +229,12 @@ async fn listen(
 fn refuse(mut stream: tokio::net::TcpStream, kind: Kind, why: Refused, peer: SocketAddr) {
     debug!(message = "mail: connection refused", %peer, reason = %why);
     let line: &[u8] = match (kind, why) {
-        (Kind::Smtp(smtp::Port::Smtps) | Kind::Pop3(pop3::Port::Pop3s), _) => b"",
+        (
+            Kind::Smtp(smtp::Port::Smtps)
+            | Kind::Pop3(pop3::Port::Pop3s)
+            | Kind::Imap(imap::session::Port::Imaps),
+            _,
+        ) => b"",
         (Kind::Smtp(_), Refused::PerAddress) => {
             b"421 4.7.0 Too many connections from your address; try again later\r\n"
         }
@@ -214,6 +243,10 @@ fn refuse(mut stream: tokio::net::TcpStream, kind: Kind, why: Refused, peer: Soc
             b"-ERR [SYS/TEMP] too many connections from your address; try again later\r\n"
         }
         (Kind::Pop3(_), Refused::Full) => b"-ERR [SYS/TEMP] too busy; try again later\r\n",
+        (Kind::Imap(_), Refused::PerAddress) => {
+            b"* BYE [UNAVAILABLE] too many connections from your address; try again later\r\n"
+        }
+        (Kind::Imap(_), Refused::Full) => b"* BYE [UNAVAILABLE] too busy; try again later\r\n",
     };
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(line)).await;
@@ -242,6 +275,17 @@ async fn accept(
                         config,
                         Arc::clone(&ctx.store),
                         Arc::clone(&ctx.shared),
+                        port,
+                    )
+                    .await
+                }
+                Kind::Imap(port) => {
+                    imap::session::session(
+                        stream,
+                        peer,
+                        config,
+                        Arc::clone(&ctx.shared),
+                        Arc::clone(&ctx.index),
                         port,
                     )
                     .await

@@ -342,6 +342,8 @@ fn one_address_cannot_take_every_connection() {
         ("smtps", port(&c, "mail.smtps_port"), 32),
         ("pop3", port(&c, "mail.pop3_port"), 32),
         ("pop3s", port(&c, "mail.pop3s_port"), 32),
+        ("imap", port(&c, "mail.imap_port"), 32),
+        ("imaps", port(&c, "mail.imaps_port"), 32),
         ("sip", port(&c, "phone.sip_port"), 32),
         ("admin pages", port(&c, "web.admin_port"), 32),
         ("sites", port(&c, "web.site_port"), 32),

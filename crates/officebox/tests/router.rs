@@ -771,7 +771,7 @@ fn every_mode_switch_by_reload_ends_as_a_fresh_start_in_that_mode() {
         );
         if to == "lan-only" {
             // From the Internet, nothing of the box answers any more.
-            for port in [25, 10110, 10587, 10465, 10995, 15060] {
+            for port in [25, 10110, 10587, 10465, 10995, 10143, 10993, 15060] {
                 assert!(
                     !tcp_open(&net.isp, WAN_BOX, port),
                     "{from} -> lan-only: port {port} answers on the WAN"

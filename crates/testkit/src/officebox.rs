@@ -120,6 +120,8 @@ impl TestConfig {
             "mail.smtps_port",
             "mail.pop3_port",
             "mail.pop3s_port",
+            "mail.imap_port",
+            "mail.imaps_port",
             "phone.sip_port",
             "phone.provisioning_port",
             "phone.provisioning_tls_port",

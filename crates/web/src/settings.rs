@@ -155,6 +155,8 @@ pub const PAGES: &[PageDef] = &[
             field(&schema::SMTPS_PORT),
             field(&schema::POP3_PORT),
             field(&schema::POP3S_PORT),
+            field(&schema::IMAP_PORT),
+            field(&schema::IMAPS_PORT),
             field(&schema::MAIL_RESOLVERS),
             field(&schema::FIRST_RETRY),
             field(&schema::MAX_RETRY_INTERVAL),

@@ -16,6 +16,8 @@ impl Loader<'_, '_> {
             smtps_port: schema::SMTPS_PORT.port(),
             pop3_port: schema::POP3_PORT.port(),
             pop3s_port: schema::POP3S_PORT.port(),
+            imap_port: schema::IMAP_PORT.port(),
+            imaps_port: schema::IMAPS_PORT.port(),
             relay_from_wan: schema::RELAY_FROM_WAN.bool(),
             max_message_size: schema::MAX_MESSAGE_SIZE.bytes(),
             aliases: Vec::new(),
@@ -42,6 +44,8 @@ impl Loader<'_, '_> {
             (&schema::SMTPS_PORT, Service::Smtps, &mut mail.smtps_port),
             (&schema::POP3_PORT, Service::Pop3, &mut mail.pop3_port),
             (&schema::POP3S_PORT, Service::Pop3s, &mut mail.pop3s_port),
+            (&schema::IMAP_PORT, Service::Imap, &mut mail.imap_port),
+            (&schema::IMAPS_PORT, Service::Imaps, &mut mail.imaps_port),
         ] {
             *field = self.port_setting(sec_opt.as_mut(), setting, service);
         }

@@ -132,13 +132,15 @@ fn arrival(unique: &str) -> i64 {
         .unwrap_or(0)
 }
 
-/// A folder as it is now: its index row, what changed since the last look, and its
-/// messages in UID order.
+/// A folder as it is now: its index row, what changed since the last look, its
+/// messages in UID order, and their files by unique name.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub folder: ImapFolder,
     pub changes: Synced,
     pub messages: Vec<ImapMessage>,
+    pub maildir: Maildir,
+    pub files: std::collections::HashMap<String, officebox_store::Entry>,
 }
 
 /// Lists `login`'s folder `name` in the Maildir at `root` and brings the index in line;
@@ -161,10 +163,17 @@ pub fn sync(db: &Db, login: &str, root: &Path, name: &str) -> Result<Snapshot, S
     let changes = db.imap_sync(folder.id, &found)?;
     let folder = db.imap_folder(login, name)?;
     let messages = db.imap_messages(folder.id)?;
+    drop(found);
+    let files = entries
+        .into_iter()
+        .map(|e| (e.unique().to_string(), e))
+        .collect();
     Ok(Snapshot {
         folder,
         changes,
         messages,
+        maildir,
+        files,
     })
 }
 

@@ -6,8 +6,10 @@
 //! - [`command`]: the commands, parsed from one framed command.
 //! - [`mailbox`]: a user's folders on disk (Maildir++) and their index.
 //! - [`flags`]: IMAP flags as Maildir letters and index keywords.
+//! - [`session`]: one connection.
 
 pub mod command;
 pub mod flags;
 pub mod frame;
 pub mod mailbox;
+pub mod session;

@@ -237,7 +237,7 @@ def hold(args):
         try:
             data = s.recv(4096)
             # A greeting means a session; a refusal is a greeting and a close.
-            closed = data == b"" or data.startswith((b"421", b"-ERR"))
+            closed = data == b"" or data.startswith((b"421", b"-ERR", b"* BYE"))
             if closed:
                 continue
             kept += 1
