@@ -126,13 +126,6 @@ pub async fn serve(
             .map_err(io::Error::other)?
             .map_err(|e| io::Error::other(format!("mail: {e}")))?,
     );
-    let data_dir = config.data_dir.clone();
-    let index = Arc::new(
-        tokio::task::spawn_blocking(move || imap::session::Index::open(&data_dir))
-            .await
-            .map_err(io::Error::other)?
-            .map_err(|e| io::Error::other(format!("imap: {e}")))?,
-    );
     let tls = match tls::acceptor(&config) {
         Ok(a) => Some(a),
         Err(error) => {
@@ -154,6 +147,7 @@ pub async fn serve(
         Arc::clone(&store),
         runner_stop.clone(),
     ));
+    let index = Arc::new(imap::session::Index::new(Arc::clone(&store)));
     let ctx = Arc::new(Ctx {
         store,
         shared: Arc::new(smtp::Shared {

@@ -1413,17 +1413,9 @@ pub fn day_number(text: &str) -> Option<i64> {
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ];
     let month = i64::try_from(MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))?).ok()? + 1;
-    if !(1..=31).contains(&day) || !(1..=9999).contains(&year) {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    // The store's reader of calendar days (which refuses 31 February), as days.
+    officebox_store::date::parse_day(&format!("{year:04}-{month:02}-{day:02}"))
+        .map(|secs| secs / 86_400)
 }
 
 #[cfg(test)]

@@ -11,13 +11,13 @@ use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use officebox_config::Config;
 use officebox_config::derive::{ClientZone, client_zone};
-use officebox_store::{Db, ImapMessage, mailbox_path};
+use officebox_store::{Db, ImapMessage};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
@@ -42,24 +42,24 @@ pub enum Port {
 const LOGIN_IDLE: Duration = Duration::from_secs(60);
 const IDLE: Duration = Duration::from_secs(31 * 60);
 
-/// The state database for IMAP sessions (the index), opened once for the service.
+/// The mail store IMAP sessions share with SMTP and POP3: the mailboxes, and the one
+/// state database handle that holds the index.
 #[derive(Debug)]
 pub struct Index {
-    db: Mutex<Db>,
-    data_dir: PathBuf,
+    store: Arc<crate::deliver::Store>,
 }
 
 impl Index {
-    pub fn open(data_dir: &std::path::Path) -> Result<Index, officebox_store::StoreError> {
-        Ok(Index {
-            db: Mutex::new(Db::open(&officebox_store::state_db(data_dir))?),
-            data_dir: data_dir.to_path_buf(),
-        })
+    pub fn new(store: Arc<crate::deliver::Store>) -> Index {
+        Index { store }
     }
 
     fn with<R>(&self, f: impl FnOnce(&Db) -> R) -> R {
-        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&db)
+        self.store.with_db(f)
+    }
+
+    fn mailbox(&self, login: &str) -> PathBuf {
+        self.store.mailbox(login)
     }
 }
 
@@ -97,26 +97,13 @@ fn quote(s: &str) -> String {
 
 /// `07-Dec-2026 10:00:00 +0000`.
 fn internal_date(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    let (y, m, d) = officebox_store::date::civil(at);
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let month = usize::try_from(m - 1)
-        .ok()
-        .and_then(|i| MONTHS.get(i))
-        .unwrap_or(&"Jan");
+    let month = MONTHS.get(usize::from(m.max(1)) - 1).unwrap_or(&"Jan");
     format!(
         "{d:02}-{month}-{y:04} {:02}:{:02}:{:02} +0000",
         rem / 3600,
@@ -286,9 +273,7 @@ impl Session {
     }
 
     fn root(&self) -> Option<PathBuf> {
-        self.user
-            .as_ref()
-            .map(|u| mailbox_path(&self.index.data_dir, u))
+        self.user.as_ref().map(|u| self.index.mailbox(u))
     }
 
     async fn run(
@@ -483,7 +468,7 @@ impl Session {
             Auth::Ok(login) => {
                 attempt.succeeded();
                 info!(message = "imap: logged in", client = %self.peer, user = %login);
-                let root = mailbox_path(&self.index.data_dir, &login);
+                let root = self.index.mailbox(&login);
                 let made = tokio::task::spawn_blocking(move || {
                     officebox_store::Maildir::open(&root).and_then(|_| mailbox::make_special(&root))
                 })
