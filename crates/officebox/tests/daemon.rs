@@ -49,11 +49,15 @@ fn starts_reloads_refuses_a_broken_reload_and_stops_on_sigint() {
     let ntp = port(&config, "ntp.port");
     let ob = Officebox::start(bin(), &config.text()).expect("officebox starts");
 
+    // Each service logs its own "serving" line once its socket is bound, which may come
+    // just after the daemon says it is running.
+    ob.peer()
+        .wait_for_log("ntp: serving addr=127.0.0.1:", Duration::from_secs(5))
+        .expect("the time server binds");
     let log = ob.log();
     for line in [
         "service started service=\"ntp\"",
         "officebox running services=dns, mail, phone, web, ntp",
-        "ntp: serving addr=127.0.0.1:",
     ] {
         assert!(log.contains(line), "log lacks {line:?}:\n{log}");
     }

@@ -775,7 +775,7 @@ fn a_real_phone_leaves_a_voicemail_that_pop3_delivers_with_the_audio() {
         m.lag_seconds
     );
     // And alice heard the box: the start of the greeting, then the beep.
-    let heard = alice.last_recording(EVENT_TIMEOUT).unwrap().heard;
+    let heard = alice.last_heard(EVENT_TIMEOUT).unwrap();
     assert!(
         !audio::is_silent(&heard).unwrap(),
         "alice heard nothing from the box"

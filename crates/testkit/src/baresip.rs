@@ -1050,12 +1050,28 @@ impl Baresip {
     /// file's header when the call's audio stops, a moment after `CALL_CLOSED`). Waits
     /// up to `timeout` for a recording to exist and be finished.
     pub fn last_recording(&self, timeout: Duration) -> io::Result<Recording> {
+        self.last_recording_when(timeout, |rec| {
+            wav_finished(&rec.heard) && wav_finished(&rec.sent)
+        })
+    }
+
+    /// What the phone heard in its last call, once that one file is finished: for a test
+    /// that needs only the far end's side (baresip may close the file it sent later).
+    pub fn last_heard(&self, timeout: Duration) -> io::Result<PathBuf> {
+        self.last_recording_when(timeout, |rec| wav_finished(&rec.heard))
+            .map(|rec| rec.heard)
+    }
+
+    fn last_recording_when(
+        &self,
+        timeout: Duration,
+        finished: impl Fn(&Recording) -> bool,
+    ) -> io::Result<Recording> {
         let deadline = Instant::now() + timeout;
         loop {
             let last = self.recordings()?.pop();
             if let Some(rec) = &last
-                && wav_finished(&rec.heard)
-                && wav_finished(&rec.sent)
+                && finished(rec)
             {
                 return Ok(rec.clone());
             }
