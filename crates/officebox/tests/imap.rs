@@ -235,3 +235,130 @@ fn hostile_commands_are_refused_without_being_buffered() {
         ob.log()
     );
 }
+
+#[test]
+fn folders_search_append_copy_move_and_idle_work_for_imaplib_and_curl() {
+    require_program("swaks", "swaks");
+    require_program("curl", "curl");
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    send(&c, "invoice 4711");
+    send(&c, "=?utf-8?q?Gr=C3=BC=C3=9Fe_aus_M=C3=BCnchen?=");
+    let (imap, smtp, pop3) = (
+        c.int("mail.imap_port"),
+        c.int("mail.smtp_port"),
+        c.int("mail.pop3_port"),
+    );
+    let out = python(
+        &format!(
+            r#"
+import imaplib, poplib, smtplib, time
+m = imaplib.IMAP4("127.0.0.1", {imap})
+for cap in ("IDLE", "MOVE", "UIDPLUS", "ESEARCH", "SEARCHRES"):
+    assert cap in m.capabilities, (cap, m.capabilities)
+m.login("alice", "demo-alice")
+m.select("INBOX")
+
+# SEARCH on headers (decoded), body and flags; UTF-8 in a literal; ESEARCH and $.
+assert m.search(None, "SUBJECT", "4711")[1] == [b"1"]
+assert m.uid("SEARCH", "BODY", "hello")[1] == [b"1 2"]
+m.literal = "grüße".encode()
+typ, data = m.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")
+assert data == [b"2"], data
+assert m.search(None, "UNSEEN", "NOT", "SUBJECT", "invoice")[1] == [b"2"]
+typ, data = m.search("ISO-2022-JP", "ALL")
+assert typ == "NO" and b"BADCHARSET" in data[0], (typ, data)
+typ, data = m._simple_command("UID", "SEARCH", "RETURN", "(MIN MAX COUNT SAVE)", "ALL")
+esearch = m.untagged_responses.pop("ESEARCH")[0].decode()
+assert "UID MIN 1 MAX 2 COUNT 2" in esearch, esearch
+typ, data = m.uid("FETCH", "$", "(UID)")
+assert len([d for d in data if d]) == 2, data
+
+# APPEND with flags, a keyword and a date: its UID told; read back from Drafts.
+typ, data = m.append("Drafts", r"(\Draft $Work)", '"01-Dec-2026 09:30:00 +0100"',
+                     b"Subject: a draft\r\n\r\nnot sent yet\r\n")
+assert typ == "OK", data
+validity, draft_uid = m.response("APPENDUID")[1][0].decode().split()
+typ, data = m.status("Drafts", "(MESSAGES UIDVALIDITY)")
+assert f"UIDVALIDITY {{validity}}" in data[0].decode(), data
+m.select("Drafts")
+typ, data = m.uid("FETCH", draft_uid, "(FLAGS INTERNALDATE BODY.PEEK[TEXT])")
+meta = data[0][0].decode()
+assert "\\Draft" in meta and "$Work" in meta and '"01-Dec-2026 08:30:00 +0000"' in meta, meta
+assert data[0][1] == b"not sent yet\r\n", data
+typ, data = m.append("NoSuchFolder", None, None, b"Subject: x\r\n\r\ny\r\n")
+assert typ == "NO" and b"TRYCREATE" in data[0], data
+
+# COPY to Archive, MOVE to Trash: new UIDs told, the moved one gone from INBOX.
+m.select("INBOX")
+m.store("1", "+FLAGS", "($Invoice)")
+assert m.uid("COPY", "1", "Archive")[0] == "OK"
+copied = m.response("COPYUID")[1][0].decode()
+assert copied.split()[1:] == ["1", "1"], copied
+typ, data = m._simple_command("UID", "MOVE", "2", "Trash")
+assert typ == "OK", data
+moved = m.response("COPYUID")[1][0].decode()
+assert moved.endswith(" 2 1"), moved
+assert m.untagged_responses.pop("EXPUNGE") == [b"2"]
+m.select("Archive")
+typ, data = m.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+assert b"$Invoice" in data[0][0] and b"4711" in data[0][1], data
+assert m.select("Trash")[1] == [b"1"]
+assert m.select("INBOX")[1] == [b"1"]
+
+# Folders: inside one another, renamed with what is inside, deleted; subscriptions.
+assert m.create("Work/2026")[0] == "OK"
+typ, data = m.list(pattern="Work*")
+assert any(b"\\HasChildren" in x and b'"Work"' in x for x in data), data
+assert m.rename("Work", "Projects")[0] == "OK"
+typ, data = m.list()
+names = b" ".join(data)
+assert b'"Projects/2026"' in names and b'"Work' not in names, data
+assert m.delete("Projects")[0] == "NO"
+assert m.delete("Projects/2026")[0] == "OK"
+assert m.delete("Projects")[0] == "OK"
+assert m.delete("INBOX")[0] == "NO"
+m.unsubscribe("Archive")
+typ, data = m.lsub()
+assert b'"Sent"' in b" ".join(data) and b"Archive" not in b" ".join(data), data
+
+# IDLE: a mail delivered by SMTP shows at once; so does a POP3 client taking it.
+m.select("INBOX")
+m.send(b"i1 IDLE\r\n")
+assert m.readline().startswith(b"+"), "no continuation"
+start = time.time()
+with smtplib.SMTP("127.0.0.1", {smtp}) as s:
+    s.sendmail("bob@office.test", ["alice@office.test"],
+               b"Subject: while idling\r\n\r\nnew\r\n")
+line = m.readline()
+waited = time.time() - start
+assert line.strip() == b"* 2 EXISTS", line
+print(f"idle saw the mail after {{waited:.2f}} s")
+assert waited < 1.0, waited
+p = poplib.POP3("127.0.0.1", {pop3})
+p.user("alice"); p.pass_("demo-alice")
+p.dele(1)
+p.quit()
+line = m.readline()
+assert line.strip() == b"* 1 EXPUNGE", line
+m.send(b"DONE\r\n")
+assert m.readline().startswith(b"i1 OK"), "IDLE did not end"
+m.logout()
+"#
+        ),
+        &ob,
+    );
+    assert!(out.contains("idle saw the mail"), "{out}");
+    // curl as a second client: the message IMAP moved to Trash, by UID.
+    let fetched = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-u", "alice:demo-alice"])
+        .arg(format!("imap://127.0.0.1:{imap}/Trash;UID=1"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&fetched.stdout);
+    assert!(
+        text.contains("Gr=C3=BC=C3=9Fe"),
+        "curl got:\n{text}\n{}",
+        ob.log()
+    );
+}

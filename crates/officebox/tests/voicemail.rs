@@ -174,7 +174,7 @@ fn an_unanswered_call_leaves_a_voicemail_that_pop3_delivers_with_the_audio() {
 }
 
 #[test]
-fn the_menu_takes_the_pin_plays_deletes_and_saves_and_pop3_sees_the_same_mailbox() {
+fn the_menu_takes_the_pin_plays_deletes_and_saves_and_pop3_and_imap_see_the_same_mailbox() {
     require_program("sipp", "sip-tester");
     require_program("python3", "python3");
     let c = TestConfig::demo().free_ports();
@@ -218,6 +218,37 @@ fn the_menu_takes_the_pin_plays_deletes_and_saves_and_pop3_sees_the_same_mailbox
         cur.file_name()
     );
     assert_eq!(fetch_voicemails(pop).len(), 1);
+
+    // IMAP sees the same mailbox: the voicemail bob saved on the phone is \Seen; deleted
+    // there, it is gone from the phone menu and from POP3.
+    let imap = c.int("mail.imap_port");
+    python(&format!(
+        r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("bob", "demo-bob")
+assert m.select("INBOX")[1] == [b"1"]
+typ, data = m.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+assert b"\\Seen" in data[0][0] and b"Voicemail from" in data[0][1], data
+m.store("1", "+FLAGS", "(\\Deleted)")
+assert m.expunge()[1] == [b"1"]
+m.logout()
+"#
+    ));
+    let (ok, errors) = sipp_call(
+        &format!("127.0.0.1:{sip}"),
+        "uac_menu_leave.xml",
+        "callee.csv",
+        "*97",
+    );
+    assert!(ok, "{errors}\n{}", ob.log());
+    assert!(
+        ob.log()
+            .contains("phone: voicemail menu user=bob new=0 saved=0"),
+        "{}",
+        ob.log()
+    );
+    assert_eq!(fetch_voicemails(pop).len(), 0);
 }
 
 #[test]

@@ -190,10 +190,17 @@ impl Maildir {
 
     /// Stores `message` straight into `cur/` with `flags` (Maildir letters, e.g. `S`):
     /// a message a reader puts here itself (IMAP's APPEND, a copy), already seen by
-    /// one. On disk when this returns `Ok`, like [`Maildir::deliver`].
-    pub fn store(&self, message: &[u8], flags: &str) -> Result<Entry, StoreError> {
+    /// one. On disk when this returns `Ok`, like [`Maildir::deliver`]. `arrived` (seconds
+    /// since 1970) is the arrival time its name records, which readers show as its date
+    /// (IMAP's internal date): a copy keeps the original's; `None` is now.
+    pub fn store(
+        &self,
+        message: &[u8],
+        flags: &str,
+        arrived: Option<i64>,
+    ) -> Result<Entry, StoreError> {
         let flags = sorted_flags(flags);
-        let name = self.place(unique_name(), message, Some(&flags))?;
+        let name = self.place(unique_arrived(arrived), message, Some(&flags))?;
         Ok(Entry {
             name: name.0,
             folder: Folder::Cur,
@@ -349,6 +356,32 @@ impl Maildir {
         Ok(moved)
     }
 
+    /// Moves the message into the folder `dest` (another folder of the same mailbox, or
+    /// this one) under a new unique name that keeps `arrived` as its arrival time, with
+    /// `flags`: one rename, so a crash leaves it in one folder or the other, never both or
+    /// neither. On disk when this returns. The entry in `dest`.
+    pub fn move_into(
+        &self,
+        entry: &Entry,
+        dest: &Maildir,
+        flags: &str,
+        arrived: Option<i64>,
+    ) -> Result<Entry, StoreError> {
+        let from = self.path_of(entry)?;
+        let flags = sorted_flags(flags);
+        let name = format!("{},S={}:2,{flags}", unique_arrived(arrived), entry.size);
+        let to = dest.root.join("cur").join(&name);
+        fs::rename(&from, &to).map_err(|e| StoreError::io("move into cur/", &to, e))?;
+        sync_dir(&dest.root.join("cur"))?;
+        sync_dir(&self.root.join(entry.folder.dir_name()))?;
+        Ok(Entry {
+            name,
+            folder: Folder::Cur,
+            size: entry.size,
+            flags,
+        })
+    }
+
     /// The rename to `cur/` with the S flag, without fsync.
     fn move_seen(&self, entry: &Entry) -> Result<Entry, StoreError> {
         if entry.folder == Folder::Cur && entry.flags.contains('S') {
@@ -437,6 +470,17 @@ fn unique_name() -> String {
     )
 }
 
+/// A new unique name whose leading seconds are `arrived` (when given) instead of now.
+fn unique_arrived(arrived: Option<i64>) -> String {
+    let mut unique = unique_name();
+    if let Some(secs) = arrived.filter(|s| *s >= 0)
+        && let Some(dot) = unique.find('.')
+    {
+        unique.replace_range(..dot, &secs.to_string());
+    }
+    unique
+}
+
 fn hostname() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
@@ -504,8 +548,27 @@ mod tests {
     fn a_reader_stores_with_flags_and_changes_them() {
         let dir = tempfile::tempdir().unwrap();
         let md = Maildir::open(dir.path()).unwrap();
-        let stored = md.store(b"Subject: draft\r\n\r\nx\r\n", "SD").unwrap();
+        let stored = md
+            .store(b"Subject: draft\r\n\r\nx\r\n", "SD", None)
+            .unwrap();
         assert_eq!((stored.folder(), stored.flags()), (Folder::Cur, "DS"));
+        let dated = md
+            .store(b"Subject: old\r\n\r\nz\r\n", "", Some(1_000_000_000))
+            .unwrap();
+        assert!(
+            dated.unique().starts_with("1000000000.M"),
+            "{}",
+            dated.unique()
+        );
+        let other = Maildir::open(&dir.path().join(".Archive")).unwrap();
+        let moved = md
+            .move_into(&dated, &other, "S", Some(1_000_000_000))
+            .unwrap();
+        assert!(moved.unique().starts_with("1000000000.M"));
+        assert_ne!(moved.unique(), dated.unique());
+        assert_eq!(other.read(&moved).unwrap(), b"Subject: old\r\n\r\nz\r\n");
+        assert_eq!(other.list().unwrap(), vec![moved]);
+        assert_eq!(md.read(&dated).ok(), None);
         let delivered = md.deliver(b"Subject: new\r\n\r\ny\r\n").unwrap();
         let list = md.list().unwrap();
         assert_eq!(list.len(), 2);

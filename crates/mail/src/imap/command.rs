@@ -1418,10 +1418,55 @@ pub fn day_number(text: &str) -> Option<i64> {
         .map(|secs| secs / 86_400)
 }
 
+/// An APPEND date-time (`" 7-Jul-1996 02:44:25 -0700"`) as Unix seconds; `None` when
+/// it is not one.
+pub fn date_time(text: &str) -> Option<i64> {
+    let mut words = text.trim_start().split(' ');
+    let (date, time, zone) = (words.next()?, words.next()?, words.next()?);
+    if words.next().is_some() {
+        return None;
+    }
+    let days = day_number(date)?;
+    let mut hms = time
+        .split(':')
+        .map(|n| (n.len() == 2).then(|| n.parse::<i64>().ok()).flatten());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some() || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let sign = match zone.as_bytes().first() {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ => return None,
+    };
+    let digits = zone.get(1..).filter(|d| d.len() == 4)?;
+    let hhmm: i64 = digits.parse().ok()?;
+    let offset = sign * (hhmm / 100 * 3600 + hhmm % 100 * 60);
+    Some(days * 86_400 + h * 3600 + m * 60 + s - offset)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_dates_are_read_with_their_zone() {
+        assert_eq!(date_time("07-Dec-2026 10:00:00 +0000"), Some(1_796_637_600));
+        assert_eq!(date_time(" 7-Dec-2026 11:30:00 +0130"), Some(1_796_637_600));
+        assert_eq!(date_time("07-Dec-2026 02:00:00 -0800"), Some(1_796_637_600));
+        for bad in [
+            "07-Dec-2026 10:00 +0000",
+            "07-Dec-2026 24:00:00 +0000",
+            "31-Feb-2026 10:00:00 +0000",
+            "07-Dec-2026 10:00:00 0000",
+            "07-Dec-2026 10:00:00 +00",
+            "07-Dec-2026 10:00:00 +0000 x",
+            "",
+        ] {
+            assert_eq!(date_time(bad), None, "{bad}");
+        }
+    }
 
     fn ok(s: &str) -> Body {
         parse(s.as_bytes())

@@ -6,10 +6,12 @@
 //! - [`command`]: the commands, parsed from one framed command.
 //! - [`mailbox`]: a user's folders on disk (Maildir++) and their index.
 //! - [`flags`]: IMAP flags as Maildir letters and index keywords.
+//! - [`search`]: which messages a SEARCH key picks.
 //! - [`session`]: one connection.
 
 pub mod command;
 pub mod flags;
 pub mod frame;
 pub mod mailbox;
+pub mod search;
 pub mod session;

@@ -41,6 +41,8 @@ pub enum Port {
 /// minutes once authenticated).
 const LOGIN_IDLE: Duration = Duration::from_secs(60);
 const IDLE: Duration = Duration::from_secs(31 * 60);
+/// How often an idling session looks at its folder for changes.
+const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// The mail store IMAP sessions share with SMTP and POP3: the mailboxes, and the one
 /// state database handle that holds the index.
@@ -70,6 +72,8 @@ struct Selected {
     snap: Snapshot,
     /// UIDs that arrived while this session watched (\Recent to it).
     recent: HashSet<u32>,
+    /// The UIDs the last `SEARCH RETURN (SAVE)` found: what `$` means (RFC 5182).
+    saved: Vec<u32>,
 }
 
 struct Session {
@@ -253,6 +257,11 @@ impl Session {
             "NAMESPACE",
             "UIDPLUS",
             "SPECIAL-USE",
+            "IDLE",
+            "MOVE",
+            "ESEARCH",
+            "SEARCHRES",
+            "CHILDREN",
         ];
         if self.user.is_none() {
             if !self.tls && self.shared.tls.is_some() {
@@ -373,8 +382,14 @@ impl Session {
                 conn.say("* NAMESPACE ((\"\" \"/\")) NIL NIL");
                 conn.say(&format!("{tag} OK NAMESPACE done"));
             }
-            Body::List { patterns, lsub, .. } => {
-                self.list(conn, &patterns, lsub).await;
+            Body::List {
+                patterns,
+                lsub,
+                returns,
+                ..
+            } => {
+                let subscribed = returns.iter().any(|r| r == "SUBSCRIBED");
+                self.list(conn, &patterns, lsub, subscribed).await;
                 conn.say(&format!(
                     "{tag} OK {} done",
                     if lsub { "LSUB" } else { "LIST" }
@@ -384,8 +399,36 @@ impl Session {
                 let reply = self.create(&mailbox).await;
                 conn.say(&format!("{tag} {reply}"));
             }
-            Body::Subscribe(_) | Body::Unsubscribe(_) => {
-                conn.say(&format!("{tag} OK done"));
+            Body::Subscribe(name) => {
+                let reply = self.subscribe(&name, true).await;
+                conn.say(&format!("{tag} {reply}"));
+            }
+            Body::Unsubscribe(name) => {
+                let reply = self.subscribe(&name, false).await;
+                conn.say(&format!("{tag} {reply}"));
+            }
+            Body::Delete(name) => {
+                let reply = self.delete(&name).await;
+                conn.say(&format!("{tag} {reply}"));
+            }
+            Body::Rename { from, to } => {
+                let reply = self.rename(&from, &to).await;
+                conn.say(&format!("{tag} {reply}"));
+            }
+            Body::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                let reply = self
+                    .append(&mailbox, &flags, date.as_deref(), message)
+                    .await;
+                self.report_changes(conn).await;
+                conn.say(&format!("{tag} {reply}"));
+            }
+            Body::Idle => {
+                return self.idle(conn, framer, &tag).await;
             }
             Body::Select {
                 mailbox, read_only, ..
@@ -426,14 +469,530 @@ impl Session {
                 conn.say(&format!("{tag} {reply}"));
             }
             Body::Expunge(uids) => {
+                if self.selected.as_ref().is_some_and(|s| s.read_only) {
+                    conn.say(&format!("{tag} NO the folder is read-only"));
+                    return Ok(Flow::Go);
+                }
                 self.expunge(conn, uids.as_ref(), true).await;
                 conn.say(&format!("{tag} OK EXPUNGE done"));
             }
-            _ => {
-                conn.say(&format!("{tag} NO not supported yet"));
+            Body::Search {
+                uid,
+                returns,
+                esearch,
+                charset,
+                key,
+            } => {
+                if let Some(cs) = charset
+                    && !cs.eq_ignore_ascii_case("UTF-8")
+                    && !cs.eq_ignore_ascii_case("US-ASCII")
+                {
+                    conn.say(&format!(
+                        "{tag} NO [BADCHARSET (UTF-8 US-ASCII)] search in UTF-8"
+                    ));
+                    return Ok(Flow::Go);
+                }
+                if uid {
+                    self.report_changes(conn).await;
+                }
+                self.search(conn, &tag, uid, &returns, esearch, &key).await;
+                conn.say(&format!("{tag} OK SEARCH done"));
+            }
+            Body::Copy { uid, set, mailbox } => {
+                let reply = self.copy(conn, uid, &set, &mailbox, false).await;
+                conn.say(&format!("{tag} {reply}"));
+            }
+            Body::Move { uid, set, mailbox } => {
+                let reply = self.copy(conn, uid, &set, &mailbox, true).await;
+                conn.say(&format!("{tag} {reply}"));
             }
         }
         Ok(Flow::Go)
+    }
+
+    /// The folder `name` (as the client wrote it) in this user's mailbox: its canonical
+    /// name and directory, when it exists.
+    fn existing(&self, name: &[u8]) -> Option<(String, PathBuf)> {
+        let root = self.root()?;
+        let name = mailbox::canonical(&String::from_utf8_lossy(name)).ok()?;
+        let dir = mailbox::dir_of(&root, &name);
+        (name == "INBOX" || dir.join("cur").is_dir()).then_some((name, dir))
+    }
+
+    /// Runs `f` on the index, off the async threads.
+    async fn on_index<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> R + Send + 'static,
+    ) -> Option<R> {
+        let index = Arc::clone(&self.index);
+        tokio::task::spawn_blocking(move || index.with(f))
+            .await
+            .ok()
+    }
+
+    async fn subscribe(&self, name: &[u8], on: bool) -> String {
+        let (Some(login), Some((name, _))) = (self.user.clone(), self.existing(name)) else {
+            return "NO [NONEXISTENT] no such folder".into();
+        };
+        let done = self
+            .on_index(move |db| {
+                let folder = db.imap_folder(&login, &name)?;
+                db.imap_subscribe(folder.id, on)
+            })
+            .await;
+        match done {
+            Some(Ok(())) => "OK done".into(),
+            _ => "NO [SERVERBUG] the subscription cannot be kept".into(),
+        }
+    }
+
+    /// DELETE: the folder and its messages. INBOX cannot be deleted, nor a folder with
+    /// folders inside it (delete those first).
+    async fn delete(&mut self, name: &[u8]) -> String {
+        let (Some(login), Some(root)) = (self.user.clone(), self.root()) else {
+            return "NO log in first".into();
+        };
+        let Some((name, dir)) = self.existing(name) else {
+            return "NO [NONEXISTENT] no such folder".into();
+        };
+        if name == "INBOX" {
+            return "NO [CANNOT] INBOX cannot be deleted".into();
+        }
+        let inside = format!("{name}/");
+        let folders = {
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || mailbox::folders(&root))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        };
+        if folders.iter().any(|f| f.starts_with(&inside)) {
+            return "NO [CANNOT] delete the folders inside it first".into();
+        }
+        if self.selected.as_ref().is_some_and(|s| s.name == name) {
+            self.selected = None;
+        }
+        let removed = tokio::task::spawn_blocking(move || remove_folder(&dir)).await;
+        if !matches!(removed, Ok(Ok(()))) {
+            warn!(message = "imap: a folder cannot be deleted", user = %login, folder = %name);
+            return "NO [SERVERBUG] the folder cannot be deleted".into();
+        }
+        let _ = self
+            .on_index(move |db| {
+                if let Ok(Some(f)) = db.imap_folder_if_any(&login, &name) {
+                    let _ = db.imap_drop_folder(f.id);
+                }
+            })
+            .await;
+        "OK DELETE done".into()
+    }
+
+    /// RENAME: the folder and the folders inside it, UIDs kept. Renaming INBOX moves its
+    /// messages into a new folder and leaves INBOX empty (RFC 9051 6.3.6).
+    async fn rename(&mut self, from: &[u8], to: &[u8]) -> String {
+        let (Some(login), Some(root)) = (self.user.clone(), self.root()) else {
+            return "NO log in first".into();
+        };
+        let Some((from, from_dir)) = self.existing(from) else {
+            return "NO [NONEXISTENT] no such folder".into();
+        };
+        let to = match mailbox::canonical(&String::from_utf8_lossy(to)) {
+            Ok(n) if n == "INBOX" => return "NO [ALREADYEXISTS] INBOX exists".into(),
+            Ok(n) => n,
+            Err(e) => return format!("NO {e}"),
+        };
+        if to.starts_with(&format!("{from}/")) {
+            return "NO [CANNOT] a folder cannot go inside itself".into();
+        }
+        let to_dir = mailbox::dir_of(&root, &to);
+        if to_dir.exists() {
+            return "NO [ALREADYEXISTS] that folder exists".into();
+        }
+        if self.selected.as_ref().is_some_and(|s| s.name == from) {
+            self.selected = None;
+        }
+        if from == "INBOX" {
+            let Some(snap) = self.snapshot("INBOX").await else {
+                return "NO [SERVERBUG] INBOX cannot be read".into();
+            };
+            let moved = tokio::task::spawn_blocking(move || {
+                let dest = officebox_store::Maildir::open(&to_dir)?;
+                for m in &snap.messages {
+                    if let Some(e) = snap.files.get(&m.unique) {
+                        snap.maildir
+                            .move_into(e, &dest, e.flags(), Some(m.received))?;
+                    }
+                }
+                Ok::<_, officebox_store::StoreError>(())
+            })
+            .await;
+            return match moved {
+                Ok(Ok(())) => "OK RENAME done".into(),
+                _ => "NO [SERVERBUG] the messages cannot all be moved".into(),
+            };
+        }
+        // The folder, then every folder inside it, each directory renamed whole.
+        let inside = format!("{from}/");
+        let renamed = tokio::task::spawn_blocking(move || {
+            let mut pairs = vec![(from.clone(), to.clone())];
+            for f in mailbox::folders(&root)? {
+                if let Some(rest) = f.strip_prefix(&inside) {
+                    pairs.push((f.clone(), format!("{to}/{rest}")));
+                }
+            }
+            for (old, new) in &pairs {
+                let (a, b) = (mailbox::dir_of(&root, old), mailbox::dir_of(&root, new));
+                std::fs::rename(&a, &b)
+                    .map_err(|e| officebox_store::StoreError::io("rename folder", &b, e))?;
+            }
+            officebox_store::Maildir::open(&root)?;
+            let _ = from_dir;
+            Ok::<_, officebox_store::StoreError>(pairs)
+        })
+        .await;
+        let Ok(Ok(pairs)) = renamed else {
+            return "NO [SERVERBUG] the folder cannot be renamed".into();
+        };
+        let _ = self
+            .on_index(move |db| {
+                for (old, new) in pairs {
+                    if let Ok(Some(f)) = db.imap_folder_if_any(&login, &old) {
+                        let _ = db.imap_rename_folder(f.id, &new);
+                    }
+                }
+            })
+            .await;
+        "OK RENAME done".into()
+    }
+
+    /// APPEND: the message stored in the folder with its flags and date; its UID told.
+    async fn append(
+        &mut self,
+        name: &[u8],
+        flags: &[command::Flag],
+        date: Option<&str>,
+        message: Vec<u8>,
+    ) -> String {
+        let Some(login) = self.user.clone() else {
+            return "NO log in first".into();
+        };
+        let Some((name, dir)) = self.existing(name) else {
+            return "NO [TRYCREATE] no such folder".into();
+        };
+        let arrived = match date {
+            None => None,
+            Some(d) => match command::date_time(d) {
+                Some(t) => Some(t),
+                None => return format!("BAD {d:?} is not a date-time"),
+            },
+        };
+        if message.is_empty() {
+            return "NO an empty message is not stored".into();
+        }
+        let (letters, keywords) = super::flags::stored(flags);
+        let (index, root) = (Arc::clone(&self.index), self.root().unwrap_or_default());
+        let done = tokio::task::spawn_blocking(move || {
+            let maildir = officebox_store::Maildir::open(&dir)?;
+            let entry = maildir.store(&message, &letters, arrived)?;
+            index.with(|db| {
+                let snap = mailbox::sync(db, &login, &root, &name)?;
+                let m = snap.messages.iter().find(|m| m.unique == entry.unique());
+                let uid = m.map_or(0, |m| m.uid);
+                if !keywords.is_empty() && uid > 0 {
+                    db.imap_set_flags(snap.folder.id, uid, &letters, &keywords)?;
+                }
+                Ok::<_, officebox_store::StoreError>((snap.folder.uidvalidity, uid))
+            })
+        })
+        .await;
+        match done {
+            Ok(Ok((validity, uid))) => format!("OK [APPENDUID {validity} {uid}] APPEND done"),
+            Ok(Err(error)) => {
+                warn!(message = "imap: a message cannot be stored", %error);
+                "NO [SERVERBUG] the message cannot be stored".into()
+            }
+            Err(_) => "NO [SERVERBUG] the message cannot be stored".into(),
+        }
+    }
+
+    /// COPY and MOVE: the chosen messages into another folder (flags, keywords and date
+    /// kept), their new UIDs told; MOVE then expunges them here.
+    async fn copy(
+        &mut self,
+        conn: &mut Conn,
+        uid: bool,
+        set: &SequenceSet,
+        name: &[u8],
+        moving: bool,
+    ) -> String {
+        let Some(login) = self.user.clone() else {
+            return "NO log in first".into();
+        };
+        let Some((name, dir)) = self.existing(name) else {
+            return "NO [TRYCREATE] no such folder".into();
+        };
+        if moving && self.selected.as_ref().is_some_and(|s| s.read_only) {
+            return "NO the folder is read-only".into();
+        }
+        let chosen = self.chosen(uid, set);
+        let Some(sel) = &self.selected else {
+            return "NO select a folder first".into();
+        };
+        if chosen.is_empty() {
+            return format!("OK {} done", if moving { "MOVE" } else { "COPY" });
+        }
+        let work: Vec<(ImapMessage, officebox_store::Entry)> = chosen
+            .into_iter()
+            .filter_map(|(_, m)| sel.snap.files.get(&m.unique).cloned().map(|e| (m, e)))
+            .collect();
+        let (index, root, source) = (
+            Arc::clone(&self.index),
+            self.root().unwrap_or_default(),
+            sel.snap.maildir.clone(),
+        );
+        let done = tokio::task::spawn_blocking(move || {
+            let dest = officebox_store::Maildir::open(&dir)?;
+            let mut placed = Vec::new();
+            for (m, e) in &work {
+                let new = if moving {
+                    source.move_into(e, &dest, &m.flags, Some(m.received))
+                } else {
+                    source
+                        .read(e)
+                        .and_then(|data| dest.store(&data, &m.flags, Some(m.received)))
+                };
+                match new {
+                    Ok(new) => placed.push((m, new)),
+                    // Gone meanwhile (another client expunged it): nothing to copy.
+                    Err(error) => warn!(message = "imap: a message cannot be copied", %error),
+                }
+            }
+            index.with(|db| {
+                let snap = mailbox::sync(db, &login, &root, &name)?;
+                let mut pairs = Vec::new();
+                for (m, new) in placed {
+                    if let Some(n) = snap.messages.iter().find(|x| x.unique == new.unique()) {
+                        if !m.keywords.is_empty() {
+                            db.imap_set_flags(snap.folder.id, n.uid, &m.flags, &m.keywords)?;
+                        }
+                        pairs.push((m.uid, n.uid));
+                    }
+                }
+                Ok::<_, officebox_store::StoreError>((snap.folder.uidvalidity, pairs))
+            })
+        })
+        .await;
+        let (validity, pairs) = match done {
+            Ok(Ok(v)) => v,
+            _ => return "NO [SERVERBUG] the messages cannot be copied".into(),
+        };
+        let code = if pairs.is_empty() {
+            String::new()
+        } else {
+            let (from, to): (Vec<u32>, Vec<u32>) = pairs.iter().copied().unzip();
+            format!(
+                "[COPYUID {validity} {} {}] ",
+                super::search::compact(&from),
+                super::search::compact(&to)
+            )
+        };
+        if !moving {
+            return format!("OK {code}COPY done");
+        }
+        if !code.is_empty() {
+            conn.say(&format!("* OK {code}moved"));
+        }
+        // What left this folder, as EXPUNGE (highest number first), and the view synced.
+        let gone: HashSet<u32> = pairs.iter().map(|(from, _)| *from).collect();
+        if let Some(sel) = &self.selected {
+            for (i, m) in sel.snap.messages.iter().enumerate().rev() {
+                if gone.contains(&m.uid) {
+                    conn.say(&format!("* {} EXPUNGE", i + 1));
+                }
+            }
+        }
+        self.resync().await;
+        "OK MOVE done".into()
+    }
+
+    /// The selected folder's view replaced by a fresh sync, without telling the client
+    /// (after this session told it itself).
+    async fn resync(&mut self) {
+        let Some(name) = self.selected.as_ref().map(|s| s.name.clone()) else {
+            return;
+        };
+        if let Some(snap) = self.snapshot(&name).await
+            && let Some(sel) = self.selected.as_mut()
+        {
+            sel.snap = snap;
+        }
+    }
+
+    /// SEARCH, answered as SEARCH or (with RETURN) ESEARCH.
+    async fn search(
+        &mut self,
+        conn: &mut Conn,
+        tag: &str,
+        uid: bool,
+        returns: &[String],
+        esearch: bool,
+        key: &command::SearchKey,
+    ) {
+        let Some(sel) = &self.selected else { return };
+        let (messages, files, maildir, recent, wanted) = (
+            sel.snap.messages.clone(),
+            sel.snap.files.clone(),
+            sel.snap.maildir.clone(),
+            sel.recent.clone(),
+            key.clone(),
+        );
+        let saved = sel.saved.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let key = resolve_saved(wanted, &saved);
+            let content = super::search::needs_content(&key);
+            let count = u32::try_from(messages.len()).unwrap_or(u32::MAX);
+            let last_uid = messages.last().map_or(0, |m| m.uid);
+            let mut found: Vec<(u32, u32, u64)> = Vec::new();
+            for (i, m) in messages.iter().enumerate() {
+                let c = super::search::Candidate {
+                    seq: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                    count,
+                    last_uid,
+                    message: m,
+                    recent: recent.contains(&m.uid),
+                };
+                let raw = if content {
+                    files.get(&m.unique).and_then(|e| maildir.read(e).ok())
+                } else {
+                    None
+                };
+                let parsed = raw.as_deref().and_then(super::search::parse);
+                if super::search::matches(&key, &c, parsed.as_ref()) {
+                    found.push((c.seq, m.uid, m.modseq));
+                }
+            }
+            found
+        })
+        .await
+        .unwrap_or_default();
+        let numbers: Vec<u32> = found
+            .iter()
+            .map(|&(seq, u, _)| if uid { u } else { seq })
+            .collect();
+        let modseq = found.iter().map(|&(_, _, m)| m).max();
+        let wants = |w: &str| returns.iter().any(|r| r == w);
+        if wants("SAVE") {
+            let only_ends = (wants("MIN") || wants("MAX")) && !wants("ALL") && !wants("COUNT");
+            let mut uids: Vec<u32> = if only_ends {
+                let min = found.first().filter(|_| wants("MIN"));
+                let max = found.last().filter(|_| wants("MAX"));
+                [min, max].into_iter().flatten().map(|f| f.1).collect()
+            } else {
+                found.iter().map(|f| f.1).collect()
+            };
+            uids.sort_unstable();
+            uids.dedup();
+            if let Some(sel) = self.selected.as_mut() {
+                sel.saved = uids;
+            }
+        }
+        let condstore = search_uses_modseq(key);
+        if returns.is_empty() && !esearch {
+            let mut line = String::from("* SEARCH");
+            for n in &numbers {
+                line.push_str(&format!(" {n}"));
+            }
+            if condstore && let Some(m) = modseq {
+                line.push_str(&format!(" (MODSEQ {m})"));
+            }
+            conn.say(&line);
+            return;
+        }
+        if returns.len() == 1 && wants("SAVE") {
+            return;
+        }
+        let mut line = format!("* ESEARCH (TAG {})", quote(tag));
+        if uid {
+            line.push_str(" UID");
+        }
+        let all = esearch && returns.iter().all(|r| r == "SAVE") || wants("ALL");
+        if wants("MIN")
+            && let Some(n) = numbers.first()
+        {
+            line.push_str(&format!(" MIN {n}"));
+        }
+        if wants("MAX")
+            && let Some(n) = numbers.last()
+        {
+            line.push_str(&format!(" MAX {n}"));
+        }
+        if all && !numbers.is_empty() {
+            line.push_str(&format!(" ALL {}", super::search::compact(&numbers)));
+        }
+        if wants("COUNT") {
+            line.push_str(&format!(" COUNT {}", numbers.len()));
+        }
+        if condstore && let Some(m) = modseq {
+            line.push_str(&format!(" MODSEQ {m}"));
+        }
+        conn.say(&line);
+    }
+
+    /// IDLE: what changes in the selected folder is told as it happens, until DONE.
+    async fn idle(&mut self, conn: &mut Conn, framer: &mut Framer, tag: &str) -> io::Result<Flow> {
+        conn.say("+ idling");
+        conn.flush().await?;
+        let deadline = tokio::time::Instant::now() + IDLE;
+        let mut seen = self.folder_stamp();
+        loop {
+            if let Some(line) = framer.take_raw_line() {
+                let word = String::from_utf8_lossy(&line);
+                if word.trim().eq_ignore_ascii_case("DONE") {
+                    conn.say(&format!("{tag} OK IDLE done"));
+                    return Ok(Flow::Go);
+                }
+                conn.say(&format!("{tag} BAD expected DONE"));
+                return Ok(Flow::Go);
+            }
+            if framer.held() > 1024 {
+                conn.say(&format!("{tag} BAD expected DONE"));
+                return Ok(Flow::Stop);
+            }
+            conn.flush().await?;
+            tokio::select! {
+                got = conn.fill(IDLE_POLL) => match got {
+                    Ok(true) => {
+                        let bytes = std::mem::take(&mut conn.buf);
+                        framer.push(&bytes);
+                    }
+                    Ok(false) => return Ok(Flow::Stop),
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                    Err(e) => return Err(e),
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    conn.say("* BYE idle for too long");
+                    return Ok(Flow::Stop);
+                }
+            }
+            let now = self.folder_stamp();
+            if now != seen {
+                seen = now;
+                self.report_changes(conn).await;
+            }
+        }
+    }
+
+    /// When the selected folder's `new/` and `cur/` last changed: a delivery, a flag
+    /// changed or a message removed by anyone changes one of them.
+    fn folder_stamp(&self) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+        let root = self.selected.as_ref()?.snap.maildir.root().to_path_buf();
+        let m = |d: &str| {
+            std::fs::metadata(root.join(d))
+                .and_then(|m| m.modified())
+                .ok()
+        };
+        Some((m("new")?, m("cur")?))
     }
 
     /// One raw line from the client (an AUTHENTICATE response).
@@ -493,29 +1052,51 @@ impl Session {
         }
     }
 
-    async fn list(&self, conn: &mut Conn, patterns: &[Vec<u8>], _lsub: bool) {
-        let Some(root) = self.root() else { return };
+    async fn list(&self, conn: &mut Conn, patterns: &[Vec<u8>], lsub: bool, subscribed: bool) {
+        let (Some(root), Some(login)) = (self.root(), self.user.clone()) else {
+            return;
+        };
         let names = tokio::task::spawn_blocking(move || mailbox::folders(&root))
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
+        // Folders are subscribed until the client unsubscribes them.
+        let unsubscribed: HashSet<String> = self
+            .on_index(move |db| db.imap_folders(&login))
+            .await
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| !f.subscribed)
+            .map(|f| f.name)
+            .collect();
+        let verb = if lsub { "LSUB" } else { "LIST" };
         for pattern in patterns {
             let pattern = String::from_utf8_lossy(pattern);
             if pattern.is_empty() {
-                conn.say("* LIST (\\Noselect) \"/\" \"\"");
+                conn.say(&format!("* {verb} (\\Noselect) \"/\" \"\""));
                 continue;
             }
             for name in &names {
-                if !matches_pattern(&pattern, name) {
+                if !matches_pattern(&pattern, name) || (lsub && unsubscribed.contains(name)) {
                     continue;
                 }
-                let mut attrs = vec!["\\HasNoChildren".to_string()];
+                let inside = format!("{name}/");
+                let children = names.iter().any(|n| n.starts_with(&inside));
+                let mut attrs = vec![if children {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                }];
+                if subscribed && !unsubscribed.contains(name) {
+                    attrs.push("\\Subscribed");
+                }
                 if let Some((_, special)) = mailbox::SPECIAL.iter().find(|(n, _)| n == name) {
-                    attrs.push((*special).to_string());
+                    attrs.push(special);
                 }
                 conn.say(&format!(
-                    "* LIST ({}) \"/\" {}",
+                    "* {verb} ({}) \"/\" {}",
                     attrs.join(" "),
                     quote(name)
                 ));
@@ -536,8 +1117,19 @@ impl Session {
         if dir.join("cur").is_dir() {
             return "NO [ALREADYEXISTS] that folder exists".into();
         }
-        match tokio::task::spawn_blocking(move || officebox_store::Maildir::open(&dir)).await {
-            Ok(Ok(_)) => "OK CREATE done".into(),
+        // The folders it is inside are made too (RFC 9051 6.3.4): "Work/2026" makes "Work".
+        let mut dirs: Vec<PathBuf> = name
+            .match_indices('/')
+            .map(|(i, _)| mailbox::dir_of(&root, name.get(..i).unwrap_or_default()))
+            .collect();
+        dirs.push(dir);
+        let made = tokio::task::spawn_blocking(move || {
+            dirs.iter()
+                .try_for_each(|d| officebox_store::Maildir::open(d).map(drop))
+        })
+        .await;
+        match made {
+            Ok(Ok(())) => "OK CREATE done".into(),
             _ => "NO [SERVERBUG] the folder cannot be made".into(),
         }
     }
@@ -599,6 +1191,7 @@ impl Session {
             read_only,
             snap,
             recent,
+            saved: Vec::new(),
         });
         format!("OK [{mode}] selected")
     }
@@ -659,7 +1252,7 @@ impl Session {
                 conn.say(&format!("* {} EXPUNGE", i + 1));
             }
         }
-        if !snap.changes.added.is_empty() || !gone.is_empty() {
+        if !snap.changes.added.is_empty() {
             conn.say(&format!("* {} EXISTS", snap.messages.len()));
         }
         sel.recent.extend(snap.changes.added.iter().copied());
@@ -692,7 +1285,9 @@ impl Session {
         msgs.iter()
             .enumerate()
             .filter(|(i, m)| {
-                if uid {
+                if matches!(set, SequenceSet::Saved) {
+                    sel.saved.binary_search(&m.uid).is_ok()
+                } else if uid {
                     set.contains(m.uid, last_uid)
                 } else {
                     set.contains(u32::try_from(i + 1).unwrap_or(u32::MAX), count)
@@ -998,6 +1593,55 @@ impl Session {
             sel.snap = snap;
         }
     }
+}
+
+/// A search key with `$` (the saved result) replaced by the UIDs it stands for.
+fn resolve_saved(key: command::SearchKey, saved: &[u32]) -> command::SearchKey {
+    use command::SearchKey as K;
+    let as_uids = || {
+        K::Uid(SequenceSet::Ranges(
+            saved
+                .iter()
+                .map(|&u| (command::Seq::Number(u), command::Seq::Number(u)))
+                .collect(),
+        ))
+    };
+    match key {
+        K::Sequence(SequenceSet::Saved) | K::Uid(SequenceSet::Saved) => as_uids(),
+        K::And(keys) => K::And(keys.into_iter().map(|k| resolve_saved(k, saved)).collect()),
+        K::Or(a, b) => K::Or(
+            Box::new(resolve_saved(*a, saved)),
+            Box::new(resolve_saved(*b, saved)),
+        ),
+        K::Not(k) => K::Not(Box::new(resolve_saved(*k, saved))),
+        other => other,
+    }
+}
+
+/// Whether a search names MODSEQ (then CONDSTORE says the answer carries one).
+fn search_uses_modseq(key: &command::SearchKey) -> bool {
+    use command::SearchKey as K;
+    match key {
+        K::Modseq(_) => true,
+        K::And(keys) => keys.iter().any(search_uses_modseq),
+        K::Or(a, b) => search_uses_modseq(a) || search_uses_modseq(b),
+        K::Not(k) => search_uses_modseq(k),
+        _ => false,
+    }
+}
+
+/// Removes a folder's directory and everything in it (its messages), the parent
+/// directory fsynced. A folder's directory holds only its Maildir (folders inside it
+/// are siblings in Maildir++).
+fn remove_folder(dir: &std::path::Path) -> Result<(), officebox_store::StoreError> {
+    std::fs::remove_dir_all(dir)
+        .map_err(|e| officebox_store::StoreError::io("delete folder", dir, e))?;
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| officebox_store::StoreError::io("sync", parent, e))?;
+    }
+    Ok(())
 }
 
 /// `name` BODY[..] {n}\r\n bytes.
