@@ -362,3 +362,62 @@ m.logout()
         ob.log()
     );
 }
+
+#[test]
+fn a_multipart_message_shows_its_structure_envelope_and_each_part() {
+    require_program("swaks", "swaks");
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    let dir = tempfile::tempdir().unwrap();
+    // An attachment with every byte value, so BINARY must undo base64 exactly.
+    let attachment = dir.path().join("data.bin");
+    std::fs::write(
+        &attachment,
+        (0..=255u8).cycle().take(3000).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let out = Command::new("swaks")
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", c.int("mail.smtp_port")),
+        ])
+        .args(["--from", "bob@office.test", "--to", "alice@office.test"])
+        .args(["--header", "Subject: with a file", "--body", "see the file"])
+        .args(["--attach-type", "application/octet-stream", "--attach"])
+        .arg(format!("@{}", attachment.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let imap = c.int("mail.imap_port");
+    let path = attachment.display();
+    python(
+        &format!(
+            r#"
+import imaplib, re
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+m.select("INBOX", readonly=True)
+typ, data = m.fetch("1", "(ENVELOPE BODYSTRUCTURE)")
+text = data[0].decode() if isinstance(data[0], bytes) else data[0][0].decode()
+assert 'ENVELOPE (' in text and '"with a file"' in text, text
+assert '(NIL NIL "bob" "office.test")' in text, text
+assert re.search(r'BODYSTRUCTURE \(\("text" "plain" .*\)\("application" "octet-stream" .* "base64" \d+ .*\) "mixed"', text), text
+typ, data = m.fetch("1", "(BODY.PEEK[1] BODY.PEEK[2.MIME] BINARY.PEEK[2] BINARY.SIZE[2])")
+parts = {{}}
+for d in data:
+    if isinstance(d, tuple):
+        parts[d[0].decode().split()[-2].lstrip("(")] = d[1]
+assert b"see the file" in parts["BODY[1]"], list(parts)
+assert b"CONTENT-TRANSFER-ENCODING: BASE64" in parts["BODY[2.MIME]"].upper(), parts["BODY[2.MIME]"]
+assert parts["BINARY[2]"] == open("{path}", "rb").read(), len(parts["BINARY[2]"])
+assert b"BINARY.SIZE[2] 3000" in b" ".join(d if isinstance(d, bytes) else d[0] for d in data), data
+m.logout()
+"#
+        ),
+        &ob,
+    );
+}

@@ -7,6 +7,7 @@
 //! - [`mailbox`]: a user's folders on disk (Maildir++) and their index.
 //! - [`flags`]: IMAP flags as Maildir letters and index keywords.
 //! - [`search`]: which messages a SEARCH key picks.
+//! - [`structure`]: a message's MIME parts, BODYSTRUCTURE and ENVELOPE.
 //! - [`session`]: one connection.
 
 pub mod command;
@@ -15,3 +16,4 @@ pub mod frame;
 pub mod mailbox;
 pub mod search;
 pub mod session;
+pub mod structure;

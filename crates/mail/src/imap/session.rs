@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use super::command::{self, Body, FetchItem, SectionText, SequenceSet, StatusItem};
 use super::frame::{Framer, Limits, Step};
 use super::mailbox::{self, Snapshot};
+use super::structure::{self, header_end};
 use crate::conn::Conn;
 use crate::smtp::Shared;
 use crate::tls::{Auth, authenticate};
@@ -114,39 +115,6 @@ fn internal_date(secs: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Where the header ends (after its blank line).
-fn header_end(data: &[u8]) -> usize {
-    data.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .or_else(|| data.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
-        .unwrap_or(data.len())
-}
-
-/// The header fields of `header` named (or not named) in `names`, and the blank line.
-fn header_fields(header: &[u8], names: &[String], keep: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut take = false;
-    for line in header.split_inclusive(|&b| b == b'\n') {
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
-            let name = line
-                .split(|&b| b == b':')
-                .next()
-                .map(|n| String::from_utf8_lossy(n).trim().to_ascii_lowercase())
-                .unwrap_or_default();
-            take = names.contains(&name) == keep;
-        }
-        if take {
-            out.extend_from_slice(line);
-        }
-    }
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// Serves one IMAP connection.
@@ -454,8 +422,13 @@ impl Session {
                 uid, set, items, ..
             } => {
                 self.report_changes(conn).await;
-                self.fetch(conn, uid, &set, &items).await;
-                conn.say(&format!("{tag} OK FETCH done"));
+                if self.fetch(conn, uid, &set, &items).await {
+                    conn.say(&format!("{tag} OK FETCH done"));
+                } else {
+                    conn.say(&format!(
+                        "{tag} NO [UNKNOWN-CTE] a part's encoding cannot be undone"
+                    ));
+                }
             }
             Body::Store {
                 uid,
@@ -1297,9 +1270,19 @@ impl Session {
             .collect()
     }
 
-    async fn fetch(&mut self, conn: &mut Conn, uid: bool, set: &SequenceSet, items: &[FetchItem]) {
+    /// FETCH; `false` when a part could not be decoded for BINARY (the tagged answer is
+    /// then NO [UNKNOWN-CTE]).
+    async fn fetch(
+        &mut self,
+        conn: &mut Conn,
+        uid: bool,
+        set: &SequenceSet,
+        items: &[FetchItem],
+    ) -> bool {
         let chosen = self.chosen(uid, set);
-        let Some(sel) = &self.selected else { return };
+        let Some(sel) = &self.selected else {
+            return true;
+        };
         let needs_body = items.iter().any(|i| {
             matches!(
                 i,
@@ -1307,8 +1290,13 @@ impl Session {
                     | FetchItem::Rfc822Header
                     | FetchItem::Rfc822Text
                     | FetchItem::Section { .. }
+                    | FetchItem::Envelope
+                    | FetchItem::Body
+                    | FetchItem::BodyStructure
+                    | FetchItem::BinarySize(_)
             )
         });
+        let mut unknown_cte = false;
         let marks_seen = !sel.read_only
             && items.iter().any(|i| {
                 matches!(i, FetchItem::Rfc822 | FetchItem::Rfc822Text)
@@ -1328,6 +1316,7 @@ impl Session {
             } else {
                 Vec::new()
             };
+            let mut tree: Option<structure::Part> = None;
             let mut out: Vec<u8> = format!("* {seq} FETCH (").into_bytes();
             let mut parts: Vec<Vec<u8>> = Vec::new();
             if uid && !items.contains(&FetchItem::Uid) {
@@ -1372,43 +1361,56 @@ impl Session {
                             data.get(header_end(&data)..).unwrap_or_default(),
                         ));
                     }
+                    FetchItem::Envelope => {
+                        let mut out = b"ENVELOPE ".to_vec();
+                        structure::envelope(
+                            &mut out,
+                            data.get(..header_end(&data)).unwrap_or_default(),
+                        );
+                        parts.push(out);
+                    }
+                    FetchItem::Body | FetchItem::BodyStructure => {
+                        let extended = matches!(item, FetchItem::BodyStructure);
+                        let mut out = if extended {
+                            b"BODYSTRUCTURE ".to_vec()
+                        } else {
+                            b"BODY ".to_vec()
+                        };
+                        let top = tree.get_or_insert_with(|| structure::parse(&data));
+                        structure::body_structure(&mut out, &data, top, extended);
+                        parts.push(out);
+                    }
+                    FetchItem::BinarySize(part) => {
+                        let top = tree.get_or_insert_with(|| structure::parse(&data));
+                        let s = command::Section {
+                            part: part.clone(),
+                            text: SectionText::All,
+                        };
+                        let label = dotted(part);
+                        match structure::section(&data, top, &s, true) {
+                            Ok(bytes) => parts.push(
+                                format!("BINARY.SIZE[{label}] {}", bytes.map_or(0, |b| b.len()))
+                                    .into_bytes(),
+                            ),
+                            Err(structure::UnknownEncoding) => unknown_cte = true,
+                        }
+                    }
                     FetchItem::Section {
                         section,
                         partial,
                         binary,
                         ..
-                    } if section.part.is_empty() && !binary => {
-                        let h = header_end(&data);
-                        let (label, bytes): (&str, Vec<u8>) = match &section.text {
-                            SectionText::All => ("", data.clone()),
-                            SectionText::Header => {
-                                ("HEADER", data.get(..h).unwrap_or_default().to_vec())
+                    } => {
+                        let top = tree.get_or_insert_with(|| structure::parse(&data));
+                        let bytes = match structure::section(&data, top, section, *binary) {
+                            Ok(b) => b.unwrap_or_default(),
+                            Err(structure::UnknownEncoding) => {
+                                unknown_cte = true;
+                                continue;
                             }
-                            SectionText::Text => {
-                                ("TEXT", data.get(h..).unwrap_or_default().to_vec())
-                            }
-                            SectionText::HeaderFields(names) => (
-                                "HEADER.FIELDS",
-                                header_fields(data.get(..h).unwrap_or_default(), names, true),
-                            ),
-                            SectionText::HeaderFieldsNot(names) => (
-                                "HEADER.FIELDS.NOT",
-                                header_fields(data.get(..h).unwrap_or_default(), names, false),
-                            ),
-                            SectionText::Mime => ("MIME", Vec::new()),
                         };
-                        let label = match &section.text {
-                            SectionText::HeaderFields(n) | SectionText::HeaderFieldsNot(n) => {
-                                format!(
-                                    "{label} ({})",
-                                    n.iter()
-                                        .map(|x| x.to_ascii_uppercase())
-                                        .collect::<Vec<_>>()
-                                        .join(" ")
-                                )
-                            }
-                            _ => label.to_string(),
-                        };
+                        let verb = if *binary { "BINARY" } else { "BODY" };
+                        let label = section_label(section);
                         let (name, bytes) = match partial {
                             Some((offset, length)) => {
                                 let start = usize::try_from(*offset)
@@ -1418,16 +1420,21 @@ impl Session {
                                     .saturating_add(usize::try_from(*length).unwrap_or(usize::MAX))
                                     .min(bytes.len());
                                 (
-                                    format!("BODY[{label}]<{offset}>"),
+                                    format!("{verb}[{label}]<{offset}>"),
                                     bytes.get(start..end).unwrap_or_default().to_vec(),
                                 )
                             }
-                            None => (format!("BODY[{label}]"), bytes),
+                            None => (format!("{verb}[{label}]"), bytes),
                         };
-                        parts.push(literal(&name, &bytes));
+                        if *binary && bytes.contains(&0) {
+                            // Binary content goes as a literal8 (RFC 3516).
+                            let mut out = format!("{name} ~{{{}}}\r\n", bytes.len()).into_bytes();
+                            out.extend_from_slice(&bytes);
+                            parts.push(out);
+                        } else {
+                            parts.push(literal(&name, &bytes));
+                        }
                     }
-                    // Parts of a multipart message, BODYSTRUCTURE and ENVELOPE come next.
-                    _ => {}
                 }
             }
             if marks_seen && !m.flags.contains('S') {
@@ -1464,6 +1471,7 @@ impl Session {
             self.change_flags(true, &set, command::StoreMode::Add, &flags)
                 .await;
         }
+        !unknown_cte
     }
 
     /// Changes the flags of the chosen messages, on disk and in the index; the messages
@@ -1644,6 +1652,41 @@ fn remove_folder(dir: &std::path::Path) -> Result<(), officebox_store::StoreErro
     Ok(())
 }
 
+/// `1.2` for a part path.
+fn dotted(part: &[u32]) -> String {
+    part.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// What goes between the brackets of BODY[...] in the answer: `1.2.HEADER.FIELDS (TO)`.
+fn section_label(s: &command::Section) -> String {
+    let text = match &s.text {
+        SectionText::All => String::new(),
+        SectionText::Header => "HEADER".into(),
+        SectionText::Text => "TEXT".into(),
+        SectionText::Mime => "MIME".into(),
+        SectionText::HeaderFields(n) | SectionText::HeaderFieldsNot(n) => format!(
+            "HEADER.FIELDS{} ({})",
+            if matches!(s.text, SectionText::HeaderFieldsNot(_)) {
+                ".NOT"
+            } else {
+                ""
+            },
+            n.iter()
+                .map(|x| x.to_ascii_uppercase())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    };
+    match (s.part.is_empty(), text.is_empty()) {
+        (true, _) => text,
+        (false, true) => dotted(&s.part),
+        (false, false) => format!("{}.{text}", dotted(&s.part)),
+    }
+}
+
 /// `name` BODY[..] {n}\r\n bytes.
 fn literal(name: &str, bytes: &[u8]) -> Vec<u8> {
     let mut out = format!("{name} {{{}}}\r\n", bytes.len()).into_bytes();
@@ -1685,16 +1728,14 @@ mod tests {
     }
 
     #[test]
-    fn header_fields_are_picked_with_their_continuations() {
-        let h = b"From: a@b\r\nSubject: one\r\n two\r\nTo: c@d\r\n\r\n";
+    fn section_labels_are_written_back_as_asked() {
+        let s = |part: Vec<u32>, text| command::Section { part, text };
+        assert_eq!(section_label(&s(vec![], SectionText::All)), "");
+        assert_eq!(section_label(&s(vec![1, 2], SectionText::All)), "1.2");
+        assert_eq!(section_label(&s(vec![3], SectionText::Mime)), "3.MIME");
         assert_eq!(
-            header_fields(h, &["subject".into()], true),
-            b"Subject: one\r\n two\r\n\r\n".to_vec()
+            section_label(&s(vec![], SectionText::HeaderFieldsNot(vec!["to".into()]))),
+            "HEADER.FIELDS.NOT (TO)"
         );
-        assert_eq!(
-            header_fields(h, &["subject".into()], false),
-            b"From: a@b\r\nTo: c@d\r\n\r\n".to_vec()
-        );
-        assert_eq!(header_end(b"A: b\r\n\r\nbody"), 8);
     }
 }
