@@ -48,12 +48,16 @@ fn python(script: &str, ob: &Officebox) -> String {
 }
 
 fn send(c: &TestConfig, subject: &str) {
+    send_to(c, "alice@office.test", subject);
+}
+
+fn send_to(c: &TestConfig, to: &str, subject: &str) {
     let out = Command::new("swaks")
         .args([
             "--server",
             &format!("127.0.0.1:{}", c.int("mail.smtp_port")),
         ])
-        .args(["--from", "bob@office.test", "--to", "alice@office.test"])
+        .args(["--from", "bob@office.test", "--to", to])
         .args([
             "--header",
             &format!("Subject: {subject}"),
@@ -419,5 +423,326 @@ m.logout()
 "#
         ),
         &ob,
+    );
+}
+
+/// The file names in a local Maildir folder's `cur/` and `new/`.
+fn maildir_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["cur", "new"] {
+        if let Ok(read) = std::fs::read_dir(dir.join(sub)) {
+            for e in read.flatten() {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn run(what: &str, cmd: &mut Command, ob: &Officebox) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{text}\nofficebox:\n{}",
+        ob.log()
+    );
+    text
+}
+
+#[test]
+fn mbsync_and_offlineimap_sync_both_ways() {
+    require_program("swaks", "swaks");
+    require_program("mbsync", "isync");
+    require_program("offlineimap", "offlineimap3");
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    send(&c, "to be read");
+    send(&c, "to be deleted");
+    let imap = c.int("mail.imap_port");
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("mbsync");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = dir.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount office\nHost 127.0.0.1\nPort {imap}\nUser alice\nPass demo-alice\n\
+             SSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount office\n\n\
+             MaildirStore local\nPath {l}/\nInbox {l}/INBOX\nSubFolders Verbatim\n\n\
+             Channel office\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\n\
+             Expunge Both\nSyncState *\n",
+            l = local.display()
+        ),
+    )
+    .unwrap();
+    let mbsync = |ob: &Officebox| {
+        run(
+            "mbsync",
+            Command::new("mbsync").arg("-c").arg(&rc).arg("-a"),
+            ob,
+        )
+    };
+    mbsync(&ob);
+    let inbox = local.join("INBOX");
+    let files = maildir_files(&inbox);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(local.join("Sent").is_dir() && local.join("Trash").is_dir());
+    // Here: the first read, the second deleted, a draft written. Then sync.
+    let find = |subject: &str| {
+        maildir_files(&inbox)
+            .into_iter()
+            .find(|f| {
+                let p = ["cur", "new"]
+                    .iter()
+                    .map(|s| inbox.join(s).join(f))
+                    .find(|p| p.exists())
+                    .unwrap();
+                String::from_utf8_lossy(&std::fs::read(p).unwrap()).contains(subject)
+            })
+            .unwrap()
+    };
+    let path_of = |f: &str| {
+        ["cur", "new"]
+            .iter()
+            .map(|s| inbox.join(s).join(f))
+            .find(|p| p.exists())
+            .unwrap()
+    };
+    let read = find("to be read");
+    let base = read.split(":2,").next().unwrap().to_string();
+    std::fs::rename(
+        path_of(&read),
+        inbox.join("cur").join(format!("{base}:2,S")),
+    )
+    .unwrap();
+    let doomed = find("to be deleted");
+    let base = doomed.split(":2,").next().unwrap().to_string();
+    std::fs::rename(
+        path_of(&doomed),
+        inbox.join("cur").join(format!("{base}:2,T")),
+    )
+    .unwrap();
+    std::fs::write(
+        local.join("Drafts/cur/1700000000.draft.local:2,D"),
+        b"Subject: written offline\r\n\r\nsynced up\r\n",
+    )
+    .unwrap();
+    mbsync(&ob);
+    assert_eq!(maildir_files(&inbox).len(), 1);
+    // The server agrees; then flags one there, and the next sync brings the flag down.
+    let out = python(
+        &format!(
+            r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+m.select("INBOX")
+typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+print([d for d in data if isinstance(d, tuple)])
+assert len([d for d in data if isinstance(d, tuple)]) == 1, data
+assert b"\\Seen" in data[0][0] and b"to be read" in data[0][1], data
+m.store("1", "+FLAGS", "(\\Flagged)")
+m.select("Drafts")
+typ, data = m.fetch("1", "(FLAGS BODY.PEEK[])")
+assert b"\\Draft" in data[0][0] and b"written offline" in data[0][1], data
+m.logout()
+"#
+        ),
+        &ob,
+    );
+    assert!(out.contains("to be read"), "{out}");
+    mbsync(&ob);
+    let files = maildir_files(&inbox);
+    assert!(files.len() == 1 && files[0].ends_with(":2,FS"), "{files:?}");
+
+    // offlineimap, as bob: down, a message written here goes up, one deleted on the
+    // server goes away here.
+    send_to(&c, "bob@office.test", "for offlineimap");
+    let oi = dir.path().join("offlineimap");
+    std::fs::create_dir_all(oi.join("meta")).unwrap();
+    std::fs::create_dir_all(oi.join("mail")).unwrap();
+    let oirc = dir.path().join("offlineimaprc");
+    std::fs::write(
+        &oirc,
+        format!(
+            "[general]\naccounts = office\nmetadata = {d}/meta\n\n\
+             [Account office]\nlocalrepository = here\nremoterepository = there\n\n\
+             [Repository here]\ntype = Maildir\nlocalfolders = {d}/mail\n\n\
+             [Repository there]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {imap}\n\
+             remoteuser = bob\nremotepass = demo-bob\nssl = no\nstarttls = no\n",
+            d = oi.display()
+        ),
+    )
+    .unwrap();
+    let offlineimap = |ob: &Officebox| {
+        run(
+            "offlineimap",
+            Command::new("offlineimap")
+                .arg("-c")
+                .arg(&oirc)
+                .args(["-o", "-u", "basic"]),
+            ob,
+        )
+    };
+    offlineimap(&ob);
+    let oinbox = oi.join("mail/INBOX");
+    assert_eq!(
+        maildir_files(&oinbox).len(),
+        1,
+        "{:?}",
+        maildir_files(&oinbox)
+    );
+    std::fs::write(
+        oinbox.join("new/1700000001.written.local"),
+        b"Subject: from offlineimap\r\n\r\nup\r\n",
+    )
+    .unwrap();
+    offlineimap(&ob);
+    python(
+        &format!(
+            r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("bob", "demo-bob")
+m.select("INBOX")
+typ, data = m.search(None, "SUBJECT", '"from offlineimap"')
+assert data == [b"2"], data
+m.store("1", "+FLAGS", "(\\Deleted)")
+m.expunge()
+m.logout()
+"#
+        ),
+        &ob,
+    );
+    offlineimap(&ob);
+    let left = maildir_files(&oinbox);
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+/// Runs `tmux` on its own server socket `name` (so the test's session is its own).
+fn tmux(name: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(["-L", name])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What neomutt's screen shows once it shows `what` (or after 15 s).
+fn screen_with(name: &str, what: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let screen = tmux(name, &["capture-pane", "-p", "-t", "mutt"]);
+        if screen.contains(what) || std::time::Instant::now() > deadline {
+            return screen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Stops the test's tmux server (and neomutt in it) when the test ends, however it ends.
+struct TmuxServer(String);
+
+impl Drop for TmuxServer {
+    fn drop(&mut self) {
+        tmux(&self.0, &["kill-server"]);
+    }
+}
+
+#[test]
+fn neomutt_in_a_terminal_reads_deletes_and_sees_new_mail_by_idle() {
+    require_program("swaks", "swaks");
+    require_program("neomutt", "neomutt");
+    require_program("tmux", "tmux");
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    send(&c, "the first letter");
+    send(&c, "the second letter");
+    let imap = c.int("mail.imap_port");
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("muttrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set folder=\"imap://alice@127.0.0.1:{imap}/\"\nset spoolfile=\"+INBOX\"\n\
+             set imap_pass=\"demo-alice\"\nset ssl_starttls=no\nset ssl_force_tls=no\n\
+             set record=\"\"\nset delete=yes\nset quit=yes\nset imap_idle=yes\n\
+             set mail_check=1\nset timeout=1\nset sort=date\nset header_cache=\"\"\n\
+             set message_cachedir=\"\"\n"
+        ),
+    )
+    .unwrap();
+    let name = format!("obx-mutt-{}", std::process::id());
+    let _server = TmuxServer(name.clone());
+    tmux(
+        &name,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "mutt",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &format!(
+                "HOME={} neomutt -n -F {}",
+                dir.path().display(),
+                rc.display()
+            ),
+        ],
+    );
+    let screen = screen_with(&name, "the second letter");
+    assert!(
+        screen.contains("the first letter") && screen.contains("the second letter"),
+        "neomutt shows:\n{screen}\n{}",
+        ob.log()
+    );
+    // Open the first message, back to the index, delete it and sync.
+    tmux(&name, &["send-keys", "-t", "mutt", "Enter"]);
+    let screen = screen_with(&name, "Hello Alice");
+    assert!(screen.contains("Hello Alice"), "the message:\n{screen}");
+    tmux(&name, &["send-keys", "-t", "mutt", "q"]);
+    tmux(&name, &["send-keys", "-t", "mutt", "d"]);
+    tmux(&name, &["send-keys", "-t", "mutt", "$"]);
+    // A new mail while it idles shows up by itself.
+    send(&c, "the third letter");
+    let screen = screen_with(&name, "the third letter");
+    assert!(
+        screen.contains("the third letter"),
+        "neomutt shows:\n{screen}"
+    );
+    tmux(&name, &["send-keys", "-t", "mutt", "q"]);
+    let out = python(
+        &format!(
+            r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+m.select("INBOX", readonly=True)
+typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+for d in data:
+    if isinstance(d, tuple):
+        print(d[0].decode(), d[1].decode().strip())
+"#
+        ),
+        &ob,
+    );
+    // The one read and deleted is gone; the other two are there.
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("Subject")).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        !out.contains("the first letter")
+            && out.contains("the second letter")
+            && out.contains("the third letter"),
+        "{out}"
     );
 }

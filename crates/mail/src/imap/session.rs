@@ -915,6 +915,8 @@ impl Session {
     /// IDLE: what changes in the selected folder is told as it happens, until DONE.
     async fn idle(&mut self, conn: &mut Conn, framer: &mut Framer, tag: &str) -> io::Result<Flow> {
         conn.say("+ idling");
+        // What happened since the last command first.
+        self.report_changes(conn).await;
         conn.flush().await?;
         let deadline = tokio::time::Instant::now() + IDLE;
         let mut seen = self.folder_stamp();
@@ -949,7 +951,14 @@ impl Session {
                 }
             }
             let now = self.folder_stamp();
-            if now != seen {
+            // A directory's time only moves once per clock tick, so two changes within one
+            // tick can show one time: while the last change is that fresh, look anyway.
+            let fresh = now.is_some_and(|(a, b)| {
+                a.max(b)
+                    .elapsed()
+                    .map_or(true, |age| age < Duration::from_secs(1))
+            });
+            if now != seen || fresh {
                 seen = now;
                 self.report_changes(conn).await;
             }
