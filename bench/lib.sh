@@ -152,7 +152,8 @@ officebox_binary() {
 }
 
 # The config of an officebox that runs mail only, on $addr with the ports $obx_smtp,
-# $obx_submission, $obx_smtps, $obx_pop3 and $obx_pop3s: `officebox_mail_config DATA_DIR
+# $obx_submission, $obx_smtps, $obx_pop3, $obx_pop3s and $obx_imap, $obx_imaps (13143 and
+# 13993 when unset): `officebox_mail_config DATA_DIR
 # DOMAIN` prints it without users (append [[users]] tables).
 officebox_mail_config() {
     cat <<EOF2
@@ -176,6 +177,8 @@ submission_port = ${obx_submission:?}
 smtps_port = ${obx_smtps:?}
 pop3_port = ${obx_pop3:?}
 pop3s_port = ${obx_pop3s:?}
+imap_port = ${obx_imap:-13143}
+imaps_port = ${obx_imaps:-13993}
 
 [phone]
 enabled = false
@@ -189,22 +192,23 @@ enabled = false
 EOF2
 }
 
-# A private dovecot 2.3 instance serving POP3 (clear text, as loopback allows) on
-# $addr:PORT: `dovecot_pop3_start DIR PORT NAME` with DIR/passwd already written
+# A private dovecot 2.3 instance serving POP3 (or with PROTOCOL imap, IMAP; clear text, as
+# loopback allows) on $addr:PORT: `dovecot_pop3_start DIR PORT NAME [PROTOCOL]` with
+# DIR/passwd already written
 # (passwd-file lines, each password with its scheme: `u:{PLAIN}pw`, `u:{ARGON2ID}$argon2id$...`)
 # and the mailboxes in DIR/mail/USER; its config, state, log (DIR/dovecot.log) and runtime
 # files stay in DIR; it serves as nobody. Sets dc_conf and dc_master (the master's pid);
 # `dovecot_pop3_stop` ends it (call it from bench_extra_cleanup too). Defaults except
-# paths, the listener and clear-text logins; the pop3s listener is off.
+# paths, the listener and clear-text logins; the pop3s (imaps) listener is off.
 dc_conf="" dc_master=""
 dovecot_pop3_start() {
-    local dir="$1" port="$2" name="$3" uid gid
+    local dir="$1" port="$2" name="$3" proto="${4:-pop3}" uid gid
     uid="$(id -u nobody)" gid="$(id -g nobody)"
     mkdir -p "$dir/run" "$dir/state" "$dir/mail" "$dir/home"
     chown -R "$uid:$gid" "$dir/mail" "$dir/home"
     dc_conf="$dir/dovecot.conf"
     cat >"$dc_conf" <<EOF2
-protocols = pop3
+protocols = $proto
 listen = ${addr:?}
 base_dir = $dir/run
 state_dir = $dir/state
@@ -222,11 +226,11 @@ userdb {
   driver = static
   args = uid=$uid gid=$gid home=$dir/home/%u
 }
-service pop3-login {
-  inet_listener pop3 {
+service $proto-login {
+  inet_listener $proto {
     port = $port
   }
-  inet_listener pop3s {
+  inet_listener ${proto}s {
     port = 0
   }
 }

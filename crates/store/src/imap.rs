@@ -263,6 +263,16 @@ impl Db {
         flags: &str,
         keywords: &[String],
     ) -> Result<u64, StoreError> {
+        self.imap_set_flags_many(folder, &[(uid, flags, keywords)])
+    }
+
+    /// Like [`Db::imap_set_flags`] for many messages, in one transaction: one command's
+    /// changes share one modification sequence (RFC 7162 3.1 allows it), returned.
+    pub fn imap_set_flags_many(
+        &self,
+        folder: i64,
+        changes: &[(u32, &str, &[String])],
+    ) -> Result<u64, StoreError> {
         let fail = self.imap_err("store IMAP flags");
         let tx = self.conn.unchecked_transaction().map_err(&fail)?;
         let modseq: u64 = tx
@@ -272,12 +282,18 @@ impl Db {
                 |r| r.get(0),
             )
             .map_err(&fail)?;
-        tx.execute(
-            "UPDATE imap_messages SET flags = ?3, keywords = ?4, modseq = ?5
-             WHERE folder = ?1 AND uid = ?2",
-            params![folder, uid, flags, keywords.join(" "), modseq],
-        )
-        .map_err(&fail)?;
+        {
+            let mut set = tx
+                .prepare_cached(
+                    "UPDATE imap_messages SET flags = ?3, keywords = ?4, modseq = ?5
+                     WHERE folder = ?1 AND uid = ?2",
+                )
+                .map_err(&fail)?;
+            for (uid, flags, keywords) in changes {
+                set.execute(params![folder, uid, flags, keywords.join(" "), modseq])
+                    .map_err(&fail)?;
+            }
+        }
         tx.commit().map_err(fail)?;
         Ok(modseq)
     }

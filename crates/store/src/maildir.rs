@@ -382,6 +382,38 @@ impl Maildir {
         })
     }
 
+    /// Gives each message its flags like [`Maildir::set_flags`], with one fsync of `cur/`
+    /// and `new/` at the end (a STORE on thousands of messages). Each entry as it now is,
+    /// or why it could not be renamed (gone meanwhile); all renames are on disk when this
+    /// returns `Ok`.
+    pub fn set_flags_many(
+        &self,
+        changes: &[(Entry, String)],
+    ) -> Result<Vec<Result<Entry, StoreError>>, StoreError> {
+        let mut out = Vec::with_capacity(changes.len());
+        let (mut cur, mut new) = (false, false);
+        for (entry, flags) in changes {
+            let flags = sorted_flags(flags);
+            if entry.folder == Folder::Cur && entry.flags == flags {
+                out.push(Ok(entry.clone()));
+                continue;
+            }
+            let moved = self.rename_flagged(entry, flags);
+            if moved.is_ok() {
+                cur = true;
+                new |= entry.folder == Folder::New;
+            }
+            out.push(moved);
+        }
+        if cur {
+            sync_dir(&self.root.join("cur"))?;
+        }
+        if new {
+            sync_dir(&self.root.join("new"))?;
+        }
+        Ok(out)
+    }
+
     /// The rename to `cur/` with the S flag, without fsync.
     fn move_seen(&self, entry: &Entry) -> Result<Entry, StoreError> {
         if entry.folder == Folder::Cur && entry.flags.contains('S') {

@@ -44,6 +44,10 @@ const LOGIN_IDLE: Duration = Duration::from_secs(60);
 const IDLE: Duration = Duration::from_secs(31 * 60);
 /// How often an idling session looks at its folder for changes.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// How long a session trusts the index's word that its folder is unchanged.
+const INDEX_RECHECK: Duration = Duration::from_millis(100);
+/// How many bytes of messages a FETCH reads before it sends what it has.
+const FETCH_BATCH_BYTES: u64 = 8 << 20;
 
 /// The mail store IMAP sessions share with SMTP and POP3: the mailboxes, and the one
 /// state database handle that holds the index.
@@ -75,6 +79,40 @@ struct Selected {
     recent: HashSet<u32>,
     /// The UIDs the last `SEARCH RETURN (SAVE)` found: what `$` means (RFC 5182).
     saved: Vec<u32>,
+    /// The folder's directory times when its view was last synced, and when they were
+    /// read.
+    stamp: Option<(Stamp, std::time::SystemTime)>,
+    /// When the index last said the folder had not changed (other sessions' keywords
+    /// show there only): asked again after [`INDEX_RECHECK`].
+    index_checked: Option<std::time::Instant>,
+}
+
+/// When a folder's `new/` and `cur/` last changed: a delivery, a flag changed or a
+/// message removed by anyone changes one of them.
+type Stamp = (std::time::SystemTime, std::time::SystemTime);
+
+fn stamp_of(root: &std::path::Path) -> Option<Stamp> {
+    let m = |d: &str| {
+        std::fs::metadata(root.join(d))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    Some((m("new")?, m("cur")?))
+}
+
+/// A folder's directory times now, and when they were read.
+fn stamp_now(root: &std::path::Path) -> Option<(Stamp, std::time::SystemTime)> {
+    let taken = std::time::SystemTime::now();
+    stamp_of(root).map(|s| (s, taken))
+}
+
+/// Whether directory times read at `taken` would show any later change: a directory's
+/// time only moves once per clock tick (a few milliseconds), so a change in the same tick
+/// as the last one, after the times were read, would leave them as they were.
+fn settled((stamp, taken): (Stamp, std::time::SystemTime)) -> bool {
+    taken
+        .duration_since(stamp.0.max(stamp.1))
+        .is_ok_and(|age| age >= Duration::from_millis(50))
 }
 
 struct Session {
@@ -126,6 +164,8 @@ pub async fn session(
     index: Arc<Index>,
     port: Port,
 ) -> io::Result<()> {
+    // Answers are written whole, one per command: no reason to hold the last bytes back.
+    let _ = stream.set_nodelay(true);
     let mut conn = Conn::new(stream);
     let mut s = Session {
         config,
@@ -919,7 +959,6 @@ impl Session {
         self.report_changes(conn).await;
         conn.flush().await?;
         let deadline = tokio::time::Instant::now() + IDLE;
-        let mut seen = self.folder_stamp();
         loop {
             if let Some(line) = framer.take_raw_line() {
                 let word = String::from_utf8_lossy(&line);
@@ -950,31 +989,8 @@ impl Session {
                     return Ok(Flow::Stop);
                 }
             }
-            let now = self.folder_stamp();
-            // A directory's time only moves once per clock tick, so two changes within one
-            // tick can show one time: while the last change is that fresh, look anyway.
-            let fresh = now.is_some_and(|(a, b)| {
-                a.max(b)
-                    .elapsed()
-                    .map_or(true, |age| age < Duration::from_secs(1))
-            });
-            if now != seen || fresh {
-                seen = now;
-                self.report_changes(conn).await;
-            }
+            self.report_changes(conn).await;
         }
-    }
-
-    /// When the selected folder's `new/` and `cur/` last changed: a delivery, a flag
-    /// changed or a message removed by anyone changes one of them.
-    fn folder_stamp(&self) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
-        let root = self.selected.as_ref()?.snap.maildir.root().to_path_buf();
-        let m = |d: &str| {
-            std::fs::metadata(root.join(d))
-                .and_then(|m| m.modified())
-                .ok()
-        };
-        Some((m("new")?, m("cur")?))
     }
 
     /// One raw line from the client (an AUTHENTICATE response).
@@ -1141,6 +1157,9 @@ impl Session {
         let Ok(name) = mailbox::canonical(&String::from_utf8_lossy(name)) else {
             return "NO [NONEXISTENT] no such folder".into();
         };
+        let stamp = self
+            .root()
+            .and_then(|r| stamp_now(&mailbox::dir_of(&r, &name)));
         let Some(snap) = self.snapshot(&name).await else {
             return "NO [NONEXISTENT] no such folder".into();
         };
@@ -1174,6 +1193,8 @@ impl Session {
             snap,
             recent,
             saved: Vec::new(),
+            stamp,
+            index_checked: None,
         });
         format!("OK [{mode}] selected")
     }
@@ -1217,39 +1238,79 @@ impl Session {
 
     /// Brings the selected folder up to date and tells the client what changed.
     async fn report_changes(&mut self, conn: &mut Conn) {
-        let Some(name) = self.selected.as_ref().map(|s| s.name.clone()) else {
+        let (Some(sel), Some(login)) = (self.selected.as_ref(), self.user.clone()) else {
             return;
         };
+        let name = sel.name.clone();
+        // Nothing to look at unless the directories moved, or the index did (another
+        // session's keywords): a stat of two directories and one row, not a sync.
+        let stamp = stamp_now(sel.snap.maildir.root());
+        let known = sel.snap.folder.modseq;
+        let same = match (stamp, sel.stamp) {
+            (Some((now, _)), Some((then, taken))) => now == then && settled((then, taken)),
+            _ => false,
+        };
+        if same {
+            if sel
+                .index_checked
+                .is_some_and(|t| t.elapsed() < INDEX_RECHECK)
+            {
+                return;
+            }
+            let (folder, wanted) = (name.clone(), login);
+            let indexed = self
+                .on_index(move |db| db.imap_folder_if_any(&wanted, &folder))
+                .await;
+            if let Some(Ok(Some(f))) = indexed
+                && f.modseq == known
+            {
+                if let Some(sel) = self.selected.as_mut() {
+                    sel.index_checked = Some(std::time::Instant::now());
+                }
+                return;
+            }
+        }
         let Some(snap) = self.snapshot(&name).await else {
             return;
         };
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
+        sel.stamp = stamp;
+        // What changed is what differs from this session's own view (another session's
+        // sync may have brought the shared index up to date already).
+        let now: std::collections::HashMap<u32, u64> =
+            snap.messages.iter().map(|m| (m.uid, m.modseq)).collect();
+        let before: std::collections::HashMap<u32, u64> = sel
+            .snap
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.modseq))
+            .collect();
         // Expunged, highest sequence number first so the numbers stay right.
-        let gone: HashSet<u32> = snap.changes.expunged.iter().copied().collect();
-        let old: Vec<u32> = sel.snap.messages.iter().map(|m| m.uid).collect();
-        for (i, uid) in old.iter().enumerate().rev() {
-            if gone.contains(uid) {
+        for (i, m) in sel.snap.messages.iter().enumerate().rev() {
+            if !now.contains_key(&m.uid) {
                 conn.say(&format!("* {} EXPUNGE", i + 1));
             }
         }
-        if !snap.changes.added.is_empty() {
+        let added: Vec<u32> = snap
+            .messages
+            .iter()
+            .map(|m| m.uid)
+            .filter(|u| !before.contains_key(u))
+            .collect();
+        if !added.is_empty() {
             conn.say(&format!("* {} EXISTS", snap.messages.len()));
         }
-        sel.recent.extend(snap.changes.added.iter().copied());
-        for uid in &snap.changes.flagged {
-            if let Some((i, m)) = snap
-                .messages
-                .iter()
-                .enumerate()
-                .find(|(_, m)| m.uid == *uid)
-            {
+        sel.recent.extend(added.iter().copied());
+        for (i, m) in snap.messages.iter().enumerate() {
+            if before.get(&m.uid).is_some_and(|&old| old != m.modseq) {
                 conn.say(&format!(
                     "* {} FETCH (UID {} FLAGS ({}))",
                     i + 1,
                     m.uid,
-                    super::flags::shown(&m.flags, &m.keywords, false).join(" ")
+                    super::flags::shown(&m.flags, &m.keywords, sel.recent.contains(&m.uid))
+                        .join(" ")
                 ));
             }
         }
@@ -1262,21 +1323,58 @@ impl Session {
             return Vec::new();
         };
         let msgs = &sel.snap.messages;
-        let last_uid = msgs.last().map_or(0, |m| m.uid);
-        let count = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
-        msgs.iter()
-            .enumerate()
-            .filter(|(i, m)| {
-                if matches!(set, SequenceSet::Saved) {
-                    sel.saved.binary_search(&m.uid).is_ok()
-                } else if uid {
-                    set.contains(m.uid, last_uid)
+        let pick = |i: usize| msgs.get(i).map(|m| (i + 1, m.clone()));
+        let ranges = match set {
+            SequenceSet::Saved => {
+                return sel
+                    .saved
+                    .iter()
+                    .filter_map(|u| msgs.binary_search_by_key(u, |m| m.uid).ok())
+                    .filter_map(pick)
+                    .collect();
+            }
+            SequenceSet::Ranges(r) => r,
+        };
+        let last = if uid {
+            msgs.last().map_or(0, |m| m.uid)
+        } else {
+            u32::try_from(msgs.len()).unwrap_or(u32::MAX)
+        };
+        // The ranges as index ranges, sorted and merged: the work is the number of
+        // ranges and messages, however the client wrote them (10,000 times "1:*").
+        let mut spans: Vec<(usize, usize)> = ranges
+            .iter()
+            .filter_map(|&(a, b)| {
+                let value = |s: command::Seq| match s {
+                    command::Seq::Number(v) => v,
+                    command::Seq::Last => last,
+                };
+                let (a, b) = (value(a), value(b));
+                let (lo, hi) = (a.min(b), a.max(b));
+                let (start, end) = if uid {
+                    (
+                        msgs.partition_point(|m| m.uid < lo),
+                        msgs.partition_point(|m| m.uid <= hi),
+                    )
                 } else {
-                    set.contains(u32::try_from(i + 1).unwrap_or(u32::MAX), count)
-                }
+                    (
+                        usize::try_from(lo.max(1) - 1).unwrap_or(usize::MAX),
+                        usize::try_from(hi).unwrap_or(usize::MAX).min(msgs.len()),
+                    )
+                };
+                (start < end).then_some((start, end))
             })
-            .map(|(i, m)| (i + 1, m.clone()))
-            .collect()
+            .collect();
+        spans.sort_unstable();
+        let mut out = Vec::new();
+        let mut next = 0;
+        for (start, end) in spans {
+            for i in start.max(next)..end {
+                out.extend(pick(i));
+            }
+            next = next.max(end);
+        }
+        out
     }
 
     /// FETCH; `false` when a part could not be decoded for BINARY (the tagged answer is
@@ -1312,162 +1410,61 @@ impl Session {
                     || matches!(i, FetchItem::Section { peek: false, .. })
             });
         let mut seen_now = Vec::new();
+        // The messages in batches of at most 8 MB read off the async threads, each batch
+        // sent before the next is read: a FETCH of a whole large folder never sits in
+        // memory at once.
+        let (maildir, recent) = (sel.snap.maildir.clone(), sel.recent.clone());
+        let mut batches: Vec<Vec<(usize, ImapMessage, Option<officebox_store::Entry>)>> =
+            Vec::new();
+        let mut size = 0u64;
         for (seq, m) in chosen {
-            let data = if needs_body {
-                let Some(entry) = sel.snap.files.get(&m.unique) else {
-                    continue;
-                };
-                let (maildir, entry) = (sel.snap.maildir.clone(), entry.clone());
-                match tokio::task::spawn_blocking(move || maildir.read(&entry)).await {
-                    Ok(Ok(d)) => d,
-                    _ => continue,
-                }
-            } else {
-                Vec::new()
-            };
-            let mut tree: Option<structure::Part> = None;
-            let mut out: Vec<u8> = format!("* {seq} FETCH (").into_bytes();
-            let mut parts: Vec<Vec<u8>> = Vec::new();
-            if uid && !items.contains(&FetchItem::Uid) {
-                parts.push(format!("UID {}", m.uid).into_bytes());
+            if batches.is_empty() || (needs_body && size >= FETCH_BATCH_BYTES) {
+                batches.push(Vec::new());
+                size = 0;
             }
-            let mut flags_shown = false;
-            for item in items {
-                match item {
-                    FetchItem::Uid => parts.push(format!("UID {}", m.uid).into_bytes()),
-                    FetchItem::Flags => {
-                        flags_shown = true;
-                        let mut letters = m.flags.clone();
-                        if marks_seen && !letters.contains('S') {
-                            letters.push('S');
+            size += m.size;
+            let entry = sel.snap.files.get(&m.unique).cloned();
+            if let Some(batch) = batches.last_mut() {
+                batch.push((seq, m, entry));
+            }
+        }
+        let items: Arc<[FetchItem]> = items.into();
+        let count = batches.len();
+        for (i, batch) in batches.into_iter().enumerate() {
+            for (_, m, _) in &batch {
+                if marks_seen && !m.flags.contains('S') {
+                    seen_now.push(m.uid);
+                }
+            }
+            let (maildir, recent, items) = (maildir.clone(), recent.clone(), Arc::clone(&items));
+            let built = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                let mut unknown = false;
+                for (seq, m, entry) in batch {
+                    let data = if needs_body {
+                        match entry.map(|e| maildir.read(&e)) {
+                            Some(Ok(d)) => d,
+                            // Gone meanwhile: the next command reports its expunge.
+                            _ => continue,
                         }
-                        let recent = sel.recent.contains(&m.uid);
-                        parts.push(
-                            format!(
-                                "FLAGS ({})",
-                                super::flags::shown(&letters, &m.keywords, recent).join(" ")
-                            )
-                            .into_bytes(),
-                        );
-                    }
-                    FetchItem::Rfc822Size => {
-                        parts.push(format!("RFC822.SIZE {}", m.size).into_bytes())
-                    }
-                    FetchItem::InternalDate => parts.push(
-                        format!("INTERNALDATE \"{}\"", internal_date(m.received)).into_bytes(),
-                    ),
-                    FetchItem::Modseq => parts.push(format!("MODSEQ ({})", m.modseq).into_bytes()),
-                    FetchItem::Rfc822 => parts.push(literal("RFC822", &data)),
-                    FetchItem::Rfc822Header => {
-                        parts.push(literal(
-                            "RFC822.HEADER",
-                            data.get(..header_end(&data)).unwrap_or_default(),
-                        ));
-                    }
-                    FetchItem::Rfc822Text => {
-                        parts.push(literal(
-                            "RFC822.TEXT",
-                            data.get(header_end(&data)..).unwrap_or_default(),
-                        ));
-                    }
-                    FetchItem::Envelope => {
-                        let mut out = b"ENVELOPE ".to_vec();
-                        structure::envelope(
-                            &mut out,
-                            data.get(..header_end(&data)).unwrap_or_default(),
-                        );
-                        parts.push(out);
-                    }
-                    FetchItem::Body | FetchItem::BodyStructure => {
-                        let extended = matches!(item, FetchItem::BodyStructure);
-                        let mut out = if extended {
-                            b"BODYSTRUCTURE ".to_vec()
-                        } else {
-                            b"BODY ".to_vec()
-                        };
-                        let top = tree.get_or_insert_with(|| structure::parse(&data));
-                        structure::body_structure(&mut out, &data, top, extended);
-                        parts.push(out);
-                    }
-                    FetchItem::BinarySize(part) => {
-                        let top = tree.get_or_insert_with(|| structure::parse(&data));
-                        let s = command::Section {
-                            part: part.clone(),
-                            text: SectionText::All,
-                        };
-                        let label = dotted(part);
-                        match structure::section(&data, top, &s, true) {
-                            Ok(bytes) => parts.push(
-                                format!("BINARY.SIZE[{label}] {}", bytes.map_or(0, |b| b.len()))
-                                    .into_bytes(),
-                            ),
-                            Err(structure::UnknownEncoding) => unknown_cte = true,
-                        }
-                    }
-                    FetchItem::Section {
-                        section,
-                        partial,
-                        binary,
-                        ..
-                    } => {
-                        let top = tree.get_or_insert_with(|| structure::parse(&data));
-                        let bytes = match structure::section(&data, top, section, *binary) {
-                            Ok(b) => b.unwrap_or_default(),
-                            Err(structure::UnknownEncoding) => {
-                                unknown_cte = true;
-                                continue;
-                            }
-                        };
-                        let verb = if *binary { "BINARY" } else { "BODY" };
-                        let label = section_label(section);
-                        let (name, bytes) = match partial {
-                            Some((offset, length)) => {
-                                let start = usize::try_from(*offset)
-                                    .unwrap_or(usize::MAX)
-                                    .min(bytes.len());
-                                let end = start
-                                    .saturating_add(usize::try_from(*length).unwrap_or(usize::MAX))
-                                    .min(bytes.len());
-                                (
-                                    format!("{verb}[{label}]<{offset}>"),
-                                    bytes.get(start..end).unwrap_or_default().to_vec(),
-                                )
-                            }
-                            None => (format!("{verb}[{label}]"), bytes),
-                        };
-                        if *binary && bytes.contains(&0) {
-                            // Binary content goes as a literal8 (RFC 3516).
-                            let mut out = format!("{name} ~{{{}}}\r\n", bytes.len()).into_bytes();
-                            out.extend_from_slice(&bytes);
-                            parts.push(out);
-                        } else {
-                            parts.push(literal(&name, &bytes));
-                        }
-                    }
+                    } else {
+                        Vec::new()
+                    };
+                    let flags = (uid, marks_seen, recent.contains(&m.uid));
+                    let (response, cte) = fetch_one(seq, &m, &data, &items, flags);
+                    out.extend_from_slice(&response);
+                    unknown |= cte;
                 }
-            }
-            if marks_seen && !m.flags.contains('S') {
-                seen_now.push(m.uid);
-                if !flags_shown {
-                    let mut letters = m.flags.clone();
-                    letters.push('S');
-                    parts.push(
-                        format!(
-                            "FLAGS ({})",
-                            super::flags::shown(&letters, &m.keywords, false).join(" ")
-                        )
-                        .into_bytes(),
-                    );
-                }
-            }
-            for (i, p) in parts.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
-                }
-                out.extend_from_slice(p);
-            }
-            out.extend_from_slice(b")\r\n");
+                (out, unknown)
+            })
+            .await;
+            let Ok((out, unknown)) = built else { break };
+            unknown_cte |= unknown;
             conn.raw(&out);
+            // The last batch goes out with the tagged answer, in one write.
+            if i + 1 < count && conn.flush().await.is_err() {
+                break;
+            }
         }
         if !seen_now.is_empty() {
             let set = SequenceSet::Ranges(
@@ -1510,23 +1507,47 @@ impl Session {
             .collect();
         let flags = flags.to_vec();
         let done = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            for (seq, mut m, entry) in work {
+            // Each message's new flags; those that change are renamed together (one
+            // fsync) and indexed together (one transaction).
+            let mut same = Vec::new();
+            let mut changing = Vec::new();
+            for (seq, m, entry) in work {
                 let Some(entry) = entry else { continue };
                 let (letters, keywords) =
                     super::flags::apply(mode, (&m.flags, &m.keywords), &flags);
-                let Ok(moved) = maildir.set_flags(&entry, &letters) else {
-                    continue;
-                };
-                if let Ok(modseq) =
-                    index.with(|db| db.imap_set_flags(folder, m.uid, &letters, &keywords))
-                {
+                if letters == m.flags && keywords == m.keywords {
+                    same.push((seq, m, entry));
+                } else {
+                    changing.push((seq, m, entry, letters, keywords));
+                }
+            }
+            let renames: Vec<(officebox_store::Entry, String)> = changing
+                .iter()
+                .map(|(_, _, e, letters, _)| (e.clone(), letters.clone()))
+                .collect();
+            let moved = maildir.set_flags_many(&renames).unwrap_or_default();
+            let mut renamed = Vec::new();
+            for ((seq, mut m, _, letters, keywords), moved) in changing.into_iter().zip(moved) {
+                if let Ok(entry) = moved {
+                    m.flags = letters;
+                    m.keywords = keywords;
+                    renamed.push((seq, m, entry));
+                }
+            }
+            let rows: Vec<(u32, &str, &[String])> = renamed
+                .iter()
+                .map(|(_, m, _)| (m.uid, m.flags.as_str(), m.keywords.as_slice()))
+                .collect();
+            if !rows.is_empty()
+                && let Ok(modseq) = index.with(|db| db.imap_set_flags_many(folder, &rows))
+            {
+                for (_, m, _) in renamed.iter_mut() {
                     m.modseq = modseq;
                 }
-                m.flags = letters;
-                m.keywords = keywords;
-                out.push((seq, m, moved));
             }
+            let mut out = same;
+            out.extend(renamed);
+            out.sort_by_key(|(seq, _, _)| *seq);
             out
         })
         .await
@@ -1610,6 +1631,151 @@ impl Session {
             sel.snap = snap;
         }
     }
+}
+
+/// One message's FETCH response (`data` is the message when an item needs it); whether a
+/// part could not be decoded for BINARY.
+fn fetch_one(
+    seq: usize,
+    m: &ImapMessage,
+    data: &[u8],
+    items: &[FetchItem],
+    (uid, marks_seen, recent): (bool, bool, bool),
+) -> (Vec<u8>, bool) {
+    let mut unknown_cte = false;
+    let mut tree: Option<structure::Part> = None;
+    let mut out: Vec<u8> = format!("* {seq} FETCH (").into_bytes();
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    if uid && !items.contains(&FetchItem::Uid) {
+        parts.push(format!("UID {}", m.uid).into_bytes());
+    }
+    let mut flags_shown = false;
+    for item in items {
+        match item {
+            FetchItem::Uid => parts.push(format!("UID {}", m.uid).into_bytes()),
+            FetchItem::Flags => {
+                flags_shown = true;
+                let mut letters = m.flags.clone();
+                if marks_seen && !letters.contains('S') {
+                    letters.push('S');
+                }
+                parts.push(
+                    format!(
+                        "FLAGS ({})",
+                        super::flags::shown(&letters, &m.keywords, recent).join(" ")
+                    )
+                    .into_bytes(),
+                );
+            }
+            FetchItem::Rfc822Size => parts.push(format!("RFC822.SIZE {}", m.size).into_bytes()),
+            FetchItem::InternalDate => {
+                parts.push(format!("INTERNALDATE \"{}\"", internal_date(m.received)).into_bytes())
+            }
+            FetchItem::Modseq => parts.push(format!("MODSEQ ({})", m.modseq).into_bytes()),
+            FetchItem::Rfc822 => parts.push(literal("RFC822", data)),
+            FetchItem::Rfc822Header => {
+                parts.push(literal(
+                    "RFC822.HEADER",
+                    data.get(..header_end(data)).unwrap_or_default(),
+                ));
+            }
+            FetchItem::Rfc822Text => {
+                parts.push(literal(
+                    "RFC822.TEXT",
+                    data.get(header_end(data)..).unwrap_or_default(),
+                ));
+            }
+            FetchItem::Envelope => {
+                let mut out = b"ENVELOPE ".to_vec();
+                structure::envelope(&mut out, data.get(..header_end(data)).unwrap_or_default());
+                parts.push(out);
+            }
+            FetchItem::Body | FetchItem::BodyStructure => {
+                let extended = matches!(item, FetchItem::BodyStructure);
+                let mut out = if extended {
+                    b"BODYSTRUCTURE ".to_vec()
+                } else {
+                    b"BODY ".to_vec()
+                };
+                let top = tree.get_or_insert_with(|| structure::parse(data));
+                structure::body_structure(&mut out, data, top, extended);
+                parts.push(out);
+            }
+            FetchItem::BinarySize(part) => {
+                let s = command::Section {
+                    part: part.clone(),
+                    text: SectionText::All,
+                };
+                let label = dotted(part);
+                match structure::section(data, &mut tree, &s, true) {
+                    Ok(bytes) => parts.push(
+                        format!("BINARY.SIZE[{label}] {}", bytes.map_or(0, |b| b.len()))
+                            .into_bytes(),
+                    ),
+                    Err(structure::UnknownEncoding) => unknown_cte = true,
+                }
+            }
+            FetchItem::Section {
+                section,
+                partial,
+                binary,
+                ..
+            } => {
+                let bytes = match structure::section(data, &mut tree, section, *binary) {
+                    Ok(b) => b.unwrap_or_default(),
+                    Err(structure::UnknownEncoding) => {
+                        unknown_cte = true;
+                        continue;
+                    }
+                };
+                let verb = if *binary { "BINARY" } else { "BODY" };
+                let label = section_label(section);
+                let (name, bytes) = match partial {
+                    Some((offset, length)) => {
+                        let start = usize::try_from(*offset)
+                            .unwrap_or(usize::MAX)
+                            .min(bytes.len());
+                        let end = start
+                            .saturating_add(usize::try_from(*length).unwrap_or(usize::MAX))
+                            .min(bytes.len());
+                        (
+                            format!("{verb}[{label}]<{offset}>"),
+                            bytes.get(start..end).unwrap_or_default().to_vec(),
+                        )
+                    }
+                    None => (format!("{verb}[{label}]"), bytes),
+                };
+                if *binary && bytes.contains(&0) {
+                    // Binary content goes as a literal8 (RFC 3516).
+                    let mut out = format!("{name} ~{{{}}}\r\n", bytes.len()).into_bytes();
+                    out.extend_from_slice(&bytes);
+                    parts.push(out);
+                } else {
+                    parts.push(literal(&name, &bytes));
+                }
+            }
+        }
+    }
+    // A message this FETCH marks seen says so, even when FLAGS was not asked for.
+    if marks_seen && !m.flags.contains('S') && !flags_shown {
+        let mut letters = m.flags.clone();
+        letters.push('S');
+        parts.push(
+            format!(
+                "FLAGS ({})",
+                super::flags::shown(&letters, &m.keywords, false).join(" ")
+            )
+            .into_bytes(),
+        );
+    }
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(b")\r\n");
+    (out, unknown_cte)
 }
 
 /// A search key with `$` (the saved result) replaced by the UIDs it stands for.

@@ -96,16 +96,39 @@ pub fn as_message(p: &Part, top: bool) -> Option<(Range<usize>, Range<usize>)> {
 
 /// The bytes `section` names (as written, or decoded for BINARY); `Ok(None)` when there
 /// is no such part, `Err` when BINARY meets an encoding it does not know.
+/// `tree` is the message's structure, read here when first needed (a section of the
+/// whole message needs none).
 pub fn section(
     raw: &[u8],
-    top: &Part,
+    tree: &mut Option<Part>,
     s: &Section,
     binary: bool,
 ) -> Result<Option<Vec<u8>>, UnknownEncoding> {
+    let is_top = s.part.is_empty();
+    if is_top {
+        let split = header_end(raw);
+        let whole = Part {
+            header: 0..split,
+            body: split..raw.len(),
+            kind: Kind::Leaf,
+            content: Content::default(),
+        };
+        return top_or_part(raw, &whole, s, binary, true);
+    }
+    let top = tree.get_or_insert_with(|| parse(raw));
     let Some(p) = locate(top, &s.part) else {
         return Ok(None);
     };
-    let is_top = s.part.is_empty();
+    top_or_part(raw, p, s, binary, false)
+}
+
+fn top_or_part(
+    raw: &[u8],
+    p: &Part,
+    s: &Section,
+    binary: bool,
+    is_top: bool,
+) -> Result<Option<Vec<u8>>, UnknownEncoding> {
     let slice = |r: Range<usize>| raw.get(r).unwrap_or_default().to_vec();
     let as_msg = || as_message(p, is_top);
     Ok(match &s.text {
@@ -696,7 +719,7 @@ epilogue\r\n";
                 part: part.to_vec(),
                 text,
             };
-            section(MAIL, &top, &s, binary)
+            section(MAIL, &mut Some(top.clone()), &s, binary)
                 .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
         };
         assert_eq!(
@@ -726,7 +749,7 @@ epilogue\r\n";
             part: vec![1],
             text: SectionText::All,
         };
-        assert_eq!(section(odd, &parse(odd), &s, true), Err(UnknownEncoding));
+        assert_eq!(section(odd, &mut None, &s, true), Err(UnknownEncoding));
         assert_eq!(
             header_fields(
                 b"From: a@b\r\nSubject: one\r\n two\r\nTo: c@d\r\n\r\n",
