@@ -17,6 +17,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// How long a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(30);
 
+/// How much output may wait while pipelined input is read first.
+const PIPELINED_OUTPUT: usize = 256 * 1024;
+
 pub(crate) struct Conn {
     stream: Box<dyn Io>,
     /// Received and not yet consumed.
@@ -62,8 +65,20 @@ impl Conn {
     /// Sends what is queued, then waits up to `wait` for more bytes from the client and
     /// adds them to `buf`; `Ok(false)` at end of stream, TimedOut when it stays silent.
     pub(crate) async fn fill(&mut self, wait: Duration) -> io::Result<bool> {
-        self.flush().await?;
         let mut chunk = [0u8; 16384];
+        // Pipelined commands already waiting are read before the answers so far are
+        // written: their answers then go out together, in one write, not one each.
+        if !self.out.is_empty() && self.out.len() < PIPELINED_OUTPUT {
+            if let Ok(read) =
+                tokio::time::timeout(Duration::ZERO, self.stream.read(&mut chunk)).await
+            {
+                let n = read?;
+                self.buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                return Ok(n > 0);
+            }
+        }
+        self.flush().await?;
         let n = tokio::time::timeout(wait, self.stream.read(&mut chunk))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client idle"))??;

@@ -746,3 +746,61 @@ for d in data:
         "{out}"
     );
 }
+
+#[test]
+fn kill_9_during_appends_and_moves_loses_nothing_and_duplicates_nothing() {
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    let imap = c.int("mail.imap_port");
+    // 300 messages appended, then moved to Archive one by one, pipelined; officebox is
+    // killed while the moves run.
+    let script = format!(
+        r#"
+import imaplib, socket, sys, time
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+for i in range(300):
+    m.append("INBOX", None, None, f"Message-ID: <{{i}}@kill.test>\r\nSubject: n{{i}}\r\n\r\nbody {{i}}\r\n".encode())
+m.select("INBOX")
+sys.stdout.write("appended\n"); sys.stdout.flush()
+s = m.socket()
+s.sendall(b"".join(f"k{{i}} UID MOVE {{i + 1}} Archive\r\n".encode() for i in range(300)))
+time.sleep(30)
+"#
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 9];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    assert_eq!(&first, b"appended\n");
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    let dir = ob.kill9().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let ob = start_in(&c, dir);
+    let seen = python(
+        &format!(
+            r#"
+import imaplib, re
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+ids = []
+for folder in ("INBOX", "Archive"):
+    typ, data = m.select(folder)
+    n = int(data[0])
+    if n:
+        typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        ids += [re.search(rb"<(\d+)@kill", d[1]).group(1).decode() for d in data if isinstance(d, tuple)]
+    print(folder, n)
+print("ids", len(ids), len(set(ids)))
+"#
+        ),
+        &ob,
+    );
+    eprintln!("after kill -9 during the moves: {seen}");
+    assert!(seen.contains("ids 300 300"), "{seen}");
+}
