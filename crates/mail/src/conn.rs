@@ -68,15 +68,15 @@ impl Conn {
         let mut chunk = [0u8; 16384];
         // Pipelined commands already waiting are read before the answers so far are
         // written: their answers then go out together, in one write, not one each.
-        if !self.out.is_empty() && self.out.len() < PIPELINED_OUTPUT {
-            if let Ok(read) =
+        if !self.out.is_empty()
+            && self.out.len() < PIPELINED_OUTPUT
+            && let Ok(read) =
                 tokio::time::timeout(Duration::ZERO, self.stream.read(&mut chunk)).await
-            {
-                let n = read?;
-                self.buf
-                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
-                return Ok(n > 0);
-            }
+        {
+            let n = read?;
+            self.buf
+                .extend_from_slice(chunk.get(..n).unwrap_or_default());
+            return Ok(n > 0);
         }
         self.flush().await?;
         let n = tokio::time::timeout(wait, self.stream.read(&mut chunk))
