@@ -238,6 +238,34 @@ fn hostile_commands_are_refused_without_being_buffered() {
         "{}",
         ob.log()
     );
+    // Logged in: 9,000 copies of "1:*" cost what one does; searches nested past the
+    // limit are refused.
+    send(&c, "one");
+    again
+        .write_all(b"b1 LOGIN alice demo-alice\r\nb2 SELECT INBOX\r\n")
+        .unwrap();
+    assert!(read_until(&mut again, "b2 ").contains("b2 OK"));
+    let huge = vec!["1:*"; 9000].join(",");
+    let started = std::time::Instant::now();
+    again
+        .write_all(format!("b3 FETCH {huge} (UID)\r\n").as_bytes())
+        .unwrap();
+    let r = read_until(&mut again, "b3 ");
+    assert!(
+        r.contains("* 1 FETCH (UID 1)") && r.contains("b3 OK"),
+        "{r}"
+    );
+    assert!(r.matches("FETCH (UID").count() == 1, "{r}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let nested = format!("b4 SEARCH {}ALL\r\n", "NOT ".repeat(40));
+    again.write_all(nested.as_bytes()).unwrap();
+    assert!(read_until(&mut again, "b4 ").contains("b4 BAD"));
+    // A mailbox name that walks out of the Maildir is no folder.
+    again
+        .write_all(b"b5 SELECT \"../../bob\"\r\nb6 CREATE \"../x\"\r\nb7 NOOP\r\n")
+        .unwrap();
+    let r = read_until(&mut again, "b7 ");
+    assert!(r.contains("b5 NO") && r.contains("b6 NO"), "{r}");
 }
 
 #[test]

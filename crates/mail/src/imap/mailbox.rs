@@ -32,6 +32,8 @@ pub enum NameError {
     Control,
     #[error("a folder name is at most 255 bytes")]
     TooLong,
+    #[error("a folder name cannot have a part that is . or ..")]
+    Dots,
 }
 
 /// Checks a folder name (UTF-8, as the client gave it once decoded): its canonical
@@ -46,6 +48,9 @@ pub fn canonical(name: &str) -> Result<String, NameError> {
     let mut parts: Vec<&str> = name.split(DELIMITER).collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(NameError::Empty);
+    }
+    if parts.iter().any(|p| *p == "." || *p == "..") {
+        return Err(NameError::Dots);
     }
     if let Some(first) = parts.first_mut()
         && first.eq_ignore_ascii_case("INBOX")
@@ -203,6 +208,9 @@ mod tests {
         assert_eq!(canonical("a//b"), Err(NameError::Empty));
         assert_eq!(canonical("/a"), Err(NameError::Empty));
         assert_eq!(canonical("a\nb"), Err(NameError::Control));
+        assert_eq!(canonical("../bob"), Err(NameError::Dots));
+        assert_eq!(canonical("a/./b"), Err(NameError::Dots));
+        assert_eq!(canonical("v1.2").unwrap(), "v1.2");
     }
 
     #[test]
