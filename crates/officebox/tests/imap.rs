@@ -832,3 +832,64 @@ print("ids", len(ids), len(set(ids)))
     eprintln!("after kill -9 during the moves: {seen}");
     assert!(seen.contains("ids 300 300"), "{seen}");
 }
+
+#[test]
+fn condstore_and_qresync_tell_a_returning_client_only_what_changed() {
+    require_program("swaks", "swaks");
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    for s in ["one", "two", "three"] {
+        send(&c, s);
+    }
+    let imap = c.int("mail.imap_port");
+    python(
+        &format!(
+            r#"
+import imaplib, re
+def session():
+    m = imaplib.IMAP4("127.0.0.1", {imap})
+    assert "CONDSTORE" in m.capabilities and "QRESYNC" in m.capabilities, m.capabilities
+    m.login("alice", "demo-alice")
+    m.enable("QRESYNC")
+    enabled = m.untagged_responses.pop("ENABLED", [b""])
+    assert b"QRESYNC" in enabled[0], enabled
+    return m
+first = session()
+first.select("INBOX")
+validity = first.response("UIDVALIDITY")[1][0].decode()
+modseq = first.response("HIGHESTMODSEQ")[1][0].decode()
+# Elsewhere: message 1 flagged, message 2 deleted.
+other = imaplib.IMAP4("127.0.0.1", {imap})
+other.login("alice", "demo-alice")
+other.select("INBOX")
+other.store("1", "+FLAGS", r"(\Flagged)")
+other.store("2", "+FLAGS", r"(\Deleted)")
+other.expunge()
+# The first client, still there with QRESYNC on, hears VANISHED, not EXPUNGE.
+first.noop()
+assert first.untagged_responses.get("VANISHED") == [b"2"], first.untagged_responses
+assert "EXPUNGE" not in first.untagged_responses, first.untagged_responses
+# A client coming back with what it knew hears only what changed.
+back = session()
+typ, data = back._simple_command("SELECT", f"INBOX (QRESYNC ({{validity}} {{modseq}}))")
+assert typ == "OK", data
+back.state = "SELECTED"  # imaplib only notes it in its own select()
+assert back.untagged_responses.get("VANISHED") == [b"(EARLIER) 2"], back.untagged_responses
+fetched = b" ".join(back.untagged_responses.get("FETCH", []))
+assert b"UID 1 " in fetched and b"\\Flagged" in fetched and b"MODSEQ" in fetched, fetched
+assert b"UID 3 " not in fetched, fetched
+back.untagged_responses.clear()
+typ, data = back._simple_command("UID", "FETCH", "1:*", "(FLAGS)", f"(CHANGEDSINCE {{modseq}} VANISHED)")
+assert back.untagged_responses.get("VANISHED") == [b"(EARLIER) 2"], back.untagged_responses
+fetched = back.untagged_responses.get("FETCH", [])
+assert len(fetched) == 1 and b"UID 1 " in fetched[0], fetched
+# A store conditional on nothing having changed since: refused for message 1.
+typ, data = back._simple_command("STORE", "1", f"(UNCHANGEDSINCE {{modseq}})", "+FLAGS", r"(\Seen)")
+assert typ == "OK" and b"[MODIFIED 1]" in data[0], data
+for m in (first, other, back):
+    m.logout()
+"#
+        ),
+        &ob,
+    );
+}

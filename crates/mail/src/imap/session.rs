@@ -123,6 +123,28 @@ struct Session {
     tls: bool,
     user: Option<String>,
     selected: Option<Selected>,
+    /// CONDSTORE is on (ENABLE, or a command that uses it): FETCH answers carry MODSEQ.
+    condstore: bool,
+    /// QRESYNC is enabled: expunges are told as VANISHED.
+    qresync: bool,
+}
+
+/// Tells the client that these messages (sequence number, UID; in order) are gone: one
+/// VANISHED with their UIDs under QRESYNC, else an EXPUNGE each, highest number first so
+/// the numbers stay right.
+fn tell_expunged(conn: &mut Conn, qresync: bool, gone: &[(usize, u32)]) {
+    if gone.is_empty() {
+        return;
+    }
+    if qresync {
+        let mut uids: Vec<u32> = gone.iter().map(|(_, u)| *u).collect();
+        uids.sort_unstable();
+        conn.say(&format!("* VANISHED {}", super::search::compact(&uids)));
+    } else {
+        for (seq, _) in gone.iter().rev() {
+            conn.say(&format!("* {seq} EXPUNGE"));
+        }
+    }
 }
 
 fn quote(s: &str) -> String {
@@ -175,6 +197,8 @@ pub async fn session(
         tls: false,
         user: None,
         selected: None,
+        condstore: false,
+        qresync: false,
     };
     if port == Port::Imaps {
         let Some(acceptor) = s.shared.tls.clone() else {
@@ -270,6 +294,8 @@ impl Session {
             "ESEARCH",
             "SEARCHRES",
             "CHILDREN",
+            "CONDSTORE",
+            "QRESYNC",
         ];
         if self.user.is_none() {
             if !self.tls && self.shared.tls.is_some() {
@@ -381,9 +407,23 @@ impl Session {
             _ if !logged_in => {
                 conn.say(&format!("{tag} NO log in first"));
             }
-            Body::Enable(_) => {
-                // Nothing this server speaks needs enabling yet.
-                conn.say("* ENABLED");
+            Body::Enable(caps) => {
+                let mut enabled = Vec::new();
+                for cap in caps {
+                    match cap.to_ascii_uppercase().as_str() {
+                        "CONDSTORE" => {
+                            self.condstore = true;
+                            enabled.push("CONDSTORE");
+                        }
+                        "QRESYNC" => {
+                            self.condstore = true;
+                            self.qresync = true;
+                            enabled.push("QRESYNC");
+                        }
+                        _ => {}
+                    }
+                }
+                conn.say(format!("* ENABLED {}", enabled.join(" ")).trim_end());
                 conn.say(&format!("{tag} OK ENABLE done"));
             }
             Body::Namespace => {
@@ -439,9 +479,22 @@ impl Session {
                 return self.idle(conn, framer, &tag).await;
             }
             Body::Select {
-                mailbox, read_only, ..
+                mailbox,
+                read_only,
+                condstore,
+                qresync,
             } => {
+                if qresync.is_some() && !self.qresync {
+                    conn.say(&format!("{tag} BAD ENABLE QRESYNC first"));
+                    return Ok(Flow::Go);
+                }
+                self.condstore |= condstore;
                 let reply = self.select(conn, &mailbox, read_only).await;
+                if reply.starts_with("OK")
+                    && let Some(q) = qresync
+                {
+                    self.resync_client(conn, &q).await;
+                }
                 conn.say(&format!("{tag} {reply}"));
             }
             Body::Status { mailbox, items } => {
@@ -459,9 +512,34 @@ impl Session {
                 conn.say(&format!("{tag} NO select a folder first"));
             }
             Body::Fetch {
-                uid, set, items, ..
+                uid,
+                set,
+                mut items,
+                changed_since,
+                vanished,
             } => {
+                if vanished && !(uid && self.qresync && changed_since.is_some()) {
+                    conn.say(&format!(
+                        "{tag} BAD VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC"
+                    ));
+                    return Ok(Flow::Go);
+                }
                 self.report_changes(conn).await;
+                if changed_since.is_some() || items.contains(&FetchItem::Modseq) {
+                    self.condstore = true;
+                }
+                if self.condstore && !items.contains(&FetchItem::Modseq) {
+                    items.push(FetchItem::Modseq);
+                }
+                let set = match changed_since {
+                    Some(since) => {
+                        if vanished {
+                            self.tell_vanished_since(conn, &set, since).await;
+                        }
+                        self.changed_since(uid, &set, since)
+                    }
+                    None => set,
+                };
                 if self.fetch(conn, uid, &set, &items).await {
                     conn.say(&format!("{tag} OK FETCH done"));
                 } else {
@@ -476,10 +554,29 @@ impl Session {
                 mode,
                 silent,
                 flags,
-                ..
+                unchanged_since,
             } => {
+                // UNCHANGEDSINCE: a message changed since then is left alone and named in
+                // MODIFIED (RFC 7162 3.1.3).
+                let mut modified = Vec::new();
+                let set = match unchanged_since {
+                    Some(limit) => {
+                        self.condstore = true;
+                        let (keep, changed) = self.split_unchanged(uid, &set, limit);
+                        modified = changed;
+                        keep
+                    }
+                    None => set,
+                };
                 let reply = self.store(conn, uid, &set, mode, silent, &flags).await;
-                conn.say(&format!("{tag} {reply}"));
+                if modified.is_empty() || !reply.starts_with("OK") {
+                    conn.say(&format!("{tag} {reply}"));
+                } else {
+                    conn.say(&format!(
+                        "{tag} OK [MODIFIED {}] changed meanwhile: not stored",
+                        super::search::compact(&modified)
+                    ));
+                }
             }
             Body::Expunge(uids) => {
                 if self.selected.as_ref().is_some_and(|s| s.read_only) {
@@ -819,14 +916,110 @@ impl Session {
         // What left this folder, as EXPUNGE (highest number first), and the view synced.
         let gone: HashSet<u32> = pairs.iter().map(|(from, _)| *from).collect();
         if let Some(sel) = &self.selected {
-            for (i, m) in sel.snap.messages.iter().enumerate().rev() {
-                if gone.contains(&m.uid) {
-                    conn.say(&format!("* {} EXPUNGE", i + 1));
-                }
-            }
+            let told: Vec<(usize, u32)> = sel
+                .snap
+                .messages
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| gone.contains(&m.uid))
+                .map(|(i, m)| (i + 1, m.uid))
+                .collect();
+            tell_expunged(conn, self.qresync, &told);
         }
         self.resync().await;
         "OK MOVE done".into()
+    }
+
+    /// The chosen messages whose modseq is above `since`, as a set in the same numbering
+    /// (CHANGEDSINCE).
+    fn changed_since(&self, uid: bool, set: &SequenceSet, since: u64) -> SequenceSet {
+        let numbers: Vec<u32> = self
+            .chosen(uid, set)
+            .into_iter()
+            .filter(|(_, m)| m.modseq > since)
+            .map(|(seq, m)| if uid { m.uid } else { seq_u32(seq) })
+            .collect();
+        numbers_set(&numbers)
+    }
+
+    /// UNCHANGEDSINCE: the chosen messages not changed after `limit` (as a set), and the
+    /// numbers of those that were.
+    fn split_unchanged(&self, uid: bool, set: &SequenceSet, limit: u64) -> (SequenceSet, Vec<u32>) {
+        let (mut keep, mut changed) = (Vec::new(), Vec::new());
+        for (seq, m) in self.chosen(uid, set) {
+            let n = if uid { m.uid } else { seq_u32(seq) };
+            if m.modseq > limit {
+                changed.push(n);
+            } else {
+                keep.push(n);
+            }
+        }
+        (numbers_set(&keep), changed)
+    }
+
+    /// UID FETCH ... (CHANGEDSINCE n VANISHED): the UIDs in the set expunged after n.
+    async fn tell_vanished_since(&self, conn: &mut Conn, set: &SequenceSet, since: u64) {
+        let Some(sel) = &self.selected else { return };
+        let (folder, last) = (
+            sel.snap.folder.id,
+            sel.snap.folder.uidnext.saturating_sub(1),
+        );
+        let gone = self
+            .on_index(move |db| db.imap_expunged_since(folder, since))
+            .await
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let gone: Vec<u32> = gone
+            .into_iter()
+            .filter(|u| set.contains(*u, last))
+            .collect();
+        if !gone.is_empty() {
+            conn.say(&format!(
+                "* VANISHED (EARLIER) {}",
+                super::search::compact(&gone)
+            ));
+        }
+    }
+
+    /// SELECT's QRESYNC: when the client's UIDVALIDITY is still good, what it missed since
+    /// its modseq: the UIDs expunged (VANISHED (EARLIER)) and the messages changed.
+    async fn resync_client(&mut self, conn: &mut Conn, q: &command::Qresync) {
+        let Some(sel) = &self.selected else { return };
+        if q.uidvalidity != sel.snap.folder.uidvalidity {
+            return;
+        }
+        let (folder, last) = (
+            sel.snap.folder.id,
+            sel.snap.folder.uidnext.saturating_sub(1),
+        );
+        let since = q.modseq;
+        let gone = self
+            .on_index(move |db| db.imap_expunged_since(folder, since))
+            .await
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let gone: Vec<u32> = gone
+            .into_iter()
+            .filter(|u| q.known_uids.as_ref().is_none_or(|k| k.contains(*u, last)))
+            .collect();
+        if !gone.is_empty() {
+            conn.say(&format!(
+                "* VANISHED (EARLIER) {}",
+                super::search::compact(&gone)
+            ));
+        }
+        let Some(sel) = &self.selected else { return };
+        for (i, m) in sel.snap.messages.iter().enumerate() {
+            if m.modseq > since {
+                conn.say(&format!(
+                    "* {} FETCH (UID {} FLAGS ({}) MODSEQ ({}))",
+                    i + 1,
+                    m.uid,
+                    super::flags::shown(&m.flags, &m.keywords, false).join(" "),
+                    m.modseq
+                ));
+            }
+        }
     }
 
     /// The selected folder's view replaced by a fresh sync, without telling the client
@@ -1287,12 +1480,15 @@ impl Session {
             .iter()
             .map(|m| (m.uid, m.modseq))
             .collect();
-        // Expunged, highest sequence number first so the numbers stay right.
-        for (i, m) in sel.snap.messages.iter().enumerate().rev() {
-            if !now.contains_key(&m.uid) {
-                conn.say(&format!("* {} EXPUNGE", i + 1));
-            }
-        }
+        let gone: Vec<(usize, u32)> = sel
+            .snap
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !now.contains_key(&m.uid))
+            .map(|(i, m)| (i + 1, m.uid))
+            .collect();
+        tell_expunged(conn, self.qresync, &gone);
         let added: Vec<u32> = snap
             .messages
             .iter()
@@ -1305,8 +1501,13 @@ impl Session {
         sel.recent.extend(added.iter().copied());
         for (i, m) in snap.messages.iter().enumerate() {
             if before.get(&m.uid).is_some_and(|&old| old != m.modseq) {
+                let modseq = if self.condstore {
+                    format!(" MODSEQ ({})", m.modseq)
+                } else {
+                    String::new()
+                };
                 conn.say(&format!(
-                    "* {} FETCH (UID {} FLAGS ({}))",
+                    "* {} FETCH (UID {} FLAGS ({}){modseq})",
                     i + 1,
                     m.uid,
                     super::flags::shown(&m.flags, &m.keywords, sel.recent.contains(&m.uid))
@@ -1583,8 +1784,13 @@ impl Session {
                 } else {
                     String::new()
                 };
+                let modseq = if self.condstore {
+                    format!(" MODSEQ ({})", m.modseq)
+                } else {
+                    String::new()
+                };
                 conn.say(&format!(
-                    "* {seq} FETCH ({uid_part}FLAGS ({}))",
+                    "* {seq} FETCH ({uid_part}FLAGS ({}){modseq})",
                     super::flags::shown(&m.flags, &m.keywords, false).join(" ")
                 ));
             }
@@ -1619,9 +1825,8 @@ impl Session {
         })
         .await;
         if tell {
-            for (seq, _, _) in doomed.iter().rev() {
-                conn.say(&format!("* {seq} EXPUNGE"));
-            }
+            let told: Vec<(usize, u32)> = doomed.iter().map(|(seq, u, _)| (*seq, *u)).collect();
+            tell_expunged(conn, self.qresync, &told);
         }
         // The index learns it at the sync; the session's view is brought in line now.
         let name = sel.name.clone();
@@ -1776,6 +1981,20 @@ fn fetch_one(
     }
     out.extend_from_slice(b")\r\n");
     (out, unknown_cte)
+}
+
+fn seq_u32(seq: usize) -> u32 {
+    u32::try_from(seq).unwrap_or(u32::MAX)
+}
+
+/// A set of exactly these numbers (none: a set that matches nothing).
+fn numbers_set(numbers: &[u32]) -> SequenceSet {
+    SequenceSet::Ranges(
+        numbers
+            .iter()
+            .map(|&n| (command::Seq::Number(n), command::Seq::Number(n)))
+            .collect(),
+    )
 }
 
 /// A search key with `$` (the saved result) replaced by the UIDs it stands for.
