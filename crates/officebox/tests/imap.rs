@@ -893,3 +893,50 @@ for m in (first, other, back):
         &ob,
     );
 }
+
+#[test]
+fn imap4rev2_clients_get_utf8_names_esearch_and_list_status_while_rev1_clients_get_utf7() {
+    require_program("swaks", "swaks");
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    send(&c, "hello");
+    let imap = c.int("mail.imap_port");
+    python(
+        &format!(
+            r#"
+import imaplib
+old = imaplib.IMAP4("127.0.0.1", {imap})
+assert "IMAP4REV2" in old.capabilities and "IMAP4REV1" in old.capabilities, old.capabilities
+old.login("alice", "demo-alice")
+assert old.create("Entw&APw-rfe")[0] == "OK"
+typ, data = old.list(pattern="Entw*")
+assert data == [b'(\\HasNoChildren) "/" "Entw&APw-rfe"'], data
+new = imaplib.IMAP4("127.0.0.1", {imap})
+new.login("alice", "demo-alice")
+new.enable("IMAP4rev2")
+assert b"IMAP4rev2" in new.untagged_responses.pop("ENABLED")[0]
+typ, data = new.list(pattern="Entw*")
+assert '"Entwürfe"'.encode() in data[0], data
+typ, data = new._simple_command("LIST", "(SPECIAL-USE)", '""', "*")
+names = b" ".join(new.untagged_responses.pop("LIST"))
+assert b'"Sent"' in names and b"INBOX" not in names and "Entwürfe".encode() not in names, names
+typ, data = new._simple_command("LIST", '""', "INBOX", "RETURN", "(STATUS (MESSAGES UNSEEN))")
+status = new.untagged_responses.pop("STATUS")
+assert status == [b'"INBOX" (MESSAGES 1 UNSEEN 1)'], status
+new.select("INBOX")
+assert "RECENT" not in new.untagged_responses, new.untagged_responses
+typ, data = new._simple_command("SEARCH", "ALL")
+esearch = new.untagged_responses.pop("ESEARCH")
+assert len(esearch) == 1 and esearch[0].startswith(b"(TAG ") and esearch[0].endswith(b") ALL 1"), esearch
+assert "SEARCH" not in new.untagged_responses, new.untagged_responses
+new.select("Sent")
+assert any(b"CLOSED" in x for x in new.untagged_responses.get("OK", [])), new.untagged_responses
+for m in (old, new):
+    m.logout()
+"#
+        ),
+        &ob,
+    );
+    // On disk the folder has its UTF-8 name.
+    assert!(ob.dir().join("demo-data/mail/alice/.Entwürfe/cur").is_dir());
+}

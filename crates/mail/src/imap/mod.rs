@@ -8,6 +8,7 @@
 //! - [`flags`]: IMAP flags as Maildir letters and index keywords.
 //! - [`search`]: which messages a SEARCH key picks.
 //! - [`structure`]: a message's MIME parts, BODYSTRUCTURE and ENVELOPE.
+//! - [`utf7`]: modified UTF-7 folder names for IMAP4rev1 clients.
 //! - [`session`]: one connection.
 
 pub mod command;
@@ -17,3 +18,4 @@ pub mod mailbox;
 pub mod search;
 pub mod session;
 pub mod structure;
+pub mod utf7;

@@ -127,6 +127,10 @@ struct Session {
     condstore: bool,
     /// QRESYNC is enabled: expunges are told as VANISHED.
     qresync: bool,
+    /// Folder names are UTF-8 (UTF8=ACCEPT or IMAP4rev2 enabled), not modified UTF-7.
+    utf8: bool,
+    /// IMAP4rev2 is enabled: no \Recent, SEARCH answered as ESEARCH.
+    rev2: bool,
 }
 
 /// Tells the client that these messages (sequence number, UID; in order) are gone: one
@@ -199,6 +203,8 @@ pub async fn session(
         selected: None,
         condstore: false,
         qresync: false,
+        utf8: false,
+        rev2: false,
     };
     if port == Port::Imaps {
         let Some(acceptor) = s.shared.tls.clone() else {
@@ -272,6 +278,20 @@ pub async fn session(
     result
 }
 
+/// LIST's options (RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 6154).
+struct ListOptions {
+    /// LSUB (IMAP4rev1): subscribed folders, answered as LSUB.
+    lsub: bool,
+    /// `(SUBSCRIBED)` selection: subscribed folders only.
+    only_subscribed: bool,
+    /// `(SPECIAL-USE)` selection: the special folders only.
+    only_special: bool,
+    /// `\Subscribed` shown.
+    show_subscribed: bool,
+    /// `RETURN (STATUS (...))`: a STATUS answer after each folder.
+    status: Vec<StatusItem>,
+}
+
 enum Flow {
     Go,
     Stop,
@@ -281,6 +301,7 @@ impl Session {
     fn capabilities(&self) -> String {
         let mut caps = vec![
             "IMAP4rev1",
+            "IMAP4rev2",
             "LITERAL+",
             "SASL-IR",
             "ID",
@@ -296,6 +317,12 @@ impl Session {
             "CHILDREN",
             "CONDSTORE",
             "QRESYNC",
+            "BINARY",
+            "UTF8=ACCEPT",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "STATUS=SIZE",
+            "LITERAL-",
         ];
         if self.user.is_none() {
             if !self.tls && self.shared.tls.is_some() {
@@ -420,6 +447,15 @@ impl Session {
                             self.qresync = true;
                             enabled.push("QRESYNC");
                         }
+                        "UTF8=ACCEPT" => {
+                            self.utf8 = true;
+                            enabled.push("UTF8=ACCEPT");
+                        }
+                        "IMAP4REV2" => {
+                            self.utf8 = true;
+                            self.rev2 = true;
+                            enabled.push("IMAP4rev2");
+                        }
                         _ => {}
                     }
                 }
@@ -431,13 +467,33 @@ impl Session {
                 conn.say(&format!("{tag} OK NAMESPACE done"));
             }
             Body::List {
+                reference,
                 patterns,
                 lsub,
                 returns,
-                ..
+                select,
+                status,
             } => {
-                let subscribed = returns.iter().any(|r| r == "SUBSCRIBED");
-                self.list(conn, &patterns, lsub, subscribed).await;
+                // The reference names where the patterns start (RFC 9051 6.3.9): joined.
+                let patterns: Vec<Vec<u8>> = patterns
+                    .into_iter()
+                    .map(|p| {
+                        if p.is_empty() {
+                            p
+                        } else {
+                            [reference.as_slice(), p.as_slice()].concat()
+                        }
+                    })
+                    .collect();
+                let has = |list: &[String], w: &str| list.iter().any(|r| r == w);
+                let options = ListOptions {
+                    lsub,
+                    only_subscribed: has(&select, "SUBSCRIBED"),
+                    only_special: has(&select, "SPECIAL-USE"),
+                    show_subscribed: has(&returns, "SUBSCRIBED") || has(&select, "SUBSCRIBED"),
+                    status,
+                };
+                self.list(conn, &patterns, &options).await;
                 conn.say(&format!(
                     "{tag} OK {} done",
                     if lsub { "LSUB" } else { "LIST" }
@@ -605,6 +661,7 @@ impl Session {
                 if uid {
                     self.report_changes(conn).await;
                 }
+                let esearch = esearch || self.rev2;
                 self.search(conn, &tag, uid, &returns, esearch, &key).await;
                 conn.say(&format!("{tag} OK SEARCH done"));
             }
@@ -622,9 +679,29 @@ impl Session {
 
     /// The folder `name` (as the client wrote it) in this user's mailbox: its canonical
     /// name and directory, when it exists.
+    /// A folder name as the client wrote it, in UTF-8 (modified UTF-7 decoded for an
+    /// IMAP4rev1 client; a name that is not valid modified UTF-7 is taken as it is).
+    fn folder_name(&self, raw: &[u8]) -> String {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        if self.utf8 {
+            text
+        } else {
+            super::utf7::decode(&text).unwrap_or(text)
+        }
+    }
+
+    /// A folder name as this client reads them, quoted.
+    fn shown_name(&self, name: &str) -> String {
+        if self.utf8 {
+            quote(name)
+        } else {
+            quote(&super::utf7::encode(name))
+        }
+    }
+
     fn existing(&self, name: &[u8]) -> Option<(String, PathBuf)> {
         let root = self.root()?;
-        let name = mailbox::canonical(&String::from_utf8_lossy(name)).ok()?;
+        let name = mailbox::canonical(&self.folder_name(name)).ok()?;
         let dir = mailbox::dir_of(&root, &name);
         (name == "INBOX" || dir.join("cur").is_dir()).then_some((name, dir))
     }
@@ -707,7 +784,7 @@ impl Session {
         let Some((from, from_dir)) = self.existing(from) else {
             return "NO [NONEXISTENT] no such folder".into();
         };
-        let to = match mailbox::canonical(&String::from_utf8_lossy(to)) {
+        let to = match mailbox::canonical(&self.folder_name(to)) {
             Ok(n) if n == "INBOX" => return "NO [ALREADYEXISTS] INBOX exists".into(),
             Ok(n) => n,
             Err(e) => return format!("NO {e}"),
@@ -1243,7 +1320,8 @@ impl Session {
         }
     }
 
-    async fn list(&self, conn: &mut Conn, patterns: &[Vec<u8>], lsub: bool, subscribed: bool) {
+    async fn list(&self, conn: &mut Conn, patterns: &[Vec<u8>], o: &ListOptions) {
+        let (lsub, subscribed) = (o.lsub, o.show_subscribed);
         let (Some(root), Some(login)) = (self.root(), self.user.clone()) else {
             return;
         };
@@ -1264,13 +1342,17 @@ impl Session {
             .collect();
         let verb = if lsub { "LSUB" } else { "LIST" };
         for pattern in patterns {
-            let pattern = String::from_utf8_lossy(pattern);
+            let pattern = self.folder_name(pattern);
             if pattern.is_empty() {
                 conn.say(&format!("* {verb} (\\Noselect) \"/\" \"\""));
                 continue;
             }
             for name in &names {
-                if !matches_pattern(&pattern, name) || (lsub && unsubscribed.contains(name)) {
+                let special = mailbox::SPECIAL.iter().any(|(n, _)| n == name);
+                if !matches_pattern(&pattern, name)
+                    || ((lsub || o.only_subscribed) && unsubscribed.contains(name))
+                    || (o.only_special && !special)
+                {
                     continue;
                 }
                 let inside = format!("{name}/");
@@ -1289,8 +1371,11 @@ impl Session {
                 conn.say(&format!(
                     "* {verb} ({}) \"/\" {}",
                     attrs.join(" "),
-                    quote(name)
+                    self.shown_name(name)
                 ));
+                if !o.status.is_empty() {
+                    self.status_of(conn, name, &o.status).await;
+                }
             }
         }
     }
@@ -1299,7 +1384,7 @@ impl Session {
         let Some(root) = self.root() else {
             return "NO log in first".into();
         };
-        let name = match mailbox::canonical(&String::from_utf8_lossy(name)) {
+        let name = match mailbox::canonical(&self.folder_name(name)) {
             Ok(n) if n == "INBOX" => return "NO INBOX exists already".into(),
             Ok(n) => n,
             Err(e) => return format!("NO {e}"),
@@ -1346,8 +1431,10 @@ impl Session {
     }
 
     async fn select(&mut self, conn: &mut Conn, name: &[u8], read_only: bool) -> String {
-        self.selected = None;
-        let Ok(name) = mailbox::canonical(&String::from_utf8_lossy(name)) else {
+        if self.selected.take().is_some() && (self.qresync || self.rev2) {
+            conn.say("* OK [CLOSED] the previous folder is closed");
+        }
+        let Ok(name) = mailbox::canonical(&self.folder_name(name)) else {
             return "NO [NONEXISTENT] no such folder".into();
         };
         let stamp = self
@@ -1358,7 +1445,9 @@ impl Session {
         };
         let recent: HashSet<u32> = HashSet::new();
         conn.say(&format!("* {} EXISTS", snap.messages.len()));
-        conn.say("* 0 RECENT");
+        if !self.rev2 {
+            conn.say("* 0 RECENT");
+        }
         conn.say(&format!("* FLAGS ({})", super::flags::defined().join(" ")));
         conn.say(&format!(
             "* OK [PERMANENTFLAGS ({} \\*)] flags and new keywords kept",
@@ -1393,10 +1482,15 @@ impl Session {
     }
 
     async fn status(&self, conn: &mut Conn, name: &[u8], items: &[StatusItem]) -> String {
-        let Ok(name) = mailbox::canonical(&String::from_utf8_lossy(name)) else {
+        let Ok(name) = mailbox::canonical(&self.folder_name(name)) else {
             return "NO [NONEXISTENT] no such folder".into();
         };
-        let Some(snap) = self.snapshot(&name).await else {
+        self.status_of(conn, &name, items).await
+    }
+
+    /// `* STATUS` of folder `name` (canonical).
+    async fn status_of(&self, conn: &mut Conn, name: &str, items: &[StatusItem]) -> String {
+        let Some(snap) = self.snapshot(name).await else {
             return "NO [NONEXISTENT] no such folder".into();
         };
         let mut out = Vec::new();
@@ -1425,7 +1519,11 @@ impl Session {
             };
             out.push(format!("{word} {value}"));
         }
-        conn.say(&format!("* STATUS {} ({})", quote(&name), out.join(" ")));
+        conn.say(&format!(
+            "* STATUS {} ({})",
+            self.shown_name(name),
+            out.join(" ")
+        ));
         "OK STATUS done".into()
     }
 
@@ -1510,8 +1608,12 @@ impl Session {
                     "* {} FETCH (UID {} FLAGS ({}){modseq})",
                     i + 1,
                     m.uid,
-                    super::flags::shown(&m.flags, &m.keywords, sel.recent.contains(&m.uid))
-                        .join(" ")
+                    super::flags::shown(
+                        &m.flags,
+                        &m.keywords,
+                        !self.rev2 && sel.recent.contains(&m.uid)
+                    )
+                    .join(" ")
                 ));
             }
         }
@@ -1614,7 +1716,15 @@ impl Session {
         // The messages in batches of at most 8 MB read off the async threads, each batch
         // sent before the next is read: a FETCH of a whole large folder never sits in
         // memory at once.
-        let (maildir, recent) = (sel.snap.maildir.clone(), sel.recent.clone());
+        // IMAP4rev2 has no \Recent.
+        let (maildir, recent) = (
+            sel.snap.maildir.clone(),
+            if self.rev2 {
+                HashSet::new()
+            } else {
+                sel.recent.clone()
+            },
+        );
         let mut batches: Vec<Vec<(usize, ImapMessage, Option<officebox_store::Entry>)>> =
             Vec::new();
         let mut size = 0u64;
