@@ -396,7 +396,7 @@ pub const WAN_SERVICES: Setting = s(
     Kind::List,
     Default::List(&["smtp", "www"]),
     "Services visible from the Internet",
-    "In DMZ mode, comma-separated: dns, smtp, submission, smtps, pop3, pop3s, sip, www, ntp.",
+    "In DMZ mode, comma-separated: dns, smtp, submission, smtps, pop3, pop3s, imap, imaps, sip, www, ntp.",
 );
 pub const FORWARD_NAME: Setting = s(
     "security.forwards[].name",

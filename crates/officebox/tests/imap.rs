@@ -940,3 +940,71 @@ for m in (old, new):
     // On disk the folder has its UTF-8 name.
     assert!(ob.dir().join("demo-data/mail/alice/.Entwürfe/cur").is_dir());
 }
+
+#[test]
+fn clear_text_logins_are_refused_from_the_wan_but_not_over_tls() {
+    use officebox_testkit::{Endpoint, Netns, Veth, require_root};
+    require_root();
+    let boxns = Netns::new("imapb").unwrap();
+    let wan = Netns::new("imapw").unwrap();
+    let _link = Veth::new(
+        Endpoint::netns(&boxns).addr("198.51.100.1/24"),
+        Endpoint::netns(&wan).addr("198.51.100.7/24"),
+    )
+    .unwrap();
+    let c = TestConfig::demo()
+        .set(
+            "network.listen",
+            toml_edit::Value::Array(toml_edit::Array::new()),
+        )
+        .set("mail.imap_port", 143)
+        .set("mail.imaps_port", 993)
+        .set("dns.enabled", false)
+        .set("ntp.enabled", false);
+    let ob = Officebox::start_in_netns(bin(), &c.text(), &boxns).unwrap();
+    ob.peer()
+        .wait_for_log("imap: serving", READY_TIMEOUT)
+        .unwrap();
+    let script = r#"
+import imaplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4("198.51.100.1", 143)
+assert "LOGINDISABLED" in m.capabilities and "AUTH=PLAIN" not in m.capabilities, m.capabilities
+try:
+    m.login("alice", "demo-alice")
+    print("accepted in the clear")
+except imaplib.IMAP4.error as e:
+    print("refused", e)
+m.starttls(ssl_context=ctx)
+assert "AUTH=PLAIN" in m.capabilities, m.capabilities
+m.login("alice", "demo-alice")
+print("starttls ok")
+m.logout()
+m = imaplib.IMAP4_SSL("198.51.100.1", 993, ssl_context=ctx)
+m.login("alice", "demo-alice")
+print("imaps ok")
+m.logout()
+"#;
+    let out = wan
+        .command("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        ob.log()
+    );
+    assert!(
+        text.contains("refused") && text.contains("PRIVACYREQUIRED"),
+        "{text}"
+    );
+    assert!(
+        text.contains("starttls ok") && text.contains("imaps ok"),
+        "{text}"
+    );
+}
