@@ -143,9 +143,10 @@ fn arrival(unique: &str) -> i64 {
 pub struct Snapshot {
     pub folder: ImapFolder,
     pub changes: Synced,
-    pub messages: Vec<ImapMessage>,
+    /// Shared: sessions on one folder (and the index's cache of it) hold one copy.
+    pub messages: std::sync::Arc<Vec<ImapMessage>>,
     pub maildir: Maildir,
-    pub files: std::collections::HashMap<String, officebox_store::Entry>,
+    pub files: std::sync::Arc<std::collections::HashMap<String, officebox_store::Entry>>,
 }
 
 /// Lists `login`'s folder `name` in the Maildir at `root` and brings the index in line;
@@ -176,9 +177,9 @@ pub fn sync(db: &Db, login: &str, root: &Path, name: &str) -> Result<Snapshot, S
     Ok(Snapshot {
         folder,
         changes,
-        messages,
+        messages: std::sync::Arc::new(messages),
         maildir,
-        files,
+        files: std::sync::Arc::new(files),
     })
 }
 

@@ -54,11 +54,71 @@ const FETCH_BATCH_BYTES: u64 = 8 << 20;
 #[derive(Debug)]
 pub struct Index {
     store: Arc<crate::deliver::Store>,
+    /// The folders read most recently, as read: reading one again that has not changed
+    /// since takes it as it is (no directory listing, no index rows), and sessions on one
+    /// folder share one copy of its list.
+    read: std::sync::Mutex<Vec<Read>>,
 }
+
+/// A folder as it was read, and its directory times then.
+#[derive(Debug)]
+struct Read {
+    login: String,
+    name: String,
+    stamp: (Stamp, std::time::SystemTime),
+    snap: Snapshot,
+}
+
+/// How many folders the index keeps as read.
+const READ_FOLDERS: usize = 8;
 
 impl Index {
     pub fn new(store: Arc<crate::deliver::Store>) -> Index {
-        Index { store }
+        Index {
+            store,
+            read: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The folder as last read, with the directory times it was read at.
+    fn read_before(
+        &self,
+        login: &str,
+        name: &str,
+    ) -> Option<((Stamp, std::time::SystemTime), Snapshot)> {
+        let read = self.read.lock().ok()?;
+        read.iter()
+            .find(|r| r.login == login && r.name == name)
+            .map(|r| (r.stamp, r.snap.clone()))
+    }
+
+    /// Keeps the folder as just read (the oldest kept one goes).
+    fn remember(
+        &self,
+        login: &str,
+        name: &str,
+        stamp: (Stamp, std::time::SystemTime),
+        snap: &Snapshot,
+    ) {
+        if let Ok(mut read) = self.read.lock() {
+            read.retain(|r| !(r.login == login && r.name == name));
+            if read.len() >= READ_FOLDERS {
+                read.remove(0);
+            }
+            read.push(Read {
+                login: login.to_string(),
+                name: name.to_string(),
+                stamp,
+                snap: snap.clone(),
+            });
+        }
+    }
+
+    /// Forgets the folder as read (a session is about to change its own copy).
+    fn forget(&self, login: &str, name: &str) {
+        if let Ok(mut read) = self.read.lock() {
+            read.retain(|r| !(r.login == login && r.name == name));
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&Db) -> R) -> R {
@@ -805,7 +865,7 @@ impl Session {
             };
             let moved = tokio::task::spawn_blocking(move || {
                 let dest = officebox_store::Maildir::open(&to_dir)?;
-                for m in &snap.messages {
+                for m in snap.messages.iter() {
                     if let Some(e) = snap.files.get(&m.unique) {
                         snap.maildir
                             .move_into(e, &dest, e.flags(), Some(m.received))?;
@@ -1410,24 +1470,46 @@ impl Session {
         }
     }
 
-    /// The folder `name` synced now (`None`: no such folder).
+    /// The folder `name` as it is now (`None`: no such folder): as the index last read it
+    /// when nothing moved since (its directories' times, settled, and its modseq), else
+    /// synced.
     async fn snapshot(&self, name: &str) -> Option<Snapshot> {
         let root = self.root()?;
-        if !mailbox::dir_of(&root, name).join("cur").is_dir() && name != "INBOX" {
+        let dir = mailbox::dir_of(&root, name);
+        if !dir.join("cur").is_dir() && name != "INBOX" {
             return None;
         }
-        let (index, login, name) = (
-            Arc::clone(&self.index),
-            self.user.clone()?,
-            name.to_string(),
-        );
-        tokio::task::spawn_blocking(move || {
-            index.with(|db| mailbox::sync(db, &login, &root, &name))
+        let login = self.user.clone()?;
+        let stamp = stamp_now(&dir);
+        if let (Some((now, _)), Some((then, snap))) = (stamp, self.index.read_before(&login, name))
+            && now == then.0
+            && settled(then)
+        {
+            let (wanted, folder) = (login.clone(), name.to_string());
+            let indexed = self
+                .on_index(move |db| db.imap_folder_if_any(&wanted, &folder))
+                .await;
+            if let Some(Ok(Some(f))) = indexed
+                && f.modseq == snap.folder.modseq
+            {
+                return Some(Snapshot {
+                    changes: Default::default(),
+                    ..snap
+                });
+            }
+        }
+        let (index, owner, folder) = (Arc::clone(&self.index), login.clone(), name.to_string());
+        let snap = tokio::task::spawn_blocking(move || {
+            index.with(|db| mailbox::sync(db, &owner, &root, &folder))
         })
         .await
         .ok()?
         .map_err(|error| warn!(message = "imap: a folder cannot be read", %error))
-        .ok()
+        .ok()?;
+        if let Some(stamp) = stamp {
+            self.index.remember(&login, name, stamp, &snap);
+        }
+        Some(snap)
     }
 
     async fn select(&mut self, conn: &mut Conn, name: &[u8], read_only: bool) -> String {
@@ -1863,13 +1945,21 @@ impl Session {
         })
         .await
         .unwrap_or_default();
+        // This session's copy changes now: the index's copy is no longer what is on disk.
+        if let Some(login) = &self.user {
+            self.index.forget(login, &sel.name);
+        }
         let mut result = Vec::new();
-        for (seq, m, moved) in done {
-            sel.snap.files.insert(m.unique.clone(), moved);
-            if let Some(slot) = sel.snap.messages.get_mut(seq - 1) {
-                *slot = m.clone();
+        if !done.is_empty() {
+            let files = Arc::make_mut(&mut sel.snap.files);
+            let messages = Arc::make_mut(&mut sel.snap.messages);
+            for (seq, m, moved) in done {
+                files.insert(m.unique.clone(), moved);
+                if let Some(slot) = messages.get_mut(seq - 1) {
+                    *slot = m.clone();
+                }
+                result.push((seq, m));
             }
-            result.push((seq, m));
         }
         result
     }
