@@ -456,7 +456,10 @@ fn a_stranger_cannot_tell_which_extensions_and_logins_exist() {
     }
 
     // POP3: a wrong password for alice takes as long as any password for nobody. The two
-    // alternate; the median of their differences, pair by pair, is what one would learn.
+    // alternate. Load only ever adds delay (single times scatter by ±35 ms on a busy
+    // two-core CI machine), so each kind's fastest answer is what its own work costs, and
+    // those are compared: checking a real password costs tens of milliseconds (argon2id),
+    // which a box that skipped the check for unknown users would show.
     let r = clients(&[
         "timing",
         "--port",
@@ -464,20 +467,21 @@ fn a_stranger_cannot_tell_which_extensions_and_logins_exist() {
         "--source",
         "127.0.2.1",
         "--count",
-        "8",
+        "12",
         "--user",
         "alice",
         "--password",
         "guess",
     ]);
     let (real, nobody) = (r.numbers("real"), r.numbers("nobody"));
-    let mut differences: Vec<f64> = real.iter().zip(&nobody).map(|(a, b)| a - b).collect();
-    differences.sort_by(f64::total_cmp);
-    let median = differences[differences.len() / 2];
-    eprintln!("POP3 wrong password, alice minus nobody: median {median:.1} ms ({differences:.1?})");
+    let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let gap = fastest(&real) - fastest(&nobody);
+    eprintln!(
+        "POP3 wrong password, alice minus nobody: fastest {gap:.1} ms ({real:.1?} against {nobody:.1?})"
+    );
     assert!(
-        median.abs() < 10.0,
-        "a wrong password for a real user takes {median:.1} ms longer than for no such user"
+        gap.abs() < 10.0,
+        "a wrong password for a real user takes {gap:.1} ms longer than for no such user"
     );
 }
 
