@@ -280,8 +280,10 @@ pub enum BuiltinTarget {
     Both,
 }
 
-/// The appliance's built-in names (white paper, section 10).
-pub const BUILTIN_NAMES: [(&str, BuiltinTarget); 7] = [
+/// The appliance's built-in names (white paper, section 10), and the names mail programs
+/// look for when they find their settings by themselves (`imap`, and `autoconfig` and
+/// `autodiscover`, which the www site answers).
+pub const BUILTIN_NAMES: [(&str, BuiltinTarget); 10] = [
     ("www", BuiltinTarget::Wan),
     ("wan", BuiltinTarget::Wan),
     ("corp", BuiltinTarget::Lan),
@@ -289,6 +291,9 @@ pub const BUILTIN_NAMES: [(&str, BuiltinTarget); 7] = [
     ("lan", BuiltinTarget::Lan),
     ("smtp", BuiltinTarget::Both),
     ("pop", BuiltinTarget::Both),
+    ("imap", BuiltinTarget::Both),
+    ("autoconfig", BuiltinTarget::Both),
+    ("autodiscover", BuiltinTarget::Both),
 ];
 
 /// One name of the zone that officebox makes itself.
@@ -338,6 +343,78 @@ fn fqdn(label: &str, network: &Network) -> String {
 /// The zone's MX: ourselves, through the `smtp` name that maps to both interfaces.
 pub fn zone_mx(network: &Network) -> (u16, String) {
     (10, fqdn("smtp", network))
+}
+
+/// A mail service as a mail program reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailProtocol {
+    Imap,
+    Pop3,
+    /// Sending: SMTP submission with a password.
+    Submission,
+}
+
+/// How a connection to a mail service is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailTls {
+    /// TLS from the first byte (993, 995, 465).
+    Implicit,
+    /// Plain first, then STARTTLS (or STLS) before the password (143, 110, 587).
+    StartTls,
+}
+
+/// One way in to the box's mail, as published in the zone's SRV records (RFC 6186,
+/// RFC 8314) and written in the settings files mail programs fetch (autoconfig,
+/// autodiscover, Apple's profiles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailEndpoint {
+    pub protocol: MailProtocol,
+    pub tls: MailTls,
+    /// The built-in name a program connects to (`imap.<domain>`, ...).
+    pub host: String,
+    pub port: u16,
+    /// The SRV record's owner, `_imaps._tcp.<domain>`; `None` for POP3 with STLS, which
+    /// RFC 8314 would rather programs did not pick.
+    pub srv: Option<String>,
+}
+
+/// The box's mail services in the order a program should prefer them: for each
+/// protocol, implicit TLS first (RFC 8314 section 5.1). None when mail is off.
+pub fn mail_endpoints(config: &Config) -> Vec<MailEndpoint> {
+    if !config.mail.enabled {
+        return Vec::new();
+    }
+    let m = &config.mail;
+    let net = &config.network;
+    let e = |protocol, tls, label: &str, port, srv: Option<&str>| MailEndpoint {
+        protocol,
+        tls,
+        host: fqdn(label, net),
+        port,
+        srv: srv.map(|s| format!("{s}._tcp.{}", net.domain)),
+    };
+    use MailProtocol::{Imap, Pop3, Submission};
+    use MailTls::{Implicit, StartTls};
+    vec![
+        e(Imap, Implicit, "imap", m.imaps_port, Some("_imaps")),
+        e(Imap, StartTls, "imap", m.imap_port, Some("_imap")),
+        e(Pop3, Implicit, "pop", m.pop3s_port, Some("_pop3s")),
+        e(Pop3, StartTls, "pop", m.pop3_port, None),
+        e(
+            Submission,
+            Implicit,
+            "smtp",
+            m.smtps_port,
+            Some("_submissions"),
+        ),
+        e(
+            Submission,
+            StartTls,
+            "smtp",
+            m.submission_port,
+            Some("_submission"),
+        ),
+    ]
 }
 
 /// The zone's name server: the box itself.
@@ -1221,6 +1298,9 @@ admin = true
                 "lan.example.com 192.168.1.1",
                 "smtp.example.com 203.0.113.10 192.168.1.1",
                 "pop.example.com 203.0.113.10 192.168.1.1",
+                "imap.example.com 203.0.113.10 192.168.1.1",
+                "autoconfig.example.com 203.0.113.10 192.168.1.1",
+                "autodiscover.example.com 203.0.113.10 192.168.1.1",
                 "box.example.com 203.0.113.10 192.168.1.1",
             ]
         );
@@ -1234,12 +1314,43 @@ admin = true
                 "lan.example.com 192.168.1.1",
                 "smtp.example.com 192.168.1.1",
                 "pop.example.com 192.168.1.1",
+                "imap.example.com 192.168.1.1",
+                "autoconfig.example.com 192.168.1.1",
+                "autodiscover.example.com 192.168.1.1",
                 "box.example.com 192.168.1.1",
             ]
         );
         assert_eq!(zone_mx(&c.network), (10, "smtp.example.com".to_string()));
         assert_eq!(zone_ns(&c.network), "box.example.com");
         assert_eq!(static_wan_address(&c.network), wan);
+    }
+
+    #[test]
+    fn mail_endpoints_prefer_tls_and_follow_the_ports() {
+        let c = config(
+            SecurityMode::FirewallNat,
+            "[mail]\nimaps_port = 10993\nsubmission_port = 10587\n",
+        );
+        let shown: Vec<String> = mail_endpoints(&c)
+            .iter()
+            .map(|e| {
+                let srv = e.srv.as_deref().unwrap_or("-");
+                format!("{:?} {:?} {}:{} {srv}", e.protocol, e.tls, e.host, e.port)
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "Imap Implicit imap.example.com:10993 _imaps._tcp.example.com",
+                "Imap StartTls imap.example.com:143 _imap._tcp.example.com",
+                "Pop3 Implicit pop.example.com:995 _pop3s._tcp.example.com",
+                "Pop3 StartTls pop.example.com:110 -",
+                "Submission Implicit smtp.example.com:465 _submissions._tcp.example.com",
+                "Submission StartTls smtp.example.com:10587 _submission._tcp.example.com",
+            ]
+        );
+        let off = config(SecurityMode::FirewallNat, "[mail]\nenabled = false\n");
+        assert!(mail_endpoints(&off).is_empty());
     }
 
     #[test]

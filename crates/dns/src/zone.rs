@@ -11,7 +11,9 @@ use std::net::Ipv4Addr;
 
 use foldhash::fast::RandomState;
 
-use officebox_config::derive::{builtin_names, client_name_allowed, zone_mx, zone_ns};
+use officebox_config::derive::{
+    builtin_names, client_name_allowed, mail_endpoints, zone_mx, zone_ns,
+};
 use officebox_config::{Config, RecordData, reverse_zone};
 use officebox_store::Lease;
 
@@ -300,6 +302,21 @@ impl Zone {
             &RecordData::Ptr(ns.clone()),
             Source::Builtin,
         );
+        // Mail programs find the box's mail services from the address alone, unless the
+        // admin wrote that name (mail hosted elsewhere for some of it).
+        for e in mail_endpoints(config) {
+            if let Some(srv) = &e.srv
+                && !config.dns.records.iter().any(|r| &r.name == srv)
+            {
+                let data = RecordData::Srv {
+                    priority: 0,
+                    weight: 1,
+                    port: e.port,
+                    target: e.host.clone(),
+                };
+                z.add(srv, ttl, &data, Source::Builtin);
+            }
+        }
 
         for r in &config.dns.records {
             z.add(&r.name, r.ttl, &r.data, Source::Static);

@@ -32,6 +32,7 @@ pub mod html;
 mod listen;
 pub mod lists;
 mod live;
+pub mod mailsetup;
 mod pages;
 pub mod people;
 mod provision;

@@ -37,6 +37,7 @@ pub(crate) fn admin(app: Shared) -> Router {
         .route("/users/{login}", get(users::show).post(users::edit))
         .route("/users/{login}/delete", post(users::delete))
         .route("/users/{login}/forwarding", post(users::set_forwarding))
+        .route("/users/{login}/mail.mobileconfig", get(users::mobileconfig))
         .route("/aliases", get(users::aliases).post(users::set_alias))
         .route("/devices/{name}", get(sites::show))
         .route("/devices/{name}/new-key", post(sites::new_key))

@@ -197,9 +197,68 @@ async fn answer(
     req: axum::extract::Request,
 ) -> axum::response::Response {
     let c = Arc::clone(&config.borrow());
-    // A site reads no request body.
-    let req = Request::from_parts(req.into_parts().0, ());
+    let (parts, body) = req.into_parts();
+    // A site reads no request body; Autodiscover's question is the one body read.
+    let req = Request::from_parts(parts, ());
+    if let Some(r) = mail_settings(&c, &req, body).await {
+        return r.map(axum::body::Body::new);
+    }
     handle(&c, &req, peer).await.map(axum::body::Body::new)
+}
+
+/// The largest Autodiscover question read (Outlook's are a few hundred bytes).
+const AUTODISCOVER_MAX: usize = 8 * 1024;
+
+/// The mail settings files ([`crate::mailsetup`]), on every host name of the sites, when
+/// mail is on; `None` for every other request.
+async fn mail_settings(
+    config: &Config,
+    req: &Request<()>,
+    body: axum::body::Body,
+) -> Option<Response<SiteBody>> {
+    use crate::mailsetup;
+    use http_body_util::{BodyExt, Limited};
+    let path = req.uri().path();
+    let autoconfig = mailsetup::AUTOCONFIG_PATHS.contains(&path);
+    let autodiscover = mailsetup::is_autodiscover_path(path);
+    if !config.mail.enabled || !(autoconfig || autodiscover) {
+        return None;
+    }
+    let method = req.method();
+    let text = if autoconfig && (method == Method::GET || method == Method::HEAD) {
+        mailsetup::autoconfig(config)
+    } else if autodiscover && method == Method::POST {
+        let asked = match Limited::new(body, AUTODISCOVER_MAX).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return Some(simple(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "An Autodiscover question is a few hundred bytes.",
+                ));
+            }
+        };
+        let address = mailsetup::autodiscover_address(config, &asked);
+        mailsetup::autodiscover(config, address.as_deref(), true)
+    } else if autodiscover && (method == Method::GET || method == Method::HEAD) {
+        mailsetup::autodiscover(config, None, false)
+    } else {
+        let mut r = simple(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Mail settings are read with GET (Autodiscover: POST).",
+        );
+        let allow = if autodiscover {
+            "GET, HEAD, POST"
+        } else {
+            "GET, HEAD"
+        };
+        r.headers_mut()
+            .insert("allow", HeaderValue::from_static(allow));
+        return Some(r);
+    };
+    let mut r = with_body(Bytes::from(text), "application/xml; charset=utf-8");
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    Some(r)
 }
 
 fn simple(status: StatusCode, text: &str) -> Response<SiteBody> {

@@ -125,7 +125,10 @@ impl Loader<'_, '_> {
                     &fq.span,
                     format!("{path}.name"),
                     format!("`{label}` is a built-in name that officebox answers itself"),
-                    "pick another name; the built-in names are www, wan, corp, admin, lan, smtp, pop and the box's own host name",
+                    format!(
+                        "pick another name; the built-in names are {} and the box's own host name",
+                        BUILTIN_NAMES.map(|(l, _)| l).join(", ")
+                    ),
                 );
                 continue;
             }

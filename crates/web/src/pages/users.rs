@@ -140,6 +140,9 @@ pub(crate) fn user_page(
     let doc: toml_edit::DocumentMut = app.config_text().unwrap_or_default().parse().ok()?;
     let lists = lists_html(&doc, "/users", Some(login), &me.csrf, failed);
     let extra = html! {
+        @if config.mail.enabled {
+            (mail_setup(config, login))
+        }
         @if let Some(f) = forwarding {
             (forwarding_form(login, f, &me.csrf))
         }
@@ -147,6 +150,50 @@ pub(crate) fn user_page(
         (lists)
     };
     people::user_page(config, me.pair(), login, flash, extra)
+}
+
+/// How the user's mail programs find their settings, and the profile for Apple's.
+fn mail_setup(config: &Config, login: &str) -> Markup {
+    let address = format!("{login}@{}", config.network.domain);
+    html! {
+        h2 { "Mail on a PC, phone or tablet" }
+        p.help {
+            "Thunderbird, Outlook and most mail apps set themselves up from the address "
+            strong { (address) } " and the password alone (the box publishes the settings "
+            "in its DNS and web site). For an iPhone, iPad or Mac, open this profile on it:"
+        }
+        p { a href={ "/users/" (login) "/mail.mobileconfig" } download { (login) "-mail.mobileconfig" } }
+    }
+}
+
+/// The user's Apple configuration profile ([`crate::mailsetup::mobileconfig`]).
+pub(crate) async fn mobileconfig(
+    State(app): State<Shared>,
+    me: Me,
+    Path(login): Path<String>,
+) -> Response {
+    use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+    let config = app.config();
+    let profile = config
+        .users
+        .iter()
+        .find(|u| u.login == login)
+        .and_then(|u| crate::mailsetup::mobileconfig(&config, u));
+    match profile {
+        Some(text) => (
+            StatusCode::OK,
+            [
+                (CONTENT_TYPE, "application/x-apple-aspen-config".to_string()),
+                (
+                    CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{login}-mail.mobileconfig\""),
+                ),
+            ],
+            text,
+        )
+            .into_response(),
+        None => not_found_page(&me),
+    }
 }
 
 /// The form for a user's call forwarding and do-not-disturb (kept in the state

@@ -23,6 +23,8 @@
 mod files;
 mod template;
 
+pub(crate) use template::xml_escaped;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 

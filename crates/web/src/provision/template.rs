@@ -109,6 +109,13 @@ fn fill(
     Ok(())
 }
 
+/// `value` as XML character data or an attribute value (control characters left out).
+pub(crate) fn xml_escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    escape(value, Format::Xml, &mut out);
+    out
+}
+
 fn escape(value: &str, format: Format, out: &mut String) {
     for c in value.chars().filter(|c| !c.is_control()) {
         match (format, c) {
