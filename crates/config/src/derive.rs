@@ -417,6 +417,23 @@ pub fn mail_endpoints(config: &Config) -> Vec<MailEndpoint> {
     ]
 }
 
+/// The domain's SPF record (RFC 7208) while mail is on: the box's WAN address sends the
+/// domain's mail. `~all` (soft fail) for the rest: the box cannot know that nothing else
+/// sends as the domain (a web shop, a newsletter service); the DMARC policy is where the
+/// office says how strict to be. None without a WAN address (lan-only, no lease yet).
+pub fn spf_record(config: &Config, wan: Option<Ipv4Addr>) -> Option<String> {
+    let wan = wan.filter(|_| config.mail.enabled)?;
+    Some(format!("v=spf1 ip4:{wan} ~all"))
+}
+
+/// The domain's DMARC record (RFC 7489) at `_dmarc.<domain>`, while mail is on.
+pub fn dmarc_record(config: &Config) -> Option<String> {
+    config
+        .mail
+        .enabled
+        .then(|| format!("v=DMARC1; p={}", config.mail.dmarc_policy.name()))
+}
+
 /// The zone's name server: the box itself.
 pub fn zone_ns(network: &Network) -> String {
     fqdn(&network.hostname, network)
@@ -1351,6 +1368,20 @@ admin = true
         );
         let off = config(SecurityMode::FirewallNat, "[mail]\nenabled = false\n");
         assert!(mail_endpoints(&off).is_empty());
+        let wan = Some(ip("203.0.113.10"));
+        assert_eq!(
+            spf_record(&c, wan).as_deref(),
+            Some("v=spf1 ip4:203.0.113.10 ~all")
+        );
+        assert_eq!(spf_record(&c, None), None);
+        assert_eq!(spf_record(&off, wan), None);
+        assert_eq!(dmarc_record(&c).as_deref(), Some("v=DMARC1; p=none"));
+        let strict = config(
+            SecurityMode::FirewallNat,
+            "[mail]\ndmarc_policy = \"reject\"\n",
+        );
+        assert_eq!(dmarc_record(&strict).as_deref(), Some("v=DMARC1; p=reject"));
+        assert_eq!(dmarc_record(&off), None);
     }
 
     #[test]

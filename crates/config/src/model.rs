@@ -459,6 +459,8 @@ pub struct Mail {
     pub imaps_port: u16,
     /// Relay to other domains for WAN clients that did not authenticate. Off: no open relay.
     pub relay_from_wan: bool,
+    /// The DMARC policy the zone publishes for the domain.
+    pub dmarc_policy: DmarcPolicy,
     pub max_message_size: u64,
     pub aliases: Vec<Alias>,
     /// The admin's shared ISP mailbox, sorted out to the users.
@@ -467,6 +469,34 @@ pub struct Mail {
     /// DNS servers for finding other domains' mail hosts; empty: see
     /// [`crate::derive::mail_resolvers`].
     pub resolvers: Vec<std::net::SocketAddr>,
+}
+
+/// DMARC's `p=`: what receivers should do with mail that fails the domain's checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmarcPolicy {
+    None,
+    Quarantine,
+    Reject,
+}
+
+impl DmarcPolicy {
+    pub const ALL: [DmarcPolicy; 3] = [
+        DmarcPolicy::None,
+        DmarcPolicy::Quarantine,
+        DmarcPolicy::Reject,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DmarcPolicy::None => "none",
+            DmarcPolicy::Quarantine => "quarantine",
+            DmarcPolicy::Reject => "reject",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DmarcPolicy> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
 }
 
 /// Outbound queue timing.

@@ -243,6 +243,14 @@ pub const POP3_TLS: &[(&str, &str)] = &[
     ("none", "None (only inside a trusted network)"),
 ];
 
+/// What a receiver should do with mail that claims the domain and fails its checks
+/// (DMARC's `p=`).
+pub const DMARC_POLICIES: &[(&str, &str)] = &[
+    ("none", "None: only report (start here)"),
+    ("quarantine", "Quarantine: into the receiver's spam folder"),
+    ("reject", "Reject: refused outright"),
+];
+
 /// The protocols of a port forward.
 pub const PROTOCOLS: &[(&str, &str)] = &[("tcp", "TCP"), ("udp", "UDP"), ("both", "TCP and UDP")];
 
@@ -643,6 +651,13 @@ pub const IMAPS_PORT: Setting = s(
     Default::Int(993),
     "IMAPS port",
     "993: IMAP over TLS.",
+);
+pub const DMARC_POLICY: Setting = s(
+    "mail.dmarc_policy",
+    Kind::Select(DMARC_POLICIES),
+    Default::Text("none"),
+    "DMARC policy",
+    "What other servers do with mail that claims to be from this domain but was not signed or sent by this box; published in the zone. \"none\" until every sender of the domain's mail goes through the box.",
 );
 pub const RELAY_FROM_WAN: Setting = s(
     "mail.relay_from_wan",
@@ -1712,6 +1727,7 @@ pub const SETTINGS: &[&Setting] = &[
     &IMAP_PORT,
     &IMAPS_PORT,
     &RELAY_FROM_WAN,
+    &DMARC_POLICY,
     &MAX_MESSAGE_SIZE,
     &MAIL_RESOLVERS,
     &FIRST_RETRY,

@@ -167,6 +167,9 @@ mode = "dhcp"                   # "dhcp": leased from the ISP; "static": entered
 {mail.imap_port}
 {mail.imaps_port}
 {mail.relay_from_wan}
+# Every message from the domain to other domains is signed (DKIM, keys made on the first
+# start); the zone publishes the keys, an SPF record naming the WAN address, and DMARC.
+{mail.dmarc_policy}
 {mail.max_message_size}
 # DNS servers for finding other domains' mail servers. Unset: this box's own DNS
 # (which asks [dns] primary/secondary), or nothing when use_upstream is off.

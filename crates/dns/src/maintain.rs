@@ -12,6 +12,7 @@ use std::time::Duration;
 use officebox_config::Config;
 use officebox_config::derive::{bind_addresses, site_zones, wan_address};
 use officebox_config::model::Service;
+use officebox_secrets::dkim;
 use officebox_store::{Db, Lease, ServedRecord};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -71,12 +72,21 @@ use officebox_store::unix_now as now_unix;
 struct Inputs {
     leases: Vec<Lease>,
     wan: Option<Ipv4Addr>,
+    /// The DKIM keys to publish: (selector, TXT record).
+    dkim: Vec<(String, String)>,
+    /// When the first retired DKIM key leaves the zone.
+    dkim_gone_at: Option<i64>,
 }
 
 impl Inputs {
-    /// When the first of the published leases runs out.
+    /// When the zone changes by itself next: the first of the published leases runs
+    /// out, or a retired DKIM key is published no longer.
     fn next_expiry(&self) -> Option<i64> {
-        self.leases.iter().map(|l| l.expires_at).min()
+        self.leases
+            .iter()
+            .map(|l| l.expires_at)
+            .chain(self.dkim_gone_at)
+            .min()
     }
 }
 
@@ -105,7 +115,25 @@ impl State {
             let leases = db.active_named_leases(now_unix())?;
             // A WAN address leased by the WAN DHCP client is kept in the state database.
             let wan = wan_address(config, db.wan_address().ok().flatten());
-            Ok((Inputs { leases, wan }, version))
+            let now = now_unix();
+            let keys = db.dkim_keys()?;
+            let keys: Vec<_> = keys.iter().filter(|k| dkim::published(k, now)).collect();
+            let dkim = keys
+                .iter()
+                .map(|k| (k.selector.clone(), dkim::txt_record(k)))
+                .collect();
+            let dkim_gone_at = keys
+                .iter()
+                .filter_map(|k| k.retired)
+                .map(|r| r + dkim::KEEP_PUBLISHED)
+                .min();
+            let inputs = Inputs {
+                leases,
+                wan,
+                dkim,
+                dkim_gone_at,
+            };
+            Ok((inputs, version))
         })
     }
 
@@ -153,9 +181,23 @@ fn build(
     inputs: &Inputs,
     previous: Option<&Zone>,
 ) -> io::Result<Zone> {
-    let draft = Zone::build(config, inputs.wan, &inputs.leases, 0, previous);
+    let draft = Zone::build(
+        config,
+        inputs.wan,
+        &inputs.leases,
+        &inputs.dkim,
+        0,
+        previous,
+    );
     let serial = state.serial_for(draft.fingerprint())?;
-    let zone = Zone::build(config, inputs.wan, &inputs.leases, serial, previous);
+    let zone = Zone::build(
+        config,
+        inputs.wan,
+        &inputs.leases,
+        &inputs.dkim,
+        serial,
+        previous,
+    );
     state.publish(&zone)?;
     Ok(zone)
 }

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use foldhash::fast::RandomState;
 
 use officebox_config::derive::{
-    builtin_names, client_name_allowed, mail_endpoints, zone_mx, zone_ns,
+    builtin_names, client_name_allowed, dmarc_record, mail_endpoints, spf_record, zone_mx, zone_ns,
 };
 use officebox_config::{Config, RecordData, reverse_zone};
 use officebox_store::Lease;
@@ -261,12 +261,14 @@ impl ZoneBuilder {
 }
 
 impl Zone {
-    /// Builds the zones for `config`, the current WAN address and the active DHCP leases.
-    /// `previous` keeps DHCP names with the client that held them first.
+    /// Builds the zones for `config`, the current WAN address, the active DHCP leases and
+    /// the DKIM keys to publish (selector, TXT record). `previous` keeps DHCP names with
+    /// the client that held them first.
     pub fn build(
         config: &Config,
         wan: Option<Ipv4Addr>,
         leases: &[Lease],
+        dkim: &[(String, String)],
         serial: u32,
         previous: Option<&Zone>,
     ) -> Zone {
@@ -316,6 +318,30 @@ impl Zone {
                 };
                 z.add(srv, ttl, &data, Source::Builtin);
             }
+        }
+        // What receivers check mail from the domain against: the DKIM keys, SPF and
+        // DMARC, each unless the admin wrote their own.
+        let written = |name: &str, prefix: &str| {
+            config.dns.records.iter().any(|r| {
+                r.name == name && matches!(&r.data, RecordData::Txt(t) if t.starts_with(prefix))
+            })
+        };
+        if config.mail.enabled {
+            for (selector, txt) in dkim {
+                let name = format!("{selector}._domainkey.{domain}");
+                z.add(&name, ttl, &RecordData::Txt(txt.clone()), Source::Builtin);
+            }
+        }
+        if let Some(spf) = spf_record(config, wan)
+            && !written(domain, "v=spf1")
+        {
+            z.add(domain, ttl, &RecordData::Txt(spf), Source::Builtin);
+        }
+        let dmarc = format!("_dmarc.{domain}");
+        if let Some(policy) = dmarc_record(config)
+            && !written(&dmarc, "")
+        {
+            z.add(&dmarc, ttl, &RecordData::Txt(policy), Source::Builtin);
         }
 
         for r in &config.dns.records {

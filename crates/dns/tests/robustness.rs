@@ -134,7 +134,7 @@ fn view(use_upstream: bool) -> View {
         Ok(c) => c,
         Err(d) => panic!("test config is invalid: {d:?}"),
     };
-    let zone = Zone::build(&config, Some(WAN), &[], 1, None);
+    let zone = Zone::build(&config, Some(WAN), &[], &[], 1, None);
     View {
         zone,
         network: config.network.clone(),

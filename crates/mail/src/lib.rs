@@ -19,6 +19,7 @@
 pub mod client;
 mod conn;
 pub mod deliver;
+pub mod dkim;
 pub mod fax;
 pub mod fetch;
 pub mod imap;
@@ -126,6 +127,20 @@ pub async fn serve(
             .map_err(io::Error::other)?
             .map_err(|e| io::Error::other(format!("mail: {e}")))?,
     );
+    // The DKIM keys are made once, before the first message can leave.
+    let s = Arc::clone(&store);
+    let made = tokio::task::spawn_blocking(move || {
+        s.with_db(|db| officebox_secrets::dkim::ensure(db, officebox_store::unix_now()))
+    })
+    .await
+    .map_err(io::Error::other)?;
+    match made {
+        Ok(true) => info!(message = "mail: made the domain's DKIM keys (published in the zone)"),
+        Ok(false) => {}
+        Err(error) => {
+            warn!(message = "mail: cannot make the DKIM keys; mail leaves unsigned", %error);
+        }
+    }
     let tls = match tls::acceptor(&config) {
         Ok(a) => Some(a),
         Err(error) => {

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::client::{Client, Outgoing, Recipient, Verdict};
 use crate::deliver::{self, Envelope, Store};
+use crate::dkim::Signer;
 use crate::report::{self, Kind, Line, Report};
 use crate::resolve::Resolver;
 use crate::route::{Destination, resolve};
@@ -80,6 +81,7 @@ pub async fn run(
         in_flight: Arc::default(),
         slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         done: Arc::new(Notify::new()),
+        signer: Mutex::new(None),
     };
     if let Err(error) = runner.sweep_orphans().await {
         warn!(message = "smtp out: could not tidy the queue directory", %error);
@@ -119,6 +121,8 @@ struct Runner {
     in_flight: Arc<Mutex<InFlight>>,
     slots: Arc<Semaphore>,
     done: Arc<Notify>,
+    /// The DKIM keys as last read, and what they were read as (domain and selectors).
+    signer: Mutex<Option<(String, Arc<Signer>)>>,
 }
 
 impl Runner {
@@ -169,6 +173,11 @@ impl Runner {
                     .push(job);
             }
         }
+        let signer = if groups.is_empty() {
+            None
+        } else {
+            self.signer(config).await
+        };
         let client = Client {
             resolver: Resolver::for_config(config),
             helo: format!("{}.{}", config.network.hostname, config.network.domain),
@@ -213,6 +222,7 @@ impl Runner {
                 done: Arc::clone(&self.done),
                 client: client.clone(),
                 config: Arc::clone(config),
+                signer: signer.clone(),
                 domain,
                 message_id,
                 jobs,
@@ -221,6 +231,34 @@ impl Runner {
         }
         self.notices(config, now).await?;
         self.tidy().await
+    }
+
+    /// The DKIM signer for this pass: the keys are read each pass (a few rows) and loaded
+    /// again only when they or the domain changed. `None` when there are none to sign
+    /// with (the mail service makes them when it starts) or they cannot be read.
+    async fn signer(&self, config: &Config) -> Option<Arc<Signer>> {
+        let keys = match self.db(|s| s.with_db(|db| db.dkim_keys())).await {
+            Ok(k) => k,
+            Err(error) => {
+                warn!(message = "smtp out: cannot read the DKIM keys; sending unsigned", %error);
+                return None;
+            }
+        };
+        let mut seen = config.network.domain.to_ascii_lowercase();
+        for k in keys.iter().filter(|k| k.retired.is_none()) {
+            seen.push(' ');
+            seen.push_str(&k.selector);
+        }
+        let mut cached = self.signer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((was, signer)) = cached.as_ref()
+            && *was == seen
+        {
+            return Some(Arc::clone(signer));
+        }
+        let signer = Arc::new(Signer::new(&config.network.domain, &keys));
+        info!(message = "smtp out: signing with DKIM", selectors = ?signer.selectors().collect::<Vec<_>>());
+        *cached = Some((seen, Arc::clone(&signer)));
+        Some(signer)
     }
 
     /// Sends the notices owed (bounces, delays, successes) and records them.
@@ -315,6 +353,7 @@ struct Attempt {
     done: Arc<Notify>,
     client: Client,
     config: Arc<Config>,
+    signer: Option<Arc<Signer>>,
     domain: String,
     /// The message all `jobs` are of.
     message_id: i64,
@@ -363,7 +402,14 @@ impl Attempt {
         };
         let now = now_unix();
         let path = first.path.clone();
-        let message = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+        let signer = self.signer.clone();
+        let read = move || {
+            std::fs::read(path).map(|m| match signer.and_then(|s| s.sign(&m)) {
+                Some(signed) => signed,
+                None => m,
+            })
+        };
+        let message = match tokio::task::spawn_blocking(read).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
                 let error = "5.3.0 the queued message file is missing".to_string();

@@ -138,6 +138,27 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let db_path = officebox_store::state_db(&config.data_dir);
     let db = tokio::task::spawn_blocking(move || Db::open(&db_path)).await??;
+    // The domain's DKIM keys exist before the DNS service builds the zone and before the
+    // first message can leave (the mail service makes them too when it is switched on
+    // later by a reload).
+    if config.mail.enabled {
+        let db_path = officebox_store::state_db(&config.data_dir);
+        let made = tokio::task::spawn_blocking(move || {
+            let db = Db::open(&db_path)?;
+            anyhow::Ok(officebox_secrets::dkim::ensure(
+                &db,
+                officebox_store::unix_now(),
+            )?)
+        })
+        .await?;
+        match made {
+            Ok(true) => info!(message = "made the domain's DKIM keys (published in the zone)"),
+            Ok(false) => {}
+            Err(error) => {
+                warn!(message = "cannot make the DKIM keys; mail leaves unsigned", %error)
+            }
+        }
+    }
     info!(
         message = "officebox starting",
         config = %path.display(),

@@ -441,3 +441,221 @@ fn a_voicemail_to_an_aliased_user_keeps_the_local_copy_and_forwards_one() {
     assert_eq!(here.len(), 1);
     assert!(here[0].contains("Subject: Voicemail from Alice Example (101)"));
 }
+
+/// Runs `program args` in the world's namespace with `stdin`: (success, stdout+stderr).
+fn in_ns(w: &World, program: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child =
+        w.ns.command(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The `s=` of each DKIM-Signature of `message`, in order, with its `a=`.
+fn dkim_selectors(message: &str) -> Vec<(String, String)> {
+    // Unfolded: a header's continuation lines start with white space.
+    let unfolded = message
+        .replace("\r\n", "\n")
+        .replace("\n\t", " ")
+        .replace("\n ", " ");
+    unfolded
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.strip_prefix("DKIM-Signature:"))
+        .map(|h| {
+            let tag = |name: &str| {
+                h.split(';')
+                    .map(str::trim)
+                    .find_map(|t| t.strip_prefix(&format!("{name}=")))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (tag("s"), tag("a"))
+        })
+        .collect()
+}
+
+/// Mail to another domain leaves signed twice (ed25519 and RSA); dkimverify and OpenDKIM
+/// check both signatures with the keys they find in officebox's own DNS (the namespace's
+/// resolver is officebox), a changed body fails, the zone has SPF and DMARC, and new keys
+/// made on the Mail page sign the next message while the old ones stay published.
+#[test]
+fn mail_leaving_is_dkim_signed_and_verifies_with_the_keys_from_the_boxs_own_dns() {
+    require_program("dkimverify", "python3-dkim");
+    require_program("opendkim-testmsg", "opendkim-tools");
+    require_program("dig", "bind9-dnsutils");
+    require_program("curl", "curl");
+    let mut w = world("out-dkim");
+    w.config = w.config.clone().set("dns.port", 53);
+    w.ns.set_resolver(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+    let ob = start(&w);
+    ob.peer()
+        .wait_for_log("dns: serving", READY_TIMEOUT)
+        .unwrap();
+    let message = "From: Alice <alice@office.test>\r\nTo: bob@far.test\r\n\
+                   Subject: signed\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n\
+                   Message-ID: <dkim-1@office.test>\r\n\r\nPlease check me.\r\n";
+    send(
+        &w,
+        "alice@office.test",
+        &["bob@far.test"],
+        message,
+        &[],
+        &[],
+    );
+    let got = w
+        .far
+        .wait_for_messages("bob@far.test", 1, DELIVERY)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let signed = text(&got[0]);
+    let selectors = dkim_selectors(&signed);
+    let algorithms: Vec<&str> = selectors.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(algorithms, ["ed25519-sha256", "rsa-sha256"], "{signed}");
+
+    let dig = |name: &str| {
+        let out = w.ns.run("dig", ["+short", "+time=2", "TXT", name]).unwrap();
+        String::from_utf8_lossy(&out.stdout).replace("\" \"", "")
+    };
+    for (selector, _) in &selectors {
+        let txt = dig(&format!("{selector}._domainkey.office.test"));
+        assert!(txt.contains("v=DKIM1; k="), "{selector}: {txt}");
+    }
+    assert_eq!(
+        dig("office.test").trim(),
+        "\"v=spf1 ip4:203.0.113.10 ~all\""
+    );
+    assert_eq!(dig("_dmarc.office.test").trim(), "\"v=DMARC1; p=none\"");
+
+    // Both signatures, by python's dkim and by OpenDKIM.
+    for index in ["0", "1"] {
+        let (ok, out) = in_ns(&w, "dkimverify", &["--index", index], signed.as_bytes());
+        assert!(
+            ok && out.contains("signature ok"),
+            "dkimverify {index}: {out}\n{signed}"
+        );
+    }
+    let (ok, out) = in_ns(&w, "opendkim-testmsg", &[], signed.as_bytes());
+    assert!(
+        ok && out.trim().is_empty(),
+        "opendkim-testmsg: {out}\n{signed}"
+    );
+    let forged = signed.replace("Please check me.", "Please pay me.");
+    let (ok, out) = in_ns(&w, "opendkim-testmsg", &[], forged.as_bytes());
+    assert!(
+        !ok && out.contains("Bad signature"),
+        "OpenDKIM on a changed body: {out}"
+    );
+    let (ok, out) = in_ns(&w, "dkimverify", &[], forged.as_bytes());
+    assert!(!ok, "a changed body must fail: {out}");
+
+    // Mail whose From is another domain (a forward, say) is not signed as ours.
+    send(
+        &w,
+        "alice@office.test",
+        &["carol@far.test"],
+        "From: someone@example.org\r\nTo: carol@far.test\r\nSubject: not ours\r\n\r\nx\r\n",
+        &[],
+        &[],
+    );
+    let other = w
+        .far
+        .wait_for_messages("carol@far.test", 1, DELIVERY)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    assert!(
+        dkim_selectors(&text(&other[0])).is_empty(),
+        "{}",
+        text(&other[0])
+    );
+
+    // New keys from the Mail page: the next message carries them, the old stay published.
+    let admin = format!("http://127.0.0.1:{}", w.config.int("web.admin_port"));
+    let jar = ob.dir().join("cookies.txt");
+    let curl = |args: &[&str]| -> String {
+        let out =
+            w.ns.command("curl")
+                .args(["-s", "-i", "--max-time", "10", "-b"])
+                .arg(&jar)
+                .arg("-c")
+                .arg(&jar)
+                .args(args)
+                .output()
+                .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let csrf = |page: &str| -> String {
+        page.split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no form token in {page}"))
+            .to_string()
+    };
+    let login = curl(&[&format!("{admin}/login")]);
+    let logged_in = curl(&[
+        "-d",
+        &format!("csrf={}&user=admin&password=demo-admin", csrf(&login)),
+        &format!("{admin}/login"),
+    ]);
+    assert!(logged_in.starts_with("HTTP/1.1 303"), "{logged_in}");
+    let page = curl(&[&format!("{admin}/mail")]);
+    for (selector, _) in &selectors {
+        assert!(
+            page.contains(selector.as_str()),
+            "{selector} on the Mail page"
+        );
+    }
+    let rotated = curl(&[
+        "-d",
+        &format!("csrf={}", csrf(&page)),
+        &format!("{admin}/mail/dkim/rotate"),
+    ]);
+    assert!(rotated.starts_with("HTTP/1.1 303"), "{rotated}");
+    send(
+        &w,
+        "alice@office.test",
+        &["bob@far.test"],
+        &message.replace("dkim-1@", "dkim-2@"),
+        &[],
+        &[],
+    );
+    let got = w
+        .far
+        .wait_for_messages("bob@far.test", 2, DELIVERY)
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let second = got
+        .iter()
+        .map(|m| text(m))
+        .find(|m| m.contains("dkim-2@"))
+        .unwrap();
+    let new = dkim_selectors(&second);
+    assert_eq!(new.len(), 2, "{second}");
+    assert!(
+        new.iter().all(|n| !selectors.contains(n)),
+        "{new:?} {selectors:?}"
+    );
+    // The zone follows within its poll; both the old and the new keys answer.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            new.iter()
+                .chain(&selectors)
+                .all(|(s, _)| dig(&format!("{s}._domainkey.office.test")).contains("v=DKIM1"))
+        }),
+        "{}",
+        ob.log()
+    );
+    for index in ["0", "1"] {
+        let (ok, out) = in_ns(&w, "dkimverify", &["--index", index], second.as_bytes());
+        assert!(ok, "dkimverify {index} after the rotation: {out}\n{second}");
+    }
+}

@@ -3,6 +3,7 @@
 //! when the password is set. The command line and the admin pages set passwords the same
 //! way through [`set_password`].
 
+pub mod dkim;
 pub mod login;
 pub mod provision;
 pub mod tls;

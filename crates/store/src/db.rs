@@ -356,6 +356,18 @@ pub const MIGRATIONS: &[Migration] = &[
                 PRIMARY KEY (folder, uid)
               ) WITHOUT ROWID;",
     },
+    Migration {
+        version: 18,
+        name: "the domain's DKIM keys",
+        sql: "CREATE TABLE dkim_keys (
+                selector TEXT PRIMARY KEY,
+                algorithm TEXT NOT NULL,
+                private BLOB NOT NULL,
+                public BLOB NOT NULL,
+                created INTEGER NOT NULL,
+                retired INTEGER
+              );",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

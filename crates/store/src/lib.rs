@@ -33,6 +33,7 @@
 mod call_log;
 pub mod date;
 mod db;
+mod dkim;
 mod error;
 mod fax;
 mod fetch;
@@ -54,6 +55,7 @@ pub use db::{
     Db, Lease, LeaseState, MIGRATIONS, Migration, ServedRecord, known_schema_version, state_db,
     unix_now,
 };
+pub use dkim::DkimKey;
 pub use error::StoreError;
 pub use fax::{FaxEntry, FaxOut, NewFaxOut};
 pub use fetch::FetchStatus;

@@ -43,6 +43,18 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Makes `nameserver` the resolver of programs run by [`Netns::command`]:
+    /// `ip netns exec` mounts `/etc/netns/NAME/resolv.conf` over `/etc/resolv.conf` for
+    /// them (the host's own file is untouched). The directory goes with the namespace.
+    pub fn set_resolver(&self, nameserver: std::net::IpAddr) -> io::Result<()> {
+        let dir = Path::new("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("resolv.conf"),
+            format!("nameserver {nameserver}\noptions timeout:2 attempts:1\n"),
+        )
+    }
+
     /// The namespace's name, as `ip netns` knows it.
     pub fn name(&self) -> &str {
         &self.name
@@ -165,6 +177,12 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         self.kill_all();
+        let etc = Path::new("/etc/netns").join(&self.name);
+        if etc.exists()
+            && let Err(e) = std::fs::remove_dir_all(&etc)
+        {
+            eprintln!("testkit: cannot remove {}: {e}", etc.display());
+        }
         if let Err(e) = run_checked(
             Command::new("ip")
                 .args(["netns", "del", &self.name])

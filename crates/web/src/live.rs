@@ -34,7 +34,7 @@ pub(crate) async fn fragment(
 
 /// What the state database says now, read in one go.
 enum Facts {
-    Queue(Vec<Queued>),
+    Queue(Vec<Queued>, Vec<officebox_store::DkimKey>),
     Phones(
         Vec<SipBinding>,
         Vec<SipCall>,
@@ -58,7 +58,7 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
         .store
         .with(move |db| {
             Ok(match which.as_str() {
-                "/mail" => Facts::Queue(db.queue()?),
+                "/mail" => Facts::Queue(db.queue()?, db.dkim_keys()?),
                 "/phones" => Facts::Phones(
                     db.bindings(now)?,
                     db.calls()?,
@@ -74,7 +74,10 @@ pub(crate) async fn state(app: &App, config: &Config, path: &str, csrf: &str) ->
         .await;
     Some(match facts {
         None => html! { p { "The live state cannot be read just now." } },
-        Some(Facts::Queue(queue)) => queue_table(&queue, csrf),
+        Some(Facts::Queue(queue, keys)) => html! {
+            (queue_table(&queue, csrf))
+            (crate::pages::mail::signing(config, &keys, now, csrf))
+        },
         Some(Facts::Phones(regs, calls, trunks, desk, faxes)) => html! {
             (phones_tables(&regs, &calls, now))
             (desk_phones(config, &desk, now))

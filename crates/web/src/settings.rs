@@ -134,6 +134,7 @@ pub const PAGES: &[PageDef] = &[
         fields: &[
             field(&schema::MAX_MESSAGE_SIZE),
             field(&schema::RELAY_FROM_WAN),
+            field(&schema::DMARC_POLICY),
             field_labelled(&schema::POP3_SERVER, "Catch-all: ISP's POP3 server"),
             field_labelled(&schema::POP3_ACCOUNT_PORT, "Catch-all: port"),
             field_labelled(&schema::POP3_ACCOUNT_TLS, "Catch-all: encryption"),

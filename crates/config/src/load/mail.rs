@@ -19,6 +19,7 @@ impl Loader<'_, '_> {
             imap_port: schema::IMAP_PORT.port(),
             imaps_port: schema::IMAPS_PORT.port(),
             relay_from_wan: schema::RELAY_FROM_WAN.bool(),
+            dmarc_policy: DmarcPolicy::None,
             max_message_size: schema::MAX_MESSAGE_SIZE.bytes(),
             aliases: Vec::new(),
             catch_all: None,
@@ -51,6 +52,14 @@ impl Loader<'_, '_> {
         }
         let Some(mut sec) = sec_opt else { return mail };
         mail.relay_from_wan = sec.flag(self.sink, &schema::RELAY_FROM_WAN);
+        if let Some(p) = sec.parsed(
+            self.sink,
+            "dmarc_policy",
+            "one of \"none\", \"quarantine\", \"reject\"",
+            |s| DmarcPolicy::from_name(s).ok_or_else(|| format!("unknown DMARC policy `{s}`")),
+        ) {
+            mail.dmarc_policy = p.value;
+        }
         if let Some(size) = sec.parsed(
             self.sink,
             "max_message_size",
