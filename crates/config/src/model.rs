@@ -461,6 +461,11 @@ pub struct Mail {
     pub relay_from_wan: bool,
     /// The DMARC policy the zone publishes for the domain.
     pub dmarc_policy: DmarcPolicy,
+    /// Mail from the WAN failing SPF or DMARC goes to Junk.
+    pub junk_failed_checks: bool,
+    /// Greylisting of unknown senders from the WAN, and how long they must wait.
+    pub greylisting: bool,
+    pub greylist_delay: Duration,
     pub max_message_size: u64,
     pub aliases: Vec<Alias>,
     /// The admin's shared ISP mailbox, sorted out to the users.

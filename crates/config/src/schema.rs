@@ -659,6 +659,27 @@ pub const DMARC_POLICY: Setting = s(
     "DMARC policy",
     "What other servers do with mail that claims to be from this domain but was not signed or sent by this box; published in the zone. \"none\" until every sender of the domain's mail goes through the box.",
 );
+pub const JUNK_FAILED_CHECKS: Setting = s(
+    "mail.junk_failed_checks",
+    Kind::Bool,
+    Default::Bool(false),
+    "Failed checks to Junk",
+    "Mail from the Internet that fails its sender's SPF or DMARC goes to the Junk folder instead of the inbox (POP3 sees only the inbox).",
+);
+pub const GREYLISTING: Setting = s(
+    "mail.greylisting",
+    Kind::Bool,
+    Default::Bool(false),
+    "Greylisting",
+    "A sender the box has not seen before is asked to try again later; real mail servers do, most spam senders do not. Delays first mail from new senders.",
+);
+pub const GREYLIST_DELAY: Setting = s(
+    "mail.greylist_delay",
+    Kind::Duration { min_secs: 1 },
+    Default::Secs(300),
+    "Greylisting delay",
+    "How long a new sender must wait before trying again, e.g. 5m.",
+);
 pub const RELAY_FROM_WAN: Setting = s(
     "mail.relay_from_wan",
     Kind::Bool,
@@ -1728,6 +1749,9 @@ pub const SETTINGS: &[&Setting] = &[
     &IMAPS_PORT,
     &RELAY_FROM_WAN,
     &DMARC_POLICY,
+    &JUNK_FAILED_CHECKS,
+    &GREYLISTING,
+    &GREYLIST_DELAY,
     &MAX_MESSAGE_SIZE,
     &MAIL_RESOLVERS,
     &FIRST_RETRY,

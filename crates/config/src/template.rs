@@ -170,6 +170,11 @@ mode = "dhcp"                   # "dhcp": leased from the ISP; "static": entered
 # Every message from the domain to other domains is signed (DKIM, keys made on the first
 # start); the zone publishes the keys, an SPF record naming the WAN address, and DMARC.
 {mail.dmarc_policy}
+# Mail from the Internet is checked (SPF, DKIM, DMARC, ARC) and the outcome written in
+# an Authentication-Results header; a domain's DMARC "reject" is honoured.
+{mail.junk_failed_checks}
+{mail.greylisting}
+{mail.greylist_delay}
 {mail.max_message_size}
 # DNS servers for finding other domains' mail servers. Unset: this box's own DNS
 # (which asks [dns] primary/secondary), or nothing when use_upstream is off.

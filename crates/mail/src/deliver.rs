@@ -16,6 +16,8 @@ pub struct Delivery {
     pub mailboxes: BTreeSet<String>,
     /// Addresses elsewhere, each once.
     pub external: Vec<NewRecipient>,
+    /// Into the mailboxes' Junk folder rather than their inbox.
+    pub junk: bool,
 }
 
 impl Delivery {
@@ -86,7 +88,12 @@ impl Store {
     ) -> Result<String, StoreError> {
         let mut id = None;
         for login in &delivery.mailboxes {
-            let name = Maildir::open(&self.mailbox(login))?.deliver(message)?;
+            let mut dir = self.mailbox(login);
+            if delivery.junk {
+                // The IMAP folder Junk (Maildir++ `.Junk`, see imap::mailbox).
+                dir.push(".Junk");
+            }
+            let name = Maildir::open(&dir)?.deliver(message)?;
             id.get_or_insert_with(|| name.to_string());
         }
         if !delivery.external.is_empty() {

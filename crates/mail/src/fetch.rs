@@ -526,6 +526,7 @@ async fn poll_inner(
                 let delivery = Delivery {
                     mailboxes: BTreeSet::new(),
                     external: external.into_iter().map(NewRecipient::plain).collect(),
+                    junk: false,
                 };
                 let envelope = Envelope {
                     from: sender,

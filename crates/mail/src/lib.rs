@@ -16,6 +16,7 @@
 // are refused outside tests (issue 15, item 6).
 #![cfg_attr(not(test), warn(clippy::string_slice, clippy::indexing_slicing))]
 
+pub mod checks;
 pub mod client;
 mod conn;
 pub mod deliver;
@@ -168,6 +169,7 @@ pub async fn serve(
         shared: Arc::new(smtp::Shared {
             tls,
             limiter: officebox_secrets::login::Limiter::new(officebox_secrets::login::LOGIN),
+            checker: checks::Checker::default(),
         }),
         locks: Arc::default(),
         index,

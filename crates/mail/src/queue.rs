@@ -618,6 +618,7 @@ pub fn local_success_notice(
     let delivery = deliver::Delivery {
         mailboxes: mailboxes.into_iter().collect(),
         external: external.into_iter().map(NewRecipient::plain).collect(),
+        junk: false,
     };
     store.deliver(&Envelope::default(), &notice, &delivery, now)?;
     Ok(())

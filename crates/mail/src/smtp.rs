@@ -9,7 +9,7 @@
 //! the submission ports require AUTH.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -59,6 +59,8 @@ pub struct Shared {
     pub tls: Option<TlsAcceptor>,
     /// Failed logins per address, SMTP AUTH and POP3 together.
     pub limiter: Arc<officebox_secrets::login::Limiter>,
+    /// SPF, DKIM, DMARC and ARC for mail from the WAN.
+    pub checker: crate::checks::Checker,
 }
 
 impl std::fmt::Debug for Shared {
@@ -271,7 +273,11 @@ pub async fn session(
                 }
             }
             Ok(Request::Rcpt { to }) => {
-                let reply = s.recipient(&to.address, to.flags, to.orcpt.as_deref());
+                let mut reply = s.recipient(&to.address, to.flags, to.orcpt.as_deref());
+                if reply.starts_with("250") && !s.greylist_pass().await {
+                    s.to.pop();
+                    reply = "451 4.7.1 Greylisted: this server does not know you yet; please try again later".into();
+                }
                 conn.say(&reply);
             }
             Ok(Request::Data) => {
@@ -294,7 +300,7 @@ pub async fn session(
                     Body::BareLf => {
                         "550 5.6.11 Bare LF is not allowed; lines end with CRLF".to_string()
                     }
-                    Body::Ok(body) => s.accept(&host, body).await,
+                    Body::Ok(body) => s.accept(&host, body, &shared).await,
                 };
                 s.reset();
                 conn.say(&reply);
@@ -562,9 +568,85 @@ impl Session<'_> {
         "250 2.1.5 Ok".into()
     }
 
+    /// Whether the recipient just accepted may be delivered to now, under greylisting
+    /// (`mail.greylisting`): always for the office's own senders, for mail to other
+    /// domains (which strangers cannot send) and when greylisting is off; else once the
+    /// (client network, sender, recipient) came back after `mail.greylist_delay`. A
+    /// database that cannot be read lets the mail through.
+    async fn greylist_pass(&self) -> bool {
+        if !self.config.mail.greylisting || self.trusted() {
+            return true;
+        }
+        let Some(rcpt) = self.to.last() else {
+            return true;
+        };
+        if !matches!(rcpt.dest, Destination::Local { .. } | Destination::Fax(_)) {
+            return true;
+        }
+        let network = match self.peer.ip() {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                format!("{a}.{b}.{c}.0/24")
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        };
+        let sender = self
+            .from
+            .as_ref()
+            .map(|e| e.from.to_ascii_lowercase())
+            .unwrap_or_default();
+        let recipient = rcpt.address.to_ascii_lowercase();
+        let delay = i64::try_from(self.config.mail.greylist_delay.as_secs()).unwrap_or(i64::MAX);
+        let store = Arc::clone(self.store);
+        let peer = self.peer;
+        let pass = tokio::task::spawn_blocking(move || {
+            store.with_db(|db| db.greylist_pass(&network, &sender, &recipient, now_unix(), delay))
+        })
+        .await;
+        match pass {
+            Ok(Ok(pass)) => {
+                if !pass {
+                    info!(message = "smtp: greylisted", client = %peer);
+                }
+                pass
+            }
+            Ok(Err(error)) => {
+                warn!(message = "smtp: greylisting cannot read its table; letting the mail through", %error);
+                true
+            }
+            Err(_) => true,
+        }
+    }
+
     /// Stores the message everywhere it goes; the reply says whether all of it is safe.
-    async fn accept(&self, host: &str, body: Vec<u8>) -> String {
+    /// Mail from the WAN is checked first (`checks`): refused under its domain's DMARC
+    /// reject, else stored with the outcome above it (in Junk when that is asked for).
+    async fn accept(&self, host: &str, body: Vec<u8>, shared: &Shared) -> String {
         let envelope = self.from.clone().unwrap_or_default();
+        let (body, judgement) = if self.trusted() {
+            (body, None)
+        } else {
+            let body = crate::checks::strip_forged_results(&body, host);
+            let helo = self.helo.as_deref().unwrap_or("");
+            let j = shared
+                .checker
+                .judge(
+                    self.config,
+                    host,
+                    self.peer.ip(),
+                    helo,
+                    &envelope.from,
+                    &body,
+                )
+                .await;
+            if let Some(refusal) = j.refuse {
+                return refusal;
+            }
+            (body, Some(j))
+        };
         let stamp = officebox_store::date::rfc5322_date(SystemTime::now());
         let received = format!(
             "Received: from {} ({})\r\n\tby {host} (officebox) with ESMTP;\r\n\t{stamp}\r\n",
@@ -577,10 +659,17 @@ impl Session<'_> {
                 .collect::<String>(),
             self.peer.ip(),
         );
-        let mut message = Vec::with_capacity(received.len() + body.len());
+        let mut message = Vec::with_capacity(received.len() + body.len() + 512);
+        if let Some(j) = &judgement {
+            message.extend_from_slice(j.header.as_bytes());
+        }
         message.extend_from_slice(received.as_bytes());
         message.extend_from_slice(&body);
-        let mut delivery = Delivery::default();
+        let mut delivery = Delivery {
+            junk: self.config.mail.junk_failed_checks
+                && judgement.as_ref().is_some_and(|j| j.failed),
+            ..Delivery::default()
+        };
         let mut faxes: Vec<String> = Vec::new();
         for rcpt in &self.to {
             match &rcpt.dest {

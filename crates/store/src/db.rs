@@ -368,6 +368,19 @@ pub const MIGRATIONS: &[Migration] = &[
                 retired INTEGER
               );",
     },
+    Migration {
+        version: 19,
+        name: "greylisting",
+        sql: "CREATE TABLE greylist (
+                network TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                first_seen INTEGER NOT NULL,
+                last_seen INTEGER NOT NULL,
+                passed INTEGER NOT NULL,
+                PRIMARY KEY (network, sender, recipient)
+              ) WITHOUT ROWID;",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

@@ -38,6 +38,7 @@ mod error;
 mod fax;
 mod fetch;
 mod file;
+mod greylist;
 mod imap;
 mod maildir;
 mod phone;

@@ -235,6 +235,30 @@ impl FarPostfix {
     /// initialized and listens. Its host name (banner, HELO, certificate) is
     /// `mx.{first domain}`; the certificate also names every domain and `addr`.
     pub fn start(ns: &Netns, addr: IpAddr, domains: &[&str]) -> io::Result<FarPostfix> {
+        Self::start_with(ns, addr, domains, None)
+    }
+
+    /// [`FarPostfix::start`], as a sending server too: mail it takes for other domains
+    /// (from clients in `clients`, a network of its namespace, or loopback) goes, from
+    /// `addr`, to `relay` and nowhere else (postfix's SMTP client with `[ip]:port` as the
+    /// only next hop, no DNS), retried after a second or two when refused for now.
+    pub fn start_relaying(
+        ns: &Netns,
+        addr: IpAddr,
+        domains: &[&str],
+        relay: SocketAddr,
+        clients: &str,
+    ) -> io::Result<FarPostfix> {
+        check_line("client network", clients)?;
+        Self::start_with(ns, addr, domains, Some((relay, clients)))
+    }
+
+    fn start_with(
+        ns: &Netns,
+        addr: IpAddr,
+        domains: &[&str],
+        relay: Option<(SocketAddr, &str)>,
+    ) -> io::Result<FarPostfix> {
         if domains.is_empty() {
             return Err(invalid_input("FarPostfix needs at least one domain".into()));
         }
@@ -274,11 +298,14 @@ impl FarPostfix {
             .write_all(cert.signing_key.serialize_pem().as_bytes())?;
 
         write_config(&etc.join("vmailbox"), &vmailbox_map(&domains))?;
-        write_config(
-            &etc.join("main.cf"),
-            &main_cf(d, addr, &hostname, &domains, nobody_uid, nobody_gid),
-        )?;
-        write_config(&etc.join("master.cf"), &master_cf(addr))?;
+        let mut main = main_cf(d, addr, &hostname, &domains, nobody_uid, nobody_gid);
+        let mut master = master_cf(addr);
+        if let Some((relay, clients)) = relay {
+            main = overridden(&main, &relay_cf(addr, relay, clients));
+            master.push_str("smtp       unix  - - n -  - smtp\n");
+        }
+        write_config(&etc.join("main.cf"), &main)?;
+        write_config(&etc.join("master.cf"), &master)?;
 
         let mut replies = BTreeMap::new();
         for domain in &domains {
@@ -745,6 +772,49 @@ biff = no
     )
 }
 
+/// `main` with each `key = value` of `extra` in place of the same key's line, or added
+/// at the end: postfix warns of a key set twice, in every daemon, and its log daemon
+/// then waits on itself for good.
+fn overridden(main: &str, extra: &str) -> String {
+    let key = |line: &str| line.split_once(" = ").map(|(k, _)| k.trim().to_owned());
+    let extra_lines: Vec<&str> = extra.lines().filter(|l| key(l).is_some()).collect();
+    let mut out = String::new();
+    for line in main.lines() {
+        let replaced =
+            key(line).and_then(|k| extra_lines.iter().find(|e| key(e).as_ref() == Some(&k)));
+        out.push_str(replaced.copied().unwrap_or(line));
+        out.push('\n');
+    }
+    for e in extra.lines() {
+        if !main.lines().any(|l| key(l).is_some() && key(l) == key(e)) {
+            out.push_str(e);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// main.cf's settings for [`FarPostfix::start_relaying`] ([`overridden`] puts them in).
+fn relay_cf(addr: IpAddr, relay: SocketAddr, clients: &str) -> String {
+    let next = match relay.ip() {
+        IpAddr::V4(a) => format!("[{a}]:{}", relay.port()),
+        IpAddr::V6(a) => format!("[ipv6:{a}]:{}", relay.port()),
+    };
+    format!(
+        "# FarPostfix::start_relaying: a sending server, to {next} only
+mynetworks = 127.0.0.0/8 {clients}
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+default_transport = smtp:{next}
+relay_transport = smtp:{next}
+smtp_bind_address = {addr}
+smtp_tls_security_level = may
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+"
+    )
+}
+
 /// master.cf: Debian's without its public smtp listener, SMTP/LMTP clients and pipe(8)
 /// examples, chroot off; one smtpd on `addr:25`, and tlsmgr for STARTTLS.
 fn master_cf(addr: IpAddr) -> String {
@@ -964,6 +1034,13 @@ mod tests {
         let v6 = master_cf(IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]));
         assert!(v6.contains("\n[::1]:25 inet "), "{v6}");
         assert!(!master_cf(addr).contains(" smtp\n") && !master_cf(addr).contains("lmtp"));
+        let relaying = overridden(
+            &main,
+            &relay_cf(addr, SocketAddr::new(addr, 2525), "198.51.100.0/24"),
+        );
+        assert_eq!(relaying.matches("\nmynetworks = ").count(), 1, "{relaying}");
+        assert!(relaying.contains("\ndefault_transport = smtp:[127.0.0.2]:2525\n"));
+        assert!(relaying.contains("\nsmtp_bind_address = 127.0.0.2\n"));
     }
 
     #[test]

@@ -20,6 +20,9 @@ impl Loader<'_, '_> {
             imaps_port: schema::IMAPS_PORT.port(),
             relay_from_wan: schema::RELAY_FROM_WAN.bool(),
             dmarc_policy: DmarcPolicy::None,
+            junk_failed_checks: schema::JUNK_FAILED_CHECKS.bool(),
+            greylisting: schema::GREYLISTING.bool(),
+            greylist_delay: schema::GREYLIST_DELAY.duration(),
             max_message_size: schema::MAX_MESSAGE_SIZE.bytes(),
             aliases: Vec::new(),
             catch_all: None,
@@ -60,6 +63,9 @@ impl Loader<'_, '_> {
         ) {
             mail.dmarc_policy = p.value;
         }
+        mail.junk_failed_checks = sec.flag(self.sink, &schema::JUNK_FAILED_CHECKS);
+        mail.greylisting = sec.flag(self.sink, &schema::GREYLISTING);
+        mail.greylist_delay = self.duration(&mut sec, &schema::GREYLIST_DELAY);
         if let Some(size) = sec.parsed(
             self.sink,
             "max_message_size",
