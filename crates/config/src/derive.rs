@@ -434,6 +434,17 @@ pub fn dmarc_record(config: &Config) -> Option<String> {
         .then(|| format!("v=DMARC1; p={}", config.mail.dmarc_policy.name()))
 }
 
+/// How much mail `login` may keep, in bytes; `None`: no limit (their own quota, else
+/// `mail.quota`; 0 in either means none).
+pub fn quota_of(config: &Config, login: &str) -> Option<u64> {
+    let own = config
+        .users
+        .iter()
+        .find(|u| u.login == login)
+        .and_then(|u| u.quota);
+    Some(own.unwrap_or(config.mail.quota)).filter(|q| *q > 0)
+}
+
 /// The zone's name server: the box itself.
 pub fn zone_ns(network: &Network) -> String {
     fqdn(&network.hostname, network)

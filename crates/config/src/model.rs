@@ -459,6 +459,8 @@ pub struct Mail {
     pub imaps_port: u16,
     /// Relay to other domains for WAN clients that did not authenticate. Off: no open relay.
     pub relay_from_wan: bool,
+    /// Each user's mailbox size limit in bytes unless their own says otherwise; 0: none.
+    pub quota: u64,
     /// The DMARC policy the zone publishes for the domain.
     pub dmarc_policy: DmarcPolicy,
     /// Mail from the WAN failing SPF or DMARC goes to Junk.
@@ -557,6 +559,8 @@ pub struct User {
     /// A fax machine of their own: the box answers `fax:LOGIN` (a DID's destination, an
     /// attendant key) as a fax machine and mails the pages to them.
     pub fax: bool,
+    /// Their own mailbox size limit in bytes (0: none); `None`: `mail.quota`.
+    pub quota: Option<u64>,
 }
 
 /// A user's limits on outside calls.

@@ -659,6 +659,13 @@ pub const DMARC_POLICY: Setting = s(
     "DMARC policy",
     "What other servers do with mail that claims to be from this domain but was not signed or sent by this box; published in the zone. \"none\" until every sender of the domain's mail goes through the box.",
 );
+pub const MAIL_QUOTA: Setting = s(
+    "mail.quota",
+    Kind::Size,
+    Default::Bytes(0),
+    "Mailbox size limit",
+    "How much mail each user may keep, e.g. 2G; a user's own quota overrides it; 0: no limit. A warning mail goes out at 90%; when full, new mail is refused for now (senders retry).",
+);
 pub const JUNK_FAILED_CHECKS: Setting = s(
     "mail.junk_failed_checks",
     Kind::Bool,
@@ -836,6 +843,13 @@ pub const USER_FAX: Setting = s(
     Default::Bool(false),
     "A fax machine of their own",
     "The box answers as this user's fax machine where the dial plan says fax:LOGIN (a number from outside, an attendant key), and mails the pages to them as a PDF.",
+);
+pub const USER_QUOTA: Setting = s(
+    "users[].quota",
+    Kind::Size,
+    Default::None,
+    "Mailbox size limit",
+    "How much mail this user may keep, e.g. 5G; 0: no limit; unset: the [mail] quota.",
 );
 pub const USER_REMOTE_OUTSIDE: Setting = s(
     "users[].outside_calls_from_remote_phones",
@@ -1753,6 +1767,7 @@ pub const SETTINGS: &[&Setting] = &[
     &GREYLISTING,
     &GREYLIST_DELAY,
     &MAX_MESSAGE_SIZE,
+    &MAIL_QUOTA,
     &MAIL_RESOLVERS,
     &FIRST_RETRY,
     &MAX_RETRY_INTERVAL,
@@ -1773,6 +1788,7 @@ pub const SETTINGS: &[&Setting] = &[
     &USER_CALLER_ID,
     &USER_FAX,
     &USER_REMOTE_OUTSIDE,
+    &USER_QUOTA,
     &PHONE_ENABLED,
     &SIP_PORT,
     &VOICEMAIL_EXTENSION,

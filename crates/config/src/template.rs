@@ -176,6 +176,7 @@ mode = "dhcp"                   # "dhcp": leased from the ISP; "static": entered
 {mail.greylisting}
 {mail.greylist_delay}
 {mail.max_message_size}
+{mail.quota}
 # DNS servers for finding other domains' mail servers. Unset: this box's own DNS
 # (which asks [dns] primary/secondary), or nothing when use_upstream is off.
 # resolvers = ["192.0.2.53"]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use officebox_config::Config;
-use officebox_config::derive::{ClientZone, client_zone};
+use officebox_config::derive::{ClientZone, client_zone, quota_of};
 use officebox_store::{NewRecipient, Ret};
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_RET_FULL, MAIL_RET_HDRS, RCPT_NOTIFY_DELAY,
@@ -277,6 +277,16 @@ pub async fn session(
                 if reply.starts_with("250") && !s.greylist_pass().await {
                     s.to.pop();
                     reply = "451 4.7.1 Greylisted: this server does not know you yet; please try again later".into();
+                }
+                if reply.starts_with("250")
+                    && let Some(full) = s.full_mailbox().await
+                {
+                    s.to.pop();
+                    info!(message = "smtp: mailbox full; the sender will retry", user = %full);
+                    reply = format!(
+                        "452 4.2.2 The mailbox of {} is full; try again later",
+                        to.address
+                    );
                 }
                 conn.say(&reply);
             }
@@ -568,6 +578,31 @@ impl Session<'_> {
         "250 2.1.5 Ok".into()
     }
 
+    /// A mailbox of the recipient just accepted that is at its quota (the sender is told
+    /// to try again later: the mail waits at their server, and nothing is lost here).
+    async fn full_mailbox(&self) -> Option<String> {
+        let Destination::Local { mailboxes, .. } = &self.to.last()?.dest else {
+            return None;
+        };
+        let limited: Vec<(String, u64)> = mailboxes
+            .iter()
+            .filter_map(|l| Some((l.clone(), quota_of(self.config, l)?)))
+            .collect();
+        if limited.is_empty() {
+            return None;
+        }
+        let store = Arc::clone(self.store);
+        tokio::task::spawn_blocking(move || {
+            limited
+                .into_iter()
+                .find(|(l, quota)| store.usage(l).is_ok_and(|used| used >= *quota))
+                .map(|(l, _)| l)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Whether the recipient just accepted may be delivered to now, under greylisting
     /// (`mail.greylisting`): always for the office's own senders, for mail to other
     /// domains (which strangers cannot send) and when greylisting is off; else once the
@@ -723,6 +758,11 @@ impl Session<'_> {
         let result = tokio::task::spawn_blocking(move || {
             let now = now_unix();
             let mut id = store.deliver(&envelope, &message, &delivery, now)?;
+            if let Err(error) =
+                store.after_delivery(&config, &delivery.mailboxes, message.len() as u64, now)
+            {
+                warn!(message = "smtp: could not count the mailboxes' size", %error);
+            }
             if let Some(login) = fax_from.filter(|_| !faxes.is_empty()) {
                 crate::fax::queue(&config, &store, &login, &faxes, &message, now)?;
                 if id.is_empty() {

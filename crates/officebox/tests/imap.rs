@@ -1008,3 +1008,71 @@ m.logout()
         "{text}"
     );
 }
+
+/// Quota (issue 20, seventh part): alice may keep 40 KiB. SMTP takes mail until her
+/// mailbox is full, then answers 452 (the sender keeps it and retries); she is warned
+/// once at 90%; IMAP tells the quota (RFC 9208) and refuses an APPEND over it; mail
+/// deleted over IMAP makes room again.
+#[test]
+fn a_full_mailbox_refuses_mail_for_now_warns_once_and_imap_tells_the_quota() {
+    let c = TestConfig::demo()
+        .free_ports()
+        .set_user("alice", "quota", "40K");
+    let ob = start(&c);
+    let (smtp, imap) = (c.int("mail.smtp_port"), c.int("mail.imap_port"));
+    let codes = python(
+        &format!(
+            r#"
+import smtplib
+codes = []
+for i in range(12):
+    s = smtplib.SMTP("127.0.0.1", {smtp})
+    try:
+        s.sendmail("bob@office.test", ["alice@office.test"],
+                   "Subject: fill %d\r\n\r\n" % i + ("x" * 78 + "\r\n") * 75)
+        codes.append(250)
+    except smtplib.SMTPRecipientsRefused as e:
+        codes.append(list(e.recipients.values())[0][0])
+    s.quit()
+print(codes)
+"#
+        ),
+        &ob,
+    );
+    let codes: Vec<u32> = codes
+        .trim()
+        .trim_matches(['[', ']'])
+        .split(", ")
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let taken = codes.iter().take_while(|c| **c == 250).count();
+    assert!((6..=7).contains(&taken), "{codes:?}\n{}", ob.log());
+    assert!(codes[taken..].iter().all(|c| *c == 452), "{codes:?}");
+    let out = python(
+        &format!(
+            r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap})
+assert "QUOTA" in m.capabilities, m.capabilities
+m.login("alice", "demo-alice")
+typ, data = m.getquotaroot("INBOX")
+print(data)
+m.select("INBOX")
+typ, data = m.search(None, 'SUBJECT "nearly full"')
+assert len(data[0].split()) == 1, data
+typ, data = m.append("INBOX", None, None, b"Subject: one more\r\n\r\n" + b"y" * 2000 + b"\r\n")
+assert typ == "NO", (typ, data)
+print(data)
+m.store("1:*", "+FLAGS", "(\\Deleted)")
+m.expunge()
+m.logout()
+"#
+        ),
+        &ob,
+    );
+    assert!(out.contains("[b'\"INBOX\" \"\"'"), "{out}");
+    assert!(out.contains("(STORAGE ") && out.contains(" 40)"), "{out}");
+    assert!(out.contains("[OVERQUOTA]"), "{out}");
+    // Room again: the next message is taken.
+    send(&c, "after the clean-up");
+}

@@ -266,6 +266,7 @@ print(" ".join(tried))
         page.contains("href=\"/users/alice/mail.mobileconfig\""),
         "{page}"
     );
+    assert!(page.contains("Mailbox: 0.0 MB, no size limit."), "{page}");
     let profile = ob.dir().join("alice.mobileconfig");
     let answer = curl(&[&profile_url]);
     let (headers, body) = answer.split_once("\r\n\r\n").unwrap();

@@ -609,6 +609,14 @@ impl Db {
             .map_err(|e| self.err("write meta", e))
     }
 
+    /// Removes `key` from the `meta` table (nothing when it is not there).
+    pub fn meta_delete(&self, key: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [key])
+            .map(drop)
+            .map_err(|e| self.err("write meta", e))
+    }
+
     /// The WAN address the WAN DHCP client last recorded (`None` when it holds none).
     pub fn wan_address(&self) -> Result<Option<Ipv4Addr>, StoreError> {
         Ok(self.meta_get(WAN_ADDRESS)?.and_then(|a| a.parse().ok()))

@@ -293,6 +293,39 @@ impl Maildir {
         Ok(entries)
     }
 
+    /// The bytes of mail kept in the mailbox at `root`: its `new/` and `cur/` and those of
+    /// each Maildir++ folder (`.Sent`, `.Junk`, ...) beside them; what a quota counts.
+    /// A mailbox not made yet holds nothing.
+    pub fn usage(root: &Path) -> Result<u64, StoreError> {
+        let mut dirs = vec![root.to_path_buf()];
+        match fs::read_dir(root) {
+            Ok(read) => {
+                for item in read.flatten() {
+                    let name = item.file_name();
+                    let folder = name
+                        .to_str()
+                        .is_some_and(|n| n.starts_with('.') && n.len() > 1);
+                    if folder && item.file_type().is_ok_and(|t| t.is_dir()) {
+                        dirs.push(item.path());
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(StoreError::io("list", root, e)),
+        }
+        let mut total = 0u64;
+        for dir in dirs {
+            let entries = match (Maildir { root: dir }).list() {
+                Ok(e) => e,
+                // A folder half made, or removed meanwhile, holds nothing to count.
+                Err(StoreError::Io { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            total = total.saturating_add(entries.iter().map(Entry::size).sum());
+        }
+        Ok(total)
+    }
+
     /// The whole message.
     pub fn read(&self, entry: &Entry) -> Result<Vec<u8>, StoreError> {
         let path = self.path_of(entry)?;

@@ -19,6 +19,7 @@ impl Loader<'_, '_> {
             imap_port: schema::IMAP_PORT.port(),
             imaps_port: schema::IMAPS_PORT.port(),
             relay_from_wan: schema::RELAY_FROM_WAN.bool(),
+            quota: schema::MAIL_QUOTA.bytes(),
             dmarc_policy: DmarcPolicy::None,
             junk_failed_checks: schema::JUNK_FAILED_CHECKS.bool(),
             greylisting: schema::GREYLISTING.bool(),
@@ -73,6 +74,14 @@ impl Loader<'_, '_> {
             parse_size,
         ) {
             mail.max_message_size = size.value;
+        }
+        if let Some(q) = sec.parsed(
+            self.sink,
+            "quota",
+            "a size like \"2G\", or 0 for no limit",
+            parse_size,
+        ) {
+            mail.quota = q.value;
         }
         mail.resolvers = sec
             .parsed_list(self.sink, "resolvers", IP_HELP, parse_dns_server)

@@ -34,6 +34,12 @@ impl Loader<'_, '_> {
             let sip_ext_secret = u.parsed(self.sink, "sip_ext_secret", sip_help, parse_ext_secret);
             let admin = u.flag(self.sink, &schema::USER_ADMIN);
             let fax = u.flag(self.sink, &schema::USER_FAX);
+            let quota = u.parsed(
+                self.sink,
+                "quota",
+                "a size like \"5G\", or 0 for no limit",
+                parse_size,
+            );
             let count = |this: &mut Self, u: &mut Section, s: &Setting| {
                 let n = u
                     .int(this.sink, s.key(), s.range())
@@ -109,6 +115,7 @@ impl Loader<'_, '_> {
                     outside,
                     caller_id: caller_id.map(|c| c.value),
                     fax,
+                    quota: quota.map(|q| q.value),
                 },
             });
         }

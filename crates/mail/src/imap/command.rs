@@ -66,6 +66,10 @@ pub enum Body {
         lsub: bool,
     },
     Namespace,
+    /// RFC 9208: the quota roots of a folder, and one root's usage and limit.
+    GetQuotaRoot(Vec<u8>),
+    GetQuota(Vec<u8>),
+    SetQuota,
     Status {
         mailbox: Vec<u8>,
         items: Vec<StatusItem>,
@@ -624,6 +628,16 @@ impl Parser<'_> {
             "UNSELECT" => Body::Unselect,
             "IDLE" => Body::Idle,
             "NAMESPACE" => Body::Namespace,
+            "GETQUOTAROOT" => {
+                self.space()?;
+                Body::GetQuotaRoot(self.mailbox()?)
+            }
+            "GETQUOTA" => {
+                self.space()?;
+                Body::GetQuota(self.astring()?)
+            }
+            // Limits are the admin's to set; the rest of the line is not read.
+            "SETQUOTA" => Body::SetQuota,
             "EXPUNGE" => Body::Expunge(None),
             "AUTHENTICATE" => {
                 self.space()?;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use officebox_config::Config;
-use officebox_config::derive::{ClientZone, client_zone};
+use officebox_config::derive::{ClientZone, client_zone, quota_of};
 use officebox_store::{Db, ImapMessage};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
@@ -382,6 +382,8 @@ impl Session {
             "LIST-EXTENDED",
             "LIST-STATUS",
             "STATUS=SIZE",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
             "LITERAL-",
         ];
         if self.user.is_none() {
@@ -521,6 +523,33 @@ impl Session {
                 }
                 conn.say(format!("* ENABLED {}", enabled.join(" ")).trim_end());
                 conn.say(&format!("{tag} OK ENABLE done"));
+            }
+            Body::GetQuotaRoot(name) => {
+                let Some((name, _)) = self.existing(&name) else {
+                    conn.say(&format!("{tag} NO no such folder"));
+                    return Ok(Flow::Go);
+                };
+                let quoted = self.shown_name(&name);
+                match self.quota().await {
+                    Some(line) => {
+                        conn.say(&format!("* QUOTAROOT {quoted} \"\""));
+                        conn.say(&line);
+                    }
+                    None => conn.say(&format!("* QUOTAROOT {quoted}")),
+                }
+                conn.say(&format!("{tag} OK GETQUOTAROOT done"));
+            }
+            Body::GetQuota(root) => match self.quota().await {
+                Some(line) if root.is_empty() => {
+                    conn.say(&line);
+                    conn.say(&format!("{tag} OK GETQUOTA done"));
+                }
+                _ => conn.say(&format!("{tag} NO no such quota root")),
+            },
+            Body::SetQuota => {
+                conn.say(&format!(
+                    "{tag} NO [NOPERM] mailbox sizes are set by the office's administrator"
+                ));
             }
             Body::Namespace => {
                 conn.say("* NAMESPACE ((\"\" \"/\")) NIL NIL");
@@ -937,6 +966,18 @@ impl Session {
         if message.is_empty() {
             return "NO an empty message is not stored".into();
         }
+        if let Some(quota) = quota_of(&self.config, &login) {
+            let store = Arc::clone(&self.index.store);
+            let who = login.clone();
+            let used = tokio::task::spawn_blocking(move || store.usage(&who))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            if used.saturating_add(message.len() as u64) > quota {
+                return "NO [OVERQUOTA] the mailbox is full: delete some mail first".into();
+            }
+        }
         let (letters, keywords) = super::flags::stored(flags);
         let (index, root) = (Arc::clone(&self.index), self.root().unwrap_or_default());
         let done = tokio::task::spawn_blocking(move || {
@@ -961,6 +1002,23 @@ impl Session {
             }
             Err(_) => "NO [SERVERBUG] the message cannot be stored".into(),
         }
+    }
+
+    /// The user's `* QUOTA "" (STORAGE used limit)` line (KiB, RFC 9208), when they have a
+    /// limit.
+    async fn quota(&self) -> Option<String> {
+        let login = self.user.clone()?;
+        let limit = quota_of(&self.config, &login)?;
+        let store = Arc::clone(&self.index.store);
+        let used = tokio::task::spawn_blocking(move || store.usage(&login))
+            .await
+            .ok()?
+            .ok()?;
+        Some(format!(
+            "* QUOTA \"\" (STORAGE {} {})",
+            used.div_ceil(1024),
+            limit / 1024
+        ))
     }
 
     /// COPY and MOVE: the chosen messages into another folder (flags, keywords and date
@@ -2024,6 +2082,9 @@ impl Session {
             }
         })
         .await;
+        if let Some(login) = &self.user {
+            self.index.store.forget_usage(login);
+        }
         if tell {
             let told: Vec<(usize, u32)> = doomed.iter().map(|(seq, u, _)| (*seq, *u)).collect();
             tell_expunged(conn, self.qresync, &told);

@@ -121,9 +121,16 @@ async fn change(
             };
             let flash = Some((flash, false));
             let html = match owner {
-                Some(o) => {
-                    crate::pages::users::user_page(app, &config, me, o, flash, Some(&failure), None)
-                }
+                Some(o) => crate::pages::users::user_page(
+                    app,
+                    &config,
+                    me,
+                    o,
+                    flash,
+                    Some(&failure),
+                    None,
+                    None,
+                ),
                 None => match crate::settings::page(def.page) {
                     Some(p) => Some(
                         crate::pages::settings::render(

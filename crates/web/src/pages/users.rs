@@ -118,7 +118,21 @@ pub(crate) async fn show(
                 .unwrap_or_default())
         })
         .await;
-    match user_page(&app, &config, &me, &login, flash, None, forwarding.as_ref()) {
+    let mailbox = officebox_store::mailbox_path(&config.data_dir, &login);
+    let used = tokio::task::spawn_blocking(move || officebox_store::Maildir::usage(&mailbox).ok())
+        .await
+        .ok()
+        .flatten();
+    match user_page(
+        &app,
+        &config,
+        &me,
+        &login,
+        flash,
+        None,
+        forwarding.as_ref(),
+        used,
+    ) {
         Some(b) => page(StatusCode::OK, b),
         None => page(
             StatusCode::NOT_FOUND,
@@ -127,7 +141,9 @@ pub(crate) async fn show(
     }
 }
 
-/// One user's page, with their own lists (`failed`: a refused row of one).
+/// One user's page, with their own lists (`failed`: a refused row of one) and how much
+/// mail they keep (`used`, when it was counted).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn user_page(
     app: &App,
     config: &Config,
@@ -136,12 +152,13 @@ pub(crate) fn user_page(
     flash: Option<(&str, bool)>,
     failed: Option<&ListFailure<'_>>,
     forwarding: Option<&Forwarding>,
+    used: Option<u64>,
 ) -> Option<Markup> {
     let doc: toml_edit::DocumentMut = app.config_text().unwrap_or_default().parse().ok()?;
     let lists = lists_html(&doc, "/users", Some(login), &me.csrf, failed);
     let extra = html! {
         @if config.mail.enabled {
-            (mail_setup(config, login))
+            (mail_setup(config, login, used))
         }
         @if let Some(f) = forwarding {
             (forwarding_form(login, f, &me.csrf))
@@ -153,9 +170,16 @@ pub(crate) fn user_page(
 }
 
 /// How the user's mail programs find their settings, and the profile for Apple's.
-fn mail_setup(config: &Config, login: &str) -> Markup {
+fn mail_setup(config: &Config, login: &str, used: Option<u64>) -> Markup {
     let address = format!("{login}@{}", config.network.domain);
+    let mb = |b: u64| format!("{:.1} MB", b as f64 / f64::from(1 << 20));
+    let quota = officebox_config::derive::quota_of(config, login);
     html! {
+        @match (used, quota) {
+            (Some(u), Some(q)) => p #mailbox-size { "Mailbox: " (mb(u)) " of " (mb(q)) " (" (u.saturating_mul(100) / q) "%)." },
+            (Some(u), None) => p #mailbox-size { "Mailbox: " (mb(u)) ", no size limit." },
+            _ => {},
+        }
         h2 { "Mail on a PC, phone or tablet" }
         p.help {
             "Thunderbird, Outlook and most mail apps set themselves up from the address "
@@ -273,6 +297,7 @@ pub(crate) async fn set_forwarding(
             Some((&note, false)),
             None,
             Some(&forwarding),
+            None,
         );
         return page(StatusCode::UNPROCESSABLE_ENTITY, body.unwrap_or_default());
     }
