@@ -31,6 +31,7 @@ pub mod resolve;
 pub mod route;
 pub mod smtp;
 pub mod tls;
+pub mod vacation;
 
 use std::io;
 use std::net::SocketAddr;

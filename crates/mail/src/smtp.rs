@@ -763,6 +763,18 @@ impl Session<'_> {
             {
                 warn!(message = "smtp: could not count the mailboxes' size", %error);
             }
+            if !delivery.junk
+                && let Err(error) = crate::vacation::answer(
+                    &config,
+                    &store,
+                    &envelope.from,
+                    &message,
+                    &delivery.mailboxes,
+                    now,
+                )
+            {
+                warn!(message = "smtp: could not look up out-of-office replies", %error);
+            }
             if let Some(login) = fax_from.filter(|_| !faxes.is_empty()) {
                 crate::fax::queue(&config, &store, &login, &faxes, &message, now)?;
                 if id.is_empty() {

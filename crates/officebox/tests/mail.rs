@@ -529,3 +529,106 @@ ts = [threading.Thread(target=run, args=(t,)) for t in range(4)]
         assert!(place.contains(mid), "{mid} for {to} got a 250 and was lost");
     }
 }
+
+/// Out of office (issue 20, sixth part): alice turns her reply on from her own page (she
+/// is not an admin); bob's mail gets one reply, marked auto-replied; his second message, a list's, a bulk one, an automatic one and a bounce get
+/// none.
+#[test]
+fn an_out_of_office_reply_goes_once_to_a_person_and_never_to_lists_or_robots() {
+    require_program("swaks", "swaks");
+    require_program("curl", "curl");
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    ob.peer()
+        .wait_for_log("web: serving the admin pages", READY_TIMEOUT)
+        .unwrap();
+    let admin = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
+    let jar = ob.dir().join("cookies.txt");
+    let curl = |args: &[&str]| -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-i", "--max-time", "10", "--noproxy", "*", "-b"])
+            .arg(&jar)
+            .arg("-c")
+            .arg(&jar)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let csrf = |page: &str| -> String {
+        page.split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no form token in {page}"))
+            .to_string()
+    };
+    let login = curl(&[&format!("{admin}/login")]);
+    let logged_in = curl(&[
+        "-d",
+        &format!("csrf={}&user=alice&password=demo-alice", csrf(&login)),
+        &format!("{admin}/login"),
+    ]);
+    assert!(logged_in.starts_with("HTTP/1.1 303"), "{logged_in}");
+    let own = curl(&[&format!("{admin}/me")]);
+    assert!(own.contains("Out of office"), "{own}");
+    let saved = curl(&[
+        "-d",
+        &format!(
+            "csrf={}&on=true&subject=Away+until+Monday&body=I+am+away.%0AWrite+to+bob%40office.test.",
+            csrf(&own)
+        ),
+        &format!("{admin}/me/vacation"),
+    ]);
+    assert!(saved.contains("location: /me?saved=1"), "{saved}");
+    // alice may not open the admin pages.
+    let users = curl(&[&format!("{admin}/users")]);
+    assert!(users.contains("location: /me"), "{users}");
+
+    let port = c.int("mail.smtp_port");
+    let send = |from: &str, extra: &[&str], subject: &str| {
+        let header = format!("Subject: {subject}");
+        let mut args = vec!["--from", from, "--to", "alice@office.test"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--header", &header]);
+        let (ok, log) = swaks(port, &args);
+        assert!(ok, "{log}");
+    };
+    send("bob@office.test", &[], "first");
+    send("bob@office.test", &[], "second");
+    send(
+        "bob@office.test",
+        &["--add-header", "Precedence: bulk"],
+        "newsletter",
+    );
+    send(
+        "bob@office.test",
+        &["--add-header", "List-Id: <team.office.test>"],
+        "list",
+    );
+    send(
+        "bob@office.test",
+        &["--add-header", "Auto-Submitted: auto-generated"],
+        "robot",
+    );
+    send("<>", &[], "bounce");
+    std::thread::sleep(Duration::from_millis(500));
+    let replies: Vec<String> = mailbox(&ob, "bob")
+        .into_iter()
+        .filter(|m| m.contains("Away until Monday"))
+        .collect();
+    assert_eq!(replies.len(), 1, "{replies:?}\n{}", ob.log());
+    let r = &replies[0];
+    assert!(r.contains("Auto-Submitted: auto-replied"), "{r}");
+    assert!(
+        r.contains("From: \"Alice Example\" <alice@office.test>")
+            || r.contains("From: Alice Example <alice@office.test>"),
+        "{r}"
+    );
+    assert!(r.contains("In-Reply-To: <"), "{r}");
+    assert!(r.contains("I am away.\r\nWrite to bob@office.test."), "{r}");
+    assert_eq!(
+        mailbox(&ob, "alice").len(),
+        6,
+        "alice still gets everything"
+    );
+}

@@ -381,6 +381,22 @@ pub const MIGRATIONS: &[Migration] = &[
                 PRIMARY KEY (network, sender, recipient)
               ) WITHOUT ROWID;",
     },
+    Migration {
+        version: 20,
+        name: "out-of-office replies",
+        sql: "CREATE TABLE vacation (
+                login TEXT PRIMARY KEY,
+                subject TEXT NOT NULL,
+                body TEXT NOT NULL,
+                until INTEGER
+              );
+              CREATE TABLE vacation_replied (
+                login TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                at INTEGER NOT NULL,
+                PRIMARY KEY (login, sender)
+              ) WITHOUT ROWID;",
+    },
 ];
 
 /// The state database of `data_dir`: every service opens this one file.

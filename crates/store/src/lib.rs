@@ -45,6 +45,7 @@ mod phone;
 mod provision;
 mod queue;
 mod trunk;
+mod vacation;
 mod vpn;
 pub mod wav;
 
@@ -70,6 +71,7 @@ pub use queue::{
     notify, wants, write_queue_file,
 };
 pub use trunk::{TrunkState, TrunkStatus};
+pub use vacation::{VACATION_EVERY, Vacation};
 pub use vpn::SiteStatus;
 
 /// Where the music on hold uploaded on the Phone Routing page is kept (it wins over the

@@ -53,6 +53,27 @@ pub fn page(
     flash: Option<(&str, bool)>,
     body: Markup,
 ) -> Markup {
+    frame(title, current, logged_in, true, flash, body)
+}
+
+/// A page of a user's own (`/me`): the frame without the admin pages' menu.
+pub fn own_page(
+    title: &str,
+    logged_in: (&str, &str),
+    flash: Option<(&str, bool)>,
+    body: Markup,
+) -> Markup {
+    frame(title, "", Some(logged_in), false, flash, body)
+}
+
+fn frame(
+    title: &str,
+    current: &str,
+    logged_in: Option<(&str, &str)>,
+    menu: bool,
+    flash: Option<(&str, bool)>,
+    body: Markup,
+) -> Markup {
     html! {
         (PreEscaped("<!doctype html>"))
         html lang="en" {
@@ -73,7 +94,7 @@ pub fn page(
                         }
                     }
                 }
-                @if logged_in.is_some() {
+                @if logged_in.is_some() && menu {
                     nav aria-label="Pages" {
                         @for (path, name) in MENU {
                             a href=(path) aria-current=[(*path == current).then_some("page")] { (name) }

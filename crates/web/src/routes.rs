@@ -18,7 +18,9 @@ use tracing::warn;
 use crate::app::Shared;
 use crate::forms::Pairs;
 use crate::listen::Peer;
-use crate::pages::{calls, greetings, history, home, lists, login, mail, settings, sites, users};
+use crate::pages::{
+    calls, greetings, history, home, lists, login, mail, me, settings, sites, users,
+};
 use crate::{confirm, forms, live, session};
 
 /// The admin pages' router: the table of every route.
@@ -38,6 +40,10 @@ pub(crate) fn admin(app: Shared) -> Router {
         .route("/users/{login}/delete", post(users::delete))
         .route("/users/{login}/forwarding", post(users::set_forwarding))
         .route("/users/{login}/mail.mobileconfig", get(users::mobileconfig))
+        .route("/users/{login}/vacation", post(me::set_for))
+        .route("/me", get(me::show))
+        .route("/me/vacation", post(me::set_own))
+        .route("/me/mail.mobileconfig", get(me::mobileconfig))
         .route("/aliases", get(users::aliases).post(users::set_alias))
         .route("/devices/{name}", get(sites::show))
         .route("/devices/{name}/new-key", post(sites::new_key))
@@ -178,6 +184,9 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
+/// The pages a user who is not an administrator may open: their own.
+const OWN_PAGES: [&str; 4] = ["/me", "/me/vacation", "/me/mail.mobileconfig", "/logout"];
+
 /// A session, and for a POST its CSRF token, or no page: the login page instead, or 403.
 async fn require_session(
     State(app): State<Shared>,
@@ -199,6 +208,23 @@ async fn require_session(
     let (Some(session), Some(token)) = (session, token) else {
         return redirect("/login");
     };
+    // Who the user is now (the config may have changed since they logged in): an admin
+    // sees every page; any other user only their own (`/me`); a user no longer there,
+    // nothing.
+    let admin = match app.config().users.iter().find(|u| u.login == session.user) {
+        Some(u) => u.admin,
+        None => {
+            app.sessions.end(&token);
+            return redirect("/login");
+        }
+    };
+    if !admin && !OWN_PAGES.contains(&req.uri().path()) {
+        return if req.method() == Method::GET {
+            redirect("/me")
+        } else {
+            forbidden("Only the office's administrators may change this.")
+        };
+    }
     if req.method() == Method::POST
         && !session::same(pairs.get("csrf").unwrap_or(""), &session.csrf)
     {
@@ -418,6 +444,11 @@ mod tests {
 
         /// Logs in as the demo admin.
         async fn log_in(&mut self) {
+            self.log_in_as("Admin", "demo-admin", "/users").await;
+        }
+
+        /// Logs in as `user` and takes the form token from `page`.
+        async fn log_in_as(&mut self, user: &str, password: &str, page: &str) {
             let (_, h, _) = self.get("/login").await;
             let cookie = h["set-cookie"].to_str().unwrap().to_string();
             let token = cookie
@@ -429,7 +460,7 @@ mod tests {
                 .send(
                     "POST",
                     "/login",
-                    &format!("csrf={token}&user=Admin&password=demo-admin"),
+                    &format!("csrf={token}&user={user}&password={password}"),
                     LAN,
                     Some(&format!("officebox_login={token}")),
                 )
@@ -441,7 +472,7 @@ mod tests {
                 .and_then(|c| c.split(';').next())
                 .unwrap();
             self.session = Some(session.to_string());
-            let (_, _, page) = self.get("/users").await;
+            let (_, _, page) = self.get(page).await;
             self.csrf = page
                 .split("name=\"csrf\" value=\"")
                 .nth(1)
@@ -449,6 +480,56 @@ mod tests {
                 .unwrap()
                 .to_string();
         }
+    }
+
+    #[tokio::test]
+    async fn a_user_who_is_not_an_admin_sees_only_their_own_page() {
+        let mut p = Pages::new(Reloaded::Applied);
+        p.log_in_as("alice", "demo-alice", "/me").await;
+        for path in [
+            "/",
+            "/users",
+            "/users/alice",
+            "/network",
+            "/mail",
+            "/live/mail",
+        ] {
+            let (status, h, _) = p.get(path).await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(h["location"], "/me", "{path}");
+        }
+        let token = format!("csrf={}", p.csrf);
+        for path in [
+            "/users/bob/vacation",
+            "/mail/dkim/rotate",
+            "/users",
+            "/network",
+        ] {
+            let (status, _, _) = p.post(path, &token).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "POST {path}");
+        }
+        let (status, _, page) = p.get("/me").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("alice@office.test") && page.contains("id=\"vacation\""));
+        assert!(!page.contains("href=\"/users\""), "no admin menu: {page}");
+        let (status, h, _) = p
+            .post(
+                "/me/vacation",
+                &format!("{token}&on=true&subject=Away&body=Back+on+Monday&until="),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(h["location"], "/me?saved=1");
+        let (_, _, page) = p.get("/me").await;
+        assert!(page.contains("Back on Monday"), "{page}");
+        let (status, h, _) = p.get("/me/mail.mobileconfig").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h["content-type"], "application/x-apple-aspen-config");
+        let (status, _, page) = p
+            .post("/me/vacation", &format!("{token}&on=true&body="))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(page.contains("Write the message"), "{page}");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Who is logged in: sessions in memory (a random token in an HttpOnly, SameSite=Strict
 //! cookie; an idle session ends after `web.session_timeout`), each with its CSRF token
-//! for forms. Only users marked `admin` may log in, with their argon2 password; after
+//! for forms. Every user may log in with their argon2 password (an administrator to
+//! every page, anyone else to their own: `routes::require_session`); after
 //! five failures from one address in ten minutes that address is refused
 //! (`officebox_secrets::login`: counted as each password arrives, so parallel guesses
 //! count too), and every failure costs a second.
@@ -114,17 +115,18 @@ impl Sessions {
             .remove(token);
     }
 
-    /// Checks an admin's password (in turn with other password checks, off the async
-    /// threads) and opens a session.
+    /// Checks a user's password (in turn with other password checks, off the async
+    /// threads) and opens a session: an administrator's opens every page, anyone
+    /// else's their own (`routes::require_session` decides on each request).
     pub async fn login(&self, config: &Config, user: &str, password: &str, ip: IpAddr) -> Login {
         let Ok(attempt) = self.limiter.begin(ip).await else {
             return Login::Limited;
         };
-        // A login that is not an admin costs the same check as a wrong password.
+        // A login that does not exist costs the same check as a wrong password.
         let hash = config
             .users
             .iter()
-            .find(|u| u.login == user && u.admin)
+            .find(|u| u.login == user)
             .map(|u| u.password_hash.clone());
         match officebox_secrets::login::check(hash, password.to_string()).await {
             Checked::Right => attempt.succeeded(),

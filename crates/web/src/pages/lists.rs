@@ -128,8 +128,7 @@ async fn change(
                     o,
                     flash,
                     Some(&failure),
-                    None,
-                    None,
+                    &crate::pages::users::Extras::default(),
                 ),
                 None => match crate::settings::page(def.page) {
                     Some(p) => Some(

@@ -8,6 +8,7 @@ pub(crate) mod home;
 pub(crate) mod lists;
 pub(crate) mod login;
 pub(crate) mod mail;
+pub(crate) mod me;
 pub(crate) mod settings;
 pub(crate) mod sites;
 pub(crate) mod users;

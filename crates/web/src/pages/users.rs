@@ -11,7 +11,7 @@ use officebox_config::derive::{
     forward_reachable,
 };
 use officebox_config::{Config, Diagnostic};
-use officebox_store::Forwarding;
+use officebox_store::{Forwarding, Vacation};
 use serde::Deserialize;
 
 use crate::app::{App, Shared};
@@ -123,16 +123,14 @@ pub(crate) async fn show(
         .await
         .ok()
         .flatten();
-    match user_page(
-        &app,
-        &config,
-        &me,
-        &login,
-        flash,
-        None,
-        forwarding.as_ref(),
+    let who = login.clone();
+    let vacation = app.store.with(move |db| db.vacation(&who)).await.flatten();
+    let extras = Extras {
+        forwarding,
         used,
-    ) {
+        vacation,
+    };
+    match user_page(&app, &config, &me, &login, flash, None, &extras) {
         Some(b) => page(StatusCode::OK, b),
         None => page(
             StatusCode::NOT_FOUND,
@@ -141,9 +139,16 @@ pub(crate) async fn show(
     }
 }
 
-/// One user's page, with their own lists (`failed`: a refused row of one) and how much
-/// mail they keep (`used`, when it was counted).
-#[allow(clippy::too_many_arguments)]
+/// What a user's page shows from the state database and the disk, when it was read.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    pub forwarding: Option<Forwarding>,
+    /// The bytes of mail they keep.
+    pub used: Option<u64>,
+    pub vacation: Option<Vacation>,
+}
+
+/// One user's page, with their own lists (`failed`: a refused row of one) and `extras`.
 pub(crate) fn user_page(
     app: &App,
     config: &Config,
@@ -151,14 +156,15 @@ pub(crate) fn user_page(
     login: &str,
     flash: Option<(&str, bool)>,
     failed: Option<&ListFailure<'_>>,
-    forwarding: Option<&Forwarding>,
-    used: Option<u64>,
+    extras: &Extras,
 ) -> Option<Markup> {
+    let (forwarding, used) = (extras.forwarding.as_ref(), extras.used);
     let doc: toml_edit::DocumentMut = app.config_text().unwrap_or_default().parse().ok()?;
     let lists = lists_html(&doc, "/users", Some(login), &me.csrf, failed);
     let extra = html! {
         @if config.mail.enabled {
             (mail_setup(config, login, used))
+            (crate::pages::me::vacation_form(&format!("/users/{login}/vacation"), extras.vacation.as_ref(), &me.csrf))
         }
         @if let Some(f) = forwarding {
             (forwarding_form(login, f, &me.csrf))
@@ -196,6 +202,11 @@ pub(crate) async fn mobileconfig(
     me: Me,
     Path(login): Path<String>,
 ) -> Response {
+    profile_response(&app, &me, &login)
+}
+
+/// `login`'s profile as a download, or not found.
+pub(crate) fn profile_response(app: &App, me: &Me, login: &str) -> Response {
     use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
     let config = app.config();
     let profile = config
@@ -216,7 +227,7 @@ pub(crate) async fn mobileconfig(
             text,
         )
             .into_response(),
-        None => not_found_page(&me),
+        None => not_found_page(me),
     }
 }
 
@@ -296,8 +307,10 @@ pub(crate) async fn set_forwarding(
             &login,
             Some((&note, false)),
             None,
-            Some(&forwarding),
-            None,
+            &Extras {
+                forwarding: Some(forwarding),
+                ..Extras::default()
+            },
         );
         return page(StatusCode::UNPROCESSABLE_ENTITY, body.unwrap_or_default());
     }
