@@ -445,6 +445,118 @@ pub fn quota_of(config: &Config, login: &str) -> Option<u64> {
     Some(own.unwrap_or(config.mail.quota)).filter(|q| *q > 0)
 }
 
+/// The DNS servers the box asks about names outside its zone (the Internet's DNS):
+/// `dns.primary` and `dns.secondary`, when `dns.use_upstream` lets it ask anyone.
+pub fn upstream_resolvers(config: &Config) -> Vec<SocketAddr> {
+    if !config.dns.use_upstream {
+        return Vec::new();
+    }
+    config
+        .dns
+        .primary
+        .into_iter()
+        .chain(config.dns.secondary)
+        .collect()
+}
+
+/// A record the Internet's DNS must have for the domain's mail to work, whoever hosts
+/// the zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeededRecord {
+    /// Fully qualified, without the trailing dot.
+    pub name: String,
+    /// `MX`, `A`, `TXT`, `SRV` or `PTR`.
+    pub rtype: &'static str,
+    /// The value as a zone file writes it (TXT without quotes).
+    pub value: String,
+    /// What it is for, in a few words.
+    pub why: &'static str,
+}
+
+/// Every record mail needs, given the WAN address (`None`: those naming it are left
+/// out) and the DKIM keys in use (selector, TXT record): MX, the mail names' addresses,
+/// SPF, DKIM, DMARC, the SRV records, and the PTR the ISP should set for the WAN address
+/// (the name the box says in HELO). Empty when mail is off.
+pub fn needed_mail_records(
+    config: &Config,
+    wan: Option<Ipv4Addr>,
+    dkim: &[(String, String)],
+) -> Vec<NeededRecord> {
+    if !config.mail.enabled {
+        return Vec::new();
+    }
+    let net = &config.network;
+    let domain = net.domain.as_str();
+    let r = |name: String, rtype, value: String, why| NeededRecord {
+        name,
+        rtype,
+        value,
+        why,
+    };
+    let (pref, mx) = zone_mx(net);
+    let mut out = vec![r(
+        domain.to_string(),
+        "MX",
+        format!("{pref} {mx}"),
+        "where other servers deliver the domain's mail",
+    )];
+    if let Some(wan) = wan {
+        for (label, why) in [
+            ("smtp", "the mail server's name"),
+            ("imap", "mail programs reading mail"),
+            ("pop", "mail programs fetching mail"),
+            ("autoconfig", "Thunderbird finding its settings"),
+            ("autodiscover", "Outlook finding its settings"),
+        ] {
+            out.push(r(fqdn(label, net), "A", wan.to_string(), why));
+        }
+    }
+    if let Some(spf) = spf_record(config, wan) {
+        out.push(r(
+            domain.to_string(),
+            "TXT",
+            spf,
+            "SPF: which addresses send the domain's mail",
+        ));
+    }
+    for (selector, txt) in dkim {
+        out.push(r(
+            format!("{selector}._domainkey.{domain}"),
+            "TXT",
+            txt.clone(),
+            "DKIM: the key mail is signed with",
+        ));
+    }
+    if let Some(dmarc) = dmarc_record(config) {
+        out.push(r(
+            format!("_dmarc.{domain}"),
+            "TXT",
+            dmarc,
+            "DMARC: what receivers do with mail that fails",
+        ));
+    }
+    for e in mail_endpoints(config) {
+        if let Some(srv) = e.srv {
+            out.push(r(
+                srv,
+                "SRV",
+                format!("0 1 {} {}", e.port, e.host),
+                "mail programs finding the server",
+            ));
+        }
+    }
+    if let Some(wan) = wan {
+        let [a, b, c, d] = wan.octets();
+        out.push(r(
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa"),
+            "PTR",
+            fqdn(&net.hostname, net),
+            "set by the ISP: receivers check the sender's name",
+        ));
+    }
+    out
+}
+
 /// The zone's name server: the box itself.
 pub fn zone_ns(network: &Network) -> String {
     fqdn(&network.hostname, network)

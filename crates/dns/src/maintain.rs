@@ -224,15 +224,7 @@ fn sites(config: &Config) -> Vec<(Vec<u8>, SocketAddr)> {
 }
 
 fn upstreams(config: &Config) -> Vec<SocketAddr> {
-    if !config.dns.use_upstream {
-        return Vec::new();
-    }
-    config
-        .dns
-        .primary
-        .into_iter()
-        .chain(config.dns.secondary)
-        .collect()
+    officebox_config::derive::upstream_resolvers(config)
 }
 
 fn endpoints(config: &Config) -> Vec<SocketAddr> {

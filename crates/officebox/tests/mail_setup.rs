@@ -300,3 +300,110 @@ print(a["EmailAccountName"])
     assert!(nobody.starts_with("HTTP/1.1 404"), "{nobody}");
     assert!(!ob.log().contains("panicked"), "{}", ob.log());
 }
+
+/// The zone hosted elsewhere (issue 20, fifth part): the Mail page lists every record
+/// mail needs and checks each against what the Internet's DNS answers. Here that DNS is
+/// a test dnsmasq (the box's upstream, in a namespace of the test's own) with the MX and
+/// the mail server's address right, IMAP's address wrong, an SPF record that does not
+/// name the box, a PTR naming another host, and no DMARC, DKIM or SRV records.
+#[test]
+fn the_records_mail_needs_are_checked_against_the_internets_dns() {
+    use officebox_testkit::{DnsRecord, Netns, TestDns, require_root};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    require_root();
+    require_program("dnsmasq", "dnsmasq-base");
+    require_program("curl", "curl");
+    let ns = Netns::new("mrec").unwrap();
+    let _dns = TestDns::start(
+        &ns,
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 53),
+        &[
+            DnsRecord::mx("office.test", 10, "smtp.office.test"),
+            DnsRecord::a("smtp.office.test", Ipv4Addr::new(203, 0, 113, 10)),
+            DnsRecord::a("imap.office.test", Ipv4Addr::new(198, 51, 100, 99)),
+            DnsRecord::txt("office.test", "v=spf1 -all"),
+        ],
+    )
+    .unwrap();
+    let c = TestConfig::demo()
+        .free_ports()
+        .set("dns.use_upstream", true)
+        .set("dns.primary", "127.0.0.3:53");
+    let ob = Officebox::start_in_netns(bin(), &c.text(), &ns).unwrap();
+    ob.peer()
+        .wait_for_log("web: serving the admin pages", READY_TIMEOUT)
+        .unwrap();
+    let admin = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
+    let jar = ob.dir().join("cookies.txt");
+    let curl = |args: &[&str]| -> String {
+        let out = ns
+            .command("curl")
+            .args(["-s", "-i", "--max-time", "20", "-b"])
+            .arg(&jar)
+            .arg("-c")
+            .arg(&jar)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let login = curl(&[&format!("{admin}/login")]);
+    let token = login
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let logged_in = curl(&[
+        "-d",
+        &format!("csrf={token}&user=admin&password=demo-admin"),
+        &format!("{admin}/login"),
+    ]);
+    assert!(logged_in.starts_with("HTTP/1.1 303"), "{logged_in}");
+    let page = curl(&[&format!("{admin}/mail/records")]);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("hosted elsewhere"), "{page}");
+    // Each row: its status and text.
+    let rows: Vec<(&str, &str)> = page
+        .split("<tr data-status=\"")
+        .skip(1)
+        .filter_map(|r| r.split_once('"'))
+        .collect();
+    let row = |needle: &str| -> (&str, &str) {
+        *rows
+            .iter()
+            .find(|(_, text)| text.contains(needle))
+            .unwrap_or_else(|| panic!("no row with {needle}: {page}"))
+    };
+    assert_eq!(row("<code>10 smtp.office.test</code>").0, "ok");
+    assert_eq!(row("<code>smtp.office.test</code></td><td>A").0, "ok");
+    let imap = row("<code>imap.office.test</code></td><td>A");
+    assert!(
+        imap.0 == "wrong" && imap.1.contains("different: 198.51.100.99"),
+        "{imap:?}"
+    );
+    let spf = row("v=spf1 ip4:203.0.113.10 ~all");
+    assert!(
+        spf.0 == "wrong" && spf.1.contains("does not name"),
+        "{spf:?}"
+    );
+    for missing in [
+        "<code>_dmarc.office.test</code>",
+        "._domainkey.office.test</code>",
+        "<code>_imaps._tcp.office.test</code>",
+    ] {
+        let r = row(missing);
+        assert!(
+            r.0 == "wrong" && r.1.contains("missing"),
+            "{missing}: {r:?}"
+        );
+    }
+    // dnsmasq answers the reverse name from its A record: not the name the box says in
+    // HELO.
+    let ptr = row("<code>10.113.0.203.in-addr.arpa</code>");
+    assert!(
+        ptr.0 == "wrong" && ptr.1.contains("different: smtp.office.test"),
+        "{ptr:?}"
+    );
+    assert!(page.contains("2 of "), "two rows right: {page}");
+}

@@ -37,6 +37,7 @@ mod pages;
 pub mod people;
 mod provision;
 pub mod recent;
+pub mod records;
 mod routes;
 pub mod session;
 pub mod settings;

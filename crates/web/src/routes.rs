@@ -49,6 +49,7 @@ pub(crate) fn admin(app: Shared) -> Router {
         .route("/devices/{name}/new-key", post(sites::new_key))
         .route("/mail/flush", post(mail::flush))
         .route("/mail/dkim/rotate", post(mail::rotate))
+        .route("/mail/records", get(mail::records))
         .route("/mail/queue/{id}/delete", post(mail::delete))
         .route(
             "/attendants/{name}/greeting",

@@ -55,7 +55,67 @@ pub(crate) fn signing(config: &Config, keys: &[DkimKey], now: i64, csrf: &str) -
             (crate::html::csrf_field(csrf))
             button type="submit" { "Make new keys" }
         }
+        p { a href="/mail/records" { "The DNS records mail needs, checked against the Internet's DNS" } }
     }
+}
+
+/// `GET /mail/records`: every record mail needs, beside what the Internet's DNS answers
+/// (`crate::records`).
+pub(crate) async fn records(State(app): State<Shared>, me: Me) -> Response {
+    use officebox_config::derive::{needed_mail_records, wan_address};
+    use officebox_config::model::Service;
+    let config = app.config();
+    let read = app
+        .store
+        .with(|db| Ok((db.dkim_keys()?, db.wan_address()?)))
+        .await;
+    let (keys, leased) = read.unwrap_or_default();
+    let wan = wan_address(&config, leased);
+    let dkim: Vec<(String, String)> = keys
+        .iter()
+        .filter(|k| k.retired.is_none())
+        .map(|k| (k.selector.clone(), dkim::txt_record(k)))
+        .collect();
+    let needed = needed_mail_records(&config, wan, &dkim);
+    let checked = crate::records::check(&config, needed).await;
+    let domain = &config.network.domain;
+    let hosted_here = config.dns.enabled && config.security.wan_services.contains(&Service::Dns);
+    let wrong = checked.iter().filter(|c| c.problem.is_some()).count();
+    let body = html! {
+        @if hosted_here {
+            p { "This box answers for " (domain) " itself and publishes every one of these. "
+                "Below is what the Internet's DNS (the box's upstream servers) says." }
+        } @else {
+            p { "The zone of " (domain) " is hosted elsewhere (at the domain's registrar or "
+                "DNS provider): put these records there. The PTR record is set by the ISP "
+                "that gave the WAN address." }
+        }
+        @if wan.is_none() {
+            p.flash.bad { "The box has no WAN address yet: the records naming it are left out." }
+        }
+        p #records-summary { (checked.len() - wrong) " of " (checked.len()) " as they should be." }
+        table id="mail-records" {
+            tr { th { "Name" } th { "Type" } th { "Should be" } th { "For" } th { "The Internet's DNS" } }
+            @for c in &checked {
+                tr data-status=(if c.problem.is_some() { "wrong" } else { "ok" }) {
+                    td { code { (c.needed.name) } }
+                    td { (c.needed.rtype) }
+                    td { code { (c.needed.value) } }
+                    td { (c.needed.why) }
+                    td {
+                        @match &c.problem {
+                            None => "right",
+                            Some(p) => strong { (p) },
+                        }
+                    }
+                }
+            }
+        }
+    };
+    crate::routes::page(
+        axum::http::StatusCode::OK,
+        crate::html::page("DNS records for mail", "/mail", Some(me.pair()), None, body),
+    )
 }
 
 /// `POST /mail/dkim/rotate`: a new pair signs from now on.
