@@ -755,6 +755,9 @@ impl Session<'_> {
         let store = Arc::clone(self.store);
         let config = self.config.clone();
         let fax_from = self.fax_sender();
+        // No automatic reply to mail that failed its checks: its sender is likely forged,
+        // and the reply would go to someone who never wrote (backscatter).
+        let may_answer = !judgement.as_ref().is_some_and(|j| j.failed);
         let result = tokio::task::spawn_blocking(move || {
             let now = now_unix();
             let mut id = store.deliver(&envelope, &message, &delivery, now)?;
@@ -763,7 +766,7 @@ impl Session<'_> {
             {
                 warn!(message = "smtp: could not count the mailboxes' size", %error);
             }
-            if !delivery.junk
+            if may_answer
                 && let Err(error) = crate::vacation::answer(
                     &config,
                     &store,
