@@ -21,21 +21,88 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
 const COMMANDS: &[&str] = &[
-    "FETCH", "UID FETCH", "STORE", "UID STORE", "SEARCH", "UID SEARCH", "COPY", "MOVE",
-    "UID MOVE", "SELECT", "EXAMINE", "LIST", "LSUB", "STATUS", "APPEND", "CREATE",
-    "DELETE", "RENAME", "SUBSCRIBE", "ENABLE", "LOGIN", "AUTHENTICATE", "EXPUNGE",
-    "UID EXPUNGE", "GETQUOTAROOT", "GETQUOTA", "ID", "IDLE", "NOOP",
+    "FETCH",
+    "UID FETCH",
+    "STORE",
+    "UID STORE",
+    "SEARCH",
+    "UID SEARCH",
+    "COPY",
+    "MOVE",
+    "UID MOVE",
+    "SELECT",
+    "EXAMINE",
+    "LIST",
+    "LSUB",
+    "STATUS",
+    "APPEND",
+    "CREATE",
+    "DELETE",
+    "RENAME",
+    "SUBSCRIBE",
+    "ENABLE",
+    "LOGIN",
+    "AUTHENTICATE",
+    "EXPUNGE",
+    "UID EXPUNGE",
+    "GETQUOTAROOT",
+    "GETQUOTA",
+    "ID",
+    "IDLE",
+    "NOOP",
 ];
 
 const ATOMS: &[&str] = &[
-    "BODY[]", "BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)]", "BINARY[1.2]", "BINARY.SIZE[1]",
-    "BODYSTRUCTURE", "ENVELOPE", "FLAGS", "UID", "MODSEQ", "RFC822", "INTERNALDATE",
-    "BODY[1.2.3.MIME]<0.100>", "BODY[TEXT]<4294967295.4294967295>", "ALL", "FAST", "FULL",
-    "\\Seen", "\\Deleted", "$Junk", "+FLAGS", "-FLAGS.SILENT", "(UNCHANGEDSINCE 5)",
-    "CHANGEDSINCE", "VANISHED", "INBOX", "NOT", "OR", "SUBJECT", "BODY", "TEXT", "HEADER",
-    "SINCE", "1-Feb-2026", "99-Xyz-0", "LARGER", "18446744073709551616", "RETURN", "(MIN MAX)",
-    "$", "*", "NIL", "\"\"", "CHARSET", "UTF-8", "X-UNKNOWN", "QRESYNC", "CONDSTORE",
-    "IMAP4rev2", "UTF8=ACCEPT", "(MESSAGES UIDNEXT SIZE HIGHESTMODSEQ)",
+    "BODY[]",
+    "BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)]",
+    "BINARY[1.2]",
+    "BINARY.SIZE[1]",
+    "BODYSTRUCTURE",
+    "ENVELOPE",
+    "FLAGS",
+    "UID",
+    "MODSEQ",
+    "RFC822",
+    "INTERNALDATE",
+    "BODY[1.2.3.MIME]<0.100>",
+    "BODY[TEXT]<4294967295.4294967295>",
+    "ALL",
+    "FAST",
+    "FULL",
+    "\\Seen",
+    "\\Deleted",
+    "$Junk",
+    "+FLAGS",
+    "-FLAGS.SILENT",
+    "(UNCHANGEDSINCE 5)",
+    "CHANGEDSINCE",
+    "VANISHED",
+    "INBOX",
+    "NOT",
+    "OR",
+    "SUBJECT",
+    "BODY",
+    "TEXT",
+    "HEADER",
+    "SINCE",
+    "1-Feb-2026",
+    "99-Xyz-0",
+    "LARGER",
+    "18446744073709551616",
+    "RETURN",
+    "(MIN MAX)",
+    "$",
+    "*",
+    "NIL",
+    "\"\"",
+    "CHARSET",
+    "UTF-8",
+    "X-UNKNOWN",
+    "QRESYNC",
+    "CONDSTORE",
+    "IMAP4rev2",
+    "UTF8=ACCEPT",
+    "(MESSAGES UIDNEXT SIZE HIGHESTMODSEQ)",
 ];
 
 /// A sequence set, sometimes enormous.
@@ -101,7 +168,11 @@ fn argument(rng: &mut StdRng, depth: usize) -> Vec<u8> {
             // Search keys nested deep.
             let mut out = Vec::new();
             for _ in 0..rng.random_range(1..60) {
-                out.extend_from_slice(if rng.random_bool(0.5) { b"NOT " } else { b"OR ALL " });
+                out.extend_from_slice(if rng.random_bool(0.5) {
+                    b"NOT "
+                } else {
+                    b"OR ALL "
+                });
             }
             out.extend_from_slice(b"ALL");
             out
@@ -111,8 +182,12 @@ fn argument(rng: &mut StdRng, depth: usize) -> Vec<u8> {
 }
 
 fn command_bytes(rng: &mut StdRng) -> Vec<u8> {
-    let mut out = format!("a{} {}", rng.random_range(0..1000), COMMANDS.choose(rng).unwrap())
-        .into_bytes();
+    let mut out = format!(
+        "a{} {}",
+        rng.random_range(0..1000),
+        COMMANDS.choose(rng).unwrap()
+    )
+    .into_bytes();
     for _ in 0..rng.random_range(0..6) {
         out.push(b' ');
         out.extend(argument(rng, 0));
@@ -198,7 +273,13 @@ fn announced_sizes_never_make_the_framer_hold_more_than_its_limits() {
     // A gigabyte literal, synchronizing: refused at once, nothing of it expected.
     let mut f = Framer::new(limits);
     f.push(b"a1 APPEND INBOX {1073741824}\r\n");
-    assert!(matches!(f.step(), Step::LiteralTooLarge { size: 1_073_741_824, .. }));
+    assert!(matches!(
+        f.step(),
+        Step::LiteralTooLarge {
+            size: 1_073_741_824,
+            ..
+        }
+    ));
     // The same without waiting (LITERAL+): the connection cannot go on.
     let mut f = Framer::new(limits);
     f.push(b"a2 APPEND INBOX {1073741824+}\r\n");
@@ -242,8 +323,13 @@ fn message(rng: &mut StdRng, depth: usize) -> Vec<u8> {
         let cte = ["base64", "quoted-printable", "x-uuencode", "7bit", "binäry"]
             .choose(rng)
             .unwrap();
-        out.extend(format!("Content-Type: text/plain\r\nContent-Transfer-Encoding: {cte}\r\n\r\n").bytes());
-        out.extend((0..rng.random_range(0..200)).map(|_| *b"AZaz09+/=\r\n ?_\x80\xff".choose(rng).unwrap()));
+        out.extend(
+            format!("Content-Type: text/plain\r\nContent-Transfer-Encoding: {cte}\r\n\r\n").bytes(),
+        );
+        out.extend(
+            (0..rng.random_range(0..200))
+                .map(|_| *b"AZaz09+/=\r\n ?_\x80\xff".choose(rng).unwrap()),
+        );
         out.extend_from_slice(b"\r\n");
     }
     out

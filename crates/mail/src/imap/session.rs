@@ -1856,17 +1856,12 @@ impl Session {
         // The messages in batches of at most 8 MB read off the async threads, each batch
         // sent before the next is read: a FETCH of a whole large folder never sits in
         // memory at once.
-        // IMAP4rev2 has no \Recent.
-        let (maildir, recent) = (
-            sel.snap.maildir.clone(),
-            if self.rev2 {
-                HashSet::new()
-            } else {
-                sel.recent.clone()
-            },
-        );
-        let mut batches: Vec<Vec<(usize, ImapMessage, Option<officebox_store::Entry>)>> =
-            Vec::new();
+        let maildir = sel.snap.maildir.clone();
+        // Each message with its file and whether it is \Recent (IMAP4rev2 has none): the
+        // set itself stays here (a client fetching one message per command, as mbsync
+        // does, would otherwise copy the whole set each time).
+        type Chosen = (usize, ImapMessage, Option<officebox_store::Entry>, bool);
+        let mut batches: Vec<Vec<Chosen>> = Vec::new();
         let mut size = 0u64;
         for (seq, m) in chosen {
             if batches.is_empty() || (needs_body && size >= FETCH_BATCH_BYTES) {
@@ -1875,23 +1870,24 @@ impl Session {
             }
             size += m.size;
             let entry = sel.snap.files.get(&m.unique).cloned();
+            let recent = !self.rev2 && sel.recent.contains(&m.uid);
             if let Some(batch) = batches.last_mut() {
-                batch.push((seq, m, entry));
+                batch.push((seq, m, entry, recent));
             }
         }
         let items: Arc<[FetchItem]> = items.into();
         let count = batches.len();
         for (i, batch) in batches.into_iter().enumerate() {
-            for (_, m, _) in &batch {
+            for (_, m, _, _) in &batch {
                 if marks_seen && !m.flags.contains('S') {
                     seen_now.push(m.uid);
                 }
             }
-            let (maildir, recent, items) = (maildir.clone(), recent.clone(), Arc::clone(&items));
+            let (maildir, items) = (maildir.clone(), Arc::clone(&items));
             let built = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::new();
                 let mut unknown = false;
-                for (seq, m, entry) in batch {
+                for (seq, m, entry, recent) in batch {
                     let data = if needs_body {
                         match entry.map(|e| maildir.read(&e)) {
                             Some(Ok(d)) => d,
@@ -1901,7 +1897,7 @@ impl Session {
                     } else {
                         Vec::new()
                     };
-                    let flags = (uid, marks_seen, recent.contains(&m.uid));
+                    let flags = (uid, marks_seen, recent);
                     let (response, cte) = fetch_one(seq, &m, &data, &items, flags);
                     out.extend_from_slice(&response);
                     unknown |= cte;
