@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use officebox_testkit::{
-    Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig, Veth, require_program, require_root,
+    AdminPages, Endpoint, Netns, Officebox, READY_TIMEOUT, TestConfig, Veth, require_program,
+    require_root,
 };
 
 fn bin() -> &'static Path {
@@ -543,45 +544,19 @@ fn an_out_of_office_reply_goes_once_to_a_person_and_never_to_lists_or_robots() {
         .wait_for_log("web: serving the admin pages", READY_TIMEOUT)
         .unwrap();
     let admin = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
-    let jar = ob.dir().join("cookies.txt");
-    let curl = |args: &[&str]| -> String {
-        let out = Command::new("curl")
-            .args(["-s", "-i", "--max-time", "10", "--noproxy", "*", "-b"])
-            .arg(&jar)
-            .arg("-c")
-            .arg(&jar)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let csrf = |page: &str| -> String {
-        page.split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_else(|| panic!("no form token in {page}"))
-            .to_string()
-    };
-    let login = curl(&[&format!("{admin}/login")]);
-    let logged_in = curl(&[
-        "-d",
-        &format!("csrf={}&user=alice&password=demo-alice", csrf(&login)),
-        &format!("{admin}/login"),
-    ]);
+    let pages = AdminPages::new(&admin, ob.dir().join("cookies.txt"), None);
+    let logged_in = pages.log_in("alice", "demo-alice");
     assert!(logged_in.starts_with("HTTP/1.1 303"), "{logged_in}");
-    let own = curl(&[&format!("{admin}/me")]);
+    let own = pages.get("/me");
     assert!(own.contains("Out of office"), "{own}");
-    let saved = curl(&[
-        "-d",
-        &format!(
-            "csrf={}&on=true&subject=Away+until+Monday&body=I+am+away.%0AWrite+to+bob%40office.test.",
-            csrf(&own)
-        ),
-        &format!("{admin}/me/vacation"),
-    ]);
+    let saved = pages.post(
+        &own,
+        "/me/vacation",
+        "on=true&subject=Away+until+Monday&body=I+am+away.%0AWrite+to+bob%40office.test.",
+    );
     assert!(saved.contains("location: /me?saved=1"), "{saved}");
     // alice may not open the admin pages.
-    let users = curl(&[&format!("{admin}/users")]);
+    let users = pages.get("/users");
     assert!(users.contains("location: /me"), "{users}");
 
     let port = c.int("mail.smtp_port");

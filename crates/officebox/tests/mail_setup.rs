@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use officebox_testkit::{Officebox, READY_TIMEOUT, TestConfig, require_program};
+use officebox_testkit::{AdminPages, Officebox, READY_TIMEOUT, TestConfig, require_program};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_officebox"))
@@ -232,43 +232,20 @@ print(" ".join(tried))
 
     // The Apple profile: only for a logged-in admin, and a plist Apple's format reads.
     let admin = format!("http://127.0.0.1:{}", port("web.admin_port"));
-    let jar = ob.dir().join("cookies.txt");
-    let curl = |args: &[&str]| -> String {
-        let out = Command::new("curl")
-            .args(["-s", "-i", "--max-time", "5", "--noproxy", "*", "-b"])
-            .arg(&jar)
-            .arg("-c")
-            .arg(&jar)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let profile_url = format!("{admin}/users/alice/mail.mobileconfig");
-    let anonymous = curl(&[&profile_url]);
+    let pages = AdminPages::new(&admin, ob.dir().join("cookies.txt"), None);
+    let profile_url = "/users/alice/mail.mobileconfig";
+    let anonymous = pages.get(profile_url);
     assert!(anonymous.starts_with("HTTP/1.1 303"), "{anonymous}");
-    let csrf = |page: &str| -> String {
-        page.split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_else(|| panic!("no form token in {page}"))
-            .to_string()
-    };
-    let login = curl(&[&format!("{admin}/login")]);
-    let logged_in = curl(&[
-        "-d",
-        &format!("csrf={}&user=admin&password=demo-admin", csrf(&login)),
-        &format!("{admin}/login"),
-    ]);
+    let logged_in = pages.log_in("admin", "demo-admin");
     assert!(logged_in.starts_with("HTTP/1.1 303"), "{logged_in}");
-    let page = curl(&[&format!("{admin}/users/alice")]);
+    let page = pages.get("/users/alice");
     assert!(
         page.contains("href=\"/users/alice/mail.mobileconfig\""),
         "{page}"
     );
     assert!(page.contains("Mailbox: 0.0 MB, no size limit."), "{page}");
     let profile = ob.dir().join("alice.mobileconfig");
-    let answer = curl(&[&profile_url]);
+    let answer = pages.get(profile_url);
     let (headers, body) = answer.split_once("\r\n\r\n").unwrap();
     assert!(
         headers.contains("content-type: application/x-apple-aspen-config"),
@@ -296,7 +273,7 @@ print(a["EmailAccountName"])
     );
     let name = run("python3", &["-c", &read, profile.to_str().unwrap()]);
     assert!(!name.trim().is_empty());
-    let nobody = curl(&[&format!("{admin}/users/nobody/mail.mobileconfig")]);
+    let nobody = pages.get("/users/nobody/mail.mobileconfig");
     assert!(nobody.starts_with("HTTP/1.1 404"), "{nobody}");
     assert!(!ob.log().contains("panicked"), "{}", ob.log());
 }
@@ -334,33 +311,10 @@ fn the_records_mail_needs_are_checked_against_the_internets_dns() {
         .wait_for_log("web: serving the admin pages", READY_TIMEOUT)
         .unwrap();
     let admin = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
-    let jar = ob.dir().join("cookies.txt");
-    let curl = |args: &[&str]| -> String {
-        let out = ns
-            .command("curl")
-            .args(["-s", "-i", "--max-time", "20", "-b"])
-            .arg(&jar)
-            .arg("-c")
-            .arg(&jar)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let login = curl(&[&format!("{admin}/login")]);
-    let token = login
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
-    let logged_in = curl(&[
-        "-d",
-        &format!("csrf={token}&user=admin&password=demo-admin"),
-        &format!("{admin}/login"),
-    ]);
+    let pages = AdminPages::new(&admin, ob.dir().join("cookies.txt"), Some(&ns));
+    let logged_in = pages.log_in("admin", "demo-admin");
     assert!(logged_in.starts_with("HTTP/1.1 303"), "{logged_in}");
-    let page = curl(&[&format!("{admin}/mail/records")]);
+    let page = pages.get("/mail/records");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("hosted elsewhere"), "{page}");
     // Each row: its status and text.

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use officebox_testkit::{
-    DnsRecord, FarPostfix, Netns, Officebox, READY_TIMEOUT, REJECT_LOCAL_PART, TestConfig, TestDns,
-    require_program, require_root, wait_until,
+    AdminPages, DnsRecord, FarPostfix, Netns, Officebox, READY_TIMEOUT, REJECT_LOCAL_PART,
+    TestConfig, TestDns, require_program, require_root, wait_until,
 };
 
 mod common;
@@ -581,45 +581,17 @@ fn mail_leaving_is_dkim_signed_and_verifies_with_the_keys_from_the_boxs_own_dns(
 
     // New keys from the Mail page: the next message carries them, the old stay published.
     let admin = format!("http://127.0.0.1:{}", w.config.int("web.admin_port"));
-    let jar = ob.dir().join("cookies.txt");
-    let curl = |args: &[&str]| -> String {
-        let out =
-            w.ns.command("curl")
-                .args(["-s", "-i", "--max-time", "10", "-b"])
-                .arg(&jar)
-                .arg("-c")
-                .arg(&jar)
-                .args(args)
-                .output()
-                .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let csrf = |page: &str| -> String {
-        page.split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_else(|| panic!("no form token in {page}"))
-            .to_string()
-    };
-    let login = curl(&[&format!("{admin}/login")]);
-    let logged_in = curl(&[
-        "-d",
-        &format!("csrf={}&user=admin&password=demo-admin", csrf(&login)),
-        &format!("{admin}/login"),
-    ]);
+    let pages = AdminPages::new(&admin, ob.dir().join("cookies.txt"), Some(&w.ns));
+    let logged_in = pages.log_in("admin", "demo-admin");
     assert!(logged_in.starts_with("HTTP/1.1 303"), "{logged_in}");
-    let page = curl(&[&format!("{admin}/mail")]);
+    let page = pages.get("/mail");
     for (selector, _) in &selectors {
         assert!(
             page.contains(selector.as_str()),
             "{selector} on the Mail page"
         );
     }
-    let rotated = curl(&[
-        "-d",
-        &format!("csrf={}", csrf(&page)),
-        &format!("{admin}/mail/dkim/rotate"),
-    ]);
+    let rotated = pages.post(&page, "/mail/dkim/rotate", "");
     assert!(rotated.starts_with("HTTP/1.1 303"), "{rotated}");
     send(
         &w,

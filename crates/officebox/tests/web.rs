@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use officebox_testkit::{
-    ClientKind, DhcpClient, OfficeLan, Officebox, READY_TIMEOUT, TestConfig, require_program,
-    require_root, wait_until,
+    AdminPages, ClientKind, DhcpClient, OfficeLan, Officebox, READY_TIMEOUT, TestConfig,
+    require_program, require_root, wait_until,
 };
 
 fn bin() -> &'static Path {
@@ -480,40 +480,17 @@ fn a_logged_in_admin_posting_to_routes_without_a_resource_gets_404_not_a_crash()
     let c = TestConfig::demo().free_ports();
     let ob = start(&c);
     let base = format!("http://127.0.0.1:{}", c.int("web.admin_port"));
-    let jar = ob.dir().join("cookies.txt");
-    let curl = |args: &[&str]| -> String {
-        let out = Command::new("curl")
-            .args(["-s", "-i", "--max-time", "5", "--noproxy", "*", "-b"])
-            .arg(&jar)
-            .arg("-c")
-            .arg(&jar)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let csrf = |page: &str| -> String {
-        page.split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_else(|| panic!("no form token in {page}"))
-            .to_string()
-    };
-    let login = curl(&[&format!("{base}/login")]);
-    let logged_in = curl(&[
-        "-d",
-        &format!("csrf={}&user=admin&password=demo-admin", csrf(&login)),
-        &format!("{base}/login"),
-    ]);
+    let pages = AdminPages::new(&base, ob.dir().join("cookies.txt"), None);
+    let logged_in = pages.log_in("admin", "demo-admin");
     assert!(logged_in.starts_with("HTTP/1.1 303"), "{logged_in}");
-    let token = csrf(&curl(&[&format!("{base}/users")]));
+    let users = pages.get("/users");
     for path in [
         "/history/rollback",
         "/users/delete",
         "/mail/queue/delete",
         "/users/nobody",
     ] {
-        let answer = curl(&["-d", &format!("csrf={token}"), &format!("{base}{path}")]);
+        let answer = pages.post(&users, path, "");
         assert!(
             answer.starts_with("HTTP/1.1 404"),
             "POST {path}: {answer}\n{}",

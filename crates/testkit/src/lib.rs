@@ -62,6 +62,7 @@
 //! # }
 //! ```
 
+mod admin;
 pub mod audio;
 mod baresip;
 mod browser;
@@ -78,6 +79,7 @@ mod require;
 mod veth;
 mod wait;
 
+pub use admin::{AdminPages, form_token};
 pub use baresip::{
     AudioStats, Baresip, BaresipAccount, BaresipEvent, Codec, Recording, SipTransport,
 };
