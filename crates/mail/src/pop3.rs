@@ -409,7 +409,8 @@ async fn login(
     .await;
     match listed {
         Ok(Ok((maildir, mut entries))) => {
-            entries.sort_by(|a, b| a.unique().cmp(b.unique()));
+            // Arrival order: message 1 is the oldest.
+            entries.sort_by(|a, b| (a.arrival(), a.unique()).cmp(&(b.arrival(), b.unique())));
             info!(message = "pop3: mailbox opened", user = %login, messages = entries.len());
             let messages = entries
                 .into_iter()

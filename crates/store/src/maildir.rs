@@ -107,6 +107,30 @@ impl Entry {
     pub fn unique(&self) -> &str {
         base_name(&self.name)
     }
+
+    /// When it arrived, as its name tells: see [`arrival_of`].
+    pub fn arrival(&self) -> (i64, u32) {
+        arrival_of(self.unique())
+    }
+}
+
+/// When a message arrived, from its unique name `<secs>.M<usec>P<pid>...` (the usual
+/// Maildir name, which every deliverer here writes): seconds and microseconds, 0 for
+/// what the name does not say. Sorted by this and then by name, messages are in arrival
+/// order; by name alone they are not, as the microseconds are not zero-padded
+/// ("M95000" arrived before "M150000").
+pub fn arrival_of(unique: &str) -> (i64, u32) {
+    let mut parts = unique.split('.');
+    let secs = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let micros = parts
+        .next()
+        .and_then(|mid| mid.strip_prefix('M'))
+        .map(|rest| {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            rest.get(..digits).and_then(|d| d.parse().ok()).unwrap_or(0)
+        })
+        .unwrap_or(0);
+    (secs, micros)
 }
 
 impl Maildir {

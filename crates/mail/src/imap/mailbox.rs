@@ -9,7 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use officebox_store::{Db, Found, ImapFolder, ImapMessage, Maildir, StoreError, Synced};
+use officebox_store::arrival_of;
+use officebox_store::{Db, Entry, Found, ImapFolder, ImapMessage, Maildir, StoreError, Synced};
 
 /// The hierarchy delimiter clients see.
 pub const DELIMITER: char = '/';
@@ -127,18 +128,8 @@ pub fn make_special(root: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// When a message arrived: the seconds its Maildir name begins with (every deliverer
-/// names files so), else 0.
-fn arrival(unique: &str) -> i64 {
-    unique
-        .split('.')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A folder as it is now: its index row, what changed since the last look, its
-/// messages in UID order, and their files by unique name.
+/// messages in UID order, and their files in the same order.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub folder: ImapFolder,
@@ -146,7 +137,34 @@ pub struct Snapshot {
     /// Shared: sessions on one folder (and the index's cache of it) hold one copy.
     pub messages: std::sync::Arc<Vec<ImapMessage>>,
     pub maildir: Maildir,
-    pub files: std::sync::Arc<std::collections::HashMap<String, officebox_store::Entry>>,
+    /// `files[i]` is the file of `messages[i]` (`None`: gone since the index row was
+    /// read).
+    pub files: std::sync::Arc<Vec<Option<officebox_store::Entry>>>,
+}
+
+impl Snapshot {
+    /// The file of the message at index `i` (sequence number `i + 1`).
+    pub fn file(&self, i: usize) -> Option<&officebox_store::Entry> {
+        self.files.get(i).and_then(Option::as_ref)
+    }
+}
+
+/// The files of `messages`, in their order, taken out of `entries`: a sorted list and
+/// a binary search, not a second map of every name.
+fn aligned(mut entries: Vec<Entry>, messages: &[ImapMessage]) -> Vec<Option<Entry>> {
+    entries.sort_unstable_by(|a, b| a.unique().cmp(b.unique()));
+    let at: Vec<Option<usize>> = messages
+        .iter()
+        .map(|m| {
+            entries
+                .binary_search_by(|e| e.unique().cmp(m.unique.as_str()))
+                .ok()
+        })
+        .collect();
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    at.into_iter()
+        .map(|i| i.and_then(|i| slots.get_mut(i).and_then(Option::take)))
+        .collect()
 }
 
 /// Lists `login`'s folder `name` in the Maildir at `root` and brings the index in line;
@@ -159,21 +177,18 @@ pub fn sync(db: &Db, login: &str, root: &Path, name: &str) -> Result<Snapshot, S
         .map(|e| Found {
             unique: e.unique(),
             size: e.size(),
-            received: arrival(e.unique()),
+            received: e.arrival().0,
             flags: e.flags(),
         })
         .collect();
     // New files get their UIDs in arrival order.
-    found.sort_by(|a, b| (a.received, a.unique).cmp(&(b.received, b.unique)));
+    found.sort_by_cached_key(|f| (arrival_of(f.unique), f.unique));
     let folder = db.imap_folder(login, name)?;
     let changes = db.imap_sync(folder.id, &found)?;
     let folder = db.imap_folder(login, name)?;
     let messages = db.imap_messages(folder.id)?;
     drop(found);
-    let files = entries
-        .into_iter()
-        .map(|e| (e.unique().to_string(), e))
-        .collect();
+    let files = aligned(entries, &messages);
     Ok(Snapshot {
         folder,
         changes,
@@ -212,6 +227,50 @@ mod tests {
         assert_eq!(canonical("../bob"), Err(NameError::Dots));
         assert_eq!(canonical("a/./b"), Err(NameError::Dots));
         assert_eq!(canonical("v1.2").unwrap(), "v1.2");
+    }
+
+    #[test]
+    fn uids_follow_arrival_even_when_the_microseconds_have_fewer_digits() {
+        assert_eq!(
+            arrival_of("1700000000.M95000P12Q3.host"),
+            (1700000000, 95000)
+        );
+        assert_eq!(
+            arrival_of("1700000000.M150000P12Q4.host"),
+            (1700000000, 150000)
+        );
+        assert_eq!(arrival_of("1700000000.P12.host"), (1700000000, 0));
+        assert_eq!(arrival_of("garbage"), (0, 0));
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("alice");
+        let inbox = Maildir::open(&root).unwrap();
+        for (name, subject) in [
+            ("1700000000.M150000P12Q4.host", "second"),
+            ("1700000000.M95000P12Q3.host", "first"),
+            ("1699999999.M999999P12Q2.host", "zeroth"),
+        ] {
+            std::fs::write(
+                root.join("new").join(name),
+                format!("Subject: {subject}\r\n\r\n"),
+            )
+            .unwrap();
+        }
+        let db = Db::open_in_memory().unwrap();
+        let s = sync(&db, "alice", &root, "INBOX").unwrap();
+        let order: Vec<&str> = s.messages.iter().map(|m| m.unique.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "1699999999.M999999P12Q2.host",
+                "1700000000.M95000P12Q3.host",
+                "1700000000.M150000P12Q4.host"
+            ]
+        );
+        assert_eq!(
+            s.file(1).map(|e| e.unique()),
+            Some("1700000000.M95000P12Q3.host")
+        );
+        drop(inbox);
     }
 
     #[test]

@@ -48,6 +48,12 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 const INDEX_RECHECK: Duration = Duration::from_millis(100);
 /// How many bytes of messages a FETCH reads before it sends what it has.
 const FETCH_BATCH_BYTES: u64 = 8 << 20;
+/// A FETCH of at most this many messages and bytes is answered on the async thread
+/// itself, not in the blocking pool.
+const INLINE_FETCH_MESSAGES: usize = 16;
+/// How many messages a FETCH answers at most in one batch (when no files are read).
+const FETCH_BATCH_MESSAGES: usize = 4096;
+const INLINE_FETCH_BYTES: u64 = 256 << 10;
 
 /// The mail store IMAP sessions share with SMTP and POP3: the mailboxes, and the one
 /// state database handle that holds the index.
@@ -894,8 +900,8 @@ impl Session {
             };
             let moved = tokio::task::spawn_blocking(move || {
                 let dest = officebox_store::Maildir::open(&to_dir)?;
-                for m in snap.messages.iter() {
-                    if let Some(e) = snap.files.get(&m.unique) {
+                for (i, m) in snap.messages.iter().enumerate() {
+                    if let Some(e) = snap.file(i) {
                         snap.maildir
                             .move_into(e, &dest, e.flags(), Some(m.received))?;
                     }
@@ -1049,7 +1055,7 @@ impl Session {
         }
         let work: Vec<(ImapMessage, officebox_store::Entry)> = chosen
             .into_iter()
-            .filter_map(|(_, m)| sel.snap.files.get(&m.unique).cloned().map(|e| (m, e)))
+            .filter_map(|(seq, m)| sel.snap.file(seq - 1).cloned().map(|e| (m, e)))
             .collect();
         let (index, root, source) = (
             Arc::clone(&self.index),
@@ -1264,7 +1270,10 @@ impl Session {
                     recent: recent.contains(&m.uid),
                 };
                 let raw = if content {
-                    files.get(&m.unique).and_then(|e| maildir.read(e).ok())
+                    files
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .and_then(|e| maildir.read(e).ok())
                 } else {
                     None
                 };
@@ -1765,15 +1774,24 @@ impl Session {
         let Some(sel) = &self.selected else {
             return Vec::new();
         };
+        self.chosen_at(uid, set)
+            .into_iter()
+            .filter_map(|i| sel.snap.messages.get(i).map(|m| (i + 1, m.clone())))
+            .collect()
+    }
+
+    /// The indexes (sequence number - 1) of the selected messages, in order.
+    fn chosen_at(&self, uid: bool, set: &SequenceSet) -> Vec<usize> {
+        let Some(sel) = &self.selected else {
+            return Vec::new();
+        };
         let msgs = &sel.snap.messages;
-        let pick = |i: usize| msgs.get(i).map(|m| (i + 1, m.clone()));
         let ranges = match set {
             SequenceSet::Saved => {
                 return sel
                     .saved
                     .iter()
                     .filter_map(|u| msgs.binary_search_by_key(u, |m| m.uid).ok())
-                    .filter_map(pick)
                     .collect();
             }
             SequenceSet::Ranges(r) => r,
@@ -1812,9 +1830,7 @@ impl Session {
         let mut out = Vec::new();
         let mut next = 0;
         for (start, end) in spans {
-            for i in start.max(next)..end {
-                out.extend(pick(i));
-            }
+            out.extend(start.max(next)..end);
             next = next.max(end);
         }
         out
@@ -1829,7 +1845,7 @@ impl Session {
         set: &SequenceSet,
         items: &[FetchItem],
     ) -> bool {
-        let chosen = self.chosen(uid, set);
+        let chosen = self.chosen_at(uid, set);
         let Some(sel) = &self.selected else {
             return true;
         };
@@ -1853,58 +1869,65 @@ impl Session {
                     || matches!(i, FetchItem::Section { peek: false, .. })
             });
         let mut seen_now = Vec::new();
-        // The messages in batches of at most 8 MB read off the async threads, each batch
-        // sent before the next is read: a FETCH of a whole large folder never sits in
-        // memory at once.
+        // The messages in batches of at most 8 MB of files (or 4,096 messages) read off the
+        // async threads, each batch sent before the next is read: a FETCH of a whole large
+        // folder never sits in memory at once. Each batch's messages are copied out of the
+        // snapshot (with their files and whether they are \Recent; IMAP4rev2 has none)
+        // only when its turn comes.
         let maildir = sel.snap.maildir.clone();
-        // Each message with its file and whether it is \Recent (IMAP4rev2 has none): the
-        // set itself stays here (a client fetching one message per command, as mbsync
-        // does, would otherwise copy the whole set each time).
-        type Chosen = (usize, ImapMessage, Option<officebox_store::Entry>, bool);
-        let mut batches: Vec<Vec<Chosen>> = Vec::new();
-        let mut size = 0u64;
-        for (seq, m) in chosen {
-            if batches.is_empty() || (needs_body && size >= FETCH_BATCH_BYTES) {
-                batches.push(Vec::new());
-                size = 0;
+        let mut bounds = Vec::new();
+        let (mut size, mut start) = (0u64, 0usize);
+        for (n, &i) in chosen.iter().enumerate() {
+            if n > start
+                && (n - start >= FETCH_BATCH_MESSAGES || (needs_body && size >= FETCH_BATCH_BYTES))
+            {
+                bounds.push(start..n);
+                (size, start) = (0, n);
             }
-            size += m.size;
-            let entry = sel.snap.files.get(&m.unique).cloned();
-            let recent = !self.rev2 && sel.recent.contains(&m.uid);
-            if let Some(batch) = batches.last_mut() {
-                batch.push((seq, m, entry, recent));
-            }
+            size += sel.snap.messages.get(i).map_or(0, |m| m.size);
+        }
+        if start < chosen.len() {
+            bounds.push(start..chosen.len());
         }
         let items: Arc<[FetchItem]> = items.into();
-        let count = batches.len();
-        for (i, batch) in batches.into_iter().enumerate() {
+        let count = bounds.len();
+        for (i, range) in bounds.into_iter().enumerate() {
+            let batch: Vec<FetchEntry> = chosen
+                .get(range)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|&i| {
+                    let m = sel.snap.messages.get(i)?.clone();
+                    let recent = !self.rev2 && sel.recent.contains(&m.uid);
+                    Some((i + 1, m, sel.snap.file(i).cloned(), recent))
+                })
+                .collect();
             for (_, m, _, _) in &batch {
                 if marks_seen && !m.flags.contains('S') {
                     seen_now.push(m.uid);
                 }
             }
-            let (maildir, items) = (maildir.clone(), Arc::clone(&items));
-            let built = tokio::task::spawn_blocking(move || {
-                let mut out = Vec::new();
-                let mut unknown = false;
-                for (seq, m, entry, recent) in batch {
-                    let data = if needs_body {
-                        match entry.map(|e| maildir.read(&e)) {
-                            Some(Ok(d)) => d,
-                            // Gone meanwhile: the next command reports its expunge.
-                            _ => continue,
-                        }
-                    } else {
-                        Vec::new()
-                    };
-                    let flags = (uid, marks_seen, recent);
-                    let (response, cte) = fetch_one(seq, &m, &data, &items, flags);
-                    out.extend_from_slice(&response);
-                    unknown |= cte;
-                }
-                (out, unknown)
-            })
-            .await;
+            // A small batch (one message per command, as mbsync asks) is read here: a
+            // few kilobytes from the page cache cost less than the two thread wake-ups
+            // of a hop to the blocking pool.
+            let bytes: u64 = batch.iter().map(|(_, m, _, _)| m.size).sum();
+            let built = if batch.len() <= INLINE_FETCH_MESSAGES
+                && (!needs_body || bytes <= INLINE_FETCH_BYTES)
+            {
+                Ok(fetch_batch(
+                    batch,
+                    &maildir,
+                    &items,
+                    needs_body,
+                    (uid, marks_seen),
+                ))
+            } else {
+                let (maildir, items) = (maildir.clone(), Arc::clone(&items));
+                tokio::task::spawn_blocking(move || {
+                    fetch_batch(batch, &maildir, &items, needs_body, (uid, marks_seen))
+                })
+                .await
+            };
             let Ok((out, unknown)) = built else { break };
             unknown_cte |= unknown;
             conn.raw(&out);
@@ -1927,92 +1950,57 @@ impl Session {
         !unknown_cte
     }
 
-    /// Changes the flags of the chosen messages, on disk and in the index; the messages
-    /// as they now are.
+    /// Changes the flags of the chosen messages, on disk and in the index; the sequence
+    /// numbers of those it looked at (changed or already so), whose flags the snapshot
+    /// now holds. A few thousand at a time: a STORE on a 50,000-message folder never
+    /// copies all of it at once.
     async fn change_flags(
         &mut self,
         uid: bool,
         set: &SequenceSet,
         mode: command::StoreMode,
         flags: &[command::Flag],
-    ) -> Vec<(usize, ImapMessage)> {
-        let chosen = self.chosen(uid, set);
+    ) -> Vec<usize> {
+        let chosen = self.chosen_at(uid, set);
+        let login = self.user.clone();
+        let index = Arc::clone(&self.index);
         let Some(sel) = self.selected.as_mut() else {
             return Vec::new();
         };
-        let (index, maildir, folder) = (
-            Arc::clone(&self.index),
-            sel.snap.maildir.clone(),
-            sel.snap.folder.id,
-        );
-        let work: Vec<(usize, ImapMessage, Option<officebox_store::Entry>)> = chosen
-            .into_iter()
-            .map(|(seq, m)| {
-                let e = sel.snap.files.get(&m.unique).cloned();
-                (seq, m, e)
-            })
-            .collect();
-        let flags = flags.to_vec();
-        let done = tokio::task::spawn_blocking(move || {
-            // Each message's new flags; those that change are renamed together (one
-            // fsync) and indexed together (one transaction).
-            let mut same = Vec::new();
-            let mut changing = Vec::new();
-            for (seq, m, entry) in work {
-                let Some(entry) = entry else { continue };
-                let (letters, keywords) =
-                    super::flags::apply(mode, (&m.flags, &m.keywords), &flags);
-                if letters == m.flags && keywords == m.keywords {
-                    same.push((seq, m, entry));
-                } else {
-                    changing.push((seq, m, entry, letters, keywords));
-                }
-            }
-            let renames: Vec<(officebox_store::Entry, String)> = changing
-                .iter()
-                .map(|(_, _, e, letters, _)| (e.clone(), letters.clone()))
-                .collect();
-            let moved = maildir.set_flags_many(&renames).unwrap_or_default();
-            let mut renamed = Vec::new();
-            for ((seq, mut m, _, letters, keywords), moved) in changing.into_iter().zip(moved) {
-                if let Ok(entry) = moved {
-                    m.flags = letters;
-                    m.keywords = keywords;
-                    renamed.push((seq, m, entry));
-                }
-            }
-            let rows: Vec<(u32, &str, &[String])> = renamed
-                .iter()
-                .map(|(_, m, _)| (m.uid, m.flags.as_str(), m.keywords.as_slice()))
-                .collect();
-            if !rows.is_empty()
-                && let Ok(modseq) = index.with(|db| db.imap_set_flags_many(folder, &rows))
-            {
-                for (_, m, _) in renamed.iter_mut() {
-                    m.modseq = modseq;
-                }
-            }
-            let mut out = same;
-            out.extend(renamed);
-            out.sort_by_key(|(seq, _, _)| *seq);
-            out
-        })
-        .await
-        .unwrap_or_default();
         // This session's copy changes now: the index's copy is no longer what is on disk.
-        if let Some(login) = &self.user {
-            self.index.forget(login, &sel.name);
+        if let Some(login) = &login {
+            index.forget(login, &sel.name);
         }
+        let (maildir, folder) = (sel.snap.maildir.clone(), sel.snap.folder.id);
+        let flags: Arc<[command::Flag]> = flags.into();
         let mut result = Vec::new();
-        if !done.is_empty() {
+        for part in chosen.chunks(FETCH_BATCH_MESSAGES) {
+            let work: Vec<(usize, ImapMessage, officebox_store::Entry)> = part
+                .iter()
+                .filter_map(|&i| {
+                    let m = sel.snap.messages.get(i)?.clone();
+                    Some((i + 1, m, sel.snap.file(i)?.clone()))
+                })
+                .collect();
+            let (index, maildir, flags) = (Arc::clone(&index), maildir.clone(), Arc::clone(&flags));
+            let done = tokio::task::spawn_blocking(move || {
+                set_flags_of(work, &maildir, &index, folder, mode, &flags)
+            })
+            .await
+            .unwrap_or_default();
+            if done.is_empty() {
+                continue;
+            }
             let files = Arc::make_mut(&mut sel.snap.files);
             let messages = Arc::make_mut(&mut sel.snap.messages);
             for (seq, m, moved) in done {
-                files.insert(m.unique.clone(), moved);
-                if let Some(slot) = messages.get_mut(seq - 1) {
-                    *slot = m.clone();
+                if let Some(slot) = files.get_mut(seq - 1) {
+                    *slot = Some(moved);
                 }
-                result.push((seq, m));
+                if let Some(slot) = messages.get_mut(seq - 1) {
+                    *slot = m;
+                }
+                result.push(seq);
             }
         }
         result
@@ -2031,8 +2019,11 @@ impl Session {
             return "NO the folder is read-only".into();
         }
         let changed = self.change_flags(uid, set, mode, flags).await;
-        if !silent {
-            for (seq, m) in changed {
+        if !silent && let Some(sel) = &self.selected {
+            for seq in changed {
+                let Some(m) = sel.snap.messages.get(seq - 1) else {
+                    continue;
+                };
                 let uid_part = if uid {
                     format!("UID {} ", m.uid)
                 } else {
@@ -2067,7 +2058,7 @@ impl Session {
             .iter()
             .enumerate()
             .filter(|(_, m)| m.flags.contains('T') && uids.is_none_or(|s| s.contains(m.uid, last)))
-            .map(|(i, m)| (i + 1, m.uid, sel.snap.files.get(&m.unique).cloned()))
+            .map(|(i, m)| (i + 1, m.uid, sel.snap.file(i).cloned()))
             .collect();
         let maildir = sel.snap.maildir.clone();
         let files: Vec<officebox_store::Entry> =
@@ -2097,6 +2088,90 @@ impl Session {
 
 /// One message's FETCH response (`data` is the message when an item needs it); whether a
 /// part could not be decoded for BINARY.
+/// Gives `work`'s messages (sequence number, message, file) their new flags: those that
+/// change are renamed together (one fsync) and indexed together (one transaction). The
+/// messages as they now are, with their files, in order. Blocking.
+fn set_flags_of(
+    work: Vec<(usize, ImapMessage, officebox_store::Entry)>,
+    maildir: &officebox_store::Maildir,
+    index: &Index,
+    folder: i64,
+    mode: command::StoreMode,
+    flags: &[command::Flag],
+) -> Vec<(usize, ImapMessage, officebox_store::Entry)> {
+    let mut same = Vec::new();
+    let mut changing = Vec::new();
+    for (seq, m, entry) in work {
+        let (letters, keywords) = super::flags::apply(mode, (&m.flags, &m.keywords), flags);
+        if letters == m.flags && keywords == m.keywords {
+            same.push((seq, m, entry));
+        } else {
+            changing.push((seq, m, entry, letters, keywords));
+        }
+    }
+    let renames: Vec<(officebox_store::Entry, String)> = changing
+        .iter()
+        .map(|(_, _, e, letters, _)| (e.clone(), letters.clone()))
+        .collect();
+    let moved = maildir.set_flags_many(&renames).unwrap_or_default();
+    drop(renames);
+    let mut renamed = Vec::new();
+    for ((seq, mut m, _, letters, keywords), moved) in changing.into_iter().zip(moved) {
+        if let Ok(entry) = moved {
+            m.flags = letters;
+            m.keywords = keywords;
+            renamed.push((seq, m, entry));
+        }
+    }
+    let rows: Vec<(u32, &str, &[String])> = renamed
+        .iter()
+        .map(|(_, m, _)| (m.uid, m.flags.as_str(), m.keywords.as_slice()))
+        .collect();
+    if !rows.is_empty()
+        && let Ok(modseq) = index.with(|db| db.imap_set_flags_many(folder, &rows))
+    {
+        for (_, m, _) in renamed.iter_mut() {
+            m.modseq = modseq;
+        }
+    }
+    let mut out = same;
+    out.extend(renamed);
+    out.sort_by_key(|(seq, _, _)| *seq);
+    out
+}
+
+/// One message of a FETCH batch: its sequence number, the message, its file and whether
+/// it is \Recent.
+type FetchEntry = (usize, ImapMessage, Option<officebox_store::Entry>, bool);
+
+/// The FETCH answers for `batch`, and whether a part could not be decoded for BINARY.
+/// `(uid, marks_seen)`: the command was UID FETCH; it sets \Seen.
+fn fetch_batch(
+    batch: Vec<FetchEntry>,
+    maildir: &officebox_store::Maildir,
+    items: &[FetchItem],
+    needs_body: bool,
+    (uid, marks_seen): (bool, bool),
+) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut unknown = false;
+    for (seq, m, entry, recent) in batch {
+        let data = if needs_body {
+            match entry.map(|e| maildir.read(&e)) {
+                Some(Ok(d)) => d,
+                // Gone meanwhile: the next command reports its expunge.
+                _ => continue,
+            }
+        } else {
+            Vec::new()
+        };
+        let (response, cte) = fetch_one(seq, &m, &data, items, (uid, marks_seen, recent));
+        out.extend_from_slice(&response);
+        unknown |= cte;
+    }
+    (out, unknown)
+}
+
 fn fetch_one(
     seq: usize,
     m: &ImapMessage,
