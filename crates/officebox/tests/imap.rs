@@ -483,20 +483,10 @@ fn run(what: &str, cmd: &mut Command, ob: &Officebox) -> String {
     text
 }
 
-#[test]
-fn mbsync_and_offlineimap_sync_both_ways() {
-    require_program("swaks", "swaks");
-    require_program("mbsync", "isync");
-    require_program("offlineimap", "offlineimap3");
-    let c = TestConfig::demo().free_ports();
-    let ob = start(&c);
-    send(&c, "to be read");
-    send(&c, "to be deleted");
-    let imap = c.int("mail.imap_port");
-    let dir = tempfile::tempdir().unwrap();
-    let local = dir.path().join("mbsync");
-    std::fs::create_dir_all(&local).unwrap();
-    let rc = dir.path().join("mbsyncrc");
+/// An mbsync configuration in `dir` that syncs every folder of alice's both ways into the
+/// Maildir at `local` (deletions too); its path.
+fn mbsync_rc(dir: &Path, local: &Path, imap: i64) -> std::path::PathBuf {
+    let rc = dir.join("mbsyncrc");
     std::fs::write(
         &rc,
         format!(
@@ -510,6 +500,245 @@ fn mbsync_and_offlineimap_sync_both_ways() {
         ),
     )
     .unwrap();
+    rc
+}
+
+/// The files of the Maildir folder `dir` (both `cur/` and `new/`) by the number in their
+/// `Subject: m<N>` line.
+fn numbered_files(dir: &Path) -> std::collections::BTreeMap<u32, std::path::PathBuf> {
+    let mut out = std::collections::BTreeMap::new();
+    for sub in ["cur", "new"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap().flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let n = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: m"))
+                .and_then(|n| n.trim().parse().ok());
+            if let Some(n) = n {
+                assert!(out.insert(n, e.path()).is_none(), "m{n} twice in {dir:?}");
+            }
+        }
+    }
+    out
+}
+
+/// Writes `count` messages (`Subject: m<N>`, `Message-ID: <N@two.way>`) into the Maildir
+/// folder `dir`'s `new/`, as a delivery agent would.
+fn deliver_numbered(dir: &Path, count: u32) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    for n in 0..count {
+        let body = format!(
+            "From: bob@office.test\r\nTo: alice@office.test\r\nSubject: m{n}\r\n\
+             Message-ID: <{n}@two.way>\r\n\r\nmessage {n}\r\n"
+        );
+        let name = format!("{}.M{n}P1.test,S={}", secs + u64::from(n), body.len());
+        std::fs::write(dir.join("tmp").join(&name), &body).unwrap();
+        std::fs::rename(dir.join("tmp").join(&name), dir.join("new").join(&name)).unwrap();
+    }
+}
+
+/// The flag letters of a Maildir file name (after `:2,`).
+fn letters(path: &Path) -> String {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    name.split(":2,").nth(1).unwrap_or("").to_string()
+}
+
+#[test]
+fn mbsync_two_way_sync_of_a_thousand_messages_converges_after_changes_on_each_side() {
+    require_program("mbsync", "isync");
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    let imap = c.int("mail.imap_port");
+    let inbox_there = ob.dir().join("demo-data/mail/alice");
+    std::fs::create_dir_all(inbox_there.join("tmp")).unwrap();
+    std::fs::create_dir_all(inbox_there.join("new")).unwrap();
+    deliver_numbered(&inbox_there, 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("mail");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = mbsync_rc(dir.path(), &local, imap);
+    let mbsync = || {
+        run(
+            "mbsync",
+            Command::new("mbsync").arg("-c").arg(&rc).arg("-a"),
+            &ob,
+        )
+    };
+    mbsync();
+    let inbox = local.join("INBOX");
+    let here = numbered_files(&inbox);
+    assert_eq!(here.len(), 1000);
+    // Here: m30 read, m40 deleted. There: m10 flagged, m20 deleted.
+    let read = &here[&30];
+    let base = read.file_name().unwrap().to_string_lossy();
+    let base = base.split(":2,").next().unwrap();
+    std::fs::rename(read, inbox.join("cur").join(format!("{base}:2,S"))).unwrap();
+    std::fs::remove_file(&here[&40]).unwrap();
+    python(
+        &format!(
+            r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+m.select("INBOX")
+typ, data = m.search(None, "HEADER", "Message-ID", "<10@two.way>")
+m.store(data[0].decode(), "+FLAGS", "(\\Flagged)")
+typ, data = m.search(None, "HEADER", "Message-ID", "<20@two.way>")
+m.store(data[0].decode(), "+FLAGS", "(\\Deleted)")
+m.expunge()
+m.logout()
+"#
+        ),
+        &ob,
+    );
+    mbsync();
+    // Both sides now hold the same 998 messages with the same flags; a third sync changes
+    // nothing.
+    let check_here = || {
+        let here = numbered_files(&inbox);
+        assert_eq!(here.len(), 998, "{:?}", here.keys().collect::<Vec<_>>());
+        assert!(!here.contains_key(&20) && !here.contains_key(&40));
+        assert_eq!(letters(&here[&10]), "F");
+        assert_eq!(letters(&here[&30]), "S");
+        let marked: Vec<u32> = here
+            .iter()
+            .filter(|(_, p)| !letters(p).is_empty())
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(marked, vec![10, 30]);
+    };
+    check_here();
+    let there = python(
+        &format!(
+            r#"
+import imaplib
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+typ, data = m.select("INBOX")
+print("count", data[0].decode())
+for key in ("FLAGGED", "SEEN", "DELETED"):
+    typ, data = m.search(None, key)
+    found = []
+    for n in data[0].split():
+        typ, d = m.fetch(n, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        found.append(d[0][1].decode().strip())
+    print(key, found)
+for n in (20, 40):
+    typ, data = m.search(None, "HEADER", "Message-ID", f"<{{n}}@two.way>")
+    print("m%d" % n, data)
+m.logout()
+"#
+        ),
+        &ob,
+    );
+    assert!(there.contains("count 998"), "{there}");
+    assert!(there.contains("FLAGGED ['Subject: m10']"), "{there}");
+    assert!(there.contains("SEEN ['Subject: m30']"), "{there}");
+    assert!(there.contains("DELETED []"), "{there}");
+    assert!(
+        there.contains("m20 [b'']") && there.contains("m40 [b'']"),
+        "{there}"
+    );
+    assert_eq!(maildir_files(&inbox_there).len(), 998);
+    mbsync();
+    check_here();
+    assert_eq!(maildir_files(&inbox_there).len(), 998);
+}
+
+#[test]
+fn uids_and_uidvalidity_survive_a_reindex_of_files_renamed_while_officebox_was_down() {
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    let imap = c.int("mail.imap_port");
+    let inbox = ob.dir().join("demo-data/mail/alice");
+    std::fs::create_dir_all(inbox.join("tmp")).unwrap();
+    std::fs::create_dir_all(inbox.join("new")).unwrap();
+    deliver_numbered(&inbox, 50);
+    let uids = format!(
+        r#"
+import imaplib, re
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+typ, data = m.select("INBOX")
+typ, v = m.status("INBOX", "(UIDVALIDITY)")
+print(v[0].decode())
+typ, data = m.fetch("1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+for d in data:
+    if isinstance(d, tuple):
+        uid = re.search(rb"UID (\d+)", d[0]).group(1).decode()
+        flags = re.search(rb"FLAGS \(([^)]*)\)", d[0]).group(1).decode()
+        print(d[1].decode().strip(), uid, flags)
+m.logout()
+"#
+    );
+    let before = python(&uids, &ob);
+    // officebox stops; meanwhile another program moves every message to cur/ and marks
+    // the even ones read (the flags written in its own order), and one goes away.
+    let dir = ob.kill9().unwrap();
+    let data = dir.path().join("demo-data/mail/alice");
+    for (n, path) in numbered_files(&data) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let base = name.split(":2,").next().unwrap().to_string();
+        let flags = if n.is_multiple_of(2) { "SF" } else { "" };
+        std::fs::rename(&path, data.join("cur").join(format!("{base}:2,{flags}"))).unwrap();
+    }
+    let gone = numbered_files(&data)[&7].clone();
+    std::fs::remove_file(gone).unwrap();
+    let ob = start_in(&c, dir);
+    let after = python(&uids, &ob);
+    let mut lines = before.lines();
+    let validity = lines.next().unwrap();
+    assert!(
+        after.starts_with(validity),
+        "{before}
+{after}"
+    );
+    for line in lines {
+        // "Subject: mN UID"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let n: u32 = words[1][1..].parse().unwrap();
+        let same = format!("Subject: m{n} {} ", words[2]);
+        if n == 7 {
+            assert!(!after.contains(&same), "{after}");
+        } else {
+            let now = after
+                .lines()
+                .find(|l| l.starts_with(&same))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "m{n} lost its UID:
+{before}
+{after}"
+                    )
+                });
+            assert_eq!(
+                now.contains("\\Seen") && now.contains("\\Flagged"),
+                n.is_multiple_of(2),
+                "{now}"
+            );
+        }
+    }
+    assert_eq!(after.lines().count(), 50, "{after}");
+}
+
+#[test]
+fn mbsync_and_offlineimap_sync_both_ways() {
+    require_program("swaks", "swaks");
+    require_program("mbsync", "isync");
+    require_program("offlineimap", "offlineimap3");
+    let c = TestConfig::demo().free_ports();
+    let ob = start(&c);
+    send(&c, "to be read");
+    send(&c, "to be deleted");
+    let imap = c.int("mail.imap_port");
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("mbsync");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = mbsync_rc(dir.path(), &local, imap);
     let mbsync = |ob: &Officebox| {
         run(
             "mbsync",
@@ -776,7 +1005,7 @@ for d in data:
 }
 
 #[test]
-fn kill_9_during_appends_and_moves_loses_nothing_and_duplicates_nothing() {
+fn kill_9_during_moves_and_during_appends_loses_nothing_and_duplicates_nothing() {
     let c = TestConfig::demo().free_ports();
     let ob = start(&c);
     let imap = c.int("mail.imap_port");
@@ -831,6 +1060,70 @@ print("ids", len(ids), len(set(ids)))
     );
     eprintln!("after kill -9 during the moves: {seen}");
     assert!(seen.contains("ids 300 300"), "{seen}");
+
+    // Then APPENDs, one after another, each acknowledged one printed; officebox is killed
+    // after the 100th answer. Every acknowledged message is there once; the one being
+    // written when the kill came is there whole or not at all.
+    let script = format!(
+        r#"
+import imaplib, sys, time
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+for i in range(1000):
+    typ, _ = m.append("Drafts", None, None, f"Message-ID: <{{i}}@append.test>\r\nSubject: a{{i}}\r\n\r\n{{'x' * 20000}}\r\n".encode())
+    assert typ == "OK", typ
+    sys.stdout.write(f"ok {{i}}\n"); sys.stdout.flush()
+"#
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut acked = 0;
+    let mut line = String::new();
+    while acked < 100 {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0);
+        acked += 1;
+    }
+    let dir = ob.kill9().unwrap();
+    // Whatever the client still got before the kill counts as acknowledged too.
+    let _ = child.wait();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    acked += rest.lines().filter(|l| l.starts_with("ok ")).count();
+    let ob = start_in(&c, dir);
+    let seen = python(
+        &format!(
+            r#"
+import imaplib, re
+m = imaplib.IMAP4("127.0.0.1", {imap})
+m.login("alice", "demo-alice")
+typ, data = m.select("Drafts")
+typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+ids = [int(re.search(rb"<(\d+)@append", d[1]).group(1)) for d in data if isinstance(d, tuple)]
+whole = all(d[1].endswith(b"x" * 20000 + b"\r\n") for d in data if isinstance(d, tuple))
+print("ids", len(ids), len(set(ids)), max(ids) + 1, whole)
+"#
+        ),
+        &ob,
+    );
+    eprintln!("after kill -9 during the appends ({acked} acknowledged): {seen}");
+    let words: Vec<&str> = seen.split_whitespace().collect();
+    let (count, distinct, upto): (usize, usize, usize) = (
+        words[1].parse().unwrap(),
+        words[2].parse().unwrap(),
+        words[3].parse().unwrap(),
+    );
+    assert_eq!(count, distinct, "{seen}");
+    assert!(
+        count == upto && (acked..=acked + 1).contains(&count),
+        "{seen}"
+    );
+    assert_eq!(words[4], "True", "{seen}");
 }
 
 #[test]
