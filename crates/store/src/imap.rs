@@ -172,6 +172,19 @@ impl Db {
     /// Brings the folder's index in line with the files `found` in it now (in the order
     /// new ones get their UIDs), in one transaction.
     pub fn imap_sync(&self, folder: i64, found: &[Found<'_>]) -> Result<Synced, StoreError> {
+        self.imap_sync_known(folder, found, None)
+    }
+
+    /// Like [`Db::imap_sync`], with `known`: the folder's messages as this index held
+    /// them at modification sequence `known.0` (a sync's own result). When the folder is
+    /// still at that sequence (no row has changed since), they stand in for reading every
+    /// row again; otherwise the rows are read.
+    pub fn imap_sync_known(
+        &self,
+        folder: i64,
+        found: &[Found<'_>],
+        known: Option<(u64, &[ImapMessage])>,
+    ) -> Result<Synced, StoreError> {
         let fail = self.imap_err("index an IMAP folder");
         let tx = self.conn.unchecked_transaction().map_err(&fail)?;
         let (mut uidnext, mut modseq): (u32, u64) = tx
@@ -181,23 +194,28 @@ impl Db {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(&fail)?;
-        let mut indexed: HashMap<String, (u32, String)> = HashMap::new();
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT unique_name, uid, flags FROM imap_messages WHERE folder = ?1",
-                )
-                .map_err(&fail)?;
-            let rows = stmt
-                .query_map([folder], |r| {
-                    Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
-                })
-                .map_err(&fail)?;
-            for row in rows {
-                let (unique, v) = row.map_err(&fail)?;
-                indexed.insert(unique, v);
+        let read: Vec<(String, u32, String)>;
+        let mut indexed: HashMap<&str, (u32, &str)> = match known {
+            Some((at, rows)) if at == modseq => rows
+                .iter()
+                .map(|m| (m.unique.as_str(), (m.uid, m.flags.as_str())))
+                .collect(),
+            _ => {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT unique_name, uid, flags FROM imap_messages WHERE folder = ?1",
+                    )
+                    .map_err(&fail)?;
+                read = stmt
+                    .query_map([folder], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(&fail)?
+                    .collect::<Result<_, _>>()
+                    .map_err(&fail)?;
+                read.iter()
+                    .map(|(unique, uid, flags)| (unique.as_str(), (*uid, flags.as_str())))
+                    .collect()
             }
-        }
+        };
         let mut synced = Synced::default();
         let mut next_modseq = || {
             modseq += 1;

@@ -170,6 +170,20 @@ fn aligned(mut entries: Vec<Entry>, messages: &[ImapMessage]) -> Vec<Option<Entr
 /// Lists `login`'s folder `name` in the Maildir at `root` and brings the index in line;
 /// the folder as it now is. Blocking.
 pub fn sync(db: &Db, login: &str, root: &Path, name: &str) -> Result<Snapshot, StoreError> {
+    sync_from(db, login, root, name, None)
+}
+
+/// Like [`sync`], starting from `known`: the folder as an earlier sync left it. When the
+/// index has not changed since, its messages stand in for the index's rows (no second
+/// copy of a large folder's rows is read), and when the files show no change either, the
+/// new snapshot shares its list of messages.
+pub fn sync_from(
+    db: &Db,
+    login: &str,
+    root: &Path,
+    name: &str,
+    known: Option<&Snapshot>,
+) -> Result<Snapshot, StoreError> {
     let maildir = Maildir::open(&dir_of(root, name))?;
     let entries = maildir.list()?;
     let mut found: Vec<Found<'_>> = entries
@@ -184,15 +198,26 @@ pub fn sync(db: &Db, login: &str, root: &Path, name: &str) -> Result<Snapshot, S
     // New files get their UIDs in arrival order.
     found.sort_by_cached_key(|f| (arrival_of(f.unique), f.unique));
     let folder = db.imap_folder(login, name)?;
-    let changes = db.imap_sync(folder.id, &found)?;
+    let known =
+        known.filter(|k| k.folder.id == folder.id && k.folder.uidvalidity == folder.uidvalidity);
+    let changes = db.imap_sync_known(
+        folder.id,
+        &found,
+        known.map(|k| (k.folder.modseq, k.messages.as_slice())),
+    )?;
     let folder = db.imap_folder(login, name)?;
-    let messages = db.imap_messages(folder.id)?;
+    // Every change to a folder's rows raises its modification sequence: the same one
+    // means the same rows.
+    let messages = match known {
+        Some(k) if k.folder.modseq == folder.modseq => std::sync::Arc::clone(&k.messages),
+        _ => std::sync::Arc::new(db.imap_messages(folder.id)?),
+    };
     drop(found);
     let files = aligned(entries, &messages);
     Ok(Snapshot {
         folder,
         changes,
-        messages: std::sync::Arc::new(messages),
+        messages,
         maildir,
         files: std::sync::Arc::new(files),
     })
@@ -271,6 +296,36 @@ mod tests {
             Some("1700000000.M95000P12Q3.host")
         );
         drop(inbox);
+    }
+
+    #[test]
+    fn a_sync_from_an_earlier_one_reads_rows_only_when_the_index_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("alice");
+        let inbox = Maildir::open(&root).unwrap();
+        let db = Db::open_in_memory().unwrap();
+        inbox.deliver(b"Subject: one\r\n\r\n1\r\n").unwrap();
+        let s1 = sync(&db, "alice", &root, "INBOX").unwrap();
+        // Nothing changed: the same list of messages.
+        let s2 = sync_from(&db, "alice", &root, "INBOX", Some(&s1)).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&s1.messages, &s2.messages));
+        // A delivery: found from the earlier rows, and the new list has it.
+        inbox.deliver(b"Subject: two\r\n\r\n2\r\n").unwrap();
+        let s3 = sync_from(&db, "alice", &root, "INBOX", Some(&s2)).unwrap();
+        assert_eq!(s3.changes.added, vec![2]);
+        assert_eq!(s3.messages.len(), 2);
+        assert!(s3.file(1).is_some());
+        // The index changed behind the earlier snapshot's back (a keyword): its rows are
+        // not trusted, and the keyword is there.
+        db.imap_set_flags(s3.folder.id, 1, "", &["$work".to_string()])
+            .unwrap();
+        let s4 = sync_from(&db, "alice", &root, "INBOX", Some(&s3)).unwrap();
+        assert_eq!(s4.messages[0].keywords, vec!["$work".to_string()]);
+        assert!(s4.changes.added.is_empty() && s4.changes.expunged.is_empty());
+        // A snapshot of another folder is not taken for this one's.
+        let sent = sync(&db, "alice", &root, "Sent").unwrap();
+        let s5 = sync_from(&db, "alice", &root, "INBOX", Some(&sent)).unwrap();
+        assert_eq!(s5.messages.len(), 2);
     }
 
     #[test]

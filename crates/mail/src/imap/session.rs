@@ -989,15 +989,25 @@ impl Session {
         let done = tokio::task::spawn_blocking(move || {
             let maildir = officebox_store::Maildir::open(&dir)?;
             let entry = maildir.store(&message, &letters, arrived)?;
-            index.with(|db| {
-                let snap = mailbox::sync(db, &login, &root, &name)?;
+            // The folder synced from how it was last read (its rows are not read twice),
+            // and kept as now read for the sessions that look next.
+            let known = index.read_before(&login, &name).map(|(_, snap)| snap);
+            let stamp = stamp_now(&dir);
+            let (snap, uid) = index.with(|db| {
+                let snap = mailbox::sync_from(db, &login, &root, &name, known.as_ref())?;
                 let m = snap.messages.iter().find(|m| m.unique == entry.unique());
                 let uid = m.map_or(0, |m| m.uid);
                 if !keywords.is_empty() && uid > 0 {
                     db.imap_set_flags(snap.folder.id, uid, &letters, &keywords)?;
                 }
-                Ok::<_, officebox_store::StoreError>((snap.folder.uidvalidity, uid))
-            })
+                Ok::<_, officebox_store::StoreError>((snap, uid))
+            })?;
+            if let Some(stamp) = stamp
+                && keywords.is_empty()
+            {
+                index.remember(&login, &name, stamp, &snap);
+            }
+            Ok::<_, officebox_store::StoreError>((snap.folder.uidvalidity, uid))
         })
         .await;
         match done {
@@ -1548,7 +1558,8 @@ impl Session {
         }
         let login = self.user.clone()?;
         let stamp = stamp_now(&dir);
-        if let (Some((now, _)), Some((then, snap))) = (stamp, self.index.read_before(&login, name))
+        let before = self.index.read_before(&login, name);
+        if let (Some((now, _)), Some((then, snap))) = (stamp, before.clone())
             && now == then.0
             && settled(then)
         {
@@ -1567,7 +1578,8 @@ impl Session {
         }
         let (index, owner, folder) = (Arc::clone(&self.index), login.clone(), name.to_string());
         let snap = tokio::task::spawn_blocking(move || {
-            index.with(|db| mailbox::sync(db, &owner, &root, &folder))
+            let known = before.map(|(_, snap)| snap);
+            index.with(|db| mailbox::sync_from(db, &owner, &root, &folder, known.as_ref()))
         })
         .await
         .ok()?
