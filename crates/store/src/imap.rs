@@ -146,6 +146,13 @@ impl Db {
     /// The folder's messages in UID order.
     pub fn imap_messages(&self, folder: i64) -> Result<Vec<ImapMessage>, StoreError> {
         let read = self.imap_err("read an IMAP folder's messages");
+        // Counted first so the list is made at its size: grown by doubling, a folder of
+        // 50,000 would hold room for 65,536.
+        let count: usize = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM imap_messages WHERE folder = ?1")
+            .and_then(|mut s| s.query_row([folder], |r| r.get(0)))
+            .map_err(&read)?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -166,7 +173,11 @@ impl Db {
                 })
             })
             .map_err(&read)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+        let mut out = Vec::with_capacity(count);
+        for row in rows {
+            out.push(row.map_err(&read)?);
+        }
+        Ok(out)
     }
 
     /// Brings the folder's index in line with the files `found` in it now (in the order

@@ -63,7 +63,9 @@ pub use fax::{FaxEntry, FaxOut, NewFaxOut};
 pub use fetch::FetchStatus;
 pub use file::write_atomic;
 pub use imap::{Found, ImapFolder, ImapMessage, Synced};
-pub use maildir::{Entry, Folder, Maildir, MessageName, TMP_STALE_AFTER, arrival_of, mailbox_path};
+pub use maildir::{
+    Entry, Folder, Maildir, MessageName, Place, TMP_STALE_AFTER, arrival_of, mailbox_path,
+};
 pub use phone::{Forwarding, SipBinding, SipCall, Voicemail};
 pub use provision::ProvisionedPhone;
 pub use queue::{

@@ -78,7 +78,6 @@ pub struct Entry {
     name: String,
     folder: Folder,
     size: u64,
-    flags: String,
 }
 
 impl Entry {
@@ -97,9 +96,13 @@ impl Entry {
         self.size
     }
 
-    /// The flags after `:2,` (empty for messages in `new/`), in ASCII order.
+    /// The flags after `:2,` as the name has them (empty for messages in `new/`); this
+    /// crate names files with them in ASCII order.
     pub fn flags(&self) -> &str {
-        &self.flags
+        match self.folder {
+            Folder::New => "",
+            Folder::Cur => flags_of(&self.name),
+        }
     }
 
     /// The name without the info part: stable when the message moves from `new/` to
@@ -112,6 +115,54 @@ impl Entry {
     pub fn arrival(&self) -> (i64, u32) {
         arrival_of(self.unique())
     }
+
+    /// Where this file is, told against `flags`: the flags a reader keeps for it.
+    pub fn place(&self, flags: &str) -> Place {
+        let unique = self.unique();
+        let rest = self.name.strip_prefix(unique);
+        Place(match self.folder {
+            Folder::New if rest == Some("") && flags.is_empty() => Where::New,
+            Folder::Cur if rest.and_then(|r| r.strip_prefix(":2,")) == Some(flags) => Where::Cur,
+            folder => Where::Named(folder, self.name.as_str().into()),
+        })
+    }
+
+    /// The file at `place` (from [`Entry::place`]) of the message with this unique name,
+    /// flags and size; `None` when the name or flags could not be a listed file's (a
+    /// path, a hidden name, flags that are not letters).
+    pub fn at(unique: &str, flags: &str, size: u64, place: &Place) -> Option<Entry> {
+        let plain = |s: &str| !s.is_empty() && !s.starts_with('.') && !s.contains('/');
+        let (name, folder) = match &place.0 {
+            Where::New => (unique.to_string(), Folder::New),
+            Where::Cur => {
+                if !flags.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return None;
+                }
+                (format!("{unique}:2,{flags}"), Folder::Cur)
+            }
+            Where::Named(folder, name) => (name.to_string(), *folder),
+        };
+        if !plain(unique) || !plain(&name) {
+            return None;
+        }
+        Some(Entry { name, folder, size })
+    }
+}
+
+/// Where a message's file is, told against its unique name and flags: what a reader that
+/// keeps those already (IMAP's index) keeps per message instead of the whole name. A
+/// file named the usual way costs the tag alone. Only [`Entry::place`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place(Where);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Where {
+    /// `new/<unique>`, with no flags.
+    New,
+    /// `cur/<unique>:2,<flags>`.
+    Cur,
+    /// Any other name, kept whole.
+    Named(Folder, Box<str>),
 }
 
 /// When a message arrived, from its unique name `<secs>.M<usec>P<pid>...` (the usual
@@ -229,7 +280,6 @@ impl Maildir {
             name: name.0,
             folder: Folder::Cur,
             size: message.len() as u64,
-            flags,
         })
     }
 
@@ -300,16 +350,7 @@ impl Maildir {
                         Err(e) => return Err(StoreError::io("stat", item.path(), e)),
                     },
                 };
-                let flags = match folder {
-                    Folder::New => String::new(),
-                    Folder::Cur => flags_of(&name).to_owned(),
-                };
-                batch.push(Entry {
-                    name,
-                    folder,
-                    size,
-                    flags,
-                });
+                batch.push(Entry { name, folder, size });
             }
             batch.sort_by(|a, b| a.name.cmp(&b.name));
             entries.append(&mut batch);
@@ -402,7 +443,7 @@ impl Maildir {
     /// when this returns. The entry as it now is.
     pub fn set_flags(&self, entry: &Entry, flags: &str) -> Result<Entry, StoreError> {
         let flags = sorted_flags(flags);
-        if entry.folder == Folder::Cur && entry.flags == flags {
+        if entry.folder == Folder::Cur && entry.flags() == flags {
             return Ok(entry.clone());
         }
         let moved = self.rename_flagged(entry, flags)?;
@@ -435,7 +476,6 @@ impl Maildir {
             name,
             folder: Folder::Cur,
             size: entry.size,
-            flags,
         })
     }
 
@@ -451,7 +491,7 @@ impl Maildir {
         let (mut cur, mut new) = (false, false);
         for (entry, flags) in changes {
             let flags = sorted_flags(flags);
-            if entry.folder == Folder::Cur && entry.flags == flags {
+            if entry.folder == Folder::Cur && entry.flags() == flags {
                 out.push(Ok(entry.clone()));
                 continue;
             }
@@ -473,10 +513,10 @@ impl Maildir {
 
     /// The rename to `cur/` with the S flag, without fsync.
     fn move_seen(&self, entry: &Entry) -> Result<Entry, StoreError> {
-        if entry.folder == Folder::Cur && entry.flags.contains('S') {
+        if entry.folder == Folder::Cur && entry.flags().contains('S') {
             return Ok(entry.clone());
         }
-        self.rename_flagged(entry, sorted_flags(&format!("{}S", entry.flags)))
+        self.rename_flagged(entry, sorted_flags(&format!("{}S", entry.flags())))
     }
 
     /// The rename to `cur/<unique>:2,<flags>`, without fsync.
@@ -489,7 +529,6 @@ impl Maildir {
             name,
             folder: Folder::Cur,
             size: entry.size,
-            flags,
         })
     }
 
@@ -627,6 +666,56 @@ fn size_from_name(name: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_place_told_against_the_flags_gives_the_same_entry_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        md.deliver(b"Subject: a\r\n\r\n").unwrap();
+        let stored = md.store(b"Subject: b\r\n\r\n", "FS", None).unwrap();
+        // Flags in another order in cur/, and an info part in new/ (another program's
+        // doing): told against their own flags, the first is the usual name, the second
+        // is kept whole.
+        let unusual = |flags: &str, to: &str| {
+            let name = md.deliver(b"Subject: c\r\n\r\n").unwrap();
+            let odd = format!("{}:2,{flags}", name.as_str());
+            fs::rename(
+                dir.path().join("new").join(name.as_str()),
+                dir.path().join(to).join(&odd),
+            )
+            .unwrap();
+            odd
+        };
+        unusual("SF", "cur");
+        let odd = unusual("S", "new");
+        let mut places = Vec::new();
+        for e in md.list().unwrap() {
+            let place = e.place(e.flags());
+            let back = Entry::at(e.unique(), e.flags(), e.size(), &place).unwrap();
+            assert_eq!(back, e);
+            assert_eq!(md.read(&back).unwrap(), md.read(&e).unwrap());
+            places.push(place);
+        }
+        assert!(places.contains(&Place(Where::New)), "{places:?}");
+        assert!(places.contains(&Place(Where::Cur)), "{places:?}");
+        let named = Place(Where::Named(Folder::New, odd.as_str().into()));
+        assert!(places.contains(&named), "{places:?}");
+        assert_eq!(stored.flags(), "FS");
+        // Told against other flags than the name's, the whole name is kept.
+        let e = md
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.flags() == "FS")
+            .unwrap();
+        assert!(matches!(e.place("S").0, Where::Named(Folder::Cur, _)));
+        // Nothing outside the folder is ever named.
+        assert!(Entry::at("../x", "", 1, &Place(Where::New)).is_none());
+        assert!(Entry::at(".hidden", "", 1, &Place(Where::New)).is_none());
+        assert!(Entry::at("a", "S/..", 1, &Place(Where::Cur)).is_none());
+        let bad = Place(Where::Named(Folder::Cur, "../../x".into()));
+        assert!(Entry::at("a", "", 1, &bad).is_none());
+    }
     use std::os::unix::fs::PermissionsExt;
 
     fn tmp_count(md: &Maildir) -> usize {
@@ -831,7 +920,6 @@ mod tests {
                 name: name.to_owned(),
                 folder: Folder::New,
                 size: 0,
-                flags: String::new(),
             };
             assert!(matches!(
                 md.read(&entry),

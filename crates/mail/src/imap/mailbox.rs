@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use officebox_store::arrival_of;
-use officebox_store::{Db, Entry, Found, ImapFolder, ImapMessage, Maildir, StoreError, Synced};
+use officebox_store::{
+    Db, Entry, Found, ImapFolder, ImapMessage, Maildir, Place, StoreError, Synced,
+};
 
 /// The hierarchy delimiter clients see.
 pub const DELIMITER: char = '/';
@@ -137,33 +139,36 @@ pub struct Snapshot {
     /// Shared: sessions on one folder (and the index's cache of it) hold one copy.
     pub messages: std::sync::Arc<Vec<ImapMessage>>,
     pub maildir: Maildir,
-    /// `files[i]` is the file of `messages[i]` (`None`: gone since the index row was
-    /// read).
-    pub files: std::sync::Arc<Vec<Option<officebox_store::Entry>>>,
+    /// `files[i]` is where the file of `messages[i]` is (`None`: gone since the index
+    /// row was read), told against its unique name and flags: a few bytes a message.
+    pub files: std::sync::Arc<Vec<Option<Place>>>,
 }
 
 impl Snapshot {
     /// The file of the message at index `i` (sequence number `i + 1`).
-    pub fn file(&self, i: usize) -> Option<&officebox_store::Entry> {
-        self.files.get(i).and_then(Option::as_ref)
+    pub fn file(&self, i: usize) -> Option<Entry> {
+        file_of(&self.messages, &self.files, i)
     }
 }
 
-/// The files of `messages`, in their order, taken out of `entries`: a sorted list and
-/// a binary search, not a second map of every name.
-fn aligned(mut entries: Vec<Entry>, messages: &[ImapMessage]) -> Vec<Option<Entry>> {
+/// The file of `messages[i]`, from `files` (a snapshot's lists).
+pub fn file_of(messages: &[ImapMessage], files: &[Option<Place>], i: usize) -> Option<Entry> {
+    let m = messages.get(i)?;
+    Entry::at(&m.unique, &m.flags, m.size, files.get(i)?.as_ref()?)
+}
+
+/// Where the files of `messages` are, in their order, found in `entries` (a sorted list
+/// and a binary search, not a map of every name).
+fn aligned(mut entries: Vec<Entry>, messages: &[ImapMessage]) -> Vec<Option<Place>> {
     entries.sort_unstable_by(|a, b| a.unique().cmp(b.unique()));
-    let at: Vec<Option<usize>> = messages
+    messages
         .iter()
         .map(|m| {
-            entries
+            let i = entries
                 .binary_search_by(|e| e.unique().cmp(m.unique.as_str()))
-                .ok()
+                .ok()?;
+            entries.get(i).map(|e| e.place(&m.flags))
         })
-        .collect();
-    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-    at.into_iter()
-        .map(|i| i.and_then(|i| slots.get_mut(i).and_then(Option::take)))
         .collect()
 }
 
@@ -292,7 +297,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            s.file(1).map(|e| e.unique()),
+            s.file(1).as_ref().map(Entry::unique),
             Some("1700000000.M95000P12Q3.host")
         );
         drop(inbox);

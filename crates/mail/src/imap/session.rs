@@ -903,7 +903,7 @@ impl Session {
                 for (i, m) in snap.messages.iter().enumerate() {
                     if let Some(e) = snap.file(i) {
                         snap.maildir
-                            .move_into(e, &dest, e.flags(), Some(m.received))?;
+                            .move_into(&e, &dest, e.flags(), Some(m.received))?;
                     }
                 }
                 Ok::<_, officebox_store::StoreError>(())
@@ -1065,7 +1065,7 @@ impl Session {
         }
         let work: Vec<(ImapMessage, officebox_store::Entry)> = chosen
             .into_iter()
-            .filter_map(|(seq, m)| sel.snap.file(seq - 1).cloned().map(|e| (m, e)))
+            .filter_map(|(seq, m)| sel.snap.file(seq - 1).map(|e| (m, e)))
             .collect();
         let (index, root, source) = (
             Arc::clone(&self.index),
@@ -1280,10 +1280,7 @@ impl Session {
                     recent: recent.contains(&m.uid),
                 };
                 let raw = if content {
-                    files
-                        .get(i)
-                        .and_then(Option::as_ref)
-                        .and_then(|e| maildir.read(e).ok())
+                    mailbox::file_of(&messages, &files, i).and_then(|e| maildir.read(&e).ok())
                 } else {
                     None
                 };
@@ -1911,7 +1908,7 @@ impl Session {
                 .filter_map(|&i| {
                     let m = sel.snap.messages.get(i)?.clone();
                     let recent = !self.rev2 && sel.recent.contains(&m.uid);
-                    Some((i + 1, m, sel.snap.file(i).cloned(), recent))
+                    Some((i + 1, m, sel.snap.file(i), recent))
                 })
                 .collect();
             for (_, m, _, _) in &batch {
@@ -1991,7 +1988,7 @@ impl Session {
                 .iter()
                 .filter_map(|&i| {
                     let m = sel.snap.messages.get(i)?.clone();
-                    Some((i + 1, m, sel.snap.file(i)?.clone()))
+                    Some((i + 1, m, sel.snap.file(i)?))
                 })
                 .collect();
             let (index, maildir, flags) = (Arc::clone(&index), maildir.clone(), Arc::clone(&flags));
@@ -2007,7 +2004,7 @@ impl Session {
             let messages = Arc::make_mut(&mut sel.snap.messages);
             for (seq, m, moved) in done {
                 if let Some(slot) = files.get_mut(seq - 1) {
-                    *slot = Some(moved);
+                    *slot = Some(moved.place(&m.flags));
                 }
                 if let Some(slot) = messages.get_mut(seq - 1) {
                     *slot = m;
@@ -2070,7 +2067,7 @@ impl Session {
             .iter()
             .enumerate()
             .filter(|(_, m)| m.flags.contains('T') && uids.is_none_or(|s| s.contains(m.uid, last)))
-            .map(|(i, m)| (i + 1, m.uid, sel.snap.file(i).cloned()))
+            .map(|(i, m)| (i + 1, m.uid, sel.snap.file(i)))
             .collect();
         let maildir = sel.snap.maildir.clone();
         let files: Vec<officebox_store::Entry> =
