@@ -116,13 +116,22 @@ impl Entry {
         arrival_of(self.unique())
     }
 
-    /// Where this file is, told against `flags`: the flags a reader keeps for it.
+    /// Where this file is, told against `flags`: the flags a reader keeps for it. Only a
+    /// name [`Entry::at`] would make again is told as the usual one; any other listed
+    /// name (flags that are not letters, nothing before the `:`) is kept whole.
     pub fn place(&self, flags: &str) -> Place {
         let unique = self.unique();
         let rest = self.name.strip_prefix(unique);
+        let usual = plain_name(unique);
         Place(match self.folder {
-            Folder::New if rest == Some("") && flags.is_empty() => Where::New,
-            Folder::Cur if rest.and_then(|r| r.strip_prefix(":2,")) == Some(flags) => Where::Cur,
+            Folder::New if usual && rest == Some("") && flags.is_empty() => Where::New,
+            Folder::Cur
+                if usual
+                    && letters_only(flags)
+                    && rest.and_then(|r| r.strip_prefix(":2,")) == Some(flags) =>
+            {
+                Where::Cur
+            }
             folder => Where::Named(folder, self.name.as_str().into()),
         })
     }
@@ -131,22 +140,26 @@ impl Entry {
     /// flags and size; `None` when the name or flags could not be a listed file's (a
     /// path, a hidden name, flags that are not letters).
     pub fn at(unique: &str, flags: &str, size: u64, place: &Place) -> Option<Entry> {
-        let plain = |s: &str| !s.is_empty() && !s.starts_with('.') && !s.contains('/');
         let (name, folder) = match &place.0 {
-            Where::New => (unique.to_string(), Folder::New),
-            Where::Cur => {
-                if !flags.bytes().all(|b| b.is_ascii_alphabetic()) {
-                    return None;
-                }
+            Where::New if plain_name(unique) => (unique.to_string(), Folder::New),
+            Where::Cur if plain_name(unique) && letters_only(flags) => {
                 (format!("{unique}:2,{flags}"), Folder::Cur)
             }
-            Where::Named(folder, name) => (name.to_string(), *folder),
+            Where::Named(folder, name) if plain_name(name) => (name.to_string(), *folder),
+            _ => return None,
         };
-        if !plain(unique) || !plain(&name) {
-            return None;
-        }
         Some(Entry { name, folder, size })
     }
+}
+
+/// A name that can only be a file inside its folder: not empty, not hidden, no path.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('.') && !s.contains(['/', '\0'])
+}
+
+/// Flags as this crate writes them: letters only.
+fn letters_only(flags: &str) -> bool {
+    flags.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 /// Where a message's file is, told against its unique name and flags: what a reader that
@@ -688,6 +701,10 @@ mod tests {
         };
         unusual("SF", "cur");
         let odd = unusual("S", "new");
+        // Names another program may write that are not the usual form: a flag that is
+        // not a letter, nothing before the colon. Listed, so reachable.
+        unusual("S1", "cur");
+        fs::write(dir.path().join("cur").join(":2,S"), b"Subject: d\r\n\r\n").unwrap();
         let mut places = Vec::new();
         for e in md.list().unwrap() {
             let place = e.place(e.flags());
@@ -700,6 +717,11 @@ mod tests {
         assert!(places.contains(&Place(Where::Cur)), "{places:?}");
         let named = Place(Where::Named(Folder::New, odd.as_str().into()));
         assert!(places.contains(&named), "{places:?}");
+        let whole = places
+            .iter()
+            .filter(|p| matches!(p.0, Where::Named(..)))
+            .count();
+        assert_eq!(whole, 3, "{places:?}");
         assert_eq!(stored.flags(), "FS");
         // Told against other flags than the name's, the whole name is kept.
         let e = md
