@@ -5,14 +5,19 @@
 //! machine), black where the page is darker than mid-grey.
 //!
 //! What cannot be sent is an error saying why in words a sender understands: not a PDF,
-//! protected by a password, no pages, too many pages.
+//! protected by a password, no pages, too many pages. A TIFF is sent as it came, once
+//! SpanDSP has read every page of it here ([`tiff`]).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use hayro::hayro_interpret::InterpreterSettings;
 use hayro::hayro_syntax::Pdf;
 use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::{PixmapSettings, RenderCache, RenderSettings};
+
+use spandsp::t4::T4Compression;
+use spandsp::t4_tx::T4Tx;
 
 use crate::tiff::Bitmap;
 
@@ -41,6 +46,93 @@ pub enum RenderError {
     Empty,
     #[error("the document has {0} pages; a fax from email can have at most {MAX_PAGES}")]
     TooManyPages(usize),
+    #[error("it is not a TIFF file a fax machine can send ({0})")]
+    BadTiff(String),
+}
+
+/// Page sizes and resolutions any fax machine takes (SpanDSP's `T4_SUPPORT_*` and
+/// `T4_RESOLUTION_*` values, which its bindings do not carry): A4 width, any length;
+/// standard, fine and superfine, in inch and metric forms.
+const PLAIN_SIZES: i32 = 0x01 | 0x1_0000 | 0x2_0000 | 0x4_0000 | 0x8_0000 | 0x10_0000;
+const PLAIN_RESOLUTIONS: i32 = 0x1 | 0x2 | 0x4 | 0x20 | 0x40 | 0x80;
+
+/// A TIFF file read through as the sending machine will read it ([`tiff`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TiffDocument {
+    pub pages: usize,
+    /// Page 1 as SpanDSP codes it for the line, drawn back (for the report's thumbnail).
+    pub first: Option<Bitmap>,
+}
+
+/// Checks a TIFF file that is to be sent as it came (a fax program's own file) the way
+/// the sending machine will read it: SpanDSP opens it and codes every page for a plain
+/// fax machine (T.6 here; the line may use T.4, from the same reading of the file).
+/// Its pages, and page 1 as a fax machine will print it; why not in words, before
+/// anything is dialled.
+pub fn tiff(path: &Path) -> Result<TiffDocument, RenderError> {
+    let bad = |why: &str| RenderError::BadTiff(why.to_string());
+    let bytes = std::fs::read(path).map_err(|e| bad(&e.to_string()))?;
+    let count = crate::tiff::page_count(&bytes).map_err(|why| bad(&why))?;
+    match count {
+        0 => return Err(RenderError::Empty),
+        n if n > MAX_PAGES => return Err(RenderError::TooManyPages(n)),
+        _ => {}
+    }
+    let name = path.to_str().ok_or_else(|| bad("its name is not UTF-8"))?;
+    let mut tx = T4Tx::new(name, -1, -1).map_err(|_| bad("it cannot be opened"))?;
+    tx.set_tx_image_format(T4Compression::T6, PLAIN_SIZES, PLAIN_RESOLUTIONS, 0)
+        .map_err(|_| bad("its pages are not a size or resolution a fax machine takes"))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut first = None;
+    for page in 1..=count {
+        let unreadable = || RenderError::BadTiff(format!("page {page} cannot be read"));
+        tx.start_page().map_err(|_| unreadable())?;
+        // A page codes to well under a megabyte; one that goes on and on is broken.
+        let mut coded = Vec::new();
+        loop {
+            let n = tx.get(&mut buf);
+            if page == 1 {
+                coded.extend_from_slice(&buf[..n]);
+            }
+            if n < buf.len() {
+                break;
+            }
+            if coded.len() > 64 * 1024 * 1024 {
+                return Err(RenderError::BadTiff(format!("page {page} never ends")));
+            }
+        }
+        if page == 1 {
+            first = drawn_back(&tx, coded);
+        }
+        tx.end_page().map_err(|_| unreadable())?;
+    }
+    Ok(TiffDocument {
+        pages: count,
+        first,
+    })
+}
+
+/// A page SpanDSP coded in T.6 (`coded`), drawn back as a bitmap: put in a PDF as the
+/// Group 4 image it is, and that drawn like any PDF.
+fn drawn_back(tx: &T4Tx, mut coded: Vec<u8>) -> Option<Bitmap> {
+    let stats = tx.get_transfer_statistics();
+    let per_inch = |per_metre: i32| {
+        #[allow(clippy::cast_precision_loss)]
+        let v = per_metre as f32 * 0.0254;
+        v
+    };
+    // The line sends each byte's first pixel in its lowest bit; PDF wants the highest.
+    for b in &mut coded {
+        *b = b.reverse_bits();
+    }
+    let page = crate::tiff::G4Page {
+        width: u32::try_from(stats.width).ok()?,
+        rows: u32::try_from(stats.length).ok()?,
+        dpi: (per_inch(stats.x_resolution), per_inch(stats.y_resolution)),
+        data: coded,
+    };
+    let document = crate::pdf::from_pages(&[page], "page 1")?;
+    pdf(&document).ok()?.into_iter().next()
 }
 
 /// The pages of a PDF file, as fax pages.
@@ -273,6 +365,57 @@ mod tests {
         assert_eq!(pdf(b"Dear Bob, see attached."), Err(RenderError::NotPdf));
         assert_eq!(pdf(b""), Err(RenderError::NotPdf));
         assert_eq!(pdf(b"%PDF-1.7\n%%EOF\n"), Err(RenderError::NotPdf));
+    }
+
+    #[test]
+    fn a_tiff_is_read_through_by_spandsp_before_it_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("doc.tif");
+        let pages = text("ONE\u{c}TWO\u{c}THREE").unwrap();
+        let good = crate::tiff::bilevel(&pages);
+        std::fs::write(&file, &good).unwrap();
+        let read = tiff(&file).unwrap();
+        assert_eq!(read.pages, 3);
+        // Page 1 as the line will carry it, drawn back, is the page.
+        let first = read.first.unwrap();
+        // Fine resolution on the line is 7.7 rows a millimetre (195.6 a inch, not 196):
+        // the page drawn back is a few rows longer. The top of it lines up.
+        assert_eq!(first.width, pages[0].width);
+        assert!(first.rows.abs_diff(pages[0].rows) * 100 < pages[0].rows);
+        let top = first.stride() * 400;
+        let differ = first.bits[..top]
+            .iter()
+            .zip(&pages[0].bits[..top])
+            .map(|(a, b)| (a ^ b).count_ones() as usize)
+            .sum::<usize>();
+        let all = top * 8;
+        assert!(differ * 100 <= all, "{differ} of {all} pixels differ");
+        assert!(first.bits.iter().any(|b| *b != 0), "page 1 drawn blank");
+
+        // A TIFF's header with nothing after it, strips that run off the end of the
+        // file, a page 1000 dots across, and directories that loop: each said, none sent.
+        let mut cases: Vec<(&str, Vec<u8>)> = vec![
+            ("header only", b"II*\0\x08\0\0\0".to_vec()),
+            ("cut short", good[..good.len() / 2].to_vec()),
+            // Every directory whole, the last page's pixels cut: found by SpanDSP.
+            ("last page cut", good[..good.len() - 1000].to_vec()),
+            ("not a tiff", b"%PDF-1.4 hello".to_vec()),
+        ];
+        let mut narrow = Bitmap::white(1000, 400, DPI);
+        narrow.set(10, 10);
+        cases.push(("odd width", crate::tiff::bilevel(&[narrow])));
+        let mut looped = crate::tiff::bilevel(&pages[..1]);
+        // The first directory (at offset 8) names itself as the next one.
+        let next_at = 8 + 2 + 12 * 13;
+        looped[next_at..next_at + 4].copy_from_slice(&8u32.to_le_bytes());
+        cases.push(("loop", looped));
+        for (what, bytes) in cases {
+            std::fs::write(&file, &bytes).unwrap();
+            match tiff(&file) {
+                Err(RenderError::BadTiff(why)) => assert!(!why.is_empty(), "{what}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -129,6 +129,29 @@ fn directory(r: &Reader<'_>, at: u64) -> Result<(Vec<(u16, Field)>, u64), String
     Ok((out, next))
 }
 
+/// How many pages (image directories) a TIFF file's bytes hold; an error where the
+/// directories run off the file or loop back.
+pub fn page_count(bytes: &[u8]) -> Result<usize, String> {
+    let order = match bytes.get(..2) {
+        Some(b"II") => Order::Little,
+        Some(b"MM") => Order::Big,
+        _ => return Err("not a TIFF file".to_string()),
+    };
+    let r = Reader { bytes, order };
+    if r.u16(2)? != 42 {
+        return Err("not a classic TIFF file".to_string());
+    }
+    let mut at = u64::from(r.u32(4)?);
+    let mut seen = std::collections::HashSet::new();
+    while at != 0 {
+        if !seen.insert(at) {
+            return Err(format!("the directories loop back to offset {at}"));
+        }
+        at = directory(&r, at)?.1;
+    }
+    Ok(seen.len())
+}
+
 /// The pages of a TIFF file SpanDSP wrote on receiving: Group 4, one strip each.
 pub fn read_g4_pages(path: &Path) -> Result<Vec<G4Page>, FaxError> {
     let bytes = std::fs::read(path).map_err(|e| FaxError::io(path, e))?;

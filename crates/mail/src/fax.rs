@@ -20,7 +20,7 @@ use mail_parser::{MessageParser, MimeHeaders as _};
 use officebox_config::Config;
 use officebox_config::dialplan::{Outbound, Refusal};
 use officebox_config::model::User;
-use officebox_fax::render::{self, RenderError};
+use officebox_fax::render::{self, RenderError, TiffDocument};
 use officebox_fax::tiff::Bitmap;
 use officebox_store::{Maildir, NewFaxOut, StoreError};
 use tracing::{info, warn};
@@ -86,10 +86,30 @@ impl Refused {
 }
 
 /// The pages to send: drawn here (PDF, text), or a TIFF sent as it came (a fax
-/// program's own file).
+/// program's own file) and how many pages it has.
 enum Pages {
     Drawn(Vec<Bitmap>),
-    Tiff(Vec<u8>),
+    Tiff(Vec<u8>, TiffDocument),
+}
+
+/// A mailed TIFF read through as the sending machine will read it (from a scratch copy
+/// in the fax spool, removed again), so a file it cannot send is reported now, not
+/// found out on the line; its pages, and page 1 drawn.
+fn checked_tiff(bytes: &[u8], data_dir: &Path) -> Result<TiffDocument, RenderError> {
+    let (scratch, _) = spool(data_dir);
+    let written = scratch
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&scratch, bytes));
+    let checked = match written {
+        Ok(()) => render::tiff(&scratch),
+        Err(e) => Err(RenderError::BadTiff(format!(
+            "it could not be spooled: {e}"
+        ))),
+    };
+    // Best effort: a scratch copy left behind is only a file in the spool.
+    let _ = std::fs::remove_file(&scratch);
+    checked
 }
 
 /// Whether the dial plan lets `user` call `number`; why not, in words.
@@ -123,7 +143,7 @@ fn dial_plan_allows(config: &Config, user: &User, number: &str) -> Result<(), &'
 
 /// The document(s) of `message` as pages: every PDF, text and TIFF attachment in order
 /// (a TIFF only alone), else the mail's own text.
-fn pages_of(message: &[u8]) -> Result<Pages, Refused> {
+fn pages_of(message: &[u8], data_dir: &Path) -> Result<Pages, Refused> {
     let parsed = MessageParser::default()
         .parse(message)
         .ok_or(Refused::NoDocument)?;
@@ -175,16 +195,16 @@ fn pages_of(message: &[u8]) -> Result<Pages, Refused> {
         if documents > 1 {
             return Err(Refused::Document {
                 name: "the TIFF".to_string(),
-                why: RenderError::NotPdf,
+                why: RenderError::BadTiff(
+                    "a TIFF is sent alone, not with other documents".to_string(),
+                ),
             });
         }
-        if !(t.starts_with(b"II*\0") || t.starts_with(b"MM\0*")) {
-            return Err(Refused::Document {
-                name: "the TIFF".to_string(),
-                why: RenderError::NotPdf,
-            });
-        }
-        return Ok(Pages::Tiff(t));
+        let read = checked_tiff(&t, data_dir).map_err(|why| Refused::Document {
+            name: "the TIFF".to_string(),
+            why,
+        })?;
+        return Ok(Pages::Tiff(t, read));
     }
     if documents == 0 {
         let body = parsed.body_text(0).unwrap_or_default();
@@ -246,7 +266,7 @@ pub fn queue(
         let pages = match dial_plan_allows(config, user, number) {
             Err(why) => Err(Refused::Number(why)),
             Ok(()) => rendered
-                .get_or_insert_with(|| pages_of(message))
+                .get_or_insert_with(|| pages_of(message, &config.data_dir))
                 .as_ref()
                 .map_err(Clone::clone),
         };
@@ -269,9 +289,16 @@ pub fn queue(
                 officebox_store::write_atomic(&preview, &png, 0o600)?;
                 (u32::try_from(p.len()).unwrap_or(u32::MAX), Some(preview))
             }
-            Pages::Tiff(t) => {
+            Pages::Tiff(t, read) => {
                 officebox_store::write_atomic(&file, t, 0o600)?;
-                (0, None)
+                let preview = match &read.first {
+                    Some(page) => {
+                        officebox_store::write_atomic(&preview, &render::thumbnail(page), 0o600)?;
+                        Some(preview)
+                    }
+                    None => None,
+                };
+                (u32::try_from(read.pages).unwrap_or(u32::MAX), preview)
             }
         };
         let id = store.with_db(|db| {
