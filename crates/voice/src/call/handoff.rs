@@ -26,6 +26,9 @@ pub struct VoicemailSetup {
     pub max: std::time::Duration,
     /// Where the message goes: like a mail to the callee, through their alias.
     pub targets: crate::mailbox::Targets,
+    /// Whether a fax machine heard on the line may switch the call to T.38 (the
+    /// caller's trunk's setting; `On` for a call from inside).
+    pub t38: officebox_config::model::T38Mode,
 }
 
 /// What the box's own side of a call came to.
@@ -54,7 +57,7 @@ pub(super) enum Answering {
     /// The voicemail menu (a call to the voicemail extension).
     Menu(crate::menu::MenuSetup),
     /// The callee's voicemail.
-    Deposit(VoicemailSetup),
+    Deposit(Box<VoicemailSetup>),
     /// An auto attendant.
     Attendant(Box<crate::attendant::AttendantSetup>),
     /// What a feature code did, said once.
@@ -118,7 +121,7 @@ impl Call {
                     return;
                 }
             },
-            (_, None, Some(vm)) => Answering::Deposit(vm.clone()),
+            (_, None, Some(vm)) => Answering::Deposit(Box::new(vm.clone())),
             (_, None, None) => {
                 self.fail_a(500, "Server Internal Error");
                 return;
@@ -360,7 +363,7 @@ impl Call {
                 number: self.setup.parties.callee_ext.clone(),
                 ident: self.setup.parties.callee_ext.clone(),
                 host: env.host.clone(),
-                t38: officebox_config::model::T38Mode::On,
+                t38: vm.t38,
                 tiff: false,
             };
             info!(message = "phone: a fax machine called the voicemail; answering as one", caller = %self.setup.parties.caller_ext, callee = %self.setup.parties.callee_ext);

@@ -491,13 +491,12 @@ pub(super) fn overloaded(req: &Request) -> Option<Message> {
     Some(busy)
 }
 
-/// Where a message for `callee` is left, and what its email says of the caller.
+/// Where a message for `callee` is left, what its email says of the caller, and
+/// whether a fax machine calling it may switch to T.38 (the caller's trunk says).
 pub(super) fn voicemail_for(
     (config, state): (&officebox_config::Config, &super::State),
     callee: &User,
-    caller_name: &str,
-    caller_number: &str,
-    caller_address: &str,
+    caller: &super::outside::Caller,
 ) -> VoicemailSetup {
     let domain = &config.network.domain;
     VoicemailSetup {
@@ -505,9 +504,9 @@ pub(super) fn voicemail_for(
         db: Arc::clone(&state.db),
         envelope: voicemail::Envelope {
             kind: voicemail::Kind::Voicemail,
-            caller_name: caller_name.to_string(),
-            caller_ext: caller_number.to_string(),
-            caller_address: caller_address.to_string(),
+            caller_name: caller.name.clone(),
+            caller_ext: caller.number.clone(),
+            caller_address: caller.address.clone(),
             callee_login: callee.login.clone(),
             callee_name: callee.name.clone(),
             callee_address: format!("{}@{domain}", callee.login),
@@ -515,6 +514,7 @@ pub(super) fn voicemail_for(
         },
         max: config.phone.max_message_length,
         targets: crate::mailbox::Targets::of(config, &callee.login),
+        t38: caller.t38,
     }
 }
 

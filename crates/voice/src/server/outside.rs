@@ -395,15 +395,7 @@ fn routed(config: &Config, state: &State, caller: &Caller, target: Target) -> Ro
             .unwrap_or_else(PoisonError::into_inner)
             .contacts(login, now_unix())
     };
-    let voicemail_of = |user: &User| {
-        voicemail_for(
-            (config, state),
-            user,
-            &caller.name,
-            &caller.number,
-            &caller.address,
-        )
-    };
+    let voicemail_of = |user: &User| voicemail_for((config, state), user, caller);
     match target {
         Target::User { user, ring: true } => ring_user(config, state, caller, user, 0),
         Target::User { user, ring: false } => Routed::ring(
@@ -488,13 +480,7 @@ pub(super) fn ring_user(
     depth: u8,
 ) -> Routed {
     let fw = super::forward::of(state, &user.login);
-    let voicemail = Some(voicemail_for(
-        (config, state),
-        user,
-        &caller.name,
-        &caller.number,
-        &caller.address,
-    ));
+    let voicemail = Some(voicemail_for((config, state), user, caller));
     let ext = number_of(user);
     if fw.dnd {
         return Routed::ring(
