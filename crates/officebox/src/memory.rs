@@ -6,14 +6,7 @@
 //! of the process. After start-up and after each reload, the supervisor asks malloc to
 //! return what it no longer uses.
 
-/// Returns free heap memory of every malloc arena to the system.
-pub fn release_free_memory() {
-    // SAFETY: malloc_trim has no preconditions; it only walks malloc's own free lists.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
+pub use officebox_store::memory::release_free_memory;
 
 /// Allocations at least this big get their own mapping, returned to the system the moment
 /// they are freed.

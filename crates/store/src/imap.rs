@@ -9,7 +9,7 @@
 //! UIDs and remembering the files gone as expunged. A crash between a file's move and
 //! the index's update is mended by the next sync: nothing is lost or given two UIDs.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 
@@ -27,19 +27,42 @@ pub struct ImapFolder {
     pub subscribed: bool,
 }
 
-/// An indexed message.
+/// An indexed message. Its texts are shared (`Arc<str>`): a folder's list made again
+/// from an earlier one ([`Db::imap_messages_after`]) copies each message's row, not its
+/// name, and the few different flag sets of a folder are one string each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImapMessage {
     pub uid: u32,
     /// The Maildir unique name (the file name before `:2,`).
-    pub unique: String,
+    pub unique: Arc<str>,
     pub size: u64,
     /// Unix seconds it arrived (INTERNALDATE).
     pub received: i64,
     /// The Maildir flags as last seen (`FRS`...), and the keywords.
-    pub flags: String,
+    pub flags: Arc<str>,
     pub keywords: Vec<String>,
     pub modseq: u64,
+}
+
+/// The flag sets of many messages (the rows read in one go, the messages one STORE
+/// changes), each kept once: a folder has a handful (`""`, `"S"`, `"FS"`...) across all
+/// its messages.
+#[derive(Debug, Default)]
+pub struct FlagSets(Vec<Arc<str>>);
+
+impl FlagSets {
+    /// `flags` as a shared string: the one made before for the same letters.
+    pub fn of(&mut self, flags: &str) -> Arc<str> {
+        if let Some(f) = self.0.iter().find(|f| ***f == *flags) {
+            return Arc::clone(f);
+        }
+        let f: Arc<str> = Arc::from(flags);
+        // A folder with an unusual spread of flags stays correct, only less shared.
+        if self.0.len() < 64 {
+            self.0.push(Arc::clone(&f));
+        }
+        f
+    }
 }
 
 /// A message file found in the folder now.
@@ -49,6 +72,74 @@ pub struct Found<'a> {
     pub size: u64,
     pub received: i64,
     pub flags: &'a str,
+}
+
+/// A message file as the index needs to know it: a [`Found`], or the Maildir's own
+/// listing ([`crate::Entry`]) handed over as it is, with no second list made of it.
+pub trait FoundFile {
+    fn unique(&self) -> &str;
+    fn size(&self) -> u64;
+    /// Unix seconds it arrived.
+    fn received(&self) -> i64;
+    fn flags(&self) -> &str;
+}
+
+impl FoundFile for Found<'_> {
+    fn unique(&self) -> &str {
+        self.unique
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn received(&self) -> i64 {
+        self.received
+    }
+    fn flags(&self) -> &str {
+        self.flags
+    }
+}
+
+impl FoundFile for crate::Entry {
+    fn unique(&self) -> &str {
+        crate::Entry::unique(self)
+    }
+    fn size(&self) -> u64 {
+        crate::Entry::size(self)
+    }
+    fn received(&self) -> i64 {
+        self.arrival().0
+    }
+    fn flags(&self) -> &str {
+        crate::Entry::flags(self)
+    }
+}
+
+/// The index's rows a sync holds the files against: (name, UID, flags) by position,
+/// from a sync's own earlier result or read from the database.
+enum Rows<'a> {
+    Known(&'a [ImapMessage]),
+    Read(Vec<(String, u32, String)>),
+}
+
+impl Rows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Known(rows) => rows.len(),
+            Rows::Read(rows) => rows.len(),
+        }
+    }
+
+    /// The row at `i` (a position below [`Rows::len`]; another is an empty row).
+    fn get(&self, i: u32) -> (&str, u32, &str) {
+        let i = i as usize;
+        match self {
+            Rows::Known(rows) => rows.get(i).map(|m| (&*m.unique, m.uid, &*m.flags)),
+            Rows::Read(rows) => rows
+                .get(i)
+                .map(|(u, uid, f)| (u.as_str(), *uid, f.as_str())),
+        }
+        .unwrap_or(("", 0, ""))
+    }
 }
 
 /// What a sync changed.
@@ -153,36 +244,83 @@ impl Db {
             .prepare_cached("SELECT COUNT(*) FROM imap_messages WHERE folder = ?1")
             .and_then(|mut s| s.query_row([folder], |r| r.get(0)))
             .map_err(&read)?;
+        let mut out = Vec::with_capacity(count);
+        self.imap_rows(folder, 0, &mut |m| out.push(m))?;
+        Ok(out)
+    }
+
+    /// Every row of the folder changed after modification `since` (added or flagged), in
+    /// UID order, handed to `each`.
+    fn imap_rows(
+        &self,
+        folder: i64,
+        since: u64,
+        each: &mut dyn FnMut(ImapMessage),
+    ) -> Result<(), StoreError> {
+        let read = self.imap_err("read an IMAP folder's messages");
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT uid, unique_name, size, received, flags, keywords, modseq
-                 FROM imap_messages WHERE folder = ?1 ORDER BY uid",
+                 FROM imap_messages WHERE folder = ?1 AND modseq > ?2 ORDER BY uid",
             )
             .map_err(&read)?;
-        let rows = stmt
-            .query_map([folder], |r| {
-                Ok(ImapMessage {
+        let mut rows = stmt.query(params![folder, since]).map_err(&read)?;
+        let mut sets = FlagSets::default();
+        while let Some(r) = rows.next().map_err(&read)? {
+            let text = |i: usize| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
+            let m = (|| {
+                Ok::<_, rusqlite::Error>(ImapMessage {
                     uid: r.get(0)?,
-                    unique: r.get(1)?,
+                    unique: Arc::from(text(1)?),
                     size: r.get(2)?,
                     received: r.get(3)?,
-                    flags: r.get(4)?,
-                    keywords: keywords_of(&r.get::<_, String>(5)?),
+                    flags: sets.of(text(4)?),
+                    keywords: keywords_of(text(5)?),
                     modseq: r.get(6)?,
                 })
-            })
+            })()
             .map_err(&read)?;
-        let mut out = Vec::with_capacity(count);
-        for row in rows {
-            out.push(row.map_err(&read)?);
+            each(m);
         }
+        Ok(())
+    }
+
+    /// The folder's messages in UID order, made from `known`: its messages as this index
+    /// held them at modification `known_at`. Only what changed since is read (rows added
+    /// or flagged after it, and the UIDs expunged after it); the rest are `known`'s rows,
+    /// their names shared, not read again.
+    pub fn imap_messages_after(
+        &self,
+        folder: i64,
+        known_at: u64,
+        known: &[ImapMessage],
+    ) -> Result<Vec<ImapMessage>, StoreError> {
+        let mut gone = self.imap_expunged_since(folder, known_at)?;
+        gone.sort_unstable();
+        let mut changed = Vec::new();
+        self.imap_rows(folder, known_at, &mut |m| changed.push(m))?;
+        // Both in UID order: merged, a changed row standing for the known one of its UID.
+        let mut out = Vec::with_capacity(known.len() + changed.len());
+        let mut changed = changed.into_iter().peekable();
+        for m in known {
+            while let Some(c) = changed.next_if(|c| c.uid < m.uid) {
+                out.push(c);
+            }
+            if let Some(c) = changed.next_if(|c| c.uid == m.uid) {
+                out.push(c);
+            } else if gone.binary_search(&m.uid).is_err() {
+                out.push(m.clone());
+            }
+        }
+        out.extend(changed);
         Ok(out)
     }
 
-    /// Brings the folder's index in line with the files `found` in it now (in the order
-    /// new ones get their UIDs), in one transaction.
-    pub fn imap_sync(&self, folder: i64, found: &[Found<'_>]) -> Result<Synced, StoreError> {
+    /// Brings the folder's index in line with the files `found` in it now, in one
+    /// transaction; files new to it get their UIDs in arrival order (`arrival_of`, then
+    /// the name), whatever order they are found in.
+    pub fn imap_sync(&self, folder: i64, found: &[impl FoundFile]) -> Result<Synced, StoreError> {
         self.imap_sync_known(folder, found, None)
     }
 
@@ -193,7 +331,7 @@ impl Db {
     pub fn imap_sync_known(
         &self,
         folder: i64,
-        found: &[Found<'_>],
+        found: &[impl FoundFile],
         known: Option<(u64, &[ImapMessage])>,
     ) -> Result<Synced, StoreError> {
         let fail = self.imap_err("index an IMAP folder");
@@ -205,61 +343,74 @@ impl Db {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(&fail)?;
-        let read: Vec<(String, u32, String)>;
-        let mut indexed: HashMap<&str, (u32, &str)> = match known {
-            Some((at, rows)) if at == modseq => rows
-                .iter()
-                .map(|m| (m.unique.as_str(), (m.uid, m.flags.as_str())))
-                .collect(),
+        let rows = match known {
+            Some((at, rows)) if at == modseq => Rows::Known(rows),
             _ => {
                 let mut stmt = tx
                     .prepare_cached(
                         "SELECT unique_name, uid, flags FROM imap_messages WHERE folder = ?1",
                     )
                     .map_err(&fail)?;
-                read = stmt
+                let read = stmt
                     .query_map([folder], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .map_err(&fail)?
                     .collect::<Result<_, _>>()
                     .map_err(&fail)?;
-                read.iter()
-                    .map(|(unique, uid, flags)| (unique.as_str(), (*uid, flags.as_str())))
-                    .collect()
+                Rows::Read(read)
             }
         };
+        // The rows' positions in name order, and which of them a file was found for: a
+        // sorted list of positions and a flag each, not a map of every name.
+        let count = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+        let mut by_name: Vec<u32> = (0..count).collect();
+        by_name.sort_unstable_by(|&a, &b| rows.get(a).0.cmp(rows.get(b).0));
+        let mut seen = vec![false; by_name.len()];
         let mut synced = Synced::default();
         let mut next_modseq = || {
             modseq += 1;
             modseq
         };
+        let mut fresh = Vec::new();
         for f in found {
-            match indexed.remove(f.unique) {
-                Some((uid, flags)) => {
-                    if flags != f.flags {
-                        let m = next_modseq();
-                        tx.execute(
-                            "UPDATE imap_messages SET flags = ?3, modseq = ?4 WHERE folder = ?1 AND uid = ?2",
-                            params![folder, uid, f.flags, m],
-                        )
-                        .map_err(&fail)?;
-                        synced.flagged.push(uid);
-                    }
-                }
-                None => {
-                    let uid = uidnext;
-                    uidnext = uidnext.saturating_add(1);
-                    let m = next_modseq();
-                    tx.execute(
-                        "INSERT INTO imap_messages (folder, uid, unique_name, size, received, flags, modseq)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![folder, uid, f.unique, f.size, f.received, f.flags, m],
-                    )
-                    .map_err(&fail)?;
-                    synced.added.push(uid);
-                }
+            let row = by_name
+                .binary_search_by(|&i| rows.get(i).0.cmp(f.unique()))
+                .ok()
+                .and_then(|p| by_name.get(p).copied())
+                .filter(|&i| !seen[i as usize]);
+            // A second file of a name already found is a new message, like any other.
+            let Some(i) = row else {
+                fresh.push(f);
+                continue;
+            };
+            seen[i as usize] = true;
+            let (_, uid, flags) = rows.get(i);
+            if flags != f.flags() {
+                let m = next_modseq();
+                tx.execute(
+                    "UPDATE imap_messages SET flags = ?3, modseq = ?4 WHERE folder = ?1 AND uid = ?2",
+                    params![folder, uid, f.flags(), m],
+                )
+                .map_err(&fail)?;
+                synced.flagged.push(uid);
             }
         }
-        for (uid, _) in indexed.into_values() {
+        // New files get their UIDs in the order they arrived (only they are sorted: a
+        // folder's files need no order of their own).
+        fresh.sort_by_cached_key(|f| (crate::maildir::arrival_of(f.unique()), f.unique()));
+        for f in fresh {
+            let uid = uidnext;
+            uidnext = uidnext.saturating_add(1);
+            let m = next_modseq();
+            tx.execute(
+                "INSERT INTO imap_messages (folder, uid, unique_name, size, received, flags, modseq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![folder, uid, f.unique(), f.size(), f.received(), f.flags(), m],
+            )
+            .map_err(&fail)?;
+            synced.added.push(uid);
+        }
+        for i in (0..count).filter(|&i| !seen[i as usize]) {
+            let uid = rows.get(i).1;
             let m = next_modseq();
             tx.execute(
                 "DELETE FROM imap_messages WHERE folder = ?1 AND uid = ?2",
@@ -425,9 +576,7 @@ mod tests {
         );
         let m = db.imap_messages(inbox.id).unwrap();
         assert_eq!(
-            m.iter()
-                .map(|m| (m.uid, m.unique.as_str()))
-                .collect::<Vec<_>>(),
+            m.iter().map(|m| (m.uid, &*m.unique)).collect::<Vec<_>>(),
             vec![(1, "a"), (2, "b"), (3, "c")]
         );
         let f = db.imap_folder("alice", "INBOX").unwrap();
@@ -456,7 +605,7 @@ mod tests {
         let m = db.imap_set_flags(f.id, 1, "F", &["$Work".into()]).unwrap();
         let a = &db.imap_messages(f.id).unwrap()[0];
         assert_eq!(
-            (a.flags.as_str(), a.keywords.clone(), a.modseq),
+            (&*a.flags, a.keywords.clone(), a.modseq),
             ("F", vec!["$Work".to_string()], m)
         );
         // A file back under a UID it had is a new message (UIDs are never reused).
@@ -464,6 +613,42 @@ mod tests {
             .imap_sync(f.id, &[found("a", "F"), found("b", ""), found("c", "S")])
             .unwrap();
         assert_eq!(s.added, vec![4]);
+    }
+
+    #[test]
+    fn a_list_made_from_an_earlier_one_is_the_list_read_whole_and_shares_its_names() {
+        let db = Db::open_in_memory().unwrap();
+        let f = db.imap_folder("alice", "INBOX").unwrap();
+        let names: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+        let all: Vec<Found<'_>> = names.iter().map(|n| found(n, "")).collect();
+        db.imap_sync(f.id, &all).unwrap();
+        let at = db.imap_folder("alice", "INBOX").unwrap().modseq;
+        let known = db.imap_messages(f.id).unwrap();
+        // Unchanged since: the same list, every name shared.
+        let same = db.imap_messages_after(f.id, at, &known).unwrap();
+        assert_eq!(same, known);
+        assert!(
+            same.iter()
+                .zip(&known)
+                .all(|(a, b)| Arc::ptr_eq(&a.unique, &b.unique))
+        );
+        // Then m1 and m4 go, m2 is flagged by a file rename, m3 gets a keyword, and two
+        // files arrive.
+        let mut now: Vec<Found<'_>> = vec![found("m0", ""), found("m2", "F"), found("m3", "")];
+        now.extend([found("m5", ""), found("n1", "S"), found("n2", "")]);
+        db.imap_sync(f.id, &now).unwrap();
+        db.imap_set_flags(f.id, 4, "", &["$Later".into()]).unwrap();
+        let patched = db.imap_messages_after(f.id, at, &known).unwrap();
+        let whole = db.imap_messages(f.id).unwrap();
+        assert_eq!(patched, whole);
+        assert_eq!(
+            patched.iter().map(|m| m.uid).collect::<Vec<_>>(),
+            vec![1, 3, 4, 6, 7, 8]
+        );
+        // The untouched rows kept their names; the read ones share their flag sets.
+        assert!(Arc::ptr_eq(&patched[0].unique, &known[0].unique));
+        assert!(Arc::ptr_eq(&patched[3].unique, &known[5].unique));
+        assert!(Arc::ptr_eq(&whole[0].flags, &whole[2].flags));
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod file;
 mod greylist;
 mod imap;
 mod maildir;
+pub mod memory;
 mod phone;
 mod provision;
 mod queue;
@@ -62,7 +63,7 @@ pub use error::StoreError;
 pub use fax::{FaxEntry, FaxOut, NewFaxOut};
 pub use fetch::FetchStatus;
 pub use file::write_atomic;
-pub use imap::{Found, ImapFolder, ImapMessage, Synced};
+pub use imap::{FlagSets, Found, FoundFile, ImapFolder, ImapMessage, Synced};
 pub use maildir::{
     Entry, Folder, Maildir, MessageName, Place, TMP_STALE_AFTER, arrival_of, mailbox_path,
 };

@@ -344,7 +344,9 @@ impl Maildir {
         for folder in [Folder::New, Folder::Cur] {
             let dir = self.root.join(folder.dir_name());
             let read = fs::read_dir(&dir).map_err(|e| StoreError::io("list", &dir, e))?;
-            let mut batch = Vec::new();
+            // Each folder's files straight into the one list, then sorted where they lie
+            // (a second list per folder would be a second copy of a large folder's).
+            let start = entries.len();
             for item in read {
                 let item = item.map_err(|e| StoreError::io("list", &dir, e))?;
                 let Ok(name) = item.file_name().into_string() else {
@@ -363,10 +365,9 @@ impl Maildir {
                         Err(e) => return Err(StoreError::io("stat", item.path(), e)),
                     },
                 };
-                batch.push(Entry { name, folder, size });
+                entries.push(Entry { name, folder, size });
             }
-            batch.sort_by(|a, b| a.name.cmp(&b.name));
-            entries.append(&mut batch);
+            entries[start..].sort_by(|a, b| a.name.cmp(&b.name));
         }
         Ok(entries)
     }

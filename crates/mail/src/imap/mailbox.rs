@@ -9,10 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use officebox_store::arrival_of;
-use officebox_store::{
-    Db, Entry, Found, ImapFolder, ImapMessage, Maildir, Place, StoreError, Synced,
-};
+use officebox_store::{Db, Entry, ImapFolder, ImapMessage, Maildir, Place, StoreError, Synced};
 
 /// The hierarchy delimiter clients see.
 pub const DELIMITER: char = '/';
@@ -165,7 +162,7 @@ fn aligned(mut entries: Vec<Entry>, messages: &[ImapMessage]) -> Vec<Option<Plac
         .iter()
         .map(|m| {
             let i = entries
-                .binary_search_by(|e| e.unique().cmp(m.unique.as_str()))
+                .binary_search_by(|e| e.unique().cmp(&m.unique))
                 .ok()?;
             entries.get(i).map(|e| e.place(&m.flags))
         })
@@ -177,6 +174,10 @@ fn aligned(mut entries: Vec<Entry>, messages: &[ImapMessage]) -> Vec<Option<Plac
 pub fn sync(db: &Db, login: &str, root: &Path, name: &str) -> Result<Snapshot, StoreError> {
     sync_from(db, login, root, name, None)
 }
+
+/// A folder this large has its listing's freed memory given back to the system after a
+/// sync (see [`officebox_store::memory::release_free_memory`]).
+const LARGE_FOLDER: usize = 10_000;
 
 /// Like [`sync`], starting from `known`: the folder as an earlier sync left it. When the
 /// index has not changed since, its messages stand in for the index's rows (no second
@@ -191,23 +192,13 @@ pub fn sync_from(
 ) -> Result<Snapshot, StoreError> {
     let maildir = Maildir::open(&dir_of(root, name))?;
     let entries = maildir.list()?;
-    let mut found: Vec<Found<'_>> = entries
-        .iter()
-        .map(|e| Found {
-            unique: e.unique(),
-            size: e.size(),
-            received: e.arrival().0,
-            flags: e.flags(),
-        })
-        .collect();
-    // New files get their UIDs in arrival order.
-    found.sort_by_cached_key(|f| (arrival_of(f.unique), f.unique));
     let folder = db.imap_folder(login, name)?;
     let known =
         known.filter(|k| k.folder.id == folder.id && k.folder.uidvalidity == folder.uidvalidity);
+    // The listing as it is: the index gives files new to it their UIDs in arrival order.
     let changes = db.imap_sync_known(
         folder.id,
-        &found,
+        &entries,
         known.map(|k| (k.folder.modseq, k.messages.as_slice())),
     )?;
     let folder = db.imap_folder(login, name)?;
@@ -215,16 +206,32 @@ pub fn sync_from(
     // means the same rows.
     let messages = match known {
         Some(k) if k.folder.modseq == folder.modseq => std::sync::Arc::clone(&k.messages),
-        _ => std::sync::Arc::new(db.imap_messages(folder.id)?),
+        // Made from the earlier list and what changed since: a message added to a large
+        // folder costs its row, not a second copy of every name.
+        Some(k) => {
+            std::sync::Arc::new(db.imap_messages_after(folder.id, k.folder.modseq, &k.messages)?)
+        }
+        None => std::sync::Arc::new(db.imap_messages(folder.id)?),
     };
-    drop(found);
     let files = aligned(entries, &messages);
+    let large = files.len() >= LARGE_FOLDER;
+    // Nothing moved since the earlier sync: its list of places is shared as well.
+    let files = match known {
+        Some(k) if std::sync::Arc::ptr_eq(&k.messages, &messages) && *k.files == files => {
+            std::sync::Arc::clone(&k.files)
+        }
+        _ => std::sync::Arc::new(files),
+    };
+    if large {
+        // The listing of a large folder was tens of thousands of small blocks, just freed.
+        officebox_store::memory::release_free_memory();
+    }
     Ok(Snapshot {
         folder,
         changes,
         messages,
         maildir,
-        files: std::sync::Arc::new(files),
+        files,
     })
 }
 
@@ -232,6 +239,7 @@ pub fn sync_from(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use officebox_store::arrival_of;
 
     #[test]
     fn names_map_to_maildir_plus_plus_folders_and_back() {
@@ -287,7 +295,7 @@ mod tests {
         }
         let db = Db::open_in_memory().unwrap();
         let s = sync(&db, "alice", &root, "INBOX").unwrap();
-        let order: Vec<&str> = s.messages.iter().map(|m| m.unique.as_str()).collect();
+        let order: Vec<&str> = s.messages.iter().map(|m| &*m.unique).collect();
         assert_eq!(
             order,
             [
@@ -311,9 +319,10 @@ mod tests {
         let db = Db::open_in_memory().unwrap();
         inbox.deliver(b"Subject: one\r\n\r\n1\r\n").unwrap();
         let s1 = sync(&db, "alice", &root, "INBOX").unwrap();
-        // Nothing changed: the same list of messages.
+        // Nothing changed: the same list of messages, and of where their files are.
         let s2 = sync_from(&db, "alice", &root, "INBOX", Some(&s1)).unwrap();
         assert!(std::sync::Arc::ptr_eq(&s1.messages, &s2.messages));
+        assert!(std::sync::Arc::ptr_eq(&s1.files, &s2.files));
         // A delivery: found from the earlier rows, and the new list has it.
         inbox.deliver(b"Subject: two\r\n\r\n2\r\n").unwrap();
         let s3 = sync_from(&db, "alice", &root, "INBOX", Some(&s2)).unwrap();
@@ -327,6 +336,18 @@ mod tests {
         let s4 = sync_from(&db, "alice", &root, "INBOX", Some(&s3)).unwrap();
         assert_eq!(s4.messages[0].keywords, vec!["$work".to_string()]);
         assert!(s4.changes.added.is_empty() && s4.changes.expunged.is_empty());
+        // The rest of the list is s3's rows, names shared.
+        assert!(std::sync::Arc::ptr_eq(
+            &s4.messages[1].unique,
+            &s3.messages[1].unique
+        ));
+        // A file read as seen by POP3 behind the index's back: picked up, and the list
+        // made from s4's matches one read whole.
+        let seen = s4.file(1).unwrap();
+        inbox.set_flags(&seen, "S").unwrap();
+        let s6 = sync_from(&db, "alice", &root, "INBOX", Some(&s4)).unwrap();
+        assert_eq!(s6.changes.flagged, vec![2]);
+        assert_eq!(*s6.messages, db.imap_messages(s6.folder.id).unwrap());
         // A snapshot of another folder is not taken for this one's.
         let sent = sync(&db, "alice", &root, "Sent").unwrap();
         let s5 = sync_from(&db, "alice", &root, "INBOX", Some(&sent)).unwrap();
@@ -358,7 +379,7 @@ mod tests {
         assert_eq!(s.changes.expunged.len(), 1);
         assert_eq!(s.changes.flagged.len(), 1);
         assert_eq!(s.messages.len(), 1);
-        assert_eq!(s.messages[0].flags, "S");
+        assert_eq!(&*s.messages[0].flags, "S");
         let sent = sync(&db, "alice", &root, "Sent").unwrap();
         assert!(sent.messages.is_empty());
         assert_ne!(sent.folder.id, s.folder.id);

@@ -995,7 +995,7 @@ impl Session {
             let stamp = stamp_now(&dir);
             let (snap, uid) = index.with(|db| {
                 let snap = mailbox::sync_from(db, &login, &root, &name, known.as_ref())?;
-                let m = snap.messages.iter().find(|m| m.unique == entry.unique());
+                let m = snap.messages.iter().find(|m| *m.unique == *entry.unique());
                 let uid = m.map_or(0, |m| m.uid);
                 if !keywords.is_empty() && uid > 0 {
                     db.imap_set_flags(snap.folder.id, uid, &letters, &keywords)?;
@@ -1093,7 +1093,7 @@ impl Session {
                 let snap = mailbox::sync(db, &login, &root, &name)?;
                 let mut pairs = Vec::new();
                 for (m, new) in placed {
-                    if let Some(n) = snap.messages.iter().find(|x| x.unique == new.unique()) {
+                    if let Some(n) = snap.messages.iter().find(|x| *x.unique == *new.unique()) {
                         if !m.keywords.is_empty() {
                             db.imap_set_flags(snap.folder.id, n.uid, &m.flags, &m.keywords)?;
                         }
@@ -2112,7 +2112,7 @@ fn set_flags_of(
     let mut changing = Vec::new();
     for (seq, m, entry) in work {
         let (letters, keywords) = super::flags::apply(mode, (&m.flags, &m.keywords), flags);
-        if letters == m.flags && keywords == m.keywords {
+        if *letters == *m.flags && keywords == m.keywords {
             same.push((seq, m, entry));
         } else {
             changing.push((seq, m, entry, letters, keywords));
@@ -2125,16 +2125,17 @@ fn set_flags_of(
     let moved = maildir.set_flags_many(&renames).unwrap_or_default();
     drop(renames);
     let mut renamed = Vec::new();
+    let mut sets = officebox_store::FlagSets::default();
     for ((seq, mut m, _, letters, keywords), moved) in changing.into_iter().zip(moved) {
         if let Ok(entry) = moved {
-            m.flags = letters;
+            m.flags = sets.of(&letters);
             m.keywords = keywords;
             renamed.push((seq, m, entry));
         }
     }
     let rows: Vec<(u32, &str, &[String])> = renamed
         .iter()
-        .map(|(_, m, _)| (m.uid, m.flags.as_str(), m.keywords.as_slice()))
+        .map(|(_, m, _)| (m.uid, &*m.flags, m.keywords.as_slice()))
         .collect();
     if !rows.is_empty()
         && let Ok(modseq) = index.with(|db| db.imap_set_flags_many(folder, &rows))
@@ -2201,7 +2202,7 @@ fn fetch_one(
             FetchItem::Uid => parts.push(format!("UID {}", m.uid).into_bytes()),
             FetchItem::Flags => {
                 flags_shown = true;
-                let mut letters = m.flags.clone();
+                let mut letters = m.flags.to_string();
                 if marks_seen && !letters.contains('S') {
                     letters.push('S');
                 }
@@ -2304,7 +2305,7 @@ fn fetch_one(
     }
     // A message this FETCH marks seen says so, even when FLAGS was not asked for.
     if marks_seen && !m.flags.contains('S') && !flags_shown {
-        let mut letters = m.flags.clone();
+        let mut letters = m.flags.to_string();
         letters.push('S');
         parts.push(
             format!(
