@@ -590,6 +590,14 @@ impl Db {
         &self.path
     }
 
+    /// Gives back the memory this connection holds for pages it read (SQLite's page
+    /// cache, up to 2 MB), after a large read that is not about to be repeated.
+    pub fn shrink_memory(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA shrink_memory")
+            .map_err(|e| self.err("shrink the page cache", e))
+    }
+
     /// The schema version recorded in the file (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         self.conn

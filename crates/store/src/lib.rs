@@ -65,7 +65,7 @@ pub use fetch::FetchStatus;
 pub use file::write_atomic;
 pub use imap::{FlagSets, Found, FoundFile, ImapFolder, ImapMessage, Synced};
 pub use maildir::{
-    Entry, Folder, Maildir, MessageName, Place, TMP_STALE_AFTER, arrival_of, mailbox_path,
+    Entry, Folder, Maildir, MessageName, Place, Places, TMP_STALE_AFTER, arrival_of, mailbox_path,
 };
 pub use phone::{Forwarding, SipBinding, SipCall, Voicemail};
 pub use provision::ProvisionedPhone;

@@ -178,6 +178,76 @@ enum Where {
     Named(Folder, Box<str>),
 }
 
+/// Where the files of a list of messages are, in the list's order: one byte a message
+/// for the usual names (`new/<unique>`, `cur/<unique>:2,<flags>`, or gone), the whole
+/// name only for the few that are not. What [`Place`]s cost in a `Vec`, 24 bytes a
+/// message, made 1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Places {
+    tags: Vec<u8>,
+    named: std::collections::BTreeMap<usize, (Folder, Box<str>)>,
+}
+
+const GONE: u8 = 0;
+const NEW: u8 = 1;
+const CUR: u8 = 2;
+const NAMED: u8 = 3;
+
+impl Places {
+    pub fn len(&self) -> usize {
+        self.tags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    /// The place of the file of message `i` (`None`: gone, or past the end).
+    pub fn get(&self, i: usize) -> Option<Place> {
+        match *self.tags.get(i)? {
+            NEW => Some(Place(Where::New)),
+            CUR => Some(Place(Where::Cur)),
+            NAMED => self
+                .named
+                .get(&i)
+                .map(|(folder, name)| Place(Where::Named(*folder, name.clone()))),
+            _ => None,
+        }
+    }
+
+    /// Message `i`'s file is now at `place`; nothing when `i` is past the end.
+    pub fn set(&mut self, i: usize, place: Option<Place>) {
+        let Some(tag) = self.tags.get_mut(i) else {
+            return;
+        };
+        self.named.remove(&i);
+        *tag = match place.map(|p| p.0) {
+            None => GONE,
+            Some(Where::New) => NEW,
+            Some(Where::Cur) => CUR,
+            Some(Where::Named(folder, name)) => {
+                self.named.insert(i, (folder, name));
+                NAMED
+            }
+        };
+    }
+}
+
+impl FromIterator<Option<Place>> for Places {
+    fn from_iter<I: IntoIterator<Item = Option<Place>>>(places: I) -> Places {
+        let places = places.into_iter();
+        let mut out = Places {
+            tags: Vec::with_capacity(places.size_hint().0),
+            named: std::collections::BTreeMap::new(),
+        };
+        for place in places {
+            out.tags.push(GONE);
+            out.set(out.tags.len() - 1, place);
+        }
+        out
+    }
+}
+
 /// When a message arrived, from its unique name `<secs>.M<usec>P<pid>...` (the usual
 /// Maildir name, which every deliverer here writes): seconds and microseconds, 0 for
 /// what the name does not say. Sorted by this and then by name, messages are in arrival
@@ -723,6 +793,20 @@ mod tests {
             .filter(|p| matches!(p.0, Where::Named(..)))
             .count();
         assert_eq!(whole, 3, "{places:?}");
+        // Kept a byte each (the unusual ones whole), with gaps for files gone: the same
+        // places back, and one changed in place.
+        let mut kept: Places = places.iter().cloned().map(Some).chain([None]).collect();
+        assert_eq!(kept.len(), places.len() + 1);
+        for (i, p) in places.iter().enumerate() {
+            assert_eq!(kept.get(i).as_ref(), Some(p));
+        }
+        assert_eq!(kept.get(places.len()), None);
+        kept.set(0, Some(named.clone()));
+        kept.set(1, None);
+        assert_eq!(kept.get(0), Some(named.clone()));
+        assert_eq!(kept.get(1), None);
+        kept.set(99, Some(named.clone()));
+        assert_eq!(kept.len(), places.len() + 1);
         assert_eq!(stored.flags(), "FS");
         // Told against other flags than the name's, the whole name is kept.
         let e = md

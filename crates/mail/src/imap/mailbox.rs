@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use officebox_store::{Db, Entry, ImapFolder, ImapMessage, Maildir, Place, StoreError, Synced};
+use officebox_store::{Db, Entry, ImapFolder, ImapMessage, Maildir, Places, StoreError, Synced};
 
 /// The hierarchy delimiter clients see.
 pub const DELIMITER: char = '/';
@@ -136,9 +136,9 @@ pub struct Snapshot {
     /// Shared: sessions on one folder (and the index's cache of it) hold one copy.
     pub messages: std::sync::Arc<Vec<ImapMessage>>,
     pub maildir: Maildir,
-    /// `files[i]` is where the file of `messages[i]` is (`None`: gone since the index
-    /// row was read), told against its unique name and flags: a few bytes a message.
-    pub files: std::sync::Arc<Vec<Option<Place>>>,
+    /// `files.get(i)` is where the file of `messages[i]` is (`None`: gone since the
+    /// index row was read), told against its unique name and flags: a byte a message.
+    pub files: std::sync::Arc<Places>,
 }
 
 impl Snapshot {
@@ -149,14 +149,14 @@ impl Snapshot {
 }
 
 /// The file of `messages[i]`, from `files` (a snapshot's lists).
-pub fn file_of(messages: &[ImapMessage], files: &[Option<Place>], i: usize) -> Option<Entry> {
+pub fn file_of(messages: &[ImapMessage], files: &Places, i: usize) -> Option<Entry> {
     let m = messages.get(i)?;
-    Entry::at(&m.unique, &m.flags, m.size, files.get(i)?.as_ref()?)
+    Entry::at(&m.unique, &m.flags, m.size, &files.get(i)?)
 }
 
 /// Where the files of `messages` are, in their order, found in `entries` (a sorted list
 /// and a binary search, not a map of every name).
-fn aligned(mut entries: Vec<Entry>, messages: &[ImapMessage]) -> Vec<Option<Place>> {
+fn aligned(mut entries: Vec<Entry>, messages: &[ImapMessage]) -> Places {
     entries.sort_unstable_by(|a, b| a.unique().cmp(b.unique()));
     messages
         .iter()
@@ -223,7 +223,9 @@ pub fn sync_from(
         _ => std::sync::Arc::new(files),
     };
     if large {
-        // The listing of a large folder was tens of thousands of small blocks, just freed.
+        // The listing of a large folder was tens of thousands of small blocks, just
+        // freed, and the index's pages read for it are not needed again soon.
+        db.shrink_memory()?;
         officebox_store::memory::release_free_memory();
     }
     Ok(Snapshot {

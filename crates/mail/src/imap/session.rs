@@ -2003,9 +2003,7 @@ impl Session {
             let files = Arc::make_mut(&mut sel.snap.files);
             let messages = Arc::make_mut(&mut sel.snap.messages);
             for (seq, m, moved) in done {
-                if let Some(slot) = files.get_mut(seq - 1) {
-                    *slot = Some(moved.place(&m.flags));
-                }
+                files.set(seq - 1, Some(moved.place(&m.flags)));
                 if let Some(slot) = messages.get_mut(seq - 1) {
                     *slot = m;
                 }
