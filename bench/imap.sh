@@ -18,11 +18,12 @@
 #              (in /dev/shm, no fsync: the client's disk is not what is measured);
 #              seconds; every message must arrive.
 #   RSS        the server's peak memory over the run, measured the same way for both:
-#              the highest sum of its processes' resident memory, sampled every 0.1 s, MB.
-#              A peak shorter than a sample (a password check's argon2 block, 19 MiB for
-#              some 30 ms, in officebox and in dovecot's auth process alike) can fall
-#              between samples; officebox's exact peak (its VmHWM, which counts every such
-#              moment) is printed below the table as well.
+#              the highest sum of its processes' resident memory, sampled every 0.1 s
+#              (RSS_EVERY seconds), MB. A peak shorter than a sample can fall between
+#              samples (officebox's password check holds its argon2 block, 19 MiB, for
+#              some 30 ms), so the figure moves by that much from run to run; officebox's
+#              exact peak (its VmHWM) is printed below the table, and RSS_EVERY=0.01
+#              samples both more finely (taking CPU from the run).
 # Prints a table (with each server's CPU time for the whole run), officebox's ratios and
 # the bar (issue 20): open, headers, search and mbsync at least 1.5x dovecot, with less
 # memory.
@@ -192,7 +193,7 @@ rss_sampler() {
     while kill -0 "$1" 2>/dev/null; do
         now="$(rss_of "$@")"
         [ "$now" -gt "$peak" ] && { peak="$now"; echo "$peak" >"$file"; }
-        sleep 0.1
+        sleep "${RSS_EVERY:-0.1}"
     done
 }
 
