@@ -129,9 +129,12 @@ fn directory(r: &Reader<'_>, at: u64) -> Result<(Vec<(u16, Field)>, u64), String
     Ok((out, next))
 }
 
-/// How many pages (image directories) a TIFF file's bytes hold; an error where the
-/// directories run off the file or loop back.
-pub fn page_count(bytes: &[u8]) -> Result<usize, String> {
+/// Each image directory of a classic TIFF file's bytes, in order, handed to `each` with
+/// the file's reader; an error where they run off the file or loop back.
+fn each_directory(
+    bytes: &[u8],
+    mut each: impl FnMut(&Reader<'_>, Vec<(u16, Field)>) -> Result<(), String>,
+) -> Result<(), String> {
     let order = match bytes.get(..2) {
         Some(b"II") => Order::Little,
         Some(b"MM") => Order::Big,
@@ -147,9 +150,22 @@ pub fn page_count(bytes: &[u8]) -> Result<usize, String> {
         if !seen.insert(at) {
             return Err(format!("the directories loop back to offset {at}"));
         }
-        at = directory(&r, at)?.1;
+        let (entries, next) = directory(&r, at)?;
+        each(&r, entries)?;
+        at = next;
     }
-    Ok(seen.len())
+    Ok(())
+}
+
+/// How many pages (image directories) a TIFF file's bytes hold; an error where the
+/// directories run off the file or loop back.
+pub fn page_count(bytes: &[u8]) -> Result<usize, String> {
+    let mut pages = 0;
+    each_directory(bytes, |_, _| {
+        pages += 1;
+        Ok(())
+    })?;
+    Ok(pages)
 }
 
 /// The pages of a TIFF file SpanDSP wrote on receiving: Group 4, one strip each.
@@ -163,23 +179,8 @@ pub fn read_g4_pages(path: &Path) -> Result<Vec<G4Page>, FaxError> {
 
 /// [`read_g4_pages`] of a file's bytes.
 pub fn g4_pages(bytes: &[u8]) -> Result<Vec<G4Page>, String> {
-    let order = match bytes.get(..2) {
-        Some(b"II") => Order::Little,
-        Some(b"MM") => Order::Big,
-        _ => return Err("not a TIFF file".to_string()),
-    };
-    let r = Reader { bytes, order };
-    if r.u16(2)? != 42 {
-        return Err("not a classic TIFF file".to_string());
-    }
-    let mut at = u64::from(r.u32(4)?);
     let mut pages = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    while at != 0 {
-        if !seen.insert(at) {
-            return Err(format!("the directories loop back to offset {at}"));
-        }
-        let (entries, next) = directory(&r, at)?;
+    each_directory(bytes, |r, entries| {
         let page = pages.len() + 1;
         let get = |tag: u16| entries.iter().find(|(t, _)| *t == tag).map(|(_, f)| f);
         let one = |tag: u16, name: &str| {
@@ -239,8 +240,8 @@ pub fn g4_pages(bytes: &[u8]) -> Result<Vec<G4Page>, String> {
             dpi: (dpi(X_RESOLUTION, 204.0), dpi(Y_RESOLUTION, 196.0)),
             data,
         });
-        at = next;
-    }
+        Ok(())
+    })?;
     Ok(pages)
 }
 
