@@ -375,14 +375,16 @@ impl Db {
             let row = by_name
                 .binary_search_by(|&i| rows.get(i).0.cmp(f.unique()))
                 .ok()
-                .and_then(|p| by_name.get(p).copied())
-                .filter(|&i| !seen[i as usize]);
-            // A second file of a name already found is a new message, like any other.
+                .and_then(|p| by_name.get(p).copied());
             let Some(i) = row else {
                 fresh.push(f);
                 continue;
             };
-            seen[i as usize] = true;
+            // A second file of a name already found (a copy another program left in
+            // new/ and cur/ both) is the same message, not another one.
+            if std::mem::replace(&mut seen[i as usize], true) {
+                continue;
+            }
             let (_, uid, flags) = rows.get(i);
             if flags != f.flags() {
                 let m = next_modseq();
@@ -397,6 +399,8 @@ impl Db {
         // New files get their UIDs in the order they arrived (only they are sorted: a
         // folder's files need no order of their own).
         fresh.sort_by_cached_key(|f| (crate::maildir::arrival_of(f.unique()), f.unique()));
+        // And a new name found twice is one new message (the index keeps a name once).
+        fresh.dedup_by(|a, b| a.unique() == b.unique());
         for f in fresh {
             let uid = uidnext;
             uidnext = uidnext.saturating_add(1);
@@ -613,6 +617,23 @@ mod tests {
             .imap_sync(f.id, &[found("a", "F"), found("b", ""), found("c", "S")])
             .unwrap();
         assert_eq!(s.added, vec![4]);
+    }
+
+    #[test]
+    fn a_name_found_twice_is_one_message() {
+        let db = Db::open_in_memory().unwrap();
+        let f = db.imap_folder("alice", "INBOX").unwrap();
+        // A new file and its copy, then a known one and its copy: one row each, and the
+        // copies do not stop the sync.
+        let s = db
+            .imap_sync(f.id, &[found("a", ""), found("a", "S")])
+            .unwrap();
+        assert_eq!(s.added, vec![1]);
+        let s = db
+            .imap_sync(f.id, &[found("a", ""), found("b", ""), found("a", "S")])
+            .unwrap();
+        assert_eq!((s.added, s.expunged), (vec![2], vec![]));
+        assert_eq!(db.imap_messages(f.id).unwrap().len(), 2);
     }
 
     #[test]
