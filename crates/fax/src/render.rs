@@ -88,16 +88,17 @@ pub fn tiff(path: &Path) -> Result<TiffDocument, RenderError> {
         let unreadable = || RenderError::BadTiff(format!("page {page} cannot be read"));
         tx.start_page().map_err(|_| unreadable())?;
         // A page codes to well under a megabyte; one that goes on and on is broken.
-        let mut coded = Vec::new();
+        let (mut coded, mut length) = (Vec::new(), 0usize);
         loop {
             let n = tx.get(&mut buf);
+            length += n;
             if page == 1 {
                 coded.extend_from_slice(&buf[..n]);
             }
             if n < buf.len() {
                 break;
             }
-            if coded.len() > 64 * 1024 * 1024 {
+            if length > 64 * 1024 * 1024 {
                 return Err(RenderError::BadTiff(format!("page {page} never ends")));
             }
         }

@@ -296,8 +296,8 @@ impl Db {
         known_at: u64,
         known: &[ImapMessage],
     ) -> Result<Vec<ImapMessage>, StoreError> {
-        let mut gone = self.imap_expunged_since(folder, known_at)?;
-        gone.sort_unstable();
+        // In UID order, as read.
+        let gone = self.imap_expunged_since(folder, known_at)?;
         let mut changed = Vec::new();
         self.imap_rows(folder, known_at, &mut |m| changed.push(m))?;
         // Both in UID order: merged, a changed row standing for the known one of its UID.

@@ -225,7 +225,10 @@ pub fn sync_from(
     if large {
         // The listing of a large folder was tens of thousands of small blocks, just
         // freed, and the index's pages read for it are not needed again soon.
-        db.shrink_memory()?;
+        // Best effort: the sync is done either way.
+        if let Err(error) = db.shrink_memory() {
+            tracing::warn!(message = "imap: the index's page cache was not given back", %error);
+        }
         officebox_store::memory::release_free_memory();
     }
     Ok(Snapshot {
