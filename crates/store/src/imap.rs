@@ -245,16 +245,19 @@ impl Db {
             .and_then(|mut s| s.query_row([folder], |r| r.get(0)))
             .map_err(&read)?;
         let mut out = Vec::with_capacity(count);
-        self.imap_rows(folder, 0, &mut |m| out.push(m))?;
+        self.imap_rows(folder, 0, &[], &mut |m| out.push(m))?;
         Ok(out)
     }
 
     /// Every row of the folder changed after modification `since` (added or flagged), in
     /// UID order, handed to `each`.
+    /// The folder's rows changed after modification `since`, in UID order, each given
+    /// to `each`; a row of a UID in `known` (in UID order) shares its unique name.
     fn imap_rows(
         &self,
         folder: i64,
         since: u64,
+        known: &[ImapMessage],
         each: &mut dyn FnMut(ImapMessage),
     ) -> Result<(), StoreError> {
         let read = self.imap_err("read an IMAP folder's messages");
@@ -270,9 +273,17 @@ impl Db {
         while let Some(r) = rows.next().map_err(&read)? {
             let text = |i: usize| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
             let m = (|| {
+                let uid = r.get(0)?;
+                let name = text(1)?;
+                // A message keeps its name for life: a flag change re-reads its row, and
+                // the name is the one already held, not another copy.
+                let unique = match known.binary_search_by_key(&uid, |m| m.uid) {
+                    Ok(i) if *known[i].unique == *name => Arc::clone(&known[i].unique),
+                    _ => Arc::from(name),
+                };
                 Ok::<_, rusqlite::Error>(ImapMessage {
-                    uid: r.get(0)?,
-                    unique: Arc::from(text(1)?),
+                    uid,
+                    unique,
                     size: r.get(2)?,
                     received: r.get(3)?,
                     flags: sets.of(text(4)?),
@@ -298,22 +309,25 @@ impl Db {
     ) -> Result<Vec<ImapMessage>, StoreError> {
         // In UID order, as read.
         let gone = self.imap_expunged_since(folder, known_at)?;
-        let mut changed = Vec::new();
-        self.imap_rows(folder, known_at, &mut |m| changed.push(m))?;
-        // Both in UID order: merged, a changed row standing for the known one of its UID.
-        let mut out = Vec::with_capacity(known.len() + changed.len());
-        let mut changed = changed.into_iter().peekable();
-        for m in known {
-            while let Some(c) = changed.next_if(|c| c.uid < m.uid) {
-                out.push(c);
+        let kept = |m: &&ImapMessage| gone.binary_search(&m.uid).is_err();
+        // Both in UID order: merged as the changed rows are read (not gathered first: a
+        // flag change on every message would hold two folders' worth of rows), a changed
+        // row standing for the known one of its UID.
+        let mut out = Vec::with_capacity(known.len());
+        let mut rest = known.iter().peekable();
+        self.imap_rows(folder, known_at, known, &mut |c| {
+            while let Some(m) = rest.next_if(|m| m.uid < c.uid) {
+                if kept(&m) {
+                    out.push(m.clone());
+                }
             }
-            if let Some(c) = changed.next_if(|c| c.uid == m.uid) {
-                out.push(c);
-            } else if gone.binary_search(&m.uid).is_err() {
-                out.push(m.clone());
-            }
-        }
-        out.extend(changed);
+            rest.next_if(|m| m.uid == c.uid);
+            out.push(c);
+        })?;
+        out.extend(rest.filter(kept).cloned());
+        // Grown by doubling when rows were added (a first sync adds them all): the room
+        // beyond them is given back.
+        out.shrink_to_fit();
         Ok(out)
     }
 
@@ -666,8 +680,11 @@ mod tests {
             patched.iter().map(|m| m.uid).collect::<Vec<_>>(),
             vec![1, 3, 4, 6, 7, 8]
         );
-        // The untouched rows kept their names; the read ones share their flag sets.
+        // The untouched rows kept their names, and so did the re-read ones (m2, m3); the
+        // read ones share their flag sets.
         assert!(Arc::ptr_eq(&patched[0].unique, &known[0].unique));
+        assert!(Arc::ptr_eq(&patched[1].unique, &known[2].unique));
+        assert!(Arc::ptr_eq(&patched[2].unique, &known[3].unique));
         assert!(Arc::ptr_eq(&patched[3].unique, &known[5].unique));
         assert!(Arc::ptr_eq(&whole[0].flags, &whole[2].flags));
     }

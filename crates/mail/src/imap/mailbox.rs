@@ -195,23 +195,27 @@ pub fn sync_from(
     let folder = db.imap_folder(login, name)?;
     let known =
         known.filter(|k| k.folder.id == folder.id && k.folder.uidvalidity == folder.uidvalidity);
+    // The rows as an earlier sync left them, or else as they are now, read once: the
+    // sync below compares the files with these (when no row changed in between) rather
+    // than read every row a second time, and what it changes is read on top of them.
+    let (known_at, known_rows) = match known {
+        Some(k) => (k.folder.modseq, std::sync::Arc::clone(&k.messages)),
+        None => (
+            folder.modseq,
+            std::sync::Arc::new(db.imap_messages(folder.id)?),
+        ),
+    };
     // The listing as it is: the index gives files new to it their UIDs in arrival order.
-    let changes = db.imap_sync_known(
-        folder.id,
-        &entries,
-        known.map(|k| (k.folder.modseq, k.messages.as_slice())),
-    )?;
+    let changes = db.imap_sync_known(folder.id, &entries, Some((known_at, &known_rows)))?;
     let folder = db.imap_folder(login, name)?;
     // Every change to a folder's rows raises its modification sequence: the same one
     // means the same rows.
-    let messages = match known {
-        Some(k) if k.folder.modseq == folder.modseq => std::sync::Arc::clone(&k.messages),
+    let messages = if known_at == folder.modseq {
+        known_rows
+    } else {
         // Made from the earlier list and what changed since: a message added to a large
         // folder costs its row, not a second copy of every name.
-        Some(k) => {
-            std::sync::Arc::new(db.imap_messages_after(folder.id, k.folder.modseq, &k.messages)?)
-        }
-        None => std::sync::Arc::new(db.imap_messages(folder.id)?),
+        std::sync::Arc::new(db.imap_messages_after(folder.id, known_at, &known_rows)?)
     };
     let files = aligned(entries, &messages);
     let large = files.len() >= LARGE_FOLDER;

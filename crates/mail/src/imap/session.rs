@@ -2010,6 +2010,15 @@ impl Session {
                 result.push(seq);
             }
         }
+        // And the index keeps this copy for the next session that looks: its rows are
+        // those of its (older) modification sequence or newer, so that session reads
+        // only the rows changed since and shares this copy's names, where without it a
+        // second session after a large STORE read every row and name again.
+        if let Some(login) = &login
+            && let Some(stamp) = stamp_now(sel.snap.maildir.root())
+        {
+            index.remember(login, &sel.name, stamp, &sel.snap);
+        }
         result
     }
 
