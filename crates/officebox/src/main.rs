@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod backup;
 mod check;
 mod init;
 mod mail_cli;
@@ -85,6 +86,29 @@ enum Command {
     Vpn {
         #[command(subcommand)]
         action: VpnAction,
+    },
+    /// Write one archive of the box (config, state, mailboxes, keys) while it runs.
+    Backup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where to write it (default: officebox-HOST-DATE.tar.gz here).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Bring a box back from an archive of `officebox backup`: all of it (stop officebox
+    /// first), or only its settings or one mailbox. The archive is checked whole first;
+    /// what it replaces is kept beside it.
+    Restore {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The archive.
+        archive: PathBuf,
+        /// Only the settings (the config file).
+        #[arg(long, conflicts_with = "mailbox")]
+        settings: bool,
+        /// Only this user's mailbox.
+        #[arg(long, value_name = "LOGIN")]
+        mailbox: Option<String>,
     },
     /// Add, change or remove users in the config file (comments and layout are kept).
     User {
@@ -259,6 +283,20 @@ fn main() -> ExitCode {
         Command::Run { config } => supervisor::run(&config),
         Command::Check { config } => check::check(&config),
         Command::Init { config, domain } => init::init(&config, &domain),
+        Command::Backup { config, out } => backup::backup(&config, out.as_deref()),
+        Command::Restore {
+            config,
+            archive,
+            settings,
+            mailbox,
+        } => {
+            let part = match (settings, mailbox) {
+                (true, _) => backup::Part::Settings,
+                (false, Some(login)) => backup::Part::Mailbox(login),
+                (false, None) => backup::Part::All,
+            };
+            backup::restore(&config, &archive, &part)
+        }
         Command::User { config, action } => users::user(&config, action),
         Command::Dns {
             action: DnsAction::Names { config },

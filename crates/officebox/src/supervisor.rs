@@ -136,6 +136,8 @@ struct Instance {
 async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    // Held until officebox stops: no second officebox, and no restore, on the same data.
+    let _lock = crate::backup::lock_data_dir(&config.data_dir)?;
     let db_path = officebox_store::state_db(&config.data_dir);
     let db = tokio::task::spawn_blocking(move || Db::open(&db_path)).await??;
     // The domain's DKIM keys exist before the DNS service builds the zone and before the

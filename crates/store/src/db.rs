@@ -399,6 +399,10 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The file in the data directory a running officebox holds locked, so that a second
+/// one (or a restore) cannot work on the same data at once.
+pub const LOCK_FILE: &str = "officebox.lock";
+
 /// The state database of `data_dir`: every service opens this one file.
 pub fn state_db(data_dir: &Path) -> PathBuf {
     data_dir.join("state.db")
@@ -509,6 +513,37 @@ impl Db {
         }
         let conn = Connection::open(path).map_err(|e| sqlite_err("open", path, e))?;
         Self::setup(conn, path.to_path_buf())
+    }
+
+    /// Copies the live database at `from` to `to` with SQLite's online backup: one read
+    /// transaction, so the copy is the database as it was at one moment while the
+    /// services go on writing (WAL: they are not held up). `to` is replaced, fsynced.
+    /// The live file is opened read-only, its schema left as it is.
+    pub fn backup_to(from: &Path, to: &Path) -> Result<(), StoreError> {
+        use rusqlite::OpenFlags;
+        let source = Connection::open_with_flags(
+            from,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite_err("open for a backup", from, e))?;
+        source
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sqlite_err("set busy timeout", from, e))?;
+        let _ = std::fs::remove_file(to);
+        let mut copy = Connection::open(to).map_err(|e| sqlite_err("open", to, e))?;
+        {
+            let backup = rusqlite::backup::Backup::new(&source, &mut copy)
+                .map_err(|e| sqlite_err("start the backup", from, e))?;
+            // Every page in one step: one read transaction, one moment.
+            backup.step(-1).map_err(|e| sqlite_err("copy", from, e))?;
+        }
+        // The copy stands alone: no WAL beside it.
+        copy.pragma_update(None, "journal_mode", "DELETE")
+            .map_err(|e| sqlite_err("set journal_mode=DELETE", to, e))?;
+        drop(copy);
+        std::fs::File::open(to)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io("fsync", to, e))
     }
 
     /// An in-memory database with the same schema, for tests.

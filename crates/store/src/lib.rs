@@ -30,6 +30,7 @@
 //! Library code never panics on anything read from disk: odd rows are
 //! [`StoreError::Corrupt`], odd file names are skipped or [`StoreError::InvalidName`].
 
+pub mod backup;
 mod call_log;
 pub mod date;
 mod db;
@@ -55,8 +56,8 @@ pub use call_log::{
     csv as call_log_csv,
 };
 pub use db::{
-    Db, Lease, LeaseState, MIGRATIONS, Migration, ServedRecord, known_schema_version, state_db,
-    unix_now,
+    Db, LOCK_FILE, Lease, LeaseState, MIGRATIONS, Migration, ServedRecord, known_schema_version,
+    state_db, unix_now,
 };
 pub use dkim::DkimKey;
 pub use error::StoreError;
