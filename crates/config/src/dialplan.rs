@@ -557,6 +557,31 @@ impl LocalTime {
         )
     }
 
+    /// The next moment after Unix second `after` at which the clock in time zone `zone`
+    /// (else the box's own) shows `at` (hour, minute, second), in Unix seconds. A time a
+    /// clock change skips is taken as the moment after the gap.
+    pub fn next_at(zone: Option<&str>, at: (u8, u8, u8), after: i64) -> i64 {
+        let tz = zone_of(zone);
+        let now = jiff::Timestamp::from_second(after)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .to_zoned(tz.clone());
+        let (h, m, s) = (
+            i8::try_from(at.0).unwrap_or(0),
+            i8::try_from(at.1).unwrap_or(0),
+            i8::try_from(at.2).unwrap_or(0),
+        );
+        let on = |date: jiff::civil::Date| {
+            date.at(h, m, s, 0)
+                .to_zoned(tz.clone())
+                .map(|z| z.timestamp().as_second())
+                .ok()
+        };
+        let today = on(now.date()).filter(|t| *t > after);
+        today
+            .or_else(|| now.date().tomorrow().ok().and_then(on))
+            .unwrap_or(after + 86_400)
+    }
+
     fn at(t: &jiff::Zoned) -> LocalTime {
         let minute =
             u16::try_from(t.hour()).unwrap_or(0) * 60 + u16::try_from(t.minute()).unwrap_or(0);
@@ -677,6 +702,24 @@ pub struct Attendant {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_next_time_of_day_is_today_or_tomorrow_in_the_zone() {
+        // 2026-12-08 10:00:00 UTC.
+        let t = 1_796_724_000;
+        assert_eq!(LocalTime::next_at(Some("UTC"), (11, 0, 0), t), t + 3600);
+        assert_eq!(LocalTime::next_at(Some("UTC"), (10, 0, 0), t), t + 86_400);
+        assert_eq!(
+            LocalTime::next_at(Some("UTC"), (2, 30, 0), t),
+            t + 16 * 3600 + 1800
+        );
+        // Berlin is an hour ahead in December: 02:30 there is 01:30 UTC.
+        assert_eq!(
+            LocalTime::next_at(Some("Europe/Berlin"), (2, 30, 0), t),
+            t + 15 * 3600 + 1800
+        );
+    }
+
     use super::*;
 
     #[test]

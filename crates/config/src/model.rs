@@ -21,6 +21,7 @@ pub struct Config {
     pub phone: Phone,
     pub web: Web,
     pub ntp: Ntp,
+    pub backup: Backup,
     pub vpn: Vpn,
 }
 
@@ -761,6 +762,32 @@ pub struct Web {
 pub struct Ntp {
     pub enabled: bool,
     pub port: u16,
+}
+
+/// `[backup]`: the nightly archive.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Backup {
+    pub enabled: bool,
+    /// The folder the archives are written to (absolute; required when enabled).
+    pub path: Option<std::path::PathBuf>,
+    /// The time of day, in the office's time zone: (hour, minute, second).
+    pub at: (u8, u8, u8),
+    /// How many archives stay.
+    pub keep: u32,
+    /// Encrypts each archive (age, scrypt) when set.
+    pub passphrase: Option<String>,
+}
+
+impl std::fmt::Debug for Backup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backup")
+            .field("enabled", &self.enabled)
+            .field("path", &self.path)
+            .field("at", &self.at)
+            .field("keep", &self.keep)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 /// `[[phone.trunks]]`: a SIP trunk to a telephone provider.

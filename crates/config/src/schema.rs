@@ -1265,6 +1265,44 @@ pub const NTP_PORT: Setting = s(
     "123 for a real office; another only for testing.",
 );
 
+// ---------------------------------------------------------------- [backup]
+
+pub const BACKUP_ENABLED: Setting = s(
+    "backup.enabled",
+    Kind::Bool,
+    Default::Bool(false),
+    "Nightly backup on",
+    "Every night the box writes one archive of itself (settings, mail, voicemail, keys) to the backup folder.",
+);
+pub const BACKUP_PATH: Setting = s(
+    "backup.path",
+    Kind::Text,
+    Default::None,
+    "Backup folder",
+    "Where the nightly archives go: a folder on a USB disk or another disk, e.g. /media/backup/officebox.",
+);
+pub const BACKUP_AT: Setting = s(
+    "backup.at",
+    Kind::Text,
+    Default::Text("02:30"),
+    "Time of the backup",
+    "The time of day it runs, in the office's time zone (HH:MM).",
+);
+pub const BACKUP_KEEP: Setting = s(
+    "backup.keep",
+    Kind::Int { min: 1, max: 365 },
+    Default::Int(7),
+    "Archives kept",
+    "How many of the newest archives stay in the folder; older ones are deleted.",
+);
+pub const BACKUP_PASSPHRASE: Setting = s(
+    "backup.passphrase",
+    Kind::Text,
+    Default::None,
+    "Backup passphrase",
+    "When set, each archive is encrypted with it (age): keep it somewhere safe, a restore needs it.",
+);
+
 pub const VPN_ENABLED: Setting = s(
     "vpn.enabled",
     Kind::Bool,
@@ -1877,6 +1915,11 @@ pub const SETTINGS: &[&Setting] = &[
     &CONFIRM_TIMEOUT,
     &NTP_ENABLED,
     &NTP_PORT,
+    &BACKUP_ENABLED,
+    &BACKUP_PATH,
+    &BACKUP_AT,
+    &BACKUP_KEEP,
+    &BACKUP_PASSPHRASE,
     &VPN_ENABLED,
     &VPN_LISTEN_PORT,
     &VPN_ADDRESS,

@@ -317,6 +317,14 @@ password = "{admin_hash}"
 {ntp.enabled}
 {ntp.port}
 
+# ---------------------------------------------------------------- Backup
+[backup]
+{backup.enabled}
+# {backup.path}
+{backup.at}
+{backup.keep}
+# {backup.passphrase}
+
 # ---------------------------------------------------------------- Sites (VPN)
 [vpn]
 {vpn.enabled}

@@ -6,9 +6,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::{Context, Result, bail};
 use officebox_config::{Config, LoadError};
 use officebox_store::backup::{self, Unpacked};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 /// What a restore brings back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,27 +80,72 @@ fn stamp() -> String {
         .collect()
 }
 
-/// `officebox backup`: one archive of the running (or stopped) box.
-pub fn backup(config_path: &Path, out: Option<&Path>) -> Result<ExitCode> {
+/// Where a passphrase comes from on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Passphrase {
+    /// None given.
+    None,
+    /// The first line of this file.
+    File(PathBuf),
+    /// The first line of standard input.
+    Stdin,
+}
+
+impl Passphrase {
+    fn read(&self) -> Result<Option<String>> {
+        let text = match self {
+            Passphrase::None => return Ok(None),
+            Passphrase::File(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the passphrase from {}", p.display()))?,
+            Passphrase::Stdin => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("cannot read the passphrase from standard input")?;
+                line
+            }
+        };
+        let line = text.lines().next().unwrap_or_default().to_string();
+        if line.is_empty() {
+            bail!("the passphrase given is empty");
+        }
+        Ok(Some(line))
+    }
+}
+
+const ARCHIVE_PREFIX: &str = "officebox-";
+
+/// The file name of an archive of `host` made now.
+fn archive_name(host: &str, encrypted: bool) -> String {
+    let age = if encrypted { ".age" } else { "" };
+    format!("{ARCHIVE_PREFIX}{host}-{}.tar.gz{age}", stamp())
+}
+
+/// `officebox backup`: one archive of the running (or stopped) box, encrypted with the
+/// passphrase given, else with `[backup] passphrase` when the config has one.
+pub fn backup(config_path: &Path, out: Option<&Path>, passphrase: &Passphrase) -> Result<ExitCode> {
     let config = load(config_path)?;
+    let passphrase = passphrase
+        .read()?
+        .or_else(|| config.backup.passphrase.clone());
     let out = out.map_or_else(
-        || {
-            PathBuf::from(format!(
-                "officebox-{}-{}.tar.gz",
-                config.network.hostname,
-                stamp()
-            ))
-        },
+        || PathBuf::from(archive_name(&config.network.hostname, passphrase.is_some())),
         Path::to_path_buf,
     );
     let manifest = backup::manifest_now(env!("CARGO_PKG_VERSION"), &config.network.hostname);
-    let written =
-        backup::write(config_path, &config.data_dir, &out, &manifest).with_context(|| {
-            format!(
-                "the backup to {} failed; nothing was written",
-                out.display()
-            )
-        })?;
+    let written = backup::write(
+        config_path,
+        &config.data_dir,
+        &out,
+        &manifest,
+        passphrase.as_deref(),
+    )
+    .with_context(|| {
+        format!(
+            "the backup to {} failed; nothing was written",
+            out.display()
+        )
+    })?;
     println!(
         "backup written: {} ({} files, {:.1} MB before compression)",
         out.display(),
@@ -125,7 +176,13 @@ fn staging_beside(near: &Path) -> PathBuf {
 /// `officebox restore`: the archive is unpacked and checked whole before anything of the
 /// box is touched; then the data directory and the config are swapped in, the ones they
 /// replace kept beside them.
-pub fn restore(config_path: &Path, archive: &Path, part: &Part) -> Result<ExitCode> {
+pub fn restore(
+    config_path: &Path,
+    archive: &Path,
+    part: &Part,
+    passphrase: &Passphrase,
+) -> Result<ExitCode> {
+    let passphrase = passphrase.read()?;
     // Where this box keeps its data now (a fresh install has a config from `init`), or
     // else beside the config file.
     let current = officebox_config::load(config_path).ok();
@@ -135,10 +192,117 @@ pub fn restore(config_path: &Path, archive: &Path, part: &Part) -> Result<ExitCo
     let staging = staging_beside(&near);
     let _ = std::fs::remove_dir_all(&staging);
     let ours = env!("CARGO_PKG_VERSION");
-    let unpacked = backup::unpack(archive, &staging, &|m| newer_version(&m.version, ours))?;
+    let unpacked = backup::unpack(archive, &staging, passphrase.as_deref(), &|m| {
+        newer_version(&m.version, ours)
+    })
+    .map_err(|e| match e {
+        backup::BackupError::Locked { .. } => anyhow::Error::new(e)
+            .context("give the passphrase with --passphrase-file FILE or --passphrase-stdin"),
+        e => e.into(),
+    })?;
     let result = swap_in(config_path, current.as_ref(), &unpacked, part);
     let _ = std::fs::remove_dir_all(&staging);
     result
+}
+
+/// The nightly backup while `[backup] enabled`: at `backup.at` in the office's time zone
+/// (`phone.timezone`, else the box's), an archive of the box into `backup.path`, the
+/// oldest beyond `backup.keep` deleted. A failure is logged and tried again the next
+/// night; it never stops the box.
+pub async fn nightly(
+    mut config: watch::Receiver<Arc<Config>>,
+    config_path: PathBuf,
+    stop: CancellationToken,
+) -> Result<()> {
+    loop {
+        let c = Arc::clone(&config.borrow_and_update());
+        let next = officebox_config::dialplan::LocalTime::next_at(
+            c.phone.timezone.as_deref(),
+            c.backup.at,
+            officebox_store::unix_now(),
+        );
+        info!(
+            message = "backup: the next nightly archive",
+            at = %officebox_store::date::datetime(next),
+            folder = %c.backup.path.as_deref().unwrap_or(Path::new("")).display()
+        );
+        // Checked against the wall clock each minute: a clock set at boot, or a change
+        // of summer time, moves the night's moment, not a timer set before it.
+        let mut changed = false;
+        loop {
+            let left = next - officebox_store::unix_now();
+            if left <= 0 {
+                break;
+            }
+            let nap = Duration::from_secs(u64::try_from(left.min(60)).unwrap_or(60));
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                seen = config.changed() => {
+                    if seen.is_err() {
+                        return Ok(());
+                    }
+                    changed = true;
+                    break;
+                }
+                () = tokio::time::sleep(nap) => {}
+            }
+        }
+        if changed {
+            continue; // the time is worked out again from the new config
+        }
+        let (c, path) = (Arc::clone(&config.borrow()), config_path.clone());
+        match tokio::task::spawn_blocking(move || nightly_once(&c, &path)).await {
+            Ok(Ok((out, written, removed))) => info!(
+                message = "backup: nightly archive written",
+                path = %out.display(),
+                files = written.files,
+                bytes = written.bytes,
+                removed
+            ),
+            Ok(Err(error)) => {
+                warn!(message = "backup: the nightly archive failed", error = %format!("{error:#}"));
+            }
+            Err(error) => warn!(message = "backup: the nightly archive failed", %error),
+        }
+    }
+}
+
+/// One nightly archive: written, then the oldest beyond `keep` deleted (only files
+/// named as this box's archives are).
+fn nightly_once(config: &Config, config_path: &Path) -> Result<(PathBuf, backup::Written, usize)> {
+    let dir = config
+        .backup
+        .path
+        .as_deref()
+        .context("no backup folder is set")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let host = &config.network.hostname;
+    let passphrase = config.backup.passphrase.as_deref();
+    let out = dir.join(archive_name(host, passphrase.is_some()));
+    let manifest = backup::manifest_now(env!("CARGO_PKG_VERSION"), host);
+    let written = backup::write(config_path, &config.data_dir, &out, &manifest, passphrase)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let prefix = format!("{ARCHIVE_PREFIX}{host}-");
+    let mut ours: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| {
+            n.starts_with(&prefix) && (n.ends_with(".tar.gz") || n.ends_with(".tar.gz.age"))
+        })
+        .collect();
+    // Their names hold the time they were made: newest last.
+    ours.sort();
+    let keep = usize::try_from(config.backup.keep).unwrap_or(usize::MAX);
+    let mut removed = 0;
+    for old in ours.iter().take(ours.len().saturating_sub(keep)) {
+        match std::fs::remove_file(dir.join(old)) {
+            Ok(()) => removed += 1,
+            Err(error) => {
+                warn!(message = "backup: an old archive cannot be deleted", file = %old, %error);
+            }
+        }
+    }
+    Ok((out, written, removed))
 }
 
 /// Refuses a version newer than `ours` (`major.minor.patch`).

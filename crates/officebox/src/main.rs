@@ -94,6 +94,8 @@ enum Command {
         /// Where to write it (default: officebox-HOST-DATE.tar.gz here).
         #[arg(long, short)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
     },
     /// Bring a box back from an archive of `officebox backup`: all of it (stop officebox
     /// first), or only its settings or one mailbox. The archive is checked whole first;
@@ -109,6 +111,8 @@ enum Command {
         /// Only this user's mailbox.
         #[arg(long, value_name = "LOGIN")]
         mailbox: Option<String>,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
     },
     /// Add, change or remove users in the config file (comments and layout are kept).
     User {
@@ -117,6 +121,27 @@ enum Command {
         #[command(subcommand)]
         action: users::UserAction,
     },
+}
+
+/// An archive's passphrase (age encryption), never on the command line itself.
+#[derive(Debug, clap::Args)]
+struct PassphraseArgs {
+    /// Read the passphrase from the first line of this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_stdin")]
+    passphrase_file: Option<PathBuf>,
+    /// Read the passphrase from the first line of standard input.
+    #[arg(long)]
+    passphrase_stdin: bool,
+}
+
+impl PassphraseArgs {
+    fn source(self) -> backup::Passphrase {
+        match (self.passphrase_file, self.passphrase_stdin) {
+            (Some(f), _) => backup::Passphrase::File(f),
+            (None, true) => backup::Passphrase::Stdin,
+            (None, false) => backup::Passphrase::None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,19 +308,24 @@ fn main() -> ExitCode {
         Command::Run { config } => supervisor::run(&config),
         Command::Check { config } => check::check(&config),
         Command::Init { config, domain } => init::init(&config, &domain),
-        Command::Backup { config, out } => backup::backup(&config, out.as_deref()),
+        Command::Backup {
+            config,
+            out,
+            passphrase,
+        } => backup::backup(&config, out.as_deref(), &passphrase.source()),
         Command::Restore {
             config,
             archive,
             settings,
             mailbox,
+            passphrase,
         } => {
             let part = match (settings, mailbox) {
                 (true, _) => backup::Part::Settings,
                 (false, Some(login)) => backup::Part::Mailbox(login),
                 (false, None) => backup::Part::All,
             };
-            backup::restore(&config, &archive, &part)
+            backup::restore(&config, &archive, &part, &passphrase.source())
         }
         Command::User { config, action } => users::user(&config, action),
         Command::Dns {

@@ -93,6 +93,11 @@ const SERVICES: &[ServiceSpec] = &[
         start: |h| Box::pin(async move { Ok(officebox_vpn::serve(h.config, h.stop).await?) }),
     },
     ServiceSpec {
+        name: "backup",
+        enabled: |c| c.backup.enabled,
+        start: |h| Box::pin(crate::backup::nightly(h.config, h.web.config_path, h.stop)),
+    },
+    ServiceSpec {
         name: "ntp",
         enabled: |c| c.ntp.enabled,
         start: |h| Box::pin(async move { Ok(officebox_net::ntp::serve(h.config, h.stop).await?) }),

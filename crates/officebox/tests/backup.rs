@@ -313,3 +313,87 @@ fn settings_or_one_mailbox_come_back_alone() {
         .collect();
     assert_eq!(kept.len(), 1, "the replaced settings are kept");
 }
+
+#[test]
+fn the_nightly_archive_is_encrypted_the_oldest_go_and_it_restores_with_its_passphrase() {
+    require_program("python3", "python3");
+    require_program("date", "coreutils");
+    let folder = scratch_dir("nightly").unwrap();
+    // Archives of three earlier nights, and a file that is somebody else's.
+    for night in ["20261201-023000", "20261202-023000", "20261203-023000"] {
+        let name = format!("officebox-officebox-{night}.tar.gz.age");
+        std::fs::write(folder.path().join(name), b"an earlier night").unwrap();
+    }
+    std::fs::write(folder.path().join("notes.txt"), b"not an archive").unwrap();
+    // The night falls a few seconds from now, on the box's clock.
+    let soon = Command::new("date")
+        .args(["-d", "+8 seconds", "+%H:%M:%S"])
+        .output()
+        .unwrap();
+    let at = String::from_utf8_lossy(&soon.stdout).trim().to_string();
+    let phrase = "correct horse battery staple";
+    let c = TestConfig::demo().free_ports().append(&format!(
+        "[backup]\nenabled = true\npath = \"{}\"\nat = \"{at}\"\nkeep = 2\npassphrase = \"{phrase}\"\n",
+        folder.path().display()
+    ));
+    let ob = Officebox::start(bin(), &c.text()).unwrap();
+    ob.peer()
+        .wait_for_log("backup: nightly archive written", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ob.log()));
+    let mut names: Vec<String> = std::fs::read_dir(folder.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "two archives kept and the notes: {names:?}");
+    assert_eq!(names[0], "notes.txt");
+    assert_eq!(names[1], "officebox-officebox-20261203-023000.tar.gz.age");
+    let newest = folder.path().join(&names[2]);
+    assert!(names[2].ends_with(".tar.gz.age"), "{names:?}");
+    let head = std::fs::read(&newest).unwrap();
+    assert!(
+        head.starts_with(b"age-encryption.org/v1"),
+        "encrypted with age"
+    );
+
+    // Onto a fresh box: without the passphrase, or with a wrong one, nothing happens.
+    let fresh = scratch_dir("nightly-restored").unwrap();
+    std::fs::write(fresh.path().join("officebox.toml"), c.text()).unwrap();
+    let restore = |stdin: Option<&str>| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["restore", "--config", "officebox.toml"])
+            .arg(&newest)
+            .current_dir(fresh.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if stdin.is_some() {
+            cmd.arg("--passphrase-stdin").stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(format!("{text}\n").as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    let none = restore(None);
+    assert!(!none.status.success());
+    assert!(
+        text(&none).contains("is encrypted") && text(&none).contains("--passphrase"),
+        "{}",
+        text(&none)
+    );
+    let wrong = restore(Some("wrong horse battery staple"));
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong).contains("does not open it"),
+        "{}",
+        text(&wrong)
+    );
+    assert!(!fresh.path().join("demo-data").exists());
+    let right = restore(Some(phrase));
+    assert!(right.status.success(), "{}", text(&right));
+    assert!(fresh.path().join("demo-data/state.db").is_file());
+}

@@ -15,6 +15,10 @@
 //!   An archive without it (cut short) or with a file that does not match it, a file
 //!   missing or one it does not list, is refused.
 //!
+//! With a passphrase the whole gzipped tar is encrypted with age (scrypt recipient,
+//! ChaCha20-Poly1305 in 64 KiB chunks, each authenticated): `age -d` opens it too, and a
+//! changed byte anywhere is found before any file is used.
+//!
 //! Written while everything runs: a message is a file that never changes once
 //! delivered, only renamed (new/ to cur/, or its flags); one renamed between the listing
 //! and its reading is found again by its unique name. A mail acknowledged before the
@@ -64,6 +68,9 @@ pub enum BackupError {
     /// The archive is cut short or was changed after it was written.
     #[error("{} is damaged: {why}; nothing was restored", path.display())]
     Damaged { path: PathBuf, why: String },
+    /// The archive is encrypted and no passphrase, or not its passphrase, was given.
+    #[error("{} is encrypted: {why}; nothing was restored", path.display())]
+    Locked { path: PathBuf, why: String },
     /// The archive is whole but this officebox will not restore it.
     #[error("{} cannot be restored here: {why}; nothing was restored", path.display())]
     Refused { path: PathBuf, why: String },
@@ -197,9 +204,55 @@ fn sha256(bytes: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
+/// Where the gzipped tar goes: the file, or age's encryption in front of it.
+enum Sink {
+    Plain(BufWriter<File>),
+    Sealed(age::stream::StreamWriter<BufWriter<File>>),
+}
+
+impl io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Sealed(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Sealed(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn open(path: &Path, passphrase: Option<&str>) -> io::Result<Sink> {
+        let file = BufWriter::new(File::create(path)?);
+        Ok(match passphrase {
+            None => Sink::Plain(file),
+            Some(p) => {
+                let secret = age::secrecy::SecretString::from(p.to_string());
+                Sink::Sealed(age::Encryptor::with_user_passphrase(secret).wrap_output(file)?)
+            }
+        })
+    }
+
+    /// Ends the stream (age's last chunk) and hands back the file.
+    fn close(self) -> io::Result<File> {
+        let buffered = match self {
+            Sink::Plain(w) => w,
+            Sink::Sealed(w) => w.finish()?,
+        };
+        buffered
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+    }
+}
+
 /// The archive being written, and the sums of what is in it so far.
 struct Archive {
-    tar: tar::Builder<flate2::write::GzEncoder<BufWriter<File>>>,
+    tar: tar::Builder<flate2::write::GzEncoder<Sink>>,
     sums: Vec<(String, String)>,
     written: Written,
     path: PathBuf,
@@ -272,18 +325,20 @@ fn now_secs() -> i64 {
 }
 
 /// Writes a backup of the config file `config` and the data directory `data_dir` to
-/// `out` (replaced only once the new archive is whole and on disk).
+/// `out` (replaced only once the new archive is whole and on disk), encrypted with
+/// `passphrase` when one is given.
 pub fn write(
     config: &Path,
     data_dir: &Path,
     out: &Path,
     manifest: &Manifest,
+    passphrase: Option<&str>,
 ) -> Result<Written, BackupError> {
     let partial = with_suffix(out, ".partial");
     let state_copy = with_suffix(out, ".state-db");
     let result = (|| {
-        let file = File::create(&partial).map_err(io_err("create", &partial))?;
-        let gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
+        let sink = Sink::open(&partial, passphrase).map_err(io_err("create", &partial))?;
+        let gz = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
         let mut archive = Archive {
             tar: tar::Builder::new(gz),
             sums: Vec::new(),
@@ -326,12 +381,8 @@ pub fn write(
             .tar
             .into_inner()
             .map_err(io_err("write", &partial))?;
-        let buffered = gz.finish().map_err(io_err("write", &partial))?;
-        let file = buffered.into_inner().map_err(|e| BackupError::Io {
-            op: "write",
-            path: partial.clone(),
-            source: e.into_error(),
-        })?;
+        let sink = gz.finish().map_err(io_err("write", &partial))?;
+        let file = sink.close().map_err(io_err("write", &partial))?;
         file.sync_all().map_err(io_err("fsync", &partial))?;
         drop(file);
         fs::rename(&partial, out).map_err(io_err("rename into place", out))?;
@@ -478,19 +529,72 @@ fn plain(name: &Path) -> bool {
 pub fn unpack(
     archive: &Path,
     into: &Path,
+    passphrase: Option<&str>,
     accept: &dyn Fn(&Manifest) -> Result<(), String>,
 ) -> Result<Unpacked, BackupError> {
     fs::create_dir(into).map_err(io_err("create", into))?;
-    let result = unpack_into(archive, into, accept);
+    let result = unpack_into(archive, into, passphrase, accept);
     if result.is_err() {
         let _ = fs::remove_dir_all(into);
     }
     result
 }
 
+/// How every age file begins.
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
+
+/// Whether the file at `path` is encrypted with age.
+pub fn is_encrypted(path: &Path) -> Result<bool, BackupError> {
+    let mut head = [0u8; AGE_MAGIC.len()];
+    let mut file = File::open(path).map_err(io_err("open", path))?;
+    let mut got = 0;
+    while let Some(rest) = head.get_mut(got..).filter(|r| !r.is_empty()) {
+        match file.read(rest).map_err(io_err("read", path))? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got == head.len() && head == AGE_MAGIC)
+}
+
+/// The archive's gzipped tar: the file itself, or what age decrypts of it.
+fn open_stream(archive: &Path, passphrase: Option<&str>) -> Result<Box<dyn Read>, BackupError> {
+    let locked = |why: &str| BackupError::Locked {
+        path: archive.to_path_buf(),
+        why: why.to_string(),
+    };
+    let sealed = is_encrypted(archive)?;
+    let file = BufReader::new(File::open(archive).map_err(io_err("open", archive))?);
+    if !sealed {
+        return Ok(Box::new(file));
+    }
+    let Some(passphrase) = passphrase else {
+        return Err(locked("give its passphrase to restore it"));
+    };
+    let decryptor = age::Decryptor::new(file).map_err(|e| BackupError::Damaged {
+        path: archive.to_path_buf(),
+        why: format!("its encryption header cannot be read ({e})"),
+    })?;
+    if !decryptor.is_scrypt() {
+        return Err(locked("it is encrypted to a key, not with a passphrase"));
+    }
+    let identity =
+        age::scrypt::Identity::new(age::secrecy::SecretString::from(passphrase.to_string()));
+    decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .map(|r| Box::new(r) as Box<dyn Read>)
+        .map_err(|e| match e {
+            age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
+                locked("the passphrase given does not open it")
+            }
+            e => locked(&format!("it cannot be opened ({e})")),
+        })
+}
+
 fn unpack_into(
     archive: &Path,
     into: &Path,
+    passphrase: Option<&str>,
     accept: &dyn Fn(&Manifest) -> Result<(), String>,
 ) -> Result<Unpacked, BackupError> {
     use std::os::unix::fs::PermissionsExt;
@@ -502,8 +606,8 @@ fn unpack_into(
         path: archive.to_path_buf(),
         why,
     };
-    let file = File::open(archive).map_err(io_err("open", archive))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+    let stream = open_stream(archive, passphrase)?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(stream));
     let entries = tar
         .entries()
         .map_err(|e| not_a_backup(format!("it cannot be read as a gzipped tar ({e})")))?;
@@ -743,10 +847,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (config, data) = box_dir(dir.path());
         let out = dir.path().join("box.tar.gz");
-        let written = write(&config, &data, &out, &manifest()).unwrap();
+        let written = write(&config, &data, &out, &manifest(), None).unwrap();
         assert!(written.files >= 5, "{written:?}");
         assert!(!with_suffix(&out, ".partial").exists());
-        let un = unpack(&out, &dir.path().join("restore"), &accept_all).unwrap();
+        let un = unpack(&out, &dir.path().join("restore"), None, &accept_all).unwrap();
         assert_eq!(
             (un.manifest.version.as_str(), un.manifest.host.as_str()),
             ("0.1.0", "box")
@@ -775,10 +879,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (config, data) = box_dir(dir.path());
         let out = dir.path().join("box.tar.gz");
-        write(&config, &data, &out, &manifest()).unwrap();
+        write(&config, &data, &out, &manifest(), None).unwrap();
         let into = dir.path().join("restore");
         let refused = |archive: &Path| {
-            let e = unpack(archive, &into, &accept_all).unwrap_err();
+            let e = unpack(archive, &into, None, &accept_all).unwrap_err();
             assert!(!into.exists(), "nothing is left behind: {e}");
             e.to_string()
         };
@@ -831,9 +935,45 @@ mod tests {
             "{e}"
         );
         // Refused by the caller's own rule.
-        let e = unpack(&out, &into, &|_| Err("for another reason".into())).unwrap_err();
+        let e = unpack(&out, &into, None, &|_| Err("for another reason".into())).unwrap_err();
         assert!(e.to_string().contains("for another reason"), "{e}");
         assert!(!into.exists());
+    }
+
+    #[test]
+    fn an_encrypted_backup_opens_with_its_passphrase_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, data) = box_dir(dir.path());
+        let out = dir.path().join("box.tar.gz.age");
+        let phrase = Some("correct horse battery");
+        write(&config, &data, &out, &manifest(), phrase).unwrap();
+        assert!(is_encrypted(&out).unwrap());
+        let raw = fs::read(&out).unwrap();
+        assert!(
+            !raw.windows(6).any(|w| w == b"secret"),
+            "the key is not readable"
+        );
+        let into = dir.path().join("restore");
+        for (given, says) in [
+            (None, "give its passphrase"),
+            (Some("wrong horse battery"), "does not open it"),
+        ] {
+            let e = unpack(&out, &into, given, &accept_all)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{e}");
+            assert!(!into.exists());
+        }
+        // One byte changed: its chunk's tag fails, and nothing is left.
+        let mut spoiled = raw.clone();
+        let at = spoiled.len() - 100;
+        spoiled[at] ^= 1;
+        let bad = dir.path().join("bad.age");
+        fs::write(&bad, &spoiled).unwrap();
+        let e = unpack(&bad, &into, phrase, &accept_all).unwrap_err();
+        assert!(!into.exists(), "{e}");
+        let un = unpack(&out, &into, phrase, &accept_all).unwrap();
+        assert_eq!(fs::read(un.data.join("tls/key.pem")).unwrap(), b"secret");
     }
 
     #[test]
@@ -844,8 +984,8 @@ mod tests {
         let first = md.list().unwrap().into_iter().next().unwrap();
         let out = dir.path().join("box.tar.gz");
         let partial = with_suffix(&out, ".partial");
-        let file = File::create(&partial).unwrap();
-        let gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
+        let sink = Sink::open(&partial, None).unwrap();
+        let gz = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
         let mut archive = Archive {
             tar: tar::Builder::new(gz),
             sums: Vec::new(),

@@ -21,6 +21,7 @@ pub const MENU: &[(&str, &str)] = &[
     ("/sites", "Sites"),
     ("/calls", "Call Log"),
     ("/system", "Web and Time"),
+    ("/backup", "Backup"),
     ("/history", "Config History"),
 ];
 

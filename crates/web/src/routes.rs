@@ -19,7 +19,7 @@ use crate::app::Shared;
 use crate::forms::Pairs;
 use crate::listen::Peer;
 use crate::pages::{
-    calls, greetings, history, home, lists, login, mail, me, settings, sites, users,
+    backup, calls, greetings, history, home, lists, login, mail, me, settings, sites, users,
 };
 use crate::{confirm, forms, live, session};
 
@@ -32,6 +32,7 @@ pub(crate) fn admin(app: Shared) -> Router {
         .route("/live/{page}", get(live::fragment))
         .route("/calls", get(calls::show))
         .route("/calls.csv", get(calls::csv))
+        .route("/backup/download", get(backup::download))
         .route("/history", get(history::list))
         .route("/history/{n}", get(history::show))
         .route("/history/{n}/rollback", post(history::rollback))
@@ -413,6 +414,21 @@ mod tests {
             self.send("GET", path, "", LAN, None).await
         }
 
+        /// A GET from the LAN whose answer is a file: its bytes as they came.
+        async fn download(&self, path: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
+            let mut req = Request::builder().method("GET").uri(path);
+            if let Some(s) = &self.session {
+                req = req.header("cookie", format!("officebox_session={s}"));
+            }
+            let mut req = req.body(Body::empty()).unwrap();
+            req.extensions_mut()
+                .insert(Peer(LAN.parse::<SocketAddr>().unwrap()));
+            let r = self.router.clone().oneshot(req).await.unwrap();
+            let (parts, body) = r.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (parts.status, parts.headers, body.to_vec())
+        }
+
         /// A file upload: `file` in field `field` of a multipart form, from the LAN.
         async fn upload(&self, path: &str, field: &str, file: &[u8]) -> (StatusCode, String) {
             let boundary = "----officeboxtest";
@@ -567,6 +583,47 @@ mod tests {
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_backup_page_downloads_a_whole_archive_of_the_box_and_only_on_the_lan() {
+        let mut p = Pages::with(
+            Reloaded::Applied,
+            "\n[backup]\npassphrase = \"correct horse battery staple\"\n",
+        );
+        let (status, _, _) = p.download("/backup/download").await;
+        assert_ne!(status, StatusCode::OK, "not without a login");
+        p.log_in().await;
+        let (status, _, page) = p.get("/backup").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("Download a backup now") && page.contains("Encrypted"),
+            "{page}"
+        );
+        assert!(page.contains("Nightly backups are off"), "{page}");
+        let (status, h, archive) = p.download("/backup/download").await;
+        assert_eq!(status, StatusCode::OK);
+        let disposition = h["content-disposition"].to_str().unwrap();
+        assert!(disposition.contains(".tar.gz.age"), "{disposition}");
+        assert_eq!(h["content-length"], archive.len().to_string().as_str());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("download.tar.gz.age");
+        std::fs::write(&file, &archive).unwrap();
+        let un = officebox_store::backup::unpack(
+            &file,
+            &dir.path().join("unpacked"),
+            Some("correct horse battery staple"),
+            &|_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read(&un.config).unwrap(),
+            std::fs::read(&p.file).unwrap()
+        );
+        let (status, _, _) = p
+            .send("GET", "/backup/download", "", "198.51.100.7:4000", None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
     #[tokio::test]
     async fn the_route_table_answers_every_page_and_404_for_paths_without_a_resource() {
         let mut p = Pages::new(Reloaded::Applied);
@@ -589,6 +646,7 @@ mod tests {
             "/calls.csv",
             "/routing",
             "/system",
+            "/backup",
             "/live/dhcp",
         ] {
             let (status, h, _) = p.get(path).await;

@@ -247,6 +247,19 @@ pub const PAGES: &[PageDef] = &[
             field(&schema::NTP_PORT),
         ],
     },
+    PageDef {
+        path: "/backup",
+        title: "Backup",
+        intro: "One archive of the whole box (settings, mail, voicemail, keys), every night to a folder, and here to download at any time. `officebox restore` brings it back.",
+        risky: false,
+        fields: &[
+            field(&schema::BACKUP_ENABLED),
+            field(&schema::BACKUP_PATH),
+            field(&schema::BACKUP_AT),
+            field(&schema::BACKUP_KEEP),
+            field(&schema::BACKUP_PASSPHRASE),
+        ],
+    },
 ];
 
 /// The page at `path`.

@@ -167,6 +167,8 @@ impl Loader<'_, '_> {
         let web = self.web(sec_web);
         let sec_ntp = root.table(self.sink, "ntp");
         let ntp = self.ntp(sec_ntp);
+        let sec_backup = root.table(self.sink, "backup");
+        let backup = self.backup(sec_backup);
         let sec_vpn = root.table(self.sink, "vpn");
         let own_domain = network.as_ref().map(|n| n.value.domain.clone());
         let wan_net = network.as_ref().and_then(|n| match n.value.wan.addressing {
@@ -217,6 +219,7 @@ impl Loader<'_, '_> {
             phone,
             web,
             ntp,
+            backup,
             vpn,
         };
         self.check_ports(|s| service_enabled(&config, s));

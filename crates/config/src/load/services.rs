@@ -310,6 +310,87 @@ impl Loader<'_, '_> {
     }
 }
 
+impl Loader<'_, '_> {
+    pub(super) fn backup(&mut self, sec: Option<Section>) -> Backup {
+        let mut backup = Backup {
+            enabled: schema::BACKUP_ENABLED.bool(),
+            path: None,
+            at: parse_time_of_day(schema::BACKUP_AT.text()).unwrap_or((2, 30, 0)),
+            keep: u32::try_from(schema::BACKUP_KEEP.int()).unwrap_or(7),
+            passphrase: None,
+        };
+        let Some(mut sec) = sec else {
+            return backup;
+        };
+        backup.enabled = sec.flag(self.sink, &schema::BACKUP_ENABLED);
+        let path = sec.parsed(
+            self.sink,
+            schema::BACKUP_PATH.key(),
+            "a folder's full path, e.g. \"/media/backup/officebox\"",
+            |s| {
+                let p = std::path::PathBuf::from(s);
+                if p.is_absolute() {
+                    Ok(p)
+                } else {
+                    Err(format!("`{s}` is not a full path (it must start with /)"))
+                }
+            },
+        );
+        if backup.enabled && path.is_none() && !sec.has(schema::BACKUP_PATH.key()) {
+            sec.missing(
+                self.sink,
+                schema::BACKUP_PATH.key(),
+                "name the folder the nightly archives go to, e.g. path = \"/media/backup/officebox\"",
+            );
+        }
+        backup.path = path.map(|p| p.value);
+        if let Some(at) = sec.parsed(
+            self.sink,
+            schema::BACKUP_AT.key(),
+            "a time of day as HH:MM, e.g. \"02:30\"",
+            parse_time_of_day,
+        ) {
+            backup.at = at.value;
+        }
+        let keep = &schema::BACKUP_KEEP;
+        if let Some(k) = sec.int(self.sink, keep.key(), keep.range()) {
+            backup.keep = u32::try_from(k.value).unwrap_or(backup.keep);
+        }
+        if let Some(p) = sec.parsed(
+            self.sink,
+            schema::BACKUP_PASSPHRASE.key(),
+            "a passphrase of at least 12 characters",
+            |s| {
+                if s.chars().count() >= 12 {
+                    Ok(s.to_string())
+                } else {
+                    Err("the passphrase is too short to protect the box's mail and keys".into())
+                }
+            },
+        ) {
+            backup.passphrase = Some(p.value);
+        }
+        sec.finish(self.sink);
+        backup
+    }
+}
+
+/// `HH:MM` (or `HH:MM:SS`) as (hour, minute, second).
+fn parse_time_of_day(s: &str) -> Result<(u8, u8, u8), String> {
+    let bad = || format!("`{s}` is not a time of day");
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return Err(bad());
+    }
+    let num = |i: usize, max: u8| -> Result<u8, String> {
+        match parts.get(i) {
+            None => Ok(0),
+            Some(p) => p.parse::<u8>().ok().filter(|n| *n <= max).ok_or_else(bad),
+        }
+    };
+    Ok((num(0, 23)?, num(1, 59)?, num(2, 59)?))
+}
+
 /// A code a phone dials for a feature: digits (up to six), maybe after `*` or `#`.
 fn dialable_code(s: &str) -> Result<String, String> {
     let body = s.trim_start_matches(['*', '#']);

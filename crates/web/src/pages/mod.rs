@@ -1,6 +1,7 @@
 //! One module per page (or group of pages sharing a form): each has the handlers its
 //! routes name in [`crate::routes::admin`].
 
+pub(crate) mod backup;
 pub(crate) mod calls;
 pub(crate) mod greetings;
 pub(crate) mod history;

@@ -47,6 +47,11 @@ pub(crate) async fn render(
     let text = app.config_text().unwrap_or_default();
     let doc: toml_edit::DocumentMut = text.parse().unwrap_or_default();
     let live = crate::live::state(app, config, def.path, &me.csrf).await;
+    // A page's own part that is not refreshed live.
+    let own = match def.path {
+        "/backup" => Some(crate::pages::backup::panel(config).await),
+        _ => None,
+    };
     // Problems elsewhere in the file (a setting this page does not show).
     let elsewhere: Vec<&Diagnostic> = diags
         .iter()
@@ -60,6 +65,10 @@ pub(crate) async fn render(
         p { (def.intro) }
         @if let Some(live) = live {
             div id="live" data-live={ "/live" (def.path) } { (live) }
+            h2 { "Settings" }
+        }
+        @if let Some(own) = own {
+            (own)
             h2 { "Settings" }
         }
         form method="post" action=(def.path) id="settings" novalidate {
