@@ -30,6 +30,22 @@ fn officebox(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `officebox backup` of the box in `dir` into `dir/box.tar.gz`, which must succeed.
+fn back_up(dir: &Path) -> String {
+    let made = officebox(
+        dir,
+        &[
+            "backup",
+            "--config",
+            "officebox.toml",
+            "--out",
+            "box.tar.gz",
+        ],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    text(&made)
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -106,18 +122,8 @@ fn a_backup_under_smtp_load_restores_every_acknowledged_mail_and_a_spoiled_one_i
         >= 40));
     let before: BTreeSet<u32> = acked.lock().unwrap().clone();
     let archive = ob.dir().join("box.tar.gz");
-    let made = officebox(
-        ob.dir(),
-        &[
-            "backup",
-            "--config",
-            "officebox.toml",
-            "--out",
-            "box.tar.gz",
-        ],
-    );
-    assert!(made.status.success(), "{}", text(&made));
-    assert!(text(&made).contains("backup written"), "{}", text(&made));
+    let made = back_up(ob.dir());
+    assert!(made.contains("backup written"), "{made}");
     let during = acked.lock().unwrap().len() - before.len();
     let _ = sender.kill();
     let _ = sender.wait();
@@ -227,17 +233,7 @@ fn settings_or_one_mailbox_come_back_alone() {
     };
     send(1);
     send(2);
-    let made = officebox(
-        ob.dir(),
-        &[
-            "backup",
-            "--config",
-            "officebox.toml",
-            "--out",
-            "box.tar.gz",
-        ],
-    );
-    assert!(made.status.success(), "{}", text(&made));
+    back_up(ob.dir());
 
     // Alice's mail is lost (read and deleted by a careless client), and the settings
     // changed; her mailbox comes back while the box runs, the rest untouched.

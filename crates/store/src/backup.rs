@@ -259,6 +259,20 @@ struct Archive {
 }
 
 impl Archive {
+    /// A new archive at `path`, encrypted with `passphrase` when one is given.
+    fn create(path: &Path, passphrase: Option<&str>) -> Result<Archive, BackupError> {
+        let sink = Sink::open(path, passphrase).map_err(io_err("create", path))?;
+        Ok(Archive {
+            tar: tar::Builder::new(flate2::write::GzEncoder::new(
+                sink,
+                flate2::Compression::fast(),
+            )),
+            sums: Vec::new(),
+            written: Written { files: 0, bytes: 0 },
+            path: path.to_path_buf(),
+        })
+    }
+
     fn header(size: u64, mode: u32, mtime: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_size(size);
@@ -337,14 +351,7 @@ pub fn write(
     let partial = with_suffix(out, ".partial");
     let state_copy = with_suffix(out, ".state-db");
     let result = (|| {
-        let sink = Sink::open(&partial, passphrase).map_err(io_err("create", &partial))?;
-        let gz = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
-        let mut archive = Archive {
-            tar: tar::Builder::new(gz),
-            sums: Vec::new(),
-            written: Written { files: 0, bytes: 0 },
-            path: partial.clone(),
-        };
+        let mut archive = Archive::create(&partial, passphrase)?;
         archive.add_bytes(MANIFEST, manifest.to_text().as_bytes())?;
         let text = fs::read(config).map_err(io_err("read", config))?;
         archive.add_bytes(CONFIG, &text)?;
@@ -984,14 +991,7 @@ mod tests {
         let first = md.list().unwrap().into_iter().next().unwrap();
         let out = dir.path().join("box.tar.gz");
         let partial = with_suffix(&out, ".partial");
-        let sink = Sink::open(&partial, None).unwrap();
-        let gz = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
-        let mut archive = Archive {
-            tar: tar::Builder::new(gz),
-            sums: Vec::new(),
-            written: Written { files: 0, bytes: 0 },
-            path: partial.clone(),
-        };
+        let mut archive = Archive::create(&partial, None).unwrap();
         // Listed in new/, then read (moved to cur/ with \Seen) before it was opened.
         let new_dir = data.join("mail/alice/new");
         let listed = first.name().to_string();
