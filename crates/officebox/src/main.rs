@@ -10,6 +10,7 @@ mod check;
 mod init;
 mod mail_cli;
 mod memory;
+mod notify;
 mod passwords;
 mod supervisor;
 mod users;

@@ -206,23 +206,42 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
     };
     s.start_enabled(&tx.borrow());
     settle_memory();
-    info!(
-        message = "officebox running",
-        services = %s.running.iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
-    );
+    let services = s
+        .running
+        .iter()
+        .map(|i| i.name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    info!(message = "officebox running", %services);
+    let systemd = crate::notify::Systemd::from_env();
+    if let Some(sd) = &systemd {
+        sd.tell(&format!("READY=1\nSTATUS=running: {services}"));
+    }
+    // The watchdog is fed from this loop: a supervisor stuck anywhere stops feeding it.
+    let watchdog_every = systemd
+        .as_ref()
+        .and_then(|sd| sd.watchdog)
+        .unwrap_or(Duration::from_secs(3600));
+    let mut watchdog = tokio::time::interval(watchdog_every);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut failed = false;
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 info!(message = "SIGHUP: reloading", config = %path.display());
-                s.reload(path, &tx).await;
+                reload_telling(&mut s, path, &tx, systemd.as_ref()).await;
             }
             Some(answer) = reloads.recv() => {
                 info!(message = "the admin pages ask for a reload", config = %path.display());
-                let outcome = s.reload(path, &tx).await;
+                let outcome = reload_telling(&mut s, path, &tx, systemd.as_ref()).await;
                 // The page may have given up waiting; the reload stands either way.
                 let _ = answer.send(outcome);
+            }
+            _ = watchdog.tick(), if systemd.as_ref().is_some_and(|sd| sd.watchdog.is_some()) => {
+                if let Some(sd) = &systemd {
+                    sd.tell("WATCHDOG=1");
+                }
             }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
@@ -246,6 +265,9 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
         }
     }
 
+    if let Some(sd) = &systemd {
+        sd.tell("STOPPING=1");
+    }
     shutdown.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
         while let Some(done) = tasks.join_next().await {
@@ -266,6 +288,31 @@ async fn supervise(path: &Path, config: Config) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A reload, told to systemd: `RELOADING=1` before, `READY=1` after (with why, when
+/// the new file was refused and the running config kept).
+async fn reload_telling(
+    s: &mut Started<'_>,
+    path: &Path,
+    tx: &watch::Sender<Arc<Config>>,
+    systemd: Option<&crate::notify::Systemd>,
+) -> Reloaded {
+    if let Some(sd) = systemd {
+        sd.reloading();
+    }
+    let outcome = s.reload(path, tx).await;
+    if let Some(sd) = systemd {
+        match &outcome {
+            Reloaded::Applied => sd.tell("READY=1\nSTATUS=running; reload applied"),
+            Reloaded::Refused(_) => {
+                sd.tell(
+                    "READY=1\nSTATUS=running; a reload was refused: the config file has problems",
+                );
+            }
+        }
+    }
+    outcome
 }
 
 /// Once services have built their state (a few seconds after a start or reload), gives the

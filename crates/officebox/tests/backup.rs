@@ -313,7 +313,6 @@ fn settings_or_one_mailbox_come_back_alone() {
 #[test]
 fn the_nightly_archive_is_encrypted_the_oldest_go_and_it_restores_with_its_passphrase() {
     require_program("python3", "python3");
-    require_program("date", "coreutils");
     let folder = scratch_dir("nightly").unwrap();
     // Archives of three earlier nights, and a file that is somebody else's.
     for night in ["20261201-023000", "20261202-023000", "20261203-023000"] {

@@ -262,3 +262,113 @@ fn json_logs_with_a_flag() {
         "{log}"
     );
 }
+
+/// What officebox told the socket it was given as systemd's, in order.
+fn notifications(socket: &std::os::unix::net::UnixDatagram, until: Duration) -> Vec<String> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let end = std::time::Instant::now() + until;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < end {
+        if let Ok(n) = socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    got
+}
+
+#[test]
+fn tells_systemd_it_is_ready_reloading_and_stopping_and_feeds_the_watchdog() {
+    let dir = officebox_testkit::scratch_dir("notify").unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let config = TestConfig::demo().free_ports();
+    // A watchdog of 0.4 s: officebox says WATCHDOG=1 every 0.2 s.
+    let ob = Officebox::start_with_env(
+        bin(),
+        &config.text(),
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    )
+    .expect("officebox starts");
+    let first = notifications(&socket, Duration::from_millis(1500));
+    assert!(
+        first[0].starts_with("READY=1\nSTATUS=running: dns, mail"),
+        "{first:?}"
+    );
+    let fed = first.iter().filter(|m| *m == "WATCHDOG=1").count();
+    // Every 0.2 s: seven or so in 1.5 s; a loaded machine may delay a few, never all.
+    assert!((2..=10).contains(&fed), "fed every 0.2 s: {first:?}");
+
+    assert!(ob.reload().unwrap());
+    let reload = notifications(&socket, Duration::from_millis(500));
+    let reload: Vec<&String> = reload.iter().filter(|m| *m != "WATCHDOG=1").collect();
+    assert!(
+        reload[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reload:?}"
+    );
+    let usec: u64 = reload[0].rsplit('=').next().unwrap().parse().unwrap();
+    assert!(usec > 0);
+    assert_eq!(reload[1], "READY=1\nSTATUS=running; reload applied");
+
+    let (status, _, _) = ob.stop_with("TERM", Duration::from_secs(6)).unwrap();
+    assert!(status.success());
+    let last = notifications(&socket, Duration::from_millis(300));
+    assert!(last.iter().any(|m| m == "STOPPING=1"), "{last:?}");
+}
+
+/// The unit the package installs (debian/officebox.service), pointed at this build.
+fn unit_for_this_build(dir: &Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../debian/officebox.service"),
+    )
+    .unwrap();
+    // Each command line's program is this build's binary.
+    let unit: String = unit
+        .lines()
+        .map(|line| match line.split_once('=') {
+            Some((key @ ("ExecStart" | "ExecStartPre"), command)) => {
+                let args = command.split_once(' ').map_or("", |(_, a)| a);
+                format!("{key}={} {args}\n", bin().display())
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    let path = dir.join("officebox.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_keeps_its_exposure_low() {
+    officebox_testkit::require_program("systemd-analyze", "systemd");
+    let dir = officebox_testkit::scratch_dir("unit").unwrap();
+    let unit = unit_for_this_build(dir.path());
+    let verify = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // systemd's own score of the sandbox: 0 is locked down, 10 is nothing at all. A
+    // router that manages the firewall cannot reach 0; it must stay "OK" (under 3).
+    let security = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=30"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    assert!(security.status.success(), "{report}");
+    assert!(
+        report.contains("Overall exposure level for officebox.service"),
+        "{report}"
+    );
+}

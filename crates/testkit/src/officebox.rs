@@ -167,6 +167,15 @@ impl Officebox {
         Self::start_in(bin, config, dir)
     }
 
+    /// Like [`Officebox::start`], with these environment variables set for officebox
+    /// (systemd's `NOTIFY_SOCKET`, say).
+    pub fn start_with_env(bin: &Path, config: &str, env: &[(&str, &str)]) -> io::Result<Officebox> {
+        let dir = scratch_dir("officebox")?;
+        let mut cmd = Command::new(bin);
+        cmd.envs(env.iter().copied());
+        Self::launch(cmd, config, dir)
+    }
+
     /// Like [`Officebox::start`], in a directory the caller made (for restarts on the
     /// same state).
     pub fn start_in(bin: &Path, config: &str, dir: TempDir) -> io::Result<Officebox> {
