@@ -10,9 +10,12 @@ use crate::schema;
 
 /// The default config for a new box. `admin_hash` is the argon2 hash of the admin's
 /// password (the caller generates and shows the password).
-pub fn default_config(domain: &str, admin_hash: &str) -> String {
-    // The domain goes in first, so its line is laid out with it.
-    render(&TEMPLATE.replace("{domain}", domain)).replace("{admin_hash}", admin_hash)
+pub fn default_config(hostname: &str, domain: &str, admin_hash: &str) -> String {
+    // The names go in first, so their lines are laid out with them.
+    let named = TEMPLATE
+        .replace("{hostname}", hostname)
+        .replace("{domain}", domain);
+    render(&named).replace("{admin_hash}", admin_hash)
 }
 
 /// Where an inline comment starts, and the longest line that keeps one.
@@ -83,7 +86,7 @@ const TEMPLATE: &str = r#"# officebox configuration.
 
 # ---------------------------------------------------------------- Network Settings
 [network]
-{network.hostname}
+{network.hostname="{hostname}"}
 {network.domain="{domain}"}
 {network.manage}
 # listen = ["127.0.0.1"]        # bind every service to these addresses only (testing)
@@ -357,7 +360,7 @@ mod tests {
 
     #[test]
     fn every_placeholder_names_a_setting_and_every_default_is_written() {
-        let text = default_config("example.com", "HASH");
+        let text = default_config("officebox", "example.com", "HASH");
         assert!(
             text.lines().all(|l| !l.starts_with('{')),
             "a placeholder was left: {text}"

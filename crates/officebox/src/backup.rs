@@ -277,12 +277,23 @@ fn nightly_once(config: &Config, config_path: &Path) -> Result<(PathBuf, backup:
         .context("no backup folder is set")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let host = &config.network.hostname;
+    let prefix = format!("{ARCHIVE_PREFIX}{host}-");
+    // What a night cut off left (officebox stopped mid-archive): never a whole archive.
+    for e in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(Result::ok)
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && (name.ends_with(".partial") || name.ends_with(".state-db"))
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     let passphrase = config.backup.passphrase.as_deref();
     let out = dir.join(archive_name(host, passphrase.is_some()));
     let manifest = backup::manifest_now(env!("CARGO_PKG_VERSION"), host);
     let written = backup::write(config_path, &config.data_dir, &out, &manifest, passphrase)
         .with_context(|| format!("writing {}", out.display()))?;
-    let prefix = format!("{ARCHIVE_PREFIX}{host}-");
     let mut ours: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())

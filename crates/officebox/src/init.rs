@@ -7,14 +7,35 @@ use anyhow::{Context, Result, bail};
 
 use crate::passwords;
 
-pub fn init(path: &Path, domain: &str) -> Result<ExitCode> {
+/// The machine's own host name as a config's `network.hostname`: its first label, when
+/// it is one the config takes; else `officebox`.
+pub fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|h| {
+            let first = h.trim().split('.').next()?.to_ascii_lowercase();
+            officebox_config::values::parse_label(&first).ok()
+        })
+        .unwrap_or_else(|| "officebox".into())
+}
+
+pub fn init(path: &Path, hostname: Option<&str>, domain: &str) -> Result<ExitCode> {
     if path.exists() {
         bail!("{} already exists; not overwriting it", path.display());
     }
     let domain = officebox_config::values::parse_domain(domain)
         .map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
+    let hostname = match hostname {
+        Some(h) => officebox_config::values::parse_label(h)
+            .map_err(|e| anyhow::anyhow!("--hostname: {e}"))?,
+        None => machine_hostname(),
+    };
     let password = passwords::generate();
-    let text = officebox_config::template::default_config(&domain, &passwords::hash(&password)?);
+    let text = officebox_config::template::default_config(
+        &hostname,
+        &domain,
+        &passwords::hash(&password)?,
+    );
     let text = crate::users::with_sip_secret(&text, "admin", &password)?;
     // The template must always be a valid config: check before writing.
     officebox_config::parse(&path.display().to_string(), &text)

@@ -52,6 +52,9 @@ enum Command {
         /// The company's domain.
         #[arg(long, default_value = "example.com")]
         domain: String,
+        /// The box's own name (default: this machine's host name).
+        #[arg(long)]
+        hostname: Option<String>,
     },
     /// The DNS zone as served: every name, its records and where it came from.
     Dns {
@@ -308,7 +311,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => supervisor::run(&config),
         Command::Check { config } => check::check(&config),
-        Command::Init { config, domain } => init::init(&config, &domain),
+        Command::Init {
+            config,
+            domain,
+            hostname,
+        } => init::init(&config, hostname.as_deref(), &domain),
         Command::Backup {
             config,
             out,

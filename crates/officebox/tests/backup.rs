@@ -320,6 +320,9 @@ fn the_nightly_archive_is_encrypted_the_oldest_go_and_it_restores_with_its_passp
         std::fs::write(folder.path().join(name), b"an earlier night").unwrap();
     }
     std::fs::write(folder.path().join("notes.txt"), b"not an archive").unwrap();
+    // And what a night cut off left.
+    let cut = "officebox-officebox-20261204-023000.tar.gz.age.partial";
+    std::fs::write(folder.path().join(cut), b"half an archive").unwrap();
     // The night falls a few seconds from now, on the box's clock.
     let soon = Command::new("date")
         .args(["-d", "+8 seconds", "+%H:%M:%S"])

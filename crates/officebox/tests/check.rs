@@ -163,6 +163,21 @@ fn init_writes_a_valid_commented_config_and_refuses_to_overwrite() {
     assert_eq!(password.len(), 16);
     let text = std::fs::read_to_string(&path).expect("written");
     assert!(text.contains("domain = \"acme.example\""));
+    // The box is named as the machine is (its first label), where the config takes it.
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("a host name");
+    let first = machine
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let named = if first.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !first.is_empty()
+    {
+        first
+    } else {
+        "officebox".to_string()
+    };
+    assert!(text.contains(&format!("hostname = \"{named}\"")), "{text}");
     assert!(
         !text.contains(password),
         "the password itself is never stored"
@@ -198,6 +213,28 @@ fn init_writes_a_valid_commented_config_and_refuses_to_overwrite() {
         .expect("runs");
     assert!(!again.status.success());
     assert_eq!(std::fs::read_to_string(&path).expect("still there"), text);
+
+    // A name given is used, and a name the config cannot take is refused.
+    let named = dir.path().join("named.toml");
+    let out = officebox()
+        .args(["init", "--hostname", "FrontDesk", "--config"])
+        .arg(&named)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&named).expect("written");
+    assert!(text.contains("hostname = \"frontdesk\""), "{text}");
+    let bad = officebox()
+        .args(["init", "--hostname", "front desk", "--config"])
+        .arg(dir.path().join("bad.toml"))
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--hostname"));
 }
 
 #[test]

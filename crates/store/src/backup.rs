@@ -639,7 +639,7 @@ fn unpack_into(
                 return Err(not_a_backup(format!("it does not start with {MANIFEST}")));
             }
             let mut text = String::new();
-            Hashing::new(&mut entry)
+            (&mut entry)
                 .take(64 * 1024)
                 .read_to_string(&mut text)
                 .map_err(|e| not_a_backup(format!("its manifest cannot be read ({e})")))?;

@@ -33,7 +33,7 @@ fn the_shipped_configs_are_valid() {
     assert_eq!(c.users.len(), 3);
     assert!(!c.network.manage);
     assert!(!c.dns.use_upstream, "the demo never forwards anywhere");
-    let t = crate::template::default_config("acme.example", HASH);
+    let t = crate::template::default_config("frontdesk", "acme.example", HASH);
     let c = parse("init.toml", &t).unwrap();
     assert_eq!(c.network.domain, "acme.example");
     assert_eq!(c.security.mode, SecurityMode::FirewallNat);

@@ -124,11 +124,11 @@ pub(crate) async fn download(State(app): State<Shared>, _me: Me) -> Response {
         let age = if passphrase.is_some() { ".age" } else { "" };
         let stamp = datetime(officebox_store::unix_now()).replace([' ', ':', '-'], "");
         let name = format!("officebox-{host}-{stamp}.tar.gz{age}");
-        let tmp = std::env::temp_dir().join(format!(
-            ".officebox-download-{}-{}",
-            std::process::id(),
-            officebox_store::unix_now()
-        ));
+        // Two downloads at once each have their own.
+        static DOWNLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = DOWNLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp =
+            std::env::temp_dir().join(format!(".officebox-download-{}-{n}", std::process::id()));
         let manifest = officebox_store::backup::manifest_now(env!("CARGO_PKG_VERSION"), &host);
         let result = officebox_store::backup::write(
             &config_path,
