@@ -30,6 +30,16 @@ fn officebox(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The demo on free ports, started, its POP3 server listening.
+fn demo_box() -> (TestConfig, Officebox) {
+    let c = TestConfig::demo().free_ports();
+    let ob = Officebox::start(bin(), &c.text()).unwrap();
+    ob.peer()
+        .wait_for_log("pop3: serving", READY_TIMEOUT)
+        .unwrap();
+    (c, ob)
+}
+
 /// `officebox backup` of the box in `dir` into `dir/box.tar.gz`, which must succeed.
 fn back_up(dir: &Path) -> String {
     let made = officebox(
@@ -75,12 +85,8 @@ fn subjects(pop: i64) -> BTreeSet<u32> {
 #[test]
 fn a_backup_under_smtp_load_restores_every_acknowledged_mail_and_a_spoiled_one_is_refused() {
     require_program("python3", "python3");
-    let c = TestConfig::demo().free_ports();
+    let (c, ob) = demo_box();
     let (smtp, pop) = (c.int("mail.smtp_port"), c.int("mail.pop3_port"));
-    let ob = Officebox::start(bin(), &c.text()).unwrap();
-    ob.peer()
-        .wait_for_log("pop3: serving", READY_TIMEOUT)
-        .unwrap();
 
     // A careless second start on the same data is refused at once.
     let second = officebox(ob.dir(), &["run", "--config", "officebox.toml"]);
@@ -207,12 +213,8 @@ fn a_backup_under_smtp_load_restores_every_acknowledged_mail_and_a_spoiled_one_i
 fn settings_or_one_mailbox_come_back_alone() {
     require_program("swaks", "swaks");
     require_program("python3", "python3");
-    let c = TestConfig::demo().free_ports();
+    let (c, ob) = demo_box();
     let (smtp, pop) = (c.int("mail.smtp_port"), c.int("mail.pop3_port"));
-    let ob = Officebox::start(bin(), &c.text()).unwrap();
-    ob.peer()
-        .wait_for_log("pop3: serving", READY_TIMEOUT)
-        .unwrap();
     let send = |n: u32| {
         let out = Command::new("swaks")
             .args([
