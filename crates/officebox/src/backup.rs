@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use officebox_config::{Config, LoadError};
-use officebox_store::backup::{self, Unpacked};
+use officebox_store::backup::{self, ARCHIVE_PREFIX, Unpacked, archive_name};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -68,18 +68,6 @@ fn load(path: &Path) -> Result<Config> {
     }
 }
 
-/// Now as `YYYYMMDD-HHMMSS` (UTC), for file names.
-fn stamp() -> String {
-    officebox_store::date::datetime(officebox_store::unix_now())
-        .chars()
-        .filter_map(|c| match c {
-            ' ' => Some('-'),
-            '-' | ':' => None,
-            c => Some(c),
-        })
-        .collect()
-}
-
 /// Where a passphrase comes from on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Passphrase {
@@ -111,14 +99,6 @@ impl Passphrase {
         }
         Ok(Some(line))
     }
-}
-
-const ARCHIVE_PREFIX: &str = "officebox-";
-
-/// The file name of an archive of `host` made now.
-fn archive_name(host: &str, encrypted: bool) -> String {
-    let age = if encrypted { ".age" } else { "" };
-    format!("{ARCHIVE_PREFIX}{host}-{}.tar.gz{age}", stamp())
 }
 
 /// `officebox backup`: one archive of the running (or stopped) box, encrypted with the
@@ -344,7 +324,7 @@ fn swap_in(
         .context("the backup's config is not one this officebox can run; nothing was restored")?;
     let text = std::fs::read(&unpacked.config)
         .with_context(|| format!("cannot read {}", unpacked.config.display()))?;
-    let when = stamp();
+    let when = backup::stamp_now();
     match part {
         Part::Settings => {
             let kept = replace_config(config_path, &text, &when)?;

@@ -773,6 +773,27 @@ fn sync_tree(dir: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
+/// How every archive's file name begins: `officebox-<host>-<time>.tar.gz[.age]`.
+pub const ARCHIVE_PREFIX: &str = "officebox-";
+
+/// Now as `YYYYMMDD-HHMMSS` (UTC), for file names.
+pub fn stamp_now() -> String {
+    crate::date::datetime(crate::unix_now())
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            '-' | ':' => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// The file name of an archive of `host` made now (`.age` when encrypted).
+pub fn archive_name(host: &str, encrypted: bool) -> String {
+    let age = if encrypted { ".age" } else { "" };
+    format!("{ARCHIVE_PREFIX}{host}-{}.tar.gz{age}", stamp_now())
+}
+
 /// The manifest of the officebox running this code, for a backup made now.
 pub fn manifest_now(version: &str, host: &str) -> Manifest {
     Manifest {

@@ -121,9 +121,7 @@ pub(crate) async fn download(State(app): State<Shared>, _me: Me) -> Response {
     let made = tokio::task::spawn_blocking(move || {
         let host = config.network.hostname.clone();
         let passphrase = config.backup.passphrase.clone();
-        let age = if passphrase.is_some() { ".age" } else { "" };
-        let stamp = datetime(officebox_store::unix_now()).replace([' ', ':', '-'], "");
-        let name = format!("officebox-{host}-{stamp}.tar.gz{age}");
+        let name = officebox_store::backup::archive_name(&host, passphrase.is_some());
         // Two downloads at once each have their own.
         static DOWNLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = DOWNLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
